@@ -1,0 +1,473 @@
+//! Rollup cells. A cell sums the contributions of the records whose time falls in one bucket
+//! (a [`Grain`] of the tenant's clock) and whose key — the values of its [`Cuboid`]'s
+//! dimensions — is the same. Contributions are additive, so a replaced record is *retracted*
+//! (its old contribution added with sign −1) and rollups stay exactly `f(raw records)`.
+
+use crate::clock::{Clock, Grain, QUARTER_HOUR};
+use crate::event::{AgentStatus, CallAnalysis, CallRecord};
+use crate::histogram::Histogram;
+
+/// A dimension stored in cell keys. Derived dimensions (category, hour of day, day of week)
+/// are computed at query time from these and from the cell's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    Agent,
+    Team,
+    Campaign,
+    List,
+    LeadSource,
+    Direction,
+    Disposition,
+    ScoreRange,
+}
+
+impl Dim {
+    pub const ALL: [Dim; 8] = [
+        Dim::Agent,
+        Dim::Team,
+        Dim::Campaign,
+        Dim::List,
+        Dim::LeadSource,
+        Dim::Direction,
+        Dim::Disposition,
+        Dim::ScoreRange,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dim::Agent => "agent",
+            Dim::Team => "team",
+            Dim::Campaign => "campaign",
+            Dim::List => "list",
+            Dim::LeadSource => "lead_source",
+            Dim::Direction => "direction",
+            Dim::Disposition => "disposition",
+            Dim::ScoreRange => "score_range",
+        }
+    }
+}
+
+/// Which records a cell sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fact {
+    Calls,
+    /// Agent status time (active dialing, idle), split at cell boundaries.
+    Activity,
+}
+
+impl Fact {
+    /// The dimensions a record of this fact has at all.
+    pub fn dims(self) -> &'static [Dim] {
+        match self {
+            Fact::Calls => &Dim::ALL,
+            Fact::Activity => &[Dim::Agent],
+        }
+    }
+}
+
+/// A set of dimensions rolled up at some grains. Small cuboids answer dashboards from few
+/// cells; the widest one answers arbitrary filters for whole days; what none covers is read
+/// from raw records through the same contribution functions.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cuboid {
+    pub id: u8,
+    pub fact: Fact,
+    pub dims: &'static [Dim],
+    pub grains: &'static [Grain],
+}
+
+impl Cuboid {
+    pub fn covers(&self, dims: &[Dim]) -> bool {
+        dims.iter().all(|d| self.dims.contains(d))
+    }
+
+    pub fn has(&self, grain: Grain) -> bool {
+        self.grains.contains(&grain)
+    }
+
+    /// Position of `dim` in this cuboid's keys.
+    pub fn position(&self, dim: Dim) -> Option<usize> {
+        self.dims.iter().position(|d| *d == dim)
+    }
+}
+
+use Dim::*;
+use Grain::*;
+
+/// Every cuboid, smallest first: the planner takes the first that covers a query.
+pub static CUBOIDS: [Cuboid; 5] = [
+    Cuboid {
+        id: 0,
+        fact: Fact::Calls,
+        dims: &[Disposition],
+        grains: &[Quarter, Hour, Day],
+    },
+    Cuboid {
+        id: 1,
+        fact: Fact::Calls,
+        dims: &[Agent, Team, Disposition],
+        grains: &[Quarter, Hour, Day],
+    },
+    Cuboid {
+        id: 2,
+        fact: Fact::Calls,
+        dims: &[Team, Campaign, LeadSource, Direction, Disposition],
+        grains: &[Hour, Day],
+    },
+    Cuboid {
+        id: 3,
+        fact: Fact::Calls,
+        dims: &Dim::ALL,
+        grains: &[Day],
+    },
+    Cuboid {
+        id: 4,
+        fact: Fact::Activity,
+        dims: &[Agent],
+        grains: &[Quarter, Hour, Day],
+    },
+];
+
+pub fn cuboid(id: u8) -> Option<&'static Cuboid> {
+    CUBOIDS.iter().find(|c| c.id == id)
+}
+
+/// Separates key parts; ids with control characters are rejected at ingest, so it cannot clash.
+pub const KEY_SEPARATOR: char = '\u{1f}';
+
+/// Identifies one cell of one tenant (the tenant is the store's business).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CellId {
+    pub cuboid: u8,
+    pub grain: Grain,
+    pub bucket: i64,
+    pub key: String,
+}
+
+/// Indices into [`Stats::c`]. Call counters first, then activity's.
+pub mod counter {
+    pub const CALLS: usize = 0;
+    pub const TALK_N: usize = 1;
+    pub const TALK_SUM: usize = 2;
+    pub const WAIT_N: usize = 3;
+    pub const WAIT_SUM: usize = 4;
+    pub const WRAP_N: usize = 5;
+    pub const WRAP_SUM: usize = 6;
+    pub const VOICEMAIL_DROPPED: usize = 7;
+    pub const CALLBACKS: usize = 8;
+    pub const ABANDONED: usize = 9;
+    pub const ANALYSED: usize = 10;
+    pub const SCORE_N: usize = 11;
+    pub const SCORE_SUM: usize = 12;
+    pub const SENTIMENT_N: usize = 13;
+    pub const SENTIMENT_SUM: usize = 14;
+    pub const PROSPECT_SENTIMENT_N: usize = 15;
+    pub const PROSPECT_SENTIMENT_SUM: usize = 16;
+    pub const TALK_RATIO_N: usize = 17;
+    pub const TALK_RATIO_SUM: usize = 18;
+    pub const FILLER_N: usize = 19;
+    pub const FILLER_SUM: usize = 20;
+    pub const ACTIVE_NS: usize = 21;
+    pub const IDLE_NS: usize = 22;
+    pub const COUNT: usize = 23;
+}
+
+/// The sums a cell holds: integer counters (exact under any order of additions) and the
+/// histogram of talk seconds (for medians and p90).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub c: [i64; counter::COUNT],
+    pub talk: Histogram,
+}
+
+impl Stats {
+    pub fn merge(&mut self, other: &Stats, sign: i64) {
+        for (mine, theirs) in self.c.iter_mut().zip(other.c.iter()) {
+            *mine += theirs * sign;
+        }
+        self.talk.merge(&other.talk, sign);
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.c.iter().all(|&v| v == 0) && self.talk.is_empty()
+    }
+
+    /// Compact binary form: counters up to the last non-zero one, then the histogram with
+    /// delta-encoded values, all as zigzag varints.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let used = self.c.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
+        put_varint(out, used as i64);
+        for &v in &self.c[..used] {
+            put_varint(out, v);
+        }
+        put_varint(out, self.talk.entries().len() as i64);
+        let mut previous = 0;
+        for &(value, count) in self.talk.entries() {
+            put_varint(out, value - previous);
+            put_varint(out, count);
+            previous = value;
+        }
+    }
+
+    pub fn decode(input: &mut &[u8]) -> Option<Stats> {
+        let mut s = Stats::default();
+        let used = get_varint(input)? as usize;
+        if used > counter::COUNT {
+            return None;
+        }
+        for slot in &mut s.c[..used] {
+            *slot = get_varint(input)?;
+        }
+        let entries = get_varint(input)? as usize;
+        let mut talk = Vec::with_capacity(entries.min(1 << 16));
+        let mut value = 0;
+        for _ in 0..entries {
+            value += get_varint(input)?;
+            talk.push((value, get_varint(input)?));
+        }
+        s.talk = Histogram::from_entries(talk);
+        Some(s)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        self.encode(&mut out);
+        out
+    }
+
+    pub fn from_bytes(mut bytes: &[u8]) -> Option<Stats> {
+        Stats::decode(&mut bytes)
+    }
+}
+
+pub fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+pub fn get_varint(input: &mut &[u8]) -> Option<i64> {
+    let mut z: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = input.split_first()?;
+        *input = rest;
+        z |= ((byte & 0x7f) as u64) << shift;
+        if byte < 0x80 {
+            return Some((z >> 1) as i64 ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as i64);
+    out.extend_from_slice(bytes);
+}
+
+pub fn get_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(get_varint(input)?).ok()?;
+    if input.len() < len {
+        return None;
+    }
+    let (bytes, rest) = input.split_at(len);
+    *input = rest;
+    Some(bytes)
+}
+
+/// The score range of an analysed call: `0-20`, `20-40`, `40-60`, `60-80`, `80-100`
+/// (each includes its lower bound; 100 belongs to `80-100`).
+pub fn score_range(score_micros: i64) -> &'static str {
+    const RANGES: [&str; 5] = ["0-20", "20-40", "40-60", "60-80", "80-100"];
+    RANGES[((score_micros / 20_000_000) as usize).min(4)]
+}
+
+/// One call's contribution to every cell it falls in.
+pub fn call_stats(call: &CallRecord, analysis: Option<&CallAnalysis>) -> Stats {
+    use counter::*;
+    let mut s = Stats::default();
+    s.c[CALLS] = 1;
+    if let Some(t) = call.talk_seconds {
+        s.c[TALK_N] = 1;
+        s.c[TALK_SUM] = t;
+        s.talk = Histogram::single(t, 1);
+    }
+    if let Some(w) = call.wait_seconds {
+        s.c[WAIT_N] = 1;
+        s.c[WAIT_SUM] = w;
+    }
+    if let Some(w) = call.wrap_seconds {
+        s.c[WRAP_N] = 1;
+        s.c[WRAP_SUM] = w;
+    }
+    s.c[VOICEMAIL_DROPPED] = call.voicemail_dropped as i64;
+    s.c[CALLBACKS] = call.is_callback as i64;
+    s.c[ABANDONED] = call.abandoned as i64;
+    if let Some(a) = analysis {
+        s.c[ANALYSED] = 1;
+        for (value, n, sum) in [
+            (a.score_micros, SCORE_N, SCORE_SUM),
+            (a.sentiment_micros, SENTIMENT_N, SENTIMENT_SUM),
+            (
+                a.prospect_sentiment_micros,
+                PROSPECT_SENTIMENT_N,
+                PROSPECT_SENTIMENT_SUM,
+            ),
+            (a.talk_ratio_micros, TALK_RATIO_N, TALK_RATIO_SUM),
+            (a.filler_micros, FILLER_N, FILLER_SUM),
+        ] {
+            if let Some(v) = value {
+                s.c[n] = 1;
+                s.c[sum] = v;
+            }
+        }
+    }
+    s
+}
+
+/// The value of every [`Dim`] for a call, in `Dim::ALL` order ("" when absent).
+pub fn call_dim_values<'a>(call: &'a CallRecord, analysis: Option<&CallAnalysis>) -> [&'a str; 8] {
+    let opt = |v: &'a Option<String>| v.as_deref().unwrap_or("");
+    [
+        &call.agent_id,
+        opt(&call.team_id),
+        opt(&call.campaign_id),
+        opt(&call.list_id),
+        opt(&call.lead_source),
+        opt(&call.direction),
+        &call.disposition,
+        analysis
+            .and_then(|a| a.score_micros)
+            .map_or("", score_range),
+    ]
+}
+
+/// The key of a record in `cuboid`, from the values of all its dimensions.
+pub fn project_key(cuboid: &Cuboid, values: &[&str; 8]) -> String {
+    let mut key = String::new();
+    for (i, dim) in cuboid.dims.iter().enumerate() {
+        if i > 0 {
+            key.push(KEY_SEPARATOR);
+        }
+        key.push_str(values[*dim as usize]);
+    }
+    key
+}
+
+/// Calls `emit` for every cell a call contributes to, with its contribution.
+pub fn for_each_call_cell(
+    clock: &Clock,
+    call: &CallRecord,
+    analysis: Option<&CallAnalysis>,
+    mut emit: impl FnMut(CellId, &Stats),
+) {
+    let stats = call_stats(call, analysis);
+    let values = call_dim_values(call, analysis);
+    let t = call.started_second();
+    let buckets = Grain::ALL.map(|g| clock.cell_start(g, t));
+    for cuboid in CUBOIDS.iter().filter(|c| c.fact == Fact::Calls) {
+        let key = project_key(cuboid, &values);
+        for &grain in cuboid.grains {
+            emit(
+                CellId {
+                    cuboid: cuboid.id,
+                    grain,
+                    bucket: buckets[grain as usize],
+                    key: key.clone(),
+                },
+                &stats,
+            );
+        }
+    }
+}
+
+/// Calls `emit` for every piece of an agent's status interval `[from_ns, to_ns)` in every
+/// activity cell it overlaps. Statuses that are neither active nor idle contribute nothing.
+pub fn for_each_activity_cell(
+    clock: &Clock,
+    agent_id: &str,
+    status: AgentStatus,
+    from_ns: i64,
+    to_ns: i64,
+    mut emit: impl FnMut(CellId, &Stats),
+) {
+    let slot = match status {
+        s if s.is_active() => counter::ACTIVE_NS,
+        AgentStatus::Idle => counter::IDLE_NS,
+        _ => return,
+    };
+    if to_ns <= from_ns {
+        return;
+    }
+    const NS: i64 = 1_000_000_000;
+    for cuboid in CUBOIDS.iter().filter(|c| c.fact == Fact::Activity) {
+        for &grain in cuboid.grains {
+            let mut t = from_ns;
+            while t < to_ns {
+                let bucket = clock.cell_start(grain, t.div_euclid(NS));
+                let end = match grain {
+                    Grain::Quarter => bucket + QUARTER_HOUR,
+                    _ => clock.cell_end(grain, bucket),
+                };
+                let piece_end = (end * NS).min(to_ns);
+                let mut s = Stats::default();
+                s.c[slot] = piece_end - t;
+                emit(
+                    CellId {
+                        cuboid: cuboid.id,
+                        grain,
+                        bucket,
+                        key: agent_id.to_string(),
+                    },
+                    &s,
+                );
+                t = piece_end;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn stats_round_trip(c in prop::collection::vec(any::<i64>(), counter::COUNT), h in prop::collection::vec((0i64..100_000, -5i64..5), 0..30)) {
+            let mut s = Stats { talk: Histogram::from_entries(h), ..Stats::default() };
+            s.c.copy_from_slice(&c);
+            prop_assert_eq!(Stats::from_bytes(&s.to_bytes()), Some(s));
+        }
+    }
+
+    #[test]
+    fn score_ranges() {
+        assert_eq!(score_range(0), "0-20");
+        assert_eq!(score_range(19_999_999), "0-20");
+        assert_eq!(score_range(20_000_000), "20-40");
+        assert_eq!(score_range(100_000_000), "80-100");
+    }
+
+    #[test]
+    fn activity_is_split_at_cell_boundaries() {
+        let clock = Clock::utc();
+        let ns = 1_000_000_000;
+        let mut quarters = Vec::new();
+        for_each_activity_cell(
+            &clock,
+            "a",
+            AgentStatus::Dialing,
+            800 * ns,
+            1900 * ns,
+            |id, s| {
+                if id.grain == Grain::Quarter {
+                    quarters.push((id.bucket, s.c[counter::ACTIVE_NS] / ns));
+                }
+            },
+        );
+        assert_eq!(quarters, vec![(0, 100), (900, 900), (1800, 100)]);
+    }
+}

@@ -1,0 +1,691 @@
+//! The event schema of SPEC §3: parsing a JSON object into a typed event, with every problem
+//! reported against the field it concerns.
+
+use crate::clock::{nanos_to_seconds, parse_rfc3339_nanos};
+use crate::taxonomy::CompiledTaxonomy;
+use crate::FieldError;
+use serde_json::{Map, Value};
+
+/// The longest id or label accepted; anything longer is almost certainly a client bug.
+const MAX_TEXT: usize = 256;
+
+/// One call record, the state after this version. Instants are epoch nanoseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub event_id: String,
+    /// Ordering of versions: `updated_at`, or the record's latest timestamp.
+    pub version_ns: i64,
+    pub agent_id: String,
+    pub team_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub list_id: Option<String>,
+    pub contact_id: Option<String>,
+    pub lead_source: Option<String>,
+    pub direction: Option<String>,
+    /// The taxonomy's spelling.
+    pub disposition: String,
+    pub started_ns: i64,
+    pub ended_ns: Option<i64>,
+    pub talk_seconds: Option<i64>,
+    pub wait_seconds: Option<i64>,
+    pub wrap_seconds: Option<i64>,
+    pub voicemail_dropped: bool,
+    pub is_callback: bool,
+    pub abandoned: bool,
+}
+
+impl CallRecord {
+    pub fn started_second(&self) -> i64 {
+        nanos_to_seconds(self.started_ns)
+    }
+
+    pub fn version(&self) -> Version<'_> {
+        Version {
+            at_ns: self.version_ns,
+            event_id: &self.event_id,
+        }
+    }
+}
+
+/// The AI pipeline's analysis of a call. Fractional values are kept in millionths so that sums
+/// (and therefore averages) are exact whatever the order of additions and retractions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallAnalysis {
+    pub call_id: String,
+    pub event_id: String,
+    pub version_ns: i64,
+    pub score_micros: Option<i64>,
+    pub sentiment_micros: Option<i64>,
+    pub prospect_sentiment_micros: Option<i64>,
+    pub talk_ratio_micros: Option<i64>,
+    pub filler_micros: Option<i64>,
+    pub intent: Option<String>,
+}
+
+impl CallAnalysis {
+    pub fn version(&self) -> Version<'_> {
+        Version {
+            at_ns: self.version_ns,
+            event_id: &self.event_id,
+        }
+    }
+}
+
+pub const MICROS: f64 = 1_000_000.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub event_id: String,
+    pub agent_id: String,
+    pub status: AgentStatus,
+    pub at_ns: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    Idle,
+    Dialing,
+    OnCall,
+    WrapUp,
+    Offline,
+}
+
+impl AgentStatus {
+    pub const NAMES: [&'static str; 5] = ["idle", "dialing", "on_call", "wrap_up", "offline"];
+
+    pub fn parse(s: &str) -> Option<AgentStatus> {
+        Some(match s {
+            "idle" => AgentStatus::Idle,
+            "dialing" => AgentStatus::Dialing,
+            "on_call" => AgentStatus::OnCall,
+            "wrap_up" => AgentStatus::WrapUp,
+            "offline" => AgentStatus::Offline,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// Active dialing time is dialing + on a call + wrap-up.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            AgentStatus::Dialing | AgentStatus::OnCall | AgentStatus::WrapUp
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageChange {
+    pub event_id: String,
+    pub contact_id: String,
+    pub stage: String,
+    pub at_ns: i64,
+    pub campaign_id: Option<String>,
+    pub lead_source: Option<String>,
+    pub agent_id: Option<String>,
+    pub call_id: Option<String>,
+    /// In the currency's minor units (cents), exact.
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub conversation_id: String,
+    pub event_id: String,
+    pub version_ns: i64,
+    pub channel: String,
+    pub opened_ns: i64,
+    pub agent_id: Option<String>,
+    pub team_id: Option<String>,
+    pub first_response_ns: Option<i64>,
+    pub resolved_ns: Option<i64>,
+    pub status: Option<String>,
+    pub intent: Option<String>,
+}
+
+impl Conversation {
+    pub fn version(&self) -> Version<'_> {
+        Version {
+            at_ns: self.version_ns,
+            event_id: &self.event_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsatScore {
+    pub event_id: String,
+    pub score: i64,
+    pub at_ns: i64,
+    pub call_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub agent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Call(CallRecord),
+    Analysis(CallAnalysis),
+    Status(StatusChange),
+    Stage(StageChange),
+    Conversation(Conversation),
+    Csat(CsatScore),
+}
+
+impl Event {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::Call(_) => "call",
+            Event::Analysis(_) => "call_analysis",
+            Event::Status(_) => "agent_status",
+            Event::Stage(_) => "lead_stage",
+            Event::Conversation(_) => "conversation",
+            Event::Csat(_) => "csat",
+        }
+    }
+
+    /// The record a version replaces (`call_id`, `conversation_id`), if this type has versions.
+    pub fn record_key(&self) -> Option<&str> {
+        match self {
+            Event::Call(c) => Some(&c.call_id),
+            Event::Analysis(a) => Some(&a.call_id),
+            Event::Conversation(c) => Some(&c.conversation_id),
+            _ => None,
+        }
+    }
+}
+
+/// How versions of one record are ordered: by time, then by the greater event id, so the
+/// outcome never depends on arrival order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version<'a> {
+    pub at_ns: i64,
+    pub event_id: &'a str,
+}
+
+/// A validated event with its id and its original JSON (kept as the raw log).
+#[derive(Debug, Clone)]
+pub struct ParsedEvent {
+    pub id: String,
+    pub event: Event,
+    pub raw: Value,
+}
+
+pub const EVENT_TYPES: [&str; 6] = [
+    "call",
+    "call_analysis",
+    "agent_status",
+    "lead_stage",
+    "conversation",
+    "csat",
+];
+
+/// Reads fields off one event object, collecting every problem instead of stopping at the first.
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    fn present(&self, field: &str) -> Option<&'a Value> {
+        self.obj.get(field).filter(|v| !v.is_null())
+    }
+
+    fn text(&mut self, field: &str, required: bool) -> Option<String> {
+        match self.present(field) {
+            None => {
+                if required {
+                    self.error(field, "is required");
+                }
+                None
+            }
+            Some(Value::String(s)) if s.is_empty() => {
+                self.error(field, "must not be empty");
+                None
+            }
+            Some(Value::String(s)) if s.len() > MAX_TEXT => {
+                self.error(field, format!("must be at most {MAX_TEXT} bytes"));
+                None
+            }
+            Some(Value::String(s)) if s.chars().any(char::is_control) => {
+                self.error(field, "must not contain control characters");
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            // Integrations often send numeric ids; accept them as their decimal text.
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+            Some(_) => {
+                self.error(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn required_text(&mut self, field: &str) -> String {
+        self.text(field, true).unwrap_or_default()
+    }
+
+    fn one_of(&mut self, field: &str, allowed: &[&str]) -> Option<String> {
+        let v = self.text(field, false)?;
+        if allowed.contains(&v.as_str()) {
+            Some(v)
+        } else {
+            self.error(field, format!("must be one of: {}", allowed.join(", ")));
+            None
+        }
+    }
+
+    fn timestamp(&mut self, field: &str, required: bool) -> Option<i64> {
+        match self.present(field) {
+            None => {
+                if required {
+                    self.error(field, "is required");
+                }
+                None
+            }
+            Some(Value::String(s)) => match parse_rfc3339_nanos(s) {
+                Ok(ns) => Some(ns),
+                Err(message) => {
+                    self.error(field, message);
+                    None
+                }
+            },
+            Some(_) => {
+                self.error(field, "must be an RFC 3339 timestamp string");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, field: &str) -> Option<i64> {
+        let v = self.present(field)?;
+        match v.as_i64() {
+            Some(n) if n >= 0 => Some(n),
+            _ => {
+                self.error(field, "must be a whole number of seconds ≥ 0");
+                None
+            }
+        }
+    }
+
+    fn flag(&mut self, field: &str) -> bool {
+        match self.present(field) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                self.error(field, "must be true or false");
+                false
+            }
+        }
+    }
+
+    fn number(&mut self, field: &str, min: f64, max: f64) -> Option<f64> {
+        let v = self.present(field)?;
+        match v.as_f64() {
+            Some(x) if x.is_finite() && x >= min && x <= max => Some(x),
+            _ => {
+                self.error(field, format!("must be a number between {min} and {max}"));
+                None
+            }
+        }
+    }
+
+    fn micros(&mut self, field: &str, min: f64, max: f64) -> Option<i64> {
+        self.number(field, min, max)
+            .map(|x| (x * crate::event::MICROS).round() as i64)
+    }
+
+    /// A duration given directly, or derived from two timestamps and truncated to seconds.
+    fn duration_or_derived(
+        &mut self,
+        field: &str,
+        from: (&str, Option<i64>),
+        to: (&str, Option<i64>),
+    ) -> Option<i64> {
+        if self.present(field).is_some() {
+            return self.duration(field);
+        }
+        let (Some(a), Some(b)) = (from.1, to.1) else {
+            return None;
+        };
+        if b < a {
+            self.error(to.0, format!("must not be before {}", from.0));
+            return None;
+        }
+        Some((b - a) / 1_000_000_000)
+    }
+}
+
+/// Validates one event. `taxonomy` decides which dispositions exist.
+pub fn parse_event(
+    value: &Value,
+    taxonomy: &CompiledTaxonomy,
+) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+    let Some(obj) = value.as_object() else {
+        return Err((
+            None,
+            vec![FieldError::new("", "each event must be a JSON object")],
+        ));
+    };
+    let mut f = Fields {
+        obj,
+        errors: Vec::new(),
+    };
+    let id = f.required_text("id");
+    let type_name = f.text("type", true);
+    let event = match type_name.as_deref() {
+        Some("call") => Some(Event::Call(parse_call(&mut f, &id, taxonomy))),
+        Some("call_analysis") => Some(Event::Analysis(parse_analysis(&mut f, &id))),
+        Some("agent_status") => Some(Event::Status(parse_status(&mut f, &id))),
+        Some("lead_stage") => Some(Event::Stage(parse_stage(&mut f, &id))),
+        Some("conversation") => Some(Event::Conversation(parse_conversation(&mut f, &id))),
+        Some("csat") => Some(Event::Csat(parse_csat(&mut f, &id))),
+        Some(_) => {
+            f.error(
+                "type",
+                format!("unknown event type; known: {}", EVENT_TYPES.join(", ")),
+            );
+            None
+        }
+        None => None,
+    };
+    let known_id = (!id.is_empty()).then(|| id.clone());
+    match event {
+        Some(event) if f.errors.is_empty() => Ok(ParsedEvent {
+            id,
+            event,
+            raw: value.clone(),
+        }),
+        _ => Err((known_id, f.errors)),
+    }
+}
+
+fn parse_call(f: &mut Fields, id: &str, taxonomy: &CompiledTaxonomy) -> CallRecord {
+    let call_id = f.required_text("call_id");
+    let agent_id = f.required_text("agent_id");
+    let started = f.timestamp("started_at", true);
+    let answered = f.timestamp("answered_at", false);
+    let connected = f.timestamp("agent_connected_at", false);
+    let ended = f.timestamp("ended_at", false);
+    let wrap_ended = f.timestamp("wrap_ended_at", false);
+    let updated = f.timestamp("updated_at", false);
+    let disposition = match f.text("disposition", true) {
+        Some(d) => match taxonomy.canonical(&d) {
+            Some(c) => c.to_string(),
+            None => {
+                f.error(
+                    "disposition",
+                    format!(
+                        "unknown disposition '{d}'; known: {}",
+                        taxonomy.known().join(", ")
+                    ),
+                );
+                String::new()
+            }
+        },
+        None => String::new(),
+    };
+    let talk = f.duration_or_derived(
+        "talk_seconds",
+        ("agent_connected_at", connected),
+        ("ended_at", ended),
+    );
+    let wait = f.duration_or_derived(
+        "wait_seconds",
+        ("answered_at", answered),
+        ("agent_connected_at", connected),
+    );
+    let wrap = f.duration_or_derived(
+        "wrap_seconds",
+        ("ended_at", ended),
+        ("wrap_ended_at", wrap_ended),
+    );
+    if let (Some(s), Some(e)) = (started, ended) {
+        if e < s {
+            f.error("ended_at", "must not be before started_at");
+        }
+    }
+    let latest = [started, answered, connected, ended, wrap_ended]
+        .into_iter()
+        .flatten()
+        .max();
+    let call = CallRecord {
+        call_id,
+        event_id: id.to_string(),
+        version_ns: updated.or(latest).unwrap_or_default(),
+        agent_id,
+        team_id: f.text("team_id", false),
+        campaign_id: f.text("campaign_id", false),
+        list_id: f.text("list_id", false),
+        contact_id: f.text("contact_id", false),
+        lead_source: f.text("lead_source", false),
+        direction: f.one_of("direction", &["outbound", "inbound"]),
+        disposition,
+        started_ns: started.unwrap_or_default(),
+        ended_ns: ended,
+        talk_seconds: talk,
+        wait_seconds: wait,
+        wrap_seconds: wrap,
+        voicemail_dropped: f.flag("voicemail_dropped"),
+        is_callback: f.flag("is_callback"),
+        abandoned: f.flag("abandoned"),
+    };
+    f.one_of("amd", &["human", "machine", "unknown"]);
+    for field in ["recording_url", "notes"] {
+        if f.present(field).is_some_and(|v| !v.is_string()) {
+            f.error(field, "must be a string");
+        }
+    }
+    if f.present("prospect").is_some_and(|v| !v.is_object()) {
+        f.error(
+            "prospect",
+            "must be an object {name, phone, company, timezone}",
+        );
+    }
+    call
+}
+
+fn parse_analysis(f: &mut Fields, id: &str) -> CallAnalysis {
+    CallAnalysis {
+        call_id: f.required_text("call_id"),
+        event_id: id.to_string(),
+        version_ns: f.timestamp("updated_at", false).unwrap_or_default(),
+        score_micros: f.micros("score", 0.0, 100.0),
+        sentiment_micros: f.micros("sentiment", -1.0, 1.0),
+        prospect_sentiment_micros: f.micros("prospect_sentiment", -1.0, 1.0),
+        talk_ratio_micros: f.micros("agent_talk_ratio", 0.0, 1.0),
+        filler_micros: f.micros("filler_words_per_100", 0.0, 100.0),
+        intent: f.text("intent", false),
+    }
+}
+
+fn parse_status(f: &mut Fields, id: &str) -> StatusChange {
+    let agent_id = f.required_text("agent_id");
+    let status = match f.text("status", true) {
+        Some(s) => AgentStatus::parse(&s).unwrap_or_else(|| {
+            f.error(
+                "status",
+                format!("must be one of: {}", AgentStatus::NAMES.join(", ")),
+            );
+            AgentStatus::Offline
+        }),
+        None => AgentStatus::Offline,
+    };
+    let at_ns = f.timestamp("at", true).unwrap_or_default();
+    StatusChange {
+        event_id: id.to_string(),
+        agent_id,
+        status,
+        at_ns,
+    }
+}
+
+fn parse_stage(f: &mut Fields, id: &str) -> StageChange {
+    StageChange {
+        event_id: id.to_string(),
+        contact_id: f.required_text("contact_id"),
+        stage: f.required_text("stage"),
+        at_ns: f.timestamp("at", true).unwrap_or_default(),
+        campaign_id: f.text("campaign_id", false),
+        lead_source: f.text("lead_source", false),
+        agent_id: f.text("agent_id", false),
+        call_id: f.text("call_id", false),
+        amount_minor: f
+            .number("amount", 0.0, 1e13)
+            .map(|x| (x * 100.0).round() as i64),
+        currency: f.text("currency", false),
+    }
+}
+
+fn parse_conversation(f: &mut Fields, id: &str) -> Conversation {
+    let opened = f.timestamp("opened_at", true);
+    let first_response = f.timestamp("first_response_at", false);
+    let resolved = f.timestamp("resolved_at", false);
+    let updated = f.timestamp("updated_at", false);
+    for (field, t) in [
+        ("first_response_at", first_response),
+        ("resolved_at", resolved),
+    ] {
+        if let (Some(o), Some(t)) = (opened, t) {
+            if t < o {
+                f.error(field, "must not be before opened_at");
+            }
+        }
+    }
+    if let Some(labels) = f.present("labels") {
+        if !labels
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string))
+        {
+            f.error("labels", "must be an array of strings");
+        }
+    }
+    let latest = [opened, first_response, resolved]
+        .into_iter()
+        .flatten()
+        .max();
+    Conversation {
+        conversation_id: f.required_text("conversation_id"),
+        event_id: id.to_string(),
+        version_ns: updated.or(latest).unwrap_or_default(),
+        channel: f
+            .one_of("channel", &["email", "whatsapp", "chat", "sms", "voice"])
+            .unwrap_or_else(|| {
+                if f.present("channel").is_none() {
+                    f.error("channel", "is required");
+                }
+                String::new()
+            }),
+        opened_ns: opened.unwrap_or_default(),
+        agent_id: f.text("agent_id", false),
+        team_id: f.text("team_id", false),
+        first_response_ns: first_response,
+        resolved_ns: resolved,
+        status: f.text("status", false),
+        intent: f.text("intent", false),
+    }
+}
+
+fn parse_csat(f: &mut Fields, id: &str) -> CsatScore {
+    let score = match f.present("score") {
+        None => {
+            f.error("score", "is required");
+            0
+        }
+        Some(v) => match v.as_i64() {
+            Some(s @ 1..=5) => s,
+            _ => {
+                f.error("score", "must be a whole number from 1 to 5");
+                0
+            }
+        },
+    };
+    CsatScore {
+        event_id: id.to_string(),
+        score,
+        at_ns: f.timestamp("at", true).unwrap_or_default(),
+        call_id: f.text("call_id", false),
+        conversation_id: f.text("conversation_id", false),
+        agent_id: f.text("agent_id", false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::taxonomy::Taxonomy;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+        parse_event(&v, &CompiledTaxonomy::new(&Taxonomy::default()))
+    }
+
+    fn fields(v: Value) -> Vec<String> {
+        parse(v)
+            .unwrap_err()
+            .1
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn call_durations_are_derived_and_truncated() {
+        let e = parse(json!({"id": "e1", "type": "call", "call_id": "c1", "agent_id": "a1",
+            "disposition": "meeting booked", "started_at": "2026-03-01T10:00:00Z",
+            "answered_at": "2026-03-01T10:00:05.900Z", "agent_connected_at": "2026-03-01T10:00:07.200Z",
+            "ended_at": "2026-03-01T10:02:07.100Z", "wrap_ended_at": "2026-03-01T10:02:37.100Z"}))
+        .unwrap();
+        let Event::Call(c) = e.event else { panic!() };
+        assert_eq!(c.disposition, "Meeting Booked");
+        assert_eq!(c.talk_seconds, Some(119)); // 119.9 s truncated
+        assert_eq!(c.wait_seconds, Some(1)); // 1.3 s
+        assert_eq!(c.wrap_seconds, Some(30));
+        assert_eq!(
+            c.version_ns,
+            parse_rfc3339_nanos("2026-03-01T10:02:37.100Z").unwrap()
+        );
+    }
+
+    #[test]
+    fn errors_name_each_field() {
+        assert_eq!(
+            fields(
+                json!({"id": "e1", "type": "call", "call_id": "c1", "disposition": "Maybe",
+                "started_at": "yesterday", "talk_seconds": -3})
+            ),
+            vec!["agent_id", "started_at", "disposition", "talk_seconds"]
+        );
+        let err = parse(
+            json!({"id": "e1", "type": "call", "call_id": "c", "agent_id": "a",
+            "started_at": "2026-03-01T10:00:00Z", "disposition": "Maybe"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.1[0].message.contains("Meeting Booked"),
+            "lists the known dispositions"
+        );
+        assert_eq!(fields(json!({"id": "e", "type": "fax"})), vec!["type"]);
+        assert_eq!(
+            fields(json!({"type": "csat", "score": 9, "at": "2026-03-01T10:00:00Z"})),
+            vec!["id", "score"]
+        );
+        assert_eq!(
+            fields(
+                json!({"id": "e", "type": "call", "call_id": "c", "agent_id": "a",
+            "started_at": "2026-03-01T10:00:00Z", "disposition": "Busy", "talk_seconds": 1.5})
+            ),
+            vec!["talk_seconds"]
+        );
+        assert!(parse(json!([1])).is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! dialboard's engine: everything that decides a number, without IO.
+//!
+//! - [`event`]: the event schema of SPEC §3, parsing and validation with per-field errors.
+//! - [`taxonomy`]: a tenant's dispositions and their categories.
+//! - [`clock`]: time buckets (15-minute UTC cells, tenant-local hours and days) and ranges.
+//! - [`histogram`]: exact integer-second histograms giving PostgreSQL's `PERCENTILE_CONT`.
+//! - [`cells`]: rollup cells — cuboids, grains, per-record contributions and their encoding.
+//! - [`measures`]: the metric catalogue; every metric's definition lives there, once.
+//! - [`query`]: the one query model — validation, planning over cells, aggregation.
+//! - [`oracle`]: a brute-force computation over raw records, the reference tests compare with.
+
+pub mod cells;
+pub mod clock;
+pub mod event;
+pub mod histogram;
+pub mod measures;
+pub mod oracle;
+pub mod query;
+pub mod taxonomy;
+
+/// A problem with one field of a request or an event; `field` is a JSON path such as
+/// `talk_seconds` or `range.start`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}

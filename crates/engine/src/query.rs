@@ -1,0 +1,1064 @@
+//! The one query model (SPEC §5 `POST /api/v1/query`). Every preset view, report, export and
+//! live update is a [`Query`]. A query is planned over rollup cells: each output bucket is
+//! covered by the coarsest cells that fit in it, from the smallest cuboid that has every
+//! dimension the query groups or filters by; what no cuboid covers is read from raw records.
+
+use crate::cells::{
+    call_dim_values, call_stats, cuboid, Cuboid, Dim, Fact, Stats, CUBOIDS, KEY_SEPARATOR,
+};
+use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
+use crate::event::{CallAnalysis, CallRecord};
+use crate::measures::{facts_read, measure, Accum, MeasureDef, Num, MEASURES};
+use crate::taxonomy::{Category, CompiledTaxonomy};
+use crate::FieldError;
+use jiff::civil::Date;
+use jiff::ToSpan;
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+
+/// A dimension a query can group or filter by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    Key(Dim),
+    DispositionCategory,
+    HourOfDay,
+    DayOfWeek,
+}
+
+impl Dimension {
+    pub const NAMES: [&'static str; 11] = [
+        "agent",
+        "team",
+        "campaign",
+        "list",
+        "lead_source",
+        "direction",
+        "disposition",
+        "disposition_category",
+        "hour_of_day",
+        "day_of_week",
+        "score_range",
+    ];
+
+    pub fn parse(name: &str) -> Option<Dimension> {
+        Some(match name {
+            "disposition_category" => Dimension::DispositionCategory,
+            "hour_of_day" => Dimension::HourOfDay,
+            "day_of_week" => Dimension::DayOfWeek,
+            _ => Dimension::Key(Dim::ALL.into_iter().find(|d| d.name() == name)?),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Key(d) => d.name(),
+            Dimension::DispositionCategory => "disposition_category",
+            Dimension::HourOfDay => "hour_of_day",
+            Dimension::DayOfWeek => "day_of_week",
+        }
+    }
+
+    /// The stored dimension this one is read from, if any.
+    fn stored(self) -> Option<Dim> {
+        match self {
+            Dimension::Key(d) => Some(d),
+            Dimension::DispositionCategory => Some(Dim::Disposition),
+            _ => None,
+        }
+    }
+}
+
+/// `[start, end)` in epoch seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start: i64,
+    pub end: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub dimension: Dimension,
+    pub values: HashSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub measures: Vec<&'static MeasureDef>,
+    pub dimensions: Vec<Dimension>,
+    pub granularity: Option<Granularity>,
+    pub filters: Vec<Filter>,
+    pub range: TimeRange,
+    /// The zone of the query's buckets and dates.
+    pub clock: Clock,
+    pub compare: Option<TimeRange>,
+    pub order_by: Vec<(String, bool)>,
+    pub limit: usize,
+}
+
+/// What a query is evaluated against, besides the data.
+pub struct Context<'a> {
+    pub tenant_clock: &'a Clock,
+    pub taxonomy: &'a CompiledTaxonomy,
+    /// The current instant, for presets.
+    pub now: i64,
+    /// The earliest instant with data, for `all_time`.
+    pub earliest: Option<i64>,
+}
+
+pub const PRESETS: [&str; 8] = [
+    "today",
+    "yesterday",
+    "last_7_days",
+    "last_30_days",
+    "this_week",
+    "this_month",
+    "this_quarter",
+    "all_time",
+];
+pub const DEFAULT_LIMIT: usize = 10_000;
+/// More output buckets than this is almost certainly a mistake (15-minute buckets over years).
+const MAX_BUCKETS: usize = 50_000;
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+}
+
+fn string_list(v: &Value, field: &str, errors: &mut Errors) -> Vec<String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match item {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => {
+                    errors.add(format!("{field}[{i}]"), "must be a string");
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            errors.add(field, "must be an array of strings");
+            vec![]
+        }
+    }
+}
+
+/// Validates a query body. Every problem is reported with the field it concerns.
+pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>> {
+    let mut errors = Errors(Vec::new());
+    let Some(obj) = body.as_object() else {
+        return Err(vec![FieldError::new("", "the query must be a JSON object")]);
+    };
+    for key in obj.keys() {
+        if !matches!(
+            key.as_str(),
+            "measures"
+                | "dimensions"
+                | "granularity"
+                | "filters"
+                | "range"
+                | "timezone"
+                | "compare"
+                | "order_by"
+                | "limit"
+        ) {
+            errors.add(key.clone(), "unknown field");
+        }
+    }
+    let measures: Vec<&'static MeasureDef> = match obj.get("measures") {
+        None => {
+            errors.add("measures", "is required");
+            vec![]
+        }
+        Some(v) => {
+            let names = string_list(v, "measures", &mut errors);
+            if names.is_empty() && v.is_array() {
+                errors.add("measures", "must name at least one measure");
+            }
+            names
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    let m = measure(n);
+                    if m.is_none() {
+                        let known: Vec<_> = MEASURES.iter().map(|m| m.name).collect();
+                        errors.add(
+                            format!("measures[{i}]"),
+                            format!("unknown measure '{n}'; known: {}", known.join(", ")),
+                        );
+                    }
+                    m
+                })
+                .collect()
+        }
+    };
+    let parse_dim = |name: &str, field: String, errors: &mut Errors| {
+        let d = Dimension::parse(name);
+        if d.is_none() {
+            errors.add(
+                field,
+                format!(
+                    "unknown dimension '{name}'; known: {}",
+                    Dimension::NAMES.join(", ")
+                ),
+            );
+        }
+        d
+    };
+    let mut dimensions = Vec::new();
+    if let Some(v) = obj.get("dimensions") {
+        for (i, n) in string_list(v, "dimensions", &mut errors).iter().enumerate() {
+            if let Some(d) = parse_dim(n, format!("dimensions[{i}]"), &mut errors) {
+                if dimensions.contains(&d) {
+                    errors.add(format!("dimensions[{i}]"), "is listed twice");
+                }
+                dimensions.push(d);
+            }
+        }
+    }
+    let granularity = match obj.get("granularity") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            let g = Granularity::parse(s);
+            if g.is_none() {
+                errors.add(
+                    "granularity",
+                    "must be one of: 15m, hour, day, week, month, quarter",
+                );
+            }
+            g
+        }
+        Some(_) => {
+            errors.add("granularity", "must be a string");
+            None
+        }
+    };
+    let mut filters = Vec::new();
+    match obj.get("filters") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, values) in map {
+                let field = format!("filters.{name}");
+                if let Some(d) = parse_dim(name, field.clone(), &mut errors) {
+                    let values: HashSet<String> = string_list(values, &field, &mut errors)
+                        .into_iter()
+                        .collect();
+                    filters.push(Filter {
+                        dimension: d,
+                        values,
+                    });
+                }
+            }
+        }
+        Some(_) => errors.add("filters", "must be an object of dimension → list of values"),
+    }
+    let clock = match obj.get("timezone") {
+        None | Some(Value::Null) => ctx.tenant_clock.clone(),
+        Some(Value::String(tz)) => match Clock::new(tz) {
+            Ok(c) => c,
+            Err(message) => {
+                errors.add("timezone", message);
+                ctx.tenant_clock.clone()
+            }
+        },
+        Some(_) => {
+            errors.add("timezone", "must be an IANA time zone name");
+            ctx.tenant_clock.clone()
+        }
+    };
+    let range = match obj.get("range") {
+        None => {
+            errors.add("range", "is required");
+            None
+        }
+        Some(v) => parse_range(v, "range", &clock, ctx, &mut errors),
+    };
+    let compare = match (obj.get("compare"), range) {
+        (None | Some(Value::Null), _) => None,
+        (Some(v), Some(range)) => parse_compare(v, range, &clock, ctx, &mut errors),
+        (Some(_), None) => None,
+    };
+    let mut order_by = Vec::new();
+    if let Some(v) = obj.get("order_by") {
+        let columns: HashSet<&str> = dimensions
+            .iter()
+            .map(|d| d.name())
+            .chain(measures.iter().map(|m| m.name))
+            .chain(granularity.map(|_| "time"))
+            .collect();
+        match v.as_array() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let field = format!("order_by[{i}]");
+                    let pair = item.as_array().filter(|a| a.len() == 2);
+                    match pair.map(|a| (a[0].as_str(), a[1].as_str())) {
+                        Some((Some(col), Some(dir @ ("asc" | "desc"))))
+                            if columns.contains(col) =>
+                        {
+                            order_by.push((col.to_string(), dir == "desc"))
+                        }
+                        Some((Some(col), Some("asc" | "desc"))) => {
+                            errors.add(field, format!("'{col}' is not a column of this query"))
+                        }
+                        _ => errors.add(field, "must be [column, \"asc\" | \"desc\"]"),
+                    }
+                }
+            }
+            None => errors.add("order_by", "must be a list of [column, direction]"),
+        }
+    }
+    let limit = match obj.get("limit") {
+        None | Some(Value::Null) => DEFAULT_LIMIT,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=DEFAULT_LIMIT as u64).contains(&n) => n as usize,
+            _ => {
+                errors.add(
+                    "limit",
+                    format!("must be a whole number from 1 to {DEFAULT_LIMIT}"),
+                );
+                DEFAULT_LIMIT
+            }
+        },
+    };
+    if let Some(r) = range {
+        if !clock.quarter_aligned_between(r.start, r.end) {
+            errors.add(
+                "timezone",
+                "uses an offset that is not a multiple of 15 minutes in this range",
+            );
+        }
+    }
+    match range {
+        Some(range) if errors.0.is_empty() => {
+            let q = Query {
+                measures,
+                dimensions,
+                granularity,
+                filters,
+                range,
+                clock,
+                compare,
+                order_by,
+                limit,
+            };
+            if segments(&q, range).len() > MAX_BUCKETS {
+                return Err(vec![FieldError::new("granularity", format!("gives more than {MAX_BUCKETS} buckets for this range; choose a coarser one"))]);
+            }
+            Ok(q)
+        }
+        _ => Err(errors.0),
+    }
+}
+
+fn parse_instant(s: &str, field: &str, clock: &Clock, errors: &mut Errors) -> Option<i64> {
+    if let Ok(d) = s.parse::<Date>() {
+        return Some(clock.date_start(d));
+    }
+    match crate::clock::parse_rfc3339_nanos(s) {
+        Ok(ns) if ns % (QUARTER_HOUR * 1_000_000_000) == 0 => Some(ns / 1_000_000_000),
+        Ok(_) => {
+            errors.add(
+                field,
+                "must fall on a 15-minute boundary (e.g. 09:00, 09:15)",
+            );
+            None
+        }
+        Err(_) => {
+            errors.add(
+                field,
+                "must be a local date (YYYY-MM-DD) or an RFC 3339 timestamp",
+            );
+            None
+        }
+    }
+}
+
+fn parse_range(
+    v: &Value,
+    field: &str,
+    clock: &Clock,
+    ctx: &Context,
+    errors: &mut Errors,
+) -> Option<TimeRange> {
+    let Some(obj) = v.as_object() else {
+        errors.add(
+            field,
+            "must be {\"preset\": ...} or {\"start\": ..., \"end\": ...}",
+        );
+        return None;
+    };
+    let preset = obj.get("preset").and_then(Value::as_str);
+    if let Some(p) = preset.filter(|p| *p != "custom") {
+        let r = preset_range(p, clock, ctx);
+        if r.is_none() {
+            errors.add(
+                format!("{field}.preset"),
+                format!("must be one of: {}, custom", PRESETS.join(", ")),
+            );
+        }
+        return r;
+    }
+    let get = |name: &str, errors: &mut Errors| match obj.get(name).and_then(Value::as_str) {
+        Some(s) => parse_instant(s, &format!("{field}.{name}"), clock, errors),
+        None => {
+            errors.add(format!("{field}.{name}"), "is required (or give a preset)");
+            None
+        }
+    };
+    let (start, end) = (get("start", errors), get("end", errors));
+    let (start, end) = (start?, end?);
+    if end <= start {
+        errors.add(format!("{field}.end"), "must be after start");
+        return None;
+    }
+    Some(TimeRange { start, end })
+}
+
+/// The range of a preset in `clock`'s zone; weeks start on Monday. Ranges end at the end of
+/// the current period (the future holds no data).
+pub fn preset_range(preset: &str, clock: &Clock, ctx: &Context) -> Option<TimeRange> {
+    let today = clock.day_start(ctx.now);
+    let tomorrow = clock.next_day_start(ctx.now);
+    let days_back = |n: i64| {
+        clock.date_start(
+            clock
+                .date_of(today)
+                .checked_sub(n.days())
+                .expect("date in range"),
+        )
+    };
+    let bucket = |g: Granularity| TimeRange {
+        start: clock.bucket_start(g, ctx.now),
+        end: clock.next_bucket_start(g, ctx.now),
+    };
+    Some(match preset {
+        "today" => TimeRange {
+            start: today,
+            end: tomorrow,
+        },
+        "yesterday" => TimeRange {
+            start: days_back(1),
+            end: today,
+        },
+        "last_7_days" => TimeRange {
+            start: days_back(6),
+            end: tomorrow,
+        },
+        "last_30_days" => TimeRange {
+            start: days_back(29),
+            end: tomorrow,
+        },
+        "this_week" => bucket(Granularity::Week),
+        "this_month" => bucket(Granularity::Month),
+        "this_quarter" => bucket(Granularity::CalendarQuarter),
+        "all_time" => TimeRange {
+            start: ctx
+                .earliest
+                .map_or(today, |e| clock.day_start(e).min(today)),
+            end: tomorrow,
+        },
+        _ => return None,
+    })
+}
+
+fn parse_compare(
+    v: &Value,
+    range: TimeRange,
+    clock: &Clock,
+    ctx: &Context,
+    errors: &mut Errors,
+) -> Option<TimeRange> {
+    match v {
+        Value::String(s) if s == "previous_period" => Some(previous_period(range, clock)),
+        Value::String(s) if s == "same_period_last_year" => {
+            let back = |t: i64| {
+                if clock.day_start(t) == t {
+                    clock.date_start(
+                        clock
+                            .date_of(t)
+                            .checked_sub(1.year())
+                            .expect("date in range"),
+                    )
+                } else {
+                    t - 365 * 86_400
+                }
+            };
+            Some(TimeRange {
+                start: back(range.start),
+                end: back(range.end),
+            })
+        }
+        Value::Object(_) => parse_range(v, "compare", clock, ctx, errors),
+        _ => {
+            errors.add(
+                "compare",
+                "must be previous_period, same_period_last_year or {\"start\", \"end\"}",
+            );
+            None
+        }
+    }
+}
+
+/// The period of the same length just before: whole local days shift by days (so DST does not
+/// skew them), other ranges by their duration.
+pub fn previous_period(range: TimeRange, clock: &Clock) -> TimeRange {
+    let whole_days =
+        clock.day_start(range.start) == range.start && clock.day_start(range.end) == range.end;
+    if whole_days {
+        let days = clock
+            .date_of(range.start)
+            .until(clock.date_of(range.end))
+            .expect("span")
+            .get_days() as i64;
+        let start = clock.date_start(
+            clock
+                .date_of(range.start)
+                .checked_sub(days.days())
+                .expect("date in range"),
+        );
+        TimeRange {
+            start,
+            end: range.start,
+        }
+    } else {
+        TimeRange {
+            start: range.start - (range.end - range.start),
+            end: range.start,
+        }
+    }
+}
+
+/// A piece of the range inside which every output column (time bucket, hour, weekday) is
+/// constant.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment {
+    pub start: i64,
+    pub end: i64,
+    pub time: Option<i64>,
+    pub hour_of_day: i64,
+    pub day_of_week: i64,
+}
+
+fn uses(q: &Query, d: Dimension) -> bool {
+    q.dimensions.contains(&d) || q.filters.iter().any(|f| f.dimension == d)
+}
+
+fn segments(q: &Query, range: TimeRange) -> Vec<Segment> {
+    let by_hour = uses(q, Dimension::HourOfDay);
+    let by_day = uses(q, Dimension::DayOfWeek);
+    let mut out = Vec::new();
+    let mut t = range.start;
+    while t < range.end {
+        let mut end = range.end;
+        if let Some(g) = q.granularity {
+            end = end.min(q.clock.next_bucket_start(g, t));
+        }
+        if by_hour {
+            end = end.min(q.clock.next_hour_start(t));
+        }
+        if by_day {
+            end = end.min(q.clock.next_day_start(t));
+        }
+        out.push(Segment {
+            start: t,
+            end,
+            time: q.granularity.map(|g| q.clock.bucket_start(g, t)),
+            hour_of_day: if by_hour { q.clock.hour_of_day(t) } else { 0 },
+            day_of_week: if by_day { q.clock.day_of_week(t) } else { 0 },
+        });
+        if out.len() > MAX_BUCKETS {
+            break;
+        }
+        t = end;
+    }
+    out
+}
+
+/// One read the plan asks of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetch {
+    /// Cells of `cuboid` at `grain` whose bucket starts in `[from, to)`.
+    Cells {
+        cuboid: u8,
+        grain: Grain,
+        from: i64,
+        to: i64,
+    },
+    /// Current call records (with their analysis) that started in `[from, to)`.
+    RawCalls { from: i64, to: i64 },
+}
+
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The store's side of a query: it streams cells and raw records to the engine.
+pub trait CellSource {
+    fn cells(
+        &mut self,
+        cuboid: &Cuboid,
+        grain: Grain,
+        from: i64,
+        to: i64,
+        sink: &mut dyn FnMut(i64, &str, &Stats),
+    ) -> Result<(), SourceError>;
+
+    fn raw_calls(
+        &mut self,
+        from: i64,
+        to: i64,
+        sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
+    ) -> Result<(), SourceError>;
+}
+
+/// The stored dimensions a query needs from a fact's records, or `None` if the fact lacks one.
+fn needed_dims(q: &Query, fact: Fact) -> Option<Vec<Dim>> {
+    let mut dims: Vec<Dim> = q
+        .dimensions
+        .iter()
+        .copied()
+        .chain(q.filters.iter().map(|f| f.dimension))
+        .filter_map(Dimension::stored)
+        .collect();
+    if fact == Fact::Calls {
+        dims.push(Dim::Disposition); // categories and meetings are read from it
+    }
+    dims.sort();
+    dims.dedup();
+    dims.iter().all(|d| fact.dims().contains(d)).then_some(dims)
+}
+
+/// The facts this query reads: those its measures need and whose records have every
+/// dimension it groups or filters by. Measures of the other facts are `null`.
+fn facts(q: &Query) -> Vec<Fact> {
+    let mut out = Vec::new();
+    for m in &q.measures {
+        for &f in facts_read(m) {
+            if !out.contains(&f) && needed_dims(q, f).is_some() {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// Plans the reads for `range`: per segment, day cells where a tenant day fits, then hour
+/// cells, then 15-minute cells, from the first covering cuboid with that grain; raw records
+/// where no cuboid covers the query.
+pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>, Vec<Fetch>) {
+    let segs = segments(q, range);
+    let mut fetches: Vec<Fetch> = Vec::new();
+    let mut push = |f: Fetch| {
+        if let Some(last) = fetches.last_mut() {
+            match (last, &f) {
+                (
+                    Fetch::Cells {
+                        cuboid, grain, to, ..
+                    },
+                    Fetch::Cells {
+                        cuboid: c,
+                        grain: g,
+                        from,
+                        to: t,
+                    },
+                ) if cuboid == c && grain == g && to == from => {
+                    *to = *t;
+                    return;
+                }
+                (Fetch::RawCalls { to, .. }, Fetch::RawCalls { from, to: t }) if to == from => {
+                    *to = *t;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        fetches.push(f);
+    };
+    for fact in facts(q) {
+        let dims = needed_dims(q, fact).expect("facts() keeps covered facts");
+        let covering: Vec<&Cuboid> = CUBOIDS
+            .iter()
+            .filter(|c| c.fact == fact && c.covers(&dims))
+            .collect();
+        let with = |g: Grain| covering.iter().find(|c| c.has(g)).map(|c| c.id);
+        let (day, hour, quarter) = (with(Grain::Day), with(Grain::Hour), with(Grain::Quarter));
+        for s in &segs {
+            let mut t = s.start;
+            while t < s.end {
+                let cell = [
+                    (day, Grain::Day),
+                    (hour, Grain::Hour),
+                    (quarter, Grain::Quarter),
+                ]
+                .into_iter()
+                .find_map(|(cuboid, grain)| {
+                    let cuboid = cuboid?;
+                    let end = tenant_clock.cell_end(grain, t);
+                    (tenant_clock.cell_start(grain, t) == t && end <= s.end)
+                        .then_some((cuboid, grain, end))
+                });
+                match cell {
+                    Some((cuboid, grain, end)) => {
+                        push(Fetch::Cells {
+                            cuboid,
+                            grain,
+                            from: t,
+                            to: end,
+                        });
+                        t = end;
+                    }
+                    None => {
+                        let end = s.end.min(tenant_clock.next_hour_start(t));
+                        push(Fetch::RawCalls { from: t, to: end });
+                        t = end;
+                    }
+                }
+            }
+        }
+    }
+    (segs, fetches)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyValue {
+    Null,
+    Int(i64),
+    Text(String),
+    /// A bucket start, shown as RFC 3339 in the query's zone.
+    Time(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: Vec<KeyValue>,
+    pub values: Vec<Num>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Row>,
+    pub totals: Vec<Num>,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub table: Table,
+    pub comparison: Option<Table>,
+    pub clock: Clock,
+    pub measure_names: Vec<&'static str>,
+}
+
+/// Runs a query against a source.
+pub fn run(
+    q: &Query,
+    ctx: &Context,
+    source: &mut dyn CellSource,
+) -> Result<QueryResult, SourceError> {
+    let table = run_range(q, q.range, ctx, source)?;
+    let comparison = match q.compare {
+        Some(r) => Some(run_range(q, r, ctx, source)?),
+        None => None,
+    };
+    Ok(QueryResult {
+        table,
+        comparison,
+        clock: q.clock.clone(),
+        measure_names: q.measures.iter().map(|m| m.name).collect(),
+    })
+}
+
+struct Aggregator<'a> {
+    q: &'a Query,
+    taxonomy: &'a CompiledTaxonomy,
+    segs: Vec<Segment>,
+    rows: HashMap<Vec<KeyValue>, Accum>,
+    totals: Accum,
+}
+
+impl Aggregator<'_> {
+    fn segment(&self, t: i64) -> Option<&Segment> {
+        let i = self.segs.partition_point(|s| s.start <= t).checked_sub(1)?;
+        let s = &self.segs[i];
+        (t < s.end).then_some(s)
+    }
+
+    fn passes(&self, values: &[&str; 8], seg: &Segment) -> bool {
+        self.q.filters.iter().all(|f| match f.dimension {
+            Dimension::Key(d) => f.values.contains(values[d as usize]),
+            Dimension::DispositionCategory => {
+                let c = self
+                    .taxonomy
+                    .class(values[Dim::Disposition as usize])
+                    .category;
+                c.is_some_and(|c| f.values.contains(c.as_str()))
+            }
+            Dimension::HourOfDay => f.values.contains(&seg.hour_of_day.to_string()),
+            Dimension::DayOfWeek => f.values.contains(&seg.day_of_week.to_string()),
+        })
+    }
+
+    fn key(&self, values: &[&str; 8], seg: &Segment) -> Vec<KeyValue> {
+        let text = |s: &str| {
+            if s.is_empty() {
+                KeyValue::Null
+            } else {
+                KeyValue::Text(s.to_string())
+            }
+        };
+        let mut key: Vec<KeyValue> = self
+            .q
+            .dimensions
+            .iter()
+            .map(|d| match d {
+                Dimension::Key(d) => text(values[*d as usize]),
+                Dimension::DispositionCategory => self
+                    .taxonomy
+                    .class(values[Dim::Disposition as usize])
+                    .category
+                    .map_or(KeyValue::Null, |c| KeyValue::Text(c.as_str().into())),
+                Dimension::HourOfDay => KeyValue::Int(seg.hour_of_day),
+                Dimension::DayOfWeek => KeyValue::Int(seg.day_of_week),
+            })
+            .collect();
+        if let Some(t) = seg.time {
+            key.push(KeyValue::Time(t));
+        }
+        key
+    }
+
+    fn add(&mut self, t: i64, values: &[&str; 8], stats: &Stats, fact: Fact) {
+        let Some(seg) = self.segment(t).copied() else {
+            return;
+        };
+        if !self.passes(values, &seg) {
+            return;
+        }
+        let key = self.key(values, &seg);
+        let disposition = values[Dim::Disposition as usize];
+        let row = self.rows.entry(key).or_default();
+        for accum in [row, &mut self.totals] {
+            match fact {
+                Fact::Calls => accum.add_calls(disposition, self.taxonomy, stats),
+                Fact::Activity => accum.add_activity(stats),
+            }
+        }
+    }
+}
+
+fn run_range(
+    q: &Query,
+    range: TimeRange,
+    ctx: &Context,
+    source: &mut dyn CellSource,
+) -> Result<Table, SourceError> {
+    let (segs, fetches) = plan(q, range, ctx.tenant_clock);
+    let mut agg = Aggregator {
+        q,
+        taxonomy: ctx.taxonomy,
+        segs,
+        rows: HashMap::new(),
+        totals: Accum::default(),
+    };
+    for fetch in &fetches {
+        match *fetch {
+            Fetch::Cells {
+                cuboid: id,
+                grain,
+                from,
+                to,
+            } => {
+                let c = cuboid(id).expect("planned cuboids exist");
+                source.cells(c, grain, from, to, &mut |bucket, key, stats| {
+                    let mut values = [""; 8];
+                    for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
+                        values[*dim as usize] = part;
+                    }
+                    agg.add(bucket, &values, stats, c.fact);
+                })?;
+            }
+            Fetch::RawCalls { from, to } => {
+                source.raw_calls(from, to, &mut |call, analysis| {
+                    let t = call.started_second();
+                    if (from..to).contains(&t) {
+                        agg.add(
+                            t,
+                            &call_dim_values(call, analysis),
+                            &call_stats(call, analysis),
+                            Fact::Calls,
+                        );
+                    }
+                })?;
+            }
+        }
+    }
+    let included = facts(q);
+    let evaluate = |a: &Accum| -> Vec<Num> {
+        q.measures
+            .iter()
+            .map(|m| {
+                if facts_read(m).iter().all(|f| included.contains(f)) {
+                    (m.compute)(a)
+                } else {
+                    Num::Null
+                }
+            })
+            .collect()
+    };
+    let mut rows: Vec<Row> = agg
+        .rows
+        .iter()
+        .map(|(key, a)| Row {
+            key: key.clone(),
+            values: evaluate(a),
+        })
+        .filter(|r| !r.values.iter().all(|v| v.is_zero_or_null()))
+        .collect();
+    let mut columns: Vec<String> = q.dimensions.iter().map(|d| d.name().to_string()).collect();
+    if q.granularity.is_some() {
+        columns.push("time".into());
+    }
+    let key_len = columns.len();
+    columns.extend(q.measures.iter().map(|m| m.name.to_string()));
+    sort_rows(&mut rows, &columns, key_len, &q.order_by);
+    rows.truncate(q.limit);
+    Ok(Table {
+        columns,
+        rows,
+        totals: evaluate(&agg.totals),
+    })
+}
+
+/// Sorts by `order_by`, then by the key columns; nulls last in either direction.
+fn sort_rows(rows: &mut [Row], columns: &[String], key_len: usize, order_by: &[(String, bool)]) {
+    use std::cmp::Ordering;
+    let order: Vec<(usize, bool)> = order_by
+        .iter()
+        .filter_map(|(c, desc)| columns.iter().position(|x| x == c).map(|i| (i, *desc)))
+        .collect();
+    let cell = |r: &Row, i: usize| -> Result<KeyValue, Num> {
+        if i < key_len {
+            Ok(r.key[i].clone())
+        } else {
+            Err(r.values[i - key_len])
+        }
+    };
+    rows.sort_by(|a, b| {
+        for &(i, desc) in &order {
+            let ord = match (cell(a, i), cell(b, i)) {
+                (Ok(KeyValue::Null), Ok(KeyValue::Null)) => Ordering::Equal,
+                (Ok(KeyValue::Null), _) => Ordering::Greater,
+                (_, Ok(KeyValue::Null)) => Ordering::Less,
+                (Ok(x), Ok(y)) => {
+                    if desc {
+                        y.cmp(&x)
+                    } else {
+                        x.cmp(&y)
+                    }
+                }
+                (Err(x), Err(y)) => match (x.as_f64(), y.as_f64()) {
+                    (None, None) => Ordering::Equal,
+                    (None, _) => Ordering::Greater,
+                    (_, None) => Ordering::Less,
+                    (Some(x), Some(y)) => {
+                        let o = x.total_cmp(&y);
+                        if desc {
+                            o.reverse()
+                        } else {
+                            o
+                        }
+                    }
+                },
+                _ => Ordering::Equal,
+            };
+            if ord != Ordering::Equal {
+                return ord;
+            }
+        }
+        a.key.cmp(&b.key)
+    });
+}
+
+impl QueryResult {
+    fn key_json(&self, k: &KeyValue) -> Value {
+        match k {
+            KeyValue::Null => Value::Null,
+            KeyValue::Int(i) => json!(i),
+            KeyValue::Text(s) => json!(s),
+            KeyValue::Time(t) => json!(self.clock.format(*t)),
+        }
+    }
+
+    fn table_json(&self, t: &Table) -> Map<String, Value> {
+        let rows: Vec<Value> = t
+            .rows
+            .iter()
+            .map(|r| {
+                Value::Array(
+                    r.key
+                        .iter()
+                        .map(|k| self.key_json(k))
+                        .chain(r.values.iter().map(|v| v.to_json()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut m = Map::new();
+        m.insert("columns".into(), json!(t.columns));
+        m.insert("rows".into(), Value::Array(rows));
+        m.insert("totals".into(), self.totals_json(t));
+        m
+    }
+
+    fn totals_json(&self, t: &Table) -> Value {
+        Value::Object(
+            self.measure_names
+                .iter()
+                .zip(&t.totals)
+                .map(|(n, v)| (n.to_string(), v.to_json()))
+                .collect(),
+        )
+    }
+
+    /// The SPEC §5 response: `columns`, `rows`, `totals` and, with `compare`, `comparison`
+    /// with `change_percent` per measure.
+    pub fn to_json(&self) -> Value {
+        let mut out = self.table_json(&self.table);
+        if let Some(c) = &self.comparison {
+            let mut cmp = self.table_json(c);
+            let change: Map<String, Value> = self
+                .measure_names
+                .iter()
+                .zip(self.table.totals.iter().zip(&c.totals))
+                .map(|(n, (now, before))| (n.to_string(), change_percent(*now, *before).to_json()))
+                .collect();
+            cmp.insert("change_percent".into(), Value::Object(change));
+            out.insert("comparison".into(), Value::Object(cmp));
+        }
+        Value::Object(out)
+    }
+
+    /// The totals of the main range, by measure name.
+    pub fn total(&self, measure: &str) -> Option<Num> {
+        self.measure_names
+            .iter()
+            .position(|m| *m == measure)
+            .map(|i| self.table.totals[i])
+    }
+}
+
+/// `(now − before) / |before| × 100`; `null` when `before` is zero or missing.
+pub fn change_percent(now: Num, before: Num) -> Num {
+    match (now.as_f64(), before.as_f64()) {
+        (Some(n), Some(b)) if b != 0.0 => Num::Float((n - b) / b.abs() * 100.0),
+        _ => Num::Null,
+    }
+}
+
+/// The category names, for documentation and validation of filters.
+pub fn category_names() -> Vec<&'static str> {
+    Category::ALL.iter().map(|c| c.as_str()).collect()
+}
