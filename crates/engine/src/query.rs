@@ -787,18 +787,13 @@ impl Aggregator<'_> {
     }
 
     fn passes(&self, values: &[&str; 8], seg: &Segment) -> bool {
-        self.q.filters.iter().all(|f| match f.dimension {
-            Dimension::Key(d) => f.values.contains(values[d as usize]),
-            Dimension::DispositionCategory => {
-                let c = self
-                    .taxonomy
-                    .class(values[Dim::Disposition as usize])
-                    .category;
-                c.is_some_and(|c| f.values.contains(c.as_str()))
-            }
-            Dimension::HourOfDay => f.values.contains(&seg.hour_of_day.to_string()),
-            Dimension::DayOfWeek => f.values.contains(&seg.day_of_week.to_string()),
-        })
+        passes_filters(
+            &self.q.filters,
+            values,
+            seg.hour_of_day,
+            seg.day_of_week,
+            self.taxonomy,
+        )
     }
 
     fn key(&self, values: &[&str; 8], seg: &Segment) -> Vec<KeyValue> {
@@ -1058,7 +1053,36 @@ pub fn change_percent(now: Num, before: Num) -> Num {
     }
 }
 
+/// Whether a record with these dimension values (in `Dim::ALL` order), local hour and weekday
+/// passes every filter. The one definition of filtering, for queries and drill-downs alike.
+pub fn passes_filters(
+    filters: &[Filter],
+    values: &[&str; 8],
+    hour_of_day: i64,
+    day_of_week: i64,
+    taxonomy: &CompiledTaxonomy,
+) -> bool {
+    filters.iter().all(|f| match f.dimension {
+        Dimension::Key(d) => f.values.contains(values[d as usize]),
+        Dimension::DispositionCategory => {
+            let c = taxonomy.class(values[Dim::Disposition as usize]).category;
+            c.is_some_and(|c| f.values.contains(c.as_str()))
+        }
+        Dimension::HourOfDay => f.values.contains(&hour_of_day.to_string()),
+        Dimension::DayOfWeek => f.values.contains(&day_of_week.to_string()),
+    })
+}
+
 /// The category names, for documentation and validation of filters.
 pub fn category_names() -> Vec<&'static str> {
     Category::ALL.iter().map(|c| c.as_str()).collect()
+}
+
+/// Validates a drill-down's `filters`, `range` and `timezone` with exactly the rules of a query.
+pub fn parse_drilldown(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>> {
+    let mut body = body.clone();
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("measures".into(), json!(["total_calls"]));
+    }
+    parse_query(&body, ctx)
 }

@@ -1,1 +1,266 @@
+//! Storage behind one trait. A store keeps the raw records (the truth) and the rollup cells
+//! derived from them, changes both in one transaction per batch, and answers the engine's
+//! reads. [`sqlite::SqliteStore`] is the embedded default.
 
+pub mod overlay;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use dialboard_engine::clock::Clock;
+use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent, MICROS};
+use dialboard_engine::query::QueryResult;
+use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+use dialboard_engine::FieldError;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A tenant's settings, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantSettings {
+    pub timezone: String,
+    #[serde(default)]
+    pub taxonomy: Taxonomy,
+}
+
+/// A tenant with its settings prepared for use.
+#[derive(Debug)]
+pub struct TenantInfo {
+    pub id: i64,
+    pub name: String,
+    pub settings: TenantSettings,
+    pub clock: Clock,
+    pub taxonomy: CompiledTaxonomy,
+}
+
+impl TenantInfo {
+    pub fn new(id: i64, name: String, settings: TenantSettings) -> Result<TenantInfo> {
+        let clock = Clock::new(&settings.timezone).map_err(StoreError::Invalid)?;
+        let taxonomy = CompiledTaxonomy::new(&settings.taxonomy);
+        Ok(TenantInfo {
+            id,
+            name,
+            settings,
+            clock,
+            taxonomy,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Ingest,
+    Read,
+    Admin,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "ingest" => Some(Scope::Ingest),
+            "read" => Some(Scope::Read),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// An API key as stored: only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub tenant_id: i64,
+    pub scopes: Vec<Scope>,
+    pub agent_id: Option<String>,
+    pub team_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IngestSummary {
+    pub accepted: usize,
+    pub duplicates: usize,
+}
+
+/// One page of raw call records, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallsPage {
+    pub calls: Vec<Value>,
+    pub next_cursor: Option<String>,
+}
+
+/// A drill-down request: the query model's filters, range and zone, plus paging.
+#[derive(Debug, Clone)]
+pub struct CallsRequest {
+    /// A `/query`-shaped body carrying `filters`, `range` and `timezone`.
+    pub query: Value,
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_tenant(&self, name: &str, settings: TenantSettings) -> Result<Arc<TenantInfo>>;
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Arc<TenantInfo>>>;
+    async fn tenant(&self, id: i64) -> Result<Arc<TenantInfo>>;
+    async fn create_key(&self, key_hash: [u8; 32], key: ApiKey) -> Result<()>;
+    async fn key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>>;
+    /// Stores validated events durably (committed before this returns) and maintains rollups.
+    async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary>;
+    /// Parses and runs a `/query` body for the tenant; `Ok(Err(..))` carries field errors.
+    async fn query(
+        &self,
+        tenant_id: i64,
+        body: Value,
+        now: i64,
+    ) -> Result<Result<QueryResult, Vec<FieldError>>>;
+    async fn calls(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<CallsPage, Vec<FieldError>>>;
+    /// One call with its analysis and every version received.
+    async fn call(&self, tenant_id: i64, call_id: &str) -> Result<Option<Value>>;
+    async fn ready(&self) -> Result<()>;
+    /// Finishes in-flight commits and folds pending deltas into cells.
+    async fn shutdown(&self);
+}
+
+fn nanos_to_rfc3339(ns: i64, clock: &Clock) -> Value {
+    json!(clock.format(ns.div_euclid(1_000_000_000)))
+}
+
+/// The API's JSON form of a call record (times in `clock`'s zone).
+pub fn call_json(
+    c: &CallRecord,
+    a: Option<&CallAnalysis>,
+    clock: &Clock,
+    taxonomy: &CompiledTaxonomy,
+) -> Value {
+    let micros = |v: Option<i64>| v.map(|v| v as f64 / MICROS);
+    json!({
+        "call_id": c.call_id,
+        "event_id": c.event_id,
+        "agent_id": c.agent_id,
+        "team_id": c.team_id,
+        "campaign_id": c.campaign_id,
+        "list_id": c.list_id,
+        "contact_id": c.contact_id,
+        "lead_source": c.lead_source,
+        "direction": c.direction,
+        "disposition": c.disposition,
+        "disposition_category": taxonomy.class(&c.disposition).category.map(|c| c.as_str()),
+        "started_at": nanos_to_rfc3339(c.started_ns, clock),
+        "ended_at": c.ended_ns.map(|n| nanos_to_rfc3339(n, clock)),
+        "talk_seconds": c.talk_seconds,
+        "wait_seconds": c.wait_seconds,
+        "wrap_seconds": c.wrap_seconds,
+        "voicemail_dropped": c.voicemail_dropped,
+        "is_callback": c.is_callback,
+        "abandoned": c.abandoned,
+        "analysis": a.map(|a| json!({
+            "event_id": a.event_id,
+            "score": micros(a.score_micros),
+            "sentiment": micros(a.sentiment_micros),
+            "prospect_sentiment": micros(a.prospect_sentiment_micros),
+            "agent_talk_ratio": micros(a.talk_ratio_micros),
+            "filler_words_per_100": micros(a.filler_micros),
+            "intent": a.intent,
+        })),
+    })
+}
+
+/// A latency histogram with fixed buckets (milliseconds), for Prometheus.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [std::sync::atomic::AtomicU64; LATENCY_BUCKETS_MS.len()],
+    count: std::sync::atomic::AtomicU64,
+    sum_micros: std::sync::atomic::AtomicU64,
+}
+
+pub const LATENCY_BUCKETS_MS: [f64; 12] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+];
+
+impl LatencyHistogram {
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        for (bucket, le) in self.buckets.iter().zip(LATENCY_BUCKETS_MS) {
+            if ms <= le {
+                bucket.fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+    }
+
+    /// Renders as a Prometheus histogram in seconds.
+    pub fn render(&self, name: &str, help: &str, out: &mut String) {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bucket, le) in self.buckets.iter().zip(LATENCY_BUCKETS_MS) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {}",
+                le / 1000.0,
+                bucket.load(Relaxed)
+            );
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// What a store measures about itself.
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    pub commit_latency: LatencyHistogram,
+    pub batches_per_commit: std::sync::atomic::AtomicU64,
+}
+
+impl StoreMetrics {
+    pub fn record_commit(&self, elapsed: std::time::Duration, batches: usize) {
+        self.commit_latency.observe(elapsed);
+        self.batches_per_commit
+            .fetch_add(batches as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}

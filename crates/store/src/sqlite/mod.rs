@@ -1,0 +1,580 @@
+//! The embedded store: one SQLite file in WAL mode, one writer thread (group commit) and a
+//! small pool of reader connections.
+
+mod rows;
+mod schema;
+mod writer;
+
+use crate::overlay::{DeltaMap, Overlay};
+use crate::{
+    call_json, ApiKey, CallsPage, CallsRequest, IngestSummary, Result, Scope, Store, StoreError,
+    StoreMetrics, TenantInfo, TenantSettings,
+};
+use async_trait::async_trait;
+use dialboard_engine::cells::{call_dim_values, Cuboid, Stats};
+use dialboard_engine::clock::Grain;
+use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
+use dialboard_engine::query::{
+    self, passes_filters, CellSource, Context, QueryResult, SourceError,
+};
+use dialboard_engine::FieldError;
+use rows::{analysis_from_row, call_from_row, ANALYSIS_COLUMNS, CALL_COLUMNS};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::oneshot;
+use writer::WriteCommand;
+
+/// State the writer thread and the readers share.
+#[derive(Default)]
+pub struct Shared {
+    overlay: RwLock<Overlay>,
+    tenants: RwLock<HashMap<i64, Arc<TenantInfo>>>,
+    pub metrics: StoreMetrics,
+}
+
+impl Shared {
+    fn overlay_len(&self) -> usize {
+        self.overlay.read().expect("overlay lock").len()
+    }
+
+    fn merge_overlay(&self, deltas: DeltaMap) {
+        self.overlay.write().expect("overlay lock").merge(deltas);
+    }
+
+    fn overlay_for_checkpoint(&self) -> RwLockReadGuard<'_, Overlay> {
+        self.overlay.read().expect("overlay lock")
+    }
+
+    /// Commits a checkpoint and empties the overlay while no reader holds a snapshot.
+    fn commit_checkpoint(&self, tx: Transaction) -> Result<()> {
+        let mut overlay = self.overlay.write().expect("overlay lock");
+        tx.commit()?;
+        overlay.clear();
+        Ok(())
+    }
+
+    fn cached_tenant(&self, id: i64) -> Option<Arc<TenantInfo>> {
+        self.tenants.read().expect("tenant lock").get(&id).cloned()
+    }
+}
+
+pub struct Options {
+    /// `synchronous=FULL` (survives power loss) rather than `NORMAL` (survives a crash of the
+    /// process only).
+    pub synchronous_full: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            synchronous_full: true,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<mpsc::Sender<WriteCommand>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// `sqlite://PATH` or a plain path.
+pub fn path_from_url(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database and starts the writer.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path)?;
+        schema::configure(&conn, options.synchronous_full)?;
+        schema::migrate(&mut conn)?;
+        let shared = Arc::new(Shared::default());
+        {
+            let mut overlay = shared.overlay.write().expect("overlay lock");
+            let mut stmt = conn.prepare("SELECT data FROM pending_deltas ORDER BY seq")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let data: Vec<u8> = row.get(0)?;
+                overlay.merge(
+                    DeltaMap::decode(&data)
+                        .ok_or_else(|| StoreError::Database("corrupt pending deltas".into()))?,
+                );
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let writer_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("dialboard-writer".into())
+            .spawn(move || writer::run(conn, rx, writer_shared))
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        Ok(SqliteStore {
+            path,
+            shared,
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(handle)),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.shared.metrics
+    }
+
+    /// Folds pending deltas into the cells table now (the writer also does it on its own);
+    /// returns how many cells were folded.
+    pub async fn checkpoint(&self) -> Result<usize> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteCommand::Checkpoint(reply))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn send(&self, command: WriteCommand) -> Result<()> {
+        let guard = self.writer.lock().expect("writer lock");
+        guard
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(command)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs `job` on the writer connection, in order with ingest.
+    async fn write<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteCommand::Admin(Box::new(move |conn| {
+            let _ = reply.send(job(conn));
+        })))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `job` on a pooled reader connection in the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection, &Shared) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = match self.readers.lock().expect("reader pool").pop() {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.pragma_update(None, "busy_timeout", 10_000)?;
+                c.pragma_update(None, "cache_size", -32_768)?;
+                c.pragma_update(None, "mmap_size", 268_435_456)?;
+                c
+            }
+        };
+        let shared = self.shared.clone();
+        let (conn, out) = tokio::task::spawn_blocking(move || {
+            let out = job(&conn, &shared);
+            (conn, out)
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?;
+        let mut pool = self.readers.lock().expect("reader pool");
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn load_tenant(
+        conn: &Connection,
+        shared: &Shared,
+        sql: &str,
+        param: &dyn rusqlite::ToSql,
+    ) -> Result<Option<Arc<TenantInfo>>> {
+        let row: Option<(i64, String, String)> = conn
+            .query_row(sql, [param], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((id, name, settings)) = row else {
+            return Ok(None);
+        };
+        if let Some(t) = shared.cached_tenant(id) {
+            return Ok(Some(t));
+        }
+        let settings: TenantSettings =
+            serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
+        let info = Arc::new(TenantInfo::new(id, name, settings)?);
+        shared
+            .tenants
+            .write()
+            .expect("tenant lock")
+            .insert(id, info.clone());
+        Ok(Some(info))
+    }
+}
+
+/// The engine's reads, served from one snapshot: stored cells plus the pending overlay.
+struct Source<'a> {
+    conn: &'a Connection,
+    tenant: i64,
+    overlay: &'a Overlay,
+}
+
+impl CellSource for Source<'_> {
+    fn cells(
+        &mut self,
+        c: &Cuboid,
+        grain: Grain,
+        from: i64,
+        to: i64,
+        sink: &mut dyn FnMut(i64, &str, &Stats),
+    ) -> Result<(), SourceError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT bucket, key, stats FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket >= ?4 AND bucket < ?5",
+        )?;
+        let mut rows = stmt.query(params![self.tenant, c.id, grain as i64, from, to])?;
+        while let Some(row) = rows.next()? {
+            let key = row.get_ref(1)?.as_str()?;
+            let stats = Stats::from_bytes(row.get_ref(2)?.as_blob()?).ok_or("corrupt cell")?;
+            sink(row.get(0)?, key, &stats);
+        }
+        for (bucket, key, stats) in self.overlay.range(self.tenant, c.id, grain, from, to) {
+            sink(bucket, key, stats);
+        }
+        Ok(())
+    }
+
+    fn raw_calls(
+        &mut self,
+        from: i64,
+        to: i64,
+        sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
+    ) -> Result<(), SourceError> {
+        let columns = joined_columns();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {columns} FROM calls c LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id \
+             WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3"
+        ))?;
+        let mut rows = stmt.query(params![
+            self.tenant,
+            from * 1_000_000_000,
+            to * 1_000_000_000
+        ])?;
+        while let Some(row) = rows.next()? {
+            let call = call_from_row(row, 0)?;
+            let analysis = analysis_from_row(row, 17)?;
+            sink(&call, analysis.as_ref());
+        }
+        Ok(())
+    }
+}
+
+fn joined_columns() -> String {
+    let prefixed = |cols: &str, p: &str| {
+        cols.split(", ")
+            .map(|c| format!("{p}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{}, {}",
+        prefixed(CALL_COLUMNS, "c"),
+        prefixed(ANALYSIS_COLUMNS, "a")
+    )
+}
+
+fn db_err(e: SourceError) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+/// Paging cursor: the last row's start and call id, opaque to clients.
+fn encode_cursor(started_ns: i64, call_id: &str) -> String {
+    hex(format!("{started_ns}:{call_id}").as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+    let text = String::from_utf8(unhex(cursor)?).ok()?;
+    let (ns, id) = text.split_once(':')?;
+    Some((ns.parse().ok()?, id.to_string()))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_tenant(&self, name: &str, settings: TenantSettings) -> Result<Arc<TenantInfo>> {
+        let info = TenantInfo::new(0, name.to_string(), settings.clone())?;
+        let name = name.to_string();
+        let json = serde_json::to_string(&settings).expect("settings serialize");
+        let id = self
+            .write(move |conn| {
+                let exists: Option<i64> = conn
+                    .query_row("SELECT id FROM tenants WHERE name = ?1", [&name], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if exists.is_some() {
+                    return Err(StoreError::Conflict(format!(
+                        "tenant '{name}' already exists"
+                    )));
+                }
+                conn.execute(
+                    "INSERT INTO tenants (name, settings, created_at) VALUES (?1, ?2, ?3)",
+                    params![name, json, jiff::Timestamp::now().as_second()],
+                )?;
+                Ok(conn.last_insert_rowid())
+            })
+            .await?;
+        let info = Arc::new(TenantInfo { id, ..info });
+        self.shared
+            .tenants
+            .write()
+            .expect("tenant lock")
+            .insert(id, info.clone());
+        Ok(info)
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Arc<TenantInfo>>> {
+        let name = name.to_string();
+        self.read(move |conn, shared| {
+            Self::load_tenant(
+                conn,
+                shared,
+                "SELECT id, name, settings FROM tenants WHERE name = ?1",
+                &name,
+            )
+        })
+        .await
+    }
+
+    async fn tenant(&self, id: i64) -> Result<Arc<TenantInfo>> {
+        if let Some(t) = self.shared.cached_tenant(id) {
+            return Ok(t);
+        }
+        self.read(move |conn, shared| {
+            Self::load_tenant(
+                conn,
+                shared,
+                "SELECT id, name, settings FROM tenants WHERE id = ?1",
+                &id,
+            )
+        })
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    async fn create_key(&self, key_hash: [u8; 32], key: ApiKey) -> Result<()> {
+        let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+        let scopes = scopes.join(",");
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO api_keys (key_hash, tenant_id, scopes, agent_id, team_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key_hash.as_slice(), key.tenant_id, scopes, key.agent_id, key.team_id, jiff::Timestamp::now().as_second()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>> {
+        self.read(move |conn, _| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT tenant_id, scopes, agent_id, team_id FROM api_keys WHERE key_hash = ?1",
+                )?
+                .query_row([key_hash.as_slice()], |r| {
+                    let scopes: String = r.get(1)?;
+                    Ok(ApiKey {
+                        tenant_id: r.get(0)?,
+                        scopes: scopes.split(',').filter_map(Scope::parse).collect(),
+                        agent_id: r.get(2)?,
+                        team_id: r.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary> {
+        if events.is_empty() {
+            return Ok(IngestSummary::default());
+        }
+        let tenant = self.tenant(tenant_id).await?;
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteCommand::Ingest {
+            tenant,
+            events,
+            reply,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn query(
+        &self,
+        tenant_id: i64,
+        body: Value,
+        now: i64,
+    ) -> Result<Result<QueryResult, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.read(move |conn, shared| {
+            // The overlay's read lock spans the snapshot, so a checkpoint cannot fold the
+            // overlay into the cells halfway through this query.
+            let overlay = shared.overlay.read().expect("overlay lock");
+            let tx = conn.unchecked_transaction()?;
+            let stored: Option<i64> = tx
+                .prepare_cached("SELECT min(bucket) FROM cells WHERE tenant_id = ?1 AND cuboid = 0 AND grain = 0")?
+                .query_row([tenant.id], |r| r.get(0))?;
+            let pending = overlay.min_bucket(tenant.id, 0, Grain::Quarter);
+            let earliest = [stored, pending].into_iter().flatten().min();
+            let ctx = Context { tenant_clock: &tenant.clock, taxonomy: &tenant.taxonomy, now, earliest };
+            let q = match query::parse_query(&body, &ctx) {
+                Ok(q) => q,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            let mut source = Source { conn: &tx, tenant: tenant.id, overlay: &overlay };
+            let result = query::run(&q, &ctx, &mut source).map_err(db_err)?;
+            Ok(Ok(result))
+        })
+        .await
+    }
+
+    async fn calls(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<CallsPage, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.read(move |conn, _| {
+            let ctx = Context { tenant_clock: &tenant.clock, taxonomy: &tenant.taxonomy, now, earliest: None };
+            let q = match query::parse_drilldown(&request.query, &ctx) {
+                Ok(q) => q,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            let after = match &request.cursor {
+                None => (i64::MAX, String::new()),
+                Some(c) => match decode_cursor(c) {
+                    Some(c) => c,
+                    None => return Ok(Err(vec![FieldError::new("cursor", "is not a cursor this API returned")])),
+                },
+            };
+            let columns = joined_columns();
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {columns} FROM calls c LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id \
+                 WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3 AND (c.started_ns, c.call_id) < (?4, ?5) \
+                 ORDER BY c.started_ns DESC, c.call_id DESC"
+            ))?;
+            let mut rows = stmt.query(params![
+                tenant.id,
+                q.range.start * 1_000_000_000,
+                q.range.end * 1_000_000_000,
+                after.0,
+                after.1
+            ])?;
+            let mut calls = Vec::new();
+            let mut next_cursor = None;
+            while let Some(row) = rows.next()? {
+                let call = call_from_row(row, 0)?;
+                let analysis = analysis_from_row(row, 17)?;
+                let t = call.started_second();
+                let values = call_dim_values(&call, analysis.as_ref());
+                if !passes_filters(&q.filters, &values, q.clock.hour_of_day(t), q.clock.day_of_week(t), &tenant.taxonomy) {
+                    continue;
+                }
+                if calls.len() == request.limit {
+                    next_cursor = Some(encode_cursor(call.started_ns, &call.call_id));
+                    break;
+                }
+                calls.push((call, analysis));
+            }
+            // The cursor names the last row returned; the next page starts after it.
+            if next_cursor.is_some() {
+                let (last, _) = calls.last().expect("a full page");
+                next_cursor = Some(encode_cursor(last.started_ns, &last.call_id));
+            }
+            let calls = calls.iter().map(|(c, a)| call_json(c, a.as_ref(), &q.clock, &tenant.taxonomy)).collect();
+            Ok(Ok(CallsPage { calls, next_cursor }))
+        })
+        .await
+    }
+
+    async fn call(&self, tenant_id: i64, call_id: &str) -> Result<Option<Value>> {
+        let tenant = self.tenant(tenant_id).await?;
+        let call_id = call_id.to_string();
+        self.read(move |conn, _| {
+            let columns = joined_columns();
+            let current = conn
+                .prepare_cached(&format!(
+                    "SELECT {columns} FROM calls c LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id \
+                     WHERE c.tenant_id = ?1 AND c.call_id = ?2"
+                ))?
+                .query_row(params![tenant.id, call_id], |r| Ok((call_from_row(r, 0)?, analysis_from_row(r, 17)?)))
+                .optional()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT event_id, type, received_at, body FROM events WHERE tenant_id = ?1 AND record_key = ?2 ORDER BY received_at, event_id",
+            )?;
+            let current_ids: Vec<&str> = current
+                .iter()
+                .flat_map(|(c, a)| std::iter::once(c.event_id.as_str()).chain(a.iter().map(|a| a.event_id.as_str())))
+                .collect();
+            let versions = stmt
+                .query_map(params![tenant.id, call_id], |r| {
+                    let event_id: String = r.get(0)?;
+                    let body: String = r.get(3)?;
+                    let received: i64 = r.get(2)?;
+                    Ok(json!({
+                        "event_id": event_id,
+                        "type": r.get::<_, String>(1)?,
+                        "received_at": tenant.clock.format(received.div_euclid(1_000_000_000)),
+                        "current": current_ids.contains(&event_id.as_str()),
+                        "event": serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+                    }))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let Some((call, analysis)) = current else { return Ok(None) };
+            let mut out = call_json(&call, analysis.as_ref(), &tenant.clock, &tenant.taxonomy);
+            out["versions"] = Value::Array(versions);
+            Ok(Some(out))
+        })
+        .await
+    }
+
+    async fn ready(&self) -> Result<()> {
+        self.read(|conn, _| {
+            Ok(conn
+                .query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+        .await
+    }
+
+    async fn shutdown(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.send(WriteCommand::Shutdown(done)).is_ok() {
+            let _ = rx.await;
+        }
+        self.writer.lock().expect("writer lock").take();
+        let handle = self
+            .writer_thread
+            .lock()
+            .expect("writer thread lock")
+            .take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Reading and writing records as SQLite rows.
+
+use dialboard_engine::event::{CallAnalysis, CallRecord};
+use rusqlite::{params, Row, Transaction};
+
+pub const CALL_COLUMNS: &str = "call_id, event_id, version_ns, started_ns, agent_id, team_id, campaign_id, list_id, \
+     contact_id, lead_source, direction, disposition, ended_ns, talk_seconds, wait_seconds, wrap_seconds, flags";
+pub const ANALYSIS_COLUMNS: &str =
+    "call_id, event_id, version_ns, score, sentiment, prospect_sentiment, talk_ratio, filler, intent";
+
+const VOICEMAIL_DROPPED: i64 = 1;
+const CALLBACK: i64 = 2;
+const ABANDONED: i64 = 4;
+
+/// Reads a call from the columns of [`CALL_COLUMNS`] starting at `at`.
+pub fn call_from_row(r: &Row, at: usize) -> rusqlite::Result<CallRecord> {
+    let flags: i64 = r.get(at + 16)?;
+    Ok(CallRecord {
+        call_id: r.get(at)?,
+        event_id: r.get(at + 1)?,
+        version_ns: r.get(at + 2)?,
+        started_ns: r.get(at + 3)?,
+        agent_id: r.get(at + 4)?,
+        team_id: r.get(at + 5)?,
+        campaign_id: r.get(at + 6)?,
+        list_id: r.get(at + 7)?,
+        contact_id: r.get(at + 8)?,
+        lead_source: r.get(at + 9)?,
+        direction: r.get(at + 10)?,
+        disposition: r.get(at + 11)?,
+        ended_ns: r.get(at + 12)?,
+        talk_seconds: r.get(at + 13)?,
+        wait_seconds: r.get(at + 14)?,
+        wrap_seconds: r.get(at + 15)?,
+        voicemail_dropped: flags & VOICEMAIL_DROPPED != 0,
+        is_callback: flags & CALLBACK != 0,
+        abandoned: flags & ABANDONED != 0,
+    })
+}
+
+/// Reads an analysis from the columns of [`ANALYSIS_COLUMNS`] starting at `at`; `None` when
+/// the (left-joined) row is absent.
+pub fn analysis_from_row(r: &Row, at: usize) -> rusqlite::Result<Option<CallAnalysis>> {
+    let Some(call_id) = r.get::<_, Option<String>>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(CallAnalysis {
+        call_id,
+        event_id: r.get(at + 1)?,
+        version_ns: r.get(at + 2)?,
+        score_micros: r.get(at + 3)?,
+        sentiment_micros: r.get(at + 4)?,
+        prospect_sentiment_micros: r.get(at + 5)?,
+        talk_ratio_micros: r.get(at + 6)?,
+        filler_micros: r.get(at + 7)?,
+        intent: r.get(at + 8)?,
+    }))
+}
+
+pub fn upsert_call(tx: &Transaction, tenant: i64, c: &CallRecord) -> rusqlite::Result<()> {
+    let flags = (c.voicemail_dropped as i64 * VOICEMAIL_DROPPED)
+        | (c.is_callback as i64 * CALLBACK)
+        | (c.abandoned as i64 * ABANDONED);
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO calls (tenant_id, {CALL_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    ))?
+    .execute(params![
+        tenant,
+        c.call_id,
+        c.event_id,
+        c.version_ns,
+        c.started_ns,
+        c.agent_id,
+        c.team_id,
+        c.campaign_id,
+        c.list_id,
+        c.contact_id,
+        c.lead_source,
+        c.direction,
+        c.disposition,
+        c.ended_ns,
+        c.talk_seconds,
+        c.wait_seconds,
+        c.wrap_seconds,
+        flags
+    ])?;
+    Ok(())
+}
+
+pub fn upsert_analysis(tx: &Transaction, tenant: i64, a: &CallAnalysis) -> rusqlite::Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO call_analysis (tenant_id, {ANALYSIS_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?
+    .execute(params![
+        tenant,
+        a.call_id,
+        a.event_id,
+        a.version_ns,
+        a.score_micros,
+        a.sentiment_micros,
+        a.prospect_sentiment_micros,
+        a.talk_ratio_micros,
+        a.filler_micros,
+        a.intent
+    ])?;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The SQLite schema. Every table's key starts with `tenant_id` (api_keys is looked up by the
+//! key's hash and names its tenant). Instants are epoch nanoseconds, cell buckets seconds.
+
+use rusqlite::Connection;
+
+/// Each entry migrates from version `i` to `i + 1` (`PRAGMA user_version`).
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    settings TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    key_hash BLOB PRIMARY KEY,
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    scopes TEXT NOT NULL,
+    agent_id TEXT,
+    team_id TEXT,
+    created_at INTEGER NOT NULL
+);
+-- Every accepted event, as received: the idempotency keys and the raw log.
+CREATE TABLE events (
+    tenant_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    record_key TEXT,
+    received_at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX events_by_record ON events (tenant_id, record_key) WHERE record_key IS NOT NULL;
+-- The current version of each call.
+CREATE TABLE calls (
+    tenant_id INTEGER NOT NULL,
+    call_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    version_ns INTEGER NOT NULL,
+    started_ns INTEGER NOT NULL,
+    agent_id TEXT NOT NULL,
+    team_id TEXT,
+    campaign_id TEXT,
+    list_id TEXT,
+    contact_id TEXT,
+    lead_source TEXT,
+    direction TEXT,
+    disposition TEXT NOT NULL,
+    ended_ns INTEGER,
+    talk_seconds INTEGER,
+    wait_seconds INTEGER,
+    wrap_seconds INTEGER,
+    flags INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, call_id)
+) WITHOUT ROWID;
+CREATE INDEX calls_by_start ON calls (tenant_id, started_ns, call_id);
+CREATE TABLE call_analysis (
+    tenant_id INTEGER NOT NULL,
+    call_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    version_ns INTEGER NOT NULL,
+    score INTEGER,
+    sentiment INTEGER,
+    prospect_sentiment INTEGER,
+    talk_ratio INTEGER,
+    filler INTEGER,
+    intent TEXT,
+    PRIMARY KEY (tenant_id, call_id)
+) WITHOUT ROWID;
+CREATE TABLE agent_status (
+    tenant_id INTEGER NOT NULL,
+    agent_id TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, agent_id, at_ns, event_id)
+) WITHOUT ROWID;
+CREATE TABLE lead_stages (
+    tenant_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    campaign_id TEXT,
+    lead_source TEXT,
+    agent_id TEXT,
+    call_id TEXT,
+    amount_minor INTEGER,
+    currency TEXT,
+    PRIMARY KEY (tenant_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX lead_stages_by_time ON lead_stages (tenant_id, at_ns);
+CREATE TABLE conversations (
+    tenant_id INTEGER NOT NULL,
+    conversation_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    version_ns INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    opened_ns INTEGER NOT NULL,
+    agent_id TEXT,
+    team_id TEXT,
+    first_response_ns INTEGER,
+    resolved_ns INTEGER,
+    status TEXT,
+    intent TEXT,
+    PRIMARY KEY (tenant_id, conversation_id)
+) WITHOUT ROWID;
+CREATE INDEX conversations_by_time ON conversations (tenant_id, opened_ns);
+CREATE TABLE csat (
+    tenant_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    at_ns INTEGER NOT NULL,
+    call_id TEXT,
+    conversation_id TEXT,
+    agent_id TEXT,
+    PRIMARY KEY (tenant_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX csat_by_time ON csat (tenant_id, at_ns);
+-- Rollup cells (see engine::cells), folded from pending_deltas by the checkpoint.
+CREATE TABLE cells (
+    tenant_id INTEGER NOT NULL,
+    cuboid INTEGER NOT NULL,
+    grain INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    stats BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, cuboid, grain, bucket, key)
+) WITHOUT ROWID;
+-- One row per ingest transaction: its merged cell deltas (several tenants may share it).
+CREATE TABLE pending_deltas (
+    seq INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+"#];
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Connection settings: WAL so readers never block the writer; `synchronous=FULL` so a
+/// committed batch survives power loss, not only a crash of the process.
+pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if synchronous_full { "FULL" } else { "NORMAL" },
+    )?;
+    conn.pragma_update(None, "busy_timeout", 10_000)?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}

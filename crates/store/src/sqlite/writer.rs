@@ -1,0 +1,404 @@
+//! The single writer: one thread owns the write connection. Concurrent ingest requests queue
+//! on a channel and are applied in one transaction (group commit: one fsync for all), each
+//! replied to after the commit. Rollup deltas of a transaction are stored as one row and merged
+//! into the in-memory overlay; a checkpoint folds them into the cells table.
+
+use super::rows::{
+    analysis_from_row, call_from_row, upsert_analysis, upsert_call, ANALYSIS_COLUMNS, CALL_COLUMNS,
+};
+use super::Shared;
+use crate::overlay::DeltaMap;
+use crate::{IngestSummary, Result, StoreError, TenantInfo};
+use dialboard_engine::cells::{for_each_activity_cell, for_each_call_cell, Stats};
+use dialboard_engine::event::{
+    AgentStatus, CallAnalysis, CallRecord, Event, ParsedEvent, StatusChange,
+};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+pub type AdminJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+pub enum WriteCommand {
+    Ingest {
+        tenant: Arc<TenantInfo>,
+        events: Vec<ParsedEvent>,
+        reply: oneshot::Sender<Result<IngestSummary>>,
+    },
+    Admin(AdminJob),
+    Checkpoint(oneshot::Sender<Result<usize>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Most events one transaction takes, so one commit never grows without bound.
+const MAX_GROUP_EVENTS: usize = 50_000;
+/// Fold deltas into cells when the overlay holds this many cells, or after this long.
+const CHECKPOINT_CELLS: usize = 200_000;
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+
+pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>) {
+    let mut last_checkpoint = Instant::now();
+    let mut carried: Option<WriteCommand> = None;
+    loop {
+        let command = match carried.take() {
+            Some(c) => c,
+            None => match rx.recv_timeout(CHECKPOINT_EVERY) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) => {
+                    checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        match command {
+            WriteCommand::Ingest {
+                tenant,
+                events,
+                reply,
+            } => {
+                let mut group = vec![(tenant, events, reply)];
+                let mut size = group[0].1.len();
+                while size < MAX_GROUP_EVENTS {
+                    match rx.try_recv() {
+                        Ok(WriteCommand::Ingest {
+                            tenant,
+                            events,
+                            reply,
+                        }) => {
+                            size += events.len();
+                            group.push((tenant, events, reply));
+                        }
+                        Ok(other) => {
+                            carried = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&mut conn, &shared, group);
+            }
+            WriteCommand::Admin(job) => job(&mut conn),
+            WriteCommand::Checkpoint(reply) => {
+                last_checkpoint = Instant::now();
+                let _ = reply.send(checkpoint(&mut conn, &shared));
+            }
+            WriteCommand::Shutdown(done) => {
+                // Everything queued before the shutdown is committed first.
+                while let Ok(c) = rx.try_recv() {
+                    if let WriteCommand::Ingest {
+                        tenant,
+                        events,
+                        reply,
+                    } = c
+                    {
+                        commit_group(&mut conn, &shared, vec![(tenant, events, reply)]);
+                    }
+                }
+                checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
+                let _ = done.send(());
+                return;
+            }
+        }
+        let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
+        if shared.overlay_len() >= CHECKPOINT_CELLS || due {
+            checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
+        }
+    }
+}
+
+type Group = Vec<(
+    Arc<TenantInfo>,
+    Vec<ParsedEvent>,
+    oneshot::Sender<Result<IngestSummary>>,
+)>;
+
+fn commit_group(conn: &mut Connection, shared: &Shared, group: Group) {
+    let started = Instant::now();
+    let mut deltas = DeltaMap::default();
+    let outcome = (|| -> Result<Vec<IngestSummary>> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut summaries = Vec::with_capacity(group.len());
+        for (tenant, events, _) in &group {
+            summaries.push(apply_batch(&tx, tenant, events, &mut deltas)?);
+        }
+        if !deltas.is_empty() {
+            tx.prepare_cached("INSERT INTO pending_deltas (data) VALUES (?1)")?
+                .execute([deltas.encode()])?;
+        }
+        tx.commit()?;
+        Ok(summaries)
+    })();
+    match outcome {
+        Ok(summaries) => {
+            shared.merge_overlay(deltas);
+            shared.metrics.record_commit(started.elapsed(), group.len());
+            for ((_, _, reply), summary) in group.into_iter().zip(summaries) {
+                let _ = reply.send(Ok(summary));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, batches = group.len(), "ingest transaction failed");
+            for (_, _, reply) in group {
+                let _ = reply.send(Err(StoreError::Database(e.to_string())));
+            }
+        }
+    }
+}
+
+fn apply_batch(
+    tx: &Transaction,
+    tenant: &TenantInfo,
+    events: &[ParsedEvent],
+    deltas: &mut DeltaMap,
+) -> Result<IngestSummary> {
+    let mut summary = IngestSummary::default();
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    let mut log = tx.prepare_cached(
+        "INSERT OR IGNORE INTO events (tenant_id, event_id, type, record_key, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for e in events {
+        let inserted = log.execute(params![
+            tenant.id,
+            e.id,
+            e.event.type_name(),
+            e.event.record_key(),
+            now,
+            e.raw.to_string()
+        ])?;
+        if inserted == 0 {
+            summary.duplicates += 1;
+            continue;
+        }
+        summary.accepted += 1;
+        match &e.event {
+            Event::Call(c) => apply_call(tx, tenant, c, deltas)?,
+            Event::Analysis(a) => apply_analysis(tx, tenant, a, deltas)?,
+            Event::Status(s) => apply_status(tx, tenant, s, deltas)?,
+            Event::Stage(s) => {
+                tx.prepare_cached(
+                    "INSERT INTO lead_stages (tenant_id, event_id, contact_id, stage, at_ns, campaign_id, lead_source, \
+                     agent_id, call_id, amount_minor, currency) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )?
+                .execute(params![
+                    tenant.id, s.event_id, s.contact_id, s.stage, s.at_ns, s.campaign_id, s.lead_source, s.agent_id,
+                    s.call_id, s.amount_minor, s.currency
+                ])?;
+            }
+            Event::Conversation(c) => {
+                let current: Option<(i64, String)> = tx
+                    .prepare_cached("SELECT version_ns, event_id FROM conversations WHERE tenant_id = ?1 AND conversation_id = ?2")?
+                    .query_row(params![tenant.id, c.conversation_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if current
+                    .is_none_or(|(v, id)| (c.version_ns, c.event_id.as_str()) > (v, id.as_str()))
+                {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO conversations (tenant_id, conversation_id, event_id, version_ns, channel, \
+                         opened_ns, agent_id, team_id, first_response_ns, resolved_ns, status, intent) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    )?
+                    .execute(params![
+                        tenant.id, c.conversation_id, c.event_id, c.version_ns, c.channel, c.opened_ns, c.agent_id,
+                        c.team_id, c.first_response_ns, c.resolved_ns, c.status, c.intent
+                    ])?;
+                }
+            }
+            Event::Csat(s) => {
+                tx.prepare_cached(
+                    "INSERT INTO csat (tenant_id, event_id, score, at_ns, call_id, conversation_id, agent_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![tenant.id, s.event_id, s.score, s.at_ns, s.call_id, s.conversation_id, s.agent_id])?;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn current_call(tx: &Transaction, tenant: i64, call_id: &str) -> Result<Option<CallRecord>> {
+    Ok(tx
+        .prepare_cached(&format!(
+            "SELECT {CALL_COLUMNS} FROM calls WHERE tenant_id = ?1 AND call_id = ?2"
+        ))?
+        .query_row(params![tenant, call_id], |r| call_from_row(r, 0))
+        .optional()?)
+}
+
+fn current_analysis(tx: &Transaction, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>> {
+    Ok(tx
+        .prepare_cached(&format!(
+            "SELECT {ANALYSIS_COLUMNS} FROM call_analysis WHERE tenant_id = ?1 AND call_id = ?2"
+        ))?
+        .query_row(params![tenant, call_id], |r| analysis_from_row(r, 0))
+        .optional()?
+        .flatten())
+}
+
+fn add_call(
+    tenant: &TenantInfo,
+    call: &CallRecord,
+    analysis: Option<&CallAnalysis>,
+    sign: i64,
+    deltas: &mut DeltaMap,
+) {
+    for_each_call_cell(&tenant.clock, call, analysis, |id, stats: &Stats| {
+        deltas.add(tenant.id, id, stats, sign)
+    });
+}
+
+/// A newer version retracts the current one's contribution and adds its own; an older one
+/// (a late or stale version) changes nothing but the raw log.
+fn apply_call(
+    tx: &Transaction,
+    tenant: &TenantInfo,
+    call: &CallRecord,
+    deltas: &mut DeltaMap,
+) -> Result<()> {
+    let current = current_call(tx, tenant.id, &call.call_id)?;
+    if current
+        .as_ref()
+        .is_some_and(|c| c.version() >= call.version())
+    {
+        return Ok(());
+    }
+    let analysis = current_analysis(tx, tenant.id, &call.call_id)?;
+    if let Some(old) = &current {
+        add_call(tenant, old, analysis.as_ref(), -1, deltas);
+    }
+    upsert_call(tx, tenant.id, call)?;
+    add_call(tenant, call, analysis.as_ref(), 1, deltas);
+    Ok(())
+}
+
+fn apply_analysis(
+    tx: &Transaction,
+    tenant: &TenantInfo,
+    analysis: &CallAnalysis,
+    deltas: &mut DeltaMap,
+) -> Result<()> {
+    let current = current_analysis(tx, tenant.id, &analysis.call_id)?;
+    if current
+        .as_ref()
+        .is_some_and(|a| a.version() >= analysis.version())
+    {
+        return Ok(());
+    }
+    if let Some(call) = current_call(tx, tenant.id, &analysis.call_id)? {
+        add_call(tenant, &call, current.as_ref(), -1, deltas);
+        add_call(tenant, &call, Some(analysis), 1, deltas);
+    }
+    upsert_analysis(tx, tenant.id, analysis)?;
+    Ok(())
+}
+
+/// A status lasts until the agent's next one. A status arriving between two others splits
+/// their interval: the old interval is retracted and the two new ones added.
+fn apply_status(
+    tx: &Transaction,
+    tenant: &TenantInfo,
+    s: &StatusChange,
+    deltas: &mut DeltaMap,
+) -> Result<()> {
+    tx.prepare_cached("INSERT INTO agent_status (tenant_id, agent_id, at_ns, event_id, status) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![tenant.id, s.agent_id, s.at_ns, s.event_id, s.status.as_str()])?;
+    let neighbour = |sql: &str| -> Result<Option<(i64, AgentStatus)>> {
+        Ok(tx
+            .prepare_cached(sql)?
+            .query_row(params![tenant.id, s.agent_id, s.at_ns, s.event_id], |r| {
+                let status: String = r.get(1)?;
+                Ok((
+                    r.get(0)?,
+                    AgentStatus::parse(&status).unwrap_or(AgentStatus::Offline),
+                ))
+            })
+            .optional()?)
+    };
+    let previous = neighbour(
+        "SELECT at_ns, status FROM agent_status WHERE tenant_id = ?1 AND agent_id = ?2 AND (at_ns, event_id) < (?3, ?4) \
+         ORDER BY at_ns DESC, event_id DESC LIMIT 1",
+    )?;
+    let next = neighbour(
+        "SELECT at_ns, status FROM agent_status WHERE tenant_id = ?1 AND agent_id = ?2 AND (at_ns, event_id) > (?3, ?4) \
+         ORDER BY at_ns, event_id LIMIT 1",
+    )?;
+    let mut interval = |status, from, to, sign| {
+        for_each_activity_cell(&tenant.clock, &s.agent_id, status, from, to, |id, stats| {
+            deltas.add(tenant.id, id, stats, sign)
+        });
+    };
+    if let (Some((p_at, p_status)), Some((n_at, _))) = (previous, next) {
+        interval(p_status, p_at, n_at, -1);
+    }
+    if let Some((p_at, p_status)) = previous {
+        interval(p_status, p_at, s.at_ns, 1);
+    }
+    if let Some((n_at, _)) = next {
+        interval(s.status, s.at_ns, n_at, 1);
+    }
+    Ok(())
+}
+
+fn checkpoint_logged(conn: &mut Connection, shared: &Shared, last: &mut Instant) {
+    *last = Instant::now();
+    if shared.overlay_len() == 0 {
+        return;
+    }
+    let started = Instant::now();
+    match checkpoint(conn, shared) {
+        Ok(cells) => tracing::debug!(
+            cells,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoint"
+        ),
+        Err(e) => tracing::error!(error = %e, "checkpoint failed; deltas stay pending"),
+    }
+}
+
+/// Folds the overlay into the cells table and drops the folded delta rows, in one
+/// transaction. Readers hold the overlay's read lock for their whole snapshot, so the commit
+/// and the clearing of the overlay happen together for them.
+pub fn checkpoint(conn: &mut Connection, shared: &Shared) -> Result<usize> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let overlay = shared.overlay_for_checkpoint();
+    let folded = overlay.len();
+    {
+        let mut read = tx.prepare_cached(
+            "SELECT stats FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4 AND key = ?5",
+        )?;
+        let mut write = tx.prepare_cached(
+            "INSERT OR REPLACE INTO cells (tenant_id, cuboid, grain, bucket, key, stats) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut delete = tx.prepare_cached(
+            "DELETE FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4 AND key = ?5",
+        )?;
+        for ((tenant, cuboid, grain, bucket, key), delta) in overlay.iter() {
+            let pk = params![tenant, cuboid, *grain as i64, bucket, key];
+            let stored: Option<Vec<u8>> = read.query_row(pk, |r| r.get(0)).optional()?;
+            let mut stats = match stored {
+                Some(bytes) => Stats::from_bytes(&bytes)
+                    .ok_or_else(|| StoreError::Database("corrupt cell".into()))?,
+                None => Stats::default(),
+            };
+            stats.merge(delta, 1);
+            if stats.is_zero() {
+                delete.execute(pk)?;
+            } else {
+                write.execute(params![
+                    tenant,
+                    cuboid,
+                    *grain as i64,
+                    bucket,
+                    key,
+                    stats.to_bytes()
+                ])?;
+            }
+        }
+    }
+    tx.execute("DELETE FROM pending_deltas", [])?;
+    drop(overlay);
+    shared.commit_checkpoint(tx)?;
+    Ok(folded)
+}
