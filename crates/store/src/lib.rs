@@ -152,6 +152,7 @@ pub trait Store: Send + Sync + 'static {
     /// One call with its analysis and every version received.
     async fn call(&self, tenant_id: i64, call_id: &str) -> Result<Option<Value>>;
     async fn ready(&self) -> Result<()>;
+    fn metrics(&self) -> &StoreMetrics;
     /// Finishes in-flight commits and folds pending deltas into cells.
     async fn shutdown(&self);
 }

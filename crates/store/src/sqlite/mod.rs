@@ -125,10 +125,6 @@ impl SqliteStore {
         })
     }
 
-    pub fn metrics(&self) -> &StoreMetrics {
-        &self.shared.metrics
-    }
-
     /// Folds pending deltas into the cells table now (the writer also does it on its own);
     /// returns how many cells were folded.
     pub async fn checkpoint(&self) -> Result<usize> {
@@ -560,6 +556,10 @@ impl Store for SqliteStore {
                 .map(|_| ())?)
         })
         .await
+    }
+
+    fn metrics(&self) -> &StoreMetrics {
+        &self.shared.metrics
     }
 
     async fn shutdown(&self) {

@@ -1,0 +1,110 @@
+//! Who is calling: an API key (`Authorization: Bearer KEY`) becomes a [`Principal`], whose
+//! tenant scopes every store call. The tenant never comes from the request body.
+
+use super::error::ApiError;
+use super::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use dialboard_store::{ApiKey, Scope};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant_id: i64,
+    pub scopes: Vec<Scope>,
+    pub agent_id: Option<String>,
+    pub team_id: Option<String>,
+}
+
+impl Principal {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this key lacks the '{}' scope", scope.as_str()),
+            ))
+        }
+    }
+
+    /// Narrows a query-shaped body to what the key may see: a key bound to an agent or a team
+    /// reads only that agent's or team's records, whatever filters the body asks for.
+    pub fn restrict(&self, body: &mut Value) {
+        let Some(obj) = body.as_object_mut() else {
+            return;
+        };
+        let filters = obj.entry("filters").or_insert_with(|| json!({}));
+        if !filters.is_object() {
+            return; // the query's own validation reports it
+        }
+        if let Some(agent) = &self.agent_id {
+            filters["agent"] = json!([agent]);
+        }
+        if let Some(team) = &self.team_id {
+            filters["team"] = json!([team]);
+        }
+    }
+}
+
+/// Keys are looked up at most every 30 s (a revoked key stops working within that time).
+const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+pub struct KeyCache {
+    entries: RwLock<HashMap<[u8; 32], (Option<ApiKey>, Instant)>>,
+}
+
+impl KeyCache {
+    async fn lookup(&self, state: &AppState, hash: [u8; 32]) -> Result<Option<ApiKey>, ApiError> {
+        if let Some((key, at)) = self.entries.read().expect("key cache").get(&hash) {
+            if at.elapsed() < KEY_CACHE_TTL {
+                return Ok(key.clone());
+            }
+        }
+        let key = state.store.key(hash).await?;
+        let mut entries = self.entries.write().expect("key cache");
+        if entries.len() > 10_000 {
+            entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+        }
+        entries.insert(hash, (key.clone(), Instant::now()));
+        Ok(key)
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("an API key is required: Authorization: Bearer KEY"))?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer KEY'"))?;
+        let key = state
+            .keys
+            .lookup(state, crate::keys::hash(secret))
+            .await?
+            .ok_or_else(|| unauthorized("unknown API key"))?;
+        Ok(Principal {
+            tenant_id: key.tenant_id,
+            scopes: key.scopes,
+            agent_id: key.agent_id,
+            team_id: key.team_id,
+        })
+    }
+}

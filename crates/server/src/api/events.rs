@@ -1,0 +1,101 @@
+//! `POST /api/v1/events`: validate each event, store the valid ones durably, report the rest.
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use dialboard_engine::event::parse_event;
+use dialboard_engine::FieldError;
+use dialboard_store::Scope;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+pub const MAX_EVENTS: usize = 10_000;
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// The events of a body: a JSON array, or NDJSON (one object per line). A line that is not
+/// JSON rejects that event only; a body with no JSON at all is a 400.
+fn split_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<Value, String>>, ApiError> {
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.starts_with("application/x-ndjson") || ct.starts_with("application/ndjson")
+        });
+    if ndjson {
+        let lines: Vec<Result<Value, String>> = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|l| serde_json::from_slice(l).map_err(|e| format!("not valid JSON: {e}")))
+            .collect();
+        if lines.iter().all(Result::is_err) {
+            return Err(ApiError::bad_request(
+                "the body is not NDJSON: no line is a JSON object",
+            ));
+        }
+        return Ok(lines);
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
+        Ok(_) => Err(ApiError::bad_request("the body must be a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)")),
+        Err(e) => Err(ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+pub async fn ingest(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Ingest)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("a request carries at most {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    let items = split_body(&headers, &body)?;
+    if items.len() > MAX_EVENTS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "a request carries at most {MAX_EVENTS} events; this one has {}",
+                items.len()
+            ),
+        ));
+    }
+    let tenant = state.store.tenant(principal.tenant_id).await?;
+    let mut valid = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let outcome = match item {
+            Ok(value) => parse_event(&value, &tenant.taxonomy),
+            Err(message) => Err((None, vec![FieldError::new("", message)])),
+        };
+        match outcome {
+            Ok(event) => valid.push(event),
+            Err((id, errors)) => rejected.push(json!({"index": index, "id": id, "errors": errors})),
+        }
+    }
+    let summary = state.store.ingest(tenant.id, valid).await?;
+    let m = &state.metrics;
+    m.events_accepted
+        .fetch_add(summary.accepted as u64, Relaxed);
+    m.events_duplicate
+        .fetch_add(summary.duplicates as u64, Relaxed);
+    m.events_rejected.fetch_add(rejected.len() as u64, Relaxed);
+    Ok(Json(
+        json!({"accepted": summary.accepted, "duplicates": summary.duplicates, "rejected": rejected}),
+    ))
+}

@@ -1,0 +1,127 @@
+//! `POST /api/v1/query` and the raw drill-down `GET /api/v1/calls`, `GET /api/v1/calls/{id}`.
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::AppState;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use dialboard_engine::query::Dimension;
+use dialboard_engine::FieldError;
+use dialboard_store::{CallsRequest, Scope};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let mut body: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    principal.restrict(&mut body);
+    let started = Instant::now();
+    let result = state.store.query(principal.tenant_id, body, now()).await?;
+    state.metrics.query_latency.observe(started.elapsed());
+    match result {
+        Ok(r) => Ok(Json(r.to_json())),
+        Err(fields) => Err(ApiError::invalid("invalid_query", fields)),
+    }
+}
+
+/// Query-string form of a drill-down: `preset` or `start`/`end`, `timezone`, any dimension as
+/// a comma-separated filter (`agent=a1,a2`), `cursor` and `limit` (1–1000, default 100).
+fn drilldown_body(
+    params: &HashMap<String, String>,
+) -> Result<(Value, Option<String>, usize), ApiError> {
+    let mut errors = Vec::new();
+    let mut filters = Map::new();
+    let mut range = Map::new();
+    let mut body = Map::new();
+    let mut limit = 100;
+    for (name, value) in params {
+        match name.as_str() {
+            "preset" | "start" | "end" => {
+                range.insert(name.clone(), json!(value));
+            }
+            "timezone" => {
+                body.insert("timezone".into(), json!(value));
+            }
+            "cursor" => {}
+            "limit" => match value.parse::<usize>() {
+                Ok(n @ 1..=1000) => limit = n,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    "must be a whole number from 1 to 1000",
+                )),
+            },
+            dim if Dimension::parse(dim).is_some() => {
+                filters.insert(name.clone(), json!(value.split(',').collect::<Vec<_>>()));
+            }
+            other => errors.push(FieldError::new(other, "unknown parameter")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("invalid_request", errors));
+    }
+    if range.is_empty() {
+        range.insert("preset".into(), json!("last_7_days"));
+    }
+    body.insert("range".into(), Value::Object(range));
+    body.insert("filters".into(), Value::Object(filters));
+    Ok((Value::Object(body), params.get("cursor").cloned(), limit))
+}
+
+pub async fn calls(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let (mut body, cursor, limit) = drilldown_body(&params)?;
+    principal.restrict(&mut body);
+    let page = state
+        .store
+        .calls(
+            principal.tenant_id,
+            CallsRequest {
+                query: body,
+                cursor,
+                limit,
+            },
+            now(),
+        )
+        .await?;
+    match page {
+        Ok(p) => Ok(Json(json!(p))),
+        Err(fields) => Err(ApiError::invalid("invalid_request", fields)),
+    }
+}
+
+pub async fn call(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(call_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let call = state.store.call(principal.tenant_id, &call_id).await?;
+    let visible = call.filter(|c| {
+        principal
+            .agent_id
+            .as_ref()
+            .is_none_or(|a| c["agent_id"] == json!(a))
+            && principal
+                .team_id
+                .as_ref()
+                .is_none_or(|t| c["team_id"] == json!(t))
+    });
+    visible
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no call '{call_id}'")))
+}

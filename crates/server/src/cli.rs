@@ -1,0 +1,299 @@
+//! The `dialboard` command line (SPEC §2).
+
+use crate::api::{app, AppState};
+use crate::config::{FileConfig, Settings};
+use clap::{Args, Parser, Subcommand};
+use dialboard_store::{ApiKey, Scope, Store, TenantSettings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "dialboard",
+    version,
+    about = "Real-time analytics for contact centers and sales dialers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Database URL: sqlite://PATH (default sqlite://dialboard.db) or postgres://...
+    #[arg(long, env = "DIALBOARD_DATABASE", global = true)]
+    database: Option<String>,
+    /// TOML configuration file (keys: listen, database).
+    #[arg(long, env = "DIALBOARD_CONFIG", global = true)]
+    config: Option<PathBuf>,
+}
+
+impl Common {
+    fn settings(&self, listen: Option<String>) -> anyhow::Result<Settings> {
+        Ok(Settings::resolve(
+            listen,
+            self.database.clone(),
+            FileConfig::load(self.config.as_deref())?,
+        ))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fill a fictional call center, keep it live, and serve it.
+    Demo {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "DIALBOARD_LISTEN")]
+        listen: Option<String>,
+        /// Days of history to generate.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Seed: the same seed gives the same call center.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Serve the API.
+    Serve {
+        #[arg(long, env = "DIALBOARD_LISTEN")]
+        listen: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Create or upgrade the database schema.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Import events from a file.
+    Import {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_parser = ["ndjson", "csv", "asterisk-cdr"])]
+        format: String,
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints its first admin API key alone on the last line.
+    Create {
+        name: String,
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key; prints it alone on the last line (it is not shown again).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: ingest, read, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Bind the key to one agent's records.
+        #[arg(long, conflicts_with = "team")]
+        agent: Option<String>,
+        /// Bind the key to one team's records.
+        #[arg(long)]
+        team: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { listen, common } => {
+            let settings = common.settings(listen)?;
+            let store = crate::open_store(&settings.database)?;
+            serve(store, &settings.listen, |url| {
+                println!("dialboard is serving on {url}\n{url}")
+            })
+            .await
+        }
+        Command::Demo {
+            listen,
+            days,
+            seed,
+            common,
+        } => {
+            let settings = common.settings(listen)?;
+            let store = crate::open_store(&settings.database)?;
+            crate::demo::run(store, &settings.listen, days, seed).await
+        }
+        Command::Migrate { common } => {
+            let settings = common.settings(None)?;
+            let store = crate::open_store(&settings.database)?;
+            store.shutdown().await;
+            println!("database {} is up to date", settings.database);
+            Ok(())
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    name,
+                    timezone,
+                    common,
+                },
+        } => {
+            let store = crate::open_store(&common.settings(None)?.database)?;
+            let tenant = store
+                .create_tenant(
+                    &name,
+                    TenantSettings {
+                        timezone: timezone.clone(),
+                        taxonomy: Default::default(),
+                    },
+                )
+                .await?;
+            let key = create_key(
+                &store,
+                tenant.id,
+                vec![Scope::Ingest, Scope::Read, Scope::Admin],
+                None,
+                None,
+            )
+            .await?;
+            store.shutdown().await;
+            println!("created tenant '{name}' (timezone {timezone}); its admin API key, shown once:\n{key}");
+            Ok(())
+        }
+        Command::Key {
+            command:
+                KeyCommand::Create {
+                    tenant,
+                    scopes,
+                    agent,
+                    team,
+                    common,
+                },
+        } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| {
+                    Scope::parse(s.trim()).ok_or_else(|| {
+                        anyhow::anyhow!("--scopes: unknown scope '{s}'; known: ingest, read, admin")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let store = crate::open_store(&common.settings(None)?.database)?;
+            let t = store
+                .tenant_by_name(&tenant)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("--tenant: no tenant named '{tenant}'"))?;
+            let key = create_key(&store, t.id, scopes, agent, team).await?;
+            store.shutdown().await;
+            println!("API key for tenant '{tenant}', shown once:\n{key}");
+            Ok(())
+        }
+        Command::Import {
+            tenant,
+            format,
+            file,
+            common,
+        } => {
+            let store = crate::open_store(&common.settings(None)?.database)?;
+            let outcome = crate::import::run(&store, &tenant, &format, &file).await;
+            store.shutdown().await;
+            outcome
+        }
+    }
+}
+
+pub async fn create_key(
+    store: &Arc<dyn Store>,
+    tenant_id: i64,
+    scopes: Vec<Scope>,
+    agent_id: Option<String>,
+    team_id: Option<String>,
+) -> anyhow::Result<String> {
+    let secret = crate::keys::generate();
+    store
+        .create_key(
+            crate::keys::hash(&secret),
+            ApiKey {
+                tenant_id,
+                scopes,
+                agent_id,
+                team_id,
+            },
+        )
+        .await?;
+    Ok(secret)
+}
+
+/// Serves until Ctrl-C or SIGTERM, then lets in-flight requests (and their commits) finish
+/// and folds pending deltas before returning.
+pub async fn serve(
+    store: Arc<dyn Store>,
+    listen: &str,
+    announce: impl FnOnce(&str),
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {listen}: {e}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tracing::info!(%url, "listening");
+    announce(&url);
+    let router = app(AppState::new(store.clone()));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down: finishing commits");
+    store.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

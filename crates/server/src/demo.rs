@@ -1,0 +1,581 @@
+//! `dialboard demo`: a realistic fictional call center, generated deterministically from a
+//! seed, ingested through the same validation and store as real events, then kept live.
+
+use dialboard_engine::clock::Clock;
+use dialboard_engine::event::{parse_event, ParsedEvent};
+use dialboard_engine::taxonomy::CompiledTaxonomy;
+use dialboard_store::{Scope, Store, TenantSettings};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, LogNormal, Normal};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const TENANT: &str = "demo";
+pub const TIMEZONE: &str = "America/New_York";
+
+pub struct Rep {
+    pub id: String,
+    pub team: &'static str,
+    connect_skill: f64,
+    meeting_skill: f64,
+    talk_median: f64,
+    calls_per_day: f64,
+    score_mean: f64,
+    talk_ratio: f64,
+    filler: f64,
+}
+
+pub struct Campaign {
+    pub id: &'static str,
+    inbound: bool,
+    sources: &'static [&'static str],
+}
+
+pub const TEAMS: [&str; 3] = ["enterprise", "mid-market", "smb"];
+const REP_NAMES: [&str; 24] = [
+    "maria.santos",
+    "james.okafor",
+    "li.wei",
+    "sofia.rossi",
+    "noah.kim",
+    "amara.diallo",
+    "lucas.martin",
+    "hana.sato",
+    "omar.haddad",
+    "emma.johnson",
+    "diego.fernandez",
+    "priya.patel",
+    "jonas.berg",
+    "fatima.zahra",
+    "ethan.brown",
+    "chloe.dubois",
+    "mateo.garcia",
+    "aisha.bello",
+    "ryan.oconnor",
+    "mei.chen",
+    "samuel.mensah",
+    "olivia.smith",
+    "arjun.rao",
+    "zoe.muller",
+];
+pub const CAMPAIGNS: [Campaign; 4] = [
+    Campaign {
+        id: "q4-enterprise-outbound",
+        inbound: false,
+        sources: &["linkedin", "purchased_list", "referral"],
+    },
+    Campaign {
+        id: "webinar-follow-up",
+        inbound: false,
+        sources: &["webinar"],
+    },
+    Campaign {
+        id: "inbound-demo-requests",
+        inbound: true,
+        sources: &["website", "referral"],
+    },
+    Campaign {
+        id: "reactivation",
+        inbound: false,
+        sources: &["purchased_list", "website"],
+    },
+];
+const INTENTS: [&str; 6] = [
+    "pricing",
+    "demo_request",
+    "objection_budget",
+    "competitor",
+    "support",
+    "timing",
+];
+
+pub fn reps(seed: u64) -> Vec<Rep> {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    REP_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            // A spread of profiles: strong closers, high-volume dialers, and reps to coach.
+            let skill: f64 = rng.random_range(0.7..1.3);
+            Rep {
+                id: name.to_string(),
+                team: TEAMS[i % TEAMS.len()],
+                connect_skill: rng.random_range(0.75..1.25),
+                meeting_skill: skill,
+                talk_median: rng.random_range(110.0..260.0),
+                calls_per_day: rng.random_range(45.0..95.0),
+                score_mean: 55.0 + 25.0 * (skill - 0.7) / 0.6 + rng.random_range(-5.0..5.0),
+                talk_ratio: rng.random_range(0.38..0.72),
+                filler: rng.random_range(1.0..7.0),
+            }
+        })
+        .collect()
+}
+
+/// Connect likelihood by local hour: mornings and late afternoons answer, lunch does not.
+fn hour_factor(hour: i64) -> f64 {
+    match hour {
+        8 => 0.8,
+        9 => 0.95,
+        10 | 11 => 1.2,
+        12 => 0.7,
+        13 => 0.85,
+        14 | 15 => 1.0,
+        16 => 1.25,
+        17 => 1.05,
+        _ => 0.6,
+    }
+}
+
+fn weekday_factor(day_of_week: i64) -> f64 {
+    [0.0, 0.95, 1.1, 1.12, 1.05, 0.82, 0.6, 0.5][day_of_week as usize]
+}
+
+fn ts(seconds: f64) -> String {
+    jiff::Timestamp::from_nanosecond((seconds * 1e9) as i128)
+        .expect("in range")
+        .to_string()
+}
+
+/// Produces the events of one fictional call center.
+pub struct Generator {
+    rng: SmallRng,
+    seed: u64,
+    prefix: String,
+    counter: u64,
+    pub reps: Vec<Rep>,
+    pub events: Vec<Value>,
+    talk: Normal<f64>,
+}
+
+impl Generator {
+    pub fn new(seed: u64, prefix: &str) -> Generator {
+        Generator {
+            rng: SmallRng::seed_from_u64(seed),
+            seed,
+            prefix: prefix.to_string(),
+            counter: 0,
+            reps: reps(seed),
+            events: Vec::new(),
+            talk: Normal::new(0.0, 0.7).expect("valid"),
+        }
+    }
+
+    fn push(&mut self, mut event: Value) {
+        self.counter += 1;
+        event["id"] = json!(format!("{}-{}-{:08}", self.prefix, self.seed, self.counter));
+        self.events.push(event);
+    }
+
+    fn status(&mut self, rep: usize, status: &str, at: f64) {
+        let agent = self.reps[rep].id.clone();
+        self.push(
+            json!({"type": "agent_status", "agent_id": agent, "status": status, "at": ts(at)}),
+        );
+    }
+
+    /// One call by `rep` starting at `start` (epoch seconds); returns when the rep is free.
+    pub fn call(&mut self, rep_index: usize, start: f64, clock: &Clock, now: f64) -> f64 {
+        let rep = &self.reps[rep_index];
+        let (agent, team) = (rep.id.clone(), rep.team);
+        let campaign = &CAMPAIGNS[self.rng.random_range(0..CAMPAIGNS.len())];
+        let source = campaign.sources[self.rng.random_range(0..campaign.sources.len())];
+        let t = start as i64;
+        let is_callback = self.rng.random_bool(0.08);
+        let mut p_connect = 0.27
+            * rep.connect_skill
+            * hour_factor(clock.hour_of_day(t))
+            * weekday_factor(clock.day_of_week(t));
+        if is_callback {
+            p_connect *= 1.6;
+        }
+        if campaign.inbound {
+            p_connect = 0.93;
+        }
+        let connected = self.rng.random_bool(p_connect.min(0.97));
+        let ring = self.rng.random_range(6.0..28.0);
+        let call_id = format!("call-{}-{}", self.seed, self.counter + 1);
+        let contact_id = format!("contact-{}", self.rng.random_range(0..40_000));
+        let mut call = json!({
+            "type": "call", "call_id": call_id, "agent_id": agent, "team_id": team, "campaign_id": campaign.id,
+            "list_id": format!("{}-list-{}", campaign.id, self.rng.random_range(1..4)), "contact_id": contact_id,
+            "direction": if campaign.inbound { "inbound" } else { "outbound" }, "lead_source": source,
+            "started_at": ts(start), "is_callback": is_callback,
+        });
+        let end;
+        let mut disposition;
+        if connected {
+            let r: f64 = self.rng.random();
+            let meeting = 0.11 * rep.meeting_skill;
+            disposition = if r < meeting {
+                "Meeting Booked"
+            } else if r < meeting + 0.22 {
+                "Interested"
+            } else if r < meeting + 0.62 {
+                "Not Interested"
+            } else {
+                "Connected"
+            };
+            let stretch = if disposition == "Meeting Booked" {
+                1.8
+            } else {
+                1.0
+            };
+            let talk = (rep.talk_median * stretch * self.talk.sample(&mut self.rng).exp())
+                .clamp(8.0, 3600.0);
+            let answered = start + ring;
+            let connected_at = answered + self.rng.random_range(0.3..6.0);
+            end = connected_at + talk;
+            call["answered_at"] = json!(ts(answered));
+            call["agent_connected_at"] = json!(ts(connected_at));
+            call["amd"] = json!("human");
+            call["abandoned"] = json!(campaign.inbound && self.rng.random_bool(0.03));
+        } else {
+            let r: f64 = self.rng.random();
+            disposition = match r {
+                r if r < 0.04 => ["Wrong Number", "Bad Number", "DNC"][self.rng.random_range(0..3)],
+                r if r < 0.065 => {
+                    ["AMD Failed", "Call Error", "Dropped"][self.rng.random_range(0..3)]
+                }
+                r if r < 0.5 => "No Answer",
+                r if r < 0.86 => "Voicemail",
+                r if r < 0.95 => "Busy",
+                _ => "Disconnected",
+            };
+            end = start
+                + ring
+                + if disposition == "Voicemail" {
+                    self.rng.random_range(15.0..35.0)
+                } else {
+                    0.0
+                };
+            if disposition == "Voicemail" {
+                call["voicemail_dropped"] = json!(self.rng.random_bool(0.6));
+                call["amd"] = json!("machine");
+            }
+        }
+        let wrap_end = end + self.rng.random_range(8.0..110.0);
+        if wrap_end > now {
+            return wrap_end; // still in progress: not yet reported
+        }
+        call["ended_at"] = json!(ts(end));
+        call["wrap_ended_at"] = json!(ts(wrap_end));
+        // About one call in a hundred is corrected later (a rep fixes the disposition).
+        let corrected = connected && disposition == "Interested" && self.rng.random_bool(0.05);
+        call["disposition"] = json!(if corrected {
+            "Not Interested"
+        } else {
+            disposition
+        });
+        self.push(call.clone());
+        if corrected {
+            disposition = "Meeting Booked";
+            call["disposition"] = json!(disposition);
+            call["updated_at"] = json!(ts(wrap_end + 600.0));
+            self.push(call);
+        }
+        if connected && self.rng.random_bool(0.9) {
+            self.analysis(rep_index, &call_id, disposition == "Meeting Booked");
+        }
+        if matches!(disposition, "Meeting Booked" | "Interested") {
+            self.pipeline(
+                &contact_id,
+                &agent,
+                &call_id,
+                campaign.id,
+                source,
+                wrap_end,
+                disposition == "Meeting Booked",
+                now,
+            );
+        }
+        wrap_end
+    }
+
+    fn analysis(&mut self, rep: usize, call_id: &str, meeting: bool) {
+        let r = &self.reps[rep];
+        let (score_mean, talk_ratio, filler) = (r.score_mean, r.talk_ratio, r.filler);
+        let n = |rng: &mut SmallRng, mean: f64, sd: f64| {
+            Normal::new(mean, sd).expect("valid").sample(rng)
+        };
+        let score = n(
+            &mut self.rng,
+            score_mean + if meeting { 10.0 } else { 0.0 },
+            9.0,
+        )
+        .clamp(0.0, 100.0);
+        let sentiment = n(&mut self.rng, (score - 50.0) / 80.0, 0.2).clamp(-1.0, 1.0);
+        let intent = INTENTS[self.rng.random_range(0..INTENTS.len())];
+        let event = json!({
+            "type": "call_analysis", "call_id": call_id,
+            "score": (score * 10.0).round() / 10.0,
+            "sentiment": (sentiment * 100.0).round() / 100.0,
+            "prospect_sentiment": (n(&mut self.rng, sentiment, 0.15).clamp(-1.0, 1.0) * 100.0).round() / 100.0,
+            "agent_talk_ratio": (n(&mut self.rng, talk_ratio, 0.07).clamp(0.05, 0.95) * 100.0).round() / 100.0,
+            "filler_words_per_100": (n(&mut self.rng, filler, 1.0).clamp(0.0, 20.0) * 10.0).round() / 10.0,
+            "intent": intent,
+        });
+        self.push(event);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pipeline(
+        &mut self,
+        contact: &str,
+        agent: &str,
+        call_id: &str,
+        campaign: &str,
+        source: &str,
+        at: f64,
+        meeting: bool,
+        now: f64,
+    ) {
+        let base = json!({"type": "lead_stage", "contact_id": contact, "agent_id": agent, "call_id": call_id,
+            "campaign_id": campaign, "lead_source": source});
+        let stage = |g: &mut Generator, name: &str, at: f64, amount: Option<f64>| {
+            let mut e = base.clone();
+            e["stage"] = json!(name);
+            e["at"] = json!(ts(at));
+            if let Some(a) = amount {
+                e["amount"] = json!(a);
+                e["currency"] = json!("USD");
+            }
+            g.push(e);
+        };
+        stage(self, "connected", at, None);
+        if !meeting {
+            return;
+        }
+        stage(self, "meeting_booked", at + 1.0, None);
+        let mut t = at + self.rng.random_range(2.0..7.0) * 86_400.0;
+        if t > now || !self.rng.random_bool(0.6) {
+            return;
+        }
+        stage(self, "opportunity_created", t, None);
+        t += self.rng.random_range(3.0..10.0) * 86_400.0;
+        if t > now || !self.rng.random_bool(0.7) {
+            return;
+        }
+        stage(self, "proposal_sent", t, None);
+        t += self.rng.random_range(5.0..20.0) * 86_400.0;
+        if t > now {
+            return;
+        }
+        if self.rng.random_bool(0.38) {
+            let amount = (LogNormal::<f64>::new(9.3, 0.6)
+                .expect("valid")
+                .sample(&mut self.rng)
+                / 50.0)
+                .round()
+                * 50.0;
+            stage(self, "closed_won", t, Some(amount));
+        } else {
+            stage(self, "closed_lost", t, None);
+        }
+    }
+
+    /// A ticket or chat opened at `opened`, with its resolution and maybe a CSAT score.
+    pub fn conversation(&mut self, opened: f64, now: f64) {
+        let r: f64 = self.rng.random();
+        let (channel, response_median) = match r {
+            r if r < 0.45 => ("email", 5400.0),
+            r if r < 0.7 => ("whatsapp", 600.0),
+            _ => ("chat", 120.0),
+        };
+        let rep = self.rng.random_range(0..self.reps.len());
+        let (agent, team) = (self.reps[rep].id.clone(), self.reps[rep].team);
+        let id = format!("conv-{}-{}", self.seed, self.counter + 1);
+        let first_response = opened + response_median * self.talk.sample(&mut self.rng).exp();
+        let resolved =
+            first_response + response_median * 3.0 * self.talk.sample(&mut self.rng).exp();
+        let mut e = json!({"type": "conversation", "conversation_id": id, "channel": channel, "opened_at": ts(opened),
+            "agent_id": agent, "team_id": team, "intent": INTENTS[self.rng.random_range(0..INTENTS.len())], "status": "open"});
+        if first_response <= now {
+            e["first_response_at"] = json!(ts(first_response));
+        }
+        let is_resolved = resolved <= now && self.rng.random_bool(0.86);
+        if is_resolved {
+            e["resolved_at"] = json!(ts(resolved));
+            e["status"] = json!("resolved");
+        }
+        self.push(e);
+        if is_resolved && self.rng.random_bool(0.55) {
+            let score = [5, 5, 5, 4, 4, 4, 3, 2, 1][self.rng.random_range(0..9)];
+            self.push(json!({"type": "csat", "score": score, "at": ts(resolved + 300.0), "conversation_id": id, "agent_id": agent}));
+        }
+    }
+
+    /// A working day of every rep: status timeline, calls, tickets — up to `now`.
+    pub fn day(&mut self, day_start: i64, clock: &Clock, now: f64) {
+        let weekday = clock.day_of_week(day_start);
+        for rep in 0..self.reps.len() {
+            let works = weekday <= 5 || self.rng.random_bool(0.08);
+            if !works {
+                continue;
+            }
+            let start = day_start as f64 + 3600.0 * self.rng.random_range(8.3..9.6);
+            let lunch = day_start as f64 + 3600.0 * self.rng.random_range(12.0..12.8);
+            let lunch_end = lunch + self.rng.random_range(1800.0..3600.0);
+            let stop = day_start as f64 + 3600.0 * self.rng.random_range(16.8..18.0);
+            if start > now {
+                continue;
+            }
+            self.status(rep, "dialing", start);
+            let gap = (stop - start - 2700.0) / self.reps[rep].calls_per_day.max(1.0);
+            let mut t = start;
+            let mut at_lunch = false;
+            loop {
+                t += gap * self.rng.random_range(0.3..1.7);
+                if !at_lunch && t >= lunch {
+                    at_lunch = true;
+                    if lunch > now {
+                        break;
+                    }
+                    self.status(rep, "idle", lunch);
+                    if lunch_end > now {
+                        break;
+                    }
+                    self.status(rep, "dialing", lunch_end);
+                    t = lunch_end;
+                    continue;
+                }
+                if t >= stop || t > now {
+                    break;
+                }
+                t = self.call(rep, t, clock, now);
+            }
+            if stop <= now {
+                self.status(rep, "offline", stop);
+            }
+        }
+        let tickets = if weekday <= 5 {
+            self.rng.random_range(35..60)
+        } else {
+            self.rng.random_range(8..15)
+        };
+        for _ in 0..tickets {
+            let opened = day_start as f64 + self.rng.random_range(0.0..86_400.0);
+            if opened <= now {
+                self.conversation(opened, now);
+            }
+        }
+    }
+}
+
+/// All history events for `days` days up to `now` (epoch seconds), in the tenant's zone.
+pub fn history(seed: u64, days: u32, clock: &Clock, now: i64) -> Vec<Value> {
+    let mut g = Generator::new(seed, "demo");
+    let today = clock.date_of(now);
+    for back in (0..=days as i64).rev() {
+        let date = today
+            .checked_sub(jiff::Span::new().days(back))
+            .expect("date in range");
+        g.day(clock.date_start(date), clock, now as f64);
+    }
+    g.events
+}
+
+fn parse_all(events: &[Value], taxonomy: &CompiledTaxonomy) -> Vec<ParsedEvent> {
+    events
+        .iter()
+        .map(|e| parse_event(e, taxonomy).expect("demo events are valid"))
+        .collect()
+}
+
+pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let tenant = match store.tenant_by_name(TENANT).await? {
+        Some(t) => t,
+        None => {
+            store
+                .create_tenant(
+                    TENANT,
+                    TenantSettings {
+                        timezone: TIMEZONE.into(),
+                        taxonomy: Default::default(),
+                    },
+                )
+                .await?
+        }
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let existing = store
+        .query(
+            tenant.id,
+            json!({"measures": ["total_calls"], "range": {"preset": "all_time"}}),
+            now,
+        )
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let has_history = existing
+        .total("total_calls")
+        .and_then(|n| n.as_f64())
+        .unwrap_or(0.0)
+        > 0.0;
+    if has_history {
+        println!("using the existing demo data in this database");
+    } else {
+        let events = history(seed, days, &tenant.clock, now);
+        let parsed = parse_all(&events, &tenant.taxonomy);
+        for chunk in parsed.chunks(10_000) {
+            store.ingest(tenant.id, chunk.to_vec()).await?;
+        }
+        println!(
+            "generated {} events: {days} days of a {}-rep call center (seed {seed}) in {:.1} s",
+            events.len(),
+            REP_NAMES.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let key = crate::cli::create_key(
+        &store,
+        tenant.id,
+        vec![Scope::Ingest, Scope::Read, Scope::Admin],
+        None,
+        None,
+    )
+    .await?;
+    tokio::spawn(live(store.clone(), tenant.id, seed));
+    crate::cli::serve(store, listen, |url| {
+        println!("admin API key for tenant '{TENANT}' (shown once): {key}");
+        println!("try: curl -s -H 'Authorization: Bearer {key}' -d '{{\"measures\":[\"total_calls\",\"connect_rate\",\"median_talk_time\"],\"dimensions\":[\"team\"],\"range\":{{\"preset\":\"today\"}}}}' {url}/api/v1/query");
+        println!("ready in {:.1} s", started.elapsed().as_secs_f64());
+        println!("{url}");
+    })
+    .await
+}
+
+/// Keeps the demo moving: a call ends somewhere in the center every second or two.
+async fn live(store: Arc<dyn Store>, tenant_id: i64, seed: u64) {
+    let Ok(tenant) = store.tenant(tenant_id).await else {
+        return;
+    };
+    let run = jiff::Timestamp::now().as_second();
+    let mut g = Generator::new(seed.wrapping_add(run as u64), &format!("live-{run}"));
+    loop {
+        let pause = g.rng.random_range(700..2200);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let now = jiff::Timestamp::now().as_nanosecond() as f64 / 1e9;
+        let rep = g.rng.random_range(0..g.reps.len());
+        let start = now - g.rng.random_range(200.0..900.0);
+        g.status(rep, "on_call", start);
+        let free = g.call(rep, start, &tenant.clock, now);
+        if free <= now {
+            g.status(rep, "wrap_up", free - 20.0);
+            g.status(rep, "dialing", free);
+        }
+        if g.rng.random_bool(0.1) {
+            g.conversation(now - 30.0, now);
+        }
+        let events: Vec<Value> = std::mem::take(&mut g.events);
+        if let Err(e) = store
+            .ingest(tenant_id, parse_all(&events, &tenant.taxonomy))
+            .await
+        {
+            tracing::warn!(error = %e, "demo live events not stored");
+            return;
+        }
+    }
+}
