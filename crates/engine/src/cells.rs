@@ -338,9 +338,7 @@ pub fn call_dim_values<'a>(call: &'a CallRecord, analysis: Option<&CallAnalysis>
         opt(&call.lead_source),
         opt(&call.direction),
         &call.disposition,
-        analysis
-            .and_then(|a| a.score_micros)
-            .map_or("", score_range),
+        analysis.and_then(|a| a.score_micros).map_or("", score_range),
     ]
 }
 
@@ -456,18 +454,11 @@ mod tests {
         let clock = Clock::utc();
         let ns = 1_000_000_000;
         let mut quarters = Vec::new();
-        for_each_activity_cell(
-            &clock,
-            "a",
-            AgentStatus::Dialing,
-            800 * ns,
-            1900 * ns,
-            |id, s| {
-                if id.grain == Grain::Quarter {
-                    quarters.push((id.bucket, s.c[counter::ACTIVE_NS] / ns));
-                }
-            },
-        );
+        for_each_activity_cell(&clock, "a", AgentStatus::Dialing, 800 * ns, 1900 * ns, |id, s| {
+            if id.grain == Grain::Quarter {
+                quarters.push((id.bucket, s.c[counter::ACTIVE_NS] / ns));
+            }
+        });
         assert_eq!(quarters, vec![(0, 100), (900, 900), (1800, 100)]);
     }
 }

@@ -105,10 +105,7 @@ impl Clock {
     /// Start of the local day containing `t`.
     pub fn day_start(&self, t: i64) -> i64 {
         let z = self.zoned(t);
-        z.start_of_day()
-            .expect("start of day")
-            .timestamp()
-            .as_second()
+        z.start_of_day().expect("start of day").timestamp().as_second()
     }
 
     /// Start of the local day after the one containing `t`.
@@ -202,19 +199,11 @@ impl Clock {
     }
 
     fn add_days(&self, day_start: i64, n: i64) -> i64 {
-        self.date_start(
-            self.date_of(day_start)
-                .checked_add(n.days())
-                .expect("date in range"),
-        )
+        self.date_start(self.date_of(day_start).checked_add(n.days()).expect("date in range"))
     }
 
     fn add_months(&self, day_start: i64, n: i64) -> i64 {
-        self.date_start(
-            self.date_of(day_start)
-                .checked_add(n.months())
-                .expect("date in range"),
-        )
+        self.date_start(self.date_of(day_start).checked_add(n.months()).expect("date in range"))
     }
 
     /// Local hour of day, 0–23.
@@ -269,9 +258,9 @@ impl Clock {
 
 /// Parses an RFC 3339 timestamp with an offset into epoch nanoseconds.
 pub fn parse_rfc3339_nanos(s: &str) -> Result<i64, String> {
-    let ts: Timestamp = s.parse().map_err(|_| {
-        "must be an RFC 3339 timestamp with an offset, e.g. 2026-03-01T09:30:00Z".to_string()
-    })?;
+    let ts: Timestamp = s
+        .parse()
+        .map_err(|_| "must be an RFC 3339 timestamp with an offset, e.g. 2026-03-01T09:30:00Z".to_string())?;
     let nanos = ts.as_nanosecond();
     i64::try_from(nanos).map_err(|_| "is out of the supported range (1678–2261)".to_string())
 }
@@ -315,8 +304,7 @@ mod tests {
             at("2026-05-31T23:30:00Z")
         );
         assert_eq!(kathmandu.format(t), "2026-03-01T16:05:00+05:45");
-        assert!(kathmandu
-            .quarter_aligned_between(at("2000-01-01T00:00:00Z"), at("2030-01-01T00:00:00Z")));
+        assert!(kathmandu.quarter_aligned_between(at("2000-01-01T00:00:00Z"), at("2030-01-01T00:00:00Z")));
     }
 
     #[test]
@@ -333,18 +321,9 @@ mod tests {
     fn weeks_months_quarters() {
         let utc = Clock::utc();
         let t = at("2026-03-19T12:00:00Z"); // a Thursday
-        assert_eq!(
-            utc.bucket_start(Granularity::Week, t),
-            at("2026-03-16T00:00:00Z")
-        );
-        assert_eq!(
-            utc.next_bucket_start(Granularity::Week, t),
-            at("2026-03-23T00:00:00Z")
-        );
-        assert_eq!(
-            utc.bucket_start(Granularity::Month, t),
-            at("2026-03-01T00:00:00Z")
-        );
+        assert_eq!(utc.bucket_start(Granularity::Week, t), at("2026-03-16T00:00:00Z"));
+        assert_eq!(utc.next_bucket_start(Granularity::Week, t), at("2026-03-23T00:00:00Z"));
+        assert_eq!(utc.bucket_start(Granularity::Month, t), at("2026-03-01T00:00:00Z"));
         assert_eq!(
             utc.bucket_start(Granularity::CalendarQuarter, t),
             at("2026-01-01T00:00:00Z")

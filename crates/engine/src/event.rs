@@ -111,10 +111,7 @@ impl AgentStatus {
 
     /// Active dialing time is dialing + on a call + wrap-up.
     pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            AgentStatus::Dialing | AgentStatus::OnCall | AgentStatus::WrapUp
-        )
+        matches!(self, AgentStatus::Dialing | AgentStatus::OnCall | AgentStatus::WrapUp)
     }
 }
 
@@ -345,12 +342,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A duration given directly, or derived from two timestamps and truncated to seconds.
-    fn duration_or_derived(
-        &mut self,
-        field: &str,
-        from: (&str, Option<i64>),
-        to: (&str, Option<i64>),
-    ) -> Option<i64> {
+    fn duration_or_derived(&mut self, field: &str, from: (&str, Option<i64>), to: (&str, Option<i64>)) -> Option<i64> {
         if self.present(field).is_some() {
             return self.duration(field);
         }
@@ -371,10 +363,7 @@ pub fn parse_event(
     taxonomy: &CompiledTaxonomy,
 ) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
     let Some(obj) = value.as_object() else {
-        return Err((
-            None,
-            vec![FieldError::new("", "each event must be a JSON object")],
-        ));
+        return Err((None, vec![FieldError::new("", "each event must be a JSON object")]));
     };
     let mut f = Fields {
         obj,
@@ -390,10 +379,7 @@ pub fn parse_event(
         Some("conversation") => Some(Event::Conversation(parse_conversation(&mut f, &id))),
         Some("csat") => Some(Event::Csat(parse_csat(&mut f, &id))),
         Some(_) => {
-            f.error(
-                "type",
-                format!("unknown event type; known: {}", EVENT_TYPES.join(", ")),
-            );
+            f.error("type", format!("unknown event type; known: {}", EVENT_TYPES.join(", ")));
             None
         }
         None => None,
@@ -424,31 +410,20 @@ fn parse_call(f: &mut Fields, id: &str, taxonomy: &CompiledTaxonomy) -> CallReco
             None => {
                 f.error(
                     "disposition",
-                    format!(
-                        "unknown disposition '{d}'; known: {}",
-                        taxonomy.known().join(", ")
-                    ),
+                    format!("unknown disposition '{d}'; known: {}", taxonomy.known().join(", ")),
                 );
                 String::new()
             }
         },
         None => String::new(),
     };
-    let talk = f.duration_or_derived(
-        "talk_seconds",
-        ("agent_connected_at", connected),
-        ("ended_at", ended),
-    );
+    let talk = f.duration_or_derived("talk_seconds", ("agent_connected_at", connected), ("ended_at", ended));
     let wait = f.duration_or_derived(
         "wait_seconds",
         ("answered_at", answered),
         ("agent_connected_at", connected),
     );
-    let wrap = f.duration_or_derived(
-        "wrap_seconds",
-        ("ended_at", ended),
-        ("wrap_ended_at", wrap_ended),
-    );
+    let wrap = f.duration_or_derived("wrap_seconds", ("ended_at", ended), ("wrap_ended_at", wrap_ended));
     if let (Some(s), Some(e)) = (started, ended) {
         if e < s {
             f.error("ended_at", "must not be before started_at");
@@ -486,10 +461,7 @@ fn parse_call(f: &mut Fields, id: &str, taxonomy: &CompiledTaxonomy) -> CallReco
         }
     }
     if f.present("prospect").is_some_and(|v| !v.is_object()) {
-        f.error(
-            "prospect",
-            "must be an object {name, phone, company, timezone}",
-        );
+        f.error("prospect", "must be an object {name, phone, company, timezone}");
     }
     call
 }
@@ -512,10 +484,7 @@ fn parse_status(f: &mut Fields, id: &str) -> StatusChange {
     let agent_id = f.required_text("agent_id");
     let status = match f.text("status", true) {
         Some(s) => AgentStatus::parse(&s).unwrap_or_else(|| {
-            f.error(
-                "status",
-                format!("must be one of: {}", AgentStatus::NAMES.join(", ")),
-            );
+            f.error("status", format!("must be one of: {}", AgentStatus::NAMES.join(", ")));
             AgentStatus::Offline
         }),
         None => AgentStatus::Offline,
@@ -539,9 +508,7 @@ fn parse_stage(f: &mut Fields, id: &str) -> StageChange {
         lead_source: f.text("lead_source", false),
         agent_id: f.text("agent_id", false),
         call_id: f.text("call_id", false),
-        amount_minor: f
-            .number("amount", 0.0, 1e13)
-            .map(|x| (x * 100.0).round() as i64),
+        amount_minor: f.number("amount", 0.0, 1e13).map(|x| (x * 100.0).round() as i64),
         currency: f.text("currency", false),
     }
 }
@@ -551,10 +518,7 @@ fn parse_conversation(f: &mut Fields, id: &str) -> Conversation {
     let first_response = f.timestamp("first_response_at", false);
     let resolved = f.timestamp("resolved_at", false);
     let updated = f.timestamp("updated_at", false);
-    for (field, t) in [
-        ("first_response_at", first_response),
-        ("resolved_at", resolved),
-    ] {
+    for (field, t) in [("first_response_at", first_response), ("resolved_at", resolved)] {
         if let (Some(o), Some(t)) = (opened, t) {
             if t < o {
                 f.error(field, "must not be before opened_at");
@@ -562,17 +526,11 @@ fn parse_conversation(f: &mut Fields, id: &str) -> Conversation {
         }
     }
     if let Some(labels) = f.present("labels") {
-        if !labels
-            .as_array()
-            .is_some_and(|a| a.iter().all(Value::is_string))
-        {
+        if !labels.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
             f.error("labels", "must be an array of strings");
         }
     }
-    let latest = [opened, first_response, resolved]
-        .into_iter()
-        .flatten()
-        .max();
+    let latest = [opened, first_response, resolved].into_iter().flatten().max();
     Conversation {
         conversation_id: f.required_text("conversation_id"),
         event_id: id.to_string(),
@@ -630,12 +588,7 @@ mod tests {
     }
 
     fn fields(v: Value) -> Vec<String> {
-        parse(v)
-            .unwrap_err()
-            .1
-            .into_iter()
-            .map(|e| e.field)
-            .collect()
+        parse(v).unwrap_err().1.into_iter().map(|e| e.field).collect()
     }
 
     #[test]
@@ -650,10 +603,7 @@ mod tests {
         assert_eq!(c.talk_seconds, Some(119)); // 119.9 s truncated
         assert_eq!(c.wait_seconds, Some(1)); // 1.3 s
         assert_eq!(c.wrap_seconds, Some(30));
-        assert_eq!(
-            c.version_ns,
-            parse_rfc3339_nanos("2026-03-01T10:02:37.100Z").unwrap()
-        );
+        assert_eq!(c.version_ns, parse_rfc3339_nanos("2026-03-01T10:02:37.100Z").unwrap());
     }
 
     #[test]
@@ -665,10 +615,8 @@ mod tests {
             ),
             vec!["agent_id", "started_at", "disposition", "talk_seconds"]
         );
-        let err = parse(
-            json!({"id": "e1", "type": "call", "call_id": "c", "agent_id": "a",
-            "started_at": "2026-03-01T10:00:00Z", "disposition": "Maybe"}),
-        )
+        let err = parse(json!({"id": "e1", "type": "call", "call_id": "c", "agent_id": "a",
+            "started_at": "2026-03-01T10:00:00Z", "disposition": "Maybe"}))
         .unwrap_err();
         assert!(
             err.1[0].message.contains("Meeting Booked"),
@@ -680,10 +628,8 @@ mod tests {
             vec!["id", "score"]
         );
         assert_eq!(
-            fields(
-                json!({"id": "e", "type": "call", "call_id": "c", "agent_id": "a",
-            "started_at": "2026-03-01T10:00:00Z", "disposition": "Busy", "talk_seconds": 1.5})
-            ),
+            fields(json!({"id": "e", "type": "call", "call_id": "c", "agent_id": "a",
+            "started_at": "2026-03-01T10:00:00Z", "disposition": "Busy", "talk_seconds": 1.5})),
             vec!["talk_seconds"]
         );
         assert!(parse(json!([1])).is_err());

@@ -22,11 +22,7 @@ impl Histogram {
 
     pub fn single(value: i64, count: i64) -> Self {
         Histogram {
-            entries: if count == 0 {
-                vec![]
-            } else {
-                vec![(value, count)]
-            },
+            entries: if count == 0 { vec![] } else { vec![(value, count)] },
         }
     }
 
@@ -64,8 +60,7 @@ impl Histogram {
         self.entries.reserve(mine.len() + other.entries.len());
         let (mut i, mut j) = (0, 0);
         while i < mine.len() || j < other.entries.len() {
-            let take_mine =
-                j == other.entries.len() || (i < mine.len() && mine[i].0 <= other.entries[j].0);
+            let take_mine = j == other.entries.len() || (i < mine.len() && mine[i].0 <= other.entries[j].0);
             if take_mine {
                 let (v, c) = mine[i];
                 i += 1;

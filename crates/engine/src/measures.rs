@@ -32,9 +32,7 @@ impl Num {
     pub fn to_json(self) -> serde_json::Value {
         match self {
             Num::Int(i) => i.into(),
-            Num::Float(f) => {
-                serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
-            }
+            Num::Float(f) => serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into),
             Num::Null => serde_json::Value::Null,
         }
     }
@@ -185,20 +183,14 @@ pub static MEASURES: &[MeasureDef] = &[
         Calls,
         Seconds,
         "PERCENTILE_CONT(0.5) of talk_seconds over connected calls",
-        |a| a
-            .connected_talk
-            .percentile_cont(0.5)
-            .map_or(Num::Null, Num::Float)
+        |a| a.connected_talk.percentile_cont(0.5).map_or(Num::Null, Num::Float)
     ),
     measure!(
         "p90_talk_time",
         Calls,
         Seconds,
         "PERCENTILE_CONT(0.9) of talk_seconds over connected calls",
-        |a| a
-            .connected_talk
-            .percentile_cont(0.9)
-            .map_or(Num::Null, Num::Float)
+        |a| a.connected_talk.percentile_cont(0.9).map_or(Num::Null, Num::Float)
     ),
     measure!(
         "total_talk_time",
@@ -239,34 +231,18 @@ pub static MEASURES: &[MeasureDef] = &[
         "calls in {Meeting Booked, Interested} / total_calls × 100",
         |a| percent(a.positive, a.all[CALLS])
     ),
-    measure!(
-        "voicemails",
-        Calls,
-        Count,
-        "calls with disposition Voicemail",
-        |a| Num::Int(a.voicemails)
-    ),
-    measure!(
-        "no_contacts",
-        Calls,
-        Count,
-        "calls in category No Contact",
-        |a| Num::Int(a.by_category[Category::NoContact.index()])
-    ),
-    measure!(
-        "invalid_numbers",
-        Calls,
-        Count,
-        "calls in category Invalid",
-        |a| Num::Int(a.by_category[Category::Invalid.index()])
-    ),
-    measure!(
-        "system_errors",
-        Calls,
-        Count,
-        "calls in category System",
-        |a| Num::Int(a.by_category[Category::System.index()])
-    ),
+    measure!("voicemails", Calls, Count, "calls with disposition Voicemail", |a| {
+        Num::Int(a.voicemails)
+    }),
+    measure!("no_contacts", Calls, Count, "calls in category No Contact", |a| {
+        Num::Int(a.by_category[Category::NoContact.index()])
+    }),
+    measure!("invalid_numbers", Calls, Count, "calls in category Invalid", |a| {
+        Num::Int(a.by_category[Category::Invalid.index()])
+    }),
+    measure!("system_errors", Calls, Count, "calls in category System", |a| Num::Int(
+        a.by_category[Category::System.index()]
+    )),
     measure!(
         "voicemail_drop_rate",
         Calls,
@@ -302,13 +278,9 @@ pub static MEASURES: &[MeasureDef] = &[
         "average wrap_seconds over calls that have one",
         |a| ratio(a.all[WRAP_SUM], a.all[WRAP_N])
     ),
-    measure!(
-        "analysed_calls",
-        Calls,
-        Count,
-        "calls with an AI analysis",
-        |a| Num::Int(a.all[ANALYSED])
-    ),
+    measure!("analysed_calls", Calls, Count, "calls with an AI analysis", |a| {
+        Num::Int(a.all[ANALYSED])
+    }),
     measure!(
         "avg_call_score",
         Calls,
@@ -351,13 +323,9 @@ pub static MEASURES: &[MeasureDef] = &[
         "hours in status dialing, on_call or wrap_up",
         |a| Num::Float(a.all[ACTIVE_NS] as f64 / NS_PER_HOUR)
     ),
-    measure!(
-        "idle_minutes",
-        Activity,
-        Minutes,
-        "minutes in status idle",
-        |a| Num::Float(a.all[IDLE_NS] as f64 / 60_000_000_000.0)
-    ),
+    measure!("idle_minutes", Activity, Minutes, "minutes in status idle", |a| {
+        Num::Float(a.all[IDLE_NS] as f64 / 60_000_000_000.0)
+    }),
 ];
 
 pub fn measure(name: &str) -> Option<&'static MeasureDef> {

@@ -111,9 +111,7 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
     let count = |f: &dyn Fn(&CallRecord) -> bool| calls.iter().filter(|(c, _)| f(c)).count();
     let in_category = |cat: Category| count(&|c| tax.class(&c.disposition).category == Some(cat));
     let analysed: Vec<&CallAnalysis> = calls.iter().filter_map(|(_, a)| *a).collect();
-    let field = |f: fn(&CallAnalysis) -> Option<i64>| {
-        analysed.iter().filter_map(|a| f(a)).collect::<Vec<_>>()
-    };
+    let field = |f: fn(&CallAnalysis) -> Option<i64>| analysed.iter().filter_map(|a| f(a)).collect::<Vec<_>>();
     let hours = g.active_ns as f64 / 3.6e12;
     match name {
         "total_calls" => Num::Int(calls.len() as i64),
@@ -124,19 +122,12 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
                 Num::Null
             } else {
                 Num::Float(
-                    connected
-                        .iter()
-                        .filter_map(|(c, _)| c.talk_seconds)
-                        .sum::<i64>() as f64
-                        / connected.len() as f64,
+                    connected.iter().filter_map(|(c, _)| c.talk_seconds).sum::<i64>() as f64 / connected.len() as f64,
                 )
             }
         }
         "median_talk_time" | "p90_talk_time" => {
-            let mut v: Vec<i64> = connected
-                .iter()
-                .filter_map(|(c, _)| c.talk_seconds)
-                .collect();
+            let mut v: Vec<i64> = connected.iter().filter_map(|(c, _)| c.talk_seconds).collect();
             percentile(&mut v, if name == "median_talk_time" { 0.5 } else { 0.9 })
         }
         "total_talk_time" => Num::Int(calls.iter().filter_map(|(c, _)| c.talk_seconds).sum()),
@@ -148,13 +139,8 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
             }
         }
         "meetings_booked" => Num::Int(count(&|c| tax.class(&c.disposition).meeting) as i64),
-        "meeting_booked_rate" => pct(
-            count(&|c| tax.class(&c.disposition).meeting),
-            connected.len(),
-        ),
-        "positive_disposition_rate" => {
-            pct(count(&|c| tax.class(&c.disposition).positive), calls.len())
-        }
+        "meeting_booked_rate" => pct(count(&|c| tax.class(&c.disposition).meeting), connected.len()),
+        "positive_disposition_rate" => pct(count(&|c| tax.class(&c.disposition).positive), calls.len()),
         "voicemails" => Num::Int(count(&|c| tax.class(&c.disposition).voicemail) as i64),
         "no_contacts" => Num::Int(in_category(Category::NoContact) as i64),
         "invalid_numbers" => Num::Int(in_category(Category::Invalid) as i64),
@@ -165,14 +151,8 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
             count(&|c| c.is_callback),
         ),
         "abandon_rate" => pct(count(&|c| c.abandoned), connected.len()),
-        "avg_wait_time" => avg(&connected
-            .iter()
-            .filter_map(|(c, _)| c.wait_seconds)
-            .collect::<Vec<_>>()),
-        "avg_wrapup_time" => avg(&calls
-            .iter()
-            .filter_map(|(c, _)| c.wrap_seconds)
-            .collect::<Vec<_>>()),
+        "avg_wait_time" => avg(&connected.iter().filter_map(|(c, _)| c.wait_seconds).collect::<Vec<_>>()),
+        "avg_wrapup_time" => avg(&calls.iter().filter_map(|(c, _)| c.wrap_seconds).collect::<Vec<_>>()),
         "analysed_calls" => Num::Int(analysed.len() as i64),
         "avg_call_score" => avg_micros(&field(|a| a.score_micros)),
         "avg_sentiment" => avg_micros(&field(|a| a.sentiment_micros)),
@@ -199,10 +179,7 @@ pub fn evaluate(
         .iter()
         .chain(q.filters.iter().map(|f| &f.dimension))
         .all(|d| matches!(d.name(), "agent" | "hour_of_day" | "day_of_week"));
-    let time_key = |t: i64| {
-        q.granularity
-            .map(|g| KeyValue::Time(clock.bucket_start(g, t)))
-    };
+    let time_key = |t: i64| q.granularity.map(|g| KeyValue::Time(clock.bucket_start(g, t)));
     let mut groups: BTreeMap<Vec<KeyValue>, Group> = BTreeMap::new();
     let mut total = Group::default();
     for c in records.calls {
@@ -222,11 +199,7 @@ pub fn evaluate(
         if !passes {
             continue;
         }
-        let mut key: Vec<KeyValue> = q
-            .dimensions
-            .iter()
-            .map(|d| dim_value(*d, c, a, tax, clock))
-            .collect();
+        let mut key: Vec<KeyValue> = q.dimensions.iter().map(|d| dim_value(*d, c, a, tax, clock)).collect();
         key.extend(time_key(t));
         groups.entry(key).or_default().calls.push((c, a));
         total.calls.push((c, a));
@@ -290,8 +263,7 @@ pub fn evaluate(
         q.measures
             .iter()
             .map(|m| {
-                let needs_status =
-                    matches!(m.name, "calls_per_hour" | "active_hours" | "idle_minutes");
+                let needs_status = matches!(m.name, "calls_per_hour" | "active_hours" | "idle_minutes");
                 if needs_status && !agent_only {
                     Num::Null
                 } else {

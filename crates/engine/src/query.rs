@@ -3,9 +3,7 @@
 //! covered by the coarsest cells that fit in it, from the smallest cuboid that has every
 //! dimension the query groups or filters by; what no cuboid covers is read from raw records.
 
-use crate::cells::{
-    call_dim_values, call_stats, cuboid, Cuboid, Dim, Fact, Stats, CUBOIDS, KEY_SEPARATOR,
-};
+use crate::cells::{call_dim_values, call_stats, cuboid, Cuboid, Dim, Fact, Stats, CUBOIDS, KEY_SEPARATOR};
 use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
 use crate::measures::{facts_read, measure, Accum, MeasureDef, Num, MEASURES};
@@ -202,10 +200,7 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
         if d.is_none() {
             errors.add(
                 field,
-                format!(
-                    "unknown dimension '{name}'; known: {}",
-                    Dimension::NAMES.join(", ")
-                ),
+                format!("unknown dimension '{name}'; known: {}", Dimension::NAMES.join(", ")),
             );
         }
         d
@@ -226,10 +221,7 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
         Some(Value::String(s)) => {
             let g = Granularity::parse(s);
             if g.is_none() {
-                errors.add(
-                    "granularity",
-                    "must be one of: 15m, hour, day, week, month, quarter",
-                );
+                errors.add("granularity", "must be one of: 15m, hour, day, week, month, quarter");
             }
             g
         }
@@ -245,13 +237,8 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
             for (name, values) in map {
                 let field = format!("filters.{name}");
                 if let Some(d) = parse_dim(name, field.clone(), &mut errors) {
-                    let values: HashSet<String> = string_list(values, &field, &mut errors)
-                        .into_iter()
-                        .collect();
-                    filters.push(Filter {
-                        dimension: d,
-                        values,
-                    });
+                    let values: HashSet<String> = string_list(values, &field, &mut errors).into_iter().collect();
+                    filters.push(Filter { dimension: d, values });
                 }
             }
         }
@@ -297,9 +284,7 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
                     let field = format!("order_by[{i}]");
                     let pair = item.as_array().filter(|a| a.len() == 2);
                     match pair.map(|a| (a[0].as_str(), a[1].as_str())) {
-                        Some((Some(col), Some(dir @ ("asc" | "desc"))))
-                            if columns.contains(col) =>
-                        {
+                        Some((Some(col), Some(dir @ ("asc" | "desc")))) if columns.contains(col) => {
                             order_by.push((col.to_string(), dir == "desc"))
                         }
                         Some((Some(col), Some("asc" | "desc"))) => {
@@ -317,10 +302,7 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
         Some(v) => match v.as_u64() {
             Some(n) if (1..=DEFAULT_LIMIT as u64).contains(&n) => n as usize,
             _ => {
-                errors.add(
-                    "limit",
-                    format!("must be a whole number from 1 to {DEFAULT_LIMIT}"),
-                );
+                errors.add("limit", format!("must be a whole number from 1 to {DEFAULT_LIMIT}"));
                 DEFAULT_LIMIT
             }
         },
@@ -347,7 +329,10 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
                 limit,
             };
             if segments(&q, range).len() > MAX_BUCKETS {
-                return Err(vec![FieldError::new("granularity", format!("gives more than {MAX_BUCKETS} buckets for this range; choose a coarser one"))]);
+                return Err(vec![FieldError::new(
+                    "granularity",
+                    format!("gives more than {MAX_BUCKETS} buckets for this range; choose a coarser one"),
+                )]);
             }
             Ok(q)
         }
@@ -362,34 +347,19 @@ fn parse_instant(s: &str, field: &str, clock: &Clock, errors: &mut Errors) -> Op
     match crate::clock::parse_rfc3339_nanos(s) {
         Ok(ns) if ns % (QUARTER_HOUR * 1_000_000_000) == 0 => Some(ns / 1_000_000_000),
         Ok(_) => {
-            errors.add(
-                field,
-                "must fall on a 15-minute boundary (e.g. 09:00, 09:15)",
-            );
+            errors.add(field, "must fall on a 15-minute boundary (e.g. 09:00, 09:15)");
             None
         }
         Err(_) => {
-            errors.add(
-                field,
-                "must be a local date (YYYY-MM-DD) or an RFC 3339 timestamp",
-            );
+            errors.add(field, "must be a local date (YYYY-MM-DD) or an RFC 3339 timestamp");
             None
         }
     }
 }
 
-fn parse_range(
-    v: &Value,
-    field: &str,
-    clock: &Clock,
-    ctx: &Context,
-    errors: &mut Errors,
-) -> Option<TimeRange> {
+fn parse_range(v: &Value, field: &str, clock: &Clock, ctx: &Context, errors: &mut Errors) -> Option<TimeRange> {
     let Some(obj) = v.as_object() else {
-        errors.add(
-            field,
-            "must be {\"preset\": ...} or {\"start\": ..., \"end\": ...}",
-        );
+        errors.add(field, "must be {\"preset\": ...} or {\"start\": ..., \"end\": ...}");
         return None;
     };
     let preset = obj.get("preset").and_then(Value::as_str);
@@ -424,14 +394,7 @@ fn parse_range(
 pub fn preset_range(preset: &str, clock: &Clock, ctx: &Context) -> Option<TimeRange> {
     let today = clock.day_start(ctx.now);
     let tomorrow = clock.next_day_start(ctx.now);
-    let days_back = |n: i64| {
-        clock.date_start(
-            clock
-                .date_of(today)
-                .checked_sub(n.days())
-                .expect("date in range"),
-        )
-    };
+    let days_back = |n: i64| clock.date_start(clock.date_of(today).checked_sub(n.days()).expect("date in range"));
     let bucket = |g: Granularity| TimeRange {
         start: clock.bucket_start(g, ctx.now),
         end: clock.next_bucket_start(g, ctx.now),
@@ -457,33 +420,20 @@ pub fn preset_range(preset: &str, clock: &Clock, ctx: &Context) -> Option<TimeRa
         "this_month" => bucket(Granularity::Month),
         "this_quarter" => bucket(Granularity::CalendarQuarter),
         "all_time" => TimeRange {
-            start: ctx
-                .earliest
-                .map_or(today, |e| clock.day_start(e).min(today)),
+            start: ctx.earliest.map_or(today, |e| clock.day_start(e).min(today)),
             end: tomorrow,
         },
         _ => return None,
     })
 }
 
-fn parse_compare(
-    v: &Value,
-    range: TimeRange,
-    clock: &Clock,
-    ctx: &Context,
-    errors: &mut Errors,
-) -> Option<TimeRange> {
+fn parse_compare(v: &Value, range: TimeRange, clock: &Clock, ctx: &Context, errors: &mut Errors) -> Option<TimeRange> {
     match v {
         Value::String(s) if s == "previous_period" => Some(previous_period(range, clock)),
         Value::String(s) if s == "same_period_last_year" => {
             let back = |t: i64| {
                 if clock.day_start(t) == t {
-                    clock.date_start(
-                        clock
-                            .date_of(t)
-                            .checked_sub(1.year())
-                            .expect("date in range"),
-                    )
+                    clock.date_start(clock.date_of(t).checked_sub(1.year()).expect("date in range"))
                 } else {
                     t - 365 * 86_400
                 }
@@ -507,8 +457,7 @@ fn parse_compare(
 /// The period of the same length just before: whole local days shift by days (so DST does not
 /// skew them), other ranges by their duration.
 pub fn previous_period(range: TimeRange, clock: &Clock) -> TimeRange {
-    let whole_days =
-        clock.day_start(range.start) == range.start && clock.day_start(range.end) == range.end;
+    let whole_days = clock.day_start(range.start) == range.start && clock.day_start(range.end) == range.end;
     if whole_days {
         let days = clock
             .date_of(range.start)
@@ -655,9 +604,7 @@ pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>,
         if let Some(last) = fetches.last_mut() {
             match (last, &f) {
                 (
-                    Fetch::Cells {
-                        cuboid, grain, to, ..
-                    },
+                    Fetch::Cells { cuboid, grain, to, .. },
                     Fetch::Cells {
                         cuboid: c,
                         grain: g,
@@ -679,27 +626,19 @@ pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>,
     };
     for fact in facts(q) {
         let dims = needed_dims(q, fact).expect("facts() keeps covered facts");
-        let covering: Vec<&Cuboid> = CUBOIDS
-            .iter()
-            .filter(|c| c.fact == fact && c.covers(&dims))
-            .collect();
+        let covering: Vec<&Cuboid> = CUBOIDS.iter().filter(|c| c.fact == fact && c.covers(&dims)).collect();
         let with = |g: Grain| covering.iter().find(|c| c.has(g)).map(|c| c.id);
         let (day, hour, quarter) = (with(Grain::Day), with(Grain::Hour), with(Grain::Quarter));
         for s in &segs {
             let mut t = s.start;
             while t < s.end {
-                let cell = [
-                    (day, Grain::Day),
-                    (hour, Grain::Hour),
-                    (quarter, Grain::Quarter),
-                ]
-                .into_iter()
-                .find_map(|(cuboid, grain)| {
-                    let cuboid = cuboid?;
-                    let end = tenant_clock.cell_end(grain, t);
-                    (tenant_clock.cell_start(grain, t) == t && end <= s.end)
-                        .then_some((cuboid, grain, end))
-                });
+                let cell = [(day, Grain::Day), (hour, Grain::Hour), (quarter, Grain::Quarter)]
+                    .into_iter()
+                    .find_map(|(cuboid, grain)| {
+                        let cuboid = cuboid?;
+                        let end = tenant_clock.cell_end(grain, t);
+                        (tenant_clock.cell_start(grain, t) == t && end <= s.end).then_some((cuboid, grain, end))
+                    });
                 match cell {
                     Some((cuboid, grain, end)) => {
                         push(Fetch::Cells {
@@ -753,11 +692,7 @@ pub struct QueryResult {
 }
 
 /// Runs a query against a source.
-pub fn run(
-    q: &Query,
-    ctx: &Context,
-    source: &mut dyn CellSource,
-) -> Result<QueryResult, SourceError> {
+pub fn run(q: &Query, ctx: &Context, source: &mut dyn CellSource) -> Result<QueryResult, SourceError> {
     let table = run_range(q, q.range, ctx, source)?;
     let comparison = match q.compare {
         Some(r) => Some(run_range(q, r, ctx, source)?),
@@ -787,13 +722,7 @@ impl Aggregator<'_> {
     }
 
     fn passes(&self, values: &[&str; 8], seg: &Segment) -> bool {
-        passes_filters(
-            &self.q.filters,
-            values,
-            seg.hour_of_day,
-            seg.day_of_week,
-            self.taxonomy,
-        )
+        passes_filters(&self.q.filters, values, seg.hour_of_day, seg.day_of_week, self.taxonomy)
     }
 
     fn key(&self, values: &[&str; 8], seg: &Segment) -> Vec<KeyValue> {
@@ -844,12 +773,7 @@ impl Aggregator<'_> {
     }
 }
 
-fn run_range(
-    q: &Query,
-    range: TimeRange,
-    ctx: &Context,
-    source: &mut dyn CellSource,
-) -> Result<Table, SourceError> {
+fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSource) -> Result<Table, SourceError> {
     let (segs, fetches) = plan(q, range, ctx.tenant_clock);
     let mut agg = Aggregator {
         q,

@@ -58,25 +58,14 @@ impl Default for Taxonomy {
             categories: vec![
                 (
                     Category::Connected,
-                    names(&[
-                        "Connected",
-                        "Meeting Booked",
-                        "Interested",
-                        "Not Interested",
-                    ]),
+                    names(&["Connected", "Meeting Booked", "Interested", "Not Interested"]),
                 ),
                 (
                     Category::NoContact,
                     names(&["No Answer", "Busy", "Voicemail", "Disconnected"]),
                 ),
-                (
-                    Category::Invalid,
-                    names(&["Wrong Number", "Bad Number", "DNC"]),
-                ),
-                (
-                    Category::System,
-                    names(&["AMD Failed", "Call Error", "Dropped"]),
-                ),
+                (Category::Invalid, names(&["Wrong Number", "Bad Number", "DNC"])),
+                (Category::System, names(&["AMD Failed", "Call Error", "Dropped"])),
             ],
             meeting: names(&["Meeting Booked"]),
             positive: names(&["Meeting Booked", "Interested"]),
@@ -143,9 +132,7 @@ impl CompiledTaxonomy {
 
     /// The taxonomy's own spelling of a disposition, or `None` if it is not in the taxonomy.
     pub fn canonical(&self, input: &str) -> Option<&str> {
-        self.by_normalized
-            .get(&normalize(input))
-            .map(String::as_str)
+        self.by_normalized.get(&normalize(input)).map(String::as_str)
     }
 
     pub fn class(&self, disposition: &str) -> DispositionClass {

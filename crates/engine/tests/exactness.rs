@@ -1,9 +1,7 @@
 //! Rollups + planner + aggregation give exactly what brute force over the final records gives,
 //! for every measure, dimension and granularity, in zones with DST and odd offsets.
 
-use dialboard_engine::cells::{
-    cuboid, for_each_activity_cell, for_each_call_cell, CellId, Cuboid, Stats,
-};
+use dialboard_engine::cells::{cuboid, for_each_activity_cell, for_each_call_cell, CellId, Cuboid, Stats};
 use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, StatusChange};
 use dialboard_engine::measures::{Num, MEASURES};
@@ -108,11 +106,7 @@ fn call_strategy() -> impl Strategy<Value = CallRecord> {
         ),
     )
         .prop_map(
-            |(
-                (start, agent, team, campaign, list, source),
-                (disp, talk, wait, wrap),
-                (vm, cb, ab, dir),
-            )| CallRecord {
+            |((start, agent, team, campaign, list, source), (disp, talk, wait, wrap), (vm, cb, ab, dir))| CallRecord {
                 call_id: String::new(),
                 event_id: String::new(),
                 version_ns: 0,
@@ -229,11 +223,7 @@ fn check_table(
     expected: &(BTreeMap<Vec<query::KeyValue>, Vec<Num>>, Vec<Num>),
     names: &[String],
 ) -> Result<(), TestCaseError> {
-    let got: BTreeMap<_, _> = table
-        .rows
-        .iter()
-        .map(|r| (r.key.clone(), r.values.clone()))
-        .collect();
+    let got: BTreeMap<_, _> = table.rows.iter().map(|r| (r.key.clone(), r.values.clone())).collect();
     prop_assert_eq!(
         got.keys().collect::<Vec<_>>(),
         expected.0.keys().collect::<Vec<_>>(),

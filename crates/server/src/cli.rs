@@ -125,8 +125,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -171,12 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant {
-            command:
-                TenantCommand::Create {
-                    name,
-                    timezone,
-                    common,
-                },
+            command: TenantCommand::Create { name, timezone, common },
         } => {
             let store = crate::open_store(&common.settings(None)?.database)?;
             let tenant = store
@@ -213,9 +207,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let scopes = scopes
                 .iter()
                 .map(|s| {
-                    Scope::parse(s.trim()).ok_or_else(|| {
-                        anyhow::anyhow!("--scopes: unknown scope '{s}'; known: ingest, read, admin")
-                    })
+                    Scope::parse(s.trim())
+                        .ok_or_else(|| anyhow::anyhow!("--scopes: unknown scope '{s}'; known: ingest, read, admin"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let store = crate::open_store(&common.settings(None)?.database)?;
@@ -266,11 +259,7 @@ pub async fn create_key(
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests (and their commits) finish
 /// and folds pending deltas before returning.
-pub async fn serve(
-    store: Arc<dyn Store>,
-    listen: &str,
-    announce: impl FnOnce(&str),
-) -> anyhow::Result<()> {
+pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&str)) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("--listen {listen}: {e}"))?;
@@ -290,8 +279,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

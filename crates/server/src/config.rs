@@ -20,8 +20,7 @@ impl FileConfig {
         let Some(path) = path else {
             return Ok(FileConfig::default());
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
     }
 }
@@ -35,12 +34,8 @@ pub struct Settings {
 impl Settings {
     pub fn resolve(listen: Option<String>, database: Option<String>, file: FileConfig) -> Settings {
         Settings {
-            listen: listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.into()),
-            database: database
-                .or(file.database)
-                .unwrap_or_else(|| DEFAULT_DATABASE.into()),
+            listen: listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            database: database.or(file.database).unwrap_or_else(|| DEFAULT_DATABASE.into()),
         }
     }
 }
@@ -58,11 +53,7 @@ mod tests {
         let s = Settings::resolve(None, None, file());
         assert_eq!(s.listen, "0.0.0.0:9000");
         assert_eq!(s.database, DEFAULT_DATABASE);
-        let s = Settings::resolve(
-            Some("127.0.0.1:1".into()),
-            Some("sqlite://x.db".into()),
-            file(),
-        );
+        let s = Settings::resolve(Some("127.0.0.1:1".into()), Some("sqlite://x.db".into()), file());
         assert_eq!(
             (s.listen.as_str(), s.database.as_str()),
             ("127.0.0.1:1", "sqlite://x.db")

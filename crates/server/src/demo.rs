@@ -171,9 +171,7 @@ impl Generator {
 
     fn status(&mut self, rep: usize, status: &str, at: f64) {
         let agent = self.reps[rep].id.clone();
-        self.push(
-            json!({"type": "agent_status", "agent_id": agent, "status": status, "at": ts(at)}),
-        );
+        self.push(json!({"type": "agent_status", "agent_id": agent, "status": status, "at": ts(at)}));
     }
 
     /// One call by `rep` starting at `start` (epoch seconds); returns when the rep is free.
@@ -184,10 +182,8 @@ impl Generator {
         let source = campaign.sources[self.rng.random_range(0..campaign.sources.len())];
         let t = start as i64;
         let is_callback = self.rng.random_bool(0.08);
-        let mut p_connect = 0.27
-            * rep.connect_skill
-            * hour_factor(clock.hour_of_day(t))
-            * weekday_factor(clock.day_of_week(t));
+        let mut p_connect =
+            0.27 * rep.connect_skill * hour_factor(clock.hour_of_day(t)) * weekday_factor(clock.day_of_week(t));
         if is_callback {
             p_connect *= 1.6;
         }
@@ -218,13 +214,8 @@ impl Generator {
             } else {
                 "Connected"
             };
-            let stretch = if disposition == "Meeting Booked" {
-                1.8
-            } else {
-                1.0
-            };
-            let talk = (rep.talk_median * stretch * self.talk.sample(&mut self.rng).exp())
-                .clamp(8.0, 3600.0);
+            let stretch = if disposition == "Meeting Booked" { 1.8 } else { 1.0 };
+            let talk = (rep.talk_median * stretch * self.talk.sample(&mut self.rng).exp()).clamp(8.0, 3600.0);
             let answered = start + ring;
             let connected_at = answered + self.rng.random_range(0.3..6.0);
             end = connected_at + talk;
@@ -236,9 +227,7 @@ impl Generator {
             let r: f64 = self.rng.random();
             disposition = match r {
                 r if r < 0.04 => ["Wrong Number", "Bad Number", "DNC"][self.rng.random_range(0..3)],
-                r if r < 0.065 => {
-                    ["AMD Failed", "Call Error", "Dropped"][self.rng.random_range(0..3)]
-                }
+                r if r < 0.065 => ["AMD Failed", "Call Error", "Dropped"][self.rng.random_range(0..3)],
                 r if r < 0.5 => "No Answer",
                 r if r < 0.86 => "Voicemail",
                 r if r < 0.95 => "Busy",
@@ -264,11 +253,7 @@ impl Generator {
         call["wrap_ended_at"] = json!(ts(wrap_end));
         // About one call in a hundred is corrected later (a rep fixes the disposition).
         let corrected = connected && disposition == "Interested" && self.rng.random_bool(0.05);
-        call["disposition"] = json!(if corrected {
-            "Not Interested"
-        } else {
-            disposition
-        });
+        call["disposition"] = json!(if corrected { "Not Interested" } else { disposition });
         self.push(call.clone());
         if corrected {
             disposition = "Meeting Booked";
@@ -297,15 +282,8 @@ impl Generator {
     fn analysis(&mut self, rep: usize, call_id: &str, meeting: bool) {
         let r = &self.reps[rep];
         let (score_mean, talk_ratio, filler) = (r.score_mean, r.talk_ratio, r.filler);
-        let n = |rng: &mut SmallRng, mean: f64, sd: f64| {
-            Normal::new(mean, sd).expect("valid").sample(rng)
-        };
-        let score = n(
-            &mut self.rng,
-            score_mean + if meeting { 10.0 } else { 0.0 },
-            9.0,
-        )
-        .clamp(0.0, 100.0);
+        let n = |rng: &mut SmallRng, mean: f64, sd: f64| Normal::new(mean, sd).expect("valid").sample(rng);
+        let score = n(&mut self.rng, score_mean + if meeting { 10.0 } else { 0.0 }, 9.0).clamp(0.0, 100.0);
         let sentiment = n(&mut self.rng, (score - 50.0) / 80.0, 0.2).clamp(-1.0, 1.0);
         let intent = INTENTS[self.rng.random_range(0..INTENTS.len())];
         let event = json!({
@@ -364,12 +342,7 @@ impl Generator {
             return;
         }
         if self.rng.random_bool(0.38) {
-            let amount = (LogNormal::<f64>::new(9.3, 0.6)
-                .expect("valid")
-                .sample(&mut self.rng)
-                / 50.0)
-                .round()
-                * 50.0;
+            let amount = (LogNormal::<f64>::new(9.3, 0.6).expect("valid").sample(&mut self.rng) / 50.0).round() * 50.0;
             stage(self, "closed_won", t, Some(amount));
         } else {
             stage(self, "closed_lost", t, None);
@@ -388,8 +361,7 @@ impl Generator {
         let (agent, team) = (self.reps[rep].id.clone(), self.reps[rep].team);
         let id = format!("conv-{}-{}", self.seed, self.counter + 1);
         let first_response = opened + response_median * self.talk.sample(&mut self.rng).exp();
-        let resolved =
-            first_response + response_median * 3.0 * self.talk.sample(&mut self.rng).exp();
+        let resolved = first_response + response_median * 3.0 * self.talk.sample(&mut self.rng).exp();
         let mut e = json!({"type": "conversation", "conversation_id": id, "channel": channel, "opened_at": ts(opened),
             "agent_id": agent, "team_id": team, "intent": INTENTS[self.rng.random_range(0..INTENTS.len())], "status": "open"});
         if first_response <= now {
@@ -469,9 +441,7 @@ pub fn history(seed: u64, days: u32, clock: &Clock, now: i64) -> Vec<Value> {
     let mut g = Generator::new(seed, "demo");
     let today = clock.date_of(now);
     for back in (0..=days as i64).rev() {
-        let date = today
-            .checked_sub(jiff::Span::new().days(back))
-            .expect("date in range");
+        let date = today.checked_sub(jiff::Span::new().days(back)).expect("date in range");
         g.day(clock.date_start(date), clock, now as f64);
     }
     g.events
@@ -509,11 +479,7 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
         )
         .await?
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let has_history = existing
-        .total("total_calls")
-        .and_then(|n| n.as_f64())
-        .unwrap_or(0.0)
-        > 0.0;
+    let has_history = existing.total("total_calls").and_then(|n| n.as_f64()).unwrap_or(0.0) > 0.0;
     if has_history {
         println!("using the existing demo data in this database");
     } else {
@@ -570,10 +536,7 @@ async fn live(store: Arc<dyn Store>, tenant_id: i64, seed: u64) {
             g.conversation(now - 30.0, now);
         }
         let events: Vec<Value> = std::mem::take(&mut g.events);
-        if let Err(e) = store
-            .ingest(tenant_id, parse_all(&events, &tenant.taxonomy))
-            .await
-        {
+        if let Err(e) = store.ingest(tenant_id, parse_all(&events, &tenant.taxonomy)).await {
             tracing::warn!(error = %e, "demo live events not stored");
             return;
         }

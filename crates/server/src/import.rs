@@ -11,12 +11,7 @@ const BATCH: usize = 5_000;
 /// Rejections printed in full; the rest are only counted.
 const SHOWN_REJECTIONS: usize = 20;
 
-pub async fn run(
-    store: &Arc<dyn Store>,
-    tenant: &str,
-    format: &str,
-    path: &Path,
-) -> anyhow::Result<()> {
+pub async fn run(store: &Arc<dyn Store>, tenant: &str, format: &str, path: &Path) -> anyhow::Result<()> {
     if format != "ndjson" {
         anyhow::bail!("--format {format}: only ndjson is supported by this build");
     }
@@ -27,8 +22,7 @@ pub async fn run(
     let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let progress = ProgressBar::new(file.metadata()?.len());
     progress.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta} {msg}")
-            .expect("template"),
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta} {msg}").expect("template"),
     );
     let reader = BufReader::new(progress.wrap_read(file));
     let (mut accepted, mut duplicates, mut rejected) = (0usize, 0usize, 0usize);
@@ -44,13 +38,7 @@ pub async fn run(
                     batch.push(event);
                     None
                 }
-                Err((_, errors)) => Some(
-                    errors
-                        .iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
+                Err((_, errors)) => Some(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")),
             },
             Err(e) => Some(format!("not valid JSON: {e}")),
         };

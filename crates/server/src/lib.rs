@@ -15,11 +15,9 @@ use std::sync::Arc;
 /// Opens the store a `--database` URL names, creating and migrating it if needed.
 pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!(
-            "--database: PostgreSQL is not supported by this build yet; use sqlite://PATH"
-        );
+        anyhow::bail!("--database: PostgreSQL is not supported by this build yet; use sqlite://PATH");
     }
-    if !(url.starts_with("sqlite:") || !url.contains("://")) {
+    if !url.starts_with("sqlite:") && url.contains("://") {
         anyhow::bail!("--database: expected sqlite://PATH or postgres://..., got '{url}'");
     }
     let path = path_from_url(url);

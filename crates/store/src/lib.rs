@@ -137,12 +137,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores validated events durably (committed before this returns) and maintains rollups.
     async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary>;
     /// Parses and runs a `/query` body for the tenant; `Ok(Err(..))` carries field errors.
-    async fn query(
-        &self,
-        tenant_id: i64,
-        body: Value,
-        now: i64,
-    ) -> Result<Result<QueryResult, Vec<FieldError>>>;
+    async fn query(&self, tenant_id: i64, body: Value, now: i64) -> Result<Result<QueryResult, Vec<FieldError>>>;
     async fn calls(
         &self,
         tenant_id: i64,
@@ -162,12 +157,7 @@ fn nanos_to_rfc3339(ns: i64, clock: &Clock) -> Value {
 }
 
 /// The API's JSON form of a call record (times in `clock`'s zone).
-pub fn call_json(
-    c: &CallRecord,
-    a: Option<&CallAnalysis>,
-    clock: &Clock,
-    taxonomy: &CompiledTaxonomy,
-) -> Value {
+pub fn call_json(c: &CallRecord, a: Option<&CallAnalysis>, clock: &Clock, taxonomy: &CompiledTaxonomy) -> Value {
     let micros = |v: Option<i64>| v.map(|v| v as f64 / MICROS);
     json!({
         "call_id": c.call_id,
@@ -223,8 +213,7 @@ impl LatencyHistogram {
             }
         }
         self.count.fetch_add(1, Relaxed);
-        self.sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
     /// Renders as a Prometheus histogram in seconds.
@@ -233,20 +222,11 @@ impl LatencyHistogram {
         use std::sync::atomic::Ordering::Relaxed;
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (bucket, le) in self.buckets.iter().zip(LATENCY_BUCKETS_MS) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {}",
-                le / 1000.0,
-                bucket.load(Relaxed)
-            );
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {}", le / 1000.0, bucket.load(Relaxed));
         }
         let count = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
     }
 }

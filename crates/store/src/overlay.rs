@@ -13,10 +13,7 @@ pub struct DeltaMap(pub HashMap<(i64, CellId), Stats>);
 
 impl DeltaMap {
     pub fn add(&mut self, tenant_id: i64, id: CellId, stats: &Stats, sign: i64) {
-        self.0
-            .entry((tenant_id, id))
-            .or_default()
-            .merge(stats, sign);
+        self.0.entry((tenant_id, id)).or_default().merge(stats, sign);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,9 +108,7 @@ impl Overlay {
     ) -> impl Iterator<Item = (i64, &str, &Stats)> {
         let lo = (tenant, cuboid, grain, from, String::new());
         let hi = (tenant, cuboid, grain, to, String::new());
-        self.cells
-            .range(lo..hi)
-            .map(|(k, s)| (k.3, k.4.as_str(), s))
+        self.cells.range(lo..hi).map(|(k, s)| (k.3, k.4.as_str(), s))
     }
 
     pub fn min_bucket(&self, tenant: i64, cuboid: u8, grain: Grain) -> Option<i64> {
@@ -147,9 +142,6 @@ mod tests {
         let mut minus = DeltaMap::default();
         minus.add(7, id, &stats, -1);
         overlay.merge(minus);
-        assert!(
-            overlay.is_empty(),
-            "a retraction that cancels removes the cell"
-        );
+        assert!(overlay.is_empty(), "a retraction that cancels removes the cell");
     }
 }

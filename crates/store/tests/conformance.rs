@@ -3,9 +3,7 @@
 //! store in random batches give, through its rollups and the query model, exactly what brute
 //! force over the final records gives.
 
-use dialboard_engine::event::{
-    parse_event, CallAnalysis, CallRecord, Event, ParsedEvent, StatusChange,
-};
+use dialboard_engine::event::{parse_event, CallAnalysis, CallRecord, Event, ParsedEvent, StatusChange};
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
 use dialboard_engine::query::{parse_query, Context, KeyValue};
@@ -26,12 +24,7 @@ const DISPOSITIONS: [&str; 7] = [
     "Dropped",
 ];
 const STATUSES: [&str; 5] = ["idle", "dialing", "on_call", "wrap_up", "offline"];
-const ZONES: [&str; 4] = [
-    "America/New_York",
-    "Asia/Kathmandu",
-    "Australia/Adelaide",
-    "UTC",
-];
+const ZONES: [&str; 4] = ["America/New_York", "Asia/Kathmandu", "Australia/Adelaide", "UTC"];
 /// 2026-03-07T00:00:00Z, two days before the end of US winter time.
 const T0: i64 = 1_772_841_600;
 
@@ -96,13 +89,7 @@ fn stream_strategy() -> impl Strategy<Value = Vec<Value>> {
 }
 
 /// The final records: first arrival of each id wins; the greatest version of each record.
-fn final_records(
-    events: &[ParsedEvent],
-) -> (
-    Vec<CallRecord>,
-    BTreeMap<String, CallAnalysis>,
-    Vec<StatusChange>,
-) {
+fn final_records(events: &[ParsedEvent]) -> (Vec<CallRecord>, BTreeMap<String, CallAnalysis>, Vec<StatusChange>) {
     let mut seen = HashSet::new();
     let mut calls: BTreeMap<String, CallRecord> = BTreeMap::new();
     let mut analyses: BTreeMap<String, CallAnalysis> = BTreeMap::new();
@@ -112,21 +99,11 @@ fn final_records(
             continue;
         }
         match &e.event {
-            Event::Call(c) => {
-                if calls
-                    .get(&c.call_id)
-                    .is_none_or(|old| (old.version_ns, &old.event_id) < (c.version_ns, &c.event_id))
-                {
-                    calls.insert(c.call_id.clone(), c.clone());
-                }
+            Event::Call(c) if calls.get(&c.call_id).is_none_or(|old| old.version() < c.version()) => {
+                calls.insert(c.call_id.clone(), c.clone());
             }
-            Event::Analysis(a) => {
-                if analyses
-                    .get(&a.call_id)
-                    .is_none_or(|old| (old.version_ns, &old.event_id) < (a.version_ns, &a.event_id))
-                {
-                    analyses.insert(a.call_id.clone(), a.clone());
-                }
+            Event::Analysis(a) if analyses.get(&a.call_id).is_none_or(|old| old.version() < a.version()) => {
+                analyses.insert(a.call_id.clone(), a.clone());
             }
             Event::Status(s) => statuses.push(s.clone()),
             _ => {}
@@ -148,7 +125,8 @@ fn queries() -> Vec<Value> {
     let grans = [None, Some("hour"), Some("day"), Some("15m")];
     let mut out = Vec::new();
     for (i, d) in dims.iter().enumerate() {
-        let mut q = json!({"measures": measures, "dimensions": d, "range": {"start": "2026-03-07", "end": "2026-03-10"}});
+        let mut q =
+            json!({"measures": measures, "dimensions": d, "range": {"start": "2026-03-07", "end": "2026-03-10"}});
         if let Some(g) = grans[i % grans.len()] {
             q["granularity"] = json!(g);
         }

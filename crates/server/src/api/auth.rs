@@ -55,9 +55,12 @@ impl Principal {
 /// Keys are looked up at most every 30 s (a revoked key stops working within that time).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
+/// A key (or its absence) and when it was looked up.
+type CachedKey = (Option<ApiKey>, Instant);
+
 #[derive(Default)]
 pub struct KeyCache {
-    entries: RwLock<HashMap<[u8; 32], (Option<ApiKey>, Instant)>>,
+    entries: RwLock<HashMap<[u8; 32], CachedKey>>,
 }
 
 impl KeyCache {
@@ -80,10 +83,7 @@ impl KeyCache {
 impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
         let header = parts
             .headers

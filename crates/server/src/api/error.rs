@@ -27,11 +27,7 @@ impl ApiError {
     }
 
     pub fn invalid(code: &'static str, fields: Vec<FieldError>) -> Self {
-        let message = fields
-            .iter()
-            .map(|f| f.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message = fields.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; ");
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code,
@@ -62,11 +58,7 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Database(detail) => {
                 tracing::error!(%detail, "store error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }
     }

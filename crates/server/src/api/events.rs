@@ -23,9 +23,7 @@ fn split_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<Value, Stri
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.starts_with("application/x-ndjson") || ct.starts_with("application/ndjson")
-        });
+        .is_some_and(|ct| ct.starts_with("application/x-ndjson") || ct.starts_with("application/ndjson"));
     if ndjson {
         let lines: Vec<Result<Value, String>> = body
             .split(|&b| b == b'\n')
@@ -41,7 +39,9 @@ fn split_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<Value, Stri
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
-        Ok(_) => Err(ApiError::bad_request("the body must be a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)")),
+        Ok(_) => Err(ApiError::bad_request(
+            "the body must be a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)",
+        )),
         Err(e) => Err(ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
     }
 }
@@ -90,10 +90,8 @@ pub async fn ingest(
     }
     let summary = state.store.ingest(tenant.id, valid).await?;
     let m = &state.metrics;
-    m.events_accepted
-        .fetch_add(summary.accepted as u64, Relaxed);
-    m.events_duplicate
-        .fetch_add(summary.duplicates as u64, Relaxed);
+    m.events_accepted.fetch_add(summary.accepted as u64, Relaxed);
+    m.events_duplicate.fetch_add(summary.duplicates as u64, Relaxed);
     m.events_rejected.fetch_add(rejected.len() as u64, Relaxed);
     Ok(Json(
         json!({"accepted": summary.accepted, "duplicates": summary.duplicates, "rejected": rejected}),

@@ -64,10 +64,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         out,
         "# HELP dialboard_committed_batches_total Ingest requests committed.\n# TYPE dialboard_committed_batches_total counter\ndialboard_committed_batches_total {batches}"
     );
-    m.query_latency.render(
-        "dialboard_query_duration_seconds",
-        "Time to answer a query.",
-        &mut out,
-    );
+    m.query_latency
+        .render("dialboard_query_duration_seconds", "Time to answer a query.", &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

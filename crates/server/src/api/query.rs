@@ -23,8 +23,8 @@ pub async fn query(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
-    let mut body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let mut body: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     principal.restrict(&mut body);
     let started = Instant::now();
     let result = state.store.query(principal.tenant_id, body, now()).await?;
@@ -37,9 +37,7 @@ pub async fn query(
 
 /// Query-string form of a drill-down: `preset` or `start`/`end`, `timezone`, any dimension as
 /// a comma-separated filter (`agent=a1,a2`), `cursor` and `limit` (1–1000, default 100).
-fn drilldown_body(
-    params: &HashMap<String, String>,
-) -> Result<(Value, Option<String>, usize), ApiError> {
+fn drilldown_body(params: &HashMap<String, String>) -> Result<(Value, Option<String>, usize), ApiError> {
     let mut errors = Vec::new();
     let mut filters = Map::new();
     let mut range = Map::new();
@@ -56,10 +54,7 @@ fn drilldown_body(
             "cursor" => {}
             "limit" => match value.parse::<usize>() {
                 Ok(n @ 1..=1000) => limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    "must be a whole number from 1 to 1000",
-                )),
+                _ => errors.push(FieldError::new("limit", "must be a whole number from 1 to 1000")),
             },
             dim if Dimension::parse(dim).is_some() => {
                 filters.insert(name.clone(), json!(value.split(',').collect::<Vec<_>>()));
@@ -112,14 +107,8 @@ pub async fn call(
     principal.require(Scope::Read)?;
     let call = state.store.call(principal.tenant_id, &call_id).await?;
     let visible = call.filter(|c| {
-        principal
-            .agent_id
-            .as_ref()
-            .is_none_or(|a| c["agent_id"] == json!(a))
-            && principal
-                .team_id
-                .as_ref()
-                .is_none_or(|t| c["team_id"] == json!(t))
+        principal.agent_id.as_ref().is_none_or(|a| c["agent_id"] == json!(a))
+            && principal.team_id.as_ref().is_none_or(|t| c["team_id"] == json!(t))
     });
     visible
         .map(Json)

@@ -7,16 +7,14 @@ mod writer;
 
 use crate::overlay::{DeltaMap, Overlay};
 use crate::{
-    call_json, ApiKey, CallsPage, CallsRequest, IngestSummary, Result, Scope, Store, StoreError,
-    StoreMetrics, TenantInfo, TenantSettings,
+    call_json, ApiKey, CallsPage, CallsRequest, IngestSummary, Result, Scope, Store, StoreError, StoreMetrics,
+    TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{call_dim_values, Cuboid, Stats};
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
-use dialboard_engine::query::{
-    self, passes_filters, CellSource, Context, QueryResult, SourceError,
-};
+use dialboard_engine::query::{self, passes_filters, CellSource, Context, QueryResult, SourceError};
 use dialboard_engine::FieldError;
 use rows::{analysis_from_row, call_from_row, ANALYSIS_COLUMNS, CALL_COLUMNS};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
@@ -69,9 +67,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            synchronous_full: true,
-        }
+        Options { synchronous_full: true }
     }
 }
 
@@ -105,8 +101,7 @@ impl SqliteStore {
             while let Some(row) = rows.next()? {
                 let data: Vec<u8> = row.get(0)?;
                 overlay.merge(
-                    DeltaMap::decode(&data)
-                        .ok_or_else(|| StoreError::Database("corrupt pending deltas".into()))?,
+                    DeltaMap::decode(&data).ok_or_else(|| StoreError::Database("corrupt pending deltas".into()))?,
                 );
             }
         }
@@ -204,11 +199,7 @@ impl SqliteStore {
         let settings: TenantSettings =
             serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
         let info = Arc::new(TenantInfo::new(id, name, settings)?);
-        shared
-            .tenants
-            .write()
-            .expect("tenant lock")
-            .insert(id, info.clone());
+        shared.tenants.write().expect("tenant lock").insert(id, info.clone());
         Ok(Some(info))
     }
 }
@@ -255,11 +246,7 @@ impl CellSource for Source<'_> {
             "SELECT {columns} FROM calls c LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id \
              WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3"
         ))?;
-        let mut rows = stmt.query(params![
-            self.tenant,
-            from * 1_000_000_000,
-            to * 1_000_000_000
-        ])?;
+        let mut rows = stmt.query(params![self.tenant, from * 1_000_000_000, to * 1_000_000_000])?;
         while let Some(row) = rows.next()? {
             let call = call_from_row(row, 0)?;
             let analysis = analysis_from_row(row, 17)?;
@@ -276,11 +263,7 @@ fn joined_columns() -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!(
-        "{}, {}",
-        prefixed(CALL_COLUMNS, "c"),
-        prefixed(ANALYSIS_COLUMNS, "a")
-    )
+    format!("{}, {}", prefixed(CALL_COLUMNS, "c"), prefixed(ANALYSIS_COLUMNS, "a"))
 }
 
 fn db_err(e: SourceError) -> StoreError {
@@ -318,14 +301,10 @@ impl Store for SqliteStore {
         let id = self
             .write(move |conn| {
                 let exists: Option<i64> = conn
-                    .query_row("SELECT id FROM tenants WHERE name = ?1", [&name], |r| {
-                        r.get(0)
-                    })
+                    .query_row("SELECT id FROM tenants WHERE name = ?1", [&name], |r| r.get(0))
                     .optional()?;
                 if exists.is_some() {
-                    return Err(StoreError::Conflict(format!(
-                        "tenant '{name}' already exists"
-                    )));
+                    return Err(StoreError::Conflict(format!("tenant '{name}' already exists")));
                 }
                 conn.execute(
                     "INSERT INTO tenants (name, settings, created_at) VALUES (?1, ?2, ?3)",
@@ -388,9 +367,7 @@ impl Store for SqliteStore {
     async fn key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>> {
         self.read(move |conn, _| {
             Ok(conn
-                .prepare_cached(
-                    "SELECT tenant_id, scopes, agent_id, team_id FROM api_keys WHERE key_hash = ?1",
-                )?
+                .prepare_cached("SELECT tenant_id, scopes, agent_id, team_id FROM api_keys WHERE key_hash = ?1")?
                 .query_row([key_hash.as_slice()], |r| {
                     let scopes: String = r.get(1)?;
                     Ok(ApiKey {
@@ -411,20 +388,11 @@ impl Store for SqliteStore {
         }
         let tenant = self.tenant(tenant_id).await?;
         let (reply, rx) = oneshot::channel();
-        self.send(WriteCommand::Ingest {
-            tenant,
-            events,
-            reply,
-        })?;
+        self.send(WriteCommand::Ingest { tenant, events, reply })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn query(
-        &self,
-        tenant_id: i64,
-        body: Value,
-        now: i64,
-    ) -> Result<Result<QueryResult, Vec<FieldError>>> {
+    async fn query(&self, tenant_id: i64, body: Value, now: i64) -> Result<Result<QueryResult, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, shared| {
             // The overlay's read lock spans the snapshot, so a checkpoint cannot fold the
@@ -436,12 +404,21 @@ impl Store for SqliteStore {
                 .query_row([tenant.id], |r| r.get(0))?;
             let pending = overlay.min_bucket(tenant.id, 0, Grain::Quarter);
             let earliest = [stored, pending].into_iter().flatten().min();
-            let ctx = Context { tenant_clock: &tenant.clock, taxonomy: &tenant.taxonomy, now, earliest };
+            let ctx = Context {
+                tenant_clock: &tenant.clock,
+                taxonomy: &tenant.taxonomy,
+                now,
+                earliest,
+            };
             let q = match query::parse_query(&body, &ctx) {
                 Ok(q) => q,
                 Err(errors) => return Ok(Err(errors)),
             };
-            let mut source = Source { conn: &tx, tenant: tenant.id, overlay: &overlay };
+            let mut source = Source {
+                conn: &tx,
+                tenant: tenant.id,
+                overlay: &overlay,
+            };
             let result = query::run(&q, &ctx, &mut source).map_err(db_err)?;
             Ok(Ok(result))
         })
@@ -568,11 +545,7 @@ impl Store for SqliteStore {
             let _ = rx.await;
         }
         self.writer.lock().expect("writer lock").take();
-        let handle = self
-            .writer_thread
-            .lock()
-            .expect("writer thread lock")
-            .take();
+        let handle = self.writer_thread.lock().expect("writer thread lock").take();
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }

@@ -148,11 +148,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 /// committed batch survives power loss, not only a crash of the process.
 pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        if synchronous_full { "FULL" } else { "NORMAL" },
-    )?;
+    conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "busy_timeout", 10_000)?;
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;

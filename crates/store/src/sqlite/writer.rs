@@ -3,16 +3,12 @@
 //! replied to after the commit. Rollup deltas of a transaction are stored as one row and merged
 //! into the in-memory overlay; a checkpoint folds them into the cells table.
 
-use super::rows::{
-    analysis_from_row, call_from_row, upsert_analysis, upsert_call, ANALYSIS_COLUMNS, CALL_COLUMNS,
-};
+use super::rows::{analysis_from_row, call_from_row, upsert_analysis, upsert_call, ANALYSIS_COLUMNS, CALL_COLUMNS};
 use super::Shared;
 use crate::overlay::DeltaMap;
 use crate::{IngestSummary, Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{for_each_activity_cell, for_each_call_cell, Stats};
-use dialboard_engine::event::{
-    AgentStatus, CallAnalysis, CallRecord, Event, ParsedEvent, StatusChange,
-};
+use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, Event, ParsedEvent, StatusChange};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -54,20 +50,12 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             },
         };
         match command {
-            WriteCommand::Ingest {
-                tenant,
-                events,
-                reply,
-            } => {
+            WriteCommand::Ingest { tenant, events, reply } => {
                 let mut group = vec![(tenant, events, reply)];
                 let mut size = group[0].1.len();
                 while size < MAX_GROUP_EVENTS {
                     match rx.try_recv() {
-                        Ok(WriteCommand::Ingest {
-                            tenant,
-                            events,
-                            reply,
-                        }) => {
+                        Ok(WriteCommand::Ingest { tenant, events, reply }) => {
                             size += events.len();
                             group.push((tenant, events, reply));
                         }
@@ -88,12 +76,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             WriteCommand::Shutdown(done) => {
                 // Everything queued before the shutdown is committed first.
                 while let Ok(c) = rx.try_recv() {
-                    if let WriteCommand::Ingest {
-                        tenant,
-                        events,
-                        reply,
-                    } = c
-                    {
+                    if let WriteCommand::Ingest { tenant, events, reply } = c {
                         commit_group(&mut conn, &shared, vec![(tenant, events, reply)]);
                     }
                 }
@@ -189,12 +172,12 @@ fn apply_batch(
             }
             Event::Conversation(c) => {
                 let current: Option<(i64, String)> = tx
-                    .prepare_cached("SELECT version_ns, event_id FROM conversations WHERE tenant_id = ?1 AND conversation_id = ?2")?
+                    .prepare_cached(
+                        "SELECT version_ns, event_id FROM conversations WHERE tenant_id = ?1 AND conversation_id = ?2",
+                    )?
                     .query_row(params![tenant.id, c.conversation_id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                if current
-                    .is_none_or(|(v, id)| (c.version_ns, c.event_id.as_str()) > (v, id.as_str()))
-                {
+                if current.is_none_or(|(v, id)| (c.version_ns, c.event_id.as_str()) > (v, id.as_str())) {
                     tx.prepare_cached(
                         "INSERT OR REPLACE INTO conversations (tenant_id, conversation_id, event_id, version_ns, channel, \
                          opened_ns, agent_id, team_id, first_response_ns, resolved_ns, status, intent) \
@@ -211,7 +194,15 @@ fn apply_batch(
                     "INSERT INTO csat (tenant_id, event_id, score, at_ns, call_id, conversation_id, agent_id) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(params![tenant.id, s.event_id, s.score, s.at_ns, s.call_id, s.conversation_id, s.agent_id])?;
+                .execute(params![
+                    tenant.id,
+                    s.event_id,
+                    s.score,
+                    s.at_ns,
+                    s.call_id,
+                    s.conversation_id,
+                    s.agent_id
+                ])?;
             }
         }
     }
@@ -237,13 +228,7 @@ fn current_analysis(tx: &Transaction, tenant: i64, call_id: &str) -> Result<Opti
         .flatten())
 }
 
-fn add_call(
-    tenant: &TenantInfo,
-    call: &CallRecord,
-    analysis: Option<&CallAnalysis>,
-    sign: i64,
-    deltas: &mut DeltaMap,
-) {
+fn add_call(tenant: &TenantInfo, call: &CallRecord, analysis: Option<&CallAnalysis>, sign: i64, deltas: &mut DeltaMap) {
     for_each_call_cell(&tenant.clock, call, analysis, |id, stats: &Stats| {
         deltas.add(tenant.id, id, stats, sign)
     });
@@ -251,17 +236,9 @@ fn add_call(
 
 /// A newer version retracts the current one's contribution and adds its own; an older one
 /// (a late or stale version) changes nothing but the raw log.
-fn apply_call(
-    tx: &Transaction,
-    tenant: &TenantInfo,
-    call: &CallRecord,
-    deltas: &mut DeltaMap,
-) -> Result<()> {
+fn apply_call(tx: &Transaction, tenant: &TenantInfo, call: &CallRecord, deltas: &mut DeltaMap) -> Result<()> {
     let current = current_call(tx, tenant.id, &call.call_id)?;
-    if current
-        .as_ref()
-        .is_some_and(|c| c.version() >= call.version())
-    {
+    if current.as_ref().is_some_and(|c| c.version() >= call.version()) {
         return Ok(());
     }
     let analysis = current_analysis(tx, tenant.id, &call.call_id)?;
@@ -273,17 +250,9 @@ fn apply_call(
     Ok(())
 }
 
-fn apply_analysis(
-    tx: &Transaction,
-    tenant: &TenantInfo,
-    analysis: &CallAnalysis,
-    deltas: &mut DeltaMap,
-) -> Result<()> {
+fn apply_analysis(tx: &Transaction, tenant: &TenantInfo, analysis: &CallAnalysis, deltas: &mut DeltaMap) -> Result<()> {
     let current = current_analysis(tx, tenant.id, &analysis.call_id)?;
-    if current
-        .as_ref()
-        .is_some_and(|a| a.version() >= analysis.version())
-    {
+    if current.as_ref().is_some_and(|a| a.version() >= analysis.version()) {
         return Ok(());
     }
     if let Some(call) = current_call(tx, tenant.id, &analysis.call_id)? {
@@ -296,23 +265,17 @@ fn apply_analysis(
 
 /// A status lasts until the agent's next one. A status arriving between two others splits
 /// their interval: the old interval is retracted and the two new ones added.
-fn apply_status(
-    tx: &Transaction,
-    tenant: &TenantInfo,
-    s: &StatusChange,
-    deltas: &mut DeltaMap,
-) -> Result<()> {
-    tx.prepare_cached("INSERT INTO agent_status (tenant_id, agent_id, at_ns, event_id, status) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![tenant.id, s.agent_id, s.at_ns, s.event_id, s.status.as_str()])?;
+fn apply_status(tx: &Transaction, tenant: &TenantInfo, s: &StatusChange, deltas: &mut DeltaMap) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO agent_status (tenant_id, agent_id, at_ns, event_id, status) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![tenant.id, s.agent_id, s.at_ns, s.event_id, s.status.as_str()])?;
     let neighbour = |sql: &str| -> Result<Option<(i64, AgentStatus)>> {
         Ok(tx
             .prepare_cached(sql)?
             .query_row(params![tenant.id, s.agent_id, s.at_ns, s.event_id], |r| {
                 let status: String = r.get(1)?;
-                Ok((
-                    r.get(0)?,
-                    AgentStatus::parse(&status).unwrap_or(AgentStatus::Offline),
-                ))
+                Ok((r.get(0)?, AgentStatus::parse(&status).unwrap_or(AgentStatus::Offline)))
             })
             .optional()?)
     };
@@ -348,11 +311,7 @@ fn checkpoint_logged(conn: &mut Connection, shared: &Shared, last: &mut Instant)
     }
     let started = Instant::now();
     match checkpoint(conn, shared) {
-        Ok(cells) => tracing::debug!(
-            cells,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "checkpoint"
-        ),
+        Ok(cells) => tracing::debug!(cells, elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint"),
         Err(e) => tracing::error!(error = %e, "checkpoint failed; deltas stay pending"),
     }
 }
@@ -378,22 +337,14 @@ pub fn checkpoint(conn: &mut Connection, shared: &Shared) -> Result<usize> {
             let pk = params![tenant, cuboid, *grain as i64, bucket, key];
             let stored: Option<Vec<u8>> = read.query_row(pk, |r| r.get(0)).optional()?;
             let mut stats = match stored {
-                Some(bytes) => Stats::from_bytes(&bytes)
-                    .ok_or_else(|| StoreError::Database("corrupt cell".into()))?,
+                Some(bytes) => Stats::from_bytes(&bytes).ok_or_else(|| StoreError::Database("corrupt cell".into()))?,
                 None => Stats::default(),
             };
             stats.merge(delta, 1);
             if stats.is_zero() {
                 delete.execute(pk)?;
             } else {
-                write.execute(params![
-                    tenant,
-                    cuboid,
-                    *grain as i64,
-                    bucket,
-                    key,
-                    stats.to_bytes()
-                ])?;
+                write.execute(params![tenant, cuboid, *grain as i64, bucket, key, stats.to_bytes()])?;
             }
         }
     }

@@ -1,0 +1,115 @@
+use dialboard::api::{app, AppState};
+use dialboard_store::sqlite::{Options, SqliteStore};
+use dialboard_store::{ApiKey, Scope, Store, TenantSettings};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub struct TestApp {
+    pub url: String,
+    pub key: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub tenant_id: i64,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// A server on port 0 with a fresh database and a tenant in `timezone` with an admin key.
+    pub async fn spawn(timezone: &str) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(
+                dir.path().join("test.db"),
+                Options {
+                    synchronous_full: false,
+                },
+            )
+            .unwrap(),
+        );
+        let tenant = store
+            .create_tenant(
+                "acme",
+                TenantSettings {
+                    timezone: timezone.into(),
+                    taxonomy: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        let key = add_key(&store, tenant.id, vec![Scope::Ingest, Scope::Read, Scope::Admin], None).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = app(AppState::new(store.clone()));
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        TestApp {
+            url,
+            key,
+            client: reqwest::Client::new(),
+            store,
+            tenant_id: tenant.id,
+            _dir: dir,
+        }
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn events(&self, events: Value) -> Value {
+        let (status, body) = self.post("/api/v1/events", &self.key, &events).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The totals of a query over March 2026.
+    pub async fn totals(&self, measures: &[&str], filters: Value) -> Value {
+        let (status, body) = self
+            .post("/api/v1/query", &self.key, &json!({"measures": measures, "filters": filters, "range": {"start": "2026-03-01", "end": "2026-04-01"}}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["totals"].clone()
+    }
+}
+
+pub async fn add_key(store: &Arc<dyn Store>, tenant_id: i64, scopes: Vec<Scope>, agent: Option<&str>) -> String {
+    let secret = dialboard::keys::generate();
+    store
+        .create_key(
+            dialboard::keys::hash(&secret),
+            ApiKey {
+                tenant_id,
+                scopes,
+                agent_id: agent.map(String::from),
+                team_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    secret
+}
+
+pub fn call(id: &str, call_id: &str, disposition: &str, started: &str) -> Value {
+    json!({"id": id, "type": "call", "call_id": call_id, "agent_id": "a1", "team_id": "t1", "disposition": disposition,
+        "started_at": started})
+}

@@ -1,0 +1,161 @@
+//! The real binary: a `kill -9` right after a 200 loses nothing; the CLI prints keys alone on
+//! the last line; import reports a summary.
+
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
+
+fn last_line(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string()
+}
+
+fn cli(db: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("DIALBOARD_DATABASE", db)
+        .output()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_ready(url: &str) {
+    for _ in 0..200 {
+        if reqwest::get(format!("{url}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server at {url} did not become ready");
+}
+
+fn spawn_server(db: &str, port: u16) -> std::process::Child {
+    Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DIALBOARD_DATABASE", db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kill_nine_right_after_a_200_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "Europe/Berlin"]));
+    assert!(key.starts_with("dbk_"), "{key}");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&db, port);
+    wait_ready(&url).await;
+    let client = reqwest::Client::new();
+    let mut sent = 0;
+    for batch in 0..5 {
+        let events: Vec<_> = (0..1000)
+            .map(|i| {
+                json!({"id": format!("e{batch}-{i}"), "type": "call", "call_id": format!("c{batch}-{i}"), "agent_id": "a1",
+                    "disposition": if i % 3 == 0 { "Connected" } else { "Voicemail" }, "started_at": "2026-03-02T10:00:00Z", "talk_seconds": i % 300})
+            })
+            .collect();
+        let r = client
+            .post(format!("{url}/api/v1/events"))
+            .bearer_auth(&key)
+            .json(&events)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        sent += 1000;
+    }
+    server.kill().unwrap(); // SIGKILL, immediately after the last 200
+    server.wait().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&db, port);
+    wait_ready(&url).await;
+    let r = client
+        .post(format!("{url}/api/v1/query"))
+        .bearer_auth(&key)
+        .json(&json!({"measures": ["total_calls", "connected_calls", "median_talk_time"], "range": {"preset": "all_time"}}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["totals"]["total_calls"], sent, "{body}");
+    assert_eq!(body["totals"]["connected_calls"], 1670);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn cli_creates_keys_and_imports_ndjson() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    assert!(cli(&db, &["migrate"]).status.success());
+    last_line(&cli(&db, &["tenant", "create", "acme"]));
+    let key = last_line(&cli(
+        &db,
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "read,ingest",
+            "--agent",
+            "a1",
+        ],
+    ));
+    assert!(key.starts_with("dbk_"));
+    let bad = cli(&db, &["key", "create", "--tenant", "acme", "--scopes", "root"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--scopes"));
+    let file = dir.path().join("events.ndjson");
+    let line = |i: usize| {
+        json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"), "agent_id": "a1", "disposition": "Busy", "started_at": "2026-03-02T10:00:00Z"}).to_string()
+    };
+    let body = format!(
+        "{}\n{}\n{}\nnot json\n{{\"id\": \"x\", \"type\": \"call\"}}\n",
+        line(1),
+        line(2),
+        line(1)
+    );
+    std::fs::write(&file, body).unwrap();
+    let out = cli(
+        &db,
+        &[
+            "import",
+            "--tenant",
+            "acme",
+            "--format",
+            "ndjson",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        last_line(&out),
+        format!("imported {}: 2 accepted, 1 duplicates, 2 rejected", file.display())
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 4: ") && stderr.contains("line 5: ") && stderr.contains("call_id"),
+        "{stderr}"
+    );
+}
