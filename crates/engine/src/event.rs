@@ -205,12 +205,21 @@ pub struct Version<'a> {
     pub event_id: &'a str,
 }
 
-/// A validated event with its id and its original JSON (kept as the raw log).
+/// A validated event with its id and its original JSON text (kept as the raw log).
 #[derive(Debug, Clone)]
 pub struct ParsedEvent {
     pub id: String,
     pub event: Event,
-    pub raw: Value,
+    pub raw: String,
+}
+
+/// Validates one event given as JSON text, keeping the text as received.
+pub fn parse_event_text(text: &str, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| (None, vec![FieldError::new("", format!("not valid JSON: {e}"))]))?;
+    let mut parsed = validate(&value, taxonomy)?;
+    parsed.raw = text.to_string();
+    Ok(parsed)
 }
 
 pub const EVENT_TYPES: [&str; 6] = [
@@ -358,10 +367,16 @@ impl<'a> Fields<'a> {
 }
 
 /// Validates one event. `taxonomy` decides which dispositions exist.
-pub fn parse_event(
-    value: &Value,
-    taxonomy: &CompiledTaxonomy,
-) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+pub fn parse_event(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+    let mut parsed = validate(value, taxonomy)?;
+    parsed.raw = value.to_string();
+    Ok(parsed)
+}
+
+/// The validation itself; the caller fills in the raw text.
+type Validated = Result<ParsedEvent, (Option<String>, Vec<FieldError>)>;
+
+fn validate(value: &Value, taxonomy: &CompiledTaxonomy) -> Validated {
     let Some(obj) = value.as_object() else {
         return Err((None, vec![FieldError::new("", "each event must be a JSON object")]));
     };
@@ -389,7 +404,7 @@ pub fn parse_event(
         Some(event) if f.errors.is_empty() => Ok(ParsedEvent {
             id,
             event,
-            raw: value.clone(),
+            raw: String::new(),
         }),
         _ => Err((known_id, f.errors)),
     }

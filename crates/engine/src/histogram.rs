@@ -56,6 +56,21 @@ impl Histogram {
             self.entries = other.entries.iter().map(|&(v, c)| (v, c * sign)).collect();
             return;
         }
+        // Adding one record's value (the common case on ingest): insert in place.
+        if other.entries.len() <= 2 {
+            for &(value, count) in &other.entries {
+                match self.entries.binary_search_by_key(&value, |e| e.0) {
+                    Ok(i) => {
+                        self.entries[i].1 += count * sign;
+                        if self.entries[i].1 == 0 {
+                            self.entries.remove(i);
+                        }
+                    }
+                    Err(i) => self.entries.insert(i, (value, count * sign)),
+                }
+            }
+            return;
+        }
         let mine = std::mem::take(&mut self.entries);
         self.entries.reserve(mine.len() + other.entries.len());
         let (mut i, mut j) = (0, 0);

@@ -1,6 +1,6 @@
 //! `dialboard import`: events from a file, through the same validation and store as HTTP.
 
-use dialboard_engine::event::parse_event;
+use dialboard_engine::event::parse_event_text;
 use dialboard_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufReader};
@@ -32,15 +32,12 @@ pub async fn run(store: &Arc<dyn Store>, tenant: &str, format: &str, path: &Path
         if line.trim().is_empty() {
             continue;
         }
-        let problem = match serde_json::from_str(&line) {
-            Ok(value) => match parse_event(&value, &tenant.taxonomy) {
-                Ok(event) => {
-                    batch.push(event);
-                    None
-                }
-                Err((_, errors)) => Some(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")),
-            },
-            Err(e) => Some(format!("not valid JSON: {e}")),
+        let problem = match parse_event_text(&line, &tenant.taxonomy) {
+            Ok(event) => {
+                batch.push(event);
+                None
+            }
+            Err((_, errors)) => Some(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")),
         };
         if let Some(problem) = problem {
             rejected += 1;

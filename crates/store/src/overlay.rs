@@ -6,10 +6,34 @@
 use dialboard_engine::cells::{get_bytes, get_varint, put_bytes, put_varint, CellId, Stats};
 use dialboard_engine::clock::Grain;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The Fx hash (rustc's): cell ids are produced by the engine, not chosen by clients, so
+/// SipHash's flooding resistance buys nothing on this hot path.
+#[derive(Default)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Deltas of one transaction, by tenant and cell.
 #[derive(Debug, Default)]
-pub struct DeltaMap(pub HashMap<(i64, CellId), Stats>);
+pub struct DeltaMap(pub HashMap<(i64, CellId), Stats, BuildHasherDefault<FxHasher>>);
 
 impl DeltaMap {
     pub fn add(&mut self, tenant_id: i64, id: CellId, stats: &Stats, sign: i64) {

@@ -7,8 +7,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use dialboard_engine::event::parse_event;
-use dialboard_engine::FieldError;
+use dialboard_engine::event::parse_event_text;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use dialboard_store::Scope;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,29 +18,24 @@ use std::sync::Arc;
 pub const MAX_EVENTS: usize = 10_000;
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
-/// The events of a body: a JSON array, or NDJSON (one object per line). A line that is not
-/// JSON rejects that event only; a body with no JSON at all is a 400.
-fn split_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<Value, String>>, ApiError> {
+/// The events of a body, as JSON texts: a JSON array, or NDJSON (one object per line). A line
+/// that is not JSON rejects that event only; a body with no JSON at all is a 400.
+fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Vec<&'a str>, ApiError> {
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-ndjson") || ct.starts_with("application/ndjson"));
     if ndjson {
-        let lines: Vec<Result<Value, String>> = body
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .map(|l| serde_json::from_slice(l).map_err(|e| format!("not valid JSON: {e}")))
-            .collect();
-        if lines.iter().all(Result::is_err) {
-            return Err(ApiError::bad_request(
-                "the body is not NDJSON: no line is a JSON object",
-            ));
+        let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if !lines.iter().any(|l| serde_json::from_str::<IgnoredAny>(l).is_ok()) {
+            return Err(ApiError::bad_request("the body is not NDJSON: no line is a JSON value"));
         }
         return Ok(lines);
     }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
-        Ok(_) => Err(ApiError::bad_request(
+    match serde_json::from_slice::<Vec<&RawValue>>(body) {
+        Ok(items) => Ok(items.into_iter().map(RawValue::get).collect()),
+        Err(_) if serde_json::from_slice::<IgnoredAny>(body).is_ok() => Err(ApiError::bad_request(
             "the body must be a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)",
         )),
         Err(e) => Err(ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
@@ -78,12 +74,8 @@ pub async fn ingest(
     let tenant = state.store.tenant(principal.tenant_id).await?;
     let mut valid = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let outcome = match item {
-            Ok(value) => parse_event(&value, &tenant.taxonomy),
-            Err(message) => Err((None, vec![FieldError::new("", message)])),
-        };
-        match outcome {
+    for (index, text) in items.into_iter().enumerate() {
+        match parse_event_text(text, &tenant.taxonomy) {
             Ok(event) => valid.push(event),
             Err((id, errors)) => rejected.push(json!({"index": index, "id": id, "errors": errors})),
         }

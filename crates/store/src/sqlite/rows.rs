@@ -3,10 +3,32 @@
 use dialboard_engine::event::{CallAnalysis, CallRecord};
 use rusqlite::{params, Row, Transaction};
 
-pub const CALL_COLUMNS: &str = "call_id, event_id, version_ns, started_ns, agent_id, team_id, campaign_id, list_id, \
-     contact_id, lead_source, direction, disposition, ended_ns, talk_seconds, wait_seconds, wrap_seconds, flags";
-pub const ANALYSIS_COLUMNS: &str =
-    "call_id, event_id, version_ns, score, sentiment, prospect_sentiment, talk_ratio, filler, intent";
+macro_rules! call_columns {
+    () => {
+        "call_id, event_id, version_ns, started_ns, agent_id, team_id, campaign_id, list_id, contact_id, lead_source, \
+         direction, disposition, ended_ns, talk_seconds, wait_seconds, wrap_seconds, flags"
+    };
+}
+macro_rules! analysis_columns {
+    () => {
+        "call_id, event_id, version_ns, score, sentiment, prospect_sentiment, talk_ratio, filler, intent"
+    };
+}
+pub const CALL_COLUMNS: &str = call_columns!();
+pub const ANALYSIS_COLUMNS: &str = analysis_columns!();
+pub const SELECT_CALL: &str = concat!("SELECT ", call_columns!(), " FROM calls WHERE tenant_id = ?1 AND call_id = ?2");
+pub const SELECT_ANALYSIS: &str =
+    concat!("SELECT ", analysis_columns!(), " FROM call_analysis WHERE tenant_id = ?1 AND call_id = ?2");
+const UPSERT_CALL: &str = concat!(
+    "INSERT OR REPLACE INTO calls (tenant_id, ",
+    call_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+);
+const UPSERT_ANALYSIS: &str = concat!(
+    "INSERT OR REPLACE INTO call_analysis (tenant_id, ",
+    analysis_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+);
 
 const VOICEMAIL_DROPPED: i64 = 1;
 const CALLBACK: i64 = 2;
@@ -61,10 +83,7 @@ pub fn upsert_call(tx: &Transaction, tenant: i64, c: &CallRecord) -> rusqlite::R
     let flags = (c.voicemail_dropped as i64 * VOICEMAIL_DROPPED)
         | (c.is_callback as i64 * CALLBACK)
         | (c.abandoned as i64 * ABANDONED);
-    tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO calls (tenant_id, {CALL_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
-    ))?
+    tx.prepare_cached(UPSERT_CALL)?
     .execute(params![
         tenant,
         c.call_id,
@@ -89,10 +108,7 @@ pub fn upsert_call(tx: &Transaction, tenant: i64, c: &CallRecord) -> rusqlite::R
 }
 
 pub fn upsert_analysis(tx: &Transaction, tenant: i64, a: &CallAnalysis) -> rusqlite::Result<()> {
-    tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO call_analysis (tenant_id, {ANALYSIS_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-    ))?
+    tx.prepare_cached(UPSERT_ANALYSIS)?
     .execute(params![
         tenant,
         a.call_id,

@@ -3,7 +3,7 @@
 //! replied to after the commit. Rollup deltas of a transaction are stored as one row and merged
 //! into the in-memory overlay; a checkpoint folds them into the cells table.
 
-use super::rows::{analysis_from_row, call_from_row, upsert_analysis, upsert_call, ANALYSIS_COLUMNS, CALL_COLUMNS};
+use super::rows::{analysis_from_row, call_from_row, upsert_analysis, upsert_call, SELECT_ANALYSIS, SELECT_CALL};
 use super::Shared;
 use crate::overlay::DeltaMap;
 use crate::{IngestSummary, Result, StoreError, TenantInfo};
@@ -149,7 +149,7 @@ fn apply_batch(
             e.event.type_name(),
             e.event.record_key(),
             now,
-            e.raw.to_string()
+            e.raw
         ])?;
         if inserted == 0 {
             summary.duplicates += 1;
@@ -211,18 +211,14 @@ fn apply_batch(
 
 fn current_call(tx: &Transaction, tenant: i64, call_id: &str) -> Result<Option<CallRecord>> {
     Ok(tx
-        .prepare_cached(&format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE tenant_id = ?1 AND call_id = ?2"
-        ))?
+        .prepare_cached(SELECT_CALL)?
         .query_row(params![tenant, call_id], |r| call_from_row(r, 0))
         .optional()?)
 }
 
 fn current_analysis(tx: &Transaction, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>> {
     Ok(tx
-        .prepare_cached(&format!(
-            "SELECT {ANALYSIS_COLUMNS} FROM call_analysis WHERE tenant_id = ?1 AND call_id = ?2"
-        ))?
+        .prepare_cached(SELECT_ANALYSIS)?
         .query_row(params![tenant, call_id], |r| analysis_from_row(r, 0))
         .optional()?
         .flatten())
