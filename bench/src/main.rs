@@ -43,7 +43,11 @@ struct Args {
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args { calls: 10_000_000, clients: 4, repeat: 200 };
+    let mut a = Args {
+        calls: 10_000_000,
+        clients: 4,
+        repeat: 200,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value: usize = it.next().context("a value after each flag")?.parse()?;
@@ -71,8 +75,13 @@ fn batches(from: usize, to: usize, total: usize, seed: u64) -> Vec<Vec<u8>> {
                     let day = (i as f64 / total as f64 * span / 86_400.0) as i64;
                     let started = T0 + day * 86_400 + 8 * 3600 + rng.random_range(0..10 * 3600);
                     let mut r: f64 = rng.random();
-                    let disposition =
-                        DISPOSITIONS.iter().find(|(_, p)| { r -= p; r < 0.0 }).map_or("No Answer", |d| d.0);
+                    let disposition = DISPOSITIONS
+                        .iter()
+                        .find(|(_, p)| {
+                            r -= p;
+                            r < 0.0
+                        })
+                        .map_or("No Answer", |d| d.0);
                     let agent = rng.random_range(0..AGENTS);
                     let connected = CONNECTED.contains(&disposition);
                     json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"),
@@ -106,24 +115,51 @@ impl Drop for Server {
 }
 
 fn start_server(dir: &std::path::Path) -> anyhow::Result<Server> {
-    let bin = std::env::current_exe()?.parent().context("target dir")?.join("dialboard");
+    let bin = std::env::current_exe()?
+        .parent()
+        .context("target dir")?
+        .join("dialboard");
     if !bin.exists() {
         bail!("build the server first: cargo build --release --bin dialboard");
     }
     let db = dir.join("bench.db");
     let url_db = format!("sqlite://{}", db.display());
-    let out = Command::new(&bin).args(["tenant", "create", "bench", "--timezone", "America/New_York", "--database", &url_db]).output()?;
-    let key = String::from_utf8(out.stdout)?.lines().last().context("a key")?.to_string();
+    let out = Command::new(&bin)
+        .args([
+            "tenant",
+            "create",
+            "bench",
+            "--timezone",
+            "America/New_York",
+            "--database",
+            &url_db,
+        ])
+        .output()?;
+    let key = String::from_utf8(out.stdout)?
+        .lines()
+        .last()
+        .context("a key")?
+        .to_string();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(&bin)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database", &url_db])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    Ok(Server { child, url: format!("http://127.0.0.1:{port}"), key, db })
+    Ok(Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        key,
+        db,
+    })
 }
 
-async fn ingest(server: &Server, client: &reqwest::Client, bodies: Vec<Vec<u8>>, clients: usize) -> anyhow::Result<Duration> {
+async fn ingest(
+    server: &Server,
+    client: &reqwest::Client,
+    bodies: Vec<Vec<u8>>,
+    clients: usize,
+) -> anyhow::Result<Duration> {
     let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -131,8 +167,15 @@ async fn ingest(server: &Server, client: &reqwest::Client, bodies: Vec<Vec<u8>>,
         let (queue, client, url, key) = (queue.clone(), client.clone(), server.url.clone(), server.key.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let Some(body) = queue.lock().expect("queue").pop() else { return Ok::<_, anyhow::Error>(()) };
-                let r = client.post(format!("{url}/api/v1/events")).bearer_auth(&key).body(body).send().await?;
+                let Some(body) = queue.lock().expect("queue").pop() else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                let r = client
+                    .post(format!("{url}/api/v1/events"))
+                    .bearer_auth(&key)
+                    .body(body)
+                    .send()
+                    .await?;
                 if !r.status().is_success() {
                     bail!("ingest answered {}", r.status());
                 }
@@ -151,15 +194,27 @@ async fn ingest(server: &Server, client: &reqwest::Client, bodies: Vec<Vec<u8>>,
 
 fn dashboard_queries() -> Vec<(&'static str, Value)> {
     vec![
-        ("day leaderboard", json!({"measures": ["total_calls", "connected_calls", "connect_rate", "meetings_booked", "total_talk_time"],
+        (
+            "day leaderboard",
+            json!({"measures": ["total_calls", "connected_calls", "connect_rate", "meetings_booked", "total_talk_time"],
             "dimensions": ["agent"], "filters": {"team": ["team-3"]}, "range": {"start": "2026-08-15", "end": "2026-08-16"},
-            "order_by": [["meetings_booked", "desc"]]})),
-        ("90-day daily trend with median", json!({"measures": ["total_calls", "connect_rate", "median_talk_time"],
-            "granularity": "day", "range": {"start": "2026-06-01", "end": "2026-08-30"}})),
-        ("heatmap 30 days", json!({"measures": ["total_calls", "connect_rate"], "dimensions": ["day_of_week", "hour_of_day"],
-            "range": {"start": "2026-07-31", "end": "2026-08-30"}})),
-        ("today's KPIs vs yesterday", json!({"measures": ["total_calls", "connect_rate", "meetings_booked", "avg_talk_time", "median_talk_time"],
-            "range": {"start": "2026-08-29", "end": "2026-08-30"}, "compare": "previous_period"})),
+            "order_by": [["meetings_booked", "desc"]]}),
+        ),
+        (
+            "90-day daily trend with median",
+            json!({"measures": ["total_calls", "connect_rate", "median_talk_time"],
+            "granularity": "day", "range": {"start": "2026-06-01", "end": "2026-08-30"}}),
+        ),
+        (
+            "heatmap 30 days",
+            json!({"measures": ["total_calls", "connect_rate"], "dimensions": ["day_of_week", "hour_of_day"],
+            "range": {"start": "2026-07-31", "end": "2026-08-30"}}),
+        ),
+        (
+            "today's KPIs vs yesterday",
+            json!({"measures": ["total_calls", "connect_rate", "meetings_booked", "avg_talk_time", "median_talk_time"],
+            "range": {"start": "2026-08-29", "end": "2026-08-30"}, "compare": "previous_period"}),
+        ),
     ]
 }
 
@@ -198,11 +253,21 @@ struct Latency {
     p99: f64,
 }
 
-async fn measure_dialboard(server: &Server, client: &reqwest::Client, body: &Value, repeat: usize) -> anyhow::Result<Latency> {
+async fn measure_dialboard(
+    server: &Server,
+    client: &reqwest::Client,
+    body: &Value,
+    repeat: usize,
+) -> anyhow::Result<Latency> {
     let mut samples = Vec::with_capacity(repeat);
     for _ in 0..repeat {
         let started = Instant::now();
-        let r = client.post(format!("{}/api/v1/query", server.url)).bearer_auth(&server.key).json(body).send().await?;
+        let r = client
+            .post(format!("{}/api/v1/query", server.url))
+            .bearer_auth(&server.key)
+            .json(body)
+            .send()
+            .await?;
         let status = r.status();
         let text = r.text().await?;
         if !status.is_success() {
@@ -210,7 +275,10 @@ async fn measure_dialboard(server: &Server, client: &reqwest::Client, body: &Val
         }
         samples.push(started.elapsed());
     }
-    Ok(Latency { p50: percentile(samples.clone(), 0.5), p99: percentile(samples, 0.99) })
+    Ok(Latency {
+        p50: percentile(samples.clone(), 0.5),
+        p99: percentile(samples, 0.99),
+    })
 }
 
 fn measure_peer(db: &std::path::Path, sql: &str, repeat: usize) -> anyhow::Result<Latency> {
@@ -232,27 +300,48 @@ fn measure_peer(db: &std::path::Path, sql: &str, repeat: usize) -> anyhow::Resul
         }
         samples.push(started.elapsed());
     }
-    Ok(Latency { p50: percentile(samples.clone(), 0.5), p99: percentile(samples, 0.99) })
+    Ok(Latency {
+        p50: percentile(samples.clone(), 0.5),
+        p99: percentile(samples, 0.99),
+    })
 }
 
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-async fn report_queries(server: &Server, client: &reqwest::Client, repeat: usize, calls: usize) -> anyhow::Result<Vec<(String, f64)>> {
+async fn report_queries(
+    server: &Server,
+    client: &reqwest::Client,
+    repeat: usize,
+    calls: usize,
+) -> anyhow::Result<Vec<(String, f64)>> {
     // Let a checkpoint fold the ingest overlay, as in steady state.
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("\n## queries at {calls} calls ({repeat} runs each; dialboard over HTTP, peer in-process SQL)\n");
-    println!("| query | dialboard p50 ms | dialboard p99 ms | GROUP BY p50 ms | GROUP BY p99 ms | peer ÷ dialboard (p99) |");
+    println!(
+        "| query | dialboard p50 ms | dialboard p99 ms | GROUP BY p50 ms | GROUP BY p99 ms | peer ÷ dialboard (p99) |"
+    );
     println!("|---|---|---|---|---|---|");
     let mut p99s = Vec::new();
     for ((name, body), (_, sql)) in dashboard_queries().iter().zip(peer_queries()) {
         let d = measure_dialboard(server, client, body, repeat).await?;
         let p = measure_peer(&server.db, &sql, (repeat / 20).max(3))?;
-        println!("| {name} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0}× |", d.p50, d.p99, p.p50, p.p99, p.p99 / d.p99);
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0}× |",
+            d.p50,
+            d.p99,
+            p.p50,
+            p.p99,
+            p.p99 / d.p99
+        );
         p99s.push((name.to_string(), d.p99));
     }
     println!("\nserver resident memory: {:.0} MB", rss_mb(server.child.id()));
@@ -276,10 +365,16 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, f
     // Generate a million calls at a time (not timed), then send them (timed).
     while ingested < calls {
         let next = (ingested + 1_000_000).min(calls);
-        let bodies: Vec<Vec<u8>> = batches(ingested, next, calls, ingested as u64).into_iter().rev().collect();
+        let bodies: Vec<Vec<u8>> = batches(ingested, next, calls, ingested as u64)
+            .into_iter()
+            .rev()
+            .collect();
         ingest_time += ingest(&server, &client, bodies, args.clients).await?;
         ingested = next;
-        eprintln!("ingested {ingested} calls: {:.0} calls/s so far", ingested as f64 / ingest_time.as_secs_f64());
+        eprintln!(
+            "ingested {ingested} calls: {:.0} calls/s so far",
+            ingested as f64 / ingest_time.as_secs_f64()
+        );
     }
     println!(
         "\n## ingest of {ingested} calls over HTTP, {} clients, batches of {BATCH}: {:.1} s = **{:.0} calls/s** (durable, rollups maintained)",
@@ -296,12 +391,18 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, f
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
-    println!("# dialboard benchmark (SQLite store), datasets of 100000 and {} calls over 90 days\n", args.calls);
+    println!(
+        "# dialboard benchmark (SQLite store), datasets of 100000 and {} calls over 90 days\n",
+        args.calls
+    );
     let small = 100_000.min(args.calls);
     let at_small = run_dataset(small, &args).await?;
     if args.calls > small {
         let at_large = run_dataset(args.calls, &args).await?;
-        println!("\n## history independence: p99 at {} calls ÷ p99 at {small}\n", args.calls);
+        println!(
+            "\n## history independence: p99 at {} calls ÷ p99 at {small}\n",
+            args.calls
+        );
         for ((name, small), (_, large)) in at_small.iter().zip(&at_large) {
             println!("- {name}: {:.2}×", large / small);
         }

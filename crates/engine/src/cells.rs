@@ -187,6 +187,12 @@ impl Stats {
     }
 
     pub fn decode(input: &mut &[u8]) -> Option<Stats> {
+        Stats::decode_with(input, true)
+    }
+
+    /// Decodes, skipping the histogram when `histogram` is false (most measures need only
+    /// the counters, and the histogram is most of a cell's bytes).
+    pub fn decode_with(input: &mut &[u8], histogram: bool) -> Option<Stats> {
         let mut s = Stats::default();
         let used = get_varint(input)? as usize;
         if used > counter::COUNT {
@@ -194,6 +200,9 @@ impl Stats {
         }
         for slot in &mut s.c[..used] {
             *slot = get_varint(input)?;
+        }
+        if !histogram {
+            return Some(s);
         }
         let entries = get_varint(input)? as usize;
         let mut talk = Vec::with_capacity(entries.min(1 << 16));
@@ -214,6 +223,23 @@ impl Stats {
 
     pub fn from_bytes(mut bytes: &[u8]) -> Option<Stats> {
         Stats::decode(&mut bytes)
+    }
+}
+
+/// A cell as a store hands it over: still encoded (decoded only if it passes the filters,
+/// and without its histogram if no measure needs it), or already in memory.
+#[derive(Debug, Clone, Copy)]
+pub enum CellData<'a> {
+    Encoded(&'a [u8]),
+    Decoded(&'a Stats),
+}
+
+impl<'a> CellData<'a> {
+    pub fn stats(self, histogram: bool) -> Option<std::borrow::Cow<'a, Stats>> {
+        match self {
+            CellData::Encoded(mut bytes) => Stats::decode_with(&mut bytes, histogram).map(std::borrow::Cow::Owned),
+            CellData::Decoded(s) => Some(std::borrow::Cow::Borrowed(s)),
+        }
     }
 }
 

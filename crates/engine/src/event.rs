@@ -214,9 +214,12 @@ pub struct ParsedEvent {
 }
 
 /// Validates one event given as JSON text, keeping the text as received.
-pub fn parse_event_text(text: &str, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| (None, vec![FieldError::new("", format!("not valid JSON: {e}"))]))?;
+pub fn parse_event_text(
+    text: &str,
+    taxonomy: &CompiledTaxonomy,
+) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| (None, vec![FieldError::new("", format!("not valid JSON: {e}"))]))?;
     let mut parsed = validate(&value, taxonomy)?;
     parsed.raw = text.to_string();
     Ok(parsed)
@@ -367,7 +370,10 @@ impl<'a> Fields<'a> {
 }
 
 /// Validates one event. `taxonomy` decides which dispositions exist.
-pub fn parse_event(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+pub fn parse_event(
+    value: &Value,
+    taxonomy: &CompiledTaxonomy,
+) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
     let mut parsed = validate(value, taxonomy)?;
     parsed.raw = value.to_string();
     Ok(parsed)

@@ -135,6 +135,13 @@ pub struct MeasureDef {
     pub compute: fn(&Accum) -> Num,
 }
 
+impl MeasureDef {
+    /// Whether it reads the talk-time histogram (cells are decoded without it otherwise).
+    pub fn reads_histogram(&self) -> bool {
+        matches!(self.name, "median_talk_time" | "p90_talk_time")
+    }
+}
+
 impl std::fmt::Debug for MeasureDef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name)

@@ -3,7 +3,7 @@
 //! covered by the coarsest cells that fit in it, from the smallest cuboid that has every
 //! dimension the query groups or filters by; what no cuboid covers is read from raw records.
 
-use crate::cells::{call_dim_values, call_stats, cuboid, Cuboid, Dim, Fact, Stats, CUBOIDS, KEY_SEPARATOR};
+use crate::cells::{call_dim_values, call_stats, cuboid, CellData, Cuboid, Dim, Fact, Stats, CUBOIDS, KEY_SEPARATOR};
 use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
 use crate::measures::{facts_read, measure, Accum, MeasureDef, Num, MEASURES};
@@ -552,7 +552,7 @@ pub trait CellSource {
         grain: Grain,
         from: i64,
         to: i64,
-        sink: &mut dyn FnMut(i64, &str, &Stats),
+        sink: &mut dyn FnMut(i64, &str, CellData),
     ) -> Result<(), SourceError>;
 
     fn raw_calls(
@@ -754,13 +754,13 @@ impl Aggregator<'_> {
         key
     }
 
-    fn add(&mut self, t: i64, values: &[&str; 8], stats: &Stats, fact: Fact) {
-        let Some(seg) = self.segment(t).copied() else {
-            return;
-        };
-        if !self.passes(values, &seg) {
-            return;
-        }
+    /// The segment a record at `t` with these values counts in, if it passes the filters.
+    fn locate(&self, t: i64, values: &[&str; 8]) -> Option<Segment> {
+        let seg = self.segment(t).copied()?;
+        self.passes(values, &seg).then_some(seg)
+    }
+
+    fn add(&mut self, seg: Segment, values: &[&str; 8], stats: &Stats, fact: Fact) {
         let key = self.key(values, &seg);
         let disposition = values[Dim::Disposition as usize];
         let row = self.rows.entry(key).or_default();
@@ -782,6 +782,8 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
         rows: HashMap::new(),
         totals: Accum::default(),
     };
+    let histograms = q.measures.iter().any(|m| m.reads_histogram());
+    let mut corrupt = false;
     for fetch in &fetches {
         match *fetch {
             Fetch::Cells {
@@ -791,24 +793,28 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                 to,
             } => {
                 let c = cuboid(id).expect("planned cuboids exist");
-                source.cells(c, grain, from, to, &mut |bucket, key, stats| {
+                source.cells(c, grain, from, to, &mut |bucket, key, data| {
                     let mut values = [""; 8];
                     for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
                         values[*dim as usize] = part;
                     }
-                    agg.add(bucket, &values, stats, c.fact);
+                    // Filters are decided on the key, before paying for decoding.
+                    let Some(seg) = agg.locate(bucket, &values) else { return };
+                    match data.stats(histograms) {
+                        Some(stats) => agg.add(seg, &values, &stats, c.fact),
+                        None => corrupt = true,
+                    }
                 })?;
+                if corrupt {
+                    return Err("a stored cell could not be decoded".into());
+                }
             }
             Fetch::RawCalls { from, to } => {
                 source.raw_calls(from, to, &mut |call, analysis| {
                     let t = call.started_second();
-                    if (from..to).contains(&t) {
-                        agg.add(
-                            t,
-                            &call_dim_values(call, analysis),
-                            &call_stats(call, analysis),
-                            Fact::Calls,
-                        );
+                    let values = call_dim_values(call, analysis);
+                    if let Some(seg) = agg.locate(t, &values).filter(|_| (from..to).contains(&t)) {
+                        agg.add(seg, &values, &call_stats(call, analysis), Fact::Calls);
                     }
                 })?;
             }

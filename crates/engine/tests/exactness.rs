@@ -1,7 +1,7 @@
 //! Rollups + planner + aggregation give exactly what brute force over the final records gives,
 //! for every measure, dimension and granularity, in zones with DST and odd offsets.
 
-use dialboard_engine::cells::{cuboid, for_each_activity_cell, for_each_call_cell, CellId, Cuboid, Stats};
+use dialboard_engine::cells::{cuboid, for_each_activity_cell, for_each_call_cell, CellData, CellId, Cuboid, Stats};
 use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, StatusChange};
 use dialboard_engine::measures::{Num, MEASURES};
@@ -49,11 +49,11 @@ impl CellSource for MemorySource {
         grain: Grain,
         from: i64,
         to: i64,
-        sink: &mut dyn FnMut(i64, &str, &Stats),
+        sink: &mut dyn FnMut(i64, &str, CellData),
     ) -> Result<(), SourceError> {
         for (id, s) in &self.cells {
             if id.cuboid == c.id && id.grain == grain && (from..to).contains(&id.bucket) {
-                sink(id.bucket, &id.key, s);
+                sink(id.bucket, &id.key, CellData::Decoded(s));
             }
         }
         Ok(())

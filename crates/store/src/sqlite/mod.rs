@@ -11,7 +11,7 @@ use crate::{
     TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
-use dialboard_engine::cells::{call_dim_values, Cuboid, Stats};
+use dialboard_engine::cells::{call_dim_values, CellData, Cuboid};
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
 use dialboard_engine::query::{self, passes_filters, CellSource, Context, QueryResult, SourceError};
@@ -218,19 +218,21 @@ impl CellSource for Source<'_> {
         grain: Grain,
         from: i64,
         to: i64,
-        sink: &mut dyn FnMut(i64, &str, &Stats),
+        sink: &mut dyn FnMut(i64, &str, CellData),
     ) -> Result<(), SourceError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT bucket, key, stats FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket >= ?4 AND bucket < ?5",
         )?;
         let mut rows = stmt.query(params![self.tenant, c.id, grain as i64, from, to])?;
         while let Some(row) = rows.next()? {
-            let key = row.get_ref(1)?.as_str()?;
-            let stats = Stats::from_bytes(row.get_ref(2)?.as_blob()?).ok_or("corrupt cell")?;
-            sink(row.get(0)?, key, &stats);
+            sink(
+                row.get(0)?,
+                row.get_ref(1)?.as_str()?,
+                CellData::Encoded(row.get_ref(2)?.as_blob()?),
+            );
         }
         for (bucket, key, stats) in self.overlay.range(self.tenant, c.id, grain, from, to) {
-            sink(bucket, key, stats);
+            sink(bucket, key, CellData::Decoded(stats));
         }
         Ok(())
     }

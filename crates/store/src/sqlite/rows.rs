@@ -16,9 +16,16 @@ macro_rules! analysis_columns {
 }
 pub const CALL_COLUMNS: &str = call_columns!();
 pub const ANALYSIS_COLUMNS: &str = analysis_columns!();
-pub const SELECT_CALL: &str = concat!("SELECT ", call_columns!(), " FROM calls WHERE tenant_id = ?1 AND call_id = ?2");
-pub const SELECT_ANALYSIS: &str =
-    concat!("SELECT ", analysis_columns!(), " FROM call_analysis WHERE tenant_id = ?1 AND call_id = ?2");
+pub const SELECT_CALL: &str = concat!(
+    "SELECT ",
+    call_columns!(),
+    " FROM calls WHERE tenant_id = ?1 AND call_id = ?2"
+);
+pub const SELECT_ANALYSIS: &str = concat!(
+    "SELECT ",
+    analysis_columns!(),
+    " FROM call_analysis WHERE tenant_id = ?1 AND call_id = ?2"
+);
 const UPSERT_CALL: &str = concat!(
     "INSERT OR REPLACE INTO calls (tenant_id, ",
     call_columns!(),
@@ -83,8 +90,7 @@ pub fn upsert_call(tx: &Transaction, tenant: i64, c: &CallRecord) -> rusqlite::R
     let flags = (c.voicemail_dropped as i64 * VOICEMAIL_DROPPED)
         | (c.is_callback as i64 * CALLBACK)
         | (c.abandoned as i64 * ABANDONED);
-    tx.prepare_cached(UPSERT_CALL)?
-    .execute(params![
+    tx.prepare_cached(UPSERT_CALL)?.execute(params![
         tenant,
         c.call_id,
         c.event_id,
@@ -108,8 +114,7 @@ pub fn upsert_call(tx: &Transaction, tenant: i64, c: &CallRecord) -> rusqlite::R
 }
 
 pub fn upsert_analysis(tx: &Transaction, tenant: i64, a: &CallAnalysis) -> rusqlite::Result<()> {
-    tx.prepare_cached(UPSERT_ANALYSIS)?
-    .execute(params![
+    tx.prepare_cached(UPSERT_ANALYSIS)?.execute(params![
         tenant,
         a.call_id,
         a.event_id,
