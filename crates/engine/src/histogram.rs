@@ -166,3 +166,127 @@ mod tests {
         }
     }
 }
+
+/// Accumulates many histograms for one result row. It starts as a sparse [`Histogram`] and,
+/// once it holds more than `dense_after` distinct values, switches to a count per second (no
+/// re-allocation per merge), so summing hundreds of day cells costs their size, not their
+/// number times the running size.
+#[derive(Debug, Clone)]
+pub struct HistogramSum {
+    sparse: Histogram,
+    dense: Vec<i64>,
+    /// Values outside `0..DENSE_LIMIT` once dense.
+    tail: std::collections::BTreeMap<i64, i64>,
+    dense_after: usize,
+}
+
+/// Seconds counted densely: up to 18 hours.
+const DENSE_LIMIT: i64 = 1 << 16;
+
+impl Default for HistogramSum {
+    fn default() -> Self {
+        HistogramSum::with_dense_after(512)
+    }
+}
+
+impl HistogramSum {
+    pub fn with_dense_after(dense_after: usize) -> Self {
+        HistogramSum {
+            sparse: Histogram::default(),
+            dense: Vec::new(),
+            tail: Default::default(),
+            dense_after,
+        }
+    }
+
+    fn is_dense(&self) -> bool {
+        !self.dense.is_empty()
+    }
+
+    pub fn add(&mut self, h: &Histogram) {
+        if !self.is_dense() {
+            self.sparse.merge(h, 1);
+            if self.sparse.entries.len() <= self.dense_after {
+                return;
+            }
+            let sparse = std::mem::take(&mut self.sparse);
+            self.dense = vec![0; 1];
+            self.add_dense(sparse.entries());
+            return;
+        }
+        self.add_dense(h.entries());
+    }
+
+    fn add_dense(&mut self, entries: &[(i64, i64)]) {
+        for &(value, count) in entries {
+            if (0..DENSE_LIMIT).contains(&value) {
+                let i = value as usize;
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, 0);
+                }
+                self.dense[i] += count;
+            } else {
+                *self.tail.entry(value).or_default() += count;
+            }
+        }
+    }
+
+    /// `PERCENTILE_CONT(p)` of everything added, as [`Histogram::percentile_cont`].
+    pub fn percentile_cont(&self, p: f64) -> Option<f64> {
+        if !self.is_dense() {
+            return self.sparse.percentile_cont(p);
+        }
+        let below: Vec<(i64, i64)> = self.tail.range(..0).map(|(&v, &c)| (v, c)).collect();
+        let above = self.tail.range(DENSE_LIMIT..).map(|(&v, &c)| (v, c));
+        let dense = self
+            .dense
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c != 0)
+            .map(|(v, &c)| (v as i64, c));
+        let all = || below.iter().copied().chain(dense.clone()).chain(above.clone());
+        let n: i64 = all().map(|e| e.1).sum();
+        if n <= 0 {
+            return None;
+        }
+        let position = p * (n - 1) as f64;
+        let (lower_rank, upper_rank) = (position.floor() as i64, position.ceil() as i64);
+        let (mut lower, mut upper, mut seen) = (None, None, 0);
+        for (value, count) in all() {
+            seen += count;
+            if lower.is_none() && lower_rank < seen {
+                lower = Some(value);
+            }
+            if upper_rank < seen {
+                upper = Some(value);
+                break;
+            }
+        }
+        let (lower, upper) = (lower?, upper?);
+        Some(lower as f64 + (position - lower_rank as f64) * (upper - lower) as f64)
+    }
+}
+
+#[cfg(test)]
+mod sum_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn dense_and_sparse_sums_agree(
+            cells in prop::collection::vec(prop::collection::vec((prop_oneof![0i64..3000, 70_000i64..70_010], 1i64..4), 0..40), 0..30),
+            threshold in 0usize..64,
+            p in 0.0f64..=1.0,
+        ) {
+            let mut reference = Histogram::default();
+            let mut sum = HistogramSum::with_dense_after(threshold);
+            for c in &cells {
+                let h = Histogram::from_entries(c.clone());
+                reference.merge(&h, 1);
+                sum.add(&h);
+            }
+            prop_assert_eq!(sum.percentile_cont(p), reference.percentile_cont(p));
+        }
+    }
+}

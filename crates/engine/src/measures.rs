@@ -4,7 +4,7 @@
 
 use crate::cells::{counter::*, Fact, Stats};
 use crate::event::MICROS;
-use crate::histogram::Histogram;
+use crate::histogram::HistogramSum;
 use crate::taxonomy::{Category, CompiledTaxonomy};
 
 /// A metric value: counts are integers, everything else a float; `Null` for a zero
@@ -46,7 +46,7 @@ pub struct Accum {
     /// Counters over connected calls (category Connected).
     pub connected: [i64; COUNT],
     /// Talk seconds of connected calls.
-    pub connected_talk: Histogram,
+    pub connected_talk: HistogramSum,
     pub by_category: [i64; 4],
     pub meetings: i64,
     pub positive: i64,
@@ -63,7 +63,7 @@ impl Accum {
             self.by_category[category.index()] += calls;
             if category == Category::Connected {
                 add_counters(&mut self.connected, &stats.c);
-                self.connected_talk.merge(&stats.talk, 1);
+                self.connected_talk.add(&stats.talk);
             }
         }
         self.meetings += calls * class.meeting as i64;
