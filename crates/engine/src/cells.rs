@@ -121,6 +121,26 @@ pub struct CellId {
     pub key: String,
 }
 
+/// A cell, borrowed: where a contribution goes (no allocation per contribution).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CellRef<'a> {
+    pub cuboid: u8,
+    pub grain: Grain,
+    pub bucket: i64,
+    pub key: &'a str,
+}
+
+impl CellRef<'_> {
+    pub fn to_owned(self) -> CellId {
+        CellId {
+            cuboid: self.cuboid,
+            grain: self.grain,
+            bucket: self.bucket,
+            key: self.key.to_string(),
+        }
+    }
+}
+
 /// Indices into [`Stats::c`]. Call counters first, then activity's.
 pub mod counter {
     pub const CALLS: usize = 0;
@@ -345,16 +365,15 @@ pub fn call_dim_values<'a>(call: &'a CallRecord, analysis: Option<&CallAnalysis>
     ]
 }
 
-/// The key of a record in `cuboid`, from the values of all its dimensions.
-pub fn project_key(cuboid: &Cuboid, values: &[&str; 8]) -> String {
-    let mut key = String::new();
+/// Writes the key of a record in `cuboid`, from the values of all its dimensions.
+fn project_key_into(key: &mut String, cuboid: &Cuboid, values: &[&str; 8]) {
+    key.clear();
     for (i, dim) in cuboid.dims.iter().enumerate() {
         if i > 0 {
             key.push(KEY_SEPARATOR);
         }
         key.push_str(values[*dim as usize]);
     }
-    key
 }
 
 /// Calls `emit` for every cell a call contributes to, with its contribution.
@@ -362,21 +381,22 @@ pub fn for_each_call_cell(
     clock: &Clock,
     call: &CallRecord,
     analysis: Option<&CallAnalysis>,
-    mut emit: impl FnMut(CellId, &Stats),
+    mut emit: impl FnMut(CellRef, &Stats),
 ) {
     let stats = call_stats(call, analysis);
     let values = call_dim_values(call, analysis);
     let t = call.started_second();
     let buckets = Grain::ALL.map(|g| clock.cell_start(g, t));
+    let mut key = String::with_capacity(64);
     for cuboid in CUBOIDS.iter().filter(|c| c.fact == Fact::Calls) {
-        let key = project_key(cuboid, &values);
+        project_key_into(&mut key, cuboid, &values);
         for &grain in cuboid.grains {
             emit(
-                CellId {
+                CellRef {
                     cuboid: cuboid.id,
                     grain,
                     bucket: buckets[grain as usize],
-                    key: key.clone(),
+                    key: &key,
                 },
                 &stats,
             );
@@ -392,7 +412,7 @@ pub fn for_each_activity_cell(
     status: AgentStatus,
     from_ns: i64,
     to_ns: i64,
-    mut emit: impl FnMut(CellId, &Stats),
+    mut emit: impl FnMut(CellRef, &Stats),
 ) {
     let slot = match status {
         s if s.is_active() => counter::ACTIVE_NS,
@@ -416,11 +436,11 @@ pub fn for_each_activity_cell(
                 let mut s = Stats::default();
                 s.c[slot] = piece_end - t;
                 emit(
-                    CellId {
+                    CellRef {
                         cuboid: cuboid.id,
                         grain,
                         bucket,
-                        key: agent_id.to_string(),
+                        key: agent_id,
                     },
                     &s,
                 );

@@ -1,7 +1,9 @@
 //! Rollups + planner + aggregation give exactly what brute force over the final records gives,
 //! for every measure, dimension and granularity, in zones with DST and odd offsets.
 
-use dialboard_engine::cells::{cuboid, for_each_activity_cell, for_each_call_cell, CellData, CellId, Cuboid, Stats};
+use dialboard_engine::cells::{
+    cuboid, for_each_activity_cell, for_each_call_cell, CellData, CellId, CellRef, Cuboid, Stats,
+};
 use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, StatusChange};
 use dialboard_engine::measures::{Num, MEASURES};
@@ -278,7 +280,7 @@ proptest! {
             }
         }
         let mut cells: BTreeMap<CellId, Stats> = BTreeMap::new();
-        let mut add = |id: CellId, s: &Stats| cells.entry(id).or_default().merge(s, 1);
+        let mut add = |id: CellRef, s: &Stats| cells.entry(id.to_owned()).or_default().merge(s, 1);
         for c in &calls {
             for_each_call_cell(&tenant_clock, c, analysis_of.get(&c.call_id), &mut add);
         }

@@ -2,6 +2,7 @@
 //! derived from them, changes both in one transaction per batch, and answers the engine's
 //! reads. [`sqlite::SqliteStore`] is the embedded default.
 
+mod block;
 pub mod overlay;
 pub mod sqlite;
 

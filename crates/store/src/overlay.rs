@@ -2,13 +2,16 @@
 //! deltas as one durable row (cheap: no per-cell read-modify-write on the hot path); a
 //! checkpoint later folds them into the cells. Queries add the overlay to the stored cells,
 //! which is exact because cells are sums.
+//!
+//! Both maps are keyed first by block — (tenant, cuboid, grain, bucket), a few integers — and
+//! then by the cell's key string, which is allocated only when a cell is first seen.
 
-use dialboard_engine::cells::{get_bytes, get_varint, put_bytes, put_varint, CellId, Stats};
+use dialboard_engine::cells::{get_bytes, get_varint, put_bytes, put_varint, CellRef, Stats};
 use dialboard_engine::clock::Grain;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// The Fx hash (rustc's): cell ids are produced by the engine, not chosen by clients, so
+/// The Fx hash (rustc's): cell keys are produced by the engine, not chosen by clients, so
 /// SipHash's flooding resistance buys nothing on this hot path.
 #[derive(Default)]
 pub struct FxHasher(u64);
@@ -31,31 +34,62 @@ impl Hasher for FxHasher {
     }
 }
 
-/// Deltas of one transaction, by tenant and cell.
+type Fx = BuildHasherDefault<FxHasher>;
+
+/// A block of cells: tenant, cuboid, grain, bucket.
+pub type BlockId = (i64, u8, Grain, i64);
+
+/// The cells of one block, by key.
+type Cells = HashMap<String, Stats, Fx>;
+
+/// Adds `sign × stats` to the cell `key` of `cells`; returns whether the cell became zero and
+/// was removed.
+fn add_to(cells: &mut Cells, key: &str, stats: &Stats, sign: i64) {
+    match cells.get_mut(key) {
+        Some(existing) => {
+            existing.merge(stats, sign);
+            if existing.is_zero() {
+                cells.remove(key);
+            }
+        }
+        None => {
+            let mut fresh = Stats::default();
+            fresh.merge(stats, sign);
+            if !fresh.is_zero() {
+                cells.insert(key.to_string(), fresh);
+            }
+        }
+    }
+}
+
+/// Deltas of one transaction.
 #[derive(Debug, Default)]
-pub struct DeltaMap(pub HashMap<(i64, CellId), Stats, BuildHasherDefault<FxHasher>>);
+pub struct DeltaMap(HashMap<BlockId, Cells, Fx>);
 
 impl DeltaMap {
-    pub fn add(&mut self, tenant_id: i64, id: CellId, stats: &Stats, sign: i64) {
-        self.0.entry((tenant_id, id)).or_default().merge(stats, sign);
+    pub fn add(&mut self, tenant_id: i64, cell: CellRef, stats: &Stats, sign: i64) {
+        let block = self
+            .0
+            .entry((tenant_id, cell.cuboid, cell.grain, cell.bucket))
+            .or_default();
+        add_to(block, cell.key, stats, sign);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.values().all(HashMap::is_empty)
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.0.len() * 24);
-        for ((tenant, id), stats) in &self.0 {
-            if stats.is_zero() {
-                continue;
+        let mut out = Vec::new();
+        for ((tenant, cuboid, grain, bucket), cells) in &self.0 {
+            for (key, stats) in cells {
+                put_varint(&mut out, *tenant);
+                put_varint(&mut out, *cuboid as i64);
+                put_varint(&mut out, *grain as i64);
+                put_varint(&mut out, *bucket);
+                put_bytes(&mut out, key.as_bytes());
+                stats.encode(&mut out);
             }
-            put_varint(&mut out, *tenant);
-            put_varint(&mut out, id.cuboid as i64);
-            put_varint(&mut out, id.grain as i64);
-            put_varint(&mut out, id.bucket);
-            put_bytes(&mut out, id.key.as_bytes());
-            stats.encode(&mut out);
         }
         out
     }
@@ -67,11 +101,11 @@ impl DeltaMap {
             let cuboid = u8::try_from(get_varint(&mut input)?).ok()?;
             let grain = Grain::from_i64(get_varint(&mut input)?)?;
             let bucket = get_varint(&mut input)?;
-            let key = String::from_utf8(get_bytes(&mut input)?.to_vec()).ok()?;
+            let key = std::str::from_utf8(get_bytes(&mut input)?).ok()?;
             let stats = Stats::decode(&mut input)?;
             map.add(
                 tenant,
-                CellId {
+                CellRef {
                     cuboid,
                     grain,
                     bucket,
@@ -85,40 +119,55 @@ impl DeltaMap {
     }
 }
 
-/// Ordered by tenant, cuboid, grain and bucket, so a query reads a range.
-type OverlayKey = (i64, u8, Grain, i64, String);
-
 #[derive(Debug, Default)]
 pub struct Overlay {
-    cells: BTreeMap<OverlayKey, Stats>,
+    blocks: BTreeMap<BlockId, Cells>,
 }
 
 impl Overlay {
+    /// Moves the deltas in (their key strings are reused, not copied).
     pub fn merge(&mut self, deltas: DeltaMap) {
-        for ((tenant, id), stats) in deltas.0 {
-            let key = (tenant, id.cuboid, id.grain, id.bucket, id.key);
-            let entry = self.cells.entry(key.clone()).or_default();
-            entry.merge(&stats, 1);
-            if entry.is_zero() {
-                self.cells.remove(&key);
+        for (id, cells) in deltas.0 {
+            let target = self.blocks.entry(id).or_default();
+            for (key, stats) in cells {
+                match target.get_mut(&key) {
+                    Some(existing) => {
+                        existing.merge(&stats, 1);
+                        if existing.is_zero() {
+                            target.remove(&key);
+                        }
+                    }
+                    None => {
+                        target.insert(key, stats);
+                    }
+                }
+            }
+            if target.is_empty() {
+                self.blocks.remove(&id);
             }
         }
     }
 
+    /// The number of cells held.
     pub fn len(&self) -> usize {
-        self.cells.len()
+        self.blocks.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
+        self.blocks.is_empty()
     }
 
     pub fn clear(&mut self) {
-        self.cells.clear();
+        self.blocks.clear();
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&OverlayKey, &Stats)> {
-        self.cells.iter()
+    /// Each block with its cells sorted by key, for folding into stored blocks.
+    pub fn blocks(&self) -> impl Iterator<Item = (BlockId, impl Iterator<Item = (&str, &Stats)>)> {
+        self.blocks.iter().map(|(id, cells)| {
+            let mut sorted: Vec<(&str, &Stats)> = cells.iter().map(|(k, s)| (k.as_str(), s)).collect();
+            sorted.sort_unstable_by_key(|e| e.0);
+            (*id, sorted.into_iter())
+        })
     }
 
     /// Cells of one tenant, cuboid and grain with bucket in `[from, to)`.
@@ -130,9 +179,9 @@ impl Overlay {
         from: i64,
         to: i64,
     ) -> impl Iterator<Item = (i64, &str, &Stats)> {
-        let lo = (tenant, cuboid, grain, from, String::new());
-        let hi = (tenant, cuboid, grain, to, String::new());
-        self.cells.range(lo..hi).map(|(k, s)| (k.3, k.4.as_str(), s))
+        self.blocks
+            .range((tenant, cuboid, grain, from)..(tenant, cuboid, grain, to))
+            .flat_map(|(id, cells)| cells.iter().map(move |(k, s)| (id.3, k.as_str(), s)))
     }
 
     pub fn min_bucket(&self, tenant: i64, cuboid: u8, grain: Grain) -> Option<i64> {
@@ -150,21 +199,21 @@ mod tests {
     fn deltas_round_trip_and_cancel() {
         let mut stats = Stats::default();
         stats.c[0] = 3;
-        let id = CellId {
+        let cell = CellRef {
             cuboid: 1,
             grain: Grain::Hour,
             bucket: 3600,
-            key: "a\u{1f}t\u{1f}Busy".into(),
+            key: "a\u{1f}t\u{1f}Busy",
         };
         let mut d = DeltaMap::default();
-        d.add(7, id.clone(), &stats, 1);
+        d.add(7, cell, &stats, 1);
         let back = DeltaMap::decode(&d.encode()).unwrap();
-        assert_eq!(back.0[&(7, id.clone())], stats);
         let mut overlay = Overlay::default();
         overlay.merge(back);
-        assert_eq!(overlay.range(7, 1, Grain::Hour, 0, 7200).count(), 1);
+        let found: Vec<_> = overlay.range(7, 1, Grain::Hour, 0, 7200).collect();
+        assert_eq!(found, vec![(3600, "a\u{1f}t\u{1f}Busy", &stats)]);
         let mut minus = DeltaMap::default();
-        minus.add(7, id, &stats, -1);
+        minus.add(7, cell, &stats, -1);
         overlay.merge(minus);
         assert!(overlay.is_empty(), "a retraction that cancels removes the cell");
     }

@@ -21,6 +21,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::oneshot;
 use writer::WriteCommand;
@@ -76,7 +77,40 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     writer: Mutex<Option<mpsc::Sender<WriteCommand>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    wal: Mutex<Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
     readers: Mutex<Vec<Connection>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_wal_checkpointer();
+    }
+}
+
+/// Copies the write-ahead log into the database file every quarter second. PASSIVE never
+/// blocks the writer or readers; the last run truncates the log.
+fn spawn_wal_checkpointer(
+    path: &Path,
+    synchronous_full: bool,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let conn = Connection::open(path)?;
+    schema::configure(&conn, synchronous_full)?;
+    std::thread::Builder::new()
+        .name("dialboard-wal".into())
+        .spawn(move || {
+            let checkpoint = |mode: &str| {
+                if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            };
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::park_timeout(std::time::Duration::from_millis(250));
+                checkpoint("PASSIVE");
+            }
+            checkpoint("TRUNCATE");
+        })
+        .map_err(|e| StoreError::Database(e.to_string()))
 }
 
 /// `sqlite://PATH` or a plain path.
@@ -105,6 +139,10 @@ impl SqliteStore {
                 );
             }
         }
+        // Copying the log into the database file happens on its own thread, not in a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let wal_thread = spawn_wal_checkpointer(&path, options.synchronous_full, stop.clone())?;
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -116,8 +154,16 @@ impl SqliteStore {
             shared,
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(handle)),
+            wal: Mutex::new(Some((stop, wal_thread))),
             readers: Mutex::new(Vec::new()),
         })
+    }
+
+    fn stop_wal_checkpointer(&self) -> Option<std::thread::JoinHandle<()>> {
+        let (stop, handle) = self.wal.lock().expect("wal lock").take()?;
+        stop.store(true, Ordering::Relaxed);
+        handle.thread().unpark();
+        Some(handle)
     }
 
     /// Folds pending deltas into the cells table now (the writer also does it on its own);
@@ -221,15 +267,15 @@ impl CellSource for Source<'_> {
         sink: &mut dyn FnMut(i64, &str, CellData),
     ) -> Result<(), SourceError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT bucket, key, stats FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket >= ?4 AND bucket < ?5",
+            "SELECT bucket, block FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket >= ?4 AND bucket < ?5",
         )?;
         let mut rows = stmt.query(params![self.tenant, c.id, grain as i64, from, to])?;
         while let Some(row) = rows.next()? {
-            sink(
-                row.get(0)?,
-                row.get_ref(1)?.as_str()?,
-                CellData::Encoded(row.get_ref(2)?.as_blob()?),
-            );
+            let bucket: i64 = row.get(0)?;
+            for entry in crate::block::entries(row.get_ref(1)?.as_blob()?) {
+                let (key, stats) = entry.ok_or("corrupt cell block")?;
+                sink(bucket, key, CellData::Encoded(stats));
+            }
         }
         for (bucket, key, stats) in self.overlay.range(self.tenant, c.id, grain, from, to) {
             sink(bucket, key, CellData::Decoded(stats));
@@ -549,6 +595,9 @@ impl Store for SqliteStore {
         self.writer.lock().expect("writer lock").take();
         let handle = self.writer_thread.lock().expect("writer thread lock").take();
         if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        if let Some(h) = self.stop_wal_checkpointer() {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
     }

@@ -116,16 +116,16 @@ CREATE TABLE csat (
     PRIMARY KEY (tenant_id, event_id)
 ) WITHOUT ROWID;
 CREATE INDEX csat_by_time ON csat (tenant_id, at_ns);
--- Rollup cells (see engine::cells), folded from pending_deltas by the checkpoint.
+-- Rollup cells (see engine::cells), one row per bucket: a block of (key, stats) pairs sorted by
+-- key (see store::block). A checkpoint rewrites a few blocks rather than a row per cell.
 CREATE TABLE cells (
     tenant_id INTEGER NOT NULL,
     cuboid INTEGER NOT NULL,
     grain INTEGER NOT NULL,
     bucket INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    stats BLOB NOT NULL,
-    PRIMARY KEY (tenant_id, cuboid, grain, bucket, key)
-) WITHOUT ROWID;
+    block BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, cuboid, grain, bucket)
+);
 -- One row per ingest transaction: its merged cell deltas (several tenants may share it).
 CREATE TABLE pending_deltas (
     seq INTEGER PRIMARY KEY,

@@ -313,34 +313,31 @@ fn checkpoint_logged(conn: &mut Connection, shared: &Shared, last: &mut Instant)
 }
 
 /// Folds the overlay into the cells table and drops the folded delta rows, in one
-/// transaction. Readers hold the overlay's read lock for their whole snapshot, so the commit
-/// and the clearing of the overlay happen together for them.
+/// transaction: each touched block is read, merged with its deltas and written back. Readers
+/// hold the overlay's read lock for their whole snapshot, so the commit and the clearing of the
+/// overlay happen together for them.
 pub fn checkpoint(conn: &mut Connection, shared: &Shared) -> Result<usize> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let overlay = shared.overlay_for_checkpoint();
     let folded = overlay.len();
     {
         let mut read = tx.prepare_cached(
-            "SELECT stats FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4 AND key = ?5",
+            "SELECT block FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4",
         )?;
         let mut write = tx.prepare_cached(
-            "INSERT OR REPLACE INTO cells (tenant_id, cuboid, grain, bucket, key, stats) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR REPLACE INTO cells (tenant_id, cuboid, grain, bucket, block) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        let mut delete = tx.prepare_cached(
-            "DELETE FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4 AND key = ?5",
-        )?;
-        for ((tenant, cuboid, grain, bucket, key), delta) in overlay.iter() {
-            let pk = params![tenant, cuboid, *grain as i64, bucket, key];
+        let mut delete =
+            tx.prepare_cached("DELETE FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4")?;
+        for ((tenant, cuboid, grain, bucket), deltas) in overlay.blocks() {
+            let pk = params![tenant, cuboid, grain as i64, bucket];
             let stored: Option<Vec<u8>> = read.query_row(pk, |r| r.get(0)).optional()?;
-            let mut stats = match stored {
-                Some(bytes) => Stats::from_bytes(&bytes).ok_or_else(|| StoreError::Database("corrupt cell".into()))?,
-                None => Stats::default(),
-            };
-            stats.merge(delta, 1);
-            if stats.is_zero() {
+            let merged = crate::block::merge(stored.as_deref().unwrap_or_default(), deltas)
+                .ok_or_else(|| StoreError::Database("corrupt cell block".into()))?;
+            if merged.is_empty() {
                 delete.execute(pk)?;
             } else {
-                write.execute(params![tenant, cuboid, *grain as i64, bucket, key, stats.to_bytes()])?;
+                write.execute(params![tenant, cuboid, grain as i64, bucket, merged])?;
             }
         }
     }
