@@ -333,7 +333,7 @@ async fn report_queries(
     let mut p99s = Vec::new();
     for ((name, body), (_, sql)) in dashboard_queries().iter().zip(peer_queries()) {
         let d = measure_dialboard(server, client, body, repeat).await?;
-        let p = measure_peer(&server.db, &sql, (repeat / 20).max(3))?;
+        let p = measure_peer(&server.db, &sql, (repeat / 50).max(3))?;
         println!(
             "| {name} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0}× |",
             d.p50,

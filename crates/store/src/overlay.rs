@@ -42,6 +42,12 @@ pub type BlockId = (i64, u8, Grain, i64);
 /// The cells of one block, by key.
 type Cells = HashMap<String, Stats, Fx>;
 
+/// A block typically gains dozens to thousands of cells in one transaction; starting at a
+/// reasonable size avoids rehashing on the ingest path.
+fn new_block() -> Cells {
+    HashMap::with_capacity_and_hasher(128, Fx::default())
+}
+
 /// Adds `sign × stats` to the cell `key` of `cells`; returns whether the cell became zero and
 /// was removed.
 fn add_to(cells: &mut Cells, key: &str, stats: &Stats, sign: i64) {
