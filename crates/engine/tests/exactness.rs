@@ -8,7 +8,7 @@ use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, StatusChange};
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
-use dialboard_engine::query::{self, CellSource, Context, Query, SourceError};
+use dialboard_engine::query::{self, CellSource, Context, Dimension, Query, SourceError};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use proptest::prelude::*;
 use serde_json::json;
@@ -161,22 +161,7 @@ fn status_strategy() -> impl Strategy<Value = StatusChange> {
 }
 
 fn query_strategy() -> impl Strategy<Value = serde_json::Value> {
-    let dims = prop::sample::subsequence(
-        vec![
-            "agent",
-            "team",
-            "campaign",
-            "list",
-            "lead_source",
-            "direction",
-            "disposition",
-            "disposition_category",
-            "hour_of_day",
-            "day_of_week",
-            "score_range",
-        ],
-        0..=2,
-    );
+    let dims = prop::sample::subsequence(Dimension::NAMES.to_vec(), 0..=2);
     let gran = prop::option::of(prop_oneof![
         Just("15m"),
         Just("hour"),

@@ -182,14 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            let key = create_key(
-                &store,
-                tenant.id,
-                vec![Scope::Ingest, Scope::Read, Scope::Admin],
-                None,
-                None,
-            )
-            .await?;
+            let key = create_admin_key(&store, tenant.id).await?;
             store.shutdown().await;
             println!("created tenant '{name}' (timezone {timezone}); its admin API key, shown once:\n{key}");
             Ok(())
@@ -255,6 +248,18 @@ pub async fn create_key(
         )
         .await?;
     Ok(secret)
+}
+
+/// A key with every scope, bound to no agent or team.
+pub async fn create_admin_key(store: &Arc<dyn Store>, tenant_id: i64) -> anyhow::Result<String> {
+    create_key(
+        store,
+        tenant_id,
+        vec![Scope::Ingest, Scope::Read, Scope::Admin],
+        None,
+        None,
+    )
+    .await
 }
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests (and their commits) finish

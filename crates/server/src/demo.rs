@@ -4,7 +4,7 @@
 use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::CompiledTaxonomy;
-use dialboard_store::{Scope, Store, TenantSettings};
+use dialboard_store::{Store, TenantSettings};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Normal};
@@ -495,14 +495,7 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
             started.elapsed().as_secs_f64()
         );
     }
-    let key = crate::cli::create_key(
-        &store,
-        tenant.id,
-        vec![Scope::Ingest, Scope::Read, Scope::Admin],
-        None,
-        None,
-    )
-    .await?;
+    let key = crate::cli::create_admin_key(&store, tenant.id).await?;
     tokio::spawn(live(store.clone(), tenant.id, seed));
     crate::cli::serve(store, listen, |url| {
         println!("admin API key for tenant '{TENANT}' (shown once): {key}");

@@ -77,7 +77,7 @@ impl DeltaMap {
         let block = self
             .0
             .entry((tenant_id, cell.cuboid, cell.grain, cell.bucket))
-            .or_default();
+            .or_insert_with(new_block);
         add_to(block, cell.key, stats, sign);
     }
 
