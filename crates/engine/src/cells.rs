@@ -231,7 +231,7 @@ impl Stats {
             value += get_varint(input)?;
             talk.push((value, get_varint(input)?));
         }
-        s.talk = Histogram::from_entries(talk);
+        s.talk = Histogram::from_sorted(talk)?;
         Some(s)
     }
 

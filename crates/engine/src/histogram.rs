@@ -20,6 +20,13 @@ impl Histogram {
         h
     }
 
+    /// Entries already strictly increasing by value with non-zero counts (as encoded);
+    /// `None` if they are not.
+    pub fn from_sorted(entries: Vec<(i64, i64)>) -> Option<Self> {
+        let valid = entries.iter().all(|e| e.1 != 0) && entries.windows(2).all(|w| w[0].0 < w[1].0);
+        valid.then_some(Histogram { entries })
+    }
+
     pub fn single(value: i64, count: i64) -> Self {
         Histogram {
             entries: if count == 0 { vec![] } else { vec![(value, count)] },
