@@ -85,11 +85,6 @@ impl Cuboid {
     pub fn has(&self, grain: Grain) -> bool {
         self.grains.contains(&grain)
     }
-
-    /// Position of `dim` in this cuboid's keys.
-    pub fn position(&self, dim: Dim) -> Option<usize> {
-        self.dims.iter().position(|d| *d == dim)
-    }
 }
 
 use Dim::*;

@@ -5,12 +5,11 @@
 use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan, Zoned};
-use serde::{Deserialize, Serialize};
 
 pub const QUARTER_HOUR: i64 = 900;
 
 /// The size of a rollup cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Grain {
     /// 15 minutes, aligned on UTC.
     Quarter = 0,
@@ -29,19 +28,13 @@ impl Grain {
 }
 
 /// The granularity of a query's `time` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
-    #[serde(rename = "15m")]
     Quarter,
-    #[serde(rename = "hour")]
     Hour,
-    #[serde(rename = "day")]
     Day,
-    #[serde(rename = "week")]
     Week,
-    #[serde(rename = "month")]
     Month,
-    #[serde(rename = "quarter")]
     CalendarQuarter,
 }
 
@@ -63,27 +56,16 @@ impl Granularity {
 #[derive(Debug, Clone)]
 pub struct Clock {
     tz: TimeZone,
-    name: String,
 }
 
 impl Clock {
     pub fn new(iana: &str) -> Result<Clock, String> {
         let tz = TimeZone::get(iana).map_err(|_| format!("unknown IANA time zone '{iana}'"))?;
-        Ok(Clock {
-            tz,
-            name: iana.to_string(),
-        })
+        Ok(Clock { tz })
     }
 
     pub fn utc() -> Clock {
-        Clock {
-            tz: TimeZone::UTC,
-            name: "UTC".into(),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
+        Clock { tz: TimeZone::UTC }
     }
 
     pub fn zoned(&self, t: i64) -> Zoned {

@@ -7,7 +7,7 @@ use crate::cells::{call_dim_values, call_stats, cuboid, CellData, Cuboid, Dim, F
 use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
 use crate::measures::{facts_read, measure, Accum, MeasureDef, Num, MEASURES};
-use crate::taxonomy::{Category, CompiledTaxonomy};
+use crate::taxonomy::CompiledTaxonomy;
 use crate::FieldError;
 use jiff::civil::Date;
 use jiff::ToSpan;
@@ -1001,11 +1001,6 @@ pub fn passes_filters(
         Dimension::HourOfDay => f.values.contains(&hour_of_day.to_string()),
         Dimension::DayOfWeek => f.values.contains(&day_of_week.to_string()),
     })
-}
-
-/// The category names, for documentation and validation of filters.
-pub fn category_names() -> Vec<&'static str> {
-    Category::ALL.iter().map(|c| c.as_str()).collect()
 }
 
 /// Validates a drill-down's `filters`, `range` and `timezone` with exactly the rules of a query.

@@ -30,10 +30,6 @@ impl Category {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Category> {
-        Category::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
     pub fn index(self) -> usize {
         self as usize
     }
