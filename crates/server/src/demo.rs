@@ -535,3 +535,56 @@ async fn live(store: Arc<dyn Store>, tenant_id: i64, seed: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashSet};
+
+    fn field<'a>(events: &'a [Value], kind: &str, name: &str) -> Vec<&'a Value> {
+        events.iter().filter(|e| e["type"] == kind).map(|e| &e[name]).collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_call_center() {
+        let clock = Clock::new(TIMEZONE).unwrap();
+        let now = 1_780_000_000; // a fixed instant, so the partial day is the same too
+        let a = history(11, 14, &clock, now);
+        assert_eq!(a, history(11, 14, &clock, now));
+        assert_ne!(a, history(12, 14, &clock, now));
+    }
+
+    #[test]
+    fn the_demo_looks_like_a_call_center() {
+        let clock = Clock::new(TIMEZONE).unwrap();
+        let events = history(7, 30, &clock, 1_780_000_000);
+        let taxonomy = CompiledTaxonomy::new(&Default::default());
+        assert!(
+            parse_all(&events, &taxonomy).len() == events.len(),
+            "every event is valid"
+        );
+        let teams: HashSet<_> = field(&events, "call", "team_id").into_iter().collect();
+        let reps: HashSet<_> = field(&events, "call", "agent_id").into_iter().collect();
+        assert!(teams.len() >= 3 && reps.len() == 24);
+        let channels: HashSet<_> = field(&events, "conversation", "channel").into_iter().collect();
+        assert_eq!(channels.len(), 3);
+        assert!(!field(&events, "csat", "score").is_empty());
+        assert!(field(&events, "lead_stage", "stage")
+            .iter()
+            .any(|s| **s == "closed_won"));
+        assert!(!field(&events, "call_analysis", "score").is_empty());
+        // Connect rates vary by local hour: late morning beats lunch time.
+        let mut by_hour: BTreeMap<i64, (u32, u32)> = BTreeMap::new();
+        for e in events
+            .iter()
+            .filter(|e| e["type"] == "call" && e["direction"] == "outbound")
+        {
+            let t: jiff::Timestamp = e["started_at"].as_str().unwrap().parse().unwrap();
+            let slot = by_hour.entry(clock.hour_of_day(t.as_second())).or_default();
+            slot.0 += 1;
+            slot.1 += e.get("agent_connected_at").is_some() as u32;
+        }
+        let rate = |h: i64| by_hour[&h].1 as f64 / by_hour[&h].0 as f64;
+        assert!(rate(11) > rate(12) * 1.2, "11:00 {} vs 12:00 {}", rate(11), rate(12));
+    }
+}
