@@ -131,10 +131,24 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// Moves the deltas in (their key strings are reused, not copied).
+    /// Moves the deltas in: a block new to the overlay is moved whole; otherwise the smaller
+    /// of the two is merged into the larger (key strings are moved, never copied).
     pub fn merge(&mut self, deltas: DeltaMap) {
-        for (id, cells) in deltas.0 {
-            let target = self.blocks.entry(id).or_default();
+        use std::collections::btree_map::Entry;
+        for (id, mut cells) in deltas.0 {
+            cells.retain(|_, stats| !stats.is_zero());
+            let target = match self.blocks.entry(id) {
+                Entry::Vacant(slot) => {
+                    if !cells.is_empty() {
+                        slot.insert(cells);
+                    }
+                    continue;
+                }
+                Entry::Occupied(slot) => slot.into_mut(),
+            };
+            if cells.len() > target.len() {
+                std::mem::swap(target, &mut cells);
+            }
             for (key, stats) in cells {
                 match target.get_mut(&key) {
                     Some(existing) => {
