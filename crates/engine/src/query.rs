@@ -650,6 +650,9 @@ pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>,
                         t = end;
                     }
                     None => {
+                        // Only calls lack a covering cuboid; activity has every grain, and
+                        // ranges and zones are validated to fall on 15-minute boundaries.
+                        assert_eq!(fact, Fact::Calls, "activity cells cover every aligned range");
                         let end = s.end.min(tenant_clock.next_hour_start(t));
                         push(Fetch::RawCalls { from: t, to: end });
                         t = end;
