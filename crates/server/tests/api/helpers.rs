@@ -1,6 +1,6 @@
 use dialboard::api::{app, AppState};
 use dialboard_store::sqlite::{Options, SqliteStore};
-use dialboard_store::{ApiKey, Scope, Store, TenantSettings};
+use dialboard_store::{Scope, Store, TenantSettings};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -93,20 +93,9 @@ impl TestApp {
 }
 
 pub async fn add_key(store: &Arc<dyn Store>, tenant_id: i64, scopes: Vec<Scope>, agent: Option<&str>) -> String {
-    let secret = dialboard::keys::generate();
-    store
-        .create_key(
-            dialboard::keys::hash(&secret),
-            ApiKey {
-                tenant_id,
-                scopes,
-                agent_id: agent.map(String::from),
-                team_id: None,
-            },
-        )
+    dialboard::cli::create_key(store, tenant_id, scopes, agent.map(String::from), None)
         .await
-        .unwrap();
-    secret
+        .unwrap()
 }
 
 pub fn call(id: &str, call_id: &str, disposition: &str, started: &str) -> Value {
