@@ -3,7 +3,7 @@
 //! dimensions — is the same. Contributions are additive, so a replaced record is *retracted*
 //! (its old contribution added with sign −1) and rollups stay exactly `f(raw records)`.
 
-use crate::clock::{Clock, Grain, QUARTER_HOUR};
+use crate::clock::{Clock, Grain};
 use crate::event::{AgentStatus, CallAnalysis, CallRecord};
 use crate::histogram::Histogram;
 
@@ -423,10 +423,7 @@ pub fn for_each_activity_cell(
             let mut t = from_ns;
             while t < to_ns {
                 let bucket = clock.cell_start(grain, t.div_euclid(NS));
-                let end = match grain {
-                    Grain::Quarter => bucket + QUARTER_HOUR,
-                    _ => clock.cell_end(grain, bucket),
-                };
+                let end = clock.cell_end(grain, bucket);
                 let piece_end = (end * NS).min(to_ns);
                 let mut s = Stats::default();
                 s.c[slot] = piece_end - t;

@@ -25,6 +25,15 @@ impl Grain {
     pub fn from_i64(v: i64) -> Option<Grain> {
         Grain::ALL.into_iter().find(|g| *g as i64 == v)
     }
+
+    /// A cell is a bucket of this granularity.
+    pub fn granularity(self) -> Granularity {
+        match self {
+            Grain::Quarter => Granularity::Quarter,
+            Grain::Hour => Granularity::Hour,
+            Grain::Day => Granularity::Day,
+        }
+    }
 }
 
 /// The granularity of a query's `time` column.
@@ -131,20 +140,12 @@ impl Clock {
 
     /// Start of the cell of `grain` containing `t`.
     pub fn cell_start(&self, grain: Grain, t: i64) -> i64 {
-        match grain {
-            Grain::Quarter => t.div_euclid(QUARTER_HOUR) * QUARTER_HOUR,
-            Grain::Hour => self.hour_start(t),
-            Grain::Day => self.day_start(t),
-        }
+        self.bucket_start(grain.granularity(), t)
     }
 
     /// End (exclusive) of the cell of `grain` that starts at `start`.
     pub fn cell_end(&self, grain: Grain, start: i64) -> i64 {
-        match grain {
-            Grain::Quarter => start + QUARTER_HOUR,
-            Grain::Hour => self.next_hour_start(start),
-            Grain::Day => self.next_day_start(start),
-        }
+        self.next_bucket_start(grain.granularity(), start)
     }
 
     /// Start of the `granularity` bucket containing `t` (weeks start on Monday).

@@ -205,6 +205,9 @@ pub struct Version<'a> {
     pub event_id: &'a str,
 }
 
+/// Why an event was rejected: its id when it had one, and every problem with its fields.
+pub type Rejection = (Option<String>, Vec<FieldError>);
+
 /// A validated event with its id and its original JSON text (kept as the raw log).
 #[derive(Debug, Clone)]
 pub struct ParsedEvent {
@@ -214,10 +217,7 @@ pub struct ParsedEvent {
 }
 
 /// Validates one event given as JSON text, keeping the text as received.
-pub fn parse_event_text(
-    text: &str,
-    taxonomy: &CompiledTaxonomy,
-) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+pub fn parse_event_text(text: &str, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| (None, vec![FieldError::new("", format!("not valid JSON: {e}"))]))?;
     let mut parsed = validate(&value, taxonomy)?;
@@ -370,19 +370,14 @@ impl<'a> Fields<'a> {
 }
 
 /// Validates one event. `taxonomy` decides which dispositions exist.
-pub fn parse_event(
-    value: &Value,
-    taxonomy: &CompiledTaxonomy,
-) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+pub fn parse_event(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
     let mut parsed = validate(value, taxonomy)?;
     parsed.raw = value.to_string();
     Ok(parsed)
 }
 
 /// The validation itself; the caller fills in the raw text.
-type Validated = Result<ParsedEvent, (Option<String>, Vec<FieldError>)>;
-
-fn validate(value: &Value, taxonomy: &CompiledTaxonomy) -> Validated {
+fn validate(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
     let Some(obj) = value.as_object() else {
         return Err((None, vec![FieldError::new("", "each event must be a JSON object")]));
     };
@@ -604,7 +599,7 @@ mod tests {
     use crate::taxonomy::Taxonomy;
     use serde_json::json;
 
-    fn parse(v: Value) -> Result<ParsedEvent, (Option<String>, Vec<FieldError>)> {
+    fn parse(v: Value) -> Result<ParsedEvent, Rejection> {
         parse_event(&v, &CompiledTaxonomy::new(&Taxonomy::default()))
     }
 

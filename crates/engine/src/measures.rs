@@ -129,17 +129,13 @@ pub enum Unit {
 
 pub struct MeasureDef {
     pub name: &'static str,
-    pub fact: Fact,
+    /// The facts whose cells it reads (calls per hour needs agent status time too).
+    pub facts: &'static [Fact],
     pub unit: Unit,
     pub description: &'static str,
     pub compute: fn(&Accum) -> Num,
-}
-
-impl MeasureDef {
     /// Whether it reads the talk-time histogram (cells are decoded without it otherwise).
-    pub fn reads_histogram(&self) -> bool {
-        matches!(self.name, "median_talk_time" | "p90_talk_time")
-    }
+    pub reads_histogram: bool,
 }
 
 impl std::fmt::Debug for MeasureDef {
@@ -149,66 +145,71 @@ impl std::fmt::Debug for MeasureDef {
 }
 
 macro_rules! measure {
-    ($name:literal, $fact:ident, $unit:ident, $desc:literal, $f:expr) => {
+    ($name:literal, [$($fact:ident),+], $unit:ident, $desc:literal, $f:expr $(, $histogram:ident)?) => {
         MeasureDef {
             name: $name,
-            fact: Fact::$fact,
+            facts: &[$(Fact::$fact),+],
             unit: Unit::$unit,
             description: $desc,
             compute: $f,
+            reads_histogram: measure!(@reads $($histogram)?),
         }
     };
+    (@reads) => { false };
+    (@reads histogram) => { true };
 }
 
 pub static MEASURES: &[MeasureDef] = &[
-    measure!("total_calls", Calls, Count, "count of calls", |a| Num::Int(
+    measure!("total_calls", [Calls], Count, "count of calls", |a| Num::Int(
         a.all[CALLS]
     )),
     measure!(
         "connected_calls",
-        Calls,
+        [Calls],
         Count,
         "calls whose disposition is in category Connected",
         |a| Num::Int(a.connected_calls())
     ),
     measure!(
         "connect_rate",
-        Calls,
+        [Calls],
         Percent,
         "connected_calls / total_calls × 100",
         |a| percent(a.connected_calls(), a.all[CALLS])
     ),
     measure!(
         "avg_talk_time",
-        Calls,
+        [Calls],
         Seconds,
         "sum(talk_seconds of connected) / connected_calls",
         |a| ratio(a.connected[TALK_SUM], a.connected_calls())
     ),
     measure!(
         "median_talk_time",
-        Calls,
+        [Calls],
         Seconds,
         "PERCENTILE_CONT(0.5) of talk_seconds over connected calls",
-        |a| a.connected_talk.percentile_cont(0.5).map_or(Num::Null, Num::Float)
+        |a| a.connected_talk.percentile_cont(0.5).map_or(Num::Null, Num::Float),
+        histogram
     ),
     measure!(
         "p90_talk_time",
-        Calls,
+        [Calls],
         Seconds,
         "PERCENTILE_CONT(0.9) of talk_seconds over connected calls",
-        |a| a.connected_talk.percentile_cont(0.9).map_or(Num::Null, Num::Float)
+        |a| a.connected_talk.percentile_cont(0.9).map_or(Num::Null, Num::Float),
+        histogram
     ),
     measure!(
         "total_talk_time",
-        Calls,
+        [Calls],
         Seconds,
         "sum(talk_seconds) over all calls",
         |a| Num::Int(a.all[TALK_SUM])
     ),
     measure!(
         "calls_per_hour",
-        Calls,
+        [Calls, Activity],
         PerHour,
         "total_calls / active dialing hours (dialing + on_call + wrap_up)",
         |a| if a.all[ACTIVE_NS] == 0 {
@@ -219,131 +220,122 @@ pub static MEASURES: &[MeasureDef] = &[
     ),
     measure!(
         "meetings_booked",
-        Calls,
+        [Calls],
         Count,
         "calls with a meeting disposition (Meeting Booked)",
         |a| Num::Int(a.meetings)
     ),
     measure!(
         "meeting_booked_rate",
-        Calls,
+        [Calls],
         Percent,
         "meetings_booked / connected_calls × 100",
         |a| percent(a.meetings, a.connected_calls())
     ),
     measure!(
         "positive_disposition_rate",
-        Calls,
+        [Calls],
         Percent,
         "calls in {Meeting Booked, Interested} / total_calls × 100",
         |a| percent(a.positive, a.all[CALLS])
     ),
-    measure!("voicemails", Calls, Count, "calls with disposition Voicemail", |a| {
+    measure!("voicemails", [Calls], Count, "calls with disposition Voicemail", |a| {
         Num::Int(a.voicemails)
     }),
-    measure!("no_contacts", Calls, Count, "calls in category No Contact", |a| {
+    measure!("no_contacts", [Calls], Count, "calls in category No Contact", |a| {
         Num::Int(a.by_category[Category::NoContact.index()])
     }),
-    measure!("invalid_numbers", Calls, Count, "calls in category Invalid", |a| {
+    measure!("invalid_numbers", [Calls], Count, "calls in category Invalid", |a| {
         Num::Int(a.by_category[Category::Invalid.index()])
     }),
-    measure!("system_errors", Calls, Count, "calls in category System", |a| Num::Int(
-        a.by_category[Category::System.index()]
-    )),
+    measure!("system_errors", [Calls], Count, "calls in category System", |a| {
+        Num::Int(a.by_category[Category::System.index()])
+    }),
     measure!(
         "voicemail_drop_rate",
-        Calls,
+        [Calls],
         Percent,
         "calls with voicemail_dropped / total_calls × 100",
         |a| percent(a.all[VOICEMAIL_DROPPED], a.all[CALLS])
     ),
     measure!(
         "callback_conversion",
-        Calls,
+        [Calls],
         Percent,
         "connected callbacks / callbacks attempted × 100",
         |a| percent(a.connected[CALLBACKS], a.all[CALLBACKS])
     ),
     measure!(
         "abandon_rate",
-        Calls,
+        [Calls],
         Percent,
         "abandoned calls / connected_calls × 100",
         |a| percent(a.all[ABANDONED], a.connected_calls())
     ),
     measure!(
         "avg_wait_time",
-        Calls,
+        [Calls],
         Seconds,
         "average wait_seconds over connected calls that have one",
         |a| ratio(a.connected[WAIT_SUM], a.connected[WAIT_N])
     ),
     measure!(
         "avg_wrapup_time",
-        Calls,
+        [Calls],
         Seconds,
         "average wrap_seconds over calls that have one",
         |a| ratio(a.all[WRAP_SUM], a.all[WRAP_N])
     ),
-    measure!("analysed_calls", Calls, Count, "calls with an AI analysis", |a| {
+    measure!("analysed_calls", [Calls], Count, "calls with an AI analysis", |a| {
         Num::Int(a.all[ANALYSED])
     }),
     measure!(
         "avg_call_score",
-        Calls,
+        [Calls],
         Score,
         "average AI score (0–100) over analysed calls",
         |a| micros_avg(a.all[SCORE_SUM], a.all[SCORE_N])
     ),
     measure!(
         "avg_sentiment",
-        Calls,
+        [Calls],
         Ratio,
         "average sentiment (−1..1) over analysed calls",
         |a| micros_avg(a.all[SENTIMENT_SUM], a.all[SENTIMENT_N])
     ),
     measure!(
         "avg_prospect_sentiment",
-        Calls,
+        [Calls],
         Ratio,
         "average prospect sentiment (−1..1) over analysed calls",
         |a| micros_avg(a.all[PROSPECT_SENTIMENT_SUM], a.all[PROSPECT_SENTIMENT_N])
     ),
     measure!(
         "avg_talk_ratio",
-        Calls,
+        [Calls],
         Ratio,
         "average agent talk ratio (0..1) over analysed calls",
         |a| micros_avg(a.all[TALK_RATIO_SUM], a.all[TALK_RATIO_N])
     ),
     measure!(
         "filler_word_rate",
-        Calls,
+        [Calls],
         Ratio,
         "average filler words per 100 words over analysed calls",
         |a| micros_avg(a.all[FILLER_SUM], a.all[FILLER_N])
     ),
     measure!(
         "active_hours",
-        Activity,
+        [Activity],
         Hours,
         "hours in status dialing, on_call or wrap_up",
         |a| Num::Float(a.all[ACTIVE_NS] as f64 / NS_PER_HOUR)
     ),
-    measure!("idle_minutes", Activity, Minutes, "minutes in status idle", |a| {
+    measure!("idle_minutes", [Activity], Minutes, "minutes in status idle", |a| {
         Num::Float(a.all[IDLE_NS] as f64 / 60_000_000_000.0)
     }),
 ];
 
 pub fn measure(name: &str) -> Option<&'static MeasureDef> {
     MEASURES.iter().find(|m| m.name == name)
-}
-
-/// Facts a measure reads besides its own (calls per hour needs agent status time too).
-pub fn facts_read(m: &MeasureDef) -> &'static [Fact] {
-    match m.name {
-        "calls_per_hour" => &[Fact::Calls, Fact::Activity],
-        _ if m.fact == Fact::Activity => &[Fact::Activity],
-        _ => &[Fact::Calls],
-    }
 }

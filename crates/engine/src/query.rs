@@ -6,7 +6,7 @@
 use crate::cells::{call_dim_values, call_stats, cuboid, CellData, Cuboid, Dim, Fact, Stats, CUBOIDS, KEY_SEPARATOR};
 use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
-use crate::measures::{facts_read, measure, Accum, MeasureDef, Num, MEASURES};
+use crate::measures::{measure, Accum, MeasureDef, Num, MEASURES};
 use crate::taxonomy::CompiledTaxonomy;
 use crate::FieldError;
 use jiff::civil::Date;
@@ -24,27 +24,27 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    pub const NAMES: [&'static str; 11] = [
-        "agent",
-        "team",
-        "campaign",
-        "list",
-        "lead_source",
-        "direction",
-        "disposition",
-        "disposition_category",
-        "hour_of_day",
-        "day_of_week",
-        "score_range",
+    pub const ALL: [Dimension; 11] = [
+        Dimension::Key(Dim::Agent),
+        Dimension::Key(Dim::Team),
+        Dimension::Key(Dim::Campaign),
+        Dimension::Key(Dim::List),
+        Dimension::Key(Dim::LeadSource),
+        Dimension::Key(Dim::Direction),
+        Dimension::Key(Dim::Disposition),
+        Dimension::DispositionCategory,
+        Dimension::HourOfDay,
+        Dimension::DayOfWeek,
+        Dimension::Key(Dim::ScoreRange),
     ];
 
     pub fn parse(name: &str) -> Option<Dimension> {
-        Some(match name {
-            "disposition_category" => Dimension::DispositionCategory,
-            "hour_of_day" => Dimension::HourOfDay,
-            "day_of_week" => Dimension::DayOfWeek,
-            _ => Dimension::Key(Dim::ALL.into_iter().find(|d| d.name() == name)?),
-        })
+        Dimension::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Every dimension's name, for messages and documentation.
+    pub fn names() -> Vec<&'static str> {
+        Dimension::ALL.iter().map(|d| d.name()).collect()
     }
 
     pub fn name(self) -> &'static str {
@@ -200,7 +200,7 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
         if d.is_none() {
             errors.add(
                 field,
-                format!("unknown dimension '{name}'; known: {}", Dimension::NAMES.join(", ")),
+                format!("unknown dimension '{name}'; known: {}", Dimension::names().join(", ")),
             );
         }
         d
@@ -328,7 +328,11 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
                 order_by,
                 limit,
             };
-            if segments(&q, range).len() > MAX_BUCKETS {
+            if [Some(range), compare]
+                .into_iter()
+                .flatten()
+                .any(|r| most_buckets(&q, r) > MAX_BUCKETS)
+            {
                 return Err(vec![FieldError::new(
                     "granularity",
                     format!("gives more than {MAX_BUCKETS} buckets for this range; choose a coarser one"),
@@ -497,6 +501,32 @@ fn uses(q: &Query, d: Dimension) -> bool {
     q.dimensions.contains(&d) || q.filters.iter().any(|f| f.dimension == d)
 }
 
+/// An upper bound of the segments a range splits into, known before computing any: the
+/// finest boundaries in use contain all the others (days start on hours, hours on quarters),
+/// and none is shorter than its unit's shortest length (a 30-minute hour at Lord Howe's shift,
+/// a 23-hour day, a 28-day month).
+fn most_buckets(q: &Query, range: TimeRange) -> usize {
+    let mut shortest = range.end - range.start;
+    let mut finer = |seconds: i64| shortest = shortest.min(seconds);
+    if let Some(g) = q.granularity {
+        finer(match g {
+            Granularity::Quarter => QUARTER_HOUR,
+            Granularity::Hour => 1800,
+            Granularity::Day => 23 * 3600,
+            Granularity::Week => 7 * 86_400 - 3600,
+            Granularity::Month => 28 * 86_400 - 3600,
+            Granularity::CalendarQuarter => 89 * 86_400 - 3600,
+        });
+    }
+    if uses(q, Dimension::HourOfDay) {
+        finer(1800);
+    }
+    if uses(q, Dimension::DayOfWeek) {
+        finer(23 * 3600);
+    }
+    ((range.end - range.start) / shortest.max(1)) as usize + 2
+}
+
 fn segments(q: &Query, range: TimeRange) -> Vec<Segment> {
     let by_hour = uses(q, Dimension::HourOfDay);
     let by_day = uses(q, Dimension::DayOfWeek);
@@ -520,9 +550,6 @@ fn segments(q: &Query, range: TimeRange) -> Vec<Segment> {
             hour_of_day: if by_hour { q.clock.hour_of_day(t) } else { 0 },
             day_of_week: if by_day { q.clock.day_of_week(t) } else { 0 },
         });
-        if out.len() > MAX_BUCKETS {
-            break;
-        }
         t = end;
     }
     out
@@ -585,7 +612,7 @@ fn needed_dims(q: &Query, fact: Fact) -> Option<Vec<Dim>> {
 fn facts(q: &Query) -> Vec<Fact> {
     let mut out = Vec::new();
     for m in &q.measures {
-        for &f in facts_read(m) {
+        for &f in m.facts {
             if !out.contains(&f) && needed_dims(q, f).is_some() {
                 out.push(f);
             }
@@ -636,8 +663,11 @@ pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>,
                     .into_iter()
                     .find_map(|(cuboid, grain)| {
                         let cuboid = cuboid?;
+                        if tenant_clock.cell_start(grain, t) != t {
+                            return None;
+                        }
                         let end = tenant_clock.cell_end(grain, t);
-                        (tenant_clock.cell_start(grain, t) == t && end <= s.end).then_some((cuboid, grain, end))
+                        (end <= s.end).then_some((cuboid, grain, end))
                     });
                 match cell {
                     Some((cuboid, grain, end)) => {
@@ -785,7 +815,7 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
         rows: HashMap::new(),
         totals: Accum::default(),
     };
-    let histograms = q.measures.iter().any(|m| m.reads_histogram());
+    let histograms = q.measures.iter().any(|m| m.reads_histogram);
     let mut corrupt = false;
     for fetch in &fetches {
         match *fetch {
@@ -801,9 +831,11 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                     for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
                         values[*dim as usize] = part;
                     }
-                    // Filters are decided on the key, before paying for decoding.
+                    // Filters are decided on the key, before paying for decoding; talk times
+                    // are read only from connected calls' cells (see `Accum::add_calls`).
                     let Some(seg) = agg.locate(bucket, &values) else { return };
-                    match data.stats(histograms) {
+                    let talk = histograms && ctx.taxonomy.is_connected(values[Dim::Disposition as usize]);
+                    match data.stats(talk) {
                         Some(stats) => agg.add(seg, &values, &stats, c.fact),
                         None => corrupt = true,
                     }
@@ -828,7 +860,7 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
         q.measures
             .iter()
             .map(|m| {
-                if facts_read(m).iter().all(|f| included.contains(f)) {
+                if m.facts.iter().all(|f| included.contains(f)) {
                     (m.compute)(a)
                 } else {
                     Num::Null
@@ -836,12 +868,13 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
             })
             .collect()
     };
+    let totals = evaluate(&agg.totals);
     let mut rows: Vec<Row> = agg
         .rows
-        .iter()
+        .into_iter()
         .map(|(key, a)| Row {
-            key: key.clone(),
-            values: evaluate(a),
+            values: evaluate(&a),
+            key,
         })
         .filter(|r| !r.values.iter().all(|v| v.is_zero_or_null()))
         .collect();
@@ -853,11 +886,32 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
     columns.extend(q.measures.iter().map(|m| m.name.to_string()));
     sort_rows(&mut rows, &columns, key_len, &q.order_by);
     rows.truncate(q.limit);
-    Ok(Table {
-        columns,
-        rows,
-        totals: evaluate(&agg.totals),
-    })
+    Ok(Table { columns, rows, totals })
+}
+
+/// A row's value in one column, as ordered by `order_by`.
+enum SortValue<'a> {
+    Key(&'a KeyValue),
+    Number(f64),
+}
+
+impl SortValue<'_> {
+    /// The value of column `i`, `None` when null.
+    fn of(row: &Row, i: usize, key_len: usize) -> Option<SortValue<'_>> {
+        if i < key_len {
+            Some(&row.key[i]).filter(|k| **k != KeyValue::Null).map(SortValue::Key)
+        } else {
+            row.values[i - key_len].as_f64().map(SortValue::Number)
+        }
+    }
+
+    fn cmp(&self, other: &SortValue) -> std::cmp::Ordering {
+        match (self, other) {
+            (SortValue::Key(x), SortValue::Key(y)) => x.cmp(y),
+            (SortValue::Number(x), SortValue::Number(y)) => x.total_cmp(y),
+            _ => std::cmp::Ordering::Equal, // one column holds one kind
+        }
+    }
 }
 
 /// Sorts by `order_by`, then by the key columns; nulls last in either direction.
@@ -867,40 +921,14 @@ fn sort_rows(rows: &mut [Row], columns: &[String], key_len: usize, order_by: &[(
         .iter()
         .filter_map(|(c, desc)| columns.iter().position(|x| x == c).map(|i| (i, *desc)))
         .collect();
-    let cell = |r: &Row, i: usize| -> Result<KeyValue, Num> {
-        if i < key_len {
-            Ok(r.key[i].clone())
-        } else {
-            Err(r.values[i - key_len])
-        }
-    };
     rows.sort_by(|a, b| {
         for &(i, desc) in &order {
-            let ord = match (cell(a, i), cell(b, i)) {
-                (Ok(KeyValue::Null), Ok(KeyValue::Null)) => Ordering::Equal,
-                (Ok(KeyValue::Null), _) => Ordering::Greater,
-                (_, Ok(KeyValue::Null)) => Ordering::Less,
-                (Ok(x), Ok(y)) => {
-                    if desc {
-                        y.cmp(&x)
-                    } else {
-                        x.cmp(&y)
-                    }
-                }
-                (Err(x), Err(y)) => match (x.as_f64(), y.as_f64()) {
-                    (None, None) => Ordering::Equal,
-                    (None, _) => Ordering::Greater,
-                    (_, None) => Ordering::Less,
-                    (Some(x), Some(y)) => {
-                        let o = x.total_cmp(&y);
-                        if desc {
-                            o.reverse()
-                        } else {
-                            o
-                        }
-                    }
-                },
-                _ => Ordering::Equal,
+            let ord = match (SortValue::of(a, i, key_len), SortValue::of(b, i, key_len)) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (Some(x), Some(y)) if desc => x.cmp(&y).reverse(),
+                (Some(x), Some(y)) => x.cmp(&y),
             };
             if ord != Ordering::Equal {
                 return ord;
@@ -1013,4 +1041,45 @@ pub fn parse_drilldown(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldEr
         obj.insert("measures".into(), json!(["total_calls"]));
     }
     parse_query(&body, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::taxonomy::Taxonomy;
+
+    fn parse(body: Value) -> Result<Query, Vec<FieldError>> {
+        let clock = Clock::new("Australia/Lord_Howe").unwrap();
+        let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+        let ctx = Context {
+            tenant_clock: &clock,
+            taxonomy: &taxonomy,
+            now: 1_780_000_000,
+            earliest: None,
+        };
+        parse_query(&body, &ctx)
+    }
+
+    #[test]
+    fn bucket_bound_rejects_absurd_granularities_and_holds_for_real_ones() {
+        let too_fine = parse(json!({"measures": ["total_calls"], "granularity": "15m",
+            "range": {"start": "2020-01-01", "end": "2026-01-01"}}));
+        assert_eq!(too_fine.unwrap_err()[0].field, "granularity");
+        let compare_too_long = parse(json!({"measures": ["total_calls"], "granularity": "hour",
+            "range": {"start": "2025-01-01", "end": "2026-01-01"}, "compare": {"start": "2010-01-01", "end": "2026-01-01"}}));
+        assert_eq!(compare_too_long.unwrap_err()[0].field, "granularity");
+        // The bound is never below the real count, Lord Howe's 30-minute hours included.
+        for (gran, dims) in [
+            ("hour", json!([])),
+            ("day", json!(["hour_of_day"])),
+            ("month", json!(["day_of_week"])),
+        ] {
+            let q = parse(
+                json!({"measures": ["total_calls"], "granularity": gran, "dimensions": dims,
+                "range": {"start": "2026-03-01", "end": "2026-06-01"}}),
+            )
+            .unwrap();
+            assert!(segments(&q, q.range).len() <= most_buckets(&q, q.range), "{gran}");
+        }
+    }
 }

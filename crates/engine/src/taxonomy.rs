@@ -135,6 +135,10 @@ impl CompiledTaxonomy {
         self.classes.get(disposition).copied().unwrap_or_default()
     }
 
+    pub fn is_connected(&self, disposition: &str) -> bool {
+        self.class(disposition).category == Some(Category::Connected)
+    }
+
     pub fn known(&self) -> &[String] {
         &self.known
     }

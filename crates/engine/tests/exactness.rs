@@ -161,7 +161,7 @@ fn status_strategy() -> impl Strategy<Value = StatusChange> {
 }
 
 fn query_strategy() -> impl Strategy<Value = serde_json::Value> {
-    let dims = prop::sample::subsequence(Dimension::NAMES.to_vec(), 0..=2);
+    let dims = prop::sample::subsequence(Dimension::names(), 0..=2);
     let gran = prop::option::of(prop_oneof![
         Just("15m"),
         Just("hour"),
