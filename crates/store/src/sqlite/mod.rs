@@ -16,7 +16,7 @@ use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
 use dialboard_engine::query::{self, passes_filters, CellSource, Context, QueryResult, SourceError};
 use dialboard_engine::FieldError;
-use rows::{analysis_from_row, call_from_row, ANALYSIS_COLUMNS, CALL_COLUMNS};
+use rows::{call_with_analysis, select_calls_with_analysis};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -289,29 +289,16 @@ impl CellSource for Source<'_> {
         to: i64,
         sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
     ) -> Result<(), SourceError> {
-        let columns = joined_columns();
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {columns} FROM calls c LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id \
-             WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3"
+        let mut stmt = self.conn.prepare_cached(&select_calls_with_analysis(
+            "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3",
         ))?;
         let mut rows = stmt.query(params![self.tenant, from * 1_000_000_000, to * 1_000_000_000])?;
         while let Some(row) = rows.next()? {
-            let call = call_from_row(row, 0)?;
-            let analysis = analysis_from_row(row, 17)?;
+            let (call, analysis) = call_with_analysis(row)?;
             sink(&call, analysis.as_ref());
         }
         Ok(())
     }
-}
-
-fn joined_columns() -> String {
-    let prefixed = |cols: &str, p: &str| {
-        cols.split(", ")
-            .map(|c| format!("{p}.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!("{}, {}", prefixed(CALL_COLUMNS, "c"), prefixed(ANALYSIS_COLUMNS, "a"))
 }
 
 fn db_err(e: SourceError) -> StoreError {
@@ -493,11 +480,9 @@ impl Store for SqliteStore {
                     None => return Ok(Err(vec![FieldError::new("cursor", "is not a cursor this API returned")])),
                 },
             };
-            let columns = joined_columns();
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {columns} FROM calls c LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id \
-                 WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3 AND (c.started_ns, c.call_id) < (?4, ?5) \
-                 ORDER BY c.started_ns DESC, c.call_id DESC"
+            let mut stmt = conn.prepare_cached(&select_calls_with_analysis(
+                "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3 AND (c.started_ns, c.call_id) < (?4, ?5) \
+                 ORDER BY c.started_ns DESC, c.call_id DESC",
             ))?;
             let mut rows = stmt.query(params![
                 tenant.id,
@@ -509,23 +494,19 @@ impl Store for SqliteStore {
             let mut calls = Vec::new();
             let mut next_cursor = None;
             while let Some(row) = rows.next()? {
-                let call = call_from_row(row, 0)?;
-                let analysis = analysis_from_row(row, 17)?;
+                let (call, analysis) = call_with_analysis(row)?;
                 let t = call.started_second();
                 let values = call_dim_values(&call, analysis.as_ref());
                 if !passes_filters(&q.filters, &values, q.clock.hour_of_day(t), q.clock.day_of_week(t), &tenant.taxonomy) {
                     continue;
                 }
                 if calls.len() == request.limit {
-                    next_cursor = Some(encode_cursor(call.started_ns, &call.call_id));
+                    // Another match exists: the next page starts after the last one returned.
+                    let (last, _): &(CallRecord, _) = calls.last().expect("limit ≥ 1");
+                    next_cursor = Some(encode_cursor(last.started_ns, &last.call_id));
                     break;
                 }
                 calls.push((call, analysis));
-            }
-            // The cursor names the last row returned; the next page starts after it.
-            if next_cursor.is_some() {
-                let (last, _) = calls.last().expect("a full page");
-                next_cursor = Some(encode_cursor(last.started_ns, &last.call_id));
             }
             let calls = calls.iter().map(|(c, a)| call_json(c, a.as_ref(), &q.clock, &tenant.taxonomy)).collect();
             Ok(Ok(CallsPage { calls, next_cursor }))
@@ -537,22 +518,22 @@ impl Store for SqliteStore {
         let tenant = self.tenant(tenant_id).await?;
         let call_id = call_id.to_string();
         self.read(move |conn, _| {
-            let columns = joined_columns();
             let current = conn
-                .prepare_cached(&format!(
-                    "SELECT {columns} FROM calls c LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id \
-                     WHERE c.tenant_id = ?1 AND c.call_id = ?2"
-                ))?
-                .query_row(params![tenant.id, call_id], |r| Ok((call_from_row(r, 0)?, analysis_from_row(r, 17)?)))
+                .prepare_cached(&select_calls_with_analysis("WHERE c.tenant_id = ?1 AND c.call_id = ?2"))?
+                .query_row(params![tenant.id, call_id], call_with_analysis)
                 .optional()?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT event_id, type, received_at, body FROM events WHERE tenant_id = ?1 AND record_key = ?2 ORDER BY received_at, event_id",
-            )?;
-            let current_ids: Vec<&str> = current
-                .iter()
-                .flat_map(|(c, a)| std::iter::once(c.event_id.as_str()).chain(a.iter().map(|a| a.event_id.as_str())))
-                .collect();
-            let versions = stmt
+            let Some((call, analysis)) = current else {
+                return Ok(None);
+            };
+            let current_ids = [
+                Some(call.event_id.as_str()),
+                analysis.as_ref().map(|a| a.event_id.as_str()),
+            ];
+            let versions = conn
+                .prepare_cached(
+                    "SELECT event_id, type, received_at, body FROM events WHERE tenant_id = ?1 AND record_key = ?2 \
+                     ORDER BY received_at, event_id",
+                )?
                 .query_map(params![tenant.id, call_id], |r| {
                     let event_id: String = r.get(0)?;
                     let body: String = r.get(3)?;
@@ -561,12 +542,11 @@ impl Store for SqliteStore {
                         "event_id": event_id,
                         "type": r.get::<_, String>(1)?,
                         "received_at": tenant.clock.format(received.div_euclid(1_000_000_000)),
-                        "current": current_ids.contains(&event_id.as_str()),
+                        "current": current_ids.contains(&Some(event_id.as_str())),
                         "event": serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
                     }))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let Some((call, analysis)) = current else { return Ok(None) };
             let mut out = call_json(&call, analysis.as_ref(), &tenant.clock, &tenant.taxonomy);
             out["versions"] = Value::Array(versions);
             Ok(Some(out))
@@ -577,7 +557,8 @@ impl Store for SqliteStore {
     async fn ready(&self) -> Result<()> {
         self.read(|conn, _| {
             Ok(conn
-                .query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0))
+                .query_row("SELECT 1 FROM tenants LIMIT 1", [], |_| Ok(()))
+                .optional()
                 .map(|_| ())?)
         })
         .await

@@ -14,8 +14,8 @@ macro_rules! analysis_columns {
         "call_id, event_id, version_ns, score, sentiment, prospect_sentiment, talk_ratio, filler, intent"
     };
 }
-pub const CALL_COLUMNS: &str = call_columns!();
-pub const ANALYSIS_COLUMNS: &str = analysis_columns!();
+const CALL_COLUMNS: &str = call_columns!();
+const ANALYSIS_COLUMNS: &str = analysis_columns!();
 pub const SELECT_CALL: &str = concat!(
     "SELECT ",
     call_columns!(),
@@ -36,6 +36,42 @@ const UPSERT_ANALYSIS: &str = concat!(
     analysis_columns!(),
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
 );
+
+/// How many columns a comma-separated list names.
+const fn column_count(list: &str) -> usize {
+    let bytes = list.as_bytes();
+    let (mut n, mut i) = (1, 0);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+/// Where a joined row's analysis columns start.
+const ANALYSIS_AT: usize = column_count(CALL_COLUMNS);
+
+/// Current calls (`c`) with their analysis (`a`, if any), filtered and ordered by `rest`.
+pub fn select_calls_with_analysis(rest: &str) -> String {
+    let prefixed = |cols: &str, p: &str| {
+        cols.split(", ")
+            .map(|c| format!("{p}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "SELECT {}, {} FROM calls c LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id {rest}",
+        prefixed(CALL_COLUMNS, "c"),
+        prefixed(ANALYSIS_COLUMNS, "a")
+    )
+}
+
+/// Reads a row of [`select_calls_with_analysis`].
+pub fn call_with_analysis(r: &Row) -> rusqlite::Result<(CallRecord, Option<CallAnalysis>)> {
+    Ok((call_from_row(r, 0)?, analysis_from_row(r, ANALYSIS_AT)?))
+}
 
 const VOICEMAIL_DROPPED: i64 = 1;
 const CALLBACK: i64 = 2;

@@ -74,11 +74,17 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 let _ = reply.send(checkpoint(&mut conn, &shared));
             }
             WriteCommand::Shutdown(done) => {
-                // Everything queued before the shutdown is committed first.
-                while let Ok(c) = rx.try_recv() {
-                    if let WriteCommand::Ingest { tenant, events, reply } = c {
-                        commit_group(&mut conn, &shared, vec![(tenant, events, reply)]);
-                    }
+                // Everything queued before the shutdown is committed first, in one transaction;
+                // other commands are dropped, so their callers hear the store is closed.
+                let queued: Group = rx
+                    .try_iter()
+                    .filter_map(|c| match c {
+                        WriteCommand::Ingest { tenant, events, reply } => Some((tenant, events, reply)),
+                        _ => None,
+                    })
+                    .collect();
+                if !queued.is_empty() {
+                    commit_group(&mut conn, &shared, queued);
                 }
                 checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
                 let _ = done.send(());
