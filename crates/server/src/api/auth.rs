@@ -55,27 +55,30 @@ impl Principal {
 /// Keys are looked up at most every 30 s (a revoked key stops working within that time).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
-/// A key (or its absence) and when it was looked up.
-type CachedKey = (Option<ApiKey>, Instant);
-
+/// Known keys and when they were looked up. Unknown keys are never cached, so a flood of
+/// random keys costs lookups but cannot grow the cache.
 #[derive(Default)]
 pub struct KeyCache {
-    entries: RwLock<HashMap<[u8; 32], CachedKey>>,
+    entries: RwLock<HashMap<[u8; 32], (ApiKey, Instant)>>,
 }
 
 impl KeyCache {
     async fn lookup(&self, state: &AppState, hash: [u8; 32]) -> Result<Option<ApiKey>, ApiError> {
         if let Some((key, at)) = self.entries.read().expect("key cache").get(&hash) {
             if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(key.clone());
+                return Ok(Some(key.clone()));
             }
         }
         let key = state.store.key(hash).await?;
         let mut entries = self.entries.write().expect("key cache");
-        if entries.len() > 10_000 {
-            entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+        match &key {
+            Some(k) => {
+                entries.insert(hash, (k.clone(), Instant::now()));
+            }
+            None => {
+                entries.remove(&hash);
+            }
         }
-        entries.insert(hash, (key.clone(), Instant::now()));
         Ok(key)
     }
 }
