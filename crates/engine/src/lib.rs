@@ -7,8 +7,10 @@
 //! - [`cells`]: rollup cells — cuboids, grains, per-record contributions and their encoding.
 //! - [`measures`]: the metric catalogue; every metric's definition lives there, once.
 //! - [`query`]: the one query model — validation, planning over cells, aggregation.
+//! - [`activity`]: the live feed's items (a call ended, a meeting booked, …).
 //! - [`oracle`]: a brute-force computation over raw records, the reference tests compare with.
 
+pub mod activity;
 pub mod cells;
 pub mod clock;
 pub mod event;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod import;
 pub mod keys;
+pub mod live;
 
 use dialboard_store::sqlite::{path_from_url, Options, SqliteStore};
 use dialboard_store::Store;

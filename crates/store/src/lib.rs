@@ -7,6 +7,7 @@ pub mod overlay;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use dialboard_engine::activity::Activity;
 use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent, MICROS};
 use dialboard_engine::query::QueryResult;
@@ -128,6 +129,37 @@ pub struct CallsRequest {
     pub limit: usize,
 }
 
+/// What one commit changed, published once it is durable, for live subscribers.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub tenant_id: i64,
+    /// Feed items of the events newly stored by the commit (duplicates have none).
+    pub activities: Vec<Activity>,
+}
+
+/// A store's stream of [`Change`]s. Publishing never blocks the writer: a receiver that falls
+/// more than [`ChangeFeed::CAPACITY`] changes behind is told it lagged.
+pub struct ChangeFeed(tokio::sync::broadcast::Sender<Arc<Change>>);
+
+impl Default for ChangeFeed {
+    fn default() -> Self {
+        ChangeFeed(tokio::sync::broadcast::channel(Self::CAPACITY).0)
+    }
+}
+
+impl ChangeFeed {
+    pub const CAPACITY: usize = 4096;
+
+    pub fn publish(&self, change: Change) {
+        // An error only means nobody listens.
+        let _ = self.0.send(Arc::new(change));
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        self.0.subscribe()
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, name: &str, settings: TenantSettings) -> Result<Arc<TenantInfo>>;
@@ -149,6 +181,8 @@ pub trait Store: Send + Sync + 'static {
     async fn call(&self, tenant_id: i64, call_id: &str) -> Result<Option<Value>>;
     async fn ready(&self) -> Result<()>;
     fn metrics(&self) -> &StoreMetrics;
+    /// Every committed change from now on (on PostgreSQL: from every node).
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>>;
     /// Finishes in-flight commits and folds pending deltas into cells.
     async fn shutdown(&self);
 }

@@ -3,6 +3,7 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::live::{LiveScope, ScopeKind};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -30,6 +31,30 @@ impl Principal {
                 "forbidden",
                 format!("this key lacks the '{}' scope", scope.as_str()),
             ))
+        }
+    }
+
+    /// Whether this credential sees every agent's and team's records (not bound to one).
+    pub fn sees_everyone(&self) -> bool {
+        self.agent_id.is_none() && self.team_id.is_none()
+    }
+
+    /// Whether a record of `agent` in `team` is visible to this credential.
+    pub fn sees_record(&self, agent: Option<&str>, team: Option<&str>) -> bool {
+        let bound_ok = |bound: &Option<String>, value: Option<&str>| bound.as_deref().is_none_or(|b| value == Some(b));
+        bound_ok(&self.agent_id, agent) && bound_ok(&self.team_id, team)
+    }
+
+    /// Which live scopes this credential may watch: the tenant's aggregate always; an agent,
+    /// team or campaign when it sees everyone, or when the scope is the one it is bound to.
+    pub fn may_watch(&self, scope: &LiveScope) -> bool {
+        let own = |bound: &Option<String>| bound.as_deref() == Some(scope.id.as_str());
+        match scope.kind {
+            ScopeKind::Tenant => true,
+            _ if self.sees_everyone() => true,
+            ScopeKind::Agent => own(&self.agent_id),
+            ScopeKind::Team => own(&self.team_id),
+            ScopeKind::Campaign => false,
         }
     }
 
@@ -83,21 +108,12 @@ impl KeyCache {
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for Principal {
-    type Rejection = ApiError;
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("an API key is required: Authorization: Bearer KEY"))?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer KEY'"))?;
+impl Principal {
+    async fn from_key(state: &AppState, secret: &str) -> Result<Principal, ApiError> {
         let key = state
             .keys
             .lookup(state, crate::keys::hash(secret))
@@ -109,5 +125,49 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             agent_id: key.agent_id,
             team_id: key.team_id,
         })
+    }
+
+    /// The credential of the `Authorization` header, if the request has one.
+    async fn from_header(parts: &Parts, state: &AppState) -> Option<Result<Principal, ApiError>> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim);
+        Some(match secret {
+            Some(secret) => Principal::from_key(state, secret).await,
+            None => Err(unauthorized("the Authorization header must be 'Bearer KEY'")),
+        })
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        Principal::from_header(parts, state)
+            .await
+            .unwrap_or_else(|| Err(unauthorized("an API key is required: Authorization: Bearer KEY")))
+    }
+}
+
+/// The credential of a live stream. Browsers cannot set headers on a WebSocket or an
+/// EventSource, so these two endpoints also take the key as `?access_token=`.
+pub struct LivePrincipal(pub Principal);
+
+impl FromRequestParts<Arc<AppState>> for LivePrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        if let Some(p) = Principal::from_header(parts, state).await {
+            return p.map(LivePrincipal);
+        }
+        let token = parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")))
+            .ok_or_else(|| unauthorized("a key is required: Authorization: Bearer KEY or ?access_token=KEY"))?;
+        Principal::from_key(state, token).await.map(LivePrincipal)
     }
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod live;
 pub mod ops;
 pub mod query;
 
@@ -16,14 +17,22 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub keys: auth::KeyCache,
     pub metrics: ops::ServerMetrics,
+    pub hub: Arc<crate::live::Hub>,
 }
 
 impl AppState {
+    /// The state of a running server; starts the live hub on the current runtime.
     pub fn new(store: Arc<dyn Store>) -> Arc<AppState> {
+        Self::with_live_queue(store, crate::live::QUEUE_CAPACITY)
+    }
+
+    /// A server whose live subscribers may have `queue` messages waiting (tests use few).
+    pub fn with_live_queue(store: Arc<dyn Store>, queue: usize) -> Arc<AppState> {
         Arc::new(AppState {
-            store,
+            store: store.clone(),
             keys: auth::KeyCache::default(),
             metrics: ops::ServerMetrics::default(),
+            hub: crate::live::Hub::start(store.clone(), queue),
         })
     }
 }
@@ -37,6 +46,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/query", post(query::query))
         .route("/calls", get(query::calls))
         .route("/calls/{call_id}", get(query::call))
+        .route("/live", get(live::websocket))
+        .route("/live/sse", get(live::sse))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") });
     Router::new()
         .nest("/api/v1", api)

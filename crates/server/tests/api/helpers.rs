@@ -16,6 +16,11 @@ pub struct TestApp {
 impl TestApp {
     /// A server on port 0 with a fresh database and a tenant in `timezone` with an admin key.
     pub async fn spawn(timezone: &str) -> TestApp {
+        Self::spawn_with_live_queue(timezone, dialboard::live::QUEUE_CAPACITY).await
+    }
+
+    /// Like [`TestApp::spawn`], with live subscribers allowed `queue` waiting messages.
+    pub async fn spawn_with_live_queue(timezone: &str, queue: usize) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(
@@ -39,7 +44,7 @@ impl TestApp {
         let key = add_key(&store, tenant.id, vec![Scope::Ingest, Scope::Read, Scope::Admin], None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = app(AppState::new(store.clone()));
+        let router = app(AppState::with_live_queue(store.clone(), queue));
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         TestApp {
             url,

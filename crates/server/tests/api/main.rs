@@ -3,5 +3,6 @@
 
 mod helpers;
 mod ingest;
+mod live;
 mod process;
 mod query;

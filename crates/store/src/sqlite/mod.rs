@@ -7,8 +7,8 @@ mod writer;
 
 use crate::overlay::{DeltaMap, Overlay};
 use crate::{
-    call_json, ApiKey, CallsPage, CallsRequest, IngestSummary, Result, Scope, Store, StoreError, StoreMetrics,
-    TenantInfo, TenantSettings,
+    call_json, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, IngestSummary, Result, Scope, Store, StoreError,
+    StoreMetrics, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{call_dim_values, CellData, Cuboid};
@@ -32,6 +32,7 @@ pub struct Shared {
     overlay: RwLock<Overlay>,
     tenants: RwLock<HashMap<i64, Arc<TenantInfo>>>,
     pub metrics: StoreMetrics,
+    pub changes: ChangeFeed,
 }
 
 impl Shared {
@@ -566,6 +567,10 @@ impl Store for SqliteStore {
 
     fn metrics(&self) -> &StoreMetrics {
         &self.shared.metrics
+    }
+
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        self.shared.changes.subscribe()
     }
 
     async fn shutdown(&self) {

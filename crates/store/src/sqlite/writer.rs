@@ -6,7 +6,8 @@
 use super::rows::{analysis_from_row, call_from_row, upsert_analysis, upsert_call, SELECT_ANALYSIS, SELECT_CALL};
 use super::Shared;
 use crate::overlay::DeltaMap;
-use crate::{IngestSummary, Result, StoreError, TenantInfo};
+use crate::{Change, IngestSummary, Result, StoreError, TenantInfo};
+use dialboard_engine::activity::Activity;
 use dialboard_engine::cells::{for_each_activity_cell, for_each_call_cell, Stats};
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, Event, ParsedEvent, StatusChange};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -107,11 +108,13 @@ type Group = Vec<(
 fn commit_group(conn: &mut Connection, shared: &Shared, group: Group) {
     let started = Instant::now();
     let mut deltas = DeltaMap::default();
-    let outcome = (|| -> Result<Vec<IngestSummary>> {
+    let outcome = (|| -> Result<Vec<(IngestSummary, Vec<Activity>)>> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut summaries = Vec::with_capacity(group.len());
         for (tenant, events, _) in &group {
-            summaries.push(apply_batch(&tx, tenant, events, &mut deltas)?);
+            let mut activities = Vec::new();
+            let summary = apply_batch(&tx, tenant, events, &mut deltas, &mut activities)?;
+            summaries.push((summary, activities));
         }
         if !deltas.is_empty() {
             tx.prepare_cached("INSERT INTO pending_deltas (data) VALUES (?1)")?
@@ -124,8 +127,14 @@ fn commit_group(conn: &mut Connection, shared: &Shared, group: Group) {
         Ok(summaries) => {
             shared.merge_overlay(deltas);
             shared.metrics.record_commit(started.elapsed(), group.len());
-            for ((_, _, reply), summary) in group.into_iter().zip(summaries) {
+            for ((tenant, _, reply), (summary, activities)) in group.into_iter().zip(summaries) {
                 let _ = reply.send(Ok(summary));
+                if summary.accepted > 0 {
+                    shared.changes.publish(Change {
+                        tenant_id: tenant.id,
+                        activities,
+                    });
+                }
             }
         }
         Err(e) => {
@@ -142,6 +151,7 @@ fn apply_batch(
     tenant: &TenantInfo,
     events: &[ParsedEvent],
     deltas: &mut DeltaMap,
+    activities: &mut Vec<Activity>,
 ) -> Result<IngestSummary> {
     let mut summary = IngestSummary::default();
     let now = jiff::Timestamp::now().as_nanosecond() as i64;
@@ -162,6 +172,7 @@ fn apply_batch(
             continue;
         }
         summary.accepted += 1;
+        activities.extend(Activity::of(&e.event, &tenant.taxonomy));
         match &e.event {
             Event::Call(c) => apply_call(tx, tenant, c, deltas)?,
             Event::Analysis(a) => apply_analysis(tx, tenant, a, deltas)?,
