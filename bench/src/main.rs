@@ -6,11 +6,11 @@
 //! plain GROUP BY over the raw `calls` rows of the same file (the peer of SPEC §10).
 
 use anyhow::{bail, Context};
+use dialboard_bench::{percentile, start_server, Server};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 1_000;
@@ -100,60 +100,6 @@ fn batches(from: usize, to: usize, total: usize, seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-struct Server {
-    child: Child,
-    url: String,
-    key: String,
-    db: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &std::path::Path) -> anyhow::Result<Server> {
-    let bin = std::env::current_exe()?
-        .parent()
-        .context("target dir")?
-        .join("dialboard");
-    if !bin.exists() {
-        bail!("build the server first: cargo build --release --bin dialboard");
-    }
-    let db = dir.join("bench.db");
-    let url_db = format!("sqlite://{}", db.display());
-    let out = Command::new(&bin)
-        .args([
-            "tenant",
-            "create",
-            "bench",
-            "--timezone",
-            "America/New_York",
-            "--database",
-            &url_db,
-        ])
-        .output()?;
-    let key = String::from_utf8(out.stdout)?
-        .lines()
-        .last()
-        .context("a key")?
-        .to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(&bin)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database", &url_db])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    Ok(Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        key,
-        db,
-    })
-}
-
 async fn ingest(
     server: &Server,
     client: &reqwest::Client,
@@ -241,11 +187,6 @@ fn peer_queries() -> Vec<(&'static str, String)> {
             AND started_ns >= {a} AND started_ns < {b} UNION ALL SELECT count(*), 0, 0, 0, NULL FROM calls \
             WHERE tenant_id = 1 AND started_ns >= {y} AND started_ns < {a}", a = day(89), b = day(90), y = day(88))),
     ]
-}
-
-fn percentile(mut samples: Vec<Duration>, p: f64) -> f64 {
-    samples.sort();
-    samples[((samples.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
 }
 
 struct Latency {
@@ -359,12 +300,7 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, f
     std::fs::create_dir_all(&dir)?;
     let server = start_server(&dir)?;
     let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{}/readyz", server.url)).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    server.ready(&client).await?;
     let mut ingested = 0;
     let mut ingest_time = Duration::ZERO;
     // Generate a million calls at a time (not timed), then send them (timed).

@@ -41,7 +41,7 @@ pub const QUEUE_CAPACITY: usize = 512;
 /// At most this many feed items per scope and round (the newest); a wallboard cannot show more.
 const MAX_ITEMS_PER_ROUND: usize = 50;
 /// Rounds start at most this often, which bounds the messages a burst causes.
-const MIN_ROUND_INTERVAL: Duration = Duration::from_millis(20);
+const MIN_ROUND_INTERVAL: Duration = Duration::from_millis(10);
 /// Even without events, metrics are re-checked this often, so "today" rolls over at midnight.
 const IDLE_REFRESH: Duration = Duration::from_secs(30);
 
@@ -290,16 +290,24 @@ impl Hub {
             return Ok(());
         }
         let tenant = self.store.tenant(tenant_id).await?;
-        let activities: Vec<&Activity> = activities.collect();
         for scope in &scopes {
             by_kind.entry(scope.kind).or_default().push(scope.id.clone());
-            self.send_activities(&tenant, scope, &activities);
         }
+        // Metrics first, so a round's feed items and numbers are queued together and each
+        // connection writes them in one go.
         let now = jiff::Timestamp::now().as_second();
+        let mut updates = Vec::new();
         for (kind, ids) in by_kind {
             for (id, metrics) in self.metrics(&tenant, kind, ids, now).await? {
-                self.send_metrics(&tenant, LiveScope { kind, id }, metrics, now);
+                updates.push((LiveScope { kind, id }, metrics));
             }
+        }
+        let activities: Vec<&Activity> = activities.collect();
+        for scope in &scopes {
+            self.send_activities(&tenant, scope, &activities);
+        }
+        for (scope, metrics) in updates {
+            self.send_metrics(&tenant, scope, metrics, now);
         }
         Ok(())
     }

@@ -5,13 +5,13 @@ use super::auth::LivePrincipal;
 use super::error::ApiError;
 use super::AppState;
 use crate::live::{Connection, LiveScope};
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
 use dialboard_store::Scope;
-use futures_util::Stream;
+use futures_util::{SinkExt, Stream};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -41,10 +41,15 @@ async fn serve_socket(mut socket: WebSocket, mut conn: Connection) {
                 return;
             }
             outgoing = conn.rx.recv() => {
-                let Some(text) = outgoing else { return };
+                let Some(first) = outgoing else { return };
+                // Whatever else is queued goes out in the same write.
+                let mut batch = vec![first];
+                while let Ok(next) = conn.rx.try_recv() {
+                    batch.push(next);
+                }
                 // A stalled socket must not keep this task alive: the hub's kick ends it.
                 tokio::select! {
-                    sent = socket.send(Message::Text(text)) => if sent.is_err() { return },
+                    sent = write_all(&mut socket, batch) => if sent.is_err() { return },
                     _ = &mut conn.kicked => return,
                 }
             }
@@ -55,6 +60,13 @@ async fn serve_socket(mut socket: WebSocket, mut conn: Connection) {
             },
         }
     }
+}
+
+async fn write_all(socket: &mut WebSocket, batch: Vec<Utf8Bytes>) -> Result<(), axum::Error> {
+    for text in batch {
+        socket.feed(Message::Text(text)).await?;
+    }
+    socket.flush().await
 }
 
 #[derive(Deserialize)]
