@@ -1,8 +1,10 @@
 //! The `dialboard` command line (SPEC §2).
 
+use crate::access::NewUser;
 use crate::api::{app, AppState};
 use crate::config::{FileConfig, Settings};
 use clap::{Args, Parser, Subcommand};
+use dialboard_store::access::User;
 use dialboard_store::{ApiKey, Scope, Store, TenantSettings};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Manage users (browser logins).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Import events from a file.
     Import {
         #[arg(long)]
@@ -116,6 +123,27 @@ enum KeyCommand {
         /// Bind the key to one team's records.
         #[arg(long)]
         team: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from the first line of stdin.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "manager", "agent", "viewer"])]
+        role: String,
+        /// The agent whose data an `agent` user sees as their own.
+        #[arg(long)]
+        agent: Option<String>,
+        /// A manager's teams (repeat the flag), or an agent's team.
+        #[arg(long)]
+        team: Vec<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -214,6 +242,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("API key for tenant '{tenant}', shown once:\n{key}");
             Ok(())
         }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    tenant,
+                    email,
+                    role,
+                    agent,
+                    team,
+                    common,
+                },
+        } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let store = crate::open_store(&common.settings(None)?.database)?;
+            let outcome = add_user(&store, &tenant, email, password, role, agent, team).await;
+            store.shutdown().await;
+            let user = outcome?;
+            println!("added {} ({}) to tenant '{tenant}'", user.email, user.role.as_str());
+            Ok(())
+        }
         Command::Import {
             tenant,
             format,
@@ -228,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Creates an API key (audited as done by the command line) and returns its secret.
 pub async fn create_key(
     store: &Arc<dyn Store>,
     tenant_id: i64,
@@ -235,19 +285,52 @@ pub async fn create_key(
     agent_id: Option<String>,
     team_id: Option<String>,
 ) -> anyhow::Result<String> {
-    let secret = crate::keys::generate();
-    store
-        .create_key(
-            crate::keys::hash(&secret),
-            ApiKey {
-                tenant_id,
-                scopes,
-                agent_id,
-                team_id,
-            },
-        )
-        .await?;
-    Ok(secret)
+    let key = ApiKey {
+        tenant_id,
+        scopes,
+        agent_id,
+        team_id,
+        ..ApiKey::default()
+    };
+    Ok(crate::access::create_key(store, key, "cli").await?)
+}
+
+async fn add_user(
+    store: &Arc<dyn Store>,
+    tenant: &str,
+    email: String,
+    password: String,
+    role: String,
+    agent_id: Option<String>,
+    teams: Vec<String>,
+) -> anyhow::Result<User> {
+    let t = store
+        .tenant_by_name(tenant)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("--tenant: no tenant named '{tenant}'"))?;
+    let new = NewUser {
+        email,
+        password,
+        role,
+        agent_id,
+        teams,
+    };
+    match crate::access::create_user(store, t.id, new, "cli").await? {
+        Ok(user) => Ok(user),
+        Err(fields) => {
+            let flag = |f: &str| match f {
+                "password" => "the password (stdin)".to_string(),
+                "agent_id" => "--agent".into(),
+                "teams" => "--team".into(),
+                other => format!("--{other}"),
+            };
+            let lines: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{}: {}", flag(&f.field), f.message))
+                .collect();
+            anyhow::bail!("{}", lines.join("; "))
+        }
+    }
 }
 
 /// A key with every scope, bound to no agent or team.

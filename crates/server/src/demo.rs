@@ -4,6 +4,7 @@
 use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::CompiledTaxonomy;
+use dialboard_store::access::{Role, User};
 use dialboard_store::{Store, TenantSettings};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -495,15 +496,53 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
             started.elapsed().as_secs_f64()
         );
     }
+    add_logins(&store, tenant.id, seed).await?;
     let key = crate::cli::create_admin_key(&store, tenant.id).await?;
     tokio::spawn(live(store.clone(), tenant.id, seed));
     crate::cli::serve(store, listen, |url| {
+        println!("logins (password '{DEMO_PASSWORD}'): admin@demo.test, manager@demo.test (team {}), agent@demo.test ({})", TEAMS[0], REP_NAMES[0]);
         println!("admin API key for tenant '{TENANT}' (shown once): {key}");
         println!("try: curl -s -H 'Authorization: Bearer {key}' -d '{{\"measures\":[\"total_calls\",\"connect_rate\",\"median_talk_time\"],\"dimensions\":[\"team\"],\"range\":{{\"preset\":\"today\"}}}}' {url}/api/v1/query");
         println!("ready in {:.1} s", started.elapsed().as_secs_f64());
         println!("{url}");
     })
     .await
+}
+
+pub const DEMO_PASSWORD: &str = "demo";
+
+/// The demo's three logins (SPEC §2): an admin, the manager of the first team and its first
+/// rep as an agent. The short password is the demo's own; real users need a longer one.
+async fn add_logins(store: &Arc<dyn Store>, tenant_id: i64, seed: u64) -> anyhow::Result<()> {
+    let rep = &reps(seed)[0];
+    let logins = [
+        ("admin@demo.test", Role::Admin, None, vec![]),
+        ("manager@demo.test", Role::Manager, None, vec![TEAMS[0].to_string()]),
+        (
+            "agent@demo.test",
+            Role::Agent,
+            Some(rep.id.clone()),
+            vec![rep.team.to_string()],
+        ),
+    ];
+    for (email, role, agent_id, teams) in logins {
+        if store.user_by_email(email).await?.is_some() {
+            continue;
+        }
+        let user = User {
+            id: format!("demo-{}", role.as_str()),
+            tenant_id,
+            email: email.into(),
+            role,
+            agent_id,
+            teams,
+            created_at: jiff::Timestamp::now().as_second(),
+        };
+        store
+            .create_user(user, crate::access::hash_password(DEMO_PASSWORD))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Keeps the demo moving: a call ends somewhere in the center every second or two.

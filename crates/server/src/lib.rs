@@ -1,12 +1,12 @@
 //! The dialboard server: HTTP API, command line, demo generator and importer. Numbers are
 //! decided in `dialboard-engine`; storage lives in `dialboard-store`.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod import;
-pub mod keys;
 pub mod live;
 
 use dialboard_store::sqlite::{path_from_url, Options, SqliteStore};

@@ -2,10 +2,12 @@
 //! derived from them, changes both in one transaction per batch, and answers the engine's
 //! reads. [`sqlite::SqliteStore`] is the embedded default.
 
+pub mod access;
 mod block;
 pub mod overlay;
 pub mod sqlite;
 
+use access::{AuditEntry, KeyInfo, RateLimits, Session, User};
 use async_trait::async_trait;
 use dialboard_engine::activity::Activity;
 use dialboard_engine::clock::Clock;
@@ -99,12 +101,15 @@ impl Scope {
 }
 
 /// An API key as stored: only the SHA-256 of the secret is kept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiKey {
     pub tenant_id: i64,
     pub scopes: Vec<Scope>,
     pub agent_id: Option<String>,
     pub team_id: Option<String>,
+    pub name: Option<String>,
+    /// Overrides of the server's default rate limits.
+    pub rate_limits: Option<RateLimits>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -166,7 +171,27 @@ pub trait Store: Send + Sync + 'static {
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Arc<TenantInfo>>>;
     async fn tenant(&self, id: i64) -> Result<Arc<TenantInfo>>;
     async fn create_key(&self, key_hash: [u8; 32], key: ApiKey) -> Result<()>;
+    /// A key that is not revoked.
     async fn key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>>;
+    async fn keys(&self, tenant_id: i64) -> Result<Vec<KeyInfo>>;
+    /// Revokes a key by its public id; `false` if the tenant has no such live key.
+    async fn revoke_key(&self, tenant_id: i64, key_id: &str) -> Result<bool>;
+
+    /// `Conflict` if the e-mail is taken (e-mails are unique across tenants: login needs no
+    /// tenant). `password_hash` is an argon2 PHC string.
+    async fn create_user(&self, user: User, password_hash: String) -> Result<()>;
+    /// A user and their password hash, by e-mail (for login).
+    async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>>;
+    async fn users(&self, tenant_id: i64) -> Result<Vec<User>>;
+    /// Deletes a user and ends their sessions; `false` if the tenant has no such user.
+    async fn delete_user(&self, tenant_id: i64, user_id: &str) -> Result<bool>;
+    async fn create_session(&self, token_hash: [u8; 32], user: &User, expires_at: i64) -> Result<()>;
+    /// A session that is neither expired (at `now`, seconds) nor revoked.
+    async fn session(&self, token_hash: [u8; 32], now: i64) -> Result<Option<Session>>;
+    async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()>;
+    async fn audit(&self, tenant_id: i64, entry: AuditEntry) -> Result<()>;
+    /// The newest entries first, at most `limit`, older than `before` (a sequence number).
+    async fn audit_log(&self, tenant_id: i64, limit: usize, before: Option<i64>) -> Result<Vec<(i64, AuditEntry)>>;
     /// Stores validated events durably (committed before this returns) and maintains rollups.
     async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary>;
     /// Parses and runs a `/query` body for the tenant; `Ok(Err(..))` carries field errors.

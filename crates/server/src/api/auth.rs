@@ -1,83 +1,192 @@
-//! Who is calling: an API key (`Authorization: Bearer KEY`) becomes a [`Principal`], whose
-//! tenant scopes every store call. The tenant never comes from the request body.
+//! Who is calling. An API key (`Authorization: Bearer KEY`) or a browser session cookie
+//! becomes a [`Principal`]: its tenant scopes every store call, its [`Reach`] narrows what it
+//! reads, and its rate limits are charged here, once, before any handler runs. The tenant
+//! never comes from the request.
 
 use super::error::ApiError;
 use super::AppState;
+use crate::access::hash_secret;
 use crate::live::{LiveScope, ScopeKind};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use dialboard_store::access::{key_id, RateLimits, Role, User};
 use dialboard_store::{ApiKey, Scope};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+pub const SESSION_COOKIE: &str = "dialboard_session";
+
+/// Whose records a credential reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reach {
+    /// Every record of the tenant (admins, viewers, unbound keys).
+    All,
+    /// The records of these teams (managers, team-bound keys).
+    Teams(Vec<String>),
+    /// Its own agent's records, plus aggregates over teams and the tenant (agents,
+    /// agent-bound keys); `teams` are the agent's own, for live team scopes.
+    Agent { id: String, teams: Vec<String> },
+}
+
+#[derive(Debug, Clone)]
+pub enum Actor {
+    Key { id: String },
+    User(User),
+}
 
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub tenant_id: i64,
     pub scopes: Vec<Scope>,
-    pub agent_id: Option<String>,
-    pub team_id: Option<String>,
+    pub reach: Reach,
+    pub actor: Actor,
+    /// The session's token hash, when the credential is a browser session (for logout).
+    pub session: Option<[u8; 32]>,
+}
+
+fn forbidden(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
 
 impl Principal {
+    fn from_key(key: ApiKey, hash: &[u8; 32]) -> Principal {
+        let reach = match (key.agent_id, key.team_id) {
+            (Some(id), team) => Reach::Agent {
+                id,
+                teams: team.into_iter().collect(),
+            },
+            (None, Some(team)) => Reach::Teams(vec![team]),
+            (None, None) => Reach::All,
+        };
+        Principal {
+            tenant_id: key.tenant_id,
+            scopes: key.scopes,
+            reach,
+            actor: Actor::Key { id: key_id(hash) },
+            session: None,
+        }
+    }
+
+    fn from_user(user: User, session: [u8; 32]) -> Principal {
+        let (scopes, reach) = match user.role {
+            Role::Admin => (vec![Scope::Ingest, Scope::Read, Scope::Admin], Reach::All),
+            Role::Viewer => (vec![Scope::Read], Reach::All),
+            Role::Manager => (vec![Scope::Read], Reach::Teams(user.teams.clone())),
+            Role::Agent => (
+                vec![Scope::Read],
+                Reach::Agent {
+                    id: user.agent_id.clone().unwrap_or_default(),
+                    teams: user.teams.clone(),
+                },
+            ),
+        };
+        Principal {
+            tenant_id: user.tenant_id,
+            scopes,
+            reach,
+            actor: Actor::User(user),
+            session: Some(session),
+        }
+    }
+
+    /// How the audit log names this caller: a user's e-mail or `key:<id>`.
+    pub fn actor_name(&self) -> String {
+        match &self.actor {
+            Actor::Key { id } => format!("key:{id}"),
+            Actor::User(u) => u.email.clone(),
+        }
+    }
+
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this key lacks the '{}' scope", scope.as_str()),
-            ))
+            Err(forbidden(format!(
+                "this credential lacks the '{}' scope",
+                scope.as_str()
+            )))
         }
     }
 
-    /// Whether this credential sees every agent's and team's records (not bound to one).
+    /// Whether this credential sees every agent's and team's records.
     pub fn sees_everyone(&self) -> bool {
-        self.agent_id.is_none() && self.team_id.is_none()
+        self.reach == Reach::All
     }
 
     /// Whether a record of `agent` in `team` is visible to this credential.
     pub fn sees_record(&self, agent: Option<&str>, team: Option<&str>) -> bool {
-        let bound_ok = |bound: &Option<String>, value: Option<&str>| bound.as_deref().is_none_or(|b| value == Some(b));
-        bound_ok(&self.agent_id, agent) && bound_ok(&self.team_id, team)
-    }
-
-    /// Which live scopes this credential may watch: the tenant's aggregate always; an agent,
-    /// team or campaign when it sees everyone, or when the scope is the one it is bound to.
-    pub fn may_watch(&self, scope: &LiveScope) -> bool {
-        let own = |bound: &Option<String>| bound.as_deref() == Some(scope.id.as_str());
-        match scope.kind {
-            ScopeKind::Tenant => true,
-            _ if self.sees_everyone() => true,
-            ScopeKind::Agent => own(&self.agent_id),
-            ScopeKind::Team => own(&self.team_id),
-            ScopeKind::Campaign => false,
+        match &self.reach {
+            Reach::All => true,
+            Reach::Teams(teams) => team.is_some_and(|t| teams.iter().any(|x| x == t)),
+            Reach::Agent { id, .. } => agent == Some(id.as_str()),
         }
     }
 
-    /// Narrows a query-shaped body to what the key may see: a key bound to an agent or a team
-    /// reads only that agent's or team's records, whatever filters the body asks for.
-    pub fn restrict(&self, body: &mut Value) {
+    /// Which live scopes this credential may watch: whatever it reads. Agents also watch the
+    /// tenant's and their teams' aggregates.
+    pub fn may_watch(&self, scope: &LiveScope) -> bool {
+        let listed = |list: &[String]| list.iter().any(|x| *x == scope.id);
+        match (&self.reach, scope.kind) {
+            (Reach::All, _) => true,
+            (Reach::Teams(teams), ScopeKind::Team) => listed(teams),
+            (Reach::Teams(_), _) => false,
+            (Reach::Agent { .. }, ScopeKind::Tenant) => true,
+            (Reach::Agent { id, .. }, ScopeKind::Agent) => *id == scope.id,
+            (Reach::Agent { teams, .. }, ScopeKind::Team) => listed(teams),
+            (Reach::Agent { .. }, ScopeKind::Campaign) => false,
+        }
+    }
+
+    /// Narrows a query-shaped body to what this credential may read, the one place every
+    /// read passes through. A manager reads their teams only; an agent reads their own records
+    /// (`records`: raw calls) and per-agent numbers only for themselves, while aggregates
+    /// without an agent breakdown stay open to them. Asking for more is a 403 naming the filter.
+    pub fn restrict(&self, body: &mut Value, records: bool) -> Result<(), ApiError> {
+        let (dimension, allowed) = match &self.reach {
+            Reach::All => return Ok(()),
+            Reach::Teams(teams) => ("team", teams.clone()),
+            Reach::Agent { id, .. } => {
+                let by_agent = body["dimensions"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| d == "agent"))
+                    || body["filters"].get("agent").is_some();
+                if !(records || by_agent) {
+                    return Ok(());
+                }
+                ("agent", vec![id.clone()])
+            }
+        };
         let Some(obj) = body.as_object_mut() else {
-            return;
+            return Ok(()); // the query's own validation reports it
         };
         let filters = obj.entry("filters").or_insert_with(|| json!({}));
-        if !filters.is_object() {
-            return; // the query's own validation reports it
+        let Some(filters) = filters.as_object_mut() else {
+            return Ok(());
+        };
+        match filters.get(dimension).and_then(Value::as_array) {
+            Some(asked) => {
+                if let Some(other) = asked
+                    .iter()
+                    .find(|v| !v.as_str().is_some_and(|v| allowed.iter().any(|a| a == v)))
+                {
+                    return Err(forbidden(format!(
+                        "filters.{dimension}: {other} is not visible to this credential"
+                    )));
+                }
+            }
+            None => {
+                filters.insert(dimension.into(), json!(allowed));
+            }
         }
-        if let Some(agent) = &self.agent_id {
-            filters["agent"] = json!([agent]);
-        }
-        if let Some(team) = &self.team_id {
-            filters["team"] = json!([team]);
-        }
+        Ok(())
     }
 }
 
-/// Keys are looked up at most every 30 s (a revoked key stops working within that time).
+/// Keys are looked up at most every 30 s (a key revoked elsewhere stops working within that
+/// time; one revoked through this server stops at once).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// Known keys and when they were looked up. Unknown keys are never cached, so a flood of
@@ -106,68 +215,210 @@ impl KeyCache {
         }
         Ok(key)
     }
+
+    pub fn clear(&self) {
+        self.entries.write().expect("key cache").clear();
+    }
+}
+
+/// Token buckets per credential and kind of request (SPEC §8).
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<(String, bool), (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes one token from `who`'s bucket; `Err(seconds)` until one is available.
+    pub fn take(&self, who: &str, ingest: bool, limits: &RateLimits) -> Result<(), u64> {
+        let rate = if ingest { limits.ingest } else { limits.other };
+        let mut buckets = self.buckets.lock().expect("rate limiter");
+        if buckets.len() > 100_000 {
+            // Idle buckets are full anyway; forgetting them changes nothing.
+            buckets.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
+        }
+        let now = Instant::now();
+        let (tokens, at) = buckets.entry((who.to_string(), ingest)).or_insert((rate.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate.per_second).min(rate.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate.per_second).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+pub fn too_many_requests(retry_after: u64) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests; retry after {retry_after} s"),
+    );
+    e.retry_after = Some(retry_after);
+    e
 }
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
-impl Principal {
-    async fn from_key(state: &AppState, secret: &str) -> Result<Principal, ApiError> {
+/// The value of the session cookie, if the request carries one.
+pub fn session_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+}
+
+/// Resolves a credential: the `Authorization` header, else the session cookie, else (for the
+/// live endpoints) `?access_token=`.
+async fn authenticate(parts: &Parts, state: &AppState, token_param: bool) -> Result<(Principal, RateLimits), ApiError> {
+    let key_secret = match parts.headers.get(header::AUTHORIZATION) {
+        Some(h) => Some(
+            h.to_str()
+                .ok()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer KEY'"))?,
+        ),
+        None => None,
+    };
+    let from_query = || {
+        parts
+            .uri
+            .query()?
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("access_token="))
+    };
+    let key_secret = key_secret.or_else(|| if token_param { from_query() } else { None });
+    if let Some(secret) = key_secret {
+        let hash = hash_secret(secret);
         let key = state
             .keys
-            .lookup(state, crate::keys::hash(secret))
+            .lookup(state, hash)
             .await?
-            .ok_or_else(|| unauthorized("unknown API key"))?;
-        Ok(Principal {
-            tenant_id: key.tenant_id,
-            scopes: key.scopes,
-            agent_id: key.agent_id,
-            team_id: key.team_id,
-        })
+            .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+        let limits = key.rate_limits.unwrap_or(state.rate_limits);
+        return Ok((Principal::from_key(key, &hash), limits));
     }
+    if let Some(token) = session_cookie(parts) {
+        let hash = hash_secret(token);
+        let session = state
+            .store
+            .session(hash, jiff::Timestamp::now().as_second())
+            .await?
+            .ok_or_else(|| unauthorized("the session has expired or was ended; log in again"))?;
+        return Ok((Principal::from_user(session.user, hash), state.rate_limits));
+    }
+    Err(unauthorized(
+        "a credential is required: Authorization: Bearer KEY, or log in (POST /api/v1/auth/login)",
+    ))
+}
 
-    /// The credential of the `Authorization` header, if the request has one.
-    async fn from_header(parts: &Parts, state: &AppState) -> Option<Result<Principal, ApiError>> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION)?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim);
-        Some(match secret {
-            Some(secret) => Principal::from_key(state, secret).await,
-            None => Err(unauthorized("the Authorization header must be 'Bearer KEY'")),
-        })
-    }
+async fn authenticate_and_charge(parts: &Parts, state: &AppState, token_param: bool) -> Result<Principal, ApiError> {
+    let (principal, limits) = authenticate(parts, state, token_param).await?;
+    let who = match &principal.actor {
+        Actor::Key { id } => format!("key:{id}"),
+        Actor::User(u) => format!("user:{}", u.id),
+    };
+    let ingest = parts.uri.path().ends_with("/events");
+    state.limiter.take(&who, ingest, &limits).map_err(too_many_requests)?;
+    Ok(principal)
 }
 
 impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        Principal::from_header(parts, state)
-            .await
-            .unwrap_or_else(|| Err(unauthorized("an API key is required: Authorization: Bearer KEY")))
+        authenticate_and_charge(parts, state, false).await
     }
 }
 
 /// The credential of a live stream. Browsers cannot set headers on a WebSocket or an
-/// EventSource, so these two endpoints also take the key as `?access_token=`.
+/// EventSource, so these two endpoints also take a key as `?access_token=` (or the cookie).
 pub struct LivePrincipal(pub Principal);
 
 impl FromRequestParts<Arc<AppState>> for LivePrincipal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        if let Some(p) = Principal::from_header(parts, state).await {
-            return p.map(LivePrincipal);
+        authenticate_and_charge(parts, state, true).await.map(LivePrincipal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_allow_bursts_then_refill_at_the_rate() {
+        let limiter = RateLimiter::default();
+        let limits = RateLimits {
+            other: dialboard_store::access::Rate {
+                per_second: 1.0,
+                burst: 3.0,
+            },
+            ..RateLimits::default()
+        };
+        for _ in 0..3 {
+            assert!(limiter.take("k", false, &limits).is_ok());
         }
-        let token = parts
-            .uri
-            .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")))
-            .ok_or_else(|| unauthorized("a key is required: Authorization: Bearer KEY or ?access_token=KEY"))?;
-        Principal::from_key(state, token).await.map(LivePrincipal)
+        assert_eq!(limiter.take("k", false, &limits), Err(1));
+        assert!(limiter.take("k", true, &limits).is_ok(), "ingest has its own bucket");
+        assert!(
+            limiter.take("other", false, &limits).is_ok(),
+            "each credential has its own"
+        );
+    }
+
+    fn agent() -> Principal {
+        Principal {
+            tenant_id: 1,
+            scopes: vec![Scope::Read],
+            reach: Reach::Agent {
+                id: "a1".into(),
+                teams: vec!["t1".into()],
+            },
+            actor: Actor::Key { id: "k".into() },
+            session: None,
+        }
+    }
+
+    #[test]
+    fn agents_read_aggregates_but_only_their_own_breakdown_and_records() {
+        let p = agent();
+        let mut aggregate = json!({"measures": ["total_calls"], "filters": {"team": ["t2"]}});
+        p.restrict(&mut aggregate, false).unwrap();
+        assert_eq!(aggregate["filters"], json!({"team": ["t2"]}));
+        let mut by_agent = json!({"measures": ["total_calls"], "dimensions": ["agent"]});
+        p.restrict(&mut by_agent, false).unwrap();
+        assert_eq!(by_agent["filters"]["agent"], json!(["a1"]));
+        let mut records = json!({"filters": {}});
+        p.restrict(&mut records, true).unwrap();
+        assert_eq!(records["filters"]["agent"], json!(["a1"]));
+        let mut other = json!({"filters": {"agent": ["a1", "a2"]}});
+        let e = p.restrict(&mut other, false).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.message.as_str()),
+            (403, "filters.agent: \"a2\" is not visible to this credential")
+        );
+    }
+
+    #[test]
+    fn managers_read_their_teams() {
+        let p = Principal {
+            reach: Reach::Teams(vec!["t1".into(), "t2".into()]),
+            ..agent()
+        };
+        let mut q = json!({"measures": ["total_calls"]});
+        p.restrict(&mut q, false).unwrap();
+        assert_eq!(q["filters"]["team"], json!(["t1", "t2"]));
+        let mut q = json!({"filters": {"team": ["t3"]}});
+        assert_eq!(p.restrict(&mut q, false).unwrap_err().status, 403);
+        assert!(p.sees_record(Some("x"), Some("t2")) && !p.sees_record(Some("x"), None));
     }
 }

@@ -1,15 +1,18 @@
 //! The HTTP API (SPEC §5). [`app`] builds the router, so tests drive the real thing.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod events;
 pub mod live;
 pub mod ops;
 pub mod query;
+pub mod session;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
+use dialboard_store::access::RateLimits;
 use dialboard_store::Store;
 use std::sync::Arc;
 
@@ -18,6 +21,9 @@ pub struct AppState {
     pub keys: auth::KeyCache,
     pub metrics: ops::ServerMetrics,
     pub hub: Arc<crate::live::Hub>,
+    pub limiter: auth::RateLimiter,
+    /// Rate limits of credentials that set none of their own.
+    pub rate_limits: RateLimits,
 }
 
 impl AppState {
@@ -33,6 +39,8 @@ impl AppState {
             keys: auth::KeyCache::default(),
             metrics: ops::ServerMetrics::default(),
             hub: crate::live::Hub::start(store.clone(), queue),
+            limiter: auth::RateLimiter::default(),
+            rate_limits: RateLimits::default(),
         })
     }
 }
@@ -48,6 +56,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/calls/{call_id}", get(query::call))
         .route("/live", get(live::websocket))
         .route("/live/sse", get(live::sse))
+        .route("/auth/login", post(session::login))
+        .route("/auth/logout", post(session::logout))
+        .route("/auth/me", get(session::me))
+        .route("/users", get(admin::list_users).post(admin::add_user))
+        .route("/users/{id}", delete(admin::delete_user))
+        .route("/keys", get(admin::list_keys).post(admin::add_key))
+        .route("/keys/{id}", delete(admin::revoke_key))
+        .route("/audit", get(admin::audit_log))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") });
     Router::new()
         .nest("/api/v1", api)

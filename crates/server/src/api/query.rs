@@ -25,7 +25,7 @@ pub async fn query(
     principal.require(Scope::Read)?;
     let mut body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    principal.restrict(&mut body);
+    principal.restrict(&mut body, false)?;
     let started = Instant::now();
     let result = state.store.query(principal.tenant_id, body, now()).await?;
     state.metrics.query_latency.observe(started.elapsed());
@@ -80,7 +80,7 @@ pub async fn calls(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
     let (mut body, cursor, limit) = drilldown_body(&params)?;
-    principal.restrict(&mut body);
+    principal.restrict(&mut body, true)?;
     let page = state
         .store
         .calls(
@@ -106,10 +106,7 @@ pub async fn call(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
     let call = state.store.call(principal.tenant_id, &call_id).await?;
-    let visible = call.filter(|c| {
-        principal.agent_id.as_ref().is_none_or(|a| c["agent_id"] == json!(a))
-            && principal.team_id.as_ref().is_none_or(|t| c["team_id"] == json!(t))
-    });
+    let visible = call.filter(|c| principal.sees_record(c["agent_id"].as_str(), c["team_id"].as_str()));
     visible
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no call '{call_id}'")))

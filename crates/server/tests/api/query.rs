@@ -137,8 +137,25 @@ async fn an_agent_bound_key_sees_only_its_agent() {
     let a1 = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("a1")).await;
     let q = json!({"measures": ["total_calls"], "dimensions": ["agent"], "filters": {"agent": ["a0", "a2"]},
         "range": {"start": "2026-03-08", "end": "2026-03-09"}});
+    let (status, body) = app.post("/api/v1/query", &a1, &q).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "filters.agent: \"a0\" is not visible to this credential"
+    );
+    let q = json!({"measures": ["total_calls"], "dimensions": ["agent"], "range": {"start": "2026-03-08", "end": "2026-03-09"}});
     let body = app.post("/api/v1/query", &a1, &q).await.1;
-    assert_eq!(body["rows"], json!([["a1", 15]]));
+    assert_eq!(
+        body["rows"],
+        json!([["a1", 15]]),
+        "a breakdown by agent shows only its own"
+    );
+    let q = json!({"measures": ["total_calls"], "range": {"start": "2026-03-08", "end": "2026-03-09"}});
+    let body = app.post("/api/v1/query", &a1, &q).await.1;
+    assert_eq!(
+        body["totals"]["total_calls"], 46,
+        "the tenant's aggregate is open to an agent"
+    );
     let r = app
         .client
         .get(format!("{}/api/v1/calls/c0", app.url))

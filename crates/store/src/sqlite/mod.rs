@@ -1,13 +1,15 @@
 //! The embedded store: one SQLite file in WAL mode, one writer thread (group commit) and a
 //! small pool of reader connections.
 
+mod access;
 mod rows;
 mod schema;
 mod writer;
 
+use crate::access::{AuditEntry, KeyInfo, Session, User};
 use crate::overlay::{DeltaMap, Overlay};
 use crate::{
-    call_json, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, IngestSummary, Result, Scope, Store, StoreError,
+    call_json, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, IngestSummary, Result, Store, StoreError,
     StoreMetrics, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
@@ -112,6 +114,10 @@ fn spawn_wal_checkpointer(
             checkpoint("TRUNCATE");
         })
         .map_err(|e| StoreError::Database(e.to_string()))
+}
+
+fn now_seconds() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 /// `sqlite://PATH` or a plain path.
@@ -388,34 +394,69 @@ impl Store for SqliteStore {
     }
 
     async fn create_key(&self, key_hash: [u8; 32], key: ApiKey) -> Result<()> {
-        let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
-        let scopes = scopes.join(",");
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO api_keys (key_hash, tenant_id, scopes, agent_id, team_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key_hash.as_slice(), key.tenant_id, scopes, key.agent_id, key.team_id, jiff::Timestamp::now().as_second()],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| access::insert_key(conn, &key_hash, &key, now_seconds()))
+            .await
     }
 
     async fn key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        self.read(move |conn, _| {
-            Ok(conn
-                .prepare_cached("SELECT tenant_id, scopes, agent_id, team_id FROM api_keys WHERE key_hash = ?1")?
-                .query_row([key_hash.as_slice()], |r| {
-                    let scopes: String = r.get(1)?;
-                    Ok(ApiKey {
-                        tenant_id: r.get(0)?,
-                        scopes: scopes.split(',').filter_map(Scope::parse).collect(),
-                        agent_id: r.get(2)?,
-                        team_id: r.get(3)?,
-                    })
-                })
-                .optional()?)
-        })
-        .await
+        self.read(move |conn, _| access::key(conn, &key_hash)).await
+    }
+
+    async fn keys(&self, tenant_id: i64) -> Result<Vec<KeyInfo>> {
+        self.read(move |conn, _| access::keys(conn, tenant_id)).await
+    }
+
+    async fn revoke_key(&self, tenant_id: i64, key_id: &str) -> Result<bool> {
+        let key_id = key_id.to_string();
+        self.write(move |conn| access::revoke_key(conn, tenant_id, &key_id, now_seconds()))
+            .await
+    }
+
+    async fn create_user(&self, user: User, password_hash: String) -> Result<()> {
+        self.write(move |conn| access::create_user(conn, &user, &password_hash))
+            .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>> {
+        let email = email.to_string();
+        self.read(move |conn, _| access::user_by_email(conn, &email)).await
+    }
+
+    async fn users(&self, tenant_id: i64) -> Result<Vec<User>> {
+        self.read(move |conn, _| access::users(conn, tenant_id)).await
+    }
+
+    async fn delete_user(&self, tenant_id: i64, user_id: &str) -> Result<bool> {
+        let user_id = user_id.to_string();
+        self.write(move |conn| access::delete_user(conn, tenant_id, &user_id, now_seconds()))
+            .await
+    }
+
+    async fn create_session(&self, token_hash: [u8; 32], user: &User, expires_at: i64) -> Result<()> {
+        let user = user.clone();
+        self.write(move |conn| access::create_session(conn, &token_hash, &user, now_seconds(), expires_at))
+            .await
+    }
+
+    async fn session(&self, token_hash: [u8; 32], now: i64) -> Result<Option<Session>> {
+        let found = self
+            .read(move |conn, _| access::session(conn, &token_hash, now))
+            .await?;
+        Ok(found.map(|(user, expires_at)| Session { user, expires_at }))
+    }
+
+    async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()> {
+        self.write(move |conn| access::revoke_session(conn, &token_hash, now_seconds()))
+            .await
+    }
+
+    async fn audit(&self, tenant_id: i64, entry: AuditEntry) -> Result<()> {
+        self.write(move |conn| access::audit(conn, tenant_id, &entry)).await
+    }
+
+    async fn audit_log(&self, tenant_id: i64, limit: usize, before: Option<i64>) -> Result<Vec<(i64, AuditEntry)>> {
+        self.read(move |conn, _| access::audit_log(conn, tenant_id, limit, before))
+            .await
     }
 
     async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary> {

@@ -1,10 +1,12 @@
-//! The SQLite schema. Every table's key starts with `tenant_id` (api_keys is looked up by the
-//! key's hash and names its tenant). Instants are epoch nanoseconds, cell buckets seconds.
+//! The SQLite schema. Every table's key starts with `tenant_id` (api_keys and sessions are
+//! looked up by a secret's hash and name their tenant; users are also found by e-mail).
+//! Event instants are epoch nanoseconds; cell buckets and administrative times are seconds.
 
 use rusqlite::Connection;
 
 /// Each entry migrates from version `i` to `i + 1` (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -131,7 +133,46 @@ CREATE TABLE pending_deltas (
     seq INTEGER PRIMARY KEY,
     data BLOB NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE api_keys ADD COLUMN name TEXT;
+ALTER TABLE api_keys ADD COLUMN rate_limits TEXT;
+ALTER TABLE api_keys ADD COLUMN revoked_at INTEGER;
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id);
+CREATE TABLE users (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    agent_id TEXT,
+    teams TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+-- Login names no tenant, so e-mails are unique across tenants.
+CREATE UNIQUE INDEX users_by_email ON users (email);
+CREATE TABLE sessions (
+    token_hash BLOB PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX sessions_by_user ON sessions (tenant_id, user_id);
+CREATE TABLE audit (
+    tenant_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, seq)
+);
+"#,
+];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

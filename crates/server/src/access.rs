@@ -1,0 +1,185 @@
+//! Credentials and their bookkeeping, shared by the CLI and the API: secrets (API keys,
+//! session tokens) are random and stored as SHA-256; passwords as argon2; every change is
+//! written to the tenant's audit log. Nothing here ever logs or returns a secret after
+//! creating it.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use dialboard_engine::FieldError;
+use dialboard_store::access::{key_id, AuditEntry, Role, User};
+use dialboard_store::{ApiKey, Store, StoreError};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// A fresh secret: `prefix` and 64 hex digits of OS randomness.
+pub fn generate_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}_{hex}")
+}
+
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+pub fn hash_password(password: &str) -> String {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).expect("the OS random source works");
+    let salt = SaltString::encode_b64(&salt).expect("16 bytes make a valid salt");
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashes any password")
+        .to_string()
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Appends to the tenant's audit log; a failure is logged, never hidden from the caller.
+pub async fn audit(
+    store: &Arc<dyn Store>,
+    tenant_id: i64,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    detail: Value,
+) -> Result<(), StoreError> {
+    let entry = AuditEntry {
+        at: jiff::Timestamp::now().as_second(),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: target.map(String::from),
+        detail,
+    };
+    store.audit(tenant_id, entry).await
+}
+
+/// Creates an API key and returns its secret (shown once).
+pub async fn create_key(store: &Arc<dyn Store>, key: ApiKey, actor: &str) -> Result<String, StoreError> {
+    let secret = generate_secret("dbk");
+    let hash = hash_secret(&secret);
+    let detail = json!({"scopes": key.scopes, "agent_id": key.agent_id, "team_id": key.team_id, "name": key.name});
+    let tenant_id = key.tenant_id;
+    store.create_key(hash, key).await?;
+    audit(store, tenant_id, actor, "key_created", Some(&key_id(&hash)), detail).await?;
+    Ok(secret)
+}
+
+/// What it takes to add a user (from `dialboard user add` or `POST /api/v1/users`).
+pub struct NewUser {
+    pub email: String,
+    pub password: String,
+    pub role: String,
+    pub agent_id: Option<String>,
+    pub teams: Vec<String>,
+}
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Validates and adds a user. Field errors name the field; an e-mail already registered is a
+/// `Conflict`.
+pub async fn create_user(
+    store: &Arc<dyn Store>,
+    tenant_id: i64,
+    new: NewUser,
+    actor: &str,
+) -> Result<Result<User, Vec<FieldError>>, StoreError> {
+    let mut errors = Vec::new();
+    let email = new.email.trim().to_lowercase();
+    if !valid_email(&email) {
+        errors.push(FieldError::new(
+            "email",
+            "must be an e-mail address such as ana@example.com",
+        ));
+    }
+    if new.password.chars().count() < MIN_PASSWORD_CHARS {
+        errors.push(FieldError::new(
+            "password",
+            format!("must have at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let role = Role::parse(&new.role);
+    match role {
+        None => errors.push(FieldError::new(
+            "role",
+            format!("must be one of {}", Role::NAMES.join(", ")),
+        )),
+        Some(Role::Agent) if new.agent_id.as_deref().is_none_or(str::is_empty) => {
+            errors.push(FieldError::new("agent_id", "is required for the agent role"))
+        }
+        Some(Role::Manager) if new.teams.is_empty() => {
+            errors.push(FieldError::new("teams", "a manager needs at least one team"))
+        }
+        _ => {}
+    }
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    let user = User {
+        id: generate_secret("usr")[..20].to_string(),
+        tenant_id,
+        email,
+        role: role.expect("validated"),
+        agent_id: new.agent_id,
+        teams: new.teams,
+        created_at: jiff::Timestamp::now().as_second(),
+    };
+    let password = new.password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?;
+    store.create_user(user.clone(), hash).await?;
+    let detail = json!({"email": user.email, "role": user.role, "agent_id": user.agent_id, "teams": user.teams});
+    audit(store, tenant_id, actor, "user_created", Some(&user.id), detail).await?;
+    Ok(Ok(user))
+}
+
+fn valid_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+        && e.len() <= 254
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_with_the_right_password() {
+        let phc = hash_password("correct horse");
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password("correct horsf", &phc));
+        assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn secrets_are_random_and_hashed() {
+        let (a, b) = (generate_secret("dbk"), generate_secret("dbk"));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 4 + 64);
+        assert_ne!(hash_secret(&a), hash_secret(&b));
+    }
+
+    #[test]
+    fn emails() {
+        assert!(valid_email("ana@example.com"));
+        for bad in [
+            "",
+            "ana",
+            "@example.com",
+            "ana@localhost",
+            "a na@example.com",
+            "ana@exa\0mple.com",
+        ] {
+            assert!(!valid_email(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Administration of credentials (admin scope): `/api/v1/users`, `/api/v1/keys` and the audit
+//! log `/api/v1/audit`. Every change is audited; secrets are shown once, at creation.
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::AppState;
+use crate::access::{audit, create_key, create_user, NewUser};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use dialboard_engine::FieldError;
+use dialboard_store::access::RateLimits;
+use dialboard_store::{ApiKey, Scope};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))
+}
+
+pub async fn list_users(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    Ok(Json(json!({"users": state.store.users(principal.tenant_id).await?})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserRequest {
+    email: String,
+    password: String,
+    role: String,
+    agent_id: Option<String>,
+    #[serde(default)]
+    teams: Vec<String>,
+}
+
+pub async fn add_user(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    principal.require(Scope::Admin)?;
+    let r: UserRequest = parse(&body)?;
+    let new = NewUser {
+        email: r.email,
+        password: r.password,
+        role: r.role,
+        agent_id: r.agent_id,
+        teams: r.teams,
+    };
+    match create_user(&state.store, principal.tenant_id, new, &principal.actor_name()).await? {
+        Ok(user) => Ok((StatusCode::CREATED, Json(json!(user)))),
+        Err(fields) => Err(ApiError::invalid("invalid_user", fields)),
+    }
+}
+
+pub async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::Admin)?;
+    if !state.store.delete_user(principal.tenant_id, &id).await? {
+        return Err(ApiError::not_found(format!("no user '{id}'")));
+    }
+    audit(
+        &state.store,
+        principal.tenant_id,
+        &principal.actor_name(),
+        "user_deleted",
+        Some(&id),
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_keys(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    Ok(Json(json!({"keys": state.store.keys(principal.tenant_id).await?})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRequest {
+    scopes: Vec<String>,
+    name: Option<String>,
+    agent_id: Option<String>,
+    team_id: Option<String>,
+    rate_limits: Option<RateLimits>,
+}
+
+pub async fn add_key(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    principal.require(Scope::Admin)?;
+    let r: KeyRequest = parse(&body)?;
+    let mut errors = Vec::new();
+    let scopes: Vec<Scope> = r.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
+    if scopes.is_empty() || scopes.len() != r.scopes.len() {
+        errors.push(FieldError::new(
+            "scopes",
+            "must list one or more of ingest, read, admin",
+        ));
+    }
+    if r.agent_id.is_some() && r.team_id.is_some() {
+        errors.push(FieldError::new(
+            "team_id",
+            "a key is bound to an agent or to a team, not both",
+        ));
+    }
+    if let Some(l) = r.rate_limits {
+        if [l.ingest, l.other]
+            .iter()
+            .any(|r| !(r.per_second > 0.0 && r.burst >= 1.0))
+        {
+            errors.push(FieldError::new(
+                "rate_limits",
+                "each rate needs per_second > 0 and burst ≥ 1",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("invalid_key", errors));
+    }
+    let key = ApiKey {
+        tenant_id: principal.tenant_id,
+        scopes,
+        agent_id: r.agent_id,
+        team_id: r.team_id,
+        name: r.name,
+        rate_limits: r.rate_limits,
+    };
+    let secret = create_key(&state.store, key, &principal.actor_name()).await?;
+    let id = dialboard_store::access::key_id(&crate::access::hash_secret(&secret));
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "key": secret}))))
+}
+
+pub async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::Admin)?;
+    if !state.store.revoke_key(principal.tenant_id, &id).await? {
+        return Err(ApiError::not_found(format!("no live key '{id}'")));
+    }
+    state.keys.clear();
+    audit(
+        &state.store,
+        principal.tenant_id,
+        &principal.actor_name(),
+        "key_revoked",
+        Some(&id),
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/audit?limit=&before=`: newest first; `next_before` pages further back.
+pub async fn audit_log(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let number = |name: &str, range: std::ops::RangeInclusive<i64>| -> Result<Option<i64>, ApiError> {
+        params
+            .get(name)
+            .map(|v| {
+                v.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_request",
+                        vec![FieldError::new(
+                            name,
+                            format!("must be a whole number from {} to {}", range.start(), range.end()),
+                        )],
+                    )
+                })
+            })
+            .transpose()
+    };
+    let limit = number("limit", 1..=1000)?.unwrap_or(100) as usize;
+    let before = number("before", 1..=i64::MAX)?;
+    let entries = state.store.audit_log(principal.tenant_id, limit, before).await?;
+    let tenant = state.store.tenant(principal.tenant_id).await?;
+    let next_before = (entries.len() == limit)
+        .then(|| entries.last().map(|(seq, _)| *seq))
+        .flatten();
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|(seq, e)| {
+            json!({"seq": seq, "at": tenant.clock.format(e.at), "actor": e.actor, "action": e.action,
+                "target": e.target, "detail": e.detail})
+        })
+        .collect();
+    Ok(Json(json!({"entries": entries, "next_before": next_before})))
+}
