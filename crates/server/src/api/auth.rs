@@ -128,7 +128,7 @@ impl Principal {
     /// Which live scopes this credential may watch: whatever it reads. Agents also watch the
     /// tenant's and their teams' aggregates.
     pub fn may_watch(&self, scope: &LiveScope) -> bool {
-        let listed = |list: &[String]| list.iter().any(|x| *x == scope.id);
+        let listed = |list: &[String]| list.contains(&scope.id);
         match (&self.reach, scope.kind) {
             (Reach::All, _) => true,
             (Reach::Teams(teams), ScopeKind::Team) => listed(teams),
