@@ -2,7 +2,7 @@
 //! log `/api/v1/audit`. Every change is audited; secrets are shown once, at creation.
 
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{parse_json, ApiError, Body};
 use super::AppState;
 use crate::access::{audit, create_key, create_user, NewUser};
 use axum::extract::{Path, Query, State};
@@ -15,10 +15,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))
-}
 
 pub async fn list_users(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
@@ -39,10 +35,10 @@ struct UserRequest {
 pub async fn add_user(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     principal.require(Scope::Admin)?;
-    let r: UserRequest = parse(&body)?;
+    let r: UserRequest = parse_json(&body)?;
     let new = NewUser {
         email: r.email,
         password: r.password,
@@ -95,10 +91,10 @@ struct KeyRequest {
 pub async fn add_key(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     principal.require(Scope::Admin)?;
-    let r: KeyRequest = parse(&body)?;
+    let r: KeyRequest = parse_json(&body)?;
     let mut errors = Vec::new();
     let scopes: Vec<Scope> = r.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
     if scopes.is_empty() || scopes.len() != r.scopes.len() {

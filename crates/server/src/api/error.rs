@@ -83,3 +83,33 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// A request body, read with the rejections (too large, unreadable) answered in the API's
+/// error shape rather than axum's plain text.
+pub struct Body(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "the body is too large: events take at most 10 MiB, other requests 2 MiB",
+                    )
+                } else {
+                    ApiError::bad_request(e.body_text())
+                }
+            })
+    }
+}
+
+/// Parses a JSON body into `T`; a body that does not fit is a 400 saying why.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))
+}

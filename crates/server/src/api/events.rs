@@ -1,9 +1,8 @@
 //! `POST /api/v1/events`: validate each event, store the valid ones durably, report the rest.
 
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, Body};
 use super::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
@@ -46,20 +45,9 @@ pub async fn ingest(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Ingest)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("a request carries at most {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
-            ApiError::bad_request(e.body_text())
-        }
-    })?;
     let items = split_body(&headers, &body)?;
     if items.len() > MAX_EVENTS {
         return Err(ApiError::new(

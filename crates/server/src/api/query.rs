@@ -1,7 +1,7 @@
 //! `POST /api/v1/query` and the raw drill-down `GET /api/v1/calls`, `GET /api/v1/calls/{id}`.
 
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, Body};
 use super::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -20,7 +20,7 @@ pub fn now() -> i64 {
 pub async fn query(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
     let mut body: Value =

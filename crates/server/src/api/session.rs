@@ -3,7 +3,7 @@
 //! store; it expires after [`SESSION_HOURS`] and is revoked at logout.
 
 use super::auth::{too_many_requests, Actor, Principal, Reach, SESSION_COOKIE};
-use super::error::ApiError;
+use super::error::{parse_json, ApiError, Body};
 use super::AppState;
 use crate::access::{audit, generate_secret, hash_secret, verify_password};
 use axum::extract::State;
@@ -42,9 +42,8 @@ fn cookie(value: &str, max_age: i64) -> HeaderValue {
     .expect("cookie is ASCII")
 }
 
-pub async fn login(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let login: Login = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("expected {{\"email\": ..., \"password\": ...}}: {e}")))?;
+pub async fn login(State(state): State<Arc<AppState>>, Body(body): Body) -> Result<Response, ApiError> {
+    let login: Login = parse_json(&body)?;
     let email = login.email.trim().to_lowercase();
     state
         .limiter

@@ -1,6 +1,7 @@
 //! HTTP tests against the real router on a temporary SQLite database, and against the real
 //! binary for crash durability.
 
+mod access;
 mod helpers;
 mod ingest;
 mod live;

@@ -159,3 +159,126 @@ fn cli_creates_keys_and_imports_ndjson() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn passwords_keys_and_sessions_never_reach_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("d.db").display());
+    let admin_key = last_line(&cli(&db, &["tenant", "create", "acme"]));
+    let password = "s3cret-passw0rd";
+    let mut add = Command::new(BIN)
+        .args([
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "--email",
+            "ana@acme.test",
+            "--role",
+            "admin",
+        ])
+        .env("DIALBOARD_DATABASE", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(add.stdin.take().unwrap(), "{password}").unwrap();
+    let added = add.wait_with_output().unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&added.stdout).trim(),
+        "added ana@acme.test (admin) to tenant 'acme'"
+    );
+    let short = Command::new(BIN)
+        .args([
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "--email",
+            "bo@acme.test",
+            "--role",
+            "agent",
+        ])
+        .env("DIALBOARD_DATABASE", &db)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(!short.status.success());
+    assert!(
+        err.contains("the password (stdin): must have at least 8") && err.contains("--agent: is required"),
+        "{err}"
+    );
+
+    let port = free_port();
+    let log = dir.path().join("server.log");
+    let mut server = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DIALBOARD_DATABASE", &db)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url).await;
+    let client = reqwest::Client::new();
+    let login = |p: &'static str| {
+        client
+            .post(format!("{url}/api/v1/auth/login"))
+            .json(&json!({"email": "ana@acme.test", "password": p}))
+            .send()
+    };
+    assert_eq!(login("wrong-passw0rd").await.unwrap().status(), 401);
+    let ok = login("s3cret-passw0rd").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let cookie = ok.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let made: serde_json::Value = client
+        .post(format!("{url}/api/v1/keys"))
+        .header("cookie", &cookie)
+        .json(&json!({"scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_key = made["key"].as_str().unwrap().to_string();
+    let me = client
+        .get(format!("{url}/api/v1/auth/me"))
+        .bearer_auth(&new_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let me = me.text().await.unwrap();
+    let users = client
+        .get(format!("{url}/api/v1/users"))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap();
+    let users = users.text().await.unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("failed login"), "the logs are being written: {logs}");
+    let token = cookie.trim_start_matches("dialboard_session=");
+    for secret in [password, "wrong-passw0rd", admin_key.as_str(), new_key.as_str(), token] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+        assert!(
+            !me.contains(secret) && !users.contains(secret),
+            "a secret in a response"
+        );
+    }
+    assert!(!users.contains("argon2"));
+}
