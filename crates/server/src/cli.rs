@@ -103,6 +103,9 @@ enum TenantCommand {
         name: String,
         #[arg(long, default_value = "UTC")]
         timezone: String,
+        /// Show agents the other reps of a leaderboard only anonymized.
+        #[arg(long)]
+        leaderboard_privacy: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -198,7 +201,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant {
-            command: TenantCommand::Create { name, timezone, common },
+            command:
+                TenantCommand::Create {
+                    name,
+                    timezone,
+                    leaderboard_privacy,
+                    common,
+                },
         } => {
             let store = crate::open_store(&common.settings(None)?.database)?;
             let tenant = store
@@ -207,6 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     TenantSettings {
                         timezone: timezone.clone(),
                         taxonomy: Default::default(),
+                        leaderboard_privacy,
                     },
                 )
                 .await?;

@@ -466,6 +466,7 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
                     TenantSettings {
                         timezone: TIMEZONE.into(),
                         taxonomy: Default::default(),
+                        leaderboard_privacy: false,
                     },
                 )
                 .await?

@@ -47,6 +47,9 @@ pub struct TenantSettings {
     pub timezone: String,
     #[serde(default)]
     pub taxonomy: Taxonomy,
+    /// Agents see other reps in leaderboards only anonymized.
+    #[serde(default)]
+    pub leaderboard_privacy: bool,
 }
 
 /// A tenant with its settings prepared for use.

@@ -141,19 +141,16 @@ impl Principal {
     }
 
     /// Narrows a query-shaped body to what this credential may read, the one place every
-    /// read passes through. A manager reads their teams only; an agent reads their own records
-    /// (`records`: raw calls) and per-agent numbers only for themselves, while aggregates
-    /// without an agent breakdown stay open to them. Asking for more is a 403 naming the filter.
+    /// read passes through. A manager reads their teams only. An agent reads their own records
+    /// (`records`: raw calls) and filters by no other agent; aggregates stay open to them,
+    /// including a breakdown by agent (a leaderboard, see [`Principal::redact`]). Asking for
+    /// more is a 403 naming the filter.
     pub fn restrict(&self, body: &mut Value, records: bool) -> Result<(), ApiError> {
         let (dimension, allowed) = match &self.reach {
             Reach::All => return Ok(()),
             Reach::Teams(teams) => ("team", teams.clone()),
             Reach::Agent { id, .. } => {
-                let by_agent = body["dimensions"]
-                    .as_array()
-                    .is_some_and(|d| d.iter().any(|d| d == "agent"))
-                    || body["filters"].get("agent").is_some();
-                if !(records || by_agent) {
+                if !records && body["filters"].get("agent").is_none() {
                     return Ok(());
                 }
                 ("agent", vec![id.clone()])
@@ -182,6 +179,30 @@ impl Principal {
             }
         }
         Ok(())
+    }
+
+    /// Hides other reps' names from an agent when the tenant asks for leaderboard privacy:
+    /// in a `/query` result grouped by agent, every other agent becomes `"anonymous"`.
+    pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool) {
+        let Reach::Agent { id, .. } = &self.reach else { return };
+        let columns = result["columns"].as_array();
+        let Some(column) = columns.and_then(|c| c.iter().position(|c| c == "agent")) else {
+            return;
+        };
+        if !leaderboard_privacy {
+            return;
+        }
+        let hide = |rows: &mut Value| {
+            for row in rows.as_array_mut().into_iter().flatten() {
+                if row[column].as_str() != Some(id.as_str()) {
+                    row[column] = json!("anonymous");
+                }
+            }
+        };
+        hide(&mut result["rows"]);
+        if let Some(comparison) = result.get_mut("comparison") {
+            hide(&mut comparison["rows"]);
+        }
     }
 }
 
@@ -396,7 +417,12 @@ mod tests {
         assert_eq!(aggregate["filters"], json!({"team": ["t2"]}));
         let mut by_agent = json!({"measures": ["total_calls"], "dimensions": ["agent"]});
         p.restrict(&mut by_agent, false).unwrap();
-        assert_eq!(by_agent["filters"]["agent"], json!(["a1"]));
+        assert_eq!(by_agent["filters"].get("agent"), None, "a leaderboard is an aggregate");
+        let mut result = json!({"columns": ["agent", "total_calls"], "rows": [["a1", 3], ["a2", 5]]});
+        p.redact(&mut result, false);
+        assert_eq!(result["rows"][1][0], "a2");
+        p.redact(&mut result, true);
+        assert_eq!(result["rows"], json!([["a1", 3], ["anonymous", 5]]));
         let mut records = json!({"filters": {}});
         p.restrict(&mut records, true).unwrap();
         assert_eq!(records["filters"]["agent"], json!(["a1"]));

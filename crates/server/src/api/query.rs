@@ -29,10 +29,12 @@ pub async fn query(
     let started = Instant::now();
     let result = state.store.query(principal.tenant_id, body, now()).await?;
     state.metrics.query_latency.observe(started.elapsed());
-    match result {
-        Ok(r) => Ok(Json(r.to_json())),
-        Err(fields) => Err(ApiError::invalid("invalid_query", fields)),
-    }
+    let mut json = result
+        .map_err(|fields| ApiError::invalid("invalid_query", fields))?
+        .to_json();
+    let tenant = state.store.tenant(principal.tenant_id).await?;
+    principal.redact(&mut json, tenant.settings.leaderboard_privacy);
+    Ok(Json(json))
 }
 
 /// Query-string form of a drill-down: `preset` or `start`/`end`, `timezone`, any dimension as

@@ -78,6 +78,7 @@ async fn world() -> World {
             TenantSettings {
                 timezone: "UTC".into(),
                 taxonomy: Default::default(),
+                leaderboard_privacy: false,
             },
         )
         .await
@@ -666,4 +667,59 @@ fn urlencode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[tokio::test]
+async fn leaderboard_privacy_hides_other_reps_from_agents_only() {
+    let app = TestApp::spawn("UTC").await;
+    let private = app
+        .store
+        .create_tenant(
+            "private",
+            TenantSettings {
+                timezone: "UTC".into(),
+                taxonomy: Default::default(),
+                leaderboard_privacy: true,
+            },
+        )
+        .await
+        .unwrap();
+    let admin = add_key(
+        &app.store,
+        private.id,
+        vec![Scope::Ingest, Scope::Read, Scope::Admin],
+        None,
+    )
+    .await;
+    let events = json!([
+        call("c1", "a1", "t1"),
+        call("c2", "a2", "t1"),
+        call("c3", "a2", "t1"),
+        call("c4", "a3", "t2")
+    ]);
+    assert_eq!(app.post("/api/v1/events", &admin, &events).await.0, 200);
+    let agent = add_key(&app.store, private.id, vec![Scope::Read], Some("a1")).await;
+    let board = json!({"measures": ["total_calls"], "dimensions": ["agent"], "range": {"start": "2026-03-01", "end": "2026-04-01"},
+        "order_by": [["total_calls", "desc"]], "compare": "previous_period"});
+    let (status, body) = app.post("/api/v1/query", &agent, &board).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([["anonymous", 2], ["a1", 1], ["anonymous", 1]]));
+    let (_, body) = app.post("/api/v1/query", &admin, &board).await;
+    assert_eq!(
+        body["rows"],
+        json!([["a2", 2], ["a1", 1], ["a3", 1]]),
+        "admins see names"
+    );
+    // Without privacy (acme), agents see the names.
+    let acme_agent = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("a1")).await;
+    app.events(json!([call("c1", "a1", "t1"), call("c2", "a2", "t1")]))
+        .await;
+    let (_, body) = app.post("/api/v1/query", &acme_agent, &board).await;
+    let names: BTreeSet<&str> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a1", "a2"].into());
 }

@@ -37,6 +37,7 @@ impl TestApp {
                 TenantSettings {
                     timezone: timezone.into(),
                     taxonomy: Default::default(),
+                    leaderboard_privacy: false,
                 },
             )
             .await

@@ -222,6 +222,7 @@ async fn tenants_never_see_each_other() {
             dialboard_store::TenantSettings {
                 timezone: "UTC".into(),
                 taxonomy: Default::default(),
+                leaderboard_privacy: false,
             },
         )
         .await

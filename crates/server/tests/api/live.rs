@@ -295,6 +295,7 @@ async fn another_tenants_events_never_reach_a_subscriber() {
             TenantSettings {
                 timezone: "UTC".into(),
                 taxonomy: Default::default(),
+                leaderboard_privacy: false,
             },
         )
         .await

