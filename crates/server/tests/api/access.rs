@@ -2,7 +2,7 @@
 //! tenant; sessions; rate limits; the audit log; hostile input.
 
 use crate::helpers::{add_key, TestApp};
-use dialboard_store::{Scope, TenantSettings};
+use dialboard_store::Scope;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -71,25 +71,7 @@ async fn world() -> World {
         call("c3", "a3", "t2")
     ]))
     .await;
-    let globex = app
-        .store
-        .create_tenant(
-            "globex",
-            TenantSettings {
-                timezone: "UTC".into(),
-                taxonomy: Default::default(),
-                leaderboard_privacy: false,
-            },
-        )
-        .await
-        .unwrap();
-    let other_admin = add_key(
-        &app.store,
-        globex.id,
-        vec![Scope::Ingest, Scope::Read, Scope::Admin],
-        None,
-    )
-    .await;
+    let (_, other_admin) = app.other_tenant("globex", false).await;
     let (s, _) = app
         .post("/api/v1/events", &other_admin, &json!([call("g1", "a1", "t1")]))
         .await;
@@ -672,25 +654,7 @@ fn urlencode(s: &str) -> String {
 #[tokio::test]
 async fn leaderboard_privacy_hides_other_reps_from_agents_only() {
     let app = TestApp::spawn("UTC").await;
-    let private = app
-        .store
-        .create_tenant(
-            "private",
-            TenantSettings {
-                timezone: "UTC".into(),
-                taxonomy: Default::default(),
-                leaderboard_privacy: true,
-            },
-        )
-        .await
-        .unwrap();
-    let admin = add_key(
-        &app.store,
-        private.id,
-        vec![Scope::Ingest, Scope::Read, Scope::Admin],
-        None,
-    )
-    .await;
+    let (private, admin) = app.other_tenant("private", true).await;
     let events = json!([
         call("c1", "a1", "t1"),
         call("c2", "a2", "t1"),
@@ -698,7 +662,7 @@ async fn leaderboard_privacy_hides_other_reps_from_agents_only() {
         call("c4", "a3", "t2")
     ]);
     assert_eq!(app.post("/api/v1/events", &admin, &events).await.0, 200);
-    let agent = add_key(&app.store, private.id, vec![Scope::Read], Some("a1")).await;
+    let agent = add_key(&app.store, private, vec![Scope::Read], Some("a1")).await;
     let board = json!({"measures": ["total_calls"], "dimensions": ["agent"], "range": {"start": "2026-03-01", "end": "2026-04-01"},
         "order_by": [["total_calls", "desc"]], "compare": "previous_period"});
     let (status, body) = app.post("/api/v1/query", &agent, &board).await;

@@ -57,6 +57,24 @@ impl TestApp {
         }
     }
 
+    /// Another tenant on the same server, with an admin key (ingest, read, admin).
+    pub async fn other_tenant(&self, name: &str, leaderboard_privacy: bool) -> (i64, String) {
+        let settings = TenantSettings {
+            timezone: "UTC".into(),
+            taxonomy: Default::default(),
+            leaderboard_privacy,
+        };
+        let tenant = self.store.create_tenant(name, settings).await.unwrap();
+        let key = add_key(
+            &self.store,
+            tenant.id,
+            vec![Scope::Ingest, Scope::Read, Scope::Admin],
+            None,
+        )
+        .await;
+        (tenant.id, key)
+    }
+
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
         let r = self
             .client

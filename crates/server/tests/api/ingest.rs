@@ -215,19 +215,7 @@ async fn keys_decide_access() {
 #[tokio::test]
 async fn tenants_never_see_each_other() {
     let app = TestApp::spawn("UTC").await;
-    let other = app
-        .store
-        .create_tenant(
-            "globex",
-            dialboard_store::TenantSettings {
-                timezone: "UTC".into(),
-                taxonomy: Default::default(),
-                leaderboard_privacy: false,
-            },
-        )
-        .await
-        .unwrap();
-    let other_key = add_key(&app.store, other.id, vec![Scope::Ingest, Scope::Read], None).await;
+    let (_, other_key) = app.other_tenant("globex", false).await;
     app.events(json!([call("e1", "c1", "Busy", "2026-03-02T10:00:00Z")]))
         .await;
     // The same event id in another tenant is not a duplicate.

@@ -1,7 +1,7 @@
 //! Live updates (SPEC §6) through a real WebSocket client and a real SSE stream.
 
 use crate::helpers::{add_key, TestApp};
-use dialboard_store::{Scope, TenantSettings};
+use dialboard_store::Scope;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -288,19 +288,7 @@ async fn upgrades_need_a_key_and_scopes_follow_the_credential() {
 #[tokio::test]
 async fn another_tenants_events_never_reach_a_subscriber() {
     let app = TestApp::spawn("UTC").await;
-    let other = app
-        .store
-        .create_tenant(
-            "globex",
-            TenantSettings {
-                timezone: "UTC".into(),
-                taxonomy: Default::default(),
-                leaderboard_privacy: false,
-            },
-        )
-        .await
-        .unwrap();
-    let other_key = add_key(&app.store, other.id, vec![Scope::Ingest, Scope::Read], None).await;
+    let (_, other_key) = app.other_tenant("globex", false).await;
     let mut ws = connect(&app, &other_key).await;
     send(&mut ws, json!({"type": "subscribe", "scope": "tenant"})).await;
     send(
