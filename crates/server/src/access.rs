@@ -57,23 +57,27 @@ pub async fn audit(
     store.audit(tenant_id, entry).await
 }
 
-/// Creates an API key and returns its secret (shown once).
-pub async fn create_key(store: &Arc<dyn Store>, key: ApiKey, actor: &str) -> Result<String, StoreError> {
+/// Creates an API key; returns its secret (shown once) and its public id.
+pub async fn create_key(store: &Arc<dyn Store>, key: ApiKey, actor: &str) -> Result<(String, String), StoreError> {
     let secret = generate_secret("dbk");
     let hash = hash_secret(&secret);
     let detail = json!({"scopes": key.scopes, "agent_id": key.agent_id, "team_id": key.team_id, "name": key.name});
     let tenant_id = key.tenant_id;
     store.create_key(hash, key).await?;
-    audit(store, tenant_id, actor, "key_created", Some(&key_id(&hash)), detail).await?;
-    Ok(secret)
+    let id = key_id(&hash);
+    audit(store, tenant_id, actor, "key_created", Some(&id), detail).await?;
+    Ok((secret, id))
 }
 
 /// What it takes to add a user (from `dialboard user add` or `POST /api/v1/users`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub email: String,
     pub password: String,
     pub role: String,
     pub agent_id: Option<String>,
+    #[serde(default)]
     pub teams: Vec<String>,
 }
 

@@ -302,7 +302,7 @@ pub async fn create_key(
         team_id,
         ..ApiKey::default()
     };
-    Ok(crate::access::create_key(store, key, "cli").await?)
+    Ok(crate::access::create_key(store, key, "cli").await?.0)
 }
 
 async fn add_user(

@@ -6,15 +6,16 @@
 //! Every subscriber has a bounded queue. Delivery never waits: a subscriber whose queue is full
 //! is dropped with a close reason, so a stalled client slows neither ingest nor anyone else.
 
-use crate::api::auth::Principal;
+use crate::api::auth::{forbidden, Principal};
+use crate::api::error::ApiError;
 use axum::extract::ws::Utf8Bytes;
 use dialboard_engine::activity::Activity;
 use dialboard_engine::measures::{measure, Accum};
 use dialboard_engine::query::KeyValue;
+use dialboard_engine::FieldError;
 use dialboard_store::{Change, Store, StoreError, TenantInfo};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -125,6 +126,8 @@ struct HubState {
     watchers: HashMap<ScopeKey, HashSet<u64>>,
     /// The metrics last sent per scope, so unchanged numbers are not sent again.
     last_sent: HashMap<ScopeKey, Value>,
+    /// Subscribers dropped for not reading (exported in `/metrics`).
+    dropped: u64,
 }
 
 impl HubState {
@@ -148,14 +151,14 @@ impl HubState {
     }
 
     /// Queues `msg` for a subscriber; one whose queue is full is dropped with a reason.
-    fn send(&mut self, id: u64, msg: &Utf8Bytes, dropped: &AtomicU64) {
+    fn send(&mut self, id: u64, msg: &Utf8Bytes) {
         let Some(sub) = self.subscribers.get(&id) else {
             return;
         };
         match sub.tx.try_send(msg.clone()) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                dropped.fetch_add(1, Relaxed);
+                self.dropped += 1;
                 if let Some(kick) = self.remove(id).and_then(|s| s.kick) {
                     let _ = kick.send("too slow: updates were not read in time");
                 }
@@ -170,8 +173,6 @@ impl HubState {
 pub struct Hub {
     store: Arc<dyn Store>,
     state: Mutex<HubState>,
-    /// Subscribers dropped for not reading (exported in `/metrics`).
-    pub dropped: AtomicU64,
     queue: usize,
 }
 
@@ -182,7 +183,6 @@ impl Hub {
         let hub = Arc::new(Hub {
             store: store.clone(),
             state: Mutex::default(),
-            dropped: AtomicU64::new(0),
             queue,
         });
         tokio::spawn(Arc::clone(&hub).run(store.changes()));
@@ -195,6 +195,11 @@ impl Hub {
 
     pub fn subscribers(&self) -> usize {
         self.lock().subscribers.len()
+    }
+
+    /// Subscribers dropped so far for not reading.
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
     }
 
     /// Registers a connection; dropping the returned [`Connection`] unregisters it.
@@ -346,7 +351,7 @@ impl Hub {
                 message(&|a| p.sees_record(a.agent_id.as_deref(), a.team_id.as_deref()))
             };
             if let Some(msg) = msg {
-                state.send(id, &msg, &self.dropped);
+                state.send(id, &msg);
             }
         }
     }
@@ -361,7 +366,7 @@ impl Hub {
         state.last_sent.insert(key.clone(), metrics);
         let ids: Vec<u64> = state.watchers[&key].iter().copied().collect();
         for id in ids {
-            state.send(id, &msg, &self.dropped);
+            state.send(id, &msg);
         }
     }
 
@@ -452,35 +457,33 @@ impl Drop for Connection {
 
 impl Connection {
     /// Checks a requested scope against the credential; the tenant scope's id may be omitted.
-    pub async fn resolve(&self, kind: &str, id: Option<&str>) -> Result<LiveScope, (&'static str, String)> {
+    pub async fn resolve(&self, kind: &str, id: Option<&str>) -> Result<LiveScope, ApiError> {
+        let invalid =
+            |field: &str, message: String| ApiError::invalid("invalid_scope", vec![FieldError::new(field, message)]);
         let Some(kind) = ScopeKind::parse(kind) else {
-            return Err((
-                "invalid",
-                format!("scope: must be one of {}", ScopeKind::NAMES.join(", ")),
+            return Err(invalid(
+                "scope",
+                format!("must be one of {}", ScopeKind::NAMES.join(", ")),
             ));
         };
         let id = match (kind, id.filter(|s| !s.is_empty())) {
             (ScopeKind::Tenant, given) => {
-                let tenant = self
-                    .hub
-                    .store
-                    .tenant(self.principal.tenant_id)
-                    .await
-                    .map_err(|e| ("internal", e.to_string()))?;
+                let tenant = self.hub.store.tenant(self.principal.tenant_id).await?;
                 if given.is_some_and(|g| g != tenant.name) {
-                    return Err(("forbidden", "scope_id: not your tenant".into()));
+                    return Err(forbidden("scope_id: not your tenant"));
                 }
                 tenant.name.clone()
             }
             (_, Some(id)) => id.to_string(),
-            (_, None) => return Err(("invalid", "scope_id: is required for this scope".into())),
+            (_, None) => return Err(invalid("scope_id", "is required for this scope".into())),
         };
         let scope = LiveScope { kind, id };
         if !self.principal.may_watch(&scope) {
-            return Err((
-                "forbidden",
-                format!("scope: this credential may not watch {} {}", kind.as_str(), scope.id),
-            ));
+            return Err(forbidden(format!(
+                "scope: this credential may not watch {} {}",
+                kind.as_str(),
+                scope.id
+            )));
         }
         Ok(scope)
     }
@@ -500,7 +503,7 @@ impl Connection {
                 .or_default()
                 .insert(self.id);
             let ack = Utf8Bytes::from(scope.message("subscribed", json!({})).to_string());
-            state.send(self.id, &ack, &self.hub.dropped);
+            state.send(self.id, &ack);
         }
         let now = jiff::Timestamp::now().as_second();
         let current = match self.hub.store.tenant(tenant_id).await {
@@ -515,7 +518,7 @@ impl Connection {
             Ok((tenant, metrics)) => {
                 if let Some((_, metrics)) = metrics.into_iter().next() {
                     let msg = metric_update(&scope, &metrics, &tenant.clock.format(now));
-                    self.hub.lock().send(self.id, &msg, &self.hub.dropped);
+                    self.hub.lock().send(self.id, &msg);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "initial live metrics failed"),
@@ -536,8 +539,6 @@ impl Connection {
 
     /// Queues a message for this connection only (acknowledgements and errors).
     pub fn reply(&self, message: Value) {
-        self.hub
-            .lock()
-            .send(self.id, &Utf8Bytes::from(message.to_string()), &self.hub.dropped);
+        self.hub.lock().send(self.id, &Utf8Bytes::from(message.to_string()));
     }
 }

@@ -95,13 +95,6 @@ pub fn key_id(hash: &[u8; 32]) -> String {
     hash[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A live browser session.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub user: User,
-    pub expires_at: i64,
-}
-
 /// One audit record: who did what to what, when (seconds), with details that never include a
 /// secret.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -7,7 +7,7 @@ mod block;
 pub mod overlay;
 pub mod sqlite;
 
-use access::{AuditEntry, KeyInfo, RateLimits, Session, User};
+use access::{AuditEntry, KeyInfo, RateLimits, User};
 use async_trait::async_trait;
 use dialboard_engine::activity::Activity;
 use dialboard_engine::clock::Clock;
@@ -189,8 +189,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a user and ends their sessions; `false` if the tenant has no such user.
     async fn delete_user(&self, tenant_id: i64, user_id: &str) -> Result<bool>;
     async fn create_session(&self, token_hash: [u8; 32], user: &User, expires_at: i64) -> Result<()>;
-    /// A session that is neither expired (at `now`, seconds) nor revoked.
-    async fn session(&self, token_hash: [u8; 32], now: i64) -> Result<Option<Session>>;
+    /// The user of a session that is neither expired (at `now`, seconds) nor revoked.
+    async fn session(&self, token_hash: [u8; 32], now: i64) -> Result<Option<User>>;
     async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()>;
     async fn audit(&self, tenant_id: i64, entry: AuditEntry) -> Result<()>;
     /// The newest entries first, at most `limit`, older than `before` (a sequence number).

@@ -21,31 +21,13 @@ pub async fn list_users(State(state): State<Arc<AppState>>, principal: Principal
     Ok(Json(json!({"users": state.store.users(principal.tenant_id).await?})))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserRequest {
-    email: String,
-    password: String,
-    role: String,
-    agent_id: Option<String>,
-    #[serde(default)]
-    teams: Vec<String>,
-}
-
 pub async fn add_user(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     principal.require(Scope::Admin)?;
-    let r: UserRequest = parse_json(&body)?;
-    let new = NewUser {
-        email: r.email,
-        password: r.password,
-        role: r.role,
-        agent_id: r.agent_id,
-        teams: r.teams,
-    };
+    let new: NewUser = parse_json(&body)?;
     match create_user(&state.store, principal.tenant_id, new, &principal.actor_name()).await? {
         Ok(user) => Ok((StatusCode::CREATED, Json(json!(user)))),
         Err(fields) => Err(ApiError::invalid("invalid_user", fields)),
@@ -131,8 +113,7 @@ pub async fn add_key(
         name: r.name,
         rate_limits: r.rate_limits,
     };
-    let secret = create_key(&state.store, key, &principal.actor_name()).await?;
-    let id = dialboard_store::access::key_id(&crate::access::hash_secret(&secret));
+    let (secret, id) = create_key(&state.store, key, &principal.actor_name()).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "key": secret}))))
 }
 

@@ -10,7 +10,7 @@ use crate::live::{LiveScope, ScopeKind};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use dialboard_store::access::{key_id, RateLimits, Role, User};
+use dialboard_store::access::{key_id, Rate, RateLimits, Role, User};
 use dialboard_store::{ApiKey, Scope};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -47,7 +47,7 @@ pub struct Principal {
     pub session: Option<[u8; 32]>,
 }
 
-fn forbidden(message: impl Into<String>) -> ApiError {
+pub fn forbidden(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
 
@@ -242,23 +242,26 @@ impl KeyCache {
     }
 }
 
+/// A credential and a kind of request (`ingest`, `other`, `login`).
+type BucketKey = (String, &'static str);
+
 /// Token buckets per credential and kind of request (SPEC §8).
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<(String, bool), (f64, Instant)>>,
+    buckets: Mutex<HashMap<BucketKey, (f64, Instant)>>,
 }
 
 impl RateLimiter {
-    /// Takes one token from `who`'s bucket; `Err(seconds)` until one is available.
-    pub fn take(&self, who: &str, ingest: bool, limits: &RateLimits) -> Result<(), u64> {
-        let rate = if ingest { limits.ingest } else { limits.other };
+    /// Takes one token from `who`'s bucket of a kind of request (`kind` names the bucket);
+    /// `Err(seconds)` until one is available.
+    pub fn take(&self, who: &str, kind: &'static str, rate: Rate) -> Result<(), u64> {
         let mut buckets = self.buckets.lock().expect("rate limiter");
         if buckets.len() > 100_000 {
             // Idle buckets are full anyway; forgetting them changes nothing.
             buckets.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
         }
         let now = Instant::now();
-        let (tokens, at) = buckets.entry((who.to_string(), ingest)).or_insert((rate.burst, now));
+        let (tokens, at) = buckets.entry((who.to_string(), kind)).or_insert((rate.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate.per_second).min(rate.burst);
         *at = now;
         if *tokens >= 1.0 {
@@ -328,12 +331,12 @@ async fn authenticate(parts: &Parts, state: &AppState, token_param: bool) -> Res
     }
     if let Some(token) = session_cookie(parts) {
         let hash = hash_secret(token);
-        let session = state
+        let user = state
             .store
             .session(hash, jiff::Timestamp::now().as_second())
             .await?
             .ok_or_else(|| unauthorized("the session has expired or was ended; log in again"))?;
-        return Ok((Principal::from_user(session.user, hash), state.rate_limits));
+        return Ok((Principal::from_user(user, hash), state.rate_limits));
     }
     Err(unauthorized(
         "a credential is required: Authorization: Bearer KEY, or log in (POST /api/v1/auth/login)",
@@ -342,12 +345,15 @@ async fn authenticate(parts: &Parts, state: &AppState, token_param: bool) -> Res
 
 async fn authenticate_and_charge(parts: &Parts, state: &AppState, token_param: bool) -> Result<Principal, ApiError> {
     let (principal, limits) = authenticate(parts, state, token_param).await?;
-    let who = match &principal.actor {
-        Actor::Key { id } => format!("key:{id}"),
-        Actor::User(u) => format!("user:{}", u.id),
+    let (kind, rate) = if parts.uri.path().ends_with("/events") {
+        ("ingest", limits.ingest)
+    } else {
+        ("other", limits.other)
     };
-    let ingest = parts.uri.path().ends_with("/events");
-    state.limiter.take(&who, ingest, &limits).map_err(too_many_requests)?;
+    state
+        .limiter
+        .take(&principal.actor_name(), kind, rate)
+        .map_err(too_many_requests)?;
     Ok(principal)
 }
 
@@ -379,19 +385,22 @@ mod tests {
     fn buckets_allow_bursts_then_refill_at_the_rate() {
         let limiter = RateLimiter::default();
         let limits = RateLimits {
-            other: dialboard_store::access::Rate {
+            other: Rate {
                 per_second: 1.0,
                 burst: 3.0,
             },
             ..RateLimits::default()
         };
         for _ in 0..3 {
-            assert!(limiter.take("k", false, &limits).is_ok());
+            assert!(limiter.take("k", "other", limits.other).is_ok());
         }
-        assert_eq!(limiter.take("k", false, &limits), Err(1));
-        assert!(limiter.take("k", true, &limits).is_ok(), "ingest has its own bucket");
+        assert_eq!(limiter.take("k", "other", limits.other), Err(1));
         assert!(
-            limiter.take("other", false, &limits).is_ok(),
+            limiter.take("k", "ingest", limits.ingest).is_ok(),
+            "ingest has its own bucket"
+        );
+        assert!(
+            limiter.take("other", "other", limits.other).is_ok(),
             "each credential has its own"
         );
     }

@@ -7,7 +7,6 @@ use super::AppState;
 use crate::live::{Connection, LiveScope};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
 use dialboard_store::Scope;
@@ -89,7 +88,7 @@ async fn command(conn: &Connection, text: &str) {
     };
     let scope = match conn.resolve(&cmd.scope, cmd.scope_id.as_deref()).await {
         Ok(s) => s,
-        Err((code, message)) => return conn.reply(error(code, message)),
+        Err(e) => return conn.reply(error(e.code, e.message)),
     };
     match cmd.kind.as_str() {
         "subscribe" => conn.subscribe(scope).await,
@@ -115,25 +114,7 @@ pub async fn sse(
     principal.require(Scope::Read)?;
     let conn = state.hub.connect(principal);
     let kind = params.get("scope").map_or("tenant", String::as_str);
-    let scope: LiveScope = conn
-        .resolve(kind, params.get("scope_id").map(String::as_str))
-        .await
-        .map_err(|(code, message)| {
-            let status = if code == "forbidden" {
-                StatusCode::FORBIDDEN
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            ApiError::new(
-                status,
-                if code == "forbidden" {
-                    "forbidden"
-                } else {
-                    "invalid_scope"
-                },
-                message,
-            )
-        })?;
+    let scope: LiveScope = conn.resolve(kind, params.get("scope_id").map(String::as_str)).await?;
     conn.subscribe(scope).await;
     let stream = futures_util::stream::unfold(Some(conn), |conn| async move {
         let mut conn = conn?;

@@ -71,7 +71,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "# HELP dialboard_live_subscribers Open live connections.\n# TYPE dialboard_live_subscribers gauge\ndialboard_live_subscribers {}\n\
          # HELP dialboard_live_dropped_total Live connections dropped for not reading their updates.\n# TYPE dialboard_live_dropped_total counter\ndialboard_live_dropped_total {}",
         state.hub.subscribers(),
-        state.hub.dropped.load(Relaxed)
+        state.hub.dropped()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dialboard_store::access::{Rate, RateLimits};
+use dialboard_store::access::Rate;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -18,15 +18,9 @@ use std::sync::Arc;
 pub const SESSION_HOURS: i64 = 12;
 
 /// Login attempts per e-mail: a few per second, so passwords cannot be guessed quickly.
-const LOGIN_LIMITS: RateLimits = RateLimits {
-    ingest: Rate {
-        per_second: 0.0,
-        burst: 0.0,
-    },
-    other: Rate {
-        per_second: 1.0,
-        burst: 10.0,
-    },
+const LOGIN_RATE: Rate = Rate {
+    per_second: 1.0,
+    burst: 10.0,
 };
 
 #[derive(Deserialize)]
@@ -47,7 +41,7 @@ pub async fn login(State(state): State<Arc<AppState>>, Body(body): Body) -> Resu
     let email = login.email.trim().to_lowercase();
     state
         .limiter
-        .take(&format!("login:{email}"), false, &LOGIN_LIMITS)
+        .take(&email, "login", LOGIN_RATE)
         .map_err(too_many_requests)?;
     let found = state.store.user_by_email(&email).await?;
     let password = login.password;

@@ -23,13 +23,24 @@ struct World {
     other_admin: String,
 }
 
+impl Cred {
+    fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Cred::None => req,
+            Cred::Key(k) => req.bearer_auth(k),
+            Cred::Cookie(c) => req.header("cookie", c),
+        }
+    }
+}
+
+/// The status of a request without a body.
+async fn status_of(app: &TestApp, cred: &Cred, method: Method, path: &str) -> u16 {
+    send(app, cred, method, path, None).await.0
+}
+
 async fn send(app: &TestApp, cred: &Cred, method: Method, path: &str, body: Option<Value>) -> (u16, Value, String) {
     let mut req = app.client.request(method, format!("{}{path}", app.url));
-    req = match cred {
-        Cred::None => req,
-        Cred::Key(k) => req.bearer_auth(k),
-        Cred::Cookie(c) => req.header("cookie", c),
-    };
+    req = cred.apply(req);
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -223,11 +234,7 @@ async fn every_endpoint_for_every_credential() {
             _ => "",
         };
         let sse = app.client.get(format!("{}/api/v1/live/sse{scope}", app.url));
-        let sse = match cred {
-            Cred::None => sse,
-            Cred::Key(k) => sse.bearer_auth(k),
-            Cred::Cookie(c) => sse.header("cookie", c),
-        };
+        let sse = cred.apply(sse);
         assert_eq!(
             sse.send().await.unwrap().status().as_u16(),
             expect(reads),
@@ -257,21 +264,11 @@ async fn an_admin_cannot_touch_another_tenants_users_or_keys() {
     let (_, keys, _) = send(app, &acme, Method::GET, "/api/v1/keys", None).await;
     let acme_key = keys["keys"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(
-        send(
-            app,
-            &globex,
-            Method::DELETE,
-            &format!("/api/v1/users/{acme_user}"),
-            None
-        )
-        .await
-        .0,
+        status_of(app, &globex, Method::DELETE, &format!("/api/v1/users/{acme_user}")).await,
         404
     );
     assert_eq!(
-        send(app, &globex, Method::DELETE, &format!("/api/v1/keys/{acme_key}"), None)
-            .await
-            .0,
+        status_of(app, &globex, Method::DELETE, &format!("/api/v1/keys/{acme_key}")).await,
         404
     );
     let (_, theirs, text) = send(app, &globex, Method::GET, "/api/v1/users", None).await;
@@ -280,9 +277,7 @@ async fn an_admin_cannot_touch_another_tenants_users_or_keys() {
     assert!(!text.contains("acme.test"), "{audit}");
     // acme's own admin still can.
     assert_eq!(
-        send(app, &acme, Method::DELETE, &format!("/api/v1/keys/{acme_key}"), None)
-            .await
-            .0,
+        status_of(app, &acme, Method::DELETE, &format!("/api/v1/keys/{acme_key}")).await,
         204
     );
 }
@@ -318,25 +313,23 @@ async fn sessions_end_at_logout_and_when_the_user_is_deleted() {
         send(&app, &s, Method::POST, "/api/v1/events", Some(json!([]))).await.0,
         403
     );
-    assert_eq!(send(&app, &s, Method::POST, "/api/v1/auth/logout", None).await.0, 204);
+    assert_eq!(status_of(&app, &s, Method::POST, "/api/v1/auth/logout").await, 204);
     assert_eq!(
-        send(&app, &s, Method::GET, "/api/v1/auth/me", None).await.0,
+        status_of(&app, &s, Method::GET, "/api/v1/auth/me").await,
         401,
         "logged out"
     );
 
     let (_, cookie, _) = login(&app, "ana@acme.test", PASSWORD).await;
     let s = session(&cookie.unwrap());
-    assert_eq!(send(&app, &s, Method::GET, "/api/v1/auth/me", None).await.0, 200);
+    assert_eq!(status_of(&app, &s, Method::GET, "/api/v1/auth/me").await, 200);
     let id = user["id"].as_str().unwrap();
     assert_eq!(
-        send(&app, &admin, Method::DELETE, &format!("/api/v1/users/{id}"), None)
-            .await
-            .0,
+        status_of(&app, &admin, Method::DELETE, &format!("/api/v1/users/{id}")).await,
         204
     );
     assert_eq!(
-        send(&app, &s, Method::GET, "/api/v1/auth/me", None).await.0,
+        status_of(&app, &s, Method::GET, "/api/v1/auth/me").await,
         401,
         "deleted users lose their sessions"
     );
@@ -377,8 +370,8 @@ async fn keys_are_shown_once_revoked_at_once_and_rate_limited() {
         .iter()
         .any(|k| k["id"] == made["id"] && k["name"] == "dialer"));
     let key = Cred::Key(secret);
-    assert_eq!(send(&app, &key, Method::GET, "/api/v1/auth/me", None).await.0, 200);
-    assert_eq!(send(&app, &key, Method::GET, "/api/v1/auth/me", None).await.0, 200);
+    assert_eq!(status_of(&app, &key, Method::GET, "/api/v1/auth/me").await, 200);
+    assert_eq!(status_of(&app, &key, Method::GET, "/api/v1/auth/me").await, 200);
     let r = app
         .client
         .get(format!("{}/api/v1/auth/me", app.url))
@@ -399,7 +392,7 @@ async fn keys_are_shown_once_revoked_at_once_and_rate_limited() {
         "ingest has its own budget"
     );
     // Other credentials are not affected.
-    assert_eq!(send(&app, &admin, Method::GET, "/api/v1/auth/me", None).await.0, 200);
+    assert_eq!(status_of(&app, &admin, Method::GET, "/api/v1/auth/me").await, 200);
     let bad = json!({"scopes": ["read", "root"], "agent_id": "a", "team_id": "t"});
     let (status, body, _) = send(&app, &admin, Method::POST, "/api/v1/keys", Some(bad)).await;
     assert_eq!(status, 400);
@@ -413,9 +406,7 @@ async fn keys_are_shown_once_revoked_at_once_and_rate_limited() {
 
     let id = made["id"].as_str().unwrap();
     assert_eq!(
-        send(&app, &admin, Method::DELETE, &format!("/api/v1/keys/{id}"), None)
-            .await
-            .0,
+        status_of(&app, &admin, Method::DELETE, &format!("/api/v1/keys/{id}")).await,
         204
     );
     assert_eq!(
@@ -426,9 +417,7 @@ async fn keys_are_shown_once_revoked_at_once_and_rate_limited() {
         "revoked at once"
     );
     assert_eq!(
-        send(&app, &admin, Method::DELETE, &format!("/api/v1/keys/{id}"), None)
-            .await
-            .0,
+        status_of(&app, &admin, Method::DELETE, &format!("/api/v1/keys/{id}")).await,
         404
     );
 }
@@ -510,10 +499,7 @@ async fn the_audit_log_records_logins_and_changes_without_secrets() {
     )
     .await;
     assert_eq!(older["entries"][0]["action"], "key_created");
-    assert_eq!(
-        send(&app, &admin, Method::GET, "/api/v1/audit?limit=0", None).await.0,
-        400
-    );
+    assert_eq!(status_of(&app, &admin, Method::GET, "/api/v1/audit?limit=0").await, 400);
 }
 
 #[tokio::test]

@@ -160,52 +160,38 @@ fn cli_creates_keys_and_imports_ndjson() {
     );
 }
 
+/// `dialboard user add` to tenant acme, with `password` on stdin (or an empty stdin).
+fn user_add(db: &str, email: &str, role: &str, password: Option<&str>) -> std::process::Output {
+    let mut add = Command::new(BIN)
+        .args(["user", "add", "--tenant", "acme", "--email", email, "--role", role])
+        .env("DIALBOARD_DATABASE", db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = add.stdin.take().unwrap();
+    if let Some(password) = password {
+        use std::io::Write;
+        writeln!(stdin, "{password}").unwrap();
+    }
+    drop(stdin);
+    add.wait_with_output().unwrap()
+}
+
 #[tokio::test]
 async fn passwords_keys_and_sessions_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("d.db").display());
     let admin_key = last_line(&cli(&db, &["tenant", "create", "acme"]));
     let password = "s3cret-passw0rd";
-    let mut add = Command::new(BIN)
-        .args([
-            "user",
-            "add",
-            "--tenant",
-            "acme",
-            "--email",
-            "ana@acme.test",
-            "--role",
-            "admin",
-        ])
-        .env("DIALBOARD_DATABASE", &db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    writeln!(add.stdin.take().unwrap(), "{password}").unwrap();
-    let added = add.wait_with_output().unwrap();
+    let added = user_add(&db, "ana@acme.test", "admin", Some(password));
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     assert_eq!(
         String::from_utf8_lossy(&added.stdout).trim(),
         "added ana@acme.test (admin) to tenant 'acme'"
     );
-    let short = Command::new(BIN)
-        .args([
-            "user",
-            "add",
-            "--tenant",
-            "acme",
-            "--email",
-            "bo@acme.test",
-            "--role",
-            "agent",
-        ])
-        .env("DIALBOARD_DATABASE", &db)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let short = user_add(&db, "bo@acme.test", "agent", None);
     let err = String::from_utf8_lossy(&short.stderr);
     assert!(!short.status.success());
     assert!(

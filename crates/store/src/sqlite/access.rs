@@ -173,7 +173,7 @@ pub fn create_session(conn: &Connection, hash: &[u8; 32], user: &User, now: i64,
     Ok(())
 }
 
-pub fn session(conn: &Connection, hash: &[u8; 32], now: i64) -> Result<Option<(User, i64)>> {
+pub fn session(conn: &Connection, hash: &[u8; 32], now: i64) -> Result<Option<User>> {
     let columns = USER_COLUMNS
         .split(", ")
         .map(|c| format!("u.{c}"))
@@ -181,10 +181,10 @@ pub fn session(conn: &Connection, hash: &[u8; 32], now: i64) -> Result<Option<(U
         .join(", ");
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT {columns}, s.expires_at FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id \
+            "SELECT {columns} FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id \
              WHERE s.token_hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2"
         ))?
-        .query_row(params![hash.as_slice(), now], |r| Ok((user_from_row(r)?, r.get(7)?)))
+        .query_row(params![hash.as_slice(), now], user_from_row)
         .optional()?)
 }
 

@@ -6,7 +6,7 @@ mod rows;
 mod schema;
 mod writer;
 
-use crate::access::{AuditEntry, KeyInfo, Session, User};
+use crate::access::{AuditEntry, KeyInfo, User};
 use crate::overlay::{DeltaMap, Overlay};
 use crate::{
     call_json, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, IngestSummary, Result, Store, StoreError,
@@ -438,11 +438,8 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn session(&self, token_hash: [u8; 32], now: i64) -> Result<Option<Session>> {
-        let found = self
-            .read(move |conn, _| access::session(conn, &token_hash, now))
-            .await?;
-        Ok(found.map(|(user, expires_at)| Session { user, expires_at }))
+    async fn session(&self, token_hash: [u8; 32], now: i64) -> Result<Option<User>> {
+        self.read(move |conn, _| access::session(conn, &token_hash, now)).await
     }
 
     async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()> {
