@@ -10,6 +10,7 @@ use crate::api::auth::{forbidden, Principal};
 use crate::api::error::ApiError;
 use axum::extract::ws::Utf8Bytes;
 use dialboard_engine::activity::Activity;
+use dialboard_engine::event::ParsedEvent;
 use dialboard_engine::measures::{measure, Accum};
 use dialboard_engine::query::KeyValue;
 use dialboard_engine::FieldError;
@@ -231,11 +232,11 @@ impl Hub {
         let mut last_round = tokio::time::Instant::now();
         loop {
             let mut dirty = HashSet::new();
-            let mut activities: Vec<Arc<Change>> = Vec::new();
+            let mut changes_seen: Vec<Arc<Change>> = Vec::new();
             let mut note = |received: Result<Arc<Change>, RecvError>, dirty: &mut HashSet<i64>| match received {
                 Ok(change) => {
                     dirty.insert(change.tenant_id);
-                    activities.push(change);
+                    changes_seen.push(change);
                     true
                 }
                 Err(RecvError::Lagged(n)) => {
@@ -263,8 +264,8 @@ impl Hub {
                 note(received, &mut dirty);
             }
             for tenant_id in dirty {
-                let round = activities.iter().filter(|c| c.tenant_id == tenant_id);
-                if let Err(e) = self.round(tenant_id, round.flat_map(|c| &c.activities)).await {
+                let round = changes_seen.iter().filter(|c| c.tenant_id == tenant_id);
+                if let Err(e) = self.round(tenant_id, round.flat_map(|c| &c.events)).await {
                     tracing::warn!(tenant_id, error = %e, "live update failed");
                 }
             }
@@ -275,12 +276,9 @@ impl Hub {
         self.lock().watchers.keys().map(|(t, _)| *t).collect()
     }
 
-    /// One round for a tenant: its feed items, then the metrics of every watched scope.
-    async fn round<'a>(
-        &self,
-        tenant_id: i64,
-        activities: impl Iterator<Item = &'a Activity>,
-    ) -> Result<(), StoreError> {
+    /// One round for a tenant: the feed items of the events `stored` since the last round, and
+    /// the metrics of every watched scope.
+    async fn round<'a>(&self, tenant_id: i64, stored: impl Iterator<Item = &'a ParsedEvent>) -> Result<(), StoreError> {
         let mut by_kind: HashMap<ScopeKind, Vec<String>> = HashMap::new();
         let scopes: Vec<LiveScope> = {
             let state = self.lock();
@@ -307,7 +305,9 @@ impl Hub {
                 updates.push((LiveScope { kind, id }, metrics));
             }
         }
-        let activities: Vec<&Activity> = activities.collect();
+        let activities: Vec<Activity> = stored
+            .filter_map(|e| Activity::of(&e.event, &tenant.taxonomy))
+            .collect();
         for scope in &scopes {
             self.send_activities(&tenant, scope, &activities);
         }
@@ -317,8 +317,8 @@ impl Hub {
         Ok(())
     }
 
-    fn send_activities(&self, tenant: &TenantInfo, scope: &LiveScope, activities: &[&Activity]) {
-        let items: Vec<&Activity> = activities.iter().copied().filter(|a| scope.covers(a)).collect();
+    fn send_activities(&self, tenant: &TenantInfo, scope: &LiveScope, activities: &[Activity]) {
+        let items: Vec<&Activity> = activities.iter().filter(|a| scope.covers(a)).collect();
         if items.is_empty() {
             return;
         }

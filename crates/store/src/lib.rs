@@ -9,7 +9,6 @@ pub mod sqlite;
 
 use access::{AuditEntry, KeyInfo, RateLimits, User};
 use async_trait::async_trait;
-use dialboard_engine::activity::Activity;
 use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent, MICROS};
 use dialboard_engine::query::QueryResult;
@@ -141,8 +140,9 @@ pub struct CallsRequest {
 #[derive(Debug, Clone)]
 pub struct Change {
     pub tenant_id: i64,
-    /// Feed items of the events newly stored by the commit (duplicates have none).
-    pub activities: Vec<Activity>,
+    /// The events the commit newly stored (not duplicates). Live subscribers derive their
+    /// feed from them, off the writer thread and only for watched tenants.
+    pub events: Vec<ParsedEvent>,
 }
 
 /// A store's stream of [`Change`]s. Publishing never blocks the writer: a receiver that falls

@@ -7,7 +7,6 @@ use super::rows::{analysis_from_row, call_from_row, upsert_analysis, upsert_call
 use super::Shared;
 use crate::overlay::DeltaMap;
 use crate::{Change, IngestSummary, Result, StoreError, TenantInfo};
-use dialboard_engine::activity::Activity;
 use dialboard_engine::cells::{for_each_activity_cell, for_each_call_cell, Stats};
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, Event, ParsedEvent, StatusChange};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -108,13 +107,13 @@ type Group = Vec<(
 fn commit_group(conn: &mut Connection, shared: &Shared, group: Group) {
     let started = Instant::now();
     let mut deltas = DeltaMap::default();
-    let outcome = (|| -> Result<Vec<(IngestSummary, Vec<Activity>)>> {
+    let outcome = (|| -> Result<Vec<(IngestSummary, Vec<bool>)>> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut summaries = Vec::with_capacity(group.len());
         for (tenant, events, _) in &group {
-            let mut activities = Vec::new();
-            let summary = apply_batch(&tx, tenant, events, &mut deltas, &mut activities)?;
-            summaries.push((summary, activities));
+            let mut stored = Vec::with_capacity(events.len());
+            let summary = apply_batch(&tx, tenant, events, &mut deltas, &mut stored)?;
+            summaries.push((summary, stored));
         }
         if !deltas.is_empty() {
             tx.prepare_cached("INSERT INTO pending_deltas (data) VALUES (?1)")?
@@ -127,12 +126,13 @@ fn commit_group(conn: &mut Connection, shared: &Shared, group: Group) {
         Ok(summaries) => {
             shared.merge_overlay(deltas);
             shared.metrics.record_commit(started.elapsed(), group.len());
-            for ((tenant, _, reply), (summary, activities)) in group.into_iter().zip(summaries) {
+            for ((tenant, events, reply), (summary, stored)) in group.into_iter().zip(summaries) {
                 let _ = reply.send(Ok(summary));
                 if summary.accepted > 0 {
+                    let events = events.into_iter().zip(stored).filter_map(|(e, new)| new.then_some(e));
                     shared.changes.publish(Change {
                         tenant_id: tenant.id,
-                        activities,
+                        events: events.collect(),
                     });
                 }
             }
@@ -151,7 +151,7 @@ fn apply_batch(
     tenant: &TenantInfo,
     events: &[ParsedEvent],
     deltas: &mut DeltaMap,
-    activities: &mut Vec<Activity>,
+    stored: &mut Vec<bool>,
 ) -> Result<IngestSummary> {
     let mut summary = IngestSummary::default();
     let now = jiff::Timestamp::now().as_nanosecond() as i64;
@@ -167,12 +167,12 @@ fn apply_batch(
             now,
             e.raw
         ])?;
+        stored.push(inserted > 0);
         if inserted == 0 {
             summary.duplicates += 1;
             continue;
         }
         summary.accepted += 1;
-        activities.extend(Activity::of(&e.event, &tenant.taxonomy));
         match &e.event {
             Event::Call(c) => apply_call(tx, tenant, c, deltas)?,
             Event::Analysis(a) => apply_analysis(tx, tenant, a, deltas)?,
