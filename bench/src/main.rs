@@ -298,7 +298,7 @@ async fn report_queries(
 async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, f64)>> {
     let dir = std::env::temp_dir().join(format!("dialboard-bench-{}-{calls}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let server = start_server(&dir)?;
+    let mut server = start_server(&dir)?;
     let client = reqwest::Client::new();
     server.ready(&client).await?;
     let mut ingested = 0;

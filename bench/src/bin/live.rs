@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("dialboard-live-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let server = start_server(&dir)?;
+    let mut server = start_server(&dir)?;
     server.ready(&reqwest::Client::new()).await?;
     println!("# dialboard live benchmark (SQLite store, one node)\n");
     println!("latency: batch accepted (its 200) → first metric_update including it, per subscriber (ms)\n");
