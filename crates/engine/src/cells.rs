@@ -4,7 +4,7 @@
 //! (its old contribution added with sign −1) and rollups stay exactly `f(raw records)`.
 
 use crate::clock::{Clock, Grain};
-use crate::event::{AgentStatus, CallAnalysis, CallRecord};
+use crate::event::{AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange};
 use crate::histogram::Histogram;
 
 /// A dimension stored in cell keys. Derived dimensions (category, hour of day, day of week)
@@ -19,10 +19,18 @@ pub enum Dim {
     Direction,
     Disposition,
     ScoreRange,
+    Channel,
+    Stage,
+    Intent,
 }
 
+/// How many stored dimensions there are: the length of a record's dimension values.
+pub const DIMS: usize = 11;
+/// A record's value for every [`Dim`], in `Dim::ALL` order ("" when absent).
+pub type DimValues<'a> = [&'a str; DIMS];
+
 impl Dim {
-    pub const ALL: [Dim; 8] = [
+    pub const ALL: [Dim; DIMS] = [
         Dim::Agent,
         Dim::Team,
         Dim::Campaign,
@@ -31,6 +39,9 @@ impl Dim {
         Dim::Direction,
         Dim::Disposition,
         Dim::ScoreRange,
+        Dim::Channel,
+        Dim::Stage,
+        Dim::Intent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +54,9 @@ impl Dim {
             Dim::Direction => "direction",
             Dim::Disposition => "disposition",
             Dim::ScoreRange => "score_range",
+            Dim::Channel => "channel",
+            Dim::Stage => "stage",
+            Dim::Intent => "intent",
         }
     }
 }
@@ -53,14 +67,33 @@ pub enum Fact {
     Calls,
     /// Agent status time (active dialing, idle), split at cell boundaries.
     Activity,
+    /// Conversations (tickets, chats), in the bucket of `opened_at`.
+    Tickets,
+    /// CSAT scores, in the bucket of `at`.
+    Csat,
+    /// The first time each contact reached each pipeline stage, in the bucket of that `at`.
+    Stages,
 }
 
 impl Fact {
     /// The dimensions a record of this fact has at all.
     pub fn dims(self) -> &'static [Dim] {
         match self {
-            Fact::Calls => &Dim::ALL,
+            Fact::Calls => &[
+                Dim::Agent,
+                Dim::Team,
+                Dim::Campaign,
+                Dim::List,
+                Dim::LeadSource,
+                Dim::Direction,
+                Dim::Disposition,
+                Dim::ScoreRange,
+                Dim::Intent,
+            ],
             Fact::Activity => &[Dim::Agent],
+            Fact::Tickets => &[Dim::Agent, Dim::Team, Dim::Channel, Dim::Intent],
+            Fact::Csat => &[Dim::Agent, Dim::Channel],
+            Fact::Stages => &[Dim::Agent, Dim::Campaign, Dim::LeadSource, Dim::Stage],
         }
     }
 }
@@ -92,12 +125,15 @@ use Grain::*;
 
 /// Every cuboid, smallest first: the planner takes the first that covers a query.
 #[rustfmt::skip]
-pub static CUBOIDS: [Cuboid; 5] = [
+pub static CUBOIDS: [Cuboid; 8] = [
     Cuboid { id: 0, fact: Fact::Calls, dims: &[Disposition], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 1, fact: Fact::Calls, dims: &[Agent, Team, Disposition], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 2, fact: Fact::Calls, dims: &[Team, Campaign, Disposition], grains: &[Hour, Day] },
     Cuboid { id: 3, fact: Fact::Calls, dims: &[Campaign, LeadSource, Direction, Disposition], grains: &[Hour, Day] },
     Cuboid { id: 4, fact: Fact::Activity, dims: &[Agent], grains: &[Quarter, Hour, Day] },
+    Cuboid { id: 5, fact: Fact::Tickets, dims: &[Agent, Team, Channel, Intent], grains: &[Quarter, Hour, Day] },
+    Cuboid { id: 6, fact: Fact::Csat, dims: &[Agent, Channel], grains: &[Quarter, Hour, Day] },
+    Cuboid { id: 7, fact: Fact::Stages, dims: &[Agent, Campaign, LeadSource, Stage], grains: &[Quarter, Hour, Day] },
 ];
 
 pub fn cuboid(id: u8) -> Option<&'static Cuboid> {
@@ -161,15 +197,38 @@ pub mod counter {
     pub const FILLER_SUM: usize = 20;
     pub const ACTIVE_NS: usize = 21;
     pub const IDLE_NS: usize = 22;
-    pub const COUNT: usize = 23;
+    pub const TICKETS: usize = 23;
+    pub const FIRST_RESPONSE_N: usize = 24;
+    pub const FIRST_RESPONSE_SUM: usize = 25;
+    pub const RESOLVED: usize = 26;
+    pub const RESOLUTION_SUM: usize = 27;
+    pub const CSAT_N: usize = 28;
+    pub const CSAT_SUM: usize = 29;
+    pub const CSAT_POSITIVE: usize = 30;
+    pub const STAGE_CONTACTS: usize = 31;
+    pub const WON: usize = 32;
+    pub const WON_AMOUNT_N: usize = 33;
+    /// In the currency's minor units (cents).
+    pub const WON_AMOUNT_SUM: usize = 34;
+    pub const COUNT: usize = 35;
 }
 
 /// The sums a cell holds: integer counters (exact under any order of additions) and the
-/// histogram of talk seconds (for medians and p90).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// histogram of the fact's durations (for medians and p90): talk seconds of calls, first-response
+/// seconds of tickets.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
     pub c: [i64; counter::COUNT],
-    pub talk: Histogram,
+    pub durations: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            c: [0; counter::COUNT],
+            durations: Histogram::default(),
+        }
+    }
 }
 
 impl Stats {
@@ -177,11 +236,11 @@ impl Stats {
         for (mine, theirs) in self.c.iter_mut().zip(other.c.iter()) {
             *mine += theirs * sign;
         }
-        self.talk.merge(&other.talk, sign);
+        self.durations.merge(&other.durations, sign);
     }
 
     pub fn is_zero(&self) -> bool {
-        self.c.iter().all(|&v| v == 0) && self.talk.is_empty()
+        self.c.iter().all(|&v| v == 0) && self.durations.is_empty()
     }
 
     /// Compact binary form: counters up to the last non-zero one, then the histogram with
@@ -192,9 +251,9 @@ impl Stats {
         for &v in &self.c[..used] {
             put_varint(out, v);
         }
-        put_varint(out, self.talk.entries().len() as i64);
+        put_varint(out, self.durations.entries().len() as i64);
         let mut previous = 0;
-        for &(value, count) in self.talk.entries() {
+        for &(value, count) in self.durations.entries() {
             put_varint(out, value - previous);
             put_varint(out, count);
             previous = value;
@@ -226,7 +285,7 @@ impl Stats {
             value += get_varint(input)?;
             talk.push((value, get_varint(input)?));
         }
-        s.talk = Histogram::from_sorted(talk)?;
+        s.durations = Histogram::from_sorted(talk)?;
         Some(s)
     }
 
@@ -310,7 +369,7 @@ pub fn call_stats(call: &CallRecord, analysis: Option<&CallAnalysis>) -> Stats {
     if let Some(t) = call.talk_seconds {
         s.c[TALK_N] = 1;
         s.c[TALK_SUM] = t;
-        s.talk = Histogram::single(t, 1);
+        s.durations = Histogram::single(t, 1);
     }
     if let Some(w) = call.wait_seconds {
         s.c[WAIT_N] = 1;
@@ -346,22 +405,107 @@ pub fn call_stats(call: &CallRecord, analysis: Option<&CallAnalysis>) -> Stats {
 }
 
 /// The value of every [`Dim`] for a call, in `Dim::ALL` order ("" when absent).
-pub fn call_dim_values<'a>(call: &'a CallRecord, analysis: Option<&CallAnalysis>) -> [&'a str; 8] {
+pub fn call_dim_values<'a>(call: &'a CallRecord, analysis: Option<&'a CallAnalysis>) -> DimValues<'a> {
     let opt = |v: &'a Option<String>| v.as_deref().unwrap_or("");
-    [
-        &call.agent_id,
-        opt(&call.team_id),
-        opt(&call.campaign_id),
-        opt(&call.list_id),
-        opt(&call.lead_source),
-        opt(&call.direction),
-        &call.disposition,
-        analysis.and_then(|a| a.score_micros).map_or("", score_range),
-    ]
+    let mut v = [""; DIMS];
+    v[Dim::Agent as usize] = &call.agent_id;
+    v[Dim::Team as usize] = opt(&call.team_id);
+    v[Dim::Campaign as usize] = opt(&call.campaign_id);
+    v[Dim::List as usize] = opt(&call.list_id);
+    v[Dim::LeadSource as usize] = opt(&call.lead_source);
+    v[Dim::Direction as usize] = opt(&call.direction);
+    v[Dim::Disposition as usize] = &call.disposition;
+    if let Some(a) = analysis {
+        v[Dim::ScoreRange as usize] = a.score_micros.map_or("", score_range);
+        v[Dim::Intent as usize] = opt(&a.intent);
+    }
+    v
+}
+
+/// Whole seconds from `from_ns` to `to_ns`, truncated (as every derived duration).
+fn seconds_between(from_ns: i64, to_ns: i64) -> i64 {
+    (to_ns - from_ns).div_euclid(1_000_000_000)
+}
+
+pub fn ticket_dim_values<'a>(c: &'a Conversation) -> DimValues<'a> {
+    let opt = |v: &'a Option<String>| v.as_deref().unwrap_or("");
+    let mut v = [""; DIMS];
+    v[Dim::Agent as usize] = opt(&c.agent_id);
+    v[Dim::Team as usize] = opt(&c.team_id);
+    v[Dim::Channel as usize] = &c.channel;
+    v[Dim::Intent as usize] = opt(&c.intent);
+    v
+}
+
+/// A conversation's contribution: one ticket, its first-response time (also in the histogram,
+/// for the median) and, once resolved, its resolution time.
+pub fn ticket_stats(c: &Conversation) -> Stats {
+    use counter::*;
+    let mut s = Stats::default();
+    s.c[TICKETS] = 1;
+    if let Some(t) = c.first_response_ns {
+        let seconds = seconds_between(c.opened_ns, t);
+        s.c[FIRST_RESPONSE_N] = 1;
+        s.c[FIRST_RESPONSE_SUM] = seconds;
+        s.durations = Histogram::single(seconds, 1);
+    }
+    if let Some(t) = c.resolved_ns {
+        s.c[RESOLVED] = 1;
+        s.c[RESOLUTION_SUM] = seconds_between(c.opened_ns, t);
+    }
+    s
+}
+
+/// The channel a CSAT score counts in: its conversation's (unknown until that arrives), or
+/// `voice` for a score about a call.
+pub fn csat_channel<'a>(s: &CsatScore, conversation_channel: Option<&'a str>) -> &'a str {
+    match (&s.conversation_id, &s.call_id) {
+        (Some(_), _) => conversation_channel.unwrap_or(""),
+        (None, Some(_)) => "voice",
+        (None, None) => "",
+    }
+}
+
+pub fn csat_stats(s: &CsatScore) -> Stats {
+    use counter::*;
+    let mut stats = Stats::default();
+    stats.c[CSAT_N] = 1;
+    stats.c[CSAT_SUM] = s.score;
+    stats.c[CSAT_POSITIVE] = (s.score >= 4) as i64;
+    stats
+}
+
+/// The stage whose amounts are revenue.
+pub const WON_STAGE: &str = "closed_won";
+
+pub fn stage_dim_values<'a>(s: &'a StageChange) -> DimValues<'a> {
+    let opt = |v: &'a Option<String>| v.as_deref().unwrap_or("");
+    let mut v = [""; DIMS];
+    v[Dim::Agent as usize] = opt(&s.agent_id);
+    v[Dim::Campaign as usize] = opt(&s.campaign_id);
+    v[Dim::LeadSource as usize] = opt(&s.lead_source);
+    v[Dim::Stage as usize] = &s.stage;
+    v
+}
+
+/// The contribution of the first event by which a contact reached a stage (later events for
+/// the same contact and stage contribute nothing: a contact reaches a stage once).
+pub fn stage_stats(s: &StageChange) -> Stats {
+    use counter::*;
+    let mut stats = Stats::default();
+    stats.c[STAGE_CONTACTS] = 1;
+    if s.stage == WON_STAGE {
+        stats.c[WON] = 1;
+        if let Some(amount) = s.amount_minor {
+            stats.c[WON_AMOUNT_N] = 1;
+            stats.c[WON_AMOUNT_SUM] = amount;
+        }
+    }
+    stats
 }
 
 /// Writes the key of a record in `cuboid`, from the values of all its dimensions.
-fn project_key_into(key: &mut String, cuboid: &Cuboid, values: &[&str; 8]) {
+fn project_key_into(key: &mut String, cuboid: &Cuboid, values: &DimValues) {
     key.clear();
     for (i, dim) in cuboid.dims.iter().enumerate() {
         if i > 0 {
@@ -371,20 +515,19 @@ fn project_key_into(key: &mut String, cuboid: &Cuboid, values: &[&str; 8]) {
     }
 }
 
-/// Calls `emit` for every cell a call contributes to, with its contribution.
-pub fn for_each_call_cell(
+/// Calls `emit` for every cell of `fact`'s cuboids that a record at second `t` falls in.
+fn for_each_cell(
     clock: &Clock,
-    call: &CallRecord,
-    analysis: Option<&CallAnalysis>,
+    fact: Fact,
+    t: i64,
+    values: &DimValues,
+    stats: &Stats,
     mut emit: impl FnMut(CellRef, &Stats),
 ) {
-    let stats = call_stats(call, analysis);
-    let values = call_dim_values(call, analysis);
-    let t = call.started_second();
     let buckets = Grain::ALL.map(|g| clock.cell_start(g, t));
     let mut key = String::with_capacity(64);
-    for cuboid in CUBOIDS.iter().filter(|c| c.fact == Fact::Calls) {
-        project_key_into(&mut key, cuboid, &values);
+    for cuboid in CUBOIDS.iter().filter(|c| c.fact == fact) {
+        project_key_into(&mut key, cuboid, values);
         for &grain in cuboid.grains {
             emit(
                 CellRef {
@@ -393,10 +536,65 @@ pub fn for_each_call_cell(
                     bucket: buckets[grain as usize],
                     key: &key,
                 },
-                &stats,
+                stats,
             );
         }
     }
+}
+
+/// Calls `emit` for every cell a call contributes to, with its contribution.
+pub fn for_each_call_cell(
+    clock: &Clock,
+    call: &CallRecord,
+    analysis: Option<&CallAnalysis>,
+    emit: impl FnMut(CellRef, &Stats),
+) {
+    let values = call_dim_values(call, analysis);
+    for_each_cell(
+        clock,
+        Fact::Calls,
+        call.started_second(),
+        &values,
+        &call_stats(call, analysis),
+        emit,
+    );
+}
+
+pub fn for_each_ticket_cell(clock: &Clock, c: &Conversation, emit: impl FnMut(CellRef, &Stats)) {
+    let t = c.opened_ns.div_euclid(1_000_000_000);
+    for_each_cell(clock, Fact::Tickets, t, &ticket_dim_values(c), &ticket_stats(c), emit);
+}
+
+/// `conversation_channel`: the channel of the score's conversation, if that is known.
+pub fn for_each_csat_cell(
+    clock: &Clock,
+    s: &CsatScore,
+    conversation_channel: Option<&str>,
+    emit: impl FnMut(CellRef, &Stats),
+) {
+    let mut values = [""; DIMS];
+    values[Dim::Agent as usize] = s.agent_id.as_deref().unwrap_or("");
+    values[Dim::Channel as usize] = csat_channel(s, conversation_channel);
+    for_each_cell(
+        clock,
+        Fact::Csat,
+        s.at_ns.div_euclid(1_000_000_000),
+        &values,
+        &csat_stats(s),
+        emit,
+    );
+}
+
+/// For the first event by which a contact reached a stage only (see [`stage_stats`]).
+pub fn for_each_stage_cell(clock: &Clock, s: &StageChange, emit: impl FnMut(CellRef, &Stats)) {
+    for_each_cell(
+        clock,
+        Fact::Stages,
+        s.at_ns.div_euclid(1_000_000_000),
+        &stage_dim_values(s),
+        &stage_stats(s),
+        emit,
+    );
 }
 
 /// Calls `emit` for every piece of an agent's status interval `[from_ns, to_ns)` in every
@@ -450,7 +648,7 @@ mod tests {
     proptest! {
         #[test]
         fn stats_round_trip(c in prop::collection::vec(any::<i64>(), counter::COUNT), h in prop::collection::vec((0i64..100_000, -5i64..5), 0..30)) {
-            let mut s = Stats { talk: Histogram::from_entries(h), ..Stats::default() };
+            let mut s = Stats { durations: Histogram::from_entries(h), ..Stats::default() };
             s.c.copy_from_slice(&c);
             prop_assert_eq!(Stats::from_bytes(&s.to_bytes()), Some(s));
         }

@@ -39,23 +39,51 @@ impl Num {
 }
 
 /// The sums behind one result row.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Accum {
-    /// Counters over all calls.
+    /// Counters over all records.
     pub all: [i64; COUNT],
     /// Counters over connected calls (category Connected).
     pub connected: [i64; COUNT],
     /// Talk seconds of connected calls.
     pub connected_talk: HistogramSum,
+    /// First-response seconds of tickets.
+    pub first_response: HistogramSum,
     pub by_category: [i64; 4],
     pub meetings: i64,
     pub positive: i64,
     pub voicemails: i64,
 }
 
+impl Default for Accum {
+    fn default() -> Self {
+        Accum {
+            all: [0; COUNT],
+            connected: [0; COUNT],
+            connected_talk: HistogramSum::default(),
+            first_response: HistogramSum::default(),
+            by_category: [0; 4],
+            meetings: 0,
+            positive: 0,
+            voicemails: 0,
+        }
+    }
+}
+
 impl Accum {
-    /// Adds `stats` of calls with `disposition`, classified by `taxonomy`.
-    pub fn add_calls(&mut self, disposition: &str, taxonomy: &CompiledTaxonomy, stats: &Stats) {
+    /// Adds the `stats` of records of `fact`; calls are classified by their `disposition`.
+    pub fn add(&mut self, fact: Fact, disposition: &str, taxonomy: &CompiledTaxonomy, stats: &Stats) {
+        match fact {
+            Fact::Calls => self.add_calls(disposition, taxonomy, stats),
+            Fact::Tickets => {
+                add_counters(&mut self.all, &stats.c);
+                self.first_response.add(&stats.durations);
+            }
+            Fact::Activity | Fact::Csat | Fact::Stages => add_counters(&mut self.all, &stats.c),
+        }
+    }
+
+    fn add_calls(&mut self, disposition: &str, taxonomy: &CompiledTaxonomy, stats: &Stats) {
         let class = taxonomy.class(disposition);
         add_counters(&mut self.all, &stats.c);
         let calls = stats.c[CALLS];
@@ -63,7 +91,7 @@ impl Accum {
             self.by_category[category.index()] += calls;
             if category == Category::Connected {
                 add_counters(&mut self.connected, &stats.c);
-                self.connected_talk.add(&stats.talk);
+                self.connected_talk.add(&stats.durations);
             }
         }
         self.meetings += calls * class.meeting as i64;
@@ -71,14 +99,13 @@ impl Accum {
         self.voicemails += calls * class.voicemail as i64;
     }
 
-    /// Adds agent-status time (only activity counters are non-zero in such stats).
-    pub fn add_activity(&mut self, stats: &Stats) {
-        self.all[ACTIVE_NS] += stats.c[ACTIVE_NS];
-        self.all[IDLE_NS] += stats.c[IDLE_NS];
-    }
-
     fn connected_calls(&self) -> i64 {
         self.by_category[Category::Connected.index()]
+    }
+
+    /// Closed-won revenue in currency units.
+    fn revenue(&self) -> f64 {
+        self.all[WON_AMOUNT_SUM] as f64 / 100.0
     }
 }
 
@@ -123,6 +150,7 @@ pub enum Unit {
     Hours,
     Minutes,
     Score,
+    Currency,
     Ratio,
     PerHour,
 }
@@ -334,6 +362,94 @@ pub static MEASURES: &[MeasureDef] = &[
     measure!("idle_minutes", [Activity], Minutes, "minutes in status idle", |a| {
         Num::Float(a.all[IDLE_NS] as f64 / 60_000_000_000.0)
     }),
+    measure!("ticket_volume", [Tickets], Count, "count of conversations", |a| {
+        Num::Int(a.all[TICKETS])
+    }),
+    measure!(
+        "avg_first_response_time",
+        [Tickets],
+        Seconds,
+        "average seconds from opened_at to first_response_at over conversations that have one",
+        |a| ratio(a.all[FIRST_RESPONSE_SUM], a.all[FIRST_RESPONSE_N])
+    ),
+    measure!(
+        "median_first_response_time",
+        [Tickets],
+        Seconds,
+        "PERCENTILE_CONT(0.5) of first-response seconds",
+        |a| a.first_response.percentile_cont(0.5).map_or(Num::Null, Num::Float),
+        histogram
+    ),
+    measure!(
+        "avg_resolution_time",
+        [Tickets],
+        Seconds,
+        "average seconds from opened_at to resolved_at over resolved conversations",
+        |a| ratio(a.all[RESOLUTION_SUM], a.all[RESOLVED])
+    ),
+    measure!(
+        "resolution_rate",
+        [Tickets],
+        Percent,
+        "resolved conversations / ticket_volume × 100",
+        |a| percent(a.all[RESOLVED], a.all[TICKETS])
+    ),
+    measure!("csat_avg", [Csat], Score, "average CSAT score (1–5)", |a| ratio(
+        a.all[CSAT_SUM],
+        a.all[CSAT_N]
+    )),
+    measure!("csat_count", [Csat], Count, "count of CSAT scores", |a| Num::Int(
+        a.all[CSAT_N]
+    )),
+    measure!(
+        "csat_positive_rate",
+        [Csat],
+        Percent,
+        "CSAT scores ≥ 4 / csat_count × 100",
+        |a| percent(a.all[CSAT_POSITIVE], a.all[CSAT_N])
+    ),
+    measure!(
+        "contacts_reached",
+        [Stages],
+        Count,
+        "contacts reaching a pipeline stage for the first time (per stage when grouped by stage)",
+        |a| Num::Int(a.all[STAGE_CONTACTS])
+    ),
+    measure!("deals_won", [Stages], Count, "contacts reaching closed_won", |a| {
+        Num::Int(a.all[WON])
+    }),
+    measure!("revenue", [Stages], Currency, "sum of closed_won amounts", |a| {
+        Num::Float(a.revenue())
+    }),
+    measure!(
+        "avg_deal_size",
+        [Stages],
+        Currency,
+        "revenue / closed_won deals with an amount",
+        |a| ratio(a.all[WON_AMOUNT_SUM], a.all[WON_AMOUNT_N] * 100)
+    ),
+    measure!(
+        "revenue_per_call",
+        [Stages, Calls],
+        Currency,
+        "revenue / total_calls",
+        |a| if a.all[CALLS] == 0 {
+            Num::Null
+        } else {
+            Num::Float(a.revenue() / a.all[CALLS] as f64)
+        }
+    ),
+    measure!(
+        "revenue_per_connect",
+        [Stages, Calls],
+        Currency,
+        "revenue / connected_calls",
+        |a| if a.connected_calls() == 0 {
+            Num::Null
+        } else {
+            Num::Float(a.revenue() / a.connected_calls() as f64)
+        }
+    ),
 ];
 
 pub fn measure(name: &str) -> Option<&'static MeasureDef> {

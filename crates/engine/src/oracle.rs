@@ -2,17 +2,21 @@
 //! reference the rollups and the planner are tested against. It shares no aggregation code
 //! with [`crate::query`]: it groups records in lists and applies SPEC §4's formulas directly.
 
-use crate::clock::Clock;
-use crate::event::{AgentStatus, CallAnalysis, CallRecord, StatusChange, MICROS};
+use crate::event::{AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange, StatusChange, MICROS};
 use crate::measures::Num;
 use crate::query::{Dimension, KeyValue, Query, TimeRange};
 use crate::taxonomy::{Category, CompiledTaxonomy};
 use std::collections::BTreeMap;
 
+/// The final records: current versions of calls, analyses and conversations, every status,
+/// CSAT score and stage event.
 pub struct Records<'a> {
     pub calls: &'a [CallRecord],
     pub analyses: &'a BTreeMap<String, CallAnalysis>,
     pub statuses: &'a [StatusChange],
+    pub conversations: &'a [Conversation],
+    pub csats: &'a [CsatScore],
+    pub stages: &'a [StageChange],
 }
 
 #[derive(Default)]
@@ -20,7 +24,29 @@ struct Group<'a> {
     calls: Vec<(&'a CallRecord, Option<&'a CallAnalysis>)>,
     active_ns: i64,
     idle_ns: i64,
+    tickets: Vec<&'a Conversation>,
+    csats: Vec<&'a CsatScore>,
+    /// The first event of each (contact, stage).
+    stages: Vec<&'a StageChange>,
 }
+
+/// The dimensions each kind of record has (time dimensions: all of them).
+const CALL_DIMS: &[&str] = &[
+    "agent",
+    "team",
+    "campaign",
+    "list",
+    "lead_source",
+    "direction",
+    "disposition",
+    "disposition_category",
+    "score_range",
+    "intent",
+];
+const STATUS_DIMS: &[&str] = &["agent"];
+const TICKET_DIMS: &[&str] = &["agent", "team", "channel", "intent"];
+const CSAT_DIMS: &[&str] = &["agent", "channel"];
+const STAGE_DIMS: &[&str] = &["agent", "campaign", "lead_source", "stage"];
 
 fn text(s: Option<&str>) -> KeyValue {
     match s {
@@ -44,15 +70,8 @@ fn score_range(score_micros: i64) -> &'static str {
     }
 }
 
-fn dim_value(
-    d: Dimension,
-    c: &CallRecord,
-    a: Option<&CallAnalysis>,
-    tax: &CompiledTaxonomy,
-    clock: &Clock,
-) -> KeyValue {
-    let t = c.started_ns.div_euclid(1_000_000_000);
-    match d.name() {
+fn dim_value(d: &str, c: &CallRecord, a: Option<&CallAnalysis>, tax: &CompiledTaxonomy) -> KeyValue {
+    match d {
         "agent" => text(Some(&c.agent_id)),
         "team" => text(c.team_id.as_deref()),
         "campaign" => text(c.campaign_id.as_deref()),
@@ -61,9 +80,8 @@ fn dim_value(
         "direction" => text(c.direction.as_deref()),
         "disposition" => text(Some(&c.disposition)),
         "disposition_category" => text(tax.class(&c.disposition).category.map(|c| c.as_str())),
-        "hour_of_day" => KeyValue::Int(clock.hour_of_day(t)),
-        "day_of_week" => KeyValue::Int(clock.day_of_week(t)),
         "score_range" => text(a.and_then(|a| a.score_micros).map(score_range)),
+        "intent" => text(a.and_then(|a| a.intent.as_deref())),
         other => unreachable!("dimension {other}"),
     }
 }
@@ -161,12 +179,62 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
         "filler_word_rate" => avg_micros(&field(|a| a.filler_micros)),
         "active_hours" => Num::Float(hours),
         "idle_minutes" => Num::Float(g.idle_ns as f64 / 6e10),
+        "revenue_per_connect" => match other_metric("revenue", g) {
+            Num::Float(revenue) => ratio(revenue, connected.len()),
+            _ => Num::Null,
+        },
+        _ => other_metric(name, g),
+    }
+}
+
+fn seconds(from: i64, to: i64) -> i64 {
+    (to - from).div_euclid(1_000_000_000)
+}
+
+fn ratio(n: f64, d: usize) -> Num {
+    if d == 0 {
+        Num::Null
+    } else {
+        Num::Float(n / d as f64)
+    }
+}
+
+/// Ticket, CSAT and pipeline metrics.
+fn other_metric(name: &str, g: &Group) -> Num {
+    let first_responses: Vec<i64> = g
+        .tickets
+        .iter()
+        .filter_map(|t| t.first_response_ns.map(|f| seconds(t.opened_ns, f)))
+        .collect();
+    let resolutions: Vec<i64> = g
+        .tickets
+        .iter()
+        .filter_map(|t| t.resolved_ns.map(|r| seconds(t.opened_ns, r)))
+        .collect();
+    let won: Vec<&&StageChange> = g.stages.iter().filter(|s| s.stage == "closed_won").collect();
+    let amounts: Vec<i64> = won.iter().filter_map(|s| s.amount_minor).collect();
+    let revenue = amounts.iter().sum::<i64>() as f64 / 100.0;
+    match name {
+        "ticket_volume" => Num::Int(g.tickets.len() as i64),
+        "avg_first_response_time" => avg(&first_responses),
+        "median_first_response_time" => percentile(&mut first_responses.clone(), 0.5),
+        "avg_resolution_time" => avg(&resolutions),
+        "resolution_rate" => pct(resolutions.len(), g.tickets.len()),
+        "csat_avg" => avg(&g.csats.iter().map(|c| c.score).collect::<Vec<_>>()),
+        "csat_count" => Num::Int(g.csats.len() as i64),
+        "csat_positive_rate" => pct(g.csats.iter().filter(|c| c.score >= 4).count(), g.csats.len()),
+        "contacts_reached" => Num::Int(g.stages.len() as i64),
+        "deals_won" => Num::Int(won.len() as i64),
+        "revenue" => Num::Float(revenue),
+        "avg_deal_size" => ratio(revenue, amounts.len()),
+        "revenue_per_call" => ratio(revenue, g.calls.len()),
         other => unreachable!("measure {other}"),
     }
 }
 
 /// The rows (key → measure values) and totals of `q` over `range`, by brute force. Rows whose
-/// values are all zero or null are left out, as in the API.
+/// values are all zero or null are left out, as in the API. A measure is null unless every kind
+/// of record it reads has every dimension the query groups or filters by.
 pub fn evaluate(
     q: &Query,
     range: TimeRange,
@@ -174,37 +242,102 @@ pub fn evaluate(
     tax: &CompiledTaxonomy,
 ) -> (BTreeMap<Vec<KeyValue>, Vec<Num>>, Vec<Num>) {
     let clock = &q.clock;
-    let agent_only = q
+    let used: Vec<&str> = q
         .dimensions
         .iter()
         .chain(q.filters.iter().map(|f| &f.dimension))
-        .all(|d| matches!(d.name(), "agent" | "hour_of_day" | "day_of_week"));
-    let time_key = |t: i64| q.granularity.map(|g| KeyValue::Time(clock.bucket_start(g, t)));
+        .map(|d| d.name())
+        .filter(|n| !matches!(*n, "hour_of_day" | "day_of_week"))
+        .collect();
+    let has_all = |dims: &[&str]| used.iter().all(|d| dims.contains(d));
     let mut groups: BTreeMap<Vec<KeyValue>, Group> = BTreeMap::new();
     let mut total = Group::default();
-    for c in records.calls {
-        let t = c.started_ns.div_euclid(1_000_000_000);
+    // The key of a record at second `t` with `value` for its dimensions, if it passes the filters.
+    let locate = |t: i64, value: &dyn Fn(&str) -> KeyValue| -> Option<Vec<KeyValue>> {
         if t < range.start || t >= range.end {
-            continue;
+            return None;
         }
-        let a = records.analyses.get(&c.call_id);
-        let passes = q
-            .filters
-            .iter()
-            .all(|f| match dim_value(f.dimension, c, a, tax, clock) {
-                KeyValue::Text(s) => f.values.contains(&s),
-                KeyValue::Int(i) => f.values.contains(&i.to_string()),
-                _ => false,
-            });
-        if !passes {
-            continue;
+        let value_of = |d: Dimension| match d.name() {
+            "hour_of_day" => KeyValue::Int(clock.hour_of_day(t)),
+            "day_of_week" => KeyValue::Int(clock.day_of_week(t)),
+            name => value(name),
+        };
+        let passes = q.filters.iter().all(|f| match value_of(f.dimension) {
+            KeyValue::Text(s) => f.values.contains(&s),
+            KeyValue::Int(i) => f.values.contains(&i.to_string()),
+            _ => false,
+        });
+        let mut key: Vec<KeyValue> = q.dimensions.iter().map(|d| value_of(*d)).collect();
+        key.extend(q.granularity.map(|g| KeyValue::Time(clock.bucket_start(g, t))));
+        passes.then_some(key)
+    };
+    let second = |ns: i64| ns.div_euclid(1_000_000_000);
+    if has_all(CALL_DIMS) {
+        for c in records.calls {
+            let a = records.analyses.get(&c.call_id);
+            if let Some(key) = locate(second(c.started_ns), &|d| dim_value(d, c, a, tax)) {
+                groups.entry(key).or_default().calls.push((c, a));
+                total.calls.push((c, a));
+            }
         }
-        let mut key: Vec<KeyValue> = q.dimensions.iter().map(|d| dim_value(*d, c, a, tax, clock)).collect();
-        key.extend(time_key(t));
-        groups.entry(key).or_default().calls.push((c, a));
-        total.calls.push((c, a));
     }
-    if agent_only {
+    if has_all(TICKET_DIMS) {
+        for t in records.conversations {
+            let value = |d: &str| match d {
+                "agent" => text(t.agent_id.as_deref()),
+                "team" => text(t.team_id.as_deref()),
+                "channel" => text(Some(&t.channel)),
+                _ => text(t.intent.as_deref()),
+            };
+            if let Some(key) = locate(second(t.opened_ns), &value) {
+                groups.entry(key).or_default().tickets.push(t);
+                total.tickets.push(t);
+            }
+        }
+    }
+    if has_all(CSAT_DIMS) {
+        for c in records.csats {
+            let channel = match (&c.conversation_id, &c.call_id) {
+                (Some(id), _) => records
+                    .conversations
+                    .iter()
+                    .find(|t| &t.conversation_id == id)
+                    .map(|t| t.channel.as_str()),
+                (None, Some(_)) => Some("voice"),
+                (None, None) => None,
+            };
+            let value = |d: &str| match d {
+                "agent" => text(c.agent_id.as_deref()),
+                _ => text(channel),
+            };
+            if let Some(key) = locate(second(c.at_ns), &value) {
+                groups.entry(key).or_default().csats.push(c);
+                total.csats.push(c);
+            }
+        }
+    }
+    if has_all(STAGE_DIMS) {
+        let mut firsts: BTreeMap<(&str, &str), &StageChange> = BTreeMap::new();
+        for s in records.stages {
+            let first = firsts.entry((&s.contact_id, &s.stage)).or_insert(s);
+            if (s.at_ns, &s.event_id) < (first.at_ns, &first.event_id) {
+                *first = s;
+            }
+        }
+        for s in firsts.values() {
+            let value = |d: &str| match d {
+                "agent" => text(s.agent_id.as_deref()),
+                "campaign" => text(s.campaign_id.as_deref()),
+                "lead_source" => text(s.lead_source.as_deref()),
+                _ => text(Some(&s.stage)),
+            };
+            if let Some(key) = locate(second(s.at_ns), &value) {
+                groups.entry(key).or_default().stages.push(s);
+                total.stages.push(s);
+            }
+        }
+    }
+    if has_all(STATUS_DIMS) {
         // Status intervals: each status lasts until the agent's next one, split at the edges
         // of output buckets, hours and days.
         let mut by_agent: BTreeMap<&str, Vec<&StatusChange>> = BTreeMap::new();
@@ -221,30 +354,13 @@ pub fn evaluate(
                 let mut t = from.max(range.start * 1_000_000_000);
                 let stop = to.min(range.end * 1_000_000_000);
                 while t < stop {
-                    let sec = t.div_euclid(1_000_000_000);
+                    let sec = second(t);
                     let mut next = clock.next_hour_start(sec).min(range.end);
                     if let Some(g) = q.granularity {
                         next = next.min(clock.next_bucket_start(g, sec));
                     }
                     let piece_end = (next * 1_000_000_000).min(stop);
-                    let hour = clock.hour_of_day(sec);
-                    let weekday = clock.day_of_week(sec);
-                    let key_ok = q.filters.iter().all(|f| match f.dimension.name() {
-                        "agent" => f.values.contains(agent),
-                        "hour_of_day" => f.values.contains(&hour.to_string()),
-                        _ => f.values.contains(&weekday.to_string()),
-                    });
-                    if key_ok {
-                        let mut key: Vec<KeyValue> = q
-                            .dimensions
-                            .iter()
-                            .map(|d| match d.name() {
-                                "agent" => KeyValue::Text(agent.to_string()),
-                                "hour_of_day" => KeyValue::Int(hour),
-                                _ => KeyValue::Int(weekday),
-                            })
-                            .collect();
-                        key.extend(time_key(sec));
+                    if let Some(key) = locate(sec, &|_| KeyValue::Text(agent.to_string())) {
                         let ns = piece_end - t;
                         for g in [groups.entry(key).or_default(), &mut total] {
                             if status.is_active() {
@@ -263,11 +379,19 @@ pub fn evaluate(
         q.measures
             .iter()
             .map(|m| {
-                let needs_status = matches!(m.name, "calls_per_hour" | "active_hours" | "idle_minutes");
-                if needs_status && !agent_only {
-                    Num::Null
-                } else {
+                let readable = match m.name {
+                    "calls_per_hour" => has_all(CALL_DIMS) && has_all(STATUS_DIMS),
+                    "active_hours" | "idle_minutes" => has_all(STATUS_DIMS),
+                    "revenue_per_call" | "revenue_per_connect" => has_all(CALL_DIMS) && has_all(STAGE_DIMS),
+                    n if n.starts_with("csat") => has_all(CSAT_DIMS),
+                    n if TICKET_MEASURES.contains(&n) => has_all(TICKET_DIMS),
+                    n if STAGE_MEASURES.contains(&n) => has_all(STAGE_DIMS),
+                    _ => has_all(CALL_DIMS),
+                };
+                if readable {
                     metric(m.name, g, tax)
+                } else {
+                    Num::Null
                 }
             })
             .collect()
@@ -279,3 +403,12 @@ pub fn evaluate(
         .collect();
     (rows, values(&total))
 }
+
+const TICKET_MEASURES: &[&str] = &[
+    "ticket_volume",
+    "avg_first_response_time",
+    "median_first_response_time",
+    "avg_resolution_time",
+    "resolution_rate",
+];
+const STAGE_MEASURES: &[&str] = &["contacts_reached", "deals_won", "revenue", "avg_deal_size"];

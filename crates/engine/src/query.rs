@@ -3,7 +3,9 @@
 //! covered by the coarsest cells that fit in it, from the smallest cuboid that has every
 //! dimension the query groups or filters by; what no cuboid covers is read from raw records.
 
-use crate::cells::{call_dim_values, call_stats, cuboid, CellData, Cuboid, Dim, Fact, Stats, CUBOIDS, KEY_SEPARATOR};
+use crate::cells::{
+    call_dim_values, call_stats, cuboid, CellData, Cuboid, Dim, DimValues, Fact, Stats, CUBOIDS, DIMS, KEY_SEPARATOR,
+};
 use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
 use crate::measures::{measure, Accum, MeasureDef, Num, MEASURES};
@@ -24,7 +26,7 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 11] = [
+    pub const ALL: [Dimension; 14] = [
         Dimension::Key(Dim::Agent),
         Dimension::Key(Dim::Team),
         Dimension::Key(Dim::Campaign),
@@ -36,6 +38,9 @@ impl Dimension {
         Dimension::HourOfDay,
         Dimension::DayOfWeek,
         Dimension::Key(Dim::ScoreRange),
+        Dimension::Key(Dim::Channel),
+        Dimension::Key(Dim::Stage),
+        Dimension::Key(Dim::Intent),
     ];
 
     pub fn parse(name: &str) -> Option<Dimension> {
@@ -754,11 +759,11 @@ impl Aggregator<'_> {
         (t < s.end).then_some(s)
     }
 
-    fn passes(&self, values: &[&str; 8], seg: &Segment) -> bool {
+    fn passes(&self, values: &DimValues, seg: &Segment) -> bool {
         passes_filters(&self.q.filters, values, seg.hour_of_day, seg.day_of_week, self.taxonomy)
     }
 
-    fn key(&self, values: &[&str; 8], seg: &Segment) -> Vec<KeyValue> {
+    fn key(&self, values: &DimValues, seg: &Segment) -> Vec<KeyValue> {
         let text = |s: &str| {
             if s.is_empty() {
                 KeyValue::Null
@@ -788,20 +793,17 @@ impl Aggregator<'_> {
     }
 
     /// The segment a record at `t` with these values counts in, if it passes the filters.
-    fn locate(&self, t: i64, values: &[&str; 8]) -> Option<Segment> {
+    fn locate(&self, t: i64, values: &DimValues) -> Option<Segment> {
         let seg = self.segment(t).copied()?;
         self.passes(values, &seg).then_some(seg)
     }
 
-    fn add(&mut self, seg: Segment, values: &[&str; 8], stats: &Stats, fact: Fact) {
+    fn add(&mut self, seg: Segment, values: &DimValues, stats: &Stats, fact: Fact) {
         let key = self.key(values, &seg);
         let disposition = values[Dim::Disposition as usize];
         let row = self.rows.entry(key).or_default();
         for accum in [row, &mut self.totals] {
-            match fact {
-                Fact::Calls => accum.add_calls(disposition, self.taxonomy, stats),
-                Fact::Activity => accum.add_activity(stats),
-            }
+            accum.add(fact, disposition, self.taxonomy, stats);
         }
     }
 }
@@ -815,7 +817,8 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
         rows: HashMap::new(),
         totals: Accum::default(),
     };
-    let histograms = q.measures.iter().any(|m| m.reads_histogram);
+    // Histograms are decoded only for facts whose durations a measure reads.
+    let histograms = |fact: Fact| q.measures.iter().any(|m| m.reads_histogram && m.facts[0] == fact);
     let mut corrupt = false;
     for fetch in &fetches {
         match *fetch {
@@ -827,15 +830,20 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
             } => {
                 let c = cuboid(id).expect("planned cuboids exist");
                 source.cells(c, grain, from, to, &mut |bucket, key, data| {
-                    let mut values = [""; 8];
+                    let mut values = [""; DIMS];
                     for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
                         values[*dim as usize] = part;
                     }
                     // Filters are decided on the key, before paying for decoding; talk times
                     // are read only from connected calls' cells (see `Accum::add_calls`).
                     let Some(seg) = agg.locate(bucket, &values) else { return };
-                    let talk = histograms && ctx.taxonomy.is_connected(values[Dim::Disposition as usize]);
-                    match data.stats(talk) {
+                    let decode = match c.fact {
+                        Fact::Calls => {
+                            histograms(Fact::Calls) && ctx.taxonomy.is_connected(values[Dim::Disposition as usize])
+                        }
+                        fact => histograms(fact),
+                    };
+                    match data.stats(decode) {
                         Some(stats) => agg.add(seg, &values, &stats, c.fact),
                         None => corrupt = true,
                     }
@@ -1018,7 +1026,7 @@ pub fn change_percent(now: Num, before: Num) -> Num {
 /// passes every filter. The one definition of filtering, for queries and drill-downs alike.
 pub fn passes_filters(
     filters: &[Filter],
-    values: &[&str; 8],
+    values: &DimValues,
     hour_of_day: i64,
     day_of_week: i64,
     taxonomy: &CompiledTaxonomy,

@@ -2,10 +2,13 @@
 //! for every measure, dimension and granularity, in zones with DST and odd offsets.
 
 use dialboard_engine::cells::{
-    cuboid, for_each_activity_cell, for_each_call_cell, CellData, CellId, CellRef, Cuboid, Stats,
+    cuboid, for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell,
+    CellData, CellId, CellRef, Cuboid, Stats,
 };
 use dialboard_engine::clock::{Clock, Grain};
-use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, StatusChange};
+use dialboard_engine::event::{
+    AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange, StatusChange,
+};
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
 use dialboard_engine::query::{self, CellSource, Context, Dimension, Query, SourceError};
@@ -147,8 +150,74 @@ fn analysis_strategy() -> impl Strategy<Value = CallAnalysis> {
             prospect_sentiment_micros: sentiment.map(|s| -s / 2),
             talk_ratio_micros: ratio,
             filler_micros: score.map(|s| s / 7),
-            intent: None,
+            intent: score.map(|s| ["pricing", "demo", "support"][(s % 3) as usize].to_string()),
         })
+}
+
+fn conversation_strategy() -> impl Strategy<Value = Conversation> {
+    (
+        (0..WINDOW * NS, opt_id("a", 4), opt_id("t", 2)),
+        (pick(&["email", "whatsapp", "chat", "voice"]), opt_id("i", 2)),
+        (prop::option::of(0..7_200 * NS), prop::option::of(0..90_000 * NS)),
+    )
+        .prop_map(|((opened, agent, team), (channel, intent), (response, resolution))| {
+            let opened_ns = WINDOW_START * NS + opened;
+            Conversation {
+                conversation_id: String::new(),
+                event_id: String::new(),
+                version_ns: 0,
+                channel: channel.to_string(),
+                opened_ns,
+                agent_id: agent,
+                team_id: team,
+                first_response_ns: response.map(|r| opened_ns + r),
+                resolved_ns: resolution.map(|r| opened_ns + r),
+                status: None,
+                intent,
+            }
+        })
+}
+
+/// CSAT about one of the first conversations (some of which may not exist), a call, or nothing.
+fn csat_strategy() -> impl Strategy<Value = CsatScore> {
+    (0..WINDOW * NS, 1i64..=5, 0usize..8, opt_id("a", 4)).prop_map(|(at, score, about, agent)| CsatScore {
+        event_id: format!("csat{at}"),
+        score,
+        at_ns: WINDOW_START * NS + at,
+        call_id: (about == 6).then(|| "call0".to_string()),
+        conversation_id: (about < 6).then(|| format!("conv{about}")),
+        agent_id: agent,
+    })
+}
+
+fn stage_strategy() -> impl Strategy<Value = StageChange> {
+    (
+        (
+            0..WINDOW * NS,
+            0usize..6,
+            pick(&["connected", "meeting_booked", "closed_won"]),
+        ),
+        (
+            opt_id("a", 4),
+            opt_id("c", 3),
+            opt_id("s", 3),
+            prop::option::of(0i64..5_000_000),
+        ),
+    )
+        .prop_map(
+            |((at, contact, stage), (agent, campaign, source, amount))| StageChange {
+                event_id: format!("stage{at}"),
+                contact_id: format!("p{contact}"),
+                stage: stage.to_string(),
+                at_ns: WINDOW_START * NS + at,
+                campaign_id: campaign,
+                lead_source: source,
+                agent_id: agent,
+                call_id: None,
+                amount_minor: amount,
+                currency: None,
+            },
+        )
 }
 
 fn status_strategy() -> impl Strategy<Value = StatusChange> {
@@ -176,6 +245,9 @@ fn query_strategy() -> impl Strategy<Value = serde_json::Value> {
         Just(json!({"campaign": ["c1"], "lead_source": ["s0", "s2"]})),
         Just(json!({"hour_of_day": ["9", "10", "23"]})),
         Just(json!({"score_range": ["60-80", "80-100"]})),
+        Just(json!({"channel": ["email", "voice"]})),
+        Just(json!({"stage": ["closed_won"]})),
+        Just(json!({"intent": ["pricing", "i1"]})),
     ]);
     (dims, gran, filters, 0..WINDOW / 900, 1..WINDOW / 900, pick(&ZONES), any::<bool>()).prop_map(
         |(dims, gran, filters, a, len, tz, days)| {
@@ -251,6 +323,9 @@ proptest! {
         mut calls in prop::collection::vec(call_strategy(), 0..120),
         analyses in prop::collection::vec(prop::option::of(analysis_strategy()), 120),
         statuses in prop::collection::vec(status_strategy(), 0..40),
+        mut conversations in prop::collection::vec(conversation_strategy(), 0..20),
+        csats in prop::collection::vec(csat_strategy(), 0..20),
+        stages in prop::collection::vec(stage_strategy(), 0..30),
         tenant_zone in pick(&ZONES),
         q in query_strategy(),
     ) {
@@ -265,7 +340,8 @@ proptest! {
             }
         }
         let mut cells: BTreeMap<CellId, Stats> = BTreeMap::new();
-        let mut add = |id: CellRef, s: &Stats| cells.entry(id.to_owned()).or_default().merge(s, 1);
+        let sign = std::cell::Cell::new(1);
+        let mut add = |id: CellRef, s: &Stats| cells.entry(id.to_owned()).or_default().merge(s, sign.get());
         for c in &calls {
             for_each_call_cell(&tenant_clock, c, analysis_of.get(&c.call_id), &mut add);
         }
@@ -274,12 +350,44 @@ proptest! {
         for w in sorted.windows(2).filter(|w| w[0].agent_id == w[1].agent_id) {
             for_each_activity_cell(&tenant_clock, &w[0].agent_id, w[0].status, w[0].at_ns, w[1].at_ns, &mut add);
         }
+        for (i, c) in conversations.iter_mut().enumerate() {
+            c.conversation_id = format!("conv{i}");
+            for_each_ticket_cell(&tenant_clock, c, &mut add);
+        }
+        for s in &csats {
+            let channel = s.conversation_id.as_ref().and_then(|id| conversations.iter().find(|c| &c.conversation_id == id));
+            for_each_csat_cell(&tenant_clock, s, channel.map(|c| c.channel.as_str()), &mut add);
+        }
+        // Stage events in arrival order: a contact's first arrival at a stage counts; an earlier
+        // one arriving later retracts it.
+        let mut firsts: BTreeMap<(String, String), &StageChange> = BTreeMap::new();
+        for s in &stages {
+            let slot = (s.contact_id.clone(), s.stage.clone());
+            match firsts.get(&slot) {
+                Some(first) if (first.at_ns, &first.event_id) <= (s.at_ns, &s.event_id) => continue,
+                Some(first) => {
+                    sign.set(-1);
+                    for_each_stage_cell(&tenant_clock, first, &mut add);
+                    sign.set(1);
+                }
+                None => {}
+            }
+            for_each_stage_cell(&tenant_clock, s, &mut add);
+            firsts.insert(slot, s);
+        }
         prop_assert!(cuboid(0).is_some());
         let ctx = Context { tenant_clock: &tenant_clock, taxonomy: &taxonomy, now: WINDOW_START + WINDOW, earliest: None };
         let query: Query = query::parse_query(&q, &ctx).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         let mut source = MemorySource { cells, calls: calls.clone(), analyses: analysis_of.clone() };
         let result = query::run(&query, &ctx, &mut source).unwrap();
-        let records = Records { calls: &calls, analyses: &analysis_of, statuses: &statuses };
+        let records = Records {
+            calls: &calls,
+            analyses: &analysis_of,
+            statuses: &statuses,
+            conversations: &conversations,
+            csats: &csats,
+            stages: &stages,
+        };
         let names: Vec<String> = query.measures.iter().map(|m| m.name.to_string()).collect();
         check_table("main", &result.table, &oracle::evaluate(&query, query.range, &records, &taxonomy), &names)?;
         let cmp = query.compare.unwrap();

@@ -1,9 +1,12 @@
 //! Random event streams — duplicates (also with other content), corrections in any order,
-//! late events, analyses before and after their call, late status changes — fed to a real
+//! late events, analyses before and after their call, late status changes, conversations that
+//! change channel after their CSAT scores, stages reached again or earlier — fed to a real
 //! store in random batches give, through its rollups and the query model, exactly what brute
 //! force over the final records gives.
 
-use dialboard_engine::event::{parse_event, CallAnalysis, CallRecord, Event, ParsedEvent, StatusChange};
+use dialboard_engine::event::{
+    parse_event, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
+};
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
 use dialboard_engine::query::{parse_query, Context, KeyValue};
@@ -23,6 +26,9 @@ const DISPOSITIONS: [&str; 7] = [
     "DNC",
     "Dropped",
 ];
+const CHANNELS: [&str; 3] = ["email", "chat", "whatsapp"];
+const INTENTS: [&str; 2] = ["billing", "demo"];
+const STAGES: [&str; 3] = ["meeting_booked", "proposal_sent", "closed_won"];
 const STATUSES: [&str; 5] = ["idle", "dialing", "on_call", "wrap_up", "offline"];
 const ZONES: [&str; 4] = ["America/New_York", "Asia/Kathmandu", "Australia/Adelaide", "UTC"];
 /// 2026-03-07T00:00:00Z, two days before the end of US winter time.
@@ -58,6 +64,30 @@ fn event_strategy() -> impl Strategy<Value = Value> {
         2 => (0usize..3, 0i64..3 * 86_400, 0usize..5).prop_map(|(agent, at, status)| json!({
             "type": "agent_status", "agent_id": format!("a{agent}"), "at": ts(T0 + at),
             "status": STATUSES[status]})),
+        2 => (0usize..6, 0i64..3 * 86_400, 0usize..3, 0i64..5_000, prop::option::of(0i64..9_000), any::<bool>()).prop_map(
+            |(conv, opened, channel, updated, response, resolved)| {
+                let mut e = json!({"type": "conversation", "conversation_id": format!("v{conv}"),
+                    "channel": CHANNELS[channel], "opened_at": ts(T0 + opened),
+                    "agent_id": format!("a{}", conv % 3), "team_id": "t1", "intent": INTENTS[conv % 2],
+                    "updated_at": ts(T0 + 4 * 86_400 + updated)});
+                if let Some(r) = response {
+                    e["first_response_at"] = json!(ts(T0 + opened + r));
+                    if resolved {
+                        e["resolved_at"] = json!(ts(T0 + opened + 2 * r + 60));
+                    }
+                }
+                e
+            }),
+        2 => (0usize..8, 0i64..3 * 86_400, 1i64..=5).prop_map(|(about, at, score)| {
+            let mut e = json!({"type": "csat", "score": score, "at": ts(T0 + at), "agent_id": format!("a{}", about % 3)});
+            if about < 6 { e["conversation_id"] = json!(format!("v{about}")); } else { e["call_id"] = json!("c1"); }
+            e
+        }),
+        2 => (0usize..5, 0usize..3, 0i64..3 * 86_400, 0i64..100_000).prop_map(|(contact, stage, at, amount)| json!({
+            "type": "lead_stage", "contact_id": format!("p{contact}"),
+            "stage": STAGES[stage], "at": ts(T0 + at),
+            "campaign_id": format!("k{}", contact % 3), "agent_id": format!("a{}", (contact + stage) % 3),
+            "amount": amount as f64 / 100.0})),
     ]
 }
 
@@ -88,12 +118,22 @@ fn stream_strategy() -> impl Strategy<Value = Vec<Value>> {
         .prop_shuffle()
 }
 
+#[derive(Default)]
+struct Final {
+    calls: Vec<CallRecord>,
+    analyses: BTreeMap<String, CallAnalysis>,
+    statuses: Vec<StatusChange>,
+    conversations: Vec<Conversation>,
+    csats: Vec<CsatScore>,
+    stages: Vec<StageChange>,
+}
+
 /// The final records: first arrival of each id wins; the greatest version of each record.
-fn final_records(events: &[ParsedEvent]) -> (Vec<CallRecord>, BTreeMap<String, CallAnalysis>, Vec<StatusChange>) {
+fn final_records(events: &[ParsedEvent]) -> Final {
     let mut seen = HashSet::new();
     let mut calls: BTreeMap<String, CallRecord> = BTreeMap::new();
-    let mut analyses: BTreeMap<String, CallAnalysis> = BTreeMap::new();
-    let mut statuses = Vec::new();
+    let mut conversations: BTreeMap<String, Conversation> = BTreeMap::new();
+    let mut out = Final::default();
     for e in events {
         if !seen.insert(e.id.clone()) {
             continue;
@@ -102,25 +142,44 @@ fn final_records(events: &[ParsedEvent]) -> (Vec<CallRecord>, BTreeMap<String, C
             Event::Call(c) if calls.get(&c.call_id).is_none_or(|old| old.version() < c.version()) => {
                 calls.insert(c.call_id.clone(), c.clone());
             }
-            Event::Analysis(a) if analyses.get(&a.call_id).is_none_or(|old| old.version() < a.version()) => {
-                analyses.insert(a.call_id.clone(), a.clone());
+            Event::Analysis(a)
+                if out
+                    .analyses
+                    .get(&a.call_id)
+                    .is_none_or(|old| old.version() < a.version()) =>
+            {
+                out.analyses.insert(a.call_id.clone(), a.clone());
             }
-            Event::Status(s) => statuses.push(s.clone()),
+            Event::Conversation(c)
+                if conversations
+                    .get(&c.conversation_id)
+                    .is_none_or(|old| old.version() < c.version()) =>
+            {
+                conversations.insert(c.conversation_id.clone(), c.clone());
+            }
+            Event::Status(s) => out.statuses.push(s.clone()),
+            Event::Csat(s) => out.csats.push(s.clone()),
+            Event::Stage(s) => out.stages.push(s.clone()),
             _ => {}
         }
     }
-    (calls.into_values().collect(), analyses, statuses)
+    out.calls = calls.into_values().collect();
+    out.conversations = conversations.into_values().collect();
+    out
 }
 
 fn queries() -> Vec<Value> {
     let measures: Vec<&str> = MEASURES.iter().map(|m| m.name).collect();
-    let dims: [&[&str]; 6] = [
+    let dims: [&[&str]; 9] = [
         &[],
         &["agent"],
         &["disposition_category"],
         &["campaign", "team"],
         &["hour_of_day"],
         &["score_range"],
+        &["channel"],
+        &["stage", "campaign"],
+        &["intent", "agent"],
     ];
     let grans = [None, Some("hour"), Some("day"), Some("15m")];
     let mut out = Vec::new();
@@ -157,11 +216,14 @@ fn check(
     zone: &str,
     events: &[ParsedEvent],
 ) -> Result<(), TestCaseError> {
-    let (calls, analyses, statuses) = final_records(events);
+    let f = final_records(events);
     let records = Records {
-        calls: &calls,
-        analyses: &analyses,
-        statuses: &statuses,
+        calls: &f.calls,
+        analyses: &f.analyses,
+        statuses: &f.statuses,
+        conversations: &f.conversations,
+        csats: &f.csats,
+        stages: &f.stages,
     };
     let clock = dialboard_engine::clock::Clock::new(zone).unwrap();
     let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());

@@ -133,7 +133,10 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn, options.synchronous_full)?;
-        schema::migrate(&mut conn)?;
+        let version = schema::migrate(&mut conn)?;
+        if (1..schema::OTHER_FACTS_VERSION).contains(&version) {
+            writer::backfill_other_facts(&mut conn)?;
+        }
         let shared = Arc::new(Shared::default());
         {
             let mut overlay = shared.overlay.write().expect("overlay lock");

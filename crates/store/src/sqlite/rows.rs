@@ -1,6 +1,6 @@
 //! Reading and writing records as SQLite rows.
 
-use dialboard_engine::event::{CallAnalysis, CallRecord};
+use dialboard_engine::event::{CallAnalysis, CallRecord, Conversation, CsatScore, StageChange};
 use rusqlite::{params, Row, Transaction};
 
 macro_rules! call_columns {
@@ -163,4 +163,54 @@ pub fn upsert_analysis(tx: &Transaction, tenant: i64, a: &CallAnalysis) -> rusql
         a.intent
     ])?;
     Ok(())
+}
+
+pub const CONVERSATION_COLUMNS: &str = "conversation_id, event_id, version_ns, channel, opened_ns, agent_id, team_id, \
+                                        first_response_ns, resolved_ns, status, intent";
+
+pub fn conversation_from_row(r: &Row) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        conversation_id: r.get(0)?,
+        event_id: r.get(1)?,
+        version_ns: r.get(2)?,
+        channel: r.get(3)?,
+        opened_ns: r.get(4)?,
+        agent_id: r.get(5)?,
+        team_id: r.get(6)?,
+        first_response_ns: r.get(7)?,
+        resolved_ns: r.get(8)?,
+        status: r.get(9)?,
+        intent: r.get(10)?,
+    })
+}
+
+pub const STAGE_COLUMNS: &str =
+    "event_id, contact_id, stage, at_ns, campaign_id, lead_source, agent_id, call_id, amount_minor, currency";
+
+pub fn stage_from_row(r: &Row) -> rusqlite::Result<StageChange> {
+    Ok(StageChange {
+        event_id: r.get(0)?,
+        contact_id: r.get(1)?,
+        stage: r.get(2)?,
+        at_ns: r.get(3)?,
+        campaign_id: r.get(4)?,
+        lead_source: r.get(5)?,
+        agent_id: r.get(6)?,
+        call_id: r.get(7)?,
+        amount_minor: r.get(8)?,
+        currency: r.get(9)?,
+    })
+}
+
+pub const CSAT_COLUMNS: &str = "event_id, score, at_ns, call_id, conversation_id, agent_id";
+
+pub fn csat_from_row(r: &Row) -> rusqlite::Result<CsatScore> {
+    Ok(CsatScore {
+        event_id: r.get(0)?,
+        score: r.get(1)?,
+        at_ns: r.get(2)?,
+        call_id: r.get(3)?,
+        conversation_id: r.get(4)?,
+        agent_id: r.get(5)?,
+    })
 }

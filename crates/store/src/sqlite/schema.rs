@@ -172,9 +172,29 @@ CREATE TABLE audit (
     PRIMARY KEY (tenant_id, seq)
 );
 "#,
+    r#"
+-- A contact's first arrival at a stage is what counts (see engine::cells::stage_stats).
+CREATE INDEX lead_stages_by_contact ON lead_stages (tenant_id, contact_id, stage, at_ns, event_id);
+-- CSAT scores move with their conversation's channel.
+CREATE INDEX csat_by_conversation ON csat (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;
+-- Agents, teams and campaigns: names, membership, goals, cost (a JSON document each).
+CREATE TABLE directory (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, kind, id)
+) WITHOUT ROWID;
+"#,
 ];
 
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// The version that first keeps rollups of conversations, CSAT and stages: databases written by
+/// an older one get theirs computed once (`writer::backfill_other_facts`).
+pub const OTHER_FACTS_VERSION: usize = 3;
+
+/// Migrates to the latest version; returns the version the database had.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
@@ -182,7 +202,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Connection settings: WAL so readers never block the writer; `synchronous=FULL` so a

@@ -3,12 +3,20 @@
 //! replied to after the commit. Rollup deltas of a transaction are stored as one row and merged
 //! into the in-memory overlay; a checkpoint folds them into the cells table.
 
-use super::rows::{analysis_from_row, call_from_row, upsert_analysis, upsert_call, SELECT_ANALYSIS, SELECT_CALL};
+use super::rows::{
+    analysis_from_row, call_from_row, conversation_from_row, csat_from_row, stage_from_row, upsert_analysis,
+    upsert_call, CONVERSATION_COLUMNS, CSAT_COLUMNS, SELECT_ANALYSIS, SELECT_CALL, STAGE_COLUMNS,
+};
 use super::Shared;
 use crate::overlay::DeltaMap;
 use crate::{Change, IngestSummary, Result, StoreError, TenantInfo};
-use dialboard_engine::cells::{for_each_activity_cell, for_each_call_cell, Stats};
-use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, Event, ParsedEvent, StatusChange};
+use dialboard_engine::cells::{
+    for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef,
+    Stats,
+};
+use dialboard_engine::event::{
+    AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
+};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -177,50 +185,9 @@ fn apply_batch(
             Event::Call(c) => apply_call(tx, tenant, c, deltas)?,
             Event::Analysis(a) => apply_analysis(tx, tenant, a, deltas)?,
             Event::Status(s) => apply_status(tx, tenant, s, deltas)?,
-            Event::Stage(s) => {
-                tx.prepare_cached(
-                    "INSERT INTO lead_stages (tenant_id, event_id, contact_id, stage, at_ns, campaign_id, lead_source, \
-                     agent_id, call_id, amount_minor, currency) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?
-                .execute(params![
-                    tenant.id, s.event_id, s.contact_id, s.stage, s.at_ns, s.campaign_id, s.lead_source, s.agent_id,
-                    s.call_id, s.amount_minor, s.currency
-                ])?;
-            }
-            Event::Conversation(c) => {
-                let current: Option<(i64, String)> = tx
-                    .prepare_cached(
-                        "SELECT version_ns, event_id FROM conversations WHERE tenant_id = ?1 AND conversation_id = ?2",
-                    )?
-                    .query_row(params![tenant.id, c.conversation_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                if current.is_none_or(|(v, id)| (c.version_ns, c.event_id.as_str()) > (v, id.as_str())) {
-                    tx.prepare_cached(
-                        "INSERT OR REPLACE INTO conversations (tenant_id, conversation_id, event_id, version_ns, channel, \
-                         opened_ns, agent_id, team_id, first_response_ns, resolved_ns, status, intent) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                    )?
-                    .execute(params![
-                        tenant.id, c.conversation_id, c.event_id, c.version_ns, c.channel, c.opened_ns, c.agent_id,
-                        c.team_id, c.first_response_ns, c.resolved_ns, c.status, c.intent
-                    ])?;
-                }
-            }
-            Event::Csat(s) => {
-                tx.prepare_cached(
-                    "INSERT INTO csat (tenant_id, event_id, score, at_ns, call_id, conversation_id, agent_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    tenant.id,
-                    s.event_id,
-                    s.score,
-                    s.at_ns,
-                    s.call_id,
-                    s.conversation_id,
-                    s.agent_id
-                ])?;
-            }
+            Event::Stage(s) => apply_stage(tx, tenant, s, deltas)?,
+            Event::Conversation(c) => apply_conversation(tx, tenant, c, deltas)?,
+            Event::Csat(s) => apply_csat(tx, tenant, s, deltas)?,
         }
     }
     Ok(summary)
@@ -273,6 +240,169 @@ fn apply_analysis(tx: &Transaction, tenant: &TenantInfo, analysis: &CallAnalysis
         add_call(tenant, &call, Some(analysis), 1, deltas);
     }
     upsert_analysis(tx, tenant.id, analysis)?;
+    Ok(())
+}
+
+/// A newer version retracts the current one's contribution and adds its own. When the channel
+/// changes (or the conversation arrives after its CSAT scores), the scores move channel too.
+fn apply_conversation(tx: &Transaction, tenant: &TenantInfo, c: &Conversation, deltas: &mut DeltaMap) -> Result<()> {
+    let current: Option<Conversation> = tx
+        .prepare_cached(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = ?1 AND conversation_id = ?2"
+        ))?
+        .query_row(params![tenant.id, c.conversation_id], conversation_from_row)
+        .optional()?;
+    if current.as_ref().is_some_and(|old| old.version() >= c.version()) {
+        return Ok(());
+    }
+    let mut add = |id: CellRef, stats: &Stats, sign| deltas.add(tenant.id, id, stats, sign);
+    if let Some(old) = &current {
+        for_each_ticket_cell(&tenant.clock, old, |id, stats| add(id, stats, -1));
+    }
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO conversations (tenant_id, {CONVERSATION_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?
+    .execute(params![
+        tenant.id,
+        c.conversation_id,
+        c.event_id,
+        c.version_ns,
+        c.channel,
+        c.opened_ns,
+        c.agent_id,
+        c.team_id,
+        c.first_response_ns,
+        c.resolved_ns,
+        c.status,
+        c.intent
+    ])?;
+    for_each_ticket_cell(&tenant.clock, c, |id, stats| add(id, stats, 1));
+    let old_channel = current.as_ref().map(|o| o.channel.as_str());
+    if old_channel != Some(c.channel.as_str()) {
+        let mut scores = tx.prepare_cached(&format!(
+            "SELECT {CSAT_COLUMNS} FROM csat WHERE tenant_id = ?1 AND conversation_id = ?2"
+        ))?;
+        for score in scores.query_map(params![tenant.id, c.conversation_id], csat_from_row)? {
+            let score = score?;
+            for_each_csat_cell(&tenant.clock, &score, old_channel, |id, stats| add(id, stats, -1));
+            for_each_csat_cell(&tenant.clock, &score, Some(&c.channel), |id, stats| add(id, stats, 1));
+        }
+    }
+    Ok(())
+}
+
+/// A score counts in its conversation's channel, as far as that is known yet.
+fn apply_csat(tx: &Transaction, tenant: &TenantInfo, s: &CsatScore, deltas: &mut DeltaMap) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO csat (tenant_id, {CSAT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?
+    .execute(params![
+        tenant.id,
+        s.event_id,
+        s.score,
+        s.at_ns,
+        s.call_id,
+        s.conversation_id,
+        s.agent_id
+    ])?;
+    let channel: Option<String> = match &s.conversation_id {
+        Some(id) => tx
+            .prepare_cached("SELECT channel FROM conversations WHERE tenant_id = ?1 AND conversation_id = ?2")?
+            .query_row(params![tenant.id, id], |r| r.get(0))
+            .optional()?,
+        None => None,
+    };
+    for_each_csat_cell(&tenant.clock, s, channel.as_deref(), |id, stats| {
+        deltas.add(tenant.id, id, stats, 1)
+    });
+    Ok(())
+}
+
+/// Only a contact's first arrival at a stage counts: an earlier event arriving late retracts
+/// the one that counted so far.
+fn apply_stage(tx: &Transaction, tenant: &TenantInfo, s: &StageChange, deltas: &mut DeltaMap) -> Result<()> {
+    let first: Option<StageChange> = tx
+        .prepare_cached(&format!(
+            "SELECT {STAGE_COLUMNS} FROM lead_stages WHERE tenant_id = ?1 AND contact_id = ?2 AND stage = ?3 \
+             ORDER BY at_ns, event_id LIMIT 1"
+        ))?
+        .query_row(params![tenant.id, s.contact_id, s.stage], stage_from_row)
+        .optional()?;
+    tx.prepare_cached(&format!(
+        "INSERT INTO lead_stages (tenant_id, {STAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        tenant.id,
+        s.event_id,
+        s.contact_id,
+        s.stage,
+        s.at_ns,
+        s.campaign_id,
+        s.lead_source,
+        s.agent_id,
+        s.call_id,
+        s.amount_minor,
+        s.currency
+    ])?;
+    let mut add = |stage: &StageChange, sign| {
+        for_each_stage_cell(&tenant.clock, stage, |id, stats| deltas.add(tenant.id, id, stats, sign))
+    };
+    match first {
+        Some(f) if (f.at_ns, f.event_id.as_str()) < (s.at_ns, s.event_id.as_str()) => {}
+        Some(f) => {
+            add(&f, -1);
+            add(s, 1);
+        }
+        None => add(s, 1),
+    }
+    Ok(())
+}
+
+/// Computes the rollups of conversations, CSAT scores and stages stored before the version that
+/// keeps them, as one pending delta row (folded by the next checkpoint).
+pub fn backfill_other_facts(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut deltas = DeltaMap::default();
+    let tenants: Vec<(i64, String, String)> = tx
+        .prepare("SELECT id, name, settings FROM tenants")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, name, settings) in tenants {
+        let settings = serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
+        let tenant = TenantInfo::new(id, name, settings)?;
+        let mut add = |cell: CellRef, stats: &Stats| deltas.add(id, cell, stats, 1);
+        let conversations: Vec<Conversation> = tx
+            .prepare(&format!(
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = ?1"
+            ))?
+            .query_map([id], conversation_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        for c in &conversations {
+            for_each_ticket_cell(&tenant.clock, c, &mut add);
+        }
+        let mut scores = tx.prepare(&format!(
+            "SELECT {CSAT_COLUMNS}, (SELECT channel FROM conversations v WHERE v.tenant_id = s.tenant_id \
+             AND v.conversation_id = s.conversation_id) FROM csat s WHERE tenant_id = ?1"
+        ))?;
+        for row in scores.query_map([id], |r| Ok((csat_from_row(r)?, r.get::<_, Option<String>>(6)?)))? {
+            let (score, channel) = row?;
+            for_each_csat_cell(&tenant.clock, &score, channel.as_deref(), &mut add);
+        }
+        // The first event of each (contact, stage).
+        let mut firsts = tx.prepare(&format!(
+            "SELECT {STAGE_COLUMNS} FROM lead_stages s WHERE tenant_id = ?1 AND NOT EXISTS (SELECT 1 FROM lead_stages e \
+             WHERE e.tenant_id = s.tenant_id AND e.contact_id = s.contact_id AND e.stage = s.stage \
+             AND (e.at_ns, e.event_id) < (s.at_ns, s.event_id))"
+        ))?;
+        for stage in firsts.query_map([id], stage_from_row)? {
+            for_each_stage_cell(&tenant.clock, &stage?, &mut add);
+        }
+    }
+    if !deltas.is_empty() {
+        tx.execute("INSERT INTO pending_deltas (data) VALUES (?1)", [deltas.encode()])?;
+    }
+    tx.commit()?;
     Ok(())
 }
 

@@ -1,0 +1,62 @@
+//! A database written before rollups of conversations, CSAT and stages existed gets them
+//! computed when it is opened by this version.
+
+use dialboard_engine::event::{parse_event, ParsedEvent};
+use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+use dialboard_store::sqlite::{Options, SqliteStore};
+use dialboard_store::{Store, TenantSettings};
+use serde_json::json;
+
+#[test]
+fn rollups_of_older_databases_are_backfilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let events: Vec<ParsedEvent> = [
+        json!({"id": "1", "type": "conversation", "conversation_id": "v1", "channel": "email",
+               "opened_at": "2026-03-02T10:00:00Z", "first_response_at": "2026-03-02T10:05:00Z"}),
+        json!({"id": "2", "type": "csat", "conversation_id": "v1", "score": 5, "at": "2026-03-02T11:00:00Z"}),
+        json!({"id": "3", "type": "lead_stage", "contact_id": "p1", "stage": "closed_won", "amount": 1200.5,
+               "at": "2026-03-03T10:00:00Z"}),
+        json!({"id": "4", "type": "lead_stage", "contact_id": "p1", "stage": "closed_won", "amount": 99,
+               "at": "2026-03-04T10:00:00Z"}),
+    ]
+    .iter()
+    .map(|e| parse_event(e, &taxonomy).unwrap())
+    .collect();
+    let query = json!({"measures": ["ticket_volume", "median_first_response_time", "csat_avg", "deals_won", "revenue"],
+                       "range": {"start": "2026-03-01", "end": "2026-03-08"}});
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let settings = TenantSettings {
+        timezone: "UTC".into(),
+        taxonomy: Taxonomy::default(),
+        leaderboard_privacy: false,
+    };
+    let tenant = rt.block_on(store.create_tenant("t", settings)).unwrap();
+    rt.block_on(store.ingest(tenant.id, events)).unwrap();
+    let before = rt
+        .block_on(store.query(tenant.id, query.clone(), 0))
+        .unwrap()
+        .unwrap()
+        .to_json();
+    assert_eq!(before["totals"]["revenue"], json!(1200.5));
+    rt.block_on(store.shutdown());
+
+    // What an older version left behind: the records, no rollups of them.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DELETE FROM cells; DELETE FROM pending_deltas; DROP INDEX lead_stages_by_contact; DROP INDEX csat_by_conversation;
+         DROP TABLE directory; PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let after = rt
+        .block_on(store.query(tenant.id, query, 0))
+        .unwrap()
+        .unwrap()
+        .to_json();
+    assert_eq!(after, before);
+    rt.block_on(store.shutdown());
+}
