@@ -317,6 +317,9 @@ pub static MEASURES: &[MeasureDef] = &[
     measure!("analysed_calls", [Calls], Count, "calls with an AI analysis", |a| {
         Num::Int(a.all[ANALYSED])
     }),
+    measure!("scored_calls", [Calls], Count, "analysed calls with a score", |a| {
+        Num::Int(a.all[SCORE_N])
+    }),
     measure!(
         "avg_call_score",
         [Calls],

@@ -172,6 +172,7 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
         "avg_wait_time" => avg(&connected.iter().filter_map(|(c, _)| c.wait_seconds).collect::<Vec<_>>()),
         "avg_wrapup_time" => avg(&calls.iter().filter_map(|(c, _)| c.wrap_seconds).collect::<Vec<_>>()),
         "analysed_calls" => Num::Int(analysed.len() as i64),
+        "scored_calls" => Num::Int(field(|a| a.score_micros).len() as i64),
         "avg_call_score" => avg_micros(&field(|a| a.score_micros)),
         "avg_sentiment" => avg_micros(&field(|a| a.sentiment_micros)),
         "avg_prospect_sentiment" => avg_micros(&field(|a| a.prospect_sentiment_micros)),

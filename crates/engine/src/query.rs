@@ -100,7 +100,10 @@ pub struct Query {
 
 /// What a query is evaluated against, besides the data.
 pub struct Context<'a> {
+    /// The zone of the tenant's hour and day cells.
     pub tenant_clock: &'a Clock,
+    /// The default zone of queries (the tenant's timezone).
+    pub zone: &'a Clock,
     pub taxonomy: &'a CompiledTaxonomy,
     /// The current instant, for presets.
     pub now: i64,
@@ -250,17 +253,17 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
         Some(_) => errors.add("filters", "must be an object of dimension → list of values"),
     }
     let clock = match obj.get("timezone") {
-        None | Some(Value::Null) => ctx.tenant_clock.clone(),
+        None | Some(Value::Null) => ctx.zone.clone(),
         Some(Value::String(tz)) => match Clock::new(tz) {
             Ok(c) => c,
             Err(message) => {
                 errors.add("timezone", message);
-                ctx.tenant_clock.clone()
+                ctx.zone.clone()
             }
         },
         Some(_) => {
             errors.add("timezone", "must be an IANA time zone name");
-            ctx.tenant_clock.clone()
+            ctx.zone.clone()
         }
     };
     let range = match obj.get("range") {
@@ -1061,6 +1064,7 @@ mod tests {
         let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
         let ctx = Context {
             tenant_clock: &clock,
+            zone: &clock,
             taxonomy: &taxonomy,
             now: 1_780_000_000,
             earliest: None,

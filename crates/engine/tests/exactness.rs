@@ -376,7 +376,7 @@ proptest! {
             firsts.insert(slot, s);
         }
         prop_assert!(cuboid(0).is_some());
-        let ctx = Context { tenant_clock: &tenant_clock, taxonomy: &taxonomy, now: WINDOW_START + WINDOW, earliest: None };
+        let ctx = Context { tenant_clock: &tenant_clock, zone: &tenant_clock, taxonomy: &taxonomy, now: WINDOW_START + WINDOW, earliest: None };
         let query: Query = query::parse_query(&q, &ctx).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         let mut source = MemorySource { cells, calls: calls.clone(), analyses: analysis_of.clone() };
         let result = query::run(&query, &ctx, &mut source).unwrap();

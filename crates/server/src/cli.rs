@@ -214,9 +214,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .create_tenant(
                     &name,
                     TenantSettings {
-                        timezone: timezone.clone(),
-                        taxonomy: Default::default(),
                         leaderboard_privacy,
+                        ..TenantSettings::new(&timezone)
                     },
                 )
                 .await?;

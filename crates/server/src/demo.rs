@@ -5,7 +5,7 @@ use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::CompiledTaxonomy;
 use dialboard_store::access::{Role, User};
-use dialboard_store::{Store, TenantSettings};
+use dialboard_store::{DirectoryKind, Store, TenantSettings};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Normal};
@@ -459,18 +459,7 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
     let started = std::time::Instant::now();
     let tenant = match store.tenant_by_name(TENANT).await? {
         Some(t) => t,
-        None => {
-            store
-                .create_tenant(
-                    TENANT,
-                    TenantSettings {
-                        timezone: TIMEZONE.into(),
-                        taxonomy: Default::default(),
-                        leaderboard_privacy: false,
-                    },
-                )
-                .await?
-        }
+        None => store.create_tenant(TENANT, TenantSettings::new(TIMEZONE)).await?,
     };
     let now = jiff::Timestamp::now().as_second();
     let existing = store
@@ -498,6 +487,7 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
         );
     }
     add_logins(&store, tenant.id, seed).await?;
+    add_directory(&store, tenant.id, seed).await?;
     let key = crate::cli::create_admin_key(&store, tenant.id).await?;
     tokio::spawn(live(store.clone(), tenant.id, seed));
     crate::cli::serve(store, listen, |url| {
@@ -511,6 +501,41 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
 }
 
 pub const DEMO_PASSWORD: &str = "demo";
+
+/// Names, teams, daily goals and campaign costs, as an admin would enter them.
+async fn add_directory(store: &Arc<dyn Store>, tenant_id: i64, seed: u64) -> anyhow::Result<()> {
+    let title = |id: &str| {
+        id.split(['.', '-'])
+            .map(|w| {
+                let mut c = w.chars();
+                c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (i, team) in TEAMS.iter().enumerate() {
+        let mut body = json!({"name": title(team)});
+        if i == 0 {
+            // Enterprise reps make fewer, longer calls.
+            body["targets"] = json!({"min_calls": 60, "min_connects": 12, "min_talk_minutes": 150,
+                                      "max_idle_minutes": 30, "min_dialing_hours": 5});
+        }
+        store.put_directory(tenant_id, DirectoryKind::Team, team, body).await?;
+    }
+    for rep in reps(seed) {
+        let body = json!({"name": title(&rep.id), "team_id": rep.team, "daily_goal": (rep.calls_per_day.round() as u32 / 5 * 5).max(50)});
+        store
+            .put_directory(tenant_id, DirectoryKind::Agent, &rep.id, body)
+            .await?;
+    }
+    for (campaign, cost) in CAMPAIGNS.iter().zip([48_000.0, 12_500.0, 20_000.0, 7_500.0]) {
+        let body = json!({"name": title(campaign.id), "cost": cost, "currency": "USD"});
+        store
+            .put_directory(tenant_id, DirectoryKind::Campaign, campaign.id, body)
+            .await?;
+    }
+    Ok(())
+}
 
 /// The demo's three logins (SPEC §2): an admin, the manager of the first team and its first
 /// rep as an agent. The short password is the demo's own; real users need a longer one.

@@ -325,7 +325,7 @@ impl Hub {
         let message = |visible: &dyn Fn(&Activity) -> bool| {
             let shown: Vec<&&Activity> = items.iter().filter(|a| visible(a)).collect();
             let skip = shown.len().saturating_sub(MAX_ITEMS_PER_ROUND);
-            let json: Vec<Value> = shown[skip..].iter().map(|a| a.to_json(&tenant.clock)).collect();
+            let json: Vec<Value> = shown[skip..].iter().map(|a| a.to_json(&tenant.zone)).collect();
             (!json.is_empty()).then(|| {
                 let m = scope.message("activity", json!({"items": json, "omitted": skip}));
                 Utf8Bytes::from(m.to_string())
@@ -362,7 +362,7 @@ impl Hub {
         if state.last_sent.get(&key) == Some(&metrics) || !state.watchers.contains_key(&key) {
             return;
         }
-        let msg = metric_update(&key.1, &metrics, &tenant.clock.format(now));
+        let msg = metric_update(&key.1, &metrics, &tenant.zone.format(now));
         state.last_sent.insert(key.clone(), metrics);
         let ids: Vec<u64> = state.watchers[&key].iter().copied().collect();
         for id in ids {
@@ -517,7 +517,7 @@ impl Connection {
         match current {
             Ok((tenant, metrics)) => {
                 if let Some((_, metrics)) = metrics.into_iter().next() {
-                    let msg = metric_update(&scope, &metrics, &tenant.clock.format(now));
+                    let msg = metric_update(&scope, &metrics, &tenant.zone.format(now));
                     self.hub.lock().send(self.id, &msg);
                 }
             }

@@ -11,7 +11,7 @@ use access::{AuditEntry, KeyInfo, RateLimits, User};
 use async_trait::async_trait;
 use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent, MICROS};
-use dialboard_engine::query::QueryResult;
+use dialboard_engine::query::{Context, QueryResult};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_engine::FieldError;
 use serde::{Deserialize, Serialize};
@@ -40,15 +40,147 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A tenant's settings, stored as JSON.
+/// A tenant's settings, stored as JSON. Fields added later default, so older rows still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantSettings {
+    /// IANA zone: the default zone of queries, presets and "today".
     pub timezone: String,
     #[serde(default)]
     pub taxonomy: Taxonomy,
+    /// The ordered pipeline stages (funnels follow this order).
+    #[serde(default = "default_stages")]
+    pub stages: Vec<String>,
+    /// Daily activity targets (a team's own targets, in the directory, take precedence).
+    #[serde(default)]
+    pub targets: ActivityTargets,
+    #[serde(default)]
+    pub coaching: CoachingThresholds,
+    /// Days raw records are kept; `None` keeps them forever.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
     /// Agents see other reps in leaderboards only anonymized.
     #[serde(default)]
     pub leaderboard_privacy: bool,
+    /// The zone the tenant's hour and day cells are kept in: its first timezone. Changing
+    /// `timezone` later changes how numbers are shown, not how cells were built (queries in
+    /// another zone regroup 15-minute cells, exactly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup_timezone: Option<String>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings {
+            timezone: "UTC".into(),
+            taxonomy: Taxonomy::default(),
+            stages: default_stages(),
+            targets: ActivityTargets::default(),
+            coaching: CoachingThresholds::default(),
+            retention_days: None,
+            leaderboard_privacy: false,
+            rollup_timezone: None,
+        }
+    }
+}
+
+impl TenantSettings {
+    pub fn new(timezone: &str) -> TenantSettings {
+        TenantSettings {
+            timezone: timezone.into(),
+            ..TenantSettings::default()
+        }
+    }
+}
+
+pub fn default_stages() -> Vec<String> {
+    [
+        "connected",
+        "meeting_booked",
+        "opportunity_created",
+        "proposal_sent",
+        "closed_won",
+        "closed_lost",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The seed's ActivityCompliance targets, per agent and day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityTargets {
+    pub min_calls: f64,
+    pub min_connects: f64,
+    pub min_talk_minutes: f64,
+    pub max_idle_minutes: f64,
+    pub min_dialing_hours: f64,
+}
+
+impl Default for ActivityTargets {
+    fn default() -> Self {
+        ActivityTargets {
+            min_calls: 80.0,
+            min_connects: 15.0,
+            min_talk_minutes: 120.0,
+            max_idle_minutes: 30.0,
+            min_dialing_hours: 5.0,
+        }
+    }
+}
+
+/// The thresholds of the seed's coaching rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoachingThresholds {
+    /// Percent, over the last 2 days.
+    pub low_connect_rate: f64,
+    /// Average score, over the last week.
+    pub low_call_score: f64,
+    /// Agent talk ratio (0..1), over the last week.
+    pub high_talk_ratio: f64,
+    /// Percent of connected calls.
+    pub low_meeting_rate: f64,
+    /// Filler words per 100 words.
+    pub high_filler_words: f64,
+    /// Drop of average prospect sentiment, this week against the one before.
+    pub sentiment_decline: f64,
+    /// Percent of the daily call goal, on each of the last 3 days.
+    pub below_volume_percent: f64,
+    /// Average wrap-up seconds.
+    pub long_wrap_seconds: f64,
+}
+
+impl Default for CoachingThresholds {
+    fn default() -> Self {
+        CoachingThresholds {
+            low_connect_rate: 15.0,
+            low_call_score: 60.0,
+            high_talk_ratio: 0.65,
+            low_meeting_rate: 5.0,
+            high_filler_words: 8.0,
+            sentiment_decline: 0.1,
+            below_volume_percent: 80.0,
+            long_wrap_seconds: 180.0,
+        }
+    }
+}
+
+/// The kinds of directory entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryKind {
+    Agent,
+    Team,
+    Campaign,
+}
+
+impl DirectoryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirectoryKind::Agent => "agent",
+            DirectoryKind::Team => "team",
+            DirectoryKind::Campaign => "campaign",
+        }
+    }
 }
 
 /// A tenant with its settings prepared for use.
@@ -57,21 +189,40 @@ pub struct TenantInfo {
     pub id: i64,
     pub name: String,
     pub settings: TenantSettings,
+    /// The zone of the tenant's hour and day cells.
     pub clock: Clock,
+    /// The tenant's timezone: the default of queries.
+    pub zone: Clock,
     pub taxonomy: CompiledTaxonomy,
 }
 
 impl TenantInfo {
     pub fn new(id: i64, name: String, settings: TenantSettings) -> Result<TenantInfo> {
-        let clock = Clock::new(&settings.timezone).map_err(StoreError::Invalid)?;
+        let zone = Clock::new(&settings.timezone).map_err(StoreError::Invalid)?;
+        let clock = match &settings.rollup_timezone {
+            Some(tz) => Clock::new(tz).map_err(StoreError::Invalid)?,
+            None => zone.clone(),
+        };
         let taxonomy = CompiledTaxonomy::new(&settings.taxonomy);
         Ok(TenantInfo {
             id,
             name,
             settings,
             clock,
+            zone,
             taxonomy,
         })
+    }
+
+    /// What queries of this tenant are evaluated against.
+    pub fn context(&self, now: i64, earliest: Option<i64>) -> Context<'_> {
+        Context {
+            tenant_clock: &self.clock,
+            zone: &self.zone,
+            taxonomy: &self.taxonomy,
+            now,
+            earliest,
+        }
     }
 }
 
@@ -196,6 +347,16 @@ pub trait Store: Send + Sync + 'static {
     /// The newest entries first, at most `limit`, older than `before` (a sequence number).
     async fn audit_log(&self, tenant_id: i64, limit: usize, before: Option<i64>) -> Result<Vec<(i64, AuditEntry)>>;
     /// Stores validated events durably (committed before this returns) and maintains rollups.
+    /// Each agent's latest status: (agent, status, since epoch ns).
+    async fn current_statuses(&self, tenant_id: i64) -> Result<Vec<(String, String, i64)>>;
+    /// Replaces the tenant's settings (keeping the zone its cells are built in).
+    async fn update_settings(&self, tenant_id: i64, settings: TenantSettings) -> Result<Arc<TenantInfo>>;
+    /// Creates or replaces a directory entry (a JSON object).
+    async fn put_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str, body: Value) -> Result<()>;
+    /// `false` if there was no such entry.
+    async fn delete_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str) -> Result<bool>;
+    /// Every entry of a kind, by id.
+    async fn directory(&self, tenant_id: i64, kind: DirectoryKind) -> Result<Vec<(String, Value)>>;
     async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary>;
     /// Parses and runs a `/query` body for the tenant; `Ok(Err(..))` carries field errors.
     async fn query(&self, tenant_id: i64, body: Value, now: i64) -> Result<Result<QueryResult, Vec<FieldError>>>;

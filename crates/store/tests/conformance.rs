@@ -229,6 +229,7 @@ fn check(
     let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
     let ctx = Context {
         tenant_clock: &clock,
+        zone: &clock,
         taxonomy: &taxonomy,
         now: T0,
         earliest: None,
@@ -293,7 +294,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let store = SqliteStore::open(dir.path().join("t.db"), Options { synchronous_full: false }).unwrap();
-        let tenant = rt.block_on(store.create_tenant("t", TenantSettings { timezone: zone.into(), taxonomy: Taxonomy::default(), leaderboard_privacy: false })).unwrap();
+        let tenant = rt.block_on(store.create_tenant("t", TenantSettings::new(zone))).unwrap();
         let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
         let parsed: Vec<ParsedEvent> = stream.iter().map(|v| parse_event(v, &taxonomy).expect("generated events are valid")).collect();
         let mut accepted = 0;

@@ -28,11 +28,7 @@ fn rollups_of_older_databases_are_backfilled() {
     let query = json!({"measures": ["ticket_volume", "median_first_response_time", "csat_avg", "deals_won", "revenue"],
                        "range": {"start": "2026-03-01", "end": "2026-03-08"}});
     let store = SqliteStore::open(&path, Options::default()).unwrap();
-    let settings = TenantSettings {
-        timezone: "UTC".into(),
-        taxonomy: Taxonomy::default(),
-        leaderboard_privacy: false,
-    };
+    let settings = TenantSettings::new("UTC");
     let tenant = rt.block_on(store.create_tenant("t", settings)).unwrap();
     rt.block_on(store.ingest(tenant.id, events)).unwrap();
     let before = rt

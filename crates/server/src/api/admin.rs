@@ -172,7 +172,7 @@ pub async fn audit_log(
     let entries: Vec<Value> = entries
         .into_iter()
         .map(|(seq, e)| {
-            json!({"seq": seq, "at": tenant.clock.format(e.at), "actor": e.actor, "action": e.action,
+            json!({"seq": seq, "at": tenant.zone.format(e.at), "actor": e.actor, "action": e.action,
                 "target": e.target, "detail": e.detail})
         })
         .collect();

@@ -1,7 +1,9 @@
 //! The HTTP API (SPEC §5). [`app`] builds the router, so tests drive the real thing.
 
 pub mod admin;
+pub mod analytics;
 pub mod auth;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod live;
@@ -10,7 +12,7 @@ pub mod query;
 pub mod session;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use dialboard_store::access::RateLimits;
 use dialboard_store::Store;
@@ -64,6 +66,30 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/keys", get(admin::list_keys).post(admin::add_key))
         .route("/keys/{id}", delete(admin::revoke_key))
         .route("/audit", get(admin::audit_log))
+        .route("/analytics/metrics", get(analytics::metrics))
+        .route("/analytics/call-metrics", get(analytics::call_metrics))
+        .route("/analytics/dispositions", get(analytics::dispositions))
+        .route("/analytics/agent-scorecard/{agent_id}", get(analytics::scorecard))
+        .route(
+            "/analytics/team-leaderboard/{team_id}",
+            get(analytics::team_leaderboard),
+        )
+        .route("/analytics/leaderboard", get(analytics::tenant_leaderboard))
+        .route("/analytics/call-time-heatmap", get(analytics::heatmap))
+        .route("/analytics/trends/{agent_id}", get(analytics::trends))
+        .route("/analytics/pipeline-funnel", get(analytics::pipeline_funnel))
+        .route("/analytics/lead-sources", get(analytics::lead_sources))
+        .route("/analytics/conversion-funnel", get(analytics::conversion_funnel))
+        .route("/analytics/lead-volume", get(analytics::lead_volume))
+        .route("/analytics/intents", get(analytics::intents))
+        .route("/analytics/channels", get(analytics::channels))
+        .route("/analytics/campaigns/{id}", get(analytics::campaign))
+        .route("/analytics/coaching-opportunities/{team_id}", get(analytics::coaching))
+        .route("/analytics/compliance", get(analytics::compliance))
+        .route("/settings", get(directory::get_settings).put(directory::put_settings))
+        // agents, teams, campaigns (anything else is a 404)
+        .route("/{collection}", get(directory::list))
+        .route("/{collection}/{id}", put(directory::put).delete(directory::remove))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") });
     Router::new()
         .nest("/api/v1", api)

@@ -37,14 +37,23 @@ pub async fn query(
     Ok(Json(json))
 }
 
-/// Query-string form of a drill-down: `preset` or `start`/`end`, `timezone`, any dimension as
-/// a comma-separated filter (`agent=a1,a2`), `cursor` and `limit` (1–1000, default 100).
-fn drilldown_body(params: &HashMap<String, String>) -> Result<(Value, Option<String>, usize), ApiError> {
+/// An endpoint's own query-string parameters, by name.
+pub type OwnParams = HashMap<String, String>;
+
+/// The query-string form shared by drill-downs and analytics views: `preset` or `start`/`end`
+/// (default `default_preset`), `timezone`, `compare` where `compare` is allowed, and any
+/// dimension as a comma-separated filter (`agent=a1,a2`). Returns the query-shaped body and the
+/// endpoint's own parameters (`own`); anything else is an error naming the parameter.
+pub fn params_body(
+    params: &HashMap<String, String>,
+    own: &[&str],
+    default_preset: &str,
+) -> Result<(Map<String, Value>, OwnParams), ApiError> {
     let mut errors = Vec::new();
     let mut filters = Map::new();
     let mut range = Map::new();
     let mut body = Map::new();
-    let mut limit = 100;
+    let mut rest = HashMap::new();
     for (name, value) in params {
         match name.as_str() {
             "preset" | "start" | "end" => {
@@ -53,11 +62,9 @@ fn drilldown_body(params: &HashMap<String, String>) -> Result<(Value, Option<Str
             "timezone" => {
                 body.insert("timezone".into(), json!(value));
             }
-            "cursor" => {}
-            "limit" => match value.parse::<usize>() {
-                Ok(n @ 1..=1000) => limit = n,
-                _ => errors.push(FieldError::new("limit", "must be a whole number from 1 to 1000")),
-            },
+            n if own.contains(&n) => {
+                rest.insert(name.clone(), value.clone());
+            }
             dim if Dimension::parse(dim).is_some() => {
                 filters.insert(name.clone(), json!(value.split(',').collect::<Vec<_>>()));
             }
@@ -68,11 +75,27 @@ fn drilldown_body(params: &HashMap<String, String>) -> Result<(Value, Option<Str
         return Err(ApiError::invalid("invalid_request", errors));
     }
     if range.is_empty() {
-        range.insert("preset".into(), json!("last_7_days"));
+        range.insert("preset".into(), json!(default_preset));
     }
     body.insert("range".into(), Value::Object(range));
     body.insert("filters".into(), Value::Object(filters));
-    Ok((Value::Object(body), params.get("cursor").cloned(), limit))
+    Ok((body, rest))
+}
+
+/// A drill-down's parameters: the shared ones plus `cursor` and `limit` (1–1000, default 100).
+fn drilldown_body(params: &HashMap<String, String>) -> Result<(Value, Option<String>, usize), ApiError> {
+    let (body, rest) = params_body(params, &["cursor", "limit"], "last_7_days")?;
+    let limit = match rest.get("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n @ 1..=1000)) => n,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_request",
+                vec![FieldError::new("limit", "must be a whole number from 1 to 1000")],
+            ))
+        }
+    };
+    Ok((Value::Object(body), rest.get("cursor").cloned(), limit))
 }
 
 pub async fn calls(

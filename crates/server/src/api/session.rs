@@ -96,7 +96,7 @@ pub async fn login(State(state): State<Arc<AppState>>, Body(body): Body) -> Resu
     let body = json!({
         "user": user,
         "tenant": tenant.name,
-        "expires_at": tenant.clock.format(expires_at),
+        "expires_at": tenant.zone.format(expires_at),
     });
     let mut headers = HeaderMap::new();
     headers.insert(header::SET_COOKIE, cookie(&token, SESSION_HOURS * 3600));

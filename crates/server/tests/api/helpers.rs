@@ -32,14 +32,7 @@ impl TestApp {
             .unwrap(),
         );
         let tenant = store
-            .create_tenant(
-                "acme",
-                TenantSettings {
-                    timezone: timezone.into(),
-                    taxonomy: Default::default(),
-                    leaderboard_privacy: false,
-                },
-            )
+            .create_tenant("acme", TenantSettings::new(timezone))
             .await
             .unwrap();
         let key = add_key(&store, tenant.id, vec![Scope::Ingest, Scope::Read, Scope::Admin], None).await;
@@ -60,9 +53,8 @@ impl TestApp {
     /// Another tenant on the same server, with an admin key (ingest, read, admin).
     pub async fn other_tenant(&self, name: &str, leaderboard_privacy: bool) -> (i64, String) {
         let settings = TenantSettings {
-            timezone: "UTC".into(),
-            taxonomy: Default::default(),
             leaderboard_privacy,
+            ..TenantSettings::new("UTC")
         };
         let tenant = self.store.create_tenant(name, settings).await.unwrap();
         let key = add_key(

@@ -9,14 +9,14 @@ mod writer;
 use crate::access::{AuditEntry, KeyInfo, User};
 use crate::overlay::{DeltaMap, Overlay};
 use crate::{
-    call_json, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, IngestSummary, Result, Store, StoreError,
-    StoreMetrics, TenantInfo, TenantSettings,
+    call_json, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store,
+    StoreError, StoreMetrics, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{call_dim_values, CellData, Cuboid};
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
-use dialboard_engine::query::{self, passes_filters, CellSource, Context, QueryResult, SourceError};
+use dialboard_engine::query::{self, passes_filters, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
 use rows::{call_with_analysis, select_calls_with_analysis};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
@@ -367,6 +367,87 @@ impl Store for SqliteStore {
         Ok(info)
     }
 
+    async fn current_statuses(&self, tenant_id: i64) -> Result<Vec<(String, String, i64)>> {
+        self.read(move |conn, _| {
+            // SQLite takes the bare columns from the row holding max(): the latest status.
+            let mut stmt = conn.prepare_cached(
+                "SELECT agent_id, status, max(at_ns) FROM agent_status WHERE tenant_id = ?1 GROUP BY agent_id",
+            )?;
+            let rows = stmt.query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn update_settings(&self, tenant_id: i64, mut settings: TenantSettings) -> Result<Arc<TenantInfo>> {
+        let current = self.tenant(tenant_id).await?;
+        let rollup = current
+            .settings
+            .rollup_timezone
+            .as_ref()
+            .unwrap_or(&current.settings.timezone);
+        settings.rollup_timezone = Some(rollup.clone()).filter(|tz| *tz != settings.timezone);
+        let info = Arc::new(TenantInfo::new(tenant_id, current.name.clone(), settings)?);
+        let json = serde_json::to_string(&info.settings).expect("settings serialize");
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE tenants SET settings = ?1 WHERE id = ?2",
+                params![json, tenant_id],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.shared
+            .tenants
+            .write()
+            .expect("tenant lock")
+            .insert(tenant_id, info.clone());
+        Ok(info)
+    }
+
+    async fn put_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str, body: Value) -> Result<()> {
+        let (id, body) = (id.to_string(), body.to_string());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO directory (tenant_id, kind, id, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![tenant_id, kind.as_str(), id, body, now_seconds()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM directory WHERE tenant_id = ?1 AND kind = ?2 AND id = ?3",
+                params![tenant_id, kind.as_str(), id],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn directory(&self, tenant_id: i64, kind: DirectoryKind) -> Result<Vec<(String, Value)>> {
+        self.read(move |conn, _| {
+            let mut stmt =
+                conn.prepare_cached("SELECT id, body FROM directory WHERE tenant_id = ?1 AND kind = ?2 ORDER BY id")?;
+            let rows = stmt.query_map(params![tenant_id, kind.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, body) = row?;
+                out.push((
+                    id,
+                    serde_json::from_str(&body).map_err(|e| StoreError::Database(e.to_string()))?,
+                ));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Arc<TenantInfo>>> {
         let name = name.to_string();
         self.read(move |conn, shared| {
@@ -481,12 +562,7 @@ impl Store for SqliteStore {
                 .query_row([tenant.id], |r| r.get(0))?;
             let pending = overlay.min_bucket(tenant.id, 0, Grain::Quarter);
             let earliest = [stored, pending].into_iter().flatten().min();
-            let ctx = Context {
-                tenant_clock: &tenant.clock,
-                taxonomy: &tenant.taxonomy,
-                now,
-                earliest,
-            };
+            let ctx = tenant.context(now, earliest);
             let q = match query::parse_query(&body, &ctx) {
                 Ok(q) => q,
                 Err(errors) => return Ok(Err(errors)),
@@ -510,7 +586,7 @@ impl Store for SqliteStore {
     ) -> Result<Result<CallsPage, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, _| {
-            let ctx = Context { tenant_clock: &tenant.clock, taxonomy: &tenant.taxonomy, now, earliest: None };
+            let ctx = tenant.context(now, None);
             let q = match query::parse_drilldown(&request.query, &ctx) {
                 Ok(q) => q,
                 Err(errors) => return Ok(Err(errors)),

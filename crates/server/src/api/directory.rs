@@ -1,0 +1,150 @@
+//! Tenant settings (`/api/v1/settings`) and the directory (`/api/v1/agents`, `/teams`,
+//! `/campaigns`): anyone with `read` lists them, `admin` changes them, and every change is
+//! audited.
+
+use super::auth::{Principal, Reach};
+use super::error::{ApiError, Body};
+use super::AppState;
+use crate::access::audit;
+use crate::directory::{apply_settings, settings_json, validate_entry};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use dialboard_engine::FieldError;
+use dialboard_store::{DirectoryKind, Scope};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))
+}
+
+pub async fn get_settings(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let tenant = state.store.tenant(principal.tenant_id).await?;
+    Ok(Json(settings_json(&tenant.settings)))
+}
+
+pub async fn put_settings(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let change = json_body(&body)?;
+    let tenant = state.store.tenant(principal.tenant_id).await?;
+    let settings = apply_settings(&tenant.settings, &change).map_err(|e| ApiError::invalid("invalid_settings", e))?;
+    let updated = state.store.update_settings(tenant.id, settings).await?;
+    let fields: Vec<&String> = change.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    audit(
+        &state.store,
+        tenant.id,
+        &principal.actor_name(),
+        "settings_changed",
+        None,
+        json!({"fields": fields}),
+    )
+    .await?;
+    Ok(Json(settings_json(&updated.settings)))
+}
+
+fn kind_of(collection: &str) -> Result<DirectoryKind, ApiError> {
+    match collection {
+        "agents" => Ok(DirectoryKind::Agent),
+        "teams" => Ok(DirectoryKind::Team),
+        "campaigns" => Ok(DirectoryKind::Campaign),
+        _ => Err(ApiError::not_found("no such endpoint")),
+    }
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "invalid_id",
+            vec![FieldError::new(
+                "id",
+                "must be 1 to 256 characters without control characters",
+            )],
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /agents|teams|campaigns`. Under leaderboard privacy an agent sees only its own entry
+/// among agents.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(collection): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let kind = kind_of(&collection)?;
+    let tenant = state.store.tenant(principal.tenant_id).await?;
+    let private_to = match &principal.reach {
+        Reach::Agent { id, .. } if kind == DirectoryKind::Agent && tenant.settings.leaderboard_privacy => Some(id),
+        _ => None,
+    };
+    let entries: Vec<Value> = state
+        .store
+        .directory(tenant.id, kind)
+        .await?
+        .into_iter()
+        .filter(|(id, _)| private_to.is_none_or(|own| own == id))
+        .map(|(id, mut body)| {
+            body["id"] = json!(id);
+            body
+        })
+        .collect();
+    Ok(Json(json!({ collection: entries })))
+}
+
+/// `PUT /agents|teams|campaigns/{id}` creates or replaces the entry.
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path((collection, id)): Path<(String, String)>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let kind = kind_of(&collection)?;
+    check_id(&id)?;
+    let body = validate_entry(kind, &json_body(&body)?).map_err(|e| ApiError::invalid("invalid_entry", e))?;
+    state
+        .store
+        .put_directory(principal.tenant_id, kind, &id, body.clone())
+        .await?;
+    audit(
+        &state.store,
+        principal.tenant_id,
+        &principal.actor_name(),
+        &format!("{}_saved", kind.as_str()),
+        Some(&id),
+        json!({}),
+    )
+    .await?;
+    let mut out = body;
+    out["id"] = json!(id);
+    Ok(Json(out))
+}
+
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::Admin)?;
+    let kind = kind_of(&collection)?;
+    if !state.store.delete_directory(principal.tenant_id, kind, &id).await? {
+        return Err(ApiError::not_found(format!("no {} '{id}'", kind.as_str())));
+    }
+    audit(
+        &state.store,
+        principal.tenant_id,
+        &principal.actor_name(),
+        &format!("{}_deleted", kind.as_str()),
+        Some(&id),
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,277 @@
+//! The directory (agents, teams, campaigns) and tenant settings as requests see them: what a
+//! client may send, validated field by field, and a snapshot the analytics views read names,
+//! membership, goals and costs from.
+
+use dialboard_engine::clock::Clock;
+use dialboard_engine::taxonomy::Taxonomy;
+use dialboard_engine::FieldError;
+use dialboard_store::{ActivityTargets, CoachingThresholds, DirectoryKind, Store, StoreError, TenantSettings};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashSet};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    pub name: String,
+    #[serde(default)]
+    pub team_id: Option<String>,
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+    /// Calls per day; the tenant's `targets.min_calls` when absent.
+    #[serde(default)]
+    pub daily_goal: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    pub name: String,
+    /// This team's activity targets; the tenant's when absent.
+    #[serde(default)]
+    pub targets: Option<ActivityTargets>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Campaign {
+    pub name: String,
+    /// What the campaign cost, for cost per lead and ROI.
+    #[serde(default)]
+    pub cost: Option<f64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+}
+
+/// Reads one field as `T`, or records why it cannot be.
+fn field<T: DeserializeOwned>(obj: &Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+    let v = obj.get(name)?;
+    match serde_json::from_value(v.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(FieldError::new(name, e.to_string()));
+            None
+        }
+    }
+}
+
+fn non_negative(errors: &mut Vec<FieldError>, field: &str, values: &[(&str, f64)]) {
+    for (name, v) in values {
+        if !(v.is_finite() && *v >= 0.0) {
+            errors.push(FieldError::new(format!("{field}.{name}"), "must be a number ≥ 0"));
+        }
+    }
+}
+
+fn check_targets(t: &ActivityTargets, field: &str, errors: &mut Vec<FieldError>) {
+    non_negative(
+        errors,
+        field,
+        &[
+            ("min_calls", t.min_calls),
+            ("min_connects", t.min_connects),
+            ("min_talk_minutes", t.min_talk_minutes),
+            ("max_idle_minutes", t.max_idle_minutes),
+            ("min_dialing_hours", t.min_dialing_hours),
+        ],
+    );
+}
+
+/// Validates a directory entry's body; every problem names its field.
+pub fn validate_entry(kind: DirectoryKind, body: &Value) -> Result<Value, Vec<FieldError>> {
+    let Some(obj) = body.as_object() else {
+        return Err(vec![FieldError::new("", "must be a JSON object")]);
+    };
+    let known: &[&str] = match kind {
+        DirectoryKind::Agent => &["name", "team_id", "avatar_url", "daily_goal"],
+        DirectoryKind::Team => &["name", "targets"],
+        DirectoryKind::Campaign => &["name", "cost", "currency"],
+    };
+    let mut errors: Vec<FieldError> = obj
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .map(|k| FieldError::new(k.clone(), format!("unknown field; known: {}", known.join(", "))))
+        .collect();
+    match obj.get("name").and_then(Value::as_str).map(str::trim) {
+        Some(n) if !n.is_empty() && n.len() <= 256 => {}
+        _ => errors.push(FieldError::new("name", "is required: a string of 1 to 256 characters")),
+    }
+    for name in ["team_id", "avatar_url", "currency"] {
+        field::<Option<String>>(obj, name, &mut errors);
+    }
+    field::<Option<u32>>(obj, "daily_goal", &mut errors);
+    if let Some(Some(t)) = field::<Option<ActivityTargets>>(obj, "targets", &mut errors) {
+        check_targets(&t, "targets", &mut errors);
+    }
+    if let Some(Some(cost)) = field::<Option<f64>>(obj, "cost", &mut errors) {
+        non_negative(&mut errors, "", &[("cost", cost)]);
+    }
+    if errors.is_empty() {
+        Ok(body.clone())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Applies a partial settings change (only the fields given change); every problem names its
+/// field.
+pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<TenantSettings, Vec<FieldError>> {
+    let Some(obj) = change.as_object() else {
+        return Err(vec![FieldError::new("", "must be a JSON object")]);
+    };
+    let mut s = current.clone();
+    let mut errors = Vec::new();
+    for key in obj.keys() {
+        match key.as_str() {
+            "timezone" => {
+                if let Some(tz) = field::<String>(obj, key, &mut errors) {
+                    match Clock::new(&tz) {
+                        Ok(_) => s.timezone = tz,
+                        Err(message) => errors.push(FieldError::new(key, message)),
+                    }
+                }
+            }
+            "taxonomy" => {
+                if let Some(t) = field::<Taxonomy>(obj, key, &mut errors) {
+                    let mut seen = HashSet::new();
+                    for (_, dispositions) in &t.categories {
+                        for d in dispositions {
+                            if d.trim().is_empty() || !seen.insert(d.to_lowercase()) {
+                                errors.push(FieldError::new(
+                                    "taxonomy.categories",
+                                    format!("disposition '{d}' is empty or listed twice"),
+                                ));
+                            }
+                        }
+                    }
+                    s.taxonomy = t;
+                }
+            }
+            "stages" => {
+                if let Some(stages) = field::<Vec<String>>(obj, key, &mut errors) {
+                    let unique: HashSet<&String> = stages.iter().collect();
+                    if stages.is_empty() || unique.len() != stages.len() || stages.iter().any(|x| x.trim().is_empty()) {
+                        errors.push(FieldError::new(key, "must list one or more distinct, non-empty stages"));
+                    }
+                    s.stages = stages;
+                }
+            }
+            "targets" => {
+                if let Some(t) = field::<ActivityTargets>(obj, key, &mut errors) {
+                    check_targets(&t, key, &mut errors);
+                    s.targets = t;
+                }
+            }
+            "coaching" => {
+                if let Some(c) = field::<CoachingThresholds>(obj, key, &mut errors) {
+                    s.coaching = c;
+                }
+            }
+            "retention_days" => {
+                if let Some(days) = field::<Option<u32>>(obj, key, &mut errors) {
+                    if days == Some(0) {
+                        errors.push(FieldError::new(key, "must be at least 1 day, or null to keep everything"));
+                    }
+                    s.retention_days = days;
+                }
+            }
+            "leaderboard_privacy" => {
+                if let Some(p) = field::<bool>(obj, key, &mut errors) {
+                    s.leaderboard_privacy = p;
+                }
+            }
+            other => errors.push(FieldError::new(
+                other,
+                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(s)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The settings as the API shows them (the zone cells are kept in is internal).
+pub fn settings_json(s: &TenantSettings) -> Value {
+    let mut v = serde_json::to_value(s).expect("settings serialize");
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("rollup_timezone");
+    }
+    v
+}
+
+/// One tenant's directory, read once per request.
+#[derive(Debug, Default)]
+pub struct Directory {
+    pub agents: BTreeMap<String, Agent>,
+    pub teams: BTreeMap<String, Team>,
+    pub campaigns: BTreeMap<String, Campaign>,
+}
+
+async fn entries<T: DeserializeOwned>(
+    store: &dyn Store,
+    tenant: i64,
+    kind: DirectoryKind,
+) -> Result<BTreeMap<String, T>, StoreError> {
+    let mut out = BTreeMap::new();
+    for (id, body) in store.directory(tenant, kind).await? {
+        // Entries were validated when stored; one that no longer reads is skipped, not fatal.
+        if let Ok(entry) = serde_json::from_value(body) {
+            out.insert(id, entry);
+        }
+    }
+    Ok(out)
+}
+
+impl Directory {
+    pub async fn load(store: &dyn Store, tenant: i64) -> Result<Directory, StoreError> {
+        Ok(Directory {
+            agents: entries(store, tenant, DirectoryKind::Agent).await?,
+            teams: entries(store, tenant, DirectoryKind::Team).await?,
+            campaigns: entries(store, tenant, DirectoryKind::Campaign).await?,
+        })
+    }
+
+    /// The agent's name, or its id when the directory does not know it.
+    pub fn agent_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.agents.get(id).map_or(id, |a| a.name.as_str())
+    }
+
+    pub fn team_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.teams.get(id).map_or(id, |t| t.name.as_str())
+    }
+
+    pub fn campaign_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.campaigns.get(id).map_or(id, |c| c.name.as_str())
+    }
+
+    /// The agents the directory places in `team`.
+    pub fn members(&self, team: &str) -> Vec<&str> {
+        self.agents
+            .iter()
+            .filter(|(_, a)| a.team_id.as_deref() == Some(team))
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
+    /// The activity targets that apply to an agent: its team's, else the tenant's.
+    pub fn targets<'a>(&'a self, agent: &str, tenant: &'a ActivityTargets) -> &'a ActivityTargets {
+        self.agents
+            .get(agent)
+            .and_then(|a| a.team_id.as_ref())
+            .and_then(|t| self.teams.get(t))
+            .and_then(|t| t.targets.as_ref())
+            .unwrap_or(tenant)
+    }
+
+    /// An agent's daily call goal: its own, else its targets' minimum calls.
+    pub fn daily_goal(&self, agent: &str, tenant: &ActivityTargets) -> f64 {
+        self.agents
+            .get(agent)
+            .and_then(|a| a.daily_goal)
+            .map_or_else(|| self.targets(agent, tenant).min_calls, f64::from)
+    }
+}
