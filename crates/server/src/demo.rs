@@ -503,7 +503,7 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
 pub const DEMO_PASSWORD: &str = "demo";
 
 /// Names, teams, daily goals and campaign costs, as an admin would enter them.
-async fn add_directory(store: &Arc<dyn Store>, tenant_id: i64, seed: u64) -> anyhow::Result<()> {
+pub async fn add_directory(store: &Arc<dyn Store>, tenant_id: i64, seed: u64) -> anyhow::Result<()> {
     let title = |id: &str| {
         id.split(['.', '-'])
             .map(|w| {

@@ -483,8 +483,9 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
         None => json!({}),
     };
     let board = view.run(view.body(&BOARD, &["agent"], filter.clone())).await?;
-    // Today's volume per hour, for sparklines and the daily goal.
-    let today_range = range(view.today(), view.today() + days(1));
+    // The day's volume per hour (today, or the board's `date`), for sparklines and the goal.
+    let day = view.date("date")?;
+    let today_range = range(day, day + days(1));
     let mut hourly_filter = filter.clone();
     hourly_filter["range"] = today_range;
     hourly_filter["granularity"] = json!("hour");
@@ -499,8 +500,8 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
         .map(|(agent, status, _)| (agent, status))
         .collect();
     let hours = {
-        let mut t = view.zone.day_start(view.now);
-        let end = view.zone.next_day_start(view.now);
+        let mut t = view.zone.date_start(day);
+        let end = view.zone.date_start(day + days(1));
         let mut out = Vec::new();
         while t < end {
             out.push(view.zone.format(t));
@@ -753,12 +754,16 @@ fn conversions(steps: &[String], counts: &Map<String, Value>) -> Map<String, Val
     out
 }
 
-const REVENUE: [&str; 5] = [
+/// Revenue per group; calls and contacts keep a group without revenue in the rows, so its
+/// revenue reads 0 rather than missing.
+const REVENUE: [&str; 7] = [
     "revenue",
     "deals_won",
     "avg_deal_size",
     "revenue_per_call",
     "revenue_per_connect",
+    "total_calls",
+    "contacts_reached",
 ];
 
 /// The seed's FunnelMetrics per group (campaign, lead source or agent) and overall.
@@ -1147,16 +1152,16 @@ fn trend(now: Option<f64>, before: Option<f64>, higher_is_better: bool) -> &'sta
     }
 }
 
-/// `GET /analytics/coaching-opportunities/{team_id}`: the seed's eight rules over each agent of
-/// the team, with the tenant's thresholds.
+/// `GET /analytics/coaching-opportunities/{team_id}?date=`: the seed's eight rules over each
+/// agent of the team, as of `date` (default today), with the tenant's thresholds.
 pub async fn coaching(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(team): Path<String>,
     Query(p): Params,
 ) -> ViewResult {
-    let view = View::new(state, principal, &p, &[], "last_7_days").await?;
-    let today = view.today();
+    let view = View::new(state, principal, &p, &["date"], "last_7_days").await?;
+    let today = view.date("date")?;
     let team_filter = |start: Date, end: Date, extra: Value| {
         let mut v = json!({"filters": {"team": [team]}, "range": range(start, end)});
         for (k, x) in extra.as_object().into_iter().flatten() {

@@ -2,6 +2,7 @@
 //! binary for crash durability.
 
 mod access;
+mod analytics;
 mod helpers;
 mod ingest;
 mod live;
