@@ -7,7 +7,7 @@ use super::error::{ApiError, Body};
 use super::AppState;
 use crate::access::audit;
 use crate::directory::{apply_settings, settings_json, validate_entry};
-use axum::extract::{Path, State};
+use axum::extract::{MatchedPath, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use dialboard_engine::FieldError;
@@ -48,12 +48,18 @@ pub async fn put_settings(
     Ok(Json(settings_json(&updated.settings)))
 }
 
-fn kind_of(collection: &str) -> Result<DirectoryKind, ApiError> {
+/// The collection a route serves, from its matched path (`/api/v1/agents/{id}` → agents).
+fn kind_of(path: &MatchedPath) -> (DirectoryKind, &'static str) {
+    let collection = path
+        .as_str()
+        .trim_start_matches("/api/v1/")
+        .split('/')
+        .next()
+        .unwrap_or_default();
     match collection {
-        "agents" => Ok(DirectoryKind::Agent),
-        "teams" => Ok(DirectoryKind::Team),
-        "campaigns" => Ok(DirectoryKind::Campaign),
-        _ => Err(ApiError::not_found("no such endpoint")),
+        "teams" => (DirectoryKind::Team, "teams"),
+        "campaigns" => (DirectoryKind::Campaign, "campaigns"),
+        _ => (DirectoryKind::Agent, "agents"),
     }
 }
 
@@ -75,10 +81,10 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    Path(collection): Path<String>,
+    matched: MatchedPath,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
-    let kind = kind_of(&collection)?;
+    let (kind, collection) = kind_of(&matched);
     let tenant = state.store.tenant(principal.tenant_id).await?;
     let private_to = match &principal.reach {
         Reach::Agent { id, .. } if kind == DirectoryKind::Agent && tenant.settings.leaderboard_privacy => Some(id),
@@ -102,11 +108,12 @@ pub async fn list(
 pub async fn put(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    Path((collection, id)): Path<(String, String)>,
+    matched: MatchedPath,
+    Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
-    let kind = kind_of(&collection)?;
+    let (kind, _) = kind_of(&matched);
     check_id(&id)?;
     let body = validate_entry(kind, &json_body(&body)?).map_err(|e| ApiError::invalid("invalid_entry", e))?;
     state
@@ -130,10 +137,11 @@ pub async fn put(
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    Path((collection, id)): Path<(String, String)>,
+    matched: MatchedPath,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Admin)?;
-    let kind = kind_of(&collection)?;
+    let (kind, _) = kind_of(&matched);
     if !state.store.delete_directory(principal.tenant_id, kind, &id).await? {
         return Err(ApiError::not_found(format!("no {} '{id}'", kind.as_str())));
     }

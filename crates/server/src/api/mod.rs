@@ -7,6 +7,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod live;
+pub mod openapi;
 pub mod ops;
 pub mod query;
 pub mod session;
@@ -16,6 +17,7 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 use dialboard_store::access::RateLimits;
 use dialboard_store::Store;
+use openapi::{op, Routes};
 use std::sync::Arc;
 
 pub struct AppState {
@@ -47,49 +49,119 @@ impl AppState {
     }
 }
 
+/// What the analytics views take besides their own parameters.
+const SHARED: &str = "shared";
+
 pub fn app(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route(
+    let api = Routes::default()
+        .add(
             "/events",
             post(events::ingest).layer(DefaultBodyLimit::max(events::MAX_BODY_BYTES)),
+            vec![op("post", "ingest", "ingest events: a JSON array or NDJSON (SPEC §3)").body()],
         )
-        .route("/query", post(query::query))
-        .route("/calls", get(query::calls))
-        .route("/calls/{call_id}", get(query::call))
-        .route("/live", get(live::websocket))
-        .route("/live/sse", get(live::sse))
-        .route("/auth/login", post(session::login))
-        .route("/auth/logout", post(session::logout))
-        .route("/auth/me", get(session::me))
-        .route("/users", get(admin::list_users).post(admin::add_user))
-        .route("/users/{id}", delete(admin::delete_user))
-        .route("/keys", get(admin::list_keys).post(admin::add_key))
-        .route("/keys/{id}", delete(admin::revoke_key))
-        .route("/audit", get(admin::audit_log))
-        .route("/analytics/metrics", get(analytics::metrics))
-        .route("/analytics/call-metrics", get(analytics::call_metrics))
-        .route("/analytics/dispositions", get(analytics::dispositions))
-        .route("/analytics/agent-scorecard/{agent_id}", get(analytics::scorecard))
-        .route(
-            "/analytics/team-leaderboard/{team_id}",
-            get(analytics::team_leaderboard),
+        .add(
+            "/query",
+            post(query::query),
+            vec![op("post", "read", "the general query (SPEC §5)").body()],
         )
-        .route("/analytics/leaderboard", get(analytics::tenant_leaderboard))
-        .route("/analytics/call-time-heatmap", get(analytics::heatmap))
-        .route("/analytics/trends/{agent_id}", get(analytics::trends))
-        .route("/analytics/pipeline-funnel", get(analytics::pipeline_funnel))
-        .route("/analytics/lead-sources", get(analytics::lead_sources))
-        .route("/analytics/conversion-funnel", get(analytics::conversion_funnel))
-        .route("/analytics/lead-volume", get(analytics::lead_volume))
-        .route("/analytics/intents", get(analytics::intents))
-        .route("/analytics/channels", get(analytics::channels))
-        .route("/analytics/campaigns/{id}", get(analytics::campaign))
-        .route("/analytics/coaching-opportunities/{team_id}", get(analytics::coaching))
-        .route("/analytics/compliance", get(analytics::compliance))
-        .route("/settings", get(directory::get_settings).put(directory::put_settings))
-        // agents, teams, campaigns (anything else is a 404)
-        .route("/{collection}", get(directory::list))
-        .route("/{collection}/{id}", put(directory::put).delete(directory::remove))
+        .add(
+            "/calls",
+            get(query::calls),
+            vec![op("get", "read", "raw calls behind any view, newest first").params(&[SHARED, "cursor", "limit"])],
+        )
+        .add(
+            "/calls/{call_id}",
+            get(query::call),
+            vec![op("get", "read", "one call with its analysis and versions")],
+        )
+        .add(
+            "/live",
+            get(live::websocket),
+            vec![op(
+                "get",
+                "read",
+                "WebSocket of live metric updates and activity (SPEC §6)",
+            )],
+        )
+        .add(
+            "/live/sse",
+            get(live::sse),
+            vec![op("get", "read", "the live stream as Server-Sent Events").params(&["scope", "scope_id"])],
+        )
+        .add(
+            "/auth/login",
+            post(session::login),
+            vec![op("post", "public", "log in: sets the session cookie").body()],
+        )
+        .add(
+            "/auth/logout",
+            post(session::logout),
+            vec![op("post", "read", "end the session")],
+        )
+        .add(
+            "/auth/me",
+            get(session::me),
+            vec![op("get", "read", "the caller's identity, role and reach")],
+        )
+        .add(
+            "/users",
+            get(admin::list_users).post(admin::add_user),
+            vec![
+                op("get", "admin", "list users"),
+                op("post", "admin", "add a user").body(),
+            ],
+        )
+        .add(
+            "/users/{id}",
+            delete(admin::delete_user),
+            vec![op("delete", "admin", "delete a user and end their sessions")],
+        )
+        .add(
+            "/keys",
+            get(admin::list_keys).post(admin::add_key),
+            vec![
+                op("get", "admin", "list API keys"),
+                op("post", "admin", "create an API key (shown once)").body(),
+            ],
+        )
+        .add(
+            "/keys/{id}",
+            delete(admin::revoke_key),
+            vec![op("delete", "admin", "revoke an API key")],
+        )
+        .add(
+            "/audit",
+            get(admin::audit_log),
+            vec![op("get", "admin", "the audit log, newest first").params(&["before", "limit"])],
+        )
+        .add(
+            "/settings",
+            get(directory::get_settings).put(directory::put_settings),
+            vec![
+                op("get", "read", "tenant settings"),
+                op("put", "admin", "change settings (only the fields given)").body(),
+            ],
+        );
+    let api = ["/agents", "/teams", "/campaigns"]
+        .into_iter()
+        .fold(api, |api, collection| {
+            let entry: &'static str = Box::leak(format!("{collection}/{{id}}").into_boxed_str());
+            api.add(
+                collection,
+                get(directory::list),
+                vec![op("get", "read", "list the directory's entries")],
+            )
+            .add(
+                entry,
+                put(directory::put).delete(directory::remove),
+                vec![
+                    op("put", "admin", "create or replace an entry").body(),
+                    op("delete", "admin", "delete an entry"),
+                ],
+            )
+        });
+    let api = analytics_routes(api)
+        .finish()
         .fallback(|| async { error::ApiError::not_found("no such endpoint") });
     Router::new()
         .nest("/api/v1", api)
@@ -97,4 +169,120 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .with_state(state)
+}
+
+fn analytics_routes(api: Routes) -> Routes {
+    let view = |summary, params| vec![op("get", "read", summary).params(params)];
+    api.add(
+        "/analytics/metrics",
+        get(analytics::metrics),
+        view(
+            "today's KPIs with change against the previous period",
+            &[SHARED, "compare"],
+        ),
+    )
+    .add(
+        "/analytics/call-metrics",
+        get(analytics::call_metrics),
+        view(
+            "call volume, connects, meetings and connect rate over time, with comparison",
+            &[SHARED, "compare", "granularity"],
+        ),
+    )
+    .add(
+        "/analytics/dispositions",
+        get(analytics::dispositions),
+        view("calls by disposition category and disposition", &[SHARED]),
+    )
+    .add(
+        "/analytics/agent-scorecard/{agent_id}",
+        get(analytics::scorecard),
+        view(
+            "a rep's scorecard for a day, week or month (period=daily|weekly|monthly)",
+            &["period", "date"],
+        ),
+    )
+    .add(
+        "/analytics/team-leaderboard/{team_id}",
+        get(analytics::team_leaderboard),
+        view("a team's leaderboard for a day", &[SHARED, "date", "sort_by"]),
+    )
+    .add(
+        "/analytics/leaderboard",
+        get(analytics::tenant_leaderboard),
+        view(
+            "the tenant's leaderboard (period=today|week|month|all_time)",
+            &[SHARED, "period", "sort_by"],
+        ),
+    )
+    .add(
+        "/analytics/call-time-heatmap",
+        get(analytics::heatmap),
+        view("day of week × hour of day", &[SHARED, "metric"]),
+    )
+    .add(
+        "/analytics/trends/{agent_id}",
+        get(analytics::trends),
+        view(
+            "daily talk ratio, weekly sentiment, rolling 7-day call score",
+            &["days"],
+        ),
+    )
+    .add(
+        "/analytics/pipeline-funnel",
+        get(analytics::pipeline_funnel),
+        view(
+            "calls to closed-won by campaign, lead source or agent",
+            &[SHARED, "group_by"],
+        ),
+    )
+    .add(
+        "/analytics/lead-sources",
+        get(analytics::lead_sources),
+        view("the lead source report", &[SHARED]),
+    )
+    .add(
+        "/analytics/conversion-funnel",
+        get(analytics::conversion_funnel),
+        view(
+            "contacts through the tenant's stages (period=today|week|month|quarter)",
+            &[SHARED, "period"],
+        ),
+    )
+    .add(
+        "/analytics/lead-volume",
+        get(analytics::lead_volume),
+        view(
+            "new leads and conversions over time (period=24h|7d|30d)",
+            &[SHARED, "period"],
+        ),
+    )
+    .add(
+        "/analytics/intents",
+        get(analytics::intents),
+        view("calls and conversations by intent", &[SHARED]),
+    )
+    .add(
+        "/analytics/channels",
+        get(analytics::channels),
+        view("volume, response, resolution and CSAT per channel", &[SHARED]),
+    )
+    .add(
+        "/analytics/campaigns/{id}",
+        get(analytics::campaign),
+        view(
+            "one campaign: outcomes, journey, intents, cost per lead, ROI",
+            &[SHARED, "compare"],
+        ),
+    )
+    .add(
+        "/analytics/coaching-opportunities/{team_id}",
+        get(analytics::coaching),
+        view("the coaching rules over a team's reps", &["date"]),
+    )
+    .add(
+        "/analytics/compliance",
+        get(analytics::compliance),
+        view("each rep's day against activity targets", &[SHARED, "date"]),
+    )
 }

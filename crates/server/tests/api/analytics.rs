@@ -437,3 +437,48 @@ async fn views_match_their_snapshots() {
         "views differ from their snapshots (UPDATE_SNAPSHOTS=1 to accept): {mismatched:?}"
     );
 }
+
+#[tokio::test]
+async fn views_follow_access() {
+    let app = seeded().await;
+    let tenant = app.tenant_id;
+    let agent = crate::helpers::add_key(
+        &app.store,
+        tenant,
+        vec![dialboard_store::Scope::Read],
+        Some("maria.santos"),
+    )
+    .await;
+    let get = |key: String, path: String| {
+        let app = &app;
+        async move {
+            app.send(reqwest::Method::GET, &format!("/api/v1/analytics/{path}"), &key, None)
+                .await
+        }
+    };
+    // An agent reads their own scorecard and the team's board, not a colleague's scorecard.
+    let (status, own) = get(agent.clone(), "agent-scorecard/maria.santos?date=2026-03-11".into()).await;
+    assert_eq!((status, &own["agent_id"]), (200, &json!("maria.santos")));
+    let (status, body) = get(agent.clone(), "agent-scorecard/li.wei?date=2026-03-11".into()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("filters.agent"));
+    // Another tenant's key sees none of this tenant's numbers.
+    let (_, other) = app.other_tenant("other", false).await;
+    let (status, empty) = get(other, format!("metrics?{RANGE}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(empty["kpis"][0]["value"], 0);
+    // A key bound to a team cannot read another team's leaderboard.
+    let team_key = dialboard::cli::create_key(
+        &app.store,
+        tenant,
+        vec![dialboard_store::Scope::Read],
+        None,
+        Some("smb".into()),
+    )
+    .await
+    .unwrap();
+    let (status, _) = get(team_key.clone(), "team-leaderboard/enterprise?date=2026-03-12".into()).await;
+    assert_eq!(status, 403);
+    let (status, board) = get(team_key, "team-leaderboard/smb?date=2026-03-12".into()).await;
+    assert_eq!((status, board["entries"].as_array().unwrap().len()), (200, 8));
+}

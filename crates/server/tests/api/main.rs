@@ -3,6 +3,7 @@
 
 mod access;
 mod analytics;
+mod directory;
 mod helpers;
 mod ingest;
 mod live;

@@ -1,0 +1,197 @@
+//! The OpenAPI document (`GET /api/v1/openapi.json`), generated from the routes themselves:
+//! every route is registered through [`Routes::add`] together with its description, so the
+//! document lists exactly what the router serves. Measure and dimension names come from the
+//! engine's catalogue.
+
+use super::AppState;
+use axum::routing::MethodRouter;
+use axum::{Json, Router};
+use dialboard_engine::measures::MEASURES;
+use dialboard_engine::query::{Dimension, PRESETS};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// One documented operation of a path.
+pub struct Op {
+    pub method: &'static str,
+    pub summary: &'static str,
+    /// Query-string parameters: the view's own, and `"shared"` for the range, zone and filters.
+    pub params: &'static [&'static str],
+    /// The scope a credential needs (`public` for none).
+    pub scope: &'static str,
+    /// Whether it takes a JSON body.
+    pub body: bool,
+}
+
+pub const fn op(method: &'static str, scope: &'static str, summary: &'static str) -> Op {
+    Op {
+        method,
+        summary,
+        params: &[],
+        scope,
+        body: false,
+    }
+}
+
+impl Op {
+    pub const fn params(mut self, params: &'static [&'static str]) -> Op {
+        self.params = params;
+        self
+    }
+
+    pub const fn body(mut self) -> Op {
+        self.body = true;
+        self
+    }
+}
+
+/// The API router and the description of every route added to it.
+pub struct Routes {
+    pub router: Router<Arc<AppState>>,
+    paths: Vec<(&'static str, Vec<Op>)>,
+}
+
+impl Default for Routes {
+    fn default() -> Routes {
+        Routes {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+}
+
+impl Routes {
+    pub fn add(mut self, path: &'static str, handler: MethodRouter<Arc<AppState>>, ops: Vec<Op>) -> Routes {
+        self.router = self.router.route(path, handler);
+        self.paths.push((path, ops));
+        self
+    }
+
+    /// The router, with `/openapi.json` serving the document of every route added.
+    pub fn finish(self) -> Router<Arc<AppState>> {
+        let doc = document(&self.paths);
+        self.router
+            .route("/openapi.json", axum::routing::get(move || async move { Json(doc) }))
+    }
+}
+
+fn parameter(name: &str, location: &str, description: &str) -> Value {
+    json!({"name": name, "in": location, "required": location == "path", "description": description,
+           "schema": {"type": "string"}})
+}
+
+fn shared_parameters() -> Vec<Value> {
+    let mut out = vec![
+        parameter("preset", "query", &format!("date range preset: {}", PRESETS.join(", "))),
+        parameter(
+            "start",
+            "query",
+            "range start: a local date (YYYY-MM-DD) or RFC 3339 instant",
+        ),
+        parameter("end", "query", "range end (exclusive)"),
+        parameter(
+            "timezone",
+            "query",
+            "IANA zone of the range and buckets; default the tenant's",
+        ),
+    ];
+    for d in Dimension::names() {
+        out.push(parameter(d, "query", &format!("filter: comma-separated {d} values")));
+    }
+    out
+}
+
+fn own_parameter(name: &str) -> Value {
+    let description = match name {
+        "compare" => "previous_period (default), same_period_last_year or none",
+        "period" => "the period the view covers (see the summary)",
+        "date" => "local date (YYYY-MM-DD); default today",
+        "sort_by" => "calls, connects, meetings or score",
+        "metric" => "connect_rate or calls",
+        "group_by" => "campaign, lead_source or agent",
+        "granularity" => "15m, hour, day, week, month or quarter",
+        "days" => "how many days, up to today (default 30)",
+        "cursor" => "the next_cursor of the previous page",
+        "limit" => "rows per page",
+        "scope" | "scope_id" => "the live scope: tenant, team, agent or campaign, and its id",
+        _ => "",
+    };
+    parameter(name, "query", description)
+}
+
+fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
+    let mut out = Map::new();
+    for (path, ops) in paths {
+        let path_params: Vec<Value> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| parameter(name, "path", name))
+            .collect();
+        let mut item = Map::new();
+        for op in ops {
+            let mut params = path_params.clone();
+            for p in op.params {
+                if *p == "shared" {
+                    params.extend(shared_parameters());
+                } else {
+                    params.push(own_parameter(p));
+                }
+            }
+            let mut operation = json!({
+                "summary": op.summary,
+                "parameters": params,
+                "x-scope": op.scope,
+                "responses": {
+                    "200": {"description": "success", "content": {"application/json": {}}},
+                    "400": {"$ref": "#/components/responses/Error"},
+                    "401": {"$ref": "#/components/responses/Error"},
+                    "403": {"$ref": "#/components/responses/Error"},
+                    "429": {"$ref": "#/components/responses/Error"},
+                },
+            });
+            if op.scope != "public" {
+                operation["security"] = json!([{"bearer": []}, {"session": []}]);
+            }
+            if op.body {
+                let schema = if *path == "/query" {
+                    json!({"$ref": "#/components/schemas/Query"})
+                } else {
+                    json!({"type": "object"})
+                };
+                operation["requestBody"] =
+                    json!({"required": true, "content": {"application/json": {"schema": schema}}});
+            }
+            item.insert(op.method.to_string(), operation);
+        }
+        out.insert(format!("/api/v1{path}"), Value::Object(item));
+    }
+    let measures: Vec<&str> = MEASURES.iter().map(|m| m.name).collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "dialboard", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Exact real-time analytics for contact centers and sales dialers."},
+        "paths": out,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+                "session": {"type": "apiKey", "in": "cookie", "name": super::auth::SESSION_COOKIE},
+            },
+            "responses": {"Error": {"description": "{\"error\": {\"code\", \"message\"}}, with the fields at fault",
+                "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "object"}}}}}}},
+            "schemas": {"Query": {
+                "type": "object", "required": ["measures", "range"],
+                "properties": {
+                    "measures": {"type": "array", "items": {"enum": measures}},
+                    "dimensions": {"type": "array", "items": {"enum": Dimension::names()}},
+                    "granularity": {"enum": ["15m", "hour", "day", "week", "month", "quarter"]},
+                    "filters": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                    "range": {"type": "object"},
+                    "timezone": {"type": "string"},
+                    "compare": {},
+                    "order_by": {"type": "array"},
+                    "limit": {"type": "integer", "minimum": 1},
+                },
+            }},
+        },
+    })
+}

@@ -1,0 +1,178 @@
+//! Settings and the directory: validation by field, admin-only changes that are audited, a
+//! taxonomy change re-categorizing past calls at once, a timezone change that keeps numbers
+//! exact, and the OpenAPI document listing what the router serves.
+
+use crate::helpers::{add_key, call, TestApp};
+use dialboard_store::Scope;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn directory_entries_are_validated_listed_and_audited() {
+    let app = TestApp::spawn("UTC").await;
+    let reader = add_key(&app.store, app.tenant_id, vec![Scope::Read], None).await;
+    let put = |path: &'static str, body: Value| {
+        let app = &app;
+        async move { app.send(Method::PUT, path, &app.key, Some(&body)).await }
+    };
+    let (status, body) = put(
+        "/api/v1/agents/a1",
+        json!({"name": "Ada", "team_id": "t1", "daily_goal": 70}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put(
+        "/api/v1/teams/t1",
+        json!({"name": "Team One", "targets": {"min_calls": -1,
+        "min_connects": 1, "min_talk_minutes": 1, "max_idle_minutes": 1, "min_dialing_hours": 1}, "colour": "red"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let fields: Vec<&str> = body["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["colour", "targets.min_calls"], "{body}");
+    let (status, _) = put("/api/v1/campaigns/k1", json!({"name": "Spring", "cost": 1000.5})).await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .send(Method::PUT, "/api/v1/agents/a2", &reader, Some(&json!({"name": "B"})))
+        .await;
+    assert_eq!(status, 403, "changing the directory needs admin");
+    let (status, list) = app.send(Method::GET, "/api/v1/agents", &reader, None).await;
+    assert_eq!(
+        (status, list),
+        (
+            200,
+            json!({"agents": [{"id": "a1", "name": "Ada", "team_id": "t1", "daily_goal": 70}]})
+        )
+    );
+    let (status, list) = app.get("/api/v1/campaigns").await;
+    assert_eq!((status, &list["campaigns"][0]["cost"]), (200, &json!(1000.5)));
+    let (status, _) = app.send(Method::DELETE, "/api/v1/campaigns/k1", &app.key, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = app.send(Method::DELETE, "/api/v1/campaigns/k1", &app.key, None).await;
+    assert_eq!(status, 404);
+    let (_, audit) = app.get("/api/v1/audit").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["agent_saved", "campaign_saved", "campaign_deleted"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn settings_changes_apply_at_once_and_name_bad_fields() {
+    let app = TestApp::spawn("America/New_York").await;
+    app.events(json!([
+        call("e1", "c1", "Interested", "2026-03-10T15:00:00Z"),
+        call("e2", "c2", "No Answer", "2026-03-10T15:30:00Z"),
+        call("e3", "c3", "Voicemail", "2026-03-10T23:30:00Z"),
+    ]))
+    .await;
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/v1/settings",
+            &app.key,
+            Some(&json!({"timezone": "Mars/Olympus", "stages": [], "colour": 1})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let fields: Vec<&str> = body["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 3, "{body}");
+    for f in ["timezone", "stages", "colour"] {
+        assert!(fields.contains(&f), "{f} in {body}");
+    }
+
+    // Interested stops counting as connected the moment the taxonomy says so.
+    assert_eq!(app.totals(&["connected_calls"], json!({})).await["connected_calls"], 1);
+    let mut taxonomy = app.get("/api/v1/settings").await.1["taxonomy"].clone();
+    for (category, dispositions) in taxonomy["categories"].as_array_mut().unwrap().iter_mut().map(|c| {
+        let pair = c.as_array_mut().unwrap();
+        let (a, b) = pair.split_at_mut(1);
+        (a[0].clone(), &mut b[0])
+    }) {
+        let list = dispositions.as_array_mut().unwrap();
+        if category == "connected" {
+            list.retain(|d| d != "Interested");
+        } else if category == "no_contact" {
+            list.push(json!("Interested"));
+        }
+    }
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/v1/settings",
+            &app.key,
+            Some(&json!({"taxonomy": taxonomy, "timezone": "Asia/Kathmandu"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.totals(&["connected_calls", "no_contacts"], json!({})).await,
+        json!({"connected_calls": 0, "no_contacts": 3})
+    );
+
+    // The new zone is the default; cells built in the old one still answer exactly.
+    let by_day = |tz: Option<&str>| {
+        let mut q = json!({"measures": ["total_calls"], "granularity": "day", "range": {"start": "2026-03-10", "end": "2026-03-12"}});
+        if let Some(tz) = tz {
+            q["timezone"] = json!(tz);
+        }
+        q
+    };
+    let (_, default_zone) = app.post("/api/v1/query", &app.key, &by_day(None)).await;
+    let (_, explicit) = app
+        .post("/api/v1/query", &app.key, &by_day(Some("Asia/Kathmandu")))
+        .await;
+    assert_eq!(default_zone, explicit);
+    assert_eq!(
+        default_zone["rows"],
+        json!([["2026-03-10T00:00:00+05:45", 2], ["2026-03-11T00:00:00+05:45", 1]])
+    );
+    let (_, audit) = app.get("/api/v1/audit").await;
+    assert_eq!(audit["entries"][0]["action"], "settings_changed");
+}
+
+#[tokio::test]
+async fn openapi_describes_every_endpoint() {
+    let app = TestApp::spawn("UTC").await;
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/events",
+        "/api/v1/query",
+        "/api/v1/calls/{call_id}",
+        "/api/v1/live/sse",
+        "/api/v1/settings",
+        "/api/v1/agents/{id}",
+        "/api/v1/analytics/agent-scorecard/{agent_id}",
+        "/api/v1/analytics/compliance",
+        "/api/v1/analytics/coaching-opportunities/{team_id}",
+    ] {
+        assert!(paths.contains_key(path), "{path}");
+    }
+    assert_eq!(paths.len(), 38, "every route is documented once");
+    let measures = &doc["components"]["schemas"]["Query"]["properties"]["measures"]["items"]["enum"];
+    assert!(measures.as_array().unwrap().contains(&json!("csat_avg")));
+    // Every documented GET without path parameters answers (not 404) with the admin key.
+    for (path, item) in paths {
+        if item.get("get").is_some() && !path.contains('{') && !path.contains("/live") {
+            let (status, body) = app.get(path).await;
+            assert!(status != 404 && status < 500, "{path}: {status} {body}");
+        }
+    }
+}
