@@ -189,6 +189,44 @@ fn peer_queries() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The analytics views of the dashboards, over the generated calls.
+const VIEWS: [(&str, &str); 4] = [
+    (
+        "scorecard (week)",
+        "agent-scorecard/agent-007?period=weekly&date=2026-08-12",
+    ),
+    ("team leaderboard (day)", "team-leaderboard/team-3?date=2026-08-15"),
+    ("heatmap (30 days)", "call-time-heatmap?start=2026-07-31&end=2026-08-30"),
+    (
+        "pipeline funnel (30 days)",
+        "pipeline-funnel?group_by=campaign&start=2026-07-31&end=2026-08-30",
+    ),
+];
+
+async fn measure_view(server: &Server, client: &reqwest::Client, path: &str, repeat: usize) -> anyhow::Result<Latency> {
+    let mut samples = Vec::with_capacity(repeat);
+    for run in 0..WARM_UP + repeat.max(5) {
+        let started = Instant::now();
+        let r = client
+            .get(format!("{}/api/v1/analytics/{path}", server.url))
+            .bearer_auth(&server.key)
+            .send()
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("{path} answered {status}: {text}");
+        }
+        if run >= WARM_UP {
+            samples.push(started.elapsed());
+        }
+    }
+    Ok(Latency {
+        p50: percentile(samples.clone(), 0.5),
+        p99: percentile(samples, 0.99),
+    })
+}
+
 struct Latency {
     p50: f64,
     p99: f64,
@@ -289,6 +327,13 @@ async fn report_queries(
             p.p99 / d.p99
         );
         p99s.push((name.to_string(), d.p99));
+    }
+    println!("\n| view (GET /api/v1/analytics/…, several queries each) | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    for (name, path) in VIEWS {
+        let v = measure_view(server, client, path, repeat / 5).await?;
+        println!("| {name} | {:.2} | {:.2} |", v.p50, v.p99);
+        p99s.push((name.to_string(), v.p99));
     }
     println!("\nserver resident memory: {:.0} MB", rss_mb(server.child.id()));
     Ok(p99s)
