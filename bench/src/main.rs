@@ -203,30 +203,6 @@ const VIEWS: [(&str, &str); 4] = [
     ),
 ];
 
-async fn measure_view(server: &Server, client: &reqwest::Client, path: &str, repeat: usize) -> anyhow::Result<Latency> {
-    let mut samples = Vec::with_capacity(repeat);
-    for run in 0..WARM_UP + repeat.max(5) {
-        let started = Instant::now();
-        let r = client
-            .get(format!("{}/api/v1/analytics/{path}", server.url))
-            .bearer_auth(&server.key)
-            .send()
-            .await?;
-        let status = r.status();
-        let text = r.text().await?;
-        if !status.is_success() {
-            bail!("{path} answered {status}: {text}");
-        }
-        if run >= WARM_UP {
-            samples.push(started.elapsed());
-        }
-    }
-    Ok(Latency {
-        p50: percentile(samples.clone(), 0.5),
-        p99: percentile(samples, 0.99),
-    })
-}
-
 struct Latency {
     p50: f64,
     p99: f64,
@@ -235,25 +211,16 @@ struct Latency {
 /// Runs not measured before each query's samples (warm caches, as on a dashboard in use).
 const WARM_UP: usize = 10;
 
-async fn measure_dialboard(
-    server: &Server,
-    client: &reqwest::Client,
-    body: &Value,
-    repeat: usize,
-) -> anyhow::Result<Latency> {
+/// Latency of one request to the server, sent `repeat` times after the warm-up runs.
+async fn measure_dialboard(request: impl Fn() -> reqwest::RequestBuilder, repeat: usize) -> anyhow::Result<Latency> {
     let mut samples = Vec::with_capacity(repeat);
     for run in 0..WARM_UP + repeat {
         let started = Instant::now();
-        let r = client
-            .post(format!("{}/api/v1/query", server.url))
-            .bearer_auth(&server.key)
-            .json(body)
-            .send()
-            .await?;
+        let r = request().send().await?;
         let status = r.status();
         let text = r.text().await?;
         if !status.is_success() {
-            bail!("query answered {status}: {text}");
+            bail!("answered {status}: {text}");
         }
         if run >= WARM_UP {
             samples.push(started.elapsed());
@@ -316,7 +283,13 @@ async fn report_queries(
     println!("|---|---|---|---|---|---|");
     let mut p99s = Vec::new();
     for ((name, body), (_, sql)) in dashboard_queries().iter().zip(peer_queries()) {
-        let d = measure_dialboard(server, client, body, repeat).await?;
+        let query = || {
+            client
+                .post(format!("{}/api/v1/query", server.url))
+                .bearer_auth(&server.key)
+                .json(body)
+        };
+        let d = measure_dialboard(query, repeat).await?;
         let p = measure_peer(&server.db, &sql, (repeat / 50).max(3))?;
         println!(
             "| {name} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0}× |",
@@ -331,7 +304,12 @@ async fn report_queries(
     println!("\n| view (GET /api/v1/analytics/…, several queries each) | p50 ms | p99 ms |");
     println!("|---|---|---|");
     for (name, path) in VIEWS {
-        let v = measure_view(server, client, path, repeat / 5).await?;
+        let view = || {
+            client
+                .get(format!("{}/api/v1/analytics/{path}", server.url))
+                .bearer_auth(&server.key)
+        };
+        let v = measure_dialboard(view, (repeat / 5).max(5)).await?;
         println!("| {name} | {:.2} | {:.2} |", v.p50, v.p99);
         p99s.push((name.to_string(), v.p99));
     }

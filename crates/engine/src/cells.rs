@@ -19,9 +19,10 @@ pub enum Dim {
     Direction,
     Disposition,
     ScoreRange,
+    Intent,
+    // Only tickets, CSAT and stages have these (calls have every dimension before them).
     Channel,
     Stage,
-    Intent,
 }
 
 /// How many stored dimensions there are: the length of a record's dimension values.
@@ -39,9 +40,9 @@ impl Dim {
         Dim::Direction,
         Dim::Disposition,
         Dim::ScoreRange,
+        Dim::Intent,
         Dim::Channel,
         Dim::Stage,
-        Dim::Intent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,9 +55,9 @@ impl Dim {
             Dim::Direction => "direction",
             Dim::Disposition => "disposition",
             Dim::ScoreRange => "score_range",
+            Dim::Intent => "intent",
             Dim::Channel => "channel",
             Dim::Stage => "stage",
-            Dim::Intent => "intent",
         }
     }
 }
@@ -79,17 +80,7 @@ impl Fact {
     /// The dimensions a record of this fact has at all.
     pub fn dims(self) -> &'static [Dim] {
         match self {
-            Fact::Calls => &[
-                Dim::Agent,
-                Dim::Team,
-                Dim::Campaign,
-                Dim::List,
-                Dim::LeadSource,
-                Dim::Direction,
-                Dim::Disposition,
-                Dim::ScoreRange,
-                Dim::Intent,
-            ],
+            Fact::Calls => &Dim::ALL[..Dim::Channel as usize],
             Fact::Activity => &[Dim::Agent],
             Fact::Tickets => &[Dim::Agent, Dim::Team, Dim::Channel, Dim::Intent],
             Fact::Csat => &[Dim::Agent, Dim::Channel],

@@ -479,6 +479,8 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
         for chunk in parsed.chunks(10_000) {
             store.ingest(tenant.id, chunk.to_vec()).await?;
         }
+        // Once, with the data: a restart keeps what an admin changed since.
+        add_directory(&store, tenant.id, seed).await?;
         println!(
             "generated {} events: {days} days of a {}-rep call center (seed {seed}) in {:.1} s",
             events.len(),
@@ -487,7 +489,6 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
         );
     }
     add_logins(&store, tenant.id, seed).await?;
-    add_directory(&store, tenant.id, seed).await?;
     let key = crate::cli::create_admin_key(&store, tenant.id).await?;
     tokio::spawn(live(store.clone(), tenant.id, seed));
     crate::cli::serve(store, listen, |url| {

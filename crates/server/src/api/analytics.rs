@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use dialboard_engine::clock::Clock;
 use dialboard_engine::FieldError;
-use dialboard_store::{CallsRequest, Scope, TenantInfo};
+use dialboard_store::{CallsPage, CallsRequest, Scope, TenantInfo};
 use jiff::civil::Date;
 use jiff::ToSpan;
 use serde_json::{json, Map, Value};
@@ -131,12 +131,30 @@ impl View {
         Ok(Directory::load(self.state.store.as_ref(), self.tenant.id).await?)
     }
 
+    /// The directory's members of `team` that this caller sees by name. Under leaderboard
+    /// privacy an agent sees colleagues only as `anonymous` rows: adding their names would
+    /// reveal them and count them twice.
+    fn named_members<'a>(&self, directory: &'a Directory, team: &str) -> Vec<&'a str> {
+        match self.principal.only_named(self.tenant.settings.leaderboard_privacy) {
+            Some(_) => vec![],
+            None => directory.members(team),
+        }
+    }
+
     /// A local date parameter, today by default.
     fn date(&self, name: &str) -> Result<Date, ApiError> {
         match self.param(name) {
             None => Ok(self.zone.date_of(self.now)),
             Some(d) => d.parse().map_err(|_| invalid(name, "must be a date (YYYY-MM-DD)")),
         }
+    }
+
+    /// The view's zone as asked, else the tenant's.
+    fn zone_name(&self) -> Value {
+        self.base
+            .get("timezone")
+            .cloned()
+            .unwrap_or_else(|| json!(self.tenant.settings.timezone))
     }
 
     fn today(&self) -> Date {
@@ -167,6 +185,17 @@ fn records(result: &Value) -> Vec<Map<String, Value>> {
         .collect()
 }
 
+/// Adds an empty row for each of `agents` that has none (a rep without calls still ranks).
+fn add_missing_agents(rows: &mut Vec<Map<String, Value>>, agents: Vec<&str>) {
+    let seen: BTreeSet<String> = rows
+        .iter()
+        .filter_map(|r| r["agent"].as_str().map(String::from))
+        .collect();
+    for agent in agents.into_iter().filter(|a| !seen.contains(*a)) {
+        rows.push(Map::from_iter([("agent".to_string(), json!(agent))]));
+    }
+}
+
 /// Rows keyed by the text value of one column.
 fn by_key(result: &Value, column: &str) -> BTreeMap<String, Map<String, Value>> {
     records(result)
@@ -189,15 +218,6 @@ fn percent(part: f64, whole: f64) -> Value {
 
 fn period_json(view: &View, result: &Value) -> Value {
     json!({"range": view.base.get("range"), "timezone": view.zone_name(), "totals": result["totals"]})
-}
-
-impl View {
-    fn zone_name(&self) -> Value {
-        self.base
-            .get("timezone")
-            .cloned()
-            .unwrap_or_else(|| json!(self.tenant.settings.timezone))
-    }
 }
 
 /// `GET /analytics/metrics`: today's KPIs with their change against the previous period.
@@ -410,15 +430,7 @@ pub async fn scorecard(
             .run(view.body(&RANKING, &["agent"], json!({"filters": {"team": [team]}})))
             .await?;
         let mut rows = records(&board);
-        let mut agents: BTreeSet<String> = rows
-            .iter()
-            .filter_map(|r| r["agent"].as_str().map(String::from))
-            .collect();
-        for m in directory.members(team) {
-            if agents.insert(m.to_string()) {
-                rows.push(json!({"agent": m}).as_object().cloned().unwrap_or_default());
-            }
-        }
+        add_missing_agents(&mut rows, view.named_members(&directory, team));
         rows.sort_by(rank_order);
         if let Some(i) = rows.iter().position(|r| r["agent"].as_str() == Some(&agent)) {
             let n = rows.len();
@@ -519,17 +531,8 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
         }
     }
     let mut rows = records(&board);
-    let mut seen: BTreeSet<String> = rows
-        .iter()
-        .filter_map(|r| r["agent"].as_str().map(String::from))
-        .collect();
     if let Some(t) = team {
-        for m in directory.members(t) {
-            let visible = view.principal.sees_everyone() || !view.tenant.settings.leaderboard_privacy;
-            if visible && seen.insert(m.to_string()) {
-                rows.push(json!({"agent": m}).as_object().cloned().unwrap_or_default());
-            }
-        }
+        add_missing_agents(&mut rows, view.named_members(&directory, t));
     }
     let key = match sort_by {
         "connects" => "connected_calls",
@@ -589,31 +592,43 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
     }))
 }
 
-/// Consecutive meetings booked in the agent's latest calls (of the last 30 days).
-async fn meeting_streak(view: &View, agent: &str) -> Result<i64, ApiError> {
-    if agent.is_empty() || agent == "anonymous" {
-        return Ok(0);
-    }
-    let request = CallsRequest {
-        query: json!({"range": {"preset": "last_30_days"}, "filters": {"agent": [agent]}}),
-        cursor: None,
-        limit: 100,
-    };
-    let page = view
-        .state
+/// The latest raw calls matching a drill-down `query` (newest first), `limit` at a time from
+/// `cursor`. Views use them to count a streak or to point at calls, never for numbers.
+async fn latest_calls(view: &View, query: Value, cursor: Option<String>, limit: usize) -> Result<CallsPage, ApiError> {
+    let request = CallsRequest { query, cursor, limit };
+    view.state
         .store
         .calls(view.tenant.id, request, view.now)
         .await?
-        .map_err(|f| ApiError::invalid("invalid_request", f))?;
-    Ok(page
-        .calls
-        .iter()
-        .take_while(|c| {
-            c["disposition"]
-                .as_str()
-                .is_some_and(|d| view.tenant.taxonomy.class(d).meeting)
-        })
-        .count() as i64)
+        .map_err(|f| ApiError::invalid("invalid_request", f))
+}
+
+/// Consecutive meetings booked in the agent's latest calls (of the last 30 days). Calls are read
+/// a page at a time, and only while every call so far was a meeting.
+async fn meeting_streak(view: &View, agent: &str) -> Result<i64, ApiError> {
+    const PAGE: usize = 10;
+    if agent.is_empty() || agent == "anonymous" {
+        return Ok(0);
+    }
+    let query = json!({"range": {"preset": "last_30_days"}, "filters": {"agent": [agent]}});
+    let (mut streak, mut cursor) = (0, None);
+    loop {
+        let page = latest_calls(view, query.clone(), cursor, PAGE).await?;
+        let meetings = page
+            .calls
+            .iter()
+            .take_while(|c| {
+                c["disposition"]
+                    .as_str()
+                    .is_some_and(|d| view.tenant.taxonomy.class(d).meeting)
+            })
+            .count();
+        streak += meetings as i64;
+        match page.next_cursor {
+            Some(next) if meetings == page.calls.len() => cursor = Some(next),
+            _ => return Ok(streak),
+        }
+    }
 }
 
 const SORTS: [&str; 4] = ["calls", "connects", "meetings", "score"];
@@ -669,25 +684,19 @@ pub async fn trends(
     };
     let end = view.today() + days(1);
     let start = end - days(n);
-    let agent_filter = |extra: Value| {
-        let mut v = json!({"filters": {"agent": [agent]}, "range": range(start, end)});
-        for (k, x) in extra.as_object().into_iter().flatten() {
-            v[k] = x.clone();
-        }
-        v
-    };
+    let agent_only = json!([agent]);
     let talk = view
         .run(view.body(
             &["avg_talk_ratio", "analysed_calls"],
             &[],
-            agent_filter(json!({"granularity": "day"})),
+            json!({"filters": {"agent": agent_only}, "range": range(start, end), "granularity": "day"}),
         ))
         .await?;
     let sentiment = view
         .run(view.body(
             &["avg_sentiment", "avg_prospect_sentiment", "analysed_calls"],
             &[],
-            agent_filter(json!({"granularity": "week"})),
+            json!({"filters": {"agent": agent_only}, "range": range(start, end), "granularity": "week"}),
         ))
         .await?;
     // Six days before the range feed the first days' rolling averages.
@@ -695,7 +704,7 @@ pub async fn trends(
         .run(view.body(
             &["avg_call_score", "scored_calls"],
             &[],
-            agent_filter(json!({"granularity": "day", "range": range(start - days(6), end)})),
+            json!({"filters": {"agent": agent_only}, "range": range(start - days(6), end), "granularity": "day"}),
         ))
         .await?;
     let daily: BTreeMap<Date, (f64, f64)> = records(&scores)
@@ -811,8 +820,8 @@ async fn funnel(view: &View, group: &str) -> Result<(Vec<Value>, Value), ApiErro
     let entries = groups
         .iter()
         .map(|(g, counts)| {
+            // A group without a revenue row reads null in every field (indexing null is null).
             let money = revenue_rows.get(g).map_or(Value::Null, |r| Value::Object(r.clone()));
-            let money = if money.is_null() { json!({}) } else { money };
             shape(if g == "(none)" { Value::Null } else { json!(g) }, counts, &money)
         })
         .collect();
@@ -1162,13 +1171,7 @@ pub async fn coaching(
 ) -> ViewResult {
     let view = View::new(state, principal, &p, &["date"], "last_7_days").await?;
     let today = view.date("date")?;
-    let team_filter = |start: Date, end: Date, extra: Value| {
-        let mut v = json!({"filters": {"team": [team]}, "range": range(start, end)});
-        for (k, x) in extra.as_object().into_iter().flatten() {
-            v[k] = x.clone();
-        }
-        v
-    };
+    let team_only = json!([team]);
     let week_measures = [
         "avg_call_score",
         "avg_talk_ratio",
@@ -1182,14 +1185,14 @@ pub async fn coaching(
         .run(view.body(
             &week_measures,
             &["agent"],
-            team_filter(today - days(6), today + days(1), json!({"compare": "previous_period"})),
+            json!({"filters": {"team": team_only}, "range": range(today - days(6), today + days(1)), "compare": "previous_period"}),
         ))
         .await?;
     let two_days = view
         .run(view.body(
             &["connect_rate", "total_calls"],
             &["agent"],
-            team_filter(today - days(1), today + days(1), json!({"compare": "previous_period"})),
+            json!({"filters": {"team": team_only}, "range": range(today - days(1), today + days(1)), "compare": "previous_period"}),
         ))
         .await?;
     // The last three completed days.
@@ -1197,7 +1200,7 @@ pub async fn coaching(
         .run(view.body(
             &["total_calls"],
             &["agent"],
-            team_filter(today - days(3), today, json!({"granularity": "day"})),
+            json!({"filters": {"team": team_only}, "range": range(today - days(3), today), "granularity": "day"}),
         ))
         .await?;
     let directory = view.directory().await?;
@@ -1214,7 +1217,7 @@ pub async fn coaching(
         }
     }
     let mut agents: BTreeSet<String> = week_now.keys().chain(two_now.keys()).cloned().collect();
-    agents.extend(directory.members(&team).into_iter().map(String::from));
+    agents.extend(view.named_members(&directory, &team).into_iter().map(String::from));
     agents.remove("anonymous");
     let mut out = Vec::new();
     for agent in &agents {
@@ -1322,17 +1325,8 @@ fn severity_of_drop(drop: f64, threshold: f64) -> &'static str {
 async fn related_calls(view: &View, agent: &str, filter: &Value, today: Date) -> Result<Vec<Value>, ApiError> {
     let mut filters = filter.clone();
     filters["agent"] = json!([agent]);
-    let request = CallsRequest {
-        query: json!({"range": range(today - days(6), today + days(1)), "filters": filters}),
-        cursor: None,
-        limit: 5,
-    };
-    let page = view
-        .state
-        .store
-        .calls(view.tenant.id, request, view.now)
-        .await?
-        .map_err(|f| ApiError::invalid("invalid_request", f))?;
+    let query = json!({"range": range(today - days(6), today + days(1)), "filters": filters});
+    let page = latest_calls(view, query, None, 5).await?;
     Ok(page.calls.iter().map(|c| c["call_id"].clone()).collect())
 }
 

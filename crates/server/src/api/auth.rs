@@ -181,20 +181,28 @@ impl Principal {
         Ok(())
     }
 
+    /// Under leaderboard privacy an agent sees other reps only as `anonymous`: then this is the
+    /// one agent whose name it sees (its own); `None` when it sees every name it may read.
+    pub fn only_named(&self, leaderboard_privacy: bool) -> Option<&str> {
+        match &self.reach {
+            Reach::Agent { id, .. } if leaderboard_privacy => Some(id),
+            _ => None,
+        }
+    }
+
     /// Hides other reps' names from an agent when the tenant asks for leaderboard privacy:
     /// in a `/query` result grouped by agent, every other agent becomes `"anonymous"`.
     pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool) {
-        let Reach::Agent { id, .. } = &self.reach else { return };
+        let Some(own) = self.only_named(leaderboard_privacy) else {
+            return;
+        };
         let columns = result["columns"].as_array();
         let Some(column) = columns.and_then(|c| c.iter().position(|c| c == "agent")) else {
             return;
         };
-        if !leaderboard_privacy {
-            return;
-        }
         let hide = |rows: &mut Value| {
             for row in rows.as_array_mut().into_iter().flatten() {
-                if row[column].as_str() != Some(id.as_str()) {
+                if row[column].as_str() != Some(own) {
                     row[column] = json!("anonymous");
                 }
             }

@@ -2,13 +2,14 @@
 //! `/campaigns`): anyone with `read` lists them, `admin` changes them, and every change is
 //! audited.
 
-use super::auth::{Principal, Reach};
+use super::auth::Principal;
 use super::error::{ApiError, Body};
 use super::AppState;
 use crate::access::audit;
 use crate::directory::{apply_settings, settings_json, validate_entry};
-use axum::extract::{MatchedPath, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use dialboard_engine::FieldError;
 use dialboard_store::{DirectoryKind, Scope};
@@ -48,21 +49,6 @@ pub async fn put_settings(
     Ok(Json(settings_json(&updated.settings)))
 }
 
-/// The collection a route serves, from its matched path (`/api/v1/agents/{id}` → agents).
-fn kind_of(path: &MatchedPath) -> (DirectoryKind, &'static str) {
-    let collection = path
-        .as_str()
-        .trim_start_matches("/api/v1/")
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    match collection {
-        "teams" => (DirectoryKind::Team, "teams"),
-        "campaigns" => (DirectoryKind::Campaign, "campaigns"),
-        _ => (DirectoryKind::Agent, "agents"),
-    }
-}
-
 fn check_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
         return Err(ApiError::invalid(
@@ -81,15 +67,12 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    matched: MatchedPath,
+    Extension(kind): Extension<DirectoryKind>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
-    let (kind, collection) = kind_of(&matched);
     let tenant = state.store.tenant(principal.tenant_id).await?;
-    let private_to = match &principal.reach {
-        Reach::Agent { id, .. } if kind == DirectoryKind::Agent && tenant.settings.leaderboard_privacy => Some(id),
-        _ => None,
-    };
+    let privacy = tenant.settings.leaderboard_privacy;
+    let private_to = principal.only_named(privacy).filter(|_| kind == DirectoryKind::Agent);
     let entries: Vec<Value> = state
         .store
         .directory(tenant.id, kind)
@@ -101,6 +84,7 @@ pub async fn list(
             body
         })
         .collect();
+    let collection = format!("{}s", kind.as_str());
     Ok(Json(json!({ collection: entries })))
 }
 
@@ -108,12 +92,11 @@ pub async fn list(
 pub async fn put(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    matched: MatchedPath,
+    Extension(kind): Extension<DirectoryKind>,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
-    let (kind, _) = kind_of(&matched);
     check_id(&id)?;
     let body = validate_entry(kind, &json_body(&body)?).map_err(|e| ApiError::invalid("invalid_entry", e))?;
     state
@@ -137,11 +120,10 @@ pub async fn put(
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    matched: MatchedPath,
+    Extension(kind): Extension<DirectoryKind>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Admin)?;
-    let (kind, _) = kind_of(&matched);
     if !state.store.delete_directory(principal.tenant_id, kind, &id).await? {
         return Err(ApiError::not_found(format!("no {} '{id}'", kind.as_str())));
     }

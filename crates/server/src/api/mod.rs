@@ -14,8 +14,9 @@ pub mod session;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
-use axum::Router;
+use axum::{Extension, Router};
 use dialboard_store::access::RateLimits;
+use dialboard_store::DirectoryKind;
 use dialboard_store::Store;
 use openapi::{op, Routes};
 use std::sync::Arc;
@@ -142,24 +143,28 @@ pub fn app(state: Arc<AppState>) -> Router {
                 op("put", "admin", "change settings (only the fields given)").body(),
             ],
         );
-    let api = ["/agents", "/teams", "/campaigns"]
-        .into_iter()
-        .fold(api, |api, collection| {
-            let entry: &'static str = Box::leak(format!("{collection}/{{id}}").into_boxed_str());
-            api.add(
-                collection,
-                get(directory::list),
-                vec![op("get", "read", "list the directory's entries")],
-            )
-            .add(
-                entry,
-                put(directory::put).delete(directory::remove),
-                vec![
-                    op("put", "admin", "create or replace an entry").body(),
-                    op("delete", "admin", "delete an entry"),
-                ],
-            )
-        });
+    // Each collection's routes carry its kind, so one set of handlers serves all three.
+    let api = [
+        ("/agents", "/agents/{id}", DirectoryKind::Agent),
+        ("/teams", "/teams/{id}", DirectoryKind::Team),
+        ("/campaigns", "/campaigns/{id}", DirectoryKind::Campaign),
+    ]
+    .into_iter()
+    .fold(api, |api, (collection, entry, kind)| {
+        api.add(
+            collection,
+            get(directory::list).layer(Extension(kind)),
+            vec![op("get", "read", "list the directory's entries")],
+        )
+        .add(
+            entry,
+            put(directory::put).delete(directory::remove).layer(Extension(kind)),
+            vec![
+                op("put", "admin", "create or replace an entry").body(),
+                op("delete", "admin", "delete an entry"),
+            ],
+        )
+    });
     let api = analytics_routes(api)
         .finish()
         .fallback(|| async { error::ApiError::not_found("no such endpoint") });

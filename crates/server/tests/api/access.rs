@@ -1,7 +1,7 @@
 //! Access control (SPEC §8): every endpoint × every role and key scope × own and other
 //! tenant; sessions; rate limits; the audit log; hostile input.
 
-use crate::helpers::{add_key, TestApp};
+use crate::helpers::{add_key, error_fields, TestApp};
 use dialboard_store::Scope;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -396,12 +396,7 @@ async fn keys_are_shown_once_revoked_at_once_and_rate_limited() {
     let bad = json!({"scopes": ["read", "root"], "agent_id": "a", "team_id": "t"});
     let (status, body, _) = send(&app, &admin, Method::POST, "/api/v1/keys", Some(bad)).await;
     assert_eq!(status, 400);
-    let fields: Vec<&str> = body["error"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert_eq!(fields, ["scopes", "team_id"]);
 
     let id = made["id"].as_str().unwrap();
@@ -547,12 +542,7 @@ async fn hostile_input_gets_a_clear_4xx_and_never_leaks() {
     let unknown = json!({"measures": ["total_calls"], "dimensions": ["password_hash"], "filters": {"tenant_id": ["2"]}, "range": range});
     let (status, body, _) = send(app, &admin, Method::POST, "/api/v1/query", Some(unknown)).await;
     assert_eq!(status, 400);
-    let fields: Vec<&str> = body["error"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert!(
         fields.contains(&"dimensions[0]") && fields.iter().any(|f| f.contains("tenant_id")),
         "{body}"

@@ -481,4 +481,34 @@ async fn views_follow_access() {
     assert_eq!(status, 403);
     let (status, board) = get(team_key, "team-leaderboard/smb?date=2026-03-12".into()).await;
     assert_eq!((status, board["entries"].as_array().unwrap().len()), (200, 8));
+    // Under leaderboard privacy an agent meets colleagues only as `anonymous`, in every view.
+    let (status, _) = app
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/settings",
+            &app.key,
+            Some(&json!({"leaderboard_privacy": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for path in [
+        "team-leaderboard/enterprise?date=2026-03-12",
+        "coaching-opportunities/enterprise?date=2026-03-13",
+    ] {
+        let (status, view) = get(agent.clone(), path.into()).await;
+        assert_eq!(status, 200);
+        let rows = view
+            .get("entries")
+            .or(view.get("opportunities"))
+            .unwrap()
+            .as_array()
+            .unwrap();
+        for r in rows {
+            assert!(
+                matches!(r["agent_id"].as_str(), Some("maria.santos" | "anonymous")),
+                "{path} names {}",
+                r["agent_id"]
+            );
+        }
+    }
 }

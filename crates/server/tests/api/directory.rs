@@ -2,7 +2,7 @@
 //! taxonomy change re-categorizing past calls at once, a timezone change that keeps numbers
 //! exact, and the OpenAPI document listing what the router serves.
 
-use crate::helpers::{add_key, call, TestApp};
+use crate::helpers::{add_key, call, error_fields, TestApp};
 use dialboard_store::Scope;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -28,12 +28,7 @@ async fn directory_entries_are_validated_listed_and_audited() {
     )
     .await;
     assert_eq!(status, 400);
-    let fields: Vec<&str> = body["error"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert_eq!(fields, ["colour", "targets.min_calls"], "{body}");
     let (status, _) = put("/api/v1/campaigns/k1", json!({"name": "Spring", "cost": 1000.5})).await;
     assert_eq!(status, 200);
@@ -85,12 +80,7 @@ async fn settings_changes_apply_at_once_and_name_bad_fields() {
         )
         .await;
     assert_eq!(status, 400);
-    let fields: Vec<&str> = body["error"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert_eq!(fields.len(), 3, "{body}");
     for f in ["timezone", "stages", "colour"] {
         assert!(fields.contains(&f), "{f} in {body}");

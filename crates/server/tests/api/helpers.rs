@@ -68,19 +68,15 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.send(reqwest::Method::POST, path, key, Some(body)).await
     }
 
-    /// Any request with the admin key and an optional JSON body.
+    /// A GET with the admin key.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, &self.key, None).await
+    }
+
+    /// Any request with `key` and an optional JSON body: the status and the JSON answer.
     pub async fn send(&self, method: reqwest::Method, path: &str, key: &str, body: Option<&Value>) -> (u16, Value) {
         let mut request = self
             .client
@@ -90,18 +86,6 @@ impl TestApp {
             request = request.json(b);
         }
         let r = request.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -131,4 +115,14 @@ pub async fn add_key(store: &Arc<dyn Store>, tenant_id: i64, scopes: Vec<Scope>,
 pub fn call(id: &str, call_id: &str, disposition: &str, started: &str) -> Value {
     json!({"id": id, "type": "call", "call_id": call_id, "agent_id": "a1", "team_id": "t1", "disposition": disposition,
         "started_at": started})
+}
+
+/// The fields a 4xx error names, in order.
+pub fn error_fields(body: &Value) -> Vec<&str> {
+    body["error"]["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["field"].as_str())
+        .collect()
 }
