@@ -165,8 +165,57 @@ pub fn upsert_analysis(tx: &Transaction, tenant: i64, a: &CallAnalysis) -> rusql
     Ok(())
 }
 
-pub const CONVERSATION_COLUMNS: &str = "conversation_id, event_id, version_ns, channel, opened_ns, agent_id, team_id, \
-                                        first_response_ns, resolved_ns, status, intent";
+// Statements of the ingest path are compile-time constants (no formatting per event).
+macro_rules! conversation_columns {
+    () => {
+        "conversation_id, event_id, version_ns, channel, opened_ns, agent_id, team_id, first_response_ns, resolved_ns, \
+         status, intent"
+    };
+}
+macro_rules! stage_columns {
+    () => {
+        "event_id, contact_id, stage, at_ns, campaign_id, lead_source, agent_id, call_id, amount_minor, currency"
+    };
+}
+macro_rules! csat_columns {
+    () => {
+        "event_id, score, at_ns, call_id, conversation_id, agent_id"
+    };
+}
+pub const CONVERSATION_COLUMNS: &str = conversation_columns!();
+pub const STAGE_COLUMNS: &str = stage_columns!();
+pub const CSAT_COLUMNS: &str = csat_columns!();
+pub const SELECT_CONVERSATION: &str = concat!(
+    "SELECT ",
+    conversation_columns!(),
+    " FROM conversations WHERE tenant_id = ?1 AND conversation_id = ?2"
+);
+pub const UPSERT_CONVERSATION: &str = concat!(
+    "INSERT OR REPLACE INTO conversations (tenant_id, ",
+    conversation_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+);
+pub const SELECT_CSAT_OF_CONVERSATION: &str = concat!(
+    "SELECT ",
+    csat_columns!(),
+    " FROM csat WHERE tenant_id = ?1 AND conversation_id = ?2"
+);
+pub const INSERT_CSAT: &str = concat!(
+    "INSERT INTO csat (tenant_id, ",
+    csat_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+);
+/// The event by which a contact first reached a stage.
+pub const SELECT_FIRST_STAGE: &str = concat!(
+    "SELECT ",
+    stage_columns!(),
+    " FROM lead_stages WHERE tenant_id = ?1 AND contact_id = ?2 AND stage = ?3 ORDER BY at_ns, event_id LIMIT 1"
+);
+pub const INSERT_STAGE: &str = concat!(
+    "INSERT INTO lead_stages (tenant_id, ",
+    stage_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+);
 
 pub fn conversation_from_row(r: &Row) -> rusqlite::Result<Conversation> {
     Ok(Conversation {
@@ -184,9 +233,6 @@ pub fn conversation_from_row(r: &Row) -> rusqlite::Result<Conversation> {
     })
 }
 
-pub const STAGE_COLUMNS: &str =
-    "event_id, contact_id, stage, at_ns, campaign_id, lead_source, agent_id, call_id, amount_minor, currency";
-
 pub fn stage_from_row(r: &Row) -> rusqlite::Result<StageChange> {
     Ok(StageChange {
         event_id: r.get(0)?,
@@ -201,8 +247,6 @@ pub fn stage_from_row(r: &Row) -> rusqlite::Result<StageChange> {
         currency: r.get(9)?,
     })
 }
-
-pub const CSAT_COLUMNS: &str = "event_id, score, at_ns, call_id, conversation_id, agent_id";
 
 pub fn csat_from_row(r: &Row) -> rusqlite::Result<CsatScore> {
     Ok(CsatScore {

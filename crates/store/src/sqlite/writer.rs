@@ -5,7 +5,8 @@
 
 use super::rows::{
     analysis_from_row, call_from_row, conversation_from_row, csat_from_row, stage_from_row, upsert_analysis,
-    upsert_call, CONVERSATION_COLUMNS, CSAT_COLUMNS, SELECT_ANALYSIS, SELECT_CALL, STAGE_COLUMNS,
+    upsert_call, CONVERSATION_COLUMNS, CSAT_COLUMNS, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL,
+    SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, STAGE_COLUMNS, UPSERT_CONVERSATION,
 };
 use super::Shared;
 use crate::overlay::DeltaMap;
@@ -247,9 +248,7 @@ fn apply_analysis(tx: &Transaction, tenant: &TenantInfo, analysis: &CallAnalysis
 /// changes (or the conversation arrives after its CSAT scores), the scores move channel too.
 fn apply_conversation(tx: &Transaction, tenant: &TenantInfo, c: &Conversation, deltas: &mut DeltaMap) -> Result<()> {
     let current: Option<Conversation> = tx
-        .prepare_cached(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = ?1 AND conversation_id = ?2"
-        ))?
+        .prepare_cached(SELECT_CONVERSATION)?
         .query_row(params![tenant.id, c.conversation_id], conversation_from_row)
         .optional()?;
     if current.as_ref().is_some_and(|old| old.version() >= c.version()) {
@@ -259,11 +258,7 @@ fn apply_conversation(tx: &Transaction, tenant: &TenantInfo, c: &Conversation, d
     if let Some(old) = &current {
         for_each_ticket_cell(&tenant.clock, old, |id, stats| add(id, stats, -1));
     }
-    tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO conversations (tenant_id, {CONVERSATION_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-    ))?
-    .execute(params![
+    tx.prepare_cached(UPSERT_CONVERSATION)?.execute(params![
         tenant.id,
         c.conversation_id,
         c.event_id,
@@ -280,9 +275,7 @@ fn apply_conversation(tx: &Transaction, tenant: &TenantInfo, c: &Conversation, d
     for_each_ticket_cell(&tenant.clock, c, |id, stats| add(id, stats, 1));
     let old_channel = current.as_ref().map(|o| o.channel.as_str());
     if old_channel != Some(c.channel.as_str()) {
-        let mut scores = tx.prepare_cached(&format!(
-            "SELECT {CSAT_COLUMNS} FROM csat WHERE tenant_id = ?1 AND conversation_id = ?2"
-        ))?;
+        let mut scores = tx.prepare_cached(SELECT_CSAT_OF_CONVERSATION)?;
         for score in scores.query_map(params![tenant.id, c.conversation_id], csat_from_row)? {
             let score = score?;
             for_each_csat_cell(&tenant.clock, &score, old_channel, |id, stats| add(id, stats, -1));
@@ -294,10 +287,7 @@ fn apply_conversation(tx: &Transaction, tenant: &TenantInfo, c: &Conversation, d
 
 /// A score counts in its conversation's channel, as far as that is known yet.
 fn apply_csat(tx: &Transaction, tenant: &TenantInfo, s: &CsatScore, deltas: &mut DeltaMap) -> Result<()> {
-    tx.prepare_cached(&format!(
-        "INSERT INTO csat (tenant_id, {CSAT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-    ))?
-    .execute(params![
+    tx.prepare_cached(INSERT_CSAT)?.execute(params![
         tenant.id,
         s.event_id,
         s.score,
@@ -323,16 +313,10 @@ fn apply_csat(tx: &Transaction, tenant: &TenantInfo, s: &CsatScore, deltas: &mut
 /// the one that counted so far.
 fn apply_stage(tx: &Transaction, tenant: &TenantInfo, s: &StageChange, deltas: &mut DeltaMap) -> Result<()> {
     let first: Option<StageChange> = tx
-        .prepare_cached(&format!(
-            "SELECT {STAGE_COLUMNS} FROM lead_stages WHERE tenant_id = ?1 AND contact_id = ?2 AND stage = ?3 \
-             ORDER BY at_ns, event_id LIMIT 1"
-        ))?
+        .prepare_cached(SELECT_FIRST_STAGE)?
         .query_row(params![tenant.id, s.contact_id, s.stage], stage_from_row)
         .optional()?;
-    tx.prepare_cached(&format!(
-        "INSERT INTO lead_stages (tenant_id, {STAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-    ))?
-    .execute(params![
+    tx.prepare_cached(INSERT_STAGE)?.execute(params![
         tenant.id,
         s.event_id,
         s.contact_id,
