@@ -763,38 +763,36 @@ fn conversions(steps: &[String], counts: &Map<String, Value>) -> Map<String, Val
     out
 }
 
-/// Revenue per group; calls and contacts keep a group without revenue in the rows, so its
-/// revenue reads 0 rather than missing.
-const REVENUE: [&str; 7] = [
+/// Calls and revenue per group, in one query (both facts have every grouping). Contacts keep a
+/// group without calls or revenue in the rows, so its revenue reads 0 rather than missing.
+const CALLS_AND_REVENUE: [&str; 8] = [
+    "total_calls",
+    "connected_calls",
     "revenue",
     "deals_won",
     "avg_deal_size",
     "revenue_per_call",
     "revenue_per_connect",
-    "total_calls",
     "contacts_reached",
 ];
 
 /// The seed's FunnelMetrics per group (campaign, lead source or agent) and overall.
 async fn funnel(view: &View, group: &str) -> Result<(Vec<Value>, Value), ApiError> {
-    let calls = view
-        .run(view.body(&["total_calls", "connected_calls"], &[group], json!({})))
-        .await?;
     let stages = view
         .run(view.body(&["contacts_reached"], &[group, "stage"], json!({})))
         .await?;
-    let revenue = view.run(view.body(&REVENUE, &[group], json!({}))).await?;
+    let revenue = view.run(view.body(&CALLS_AND_REVENUE, &[group], json!({}))).await?;
     let steps = steps(&view.tenant);
     let mut groups: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut overall = Map::new();
     let key = |r: &Map<String, Value>| r[group].as_str().unwrap_or("(none)").to_string();
-    for r in records(&calls) {
+    for r in records(&revenue) {
         let g = groups.entry(key(&r)).or_default();
         g.insert("calls".into(), r["total_calls"].clone());
         g.insert("connects".into(), r["connected_calls"].clone());
     }
-    overall.insert("calls".into(), calls["totals"]["total_calls"].clone());
-    overall.insert("connects".into(), calls["totals"]["connected_calls"].clone());
+    overall.insert("calls".into(), revenue["totals"]["total_calls"].clone());
+    overall.insert("connects".into(), revenue["totals"]["connected_calls"].clone());
     for r in records(&stages) {
         let stage = r["stage"].as_str().unwrap_or_default().to_string();
         let n = num(r.get("contacts_reached"));
