@@ -77,11 +77,21 @@ pub enum Fact {
 }
 
 impl Fact {
+    /// The dimension a query derives `dim` from for this fact's records, where the records
+    /// lack it: activity's team comes from the agent (see `query::Context::agent_teams`).
+    pub fn stored(self, dim: Dim) -> Dim {
+        match (self, dim) {
+            (Fact::Activity, Dim::Team) => Dim::Agent,
+            _ => dim,
+        }
+    }
+
     /// The dimensions a record of this fact has at all.
     pub fn dims(self) -> &'static [Dim] {
         match self {
             Fact::Calls => &Dim::ALL[..Dim::Channel as usize],
-            Fact::Activity => &[Dim::Agent],
+            // An agent's team is not in its status events; queries take it from the directory.
+            Fact::Activity => &[Dim::Agent, Dim::Team],
             Fact::Tickets => &[Dim::Agent, Dim::Team, Dim::Channel, Dim::Intent],
             Fact::Csat => &[Dim::Agent, Dim::Channel],
             Fact::Stages => &[Dim::Agent, Dim::Campaign, Dim::LeadSource, Dim::Stage],

@@ -4,7 +4,7 @@
 
 use crate::event::{AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange, StatusChange, MICROS};
 use crate::measures::Num;
-use crate::query::{Dimension, KeyValue, Query, TimeRange};
+use crate::query::{AgentTeams, Dimension, KeyValue, Query, TimeRange};
 use crate::taxonomy::{Category, CompiledTaxonomy};
 use std::collections::BTreeMap;
 
@@ -17,6 +17,8 @@ pub struct Records<'a> {
     pub conversations: &'a [Conversation],
     pub csats: &'a [CsatScore],
     pub stages: &'a [StageChange],
+    /// The directory's team of each agent, which activity counts for.
+    pub agent_teams: &'a AgentTeams,
 }
 
 #[derive(Default)]
@@ -43,7 +45,7 @@ const CALL_DIMS: &[&str] = &[
     "score_range",
     "intent",
 ];
-const STATUS_DIMS: &[&str] = &["agent"];
+const STATUS_DIMS: &[&str] = &["agent", "team"];
 const TICKET_DIMS: &[&str] = &["agent", "team", "channel", "intent"];
 const CSAT_DIMS: &[&str] = &["agent", "channel"];
 const STAGE_DIMS: &[&str] = &["agent", "campaign", "lead_source", "stage"];
@@ -361,7 +363,11 @@ pub fn evaluate(
                         next = next.min(clock.next_bucket_start(g, sec));
                     }
                     let piece_end = (next * 1_000_000_000).min(stop);
-                    if let Some(key) = locate(sec, &|_| KeyValue::Text(agent.to_string())) {
+                    let value = |d: &str| match d {
+                        "agent" => text(Some(agent)),
+                        _ => text(records.agent_teams.get(agent).map(String::as_str)),
+                    };
+                    if let Some(key) = locate(sec, &value) {
                         let ns = piece_end - t;
                         for g in [groups.entry(key).or_default(), &mut total] {
                             if status.is_active() {

@@ -109,7 +109,13 @@ pub struct Context<'a> {
     pub now: i64,
     /// The earliest instant with data, for `all_time`.
     pub earliest: Option<i64>,
+    /// Each agent's team in the directory. Status events carry no team, so activity counts
+    /// for the team an agent belongs to now.
+    pub agent_teams: &'a AgentTeams,
 }
+
+/// Agent id → team id.
+pub type AgentTeams = HashMap<String, String>;
 
 pub const PRESETS: [&str; 8] = [
     "today",
@@ -661,7 +667,8 @@ pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>,
     };
     for fact in facts(q) {
         let dims = needed_dims(q, fact).expect("facts() keeps covered facts");
-        let covering: Vec<&Cuboid> = CUBOIDS.iter().filter(|c| c.fact == fact && c.covers(&dims)).collect();
+        let stored: Vec<Dim> = dims.iter().map(|&d| fact.stored(d)).collect();
+        let covering: Vec<&Cuboid> = CUBOIDS.iter().filter(|c| c.fact == fact && c.covers(&stored)).collect();
         let with = |g: Grain| covering.iter().find(|c| c.has(g)).map(|c| c.id);
         let (day, hour, quarter) = (with(Grain::Day), with(Grain::Hour), with(Grain::Quarter));
         for s in &segs {
@@ -836,6 +843,10 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                     let mut values = [""; DIMS];
                     for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
                         values[*dim as usize] = part;
+                    }
+                    if c.fact == Fact::Activity {
+                        let team = ctx.agent_teams.get(values[Dim::Agent as usize]);
+                        values[Dim::Team as usize] = team.map_or("", String::as_str);
                     }
                     // Filters are decided on the key, before paying for decoding; talk times
                     // are read only from connected calls' cells (see `Accum::add_calls`).
@@ -1068,6 +1079,7 @@ mod tests {
             taxonomy: &taxonomy,
             now: 1_780_000_000,
             earliest: None,
+            agent_teams: &AgentTeams::new(),
         };
         parse_query(&body, &ctx)
     }

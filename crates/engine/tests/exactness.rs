@@ -11,7 +11,7 @@ use dialboard_engine::event::{
 };
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
-use dialboard_engine::query::{self, CellSource, Context, Dimension, Query, SourceError};
+use dialboard_engine::query::{self, AgentTeams, CellSource, Context, Dimension, Query, SourceError};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use proptest::prelude::*;
 use serde_json::json;
@@ -326,9 +326,13 @@ proptest! {
         mut conversations in prop::collection::vec(conversation_strategy(), 0..20),
         csats in prop::collection::vec(csat_strategy(), 0..20),
         stages in prop::collection::vec(stage_strategy(), 0..30),
+        teams in prop::collection::vec(opt_id("t", 2), 4),
         tenant_zone in pick(&ZONES),
         q in query_strategy(),
     ) {
+        // The directory: some agents in a team, some in none.
+        let agent_teams: AgentTeams =
+            teams.into_iter().enumerate().filter_map(|(i, t)| Some((format!("a{i}"), t?))).collect();
         let tenant_clock = Clock::new(tenant_zone).unwrap();
         let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
         let mut analysis_of = BTreeMap::new();
@@ -376,7 +380,7 @@ proptest! {
             firsts.insert(slot, s);
         }
         prop_assert!(cuboid(0).is_some());
-        let ctx = Context { tenant_clock: &tenant_clock, zone: &tenant_clock, taxonomy: &taxonomy, now: WINDOW_START + WINDOW, earliest: None };
+        let ctx = Context { tenant_clock: &tenant_clock, zone: &tenant_clock, taxonomy: &taxonomy, now: WINDOW_START + WINDOW, earliest: None, agent_teams: &agent_teams };
         let query: Query = query::parse_query(&q, &ctx).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         let mut source = MemorySource { cells, calls: calls.clone(), analyses: analysis_of.clone() };
         let result = query::run(&query, &ctx, &mut source).unwrap();
@@ -387,6 +391,7 @@ proptest! {
             conversations: &conversations,
             csats: &csats,
             stages: &stages,
+            agent_teams: &agent_teams,
         };
         let names: Vec<String> = query.measures.iter().map(|m| m.name.to_string()).collect();
         check_table("main", &result.table, &oracle::evaluate(&query, query.range, &records, &taxonomy), &names)?;

@@ -11,7 +11,7 @@ use access::{AuditEntry, KeyInfo, RateLimits, User};
 use async_trait::async_trait;
 use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent, MICROS};
-use dialboard_engine::query::{Context, QueryResult};
+use dialboard_engine::query::{AgentTeams, Context, QueryResult};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_engine::FieldError;
 use serde::{Deserialize, Serialize};
@@ -184,7 +184,7 @@ impl DirectoryKind {
 }
 
 /// A tenant with its settings prepared for use.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TenantInfo {
     pub id: i64,
     pub name: String,
@@ -194,6 +194,8 @@ pub struct TenantInfo {
     /// The tenant's timezone: the default of queries.
     pub zone: Clock,
     pub taxonomy: CompiledTaxonomy,
+    /// Each directory agent's `team_id`: the team its activity counts for.
+    pub agent_teams: AgentTeams,
 }
 
 impl TenantInfo {
@@ -211,6 +213,7 @@ impl TenantInfo {
             clock,
             zone,
             taxonomy,
+            agent_teams: AgentTeams::new(),
         })
     }
 
@@ -222,6 +225,7 @@ impl TenantInfo {
             taxonomy: &self.taxonomy,
             now,
             earliest,
+            agent_teams: &self.agent_teams,
         }
     }
 }

@@ -9,10 +9,10 @@ use dialboard_engine::event::{
 };
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
-use dialboard_engine::query::{parse_query, Context, KeyValue};
+use dialboard_engine::query::{parse_query, AgentTeams, Context, KeyValue};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::sqlite::{Options, SqliteStore};
-use dialboard_store::{Store, TenantSettings};
+use dialboard_store::{DirectoryKind, Store, TenantSettings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -215,6 +215,7 @@ fn check(
     tenant: i64,
     zone: &str,
     events: &[ParsedEvent],
+    agent_teams: &AgentTeams,
 ) -> Result<(), TestCaseError> {
     let f = final_records(events);
     let records = Records {
@@ -224,6 +225,7 @@ fn check(
         conversations: &f.conversations,
         csats: &f.csats,
         stages: &f.stages,
+        agent_teams,
     };
     let clock = dialboard_engine::clock::Clock::new(zone).unwrap();
     let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
@@ -233,6 +235,7 @@ fn check(
         taxonomy: &taxonomy,
         now: T0,
         earliest: None,
+        agent_teams,
     };
     for body in queries() {
         let q = parse_query(&body, &ctx).unwrap();
@@ -297,6 +300,14 @@ proptest! {
         let tenant = rt.block_on(store.create_tenant("t", TenantSettings::new(zone))).unwrap();
         let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
         let parsed: Vec<ParsedEvent> = stream.iter().map(|v| parse_event(v, &taxonomy).expect("generated events are valid")).collect();
+        // The directory puts a0 in t0 and a1 in t1; a2 has no team.
+        let put_agent = |id: &str, team: Option<&str>| {
+            rt.block_on(store.put_directory(tenant.id, DirectoryKind::Agent, id, json!({"name": id, "team_id": team}))).unwrap()
+        };
+        put_agent("a0", Some("t0"));
+        put_agent("a1", Some("t1"));
+        put_agent("a2", None);
+        let mut teams: AgentTeams = [("a0", "t0"), ("a1", "t1")].into_iter().map(|(a, t)| (a.into(), t.into())).collect();
         let mut accepted = 0;
         for (i, chunk) in parsed.chunks(batch).enumerate() {
             accepted += rt.block_on(store.ingest(tenant.id, chunk.to_vec())).unwrap().accepted;
@@ -306,13 +317,18 @@ proptest! {
         }
         let unique: HashSet<&str> = parsed.iter().map(|e| e.id.as_str()).collect();
         prop_assert_eq!(accepted, unique.len());
-        check(&store, &rt, tenant.id, zone, &parsed)?;
+        check(&store, &rt, tenant.id, zone, &parsed, &teams)?;
+        // a2 joins t1 and a0 leaves the directory: activity follows at once.
+        put_agent("a2", Some("t1"));
+        rt.block_on(store.delete_directory(tenant.id, DirectoryKind::Agent, "a0")).unwrap();
+        teams.insert("a2".into(), "t1".into());
+        teams.remove("a0");
         // The same answers after folding everything into cells, and after a reopen.
         rt.block_on(store.checkpoint()).unwrap();
-        check(&store, &rt, tenant.id, zone, &parsed)?;
+        check(&store, &rt, tenant.id, zone, &parsed, &teams)?;
         rt.block_on(store.shutdown());
         let reopened = SqliteStore::open(dir.path().join("t.db"), Options::default()).unwrap();
-        check(&reopened, &rt, tenant.id, zone, &parsed)?;
+        check(&reopened, &rt, tenant.id, zone, &parsed, &teams)?;
         rt.block_on(reopened.shutdown());
     }
 }

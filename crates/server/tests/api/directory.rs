@@ -62,6 +62,53 @@ async fn directory_entries_are_validated_listed_and_audited() {
     }
 }
 
+/// Status events carry no team: an agent's activity counts for its team in the directory, and
+/// moves with the agent when an admin moves it.
+#[tokio::test]
+async fn team_activity_follows_the_directory() {
+    let app = TestApp::spawn("UTC").await;
+    let status = |id: &str, agent: &str, status: &str, at: &str| json!({"id": id, "type": "agent_status", "agent_id": agent, "status": status, "at": at});
+    app.events(json!([
+        status("s1", "a1", "dialing", "2026-03-02T09:00:00Z"),
+        status("s2", "a1", "idle", "2026-03-02T10:00:00Z"),
+        status("s3", "a1", "offline", "2026-03-02T10:30:00Z"),
+        status("s4", "a2", "on_call", "2026-03-02T09:00:00Z"),
+        status("s5", "a2", "offline", "2026-03-02T09:15:00Z"),
+        call("e1", "c1", "Connected", "2026-03-02T09:05:00Z"),
+    ]))
+    .await;
+    let by_team = || async {
+        let (status, body) = app
+            .post(
+                "/api/v1/query",
+                &app.key,
+                &json!({"measures": ["active_hours", "idle_minutes", "calls_per_hour"],
+                "dimensions": ["team"], "range": {"start": "2026-03-02", "end": "2026-03-03"}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["rows"].clone()
+    };
+    let put = |agent: &'static str, team: &'static str| {
+        let app = &app;
+        async move {
+            let body = json!({"name": agent, "team_id": team});
+            let (status, _) = app
+                .send(Method::PUT, &format!("/api/v1/agents/{agent}"), &app.key, Some(&body))
+                .await;
+            assert_eq!(status, 200);
+        }
+    };
+    // Without a directory entry, activity belongs to no team (and t1's call has no dialing
+    // hours to divide by, so its row is empty).
+    assert_eq!(by_team().await, json!([[null, 1.25, 30.0, 0.0]]));
+    put("a1", "t1").await;
+    put("a2", "t2").await;
+    assert_eq!(by_team().await, json!([["t1", 1.0, 30.0, 1.0], ["t2", 0.25, 0.0, 0.0]]));
+    put("a2", "t1").await;
+    assert_eq!(by_team().await, json!([["t1", 1.25, 30.0, 0.8]]));
+}
+
 #[tokio::test]
 async fn settings_changes_apply_at_once_and_name_bad_fields() {
     let app = TestApp::spawn("America/New_York").await;

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use dialboard_engine::cells::{call_dim_values, CellData, Cuboid};
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
-use dialboard_engine::query::{self, passes_filters, CellSource, QueryResult, SourceError};
+use dialboard_engine::query::{self, passes_filters, AgentTeams, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
 use rows::{call_with_analysis, select_calls_with_analysis};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
@@ -254,7 +254,11 @@ impl SqliteStore {
         }
         let settings: TenantSettings =
             serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
-        let info = Arc::new(TenantInfo::new(id, name, settings)?);
+        let info = TenantInfo {
+            agent_teams: agent_teams(conn, id)?,
+            ..TenantInfo::new(id, name, settings)?
+        };
+        let info = Arc::new(info);
         shared.tenants.write().expect("tenant lock").insert(id, info.clone());
         Ok(Some(info))
     }
@@ -337,6 +341,37 @@ fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((ns.parse().ok()?, id.to_string()))
 }
 
+/// The `team_id` of each agent in the tenant's directory.
+fn agent_teams(conn: &Connection, tenant_id: i64) -> Result<AgentTeams> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, json_extract(body, '$.team_id') FROM directory \
+         WHERE tenant_id = ?1 AND kind = 'agent' AND json_extract(body, '$.team_id') IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// After an agent entry changed, the cached tenant gets the new agent → team map. It runs on
+/// the writer thread, so two directory changes cannot publish their maps out of order.
+fn refresh_agent_teams(conn: &Connection, shared: &Shared, tenant_id: i64, kind: DirectoryKind) -> Result<()> {
+    if kind != DirectoryKind::Agent {
+        return Ok(());
+    }
+    let Some(current) = shared.cached_tenant(tenant_id) else {
+        return Ok(()); // loaded with the directory when first used
+    };
+    let info = TenantInfo {
+        agent_teams: agent_teams(conn, tenant_id)?,
+        ..(*current).clone()
+    };
+    shared
+        .tenants
+        .write()
+        .expect("tenant lock")
+        .insert(tenant_id, Arc::new(info));
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, name: &str, settings: TenantSettings) -> Result<Arc<TenantInfo>> {
@@ -387,7 +422,10 @@ impl Store for SqliteStore {
             .as_ref()
             .unwrap_or(&current.settings.timezone);
         settings.rollup_timezone = Some(rollup.clone()).filter(|tz| *tz != settings.timezone);
-        let info = Arc::new(TenantInfo::new(tenant_id, current.name.clone(), settings)?);
+        let info = Arc::new(TenantInfo {
+            agent_teams: current.agent_teams.clone(),
+            ..TenantInfo::new(tenant_id, current.name.clone(), settings)?
+        });
         let json = serde_json::to_string(&info.settings).expect("settings serialize");
         self.write(move |conn| {
             conn.execute(
@@ -407,23 +445,27 @@ impl Store for SqliteStore {
 
     async fn put_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str, body: Value) -> Result<()> {
         let (id, body) = (id.to_string(), body.to_string());
+        let shared = self.shared.clone();
         self.write(move |conn| {
             conn.execute(
                 "INSERT OR REPLACE INTO directory (tenant_id, kind, id, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![tenant_id, kind.as_str(), id, body, now_seconds()],
             )?;
-            Ok(())
+            refresh_agent_teams(conn, &shared, tenant_id, kind)
         })
         .await
     }
 
     async fn delete_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str) -> Result<bool> {
         let id = id.to_string();
+        let shared = self.shared.clone();
         self.write(move |conn| {
-            Ok(conn.execute(
+            let deleted = conn.execute(
                 "DELETE FROM directory WHERE tenant_id = ?1 AND kind = ?2 AND id = ?3",
                 params![tenant_id, kind.as_str(), id],
-            )? > 0)
+            )? > 0;
+            refresh_agent_teams(conn, &shared, tenant_id, kind)?;
+            Ok(deleted)
         })
         .await
     }
