@@ -74,6 +74,11 @@ pub enum Fact {
     Csat,
     /// The first time each contact reached each pipeline stage, in the bucket of that `at`.
     Stages,
+    /// A contact's first arrival at [`MEETING_STAGE`], with the time since the contact's first
+    /// call. It is read from records, never kept in cells: a late or corrected call of any date
+    /// may change a contact's first call, and keeping cells right would cost a contact lookup
+    /// for every call ingested.
+    Meetings,
 }
 
 impl Fact {
@@ -94,7 +99,7 @@ impl Fact {
             Fact::Activity => &[Dim::Agent, Dim::Team],
             Fact::Tickets => &[Dim::Agent, Dim::Team, Dim::Channel, Dim::Intent],
             Fact::Csat => &[Dim::Agent, Dim::Channel],
-            Fact::Stages => &[Dim::Agent, Dim::Campaign, Dim::LeadSource, Dim::Stage],
+            Fact::Stages | Fact::Meetings => &[Dim::Agent, Dim::Campaign, Dim::LeadSource, Dim::Stage],
         }
     }
 }
@@ -211,7 +216,10 @@ pub mod counter {
     pub const WON_AMOUNT_N: usize = 33;
     /// In the currency's minor units (cents).
     pub const WON_AMOUNT_SUM: usize = 34;
-    pub const COUNT: usize = 35;
+    /// Meetings whose contact was called first, and the microseconds from that call to them.
+    pub const MEETINGS_CALLED: usize = 35;
+    pub const CALL_TO_MEETING_SUM: usize = 36;
+    pub const COUNT: usize = 37;
 }
 
 /// The sums a cell holds: integer counters (exact under any order of additions) and the
@@ -501,6 +509,22 @@ pub fn stage_stats(s: &StageChange) -> Stats {
             stats.c[WON_AMOUNT_N] = 1;
             stats.c[WON_AMOUNT_SUM] = amount;
         }
+    }
+    stats
+}
+
+/// The stage whose first arrival `avg_days_to_meeting` measures from the contact's first call.
+pub const MEETING_STAGE: &str = "meeting_booked";
+
+/// The contribution of a contact's first arrival at [`MEETING_STAGE`]: the time since the
+/// contact's first call (`first_call_ns`: the earliest start of its current calls), counted
+/// only when that call came first — a meeting booked before any call is not the dialer's.
+pub fn meeting_stats(meeting_ns: i64, first_call_ns: Option<i64>) -> Stats {
+    use counter::*;
+    let mut stats = Stats::default();
+    if let Some(first) = first_call_ns.filter(|&f| f <= meeting_ns) {
+        stats.c[MEETINGS_CALLED] = 1;
+        stats.c[CALL_TO_MEETING_SUM] = (meeting_ns - first) / 1_000;
     }
     stats
 }

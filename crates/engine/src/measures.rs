@@ -79,7 +79,7 @@ impl Accum {
                 add_counters(&mut self.all, &stats.c);
                 self.first_response.add(&stats.durations);
             }
-            Fact::Activity | Fact::Csat | Fact::Stages => add_counters(&mut self.all, &stats.c),
+            Fact::Activity | Fact::Csat | Fact::Stages | Fact::Meetings => add_counters(&mut self.all, &stats.c),
         }
     }
 
@@ -153,6 +153,7 @@ pub enum Unit {
     Currency,
     Ratio,
     PerHour,
+    Days,
 }
 
 pub struct MeasureDef {
@@ -430,6 +431,16 @@ pub static MEASURES: &[MeasureDef] = &[
         Currency,
         "revenue / closed_won deals with an amount",
         |a| ratio(a.all[WON_AMOUNT_SUM], a.all[WON_AMOUNT_N] * 100)
+    ),
+    measure!(
+        "avg_days_to_meeting",
+        [Meetings],
+        Days,
+        "average days from a contact's first call to its first meeting_booked, over meetings whose contact was called first",
+        |a| match micros_avg(a.all[CALL_TO_MEETING_SUM], a.all[MEETINGS_CALLED]) {
+            Num::Float(seconds) => Num::Float(seconds / 86_400.0),
+            other => other,
+        }
     ),
     measure!(
         "revenue_per_call",

@@ -30,6 +30,8 @@ struct Group<'a> {
     csats: Vec<&'a CsatScore>,
     /// The first event of each (contact, stage).
     stages: Vec<&'a StageChange>,
+    /// For each contact's first meeting_booked after a call: nanoseconds since its first call.
+    to_meeting_ns: Vec<i64>,
 }
 
 /// The dimensions each kind of record has (time dimensions: all of them).
@@ -231,6 +233,10 @@ fn other_metric(name: &str, g: &Group) -> Num {
         "revenue" => Num::Float(revenue),
         "avg_deal_size" => ratio(revenue, amounts.len()),
         "revenue_per_call" => ratio(revenue, g.calls.len()),
+        "avg_days_to_meeting" => match avg(&g.to_meeting_ns) {
+            Num::Float(ns) => Num::Float(ns / 1e9 / 86_400.0),
+            other => other,
+        },
         other => unreachable!("measure {other}"),
     }
 }
@@ -334,9 +340,21 @@ pub fn evaluate(
                 "lead_source" => text(s.lead_source.as_deref()),
                 _ => text(Some(&s.stage)),
             };
+            // The contact's first call: the earliest start among its current calls.
+            let first_call = records
+                .calls
+                .iter()
+                .filter(|c| c.contact_id.as_deref() == Some(&s.contact_id))
+                .map(|c| c.started_ns)
+                .min();
+            let to_meeting = first_call
+                .filter(|&f| s.stage == "meeting_booked" && f <= s.at_ns)
+                .map(|f| s.at_ns - f);
             if let Some(key) = locate(second(s.at_ns), &value) {
-                groups.entry(key).or_default().stages.push(s);
-                total.stages.push(s);
+                for g in [groups.entry(key).or_default(), &mut total] {
+                    g.stages.push(s);
+                    g.to_meeting_ns.extend(to_meeting);
+                }
             }
         }
     }
@@ -418,4 +436,10 @@ const TICKET_MEASURES: &[&str] = &[
     "avg_resolution_time",
     "resolution_rate",
 ];
-const STAGE_MEASURES: &[&str] = &["contacts_reached", "deals_won", "revenue", "avg_deal_size"];
+const STAGE_MEASURES: &[&str] = &[
+    "contacts_reached",
+    "deals_won",
+    "revenue",
+    "avg_deal_size",
+    "avg_days_to_meeting",
+];

@@ -3,7 +3,7 @@
 
 use dialboard_engine::cells::{
     cuboid, for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell,
-    CellData, CellId, CellRef, Cuboid, Stats,
+    CellData, CellId, CellRef, Cuboid, Stats, MEETING_STAGE,
 };
 use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::event::{
@@ -45,6 +45,7 @@ struct MemorySource {
     cells: BTreeMap<CellId, Stats>,
     calls: Vec<CallRecord>,
     analyses: BTreeMap<String, CallAnalysis>,
+    stages: Vec<StageChange>,
 }
 
 impl CellSource for MemorySource {
@@ -73,6 +74,31 @@ impl CellSource for MemorySource {
         for c in &self.calls {
             if (from..to).contains(&c.started_second()) {
                 sink(c, self.analyses.get(&c.call_id));
+            }
+        }
+        Ok(())
+    }
+
+    fn meetings(
+        &mut self,
+        from: i64,
+        to: i64,
+        sink: &mut dyn FnMut(&StageChange, Option<i64>),
+    ) -> Result<(), SourceError> {
+        for s in &self.stages {
+            let first_arrival = self
+                .stages
+                .iter()
+                .filter(|o| (&o.contact_id, &o.stage) == (&s.contact_id, &s.stage))
+                .min_by_key(|o| (o.at_ns, &o.event_id));
+            let first_call = self
+                .calls
+                .iter()
+                .filter(|c| c.contact_id.as_ref() == Some(&s.contact_id))
+                .map(|c| c.started_ns)
+                .min();
+            if s.stage == MEETING_STAGE && first_arrival == Some(s) && (from..to).contains(&s.at_ns.div_euclid(NS)) {
+                sink(s, first_call);
             }
         }
         Ok(())
@@ -108,29 +134,32 @@ fn call_strategy() -> impl Strategy<Value = CallRecord> {
             any::<bool>(),
             any::<bool>(),
             prop::option::of(prop_oneof![Just("outbound"), Just("inbound")]),
+            opt_id("p", 6),
         ),
     )
         .prop_map(
-            |((start, agent, team, campaign, list, source), (disp, talk, wait, wrap), (vm, cb, ab, dir))| CallRecord {
-                call_id: String::new(),
-                event_id: String::new(),
-                version_ns: 0,
-                agent_id: format!("a{agent}"),
-                team_id: team,
-                campaign_id: campaign,
-                list_id: list,
-                contact_id: None,
-                lead_source: source,
-                direction: dir.map(String::from),
-                disposition: disp.to_string(),
-                started_ns: WINDOW_START * NS + start,
-                ended_ns: None,
-                talk_seconds: talk,
-                wait_seconds: wait,
-                wrap_seconds: wrap,
-                voicemail_dropped: vm,
-                is_callback: cb,
-                abandoned: ab,
+            |((start, agent, team, campaign, list, source), (disp, talk, wait, wrap), (vm, cb, ab, dir, contact))| {
+                CallRecord {
+                    call_id: String::new(),
+                    event_id: String::new(),
+                    version_ns: 0,
+                    agent_id: format!("a{agent}"),
+                    team_id: team,
+                    campaign_id: campaign,
+                    list_id: list,
+                    contact_id: contact,
+                    lead_source: source,
+                    direction: dir.map(String::from),
+                    disposition: disp.to_string(),
+                    started_ns: WINDOW_START * NS + start,
+                    ended_ns: None,
+                    talk_seconds: talk,
+                    wait_seconds: wait,
+                    wrap_seconds: wrap,
+                    voicemail_dropped: vm,
+                    is_callback: cb,
+                    abandoned: ab,
+                }
             },
         )
 }
@@ -382,7 +411,7 @@ proptest! {
         prop_assert!(cuboid(0).is_some());
         let ctx = Context { tenant_clock: &tenant_clock, zone: &tenant_clock, taxonomy: &taxonomy, now: WINDOW_START + WINDOW, earliest: None, agent_teams: &agent_teams };
         let query: Query = query::parse_query(&q, &ctx).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-        let mut source = MemorySource { cells, calls: calls.clone(), analyses: analysis_of.clone() };
+        let mut source = MemorySource { cells, calls: calls.clone(), analyses: analysis_of.clone(), stages: stages.clone() };
         let result = query::run(&query, &ctx, &mut source).unwrap();
         let records = Records {
             calls: &calls,

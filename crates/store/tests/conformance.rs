@@ -45,6 +45,7 @@ fn event_strategy() -> impl Strategy<Value = Value> {
             .prop_map(|(call, start, disp, agent, talk, updated, derive, team)| {
                 let mut e = json!({"type": "call", "call_id": format!("c{call}"), "agent_id": format!("a{agent}"),
                     "team_id": format!("t{team}"), "campaign_id": format!("k{}", call % 3), "lead_source": "web",
+                    "contact_id": format!("p{}", (call + agent) % 6),
                     "disposition": DISPOSITIONS[disp], "started_at": ts(T0 + start),
                     "updated_at": ts(T0 + 3 * 86_400 + updated), "is_callback": call % 4 == 0, "abandoned": call % 5 == 0});
                 match (talk, derive) {

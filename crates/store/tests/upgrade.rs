@@ -43,7 +43,7 @@ fn rollups_of_older_databases_are_backfilled() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DELETE FROM cells; DELETE FROM pending_deltas; DROP INDEX lead_stages_by_contact; DROP INDEX csat_by_conversation;
-         DROP TABLE directory; PRAGMA user_version = 2;",
+         DROP TABLE directory; DROP INDEX calls_by_contact; PRAGMA user_version = 2;",
     )
     .unwrap();
     drop(conn);

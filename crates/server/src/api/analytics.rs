@@ -765,7 +765,7 @@ fn conversions(steps: &[String], counts: &Map<String, Value>) -> Map<String, Val
 
 /// Calls and revenue per group, in one query (both facts have every grouping). Contacts keep a
 /// group without calls or revenue in the rows, so its revenue reads 0 rather than missing.
-const CALLS_AND_REVENUE: [&str; 8] = [
+const CALLS_AND_REVENUE: [&str; 9] = [
     "total_calls",
     "connected_calls",
     "revenue",
@@ -774,6 +774,7 @@ const CALLS_AND_REVENUE: [&str; 8] = [
     "revenue_per_call",
     "revenue_per_connect",
     "contacts_reached",
+    "avg_days_to_meeting",
 ];
 
 /// The seed's FunnelMetrics per group (campaign, lead source or agent) and overall.
@@ -811,6 +812,7 @@ async fn funnel(view: &View, group: &str) -> Result<(Vec<Value>, Value), ApiErro
             .map(|s| (s.clone(), json!(num(counts.get(s)) as i64)))
             .collect();
         json!({"group": name, "stages": stages, "conversion_rates": conversions(&steps, counts),
+            "avg_days_first_call_to_meeting": money["avg_days_to_meeting"],
             "revenue": {"total_closed_won": money["revenue"], "deals_won": money["deals_won"],
                 "avg_deal_size": money["avg_deal_size"], "revenue_per_call": money["revenue_per_call"],
                 "revenue_per_connect": money["revenue_per_connect"]}})

@@ -221,7 +221,7 @@ async fn every_view_equals_the_query() {
         .query(json!({"measures": ["contacts_reached"], "dimensions": ["campaign", "stage"]}))
         .await;
     let money = app
-        .query(json!({"measures": ["revenue", "revenue_per_call", "total_calls"], "dimensions": ["campaign"]}))
+        .query(json!({"measures": ["revenue", "revenue_per_call", "total_calls", "avg_days_to_meeting"], "dimensions": ["campaign"]}))
         .await;
     for g in f["groups"].as_array().unwrap() {
         let campaign = g["group"].clone();
@@ -244,6 +244,12 @@ async fn every_view_equals_the_query() {
             &cell(&money, key, "revenue_per_call"),
         );
         same("calls", &g["stages"]["calls"], &cell(&money, key, "total_calls"));
+        same(
+            "days to meeting",
+            &g["avg_days_first_call_to_meeting"],
+            &cell(&money, key, "avg_days_to_meeting"),
+        );
+        assert!(g["avg_days_first_call_to_meeting"].as_f64().is_some(), "{g}");
     }
     let c = app.view(&format!("conversion-funnel?{RANGE}")).await;
     let q = app

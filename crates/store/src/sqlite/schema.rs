@@ -187,6 +187,10 @@ CREATE TABLE directory (
     PRIMARY KEY (tenant_id, kind, id)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- A contact's first call, for the days from first call to meeting.
+CREATE INDEX calls_by_contact ON calls (tenant_id, contact_id, started_ns) WHERE contact_id IS NOT NULL;
+"#,
 ];
 
 /// The version that first keeps rollups of conversations, CSAT and stages: databases written by
