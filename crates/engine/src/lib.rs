@@ -8,12 +8,14 @@
 //! - [`measures`]: the metric catalogue; every metric's definition lives there, once.
 //! - [`query`]: the one query model — validation, planning over cells, aggregation.
 //! - [`activity`]: the live feed's items (a call ended, a meeting booked, …).
+//! - [`fxhash`]: a fast hasher for maps keyed by cell keys.
 //! - [`oracle`]: a brute-force computation over raw records, the reference tests compare with.
 
 pub mod activity;
 pub mod cells;
 pub mod clock;
 pub mod event;
+pub mod fxhash;
 pub mod histogram;
 pub mod measures;
 pub mod oracle;

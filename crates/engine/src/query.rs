@@ -9,6 +9,7 @@ use crate::cells::{
 };
 use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord, StageChange};
+use crate::fxhash::Fx;
 use crate::measures::{measure, Accum, MeasureDef, Num, MEASURES};
 use crate::taxonomy::CompiledTaxonomy;
 use crate::FieldError;
@@ -782,8 +783,12 @@ struct Aggregator<'a> {
     q: &'a Query,
     taxonomy: &'a CompiledTaxonomy,
     segs: Vec<Segment>,
-    rows: HashMap<Vec<KeyValue>, Accum>,
+    /// A row's position in `rows` by its key's bytes (see `key_bytes`): finding a cell's row
+    /// allocates nothing; a `KeyValue` key is built once per row.
+    index: HashMap<Box<[u8]>, usize, Fx>,
+    rows: Vec<(Vec<KeyValue>, Accum)>,
     totals: Accum,
+    scratch: Vec<u8>,
 }
 
 impl Aggregator<'_> {
@@ -832,11 +837,41 @@ impl Aggregator<'_> {
         self.passes(values, &seg).then_some(seg)
     }
 
+    /// The bytes that identify a row: the same values give the same bytes, and different
+    /// values different bytes (parts end with a separator that ids cannot contain).
+    fn key_bytes(&self, values: &DimValues, seg: &Segment, out: &mut Vec<u8>) {
+        out.clear();
+        for d in &self.q.dimensions {
+            match d {
+                Dimension::Key(d) => out.extend_from_slice(values[*d as usize].as_bytes()),
+                Dimension::DispositionCategory => {
+                    let category = self.taxonomy.class(values[Dim::Disposition as usize]).category;
+                    out.push(category.map_or(0, |c| c.index() as u8 + 1));
+                }
+                Dimension::HourOfDay => out.push(seg.hour_of_day as u8),
+                Dimension::DayOfWeek => out.push(seg.day_of_week as u8),
+            }
+            out.push(KEY_SEPARATOR as u8);
+        }
+        if let Some(t) = seg.time {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+    }
+
     fn add(&mut self, seg: Segment, values: &DimValues, stats: &Stats, fact: Fact) {
-        let key = self.key(values, &seg);
+        let mut bytes = std::mem::take(&mut self.scratch);
+        self.key_bytes(values, &seg, &mut bytes);
+        let i = match self.index.get(bytes.as_slice()) {
+            Some(&i) => i,
+            None => {
+                self.rows.push((self.key(values, &seg), Accum::default()));
+                self.index.insert(bytes.as_slice().into(), self.rows.len() - 1);
+                self.rows.len() - 1
+            }
+        };
+        self.scratch = bytes;
         let disposition = values[Dim::Disposition as usize];
-        let row = self.rows.entry(key).or_default();
-        for accum in [row, &mut self.totals] {
+        for accum in [&mut self.rows[i].1, &mut self.totals] {
             accum.add(fact, disposition, self.taxonomy, stats);
         }
     }
@@ -848,8 +883,10 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
         q,
         taxonomy: ctx.taxonomy,
         segs,
-        rows: HashMap::new(),
+        index: HashMap::default(),
+        rows: Vec::new(),
         totals: Accum::default(),
+        scratch: Vec::new(),
     };
     // Histograms are decoded only for facts whose durations a measure reads.
     let histograms = |fact: Fact| q.measures.iter().any(|m| m.reads_histogram && m.facts[0] == fact);

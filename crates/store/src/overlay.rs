@@ -8,33 +8,8 @@
 
 use dialboard_engine::cells::{get_bytes, get_varint, put_bytes, put_varint, CellRef, Stats};
 use dialboard_engine::clock::Grain;
+use dialboard_engine::fxhash::Fx;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// The Fx hash (rustc's): cell keys are produced by the engine, not chosen by clients, so
-/// SipHash's flooding resistance buys nothing on this hot path.
-#[derive(Default)]
-pub struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Fx = BuildHasherDefault<FxHasher>;
 
 /// A block of cells: tenant, cuboid, grain, bucket.
 pub type BlockId = (i64, u8, Grain, i64);
