@@ -62,6 +62,9 @@ fn args() -> anyhow::Result<Args> {
 }
 
 /// Batches of calls whose start times run through the 90 days in order, as a dialer sends them.
+/// Each call is to one of `total / 4` contacts; a booked meeting also sends the contact's
+/// `meeting_booked` stage, and one in four of those a `closed_won` some days later (these
+/// stage events ride in the same batches and are not counted as calls).
 fn batches(from: usize, to: usize, total: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let talk = LogNormal::new(5.1, 0.8).expect("valid");
@@ -69,32 +72,58 @@ fn batches(from: usize, to: usize, total: usize, seed: u64) -> Vec<Vec<u8>> {
     (from..to)
         .step_by(BATCH)
         .map(|first| {
-            let events: Vec<Value> = (first..(first + BATCH).min(to))
-                .map(|i| {
-                    // Working hours 08:00–18:00 local of each day, spread evenly over the range.
-                    let day = (i as f64 / total as f64 * span / 86_400.0) as i64;
-                    let started = T0 + day * 86_400 + 8 * 3600 + rng.random_range(0..10 * 3600);
-                    let mut r: f64 = rng.random();
-                    let disposition = DISPOSITIONS
-                        .iter()
-                        .find(|(_, p)| {
-                            r -= p;
-                            r < 0.0
-                        })
-                        .map_or("No Answer", |d| d.0);
-                    let agent = rng.random_range(0..AGENTS);
-                    let connected = CONNECTED.contains(&disposition);
+            let mut events: Vec<Value> = Vec::with_capacity(BATCH + BATCH / 16);
+            for i in first..(first + BATCH).min(to) {
+                // Working hours 08:00–18:00 local of each day, spread evenly over the range.
+                let day = (i as f64 / total as f64 * span / 86_400.0) as i64;
+                let started = T0 + day * 86_400 + 8 * 3600 + rng.random_range(0..10 * 3600);
+                let mut r: f64 = rng.random();
+                let disposition = DISPOSITIONS
+                    .iter()
+                    .find(|(_, p)| {
+                        r -= p;
+                        r < 0.0
+                    })
+                    .map_or("No Answer", |d| d.0);
+                let agent_number = rng.random_range(0..AGENTS);
+                let agent = format!("agent-{agent_number:03}");
+                let connected = CONNECTED.contains(&disposition);
+                let contact = format!("contact-{}", rng.random_range(0..(total / 4).max(1)));
+                let campaign = format!("campaign-{}", rng.random_range(0..8));
+                let source = SOURCES[rng.random_range(0..SOURCES.len())];
+                let talk_seconds = if connected {
+                    (talk.sample(&mut rng) as i64).min(7200)
+                } else {
+                    0
+                };
+                let at = |t: i64| jiff::Timestamp::from_second(t).expect("in range").to_string();
+                events.push(
                     json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"),
-                        "agent_id": format!("agent-{agent:03}"), "team_id": format!("team-{}", agent % TEAMS),
-                        "campaign_id": format!("campaign-{}", rng.random_range(0..8)),
-                        "lead_source": SOURCES[rng.random_range(0..SOURCES.len())],
-                        "direction": "outbound", "disposition": disposition,
-                        "started_at": jiff::Timestamp::from_second(started).expect("in range").to_string(),
-                        "talk_seconds": if connected { (talk.sample(&mut rng) as i64).min(7200) } else { 0 },
-                        "wait_seconds": if connected { rng.random_range(0..8) } else { 0 },
-                        "wrap_seconds": rng.random_range(5..120)})
-                })
-                .collect();
+                    "agent_id": agent, "team_id": format!("team-{}", agent_number % TEAMS), "contact_id": contact,
+                    "campaign_id": campaign, "lead_source": source,
+                    "direction": "outbound", "disposition": disposition,
+                    "started_at": at(started), "talk_seconds": talk_seconds,
+                    "wait_seconds": if connected { rng.random_range(0..8) } else { 0 },
+                    "wrap_seconds": rng.random_range(5..120)}),
+                );
+                if disposition == "Meeting Booked" {
+                    let stage = |id: String, stage: &str, t: i64| {
+                        json!({"id": id, "type": "lead_stage",
+                        "contact_id": contact, "stage": stage, "at": at(t), "agent_id": agent,
+                        "campaign_id": campaign, "lead_source": source, "call_id": format!("c{i}")})
+                    };
+                    events.push(stage(format!("m{i}"), "meeting_booked", started + talk_seconds));
+                    if rng.random_range(0..4) == 0 {
+                        let mut won = stage(
+                            format!("w{i}"),
+                            "closed_won",
+                            started + rng.random_range(3..20) * 86_400,
+                        );
+                        won["amount"] = json!(rng.random_range(500..20_000));
+                        events.push(won);
+                    }
+                }
+            }
             serde_json::to_vec(&events).expect("serializable")
         })
         .collect()

@@ -74,11 +74,6 @@ pub enum Fact {
     Csat,
     /// The first time each contact reached each pipeline stage, in the bucket of that `at`.
     Stages,
-    /// A contact's first arrival at [`MEETING_STAGE`], with the time since the contact's first
-    /// call. It is read from records, never kept in cells: a late or corrected call of any date
-    /// may change a contact's first call, and keeping cells right would cost a contact lookup
-    /// for every call ingested.
-    Meetings,
 }
 
 impl Fact {
@@ -99,7 +94,7 @@ impl Fact {
             Fact::Activity => &[Dim::Agent, Dim::Team],
             Fact::Tickets => &[Dim::Agent, Dim::Team, Dim::Channel, Dim::Intent],
             Fact::Csat => &[Dim::Agent, Dim::Channel],
-            Fact::Stages | Fact::Meetings => &[Dim::Agent, Dim::Campaign, Dim::LeadSource, Dim::Stage],
+            Fact::Stages => &[Dim::Agent, Dim::Campaign, Dim::LeadSource, Dim::Stage],
         }
     }
 }
@@ -497,34 +492,29 @@ pub fn stage_dim_values<'a>(s: &'a StageChange) -> DimValues<'a> {
     v
 }
 
+/// The stage whose first arrival `avg_days_to_meeting` measures from the contact's first call.
+pub const MEETING_STAGE: &str = "meeting_booked";
+
 /// The contribution of the first event by which a contact reached a stage (later events for
 /// the same contact and stage contribute nothing: a contact reaches a stage once).
-pub fn stage_stats(s: &StageChange) -> Stats {
+/// `first_call_ns` is the earliest start of the contact's current calls: a meeting counts the
+/// time since it, if that call came first (a meeting booked before any call is not the
+/// dialer's). When a call changes the contact's first call, the store retracts the meeting's
+/// contribution and adds it again.
+pub fn stage_stats(s: &StageChange, first_call_ns: Option<i64>) -> Stats {
     use counter::*;
     let mut stats = Stats::default();
     stats.c[STAGE_CONTACTS] = 1;
+    if let Some(first) = first_call_ns.filter(|&f| s.stage == MEETING_STAGE && f <= s.at_ns) {
+        stats.c[MEETINGS_CALLED] = 1;
+        stats.c[CALL_TO_MEETING_SUM] = (s.at_ns - first) / 1_000;
+    }
     if s.stage == WON_STAGE {
         stats.c[WON] = 1;
         if let Some(amount) = s.amount_minor {
             stats.c[WON_AMOUNT_N] = 1;
             stats.c[WON_AMOUNT_SUM] = amount;
         }
-    }
-    stats
-}
-
-/// The stage whose first arrival `avg_days_to_meeting` measures from the contact's first call.
-pub const MEETING_STAGE: &str = "meeting_booked";
-
-/// The contribution of a contact's first arrival at [`MEETING_STAGE`]: the time since the
-/// contact's first call (`first_call_ns`: the earliest start of its current calls), counted
-/// only when that call came first — a meeting booked before any call is not the dialer's.
-pub fn meeting_stats(meeting_ns: i64, first_call_ns: Option<i64>) -> Stats {
-    use counter::*;
-    let mut stats = Stats::default();
-    if let Some(first) = first_call_ns.filter(|&f| f <= meeting_ns) {
-        stats.c[MEETINGS_CALLED] = 1;
-        stats.c[CALL_TO_MEETING_SUM] = (meeting_ns - first) / 1_000;
     }
     stats
 }
@@ -611,13 +601,18 @@ pub fn for_each_csat_cell(
 }
 
 /// For the first event by which a contact reached a stage only (see [`stage_stats`]).
-pub fn for_each_stage_cell(clock: &Clock, s: &StageChange, emit: impl FnMut(CellRef, &Stats)) {
+pub fn for_each_stage_cell(
+    clock: &Clock,
+    s: &StageChange,
+    first_call_ns: Option<i64>,
+    emit: impl FnMut(CellRef, &Stats),
+) {
     for_each_cell(
         clock,
         Fact::Stages,
         s.at_ns.div_euclid(1_000_000_000),
         &stage_dim_values(s),
-        &stage_stats(s),
+        &stage_stats(s, first_call_ns),
         emit,
     );
 }

@@ -79,7 +79,7 @@ impl Accum {
                 add_counters(&mut self.all, &stats.c);
                 self.first_response.add(&stats.durations);
             }
-            Fact::Activity | Fact::Csat | Fact::Stages | Fact::Meetings => add_counters(&mut self.all, &stats.c),
+            Fact::Activity | Fact::Csat | Fact::Stages => add_counters(&mut self.all, &stats.c),
         }
     }
 
@@ -434,7 +434,7 @@ pub static MEASURES: &[MeasureDef] = &[
     ),
     measure!(
         "avg_days_to_meeting",
-        [Meetings],
+        [Stages],
         Days,
         "average days from a contact's first call to its first meeting_booked, over meetings whose contact was called first",
         |a| match micros_avg(a.all[CALL_TO_MEETING_SUM], a.all[MEETINGS_CALLED]) {

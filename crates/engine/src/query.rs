@@ -4,11 +4,10 @@
 //! dimension the query groups or filters by; what no cuboid covers is read from raw records.
 
 use crate::cells::{
-    call_dim_values, call_stats, cuboid, meeting_stats, stage_dim_values, CellData, Cuboid, Dim, DimValues, Fact,
-    Stats, CUBOIDS, DIMS, KEY_SEPARATOR,
+    call_dim_values, call_stats, cuboid, CellData, Cuboid, Dim, DimValues, Fact, Stats, CUBOIDS, DIMS, KEY_SEPARATOR,
 };
 use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
-use crate::event::{CallAnalysis, CallRecord, StageChange};
+use crate::event::{CallAnalysis, CallRecord};
 use crate::fxhash::Fx;
 use crate::measures::{measure, Accum, MeasureDef, Num, MEASURES};
 use crate::taxonomy::CompiledTaxonomy;
@@ -583,8 +582,6 @@ pub enum Fetch {
     },
     /// Current call records (with their analysis) that started in `[from, to)`.
     RawCalls { from: i64, to: i64 },
-    /// Contacts' first arrivals at the meeting stage in `[from, to)` (see `Fact::Meetings`).
-    Meetings { from: i64, to: i64 },
 }
 
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
@@ -605,15 +602,6 @@ pub trait CellSource {
         from: i64,
         to: i64,
         sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
-    ) -> Result<(), SourceError>;
-
-    /// Each contact's first arrival at [`crate::cells::MEETING_STAGE`] (the earliest by `(at, event id)`)
-    /// that falls in `[from, to)`, with the earliest start of the contact's current calls.
-    fn meetings(
-        &mut self,
-        from: i64,
-        to: i64,
-        sink: &mut dyn FnMut(&StageChange, Option<i64>),
     ) -> Result<(), SourceError>;
 }
 
@@ -669,10 +657,7 @@ pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>,
                     *to = *t;
                     return;
                 }
-                (Fetch::RawCalls { to, .. }, Fetch::RawCalls { from, to: t })
-                | (Fetch::Meetings { to, .. }, Fetch::Meetings { from, to: t })
-                    if to == from =>
-                {
+                (Fetch::RawCalls { to, .. }, Fetch::RawCalls { from, to: t }) if to == from => {
                     *to = *t;
                     return;
                 }
@@ -682,15 +667,6 @@ pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>,
         fetches.push(f);
     };
     for fact in facts(q) {
-        if fact == Fact::Meetings {
-            for s in &segs {
-                push(Fetch::Meetings {
-                    from: s.start,
-                    to: s.end,
-                });
-            }
-            continue;
-        }
         let dims = needed_dims(q, fact).expect("facts() keeps covered facts");
         let stored: Vec<Dim> = dims.iter().map(|&d| fact.stored(d)).collect();
         let covering: Vec<&Cuboid> = CUBOIDS.iter().filter(|c| c.fact == fact && c.covers(&stored)).collect();
@@ -933,20 +909,6 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                     let values = call_dim_values(call, analysis);
                     if let Some(seg) = agg.locate(t, &values).filter(|_| (from..to).contains(&t)) {
                         agg.add(seg, &values, &call_stats(call, analysis), Fact::Calls);
-                    }
-                })?;
-            }
-            Fetch::Meetings { from, to } => {
-                source.meetings(from, to, &mut |meeting, first_call_ns| {
-                    let t = meeting.at_ns.div_euclid(1_000_000_000);
-                    let values = stage_dim_values(meeting);
-                    if let Some(seg) = agg.locate(t, &values).filter(|_| (from..to).contains(&t)) {
-                        agg.add(
-                            seg,
-                            &values,
-                            &meeting_stats(meeting.at_ns, first_call_ns),
-                            Fact::Meetings,
-                        );
                     }
                 })?;
             }

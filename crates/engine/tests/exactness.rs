@@ -3,7 +3,7 @@
 
 use dialboard_engine::cells::{
     cuboid, for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell,
-    CellData, CellId, CellRef, Cuboid, Stats, MEETING_STAGE,
+    CellData, CellId, CellRef, Cuboid, Stats,
 };
 use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::event::{
@@ -45,7 +45,6 @@ struct MemorySource {
     cells: BTreeMap<CellId, Stats>,
     calls: Vec<CallRecord>,
     analyses: BTreeMap<String, CallAnalysis>,
-    stages: Vec<StageChange>,
 }
 
 impl CellSource for MemorySource {
@@ -74,31 +73,6 @@ impl CellSource for MemorySource {
         for c in &self.calls {
             if (from..to).contains(&c.started_second()) {
                 sink(c, self.analyses.get(&c.call_id));
-            }
-        }
-        Ok(())
-    }
-
-    fn meetings(
-        &mut self,
-        from: i64,
-        to: i64,
-        sink: &mut dyn FnMut(&StageChange, Option<i64>),
-    ) -> Result<(), SourceError> {
-        for s in &self.stages {
-            let first_arrival = self
-                .stages
-                .iter()
-                .filter(|o| (&o.contact_id, &o.stage) == (&s.contact_id, &s.stage))
-                .min_by_key(|o| (o.at_ns, &o.event_id));
-            let first_call = self
-                .calls
-                .iter()
-                .filter(|c| c.contact_id.as_ref() == Some(&s.contact_id))
-                .map(|c| c.started_ns)
-                .min();
-            if s.stage == MEETING_STAGE && first_arrival == Some(s) && (from..to).contains(&s.at_ns.div_euclid(NS)) {
-                sink(s, first_call);
             }
         }
         Ok(())
@@ -394,24 +368,25 @@ proptest! {
         // Stage events in arrival order: a contact's first arrival at a stage counts; an earlier
         // one arriving later retracts it.
         let mut firsts: BTreeMap<(String, String), &StageChange> = BTreeMap::new();
+        let first_call = |contact: &str| calls.iter().filter(|c| c.contact_id.as_deref() == Some(contact)).map(|c| c.started_ns).min();
         for s in &stages {
             let slot = (s.contact_id.clone(), s.stage.clone());
             match firsts.get(&slot) {
                 Some(first) if (first.at_ns, &first.event_id) <= (s.at_ns, &s.event_id) => continue,
                 Some(first) => {
                     sign.set(-1);
-                    for_each_stage_cell(&tenant_clock, first, &mut add);
+                    for_each_stage_cell(&tenant_clock, first, first_call(&first.contact_id), &mut add);
                     sign.set(1);
                 }
                 None => {}
             }
-            for_each_stage_cell(&tenant_clock, s, &mut add);
+            for_each_stage_cell(&tenant_clock, s, first_call(&s.contact_id), &mut add);
             firsts.insert(slot, s);
         }
         prop_assert!(cuboid(0).is_some());
         let ctx = Context { tenant_clock: &tenant_clock, zone: &tenant_clock, taxonomy: &taxonomy, now: WINDOW_START + WINDOW, earliest: None, agent_teams: &agent_teams };
         let query: Query = query::parse_query(&q, &ctx).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-        let mut source = MemorySource { cells, calls: calls.clone(), analyses: analysis_of.clone(), stages: stages.clone() };
+        let mut source = MemorySource { cells, calls: calls.clone(), analyses: analysis_of.clone() };
         let result = query::run(&query, &ctx, &mut source).unwrap();
         let records = Records {
             calls: &calls,

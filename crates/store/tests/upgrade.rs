@@ -56,3 +56,40 @@ fn rollups_of_older_databases_are_backfilled() {
     assert_eq!(after, before);
     rt.block_on(store.shutdown());
 }
+
+/// A database of schema 3 kept stage rollups without the time from each meeting's first call;
+/// opened by this version it gains them, and nothing is counted twice.
+#[test]
+fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let events: Vec<ParsedEvent> = [
+        json!({"id": "1", "type": "call", "call_id": "c1", "agent_id": "a1", "disposition": "Connected",
+               "started_at": "2026-03-02T10:00:00Z"}),
+        json!({"id": "2", "type": "lead_stage", "contact_id": "p1", "stage": "meeting_booked",
+               "at": "2026-03-04T22:00:00Z"}),
+    ]
+    .iter()
+    .map(|e| parse_event(e, &taxonomy).unwrap())
+    .collect();
+    let query = json!({"measures": ["contacts_reached", "avg_days_to_meeting"],
+                       "range": {"start": "2026-03-01", "end": "2026-03-08"}});
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let tenant = rt.block_on(store.create_tenant("t", TenantSettings::new("UTC"))).unwrap();
+    rt.block_on(store.ingest(tenant.id, events)).unwrap();
+    rt.block_on(store.checkpoint()).unwrap();
+    rt.block_on(store.shutdown());
+    // The call's contact, as schema 3 kept it: its stage cells know nothing of the call.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "UPDATE calls SET contact_id = 'p1'; DROP INDEX calls_by_contact; PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let totals = rt.block_on(store.query(tenant.id, query, 0)).unwrap().unwrap().to_json()["totals"].clone();
+    assert_eq!(totals, json!({"contacts_reached": 1, "avg_days_to_meeting": 2.5}));
+    rt.block_on(store.shutdown());
+}

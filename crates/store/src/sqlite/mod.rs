@@ -13,15 +13,12 @@ use crate::{
     StoreError, StoreMetrics, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
-use dialboard_engine::cells::{call_dim_values, CellData, Cuboid, MEETING_STAGE};
+use dialboard_engine::cells::{call_dim_values, CellData, Cuboid};
 use dialboard_engine::clock::Grain;
-use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent, StageChange};
+use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
 use dialboard_engine::query::{self, passes_filters, AgentTeams, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
-use rows::{
-    call_with_analysis, select_calls_with_analysis, stage_from_row, SELECT_FIRST_ARRIVALS_WITH_FIRST_CALL,
-    STAGE_COLUMN_COUNT,
-};
+use rows::{call_with_analysis, select_calls_with_analysis};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -137,8 +134,8 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn, options.synchronous_full)?;
         let version = schema::migrate(&mut conn)?;
-        if (1..schema::OTHER_FACTS_VERSION).contains(&version) {
-            writer::backfill_other_facts(&mut conn)?;
+        if (1..schema::MEETING_DAYS_VERSION).contains(&version) {
+            writer::backfill(&mut conn, version)?;
         }
         let shared = Arc::new(Shared::default());
         {
@@ -313,21 +310,6 @@ impl CellSource for Source<'_> {
         while let Some(row) = rows.next()? {
             let (call, analysis) = call_with_analysis(row)?;
             sink(&call, analysis.as_ref());
-        }
-        Ok(())
-    }
-
-    fn meetings(
-        &mut self,
-        from: i64,
-        to: i64,
-        sink: &mut dyn FnMut(&StageChange, Option<i64>),
-    ) -> Result<(), SourceError> {
-        let mut stmt = self.conn.prepare_cached(SELECT_FIRST_ARRIVALS_WITH_FIRST_CALL)?;
-        let ns = |s: i64| s * 1_000_000_000;
-        let mut rows = stmt.query(params![self.tenant, MEETING_STAGE, ns(from), ns(to)])?;
-        while let Some(row) = rows.next()? {
-            sink(&stage_from_row(row)?, row.get(STAGE_COLUMN_COUNT)?);
         }
         Ok(())
     }

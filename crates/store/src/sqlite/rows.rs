@@ -184,7 +184,6 @@ macro_rules! csat_columns {
 }
 pub const CONVERSATION_COLUMNS: &str = conversation_columns!();
 pub const STAGE_COLUMNS: &str = stage_columns!();
-pub const STAGE_COLUMN_COUNT: usize = column_count(STAGE_COLUMNS);
 pub const CSAT_COLUMNS: &str = csat_columns!();
 pub const SELECT_CONVERSATION: &str = concat!(
     "SELECT ",
@@ -212,16 +211,8 @@ pub const SELECT_FIRST_STAGE: &str = concat!(
     stage_columns!(),
     " FROM lead_stages WHERE tenant_id = ?1 AND contact_id = ?2 AND stage = ?3 ORDER BY at_ns, event_id LIMIT 1"
 );
-/// Contacts' first arrivals at stage ?2 in [?3, ?4) ns, with the earliest start of each
-/// contact's calls (the `meetings` of `engine::query::CellSource`).
-pub const SELECT_FIRST_ARRIVALS_WITH_FIRST_CALL: &str = concat!(
-    "SELECT ",
-    stage_columns!(),
-    ", (SELECT min(c.started_ns) FROM calls c WHERE c.tenant_id = s.tenant_id AND c.contact_id = s.contact_id) \
-     FROM lead_stages s WHERE s.tenant_id = ?1 AND s.stage = ?2 AND s.at_ns >= ?3 AND s.at_ns < ?4 \
-     AND NOT EXISTS (SELECT 1 FROM lead_stages e WHERE e.tenant_id = s.tenant_id AND e.contact_id = s.contact_id \
-     AND e.stage = s.stage AND (e.at_ns, e.event_id) < (s.at_ns, s.event_id))"
-);
+/// The earliest start of a contact's current calls.
+pub const SELECT_FIRST_CALL: &str = "SELECT min(started_ns) FROM calls WHERE tenant_id = ?1 AND contact_id = ?2";
 pub const INSERT_STAGE: &str = concat!(
     "INSERT INTO lead_stages (tenant_id, ",
     stage_columns!(),

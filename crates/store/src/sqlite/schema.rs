@@ -193,9 +193,11 @@ CREATE INDEX calls_by_contact ON calls (tenant_id, contact_id, started_ns) WHERE
 "#,
 ];
 
-/// The version that first keeps rollups of conversations, CSAT and stages: databases written by
-/// an older one get theirs computed once (`writer::backfill_other_facts`).
+/// The version that first keeps rollups of conversations, CSAT and stages, and the one that
+/// first keeps the time from each meeting's first call: databases written by an older one get
+/// what they lack computed once (`writer::backfill`).
 pub const OTHER_FACTS_VERSION: usize = 3;
+pub const MEETING_DAYS_VERSION: usize = 4;
 
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {

@@ -6,14 +6,16 @@
 use super::rows::{
     analysis_from_row, call_from_row, conversation_from_row, csat_from_row, stage_from_row, upsert_analysis,
     upsert_call, CONVERSATION_COLUMNS, CSAT_COLUMNS, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL,
-    SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, STAGE_COLUMNS, UPSERT_CONVERSATION,
+    SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_CALL, SELECT_FIRST_STAGE, STAGE_COLUMNS,
+    UPSERT_CONVERSATION,
 };
+use super::schema::OTHER_FACTS_VERSION;
 use super::Shared;
 use crate::overlay::DeltaMap;
 use crate::{Change, IngestSummary, Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{
     for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef,
-    Stats,
+    Stats, MEETING_STAGE,
 };
 use dialboard_engine::event::{
     AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
@@ -226,9 +228,50 @@ fn apply_call(tx: &Transaction, tenant: &TenantInfo, call: &CallRecord, deltas: 
     if let Some(old) = &current {
         add_call(tenant, old, analysis.as_ref(), -1, deltas);
     }
+    // The contacts whose first call this version may change: the old one's and the new one's.
+    let mut contacts: Vec<&str> = current
+        .iter()
+        .chain([call])
+        .filter_map(|c| c.contact_id.as_deref())
+        .collect();
+    contacts.dedup();
+    let mut meetings = Vec::new();
+    for contact in contacts {
+        if let Some(meeting) = first_arrival(tx, tenant.id, contact, MEETING_STAGE)? {
+            meetings.push((meeting, first_call(tx, tenant.id, contact)?));
+        }
+    }
     upsert_call(tx, tenant.id, call)?;
     add_call(tenant, call, analysis.as_ref(), 1, deltas);
+    // A meeting counts the days since its contact's first call: when that moves, so does it.
+    for (meeting, before) in meetings {
+        let after = first_call(tx, tenant.id, &meeting.contact_id)?;
+        if after != before {
+            let mut add = |first, sign| {
+                for_each_stage_cell(&tenant.clock, &meeting, first, |id, stats| {
+                    deltas.add(tenant.id, id, stats, sign)
+                })
+            };
+            add(before, -1);
+            add(after, 1);
+        }
+    }
     Ok(())
+}
+
+/// The event by which a contact first reached `stage`.
+fn first_arrival(tx: &Transaction, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>> {
+    Ok(tx
+        .prepare_cached(SELECT_FIRST_STAGE)?
+        .query_row(params![tenant, contact, stage], stage_from_row)
+        .optional()?)
+}
+
+/// The earliest start of a contact's current calls.
+fn first_call(tx: &Transaction, tenant: i64, contact: &str) -> Result<Option<i64>> {
+    Ok(tx
+        .prepare_cached(SELECT_FIRST_CALL)?
+        .query_row(params![tenant, contact], |r| r.get(0))?)
 }
 
 fn apply_analysis(tx: &Transaction, tenant: &TenantInfo, analysis: &CallAnalysis, deltas: &mut DeltaMap) -> Result<()> {
@@ -312,10 +355,11 @@ fn apply_csat(tx: &Transaction, tenant: &TenantInfo, s: &CsatScore, deltas: &mut
 /// Only a contact's first arrival at a stage counts: an earlier event arriving late retracts
 /// the one that counted so far.
 fn apply_stage(tx: &Transaction, tenant: &TenantInfo, s: &StageChange, deltas: &mut DeltaMap) -> Result<()> {
-    let first: Option<StageChange> = tx
-        .prepare_cached(SELECT_FIRST_STAGE)?
-        .query_row(params![tenant.id, s.contact_id, s.stage], stage_from_row)
-        .optional()?;
+    let first = first_arrival(tx, tenant.id, &s.contact_id, &s.stage)?;
+    let first_call = match s.stage.as_str() {
+        MEETING_STAGE => first_call(tx, tenant.id, &s.contact_id)?,
+        _ => None,
+    };
     tx.prepare_cached(INSERT_STAGE)?.execute(params![
         tenant.id,
         s.event_id,
@@ -330,7 +374,9 @@ fn apply_stage(tx: &Transaction, tenant: &TenantInfo, s: &StageChange, deltas: &
         s.currency
     ])?;
     let mut add = |stage: &StageChange, sign| {
-        for_each_stage_cell(&tenant.clock, stage, |id, stats| deltas.add(tenant.id, id, stats, sign))
+        for_each_stage_cell(&tenant.clock, stage, first_call, |id, stats| {
+            deltas.add(tenant.id, id, stats, sign)
+        })
     };
     match first {
         Some(f) if (f.at_ns, f.event_id.as_str()) < (s.at_ns, s.event_id.as_str()) => {}
@@ -343,44 +389,58 @@ fn apply_stage(tx: &Transaction, tenant: &TenantInfo, s: &StageChange, deltas: &
     Ok(())
 }
 
-/// Computes the rollups of conversations, CSAT scores and stages stored before the version that
-/// keeps them, as one pending delta row (folded by the next checkpoint).
-pub fn backfill_other_facts(conn: &mut Connection) -> Result<()> {
+/// Computes, as one pending delta row (folded by the next checkpoint), the rollups a database
+/// written by schema `version` lacks: before `OTHER_FACTS_VERSION`, those of conversations,
+/// CSAT scores and stages; before `MEETING_DAYS_VERSION`, the time from each meeting's first
+/// call.
+pub fn backfill(conn: &mut Connection, version: usize) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut deltas = DeltaMap::default();
     let tenants: Vec<(i64, String, String)> = tx
         .prepare("SELECT id, name, settings FROM tenants")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let without_other_facts = version < OTHER_FACTS_VERSION;
     for (id, name, settings) in tenants {
         let settings = serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
         let tenant = TenantInfo::new(id, name, settings)?;
-        let mut add = |cell: CellRef, stats: &Stats| deltas.add(id, cell, stats, 1);
-        let conversations: Vec<Conversation> = tx
-            .prepare(&format!(
-                "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = ?1"
-            ))?
-            .query_map([id], conversation_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        for c in &conversations {
-            for_each_ticket_cell(&tenant.clock, c, &mut add);
+        let mut add = |cell: CellRef, stats: &Stats, sign| deltas.add(id, cell, stats, sign);
+        if without_other_facts {
+            let conversations: Vec<Conversation> = tx
+                .prepare(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = ?1"
+                ))?
+                .query_map([id], conversation_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            for c in &conversations {
+                for_each_ticket_cell(&tenant.clock, c, |cell, stats| add(cell, stats, 1));
+            }
+            let mut scores = tx.prepare(&format!(
+                "SELECT {CSAT_COLUMNS}, (SELECT channel FROM conversations v WHERE v.tenant_id = s.tenant_id \
+                 AND v.conversation_id = s.conversation_id) FROM csat s WHERE tenant_id = ?1"
+            ))?;
+            for row in scores.query_map([id], |r| Ok((csat_from_row(r)?, r.get::<_, Option<String>>(6)?)))? {
+                let (score, channel) = row?;
+                for_each_csat_cell(&tenant.clock, &score, channel.as_deref(), |cell, stats| {
+                    add(cell, stats, 1)
+                });
+            }
         }
-        let mut scores = tx.prepare(&format!(
-            "SELECT {CSAT_COLUMNS}, (SELECT channel FROM conversations v WHERE v.tenant_id = s.tenant_id \
-             AND v.conversation_id = s.conversation_id) FROM csat s WHERE tenant_id = ?1"
-        ))?;
-        for row in scores.query_map([id], |r| Ok((csat_from_row(r)?, r.get::<_, Option<String>>(6)?)))? {
-            let (score, channel) = row?;
-            for_each_csat_cell(&tenant.clock, &score, channel.as_deref(), &mut add);
-        }
-        // The first event of each (contact, stage).
+        // The first event of each (contact, stage), with the contact's first call.
         let mut firsts = tx.prepare(&format!(
-            "SELECT {STAGE_COLUMNS} FROM lead_stages s WHERE tenant_id = ?1 AND NOT EXISTS (SELECT 1 FROM lead_stages e \
-             WHERE e.tenant_id = s.tenant_id AND e.contact_id = s.contact_id AND e.stage = s.stage \
-             AND (e.at_ns, e.event_id) < (s.at_ns, s.event_id))"
+            "SELECT {STAGE_COLUMNS}, (SELECT min(c.started_ns) FROM calls c WHERE c.tenant_id = s.tenant_id \
+             AND c.contact_id = s.contact_id) FROM lead_stages s WHERE tenant_id = ?1 AND NOT EXISTS \
+             (SELECT 1 FROM lead_stages e WHERE e.tenant_id = s.tenant_id AND e.contact_id = s.contact_id \
+             AND e.stage = s.stage AND (e.at_ns, e.event_id) < (s.at_ns, s.event_id))"
         ))?;
-        for stage in firsts.query_map([id], stage_from_row)? {
-            for_each_stage_cell(&tenant.clock, &stage?, &mut add);
+        for row in firsts.query_map([id], |r| Ok((stage_from_row(r)?, r.get::<_, Option<i64>>(10)?)))? {
+            let (stage, first_call) = row?;
+            let clock = &tenant.clock;
+            for_each_stage_cell(clock, &stage, first_call, |cell, stats| add(cell, stats, 1));
+            if !without_other_facts {
+                // The stage was counted already: only the time from the first call is new.
+                for_each_stage_cell(clock, &stage, None, |cell, stats| add(cell, stats, -1));
+            }
         }
     }
     if !deltas.is_empty() {
