@@ -126,7 +126,7 @@ use Grain::*;
 
 /// Every cuboid, smallest first: the planner takes the first that covers a query.
 #[rustfmt::skip]
-pub static CUBOIDS: [Cuboid; 8] = [
+pub static CUBOIDS: [Cuboid; 9] = [
     Cuboid { id: 0, fact: Fact::Calls, dims: &[Disposition], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 1, fact: Fact::Calls, dims: &[Agent, Team, Disposition], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 2, fact: Fact::Calls, dims: &[Team, Campaign, Disposition], grains: &[Hour, Day] },
@@ -134,6 +134,8 @@ pub static CUBOIDS: [Cuboid; 8] = [
     Cuboid { id: 4, fact: Fact::Activity, dims: &[Agent], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 5, fact: Fact::Tickets, dims: &[Agent, Team, Channel, Intent], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 6, fact: Fact::Csat, dims: &[Agent, Channel], grains: &[Quarter, Hour, Day] },
+    // Funnels by campaign or lead source read 8; per agent, 7 has about a cell per contact.
+    Cuboid { id: 8, fact: Fact::Stages, dims: &[Campaign, LeadSource, Stage], grains: &[Hour, Day] },
     Cuboid { id: 7, fact: Fact::Stages, dims: &[Agent, Campaign, LeadSource, Stage], grains: &[Quarter, Hour, Day] },
 ];
 

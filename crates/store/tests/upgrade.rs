@@ -57,8 +57,9 @@ fn rollups_of_older_databases_are_backfilled() {
     rt.block_on(store.shutdown());
 }
 
-/// A database of schema 3 kept stage rollups without the time from each meeting's first call;
-/// opened by this version it gains them, and nothing is counted twice.
+/// A database of schema 3 kept stage rollups without the time from each meeting's first call,
+/// and without the stage cells that leave out the agent; opened by this version it gains both,
+/// and nothing is counted twice.
 #[test]
 fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,19 +78,27 @@ fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
     let query = json!({"measures": ["contacts_reached", "avg_days_to_meeting"],
                        "range": {"start": "2026-03-01", "end": "2026-03-08"}});
     let store = SqliteStore::open(&path, Options::default()).unwrap();
-    let tenant = rt.block_on(store.create_tenant("t", TenantSettings::new("UTC"))).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
     rt.block_on(store.ingest(tenant.id, events)).unwrap();
     rt.block_on(store.checkpoint()).unwrap();
     rt.block_on(store.shutdown());
     // The call's contact, as schema 3 kept it: its stage cells know nothing of the call.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "UPDATE calls SET contact_id = 'p1'; DROP INDEX calls_by_contact; PRAGMA user_version = 3;",
+        "UPDATE calls SET contact_id = 'p1'; DROP INDEX calls_by_contact; DELETE FROM cells WHERE cuboid = 8;
+         DELETE FROM pending_deltas; PRAGMA user_version = 3;",
     )
     .unwrap();
     drop(conn);
     let store = SqliteStore::open(&path, Options::default()).unwrap();
-    let totals = rt.block_on(store.query(tenant.id, query, 0)).unwrap().unwrap().to_json()["totals"].clone();
+    let totals = rt
+        .block_on(store.query(tenant.id, query, 0))
+        .unwrap()
+        .unwrap()
+        .to_json()["totals"]
+        .clone();
     assert_eq!(totals, json!({"contacts_reached": 1, "avg_days_to_meeting": 2.5}));
     rt.block_on(store.shutdown());
 }

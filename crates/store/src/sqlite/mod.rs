@@ -134,7 +134,7 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn, options.synchronous_full)?;
         let version = schema::migrate(&mut conn)?;
-        if (1..schema::MEETING_DAYS_VERSION).contains(&version) {
+        if (1..schema::STAGE_SUMMARY_VERSION).contains(&version) {
             writer::backfill(&mut conn, version)?;
         }
         let shared = Arc::new(Shared::default());

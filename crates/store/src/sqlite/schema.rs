@@ -191,13 +191,17 @@ CREATE TABLE directory (
 -- A contact's first call, for the days from first call to meeting.
 CREATE INDEX calls_by_contact ON calls (tenant_id, contact_id, started_ns) WHERE contact_id IS NOT NULL;
 "#,
+    // Stage cells without the agent: computed by `writer::backfill`.
+    "",
 ];
 
-/// The version that first keeps rollups of conversations, CSAT and stages, and the one that
-/// first keeps the time from each meeting's first call: databases written by an older one get
-/// what they lack computed once (`writer::backfill`).
+/// The versions that first keep rollups of conversations, CSAT and stages, the time from each
+/// meeting's first call, and stage cells without the agent: databases written by an older one
+/// get what they lack computed once (`writer::backfill`).
 pub const OTHER_FACTS_VERSION: usize = 3;
 pub const MEETING_DAYS_VERSION: usize = 4;
+/// The version that first keeps stage cells without the agent (cuboid 8).
+pub const STAGE_SUMMARY_VERSION: usize = 5;
 
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {

@@ -9,7 +9,7 @@ use super::rows::{
     SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_CALL, SELECT_FIRST_STAGE, STAGE_COLUMNS,
     UPSERT_CONVERSATION,
 };
-use super::schema::OTHER_FACTS_VERSION;
+use super::schema::{MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
 use super::Shared;
 use crate::overlay::DeltaMap;
 use crate::{Change, IngestSummary, Result, StoreError, TenantInfo};
@@ -392,7 +392,7 @@ fn apply_stage(tx: &Transaction, tenant: &TenantInfo, s: &StageChange, deltas: &
 /// Computes, as one pending delta row (folded by the next checkpoint), the rollups a database
 /// written by schema `version` lacks: before `OTHER_FACTS_VERSION`, those of conversations,
 /// CSAT scores and stages; before `MEETING_DAYS_VERSION`, the time from each meeting's first
-/// call.
+/// call; before `STAGE_SUMMARY_VERSION`, the stage cells without the agent.
 pub fn backfill(conn: &mut Connection, version: usize) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut deltas = DeltaMap::default();
@@ -433,14 +433,23 @@ pub fn backfill(conn: &mut Connection, version: usize) -> Result<()> {
              (SELECT 1 FROM lead_stages e WHERE e.tenant_id = s.tenant_id AND e.contact_id = s.contact_id \
              AND e.stage = s.stage AND (e.at_ns, e.event_id) < (s.at_ns, s.event_id))"
         ))?;
+        // Which stage cells the database kept, and whether with the time from the first call.
+        let kept = |cuboid: u8| !without_other_facts && (cuboid != 8 || version >= STAGE_SUMMARY_VERSION);
+        let with_days = version >= MEETING_DAYS_VERSION;
         for row in firsts.query_map([id], |r| Ok((stage_from_row(r)?, r.get::<_, Option<i64>>(10)?)))? {
             let (stage, first_call) = row?;
             let clock = &tenant.clock;
-            for_each_stage_cell(clock, &stage, first_call, |cell, stats| add(cell, stats, 1));
-            if !without_other_facts {
-                // The stage was counted already: only the time from the first call is new.
-                for_each_stage_cell(clock, &stage, None, |cell, stats| add(cell, stats, -1));
-            }
+            for_each_stage_cell(clock, &stage, first_call, |cell, stats| {
+                if !(kept(cell.cuboid) && with_days) {
+                    add(cell, stats, 1);
+                }
+            });
+            // Where the stage was counted without the days, only the days are new.
+            for_each_stage_cell(clock, &stage, None, |cell, stats| {
+                if kept(cell.cuboid) && !with_days {
+                    add(cell, stats, -1);
+                }
+            });
         }
     }
     if !deltas.is_empty() {
