@@ -340,16 +340,16 @@ pub fn evaluate(
                 "lead_source" => text(s.lead_source.as_deref()),
                 _ => text(Some(&s.stage)),
             };
-            // The contact's first call: the earliest start among its current calls.
-            let first_call = records
+            // A meeting's time since the contact's first call (the earliest start among its
+            // current calls), if that call came first.
+            let to_meeting = records
                 .calls
                 .iter()
-                .filter(|c| c.contact_id.as_deref() == Some(&s.contact_id))
+                .filter(|c| s.stage == "meeting_booked" && c.contact_id.as_deref() == Some(&s.contact_id))
                 .map(|c| c.started_ns)
-                .min();
-            let to_meeting = first_call
-                .filter(|&f| s.stage == "meeting_booked" && f <= s.at_ns)
-                .map(|f| s.at_ns - f);
+                .min()
+                .filter(|&first| first <= s.at_ns)
+                .map(|first| s.at_ns - first);
             if let Some(key) = locate(second(s.at_ns), &value) {
                 for g in [groups.entry(key).or_default(), &mut total] {
                     g.stages.push(s);

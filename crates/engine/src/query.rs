@@ -866,6 +866,8 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
     };
     // Histograms are decoded only for facts whose durations a measure reads.
     let histograms = |fact: Fact| q.measures.iter().any(|m| m.reads_histogram && m.facts[0] == fact);
+    // Activity's team is looked up only when the query groups or filters by team.
+    let derives_team = needed_dims(q, Fact::Activity).is_some_and(|dims| dims.contains(&Dim::Team));
     let mut corrupt = false;
     for fetch in &fetches {
         match *fetch {
@@ -881,7 +883,7 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                     for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
                         values[*dim as usize] = part;
                     }
-                    if c.fact == Fact::Activity {
+                    if c.fact == Fact::Activity && derives_team {
                         let team = ctx.agent_teams.get(values[Dim::Agent as usize]);
                         values[Dim::Team as usize] = team.map_or("", String::as_str);
                     }

@@ -184,7 +184,7 @@ impl DirectoryKind {
 }
 
 /// A tenant with its settings prepared for use.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TenantInfo {
     pub id: i64,
     pub name: String,
@@ -194,8 +194,6 @@ pub struct TenantInfo {
     /// The tenant's timezone: the default of queries.
     pub zone: Clock,
     pub taxonomy: CompiledTaxonomy,
-    /// Each directory agent's `team_id`: the team its activity counts for.
-    pub agent_teams: AgentTeams,
 }
 
 impl TenantInfo {
@@ -213,19 +211,19 @@ impl TenantInfo {
             clock,
             zone,
             taxonomy,
-            agent_teams: AgentTeams::new(),
         })
     }
 
-    /// What queries of this tenant are evaluated against.
-    pub fn context(&self, now: i64, earliest: Option<i64>) -> Context<'_> {
+    /// What queries of this tenant are evaluated against; `agent_teams` is the directory's
+    /// team of each agent (the store keeps it).
+    pub fn context<'a>(&'a self, now: i64, earliest: Option<i64>, agent_teams: &'a AgentTeams) -> Context<'a> {
         Context {
             tenant_clock: &self.clock,
             zone: &self.zone,
             taxonomy: &self.taxonomy,
             now,
             earliest,
-            agent_teams: &self.agent_teams,
+            agent_teams,
         }
     }
 }

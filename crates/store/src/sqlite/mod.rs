@@ -33,6 +33,10 @@ use writer::WriteCommand;
 pub struct Shared {
     overlay: RwLock<Overlay>,
     tenants: RwLock<HashMap<i64, Arc<TenantInfo>>>,
+    /// Each tenant's agent → team map (see `engine::query::Context::agent_teams`): loaded at
+    /// open, replaced only by the writer thread after an agent entry changed, so no reader can
+    /// publish a stale one.
+    agent_teams: RwLock<HashMap<i64, Arc<AgentTeams>>>,
     pub metrics: StoreMetrics,
     pub changes: ChangeFeed,
 }
@@ -56,6 +60,11 @@ impl Shared {
         tx.commit()?;
         overlay.clear();
         Ok(())
+    }
+
+    fn agent_teams(&self, tenant_id: i64) -> Arc<AgentTeams> {
+        let maps = self.agent_teams.read().expect("agent teams lock");
+        maps.get(&tenant_id).cloned().unwrap_or_default()
     }
 
     fn cached_tenant(&self, id: i64) -> Option<Arc<TenantInfo>> {
@@ -138,6 +147,7 @@ impl SqliteStore {
             writer::backfill(&mut conn, version)?;
         }
         let shared = Arc::new(Shared::default());
+        *shared.agent_teams.write().expect("agent teams lock") = agent_teams(&conn, None)?;
         {
             let mut overlay = shared.overlay.write().expect("overlay lock");
             let mut stmt = conn.prepare("SELECT data FROM pending_deltas ORDER BY seq")?;
@@ -254,11 +264,7 @@ impl SqliteStore {
         }
         let settings: TenantSettings =
             serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
-        let info = TenantInfo {
-            agent_teams: agent_teams(conn, id)?,
-            ..TenantInfo::new(id, name, settings)?
-        };
-        let info = Arc::new(info);
+        let info = Arc::new(TenantInfo::new(id, name, settings)?);
         shared.tenants.write().expect("tenant lock").insert(id, info.clone());
         Ok(Some(info))
     }
@@ -341,34 +347,32 @@ fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((ns.parse().ok()?, id.to_string()))
 }
 
-/// The `team_id` of each agent in the tenant's directory.
-fn agent_teams(conn: &Connection, tenant_id: i64) -> Result<AgentTeams> {
+/// The `team_id` of each agent in the directory, per tenant: of one tenant, or of all.
+fn agent_teams(conn: &Connection, tenant_id: Option<i64>) -> Result<HashMap<i64, Arc<AgentTeams>>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, json_extract(body, '$.team_id') FROM directory \
-         WHERE tenant_id = ?1 AND kind = 'agent' AND json_extract(body, '$.team_id') IS NOT NULL",
+        "SELECT tenant_id, id, json_extract(body, '$.team_id') FROM directory \
+         WHERE (?1 IS NULL OR tenant_id = ?1) AND kind = 'agent' AND json_extract(body, '$.team_id') IS NOT NULL",
     )?;
-    let rows = stmt.query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut maps: HashMap<i64, AgentTeams> = HashMap::new();
+    let mut rows = stmt.query([tenant_id])?;
+    while let Some(r) = rows.next()? {
+        maps.entry(r.get(0)?).or_default().insert(r.get(1)?, r.get(2)?);
+    }
+    Ok(maps.into_iter().map(|(tenant, map)| (tenant, Arc::new(map))).collect())
 }
 
-/// After an agent entry changed, the cached tenant gets the new agent → team map. It runs on
-/// the writer thread, so two directory changes cannot publish their maps out of order.
+/// After an agent entry changed (on the writer thread), the tenant's map is read again.
 fn refresh_agent_teams(conn: &Connection, shared: &Shared, tenant_id: i64, kind: DirectoryKind) -> Result<()> {
-    if kind != DirectoryKind::Agent {
-        return Ok(());
+    if kind == DirectoryKind::Agent {
+        let map = agent_teams(conn, Some(tenant_id))?
+            .remove(&tenant_id)
+            .unwrap_or_default();
+        shared
+            .agent_teams
+            .write()
+            .expect("agent teams lock")
+            .insert(tenant_id, map);
     }
-    let Some(current) = shared.cached_tenant(tenant_id) else {
-        return Ok(()); // loaded with the directory when first used
-    };
-    let info = TenantInfo {
-        agent_teams: agent_teams(conn, tenant_id)?,
-        ..(*current).clone()
-    };
-    shared
-        .tenants
-        .write()
-        .expect("tenant lock")
-        .insert(tenant_id, Arc::new(info));
     Ok(())
 }
 
@@ -422,10 +426,7 @@ impl Store for SqliteStore {
             .as_ref()
             .unwrap_or(&current.settings.timezone);
         settings.rollup_timezone = Some(rollup.clone()).filter(|tz| *tz != settings.timezone);
-        let info = Arc::new(TenantInfo {
-            agent_teams: current.agent_teams.clone(),
-            ..TenantInfo::new(tenant_id, current.name.clone(), settings)?
-        });
+        let info = Arc::new(TenantInfo::new(tenant_id, current.name.clone(), settings)?);
         let json = serde_json::to_string(&info.settings).expect("settings serialize");
         self.write(move |conn| {
             conn.execute(
@@ -604,7 +605,8 @@ impl Store for SqliteStore {
                 .query_row([tenant.id], |r| r.get(0))?;
             let pending = overlay.min_bucket(tenant.id, 0, Grain::Quarter);
             let earliest = [stored, pending].into_iter().flatten().min();
-            let ctx = tenant.context(now, earliest);
+            let agent_teams = shared.agent_teams(tenant.id);
+            let ctx = tenant.context(now, earliest, &agent_teams);
             let q = match query::parse_query(&body, &ctx) {
                 Ok(q) => q,
                 Err(errors) => return Ok(Err(errors)),
@@ -628,7 +630,9 @@ impl Store for SqliteStore {
     ) -> Result<Result<CallsPage, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, _| {
-            let ctx = tenant.context(now, None);
+            // A drill-down lists calls, which carry their team: no activity to attribute.
+            let no_activity = AgentTeams::new();
+            let ctx = tenant.context(now, None, &no_activity);
             let q = match query::parse_drilldown(&request.query, &ctx) {
                 Ok(q) => q,
                 Err(errors) => return Ok(Err(errors)),

@@ -356,10 +356,6 @@ fn apply_csat(tx: &Transaction, tenant: &TenantInfo, s: &CsatScore, deltas: &mut
 /// the one that counted so far.
 fn apply_stage(tx: &Transaction, tenant: &TenantInfo, s: &StageChange, deltas: &mut DeltaMap) -> Result<()> {
     let first = first_arrival(tx, tenant.id, &s.contact_id, &s.stage)?;
-    let first_call = match s.stage.as_str() {
-        MEETING_STAGE => first_call(tx, tenant.id, &s.contact_id)?,
-        _ => None,
-    };
     tx.prepare_cached(INSERT_STAGE)?.execute(params![
         tenant.id,
         s.event_id,
@@ -373,19 +369,25 @@ fn apply_stage(tx: &Transaction, tenant: &TenantInfo, s: &StageChange, deltas: &
         s.amount_minor,
         s.currency
     ])?;
+    if first
+        .as_ref()
+        .is_some_and(|f| (f.at_ns, f.event_id.as_str()) < (s.at_ns, s.event_id.as_str()))
+    {
+        return Ok(());
+    }
+    let first_call = match s.stage.as_str() {
+        MEETING_STAGE => first_call(tx, tenant.id, &s.contact_id)?,
+        _ => None,
+    };
     let mut add = |stage: &StageChange, sign| {
         for_each_stage_cell(&tenant.clock, stage, first_call, |id, stats| {
             deltas.add(tenant.id, id, stats, sign)
         })
     };
-    match first {
-        Some(f) if (f.at_ns, f.event_id.as_str()) < (s.at_ns, s.event_id.as_str()) => {}
-        Some(f) => {
-            add(&f, -1);
-            add(s, 1);
-        }
-        None => add(s, 1),
+    if let Some(f) = &first {
+        add(f, -1);
     }
+    add(s, 1);
     Ok(())
 }
 
