@@ -9,6 +9,7 @@ pub mod demo;
 pub mod directory;
 pub mod import;
 pub mod live;
+pub mod web;
 
 use dialboard_store::sqlite::{path_from_url, Options, SqliteStore};
 use dialboard_store::Store;

@@ -1,0 +1,93 @@
+// What every page needs: who is signed in, the tenant's settings and directory, the filters,
+// and a way to navigate.
+
+import { get, post, type Me, type Named, type Settings } from "./api";
+import type { Dimension, Filters } from "./filters";
+
+export interface App {
+  me: Me;
+  settings: Settings;
+  teams: Named[];
+  agents: Named[];
+  campaigns: Named[];
+  leadSources: string[];
+  /** The signed-in user's role (`admin` for an API key). */
+  role: string;
+  /** The rep this user is, when the role is `agent`. */
+  ownAgent?: string;
+}
+
+export async function loadApp(me: Me): Promise<App> {
+  const [settings, teams, agents, campaigns, leadSources] = await Promise.all([
+    get<Settings>("/settings"),
+    get<{ teams: Named[] }>("/teams"),
+    get<{ agents: Named[] }>("/agents"),
+    get<{ campaigns: Named[] }>("/campaigns"),
+    // Lead sources have no directory: the ones calls carry fill the filter.
+    post<{ rows: [string | null, number][] }>("/query", {
+      measures: ["total_calls"],
+      dimensions: ["lead_source"],
+      range: { preset: "all_time" },
+      order_by: [["total_calls", "desc"]],
+    }).then((r) => r.rows.map((row) => row[0]).filter((s): s is string => !!s)),
+  ]);
+  const reachTeams = me.reach.all ? null : new Set(me.reach.teams ?? []);
+  return {
+    me,
+    settings,
+    teams: teams.teams.filter((t) => !reachTeams || reachTeams.has(t.id)),
+    agents: agents.agents.filter((a) => {
+      if (me.reach.agent_id) return a.id === me.reach.agent_id;
+      return !reachTeams || (a.team_id !== undefined && reachTeams.has(a.team_id));
+    }),
+    campaigns: campaigns.campaigns,
+    leadSources,
+    role: me.user.role ?? "admin",
+    ownAgent: me.reach.agent_id,
+  };
+}
+
+export const nameOf = (list: Named[], id: string | null | undefined) => list.find((x) => x.id === id)?.name ?? id ?? "—";
+
+export interface PageContext {
+  app: App;
+  filters: Filters;
+  /** The page's own URL parameters (besides the filters). */
+  params: URLSearchParams;
+  root: HTMLElement;
+  navigate: (url: string) => void;
+  /** Runs `refresh` (debounced) whenever the live scope of these filters changes; until the page leaves. */
+  live: (refresh: () => void) => void;
+  /** Called when the page is left. */
+  onLeave: (cleanup: () => void) => void;
+}
+
+export type Control = "range" | "timezone" | "compare" | Dimension;
+
+export interface Page {
+  path: string;
+  title: string;
+  /** Filter bar controls this page honours. */
+  controls: Control[];
+  defaultPreset: string;
+  /** Roles that see the page (all when absent). */
+  roles?: string[];
+  render: (ctx: PageContext) => void;
+}
+
+/** A link to the calls behind a number: the page's filters plus `extra`. */
+export function drillUrl(f: Filters, defaultPreset: string, extra: Record<string, string | undefined> = {}): string {
+  const q = new URLSearchParams();
+  if (extra.start) {
+    // A drill into one bucket: its own dates replace the page's range.
+  } else if (f.start || f.end) {
+    if (f.start) q.set("start", f.start);
+    if (f.end) q.set("end", f.end);
+  } else q.set("preset", f.preset ?? defaultPreset);
+  for (const k of ["timezone", "team", "agent", "campaign", "disposition", "lead_source"] as const) {
+    const v = f[k];
+    if (v) q.set(k, v);
+  }
+  for (const [k, v] of Object.entries(extra)) if (v) q.set(k, v);
+  return `/calls?${q}`;
+}

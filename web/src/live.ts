@@ -1,0 +1,98 @@
+// One WebSocket per tab (authenticated by the session cookie at the upgrade). Pages subscribe to
+// scopes and hear metric updates and feed items; the connection comes back after a drop and
+// re-subscribes.
+
+export type Scope = { scope: "tenant" | "team" | "agent" | "campaign"; scope_id?: string };
+
+export interface MetricUpdate extends Scope {
+  type: "metric_update";
+  metrics: Record<string, number | null>;
+  timestamp: string;
+}
+
+export interface ActivityItem {
+  kind: string;
+  at: string;
+  agent_id: string | null;
+  team_id: string | null;
+  campaign_id: string | null;
+  detail: Record<string, unknown>;
+}
+
+interface ActivityMessage extends Scope {
+  type: "activity";
+  items: ActivityItem[];
+}
+
+type Listener = {
+  scope: Scope;
+  onUpdate?: (m: MetricUpdate) => void;
+  onActivity?: (items: ActivityItem[]) => void;
+};
+
+const listeners = new Set<Listener>();
+let socket: WebSocket | null = null;
+let retry = 500;
+let status: "connecting" | "live" | "offline" = "offline";
+const statusListeners = new Set<(s: typeof status) => void>();
+
+function setStatus(s: typeof status) {
+  status = s;
+  for (const l of statusListeners) l(s);
+}
+
+export function onStatus(l: (s: typeof status) => void): void {
+  statusListeners.add(l);
+  l(status);
+}
+
+const key = (s: Scope) => `${s.scope}:${s.scope_id ?? ""}`;
+const sameScope = (a: Scope, m: Scope) => a.scope === m.scope && (a.scope === "tenant" || a.scope_id === m.scope_id);
+
+function send(type: "subscribe" | "unsubscribe", s: Scope) {
+  if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type, ...s }));
+}
+
+function connect() {
+  if (socket) return;
+  setStatus("connecting");
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/api/v1/live`);
+  socket = ws;
+  ws.onopen = () => {
+    retry = 500;
+    setStatus("live");
+    const seen = new Set<string>();
+    for (const l of listeners) if (!seen.has(key(l.scope))) (seen.add(key(l.scope)), send("subscribe", l.scope));
+  };
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data as string) as MetricUpdate | ActivityMessage | { type: string };
+    for (const l of listeners) {
+      if (m.type === "metric_update" && sameScope(l.scope, m as MetricUpdate)) l.onUpdate?.(m as MetricUpdate);
+      if (m.type === "activity" && sameScope(l.scope, m as ActivityMessage)) l.onActivity?.((m as ActivityMessage).items);
+    }
+  };
+  ws.onclose = () => {
+    socket = null;
+    setStatus("offline");
+    if (listeners.size > 0) setTimeout(connect, (retry = Math.min(retry * 2, 10_000)));
+  };
+}
+
+/** Listens to one scope until the returned function is called. */
+export function subscribe(l: Listener): () => void {
+  const first = ![...listeners].some((o) => key(o.scope) === key(l.scope));
+  listeners.add(l);
+  if (!socket) connect();
+  else if (first) send("subscribe", l.scope);
+  return () => {
+    listeners.delete(l);
+    if (![...listeners].some((o) => key(o.scope) === key(l.scope))) send("unsubscribe", l.scope);
+  };
+}
+
+/** Closes the connection (on logout). */
+export function disconnect(): void {
+  listeners.clear();
+  socket?.close();
+}

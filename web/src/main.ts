@@ -1,0 +1,245 @@
+// The shell: sign-in, navigation, the filter bar and the router. Pages live in pages/.
+
+import "./style.css";
+import { ApiError, get, post, type Me } from "./api";
+import { loadApp, type App, type Control, type Page, type PageContext } from "./app";
+import { disposeCharts } from "./charts";
+import { failure, h, loading } from "./dom";
+import { FILTER_KEYS, PRESETS, readFilters, withFilters, type Filters } from "./filters";
+import { disconnect, onStatus, subscribe, type Scope } from "./live";
+import { PAGES } from "./pages";
+
+const root = document.getElementById("app")!;
+let app: App | null = null;
+let leave: (() => void)[] = [];
+
+function navigate(url: string, replace = false) {
+  if (replace) history.replaceState(null, "", url);
+  else history.pushState(null, "", url);
+  route();
+}
+
+window.addEventListener("popstate", () => route());
+window.addEventListener("unauthorized", () => {
+  if (location.pathname !== "/login") {
+    app = null;
+    disconnect();
+    navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
+  }
+});
+// Links inside the app change the view without a reload.
+document.addEventListener("click", (e) => {
+  const a = (e.target as Element).closest("a");
+  if (!a || a.target || e.ctrlKey || e.metaKey || e.shiftKey || a.origin !== location.origin) return;
+  if (a.pathname.startsWith("/api/")) return;
+  e.preventDefault();
+  navigate(a.pathname + a.search);
+});
+
+async function route() {
+  for (const f of leave.splice(0)) f();
+  disposeCharts();
+  if (location.pathname === "/login") return renderLogin();
+  if (!app) {
+    root.replaceChildren(loading());
+    try {
+      app = await loadApp(await get<Me>("/auth/me"));
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return; // the unauthorized handler redirects
+      root.replaceChildren(failure(e));
+      return;
+    }
+  }
+  const pages = PAGES.filter((p) => !p.roles || p.roles.includes(app!.role));
+  const page = pages.find((p) => p.path === location.pathname);
+  if (!page) return navigate(pages[0].path + location.search, true);
+  const filters = readFilters();
+  // A rep sees their own numbers: the agent filter is always themselves.
+  if (app.ownAgent && page.controls.includes("agent") && filters.agent !== app.ownAgent) {
+    return navigate(location.pathname + withFilters({ agent: app.ownAgent }), true);
+  }
+  document.title = `${page.title} · dialboard`;
+  const content = h("main", { class: "content", "data-page": page.path });
+  root.replaceChildren(shell(app, pages, page, filters, content));
+  const ctx: PageContext = {
+    app,
+    filters,
+    params: new URLSearchParams(location.search),
+    root: content,
+    navigate: (url) => navigate(url),
+    live: (refresh) => leave.push(watch(scopeOf(filters), refresh)),
+    onLeave: (f) => leave.push(f),
+  };
+  page.render(ctx);
+}
+
+/** The narrowest live scope covering the filters. */
+function scopeOf(f: Filters): Scope {
+  if (f.agent) return { scope: "agent", scope_id: f.agent };
+  if (f.team) return { scope: "team", scope_id: f.team };
+  if (f.campaign) return { scope: "campaign", scope_id: f.campaign };
+  return { scope: "tenant" };
+}
+
+/** Refreshes at most every 750 ms while updates arrive. */
+function watch(scope: Scope, refresh: () => void): () => void {
+  let timer: number | undefined;
+  const stop = subscribe({
+    scope,
+    onUpdate: () => {
+      if (timer === undefined)
+        timer = window.setTimeout(() => {
+          timer = undefined;
+          refresh();
+          const n = Number(document.body.dataset.liveRefreshes ?? 0) + 1;
+          document.body.dataset.liveRefreshes = String(n);
+        }, 750);
+    },
+  });
+  return () => {
+    clearTimeout(timer);
+    stop();
+  };
+}
+
+function shell(app: App, pages: Page[], page: Page, f: Filters, content: HTMLElement): HTMLElement {
+  const keep = new URLSearchParams();
+  for (const k of FILTER_KEYS) {
+    const v = new URLSearchParams(location.search).get(k);
+    if (v) keep.set(k, v);
+  }
+  const status = h("span", { class: "live-status", "data-testid": "live-status" });
+  onStatus((s) => {
+    status.className = `live-status ${s}`;
+    status.textContent = s === "live" ? "● Live" : s === "connecting" ? "○ Connecting" : "○ Offline";
+  });
+  const who = app.me.user.email ?? "API key";
+  return h(
+    "div",
+    { class: "layout" },
+    h(
+      "nav",
+      { class: "sidebar", "aria-label": "pages" },
+      h("a", { class: "brand", href: "/" }, "dialboard"),
+      pages.map((p) => h("a", { href: `${p.path}?${keep}`, class: p === page ? "active" : "", "data-testid": `nav-${p.path.slice(1) || "overview"}` }, p.title)),
+    ),
+    h(
+      "div",
+      { class: "main" },
+      h(
+        "header",
+        { class: "topbar" },
+        h("h1", {}, page.title),
+        status,
+        h(
+          "span",
+          { class: "who" },
+          `${who} · ${app.role} · ${app.me.tenant}`,
+          h("button", { class: "link", "data-testid": "logout", onclick: logout }, "Sign out"),
+        ),
+      ),
+      filterBar(app, page, f),
+      content,
+    ),
+  );
+}
+
+async function logout() {
+  await post("/auth/logout", {}).catch(() => undefined);
+  app = null;
+  disconnect();
+  navigate("/login", true);
+}
+
+function select(name: string, label: string, value: string | undefined, options: [string, string][], any = "All"): HTMLElement {
+  return h(
+    "label",
+    { class: "control" },
+    h("span", {}, label),
+    h(
+      "select",
+      { name, "data-testid": `filter-${name}`, onchange: (e: Event) => update({ [name]: (e.target as HTMLSelectElement).value }) },
+      any ? h("option", { value: "" }, any) : null,
+      options.map(([v, l]) => h("option", { value: v, selected: v === value }, l)),
+    ),
+  );
+}
+
+function update(changes: Record<string, string | boolean | undefined>) {
+  navigate(location.pathname + withFilters(changes));
+}
+
+const ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "UTC", "Europe/London", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Adelaide", "Asia/Tokyo"];
+
+function filterBar(app: App, page: Page, f: Filters): HTMLElement {
+  const has = (c: Control) => page.controls.includes(c);
+  const custom = Boolean(f.start || f.end);
+  const zones = [...new Set([app.settings.timezone, ...ZONES])];
+  const date = (name: "start" | "end", label: string) =>
+    h(
+      "label",
+      { class: "control" },
+      h("span", {}, label),
+      h("input", { type: "date", name, "data-testid": `filter-${name}`, value: f[name] ?? "", onchange: (e: Event) => update({ [name]: (e.target as HTMLInputElement).value }) }),
+    );
+  const taxonomy = app.settings.taxonomy.categories.flatMap(([, ds]) => ds);
+  const controls = [
+    has("range") && select("preset", "Range", custom ? "" : (f.preset ?? page.defaultPreset), PRESETS.map(([v, l]) => [v, l]), custom ? "Custom" : ""),
+    has("range") && date("start", "From"),
+    has("range") && date("end", "To"),
+    has("timezone") && select("timezone", "Timezone", f.timezone, zones.map((z) => [z, z]), `Tenant (${app.settings.timezone})`),
+    has("team") && select("team", "Team", f.team, app.teams.map((t) => [t.id, t.name]), app.teams.length > 1 || app.me.reach.all ? "All teams" : ""),
+    has("agent") && !app.ownAgent && select("agent", "Agent", f.agent, app.agents.filter((a) => !f.team || a.team_id === f.team).map((a) => [a.id, a.name]), "All agents"),
+    has("agent") && app.ownAgent && h("span", { class: "control fixed" }, h("span", {}, "Agent"), app.agents[0]?.name ?? app.ownAgent),
+    has("campaign") && select("campaign", "Campaign", f.campaign, app.campaigns.map((c) => [c.id, c.name]), "All campaigns"),
+    has("disposition") && select("disposition", "Disposition", f.disposition, taxonomy.map((d) => [d, d]), "All dispositions"),
+    has("lead_source") && select("lead_source", "Lead source", f.lead_source, app.leadSources.map((s) => [s, s]), "All sources"),
+    has("compare") &&
+      h(
+        "label",
+        { class: "control check" },
+        h("input", { type: "checkbox", name: "compare", "data-testid": "filter-compare", checked: f.compare, onchange: (e: Event) => update({ compare: (e.target as HTMLInputElement).checked }) }),
+        h("span", {}, "Compare with previous period"),
+      ),
+  ];
+  return h("form", { class: "filters", "aria-label": "filters", onsubmit: (e: Event) => e.preventDefault() }, controls);
+}
+
+function renderLogin() {
+  disposeCharts();
+  document.title = "Sign in · dialboard";
+  const error = h("p", { class: "login-error", role: "alert" });
+  const email = h("input", { type: "email", name: "email", required: true, autocomplete: "username", placeholder: "you@company.com" });
+  const password = h("input", { type: "password", name: "password", required: true, autocomplete: "current-password" });
+  const submit = h("button", { type: "submit" }, "Sign in");
+  const form = h(
+    "form",
+    {
+      class: "login",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        submit.disabled = true;
+        error.textContent = "";
+        try {
+          await post("/auth/login", { email: email.value, password: password.value });
+          app = null;
+          const next = new URLSearchParams(location.search).get("next");
+          navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/", true);
+        } catch (err) {
+          error.textContent = err instanceof ApiError && err.status === 401 ? "Wrong e-mail or password." : String((err as Error).message);
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    },
+    h("div", { class: "brand" }, "dialboard"),
+    h("label", {}, "E-mail", email),
+    h("label", {}, "Password", password),
+    submit,
+    error,
+  );
+  root.replaceChildren(h("div", { class: "login-page" }, form));
+  email.focus();
+}
+
+route();

@@ -1,0 +1,158 @@
+import { get } from "../api";
+import { drillUrl, nameOf, type Page, type PageContext } from "../app";
+import { chart, timeOption } from "../charts";
+import { change, empty, fill, fmt, h, isNum, panel } from "../dom";
+import { coachingList, type Opportunity } from "./coaching";
+
+interface Scorecard {
+  agent_name: string;
+  team_id: string | null;
+  period_start: string;
+  period_end: string;
+  team_rank: number | null;
+  team_size: number | null;
+  percentile: number | null;
+  change_percent: Record<string, number | null>;
+  [metric: string]: unknown;
+}
+
+interface Trends {
+  talk_ratio: { time: string; avg_talk_ratio: number | null }[];
+  sentiment: { time: string; avg_sentiment: number | null; avg_prospect_sentiment: number | null }[];
+  score: { date: string; avg_call_score: number | null; rolling_7day_avg: number | null }[];
+}
+
+/** The scorecard's groups: field, label, format, its key in `change_percent`, lower is better. */
+const GROUPS: [string, [string, string, (v: unknown) => string, string, boolean?][]][] = [
+  [
+    "Activity",
+    [
+      ["total_calls", "Calls", fmt.int, "total_calls"],
+      ["calls_per_hour", "Calls per hour", fmt.num, "calls_per_hour"],
+      ["total_talk_time_minutes", "Talk minutes", fmt.num, "total_talk_time"],
+      ["avg_talk_time_seconds", "Avg talk time", fmt.duration, "avg_talk_time"],
+    ],
+  ],
+  [
+    "Quality",
+    [
+      ["avg_call_score", "Call score", fmt.num, "avg_call_score"],
+      ["avg_sentiment_score", "Sentiment", (v) => (isNum(v) ? v.toFixed(2) : "—"), "avg_sentiment"],
+      ["avg_talk_ratio", "Talk ratio", fmt.ratio, "avg_talk_ratio", true],
+      ["filler_word_rate", "Filler words / 100", fmt.num, "filler_word_rate", true],
+    ],
+  ],
+  [
+    "Outcomes",
+    [
+      ["connected_calls", "Connected", fmt.int, "connected_calls"],
+      ["connect_rate", "Connect rate", fmt.pct, "connect_rate"],
+      ["meetings_booked", "Meetings", fmt.int, "meetings_booked"],
+      ["meeting_booked_rate", "Meeting rate", fmt.pct, "meeting_booked_rate"],
+      ["callback_conversion_rate", "Callback conversion", fmt.pct, "callback_conversion"],
+    ],
+  ],
+];
+
+const PERIODS = [
+  ["daily", "Today"],
+  ["weekly", "This week"],
+  ["monthly", "This month"],
+];
+
+function render(ctx: PageContext) {
+  const { filters: f, app } = ctx;
+  const agent = f.agent ?? app.ownAgent ?? app.agents[0]?.id;
+  if (!agent) {
+    ctx.root.replaceChildren(empty("No agent is visible to you."));
+    return;
+  }
+  const period = ctx.params.get("period") ?? "weekly";
+  const periodSelect = h(
+    "select",
+    {
+      "data-testid": "period",
+      onchange: (e: Event) => {
+        const q = new URLSearchParams(location.search);
+        q.set("period", (e.target as HTMLSelectElement).value);
+        ctx.navigate(`${location.pathname}?${q}`);
+      },
+    },
+    PERIODS.map(([v, l]) => h("option", { value: v, selected: v === period }, l)),
+  );
+  const card = h("div", { "data-testid": "scorecard" });
+  const ratio = h("div", { class: "chart" });
+  const sentiment = h("div", { class: "chart" });
+  const score = h("div", { class: "chart" });
+  const alerts = h("div", {});
+  ctx.root.replaceChildren(
+    panel(nameOf(app.agents, agent), card, periodSelect, "wide"),
+    h("div", { class: "grid three" }, panel("Talk ratio (daily)", ratio), panel("Sentiment (weekly)", sentiment), panel("Call score (rolling 7 days)", score)),
+    panel("Coaching alerts", alerts, null, "wide"),
+  );
+
+  const load = () => {
+    fill(card, async () => {
+      const s = await get<Scorecard>(`/analytics/agent-scorecard/${encodeURIComponent(agent)}`, { period });
+      const rank = isNum(s.team_rank) ? `#${s.team_rank} of ${s.team_size} in ${nameOf(app.teams, s.team_id)}` : "—";
+      return [
+        h("p", { class: "muted" }, `${s.period_start} → ${s.period_end} · team rank ${rank} · percentile ${fmt.num(s.percentile)}`),
+        h(
+          "div",
+          { class: "groups" },
+          GROUPS.map(([title, items]) =>
+            h(
+              "div",
+              { class: "group" },
+              h("h3", {}, title),
+              items.map(([field, label, format, key, lower]) =>
+                h("div", { class: "metric" }, h("span", {}, label), h("strong", { "data-metric": field }, format(s[field])), change(s.change_percent[key], lower)),
+              ),
+            ),
+          ),
+        ),
+        h("a", { href: drillUrl({ ...f, agent, preset: period === "daily" ? "today" : period === "weekly" ? "this_week" : "this_month" }, "today") }, "See these calls →"),
+      ];
+    });
+    get<Trends>(`/analytics/trends/${encodeURIComponent(agent)}`)
+      .then((t) => {
+        const days = (xs: { time: string }[]) => xs.map((x) => x.time);
+        chart(ratio, timeOption(days(t.talk_ratio), false, [{ name: "Talk ratio", values: t.talk_ratio.map((x) => (isNum(x.avg_talk_ratio) ? +(x.avg_talk_ratio * 100).toFixed(1) : null)) }], { target: app.settings.coaching.high_talk_ratio * 100, percentAxis: true }));
+        chart(
+          sentiment,
+          timeOption(days(t.sentiment), false, [
+            { name: "Rep", values: t.sentiment.map((x) => x.avg_sentiment) },
+            { name: "Prospect", values: t.sentiment.map((x) => x.avg_prospect_sentiment), dotted: true },
+          ]),
+        );
+        chart(
+          score,
+          timeOption(
+            t.score.map((x) => `${x.date}T`),
+            false,
+            [
+              { name: "Rolling 7 days", values: t.score.map((x) => x.rolling_7day_avg) },
+              { name: "Daily", values: t.score.map((x) => x.avg_call_score), dotted: true },
+            ],
+          ),
+        );
+      })
+      .catch((e) => fill(ratio, () => Promise.reject(e)));
+    const team = app.agents.find((a) => a.id === agent)?.team_id;
+    fill(alerts, async () => {
+      if (!team) return empty("This rep has no team, so no coaching rules apply.");
+      const r = await get<{ opportunities: Opportunity[] }>(`/analytics/coaching-opportunities/${encodeURIComponent(team)}`);
+      return coachingList(r.opportunities.filter((o) => o.agent_id === agent), app, false);
+    });
+  };
+  load();
+  ctx.live(load);
+}
+
+export const agent: Page = {
+  path: "/agent",
+  title: "Agent",
+  controls: ["team", "agent"],
+  defaultPreset: "this_week",
+  render,
+};

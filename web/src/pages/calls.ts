@@ -1,0 +1,149 @@
+import { get, type Params } from "../api";
+import { nameOf, type Page, type PageContext } from "../app";
+import { empty, failure, fill, fmt, h, isNum, loading, panel, table } from "../dom";
+import { DIMENSIONS, rangeParams } from "../filters";
+
+interface Call {
+  call_id: string;
+  agent_id: string;
+  team_id: string | null;
+  campaign_id: string | null;
+  lead_source: string | null;
+  direction: string;
+  disposition: string;
+  disposition_category: string | null;
+  started_at: string;
+  talk_seconds: number | null;
+  analysis: Record<string, unknown> | null;
+}
+
+interface CallDetail extends Call {
+  contact_id: string | null;
+  ended_at: string | null;
+  wait_seconds: number | null;
+  wrap_seconds: number | null;
+  versions: { event_id: string; type: string; received_at: string; current: boolean; event: Record<string, unknown> }[];
+}
+
+/** Drill-down parameters beyond the filter bar's that a chart may add. */
+const EXTRA = ["disposition_category", "hour_of_day", "day_of_week", "direction", "list", "channel", "score_range"];
+
+function render(ctx: PageContext) {
+  const { filters: f, app } = ctx;
+  const query: Params = { ...rangeParams(f, "last_7_days"), timezone: f.timezone };
+  for (const d of [...DIMENSIONS, ...EXTRA]) query[d] = ctx.params.get(d) ?? undefined;
+  const chips = EXTRA.filter((d) => ctx.params.get(d)).map((d) =>
+    h("a", { class: "chip", href: location.pathname + "?" + without(ctx.params, d), title: "remove this filter" }, `${fmt.label(d)}: ${ctx.params.get(d)} ✕`),
+  );
+  const detail = h("div", { class: "detail" });
+  const list = h("div", {}, loading());
+  const more = h("div", { class: "more" });
+  ctx.root.replaceChildren(
+    chips.length ? h("div", { class: "chips" }, chips) : "",
+    detail,
+    panel("Calls", list, h("span", { class: "muted" }, "newest first · click a call for its analysis and versions"), "wide"),
+    more,
+  );
+  const open = ctx.params.get("call");
+  if (open) showDetail(detail, open, ctx);
+
+  const rows: Call[] = [];
+  const page = async (cursor?: string) => {
+    more.replaceChildren(loading());
+    try {
+      const r = await get<{ calls: Call[]; next_cursor: string | null }>("/calls", { ...query, cursor, limit: "50" });
+      rows.push(...r.calls);
+      list.replaceChildren(
+        rows.length === 0
+          ? empty("No calls match these filters.")
+          : table(
+              rows,
+              [
+                { label: "Started", value: (c) => c.started_at.replace("T", " ").slice(0, 16) },
+                { label: "Agent", value: (c) => nameOf(app.agents, c.agent_id) },
+                { label: "Campaign", value: (c) => nameOf(app.campaigns, c.campaign_id) },
+                { label: "Disposition", value: (c) => h("span", { class: `tag ${c.disposition_category ?? ""}` }, c.disposition) },
+                { label: "Talk", value: (c) => fmt.duration(c.talk_seconds), numeric: true },
+                { label: "Score", value: (c) => fmt.num(c.analysis?.score), numeric: true },
+              ],
+              (c) => ctx.navigate(`${location.pathname}?${with_(ctx.params, "call", c.call_id)}`),
+              "calls-table",
+            ),
+      );
+      more.replaceChildren(
+        r.next_cursor ? h("button", { "data-testid": "load-more", onclick: () => page(r.next_cursor!) }, "Load more") : rows.length ? h("span", { class: "muted" }, `${rows.length} calls`) : "",
+      );
+    } catch (e) {
+      more.replaceChildren(failure(e));
+    }
+  };
+  page();
+}
+
+function without(q: URLSearchParams, key: string): string {
+  const c = new URLSearchParams(q);
+  c.delete(key);
+  return c.toString();
+}
+
+function with_(q: URLSearchParams, key: string, value: string): string {
+  const c = new URLSearchParams(q);
+  c.set(key, value);
+  return c.toString();
+}
+
+function showDetail(target: HTMLElement, id: string, ctx: PageContext) {
+  const close = h("a", { class: "link", href: `${location.pathname}?${without(ctx.params, "call")}` }, "close ✕");
+  const body = h("div", { "data-testid": "call-detail" });
+  target.replaceChildren(panel(`Call ${id}`, body, close, "wide"));
+  fill(body, async () => {
+    const c = await get<CallDetail>(`/calls/${encodeURIComponent(id)}`);
+    const a = c.analysis ?? {};
+    const fact = (label: string, value: unknown) => h("div", { class: "fact" }, h("span", {}, label), h("strong", {}, String(value ?? "—")));
+    return [
+      h(
+        "div",
+        { class: "facts" },
+        fact("Agent", nameOf(ctx.app.agents, c.agent_id)),
+        fact("Team", nameOf(ctx.app.teams, c.team_id)),
+        fact("Campaign", nameOf(ctx.app.campaigns, c.campaign_id)),
+        fact("Lead source", c.lead_source),
+        fact("Direction", c.direction),
+        fact("Disposition", c.disposition),
+        fact("Contact", c.contact_id),
+        fact("Started", c.started_at),
+        fact("Ended", c.ended_at),
+        fact("Wait", fmt.duration(c.wait_seconds)),
+        fact("Talk", fmt.duration(c.talk_seconds)),
+        fact("Wrap-up", fmt.duration(c.wrap_seconds)),
+      ),
+      c.analysis
+        ? h(
+            "div",
+            { class: "facts" },
+            fact("Call score", fmt.num(a.score)),
+            fact("Sentiment", isNum(a.sentiment) ? a.sentiment.toFixed(2) : "—"),
+            fact("Prospect sentiment", isNum(a.prospect_sentiment) ? a.prospect_sentiment.toFixed(2) : "—"),
+            fact("Agent talk ratio", fmt.ratio(a.agent_talk_ratio)),
+            fact("Filler words / 100", fmt.num(a.filler_words_per_100)),
+            fact("Intent", a.intent),
+          )
+        : h("p", { class: "muted" }, "No AI analysis for this call."),
+      h("h3", {}, `Versions (${c.versions.length})`),
+      table(c.versions, [
+        { label: "Event", value: (v) => v.event_id },
+        { label: "Received", value: (v) => v.received_at },
+        { label: "Disposition", value: (v) => String(v.event.disposition ?? "—") },
+        { label: "", value: (v) => (v.current ? h("span", { class: "tag connected" }, "current") : "replaced") },
+      ]),
+    ];
+  });
+}
+
+export const calls: Page = {
+  path: "/calls",
+  title: "Calls",
+  controls: ["range", "timezone", "team", "agent", "campaign", "disposition", "lead_source"],
+  defaultPreset: "last_7_days",
+  render,
+};

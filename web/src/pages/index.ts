@@ -1,0 +1,13 @@
+import type { Page } from "../app";
+import { activity } from "./activity";
+import { agent } from "./agent";
+import { bestTime } from "./besttime";
+import { calls } from "./calls";
+import { coaching } from "./coaching";
+import { overview } from "./overview";
+import { pipeline } from "./pipeline";
+import { team } from "./team";
+import { tickets } from "./tickets";
+
+/** In the navigation's order; the first a role may see is its home. */
+export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, tickets, coaching, activity, calls];

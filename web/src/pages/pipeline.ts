@@ -1,0 +1,123 @@
+import { get } from "../api";
+import { drillUrl, nameOf, type Page, type PageContext } from "../app";
+import { barOption, chart, funnelOption } from "../charts";
+import { fill, fmt, h, panel, table } from "../dom";
+import { includesToday, sharedParams } from "../filters";
+
+interface Group {
+  group: string | null;
+  stages: Record<string, number>;
+  conversion_rates: Record<string, number | null>;
+  revenue: { total_closed_won: number; deals_won: number; avg_deal_size: number | null; revenue_per_call: number | null };
+  avg_days_first_call_to_meeting: number | null;
+}
+
+interface Campaign {
+  campaign_id: string;
+  name: string;
+  cost: number | null;
+  cost_per_lead: number | null;
+  leads: number;
+  roi_percent: number | null;
+  metrics: Record<string, number | null>;
+}
+
+const GROUPINGS = [
+  ["campaign", "By campaign"],
+  ["lead_source", "By lead source"],
+  ["agent", "By agent"],
+];
+
+function render(ctx: PageContext) {
+  const { filters: f, app } = ctx;
+  const params = sharedParams(f, "last_30_days");
+  const groupBy = ctx.params.get("group_by") ?? "campaign";
+  const funnel = h("div", { class: "chart tall", "data-testid": "chart-funnel" });
+  const revenue = h("div", { class: "chart tall", "data-testid": "chart-revenue" });
+  const groups = h("div", {});
+  const campaigns = h("div", {});
+  const grouping = h(
+    "select",
+    {
+      "data-testid": "group-by",
+      onchange: (e: Event) => {
+        const q = new URLSearchParams(location.search);
+        q.set("group_by", (e.target as HTMLSelectElement).value);
+        ctx.navigate(`${location.pathname}?${q}`);
+      },
+    },
+    GROUPINGS.map(([v, l]) => h("option", { value: v, selected: v === groupBy }, l)),
+  );
+  ctx.root.replaceChildren(
+    h("div", { class: "grid two" }, panel("Contacts through the stages", funnel), panel("Closed-won revenue", revenue)),
+    panel("Funnel", groups, grouping, "wide"),
+    panel("Campaigns: cost and return", campaigns, null, "wide"),
+  );
+  const name = (g: string | null) =>
+    g === null ? "—" : groupBy === "campaign" ? nameOf(app.campaigns, g) : groupBy === "agent" ? nameOf(app.agents, g) : g;
+
+  const load = () => {
+    get<{ stages: { stage: string; contacts: number }[] }>("/analytics/conversion-funnel", params)
+      .then((r) => chart(funnel, funnelOption(r.stages.filter((s) => s.stage !== "closed_lost").map((s) => ({ name: fmt.label(s.stage), value: s.contacts })))))
+      .catch((e) => fill(funnel, () => Promise.reject(e)));
+    fill(groups, async () => {
+      const r = await get<{ groups: Group[]; steps: string[]; overall: Group }>("/analytics/pipeline-funnel", { ...params, group_by: groupBy });
+      chart(
+        revenue,
+        barOption(
+          r.groups.map((g) => name(g.group)),
+          [{ name: "Revenue", values: r.groups.map((g) => g.revenue.total_closed_won) }],
+          true,
+        ),
+        (p) => {
+          const g = r.groups[p.dataIndex]?.group;
+          if (g) ctx.navigate(drillUrl(f, "last_30_days", { [groupBy]: g, disposition: "Meeting Booked" }));
+        },
+      );
+      const rows = [...r.groups, { ...r.overall, group: "__all" }];
+      return table(
+        rows,
+        [
+          { label: fmt.label(groupBy), value: (g) => (g.group === "__all" ? h("strong", {}, "All") : name(g.group)) },
+          ...r.steps.map((s) => ({ label: fmt.label(s), value: (g: Group) => fmt.int(g.stages[s]), numeric: true })),
+          { label: "Call → won", value: (g) => fmt.pct(g.conversion_rates.calls_to_closed_won), numeric: true },
+          { label: "Revenue", value: (g) => fmt.money(g.revenue.total_closed_won), numeric: true },
+          { label: "Per call", value: (g) => fmt.money(g.revenue.revenue_per_call), numeric: true },
+          { label: "Days to meeting", value: (g) => fmt.num(g.avg_days_first_call_to_meeting), numeric: true },
+        ],
+        (g) => g.group && g.group !== "__all" && ctx.navigate(drillUrl(f, "last_30_days", { [groupBy]: g.group })),
+        "funnel-table",
+      );
+    });
+    fill(campaigns, async () => {
+      const ids = f.campaign ? [f.campaign] : app.campaigns.map((c) => c.id);
+      const rows = await Promise.all(ids.map((id) => get<Campaign>(`/analytics/campaigns/${encodeURIComponent(id)}`, { ...params, campaign: undefined, compare: "none" })));
+      return table(
+        rows,
+        [
+          { label: "Campaign", value: (c) => c.name },
+          { label: "Calls", value: (c) => fmt.int(c.metrics.total_calls), numeric: true },
+          { label: "Leads", value: (c) => fmt.int(c.leads), numeric: true },
+          { label: "Meetings", value: (c) => fmt.int(c.metrics.meetings_booked), numeric: true },
+          { label: "Deals", value: (c) => fmt.int(c.metrics.deals_won), numeric: true },
+          { label: "Revenue", value: (c) => fmt.money(c.metrics.revenue), numeric: true },
+          { label: "Cost", value: (c) => fmt.money(c.cost), numeric: true },
+          { label: "Cost per lead", value: (c) => fmt.money(c.cost_per_lead), numeric: true },
+          { label: "ROI", value: (c) => fmt.pct(c.roi_percent), numeric: true },
+        ],
+        (c) => ctx.navigate(drillUrl(f, "last_30_days", { campaign: c.campaign_id })),
+        "campaigns",
+      );
+    });
+  };
+  load();
+  if (includesToday(f, "last_30_days")) ctx.live(load);
+}
+
+export const pipeline: Page = {
+  path: "/pipeline",
+  title: "Campaigns & pipeline",
+  controls: ["range", "timezone", "team", "agent", "campaign", "lead_source"],
+  defaultPreset: "last_30_days",
+  render,
+};

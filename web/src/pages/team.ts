@@ -1,0 +1,136 @@
+import { get } from "../api";
+import { drillUrl, type Page, type PageContext } from "../app";
+import { chart, sparklineOption } from "../charts";
+import { empty, fill, fmt, h, isNum, panel, table } from "../dom";
+
+interface Entry {
+  rank: number;
+  agent_id: string;
+  agent_name: string;
+  current_status: string | null;
+  is_online: boolean;
+  calls: number;
+  connects: number;
+  connect_rate: number | null;
+  meetings: number;
+  talk_time_minutes: number;
+  avg_call_score: number | null;
+  meeting_streak: number;
+  daily_goal: number | null;
+  daily_goal_progress: number | null;
+  sparkline: number[];
+}
+
+interface Leaderboard {
+  team_name: string;
+  team_total_calls: number;
+  team_connect_rate: number | null;
+  team_meetings: number;
+  team_avg_score: number | null;
+  updated_at: string;
+  entries: Entry[];
+}
+
+const SORTS = [
+  ["calls", "Calls"],
+  ["connects", "Connects"],
+  ["meetings", "Meetings"],
+  ["score", "Score"],
+];
+
+function render(ctx: PageContext) {
+  const { filters: f, app } = ctx;
+  const team = f.team ?? app.teams.find((t) => app.agents.some((a) => a.id === app.ownAgent && a.team_id === t.id))?.id ?? app.teams[0]?.id;
+  if (!team) {
+    ctx.root.replaceChildren(empty("No team is visible to you."));
+    return;
+  }
+  const sortBy = ctx.params.get("sort_by") ?? "calls";
+  const stats = h("div", { class: "kpis" });
+  const board = h("div", {});
+  const onCall = h("div", {});
+  const sort = h(
+    "select",
+    {
+      "data-testid": "sort-by",
+      onchange: (e: Event) => {
+        const q = new URLSearchParams(location.search);
+        q.set("sort_by", (e.target as HTMLSelectElement).value);
+        ctx.navigate(`${location.pathname}?${q}`);
+      },
+    },
+    SORTS.map(([v, l]) => h("option", { value: v, selected: v === sortBy }, `Sort by ${l.toLowerCase()}`)),
+  );
+  ctx.root.replaceChildren(stats, h("div", { class: "grid side" }, panel("Leaderboard", board, sort, "wide"), panel("On a call now", onCall)));
+  const t = app.settings.coaching;
+  const load = async () => {
+    const r = await get<Leaderboard>(`/analytics/team-leaderboard/${encodeURIComponent(team)}`, { timezone: f.timezone, sort_by: sortBy });
+    fill(stats, async () =>
+      [
+        ["Team", r.team_name],
+        ["Calls", fmt.int(r.team_total_calls)],
+        ["Connect rate", fmt.pct(r.team_connect_rate)],
+        ["Meetings", fmt.int(r.team_meetings)],
+        ["Avg score", fmt.num(r.team_avg_score)],
+      ].map(([label, value]) => h("div", { class: "kpi" }, h("div", { class: "kpi-label" }, label), h("div", { class: "kpi-value" }, value))),
+    );
+    const good = (ok: boolean | null) => (ok === null ? "" : ok ? "good" : "bad");
+    const sparks: [HTMLElement, number[]][] = [];
+    fill(board, async () =>
+      table(
+        r.entries,
+        [
+          { label: "#", value: (e) => e.rank, numeric: true },
+          {
+            label: "Rep",
+            value: (e) => h("span", { class: "rep" }, h("span", { class: `dot ${e.current_status ?? "offline"}`, title: e.current_status ?? "offline" }), h("a", { href: `/agent?agent=${encodeURIComponent(e.agent_id)}` }, e.agent_name)),
+          },
+          { label: "Calls", value: (e) => h("a", { href: drillUrl({ ...f, agent: e.agent_id, preset: "today" }, "today") }, fmt.int(e.calls)), numeric: true },
+          { label: "Connects", value: (e) => fmt.int(e.connects), numeric: true },
+          { label: "Rate", value: (e) => fmt.pct(e.connect_rate), numeric: true, cls: (e) => good(isNum(e.connect_rate) ? e.connect_rate >= t.low_connect_rate : null) },
+          { label: "Meetings", value: (e) => fmt.int(e.meetings), numeric: true },
+          { label: "Talk min", value: (e) => fmt.num(e.talk_time_minutes), numeric: true },
+          { label: "Score", value: (e) => fmt.num(e.avg_call_score), numeric: true, cls: (e) => good(isNum(e.avg_call_score) ? e.avg_call_score >= t.low_call_score : null) },
+          { label: "Streak", value: (e) => (e.meeting_streak ? `🔥 ${e.meeting_streak}` : "—"), numeric: true },
+          {
+            label: "Daily goal",
+            value: (e) => {
+              const p = e.daily_goal_progress ?? 0;
+              return h("div", { class: `progress ${good(p >= 100)}`, title: `${fmt.int(e.calls)} of ${fmt.int(e.daily_goal)}` }, h("div", { style: `width:${Math.min(p, 100)}%` }), h("span", {}, fmt.pct(p)));
+            },
+          },
+          {
+            label: "Today by hour",
+            value: (e) => {
+              const el = h("div", { class: "spark" });
+              sparks.push([el, e.sparkline]);
+              return el;
+            },
+          },
+        ],
+        undefined,
+        "leaderboard",
+      ),
+    ).then(() => sparks.forEach(([el, v]) => chart(el, sparklineOption(v))));
+    const now = r.entries.filter((e) => e.is_online);
+    fill(onCall, async () =>
+      now.length === 0
+        ? empty("Nobody is online.")
+        : h(
+            "ul",
+            { class: "presence", "data-testid": "on-call" },
+            now.map((e) => h("li", {}, h("span", { class: `dot ${e.current_status}` }), e.agent_name, h("span", { class: "muted" }, fmt.label(e.current_status ?? "")))),
+          ),
+    );
+  };
+  load().catch((e) => fill(board, () => Promise.reject(e)));
+  ctx.live(() => void load().catch(() => undefined));
+}
+
+export const team: Page = {
+  path: "/team",
+  title: "Team",
+  controls: ["timezone", "team"],
+  defaultPreset: "today",
+  render,
+};

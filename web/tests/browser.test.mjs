@@ -1,0 +1,253 @@
+// Browser tests: the real `dialboard demo` binary and Debian's Chromium, driven by
+// playwright-core. Every page as every demo role, the filters in the URL, a drill-down, a live
+// update, and no console errors anywhere. Screenshots go to web/test-artifacts/.
+//
+// DIALBOARD_BIN: the binary (the Rust test that runs this passes its debug build).
+// CHROMIUM: the browser (default /usr/bin/chromium).
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const artifacts = join(here, "..", "test-artifacts");
+const binary = process.env.DIALBOARD_BIN ?? join(here, "..", "..", "target", "debug", "dialboard");
+const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+let server;
+let base;
+let browser;
+let dir;
+
+/** Starts `dialboard demo` on a fresh database and a free port; resolves with its URL. */
+function startDemo() {
+  dir = mkdtempSync(join(tmpdir(), "dialboard-web-"));
+  server = spawn(binary, ["demo", "--database", `sqlite://${join(dir, "demo.db")}`, "--listen", "127.0.0.1:0", "--days", "21"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    server.stdout.on("data", (chunk) => {
+      out += chunk;
+      const url = out.match(/^(http:\/\/\S+)$/m);
+      if (url) resolve(url[1]);
+    });
+    server.on("exit", (code) => reject(new Error(`dialboard demo exited (${code}): ${out}`)));
+  });
+}
+
+before(async () => {
+  mkdirSync(artifacts, { recursive: true });
+  base = await startDemo();
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: FLAGS });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A signed-in page that records every console error and uncaught exception. */
+async function signIn(email, viewport = { width: 1440, height: 1000 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (m) => m.type() === "error" && errors.push(`${page.url()}: ${m.text()}`));
+  page.on("pageerror", (e) => errors.push(`${page.url()}: ${e.message}`));
+  await page.goto(`${base}/login`);
+  await page.fill("input[name=email]", email);
+  await page.fill("input[name=password]", "demo");
+  await page.click("button[type=submit]");
+  await page.waitForSelector("nav.sidebar");
+  return { page, errors, context };
+}
+
+/** Waits until the page shows no loading state, then checks it shows no error state. */
+async function settled(page) {
+  await page.waitForFunction(() => document.querySelector("main.content") && !document.querySelector(".state.loading"), null, { timeout: 20_000 });
+  // Charts draw after their data arrives.
+  await page.waitForTimeout(300);
+  const failures = await page.locator(".state.error").allTextContents();
+  assert.deepEqual(failures, [], `error states on ${page.url()}`);
+}
+
+const PAGES = ["overview", "team", "agent", "pipeline", "best-time", "tickets", "coaching", "activity", "calls"];
+
+for (const [role, email, hidden] of [
+  ["admin", "admin@demo.test", []],
+  ["manager", "manager@demo.test", []],
+  ["agent", "agent@demo.test", ["coaching"]],
+]) {
+  describe(`as ${role}`, () => {
+    test("every page loads, renders its charts and tables, and logs no errors", async () => {
+      const { page, errors, context } = await signIn(email);
+      for (const name of PAGES) {
+        const link = page.getByTestId(`nav-${name}`);
+        if (hidden.includes(name)) {
+          assert.equal(await link.count(), 0, `${role} should not see ${name}`);
+          continue;
+        }
+        await link.click();
+        await page.waitForURL((u) => u.pathname === (name === "overview" ? "/" : `/${name}`));
+        await settled(page);
+        const shown = await page.locator(".chart canvas, table, [data-testid=feed] li").count();
+        assert.ok(shown > 0, `${name} shows no chart, table or feed`);
+        await page.screenshot({ path: join(artifacts, `${role}-${name}.png`), fullPage: true });
+      }
+      assert.deepEqual(errors, []);
+      await context.close();
+    });
+  });
+}
+
+test("an agent sees their own numbers: the agent filter is fixed to them", async () => {
+  const { page, errors, context } = await signIn("agent@demo.test");
+  await page.getByTestId("nav-agent").click();
+  await settled(page);
+  assert.match(page.url(), /agent=maria\.santos/);
+  assert.equal(await page.getByTestId("filter-agent").count(), 0, "no agent picker for a rep");
+  await assert.doesNotReject(page.getByTestId("scorecard").getByText("Calls").first().waitFor());
+  // Another rep's scorecard is refused by the server, and the page says so instead of breaking.
+  await page.goto(`${base}/agent?agent=li.wei`);
+  await settled(page);
+  assert.match(page.url(), /agent=maria\.santos/, "the URL is brought back to the rep");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("a manager's team filter offers only their teams", async () => {
+  const { page, errors, context } = await signIn("manager@demo.test");
+  await settled(page);
+  const teams = await page.getByTestId("filter-team").locator("option").allTextContents();
+  assert.deepEqual(teams, ["Enterprise"]);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("filters live in the URL: shareable, and the back button restores them", async () => {
+  const { page, errors, context } = await signIn("admin@demo.test");
+  await settled(page);
+  const calls = async () => page.locator('[data-metric="total_calls"]').textContent();
+  const all = await calls();
+  await page.getByTestId("filter-team").selectOption("smb");
+  await page.waitForURL(/team=smb/);
+  await settled(page);
+  const smb = await calls();
+  assert.notEqual(smb, all, "the team filter changes the numbers");
+  await page.getByTestId("filter-preset").selectOption("last_7_days");
+  await page.waitForURL(/preset=last_7_days/);
+  await settled(page);
+  assert.match(page.url(), /team=smb/);
+  // A shared link opens the same view.
+  const shared = await context.newPage();
+  await shared.goto(page.url());
+  await settled(shared);
+  assert.equal(await shared.getByTestId("filter-team").inputValue(), "smb");
+  assert.equal(await shared.getByTestId("filter-preset").inputValue(), "last_7_days");
+  // Back twice: today, all teams.
+  await page.goBack();
+  await settled(page);
+  assert.doesNotMatch(page.url(), /last_7_days/);
+  await page.goBack();
+  await settled(page);
+  assert.doesNotMatch(page.url(), /team=/);
+  assert.equal(await page.getByTestId("filter-team").inputValue(), "");
+  // A custom range replaces the preset.
+  await page.getByTestId("filter-start").fill("2026-01-05");
+  await page.getByTestId("filter-start").dispatchEvent("change");
+  await page.waitForURL(/start=2026-01-05/);
+  assert.doesNotMatch(page.url(), /preset=/);
+  await settled(page);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("drill-down: from a number to the calls behind it, and into one call", async () => {
+  const { page, errors, context } = await signIn("admin@demo.test");
+  await page.getByTestId("filter-preset").selectOption("last_7_days");
+  await settled(page);
+  const shown = Number((await page.locator('[data-metric="connected_calls"]').textContent()).replace(/,/g, ""));
+  await page.locator('a.kpi:has([data-metric="connected_calls"])').click();
+  await page.waitForURL(/\/calls\?.*disposition_category=connected/);
+  await settled(page);
+  const rows = page.getByTestId("calls-table").locator("tbody tr");
+  assert.ok((await rows.count()) > 0);
+  // Every call listed is a connected one, and paging reaches as many as the KPI said (up to 3 pages).
+  const categories = await page.locator("td .tag").evaluateAll((els) => els.map((e) => e.className));
+  assert.ok(categories.every((c) => c.includes("connected")), categories.join());
+  for (let i = 0; i < 2 && (await page.getByTestId("load-more").count()); i++) {
+    const listed = await rows.count();
+    await page.getByTestId("load-more").click();
+    await page.waitForFunction((n) => document.querySelectorAll("[data-testid=calls-table] tbody tr").length > n, listed);
+  }
+  if ((await page.getByTestId("load-more").count()) === 0) assert.equal(await rows.count(), shown);
+  await rows.first().click();
+  await page.waitForURL(/call=/);
+  await page.getByTestId("call-detail").getByText("Versions").waitFor();
+  await settled(page);
+  // The donut drills from categories to dispositions to calls.
+  await page.goto(`${base}/?preset=last_7_days`);
+  await settled(page);
+  const donut = page.getByTestId("chart-dispositions");
+  const box = await donut.boundingBox();
+  // The ring sits around the centre (45% down): click on its right side.
+  await page.mouse.click(box.x + box.width / 2 + box.height * 0.28, box.y + box.height * 0.45);
+  await page.getByTestId("donut-back").waitFor();
+  await page.mouse.click(box.x + box.width / 2 + box.height * 0.28, box.y + box.height * 0.45);
+  await page.waitForURL(/\/calls\?.*disposition=/);
+  await settled(page);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("live: numbers move as events arrive, without a reload", async () => {
+  const { page, errors, context } = await signIn("admin@demo.test");
+  await settled(page);
+  await page.getByTestId("live-status").getByText("Live").waitFor();
+  const before = await page.locator('[data-metric="total_calls"]').textContent();
+  await page.evaluate(() => (window.__sameDocument = true));
+  // The demo ends a call every second or two.
+  await page.waitForFunction((b) => document.querySelector('[data-metric="total_calls"]')?.textContent !== b, before, { timeout: 30_000 });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, "no reload");
+  // The feed grows live too.
+  await page.getByTestId("nav-activity").click();
+  await settled(page);
+  await page.locator("[data-testid=feed] li.fresh").first().waitFor({ timeout: 30_000 });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("a tablet-sized screen keeps every page readable", async () => {
+  const { page, errors, context } = await signIn("manager@demo.test", { width: 820, height: 1180 });
+  for (const name of ["overview", "team", "pipeline"]) {
+    await page.getByTestId(`nav-${name}`).click();
+    await settled(page);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `${name} scrolls sideways by ${overflow}px`);
+    await page.screenshot({ path: join(artifacts, `tablet-${name}.png`), fullPage: true });
+  }
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("signing in with a wrong password says so; signing out returns to the login", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/login`);
+  await page.fill("input[name=email]", "admin@demo.test");
+  await page.fill("input[name=password]", "wrong");
+  await page.click("button[type=submit]");
+  await page.getByText("Wrong e-mail or password.").waitFor();
+  await page.fill("input[name=password]", "demo");
+  await page.click("button[type=submit]");
+  await page.waitForSelector("nav.sidebar");
+  await page.getByTestId("logout").click();
+  await page.waitForURL(/\/login/);
+  await context.close();
+});
