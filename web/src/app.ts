@@ -70,6 +70,8 @@ export interface Page {
   /** Filter bar controls this page honours. */
   controls: Control[];
   defaultPreset: string;
+  /** Dimensions the page needs one value of (the bar offers no "all"; the URL gets a default). */
+  requires?: Dimension[];
   /** Roles that see the page (all when absent). */
   roles?: string[];
   render: (ctx: PageContext) => void;

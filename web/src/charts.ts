@@ -93,7 +93,7 @@ export function timeOption(times: string[], hourly: boolean, series: Series[], o
       lineStyle: s.dotted ? { type: "dotted", width: 2 } : { width: 2 },
       markLine:
         opts.target !== undefined && i === 0
-          ? { symbol: "none", label: { formatter: `target ${opts.target}%` }, lineStyle: { color: "#dc2626", type: "dashed" }, data: [{ yAxis: opts.target }] }
+          ? { symbol: "none", label: { formatter: `target ${opts.target}%`, position: "insideEndTop" }, lineStyle: { color: "#dc2626", type: "dashed" }, data: [{ yAxis: opts.target }] }
           : undefined,
     })),
   };
@@ -124,10 +124,10 @@ export function funnelOption(stages: { name: string; value: number }[]): ECharts
       {
         type: "funnel",
         sort: "none",
-        left: "10%",
-        width: "80%",
-        minSize: "8%",
-        label: { show: true, position: "inside", formatter: "{b}: {c}" },
+        left: "5%",
+        width: "65%",
+        minSize: "4%",
+        label: { show: true, position: "right", formatter: "{b}: {c}", color: "#111827" },
         data: stages,
       },
     ],

@@ -31,11 +31,13 @@ export const isNum = (v: unknown): v is number => typeof v === "number" && Numbe
 
 const int = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 const one = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
+const two = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
 const money0 = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
 
 export const fmt = {
   int: (v: unknown) => (isNum(v) ? int.format(v) : "—"),
-  num: (v: unknown) => (isNum(v) ? one.format(v) : "—"),
+  /** One decimal, or two for small values (a talk ratio of 0.68 is not 0.7). */
+  num: (v: unknown) => (isNum(v) ? (Math.abs(v) < 10 ? two : one).format(v) : "—"),
   pct: (v: unknown) => (isNum(v) ? `${one.format(v)}%` : "—"),
   ratio: (v: unknown) => (isNum(v) ? `${one.format(v * 100)}%` : "—"),
   money: (v: unknown) => (isNum(v) ? money0.format(v) : "—"),

@@ -58,6 +58,12 @@ async function route() {
   if (app.ownAgent && page.controls.includes("agent") && filters.agent !== app.ownAgent) {
     return navigate(location.pathname + withFilters({ agent: app.ownAgent }), true);
   }
+  const missing = (page.requires ?? []).filter((d) => !filters[d]);
+  if (missing.length) {
+    const defaults: Record<string, string | undefined> = {};
+    for (const d of missing) defaults[d] = defaultOf(app, d, filters);
+    if (Object.values(defaults).every(Boolean)) return navigate(location.pathname + withFilters(defaults), true);
+  }
   document.title = `${page.title} · dialboard`;
   const content = h("main", { class: "content", "data-page": page.path });
   root.replaceChildren(shell(app, pages, page, filters, content));
@@ -71,6 +77,14 @@ async function route() {
     onLeave: (f) => leave.push(f),
   };
   page.render(ctx);
+}
+
+/** A required filter's value when the URL has none: the user's own team or agent, else the first. */
+function defaultOf(app: App, d: string, f: Filters): string | undefined {
+  const own = app.agents.find((a) => a.id === app.ownAgent);
+  if (d === "team") return own?.team_id ?? app.teams[0]?.id;
+  if (d === "agent") return own?.id ?? app.agents.find((a) => !f.team || a.team_id === f.team)?.id;
+  return undefined;
 }
 
 /** The narrowest live scope covering the filters. */
@@ -173,6 +187,7 @@ const ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America
 
 function filterBar(app: App, page: Page, f: Filters): HTMLElement {
   const has = (c: Control) => page.controls.includes(c);
+  const required: Control[] = page.requires ?? [];
   const custom = Boolean(f.start || f.end);
   const zones = [...new Set([app.settings.timezone, ...ZONES])];
   const date = (name: "start" | "end", label: string) =>
@@ -188,8 +203,8 @@ function filterBar(app: App, page: Page, f: Filters): HTMLElement {
     has("range") && date("start", "From"),
     has("range") && date("end", "To"),
     has("timezone") && select("timezone", "Timezone", f.timezone, zones.map((z) => [z, z]), `Tenant (${app.settings.timezone})`),
-    has("team") && select("team", "Team", f.team, app.teams.map((t) => [t.id, t.name]), app.teams.length > 1 || app.me.reach.all ? "All teams" : ""),
-    has("agent") && !app.ownAgent && select("agent", "Agent", f.agent, app.agents.filter((a) => !f.team || a.team_id === f.team).map((a) => [a.id, a.name]), "All agents"),
+    has("team") && select("team", "Team", f.team, app.teams.map((t) => [t.id, t.name]), !required.includes("team") && (app.teams.length > 1 || app.me.reach.all) ? "All teams" : ""),
+    has("agent") && !app.ownAgent && select("agent", "Agent", f.agent, app.agents.filter((a) => !f.team || a.team_id === f.team).map((a) => [a.id, a.name]), required.includes("agent") ? "" : "All agents"),
     has("agent") && app.ownAgent && h("span", { class: "control fixed" }, h("span", {}, "Agent"), app.agents[0]?.name ?? app.ownAgent),
     has("campaign") && select("campaign", "Campaign", f.campaign, app.campaigns.map((c) => [c.id, c.name]), "All campaigns"),
     has("disposition") && select("disposition", "Disposition", f.disposition, taxonomy.map((d) => [d, d]), "All dispositions"),

@@ -6,12 +6,12 @@ import { subscribe, type ActivityItem, type Scope } from "../live";
 const MAX_ITEMS = 200;
 
 const ICONS: Record<string, string> = {
-  call_ended: "📞",
-  meeting_booked: "📅",
+  call_ended: "☎",
+  meeting_booked: "★",
   status_changed: "●",
   stage_changed: "➜",
-  conversion: "🏆",
-  ticket_resolved: "✉",
+  conversion: "$",
+  ticket_resolved: "✓",
 };
 
 function describe(a: ActivityItem, app: App): (string | HTMLElement)[] {
@@ -83,7 +83,8 @@ function render(ctx: PageContext) {
     subscribe({
       scope,
       onActivity: (items) => {
-        list.querySelector(".state")?.closest("li")?.remove();
+        const waiting = list.querySelector(".state");
+        (waiting?.closest("li") ?? waiting)?.remove();
         for (const a of items) list.prepend(item(a, true));
         while (list.children.length > MAX_ITEMS) list.lastElementChild?.remove();
       },

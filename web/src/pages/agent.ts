@@ -62,7 +62,7 @@ const PERIODS = [
 
 function render(ctx: PageContext) {
   const { filters: f, app } = ctx;
-  const agent = f.agent ?? app.ownAgent ?? app.agents[0]?.id;
+  const agent = f.agent;
   if (!agent) {
     ctx.root.replaceChildren(empty("No agent is visible to you."));
     return;
@@ -153,6 +153,7 @@ export const agent: Page = {
   path: "/agent",
   title: "Agent",
   controls: ["team", "agent"],
+  requires: ["agent"],
   defaultPreset: "this_week",
   render,
 };

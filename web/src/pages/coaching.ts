@@ -63,7 +63,7 @@ export function coachingList(items: Opportunity[], app: App, withName: boolean):
 
 function render(ctx: PageContext) {
   const { filters: f, app } = ctx;
-  const team = f.team ?? app.teams[0]?.id;
+  const team = f.team;
   const alerts = h("div", {});
   const compliance = h("div", {});
   ctx.root.replaceChildren(h("div", { class: "grid two" }, panel(`Coaching opportunities · ${nameOf(app.teams, team)}`, alerts), panel("Activity compliance today", compliance)));
@@ -101,6 +101,7 @@ export const coaching: Page = {
   path: "/coaching",
   title: "Coaching & compliance",
   controls: ["timezone", "team"],
+  requires: ["team"],
   defaultPreset: "today",
   roles: ["admin", "manager", "viewer"],
   render,

@@ -40,7 +40,7 @@ const SORTS = [
 
 function render(ctx: PageContext) {
   const { filters: f, app } = ctx;
-  const team = f.team ?? app.teams.find((t) => app.agents.some((a) => a.id === app.ownAgent && a.team_id === t.id))?.id ?? app.teams[0]?.id;
+  const team = f.team;
   if (!team) {
     ctx.root.replaceChildren(empty("No team is visible to you."));
     return;
@@ -91,7 +91,7 @@ function render(ctx: PageContext) {
           { label: "Meetings", value: (e) => fmt.int(e.meetings), numeric: true },
           { label: "Talk min", value: (e) => fmt.num(e.talk_time_minutes), numeric: true },
           { label: "Score", value: (e) => fmt.num(e.avg_call_score), numeric: true, cls: (e) => good(isNum(e.avg_call_score) ? e.avg_call_score >= t.low_call_score : null) },
-          { label: "Streak", value: (e) => (e.meeting_streak ? `🔥 ${e.meeting_streak}` : "—"), numeric: true },
+          { label: "Streak", value: (e) => (e.meeting_streak ? `${e.meeting_streak} days` : "—"), numeric: true },
           {
             label: "Daily goal",
             value: (e) => {
@@ -131,6 +131,7 @@ export const team: Page = {
   path: "/team",
   title: "Team",
   controls: ["timezone", "team"],
+  requires: ["team"],
   defaultPreset: "today",
   render,
 };
