@@ -14,9 +14,18 @@ fn main() {
     files.sort();
     let mut code = String::from("/// The web build: (URL path, bytes).\npub static ASSETS: &[(&str, &[u8])] = &[\n");
     for file in &files {
-        let url = file.strip_prefix(&dist).expect("under dist").to_string_lossy().replace('\\', "/");
+        let url = file
+            .strip_prefix(&dist)
+            .expect("under dist")
+            .to_string_lossy()
+            .replace('\\', "/");
         let path = file.canonicalize().expect("readable asset");
-        writeln!(code, "    (\"/{url}\", include_bytes!({:?})),", path.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    (\"/{url}\", include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .unwrap();
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("web_assets.rs");

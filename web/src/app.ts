@@ -2,6 +2,7 @@
 // and a way to navigate.
 
 import { get, post, type Me, type Named, type Settings } from "./api";
+import { h } from "./dom";
 import type { Dimension, Filters } from "./filters";
 
 export interface App {
@@ -92,4 +93,22 @@ export function drillUrl(f: Filters, defaultPreset: string, extra: Record<string
   }
   for (const [k, v] of Object.entries(extra)) if (v) q.set(k, v);
   return `/calls?${q}`;
+}
+
+/** A page's own choice (sort order, period, …): a select kept in the URL as `name`. */
+export function choice(ctx: PageContext, name: string, options: string[][], fallback: string): [string, HTMLSelectElement] {
+  const current = ctx.params.get(name) ?? fallback;
+  const select = h(
+    "select",
+    {
+      "data-testid": name,
+      onchange: (e: Event) => {
+        const q = new URLSearchParams(location.search);
+        q.set(name, (e.target as HTMLSelectElement).value);
+        ctx.navigate(`${location.pathname}?${q}`);
+      },
+    },
+    options.map(([v, l]) => h("option", { value: v, selected: v === current }, l)),
+  );
+  return [current, select];
 }

@@ -1,5 +1,5 @@
 import { get } from "../api";
-import { drillUrl, nameOf, type Page, type PageContext } from "../app";
+import { choice, drillUrl, nameOf, type Page, type PageContext } from "../app";
 import { chart, timeOption } from "../charts";
 import { change, empty, fill, fmt, h, isNum, panel } from "../dom";
 import { coachingList, type Opportunity } from "./coaching";
@@ -67,19 +67,7 @@ function render(ctx: PageContext) {
     ctx.root.replaceChildren(empty("No agent is visible to you."));
     return;
   }
-  const period = ctx.params.get("period") ?? "weekly";
-  const periodSelect = h(
-    "select",
-    {
-      "data-testid": "period",
-      onchange: (e: Event) => {
-        const q = new URLSearchParams(location.search);
-        q.set("period", (e.target as HTMLSelectElement).value);
-        ctx.navigate(`${location.pathname}?${q}`);
-      },
-    },
-    PERIODS.map(([v, l]) => h("option", { value: v, selected: v === period }, l)),
-  );
+  const [period, periodSelect] = choice(ctx, "period", PERIODS, "weekly");
   const card = h("div", { "data-testid": "scorecard" });
   const ratio = h("div", { class: "chart" });
   const sentiment = h("div", { class: "chart" });

@@ -1,5 +1,5 @@
 import { get } from "../api";
-import { drillUrl, type Page, type PageContext } from "../app";
+import { choice, drillUrl, type Page, type PageContext } from "../app";
 import { chart, heatmapOption, WEEKDAYS } from "../charts";
 import { fill, fmt, h, isNum, panel } from "../dom";
 import { sharedParams } from "../filters";
@@ -14,24 +14,17 @@ interface Cell {
 
 function render(ctx: PageContext) {
   const { filters: f } = ctx;
-  const metric = ctx.params.get("metric") ?? "connect_rate";
-  const heat = h("div", { class: "chart tall", "data-testid": "chart-heatmap" });
-  const best = h("div", {});
-  const pick = h(
-    "select",
-    {
-      "data-testid": "metric",
-      onchange: (e: Event) => {
-        const q = new URLSearchParams(location.search);
-        q.set("metric", (e.target as HTMLSelectElement).value);
-        ctx.navigate(`${location.pathname}?${q}`);
-      },
-    },
+  const [metric, pick] = choice(
+    ctx,
+    "metric",
     [
       ["connect_rate", "Connect rate"],
       ["calls", "Calls"],
-    ].map(([v, l]) => h("option", { value: v, selected: v === metric }, l)),
+    ],
+    "connect_rate",
   );
+  const heat = h("div", { class: "chart tall", "data-testid": "chart-heatmap" });
+  const best = h("div", {});
   ctx.root.replaceChildren(panel("Day of week × hour of day", heat, pick, "wide"), panel("Best hours to call", best, h("span", { class: "muted" }, "highest connect rate, at least 20 calls"), "wide"));
   fill(best, async () => {
     const r = await get<{ cells: Cell[] }>("/analytics/call-time-heatmap", { ...sharedParams(f, "last_30_days"), metric });

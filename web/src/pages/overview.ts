@@ -1,7 +1,7 @@
 import { get } from "../api";
 import { drillUrl, type Page, type PageContext } from "../app";
 import { chart, donutOption, timeOption } from "../charts";
-import { change, fill, fmt, h, isNum, panel } from "../dom";
+import { change, failure, fill, fmt, h, isNum, panel } from "../dom";
 import { includesToday, sharedParams } from "../filters";
 
 interface Kpi {
@@ -108,7 +108,7 @@ function render(ctx: PageContext) {
         ),
       );
     } catch (e) {
-      volume.replaceChildren(String(e));
+      volume.replaceChildren(failure(e));
     }
   };
 
@@ -133,7 +133,7 @@ function render(ctx: PageContext) {
   const load = () => {
     loadKpis();
     loadSeries();
-    loadDonut().catch((e) => donut.replaceChildren(String(e)));
+    loadDonut().catch((e) => donut.replaceChildren(failure(e)));
   };
   load();
   if (includesToday(f, "today")) ctx.live(load);

@@ -1,5 +1,5 @@
 import { get } from "../api";
-import { drillUrl, nameOf, type Page, type PageContext } from "../app";
+import { choice, drillUrl, nameOf, type Page, type PageContext } from "../app";
 import { barOption, chart, funnelOption } from "../charts";
 import { fill, fmt, h, panel, table } from "../dom";
 import { includesToday, sharedParams } from "../filters";
@@ -31,23 +31,11 @@ const GROUPINGS = [
 function render(ctx: PageContext) {
   const { filters: f, app } = ctx;
   const params = sharedParams(f, "last_30_days");
-  const groupBy = ctx.params.get("group_by") ?? "campaign";
+  const [groupBy, grouping] = choice(ctx, "group_by", GROUPINGS, "campaign");
   const funnel = h("div", { class: "chart tall", "data-testid": "chart-funnel" });
   const revenue = h("div", { class: "chart tall", "data-testid": "chart-revenue" });
   const groups = h("div", {});
   const campaigns = h("div", {});
-  const grouping = h(
-    "select",
-    {
-      "data-testid": "group-by",
-      onchange: (e: Event) => {
-        const q = new URLSearchParams(location.search);
-        q.set("group_by", (e.target as HTMLSelectElement).value);
-        ctx.navigate(`${location.pathname}?${q}`);
-      },
-    },
-    GROUPINGS.map(([v, l]) => h("option", { value: v, selected: v === groupBy }, l)),
-  );
   ctx.root.replaceChildren(
     h("div", { class: "grid two" }, panel("Contacts through the stages", funnel), panel("Closed-won revenue", revenue)),
     panel("Funnel", groups, grouping, "wide"),

@@ -1,5 +1,5 @@
 import { get } from "../api";
-import { drillUrl, type Page, type PageContext } from "../app";
+import { choice, drillUrl, type Page, type PageContext } from "../app";
 import { chart, sparklineOption } from "../charts";
 import { empty, fill, fmt, h, isNum, panel, table } from "../dom";
 
@@ -45,22 +45,10 @@ function render(ctx: PageContext) {
     ctx.root.replaceChildren(empty("No team is visible to you."));
     return;
   }
-  const sortBy = ctx.params.get("sort_by") ?? "calls";
+  const [sortBy, sort] = choice(ctx, "sort_by", SORTS.map(([v, l]) => [v, `Sort by ${l.toLowerCase()}`]), "calls");
   const stats = h("div", { class: "kpis" });
   const board = h("div", {});
   const onCall = h("div", {});
-  const sort = h(
-    "select",
-    {
-      "data-testid": "sort-by",
-      onchange: (e: Event) => {
-        const q = new URLSearchParams(location.search);
-        q.set("sort_by", (e.target as HTMLSelectElement).value);
-        ctx.navigate(`${location.pathname}?${q}`);
-      },
-    },
-    SORTS.map(([v, l]) => h("option", { value: v, selected: v === sortBy }, `Sort by ${l.toLowerCase()}`)),
-  );
   ctx.root.replaceChildren(stats, h("div", { class: "grid side" }, panel("Leaderboard", board, sort, "wide"), panel("On a call now", onCall)));
   const t = app.settings.coaching;
   const load = async () => {

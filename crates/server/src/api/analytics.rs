@@ -1219,6 +1219,7 @@ pub async fn coaching(
     let mut agents: BTreeSet<String> = week_now.keys().chain(two_now.keys()).cloned().collect();
     agents.extend(view.named_members(&directory, &team).into_iter().map(String::from));
     agents.remove("anonymous");
+    agents.retain(|a| view.principal.sees_individual(a));
     let mut out = Vec::new();
     for agent in &agents {
         let get = |rows: &BTreeMap<String, Map<String, Value>>, m: &str| {
@@ -1351,7 +1352,9 @@ pub async fn compliance(State(state): State<Arc<AppState>>, principal: Principal
     let directory = view.directory().await?;
     let mut entries = Vec::new();
     for r in records(&result) {
-        let Some(agent) = r["agent"].as_str() else { continue };
+        let Some(agent) = r["agent"].as_str().filter(|a| view.principal.sees_individual(a)) else {
+            continue;
+        };
         let t = directory.targets(agent, &view.tenant.settings.targets);
         let actual = |m: &str| r.get(m).and_then(Value::as_f64);
         let calls = actual("total_calls").unwrap_or(0.0);

@@ -183,6 +183,15 @@ impl Principal {
 
     /// Under leaderboard privacy an agent sees other reps only as `anonymous`: then this is the
     /// one agent whose name it sees (its own); `None` when it sees every name it may read.
+    /// Whether this credential sees a rep's individual coaching and compliance rows: a rep
+    /// sees only their own (rankings, unlike these, are shared with the team).
+    pub fn sees_individual(&self, agent: &str) -> bool {
+        match &self.reach {
+            Reach::Agent { id, .. } => id == agent,
+            _ => true,
+        }
+    }
+
     pub fn only_named(&self, leaderboard_privacy: bool) -> Option<&str> {
         match &self.reach {
             Reach::Agent { id, .. } if leaderboard_privacy => Some(id),

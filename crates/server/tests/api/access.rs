@@ -197,6 +197,37 @@ async fn every_endpoint_for_every_credential() {
                 visible_calls(name).len() as i64
             };
             assert_eq!(total, aggregate, "{name}: tenant total (agents see aggregates)");
+            // Coaching and compliance rows are individual: a rep sees only their own.
+            let agents: BTreeSet<String> = visible_calls(name)
+                .iter()
+                .map(|c| if *c == "g1" { "a1".into() } else { c.replace('c', "a") })
+                .collect();
+            let rows = |v: &Value, list: &str| -> BTreeSet<String> {
+                v[list]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["agent_id"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            let day = send(
+                app,
+                cred,
+                Method::GET,
+                "/api/v1/analytics/compliance?date=2026-03-10",
+                None,
+            )
+            .await;
+            assert_eq!(rows(&day.1, "agents"), agents, "{name}: compliance rows");
+            if visible_calls(name).contains("c1") {
+                let t1 = "/api/v1/analytics/coaching-opportunities/t1?date=2026-03-10";
+                let coaching = send(app, cred, Method::GET, t1, None).await;
+                assert!(
+                    rows(&coaching.1, "opportunities").is_subset(&agents),
+                    "{name}: coaching {}",
+                    coaching.2
+                );
+            }
             for id in ["c1", "c3", "g1"] {
                 let visible = visible_calls(name).contains(id);
                 let r = send(app, cred, Method::GET, &format!("/api/v1/calls/{id}"), None).await;
