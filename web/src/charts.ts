@@ -46,6 +46,8 @@ export interface ChartClick {
 export function chart(el: HTMLElement, option: EChartsCoreOption, onClick?: (p: ChartClick) => void): echarts.ECharts {
   let c = echarts.getInstanceByDom(el);
   if (!c) {
+    // A live refresh replaces elements: their charts go with them.
+    for (const old of live) if (!old.getDom().isConnected) dispose(old);
     c = echarts.init(el, undefined, { renderer: "canvas" });
     live.add(c);
     observer.observe(el);
@@ -56,12 +58,14 @@ export function chart(el: HTMLElement, option: EChartsCoreOption, onClick?: (p: 
   return c;
 }
 
+function dispose(c: echarts.ECharts) {
+  observer.unobserve(c.getDom());
+  c.dispose();
+  live.delete(c);
+}
+
 export function disposeCharts(): void {
-  for (const c of live) {
-    observer.unobserve(c.getDom());
-    c.dispose();
-  }
-  live.clear();
+  for (const c of live) dispose(c);
 }
 
 const axisTime = (times: string[], hourly: boolean) =>

@@ -1,6 +1,6 @@
 import { get } from "../api";
 import { drillUrl, type Page, type PageContext } from "../app";
-import { chart, donutOption, timeOption } from "../charts";
+import { chart, donutOption, sparklineOption, timeOption } from "../charts";
 import { change, failure, fill, fmt, h, isNum, panel } from "../dom";
 import { includesToday, sharedParams } from "../filters";
 
@@ -12,11 +12,11 @@ interface Kpi {
 }
 
 /** How each KPI reads: label, format, whether lower is better, and the calls behind it. */
-const KPIS: Record<string, { label: string; format: (v: unknown) => string; lower?: boolean; drill?: Record<string, string> }> = {
+const KPIS: Record<string, { label: string; format: (v: unknown) => string; lower?: boolean; drill?: Record<string, string> | "meetings" }> = {
   total_calls: { label: "Calls", format: fmt.int, drill: {} },
   connected_calls: { label: "Connected", format: fmt.int, drill: { disposition_category: "connected" } },
   connect_rate: { label: "Connect rate", format: fmt.pct, drill: { disposition_category: "connected" } },
-  meetings_booked: { label: "Meetings booked", format: fmt.int, drill: { disposition: "Meeting Booked" } },
+  meetings_booked: { label: "Meetings booked", format: fmt.int, drill: "meetings" },
   meeting_booked_rate: { label: "Meeting rate", format: fmt.pct },
   total_talk_time: { label: "Talk time", format: fmt.duration },
   active_agents: { label: "Active agents", format: fmt.int },
@@ -40,6 +40,7 @@ interface Dispositions {
 function render(ctx: PageContext) {
   const { filters: f } = ctx;
   const params = sharedParams(f, "today");
+  const meetings = { disposition: ctx.app.settings.taxonomy.meeting.join(",") };
   const compare = f.compare ? "previous_period" : "none";
   const kpis = h("div", { class: "kpis", "data-testid": "kpis" });
   const volume = h("div", { class: "chart", "data-testid": "chart-volume" });
@@ -58,10 +59,11 @@ function render(ctx: PageContext) {
     ),
   );
 
-  const loadKpis = () =>
+  const loadKpis = (series: Promise<CallMetrics>) =>
     fill(kpis, async () => {
-      const r = await get<{ kpis: Kpi[] }>("/analytics/metrics", { ...params, compare });
-      return r.kpis
+      const [r, s] = await Promise.all([get<{ kpis: Kpi[] }>("/analytics/metrics", { ...params, compare }), series.catch(() => null)]);
+      const sparks: [HTMLElement, number[]][] = [];
+      const cards = r.kpis
         .filter((k) => KPIS[k.metric])
         .map((k) => {
           const d = KPIS[k.metric];
@@ -70,19 +72,32 @@ function render(ctx: PageContext) {
             h("div", { class: "kpi-value", "data-metric": k.metric }, d.format(k.value)),
             f.compare ? h("div", { class: "kpi-trend" }, change(k.change_percent, d.lower), isNum(k.previous) ? h("span", { class: "prev" }, `prev ${d.format(k.previous)}`) : null) : null,
           ];
+          const trend = s?.series.map((p) => p[k.metric]);
+          if (trend?.length && trend.every(isNum)) {
+            const el = h("div", { class: "kpi-spark" });
+            sparks.push([el, trend as number[]]);
+            body.push(el);
+          }
           return d.drill
-            ? h("a", { class: "kpi", href: drillUrl(f, "today", d.drill), title: "see the calls" }, body)
+            ? h("a", { class: "kpi", href: drillUrl(f, "today", d.drill === "meetings" ? meetings : d.drill), title: "see the calls" }, body)
             : h("div", { class: "kpi" }, body);
         });
+      requestAnimationFrame(() => sparks.forEach(([el, v]) => chart(el, sparklineOption(v))));
+      return cards;
     });
 
-  const loadSeries = async () => {
+  const loadSeries = async (series: Promise<CallMetrics>) => {
     try {
-      const r = await get<CallMetrics>("/analytics/call-metrics", { ...params, compare });
+      const r = await series;
       const hourly = r.granularity === "hour";
       const times = r.series.map((s) => String(s.time));
       const col = (rows: Record<string, unknown>[] | undefined, k: string) => (rows ?? []).map((s) => (isNum(s[k]) ? (s[k] as number) : null));
       const prev = f.compare ? r.comparison?.series : undefined;
+      // A day's point drills into that day's calls.
+      const drillDay = (p: { dataIndex: number }) => {
+        const t = times[p.dataIndex];
+        if (t) ctx.navigate(drillUrl(f, "today", hourly ? {} : { start: t.slice(0, 10), end: t.slice(0, 10) }));
+      };
       chart(
         volume,
         timeOption(times, hourly, [
@@ -90,10 +105,7 @@ function render(ctx: PageContext) {
           { name: "Connected", values: col(r.series, "connected_calls"), area: true },
           ...(prev ? [{ name: "Calls, previous period", values: col(prev, "total_calls"), dotted: true }] : []),
         ]),
-        (p) => {
-          const t = times[p.dataIndex];
-          if (t) ctx.navigate(drillUrl(f, "today", hourly ? {} : { start: t.slice(0, 10), end: t.slice(0, 10) }));
-        },
+        drillDay,
       );
       chart(
         rate,
@@ -106,6 +118,7 @@ function render(ctx: PageContext) {
           ],
           { target: ctx.app.settings.coaching.low_connect_rate, percentAxis: true },
         ),
+        drillDay,
       );
     } catch (e) {
       volume.replaceChildren(failure(e));
@@ -131,8 +144,10 @@ function render(ctx: PageContext) {
   };
 
   const load = () => {
-    loadKpis();
-    loadSeries();
+    // The cards and the charts share the time series: the cards draw its trend.
+    const s = get<CallMetrics>("/analytics/call-metrics", { ...params, compare });
+    loadKpis(s);
+    loadSeries(s);
     loadDonut().catch((e) => donut.replaceChildren(failure(e)));
   };
   load();

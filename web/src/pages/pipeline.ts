@@ -59,7 +59,7 @@ function render(ctx: PageContext) {
         ),
         (p) => {
           const g = r.groups[p.dataIndex]?.group;
-          if (g) ctx.navigate(drillUrl(f, "last_30_days", { [groupBy]: g, disposition: "Meeting Booked" }));
+          if (g) ctx.navigate(drillUrl(f, "last_30_days", { [groupBy]: g }));
         },
       );
       const rows = [...r.groups, { ...r.overall, group: "__all" }];

@@ -53,14 +53,20 @@ function render(ctx: PageContext) {
   const t = app.settings.coaching;
   const load = async () => {
     const r = await get<Leaderboard>(`/analytics/team-leaderboard/${encodeURIComponent(team)}`, { timezone: f.timezone, sort_by: sortBy });
+    const today = (extra: Record<string, string> = {}) => drillUrl({ ...f, team, preset: "today" }, "today", extra);
     fill(stats, async () =>
-      [
-        ["Team", r.team_name],
-        ["Calls", fmt.int(r.team_total_calls)],
-        ["Connect rate", fmt.pct(r.team_connect_rate)],
-        ["Meetings", fmt.int(r.team_meetings)],
-        ["Avg score", fmt.num(r.team_avg_score)],
-      ].map(([label, value]) => h("div", { class: "kpi" }, h("div", { class: "kpi-label" }, label), h("div", { class: "kpi-value" }, value))),
+      (
+        [
+          ["Team", r.team_name, null],
+          ["Calls", fmt.int(r.team_total_calls), today()],
+          ["Connect rate", fmt.pct(r.team_connect_rate), today({ disposition_category: "connected" })],
+          ["Meetings", fmt.int(r.team_meetings), today({ disposition: app.settings.taxonomy.meeting.join(",") })],
+          ["Avg score", fmt.num(r.team_avg_score), null],
+        ] as [string, string, string | null][]
+      ).map(([label, value, href]) => {
+        const body = [h("div", { class: "kpi-label" }, label), h("div", { class: "kpi-value" }, value)];
+        return href ? h("a", { class: "kpi", href }, body) : h("div", { class: "kpi" }, body);
+      }),
     );
     const good = (ok: boolean | null) => (ok === null ? "" : ok ? "good" : "bad");
     const sparks: [HTMLElement, number[]][] = [];
