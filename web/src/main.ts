@@ -165,14 +165,19 @@ async function logout() {
   navigate("/login", true);
 }
 
-function select(name: string, label: string, value: string | undefined, options: [string, string][], any = "All"): HTMLElement {
+/** A filter's select; choosing also clears the filters in `clears` (an agent of another team). */
+function select(name: string, label: string, value: string | undefined, options: [string, string][], any = "All", clears: string[] = []): HTMLElement {
   return h(
     "label",
     { class: "control" },
     h("span", {}, label),
     h(
       "select",
-      { name, "data-testid": `filter-${name}`, onchange: (e: Event) => update({ [name]: (e.target as HTMLSelectElement).value }) },
+      {
+        name,
+        "data-testid": `filter-${name}`,
+        onchange: (e: Event) => update({ ...Object.fromEntries(clears.map((c) => [c, undefined])), [name]: (e.target as HTMLSelectElement).value }),
+      },
       any ? h("option", { value: "" }, any) : null,
       options.map(([v, l]) => h("option", { value: v, selected: v === value }, l)),
     ),
@@ -203,7 +208,7 @@ function filterBar(app: App, page: Page, f: Filters): HTMLElement {
     has("range") && date("start", "From"),
     has("range") && date("end", "To"),
     has("timezone") && select("timezone", "Timezone", f.timezone, zones.map((z) => [z, z]), `Tenant (${app.settings.timezone})`),
-    has("team") && select("team", "Team", f.team, app.teams.map((t) => [t.id, t.name]), !required.includes("team") && (app.teams.length > 1 || app.me.reach.all) ? "All teams" : ""),
+    has("team") && select("team", "Team", f.team, app.teams.map((t) => [t.id, t.name]), !required.includes("team") && (app.teams.length > 1 || app.me.reach.all) ? "All teams" : "", app.ownAgent ? [] : ["agent"]),
     has("agent") && !app.ownAgent && select("agent", "Agent", f.agent, app.agents.filter((a) => !f.team || a.team_id === f.team).map((a) => [a.id, a.name]), required.includes("agent") ? "" : "All agents"),
     has("agent") && app.ownAgent && h("span", { class: "control fixed" }, h("span", {}, "Agent"), app.agents[0]?.name ?? app.ownAgent),
     has("campaign") && select("campaign", "Campaign", f.campaign, app.campaigns.map((c) => [c.id, c.name]), "All campaigns"),

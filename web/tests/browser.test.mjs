@@ -126,6 +126,7 @@ test("a manager's team filter offers only their teams", async () => {
   await settled(page);
   const teams = await page.getByTestId("filter-team").locator("option").allTextContents();
   assert.deepEqual(teams, ["Enterprise"]);
+
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -158,6 +159,17 @@ test("filters live in the URL: shareable, and the back button restores them", as
   await settled(page);
   assert.doesNotMatch(page.url(), /team=/);
   assert.equal(await page.getByTestId("filter-team").inputValue(), "");
+  // Picking a team on the agent page shows one of its reps.
+  await page.getByTestId("nav-agent").click();
+  await settled(page);
+  await page.getByTestId("filter-team").selectOption("smb");
+  await page.waitForURL(/team=smb/);
+  await settled(page);
+  const reps = await page.getByTestId("filter-agent").locator("option").evaluateAll((os) => os.map((o) => o.value));
+  const shown = new URL(page.url()).searchParams.get("agent");
+  assert.ok(reps.includes(shown), `${shown} is not in smb: ${reps}`);
+  await page.getByTestId("nav-overview").click();
+  await settled(page);
   // A custom range replaces the preset.
   await page.getByTestId("filter-start").fill("2026-01-05");
   await page.getByTestId("filter-start").dispatchEvent("change");
@@ -215,6 +227,12 @@ test("live: numbers move as events arrive, without a reload", async () => {
   // The demo ends a call every second or two.
   await page.waitForFunction((b) => document.querySelector('[data-metric="total_calls"]')?.textContent !== b, before, { timeout: 30_000 });
   assert.equal(await page.evaluate(() => window.__sameDocument), true, "no reload");
+  // The team's leaderboard re-reads itself as its team's events arrive.
+  await page.getByTestId("nav-team").click();
+  await settled(page);
+  const refreshes = await page.evaluate(() => Number(document.body.dataset.liveRefreshes ?? 0));
+  await page.waitForFunction((n) => Number(document.body.dataset.liveRefreshes ?? 0) > n, refreshes, { timeout: 30_000 });
+  await settled(page);
   // The feed grows live too.
   await page.getByTestId("nav-activity").click();
   await settled(page);
