@@ -9,3 +9,4 @@ mod ingest;
 mod live;
 mod process;
 mod query;
+mod web;
