@@ -3,7 +3,7 @@
 
 import { get, post, type Me, type Named, type Settings } from "./api";
 import { h } from "./dom";
-import type { Dimension, Filters } from "./filters";
+import { DIMENSIONS, type Dimension, type Filters } from "./filters";
 
 export interface App {
   me: Me;
@@ -80,20 +80,14 @@ export interface Page {
 
 /** A link to the calls behind a number: the page's filters plus `extra`. */
 export function drillUrl(f: Filters, defaultPreset: string, extra: Record<string, string | undefined> = {}): string {
+  // A drill into one bucket brings its own dates, which replace the page's range.
+  const range = extra.start ? {} : f.start || f.end ? { start: f.start, end: f.end } : { preset: f.preset ?? defaultPreset };
   const q = new URLSearchParams();
-  if (extra.start) {
-    // A drill into one bucket: its own dates replace the page's range.
-  } else if (f.start || f.end) {
-    if (f.start) q.set("start", f.start);
-    if (f.end) q.set("end", f.end);
-  } else q.set("preset", f.preset ?? defaultPreset);
-  for (const k of ["timezone", "team", "agent", "campaign", "disposition", "lead_source"] as const) {
-    const v = f[k];
-    if (v) q.set(k, v);
-  }
-  for (const [k, v] of Object.entries(extra)) if (v) q.set(k, v);
+  for (const [k, v] of Object.entries({ ...range, timezone: f.timezone, ...pick(f, DIMENSIONS), ...extra })) if (v) q.set(k, v);
   return `/calls?${q}`;
 }
+
+const pick = (f: Filters, keys: readonly Dimension[]) => Object.fromEntries(keys.map((k) => [k, f[k]]));
 
 /** A page's own choice (sort order, period, …): a select kept in the URL as `name`. */
 export function choice(ctx: PageContext, name: string, options: string[][], fallback: string): [string, HTMLSelectElement] {

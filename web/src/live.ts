@@ -2,6 +2,8 @@
 // scopes and hear metric updates and feed items; the connection comes back after a drop and
 // re-subscribes.
 
+import type { Filters } from "./filters";
+
 export type Scope = { scope: "tenant" | "team" | "agent" | "campaign"; scope_id?: string };
 
 export interface MetricUpdate extends Scope {
@@ -29,6 +31,14 @@ type Listener = {
   onUpdate?: (m: MetricUpdate) => void;
   onActivity?: (items: ActivityItem[]) => void;
 };
+
+/** The narrowest live scope covering the filters. */
+export function scopeOf(f: Filters): Scope {
+  if (f.agent) return { scope: "agent", scope_id: f.agent };
+  if (f.team) return { scope: "team", scope_id: f.team };
+  if (f.campaign) return { scope: "campaign", scope_id: f.campaign };
+  return { scope: "tenant" };
+}
 
 const listeners = new Set<Listener>();
 let socket: WebSocket | null = null;

@@ -6,7 +6,7 @@ import { loadApp, type App, type Control, type Page, type PageContext } from "./
 import { disposeCharts } from "./charts";
 import { failure, h, loading } from "./dom";
 import { FILTER_KEYS, PRESETS, readFilters, withFilters, type Filters } from "./filters";
-import { disconnect, onStatus, subscribe, type Scope } from "./live";
+import { disconnect, onStatus, scopeOf, subscribe, type Scope } from "./live";
 import { PAGES } from "./pages";
 
 const root = document.getElementById("app")!;
@@ -85,14 +85,6 @@ function defaultOf(app: App, d: string, f: Filters): string | undefined {
   if (d === "team") return own?.team_id ?? app.teams[0]?.id;
   if (d === "agent") return own?.id ?? app.agents.find((a) => !f.team || a.team_id === f.team)?.id;
   return undefined;
-}
-
-/** The narrowest live scope covering the filters. */
-function scopeOf(f: Filters): Scope {
-  if (f.agent) return { scope: "agent", scope_id: f.agent };
-  if (f.team) return { scope: "team", scope_id: f.team };
-  if (f.campaign) return { scope: "campaign", scope_id: f.campaign };
-  return { scope: "tenant" };
 }
 
 /** Refreshes at most every 750 ms while updates arrive. */

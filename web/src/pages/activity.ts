@@ -1,7 +1,7 @@
 import { get } from "../api";
 import { nameOf, type App, type Page, type PageContext } from "../app";
 import { empty, failure, fmt, h, loading, panel } from "../dom";
-import { subscribe, type ActivityItem, type Scope } from "../live";
+import { scopeOf, subscribe, type ActivityItem } from "../live";
 
 const MAX_ITEMS = 200;
 
@@ -49,7 +49,6 @@ function render(ctx: PageContext) {
       h("time", {}, a.at.slice(11, 19)),
       h("span", {}, describe(a, app)),
     );
-  const scope: Scope = f.agent ? { scope: "agent", scope_id: f.agent } : f.team ? { scope: "team", scope_id: f.team } : { scope: "tenant" };
   // The feed starts with today's latest calls, then grows live.
   list.replaceChildren(loading());
   get<{ calls: { call_id: string; agent_id: string; disposition: string; ended_at: string | null; started_at: string; talk_seconds: number | null }[] }>("/calls", {
@@ -81,7 +80,8 @@ function render(ctx: PageContext) {
     .catch((e) => list.replaceChildren(failure(e)));
   ctx.onLeave(
     subscribe({
-      scope,
+      // The page honours team and agent only, as its first calls do.
+      scope: scopeOf({ ...f, campaign: undefined }),
       onActivity: (items) => {
         const waiting = list.querySelector(".state");
         (waiting?.closest("li") ?? waiting)?.remove();
