@@ -51,9 +51,11 @@ function setStatus(s: typeof status) {
   for (const l of statusListeners) l(s);
 }
 
-export function onStatus(l: (s: typeof status) => void): void {
+/** Calls `l` with the connection's state now and at every change, until the returned function is called. */
+export function onStatus(l: (s: typeof status) => void): () => void {
   statusListeners.add(l);
   l(status);
+  return () => statusListeners.delete(l);
 }
 
 const key = (s: Scope) => `${s.scope}:${s.scope_id ?? ""}`;

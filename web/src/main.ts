@@ -115,10 +115,12 @@ function shell(app: App, pages: Page[], page: Page, f: Filters, content: HTMLEle
     if (v) keep.set(k, v);
   }
   const status = h("span", { class: "live-status", "data-testid": "live-status" });
-  onStatus((s) => {
-    status.className = `live-status ${s}`;
-    status.textContent = s === "live" ? "● Live" : s === "connecting" ? "○ Connecting" : "○ Offline";
-  });
+  leave.push(
+    onStatus((s) => {
+      status.className = `live-status ${s}`;
+      status.textContent = s === "live" ? "● Live" : s === "connecting" ? "○ Connecting" : "○ Offline";
+    }),
+  );
   const who = app.me.user.email ?? "API key";
   return h(
     "div",

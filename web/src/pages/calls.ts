@@ -66,7 +66,7 @@ function render(ctx: PageContext) {
                 { label: "Talk", value: (c) => fmt.duration(c.talk_seconds), numeric: true },
                 { label: "Score", value: (c) => fmt.num(c.analysis?.score), numeric: true },
               ],
-              (c) => ctx.navigate(`${location.pathname}?${with_(ctx.params, "call", c.call_id)}`),
+              (c) => ctx.navigate(`${location.pathname}?${withParam(ctx.params, "call", c.call_id)}`),
               "calls-table",
             ),
       );
@@ -86,7 +86,7 @@ function without(q: URLSearchParams, key: string): string {
   return c.toString();
 }
 
-function with_(q: URLSearchParams, key: string, value: string): string {
+function withParam(q: URLSearchParams, key: string, value: string): string {
   const c = new URLSearchParams(q);
   c.set(key, value);
   return c.toString();
