@@ -79,9 +79,9 @@ export interface Page {
 }
 
 /** A link to the calls behind a number: the page's filters plus `extra`. */
-export function drillUrl(f: Filters, defaultPreset: string, extra: Record<string, string | undefined> = {}): string {
-  // A drill into one bucket brings its own dates, which replace the page's range.
-  const range = extra.start ? {} : f.start || f.end ? { start: f.start, end: f.end } : { preset: f.preset ?? defaultPreset };
+export function drillUrl(f: Filters, extra: Record<string, string | undefined> = {}): string {
+  // A drill with its own dates or preset (one bucket, today's leaderboard) replaces the page's range.
+  const range = extra.start || extra.preset ? {} : { preset: f.preset, start: f.start, end: f.end };
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries({ ...range, timezone: f.timezone, ...pick(f, DIMENSIONS), ...extra })) if (v) q.set(k, v);
   return `/calls?${q}`;

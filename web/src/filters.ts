@@ -33,21 +33,13 @@ export interface Filters {
 
 export const FILTER_KEYS = ["preset", "start", "end", "timezone", ...DIMENSIONS, "compare"];
 
-export function readFilters(search = location.search): Filters {
-  const q = new URLSearchParams(search);
-  const get = (k: string) => q.get(k) || undefined;
-  return {
-    preset: get("preset"),
-    start: get("start"),
-    end: get("end"),
-    timezone: get("timezone"),
-    team: get("team"),
-    agent: get("agent"),
-    campaign: get("campaign"),
-    disposition: get("disposition"),
-    lead_source: get("lead_source"),
-    compare: q.get("compare") !== "off",
-  };
+/** The URL's filters; without dates or a preset, the range is the page's `defaultPreset`. */
+export function readFilters(defaultPreset: string): Filters {
+  const q = new URLSearchParams(location.search);
+  const f: Filters = { compare: q.get("compare") !== "off" };
+  for (const k of ["preset", "start", "end", "timezone", ...DIMENSIONS] as const) f[k] = q.get(k) || undefined;
+  if (!f.start && !f.end) f.preset ??= defaultPreset;
+  return f;
 }
 
 /** The URL's query with `changes` applied; other parameters (a page's own) are kept. */
@@ -70,15 +62,15 @@ export function withFilters(changes: Partial<Filters> & Record<string, string | 
   return s ? `?${s}` : "";
 }
 
-/** The range the bar shows: the URL's, or the page's default preset. */
-export function rangeParams(f: Filters, defaultPreset: string): Params {
+/** The range as the API takes it. */
+export function rangeParams(f: Filters): Params {
   if (f.start || f.end) {
     // The bar's dates are inclusive; the API's end is exclusive. One date alone is one day.
     const start = f.start ?? f.end!;
     const last = f.end && f.end >= start ? f.end : start;
     return { start, end: nextDay(last) };
   }
-  return { preset: f.preset ?? defaultPreset };
+  return { preset: f.preset };
 }
 
 export function nextDay(date: string): string {
@@ -88,15 +80,14 @@ export function nextDay(date: string): string {
 }
 
 /** The shared parameters of an analytics view or a drill-down: range, zone, dimension filters. */
-export function sharedParams(f: Filters, defaultPreset: string, skip: Dimension[] = []): Params {
-  const p: Params = { ...rangeParams(f, defaultPreset), timezone: f.timezone };
-  for (const d of DIMENSIONS) if (!skip.includes(d)) p[d] = f[d];
+export function sharedParams(f: Filters): Params {
+  const p: Params = { ...rangeParams(f), timezone: f.timezone };
+  for (const d of DIMENSIONS) p[d] = f[d];
   return p;
 }
 
 /** Whether the range shown includes today, so live updates can change it. */
-export function includesToday(f: Filters, defaultPreset: string): boolean {
+export function includesToday(f: Filters): boolean {
   if (f.start || f.end) return !f.end || f.end >= new Date().toISOString().slice(0, 10);
-  const preset = f.preset ?? defaultPreset;
-  return preset !== "yesterday";
+  return f.preset !== "yesterday";
 }

@@ -53,7 +53,7 @@ async function route() {
   const pages = PAGES.filter((p) => !p.roles || p.roles.includes(app!.role));
   const page = pages.find((p) => p.path === location.pathname);
   if (!page) return navigate(pages[0].path + location.search, true);
-  const filters = readFilters();
+  const filters = readFilters(page.defaultPreset);
   // A rep sees their own numbers: the agent filter is always themselves.
   if (app.ownAgent && page.controls.includes("agent") && filters.agent !== app.ownAgent) {
     return navigate(location.pathname + withFilters({ agent: app.ownAgent }), true);
@@ -109,9 +109,10 @@ function watch(scope: Scope, refresh: () => void): () => void {
 }
 
 function shell(app: App, pages: Page[], page: Page, f: Filters, content: HTMLElement): HTMLElement {
+  const current = new URLSearchParams(location.search);
   const keep = new URLSearchParams();
   for (const k of FILTER_KEYS) {
-    const v = new URLSearchParams(location.search).get(k);
+    const v = current.get(k);
     if (v) keep.set(k, v);
   }
   const status = h("span", { class: "live-status", "data-testid": "live-status" });
@@ -198,7 +199,7 @@ function filterBar(app: App, page: Page, f: Filters): HTMLElement {
     );
   const taxonomy = app.settings.taxonomy.categories.flatMap(([, ds]) => ds);
   const controls = [
-    has("range") && select("preset", "Range", custom ? "" : (f.preset ?? page.defaultPreset), PRESETS.map(([v, l]) => [v, l]), custom ? "Custom" : ""),
+    has("range") && select("preset", "Range", custom ? "" : f.preset, PRESETS.map(([v, l]) => [v, l]), custom ? "Custom" : ""),
     has("range") && date("start", "From"),
     has("range") && date("end", "To"),
     has("timezone") && select("timezone", "Timezone", f.timezone, zones.map((z) => [z, z]), `Tenant (${app.settings.timezone})`),

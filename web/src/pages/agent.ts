@@ -99,7 +99,7 @@ function render(ctx: PageContext) {
             ),
           ),
         ),
-        h("a", { href: drillUrl({ ...f, agent, preset: period === "daily" ? "today" : period === "weekly" ? "this_week" : "this_month" }, "today") }, "See these calls →"),
+        h("a", { href: drillUrl(f, { agent, preset: period === "daily" ? "today" : period === "weekly" ? "this_week" : "this_month" }) }, "See these calls →"),
       ];
     });
     get<Trends>(`/analytics/trends/${encodeURIComponent(agent)}`)

@@ -27,10 +27,10 @@ function render(ctx: PageContext) {
   const best = h("div", {});
   ctx.root.replaceChildren(panel("Day of week × hour of day", heat, pick, "wide"), panel("Best hours to call", best, h("span", { class: "muted" }, "highest connect rate, at least 20 calls"), "wide"));
   fill(best, async () => {
-    const r = await get<{ cells: Cell[] }>("/analytics/call-time-heatmap", { ...sharedParams(f, "last_30_days"), metric });
+    const r = await get<{ cells: Cell[] }>("/analytics/call-time-heatmap", { ...sharedParams(f), metric });
     chart(heat, heatmapOption(r.cells, metric === "connect_rate"), (p) => {
       const [hour, day] = p.value as number[];
-      ctx.navigate(drillUrl(f, "last_30_days", { hour_of_day: String(hour), day_of_week: String(day + 1) }));
+      ctx.navigate(drillUrl(f, { hour_of_day: String(hour), day_of_week: String(day + 1) }));
     });
     const top = r.cells
       .filter((c) => c.total_calls >= 20 && isNum(c.connect_rate))

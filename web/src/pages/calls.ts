@@ -30,7 +30,7 @@ const EXTRA = ["disposition_category", "hour_of_day", "day_of_week", "direction"
 
 function render(ctx: PageContext) {
   const { filters: f, app } = ctx;
-  const query: Params = { ...rangeParams(f, "last_7_days"), timezone: f.timezone };
+  const query: Params = { ...rangeParams(f), timezone: f.timezone };
   for (const d of [...DIMENSIONS, ...EXTRA]) query[d] = ctx.params.get(d) ?? undefined;
   const chips = EXTRA.filter((d) => ctx.params.get(d)).map((d) =>
     h("a", { class: "chip", href: location.pathname + "?" + without(ctx.params, d), title: "remove this filter" }, `${fmt.label(d)}: ${ctx.params.get(d)} ✕`),

@@ -80,7 +80,7 @@ function render(ctx: PageContext) {
       return table(
         r.agents,
         [
-          { label: "Rep", value: (c) => h("a", { href: drillUrl({ ...f, agent: c.agent_id, preset: "today" }, "today") }, c.agent_name) },
+          { label: "Rep", value: (c) => h("a", { href: drillUrl(f, { agent: c.agent_id, preset: "today" }) }, c.agent_name) },
           { label: "Calls", value: cell("calls", "min_calls", fmt.int), numeric: true },
           { label: "Connects", value: cell("connects", "min_connects", fmt.int), numeric: true },
           { label: "Talk min", value: cell("talk_minutes", "min_talk_minutes", fmt.num), numeric: true },

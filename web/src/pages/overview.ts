@@ -39,7 +39,7 @@ interface Dispositions {
 
 function render(ctx: PageContext) {
   const { filters: f } = ctx;
-  const params = sharedParams(f, "today");
+  const params = sharedParams(f);
   const meetings = { disposition: ctx.app.settings.taxonomy.meeting.join(",") };
   const compare = f.compare ? "previous_period" : "none";
   const kpis = h("div", { class: "kpis", "data-testid": "kpis" });
@@ -79,7 +79,7 @@ function render(ctx: PageContext) {
             body.push(el);
           }
           return d.drill
-            ? h("a", { class: "kpi", href: drillUrl(f, "today", d.drill === "meetings" ? meetings : d.drill), title: "see the calls" }, body)
+            ? h("a", { class: "kpi", href: drillUrl(f, d.drill === "meetings" ? meetings : d.drill), title: "see the calls" }, body)
             : h("div", { class: "kpi" }, body);
         });
       requestAnimationFrame(() => sparks.forEach(([el, v]) => chart(el, sparklineOption(v))));
@@ -96,7 +96,7 @@ function render(ctx: PageContext) {
       // A day's point drills into that day's calls.
       const drillDay = (p: { dataIndex: number }) => {
         const t = times[p.dataIndex];
-        if (t) ctx.navigate(drillUrl(f, "today", hourly ? {} : { start: t.slice(0, 10), end: t.slice(0, 10) }));
+        if (t) ctx.navigate(drillUrl(f, hourly ? {} : { start: t.slice(0, 10), end: t.slice(0, 10) }));
       };
       chart(
         volume,
@@ -135,7 +135,7 @@ function render(ctx: PageContext) {
       ? cat.dispositions.map((d) => ({ name: d.disposition, value: d.total_calls }))
       : r.categories.map((c) => ({ name: fmt.label(c.category), value: c.total_calls, id: c.category }));
     chart(donut, donutOption(items, cat ? fmt.label(cat.category) : `${fmt.int(r.total_calls)} calls`), (p) => {
-      if (cat) ctx.navigate(drillUrl(f, "today", { disposition: p.name }));
+      if (cat) ctx.navigate(drillUrl(f, { disposition: p.name }));
       else {
         category = (p.data as { id: string }).id;
         loadDonut();
@@ -151,7 +151,7 @@ function render(ctx: PageContext) {
     loadDonut().catch((e) => donut.replaceChildren(failure(e)));
   };
   load();
-  if (includesToday(f, "today")) ctx.live(load);
+  if (includesToday(f)) ctx.live(load);
 }
 
 export const overview: Page = {

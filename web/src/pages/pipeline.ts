@@ -30,7 +30,7 @@ const GROUPINGS = [
 
 function render(ctx: PageContext) {
   const { filters: f, app } = ctx;
-  const params = sharedParams(f, "last_30_days");
+  const params = sharedParams(f);
   const [groupBy, grouping] = choice(ctx, "group_by", GROUPINGS, "campaign");
   const funnel = h("div", { class: "chart tall", "data-testid": "chart-funnel" });
   const revenue = h("div", { class: "chart tall", "data-testid": "chart-revenue" });
@@ -59,7 +59,7 @@ function render(ctx: PageContext) {
         ),
         (p) => {
           const g = r.groups[p.dataIndex]?.group;
-          if (g) ctx.navigate(drillUrl(f, "last_30_days", { [groupBy]: g }));
+          if (g) ctx.navigate(drillUrl(f, { [groupBy]: g }));
         },
       );
       const rows = [...r.groups, { ...r.overall, group: "__all" }];
@@ -73,7 +73,7 @@ function render(ctx: PageContext) {
           { label: "Per call", value: (g) => fmt.money(g.revenue.revenue_per_call), numeric: true },
           { label: "Days to meeting", value: (g) => fmt.num(g.avg_days_first_call_to_meeting), numeric: true },
         ],
-        (g) => g.group && g.group !== "__all" && ctx.navigate(drillUrl(f, "last_30_days", { [groupBy]: g.group })),
+        (g) => g.group && g.group !== "__all" && ctx.navigate(drillUrl(f, { [groupBy]: g.group })),
         "funnel-table",
       );
     });
@@ -93,13 +93,13 @@ function render(ctx: PageContext) {
           { label: "Cost per lead", value: (c) => fmt.money(c.cost_per_lead), numeric: true },
           { label: "ROI", value: (c) => fmt.pct(c.roi_percent), numeric: true },
         ],
-        (c) => ctx.navigate(drillUrl(f, "last_30_days", { campaign: c.campaign_id })),
+        (c) => ctx.navigate(drillUrl(f, { campaign: c.campaign_id })),
         "campaigns",
       );
     });
   };
   load();
-  if (includesToday(f, "last_30_days")) ctx.live(load);
+  if (includesToday(f)) ctx.live(load);
 }
 
 export const pipeline: Page = {

@@ -53,7 +53,7 @@ function render(ctx: PageContext) {
   const t = app.settings.coaching;
   const load = async () => {
     const r = await get<Leaderboard>(`/analytics/team-leaderboard/${encodeURIComponent(team)}`, { timezone: f.timezone, sort_by: sortBy });
-    const today = (extra: Record<string, string> = {}) => drillUrl({ ...f, team, preset: "today" }, "today", extra);
+    const today = (extra: Record<string, string> = {}) => drillUrl(f, { team, preset: "today", ...extra });
     fill(stats, async () =>
       (
         [
@@ -79,7 +79,7 @@ function render(ctx: PageContext) {
             label: "Rep",
             value: (e) => h("span", { class: "rep" }, h("span", { class: `dot ${e.current_status ?? "offline"}`, title: e.current_status ?? "offline" }), h("a", { href: `/agent?agent=${encodeURIComponent(e.agent_id)}` }, e.agent_name)),
           },
-          { label: "Calls", value: (e) => h("a", { href: drillUrl({ ...f, agent: e.agent_id, preset: "today" }, "today") }, fmt.int(e.calls)), numeric: true },
+          { label: "Calls", value: (e) => h("a", { href: drillUrl(f, { agent: e.agent_id, preset: "today" }) }, fmt.int(e.calls)), numeric: true },
           { label: "Connects", value: (e) => fmt.int(e.connects), numeric: true },
           { label: "Rate", value: (e) => fmt.pct(e.connect_rate), numeric: true, cls: (e) => good(isNum(e.connect_rate) ? e.connect_rate >= t.low_connect_rate : null) },
           { label: "Meetings", value: (e) => fmt.int(e.meetings), numeric: true },

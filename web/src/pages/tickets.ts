@@ -19,7 +19,7 @@ interface Channel {
 
 function render(ctx: PageContext) {
   const { filters: f } = ctx;
-  const params = sharedParams(f, "last_7_days");
+  const params = sharedParams(f);
   const kpis = h("div", { class: "kpis" });
   const response = h("div", { class: "chart", "data-testid": "chart-response" });
   const csat = h("div", { class: "chart", "data-testid": "chart-csat" });
@@ -78,7 +78,7 @@ function render(ctx: PageContext) {
       .catch((e) => fill(intents, () => Promise.reject(e)));
   };
   load();
-  if (includesToday(f, "last_7_days")) ctx.live(load);
+  if (includesToday(f)) ctx.live(load);
 }
 
 export const tickets: Page = {
