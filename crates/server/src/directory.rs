@@ -228,10 +228,16 @@ async fn entries<T: DeserializeOwned>(
 
 impl Directory {
     pub async fn load(store: &dyn Store, tenant: i64) -> Result<Directory, StoreError> {
+        // Three reads on the store's readers at once, not one after another.
+        let (agents, teams, campaigns) = tokio::try_join!(
+            entries(store, tenant, DirectoryKind::Agent),
+            entries(store, tenant, DirectoryKind::Team),
+            entries(store, tenant, DirectoryKind::Campaign),
+        )?;
         Ok(Directory {
-            agents: entries(store, tenant, DirectoryKind::Agent).await?,
-            teams: entries(store, tenant, DirectoryKind::Team).await?,
-            campaigns: entries(store, tenant, DirectoryKind::Campaign).await?,
+            agents,
+            teams,
+            campaigns,
         })
     }
 
