@@ -3,6 +3,7 @@
 //! reads. [`sqlite::SqliteStore`] is the embedded default.
 
 pub mod access;
+mod apply;
 mod block;
 pub mod overlay;
 pub mod sqlite;

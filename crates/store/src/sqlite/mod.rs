@@ -2,6 +2,7 @@
 //! small pool of reader connections.
 
 mod access;
+mod records;
 mod rows;
 mod schema;
 mod writer;

@@ -1,0 +1,228 @@
+//! How accepted events change the current records and the rollups — the same on every store.
+//! A store supplies [`Records`]: SQLite answers each read with a query in its open transaction;
+//! PostgreSQL from a working set loaded for the whole batch (one round trip per kind of read,
+//! not per event). Events are applied one after another, each seeing the ones before it.
+
+use crate::overlay::DeltaMap;
+use crate::{IngestSummary, Result, TenantInfo};
+use dialboard_engine::cells::{
+    for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef,
+    Stats, MEETING_STAGE,
+};
+use dialboard_engine::event::{
+    AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
+};
+
+/// A status's neighbour: when it began, and which it was.
+pub type Neighbour = Option<(i64, AgentStatus)>;
+
+/// The current records, as the ingest logic reads and changes them (of one tenant at a time).
+pub trait Records {
+    /// Logs an event as received; `false` if its id was logged before (a duplicate).
+    fn log_event(&mut self, tenant: i64, event: &ParsedEvent, received_ns: i64) -> Result<bool>;
+    fn call(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallRecord>>;
+    fn put_call(&mut self, tenant: i64, call: &CallRecord) -> Result<()>;
+    fn analysis(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>>;
+    fn put_analysis(&mut self, tenant: i64, analysis: &CallAnalysis) -> Result<()>;
+    /// The earliest start of a contact's current calls.
+    fn first_call(&mut self, tenant: i64, contact: &str) -> Result<Option<i64>>;
+    /// The event by which a contact first reached `stage` (earliest `(at, event id)`).
+    fn first_arrival(&mut self, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>>;
+    fn put_stage(&mut self, tenant: i64, stage: &StageChange) -> Result<()>;
+    fn conversation(&mut self, tenant: i64, id: &str) -> Result<Option<Conversation>>;
+    fn put_conversation(&mut self, tenant: i64, conversation: &Conversation) -> Result<()>;
+    fn csat_of_conversation(&mut self, tenant: i64, id: &str) -> Result<Vec<CsatScore>>;
+    fn put_csat(&mut self, tenant: i64, score: &CsatScore) -> Result<()>;
+    /// Stores a status change; returns the agent's statuses just before and just after it
+    /// (ordered by `(at, event id)`).
+    fn put_status(&mut self, tenant: i64, status: &StatusChange) -> Result<(Neighbour, Neighbour)>;
+}
+
+/// Applies one request's events in order; `stored` gets, per event, whether it was new.
+pub fn apply_batch(
+    records: &mut impl Records,
+    tenant: &TenantInfo,
+    events: &[ParsedEvent],
+    received_ns: i64,
+    deltas: &mut DeltaMap,
+    stored: &mut Vec<bool>,
+) -> Result<IngestSummary> {
+    let mut summary = IngestSummary::default();
+    for e in events {
+        let new = records.log_event(tenant.id, e, received_ns)?;
+        stored.push(new);
+        if !new {
+            summary.duplicates += 1;
+            continue;
+        }
+        summary.accepted += 1;
+        match &e.event {
+            Event::Call(c) => apply_call(records, tenant, c, deltas)?,
+            Event::Analysis(a) => apply_analysis(records, tenant, a, deltas)?,
+            Event::Status(s) => apply_status(records, tenant, s, deltas)?,
+            Event::Stage(s) => apply_stage(records, tenant, s, deltas)?,
+            Event::Conversation(c) => apply_conversation(records, tenant, c, deltas)?,
+            Event::Csat(s) => apply_csat(records, tenant, s, deltas)?,
+        }
+    }
+    Ok(summary)
+}
+
+fn add_call(tenant: &TenantInfo, call: &CallRecord, analysis: Option<&CallAnalysis>, sign: i64, deltas: &mut DeltaMap) {
+    for_each_call_cell(&tenant.clock, call, analysis, |id, stats: &Stats| {
+        deltas.add(tenant.id, id, stats, sign)
+    });
+}
+
+/// A newer version retracts the current one's contribution and adds its own; an older one
+/// (a late or stale version) changes nothing but the raw log.
+fn apply_call(records: &mut impl Records, tenant: &TenantInfo, call: &CallRecord, deltas: &mut DeltaMap) -> Result<()> {
+    let current = records.call(tenant.id, &call.call_id)?;
+    if current.as_ref().is_some_and(|c| c.version() >= call.version()) {
+        return Ok(());
+    }
+    let analysis = records.analysis(tenant.id, &call.call_id)?;
+    if let Some(old) = &current {
+        add_call(tenant, old, analysis.as_ref(), -1, deltas);
+    }
+    // The contacts whose first call this version may change: the old one's and the new one's.
+    let mut contacts: Vec<&str> = current
+        .iter()
+        .chain([call])
+        .filter_map(|c| c.contact_id.as_deref())
+        .collect();
+    contacts.dedup();
+    let mut meetings = Vec::new();
+    for contact in contacts {
+        if let Some(meeting) = records.first_arrival(tenant.id, contact, MEETING_STAGE)? {
+            meetings.push((meeting, records.first_call(tenant.id, contact)?));
+        }
+    }
+    records.put_call(tenant.id, call)?;
+    add_call(tenant, call, analysis.as_ref(), 1, deltas);
+    // A meeting counts the days since its contact's first call: when that moves, so does it.
+    for (meeting, before) in meetings {
+        let after = records.first_call(tenant.id, &meeting.contact_id)?;
+        if after != before {
+            let mut add = |first, sign| {
+                for_each_stage_cell(&tenant.clock, &meeting, first, |id, stats| {
+                    deltas.add(tenant.id, id, stats, sign)
+                })
+            };
+            add(before, -1);
+            add(after, 1);
+        }
+    }
+    Ok(())
+}
+
+fn apply_analysis(
+    records: &mut impl Records,
+    tenant: &TenantInfo,
+    analysis: &CallAnalysis,
+    deltas: &mut DeltaMap,
+) -> Result<()> {
+    let current = records.analysis(tenant.id, &analysis.call_id)?;
+    if current.as_ref().is_some_and(|a| a.version() >= analysis.version()) {
+        return Ok(());
+    }
+    if let Some(call) = records.call(tenant.id, &analysis.call_id)? {
+        add_call(tenant, &call, current.as_ref(), -1, deltas);
+        add_call(tenant, &call, Some(analysis), 1, deltas);
+    }
+    records.put_analysis(tenant.id, analysis)
+}
+
+/// A newer version retracts the current one's contribution and adds its own. When the channel
+/// changes (or the conversation arrives after its CSAT scores), the scores move channel too.
+fn apply_conversation(
+    records: &mut impl Records,
+    tenant: &TenantInfo,
+    c: &Conversation,
+    deltas: &mut DeltaMap,
+) -> Result<()> {
+    let current = records.conversation(tenant.id, &c.conversation_id)?;
+    if current.as_ref().is_some_and(|old| old.version() >= c.version()) {
+        return Ok(());
+    }
+    let mut add = |id: CellRef, stats: &Stats, sign| deltas.add(tenant.id, id, stats, sign);
+    if let Some(old) = &current {
+        for_each_ticket_cell(&tenant.clock, old, |id, stats| add(id, stats, -1));
+    }
+    records.put_conversation(tenant.id, c)?;
+    for_each_ticket_cell(&tenant.clock, c, |id, stats| add(id, stats, 1));
+    let old_channel = current.as_ref().map(|o| o.channel.as_str());
+    if old_channel != Some(c.channel.as_str()) {
+        for score in records.csat_of_conversation(tenant.id, &c.conversation_id)? {
+            for_each_csat_cell(&tenant.clock, &score, old_channel, |id, stats| add(id, stats, -1));
+            for_each_csat_cell(&tenant.clock, &score, Some(&c.channel), |id, stats| add(id, stats, 1));
+        }
+    }
+    Ok(())
+}
+
+/// A score counts in its conversation's channel, as far as that is known yet.
+fn apply_csat(records: &mut impl Records, tenant: &TenantInfo, s: &CsatScore, deltas: &mut DeltaMap) -> Result<()> {
+    records.put_csat(tenant.id, s)?;
+    let channel = match &s.conversation_id {
+        Some(id) => records.conversation(tenant.id, id)?.map(|c| c.channel),
+        None => None,
+    };
+    for_each_csat_cell(&tenant.clock, s, channel.as_deref(), |id, stats| {
+        deltas.add(tenant.id, id, stats, 1)
+    });
+    Ok(())
+}
+
+/// Only a contact's first arrival at a stage counts: an earlier event arriving late retracts
+/// the one that counted so far.
+fn apply_stage(records: &mut impl Records, tenant: &TenantInfo, s: &StageChange, deltas: &mut DeltaMap) -> Result<()> {
+    let first = records.first_arrival(tenant.id, &s.contact_id, &s.stage)?;
+    records.put_stage(tenant.id, s)?;
+    if first
+        .as_ref()
+        .is_some_and(|f| (f.at_ns, f.event_id.as_str()) < (s.at_ns, s.event_id.as_str()))
+    {
+        return Ok(());
+    }
+    let first_call = match s.stage.as_str() {
+        MEETING_STAGE => records.first_call(tenant.id, &s.contact_id)?,
+        _ => None,
+    };
+    let mut add = |stage: &StageChange, sign| {
+        for_each_stage_cell(&tenant.clock, stage, first_call, |id, stats| {
+            deltas.add(tenant.id, id, stats, sign)
+        })
+    };
+    if let Some(f) = &first {
+        add(f, -1);
+    }
+    add(s, 1);
+    Ok(())
+}
+
+/// A status lasts until the agent's next one. A status arriving between two others splits
+/// their interval: the old interval is retracted and the two new ones added.
+fn apply_status(
+    records: &mut impl Records,
+    tenant: &TenantInfo,
+    s: &StatusChange,
+    deltas: &mut DeltaMap,
+) -> Result<()> {
+    let (previous, next) = records.put_status(tenant.id, s)?;
+    let mut interval = |status, from, to, sign| {
+        for_each_activity_cell(&tenant.clock, &s.agent_id, status, from, to, |id, stats| {
+            deltas.add(tenant.id, id, stats, sign)
+        });
+    };
+    if let (Some((p_at, p_status)), Some((n_at, _))) = (previous, next) {
+        interval(p_status, p_at, n_at, -1);
+    }
+    if let Some((p_at, p_status)) = previous {
+        interval(p_status, p_at, s.at_ns, 1);
+    }
+    if let Some((n_at, _)) = next {
+        interval(s.status, s.at_ns, n_at, 1);
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! [`Records`] on SQLite: every read is a query in the writer's open transaction (in-process,
+//! so a query per event costs microseconds).
+
+use super::rows::{
+    analysis_from_row, call_from_row, conversation_from_row, csat_from_row, stage_from_row, upsert_analysis,
+    upsert_call, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL, SELECT_CONVERSATION,
+    SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_CALL, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
+};
+use crate::apply::{Neighbour, Records};
+use crate::Result;
+use dialboard_engine::event::{
+    AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, ParsedEvent, StageChange, StatusChange,
+};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+pub struct SqliteRecords<'a>(pub &'a Transaction<'a>);
+
+impl Records for SqliteRecords<'_> {
+    fn log_event(&mut self, tenant: i64, e: &ParsedEvent, received_ns: i64) -> Result<bool> {
+        let inserted = self
+            .0
+            .prepare_cached(
+                "INSERT OR IGNORE INTO events (tenant_id, event_id, type, record_key, received_at, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                tenant,
+                e.id,
+                e.event.type_name(),
+                e.event.record_key(),
+                received_ns,
+                e.raw
+            ])?;
+        Ok(inserted > 0)
+    }
+
+    fn call(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallRecord>> {
+        Ok(self
+            .0
+            .prepare_cached(SELECT_CALL)?
+            .query_row(params![tenant, call_id], |r| call_from_row(r, 0))
+            .optional()?)
+    }
+
+    fn put_call(&mut self, tenant: i64, call: &CallRecord) -> Result<()> {
+        Ok(upsert_call(self.0, tenant, call)?)
+    }
+
+    fn analysis(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>> {
+        Ok(self
+            .0
+            .prepare_cached(SELECT_ANALYSIS)?
+            .query_row(params![tenant, call_id], |r| analysis_from_row(r, 0))
+            .optional()?
+            .flatten())
+    }
+
+    fn put_analysis(&mut self, tenant: i64, analysis: &CallAnalysis) -> Result<()> {
+        Ok(upsert_analysis(self.0, tenant, analysis)?)
+    }
+
+    fn first_call(&mut self, tenant: i64, contact: &str) -> Result<Option<i64>> {
+        Ok(self
+            .0
+            .prepare_cached(SELECT_FIRST_CALL)?
+            .query_row(params![tenant, contact], |r| r.get(0))?)
+    }
+
+    fn first_arrival(&mut self, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>> {
+        Ok(self
+            .0
+            .prepare_cached(SELECT_FIRST_STAGE)?
+            .query_row(params![tenant, contact, stage], stage_from_row)
+            .optional()?)
+    }
+
+    fn put_stage(&mut self, tenant: i64, s: &StageChange) -> Result<()> {
+        self.0.prepare_cached(INSERT_STAGE)?.execute(params![
+            tenant,
+            s.event_id,
+            s.contact_id,
+            s.stage,
+            s.at_ns,
+            s.campaign_id,
+            s.lead_source,
+            s.agent_id,
+            s.call_id,
+            s.amount_minor,
+            s.currency
+        ])?;
+        Ok(())
+    }
+
+    fn conversation(&mut self, tenant: i64, id: &str) -> Result<Option<Conversation>> {
+        Ok(self
+            .0
+            .prepare_cached(SELECT_CONVERSATION)?
+            .query_row(params![tenant, id], conversation_from_row)
+            .optional()?)
+    }
+
+    fn put_conversation(&mut self, tenant: i64, c: &Conversation) -> Result<()> {
+        self.0.prepare_cached(UPSERT_CONVERSATION)?.execute(params![
+            tenant,
+            c.conversation_id,
+            c.event_id,
+            c.version_ns,
+            c.channel,
+            c.opened_ns,
+            c.agent_id,
+            c.team_id,
+            c.first_response_ns,
+            c.resolved_ns,
+            c.status,
+            c.intent
+        ])?;
+        Ok(())
+    }
+
+    fn csat_of_conversation(&mut self, tenant: i64, id: &str) -> Result<Vec<CsatScore>> {
+        let mut stmt = self.0.prepare_cached(SELECT_CSAT_OF_CONVERSATION)?;
+        let scores = stmt.query_map(params![tenant, id], csat_from_row)?;
+        Ok(scores.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn put_csat(&mut self, tenant: i64, s: &CsatScore) -> Result<()> {
+        self.0.prepare_cached(INSERT_CSAT)?.execute(params![
+            tenant,
+            s.event_id,
+            s.score,
+            s.at_ns,
+            s.call_id,
+            s.conversation_id,
+            s.agent_id
+        ])?;
+        Ok(())
+    }
+
+    fn put_status(&mut self, tenant: i64, s: &StatusChange) -> Result<(Neighbour, Neighbour)> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO agent_status (tenant_id, agent_id, at_ns, event_id, status) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![tenant, s.agent_id, s.at_ns, s.event_id, s.status.as_str()])?;
+        let neighbour = |sql: &str| -> Result<Neighbour> {
+            Ok(self
+                .0
+                .prepare_cached(sql)?
+                .query_row(params![tenant, s.agent_id, s.at_ns, s.event_id], |r| {
+                    let status: String = r.get(1)?;
+                    Ok((r.get(0)?, AgentStatus::parse(&status).unwrap_or(AgentStatus::Offline)))
+                })
+                .optional()?)
+        };
+        let previous = neighbour(
+            "SELECT at_ns, status FROM agent_status WHERE tenant_id = ?1 AND agent_id = ?2 AND (at_ns, event_id) < (?3, ?4) \
+             ORDER BY at_ns DESC, event_id DESC LIMIT 1",
+        )?;
+        let next = neighbour(
+            "SELECT at_ns, status FROM agent_status WHERE tenant_id = ?1 AND agent_id = ?2 AND (at_ns, event_id) > (?3, ?4) \
+             ORDER BY at_ns, event_id LIMIT 1",
+        )?;
+        Ok((previous, next))
+    }
+}
