@@ -5,7 +5,10 @@
 pub mod access;
 mod apply;
 mod block;
+mod catalog;
 pub mod overlay;
+pub mod pg;
+mod sql;
 pub mod sqlite;
 
 use access::{AuditEntry, KeyInfo, RateLimits, User};
@@ -36,6 +39,17 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Database(e.to_string())
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        // The server's message (e.g. a constraint's) says more than the client's summary.
+        let text = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        StoreError::Database(text)
     }
 }
 

@@ -1,13 +1,13 @@
 //! The embedded store: one SQLite file in WAL mode, one writer thread (group commit) and a
 //! small pool of reader connections.
 
-mod access;
 mod records;
 mod rows;
 mod schema;
 mod writer;
 
 use crate::access::{AuditEntry, KeyInfo, User};
+use crate::catalog;
 use crate::overlay::{DeltaMap, Overlay};
 use crate::{
     call_json, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store,
@@ -148,7 +148,10 @@ impl SqliteStore {
             writer::backfill(&mut conn, version)?;
         }
         let shared = Arc::new(Shared::default());
-        *shared.agent_teams.write().expect("agent teams lock") = agent_teams(&conn, None)?;
+        *shared.agent_teams.write().expect("agent teams lock") = catalog::agent_teams(&mut conn, None)?
+            .into_iter()
+            .map(|(tenant, map)| (tenant, Arc::new(map)))
+            .collect();
         {
             let mut overlay = shared.overlay.write().expect("overlay lock");
             let mut stmt = conn.prepare("SELECT data FROM pending_deltas ORDER BY seq")?;
@@ -219,7 +222,7 @@ impl SqliteStore {
     /// Runs `job` on a pooled reader connection in the blocking pool.
     async fn read<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Connection, &Shared) -> Result<T> + Send + 'static,
+        job: impl FnOnce(&mut Connection, &Shared) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let conn = match self.readers.lock().expect("reader pool").pop() {
             Some(c) => c,
@@ -236,7 +239,8 @@ impl SqliteStore {
         };
         let shared = self.shared.clone();
         let (conn, out) = tokio::task::spawn_blocking(move || {
-            let out = job(&conn, &shared);
+            let mut conn = conn;
+            let out = job(&mut conn, &shared);
             (conn, out)
         })
         .await
@@ -248,23 +252,14 @@ impl SqliteStore {
         out
     }
 
-    fn load_tenant(
-        conn: &Connection,
-        shared: &Shared,
-        sql: &str,
-        param: &dyn rusqlite::ToSql,
-    ) -> Result<Option<Arc<TenantInfo>>> {
-        let row: Option<(i64, String, String)> = conn
-            .query_row(sql, [param], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
+    /// A tenant row as the cached [`TenantInfo`] (the cache's copy if there is one).
+    fn tenant_info(shared: &Shared, row: Option<catalog::TenantRow>) -> Result<Option<Arc<TenantInfo>>> {
         let Some((id, name, settings)) = row else {
             return Ok(None);
         };
         if let Some(t) = shared.cached_tenant(id) {
             return Ok(Some(t));
         }
-        let settings: TenantSettings =
-            serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
         let info = Arc::new(TenantInfo::new(id, name, settings)?);
         shared.tenants.write().expect("tenant lock").insert(id, info.clone());
         Ok(Some(info))
@@ -348,31 +343,17 @@ fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((ns.parse().ok()?, id.to_string()))
 }
 
-/// The `team_id` of each agent in the directory, per tenant: of one tenant, or of all.
-fn agent_teams(conn: &Connection, tenant_id: Option<i64>) -> Result<HashMap<i64, Arc<AgentTeams>>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT tenant_id, id, json_extract(body, '$.team_id') FROM directory \
-         WHERE (?1 IS NULL OR tenant_id = ?1) AND kind = 'agent' AND json_extract(body, '$.team_id') IS NOT NULL",
-    )?;
-    let mut maps: HashMap<i64, AgentTeams> = HashMap::new();
-    let mut rows = stmt.query([tenant_id])?;
-    while let Some(r) = rows.next()? {
-        maps.entry(r.get(0)?).or_default().insert(r.get(1)?, r.get(2)?);
-    }
-    Ok(maps.into_iter().map(|(tenant, map)| (tenant, Arc::new(map))).collect())
-}
-
 /// After an agent entry changed (on the writer thread), the tenant's map is read again.
-fn refresh_agent_teams(conn: &Connection, shared: &Shared, tenant_id: i64, kind: DirectoryKind) -> Result<()> {
+fn refresh_agent_teams(conn: &mut Connection, shared: &Shared, tenant_id: i64, kind: DirectoryKind) -> Result<()> {
     if kind == DirectoryKind::Agent {
-        let map = agent_teams(conn, Some(tenant_id))?
+        let map = catalog::agent_teams(conn, Some(tenant_id))?
             .remove(&tenant_id)
             .unwrap_or_default();
         shared
             .agent_teams
             .write()
             .expect("agent teams lock")
-            .insert(tenant_id, map);
+            .insert(tenant_id, Arc::new(map));
     }
     Ok(())
 }
@@ -382,21 +363,8 @@ impl Store for SqliteStore {
     async fn create_tenant(&self, name: &str, settings: TenantSettings) -> Result<Arc<TenantInfo>> {
         let info = TenantInfo::new(0, name.to_string(), settings.clone())?;
         let name = name.to_string();
-        let json = serde_json::to_string(&settings).expect("settings serialize");
         let id = self
-            .write(move |conn| {
-                let exists: Option<i64> = conn
-                    .query_row("SELECT id FROM tenants WHERE name = ?1", [&name], |r| r.get(0))
-                    .optional()?;
-                if exists.is_some() {
-                    return Err(StoreError::Conflict(format!("tenant '{name}' already exists")));
-                }
-                conn.execute(
-                    "INSERT INTO tenants (name, settings, created_at) VALUES (?1, ?2, ?3)",
-                    params![name, json, jiff::Timestamp::now().as_second()],
-                )?;
-                Ok(conn.last_insert_rowid())
-            })
+            .write(move |conn| catalog::create_tenant(conn, &name, &settings, now_seconds()))
             .await?;
         let info = Arc::new(TenantInfo { id, ..info });
         self.shared
@@ -428,15 +396,9 @@ impl Store for SqliteStore {
             .unwrap_or(&current.settings.timezone);
         settings.rollup_timezone = Some(rollup.clone()).filter(|tz| *tz != settings.timezone);
         let info = Arc::new(TenantInfo::new(tenant_id, current.name.clone(), settings)?);
-        let json = serde_json::to_string(&info.settings).expect("settings serialize");
-        self.write(move |conn| {
-            conn.execute(
-                "UPDATE tenants SET settings = ?1 WHERE id = ?2",
-                params![json, tenant_id],
-            )?;
-            Ok(())
-        })
-        .await?;
+        let settings = info.settings.clone();
+        self.write(move |conn| catalog::update_settings(conn, tenant_id, &settings))
+            .await?;
         self.shared
             .tenants
             .write()
@@ -446,13 +408,10 @@ impl Store for SqliteStore {
     }
 
     async fn put_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str, body: Value) -> Result<()> {
-        let (id, body) = (id.to_string(), body.to_string());
+        let id = id.to_string();
         let shared = self.shared.clone();
         self.write(move |conn| {
-            conn.execute(
-                "INSERT OR REPLACE INTO directory (tenant_id, kind, id, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![tenant_id, kind.as_str(), id, body, now_seconds()],
-            )?;
+            catalog::put_directory(conn, tenant_id, kind, &id, &body, now_seconds())?;
             refresh_agent_teams(conn, &shared, tenant_id, kind)
         })
         .await
@@ -462,10 +421,7 @@ impl Store for SqliteStore {
         let id = id.to_string();
         let shared = self.shared.clone();
         self.write(move |conn| {
-            let deleted = conn.execute(
-                "DELETE FROM directory WHERE tenant_id = ?1 AND kind = ?2 AND id = ?3",
-                params![tenant_id, kind.as_str(), id],
-            )? > 0;
+            let deleted = catalog::delete_directory(conn, tenant_id, kind, &id)?;
             refresh_agent_teams(conn, &shared, tenant_id, kind)?;
             Ok(deleted)
         })
@@ -473,114 +429,90 @@ impl Store for SqliteStore {
     }
 
     async fn directory(&self, tenant_id: i64, kind: DirectoryKind) -> Result<Vec<(String, Value)>> {
-        self.read(move |conn, _| {
-            let mut stmt =
-                conn.prepare_cached("SELECT id, body FROM directory WHERE tenant_id = ?1 AND kind = ?2 ORDER BY id")?;
-            let rows = stmt.query_map(params![tenant_id, kind.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, body) = row?;
-                out.push((
-                    id,
-                    serde_json::from_str(&body).map_err(|e| StoreError::Database(e.to_string()))?,
-                ));
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |conn, _| catalog::directory(conn, tenant_id, kind))
+            .await
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Arc<TenantInfo>>> {
         let name = name.to_string();
-        self.read(move |conn, shared| {
-            Self::load_tenant(
-                conn,
-                shared,
-                "SELECT id, name, settings FROM tenants WHERE name = ?1",
-                &name,
-            )
-        })
-        .await
+        self.read(move |conn, shared| Self::tenant_info(shared, catalog::tenant_by_name(conn, &name)?))
+            .await
     }
 
     async fn tenant(&self, id: i64) -> Result<Arc<TenantInfo>> {
         if let Some(t) = self.shared.cached_tenant(id) {
             return Ok(t);
         }
-        self.read(move |conn, shared| {
-            Self::load_tenant(
-                conn,
-                shared,
-                "SELECT id, name, settings FROM tenants WHERE id = ?1",
-                &id,
-            )
-        })
-        .await?
-        .ok_or(StoreError::NotFound)
+        self.read(move |conn, shared| Self::tenant_info(shared, catalog::tenant_by_id(conn, id)?))
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     async fn create_key(&self, key_hash: [u8; 32], key: ApiKey) -> Result<()> {
-        self.write(move |conn| access::insert_key(conn, &key_hash, &key, now_seconds()))
+        self.write(move |conn| catalog::insert_key(conn, &key_hash, &key, now_seconds()))
             .await
     }
 
     async fn key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        self.read(move |conn, _| access::key(conn, &key_hash)).await
+        self.read(move |conn, _| catalog::key(conn, &key_hash)).await
     }
 
     async fn keys(&self, tenant_id: i64) -> Result<Vec<KeyInfo>> {
-        self.read(move |conn, _| access::keys(conn, tenant_id)).await
+        self.read(move |conn, _| catalog::keys(conn, tenant_id)).await
     }
 
     async fn revoke_key(&self, tenant_id: i64, key_id: &str) -> Result<bool> {
         let key_id = key_id.to_string();
-        self.write(move |conn| access::revoke_key(conn, tenant_id, &key_id, now_seconds()))
+        self.write(move |conn| catalog::revoke_key(conn, tenant_id, &key_id, now_seconds()))
             .await
     }
 
     async fn create_user(&self, user: User, password_hash: String) -> Result<()> {
-        self.write(move |conn| access::create_user(conn, &user, &password_hash))
+        self.write(move |conn| catalog::create_user(conn, &user, &password_hash))
             .await
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>> {
         let email = email.to_string();
-        self.read(move |conn, _| access::user_by_email(conn, &email)).await
+        self.read(move |conn, _| catalog::user_by_email(conn, &email)).await
     }
 
     async fn users(&self, tenant_id: i64) -> Result<Vec<User>> {
-        self.read(move |conn, _| access::users(conn, tenant_id)).await
+        self.read(move |conn, _| catalog::users(conn, tenant_id)).await
     }
 
     async fn delete_user(&self, tenant_id: i64, user_id: &str) -> Result<bool> {
         let user_id = user_id.to_string();
-        self.write(move |conn| access::delete_user(conn, tenant_id, &user_id, now_seconds()))
-            .await
+        self.write(move |conn| {
+            let mut tx = conn.transaction()?;
+            let deleted = catalog::delete_user(&mut tx, tenant_id, &user_id, now_seconds())?;
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
     }
 
     async fn create_session(&self, token_hash: [u8; 32], user: &User, expires_at: i64) -> Result<()> {
         let user = user.clone();
-        self.write(move |conn| access::create_session(conn, &token_hash, &user, now_seconds(), expires_at))
+        self.write(move |conn| catalog::create_session(conn, &token_hash, &user, now_seconds(), expires_at))
             .await
     }
 
     async fn session(&self, token_hash: [u8; 32], now: i64) -> Result<Option<User>> {
-        self.read(move |conn, _| access::session(conn, &token_hash, now)).await
+        self.read(move |conn, _| catalog::session(conn, &token_hash, now)).await
     }
 
     async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()> {
-        self.write(move |conn| access::revoke_session(conn, &token_hash, now_seconds()))
+        self.write(move |conn| catalog::revoke_session(conn, &token_hash, now_seconds()))
             .await
     }
 
     async fn audit(&self, tenant_id: i64, entry: AuditEntry) -> Result<()> {
-        self.write(move |conn| access::audit(conn, tenant_id, &entry)).await
+        self.write(move |conn| catalog::audit(conn, tenant_id, &entry)).await
     }
 
     async fn audit_log(&self, tenant_id: i64, limit: usize, before: Option<i64>) -> Result<Vec<(i64, AuditEntry)>> {
-        self.read(move |conn, _| access::audit_log(conn, tenant_id, limit, before))
+        self.read(move |conn, _| catalog::audit_log(conn, tenant_id, limit, before))
             .await
     }
 
