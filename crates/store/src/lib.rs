@@ -8,6 +8,7 @@ mod block;
 mod catalog;
 pub mod overlay;
 pub mod pg;
+mod rows;
 mod sql;
 pub mod sqlite;
 

@@ -9,6 +9,7 @@ mod writer;
 use crate::access::{AuditEntry, KeyInfo, User};
 use crate::catalog;
 use crate::overlay::{DeltaMap, Overlay};
+use crate::rows::call_with_analysis;
 use crate::{
     call_json, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store,
     StoreError, StoreMetrics, TenantInfo, TenantSettings,
@@ -19,7 +20,6 @@ use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
 use dialboard_engine::query::{self, passes_filters, AgentTeams, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
-use rows::{call_with_analysis, select_calls_with_analysis};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -305,7 +305,8 @@ impl CellSource for Source<'_> {
         to: i64,
         sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
     ) -> Result<(), SourceError> {
-        let mut stmt = self.conn.prepare_cached(&select_calls_with_analysis(
+        let mut stmt = self.conn.prepare_cached(&crate::rows::select_calls_with_analysis(
+            "calls c",
             "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3",
         ))?;
         let mut rows = stmt.query(params![self.tenant, from * 1_000_000_000, to * 1_000_000_000])?;
@@ -577,7 +578,7 @@ impl Store for SqliteStore {
                     None => return Ok(Err(vec![FieldError::new("cursor", "is not a cursor this API returned")])),
                 },
             };
-            let mut stmt = conn.prepare_cached(&select_calls_with_analysis(
+            let mut stmt = conn.prepare_cached(&crate::rows::select_calls_with_analysis("calls c",
                 "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3 AND (c.started_ns, c.call_id) < (?4, ?5) \
                  ORDER BY c.started_ns DESC, c.call_id DESC",
             ))?;
@@ -616,8 +617,11 @@ impl Store for SqliteStore {
         let call_id = call_id.to_string();
         self.read(move |conn, _| {
             let current = conn
-                .prepare_cached(&select_calls_with_analysis("WHERE c.tenant_id = ?1 AND c.call_id = ?2"))?
-                .query_row(params![tenant.id, call_id], call_with_analysis)
+                .prepare_cached(&crate::rows::select_calls_with_analysis(
+                    "calls c",
+                    "WHERE c.tenant_id = ?1 AND c.call_id = ?2",
+                ))?
+                .query_row(params![tenant.id, call_id], |r| call_with_analysis(r))
                 .optional()?;
             let Some((call, analysis)) = current else {
                 return Ok(None);

@@ -2,11 +2,11 @@
 //! so a query per event costs microseconds).
 
 use super::rows::{
-    analysis_from_row, call_from_row, conversation_from_row, csat_from_row, stage_from_row, upsert_analysis,
-    upsert_call, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL, SELECT_CONVERSATION,
+    upsert_analysis, upsert_call, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL, SELECT_CONVERSATION,
     SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_CALL, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
 use crate::apply::{Neighbour, Records};
+use crate::rows::{analysis_from_row, call_from_row, conversation_from_row, csat_from_row, stage_from_row};
 use crate::Result;
 use dialboard_engine::event::{
     AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, ParsedEvent, StageChange, StatusChange,
@@ -70,7 +70,7 @@ impl Records for SqliteRecords<'_> {
         Ok(self
             .0
             .prepare_cached(SELECT_FIRST_STAGE)?
-            .query_row(params![tenant, contact, stage], stage_from_row)
+            .query_row(params![tenant, contact, stage], |r| stage_from_row(r))
             .optional()?)
     }
 
@@ -95,7 +95,7 @@ impl Records for SqliteRecords<'_> {
         Ok(self
             .0
             .prepare_cached(SELECT_CONVERSATION)?
-            .query_row(params![tenant, id], conversation_from_row)
+            .query_row(params![tenant, id], |r| conversation_from_row(r))
             .optional()?)
     }
 
@@ -119,7 +119,7 @@ impl Records for SqliteRecords<'_> {
 
     fn csat_of_conversation(&mut self, tenant: i64, id: &str) -> Result<Vec<CsatScore>> {
         let mut stmt = self.0.prepare_cached(SELECT_CSAT_OF_CONVERSATION)?;
-        let scores = stmt.query_map(params![tenant, id], csat_from_row)?;
+        let scores = stmt.query_map(params![tenant, id], |r| csat_from_row(r))?;
         Ok(scores.collect::<rusqlite::Result<_>>()?)
     }
 

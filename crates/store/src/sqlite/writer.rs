@@ -4,13 +4,13 @@
 //! into the in-memory overlay; a checkpoint folds them into the cells table.
 
 use super::records::SqliteRecords;
-use super::rows::{
-    conversation_from_row, csat_from_row, stage_from_row, CONVERSATION_COLUMNS, CSAT_COLUMNS, STAGE_COLUMNS,
-};
 use super::schema::{MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
 use super::Shared;
 use crate::apply::apply_batch;
 use crate::overlay::DeltaMap;
+use crate::rows::{
+    conversation_from_row, csat_from_row, stage_from_row, CONVERSATION_COLUMNS, CSAT_COLUMNS, STAGE_COLUMNS,
+};
 use crate::{Change, IngestSummary, Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats};
 use dialboard_engine::event::{Conversation, ParsedEvent};
@@ -174,7 +174,7 @@ pub fn backfill(conn: &mut Connection, version: usize) -> Result<()> {
                 .prepare(&format!(
                     "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = ?1"
                 ))?
-                .query_map([id], conversation_from_row)?
+                .query_map([id], |r| conversation_from_row(r))?
                 .collect::<rusqlite::Result<_>>()?;
             for c in &conversations {
                 for_each_ticket_cell(&tenant.clock, c, |cell, stats| add(cell, stats, 1));

@@ -1,0 +1,288 @@
+//! The PostgreSQL schema. Every table of a tenant's data is keyed by `tenant_id` first, so a
+//! tenant-sharded cluster (Citus) can distribute it; `tenants`, `api_keys` and `sessions` are
+//! looked up by name or by a secret's hash and would be reference tables.
+//!
+//! Raw records with a time of their own are partitioned by month of that time (the event log by
+//! arrival, calls by start, statuses, stages and CSAT scores by their instant); partitions are
+//! made on demand ([`Partitions`]). Idempotency needs a key across all months, so ids live in
+//! `event_ids`, and a call's current start (its partition) in `call_keys`.
+//!
+//! Text compares byte by byte (`COLLATE "C"`), as on SQLite, so ties between equal instants
+//! (ordered by event id) and paging by call id come out the same on both stores.
+
+use crate::Result;
+use postgres::Client;
+use std::collections::HashSet;
+
+/// Each entry migrates from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT COLLATE "C" NOT NULL UNIQUE,
+    settings TEXT COLLATE "C" NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE api_keys (
+    key_hash BYTEA PRIMARY KEY,
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    scopes TEXT COLLATE "C" NOT NULL,
+    agent_id TEXT COLLATE "C",
+    team_id TEXT COLLATE "C",
+    created_at BIGINT NOT NULL,
+    name TEXT COLLATE "C",
+    rate_limits TEXT COLLATE "C",
+    revoked_at BIGINT
+);
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id);
+CREATE TABLE users (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    id TEXT COLLATE "C" NOT NULL,
+    email TEXT COLLATE "C" NOT NULL,
+    password_hash TEXT COLLATE "C" NOT NULL,
+    role TEXT COLLATE "C" NOT NULL,
+    agent_id TEXT COLLATE "C",
+    teams TEXT COLLATE "C" NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX users_by_email ON users (email);
+CREATE TABLE sessions (
+    token_hash BYTEA PRIMARY KEY,
+    tenant_id BIGINT NOT NULL,
+    user_id TEXT COLLATE "C" NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX sessions_by_user ON sessions (tenant_id, user_id);
+CREATE TABLE audit (
+    tenant_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    actor TEXT COLLATE "C" NOT NULL,
+    action TEXT COLLATE "C" NOT NULL,
+    target TEXT COLLATE "C",
+    detail TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant_id, seq)
+);
+CREATE TABLE directory (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    kind TEXT COLLATE "C" NOT NULL,
+    id TEXT COLLATE "C" NOT NULL,
+    body TEXT COLLATE "C" NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, kind, id)
+);
+-- Every event id ever accepted: idempotency across all months of the log.
+CREATE TABLE event_ids (
+    tenant_id BIGINT NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant_id, event_id)
+);
+-- Every accepted event as received, by arrival. `seq` orders a commit's events.
+CREATE SEQUENCE event_seq;
+CREATE TABLE events (
+    tenant_id BIGINT NOT NULL,
+    received_ns BIGINT NOT NULL,
+    seq BIGINT NOT NULL DEFAULT nextval('event_seq'),
+    event_id TEXT COLLATE "C" NOT NULL,
+    type TEXT COLLATE "C" NOT NULL,
+    record_key TEXT COLLATE "C",
+    body TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant_id, received_ns, seq)
+) PARTITION BY RANGE (received_ns);
+CREATE INDEX events_by_record ON events (tenant_id, record_key) WHERE record_key IS NOT NULL;
+-- Where each call's current version is (its start), and its contact's calls by start.
+CREATE TABLE call_keys (
+    tenant_id BIGINT NOT NULL,
+    call_id TEXT COLLATE "C" NOT NULL,
+    started_ns BIGINT NOT NULL,
+    contact_id TEXT COLLATE "C",
+    PRIMARY KEY (tenant_id, call_id)
+);
+CREATE INDEX call_keys_by_contact ON call_keys (tenant_id, contact_id, started_ns) WHERE contact_id IS NOT NULL;
+-- The current version of each call.
+CREATE TABLE calls (
+    tenant_id BIGINT NOT NULL,
+    call_id TEXT COLLATE "C" NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL,
+    version_ns BIGINT NOT NULL,
+    started_ns BIGINT NOT NULL,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    team_id TEXT COLLATE "C",
+    campaign_id TEXT COLLATE "C",
+    list_id TEXT COLLATE "C",
+    contact_id TEXT COLLATE "C",
+    lead_source TEXT COLLATE "C",
+    direction TEXT COLLATE "C",
+    disposition TEXT COLLATE "C" NOT NULL,
+    ended_ns BIGINT,
+    talk_seconds BIGINT,
+    wait_seconds BIGINT,
+    wrap_seconds BIGINT,
+    flags BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, started_ns, call_id)
+) PARTITION BY RANGE (started_ns);
+CREATE TABLE call_analysis (
+    tenant_id BIGINT NOT NULL,
+    call_id TEXT COLLATE "C" NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL,
+    version_ns BIGINT NOT NULL,
+    score BIGINT,
+    sentiment BIGINT,
+    prospect_sentiment BIGINT,
+    talk_ratio BIGINT,
+    filler BIGINT,
+    intent TEXT COLLATE "C",
+    PRIMARY KEY (tenant_id, call_id)
+);
+CREATE TABLE agent_status (
+    tenant_id BIGINT NOT NULL,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    at_ns BIGINT NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL,
+    status TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant_id, agent_id, at_ns, event_id)
+) PARTITION BY RANGE (at_ns);
+CREATE TABLE lead_stages (
+    tenant_id BIGINT NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL,
+    contact_id TEXT COLLATE "C" NOT NULL,
+    stage TEXT COLLATE "C" NOT NULL,
+    at_ns BIGINT NOT NULL,
+    campaign_id TEXT COLLATE "C",
+    lead_source TEXT COLLATE "C",
+    agent_id TEXT COLLATE "C",
+    call_id TEXT COLLATE "C",
+    amount_minor BIGINT,
+    currency TEXT COLLATE "C",
+    PRIMARY KEY (tenant_id, at_ns, event_id)
+) PARTITION BY RANGE (at_ns);
+CREATE INDEX lead_stages_by_contact ON lead_stages (tenant_id, contact_id, stage, at_ns, event_id);
+CREATE TABLE conversations (
+    tenant_id BIGINT NOT NULL,
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL,
+    version_ns BIGINT NOT NULL,
+    channel TEXT COLLATE "C" NOT NULL,
+    opened_ns BIGINT NOT NULL,
+    agent_id TEXT COLLATE "C",
+    team_id TEXT COLLATE "C",
+    first_response_ns BIGINT,
+    resolved_ns BIGINT,
+    status TEXT COLLATE "C",
+    intent TEXT COLLATE "C",
+    PRIMARY KEY (tenant_id, conversation_id)
+);
+CREATE TABLE csat (
+    tenant_id BIGINT NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL,
+    score BIGINT NOT NULL,
+    at_ns BIGINT NOT NULL,
+    call_id TEXT COLLATE "C",
+    conversation_id TEXT COLLATE "C",
+    agent_id TEXT COLLATE "C",
+    PRIMARY KEY (tenant_id, at_ns, event_id)
+) PARTITION BY RANGE (at_ns);
+CREATE INDEX csat_by_conversation ON csat (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;
+-- Rollup cells, one row per block (see store::block), as on SQLite.
+CREATE TABLE cells (
+    tenant_id BIGINT NOT NULL,
+    cuboid SMALLINT NOT NULL,
+    grain SMALLINT NOT NULL,
+    bucket BIGINT NOT NULL,
+    block BYTEA NOT NULL,
+    PRIMARY KEY (tenant_id, cuboid, grain, bucket)
+);
+-- Each ingest transaction's deltas, one row per block it touched. Queries add them to the
+-- cells; the compaction job folds them in (one node at a time).
+CREATE TABLE cell_deltas (
+    tenant_id BIGINT NOT NULL,
+    cuboid SMALLINT NOT NULL,
+    grain SMALLINT NOT NULL,
+    bucket BIGINT NOT NULL,
+    block BYTEA NOT NULL
+);
+CREATE INDEX cell_deltas_by_block ON cell_deltas (tenant_id, cuboid, grain, bucket);
+"#];
+
+/// Advisory lock keys (first half): `(LOCK_SPACE, what)`.
+pub const LOCK_SPACE: i32 = 0x6469_616c; // "dial"
+pub const LOCK_MIGRATE: i32 = -1;
+pub const LOCK_COMPACT: i32 = -2;
+
+/// Migrates to the latest version under an advisory lock, so nodes starting together take
+/// turns; returns the version the database had.
+pub fn migrate(client: &mut Client) -> Result<usize> {
+    client.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INT NOT NULL)")?;
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_SPACE, &LOCK_MIGRATE])?;
+    let version: Option<i32> = tx
+        .query_opt("SELECT version FROM schema_version", &[])?
+        .map(|r| r.get(0));
+    let version = version.unwrap_or(0) as usize;
+    for sql in MIGRATIONS.iter().skip(version) {
+        tx.batch_execute(sql)?;
+    }
+    tx.execute("DELETE FROM schema_version", &[])?;
+    tx.execute(
+        "INSERT INTO schema_version VALUES ($1)",
+        &[&(MIGRATIONS.len() as i32)],
+    )?;
+    tx.commit()?;
+    Ok(version)
+}
+
+/// The tables partitioned by month.
+pub const PARTITIONED: [&str; 5] = ["events", "calls", "agent_status", "lead_stages", "csat"];
+
+/// The UTC month holding `ns`: its first and next month's first instant (ns) and its name.
+pub fn month_of(ns: i64) -> (i64, i64, String) {
+    let t = jiff::Timestamp::from_nanosecond(ns as i128).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let d = t.to_zoned(jiff::tz::TimeZone::UTC).date().first_of_month();
+    let ns_of = |d: jiff::civil::Date| {
+        d.to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_nanosecond() as i64)
+            .unwrap_or(i64::MAX)
+    };
+    let next = d.checked_add(jiff::Span::new().months(1)).map(ns_of).unwrap_or(i64::MAX);
+    let name = format!("{}{:02}", d.year(), d.month()).replace('-', "m");
+    (ns_of(d), next, name)
+}
+
+/// The monthly partitions known to exist. Made before the ingest transaction that needs them,
+/// each in its own short transaction (creating a partition locks its parent briefly).
+#[derive(Default)]
+pub struct Partitions(HashSet<String>);
+
+impl Partitions {
+    pub fn load(client: &mut Client) -> Result<Partitions> {
+        let rows = client.query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ANY($1)",
+            &[&PARTITIONED.as_slice()],
+        )?;
+        Ok(Partitions(rows.iter().map(|r| r.get(0)).collect()))
+    }
+
+    /// Makes the partition of `table` holding `ns` unless it is known to exist.
+    pub fn ensure(&mut self, client: &mut Client, table: &str, ns: i64) -> Result<()> {
+        let (from, to, month) = month_of(ns);
+        let name = format!("{table}_{month}");
+        if self.0.contains(&name) {
+            return Ok(());
+        }
+        let sql = format!("CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ({from}) TO ({to})");
+        if let Err(e) = client.batch_execute(&sql) {
+            // Another node made it at the same moment.
+            let exists: bool = client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?
+                .get(0);
+            if !exists {
+                return Err(e.into());
+            }
+        }
+        self.0.insert(name);
+        Ok(())
+    }
+}
