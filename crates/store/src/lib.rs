@@ -6,6 +6,8 @@ pub mod access;
 mod apply;
 mod block;
 mod catalog;
+mod drill;
+mod group;
 pub mod overlay;
 pub mod pg;
 mod rows;

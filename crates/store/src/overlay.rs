@@ -43,6 +43,13 @@ fn add_to(cells: &mut Cells, key: &str, stats: &Stats, sign: i64) {
     }
 }
 
+/// A block's cells in key order (the order blocks are stored in).
+fn sorted(cells: &Cells) -> impl Iterator<Item = (&str, &Stats)> {
+    let mut sorted: Vec<(&str, &Stats)> = cells.iter().map(|(k, s)| (k.as_str(), s)).collect();
+    sorted.sort_unstable_by_key(|e| e.0);
+    sorted.into_iter()
+}
+
 /// Deltas of one transaction.
 #[derive(Debug, Default)]
 pub struct DeltaMap(HashMap<BlockId, Cells, Fx>);
@@ -58,6 +65,11 @@ impl DeltaMap {
 
     pub fn is_empty(&self) -> bool {
         self.0.values().all(HashMap::is_empty)
+    }
+
+    /// Each block with its cells sorted by key.
+    pub fn blocks(&self) -> impl Iterator<Item = (BlockId, impl Iterator<Item = (&str, &Stats)>)> {
+        self.0.iter().map(|(id, cells)| (*id, sorted(cells)))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -158,11 +170,7 @@ impl Overlay {
 
     /// Each block with its cells sorted by key, for folding into stored blocks.
     pub fn blocks(&self) -> impl Iterator<Item = (BlockId, impl Iterator<Item = (&str, &Stats)>)> {
-        self.blocks.iter().map(|(id, cells)| {
-            let mut sorted: Vec<(&str, &Stats)> = cells.iter().map(|(k, s)| (k.as_str(), s)).collect();
-            sorted.sort_unstable_by_key(|e| e.0);
-            (*id, sorted.into_iter())
-        })
+        self.blocks.iter().map(|(id, cells)| (*id, sorted(cells)))
     }
 
     /// Cells of one tenant, cuboid and grain with bucket in `[from, to)`.

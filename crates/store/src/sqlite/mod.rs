@@ -8,20 +8,22 @@ mod writer;
 
 use crate::access::{AuditEntry, KeyInfo, User};
 use crate::catalog;
+use crate::drill;
+use crate::group::IngestRequest;
 use crate::overlay::{DeltaMap, Overlay};
-use crate::rows::call_with_analysis;
+use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
-    call_json, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store,
-    StoreError, StoreMetrics, TenantInfo, TenantSettings,
+    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
+    StoreMetrics, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
-use dialboard_engine::cells::{call_dim_values, CellData, Cuboid};
+use dialboard_engine::cells::{CellData, Cuboid};
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
-use dialboard_engine::query::{self, passes_filters, AgentTeams, CellSource, QueryResult, SourceError};
+use dialboard_engine::query::{self, AgentTeams, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -305,7 +307,7 @@ impl CellSource for Source<'_> {
         to: i64,
         sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
     ) -> Result<(), SourceError> {
-        let mut stmt = self.conn.prepare_cached(&crate::rows::select_calls_with_analysis(
+        let mut stmt = self.conn.prepare_cached(&select_calls_with_analysis(
             "calls c",
             "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3",
         ))?;
@@ -320,28 +322,6 @@ impl CellSource for Source<'_> {
 
 fn db_err(e: SourceError) -> StoreError {
     StoreError::Database(e.to_string())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
-}
-
-/// Paging cursor: the last row's start and call id, opaque to clients.
-fn encode_cursor(started_ns: i64, call_id: &str) -> String {
-    hex(format!("{started_ns}:{call_id}").as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
-    let text = String::from_utf8(unhex(cursor)?).ok()?;
-    let (ns, id) = text.split_once(':')?;
-    Some((ns.parse().ok()?, id.to_string()))
 }
 
 /// After an agent entry changed (on the writer thread), the tenant's map is read again.
@@ -523,7 +503,7 @@ impl Store for SqliteStore {
         }
         let tenant = self.tenant(tenant_id).await?;
         let (reply, rx) = oneshot::channel();
-        self.send(WriteCommand::Ingest { tenant, events, reply })?;
+        self.send(WriteCommand::Ingest(IngestRequest { tenant, events, reply }))?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -564,50 +544,27 @@ impl Store for SqliteStore {
     ) -> Result<Result<CallsPage, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, _| {
-            // A drill-down lists calls, which carry their team: no activity to attribute.
-            let no_activity = AgentTeams::new();
-            let ctx = tenant.context(now, None, &no_activity);
-            let q = match query::parse_drilldown(&request.query, &ctx) {
-                Ok(q) => q,
+            let drill = match drill::parse(&tenant, &request, now) {
+                Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            let after = match &request.cursor {
-                None => (i64::MAX, String::new()),
-                Some(c) => match decode_cursor(c) {
-                    Some(c) => c,
-                    None => return Ok(Err(vec![FieldError::new("cursor", "is not a cursor this API returned")])),
-                },
-            };
-            let mut stmt = conn.prepare_cached(&crate::rows::select_calls_with_analysis("calls c",
+            let range = drill.query.range;
+            let mut stmt = conn.prepare_cached(&select_calls_with_analysis(
+                "calls c",
                 "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3 AND (c.started_ns, c.call_id) < (?4, ?5) \
                  ORDER BY c.started_ns DESC, c.call_id DESC",
             ))?;
-            let mut rows = stmt.query(params![
-                tenant.id,
-                q.range.start * 1_000_000_000,
-                q.range.end * 1_000_000_000,
-                after.0,
-                after.1
-            ])?;
-            let mut calls = Vec::new();
-            let mut next_cursor = None;
-            while let Some(row) = rows.next()? {
-                let (call, analysis) = call_with_analysis(row)?;
-                let t = call.started_second();
-                let values = call_dim_values(&call, analysis.as_ref());
-                if !passes_filters(&q.filters, &values, q.clock.hour_of_day(t), q.clock.day_of_week(t), &tenant.taxonomy) {
-                    continue;
-                }
-                if calls.len() == request.limit {
-                    // Another match exists: the next page starts after the last one returned.
-                    let (last, _): &(CallRecord, _) = calls.last().expect("limit ≥ 1");
-                    next_cursor = Some(encode_cursor(last.started_ns, &last.call_id));
-                    break;
-                }
-                calls.push((call, analysis));
-            }
-            let calls = calls.iter().map(|(c, a)| call_json(c, a.as_ref(), &q.clock, &tenant.taxonomy)).collect();
-            Ok(Ok(CallsPage { calls, next_cursor }))
+            let rows = stmt.query_map(
+                params![
+                    tenant.id,
+                    range.start * 1_000_000_000,
+                    range.end * 1_000_000_000,
+                    drill.after.0,
+                    drill.after.1
+                ],
+                |r| call_with_analysis(r),
+            )?;
+            Ok(Ok(drill::page(&tenant, &drill, request.limit, rows.map(|r| Ok(r?)))?))
         })
         .await
     }
@@ -617,7 +574,7 @@ impl Store for SqliteStore {
         let call_id = call_id.to_string();
         self.read(move |conn, _| {
             let current = conn
-                .prepare_cached(&crate::rows::select_calls_with_analysis(
+                .prepare_cached(&select_calls_with_analysis(
                     "calls c",
                     "WHERE c.tenant_id = ?1 AND c.call_id = ?2",
                 ))?
@@ -626,31 +583,21 @@ impl Store for SqliteStore {
             let Some((call, analysis)) = current else {
                 return Ok(None);
             };
-            let current_ids = [
-                Some(call.event_id.as_str()),
-                analysis.as_ref().map(|a| a.event_id.as_str()),
-            ];
             let versions = conn
                 .prepare_cached(
                     "SELECT event_id, type, received_at, body FROM events WHERE tenant_id = ?1 AND record_key = ?2 \
                      ORDER BY received_at, event_id",
                 )?
                 .query_map(params![tenant.id, call_id], |r| {
-                    let event_id: String = r.get(0)?;
-                    let body: String = r.get(3)?;
-                    let received: i64 = r.get(2)?;
-                    Ok(json!({
-                        "event_id": event_id,
-                        "type": r.get::<_, String>(1)?,
-                        "received_at": tenant.clock.format(received.div_euclid(1_000_000_000)),
-                        "current": current_ids.contains(&Some(event_id.as_str())),
-                        "event": serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
-                    }))
+                    Ok(drill::Version {
+                        event_id: r.get(0)?,
+                        kind: r.get(1)?,
+                        received_ns: r.get(2)?,
+                        body: r.get(3)?,
+                    })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut out = call_json(&call, analysis.as_ref(), &tenant.clock, &tenant.taxonomy);
-            out["versions"] = Value::Array(versions);
-            Ok(Some(out))
+            Ok(Some(drill::detail(&tenant, &call, analysis.as_ref(), versions)))
         })
         .await
     }

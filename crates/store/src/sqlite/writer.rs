@@ -6,14 +6,14 @@
 use super::records::SqliteRecords;
 use super::schema::{MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
 use super::Shared;
-use crate::apply::apply_batch;
+use crate::group::{self, IngestRequest};
 use crate::overlay::DeltaMap;
 use crate::rows::{
     conversation_from_row, csat_from_row, stage_from_row, CONVERSATION_COLUMNS, CSAT_COLUMNS, STAGE_COLUMNS,
 };
-use crate::{Change, IngestSummary, Result, StoreError, TenantInfo};
+use crate::{Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats};
-use dialboard_engine::event::{Conversation, ParsedEvent};
+use dialboard_engine::event::Conversation;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -23,18 +23,12 @@ use tokio::sync::oneshot;
 pub type AdminJob = Box<dyn FnOnce(&mut Connection) + Send>;
 
 pub enum WriteCommand {
-    Ingest {
-        tenant: Arc<TenantInfo>,
-        events: Vec<ParsedEvent>,
-        reply: oneshot::Sender<Result<IngestSummary>>,
-    },
+    Ingest(IngestRequest),
     Admin(AdminJob),
     Checkpoint(oneshot::Sender<Result<usize>>),
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Most events one transaction takes, so one commit never grows without bound.
-const MAX_GROUP_EVENTS: usize = 50_000;
 /// Fold deltas into cells when the overlay holds this many cells, or after this long.
 const CHECKPOINT_CELLS: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
@@ -55,22 +49,9 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             },
         };
         match command {
-            WriteCommand::Ingest { tenant, events, reply } => {
-                let mut group = vec![(tenant, events, reply)];
-                let mut size = group[0].1.len();
-                while size < MAX_GROUP_EVENTS {
-                    match rx.try_recv() {
-                        Ok(WriteCommand::Ingest { tenant, events, reply }) => {
-                            size += events.len();
-                            group.push((tenant, events, reply));
-                        }
-                        Ok(other) => {
-                            carried = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
+            WriteCommand::Ingest(first) => {
+                let (group, other) = group::gather(first, &rx, as_ingest);
+                carried = other;
                 commit_group(&mut conn, &shared, group);
             }
             WriteCommand::Admin(job) => job(&mut conn),
@@ -81,13 +62,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             WriteCommand::Shutdown(done) => {
                 // Everything queued before the shutdown is committed first, in one transaction;
                 // other commands are dropped, so their callers hear the store is closed.
-                let queued: Group = rx
-                    .try_iter()
-                    .filter_map(|c| match c {
-                        WriteCommand::Ingest { tenant, events, reply } => Some((tenant, events, reply)),
-                        _ => None,
-                    })
-                    .collect();
+                let queued: Vec<IngestRequest> = rx.try_iter().filter_map(|c| as_ingest(c).ok()).collect();
                 if !queued.is_empty() {
                     commit_group(&mut conn, &shared, queued);
                 }
@@ -103,54 +78,30 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
     }
 }
 
-type Group = Vec<(
-    Arc<TenantInfo>,
-    Vec<ParsedEvent>,
-    oneshot::Sender<Result<IngestSummary>>,
-)>;
+fn as_ingest(command: WriteCommand) -> Result<IngestRequest, WriteCommand> {
+    match command {
+        WriteCommand::Ingest(request) => Ok(request),
+        other => Err(other),
+    }
+}
 
-fn commit_group(conn: &mut Connection, shared: &Shared, group: Group) {
+fn commit_group(conn: &mut Connection, shared: &Shared, group: Vec<IngestRequest>) {
     let started = Instant::now();
     let mut deltas = DeltaMap::default();
-    let outcome = (|| -> Result<Vec<(IngestSummary, Vec<bool>)>> {
+    let outcome = (|| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut summaries = Vec::with_capacity(group.len());
-        let received_ns = jiff::Timestamp::now().as_nanosecond() as i64;
-        let mut records = SqliteRecords(&tx);
-        for (tenant, events, _) in &group {
-            let mut stored = Vec::with_capacity(events.len());
-            let summary = apply_batch(&mut records, tenant, events, received_ns, &mut deltas, &mut stored)?;
-            summaries.push((summary, stored));
-        }
+        let outcome = group::apply_group(&mut SqliteRecords(&tx), &group, &mut deltas)?;
         if !deltas.is_empty() {
             tx.prepare_cached("INSERT INTO pending_deltas (data) VALUES (?1)")?
                 .execute([deltas.encode()])?;
         }
         tx.commit()?;
-        Ok(summaries)
+        Ok(outcome)
     })();
-    match outcome {
-        Ok(summaries) => {
-            shared.merge_overlay(deltas);
-            shared.metrics.record_commit(started.elapsed(), group.len());
-            for ((tenant, events, reply), (summary, stored)) in group.into_iter().zip(summaries) {
-                let _ = reply.send(Ok(summary));
-                if summary.accepted > 0 {
-                    let events = events.into_iter().zip(stored).filter_map(|(e, new)| new.then_some(e));
-                    shared.changes.publish(Change {
-                        tenant_id: tenant.id,
-                        events: events.collect(),
-                    });
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, batches = group.len(), "ingest transaction failed");
-            for (_, _, reply) in group {
-                let _ = reply.send(Err(StoreError::Database(e.to_string())));
-            }
-        }
+    if outcome.is_ok() {
+        shared.merge_overlay(deltas);
     }
+    group::answer(group, outcome, started, &shared.metrics, &shared.changes);
 }
 
 /// Computes, as one pending delta row (folded by the next checkpoint), the rollups a database

@@ -1,0 +1,94 @@
+//! Group commit, the same on both stores: ingest requests queued while a transaction runs are
+//! taken together into the next one (one durable commit for all), and each is answered — and
+//! its newly stored events published — only after that commit.
+
+use crate::apply::{apply_batch, Records};
+use crate::overlay::DeltaMap;
+use crate::{Change, ChangeFeed, IngestSummary, Result, StoreError, StoreMetrics, TenantInfo};
+use dialboard_engine::event::ParsedEvent;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+pub struct IngestRequest {
+    pub tenant: Arc<TenantInfo>,
+    pub events: Vec<ParsedEvent>,
+    pub reply: oneshot::Sender<Result<IngestSummary>>,
+}
+
+/// Most events one transaction takes, so one commit never grows without bound.
+const MAX_GROUP_EVENTS: usize = 50_000;
+
+/// What one transaction committed: per request, its summary and which events were new.
+pub type Outcome = Vec<(IngestSummary, Vec<bool>)>;
+
+/// `first` and the ingest requests queued behind it (up to [`MAX_GROUP_EVENTS`]); a queued
+/// command of another kind ends the group and is handed back.
+pub fn gather<C>(
+    first: IngestRequest,
+    rx: &Receiver<C>,
+    as_ingest: impl Fn(C) -> Result<IngestRequest, C>,
+) -> (Vec<IngestRequest>, Option<C>) {
+    let mut size = first.events.len();
+    let mut group = vec![first];
+    while size < MAX_GROUP_EVENTS {
+        match rx.try_recv().map(&as_ingest) {
+            Ok(Ok(request)) => {
+                size += request.events.len();
+                group.push(request);
+            }
+            Ok(Err(other)) => return (group, Some(other)),
+            Err(_) => break,
+        }
+    }
+    (group, None)
+}
+
+/// Applies each request's events in order, all stamped as received at one instant.
+pub fn apply_group(records: &mut impl Records, group: &[IngestRequest], deltas: &mut DeltaMap) -> Result<Outcome> {
+    let received_ns = jiff::Timestamp::now().as_nanosecond() as i64;
+    group
+        .iter()
+        .map(|r| {
+            let mut stored = Vec::with_capacity(r.events.len());
+            let summary = apply_batch(records, &r.tenant, &r.events, received_ns, deltas, &mut stored)?;
+            Ok((summary, stored))
+        })
+        .collect()
+}
+
+/// Answers every request of a group once its transaction ended, and publishes what it stored.
+pub fn answer(
+    group: Vec<IngestRequest>,
+    outcome: Result<Outcome>,
+    started: Instant,
+    metrics: &StoreMetrics,
+    changes: &ChangeFeed,
+) {
+    match outcome {
+        Ok(summaries) => {
+            metrics.record_commit(started.elapsed(), group.len());
+            for (request, (summary, stored)) in group.into_iter().zip(summaries) {
+                let _ = request.reply.send(Ok(summary));
+                if summary.accepted > 0 {
+                    let events = request
+                        .events
+                        .into_iter()
+                        .zip(stored)
+                        .filter_map(|(e, new)| new.then_some(e));
+                    changes.publish(Change {
+                        tenant_id: request.tenant.id,
+                        events: events.collect(),
+                    });
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, batches = group.len(), "ingest transaction failed");
+            for request in group {
+                let _ = request.reply.send(Err(StoreError::Database(e.to_string())));
+            }
+        }
+    }
+}

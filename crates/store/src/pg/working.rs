@@ -1,0 +1,743 @@
+//! [`Records`] on PostgreSQL. A query per event would cost a network round trip per event, so
+//! the writer loads, in one statement per kind, every current record the batch's events can
+//! read ([`WorkingSet::load`]); the events are applied to that in memory, in order, exactly as
+//! on SQLite; and the changed records go back in one binary COPY per table
+//! ([`WorkingSet::flush`]). Reading anything that was not loaded is an error, never a guess.
+//!
+//! The transaction holds each tenant's ingest lock, so no other node changes these records
+//! between the load and the flush.
+
+use crate::apply::{Neighbour, Records};
+use crate::overlay::DeltaMap;
+use crate::rows::{
+    analysis_from_row, call_flags, call_from_row, conversation_from_row, csat_from_row, prefixed, stage_from_row,
+    ANALYSIS_COLUMNS, CALL_COLUMNS, CONVERSATION_COLUMNS, CSAT_COLUMNS, STAGE_COLUMNS,
+};
+use crate::{Result, StoreError};
+use dialboard_engine::cells::MEETING_STAGE;
+use dialboard_engine::event::{
+    AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
+};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+use postgres::Transaction;
+use std::collections::{HashMap, HashSet};
+
+/// A tenant's events of one group commit, in order.
+pub struct Batch<'a> {
+    pub tenant: i64,
+    pub events: &'a [ParsedEvent],
+}
+
+/// The records one tenant's events may read, loaded, then changed in memory.
+#[derive(Default)]
+struct TenantSet {
+    /// Ids new to the log; `log_event` takes each out once.
+    new_ids: HashSet<String>,
+    calls: HashMap<String, Option<CallRecord>>,
+    /// The start (partition) of each loaded call's row, to remove it when replaced.
+    stored_calls: HashMap<String, i64>,
+    dirty_calls: HashSet<String>,
+    analyses: HashMap<String, Option<CallAnalysis>>,
+    dirty_analyses: HashSet<String>,
+    /// Loaded contacts → stage → the event of first arrival.
+    firsts: HashMap<String, HashMap<String, StageChange>>,
+    /// Contacts with a meeting → their calls' starts, by call.
+    contact_calls: HashMap<String, HashMap<String, i64>>,
+    new_stages: Vec<StageChange>,
+    conversations: HashMap<String, Option<Conversation>>,
+    dirty_conversations: HashSet<String>,
+    csat_by_conversation: HashMap<String, Vec<CsatScore>>,
+    new_csat: Vec<CsatScore>,
+    /// The database's neighbours of each new status (by event id): `(at, event id, status)`.
+    status_neighbours: HashMap<String, [Option<(i64, String, AgentStatus)>; 2]>,
+    new_statuses: Vec<StatusChange>,
+}
+
+pub struct WorkingSet {
+    tenants: HashMap<i64, TenantSet>,
+}
+
+fn not_loaded(what: &str, key: &str) -> StoreError {
+    StoreError::Database(format!("{what} '{key}' was not loaded for this batch"))
+}
+
+fn loaded<'a, V>(map: &'a HashMap<String, V>, what: &str, key: &str) -> Result<&'a V> {
+    map.get(key).ok_or_else(|| not_loaded(what, key))
+}
+
+fn status_of(text: &str) -> AgentStatus {
+    AgentStatus::parse(text).unwrap_or(AgentStatus::Offline)
+}
+
+/// Distinct values, in first-seen order.
+fn distinct<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    values.into_iter().filter(|v| seen.insert(*v)).collect()
+}
+
+impl WorkingSet {
+    /// Logs the batches' event ids (the new ones are what gets applied) and loads what their
+    /// events can read.
+    pub fn load(tx: &mut Transaction, batches: &[Batch]) -> Result<WorkingSet> {
+        let mut by_tenant: HashMap<i64, Vec<&ParsedEvent>> = HashMap::new();
+        for b in batches {
+            by_tenant.entry(b.tenant).or_default().extend(b.events);
+        }
+        let mut tenants = HashMap::new();
+        for (tenant, events) in by_tenant {
+            tenants.insert(tenant, TenantSet::load(tx, tenant, &events)?);
+        }
+        Ok(WorkingSet { tenants })
+    }
+
+    fn set(&mut self, tenant: i64) -> Result<&mut TenantSet> {
+        self.tenants
+            .get_mut(&tenant)
+            .ok_or_else(|| not_loaded("tenant", &tenant.to_string()))
+    }
+}
+
+impl TenantSet {
+    fn load(tx: &mut Transaction, tenant: i64, events: &[&ParsedEvent]) -> Result<TenantSet> {
+        let mut set = TenantSet::default();
+        // The first copy of each id is the one that counts; of those, the ids not logged before.
+        let ids = distinct(events.iter().map(|e| e.id.as_str()));
+        let new_ids: HashSet<String> = tx
+            .query(
+                "INSERT INTO event_ids (tenant_id, event_id) SELECT $1, unnest($2::text[]) \
+                 ON CONFLICT DO NOTHING RETURNING event_id",
+                &[&tenant, &ids],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut firsts_seen = HashSet::new();
+        let applied: Vec<&Event> = events
+            .iter()
+            .filter(|e| new_ids.contains(&e.id) && firsts_seen.insert(e.id.as_str()))
+            .map(|e| &e.event)
+            .collect();
+        set.new_ids = new_ids;
+
+        let call_ids = distinct(applied.iter().filter_map(|e| match e {
+            Event::Call(c) => Some(c.call_id.as_str()),
+            Event::Analysis(a) => Some(a.call_id.as_str()),
+            _ => None,
+        }));
+        if !call_ids.is_empty() {
+            set.load_calls(tx, tenant, &call_ids)?;
+        }
+        let contacts = distinct(
+            applied
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Call(c) => c.contact_id.as_deref(),
+                    Event::Stage(s) => Some(s.contact_id.as_str()),
+                    _ => None,
+                })
+                .chain(set.calls.values().flatten().filter_map(|c| c.contact_id.as_deref())),
+        );
+        if !contacts.is_empty() {
+            let meetings_in_batch = applied.iter().filter_map(|e| match e {
+                Event::Stage(s) if s.stage == MEETING_STAGE => Some(s.contact_id.as_str()),
+                _ => None,
+            });
+            set.load_contacts(tx, tenant, &contacts, meetings_in_batch)?;
+        }
+        let conversations = distinct(applied.iter().filter_map(|e| match e {
+            Event::Conversation(c) => Some(c.conversation_id.as_str()),
+            Event::Csat(s) => s.conversation_id.as_deref(),
+            _ => None,
+        }));
+        if !conversations.is_empty() {
+            let changed = distinct(applied.iter().filter_map(|e| match e {
+                Event::Conversation(c) => Some(c.conversation_id.as_str()),
+                _ => None,
+            }));
+            set.load_conversations(tx, tenant, &conversations, &changed)?;
+        }
+        let statuses: Vec<&StatusChange> = applied
+            .iter()
+            .filter_map(|e| match e {
+                Event::Status(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        if !statuses.is_empty() {
+            set.load_status_neighbours(tx, tenant, &statuses)?;
+        }
+        Ok(set)
+    }
+
+    fn load_calls(&mut self, tx: &mut Transaction, tenant: i64, ids: &[&str]) -> Result<()> {
+        let sql = format!(
+            "SELECT {} FROM call_keys k JOIN calls c ON c.tenant_id = k.tenant_id AND c.started_ns = k.started_ns \
+             AND c.call_id = k.call_id WHERE k.tenant_id = $1 AND k.call_id = ANY($2)",
+            prefixed(CALL_COLUMNS, "c")
+        );
+        self.calls = ids.iter().map(|id| (id.to_string(), None)).collect();
+        self.analyses = self.calls.keys().map(|id| (id.clone(), None)).collect();
+        for row in tx.query(&sql, &[&tenant, &ids])? {
+            let call = call_from_row(&row, 0)?;
+            self.stored_calls.insert(call.call_id.clone(), call.started_ns);
+            self.calls.insert(call.call_id.clone(), Some(call));
+        }
+        let sql = format!("SELECT {ANALYSIS_COLUMNS} FROM call_analysis WHERE tenant_id = $1 AND call_id = ANY($2)");
+        for row in tx.query(&sql, &[&tenant, &ids])? {
+            if let Some(a) = analysis_from_row(&row, 0)? {
+                self.analyses.insert(a.call_id.clone(), Some(a));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each contact's first arrival at each stage; for contacts with a meeting (stored or in
+    /// the batch), the starts of their calls.
+    fn load_contacts<'a>(
+        &mut self,
+        tx: &mut Transaction,
+        tenant: i64,
+        contacts: &[&str],
+        meetings_in_batch: impl Iterator<Item = &'a str>,
+    ) -> Result<()> {
+        self.firsts = contacts.iter().map(|c| (c.to_string(), HashMap::new())).collect();
+        let sql = format!(
+            "SELECT DISTINCT ON (contact_id, stage) {STAGE_COLUMNS} FROM lead_stages \
+             WHERE tenant_id = $1 AND contact_id = ANY($2) ORDER BY contact_id, stage, at_ns, event_id"
+        );
+        for row in tx.query(&sql, &[&tenant, &contacts])? {
+            let stage = stage_from_row(&row)?;
+            self.firsts
+                .entry(stage.contact_id.clone())
+                .or_default()
+                .insert(stage.stage.clone(), stage);
+        }
+        let with_meeting = distinct(
+            self.firsts
+                .iter()
+                .filter(|(_, stages)| stages.contains_key(MEETING_STAGE))
+                .map(|(contact, _)| contact.as_str())
+                .chain(meetings_in_batch),
+        );
+        if with_meeting.is_empty() {
+            return Ok(());
+        }
+        self.contact_calls = with_meeting.iter().map(|c| (c.to_string(), HashMap::new())).collect();
+        let rows = tx.query(
+            "SELECT contact_id, call_id, started_ns FROM call_keys WHERE tenant_id = $1 AND contact_id = ANY($2)",
+            &[&tenant, &with_meeting],
+        )?;
+        for row in rows {
+            let contact: String = row.get(0);
+            self.contact_calls
+                .entry(contact)
+                .or_default()
+                .insert(row.get(1), row.get(2));
+        }
+        Ok(())
+    }
+
+    fn load_conversations(&mut self, tx: &mut Transaction, tenant: i64, ids: &[&str], changed: &[&str]) -> Result<()> {
+        self.conversations = ids.iter().map(|id| (id.to_string(), None)).collect();
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = $1 AND conversation_id = ANY($2)"
+        );
+        for row in tx.query(&sql, &[&tenant, &ids])? {
+            let c = conversation_from_row(&row)?;
+            self.conversations.insert(c.conversation_id.clone(), Some(c));
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.csat_by_conversation = changed.iter().map(|id| (id.to_string(), Vec::new())).collect();
+        let sql = format!("SELECT {CSAT_COLUMNS} FROM csat WHERE tenant_id = $1 AND conversation_id = ANY($2)");
+        for row in tx.query(&sql, &[&tenant, &changed])? {
+            let score = csat_from_row(&row)?;
+            let id = score.conversation_id.clone().unwrap_or_default();
+            self.csat_by_conversation.entry(id).or_default().push(score);
+        }
+        Ok(())
+    }
+
+    /// For each new status, the agent's stored statuses just before and just after it.
+    fn load_status_neighbours(&mut self, tx: &mut Transaction, tenant: i64, statuses: &[&StatusChange]) -> Result<()> {
+        let agents: Vec<&str> = statuses.iter().map(|s| s.agent_id.as_str()).collect();
+        let ats: Vec<i64> = statuses.iter().map(|s| s.at_ns).collect();
+        let ids: Vec<&str> = statuses.iter().map(|s| s.event_id.as_str()).collect();
+        let rows = tx.query(
+            "SELECT u.event_id, p.at_ns, p.event_id, p.status, n.at_ns, n.event_id, n.status \
+             FROM unnest($2::text[], $3::int8[], $4::text[]) AS u(agent_id, at_ns, event_id) \
+             LEFT JOIN LATERAL (SELECT at_ns, event_id, status FROM agent_status s WHERE s.tenant_id = $1 \
+               AND s.agent_id = u.agent_id AND (s.at_ns, s.event_id) < (u.at_ns, u.event_id) \
+               ORDER BY s.at_ns DESC, s.event_id DESC LIMIT 1) p ON true \
+             LEFT JOIN LATERAL (SELECT at_ns, event_id, status FROM agent_status s WHERE s.tenant_id = $1 \
+               AND s.agent_id = u.agent_id AND (s.at_ns, s.event_id) > (u.at_ns, u.event_id) \
+               ORDER BY s.at_ns, s.event_id LIMIT 1) n ON true",
+            &[&tenant, &agents, &ats, &ids],
+        )?;
+        for row in rows {
+            let side = |at: usize| -> Option<(i64, String, AgentStatus)> {
+                let when: Option<i64> = row.get(at);
+                when.map(|t| (t, row.get(at + 1), status_of(row.get(at + 2))))
+            };
+            self.status_neighbours.insert(row.get(0), [side(1), side(4)]);
+        }
+        Ok(())
+    }
+}
+
+impl Records for WorkingSet {
+    fn log_event(&mut self, tenant: i64, event: &ParsedEvent, _received_ns: i64) -> Result<bool> {
+        Ok(self.set(tenant)?.new_ids.remove(&event.id))
+    }
+
+    fn call(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallRecord>> {
+        Ok(loaded(&self.set(tenant)?.calls, "call", call_id)?.clone())
+    }
+
+    fn put_call(&mut self, tenant: i64, call: &CallRecord) -> Result<()> {
+        let set = self.set(tenant)?;
+        let old = loaded(&set.calls, "call", &call.call_id)?.clone();
+        if let Some(calls) = old
+            .and_then(|o| o.contact_id)
+            .and_then(|c| set.contact_calls.get_mut(&c))
+        {
+            calls.remove(&call.call_id);
+        }
+        if let Some(calls) = call.contact_id.as_ref().and_then(|c| set.contact_calls.get_mut(c)) {
+            calls.insert(call.call_id.clone(), call.started_ns);
+        }
+        set.calls.insert(call.call_id.clone(), Some(call.clone()));
+        set.dirty_calls.insert(call.call_id.clone());
+        Ok(())
+    }
+
+    fn analysis(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>> {
+        Ok(loaded(&self.set(tenant)?.analyses, "analysis", call_id)?.clone())
+    }
+
+    fn put_analysis(&mut self, tenant: i64, analysis: &CallAnalysis) -> Result<()> {
+        let set = self.set(tenant)?;
+        loaded(&set.analyses, "analysis", &analysis.call_id)?;
+        set.analyses.insert(analysis.call_id.clone(), Some(analysis.clone()));
+        set.dirty_analyses.insert(analysis.call_id.clone());
+        Ok(())
+    }
+
+    fn first_call(&mut self, tenant: i64, contact: &str) -> Result<Option<i64>> {
+        let calls = loaded(&self.set(tenant)?.contact_calls, "calls of contact", contact)?;
+        Ok(calls.values().min().copied())
+    }
+
+    fn first_arrival(&mut self, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>> {
+        Ok(loaded(&self.set(tenant)?.firsts, "contact", contact)?.get(stage).cloned())
+    }
+
+    fn put_stage(&mut self, tenant: i64, stage: &StageChange) -> Result<()> {
+        let set = self.set(tenant)?;
+        let stages = set
+            .firsts
+            .get_mut(&stage.contact_id)
+            .ok_or_else(|| not_loaded("contact", &stage.contact_id))?;
+        let earlier = |f: &StageChange| (stage.at_ns, stage.event_id.as_str()) < (f.at_ns, f.event_id.as_str());
+        if stages.get(&stage.stage).is_none_or(earlier) {
+            stages.insert(stage.stage.clone(), stage.clone());
+        }
+        set.new_stages.push(stage.clone());
+        Ok(())
+    }
+
+    fn conversation(&mut self, tenant: i64, id: &str) -> Result<Option<Conversation>> {
+        Ok(loaded(&self.set(tenant)?.conversations, "conversation", id)?.clone())
+    }
+
+    fn put_conversation(&mut self, tenant: i64, c: &Conversation) -> Result<()> {
+        let set = self.set(tenant)?;
+        loaded(&set.conversations, "conversation", &c.conversation_id)?;
+        set.conversations.insert(c.conversation_id.clone(), Some(c.clone()));
+        set.dirty_conversations.insert(c.conversation_id.clone());
+        Ok(())
+    }
+
+    fn csat_of_conversation(&mut self, tenant: i64, id: &str) -> Result<Vec<CsatScore>> {
+        Ok(loaded(&self.set(tenant)?.csat_by_conversation, "scores of conversation", id)?.clone())
+    }
+
+    fn put_csat(&mut self, tenant: i64, score: &CsatScore) -> Result<()> {
+        let set = self.set(tenant)?;
+        if let Some(scores) = score
+            .conversation_id
+            .as_ref()
+            .and_then(|c| set.csat_by_conversation.get_mut(c))
+        {
+            scores.push(score.clone());
+        }
+        set.new_csat.push(score.clone());
+        Ok(())
+    }
+
+    fn put_status(&mut self, tenant: i64, s: &StatusChange) -> Result<(Neighbour, Neighbour)> {
+        let set = self.set(tenant)?;
+        let [stored_before, stored_after] = loaded(&set.status_neighbours, "status", &s.event_id)?.clone();
+        let me = (s.at_ns, s.event_id.as_str());
+        // The nearest of the stored neighbour and this batch's earlier statuses of the agent.
+        let batch = set
+            .new_statuses
+            .iter()
+            .filter(|b| b.agent_id == s.agent_id)
+            .map(|b| (b.at_ns, b.event_id.as_str(), b.status));
+        let stored = |n: &Option<(i64, String, AgentStatus)>| n.as_ref().map(|(at, id, st)| (*at, id.as_str(), *st));
+        let candidates = batch.chain(stored(&stored_before)).chain(stored(&stored_after));
+        let (mut before, mut after): (Option<(i64, &str, AgentStatus)>, Option<(i64, &str, AgentStatus)>) = (None, None);
+        for c in candidates {
+            let key = (c.0, c.1);
+            if key < me && before.is_none_or(|b| (b.0, b.1) < key) {
+                before = Some(c);
+            }
+            if key > me && after.is_none_or(|a| key < (a.0, a.1)) {
+                after = Some(c);
+            }
+        }
+        let neighbours = (before.map(|b| (b.0, b.2)), after.map(|a| (a.0, a.2)));
+        set.new_statuses.push(s.clone());
+        Ok(neighbours)
+    }
+}
+
+/// Starts a binary COPY into `table (columns)`.
+fn copy_in<'a>(tx: &'a mut Transaction, table: &str, columns: &str, types: &[Type]) -> Result<BinaryCopyInWriter<'a>> {
+    let sink = tx.copy_in(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
+    Ok(BinaryCopyInWriter::new(sink, types))
+}
+
+const CALL_TYPES: [Type; 18] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+];
+
+impl WorkingSet {
+    /// Writes what the batches changed: the new events, the new versions of records (the
+    /// replaced rows removed first) and the new statuses, stages and scores.
+    pub fn flush(&self, tx: &mut Transaction, batches: &[Batch], stored: &[Vec<bool>], received_ns: i64) -> Result<()> {
+        let new_events = batches.iter().zip(stored).flat_map(|(b, stored)| {
+            b.events
+                .iter()
+                .zip(stored)
+                .filter(|(_, new)| **new)
+                .map(move |(e, _)| (b.tenant, e))
+        });
+        let mut new_events = new_events.peekable();
+        if new_events.peek().is_some() {
+            let mut w = copy_in(
+                tx,
+                "events",
+                "tenant_id, received_ns, event_id, type, record_key, body",
+                &[Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
+            )?;
+            for (tenant, e) in new_events {
+                w.write(&[
+                    &tenant,
+                    &received_ns,
+                    &e.id,
+                    &e.event.type_name(),
+                    &e.event.record_key(),
+                    &e.raw,
+                ])?;
+            }
+            w.finish()?;
+        }
+        for (tenant, set) in &self.tenants {
+            set.flush_replaced(tx, *tenant)?;
+        }
+        self.flush_calls(tx)?;
+        self.flush_appended(tx)
+    }
+
+    fn flush_calls(&self, tx: &mut Transaction) -> Result<()> {
+        let dirty = || {
+            self.tenants.iter().flat_map(|(tenant, set)| {
+                set.dirty_calls
+                    .iter()
+                    .filter_map(|id| set.calls.get(id).cloned().flatten())
+                    .map(move |c| (*tenant, c))
+            })
+        };
+        if dirty().next().is_none() {
+            return Ok(());
+        }
+        let mut w = copy_in(tx, "calls", &format!("tenant_id, {CALL_COLUMNS}"), &CALL_TYPES)?;
+        for (tenant, c) in dirty() {
+            w.write(&[
+                &tenant,
+                &c.call_id,
+                &c.event_id,
+                &c.version_ns,
+                &c.started_ns,
+                &c.agent_id,
+                &c.team_id,
+                &c.campaign_id,
+                &c.list_id,
+                &c.contact_id,
+                &c.lead_source,
+                &c.direction,
+                &c.disposition,
+                &c.ended_ns,
+                &c.talk_seconds,
+                &c.wait_seconds,
+                &c.wrap_seconds,
+                &call_flags(&c),
+            ])?;
+        }
+        w.finish()?;
+        let mut w = copy_in(
+            tx,
+            "call_keys",
+            "tenant_id, call_id, started_ns, contact_id",
+            &[Type::INT8, Type::TEXT, Type::INT8, Type::TEXT],
+        )?;
+        for (tenant, c) in dirty() {
+            w.write(&[&tenant, &c.call_id, &c.started_ns, &c.contact_id])?;
+        }
+        w.finish()?;
+        Ok(())
+    }
+
+    /// New versions of analyses and conversations (their old rows removed), and statuses,
+    /// stages and scores (only ever added).
+    fn flush_appended(&self, tx: &mut Transaction) -> Result<()> {
+        let sets = || self.tenants.iter();
+        if sets().any(|(_, s)| !s.dirty_analyses.is_empty()) {
+            let mut w = copy_in(
+                tx,
+                "call_analysis",
+                &format!("tenant_id, {ANALYSIS_COLUMNS}"),
+                &[
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                ],
+            )?;
+            for (tenant, set) in sets() {
+                for a in set.dirty_analyses.iter().filter_map(|id| set.analyses[id].as_ref()) {
+                    w.write(&[
+                        tenant,
+                        &a.call_id,
+                        &a.event_id,
+                        &a.version_ns,
+                        &a.score_micros,
+                        &a.sentiment_micros,
+                        &a.prospect_sentiment_micros,
+                        &a.talk_ratio_micros,
+                        &a.filler_micros,
+                        &a.intent,
+                    ])?;
+                }
+            }
+            w.finish()?;
+        }
+        if sets().any(|(_, s)| !s.dirty_conversations.is_empty()) {
+            let mut w = copy_in(
+                tx,
+                "conversations",
+                &format!("tenant_id, {CONVERSATION_COLUMNS}"),
+                &[
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                ],
+            )?;
+            for (tenant, set) in sets() {
+                for c in set
+                    .dirty_conversations
+                    .iter()
+                    .filter_map(|id| set.conversations[id].as_ref())
+                {
+                    w.write(&[
+                        tenant,
+                        &c.conversation_id,
+                        &c.event_id,
+                        &c.version_ns,
+                        &c.channel,
+                        &c.opened_ns,
+                        &c.agent_id,
+                        &c.team_id,
+                        &c.first_response_ns,
+                        &c.resolved_ns,
+                        &c.status,
+                        &c.intent,
+                    ])?;
+                }
+            }
+            w.finish()?;
+        }
+        if sets().any(|(_, s)| !s.new_statuses.is_empty()) {
+            let mut w = copy_in(
+                tx,
+                "agent_status",
+                "tenant_id, agent_id, at_ns, event_id, status",
+                &[Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT],
+            )?;
+            for (tenant, set) in sets() {
+                for s in &set.new_statuses {
+                    w.write(&[tenant, &s.agent_id, &s.at_ns, &s.event_id, &s.status.as_str()])?;
+                }
+            }
+            w.finish()?;
+        }
+        if sets().any(|(_, s)| !s.new_stages.is_empty()) {
+            let mut w = copy_in(
+                tx,
+                "lead_stages",
+                &format!("tenant_id, {STAGE_COLUMNS}"),
+                &[
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                ],
+            )?;
+            for (tenant, set) in sets() {
+                for s in &set.new_stages {
+                    w.write(&[
+                        tenant,
+                        &s.event_id,
+                        &s.contact_id,
+                        &s.stage,
+                        &s.at_ns,
+                        &s.campaign_id,
+                        &s.lead_source,
+                        &s.agent_id,
+                        &s.call_id,
+                        &s.amount_minor,
+                        &s.currency,
+                    ])?;
+                }
+            }
+            w.finish()?;
+        }
+        if sets().any(|(_, s)| !s.new_csat.is_empty()) {
+            let mut w = copy_in(
+                tx,
+                "csat",
+                &format!("tenant_id, {CSAT_COLUMNS}"),
+                &[Type::INT8, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT],
+            )?;
+            for (tenant, set) in sets() {
+                for s in &set.new_csat {
+                    w.write(&[
+                        tenant,
+                        &s.event_id,
+                        &s.score,
+                        &s.at_ns,
+                        &s.call_id,
+                        &s.conversation_id,
+                        &s.agent_id,
+                    ])?;
+                }
+            }
+            w.finish()?;
+        }
+        Ok(())
+    }
+}
+
+impl TenantSet {
+    /// Removes the stored rows of replaced calls, analyses and conversations (their new versions
+    /// are then written for all tenants at once, by COPY).
+    fn flush_replaced(&self, tx: &mut Transaction, tenant: i64) -> Result<()> {
+        let replaced: Vec<(&str, i64)> = self
+            .dirty_calls
+            .iter()
+            .filter_map(|id| self.stored_calls.get(id).map(|at| (id.as_str(), *at)))
+            .collect();
+        if !replaced.is_empty() {
+            let ids: Vec<&str> = replaced.iter().map(|r| r.0).collect();
+            let starts: Vec<i64> = replaced.iter().map(|r| r.1).collect();
+            tx.execute(
+                "DELETE FROM calls WHERE tenant_id = $1 AND (started_ns, call_id) IN \
+                 (SELECT * FROM unnest($2::int8[], $3::text[]))",
+                &[&tenant, &starts, &ids],
+            )?;
+            tx.execute(
+                "DELETE FROM call_keys WHERE tenant_id = $1 AND call_id = ANY($2)",
+                &[&tenant, &ids],
+            )?;
+        }
+        let analyses: Vec<&str> = self.dirty_analyses.iter().map(String::as_str).collect();
+        if !analyses.is_empty() {
+            tx.execute(
+                "DELETE FROM call_analysis WHERE tenant_id = $1 AND call_id = ANY($2)",
+                &[&tenant, &analyses],
+            )?;
+        }
+        let conversations: Vec<&str> = self.dirty_conversations.iter().map(String::as_str).collect();
+        if !conversations.is_empty() {
+            tx.execute(
+                "DELETE FROM conversations WHERE tenant_id = $1 AND conversation_id = ANY($2)",
+                &[&tenant, &conversations],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a transaction's deltas: one row per block it touched.
+pub fn write_deltas(tx: &mut Transaction, deltas: &DeltaMap) -> Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let mut w = copy_in(
+        tx,
+        "cell_deltas",
+        "tenant_id, cuboid, grain, bucket, block",
+        &[Type::INT8, Type::INT2, Type::INT2, Type::INT8, Type::BYTEA],
+    )?;
+    for ((tenant, cuboid, grain, bucket), cells) in deltas.blocks() {
+        let block = crate::block::merge(&[], cells).expect("an empty block is never corrupt");
+        if !block.is_empty() {
+            w.write(&[&tenant, &(cuboid as i16), &(grain as i16), &bucket, &block])?;
+        }
+    }
+    w.finish()?;
+    Ok(())
+}
