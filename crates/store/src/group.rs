@@ -20,6 +20,11 @@ pub struct IngestRequest {
 /// Most events one transaction takes, so one commit never grows without bound.
 const MAX_GROUP_EVENTS: usize = 50_000;
 
+/// The instant a commit's events are logged as received.
+pub fn now_ns() -> i64 {
+    jiff::Timestamp::now().as_nanosecond() as i64
+}
+
 /// What one transaction committed: per request, its summary and which events were new.
 pub type Outcome = Vec<(IngestSummary, Vec<bool>)>;
 
@@ -45,9 +50,13 @@ pub fn gather<C>(
     (group, None)
 }
 
-/// Applies each request's events in order, all stamped as received at one instant.
-pub fn apply_group(records: &mut impl Records, group: &[IngestRequest], deltas: &mut DeltaMap) -> Result<Outcome> {
-    let received_ns = jiff::Timestamp::now().as_nanosecond() as i64;
+/// Applies each request's events in order, all stamped as received at `received_ns`.
+pub fn apply_group(
+    records: &mut impl Records,
+    group: &[IngestRequest],
+    received_ns: i64,
+    deltas: &mut DeltaMap,
+) -> Result<Outcome> {
     group
         .iter()
         .map(|r| {

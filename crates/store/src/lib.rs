@@ -388,6 +388,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Result<CallsPage, Vec<FieldError>>>;
     /// One call with its analysis and every version received.
     async fn call(&self, tenant_id: i64, call_id: &str) -> Result<Option<Value>>;
+    /// Folds pending deltas into the cells now (each store also does it on its own); returns
+    /// how many cells (SQLite) or delta rows (PostgreSQL) were folded.
+    async fn checkpoint(&self) -> Result<usize>;
     async fn ready(&self) -> Result<()>;
     fn metrics(&self) -> &StoreMetrics;
     /// Every committed change from now on (on PostgreSQL: from every node).

@@ -2,7 +2,8 @@
 //! late events, analyses before and after their call, late status changes, conversations that
 //! change channel after their CSAT scores, stages reached again or earlier — fed to a real
 //! store in random batches give, through its rollups and the query model, exactly what brute
-//! force over the final records gives.
+//! force over the final records gives — on SQLite and on PostgreSQL (a throwaway cluster the
+//! test starts with the local `initdb`), which must therefore agree with each other too.
 
 use dialboard_engine::event::{
     parse_event, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
@@ -11,11 +12,13 @@ use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
 use dialboard_engine::query::{parse_query, AgentTeams, Context, KeyValue};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{DirectoryKind, Store, TenantSettings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 const DISPOSITIONS: [&str; 7] = [
     "Connected",
@@ -211,7 +214,7 @@ fn close(a: &Value, b: Num) -> bool {
 }
 
 fn check(
-    store: &SqliteStore,
+    store: &dyn Store,
     rt: &tokio::runtime::Runtime,
     tenant: i64,
     zone: &str,
@@ -289,47 +292,95 @@ fn check(
     Ok(())
 }
 
+/// Opens the store under test: the same database each time (a second call reopens it).
+type Open<'a> = &'a dyn Fn() -> Arc<dyn Store>;
+
+/// One PostgreSQL cluster for the whole run; a database per case.
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| Cluster::start(false).expect("a throwaway PostgreSQL cluster starts"))
+}
+
+fn equals_brute_force(
+    open: Open,
+    stream: &[Value],
+    zone: &str,
+    batch: usize,
+    fold_midway: bool,
+) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = open();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new(zone)))
+        .unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let parsed: Vec<ParsedEvent> = stream
+        .iter()
+        .map(|v| parse_event(v, &taxonomy).expect("generated events are valid"))
+        .collect();
+    // The directory puts a0 in t0 and a1 in t1; a2 has no team.
+    let put_agent = |id: &str, team: Option<&str>| {
+        rt.block_on(store.put_directory(
+            tenant.id,
+            DirectoryKind::Agent,
+            id,
+            json!({"name": id, "team_id": team}),
+        ))
+        .unwrap()
+    };
+    put_agent("a0", Some("t0"));
+    put_agent("a1", Some("t1"));
+    put_agent("a2", None);
+    let mut teams: AgentTeams = [("a0", "t0"), ("a1", "t1")]
+        .into_iter()
+        .map(|(a, t)| (a.into(), t.into()))
+        .collect();
+    let mut accepted = 0;
+    for (i, chunk) in parsed.chunks(batch).enumerate() {
+        accepted += rt.block_on(store.ingest(tenant.id, chunk.to_vec())).unwrap().accepted;
+        if fold_midway && i == 1 {
+            rt.block_on(store.checkpoint()).unwrap();
+        }
+    }
+    let unique: HashSet<&str> = parsed.iter().map(|e| e.id.as_str()).collect();
+    prop_assert_eq!(accepted, unique.len());
+    check(&*store, &rt, tenant.id, zone, &parsed, &teams)?;
+    // a2 joins t1 and a0 leaves the directory: activity follows at once.
+    put_agent("a2", Some("t1"));
+    rt.block_on(store.delete_directory(tenant.id, DirectoryKind::Agent, "a0"))
+        .unwrap();
+    teams.insert("a2".into(), "t1".into());
+    teams.remove("a0");
+    // The same answers after folding everything into cells, and after a reopen.
+    rt.block_on(store.checkpoint()).unwrap();
+    check(&*store, &rt, tenant.id, zone, &parsed, &teams)?;
+    rt.block_on(store.shutdown());
+    drop(store);
+    let reopened = open();
+    check(&*reopened, &rt, tenant.id, zone, &parsed, &teams)?;
+    rt.block_on(reopened.shutdown());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn sqlite_store_equals_brute_force(stream in stream_strategy(), zone_index in 0usize..ZONES.len(), batch in 1usize..20, fold_midway in any::<bool>()) {
-        let zone = ZONES[zone_index];
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let store = SqliteStore::open(dir.path().join("t.db"), Options { synchronous_full: false }).unwrap();
-        let tenant = rt.block_on(store.create_tenant("t", TenantSettings::new(zone))).unwrap();
-        let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
-        let parsed: Vec<ParsedEvent> = stream.iter().map(|v| parse_event(v, &taxonomy).expect("generated events are valid")).collect();
-        // The directory puts a0 in t0 and a1 in t1; a2 has no team.
-        let put_agent = |id: &str, team: Option<&str>| {
-            rt.block_on(store.put_directory(tenant.id, DirectoryKind::Agent, id, json!({"name": id, "team_id": team}))).unwrap()
-        };
-        put_agent("a0", Some("t0"));
-        put_agent("a1", Some("t1"));
-        put_agent("a2", None);
-        let mut teams: AgentTeams = [("a0", "t0"), ("a1", "t1")].into_iter().map(|(a, t)| (a.into(), t.into())).collect();
-        let mut accepted = 0;
-        for (i, chunk) in parsed.chunks(batch).enumerate() {
-            accepted += rt.block_on(store.ingest(tenant.id, chunk.to_vec())).unwrap().accepted;
-            if fold_midway && i == 1 {
-                rt.block_on(store.checkpoint()).unwrap();
-            }
-        }
-        let unique: HashSet<&str> = parsed.iter().map(|e| e.id.as_str()).collect();
-        prop_assert_eq!(accepted, unique.len());
-        check(&store, &rt, tenant.id, zone, &parsed, &teams)?;
-        // a2 joins t1 and a0 leaves the directory: activity follows at once.
-        put_agent("a2", Some("t1"));
-        rt.block_on(store.delete_directory(tenant.id, DirectoryKind::Agent, "a0")).unwrap();
-        teams.insert("a2".into(), "t1".into());
-        teams.remove("a0");
-        // The same answers after folding everything into cells, and after a reopen.
-        rt.block_on(store.checkpoint()).unwrap();
-        check(&store, &rt, tenant.id, zone, &parsed, &teams)?;
-        rt.block_on(store.shutdown());
-        let reopened = SqliteStore::open(dir.path().join("t.db"), Options::default()).unwrap();
-        check(&reopened, &rt, tenant.id, zone, &parsed, &teams)?;
-        rt.block_on(reopened.shutdown());
+        let path = dir.path().join("t.db");
+        let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options { synchronous_full: false }).unwrap()) };
+        equals_brute_force(&open, &stream, ZONES[zone_index], batch, fold_midway)?;
+    }
+
+    #[test]
+    fn postgres_store_equals_brute_force(stream in stream_strategy(), zone_index in 0usize..ZONES.len(), batch in 1usize..20, fold_midway in any::<bool>()) {
+        let url = cluster().create_database().unwrap();
+        let open = || -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) };
+        equals_brute_force(&open, &stream, ZONES[zone_index], batch, fold_midway)?;
     }
 }

@@ -1,4 +1,808 @@
-//! The PostgreSQL store.
+//! The PostgreSQL store, for several `dialboard serve` nodes on one database.
+//!
+//! Each node has one ingest thread (group commit; see `writer.rs`), a compaction thread (the
+//! job runs on one node at a time, under an advisory lock), a listener thread (`LISTEN
+//! dialboard`: changes committed by other nodes reach this node's live subscribers, and their
+//! settings and directory changes clear this node's caches) and a small pool of connections for
+//! everything else, used from tokio's blocking threads.
+//!
+//! Rollups are exact as on SQLite: the same cells and contributions (`crate::apply`), kept as
+//! cell blocks plus per-transaction delta rows that queries add in (in one snapshot) until the
+//! compaction folds them.
+
+pub mod cluster;
+mod schema;
+mod working;
+mod writer;
+
+use crate::access::{AuditEntry, KeyInfo, User};
+use crate::group::IngestRequest;
+use crate::rows::{call_with_analysis, select_calls_with_analysis};
+use crate::{
+    catalog, drill, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store,
+    StoreError, StoreMetrics, TenantInfo, TenantSettings,
+};
+use async_trait::async_trait;
+use dialboard_engine::cells::{CellData, Cuboid};
+use dialboard_engine::clock::Grain;
+use dialboard_engine::event::{parse_event_text, CallAnalysis, CallRecord, ParsedEvent};
+use dialboard_engine::query::{self, AgentTeams, CellSource, QueryResult, SourceError};
+use dialboard_engine::FieldError;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls, Statement};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use writer::Command;
 
 /// A PostgreSQL client or transaction, seen through the shared SQL surface (`crate::sql`).
 pub struct Pg<'a, C>(pub &'a mut C);
+
+/// The channel every node listens on.
+const CHANNEL: &str = "dialboard";
+/// How often each node tries to compact.
+const COMPACT_EVERY: Duration = Duration::from_millis(500);
+/// Idle connections kept for reads and administration.
+const POOL_SIZE: usize = 8;
+
+/// What one node tells the others.
+#[derive(Debug, PartialEq)]
+enum Notice {
+    /// A commit stored a tenant's events, logged as received at `received_ns`.
+    Stored { tenant: i64, received_ns: i64 },
+    /// A tenant's settings changed.
+    Settings { tenant: i64 },
+    /// A tenant's agents changed (their teams).
+    Agents { tenant: i64 },
+}
+
+impl Notice {
+    fn encode(&self, node: &str) -> String {
+        match self {
+            Notice::Stored { tenant, received_ns } => format!("{node} stored {tenant} {received_ns}"),
+            Notice::Settings { tenant } => format!("{node} settings {tenant}"),
+            Notice::Agents { tenant } => format!("{node} agents {tenant}"),
+        }
+    }
+
+    /// The sending node and the notice.
+    fn decode(payload: &str) -> Option<(&str, Notice)> {
+        let mut parts = payload.split(' ');
+        let node = parts.next()?;
+        let kind = parts.next()?;
+        let tenant = parts.next()?.parse().ok()?;
+        let notice = match kind {
+            "stored" => Notice::Stored {
+                tenant,
+                received_ns: parts.next()?.parse().ok()?,
+            },
+            "settings" => Notice::Settings { tenant },
+            "agents" => Notice::Agents { tenant },
+            _ => return None,
+        };
+        Some((node, notice))
+    }
+}
+
+/// State the node's threads and readers share.
+pub struct Shared {
+    /// This node's id in notices (random per process).
+    node: String,
+    tenants: RwLock<HashMap<i64, Arc<TenantInfo>>>,
+    agent_teams: RwLock<HashMap<i64, Arc<AgentTeams>>>,
+    metrics: StoreMetrics,
+    changes: ChangeFeed,
+}
+
+impl Shared {
+    fn notify(&self, db: &mut impl postgres::GenericClient, notice: &Notice) -> Result<()> {
+        db.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice.encode(&self.node)])?;
+        Ok(())
+    }
+
+    fn tenant(&self, client: &mut Client, id: i64) -> Result<Arc<TenantInfo>> {
+        if let Some(t) = self.tenants.read().expect("tenant lock").get(&id) {
+            return Ok(t.clone());
+        }
+        let (id, name, settings) = catalog::tenant_by_id(&mut Pg(client), id)?.ok_or(StoreError::NotFound)?;
+        self.cache_tenant(TenantInfo::new(id, name, settings)?)
+    }
+
+    fn cache_tenant(&self, info: TenantInfo) -> Result<Arc<TenantInfo>> {
+        let info = Arc::new(info);
+        self.tenants.write().expect("tenant lock").insert(info.id, info.clone());
+        Ok(info)
+    }
+
+    fn agent_teams(&self, client: &mut Client, tenant: i64) -> Result<Arc<AgentTeams>> {
+        if let Some(map) = self.agent_teams.read().expect("agent teams lock").get(&tenant) {
+            return Ok(map.clone());
+        }
+        self.reload_agent_teams(client, tenant)
+    }
+
+    fn reload_agent_teams(&self, client: &mut Client, tenant: i64) -> Result<Arc<AgentTeams>> {
+        let map = Arc::new(
+            catalog::agent_teams(&mut Pg(client), Some(tenant))?
+                .remove(&tenant)
+                .unwrap_or_default(),
+        );
+        self.agent_teams
+            .write()
+            .expect("agent teams lock")
+            .insert(tenant, map.clone());
+        Ok(map)
+    }
+
+    /// Acts on another node's notice.
+    fn follow(&self, client: &mut Client, notice: Notice) -> Result<()> {
+        match notice {
+            Notice::Settings { tenant } => {
+                self.tenants.write().expect("tenant lock").remove(&tenant);
+            }
+            Notice::Agents { tenant } => {
+                self.agent_teams.write().expect("agent teams lock").remove(&tenant);
+            }
+            Notice::Stored { tenant, received_ns } => {
+                let info = self.tenant(client, tenant)?;
+                let rows = client.query(
+                    "SELECT body FROM events WHERE tenant_id = $1 AND received_ns = $2 ORDER BY seq",
+                    &[&tenant, &received_ns],
+                )?;
+                // Accepted once, so valid; a taxonomy changed since could reject one: skip it.
+                let events: Vec<ParsedEvent> = rows
+                    .iter()
+                    .filter_map(|r| parse_event_text(r.get(0), &info.taxonomy).ok())
+                    .collect();
+                self.changes.publish(Change {
+                    tenant_id: tenant,
+                    events,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pooled connection with its prepared statements.
+struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Conn {
+    fn prepare(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+}
+
+pub struct PgStore {
+    config: postgres::Config,
+    shared: Arc<Shared>,
+    pool: Arc<Mutex<Vec<Conn>>>,
+    writer: Mutex<Option<mpsc::Sender<Command>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Runs blocking work off any async context: a `postgres::Client` runs (and drops) its own
+/// small runtime, which tokio forbids inside another's.
+fn off_runtime<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(job).join().expect("the thread finishes")
+}
+
+impl PgStore {
+    /// Connects, migrates (one node at a time) and starts the node's threads.
+    pub fn open(url: &str) -> Result<PgStore> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
+        let setup = config.clone();
+        let (client, partitions) = off_runtime(move || -> Result<_> {
+            let mut client = setup.connect(NoTls)?;
+            schema::migrate(&mut client)?;
+            let partitions = schema::Partitions::load(&mut client)?;
+            Ok((client, partitions))
+        })?;
+        let mut node = [0u8; 8];
+        getrandom::fill(&mut node).map_err(|e| StoreError::Database(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            node: node.iter().map(|b| format!("{b:02x}")).collect(),
+            tenants: RwLock::default(),
+            agent_teams: RwLock::default(),
+            metrics: StoreMetrics::default(),
+            changes: ChangeFeed::default(),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let spawn = |name: &str, job: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(job)
+                .map_err(|e| StoreError::Database(e.to_string()))
+        };
+        let writer_shared = shared.clone();
+        let threads = vec![
+            spawn(
+                "dialboard-pg-writer",
+                Box::new(move || writer::run(client, partitions, rx, &writer_shared)),
+            )?,
+            spawn("dialboard-pg-compact", {
+                let (config, stop) = (config.clone(), stop.clone());
+                Box::new(move || compact_loop(&config, &stop))
+            })?,
+            spawn("dialboard-pg-listen", {
+                let (config, stop, shared) = (config.clone(), stop.clone(), shared.clone());
+                Box::new(move || listen_loop(&config, &stop, &shared))
+            })?,
+        ];
+        Ok(PgStore {
+            config,
+            shared,
+            pool: Arc::default(),
+            writer: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+            stop,
+        })
+    }
+
+    /// Runs `job` on a pooled connection in tokio's blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Conn, &Shared) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (pool, shared, config) = (self.pool.clone(), self.shared.clone(), self.config.clone());
+        tokio::task::spawn_blocking(move || {
+            let taken = pool.lock().expect("pool lock").pop();
+            let mut conn = match taken {
+                Some(c) if !c.client.is_closed() => c,
+                _ => Conn {
+                    client: config.connect(NoTls)?,
+                    statements: HashMap::new(),
+                },
+            };
+            let out = job(&mut conn, &shared);
+            let mut pool = pool.lock().expect("pool lock");
+            if pool.len() < POOL_SIZE && !conn.client.is_closed() {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
+    /// Runs shared SQL (`crate::catalog`) on a pooled connection.
+    async fn sql<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Pg<Client>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.with(move |conn, _| job(&mut Pg(&mut conn.client))).await
+    }
+
+    fn send(&self, command: Command) -> Result<()> {
+        let guard = self.writer.lock().expect("writer lock");
+        guard
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(command)
+            .map_err(|_| StoreError::Closed)
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Connections own runtimes, which must not be dropped on an async thread.
+        let pool = std::mem::take(&mut *self.pool.lock().expect("pool lock"));
+        let writer = self.writer.lock().expect("writer lock").take();
+        std::thread::spawn(move || drop((pool, writer)));
+    }
+}
+
+/// Tries to compact every [`COMPACT_EVERY`] until stopped; reconnects after errors.
+fn compact_loop(config: &postgres::Config, stop: &AtomicBool) {
+    let mut client: Option<Client> = None;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(COMPACT_EVERY);
+        let result = match &mut client {
+            Some(c) => writer::compact(c),
+            None => config.connect(NoTls).map_err(StoreError::from).map(|c| {
+                client = Some(c);
+                None
+            }),
+        };
+        match result {
+            Ok(Some(rows)) if rows > 0 => tracing::debug!(rows, "compacted cell deltas"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "compaction failed; deltas stay pending");
+                client = None;
+            }
+        }
+    }
+}
+
+/// Listens for other nodes' notices until stopped; reconnects after errors.
+fn listen_loop(config: &postgres::Config, stop: &AtomicBool, shared: &Shared) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = listen(config, stop, shared) {
+            tracing::warn!(error = %e, "listening for other nodes failed; reconnecting");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn listen(config: &postgres::Config, stop: &AtomicBool, shared: &Shared) -> Result<()> {
+    let mut client = config.connect(NoTls)?;
+    client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+    // Anything changed while this node was not listening is unknown: start from the database.
+    shared.tenants.write().expect("tenant lock").clear();
+    shared.agent_teams.write().expect("agent teams lock").clear();
+    while !stop.load(Ordering::Relaxed) {
+        let mut notices = Vec::new();
+        {
+            let mut notifications = client.notifications();
+            let mut arrived = notifications.timeout_iter(Duration::from_millis(200));
+            while let Some(n) = arrived.next()? {
+                notices.push(n.payload().to_string());
+            }
+        }
+        for payload in notices {
+            match Notice::decode(&payload) {
+                Some((node, _)) if node == shared.node => {}
+                Some((_, notice)) => shared.follow(&mut client, notice)?,
+                None => tracing::warn!(payload, "unknown notice"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The engine's reads, from one snapshot: stored cell blocks plus pending delta rows.
+struct Source<'a, 'b> {
+    tx: &'a mut postgres::Transaction<'b>,
+    cells: &'a Statement,
+    raw: &'a Statement,
+    tenant: i64,
+}
+
+impl CellSource for Source<'_, '_> {
+    fn cells(
+        &mut self,
+        c: &Cuboid,
+        grain: Grain,
+        from: i64,
+        to: i64,
+        sink: &mut dyn FnMut(i64, &str, CellData),
+    ) -> Result<(), SourceError> {
+        let rows = self
+            .tx
+            .query(self.cells, &[&self.tenant, &(c.id as i16), &(grain as i16), &from, &to])?;
+        for row in &rows {
+            let bucket: i64 = row.get(0);
+            for entry in crate::block::entries(row.get(1)) {
+                let (key, stats) = entry.ok_or("corrupt cell block")?;
+                sink(bucket, key, CellData::Encoded(stats));
+            }
+        }
+        Ok(())
+    }
+
+    fn raw_calls(
+        &mut self,
+        from: i64,
+        to: i64,
+        sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
+    ) -> Result<(), SourceError> {
+        let params: [&(dyn postgres::types::ToSql + Sync); 3] =
+            [&self.tenant, &(from * 1_000_000_000), &(to * 1_000_000_000)];
+        let portal = self.tx.bind(self.raw, &params)?;
+        loop {
+            let rows = self.tx.query_portal(&portal, 10_000)?;
+            for row in &rows {
+                let (call, analysis) = call_with_analysis(row)?;
+                sink(&call, analysis.as_ref());
+            }
+            if rows.len() < 10_000 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+const CELLS_IN_RANGE: &str = "SELECT bucket, block FROM cells WHERE tenant_id = $1 AND cuboid = $2 AND grain = $3 \
+     AND bucket >= $4 AND bucket < $5 UNION ALL SELECT bucket, block FROM cell_deltas WHERE tenant_id = $1 \
+     AND cuboid = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5";
+const EARLIEST: &str = "SELECT min(b) FROM (SELECT min(bucket) AS b FROM cells WHERE tenant_id = $1 AND cuboid = 0 \
+     AND grain = 0 UNION ALL SELECT min(bucket) FROM cell_deltas WHERE tenant_id = $1 AND cuboid = 0 AND grain = 0) m";
+
+fn now_seconds() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn db_err(e: SourceError) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_tenant(&self, name: &str, settings: TenantSettings) -> Result<Arc<TenantInfo>> {
+        let info = TenantInfo::new(0, name.to_string(), settings.clone())?;
+        let name = name.to_string();
+        let id = self
+            .sql(move |db| catalog::create_tenant(db, &name, &settings, now_seconds()))
+            .await?;
+        self.shared.cache_tenant(TenantInfo { id, ..info })
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Arc<TenantInfo>>> {
+        let name = name.to_string();
+        self.with(
+            move |conn, shared| match catalog::tenant_by_name(&mut Pg(&mut conn.client), &name)? {
+                Some((id, ..)) => Ok(Some(shared.tenant(&mut conn.client, id)?)),
+                None => Ok(None),
+            },
+        )
+        .await
+    }
+
+    async fn tenant(&self, id: i64) -> Result<Arc<TenantInfo>> {
+        if let Some(t) = self.shared.tenants.read().expect("tenant lock").get(&id) {
+            return Ok(t.clone());
+        }
+        self.with(move |conn, shared| shared.tenant(&mut conn.client, id)).await
+    }
+
+    async fn create_key(&self, key_hash: [u8; 32], key: ApiKey) -> Result<()> {
+        self.sql(move |db| catalog::insert_key(db, &key_hash, &key, now_seconds()))
+            .await
+    }
+
+    async fn key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>> {
+        self.sql(move |db| catalog::key(db, &key_hash)).await
+    }
+
+    async fn keys(&self, tenant_id: i64) -> Result<Vec<KeyInfo>> {
+        self.sql(move |db| catalog::keys(db, tenant_id)).await
+    }
+
+    async fn revoke_key(&self, tenant_id: i64, key_id: &str) -> Result<bool> {
+        let key_id = key_id.to_string();
+        self.sql(move |db| catalog::revoke_key(db, tenant_id, &key_id, now_seconds()))
+            .await
+    }
+
+    async fn create_user(&self, user: User, password_hash: String) -> Result<()> {
+        self.sql(move |db| catalog::create_user(db, &user, &password_hash))
+            .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>> {
+        let email = email.to_string();
+        self.sql(move |db| catalog::user_by_email(db, &email)).await
+    }
+
+    async fn users(&self, tenant_id: i64) -> Result<Vec<User>> {
+        self.sql(move |db| catalog::users(db, tenant_id)).await
+    }
+
+    async fn delete_user(&self, tenant_id: i64, user_id: &str) -> Result<bool> {
+        let user_id = user_id.to_string();
+        self.with(move |conn, _| {
+            let mut tx = conn.client.transaction()?;
+            let deleted = catalog::delete_user(&mut Pg(&mut tx), tenant_id, &user_id, now_seconds())?;
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn create_session(&self, token_hash: [u8; 32], user: &User, expires_at: i64) -> Result<()> {
+        let user = user.clone();
+        self.sql(move |db| catalog::create_session(db, &token_hash, &user, now_seconds(), expires_at))
+            .await
+    }
+
+    async fn session(&self, token_hash: [u8; 32], now: i64) -> Result<Option<User>> {
+        self.sql(move |db| catalog::session(db, &token_hash, now)).await
+    }
+
+    async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()> {
+        self.sql(move |db| catalog::revoke_session(db, &token_hash, now_seconds()))
+            .await
+    }
+
+    async fn audit(&self, tenant_id: i64, entry: AuditEntry) -> Result<()> {
+        self.with(move |conn, _| {
+            // The next sequence number of the tenant's log, taken one writer at a time.
+            let mut tx = conn.client.transaction()?;
+            writer::lock_tenant(&mut tx, tenant_id)?;
+            catalog::audit(&mut Pg(&mut tx), tenant_id, &entry)?;
+            Ok(tx.commit()?)
+        })
+        .await
+    }
+
+    async fn audit_log(&self, tenant_id: i64, limit: usize, before: Option<i64>) -> Result<Vec<(i64, AuditEntry)>> {
+        self.sql(move |db| catalog::audit_log(db, tenant_id, limit, before))
+            .await
+    }
+
+    async fn current_statuses(&self, tenant_id: i64) -> Result<Vec<(String, String, i64)>> {
+        self.with(move |conn, _| {
+            let rows = conn.client.query(
+                "SELECT DISTINCT ON (agent_id) agent_id, status, at_ns FROM agent_status WHERE tenant_id = $1 \
+                 ORDER BY agent_id, at_ns DESC, event_id DESC",
+                &[&tenant_id],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        })
+        .await
+    }
+
+    async fn update_settings(&self, tenant_id: i64, mut settings: TenantSettings) -> Result<Arc<TenantInfo>> {
+        let current = self.tenant(tenant_id).await?;
+        let rollup = current
+            .settings
+            .rollup_timezone
+            .as_ref()
+            .unwrap_or(&current.settings.timezone);
+        settings.rollup_timezone = Some(rollup.clone()).filter(|tz| *tz != settings.timezone);
+        let info = TenantInfo::new(tenant_id, current.name.clone(), settings)?;
+        let settings = info.settings.clone();
+        self.with(move |conn, shared| {
+            let mut tx = conn.client.transaction()?;
+            catalog::update_settings(&mut Pg(&mut tx), tenant_id, &settings)?;
+            shared.notify(&mut tx, &Notice::Settings { tenant: tenant_id })?;
+            Ok(tx.commit()?)
+        })
+        .await?;
+        self.shared.cache_tenant(info)
+    }
+
+    async fn put_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str, body: Value) -> Result<()> {
+        let id = id.to_string();
+        self.with(move |conn, shared| {
+            let mut tx = conn.client.transaction()?;
+            catalog::put_directory(&mut Pg(&mut tx), tenant_id, kind, &id, &body, now_seconds())?;
+            agents_changed(&mut tx, shared, tenant_id, kind)?;
+            tx.commit()?;
+            refresh_agent_teams(&mut conn.client, shared, tenant_id, kind)
+        })
+        .await
+    }
+
+    async fn delete_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.with(move |conn, shared| {
+            let mut tx = conn.client.transaction()?;
+            let deleted = catalog::delete_directory(&mut Pg(&mut tx), tenant_id, kind, &id)?;
+            agents_changed(&mut tx, shared, tenant_id, kind)?;
+            tx.commit()?;
+            refresh_agent_teams(&mut conn.client, shared, tenant_id, kind)?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn directory(&self, tenant_id: i64, kind: DirectoryKind) -> Result<Vec<(String, Value)>> {
+        self.sql(move |db| catalog::directory(db, tenant_id, kind)).await
+    }
+
+    async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary> {
+        if events.is_empty() {
+            return Ok(IngestSummary::default());
+        }
+        let tenant = self.tenant(tenant_id).await?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Ingest(IngestRequest { tenant, events, reply }))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn query(&self, tenant_id: i64, body: Value, now: i64) -> Result<Result<QueryResult, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.with(move |conn, shared| {
+            let agent_teams = shared.agent_teams(&mut conn.client, tenant.id)?;
+            let (earliest_sql, cells, raw) = (
+                conn.prepare(EARLIEST)?,
+                conn.prepare(CELLS_IN_RANGE)?,
+                conn.prepare(&select_calls_with_analysis(
+                    "calls c",
+                    "WHERE c.tenant_id = $1 AND c.started_ns >= $2 AND c.started_ns < $3",
+                ))?,
+            );
+            // One snapshot: a compaction commits either wholly before it or wholly after.
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let earliest: Option<i64> = tx.query_one(&earliest_sql, &[&tenant.id])?.get(0);
+            let ctx = tenant.context(now, earliest, &agent_teams);
+            let q = match query::parse_query(&body, &ctx) {
+                Ok(q) => q,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            let mut source = Source {
+                tx: &mut tx,
+                cells: &cells,
+                raw: &raw,
+                tenant: tenant.id,
+            };
+            let result = query::run(&q, &ctx, &mut source).map_err(db_err)?;
+            tx.commit()?;
+            Ok(Ok(result))
+        })
+        .await
+    }
+
+    async fn calls(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<CallsPage, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.with(move |conn, _| {
+            let drill = match drill::parse(&tenant, &request, now) {
+                Ok(d) => d,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            let statement = conn.prepare(&select_calls_with_analysis(
+                "calls c",
+                "WHERE c.tenant_id = $1 AND c.started_ns >= $2 AND c.started_ns < $3 \
+                 AND (c.started_ns, c.call_id) < ($4, $5) ORDER BY c.started_ns DESC, c.call_id DESC",
+            ))?;
+            let range = drill.query.range;
+            let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
+            let mut tx = conn.client.transaction()?;
+            let portal = tx.bind(&statement, &[&tenant.id, &start, &end, &drill.after.0, &drill.after.1])?;
+            // Rows come in chunks until the page is full: a wide range is never read whole.
+            let chunk = (request.limit as i32 + 1).max(100);
+            let mut buffered = std::collections::VecDeque::new();
+            let mut exhausted = false;
+            let rows = std::iter::from_fn(|| loop {
+                if let Some(row) = buffered.pop_front() {
+                    return Some(call_with_analysis(&row).map_err(StoreError::from));
+                }
+                if exhausted {
+                    return None;
+                }
+                match tx.query_portal(&portal, chunk) {
+                    Ok(rows) => {
+                        exhausted = rows.len() < chunk as usize;
+                        buffered.extend(rows);
+                    }
+                    Err(e) => {
+                        exhausted = true;
+                        return Some(Err(e.into()));
+                    }
+                }
+            });
+            let page = drill::page(&tenant, &drill, request.limit, rows)?;
+            Ok(Ok(page))
+        })
+        .await
+    }
+
+    async fn call(&self, tenant_id: i64, call_id: &str) -> Result<Option<Value>> {
+        let tenant = self.tenant(tenant_id).await?;
+        let call_id = call_id.to_string();
+        self.with(move |conn, _| {
+            let current = conn.client.query_opt(
+                &select_calls_with_analysis(
+                    "call_keys k JOIN calls c ON c.tenant_id = k.tenant_id AND c.started_ns = k.started_ns \
+                     AND c.call_id = k.call_id",
+                    "WHERE k.tenant_id = $1 AND k.call_id = $2",
+                ),
+                &[&tenant.id, &call_id],
+            )?;
+            let Some(row) = current else {
+                return Ok(None);
+            };
+            let (call, analysis) = call_with_analysis(&row)?;
+            let versions = conn
+                .client
+                .query(
+                    "SELECT event_id, type, received_ns, body FROM events WHERE tenant_id = $1 AND record_key = $2 \
+                     ORDER BY received_ns, event_id",
+                    &[&tenant.id, &call_id],
+                )?
+                .iter()
+                .map(|r| drill::Version {
+                    event_id: r.get(0),
+                    kind: r.get(1),
+                    received_ns: r.get(2),
+                    body: r.get(3),
+                })
+                .collect();
+            Ok(Some(drill::detail(&tenant, &call, analysis.as_ref(), versions)))
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> Result<usize> {
+        self.with(|conn, _| Ok(writer::compact(&mut conn.client)?.unwrap_or(0)))
+            .await
+    }
+
+    async fn ready(&self) -> Result<()> {
+        self.with(|conn, _| {
+            conn.client.query_one("SELECT 1", &[])?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn metrics(&self) -> &StoreMetrics {
+        &self.shared.metrics
+    }
+
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        self.shared.changes.subscribe()
+    }
+
+    async fn shutdown(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.send(Command::Shutdown(done)).is_ok() {
+            let _ = rx.await;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let writer = self.writer.lock().expect("writer lock").take();
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        let pool = std::mem::take(&mut *self.pool.lock().expect("pool lock"));
+        let _ = tokio::task::spawn_blocking(move || {
+            drop((writer, pool));
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Tells the other nodes when a tenant's agents changed (their teams attribute activity).
+fn agents_changed(tx: &mut postgres::Transaction, shared: &Shared, tenant: i64, kind: DirectoryKind) -> Result<()> {
+    if kind == DirectoryKind::Agent {
+        shared.notify(tx, &Notice::Agents { tenant })?;
+    }
+    Ok(())
+}
+
+fn refresh_agent_teams(client: &mut Client, shared: &Shared, tenant: i64, kind: DirectoryKind) -> Result<()> {
+    if kind == DirectoryKind::Agent {
+        shared.reload_agent_teams(client, tenant)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Notice;
+
+    #[test]
+    fn notices_round_trip() {
+        for notice in [
+            Notice::Stored {
+                tenant: 3,
+                received_ns: 1_700_000_000_123_456_789,
+            },
+            Notice::Settings { tenant: 4 },
+            Notice::Agents { tenant: 5 },
+        ] {
+            let text = notice.encode("ab12");
+            assert_eq!(Notice::decode(&text), Some(("ab12", notice)));
+        }
+        assert_eq!(Notice::decode("ab12 nonsense 3"), None);
+    }
+}

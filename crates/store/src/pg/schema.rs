@@ -225,10 +225,7 @@ pub fn migrate(client: &mut Client) -> Result<usize> {
         tx.batch_execute(sql)?;
     }
     tx.execute("DELETE FROM schema_version", &[])?;
-    tx.execute(
-        "INSERT INTO schema_version VALUES ($1)",
-        &[&(MIGRATIONS.len() as i32)],
-    )?;
+    tx.execute("INSERT INTO schema_version VALUES ($1)", &[&(MIGRATIONS.len() as i32)])?;
     tx.commit()?;
     Ok(version)
 }
@@ -245,7 +242,10 @@ pub fn month_of(ns: i64) -> (i64, i64, String) {
             .map(|z| z.timestamp().as_nanosecond() as i64)
             .unwrap_or(i64::MAX)
     };
-    let next = d.checked_add(jiff::Span::new().months(1)).map(ns_of).unwrap_or(i64::MAX);
+    let next = d
+        .checked_add(jiff::Span::new().months(1))
+        .map(ns_of)
+        .unwrap_or(i64::MAX);
     let name = format!("{}{:02}", d.year(), d.month()).replace('-', "m");
     (ns_of(d), next, name)
 }
@@ -275,9 +275,7 @@ impl Partitions {
         let sql = format!("CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ({from}) TO ({to})");
         if let Err(e) = client.batch_execute(&sql) {
             // Another node made it at the same moment.
-            let exists: bool = client
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?
-                .get(0);
+            let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?.get(0);
             if !exists {
                 return Err(e.into());
             }

@@ -50,7 +50,7 @@ struct TenantSet {
     csat_by_conversation: HashMap<String, Vec<CsatScore>>,
     new_csat: Vec<CsatScore>,
     /// The database's neighbours of each new status (by event id): `(at, event id, status)`.
-    status_neighbours: HashMap<String, [Option<(i64, String, AgentStatus)>; 2]>,
+    status_neighbours: HashMap<String, [Option<StoredStatus>; 2]>,
     new_statuses: Vec<StatusChange>,
 }
 
@@ -64,6 +64,15 @@ fn not_loaded(what: &str, key: &str) -> StoreError {
 
 fn loaded<'a, V>(map: &'a HashMap<String, V>, what: &str, key: &str) -> Result<&'a V> {
     map.get(key).ok_or_else(|| not_loaded(what, key))
+}
+
+/// A stored status: `(at, event id, status)`.
+type StoredStatus = (i64, String, AgentStatus);
+/// A status as ordered: `(at, event id, status)`.
+type StatusAt<'a> = (i64, &'a str, AgentStatus);
+
+fn stored(n: &Option<StoredStatus>) -> Option<StatusAt<'_>> {
+    n.as_ref().map(|(at, id, st)| (*at, id.as_str(), *st))
 }
 
 fn status_of(text: &str) -> AgentStatus {
@@ -137,7 +146,10 @@ impl TenantSet {
                     _ => None,
                 })
                 .chain(set.calls.values().flatten().filter_map(|c| c.contact_id.as_deref())),
-        );
+        )
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<String>>();
         if !contacts.is_empty() {
             let meetings_in_batch = applied.iter().filter_map(|e| match e {
                 Event::Stage(s) if s.stage == MEETING_STAGE => Some(s.contact_id.as_str()),
@@ -198,7 +210,7 @@ impl TenantSet {
         &mut self,
         tx: &mut Transaction,
         tenant: i64,
-        contacts: &[&str],
+        contacts: &[String],
         meetings_in_batch: impl Iterator<Item = &'a str>,
     ) -> Result<()> {
         self.firsts = contacts.iter().map(|c| (c.to_string(), HashMap::new())).collect();
@@ -213,13 +225,16 @@ impl TenantSet {
                 .or_default()
                 .insert(stage.stage.clone(), stage);
         }
-        let with_meeting = distinct(
-            self.firsts
-                .iter()
-                .filter(|(_, stages)| stages.contains_key(MEETING_STAGE))
-                .map(|(contact, _)| contact.as_str())
-                .chain(meetings_in_batch),
-        );
+        let stored_meetings = self
+            .firsts
+            .iter()
+            .filter(|(_, stages)| stages.contains_key(MEETING_STAGE))
+            .map(|(contact, _)| contact.clone());
+        let with_meeting: Vec<String> = stored_meetings
+            .chain(meetings_in_batch.map(str::to_string))
+            .collect::<HashSet<String>>()
+            .into_iter()
+            .collect();
         if with_meeting.is_empty() {
             return Ok(());
         }
@@ -277,7 +292,7 @@ impl TenantSet {
             &[&tenant, &agents, &ats, &ids],
         )?;
         for row in rows {
-            let side = |at: usize| -> Option<(i64, String, AgentStatus)> {
+            let side = |at: usize| -> Option<StoredStatus> {
                 let when: Option<i64> = row.get(at);
                 when.map(|t| (t, row.get(at + 1), status_of(row.get(at + 2))))
             };
@@ -331,7 +346,9 @@ impl Records for WorkingSet {
     }
 
     fn first_arrival(&mut self, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>> {
-        Ok(loaded(&self.set(tenant)?.firsts, "contact", contact)?.get(stage).cloned())
+        Ok(loaded(&self.set(tenant)?.firsts, "contact", contact)?
+            .get(stage)
+            .cloned())
     }
 
     fn put_stage(&mut self, tenant: i64, stage: &StageChange) -> Result<()> {
@@ -387,9 +404,8 @@ impl Records for WorkingSet {
             .iter()
             .filter(|b| b.agent_id == s.agent_id)
             .map(|b| (b.at_ns, b.event_id.as_str(), b.status));
-        let stored = |n: &Option<(i64, String, AgentStatus)>| n.as_ref().map(|(at, id, st)| (*at, id.as_str(), *st));
         let candidates = batch.chain(stored(&stored_before)).chain(stored(&stored_after));
-        let (mut before, mut after): (Option<(i64, &str, AgentStatus)>, Option<(i64, &str, AgentStatus)>) = (None, None);
+        let (mut before, mut after): (Option<StatusAt>, Option<StatusAt>) = (None, None);
         for c in candidates {
             let key = (c.0, c.1);
             if key < me && before.is_none_or(|b| (b.0, b.1) < key) {
@@ -435,11 +451,11 @@ const CALL_TYPES: [Type; 18] = [
 impl WorkingSet {
     /// Writes what the batches changed: the new events, the new versions of records (the
     /// replaced rows removed first) and the new statuses, stages and scores.
-    pub fn flush(&self, tx: &mut Transaction, batches: &[Batch], stored: &[Vec<bool>], received_ns: i64) -> Result<()> {
+    pub fn flush(&self, tx: &mut Transaction, batches: &[Batch], stored: &[&[bool]], received_ns: i64) -> Result<()> {
         let new_events = batches.iter().zip(stored).flat_map(|(b, stored)| {
             b.events
                 .iter()
-                .zip(stored)
+                .zip(stored.iter())
                 .filter(|(_, new)| **new)
                 .map(move |(e, _)| (b.tenant, e))
         });
@@ -660,7 +676,15 @@ impl WorkingSet {
                 tx,
                 "csat",
                 &format!("tenant_id, {CSAT_COLUMNS}"),
-                &[Type::INT8, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT],
+                &[
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                ],
             )?;
             for (tenant, set) in sets() {
                 for s in &set.new_csat {

@@ -192,14 +192,6 @@ impl SqliteStore {
         Some(handle)
     }
 
-    /// Folds pending deltas into the cells table now (the writer also does it on its own);
-    /// returns how many cells were folded.
-    pub async fn checkpoint(&self) -> Result<usize> {
-        let (reply, rx) = oneshot::channel();
-        self.send(WriteCommand::Checkpoint(reply))?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
     fn send(&self, command: WriteCommand) -> Result<()> {
         let guard = self.writer.lock().expect("writer lock");
         guard
@@ -600,6 +592,12 @@ impl Store for SqliteStore {
             Ok(Some(drill::detail(&tenant, &call, analysis.as_ref(), versions)))
         })
         .await
+    }
+
+    async fn checkpoint(&self) -> Result<usize> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteCommand::Checkpoint(reply))?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn ready(&self) -> Result<()> {

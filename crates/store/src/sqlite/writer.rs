@@ -90,7 +90,7 @@ fn commit_group(conn: &mut Connection, shared: &Shared, group: Vec<IngestRequest
     let mut deltas = DeltaMap::default();
     let outcome = (|| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let outcome = group::apply_group(&mut SqliteRecords(&tx), &group, &mut deltas)?;
+        let outcome = group::apply_group(&mut SqliteRecords(&tx), &group, group::now_ns(), &mut deltas)?;
         if !deltas.is_empty() {
             tx.prepare_cached("INSERT INTO pending_deltas (data) VALUES (?1)")?
                 .execute([deltas.encode()])?;

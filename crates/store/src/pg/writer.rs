@@ -1,0 +1,195 @@
+//! The node's ingest thread and its compaction job.
+//!
+//! Ingest: requests queued meanwhile share one transaction (group commit). The transaction
+//! takes each tenant's ingest lock (an advisory lock), so the nodes of one database apply a
+//! tenant's events one transaction at a time, as SQLite's single writer does; it loads what
+//! the events read, applies them, writes the records and one delta row per touched block, and
+//! notifies every node (`NOTIFY dialboard`) as it commits.
+//!
+//! Compaction: folds delta rows into cells. It runs on every node, but under a
+//! transaction-level advisory lock, so one node at a time does it.
+
+use super::schema::{Partitions, LOCK_COMPACT, LOCK_SPACE};
+use super::working::{write_deltas, Batch, WorkingSet};
+use super::Shared;
+use crate::group::{self, IngestRequest};
+use crate::overlay::DeltaMap;
+use crate::Result;
+use dialboard_engine::cells::Stats;
+use dialboard_engine::event::Event;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+use postgres::Client;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+pub enum Command {
+    Ingest(IngestRequest),
+    Shutdown(oneshot::Sender<()>),
+}
+
+fn as_ingest(command: Command) -> Result<IngestRequest, Command> {
+    match command {
+        Command::Ingest(request) => Ok(request),
+        other => Err(other),
+    }
+}
+
+pub fn run(mut client: Client, mut partitions: Partitions, rx: Receiver<Command>, shared: &Shared) {
+    while let Ok(command) = rx.recv() {
+        let shutdown = match command {
+            Command::Ingest(first) => {
+                let (group, other) = group::gather(first, &rx, as_ingest);
+                commit_group(&mut client, &mut partitions, shared, group);
+                other
+            }
+            shutdown => Some(shutdown),
+        };
+        if let Some(Command::Shutdown(done)) = shutdown {
+            // Everything queued before the shutdown is committed first.
+            let queued: Vec<IngestRequest> = rx.try_iter().filter_map(|c| as_ingest(c).ok()).collect();
+            if !queued.is_empty() {
+                commit_group(&mut client, &mut partitions, shared, queued);
+            }
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+/// The ingest lock of a tenant (advisory, held until the transaction ends).
+pub fn lock_tenant(tx: &mut postgres::Transaction, tenant: i64) -> Result<()> {
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_SPACE, &(tenant as i32)])?;
+    Ok(())
+}
+
+/// The monthly partitions the group's rows go to.
+fn ensure_partitions(
+    client: &mut Client,
+    partitions: &mut Partitions,
+    group: &[IngestRequest],
+    received_ns: i64,
+) -> Result<()> {
+    let mut needed: BTreeSet<(&str, i64)> = BTreeSet::new();
+    let month = |ns: i64| super::schema::month_of(ns).0;
+    needed.insert(("events", month(received_ns)));
+    for e in group.iter().flat_map(|r| &r.events) {
+        let (table, at) = match &e.event {
+            Event::Call(c) => ("calls", c.started_ns),
+            Event::Status(s) => ("agent_status", s.at_ns),
+            Event::Stage(s) => ("lead_stages", s.at_ns),
+            Event::Csat(s) => ("csat", s.at_ns),
+            Event::Analysis(_) | Event::Conversation(_) => continue,
+        };
+        needed.insert((table, month(at)));
+    }
+    for (table, at) in needed {
+        partitions.ensure(client, table, at)?;
+    }
+    Ok(())
+}
+
+fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Shared, group: Vec<IngestRequest>) {
+    let started = Instant::now();
+    let received_ns = group::now_ns();
+    let outcome = (|| {
+        ensure_partitions(client, partitions, &group, received_ns)?;
+        let batches: Vec<Batch> = group
+            .iter()
+            .map(|r| Batch {
+                tenant: r.tenant.id,
+                events: &r.events,
+            })
+            .collect();
+        let tenants: BTreeSet<i64> = batches.iter().map(|b| b.tenant).collect();
+        let mut tx = client.transaction()?;
+        for tenant in &tenants {
+            lock_tenant(&mut tx, *tenant)?;
+        }
+        let mut records = WorkingSet::load(&mut tx, &batches)?;
+        let mut deltas = DeltaMap::default();
+        let outcome = group::apply_group(&mut records, &group, received_ns, &mut deltas)?;
+        let stored: Vec<&[bool]> = outcome.iter().map(|(_, stored)| stored.as_slice()).collect();
+        records.flush(&mut tx, &batches, &stored, received_ns)?;
+        write_deltas(&mut tx, &deltas)?;
+        let changed: BTreeSet<i64> = batches
+            .iter()
+            .zip(&outcome)
+            .filter(|(_, (summary, _))| summary.accepted > 0)
+            .map(|(b, _)| b.tenant)
+            .collect();
+        for tenant in changed {
+            shared.notify(&mut tx, &super::Notice::Stored { tenant, received_ns })?;
+        }
+        tx.commit()?;
+        Ok(outcome)
+    })();
+    group::answer(group, outcome, started, &shared.metrics, &shared.changes);
+}
+
+/// Folds every committed delta row into its cell block. `None` when another node is
+/// compacting right now; otherwise the number of delta rows folded.
+pub fn compact(client: &mut Client) -> Result<Option<usize>> {
+    let mut tx = client.transaction()?;
+    let ours: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1, $2)",
+            &[&LOCK_SPACE, &LOCK_COMPACT],
+        )?
+        .get(0);
+    if !ours {
+        return Ok(None);
+    }
+    // Rows committed after this statement began stay for the next run.
+    let rows = tx.query(
+        "DELETE FROM cell_deltas RETURNING tenant_id, cuboid, grain, bucket, block",
+        &[],
+    )?;
+    if rows.is_empty() {
+        return Ok(Some(0));
+    }
+    let corrupt = || crate::StoreError::Database("corrupt cell delta block".into());
+    let mut blocks: BTreeMap<(i64, i16, i16, i64), BTreeMap<String, Stats>> = BTreeMap::new();
+    for row in &rows {
+        let cells = blocks
+            .entry((row.get(0), row.get(1), row.get(2), row.get(3)))
+            .or_default();
+        for entry in crate::block::entries(row.get(4)) {
+            let (key, bytes) = entry.ok_or_else(corrupt)?;
+            let delta = Stats::from_bytes(bytes).ok_or_else(corrupt)?;
+            cells.entry(key.to_string()).or_default().merge(&delta, 1);
+        }
+    }
+    let (mut tenants, mut cuboids, mut grains, mut buckets) = (vec![], vec![], vec![], vec![]);
+    for (tenant, cuboid, grain, bucket) in blocks.keys() {
+        tenants.push(*tenant);
+        cuboids.push(*cuboid);
+        grains.push(*grain);
+        buckets.push(*bucket);
+    }
+    let touched =
+        "(tenant_id, cuboid, grain, bucket) IN (SELECT * FROM unnest($1::int8[], $2::int2[], $3::int2[], $4::int8[]))";
+    let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&tenants, &cuboids, &grains, &buckets];
+    let mut stored: BTreeMap<(i64, i16, i16, i64), Vec<u8>> = BTreeMap::new();
+    for row in tx.query(
+        &format!("SELECT tenant_id, cuboid, grain, bucket, block FROM cells WHERE {touched}"),
+        &params,
+    )? {
+        stored.insert((row.get(0), row.get(1), row.get(2), row.get(3)), row.get(4));
+    }
+    tx.execute(&format!("DELETE FROM cells WHERE {touched}"), &params)?;
+    let sink = tx.copy_in("COPY cells (tenant_id, cuboid, grain, bucket, block) FROM STDIN (FORMAT binary)")?;
+    let mut w = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT2, Type::INT2, Type::INT8, Type::BYTEA]);
+    for (id, cells) in &blocks {
+        let old = stored.get(id).map(Vec::as_slice).unwrap_or_default();
+        let merged = crate::block::merge(old, cells.iter().map(|(k, s)| (k.as_str(), s))).ok_or_else(corrupt)?;
+        if !merged.is_empty() {
+            w.write(&[&id.0, &id.1, &id.2, &id.3, &merged])?;
+        }
+    }
+    w.finish()?;
+    tx.commit()?;
+    Ok(Some(rows.len()))
+}
