@@ -197,7 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = common.settings(None)?;
             let store = crate::open_store(&settings.database)?;
             store.shutdown().await;
-            println!("database {} is up to date", settings.database);
+            println!("database {} is up to date", crate::redacted(&settings.database));
             Ok(())
         }
         Command::Tenant {

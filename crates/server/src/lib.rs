@@ -11,6 +11,7 @@ pub mod import;
 pub mod live;
 pub mod web;
 
+use dialboard_store::pg::PgStore;
 use dialboard_store::sqlite::{path_from_url, Options, SqliteStore};
 use dialboard_store::Store;
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use std::sync::Arc;
 /// Opens the store a `--database` URL names, creating and migrating it if needed.
 pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("--database: PostgreSQL is not supported by this build yet; use sqlite://PATH");
+        let store = PgStore::open(url).map_err(|e| anyhow::anyhow!("cannot open database '{}': {e}", redacted(url)))?;
+        return Ok(Arc::new(store));
     }
     if !url.starts_with("sqlite:") && url.contains("://") {
         anyhow::bail!("--database: expected sqlite://PATH or postgres://..., got '{url}'");
@@ -27,4 +29,28 @@ pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let store = SqliteStore::open(path, Options::default())
         .map_err(|e| anyhow::anyhow!("cannot open database '{path}': {e}"))?;
     Ok(Arc::new(store))
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(super::redacted("postgres://me:secret@db/x"), "postgres://me:***@db/x");
+        assert_eq!(super::redacted("postgres://me@db/x"), "postgres://me@db/x");
+        assert_eq!(super::redacted("sqlite://a.db"), "sqlite://a.db");
+    }
 }

@@ -7,6 +7,7 @@ mod directory;
 mod helpers;
 mod ingest;
 mod live;
+mod nodes;
 mod process;
 mod query;
 mod web;

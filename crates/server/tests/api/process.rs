@@ -7,7 +7,7 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
 
-fn last_line(output: &std::process::Output) -> String {
+pub(crate) fn last_line(output: &std::process::Output) -> String {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -16,7 +16,7 @@ fn last_line(output: &std::process::Output) -> String {
         .to_string()
 }
 
-fn cli(db: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn cli(db: &str, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
         .args(args)
         .env("DIALBOARD_DATABASE", db)
@@ -24,7 +24,7 @@ fn cli(db: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -32,7 +32,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_ready(url: &str) {
+pub(crate) async fn wait_ready(url: &str) {
     for _ in 0..200 {
         if reqwest::get(format!("{url}/readyz"))
             .await
@@ -45,7 +45,7 @@ async fn wait_ready(url: &str) {
     panic!("server at {url} did not become ready");
 }
 
-fn spawn_server(db: &str, port: u16) -> std::process::Child {
+pub(crate) fn spawn_server(db: &str, port: u16) -> std::process::Child {
     Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DIALBOARD_DATABASE", db)

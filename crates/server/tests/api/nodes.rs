@@ -1,0 +1,180 @@
+//! Two `dialboard serve` nodes (the real binary) on one PostgreSQL database, a throwaway
+//! cluster: either node ingests and answers with the same numbers; a live update caused on one
+//! reaches a subscriber on the other; a settings change on one is seen by the other; the
+//! compaction job is gated by one advisory lock across nodes.
+
+use crate::process::{cli, free_port, last_line, spawn_server, wait_ready};
+use dialboard_store::pg::cluster::Cluster;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The advisory lock the compaction job takes (`pg/schema.rs`).
+const LOCK_SPACE: i32 = 0x6469_616c;
+const LOCK_COMPACT: i32 = -2;
+
+struct Node {
+    url: String,
+    process: std::process::Child,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+async fn start_node(db: &str) -> Node {
+    let port = free_port();
+    let node = Node {
+        url: format!("http://127.0.0.1:{port}"),
+        process: spawn_server(db, port),
+    };
+    wait_ready(&node.url).await;
+    node
+}
+
+fn calls_now(prefix: &str, n: usize) -> Value {
+    let now = jiff::Timestamp::now().to_string();
+    (0..n)
+        .map(|i| {
+            json!({"id": format!("{prefix}{i}"), "type": "call", "call_id": format!("{prefix}{i}"), "agent_id": "a1",
+                "team_id": "t1", "disposition": if i % 2 == 0 { "Connected" } else { "No Answer" },
+                "started_at": now, "talk_seconds": 30 + i})
+        })
+        .collect()
+}
+
+async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> Value {
+    let r = client.post(url).bearer_auth(key).json(body).send().await.unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn totals(client: &reqwest::Client, node: &Node, key: &str) -> Value {
+    let q = json!({"measures": ["total_calls", "connected_calls", "median_talk_time"], "range": {"preset": "today"}});
+    post(client, &format!("{}/api/v1/query", node.url), key, &q).await["totals"].clone()
+}
+
+fn pending_deltas(db: &str) -> i64 {
+    let db = db.to_string();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+        client
+            .query_one("SELECT count(*) FROM cell_deltas", &[])
+            .unwrap()
+            .get(0)
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_postgres_database() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(false).unwrap())
+        .await
+        .unwrap();
+    let db = cluster.create_database().unwrap();
+    let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "UTC"]));
+    // Both nodes start together (they take turns to migrate).
+    let (a, b) = tokio::join!(start_node(&db), start_node(&db));
+    let client = reqwest::Client::new();
+
+    // A subscriber on B hears of events ingested on A.
+    let mut request = format!("{}/api/v1/live", b.url.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "scope": "tenant"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    post(&client, &format!("{}/api/v1/events", a.url), &key, &calls_now("a", 10)).await;
+    let update = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("B pushes an update within 10 s")
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = msg else { continue };
+        let m: Value = serde_json::from_str(&text).unwrap();
+        if m["type"] == "metric_update" && m["metrics"]["total_calls"] == 10 {
+            break m;
+        }
+    };
+    assert_eq!(update["metrics"]["connected_calls"], 5, "{update}");
+
+    // Events ingested on either node; both answer alike.
+    post(&client, &format!("{}/api/v1/events", b.url), &key, &calls_now("b", 7)).await;
+    let (on_a, on_b) = (totals(&client, &a, &key).await, totals(&client, &b, &key).await);
+    assert_eq!(on_a, on_b);
+    assert_eq!(on_a["total_calls"], 17, "{on_a}");
+    assert_eq!(on_a["connected_calls"], 9);
+
+    // A settings change on A is what B serves next.
+    let settings = client
+        .put(format!("{}/api/v1/settings", a.url))
+        .bearer_auth(&key)
+        .json(&json!({"timezone": "Asia/Kathmandu"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(settings.status().is_success());
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        let r = client
+            .get(format!("{}/api/v1/settings", b.url))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        seen = r.json::<Value>().await.unwrap();
+        if seen["timezone"] == "Asia/Kathmandu" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen["timezone"], "Asia/Kathmandu", "{seen}");
+
+    // The compaction job runs under one advisory lock: while someone else holds it, neither
+    // node folds deltas; once it is free, one does, and the numbers stay the same.
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+            c.execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK_SPACE, &LOCK_COMPACT])
+                .unwrap();
+            hold_rx.recv().unwrap();
+            c.execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_SPACE, &LOCK_COMPACT])
+                .unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    post(&client, &format!("{}/api/v1/events", a.url), &key, &calls_now("c", 3)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        pending_deltas(&db) > 0,
+        "nobody compacts while the lock is held elsewhere"
+    );
+    assert_eq!(totals(&client, &b, &key).await["total_calls"], 20);
+    hold_tx.send(()).unwrap();
+    holder.join().unwrap();
+    for _ in 0..100 {
+        if pending_deltas(&db) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending_deltas(&db), 0, "a node folds the deltas once the lock is free");
+    let (on_a, on_b) = (totals(&client, &a, &key).await, totals(&client, &b, &key).await);
+    assert_eq!(on_a, on_b);
+    assert_eq!(on_a["total_calls"], 20, "{on_a}");
+}
