@@ -1,13 +1,19 @@
-//! What the benchmarks share: the release server on a fresh database, and percentiles.
+//! What the benchmarks share: the generated calls, the release server on a fresh database,
+//! the dashboard queries, and latency percentiles.
 
 use anyhow::{bail, Context};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, LogNormal};
+use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Server {
     pub child: Child,
     pub url: String,
     pub key: String,
+    /// The SQLite file, when the server runs on one (the in-process GROUP BY peer reads it).
     pub db: std::path::PathBuf,
 }
 
@@ -21,6 +27,15 @@ impl Drop for Server {
 /// `dialboard serve` (the release binary next to this one) on a fresh SQLite file in `dir`,
 /// with a tenant `bench` in New York and its admin key.
 pub fn start_server(dir: &std::path::Path) -> anyhow::Result<Server> {
+    let db = dir.join("bench.db");
+    let mut server = start_server_on(&format!("sqlite://{}", db.display()))?;
+    server.db = db;
+    Ok(server)
+}
+
+/// `dialboard serve` on the database `url` names (made if new), with a tenant `bench` in New
+/// York and its admin key.
+pub fn start_server_on(url_db: &str) -> anyhow::Result<Server> {
     let bin = std::env::current_exe()?
         .parent()
         .context("target dir")?
@@ -28,19 +43,12 @@ pub fn start_server(dir: &std::path::Path) -> anyhow::Result<Server> {
     if !bin.exists() {
         bail!("build the server first: cargo build --release --bin dialboard");
     }
-    let db = dir.join("bench.db");
-    let url_db = format!("sqlite://{}", db.display());
     let out = Command::new(&bin)
-        .args([
-            "tenant",
-            "create",
-            "bench",
-            "--timezone",
-            "America/New_York",
-            "--database",
-            &url_db,
-        ])
+        .args(["tenant", "create", "bench", "--timezone", "America/New_York", "--database", url_db])
         .output()?;
+    if !out.status.success() {
+        bail!("tenant create failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let key = String::from_utf8(out.stdout)?
         .lines()
         .last()
@@ -48,7 +56,7 @@ pub fn start_server(dir: &std::path::Path) -> anyhow::Result<Server> {
         .to_string();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(&bin)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database", &url_db])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database", url_db])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -56,7 +64,7 @@ pub fn start_server(dir: &std::path::Path) -> anyhow::Result<Server> {
         child,
         url: format!("http://127.0.0.1:{port}"),
         key,
-        db,
+        db: std::path::PathBuf::new(),
     })
 }
 
@@ -103,3 +111,191 @@ impl Server {
         Ok(())
     }
 }
+
+pub const BATCH: usize = 1_000;
+/// 2026-06-01T04:00:00Z = midnight in New York; the data covers 90 days from there.
+pub const T0: i64 = 1_780_286_400;
+pub const DAYS: i64 = 90;
+pub const AGENTS: usize = 200;
+pub const TEAMS: usize = 10;
+pub const DISPOSITIONS: [(&str, f64); 12] = [
+    ("No Answer", 0.30),
+    ("Voicemail", 0.22),
+    ("Busy", 0.06),
+    ("Disconnected", 0.03),
+    ("Connected", 0.10),
+    ("Interested", 0.07),
+    ("Not Interested", 0.12),
+    ("Meeting Booked", 0.04),
+    ("Wrong Number", 0.025),
+    ("DNC", 0.01),
+    ("Call Error", 0.01),
+    ("Dropped", 0.005),
+];
+pub const SOURCES: [&str; 6] = ["web", "webinar", "referral", "linkedin", "list", "event"];
+pub const CONNECTED: [&str; 4] = ["Connected", "Meeting Booked", "Interested", "Not Interested"];
+
+
+/// Batches of calls whose start times run through the 90 days in order, as a dialer sends them.
+/// Each call is to one of `total / 4` contacts; a booked meeting also sends the contact's
+/// `meeting_booked` stage, and one in four of those a `closed_won` some days later (these
+/// stage events ride in the same batches and are not counted as calls).
+pub fn batches(from: usize, to: usize, total: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let talk = LogNormal::new(5.1, 0.8).expect("valid");
+    let span = (DAYS * 86_400) as f64;
+    (from..to)
+        .step_by(BATCH)
+        .map(|first| {
+            let mut events: Vec<Value> = Vec::with_capacity(BATCH + BATCH / 16);
+            for i in first..(first + BATCH).min(to) {
+                // Working hours 08:00–18:00 local of each day, spread evenly over the range.
+                let day = (i as f64 / total as f64 * span / 86_400.0) as i64;
+                let started = T0 + day * 86_400 + 8 * 3600 + rng.random_range(0..10 * 3600);
+                let mut r: f64 = rng.random();
+                let disposition = DISPOSITIONS
+                    .iter()
+                    .find(|(_, p)| {
+                        r -= p;
+                        r < 0.0
+                    })
+                    .map_or("No Answer", |d| d.0);
+                let agent_number = rng.random_range(0..AGENTS);
+                let agent = format!("agent-{agent_number:03}");
+                let connected = CONNECTED.contains(&disposition);
+                let contact = format!("contact-{}", rng.random_range(0..(total / 4).max(1)));
+                let campaign = format!("campaign-{}", rng.random_range(0..8));
+                let source = SOURCES[rng.random_range(0..SOURCES.len())];
+                let talk_seconds = if connected {
+                    (talk.sample(&mut rng) as i64).min(7200)
+                } else {
+                    0
+                };
+                let at = |t: i64| jiff::Timestamp::from_second(t).expect("in range").to_string();
+                events.push(
+                    json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"),
+                    "agent_id": agent, "team_id": format!("team-{}", agent_number % TEAMS), "contact_id": contact,
+                    "campaign_id": campaign, "lead_source": source,
+                    "direction": "outbound", "disposition": disposition,
+                    "started_at": at(started), "talk_seconds": talk_seconds,
+                    "wait_seconds": if connected { rng.random_range(0..8) } else { 0 },
+                    "wrap_seconds": rng.random_range(5..120)}),
+                );
+                if disposition == "Meeting Booked" {
+                    let stage = |id: String, stage: &str, t: i64| {
+                        json!({"id": id, "type": "lead_stage",
+                        "contact_id": contact, "stage": stage, "at": at(t), "agent_id": agent,
+                        "campaign_id": campaign, "lead_source": source, "call_id": format!("c{i}")})
+                    };
+                    events.push(stage(format!("m{i}"), "meeting_booked", started + talk_seconds));
+                    if rng.random_range(0..4) == 0 {
+                        let mut won = stage(
+                            format!("w{i}"),
+                            "closed_won",
+                            started + rng.random_range(3..20) * 86_400,
+                        );
+                        won["amount"] = json!(rng.random_range(500..20_000));
+                        events.push(won);
+                    }
+                }
+            }
+            serde_json::to_vec(&events).expect("serializable")
+        })
+        .collect()
+}
+
+pub async fn ingest(
+    server: &Server,
+    client: &reqwest::Client,
+    bodies: Vec<Vec<u8>>,
+    clients: usize,
+) -> anyhow::Result<Duration> {
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (queue, client, url, key) = (queue.clone(), client.clone(), server.url.clone(), server.key.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().expect("queue").pop() else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                let r = client
+                    .post(format!("{url}/api/v1/events"))
+                    .bearer_auth(&key)
+                    .body(body)
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("ingest answered {}", r.status());
+                }
+                let summary: Value = r.json().await?;
+                if summary["rejected"].as_array().is_some_and(|r| !r.is_empty()) {
+                    bail!("rejected events: {summary}");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
+}
+
+
+pub fn dashboard_queries() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "day leaderboard",
+            json!({"measures": ["total_calls", "connected_calls", "connect_rate", "meetings_booked", "total_talk_time"],
+            "dimensions": ["agent"], "filters": {"team": ["team-3"]}, "range": {"start": "2026-08-15", "end": "2026-08-16"},
+            "order_by": [["meetings_booked", "desc"]]}),
+        ),
+        (
+            "90-day daily trend with median",
+            json!({"measures": ["total_calls", "connect_rate", "median_talk_time"],
+            "granularity": "day", "range": {"start": "2026-06-01", "end": "2026-08-30"}}),
+        ),
+        (
+            "heatmap 30 days",
+            json!({"measures": ["total_calls", "connect_rate"], "dimensions": ["day_of_week", "hour_of_day"],
+            "range": {"start": "2026-07-31", "end": "2026-08-30"}}),
+        ),
+        (
+            "today's KPIs vs yesterday",
+            json!({"measures": ["total_calls", "connect_rate", "meetings_booked", "avg_talk_time", "median_talk_time"],
+            "range": {"start": "2026-08-29", "end": "2026-08-30"}, "compare": "previous_period"}),
+        ),
+    ]
+}
+
+
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// Runs not measured before each query's samples (warm caches, as on a dashboard in use).
+pub const WARM_UP: usize = 10;
+
+/// Latency of one request to the server, sent `repeat` times after the warm-up runs.
+pub async fn measure_dialboard(request: impl Fn() -> reqwest::RequestBuilder, repeat: usize) -> anyhow::Result<Latency> {
+    let mut samples = Vec::with_capacity(repeat);
+    for run in 0..WARM_UP + repeat {
+        let started = Instant::now();
+        let r = request().send().await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("answered {status}: {text}");
+        }
+        if run >= WARM_UP {
+            samples.push(started.elapsed());
+        }
+    }
+    Ok(Latency {
+        p50: percentile(samples.clone(), 0.5),
+        p99: percentile(samples, 0.99),
+    })
+}
+
