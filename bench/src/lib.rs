@@ -44,7 +44,15 @@ pub fn start_server_on(url_db: &str) -> anyhow::Result<Server> {
         bail!("build the server first: cargo build --release --bin dialboard");
     }
     let out = Command::new(&bin)
-        .args(["tenant", "create", "bench", "--timezone", "America/New_York", "--database", url_db])
+        .args([
+            "tenant",
+            "create",
+            "bench",
+            "--timezone",
+            "America/New_York",
+            "--database",
+            url_db,
+        ])
         .output()?;
     if !out.status.success() {
         bail!("tenant create failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -134,7 +142,6 @@ pub const DISPOSITIONS: [(&str, f64); 12] = [
 ];
 pub const SOURCES: [&str; 6] = ["web", "webinar", "referral", "linkedin", "list", "event"];
 pub const CONNECTED: [&str; 4] = ["Connected", "Meeting Booked", "Interested", "Not Interested"];
-
 
 /// Batches of calls whose start times run through the 90 days in order, as a dialer sends them.
 /// Each call is to one of `total / 4` contacts; a booked meeting also sends the contact's
@@ -242,7 +249,6 @@ pub async fn ingest(
     Ok(started.elapsed())
 }
 
-
 pub fn dashboard_queries() -> Vec<(&'static str, Value)> {
     vec![
         (
@@ -269,7 +275,6 @@ pub fn dashboard_queries() -> Vec<(&'static str, Value)> {
     ]
 }
 
-
 pub struct Latency {
     pub p50: f64,
     pub p99: f64,
@@ -279,7 +284,10 @@ pub struct Latency {
 pub const WARM_UP: usize = 10;
 
 /// Latency of one request to the server, sent `repeat` times after the warm-up runs.
-pub async fn measure_dialboard(request: impl Fn() -> reqwest::RequestBuilder, repeat: usize) -> anyhow::Result<Latency> {
+pub async fn measure_dialboard(
+    request: impl Fn() -> reqwest::RequestBuilder,
+    repeat: usize,
+) -> anyhow::Result<Latency> {
     let mut samples = Vec::with_capacity(repeat);
     for run in 0..WARM_UP + repeat {
         let started = Instant::now();
@@ -298,4 +306,3 @@ pub async fn measure_dialboard(request: impl Fn() -> reqwest::RequestBuilder, re
         p99: percentile(samples, 0.99),
     })
 }
-

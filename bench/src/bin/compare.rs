@@ -12,7 +12,9 @@
 //! the raw table (PostgreSQL's own PERCENTILE_CONT for medians).
 
 use anyhow::{bail, Context};
-use dialboard_bench::{batches, dashboard_queries, ingest, measure_dialboard, percentile, start_server_on, Latency, T0};
+use dialboard_bench::{
+    batches, dashboard_queries, ingest, measure_dialboard, percentile, start_server_on, Latency, T0,
+};
 use dialboard_store::pg::cluster::Cluster;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -176,7 +178,10 @@ fn insert_batch(client: &mut postgres::Client, body: &[u8]) -> anyhow::Result<()
     let text = |k: &str| -> Vec<Option<String>> { calls.iter().map(|c| c[k].as_str().map(String::from)).collect() };
     let int = |k: &str| -> Vec<Option<i32>> { calls.iter().map(|c| c[k].as_i64().map(|v| v as i32)).collect() };
     let dispositions = text("disposition");
-    let categories: Vec<&str> = dispositions.iter().map(|d| category(d.as_deref().unwrap_or(""))).collect();
+    let categories: Vec<&str> = dispositions
+        .iter()
+        .map(|d| category(d.as_deref().unwrap_or("")))
+        .collect();
     client.execute(
         "INSERT INTO calls SELECT 1, * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::text[], $7::text[]::timestamptz[], $8::int[], $9::int[], $10::int[])",
@@ -297,7 +302,10 @@ fn seed_design(url: &str, args: &Args) -> anyhow::Result<SeedMeasured> {
         let refreshing = Instant::now();
         client.batch_execute("REFRESH MATERIALIZED VIEW CONCURRENTLY call_metrics_hourly")?;
         refresh.push(refreshing.elapsed());
-        client.query("SELECT sum(total_calls) FROM call_metrics_hourly WHERE tenant_id = 1", &[])?;
+        client.query(
+            "SELECT sum(total_calls) FROM call_metrics_hourly WHERE tenant_id = 1",
+            &[],
+        )?;
         fresh.push(started.elapsed());
     }
     let (mut view, mut raw) = (Vec::new(), Vec::new());
@@ -345,7 +353,10 @@ async fn main() -> anyhow::Result<()> {
         "| freshness: new call → in a dashboard query, p50 ms | {:.1} | {:.1} | {:.0} (refresh right away; the seed's schedule adds ~30,000) |",
         sqlite.freshness_ms, postgres.freshness_ms, seed.freshness_ms
     );
-    println!("| one concurrent refresh of the view, ms | – | – | {:.0} |", seed.refresh_ms);
+    println!(
+        "| one concurrent refresh of the view, ms | – | – | {:.0} |",
+        seed.refresh_ms
+    );
     println!(
         "\nfreshness, view ÷ dialboard PostgreSQL: **{:.0}×** (without the schedule's wait)\n",
         seed.freshness_ms / postgres.freshness_ms

@@ -10,7 +10,7 @@
 use crate::apply::{Neighbour, Records};
 use crate::overlay::DeltaMap;
 use crate::rows::{
-    analysis_from_row, call_flags, call_from_row, conversation_from_row, csat_from_row, prefixed, stage_from_row,
+    analysis_from_row, call_flags, call_from_row, conversation_from_row, csat_from_row, stage_from_row,
     ANALYSIS_COLUMNS, CALL_COLUMNS, CONVERSATION_COLUMNS, CSAT_COLUMNS, STAGE_COLUMNS,
 };
 use crate::{Result, StoreError};
@@ -183,17 +183,27 @@ impl TenantSet {
     }
 
     fn load_calls(&mut self, tx: &mut Transaction, tenant: i64, ids: &[&str]) -> Result<()> {
-        let sql = format!(
-            "SELECT {} FROM call_keys k JOIN calls c ON c.tenant_id = k.tenant_id AND c.started_ns = k.started_ns \
-             AND c.call_id = k.call_id WHERE k.tenant_id = $1 AND k.call_id = ANY($2)",
-            prefixed(CALL_COLUMNS, "c")
-        );
         self.calls = ids.iter().map(|id| (id.to_string(), None)).collect();
         self.analyses = self.calls.keys().map(|id| (id.clone(), None)).collect();
-        for row in tx.query(&sql, &[&tenant, &ids])? {
-            let call = call_from_row(&row, 0)?;
-            self.stored_calls.insert(call.call_id.clone(), call.started_ns);
-            self.calls.insert(call.call_id.clone(), Some(call));
+        // Most calls of a batch are new: look their keys up first, and read rows only for
+        // those that exist (by partition key, so each probe touches one month).
+        for row in tx.query(
+            "SELECT call_id, started_ns FROM call_keys WHERE tenant_id = $1 AND call_id = ANY($2)",
+            &[&tenant, &ids],
+        )? {
+            self.stored_calls.insert(row.get(0), row.get(1));
+        }
+        if !self.stored_calls.is_empty() {
+            let (ids, starts): (Vec<&str>, Vec<i64>) =
+                self.stored_calls.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
+            let sql = format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE tenant_id = $1 AND (started_ns, call_id) IN \
+                 (SELECT * FROM unnest($2::int8[], $3::text[]))"
+            );
+            for row in tx.query(&sql, &[&tenant, &starts, &ids])? {
+                let call = call_from_row(&row, 0)?;
+                self.calls.insert(call.call_id.clone(), Some(call));
+            }
         }
         let sql = format!("SELECT {ANALYSIS_COLUMNS} FROM call_analysis WHERE tenant_id = $1 AND call_id = ANY($2)");
         for row in tx.query(&sql, &[&tenant, &ids])? {
