@@ -6,8 +6,8 @@ use crate::apply::{apply_batch, Records};
 use crate::overlay::DeltaMap;
 use crate::{Change, ChangeFeed, IngestSummary, Result, StoreError, StoreMetrics, TenantInfo};
 use dialboard_engine::event::ParsedEvent;
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -99,5 +99,43 @@ pub fn answer(
                 let _ = request.reply.send(Err(StoreError::Database(e.to_string())));
             }
         }
+    }
+}
+
+/// The sending end of a store's writer thread; closed at shutdown.
+pub struct WriterQueue<C>(Mutex<Option<Sender<C>>>);
+
+impl<C> WriterQueue<C> {
+    pub fn new(sender: Sender<C>) -> WriterQueue<C> {
+        WriterQueue(Mutex::new(Some(sender)))
+    }
+
+    pub fn send(&self, command: C) -> Result<()> {
+        let guard = self.0.lock().expect("writer queue lock");
+        guard
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(command)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Closes the queue; the writer ends once it has handled what was queued.
+    pub fn close(&self) -> Option<Sender<C>> {
+        self.0.lock().expect("writer queue lock").take()
+    }
+
+    /// Queues events for the next group commit and waits until it is durable.
+    pub async fn ingest(
+        &self,
+        tenant: Arc<TenantInfo>,
+        events: Vec<ParsedEvent>,
+        command: fn(IngestRequest) -> C,
+    ) -> Result<IngestSummary> {
+        if events.is_empty() {
+            return Ok(IngestSummary::default());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(command(IngestRequest { tenant, events, reply }))?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 }

@@ -232,6 +232,37 @@ impl TenantInfo {
         })
     }
 
+    /// The tenant with new settings. The zone its hour and day cells were built in stays: a
+    /// timezone change regroups 15-minute cells at query time instead.
+    pub fn with_settings(&self, mut settings: TenantSettings) -> Result<TenantInfo> {
+        let rollup = self
+            .settings
+            .rollup_timezone
+            .as_ref()
+            .unwrap_or(&self.settings.timezone);
+        settings.rollup_timezone = Some(rollup.clone()).filter(|tz| *tz != settings.timezone);
+        TenantInfo::new(self.id, self.name.clone(), settings)
+    }
+
+    /// Parses a `/query` body in this tenant's context and runs it over `source`;
+    /// `Ok(Err(..))` carries field errors.
+    pub fn run_query(
+        &self,
+        body: &Value,
+        now: i64,
+        earliest: Option<i64>,
+        agent_teams: &AgentTeams,
+        source: &mut dyn dialboard_engine::query::CellSource,
+    ) -> Result<Result<QueryResult, Vec<FieldError>>> {
+        let ctx = self.context(now, earliest, agent_teams);
+        let q = match dialboard_engine::query::parse_query(body, &ctx) {
+            Ok(q) => q,
+            Err(errors) => return Ok(Err(errors)),
+        };
+        let result = dialboard_engine::query::run(&q, &ctx, source).map_err(|e| StoreError::Database(e.to_string()))?;
+        Ok(Ok(result))
+    }
+
     /// What queries of this tenant are evaluated against; `agent_teams` is the directory's
     /// team of each agent (the store keeps it).
     pub fn context<'a>(&'a self, now: i64, earliest: Option<i64>, agent_teams: &'a AgentTeams) -> Context<'a> {
@@ -243,6 +274,38 @@ impl TenantInfo {
             earliest,
             agent_teams,
         }
+    }
+}
+
+/// The tenants a store has read, by id: every request needs its tenant, settings rarely change.
+#[derive(Default)]
+pub struct TenantCache(std::sync::RwLock<std::collections::HashMap<i64, Arc<TenantInfo>>>);
+
+impl TenantCache {
+    pub fn get(&self, id: i64) -> Option<Arc<TenantInfo>> {
+        self.0.read().expect("tenant cache lock").get(&id).cloned()
+    }
+
+    pub fn insert(&self, info: TenantInfo) -> Arc<TenantInfo> {
+        let info = Arc::new(info);
+        self.0.write().expect("tenant cache lock").insert(info.id, info.clone());
+        info
+    }
+
+    /// A tenant row as the cached info (the cache's copy if there is one).
+    pub fn from_row(&self, (id, name, settings): catalog::TenantRow) -> Result<Arc<TenantInfo>> {
+        match self.get(id) {
+            Some(t) => Ok(t),
+            None => Ok(self.insert(TenantInfo::new(id, name, settings)?)),
+        }
+    }
+
+    pub fn forget(&self, id: i64) {
+        self.0.write().expect("tenant cache lock").remove(&id);
+    }
+
+    pub fn clear(&self) {
+        self.0.write().expect("tenant cache lock").clear();
     }
 }
 

@@ -16,17 +16,17 @@ mod working;
 mod writer;
 
 use crate::access::{AuditEntry, KeyInfo, User};
-use crate::group::IngestRequest;
+use crate::group::WriterQueue;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
     catalog, drill, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store,
-    StoreError, StoreMetrics, TenantInfo, TenantSettings,
+    StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{parse_event_text, CallAnalysis, CallRecord, ParsedEvent};
-use dialboard_engine::query::{self, AgentTeams, CellSource, QueryResult, SourceError};
+use dialboard_engine::query::{AgentTeams, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Statement};
@@ -91,7 +91,7 @@ impl Notice {
 pub struct Shared {
     /// This node's id in notices (random per process).
     node: String,
-    tenants: RwLock<HashMap<i64, Arc<TenantInfo>>>,
+    tenants: TenantCache,
     agent_teams: RwLock<HashMap<i64, Arc<AgentTeams>>>,
     metrics: StoreMetrics,
     changes: ChangeFeed,
@@ -104,17 +104,11 @@ impl Shared {
     }
 
     fn tenant(&self, client: &mut Client, id: i64) -> Result<Arc<TenantInfo>> {
-        if let Some(t) = self.tenants.read().expect("tenant lock").get(&id) {
-            return Ok(t.clone());
+        if let Some(t) = self.tenants.get(id) {
+            return Ok(t);
         }
-        let (id, name, settings) = catalog::tenant_by_id(&mut Pg(client), id)?.ok_or(StoreError::NotFound)?;
-        self.cache_tenant(TenantInfo::new(id, name, settings)?)
-    }
-
-    fn cache_tenant(&self, info: TenantInfo) -> Result<Arc<TenantInfo>> {
-        let info = Arc::new(info);
-        self.tenants.write().expect("tenant lock").insert(info.id, info.clone());
-        Ok(info)
+        let row = catalog::tenant_by_id(&mut Pg(client), id)?.ok_or(StoreError::NotFound)?;
+        self.tenants.from_row(row)
     }
 
     fn agent_teams(&self, client: &mut Client, tenant: i64) -> Result<Arc<AgentTeams>> {
@@ -141,7 +135,7 @@ impl Shared {
     fn follow(&self, client: &mut Client, notice: Notice) -> Result<()> {
         match notice {
             Notice::Settings { tenant } => {
-                self.tenants.write().expect("tenant lock").remove(&tenant);
+                self.tenants.forget(tenant);
             }
             Notice::Agents { tenant } => {
                 self.agent_teams.write().expect("agent teams lock").remove(&tenant);
@@ -188,7 +182,7 @@ pub struct PgStore {
     config: postgres::Config,
     shared: Arc<Shared>,
     pool: Arc<Mutex<Vec<Conn>>>,
-    writer: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: WriterQueue<Command>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
 }
@@ -216,7 +210,7 @@ impl PgStore {
         getrandom::fill(&mut node).map_err(|e| StoreError::Database(e.to_string()))?;
         let shared = Arc::new(Shared {
             node: node.iter().map(|b| format!("{b:02x}")).collect(),
-            tenants: RwLock::default(),
+            tenants: TenantCache::default(),
             agent_teams: RwLock::default(),
             metrics: StoreMetrics::default(),
             changes: ChangeFeed::default(),
@@ -248,7 +242,7 @@ impl PgStore {
             config,
             shared,
             pool: Arc::default(),
-            writer: Mutex::new(Some(tx)),
+            writer: WriterQueue::new(tx),
             threads: Mutex::new(threads),
             stop,
         })
@@ -287,15 +281,6 @@ impl PgStore {
     ) -> Result<T> {
         self.with(move |conn, _| job(&mut Pg(&mut conn.client))).await
     }
-
-    fn send(&self, command: Command) -> Result<()> {
-        let guard = self.writer.lock().expect("writer lock");
-        guard
-            .as_ref()
-            .ok_or(StoreError::Closed)?
-            .send(command)
-            .map_err(|_| StoreError::Closed)
-    }
 }
 
 impl Drop for PgStore {
@@ -303,7 +288,7 @@ impl Drop for PgStore {
         self.stop.store(true, Ordering::Relaxed);
         // Connections own runtimes, which must not be dropped on an async thread.
         let pool = std::mem::take(&mut *self.pool.lock().expect("pool lock"));
-        let writer = self.writer.lock().expect("writer lock").take();
+        let writer = self.writer.close();
         std::thread::spawn(move || drop((pool, writer)));
     }
 }
@@ -345,7 +330,7 @@ fn listen(config: &postgres::Config, stop: &AtomicBool, shared: &Shared) -> Resu
     let mut client = config.connect(NoTls)?;
     client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
     // Anything changed while this node was not listening is unknown: start from the database.
-    shared.tenants.write().expect("tenant lock").clear();
+    shared.tenants.clear();
     shared.agent_teams.write().expect("agent teams lock").clear();
     while !stop.load(Ordering::Relaxed) {
         let mut notices = Vec::new();
@@ -429,10 +414,6 @@ fn now_seconds() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-fn db_err(e: SourceError) -> StoreError {
-    StoreError::Database(e.to_string())
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn create_tenant(&self, name: &str, settings: TenantSettings) -> Result<Arc<TenantInfo>> {
@@ -441,23 +422,22 @@ impl Store for PgStore {
         let id = self
             .sql(move |db| catalog::create_tenant(db, &name, &settings, now_seconds()))
             .await?;
-        self.shared.cache_tenant(TenantInfo { id, ..info })
+        Ok(self.shared.tenants.insert(TenantInfo { id, ..info }))
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Arc<TenantInfo>>> {
         let name = name.to_string();
-        self.with(
-            move |conn, shared| match catalog::tenant_by_name(&mut Pg(&mut conn.client), &name)? {
-                Some((id, ..)) => Ok(Some(shared.tenant(&mut conn.client, id)?)),
-                None => Ok(None),
-            },
-        )
+        self.with(move |conn, shared| {
+            catalog::tenant_by_name(&mut Pg(&mut conn.client), &name)?
+                .map(|row| shared.tenants.from_row(row))
+                .transpose()
+        })
         .await
     }
 
     async fn tenant(&self, id: i64) -> Result<Arc<TenantInfo>> {
-        if let Some(t) = self.shared.tenants.read().expect("tenant lock").get(&id) {
-            return Ok(t.clone());
+        if let Some(t) = self.shared.tenants.get(id) {
+            return Ok(t);
         }
         self.with(move |conn, shared| shared.tenant(&mut conn.client, id)).await
     }
@@ -549,15 +529,8 @@ impl Store for PgStore {
         .await
     }
 
-    async fn update_settings(&self, tenant_id: i64, mut settings: TenantSettings) -> Result<Arc<TenantInfo>> {
-        let current = self.tenant(tenant_id).await?;
-        let rollup = current
-            .settings
-            .rollup_timezone
-            .as_ref()
-            .unwrap_or(&current.settings.timezone);
-        settings.rollup_timezone = Some(rollup.clone()).filter(|tz| *tz != settings.timezone);
-        let info = TenantInfo::new(tenant_id, current.name.clone(), settings)?;
+    async fn update_settings(&self, tenant_id: i64, settings: TenantSettings) -> Result<Arc<TenantInfo>> {
+        let info = self.tenant(tenant_id).await?.with_settings(settings)?;
         let settings = info.settings.clone();
         self.with(move |conn, shared| {
             let mut tx = conn.client.transaction()?;
@@ -566,7 +539,7 @@ impl Store for PgStore {
             Ok(tx.commit()?)
         })
         .await?;
-        self.shared.cache_tenant(info)
+        Ok(self.shared.tenants.insert(info))
     }
 
     async fn put_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str, body: Value) -> Result<()> {
@@ -599,13 +572,8 @@ impl Store for PgStore {
     }
 
     async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary> {
-        if events.is_empty() {
-            return Ok(IngestSummary::default());
-        }
         let tenant = self.tenant(tenant_id).await?;
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Ingest(IngestRequest { tenant, events, reply }))?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writer.ingest(tenant, events, Command::Ingest).await
     }
 
     async fn query(&self, tenant_id: i64, body: Value, now: i64) -> Result<Result<QueryResult, Vec<FieldError>>> {
@@ -628,20 +596,15 @@ impl Store for PgStore {
                 .read_only(true)
                 .start()?;
             let earliest: Option<i64> = tx.query_one(&earliest_sql, &[&tenant.id])?.get(0);
-            let ctx = tenant.context(now, earliest, &agent_teams);
-            let q = match query::parse_query(&body, &ctx) {
-                Ok(q) => q,
-                Err(errors) => return Ok(Err(errors)),
-            };
             let mut source = Source {
                 tx: &mut tx,
                 cells: &cells,
                 raw: &raw,
                 tenant: tenant.id,
             };
-            let result = query::run(&q, &ctx, &mut source).map_err(db_err)?;
+            let result = tenant.run_query(&body, now, earliest, &agent_teams, &mut source)?;
             tx.commit()?;
-            Ok(Ok(result))
+            Ok(result)
         })
         .await
     }
@@ -754,11 +717,11 @@ impl Store for PgStore {
 
     async fn shutdown(&self) {
         let (done, rx) = oneshot::channel();
-        if self.send(Command::Shutdown(done)).is_ok() {
+        if self.writer.send(Command::Shutdown(done)).is_ok() {
             let _ = rx.await;
         }
         self.stop.store(true, Ordering::Relaxed);
-        let writer = self.writer.lock().expect("writer lock").take();
+        let writer = self.writer.close();
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
         let pool = std::mem::take(&mut *self.pool.lock().expect("pool lock"));
         let _ = tokio::task::spawn_blocking(move || {

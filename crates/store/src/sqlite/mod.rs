@@ -9,18 +9,18 @@ mod writer;
 use crate::access::{AuditEntry, KeyInfo, User};
 use crate::catalog;
 use crate::drill;
-use crate::group::IngestRequest;
+use crate::group::WriterQueue;
 use crate::overlay::{DeltaMap, Overlay};
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
     ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
-    StoreMetrics, TenantInfo, TenantSettings,
+    StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
-use dialboard_engine::query::{self, AgentTeams, CellSource, QueryResult, SourceError};
+use dialboard_engine::query::{AgentTeams, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde_json::Value;
@@ -35,7 +35,7 @@ use writer::WriteCommand;
 #[derive(Default)]
 pub struct Shared {
     overlay: RwLock<Overlay>,
-    tenants: RwLock<HashMap<i64, Arc<TenantInfo>>>,
+    tenants: TenantCache,
     /// Each tenant's agent → team map (see `engine::query::Context::agent_teams`): loaded at
     /// open, replaced only by the writer thread after an agent entry changed, so no reader can
     /// publish a stale one.
@@ -69,10 +69,6 @@ impl Shared {
         let maps = self.agent_teams.read().expect("agent teams lock");
         maps.get(&tenant_id).cloned().unwrap_or_default()
     }
-
-    fn cached_tenant(&self, id: i64) -> Option<Arc<TenantInfo>> {
-        self.tenants.read().expect("tenant lock").get(&id).cloned()
-    }
 }
 
 pub struct Options {
@@ -90,7 +86,7 @@ impl Default for Options {
 pub struct SqliteStore {
     path: PathBuf,
     shared: Arc<Shared>,
-    writer: Mutex<Option<mpsc::Sender<WriteCommand>>>,
+    writer: WriterQueue<WriteCommand>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     wal: Mutex<Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
     readers: Mutex<Vec<Connection>>,
@@ -178,7 +174,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             shared,
-            writer: Mutex::new(Some(tx)),
+            writer: WriterQueue::new(tx),
             writer_thread: Mutex::new(Some(handle)),
             wal: Mutex::new(Some((stop, wal_thread))),
             readers: Mutex::new(Vec::new()),
@@ -192,22 +188,13 @@ impl SqliteStore {
         Some(handle)
     }
 
-    fn send(&self, command: WriteCommand) -> Result<()> {
-        let guard = self.writer.lock().expect("writer lock");
-        guard
-            .as_ref()
-            .ok_or(StoreError::Closed)?
-            .send(command)
-            .map_err(|_| StoreError::Closed)
-    }
-
     /// Runs `job` on the writer connection, in order with ingest.
     async fn write<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, rx) = oneshot::channel();
-        self.send(WriteCommand::Admin(Box::new(move |conn| {
+        self.writer.send(WriteCommand::Admin(Box::new(move |conn| {
             let _ = reply.send(job(conn));
         })))?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -244,19 +231,6 @@ impl SqliteStore {
             pool.push(conn);
         }
         out
-    }
-
-    /// A tenant row as the cached [`TenantInfo`] (the cache's copy if there is one).
-    fn tenant_info(shared: &Shared, row: Option<catalog::TenantRow>) -> Result<Option<Arc<TenantInfo>>> {
-        let Some((id, name, settings)) = row else {
-            return Ok(None);
-        };
-        if let Some(t) = shared.cached_tenant(id) {
-            return Ok(Some(t));
-        }
-        let info = Arc::new(TenantInfo::new(id, name, settings)?);
-        shared.tenants.write().expect("tenant lock").insert(id, info.clone());
-        Ok(Some(info))
     }
 }
 
@@ -312,10 +286,6 @@ impl CellSource for Source<'_> {
     }
 }
 
-fn db_err(e: SourceError) -> StoreError {
-    StoreError::Database(e.to_string())
-}
-
 /// After an agent entry changed (on the writer thread), the tenant's map is read again.
 fn refresh_agent_teams(conn: &mut Connection, shared: &Shared, tenant_id: i64, kind: DirectoryKind) -> Result<()> {
     if kind == DirectoryKind::Agent {
@@ -339,13 +309,7 @@ impl Store for SqliteStore {
         let id = self
             .write(move |conn| catalog::create_tenant(conn, &name, &settings, now_seconds()))
             .await?;
-        let info = Arc::new(TenantInfo { id, ..info });
-        self.shared
-            .tenants
-            .write()
-            .expect("tenant lock")
-            .insert(id, info.clone());
-        Ok(info)
+        Ok(self.shared.tenants.insert(TenantInfo { id, ..info }))
     }
 
     async fn current_statuses(&self, tenant_id: i64) -> Result<Vec<(String, String, i64)>> {
@@ -360,24 +324,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_settings(&self, tenant_id: i64, mut settings: TenantSettings) -> Result<Arc<TenantInfo>> {
-        let current = self.tenant(tenant_id).await?;
-        let rollup = current
-            .settings
-            .rollup_timezone
-            .as_ref()
-            .unwrap_or(&current.settings.timezone);
-        settings.rollup_timezone = Some(rollup.clone()).filter(|tz| *tz != settings.timezone);
-        let info = Arc::new(TenantInfo::new(tenant_id, current.name.clone(), settings)?);
+    async fn update_settings(&self, tenant_id: i64, settings: TenantSettings) -> Result<Arc<TenantInfo>> {
+        let info = self.tenant(tenant_id).await?.with_settings(settings)?;
         let settings = info.settings.clone();
         self.write(move |conn| catalog::update_settings(conn, tenant_id, &settings))
             .await?;
-        self.shared
-            .tenants
-            .write()
-            .expect("tenant lock")
-            .insert(tenant_id, info.clone());
-        Ok(info)
+        Ok(self.shared.tenants.insert(info))
     }
 
     async fn put_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str, body: Value) -> Result<()> {
@@ -408,17 +360,23 @@ impl Store for SqliteStore {
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Arc<TenantInfo>>> {
         let name = name.to_string();
-        self.read(move |conn, shared| Self::tenant_info(shared, catalog::tenant_by_name(conn, &name)?))
-            .await
+        self.read(move |conn, shared| {
+            catalog::tenant_by_name(conn, &name)?
+                .map(|row| shared.tenants.from_row(row))
+                .transpose()
+        })
+        .await
     }
 
     async fn tenant(&self, id: i64) -> Result<Arc<TenantInfo>> {
-        if let Some(t) = self.shared.cached_tenant(id) {
+        if let Some(t) = self.shared.tenants.get(id) {
             return Ok(t);
         }
-        self.read(move |conn, shared| Self::tenant_info(shared, catalog::tenant_by_id(conn, id)?))
-            .await?
-            .ok_or(StoreError::NotFound)
+        self.read(move |conn, shared| {
+            let row = catalog::tenant_by_id(conn, id)?.ok_or(StoreError::NotFound)?;
+            shared.tenants.from_row(row)
+        })
+        .await
     }
 
     async fn create_key(&self, key_hash: [u8; 32], key: ApiKey) -> Result<()> {
@@ -490,13 +448,8 @@ impl Store for SqliteStore {
     }
 
     async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary> {
-        if events.is_empty() {
-            return Ok(IngestSummary::default());
-        }
         let tenant = self.tenant(tenant_id).await?;
-        let (reply, rx) = oneshot::channel();
-        self.send(WriteCommand::Ingest(IngestRequest { tenant, events, reply }))?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.writer.ingest(tenant, events, WriteCommand::Ingest).await
     }
 
     async fn query(&self, tenant_id: i64, body: Value, now: i64) -> Result<Result<QueryResult, Vec<FieldError>>> {
@@ -511,19 +464,12 @@ impl Store for SqliteStore {
                 .query_row([tenant.id], |r| r.get(0))?;
             let pending = overlay.min_bucket(tenant.id, 0, Grain::Quarter);
             let earliest = [stored, pending].into_iter().flatten().min();
-            let agent_teams = shared.agent_teams(tenant.id);
-            let ctx = tenant.context(now, earliest, &agent_teams);
-            let q = match query::parse_query(&body, &ctx) {
-                Ok(q) => q,
-                Err(errors) => return Ok(Err(errors)),
-            };
             let mut source = Source {
                 conn: &tx,
                 tenant: tenant.id,
                 overlay: &overlay,
             };
-            let result = query::run(&q, &ctx, &mut source).map_err(db_err)?;
-            Ok(Ok(result))
+            tenant.run_query(&body, now, earliest, &shared.agent_teams(tenant.id), &mut source)
         })
         .await
     }
@@ -596,7 +542,7 @@ impl Store for SqliteStore {
 
     async fn checkpoint(&self) -> Result<usize> {
         let (reply, rx) = oneshot::channel();
-        self.send(WriteCommand::Checkpoint(reply))?;
+        self.writer.send(WriteCommand::Checkpoint(reply))?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -620,10 +566,10 @@ impl Store for SqliteStore {
 
     async fn shutdown(&self) {
         let (done, rx) = oneshot::channel();
-        if self.send(WriteCommand::Shutdown(done)).is_ok() {
+        if self.writer.send(WriteCommand::Shutdown(done)).is_ok() {
             let _ = rx.await;
         }
-        self.writer.lock().expect("writer lock").take();
+        self.writer.close();
         let handle = self.writer_thread.lock().expect("writer thread lock").take();
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
