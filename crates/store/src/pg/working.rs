@@ -20,6 +20,7 @@ use dialboard_engine::event::{
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
+use postgres::types::Type as T;
 use postgres::Transaction;
 use std::collections::{HashMap, HashSet};
 
@@ -34,19 +35,16 @@ pub struct Batch<'a> {
 struct TenantSet {
     /// Ids new to the log; `log_event` takes each out once.
     new_ids: HashSet<String>,
-    calls: HashMap<String, Option<CallRecord>>,
-    /// The start (partition) of each loaded call's row, to remove it when replaced.
+    calls: Current<CallRecord>,
+    /// The start (partition) of each stored call's row, to remove it when replaced.
     stored_calls: HashMap<String, i64>,
-    dirty_calls: HashSet<String>,
-    analyses: HashMap<String, Option<CallAnalysis>>,
-    dirty_analyses: HashSet<String>,
+    analyses: Current<CallAnalysis>,
     /// Loaded contacts → stage → the event of first arrival.
     firsts: HashMap<String, HashMap<String, StageChange>>,
     /// Contacts with a meeting → their calls' starts, by call.
     contact_calls: HashMap<String, HashMap<String, i64>>,
     new_stages: Vec<StageChange>,
-    conversations: HashMap<String, Option<Conversation>>,
-    dirty_conversations: HashSet<String>,
+    conversations: Current<Conversation>,
     csat_by_conversation: HashMap<String, Vec<CsatScore>>,
     new_csat: Vec<CsatScore>,
     /// The database's neighbours of each new status (by event id): `(at, event id, status)`.
@@ -56,6 +54,60 @@ struct TenantSet {
 
 pub struct WorkingSet {
     tenants: HashMap<i64, TenantSet>,
+}
+
+/// Current records of one kind, by id: as loaded (`None`: none is stored), then as the batch
+/// changed them.
+struct Current<T> {
+    by_id: HashMap<String, Option<T>>,
+    changed: HashSet<String>,
+}
+
+impl<T> Default for Current<T> {
+    fn default() -> Self {
+        Current {
+            by_id: HashMap::new(),
+            changed: HashSet::new(),
+        }
+    }
+}
+
+impl<T: Clone> Current<T> {
+    /// Expects these ids: none stored, until [`Current::load`] says otherwise.
+    fn expect<'a>(ids: impl IntoIterator<Item = &'a str>) -> Current<T> {
+        Current {
+            by_id: ids.into_iter().map(|id| (id.to_string(), None)).collect(),
+            changed: HashSet::new(),
+        }
+    }
+
+    fn load(&mut self, id: String, record: T) {
+        self.by_id.insert(id, Some(record));
+    }
+
+    fn get(&self, id: &str) -> Result<&Option<T>> {
+        loaded(&self.by_id, std::any::type_name::<T>(), id)
+    }
+
+    /// Replaces the current record of `id`; returns the one it replaces.
+    fn put(&mut self, id: &str, record: &T) -> Result<Option<T>> {
+        let old = self.get(id)?.clone();
+        self.by_id.insert(id.to_string(), Some(record.clone()));
+        self.changed.insert(id.to_string());
+        Ok(old)
+    }
+
+    fn stored(&self) -> impl Iterator<Item = &T> {
+        self.by_id.values().flatten()
+    }
+
+    fn changed(&self) -> impl Iterator<Item = &T> {
+        self.changed.iter().filter_map(|id| self.by_id[id].as_ref())
+    }
+
+    fn changed_ids(&self) -> Vec<&str> {
+        self.changed.iter().map(String::as_str).collect()
+    }
 }
 
 fn not_loaded(what: &str, key: &str) -> StoreError {
@@ -145,7 +197,7 @@ impl TenantSet {
                     Event::Stage(s) => Some(s.contact_id.as_str()),
                     _ => None,
                 })
-                .chain(set.calls.values().flatten().filter_map(|c| c.contact_id.as_deref())),
+                .chain(set.calls.stored().filter_map(|c| c.contact_id.as_deref())),
         )
         .into_iter()
         .map(str::to_string)
@@ -183,8 +235,8 @@ impl TenantSet {
     }
 
     fn load_calls(&mut self, tx: &mut Transaction, tenant: i64, ids: &[&str]) -> Result<()> {
-        self.calls = ids.iter().map(|id| (id.to_string(), None)).collect();
-        self.analyses = self.calls.keys().map(|id| (id.clone(), None)).collect();
+        self.calls = Current::expect(ids.iter().copied());
+        self.analyses = Current::expect(ids.iter().copied());
         // Most calls of a batch are new: look their keys up first, and read rows only for
         // those that exist (by partition key, so each probe touches one month).
         for row in tx.query(
@@ -202,13 +254,13 @@ impl TenantSet {
             );
             for row in tx.query(&sql, &[&tenant, &starts, &ids])? {
                 let call = call_from_row(&row, 0)?;
-                self.calls.insert(call.call_id.clone(), Some(call));
+                self.calls.load(call.call_id.clone(), call);
             }
         }
         let sql = format!("SELECT {ANALYSIS_COLUMNS} FROM call_analysis WHERE tenant_id = $1 AND call_id = ANY($2)");
         for row in tx.query(&sql, &[&tenant, &ids])? {
             if let Some(a) = analysis_from_row(&row, 0)? {
-                self.analyses.insert(a.call_id.clone(), Some(a));
+                self.analyses.load(a.call_id.clone(), a);
             }
         }
         Ok(())
@@ -264,13 +316,13 @@ impl TenantSet {
     }
 
     fn load_conversations(&mut self, tx: &mut Transaction, tenant: i64, ids: &[&str], changed: &[&str]) -> Result<()> {
-        self.conversations = ids.iter().map(|id| (id.to_string(), None)).collect();
+        self.conversations = Current::expect(ids.iter().copied());
         let sql = format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = $1 AND conversation_id = ANY($2)"
         );
         for row in tx.query(&sql, &[&tenant, &ids])? {
             let c = conversation_from_row(&row)?;
-            self.conversations.insert(c.conversation_id.clone(), Some(c));
+            self.conversations.load(c.conversation_id.clone(), c);
         }
         if changed.is_empty() {
             return Ok(());
@@ -318,12 +370,12 @@ impl Records for WorkingSet {
     }
 
     fn call(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallRecord>> {
-        Ok(loaded(&self.set(tenant)?.calls, "call", call_id)?.clone())
+        Ok(self.set(tenant)?.calls.get(call_id)?.clone())
     }
 
     fn put_call(&mut self, tenant: i64, call: &CallRecord) -> Result<()> {
         let set = self.set(tenant)?;
-        let old = loaded(&set.calls, "call", &call.call_id)?.clone();
+        let old = set.calls.put(&call.call_id, call)?;
         if let Some(calls) = old
             .and_then(|o| o.contact_id)
             .and_then(|c| set.contact_calls.get_mut(&c))
@@ -333,20 +385,15 @@ impl Records for WorkingSet {
         if let Some(calls) = call.contact_id.as_ref().and_then(|c| set.contact_calls.get_mut(c)) {
             calls.insert(call.call_id.clone(), call.started_ns);
         }
-        set.calls.insert(call.call_id.clone(), Some(call.clone()));
-        set.dirty_calls.insert(call.call_id.clone());
         Ok(())
     }
 
     fn analysis(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>> {
-        Ok(loaded(&self.set(tenant)?.analyses, "analysis", call_id)?.clone())
+        Ok(self.set(tenant)?.analyses.get(call_id)?.clone())
     }
 
     fn put_analysis(&mut self, tenant: i64, analysis: &CallAnalysis) -> Result<()> {
-        let set = self.set(tenant)?;
-        loaded(&set.analyses, "analysis", &analysis.call_id)?;
-        set.analyses.insert(analysis.call_id.clone(), Some(analysis.clone()));
-        set.dirty_analyses.insert(analysis.call_id.clone());
+        self.set(tenant)?.analyses.put(&analysis.call_id, analysis)?;
         Ok(())
     }
 
@@ -376,14 +423,11 @@ impl Records for WorkingSet {
     }
 
     fn conversation(&mut self, tenant: i64, id: &str) -> Result<Option<Conversation>> {
-        Ok(loaded(&self.set(tenant)?.conversations, "conversation", id)?.clone())
+        Ok(self.set(tenant)?.conversations.get(id)?.clone())
     }
 
     fn put_conversation(&mut self, tenant: i64, c: &Conversation) -> Result<()> {
-        let set = self.set(tenant)?;
-        loaded(&set.conversations, "conversation", &c.conversation_id)?;
-        set.conversations.insert(c.conversation_id.clone(), Some(c.clone()));
-        set.dirty_conversations.insert(c.conversation_id.clone());
+        self.set(tenant)?.conversations.put(&c.conversation_id, c)?;
         Ok(())
     }
 
@@ -431,144 +475,135 @@ impl Records for WorkingSet {
     }
 }
 
-/// Starts a binary COPY into `table (columns)`.
-fn copy_in<'a>(tx: &'a mut Transaction, table: &str, columns: &str, types: &[Type]) -> Result<BinaryCopyInWriter<'a>> {
+/// A binary COPY into `table (columns)` of the rows `write` writes; nothing at all when there
+/// are no rows (`any` is false).
+pub fn copy(
+    tx: &mut Transaction,
+    table: &str,
+    columns: &str,
+    types: &[Type],
+    any: bool,
+    write: impl FnOnce(&mut BinaryCopyInWriter) -> Result<()>,
+) -> Result<()> {
+    if !any {
+        return Ok(());
+    }
     let sink = tx.copy_in(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
-    Ok(BinaryCopyInWriter::new(sink, types))
+    let mut writer = BinaryCopyInWriter::new(sink, types);
+    write(&mut writer)?;
+    writer.finish()?;
+    Ok(())
 }
 
+#[rustfmt::skip]
 const CALL_TYPES: [Type; 18] = [
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
+    T::INT8, T::TEXT, T::TEXT, T::INT8, T::INT8, T::TEXT, T::TEXT, T::TEXT, T::TEXT, T::TEXT, T::TEXT,
+    T::TEXT, T::TEXT, T::INT8, T::INT8, T::INT8, T::INT8, T::INT8,
 ];
+#[rustfmt::skip]
+const ANALYSIS_TYPES: [Type; 10] = [
+    T::INT8, T::TEXT, T::TEXT, T::INT8, T::INT8, T::INT8, T::INT8, T::INT8, T::INT8, T::TEXT,
+];
+#[rustfmt::skip]
+const CONVERSATION_TYPES: [Type; 12] = [
+    T::INT8, T::TEXT, T::TEXT, T::INT8, T::TEXT, T::INT8, T::TEXT, T::TEXT, T::INT8, T::INT8, T::TEXT,
+    T::TEXT,
+];
+#[rustfmt::skip]
+const STAGE_TYPES: [Type; 11] = [
+    T::INT8, T::TEXT, T::TEXT, T::TEXT, T::INT8, T::TEXT, T::TEXT, T::TEXT, T::TEXT, T::INT8, T::TEXT,
+];
+const CSAT_TYPES: [Type; 7] = [T::INT8, T::TEXT, T::INT8, T::INT8, T::TEXT, T::TEXT, T::TEXT];
 
 impl WorkingSet {
     /// Writes what the batches changed: the new events, the new versions of records (the
     /// replaced rows removed first) and the new statuses, stages and scores.
     pub fn flush(&self, tx: &mut Transaction, batches: &[Batch], stored: &[&[bool]], received_ns: i64) -> Result<()> {
-        let new_events = batches.iter().zip(stored).flat_map(|(b, stored)| {
-            b.events
-                .iter()
-                .zip(stored.iter())
-                .filter(|(_, new)| **new)
-                .map(move |(e, _)| (b.tenant, e))
-        });
-        let mut new_events = new_events.peekable();
-        if new_events.peek().is_some() {
-            let mut w = copy_in(
-                tx,
-                "events",
-                "tenant_id, received_ns, event_id, type, record_key, body",
-                &[Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
-            )?;
-            for (tenant, e) in new_events {
-                w.write(&[
-                    &tenant,
-                    &received_ns,
-                    &e.id,
-                    &e.event.type_name(),
-                    &e.event.record_key(),
-                    &e.raw,
-                ])?;
-            }
-            w.finish()?;
-        }
-        for (tenant, set) in &self.tenants {
-            set.flush_replaced(tx, *tenant)?;
-        }
-        self.flush_calls(tx)?;
-        self.flush_appended(tx)
-    }
-
-    fn flush_calls(&self, tx: &mut Transaction) -> Result<()> {
-        let dirty = || {
-            self.tenants.iter().flat_map(|(tenant, set)| {
-                set.dirty_calls
+        let new_events = || {
+            batches.iter().zip(stored).flat_map(|(b, stored)| {
+                b.events
                     .iter()
-                    .filter_map(|id| set.calls.get(id).cloned().flatten())
-                    .map(move |c| (*tenant, c))
+                    .zip(stored.iter())
+                    .filter(|(_, new)| **new)
+                    .map(move |(e, _)| (b.tenant, e))
             })
         };
-        if dirty().next().is_none() {
-            return Ok(());
+        copy(
+            tx,
+            "events",
+            "tenant_id, received_ns, event_id, type, record_key, body",
+            &[T::INT8, T::INT8, T::TEXT, T::TEXT, T::TEXT, T::TEXT],
+            new_events().next().is_some(),
+            |w| {
+                for (tenant, e) in new_events() {
+                    let (kind, key) = (e.event.type_name(), e.event.record_key());
+                    w.write(&[&tenant, &received_ns, &e.id, &kind, &key, &e.raw])?;
+                }
+                Ok(())
+            },
+        )?;
+        for (tenant, set) in &self.tenants {
+            set.remove_replaced(tx, *tenant)?;
         }
-        let mut w = copy_in(tx, "calls", &format!("tenant_id, {CALL_COLUMNS}"), &CALL_TYPES)?;
-        for (tenant, c) in dirty() {
-            w.write(&[
-                &tenant,
-                &c.call_id,
-                &c.event_id,
-                &c.version_ns,
-                &c.started_ns,
-                &c.agent_id,
-                &c.team_id,
-                &c.campaign_id,
-                &c.list_id,
-                &c.contact_id,
-                &c.lead_source,
-                &c.direction,
-                &c.disposition,
-                &c.ended_ns,
-                &c.talk_seconds,
-                &c.wait_seconds,
-                &c.wrap_seconds,
-                &call_flags(&c),
-            ])?;
-        }
-        w.finish()?;
-        let mut w = copy_in(
+        let sets = || self.tenants.iter();
+        let calls = || sets().flat_map(|(tenant, set)| set.calls.changed().map(move |c| (tenant, c)));
+        let any_call = calls().next().is_some();
+        copy(
+            tx,
+            "calls",
+            &format!("tenant_id, {CALL_COLUMNS}"),
+            &CALL_TYPES,
+            any_call,
+            |w| {
+                for (tenant, c) in calls() {
+                    w.write(&[
+                        tenant,
+                        &c.call_id,
+                        &c.event_id,
+                        &c.version_ns,
+                        &c.started_ns,
+                        &c.agent_id,
+                        &c.team_id,
+                        &c.campaign_id,
+                        &c.list_id,
+                        &c.contact_id,
+                        &c.lead_source,
+                        &c.direction,
+                        &c.disposition,
+                        &c.ended_ns,
+                        &c.talk_seconds,
+                        &c.wait_seconds,
+                        &c.wrap_seconds,
+                        &call_flags(c),
+                    ])?;
+                }
+                Ok(())
+            },
+        )?;
+        let key_types = [T::INT8, T::TEXT, T::INT8, T::TEXT];
+        copy(
             tx,
             "call_keys",
             "tenant_id, call_id, started_ns, contact_id",
-            &[Type::INT8, Type::TEXT, Type::INT8, Type::TEXT],
+            &key_types,
+            any_call,
+            |w| {
+                for (tenant, c) in calls() {
+                    w.write(&[tenant, &c.call_id, &c.started_ns, &c.contact_id])?;
+                }
+                Ok(())
+            },
         )?;
-        for (tenant, c) in dirty() {
-            w.write(&[&tenant, &c.call_id, &c.started_ns, &c.contact_id])?;
-        }
-        w.finish()?;
-        Ok(())
-    }
-
-    /// New versions of analyses and conversations (their old rows removed), and statuses,
-    /// stages and scores (only ever added).
-    fn flush_appended(&self, tx: &mut Transaction) -> Result<()> {
-        let sets = || self.tenants.iter();
-        if sets().any(|(_, s)| !s.dirty_analyses.is_empty()) {
-            let mut w = copy_in(
-                tx,
-                "call_analysis",
-                &format!("tenant_id, {ANALYSIS_COLUMNS}"),
-                &[
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                ],
-            )?;
-            for (tenant, set) in sets() {
-                for a in set.dirty_analyses.iter().filter_map(|id| set.analyses[id].as_ref()) {
+        let analyses = || sets().flat_map(|(tenant, set)| set.analyses.changed().map(move |a| (tenant, a)));
+        let columns = format!("tenant_id, {ANALYSIS_COLUMNS}");
+        copy(
+            tx,
+            "call_analysis",
+            &columns,
+            &ANALYSIS_TYPES,
+            analyses().next().is_some(),
+            |w| {
+                for (tenant, a) in analyses() {
                     w.write(&[
                         tenant,
                         &a.call_id,
@@ -582,88 +617,57 @@ impl WorkingSet {
                         &a.intent,
                     ])?;
                 }
+                Ok(())
+            },
+        )?;
+        let conversations = || sets().flat_map(|(tenant, set)| set.conversations.changed().map(move |c| (tenant, c)));
+        let columns = format!("tenant_id, {CONVERSATION_COLUMNS}");
+        let any = conversations().next().is_some();
+        copy(tx, "conversations", &columns, &CONVERSATION_TYPES, any, |w| {
+            for (tenant, c) in conversations() {
+                w.write(&[
+                    tenant,
+                    &c.conversation_id,
+                    &c.event_id,
+                    &c.version_ns,
+                    &c.channel,
+                    &c.opened_ns,
+                    &c.agent_id,
+                    &c.team_id,
+                    &c.first_response_ns,
+                    &c.resolved_ns,
+                    &c.status,
+                    &c.intent,
+                ])?;
             }
-            w.finish()?;
-        }
-        if sets().any(|(_, s)| !s.dirty_conversations.is_empty()) {
-            let mut w = copy_in(
-                tx,
-                "conversations",
-                &format!("tenant_id, {CONVERSATION_COLUMNS}"),
-                &[
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                ],
-            )?;
-            for (tenant, set) in sets() {
-                for c in set
-                    .dirty_conversations
-                    .iter()
-                    .filter_map(|id| set.conversations[id].as_ref())
-                {
-                    w.write(&[
-                        tenant,
-                        &c.conversation_id,
-                        &c.event_id,
-                        &c.version_ns,
-                        &c.channel,
-                        &c.opened_ns,
-                        &c.agent_id,
-                        &c.team_id,
-                        &c.first_response_ns,
-                        &c.resolved_ns,
-                        &c.status,
-                        &c.intent,
-                    ])?;
-                }
-            }
-            w.finish()?;
-        }
-        if sets().any(|(_, s)| !s.new_statuses.is_empty()) {
-            let mut w = copy_in(
-                tx,
-                "agent_status",
-                "tenant_id, agent_id, at_ns, event_id, status",
-                &[Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT],
-            )?;
-            for (tenant, set) in sets() {
-                for s in &set.new_statuses {
+            Ok(())
+        })?;
+        let statuses = || sets().flat_map(|(tenant, set)| set.new_statuses.iter().map(move |s| (tenant, s)));
+        let status_types = [T::INT8, T::TEXT, T::INT8, T::TEXT, T::TEXT];
+        let columns = "tenant_id, agent_id, at_ns, event_id, status";
+        copy(
+            tx,
+            "agent_status",
+            columns,
+            &status_types,
+            statuses().next().is_some(),
+            |w| {
+                for (tenant, s) in statuses() {
                     w.write(&[tenant, &s.agent_id, &s.at_ns, &s.event_id, &s.status.as_str()])?;
                 }
-            }
-            w.finish()?;
-        }
-        if sets().any(|(_, s)| !s.new_stages.is_empty()) {
-            let mut w = copy_in(
-                tx,
-                "lead_stages",
-                &format!("tenant_id, {STAGE_COLUMNS}"),
-                &[
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::TEXT,
-                ],
-            )?;
-            for (tenant, set) in sets() {
-                for s in &set.new_stages {
+                Ok(())
+            },
+        )?;
+        let stages = || sets().flat_map(|(tenant, set)| set.new_stages.iter().map(move |s| (tenant, s)));
+        let columns = format!("tenant_id, {STAGE_COLUMNS}");
+        copy(
+            tx,
+            "lead_stages",
+            &columns,
+            &STAGE_TYPES,
+            stages().next().is_some(),
+            |w| {
+                for (tenant, s) in stages() {
                     w.write(&[
                         tenant,
                         &s.event_id,
@@ -678,55 +682,39 @@ impl WorkingSet {
                         &s.currency,
                     ])?;
                 }
+                Ok(())
+            },
+        )?;
+        let scores = || sets().flat_map(|(tenant, set)| set.new_csat.iter().map(move |s| (tenant, s)));
+        let columns = format!("tenant_id, {CSAT_COLUMNS}");
+        copy(tx, "csat", &columns, &CSAT_TYPES, scores().next().is_some(), |w| {
+            for (tenant, s) in scores() {
+                w.write(&[
+                    tenant,
+                    &s.event_id,
+                    &s.score,
+                    &s.at_ns,
+                    &s.call_id,
+                    &s.conversation_id,
+                    &s.agent_id,
+                ])?;
             }
-            w.finish()?;
-        }
-        if sets().any(|(_, s)| !s.new_csat.is_empty()) {
-            let mut w = copy_in(
-                tx,
-                "csat",
-                &format!("tenant_id, {CSAT_COLUMNS}"),
-                &[
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                ],
-            )?;
-            for (tenant, set) in sets() {
-                for s in &set.new_csat {
-                    w.write(&[
-                        tenant,
-                        &s.event_id,
-                        &s.score,
-                        &s.at_ns,
-                        &s.call_id,
-                        &s.conversation_id,
-                        &s.agent_id,
-                    ])?;
-                }
-            }
-            w.finish()?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
 impl TenantSet {
     /// Removes the stored rows of replaced calls, analyses and conversations (their new versions
     /// are then written for all tenants at once, by COPY).
-    fn flush_replaced(&self, tx: &mut Transaction, tenant: i64) -> Result<()> {
-        let replaced: Vec<(&str, i64)> = self
-            .dirty_calls
-            .iter()
-            .filter_map(|id| self.stored_calls.get(id).map(|at| (id.as_str(), *at)))
-            .collect();
-        if !replaced.is_empty() {
-            let ids: Vec<&str> = replaced.iter().map(|r| r.0).collect();
-            let starts: Vec<i64> = replaced.iter().map(|r| r.1).collect();
+    fn remove_replaced(&self, tx: &mut Transaction, tenant: i64) -> Result<()> {
+        let (ids, starts): (Vec<&str>, Vec<i64>) = self
+            .calls
+            .changed_ids()
+            .into_iter()
+            .filter_map(|id| self.stored_calls.get(id).map(|at| (id, *at)))
+            .unzip();
+        if !ids.is_empty() {
             tx.execute(
                 "DELETE FROM calls WHERE tenant_id = $1 AND (started_ns, call_id) IN \
                  (SELECT * FROM unnest($2::int8[], $3::text[]))",
@@ -737,14 +725,14 @@ impl TenantSet {
                 &[&tenant, &ids],
             )?;
         }
-        let analyses: Vec<&str> = self.dirty_analyses.iter().map(String::as_str).collect();
+        let analyses = self.analyses.changed_ids();
         if !analyses.is_empty() {
             tx.execute(
                 "DELETE FROM call_analysis WHERE tenant_id = $1 AND call_id = ANY($2)",
                 &[&tenant, &analyses],
             )?;
         }
-        let conversations: Vec<&str> = self.dirty_conversations.iter().map(String::as_str).collect();
+        let conversations = self.conversations.changed_ids();
         if !conversations.is_empty() {
             tx.execute(
                 "DELETE FROM conversations WHERE tenant_id = $1 AND conversation_id = ANY($2)",
@@ -757,21 +745,15 @@ impl TenantSet {
 
 /// Writes a transaction's deltas: one row per block it touched.
 pub fn write_deltas(tx: &mut Transaction, deltas: &DeltaMap) -> Result<()> {
-    if deltas.is_empty() {
-        return Ok(());
-    }
-    let mut w = copy_in(
-        tx,
-        "cell_deltas",
-        "tenant_id, cuboid, grain, bucket, block",
-        &[Type::INT8, Type::INT2, Type::INT2, Type::INT8, Type::BYTEA],
-    )?;
-    for ((tenant, cuboid, grain, bucket), cells) in deltas.blocks() {
-        let block = crate::block::merge(&[], cells).expect("an empty block is never corrupt");
-        if !block.is_empty() {
-            w.write(&[&tenant, &(cuboid as i16), &(grain as i16), &bucket, &block])?;
+    let columns = "tenant_id, cuboid, grain, bucket, block";
+    let types = [T::INT8, T::INT2, T::INT2, T::INT8, T::BYTEA];
+    copy(tx, "cell_deltas", columns, &types, !deltas.is_empty(), |w| {
+        for ((tenant, cuboid, grain, bucket), cells) in deltas.blocks() {
+            let block = crate::block::merge(&[], cells).expect("an empty block is never corrupt");
+            if !block.is_empty() {
+                w.write(&[&tenant, &(cuboid as i16), &(grain as i16), &bucket, &block])?;
+            }
         }
-    }
-    w.finish()?;
-    Ok(())
+        Ok(())
+    })
 }

@@ -10,14 +10,13 @@
 //! transaction-level advisory lock, so one node at a time does it.
 
 use super::schema::{Partitions, LOCK_COMPACT, LOCK_SPACE};
-use super::working::{write_deltas, Batch, WorkingSet};
+use super::working::{copy, write_deltas, Batch, WorkingSet};
 use super::Shared;
 use crate::group::{self, IngestRequest};
 use crate::overlay::DeltaMap;
 use crate::Result;
 use dialboard_engine::cells::Stats;
 use dialboard_engine::event::Event;
-use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::Client;
 use std::collections::{BTreeMap, BTreeSet};
@@ -180,16 +179,25 @@ pub fn compact(client: &mut Client) -> Result<Option<usize>> {
         stored.insert((row.get(0), row.get(1), row.get(2), row.get(3)), row.get(4));
     }
     tx.execute(&format!("DELETE FROM cells WHERE {touched}"), &params)?;
-    let sink = tx.copy_in("COPY cells (tenant_id, cuboid, grain, bucket, block) FROM STDIN (FORMAT binary)")?;
-    let mut w = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT2, Type::INT2, Type::INT8, Type::BYTEA]);
-    for (id, cells) in &blocks {
-        let old = stored.get(id).map(Vec::as_slice).unwrap_or_default();
-        let merged = crate::block::merge(old, cells.iter().map(|(k, s)| (k.as_str(), s))).ok_or_else(corrupt)?;
-        if !merged.is_empty() {
-            w.write(&[&id.0, &id.1, &id.2, &id.3, &merged])?;
-        }
-    }
-    w.finish()?;
+    let types = [Type::INT8, Type::INT2, Type::INT2, Type::INT8, Type::BYTEA];
+    copy(
+        &mut tx,
+        "cells",
+        "tenant_id, cuboid, grain, bucket, block",
+        &types,
+        true,
+        |w| {
+            for (id, cells) in &blocks {
+                let old = stored.get(id).map(Vec::as_slice).unwrap_or_default();
+                let merged =
+                    crate::block::merge(old, cells.iter().map(|(k, s)| (k.as_str(), s))).ok_or_else(corrupt)?;
+                if !merged.is_empty() {
+                    w.write(&[&id.0, &id.1, &id.2, &id.3, &merged])?;
+                }
+            }
+            Ok(())
+        },
+    )?;
     tx.commit()?;
     Ok(Some(rows.len()))
 }
