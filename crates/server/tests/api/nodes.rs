@@ -4,16 +4,12 @@
 //! compaction job is gated by one advisory lock across nodes.
 
 use crate::process::{cli, free_port, last_line, spawn_server, wait_ready};
-use dialboard_store::pg::cluster::Cluster;
+use dialboard_store::pg::{cluster::Cluster, Lock};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-/// The advisory lock the compaction job takes (`pg/schema.rs`).
-const LOCK_SPACE: i32 = 0x6469_616c;
-const LOCK_COMPACT: i32 = -2;
 
 struct Node {
     url: String,
@@ -150,11 +146,10 @@ async fn two_nodes_share_one_postgres_database() {
         let db = db.clone();
         std::thread::spawn(move || {
             let mut c = postgres::Client::connect(&db, postgres::NoTls).unwrap();
-            c.execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK_SPACE, &LOCK_COMPACT])
-                .unwrap();
+            let (space, key) = Lock::Compact.key();
+            c.execute("SELECT pg_advisory_lock($1, $2)", &[&space, &key]).unwrap();
             hold_rx.recv().unwrap();
-            c.execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_SPACE, &LOCK_COMPACT])
-                .unwrap();
+            c.execute("SELECT pg_advisory_unlock($1, $2)", &[&space, &key]).unwrap();
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -25,9 +25,9 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// `program args…`, run as the `postgres` user when we are root (PostgreSQL refuses root).
-fn as_owner(program: &Path) -> Command {
-    if is_root() {
+/// `program`, run as the `postgres` user when we are root (PostgreSQL refuses root).
+fn as_owner(program: &Path, root: bool) -> Command {
+    if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
@@ -49,11 +49,12 @@ impl Cluster {
                 .as_nanos()
         ));
         std::fs::create_dir_all(&dir)?;
-        if is_root() {
+        let root = is_root();
+        if root {
             run(Command::new("chown").args(["postgres:postgres"]).arg(&dir))?;
         }
         let data = dir.join("data");
-        run(as_owner(&bin("initdb")).arg("-D").arg(&data).args([
+        run(as_owner(&bin("initdb"), root).arg("-D").arg(&data).args([
             "-U",
             "postgres",
             "-A",
@@ -70,7 +71,7 @@ impl Cluster {
             data.display(),
             dir.display()
         );
-        let runner = if is_root() { "runuser -u postgres -- " } else { "" };
+        let runner = if root { "runuser -u postgres -- " } else { "" };
         // The watchdog: postgres runs while the parent lives; then it is stopped (by the pid in
         // its pid file: `runuser` passes no signal on) and its directory removed.
         let script = format!(

@@ -15,6 +15,8 @@ mod schema;
 mod working;
 mod writer;
 
+pub use schema::Lock;
+
 use crate::access::{AuditEntry, KeyInfo, User};
 use crate::group::WriterQueue;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
@@ -505,7 +507,7 @@ impl Store for PgStore {
         self.with(move |conn, _| {
             // The next sequence number of the tenant's log, taken one writer at a time.
             let mut tx = conn.client.transaction()?;
-            writer::lock_tenant(&mut tx, tenant_id)?;
+            Lock::Audit(tenant_id).take(&mut tx)?;
             catalog::audit(&mut Pg(&mut tx), tenant_id, &entry)?;
             Ok(tx.commit()?)
         })

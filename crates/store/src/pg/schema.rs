@@ -206,17 +206,55 @@ CREATE TABLE cell_deltas (
 CREATE INDEX cell_deltas_by_block ON cell_deltas (tenant_id, cuboid, grain, bucket);
 "#];
 
-/// Advisory lock keys (first half): `(LOCK_SPACE, what)`.
-pub const LOCK_SPACE: i32 = 0x6469_616c; // "dial"
-pub const LOCK_MIGRATE: i32 = -1;
-pub const LOCK_COMPACT: i32 = -2;
+/// The advisory locks the nodes coordinate with, each held until its transaction ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Lock {
+    /// Migrating the schema.
+    Migrate,
+    /// Folding cell deltas into cells (the compaction job).
+    Compact,
+    /// Applying a tenant's events.
+    Ingest(i64),
+    /// Appending to a tenant's audit log (its next sequence number).
+    Audit(i64),
+}
+
+impl Lock {
+    /// The lock's two-part key.
+    pub fn key(self) -> (i32, i32) {
+        const DIAL: i32 = 0x6469_616c; // "dial"
+        const AUDIT: i32 = 0x6469_6175; // "diau"
+        match self {
+            Lock::Migrate => (DIAL, -1),
+            Lock::Compact => (DIAL, -2),
+            // Tenant ids are positive: they never meet the negative keys above.
+            Lock::Ingest(tenant) => (DIAL, tenant as i32),
+            Lock::Audit(tenant) => (AUDIT, tenant as i32),
+        }
+    }
+
+    /// Waits for the lock.
+    pub fn take(self, tx: &mut postgres::Transaction) -> Result<()> {
+        let (space, key) = self.key();
+        tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&space, &key])?;
+        Ok(())
+    }
+
+    /// Takes the lock if nobody holds it; `false` otherwise.
+    pub fn try_take(self, tx: &mut postgres::Transaction) -> Result<bool> {
+        let (space, key) = self.key();
+        Ok(tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1, $2)", &[&space, &key])?
+            .get(0))
+    }
+}
 
 /// Migrates to the latest version under an advisory lock, so nodes starting together take
 /// turns; returns the version the database had.
 pub fn migrate(client: &mut Client) -> Result<usize> {
     client.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INT NOT NULL)")?;
     let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_SPACE, &LOCK_MIGRATE])?;
+    Lock::Migrate.take(&mut tx)?;
     let version: Option<i32> = tx
         .query_opt("SELECT version FROM schema_version", &[])?
         .map(|r| r.get(0));

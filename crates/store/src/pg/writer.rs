@@ -9,7 +9,7 @@
 //! Compaction: folds delta rows into cells. It runs on every node, but under a
 //! transaction-level advisory lock, so one node at a time does it.
 
-use super::schema::{Partitions, LOCK_COMPACT, LOCK_SPACE};
+use super::schema::{Lock, Partitions};
 use super::working::{copy, write_deltas, Batch, WorkingSet};
 use super::Shared;
 use crate::group::{self, IngestRequest};
@@ -58,12 +58,6 @@ pub fn run(mut client: Client, mut partitions: Partitions, rx: Receiver<Command>
     }
 }
 
-/// The ingest lock of a tenant (advisory, held until the transaction ends).
-pub fn lock_tenant(tx: &mut postgres::Transaction, tenant: i64) -> Result<()> {
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_SPACE, &(tenant as i32)])?;
-    Ok(())
-}
-
 /// The monthly partitions the group's rows go to.
 fn ensure_partitions(
     client: &mut Client,
@@ -105,7 +99,7 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
         let tenants: BTreeSet<i64> = batches.iter().map(|b| b.tenant).collect();
         let mut tx = client.transaction()?;
         for tenant in &tenants {
-            lock_tenant(&mut tx, *tenant)?;
+            Lock::Ingest(*tenant).take(&mut tx)?;
         }
         let mut records = WorkingSet::load(&mut tx, &batches)?;
         let mut deltas = DeltaMap::default();
@@ -132,13 +126,7 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
 /// compacting right now; otherwise the number of delta rows folded.
 pub fn compact(client: &mut Client) -> Result<Option<usize>> {
     let mut tx = client.transaction()?;
-    let ours: bool = tx
-        .query_one(
-            "SELECT pg_try_advisory_xact_lock($1, $2)",
-            &[&LOCK_SPACE, &LOCK_COMPACT],
-        )?
-        .get(0);
-    if !ours {
+    if !Lock::Compact.try_take(&mut tx)? {
         return Ok(None);
     }
     // Rows committed after this statement began stay for the next run.
