@@ -9,6 +9,38 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The flags of the benchmarks: `--calls N --clients N --repeat N`.
+#[derive(Debug, Clone, Copy)]
+pub struct Args {
+    /// Calls in the (largest) dataset.
+    pub calls: usize,
+    /// Concurrent HTTP clients sending batches.
+    pub clients: usize,
+    /// Measured runs of each query.
+    pub repeat: usize,
+}
+
+impl Args {
+    pub fn parse(calls: usize, repeat: usize) -> anyhow::Result<Args> {
+        let mut a = Args {
+            calls,
+            clients: 4,
+            repeat,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let value: usize = it.next().context("a value after each flag")?.parse()?;
+            match flag.as_str() {
+                "--calls" => a.calls = value,
+                "--clients" => a.clients = value,
+                "--repeat" => a.repeat = value,
+                other => bail!("unknown flag {other}"),
+            }
+        }
+        Ok(a)
+    }
+}
+
 pub struct Server {
     pub child: Child,
     pub url: String,

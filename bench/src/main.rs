@@ -5,36 +5,10 @@
 //! final size measures dashboard queries over HTTP — next to the same questions answered by a
 //! plain GROUP BY over the raw `calls` rows of the same file (the peer of SPEC §10).
 
-use anyhow::{bail, Context};
 use dialboard_bench::{
-    batches, dashboard_queries, ingest, measure_dialboard, percentile, start_server, Latency, Server, BATCH, T0,
+    batches, dashboard_queries, ingest, measure_dialboard, percentile, start_server, Args, Latency, Server, BATCH, T0,
 };
 use std::time::{Duration, Instant};
-
-struct Args {
-    calls: usize,
-    clients: usize,
-    repeat: usize,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        calls: 10_000_000,
-        clients: 4,
-        repeat: 200,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value: usize = it.next().context("a value after each flag")?.parse()?;
-        match flag.as_str() {
-            "--calls" => a.calls = value,
-            "--clients" => a.clients = value,
-            "--repeat" => a.repeat = value,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(a)
-}
 
 /// The same questions as plain GROUP BYs over the raw rows (a fixed −4 h offset: the peer does
 /// not know time zones; medians from the sorted talk times, as PERCENTILE_CONT would).
@@ -197,7 +171,7 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, f
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = args()?;
+    let args = Args::parse(10_000_000, 200)?;
     println!(
         "# dialboard benchmark (SQLite store), datasets of 100000 and {} calls over 90 days\n",
         args.calls

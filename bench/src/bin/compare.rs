@@ -13,37 +13,11 @@
 
 use anyhow::{bail, Context};
 use dialboard_bench::{
-    batches, dashboard_queries, ingest, measure_dialboard, percentile, start_server_on, Latency, T0,
+    batches, dashboard_queries, ingest, measure_dialboard, percentile, start_server_on, Args, Latency, T0,
 };
 use dialboard_store::pg::cluster::Cluster;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-#[derive(Clone, Copy)]
-struct Args {
-    calls: usize,
-    repeat: usize,
-    clients: usize,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        calls: 1_000_000,
-        repeat: 100,
-        clients: 4,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value: usize = it.next().context("a value after each flag")?.parse()?;
-        match flag.as_str() {
-            "--calls" => a.calls = value,
-            "--repeat" => a.repeat = value,
-            "--clients" => a.clients = value,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(a)
-}
 
 /// The generated calls, a million at a time (the same seeds for every system).
 fn chunks(calls: usize) -> impl Iterator<Item = Vec<Vec<u8>>> {
@@ -324,7 +298,7 @@ fn seed_design(url: &str, args: &Args) -> anyhow::Result<SeedMeasured> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = args()?;
+    let args = Args::parse(1_000_000, 100)?;
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(true)).await??;
     let sqlite_dir = std::env::temp_dir().join(format!("dialboard-compare-{}", std::process::id()));
     std::fs::create_dir_all(&sqlite_dir)?;
@@ -337,8 +311,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("  {:.0} calls/s", postgres.ingest_per_s);
     eprintln!("the seeds' design on PostgreSQL…");
     let seed_url = cluster.create_database()?;
-    let seed_args = Args { ..args };
-    let seed = tokio::task::spawn_blocking(move || seed_design(&seed_url, &seed_args)).await??;
+    let seed = tokio::task::spawn_blocking(move || seed_design(&seed_url, &args)).await??;
     println!(
         "# {} calls over 90 days, one run, 2-core machine (PostgreSQL 15, durable: fsync on)\n",
         args.calls
