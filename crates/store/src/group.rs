@@ -124,6 +124,16 @@ impl<C> WriterQueue<C> {
         self.0.lock().expect("writer queue lock").take()
     }
 
+    /// Asks the writer to finish what is queued (`command` carries the reply), waits for it,
+    /// then closes the queue.
+    pub async fn shut_down(&self, command: fn(oneshot::Sender<()>) -> C) -> Option<Sender<C>> {
+        let (done, rx) = oneshot::channel();
+        if self.send(command(done)).is_ok() {
+            let _ = rx.await;
+        }
+        self.close()
+    }
+
     /// Queues events for the next group commit and waits until it is durable.
     pub async fn ingest(
         &self,

@@ -37,7 +37,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::oneshot;
 use writer::Command;
 
 /// A PostgreSQL client or transaction, seen through the shared SQL surface (`crate::sql`).
@@ -718,12 +717,8 @@ impl Store for PgStore {
     }
 
     async fn shutdown(&self) {
-        let (done, rx) = oneshot::channel();
-        if self.writer.send(Command::Shutdown(done)).is_ok() {
-            let _ = rx.await;
-        }
+        let writer = self.writer.shut_down(Command::Shutdown).await;
         self.stop.store(true, Ordering::Relaxed);
-        let writer = self.writer.close();
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
         let pool = std::mem::take(&mut *self.pool.lock().expect("pool lock"));
         let _ = tokio::task::spawn_blocking(move || {

@@ -565,11 +565,7 @@ impl Store for SqliteStore {
     }
 
     async fn shutdown(&self) {
-        let (done, rx) = oneshot::channel();
-        if self.writer.send(WriteCommand::Shutdown(done)).is_ok() {
-            let _ = rx.await;
-        }
-        self.writer.close();
+        self.writer.shut_down(WriteCommand::Shutdown).await;
         let handle = self.writer_thread.lock().expect("writer thread lock").take();
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
