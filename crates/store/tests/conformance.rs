@@ -373,7 +373,7 @@ proptest! {
     fn sqlite_store_equals_brute_force(stream in stream_strategy(), zone_index in 0usize..ZONES.len(), batch in 1usize..20, fold_midway in any::<bool>()) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options { synchronous_full: false }).unwrap()) };
+        let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::not_durable()).unwrap()) };
         equals_brute_force(&open, &stream, ZONES[zone_index], batch, fold_midway)?;
     }
 

@@ -22,15 +22,8 @@ impl TestApp {
     /// Like [`TestApp::spawn`], with live subscribers allowed `queue` waiting messages.
     pub async fn spawn_with_live_queue(timezone: &str, queue: usize) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(
-                dir.path().join("test.db"),
-                Options {
-                    synchronous_full: false,
-                },
-            )
-            .unwrap(),
-        );
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("test.db"), Options::not_durable()).unwrap());
         let tenant = store
             .create_tenant("acme", TenantSettings::new(timezone))
             .await

@@ -221,6 +221,8 @@ pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
     conn.pragma_update(None, "busy_timeout", 10_000)?;
+    // When the log starts over, what it grew beyond this is given back.
+    conn.pragma_update(None, "journal_size_limit", 134_217_728)?;
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

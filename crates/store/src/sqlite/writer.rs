@@ -15,6 +15,7 @@ use crate::{Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats};
 use dialboard_engine::event::Conversation;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +71,9 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 let _ = done.send(());
                 return;
             }
+        }
+        if shared.wal_catch_up.swap(false, Ordering::Relaxed) {
+            super::wal_checkpoint(&conn, "PASSIVE");
         }
         let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
         if shared.overlay_len() >= CHECKPOINT_CELLS || due {
