@@ -143,17 +143,20 @@ fn spawn_wal_checkpointer(
     std::thread::Builder::new()
         .name("dialboard-wal".into())
         .spawn(move || {
-            let mut wait = true;
+            let (mut wait, mut copied_before) = (true, 0);
             while !stop.load(Ordering::Relaxed) {
                 if wait {
                     std::thread::park_timeout(std::time::Duration::from_millis(250));
                 }
                 let (log, copied) = wal_checkpoint(&conn, "PASSIVE");
-                let left = log - copied;
-                wait = log <= restart_frames || left <= WAL_CATCH_UP_FRAMES;
-                if log > restart_frames && left <= WAL_CATCH_UP_FRAMES {
+                let (long, little_left) = (log > restart_frames, log - copied <= WAL_CATCH_UP_FRAMES);
+                if long && little_left {
                     shared.wal_catch_up.store(true, Ordering::Relaxed);
                 }
+                // Passes follow each other while they make progress: a reader holding an old
+                // snapshot stops them copying, and then this thread waits as usual.
+                wait = !long || little_left || copied == copied_before;
+                copied_before = copied;
             }
             wal_checkpoint(&conn, "TRUNCATE");
         })
