@@ -3,7 +3,7 @@
 //! replied to after the commit. Rollup deltas of a transaction are stored as one row and merged
 //! into the in-memory overlay; a checkpoint folds them into the cells table.
 
-use super::records::SqliteRecords;
+use super::records::{MeetingContacts, SqliteRecords};
 use super::schema::{MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
 use super::Shared;
 use crate::group::{self, IngestRequest};
@@ -34,7 +34,7 @@ pub enum WriteCommand {
 const CHECKPOINT_CELLS: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
-pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>) {
+pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>, mut meetings: MeetingContacts) {
     let mut last_checkpoint = Instant::now();
     let mut carried: Option<WriteCommand> = None;
     loop {
@@ -53,7 +53,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             WriteCommand::Ingest(first) => {
                 let (group, other) = group::gather(first, &rx, as_ingest);
                 carried = other;
-                commit_group(&mut conn, &shared, group);
+                commit_group(&mut conn, &shared, &mut meetings, group);
             }
             WriteCommand::Admin(job) => job(&mut conn),
             WriteCommand::Checkpoint(reply) => {
@@ -65,7 +65,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 // other commands are dropped, so their callers hear the store is closed.
                 let queued: Vec<IngestRequest> = rx.try_iter().filter_map(|c| as_ingest(c).ok()).collect();
                 if !queued.is_empty() {
-                    commit_group(&mut conn, &shared, queued);
+                    commit_group(&mut conn, &shared, &mut meetings, queued);
                 }
                 checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
                 let _ = done.send(());
@@ -89,12 +89,17 @@ fn as_ingest(command: WriteCommand) -> Result<IngestRequest, WriteCommand> {
     }
 }
 
-fn commit_group(conn: &mut Connection, shared: &Shared, group: Vec<IngestRequest>) {
+fn commit_group(conn: &mut Connection, shared: &Shared, meetings: &mut MeetingContacts, group: Vec<IngestRequest>) {
     let started = Instant::now();
     let mut deltas = DeltaMap::default();
     let outcome = (|| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let outcome = group::apply_group(&mut SqliteRecords(&tx), &group, group::now_ns(), &mut deltas)?;
+        let outcome = group::apply_group(
+            &mut SqliteRecords { tx: &tx, meetings },
+            &group,
+            group::now_ns(),
+            &mut deltas,
+        )?;
         if !deltas.is_empty() {
             tx.prepare_cached("INSERT INTO pending_deltas (data) VALUES (?1)")?
                 .execute([deltas.encode()])?;
