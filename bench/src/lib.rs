@@ -281,6 +281,16 @@ pub async fn ingest(
     Ok(started.elapsed())
 }
 
+/// Flushes what an ingest left dirty in the page cache, so that queries are measured on a
+/// settled machine, not during the kernel's writeback of gigabytes (which gave the first query
+/// measured after ingest p99s of 5–10 ms at 1M calls in `compare`).
+pub fn settle() -> anyhow::Result<()> {
+    if !Command::new("sync").status()?.success() {
+        bail!("sync failed");
+    }
+    Ok(())
+}
+
 pub fn dashboard_queries() -> Vec<(&'static str, Value)> {
     vec![
         (

@@ -6,7 +6,8 @@
 //! plain GROUP BY over the raw `calls` rows of the same file (the peer of SPEC §10).
 
 use dialboard_bench::{
-    batches, dashboard_queries, ingest, measure_dialboard, percentile, start_server, Args, Latency, Server, BATCH, T0,
+    batches, dashboard_queries, ingest, measure_dialboard, percentile, settle, start_server, Args, Latency, Server,
+    BATCH, T0,
 };
 use std::time::{Duration, Instant};
 
@@ -163,6 +164,7 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, f
         ingest_time.as_secs_f64(),
         ingested as f64 / ingest_time.as_secs_f64()
     );
+    settle()?;
     let p99s = report_queries(&server, &client, args.repeat, ingested).await?;
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

@@ -13,7 +13,7 @@
 
 use anyhow::{bail, Context};
 use dialboard_bench::{
-    batches, dashboard_queries, ingest, measure_dialboard, percentile, start_server_on, Args, Latency, T0,
+    batches, dashboard_queries, ingest, measure_dialboard, percentile, settle, start_server_on, Args, Latency, T0,
 };
 use dialboard_store::pg::cluster::Cluster;
 use serde_json::{json, Value};
@@ -246,16 +246,6 @@ struct SeedMeasured {
     freshness_ms: f64,
     view: Vec<Latency>,
     raw: Vec<Latency>,
-}
-
-/// Flushes what the ingest left dirty in the page cache, so that every system's queries are
-/// measured on a settled machine, not during the kernel's writeback of gigabytes (which gave
-/// the first query measured after dialboard's ingest p99s of 5–10 ms at 1M calls).
-fn settle() -> anyhow::Result<()> {
-    if !std::process::Command::new("sync").status()?.success() {
-        bail!("sync failed");
-    }
-    Ok(())
 }
 
 /// The seeds' design, measured from a thread of its own (the sync client runs its own runtime).
