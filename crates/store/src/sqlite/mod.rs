@@ -97,8 +97,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             synchronous_full: true,
-            // 128 MB of 4 KB pages (`journal_size_limit`): the writer's share of the
-            // copying, one commit's frames each time, was 7% of its time at 64 MB.
+            // 128 MB of 4 KB pages: the writer's share of the copying, one commit's frames
+            // each time, was 7% of its time at 64 MB.
             wal_restart_frames: 32_768,
         }
     }
@@ -140,7 +140,7 @@ fn spawn_wal_checkpointer(
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
     let conn = Connection::open(path)?;
-    schema::configure(&conn, options.synchronous_full)?;
+    schema::configure(&conn, options)?;
     let restart_frames = options.wal_restart_frames;
     std::thread::Builder::new()
         .name("dialboard-wal".into())
@@ -193,7 +193,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
         let mut conn = Connection::open(&path)?;
-        schema::configure(&conn, options.synchronous_full)?;
+        schema::configure(&conn, &options)?;
         let version = schema::migrate(&mut conn)?;
         if (1..schema::STAGE_SUMMARY_VERSION).contains(&version) {
             writer::backfill(&mut conn, version)?;
@@ -218,9 +218,6 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let stop = Arc::new(AtomicBool::new(false));
         let wal_thread = spawn_wal_checkpointer(&path, &options, shared.clone(), stop.clone())?;
-        // The writer's random reads (a call's contact in the contact index, above all) miss a
-        // cache of the readers' size once the data outgrows it: 7% of its time at 10M calls.
-        conn.pragma_update(None, "cache_size", -262_144)?;
         let meetings = MeetingContacts::load(&conn)?;
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
