@@ -14,7 +14,7 @@ use dialboard_engine::query::{parse_query, AgentTeams, Context, KeyValue};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
-use dialboard_store::{DirectoryKind, Store, TenantSettings};
+use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantSettings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -289,6 +289,41 @@ fn check(
             }
         }
     }
+    check_drill(store, rt, tenant, &f.calls, &ctx)
+}
+
+/// Paging through the drill-down (a few calls a page) gives the final calls of the range,
+/// newest first, each once.
+fn check_drill(
+    store: &dyn Store,
+    rt: &tokio::runtime::Runtime,
+    tenant: i64,
+    calls: &[CallRecord],
+    ctx: &Context,
+) -> Result<(), TestCaseError> {
+    let query = json!({"measures": ["total_calls"], "range": {"start": "2026-03-07", "end": "2026-03-10"}});
+    let range = parse_query(&query, ctx).unwrap().range;
+    let mut expected: Vec<&CallRecord> = calls
+        .iter()
+        .filter(|c| (range.start..range.end).contains(&c.started_second()))
+        .collect();
+    expected.sort_by(|a, b| (b.started_ns, &b.call_id).cmp(&(a.started_ns, &a.call_id)));
+    let expected: Vec<&str> = expected.iter().map(|c| c.call_id.as_str()).collect();
+    let (mut got, mut cursor) = (Vec::new(), None);
+    loop {
+        let request = CallsRequest {
+            query: query.clone(),
+            cursor: cursor.take(),
+            limit: 3,
+        };
+        let page = rt.block_on(store.calls(tenant, request, T0)).unwrap().unwrap();
+        got.extend(page.calls.iter().map(|c| c["call_id"].as_str().unwrap().to_string()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    prop_assert_eq!(got, expected, "drill-down pages");
     Ok(())
 }
 

@@ -392,17 +392,41 @@ impl CellSource for Source<'_, '_> {
         let params: [&(dyn postgres::types::ToSql + Sync); 3] =
             [&self.tenant, &(from * 1_000_000_000), &(to * 1_000_000_000)];
         let portal = self.tx.bind(self.raw, &params)?;
-        loop {
-            let rows = self.tx.query_portal(&portal, 10_000)?;
-            for row in &rows {
-                let (call, analysis) = call_with_analysis(row)?;
-                sink(&call, analysis.as_ref());
+        for row in portal_rows(self.tx, &portal, 10_000) {
+            let (call, analysis) = call_with_analysis(&row?)?;
+            sink(&call, analysis.as_ref());
+        }
+        Ok(())
+    }
+}
+
+/// The rows of a bound portal, fetched `chunk` at a time as they are consumed: a wide range is
+/// never read whole, and a reader that stops early fetches no more.
+fn portal_rows<'t, 'c>(
+    tx: &'t mut postgres::Transaction<'c>,
+    portal: &'t postgres::Portal,
+    chunk: i32,
+) -> impl Iterator<Item = std::result::Result<postgres::Row, postgres::Error>> + use<'t, 'c> {
+    let mut buffered = std::collections::VecDeque::new();
+    let mut exhausted = false;
+    std::iter::from_fn(move || loop {
+        if let Some(row) = buffered.pop_front() {
+            return Some(Ok(row));
+        }
+        if exhausted {
+            return None;
+        }
+        match tx.query_portal(portal, chunk) {
+            Ok(rows) => {
+                exhausted = rows.len() < chunk as usize;
+                buffered.extend(rows);
             }
-            if rows.len() < 10_000 {
-                return Ok(());
+            Err(e) => {
+                exhausted = true;
+                return Some(Err(e));
             }
         }
-    }
+    })
 }
 
 const CELLS_IN_RANGE: &str = "SELECT bucket, block FROM cells WHERE tenant_id = $1 AND cuboid = $2 AND grain = $3 \
@@ -631,28 +655,9 @@ impl Store for PgStore {
             let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
             let mut tx = conn.client.transaction()?;
             let portal = tx.bind(&statement, &[&tenant.id, &start, &end, &drill.after.0, &drill.after.1])?;
-            // Rows come in chunks until the page is full: a wide range is never read whole.
+            // Rows come in chunks until the page is full.
             let chunk = (request.limit as i32 + 1).max(100);
-            let mut buffered = std::collections::VecDeque::new();
-            let mut exhausted = false;
-            let rows = std::iter::from_fn(|| loop {
-                if let Some(row) = buffered.pop_front() {
-                    return Some(call_with_analysis(&row).map_err(StoreError::from));
-                }
-                if exhausted {
-                    return None;
-                }
-                match tx.query_portal(&portal, chunk) {
-                    Ok(rows) => {
-                        exhausted = rows.len() < chunk as usize;
-                        buffered.extend(rows);
-                    }
-                    Err(e) => {
-                        exhausted = true;
-                        return Some(Err(e.into()));
-                    }
-                }
-            });
+            let rows = portal_rows(&mut tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
             let page = drill::page(&tenant, &drill, request.limit, rows)?;
             Ok(Ok(page))
         })
