@@ -21,7 +21,8 @@ pub trait Records {
     /// Logs an event as received; `false` if its id was logged before (a duplicate).
     fn log_event(&mut self, tenant: i64, event: &ParsedEvent, received_ns: i64) -> Result<bool>;
     fn call(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallRecord>>;
-    fn put_call(&mut self, tenant: i64, call: &CallRecord) -> Result<()>;
+    /// Makes `call` the current version; `previous` is the one it replaces.
+    fn put_call(&mut self, tenant: i64, call: &CallRecord, previous: Option<&CallRecord>) -> Result<()>;
     fn analysis(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>>;
     fn put_analysis(&mut self, tenant: i64, analysis: &CallAnalysis) -> Result<()>;
     /// The earliest start of a contact's current calls.
@@ -98,7 +99,7 @@ fn apply_call(records: &mut impl Records, tenant: &TenantInfo, call: &CallRecord
             meetings.push((meeting, records.first_call(tenant.id, contact)?));
         }
     }
-    records.put_call(tenant.id, call)?;
+    records.put_call(tenant.id, call, current.as_ref())?;
     add_call(tenant, call, analysis.as_ref(), 1, deltas);
     // A meeting counts the days since its contact's first call: when that moves, so does it.
     for (meeting, before) in meetings {

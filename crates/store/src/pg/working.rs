@@ -373,7 +373,7 @@ impl Records for WorkingSet {
         Ok(self.set(tenant)?.calls.get(call_id)?.clone())
     }
 
-    fn put_call(&mut self, tenant: i64, call: &CallRecord) -> Result<()> {
+    fn put_call(&mut self, tenant: i64, call: &CallRecord, _previous: Option<&CallRecord>) -> Result<()> {
         let set = self.set(tenant)?;
         let old = set.calls.put(&call.call_id, call)?;
         if let Some(calls) = old

@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode, one writer thread (group commit) and a
 //! small pool of reader connections.
 
+mod first_calls;
 mod records;
 mod rows;
 mod schema;
@@ -195,8 +196,9 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn, &options)?;
         let version = schema::migrate(&mut conn)?;
+        let mut first_calls = first_calls::FirstCalls::default();
         if (1..schema::STAGE_SUMMARY_VERSION).contains(&version) {
-            writer::backfill(&mut conn, version)?;
+            writer::backfill(&mut conn, version, &mut first_calls)?;
         }
         let shared = Arc::new(Shared::default());
         *shared.agent_teams.write().expect("agent teams lock") = catalog::agent_teams(&mut conn, None)?
@@ -218,12 +220,15 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let stop = Arc::new(AtomicBool::new(false));
         let wal_thread = spawn_wal_checkpointer(&path, &options, shared.clone(), stop.clone())?;
-        let meetings = MeetingContacts::load(&conn)?;
+        let contacts = writer::Contacts {
+            meetings: MeetingContacts::load(&conn)?,
+            first_calls,
+        };
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("dialboard-writer".into())
-            .spawn(move || writer::run(conn, rx, writer_shared, meetings))
+            .spawn(move || writer::run(conn, rx, writer_shared, contacts))
             .map_err(|e| StoreError::Database(e.to_string()))?;
         Ok(SqliteStore {
             path,

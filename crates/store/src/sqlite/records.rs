@@ -1,9 +1,10 @@
 //! [`Records`] on SQLite: every read is a query in the writer's open transaction (in-process,
 //! so a query per event costs microseconds).
 
+use super::first_calls::FirstCalls;
 use super::rows::{
     upsert_analysis, upsert_call, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL, SELECT_CONVERSATION,
-    SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_CALL, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
+    SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
 use crate::apply::{Neighbour, Records};
 use crate::rows::{analysis_from_row, call_from_row, conversation_from_row, csat_from_row, stage_from_row};
@@ -42,6 +43,7 @@ impl MeetingContacts {
 pub struct SqliteRecords<'a> {
     pub tx: &'a Transaction<'a>,
     pub meetings: &'a mut MeetingContacts,
+    pub first_calls: &'a mut FirstCalls,
 }
 
 impl Records for SqliteRecords<'_> {
@@ -71,8 +73,10 @@ impl Records for SqliteRecords<'_> {
             .optional()?)
     }
 
-    fn put_call(&mut self, tenant: i64, call: &CallRecord) -> Result<()> {
-        Ok(upsert_call(self.tx, tenant, call)?)
+    fn put_call(&mut self, tenant: i64, call: &CallRecord, previous: Option<&CallRecord>) -> Result<()> {
+        upsert_call(self.tx, tenant, call)?;
+        self.first_calls.replace(tenant, call, previous);
+        Ok(())
     }
 
     fn analysis(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>> {
@@ -89,10 +93,7 @@ impl Records for SqliteRecords<'_> {
     }
 
     fn first_call(&mut self, tenant: i64, contact: &str) -> Result<Option<i64>> {
-        Ok(self
-            .tx
-            .prepare_cached(SELECT_FIRST_CALL)?
-            .query_row(params![tenant, contact], |r| r.get(0))?)
+        Ok(self.first_calls.get(self.tx, tenant, contact)?)
     }
 
     fn first_arrival(&mut self, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>> {

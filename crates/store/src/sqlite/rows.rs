@@ -51,8 +51,6 @@ pub const SELECT_FIRST_STAGE: &str = concat!(
     stage_columns!(),
     " FROM lead_stages WHERE tenant_id = ?1 AND contact_id = ?2 AND stage = ?3 ORDER BY at_ns, event_id LIMIT 1"
 );
-/// The earliest start of a contact's current calls.
-pub const SELECT_FIRST_CALL: &str = "SELECT min(started_ns) FROM calls WHERE tenant_id = ?1 AND contact_id = ?2";
 pub const INSERT_STAGE: &str = concat!(
     "INSERT INTO lead_stages (tenant_id, ",
     stage_columns!(),

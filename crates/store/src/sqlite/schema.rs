@@ -188,12 +188,12 @@ CREATE TABLE directory (
     PRIMARY KEY (tenant_id, kind, id)
 ) WITHOUT ROWID;
 "#,
-    r#"
--- A contact's first call, for the days from first call to meeting.
-CREATE INDEX calls_by_contact ON calls (tenant_id, contact_id, started_ns) WHERE contact_id IS NOT NULL;
-"#,
+    // Was the index of calls by contact, which the writer's first-call map replaced (see
+    // `first_calls`): dropped by the next version.
+    "",
     // Stage cells without the agent: computed by `writer::backfill`.
     "",
+    "DROP INDEX IF EXISTS calls_by_contact;",
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -226,9 +226,8 @@ pub fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
     // When the log starts over, what it grew beyond its restart size is given back (frames of
     // SQLite's default 4 KB pages).
     conn.pragma_update(None, "journal_size_limit", options.wal_restart_frames * 4096)?;
-    // A limit, filled only as pages are read. The writer's random reads (a call's contact in
-    // the contact index, above all) missed a 64 MB cache at 10M calls: 7% of its time in pread.
-    conn.pragma_update(None, "cache_size", -262_144)?;
+    // A limit, filled only as pages are read (64 MB).
+    conn.pragma_update(None, "cache_size", -65_536)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())

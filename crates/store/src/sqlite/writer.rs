@@ -3,6 +3,7 @@
 //! replied to after the commit. Rollup deltas of a transaction are stored as one row and merged
 //! into the in-memory overlay; a checkpoint folds them into the cells table.
 
+use super::first_calls::FirstCalls;
 use super::records::{MeetingContacts, SqliteRecords};
 use super::schema::{MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
 use super::Shared;
@@ -34,7 +35,13 @@ pub enum WriteCommand {
 const CHECKPOINT_CELLS: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
-pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>, mut meetings: MeetingContacts) {
+/// What the writer keeps in memory beside its connection (see each type).
+pub struct Contacts {
+    pub meetings: MeetingContacts,
+    pub first_calls: FirstCalls,
+}
+
+pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>, mut contacts: Contacts) {
     let mut last_checkpoint = Instant::now();
     let mut carried: Option<WriteCommand> = None;
     loop {
@@ -53,7 +60,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             WriteCommand::Ingest(first) => {
                 let (group, other) = group::gather(first, &rx, as_ingest);
                 carried = other;
-                commit_group(&mut conn, &shared, &mut meetings, group);
+                commit_group(&mut conn, &shared, &mut contacts, group);
             }
             WriteCommand::Admin(job) => job(&mut conn),
             WriteCommand::Checkpoint(reply) => {
@@ -65,7 +72,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 // other commands are dropped, so their callers hear the store is closed.
                 let queued: Vec<IngestRequest> = rx.try_iter().filter_map(|c| as_ingest(c).ok()).collect();
                 if !queued.is_empty() {
-                    commit_group(&mut conn, &shared, &mut meetings, queued);
+                    commit_group(&mut conn, &shared, &mut contacts, queued);
                 }
                 checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
                 let _ = done.send(());
@@ -89,17 +96,18 @@ fn as_ingest(command: WriteCommand) -> Result<IngestRequest, WriteCommand> {
     }
 }
 
-fn commit_group(conn: &mut Connection, shared: &Shared, meetings: &mut MeetingContacts, group: Vec<IngestRequest>) {
+fn commit_group(conn: &mut Connection, shared: &Shared, contacts: &mut Contacts, group: Vec<IngestRequest>) {
     let started = Instant::now();
     let mut deltas = DeltaMap::default();
     let outcome = (|| {
+        contacts.first_calls.load(conn)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let outcome = group::apply_group(
-            &mut SqliteRecords { tx: &tx, meetings },
-            &group,
-            group::now_ns(),
-            &mut deltas,
-        )?;
+        let records = &mut SqliteRecords {
+            tx: &tx,
+            meetings: &mut contacts.meetings,
+            first_calls: &mut contacts.first_calls,
+        };
+        let outcome = group::apply_group(records, &group, group::now_ns(), &mut deltas)?;
         if !deltas.is_empty() {
             tx.prepare_cached("INSERT INTO pending_deltas (data) VALUES (?1)")?
                 .execute([deltas.encode()])?;
@@ -108,7 +116,10 @@ fn commit_group(conn: &mut Connection, shared: &Shared, meetings: &mut MeetingCo
         Ok(outcome)
     })();
     if outcome.is_ok() {
+        contacts.first_calls.committed();
         shared.merge_overlay(deltas);
+    } else {
+        contacts.first_calls.rolled_back();
     }
     group::answer(group, outcome, started, &shared.metrics, &shared.changes);
 }
@@ -117,7 +128,8 @@ fn commit_group(conn: &mut Connection, shared: &Shared, meetings: &mut MeetingCo
 /// written by schema `version` lacks: before `OTHER_FACTS_VERSION`, those of conversations,
 /// CSAT scores and stages; before `MEETING_DAYS_VERSION`, the time from each meeting's first
 /// call; before `STAGE_SUMMARY_VERSION`, the stage cells without the agent.
-pub fn backfill(conn: &mut Connection, version: usize) -> Result<()> {
+pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCalls) -> Result<()> {
+    first_calls.load(conn)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut deltas = DeltaMap::default();
     let tenants: Vec<(i64, String, String)> = tx
@@ -150,18 +162,18 @@ pub fn backfill(conn: &mut Connection, version: usize) -> Result<()> {
                 });
             }
         }
-        // The first event of each (contact, stage), with the contact's first call.
+        // The first event of each (contact, stage).
         let mut firsts = tx.prepare(&format!(
-            "SELECT {STAGE_COLUMNS}, (SELECT min(c.started_ns) FROM calls c WHERE c.tenant_id = s.tenant_id \
-             AND c.contact_id = s.contact_id) FROM lead_stages s WHERE tenant_id = ?1 AND NOT EXISTS \
+            "SELECT {STAGE_COLUMNS} FROM lead_stages s WHERE tenant_id = ?1 AND NOT EXISTS \
              (SELECT 1 FROM lead_stages e WHERE e.tenant_id = s.tenant_id AND e.contact_id = s.contact_id \
              AND e.stage = s.stage AND (e.at_ns, e.event_id) < (s.at_ns, s.event_id))"
         ))?;
         // Which stage cells the database kept, and whether with the time from the first call.
         let kept = |cuboid: u8| !without_other_facts && (cuboid != 8 || version >= STAGE_SUMMARY_VERSION);
         let with_days = version >= MEETING_DAYS_VERSION;
-        for row in firsts.query_map([id], |r| Ok((stage_from_row(r)?, r.get::<_, Option<i64>>(10)?)))? {
-            let (stage, first_call) = row?;
+        for stage in firsts.query_map([id], |r| stage_from_row(r))? {
+            let stage = stage?;
+            let first_call = first_calls.get(&tx, id, &stage.contact_id)?;
             let clock = &tenant.clock;
             for_each_stage_cell(clock, &stage, first_call, |cell, stats| {
                 if !(kept(cell.cuboid) && with_days) {

@@ -1,0 +1,247 @@
+//! `cargo run --release -p dialboard-bench --bin floor -- [--calls N]`
+//!
+//! The storage floor of SQLite ingest: how many calls per second SQLite alone takes when it only
+//! writes the rows a call needs — no HTTP, no JSON parsing, no rollups — in transactions of
+//! 4,000 calls (what group commit makes of 4 clients' batches of 1,000), each durable
+//! (`synchronous=FULL` in WAL mode, as `dialboard serve` runs). It runs the same generated calls
+//! through several layouts, from what dialboard stores per call today down to the call record
+//! alone, to show what the ingest target (SPEC §10: ≥ 100,000 calls/s) leaves for everything else.
+
+use dialboard_bench::{batches, BATCH};
+use rusqlite::{params, Connection};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// A call as the writer stores it (parsed beforehand: parsing is not storage).
+struct Call {
+    event_id: String,
+    call_id: String,
+    body: String,
+    started_ns: i64,
+    agent_id: String,
+    team_id: String,
+    contact_id: String,
+    campaign_id: String,
+    disposition: String,
+    talk_seconds: i64,
+}
+
+struct Layout {
+    name: &'static str,
+    /// Each call's event with its body, keyed by id (the idempotency key and the raw log).
+    event_bodies: bool,
+    /// Each call's event id only, with one row per transaction holding the bodies.
+    event_keys_only: bool,
+    record_index: bool,
+    contact_index: bool,
+}
+
+const LAYOUTS: [Layout; 5] = [
+    Layout {
+        name: "as stored today: raw events by id + record index, calls + start and contact indexes",
+        event_bodies: true,
+        event_keys_only: false,
+        record_index: true,
+        contact_index: true,
+    },
+    Layout {
+        name: "without the contact index",
+        event_bodies: true,
+        event_keys_only: false,
+        record_index: true,
+        contact_index: false,
+    },
+    Layout {
+        name: "without the contact and record indexes",
+        event_bodies: true,
+        event_keys_only: false,
+        record_index: false,
+        contact_index: false,
+    },
+    Layout {
+        name: "event ids only, the bodies as one row per transaction; calls + start index",
+        event_bodies: false,
+        event_keys_only: true,
+        record_index: false,
+        contact_index: false,
+    },
+    Layout {
+        name: "the call record alone (calls + start index)",
+        event_bodies: false,
+        event_keys_only: false,
+        record_index: false,
+        contact_index: false,
+    },
+];
+
+const CALLS_PER_TRANSACTION: usize = 4 * BATCH;
+
+fn calls(total: usize) -> Vec<Call> {
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    batches(0, total, total, 7)
+        .iter()
+        .flat_map(|b| serde_json::from_slice::<Vec<Value>>(b).expect("generated JSON"))
+        .filter(|e| e["type"] == "call")
+        .map(|e| Call {
+            event_id: text(&e, "id"),
+            call_id: text(&e, "call_id"),
+            body: e.to_string(),
+            started_ns: instant_ns(&text(&e, "started_at")),
+            agent_id: text(&e, "agent_id"),
+            team_id: text(&e, "team_id"),
+            contact_id: text(&e, "contact_id"),
+            campaign_id: text(&e, "campaign_id"),
+            disposition: text(&e, "disposition"),
+            talk_seconds: e["talk_seconds"].as_i64().unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn instant_ns(rfc3339: &str) -> i64 {
+    rfc3339.parse::<jiff::Timestamp>().expect("RFC 3339").as_nanosecond() as i64
+}
+
+fn open(path: &std::path::Path, layout: &Layout) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -262_144)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", 32_768 * 4096)?;
+    conn.execute_batch(
+        "CREATE TABLE events (tenant_id INTEGER NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
+             record_key TEXT, received_at INTEGER NOT NULL, body TEXT, PRIMARY KEY (tenant_id, event_id)) WITHOUT ROWID;
+         CREATE TABLE raw_batches (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+         CREATE TABLE calls (tenant_id INTEGER NOT NULL, call_id TEXT NOT NULL, event_id TEXT NOT NULL,
+             version_ns INTEGER NOT NULL, started_ns INTEGER NOT NULL, agent_id TEXT NOT NULL, team_id TEXT,
+             campaign_id TEXT, contact_id TEXT, disposition TEXT NOT NULL, talk_seconds INTEGER,
+             PRIMARY KEY (tenant_id, call_id)) WITHOUT ROWID;
+         CREATE INDEX calls_by_start ON calls (tenant_id, started_ns, call_id);",
+    )?;
+    if layout.record_index {
+        conn.execute_batch(
+            "CREATE INDEX events_by_record ON events (tenant_id, record_key) WHERE record_key IS NOT NULL",
+        )?;
+    }
+    if layout.contact_index {
+        conn.execute_batch(
+            "CREATE INDEX calls_by_contact ON calls (tenant_id, contact_id, started_ns) WHERE contact_id IS NOT NULL",
+        )?;
+    }
+    Ok(conn)
+}
+
+/// Frames of the log (`wal_checkpoint` reports), and how many of them are copied.
+fn wal_checkpoint(conn: &Connection) -> (i64, i64) {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))
+        .unwrap_or((0, 0))
+}
+
+/// As `dialboard serve` does: a thread beside the writer copies the log into the file, and the
+/// writer copies the last few frames itself once the log is long, so that it starts over.
+fn spawn_checkpointer(path: &std::path::Path, stop: Arc<AtomicBool>, catch_up: Arc<AtomicBool>) -> JoinHandle<()> {
+    let conn = Connection::open(path).expect("open");
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let (log, copied) = wal_checkpoint(&conn);
+            if log > 32_768 && log - copied <= 256 {
+                catch_up.store(true, Ordering::Relaxed);
+            }
+            if log <= 32_768 || log - copied <= 256 {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+    })
+}
+
+fn ingest(conn: &mut Connection, layout: &Layout, calls: &[Call], catch_up: &AtomicBool) -> rusqlite::Result<()> {
+    for (n, chunk) in calls.chunks(CALLS_PER_TRANSACTION).enumerate() {
+        if catch_up.swap(false, Ordering::Relaxed) {
+            wal_checkpoint(conn);
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut event = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (tenant_id, event_id, type, record_key, received_at, body) \
+                 VALUES (1, ?1, 'call', ?2, ?3, ?4)",
+            )?;
+            let mut lookup = tx.prepare_cached("SELECT version_ns FROM calls WHERE tenant_id = 1 AND call_id = ?1")?;
+            let mut call = tx.prepare_cached(
+                "INSERT OR REPLACE INTO calls (tenant_id, call_id, event_id, version_ns, started_ns, agent_id, team_id, \
+                 campaign_id, contact_id, disposition, talk_seconds) VALUES (1, ?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for c in chunk {
+                if layout.event_bodies || layout.event_keys_only {
+                    let body = layout.event_bodies.then_some(c.body.as_str());
+                    let new = event.execute(params![c.event_id, c.call_id, n as i64, body])? > 0;
+                    if !new {
+                        continue;
+                    }
+                }
+                let current: Option<i64> = lookup.query_row([&c.call_id], |r| r.get(0)).ok();
+                if current.is_some_and(|v| v >= c.started_ns) {
+                    continue;
+                }
+                call.execute(params![
+                    c.call_id,
+                    c.event_id,
+                    c.started_ns,
+                    c.agent_id,
+                    c.team_id,
+                    c.campaign_id,
+                    c.contact_id,
+                    c.disposition,
+                    c.talk_seconds
+                ])?;
+            }
+            if layout.event_keys_only {
+                let bodies: Vec<&str> = chunk.iter().map(|c| c.body.as_str()).collect();
+                tx.execute("INSERT INTO raw_batches (body) VALUES (?1)", [bodies.join("\n")])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut total = 1_000_000;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match (flag.as_str(), args.next()) {
+            ("--calls", Some(n)) => total = n.parse()?,
+            _ => anyhow::bail!("usage: floor [--calls N]"),
+        }
+    }
+    let calls = calls(total);
+    println!(
+        "# SQLite storage floor: {} calls, transactions of {CALLS_PER_TRANSACTION}, synchronous=FULL, WAL\n",
+        calls.len()
+    );
+    println!("| layout | calls/s | file + log, MB |\n|---|---|---|");
+    for layout in &LAYOUTS {
+        let dir = std::env::temp_dir().join(format!("dialboard-floor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("floor.db");
+        let mut conn = open(&path, layout)?;
+        let (stop, catch_up) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let checkpointer = spawn_checkpointer(&path, stop.clone(), catch_up.clone());
+        let started = Instant::now();
+        ingest(&mut conn, layout, &calls, &catch_up)?;
+        let rate = calls.len() as f64 / started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        checkpointer.join().expect("checkpointer");
+        let size: u64 = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        drop(conn);
+        std::fs::remove_dir_all(&dir)?;
+        println!("| {} | {rate:.0} | {} |", layout.name, size / 1_000_000);
+        dialboard_bench::settle()?;
+    }
+    Ok(())
+}
