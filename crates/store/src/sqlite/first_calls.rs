@@ -3,9 +3,9 @@
 //! A meeting counts the days since its contact's first call, and any contact may book one
 //! later, so the writer must know every contact's earliest call. An index by contact made every
 //! call a random B-tree insert, and each dirtied a page of the log: at 1M calls that index alone
-//! cut what SQLite can take from ~137,000 to ~50,000 calls/s (`bench/src/bin/floor.rs`). Here a
-//! call costs a hash lookup; the map is built from the calls table by one scan, at the first
-//! ingest after the store opens (admin commands never wait for it).
+//! cut what SQLite can take from ~120,000 to ~53,000 calls/s (`bench/src/bin/floor.rs`). Here a
+//! call costs a hash lookup; the map is built from the calls table by one scan (see
+//! `writer::Contacts` for when).
 //!
 //! Contacts are keyed by a 128-bit fingerprint of their id, 24 bytes per contact (~100 MB at
 //! 2.5M contacts) whatever the ids' length; two ids of one tenant sharing a fingerprint is as
@@ -26,9 +26,7 @@ type Fingerprint = (u64, u64);
 /// An entry whose first call must be read from the calls table.
 const UNKNOWN: i64 = i64::MIN;
 
-#[derive(Default)]
 pub struct FirstCalls {
-    loaded: bool,
     /// Per tenant: each contact with a current call, and its earliest start (or [`UNKNOWN`]).
     first: HashMap<i64, HashMap<Fingerprint, i64, Fx>, Fx>,
     /// The entries changed by the open transaction, to forget should it roll back.
@@ -47,17 +45,18 @@ fn fingerprint(contact: &str) -> Fingerprint {
 }
 
 impl FirstCalls {
-    /// Builds the map from the calls table if it is not built yet.
-    pub fn load(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        if self.loaded {
-            return Ok(());
-        }
+    /// Builds the map from the calls table.
+    pub fn load(conn: &Connection) -> rusqlite::Result<FirstCalls> {
+        let mut all = FirstCalls {
+            first: HashMap::default(),
+            touched: Vec::new(),
+        };
         let mut stmt =
             conn.prepare("SELECT tenant_id, contact_id, started_ns FROM calls WHERE contact_id IS NOT NULL")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let started: i64 = row.get(2)?;
-            let first = self
+            let first = all
                 .first
                 .entry(row.get(0)?)
                 .or_default()
@@ -65,8 +64,7 @@ impl FirstCalls {
                 .or_insert(started);
             *first = (*first).min(started);
         }
-        self.loaded = true;
-        Ok(())
+        Ok(all)
     }
 
     /// The earliest start of the contact's current calls.

@@ -5,6 +5,7 @@ mod first_calls;
 mod records;
 mod rows;
 mod schema;
+pub mod wal;
 mod writer;
 
 use crate::access::{AuditEntry, KeyInfo, User};
@@ -23,12 +24,13 @@ use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
 use dialboard_engine::query::{AgentTeams, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
-use records::MeetingContacts;
+use wal::{CatchUp, WalCheckpointer};
+
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+pub use schema::configure;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::oneshot;
 use writer::WriteCommand;
@@ -45,7 +47,7 @@ pub struct Shared {
     pub metrics: StoreMetrics,
     pub changes: ChangeFeed,
     /// Set by the WAL checkpointer when the writer should copy the rest of a long log.
-    wal_catch_up: AtomicBool,
+    wal_catch_up: CatchUp,
 }
 
 impl Shared {
@@ -80,7 +82,7 @@ pub struct Options {
     /// process only).
     pub synchronous_full: bool,
     /// The write-ahead log starts over once a checkpoint pass leaves more frames than this
-    /// (see [`spawn_wal_checkpointer`]).
+    /// (see [`wal`]).
     pub wal_restart_frames: i64,
 }
 
@@ -110,7 +112,7 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     writer: WriterQueue<WriteCommand>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    wal: Mutex<Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
+    wal: Mutex<Option<WalCheckpointer>>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -118,64 +120,6 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.stop_wal_checkpointer();
     }
-}
-
-/// A pass that leaves at most this many frames to copy asks the writer to copy them.
-const WAL_CATCH_UP_FRAMES: i64 = 256;
-
-/// Copies the write-ahead log into the database file every quarter second, beside the writer.
-///
-/// The log starts over from its beginning only when a write begins with every frame copied.
-/// Under steady ingest these passes never catch up with the end of the log, so without help it
-/// grows for as long as the ingest lasts (4.8 GB at 1M calls of the ingest bench), every commit
-/// appends to a new part of the file, which the kernel zeroes first, and the page cache fills
-/// with it. So once the log is long, passes follow each other until what is left is small,
-/// and then the writer copies that rest itself between two transactions
-/// ([`Shared::wal_catch_up`]); its next transaction starts the log over. (A RESTART pass
-/// from this thread would have to win the write lock from a writer that takes it again right
-/// after each commit.) The last run truncates the log.
-fn spawn_wal_checkpointer(
-    path: &Path,
-    options: &Options,
-    shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>> {
-    let conn = Connection::open(path)?;
-    schema::configure(&conn, options)?;
-    let restart_frames = options.wal_restart_frames;
-    std::thread::Builder::new()
-        .name("dialboard-wal".into())
-        .spawn(move || {
-            let (mut wait, mut copied_before) = (true, 0);
-            while !stop.load(Ordering::Relaxed) {
-                if wait {
-                    std::thread::park_timeout(std::time::Duration::from_millis(250));
-                }
-                let (log, copied) = wal_checkpoint(&conn, "PASSIVE");
-                let (long, little_left) = (log > restart_frames, log - copied <= WAL_CATCH_UP_FRAMES);
-                if long && little_left {
-                    shared.wal_catch_up.store(true, Ordering::Relaxed);
-                }
-                // Passes follow each other while they make progress: a reader holding an old
-                // snapshot stops them copying, and then this thread waits as usual.
-                wait = !long || little_left || copied == copied_before;
-                copied_before = copied;
-            }
-            wal_checkpoint(&conn, "TRUNCATE");
-        })
-        .map_err(|e| StoreError::Database(e.to_string()))
-}
-
-/// Runs a checkpoint pass; returns the frames in the log and how many of them are copied
-/// (both 0 when the pass failed).
-fn wal_checkpoint(conn: &Connection, mode: &str) -> (i64, i64) {
-    let pass = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-        Ok((r.get(1)?, r.get(2)?))
-    });
-    pass.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "WAL checkpoint failed");
-        (0, 0)
-    })
 }
 
 fn now_seconds() -> i64 {
@@ -196,9 +140,10 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn, &options)?;
         let version = schema::migrate(&mut conn)?;
-        let mut first_calls = first_calls::FirstCalls::default();
+        let mut contacts = None;
         if (1..schema::STAGE_SUMMARY_VERSION).contains(&version) {
-            writer::backfill(&mut conn, version, &mut first_calls)?;
+            let built = contacts.insert(writer::Contacts::load(&conn)?);
+            writer::backfill(&mut conn, version, &mut built.first_calls)?;
         }
         let shared = Arc::new(Shared::default());
         *shared.agent_teams.write().expect("agent teams lock") = catalog::agent_teams(&mut conn, None)?
@@ -216,14 +161,7 @@ impl SqliteStore {
                 );
             }
         }
-        // Copying the log into the database file happens on its own thread, not in a commit.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let wal_thread = spawn_wal_checkpointer(&path, &options, shared.clone(), stop.clone())?;
-        let contacts = writer::Contacts {
-            meetings: MeetingContacts::load(&conn)?,
-            first_calls,
-        };
+        let wal = WalCheckpointer::spawn(&conn, &path, &options, shared.wal_catch_up.clone())?;
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -235,16 +173,13 @@ impl SqliteStore {
             shared,
             writer: WriterQueue::new(tx),
             writer_thread: Mutex::new(Some(handle)),
-            wal: Mutex::new(Some((stop, wal_thread))),
+            wal: Mutex::new(Some(wal)),
             readers: Mutex::new(Vec::new()),
         })
     }
 
     fn stop_wal_checkpointer(&self) -> Option<std::thread::JoinHandle<()>> {
-        let (stop, handle) = self.wal.lock().expect("wal lock").take()?;
-        stop.store(true, Ordering::Relaxed);
-        handle.thread().unpark();
-        Some(handle)
+        Some(self.wal.lock().expect("wal lock").take()?.stop())
     }
 
     /// Runs `job` on the writer connection, in order with ingest.

@@ -16,7 +16,6 @@ use crate::{Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats};
 use dialboard_engine::event::Conversation;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,13 +34,24 @@ pub enum WriteCommand {
 const CHECKPOINT_CELLS: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
-/// What the writer keeps in memory beside its connection (see each type).
+/// What the writer keeps in memory about contacts (see each type). Built by scanning the records,
+/// at the first ingest after the store opens: admin commands and the CLI never wait for it.
 pub struct Contacts {
     pub meetings: MeetingContacts,
     pub first_calls: FirstCalls,
 }
 
-pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>, mut contacts: Contacts) {
+impl Contacts {
+    pub fn load(conn: &Connection) -> rusqlite::Result<Contacts> {
+        Ok(Contacts {
+            meetings: MeetingContacts::load(conn)?,
+            first_calls: FirstCalls::load(conn)?,
+        })
+    }
+}
+
+/// `contacts`: already built (by a backfill at open), or `None` until the first ingest.
+pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>, mut contacts: Option<Contacts>) {
     let mut last_checkpoint = Instant::now();
     let mut carried: Option<WriteCommand> = None;
     loop {
@@ -79,9 +89,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 return;
             }
         }
-        if shared.wal_catch_up.swap(false, Ordering::Relaxed) {
-            super::wal_checkpoint(&conn, "PASSIVE");
-        }
+        shared.wal_catch_up.between_transactions(&conn);
         let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
         if shared.overlay_len() >= CHECKPOINT_CELLS || due {
             checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
@@ -96,11 +104,14 @@ fn as_ingest(command: WriteCommand) -> Result<IngestRequest, WriteCommand> {
     }
 }
 
-fn commit_group(conn: &mut Connection, shared: &Shared, contacts: &mut Contacts, group: Vec<IngestRequest>) {
+fn commit_group(conn: &mut Connection, shared: &Shared, contacts: &mut Option<Contacts>, group: Vec<IngestRequest>) {
     let started = Instant::now();
     let mut deltas = DeltaMap::default();
     let outcome = (|| {
-        contacts.first_calls.load(conn)?;
+        if contacts.is_none() {
+            *contacts = Some(Contacts::load(conn)?);
+        }
+        let contacts = contacts.as_mut().expect("loaded above");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let records = &mut SqliteRecords {
             tx: &tx,
@@ -115,11 +126,14 @@ fn commit_group(conn: &mut Connection, shared: &Shared, contacts: &mut Contacts,
         tx.commit()?;
         Ok(outcome)
     })();
+    if let Some(first_calls) = contacts.as_mut().map(|c| &mut c.first_calls) {
+        match outcome {
+            Ok(_) => first_calls.committed(),
+            Err(_) => first_calls.rolled_back(),
+        }
+    }
     if outcome.is_ok() {
-        contacts.first_calls.committed();
         shared.merge_overlay(deltas);
-    } else {
-        contacts.first_calls.rolled_back();
     }
     group::answer(group, outcome, started, &shared.metrics, &shared.changes);
 }
@@ -129,7 +143,6 @@ fn commit_group(conn: &mut Connection, shared: &Shared, contacts: &mut Contacts,
 /// CSAT scores and stages; before `MEETING_DAYS_VERSION`, the time from each meeting's first
 /// call; before `STAGE_SUMMARY_VERSION`, the stage cells without the agent.
 pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCalls) -> Result<()> {
-    first_calls.load(conn)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut deltas = DeltaMap::default();
     let tenants: Vec<(i64, String, String)> = tx
