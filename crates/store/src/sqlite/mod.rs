@@ -24,16 +24,16 @@ use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
 use dialboard_engine::query::{AgentTeams, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
-use wal::{CatchUp, WalCheckpointer};
-
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
-pub use schema::configure;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::oneshot;
+use wal::{CatchUp, WalCheckpointer};
 use writer::WriteCommand;
+
+pub use schema::configure;
 
 /// State the writer thread and the readers share.
 #[derive(Default)]
