@@ -1,14 +1,12 @@
 //! How accepted events change the current records and the rollups — the same on every store.
 //! A store supplies [`Records`]: SQLite answers each read with a query in its open transaction;
 //! PostgreSQL from a working set loaded for the whole batch (one round trip per kind of read,
-//! not per event). Events are applied one after another, each seeing the ones before it.
+//! not per event). Events are applied one after another, each seeing the ones before it. What
+//! changes in the rollups comes out as [`Contribution`]s, turned into cell deltas by the caller.
 
-use crate::overlay::DeltaMap;
+use crate::contribution::Contribution;
 use crate::{IngestSummary, Result, TenantInfo};
-use dialboard_engine::cells::{
-    for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef,
-    Stats, MEETING_STAGE,
-};
+use dialboard_engine::cells::MEETING_STAGE;
 use dialboard_engine::event::{
     AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
 };
@@ -45,7 +43,7 @@ pub fn apply_batch(
     tenant: &TenantInfo,
     events: &[ParsedEvent],
     received_ns: i64,
-    deltas: &mut DeltaMap,
+    out: &mut Vec<Contribution>,
     stored: &mut Vec<bool>,
 ) -> Result<IngestSummary> {
     let mut summary = IngestSummary::default();
@@ -58,34 +56,30 @@ pub fn apply_batch(
         }
         summary.accepted += 1;
         match &e.event {
-            Event::Call(c) => apply_call(records, tenant, c, deltas)?,
-            Event::Analysis(a) => apply_analysis(records, tenant, a, deltas)?,
-            Event::Status(s) => apply_status(records, tenant, s, deltas)?,
-            Event::Stage(s) => apply_stage(records, tenant, s, deltas)?,
-            Event::Conversation(c) => apply_conversation(records, tenant, c, deltas)?,
-            Event::Csat(s) => apply_csat(records, tenant, s, deltas)?,
+            Event::Call(c) => apply_call(records, tenant, c, out)?,
+            Event::Analysis(a) => apply_analysis(records, tenant, a, out)?,
+            Event::Status(s) => apply_status(records, tenant, s, out)?,
+            Event::Stage(s) => apply_stage(records, tenant, s, out)?,
+            Event::Conversation(c) => apply_conversation(records, tenant, c, out)?,
+            Event::Csat(s) => apply_csat(records, tenant, s, out)?,
         }
     }
     Ok(summary)
 }
 
-fn add_call(tenant: &TenantInfo, call: &CallRecord, analysis: Option<&CallAnalysis>, sign: i64, deltas: &mut DeltaMap) {
-    for_each_call_cell(&tenant.clock, call, analysis, |id, stats: &Stats| {
-        deltas.add(tenant.id, id, stats, sign)
-    });
-}
-
 /// A newer version retracts the current one's contribution and adds its own; an older one
 /// (a late or stale version) changes nothing but the raw log.
-fn apply_call(records: &mut impl Records, tenant: &TenantInfo, call: &CallRecord, deltas: &mut DeltaMap) -> Result<()> {
+fn apply_call(
+    records: &mut impl Records,
+    tenant: &TenantInfo,
+    call: &CallRecord,
+    out: &mut Vec<Contribution>,
+) -> Result<()> {
     let current = records.call(tenant.id, &call.call_id)?;
     if current.as_ref().is_some_and(|c| c.version() >= call.version()) {
         return Ok(());
     }
     let analysis = records.analysis(tenant.id, &call.call_id)?;
-    if let Some(old) = &current {
-        add_call(tenant, old, analysis.as_ref(), -1, deltas);
-    }
     // The contacts whose first call this version may change: the old one's and the new one's.
     let mut contacts: Vec<&str> = current
         .iter()
@@ -100,18 +94,32 @@ fn apply_call(records: &mut impl Records, tenant: &TenantInfo, call: &CallRecord
         }
     }
     records.put_call(tenant.id, call, current.as_ref())?;
-    add_call(tenant, call, analysis.as_ref(), 1, deltas);
+    if let Some(old) = current {
+        out.push(Contribution::Call {
+            call: old,
+            analysis: analysis.clone(),
+            sign: -1,
+        });
+    }
+    out.push(Contribution::Call {
+        call: call.clone(),
+        analysis,
+        sign: 1,
+    });
     // A meeting counts the days since its contact's first call: when that moves, so does it.
     for (meeting, before) in meetings {
         let after = records.first_call(tenant.id, &meeting.contact_id)?;
         if after != before {
-            let mut add = |first, sign| {
-                for_each_stage_cell(&tenant.clock, &meeting, first, |id, stats| {
-                    deltas.add(tenant.id, id, stats, sign)
-                })
-            };
-            add(before, -1);
-            add(after, 1);
+            out.push(Contribution::Stage {
+                stage: meeting.clone(),
+                first_call_ns: before,
+                sign: -1,
+            });
+            out.push(Contribution::Stage {
+                stage: meeting,
+                first_call_ns: after,
+                sign: 1,
+            });
         }
     }
     Ok(())
@@ -121,15 +129,23 @@ fn apply_analysis(
     records: &mut impl Records,
     tenant: &TenantInfo,
     analysis: &CallAnalysis,
-    deltas: &mut DeltaMap,
+    out: &mut Vec<Contribution>,
 ) -> Result<()> {
     let current = records.analysis(tenant.id, &analysis.call_id)?;
     if current.as_ref().is_some_and(|a| a.version() >= analysis.version()) {
         return Ok(());
     }
     if let Some(call) = records.call(tenant.id, &analysis.call_id)? {
-        add_call(tenant, &call, current.as_ref(), -1, deltas);
-        add_call(tenant, &call, Some(analysis), 1, deltas);
+        out.push(Contribution::Call {
+            call: call.clone(),
+            analysis: current,
+            sign: -1,
+        });
+        out.push(Contribution::Call {
+            call,
+            analysis: Some(analysis.clone()),
+            sign: 1,
+        });
     }
     records.put_analysis(tenant.id, analysis)
 }
@@ -140,44 +156,69 @@ fn apply_conversation(
     records: &mut impl Records,
     tenant: &TenantInfo,
     c: &Conversation,
-    deltas: &mut DeltaMap,
+    out: &mut Vec<Contribution>,
 ) -> Result<()> {
     let current = records.conversation(tenant.id, &c.conversation_id)?;
     if current.as_ref().is_some_and(|old| old.version() >= c.version()) {
         return Ok(());
     }
-    let mut add = |id: CellRef, stats: &Stats, sign| deltas.add(tenant.id, id, stats, sign);
-    if let Some(old) = &current {
-        for_each_ticket_cell(&tenant.clock, old, |id, stats| add(id, stats, -1));
-    }
     records.put_conversation(tenant.id, c)?;
-    for_each_ticket_cell(&tenant.clock, c, |id, stats| add(id, stats, 1));
-    let old_channel = current.as_ref().map(|o| o.channel.as_str());
-    if old_channel != Some(c.channel.as_str()) {
+    let old_channel = current.as_ref().map(|o| o.channel.clone());
+    if let Some(old) = current {
+        out.push(Contribution::Ticket {
+            conversation: old,
+            sign: -1,
+        });
+    }
+    out.push(Contribution::Ticket {
+        conversation: c.clone(),
+        sign: 1,
+    });
+    if old_channel.as_deref() != Some(c.channel.as_str()) {
         for score in records.csat_of_conversation(tenant.id, &c.conversation_id)? {
-            for_each_csat_cell(&tenant.clock, &score, old_channel, |id, stats| add(id, stats, -1));
-            for_each_csat_cell(&tenant.clock, &score, Some(&c.channel), |id, stats| add(id, stats, 1));
+            out.push(Contribution::Csat {
+                score: score.clone(),
+                channel: old_channel.clone(),
+                sign: -1,
+            });
+            out.push(Contribution::Csat {
+                score,
+                channel: Some(c.channel.clone()),
+                sign: 1,
+            });
         }
     }
     Ok(())
 }
 
 /// A score counts in its conversation's channel, as far as that is known yet.
-fn apply_csat(records: &mut impl Records, tenant: &TenantInfo, s: &CsatScore, deltas: &mut DeltaMap) -> Result<()> {
+fn apply_csat(
+    records: &mut impl Records,
+    tenant: &TenantInfo,
+    s: &CsatScore,
+    out: &mut Vec<Contribution>,
+) -> Result<()> {
     records.put_csat(tenant.id, s)?;
     let channel = match &s.conversation_id {
         Some(id) => records.conversation(tenant.id, id)?.map(|c| c.channel),
         None => None,
     };
-    for_each_csat_cell(&tenant.clock, s, channel.as_deref(), |id, stats| {
-        deltas.add(tenant.id, id, stats, 1)
+    out.push(Contribution::Csat {
+        score: s.clone(),
+        channel,
+        sign: 1,
     });
     Ok(())
 }
 
 /// Only a contact's first arrival at a stage counts: an earlier event arriving late retracts
 /// the one that counted so far.
-fn apply_stage(records: &mut impl Records, tenant: &TenantInfo, s: &StageChange, deltas: &mut DeltaMap) -> Result<()> {
+fn apply_stage(
+    records: &mut impl Records,
+    tenant: &TenantInfo,
+    s: &StageChange,
+    out: &mut Vec<Contribution>,
+) -> Result<()> {
     let first = records.first_arrival(tenant.id, &s.contact_id, &s.stage)?;
     records.put_stage(tenant.id, s)?;
     if first
@@ -190,15 +231,17 @@ fn apply_stage(records: &mut impl Records, tenant: &TenantInfo, s: &StageChange,
         MEETING_STAGE => records.first_call(tenant.id, &s.contact_id)?,
         _ => None,
     };
-    let mut add = |stage: &StageChange, sign| {
-        for_each_stage_cell(&tenant.clock, stage, first_call, |id, stats| {
-            deltas.add(tenant.id, id, stats, sign)
+    let mut add = |stage: StageChange, sign| {
+        out.push(Contribution::Stage {
+            stage,
+            first_call_ns: first_call,
+            sign,
         })
     };
-    if let Some(f) = &first {
+    if let Some(f) = first {
         add(f, -1);
     }
-    add(s, 1);
+    add(s.clone(), 1);
     Ok(())
 }
 
@@ -208,13 +251,17 @@ fn apply_status(
     records: &mut impl Records,
     tenant: &TenantInfo,
     s: &StatusChange,
-    deltas: &mut DeltaMap,
+    out: &mut Vec<Contribution>,
 ) -> Result<()> {
     let (previous, next) = records.put_status(tenant.id, s)?;
-    let mut interval = |status, from, to, sign| {
-        for_each_activity_cell(&tenant.clock, &s.agent_id, status, from, to, |id, stats| {
-            deltas.add(tenant.id, id, stats, sign)
-        });
+    let mut interval = |status, from_ns, to_ns, sign| {
+        out.push(Contribution::Activity {
+            agent_id: s.agent_id.clone(),
+            status,
+            from_ns,
+            to_ns,
+            sign,
+        })
     };
     if let (Some((p_at, p_status)), Some((n_at, _))) = (previous, next) {
         interval(p_status, p_at, n_at, -1);

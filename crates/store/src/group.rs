@@ -3,6 +3,7 @@
 //! its newly stored events published — only after that commit.
 
 use crate::apply::{apply_batch, Records};
+use crate::contribution::{self, Contribution};
 use crate::overlay::DeltaMap;
 use crate::{Change, ChangeFeed, IngestSummary, Result, StoreError, StoreMetrics, TenantInfo};
 use dialboard_engine::event::ParsedEvent;
@@ -25,8 +26,17 @@ pub fn now_ns() -> i64 {
     jiff::Timestamp::now().as_nanosecond() as i64
 }
 
-/// What one transaction committed: per request, its summary and which events were new.
-pub type Outcome = Vec<(IngestSummary, Vec<bool>)>;
+/// What one request's events did.
+pub struct Applied {
+    pub summary: IngestSummary,
+    /// Per event, whether it was new (a duplicate is not).
+    pub stored: Vec<bool>,
+    /// What they change in the rollups.
+    pub contributions: Vec<Contribution>,
+}
+
+/// What one transaction committed, per request.
+pub type Outcome = Vec<Applied>;
 
 /// `first` and the ingest requests queued behind it (up to [`MAX_GROUP_EVENTS`]); a queued
 /// command of another kind ends the group and is handed back.
@@ -51,20 +61,48 @@ pub fn gather<C>(
 }
 
 /// Applies each request's events in order, all stamped as received at `received_ns`.
-pub fn apply_group(
-    records: &mut impl Records,
-    group: &[IngestRequest],
-    received_ns: i64,
-    deltas: &mut DeltaMap,
-) -> Result<Outcome> {
+pub fn apply_group(records: &mut impl Records, group: &[IngestRequest], received_ns: i64) -> Result<Outcome> {
     group
         .iter()
         .map(|r| {
             let mut stored = Vec::with_capacity(r.events.len());
-            let summary = apply_batch(records, &r.tenant, &r.events, received_ns, deltas, &mut stored)?;
-            Ok((summary, stored))
+            let mut contributions = Vec::with_capacity(r.events.len());
+            let summary = apply_batch(
+                records,
+                &r.tenant,
+                &r.events,
+                received_ns,
+                &mut contributions,
+                &mut stored,
+            )?;
+            Ok(Applied {
+                summary,
+                stored,
+                contributions,
+            })
         })
         .collect()
+}
+
+/// The cell deltas of a group's contributions.
+pub fn deltas(group: &[IngestRequest], outcome: &Outcome) -> DeltaMap {
+    let mut deltas = DeltaMap::default();
+    for (request, applied) in group.iter().zip(outcome) {
+        for c in &applied.contributions {
+            c.add_to(&request.tenant, &mut deltas);
+        }
+    }
+    deltas
+}
+
+/// A group's contributions, encoded as one row.
+pub fn encode_contributions(group: &[IngestRequest], outcome: &Outcome) -> Vec<u8> {
+    contribution::encode(
+        group
+            .iter()
+            .zip(outcome)
+            .map(|(r, applied)| (r.tenant.id, &applied.contributions[..])),
+    )
 }
 
 /// Answers every request of a group once its transaction ended, and publishes what it stored.
@@ -78,7 +116,7 @@ pub fn answer(
     match outcome {
         Ok(summaries) => {
             metrics.record_commit(started.elapsed(), group.len());
-            for (request, (summary, stored)) in group.into_iter().zip(summaries) {
+            for (request, Applied { summary, stored, .. }) in group.into_iter().zip(summaries) {
                 let _ = request.reply.send(Ok(summary));
                 if summary.accepted > 0 {
                     let events = request

@@ -43,7 +43,7 @@ fn rollups_of_older_databases_are_backfilled() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DELETE FROM cells; DELETE FROM pending_deltas; DROP INDEX lead_stages_by_contact; DROP INDEX csat_by_conversation;
-         DROP TABLE directory; PRAGMA user_version = 2;",
+         DROP TABLE directory; DROP TABLE pending_contributions; PRAGMA user_version = 2;",
     )
     .unwrap();
     drop(conn);
@@ -90,7 +90,7 @@ fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
     conn.execute_batch(
         "UPDATE calls SET contact_id = 'p1'; DELETE FROM cells WHERE cuboid = 8;
          CREATE INDEX calls_by_contact ON calls (tenant_id, contact_id, started_ns);
-         DELETE FROM pending_deltas; PRAGMA user_version = 3;",
+         DELETE FROM pending_deltas; DROP TABLE pending_contributions; PRAGMA user_version = 3;",
     )
     .unwrap();
     drop(conn);

@@ -13,7 +13,6 @@ use super::schema::{Lock, Partitions};
 use super::working::{copy, write_deltas, Batch, WorkingSet};
 use super::Shared;
 use crate::group::{self, IngestRequest};
-use crate::overlay::DeltaMap;
 use crate::Result;
 use dialboard_engine::cells::Stats;
 use dialboard_engine::event::Event;
@@ -102,15 +101,14 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
             Lock::Ingest(*tenant).take(&mut tx)?;
         }
         let mut records = WorkingSet::load(&mut tx, &batches)?;
-        let mut deltas = DeltaMap::default();
-        let outcome = group::apply_group(&mut records, &group, received_ns, &mut deltas)?;
-        let stored: Vec<&[bool]> = outcome.iter().map(|(_, stored)| stored.as_slice()).collect();
+        let outcome = group::apply_group(&mut records, &group, received_ns)?;
+        let stored: Vec<&[bool]> = outcome.iter().map(|a| a.stored.as_slice()).collect();
         records.flush(&mut tx, &batches, &stored, received_ns)?;
-        write_deltas(&mut tx, &deltas)?;
+        write_deltas(&mut tx, &group::deltas(&group, &outcome))?;
         let changed: BTreeSet<i64> = batches
             .iter()
             .zip(&outcome)
-            .filter(|(_, (summary, _))| summary.accepted > 0)
+            .filter(|(_, applied)| applied.summary.accepted > 0)
             .map(|(b, _)| b.tenant)
             .collect();
         for tenant in changed {

@@ -10,6 +10,7 @@ mod writer;
 
 use crate::access::{AuditEntry, KeyInfo, User};
 use crate::catalog;
+use crate::contribution;
 use crate::drill;
 use crate::group::WriterQueue;
 use crate::overlay::{DeltaMap, Overlay};
@@ -107,6 +108,32 @@ impl Default for Options {
     }
 }
 
+/// Puts into the overlay what committed transactions added to the rollups and no checkpoint
+/// folded yet.
+fn load_pending(conn: &mut Connection, shared: &Shared) -> Result<()> {
+    let corrupt = |table| move || StoreError::Database(format!("corrupt row in {table}"));
+    let rows = |conn: &mut Connection, table: &str| -> Result<Vec<Vec<u8>>> {
+        let mut stmt = conn.prepare(&format!("SELECT data FROM {table} ORDER BY seq"))?;
+        let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    };
+    for data in rows(conn, "pending_deltas")? {
+        shared.merge_overlay(DeltaMap::decode(&data).ok_or_else(corrupt("pending_deltas"))?);
+    }
+    for data in rows(conn, "pending_contributions")? {
+        let mut deltas = DeltaMap::default();
+        for (tenant_id, contributions) in contribution::decode(&data).ok_or_else(corrupt("pending_contributions"))? {
+            let row = catalog::tenant_by_id(conn, tenant_id)?.ok_or_else(corrupt("pending_contributions"))?;
+            let tenant = shared.tenants.from_row(row)?;
+            for c in &contributions {
+                c.add_to(&tenant, &mut deltas);
+            }
+        }
+        shared.merge_overlay(deltas);
+    }
+    Ok(())
+}
+
 pub struct SqliteStore {
     path: PathBuf,
     shared: Arc<Shared>,
@@ -150,17 +177,7 @@ impl SqliteStore {
             .into_iter()
             .map(|(tenant, map)| (tenant, Arc::new(map)))
             .collect();
-        {
-            let mut overlay = shared.overlay.write().expect("overlay lock");
-            let mut stmt = conn.prepare("SELECT data FROM pending_deltas ORDER BY seq")?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let data: Vec<u8> = row.get(0)?;
-                overlay.merge(
-                    DeltaMap::decode(&data).ok_or_else(|| StoreError::Database("corrupt pending deltas".into()))?,
-                );
-            }
-        }
+        load_pending(&mut conn, &shared)?;
         let wal = WalCheckpointer::spawn(&conn, &path, &options, shared.wal_catch_up.clone())?;
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();

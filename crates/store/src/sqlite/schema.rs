@@ -129,7 +129,7 @@ CREATE TABLE cells (
     block BLOB NOT NULL,
     PRIMARY KEY (tenant_id, cuboid, grain, bucket)
 );
--- One row per ingest transaction: its merged cell deltas (several tenants may share it).
+-- Cell deltas not yet in `cells`: since version 7 only the backfill's (writer::backfill).
 CREATE TABLE pending_deltas (
     seq INTEGER PRIMARY KEY,
     data BLOB NOT NULL
@@ -194,6 +194,14 @@ CREATE TABLE directory (
     // Stage cells without the agent: computed by `writer::backfill`.
     "",
     "DROP INDEX IF EXISTS calls_by_contact;",
+    r#"
+-- One row per ingest transaction: its rollup contributions (store::contribution), folded into
+-- `cells` by the next checkpoint; turned into cell deltas again on start-up until then.
+CREATE TABLE pending_contributions (
+    seq INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each

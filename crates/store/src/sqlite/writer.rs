@@ -1,13 +1,15 @@
 //! The single writer: one thread owns the write connection. Concurrent ingest requests queue
-//! on a channel and are applied in one transaction (group commit: one fsync for all), each
-//! replied to after the commit. Rollup deltas of a transaction are stored as one row and merged
-//! into the in-memory overlay; a checkpoint folds them into the cells table.
+//! on a channel and are applied in one transaction (group commit: one fsync for all). A
+//! transaction stores its rollup contributions as one row; after the commit, a second thread
+//! (the merger) turns them into cell deltas, merges those into the in-memory overlay and only
+//! then answers the requests, while the writer goes on with the next transaction. A checkpoint
+//! folds the overlay into the cells table.
 
 use super::first_calls::FirstCalls;
 use super::records::{MeetingContacts, SqliteRecords};
 use super::schema::{MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
 use super::Shared;
-use crate::group::{self, IngestRequest};
+use crate::group::{self, IngestRequest, Outcome};
 use crate::overlay::DeltaMap;
 use crate::rows::{
     conversation_from_row, csat_from_row, stage_from_row, CONVERSATION_COLUMNS, CSAT_COLUMNS, STAGE_COLUMNS,
@@ -16,8 +18,9 @@ use crate::{Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats};
 use dialboard_engine::event::Conversation;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -50,8 +53,89 @@ impl Contacts {
     }
 }
 
+/// A committed (or failed) transaction, handed to the merger.
+struct Committed {
+    group: Vec<IngestRequest>,
+    outcome: Result<Outcome>,
+    started: Instant,
+}
+
+/// The thread that makes committed contributions visible and answers their requests.
+struct Merger {
+    queue: Option<mpsc::Sender<Committed>>,
+    thread: Option<JoinHandle<()>>,
+    sent: u64,
+    /// How many transactions it has merged and answered.
+    merged: Arc<(Mutex<u64>, Condvar)>,
+}
+
+impl Merger {
+    fn spawn(shared: Arc<Shared>) -> Merger {
+        let (queue, rx) = mpsc::channel::<Committed>();
+        let merged = Arc::new((Mutex::new(0), Condvar::new()));
+        let progress = merged.clone();
+        let thread = std::thread::Builder::new()
+            .name("dialboard-merge".into())
+            .spawn(move || {
+                for Committed {
+                    group,
+                    outcome,
+                    started,
+                } in rx
+                {
+                    if let Ok(outcome) = &outcome {
+                        shared.merge_overlay(group::deltas(&group, outcome));
+                    }
+                    group::answer(group, outcome, started, &shared.metrics, &shared.changes);
+                    let (count, changed) = &*progress;
+                    *count.lock().expect("merger lock") += 1;
+                    changed.notify_all();
+                }
+            })
+            .expect("the merge thread starts");
+        Merger {
+            queue: Some(queue),
+            thread: Some(thread),
+            sent: 0,
+            merged,
+        }
+    }
+
+    fn send(&mut self, committed: Committed) {
+        self.sent += 1;
+        self.queue
+            .as_ref()
+            .expect("the merger runs while the writer does")
+            .send(committed)
+            .expect("the merge thread runs while the writer does");
+    }
+
+    /// Waits until every transaction sent is in the overlay: a checkpoint folds the overlay and
+    /// drops every pending row, so it must not run ahead of the merger.
+    fn wait(&self) {
+        let (count, changed) = &*self.merged;
+        let guard = count.lock().expect("merger lock");
+        drop(
+            changed
+                .wait_while(guard, |merged| *merged < self.sent)
+                .expect("merger lock"),
+        );
+    }
+}
+
+impl Drop for Merger {
+    /// Lets the merger finish what it was sent, then stops it.
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// `contacts`: already built (by a backfill at open), or `None` until the first ingest.
 pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>, mut contacts: Option<Contacts>) {
+    let mut merger = Merger::spawn(shared.clone());
     let mut last_checkpoint = Instant::now();
     let mut carried: Option<WriteCommand> = None;
     loop {
@@ -60,7 +144,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             None => match rx.recv_timeout(CHECKPOINT_EVERY) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) => {
-                    checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
+                    checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -70,21 +154,22 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             WriteCommand::Ingest(first) => {
                 let (group, other) = group::gather(first, &rx, as_ingest);
                 carried = other;
-                commit_group(&mut conn, &shared, &mut contacts, group);
+                commit_group(&mut conn, &mut contacts, &mut merger, group);
             }
             WriteCommand::Admin(job) => job(&mut conn),
             WriteCommand::Checkpoint(reply) => {
                 last_checkpoint = Instant::now();
-                let _ = reply.send(checkpoint(&mut conn, &shared));
+                let _ = reply.send(checkpoint(&mut conn, &shared, &merger));
             }
             WriteCommand::Shutdown(done) => {
                 // Everything queued before the shutdown is committed first, in one transaction;
                 // other commands are dropped, so their callers hear the store is closed.
                 let queued: Vec<IngestRequest> = rx.try_iter().filter_map(|c| as_ingest(c).ok()).collect();
                 if !queued.is_empty() {
-                    commit_group(&mut conn, &shared, &mut contacts, queued);
+                    commit_group(&mut conn, &mut contacts, &mut merger, queued);
                 }
-                checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
+                checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
+                drop(merger);
                 let _ = done.send(());
                 return;
             }
@@ -92,7 +177,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
         shared.wal_catch_up.between_transactions(&conn);
         let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
         if shared.overlay_len() >= CHECKPOINT_CELLS || due {
-            checkpoint_logged(&mut conn, &shared, &mut last_checkpoint);
+            checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
         }
     }
 }
@@ -104,9 +189,13 @@ fn as_ingest(command: WriteCommand) -> Result<IngestRequest, WriteCommand> {
     }
 }
 
-fn commit_group(conn: &mut Connection, shared: &Shared, contacts: &mut Option<Contacts>, group: Vec<IngestRequest>) {
+fn commit_group(
+    conn: &mut Connection,
+    contacts: &mut Option<Contacts>,
+    merger: &mut Merger,
+    group: Vec<IngestRequest>,
+) {
     let started = Instant::now();
-    let mut deltas = DeltaMap::default();
     let outcome = (|| {
         if contacts.is_none() {
             *contacts = Some(Contacts::load(conn)?);
@@ -118,10 +207,11 @@ fn commit_group(conn: &mut Connection, shared: &Shared, contacts: &mut Option<Co
             meetings: &mut contacts.meetings,
             first_calls: &mut contacts.first_calls,
         };
-        let outcome = group::apply_group(records, &group, group::now_ns(), &mut deltas)?;
-        if !deltas.is_empty() {
-            tx.prepare_cached("INSERT INTO pending_deltas (data) VALUES (?1)")?
-                .execute([deltas.encode()])?;
+        let outcome = group::apply_group(records, &group, group::now_ns())?;
+        let contributions = group::encode_contributions(&group, &outcome);
+        if !contributions.is_empty() {
+            tx.prepare_cached("INSERT INTO pending_contributions (data) VALUES (?1)")?
+                .execute([contributions])?;
         }
         tx.commit()?;
         Ok(outcome)
@@ -132,10 +222,11 @@ fn commit_group(conn: &mut Connection, shared: &Shared, contacts: &mut Option<Co
             Err(_) => first_calls.rolled_back(),
         }
     }
-    if outcome.is_ok() {
-        shared.merge_overlay(deltas);
-    }
-    group::answer(group, outcome, started, &shared.metrics, &shared.changes);
+    merger.send(Committed {
+        group,
+        outcome,
+        started,
+    });
 }
 
 /// Computes, as one pending delta row (folded by the next checkpoint), the rollups a database
@@ -208,13 +299,14 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
     Ok(())
 }
 
-fn checkpoint_logged(conn: &mut Connection, shared: &Shared, last: &mut Instant) {
+fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &Merger, last: &mut Instant) {
     *last = Instant::now();
+    merger.wait();
     if shared.overlay_len() == 0 {
         return;
     }
     let started = Instant::now();
-    match checkpoint(conn, shared) {
+    match checkpoint(conn, shared, merger) {
         Ok(cells) => tracing::debug!(cells, elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint"),
         Err(e) => tracing::error!(error = %e, "checkpoint failed; deltas stay pending"),
     }
@@ -224,7 +316,8 @@ fn checkpoint_logged(conn: &mut Connection, shared: &Shared, last: &mut Instant)
 /// transaction: each touched block is read, merged with its deltas and written back. Readers
 /// hold the overlay's read lock for their whole snapshot, so the commit and the clearing of the
 /// overlay happen together for them.
-pub fn checkpoint(conn: &mut Connection, shared: &Shared) -> Result<usize> {
+fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &Merger) -> Result<usize> {
+    merger.wait();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let overlay = shared.overlay_for_checkpoint();
     let folded = overlay.len();
@@ -249,7 +342,7 @@ pub fn checkpoint(conn: &mut Connection, shared: &Shared) -> Result<usize> {
             }
         }
     }
-    tx.execute("DELETE FROM pending_deltas", [])?;
+    tx.execute_batch("DELETE FROM pending_deltas; DELETE FROM pending_contributions;")?;
     drop(overlay);
     shared.commit_checkpoint(tx)?;
     Ok(folded)

@@ -1,0 +1,524 @@
+//! What ingest changes in the rollups, as the records that change them: "add this call", "take
+//! back that version of it". Applying events (apply.rs) only decides which contributions change;
+//! turning each into its cells' deltas ([`Contribution::add_to`]) is the costly part, and on
+//! SQLite it runs off the writer's thread. A transaction stores its contributions, encoded, as
+//! its durable record of the rollups' change (a few dozen bytes per record instead of a delta
+//! for each of its ~10 cells), so after a crash they are turned into deltas again.
+
+use crate::overlay::DeltaMap;
+use crate::TenantInfo;
+use dialboard_engine::cells::{
+    for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell,
+    get_bytes, get_varint, put_bytes, put_varint, CellRef, Stats,
+};
+use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange};
+
+/// One record's contribution to the rollups, added (`sign` 1) or taken back (−1).
+// Most contributions are calls: boxing them to shrink the others would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Contribution {
+    Call {
+        call: CallRecord,
+        analysis: Option<CallAnalysis>,
+        sign: i64,
+    },
+    Ticket {
+        conversation: Conversation,
+        sign: i64,
+    },
+    /// A score counted in its conversation's channel, as far as that was known.
+    Csat {
+        score: CsatScore,
+        channel: Option<String>,
+        sign: i64,
+    },
+    /// A contact's first arrival at a stage; a meeting with its contact's first call then.
+    Stage {
+        stage: StageChange,
+        first_call_ns: Option<i64>,
+        sign: i64,
+    },
+    /// An agent's status from one instant to the next status.
+    Activity {
+        agent_id: String,
+        status: AgentStatus,
+        from_ns: i64,
+        to_ns: i64,
+        sign: i64,
+    },
+}
+
+impl Contribution {
+    /// Adds this contribution's cell deltas, in `tenant`'s rollup zone.
+    pub fn add_to(&self, tenant: &TenantInfo, deltas: &mut DeltaMap) {
+        let clock = &tenant.clock;
+        let (id, sign) = (tenant.id, self.sign());
+        let add = |cell: CellRef, stats: &Stats| deltas.add(id, cell, stats, sign);
+        match self {
+            Contribution::Call { call, analysis, .. } => for_each_call_cell(clock, call, analysis.as_ref(), add),
+            Contribution::Ticket { conversation, .. } => for_each_ticket_cell(clock, conversation, add),
+            Contribution::Csat { score, channel, .. } => for_each_csat_cell(clock, score, channel.as_deref(), add),
+            Contribution::Stage {
+                stage, first_call_ns, ..
+            } => for_each_stage_cell(clock, stage, *first_call_ns, add),
+            Contribution::Activity {
+                agent_id,
+                status,
+                from_ns,
+                to_ns,
+                ..
+            } => for_each_activity_cell(clock, agent_id, *status, *from_ns, *to_ns, add),
+        }
+    }
+
+    fn sign(&self) -> i64 {
+        match self {
+            Contribution::Call { sign, .. }
+            | Contribution::Ticket { sign, .. }
+            | Contribution::Csat { sign, .. }
+            | Contribution::Stage { sign, .. }
+            | Contribution::Activity { sign, .. } => *sign,
+        }
+    }
+}
+
+/// Encodes tenants' contributions (in order) as one row.
+pub fn encode<'a>(tenants: impl Iterator<Item = (i64, &'a [Contribution])>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (tenant, contributions) in tenants.filter(|(_, c)| !c.is_empty()) {
+        put_varint(&mut out, tenant);
+        put_varint(&mut out, contributions.len() as i64);
+        for c in contributions {
+            c.encode(&mut out);
+        }
+    }
+    out
+}
+
+/// The contributions of a row, by tenant; `None` if it is corrupt.
+pub fn decode(mut input: &[u8]) -> Option<Vec<(i64, Vec<Contribution>)>> {
+    let input = &mut input;
+    let mut tenants = Vec::new();
+    while !input.is_empty() {
+        let tenant = get_varint(input)?;
+        let count = usize::try_from(get_varint(input)?).ok()?;
+        let contributions = (0..count)
+            .map(|_| Contribution::decode(input))
+            .collect::<Option<Vec<_>>>()?;
+        tenants.push((tenant, contributions));
+    }
+    Some(tenants)
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+/// `None` as 0, a value as its length + 1.
+fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => put_varint(out, 0),
+        Some(s) => {
+            put_varint(out, s.len() as i64 + 1);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+fn put_opt_int(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            put_varint(out, v);
+        }
+    }
+}
+
+fn get_str(input: &mut &[u8]) -> Option<String> {
+    String::from_utf8(get_bytes(input)?.to_vec()).ok()
+}
+
+fn get_opt_str(input: &mut &[u8]) -> Option<Option<String>> {
+    let len = usize::try_from(get_varint(input)?).ok()?;
+    if len == 0 {
+        return Some(None);
+    }
+    let bytes = input.get(..len - 1)?;
+    *input = &input[len - 1..];
+    Some(Some(String::from_utf8(bytes.to_vec()).ok()?))
+}
+
+fn get_byte(input: &mut &[u8]) -> Option<u8> {
+    let (&byte, rest) = input.split_first()?;
+    *input = rest;
+    Some(byte)
+}
+
+fn get_opt_int(input: &mut &[u8]) -> Option<Option<i64>> {
+    match get_byte(input)? {
+        0 => Some(None),
+        1 => Some(Some(get_varint(input)?)),
+        _ => None,
+    }
+}
+
+fn get_bool(input: &mut &[u8]) -> Option<bool> {
+    match get_byte(input)? {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+const CALL: u8 = 0;
+const TICKET: u8 = 1;
+const CSAT: u8 = 2;
+const STAGE: u8 = 3;
+const ACTIVITY: u8 = 4;
+
+impl Contribution {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let (kind, sign) = match self {
+            Contribution::Call { sign, .. } => (CALL, sign),
+            Contribution::Ticket { sign, .. } => (TICKET, sign),
+            Contribution::Csat { sign, .. } => (CSAT, sign),
+            Contribution::Stage { sign, .. } => (STAGE, sign),
+            Contribution::Activity { sign, .. } => (ACTIVITY, sign),
+        };
+        out.push(kind);
+        put_varint(out, *sign);
+        match self {
+            Contribution::Call { call, analysis, .. } => {
+                encode_call(out, call);
+                match analysis {
+                    None => out.push(0),
+                    Some(a) => {
+                        out.push(1);
+                        encode_analysis(out, a);
+                    }
+                }
+            }
+            Contribution::Ticket { conversation: c, .. } => {
+                put_str(out, &c.conversation_id);
+                put_str(out, &c.event_id);
+                put_varint(out, c.version_ns);
+                put_str(out, &c.channel);
+                put_varint(out, c.opened_ns);
+                put_opt_str(out, c.agent_id.as_deref());
+                put_opt_str(out, c.team_id.as_deref());
+                put_opt_int(out, c.first_response_ns);
+                put_opt_int(out, c.resolved_ns);
+                put_opt_str(out, c.status.as_deref());
+                put_opt_str(out, c.intent.as_deref());
+            }
+            Contribution::Csat { score: s, channel, .. } => {
+                put_str(out, &s.event_id);
+                put_varint(out, s.score);
+                put_varint(out, s.at_ns);
+                put_opt_str(out, s.call_id.as_deref());
+                put_opt_str(out, s.conversation_id.as_deref());
+                put_opt_str(out, s.agent_id.as_deref());
+                put_opt_str(out, channel.as_deref());
+            }
+            Contribution::Stage {
+                stage: s,
+                first_call_ns,
+                ..
+            } => {
+                put_str(out, &s.event_id);
+                put_str(out, &s.contact_id);
+                put_str(out, &s.stage);
+                put_varint(out, s.at_ns);
+                put_opt_str(out, s.campaign_id.as_deref());
+                put_opt_str(out, s.lead_source.as_deref());
+                put_opt_str(out, s.agent_id.as_deref());
+                put_opt_str(out, s.call_id.as_deref());
+                put_opt_int(out, s.amount_minor);
+                put_opt_str(out, s.currency.as_deref());
+                put_opt_int(out, *first_call_ns);
+            }
+            Contribution::Activity {
+                agent_id,
+                status,
+                from_ns,
+                to_ns,
+                ..
+            } => {
+                put_str(out, agent_id);
+                out.push(*status as u8);
+                put_varint(out, *from_ns);
+                put_varint(out, *to_ns);
+            }
+        }
+    }
+
+    fn decode(input: &mut &[u8]) -> Option<Contribution> {
+        let kind = get_byte(input)?;
+        let sign = get_varint(input)?;
+        Some(match kind {
+            CALL => Contribution::Call {
+                call: decode_call(input)?,
+                analysis: match get_bool(input)? {
+                    false => None,
+                    true => Some(decode_analysis(input)?),
+                },
+                sign,
+            },
+            TICKET => Contribution::Ticket {
+                conversation: Conversation {
+                    conversation_id: get_str(input)?,
+                    event_id: get_str(input)?,
+                    version_ns: get_varint(input)?,
+                    channel: get_str(input)?,
+                    opened_ns: get_varint(input)?,
+                    agent_id: get_opt_str(input)?,
+                    team_id: get_opt_str(input)?,
+                    first_response_ns: get_opt_int(input)?,
+                    resolved_ns: get_opt_int(input)?,
+                    status: get_opt_str(input)?,
+                    intent: get_opt_str(input)?,
+                },
+                sign,
+            },
+            CSAT => Contribution::Csat {
+                score: CsatScore {
+                    event_id: get_str(input)?,
+                    score: get_varint(input)?,
+                    at_ns: get_varint(input)?,
+                    call_id: get_opt_str(input)?,
+                    conversation_id: get_opt_str(input)?,
+                    agent_id: get_opt_str(input)?,
+                },
+                channel: get_opt_str(input)?,
+                sign,
+            },
+            STAGE => Contribution::Stage {
+                stage: StageChange {
+                    event_id: get_str(input)?,
+                    contact_id: get_str(input)?,
+                    stage: get_str(input)?,
+                    at_ns: get_varint(input)?,
+                    campaign_id: get_opt_str(input)?,
+                    lead_source: get_opt_str(input)?,
+                    agent_id: get_opt_str(input)?,
+                    call_id: get_opt_str(input)?,
+                    amount_minor: get_opt_int(input)?,
+                    currency: get_opt_str(input)?,
+                },
+                first_call_ns: get_opt_int(input)?,
+                sign,
+            },
+            ACTIVITY => Contribution::Activity {
+                agent_id: get_str(input)?,
+                status: *[
+                    AgentStatus::Idle,
+                    AgentStatus::Dialing,
+                    AgentStatus::OnCall,
+                    AgentStatus::WrapUp,
+                    AgentStatus::Offline,
+                ]
+                .get(usize::from(get_byte(input)?))?,
+                from_ns: get_varint(input)?,
+                to_ns: get_varint(input)?,
+                sign,
+            },
+            _ => return None,
+        })
+    }
+}
+
+fn encode_call(out: &mut Vec<u8>, c: &CallRecord) {
+    put_str(out, &c.call_id);
+    put_str(out, &c.event_id);
+    put_varint(out, c.version_ns);
+    put_str(out, &c.agent_id);
+    put_opt_str(out, c.team_id.as_deref());
+    put_opt_str(out, c.campaign_id.as_deref());
+    put_opt_str(out, c.list_id.as_deref());
+    put_opt_str(out, c.contact_id.as_deref());
+    put_opt_str(out, c.lead_source.as_deref());
+    put_opt_str(out, c.direction.as_deref());
+    put_str(out, &c.disposition);
+    put_varint(out, c.started_ns);
+    put_opt_int(out, c.ended_ns);
+    put_opt_int(out, c.talk_seconds);
+    put_opt_int(out, c.wait_seconds);
+    put_opt_int(out, c.wrap_seconds);
+    out.push(u8::from(c.voicemail_dropped) | u8::from(c.is_callback) << 1 | u8::from(c.abandoned) << 2);
+}
+
+fn decode_call(input: &mut &[u8]) -> Option<CallRecord> {
+    let mut call = CallRecord {
+        call_id: get_str(input)?,
+        event_id: get_str(input)?,
+        version_ns: get_varint(input)?,
+        agent_id: get_str(input)?,
+        team_id: get_opt_str(input)?,
+        campaign_id: get_opt_str(input)?,
+        list_id: get_opt_str(input)?,
+        contact_id: get_opt_str(input)?,
+        lead_source: get_opt_str(input)?,
+        direction: get_opt_str(input)?,
+        disposition: get_str(input)?,
+        started_ns: get_varint(input)?,
+        ended_ns: get_opt_int(input)?,
+        talk_seconds: get_opt_int(input)?,
+        wait_seconds: get_opt_int(input)?,
+        wrap_seconds: get_opt_int(input)?,
+        voicemail_dropped: false,
+        is_callback: false,
+        abandoned: false,
+    };
+    let flags = get_byte(input)?;
+    if flags > 7 {
+        return None;
+    }
+    call.voicemail_dropped = flags & 1 != 0;
+    call.is_callback = flags & 2 != 0;
+    call.abandoned = flags & 4 != 0;
+    Some(call)
+}
+
+fn encode_analysis(out: &mut Vec<u8>, a: &CallAnalysis) {
+    put_str(out, &a.call_id);
+    put_str(out, &a.event_id);
+    put_varint(out, a.version_ns);
+    put_opt_int(out, a.score_micros);
+    put_opt_int(out, a.sentiment_micros);
+    put_opt_int(out, a.prospect_sentiment_micros);
+    put_opt_int(out, a.talk_ratio_micros);
+    put_opt_int(out, a.filler_micros);
+    put_opt_str(out, a.intent.as_deref());
+}
+
+fn decode_analysis(input: &mut &[u8]) -> Option<CallAnalysis> {
+    Some(CallAnalysis {
+        call_id: get_str(input)?,
+        event_id: get_str(input)?,
+        version_ns: get_varint(input)?,
+        score_micros: get_opt_int(input)?,
+        sentiment_micros: get_opt_int(input)?,
+        prospect_sentiment_micros: get_opt_int(input)?,
+        talk_ratio_micros: get_opt_int(input)?,
+        filler_micros: get_opt_int(input)?,
+        intent: get_opt_str(input)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call() -> CallRecord {
+        CallRecord {
+            call_id: "c1".into(),
+            event_id: "e1".into(),
+            version_ns: 5,
+            agent_id: "a1".into(),
+            team_id: Some("t1".into()),
+            campaign_id: None,
+            list_id: Some(String::new()),
+            contact_id: Some("p1".into()),
+            lead_source: None,
+            direction: Some("outbound".into()),
+            disposition: "Connected".into(),
+            started_ns: -1_000_000_000,
+            ended_ns: Some(3),
+            talk_seconds: Some(0),
+            wait_seconds: None,
+            wrap_seconds: Some(-1),
+            voicemail_dropped: false,
+            is_callback: true,
+            abandoned: true,
+        }
+    }
+
+    #[test]
+    fn contributions_round_trip_and_corruption_is_refused() {
+        let all = [
+            Contribution::Call {
+                call: call(),
+                analysis: Some(CallAnalysis {
+                    call_id: "c1".into(),
+                    event_id: "e2".into(),
+                    version_ns: 1,
+                    score_micros: Some(71_500_000),
+                    sentiment_micros: None,
+                    prospect_sentiment_micros: Some(-250_000),
+                    talk_ratio_micros: None,
+                    filler_micros: Some(0),
+                    intent: Some("pricing".into()),
+                }),
+                sign: -1,
+            },
+            Contribution::Call {
+                call: call(),
+                analysis: None,
+                sign: 1,
+            },
+            Contribution::Ticket {
+                conversation: Conversation {
+                    conversation_id: "v1".into(),
+                    event_id: "e3".into(),
+                    version_ns: 9,
+                    channel: "email".into(),
+                    opened_ns: 7,
+                    agent_id: None,
+                    team_id: Some("t2".into()),
+                    first_response_ns: Some(8),
+                    resolved_ns: None,
+                    status: Some("open".into()),
+                    intent: None,
+                },
+                sign: 1,
+            },
+            Contribution::Csat {
+                score: CsatScore {
+                    event_id: "e4".into(),
+                    score: 4,
+                    at_ns: 11,
+                    call_id: None,
+                    conversation_id: Some("v1".into()),
+                    agent_id: Some("a2".into()),
+                },
+                channel: None,
+                sign: -1,
+            },
+            Contribution::Stage {
+                stage: StageChange {
+                    event_id: "e5".into(),
+                    contact_id: "p1".into(),
+                    stage: "meeting_booked".into(),
+                    at_ns: 12,
+                    campaign_id: Some("k".into()),
+                    lead_source: None,
+                    agent_id: None,
+                    call_id: Some("c1".into()),
+                    amount_minor: Some(120_000),
+                    currency: Some("EUR".into()),
+                },
+                first_call_ns: Some(-1_000_000_000),
+                sign: 1,
+            },
+            Contribution::Activity {
+                agent_id: "a1".into(),
+                status: AgentStatus::WrapUp,
+                from_ns: 100,
+                to_ns: 200,
+                sign: 1,
+            },
+        ];
+        let row = encode([(3, &all[..2]), (4, &[][..]), (5, &all[2..])].into_iter());
+        assert_eq!(
+            decode(&row).unwrap(),
+            vec![(3, all[..2].to_vec()), (5, all[2..].to_vec())],
+            "tenants without contributions are left out"
+        );
+        assert!(decode(&row[..row.len() - 1]).is_none(), "a truncated row is refused");
+        let mut bad_kind = row.clone();
+        bad_kind[2] = 9;
+        assert!(decode(&bad_kind).is_none(), "an unknown kind is refused");
+    }
+}
