@@ -6,7 +6,7 @@ pub mod access;
 mod apply;
 mod block;
 mod catalog;
-mod contribution;
+pub mod contribution;
 mod drill;
 mod group;
 pub mod overlay;

@@ -166,10 +166,6 @@ impl Overlay {
         self.blocks.is_empty()
     }
 
-    pub fn clear(&mut self) {
-        self.blocks.clear();
-    }
-
     /// Each block with its cells sorted by key, for folding into stored blocks.
     pub fn blocks(&self) -> impl Iterator<Item = (BlockId, impl Iterator<Item = (&str, &Stats)>)> {
         self.blocks.iter().map(|(id, cells)| (*id, sorted(cells)))

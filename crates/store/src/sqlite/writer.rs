@@ -10,7 +10,7 @@ use super::records::{MeetingContacts, SqliteRecords};
 use super::schema::{MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
 use super::Shared;
 use crate::group::{self, IngestRequest, Outcome};
-use crate::overlay::DeltaMap;
+use crate::overlay::{DeltaMap, Overlay};
 use crate::rows::{
     conversation_from_row, csat_from_row, stage_from_row, CONVERSATION_COLUMNS, CSAT_COLUMNS, STAGE_COLUMNS,
 };
@@ -53,16 +53,21 @@ impl Contacts {
     }
 }
 
-/// A committed (or failed) transaction, handed to the merger.
-struct Committed {
-    group: Vec<IngestRequest>,
-    outcome: Result<Outcome>,
-    started: Instant,
+/// What the writer hands the merger.
+enum Job {
+    /// A committed (or failed) transaction.
+    Committed {
+        group: Vec<IngestRequest>,
+        outcome: Result<Outcome>,
+        started: Instant,
+    },
+    /// Cells a checkpoint folded, to be freed.
+    Free(Overlay),
 }
 
 /// The thread that makes committed contributions visible and answers their requests.
 struct Merger {
-    queue: Option<mpsc::Sender<Committed>>,
+    queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     sent: u64,
     /// How many transactions it has merged and answered.
@@ -71,25 +76,29 @@ struct Merger {
 
 impl Merger {
     fn spawn(shared: Arc<Shared>) -> Merger {
-        let (queue, rx) = mpsc::channel::<Committed>();
+        let (queue, rx) = mpsc::channel::<Job>();
         let merged = Arc::new((Mutex::new(0), Condvar::new()));
         let progress = merged.clone();
         let thread = std::thread::Builder::new()
             .name("dialboard-merge".into())
             .spawn(move || {
-                for Committed {
-                    group,
-                    outcome,
-                    started,
-                } in rx
-                {
-                    if let Ok(outcome) = &outcome {
-                        shared.merge_overlay(group::deltas(&group, outcome));
+                for job in rx {
+                    match job {
+                        Job::Committed {
+                            group,
+                            outcome,
+                            started,
+                        } => {
+                            if let Ok(outcome) = &outcome {
+                                shared.merge_overlay(group::deltas(&group, outcome));
+                            }
+                            group::answer(group, outcome, started, &shared.metrics, &shared.changes);
+                            let (count, changed) = &*progress;
+                            *count.lock().expect("merger lock") += 1;
+                            changed.notify_all();
+                        }
+                        Job::Free(cells) => drop(cells),
                     }
-                    group::answer(group, outcome, started, &shared.metrics, &shared.changes);
-                    let (count, changed) = &*progress;
-                    *count.lock().expect("merger lock") += 1;
-                    changed.notify_all();
                 }
             })
             .expect("the merge thread starts");
@@ -101,12 +110,14 @@ impl Merger {
         }
     }
 
-    fn send(&mut self, committed: Committed) {
-        self.sent += 1;
+    fn send(&mut self, job: Job) {
+        if matches!(job, Job::Committed { .. }) {
+            self.sent += 1;
+        }
         self.queue
             .as_ref()
             .expect("the merger runs while the writer does")
-            .send(committed)
+            .send(job)
             .expect("the merge thread runs while the writer does");
     }
 
@@ -144,7 +155,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             None => match rx.recv_timeout(CHECKPOINT_EVERY) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) => {
-                    checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
+                    checkpoint_logged(&mut conn, &shared, &mut merger, &mut last_checkpoint);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -159,7 +170,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             WriteCommand::Admin(job) => job(&mut conn),
             WriteCommand::Checkpoint(reply) => {
                 last_checkpoint = Instant::now();
-                let _ = reply.send(checkpoint(&mut conn, &shared, &merger));
+                let _ = reply.send(checkpoint(&mut conn, &shared, &mut merger));
             }
             WriteCommand::Shutdown(done) => {
                 // Everything queued before the shutdown is committed first, in one transaction;
@@ -168,7 +179,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 if !queued.is_empty() {
                     commit_group(&mut conn, &mut contacts, &mut merger, queued);
                 }
-                checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
+                checkpoint_logged(&mut conn, &shared, &mut merger, &mut last_checkpoint);
                 drop(merger);
                 let _ = done.send(());
                 return;
@@ -177,7 +188,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
         shared.wal_catch_up.between_transactions(&conn);
         let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
         if shared.overlay_len() >= CHECKPOINT_CELLS || due {
-            checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
+            checkpoint_logged(&mut conn, &shared, &mut merger, &mut last_checkpoint);
         }
     }
 }
@@ -222,7 +233,7 @@ fn commit_group(
             Err(_) => first_calls.rolled_back(),
         }
     }
-    merger.send(Committed {
+    merger.send(Job::Committed {
         group,
         outcome,
         started,
@@ -299,7 +310,7 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
     Ok(())
 }
 
-fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &Merger, last: &mut Instant) {
+fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &mut Merger, last: &mut Instant) {
     *last = Instant::now();
     merger.wait();
     if shared.overlay_len() == 0 {
@@ -316,7 +327,7 @@ fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &Merger, la
 /// transaction: each touched block is read, merged with its deltas and written back. Readers
 /// hold the overlay's read lock for their whole snapshot, so the commit and the clearing of the
 /// overlay happen together for them.
-fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &Merger) -> Result<usize> {
+fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &mut Merger) -> Result<usize> {
     merger.wait();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let overlay = shared.overlay_for_checkpoint();
@@ -344,6 +355,6 @@ fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &Merger) -> Result
     }
     tx.execute_batch("DELETE FROM pending_deltas; DELETE FROM pending_contributions;")?;
     drop(overlay);
-    shared.commit_checkpoint(tx)?;
+    merger.send(Job::Free(shared.commit_checkpoint(tx)?));
     Ok(folded)
 }
