@@ -167,7 +167,12 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, f
     settle()?;
     let p99s = report_queries(&server, &client, args.repeat, ingested).await?;
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    // DIALBOARD_BENCH_KEEP=1 keeps the database, to look into it afterwards.
+    if std::env::var_os("DIALBOARD_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(p99s)
 }
 

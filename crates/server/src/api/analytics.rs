@@ -406,8 +406,6 @@ pub async fn scorecard(
         _ => (date.first_of_month(), date.first_of_month() + 1.month()),
     };
     view.base.insert("range".into(), range(start, end));
-    let agent_filter = json!({"filters": {"agent": [agent]}, "compare": "previous_period"});
-    let own = view.run(view.body(&SCORECARD, &[], agent_filter)).await?;
     let directory = view.directory().await?;
     // The agent's team: the directory's, else the team most of its calls were made for.
     let team = match directory.agents.get(&agent).and_then(|a| a.team_id.clone()) {
@@ -423,12 +421,21 @@ pub async fn scorecard(
                 .and_then(|r| r["team"].as_str().map(String::from))
         }
     };
+    // The agent's numbers and the team's ranking, read side by side.
+    let agent_filter = json!({"filters": {"agent": [agent]}, "compare": "previous_period"});
+    let ranking = async {
+        match &team {
+            Some(team) => Ok(Some(
+                view.run(view.body(&RANKING, &["agent"], json!({"filters": {"team": [team]}})))
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    };
+    let (own, board) = tokio::try_join!(view.run(view.body(&SCORECARD, &[], agent_filter)), ranking)?;
     let (mut rank, mut size) = (Value::Null, Value::Null);
     let mut percentile = Value::Null;
-    if let Some(team) = &team {
-        let board = view
-            .run(view.body(&RANKING, &["agent"], json!({"filters": {"team": [team]}})))
-            .await?;
+    if let (Some(team), Some(board)) = (&team, board) {
         let mut rows = records(&board);
         add_missing_agents(&mut rows, view.named_members(&directory, team));
         rows.sort_by(rank_order);
@@ -494,23 +501,20 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
         Some(t) => json!({"filters": {"team": [t]}}),
         None => json!({}),
     };
-    let board = view.run(view.body(&BOARD, &["agent"], filter.clone())).await?;
     // The day's volume per hour (today, or the board's `date`), for sparklines and the goal.
     let day = view.date("date")?;
     let today_range = range(day, day + days(1));
     let mut hourly_filter = filter.clone();
     hourly_filter["range"] = today_range;
     hourly_filter["granularity"] = json!("hour");
-    let hourly = view.run(view.body(&["total_calls"], &["agent"], hourly_filter)).await?;
-    let directory = view.directory().await?;
-    let statuses: HashMap<String, String> = view
-        .state
-        .store
-        .current_statuses(view.tenant.id)
-        .await?
-        .into_iter()
-        .map(|(agent, status, _)| (agent, status))
-        .collect();
+    // Independent reads, side by side.
+    let (board, hourly, directory, statuses) = tokio::try_join!(
+        view.run(view.body(&BOARD, &["agent"], filter)),
+        view.run(view.body(&["total_calls"], &["agent"], hourly_filter)),
+        view.directory(),
+        async { Ok::<_, ApiError>(view.state.store.current_statuses(view.tenant.id).await?) },
+    )?;
+    let statuses: HashMap<String, String> = statuses.into_iter().map(|(agent, status, _)| (agent, status)).collect();
     let hours = {
         let mut t = view.zone.date_start(day);
         let end = view.zone.date_start(day + days(1));
@@ -779,10 +783,10 @@ const CALLS_AND_REVENUE: [&str; 9] = [
 
 /// The seed's FunnelMetrics per group (campaign, lead source or agent) and overall.
 async fn funnel(view: &View, group: &str) -> Result<(Vec<Value>, Value), ApiError> {
-    let stages = view
-        .run(view.body(&["contacts_reached"], &[group, "stage"], json!({})))
-        .await?;
-    let revenue = view.run(view.body(&CALLS_AND_REVENUE, &[group], json!({}))).await?;
+    let (stages, revenue) = tokio::try_join!(
+        view.run(view.body(&["contacts_reached"], &[group, "stage"], json!({}))),
+        view.run(view.body(&CALLS_AND_REVENUE, &[group], json!({}))),
+    )?;
     let steps = steps(&view.tenant);
     let mut groups: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut overall = Map::new();

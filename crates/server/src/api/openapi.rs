@@ -5,7 +5,7 @@
 
 use super::AppState;
 use axum::routing::MethodRouter;
-use axum::{Json, Router};
+use axum::Router;
 use dialboard_engine::measures::MEASURES;
 use dialboard_engine::query::{Dimension, PRESETS};
 use serde_json::{json, Map, Value};
@@ -69,9 +69,11 @@ impl Routes {
 
     /// The router, with `/openapi.json` serving the document of every route added.
     pub fn finish(self) -> Router<Arc<AppState>> {
-        let doc = document(&self.paths);
+        // Serialized once: the router (with this handler) is cloned for every connection.
+        let doc = axum::body::Bytes::from(document(&self.paths).to_string());
+        let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
         self.router
-            .route("/openapi.json", axum::routing::get(move || async move { Json(doc) }))
+            .route("/openapi.json", axum::routing::get(move || async move { (json, doc) }))
     }
 }
 
