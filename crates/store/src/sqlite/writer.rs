@@ -114,23 +114,30 @@ impl Merger {
         if matches!(job, Job::Committed { .. }) {
             self.sent += 1;
         }
-        self.queue
-            .as_ref()
-            .expect("the merger runs while the writer does")
-            .send(job)
-            .expect("the merge thread runs while the writer does");
+        let queue = self.queue.as_ref().expect("the merger runs while the writer does");
+        if queue.send(job).is_err() {
+            // Its requests hear that the store closed; their data is committed.
+            tracing::error!("the merge thread stopped");
+        }
     }
 
     /// Waits until every transaction sent is in the overlay: a checkpoint folds the overlay and
-    /// drops every pending row, so it must not run ahead of the merger.
-    fn wait(&self) {
+    /// drops every pending row, so it must not run ahead of the merger. `false` if the merger
+    /// died first: then no checkpoint may run (what it lost stays pending, reloaded at the next
+    /// open).
+    fn wait(&self) -> bool {
         let (count, changed) = &*self.merged;
-        let guard = count.lock().expect("merger lock");
-        drop(
-            changed
-                .wait_while(guard, |merged| *merged < self.sent)
-                .expect("merger lock"),
-        );
+        let mut merged = count.lock().expect("merger lock");
+        while *merged < self.sent {
+            if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+                return false;
+            }
+            merged = changed
+                .wait_timeout(merged, Duration::from_millis(100))
+                .expect("merger lock")
+                .0;
+        }
+        true
     }
 }
 
@@ -312,8 +319,7 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
 
 fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &mut Merger, last: &mut Instant) {
     *last = Instant::now();
-    merger.wait();
-    if shared.overlay_len() == 0 {
+    if merger.wait() && shared.overlay_len() == 0 {
         return;
     }
     let started = Instant::now();
@@ -328,7 +334,9 @@ fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &mut Merger
 /// hold the overlay's read lock for their whole snapshot, so the commit and the clearing of the
 /// overlay happen together for them.
 fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &mut Merger) -> Result<usize> {
-    merger.wait();
+    if !merger.wait() {
+        return Err(StoreError::Database("the merge thread stopped".into()));
+    }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let overlay = shared.overlay_for_checkpoint();
     let folded = overlay.len();
