@@ -9,7 +9,7 @@
 use dialboard_bench::{batches, BATCH};
 use dialboard_engine::event::{parse_event, Event};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
-use dialboard_store::contribution::{self, Contribution};
+use dialboard_store::contribution::{self, Contribution, Counted};
 use dialboard_store::overlay::{DeltaMap, Overlay};
 use dialboard_store::{TenantInfo, TenantSettings};
 use serde_json::Value;
@@ -35,10 +35,11 @@ fn main() {
         let s = Instant::now();
         let contributions: Vec<Contribution> = chunk
             .iter()
-            .map(|c| Contribution::Call {
-                call: c.clone(),
-                analysis: None,
-                sign: 1,
+            .map(|c| {
+                Contribution::add(Counted::Call {
+                    call: c.clone(),
+                    analysis: None,
+                })
             })
             .collect();
         t_record += s.elapsed();

@@ -4,7 +4,7 @@
 //! not per event). Events are applied one after another, each seeing the ones before it. What
 //! changes in the rollups comes out as [`Contribution`]s, turned into cell deltas by the caller.
 
-use crate::contribution::Contribution;
+use crate::contribution::{Contribution, Counted};
 use crate::{IngestSummary, Result, TenantInfo};
 use dialboard_engine::cells::MEETING_STAGE;
 use dialboard_engine::event::{
@@ -67,6 +67,12 @@ pub fn apply_batch(
     Ok(summary)
 }
 
+/// `new` is counted instead of `old` (if anything was counted before).
+fn replace(out: &mut Vec<Contribution>, old: Option<Counted>, new: Counted) {
+    out.extend(old.map(Contribution::take_back));
+    out.push(Contribution::add(new));
+}
+
 /// A newer version retracts the current one's contribution and adds its own; an older one
 /// (a late or stale version) changes nothing but the raw log.
 fn apply_call(
@@ -94,32 +100,28 @@ fn apply_call(
         }
     }
     records.put_call(tenant.id, call, current.as_ref())?;
-    if let Some(old) = current {
-        out.push(Contribution::Call {
-            call: old,
-            analysis: analysis.clone(),
-            sign: -1,
-        });
-    }
-    out.push(Contribution::Call {
+    let old = current.map(|call| Counted::Call {
+        call,
+        analysis: analysis.clone(),
+    });
+    let new = Counted::Call {
         call: call.clone(),
         analysis,
-        sign: 1,
-    });
+    };
+    replace(out, old, new);
     // A meeting counts the days since its contact's first call: when that moves, so does it.
     for (meeting, before) in meetings {
         let after = records.first_call(tenant.id, &meeting.contact_id)?;
         if after != before {
-            out.push(Contribution::Stage {
+            let old = Counted::Stage {
                 stage: meeting.clone(),
                 first_call_ns: before,
-                sign: -1,
-            });
-            out.push(Contribution::Stage {
+            };
+            let new = Counted::Stage {
                 stage: meeting,
                 first_call_ns: after,
-                sign: 1,
-            });
+            };
+            replace(out, Some(old), new);
         }
     }
     Ok(())
@@ -136,16 +138,15 @@ fn apply_analysis(
         return Ok(());
     }
     if let Some(call) = records.call(tenant.id, &analysis.call_id)? {
-        out.push(Contribution::Call {
+        let old = Counted::Call {
             call: call.clone(),
             analysis: current,
-            sign: -1,
-        });
-        out.push(Contribution::Call {
+        };
+        let new = Counted::Call {
             call,
             analysis: Some(analysis.clone()),
-            sign: 1,
-        });
+        };
+        replace(out, Some(old), new);
     }
     records.put_analysis(tenant.id, analysis)
 }
@@ -164,28 +165,18 @@ fn apply_conversation(
     }
     records.put_conversation(tenant.id, c)?;
     let old_channel = current.as_ref().map(|o| o.channel.clone());
-    if let Some(old) = current {
-        out.push(Contribution::Ticket {
-            conversation: old,
-            sign: -1,
-        });
-    }
-    out.push(Contribution::Ticket {
-        conversation: c.clone(),
-        sign: 1,
-    });
+    replace(out, current.map(Counted::Ticket), Counted::Ticket(c.clone()));
     if old_channel.as_deref() != Some(c.channel.as_str()) {
         for score in records.csat_of_conversation(tenant.id, &c.conversation_id)? {
-            out.push(Contribution::Csat {
+            let old = Counted::Csat {
                 score: score.clone(),
                 channel: old_channel.clone(),
-                sign: -1,
-            });
-            out.push(Contribution::Csat {
+            };
+            let new = Counted::Csat {
                 score,
                 channel: Some(c.channel.clone()),
-                sign: 1,
-            });
+            };
+            replace(out, Some(old), new);
         }
     }
     Ok(())
@@ -203,11 +194,10 @@ fn apply_csat(
         Some(id) => records.conversation(tenant.id, id)?.map(|c| c.channel),
         None => None,
     };
-    out.push(Contribution::Csat {
+    out.push(Contribution::add(Counted::Csat {
         score: s.clone(),
         channel,
-        sign: 1,
-    });
+    }));
     Ok(())
 }
 
@@ -231,17 +221,11 @@ fn apply_stage(
         MEETING_STAGE => records.first_call(tenant.id, &s.contact_id)?,
         _ => None,
     };
-    let mut add = |stage: StageChange, sign| {
-        out.push(Contribution::Stage {
-            stage,
-            first_call_ns: first_call,
-            sign,
-        })
+    let counted = |stage| Counted::Stage {
+        stage,
+        first_call_ns: first_call,
     };
-    if let Some(f) = first {
-        add(f, -1);
-    }
-    add(s.clone(), 1);
+    replace(out, first.map(counted), counted(s.clone()));
     Ok(())
 }
 
@@ -255,13 +239,13 @@ fn apply_status(
 ) -> Result<()> {
     let (previous, next) = records.put_status(tenant.id, s)?;
     let mut interval = |status, from_ns, to_ns, sign| {
-        out.push(Contribution::Activity {
+        let counted = Counted::Activity {
             agent_id: s.agent_id.clone(),
             status,
             from_ns,
             to_ns,
-            sign,
-        })
+        };
+        out.push(Contribution { sign, counted })
     };
     if let (Some((p_at, p_status)), Some((n_at, _))) = (previous, next) {
         interval(p_status, p_at, n_at, -1);

@@ -14,30 +14,31 @@ use dialboard_engine::cells::{
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange};
 
 /// One record's contribution to the rollups, added (`sign` 1) or taken back (−1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    pub sign: i64,
+    pub counted: Counted,
+}
+
+/// What is counted in the rollups: a record, with what its cells also depend on.
 // Most contributions are calls: boxing them to shrink the others would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
-pub enum Contribution {
+pub enum Counted {
     Call {
         call: CallRecord,
         analysis: Option<CallAnalysis>,
-        sign: i64,
     },
-    Ticket {
-        conversation: Conversation,
-        sign: i64,
-    },
+    Ticket(Conversation),
     /// A score counted in its conversation's channel, as far as that was known.
     Csat {
         score: CsatScore,
         channel: Option<String>,
-        sign: i64,
     },
     /// A contact's first arrival at a stage; a meeting with its contact's first call then.
     Stage {
         stage: StageChange,
         first_call_ns: Option<i64>,
-        sign: i64,
     },
     /// An agent's status from one instant to the next status.
     Activity {
@@ -45,40 +46,34 @@ pub enum Contribution {
         status: AgentStatus,
         from_ns: i64,
         to_ns: i64,
-        sign: i64,
     },
 }
 
 impl Contribution {
+    pub fn add(counted: Counted) -> Contribution {
+        Contribution { sign: 1, counted }
+    }
+
+    pub fn take_back(counted: Counted) -> Contribution {
+        Contribution { sign: -1, counted }
+    }
+
     /// Adds this contribution's cell deltas, in `tenant`'s rollup zone.
     pub fn add_to(&self, tenant: &TenantInfo, deltas: &mut DeltaMap) {
         let clock = &tenant.clock;
-        let (id, sign) = (tenant.id, self.sign());
+        let (id, sign) = (tenant.id, self.sign);
         let add = |cell: CellRef, stats: &Stats| deltas.add(id, cell, stats, sign);
-        match self {
-            Contribution::Call { call, analysis, .. } => for_each_call_cell(clock, call, analysis.as_ref(), add),
-            Contribution::Ticket { conversation, .. } => for_each_ticket_cell(clock, conversation, add),
-            Contribution::Csat { score, channel, .. } => for_each_csat_cell(clock, score, channel.as_deref(), add),
-            Contribution::Stage {
-                stage, first_call_ns, ..
-            } => for_each_stage_cell(clock, stage, *first_call_ns, add),
-            Contribution::Activity {
+        match &self.counted {
+            Counted::Call { call, analysis } => for_each_call_cell(clock, call, analysis.as_ref(), add),
+            Counted::Ticket(conversation) => for_each_ticket_cell(clock, conversation, add),
+            Counted::Csat { score, channel } => for_each_csat_cell(clock, score, channel.as_deref(), add),
+            Counted::Stage { stage, first_call_ns } => for_each_stage_cell(clock, stage, *first_call_ns, add),
+            Counted::Activity {
                 agent_id,
                 status,
                 from_ns,
                 to_ns,
-                ..
             } => for_each_activity_cell(clock, agent_id, *status, *from_ns, *to_ns, add),
-        }
-    }
-
-    fn sign(&self) -> i64 {
-        match self {
-            Contribution::Call { sign, .. }
-            | Contribution::Ticket { sign, .. }
-            | Contribution::Csat { sign, .. }
-            | Contribution::Stage { sign, .. }
-            | Contribution::Activity { sign, .. } => *sign,
         }
     }
 }
@@ -180,17 +175,16 @@ const ACTIVITY: u8 = 4;
 
 impl Contribution {
     fn encode(&self, out: &mut Vec<u8>) {
-        let (kind, sign) = match self {
-            Contribution::Call { sign, .. } => (CALL, sign),
-            Contribution::Ticket { sign, .. } => (TICKET, sign),
-            Contribution::Csat { sign, .. } => (CSAT, sign),
-            Contribution::Stage { sign, .. } => (STAGE, sign),
-            Contribution::Activity { sign, .. } => (ACTIVITY, sign),
-        };
-        out.push(kind);
-        put_varint(out, *sign);
-        match self {
-            Contribution::Call { call, analysis, .. } => {
+        out.push(match self.counted {
+            Counted::Call { .. } => CALL,
+            Counted::Ticket(_) => TICKET,
+            Counted::Csat { .. } => CSAT,
+            Counted::Stage { .. } => STAGE,
+            Counted::Activity { .. } => ACTIVITY,
+        });
+        put_varint(out, self.sign);
+        match &self.counted {
+            Counted::Call { call, analysis } => {
                 encode_call(out, call);
                 match analysis {
                     None => out.push(0),
@@ -200,7 +194,7 @@ impl Contribution {
                     }
                 }
             }
-            Contribution::Ticket { conversation: c, .. } => {
+            Counted::Ticket(c) => {
                 put_str(out, &c.conversation_id);
                 put_str(out, &c.event_id);
                 put_varint(out, c.version_ns);
@@ -213,7 +207,7 @@ impl Contribution {
                 put_opt_str(out, c.status.as_deref());
                 put_opt_str(out, c.intent.as_deref());
             }
-            Contribution::Csat { score: s, channel, .. } => {
+            Counted::Csat { score: s, channel } => {
                 put_str(out, &s.event_id);
                 put_varint(out, s.score);
                 put_varint(out, s.at_ns);
@@ -222,10 +216,9 @@ impl Contribution {
                 put_opt_str(out, s.agent_id.as_deref());
                 put_opt_str(out, channel.as_deref());
             }
-            Contribution::Stage {
+            Counted::Stage {
                 stage: s,
                 first_call_ns,
-                ..
             } => {
                 put_str(out, &s.event_id);
                 put_str(out, &s.contact_id);
@@ -239,12 +232,11 @@ impl Contribution {
                 put_opt_str(out, s.currency.as_deref());
                 put_opt_int(out, *first_call_ns);
             }
-            Contribution::Activity {
+            Counted::Activity {
                 agent_id,
                 status,
                 from_ns,
                 to_ns,
-                ..
             } => {
                 put_str(out, agent_id);
                 out.push(*status as u8);
@@ -257,32 +249,28 @@ impl Contribution {
     fn decode(input: &mut &[u8]) -> Option<Contribution> {
         let kind = get_byte(input)?;
         let sign = get_varint(input)?;
-        Some(match kind {
-            CALL => Contribution::Call {
+        let counted = match kind {
+            CALL => Counted::Call {
                 call: decode_call(input)?,
                 analysis: match get_bool(input)? {
                     false => None,
                     true => Some(decode_analysis(input)?),
                 },
-                sign,
             },
-            TICKET => Contribution::Ticket {
-                conversation: Conversation {
-                    conversation_id: get_str(input)?,
-                    event_id: get_str(input)?,
-                    version_ns: get_varint(input)?,
-                    channel: get_str(input)?,
-                    opened_ns: get_varint(input)?,
-                    agent_id: get_opt_str(input)?,
-                    team_id: get_opt_str(input)?,
-                    first_response_ns: get_opt_int(input)?,
-                    resolved_ns: get_opt_int(input)?,
-                    status: get_opt_str(input)?,
-                    intent: get_opt_str(input)?,
-                },
-                sign,
-            },
-            CSAT => Contribution::Csat {
+            TICKET => Counted::Ticket(Conversation {
+                conversation_id: get_str(input)?,
+                event_id: get_str(input)?,
+                version_ns: get_varint(input)?,
+                channel: get_str(input)?,
+                opened_ns: get_varint(input)?,
+                agent_id: get_opt_str(input)?,
+                team_id: get_opt_str(input)?,
+                first_response_ns: get_opt_int(input)?,
+                resolved_ns: get_opt_int(input)?,
+                status: get_opt_str(input)?,
+                intent: get_opt_str(input)?,
+            }),
+            CSAT => Counted::Csat {
                 score: CsatScore {
                     event_id: get_str(input)?,
                     score: get_varint(input)?,
@@ -292,9 +280,8 @@ impl Contribution {
                     agent_id: get_opt_str(input)?,
                 },
                 channel: get_opt_str(input)?,
-                sign,
             },
-            STAGE => Contribution::Stage {
+            STAGE => Counted::Stage {
                 stage: StageChange {
                     event_id: get_str(input)?,
                     contact_id: get_str(input)?,
@@ -308,24 +295,17 @@ impl Contribution {
                     currency: get_opt_str(input)?,
                 },
                 first_call_ns: get_opt_int(input)?,
-                sign,
             },
-            ACTIVITY => Contribution::Activity {
+            ACTIVITY => Counted::Activity {
                 agent_id: get_str(input)?,
-                status: *[
-                    AgentStatus::Idle,
-                    AgentStatus::Dialing,
-                    AgentStatus::OnCall,
-                    AgentStatus::WrapUp,
-                    AgentStatus::Offline,
-                ]
-                .get(usize::from(get_byte(input)?))?,
+                // Written as `status as u8`, its index in `NAMES`.
+                status: AgentStatus::parse(AgentStatus::NAMES.get(usize::from(get_byte(input)?))?)?,
                 from_ns: get_varint(input)?,
                 to_ns: get_varint(input)?,
-                sign,
             },
             _ => return None,
-        })
+        };
+        Some(Contribution { sign, counted })
     }
 }
 
@@ -438,7 +418,7 @@ mod tests {
     #[test]
     fn contributions_round_trip_and_corruption_is_refused() {
         let all = [
-            Contribution::Call {
+            Contribution::take_back(Counted::Call {
                 call: call(),
                 analysis: Some(CallAnalysis {
                     call_id: "c1".into(),
@@ -451,30 +431,25 @@ mod tests {
                     filler_micros: Some(0),
                     intent: Some("pricing".into()),
                 }),
-                sign: -1,
-            },
-            Contribution::Call {
+            }),
+            Contribution::add(Counted::Call {
                 call: call(),
                 analysis: None,
-                sign: 1,
-            },
-            Contribution::Ticket {
-                conversation: Conversation {
-                    conversation_id: "v1".into(),
-                    event_id: "e3".into(),
-                    version_ns: 9,
-                    channel: "email".into(),
-                    opened_ns: 7,
-                    agent_id: None,
-                    team_id: Some("t2".into()),
-                    first_response_ns: Some(8),
-                    resolved_ns: None,
-                    status: Some("open".into()),
-                    intent: None,
-                },
-                sign: 1,
-            },
-            Contribution::Csat {
+            }),
+            Contribution::add(Counted::Ticket(Conversation {
+                conversation_id: "v1".into(),
+                event_id: "e3".into(),
+                version_ns: 9,
+                channel: "email".into(),
+                opened_ns: 7,
+                agent_id: None,
+                team_id: Some("t2".into()),
+                first_response_ns: Some(8),
+                resolved_ns: None,
+                status: Some("open".into()),
+                intent: None,
+            })),
+            Contribution::take_back(Counted::Csat {
                 score: CsatScore {
                     event_id: "e4".into(),
                     score: 4,
@@ -484,9 +459,8 @@ mod tests {
                     agent_id: Some("a2".into()),
                 },
                 channel: None,
-                sign: -1,
-            },
-            Contribution::Stage {
+            }),
+            Contribution::add(Counted::Stage {
                 stage: StageChange {
                     event_id: "e5".into(),
                     contact_id: "p1".into(),
@@ -500,15 +474,13 @@ mod tests {
                     currency: Some("EUR".into()),
                 },
                 first_call_ns: Some(-1_000_000_000),
-                sign: 1,
-            },
-            Contribution::Activity {
+            }),
+            Contribution::add(Counted::Activity {
                 agent_id: "a1".into(),
                 status: AgentStatus::WrapUp,
                 from_ns: 100,
                 to_ns: 200,
-                sign: 1,
-            },
+            }),
         ];
         let row = encode([(3, &all[..2]), (4, &[][..]), (5, &all[2..])].into_iter());
         assert_eq!(

@@ -425,10 +425,10 @@ pub async fn scorecard(
     let agent_filter = json!({"filters": {"agent": [agent]}, "compare": "previous_period"});
     let ranking = async {
         match &team {
-            Some(team) => Ok(Some(
-                view.run(view.body(&RANKING, &["agent"], json!({"filters": {"team": [team]}})))
-                    .await?,
-            )),
+            Some(team) => view
+                .run(view.body(&RANKING, &["agent"], json!({"filters": {"team": [team]}})))
+                .await
+                .map(Some),
             None => Ok(None),
         }
     };

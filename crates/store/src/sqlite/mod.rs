@@ -123,8 +123,13 @@ fn load_pending(conn: &mut Connection, shared: &Shared) -> Result<()> {
     for data in rows(conn, "pending_contributions")? {
         let mut deltas = DeltaMap::default();
         for (tenant_id, contributions) in contribution::decode(&data).ok_or_else(corrupt("pending_contributions"))? {
-            let row = catalog::tenant_by_id(conn, tenant_id)?.ok_or_else(corrupt("pending_contributions"))?;
-            let tenant = shared.tenants.from_row(row)?;
+            let tenant = match shared.tenants.get(tenant_id) {
+                Some(t) => t,
+                None => {
+                    let row = catalog::tenant_by_id(conn, tenant_id)?.ok_or_else(corrupt("pending_contributions"))?;
+                    shared.tenants.from_row(row)?
+                }
+            };
             for c in &contributions {
                 c.add_to(&tenant, &mut deltas);
             }

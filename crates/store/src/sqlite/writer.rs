@@ -19,7 +19,7 @@ use dialboard_engine::cells::{for_each_csat_cell, for_each_stage_cell, for_each_
 use dialboard_engine::event::Conversation;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -63,22 +63,19 @@ enum Job {
     },
     /// Cells a checkpoint folded, to be freed.
     Free(Overlay),
+    /// Answered once every job sent before it is done.
+    Barrier(mpsc::SyncSender<()>),
 }
 
 /// The thread that makes committed contributions visible and answers their requests.
 struct Merger {
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
-    sent: u64,
-    /// How many transactions it has merged and answered.
-    merged: Arc<(Mutex<u64>, Condvar)>,
 }
 
 impl Merger {
     fn spawn(shared: Arc<Shared>) -> Merger {
         let (queue, rx) = mpsc::channel::<Job>();
-        let merged = Arc::new((Mutex::new(0), Condvar::new()));
-        let progress = merged.clone();
         let thread = std::thread::Builder::new()
             .name("dialboard-merge".into())
             .spawn(move || {
@@ -93,11 +90,11 @@ impl Merger {
                                 shared.merge_overlay(group::deltas(&group, outcome));
                             }
                             group::answer(group, outcome, started, &shared.metrics, &shared.changes);
-                            let (count, changed) = &*progress;
-                            *count.lock().expect("merger lock") += 1;
-                            changed.notify_all();
                         }
                         Job::Free(cells) => drop(cells),
+                        Job::Barrier(reached) => {
+                            let _ = reached.send(());
+                        }
                     }
                 }
             })
@@ -105,15 +102,10 @@ impl Merger {
         Merger {
             queue: Some(queue),
             thread: Some(thread),
-            sent: 0,
-            merged,
         }
     }
 
-    fn send(&mut self, job: Job) {
-        if matches!(job, Job::Committed { .. }) {
-            self.sent += 1;
-        }
+    fn send(&self, job: Job) {
         let queue = self.queue.as_ref().expect("the merger runs while the writer does");
         if queue.send(job).is_err() {
             // Its requests hear that the store closed; their data is committed.
@@ -123,21 +115,12 @@ impl Merger {
 
     /// Waits until every transaction sent is in the overlay: a checkpoint folds the overlay and
     /// drops every pending row, so it must not run ahead of the merger. `false` if the merger
-    /// died first: then no checkpoint may run (what it lost stays pending, reloaded at the next
-    /// open).
+    /// died first (its barrier is dropped unanswered): then no checkpoint may run, and what it
+    /// lost stays pending, reloaded at the next open.
     fn wait(&self) -> bool {
-        let (count, changed) = &*self.merged;
-        let mut merged = count.lock().expect("merger lock");
-        while *merged < self.sent {
-            if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
-                return false;
-            }
-            merged = changed
-                .wait_timeout(merged, Duration::from_millis(100))
-                .expect("merger lock")
-                .0;
-        }
-        true
+        let (reached, wait) = mpsc::sync_channel(1);
+        self.send(Job::Barrier(reached));
+        wait.recv().is_ok()
     }
 }
 
@@ -153,7 +136,7 @@ impl Drop for Merger {
 
 /// `contacts`: already built (by a backfill at open), or `None` until the first ingest.
 pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>, mut contacts: Option<Contacts>) {
-    let mut merger = Merger::spawn(shared.clone());
+    let merger = Merger::spawn(shared.clone());
     let mut last_checkpoint = Instant::now();
     let mut carried: Option<WriteCommand> = None;
     loop {
@@ -162,7 +145,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             None => match rx.recv_timeout(CHECKPOINT_EVERY) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) => {
-                    checkpoint_logged(&mut conn, &shared, &mut merger, &mut last_checkpoint);
+                    checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -172,21 +155,21 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             WriteCommand::Ingest(first) => {
                 let (group, other) = group::gather(first, &rx, as_ingest);
                 carried = other;
-                commit_group(&mut conn, &mut contacts, &mut merger, group);
+                commit_group(&mut conn, &mut contacts, &merger, group);
             }
             WriteCommand::Admin(job) => job(&mut conn),
             WriteCommand::Checkpoint(reply) => {
                 last_checkpoint = Instant::now();
-                let _ = reply.send(checkpoint(&mut conn, &shared, &mut merger));
+                let _ = reply.send(checkpoint(&mut conn, &shared, &merger));
             }
             WriteCommand::Shutdown(done) => {
                 // Everything queued before the shutdown is committed first, in one transaction;
                 // other commands are dropped, so their callers hear the store is closed.
                 let queued: Vec<IngestRequest> = rx.try_iter().filter_map(|c| as_ingest(c).ok()).collect();
                 if !queued.is_empty() {
-                    commit_group(&mut conn, &mut contacts, &mut merger, queued);
+                    commit_group(&mut conn, &mut contacts, &merger, queued);
                 }
-                checkpoint_logged(&mut conn, &shared, &mut merger, &mut last_checkpoint);
+                checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
                 drop(merger);
                 let _ = done.send(());
                 return;
@@ -195,7 +178,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
         shared.wal_catch_up.between_transactions(&conn);
         let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
         if shared.overlay_len() >= CHECKPOINT_CELLS || due {
-            checkpoint_logged(&mut conn, &shared, &mut merger, &mut last_checkpoint);
+            checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
         }
     }
 }
@@ -207,12 +190,7 @@ fn as_ingest(command: WriteCommand) -> Result<IngestRequest, WriteCommand> {
     }
 }
 
-fn commit_group(
-    conn: &mut Connection,
-    contacts: &mut Option<Contacts>,
-    merger: &mut Merger,
-    group: Vec<IngestRequest>,
-) {
+fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: &Merger, group: Vec<IngestRequest>) {
     let started = Instant::now();
     let outcome = (|| {
         if contacts.is_none() {
@@ -317,15 +295,13 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
     Ok(())
 }
 
-fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &mut Merger, last: &mut Instant) {
+fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &Merger, last: &mut Instant) {
     *last = Instant::now();
-    if merger.wait() && shared.overlay_len() == 0 {
-        return;
-    }
     let started = Instant::now();
     match checkpoint(conn, shared, merger) {
+        Ok(0) => {}
         Ok(cells) => tracing::debug!(cells, elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint"),
-        Err(e) => tracing::error!(error = %e, "checkpoint failed; deltas stay pending"),
+        Err(e) => tracing::error!(error = %e, "checkpoint failed; contributions stay pending"),
     }
 }
 
@@ -333,9 +309,12 @@ fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &mut Merger
 /// transaction: each touched block is read, merged with its deltas and written back. Readers
 /// hold the overlay's read lock for their whole snapshot, so the commit and the clearing of the
 /// overlay happen together for them.
-fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &mut Merger) -> Result<usize> {
+fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &Merger) -> Result<usize> {
     if !merger.wait() {
         return Err(StoreError::Database("the merge thread stopped".into()));
+    }
+    if shared.overlay_len() == 0 {
+        return Ok(0);
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let overlay = shared.overlay_for_checkpoint();
