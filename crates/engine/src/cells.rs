@@ -5,7 +5,7 @@
 
 use crate::clock::{Clock, Grain};
 use crate::event::{AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange};
-use crate::histogram::Histogram;
+use crate::histogram::{Histogram, HistogramRef};
 
 /// A dimension stored in cell keys. Derived dimensions (category, hour of day, day of week)
 /// are computed at query time from these and from the cell's time.
@@ -257,42 +257,28 @@ impl Stats {
         for &v in &self.c[..used] {
             put_varint(out, v);
         }
-        put_varint(out, self.durations.entries().len() as i64);
-        let mut previous = 0;
-        for &(value, count) in self.durations.entries() {
-            put_varint(out, value - previous);
-            put_varint(out, count);
-            previous = value;
-        }
+        self.durations.encode(out);
     }
 
     pub fn decode(input: &mut &[u8]) -> Option<Stats> {
-        Stats::decode_with(input, true)
+        let mut c = [0; counter::COUNT];
+        Stats::decode_counters(input, &mut c)?;
+        Some(Stats {
+            c,
+            durations: Histogram::decode(input)?,
+        })
     }
 
-    /// Decodes, skipping the histogram when `histogram` is false (most measures need only
-    /// the counters, and the histogram is most of a cell's bytes).
-    pub fn decode_with(input: &mut &[u8], histogram: bool) -> Option<Stats> {
-        let mut s = Stats::default();
-        let used = get_varint(input)? as usize;
-        if used > counter::COUNT {
-            return None;
-        }
-        for slot in &mut s.c[..used] {
+    /// Decodes the counters into the first slots of `into` and returns them (they end at the
+    /// last non-zero one), leaving `input` at the histogram: most measures need only the
+    /// counters, and the histogram is most of a cell's bytes.
+    fn decode_counters<'c>(input: &mut &[u8], into: &'c mut [i64; counter::COUNT]) -> Option<&'c [i64]> {
+        let used = usize::try_from(get_varint(input)?).ok()?;
+        let counters = into.get_mut(..used)?;
+        for slot in counters.iter_mut() {
             *slot = get_varint(input)?;
         }
-        if !histogram {
-            return Some(s);
-        }
-        let entries = get_varint(input)? as usize;
-        let mut talk = Vec::with_capacity(entries.min(1 << 16));
-        let mut value = 0;
-        for _ in 0..entries {
-            value += get_varint(input)?;
-            talk.push((value, get_varint(input)?));
-        }
-        s.durations = Histogram::from_sorted(talk)?;
-        Some(s)
+        Some(counters)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -315,10 +301,23 @@ pub enum CellData<'a> {
 }
 
 impl<'a> CellData<'a> {
-    pub fn stats(self, histogram: bool) -> Option<std::borrow::Cow<'a, Stats>> {
+    /// The cell's counters (up to the last non-zero one; decoded into `scratch` if the cell
+    /// is encoded) and, if `histogram`, its histogram (left encoded if the cell was: a sum adds
+    /// its entries as it decodes them). `None` if the counters are corrupt.
+    pub fn sums<'s>(
+        self,
+        histogram: bool,
+        scratch: &'s mut [i64; counter::COUNT],
+    ) -> Option<(&'s [i64], Option<HistogramRef<'a>>)>
+    where
+        'a: 's,
+    {
         match self {
-            CellData::Encoded(mut bytes) => Stats::decode_with(&mut bytes, histogram).map(std::borrow::Cow::Owned),
-            CellData::Decoded(s) => Some(std::borrow::Cow::Borrowed(s)),
+            CellData::Encoded(mut bytes) => {
+                let counters = Stats::decode_counters(&mut bytes, scratch)?;
+                Some((counters, histogram.then_some(HistogramRef::Encoded(bytes))))
+            }
+            CellData::Decoded(s) => Some((&s.c, histogram.then_some(HistogramRef::Decoded(&s.durations)))),
         }
     }
 }
@@ -332,14 +331,30 @@ pub fn put_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
+#[inline]
 pub fn get_varint(input: &mut &[u8]) -> Option<i64> {
+    // Most varints in cells (value steps, small counts) are one byte.
+    match input.split_first() {
+        Some((&byte, rest)) if byte < 0x80 => {
+            *input = rest;
+            Some(unzigzag(byte as u64))
+        }
+        _ => get_long_varint(input),
+    }
+}
+
+fn unzigzag(z: u64) -> i64 {
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
+fn get_long_varint(input: &mut &[u8]) -> Option<i64> {
     let mut z: u64 = 0;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = input.split_first()?;
         *input = rest;
         z |= ((byte & 0x7f) as u64) << shift;
         if byte < 0x80 {
-            return Some((z >> 1) as i64 ^ -((z & 1) as i64));
+            return Some(unzigzag(z));
         }
     }
     None

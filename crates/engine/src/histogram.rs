@@ -1,6 +1,8 @@
 //! Exact histograms of integer seconds. Merging is addition, so a histogram of any union of
 //! cells is exact, and percentiles computed from it equal PostgreSQL's `PERCENTILE_CONT`.
 
+use crate::cells::{get_varint, put_varint};
+
 /// Sorted `(value, count)` pairs with non-zero counts. Counts may be negative inside a delta
 /// (a retraction); a histogram of real records never has a negative count.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,13 +20,6 @@ impl Histogram {
             h.push_sorted(v, c);
         }
         h
-    }
-
-    /// Entries already strictly increasing by value with non-zero counts (as encoded);
-    /// `None` if they are not.
-    pub fn from_sorted(entries: Vec<(i64, i64)>) -> Option<Self> {
-        let valid = entries.iter().all(|e| e.1 != 0) && entries.windows(2).all(|w| w[0].0 < w[1].0);
-        valid.then_some(Histogram { entries })
     }
 
     pub fn single(value: i64, count: i64) -> Self {
@@ -52,6 +47,25 @@ impl Histogram {
             _ if count != 0 => self.entries.push((value, count)),
             _ => {}
         }
+    }
+
+    /// Appends the encoded form: the number of entries, then each value as the difference from
+    /// the previous one and its count, as zigzag varints.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.entries.len() as i64);
+        let mut previous = 0;
+        for &(value, count) in &self.entries {
+            put_varint(out, value - previous);
+            put_varint(out, count);
+            previous = value;
+        }
+    }
+
+    /// Reads what [`Histogram::encode`] wrote; `None` if it is corrupt.
+    pub fn decode(input: &mut &[u8]) -> Option<Histogram> {
+        let mut entries = Vec::new();
+        for_each_encoded(input, |value, count| entries.push((value, count)))?;
+        Some(Histogram { entries })
     }
 
     /// Adds `sign × other` (sign is 1 or −1) by a linear merge of the two sorted lists.
@@ -131,6 +145,32 @@ impl Histogram {
     }
 }
 
+/// Calls `f` with each `(value, count)` of an encoded histogram, in order, leaving `input` after
+/// it; `None` if it is corrupt (truncated, values not increasing, or a zero count).
+#[inline]
+fn for_each_encoded(input: &mut &[u8], mut f: impl FnMut(i64, i64)) -> Option<()> {
+    let entries = get_varint(input)?;
+    let mut value = 0;
+    for i in 0..entries {
+        let step = get_varint(input)?;
+        let count = get_varint(input)?;
+        if (i > 0 && step <= 0) || count == 0 {
+            return None;
+        }
+        value += step;
+        f(value, count);
+    }
+    Some(())
+}
+
+/// A histogram as it is handed to a [`HistogramSum`]: in memory, or still encoded in a stored
+/// cell (then its entries are summed as they are decoded, without an intermediate copy).
+#[derive(Debug, Clone, Copy)]
+pub enum HistogramRef<'a> {
+    Decoded(&'a Histogram),
+    Encoded(&'a [u8]),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,20 +215,79 @@ mod tests {
 }
 
 /// Accumulates many histograms for one result row. It starts as a sparse [`Histogram`] and,
-/// once it holds more than `dense_after` distinct values, switches to a count per second (no
-/// re-allocation per merge), so summing hundreds of day cells costs their size, not their
+/// once it would hold more than `dense_after` distinct values, switches to a count per second
+/// (no re-allocation per merge), so summing hundreds of day cells costs their size, not their
 /// number times the running size.
 #[derive(Debug, Clone)]
 pub struct HistogramSum {
     sparse: Histogram,
-    dense: Vec<i64>,
-    /// Values outside `0..DENSE_LIMIT` once dense.
-    tail: std::collections::BTreeMap<i64, i64>,
+    dense: Dense,
     dense_after: usize,
+}
+
+/// Counts per second, once a sum is dense.
+#[derive(Debug, Clone, Default)]
+struct Dense {
+    /// Counts of `0..DENSE_LIMIT` (32-bit: a row would need two billion calls of one length to
+    /// overflow, and half the memory makes summing a trend's rows markedly faster).
+    counts: Vec<i32>,
+    /// Values outside `0..DENSE_LIMIT`.
+    tail: std::collections::BTreeMap<i64, i64>,
+    /// The sum of all counts.
+    total: i64,
 }
 
 /// Seconds counted densely: up to 18 hours.
 const DENSE_LIMIT: i64 = 1 << 16;
+/// Room reserved when a sum turns dense: two hours and a bit, so that talk times rarely grow it.
+const DENSE_CAPACITY: usize = 8192;
+
+/// How far the counts grow past a new largest value (growing by one zeroed the counts a value
+/// at a time while the first histogram was added).
+const DENSE_GROWTH: usize = 256;
+
+impl Dense {
+    /// Adds `count` at `value`; callers sum the counts into `total` themselves (in a local, which
+    /// stays in a register, where `self.total` was a store and a load per entry).
+    #[inline]
+    fn add_count(&mut self, value: i64, count: i64) {
+        if (0..DENSE_LIMIT).contains(&value) {
+            let i = value as usize;
+            if i >= self.counts.len() {
+                self.grow(i);
+            }
+            self.counts[i] += count as i32;
+        } else {
+            *self.tail.entry(value).or_default() += count;
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self, i: usize) {
+        let len = (i + 1).next_multiple_of(DENSE_GROWTH).min(DENSE_LIMIT as usize);
+        self.counts.resize(len, 0);
+    }
+
+    /// Adds every entry of `h`; `None` if it was encoded and is corrupt.
+    fn add(&mut self, h: HistogramRef) -> Option<()> {
+        let mut total = 0;
+        let added = match h {
+            HistogramRef::Decoded(h) => {
+                for &(v, c) in &h.entries {
+                    total += c;
+                    self.add_count(v, c);
+                }
+                Some(())
+            }
+            HistogramRef::Encoded(mut bytes) => for_each_encoded(&mut bytes, |v, c| {
+                total += c;
+                self.add_count(v, c);
+            }),
+        };
+        self.total += total;
+        added
+    }
+}
 
 impl Default for HistogramSum {
     fn default() -> Self {
@@ -200,42 +299,59 @@ impl HistogramSum {
     pub fn with_dense_after(dense_after: usize) -> Self {
         HistogramSum {
             sparse: Histogram::default(),
-            dense: Vec::new(),
-            tail: Default::default(),
+            dense: Dense::default(),
             dense_after,
         }
     }
 
     fn is_dense(&self) -> bool {
-        !self.dense.is_empty()
+        !self.dense.counts.is_empty()
     }
 
-    pub fn add(&mut self, h: &Histogram) {
+    /// Adds a histogram; `None` if it was encoded and is corrupt.
+    pub fn add(&mut self, h: HistogramRef) -> Option<()> {
         if !self.is_dense() {
-            self.sparse.merge(h, 1);
-            if self.sparse.entries.len() <= self.dense_after {
-                return;
+            let incoming = match h {
+                HistogramRef::Decoded(h) => h.entries.len(),
+                HistogramRef::Encoded(mut bytes) => get_varint(&mut bytes)?.max(0) as usize,
+            };
+            if self.sparse.entries.len() + incoming <= self.dense_after {
+                match h {
+                    HistogramRef::Decoded(h) => self.sparse.merge(h, 1),
+                    HistogramRef::Encoded(mut bytes) => self.sparse.merge(&Histogram::decode(&mut bytes)?, 1),
+                }
+                return Some(());
             }
+            self.dense.counts = Vec::with_capacity(DENSE_CAPACITY);
+            self.dense.counts.push(0);
             let sparse = std::mem::take(&mut self.sparse);
-            self.dense = vec![0; 1];
-            self.add_dense(sparse.entries());
+            self.dense.add(HistogramRef::Decoded(&sparse));
+        }
+        self.dense.add(h)
+    }
+
+    /// Adds everything another sum holds.
+    pub fn add_sum(&mut self, other: &HistogramSum) {
+        if !other.is_dense() {
+            self.add(HistogramRef::Decoded(&other.sparse));
             return;
         }
-        self.add_dense(h.entries());
-    }
-
-    fn add_dense(&mut self, entries: &[(i64, i64)]) {
-        for &(value, count) in entries {
-            if (0..DENSE_LIMIT).contains(&value) {
-                let i = value as usize;
-                if i >= self.dense.len() {
-                    self.dense.resize(i + 1, 0);
-                }
-                self.dense[i] += count;
-            } else {
-                *self.tail.entry(value).or_default() += count;
-            }
+        if !self.is_dense() {
+            let mine = std::mem::replace(self, other.clone());
+            self.add(HistogramRef::Decoded(&mine.sparse));
+            return;
         }
+        let (mine, theirs) = (&mut self.dense, &other.dense);
+        if mine.counts.len() < theirs.counts.len() {
+            mine.counts.resize(theirs.counts.len(), 0);
+        }
+        for (m, t) in mine.counts.iter_mut().zip(&theirs.counts) {
+            *m += *t;
+        }
+        for (&value, &count) in &theirs.tail {
+            *mine.tail.entry(value).or_default() += count;
+        }
+        mine.total += theirs.total;
     }
 
     /// `PERCENTILE_CONT(p)` of everything added, as [`Histogram::percentile_cont`].
@@ -243,34 +359,28 @@ impl HistogramSum {
         if !self.is_dense() {
             return self.sparse.percentile_cont(p);
         }
-        let below: Vec<(i64, i64)> = self.tail.range(..0).map(|(&v, &c)| (v, c)).collect();
-        let above = self.tail.range(DENSE_LIMIT..).map(|(&v, &c)| (v, c));
-        let dense = self
-            .dense
-            .iter()
-            .enumerate()
-            .filter(|(_, &c)| c != 0)
-            .map(|(v, &c)| (v as i64, c));
-        let all = || below.iter().copied().chain(dense.clone()).chain(above.clone());
-        let n: i64 = all().map(|e| e.1).sum();
-        if n <= 0 {
+        let Dense { counts, tail, total: n } = &self.dense;
+        if *n <= 0 {
             return None;
         }
         let position = p * (n - 1) as f64;
         let (lower_rank, upper_rank) = (position.floor() as i64, position.ceil() as i64);
-        let (mut lower, mut upper, mut seen) = (None, None, 0);
-        for (value, count) in all() {
+        let below = tail.range(..0).map(|(&v, &c)| (v, c));
+        let above = tail.range(DENSE_LIMIT..).map(|(&v, &c)| (v, c));
+        let dense = counts.iter().enumerate().map(|(v, &c)| (v as i64, c as i64));
+        let (mut lower, mut seen) = (None, 0);
+        // Ascending values; the scan stops at the upper rank (early, for medians).
+        for (value, count) in below.chain(dense).chain(above) {
             seen += count;
             if lower.is_none() && lower_rank < seen {
                 lower = Some(value);
             }
             if upper_rank < seen {
-                upper = Some(value);
-                break;
+                let lower = lower? as f64;
+                return Some(lower + (position - lower_rank as f64) * (value as f64 - lower));
             }
         }
-        let (lower, upper) = (lower?, upper?);
-        Some(lower as f64 + (position - lower_rank as f64) * (upper - lower) as f64)
+        None
     }
 }
 
@@ -288,12 +398,20 @@ mod sum_tests {
         ) {
             let mut reference = Histogram::default();
             let mut sum = HistogramSum::with_dense_after(threshold);
-            for c in &cells {
+            let mut halves = [HistogramSum::with_dense_after(threshold), HistogramSum::with_dense_after(2 * threshold)];
+            for (i, c) in cells.iter().enumerate() {
                 let h = Histogram::from_entries(c.clone());
                 reference.merge(&h, 1);
-                sum.add(&h);
+                let mut encoded = Vec::new();
+                h.encode(&mut encoded);
+                let h = if i % 2 == 0 { HistogramRef::Decoded(&h) } else { HistogramRef::Encoded(&encoded) };
+                prop_assert!(sum.add(h).is_some());
+                prop_assert!(halves[i % 2].add(h).is_some());
             }
             prop_assert_eq!(sum.percentile_cont(p), reference.percentile_cont(p));
+            let [mut first, second] = halves;
+            first.add_sum(&second);
+            prop_assert_eq!(first.percentile_cont(p), reference.percentile_cont(p));
         }
     }
 }

@@ -2,9 +2,9 @@
 //! [`Accum`] — the sums of the cells (or raw records) of one result row. Dispositions are
 //! classified while accumulating, with the tenant's current taxonomy.
 
-use crate::cells::{counter::*, Fact, Stats};
+use crate::cells::{counter::*, Fact};
 use crate::event::MICROS;
-use crate::histogram::HistogramSum;
+use crate::histogram::{HistogramRef, HistogramSum};
 use crate::taxonomy::{Category, CompiledTaxonomy};
 
 /// A metric value: counts are integers, everything else a float; `Null` for a zero
@@ -71,32 +71,72 @@ impl Default for Accum {
 }
 
 impl Accum {
-    /// Adds the `stats` of records of `fact`; calls are classified by their `disposition`.
-    pub fn add(&mut self, fact: Fact, disposition: &str, taxonomy: &CompiledTaxonomy, stats: &Stats) {
-        match fact {
-            Fact::Calls => self.add_calls(disposition, taxonomy, stats),
-            Fact::Tickets => {
-                add_counters(&mut self.all, &stats.c);
-                self.first_response.add(&stats.durations);
-            }
-            Fact::Activity | Fact::Csat | Fact::Stages => add_counters(&mut self.all, &stats.c),
+    /// Adds the counters and durations (if a measure reads them) of records of `fact`; calls are
+    /// classified by their `disposition`. `None` if the durations are corrupt.
+    pub fn add(
+        &mut self,
+        fact: Fact,
+        disposition: &str,
+        taxonomy: &CompiledTaxonomy,
+        counters: &[i64],
+        durations: Option<HistogramRef>,
+    ) -> Option<()> {
+        add_counters(&mut self.all, counters);
+        let durations_sum = match fact {
+            Fact::Calls => self.add_calls(disposition, taxonomy, counters),
+            Fact::Tickets => Some(&mut self.first_response),
+            Fact::Activity | Fact::Csat | Fact::Stages => None,
+        };
+        match (durations_sum, durations) {
+            (Some(sum), Some(durations)) => sum.add(durations),
+            _ => Some(()),
         }
     }
 
-    fn add_calls(&mut self, disposition: &str, taxonomy: &CompiledTaxonomy, stats: &Stats) {
+    /// Counts a cell of calls; the sum its talk times go to if they are connected.
+    fn add_calls(
+        &mut self,
+        disposition: &str,
+        taxonomy: &CompiledTaxonomy,
+        counters: &[i64],
+    ) -> Option<&mut HistogramSum> {
         let class = taxonomy.class(disposition);
-        add_counters(&mut self.all, &stats.c);
-        let calls = stats.c[CALLS];
-        if let Some(category) = class.category {
-            self.by_category[category.index()] += calls;
-            if category == Category::Connected {
-                add_counters(&mut self.connected, &stats.c);
-                self.connected_talk.add(&stats.durations);
-            }
-        }
+        let calls = counters.get(CALLS).copied().unwrap_or(0);
         self.meetings += calls * class.meeting as i64;
         self.positive += calls * class.positive as i64;
         self.voicemails += calls * class.voicemail as i64;
+        let category = class.category?;
+        self.by_category[category.index()] += calls;
+        if category != Category::Connected {
+            return None;
+        }
+        add_counters(&mut self.connected, counters);
+        Some(&mut self.connected_talk)
+    }
+
+    /// Adds the sums of another row (a query's totals are the sum of its rows).
+    pub fn add_accum(&mut self, other: &Accum) {
+        // Destructured, so that a new field cannot be forgotten here.
+        let Accum {
+            all,
+            connected,
+            connected_talk,
+            first_response,
+            by_category,
+            meetings,
+            positive,
+            voicemails,
+        } = other;
+        add_counters(&mut self.all, all);
+        add_counters(&mut self.connected, connected);
+        self.connected_talk.add_sum(connected_talk);
+        self.first_response.add_sum(first_response);
+        for (mine, theirs) in self.by_category.iter_mut().zip(by_category) {
+            *mine += theirs;
+        }
+        self.meetings += meetings;
+        self.positive += positive;
+        self.voicemails += voicemails;
     }
 
     fn connected_calls(&self) -> i64 {
@@ -109,7 +149,8 @@ impl Accum {
     }
 }
 
-fn add_counters(into: &mut [i64; COUNT], from: &[i64; COUNT]) {
+/// Adds `from`, which may end early (encoded counters stop at the last non-zero one).
+fn add_counters(into: &mut [i64; COUNT], from: &[i64]) {
     for (a, b) in into.iter_mut().zip(from) {
         *a += b;
     }

@@ -4,11 +4,13 @@
 //! dimension the query groups or filters by; what no cuboid covers is read from raw records.
 
 use crate::cells::{
-    call_dim_values, call_stats, cuboid, CellData, Cuboid, Dim, DimValues, Fact, Stats, CUBOIDS, DIMS, KEY_SEPARATOR,
+    call_dim_values, call_stats, counter::COUNT, cuboid, CellData, Cuboid, Dim, DimValues, Fact, CUBOIDS, DIMS,
+    KEY_SEPARATOR,
 };
 use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
 use crate::fxhash::Fx;
+use crate::histogram::HistogramRef;
 use crate::measures::{measure, Accum, MeasureDef, Num, MEASURES};
 use crate::taxonomy::CompiledTaxonomy;
 use crate::FieldError;
@@ -764,7 +766,6 @@ struct Aggregator<'a> {
     /// allocates nothing; a `KeyValue` key is built once per row.
     index: HashMap<Box<[u8]>, usize, Fx>,
     rows: Vec<(Vec<KeyValue>, Accum)>,
-    totals: Accum,
     scratch: Vec<u8>,
 }
 
@@ -835,7 +836,15 @@ impl Aggregator<'_> {
         }
     }
 
-    fn add(&mut self, seg: Segment, values: &DimValues, stats: &Stats, fact: Fact) {
+    /// Adds a cell (or record) to its row; `None` if its durations are corrupt.
+    fn add(
+        &mut self,
+        seg: Segment,
+        values: &DimValues,
+        fact: Fact,
+        counters: &[i64],
+        durations: Option<HistogramRef>,
+    ) -> Option<()> {
         let mut bytes = std::mem::take(&mut self.scratch);
         self.key_bytes(values, &seg, &mut bytes);
         let i = match self.index.get(bytes.as_slice()) {
@@ -848,9 +857,9 @@ impl Aggregator<'_> {
         };
         self.scratch = bytes;
         let disposition = values[Dim::Disposition as usize];
-        for accum in [&mut self.rows[i].1, &mut self.totals] {
-            accum.add(fact, disposition, self.taxonomy, stats);
-        }
+        self.rows[i]
+            .1
+            .add(fact, disposition, self.taxonomy, counters, durations)
     }
 }
 
@@ -862,7 +871,6 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
         segs,
         index: HashMap::default(),
         rows: Vec::new(),
-        totals: Accum::default(),
         scratch: Vec::new(),
     };
     // Histograms are decoded only for facts whose durations a measure reads.
@@ -870,6 +878,7 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
     // Activity's team is looked up only when the query groups or filters by team.
     let derives_team = needed_dims(q, Fact::Activity).is_some_and(|dims| dims.contains(&Dim::Team));
     let mut corrupt = false;
+    let mut counters = [0; COUNT];
     for fetch in &fetches {
         match *fetch {
             Fetch::Cells {
@@ -897,10 +906,10 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                         }
                         fact => histograms(fact),
                     };
-                    match data.stats(decode) {
-                        Some(stats) => agg.add(seg, &values, &stats, c.fact),
-                        None => corrupt = true,
-                    }
+                    let added = data
+                        .sums(decode, &mut counters)
+                        .and_then(|(counters, durations)| agg.add(seg, &values, c.fact, counters, durations));
+                    corrupt |= added.is_none();
                 })?;
                 if corrupt {
                     return Err("a stored cell could not be decoded".into());
@@ -911,7 +920,10 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                     let t = call.started_second();
                     let values = call_dim_values(call, analysis);
                     if let Some(seg) = agg.locate(t, &values).filter(|_| (from..to).contains(&t)) {
-                        agg.add(seg, &values, &call_stats(call, analysis), Fact::Calls);
+                        let stats = call_stats(call, analysis);
+                        let durations = Some(HistogramRef::Decoded(&stats.durations));
+                        agg.add(seg, &values, Fact::Calls, &stats.c, durations)
+                            .expect("a histogram in memory is valid");
                     }
                 })?;
             }
@@ -930,7 +942,11 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
             })
             .collect()
     };
-    let totals = evaluate(&agg.totals);
+    let mut totals = Accum::default();
+    for (_, row) in &agg.rows {
+        totals.add_accum(row);
+    }
+    let totals = evaluate(&totals);
     let mut rows: Vec<Row> = agg
         .rows
         .into_iter()

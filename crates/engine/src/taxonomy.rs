@@ -1,6 +1,7 @@
 //! A tenant's disposition taxonomy. Cells are keyed by disposition; categories are applied at
 //! query time, so a taxonomy change re-categorizes past calls at once.
 
+use crate::fxhash::Fx;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -92,13 +93,14 @@ fn normalize(s: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct CompiledTaxonomy {
     by_normalized: HashMap<String, String>,
-    classes: HashMap<String, DispositionClass>,
+    /// Looked up for every cell of calls a query reads.
+    classes: HashMap<String, DispositionClass, Fx>,
     known: Vec<String>,
 }
 
 impl CompiledTaxonomy {
     pub fn new(t: &Taxonomy) -> Self {
-        let mut classes: HashMap<String, DispositionClass> = HashMap::new();
+        let mut classes: HashMap<String, DispositionClass, Fx> = HashMap::default();
         let mut known = Vec::new();
         for (category, dispositions) in &t.categories {
             for d in dispositions {
