@@ -240,7 +240,8 @@ impl TenantSet {
         // Most calls of a batch are new: look their keys up first, and read rows only for
         // those that exist (by partition key, so each probe touches one month).
         for row in tx.query(
-            "SELECT call_id, started_ns FROM call_keys WHERE tenant_id = $1 AND call_id = ANY($2)",
+            "SELECT call_id, started_ns FROM call_keys JOIN unnest($2::text[]) AS wanted(v) ON call_id = wanted.v \
+             WHERE tenant_id = $1",
             &[&tenant, &ids],
         )? {
             self.stored_calls.insert(row.get(0), row.get(1));
@@ -257,7 +258,10 @@ impl TenantSet {
                 self.calls.load(call.call_id.clone(), call);
             }
         }
-        let sql = format!("SELECT {ANALYSIS_COLUMNS} FROM call_analysis WHERE tenant_id = $1 AND call_id = ANY($2)");
+        let sql = format!(
+            "SELECT {ANALYSIS_COLUMNS} FROM call_analysis JOIN unnest($2::text[]) AS wanted(v) ON call_id = wanted.v \
+             WHERE tenant_id = $1"
+        );
         for row in tx.query(&sql, &[&tenant, &ids])? {
             if let Some(a) = analysis_from_row(&row, 0)? {
                 self.analyses.load(a.call_id.clone(), a);
@@ -278,7 +282,8 @@ impl TenantSet {
         self.firsts = contacts.iter().map(|c| (c.to_string(), HashMap::new())).collect();
         let sql = format!(
             "SELECT DISTINCT ON (contact_id, stage) {STAGE_COLUMNS} FROM lead_stages \
-             WHERE tenant_id = $1 AND contact_id = ANY($2) ORDER BY contact_id, stage, at_ns, event_id"
+             JOIN unnest($2::text[]) AS wanted(v) ON contact_id = wanted.v \
+             WHERE tenant_id = $1 ORDER BY contact_id, stage, at_ns, event_id"
         );
         for row in tx.query(&sql, &[&tenant, &contacts])? {
             let stage = stage_from_row(&row)?;
@@ -302,7 +307,8 @@ impl TenantSet {
         }
         self.contact_calls = with_meeting.iter().map(|c| (c.to_string(), HashMap::new())).collect();
         let rows = tx.query(
-            "SELECT contact_id, call_id, started_ns FROM call_keys WHERE tenant_id = $1 AND contact_id = ANY($2)",
+            "SELECT contact_id, call_id, started_ns FROM call_keys JOIN unnest($2::text[]) AS wanted(v) \
+             ON contact_id = wanted.v WHERE tenant_id = $1 AND contact_id IS NOT NULL",
             &[&tenant, &with_meeting],
         )?;
         for row in rows {
@@ -318,7 +324,8 @@ impl TenantSet {
     fn load_conversations(&mut self, tx: &mut Transaction, tenant: i64, ids: &[&str], changed: &[&str]) -> Result<()> {
         self.conversations = Current::expect(ids.iter().copied());
         let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = $1 AND conversation_id = ANY($2)"
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations JOIN unnest($2::text[]) AS wanted(v) \
+             ON conversation_id = wanted.v WHERE tenant_id = $1"
         );
         for row in tx.query(&sql, &[&tenant, &ids])? {
             let c = conversation_from_row(&row)?;
@@ -328,7 +335,10 @@ impl TenantSet {
             return Ok(());
         }
         self.csat_by_conversation = changed.iter().map(|id| (id.to_string(), Vec::new())).collect();
-        let sql = format!("SELECT {CSAT_COLUMNS} FROM csat WHERE tenant_id = $1 AND conversation_id = ANY($2)");
+        let sql = format!(
+            "SELECT {CSAT_COLUMNS} FROM csat JOIN unnest($2::text[]) AS wanted(v) ON conversation_id = wanted.v \
+             WHERE tenant_id = $1 AND conversation_id IS NOT NULL"
+        );
         for row in tx.query(&sql, &[&tenant, &changed])? {
             let score = csat_from_row(&row)?;
             let id = score.conversation_id.clone().unwrap_or_default();
@@ -721,21 +731,23 @@ impl TenantSet {
                 &[&tenant, &starts, &ids],
             )?;
             tx.execute(
-                "DELETE FROM call_keys WHERE tenant_id = $1 AND call_id = ANY($2)",
+                "DELETE FROM call_keys USING unnest($2::text[]) AS wanted(v) WHERE tenant_id = $1 AND call_id = wanted.v",
                 &[&tenant, &ids],
             )?;
         }
         let analyses = self.analyses.changed_ids();
         if !analyses.is_empty() {
             tx.execute(
-                "DELETE FROM call_analysis WHERE tenant_id = $1 AND call_id = ANY($2)",
+                "DELETE FROM call_analysis USING unnest($2::text[]) AS wanted(v) \
+                 WHERE tenant_id = $1 AND call_id = wanted.v",
                 &[&tenant, &analyses],
             )?;
         }
         let conversations = self.conversations.changed_ids();
         if !conversations.is_empty() {
             tx.execute(
-                "DELETE FROM conversations WHERE tenant_id = $1 AND conversation_id = ANY($2)",
+                "DELETE FROM conversations USING unnest($2::text[]) AS wanted(v) \
+                 WHERE tenant_id = $1 AND conversation_id = wanted.v",
                 &[&tenant, &conversations],
             )?;
         }
