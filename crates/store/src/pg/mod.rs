@@ -206,11 +206,14 @@ impl PgStore {
             schema::migrate(&mut client)?;
             let partitions = schema::Partitions::load(&mut client)?;
             // The writer reads records only by key: a batch's ids (an `unnest` of an array)
-            // joined to a table's primary key. Without hash and merge joins, that is a nested
-            // loop of index probes whatever the statistics say; with them, a table that had
-            // grown since its last ANALYZE was scanned whole for each batch (60 ms at 350k
-            // calls, and growing with the table).
-            client.batch_execute("SET enable_hashjoin = off; SET enable_mergejoin = off")?;
+            // joined to a table's key. With only nested loops and plain index scans to choose
+            // from, that is an index probe per id whatever the statistics say. Otherwise a table
+            // that had grown since its last ANALYZE was read whole for each batch (45 ms at 350k
+            // calls), or, while it looked small, once per id (seconds a batch).
+            client.batch_execute(
+                "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off; \
+                 SET enable_bitmapscan = off; SET enable_material = off",
+            )?;
             Ok((client, partitions))
         })?;
         let mut node = [0u8; 8];
@@ -305,8 +308,14 @@ fn compact_loop(config: &postgres::Config, stop: &AtomicBool) {
     let mut client: Option<Client> = None;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(COMPACT_EVERY);
+        // The node that compacts also keeps the planner's statistics current.
         let result = match &mut client {
-            Some(c) => writer::compact(c),
+            Some(c) => writer::compact(c).and_then(|compacted| {
+                if compacted.is_some() {
+                    writer::refresh_statistics(c)?;
+                }
+                Ok(compacted)
+            }),
             None => config.connect(NoTls).map_err(StoreError::from).map(|c| {
                 client = Some(c);
                 None

@@ -6,6 +6,9 @@
 //!
 //! The transaction holds each tenant's ingest lock, so no other node changes these records
 //! between the load and the flush.
+//!
+//! Every read is a batch's keys (`unnest` of arrays) joined to a table's key: on the writer's
+//! session (see `PgStore::open`) that can only be planned as an index probe per key.
 
 use crate::apply::{Neighbour, Records};
 use crate::overlay::DeltaMap;
@@ -250,8 +253,8 @@ impl TenantSet {
             let (ids, starts): (Vec<&str>, Vec<i64>) =
                 self.stored_calls.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
             let sql = format!(
-                "SELECT {CALL_COLUMNS} FROM calls WHERE tenant_id = $1 AND (started_ns, call_id) IN \
-                 (SELECT * FROM unnest($2::int8[], $3::text[]))"
+                "SELECT {CALL_COLUMNS} FROM calls JOIN unnest($2::int8[], $3::text[]) AS wanted(s, v) \
+                 ON started_ns = wanted.s AND call_id = wanted.v WHERE tenant_id = $1"
             );
             for row in tx.query(&sql, &[&tenant, &starts, &ids])? {
                 let call = call_from_row(&row, 0)?;
@@ -726,8 +729,8 @@ impl TenantSet {
             .unzip();
         if !ids.is_empty() {
             tx.execute(
-                "DELETE FROM calls WHERE tenant_id = $1 AND (started_ns, call_id) IN \
-                 (SELECT * FROM unnest($2::int8[], $3::text[]))",
+                "DELETE FROM calls USING unnest($2::int8[], $3::text[]) AS wanted(s, v) \
+                 WHERE tenant_id = $1 AND started_ns = wanted.s AND call_id = wanted.v",
                 &[&tenant, &starts, &ids],
             )?;
             tx.execute(
