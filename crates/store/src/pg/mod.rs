@@ -46,6 +46,14 @@ pub struct Pg<'a, C>(pub &'a mut C);
 const CHANNEL: &str = "dialboard";
 /// How often each node tries to compact.
 const COMPACT_EVERY: Duration = Duration::from_millis(500);
+
+/// The writer's session. It reads records only by key: a batch's ids (an `unnest` of an array)
+/// joined to a table's key. With only nested loops and plain index scans to choose from, that is
+/// an index probe per id whatever the statistics say. Otherwise a table that had grown since its
+/// last ANALYZE was read whole for each batch (45 ms at 350k calls), or, while it looked small,
+/// once per id (seconds a batch).
+const WRITER_SESSION: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off; \
+                              SET enable_bitmapscan = off; SET enable_material = off";
 /// Idle connections kept for reads and administration.
 const POOL_SIZE: usize = 8;
 
@@ -205,15 +213,7 @@ impl PgStore {
             let mut client = setup.connect(NoTls)?;
             schema::migrate(&mut client)?;
             let partitions = schema::Partitions::load(&mut client)?;
-            // The writer reads records only by key: a batch's ids (an `unnest` of an array)
-            // joined to a table's key. With only nested loops and plain index scans to choose
-            // from, that is an index probe per id whatever the statistics say. Otherwise a table
-            // that had grown since its last ANALYZE was read whole for each batch (45 ms at 350k
-            // calls), or, while it looked small, once per id (seconds a batch).
-            client.batch_execute(
-                "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off; \
-                 SET enable_bitmapscan = off; SET enable_material = off",
-            )?;
+            client.batch_execute(WRITER_SESSION)?;
             Ok((client, partitions))
         })?;
         let mut node = [0u8; 8];
@@ -768,7 +768,45 @@ fn refresh_agent_teams(client: &mut Client, shared: &Shared, tenant: i64, kind: 
 
 #[cfg(test)]
 mod tests {
-    use super::Notice;
+    use super::{cluster::Cluster, working::CALL_KEYS_BY_ID, Notice, PgStore, WRITER_SESSION};
+    use postgres::{Client, NoTls};
+
+    /// Right after a table grew from nothing, before any ANALYZE, the writer's lookup of a
+    /// batch's call keys is still an index probe per key: no scan of the tenant's rows filtered
+    /// by the keys (what `call_id = ANY($2)` was planned as), no bitmap, hash or materialized
+    /// side, no join filter.
+    #[test]
+    fn key_lookups_probe_the_index_whatever_the_statistics() {
+        let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+        let url = cluster.create_database().unwrap();
+        drop(PgStore::open(&url).unwrap()); // the schema
+        let mut client = Client::connect(&url, NoTls).unwrap();
+        client
+            .batch_execute(
+                "ALTER TABLE call_keys SET (autovacuum_enabled = off); \
+                 INSERT INTO call_keys (tenant_id, call_id, started_ns, contact_id) \
+                 SELECT 1, 'c' || g, g, 'k' || g FROM generate_series(1, 50000) g",
+            )
+            .unwrap();
+        client.batch_execute(WRITER_SESSION).unwrap();
+        let ids: Vec<String> = (0..2000).map(|i| format!("c{}", i * 40)).collect();
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN {CALL_KEYS_BY_ID}"), &[&1i64, &ids])
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Scan using call_keys_pkey"), "{plan}");
+        for line in plan.lines().filter(|l| l.contains("Index Cond")) {
+            assert!(line.contains("call_id = "), "the key is an index condition:\n{plan}");
+        }
+        for unwanted in ["Seq Scan", "Bitmap", "Hash", "Materialize", "Filter"] {
+            assert!(!plan.contains(unwanted), "{unwanted} in\n{plan}");
+        }
+        let found = client.query(CALL_KEYS_BY_ID, &[&1i64, &ids]).unwrap().len();
+        assert_eq!(found, 1250, "c0 does not exist; c40 … c50000 do");
+    }
 
     #[test]
     fn notices_round_trip() {

@@ -15,7 +15,8 @@ use postgres::Client;
 use std::collections::HashSet;
 
 /// Each entry migrates from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id BIGSERIAL PRIMARY KEY,
     name TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -204,7 +205,18 @@ CREATE TABLE cell_deltas (
     block BYTEA NOT NULL
 );
 CREATE INDEX cell_deltas_by_block ON cell_deltas (tenant_id, cuboid, grain, bucket);
-"#];
+"#,
+    r#"
+-- Rollup blocks are rewritten whole at every compaction: lz4 compresses them several times
+-- faster than pglz (pglz was 11% of PostgreSQL's time while ingesting at 10M calls), where the
+-- server was built with it.
+DO $$ BEGIN
+    ALTER TABLE cells ALTER COLUMN block SET COMPRESSION lz4;
+    ALTER TABLE cell_deltas ALTER COLUMN block SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN NULL;
+END $$;
+"#,
+];
 
 /// The advisory locks the nodes coordinate with, each held until its transaction ends.
 #[derive(Debug, Clone, Copy)]

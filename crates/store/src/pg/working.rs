@@ -7,8 +7,11 @@
 //! The transaction holds each tenant's ingest lock, so no other node changes these records
 //! between the load and the flush.
 //!
-//! Every read is a batch's keys (`unnest` of arrays) joined to a table's key: on the writer's
-//! session (see `PgStore::open`) that can only be planned as an index probe per key.
+//! Every read is a probe per key of the batch ([`probe`]): the keys (`unnest` of arrays, made
+//! distinct, as a repeated key would repeat its rows) drive a LATERAL subquery that the planner
+//! can neither turn round nor, on the writer's session (`WRITER_SESSION`), answer by anything
+//! but an index scan. Planned as joins, a table whose statistics lagged behind its growth was
+//! read whole against the keys (0.1–0.3 s a batch at a few million calls).
 
 use crate::apply::{Neighbour, Records};
 use crate::overlay::DeltaMap;
@@ -26,6 +29,32 @@ use postgres::types::Type;
 use postgres::types::Type as T;
 use postgres::Transaction;
 use std::collections::{HashMap, HashSet};
+
+/// Which of a batch's calls are stored, and the start (partition) of each: `$1` the tenant,
+/// `$2` the call ids.
+pub(super) const CALL_KEYS_BY_ID: &str = "SELECT call_id, started_ns FROM unnest($2::text[]) AS wanted(v), \
+    LATERAL (SELECT call_id, started_ns FROM call_keys WHERE tenant_id = $1 AND call_id = wanted.v OFFSET 0) AS found";
+
+/// `SELECT columns` of the rows that `from_where` (a table and conditions naming `wanted`'s
+/// columns) finds for each row of `wanted`: a LATERAL subquery, kept a subquery by OFFSET 0, so
+/// that the keys come first and each is one probe of the table.
+fn probe(wanted: &str, columns: &str, from_where: &str) -> String {
+    format!("SELECT {columns} FROM {wanted}, LATERAL (SELECT {columns} FROM {from_where} OFFSET 0) AS found")
+}
+
+/// Deletes the rows of `table` (not a partitioned one: its row ids would repeat) that
+/// `condition` finds for each row of `wanted`, by their row ids.
+fn delete_found(
+    tx: &mut Transaction,
+    table: &str,
+    wanted: &str,
+    condition: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<()> {
+    let found = probe(wanted, "ctid", &format!("{table} WHERE tenant_id = $1 AND {condition}"));
+    tx.execute(&format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY({found}))"), params)?;
+    Ok(())
+}
 
 /// A tenant's events of one group commit, in order.
 pub struct Batch<'a> {
@@ -242,28 +271,26 @@ impl TenantSet {
         self.analyses = Current::expect(ids.iter().copied());
         // Most calls of a batch are new: look their keys up first, and read rows only for
         // those that exist (by partition key, so each probe touches one month).
-        for row in tx.query(
-            "SELECT call_id, started_ns FROM call_keys JOIN unnest($2::text[]) AS wanted(v) ON call_id = wanted.v \
-             WHERE tenant_id = $1",
-            &[&tenant, &ids],
-        )? {
+        for row in tx.query(CALL_KEYS_BY_ID, &[&tenant, &ids])? {
             self.stored_calls.insert(row.get(0), row.get(1));
         }
         if !self.stored_calls.is_empty() {
             let (ids, starts): (Vec<&str>, Vec<i64>) =
                 self.stored_calls.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
-            let sql = format!(
-                "SELECT {CALL_COLUMNS} FROM calls JOIN unnest($2::int8[], $3::text[]) AS wanted(s, v) \
-                 ON started_ns = wanted.s AND call_id = wanted.v WHERE tenant_id = $1"
+            let sql = probe(
+                "unnest($2::int8[], $3::text[]) AS wanted(s, v)",
+                CALL_COLUMNS,
+                "calls WHERE tenant_id = $1 AND started_ns = wanted.s AND call_id = wanted.v",
             );
             for row in tx.query(&sql, &[&tenant, &starts, &ids])? {
                 let call = call_from_row(&row, 0)?;
                 self.calls.load(call.call_id.clone(), call);
             }
         }
-        let sql = format!(
-            "SELECT {ANALYSIS_COLUMNS} FROM call_analysis JOIN unnest($2::text[]) AS wanted(v) ON call_id = wanted.v \
-             WHERE tenant_id = $1"
+        let sql = probe(
+            "unnest($2::text[]) AS wanted(v)",
+            ANALYSIS_COLUMNS,
+            "call_analysis WHERE tenant_id = $1 AND call_id = wanted.v",
         );
         for row in tx.query(&sql, &[&tenant, &ids])? {
             if let Some(a) = analysis_from_row(&row, 0)? {
@@ -284,9 +311,9 @@ impl TenantSet {
     ) -> Result<()> {
         self.firsts = contacts.iter().map(|c| (c.to_string(), HashMap::new())).collect();
         let sql = format!(
-            "SELECT DISTINCT ON (contact_id, stage) {STAGE_COLUMNS} FROM lead_stages \
-             JOIN unnest($2::text[]) AS wanted(v) ON contact_id = wanted.v \
-             WHERE tenant_id = $1 ORDER BY contact_id, stage, at_ns, event_id"
+            "SELECT {STAGE_COLUMNS} FROM unnest($2::text[]) AS wanted(v), LATERAL (SELECT DISTINCT ON (stage) \
+             {STAGE_COLUMNS} FROM lead_stages WHERE tenant_id = $1 AND contact_id = wanted.v \
+             ORDER BY stage, at_ns, event_id) AS found"
         );
         for row in tx.query(&sql, &[&tenant, &contacts])? {
             let stage = stage_from_row(&row)?;
@@ -309,11 +336,12 @@ impl TenantSet {
             return Ok(());
         }
         self.contact_calls = with_meeting.iter().map(|c| (c.to_string(), HashMap::new())).collect();
-        let rows = tx.query(
-            "SELECT contact_id, call_id, started_ns FROM call_keys JOIN unnest($2::text[]) AS wanted(v) \
-             ON contact_id = wanted.v WHERE tenant_id = $1 AND contact_id IS NOT NULL",
-            &[&tenant, &with_meeting],
-        )?;
+        let sql = probe(
+            "unnest($2::text[]) AS wanted(v)",
+            "contact_id, call_id, started_ns",
+            "call_keys WHERE tenant_id = $1 AND contact_id = wanted.v AND contact_id IS NOT NULL",
+        );
+        let rows = tx.query(&sql, &[&tenant, &with_meeting])?;
         for row in rows {
             let contact: String = row.get(0);
             self.contact_calls
@@ -326,9 +354,10 @@ impl TenantSet {
 
     fn load_conversations(&mut self, tx: &mut Transaction, tenant: i64, ids: &[&str], changed: &[&str]) -> Result<()> {
         self.conversations = Current::expect(ids.iter().copied());
-        let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations JOIN unnest($2::text[]) AS wanted(v) \
-             ON conversation_id = wanted.v WHERE tenant_id = $1"
+        let sql = probe(
+            "unnest($2::text[]) AS wanted(v)",
+            CONVERSATION_COLUMNS,
+            "conversations WHERE tenant_id = $1 AND conversation_id = wanted.v",
         );
         for row in tx.query(&sql, &[&tenant, &ids])? {
             let c = conversation_from_row(&row)?;
@@ -338,9 +367,10 @@ impl TenantSet {
             return Ok(());
         }
         self.csat_by_conversation = changed.iter().map(|id| (id.to_string(), Vec::new())).collect();
-        let sql = format!(
-            "SELECT {CSAT_COLUMNS} FROM csat JOIN unnest($2::text[]) AS wanted(v) ON conversation_id = wanted.v \
-             WHERE tenant_id = $1 AND conversation_id IS NOT NULL"
+        let sql = probe(
+            "unnest($2::text[]) AS wanted(v)",
+            CSAT_COLUMNS,
+            "csat WHERE tenant_id = $1 AND conversation_id = wanted.v AND conversation_id IS NOT NULL",
         );
         for row in tx.query(&sql, &[&tenant, &changed])? {
             let score = csat_from_row(&row)?;
@@ -727,32 +757,36 @@ impl TenantSet {
             .into_iter()
             .filter_map(|id| self.stored_calls.get(id).map(|at| (id, *at)))
             .unzip();
+        // Calls by their month's partition (row ids repeat across partitions).
+        let mut by_month: HashMap<String, (Vec<&str>, Vec<i64>)> = HashMap::new();
+        for (id, at) in ids.iter().zip(&starts) {
+            let month = by_month.entry(super::schema::month_of(*at).2).or_default();
+            month.0.push(id);
+            month.1.push(*at);
+        }
+        for (month, (ids, starts)) in &by_month {
+            let wanted = "unnest($2::int8[], $3::text[]) AS wanted(s, v)";
+            let condition = "started_ns = wanted.s AND call_id = wanted.v";
+            delete_found(
+                tx,
+                &format!("calls_{month}"),
+                wanted,
+                condition,
+                &[&tenant, starts, ids],
+            )?;
+        }
+        let by_id = "unnest($2::text[]) AS wanted(v)";
         if !ids.is_empty() {
-            tx.execute(
-                "DELETE FROM calls USING unnest($2::int8[], $3::text[]) AS wanted(s, v) \
-                 WHERE tenant_id = $1 AND started_ns = wanted.s AND call_id = wanted.v",
-                &[&tenant, &starts, &ids],
-            )?;
-            tx.execute(
-                "DELETE FROM call_keys USING unnest($2::text[]) AS wanted(v) WHERE tenant_id = $1 AND call_id = wanted.v",
-                &[&tenant, &ids],
-            )?;
+            delete_found(tx, "call_keys", by_id, "call_id = wanted.v", &[&tenant, &ids])?;
         }
         let analyses = self.analyses.changed_ids();
         if !analyses.is_empty() {
-            tx.execute(
-                "DELETE FROM call_analysis USING unnest($2::text[]) AS wanted(v) \
-                 WHERE tenant_id = $1 AND call_id = wanted.v",
-                &[&tenant, &analyses],
-            )?;
+            delete_found(tx, "call_analysis", by_id, "call_id = wanted.v", &[&tenant, &analyses])?;
         }
         let conversations = self.conversations.changed_ids();
         if !conversations.is_empty() {
-            tx.execute(
-                "DELETE FROM conversations USING unnest($2::text[]) AS wanted(v) \
-                 WHERE tenant_id = $1 AND conversation_id = wanted.v",
-                &[&tenant, &conversations],
-            )?;
+            let condition = "conversation_id = wanted.v";
+            delete_found(tx, "conversations", by_id, condition, &[&tenant, &conversations])?;
         }
         Ok(())
     }
