@@ -768,7 +768,7 @@ fn refresh_agent_teams(client: &mut Client, shared: &Shared, tenant: i64, kind: 
 
 #[cfg(test)]
 mod tests {
-    use super::{cluster::Cluster, working::CALL_KEYS_BY_ID, Notice, PgStore, WRITER_SESSION};
+    use super::{cluster::Cluster, working::call_keys_by_id, Notice, PgStore, WRITER_SESSION};
     use postgres::{Client, NoTls};
 
     /// Right after a table grew from nothing, before any ANALYZE, the writer's lookup of a
@@ -791,7 +791,7 @@ mod tests {
         client.batch_execute(WRITER_SESSION).unwrap();
         let ids: Vec<String> = (0..2000).map(|i| format!("c{}", i * 40)).collect();
         let plan: Vec<String> = client
-            .query(&format!("EXPLAIN {CALL_KEYS_BY_ID}"), &[&1i64, &ids])
+            .query(&format!("EXPLAIN {}", call_keys_by_id()), &[&1i64, &ids])
             .unwrap()
             .iter()
             .map(|row| row.get(0))
@@ -804,7 +804,7 @@ mod tests {
         for unwanted in ["Seq Scan", "Bitmap", "Hash", "Materialize", "Filter"] {
             assert!(!plan.contains(unwanted), "{unwanted} in\n{plan}");
         }
-        let found = client.query(CALL_KEYS_BY_ID, &[&1i64, &ids]).unwrap().len();
+        let found = client.query(&call_keys_by_id(), &[&1i64, &ids]).unwrap().len();
         assert_eq!(found, 1250, "c0 does not exist; c40 … c50000 do");
     }
 

@@ -32,8 +32,13 @@ use std::collections::{HashMap, HashSet};
 
 /// Which of a batch's calls are stored, and the start (partition) of each: `$1` the tenant,
 /// `$2` the call ids.
-pub(super) const CALL_KEYS_BY_ID: &str = "SELECT call_id, started_ns FROM unnest($2::text[]) AS wanted(v), \
-    LATERAL (SELECT call_id, started_ns FROM call_keys WHERE tenant_id = $1 AND call_id = wanted.v OFFSET 0) AS found";
+pub(super) fn call_keys_by_id() -> String {
+    probe(
+        "unnest($2::text[]) AS wanted(v)",
+        "call_id, started_ns",
+        "call_keys WHERE tenant_id = $1 AND call_id = wanted.v",
+    )
+}
 
 /// `SELECT columns` of the rows that `from_where` (a table and conditions naming `wanted`'s
 /// columns) finds for each row of `wanted`: a LATERAL subquery, kept a subquery by OFFSET 0, so
@@ -271,7 +276,7 @@ impl TenantSet {
         self.analyses = Current::expect(ids.iter().copied());
         // Most calls of a batch are new: look their keys up first, and read rows only for
         // those that exist (by partition key, so each probe touches one month).
-        for row in tx.query(CALL_KEYS_BY_ID, &[&tenant, &ids])? {
+        for row in tx.query(&call_keys_by_id(), &[&tenant, &ids])? {
             self.stored_calls.insert(row.get(0), row.get(1));
         }
         if !self.stored_calls.is_empty() {
