@@ -47,11 +47,11 @@ const CHANNEL: &str = "dialboard";
 /// How often each node tries to compact.
 const COMPACT_EVERY: Duration = Duration::from_millis(500);
 
-/// The writer's session. It reads records only by key: a batch's ids (an `unnest` of an array)
-/// joined to a table's key. With only nested loops and plain index scans to choose from, that is
-/// an index probe per id whatever the statistics say. Otherwise a table that had grown since its
-/// last ANALYZE was read whole for each batch (45 ms at 350k calls), or, while it looked small,
-/// once per id (seconds a batch).
+/// The writer's session. It reads records only by key, as a LATERAL probe per key of the batch
+/// (`working::probe`); with only nested loops and plain index scans to choose from, each probe
+/// is an index scan whatever the statistics say. Otherwise a table that had grown since its last
+/// ANALYZE was read whole for each batch (45 ms at 350k calls), or, while it looked small, once
+/// per key (seconds a batch).
 const WRITER_SESSION: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off; \
                               SET enable_bitmapscan = off; SET enable_material = off";
 /// Idle connections kept for reads and administration.

@@ -121,24 +121,19 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
 }
 
 /// ANALYZEs each table (or partition) that changed by more than half since its last ANALYZE,
-/// and by at least 1,000 rows; returns how many. Autovacuum does the same after a tenth, but
-/// looks once a minute: a table that grew from nothing during an import was planned as nearly
-/// empty until then, and even the writer's key lookups (see `PgStore::open`) then probed the
-/// batch's keys once per stored row.
-pub fn refresh_statistics(client: &mut Client) -> Result<usize> {
-    let stale: Vec<String> = client
-        .query(
-            "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables \
-             WHERE n_mod_since_analyze > greatest(1000, n_live_tup / 2)",
-            &[],
-        )?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    for table in &stale {
+/// and by at least 1,000 rows. Autovacuum does the same after a tenth, but looks once a minute:
+/// a table that grew from nothing during an import was planned as nearly empty until then.
+pub fn refresh_statistics(client: &mut Client) -> Result<()> {
+    let stale = client.query(
+        "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables \
+         WHERE n_mod_since_analyze > greatest(1000, n_live_tup / 2)",
+        &[],
+    )?;
+    for row in stale {
+        let table: String = row.get(0);
         client.batch_execute(&format!("ANALYZE {table}"))?;
     }
-    Ok(stale.len())
+    Ok(())
 }
 
 /// Folds every committed delta row into its cell block. `None` when another node is

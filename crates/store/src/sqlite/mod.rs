@@ -72,6 +72,15 @@ impl Shared {
         Ok(std::mem::take(&mut *overlay))
     }
 
+    /// A tenant, from the cache or else read with `conn`.
+    fn tenant(&self, conn: &mut Connection, id: i64) -> Result<Arc<TenantInfo>> {
+        if let Some(t) = self.tenants.get(id) {
+            return Ok(t);
+        }
+        let row = catalog::tenant_by_id(conn, id)?.ok_or(StoreError::NotFound)?;
+        self.tenants.from_row(row)
+    }
+
     fn agent_teams(&self, tenant_id: i64) -> Arc<AgentTeams> {
         let maps = self.agent_teams.read().expect("agent teams lock");
         maps.get(&tenant_id).cloned().unwrap_or_default()
@@ -123,12 +132,9 @@ fn load_pending(conn: &mut Connection, shared: &Shared) -> Result<()> {
     for data in rows(conn, "pending_contributions")? {
         let mut deltas = DeltaMap::default();
         for (tenant_id, contributions) in contribution::decode(&data).ok_or_else(corrupt("pending_contributions"))? {
-            let tenant = match shared.tenants.get(tenant_id) {
-                Some(t) => t,
-                None => {
-                    let row = catalog::tenant_by_id(conn, tenant_id)?.ok_or_else(corrupt("pending_contributions"))?;
-                    shared.tenants.from_row(row)?
-                }
+            let tenant = match shared.tenant(conn, tenant_id) {
+                Err(StoreError::NotFound) => return Err(corrupt("pending_contributions")()),
+                tenant => tenant?,
             };
             for c in &contributions {
                 c.add_to(&tenant, &mut deltas);
@@ -388,11 +394,7 @@ impl Store for SqliteStore {
         if let Some(t) = self.shared.tenants.get(id) {
             return Ok(t);
         }
-        self.read(move |conn, shared| {
-            let row = catalog::tenant_by_id(conn, id)?.ok_or(StoreError::NotFound)?;
-            shared.tenants.from_row(row)
-        })
-        .await
+        self.read(move |conn, shared| shared.tenant(conn, id)).await
     }
 
     async fn create_key(&self, key_hash: [u8; 32], key: ApiKey) -> Result<()> {
