@@ -201,15 +201,36 @@ impl TenantSet {
         let mut set = TenantSet::default();
         // The first copy of each id is the one that counts; of those, the ids not logged before.
         let ids = distinct(events.iter().map(|e| e.id.as_str()));
-        let new_ids: HashSet<String> = tx
+        // A probe and a COPY rather than INSERT … ON CONFLICT (7.3 against 8.2–9.2 ms of the
+        // backend per 1,000 calls): the tenant's ingest lock keeps other transactions from
+        // logging the same ids meanwhile.
+        let logged: HashSet<String> = tx
             .query(
-                "INSERT INTO event_ids (tenant_id, event_id) SELECT $1, unnest($2::text[]) \
-                 ON CONFLICT DO NOTHING RETURNING event_id",
+                &probe(
+                    "unnest($2::text[]) AS wanted(v)",
+                    "event_id",
+                    "event_ids WHERE tenant_id = $1 AND event_id = wanted.v",
+                ),
                 &[&tenant, &ids],
             )?
             .iter()
             .map(|r| r.get(0))
             .collect();
+        let new_ids: Vec<&str> = ids.into_iter().filter(|id| !logged.contains(*id)).collect();
+        copy(
+            tx,
+            "event_ids",
+            "tenant_id, event_id",
+            &[T::INT8, T::TEXT],
+            !new_ids.is_empty(),
+            |w| {
+                for id in &new_ids {
+                    w.write(&[&tenant, id])?;
+                }
+                Ok(())
+            },
+        )?;
+        let new_ids: HashSet<String> = new_ids.into_iter().map(str::to_string).collect();
         let mut firsts_seen = HashSet::new();
         let applied: Vec<&Event> = events
             .iter()
