@@ -78,11 +78,24 @@ pub enum Fact {
 
 impl Fact {
     /// The dimension a query derives `dim` from for this fact's records, where the records
-    /// lack it: activity's team comes from the agent (see `query::Context::agent_teams`).
+    /// lack it: the team of activity, CSAT and stages is their agent's in the directory (see
+    /// `query::Context::agent_teams`), so it moves when the agent moves.
     pub fn stored(self, dim: Dim) -> Dim {
         match (self, dim) {
-            (Fact::Activity, Dim::Team) => Dim::Agent,
+            (Fact::Activity | Fact::Csat | Fact::Stages, Dim::Team) => Dim::Agent,
             _ => dim,
+        }
+    }
+
+    /// Whether a record's team is its agent's in the directory where the record names none:
+    /// always for facts whose events carry no team, and for tickets that give none (their
+    /// cells keep the agent beside the team, so the lookup is exact in every cuboid).
+    pub fn team_from_directory(self, stored_team: &str) -> bool {
+        match self {
+            Fact::Activity | Fact::Csat | Fact::Stages => true,
+            Fact::Tickets => stored_team.is_empty(),
+            // Calls without a team keep none: their campaign cuboid has no agent to look up.
+            Fact::Calls => false,
         }
     }
 
@@ -90,11 +103,12 @@ impl Fact {
     pub fn dims(self) -> &'static [Dim] {
         match self {
             Fact::Calls => &Dim::ALL[..Dim::Channel as usize],
-            // An agent's team is not in its status events; queries take it from the directory.
+            // Status, CSAT and stage events name no team; queries take the agent's from the
+            // directory (`Fact::stored`).
             Fact::Activity => &[Dim::Agent, Dim::Team],
             Fact::Tickets => &[Dim::Agent, Dim::Team, Dim::Channel, Dim::Intent],
-            Fact::Csat => &[Dim::Agent, Dim::Channel],
-            Fact::Stages => &[Dim::Agent, Dim::Campaign, Dim::LeadSource, Dim::Stage],
+            Fact::Csat => &[Dim::Agent, Dim::Team, Dim::Channel],
+            Fact::Stages => &[Dim::Agent, Dim::Team, Dim::Campaign, Dim::LeadSource, Dim::Stage],
         }
     }
 }

@@ -17,8 +17,16 @@ pub struct Records<'a> {
     pub conversations: &'a [Conversation],
     pub csats: &'a [CsatScore],
     pub stages: &'a [StageChange],
-    /// The directory's team of each agent, which activity counts for.
+    /// The directory's team of each agent, which activity, CSAT, stages and tickets without a
+    /// team count for.
     pub agent_teams: &'a AgentTeams,
+}
+
+impl Records<'_> {
+    /// The directory's team of `agent`.
+    fn team_of(&self, agent: Option<&str>) -> KeyValue {
+        text(agent.and_then(|a| self.agent_teams.get(a)).map(String::as_str))
+    }
 }
 
 #[derive(Default)]
@@ -49,8 +57,8 @@ const CALL_DIMS: &[&str] = &[
 ];
 const STATUS_DIMS: &[&str] = &["agent", "team"];
 const TICKET_DIMS: &[&str] = &["agent", "team", "channel", "intent"];
-const CSAT_DIMS: &[&str] = &["agent", "channel"];
-const STAGE_DIMS: &[&str] = &["agent", "campaign", "lead_source", "stage"];
+const CSAT_DIMS: &[&str] = &["agent", "team", "channel"];
+const STAGE_DIMS: &[&str] = &["agent", "team", "campaign", "lead_source", "stage"];
 
 fn text(s: Option<&str>) -> KeyValue {
     match s {
@@ -294,7 +302,10 @@ pub fn evaluate(
         for t in records.conversations {
             let value = |d: &str| match d {
                 "agent" => text(t.agent_id.as_deref()),
-                "team" => text(t.team_id.as_deref()),
+                "team" => match t.team_id.as_deref() {
+                    None | Some("") => records.team_of(t.agent_id.as_deref()),
+                    team => text(team),
+                },
                 "channel" => text(Some(&t.channel)),
                 _ => text(t.intent.as_deref()),
             };
@@ -317,6 +328,7 @@ pub fn evaluate(
             };
             let value = |d: &str| match d {
                 "agent" => text(c.agent_id.as_deref()),
+                "team" => records.team_of(c.agent_id.as_deref()),
                 _ => text(channel),
             };
             if let Some(key) = locate(second(c.at_ns), &value) {
@@ -336,6 +348,7 @@ pub fn evaluate(
         for s in firsts.values() {
             let value = |d: &str| match d {
                 "agent" => text(s.agent_id.as_deref()),
+                "team" => records.team_of(s.agent_id.as_deref()),
                 "campaign" => text(s.campaign_id.as_deref()),
                 "lead_source" => text(s.lead_source.as_deref()),
                 _ => text(Some(&s.stage)),
@@ -383,7 +396,7 @@ pub fn evaluate(
                     let piece_end = (next * 1_000_000_000).min(stop);
                     let value = |d: &str| match d {
                         "agent" => text(Some(agent)),
-                        _ => text(records.agent_teams.get(agent).map(String::as_str)),
+                        _ => records.team_of(Some(agent)),
                     };
                     if let Some(key) = locate(sec, &value) {
                         let ns = piece_end - t;

@@ -113,8 +113,8 @@ pub struct Context<'a> {
     pub now: i64,
     /// The earliest instant with data, for `all_time`.
     pub earliest: Option<i64>,
-    /// Each agent's team in the directory. Status events carry no team, so activity counts
-    /// for the team an agent belongs to now.
+    /// Each agent's team in the directory. Status, CSAT and stage events carry no team (nor do
+    /// some tickets), so they count for the team their agent belongs to now.
     pub agent_teams: &'a AgentTeams,
 }
 
@@ -875,8 +875,9 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
     };
     // Histograms are decoded only for facts whose durations a measure reads.
     let histograms = |fact: Fact| q.measures.iter().any(|m| m.reads_histogram && m.facts[0] == fact);
-    // Activity's team is looked up only when the query groups or filters by team.
-    let derives_team = needed_dims(q, Fact::Activity).is_some_and(|dims| dims.contains(&Dim::Team));
+    // A record's team is looked up in the directory only when the query groups or filters by
+    // team (see `Fact::team_from_directory`).
+    let derives_team = uses(q, Dimension::Key(Dim::Team));
     let mut corrupt = false;
     let mut counters = [0; COUNT];
     for fetch in &fetches {
@@ -893,7 +894,7 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                     for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
                         values[*dim as usize] = part;
                     }
-                    if c.fact == Fact::Activity && derives_team {
+                    if derives_team && c.fact.team_from_directory(values[Dim::Team as usize]) {
                         let team = ctx.agent_teams.get(values[Dim::Agent as usize]);
                         values[Dim::Team as usize] = team.map_or("", String::as_str);
                     }

@@ -243,6 +243,7 @@ fn query_strategy() -> impl Strategy<Value = serde_json::Value> {
     ]);
     let filters = prop::option::of(prop_oneof![
         Just(json!({"team": ["t0"]})),
+        Just(json!({"team": ["t1"], "stage": ["closed_won", "meeting_booked"]})),
         Just(json!({"disposition_category": ["connected"]})),
         Just(json!({"agent": ["a1", "a2"]})),
         Just(json!({"campaign": ["c1"], "lead_source": ["s0", "s2"]})),

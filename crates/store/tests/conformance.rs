@@ -72,8 +72,12 @@ fn event_strategy() -> impl Strategy<Value = Value> {
             |(conv, opened, channel, updated, response, resolved)| {
                 let mut e = json!({"type": "conversation", "conversation_id": format!("v{conv}"),
                     "channel": CHANNELS[channel], "opened_at": ts(T0 + opened),
-                    "agent_id": format!("a{}", conv % 3), "team_id": "t1", "intent": INTENTS[conv % 2],
+                    "agent_id": format!("a{}", conv % 3), "intent": INTENTS[conv % 2],
                     "updated_at": ts(T0 + 4 * 86_400 + updated)});
+                // Tickets without a team count for their agent's team in the directory.
+                if conv % 2 == 0 {
+                    e["team_id"] = json!("t1");
+                }
                 if let Some(r) = response {
                     e["first_response_at"] = json!(ts(T0 + opened + r));
                     if resolved {
@@ -174,7 +178,7 @@ fn final_records(events: &[ParsedEvent]) -> Final {
 
 fn queries() -> Vec<Value> {
     let measures: Vec<&str> = MEASURES.iter().map(|m| m.name).collect();
-    let dims: [&[&str]; 9] = [
+    let dims: [&[&str]; 10] = [
         &[],
         &["agent"],
         &["disposition_category"],
@@ -184,6 +188,7 @@ fn queries() -> Vec<Value> {
         &["channel"],
         &["stage", "campaign"],
         &["intent", "agent"],
+        &["team", "stage"],
     ];
     let grans = [None, Some("hour"), Some("day"), Some("15m")];
     let mut out = Vec::new();
@@ -389,7 +394,8 @@ fn equals_brute_force(
     let recovered = open();
     check(&*recovered, &rt, tenant.id, zone, &parsed, &teams)?;
     drop(recovered);
-    // a2 joins t1 and a0 leaves the directory: activity follows at once.
+    // a2 joins t1 and a0 leaves the directory: activity, CSAT, stages and tickets without a
+    // team follow at once.
     put_agent("a2", Some("t1"));
     rt.block_on(store.delete_directory(tenant.id, DirectoryKind::Agent, "a0"))
         .unwrap();
