@@ -10,4 +10,5 @@ mod live;
 mod nodes;
 mod process;
 mod query;
+mod team_facts;
 mod web;
