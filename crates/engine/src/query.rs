@@ -450,8 +450,8 @@ pub fn preset_range(preset: &str, clock: &Clock, ctx: &Context) -> Option<TimeRa
 }
 
 fn parse_compare(v: &Value, range: TimeRange, clock: &Clock, ctx: &Context, errors: &mut Errors) -> Option<TimeRange> {
-    match v {
-        Value::String(s) if s == "previous_period" => Some(previous_period(range, clock)),
+    let period = match v {
+        Value::String(s) if s == "previous_period" => previous_period(range, clock),
         Value::String(s) if s == "same_period_last_year" => {
             let back = |t: i64| {
                 if clock.day_start(t) == t {
@@ -460,27 +460,66 @@ fn parse_compare(v: &Value, range: TimeRange, clock: &Clock, ctx: &Context, erro
                     t - 365 * 86_400
                 }
             };
-            Some(TimeRange {
+            TimeRange {
                 start: back(range.start),
                 end: back(range.end),
-            })
+            }
         }
-        Value::Object(_) => parse_range(v, "compare", clock, ctx, errors),
+        // A range given explicitly is compared as given.
+        Value::Object(_) => return parse_range(v, "compare", clock, ctx, errors),
         _ => {
             errors.add(
                 "compare",
                 "must be previous_period, same_period_last_year or {\"start\", \"end\"}",
             );
-            None
+            return None;
         }
+    };
+    Some(like_for_like(range, period, clock, ctx.now))
+}
+
+/// The part of `period` (the period `range` is compared with) that has elapsed as much as
+/// `range` has at `now` (SPEC §4): while `range` is running, today until now is compared with
+/// yesterday until the same local time, this month to date with the same days and hours of the
+/// last month. Elapsed time is counted in local months, days and clock time, so DST days
+/// compare 11:00 with 11:00 and the 15th of a quarter's second month with the previous one's. It runs to the end of the quarter hour `now` is in (rollups' smallest
+/// cell, so the comparison stays exact), and never past `period`'s end.
+pub fn like_for_like(range: TimeRange, period: TimeRange, clock: &Clock, now: i64) -> TimeRange {
+    let cut = (now.div_euclid(QUARTER_HOUR) + 1) * QUARTER_HOUR;
+    if !(range.start < cut && cut < range.end) {
+        return period;
+    }
+    let (start, elapsed) = (clock.zoned(range.start), clock.zoned(cut));
+    let local_end = start
+        .datetime()
+        .until((jiff::Unit::Month, elapsed.datetime()))
+        .and_then(|span| clock.zoned(period.start).datetime().checked_add(span))
+        .and_then(|dt| dt.to_zoned(start.time_zone().clone()));
+    let end = match local_end {
+        Ok(z) => z.timestamp().as_second(),
+        // Out of the calendar's range: compare exact durations instead.
+        Err(_) => period.start + (cut - range.start),
+    };
+    TimeRange {
+        start: period.start,
+        end: end.max(period.start + QUARTER_HOUR).min(period.end),
     }
 }
 
-/// The period of the same length just before: whole local days shift by days (so DST does not
-/// skew them), other ranges by their duration.
+/// The period of the same length just before: whole calendar months (this month, this
+/// quarter) shift by months, so March is compared with February; whole local days by days (so
+/// DST does not skew them), other ranges by their duration.
 pub fn previous_period(range: TimeRange, clock: &Clock) -> TimeRange {
     let whole_days = clock.day_start(range.start) == range.start && clock.day_start(range.end) == range.end;
-    if whole_days {
+    let (first, last) = (clock.date_of(range.start), clock.date_of(range.end));
+    if whole_days && first.day() == 1 && last.day() == 1 {
+        let months = (last.year() as i64 - first.year() as i64) * 12 + (last.month() as i64 - first.month() as i64);
+        let start = clock.date_start(first.checked_sub(months.months()).expect("date in range"));
+        TimeRange {
+            start,
+            end: range.start,
+        }
+    } else if whole_days {
         let days = clock
             .date_of(range.start)
             .until(clock.date_of(range.end))
@@ -739,6 +778,9 @@ pub struct Table {
 pub struct QueryResult {
     pub table: Table,
     pub comparison: Option<Table>,
+    /// The resolved ranges of the table and of the comparison.
+    pub range: TimeRange,
+    pub compare: Option<TimeRange>,
     pub clock: Clock,
     pub measure_names: Vec<&'static str>,
 }
@@ -753,6 +795,8 @@ pub fn run(q: &Query, ctx: &Context, source: &mut dyn CellSource) -> Result<Quer
     Ok(QueryResult {
         table,
         comparison,
+        range: q.range,
+        compare: q.compare,
         clock: q.clock.clone(),
         measure_names: q.measures.iter().map(|m| m.name).collect(),
     })
@@ -1058,12 +1102,19 @@ impl QueryResult {
         )
     }
 
-    /// The SPEC §5 response: `columns`, `rows`, `totals` and, with `compare`, `comparison`
-    /// with `change_percent` per measure.
+    /// `{"start", "end"}` in the query's zone.
+    fn range_json(&self, r: TimeRange) -> Value {
+        json!({"start": self.clock.format(r.start), "end": self.clock.format(r.end)})
+    }
+
+    /// The SPEC §5 response: the resolved `range`, `columns`, `rows`, `totals` and, with
+    /// `compare`, `comparison` with its own `range` and `change_percent` per measure.
     pub fn to_json(&self) -> Value {
         let mut out = self.table_json(&self.table);
-        if let Some(c) = &self.comparison {
+        out.insert("range".into(), self.range_json(self.range));
+        if let (Some(c), Some(range)) = (&self.comparison, self.compare) {
             let mut cmp = self.table_json(c);
+            cmp.insert("range".into(), self.range_json(range));
             let change: Map<String, Value> = self
                 .measure_names
                 .iter()
