@@ -5,7 +5,7 @@
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::query::{now, params_body};
+use super::query::params_body;
 use super::AppState;
 use crate::directory::Directory;
 use axum::extract::{Path, Query, State};
@@ -55,6 +55,7 @@ impl View {
             Some(tz) => Clock::new(tz).map_err(|m| invalid("timezone", m))?,
             None => tenant.zone.clone(),
         };
+        let now = state.now();
         Ok(View {
             state,
             principal,
@@ -62,7 +63,7 @@ impl View {
             base,
             own,
             zone,
-            now: now(),
+            now,
         })
     }
 
@@ -216,8 +217,14 @@ fn percent(part: f64, whole: f64) -> Value {
     }
 }
 
+/// The resolved range of a query's answer, its zone and totals.
 fn period_json(view: &View, result: &Value) -> Value {
-    json!({"range": view.base.get("range"), "timezone": view.zone_name(), "totals": result["totals"]})
+    json!({"range": result["range"], "timezone": view.zone_name(), "totals": result["totals"]})
+}
+
+/// The resolved range a compared answer was compared with (`None` without a comparison).
+fn comparison_range(result: &Value) -> Option<Value> {
+    result.get("comparison").map(|c| json!({"range": c["range"]}))
 }
 
 /// `GET /analytics/metrics`: today's KPIs with their change against the previous period.
@@ -260,9 +267,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>, principal: Principal, Q
     out.push(json!({"metric": "active_agents", "value": now_active,
         "previous": agents.get("comparison").map(|_| before_active),
         "change_percent": agents.get("comparison").and_then(|_| change(now_active as f64, before_active as f64))}));
-    Ok(Json(
-        json!({"range": view.base.get("range"), "timezone": view.zone_name(), "kpis": out}),
-    ))
+    Ok(Json(json!({"range": kpis["range"], "comparison": comparison_range(&kpis),
+        "timezone": view.zone_name(), "kpis": out})))
 }
 
 fn change(now: f64, before: f64) -> Option<f64> {
@@ -291,7 +297,7 @@ pub async fn call_metrics(State(state): State<Arc<AppState>>, principal: Princip
         "granularity": granularity,
         "period": period_json(&view, &result),
         "series": records(&result),
-        "comparison": result.get("comparison").map(|c| json!({
+        "comparison": result.get("comparison").map(|c| json!({"range": c["range"],
             "series": records(c), "totals": c["totals"], "change_percent": c["change_percent"]})),
     })))
 }
@@ -462,6 +468,8 @@ pub async fn scorecard(
         "period": period,
         "period_start": start.to_string(),
         "period_end": end.to_string(),
+        "range": own["range"],
+        "comparison": comparison_range(&own),
         "total_calls": t["total_calls"],
         "connected_calls": t["connected_calls"],
         "connect_rate": t["connect_rate"],
@@ -1060,7 +1068,7 @@ pub async fn campaign(
     Ok(Json(json!({
         "campaign_id": id,
         "name": entry.map_or(id.as_str(), |c| c.name.as_str()),
-        "range": view.base.get("range"),
+        "range": overview["range"],
         "metrics": overview["totals"],
         "comparison": overview.get("comparison"),
         "journey": journey,

@@ -29,7 +29,12 @@ pub struct AppState {
     pub limiter: auth::RateLimiter,
     /// Rate limits of credentials that set none of their own.
     pub rate_limits: RateLimits,
+    /// The instant presets and comparisons resolve against.
+    pub now: Now,
 }
+
+/// The current instant in epoch seconds: the wall clock, or a test's.
+pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 impl AppState {
     /// The state of a running server; starts the live hub on the current runtime.
@@ -39,6 +44,11 @@ impl AppState {
 
     /// A server whose live subscribers may have `queue` messages waiting (tests use few).
     pub fn with_live_queue(store: Arc<dyn Store>, queue: usize) -> Arc<AppState> {
+        Self::with_clock(store, queue, Arc::new(|| jiff::Timestamp::now().as_second()))
+    }
+
+    /// A server whose "now" is `now` (tests set the time of day without waiting for it).
+    pub fn with_clock(store: Arc<dyn Store>, queue: usize, now: Now) -> Arc<AppState> {
         Arc::new(AppState {
             store: store.clone(),
             keys: auth::KeyCache::default(),
@@ -46,7 +56,12 @@ impl AppState {
             hub: crate::live::Hub::start(store.clone(), queue),
             limiter: auth::RateLimiter::default(),
             rate_limits: RateLimits::default(),
+            now,
         })
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.now)()
     }
 }
 

@@ -13,10 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 pub async fn query(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -27,7 +23,7 @@ pub async fn query(
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     principal.restrict(&mut body, false)?;
     let started = Instant::now();
-    let result = state.store.query(principal.tenant_id, body, now()).await?;
+    let result = state.store.query(principal.tenant_id, body, state.now()).await?;
     state.metrics.query_latency.observe(started.elapsed());
     let mut json = result
         .map_err(|fields| ApiError::invalid("invalid_query", fields))?
@@ -115,7 +111,7 @@ pub async fn calls(
                 cursor,
                 limit,
             },
-            now(),
+            state.now(),
         )
         .await?;
     match page {

@@ -1,7 +1,8 @@
-use dialboard::api::{app, AppState};
+use dialboard::api::{app, AppState, Now};
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{Scope, Store, TenantSettings};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 pub struct TestApp {
@@ -21,6 +22,17 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with live subscribers allowed `queue` waiting messages.
     pub async fn spawn_with_live_queue(timezone: &str, queue: usize) -> TestApp {
+        let now: Now = Arc::new(|| jiff::Timestamp::now().as_second());
+        Self::spawn_with(timezone, queue, now).await
+    }
+
+    /// Like [`TestApp::spawn`], with the server's "now" read from `now` (epoch seconds).
+    pub async fn spawn_at(timezone: &str, now: Arc<AtomicI64>) -> TestApp {
+        let now: Now = Arc::new(move || now.load(Ordering::Relaxed));
+        Self::spawn_with(timezone, dialboard::live::QUEUE_CAPACITY, now).await
+    }
+
+    async fn spawn_with(timezone: &str, queue: usize, now: Now) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path().join("test.db"), Options::not_durable()).unwrap());
@@ -31,7 +43,7 @@ impl TestApp {
         let key = add_key(&store, tenant.id, vec![Scope::Ingest, Scope::Read, Scope::Admin], None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = app(AppState::with_live_queue(store.clone(), queue));
+        let router = app(AppState::with_clock(store.clone(), queue, now));
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         TestApp {
             url,

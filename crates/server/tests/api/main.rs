@@ -2,6 +2,7 @@
 //! binary for crash durability.
 
 mod access;
+mod comparisons;
 mod analytics;
 mod directory;
 mod helpers;
