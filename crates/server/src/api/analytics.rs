@@ -1032,7 +1032,7 @@ pub async fn campaign(
 ) -> ViewResult {
     let view = View::new(state, principal, &p, &["compare"], "last_30_days").await?;
     let filter = json!({"filters": {"campaign": [id]}, "compare": view.compare()?});
-    const MEASURES: [&str; 9] = [
+    const MEASURES: [&str; 10] = [
         "total_calls",
         "connected_calls",
         "connect_rate",
@@ -1041,6 +1041,7 @@ pub async fn campaign(
         "avg_call_score",
         "revenue",
         "deals_won",
+        "avg_deal_size",
         "revenue_per_call",
     ];
     let overview = view.run(view.body(&MEASURES, &[], filter)).await?;
@@ -1056,8 +1057,21 @@ pub async fn campaign(
     let reached = by_key(&stages, "stage");
     let first = view.tenant.settings.stages.first().cloned().unwrap_or_default();
     let leads = num(reached.get(&first).and_then(|r| r.get("contacts_reached")));
-    let revenue = num(overview["totals"].get("revenue"));
     let cost = entry.and_then(|c| c.cost);
+    // The directory's cost is the whole campaign's: a narrower scope has no cost of its own.
+    let narrowed = !view.principal.sees_everyone()
+        || view.base["filters"]
+            .as_object()
+            .is_some_and(|f| f.keys().any(|d| d != "campaign"));
+    let returns = Returns {
+        cost: match cost {
+            None => Err("no campaign cost in the directory"),
+            Some(_) if narrowed => Err("the directory's cost is the whole campaign's, not this team's, agent's or filter's"),
+            Some(c) => Ok(c),
+        },
+        leads,
+        revenue: revenue_known(&overview["totals"]),
+    };
     let journey: Vec<Value> = view
         .tenant
         .settings
@@ -1075,9 +1089,50 @@ pub async fn campaign(
         "intents": records(&intents).into_iter().filter(|r| r["intent"].is_string()).collect::<Vec<_>>(),
         "cost": cost,
         "leads": leads as i64,
-        "cost_per_lead": cost.and_then(|c| (leads > 0.0).then(|| c / leads)),
-        "roi_percent": cost.and_then(|c| (c > 0.0).then(|| (revenue - c) / c * 100.0)),
+        "cost_per_lead": returns.cost_per_lead().ok(),
+        "cost_per_lead_unavailable": returns.cost_per_lead().err(),
+        "roi_percent": returns.roi_percent().ok(),
+        "roi_unavailable": returns.roi_percent().err(),
     })))
+}
+
+/// What a campaign's cost per lead and ROI are computed from, each known or not (and why not):
+/// a number that cannot be computed is `null` with its reason, never −100%.
+struct Returns {
+    cost: Result<f64, &'static str>,
+    leads: f64,
+    revenue: Result<f64, &'static str>,
+}
+
+impl Returns {
+    fn cost_per_lead(&self) -> Result<f64, &'static str> {
+        let cost = self.cost?;
+        if self.leads > 0.0 {
+            Ok(cost / self.leads)
+        } else {
+            Err("no leads in this range")
+        }
+    }
+
+    fn roi_percent(&self) -> Result<f64, &'static str> {
+        let cost = self.cost?;
+        let revenue = self.revenue?;
+        if cost > 0.0 {
+            Ok((revenue - cost) / cost * 100.0)
+        } else {
+            Err("the campaign cost nothing")
+        }
+    }
+}
+
+/// The revenue of `totals`, if any is known: not for filters the pipeline's stages lack, nor
+/// before a deal with an amount is won in the range (a return of −100% would only say that).
+fn revenue_known(totals: &Value) -> Result<f64, &'static str> {
+    let revenue = totals["revenue"].as_f64().ok_or("no revenue can be computed for these filters")?;
+    if totals["avg_deal_size"].is_null() {
+        return Err("no deal with an amount was won in this range");
+    }
+    Ok(revenue)
 }
 
 /// One coaching rule: the measure it watches over which window, and how it triggers.

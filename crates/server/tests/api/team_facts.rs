@@ -105,3 +105,50 @@ async fn a_managers_pipeline_and_csat_follow_the_directory() {
     let channels = view_as(&app, &manager, &format!("channels?{RANGE}")).await;
     assert_eq!(voice(&channels)["csat_count"], 3, "{channels}");
 }
+
+/// What ROI and cost per lead cannot be computed from, the campaign view says: `null` with a
+/// reason, never −100%.
+#[tokio::test]
+async fn campaign_returns_say_why_they_are_unknown() {
+    let app = TestApp::spawn("Europe/Berlin").await;
+    put_agent(&app, "a1", "t1").await;
+    let put_campaign = |body: Value| {
+        let app = &app;
+        async move {
+            let (status, answer) = app.send(Method::PUT, "/api/v1/campaigns/k1", &app.key, Some(&body)).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    put_campaign(json!({"name": "Spring"})).await;
+    app.events(json!([
+        stage("s1", "p1", "connected", "a1", None),
+        stage("s2", "p2", "connected", "a1", None),
+    ]))
+    .await;
+    let campaign = || async {
+        let (status, view) = app.get(&format!("/api/v1/analytics/campaigns/k1?{RANGE}")).await;
+        assert_eq!(status, 200, "{view}");
+        view
+    };
+    let v = campaign().await;
+    assert_eq!((&v["roi_percent"], &v["cost_per_lead"]), (&Value::Null, &Value::Null), "{v}");
+    assert_eq!(v["roi_unavailable"], "no campaign cost in the directory");
+    assert_eq!(v["cost_per_lead_unavailable"], "no campaign cost in the directory");
+
+    // With a cost, a lead's cost is known; the return is not until a deal with an amount is won.
+    put_campaign(json!({"name": "Spring", "cost": 1000.0})).await;
+    let v = campaign().await;
+    assert_eq!((&v["cost_per_lead"], &v["cost_per_lead_unavailable"]), (&json!(500.0), &Value::Null));
+    assert_eq!(v["roi_percent"], Value::Null, "{v}");
+    assert_eq!(v["roi_unavailable"], "no deal with an amount was won in this range");
+    app.events(json!([stage("s3", "p1", "closed_won", "a1", Some(1500.0))])).await;
+    let v = campaign().await;
+    assert_eq!((&v["roi_percent"], &v["roi_unavailable"]), (&json!(50.0), &Value::Null), "{v}");
+
+    // The cost is the whole campaign's: a manager's team has none of its own.
+    let manager = session(&app, "manager@acme.test", "manager", &["t1"]).await;
+    let v = view_as(&app, &manager, &format!("campaigns/k1?{RANGE}")).await;
+    assert_eq!(v["metrics"]["revenue"], 1500.0, "{v}");
+    assert_eq!(v["roi_percent"], Value::Null, "{v}");
+    assert!(v["roi_unavailable"].as_str().unwrap().contains("whole campaign"), "{v}");
+}
