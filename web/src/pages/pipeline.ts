@@ -17,9 +17,17 @@ interface Campaign {
   name: string;
   cost: number | null;
   cost_per_lead: number | null;
+  /** Why `cost_per_lead` is null, when it is. */
+  cost_per_lead_unavailable: string | null;
   leads: number;
   roi_percent: number | null;
+  roi_unavailable: string | null;
   metrics: Record<string, number | null>;
+}
+
+/** A number, or "—" that says (on hover and to screen readers) why it cannot be computed. */
+function orWhyNot(text: string, reason: string | null): string | HTMLElement {
+  return reason ? h("span", { class: "unavailable", title: reason, "aria-label": `unavailable: ${reason}` }, "—") : text;
 }
 
 const GROUPINGS = [
@@ -90,8 +98,8 @@ function render(ctx: PageContext) {
           { label: "Deals", value: (c) => fmt.int(c.metrics.deals_won), numeric: true },
           { label: "Revenue", value: (c) => fmt.money(c.metrics.revenue), numeric: true },
           { label: "Cost", value: (c) => fmt.money(c.cost), numeric: true },
-          { label: "Cost per lead", value: (c) => fmt.money(c.cost_per_lead), numeric: true },
-          { label: "ROI", value: (c) => fmt.pct(c.roi_percent), numeric: true },
+          { label: "Cost per lead", value: (c) => orWhyNot(fmt.money(c.cost_per_lead), c.cost_per_lead_unavailable), numeric: true },
+          { label: "ROI", value: (c) => orWhyNot(fmt.pct(c.roi_percent), c.roi_unavailable), numeric: true },
         ],
         (c) => ctx.navigate(drillUrl(f, { campaign: c.campaign_id })),
         "campaigns",
