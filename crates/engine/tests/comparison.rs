@@ -45,7 +45,11 @@ fn today_is_compared_with_yesterday_until_the_same_local_time() {
         ("2026-03-29T23:50:00+02:00", "2026-03-29T00:00:00+01:00"),
     ] {
         let (range, cmp) = resolve("today", "previous_period", now);
-        assert_eq!(range, pair("2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00"), "{now}");
+        assert_eq!(
+            range,
+            pair("2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00"),
+            "{now}"
+        );
         assert_eq!(cmp, pair("2026-03-28T00:00:00+01:00", until), "at {now}");
     }
     // The day after the change compares 11:00 with 11:00, not with 10:00 or 12:00.

@@ -267,8 +267,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>, principal: Principal, Q
     out.push(json!({"metric": "active_agents", "value": now_active,
         "previous": agents.get("comparison").map(|_| before_active),
         "change_percent": agents.get("comparison").and_then(|_| change(now_active as f64, before_active as f64))}));
-    Ok(Json(json!({"range": kpis["range"], "comparison": comparison_range(&kpis),
-        "timezone": view.zone_name(), "kpis": out})))
+    Ok(Json(
+        json!({"range": kpis["range"], "comparison": comparison_range(&kpis),
+        "timezone": view.zone_name(), "kpis": out}),
+    ))
 }
 
 fn change(now: f64, before: f64) -> Option<f64> {
@@ -1066,7 +1068,9 @@ pub async fn campaign(
     let returns = Returns {
         cost: match cost {
             None => Err("no campaign cost in the directory"),
-            Some(_) if narrowed => Err("the directory's cost is the whole campaign's, not this team's, agent's or filter's"),
+            Some(_) if narrowed => {
+                Err("the directory's cost is the whole campaign's, not this team's, agent's or filter's")
+            }
             Some(c) => Ok(c),
         },
         leads,
@@ -1128,7 +1132,9 @@ impl Returns {
 /// The revenue of `totals`, if any is known: not for filters the pipeline's stages lack, nor
 /// before a deal with an amount is won in the range (a return of −100% would only say that).
 fn revenue_known(totals: &Value) -> Result<f64, &'static str> {
-    let revenue = totals["revenue"].as_f64().ok_or("no revenue can be computed for these filters")?;
+    let revenue = totals["revenue"]
+        .as_f64()
+        .ok_or("no revenue can be computed for these filters")?;
     if totals["avg_deal_size"].is_null() {
         return Err("no deal with an amount was won in this range");
     }

@@ -47,7 +47,10 @@ async fn today_is_compared_with_yesterday_until_the_same_time() {
             json!({"start": "2026-03-28T00:00:00+01:00", "end": until}),
             "at {at}"
         );
-        assert_eq!(result["comparison"]["totals"]["total_calls"], before, "at {at}: {result}");
+        assert_eq!(
+            result["comparison"]["totals"]["total_calls"], before,
+            "at {at}: {result}"
+        );
     }
 
     // The overview's KPIs compare the same way and say with what.
@@ -60,7 +63,10 @@ async fn today_is_compared_with_yesterday_until_the_same_time() {
         json!({"start": "2026-03-28T00:00:00+01:00", "end": "2026-03-28T11:15:00+01:00"})
     );
     let calls = &metrics["kpis"][0];
-    assert_eq!((&calls["metric"], &calls["value"], &calls["previous"]), (&json!("total_calls"), &json!(1), &json!(3)));
+    assert_eq!(
+        (&calls["metric"], &calls["value"], &calls["previous"]),
+        (&json!("total_calls"), &json!(1), &json!(3))
+    );
     let (status, series) = app.get("/api/v1/analytics/call-metrics").await;
     assert_eq!(status, 200, "{series}");
     assert_eq!(series["comparison"]["range"]["end"], "2026-03-28T11:15:00+01:00");

@@ -2,8 +2,8 @@
 //! binary for crash durability.
 
 mod access;
-mod comparisons;
 mod analytics;
+mod comparisons;
 mod directory;
 mod helpers;
 mod ingest;

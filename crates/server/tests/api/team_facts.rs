@@ -115,7 +115,9 @@ async fn campaign_returns_say_why_they_are_unknown() {
     let put_campaign = |body: Value| {
         let app = &app;
         async move {
-            let (status, answer) = app.send(Method::PUT, "/api/v1/campaigns/k1", &app.key, Some(&body)).await;
+            let (status, answer) = app
+                .send(Method::PUT, "/api/v1/campaigns/k1", &app.key, Some(&body))
+                .await;
             assert_eq!(status, 200, "{answer}");
         }
     };
@@ -131,19 +133,31 @@ async fn campaign_returns_say_why_they_are_unknown() {
         view
     };
     let v = campaign().await;
-    assert_eq!((&v["roi_percent"], &v["cost_per_lead"]), (&Value::Null, &Value::Null), "{v}");
+    assert_eq!(
+        (&v["roi_percent"], &v["cost_per_lead"]),
+        (&Value::Null, &Value::Null),
+        "{v}"
+    );
     assert_eq!(v["roi_unavailable"], "no campaign cost in the directory");
     assert_eq!(v["cost_per_lead_unavailable"], "no campaign cost in the directory");
 
     // With a cost, a lead's cost is known; the return is not until a deal with an amount is won.
     put_campaign(json!({"name": "Spring", "cost": 1000.0})).await;
     let v = campaign().await;
-    assert_eq!((&v["cost_per_lead"], &v["cost_per_lead_unavailable"]), (&json!(500.0), &Value::Null));
+    assert_eq!(
+        (&v["cost_per_lead"], &v["cost_per_lead_unavailable"]),
+        (&json!(500.0), &Value::Null)
+    );
     assert_eq!(v["roi_percent"], Value::Null, "{v}");
     assert_eq!(v["roi_unavailable"], "no deal with an amount was won in this range");
-    app.events(json!([stage("s3", "p1", "closed_won", "a1", Some(1500.0))])).await;
+    app.events(json!([stage("s3", "p1", "closed_won", "a1", Some(1500.0))]))
+        .await;
     let v = campaign().await;
-    assert_eq!((&v["roi_percent"], &v["roi_unavailable"]), (&json!(50.0), &Value::Null), "{v}");
+    assert_eq!(
+        (&v["roi_percent"], &v["roi_unavailable"]),
+        (&json!(50.0), &Value::Null),
+        "{v}"
+    );
 
     // The cost is the whole campaign's: a manager's team has none of its own.
     let manager = session(&app, "manager@acme.test", "manager", &["t1"]).await;
