@@ -4,6 +4,7 @@
 
 use crate::clock::Clock;
 use crate::event::Event;
+use crate::query::AgentTeams;
 use crate::taxonomy::CompiledTaxonomy;
 use serde_json::{json, Value};
 
@@ -25,8 +26,17 @@ pub struct Activity {
 }
 
 impl Activity {
-    /// The feed item of one event, if it has one.
-    pub fn of(event: &Event, taxonomy: &CompiledTaxonomy) -> Option<Activity> {
+    /// The feed item of one event, if it has one. Its team is the event's, else its agent's in
+    /// the directory (`agent_teams`), as the event counts in the numbers.
+    pub fn of(event: &Event, taxonomy: &CompiledTaxonomy, agent_teams: &AgentTeams) -> Option<Activity> {
+        let mut item = Activity::of_event(event, taxonomy)?;
+        if item.team_id.as_deref().is_none_or(str::is_empty) {
+            item.team_id = item.agent_id.as_ref().and_then(|a| agent_teams.get(a)).cloned();
+        }
+        Some(item)
+    }
+
+    fn of_event(event: &Event, taxonomy: &CompiledTaxonomy) -> Option<Activity> {
         Some(match event {
             Event::Call(c) => {
                 let class = taxonomy.class(&c.disposition);
@@ -105,7 +115,8 @@ mod tests {
     fn activity(text: &str) -> Option<Activity> {
         let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
         let e = parse_event_text(text, &taxonomy).expect("valid event");
-        Activity::of(&e.event, &taxonomy)
+        let teams: AgentTeams = [("a".to_string(), "t-directory".to_string())].into_iter().collect();
+        Activity::of(&e.event, &taxonomy, &teams)
     }
 
     #[test]
@@ -119,14 +130,20 @@ mod tests {
         assert_eq!(call("No Answer").kind, "call_ended");
         let meeting = call("meeting booked");
         assert_eq!(meeting.kind, "meeting_booked");
-        assert_eq!(meeting.team_id.as_deref(), Some("t"));
+        assert_eq!(meeting.team_id.as_deref(), Some("t"), "the event's team comes first");
         assert_eq!(meeting.detail["disposition_category"], "connected");
         let won = activity(r#"{"id":"s","type":"lead_stage","contact_id":"p","stage":"closed_won","at":"2026-03-01T10:00:00Z","amount":1200.5}"#).unwrap();
         assert_eq!((won.kind, won.detail["amount"].as_f64()), ("conversion", Some(1200.5)));
         let status = activity(
             r#"{"id":"x","type":"agent_status","agent_id":"a","status":"on_call","at":"2026-03-01T10:00:00Z"}"#,
         );
-        assert_eq!(status.unwrap().detail["status"], "on_call");
+        let status = status.unwrap();
+        assert_eq!(status.detail["status"], "on_call");
+        assert_eq!(
+            status.team_id.as_deref(),
+            Some("t-directory"),
+            "a status counts for the agent's team"
+        );
         let open = r#"{"id":"o","type":"conversation","conversation_id":"k","channel":"email","opened_at":"2026-03-01T10:00:00Z"}"#;
         assert!(activity(open).is_none(), "an open ticket is not resolved yet");
         let analysis = r#"{"id":"n","type":"call_analysis","call_id":"c","score":80}"#;

@@ -305,8 +305,9 @@ impl Hub {
                 updates.push((LiveScope { kind, id }, metrics));
             }
         }
+        let agent_teams = self.store.agent_teams(tenant_id).await?;
         let activities: Vec<Activity> = stored
-            .filter_map(|e| Activity::of(&e.event, &tenant.taxonomy))
+            .filter_map(|e| Activity::of(&e.event, &tenant.taxonomy, &agent_teams))
             .collect();
         for scope in &scopes {
             self.send_activities(&tenant, scope, &activities);

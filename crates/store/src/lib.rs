@@ -441,6 +441,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_directory(&self, tenant_id: i64, kind: DirectoryKind, id: &str) -> Result<bool>;
     /// Every entry of a kind, by id.
     async fn directory(&self, tenant_id: i64, kind: DirectoryKind) -> Result<Vec<(String, Value)>>;
+    /// Each agent's team in the directory, as queries see it (kept in memory by the store).
+    async fn agent_teams(&self, tenant_id: i64) -> Result<Arc<AgentTeams>>;
     async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary>;
     /// Parses and runs a `/query` body for the tenant; `Ok(Err(..))` carries field errors.
     async fn query(&self, tenant_id: i64, body: Value, now: i64) -> Result<Result<QueryResult, Vec<FieldError>>>;

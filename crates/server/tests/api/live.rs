@@ -178,6 +178,32 @@ async fn activity_feed_reports_calls_meetings_and_statuses() {
     let (feed, _) = wait_for(&mut ws, |m| m["type"] == "activity" && m["scope"] == "agent").await;
     assert_eq!(feed["items"][0]["kind"], "status_changed");
     assert_eq!(feed["items"][0]["detail"]["status"], "wrap_up");
+
+    // Once the directory puts a1 in t1, their statuses and pipeline steps are t1's feed too.
+    let (status, _) = app
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/agents/a1",
+            &app.key,
+            Some(&json!({"name": "A", "team_id": "t1"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let now = jiff::Timestamp::now().to_string();
+    app.events(json!([
+        {"id": "s3", "type": "agent_status", "agent_id": "a1", "status": "idle", "at": now},
+        {"id": "p1", "type": "lead_stage", "contact_id": "p1", "stage": "meeting_booked", "agent_id": "a1", "at": now},
+    ]))
+    .await;
+    let (feed, _) = wait_for(&mut ws, |m| m["type"] == "activity" && m["scope"] == "team").await;
+    let kinds: Vec<&str> = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["status_changed", "stage_changed"], "{feed}");
+    assert_eq!(feed["items"][0]["team_id"], "t1");
 }
 
 #[tokio::test]

@@ -611,6 +611,11 @@ impl Store for PgStore {
         self.sql(move |db| catalog::directory(db, tenant_id, kind)).await
     }
 
+    async fn agent_teams(&self, tenant_id: i64) -> Result<Arc<AgentTeams>> {
+        self.with(move |conn, shared| shared.agent_teams(&mut conn.client, tenant_id))
+            .await
+    }
+
     async fn ingest(&self, tenant_id: i64, events: Vec<ParsedEvent>) -> Result<IngestSummary> {
         let tenant = self.tenant(tenant_id).await?;
         self.writer.ingest(tenant, events, Command::Ingest).await

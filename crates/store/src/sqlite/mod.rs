@@ -380,6 +380,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn agent_teams(&self, tenant_id: i64) -> Result<Arc<AgentTeams>> {
+        Ok(self.shared.agent_teams(tenant_id))
+    }
+
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Arc<TenantInfo>>> {
         let name = name.to_string();
         self.read(move |conn, shared| {
