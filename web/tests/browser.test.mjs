@@ -134,6 +134,22 @@ test("a manager's team filter offers only their teams", async () => {
   await context.close();
 });
 
+test("a manager's pipeline counts their team's contacts, and says why ROI is unknown", async () => {
+  const { page, errors, context } = await signIn("manager@demo.test");
+  await page.getByTestId("nav-pipeline").click();
+  await settled(page);
+  // The last row is "All": the team's contacts at the first stage (stage events name no team).
+  const all = page.getByTestId("funnel-table").locator("tbody tr").last();
+  const reached = Number((await all.locator("td").nth(1).textContent()).replace(/\D/g, ""));
+  assert.ok(reached > 0, "the manager's team has contacts in the funnel");
+  // A campaign's cost is the whole campaign's: for one team ROI is "—", with the reason.
+  const roi = page.getByTestId("campaigns").locator("tbody tr").first().locator("td").last();
+  assert.equal((await roi.textContent()).trim(), "—");
+  assert.match(await roi.locator(".unavailable").getAttribute("title"), /whole campaign/);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("filters live in the URL: shareable, and the back button restores them", async () => {
   const { page, errors, context } = await signIn("admin@demo.test");
   await settled(page);
