@@ -23,7 +23,7 @@ pub struct Rep {
     pub clock: Clock,
     /// The shift's usual start and end, in local hours (each day varies a little around them).
     shift: (f64, f64),
-    /// Whether the rep works weekends too (the support desk does).
+    /// Whether the rep works weekends too (those who follow the sun do).
     every_day: bool,
     connect_skill: f64,
     meeting_skill: f64,
@@ -40,23 +40,28 @@ pub struct Campaign {
     sources: &'static [&'static str],
 }
 
-/// The sales teams: New York's working day, Monday to Friday.
+/// The sales teams. Most reps work New York's day, Monday to Friday.
 pub const TEAMS: [&str; 3] = ["enterprise", "mid-market", "smb"];
-/// The support desk follows the sun, every day: reps in London, New York and Manila, so that
-/// someone is on shift at any hour and a newcomer sees the live numbers move whenever they look.
-pub const DESK: &str = "global-desk";
-/// The desk's reps, their zone and usual shift (local hours). In New York's time the shifts
-/// cover the whole day whether or not each zone is on summer time (the UK's summer time lies
-/// within the US's): London ≈ 01:24–11:24 (02:24–12:24 in the weeks only the US is on summer
-/// time), New York 09:30–18:30, Manila ≈ 16:24–03:36 (17:24–04:36 in summer).
-const DESK_REPS: [(&str, &str, (f64, f64)); 6] = [
-    ("oliver.wright", "Europe/London", (6.4, 16.4)),
-    ("isla.campbell", "Europe/London", (6.4, 16.4)),
-    ("grace.lee", "America/New_York", (9.5, 18.5)),
-    ("marcus.hill", "America/New_York", (9.5, 18.5)),
-    ("jose.reyes", "Asia/Manila", (5.4, 16.6)),
-    ("angela.cruz", "Asia/Manila", (5.4, 16.6)),
+/// The reps who follow the sun, every day of the week: each team has one in London, one on New
+/// York's late shift and one in Manila, so every team has someone on shift at any hour and a
+/// newcomer sees the live numbers move whenever they look. Their zone and usual shift (local
+/// hours), in New York's time whether or not each zone is on summer time (the UK's summer time
+/// lies within the US's): London ≈ 01:24–11:24 (02:24–12:24 in the weeks only the US is on
+/// summer time), New York 09:30–18:30, Manila ≈ 16:24–03:36 (17:24–04:36 in summer).
+const SUN_REPS: [(&str, &str, (f64, f64)); 9] = [
+    ("oliver.wright", "Europe/London", LONDON_SHIFT),
+    ("grace.lee", "America/New_York", LATE_SHIFT),
+    ("jose.reyes", "Asia/Manila", MANILA_SHIFT),
+    ("isla.campbell", "Europe/London", LONDON_SHIFT),
+    ("marcus.hill", "America/New_York", LATE_SHIFT),
+    ("angela.cruz", "Asia/Manila", MANILA_SHIFT),
+    ("freya.jones", "Europe/London", LONDON_SHIFT),
+    ("tyler.scott", "America/New_York", LATE_SHIFT),
+    ("mark.villanueva", "Asia/Manila", MANILA_SHIFT),
 ];
+const LONDON_SHIFT: (f64, f64) = (6.4, 16.4);
+const LATE_SHIFT: (f64, f64) = (9.5, 18.5);
+const MANILA_SHIFT: (f64, f64) = (5.4, 16.6);
 /// The sales teams' usual shift in New York.
 const SALES_SHIFT: (f64, f64) = (8.95, 17.4);
 const REP_NAMES: [&str; 24] = [
@@ -122,9 +127,12 @@ pub fn reps(seed: u64) -> Vec<Rep> {
         .iter()
         .enumerate()
         .map(|(i, name)| (*name, TEAMS[i % TEAMS.len()], TIMEZONE, SALES_SHIFT, false));
-    let desk = DESK_REPS.iter().map(|&(name, zone, shift)| (name, DESK, zone, shift, true));
+    let sun = SUN_REPS
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, zone, shift))| (name, TEAMS[i / 3], zone, shift, true));
     sales
-        .chain(desk)
+        .chain(sun)
         .map(|(name, team, zone, shift, every_day)| {
             // A spread of profiles: strong closers, high-volume dialers, and reps to coach.
             let skill: f64 = rng.random_range(0.7..1.3);
@@ -222,7 +230,7 @@ impl Generator {
     /// One call by `rep` starting at `start` (epoch seconds); returns when the rep is free.
     pub fn call(&mut self, rep_index: usize, start: f64, now: f64) -> f64 {
         let rep = &self.reps[rep_index];
-        // The prospects' hours are the rep's: a desk in Manila calls Asia in Manila's day.
+        // The prospects' hours are the rep's: a rep in Manila calls Asia in Manila's day.
         let clock = &rep.clock;
         let (agent, team) = (rep.id.clone(), rep.team);
         let campaign = &CAMPAIGNS[self.rng.random_range(0..CAMPAIGNS.len())];
@@ -555,7 +563,7 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
         println!(
             "generated {} events: {days} days of a {}-rep call center (seed {seed}) in {:.1} s",
             events.len(),
-            REP_NAMES.len() + DESK_REPS.len(),
+            REP_NAMES.len() + SUN_REPS.len(),
             started.elapsed().as_secs_f64()
         );
     }
@@ -585,7 +593,7 @@ pub async fn add_directory(store: &Arc<dyn Store>, tenant_id: i64, seed: u64) ->
             .collect::<Vec<_>>()
             .join(" ")
     };
-    for (i, team) in TEAMS.iter().chain([&DESK]).enumerate() {
+    for (i, team) in TEAMS.iter().enumerate() {
         let mut body = json!({"name": title(team)});
         if i == 0 {
             // Enterprise reps make fewer, longer calls.
@@ -644,7 +652,7 @@ async fn add_logins(store: &Arc<dyn Store>, tenant_id: i64, seed: u64) -> anyhow
 }
 
 /// Keeps the demo moving: a call ends somewhere in the center every second or two, whatever
-/// the hour (the desk follows the sun).
+/// the hour (in every team, someone follows the sun).
 async fn live(store: Arc<dyn Store>, tenant_id: i64, seed: u64) {
     let Ok(tenant) = store.tenant(tenant_id).await else {
         return;
@@ -682,12 +690,19 @@ mod tests {
     }
 
     #[test]
-    fn the_live_demo_moves_at_every_hour_with_reps_on_shift() {
+    fn the_live_demo_moves_at_every_hour_in_every_team_with_reps_on_shift() {
         let clock = Clock::new(TIMEZONE).unwrap();
         let reps = reps(5);
         // A weekday, a Saturday and a Sunday in winter; a summer day; a day of March and one of
         // October when New York is on summer time and London is not.
-        for date in ["2026-01-09", "2026-01-10", "2026-01-11", "2026-07-04", "2026-03-20", "2026-10-30"] {
+        for date in [
+            "2026-01-09",
+            "2026-01-10",
+            "2026-01-11",
+            "2026-07-04",
+            "2026-03-20",
+            "2026-10-30",
+        ] {
             let midnight = clock.date_start(date.parse().unwrap());
             let mut g = Generator::new(5, "live");
             for quarter in 0..96 {
@@ -701,7 +716,11 @@ mod tests {
                     .map(|a| a.as_str().unwrap())
                     .collect();
                 let hour = clock.zoned(now);
-                assert!(!callers.is_empty(), "no call in 20 beats at {date} {hour}");
+                assert!(!callers.is_empty(), "no call in 20 beats at {hour}");
+                for team in TEAMS {
+                    let on = reps.iter().any(|r| r.team == team && r.on_shift(now));
+                    assert!(on, "no one of {team} is on shift at {hour}");
+                }
                 for agent in callers {
                     let rep = reps.iter().find(|r| r.id == agent).unwrap();
                     assert!(rep.on_shift(now), "{agent} is off shift at {hour}");
@@ -721,7 +740,7 @@ mod tests {
         );
         let teams: HashSet<_> = field(&events, "call", "team_id").into_iter().collect();
         let reps: HashSet<_> = field(&events, "call", "agent_id").into_iter().collect();
-        assert!(teams.len() == 4 && reps.len() == REP_NAMES.len() + DESK_REPS.len());
+        assert!(teams.len() == 3 && reps.len() == REP_NAMES.len() + SUN_REPS.len());
         let channels: HashSet<_> = field(&events, "conversation", "channel").into_iter().collect();
         assert_eq!(channels.len(), 3);
         assert!(!field(&events, "csat", "score").is_empty());
