@@ -19,14 +19,60 @@ function url(path: string, params?: Params): string {
   return `/api/v1${path}${s ? `?${s}` : ""}`;
 }
 
+// Stale answers are never shown. Every request rides on an AbortSignal: the view's, which
+// `cancelAll` aborts when the page or its filters change, and, for a load that runs again (a
+// live refresh), that run's own, which the next run aborts (`latest`). An aborted request's
+// promise never settles, so the code awaiting it (which would render an older answer over a
+// newer one) never runs, and no page has to tell a cancellation from a failure.
+let view = new AbortController();
+/** The signal of the run of a `latest` load that is starting its requests, if any. */
+let running: AbortSignal | null = null;
+
+/** Aborts every request in flight: the view changed, so their answers are stale. */
+export function cancelAll(): void {
+  view.abort();
+  view = new AbortController();
+}
+
+/**
+ * A load that may run again: each run first aborts the requests the previous run still has in
+ * flight. The requests a run starts before its first `await` ride on the run's signal.
+ */
+export function latest<A extends unknown[], R>(load: (...args: A) => R): (...args: A) => R {
+  let run: AbortController | null = null;
+  return (...args: A) => {
+    run?.abort();
+    run = new AbortController();
+    const outer = running;
+    running = AbortSignal.any([view.signal, run.signal]);
+    try {
+      return load(...args);
+    } finally {
+      running = outer;
+    }
+  };
+}
+
+const never = <T>() => new Promise<T>(() => undefined);
+
 async function send<T>(method: string, path: string, params?: Params, body?: unknown): Promise<T> {
-  const res = await fetch(url(path, params), {
-    method,
-    credentials: "same-origin",
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
+  const signal = running ?? view.signal;
+  let res: Response;
+  let text: string;
+  try {
+    res = await fetch(url(path, params), {
+      method,
+      credentials: "same-origin",
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+    text = await res.text();
+  } catch (e) {
+    if (signal.aborted) return never();
+    throw e;
+  }
+  if (signal.aborted) return never();
   const json = text ? JSON.parse(text) : {};
   if (!res.ok) {
     const err = json?.error ?? {};
@@ -40,6 +86,11 @@ async function send<T>(method: string, path: string, params?: Params, body?: unk
 
 export const get = <T>(path: string, params?: Params) => send<T>("GET", path, params);
 export const post = <T>(path: string, body: unknown) => send<T>("POST", path, undefined, body);
+
+/** `GET /auth/me` when no one is signed in (no session cookie, no key). */
+export interface SignedOut {
+  user: null;
+}
 
 export interface Me {
   kind: "user" | "key";

@@ -1,7 +1,7 @@
 // The shell: sign-in, navigation, the filter bar and the router. Pages live in pages/.
 
 import "./style.css";
-import { ApiError, get, post, type Me } from "./api";
+import { ApiError, cancelAll, get, post, type Me, type SignedOut } from "./api";
 import { loadApp, type App, type Control, type Page, type PageContext } from "./app";
 import { disposeCharts } from "./charts";
 import { failure, h, loading } from "./dom";
@@ -19,14 +19,17 @@ function navigate(url: string, replace = false) {
   route();
 }
 
-window.addEventListener("popstate", () => route());
-window.addEventListener("unauthorized", () => {
+/** To the login, back here after it. */
+function signIn() {
   if (location.pathname !== "/login") {
     app = null;
     disconnect();
     navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
   }
-});
+}
+
+window.addEventListener("popstate", () => route());
+window.addEventListener("unauthorized", signIn);
 // Links inside the app change the view without a reload.
 document.addEventListener("click", (e) => {
   const a = (e.target as Element).closest("a");
@@ -37,13 +40,18 @@ document.addEventListener("click", (e) => {
 });
 
 async function route() {
+  // The previous view's answers still in flight would land on a page that is gone.
+  cancelAll();
   for (const f of leave.splice(0)) f();
   disposeCharts();
   if (location.pathname === "/login") return renderLogin();
   if (!app) {
     root.replaceChildren(loading());
     try {
-      app = await loadApp(await get<Me>("/auth/me"));
+      // Signed out, `/auth/me` says so with `user: null` (not a 401, which browsers log as an error).
+      const me = await get<Me | SignedOut>("/auth/me");
+      if (me.user === null) return signIn();
+      app = await loadApp(me as Me);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) return; // the unauthorized handler redirects
       root.replaceChildren(failure(e));

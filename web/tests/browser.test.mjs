@@ -53,14 +53,21 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A signed-in page that records every console error and uncaught exception. */
-async function signIn(email, viewport = { width: 1440, height: 1000 }) {
+/** A fresh page that records every console error and uncaught exception. */
+async function open(viewport = { width: 1440, height: 1000 }) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   const errors = [];
   page.on("console", (m) => m.type() === "error" && errors.push(`${page.url()}: ${m.text()}`));
   page.on("pageerror", (e) => errors.push(`${page.url()}: ${e.message}`));
-  await page.goto(`${base}/login`);
+  return { page, errors, context };
+}
+
+/** A signed-in page, signed in as a newcomer would: the app's address first, then the login. */
+async function signIn(email, viewport) {
+  const { page, errors, context } = await open(viewport);
+  await page.goto(`${base}/`);
+  await page.waitForURL(/\/login\?next=/);
   await page.fill("input[name=email]", email);
   await page.fill("input[name=password]", "demo");
   await page.click("button[type=submit]");
@@ -108,6 +115,15 @@ for (const [role, email, hidden] of [
     });
   });
 }
+
+test("a first visit, signed out, goes to the login without a console error", async () => {
+  const { page, errors, context } = await open();
+  await page.goto(`${base}/team?preset=today`);
+  await page.waitForURL(/\/login\?next=%2Fteam/);
+  await page.locator("input[name=email]").waitFor();
+  assert.deepEqual(errors, []);
+  await context.close();
+});
 
 test("an agent sees their own numbers: the agent filter is fixed to them", async () => {
   const { page, errors, context } = await signIn("agent@demo.test");
@@ -256,6 +272,71 @@ test("live: numbers move as events arrive, without a reload", async () => {
   await page.getByTestId("nav-activity").click();
   await settled(page);
   await page.locator("[data-testid=feed] li.fresh").first().waitFor({ timeout: 30_000 });
+  // Newest first: by when things happened, the live items among the first ones.
+  const times = await page.locator("[data-testid=feed] li time").evaluateAll((ts) => ts.map((t) => t.getAttribute("datetime") ?? t.textContent));
+  const order = times.map((t) => Date.parse(t));
+  assert.ok(order.length > 1 && order.every((t, i) => Number.isFinite(t) && (i === 0 || order[i - 1] >= t)), `the feed is not newest first: ${times.join(", ")}`);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("the Calls page says when it is live, and new calls appear as they end", async () => {
+  const { page, errors, context } = await signIn("admin@demo.test");
+  await page.goto(`${base}/calls?preset=today`);
+  await settled(page);
+  await page.getByTestId("calls-live").getByText("Live").waitFor();
+  await page.locator("[data-testid=calls-table] td.fresh").first().waitFor({ timeout: 30_000 });
+  const started = await page.locator("[data-testid=calls-table] tbody tr td:first-child").allTextContents();
+  assert.deepEqual(started, [...started].sort().reverse(), "newest first");
+  // A range that has ended is not live, and says so.
+  await page.goto(`${base}/calls?preset=yesterday`);
+  await settled(page);
+  assert.match(await page.getByTestId("calls-live").textContent(), /not live/i);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("an older answer never overwrites a newer one when live refreshes overlap", async () => {
+  const { page, errors, context } = await signIn("admin@demo.test");
+  await settled(page);
+  const STALE = 987654;
+  // The first live refresh's numbers come back slowly (after newer refreshes) and marked.
+  let requests = 0;
+  let stale = null;
+  await page.route("**/api/v1/analytics/metrics?**", async (route) => {
+    requests += 1;
+    if (requests !== 1) return route.continue().catch(() => undefined);
+    stale = (async () => {
+      try {
+        const res = await route.fetch();
+        const body = await res.json();
+        for (const k of body.kpis) if (k.metric === "total_calls") k.value = STALE;
+        await new Promise((r) => setTimeout(r, 5_000));
+        await route.fulfill({ response: res, json: body });
+      } catch {
+        // The page gave up on it: what this test wants.
+      }
+    })();
+    return stale;
+  });
+  // Everything the calls card ever shows is recorded.
+  await page.evaluate(() => {
+    window.__shown = new Set();
+    const kpis = document.querySelector("[data-testid=kpis]");
+    new MutationObserver(() => {
+      const v = kpis.querySelector('[data-metric="total_calls"]')?.textContent;
+      if (v) window.__shown.add(v);
+    }).observe(kpis, { childList: true, subtree: true, characterData: true });
+  });
+  await page.waitForFunction(() => document.body.dataset.liveRefreshes !== undefined, null, { timeout: 30_000 });
+  const first = await page.evaluate(() => Number(document.body.dataset.liveRefreshes));
+  // A newer refresh starts while the first is still waiting for its answer.
+  await page.waitForFunction((n) => Number(document.body.dataset.liveRefreshes) > n, first, { timeout: 30_000 });
+  await stale;
+  await page.waitForTimeout(300);
+  const shown = await page.evaluate(() => [...window.__shown]);
+  assert.ok(!shown.includes(STALE.toLocaleString("en-US")), `the stale answer was shown: ${shown.join(", ")}`);
+  await settled(page);
   assert.deepEqual(errors, []);
   await context.close();
 });

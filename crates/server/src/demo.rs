@@ -19,6 +19,12 @@ pub const TIMEZONE: &str = "America/New_York";
 pub struct Rep {
     pub id: String,
     pub team: &'static str,
+    /// Where the rep works: the local hours of the shift and the prospects' hours follow it.
+    pub clock: Clock,
+    /// The shift's usual start and end, in local hours (each day varies a little around them).
+    shift: (f64, f64),
+    /// Whether the rep works weekends too (those who follow the sun do).
+    every_day: bool,
     connect_skill: f64,
     meeting_skill: f64,
     talk_median: f64,
@@ -34,7 +40,30 @@ pub struct Campaign {
     sources: &'static [&'static str],
 }
 
+/// The sales teams. Most reps work New York's day, Monday to Friday.
 pub const TEAMS: [&str; 3] = ["enterprise", "mid-market", "smb"];
+/// The reps who follow the sun, every day of the week: each team has one in London, one on New
+/// York's late shift and one in Manila, so every team has someone on shift at any hour and a
+/// newcomer sees the live numbers move whenever they look. Their zone and usual shift (local
+/// hours), in New York's time whether or not each zone is on summer time (the UK's summer time
+/// lies within the US's): London ≈ 01:24–11:24 (02:24–12:24 in the weeks only the US is on
+/// summer time), New York 09:30–18:30, Manila ≈ 16:24–03:36 (17:24–04:36 in summer).
+const SUN_REPS: [(&str, &str, (f64, f64)); 9] = [
+    ("oliver.wright", "Europe/London", LONDON_SHIFT),
+    ("grace.lee", "America/New_York", LATE_SHIFT),
+    ("jose.reyes", "Asia/Manila", MANILA_SHIFT),
+    ("isla.campbell", "Europe/London", LONDON_SHIFT),
+    ("marcus.hill", "America/New_York", LATE_SHIFT),
+    ("angela.cruz", "Asia/Manila", MANILA_SHIFT),
+    ("freya.jones", "Europe/London", LONDON_SHIFT),
+    ("tyler.scott", "America/New_York", LATE_SHIFT),
+    ("mark.villanueva", "Asia/Manila", MANILA_SHIFT),
+];
+const LONDON_SHIFT: (f64, f64) = (6.4, 16.4);
+const LATE_SHIFT: (f64, f64) = (9.5, 18.5);
+const MANILA_SHIFT: (f64, f64) = (5.4, 16.6);
+/// The sales teams' usual shift in New York.
+const SALES_SHIFT: (f64, f64) = (8.95, 17.4);
 const REP_NAMES: [&str; 24] = [
     "maria.santos",
     "james.okafor",
@@ -94,15 +123,25 @@ const INTENTS: [&str; 6] = [
 
 pub fn reps(seed: u64) -> Vec<Rep> {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
-    REP_NAMES
+    let sales = REP_NAMES
         .iter()
         .enumerate()
-        .map(|(i, name)| {
+        .map(|(i, name)| (*name, TEAMS[i % TEAMS.len()], TIMEZONE, SALES_SHIFT, false));
+    let sun = SUN_REPS
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, zone, shift))| (name, TEAMS[i / 3], zone, shift, true));
+    sales
+        .chain(sun)
+        .map(|(name, team, zone, shift, every_day)| {
             // A spread of profiles: strong closers, high-volume dialers, and reps to coach.
             let skill: f64 = rng.random_range(0.7..1.3);
             Rep {
                 id: name.to_string(),
-                team: TEAMS[i % TEAMS.len()],
+                team,
+                clock: Clock::new(zone).expect("a valid zone"),
+                shift,
+                every_day,
                 connect_skill: rng.random_range(0.75..1.25),
                 meeting_skill: skill,
                 talk_median: rng.random_range(110.0..260.0),
@@ -116,6 +155,19 @@ pub fn reps(seed: u64) -> Vec<Rep> {
 }
 
 /// Connect likelihood by local hour: mornings and late afternoons answer, lunch does not.
+impl Rep {
+    /// Whether a working day of this rep's covers `t` (within the usual shift, local time).
+    pub fn on_shift(&self, t: i64) -> bool {
+        let local = self.clock.zoned(t);
+        let hour = local.hour() as f64 + local.minute() as f64 / 60.0;
+        self.works_on(self.clock.day_of_week(t)) && (self.shift.0..self.shift.1).contains(&hour)
+    }
+
+    fn works_on(&self, day_of_week: i64) -> bool {
+        self.every_day || day_of_week <= 5
+    }
+}
+
 fn hour_factor(hour: i64) -> f64 {
     match hour {
         8 => 0.8,
@@ -176,8 +228,10 @@ impl Generator {
     }
 
     /// One call by `rep` starting at `start` (epoch seconds); returns when the rep is free.
-    pub fn call(&mut self, rep_index: usize, start: f64, clock: &Clock, now: f64) -> f64 {
+    pub fn call(&mut self, rep_index: usize, start: f64, now: f64) -> f64 {
         let rep = &self.reps[rep_index];
+        // The prospects' hours are the rep's: a rep in Manila calls Asia in Manila's day.
+        let clock = &rep.clock;
         let (agent, team) = (rep.id.clone(), rep.team);
         let campaign = &CAMPAIGNS[self.rng.random_range(0..CAMPAIGNS.len())];
         let source = campaign.sources[self.rng.random_range(0..campaign.sources.len())];
@@ -380,18 +434,21 @@ impl Generator {
         }
     }
 
-    /// A working day of every rep: status timeline, calls, tickets — up to `now`.
-    pub fn day(&mut self, day_start: i64, clock: &Clock, now: f64) {
-        let weekday = clock.day_of_week(day_start);
+    /// The working day `date` of every rep (in each rep's own zone): status timeline, calls — up
+    /// to `now`; and the tenant's tickets of that date.
+    pub fn day(&mut self, date: jiff::civil::Date, clock: &Clock, now: f64) {
         for rep in 0..self.reps.len() {
-            let works = weekday <= 5 || self.rng.random_bool(0.08);
+            let day_start = self.reps[rep].clock.date_start(date) as f64;
+            let weekday = self.reps[rep].clock.day_of_week(day_start as i64);
+            let works = self.reps[rep].works_on(weekday) || self.rng.random_bool(0.08);
             if !works {
                 continue;
             }
-            let start = day_start as f64 + 3600.0 * self.rng.random_range(8.3..9.6);
-            let lunch = day_start as f64 + 3600.0 * self.rng.random_range(12.0..12.8);
+            let (from, to) = self.reps[rep].shift;
+            let start = day_start + 3600.0 * (from + self.rng.random_range(-0.65..0.65));
+            let lunch = day_start + 3600.0 * (from + self.rng.random_range(3.05..3.85));
             let lunch_end = lunch + self.rng.random_range(1800.0..3600.0);
-            let stop = day_start as f64 + 3600.0 * self.rng.random_range(16.8..18.0);
+            let stop = day_start + 3600.0 * (to + self.rng.random_range(-0.6..0.6));
             if start > now {
                 continue;
             }
@@ -417,13 +474,14 @@ impl Generator {
                 if t >= stop || t > now {
                     break;
                 }
-                t = self.call(rep, t, clock, now);
+                t = self.call(rep, t, now);
             }
             if stop <= now {
                 self.status(rep, "offline", stop);
             }
         }
-        let tickets = if weekday <= 5 {
+        let day_start = clock.date_start(date);
+        let tickets = if clock.day_of_week(day_start) <= 5 {
             self.rng.random_range(35..60)
         } else {
             self.rng.random_range(8..15)
@@ -435,15 +493,36 @@ impl Generator {
             }
         }
     }
+
+    /// One beat of the live demo at `now`: a rep on shift ends a call (it started a few minutes
+    /// ago), and now and then a conversation opens. The events are left in `events`.
+    pub fn live_beat(&mut self, now: f64) {
+        let on_shift: Vec<usize> = (0..self.reps.len())
+            .filter(|&r| self.reps[r].on_shift(now as i64))
+            .collect();
+        if let Some(&rep) = on_shift.get(self.rng.random_range(0..on_shift.len().max(1))) {
+            let start = now - self.rng.random_range(200.0..900.0);
+            self.status(rep, "on_call", start);
+            let free = self.call(rep, start, now);
+            if free <= now {
+                self.status(rep, "wrap_up", free - 20.0);
+                self.status(rep, "dialing", free);
+            }
+        }
+        if self.rng.random_bool(0.1) {
+            self.conversation(now - 30.0, now);
+        }
+    }
 }
 
 /// All history events for `days` days up to `now` (epoch seconds), in the tenant's zone.
 pub fn history(seed: u64, days: u32, clock: &Clock, now: i64) -> Vec<Value> {
     let mut g = Generator::new(seed, "demo");
     let today = clock.date_of(now);
-    for back in (0..=days as i64).rev() {
+    // To tomorrow: in London and Manila, tomorrow's shift may have started already.
+    for back in (-1..=days as i64).rev() {
         let date = today.checked_sub(jiff::Span::new().days(back)).expect("date in range");
-        g.day(clock.date_start(date), clock, now as f64);
+        g.day(date, clock, now as f64);
     }
     g.events
 }
@@ -484,7 +563,7 @@ pub async fn run(store: Arc<dyn Store>, listen: &str, days: u32, seed: u64) -> a
         println!(
             "generated {} events: {days} days of a {}-rep call center (seed {seed}) in {:.1} s",
             events.len(),
-            REP_NAMES.len(),
+            REP_NAMES.len() + SUN_REPS.len(),
             started.elapsed().as_secs_f64()
         );
     }
@@ -572,7 +651,8 @@ async fn add_logins(store: &Arc<dyn Store>, tenant_id: i64, seed: u64) -> anyhow
     Ok(())
 }
 
-/// Keeps the demo moving: a call ends somewhere in the center every second or two.
+/// Keeps the demo moving: a call ends somewhere in the center every second or two, whatever
+/// the hour (in every team, someone follows the sun).
 async fn live(store: Arc<dyn Store>, tenant_id: i64, seed: u64) {
     let Ok(tenant) = store.tenant(tenant_id).await else {
         return;
@@ -582,18 +662,7 @@ async fn live(store: Arc<dyn Store>, tenant_id: i64, seed: u64) {
     loop {
         let pause = g.rng.random_range(700..2200);
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        let now = jiff::Timestamp::now().as_nanosecond() as f64 / 1e9;
-        let rep = g.rng.random_range(0..g.reps.len());
-        let start = now - g.rng.random_range(200.0..900.0);
-        g.status(rep, "on_call", start);
-        let free = g.call(rep, start, &tenant.clock, now);
-        if free <= now {
-            g.status(rep, "wrap_up", free - 20.0);
-            g.status(rep, "dialing", free);
-        }
-        if g.rng.random_bool(0.1) {
-            g.conversation(now - 30.0, now);
-        }
+        g.live_beat(jiff::Timestamp::now().as_nanosecond() as f64 / 1e9);
         let events: Vec<Value> = std::mem::take(&mut g.events);
         if let Err(e) = store.ingest(tenant_id, parse_all(&events, &tenant.taxonomy)).await {
             tracing::warn!(error = %e, "demo live events not stored");
@@ -621,6 +690,46 @@ mod tests {
     }
 
     #[test]
+    fn the_live_demo_moves_at_every_hour_in_every_team_with_reps_on_shift() {
+        let clock = Clock::new(TIMEZONE).unwrap();
+        let reps = reps(5);
+        // A weekday, a Saturday and a Sunday in winter; a summer day; a day of March and one of
+        // October when New York is on summer time and London is not.
+        for date in [
+            "2026-01-09",
+            "2026-01-10",
+            "2026-01-11",
+            "2026-07-04",
+            "2026-03-20",
+            "2026-10-30",
+        ] {
+            let midnight = clock.date_start(date.parse().unwrap());
+            let mut g = Generator::new(5, "live");
+            for quarter in 0..96 {
+                let now = midnight + quarter * 900;
+                g.events.clear();
+                for beat in 0..20 {
+                    g.live_beat((now + beat) as f64);
+                }
+                let callers: Vec<&str> = field(&g.events, "call", "agent_id")
+                    .iter()
+                    .map(|a| a.as_str().unwrap())
+                    .collect();
+                let hour = clock.zoned(now);
+                assert!(!callers.is_empty(), "no call in 20 beats at {hour}");
+                for team in TEAMS {
+                    let on = reps.iter().any(|r| r.team == team && r.on_shift(now));
+                    assert!(on, "no one of {team} is on shift at {hour}");
+                }
+                for agent in callers {
+                    let rep = reps.iter().find(|r| r.id == agent).unwrap();
+                    assert!(rep.on_shift(now), "{agent} is off shift at {hour}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_demo_looks_like_a_call_center() {
         let clock = Clock::new(TIMEZONE).unwrap();
         let events = history(7, 30, &clock, 1_780_000_000);
@@ -631,7 +740,7 @@ mod tests {
         );
         let teams: HashSet<_> = field(&events, "call", "team_id").into_iter().collect();
         let reps: HashSet<_> = field(&events, "call", "agent_id").into_iter().collect();
-        assert!(teams.len() >= 3 && reps.len() == 24);
+        assert!(teams.len() == 3 && reps.len() == REP_NAMES.len() + SUN_REPS.len());
         let channels: HashSet<_> = field(&events, "conversation", "channel").into_iter().collect();
         assert_eq!(channels.len(), 3);
         assert!(!field(&events, "csat", "score").is_empty());

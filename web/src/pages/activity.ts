@@ -46,9 +46,18 @@ function render(ctx: PageContext) {
       "li",
       { class: `${a.kind}${fresh ? " fresh" : ""}` },
       h("span", { class: "icon" }, ICONS[a.kind] ?? "•"),
-      h("time", {}, a.at.slice(11, 19)),
+      h("time", { datetime: a.at }, a.at.slice(11, 19)),
       h("span", {}, describe(a, app)),
     );
+  // Newest first by when things happened, not by when they were reported: a call is reported
+  // when its wrap-up ends, a rep's status may be sent late, and one message holds both.
+  const insert = (a: ActivityItem, fresh: boolean) => {
+    const at = Date.parse(a.at);
+    const after = [...list.querySelectorAll<HTMLTimeElement>(":scope > li > time")].find((t) => Date.parse(t.dateTime) < at);
+    const li = item(a, fresh);
+    if (after) list.insertBefore(li, after.parentElement);
+    else list.append(li);
+  };
   // The feed starts with today's latest calls, then grows live.
   list.replaceChildren(loading());
   get<{ calls: { call_id: string; agent_id: string; disposition: string; ended_at: string | null; started_at: string; talk_seconds: number | null }[] }>("/calls", {
@@ -60,22 +69,21 @@ function render(ctx: PageContext) {
   })
     .then((r) => {
       const meeting = new Set(app.settings.taxonomy.meeting);
-      if (r.calls.length === 0) list.replaceChildren(h("li", { class: "none" }, empty("No activity yet today: events appear here as they arrive.")));
-      else list.replaceChildren(
-        ...r.calls.map((c) =>
-          item(
-            {
-              kind: meeting.has(c.disposition) ? "meeting_booked" : "call_ended",
-              at: c.ended_at ?? c.started_at,
-              agent_id: c.agent_id,
-              team_id: null,
-              campaign_id: null,
-              detail: { call_id: c.call_id, disposition: c.disposition, talk_seconds: c.talk_seconds },
-            },
-            false,
-          ),
-        ),
-      );
+      // Live items may have arrived meanwhile: they stay, in their place.
+      list.querySelector(":scope > .state")?.remove();
+      for (const c of r.calls)
+        insert(
+          {
+            kind: meeting.has(c.disposition) ? "meeting_booked" : "call_ended",
+            at: c.ended_at ?? c.started_at,
+            agent_id: c.agent_id,
+            team_id: null,
+            campaign_id: null,
+            detail: { call_id: c.call_id, disposition: c.disposition, talk_seconds: c.talk_seconds },
+          },
+          false,
+        );
+      if (!list.children.length) list.replaceChildren(h("li", { class: "none" }, empty("No activity yet today: events appear here as they arrive.")));
     })
     .catch((e) => list.replaceChildren(failure(e)));
   ctx.onLeave(
@@ -85,7 +93,7 @@ function render(ctx: PageContext) {
       onActivity: (items) => {
         const waiting = list.querySelector(".state");
         (waiting?.closest("li") ?? waiting)?.remove();
-        for (const a of items) list.prepend(item(a, true));
+        for (const a of items) insert(a, true);
         while (list.children.length > MAX_ITEMS) list.lastElementChild?.remove();
       },
     }),

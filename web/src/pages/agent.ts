@@ -1,4 +1,4 @@
-import { get } from "../api";
+import { get, latest } from "../api";
 import { choice, drillUrl, nameOf, type Page, type PageContext } from "../app";
 import { chart, timeOption } from "../charts";
 import { change, empty, fill, fmt, h, isNum, panel } from "../dom";
@@ -79,7 +79,7 @@ function render(ctx: PageContext) {
     panel("Coaching alerts", alerts, null, "wide"),
   );
 
-  const load = () => {
+  const load = latest(() => {
     fill(card, async () => {
       const s = await get<Scorecard>(`/analytics/agent-scorecard/${encodeURIComponent(agent)}`, { period });
       const rank = isNum(s.team_rank) ? `#${s.team_rank} of ${s.team_size} in ${nameOf(app.teams, s.team_id)}` : "—";
@@ -132,7 +132,7 @@ function render(ctx: PageContext) {
       const r = await get<{ opportunities: Opportunity[] }>(`/analytics/coaching-opportunities/${encodeURIComponent(team)}`);
       return coachingList(r.opportunities.filter((o) => o.agent_id === agent), app, false);
     });
-  };
+  });
   load();
   ctx.live(load);
 }

@@ -1,7 +1,8 @@
-import { get, type Params } from "../api";
+import { get, latest, type Params } from "../api";
 import { nameOf, type Page, type PageContext } from "../app";
 import { empty, failure, fill, fmt, h, isNum, loading, panel, table } from "../dom";
-import { DIMENSIONS, rangeParams } from "../filters";
+import { DIMENSIONS, includesToday, rangeParams } from "../filters";
+import { onStatus } from "../live";
 
 interface Call {
   call_id: string;
@@ -38,38 +39,54 @@ function render(ctx: PageContext) {
   const detail = h("div", { class: "detail" });
   const list = h("div", {}, loading());
   const more = h("div", { class: "more" });
+  const live = h("span", { class: "badge", "data-testid": "calls-live" });
   ctx.root.replaceChildren(
     chips.length ? h("div", { class: "chips" }, chips) : "",
     detail,
-    panel("Calls", list, h("span", { class: "muted" }, "newest first · click a call for its analysis and versions"), "wide"),
+    panel("Calls", list, [live, h("span", { class: "muted" }, " newest first · click a call for its analysis and versions")], "wide"),
     more,
   );
   const open = ctx.params.get("call");
   if (open) showDetail(detail, open, ctx);
 
   const rows: Call[] = [];
+  /** Calls that arrived live since the page opened, highlighted. */
+  const fresh = new Set<string>();
+  const draw = () =>
+    list.replaceChildren(
+      rows.length === 0
+        ? empty("No calls match these filters.")
+        : table(
+            rows,
+            [
+              { label: "Started", value: (c) => c.started_at.replace("T", " ").slice(0, 16), cls: (c) => (fresh.has(c.call_id) ? "fresh" : "") },
+              { label: "Agent", value: (c) => nameOf(app.agents, c.agent_id) },
+              { label: "Campaign", value: (c) => nameOf(app.campaigns, c.campaign_id) },
+              { label: "Disposition", value: (c) => h("span", { class: `tag ${c.disposition_category ?? ""}` }, c.disposition) },
+              { label: "Talk", value: (c) => fmt.duration(c.talk_seconds), numeric: true },
+              { label: "Score", value: (c) => fmt.num(c.analysis?.score), numeric: true },
+            ],
+            (c) => ctx.navigate(`${location.pathname}?${withParam(ctx.params, "call", c.call_id)}`),
+            "calls-table",
+          ),
+    );
+  /** Adds calls to those shown (a corrected call replaces its row), newest first; returns the new ones. */
+  const merge = (calls: Call[]): Call[] => {
+    const added = calls.filter((c) => {
+      const i = rows.findIndex((r) => r.call_id === c.call_id);
+      if (i >= 0) rows[i] = c;
+      return i < 0;
+    });
+    rows.push(...added);
+    rows.sort((a, b) => Date.parse(b.started_at) - Date.parse(a.started_at));
+    return added;
+  };
   const page = async (cursor?: string) => {
     more.replaceChildren(loading());
     try {
       const r = await get<{ calls: Call[]; next_cursor: string | null }>("/calls", { ...query, cursor, limit: "50" });
-      rows.push(...r.calls);
-      list.replaceChildren(
-        rows.length === 0
-          ? empty("No calls match these filters.")
-          : table(
-              rows,
-              [
-                { label: "Started", value: (c) => c.started_at.replace("T", " ").slice(0, 16) },
-                { label: "Agent", value: (c) => nameOf(app.agents, c.agent_id) },
-                { label: "Campaign", value: (c) => nameOf(app.campaigns, c.campaign_id) },
-                { label: "Disposition", value: (c) => h("span", { class: `tag ${c.disposition_category ?? ""}` }, c.disposition) },
-                { label: "Talk", value: (c) => fmt.duration(c.talk_seconds), numeric: true },
-                { label: "Score", value: (c) => fmt.num(c.analysis?.score), numeric: true },
-              ],
-              (c) => ctx.navigate(`${location.pathname}?${withParam(ctx.params, "call", c.call_id)}`),
-              "calls-table",
-            ),
-      );
+      merge(r.calls);
+      draw();
       more.replaceChildren(
         r.next_cursor ? h("button", { "data-testid": "load-more", onclick: () => page(r.next_cursor!) }, "Load more") : rows.length ? h("span", { class: "muted" }, `${rows.length} calls`) : "",
       );
@@ -78,6 +95,26 @@ function render(ctx: PageContext) {
     }
   };
   page();
+  // A range that reaches today is live: calls appear as they end. One that has ended says so.
+  if (includesToday(f)) {
+    ctx.onLeave(
+      onStatus((s) => {
+        live.className = `badge${s === "live" ? " ok" : ""}`;
+        live.textContent = s === "live" ? "● Live" : s === "connecting" ? "○ Connecting" : "○ Offline: not updating";
+      }),
+    );
+    ctx.live(
+      latest(async () => {
+        try {
+          const r = await get<{ calls: Call[] }>("/calls", { ...query, limit: "50" });
+          for (const c of merge(r.calls)) fresh.add(c.call_id);
+          draw();
+        } catch (e) {
+          more.replaceChildren(failure(e));
+        }
+      }),
+    );
+  } else live.textContent = "Not live: this range has ended";
 }
 
 function without(q: URLSearchParams, key: string): string {

@@ -1,4 +1,4 @@
-import { get } from "../api";
+import { get, latest } from "../api";
 import { drillUrl, nameOf, type App, type Page, type PageContext } from "../app";
 import { empty, fill, fmt, h, isNum, panel, table } from "../dom";
 
@@ -67,7 +67,7 @@ function render(ctx: PageContext) {
   const alerts = h("div", {});
   const compliance = h("div", {});
   ctx.root.replaceChildren(h("div", { class: "grid two" }, panel(`Coaching opportunities · ${nameOf(app.teams, team)}`, alerts), panel("Activity compliance today", compliance)));
-  const load = () => {
+  const load = latest(() => {
     fill(alerts, async () => {
       if (!team) return empty("No team is visible to you.");
       const r = await get<{ opportunities: Opportunity[] }>(`/analytics/coaching-opportunities/${encodeURIComponent(team)}`);
@@ -92,7 +92,7 @@ function render(ctx: PageContext) {
         "compliance",
       );
     });
-  };
+  });
   load();
   ctx.live(load);
 }

@@ -1,4 +1,4 @@
-import { get } from "../api";
+import { get, latest } from "../api";
 import { drillUrl, type Page, type PageContext } from "../app";
 import { chart, donutOption, sparklineOption, timeOption } from "../charts";
 import { change, failure, fill, fmt, h, isNum, panel } from "../dom";
@@ -143,13 +143,13 @@ function render(ctx: PageContext) {
     });
   };
 
-  const load = () => {
+  const load = latest(() => {
     // The cards and the charts share the time series: the cards draw its trend.
     const s = get<CallMetrics>("/analytics/call-metrics", { ...params, compare });
     loadKpis(s);
     loadSeries(s);
     loadDonut().catch((e) => donut.replaceChildren(failure(e)));
-  };
+  });
   load();
   if (includesToday(f)) ctx.live(load);
 }

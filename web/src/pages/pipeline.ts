@@ -1,4 +1,4 @@
-import { get } from "../api";
+import { get, latest } from "../api";
 import { choice, drillUrl, nameOf, type Page, type PageContext } from "../app";
 import { barOption, chart, funnelOption } from "../charts";
 import { fill, fmt, h, panel, table } from "../dom";
@@ -52,7 +52,7 @@ function render(ctx: PageContext) {
   const name = (g: string | null) =>
     g === null ? "—" : groupBy === "campaign" ? nameOf(app.campaigns, g) : groupBy === "agent" ? nameOf(app.agents, g) : g;
 
-  const load = () => {
+  const load = latest(() => {
     get<{ stages: { stage: string; contacts: number }[] }>("/analytics/conversion-funnel", params)
       .then((r) => chart(funnel, funnelOption(r.stages.filter((s) => s.stage !== "closed_lost").map((s) => ({ name: fmt.label(s.stage), value: s.contacts })))))
       .catch((e) => fill(funnel, () => Promise.reject(e)));
@@ -105,7 +105,7 @@ function render(ctx: PageContext) {
         "campaigns",
       );
     });
-  };
+  });
   load();
   if (includesToday(f)) ctx.live(load);
 }

@@ -1,4 +1,4 @@
-import { get } from "../api";
+import { get, latest } from "../api";
 import { choice, drillUrl, type Page, type PageContext } from "../app";
 import { chart, sparklineOption } from "../charts";
 import { empty, fill, fmt, h, isNum, panel, table } from "../dom";
@@ -51,7 +51,7 @@ function render(ctx: PageContext) {
   const onCall = h("div", {});
   ctx.root.replaceChildren(stats, h("div", { class: "grid side" }, panel("Leaderboard", board, sort, "wide"), panel("On a call now", onCall)));
   const t = app.settings.coaching;
-  const load = async () => {
+  const load = latest(async () => {
     const r = await get<Leaderboard>(`/analytics/team-leaderboard/${encodeURIComponent(team)}`, { timezone: f.timezone, sort_by: sortBy });
     const today = (extra: Record<string, string> = {}) => drillUrl(f, { team, preset: "today", ...extra });
     fill(stats, async () =>
@@ -116,7 +116,7 @@ function render(ctx: PageContext) {
             now.map((e) => h("li", {}, h("span", { class: `dot ${e.current_status}` }), e.agent_name, h("span", { class: "muted" }, fmt.label(e.current_status ?? "")))),
           ),
     );
-  };
+  });
   load().catch((e) => fill(board, () => Promise.reject(e)));
   ctx.live(() => void load().catch(() => undefined));
 }

@@ -1,4 +1,4 @@
-import { get } from "../api";
+import { get, latest } from "../api";
 import { type Page, type PageContext } from "../app";
 import { barOption, chart, donutOption } from "../charts";
 import { fill, fmt, h, isNum, panel, table } from "../dom";
@@ -30,7 +30,7 @@ function render(ctx: PageContext) {
     h("div", { class: "grid three" }, panel("First response by channel (minutes)", response), panel("CSAT by channel", csat), panel("Intents (calls and conversations)", intents)),
     panel("Channels", channels, null, "wide"),
   );
-  const load = () => {
+  const load = latest(() => {
     fill(channels, async () => {
       const r = await get<{ channels: Channel[]; totals: Channel }>("/analytics/channels", params);
       const text = r.channels.filter((c) => c.channel !== "voice");
@@ -76,7 +76,7 @@ function render(ctx: PageContext) {
     get<{ intents: { intent: string; total: number }[]; total: number }>("/analytics/intents", params)
       .then((r) => chart(intents, donutOption(r.intents.map((i) => ({ name: fmt.label(i.intent), value: i.total })), `${fmt.int(r.total)}`)))
       .catch((e) => fill(intents, () => Promise.reject(e)));
-  };
+  });
   load();
   if (includesToday(f)) ctx.live(load);
 }

@@ -117,7 +117,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/auth/me",
             get(session::me),
-            vec![op("get", "read", "the caller's identity, role and reach")],
+            vec![op(
+                "get",
+                "read",
+                "the caller's identity, role and reach; without a credential, 200 with {\"user\": null} (signed out); 401 for an unknown key or an ended session",
+            )],
         )
         .add(
             "/users",

@@ -2,11 +2,12 @@
 //! The session token lives only in an HttpOnly, SameSite=Strict cookie and as a hash in the
 //! store; it expires after [`SESSION_HOURS`] and is revoked at logout.
 
-use super::auth::{too_many_requests, Actor, Principal, Reach, SESSION_COOKIE};
+use super::auth::{session_cookie, too_many_requests, Actor, Principal, Reach, SESSION_COOKIE};
 use super::error::{parse_json, ApiError, Body};
 use super::AppState;
 use crate::access::{audit, generate_secret, hash_secret, verify_password};
 use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -121,7 +122,18 @@ pub async fn logout(State(state): State<Arc<AppState>>, principal: Principal) ->
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }
 
-pub async fn me(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+/// Who is calling. A request with no credential at all is answered `{"user": null}`: being signed
+/// out is an answer, not an error (the web app asks on every first visit, and browsers log each
+/// 401 as an error). An unknown key or an ended session is still a 401.
+pub async fn me(
+    State(state): State<Arc<AppState>>,
+    parts: Parts,
+    principal: Result<Principal, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    if parts.headers.get(header::AUTHORIZATION).is_none() && session_cookie(&parts).is_none() {
+        return Ok(Json(json!({"user": null})));
+    }
+    let principal = principal?;
     let tenant = state.store.tenant(principal.tenant_id).await?;
     let (kind, user) = match &principal.actor {
         Actor::Key { id } => ("key", json!({"key_id": id})),

@@ -13,6 +13,11 @@ const RANGE: &str = "start=2026-03-07&end=2026-03-14";
 const Q_RANGE: (&str, &str) = ("2026-03-07", "2026-03-14");
 const SEED: u64 = 11;
 
+/// How many reps the demo's directory puts in `team`.
+fn team_size(team: &str) -> usize {
+    demo::reps(SEED).iter().filter(|r| r.team == team).count()
+}
+
 async fn seeded() -> TestApp {
     let app = TestApp::spawn(demo::TIMEZONE).await;
     let tenant = app.store.tenant(app.tenant_id).await.unwrap();
@@ -164,7 +169,11 @@ async fn every_view_equals_the_query() {
         .position(|r| r[0] == agent)
         .unwrap();
     assert_eq!(s["team_rank"], json!(position + 1));
-    assert_eq!(s["team_size"], json!(8), "the directory's eight reps of the team");
+    assert_eq!(
+        s["team_size"],
+        json!(team_size(team)),
+        "the directory's reps of the team"
+    );
 
     // Team leaderboard.
     let l = app
@@ -177,7 +186,7 @@ async fn every_view_equals_the_query() {
         )
         .await;
     let entries = l["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 8);
+    assert_eq!(entries.len(), team_size(team));
     for e in entries {
         let key = [e["agent_id"].clone()];
         same("board calls", &e["calls"], &cell(&q, &key, "total_calls"));
@@ -486,7 +495,10 @@ async fn views_follow_access() {
     let (status, _) = get(team_key.clone(), "team-leaderboard/enterprise?date=2026-03-12".into()).await;
     assert_eq!(status, 403);
     let (status, board) = get(team_key, "team-leaderboard/smb?date=2026-03-12".into()).await;
-    assert_eq!((status, board["entries"].as_array().unwrap().len()), (200, 8));
+    assert_eq!(
+        (status, board["entries"].as_array().unwrap().len()),
+        (200, team_size("smb"))
+    );
     // Under leaderboard privacy an agent meets colleagues only as `anonymous`, in every view.
     let (status, _) = app
         .send(
