@@ -6,6 +6,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod guard;
 pub mod live;
 pub mod openapi;
 pub mod ops;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub limiter: auth::RateLimiter,
     /// Rate limits of credentials that set none of their own.
     pub rate_limits: RateLimits,
+    /// The public origin, trusted proxies and metrics token (`serve` options).
+    pub security: guard::Security,
 }
 
 impl AppState {
@@ -39,6 +42,11 @@ impl AppState {
 
     /// A server whose live subscribers may have `queue` messages waiting (tests use few).
     pub fn with_live_queue(store: Arc<dyn Store>, queue: usize) -> Arc<AppState> {
+        Self::configured(store, queue, guard::Security::default())
+    }
+
+    /// A server deployed as `security` says (its public URL, proxies, metrics token).
+    pub fn configured(store: Arc<dyn Store>, queue: usize, security: guard::Security) -> Arc<AppState> {
         Arc::new(AppState {
             store: store.clone(),
             keys: auth::KeyCache::default(),
@@ -46,6 +54,7 @@ impl AppState {
             hub: crate::live::Hub::start(store.clone(), queue),
             limiter: auth::RateLimiter::default(),
             rate_limits: RateLimits::default(),
+            security,
         })
     }
 }
@@ -91,7 +100,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .add(
             "/auth/login",
-            post(session::login),
+            post(session::login).layer(DefaultBodyLimit::max(session::MAX_LOGIN_BODY_BYTES)),
             vec![op("post", "public", "log in: sets the session cookie").body()],
         )
         .add(

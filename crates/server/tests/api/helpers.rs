@@ -1,4 +1,6 @@
+use dialboard::api::guard::Security;
 use dialboard::api::{app, AppState};
+use dialboard::serve::Limits;
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{Scope, Store, TenantSettings};
 use serde_json::{json, Value};
@@ -21,6 +23,11 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with live subscribers allowed `queue` waiting messages.
     pub async fn spawn_with_live_queue(timezone: &str, queue: usize) -> TestApp {
+        Self::spawn_configured(timezone, queue, Security::default(), Limits::default()).await
+    }
+
+    /// A server deployed as `security` says, serving within `limits` (as `dialboard serve`).
+    pub async fn spawn_configured(timezone: &str, queue: usize, security: Security, limits: Limits) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path().join("test.db"), Options::not_durable()).unwrap());
@@ -31,8 +38,9 @@ impl TestApp {
         let key = add_key(&store, tenant.id, vec![Scope::Ingest, Scope::Read, Scope::Admin], None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = app(AppState::with_live_queue(store.clone(), queue));
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let router = app(AppState::configured(store.clone(), queue, security));
+        let serving = dialboard::serve::run(listener, router, limits, std::future::pending());
+        tokio::spawn(async move { serving.await.unwrap() });
         TestApp {
             url,
             key,

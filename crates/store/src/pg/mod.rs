@@ -508,8 +508,7 @@ impl Store for PgStore {
 
     async fn user_by_email(&self, tenant_id: i64, email: &str) -> Result<Option<(User, String)>> {
         let email = email.to_string();
-        self.sql(move |db| catalog::user_by_email(db, tenant_id, &email))
-            .await
+        self.sql(move |db| catalog::user_by_email(db, tenant_id, &email)).await
     }
 
     async fn users_by_email(&self, email: &str, limit: usize) -> Result<Vec<(User, String)>> {
