@@ -319,6 +319,14 @@ impl RateLimiter {
         outcome
     }
 
+    /// Puts back the token a request took (a login that succeeded: only failures count).
+    pub fn give_back(&self, who: &[u8], kind: &'static str, rate: Rate) {
+        let key = (<sha2::Sha256 as sha2::Digest>::digest(who).into(), kind);
+        if let Some(bucket) = self.buckets.lock().expect("rate limiter").0.get_mut(&key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(rate.burst);
+        }
+    }
+
     /// Buckets held (for tests of the bound).
     pub fn len(&self) -> usize {
         self.buckets.lock().expect("rate limiter").0.len()
@@ -463,6 +471,24 @@ mod tests {
             limiter.take(b"other", "other", limits.other).is_ok(),
             "each credential has its own"
         );
+    }
+
+    #[test]
+    fn buckets_are_forgotten_once_full_again() {
+        let limiter = RateLimiter::default();
+        let fast = Rate {
+            per_second: 1000.0,
+            burst: 2.0,
+        };
+        for i in 0..1000u32 {
+            limiter.take(&i.to_le_bytes(), "login", fast).unwrap();
+        }
+        assert_eq!(limiter.len(), 1000);
+        // Pretend the last sweep was long ago: the next take sweeps every full bucket.
+        limiter.buckets.lock().unwrap().1 -= SWEEP_EVERY;
+        std::thread::sleep(Duration::from_millis(10));
+        limiter.take(b"new", "login", fast).unwrap();
+        assert_eq!(limiter.len(), 1, "only the bucket just used is left");
     }
 
     fn agent() -> Principal {

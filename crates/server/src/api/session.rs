@@ -30,8 +30,9 @@ const LOGIN_PER_ADDRESS: Rate = Rate {
     burst: 50.0,
 };
 
-/// Login attempts for one e-mail from one address: a password cannot be guessed quickly, and a
+/// Failed logins for one e-mail from one address: a password cannot be guessed quickly, and a
 /// stranger's wrong attempts from elsewhere never lock the real user out of their own address.
+/// (A successful login gives its token back.)
 const LOGIN_PER_IDENTITY: Rate = Rate {
     per_second: 0.2,
     burst: 10.0,
@@ -158,7 +159,10 @@ pub async fn login(
         .await
         .unwrap_or(false);
     let user = match found {
-        Some((user, _)) if verified => user,
+        Some((user, _)) if verified => {
+            state.limiter.give_back(&identity, "login_identity", LOGIN_PER_IDENTITY);
+            user
+        }
         found => {
             tracing::info!(identity = %identity_tag(&email), client = %ip, "failed login");
             if let Some((user, _)) = found {
