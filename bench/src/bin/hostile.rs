@@ -101,13 +101,17 @@ async fn login_flood(requests: usize) -> anyhow::Result<()> {
     let mut next = 0;
     while next < requests {
         let mut batch = tokio::task::JoinSet::new();
-        for i in next..(next + concurrency).min(requests) {
+        let end = (next + concurrency).min(requests);
+        for i in next..end {
             let email = format!("{i}-{}@example.com", "x".repeat(1_900_000));
             let body = serde_json::json!({"email": email, "password": "whatever-it-is"});
-            let sent = client.post(format!("{}/api/v1/auth/login", server.url)).json(&body).send();
+            let sent = client
+                .post(format!("{}/api/v1/auth/login", server.url))
+                .json(&body)
+                .send();
             batch.spawn(async move { sent.await.map_or(0, |r| r.status().as_u16()) });
-            next += 1;
         }
+        next = end;
         while let Some(status) = batch.join_next().await {
             *statuses.entry(status?).or_default() += 1;
         }
