@@ -2,14 +2,15 @@
 //!
 //! - `login-flood`: unauthenticated logins, each with a different e-mail of 1.9 MB, many at a
 //!   time; prints the server's resident memory before and after and the size of its log.
-//! - `slow-flood`: up to 20,000 connections that each send one header line and then nothing,
-//!   while `/healthz` is asked every 100 ms; prints its latencies and how many of the slow
-//!   connections the server closed.
+//! - `slow-flood`: up to 20,000 slow clients for 30 s, each opening a connection on which it
+//!   sends one header line and nothing more (with `reconnect`, opening another whenever the
+//!   server closes it), while `/healthz` is asked every 100 ms on a fresh connection; prints
+//!   its latencies.
 //!
 //! ```text
 //! cargo build --release -p dialboard -p dialboard-bench
 //! target/release/hostile login-flood [REQUESTS=2000]
-//! target/release/hostile slow-flood [CONNECTIONS=20000]
+//! target/release/hostile slow-flood [CONNECTIONS=20000] [reconnect]
 //! ```
 //! `DIALBOARD_BIN` names the server binary (default `target/release/dialboard`). The flood's own
 //! descriptors count against this process's limit (`ulimit -n`).
@@ -130,17 +131,28 @@ async fn login_flood(requests: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// This process's soft limit of open files (Linux), or 1024.
+fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            let line = l.lines().find(|l| l.starts_with("Max open files"))?.to_string();
+            line.split_whitespace().nth(3)?.parse().ok()
+        })
+        .unwrap_or(1024)
+}
+
 /// Latency of one `/healthz` (or the error).
 async fn health(client: &reqwest::Client, url: &str) -> Result<Duration, String> {
     let start = Instant::now();
     match client.get(format!("{url}/healthz")).send().await {
         Ok(r) if r.status().is_success() => Ok(start.elapsed()),
         Ok(r) => Err(format!("status {}", r.status())),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(format!("{e:?}")),
     }
 }
 
-async fn slow_flood(connections: usize) -> anyhow::Result<()> {
+async fn slow_flood(connections: usize, reconnect: bool) -> anyhow::Result<()> {
     let server = start().await?;
     let url = server.url.clone();
     let address = url.trim_start_matches("http://").to_string();
@@ -166,37 +178,53 @@ async fn slow_flood(connections: usize) -> anyhow::Result<()> {
         }
         (latencies, failures)
     });
+    // Each slow client holds one connection (with `reconnect`, it opens another as soon as the
+    // server closes it) for the whole flood; this process keeps some descriptors for the prober.
+    let connections = connections.min(open_files_limit().saturating_sub(300));
+    let flood = Duration::from_secs(30);
     let started = Instant::now();
-    let mut slow = Vec::with_capacity(connections);
-    let mut refused = 0;
+    let mut clients = tokio::task::JoinSet::new();
     for _ in 0..connections {
-        match TcpStream::connect(&address).await {
-            Ok(mut s) => {
-                if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.is_ok() {
-                    slow.push(s);
+        let address = address.clone();
+        clients.spawn(async move {
+            let (mut opened, mut failed) = (0usize, 0usize);
+            while started.elapsed() < flood {
+                let mut stream = TcpStream::connect(&address).await.ok();
+                if let Some(s) = &mut stream {
+                    if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.is_err() {
+                        stream = None;
+                    }
+                }
+                match stream {
+                    Some(mut s) => {
+                        opened += 1;
+                        let mut buf = [0u8; 64];
+                        // Until the server closes it (or the flood ends).
+                        let left = flood.saturating_sub(started.elapsed());
+                        let _ = tokio::time::timeout(left, s.read(&mut buf)).await;
+                        if !reconnect {
+                            tokio::time::sleep(flood.saturating_sub(started.elapsed())).await;
+                        }
+                    }
+                    None => {
+                        failed += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
-            Err(e) if e.raw_os_error() == Some(24) => {
-                println!("this process ran out of descriptors after {} connections", slow.len());
-                break;
-            }
-            Err(_) => refused += 1,
-        }
+            (opened, failed)
+        });
     }
-    let opened = slow.len();
+    let (mut opened, mut failed) = (0, 0);
+    while let Some(outcome) = clients.join_next().await {
+        let (o, f) = outcome?;
+        opened += o;
+        failed += f;
+    }
     println!(
-        "slow flood: {opened} slow connections opened in {:.1} s ({refused} refused)",
-        started.elapsed().as_secs_f64()
+        "slow flood: {connections} slow clients for {} s opened {opened} connections ({failed} connects failed)",
+        flood.as_secs()
     );
-    // Keep them for a while, as an attacker would, while /healthz is probed.
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let mut closed = 0;
-    for s in &mut slow {
-        let mut buf = [0u8; 64];
-        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
-            closed += 1;
-        }
-    }
     let _ = stop_tx.send(());
     let (mut latencies, failures) = prober.await?;
     latencies.sort();
@@ -214,7 +242,6 @@ async fn slow_flood(connections: usize) -> anyhow::Result<()> {
         failures.len(),
         failures.iter().take(3).collect::<Vec<_>>()
     );
-    println!("the server closed {closed} of the {opened} slow connections within 15 s");
     Ok(())
 }
 
@@ -224,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
     let count = |default: usize| args.get(1).and_then(|n| n.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("login-flood") => login_flood(count(2000)).await,
-        Some("slow-flood") => slow_flood(count(20_000)).await,
-        _ => bail!("usage: hostile login-flood [REQUESTS] | slow-flood [CONNECTIONS]"),
+        Some("slow-flood") => slow_flood(count(20_000), args.get(2).is_some_and(|a| a == "reconnect")).await,
+        _ => bail!("usage: hostile login-flood [REQUESTS] | slow-flood [CONNECTIONS] [reconnect]"),
     }
 }

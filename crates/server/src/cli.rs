@@ -398,7 +398,7 @@ pub async fn serve_with(
     limits: Limits,
     announce: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = crate::serve::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("--listen {listen}: {e}"))?;
     let url = format!("http://{}", listener.local_addr()?);

@@ -70,6 +70,27 @@ pub fn default_max_connections() -> usize {
     }
 }
 
+/// Connections the kernel queues before they are accepted (Linux caps it at
+/// `net.core.somaxconn`): a burst of connects is queued rather than dropped, so a health
+/// check's connect is not retried a second later.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `address` (`host:port`, the first address it resolves to) with a deep backlog.
+pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on"))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// One open connection: how many of its requests are in flight, and how to close it.
 struct Slot {
     in_flight: AtomicUsize,
