@@ -244,7 +244,7 @@ function renderLogin() {
           const next = new URLSearchParams(location.search).get("next");
           navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/", true);
         } catch (err) {
-          error.textContent = err instanceof ApiError && err.status === 401 ? "Wrong e-mail or password (an e-mail used in several workspaces also needs the workspace)." : String((err as Error).message);
+          error.textContent = err instanceof ApiError && err.status === 401 ? "Wrong e-mail or password. An e-mail used in several workspaces also needs the workspace." : String((err as Error).message);
         } finally {
           submit.disabled = false;
         }
