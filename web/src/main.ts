@@ -234,6 +234,8 @@ function renderLogin() {
   const error = h("p", { class: "login-error", role: "alert" });
   const email = h("input", { type: "email", name: "email", required: true, autocomplete: "username", placeholder: "you@company.com" });
   const password = h("input", { type: "password", name: "password", required: true, autocomplete: "current-password" });
+  // Only an e-mail used in several workspaces (tenants) needs it.
+  const tenant = h("input", { type: "text", name: "tenant", autocomplete: "organization", placeholder: "optional" });
   const submit = h("button", { type: "submit" }, "Sign in");
   const form = h(
     "form",
@@ -244,12 +246,13 @@ function renderLogin() {
         submit.disabled = true;
         error.textContent = "";
         try {
-          await post("/auth/login", { email: email.value, password: password.value });
+          const workspace = tenant.value.trim();
+          await post("/auth/login", { email: email.value, password: password.value, ...(workspace ? { tenant: workspace } : {}) });
           app = null;
           const next = new URLSearchParams(location.search).get("next");
           navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/", true);
         } catch (err) {
-          error.textContent = err instanceof ApiError && err.status === 401 ? "Wrong e-mail or password." : String((err as Error).message);
+          error.textContent = err instanceof ApiError && err.status === 401 ? "Wrong e-mail or password. An e-mail used in several workspaces also needs the workspace." : String((err as Error).message);
         } finally {
           submit.disabled = false;
         }
@@ -258,6 +261,7 @@ function renderLogin() {
     h("div", { class: "brand" }, "dialboard"),
     h("label", {}, "E-mail", email),
     h("label", {}, "Password", password),
+    h("label", {}, "Workspace", tenant),
     submit,
     error,
   );

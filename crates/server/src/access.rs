@@ -82,9 +82,49 @@ pub struct NewUser {
 }
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longer passwords are refused before hashing: argon2 over megabytes costs CPU for nothing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// Validates and adds a user. Field errors name the field; an e-mail already registered is a
-/// `Conflict`.
+/// Passwords that head every leaked-password list, lowercased (one a line).
+const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
+
+/// Why a new password is refused, if it is: too short or long, on the bundled list of common
+/// passwords (also with digits appended: `password1`), one character or a few repeated
+/// (`aaaaaaaa`, `abababab`), a run of the keyboard or the alphabet (`12345678`), or the
+/// user's own e-mail.
+pub fn password_problem(password: &str, email: &str) -> Option<String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Some(format!("must have at least {MIN_PASSWORD_CHARS} characters"));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Some(format!("must have at most {MAX_PASSWORD_BYTES} bytes"));
+    }
+    let lower = password.to_lowercase();
+    let stem = lower.trim_end_matches(|c: char| c.is_ascii_digit());
+    let common = |p: &str| COMMON_PASSWORDS.lines().any(|c| c == p);
+    if common(&lower) || (!stem.is_empty() && common(stem)) {
+        return Some("is one of the most common passwords; choose another".into());
+    }
+    let mut distinct: Vec<char> = lower.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 4 {
+        return Some("repeats too few different characters".into());
+    }
+    let chars: Vec<u32> = lower.chars().map(u32::from).collect();
+    let step = chars[1].wrapping_sub(chars[0]);
+    if (step == 1 || step == u32::MAX) && chars.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step) {
+        return Some("is a run of consecutive characters".into());
+    }
+    let local = email.split('@').next().unwrap_or_default();
+    if lower == email || (local.chars().count() >= 4 && lower.contains(local)) {
+        return Some("must not contain the e-mail address".into());
+    }
+    None
+}
+
+/// Validates and adds a user. Field errors name the field; an e-mail already used in this
+/// tenant is a `Conflict` (other tenants may use it too: they never learn of each other).
 pub async fn create_user(
     store: &Arc<dyn Store>,
     tenant_id: i64,
@@ -99,11 +139,8 @@ pub async fn create_user(
             "must be an e-mail address such as ana@example.com",
         ));
     }
-    if new.password.chars().count() < MIN_PASSWORD_CHARS {
-        errors.push(FieldError::new(
-            "password",
-            format!("must have at least {MIN_PASSWORD_CHARS} characters"),
-        ));
+    if let Some(problem) = password_problem(&new.password, &email) {
+        errors.push(FieldError::new("password", problem));
     }
     let role = Role::parse(&new.role);
     match role {
@@ -141,14 +178,15 @@ pub async fn create_user(
     Ok(Ok(user))
 }
 
-fn valid_email(e: &str) -> bool {
+/// A plausible e-mail address of at most 254 bytes (RFC 5321's limit).
+pub fn valid_email(e: &str) -> bool {
+    if e.len() > 254 {
+        return false;
+    }
     let Some((local, domain)) = e.split_once('@') else {
         return false;
     };
-    !local.is_empty()
-        && domain.contains('.')
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
-        && e.len() <= 254
+    !local.is_empty() && domain.contains('.') && !e.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
@@ -173,6 +211,27 @@ mod tests {
     }
 
     #[test]
+    fn weak_passwords_are_refused() {
+        for weak in [
+            "short",
+            "aaaaaaaa",
+            "abababab",
+            "password1",
+            "Password2024",
+            "qwertyuiop",
+            "12345678",
+            "hgfedcba",
+            "ana.lopez-42",
+        ] {
+            assert!(password_problem(weak, "ana.lopez@example.com").is_some(), "{weak}");
+        }
+        for fine in ["correct horse battery", "password-1", "s3cret-passw0rd"] {
+            assert_eq!(password_problem(fine, "ana@example.com"), None, "{fine}");
+        }
+        assert!(password_problem(&"x1".repeat(600), "ana@example.com").is_some());
+    }
+
+    #[test]
     fn emails() {
         assert!(valid_email("ana@example.com"));
         for bad in [
@@ -182,6 +241,7 @@ mod tests {
             "ana@localhost",
             "a na@example.com",
             "ana@exa\0mple.com",
+            format!("{}@example.com", "a".repeat(250)).as_str(),
         ] {
             assert!(!valid_email(bad), "{bad:?}");
         }

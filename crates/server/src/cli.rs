@@ -1,8 +1,10 @@
 //! The `dialboard` command line (SPEC §2).
 
 use crate::access::NewUser;
+use crate::api::guard::Security;
 use crate::api::{app, AppState};
-use crate::config::{FileConfig, Settings};
+use crate::config::{FileConfig, ServeKeys, Settings};
+use crate::serve::Limits;
 use clap::{Args, Parser, Subcommand};
 use dialboard_store::access::User;
 use dialboard_store::{ApiKey, Scope, Store, TenantSettings};
@@ -26,7 +28,8 @@ struct Common {
     /// Database URL: sqlite://PATH (default sqlite://dialboard.db) or postgres://...
     #[arg(long, env = "DIALBOARD_DATABASE", global = true)]
     database: Option<String>,
-    /// TOML configuration file (keys: listen, database).
+    /// TOML configuration file (keys: listen, database, public_url, metrics_token,
+    /// trusted_proxies, max_connections).
     #[arg(long, env = "DIALBOARD_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
@@ -61,6 +64,19 @@ enum Command {
     Serve {
         #[arg(long, env = "DIALBOARD_LISTEN")]
         listen: Option<String>,
+        /// The URL users reach the server at (https://… makes the session cookie Secure and
+        /// __Host-; its origin is the one browsers' requests must come from).
+        #[arg(long, env = "DIALBOARD_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Bearer token that /metrics requires (without one, only loopback clients read it).
+        #[arg(long, env = "DIALBOARD_METRICS_TOKEN")]
+        metrics_token: Option<String>,
+        /// A reverse proxy whose X-Forwarded-For is believed (repeat, or comma-separate).
+        #[arg(long, env = "DIALBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+        trusted_proxy: Vec<String>,
+        /// Open connections at most (default 10,000, or less under the file-descriptor limit).
+        #[arg(long, env = "DIALBOARD_MAX_CONNECTIONS")]
+        max_connections: Option<usize>,
         #[command(flatten)]
         common: Common,
     },
@@ -175,10 +191,24 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, common } => {
+        Command::Serve {
+            listen,
+            public_url,
+            metrics_token,
+            trusted_proxy,
+            max_connections,
+            common,
+        } => {
             let settings = common.settings(listen)?;
+            let flags = ServeKeys {
+                public_url,
+                metrics_token,
+                trusted_proxies: trusted_proxy,
+                max_connections,
+            };
+            let (security, limits) = flags.or(settings.serve).resolve()?;
             let store = crate::open_store(&settings.database)?;
-            serve(store, &settings.listen, |url| {
+            serve_with(store, &settings.listen, security, limits, |url| {
                 println!("dialboard is serving on {url}\n{url}")
             })
             .await
@@ -354,19 +384,28 @@ pub async fn create_admin_key(store: &Arc<dyn Store>, tenant_id: i64) -> anyhow:
     .await
 }
 
+/// Serves with the default deployment (the demo): see [`serve_with`].
+pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&str)) -> anyhow::Result<()> {
+    serve_with(store, listen, Security::default(), Limits::default(), announce).await
+}
+
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests (and their commits) finish
 /// and folds pending deltas before returning.
-pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&str)) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
+pub async fn serve_with(
+    store: Arc<dyn Store>,
+    listen: &str,
+    security: Security,
+    limits: Limits,
+    announce: impl FnOnce(&str),
+) -> anyhow::Result<()> {
+    let listener = crate::serve::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("--listen {listen}: {e}"))?;
     let url = format!("http://{}", listener.local_addr()?);
-    tracing::info!(%url, "listening");
+    tracing::info!(%url, max_connections = limits.max_connections, "listening");
     announce(&url);
-    let router = app(AppState::new(store.clone()));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let state = AppState::configured(store.clone(), crate::live::QUEUE_CAPACITY, security, crate::api::wall_clock());
+    crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;
     tracing::info!("shutting down: finishing commits");
     store.shutdown().await;
     Ok(())

@@ -2,6 +2,8 @@
 //! environment are merged by clap (`Option`s that are `None` when neither is given); this
 //! module fills the rest from the file and the defaults.
 
+use crate::api::guard::Security;
+use crate::serve::Limits;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -13,6 +15,10 @@ pub const DEFAULT_DATABASE: &str = "sqlite://dialboard.db";
 pub struct FileConfig {
     pub listen: Option<String>,
     pub database: Option<String>,
+    pub public_url: Option<String>,
+    pub metrics_token: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub max_connections: Option<usize>,
 }
 
 impl FileConfig {
@@ -29,6 +35,8 @@ impl FileConfig {
 pub struct Settings {
     pub listen: String,
     pub database: String,
+    /// The `serve` options as the file gives them (flags override them in [`ServeKeys::or`]).
+    pub serve: ServeKeys,
 }
 
 impl Settings {
@@ -36,7 +44,73 @@ impl Settings {
         Settings {
             listen: listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
             database: database.or(file.database).unwrap_or_else(|| DEFAULT_DATABASE.into()),
+            serve: ServeKeys {
+                public_url: file.public_url,
+                metrics_token: file.metrics_token,
+                trusted_proxies: file.trusted_proxies.unwrap_or_default(),
+                max_connections: file.max_connections,
+            },
         }
+    }
+}
+
+/// What `serve` is told about its deployment: its public URL (`https` makes the session
+/// cookie `__Host-` and `Secure`), the reverse proxies whose `X-Forwarded-For` it believes, the
+/// token `/metrics` asks for, and how many connections it holds at most.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServeKeys {
+    pub public_url: Option<String>,
+    pub metrics_token: Option<String>,
+    pub trusted_proxies: Vec<String>,
+    pub max_connections: Option<usize>,
+}
+
+impl ServeKeys {
+    /// These (flags and environment), each falling back to `file`'s.
+    pub fn or(self, file: ServeKeys) -> ServeKeys {
+        ServeKeys {
+            public_url: self.public_url.or(file.public_url),
+            metrics_token: self.metrics_token.or(file.metrics_token),
+            trusted_proxies: if self.trusted_proxies.is_empty() {
+                file.trusted_proxies
+            } else {
+                self.trusted_proxies
+            },
+            max_connections: self.max_connections.or(file.max_connections),
+        }
+    }
+
+    /// Checks the values; errors name the flag.
+    pub fn resolve(self) -> anyhow::Result<(Security, Limits)> {
+        let public_origin = self
+            .public_url
+            .as_deref()
+            .map(Security::origin_of)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--public-url: {e}"))?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--trusted-proxy: '{p}' is not an IP address"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if self.metrics_token.as_ref().is_some_and(|t| t.trim().len() < 16) {
+            anyhow::bail!("--metrics-token: use at least 16 characters");
+        }
+        let mut limits = Limits::default();
+        if let Some(n) = self.max_connections {
+            anyhow::ensure!(n >= 16, "--max-connections: must be at least 16");
+            limits.max_connections = n;
+        }
+        let security = Security {
+            public_origin,
+            trusted_proxies,
+            metrics_token: self.metrics_token.map(|t| t.trim().to_string()),
+        };
+        Ok((security, limits))
     }
 }
 
@@ -48,7 +122,7 @@ mod tests {
     fn flags_and_environment_beat_the_file_which_beats_defaults() {
         let file = || FileConfig {
             listen: Some("0.0.0.0:9000".into()),
-            database: None,
+            ..FileConfig::default()
         };
         let s = Settings::resolve(None, None, file());
         assert_eq!(s.listen, "0.0.0.0:9000");
@@ -58,5 +132,31 @@ mod tests {
             (s.listen.as_str(), s.database.as_str()),
             ("127.0.0.1:1", "sqlite://x.db")
         );
+    }
+
+    #[test]
+    fn serve_options_come_from_flags_then_the_file_and_are_checked() {
+        let file: FileConfig = toml::from_str(
+            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100",
+        )
+        .unwrap();
+        let keys = Settings::resolve(None, None, file).serve;
+        let flags = ServeKeys {
+            max_connections: Some(50),
+            ..ServeKeys::default()
+        };
+        let (security, limits) = flags.or(keys).resolve().unwrap();
+        assert_eq!(security.public_origin.as_deref(), Some("https://board.example.com"));
+        assert!(security.secure_cookies());
+        assert_eq!(
+            security.trusted_proxies,
+            vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(limits.max_connections, 50);
+        let bad = ServeKeys {
+            trusted_proxies: vec!["proxy.local".into()],
+            ..ServeKeys::default()
+        };
+        assert!(bad.resolve().unwrap_err().to_string().starts_with("--trusted-proxy"));
     }
 }

@@ -632,7 +632,7 @@ async fn add_logins(store: &Arc<dyn Store>, tenant_id: i64, seed: u64) -> anyhow
         ),
     ];
     for (email, role, agent_id, teams) in logins {
-        if store.user_by_email(email).await?.is_some() {
+        if store.user_by_email(tenant_id, email).await?.is_some() {
             continue;
         }
         let user = User {

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod directory;
 pub mod import;
 pub mod live;
+pub mod serve;
 pub mod web;
 
 use dialboard_store::pg::PgStore;

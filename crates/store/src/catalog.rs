@@ -228,11 +228,14 @@ fn user_from_row(r: &Row) -> Result<User> {
 
 pub fn create_user(db: &mut impl Sql, u: &User, password_hash: &str) -> Result<()> {
     if db
-        .query_opt("SELECT 1 FROM users WHERE email = $1", &[u.email.as_str().into()])?
+        .query_opt(
+            "SELECT 1 FROM users WHERE tenant_id = $1 AND email = $2",
+            &[u.tenant_id.into(), u.email.as_str().into()],
+        )?
         .is_some()
     {
         return Err(StoreError::Conflict(format!(
-            "email: '{}' is already registered",
+            "email: '{}' is already a user of this tenant",
             u.email
         )));
     }
@@ -252,13 +255,24 @@ pub fn create_user(db: &mut impl Sql, u: &User, password_hash: &str) -> Result<(
     Ok(())
 }
 
-pub fn user_by_email(db: &mut impl Sql, email: &str) -> Result<Option<(User, String)>> {
+pub fn user_by_email(db: &mut impl Sql, tenant_id: i64, email: &str) -> Result<Option<(User, String)>> {
     db.query_opt(
-        &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"),
-        &[email.into()],
+        &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE tenant_id = $1 AND email = $2"),
+        &[tenant_id.into(), email.into()],
     )?
     .map(|r| Ok((user_from_row(&r)?, r.text(7)?)))
     .transpose()
+}
+
+/// The users of any tenant with this e-mail, at most `limit`, by tenant.
+pub fn users_by_email(db: &mut impl Sql, email: &str, limit: i64) -> Result<Vec<(User, String)>> {
+    db.query(
+        &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1 ORDER BY tenant_id LIMIT $2"),
+        &[email.into(), limit.into()],
+    )?
+    .iter()
+    .map(|r| Ok((user_from_row(r)?, r.text(7)?)))
+    .collect()
 }
 
 pub fn users(db: &mut impl Sql, tenant_id: i64) -> Result<Vec<User>> {

@@ -415,11 +415,14 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a key by its public id; `false` if the tenant has no such live key.
     async fn revoke_key(&self, tenant_id: i64, key_id: &str) -> Result<bool>;
 
-    /// `Conflict` if the e-mail is taken (e-mails are unique across tenants: login needs no
-    /// tenant). `password_hash` is an argon2 PHC string.
+    /// `Conflict` if the tenant has a user with this e-mail (e-mails are unique per tenant;
+    /// another tenant may have the same one). `password_hash` is an argon2 PHC string.
     async fn create_user(&self, user: User, password_hash: String) -> Result<()>;
-    /// A user and their password hash, by e-mail (for login).
-    async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>>;
+    /// A tenant's user and their password hash, by e-mail (for login).
+    async fn user_by_email(&self, tenant_id: i64, email: &str) -> Result<Option<(User, String)>>;
+    /// The users of every tenant with this e-mail, at most `limit` (for a login that names
+    /// no tenant).
+    async fn users_by_email(&self, email: &str, limit: usize) -> Result<Vec<(User, String)>>;
     async fn users(&self, tenant_id: i64) -> Result<Vec<User>>;
     /// Deletes a user and ends their sessions; `false` if the tenant has no such user.
     async fn delete_user(&self, tenant_id: i64, user_id: &str) -> Result<bool>;

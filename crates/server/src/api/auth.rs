@@ -4,6 +4,7 @@
 //! never comes from the request.
 
 use super::error::ApiError;
+use super::guard::check_json_body;
 use super::AppState;
 use crate::access::hash_secret;
 use crate::live::{LiveScope, ScopeKind};
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-pub const SESSION_COOKIE: &str = "dialboard_session";
+pub use super::guard::SESSION_COOKIE;
 
 /// Whose records a credential reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,34 +260,80 @@ impl KeyCache {
     }
 }
 
-/// A credential and a kind of request (`ingest`, `other`, `login`).
-type BucketKey = (String, &'static str);
+/// Who a bucket limits (a credential, an address, an e-mail: hashed, so that a key of any
+/// length costs the same few bytes) and the kind of request (`ingest`, `other`, `login`, …).
+type BucketKey = ([u8; 32], &'static str);
 
-/// Token buckets per credential and kind of request (SPEC §8).
-#[derive(Default)]
+/// One token bucket: its tokens, when they were counted, and when it will be full again (an
+/// idle bucket past that instant is the same as no bucket, so it is forgotten).
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    full_at: Instant,
+}
+
+/// How often full buckets are swept out.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Token buckets per credential and kind of request (SPEC §8), and per address and identity
+/// for logins. Memory is bounded by the buckets that are not full: each expires once refilled.
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<BucketKey, (f64, Instant)>>,
+    buckets: Mutex<(HashMap<BucketKey, Bucket>, Instant)>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter {
+            buckets: Mutex::new((HashMap::new(), Instant::now())),
+        }
+    }
 }
 
 impl RateLimiter {
     /// Takes one token from `who`'s bucket of a kind of request (`kind` names the bucket);
     /// `Err(seconds)` until one is available.
-    pub fn take(&self, who: &str, kind: &'static str, rate: Rate) -> Result<(), u64> {
-        let mut buckets = self.buckets.lock().expect("rate limiter");
-        if buckets.len() > 100_000 {
-            // Idle buckets are full anyway; forgetting them changes nothing.
-            buckets.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
-        }
+    pub fn take(&self, who: &[u8], kind: &'static str, rate: Rate) -> Result<(), u64> {
+        let key = (<sha2::Sha256 as sha2::Digest>::digest(who).into(), kind);
         let now = Instant::now();
-        let (tokens, at) = buckets.entry((who.to_string(), kind)).or_insert((rate.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate.per_second).min(rate.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let mut guard = self.buckets.lock().expect("rate limiter");
+        let (buckets, swept) = &mut *guard;
+        if now.duration_since(*swept) >= SWEEP_EVERY {
+            buckets.retain(|_, b| b.full_at > now);
+            *swept = now;
+        }
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            tokens: rate.burst,
+            at: now,
+            full_at: now,
+        });
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate.per_second).min(rate.burst);
+        bucket.at = now;
+        let outcome = if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(((1.0 - *tokens) / rate.per_second).ceil().max(1.0) as u64)
+            Err(((1.0 - bucket.tokens) / rate.per_second).ceil().max(1.0) as u64)
+        };
+        let refill = (rate.burst - bucket.tokens).max(0.0) / rate.per_second;
+        bucket.full_at = now + Duration::from_secs_f64(refill.min(86_400.0));
+        outcome
+    }
+
+    /// Puts back the token a request took (a login that succeeded: only failures count).
+    pub fn give_back(&self, who: &[u8], kind: &'static str, rate: Rate) {
+        let key = (<sha2::Sha256 as sha2::Digest>::digest(who).into(), kind);
+        if let Some(bucket) = self.buckets.lock().expect("rate limiter").0.get_mut(&key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(rate.burst);
         }
+    }
+
+    /// Buckets held (for tests of the bound).
+    pub fn len(&self) -> usize {
+        self.buckets.lock().expect("rate limiter").0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -304,15 +351,15 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
-/// The value of the session cookie, if the request carries one.
-pub fn session_cookie(parts: &Parts) -> Option<&str> {
+/// The value of the session cookie named `name`, if the request carries one.
+pub fn session_cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
         .headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 /// Resolves a credential: the `Authorization` header, else the session cookie, else (for the
@@ -346,7 +393,11 @@ async fn authenticate(parts: &Parts, state: &AppState, token_param: bool) -> Res
         let limits = key.rate_limits.unwrap_or(state.rate_limits);
         return Ok((Principal::from_key(key, &hash), limits));
     }
-    if let Some(token) = session_cookie(parts) {
+    if let Some(token) = session_cookie(parts, state.security.session_cookie_name()) {
+        // The browser attaches the cookie to requests from any page of the same site: only
+        // this server's own pages may use it (and send JSON, not what a form can send).
+        state.security.check_same_origin(parts, token_param)?;
+        check_json_body(parts)?;
         let hash = hash_secret(token);
         let user = state
             .store
@@ -369,7 +420,7 @@ async fn authenticate_and_charge(parts: &Parts, state: &AppState, token_param: b
     };
     state
         .limiter
-        .take(&principal.actor_name(), kind, rate)
+        .take(principal.actor_name().as_bytes(), kind, rate)
         .map_err(too_many_requests)?;
     Ok(principal)
 }
@@ -409,17 +460,35 @@ mod tests {
             ..RateLimits::default()
         };
         for _ in 0..3 {
-            assert!(limiter.take("k", "other", limits.other).is_ok());
+            assert!(limiter.take(b"k", "other", limits.other).is_ok());
         }
-        assert_eq!(limiter.take("k", "other", limits.other), Err(1));
+        assert_eq!(limiter.take(b"k", "other", limits.other), Err(1));
         assert!(
-            limiter.take("k", "ingest", limits.ingest).is_ok(),
+            limiter.take(b"k", "ingest", limits.ingest).is_ok(),
             "ingest has its own bucket"
         );
         assert!(
-            limiter.take("other", "other", limits.other).is_ok(),
+            limiter.take(b"other", "other", limits.other).is_ok(),
             "each credential has its own"
         );
+    }
+
+    #[test]
+    fn buckets_are_forgotten_once_full_again() {
+        let limiter = RateLimiter::default();
+        let fast = Rate {
+            per_second: 1000.0,
+            burst: 2.0,
+        };
+        for i in 0..1000u32 {
+            limiter.take(&i.to_le_bytes(), "login", fast).unwrap();
+        }
+        assert_eq!(limiter.len(), 1000);
+        // Pretend the last sweep was long ago: the next take sweeps every full bucket.
+        limiter.buckets.lock().unwrap().1 -= SWEEP_EVERY;
+        std::thread::sleep(Duration::from_millis(10));
+        limiter.take(b"new", "login", fast).unwrap();
+        assert_eq!(limiter.len(), 1, "only the bucket just used is left");
     }
 
     fn agent() -> Principal {

@@ -100,7 +100,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
                     ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "payload_too_large",
-                        "the body is too large: events take at most 10 MiB, other requests 2 MiB",
+                        "the body is too large: events take at most 10 MiB, a login 16 KiB, other requests 2 MiB",
                     )
                 } else {
                     ApiError::bad_request(e.body_text())

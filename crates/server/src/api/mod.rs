@@ -6,6 +6,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod guard;
 pub mod live;
 pub mod openapi;
 pub mod ops;
@@ -31,10 +32,17 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// The instant presets and comparisons resolve against.
     pub now: Now,
+    /// The public origin, trusted proxies and metrics token (`serve` options).
+    pub security: guard::Security,
 }
 
 /// The current instant in epoch seconds: the wall clock, or a test's.
 pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The real "now".
+pub fn wall_clock() -> Now {
+    Arc::new(|| jiff::Timestamp::now().as_second())
+}
 
 impl AppState {
     /// The state of a running server; starts the live hub on the current runtime.
@@ -44,11 +52,12 @@ impl AppState {
 
     /// A server whose live subscribers may have `queue` messages waiting (tests use few).
     pub fn with_live_queue(store: Arc<dyn Store>, queue: usize) -> Arc<AppState> {
-        Self::with_clock(store, queue, Arc::new(|| jiff::Timestamp::now().as_second()))
+        Self::configured(store, queue, guard::Security::default(), wall_clock())
     }
 
-    /// A server whose "now" is `now` (tests set the time of day without waiting for it).
-    pub fn with_clock(store: Arc<dyn Store>, queue: usize, now: Now) -> Arc<AppState> {
+    /// A server deployed as `security` says (its public URL, proxies, metrics token) whose
+    /// "now" is `now` (tests set the time of day without waiting for it).
+    pub fn configured(store: Arc<dyn Store>, queue: usize, security: guard::Security, now: Now) -> Arc<AppState> {
         Arc::new(AppState {
             store: store.clone(),
             keys: auth::KeyCache::default(),
@@ -57,6 +66,7 @@ impl AppState {
             limiter: auth::RateLimiter::default(),
             rate_limits: RateLimits::default(),
             now,
+            security,
         })
     }
 
@@ -106,7 +116,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .add(
             "/auth/login",
-            post(session::login),
+            post(session::login).layer(DefaultBodyLimit::max(session::MAX_LOGIN_BODY_BYTES)),
             vec![op("post", "public", "log in: sets the session cookie").body()],
         )
         .add(

@@ -1,6 +1,7 @@
 //! Operations: liveness, readiness and Prometheus metrics.
 
 use super::error::ApiError;
+use super::guard::MetricsAccess;
 use super::AppState;
 use axum::extract::State;
 use axum::http::header;
@@ -27,7 +28,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<&'static str, 
     Ok("ready")
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<Arc<AppState>>, _: MetricsAccess) -> impl IntoResponse {
     let m = &state.metrics;
     let mut out = String::new();
     for (name, help, v) in [

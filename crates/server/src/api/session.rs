@@ -2,25 +2,40 @@
 //! The session token lives only in an HttpOnly, SameSite=Strict cookie and as a hash in the
 //! store; it expires after [`SESSION_HOURS`] and is revoked at logout.
 
-use super::auth::{session_cookie, too_many_requests, Actor, Principal, Reach, SESSION_COOKIE};
+use super::auth::{session_cookie, too_many_requests, Actor, Principal, Reach};
 use super::error::{parse_json, ApiError, Body};
+use super::guard::{ClientIp, SameOriginJson, Security};
 use super::AppState;
-use crate::access::{audit, generate_secret, hash_secret, verify_password};
+use crate::access::{audit, generate_secret, hash_secret, valid_email, verify_password, MAX_PASSWORD_BYTES};
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dialboard_store::access::Rate;
+use dialboard_engine::FieldError;
+use dialboard_store::access::{Rate, User};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 pub const SESSION_HOURS: i64 = 12;
 
-/// Login attempts per e-mail: a few per second, so passwords cannot be guessed quickly.
-const LOGIN_RATE: Rate = Rate {
-    per_second: 1.0,
+/// A login body is an e-mail, a password and a tenant's name: a few hundred bytes.
+pub const MAX_LOGIN_BODY_BYTES: usize = 16 * 1024;
+
+/// Login attempts from one client address, whatever the e-mail: a flood of guesses or of
+/// made-up e-mails is slowed per address.
+const LOGIN_PER_ADDRESS: Rate = Rate {
+    per_second: 2.0,
+    burst: 50.0,
+};
+
+/// Failed logins for one e-mail from one address: a password cannot be guessed quickly, and a
+/// stranger's wrong attempts from elsewhere never lock the real user out of their own address.
+/// (A successful login gives its token back.)
+const LOGIN_PER_IDENTITY: Rate = Rate {
+    per_second: 0.2,
     burst: 10.0,
 };
 
@@ -28,53 +43,148 @@ const LOGIN_RATE: Rate = Rate {
 pub struct Login {
     email: String,
     password: String,
+    /// The tenant (workspace) to log in to; needed only when the e-mail has users in several.
+    tenant: Option<String>,
 }
 
-fn cookie(value: &str, max_age: i64) -> HeaderValue {
+fn cookie(security: &Security, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if security.secure_cookies() { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
+        "{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}",
+        security.session_cookie_name()
     ))
     .expect("cookie is ASCII")
 }
 
-pub async fn login(State(state): State<Arc<AppState>>, Body(body): Body) -> Result<Response, ApiError> {
-    let login: Login = parse_json(&body)?;
+/// What the logs say of an e-mail that failed to log in: a short hash (the same e-mail gives
+/// the same tag, so repeated attempts show) rather than whatever a client sent.
+fn identity_tag(email: &str) -> String {
+    hash_secret(email)[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The part of an address one client controls: IPv6 clients get a whole /64.
+fn address_key(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.octets().to_vec(),
+            None => v6.octets()[..8].to_vec(),
+        },
+    }
+}
+
+/// The argon2 hash a login checks when the e-mail is unknown, so that the answer takes as
+/// long as for a known e-mail with a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| crate::access::hash_password(&generate_secret("dummy")))
+}
+
+fn invalid_login() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_login",
+        "invalid e-mail or password (an e-mail used in several workspaces also needs the tenant)",
+    )
+}
+
+/// Checks the shape of a login before anything is looked up, charged or logged.
+fn validate(login: &Login) -> Result<String, ApiError> {
     let email = login.email.trim().to_lowercase();
+    let mut errors = Vec::new();
+    if !valid_email(&email) {
+        errors.push(FieldError::new(
+            "email",
+            "must be an e-mail address of at most 254 characters",
+        ));
+    }
+    if login.password.len() > MAX_PASSWORD_BYTES {
+        errors.push(FieldError::new(
+            "password",
+            format!("must have at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    if login.tenant.as_ref().is_some_and(|t| t.len() > 200) {
+        errors.push(FieldError::new("tenant", "must have at most 200 bytes"));
+    }
+    if errors.is_empty() {
+        Ok(email)
+    } else {
+        Err(ApiError::invalid("invalid_login_request", errors))
+    }
+}
+
+/// The user an e-mail (and tenant, if given) names: `None` when unknown, or when the e-mail
+/// has users in several tenants and the login names none of them.
+async fn find_user(state: &AppState, tenant: Option<&str>, email: &str) -> Result<Option<(User, String)>, ApiError> {
+    Ok(match tenant.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(name) => match state.store.tenant_by_name(name).await? {
+            Some(t) => state.store.user_by_email(t.id, email).await?,
+            None => None,
+        },
+        None => {
+            let mut found = state.store.users_by_email(email, 2).await?;
+            if found.len() == 1 {
+                found.pop()
+            } else {
+                None
+            }
+        }
+    })
+}
+
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
+    _: SameOriginJson,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let login: Login = parse_json(&body)?;
+    let email = validate(&login)?;
+    let address = address_key(ip);
     state
         .limiter
-        .take(&email, "login", LOGIN_RATE)
+        .take(&address, "login_address", LOGIN_PER_ADDRESS)
         .map_err(too_many_requests)?;
-    let found = state.store.user_by_email(&email).await?;
+    let identity = [email.as_bytes(), b"\0", &address].concat();
+    state
+        .limiter
+        .take(&identity, "login_identity", LOGIN_PER_IDENTITY)
+        .map_err(too_many_requests)?;
+    let found = find_user(&state, login.tenant.as_deref(), &email).await?;
+    let phc = found
+        .as_ref()
+        .map_or_else(|| dummy_hash().to_string(), |(_, phc)| phc.clone());
     let password = login.password;
-    let (user, ok) = match found {
-        Some((user, phc)) => {
-            let ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-                .await
-                .unwrap_or(false);
-            (Some(user), ok)
+    let verified = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
+        .await
+        .unwrap_or(false);
+    let user = match found {
+        Some((user, _)) if verified => {
+            state.limiter.give_back(&identity, "login_identity", LOGIN_PER_IDENTITY);
+            user
         }
-        None => (None, false),
-    };
-    let user = match (user, ok) {
-        (Some(user), true) => user,
-        (user, _) => {
-            if let Some(user) = &user {
-                audit(
-                    &state.store,
-                    user.tenant_id,
-                    &email,
-                    "login_failed",
-                    Some(&user.id),
-                    json!({}),
-                )
-                .await?;
+        found => {
+            tracing::info!(identity = %identity_tag(&email), client = %ip, "failed login");
+            if let Some((user, _)) = found {
+                // Not awaited: the answer must not take longer for a known e-mail.
+                let store = state.store.clone();
+                tokio::spawn(async move {
+                    let written = audit(
+                        &store,
+                        user.tenant_id,
+                        &user.email,
+                        "login_failed",
+                        Some(&user.id),
+                        json!({}),
+                    )
+                    .await;
+                    if let Err(e) = written {
+                        tracing::warn!(error = %e, "failed login not audited");
+                    }
+                });
             }
-            tracing::info!(%email, "failed login");
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_login",
-                "invalid e-mail or password",
-            ));
+            return Err(invalid_login());
         }
     };
     let token = generate_secret("dbs");
@@ -100,7 +210,10 @@ pub async fn login(State(state): State<Arc<AppState>>, Body(body): Body) -> Resu
         "expires_at": tenant.zone.format(expires_at),
     });
     let mut headers = HeaderMap::new();
-    headers.insert(header::SET_COOKIE, cookie(&token, SESSION_HOURS * 3600));
+    headers.insert(
+        header::SET_COOKIE,
+        cookie(&state.security, &token, SESSION_HOURS * 3600),
+    );
     Ok((headers, Json(body)).into_response())
 }
 
@@ -118,7 +231,7 @@ pub async fn logout(State(state): State<Arc<AppState>>, principal: Principal) ->
         .await?;
     }
     let mut headers = HeaderMap::new();
-    headers.insert(header::SET_COOKIE, cookie("", 0));
+    headers.insert(header::SET_COOKIE, cookie(&state.security, "", 0));
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }
 
@@ -130,7 +243,7 @@ pub async fn me(
     parts: Parts,
     principal: Result<Principal, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    if parts.headers.get(header::AUTHORIZATION).is_none() && session_cookie(&parts).is_none() {
+    if parts.headers.get(header::AUTHORIZATION).is_none() && session_cookie(&parts, state.security.session_cookie_name()).is_none() {
         return Ok(Json(json!({"user": null})));
     }
     let principal = principal?;

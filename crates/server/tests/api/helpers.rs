@@ -1,4 +1,6 @@
-use dialboard::api::{app, AppState, Now};
+use dialboard::api::guard::Security;
+use dialboard::api::{app, wall_clock, AppState, Now};
+use dialboard::serve::Limits;
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{Scope, Store, TenantSettings};
 use serde_json::{json, Value};
@@ -22,17 +24,21 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with live subscribers allowed `queue` waiting messages.
     pub async fn spawn_with_live_queue(timezone: &str, queue: usize) -> TestApp {
-        let now: Now = Arc::new(|| jiff::Timestamp::now().as_second());
-        Self::spawn_with(timezone, queue, now).await
+        Self::spawn_with(timezone, queue, Security::default(), Limits::default(), wall_clock()).await
     }
 
     /// Like [`TestApp::spawn`], with the server's "now" read from `now` (epoch seconds).
     pub async fn spawn_at(timezone: &str, now: Arc<AtomicI64>) -> TestApp {
         let now: Now = Arc::new(move || now.load(Ordering::Relaxed));
-        Self::spawn_with(timezone, dialboard::live::QUEUE_CAPACITY, now).await
+        Self::spawn_with(timezone, dialboard::live::QUEUE_CAPACITY, Security::default(), Limits::default(), now).await
     }
 
-    async fn spawn_with(timezone: &str, queue: usize, now: Now) -> TestApp {
+    /// A server deployed as `security` says, serving within `limits` (as `dialboard serve`).
+    pub async fn spawn_configured(timezone: &str, queue: usize, security: Security, limits: Limits) -> TestApp {
+        Self::spawn_with(timezone, queue, security, limits, wall_clock()).await
+    }
+
+    async fn spawn_with(timezone: &str, queue: usize, security: Security, limits: Limits, now: Now) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path().join("test.db"), Options::not_durable()).unwrap());
@@ -43,8 +49,9 @@ impl TestApp {
         let key = add_key(&store, tenant.id, vec![Scope::Ingest, Scope::Read, Scope::Admin], None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = app(AppState::with_clock(store.clone(), queue, now));
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let router = app(AppState::configured(store.clone(), queue, security, now));
+        let serving = dialboard::serve::run(listener, router, limits, std::future::pending());
+        tokio::spawn(async move { serving.await.unwrap() });
         TestApp {
             url,
             key,

@@ -5,6 +5,7 @@ mod access;
 mod analytics;
 mod comparisons;
 mod directory;
+mod hardening_auth;
 mod helpers;
 mod ingest;
 mod live;

@@ -506,9 +506,15 @@ impl Store for PgStore {
             .await
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>> {
+    async fn user_by_email(&self, tenant_id: i64, email: &str) -> Result<Option<(User, String)>> {
         let email = email.to_string();
-        self.sql(move |db| catalog::user_by_email(db, &email)).await
+        self.sql(move |db| catalog::user_by_email(db, tenant_id, &email)).await
+    }
+
+    async fn users_by_email(&self, email: &str, limit: usize) -> Result<Vec<(User, String)>> {
+        let email = email.to_string();
+        self.sql(move |db| catalog::users_by_email(db, &email, limit as i64))
+            .await
     }
 
     async fn users(&self, tenant_id: i64) -> Result<Vec<User>> {

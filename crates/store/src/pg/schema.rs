@@ -216,6 +216,13 @@ DO $$ BEGIN
 EXCEPTION WHEN feature_not_supported THEN NULL;
 END $$;
 "#,
+    r#"
+-- E-mails are unique per tenant, not across tenants: one tenant's users can neither see nor
+-- squat another's addresses; login names the tenant when an e-mail has several.
+DROP INDEX IF EXISTS users_by_email;
+CREATE UNIQUE INDEX IF NOT EXISTS users_by_tenant_email ON users (tenant_id, email);
+CREATE INDEX IF NOT EXISTS users_by_email ON users (email);
+"#,
 ];
 
 /// The advisory locks the nodes coordinate with, each held until its transaction ends.

@@ -425,9 +425,16 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>> {
+    async fn user_by_email(&self, tenant_id: i64, email: &str) -> Result<Option<(User, String)>> {
         let email = email.to_string();
-        self.read(move |conn, _| catalog::user_by_email(conn, &email)).await
+        self.read(move |conn, _| catalog::user_by_email(conn, tenant_id, &email))
+            .await
+    }
+
+    async fn users_by_email(&self, email: &str, limit: usize) -> Result<Vec<(User, String)>> {
+        let email = email.to_string();
+        self.read(move |conn, _| catalog::users_by_email(conn, &email, limit as i64))
+            .await
     }
 
     async fn users(&self, tenant_id: i64) -> Result<Vec<User>> {

@@ -202,6 +202,13 @@ CREATE TABLE pending_contributions (
     data BLOB NOT NULL
 );
 "#,
+    r#"
+-- E-mails are unique per tenant, not across tenants: one tenant's users can neither see nor
+-- squat another's addresses; login names the tenant when an e-mail has several.
+DROP INDEX IF EXISTS users_by_email;
+CREATE UNIQUE INDEX IF NOT EXISTS users_by_tenant_email ON users (tenant_id, email);
+CREATE INDEX IF NOT EXISTS users_by_email ON users (email);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
