@@ -7,7 +7,7 @@ use crate::cells::{
     call_dim_values, call_stats, counter::COUNT, cuboid, CellData, Cuboid, Dim, DimValues, Fact, CUBOIDS, DIMS,
     KEY_SEPARATOR,
 };
-use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
+use crate::clock::{Clock, Grain, Granularity, FIRST_YEAR, LAST_YEAR, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
 use crate::fxhash::Fx;
 use crate::histogram::HistogramRef;
@@ -134,6 +134,82 @@ pub const PRESETS: [&str; 8] = [
 pub const DEFAULT_LIMIT: usize = 10_000;
 /// More output buckets than this is almost certainly a mistake (15-minute buckets over years).
 const MAX_BUCKETS: usize = 50_000;
+
+/// What one query may cost, so that no request can take the server's memory or hold a core
+/// for long: the cells and raw records it reads and the rows it groups into (each row holds
+/// its sums, and its histograms when a measure reads them), over its range and comparison.
+/// Dashboard views stay orders of magnitude below (a 90-day leaderboard at 10M calls reads a
+/// few thousand cells into a few hundred rows).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub cells: u64,
+    pub groups: usize,
+    /// The row budget of a query whose measures read histograms (medians, percentiles):
+    /// such rows can hold a histogram of every second of talk time.
+    pub groups_with_histograms: usize,
+}
+
+pub const BUDGET: Budget = Budget {
+    cells: 20_000_000,
+    groups: 200_000,
+    groups_with_histograms: 20_000,
+};
+
+/// A query past its [`Budget`]; says what to narrow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryTooLarge(pub String);
+
+impl std::fmt::Display for QueryTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for QueryTooLarge {}
+
+/// Where a query stands against its budget while it runs (shared by its range and comparison).
+struct Spent {
+    budget: Budget,
+    cells: u64,
+    over: Option<QueryTooLarge>,
+}
+
+impl Spent {
+    fn new(q: &Query, budget: Budget) -> Spent {
+        let histograms = q.measures.iter().any(|m| m.reads_histogram);
+        let groups = if histograms {
+            budget.groups_with_histograms
+        } else {
+            budget.groups
+        };
+        Spent {
+            budget: Budget { groups, ..budget },
+            cells: 0,
+            over: None,
+        }
+    }
+
+    /// Counts one cell or record read; false once the query is over budget.
+    fn read(&mut self, rows: usize) -> bool {
+        if self.over.is_some() {
+            return false;
+        }
+        self.cells += 1;
+        if self.cells > self.budget.cells {
+            self.over = Some(QueryTooLarge(format!(
+                "the query reads more than {} cells and records; narrow its range or its filters, or group by fewer dimensions",
+                self.budget.cells
+            )));
+        } else if rows > self.budget.groups {
+            self.over = Some(QueryTooLarge(format!(
+                "the query produces more than {} groups; group by fewer dimensions, choose a coarser granularity, narrow its range or filters{}",
+                self.budget.groups,
+                if self.budget.groups < BUDGET.groups { ", or leave out medians and percentiles" } else { "" }
+            )));
+        }
+        self.over.is_none()
+    }
+}
 
 struct Errors(Vec<FieldError>);
 
@@ -333,6 +409,18 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
             );
         }
     }
+    // A comparison derived from a range near the supported limits may fall outside them.
+    if let Some(c) = compare {
+        let years = FIRST_YEAR..=LAST_YEAR;
+        if !years.contains(&clock.date_of(c.start).year()) || !years.contains(&clock.date_of(c.end - 1).year()) {
+            errors.add("compare", crate::clock::out_of_range_message());
+        } else if !clock.quarter_aligned_between(c.start, c.end) {
+            errors.add(
+                "timezone",
+                "uses an offset that is not a multiple of 15 minutes in the compared range",
+            );
+        }
+    }
     match range {
         Some(range) if errors.0.is_empty() => {
             let q = Query {
@@ -364,12 +452,22 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
 
 fn parse_instant(s: &str, field: &str, clock: &Clock, errors: &mut Errors) -> Option<i64> {
     if let Ok(d) = s.parse::<Date>() {
-        return Some(clock.date_start(d));
+        return match crate::clock::supported_date(d) {
+            Ok(d) => Some(clock.date_start(d)),
+            Err(message) => {
+                errors.add(field, message);
+                None
+            }
+        };
     }
     match crate::clock::parse_rfc3339_nanos(s) {
         Ok(ns) if ns % (QUARTER_HOUR * 1_000_000_000) == 0 => Some(ns / 1_000_000_000),
         Ok(_) => {
             errors.add(field, "must fall on a 15-minute boundary (e.g. 09:00, 09:15)");
+            None
+        }
+        Err(_) if s.parse::<jiff::Timestamp>().is_ok() => {
+            errors.add(field, crate::clock::out_of_range_message());
             None
         }
         Err(_) => {
@@ -733,10 +831,14 @@ pub struct Table {
     pub columns: Vec<String>,
     pub rows: Vec<Row>,
     pub totals: Vec<Num>,
+    /// Whether rows past the query's `limit` were left out (totals still count them).
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct QueryResult {
+    /// The query's `limit`: at most this many rows per table (`truncated` says if more matched).
+    pub limit: usize,
     pub table: Table,
     pub comparison: Option<Table>,
     pub clock: Clock,
@@ -745,12 +847,24 @@ pub struct QueryResult {
 
 /// Runs a query against a source.
 pub fn run(q: &Query, ctx: &Context, source: &mut dyn CellSource) -> Result<QueryResult, SourceError> {
-    let table = run_range(q, q.range, ctx, source)?;
+    run_within(q, ctx, source, BUDGET)
+}
+
+/// Runs a query within `budget`; past it, the error is a [`QueryTooLarge`].
+pub fn run_within(
+    q: &Query,
+    ctx: &Context,
+    source: &mut dyn CellSource,
+    budget: Budget,
+) -> Result<QueryResult, SourceError> {
+    let mut spent = Spent::new(q, budget);
+    let table = run_range(q, q.range, ctx, source, &mut spent)?;
     let comparison = match q.compare {
-        Some(r) => Some(run_range(q, r, ctx, source)?),
+        Some(r) => Some(run_range(q, r, ctx, source, &mut spent)?),
         None => None,
     };
     Ok(QueryResult {
+        limit: q.limit,
         table,
         comparison,
         clock: q.clock.clone(),
@@ -863,7 +977,13 @@ impl Aggregator<'_> {
     }
 }
 
-fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSource) -> Result<Table, SourceError> {
+fn run_range(
+    q: &Query,
+    range: TimeRange,
+    ctx: &Context,
+    source: &mut dyn CellSource,
+    spent: &mut Spent,
+) -> Result<Table, SourceError> {
     let (segs, fetches) = plan(q, range, ctx.tenant_clock);
     let mut agg = Aggregator {
         q,
@@ -889,6 +1009,10 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
             } => {
                 let c = cuboid(id).expect("planned cuboids exist");
                 source.cells(c, grain, from, to, &mut |bucket, key, data| {
+                    // Past the budget the rest is skipped: nothing more is decoded or grouped.
+                    if !spent.read(agg.rows.len()) {
+                        return;
+                    }
                     let mut values = [""; DIMS];
                     for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
                         values[*dim as usize] = part;
@@ -917,6 +1041,9 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
             }
             Fetch::RawCalls { from, to } => {
                 source.raw_calls(from, to, &mut |call, analysis| {
+                    if !spent.read(agg.rows.len()) {
+                        return;
+                    }
                     let t = call.started_second();
                     let values = call_dim_values(call, analysis);
                     if let Some(seg) = agg.locate(t, &values).filter(|_| (from..to).contains(&t)) {
@@ -927,6 +1054,9 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                     }
                 })?;
             }
+        }
+        if let Some(over) = &spent.over {
+            return Err(Box::new(over.clone()));
         }
     }
     let included = facts(q);
@@ -963,8 +1093,14 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
     let key_len = columns.len();
     columns.extend(q.measures.iter().map(|m| m.name.to_string()));
     sort_rows(&mut rows, &columns, key_len, &q.order_by);
+    let truncated = rows.len() > q.limit;
     rows.truncate(q.limit);
-    Ok(Table { columns, rows, totals })
+    Ok(Table {
+        columns,
+        rows,
+        totals,
+        truncated,
+    })
 }
 
 /// A row's value in one column, as ordered by `order_by`.
@@ -1044,6 +1180,7 @@ impl QueryResult {
         m.insert("columns".into(), json!(t.columns));
         m.insert("rows".into(), Value::Array(rows));
         m.insert("totals".into(), self.totals_json(t));
+        m.insert("truncated".into(), json!(t.truncated));
         m
     }
 
@@ -1072,6 +1209,7 @@ impl QueryResult {
             cmp.insert("change_percent".into(), Value::Object(change));
             out.insert("comparison".into(), Value::Object(cmp));
         }
+        out.insert("limit".into(), json!(self.limit));
         Value::Object(out)
     }
 

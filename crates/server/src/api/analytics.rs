@@ -145,7 +145,7 @@ impl View {
     fn date(&self, name: &str) -> Result<Date, ApiError> {
         match self.param(name) {
             None => Ok(self.zone.date_of(self.now)),
-            Some(d) => d.parse().map_err(|_| invalid(name, "must be a date (YYYY-MM-DD)")),
+            Some(d) => dialboard_engine::clock::parse_date(d).map_err(|message| invalid(name, message)),
         }
     }
 
