@@ -711,6 +711,44 @@ mod tests {
     }
 
     #[test]
+    fn bidirectional_and_control_characters_are_refused_in_ids() {
+        for bad in ["e\u{202E}1", "e\u{2066}1", "e\u{200F}", "e\u{0007}"] {
+            let call = json!({"id": bad, "type": "call", "call_id": bad, "agent_id": bad, "team_id": bad,
+                "started_at": "2026-03-01T10:00:00Z", "disposition": "Busy"});
+            assert_eq!(fields(call), vec!["id", "call_id", "agent_id", "team_id"], "{bad:?}");
+        }
+        assert!(parse(json!({"id": "é-1", "type": "agent_status", "agent_id": "a", "status": "idle",
+            "at": "2026-03-01T10:00:00Z"}))
+        .is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_are_left_out_of_the_raw_log() {
+        let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+        let known = r#"{"id":"e1","type":"agent_status","agent_id":"a","status":"idle","at":"2026-03-01T10:00:00Z"}"#;
+        assert_eq!(parse_event_text(known, &taxonomy).unwrap().raw, known, "kept verbatim");
+        let padded = format!(
+            r#"{{"id":"e1","type":"call","call_id":"c","agent_id":"a","disposition":"Busy","started_at":"2026-03-01T10:00:00Z","junk":"{}","prospect":{{"name":"Ana","blob":"{}"}}}}"#,
+            "x".repeat(100_000),
+            "y".repeat(100_000)
+        );
+        let raw: Value = serde_json::from_str(&parse_event_text(&padded, &taxonomy).unwrap().raw).unwrap();
+        assert_eq!(raw.get("junk"), None);
+        assert_eq!(raw["prospect"], json!({"name": "Ana"}));
+        assert_eq!(raw["call_id"], "c");
+    }
+
+    #[test]
+    fn timestamps_outside_the_supported_years_are_refused() {
+        for at in ["1969-12-31T23:59:59Z", "2201-01-01T00:00:00Z", "2500-12-31T00:00:00Z"] {
+            let e = parse(json!({"id": "e", "type": "agent_status", "agent_id": "a", "status": "idle", "at": at}))
+                .unwrap_err();
+            assert_eq!(e.1[0].field, "at");
+            assert!(e.1[0].message.contains("1970-01-01 and 2200-12-31"), "{at}: {}", e.1[0].message);
+        }
+    }
+
+    #[test]
     fn errors_name_each_field() {
         assert_eq!(
             fields(

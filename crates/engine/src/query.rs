@@ -1278,6 +1278,169 @@ mod tests {
         parse_query(&body, &ctx)
     }
 
+    /// Every cell request answered with `n` cells of distinct keys, each one call.
+    struct Synthetic(usize);
+
+    impl CellSource for Synthetic {
+        fn cells(
+            &mut self,
+            c: &Cuboid,
+            _grain: Grain,
+            from: i64,
+            _to: i64,
+            sink: &mut dyn FnMut(i64, &str, CellData),
+        ) -> Result<(), SourceError> {
+            let mut stats = crate::cells::Stats::default();
+            stats.c[crate::cells::counter::CALLS] = 1;
+            for i in 0..self.0 {
+                let key: Vec<String> = c.dims.iter().map(|_| format!("v{i}")).collect();
+                sink(from, &key.join(&KEY_SEPARATOR.to_string()), CellData::Decoded(&stats));
+            }
+            Ok(())
+        }
+
+        fn raw_calls(
+            &mut self,
+            _from: i64,
+            _to: i64,
+            _sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
+        ) -> Result<(), SourceError> {
+            Ok(())
+        }
+    }
+
+    fn run_synthetic(body: Value, cells: usize, budget: Budget) -> Result<QueryResult, SourceError> {
+        let clock = Clock::utc();
+        let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+        let teams = AgentTeams::new();
+        let ctx = Context {
+            tenant_clock: &clock,
+            zone: &clock,
+            taxonomy: &taxonomy,
+            now: 1_780_000_000,
+            earliest: None,
+            agent_teams: &teams,
+        };
+        let q = parse_query(&body, &ctx).unwrap();
+        run_within(&q, &ctx, &mut Synthetic(cells), budget)
+    }
+
+    #[test]
+    fn a_query_past_its_budget_stops_with_what_to_narrow() {
+        let body = json!({"measures": ["total_calls"], "dimensions": ["agent"],
+            "range": {"start": "2026-03-01", "end": "2026-03-02"}});
+        let budget = |cells, groups| Budget {
+            cells,
+            groups,
+            groups_with_histograms: groups,
+        };
+        let ok = run_synthetic(body.clone(), 50, budget(1000, 100)).unwrap();
+        assert_eq!(ok.table.rows.len(), 50);
+        let too_many_groups = run_synthetic(body.clone(), 500, budget(1000, 100)).unwrap_err();
+        let e = too_many_groups.downcast_ref::<QueryTooLarge>().expect("a QueryTooLarge");
+        assert!(e.0.contains("more than 100 groups"), "{e}");
+        let too_many_cells = run_synthetic(body.clone(), 500, budget(200, 1000)).unwrap_err();
+        assert!(too_many_cells.to_string().contains("more than 200 cells"));
+        // Medians keep a histogram per row: they get the smaller row budget.
+        let mut median = body;
+        median["measures"] = json!(["median_talk_time"]);
+        let strict = Budget {
+            groups_with_histograms: 10,
+            ..budget(1000, 100)
+        };
+        assert!(run_synthetic(median, 50, strict).is_err());
+    }
+
+    #[test]
+    fn a_result_cut_at_its_limit_says_so() {
+        let body = json!({"measures": ["total_calls"], "dimensions": ["agent"], "limit": 20,
+            "range": {"start": "2026-03-01", "end": "2026-03-02"}});
+        let cut = run_synthetic(body.clone(), 21, BUDGET).unwrap();
+        let json = cut.to_json();
+        assert_eq!((json["truncated"].clone(), json["limit"].clone()), (json!(true), json!(20)));
+        assert_eq!(json["rows"].as_array().unwrap().len(), 20);
+        assert_eq!(json["totals"]["total_calls"], 21, "totals count every row");
+        let whole = run_synthetic(body, 20, BUDGET).unwrap().to_json();
+        assert_eq!(whole["truncated"], false);
+    }
+
+    fn date_text(year: i16, month: i8, day: i8) -> String {
+        let d = Date::new(year, month, day.min(28)).unwrap();
+        d.to_string()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        /// Any date jiff can write — ±9999 years, with every comparison, in zones with odd
+        /// offsets — is either a valid query inside the supported years or a field error;
+        /// parsing and planning never panic.
+        #[test]
+        fn any_date_is_a_query_or_a_field_error(
+            years in proptest::prop_oneof![
+                (-9999i16..=9999, -9999i16..=9999),
+                (1960i16..=2210, 1960i16..=2210),
+                (proptest::prelude::Just(1970i16), 1970i16..=1971),
+                (2199i16..=2200, proptest::prelude::Just(2200i16)),
+            ],
+            months in (1i8..=12, 1i8..=12),
+            days in (1i8..=31, 1i8..=31),
+            compare in 0usize..4,
+            zone in 0usize..4,
+            rfc3339 in proptest::prelude::any::<bool>(),
+        ) {
+            let start = date_text(years.0, months.0, days.0);
+            let end = date_text(years.1, months.1, days.1);
+            let (start, end) = if rfc3339 {
+                (format!("{start}T00:00:00Z"), format!("{end}T00:00:00Z"))
+            } else {
+                (start, end)
+            };
+            let compare = [Value::Null, json!("previous_period"), json!("same_period_last_year"),
+                json!({"start": "1970-01-01", "end": "2200-12-31"})][compare].clone();
+            let zone = ["UTC", "America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati"][zone];
+            let clock = Clock::new(zone).unwrap();
+            let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+            let ctx = Context {
+                tenant_clock: &clock,
+                zone: &clock,
+                taxonomy: &taxonomy,
+                now: 1_780_000_000,
+                earliest: None,
+                agent_teams: &AgentTeams::new(),
+            };
+            let body = json!({"measures": ["total_calls", "idle_minutes"], "range": {"start": start, "end": end},
+                "compare": compare});
+            match parse_query(&body, &ctx) {
+                Ok(q) => {
+                    for r in [Some(q.range), q.compare].into_iter().flatten() {
+                        let year = |t: i64| clock.date_of(t).year();
+                        proptest::prop_assert!(year(r.start) >= crate::clock::FIRST_YEAR - 1);
+                        proptest::prop_assert!(year(r.end) <= LAST_YEAR + 1);
+                        plan(&q, r, &clock);
+                    }
+                }
+                Err(errors) => proptest::prop_assert!(!errors.is_empty()),
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_dates_are_field_errors() {
+        for (range, field) in [
+            (json!({"start": "-009999-01-01", "end": "9999-12-31"}), "range.start"),
+            (json!({"start": "2026-01-01", "end": "9999-12-31"}), "range.end"),
+            (json!({"start": "1969-12-31T00:00:00Z", "end": "2026-01-01"}), "range.start"),
+        ] {
+            let errors = parse(json!({"measures": ["total_calls"], "range": range})).unwrap_err();
+            assert_eq!(errors[0].field, field, "{range}");
+            assert!(errors[0].message.contains("1970-01-01 and 2200-12-31"), "{errors:?}");
+        }
+        let near = parse(json!({"measures": ["total_calls"], "range": {"start": "1970-01-01", "end": "1970-02-01"},
+            "compare": "previous_period"}))
+        .unwrap_err();
+        assert_eq!(near[0].field, "compare");
+    }
+
     #[test]
     fn bucket_bound_rejects_absurd_granularities_and_holds_for_real_ones() {
         let too_fine = parse(json!({"measures": ["total_calls"], "granularity": "15m",

@@ -1,6 +1,7 @@
 //! The HTTP API (SPEC §5). [`app`] builds the router, so tests drive the real thing.
 
 pub mod admin;
+pub mod admission;
 pub mod analytics;
 pub mod auth;
 pub mod directory;
@@ -9,6 +10,7 @@ pub mod events;
 pub mod live;
 pub mod openapi;
 pub mod ops;
+pub mod privacy;
 pub mod query;
 pub mod session;
 
@@ -29,6 +31,8 @@ pub struct AppState {
     pub limiter: auth::RateLimiter,
     /// Rate limits of credentials that set none of their own.
     pub rate_limits: RateLimits,
+    /// Queries running at once, per credential and per tenant.
+    pub admission: Arc<admission::Admission>,
 }
 
 impl AppState {
@@ -46,6 +50,7 @@ impl AppState {
             hub: crate::live::Hub::start(store.clone(), queue),
             limiter: auth::RateLimiter::default(),
             rate_limits: RateLimits::default(),
+            admission: admission::Admission::new(admission::AdmissionLimits::default()),
         })
     }
 }
