@@ -4,6 +4,7 @@
 mod access;
 mod analytics;
 mod directory;
+mod hardening_query;
 mod helpers;
 mod ingest;
 mod live;
