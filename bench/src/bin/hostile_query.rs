@@ -25,17 +25,34 @@ fn flag(name: &str, default: u64) -> anyhow::Result<u64> {
     }
 }
 
+/// Sends one `/query` and reads its whole answer; its status.
+async fn post_query(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> anyhow::Result<u16> {
+    let r = client
+        .post(format!("{url}/api/v1/query"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    r.bytes().await?;
+    Ok(status)
+}
+
 /// The light tenant's trivial query, one after another until `stop`; its latencies.
-async fn light_loop(client: reqwest::Client, url: String, key: String, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<Duration>> {
+async fn light_loop(
+    client: reqwest::Client,
+    url: String,
+    key: String,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Vec<Duration>> {
     let body = json!({"measures": ["total_calls"], "range": {"preset": "last_7_days"}});
     let mut out = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let r = client.post(format!("{url}/api/v1/query")).bearer_auth(&key).json(&body).send().await?;
-        if !r.status().is_success() {
-            bail!("the light tenant's query answered {}", r.status());
+        let status = post_query(&client, &url, &key, &body).await?;
+        if status != 200 {
+            bail!("the light tenant's query answered {status}");
         }
-        r.bytes().await?;
         out.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -74,24 +91,43 @@ async fn main() -> anyhow::Result<()> {
     let took = ingest(&server, &client, batches(0, calls, calls, 21), 4).await?;
     println!("ingested {calls} calls in {:.1} s", took.as_secs_f64());
     // The light tenant: its own admin key, a handful of calls today.
-    let bin = std::env::current_exe()?.parent().context("target dir")?.join("dialboard");
+    let bin = std::env::current_exe()?
+        .parent()
+        .context("target dir")?
+        .join("dialboard");
     let db = format!("sqlite://{}", server.db.display());
     let out = Command::new(&bin)
         .args(["tenant", "create", "light", "--timezone", "UTC", "--database", &db])
         .output()?;
-    let light_key = String::from_utf8(out.stdout)?.lines().last().context("a key")?.to_string();
+    let light_key = String::from_utf8(out.stdout)?
+        .lines()
+        .last()
+        .context("a key")?
+        .to_string();
     let now = jiff::Timestamp::now();
     let events: Vec<Value> = (0..20)
-        .map(|i| json!({"id": format!("l{i}"), "type": "call", "call_id": format!("l{i}"), "agent_id": "a1",
-            "disposition": "Connected", "started_at": now.to_string()}))
+        .map(|i| {
+            json!({"id": format!("l{i}"), "type": "call", "call_id": format!("l{i}"), "agent_id": "a1",
+            "disposition": "Connected", "started_at": now.to_string()})
+        })
         .collect();
-    let r = client.post(format!("{}/api/v1/events", server.url)).bearer_auth(&light_key).json(&events).send().await?;
+    let r = client
+        .post(format!("{}/api/v1/events", server.url))
+        .bearer_auth(&light_key)
+        .json(&events)
+        .send()
+        .await?;
     if !r.status().is_success() {
         bail!("the light tenant's ingest answered {}", r.status());
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let alone = tokio::spawn(light_loop(client.clone(), server.url.clone(), light_key.clone(), stop.clone()));
+    let alone = tokio::spawn(light_loop(
+        client.clone(),
+        server.url.clone(),
+        light_key.clone(),
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     report("light tenant, alone", alone.await??);
@@ -103,13 +139,16 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut flood = Vec::new();
     for _ in 0..heavy {
-        let (client, url, key, body) = (client.clone(), server.url.clone(), server.key.clone(), heavy_body.clone());
+        let (client, url, key, body) = (
+            client.clone(),
+            server.url.clone(),
+            server.key.clone(),
+            heavy_body.clone(),
+        );
         flood.push(tokio::spawn(async move {
             let mut answers: BTreeMap<u16, usize> = BTreeMap::new();
             while Instant::now() < deadline {
-                let r = client.post(format!("{url}/api/v1/query")).bearer_auth(&key).json(&body).send().await?;
-                let status = r.status().as_u16();
-                r.bytes().await?;
+                let status = post_query(&client, &url, &key, &body).await?;
                 *answers.entry(status).or_default() += 1;
                 if status == 429 {
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -118,7 +157,12 @@ async fn main() -> anyhow::Result<()> {
             Ok::<_, anyhow::Error>(answers)
         }));
     }
-    let beside = tokio::spawn(light_loop(client.clone(), server.url.clone(), light_key.clone(), stop.clone()));
+    let beside = tokio::spawn(light_loop(
+        client.clone(),
+        server.url.clone(),
+        light_key.clone(),
+        stop.clone(),
+    ));
     let mut answers: BTreeMap<u16, usize> = BTreeMap::new();
     for f in flood {
         for (status, n) in f.await?? {

@@ -266,22 +266,66 @@ pub fn parse_event_text(text: &str, taxonomy: &CompiledTaxonomy) -> Result<Parse
 pub fn known_fields(type_name: &str) -> &'static [&'static str] {
     match type_name {
         "call" => &[
-            "call_id", "agent_id", "started_at", "disposition", "team_id", "campaign_id", "list_id", "contact_id",
-            "direction", "answered_at", "agent_connected_at", "ended_at", "wrap_ended_at", "talk_seconds",
-            "wait_seconds", "wrap_seconds", "voicemail_dropped", "is_callback", "abandoned", "amd", "lead_source",
-            "prospect", "recording_url", "notes", "updated_at",
+            "call_id",
+            "agent_id",
+            "started_at",
+            "disposition",
+            "team_id",
+            "campaign_id",
+            "list_id",
+            "contact_id",
+            "direction",
+            "answered_at",
+            "agent_connected_at",
+            "ended_at",
+            "wrap_ended_at",
+            "talk_seconds",
+            "wait_seconds",
+            "wrap_seconds",
+            "voicemail_dropped",
+            "is_callback",
+            "abandoned",
+            "amd",
+            "lead_source",
+            "prospect",
+            "recording_url",
+            "notes",
+            "updated_at",
         ],
         "call_analysis" => &[
-            "call_id", "score", "sentiment", "prospect_sentiment", "agent_talk_ratio", "filler_words_per_100",
-            "intent", "updated_at",
+            "call_id",
+            "score",
+            "sentiment",
+            "prospect_sentiment",
+            "agent_talk_ratio",
+            "filler_words_per_100",
+            "intent",
+            "updated_at",
         ],
         "agent_status" => &["agent_id", "status", "at"],
         "lead_stage" => &[
-            "contact_id", "stage", "at", "campaign_id", "lead_source", "agent_id", "call_id", "amount", "currency",
+            "contact_id",
+            "stage",
+            "at",
+            "campaign_id",
+            "lead_source",
+            "agent_id",
+            "call_id",
+            "amount",
+            "currency",
         ],
         "conversation" => &[
-            "conversation_id", "channel", "opened_at", "agent_id", "team_id", "first_response_at", "resolved_at",
-            "status", "intent", "labels", "updated_at",
+            "conversation_id",
+            "channel",
+            "opened_at",
+            "agent_id",
+            "team_id",
+            "first_response_at",
+            "resolved_at",
+            "status",
+            "intent",
+            "labels",
+            "updated_at",
         ],
         "csat" => &["score", "at", "call_id", "conversation_id", "agent_id"],
         _ => &[],
@@ -717,8 +761,10 @@ mod tests {
                 "started_at": "2026-03-01T10:00:00Z", "disposition": "Busy"});
             assert_eq!(fields(call), vec!["id", "call_id", "agent_id", "team_id"], "{bad:?}");
         }
-        assert!(parse(json!({"id": "é-1", "type": "agent_status", "agent_id": "a", "status": "idle",
-            "at": "2026-03-01T10:00:00Z"}))
+        assert!(parse(
+            json!({"id": "é-1", "type": "agent_status", "agent_id": "a", "status": "idle",
+            "at": "2026-03-01T10:00:00Z"})
+        )
         .is_ok());
     }
 
@@ -744,7 +790,11 @@ mod tests {
             let e = parse(json!({"id": "e", "type": "agent_status", "agent_id": "a", "status": "idle", "at": at}))
                 .unwrap_err();
             assert_eq!(e.1[0].field, "at");
-            assert!(e.1[0].message.contains("1970-01-01 and 2200-12-31"), "{at}: {}", e.1[0].message);
+            assert!(
+                e.1[0].message.contains("1970-01-01 and 2200-12-31"),
+                "{at}: {}",
+                e.1[0].message
+            );
         }
     }
 

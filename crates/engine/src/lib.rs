@@ -49,7 +49,8 @@ impl std::fmt::Display for FieldError {
 /// formatting marks (U+061C, U+200E–U+200F, U+202A–U+202E, U+2066–U+2069) that make a name or
 /// an id display as something else ("Trojan Source") in the dashboard, exports and logs.
 pub fn is_forbidden_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The message for a text holding a character of [`is_forbidden_char`], if it does.

@@ -1337,7 +1337,9 @@ mod tests {
         let ok = run_synthetic(body.clone(), 50, budget(1000, 100)).unwrap();
         assert_eq!(ok.table.rows.len(), 50);
         let too_many_groups = run_synthetic(body.clone(), 500, budget(1000, 100)).unwrap_err();
-        let e = too_many_groups.downcast_ref::<QueryTooLarge>().expect("a QueryTooLarge");
+        let e = too_many_groups
+            .downcast_ref::<QueryTooLarge>()
+            .expect("a QueryTooLarge");
         assert!(e.0.contains("more than 100 groups"), "{e}");
         let too_many_cells = run_synthetic(body.clone(), 500, budget(200, 1000)).unwrap_err();
         assert!(too_many_cells.to_string().contains("more than 200 cells"));
@@ -1357,7 +1359,10 @@ mod tests {
             "range": {"start": "2026-03-01", "end": "2026-03-02"}});
         let cut = run_synthetic(body.clone(), 21, BUDGET).unwrap();
         let json = cut.to_json();
-        assert_eq!((json["truncated"].clone(), json["limit"].clone()), (json!(true), json!(20)));
+        assert_eq!(
+            (json["truncated"].clone(), json["limit"].clone()),
+            (json!(true), json!(20))
+        );
         assert_eq!(json["rows"].as_array().unwrap().len(), 20);
         assert_eq!(json["totals"]["total_calls"], 21, "totals count every row");
         let whole = run_synthetic(body, 20, BUDGET).unwrap().to_json();
@@ -1429,14 +1434,19 @@ mod tests {
         for (range, field) in [
             (json!({"start": "-009999-01-01", "end": "9999-12-31"}), "range.start"),
             (json!({"start": "2026-01-01", "end": "9999-12-31"}), "range.end"),
-            (json!({"start": "1969-12-31T00:00:00Z", "end": "2026-01-01"}), "range.start"),
+            (
+                json!({"start": "1969-12-31T00:00:00Z", "end": "2026-01-01"}),
+                "range.start",
+            ),
         ] {
             let errors = parse(json!({"measures": ["total_calls"], "range": range})).unwrap_err();
             assert_eq!(errors[0].field, field, "{range}");
             assert!(errors[0].message.contains("1970-01-01 and 2200-12-31"), "{errors:?}");
         }
-        let near = parse(json!({"measures": ["total_calls"], "range": {"start": "1970-01-01", "end": "1970-02-01"},
-            "compare": "previous_period"}))
+        let near = parse(
+            json!({"measures": ["total_calls"], "range": {"start": "1970-01-01", "end": "1970-02-01"},
+            "compare": "previous_period"}),
+        )
         .unwrap_err();
         assert_eq!(near[0].field, "compare");
     }

@@ -263,12 +263,13 @@ impl TenantInfo {
             Ok(q) => q,
             Err(errors) => return Ok(Err(errors)),
         };
-        let result = dialboard_engine::query::run(&q, &ctx, source).map_err(|e| {
-            match e.downcast_ref::<dialboard_engine::query::QueryTooLarge>() {
+        let result =
+            dialboard_engine::query::run(&q, &ctx, source).map_err(|e| match e
+                .downcast_ref::<dialboard_engine::query::QueryTooLarge>()
+            {
                 Some(too_large) => StoreError::TooLarge(too_large.0.clone()),
                 None => StoreError::Database(e.to_string()),
-            }
-        })?;
+            })?;
         Ok(Ok(result))
     }
 

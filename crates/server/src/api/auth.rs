@@ -421,7 +421,8 @@ mod tests {
         let mut by_agent = json!({"measures": ["total_calls"], "dimensions": ["agent"]});
         p.restrict(&mut by_agent, false).unwrap();
         assert_eq!(by_agent["filters"].get("agent"), None, "a leaderboard is an aggregate");
-        let mut result = json!({"columns": ["agent", "total_calls"], "rows": [["a1", 3], ["a2", 5]], "totals": {"total_calls": 8}});
+        let mut result =
+            json!({"columns": ["agent", "total_calls"], "rows": [["a1", 3], ["a2", 5]], "totals": {"total_calls": 8}});
         p.redact(&mut result, false, &Value::Null);
         assert_eq!(result["rows"][1][0], "a2");
         p.redact(&mut result, true, &Value::Null);

@@ -1,20 +1,20 @@
 //! `POST /api/v1/events`: validate each event, store the valid ones durably, report the rest.
 
 use super::auth::Principal;
+use super::auth::Reach;
 use super::error::{ApiError, Body};
 use super::AppState;
+use crate::directory::Directory;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use super::auth::Reach;
-use crate::directory::Directory;
 use dialboard_engine::event::{parse_event_text, Event, Owner, ParsedEvent, Rejection};
 use dialboard_engine::FieldError;
 use dialboard_store::Scope;
-use std::collections::HashMap;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -143,14 +143,16 @@ impl Binding {
             Event::Analysis(_) => (None, None),
         };
         let analysis = matches!(event.event, Event::Analysis(_));
-        let refuse = |field: &str, message: String| Err((Some(event.id.clone()), vec![FieldError::new(field, message)]));
+        let refuse =
+            |field: &str, message: String| Err((Some(event.id.clone()), vec![FieldError::new(field, message)]));
         match &*self.owner {
             Owner::Agent(id) if !analysis && agent != Some(id.as_str()) => {
                 return refuse("agent_id", format!("must be '{id}': this key is bound to that agent"));
             }
             Owner::Teams(teams) if !analysis => {
                 let of_teams = |t: Option<&str>| t.is_some_and(|t| teams.iter().any(|x| x == t));
-                let listed = |field: &str| format!("{field} must be of team {}: this key is bound to it", teams.join(", "));
+                let listed =
+                    |field: &str| format!("{field} must be of team {}: this key is bound to it", teams.join(", "));
                 if team.is_some() && !of_teams(team) {
                     return refuse("team_id", listed("team_id"));
                 }
@@ -158,7 +160,10 @@ impl Binding {
                 if !of_teams(directory_team) {
                     return refuse(
                         "agent_id",
-                        format!("must be an agent of team {} in the directory: this key is bound to it", teams.join(", ")),
+                        format!(
+                            "must be an agent of team {} in the directory: this key is bound to it",
+                            teams.join(", ")
+                        ),
                     );
                 }
             }

@@ -40,7 +40,9 @@ impl Principal {
         let Some(agent) = columns.iter().position(|c| c == "agent") else {
             return;
         };
-        let key_len = result["totals"].as_object().map_or(columns.len(), |t| columns.len() - t.len());
+        let key_len = result["totals"]
+            .as_object()
+            .map_or(columns.len(), |t| columns.len() - t.len());
         let hidden: Vec<usize> = (key_len..columns.len())
             .filter(|i| !COLLEAGUE_MEASURES.contains(&columns[*i].as_str()))
             .collect();
@@ -156,10 +158,7 @@ mod tests {
         ] {
             let mut r = json!({"columns": ["agent", "total_calls"], "rows": rows, "totals": {"total_calls": 21}});
             rep().redact(&mut r, true, &Value::Null);
-            assert_eq!(
-                r["rows"],
-                json!([["anonymous", 9], ["anonymous", 7], ["anonymous", 5]])
-            );
+            assert_eq!(r["rows"], json!([["anonymous", 9], ["anonymous", 7], ["anonymous", 5]]));
         }
         let mut r = json!({"columns": ["agent", "total_calls"], "rows": [["a1", 5], ["a2", 1], ["a3", 9]],
             "totals": {"total_calls": 15}});
