@@ -151,8 +151,8 @@ pub struct Budget {
 
 pub const BUDGET: Budget = Budget {
     cells: 20_000_000,
-    groups: 200_000,
-    groups_with_histograms: 20_000,
+    groups: 100_000,
+    groups_with_histograms: 10_000,
 };
 
 /// A query past its [`Budget`]; says what to narrow.

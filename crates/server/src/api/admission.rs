@@ -22,14 +22,15 @@ pub struct AdmissionLimits {
 }
 
 impl Default for AdmissionLimits {
-    /// On the 2-core reference machine: a tenant runs at most 6 queries at once (they wait on
-    /// the database part of the time), a credential 4 (a dashboard page opens about as many
-    /// views at once); a request waits at most 2 s for a place.
+    /// On the 2-core reference machine: a tenant runs at most 8 queries at once (they wait on
+    /// the database part of the time; with `query::BUDGET` that bounds a tenant's query memory
+    /// to well under a gigabyte), a credential 6; a page that opens more views at once (the
+    /// pipeline's campaigns) queues them, each waiting at most 10 s for a place.
     fn default() -> Self {
         AdmissionLimits {
-            per_credential: 4,
-            per_tenant: 6,
-            wait: Duration::from_secs(2),
+            per_credential: 6,
+            per_tenant: 8,
+            wait: Duration::from_secs(10),
         }
     }
 }

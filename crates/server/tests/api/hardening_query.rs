@@ -3,6 +3,7 @@
 //! bidirectional characters and unknown event fields.
 
 use crate::helpers::{add_key, call, error_fields, TestApp};
+use dialboard::api::admission::{Admission, AdmissionLimits};
 use dialboard_store::Scope;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -109,7 +110,14 @@ async fn a_query_past_its_budget_is_a_422_naming_what_to_narrow() {
 /// refused (429 with Retry-After) rather than queued without bound.
 #[tokio::test]
 async fn a_heavy_tenant_cannot_starve_a_light_one() {
-    let app = TestApp::spawn("UTC").await;
+    // The default caps with a short wait, so that the flood's excess is refused within the test.
+    let app = TestApp::spawn_with("UTC", dialboard::live::QUEUE_CAPACITY, |state| {
+        state.admission = Admission::new(AdmissionLimits {
+            wait: Duration::from_millis(300),
+            ..AdmissionLimits::default()
+        })
+    })
+    .await;
     many_agents(&app, &app.key, 20_000).await;
     let (_, light_key) = app.other_tenant("light", false).await;
     app.post(

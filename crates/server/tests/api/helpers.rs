@@ -21,6 +21,11 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with live subscribers allowed `queue` waiting messages.
     pub async fn spawn_with_live_queue(timezone: &str, queue: usize) -> TestApp {
+        Self::spawn_with(timezone, queue, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_with_live_queue`], with the server's state changed by `configure`.
+    pub async fn spawn_with(timezone: &str, queue: usize, configure: impl FnOnce(&mut AppState)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path().join("test.db"), Options::not_durable()).unwrap());
@@ -31,7 +36,9 @@ impl TestApp {
         let key = add_key(&store, tenant.id, vec![Scope::Ingest, Scope::Read, Scope::Admin], None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = app(AppState::with_live_queue(store.clone(), queue));
+        let mut state = AppState::with_live_queue(store.clone(), queue);
+        configure(Arc::get_mut(&mut state).expect("the state is not shared yet"));
+        let router = app(state);
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         TestApp {
             url,
