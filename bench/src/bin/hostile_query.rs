@@ -1,4 +1,4 @@
-//! `cargo run --release -p dialboard-bench --bin hostile_query -- [--calls 200000] [--heavy 80] [--seconds 20]`
+//! `cargo run --release -p dialboard-bench --bin hostile_query -- [--calls 200000] [--heavy 80] [--seconds 20] [--within-budget 1]`
 //!
 //! Issue 21's heavy-query flood against the release `dialboard serve` on a fresh SQLite file:
 //! one tenant (`bench`, `--calls` calls over 90 days) sends `--heavy` concurrent `/query`s from
@@ -132,9 +132,16 @@ async fn main() -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     report("light tenant, alone", alone.await??);
 
-    let heavy_body = json!({"measures": ["total_calls", "median_talk_time", "p90_talk_time", "connect_rate"],
-        "dimensions": ["agent", "campaign", "lead_source", "disposition"], "granularity": "15m",
-        "range": {"preset": "all_time"}, "compare": "previous_period"});
+    // `--within-budget 1`: a heavy query the budget lets run (no median, two dimensions, days),
+    // so that only the admission caps hold the flood.
+    let heavy_body = if flag("--within-budget", 0)? == 1 {
+        json!({"measures": ["total_calls", "connect_rate", "avg_talk_time"], "dimensions": ["agent", "disposition"],
+            "granularity": "day", "range": {"preset": "all_time"}, "compare": "previous_period"})
+    } else {
+        json!({"measures": ["total_calls", "median_talk_time", "p90_talk_time", "connect_rate"],
+            "dimensions": ["agent", "campaign", "lead_source", "disposition"], "granularity": "15m",
+            "range": {"preset": "all_time"}, "compare": "previous_period"})
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut flood = Vec::new();
