@@ -239,13 +239,41 @@ impl Clock {
     }
 }
 
-/// Parses an RFC 3339 timestamp with an offset into epoch nanoseconds.
+/// The years dates and timestamps may fall in, wherever they come from (events, query ranges,
+/// views' `date`). Every calendar step the engine takes from such a date (a previous period,
+/// a year back, the next bucket) stays far inside jiff's ±9999 years and `i64` nanoseconds
+/// (1678–2261), so the zone arithmetic below cannot fail on anything a request can reach.
+pub const FIRST_YEAR: i16 = 1970;
+pub const LAST_YEAR: i16 = 2200;
+
+/// What a field outside [`FIRST_YEAR`]..=[`LAST_YEAR`] is told.
+pub fn out_of_range_message() -> String {
+    format!("must fall between {FIRST_YEAR}-01-01 and {LAST_YEAR}-12-31")
+}
+
+/// `d` if its year is supported (see [`FIRST_YEAR`]).
+pub fn supported_date(d: Date) -> Result<Date, String> {
+    if (FIRST_YEAR..=LAST_YEAR).contains(&d.year()) {
+        Ok(d)
+    } else {
+        Err(out_of_range_message())
+    }
+}
+
+/// Parses a local date `YYYY-MM-DD` within the supported years.
+pub fn parse_date(s: &str) -> Result<Date, String> {
+    let d: Date = s.parse().map_err(|_| "must be a date (YYYY-MM-DD)".to_string())?;
+    supported_date(d)
+}
+
+/// Parses an RFC 3339 timestamp with an offset into epoch nanoseconds, within the supported
+/// years (in UTC).
 pub fn parse_rfc3339_nanos(s: &str) -> Result<i64, String> {
     let ts: Timestamp = s
         .parse()
         .map_err(|_| "must be an RFC 3339 timestamp with an offset, e.g. 2026-03-01T09:30:00Z".to_string())?;
-    let nanos = ts.as_nanosecond();
-    i64::try_from(nanos).map_err(|_| "is out of the supported range (1678–2261)".to_string())
+    supported_date(ts.to_zoned(TimeZone::UTC).date())?;
+    i64::try_from(ts.as_nanosecond()).map_err(|_| out_of_range_message())
 }
 
 pub fn nanos_to_seconds(nanos: i64) -> i64 {

@@ -214,15 +214,143 @@ pub struct ParsedEvent {
     pub id: String,
     pub event: Event,
     pub raw: String,
+    /// Whose records it may replace, when it came through a key bound to an agent or a team;
+    /// `None` (an unbound key, an import) for anyone's — and the store then checks nothing.
+    pub owner: Option<std::sync::Arc<Owner>>,
 }
 
-/// Validates one event given as JSON text, keeping the text as received.
+/// The agent or teams a bound key writes for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    Agent(String),
+    Teams(Vec<String>),
+}
+
+impl Owner {
+    /// Whether a stored record of `agent` in `team` is this owner's. A team-bound key owns
+    /// records of its teams (by the record's `team_id`).
+    pub fn owns(&self, agent: Option<&str>, team: Option<&str>) -> bool {
+        match self {
+            Owner::Agent(id) => agent == Some(id.as_str()),
+            Owner::Teams(teams) => team.is_some_and(|t| teams.iter().any(|x| x == t)),
+        }
+    }
+
+    /// The field a refused record is named by, and why.
+    pub fn refusal(&self, field: &str) -> FieldError {
+        let whose = match self {
+            Owner::Agent(id) => format!("agent '{id}'"),
+            Owner::Teams(teams) => format!("team {}", teams.join(", ")),
+        };
+        FieldError::new(
+            field,
+            format!("names a record of another agent; a key bound to {whose} cannot replace it"),
+        )
+    }
+}
+
+/// Validates one event given as JSON text, keeping the text as received — or, when it carries
+/// fields SPEC §3 does not define, without them (see [`known_fields`]).
 pub fn parse_event_text(text: &str, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
-    let value: Value =
+    let mut value: Value =
         serde_json::from_str(text).map_err(|e| (None, vec![FieldError::new("", format!("not valid JSON: {e}"))]))?;
     let mut parsed = validate(&value, taxonomy)?;
-    parsed.raw = text.to_string();
+    parsed.raw = match drop_unknown_fields(&mut value, parsed.event.type_name()) {
+        true => value.to_string(),
+        false => text.to_string(),
+    };
     Ok(parsed)
+}
+
+/// The fields of each event type (SPEC §3), besides `id` and `type`.
+pub fn known_fields(type_name: &str) -> &'static [&'static str] {
+    match type_name {
+        "call" => &[
+            "call_id",
+            "agent_id",
+            "started_at",
+            "disposition",
+            "team_id",
+            "campaign_id",
+            "list_id",
+            "contact_id",
+            "direction",
+            "answered_at",
+            "agent_connected_at",
+            "ended_at",
+            "wrap_ended_at",
+            "talk_seconds",
+            "wait_seconds",
+            "wrap_seconds",
+            "voicemail_dropped",
+            "is_callback",
+            "abandoned",
+            "amd",
+            "lead_source",
+            "prospect",
+            "recording_url",
+            "notes",
+            "updated_at",
+        ],
+        "call_analysis" => &[
+            "call_id",
+            "score",
+            "sentiment",
+            "prospect_sentiment",
+            "agent_talk_ratio",
+            "filler_words_per_100",
+            "intent",
+            "updated_at",
+        ],
+        "agent_status" => &["agent_id", "status", "at"],
+        "lead_stage" => &[
+            "contact_id",
+            "stage",
+            "at",
+            "campaign_id",
+            "lead_source",
+            "agent_id",
+            "call_id",
+            "amount",
+            "currency",
+        ],
+        "conversation" => &[
+            "conversation_id",
+            "channel",
+            "opened_at",
+            "agent_id",
+            "team_id",
+            "first_response_at",
+            "resolved_at",
+            "status",
+            "intent",
+            "labels",
+            "updated_at",
+        ],
+        "csat" => &["score", "at", "call_id", "conversation_id", "agent_id"],
+        _ => &[],
+    }
+}
+
+const PROSPECT_FIELDS: [&str; 4] = ["name", "phone", "company", "timezone"];
+
+/// Removes the fields an event's type does not define (and a prospect's unknown fields):
+/// the raw log keeps what dialboard understands, never an unbounded payload it does not.
+/// Returns whether anything was removed; an event without unknown fields is kept verbatim.
+fn drop_unknown_fields(value: &mut Value, type_name: &str) -> bool {
+    let Some(obj) = value.as_object_mut() else {
+        return false;
+    };
+    let known = known_fields(type_name);
+    let before = obj.len();
+    obj.retain(|k, _| k == "id" || k == "type" || known.contains(&k.as_str()));
+    let mut removed = obj.len() != before;
+    if let Some(Value::Object(prospect)) = obj.get_mut("prospect") {
+        let before = prospect.len();
+        prospect.retain(|k, _| PROSPECT_FIELDS.contains(&k.as_str()));
+        removed |= prospect.len() != before;
+    }
+    removed
 }
 
 pub const EVENT_TYPES: [&str; 6] = [
@@ -265,8 +393,9 @@ impl<'a> Fields<'a> {
                 self.error(field, format!("must be at most {MAX_TEXT} bytes"));
                 None
             }
-            Some(Value::String(s)) if s.chars().any(char::is_control) => {
-                self.error(field, "must not contain control characters");
+            Some(Value::String(s)) if s.chars().any(crate::is_forbidden_char) => {
+                let message = crate::forbidden_char_message(s).expect("has one");
+                self.error(field, message);
                 None
             }
             Some(Value::String(s)) => Some(s.clone()),
@@ -372,6 +501,8 @@ impl<'a> Fields<'a> {
 /// Validates one event. `taxonomy` decides which dispositions exist.
 pub fn parse_event(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
     let mut parsed = validate(value, taxonomy)?;
+    let mut value = value.clone();
+    drop_unknown_fields(&mut value, parsed.event.type_name());
     parsed.raw = value.to_string();
     Ok(parsed)
 }
@@ -406,6 +537,7 @@ fn validate(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, R
             id,
             event,
             raw: String::new(),
+            owner: None,
         }),
         _ => Err((known_id, f.errors)),
     }
@@ -620,6 +752,50 @@ mod tests {
         assert_eq!(c.wait_seconds, Some(1)); // 1.3 s
         assert_eq!(c.wrap_seconds, Some(30));
         assert_eq!(c.version_ns, parse_rfc3339_nanos("2026-03-01T10:02:37.100Z").unwrap());
+    }
+
+    #[test]
+    fn bidirectional_and_control_characters_are_refused_in_ids() {
+        for bad in ["e\u{202E}1", "e\u{2066}1", "e\u{200F}", "e\u{0007}"] {
+            let call = json!({"id": bad, "type": "call", "call_id": bad, "agent_id": bad, "team_id": bad,
+                "started_at": "2026-03-01T10:00:00Z", "disposition": "Busy"});
+            assert_eq!(fields(call), vec!["id", "call_id", "agent_id", "team_id"], "{bad:?}");
+        }
+        assert!(parse(
+            json!({"id": "é-1", "type": "agent_status", "agent_id": "a", "status": "idle",
+            "at": "2026-03-01T10:00:00Z"})
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_are_left_out_of_the_raw_log() {
+        let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+        let known = r#"{"id":"e1","type":"agent_status","agent_id":"a","status":"idle","at":"2026-03-01T10:00:00Z"}"#;
+        assert_eq!(parse_event_text(known, &taxonomy).unwrap().raw, known, "kept verbatim");
+        let padded = format!(
+            r#"{{"id":"e1","type":"call","call_id":"c","agent_id":"a","disposition":"Busy","started_at":"2026-03-01T10:00:00Z","junk":"{}","prospect":{{"name":"Ana","blob":"{}"}}}}"#,
+            "x".repeat(100_000),
+            "y".repeat(100_000)
+        );
+        let raw: Value = serde_json::from_str(&parse_event_text(&padded, &taxonomy).unwrap().raw).unwrap();
+        assert_eq!(raw.get("junk"), None);
+        assert_eq!(raw["prospect"], json!({"name": "Ana"}));
+        assert_eq!(raw["call_id"], "c");
+    }
+
+    #[test]
+    fn timestamps_outside_the_supported_years_are_refused() {
+        for at in ["1969-12-31T23:59:59Z", "2201-01-01T00:00:00Z", "2500-12-31T00:00:00Z"] {
+            let e = parse(json!({"id": "e", "type": "agent_status", "agent_id": "a", "status": "idle", "at": at}))
+                .unwrap_err();
+            assert_eq!(e.1[0].field, "at");
+            assert!(
+                e.1[0].message.contains("1970-01-01 and 2200-12-31"),
+                "{at}: {}",
+                e.1[0].message
+            );
+        }
     }
 
     #[test]

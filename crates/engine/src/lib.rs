@@ -44,3 +44,20 @@ impl std::fmt::Display for FieldError {
         write!(f, "{}: {}", self.field, self.message)
     }
 }
+
+/// Characters refused in ids and names: control characters, and the invisible bidirectional
+/// formatting marks (U+061C, U+200E–U+200F, U+202A–U+202E, U+2066–U+2069) that make a name or
+/// an id display as something else ("Trojan Source") in the dashboard, exports and logs.
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The message for a text holding a character of [`is_forbidden_char`], if it does.
+pub fn forbidden_char_message(s: &str) -> Option<String> {
+    let c = s.chars().find(|c| is_forbidden_char(*c))?;
+    Some(format!(
+        "must not contain control or bidirectional formatting characters (found U+{:04X})",
+        c as u32
+    ))
+}

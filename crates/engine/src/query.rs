@@ -7,7 +7,7 @@ use crate::cells::{
     call_dim_values, call_stats, counter::COUNT, cuboid, CellData, Cuboid, Dim, DimValues, Fact, CUBOIDS, DIMS,
     KEY_SEPARATOR,
 };
-use crate::clock::{Clock, Grain, Granularity, QUARTER_HOUR};
+use crate::clock::{Clock, Grain, Granularity, FIRST_YEAR, LAST_YEAR, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
 use crate::fxhash::Fx;
 use crate::histogram::HistogramRef;
@@ -134,6 +134,82 @@ pub const PRESETS: [&str; 8] = [
 pub const DEFAULT_LIMIT: usize = 10_000;
 /// More output buckets than this is almost certainly a mistake (15-minute buckets over years).
 const MAX_BUCKETS: usize = 50_000;
+
+/// What one query may cost, so that no request can take the server's memory or hold a core
+/// for long: the cells and raw records it reads and the rows it groups into (each row holds
+/// its sums, and its histograms when a measure reads them), over its range and comparison.
+/// Dashboard views stay orders of magnitude below (a 90-day leaderboard at 10M calls reads a
+/// few thousand cells into a few hundred rows).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub cells: u64,
+    pub groups: usize,
+    /// The row budget of a query whose measures read histograms (medians, percentiles):
+    /// such rows can hold a histogram of every second of talk time.
+    pub groups_with_histograms: usize,
+}
+
+pub const BUDGET: Budget = Budget {
+    cells: 20_000_000,
+    groups: 100_000,
+    groups_with_histograms: 10_000,
+};
+
+/// A query past its [`Budget`]; says what to narrow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryTooLarge(pub String);
+
+impl std::fmt::Display for QueryTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for QueryTooLarge {}
+
+/// Where a query stands against its budget while it runs (shared by its range and comparison).
+struct Spent {
+    budget: Budget,
+    cells: u64,
+    over: Option<QueryTooLarge>,
+}
+
+impl Spent {
+    fn new(q: &Query, budget: Budget) -> Spent {
+        let histograms = q.measures.iter().any(|m| m.reads_histogram);
+        let groups = if histograms {
+            budget.groups_with_histograms
+        } else {
+            budget.groups
+        };
+        Spent {
+            budget: Budget { groups, ..budget },
+            cells: 0,
+            over: None,
+        }
+    }
+
+    /// Counts one cell or record read; false once the query is over budget.
+    fn read(&mut self, rows: usize) -> bool {
+        if self.over.is_some() {
+            return false;
+        }
+        self.cells += 1;
+        if self.cells > self.budget.cells {
+            self.over = Some(QueryTooLarge(format!(
+                "the query reads more than {} cells and records; narrow its range or its filters, or group by fewer dimensions",
+                self.budget.cells
+            )));
+        } else if rows > self.budget.groups {
+            self.over = Some(QueryTooLarge(format!(
+                "the query produces more than {} groups; group by fewer dimensions, choose a coarser granularity, narrow its range or filters{}",
+                self.budget.groups,
+                if self.budget.groups < BUDGET.groups { ", or leave out medians and percentiles" } else { "" }
+            )));
+        }
+        self.over.is_none()
+    }
+}
 
 struct Errors(Vec<FieldError>);
 
@@ -333,6 +409,18 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
             );
         }
     }
+    // A comparison derived from a range near the supported limits may fall outside them.
+    if let Some(c) = compare {
+        let years = FIRST_YEAR..=LAST_YEAR;
+        if !years.contains(&clock.date_of(c.start).year()) || !years.contains(&clock.date_of(c.end - 1).year()) {
+            errors.add("compare", crate::clock::out_of_range_message());
+        } else if !clock.quarter_aligned_between(c.start, c.end) {
+            errors.add(
+                "timezone",
+                "uses an offset that is not a multiple of 15 minutes in the compared range",
+            );
+        }
+    }
     match range {
         Some(range) if errors.0.is_empty() => {
             let q = Query {
@@ -364,12 +452,22 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
 
 fn parse_instant(s: &str, field: &str, clock: &Clock, errors: &mut Errors) -> Option<i64> {
     if let Ok(d) = s.parse::<Date>() {
-        return Some(clock.date_start(d));
+        return match crate::clock::supported_date(d) {
+            Ok(d) => Some(clock.date_start(d)),
+            Err(message) => {
+                errors.add(field, message);
+                None
+            }
+        };
     }
     match crate::clock::parse_rfc3339_nanos(s) {
         Ok(ns) if ns % (QUARTER_HOUR * 1_000_000_000) == 0 => Some(ns / 1_000_000_000),
         Ok(_) => {
             errors.add(field, "must fall on a 15-minute boundary (e.g. 09:00, 09:15)");
+            None
+        }
+        Err(_) if s.parse::<jiff::Timestamp>().is_ok() => {
+            errors.add(field, crate::clock::out_of_range_message());
             None
         }
         Err(_) => {
@@ -772,10 +870,14 @@ pub struct Table {
     pub columns: Vec<String>,
     pub rows: Vec<Row>,
     pub totals: Vec<Num>,
+    /// Whether rows past the query's `limit` were left out (totals still count them).
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct QueryResult {
+    /// The query's `limit`: at most this many rows per table (`truncated` says if more matched).
+    pub limit: usize,
     pub table: Table,
     pub comparison: Option<Table>,
     /// The resolved ranges of the table and of the comparison.
@@ -787,12 +889,24 @@ pub struct QueryResult {
 
 /// Runs a query against a source.
 pub fn run(q: &Query, ctx: &Context, source: &mut dyn CellSource) -> Result<QueryResult, SourceError> {
-    let table = run_range(q, q.range, ctx, source)?;
+    run_within(q, ctx, source, BUDGET)
+}
+
+/// Runs a query within `budget`; past it, the error is a [`QueryTooLarge`].
+pub fn run_within(
+    q: &Query,
+    ctx: &Context,
+    source: &mut dyn CellSource,
+    budget: Budget,
+) -> Result<QueryResult, SourceError> {
+    let mut spent = Spent::new(q, budget);
+    let table = run_range(q, q.range, ctx, source, &mut spent)?;
     let comparison = match q.compare {
-        Some(r) => Some(run_range(q, r, ctx, source)?),
+        Some(r) => Some(run_range(q, r, ctx, source, &mut spent)?),
         None => None,
     };
     Ok(QueryResult {
+        limit: q.limit,
         table,
         comparison,
         range: q.range,
@@ -907,7 +1021,13 @@ impl Aggregator<'_> {
     }
 }
 
-fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSource) -> Result<Table, SourceError> {
+fn run_range(
+    q: &Query,
+    range: TimeRange,
+    ctx: &Context,
+    source: &mut dyn CellSource,
+    spent: &mut Spent,
+) -> Result<Table, SourceError> {
     let (segs, fetches) = plan(q, range, ctx.tenant_clock);
     let mut agg = Aggregator {
         q,
@@ -934,6 +1054,10 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
             } => {
                 let c = cuboid(id).expect("planned cuboids exist");
                 source.cells(c, grain, from, to, &mut |bucket, key, data| {
+                    // Past the budget the rest is skipped: nothing more is decoded or grouped.
+                    if !spent.read(agg.rows.len()) {
+                        return;
+                    }
                     let mut values = [""; DIMS];
                     for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
                         values[*dim as usize] = part;
@@ -962,6 +1086,9 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
             }
             Fetch::RawCalls { from, to } => {
                 source.raw_calls(from, to, &mut |call, analysis| {
+                    if !spent.read(agg.rows.len()) {
+                        return;
+                    }
                     let t = call.started_second();
                     let values = call_dim_values(call, analysis);
                     if let Some(seg) = agg.locate(t, &values).filter(|_| (from..to).contains(&t)) {
@@ -972,6 +1099,9 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
                     }
                 })?;
             }
+        }
+        if let Some(over) = &spent.over {
+            return Err(Box::new(over.clone()));
         }
     }
     let included = facts(q);
@@ -1008,8 +1138,14 @@ fn run_range(q: &Query, range: TimeRange, ctx: &Context, source: &mut dyn CellSo
     let key_len = columns.len();
     columns.extend(q.measures.iter().map(|m| m.name.to_string()));
     sort_rows(&mut rows, &columns, key_len, &q.order_by);
+    let truncated = rows.len() > q.limit;
     rows.truncate(q.limit);
-    Ok(Table { columns, rows, totals })
+    Ok(Table {
+        columns,
+        rows,
+        totals,
+        truncated,
+    })
 }
 
 /// A row's value in one column, as ordered by `order_by`.
@@ -1089,6 +1225,7 @@ impl QueryResult {
         m.insert("columns".into(), json!(t.columns));
         m.insert("rows".into(), Value::Array(rows));
         m.insert("totals".into(), self.totals_json(t));
+        m.insert("truncated".into(), json!(t.truncated));
         m
     }
 
@@ -1124,6 +1261,7 @@ impl QueryResult {
             cmp.insert("change_percent".into(), Value::Object(change));
             out.insert("comparison".into(), Value::Object(cmp));
         }
+        out.insert("limit".into(), json!(self.limit));
         Value::Object(out)
     }
 
@@ -1190,6 +1328,179 @@ mod tests {
             agent_teams: &AgentTeams::new(),
         };
         parse_query(&body, &ctx)
+    }
+
+    /// Every cell request answered with `n` cells of distinct keys, each one call.
+    struct Synthetic(usize);
+
+    impl CellSource for Synthetic {
+        fn cells(
+            &mut self,
+            c: &Cuboid,
+            _grain: Grain,
+            from: i64,
+            _to: i64,
+            sink: &mut dyn FnMut(i64, &str, CellData),
+        ) -> Result<(), SourceError> {
+            let mut stats = crate::cells::Stats::default();
+            stats.c[crate::cells::counter::CALLS] = 1;
+            for i in 0..self.0 {
+                let key: Vec<String> = c.dims.iter().map(|_| format!("v{i}")).collect();
+                sink(from, &key.join(&KEY_SEPARATOR.to_string()), CellData::Decoded(&stats));
+            }
+            Ok(())
+        }
+
+        fn raw_calls(
+            &mut self,
+            _from: i64,
+            _to: i64,
+            _sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
+        ) -> Result<(), SourceError> {
+            Ok(())
+        }
+    }
+
+    fn run_synthetic(body: Value, cells: usize, budget: Budget) -> Result<QueryResult, SourceError> {
+        let clock = Clock::utc();
+        let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+        let teams = AgentTeams::new();
+        let ctx = Context {
+            tenant_clock: &clock,
+            zone: &clock,
+            taxonomy: &taxonomy,
+            now: 1_780_000_000,
+            earliest: None,
+            agent_teams: &teams,
+        };
+        let q = parse_query(&body, &ctx).unwrap();
+        run_within(&q, &ctx, &mut Synthetic(cells), budget)
+    }
+
+    #[test]
+    fn a_query_past_its_budget_stops_with_what_to_narrow() {
+        let body = json!({"measures": ["total_calls"], "dimensions": ["agent"],
+            "range": {"start": "2026-03-01", "end": "2026-03-02"}});
+        let budget = |cells, groups| Budget {
+            cells,
+            groups,
+            groups_with_histograms: groups,
+        };
+        let ok = run_synthetic(body.clone(), 50, budget(1000, 100)).unwrap();
+        assert_eq!(ok.table.rows.len(), 50);
+        let too_many_groups = run_synthetic(body.clone(), 500, budget(1000, 100)).unwrap_err();
+        let e = too_many_groups
+            .downcast_ref::<QueryTooLarge>()
+            .expect("a QueryTooLarge");
+        assert!(e.0.contains("more than 100 groups"), "{e}");
+        let too_many_cells = run_synthetic(body.clone(), 500, budget(200, 1000)).unwrap_err();
+        assert!(too_many_cells.to_string().contains("more than 200 cells"));
+        // Medians keep a histogram per row: they get the smaller row budget.
+        let mut median = body;
+        median["measures"] = json!(["median_talk_time"]);
+        let strict = Budget {
+            groups_with_histograms: 10,
+            ..budget(1000, 100)
+        };
+        assert!(run_synthetic(median, 50, strict).is_err());
+    }
+
+    #[test]
+    fn a_result_cut_at_its_limit_says_so() {
+        let body = json!({"measures": ["total_calls"], "dimensions": ["agent"], "limit": 20,
+            "range": {"start": "2026-03-01", "end": "2026-03-02"}});
+        let cut = run_synthetic(body.clone(), 21, BUDGET).unwrap();
+        let json = cut.to_json();
+        assert_eq!(
+            (json["truncated"].clone(), json["limit"].clone()),
+            (json!(true), json!(20))
+        );
+        assert_eq!(json["rows"].as_array().unwrap().len(), 20);
+        assert_eq!(json["totals"]["total_calls"], 21, "totals count every row");
+        let whole = run_synthetic(body, 20, BUDGET).unwrap().to_json();
+        assert_eq!(whole["truncated"], false);
+    }
+
+    fn date_text(year: i16, month: i8, day: i8) -> String {
+        let d = Date::new(year, month, day.min(28)).unwrap();
+        d.to_string()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        /// Any date jiff can write — ±9999 years, with every comparison, in zones with odd
+        /// offsets — is either a valid query inside the supported years or a field error;
+        /// parsing and planning never panic.
+        #[test]
+        fn any_date_is_a_query_or_a_field_error(
+            years in proptest::prop_oneof![
+                (-9999i16..=9999, -9999i16..=9999),
+                (1960i16..=2210, 1960i16..=2210),
+                (proptest::prelude::Just(1970i16), 1970i16..=1971),
+                (2199i16..=2200, proptest::prelude::Just(2200i16)),
+            ],
+            months in (1i8..=12, 1i8..=12),
+            days in (1i8..=31, 1i8..=31),
+            compare in 0usize..4,
+            zone in 0usize..4,
+            rfc3339 in proptest::prelude::any::<bool>(),
+        ) {
+            let start = date_text(years.0, months.0, days.0);
+            let end = date_text(years.1, months.1, days.1);
+            let (start, end) = if rfc3339 {
+                (format!("{start}T00:00:00Z"), format!("{end}T00:00:00Z"))
+            } else {
+                (start, end)
+            };
+            let compare = [Value::Null, json!("previous_period"), json!("same_period_last_year"),
+                json!({"start": "1970-01-01", "end": "2200-12-31"})][compare].clone();
+            let zone = ["UTC", "America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati"][zone];
+            let clock = Clock::new(zone).unwrap();
+            let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+            let ctx = Context {
+                tenant_clock: &clock,
+                zone: &clock,
+                taxonomy: &taxonomy,
+                now: 1_780_000_000,
+                earliest: None,
+                agent_teams: &AgentTeams::new(),
+            };
+            let body = json!({"measures": ["total_calls", "idle_minutes"], "range": {"start": start, "end": end},
+                "compare": compare});
+            match parse_query(&body, &ctx) {
+                Ok(q) => {
+                    for r in [Some(q.range), q.compare].into_iter().flatten() {
+                        let year = |t: i64| clock.date_of(t).year();
+                        proptest::prop_assert!(year(r.start) >= crate::clock::FIRST_YEAR - 1);
+                        proptest::prop_assert!(year(r.end) <= LAST_YEAR + 1);
+                        plan(&q, r, &clock);
+                    }
+                }
+                Err(errors) => proptest::prop_assert!(!errors.is_empty()),
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_dates_are_field_errors() {
+        for (range, field) in [
+            (json!({"start": "-009999-01-01", "end": "9999-12-31"}), "range.start"),
+            (json!({"start": "2026-01-01", "end": "9999-12-31"}), "range.end"),
+            (
+                json!({"start": "1969-12-31T00:00:00Z", "end": "2026-01-01"}),
+                "range.start",
+            ),
+        ] {
+            let errors = parse(json!({"measures": ["total_calls"], "range": range})).unwrap_err();
+            assert_eq!(errors[0].field, field, "{range}");
+            assert!(errors[0].message.contains("1970-01-01 and 2200-12-31"), "{errors:?}");
+        }
+        let near = parse(
+            json!({"measures": ["total_calls"], "range": {"start": "1970-01-01", "end": "1970-02-01"},
+            "compare": "previous_period"}),
+        )
+        .unwrap_err();
+        assert_eq!(near[0].field, "compare");
     }
 
     #[test]

@@ -94,11 +94,18 @@ pub fn validate_entry(kind: DirectoryKind, body: &Value) -> Result<Value, Vec<Fi
         .map(|k| FieldError::new(k.clone(), format!("unknown field; known: {}", known.join(", "))))
         .collect();
     match obj.get("name").and_then(Value::as_str).map(str::trim) {
-        Some(n) if !n.is_empty() && n.len() <= 256 => {}
+        Some(n) if !n.is_empty() && n.len() <= 256 => {
+            if let Some(message) = dialboard_engine::forbidden_char_message(n) {
+                errors.push(FieldError::new("name", message));
+            }
+        }
         _ => errors.push(FieldError::new("name", "is required: a string of 1 to 256 characters")),
     }
     for name in ["team_id", "avatar_url", "currency"] {
-        field::<Option<String>>(obj, name, &mut errors);
+        let text = field::<Option<String>>(obj, name, &mut errors).flatten();
+        if let Some(message) = text.as_deref().and_then(dialboard_engine::forbidden_char_message) {
+            errors.push(FieldError::new(name, message));
+        }
     }
     field::<Option<u32>>(obj, "daily_goal", &mut errors);
     if let Some(Some(t)) = field::<Option<ActivityTargets>>(obj, "targets", &mut errors) {

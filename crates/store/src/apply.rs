@@ -8,8 +8,10 @@ use crate::contribution::{Contribution, Counted};
 use crate::{IngestSummary, Result, TenantInfo};
 use dialboard_engine::cells::MEETING_STAGE;
 use dialboard_engine::event::{
-    AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
+    AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, Event, Owner, ParsedEvent, StageChange,
+    StatusChange,
 };
+use dialboard_engine::FieldError;
 
 /// A status's neighbour: when it began, and which it was.
 pub type Neighbour = Option<(i64, AgentStatus)>;
@@ -47,7 +49,14 @@ pub fn apply_batch(
     stored: &mut Vec<bool>,
 ) -> Result<IngestSummary> {
     let mut summary = IngestSummary::default();
-    for e in events {
+    for (index, e) in events.iter().enumerate() {
+        if let Some(owner) = &e.owner {
+            if let Some(refusal) = foreign_record(records, tenant, e, owner)? {
+                summary.refused.push((index, refusal));
+                stored.push(false);
+                continue;
+            }
+        }
         let new = records.log_event(tenant.id, e, received_ns)?;
         stored.push(new);
         if !new {
@@ -65,6 +74,35 @@ pub fn apply_batch(
         }
     }
     Ok(summary)
+}
+
+/// Whether a bound key's event would replace a record its owner does not own: a call or a
+/// conversation of another agent (or team), or the analysis of another agent's call. Read in
+/// the writer's transaction, so no other request can change the answer before it applies;
+/// events of unbound keys never get here.
+fn foreign_record(
+    records: &mut impl Records,
+    tenant: &TenantInfo,
+    e: &ParsedEvent,
+    owner: &Owner,
+) -> Result<Option<FieldError>> {
+    let owned_call = |records: &mut _, call_id: &str| -> Result<bool> {
+        let call: Option<CallRecord> = Records::call(records, tenant.id, call_id)?;
+        Ok(call.is_none_or(|c| owner.owns(Some(&c.agent_id), c.team_id.as_deref())))
+    };
+    let foreign = match &e.event {
+        Event::Call(c) => !owned_call(records, &c.call_id)?,
+        Event::Analysis(a) => !owned_call(records, &a.call_id)?,
+        Event::Conversation(c) => records
+            .conversation(tenant.id, &c.conversation_id)?
+            .is_some_and(|old| !owner.owns(old.agent_id.as_deref(), old.team_id.as_deref())),
+        Event::Status(_) | Event::Stage(_) | Event::Csat(_) => false,
+    };
+    let field = match &e.event {
+        Event::Conversation(_) => "conversation_id",
+        _ => "call_id",
+    };
+    Ok(foreign.then(|| owner.refusal(field)))
 }
 
 /// `new` is counted instead of `old` (if anything was counted before).

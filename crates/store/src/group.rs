@@ -117,8 +117,9 @@ pub fn answer(
         Ok(summaries) => {
             metrics.record_commit(started.elapsed(), group.len());
             for (request, Applied { summary, stored, .. }) in group.into_iter().zip(summaries) {
+                let accepted = summary.accepted;
                 let _ = request.reply.send(Ok(summary));
-                if summary.accepted > 0 {
+                if accepted > 0 {
                     let events = request
                         .events
                         .into_iter()

@@ -38,6 +38,9 @@ pub enum StoreError {
     Database(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A query past its cost budget (`engine::query::Budget`): what to narrow.
+    #[error("query too large: {0}")]
+    TooLarge(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -260,7 +263,13 @@ impl TenantInfo {
             Ok(q) => q,
             Err(errors) => return Ok(Err(errors)),
         };
-        let result = dialboard_engine::query::run(&q, &ctx, source).map_err(|e| StoreError::Database(e.to_string()))?;
+        let result =
+            dialboard_engine::query::run(&q, &ctx, source).map_err(|e| match e
+                .downcast_ref::<dialboard_engine::query::QueryTooLarge>()
+            {
+                Some(too_large) => StoreError::TooLarge(too_large.0.clone()),
+                None => StoreError::Database(e.to_string()),
+            })?;
         Ok(Ok(result))
     }
 
@@ -349,10 +358,13 @@ pub struct ApiKey {
     pub rate_limits: Option<RateLimits>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IngestSummary {
     pub accepted: usize,
     pub duplicates: usize,
+    /// Events of a bound key that would have replaced another agent's record, by their index
+    /// in the request: neither logged nor applied.
+    pub refused: Vec<(usize, FieldError)>,
 }
 
 /// One page of raw call records, newest first.

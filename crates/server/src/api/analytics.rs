@@ -3,6 +3,7 @@
 //! every number in a view is what `/query` gives for the same scope and range; views only
 //! arrange, rank and compare those numbers, and add names, goals and costs from the directory.
 
+use super::admission::Permit;
 use super::auth::Principal;
 use super::error::ApiError;
 use super::query::params_body;
@@ -34,6 +35,8 @@ struct View {
     /// The zone of the view's dates (the request's `timezone`, else the tenant's).
     zone: Clock,
     now: i64,
+    /// The view's place among the caller's running queries (its own run side by side).
+    _running: Permit,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -50,6 +53,7 @@ impl View {
     ) -> Result<View, ApiError> {
         principal.require(Scope::Read)?;
         let (base, own) = params_body(params, own, default_preset)?;
+        let _running = state.admission.admit(&principal).await?;
         let tenant = state.store.tenant(principal.tenant_id).await?;
         let zone = match base.get("timezone").and_then(Value::as_str) {
             Some(tz) => Clock::new(tz).map_err(|m| invalid("timezone", m))?,
@@ -64,6 +68,7 @@ impl View {
             own,
             zone,
             now,
+            _running,
         })
     }
 
@@ -121,10 +126,11 @@ impl View {
     /// Runs one query as `/query` would for this caller.
     async fn run(&self, mut body: Value) -> Result<Value, ApiError> {
         self.principal.restrict(&mut body, false)?;
+        let order_by = body["order_by"].clone();
         let result = self.state.store.query(self.tenant.id, body, self.now).await?;
         let mut json = result.map_err(|f| ApiError::invalid("invalid_request", f))?.to_json();
         self.principal
-            .redact(&mut json, self.tenant.settings.leaderboard_privacy);
+            .redact(&mut json, self.tenant.settings.leaderboard_privacy, &order_by);
         Ok(json)
     }
 
@@ -146,7 +152,7 @@ impl View {
     fn date(&self, name: &str) -> Result<Date, ApiError> {
         match self.param(name) {
             None => Ok(self.zone.date_of(self.now)),
-            Some(d) => d.parse().map_err(|_| invalid(name, "must be a date (YYYY-MM-DD)")),
+            Some(d) => dialboard_engine::clock::parse_date(d).map_err(|message| invalid(name, message)),
         }
     }
 

@@ -199,29 +199,6 @@ impl Principal {
             _ => None,
         }
     }
-
-    /// Hides other reps' names from an agent when the tenant asks for leaderboard privacy:
-    /// in a `/query` result grouped by agent, every other agent becomes `"anonymous"`.
-    pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool) {
-        let Some(own) = self.only_named(leaderboard_privacy) else {
-            return;
-        };
-        let columns = result["columns"].as_array();
-        let Some(column) = columns.and_then(|c| c.iter().position(|c| c == "agent")) else {
-            return;
-        };
-        let hide = |rows: &mut Value| {
-            for row in rows.as_array_mut().into_iter().flatten() {
-                if row[column].as_str() != Some(own) {
-                    row[column] = json!("anonymous");
-                }
-            }
-        };
-        hide(&mut result["rows"]);
-        if let Some(comparison) = result.get_mut("comparison") {
-            hide(&mut comparison["rows"]);
-        }
-    }
 }
 
 /// Keys are looked up at most every 30 s (a key revoked elsewhere stops working within that
@@ -513,10 +490,11 @@ mod tests {
         let mut by_agent = json!({"measures": ["total_calls"], "dimensions": ["agent"]});
         p.restrict(&mut by_agent, false).unwrap();
         assert_eq!(by_agent["filters"].get("agent"), None, "a leaderboard is an aggregate");
-        let mut result = json!({"columns": ["agent", "total_calls"], "rows": [["a1", 3], ["a2", 5]]});
-        p.redact(&mut result, false);
+        let mut result =
+            json!({"columns": ["agent", "total_calls"], "rows": [["a1", 3], ["a2", 5]], "totals": {"total_calls": 8}});
+        p.redact(&mut result, false, &Value::Null);
         assert_eq!(result["rows"][1][0], "a2");
-        p.redact(&mut result, true);
+        p.redact(&mut result, true, &Value::Null);
         assert_eq!(result["rows"], json!([["a1", 3], ["anonymous", 5]]));
         let mut records = json!({"filters": {}});
         p.restrict(&mut records, true).unwrap();

@@ -50,12 +50,12 @@ pub async fn put_settings(
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+    if id.is_empty() || id.len() > 256 || id.chars().any(dialboard_engine::is_forbidden_char) {
         return Err(ApiError::invalid(
             "invalid_id",
             vec![FieldError::new(
                 "id",
-                "must be 1 to 256 characters without control characters",
+                "must be 1 to 256 characters without control or bidirectional formatting characters",
             )],
         ));
     }

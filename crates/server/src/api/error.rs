@@ -55,6 +55,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::not_found("not found"),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Invalid(m) => ApiError::bad_request(m),
+            StoreError::TooLarge(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_too_large", m),
             StoreError::Closed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

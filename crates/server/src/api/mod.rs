@@ -1,6 +1,7 @@
 //! The HTTP API (SPEC §5). [`app`] builds the router, so tests drive the real thing.
 
 pub mod admin;
+pub mod admission;
 pub mod analytics;
 pub mod auth;
 pub mod directory;
@@ -10,6 +11,7 @@ pub mod guard;
 pub mod live;
 pub mod openapi;
 pub mod ops;
+pub mod privacy;
 pub mod query;
 pub mod session;
 
@@ -34,6 +36,8 @@ pub struct AppState {
     pub now: Now,
     /// The public origin, trusted proxies and metrics token (`serve` options).
     pub security: guard::Security,
+    /// Queries running at once, per credential and per tenant.
+    pub admission: Arc<admission::Admission>,
 }
 
 /// The current instant in epoch seconds: the wall clock, or a test's.
@@ -67,6 +71,7 @@ impl AppState {
             rate_limits: RateLimits::default(),
             now,
             security,
+            admission: admission::Admission::new(admission::AdmissionLimits::default()),
         })
     }
 

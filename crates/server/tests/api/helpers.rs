@@ -1,5 +1,5 @@
 use dialboard::api::guard::Security;
-use dialboard::api::{app, wall_clock, AppState, Now};
+use dialboard::api::{app, AppState, Now};
 use dialboard::serve::Limits;
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{Scope, Store, TenantSettings};
@@ -24,21 +24,31 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with live subscribers allowed `queue` waiting messages.
     pub async fn spawn_with_live_queue(timezone: &str, queue: usize) -> TestApp {
-        Self::spawn_with(timezone, queue, Security::default(), Limits::default(), wall_clock()).await
+        Self::spawn_with(timezone, queue, |_| {}).await
     }
 
     /// Like [`TestApp::spawn`], with the server's "now" read from `now` (epoch seconds).
     pub async fn spawn_at(timezone: &str, now: Arc<AtomicI64>) -> TestApp {
         let now: Now = Arc::new(move || now.load(Ordering::Relaxed));
-        Self::spawn_with(timezone, dialboard::live::QUEUE_CAPACITY, Security::default(), Limits::default(), now).await
+        Self::spawn_with(timezone, dialboard::live::QUEUE_CAPACITY, |state| state.now = now).await
     }
 
     /// A server deployed as `security` says, serving within `limits` (as `dialboard serve`).
     pub async fn spawn_configured(timezone: &str, queue: usize, security: Security, limits: Limits) -> TestApp {
-        Self::spawn_with(timezone, queue, security, limits, wall_clock()).await
+        Self::spawn_serving(timezone, queue, limits, |state| state.security = security).await
     }
 
-    async fn spawn_with(timezone: &str, queue: usize, security: Security, limits: Limits, now: Now) -> TestApp {
+    /// Like [`TestApp::spawn_with_live_queue`], with the server's state changed by `configure`.
+    pub async fn spawn_with(timezone: &str, queue: usize, configure: impl FnOnce(&mut AppState)) -> TestApp {
+        Self::spawn_serving(timezone, queue, Limits::default(), configure).await
+    }
+
+    async fn spawn_serving(
+        timezone: &str,
+        queue: usize,
+        limits: Limits,
+        configure: impl FnOnce(&mut AppState),
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path().join("test.db"), Options::not_durable()).unwrap());
@@ -49,8 +59,9 @@ impl TestApp {
         let key = add_key(&store, tenant.id, vec![Scope::Ingest, Scope::Read, Scope::Admin], None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = app(AppState::configured(store.clone(), queue, security, now));
-        let serving = dialboard::serve::run(listener, router, limits, std::future::pending());
+        let mut state = AppState::with_live_queue(store.clone(), queue);
+        configure(Arc::get_mut(&mut state).expect("the state is not shared yet"));
+        let serving = dialboard::serve::run(listener, app(state), limits, std::future::pending());
         tokio::spawn(async move { serving.await.unwrap() });
         TestApp {
             url,

@@ -6,6 +6,7 @@ mod analytics;
 mod comparisons;
 mod directory;
 mod hardening_auth;
+mod hardening_query;
 mod helpers;
 mod ingest;
 mod live;

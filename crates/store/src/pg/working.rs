@@ -613,6 +613,15 @@ impl WorkingSet {
         )?;
         for (tenant, set) in &self.tenants {
             set.remove_replaced(tx, *tenant)?;
+            // Ids logged at load that no event used were refused (a bound key's event naming
+            // another agent's record): they were never stored, so a later event may use them.
+            if !set.new_ids.is_empty() {
+                let refused: Vec<&str> = set.new_ids.iter().map(String::as_str).collect();
+                tx.execute(
+                    "DELETE FROM event_ids WHERE tenant_id = $1 AND event_id = ANY($2)",
+                    &[tenant, &refused],
+                )?;
+            }
         }
         let sets = || self.tenants.iter();
         let calls = || sets().flat_map(|(tenant, set)| set.calls.changed().map(move |c| (tenant, c)));

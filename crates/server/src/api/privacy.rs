@@ -1,0 +1,168 @@
+//! What a rep (a credential of agent reach) sees of colleagues in a result broken down by
+//! agent. Aggregates over teams and the tenant stay open to reps; a breakdown by agent is a
+//! leaderboard, so each colleague's row shows only the leaderboard's own measures — volume,
+//! connects, rate, meetings, talk time, call score and hours logged in (the board ranks by
+//! them, SPEC §14 rates per hour logged in) — and every other measure of a colleague (filler
+//! words, idle minutes, talk ratio, sentiment, waits, …) is `null`, as the coaching and
+//! compliance views hide them. Under the tenant's `leaderboard_privacy`, colleagues are
+//! `anonymous`, and rows are ordered by what the caller sees (the query's `order_by`, then the
+//! visible columns), never by the hidden ids: no position links a row to a colleague.
+
+use super::auth::{Principal, Reach};
+use serde_json::{json, Value};
+use std::cmp::Ordering;
+
+/// The measures a rep sees of each colleague: those of the leaderboard views.
+pub const COLLEAGUE_MEASURES: [&str; 7] = [
+    "total_calls",
+    "connected_calls",
+    "connect_rate",
+    "meetings_booked",
+    "total_talk_time",
+    "avg_call_score",
+    "active_hours",
+];
+
+pub const ANONYMOUS: &str = "anonymous";
+
+impl Principal {
+    /// Applies this module's rules to a `/query`-shaped result (`order_by` is the query's).
+    pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool, order_by: &Value) {
+        let Reach::Agent { id: own, .. } = &self.reach else {
+            return;
+        };
+        let columns: Vec<String> = result["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(String::from))
+            .collect();
+        let Some(agent) = columns.iter().position(|c| c == "agent") else {
+            return;
+        };
+        let key_len = result["totals"]
+            .as_object()
+            .map_or(columns.len(), |t| columns.len() - t.len());
+        let hidden: Vec<usize> = (key_len..columns.len())
+            .filter(|i| !COLLEAGUE_MEASURES.contains(&columns[*i].as_str()))
+            .collect();
+        let order = sort_columns(&columns, key_len, order_by);
+        let redact_rows = |rows: &mut Value| {
+            let Some(rows) = rows.as_array_mut() else {
+                return;
+            };
+            for row in rows.iter_mut() {
+                if row[agent].as_str() == Some(own.as_str()) {
+                    continue;
+                }
+                for &i in &hidden {
+                    row[i] = Value::Null;
+                }
+                if leaderboard_privacy {
+                    row[agent] = json!(ANONYMOUS);
+                }
+            }
+            // As the engine does, rows with nothing to show are left out.
+            rows.retain(|row| {
+                row.as_array()
+                    .is_some_and(|r| r[key_len..].iter().any(|v| v.as_f64().is_some_and(|x| x != 0.0)))
+            });
+            if leaderboard_privacy {
+                rows.sort_by(|a, b| compare_visible(a, b, &order, key_len));
+            }
+        };
+        redact_rows(&mut result["rows"]);
+        if let Some(comparison) = result.get_mut("comparison") {
+            redact_rows(&mut comparison["rows"]);
+        }
+    }
+}
+
+/// The columns rows are ordered by: `order_by`'s, then every key column ascending, then every
+/// measure descending (so equal keys are told apart only by what is shown).
+fn sort_columns(columns: &[String], key_len: usize, order_by: &Value) -> Vec<(usize, bool)> {
+    let asked = order_by.as_array().into_iter().flatten().filter_map(|pair| {
+        let column = pair.get(0)?.as_str()?;
+        let desc = pair.get(1)?.as_str()? == "desc";
+        Some((columns.iter().position(|c| c == column)?, desc))
+    });
+    asked
+        .chain((0..key_len).map(|i| (i, false)))
+        .chain((key_len..columns.len()).map(|i| (i, true)))
+        .collect()
+}
+
+fn compare_visible(a: &Value, b: &Value, order: &[(usize, bool)], key_len: usize) -> Ordering {
+    for &(i, desc) in order {
+        let (x, y) = (&a[i], &b[i]);
+        let ord = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            // Null keys come first, as in the engine; null measures last.
+            (true, false) if i < key_len => Ordering::Less,
+            (false, true) if i < key_len => Ordering::Greater,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => {
+                let o = match (x.as_f64(), y.as_f64()) {
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    _ => x.as_str().cmp(&y.as_str()),
+                };
+                if desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    Ordering::Equal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::auth::Actor;
+    use dialboard_store::Scope;
+
+    fn rep() -> Principal {
+        Principal {
+            tenant_id: 1,
+            scopes: vec![Scope::Read],
+            reach: Reach::Agent {
+                id: "a2".into(),
+                teams: vec![],
+            },
+            actor: Actor::Key { id: "k".into() },
+            session: None,
+        }
+    }
+
+    #[test]
+    fn colleagues_show_only_leaderboard_measures() {
+        let mut r = json!({"columns": ["agent", "total_calls", "filler_word_rate"],
+            "rows": [["a1", 3, 2.5], ["a2", 4, 1.0], ["a3", 0, 7.0]],
+            "totals": {"total_calls": 7, "filler_word_rate": 3.5}});
+        rep().redact(&mut r, false, &Value::Null);
+        assert_eq!(r["rows"], json!([["a1", 3, null], ["a2", 4, 1.0]]));
+        assert_eq!(r["totals"]["filler_word_rate"], 3.5, "aggregates stay open");
+    }
+
+    #[test]
+    fn anonymous_rows_are_ordered_by_what_is_visible_not_by_id() {
+        for rows in [
+            json!([["a1", 5], ["a3", 9], ["a4", 7]]),
+            json!([["a1", 9], ["a3", 7], ["a4", 5]]),
+        ] {
+            let mut r = json!({"columns": ["agent", "total_calls"], "rows": rows, "totals": {"total_calls": 21}});
+            rep().redact(&mut r, true, &Value::Null);
+            assert_eq!(r["rows"], json!([["anonymous", 9], ["anonymous", 7], ["anonymous", 5]]));
+        }
+        let mut r = json!({"columns": ["agent", "total_calls"], "rows": [["a1", 5], ["a2", 1], ["a3", 9]],
+            "totals": {"total_calls": 15}});
+        rep().redact(&mut r, true, &json!([["total_calls", "asc"]]));
+        assert_eq!(r["rows"], json!([["a2", 1], ["anonymous", 5], ["anonymous", 9]]));
+    }
+}
