@@ -216,6 +216,14 @@ DO $$ BEGIN
 EXCEPTION WHEN feature_not_supported THEN NULL;
 END $$;
 "#,
+    r#"
+-- A drill-down filtered by an agent, a campaign, a team or a disposition reads that value's
+-- calls newest first.
+CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns, call_id);
+CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns, call_id);
+CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns, call_id);
+CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns, call_id);
+"#,
 ];
 
 /// The advisory locks the nodes coordinate with, each held until its transaction ends.
