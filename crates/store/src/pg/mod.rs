@@ -444,6 +444,61 @@ fn portal_rows<'t, 'c>(
     })
 }
 
+/// Per agent (in the order given), the calls of the range newer than its latest call outside
+/// the run's dispositions: one statement, two index probes per agent.
+const STREAKS: &str = "SELECT (SELECT count(*) FROM calls c WHERE c.tenant_id = $1 AND c.agent_id = a.agent_id \
+     AND c.started_ns >= $2 AND c.started_ns < $3 \
+     AND (b.started_ns IS NULL OR (c.started_ns, c.call_id) > (b.started_ns, b.call_id))) \
+     FROM unnest($4::text[]) WITH ORDINALITY AS a(agent_id, ord) \
+     LEFT JOIN LATERAL (SELECT x.started_ns, x.call_id FROM calls x WHERE x.tenant_id = $1 AND x.agent_id = a.agent_id \
+     AND x.started_ns >= $2 AND x.started_ns < $3 AND x.disposition <> ALL($5::text[]) \
+     ORDER BY x.started_ns DESC, x.call_id DESC LIMIT 1) b ON true ORDER BY a.ord";
+
+/// The start (ns) of the tenant's earliest call: where a drill-down's `all_time` begins.
+fn earliest_call(conn: &mut Conn, tenant_id: i64) -> Result<Option<i64>> {
+    let statement = conn.prepare("SELECT min(started_ns) FROM calls WHERE tenant_id = $1")?;
+    Ok(conn.client.query_one(&statement, &[&tenant_id])?.get(0))
+}
+
+/// The statement of a drill-down page: its filters are conditions of the SQL
+/// ([`drill::Drill::pushed`], in that order from `$6`); the planner picks the index.
+fn drill_sql(pushed: &[drill::Pushed]) -> String {
+    let mut sql = String::from(
+        "WHERE c.tenant_id = $1 AND c.started_ns >= $2 AND c.started_ns < $3 AND (c.started_ns, c.call_id) < ($4, $5)",
+    );
+    for (i, p) in pushed.iter().enumerate() {
+        let null = if p.or_null {
+            format!(" OR c.{} IS NULL", p.column)
+        } else {
+            String::new()
+        };
+        sql += &format!(" AND (c.{} = ANY(${}::text[]){null})", p.column, i + 6);
+    }
+    sql += " ORDER BY c.started_ns DESC, c.call_id DESC";
+    select_calls_with_analysis("calls c", &sql)
+}
+
+/// One page of a drill-down, newest first, by `statement` (its [`drill_sql`]).
+fn drill_page(
+    tx: &mut postgres::Transaction,
+    statement: &Statement,
+    tenant: &TenantInfo,
+    drill: &drill::Drill,
+    limit: usize,
+) -> Result<CallsPage> {
+    let range = drill.query.range;
+    let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
+    let pushed = drill.pushed(tenant);
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+        vec![&tenant.id, &start, &end, &drill.after.0, &drill.after.1];
+    params.extend(pushed.iter().map(|p| &p.values as &(dyn postgres::types::ToSql + Sync)));
+    let portal = tx.bind(statement, &params)?;
+    // Rows come in chunks until the page is full.
+    let chunk = (limit as i32 + 1).max(100);
+    let rows = portal_rows(tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
+    drill::page(tenant, drill, limit, rows)
+}
+
 const CELLS_IN_RANGE: &str = "SELECT bucket, block FROM cells WHERE tenant_id = $1 AND cuboid = $2 AND grain = $3 \
      AND bucket >= $4 AND bucket < $5 UNION ALL SELECT bucket, block FROM cell_deltas WHERE tenant_id = $1 \
      AND cuboid = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5";
@@ -657,24 +712,76 @@ impl Store for PgStore {
     ) -> Result<Result<CallsPage, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
         self.with(move |conn, _| {
-            let drill = match drill::parse(&tenant, &request, now) {
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            let statement = conn.prepare(&select_calls_with_analysis(
-                "calls c",
-                "WHERE c.tenant_id = $1 AND c.started_ns >= $2 AND c.started_ns < $3 \
-                 AND (c.started_ns, c.call_id) < ($4, $5) ORDER BY c.started_ns DESC, c.call_id DESC",
-            ))?;
-            let range = drill.query.range;
-            let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
+            let statement = conn.prepare(&drill_sql(&drill.pushed(&tenant)))?;
             let mut tx = conn.client.transaction()?;
-            let portal = tx.bind(&statement, &[&tenant.id, &start, &end, &drill.after.0, &drill.after.1])?;
-            // Rows come in chunks until the page is full.
-            let chunk = (request.limit as i32 + 1).max(100);
-            let rows = portal_rows(&mut tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
-            let page = drill::page(&tenant, &drill, request.limit, rows)?;
+            let page = drill_page(&mut tx, &statement, &tenant, &drill, request.limit)?;
+            tx.commit()?;
             Ok(Ok(page))
+        })
+        .await
+    }
+
+    async fn calls_per_agent(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        agents: Vec<String>,
+        now: i64,
+    ) -> Result<Result<Vec<CallsPage>, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.with(move |conn, _| {
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
+                Ok(d) => d,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            let drills = drill::per_agent(&drill, &agents);
+            // Prepared before the snapshot (the connection's cache makes them one statement).
+            let statements = drills
+                .iter()
+                .map(|d| {
+                    d.as_ref()
+                        .map(|d| conn.prepare(&drill_sql(&d.pushed(&tenant))))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // One snapshot for all of them.
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let mut pages = Vec::with_capacity(agents.len());
+            for (one, statement) in drills.iter().zip(&statements) {
+                pages.push(match (one, statement) {
+                    (Some(d), Some(statement)) => drill_page(&mut tx, statement, &tenant, d, request.limit)?,
+                    _ => CallsPage::default(),
+                });
+            }
+            tx.commit()?;
+            Ok(Ok(pages))
+        })
+        .await
+    }
+
+    async fn disposition_streaks(
+        &self,
+        tenant_id: i64,
+        agents: Vec<String>,
+        from_ns: i64,
+        to_ns: i64,
+        dispositions: Vec<String>,
+    ) -> Result<Vec<i64>> {
+        self.with(move |conn, _| {
+            let statement = conn.prepare(STREAKS)?;
+            let rows = conn
+                .client
+                .query(&statement, &[&tenant_id, &from_ns, &to_ns, &agents, &dispositions])?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
         })
         .await
     }
