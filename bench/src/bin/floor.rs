@@ -178,16 +178,18 @@ fn ingest(conn: &mut Connection, layout: &Layout, calls: &[Call], catch_up: &Cat
     Ok(())
 }
 
+/// The storage floor of SQLite ingest (see the crate's bench/README.md).
+#[derive(clap::Parser)]
+#[command(about, long_about = None)]
+struct Flags {
+    /// Calls written through each layout
+    #[arg(long, default_value_t = 1_000_000)]
+    calls: usize,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut total = 1_000_000;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next()) {
-            ("--calls", Some(n)) => total = n.parse()?,
-            _ => anyhow::bail!("usage: floor [--calls N]"),
-        }
-    }
-    let calls = calls(total);
+    let flags = <Flags as clap::Parser>::parse();
+    let calls = calls(flags.calls);
     println!(
         "# SQLite storage floor: {} calls, transactions of {CALLS_PER_TRANSACTION}, synchronous=FULL, WAL\n",
         calls.len()
