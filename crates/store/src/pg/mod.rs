@@ -54,8 +54,83 @@ const COMPACT_EVERY: Duration = Duration::from_millis(500);
 /// per key (seconds a batch).
 const WRITER_SESSION: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off; \
                               SET enable_bitmapscan = off; SET enable_material = off";
-/// Idle connections kept for reads and administration.
-const POOL_SIZE: usize = 8;
+/// The pool of connections for reads and administration (besides the writer's, the
+/// compactor's and the listener's own), from the database URL's `pool_max_size` and
+/// `pool_timeout_seconds` parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolOptions {
+    /// Connections open at most: a burst of requests waits for one rather than opening more.
+    pub max_size: u32,
+    /// How long a request waits for a free connection before it fails.
+    pub timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 16,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PoolOptions {
+    /// Takes the pool's parameters out of a database URL: the options and the URL without them
+    /// (the PostgreSQL client knows no such parameters).
+    pub fn from_url(url: &str) -> Result<(PoolOptions, String)> {
+        let mut options = PoolOptions::default();
+        let Some((base, query)) = url.split_once('?') else {
+            return Ok((options, url.to_string()));
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = || -> Result<u32> {
+                value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| StoreError::Invalid(format!("database URL: {name} must be a whole number ≥ 1")))
+            };
+            match name {
+                "pool_max_size" => options.max_size = number()?,
+                "pool_timeout_seconds" => options.timeout = Duration::from_secs(number()?.into()),
+                _ => kept.push(pair),
+            }
+        }
+        let url = match kept.is_empty() {
+            true => base.to_string(),
+            false => format!("{base}?{}", kept.join("&")),
+        };
+        Ok((options, url))
+    }
+}
+
+/// Makes the pool's connections (with the PostgreSQL client's manager) and checks them: each
+/// is tested with an empty query when taken, and dropped once closed.
+struct Manager(r2d2_postgres::PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
+
+type Pool = r2d2::Pool<Manager>;
 
 /// What one node tells the others.
 #[derive(Debug, PartialEq)]
@@ -188,9 +263,9 @@ impl Conn {
 }
 
 pub struct PgStore {
-    config: postgres::Config,
     shared: Arc<Shared>,
-    pool: Arc<Mutex<Vec<Conn>>>,
+    /// Taken when the store closes: connections own runtimes, dropped off async threads.
+    pool: Mutex<Option<Pool>>,
     writer: WriterQueue<Command>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
@@ -203,8 +278,10 @@ fn off_runtime<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T
 }
 
 impl PgStore {
-    /// Connects, migrates (one node at a time) and starts the node's threads.
+    /// Connects, migrates (one node at a time) and starts the node's threads; the URL may
+    /// carry the pool's parameters ([`PoolOptions::from_url`]).
     pub fn open(url: &str) -> Result<PgStore> {
+        let (options, url) = PoolOptions::from_url(url)?;
         let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
@@ -248,10 +325,16 @@ impl PgStore {
                 Box::new(move || listen_loop(&config, &stop, &shared))
             })?,
         ];
+        // Connections are made when first needed (none is kept open while idle for long).
+        let pool = r2d2::Pool::builder()
+            .max_size(options.max_size)
+            .min_idle(Some(0))
+            .connection_timeout(options.timeout)
+            .test_on_check_out(true)
+            .build_unchecked(Manager(r2d2_postgres::PostgresConnectionManager::new(config, NoTls)));
         Ok(PgStore {
-            config,
             shared,
-            pool: Arc::default(),
+            pool: Mutex::new(Some(pool)),
             writer: WriterQueue::new(tx),
             threads: Mutex::new(threads),
             stop,
@@ -263,22 +346,13 @@ impl PgStore {
         &self,
         job: impl FnOnce(&mut Conn, &Shared) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let (pool, shared, config) = (self.pool.clone(), self.shared.clone(), self.config.clone());
+        let pool = self.pool.lock().expect("pool lock").clone().ok_or(StoreError::Closed)?;
+        let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            let taken = pool.lock().expect("pool lock").pop();
-            let mut conn = match taken {
-                Some(c) if !c.client.is_closed() => c,
-                _ => Conn {
-                    client: config.connect(NoTls)?,
-                    statements: HashMap::new(),
-                },
-            };
-            let out = job(&mut conn, &shared);
-            let mut pool = pool.lock().expect("pool lock");
-            if pool.len() < POOL_SIZE && !conn.client.is_closed() {
-                pool.push(conn);
-            }
-            out
+            let mut conn = pool
+                .get()
+                .map_err(|e| StoreError::Database(format!("no database connection within the pool's timeout: {e}")))?;
+            job(&mut conn, &shared)
         })
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
@@ -297,7 +371,7 @@ impl Drop for PgStore {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         // Connections own runtimes, which must not be dropped on an async thread.
-        let pool = std::mem::take(&mut *self.pool.lock().expect("pool lock"));
+        let pool = self.pool.lock().expect("pool lock").take();
         let writer = self.writer.close();
         std::thread::spawn(move || drop((pool, writer)));
     }
@@ -847,7 +921,7 @@ impl Store for PgStore {
         let writer = self.writer.shut_down(Command::Shutdown).await;
         self.stop.store(true, Ordering::Relaxed);
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
-        let pool = std::mem::take(&mut *self.pool.lock().expect("pool lock"));
+        let pool = self.pool.lock().expect("pool lock").take();
         let _ = tokio::task::spawn_blocking(move || {
             drop((writer, pool));
             for t in threads {
