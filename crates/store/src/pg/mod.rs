@@ -3,8 +3,8 @@
 //! Each node has one ingest thread (group commit; see `writer.rs`), a compaction thread (the
 //! job runs on one node at a time, under an advisory lock), a listener thread (`LISTEN
 //! dialboard`: changes committed by other nodes reach this node's live subscribers, and their
-//! settings and directory changes clear this node's caches) and a small pool of connections for
-//! everything else, used from tokio's blocking threads.
+//! settings and directory changes clear this node's caches) and a bounded pool of connections
+//! for everything else ([`PoolOptions`]), used from tokio's blocking threads.
 //!
 //! Rollups are exact as on SQLite: the same cells and contributions (`crate::apply`), kept as
 //! cell blocks plus per-transaction delta rows that queries add in (in one snapshot) until the
