@@ -219,10 +219,10 @@ END $$;
     r#"
 -- A drill-down filtered by an agent, a campaign, a team or a disposition reads that value's
 -- calls newest first.
-CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns, call_id);
-CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns, call_id);
-CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns, call_id);
-CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns, call_id);
+CREATE INDEX IF NOT EXISTS calls_by_agent ON calls (tenant_id, agent_id, started_ns, call_id);
+CREATE INDEX IF NOT EXISTS calls_by_campaign ON calls (tenant_id, campaign_id, started_ns, call_id);
+CREATE INDEX IF NOT EXISTS calls_by_team ON calls (tenant_id, team_id, started_ns, call_id);
+CREATE INDEX IF NOT EXISTS calls_by_disposition ON calls (tenant_id, disposition, started_ns, call_id);
 "#,
 ];
 
