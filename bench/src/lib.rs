@@ -9,7 +9,31 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The flags of the benchmarks: `--calls N --clients N --repeat N`.
+/// The flags of the benchmarks that ingest generated calls over HTTP.
+#[derive(Debug, Clone, Copy, clap::Parser)]
+#[command(about, long_about = None)]
+pub struct Flags {
+    /// Calls in the (largest) dataset [default: the benchmark's own]
+    #[arg(long)]
+    pub calls: Option<usize>,
+    /// Concurrent HTTP clients sending batches
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Measured runs of each query [default: the benchmark's own]
+    #[arg(long)]
+    pub repeat: Option<usize>,
+    /// Agents the calls are spread over
+    #[arg(long, default_value_t = AGENTS)]
+    pub agents: usize,
+    /// Teams the agents are spread over
+    #[arg(long, default_value_t = TEAMS)]
+    pub teams: usize,
+    /// Call and event ids that count up (`c1`, `e1`, …) instead of random UUIDv4s
+    #[arg(long)]
+    pub counting_ids: bool,
+}
+
+/// The benchmarks' settings, their own defaults applied.
 #[derive(Debug, Clone, Copy)]
 pub struct Args {
     /// Calls in the (largest) dataset.
@@ -18,27 +42,65 @@ pub struct Args {
     pub clients: usize,
     /// Measured runs of each query.
     pub repeat: usize,
+    /// What the generated calls look like.
+    pub shape: Shape,
 }
 
 impl Args {
+    /// The command line (`--help` lists it), with this benchmark's default dataset size and
+    /// runs per query.
     pub fn parse(calls: usize, repeat: usize) -> anyhow::Result<Args> {
-        let mut a = Args {
-            calls,
-            clients: 4,
-            repeat,
-        };
-        let mut it = std::env::args().skip(1);
-        while let Some(flag) = it.next() {
-            let value: usize = it.next().context("a value after each flag")?.parse()?;
-            match flag.as_str() {
-                "--calls" => a.calls = value,
-                "--clients" => a.clients = value,
-                "--repeat" => a.repeat = value,
-                other => bail!("unknown flag {other}"),
-            }
+        let flags = <Flags as clap::Parser>::parse();
+        if flags.agents == 0 || flags.teams == 0 {
+            bail!("--agents and --teams must be at least 1");
         }
-        Ok(a)
+        Ok(Args {
+            calls: flags.calls.unwrap_or(calls),
+            clients: flags.clients,
+            repeat: flags.repeat.unwrap_or(repeat),
+            shape: Shape {
+                agents: flags.agents,
+                teams: flags.teams,
+                uuid_ids: !flags.counting_ids,
+            },
+        })
     }
+}
+
+/// The generated tenant: how many agents and teams, and the kind of ids.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub agents: usize,
+    pub teams: usize,
+    /// Random UUIDv4 ids, as real sources send; otherwise ids that count up.
+    pub uuid_ids: bool,
+}
+
+impl Default for Shape {
+    /// The sessions' figures before ids were random: 200 agents in 10 teams, counting ids.
+    fn default() -> Self {
+        Shape {
+            agents: AGENTS,
+            teams: TEAMS,
+            uuid_ids: false,
+        }
+    }
+}
+
+/// A random UUIDv4 (RFC 9562: version 4, variant 10).
+pub fn uuid_v4(rng: &mut impl Rng) -> String {
+    let mut b: [u8; 16] = rng.random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 pub struct Server {
@@ -180,7 +242,21 @@ pub const CONNECTED: [&str; 4] = ["Connected", "Meeting Booked", "Interested", "
 /// `meeting_booked` stage, and one in four of those a `closed_won` some days later (these
 /// stage events ride in the same batches and are not counted as calls).
 pub fn batches(from: usize, to: usize, total: usize, seed: u64) -> Vec<Vec<u8>> {
+    shaped_batches(from, to, total, seed, &Shape::default())
+}
+
+/// [`batches`] of a tenant of another [`Shape`]. Ids come from a generator of their own, so
+/// the calls are the same whatever their ids.
+pub fn shaped_batches(from: usize, to: usize, total: usize, seed: u64, shape: &Shape) -> Vec<Vec<u8>> {
     let mut rng = SmallRng::seed_from_u64(seed);
+    let mut ids = SmallRng::seed_from_u64(seed ^ 0x1d5);
+    let mut id = |prefix: &str, i: usize| {
+        if shape.uuid_ids {
+            uuid_v4(&mut ids)
+        } else {
+            format!("{prefix}{i}")
+        }
+    };
     let talk = LogNormal::new(5.1, 0.8).expect("valid");
     let span = (DAYS * 86_400) as f64;
     (from..to)
@@ -199,7 +275,7 @@ pub fn batches(from: usize, to: usize, total: usize, seed: u64) -> Vec<Vec<u8>> 
                         r < 0.0
                     })
                     .map_or("No Answer", |d| d.0);
-                let agent_number = rng.random_range(0..AGENTS);
+                let agent_number = rng.random_range(0..shape.agents);
                 let agent = format!("agent-{agent_number:03}");
                 let connected = CONNECTED.contains(&disposition);
                 let contact = format!("contact-{}", rng.random_range(0..(total / 4).max(1)));
@@ -211,28 +287,23 @@ pub fn batches(from: usize, to: usize, total: usize, seed: u64) -> Vec<Vec<u8>> 
                     0
                 };
                 let at = |t: i64| jiff::Timestamp::from_second(t).expect("in range").to_string();
-                events.push(
-                    json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"),
-                    "agent_id": agent, "team_id": format!("team-{}", agent_number % TEAMS), "contact_id": contact,
+                let call_id = id("c", i);
+                events.push(json!({"id": id("e", i), "type": "call", "call_id": call_id,
+                    "agent_id": agent, "team_id": format!("team-{}", agent_number % shape.teams), "contact_id": contact,
                     "campaign_id": campaign, "lead_source": source,
                     "direction": "outbound", "disposition": disposition,
                     "started_at": at(started), "talk_seconds": talk_seconds,
                     "wait_seconds": if connected { rng.random_range(0..8) } else { 0 },
-                    "wrap_seconds": rng.random_range(5..120)}),
-                );
+                    "wrap_seconds": rng.random_range(5..120)}));
                 if disposition == "Meeting Booked" {
                     let stage = |id: String, stage: &str, t: i64| {
                         json!({"id": id, "type": "lead_stage",
                         "contact_id": contact, "stage": stage, "at": at(t), "agent_id": agent,
-                        "campaign_id": campaign, "lead_source": source, "call_id": format!("c{i}")})
+                        "campaign_id": campaign, "lead_source": source, "call_id": call_id})
                     };
-                    events.push(stage(format!("m{i}"), "meeting_booked", started + talk_seconds));
+                    events.push(stage(id("m", i), "meeting_booked", started + talk_seconds));
                     if rng.random_range(0..4) == 0 {
-                        let mut won = stage(
-                            format!("w{i}"),
-                            "closed_won",
-                            started + rng.random_range(3..20) * 86_400,
-                        );
+                        let mut won = stage(id("w", i), "closed_won", started + rng.random_range(3..20) * 86_400);
                         won["amount"] = json!(rng.random_range(500..20_000));
                         events.push(won);
                     }

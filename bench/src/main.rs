@@ -1,4 +1,5 @@
-//! `cargo run --release -p dialboard-bench -- [--calls N] [--clients N] [--repeat N]`
+//! `cargo run --release -p dialboard-bench -- [--calls N] [--clients N] [--repeat N] [--agents N]
+//! [--teams N] [--counting-ids]` (`--help` explains them)
 //!
 //! Starts the release `dialboard serve` on a fresh SQLite file, ingests generated calls over
 //! HTTP in batches of 1,000 (each batch durable before its 200), and at 100k calls and at the
@@ -6,8 +7,8 @@
 //! plain GROUP BY over the raw `calls` rows of the same file (the peer of SPEC §10).
 
 use dialboard_bench::{
-    batches, dashboard_queries, ingest, measure_dialboard, percentile, settle, start_server, Args, Latency, Server,
-    BATCH, T0,
+    dashboard_queries, ingest, measure_dialboard, percentile, settle, shaped_batches, start_server, Args, Latency,
+    Server, BATCH, T0,
 };
 use std::time::{Duration, Instant};
 
@@ -36,18 +37,68 @@ fn peer_queries() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The analytics views of the dashboards, over the generated calls.
-const VIEWS: [(&str, &str); 4] = [
+/// The analytics views of the dashboards, over the generated calls (dates inside their 90
+/// days; views whose range is relative to now, trends and lead volume, read recent empty days).
+const VIEWS: [(&str, &str); 19] = [
+    ("KPIs (day)", "metrics?start=2026-08-29&end=2026-08-30"),
+    ("call metrics (30 days)", "call-metrics?start=2026-07-31&end=2026-08-30"),
+    ("dispositions (30 days)", "dispositions?start=2026-07-31&end=2026-08-30"),
     (
         "scorecard (week)",
         "agent-scorecard/agent-007?period=weekly&date=2026-08-12",
     ),
     ("team leaderboard (day)", "team-leaderboard/team-3?date=2026-08-15"),
+    (
+        "leaderboard, every agent (30 days)",
+        "leaderboard?start=2026-07-31&end=2026-08-30",
+    ),
     ("heatmap (30 days)", "call-time-heatmap?start=2026-07-31&end=2026-08-30"),
+    ("trends (last 30 days)", "trends/agent-007"),
     (
         "pipeline funnel (30 days)",
         "pipeline-funnel?group_by=campaign&start=2026-07-31&end=2026-08-30",
     ),
+    ("lead sources (30 days)", "lead-sources?start=2026-07-31&end=2026-08-30"),
+    (
+        "conversion funnel (30 days)",
+        "conversion-funnel?start=2026-07-31&end=2026-08-30",
+    ),
+    ("lead volume (30d)", "lead-volume?period=30d"),
+    ("intents (30 days)", "intents?start=2026-07-31&end=2026-08-30"),
+    ("channels (30 days)", "channels?start=2026-07-31&end=2026-08-30"),
+    (
+        "campaign (30 days)",
+        "campaigns/campaign-1?start=2026-07-31&end=2026-08-30",
+    ),
+    ("coaching (team, week)", "coaching-opportunities/team-3?date=2026-08-15"),
+    ("compliance (day)", "compliance?date=2026-08-15"),
+    (
+        "team leaderboard (30 days)",
+        "team-leaderboard/team-3?start=2026-07-31&end=2026-08-30",
+    ),
+    (
+        "leaderboard, every agent (day)",
+        "leaderboard?start=2026-08-15&end=2026-08-16",
+    ),
+];
+
+/// Drill-downs (`GET /api/v1/calls`, a page of 100) over 30 days, by each filter, and all time.
+const DRILLS: [(&str, &str); 9] = [
+    ("no filter", "start=2026-07-31&end=2026-08-30"),
+    ("agent", "start=2026-07-31&end=2026-08-30&agent=agent-007"),
+    ("team", "start=2026-07-31&end=2026-08-30&team=team-3"),
+    ("campaign", "start=2026-07-31&end=2026-08-30&campaign=campaign-1"),
+    ("disposition (1%)", "start=2026-07-31&end=2026-08-30&disposition=DNC"),
+    (
+        "disposition category connected",
+        "start=2026-07-31&end=2026-08-30&disposition_category=connected",
+    ),
+    (
+        "disposition category invalid",
+        "start=2026-07-31&end=2026-08-30&disposition_category=invalid",
+    ),
+    ("all time", "preset=all_time"),
+    ("all time, agent", "preset=all_time&agent=agent-007"),
 ];
 
 fn measure_peer(db: &std::path::Path, sql: &str, repeat: usize) -> anyhow::Result<Latency> {
@@ -131,6 +182,17 @@ async fn report_queries(
         println!("| {name} | {:.2} | {:.2} |", v.p50, v.p99);
         latencies.push((name.to_string(), v));
     }
+    println!("\n| drill-down (GET /api/v1/calls, 100 calls a page) | p50 ms | p99 ms | calls on the page |");
+    println!("|---|---|---|---|");
+    for (name, query) in DRILLS {
+        let url = format!("{}/api/v1/calls?{query}", server.url);
+        let drill = || client.get(&url).bearer_auth(&server.key);
+        let d = measure_dialboard(drill, (repeat / 2).max(5)).await?;
+        let page: serde_json::Value = drill().send().await?.json().await?;
+        let shown = page["calls"].as_array().map_or(0, Vec::len);
+        println!("| {name} | {:.2} | {:.2} | {shown} |", d.p50, d.p99);
+        latencies.push((format!("drill-down: {name}"), d));
+    }
     println!("\nserver resident memory: {:.0} MB", rss_mb(server.child.id()));
     Ok(latencies)
 }
@@ -147,7 +209,7 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, L
     // Generate a million calls at a time (not timed), then send them (timed).
     while ingested < calls {
         let next = (ingested + 1_000_000).min(calls);
-        let bodies: Vec<Vec<u8>> = batches(ingested, next, calls, ingested as u64)
+        let bodies: Vec<Vec<u8>> = shaped_batches(ingested, next, calls, ingested as u64, &args.shape)
             .into_iter()
             .rev()
             .collect();
@@ -180,8 +242,11 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, L
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse(10_000_000, 200)?;
     println!(
-        "# dialboard benchmark (SQLite store), datasets of 100000 and {} calls over 90 days\n",
-        args.calls
+        "# dialboard benchmark (SQLite store), datasets of 100000 and {} calls over 90 days, {} agents in {} teams, {} ids\n",
+        args.calls,
+        args.shape.agents,
+        args.shape.teams,
+        if args.shape.uuid_ids { "UUIDv4" } else { "counting" }
     );
     let small = 100_000.min(args.calls);
     let at_small = run_dataset(small, &args).await?;

@@ -13,17 +13,18 @@
 
 use anyhow::{bail, Context};
 use dialboard_bench::{
-    batches, dashboard_queries, ingest, measure_dialboard, percentile, settle, start_server_on, Args, Latency, T0,
+    dashboard_queries, ingest, measure_dialboard, percentile, settle, shaped_batches, start_server_on, Args, Latency,
+    Shape, T0,
 };
 use dialboard_store::pg::cluster::Cluster;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// The generated calls, a million at a time (the same seeds for every system).
-fn chunks(calls: usize) -> impl Iterator<Item = Vec<Vec<u8>>> {
+fn chunks(calls: usize, shape: Shape) -> impl Iterator<Item = Vec<Vec<u8>>> {
     (0..calls)
         .step_by(1_000_000)
-        .map(move |from| batches(from, (from + 1_000_000).min(calls), calls, from as u64))
+        .map(move |from| shaped_batches(from, (from + 1_000_000).min(calls), calls, from as u64, &shape))
 }
 
 struct Measured {
@@ -59,7 +60,7 @@ async fn dialboard(database: &str, args: &Args) -> anyhow::Result<Measured> {
     let client = reqwest::Client::new();
     server.ready(&client).await?;
     let mut took = Duration::ZERO;
-    for bodies in chunks(args.calls) {
+    for bodies in chunks(args.calls, args.shape) {
         took += ingest(&server, &client, bodies.into_iter().rev().collect(), args.clients).await?;
     }
     settle()?;
@@ -253,7 +254,7 @@ fn seed_design(url: &str, args: &Args) -> anyhow::Result<SeedMeasured> {
     let mut client = postgres::Client::connect(url, postgres::NoTls)?;
     client.batch_execute(SEED_SCHEMA)?;
     let mut took = Duration::ZERO;
-    for bodies in chunks(args.calls) {
+    for bodies in chunks(args.calls, args.shape) {
         let started = Instant::now();
         for body in &bodies {
             insert_batch(&mut client, body)?;

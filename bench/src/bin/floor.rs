@@ -8,7 +8,7 @@
 //! call record alone, to show what the ingest target (SPEC §10: ≥ 100,000 calls/s) leaves for
 //! everything else.
 
-use dialboard_bench::{batches, BATCH};
+use dialboard_bench::{shaped_batches, Shape, BATCH};
 use dialboard_store::sqlite::wal::{CatchUp, WalCheckpointer};
 use dialboard_store::sqlite::{configure, Options};
 use rusqlite::{params, Connection};
@@ -37,22 +37,34 @@ struct Layout {
     event_keys_only: bool,
     record_index: bool,
     contact_index: bool,
+    /// The drill-down's indexes of calls by agent, campaign, team and disposition.
+    drill_indexes: bool,
 }
 
-const LAYOUTS: [Layout; 5] = [
+const LAYOUTS: [Layout; 6] = [
     Layout {
         name: "as stored before session 8: raw events by id + record index, calls + start and contact indexes",
         event_bodies: true,
         event_keys_only: false,
         record_index: true,
         contact_index: true,
+        drill_indexes: false,
     },
     Layout {
-        name: "without the contact index (as stored now)",
+        name: "as stored now: without the contact index, with the drill-down's four indexes",
         event_bodies: true,
         event_keys_only: false,
         record_index: true,
         contact_index: false,
+        drill_indexes: true,
+    },
+    Layout {
+        name: "without the contact index (as stored before the drill-down's indexes)",
+        event_bodies: true,
+        event_keys_only: false,
+        record_index: true,
+        contact_index: false,
+        drill_indexes: false,
     },
     Layout {
         name: "without the contact and record indexes",
@@ -60,6 +72,7 @@ const LAYOUTS: [Layout; 5] = [
         event_keys_only: false,
         record_index: false,
         contact_index: false,
+        drill_indexes: false,
     },
     Layout {
         name: "event ids only, the bodies as one row per transaction; calls + start index",
@@ -67,6 +80,7 @@ const LAYOUTS: [Layout; 5] = [
         event_keys_only: true,
         record_index: false,
         contact_index: false,
+        drill_indexes: false,
     },
     Layout {
         name: "the call record alone (calls + start index)",
@@ -74,14 +88,15 @@ const LAYOUTS: [Layout; 5] = [
         event_keys_only: false,
         record_index: false,
         contact_index: false,
+        drill_indexes: false,
     },
 ];
 
 const CALLS_PER_TRANSACTION: usize = 4 * BATCH;
 
-fn calls(total: usize) -> Vec<Call> {
+fn calls(total: usize, shape: &Shape) -> Vec<Call> {
     let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
-    batches(0, total, total, 7)
+    shaped_batches(0, total, total, 7, shape)
         .iter()
         .flat_map(|b| serde_json::from_slice::<Vec<Value>>(b).expect("generated JSON"))
         .filter(|e| e["type"] == "call")
@@ -120,6 +135,14 @@ fn open(path: &std::path::Path, layout: &Layout) -> rusqlite::Result<Connection>
     if layout.record_index {
         conn.execute_batch(
             "CREATE INDEX events_by_record ON events (tenant_id, record_key) WHERE record_key IS NOT NULL",
+        )?;
+    }
+    if layout.drill_indexes {
+        conn.execute_batch(
+            "CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns);
+             CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns);
+             CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns);
+             CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns);",
         )?;
     }
     if layout.contact_index {
@@ -178,19 +201,34 @@ fn ingest(conn: &mut Connection, layout: &Layout, calls: &[Call], catch_up: &Cat
     Ok(())
 }
 
+/// The storage floor of SQLite ingest (see the crate's bench/README.md).
+#[derive(clap::Parser)]
+#[command(about, long_about = None)]
+struct Flags {
+    /// Calls written through each layout
+    #[arg(long, default_value_t = 1_000_000)]
+    calls: usize,
+    /// Agents the calls are spread over
+    #[arg(long, default_value_t = dialboard_bench::AGENTS)]
+    agents: usize,
+    /// Random UUIDv4 ids instead of ids that count up
+    #[arg(long)]
+    uuid_ids: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut total = 1_000_000;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next()) {
-            ("--calls", Some(n)) => total = n.parse()?,
-            _ => anyhow::bail!("usage: floor [--calls N]"),
-        }
-    }
-    let calls = calls(total);
+    let flags = <Flags as clap::Parser>::parse();
+    let shape = Shape {
+        agents: flags.agents.max(1),
+        uuid_ids: flags.uuid_ids,
+        ..Shape::default()
+    };
+    let calls = calls(flags.calls, &shape);
     println!(
-        "# SQLite storage floor: {} calls, transactions of {CALLS_PER_TRANSACTION}, synchronous=FULL, WAL\n",
-        calls.len()
+        "# SQLite storage floor: {} calls of {} agents, {} ids, transactions of {CALLS_PER_TRANSACTION}, synchronous=FULL, WAL\n",
+        calls.len(),
+        shape.agents,
+        if shape.uuid_ids { "UUIDv4" } else { "counting" }
     );
     println!("| layout | calls/s | file + log, MB |\n|---|---|---|");
     for layout in &LAYOUTS {

@@ -129,19 +129,21 @@ async fn run(server: &Server, s: &Scenario, first_total: i64) -> anyhow::Result<
     Ok(final_total)
 }
 
+/// Live updates: freshness and fan-out over WebSocket (see the crate's bench/README.md).
+#[derive(clap::Parser)]
+#[command(about, long_about = None)]
+struct Flags {
+    /// WebSocket subscribers of the fan-out scenario
+    #[arg(long, default_value_t = 2000)]
+    subscribers: usize,
+    /// Seconds each scenario runs
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut subscribers = 2000;
-    let mut seconds = 20;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value: u64 = it.next().context("a value after each flag")?.parse()?;
-        match flag.as_str() {
-            "--subscribers" => subscribers = value as usize,
-            "--seconds" => seconds = value,
-            other => bail!("unknown flag {other}"),
-        }
-    }
+    let Flags { subscribers, seconds } = <Flags as clap::Parser>::parse();
     let dir = std::env::temp_dir().join(format!("dialboard-live-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut server = start_server(&dir)?;

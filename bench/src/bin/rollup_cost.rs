@@ -15,8 +15,17 @@ use dialboard_store::{TenantInfo, TenantSettings};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+/// The rollup work per call (see the crate's bench/README.md).
+#[derive(clap::Parser)]
+#[command(about, long_about = None)]
+struct Flags {
+    /// Calls recorded
+    #[arg(long, default_value_t = 1_000_000)]
+    calls: usize,
+}
+
 fn main() {
-    let total = 1_000_000;
+    let total = <Flags as clap::Parser>::parse().calls;
     // The ingest bench's calls, parsed beforehand: parsing is not rollup work.
     let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
     let calls: Vec<_> = batches(0, total, total, 7)

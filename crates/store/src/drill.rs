@@ -3,9 +3,9 @@
 //! ends after `limit` matches with a cursor to the next.
 
 use crate::{call_json, CallsPage, CallsRequest, Result, TenantInfo};
-use dialboard_engine::cells::call_dim_values;
+use dialboard_engine::cells::{call_dim_values, Dim};
 use dialboard_engine::event::{CallAnalysis, CallRecord};
-use dialboard_engine::query::{self, passes_filters, AgentTeams, Query};
+use dialboard_engine::query::{self, passes_filters, AgentTeams, Dimension, Query};
 use dialboard_engine::FieldError;
 use serde_json::{json, Value};
 
@@ -16,10 +16,17 @@ pub struct Drill {
     pub after: (i64, String),
 }
 
-pub fn parse(tenant: &TenantInfo, request: &CallsRequest, now: i64) -> Result<Drill, Vec<FieldError>> {
+/// `earliest_call_ns` is the start of the tenant's earliest call: where `all_time` begins.
+pub fn parse(
+    tenant: &TenantInfo,
+    request: &CallsRequest,
+    now: i64,
+    earliest_call_ns: Option<i64>,
+) -> Result<Drill, Vec<FieldError>> {
     // A drill-down lists calls, which carry their team: no activity to attribute.
     let no_activity = AgentTeams::new();
-    let ctx = tenant.context(now, None, &no_activity);
+    let earliest = earliest_call_ns.map(|ns| ns.div_euclid(1_000_000_000));
+    let ctx = tenant.context(now, earliest, &no_activity);
     let query = query::parse_drilldown(&request.query, &ctx)?;
     let after = match &request.cursor {
         None => (i64::MAX, String::new()),
@@ -28,6 +35,129 @@ pub fn parse(tenant: &TenantInfo, request: &CallsRequest, now: i64) -> Result<Dr
         }
     };
     Ok(Drill { query, after })
+}
+
+/// A filter a store applies in SQL: the rows of `calls` whose `column` is one of `values` (or
+/// NULL, when `or_null`: a missing value filters as ""). Rows read still pass
+/// [`passes_filters`], the one definition of filtering; this only narrows what is read, so
+/// that a drill-down reads the calls it shows, not every call of its range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pushed {
+    pub column: &'static str,
+    pub values: Vec<String>,
+    pub or_null: bool,
+}
+
+impl Pushed {
+    /// Whether an index on `(tenant_id, column, started_ns)` can list this filter's rows newest
+    /// first: one value, and not NULL.
+    pub fn ordered_by_index(&self) -> bool {
+        self.values.len() == 1 && !self.or_null
+    }
+}
+
+/// The call column of a dimension, for the columns the drill-down pushes into SQL.
+fn call_column(dim: Dim) -> Option<&'static str> {
+    Some(match dim {
+        Dim::Agent => "agent_id",
+        Dim::Team => "team_id",
+        Dim::Campaign => "campaign_id",
+        Dim::List => "list_id",
+        Dim::LeadSource => "lead_source",
+        Dim::Direction => "direction",
+        Dim::Disposition => "disposition",
+        _ => return None,
+    })
+}
+
+/// The columns with an index `(tenant_id, column, started_ns)`, in the order a store prefers
+/// them to drive a drill-down (the fewest rows per value first).
+pub const INDEXED: [&str; 4] = ["agent_id", "campaign_id", "team_id", "disposition"];
+
+impl Drill {
+    /// The drill-down's filters as SQL conditions on `calls`: dimensions stored as call columns,
+    /// and disposition categories as the taxonomy's dispositions in them.
+    pub fn pushed(&self, tenant: &TenantInfo) -> Vec<Pushed> {
+        let mut out = Vec::new();
+        for f in &self.query.filters {
+            let (column, mut values) = match f.dimension {
+                Dimension::Key(d) => match call_column(d) {
+                    Some(c) => (c, f.values.iter().cloned().collect::<Vec<_>>()),
+                    None => continue,
+                },
+                Dimension::DispositionCategory => {
+                    let in_category = |d: &&String| {
+                        tenant
+                            .taxonomy
+                            .class(d)
+                            .category
+                            .is_some_and(|c| f.values.contains(c.as_str()))
+                    };
+                    (
+                        "disposition",
+                        tenant.taxonomy.known().iter().filter(in_category).cloned().collect(),
+                    )
+                }
+                Dimension::HourOfDay | Dimension::DayOfWeek => continue,
+            };
+            values.sort();
+            out.push(Pushed {
+                column,
+                or_null: values.iter().any(String::is_empty),
+                values,
+            });
+        }
+        out
+    }
+
+    /// The pushed filter a store should read through its index, if any: the first, in
+    /// [`INDEXED`] order, that the index lists newest first.
+    pub fn driving(pushed: &[Pushed]) -> Option<usize> {
+        INDEXED
+            .iter()
+            .find_map(|col| pushed.iter().position(|p| p.column == *col && p.ordered_by_index()))
+    }
+}
+
+/// The same drill-down for each of `agents`: its own agent filter (within the drill's own, if
+/// it has one; `None` for an agent outside it, which has no calls to show).
+pub fn per_agent(drill: &Drill, agents: &[String]) -> Vec<Option<Drill>> {
+    let own = drill
+        .query
+        .filters
+        .iter()
+        .position(|f| f.dimension == Dimension::Key(Dim::Agent));
+    agents
+        .iter()
+        .map(|agent| {
+            let mut one = Drill {
+                query: drill.query.clone(),
+                after: drill.after.clone(),
+            };
+            match own {
+                Some(i) if !one.query.filters[i].values.contains(agent) => return None,
+                Some(i) => one.query.filters[i].values = [agent.clone()].into_iter().collect(),
+                None => one.query.filters.push(query::Filter {
+                    dimension: Dimension::Key(Dim::Agent),
+                    values: [agent.clone()].into_iter().collect(),
+                }),
+            }
+            Some(one)
+        })
+        .collect()
+}
+
+/// How many of `dispositions` (an agent's calls, newest first) are in `run` before the first
+/// that is not: a streak.
+pub fn leading_run(dispositions: impl Iterator<Item = Result<String>>, run: &[String]) -> Result<i64> {
+    let mut n = 0;
+    for d in dispositions {
+        if !run.contains(&d?) {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// One page from `rows` (newest first, starting after the cursor): the first `limit` that pass

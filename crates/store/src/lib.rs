@@ -368,7 +368,7 @@ pub struct IngestSummary {
 }
 
 /// One page of raw call records, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct CallsPage {
     pub calls: Vec<Value>,
     pub next_cursor: Option<String>,
@@ -467,6 +467,26 @@ pub trait Store: Send + Sync + 'static {
         request: CallsRequest,
         now: i64,
     ) -> Result<Result<CallsPage, Vec<FieldError>>>;
+    /// The drill-down for each of `agents` (its own agent filter added), one page each, read in
+    /// one pass: what a view shows per agent (the calls behind a coaching rule).
+    async fn calls_per_agent(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        agents: Vec<String>,
+        now: i64,
+    ) -> Result<Result<Vec<CallsPage>, Vec<FieldError>>>;
+    /// For each of `agents`, how many of its latest calls starting in `[from_ns, to_ns)` (newest
+    /// first) have one of `dispositions`, up to the first that has not: streaks, read in one
+    /// pass for all agents.
+    async fn disposition_streaks(
+        &self,
+        tenant_id: i64,
+        agents: Vec<String>,
+        from_ns: i64,
+        to_ns: i64,
+        dispositions: Vec<String>,
+    ) -> Result<Vec<i64>>;
     /// One call with its analysis and every version received.
     async fn call(&self, tenant_id: i64, call_id: &str) -> Result<Option<Value>>;
     /// Folds pending deltas into the cells now (each store also does it on its own); returns

@@ -5,12 +5,13 @@
 //! force over the final records gives — on SQLite and on PostgreSQL (a throwaway cluster the
 //! test starts with the local `initdb`), which must therefore agree with each other too.
 
+use dialboard_engine::cells::call_dim_values;
 use dialboard_engine::event::{
     parse_event, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
 };
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
-use dialboard_engine::query::{parse_query, AgentTeams, Context, KeyValue};
+use dialboard_engine::query::{parse_query, passes_filters, AgentTeams, Context, KeyValue};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
@@ -294,26 +295,17 @@ fn check(
             }
         }
     }
-    check_drill(store, rt, tenant, &f.calls, &ctx)
+    check_drill(store, rt, tenant, &f, &ctx)
 }
 
-/// Paging through the drill-down (a few calls a page) gives the final calls of the range,
-/// newest first, each once.
-fn check_drill(
+/// Every page of a drill-down (a few calls a page), in order.
+fn drill_all(
     store: &dyn Store,
     rt: &tokio::runtime::Runtime,
     tenant: i64,
-    calls: &[CallRecord],
-    ctx: &Context,
-) -> Result<(), TestCaseError> {
-    let query = json!({"measures": ["total_calls"], "range": {"start": "2026-03-07", "end": "2026-03-10"}});
-    let range = parse_query(&query, ctx).unwrap().range;
-    let mut expected: Vec<&CallRecord> = calls
-        .iter()
-        .filter(|c| (range.start..range.end).contains(&c.started_second()))
-        .collect();
-    expected.sort_by(|a, b| (b.started_ns, &b.call_id).cmp(&(a.started_ns, &a.call_id)));
-    let expected: Vec<&str> = expected.iter().map(|c| c.call_id.as_str()).collect();
+    query: &Value,
+    now: i64,
+) -> Result<Vec<String>, TestCaseError> {
     let (mut got, mut cursor) = (Vec::new(), None);
     loop {
         let request = CallsRequest {
@@ -321,14 +313,136 @@ fn check_drill(
             cursor: cursor.take(),
             limit: 3,
         };
-        let page = rt.block_on(store.calls(tenant, request, T0)).unwrap().unwrap();
+        let page = rt.block_on(store.calls(tenant, request, now)).unwrap().unwrap();
         got.extend(page.calls.iter().map(|c| c["call_id"].as_str().unwrap().to_string()));
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
-    prop_assert_eq!(got, expected, "drill-down pages");
+    Ok(got)
+}
+
+/// The final calls that a drill-down `query` shows, newest first, by brute force.
+fn drill_expected<'a>(f: &'a Final, query: &Value, ctx: &Context) -> Vec<&'a CallRecord> {
+    let q = parse_query(query, ctx).unwrap();
+    let mut expected: Vec<&CallRecord> = f
+        .calls
+        .iter()
+        .filter(|c| {
+            let t = c.started_second();
+            let values = call_dim_values(c, f.analyses.get(&c.call_id));
+            (q.range.start..q.range.end).contains(&t)
+                && passes_filters(
+                    &q.filters,
+                    &values,
+                    q.clock.hour_of_day(t),
+                    q.clock.day_of_week(t),
+                    ctx.taxonomy,
+                )
+        })
+        .collect();
+    expected.sort_by(|a, b| (b.started_ns, &b.call_id).cmp(&(a.started_ns, &a.call_id)));
+    expected
+}
+
+/// Paging through the drill-down (a few calls a page) gives the final calls of the range
+/// that pass its filters (read through SQL conditions and indexes), newest first, each once;
+/// `all_time` covers every call; the per-agent drill-down and the meeting streaks read in
+/// one pass agree with brute force.
+fn check_drill(
+    store: &dyn Store,
+    rt: &tokio::runtime::Runtime,
+    tenant: i64,
+    f: &Final,
+    ctx: &Context,
+) -> Result<(), TestCaseError> {
+    let filters = [
+        json!({}),
+        json!({"agent": ["a0"]}),
+        json!({"agent": ["a1", "a2"], "disposition": ["No Answer", "DNC", "Connected"]}),
+        json!({"team": ["t1"]}),
+        json!({"campaign": ["k1", "k2"], "team": ["t0"]}),
+        json!({"disposition": ["Connected"]}),
+        json!({"disposition_category": ["connected", "invalid"]}),
+        json!({"agent": ["a2"], "disposition_category": ["no_contact"], "hour_of_day": ["1", "2", "3", "4", "5", "6"]}),
+        json!({"lead_source": ["web"], "direction": ["outbound"], "score_range": ["40-60", "60-80", "80-100"]}),
+    ];
+    for filter in &filters {
+        let query = json!({"measures": ["total_calls"], "range": {"start": "2026-03-07", "end": "2026-03-10"},
+            "filters": filter});
+        let expected: Vec<&str> = drill_expected(f, &query, ctx)
+            .iter()
+            .map(|c| c.call_id.as_str())
+            .collect();
+        prop_assert_eq!(
+            drill_all(store, rt, tenant, &query, T0)?,
+            expected,
+            "drill-down by {}",
+            filter
+        );
+    }
+    // All time, days after the last call: every call.
+    let mut all: Vec<&CallRecord> = f.calls.iter().collect();
+    all.sort_by(|a, b| (b.started_ns, &b.call_id).cmp(&(a.started_ns, &a.call_id)));
+    let all: Vec<&str> = all.iter().map(|c| c.call_id.as_str()).collect();
+    let all_time = json!({"range": {"preset": "all_time"}});
+    prop_assert_eq!(
+        drill_all(store, rt, tenant, &all_time, T0 + 10 * 86_400)?,
+        all,
+        "all_time"
+    );
+
+    let agents: Vec<String> = ["a0", "a1", "a2", "nobody"].map(String::from).to_vec();
+    let query = json!({"range": {"start": "2026-03-07", "end": "2026-03-10"},
+        "filters": {"disposition_category": ["connected", "no_contact"]}});
+    let request = CallsRequest {
+        query: query.clone(),
+        cursor: None,
+        limit: 2,
+    };
+    let pages = rt
+        .block_on(store.calls_per_agent(tenant, request, agents.clone(), T0))
+        .unwrap()
+        .unwrap();
+    let expected = drill_expected(
+        f,
+        &json!({"measures": ["total_calls"], "range": query["range"], "filters": query["filters"]}),
+        ctx,
+    );
+    for (agent, page) in agents.iter().zip(&pages) {
+        let mine: Vec<&str> = expected
+            .iter()
+            .filter(|c| c.agent_id == *agent)
+            .map(|c| c.call_id.as_str())
+            .collect();
+        let got: Vec<&str> = page.calls.iter().map(|c| c["call_id"].as_str().unwrap()).collect();
+        prop_assert_eq!(&got[..], &mine[..mine.len().min(2)], "calls of {}", agent);
+        prop_assert_eq!(page.next_cursor.is_some(), mine.len() > 2);
+    }
+
+    // Streaks of meetings and connects since the middle of the second day.
+    let (from, to) = (T0 + 86_400 + 43_200, T0 + 3 * 86_400);
+    let run: Vec<String> = ["Meeting Booked", "Connected"].map(String::from).to_vec();
+    let streaks = rt
+        .block_on(store.disposition_streaks(
+            tenant,
+            agents.clone(),
+            from * 1_000_000_000,
+            to * 1_000_000_000,
+            run.clone(),
+        ))
+        .unwrap();
+    for (agent, streak) in agents.iter().zip(streaks) {
+        let mut mine: Vec<&CallRecord> = f
+            .calls
+            .iter()
+            .filter(|c| c.agent_id == *agent && (from..to).contains(&c.started_second()))
+            .collect();
+        mine.sort_by(|a, b| (b.started_ns, &b.call_id).cmp(&(a.started_ns, &a.call_id)));
+        let expected = mine.iter().take_while(|c| run.contains(&c.disposition)).count() as i64;
+        prop_assert_eq!(streak, expected, "streak of {}", agent);
+    }
     Ok(())
 }
 

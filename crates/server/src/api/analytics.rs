@@ -12,8 +12,9 @@ use crate::directory::Directory;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use dialboard_engine::clock::Clock;
+use dialboard_engine::query::preset_range;
 use dialboard_engine::FieldError;
-use dialboard_store::{CallsPage, CallsRequest, Scope, TenantInfo};
+use dialboard_store::{CallsRequest, Scope, TenantInfo};
 use jiff::civil::Date;
 use jiff::ToSpan;
 use serde_json::{json, Map, Value};
@@ -565,8 +566,13 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
             .total_cmp(&num(a.get(key)))
             .then_with(|| rank_order(a, b))
     });
+    let agents: Vec<String> = rows
+        .iter()
+        .map(|r| r["agent"].as_str().unwrap_or("").to_string())
+        .collect();
+    let streaks = meeting_streaks(view, &agents).await?;
     let mut entries = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
+    for ((i, r), streak) in rows.iter().enumerate().zip(streaks) {
         let agent = r["agent"].as_str().unwrap_or("").to_string();
         let spark = sparks.get(&agent);
         let sparkline: Vec<f64> = hours
@@ -589,7 +595,7 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
             "meetings": num(r.get("meetings_booked")) as i64,
             "talk_time_minutes": num(r.get("total_talk_time")) / 60.0,
             "avg_call_score": r.get("avg_call_score").cloned().unwrap_or(Value::Null),
-            "meeting_streak": meeting_streak(view, &agent).await?,
+            "meeting_streak": streak,
             "calls_today": calls_today as i64,
             "daily_goal": goal,
             "daily_goal_progress": percent(calls_today, goal),
@@ -612,43 +618,29 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
     }))
 }
 
-/// The latest raw calls matching a drill-down `query` (newest first), `limit` at a time from
-/// `cursor`. Views use them to count a streak or to point at calls, never for numbers.
-async fn latest_calls(view: &View, query: Value, cursor: Option<String>, limit: usize) -> Result<CallsPage, ApiError> {
-    let request = CallsRequest { query, cursor, limit };
-    view.state
+/// Each agent's consecutive meetings booked in its latest calls (of the last 30 days, in the
+/// tenant's zone), read in one pass for all agents; 0 for rows without an agent to name.
+async fn meeting_streaks(view: &View, agents: &[String]) -> Result<Vec<i64>, ApiError> {
+    let named = |a: &String| !a.is_empty() && a != "anonymous";
+    let no_activity = Default::default();
+    let ctx = view.tenant.context(view.now, None, &no_activity);
+    let last_30_days = preset_range("last_30_days", &view.tenant.zone, &ctx).expect("a preset");
+    let mut found = view
+        .state
         .store
-        .calls(view.tenant.id, request, view.now)
+        .disposition_streaks(
+            view.tenant.id,
+            agents.iter().filter(|a| named(a)).cloned().collect(),
+            last_30_days.start * 1_000_000_000,
+            last_30_days.end * 1_000_000_000,
+            view.tenant.settings.taxonomy.meeting.clone(),
+        )
         .await?
-        .map_err(|f| ApiError::invalid("invalid_request", f))
-}
-
-/// Consecutive meetings booked in the agent's latest calls (of the last 30 days). Calls are read
-/// a page at a time, and only while every call so far was a meeting.
-async fn meeting_streak(view: &View, agent: &str) -> Result<i64, ApiError> {
-    const PAGE: usize = 10;
-    if agent.is_empty() || agent == "anonymous" {
-        return Ok(0);
-    }
-    let query = json!({"range": {"preset": "last_30_days"}, "filters": {"agent": [agent]}});
-    let (mut streak, mut cursor) = (0, None);
-    loop {
-        let page = latest_calls(view, query.clone(), cursor, PAGE).await?;
-        let meetings = page
-            .calls
-            .iter()
-            .take_while(|c| {
-                c["disposition"]
-                    .as_str()
-                    .is_some_and(|d| view.tenant.taxonomy.class(d).meeting)
-            })
-            .count();
-        streak += meetings as i64;
-        match page.next_cursor {
-            Some(next) if meetings == page.calls.len() => cursor = Some(next),
-            _ => return Ok(streak),
-        }
-    }
+        .into_iter();
+    Ok(agents
+        .iter()
+        .map(|a| if named(a) { found.next().unwrap_or(0) } else { 0 })
+        .collect())
 }
 
 const SORTS: [&str; 4] = ["calls", "connects", "meetings", "score"];
@@ -1300,6 +1292,8 @@ pub async fn coaching(
     agents.remove("anonymous");
     agents.retain(|a| view.principal.sees_individual(a));
     let mut out = Vec::new();
+    // The agents each rule triggered for (with their entry), whose calls are read per rule.
+    let mut related: HashMap<&str, Vec<(usize, String)>> = HashMap::new();
     for agent in &agents {
         let get = |rows: &BTreeMap<String, Map<String, Value>>, m: &str| {
             rows.get(agent).and_then(|r| r.get(m)).and_then(Value::as_f64)
@@ -1359,10 +1353,9 @@ pub async fn coaching(
             let Some(value) = value.filter(|_| triggered) else {
                 continue;
             };
-            let related_calls = match &rule.related {
-                Some(filter) => related_calls(&view, agent, filter, today).await?,
-                None => vec![],
-            };
+            if rule.related.is_some() {
+                related.entry(rule.issue).or_default().push((out.len(), agent.clone()));
+            }
             out.push(json!({
                 "agent_id": agent,
                 "agent_name": directory.agent_name(agent),
@@ -1376,8 +1369,16 @@ pub async fn coaching(
                 "previous_value": before,
                 "trend": trend(Some(value), before, higher_is_better),
                 "suggested_action": rule.suggested_action,
-                "related_calls": related_calls,
+                "related_calls": [],
             }));
+        }
+    }
+    for rule in rules() {
+        if let (Some(filter), Some(wanted)) = (&rule.related, related.remove(rule.issue)) {
+            let agents = wanted.iter().map(|(_, a)| a.clone()).collect();
+            for ((at, _), calls) in wanted.iter().zip(related_calls(&view, agents, filter, today).await?) {
+                out[*at]["related_calls"] = Value::Array(calls);
+            }
         }
     }
     let rank = |s: &str| match s {
@@ -1401,13 +1402,29 @@ fn severity_of_drop(drop: f64, threshold: f64) -> &'static str {
     }
 }
 
-/// Up to five of the agent's latest calls of the last 7 days matching `filter`.
-async fn related_calls(view: &View, agent: &str, filter: &Value, today: Date) -> Result<Vec<Value>, ApiError> {
-    let mut filters = filter.clone();
-    filters["agent"] = json!([agent]);
-    let query = json!({"range": range(today - days(6), today + days(1)), "filters": filters});
-    let page = latest_calls(view, query, None, 5).await?;
-    Ok(page.calls.iter().map(|c| c["call_id"].clone()).collect())
+/// Up to five of each agent's latest calls of the last 7 days matching `filter`, in one pass.
+async fn related_calls(
+    view: &View,
+    agents: Vec<String>,
+    filter: &Value,
+    today: Date,
+) -> Result<Vec<Vec<Value>>, ApiError> {
+    let query = json!({"range": range(today - days(6), today + days(1)), "filters": filter});
+    let request = CallsRequest {
+        query,
+        cursor: None,
+        limit: 5,
+    };
+    let pages = view
+        .state
+        .store
+        .calls_per_agent(view.tenant.id, request, agents, view.now)
+        .await?
+        .map_err(|f| ApiError::invalid("invalid_request", f))?;
+    Ok(pages
+        .iter()
+        .map(|page| page.calls.iter().map(|c| c["call_id"].clone()).collect())
+        .collect())
 }
 
 /// `GET /analytics/compliance?date=`: each agent's day against its activity targets.

@@ -188,3 +188,25 @@ async fn operations_endpoints() {
         )
     );
 }
+
+#[tokio::test]
+async fn all_time_drill_down_covers_every_call() {
+    let app = TestApp::spawn("America/New_York").await;
+    app.events(json!([
+        {"id": "e1", "type": "call", "call_id": "old", "agent_id": "a1", "disposition": "Busy", "started_at": "2024-01-15T10:00:00Z"},
+        {"id": "e2", "type": "call", "call_id": "new", "agent_id": "a1", "disposition": "Connected", "started_at": "2026-03-09T10:00:00Z"},
+        {"id": "e3", "type": "call", "call_id": "other", "agent_id": "a2", "disposition": "Busy", "started_at": "2025-06-01T10:00:00Z"},
+    ]))
+    .await;
+    let (status, page) = app.get("/api/v1/calls?preset=all_time&agent=a1").await;
+    assert_eq!(status, 200, "{page}");
+    let ids: Vec<&str> = page["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["new", "old"], "{page}");
+    let (_, page) = app.get("/api/v1/calls?preset=all_time").await;
+    assert_eq!(page["calls"].as_array().unwrap().len(), 3, "{page}");
+}

@@ -3,8 +3,8 @@
 //! Each node has one ingest thread (group commit; see `writer.rs`), a compaction thread (the
 //! job runs on one node at a time, under an advisory lock), a listener thread (`LISTEN
 //! dialboard`: changes committed by other nodes reach this node's live subscribers, and their
-//! settings and directory changes clear this node's caches) and a small pool of connections for
-//! everything else, used from tokio's blocking threads.
+//! settings and directory changes clear this node's caches) and a bounded pool of connections
+//! for everything else ([`PoolOptions`]), used from tokio's blocking threads.
 //!
 //! Rollups are exact as on SQLite: the same cells and contributions (`crate::apply`), kept as
 //! cell blocks plus per-transaction delta rows that queries add in (in one snapshot) until the
@@ -54,8 +54,83 @@ const COMPACT_EVERY: Duration = Duration::from_millis(500);
 /// per key (seconds a batch).
 const WRITER_SESSION: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off; \
                               SET enable_bitmapscan = off; SET enable_material = off";
-/// Idle connections kept for reads and administration.
-const POOL_SIZE: usize = 8;
+/// The pool of connections for reads and administration (besides the writer's, the
+/// compactor's and the listener's own), from the database URL's `pool_max_size` and
+/// `pool_timeout_seconds` parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolOptions {
+    /// Connections open at most: a burst of requests waits for one rather than opening more.
+    pub max_size: u32,
+    /// How long a request waits for a free connection before it fails.
+    pub timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 16,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PoolOptions {
+    /// Takes the pool's parameters out of a database URL: the options and the URL without them
+    /// (the PostgreSQL client knows no such parameters).
+    pub fn from_url(url: &str) -> Result<(PoolOptions, String)> {
+        let mut options = PoolOptions::default();
+        let Some((base, query)) = url.split_once('?') else {
+            return Ok((options, url.to_string()));
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = || -> Result<u32> {
+                value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| StoreError::Invalid(format!("database URL: {name} must be a whole number ≥ 1")))
+            };
+            match name {
+                "pool_max_size" => options.max_size = number()?,
+                "pool_timeout_seconds" => options.timeout = Duration::from_secs(number()?.into()),
+                _ => kept.push(pair),
+            }
+        }
+        let url = match kept.is_empty() {
+            true => base.to_string(),
+            false => format!("{base}?{}", kept.join("&")),
+        };
+        Ok((options, url))
+    }
+}
+
+/// Makes the pool's connections (with the PostgreSQL client's manager) and checks them: each
+/// is tested with an empty query when taken, and dropped once closed.
+struct Manager(r2d2_postgres::PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
+
+type Pool = r2d2::Pool<Manager>;
 
 /// What one node tells the others.
 #[derive(Debug, PartialEq)]
@@ -188,9 +263,9 @@ impl Conn {
 }
 
 pub struct PgStore {
-    config: postgres::Config,
     shared: Arc<Shared>,
-    pool: Arc<Mutex<Vec<Conn>>>,
+    /// Taken when the store closes: connections own runtimes, dropped off async threads.
+    pool: Mutex<Option<Pool>>,
     writer: WriterQueue<Command>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
@@ -203,8 +278,10 @@ fn off_runtime<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T
 }
 
 impl PgStore {
-    /// Connects, migrates (one node at a time) and starts the node's threads.
+    /// Connects, migrates (one node at a time) and starts the node's threads; the URL may
+    /// carry the pool's parameters ([`PoolOptions::from_url`]).
     pub fn open(url: &str) -> Result<PgStore> {
+        let (options, url) = PoolOptions::from_url(url)?;
         let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
@@ -248,10 +325,16 @@ impl PgStore {
                 Box::new(move || listen_loop(&config, &stop, &shared))
             })?,
         ];
+        // Connections are made when first needed (none is kept open while idle for long).
+        let pool = r2d2::Pool::builder()
+            .max_size(options.max_size)
+            .min_idle(Some(0))
+            .connection_timeout(options.timeout)
+            .test_on_check_out(true)
+            .build_unchecked(Manager(r2d2_postgres::PostgresConnectionManager::new(config, NoTls)));
         Ok(PgStore {
-            config,
             shared,
-            pool: Arc::default(),
+            pool: Mutex::new(Some(pool)),
             writer: WriterQueue::new(tx),
             threads: Mutex::new(threads),
             stop,
@@ -263,22 +346,13 @@ impl PgStore {
         &self,
         job: impl FnOnce(&mut Conn, &Shared) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let (pool, shared, config) = (self.pool.clone(), self.shared.clone(), self.config.clone());
+        let pool = self.pool.lock().expect("pool lock").clone().ok_or(StoreError::Closed)?;
+        let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            let taken = pool.lock().expect("pool lock").pop();
-            let mut conn = match taken {
-                Some(c) if !c.client.is_closed() => c,
-                _ => Conn {
-                    client: config.connect(NoTls)?,
-                    statements: HashMap::new(),
-                },
-            };
-            let out = job(&mut conn, &shared);
-            let mut pool = pool.lock().expect("pool lock");
-            if pool.len() < POOL_SIZE && !conn.client.is_closed() {
-                pool.push(conn);
-            }
-            out
+            let mut conn = pool
+                .get()
+                .map_err(|e| StoreError::Database(format!("no database connection within the pool's timeout: {e}")))?;
+            job(&mut conn, &shared)
         })
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
@@ -297,7 +371,7 @@ impl Drop for PgStore {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         // Connections own runtimes, which must not be dropped on an async thread.
-        let pool = std::mem::take(&mut *self.pool.lock().expect("pool lock"));
+        let pool = self.pool.lock().expect("pool lock").take();
         let writer = self.writer.close();
         std::thread::spawn(move || drop((pool, writer)));
     }
@@ -442,6 +516,61 @@ fn portal_rows<'t, 'c>(
             }
         }
     })
+}
+
+/// Per agent (in the order given), the calls of the range newer than its latest call outside
+/// the run's dispositions: one statement, two index probes per agent.
+const STREAKS: &str = "SELECT (SELECT count(*) FROM calls c WHERE c.tenant_id = $1 AND c.agent_id = a.agent_id \
+     AND c.started_ns >= $2 AND c.started_ns < $3 \
+     AND (b.started_ns IS NULL OR (c.started_ns, c.call_id) > (b.started_ns, b.call_id))) \
+     FROM unnest($4::text[]) WITH ORDINALITY AS a(agent_id, ord) \
+     LEFT JOIN LATERAL (SELECT x.started_ns, x.call_id FROM calls x WHERE x.tenant_id = $1 AND x.agent_id = a.agent_id \
+     AND x.started_ns >= $2 AND x.started_ns < $3 AND x.disposition <> ALL($5::text[]) \
+     ORDER BY x.started_ns DESC, x.call_id DESC LIMIT 1) b ON true ORDER BY a.ord";
+
+/// The start (ns) of the tenant's earliest call: where a drill-down's `all_time` begins.
+fn earliest_call(conn: &mut Conn, tenant_id: i64) -> Result<Option<i64>> {
+    let statement = conn.prepare("SELECT min(started_ns) FROM calls WHERE tenant_id = $1")?;
+    Ok(conn.client.query_one(&statement, &[&tenant_id])?.get(0))
+}
+
+/// The statement of a drill-down page: its filters are conditions of the SQL
+/// ([`drill::Drill::pushed`], in that order from `$6`); the planner picks the index.
+fn drill_sql(pushed: &[drill::Pushed]) -> String {
+    let mut sql = String::from(
+        "WHERE c.tenant_id = $1 AND c.started_ns >= $2 AND c.started_ns < $3 AND (c.started_ns, c.call_id) < ($4, $5)",
+    );
+    for (i, p) in pushed.iter().enumerate() {
+        let null = if p.or_null {
+            format!(" OR c.{} IS NULL", p.column)
+        } else {
+            String::new()
+        };
+        sql += &format!(" AND (c.{} = ANY(${}::text[]){null})", p.column, i + 6);
+    }
+    sql += " ORDER BY c.started_ns DESC, c.call_id DESC";
+    select_calls_with_analysis("calls c", &sql)
+}
+
+/// One page of a drill-down, newest first, by `statement` (its [`drill_sql`]).
+fn drill_page(
+    tx: &mut postgres::Transaction,
+    statement: &Statement,
+    tenant: &TenantInfo,
+    drill: &drill::Drill,
+    limit: usize,
+) -> Result<CallsPage> {
+    let range = drill.query.range;
+    let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
+    let pushed = drill.pushed(tenant);
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+        vec![&tenant.id, &start, &end, &drill.after.0, &drill.after.1];
+    params.extend(pushed.iter().map(|p| &p.values as &(dyn postgres::types::ToSql + Sync)));
+    let portal = tx.bind(statement, &params)?;
+    // Rows come in chunks until the page is full.
+    let chunk = (limit as i32 + 1).max(100);
+    let rows = portal_rows(tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
+    drill::page(tenant, drill, limit, rows)
 }
 
 const CELLS_IN_RANGE: &str = "SELECT bucket, block FROM cells WHERE tenant_id = $1 AND cuboid = $2 AND grain = $3 \
@@ -668,24 +797,76 @@ impl Store for PgStore {
     ) -> Result<Result<CallsPage, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
         self.with(move |conn, _| {
-            let drill = match drill::parse(&tenant, &request, now) {
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            let statement = conn.prepare(&select_calls_with_analysis(
-                "calls c",
-                "WHERE c.tenant_id = $1 AND c.started_ns >= $2 AND c.started_ns < $3 \
-                 AND (c.started_ns, c.call_id) < ($4, $5) ORDER BY c.started_ns DESC, c.call_id DESC",
-            ))?;
-            let range = drill.query.range;
-            let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
+            let statement = conn.prepare(&drill_sql(&drill.pushed(&tenant)))?;
             let mut tx = conn.client.transaction()?;
-            let portal = tx.bind(&statement, &[&tenant.id, &start, &end, &drill.after.0, &drill.after.1])?;
-            // Rows come in chunks until the page is full.
-            let chunk = (request.limit as i32 + 1).max(100);
-            let rows = portal_rows(&mut tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
-            let page = drill::page(&tenant, &drill, request.limit, rows)?;
+            let page = drill_page(&mut tx, &statement, &tenant, &drill, request.limit)?;
+            tx.commit()?;
             Ok(Ok(page))
+        })
+        .await
+    }
+
+    async fn calls_per_agent(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        agents: Vec<String>,
+        now: i64,
+    ) -> Result<Result<Vec<CallsPage>, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.with(move |conn, _| {
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
+                Ok(d) => d,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            let drills = drill::per_agent(&drill, &agents);
+            // Prepared before the snapshot (the connection's cache makes them one statement).
+            let statements = drills
+                .iter()
+                .map(|d| {
+                    d.as_ref()
+                        .map(|d| conn.prepare(&drill_sql(&d.pushed(&tenant))))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // One snapshot for all of them.
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let mut pages = Vec::with_capacity(agents.len());
+            for (one, statement) in drills.iter().zip(&statements) {
+                pages.push(match (one, statement) {
+                    (Some(d), Some(statement)) => drill_page(&mut tx, statement, &tenant, d, request.limit)?,
+                    _ => CallsPage::default(),
+                });
+            }
+            tx.commit()?;
+            Ok(Ok(pages))
+        })
+        .await
+    }
+
+    async fn disposition_streaks(
+        &self,
+        tenant_id: i64,
+        agents: Vec<String>,
+        from_ns: i64,
+        to_ns: i64,
+        dispositions: Vec<String>,
+    ) -> Result<Vec<i64>> {
+        self.with(move |conn, _| {
+            let statement = conn.prepare(STREAKS)?;
+            let rows = conn
+                .client
+                .query(&statement, &[&tenant_id, &from_ns, &to_ns, &agents, &dispositions])?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
         })
         .await
     }
@@ -751,7 +932,7 @@ impl Store for PgStore {
         let writer = self.writer.shut_down(Command::Shutdown).await;
         self.stop.store(true, Ordering::Relaxed);
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
-        let pool = std::mem::take(&mut *self.pool.lock().expect("pool lock"));
+        let pool = self.pool.lock().expect("pool lock").take();
         let _ = tokio::task::spawn_blocking(move || {
             drop((writer, pool));
             for t in threads {

@@ -223,6 +223,14 @@ DROP INDEX IF EXISTS users_by_email;
 CREATE UNIQUE INDEX IF NOT EXISTS users_by_tenant_email ON users (tenant_id, email);
 CREATE INDEX IF NOT EXISTS users_by_email ON users (email);
 "#,
+    r#"
+-- A drill-down filtered by an agent, a campaign, a team or a disposition reads that value's
+-- calls newest first.
+CREATE INDEX IF NOT EXISTS calls_by_agent ON calls (tenant_id, agent_id, started_ns, call_id);
+CREATE INDEX IF NOT EXISTS calls_by_campaign ON calls (tenant_id, campaign_id, started_ns, call_id);
+CREATE INDEX IF NOT EXISTS calls_by_team ON calls (tenant_id, team_id, started_ns, call_id);
+CREATE INDEX IF NOT EXISTS calls_by_disposition ON calls (tenant_id, disposition, started_ns, call_id);
+"#,
 ];
 
 /// The advisory locks the nodes coordinate with, each held until its transaction ends.

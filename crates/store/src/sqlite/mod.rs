@@ -308,6 +308,68 @@ impl CellSource for Source<'_> {
     }
 }
 
+/// The start (ns) of the tenant's earliest call: where a drill-down's `all_time` begins.
+fn earliest_call(conn: &Connection, tenant_id: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT min(started_ns) FROM calls WHERE tenant_id = ?1")?
+        .query_row([tenant_id], |r| r.get(0))?)
+}
+
+/// The statement of a drill-down page and its parameters. Its filters are conditions of the
+/// SQL ([`drill::Drill::pushed`]); the one with a single value on an indexed column drives the
+/// read through its index (which lists the rows newest first), named, as SQLite would rather
+/// walk the time index that already has the order; otherwise the time index does, and the
+/// others are checked on its rows: SQLite never reads all of a value's rows to sort them.
+fn drill_statement(tenant: &TenantInfo, drill: &drill::Drill) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as Sql;
+    let range = drill.query.range;
+    let mut values = vec![
+        Sql::Integer(tenant.id),
+        Sql::Integer(range.start * 1_000_000_000),
+        Sql::Integer(range.end * 1_000_000_000),
+        Sql::Integer(drill.after.0),
+        Sql::Text(drill.after.1.clone()),
+    ];
+    let mut sql = String::from(
+        "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3 AND (c.started_ns, c.call_id) < (?4, ?5)",
+    );
+    let pushed = drill.pushed(tenant);
+    let driving = drill::Drill::driving(&pushed);
+    for (i, p) in pushed.iter().enumerate() {
+        let first = values.len() + 1;
+        values.extend(p.values.iter().map(|v| Sql::Text(v.clone())));
+        if Some(i) == driving {
+            sql += &format!(" AND c.{} = ?{first}", p.column);
+            continue;
+        }
+        let list: Vec<String> = (first..first + p.values.len()).map(|n| format!("?{n}")).collect();
+        let null = if p.or_null {
+            format!(" OR c.{} IS NULL", p.column)
+        } else {
+            String::new()
+        };
+        sql += &format!(" AND (c.{} IN ({}){null})", p.column, list.join(", "));
+    }
+    sql += " ORDER BY c.started_ns DESC, c.call_id DESC";
+    // The indexes are `calls_by_` and the column's name without `_id` (schema.rs).
+    let index = match driving {
+        Some(i) => format!("calls_by_{}", pushed[i].column.trim_end_matches("_id")),
+        None => "calls_by_start".into(),
+    };
+    (
+        select_calls_with_analysis(&format!("calls c INDEXED BY {index}"), &sql),
+        values,
+    )
+}
+
+/// One page of a drill-down, newest first.
+fn drill_page(conn: &Connection, tenant: &TenantInfo, drill: &drill::Drill, limit: usize) -> Result<CallsPage> {
+    let (sql, values) = drill_statement(tenant, drill);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| call_with_analysis(r))?;
+    drill::page(tenant, drill, limit, rows.map(|r| Ok(r?)))
+}
+
 /// After an agent entry changed (on the writer thread), the tenant's map is read again.
 fn refresh_agent_teams(conn: &mut Connection, shared: &Shared, tenant_id: i64, kind: DirectoryKind) -> Result<()> {
     if kind == DirectoryKind::Agent {
@@ -511,27 +573,64 @@ impl Store for SqliteStore {
     ) -> Result<Result<CallsPage, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, _| {
-            let drill = match drill::parse(&tenant, &request, now) {
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            let range = drill.query.range;
-            let mut stmt = conn.prepare_cached(&select_calls_with_analysis(
-                "calls c",
-                "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3 AND (c.started_ns, c.call_id) < (?4, ?5) \
-                 ORDER BY c.started_ns DESC, c.call_id DESC",
-            ))?;
-            let rows = stmt.query_map(
-                params![
-                    tenant.id,
-                    range.start * 1_000_000_000,
-                    range.end * 1_000_000_000,
-                    drill.after.0,
-                    drill.after.1
-                ],
-                |r| call_with_analysis(r),
+            Ok(Ok(drill_page(conn, &tenant, &drill, request.limit)?))
+        })
+        .await
+    }
+
+    async fn calls_per_agent(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        agents: Vec<String>,
+        now: i64,
+    ) -> Result<Result<Vec<CallsPage>, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.read(move |conn, _| {
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
+                Ok(d) => d,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            // One snapshot for all of them.
+            let tx = conn.unchecked_transaction()?;
+            let pages = drill::per_agent(&drill, &agents)
+                .iter()
+                .map(|one| match one {
+                    Some(d) => drill_page(&tx, &tenant, d, request.limit),
+                    None => Ok(CallsPage::default()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Ok(pages))
+        })
+        .await
+    }
+
+    async fn disposition_streaks(
+        &self,
+        tenant_id: i64,
+        agents: Vec<String>,
+        from_ns: i64,
+        to_ns: i64,
+        dispositions: Vec<String>,
+    ) -> Result<Vec<i64>> {
+        self.read(move |conn, _| {
+            let tx = conn.unchecked_transaction()?;
+            // An index probe per agent, stepping through its calls only until the run ends.
+            let mut stmt = tx.prepare_cached(
+                "SELECT disposition FROM calls INDEXED BY calls_by_agent WHERE tenant_id = ?1 AND agent_id = ?2 AND started_ns >= ?3 \
+                 AND started_ns < ?4 ORDER BY started_ns DESC, call_id DESC",
             )?;
-            Ok(Ok(drill::page(&tenant, &drill, request.limit, rows.map(|r| Ok(r?)))?))
+            agents
+                .iter()
+                .map(|agent| {
+                    let rows = stmt.query_map(params![tenant_id, agent, from_ns, to_ns], |r| r.get(0))?;
+                    drill::leading_run(rows.map(|r| Ok(r?)), &dispositions)
+                })
+                .collect()
         })
         .await
     }
@@ -601,6 +700,55 @@ impl Store for SqliteStore {
         }
         if let Some(h) = self.stop_wal_checkpointer() {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{drill, drill_statement, schema, TenantInfo};
+    use crate::{CallsRequest, TenantSettings};
+    use rusqlite::Connection;
+    use serde_json::json;
+
+    /// The plan of a drill-down page with `filters` over a month.
+    fn plan(filters: serde_json::Value) -> String {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        let tenant = TenantInfo::new(1, "t".into(), TenantSettings::default()).unwrap();
+        let request = CallsRequest {
+            query: json!({"range": {"start": "2026-03-01", "end": "2026-04-01"}, "filters": filters}),
+            cursor: None,
+            limit: 100,
+        };
+        let drill = drill::parse(&tenant, &request, 1_780_000_000, None).unwrap();
+        let (sql, values) = drill_statement(&tenant, &drill);
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("\n")
+    }
+
+    /// A drill-down reads its calls newest first through the index of its most selective
+    /// one-valued filter (never all the range's calls, never a sort); filters of several values
+    /// are checked on the rows the time index lists.
+    #[test]
+    fn drill_downs_read_through_the_index_of_their_filter() {
+        for (filters, index) in [
+            (json!({"agent": ["a1"]}), "calls_by_agent"),
+            (json!({"team": ["t1"], "disposition": ["Busy"]}), "calls_by_team"),
+            (json!({"campaign": ["k1"], "agent": ["a1", "a2"]}), "calls_by_campaign"),
+            (json!({"disposition": ["Busy"]}), "calls_by_disposition"),
+            (
+                json!({"disposition_category": ["invalid"], "hour_of_day": ["9"]}),
+                "calls_by_start",
+            ),
+            (json!({}), "calls_by_start"),
+        ] {
+            let plan = plan(filters.clone());
+            assert!(plan.contains(&format!("USING INDEX {index}")), "{filters}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{filters}: {plan}");
         }
     }
 }

@@ -209,6 +209,15 @@ DROP INDEX IF EXISTS users_by_email;
 CREATE UNIQUE INDEX IF NOT EXISTS users_by_tenant_email ON users (tenant_id, email);
 CREATE INDEX IF NOT EXISTS users_by_email ON users (email);
 "#,
+    r#"
+-- A drill-down filtered by an agent, a campaign, a team or a disposition reads that value's
+-- calls newest first (the primary key's call_id follows started_ns in each entry); the writer
+-- appends to as many places in each as the batch has values.
+CREATE INDEX IF NOT EXISTS calls_by_agent ON calls (tenant_id, agent_id, started_ns);
+CREATE INDEX IF NOT EXISTS calls_by_campaign ON calls (tenant_id, campaign_id, started_ns);
+CREATE INDEX IF NOT EXISTS calls_by_team ON calls (tenant_id, team_id, started_ns);
+CREATE INDEX IF NOT EXISTS calls_by_disposition ON calls (tenant_id, disposition, started_ns);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
