@@ -202,6 +202,39 @@ CREATE TABLE pending_contributions (
     data BLOB NOT NULL
 );
 "#,
+    r#"
+-- The job mechanism (store::jobs). Times are epoch milliseconds. `jobs_due` is the one index
+-- not led by the tenant: workers claim the next due job of any tenant.
+CREATE TABLE jobs (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    run_after INTEGER NOT NULL,
+    progress_done INTEGER NOT NULL,
+    progress_total INTEGER,
+    result TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    claimed_by TEXT,
+    lease_until INTEGER,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE INDEX jobs_due ON jobs (state, run_after);
+CREATE INDEX jobs_by_kind ON jobs (tenant_id, kind, created_at);
+-- A job's output file (an export), in chunks, so any node serves it and memory stays flat.
+CREATE TABLE job_files (
+    tenant_id INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, job_id, seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
