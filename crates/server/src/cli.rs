@@ -364,9 +364,14 @@ pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&s
     tracing::info!(%url, "listening");
     announce(&url);
     let router = app(AppState::new(store.clone()));
+    let (stop_jobs, stop) = tokio::sync::watch::channel(false);
+    let jobs = Arc::new(crate::jobs::Worker::for_server(store.clone())).spawn(stop);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // A job cut short here is claimed again once its lease expires (on this node or another).
+    let _ = stop_jobs.send(true);
+    jobs.abort();
     tracing::info!("shutting down: finishing commits");
     store.shutdown().await;
     Ok(())

@@ -7,7 +7,9 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod directory;
+pub mod exports;
 pub mod import;
+pub mod jobs;
 pub mod live;
 pub mod web;
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod live;
 pub mod openapi;
 pub mod ops;
@@ -68,7 +69,25 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/calls",
             get(query::calls),
-            vec![op("get", "read", "raw calls behind any view, newest first").params(&[SHARED, "cursor", "limit"])],
+            vec![op("get", "read", "raw calls behind any view, newest first; with format=csv|xlsx|pdf every matching row (202 and an export job past 100,000)").params(&[SHARED, "cursor", "limit", "format"])],
+        )
+        .add(
+            "/exports",
+            get(exports::list).post(exports::create),
+            vec![
+                op("get", "read", "the caller's export jobs (an admin's: the tenant's)"),
+                op("post", "read", "queue an export job: {source, format, query}").body(),
+            ],
+        )
+        .add(
+            "/exports/{id}",
+            get(exports::get),
+            vec![op("get", "read", "an export job: status, progress, the file's URL when done")],
+        )
+        .add(
+            "/exports/{id}/file",
+            get(exports::file),
+            vec![op("get", "read", "a finished export's file, until it expires")],
         )
         .add(
             "/calls/{call_id}",
