@@ -114,7 +114,7 @@ mod tests {
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(
             text,
-            "name,at,day,rate\r\n\"Doe, \"\"JD\"\"\nJr\",2026-03-01T07:00:00-05:00,2026-03-01,34.615384615384615\r\n"
+            "name,at,day,rate\r\n\"Doe, \"\"JD\"\"\nJr\",2026-03-01T07:00:00-05:00,2026-03-01,34.61538461538461\r\n"
         );
     }
 }
