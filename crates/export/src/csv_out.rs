@@ -49,7 +49,6 @@ impl<W: Write> CsvWriter<W> {
             .into_inner()
             .map_err(|e| crate::ExportError::Io(std::io::Error::other(e.to_string())))
     }
-
 }
 
 fn builder() -> csv::WriterBuilder {

@@ -52,7 +52,10 @@ pub fn pdf(header: &PdfHeader, charts: &[Chart], tables: &[Table]) -> Result<Vec
     let regular = Font::new(FONT_REGULAR.to_vec().into(), 0).ok_or_else(|| pdf_error("the bundled font"))?;
     let bold = Font::new(FONT_BOLD.to_vec().into(), 0).ok_or_else(|| pdf_error("the bundled bold font"))?;
     let measure = FontRef::try_from_slice(FONT_REGULAR).map_err(pdf_error)?;
-    let layouts: Vec<TableLayout> = tables.iter().map(|t| TableLayout::new(t, &measure, &header.zone)).collect();
+    let layouts: Vec<TableLayout> = tables
+        .iter()
+        .map(|t| TableLayout::new(t, &measure, &header.zone))
+        .collect();
     let svg_options = svg_options();
     let mut charts_svg = Vec::with_capacity(charts.len());
     for chart in charts {
@@ -69,12 +72,22 @@ pub fn pdf(header: &PdfHeader, charts: &[Chart], tables: &[Table]) -> Result<Vec
         };
         text(&mut s, &bold, 15.0, MARGIN, 46.0, &header.title);
         let zone = header.zone.iana_name().unwrap_or("UTC");
-        let subtitle = format!("Tenant: {}   ·   Range: {}   ·   Time zone: {zone}", header.tenant, header.range);
+        let subtitle = format!(
+            "Tenant: {}   ·   Range: {}   ·   Time zone: {zone}",
+            header.tenant, header.range
+        );
         text(&mut s, &regular, 9.0, MARGIN, 62.0, &subtitle);
         fill_rect(&mut s, MARGIN, 70.0, WIDTH - 2.0 * MARGIN, 0.7, (160, 160, 160));
         let footer = format!("Page {} of {count}", number + 1);
         let footer_width = text_width(&measure, TEXT + 0.5, &footer);
-        text(&mut s, &regular, TEXT + 0.5, (WIDTH - footer_width) / 2.0, HEIGHT - 24.0, &footer);
+        text(
+            &mut s,
+            &regular,
+            TEXT + 0.5,
+            (WIDTH - footer_width) / 2.0,
+            HEIGHT - 24.0,
+            &footer,
+        );
         let mut y = CONTENT_TOP;
         for block in blocks {
             match block {

@@ -89,7 +89,10 @@ mod tests {
         let zone = TimeZone::get("America/New_York").unwrap();
         for s in (1_709_000_000i64..1_712_000_000).step_by(3_593) {
             let z = Timestamp::from_second(s).unwrap().to_zoned(zone.clone());
-            assert_eq!(local(s, &zone).rfc3339(), z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string());
+            assert_eq!(
+                local(s, &zone).rfc3339(),
+                z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+            );
         }
     }
 

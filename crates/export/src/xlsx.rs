@@ -66,7 +66,11 @@ impl XlsxWriter {
         let index = self.sheets;
         self.sheets += 1;
         let sheet = self.book.add_worksheet_with_constant_memory();
-        sheet.set_name(if name.trim().is_empty() { format!("Sheet{}", index + 1) } else { name })?;
+        sheet.set_name(if name.trim().is_empty() {
+            format!("Sheet{}", index + 1)
+        } else {
+            name
+        })?;
         for (i, column) in columns.iter().enumerate() {
             let col = i as u16;
             sheet.write_string_with_format(0, col, &column.name, &self.formats.header)?;

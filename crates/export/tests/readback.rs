@@ -2,7 +2,9 @@
 //! pdftotext/pdfinfo for PDF (Debian's poppler-utils).
 
 use calamine::{Data, Reader, Xlsx};
-use dialboard_export::{pdf, Cell, Chart, ChartKind, Column, ColumnKind, CsvWriter, PdfHeader, Series, Table, XlsxWriter};
+use dialboard_export::{
+    pdf, Cell, Chart, ChartKind, Column, ColumnKind, CsvWriter, PdfHeader, Series, Table, XlsxWriter,
+};
 use jiff::tz::TimeZone;
 use std::io::Cursor;
 use std::process::Command;
@@ -51,11 +53,19 @@ fn csv_reads_back_with_a_csv_parser() {
         let i = i as i64;
         assert_eq!(&record[0], format!("Agent, \"{i}\""));
         assert_eq!(record[1].parse::<i64>().unwrap(), i * 3);
-        assert_eq!(record[2].parse::<f64>().unwrap(), 100.0 / (i as f64 + 3.0), "full precision");
+        assert_eq!(
+            record[2].parse::<f64>().unwrap(),
+            100.0 / (i as f64 + 3.0),
+            "full precision"
+        );
         let started: jiff::Timestamp = record[4].parse().unwrap();
         assert_eq!(started.as_second(), START + i * 3_607);
         let offset = &record[4][19..];
-        let expected = if started.as_second() < 1_772_953_200 { "-05:00" } else { "-04:00" };
+        let expected = if started.as_second() < 1_772_953_200 {
+            "-05:00"
+        } else {
+            "-04:00"
+        };
         assert_eq!(offset, expected, "the zone's offset at that instant");
     }
 }
@@ -85,10 +95,17 @@ fn xlsx_cells_are_typed() {
             panic!("a date-time cell, got {:?}", range.get((r, 4)));
         };
         // The local wall clock in New York.
-        let local = jiff::Timestamp::from_second(START + i * 3_607).unwrap().to_zoned(zone()).datetime();
+        let local = jiff::Timestamp::from_second(START + i * 3_607)
+            .unwrap()
+            .to_zoned(zone())
+            .datetime();
         let epoch = jiff::civil::date(1899, 12, 30).at(0, 0, 0, 0);
         let serial = local.duration_since(epoch).as_secs_f64() / 86_400.0;
-        assert!((at.as_f64() - serial).abs() < 1e-9, "serial {} for {local}", at.as_f64());
+        assert!(
+            (at.as_f64() - serial).abs() < 1e-9,
+            "serial {} for {local}",
+            at.as_f64()
+        );
         assert_eq!(range.get((r, 5)), Some(&Data::Bool(i % 2 == 0)));
     }
     // Formats: the header bold and frozen is in the sheet's XML; calamine reads values only,
@@ -155,8 +172,16 @@ fn pdf_has_header_chart_paginated_table_and_page_numbers() {
         assert!(page.contains("Weekly calls"), "the title on page {}", n + 1);
         assert!(page.contains("Tenant: Acme Sales"), "the tenant on page {}", n + 1);
         assert!(page.contains("America/New_York"), "the zone on page {}", n + 1);
-        assert!(page.contains(&format!("Page {} of {pages}", n + 1)), "page number on page {}", n + 1);
-        assert!(page.contains("connect_rate"), "the table's header repeated on page {}", n + 1);
+        assert!(
+            page.contains(&format!("Page {} of {pages}", n + 1)),
+            "page number on page {}",
+            n + 1
+        );
+        assert!(
+            page.contains("connect_rate"),
+            "the table's header repeated on page {}",
+            n + 1
+        );
     }
     // The chart is vector graphics with its text embedded (not an image).
     assert!(page_texts[0].contains("Calls per hour") && page_texts[0].contains("connects"));
@@ -168,5 +193,8 @@ fn pdf_has_header_chart_paginated_table_and_page_numbers() {
     // The font is embedded.
     let fonts = tool("pdffonts", &[path]);
     assert!(fonts.contains("DejaVuSans"), "{fonts}");
-    assert!(fonts.lines().skip(2).all(|l| l.contains(" yes ")), "every font embedded: {fonts}");
+    assert!(
+        fonts.lines().skip(2).all(|l| l.contains(" yes ")),
+        "every font embedded: {fonts}"
+    );
 }

@@ -409,10 +409,13 @@ async fn copy_file(path: &std::path::Path, sink: &mut Sink) -> Result<u64, Expor
         let (back, chunk) = tokio::task::spawn_blocking(move || {
             let mut buffer = vec![0u8; 256 * 1024];
             let n = file.read(&mut buffer);
-            (file, n.map(|n| {
-                buffer.truncate(n);
-                buffer
-            }))
+            (
+                file,
+                n.map(|n| {
+                    buffer.truncate(n);
+                    buffer
+                }),
+            )
         })
         .await?;
         file = back;

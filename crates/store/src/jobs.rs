@@ -90,7 +90,11 @@ pub struct Claim {
 #[derive(Debug, Clone)]
 pub enum JobUpdate {
     /// Progress so far; also renews the lease for another `lease_ms`.
-    Progress { done: i64, total: Option<i64>, lease_ms: i64 },
+    Progress {
+        done: i64,
+        total: Option<i64>,
+        lease_ms: i64,
+    },
     Succeeded(Value),
     /// Queued again after a backoff while attempts remain; `Failed` for good after that.
     Failed(String),
@@ -208,7 +212,11 @@ pub fn update(db: &mut impl Sql, tenant_id: i64, id: &str, worker: &str, update:
                     "UPDATE jobs SET state = $5, run_after = $6, error = $7, claimed_by = NULL, lease_until = NULL, \
                      updated_at = $4 {held}"
                 ),
-                &[&key[..], &[state.into(), (now + backoff_ms(attempts)).into(), error.as_str().into()]].concat(),
+                &[
+                    &key[..],
+                    &[state.into(), (now + backoff_ms(attempts)).into(), error.as_str().into()],
+                ]
+                .concat(),
             )?
         }
     };

@@ -23,9 +23,9 @@ use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent, MICROS};
 use dialboard_engine::query::{AgentTeams, Context, QueryResult};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_engine::FieldError;
+use jobs::{Claim, Job, JobUpdate, NewJob};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use jobs::{Claim, Job, JobUpdate, NewJob};
 use std::collections::HashMap;
 use std::sync::Arc;
 

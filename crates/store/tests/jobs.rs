@@ -66,7 +66,10 @@ fn claimed_once_by_concurrent_claimers(open: Open) {
         tokio::spawn(async move {
             let mut got = Vec::new();
             while let Some(job) = store.claim_job(claim(worker, 60_000), T0 + 1).await.unwrap() {
-                assert_eq!((job.state, job.claimed_by.as_deref()), (JobState::Running, Some(worker)));
+                assert_eq!(
+                    (job.state, job.claimed_by.as_deref()),
+                    (JobState::Running, Some(worker))
+                );
                 got.push(job.id);
             }
             got
@@ -78,7 +81,13 @@ fn claimed_once_by_concurrent_claimers(open: Open) {
     });
     let all: Vec<_> = got_a.iter().chain(&got_b).cloned().collect();
     let unique: HashSet<_> = all.iter().cloned().collect();
-    assert_eq!(all.len(), 40, "every job claimed, none twice (a {}, b {})", got_a.len(), got_b.len());
+    assert_eq!(
+        all.len(),
+        40,
+        "every job claimed, none twice (a {}, b {})",
+        got_a.len(),
+        got_b.len()
+    );
     assert_eq!(unique, queued);
     let other = rt.block_on(a.claim_job(
         Claim {
@@ -95,10 +104,18 @@ fn claimed_once_by_concurrent_claimers(open: Open) {
 fn retried_with_backoff(open: Open) {
     let rt = runtime();
     let store = open();
-    let tenant = rt.block_on(store.create_tenant("t", TenantSettings::new("UTC"))).unwrap();
-    let id = rt.block_on(store.enqueue_job(tenant.id, export_job(1, 3), T0)).unwrap().id;
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    let id = rt
+        .block_on(store.enqueue_job(tenant.id, export_job(1, 3), T0))
+        .unwrap()
+        .id;
     let fail = |at: i64| {
-        let job = rt.block_on(store.claim_job(claim("w", 60_000), at)).unwrap().expect("due");
+        let job = rt
+            .block_on(store.claim_job(claim("w", 60_000), at))
+            .unwrap()
+            .expect("due");
         assert_eq!(job.id, id);
         assert!(rt
             .block_on(store.update_job(tenant.id, &id, "w", JobUpdate::Failed("boom".into()), at))
@@ -112,7 +129,10 @@ fn retried_with_backoff(open: Open) {
     );
     assert_eq!(after_first.error.as_deref(), Some("boom"));
     // Not before its backoff has passed.
-    assert!(rt.block_on(store.claim_job(claim("w", 60_000), T0 + 1_999)).unwrap().is_none());
+    assert!(rt
+        .block_on(store.claim_job(claim("w", 60_000), T0 + 1_999))
+        .unwrap()
+        .is_none());
     let after_second = fail(T0 + 2_000);
     assert_eq!(
         (after_second.state, after_second.attempts, after_second.run_after),
@@ -121,7 +141,10 @@ fn retried_with_backoff(open: Open) {
     // The last attempt's failure is final.
     let after_third = fail(T0 + 6_000);
     assert_eq!((after_third.state, after_third.attempts), (JobState::Failed, 3));
-    assert!(rt.block_on(store.claim_job(claim("w", 60_000), T0 + 10_000_000)).unwrap().is_none());
+    assert!(rt
+        .block_on(store.claim_job(claim("w", 60_000), T0 + 10_000_000))
+        .unwrap()
+        .is_none());
     rt.block_on(store.shutdown());
 }
 
@@ -133,23 +156,38 @@ fn lease_expiry_lets_another_node_claim(open: Open) {
     let first = rt.block_on(a.claim_job(claim("node-a", 1_000), T0)).unwrap().unwrap();
     assert_eq!(first.lease_until, Some(T0 + 1_000));
     // Held while the lease runs, and a progress report renews it.
-    assert!(rt.block_on(b.claim_job(claim("node-b", 1_000), T0 + 999)).unwrap().is_none());
+    assert!(rt
+        .block_on(b.claim_job(claim("node-b", 1_000), T0 + 999))
+        .unwrap()
+        .is_none());
     let progress = JobUpdate::Progress {
         done: 5,
         total: Some(10),
         lease_ms: 1_000,
     };
-    assert!(rt.block_on(a.update_job(tenant.id, &id, "node-a", progress, T0 + 900)).unwrap());
-    assert!(rt.block_on(b.claim_job(claim("node-b", 1_000), T0 + 1_500)).unwrap().is_none());
+    assert!(rt
+        .block_on(a.update_job(tenant.id, &id, "node-a", progress, T0 + 900))
+        .unwrap());
+    assert!(rt
+        .block_on(b.claim_job(claim("node-b", 1_000), T0 + 1_500))
+        .unwrap()
+        .is_none());
     // node-a dies: once its lease ends, node-b takes the job over.
-    let taken = rt.block_on(b.claim_job(claim("node-b", 1_000), T0 + 1_901)).unwrap().unwrap();
+    let taken = rt
+        .block_on(b.claim_job(claim("node-b", 1_000), T0 + 1_901))
+        .unwrap()
+        .unwrap();
     assert_eq!((taken.id.as_str(), taken.attempts), (id.as_str(), 2));
     assert_eq!((taken.progress_done, taken.progress_total), (5, Some(10)));
     // node-a, back, can no longer touch it.
     let late = JobUpdate::Succeeded(json!({"by": "a"}));
-    assert!(!rt.block_on(a.update_job(tenant.id, &id, "node-a", late, T0 + 2_000)).unwrap());
+    assert!(!rt
+        .block_on(a.update_job(tenant.id, &id, "node-a", late, T0 + 2_000))
+        .unwrap());
     let done = JobUpdate::Succeeded(json!({"by": "b"}));
-    assert!(rt.block_on(b.update_job(tenant.id, &id, "node-b", done, T0 + 2_000)).unwrap());
+    assert!(rt
+        .block_on(b.update_job(tenant.id, &id, "node-b", done, T0 + 2_000))
+        .unwrap());
     let job = rt.block_on(a.job(tenant.id, &id)).unwrap().unwrap();
     assert_eq!((job.state, job.result), (JobState::Succeeded, Some(json!({"by": "b"}))));
     assert_eq!(job.progress_done, 10, "a finished job's progress is complete");
@@ -163,8 +201,13 @@ fn lease_expiry_lets_another_node_claim(open: Open) {
 fn survives_reopening(open: Open) {
     let rt = runtime();
     let store = open();
-    let tenant = rt.block_on(store.create_tenant("t", TenantSettings::new("UTC"))).unwrap();
-    let id = rt.block_on(store.enqueue_job(tenant.id, export_job(7, 2), T0)).unwrap().id;
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    let id = rt
+        .block_on(store.enqueue_job(tenant.id, export_job(7, 2), T0))
+        .unwrap()
+        .id;
     rt.block_on(store.shutdown());
     drop(store);
     let store = open();
@@ -175,7 +218,9 @@ fn survives_reopening(open: Open) {
             .unwrap();
     }
     let done = JobUpdate::Succeeded(json!({"rows": 2}));
-    assert!(rt.block_on(store.update_job(tenant.id, &id, "w", done, T0 + 1)).unwrap());
+    assert!(rt
+        .block_on(store.update_job(tenant.id, &id, "w", done, T0 + 1))
+        .unwrap());
     rt.block_on(store.shutdown());
     drop(store);
     let store = open();
@@ -191,7 +236,8 @@ fn survives_reopening(open: Open) {
     }
     assert_eq!(file, b"first,second");
     // A retry writing chunk 0 again starts the file over.
-    rt.block_on(store.put_job_file_chunk(tenant.id, &id, 0, b"again".to_vec())).unwrap();
+    rt.block_on(store.put_job_file_chunk(tenant.id, &id, 0, b"again".to_vec()))
+        .unwrap();
     assert!(rt.block_on(store.job_file_chunk(tenant.id, &id, 1)).unwrap().is_none());
     rt.block_on(store.shutdown());
 }

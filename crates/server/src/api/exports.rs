@@ -1,5 +1,5 @@
 //! Exports over HTTP (SPEC §7): `GET /calls?format=csv|xlsx|pdf` answers up to
-//! [`SYNC_LIMIT`] rows at once (CSV streamed as it is read) and queues a job past that
+//! [`crate::exports::SYNC_LIMIT`] rows at once (CSV streamed as it is read) and queues a job past that
 //! (`202 Accepted`, `Location: /api/v1/exports/{id}`); `POST/GET /exports`,
 //! `GET /exports/{id}` and `GET /exports/{id}/file` are the jobs. The rendering is
 //! `crate::exports`; the job runs on the job mechanism (`crate::jobs`).
@@ -8,7 +8,7 @@ use super::auth::Principal;
 use super::error::{parse_json, ApiError, Body};
 use super::query::{now, params_body};
 use super::AppState;
-use crate::exports::{export_calls, CallRows, ExportFailure, ExportRequest, Format, Sink, JOB_KIND, SYNC_LIMIT};
+use crate::exports::{export_calls, CallRows, ExportFailure, ExportRequest, Format, Sink, JOB_KIND};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -60,11 +60,16 @@ pub async fn calls(
         owner: principal.actor_name(),
         now: now(),
     };
-    let rows = CallRows::new(state.store.clone(), principal.tenant_id, request.query.clone(), request.now)
-        .await
-        .map_err(failure)?;
+    let rows = CallRows::new(
+        state.store.clone(),
+        principal.tenant_id,
+        request.query.clone(),
+        request.now,
+    )
+    .await
+    .map_err(failure)?;
     let count = rows.count().await.map_err(failure)?;
-    if count > SYNC_LIMIT {
+    if count > state.export_sync_limit {
         return queue(&state, &principal, request, count).await;
     }
     crate::access::audit(
@@ -106,7 +111,12 @@ fn file_response(format: Format, name: &str, body: axum::body::Body) -> Response
 }
 
 /// Queues an export job and answers `202 Accepted` with its `Location`.
-async fn queue(state: &AppState, principal: &Principal, request: ExportRequest, rows: i64) -> Result<Response, ApiError> {
+async fn queue(
+    state: &AppState,
+    principal: &Principal,
+    request: ExportRequest,
+    rows: i64,
+) -> Result<Response, ApiError> {
     let job = NewJob {
         kind: JOB_KIND.into(),
         payload: serde_json::to_value(&request).expect("a request serializes"),
@@ -155,9 +165,14 @@ pub async fn create(
         return Err(invalid("source", "must be 'calls' (views and reports come later)"));
     }
     let format = parse_format(&create.format)?;
-    let mut query = create.query.unwrap_or_else(|| json!({"range": {"preset": "last_7_days"}}));
+    let mut query = create
+        .query
+        .unwrap_or_else(|| json!({"range": {"preset": "last_7_days"}}));
     if !query.is_object() {
-        return Err(invalid("query", "must be an object: filters, range and timezone as /query takes them"));
+        return Err(invalid(
+            "query",
+            "must be an object: filters, range and timezone as /query takes them",
+        ));
     }
     principal.restrict(&mut query, true)?;
     let request = ExportRequest {
@@ -168,9 +183,14 @@ pub async fn create(
         now: now(),
     };
     // Checked now, so a bad query is a 400 rather than a failed job.
-    let rows = CallRows::new(state.store.clone(), principal.tenant_id, request.query.clone(), request.now)
-        .await
-        .map_err(failure)?;
+    let rows = CallRows::new(
+        state.store.clone(),
+        principal.tenant_id,
+        request.query.clone(),
+        request.now,
+    )
+    .await
+    .map_err(failure)?;
     let count = rows.count().await.map_err(failure)?;
     queue(&state, &principal, request, count).await
 }
@@ -199,7 +219,8 @@ fn expired(job: &Job) -> bool {
 /// What `GET /exports/{id}` shows.
 fn job_json(job: &Job) -> Value {
     let result = job.result.clone().unwrap_or(Value::Null);
-    let file_url = (job.state == JobState::Succeeded && !expired(job)).then(|| format!("/api/v1/exports/{}/file", job.id));
+    let file_url =
+        (job.state == JobState::Succeeded && !expired(job)).then(|| format!("/api/v1/exports/{}/file", job.id));
     json!({
         "id": job.id,
         "status": job.state,
@@ -248,11 +269,18 @@ pub async fn file(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_ready",
-            format!("export '{id}' is {}; its file is there once it has succeeded", job.state.as_str()),
+            format!(
+                "export '{id}' is {}; its file is there once it has succeeded",
+                job.state.as_str()
+            ),
         ));
     }
     if expired(&job) {
-        return Err(ApiError::new(StatusCode::GONE, "expired", format!("export '{id}' has expired")));
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "expired",
+            format!("export '{id}' has expired"),
+        ));
     }
     let format = job.payload["format"]
         .as_str()
@@ -269,5 +297,9 @@ pub async fn file(
             }
         }
     });
-    Ok(file_response(format, &format!("calls-{}", job.id), axum::body::Body::from_stream(stream)))
+    Ok(file_response(
+        format,
+        &format!("calls-{}", job.id),
+        axum::body::Body::from_stream(stream),
+    ))
 }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub limiter: auth::RateLimiter,
     /// Rate limits of credentials that set none of their own.
     pub rate_limits: RateLimits,
+    /// Exports of more rows than this are jobs (`202 Accepted`); tests lower it.
+    pub export_sync_limit: i64,
 }
 
 impl AppState {
@@ -47,6 +49,7 @@ impl AppState {
             hub: crate::live::Hub::start(store.clone(), queue),
             limiter: auth::RateLimiter::default(),
             rate_limits: RateLimits::default(),
+            export_sync_limit: crate::exports::SYNC_LIMIT,
         })
     }
 }

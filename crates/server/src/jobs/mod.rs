@@ -58,13 +58,24 @@ pub type Handler = Arc<dyn Fn(JobContext) -> HandlerFuture + Send + Sync>;
 pub enum Outcome {
     /// Nothing was due.
     Idle,
-    Succeeded { id: String, result: Value },
+    Succeeded {
+        id: String,
+        result: Value,
+    },
     /// Failed; queued again after a backoff.
-    Retrying { id: String, error: String },
+    Retrying {
+        id: String,
+        error: String,
+    },
     /// Failed on its last attempt.
-    Failed { id: String, error: String },
+    Failed {
+        id: String,
+        error: String,
+    },
     /// Another worker took the job over before this one finished; nothing was stored.
-    LostLease { id: String },
+    LostLease {
+        id: String,
+    },
 }
 
 pub struct Worker {
@@ -149,7 +160,10 @@ impl Worker {
                 (JobUpdate::Failed(error), outcome)
             }
         };
-        let held = self.store.update_job(tenant_id, &id, &self.name, update, now_ms()).await?;
+        let held = self
+            .store
+            .update_job(tenant_id, &id, &self.name, update, now_ms())
+            .await?;
         Ok(if held { outcome } else { Outcome::LostLease { id } })
     }
 

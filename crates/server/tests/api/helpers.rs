@@ -21,6 +21,15 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with live subscribers allowed `queue` waiting messages.
     pub async fn spawn_with_live_queue(timezone: &str, queue: usize) -> TestApp {
+        Self::spawn_configured(timezone, queue, dialboard::exports::SYNC_LIMIT).await
+    }
+
+    /// Like [`TestApp::spawn`], with exports past `export_sync_limit` rows answered as jobs.
+    pub async fn spawn_with_export_limit(timezone: &str, export_sync_limit: i64) -> TestApp {
+        Self::spawn_configured(timezone, dialboard::live::QUEUE_CAPACITY, export_sync_limit).await
+    }
+
+    async fn spawn_configured(timezone: &str, queue: usize, export_sync_limit: i64) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path().join("test.db"), Options::not_durable()).unwrap());
@@ -31,7 +40,9 @@ impl TestApp {
         let key = add_key(&store, tenant.id, vec![Scope::Ingest, Scope::Read, Scope::Admin], None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = app(AppState::with_live_queue(store.clone(), queue));
+        let mut state = AppState::with_live_queue(store.clone(), queue);
+        Arc::get_mut(&mut state).expect("not shared yet").export_sync_limit = export_sync_limit;
+        let router = app(state);
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         TestApp {
             url,

@@ -4,6 +4,7 @@
 mod access;
 mod analytics;
 mod directory;
+mod exports;
 mod helpers;
 mod ingest;
 mod live;

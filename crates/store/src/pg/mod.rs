@@ -23,8 +23,8 @@ use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
     catalog, drill,
     jobs::{self, Claim, Job, JobUpdate, NewJob},
-    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store,
-    StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
+    StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};

@@ -12,8 +12,8 @@ use crate::access::{AuditEntry, KeyInfo, User};
 use crate::catalog;
 use crate::contribution;
 use crate::drill;
-use crate::jobs::{self, Claim, Job, JobUpdate, NewJob};
 use crate::group::WriterQueue;
+use crate::jobs::{self, Claim, Job, JobUpdate, NewJob};
 use crate::overlay::{DeltaMap, Overlay};
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
@@ -628,7 +628,8 @@ impl Store for SqliteStore {
 
     async fn jobs(&self, tenant_id: i64, kind: &str, limit: usize) -> Result<Vec<Job>> {
         let kind = kind.to_string();
-        self.read(move |conn, _| jobs::list(conn, tenant_id, &kind, limit)).await
+        self.read(move |conn, _| jobs::list(conn, tenant_id, &kind, limit))
+            .await
     }
 
     async fn put_job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64, data: Vec<u8>) -> Result<()> {
@@ -646,7 +647,8 @@ impl Store for SqliteStore {
 
     async fn job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64) -> Result<Option<Vec<u8>>> {
         let id = id.to_string();
-        self.read(move |conn, _| jobs::file_chunk(conn, tenant_id, &id, seq)).await
+        self.read(move |conn, _| jobs::file_chunk(conn, tenant_id, &id, seq))
+            .await
     }
 
     async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {
