@@ -107,7 +107,7 @@ mod tests {
             Cell::Text("Doe, \"JD\"\nJr".into()),
             Cell::Instant(1_772_366_400),
             Cell::Instant(1_772_366_400),
-            Cell::Number(34.615384615384615),
+            Cell::Number(450.0 / 13.0),
         ])
         .unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
