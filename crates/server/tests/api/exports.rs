@@ -394,3 +394,48 @@ async fn large_exports_are_jobs_only_their_tenant_reads() {
         ["export_finished", "export_queued", "export_finished", "export_queued"]
     );
 }
+
+#[tokio::test]
+async fn the_servers_worker_loops_run_an_export_once() {
+    let app = TestApp::spawn_with_export_limit("UTC", 10).await;
+    seeded(&app).await;
+    let r = app
+        .client
+        .get(format!("{}/api/v1/calls?{RANGE}&format=pdf", app.url))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    // Two workers, as two nodes' loops, race for the job.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let loops: Vec<_> = (0..2)
+        .map(|_| std::sync::Arc::new(Worker::for_server(app.store.clone())).spawn(stopped.clone()))
+        .collect();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = app.get(&location).await.1;
+        if status["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.send(true).unwrap();
+    for l in loops {
+        l.await.unwrap();
+    }
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["attempts"], 1, "claimed once");
+    let (_, audit) = app.get("/api/v1/audit?limit=20").await;
+    let finished = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "export_finished")
+        .count();
+    assert_eq!(finished, 1, "run once");
+    let (status, headers, pdf) = fetch(&app, status["file_url"].as_str().unwrap(), &app.key).await;
+    assert_eq!((status, headers["content-type"].as_str()), (200, "application/pdf"));
+    assert!(pdf.starts_with(b"%PDF"));
+}
