@@ -515,7 +515,9 @@ impl Store for SqliteStore {
                 params![
                     tenant.id,
                     range.start * 1_000_000_000,
-                    range.end * 1_000_000_000,
+                    // The cursor's start also bounds the index range (SQLite does not bound it
+                    // by the row value: each page scanned every row of the pages before it).
+                    (range.end * 1_000_000_000).min(drill.after.0.saturating_add(1)),
                     drill.after.0,
                     drill.after.1
                 ],
