@@ -405,7 +405,12 @@ pub async fn serve_with(
     tracing::info!(%url, max_connections = limits.max_connections, "listening");
     announce(&url);
     let state = AppState::configured(store.clone(), crate::live::QUEUE_CAPACITY, security, crate::api::wall_clock());
+    let (stop_jobs, stop) = tokio::sync::watch::channel(false);
+    let jobs = Arc::new(crate::jobs::Worker::for_server(store.clone())).spawn(stop);
     crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;
+    // A job cut short here is claimed again once its lease expires (on this node or another).
+    let _ = stop_jobs.send(true);
+    jobs.abort();
     tracing::info!("shutting down: finishing commits");
     store.shutdown().await;
     Ok(())

@@ -9,6 +9,7 @@ mod catalog;
 pub mod contribution;
 mod drill;
 mod group;
+pub mod jobs;
 pub mod overlay;
 pub mod pg;
 mod rows;
@@ -22,8 +23,10 @@ use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent, MICROS};
 use dialboard_engine::query::{AgentTeams, Context, QueryResult};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_engine::FieldError;
+use jobs::{Claim, Job, JobUpdate, NewJob};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -498,6 +501,23 @@ pub trait Store: Send + Sync + 'static {
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>>;
     /// Finishes in-flight commits and folds pending deltas into cells.
     async fn shutdown(&self);
+
+    // The job mechanism (see `jobs`); `now` is epoch milliseconds.
+    async fn enqueue_job(&self, tenant_id: i64, job: NewJob, now: i64) -> Result<Job>;
+    /// Leases the oldest due job (of any tenant) to `claim.worker`: each job to one claimer,
+    /// across nodes; a job whose lease expired is claimed again.
+    async fn claim_job(&self, claim: Claim, now: i64) -> Result<Option<Job>>;
+    /// `false` if `worker` no longer holds the job (nothing changed).
+    async fn update_job(&self, tenant_id: i64, id: &str, worker: &str, update: JobUpdate, now: i64) -> Result<bool>;
+    async fn job(&self, tenant_id: i64, id: &str) -> Result<Option<Job>>;
+    /// The tenant's jobs of a kind, newest first.
+    async fn jobs(&self, tenant_id: i64, kind: &str, limit: usize) -> Result<Vec<Job>>;
+    /// Writes chunk `seq` of a job's file; chunk 0 first drops what an earlier attempt wrote.
+    async fn put_job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64, data: Vec<u8>) -> Result<()>;
+    async fn job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64) -> Result<Option<Vec<u8>>>;
+    /// The JSON body of stored events by id, each given with its record's key (a call id):
+    /// the fields records do not keep, such as a call's prospect and notes, for exports.
+    async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>>;
 }
 
 fn nanos_to_rfc3339(ns: i64, clock: &Clock) -> Value {

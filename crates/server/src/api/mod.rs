@@ -7,6 +7,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod guard;
 pub mod live;
 pub mod openapi;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub security: guard::Security,
     /// Queries running at once, per credential and per tenant.
     pub admission: Arc<admission::Admission>,
+    /// Exports of more rows than this are jobs (`202 Accepted`); tests lower it.
+    pub export_sync_limit: i64,
 }
 
 /// The current instant in epoch seconds: the wall clock, or a test's.
@@ -72,6 +75,7 @@ impl AppState {
             now,
             security,
             admission: admission::Admission::new(admission::AdmissionLimits::default()),
+            export_sync_limit: crate::exports::SYNC_LIMIT,
         })
     }
 
@@ -98,7 +102,25 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/calls",
             get(query::calls),
-            vec![op("get", "read", "raw calls behind any view, newest first").params(&[SHARED, "cursor", "limit"])],
+            vec![op("get", "read", "raw calls behind any view, newest first; with format=csv|xlsx|pdf every matching row (202 and an export job past 100,000)").params(&[SHARED, "cursor", "limit", "format"])],
+        )
+        .add(
+            "/exports",
+            get(exports::list).post(exports::create),
+            vec![
+                op("get", "read", "the caller's export jobs (an admin's: the tenant's)"),
+                op("post", "read", "queue an export job: {source, format, query}").body(),
+            ],
+        )
+        .add(
+            "/exports/{id}",
+            get(exports::get),
+            vec![op("get", "read", "an export job: status, progress, the file's URL when done")],
+        )
+        .add(
+            "/exports/{id}/file",
+            get(exports::file),
+            vec![op("get", "read", "a finished export's file, until it expires")],
         )
         .add(
             "/calls/{call_id}",

@@ -4,6 +4,7 @@ use super::auth::Principal;
 use super::error::{ApiError, Body};
 use super::AppState;
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dialboard_engine::query::Dimension;
 use dialboard_engine::FieldError;
@@ -100,7 +101,10 @@ pub async fn calls(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    if params.contains_key("format") {
+        return super::exports::calls(state, principal, params).await;
+    }
     principal.require(Scope::Read)?;
     let (mut body, cursor, limit) = drilldown_body(&params)?;
     principal.restrict(&mut body, true)?;
@@ -118,7 +122,7 @@ pub async fn calls(
         )
         .await?;
     match page {
-        Ok(p) => Ok(Json(json!(p))),
+        Ok(p) => Ok(Json(json!(p)).into_response()),
         Err(fields) => Err(ApiError::invalid("invalid_request", fields)),
     }
 }

@@ -38,6 +38,14 @@ impl TestApp {
         Self::spawn_serving(timezone, queue, limits, |state| state.security = security).await
     }
 
+    /// Like [`TestApp::spawn`], with exports past `export_sync_limit` rows answered as jobs.
+    pub async fn spawn_with_export_limit(timezone: &str, export_sync_limit: i64) -> TestApp {
+        Self::spawn_with(timezone, dialboard::live::QUEUE_CAPACITY, |state| {
+            state.export_sync_limit = export_sync_limit
+        })
+        .await
+    }
+
     /// Like [`TestApp::spawn_with_live_queue`], with the server's state changed by `configure`.
     pub async fn spawn_with(timezone: &str, queue: usize, configure: impl FnOnce(&mut AppState)) -> TestApp {
         Self::spawn_serving(timezone, queue, Limits::default(), configure).await

@@ -5,6 +5,7 @@ mod access;
 mod analytics;
 mod comparisons;
 mod directory;
+mod exports;
 mod hardening_auth;
 mod hardening_query;
 mod helpers;

@@ -21,8 +21,10 @@ use crate::access::{AuditEntry, KeyInfo, User};
 use crate::group::WriterQueue;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
-    catalog, drill, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store,
-    StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    catalog, drill,
+    jobs::{self, Claim, Job, JobUpdate, NewJob},
+    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
+    StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
@@ -940,6 +942,72 @@ impl Store for PgStore {
             }
         })
         .await;
+    }
+
+    async fn enqueue_job(&self, tenant_id: i64, job: NewJob, now: i64) -> Result<Job> {
+        self.sql(move |db| jobs::enqueue(db, tenant_id, &job, now)).await
+    }
+
+    async fn claim_job(&self, claim: Claim, now: i64) -> Result<Option<Job>> {
+        self.with(move |conn, _| {
+            let mut tx = conn.client.transaction()?;
+            let job = jobs::claim(&mut Pg(&mut tx), &claim, now, true)?;
+            tx.commit()?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn update_job(&self, tenant_id: i64, id: &str, worker: &str, update: JobUpdate, now: i64) -> Result<bool> {
+        let (id, worker) = (id.to_string(), worker.to_string());
+        self.with(move |conn, _| {
+            let mut tx = conn.client.transaction()?;
+            let held = jobs::update(&mut Pg(&mut tx), tenant_id, &id, &worker, &update, now)?;
+            tx.commit()?;
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn job(&self, tenant_id: i64, id: &str) -> Result<Option<Job>> {
+        let id = id.to_string();
+        self.sql(move |db| jobs::get(db, tenant_id, &id)).await
+    }
+
+    async fn jobs(&self, tenant_id: i64, kind: &str, limit: usize) -> Result<Vec<Job>> {
+        let kind = kind.to_string();
+        self.sql(move |db| jobs::list(db, tenant_id, &kind, limit)).await
+    }
+
+    async fn put_job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64, data: Vec<u8>) -> Result<()> {
+        let id = id.to_string();
+        self.with(move |conn, _| {
+            let mut tx = conn.client.transaction()?;
+            if seq == 0 {
+                jobs::delete_file(&mut Pg(&mut tx), tenant_id, &id)?;
+            }
+            jobs::put_file_chunk(&mut Pg(&mut tx), tenant_id, &id, seq, &data)?;
+            Ok(tx.commit()?)
+        })
+        .await
+    }
+
+    async fn job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64) -> Result<Option<Vec<u8>>> {
+        let id = id.to_string();
+        self.sql(move |db| jobs::file_chunk(db, tenant_id, &id, seq)).await
+    }
+
+    async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {
+        self.with(move |conn, _| {
+            // Events are found through their record's key (the index PostgreSQL has on them).
+            let (records, ids): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+            let rows = conn.client.query(
+                "SELECT event_id, body FROM events WHERE tenant_id = $1 AND record_key = ANY($2) AND event_id = ANY($3)",
+                &[&tenant_id, &records, &ids],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+        .await
     }
 }
 

@@ -231,6 +231,39 @@ CREATE INDEX IF NOT EXISTS calls_by_campaign ON calls (tenant_id, campaign_id, s
 CREATE INDEX IF NOT EXISTS calls_by_team ON calls (tenant_id, team_id, started_ns, call_id);
 CREATE INDEX IF NOT EXISTS calls_by_disposition ON calls (tenant_id, disposition, started_ns, call_id);
 "#,
+    r#"
+-- The job mechanism (store::jobs). Times are epoch milliseconds. `jobs_due` is the one index
+-- not led by the tenant: workers claim the next due job of any tenant.
+CREATE TABLE IF NOT EXISTS jobs (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    max_attempts BIGINT NOT NULL,
+    run_after BIGINT NOT NULL,
+    progress_done BIGINT NOT NULL,
+    progress_total BIGINT,
+    result TEXT,
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    claimed_by TEXT,
+    lease_until BIGINT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, run_after);
+CREATE INDEX IF NOT EXISTS jobs_by_kind ON jobs (tenant_id, kind, created_at);
+-- A job's output file (an export), in chunks, so any node serves it and memory stays flat.
+CREATE TABLE IF NOT EXISTS job_files (
+    tenant_id BIGINT NOT NULL,
+    job_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (tenant_id, job_id, seq)
+);
+"#,
 ];
 
 /// The advisory locks the nodes coordinate with, each held until its transaction ends.

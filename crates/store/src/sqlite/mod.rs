@@ -13,6 +13,7 @@ use crate::catalog;
 use crate::contribution;
 use crate::drill;
 use crate::group::WriterQueue;
+use crate::jobs::{self, Claim, Job, JobUpdate, NewJob};
 use crate::overlay::{DeltaMap, Overlay};
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
@@ -25,7 +26,7 @@ use dialboard_engine::clock::Grain;
 use dialboard_engine::event::{CallAnalysis, CallRecord, ParsedEvent};
 use dialboard_engine::query::{AgentTeams, CellSource, QueryResult, SourceError};
 use dialboard_engine::FieldError;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -326,7 +327,9 @@ fn drill_statement(tenant: &TenantInfo, drill: &drill::Drill) -> (String, Vec<ru
     let mut values = vec![
         Sql::Integer(tenant.id),
         Sql::Integer(range.start * 1_000_000_000),
-        Sql::Integer(range.end * 1_000_000_000),
+        // The cursor's start also bounds the index range: SQLite does not bound it by the row
+        // value, so each page would scan every row of the pages before it.
+        Sql::Integer((range.end * 1_000_000_000).min(drill.after.0.saturating_add(1))),
         Sql::Integer(drill.after.0),
         Sql::Text(drill.after.1.clone()),
     ];
@@ -701,6 +704,80 @@ impl Store for SqliteStore {
         if let Some(h) = self.stop_wal_checkpointer() {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
+    }
+
+    async fn enqueue_job(&self, tenant_id: i64, job: NewJob, now: i64) -> Result<Job> {
+        self.write(move |conn| jobs::enqueue(conn, tenant_id, &job, now)).await
+    }
+
+    async fn claim_job(&self, claim: Claim, now: i64) -> Result<Option<Job>> {
+        // IMMEDIATE: the write lock is taken before the due job is chosen, so another process
+        // on the same file waits instead of choosing the same job.
+        self.write(move |conn| {
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let job = jobs::claim(&mut tx, &claim, now, false)?;
+            tx.commit()?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn update_job(&self, tenant_id: i64, id: &str, worker: &str, update: JobUpdate, now: i64) -> Result<bool> {
+        let (id, worker) = (id.to_string(), worker.to_string());
+        self.write(move |conn| {
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let held = jobs::update(&mut tx, tenant_id, &id, &worker, &update, now)?;
+            tx.commit()?;
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn job(&self, tenant_id: i64, id: &str) -> Result<Option<Job>> {
+        let id = id.to_string();
+        self.read(move |conn, _| jobs::get(conn, tenant_id, &id)).await
+    }
+
+    async fn jobs(&self, tenant_id: i64, kind: &str, limit: usize) -> Result<Vec<Job>> {
+        let kind = kind.to_string();
+        self.read(move |conn, _| jobs::list(conn, tenant_id, &kind, limit))
+            .await
+    }
+
+    async fn put_job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64, data: Vec<u8>) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let mut tx = conn.transaction()?;
+            if seq == 0 {
+                jobs::delete_file(&mut tx, tenant_id, &id)?;
+            }
+            jobs::put_file_chunk(&mut tx, tenant_id, &id, seq, &data)?;
+            Ok(tx.commit()?)
+        })
+        .await
+    }
+
+    async fn job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64) -> Result<Option<Vec<u8>>> {
+        let id = id.to_string();
+        self.read(move |conn, _| jobs::file_chunk(conn, tenant_id, &id, seq))
+            .await
+    }
+
+    async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {
+        self.read(move |conn, _| {
+            let mut stmt = conn.prepare_cached("SELECT body FROM events WHERE tenant_id = ?1 AND event_id = ?2")?;
+            let mut out = HashMap::with_capacity(keys.len());
+            for (_, event_id) in keys {
+                if let Some(body) = stmt
+                    .query_row(params![tenant_id, event_id], |r| r.get::<_, String>(0))
+                    .optional()?
+                {
+                    out.insert(event_id, body);
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 

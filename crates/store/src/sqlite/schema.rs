@@ -218,6 +218,39 @@ CREATE INDEX IF NOT EXISTS calls_by_campaign ON calls (tenant_id, campaign_id, s
 CREATE INDEX IF NOT EXISTS calls_by_team ON calls (tenant_id, team_id, started_ns);
 CREATE INDEX IF NOT EXISTS calls_by_disposition ON calls (tenant_id, disposition, started_ns);
 "#,
+    r#"
+-- The job mechanism (store::jobs). Times are epoch milliseconds. `jobs_due` is the one index
+-- not led by the tenant: workers claim the next due job of any tenant.
+CREATE TABLE IF NOT EXISTS jobs (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    run_after INTEGER NOT NULL,
+    progress_done INTEGER NOT NULL,
+    progress_total INTEGER,
+    result TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    claimed_by TEXT,
+    lease_until INTEGER,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, run_after);
+CREATE INDEX IF NOT EXISTS jobs_by_kind ON jobs (tenant_id, kind, created_at);
+-- A job's output file (an export), in chunks, so any node serves it and memory stays flat.
+CREATE TABLE IF NOT EXISTS job_files (
+    tenant_id INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, job_id, seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each

@@ -1,0 +1,485 @@
+//! Raw-call exports (seed 000's columns), without HTTP: the rows come from the drill-down
+//! (`Store::calls`, page by page, with a query body already narrowed to the caller's reach),
+//! are rendered by `dialboard-export`, and go to a [`Sink`]: an HTTP body as they are made, or
+//! an export job's file in the store. The API answers small exports at once and queues large
+//! ones as jobs of kind [`JOB_KIND`] on the job mechanism.
+
+use crate::jobs::{Handler, JobContext};
+use dialboard_export::{Cell, Column, ColumnKind, CsvWriter, PdfHeader, Table, XlsxWriter};
+use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const JOB_KIND: &str = "export";
+/// Past this many rows an export is a job (seed 000: "max 100,000 rows per export").
+pub const SYNC_LIMIT: i64 = 100_000;
+/// How long a finished export's file can be downloaded.
+pub const KEEP_FILE_SECONDS: i64 = 7 * 24 * 3600;
+/// Calls read per page of the drill-down.
+const PAGE: usize = 2_000;
+/// Bytes per chunk of a job's file in the store.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Xlsx,
+    Pdf,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "csv" => Some(Format::Csv),
+            "xlsx" => Some(Format::Xlsx),
+            "pdf" => Some(Format::Pdf),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+            Format::Pdf => "pdf",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Format::Pdf => "application/pdf",
+        }
+    }
+}
+
+/// An export job's payload: what to export, already narrowed to the requester's reach when it
+/// was asked for (a job runs later, on any node, without the requester's credential).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportRequest {
+    /// What is exported: `calls` (the raw drill-down) for now; views and reports later.
+    pub source: String,
+    pub format: Format,
+    /// The drill-down's query body (filters, range, timezone) after `Principal::restrict`.
+    pub query: Value,
+    /// The requester (as the audit log names them): only they, or an admin, see the job.
+    pub owner: String,
+    /// The `now` the request was made at (epoch seconds), so a relative range such as
+    /// `last_7_days` means the same days when the job runs later.
+    pub now: i64,
+}
+
+/// Seed 000's call export columns.
+pub fn call_columns() -> Vec<Column> {
+    use ColumnKind::*;
+    [
+        ("call_id", Text),
+        ("date", Date),
+        ("time", Time),
+        ("agent_name", Text),
+        ("prospect_name", Text),
+        ("prospect_phone", Text),
+        ("prospect_company", Text),
+        ("campaign_name", Text),
+        ("disposition", Text),
+        ("talk_duration", DurationSeconds),
+        ("wait_time", DurationSeconds),
+        ("wrap_time", DurationSeconds),
+        ("ai_score", Number),
+        ("sentiment", Number),
+        ("recording_url", Text),
+        ("notes", Text),
+        ("meeting_booked", Boolean),
+        ("crm_synced", Boolean),
+    ]
+    .into_iter()
+    .map(|(name, kind)| Column::new(name, kind))
+    .collect()
+}
+
+/// An export that cannot be made, with the reason for the client (`Invalid`) or the log.
+#[derive(Debug)]
+pub enum ExportFailure {
+    /// The query's fields are wrong: (field, message) pairs.
+    Invalid(Vec<dialboard_engine::FieldError>),
+    Failed(String),
+}
+
+impl<E: std::fmt::Display> From<E> for ExportFailure {
+    fn from(e: E) -> Self {
+        ExportFailure::Failed(e.to_string())
+    }
+}
+
+/// The calls an export reads, page by page, as rows of [`call_columns`].
+pub struct CallRows {
+    store: Arc<dyn Store>,
+    pub tenant: Arc<TenantInfo>,
+    query: Value,
+    now: i64,
+    cursor: Option<String>,
+    done: bool,
+    agent_names: HashMap<String, String>,
+    campaign_names: HashMap<String, String>,
+}
+
+impl CallRows {
+    pub async fn new(store: Arc<dyn Store>, tenant_id: i64, query: Value, now: i64) -> Result<CallRows, ExportFailure> {
+        let tenant = store.tenant(tenant_id).await?;
+        let names = |entries: Vec<(String, Value)>| -> HashMap<String, String> {
+            entries
+                .into_iter()
+                .filter_map(|(id, body)| Some((id, body["name"].as_str()?.to_string())))
+                .collect()
+        };
+        let agent_names = names(store.directory(tenant_id, DirectoryKind::Agent).await?);
+        let campaign_names = names(store.directory(tenant_id, DirectoryKind::Campaign).await?);
+        Ok(CallRows {
+            store,
+            tenant,
+            query,
+            now,
+            cursor: None,
+            done: false,
+            agent_names,
+            campaign_names,
+        })
+    }
+
+    /// How many calls match: the same query model's `total_calls` over the same filters and
+    /// range (the drill-down lists exactly the calls that measure counts), from the rollups.
+    pub async fn count(&self) -> Result<i64, ExportFailure> {
+        let mut body = self.query.clone();
+        body["measures"] = json!(["total_calls"]);
+        let result = self
+            .store
+            .query(self.tenant.id, body, self.now)
+            .await?
+            .map_err(ExportFailure::Invalid)?;
+        Ok(result.to_json()["totals"]["total_calls"].as_i64().unwrap_or(0))
+    }
+
+    /// The next page of rows; `None` after the last.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Vec<Cell>>>, ExportFailure> {
+        if self.done {
+            return Ok(None);
+        }
+        let request = CallsRequest {
+            query: self.query.clone(),
+            cursor: self.cursor.take(),
+            limit: PAGE,
+        };
+        let page = self
+            .store
+            .calls(self.tenant.id, request, self.now)
+            .await?
+            .map_err(ExportFailure::Invalid)?;
+        self.cursor = page.next_cursor;
+        self.done = self.cursor.is_none();
+        let keys = page
+            .calls
+            .iter()
+            .filter_map(|c| Some((c["call_id"].as_str()?.to_string(), c["event_id"].as_str()?.to_string())))
+            .collect();
+        let bodies = self.store.event_bodies(self.tenant.id, keys).await?;
+        let rows = page
+            .calls
+            .iter()
+            .map(|call| {
+                let body = call["event_id"]
+                    .as_str()
+                    .and_then(|id| bodies.get(id))
+                    .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                    .unwrap_or(Value::Null);
+                self.row(call, &body)
+            })
+            .collect();
+        Ok(Some(rows))
+    }
+
+    fn row(&self, call: &Value, event: &Value) -> Vec<Cell> {
+        let text = |v: &Value| v.as_str().map_or(Cell::Empty, |s| Cell::Text(s.to_string()));
+        let named = |id: &Value, names: &HashMap<String, String>| match id.as_str() {
+            Some(id) => Cell::Text(names.get(id).cloned().unwrap_or_else(|| id.to_string())),
+            None => Cell::Empty,
+        };
+        let int = |v: &Value| v.as_i64().map_or(Cell::Empty, Cell::Int);
+        let number = |v: &Value| v.as_f64().map_or(Cell::Empty, Cell::Number);
+        let started = call["started_at"]
+            .as_str()
+            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+            .map_or(Cell::Empty, |t| Cell::Instant(t.as_second()));
+        let disposition = call["disposition"].as_str().unwrap_or_default();
+        let meeting = self.tenant.taxonomy.class(disposition).meeting;
+        vec![
+            text(&call["call_id"]),
+            started.clone(),
+            started,
+            named(&call["agent_id"], &self.agent_names),
+            text(&event["prospect"]["name"]),
+            text(&event["prospect"]["phone"]),
+            text(&event["prospect"]["company"]),
+            named(&call["campaign_id"], &self.campaign_names),
+            Cell::Text(disposition.to_string()),
+            int(&call["talk_seconds"]),
+            int(&call["wait_seconds"]),
+            int(&call["wrap_seconds"]),
+            number(&call["analysis"]["score"]),
+            number(&call["analysis"]["sentiment"]),
+            text(&event["recording_url"]),
+            text(&event["notes"]),
+            Cell::Bool(meeting),
+            // Not part of the event schema (SPEC §3): kept when a source sends it.
+            event["crm_synced"].as_bool().map_or(Cell::Empty, Cell::Bool),
+        ]
+    }
+
+    /// The range and zone as the PDF's header shows them.
+    pub fn header(&self, title: &str) -> PdfHeader {
+        let range = &self.query["range"];
+        let range = match (range["preset"].as_str(), range["start"].as_str(), range["end"].as_str()) {
+            (Some(preset), _, _) => preset.replace('_', " "),
+            (None, Some(start), Some(end)) => format!("{start} – {end}"),
+            _ => "last 7 days".into(),
+        };
+        PdfHeader {
+            title: title.into(),
+            tenant: self.tenant.name.clone(),
+            range,
+            zone: self.zone(),
+        }
+    }
+
+    /// The zone times are shown in: the query's, or the tenant's.
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        let name = self.query["timezone"]
+            .as_str()
+            .unwrap_or(self.tenant.settings.timezone.as_str());
+        jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+}
+
+/// Where an export's bytes go.
+pub enum Sink {
+    /// An HTTP response body, chunk by chunk (a bounded channel: a slow client slows the reads
+    /// instead of filling memory).
+    Body(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>),
+    /// An export job's file in the store, in chunks.
+    JobFile {
+        store: Arc<dyn Store>,
+        tenant_id: i64,
+        id: String,
+        seq: i64,
+        pending: Vec<u8>,
+    },
+}
+
+impl Sink {
+    pub fn job_file(store: Arc<dyn Store>, tenant_id: i64, id: &str) -> Sink {
+        Sink::JobFile {
+            store,
+            tenant_id,
+            id: id.to_string(),
+            seq: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    async fn write(&mut self, bytes: Vec<u8>) -> Result<(), ExportFailure> {
+        match self {
+            Sink::Body(tx) => tx
+                .send(Ok(bytes))
+                .await
+                .map_err(|_| ExportFailure::Failed("the client went away".into())),
+            Sink::JobFile { pending, .. } => {
+                pending.extend(bytes);
+                if pending.len() >= CHUNK {
+                    self.flush_chunk().await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn flush_chunk(&mut self) -> Result<(), ExportFailure> {
+        if let Sink::JobFile {
+            store,
+            tenant_id,
+            id,
+            seq,
+            pending,
+        } = self
+        {
+            if !pending.is_empty() || *seq == 0 {
+                store
+                    .put_job_file_chunk(*tenant_id, id, *seq, std::mem::take(pending))
+                    .await?;
+                *seq += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How far an export got: rows written so far (`on_progress` hears it after every page).
+pub struct Summary {
+    pub rows: i64,
+    pub bytes: u64,
+}
+
+/// Renders every row of `rows` as `format` into `sink`.
+pub async fn export_calls<F, Fut>(
+    mut rows: CallRows,
+    format: Format,
+    sink: &mut Sink,
+    mut on_progress: F,
+) -> Result<Summary, ExportFailure>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let columns = call_columns();
+    let zone = rows.zone();
+    let mut count = 0i64;
+    let mut bytes = 0u64;
+    match format {
+        Format::Csv => {
+            let mut csv = CsvWriter::new(Vec::with_capacity(1 << 16), &columns, zone)?;
+            while let Some(page) = rows.next_page().await? {
+                for row in &page {
+                    csv.write_row(row)?;
+                }
+                count += page.len() as i64;
+                let chunk = csv.take_bytes()?;
+                bytes += chunk.len() as u64;
+                sink.write(chunk).await?;
+                on_progress(count).await.map_err(ExportFailure::Failed)?;
+            }
+        }
+        Format::Xlsx => {
+            // Constant-memory sheets spill rows to temporary files; the book is saved to one
+            // and then copied out in chunks.
+            let mut book = XlsxWriter::new(zone, None)?;
+            book.start_sheet("Calls", &columns)?;
+            while let Some(page) = rows.next_page().await? {
+                for row in &page {
+                    book.write_row(row)?;
+                }
+                count += page.len() as i64;
+                on_progress(count).await.map_err(ExportFailure::Failed)?;
+            }
+            let path = std::env::temp_dir().join(format!("dialboard-export-{}.xlsx", dialboard_store::jobs::new_id()));
+            let saved = path.clone();
+            tokio::task::spawn_blocking(move || book.save(&saved)).await??;
+            let copied = copy_file(&path, sink).await;
+            let _ = std::fs::remove_file(&path);
+            bytes = copied?;
+        }
+        Format::Pdf => {
+            let header = rows.header("Calls");
+            let mut table = Table {
+                title: "Calls".into(),
+                columns,
+                rows: Vec::new(),
+            };
+            while let Some(page) = rows.next_page().await? {
+                count += page.len() as i64;
+                table.rows.extend(page);
+                on_progress(count).await.map_err(ExportFailure::Failed)?;
+            }
+            let pdf = tokio::task::spawn_blocking(move || dialboard_export::pdf(&header, &[], &[table])).await??;
+            bytes = pdf.len() as u64;
+            sink.write(pdf).await?;
+        }
+    }
+    sink.flush_chunk().await?;
+    Ok(Summary { rows: count, bytes })
+}
+
+async fn copy_file(path: &std::path::Path, sink: &mut Sink) -> Result<u64, ExportFailure> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut total = 0u64;
+    loop {
+        // Each read off the runtime's threads (the file may be large).
+        let (back, chunk) = tokio::task::spawn_blocking(move || {
+            let mut buffer = vec![0u8; 256 * 1024];
+            let n = file.read(&mut buffer);
+            (
+                file,
+                n.map(|n| {
+                    buffer.truncate(n);
+                    buffer
+                }),
+            )
+        })
+        .await?;
+        file = back;
+        let chunk = chunk?;
+        if chunk.is_empty() {
+            return Ok(total);
+        }
+        total += chunk.len() as u64;
+        sink.write(chunk).await?;
+    }
+}
+
+/// The export job's handler: renders the file into the store, reporting progress, and
+/// returns what `GET /exports/{id}` shows (rows, bytes, the file's name and expiry).
+pub fn job_handler() -> Handler {
+    Arc::new(|cx: JobContext| Box::pin(run_job(cx)))
+}
+
+async fn run_job(cx: JobContext) -> Result<Value, String> {
+    let request: ExportRequest =
+        serde_json::from_value(cx.job.payload.clone()).map_err(|e| format!("the job's payload: {e}"))?;
+    let failure = |f: ExportFailure| match f {
+        ExportFailure::Invalid(fields) => format!("invalid query: {fields:?}"),
+        ExportFailure::Failed(m) => m,
+    };
+    let rows = CallRows::new(cx.store.clone(), cx.job.tenant_id, request.query.clone(), request.now)
+        .await
+        .map_err(failure)?;
+    let total = rows.count().await.map_err(failure)?;
+    cx.progress(0, Some(total)).await?;
+    let mut sink = Sink::job_file(cx.store.clone(), cx.job.tenant_id, &cx.job.id);
+    let mut reported = 0;
+    let summary = export_calls(rows, request.format, &mut sink, |done| {
+        // Every 10,000 rows is enough for a progress bar, and renews the lease.
+        let report = done - reported >= 10_000;
+        if report {
+            reported = done;
+        }
+        let cx = &cx;
+        async move {
+            if report {
+                cx.progress(done, Some(total.max(done))).await
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await
+    .map_err(failure)?;
+    let finished = jiff::Timestamp::now().as_second();
+    crate::access::audit(
+        &cx.store,
+        cx.job.tenant_id,
+        &request.owner,
+        "export_finished",
+        Some(&cx.job.id),
+        json!({"source": request.source, "format": request.format, "rows": summary.rows, "bytes": summary.bytes}),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(json!({
+        "rows": summary.rows,
+        "bytes": summary.bytes,
+        "file_name": format!("calls-{}.{}", cx.job.id, request.format.extension()),
+        "expires_at": finished + KEEP_FILE_SECONDS,
+    }))
+}
