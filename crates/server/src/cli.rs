@@ -404,7 +404,12 @@ pub async fn serve_with(
     let url = format!("http://{}", listener.local_addr()?);
     tracing::info!(%url, max_connections = limits.max_connections, "listening");
     announce(&url);
-    let state = AppState::configured(store.clone(), crate::live::QUEUE_CAPACITY, security, crate::api::wall_clock());
+    let state = AppState::configured(
+        store.clone(),
+        crate::live::QUEUE_CAPACITY,
+        security,
+        crate::api::wall_clock(),
+    );
     let (stop_jobs, stop) = tokio::sync::watch::channel(false);
     let jobs = Arc::new(crate::jobs::Worker::for_server(store.clone())).spawn(stop);
     crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;

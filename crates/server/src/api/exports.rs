@@ -242,7 +242,11 @@ fn job_json(job: &Job, now: i64) -> Value {
 pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
     let jobs = state.store.jobs(principal.tenant_id, JOB_KIND, 200).await?;
-    let exports: Vec<Value> = jobs.iter().filter(|j| may_see(&principal, j)).map(|j| job_json(j, state.now())).collect();
+    let exports: Vec<Value> = jobs
+        .iter()
+        .filter(|j| may_see(&principal, j))
+        .map(|j| job_json(j, state.now()))
+        .collect();
     Ok(Json(json!({ "exports": exports })))
 }
 
@@ -251,7 +255,10 @@ pub async fn get(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(job_json(&visible_job(&state, &principal, &id).await?, state.now())))
+    Ok(Json(job_json(
+        &visible_job(&state, &principal, &id).await?,
+        state.now(),
+    )))
 }
 
 /// `GET /exports/{id}/file`: the file, read from the store chunk by chunk as it is sent.
