@@ -177,6 +177,13 @@ fn days(n: i64) -> jiff::Span {
     n.days()
 }
 
+/// `date` moved by `span`, or a 400 naming `field` (the parameter the date came from) when
+/// that leaves the calendar: no unchecked date arithmetic on what a request sent.
+fn shifted(date: Date, span: jiff::Span, field: &str) -> Result<Date, ApiError> {
+    date.checked_add(span)
+        .map_err(|_| invalid(field, dialboard_engine::clock::out_of_range_message()))
+}
+
 /// A result's rows as objects keyed by column name.
 fn records(result: &Value) -> Vec<Map<String, Value>> {
     let columns: Vec<&str> = result["columns"]
@@ -412,12 +419,15 @@ pub async fn scorecard(
     let period = view.choice("period", &["daily", "weekly", "monthly"])?;
     let date = view.date("date")?;
     let (start, end) = match period {
-        "daily" => (date, date + days(1)),
+        "daily" => (date, shifted(date, days(1), "date")?),
         "weekly" => {
-            let monday = date - days(date.weekday().to_monday_zero_offset() as i64);
-            (monday, monday + days(7))
+            let monday = shifted(date, days(-(date.weekday().to_monday_zero_offset() as i64)), "date")?;
+            (monday, shifted(monday, days(7), "date")?)
         }
-        _ => (date.first_of_month(), date.first_of_month() + 1.month()),
+        _ => (
+            date.first_of_month(),
+            shifted(date.first_of_month(), 1.month(), "date")?,
+        ),
     };
     view.base.insert("range".into(), range(start, end));
     let directory = view.directory().await?;
@@ -519,7 +529,8 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
     };
     // The day's volume per hour (today, or the board's `date`), for sparklines and the goal.
     let day = view.date("date")?;
-    let today_range = range(day, day + days(1));
+    let next_day = shifted(day, days(1), "date")?;
+    let today_range = range(day, next_day);
     let mut hourly_filter = filter.clone();
     hourly_filter["range"] = today_range;
     hourly_filter["granularity"] = json!("hour");
@@ -533,7 +544,7 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
     let statuses: HashMap<String, String> = statuses.into_iter().map(|(agent, status, _)| (agent, status)).collect();
     let hours = {
         let mut t = view.zone.date_start(day);
-        let end = view.zone.date_start(day + days(1));
+        let end = view.zone.date_start(next_day);
         let mut out = Vec::new();
         while t < end {
             out.push(view.zone.format(t));
@@ -664,7 +675,8 @@ pub async fn team_leaderboard(
     let sort_by = view.choice("sort_by", &SORTS)?;
     if view.param("date").is_some() {
         let date = view.date("date")?;
-        view.base.insert("range".into(), range(date, date + days(1)));
+        view.base
+            .insert("range".into(), range(date, shifted(date, days(1), "date")?));
     }
     Ok(Json(leaderboard(&view, Some(&team), sort_by).await?))
 }
@@ -920,7 +932,12 @@ pub async fn lead_volume(State(state): State<Arc<AppState>>, principal: Principa
     let granularity = match period {
         "24h" => {
             let end = view.zone.next_hour_start(view.now);
-            let fmt = |t: i64| jiff::Timestamp::from_second(t).expect("instant").to_string();
+            let fmt = |t: i64| {
+                view.zone
+                    .checked_zoned(t)
+                    .map(|z| z.timestamp().to_string())
+                    .unwrap_or_default()
+            };
             view.base
                 .insert("range".into(), json!({"start": fmt(end - 86_400), "end": fmt(end)}));
             "hour"
@@ -1414,7 +1431,8 @@ async fn related_calls(view: &View, agent: &str, filter: &Value, today: Date) ->
 pub async fn compliance(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> ViewResult {
     let mut view = View::new(state, principal, &p, &["date"], "today").await?;
     let date = view.date("date")?;
-    view.base.insert("range".into(), range(date, date + days(1)));
+    view.base
+        .insert("range".into(), range(date, shifted(date, days(1), "date")?));
     let result = view
         .run(view.body(
             &[
