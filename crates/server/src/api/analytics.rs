@@ -126,11 +126,11 @@ impl View {
     /// Runs one query as `/query` would for this caller.
     async fn run(&self, mut body: Value) -> Result<Value, ApiError> {
         self.principal.restrict(&mut body, false)?;
-        let order_by = body["order_by"].clone();
+        let asked = body.clone();
         let result = self.state.store.query(self.tenant.id, body, self.now).await?;
         let mut json = result.map_err(|f| ApiError::invalid("invalid_request", f))?.to_json();
         self.principal
-            .redact(&mut json, self.tenant.settings.leaderboard_privacy, &order_by);
+            .redact(&mut json, self.tenant.settings.leaderboard_privacy, &asked);
         Ok(json)
     }
 
