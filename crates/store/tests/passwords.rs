@@ -38,14 +38,26 @@ async fn check(store: Arc<dyn Store>) {
         let store = store.clone();
         async move { store.user_by_email(tenant, "ana@acme.test").await.unwrap().unwrap().1 }
     };
-    assert_eq!((hash(a).await, hash(b).await), ("new".to_string(), "theirs".to_string()));
+    assert_eq!(
+        (hash(a).await, hash(b).await),
+        ("new".to_string(), "theirs".to_string())
+    );
     assert!(store.session(kept, 0).await.unwrap().is_some());
     assert!(store.session(ended, 0).await.unwrap().is_none());
-    assert!(store.session(other, 0).await.unwrap().is_some(), "another tenant's user is untouched");
+    assert!(
+        store.session(other, 0).await.unwrap().is_some(),
+        "another tenant's user is untouched"
+    );
 
     assert!(store.set_password(a, "u1", "newer".into(), None).await.unwrap());
-    assert!(store.session(kept, 0).await.unwrap().is_none(), "a reset ends every session");
-    assert!(!store.set_password(a, "u2", "x".into(), None).await.unwrap(), "not a user of tenant a");
+    assert!(
+        store.session(kept, 0).await.unwrap().is_none(),
+        "a reset ends every session"
+    );
+    assert!(
+        !store.set_password(a, "u2", "x".into(), None).await.unwrap(),
+        "not a user of tenant a"
+    );
     assert_eq!(hash(b).await, "theirs");
     store.shutdown().await;
 }

@@ -77,9 +77,16 @@ pub async fn reset_password(
         .find(|u| u.id == id)
         .ok_or_else(|| ApiError::not_found(format!("no user '{id}'")))?;
     let actor = principal.actor_name();
-    set_user_password(&state.store, user, reset.password, "password", None, (&actor, "password_reset"))
-        .await?
-        .map_err(|fields| ApiError::invalid("invalid_password", fields))?;
+    set_user_password(
+        &state.store,
+        user,
+        reset.password,
+        "password",
+        None,
+        (&actor, "password_reset"),
+    )
+    .await?
+    .map_err(|fields| ApiError::invalid("invalid_password", fields))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

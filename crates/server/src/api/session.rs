@@ -282,7 +282,9 @@ pub async fn change_password(
     )
     .await?
     .map_err(|fields| ApiError::invalid("invalid_password", fields))?;
-    state.limiter.give_back(&attempt, "password_change", PASSWORD_CHANGE_PER_USER);
+    state
+        .limiter
+        .give_back(&attempt, "password_change", PASSWORD_CHANGE_PER_USER);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -408,12 +408,33 @@ async fn password_changes_follow_the_policy_and_end_other_sessions() {
         }
     };
     let (here, elsewhere) = (session(PASSWORD).await, session(PASSWORD).await);
-    let field = |body: &Value| body["error"]["fields"][0]["field"].as_str().unwrap_or_default().to_string();
+    let field = |body: &Value| {
+        body["error"]["fields"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
     for (body, status, named) in [
-        (json!({"current_password": "not-the-password", "new_password": "brand-new-secret"}), 400, "current_password"),
-        (json!({"current_password": PASSWORD, "new_password": "aaaaaaaa"}), 400, "new_password"),
-        (json!({"current_password": PASSWORD, "new_password": "password1"}), 400, "new_password"),
-        (json!({"current_password": PASSWORD, "new_password": "ana@acme.test"}), 400, "new_password"),
+        (
+            json!({"current_password": "not-the-password", "new_password": "brand-new-secret"}),
+            400,
+            "current_password",
+        ),
+        (
+            json!({"current_password": PASSWORD, "new_password": "aaaaaaaa"}),
+            400,
+            "new_password",
+        ),
+        (
+            json!({"current_password": PASSWORD, "new_password": "password1"}),
+            400,
+            "new_password",
+        ),
+        (
+            json!({"current_password": PASSWORD, "new_password": "ana@acme.test"}),
+            400,
+            "new_password",
+        ),
     ] {
         let (code, answer) = change_password(&app, &here, own, body.clone()).await;
         assert_eq!((code, field(&answer)), (status, named.to_string()), "{body}: {answer}");
@@ -428,7 +449,11 @@ async fn password_changes_follow_the_policy_and_end_other_sessions() {
     let fresh = session("brand-new-secret").await;
     // An API key has no password of its own.
     let (code, _) = app
-        .post("/api/v1/auth/password", &app.key, &json!({"current_password": "x", "new_password": "y"}))
+        .post(
+            "/api/v1/auth/password",
+            &app.key,
+            &json!({"current_password": "x", "new_password": "y"}),
+        )
         .await;
     assert_eq!(code, 400);
 
@@ -446,7 +471,12 @@ async fn password_changes_follow_the_policy_and_end_other_sessions() {
     assert_eq!(me_status(&app, &here).await, 401);
     assert_eq!(login(&app, "ana@acme.test", "another-good-secret").await.0, 200);
     let (code, _) = app
-        .send(Method::PUT, "/api/v1/users/nobody/password", &app.key, Some(&json!({"password": "another-good-secret"})))
+        .send(
+            Method::PUT,
+            "/api/v1/users/nobody/password",
+            &app.key,
+            Some(&json!({"password": "another-good-secret"})),
+        )
         .await;
     assert_eq!(code, 404);
     let (_, log) = app.send(Method::GET, "/api/v1/audit", &app.key, None).await;
@@ -456,5 +486,8 @@ async fn password_changes_follow_the_policy_and_end_other_sessions() {
         .iter()
         .filter_map(|e| e["action"].as_str())
         .collect();
-    assert!(actions.contains(&"password_changed") && actions.contains(&"password_reset"), "{log}");
+    assert!(
+        actions.contains(&"password_changed") && actions.contains(&"password_reset"),
+        "{log}"
+    );
 }

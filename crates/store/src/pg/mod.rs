@@ -543,8 +543,14 @@ impl Store for PgStore {
         self.with(move |conn, _| {
             let mut tx = conn.client.transaction()?;
             let keep = keep_session.as_ref();
-            let found =
-                catalog::set_password(&mut Pg(&mut tx), tenant_id, &user_id, &password_hash, keep, now_seconds())?;
+            let found = catalog::set_password(
+                &mut Pg(&mut tx),
+                tenant_id,
+                &user_id,
+                &password_hash,
+                keep,
+                now_seconds(),
+            )?;
             tx.commit()?;
             Ok(found)
         })
