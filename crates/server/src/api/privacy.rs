@@ -15,11 +15,14 @@
 //! (a campaign one rep works, a team of one), so there those measures are `null`: in rows,
 //! totals and the comparison. What remains is what any shared aggregate gives away (the
 //! tenant's number minus one's own when there are two reps), which the leaderboard accepts.
+//! Nor may a rep order colleagues' rows by a private measure (rows are ordered and cut at the
+//! limit before they are hidden): [`check_private_order`].
 //! Under the tenant's `leaderboard_privacy`, colleagues are `anonymous`, and rows are ordered
 //! by what the caller sees (the query's `order_by`, then the visible columns), never by the
 //! hidden ids: no position links a row to a colleague.
 
-use super::auth::{Principal, Reach};
+use super::auth::{forbidden, Principal, Reach};
+use super::error::ApiError;
 use serde_json::{json, Value};
 use std::cmp::Ordering;
 
@@ -39,14 +42,44 @@ pub const ANONYMOUS: &str = "anonymous";
 /// Breakdowns and filters by time only: they never select whose work is merged.
 const TIME_DIMENSIONS: [&str; 2] = ["hour_of_day", "day_of_week"];
 
+/// Whether `query` is filtered to agents ([restricted](Principal::restrict): the caller alone).
+fn own_records(query: &Value) -> bool {
+    query["filters"]["agent"]
+        .as_array()
+        .is_some_and(|agents| !agents.is_empty())
+}
+
+/// Rows are ordered, and cut at the limit, before colleagues' private measures are hidden: a
+/// rep ordering colleagues by one would learn their ranking. So a rep orders by a private
+/// measure only where it is open on every row: their own records, or a merge not broken down
+/// by agent. Else a 403 naming `order_by`.
+pub fn check_private_order(query: &Value, teams: &[String]) -> Result<(), ApiError> {
+    let by_agent = query["dimensions"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|d| d == "agent"));
+    if own_records(query) || (!by_agent && merges_without_isolating(query, teams)) {
+        return Ok(());
+    }
+    let measures = query["measures"].as_array();
+    let private = query["order_by"].as_array().into_iter().flatten().find_map(|pair| {
+        let column = pair.get(0)?.as_str()?;
+        let asked = measures.is_some_and(|m| m.iter().any(|m| m == column));
+        (asked && !COLLEAGUE_MEASURES.contains(&column)).then_some(column)
+    });
+    match private {
+        Some(column) => Err(forbidden(format!(
+            "order_by: {column} is private to each colleague; order by a leaderboard measure, \
+             or ask for your own records (filters.agent)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Whether `query` (already [restricted](Principal::restrict)) merges private measures only
 /// over the caller's own records, or over the tenant or one of `teams` with no breakdown
 /// that could isolate a colleague (see the module's rule).
 fn merges_without_isolating(query: &Value, teams: &[String]) -> bool {
-    let own_records = query["filters"]["agent"]
-        .as_array()
-        .is_some_and(|agents| !agents.is_empty());
-    if own_records {
+    if own_records(query) {
         return true;
     }
     let dimensions_ok = query["dimensions"]

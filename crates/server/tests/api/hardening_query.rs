@@ -379,6 +379,22 @@ async fn private_measures_are_not_singled_out_by_other_dimensions() {
         merged["comparison"]["totals"]["filler_word_rate"].is_number(),
         "{merged}"
     );
+    // Ordered (and cut) by a private measure, colleagues' rows would rank them by it.
+    let ranked = json!({"measures": ["total_calls", "filler_word_rate"], "dimensions": ["agent"], "range": day,
+        "order_by": [["filler_word_rate", "desc"]], "limit": 1});
+    let (code, answer) = app.post("/api/v1/query", &rep, &ranked).await;
+    assert_eq!(code, 403, "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().starts_with("order_by:"),
+        "{answer}"
+    );
+    assert_eq!(app.post("/api/v1/query", &app.key, &ranked).await.0, 200);
+    let mut own = ranked.clone();
+    own["filters"] = json!({"agent": ["a2"]});
+    assert_eq!(app.post("/api/v1/query", &rep, &own).await.0, 200);
+    let by_hour = json!({"measures": ["filler_word_rate"], "dimensions": ["hour_of_day"], "range": day,
+        "order_by": [["filler_word_rate", "desc"]]});
+    assert_eq!(app.post("/api/v1/query", &rep, &by_hour).await.0, 200);
 }
 
 /// Under leaderboard privacy, anonymous rows come in the order of what they show, not of ids.
