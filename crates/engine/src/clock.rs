@@ -77,39 +77,65 @@ impl Clock {
         Clock { tz: TimeZone::UTC }
     }
 
+    /// `t` in this zone. Instants beyond jiff's ±9999 years are clamped to its limits: they
+    /// never come from a request (dates are bounded at parsing, see [`FIRST_YEAR`]), and
+    /// clamping keeps every function here total instead of panicking.
     pub fn zoned(&self, t: i64) -> Zoned {
-        Timestamp::from_second(t)
-            .expect("instant in range")
-            .to_zoned(self.tz.clone())
+        clamped_timestamp(t).to_zoned(self.tz.clone())
+    }
+
+    /// `t` in this zone, or [`OutOfRange`] beyond jiff's range.
+    pub fn checked_zoned(&self, t: i64) -> Result<Zoned, OutOfRange> {
+        Ok(Timestamp::from_second(t)
+            .map_err(|_| OutOfRange)?
+            .to_zoned(self.tz.clone()))
     }
 
     pub fn offset_seconds(&self, t: i64) -> i64 {
-        let ts = Timestamp::from_second(t).expect("instant in range");
-        self.tz.to_offset(ts).seconds() as i64
+        self.tz.to_offset(clamped_timestamp(t)).seconds() as i64
     }
 
     /// Local wall-clock time of `t` as seconds since the local epoch.
     fn local_seconds(&self, t: i64) -> i64 {
-        t + self.offset_seconds(t)
+        t.saturating_add(self.offset_seconds(t))
     }
 
     /// Start of the local day containing `t`.
     pub fn day_start(&self, t: i64) -> i64 {
-        let z = self.zoned(t);
-        z.start_of_day().expect("start of day").timestamp().as_second()
+        self.checked_day_start(t).unwrap_or_else(|_| saturated(t))
+    }
+
+    pub fn checked_day_start(&self, t: i64) -> Result<i64, OutOfRange> {
+        let z = self.checked_zoned(t)?;
+        Ok(z.start_of_day().map_err(|_| OutOfRange)?.timestamp().as_second())
     }
 
     /// Start of the local day after the one containing `t`.
     pub fn next_day_start(&self, t: i64) -> i64 {
-        self.date_start(self.zoned(t).date().tomorrow().expect("date in range"))
+        self.checked_next_day_start(t).unwrap_or(i64::MAX)
+    }
+
+    pub fn checked_next_day_start(&self, t: i64) -> Result<i64, OutOfRange> {
+        self.checked_date_start(self.checked_zoned(t)?.date().tomorrow().map_err(|_| OutOfRange)?)
     }
 
     /// The first instant of a local date.
     pub fn date_start(&self, d: Date) -> i64 {
-        d.to_zoned(self.tz.clone())
-            .expect("date in zone")
+        self.checked_date_start(d)
+            .unwrap_or(if d.year() < 0 { Timestamp::MIN } else { Timestamp::MAX }.as_second())
+    }
+
+    /// The first instant of a local date, or [`OutOfRange`] at the edges of jiff's range.
+    pub fn checked_date_start(&self, d: Date) -> Result<i64, OutOfRange> {
+        Ok(d.to_zoned(self.tz.clone())
+            .map_err(|_| OutOfRange)?
             .timestamp()
-            .as_second()
+            .as_second())
+    }
+
+    /// The local date `d` moved by `span` (days, months, years), started in this zone.
+    pub fn checked_shifted_date_start(&self, d: Date, span: jiff::Span) -> Result<i64, OutOfRange> {
+        self.checked_date_start(d.checked_add(span).map_err(|_| OutOfRange)?)
     }
 
     pub fn date_of(&self, t: i64) -> Date {
@@ -117,8 +143,10 @@ impl Clock {
     }
 
     /// Start of the local hour containing `t`: the instants sharing its wall-clock date, hour
-    /// and UTC offset. (Both copies of a repeated DST hour are hours of their own.)
+    /// and UTC offset. (Both copies of a repeated DST hour are hours of their own.) Instants
+    /// beyond jiff's range count as its limits.
     pub fn hour_start(&self, t: i64) -> i64 {
+        let t = saturated(t);
         let offset = self.offset_seconds(t);
         let mut start = (t + offset).div_euclid(3600) * 3600 - offset;
         // A transition inside the hour (e.g. Lord Howe's 30-minute shift) starts a new one.
@@ -131,9 +159,9 @@ impl Clock {
     /// Start of the local hour after the one containing `t`.
     pub fn next_hour_start(&self, t: i64) -> i64 {
         let start = self.hour_start(t);
-        let mut next = start + QUARTER_HOUR;
-        while next < start + 3600 && self.hour_start(next) == start {
-            next += QUARTER_HOUR;
+        let mut next = start.saturating_add(QUARTER_HOUR);
+        while next < start.saturating_add(3600) && self.hour_start(next) == start {
+            next = next.saturating_add(QUARTER_HOUR);
         }
         next
     }
@@ -148,45 +176,54 @@ impl Clock {
         self.next_bucket_start(grain.granularity(), start)
     }
 
-    /// Start of the `granularity` bucket containing `t` (weeks start on Monday).
+    /// Start of the `granularity` bucket containing `t` (weeks start on Monday); at the edge
+    /// of jiff's range, `t` itself.
     pub fn bucket_start(&self, g: Granularity, t: i64) -> i64 {
-        match g {
-            Granularity::Quarter => t.div_euclid(QUARTER_HOUR) * QUARTER_HOUR,
-            Granularity::Hour => self.hour_start(t),
-            Granularity::Day => self.day_start(t),
+        self.checked_bucket_start(g, t).unwrap_or_else(|_| saturated(t))
+    }
+
+    pub fn checked_bucket_start(&self, g: Granularity, t: i64) -> Result<i64, OutOfRange> {
+        Ok(match g {
+            Granularity::Quarter => t.div_euclid(QUARTER_HOUR).checked_mul(QUARTER_HOUR).ok_or(OutOfRange)?,
+            Granularity::Hour => {
+                self.checked_zoned(t)?;
+                self.hour_start(t)
+            }
+            Granularity::Day => self.checked_day_start(t)?,
             Granularity::Week => {
-                let d = self.date_of(t);
+                let d = self.checked_zoned(t)?.date();
                 let back = d.weekday().to_monday_zero_offset() as i64;
-                self.date_start(d.checked_sub(back.days()).expect("date in range"))
+                self.checked_shifted_date_start(d, (-back).days())?
             }
-            Granularity::Month => self.date_start(self.date_of(t).first_of_month()),
+            Granularity::Month => self.checked_date_start(self.checked_zoned(t)?.date().first_of_month())?,
             Granularity::CalendarQuarter => {
-                let d = self.date_of(t);
+                let d = self.checked_zoned(t)?.date();
                 let month = (d.month() - 1) / 3 * 3 + 1;
-                self.date_start(Date::new(d.year(), month, 1).expect("valid date"))
+                self.checked_date_start(Date::new(d.year(), month, 1).map_err(|_| OutOfRange)?)?
             }
-        }
+        })
     }
 
-    /// Start of the `granularity` bucket after the one containing `t`.
+    /// Start of the `granularity` bucket after the one containing `t`; at the edge of jiff's
+    /// range, `i64::MAX` (no later bucket), so loops over buckets still end.
     pub fn next_bucket_start(&self, g: Granularity, t: i64) -> i64 {
-        let start = self.bucket_start(g, t);
+        self.checked_next_bucket_start(g, t).unwrap_or(i64::MAX)
+    }
+
+    pub fn checked_next_bucket_start(&self, g: Granularity, t: i64) -> Result<i64, OutOfRange> {
+        let start = self.checked_bucket_start(g, t)?;
+        let date = || Ok::<_, OutOfRange>(self.checked_zoned(start)?.date());
         match g {
-            Granularity::Quarter => start + QUARTER_HOUR,
-            Granularity::Hour => self.next_hour_start(start),
-            Granularity::Day => self.next_day_start(start),
-            Granularity::Week => self.add_days(start, 7),
-            Granularity::Month => self.add_months(start, 1),
-            Granularity::CalendarQuarter => self.add_months(start, 3),
+            Granularity::Quarter => start.checked_add(QUARTER_HOUR).ok_or(OutOfRange),
+            Granularity::Hour => {
+                self.checked_zoned(start.saturating_add(3600))?;
+                Ok(self.next_hour_start(start))
+            }
+            Granularity::Day => self.checked_next_day_start(start),
+            Granularity::Week => self.checked_shifted_date_start(date()?, 7.days()),
+            Granularity::Month => self.checked_shifted_date_start(date()?, 1.month()),
+            Granularity::CalendarQuarter => self.checked_shifted_date_start(date()?, 3.months()),
         }
-    }
-
-    fn add_days(&self, day_start: i64, n: i64) -> i64 {
-        self.date_start(self.date_of(day_start).checked_add(n.days()).expect("date in range"))
-    }
-
-    fn add_months(&self, day_start: i64, n: i64) -> i64 {
-        self.date_start(self.date_of(day_start).checked_add(n.months()).expect("date in range"))
     }
 
     /// Local hour of day, 0–23.
@@ -230,13 +267,26 @@ impl Clock {
             if self.offset_seconds(t) % QUARTER_HOUR != 0 {
                 return false;
             }
-            let ts = Timestamp::from_second(t).expect("in range");
-            match self.tz.following(ts).next() {
+            match self.tz.following(clamped_timestamp(t)).next() {
                 Some(tr) if tr.timestamp().as_second() < to => t = tr.timestamp().as_second(),
                 _ => return true,
             }
         }
     }
+}
+
+/// A date or instant beyond what the calendar arithmetic can represent (jiff's ±9999 years).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfRange;
+
+fn clamped_timestamp(t: i64) -> Timestamp {
+    let t = t.clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+    Timestamp::from_second(t).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// `t` clamped into jiff's range: what the total functions answer at its edges.
+fn saturated(t: i64) -> i64 {
+    t.clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second())
 }
 
 /// The years dates and timestamps may fall in, wherever they come from (events, query ranges,

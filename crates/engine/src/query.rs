@@ -7,7 +7,7 @@ use crate::cells::{
     call_dim_values, call_stats, counter::COUNT, cuboid, CellData, Cuboid, Dim, DimValues, Fact, CUBOIDS, DIMS,
     KEY_SEPARATOR,
 };
-use crate::clock::{Clock, Grain, Granularity, FIRST_YEAR, LAST_YEAR, QUARTER_HOUR};
+use crate::clock::{out_of_range_message, Clock, Grain, Granularity, OutOfRange, FIRST_YEAR, LAST_YEAR, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
 use crate::fxhash::Fx;
 use crate::histogram::HistogramRef;
@@ -412,7 +412,9 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
     // A comparison derived from a range near the supported limits may fall outside them.
     if let Some(c) = compare {
         let years = FIRST_YEAR..=LAST_YEAR;
-        if !years.contains(&clock.date_of(c.start).year()) || !years.contains(&clock.date_of(c.end - 1).year()) {
+        if !years.contains(&clock.date_of(c.start).year())
+            || !years.contains(&clock.date_of(c.end.saturating_sub(1)).year())
+        {
             errors.add("compare", crate::clock::out_of_range_message());
         } else if !clock.quarter_aligned_between(c.start, c.end) {
             errors.add(
@@ -452,8 +454,10 @@ pub fn parse_query(body: &Value, ctx: &Context) -> Result<Query, Vec<FieldError>
 
 fn parse_instant(s: &str, field: &str, clock: &Clock, errors: &mut Errors) -> Option<i64> {
     if let Ok(d) = s.parse::<Date>() {
-        return match crate::clock::supported_date(d) {
-            Ok(d) => Some(clock.date_start(d)),
+        let start = crate::clock::supported_date(d)
+            .and_then(|d| clock.checked_date_start(d).map_err(|_| out_of_range_message()));
+        return match start {
+            Ok(start) => Some(start),
             Err(message) => {
                 errors.add(field, message);
                 None
@@ -514,7 +518,12 @@ fn parse_range(v: &Value, field: &str, clock: &Clock, ctx: &Context, errors: &mu
 pub fn preset_range(preset: &str, clock: &Clock, ctx: &Context) -> Option<TimeRange> {
     let today = clock.day_start(ctx.now);
     let tomorrow = clock.next_day_start(ctx.now);
-    let days_back = |n: i64| clock.date_start(clock.date_of(today).checked_sub(n.days()).expect("date in range"));
+    // `now` is the server's clock, inside the supported years; saturate rather than panic.
+    let days_back = |n: i64| {
+        clock
+            .checked_shifted_date_start(clock.date_of(today), (-n).days())
+            .unwrap_or(today)
+    };
     let bucket = |g: Granularity| TimeRange {
         start: clock.bucket_start(g, ctx.now),
         end: clock.next_bucket_start(g, ctx.now),
@@ -553,15 +562,17 @@ fn parse_compare(v: &Value, range: TimeRange, clock: &Clock, ctx: &Context, erro
         Value::String(s) if s == "same_period_last_year" => {
             let back = |t: i64| {
                 if clock.day_start(t) == t {
-                    clock.date_start(clock.date_of(t).checked_sub(1.year()).expect("date in range"))
+                    clock.checked_shifted_date_start(clock.date_of(t), (-1).year())
                 } else {
-                    t - 365 * 86_400
+                    t.checked_sub(365 * 86_400).ok_or(OutOfRange)
                 }
             };
-            TimeRange {
-                start: back(range.start),
-                end: back(range.end),
-            }
+            back(range.start).and_then(|start| {
+                Ok(TimeRange {
+                    start,
+                    end: back(range.end)?,
+                })
+            })
         }
         // A range given explicitly is compared as given.
         Value::Object(_) => return parse_range(v, "compare", clock, ctx, errors),
@@ -573,7 +584,13 @@ fn parse_compare(v: &Value, range: TimeRange, clock: &Clock, ctx: &Context, erro
             return None;
         }
     };
-    Some(like_for_like(range, period, clock, ctx.now))
+    match period {
+        Ok(period) => Some(like_for_like(range, period, clock, ctx.now)),
+        Err(OutOfRange) => {
+            errors.add("compare", out_of_range_message());
+            None
+        }
+    }
 }
 
 /// The part of `period` (the period `range` is compared with) that has elapsed as much as
@@ -583,7 +600,7 @@ fn parse_compare(v: &Value, range: TimeRange, clock: &Clock, ctx: &Context, erro
 /// compare 11:00 with 11:00 and the 15th of a quarter's second month with the previous one's. It runs to the end of the quarter hour `now` is in (rollups' smallest
 /// cell, so the comparison stays exact), and never past `period`'s end.
 pub fn like_for_like(range: TimeRange, period: TimeRange, clock: &Clock, now: i64) -> TimeRange {
-    let cut = (now.div_euclid(QUARTER_HOUR) + 1) * QUARTER_HOUR;
+    let cut = (now.div_euclid(QUARTER_HOUR) + 1).saturating_mul(QUARTER_HOUR);
     if !(range.start < cut && cut < range.end) {
         return period;
     }
@@ -596,48 +613,40 @@ pub fn like_for_like(range: TimeRange, period: TimeRange, clock: &Clock, now: i6
     let end = match local_end {
         Ok(z) => z.timestamp().as_second(),
         // Out of the calendar's range: compare exact durations instead.
-        Err(_) => period.start + (cut - range.start),
+        Err(_) => period.start.saturating_add(cut - range.start),
     };
     TimeRange {
         start: period.start,
-        end: end.max(period.start + QUARTER_HOUR).min(period.end),
+        end: end.max(period.start.saturating_add(QUARTER_HOUR)).min(period.end),
     }
 }
 
 /// The period of the same length just before: whole calendar months (this month, this
 /// quarter) shift by months, so March is compared with February; whole local days by days (so
 /// DST does not skew them), other ranges by their duration.
-pub fn previous_period(range: TimeRange, clock: &Clock) -> TimeRange {
+pub fn previous_period(range: TimeRange, clock: &Clock) -> Result<TimeRange, OutOfRange> {
     let whole_days = clock.day_start(range.start) == range.start && clock.day_start(range.end) == range.end;
     let (first, last) = (clock.date_of(range.start), clock.date_of(range.end));
     if whole_days && first.day() == 1 && last.day() == 1 {
         let months = (last.year() as i64 - first.year() as i64) * 12 + (last.month() as i64 - first.month() as i64);
-        let start = clock.date_start(first.checked_sub(months.months()).expect("date in range"));
-        TimeRange {
+        let start = clock.checked_shifted_date_start(first, (-months).months())?;
+        Ok(TimeRange {
             start,
             end: range.start,
-        }
+        })
     } else if whole_days {
-        let days = clock
-            .date_of(range.start)
-            .until(clock.date_of(range.end))
-            .expect("span")
-            .get_days() as i64;
-        let start = clock.date_start(
-            clock
-                .date_of(range.start)
-                .checked_sub(days.days())
-                .expect("date in range"),
-        );
-        TimeRange {
+        let days = first.until(last).map_err(|_| OutOfRange)?.get_days() as i64;
+        let start = clock.checked_shifted_date_start(first, (-days).days())?;
+        Ok(TimeRange {
             start,
             end: range.start,
-        }
+        })
     } else {
-        TimeRange {
-            start: range.start - (range.end - range.start),
+        let length = range.end.checked_sub(range.start).ok_or(OutOfRange)?;
+        Ok(TimeRange {
+            start: range.start.checked_sub(length).ok_or(OutOfRange)?,
             end: range.start,
-        }
+        })
     }
 }
 
@@ -1426,6 +1435,61 @@ mod tests {
         d.to_string()
     }
 
+    /// Every calendar function of `clock`, called directly on the dates of `years` (from
+    /// `-9999` to `9999`, first and last days included) and on `instant` (any `i64`), answers
+    /// without panicking; checked ones succeed on everything inside the supported years.
+    fn clock_is_total(clock: &Clock, years: &[i16], instant: i64) {
+        use crate::clock::OutOfRange;
+        let granularities = [
+            Granularity::Quarter,
+            Granularity::Hour,
+            Granularity::Day,
+            Granularity::Week,
+            Granularity::Month,
+            Granularity::CalendarQuarter,
+        ];
+        let mut instants = vec![instant, i64::MIN, i64::MAX];
+        for &year in years {
+            for (month, day) in [(1, 1), (12, 31)] {
+                let d = Date::new(year, month, day).unwrap();
+                let _ = clock.checked_date_start(d);
+                let _ = clock.checked_shifted_date_start(d, (-1).year());
+                instants.push(clock.date_start(d));
+            }
+        }
+        for t in instants {
+            let supported = (FIRST_YEAR..=LAST_YEAR)
+                .contains(&jiff::Timestamp::from_second(t).map_or(0, |ts| ts.to_zoned(jiff::tz::TimeZone::UTC).year()));
+            let checked = |r: Result<i64, OutOfRange>| assert!(r.is_ok() || !supported, "{t} in {clock:?}");
+            for g in granularities {
+                let (start, next) = (clock.bucket_start(g, t), clock.next_bucket_start(g, t));
+                assert!(start <= next && next > start.min(i64::MAX - 1), "{g:?} at {t}");
+                checked(clock.checked_bucket_start(g, t));
+                checked(clock.checked_next_bucket_start(g, t));
+            }
+            checked(clock.checked_day_start(t));
+            checked(clock.checked_next_day_start(t));
+            let _ = (
+                clock.hour_start(t),
+                clock.next_hour_start(t),
+                clock.hour_of_day(t),
+                clock.day_of_week(t),
+            );
+            let _ = (
+                clock.format(t),
+                clock.quarter_aligned_between(t, t.saturating_add(86_400)),
+            );
+            let day = TimeRange {
+                start: clock.day_start(t),
+                end: clock.next_day_start(t),
+            };
+            if day.start < day.end {
+                let _ = previous_period(day, clock);
+                let _ = like_for_like(day, day, clock, t);
+            }
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
         /// Any date jiff can write — ±9999 years, with every comparison, in zones with odd
@@ -1442,8 +1506,12 @@ mod tests {
             months in (1i8..=12, 1i8..=12),
             days in (1i8..=31, 1i8..=31),
             compare in 0usize..4,
-            zone in 0usize..4,
+            zone in 0usize..6,
             rfc3339 in proptest::prelude::any::<bool>(),
+            instant in proptest::prop_oneof![
+                proptest::prelude::any::<i64>(),
+                jiff::Timestamp::MIN.as_second()..=jiff::Timestamp::MAX.as_second(),
+            ],
         ) {
             let start = date_text(years.0, months.0, days.0);
             let end = date_text(years.1, months.1, days.1);
@@ -1454,8 +1522,10 @@ mod tests {
             };
             let compare = [Value::Null, json!("previous_period"), json!("same_period_last_year"),
                 json!({"start": "1970-01-01", "end": "2200-12-31"})][compare].clone();
-            let zone = ["UTC", "America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati"][zone];
+            let zone = ["UTC", "America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati",
+                "Australia/Lord_Howe", "America/St_Johns"][zone];
             let clock = Clock::new(zone).unwrap();
+            clock_is_total(&clock, &[years.0, years.1], instant);
             let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
             let ctx = Context {
                 tenant_clock: &clock,

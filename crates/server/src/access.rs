@@ -178,6 +178,31 @@ pub async fn create_user(
     Ok(Ok(user))
 }
 
+/// Gives `user` a new password if the policy ([`password_problem`]) accepts it, else the
+/// problem under `field` (the request's name for the new password). Every session of the
+/// user but `keep_session` ends; the change is audited as `action` by `actor`.
+pub async fn set_user_password(
+    store: &Arc<dyn Store>,
+    user: &User,
+    password: String,
+    field: &str,
+    keep_session: Option<[u8; 32]>,
+    (actor, action): (&str, &str),
+) -> Result<Result<(), Vec<FieldError>>, StoreError> {
+    if let Some(problem) = password_problem(&password, &user.email) {
+        return Ok(Err(vec![FieldError::new(field, problem)]));
+    }
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?;
+    if !store.set_password(user.tenant_id, &user.id, hash, keep_session).await? {
+        return Err(StoreError::NotFound);
+    }
+    let detail = json!({"other_sessions_ended": true});
+    audit(store, user.tenant_id, actor, action, Some(&user.id), detail).await?;
+    Ok(Ok(()))
+}
+
 /// A plausible e-mail address of at most 254 bytes (RFC 5321's limit).
 pub fn valid_email(e: &str) -> bool {
     if e.len() > 254 {

@@ -166,6 +166,23 @@ enum UserCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Set a user's password (the same policy as at creation); the new password is read from
+    /// the first line of stdin. Every session of the user ends.
+    Password {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// A password from the first line of stdin (never from the command line, which `ps` shows).
+fn password_from_stdin() -> std::io::Result<String> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_string())
 }
 
 pub fn main() -> ExitCode {
@@ -292,14 +309,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     common,
                 },
         } => {
-            let mut password = String::new();
-            std::io::stdin().read_line(&mut password)?;
-            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let password = password_from_stdin()?;
             let store = crate::open_store(&common.settings(None)?.database)?;
             let outcome = add_user(&store, &tenant, email, password, role, agent, team).await;
             store.shutdown().await;
             let user = outcome?;
             println!("added {} ({}) to tenant '{tenant}'", user.email, user.role.as_str());
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Password { tenant, email, common },
+        } => {
+            let password = password_from_stdin()?;
+            let store = crate::open_store(&common.settings(None)?.database)?;
+            let outcome = set_password(&store, &tenant, &email, password).await;
+            store.shutdown().await;
+            outcome?;
+            println!("set the password of {email} in tenant '{tenant}'; their sessions ended");
             Ok(())
         }
         Command::Import {
@@ -369,6 +395,22 @@ async fn add_user(
                 .collect();
             anyhow::bail!("{}", lines.join("; "))
         }
+    }
+}
+
+async fn set_password(store: &Arc<dyn Store>, tenant: &str, email: &str, password: String) -> anyhow::Result<()> {
+    let t = store
+        .tenant_by_name(tenant)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("--tenant: no tenant named '{tenant}'"))?;
+    let (user, _) = store
+        .user_by_email(t.id, &email.trim().to_lowercase())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("--email: no user '{email}' in tenant '{tenant}'"))?;
+    let set = crate::access::set_user_password(store, &user, password, "password", None, ("cli", "password_reset"));
+    match set.await? {
+        Ok(()) => Ok(()),
+        Err(fields) => anyhow::bail!("the password (stdin): {}", fields[0].message),
     }
 }
 

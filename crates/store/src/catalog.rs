@@ -298,6 +298,31 @@ pub fn delete_user(db: &mut impl Sql, tenant_id: i64, user_id: &str, now: i64) -
     Ok(n > 0)
 }
 
+/// Replaces a user's password hash and revokes their sessions but `keep` (the one changing its
+/// own password stays signed in); `false` if the tenant has no such user. Call it in a
+/// transaction.
+pub fn set_password(
+    db: &mut impl Sql,
+    tenant_id: i64,
+    user_id: &str,
+    password_hash: &str,
+    keep: Option<&[u8; 32]>,
+    now: i64,
+) -> Result<bool> {
+    let n = db.execute(
+        "UPDATE users SET password_hash = $3 WHERE tenant_id = $1 AND id = $2",
+        &[tenant_id.into(), user_id.into(), password_hash.into()],
+    )?;
+    // No session hash is empty, so an empty `keep` keeps none.
+    let keep = keep.map_or(&[][..], |k| k.as_slice());
+    db.execute(
+        "UPDATE sessions SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL \
+         AND token_hash <> $4",
+        &[tenant_id.into(), user_id.into(), now.into(), keep.into()],
+    )?;
+    Ok(n > 0)
+}
+
 pub fn create_session(db: &mut impl Sql, hash: &[u8; 32], user: &User, now: i64, expires_at: i64) -> Result<()> {
     db.execute(
         "INSERT INTO sessions (token_hash, tenant_id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",

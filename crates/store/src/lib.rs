@@ -441,6 +441,15 @@ pub trait Store: Send + Sync + 'static {
     async fn users(&self, tenant_id: i64) -> Result<Vec<User>>;
     /// Deletes a user and ends their sessions; `false` if the tenant has no such user.
     async fn delete_user(&self, tenant_id: i64, user_id: &str) -> Result<bool>;
+    /// Replaces a user's password hash (argon2 PHC) and ends their sessions except
+    /// `keep_session`; `false` if the tenant has no such user.
+    async fn set_password(
+        &self,
+        tenant_id: i64,
+        user_id: &str,
+        password_hash: String,
+        keep_session: Option<[u8; 32]>,
+    ) -> Result<bool>;
     async fn create_session(&self, token_hash: [u8; 32], user: &User, expires_at: i64) -> Result<()>;
     /// The user of a session that is neither expired (at `now`, seconds) nor revoked.
     async fn session(&self, token_hash: [u8; 32], now: i64) -> Result<Option<User>>;

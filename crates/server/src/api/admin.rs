@@ -4,7 +4,7 @@
 use super::auth::Principal;
 use super::error::{parse_json, ApiError, Body};
 use super::AppState;
-use crate::access::{audit, create_key, create_user, NewUser};
+use crate::access::{audit, create_key, create_user, set_user_password, NewUser};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -52,6 +52,41 @@ pub async fn delete_user(
         json!({}),
     )
     .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordReset {
+    password: String,
+}
+
+/// `PUT /users/{id}/password`: an admin sets a user's password (the policy names `password`);
+/// every session of the user ends.
+pub async fn reset_password(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::Admin)?;
+    let reset: PasswordReset = parse_json(&body)?;
+    let users = state.store.users(principal.tenant_id).await?;
+    let user = users
+        .iter()
+        .find(|u| u.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no user '{id}'")))?;
+    let actor = principal.actor_name();
+    set_user_password(
+        &state.store,
+        user,
+        reset.password,
+        "password",
+        None,
+        (&actor, "password_reset"),
+    )
+    .await?
+    .map_err(|fields| ApiError::invalid("invalid_password", fields))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -127,11 +127,11 @@ impl View {
     /// Runs one query as `/query` would for this caller.
     async fn run(&self, mut body: Value) -> Result<Value, ApiError> {
         self.principal.restrict(&mut body, false)?;
-        let order_by = body["order_by"].clone();
+        let asked = body.clone();
         let result = self.state.store.query(self.tenant.id, body, self.now).await?;
         let mut json = result.map_err(|f| ApiError::invalid("invalid_request", f))?.to_json();
         self.principal
-            .redact(&mut json, self.tenant.settings.leaderboard_privacy, &order_by);
+            .redact(&mut json, self.tenant.settings.leaderboard_privacy, &asked);
         Ok(json)
     }
 
@@ -176,6 +176,13 @@ fn range(start: Date, end: Date) -> Value {
 
 fn days(n: i64) -> jiff::Span {
     n.days()
+}
+
+/// `date` moved by `span`, or a 400 naming `field` (the parameter the date came from) when
+/// that leaves the calendar: no unchecked date arithmetic on what a request sent.
+fn shifted(date: Date, span: jiff::Span, field: &str) -> Result<Date, ApiError> {
+    date.checked_add(span)
+        .map_err(|_| invalid(field, dialboard_engine::clock::out_of_range_message()))
 }
 
 /// A result's rows as objects keyed by column name.
@@ -413,12 +420,15 @@ pub async fn scorecard(
     let period = view.choice("period", &["daily", "weekly", "monthly"])?;
     let date = view.date("date")?;
     let (start, end) = match period {
-        "daily" => (date, date + days(1)),
+        "daily" => (date, shifted(date, days(1), "date")?),
         "weekly" => {
-            let monday = date - days(date.weekday().to_monday_zero_offset() as i64);
-            (monday, monday + days(7))
+            let monday = shifted(date, days(-(date.weekday().to_monday_zero_offset() as i64)), "date")?;
+            (monday, shifted(monday, days(7), "date")?)
         }
-        _ => (date.first_of_month(), date.first_of_month() + 1.month()),
+        _ => (
+            date.first_of_month(),
+            shifted(date.first_of_month(), 1.month(), "date")?,
+        ),
     };
     view.base.insert("range".into(), range(start, end));
     let directory = view.directory().await?;
@@ -520,7 +530,8 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
     };
     // The day's volume per hour (today, or the board's `date`), for sparklines and the goal.
     let day = view.date("date")?;
-    let today_range = range(day, day + days(1));
+    let next_day = shifted(day, days(1), "date")?;
+    let today_range = range(day, next_day);
     let mut hourly_filter = filter.clone();
     hourly_filter["range"] = today_range;
     hourly_filter["granularity"] = json!("hour");
@@ -534,7 +545,7 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
     let statuses: HashMap<String, String> = statuses.into_iter().map(|(agent, status, _)| (agent, status)).collect();
     let hours = {
         let mut t = view.zone.date_start(day);
-        let end = view.zone.date_start(day + days(1));
+        let end = view.zone.date_start(next_day);
         let mut out = Vec::new();
         while t < end {
             out.push(view.zone.format(t));
@@ -656,7 +667,8 @@ pub async fn team_leaderboard(
     let sort_by = view.choice("sort_by", &SORTS)?;
     if view.param("date").is_some() {
         let date = view.date("date")?;
-        view.base.insert("range".into(), range(date, date + days(1)));
+        view.base
+            .insert("range".into(), range(date, shifted(date, days(1), "date")?));
     }
     Ok(Json(leaderboard(&view, Some(&team), sort_by).await?))
 }
@@ -912,7 +924,12 @@ pub async fn lead_volume(State(state): State<Arc<AppState>>, principal: Principa
     let granularity = match period {
         "24h" => {
             let end = view.zone.next_hour_start(view.now);
-            let fmt = |t: i64| jiff::Timestamp::from_second(t).expect("instant").to_string();
+            let fmt = |t: i64| {
+                view.zone
+                    .checked_zoned(t)
+                    .map(|z| z.timestamp().to_string())
+                    .unwrap_or_default()
+            };
             view.base
                 .insert("range".into(), json!({"start": fmt(end - 86_400), "end": fmt(end)}));
             "hour"
@@ -1431,7 +1448,8 @@ async fn related_calls(
 pub async fn compliance(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> ViewResult {
     let mut view = View::new(state, principal, &p, &["date"], "today").await?;
     let date = view.date("date")?;
-    view.base.insert("range".into(), range(date, date + days(1)));
+    view.base
+        .insert("range".into(), range(date, shifted(date, days(1), "date")?));
     let result = view
         .run(view.body(
             &[

@@ -150,7 +150,10 @@ impl Principal {
         let (dimension, allowed) = match &self.reach {
             Reach::All => return Ok(()),
             Reach::Teams(teams) => ("team", teams.clone()),
-            Reach::Agent { id, .. } => {
+            Reach::Agent { id, teams } => {
+                if !records {
+                    super::privacy::check_private_order(body, teams)?;
+                }
                 if !records && body["filters"].get("agent").is_none() {
                     return Ok(());
                 }

@@ -152,6 +152,16 @@ pub fn app(state: Arc<AppState>) -> Router {
             vec![op("post", "read", "end the session")],
         )
         .add(
+            "/auth/password",
+            post(session::change_password),
+            vec![op(
+                "post",
+                "read",
+                "the signed-in user changes their own password ({\"current_password\", \"new_password\"}); their other sessions end",
+            )
+            .body()],
+        )
+        .add(
             "/auth/me",
             get(session::me),
             vec![op(
@@ -172,6 +182,11 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/users/{id}",
             delete(admin::delete_user),
             vec![op("delete", "admin", "delete a user and end their sessions")],
+        )
+        .add(
+            "/users/{id}/password",
+            put(admin::reset_password),
+            vec![op("put", "admin", "set a user's password ({\"password\"}); their sessions end").body()],
         )
         .add(
             "/keys",

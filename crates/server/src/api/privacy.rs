@@ -1,14 +1,28 @@
-//! What a rep (a credential of agent reach) sees of colleagues in a result broken down by
-//! agent. Aggregates over teams and the tenant stay open to reps; a breakdown by agent is a
-//! leaderboard, so each colleague's row shows only the leaderboard's own measures — volume,
-//! connects, rate, meetings, talk time, call score and hours logged in (the board ranks by
-//! them, SPEC §14 rates per hour logged in) — and every other measure of a colleague (filler
-//! words, idle minutes, talk ratio, sentiment, waits, …) is `null`, as the coaching and
-//! compliance views hide them. Under the tenant's `leaderboard_privacy`, colleagues are
-//! `anonymous`, and rows are ordered by what the caller sees (the query's `order_by`, then the
-//! visible columns), never by the hidden ids: no position links a row to a colleague.
+//! What a rep (a credential of agent reach) sees of colleagues. The leaderboard's own
+//! measures — volume, connects, rate, meetings, talk time, call score and hours logged in (the
+//! board ranks by them, SPEC §14 rates per hour logged in) — are shared: a rep reads them of
+//! any colleague, by name. Every other measure (filler words, idle minutes, talk ratio,
+//! sentiment, waits, …) is private, as the coaching and compliance views hide it, and a rep
+//! reads it only
+//! - of their own records: the query is filtered to `agent = self` (any breakdown), or their
+//!   own row of a breakdown by agent;
+//! - merged over the whole tenant or one of their own teams: a query whose only breakdowns
+//!   are by agent (colleagues' rows hidden as above) and by time (`granularity`,
+//!   `hour_of_day`, `day_of_week`), filtered by nothing but time and their own teams.
+//!
+//! Any other breakdown or filter — another team, a campaign, list, lead source, disposition,
+//! channel, stage, intent, score range, direction — can narrow the merge to one colleague
+//! (a campaign one rep works, a team of one), so there those measures are `null`: in rows,
+//! totals and the comparison. What remains is what any shared aggregate gives away (the
+//! tenant's number minus one's own when there are two reps), which the leaderboard accepts.
+//! Nor may a rep order colleagues' rows by a private measure (rows are ordered and cut at the
+//! limit before they are hidden): [`check_private_order`].
+//! Under the tenant's `leaderboard_privacy`, colleagues are `anonymous`, and rows are ordered
+//! by what the caller sees (the query's `order_by`, then the visible columns), never by the
+//! hidden ids: no position links a row to a colleague.
 
-use super::auth::{Principal, Reach};
+use super::auth::{forbidden, Principal, Reach};
+use super::error::ApiError;
 use serde_json::{json, Value};
 use std::cmp::Ordering;
 
@@ -25,10 +39,69 @@ pub const COLLEAGUE_MEASURES: [&str; 7] = [
 
 pub const ANONYMOUS: &str = "anonymous";
 
+/// Breakdowns and filters by time only: they never select whose work is merged.
+const TIME_DIMENSIONS: [&str; 2] = ["hour_of_day", "day_of_week"];
+
+/// Whether `query` is filtered to agents ([restricted](Principal::restrict): the caller alone).
+fn own_records(query: &Value) -> bool {
+    query["filters"]["agent"]
+        .as_array()
+        .is_some_and(|agents| !agents.is_empty())
+}
+
+/// Rows are ordered, and cut at the limit, before colleagues' private measures are hidden: a
+/// rep ordering colleagues by one would learn their ranking. So a rep orders by a private
+/// measure only where it is open on every row: their own records, or a merge not broken down
+/// by agent. Else a 403 naming `order_by`.
+pub fn check_private_order(query: &Value, teams: &[String]) -> Result<(), ApiError> {
+    let by_agent = query["dimensions"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|d| d == "agent"));
+    if own_records(query) || (!by_agent && merges_without_isolating(query, teams)) {
+        return Ok(());
+    }
+    let measures = query["measures"].as_array();
+    let private = query["order_by"].as_array().into_iter().flatten().find_map(|pair| {
+        let column = pair.get(0)?.as_str()?;
+        let asked = measures.is_some_and(|m| m.iter().any(|m| m == column));
+        (asked && !COLLEAGUE_MEASURES.contains(&column)).then_some(column)
+    });
+    match private {
+        Some(column) => Err(forbidden(format!(
+            "order_by: {column} is private to each colleague; order by a leaderboard measure, \
+             or ask for your own records (filters.agent)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether `query` (already [restricted](Principal::restrict)) merges private measures only
+/// over the caller's own records, or over the tenant or one of `teams` with no breakdown
+/// that could isolate a colleague (see the module's rule).
+fn merges_without_isolating(query: &Value, teams: &[String]) -> bool {
+    if own_records(query) {
+        return true;
+    }
+    let dimensions_ok = query["dimensions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|d| d.as_str().is_some_and(|d| d == "agent" || TIME_DIMENSIONS.contains(&d)));
+    let filters_ok = query["filters"].as_object().into_iter().flatten().all(|(d, values)| {
+        TIME_DIMENSIONS.contains(&d.as_str())
+            || (d == "team"
+                && values.as_array().is_some_and(|values| {
+                    !values.is_empty() && values.iter().all(|v| teams.iter().any(|t| v.as_str() == Some(t)))
+                }))
+    });
+    dimensions_ok && filters_ok
+}
+
 impl Principal {
-    /// Applies this module's rules to a `/query`-shaped result (`order_by` is the query's).
-    pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool, order_by: &Value) {
-        let Reach::Agent { id: own, .. } = &self.reach else {
+    /// Applies this module's rules to a `/query`-shaped result of `query` (the body as
+    /// [restricted](Principal::restrict) for this caller).
+    pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool, query: &Value) {
+        let Reach::Agent { id: own, teams } = &self.reach else {
             return;
         };
         let columns: Vec<String> = result["columns"]
@@ -37,28 +110,40 @@ impl Principal {
             .flatten()
             .filter_map(|c| c.as_str().map(String::from))
             .collect();
-        let Some(agent) = columns.iter().position(|c| c == "agent") else {
+        let agent = columns.iter().position(|c| c == "agent");
+        let merged = merges_without_isolating(query, teams);
+        if merged && agent.is_none() {
             return;
-        };
+        }
         let key_len = result["totals"]
             .as_object()
             .map_or(columns.len(), |t| columns.len() - t.len());
-        let hidden: Vec<usize> = (key_len..columns.len())
-            .filter(|i| !COLLEAGUE_MEASURES.contains(&columns[*i].as_str()))
-            .collect();
-        let order = sort_columns(&columns, key_len, order_by);
+        let private = |name: &str| !COLLEAGUE_MEASURES.contains(&name);
+        let hidden: Vec<usize> = (key_len..columns.len()).filter(|i| private(&columns[*i])).collect();
+        if !merged {
+            hide_private(&mut result["totals"], &private);
+            if let Some(comparison) = result.get_mut("comparison") {
+                for part in ["totals", "change_percent"] {
+                    if let Some(per_measure) = comparison.get_mut(part) {
+                        hide_private(per_measure, &private);
+                    }
+                }
+            }
+        }
+        let order = sort_columns(&columns, key_len, &query["order_by"]);
         let redact_rows = |rows: &mut Value| {
             let Some(rows) = rows.as_array_mut() else {
                 return;
             };
             for row in rows.iter_mut() {
-                if row[agent].as_str() == Some(own.as_str()) {
+                let own_row = agent.is_some_and(|a| row[a].as_str() == Some(own.as_str()));
+                if own_row || (merged && agent.is_none()) {
                     continue;
                 }
                 for &i in &hidden {
                     row[i] = Value::Null;
                 }
-                if leaderboard_privacy {
+                if let (true, Some(agent)) = (leaderboard_privacy, agent) {
                     row[agent] = json!(ANONYMOUS);
                 }
             }
@@ -67,13 +152,22 @@ impl Principal {
                 row.as_array()
                     .is_some_and(|r| r[key_len..].iter().any(|v| v.as_f64().is_some_and(|x| x != 0.0)))
             });
-            if leaderboard_privacy {
+            if leaderboard_privacy && agent.is_some() {
                 rows.sort_by(|a, b| compare_visible(a, b, &order, key_len));
             }
         };
         redact_rows(&mut result["rows"]);
         if let Some(comparison) = result.get_mut("comparison") {
             redact_rows(&mut comparison["rows"]);
+        }
+    }
+}
+
+/// Nulls the private measures of a `{measure: value}` object (totals, change percents).
+fn hide_private(per_measure: &mut Value, private: &impl Fn(&str) -> bool) {
+    for (name, value) in per_measure.as_object_mut().into_iter().flatten() {
+        if private(name) {
+            *value = Value::Null;
         }
     }
 }
@@ -162,7 +256,7 @@ mod tests {
         }
         let mut r = json!({"columns": ["agent", "total_calls"], "rows": [["a1", 5], ["a2", 1], ["a3", 9]],
             "totals": {"total_calls": 15}});
-        rep().redact(&mut r, true, &json!([["total_calls", "asc"]]));
+        rep().redact(&mut r, true, &json!({"order_by": [["total_calls", "asc"]]}));
         assert_eq!(r["rows"], json!([["a2", 1], ["anonymous", 5], ["anonymous", 9]]));
     }
 }

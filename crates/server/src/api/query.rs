@@ -23,7 +23,7 @@ pub async fn query(
     let mut body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     principal.restrict(&mut body, false)?;
-    let order_by = body["order_by"].clone();
+    let asked = body.clone();
     let _running = state.admission.admit(&principal).await?;
     let started = Instant::now();
     let result = state.store.query(principal.tenant_id, body, state.now()).await?;
@@ -32,7 +32,7 @@ pub async fn query(
         .map_err(|fields| ApiError::invalid("invalid_query", fields))?
         .to_json();
     let tenant = state.store.tenant(principal.tenant_id).await?;
-    principal.redact(&mut json, tenant.settings.leaderboard_privacy, &order_by);
+    principal.redact(&mut json, tenant.settings.leaderboard_privacy, &asked);
     Ok(Json(json))
 }
 

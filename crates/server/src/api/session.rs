@@ -217,6 +217,77 @@ pub async fn login(
     Ok((headers, Json(body)).into_response())
 }
 
+/// Wrong current passwords for one user: a stolen session cannot guess its way to the
+/// password (a successful change gives its token back).
+const PASSWORD_CHANGE_PER_USER: Rate = LOGIN_PER_IDENTITY;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /auth/password`: the signed-in user changes their own password. The current one is
+/// checked, the new one passes the policy (`new_password` names the problem), and every other
+/// session of the user ends; this one stays signed in. As every cookie write, it must come
+/// from this server's pages as JSON (see `guard`).
+pub async fn change_password(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Body(body): Body,
+) -> Result<StatusCode, ApiError> {
+    let Actor::User(user) = &principal.actor else {
+        return Err(ApiError::bad_request(
+            "an API key has no password: sign in as the user to change theirs",
+        ));
+    };
+    let change: PasswordChange = parse_json(&body)?;
+    if change.current_password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid(
+            "invalid_password",
+            vec![FieldError::new("current_password", "is not the current password")],
+        ));
+    }
+    let attempt = [b"password\0".as_slice(), user.id.as_bytes()].concat();
+    state
+        .limiter
+        .take(&attempt, "password_change", PASSWORD_CHANGE_PER_USER)
+        .map_err(too_many_requests)?;
+    let phc = state
+        .store
+        .user_by_email(user.tenant_id, &user.email)
+        .await?
+        .filter(|(found, _)| found.id == user.id)
+        .map(|(_, phc)| phc)
+        .unwrap_or_else(|| dummy_hash().to_string());
+    let current = change.current_password;
+    let verified = tokio::task::spawn_blocking(move || verify_password(&current, &phc))
+        .await
+        .unwrap_or(false);
+    if !verified {
+        return Err(ApiError::invalid(
+            "invalid_password",
+            vec![FieldError::new("current_password", "is not the current password")],
+        ));
+    }
+    let actor = principal.actor_name();
+    crate::access::set_user_password(
+        &state.store,
+        user,
+        change.new_password,
+        "new_password",
+        principal.session,
+        (&actor, "password_changed"),
+    )
+    .await?
+    .map_err(|fields| ApiError::invalid("invalid_password", fields))?;
+    state
+        .limiter
+        .give_back(&attempt, "password_change", PASSWORD_CHANGE_PER_USER);
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn logout(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Response, ApiError> {
     if let Some(hash) = principal.session {
         state.store.revoke_session(hash).await?;

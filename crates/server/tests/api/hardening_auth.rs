@@ -372,3 +372,131 @@ async fn slow_clients_are_shed_so_health_checks_get_in() {
     }
     assert!(open <= 16, "{open} slow connections stay open");
 }
+
+/// `POST /auth/password` with `cookie` from this server's own page (`origin`: None for none).
+async fn change_password(app: &TestApp, cookie: &str, origin: Option<&str>, body: Value) -> (u16, Value) {
+    let mut r = app
+        .client
+        .post(format!("{}/api/v1/auth/password", app.url))
+        .header("cookie", cookie)
+        .json(&body);
+    if let Some(origin) = origin {
+        r = r.header("origin", origin).header("sec-fetch-site", "same-origin");
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn me_status(app: &TestApp, cookie: &str) -> u16 {
+    let r = app
+        .client
+        .get(format!("{}/api/v1/auth/me", app.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
+/// The password policy holds on change too: a user changes their own (knowing the current one,
+/// from this server's pages, other sessions ending), an admin resets one; weak ones are refused
+/// naming the field, and each change is audited.
+#[tokio::test]
+async fn password_changes_follow_the_policy_and_end_other_sessions() {
+    let app = TestApp::spawn("UTC").await;
+    let (status, user) = add_user(&app, &app.key, "ana@acme.test", "viewer").await;
+    assert_eq!(status, 201, "{user}");
+    let own = Some(app.url.as_str());
+    let session = |password: &'static str| {
+        let app = &app;
+        async move {
+            let (status, cookie, body) = login(app, "ana@acme.test", password).await;
+            assert_eq!(status, 200, "{body}");
+            cookie_pair(&cookie.unwrap())
+        }
+    };
+    let (here, elsewhere) = (session(PASSWORD).await, session(PASSWORD).await);
+    let field = |body: &Value| {
+        body["error"]["fields"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (body, status, named) in [
+        (
+            json!({"current_password": "not-the-password", "new_password": "brand-new-secret"}),
+            400,
+            "current_password",
+        ),
+        (
+            json!({"current_password": PASSWORD, "new_password": "aaaaaaaa"}),
+            400,
+            "new_password",
+        ),
+        (
+            json!({"current_password": PASSWORD, "new_password": "password1"}),
+            400,
+            "new_password",
+        ),
+        (
+            json!({"current_password": PASSWORD, "new_password": "ana@acme.test"}),
+            400,
+            "new_password",
+        ),
+    ] {
+        let (code, answer) = change_password(&app, &here, own, body.clone()).await;
+        assert_eq!((code, field(&answer)), (status, named.to_string()), "{body}: {answer}");
+    }
+    // Like every cookie write, only from this server's own pages.
+    let good = json!({"current_password": PASSWORD, "new_password": "brand-new-secret"});
+    assert_eq!(change_password(&app, &here, None, good.clone()).await.0, 403);
+    assert_eq!(change_password(&app, &here, own, good).await.0, 204);
+    assert_eq!(me_status(&app, &here).await, 200, "this session stays signed in");
+    assert_eq!(me_status(&app, &elsewhere).await, 401, "other sessions end");
+    assert_eq!(login(&app, "ana@acme.test", PASSWORD).await.0, 401);
+    let fresh = session("brand-new-secret").await;
+    // An API key has no password of its own.
+    let (code, _) = app
+        .post(
+            "/api/v1/auth/password",
+            &app.key,
+            &json!({"current_password": "x", "new_password": "y"}),
+        )
+        .await;
+    assert_eq!(code, 400);
+
+    // An admin resets it: the policy names `password`; every session of the user ends.
+    let id = user["id"].as_str().unwrap();
+    let reset = |password: &str| {
+        let (app, path) = (&app, format!("/api/v1/users/{id}/password"));
+        let body = json!({"password": password});
+        async move { app.send(Method::PUT, &path, &app.key, Some(&body)).await }
+    };
+    let (code, answer) = reset("12345678").await;
+    assert_eq!((code, field(&answer)), (400, "password".to_string()), "{answer}");
+    assert_eq!(reset("another-good-secret").await.0, 204);
+    assert_eq!(me_status(&app, &fresh).await, 401);
+    assert_eq!(me_status(&app, &here).await, 401);
+    assert_eq!(login(&app, "ana@acme.test", "another-good-secret").await.0, 200);
+    let (code, _) = app
+        .send(
+            Method::PUT,
+            "/api/v1/users/nobody/password",
+            &app.key,
+            Some(&json!({"password": "another-good-secret"})),
+        )
+        .await;
+    assert_eq!(code, 404);
+    let (_, log) = app.send(Method::GET, "/api/v1/audit", &app.key, None).await;
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"password_changed") && actions.contains(&"password_reset"),
+        "{log}"
+    );
+}

@@ -222,7 +222,11 @@ async fn a_rep_sees_only_leaderboard_measures_of_colleagues() {
                 let rows = body["rows"].as_array().unwrap();
                 let value_of = |id: &str| rows.iter().find(|r| r[0] == id).map(|r| r[1].clone());
                 let hidden = who == "rep" && dimension == "agent" && private.contains(measure);
-                if dimension == "team" {
+                if who == "rep" && dimension == "team" && private.contains(measure) {
+                    // A team can be one colleague: broken down by team, private measures are
+                    // hidden (this key belongs to no team).
+                    assert_eq!(value_of("t1"), None, "{who} {measure}: {body}");
+                } else if dimension == "team" {
                     assert!(
                         value_of("t1").is_some_and(|v| !v.is_null()),
                         "{who} {measure}: aggregates stay open"
@@ -259,6 +263,138 @@ async fn a_rep_sees_only_leaderboard_measures_of_colleagues() {
         body["totals"]["filler_word_rate"], 3.0,
         "the aggregate stays open: {body}"
     );
+}
+
+/// A rep reads colleagues' private measures only merged over the tenant or their own team, or
+/// of their own records: any breakdown or filter that could narrow the merge to one colleague
+/// (another team, a campaign) hides them in rows, totals and the comparison.
+#[tokio::test]
+async fn private_measures_are_not_singled_out_by_other_dimensions() {
+    let app = TestApp::spawn("UTC").await;
+    // a1 and the rep a2 work team t1; a3 is alone in t2 and alone on campaign k3.
+    let people = [("a1", "t1", "k1", 2), ("a2", "t1", "k2", 4), ("a3", "t2", "k3", 9)];
+    let mut events = Vec::new();
+    for (agent, team, campaign, filler) in people {
+        put_agent(&app, agent, team).await;
+        for (day, n) in [("2026-03-01", 0), ("2026-03-02", 1)] {
+            let call_id = format!("{agent}-{n}");
+            events.push(
+                json!({"id": call_id, "type": "call", "call_id": call_id, "agent_id": agent,
+                "team_id": team, "campaign_id": campaign, "disposition": "Connected",
+                "started_at": format!("{day}T10:00:00Z"), "talk_seconds": 60}),
+            );
+            events.push(
+                json!({"id": format!("x{call_id}"), "type": "call_analysis", "call_id": call_id,
+                "score": 70, "filler_words_per_100": filler}),
+            );
+        }
+    }
+    app.events(json!(events)).await;
+    let rep = dialboard::cli::create_key(
+        &app.store,
+        app.tenant_id,
+        vec![Scope::Read],
+        Some("a2".into()),
+        Some("t1".into()),
+    )
+    .await
+    .unwrap();
+    let day = json!({"start": "2026-03-02", "end": "2026-03-03"});
+    let ask = |key: &str, extra: Value| {
+        let mut body = json!({"measures": ["total_calls", "filler_word_rate"], "range": day});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (app, key) = (&app, key.to_string());
+        async move {
+            let (code, answer) = app.post("/api/v1/query", &key, &body).await;
+            assert_eq!(code, 200, "{body}: {answer}");
+            answer
+        }
+    };
+    // (what is asked, whether the private measure is open to the rep)
+    let matrix = [
+        (json!({}), true),
+        (json!({"filters": {"team": ["t1"]}}), true),
+        (
+            json!({"granularity": "hour", "dimensions": ["hour_of_day", "day_of_week"]}),
+            true,
+        ),
+        (
+            json!({"filters": {"agent": ["a2"]}, "dimensions": ["campaign", "team"]}),
+            true,
+        ),
+        (json!({"filters": {"team": ["t2"]}}), false),
+        (json!({"dimensions": ["team"]}), false),
+        (json!({"filters": {"campaign": ["k3"]}}), false),
+        (json!({"dimensions": ["campaign"]}), false),
+        (json!({"filters": {"team": ["t1"]}, "dimensions": ["campaign"]}), false),
+        (json!({"filters": {"campaign": ["k1"]}, "dimensions": ["agent"]}), false),
+    ];
+    for (extra, open) in matrix {
+        let admin = ask(&app.key, extra.clone()).await;
+        let answer = ask(&rep, extra.clone()).await;
+        assert!(admin["totals"]["filler_word_rate"].is_number(), "{extra}: {admin}");
+        assert_eq!(
+            answer["totals"]["total_calls"], admin["totals"]["total_calls"],
+            "{extra}: {answer}"
+        );
+        assert_eq!(
+            answer["totals"]["filler_word_rate"].is_number(),
+            open,
+            "{extra}: {answer}"
+        );
+        let columns = answer["columns"].as_array().unwrap();
+        let filler = columns.iter().position(|c| c == "filler_word_rate").unwrap();
+        let agent = columns.iter().position(|c| c == "agent");
+        for row in answer["rows"].as_array().unwrap() {
+            let own = agent.is_some_and(|a| row[a] == "a2") || extra["filters"]["agent"] == json!(["a2"]);
+            let colleague_row = agent.is_some() && !own;
+            assert_eq!(
+                row[filler].is_number(),
+                (open && !colleague_row) || own,
+                "{extra}: {row}"
+            );
+        }
+    }
+    // The comparison follows the same rule, its change percent included.
+    let compared = ask(
+        &rep,
+        json!({"filters": {"campaign": ["k3"]}, "compare": "previous_period"}),
+    )
+    .await;
+    assert_eq!(
+        compared["comparison"]["totals"]["filler_word_rate"],
+        Value::Null,
+        "{compared}"
+    );
+    assert_eq!(
+        compared["comparison"]["change_percent"]["filler_word_rate"],
+        Value::Null,
+        "{compared}"
+    );
+    assert_eq!(compared["comparison"]["totals"]["total_calls"], 1, "{compared}");
+    let merged = ask(&rep, json!({"compare": "previous_period"})).await;
+    assert!(
+        merged["comparison"]["totals"]["filler_word_rate"].is_number(),
+        "{merged}"
+    );
+    // Ordered (and cut) by a private measure, colleagues' rows would rank them by it.
+    let ranked = json!({"measures": ["total_calls", "filler_word_rate"], "dimensions": ["agent"], "range": day,
+        "order_by": [["filler_word_rate", "desc"]], "limit": 1});
+    let (code, answer) = app.post("/api/v1/query", &rep, &ranked).await;
+    assert_eq!(code, 403, "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().starts_with("order_by:"),
+        "{answer}"
+    );
+    assert_eq!(app.post("/api/v1/query", &app.key, &ranked).await.0, 200);
+    let mut own = ranked.clone();
+    own["filters"] = json!({"agent": ["a2"]});
+    assert_eq!(app.post("/api/v1/query", &rep, &own).await.0, 200);
+    let by_hour = json!({"measures": ["filler_word_rate"], "dimensions": ["hour_of_day"], "range": day,
+        "order_by": [["filler_word_rate", "desc"]]});
+    assert_eq!(app.post("/api/v1/query", &rep, &by_hour).await.0, 200);
 }
 
 /// Under leaderboard privacy, anonymous rows come in the order of what they show, not of ids.

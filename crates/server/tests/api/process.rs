@@ -162,8 +162,15 @@ fn cli_creates_keys_and_imports_ndjson() {
 
 /// `dialboard user add` to tenant acme, with `password` on stdin (or an empty stdin).
 fn user_add(db: &str, email: &str, role: &str, password: Option<&str>) -> std::process::Output {
+    user_command(db, &["add", "--email", email, "--role", role], password)
+}
+
+/// `dialboard user <args>` in tenant acme, with `password` on stdin (or an empty stdin).
+fn user_command(db: &str, args: &[&str], password: Option<&str>) -> std::process::Output {
     let mut add = Command::new(BIN)
-        .args(["user", "add", "--tenant", "acme", "--email", email, "--role", role])
+        .arg("user")
+        .args(args)
+        .args(["--tenant", "acme"])
         .env("DIALBOARD_DATABASE", db)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -177,6 +184,43 @@ fn user_add(db: &str, email: &str, role: &str, password: Option<&str>) -> std::p
     }
     drop(stdin);
     add.wait_with_output().unwrap()
+}
+
+/// `dialboard user password` resets a password under the creation policy, naming stdin.
+#[test]
+fn the_cli_resets_a_password_under_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("d.db").display());
+    cli(&db, &["tenant", "create", "acme"]);
+    assert!(user_add(&db, "ana@acme.test", "admin", Some("s3cret-passw0rd"))
+        .status
+        .success());
+    let weak = user_command(&db, &["password", "--email", "ana@acme.test"], Some("aaaaaaaa"));
+    let err = String::from_utf8_lossy(&weak.stderr);
+    assert!(
+        !weak.status.success() && err.contains("the password (stdin): repeats"),
+        "{err}"
+    );
+    let unknown = user_command(&db, &["password", "--email", "bo@acme.test"], Some("another-good-one"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("--email: no user"));
+    let set = user_command(&db, &["password", "--email", "Ana@acme.test"], Some("another-good-one"));
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let store = dialboard::open_store(&db).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let hash = runtime.block_on(async {
+        let tenant = store.tenant_by_name("acme").await.unwrap().unwrap();
+        store
+            .user_by_email(tenant.id, "ana@acme.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+    });
+    assert!(dialboard::access::verify_password("another-good-one", &hash));
+    assert!(!dialboard::access::verify_password("s3cret-passw0rd", &hash));
 }
 
 #[tokio::test]

@@ -663,6 +663,31 @@ impl Store for PgStore {
         .await
     }
 
+    async fn set_password(
+        &self,
+        tenant_id: i64,
+        user_id: &str,
+        password_hash: String,
+        keep_session: Option<[u8; 32]>,
+    ) -> Result<bool> {
+        let user_id = user_id.to_string();
+        self.with(move |conn, _| {
+            let mut tx = conn.client.transaction()?;
+            let keep = keep_session.as_ref();
+            let found = catalog::set_password(
+                &mut Pg(&mut tx),
+                tenant_id,
+                &user_id,
+                &password_hash,
+                keep,
+                now_seconds(),
+            )?;
+            tx.commit()?;
+            Ok(found)
+        })
+        .await
+    }
+
     async fn create_session(&self, token_hash: [u8; 32], user: &User, expires_at: i64) -> Result<()> {
         let user = user.clone();
         self.sql(move |db| catalog::create_session(db, &token_hash, &user, now_seconds(), expires_at))

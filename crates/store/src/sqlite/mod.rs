@@ -517,6 +517,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_password(
+        &self,
+        tenant_id: i64,
+        user_id: &str,
+        password_hash: String,
+        keep_session: Option<[u8; 32]>,
+    ) -> Result<bool> {
+        let user_id = user_id.to_string();
+        self.write(move |conn| {
+            let mut tx = conn.transaction()?;
+            let keep = keep_session.as_ref();
+            let found = catalog::set_password(&mut tx, tenant_id, &user_id, &password_hash, keep, now_seconds())?;
+            tx.commit()?;
+            Ok(found)
+        })
+        .await
+    }
+
     async fn create_session(&self, token_hash: [u8; 32], user: &User, expires_at: i64) -> Result<()> {
         let user = user.clone();
         self.write(move |conn| catalog::create_session(conn, &token_hash, &user, now_seconds(), expires_at))
