@@ -218,6 +218,8 @@ CREATE INDEX IF NOT EXISTS calls_by_campaign ON calls (tenant_id, campaign_id, s
 CREATE INDEX IF NOT EXISTS calls_by_team ON calls (tenant_id, team_id, started_ns);
 CREATE INDEX IF NOT EXISTS calls_by_disposition ON calls (tenant_id, disposition, started_ns);
 "#,
+    // Call cells by campaign and intent (cuboid 9): computed by `writer::backfill`.
+    "",
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -227,6 +229,9 @@ pub const OTHER_FACTS_VERSION: usize = 3;
 pub const MEETING_DAYS_VERSION: usize = 4;
 /// The version that first keeps stage cells without the agent (cuboid 8).
 pub const STAGE_SUMMARY_VERSION: usize = 5;
+/// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`): the
+/// number of migrations, the last being the empty one that marks it.
+pub const CALL_INTENTS_VERSION: usize = MIGRATIONS.len();
 
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
