@@ -404,7 +404,12 @@ pub async fn serve_with(
     let url = format!("http://{}", listener.local_addr()?);
     tracing::info!(%url, max_connections = limits.max_connections, "listening");
     announce(&url);
-    let state = AppState::configured(store.clone(), crate::live::QUEUE_CAPACITY, security, crate::api::wall_clock());
+    let state = AppState::configured(
+        store.clone(),
+        crate::live::QUEUE_CAPACITY,
+        security,
+        crate::api::wall_clock(),
+    );
     crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;
     tracing::info!("shutting down: finishing commits");
     store.shutdown().await;

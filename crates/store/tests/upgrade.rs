@@ -113,3 +113,68 @@ fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
         .unwrap();
     assert_eq!(indexes, 0);
 }
+
+/// A database written before calls had cells by campaign and intent gets them computed when it
+/// is opened: the intents, tenant-wide and per campaign, are what they were, an analysis that
+/// moved a call to another intent included.
+#[test]
+fn calls_of_older_databases_gain_their_intent_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("intents.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let events: Vec<ParsedEvent> = [
+        json!({"id": "1", "type": "call_analysis", "call_id": "c1", "intent": "pricing", "score": 80,
+               "updated_at": "2026-03-02T10:10:00Z"}),
+        json!({"id": "2", "type": "call", "call_id": "c1", "agent_id": "a1", "campaign_id": "k1",
+               "disposition": "Connected", "started_at": "2026-03-02T10:00:00Z"}),
+        json!({"id": "3", "type": "call", "call_id": "c2", "agent_id": "a1", "campaign_id": "k2",
+               "disposition": "No Answer", "started_at": "2026-03-03T10:00:00Z"}),
+        json!({"id": "4", "type": "call_analysis", "call_id": "c2", "intent": "pricing",
+               "updated_at": "2026-03-03T10:10:00Z"}),
+        json!({"id": "5", "type": "call_analysis", "call_id": "c2", "intent": "support",
+               "updated_at": "2026-03-03T11:00:00Z"}),
+        json!({"id": "6", "type": "call", "call_id": "c3", "agent_id": "a2", "campaign_id": "k1",
+               "disposition": "Connected", "started_at": "2026-03-04T10:00:00Z"}),
+    ]
+    .iter()
+    .map(|e| parse_event(e, &taxonomy).unwrap())
+    .collect();
+    let range = json!({"start": "2026-03-01", "end": "2026-03-08"});
+    let queries = [
+        json!({"measures": ["total_calls", "connected_calls"], "dimensions": ["intent"], "range": range}),
+        json!({"measures": ["total_calls"], "dimensions": ["intent"], "filters": {"campaign": ["k1"]}, "range": range}),
+    ];
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    rt.block_on(store.ingest(tenant.id, events)).unwrap();
+    let answers = |store: &SqliteStore| -> Vec<serde_json::Value> {
+        queries
+            .iter()
+            .map(|q| {
+                rt.block_on(store.query(tenant.id, q.clone(), 0))
+                    .unwrap()
+                    .unwrap()
+                    .to_json()["rows"]
+                    .clone()
+            })
+            .collect()
+    };
+    let before = answers(&store);
+    assert_eq!(before[1].as_array().unwrap().len(), 2, "{before:?}");
+    rt.block_on(store.shutdown());
+    // What the previous version left behind: the calls and analyses, no intent cells.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    conn.execute_batch(&format!(
+        "DELETE FROM cells WHERE cuboid = 9; DELETE FROM pending_deltas; PRAGMA user_version = {};",
+        version - 1
+    ))
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    assert_eq!(answers(&store), before);
+    rt.block_on(store.shutdown());
+}

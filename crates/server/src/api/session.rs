@@ -243,7 +243,9 @@ pub async fn me(
     parts: Parts,
     principal: Result<Principal, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    if parts.headers.get(header::AUTHORIZATION).is_none() && session_cookie(&parts, state.security.session_cookie_name()).is_none() {
+    if parts.headers.get(header::AUTHORIZATION).is_none()
+        && session_cookie(&parts, state.security.session_cookie_name()).is_none()
+    {
         return Ok(Json(json!({"user": null})));
     }
     let principal = principal?;
