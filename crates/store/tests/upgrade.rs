@@ -3,9 +3,11 @@
 
 use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{Store, TenantSettings};
 use serde_json::json;
+use std::sync::Arc;
 
 #[test]
 fn rollups_of_older_databases_are_backfilled() {
@@ -116,11 +118,9 @@ fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
 
 /// A database written before calls had cells by campaign and intent gets them computed when it
 /// is opened: the intents, tenant-wide and per campaign, are what they were, an analysis that
-/// moved a call to another intent included.
-#[test]
-fn calls_of_older_databases_gain_their_intent_cells() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("intents.db");
+/// moved a call to another intent included. `downgrade` leaves what the previous version would
+/// have: the calls and analyses, no intent cells.
+fn calls_gain_their_intent_cells(open: impl Fn() -> Arc<dyn Store>, downgrade: impl FnOnce()) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
     let events: Vec<ParsedEvent> = [
@@ -145,12 +145,12 @@ fn calls_of_older_databases_gain_their_intent_cells() {
         json!({"measures": ["total_calls", "connected_calls"], "dimensions": ["intent"], "range": range}),
         json!({"measures": ["total_calls"], "dimensions": ["intent"], "filters": {"campaign": ["k1"]}, "range": range}),
     ];
-    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let store = open();
     let tenant = rt
         .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
         .unwrap();
     rt.block_on(store.ingest(tenant.id, events)).unwrap();
-    let answers = |store: &SqliteStore| -> Vec<serde_json::Value> {
+    let answers = |store: &dyn Store| -> Vec<serde_json::Value> {
         queries
             .iter()
             .map(|q| {
@@ -162,19 +162,46 @@ fn calls_of_older_databases_gain_their_intent_cells() {
             })
             .collect()
     };
-    let before = answers(&store);
+    let before = answers(&*store);
+    assert_eq!(before[0].as_array().unwrap().len(), 3, "{before:?}");
     assert_eq!(before[1].as_array().unwrap().len(), 2, "{before:?}");
+    rt.block_on(store.checkpoint()).unwrap();
     rt.block_on(store.shutdown());
-    // What the previous version left behind: the calls and analyses, no intent cells.
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    conn.execute_batch(&format!(
-        "DELETE FROM cells WHERE cuboid = 9; DELETE FROM pending_deltas; PRAGMA user_version = {};",
-        version - 1
-    ))
-    .unwrap();
-    drop(conn);
-    let store = SqliteStore::open(&path, Options::default()).unwrap();
-    assert_eq!(answers(&store), before);
+    drop(store);
+    downgrade();
+    let store = open();
+    assert_eq!(answers(&*store), before);
     rt.block_on(store.shutdown());
+}
+
+#[test]
+fn calls_of_older_sqlite_databases_gain_their_intent_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("intents.db");
+    let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::default()).unwrap()) };
+    calls_gain_their_intent_cells(open, || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        conn.execute_batch(&format!(
+            "DELETE FROM cells WHERE cuboid = 9; DELETE FROM pending_deltas; PRAGMA user_version = {};",
+            version - 1
+        ))
+        .unwrap();
+    });
+}
+
+#[test]
+fn calls_of_older_postgresql_databases_gain_their_intent_cells() {
+    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+    let url = cluster.create_database().unwrap();
+    let open = || -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) };
+    calls_gain_their_intent_cells(open, || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(
+                "DELETE FROM cells WHERE cuboid = 9; DELETE FROM cell_deltas WHERE cuboid = 9;
+                 UPDATE schema_version SET version = version - 1;",
+            )
+            .unwrap();
+    });
 }
