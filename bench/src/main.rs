@@ -39,7 +39,7 @@ fn peer_queries() -> Vec<(&'static str, String)> {
 
 /// The analytics views of the dashboards, over the generated calls (dates inside their 90
 /// days; views whose range is relative to now, trends and lead volume, read recent empty days).
-const VIEWS: [(&str, &str); 19] = [
+const VIEWS: [(&str, &str); 20] = [
     ("KPIs (day)", "metrics?start=2026-08-29&end=2026-08-30"),
     ("call metrics (30 days)", "call-metrics?start=2026-07-31&end=2026-08-30"),
     ("dispositions (30 days)", "dispositions?start=2026-07-31&end=2026-08-30"),
