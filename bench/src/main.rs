@@ -39,7 +39,7 @@ fn peer_queries() -> Vec<(&'static str, String)> {
 
 /// The analytics views of the dashboards, over the generated calls (dates inside their 90
 /// days; views whose range is relative to now, trends and lead volume, read recent empty days).
-const VIEWS: [(&str, &str); 19] = [
+const VIEWS: [(&str, &str); 20] = [
     ("KPIs (day)", "metrics?start=2026-08-29&end=2026-08-30"),
     ("call metrics (30 days)", "call-metrics?start=2026-07-31&end=2026-08-30"),
     ("dispositions (30 days)", "dispositions?start=2026-07-31&end=2026-08-30"),
@@ -49,8 +49,12 @@ const VIEWS: [(&str, &str); 19] = [
     ),
     ("team leaderboard (day)", "team-leaderboard/team-3?date=2026-08-15"),
     (
-        "leaderboard, every agent (30 days)",
+        "leaderboard, top 100 of every agent (30 days)",
         "leaderboard?start=2026-07-31&end=2026-08-30",
+    ),
+    (
+        "leaderboard, every agent in full (30 days, limit=10000)",
+        "leaderboard?start=2026-07-31&end=2026-08-30&limit=10000",
     ),
     ("heatmap (30 days)", "call-time-heatmap?start=2026-07-31&end=2026-08-30"),
     ("trends (last 30 days)", "trends/agent-007"),
@@ -77,7 +81,7 @@ const VIEWS: [(&str, &str); 19] = [
         "team-leaderboard/team-3?start=2026-07-31&end=2026-08-30",
     ),
     (
-        "leaderboard, every agent (day)",
+        "leaderboard, top 100 of every agent (day)",
         "leaderboard?start=2026-08-15&end=2026-08-16",
     ),
 ];

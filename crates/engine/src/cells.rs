@@ -140,11 +140,14 @@ use Grain::*;
 
 /// Every cuboid, smallest first: the planner takes the first that covers a query.
 #[rustfmt::skip]
-pub static CUBOIDS: [Cuboid; 9] = [
+pub static CUBOIDS: [Cuboid; 10] = [
     Cuboid { id: 0, fact: Fact::Calls, dims: &[Disposition], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 1, fact: Fact::Calls, dims: &[Agent, Team, Disposition], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 2, fact: Fact::Calls, dims: &[Team, Campaign, Disposition], grains: &[Hour, Day] },
     Cuboid { id: 3, fact: Fact::Calls, dims: &[Campaign, LeadSource, Direction, Disposition], grains: &[Hour, Day] },
+    // Intents, tenant-wide and per campaign (the intent is the call's analysis's, so an
+    // analysis moves the call between intents as it moves its score).
+    Cuboid { id: CALL_INTENTS, fact: Fact::Calls, dims: &[Campaign, Intent, Disposition], grains: &[Hour, Day] },
     Cuboid { id: 4, fact: Fact::Activity, dims: &[Agent], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 5, fact: Fact::Tickets, dims: &[Agent, Team, Channel, Intent], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 6, fact: Fact::Csat, dims: &[Agent, Channel], grains: &[Quarter, Hour, Day] },
@@ -152,6 +155,10 @@ pub static CUBOIDS: [Cuboid; 9] = [
     Cuboid { id: 8, fact: Fact::Stages, dims: &[Campaign, LeadSource, Stage], grains: &[Hour, Day] },
     Cuboid { id: 7, fact: Fact::Stages, dims: &[Agent, Campaign, LeadSource, Stage], grains: &[Quarter, Hour, Day] },
 ];
+
+/// The cuboid of calls by campaign and intent: newer than the stores' first schemas, which
+/// compute its cells for the calls they already hold when they upgrade.
+pub const CALL_INTENTS: u8 = 9;
 
 pub fn cuboid(id: u8) -> Option<&'static Cuboid> {
     CUBOIDS.iter().find(|c| c.id == id)

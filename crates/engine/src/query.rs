@@ -1573,6 +1573,24 @@ mod tests {
         assert_eq!(near[0].field, "compare");
     }
 
+    /// The intents view and a campaign's intents read cells, not the raw calls.
+    #[test]
+    fn intents_tenant_wide_and_per_campaign_read_cells() {
+        for body in [
+            json!({"measures": ["total_calls"], "dimensions": ["intent"],
+                "range": {"start": "2026-03-01", "end": "2026-03-31"}}),
+            json!({"measures": ["total_calls"], "dimensions": ["intent"], "filters": {"campaign": ["c1"]},
+                "range": {"start": "2026-03-01", "end": "2026-03-31"}}),
+        ] {
+            let q = parse(body.clone()).unwrap();
+            let (_, fetches) = plan(&q, q.range, &Clock::new("UTC").unwrap());
+            assert!(
+                fetches.iter().all(|f| matches!(f, Fetch::Cells { cuboid: 9, .. })),
+                "{body}: {fetches:?}"
+            );
+        }
+    }
+
     #[test]
     fn bucket_bound_rejects_absurd_granularities_and_holds_for_real_ones() {
         let too_fine = parse(json!({"measures": ["total_calls"], "granularity": "15m",

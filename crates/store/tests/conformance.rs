@@ -65,7 +65,9 @@ fn event_strategy() -> impl Strategy<Value = Value> {
             }),
         2 => (0usize..25, 0u32..=100, -100i32..=100, 0i64..100).prop_map(|(call, score, sentiment, updated)| json!({
             "type": "call_analysis", "call_id": format!("c{call}"), "score": score, "sentiment": sentiment as f64 / 100.0,
-            "agent_talk_ratio": 0.5, "updated_at": ts(T0 + updated)})),
+            "agent_talk_ratio": 0.5, "updated_at": ts(T0 + updated),
+            // A later analysis can move its call to another intent.
+            "intent": INTENTS[(call + updated as usize) % 2]})),
         2 => (0usize..3, 0i64..3 * 86_400, 0usize..5).prop_map(|(agent, at, status)| json!({
             "type": "agent_status", "agent_id": format!("a{agent}"), "at": ts(T0 + at),
             "status": STATUSES[status]})),
@@ -179,7 +181,7 @@ fn final_records(events: &[ParsedEvent]) -> Final {
 
 fn queries() -> Vec<Value> {
     let measures: Vec<&str> = MEASURES.iter().map(|m| m.name).collect();
-    let dims: [&[&str]; 10] = [
+    let dims: [&[&str]; 11] = [
         &[],
         &["agent"],
         &["disposition_category"],
@@ -190,6 +192,7 @@ fn queries() -> Vec<Value> {
         &["stage", "campaign"],
         &["intent", "agent"],
         &["team", "stage"],
+        &["intent", "campaign"],
     ];
     let grans = [None, Some("hour"), Some("day"), Some("15m")];
     let mut out = Vec::new();
@@ -204,6 +207,10 @@ fn queries() -> Vec<Value> {
         }
         out.push(q);
     }
+    out.push(
+        json!({"measures": measures, "dimensions": ["intent"], "filters": {"campaign": ["k1"]},
+        "range": {"start": "2026-03-07", "end": "2026-03-10"}}),
+    );
     out.push(
         json!({"measures": measures, "dimensions": ["agent"], "filters": {"team": ["t1"]},
         "range": {"start": ts(T0 + 3600 * 5 + 900), "end": ts(T0 + 86_400 * 2 + 2700)}}),

@@ -3,9 +3,11 @@
 
 use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{Store, TenantSettings};
 use serde_json::json;
+use std::sync::Arc;
 
 #[test]
 fn rollups_of_older_databases_are_backfilled() {
@@ -112,4 +114,94 @@ fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
         )
         .unwrap();
     assert_eq!(indexes, 0);
+}
+
+/// A database written before calls had cells by campaign and intent gets them computed when it
+/// is opened: the intents, tenant-wide and per campaign, are what they were, an analysis that
+/// moved a call to another intent included. `downgrade` leaves what the previous version would
+/// have: the calls and analyses, no intent cells.
+fn calls_gain_their_intent_cells(open: impl Fn() -> Arc<dyn Store>, downgrade: impl FnOnce()) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let events: Vec<ParsedEvent> = [
+        json!({"id": "1", "type": "call_analysis", "call_id": "c1", "intent": "pricing", "score": 80,
+               "updated_at": "2026-03-02T10:10:00Z"}),
+        json!({"id": "2", "type": "call", "call_id": "c1", "agent_id": "a1", "campaign_id": "k1",
+               "disposition": "Connected", "started_at": "2026-03-02T10:00:00Z"}),
+        json!({"id": "3", "type": "call", "call_id": "c2", "agent_id": "a1", "campaign_id": "k2",
+               "disposition": "No Answer", "started_at": "2026-03-03T10:00:00Z"}),
+        json!({"id": "4", "type": "call_analysis", "call_id": "c2", "intent": "pricing",
+               "updated_at": "2026-03-03T10:10:00Z"}),
+        json!({"id": "5", "type": "call_analysis", "call_id": "c2", "intent": "support",
+               "updated_at": "2026-03-03T11:00:00Z"}),
+        json!({"id": "6", "type": "call", "call_id": "c3", "agent_id": "a2", "campaign_id": "k1",
+               "disposition": "Connected", "started_at": "2026-03-04T10:00:00Z"}),
+    ]
+    .iter()
+    .map(|e| parse_event(e, &taxonomy).unwrap())
+    .collect();
+    let range = json!({"start": "2026-03-01", "end": "2026-03-08"});
+    let queries = [
+        json!({"measures": ["total_calls", "connected_calls"], "dimensions": ["intent"], "range": range}),
+        json!({"measures": ["total_calls"], "dimensions": ["intent"], "filters": {"campaign": ["k1"]}, "range": range}),
+    ];
+    let store = open();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    rt.block_on(store.ingest(tenant.id, events)).unwrap();
+    let answers = |store: &dyn Store| -> Vec<serde_json::Value> {
+        queries
+            .iter()
+            .map(|q| {
+                rt.block_on(store.query(tenant.id, q.clone(), 0))
+                    .unwrap()
+                    .unwrap()
+                    .to_json()["rows"]
+                    .clone()
+            })
+            .collect()
+    };
+    let before = answers(&*store);
+    assert_eq!(before[0].as_array().unwrap().len(), 3, "{before:?}");
+    assert_eq!(before[1].as_array().unwrap().len(), 2, "{before:?}");
+    rt.block_on(store.checkpoint()).unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+    downgrade();
+    let store = open();
+    assert_eq!(answers(&*store), before);
+    rt.block_on(store.shutdown());
+}
+
+#[test]
+fn calls_of_older_sqlite_databases_gain_their_intent_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("intents.db");
+    let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::default()).unwrap()) };
+    calls_gain_their_intent_cells(open, || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        conn.execute_batch(&format!(
+            "DELETE FROM cells WHERE cuboid = 9; DELETE FROM pending_deltas; PRAGMA user_version = {};",
+            version - 1
+        ))
+        .unwrap();
+    });
+}
+
+#[test]
+fn calls_of_older_postgresql_databases_gain_their_intent_cells() {
+    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+    let url = cluster.create_database().unwrap();
+    let open = || -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) };
+    calls_gain_their_intent_cells(open, || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(
+                "DELETE FROM cells WHERE cuboid = 9; DELETE FROM cell_deltas WHERE cuboid = 9;
+                 UPDATE schema_version SET version = version - 1;",
+            )
+            .unwrap();
+    });
 }

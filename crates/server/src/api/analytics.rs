@@ -4,7 +4,7 @@
 //! arrange, rank and compare those numbers, and add names, goals and costs from the directory.
 
 use super::admission::Permit;
-use super::auth::Principal;
+use super::auth::{Principal, Reach};
 use super::error::ApiError;
 use super::query::params_body;
 use super::AppState;
@@ -577,13 +577,26 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
             .total_cmp(&num(a.get(key)))
             .then_with(|| rank_order(a, b))
     });
-    let agents: Vec<String> = rows
+    // The top `limit` rows and the caller's own, each with its rank among all of them: the
+    // streaks, sparklines and entries of the others are never built.
+    let total_entries = rows.len();
+    let limit = board_limit(view)?;
+    let own = match &view.principal.reach {
+        Reach::Agent { id, .. } => Some(id.as_str()),
+        _ => None,
+    };
+    let shown: Vec<(usize, &Map<String, Value>)> = rows
         .iter()
-        .map(|r| r["agent"].as_str().unwrap_or("").to_string())
+        .enumerate()
+        .filter(|(i, r)| *i < limit || (own.is_some() && r["agent"].as_str() == own))
+        .collect();
+    let agents: Vec<String> = shown
+        .iter()
+        .map(|(_, r)| r["agent"].as_str().unwrap_or("").to_string())
         .collect();
     let streaks = meeting_streaks(view, &agents).await?;
     let mut entries = Vec::new();
-    for ((i, r), streak) in rows.iter().enumerate().zip(streaks) {
+    for ((i, r), streak) in shown.into_iter().zip(streaks) {
         let agent = r["agent"].as_str().unwrap_or("").to_string();
         let spark = sparks.get(&agent);
         let sparkline: Vec<f64> = hours
@@ -621,12 +634,26 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
         "sorted_by": sort_by,
         "period": period_json(view, &board),
         "entries": entries,
+        "total_entries": total_entries,
         "team_total_calls": t["total_calls"],
         "team_connect_rate": t["connect_rate"],
         "team_meetings": t["meetings_booked"],
         "team_avg_score": t["avg_call_score"],
         "sparkline_hours": hours,
     }))
+}
+
+/// A leaderboard's `limit`: how many of its top rows it answers with (100 unless asked).
+fn board_limit(view: &View) -> Result<usize, ApiError> {
+    const MOST: usize = 10_000;
+    match view.param("limit") {
+        None => Ok(100),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MOST).contains(n))
+            .ok_or_else(|| invalid("limit", format!("must be a whole number from 1 to {MOST}, not {v:?}"))),
+    }
 }
 
 /// Each agent's consecutive meetings booked in its latest calls (of the last 30 days, in the
@@ -663,7 +690,7 @@ pub async fn team_leaderboard(
     Path(team): Path<String>,
     Query(p): Params,
 ) -> ViewResult {
-    let mut view = View::new(state, principal, &p, &["date", "sort_by"], "today").await?;
+    let mut view = View::new(state, principal, &p, &["date", "sort_by", "limit"], "today").await?;
     let sort_by = view.choice("sort_by", &SORTS)?;
     if view.param("date").is_some() {
         let date = view.date("date")?;
@@ -679,7 +706,7 @@ pub async fn tenant_leaderboard(
     principal: Principal,
     Query(p): Params,
 ) -> ViewResult {
-    let mut view = View::new(state, principal, &p, &["period", "sort_by"], "today").await?;
+    let mut view = View::new(state, principal, &p, &["period", "sort_by", "limit"], "today").await?;
     let sort_by = view.choice("sort_by", &SORTS)?;
     let preset = match view.choice("period", &["today", "week", "month", "all_time"])? {
         "week" => "this_week",

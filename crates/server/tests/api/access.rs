@@ -700,3 +700,34 @@ async fn leaderboard_privacy_hides_other_reps_from_agents_only() {
         .collect();
     assert_eq!(names, ["a1", "a2"].into());
 }
+
+/// The tenant leaderboard answers its top `limit` rows, states how many there are, and always
+/// includes the caller's own row with its rank among all of them.
+#[tokio::test]
+async fn the_leaderboard_is_limited_and_keeps_the_callers_own_row() {
+    let app = TestApp::spawn("UTC").await;
+    let events: Vec<Value> = (1..=4)
+        .flat_map(|agent| (0..agent).map(move |i| call(&format!("c{agent}-{i}"), &format!("a{agent}"), "t1")))
+        .collect();
+    app.events(json!(events)).await;
+    let agent = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("a1")).await;
+    let path = "/api/v1/analytics/leaderboard?period=all_time&limit=2";
+    let (status, board) = app.send(reqwest::Method::GET, path, &agent, None).await;
+    assert_eq!(status, 200, "{board}");
+    let ranks: Vec<(i64, &str)> = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["rank"].as_i64().unwrap(), e["agent_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ranks, [(1, "a4"), (2, "a3"), (4, "a1")]);
+    assert_eq!(board["total_entries"], 4);
+    // An admin has no row of its own; without a limit, 100 rows at most.
+    let (_, board) = app.get("/api/v1/analytics/leaderboard?period=all_time&limit=1").await;
+    assert_eq!(board["entries"].as_array().unwrap().len(), 1);
+    let (_, board) = app.get("/api/v1/analytics/leaderboard?period=all_time").await;
+    assert_eq!(board["entries"].as_array().unwrap().len(), 4);
+    let (status, error) = app.get("/api/v1/analytics/leaderboard?limit=0").await;
+    assert_eq!(status, 400);
+    assert!(error.to_string().contains("limit"), "{error}");
+}

@@ -10,7 +10,11 @@
 //! Text compares byte by byte (`COLLATE "C"`), as on SQLite, so ties between equal instants
 //! (ordered by event id) and paging by call id come out the same on both stores.
 
-use crate::Result;
+use super::working::write_deltas;
+use crate::overlay::DeltaMap;
+use crate::rows::{call_with_analysis, select_calls_with_analysis};
+use crate::{Result, StoreError, TenantInfo};
+use dialboard_engine::cells::{for_each_call_cell, CALL_INTENTS};
 use postgres::Client;
 use std::collections::HashSet;
 
@@ -264,7 +268,12 @@ CREATE TABLE IF NOT EXISTS job_files (
     PRIMARY KEY (tenant_id, job_id, seq)
 );
 "#,
+    // Call cells by campaign and intent (cuboid 9): computed by `backfill_call_intents`.
+    "",
 ];
+
+/// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).
+pub const CALL_INTENTS_VERSION: usize = 6;
 
 /// The advisory locks the nodes coordinate with, each held until its transaction ends.
 #[derive(Debug, Clone, Copy)]
@@ -322,10 +331,44 @@ pub fn migrate(client: &mut Client) -> Result<usize> {
     for sql in MIGRATIONS.iter().skip(version) {
         tx.batch_execute(sql)?;
     }
+    if (1..CALL_INTENTS_VERSION).contains(&version) {
+        backfill_call_intents(&mut tx)?;
+    }
     tx.execute("DELETE FROM schema_version", &[])?;
     tx.execute("INSERT INTO schema_version VALUES ($1)", &[&(MIGRATIONS.len() as i32)])?;
     tx.commit()?;
     Ok(version)
+}
+
+/// Adds, as deltas the compaction folds, every current call's cells by campaign and intent
+/// (which a database of an older version lacks), in the migration's transaction: nodes of this
+/// version that start together compute them once.
+fn backfill_call_intents(tx: &mut postgres::Transaction) -> Result<()> {
+    let tenants = tx.query("SELECT id, name, settings FROM tenants", &[])?;
+    let calls = tx.prepare(&select_calls_with_analysis("calls c", "WHERE c.tenant_id = $1"))?;
+    for tenant in tenants {
+        let (id, name, settings): (i64, String, String) = (tenant.get(0), tenant.get(1), tenant.get(2));
+        let settings = serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
+        let tenant = TenantInfo::new(id, name, settings)?;
+        let mut deltas = DeltaMap::default();
+        let portal = tx.bind(&calls, &[&id])?;
+        loop {
+            let rows = tx.query_portal(&portal, 10_000)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let (call, analysis) = call_with_analysis(row)?;
+                for_each_call_cell(&tenant.clock, &call, analysis.as_ref(), |cell, stats| {
+                    if cell.cuboid == CALL_INTENTS {
+                        deltas.add(id, cell, stats, 1);
+                    }
+                });
+            }
+        }
+        write_deltas(tx, &deltas)?;
+    }
+    Ok(())
 }
 
 /// The tables partitioned by month.

@@ -180,7 +180,7 @@ impl SqliteStore {
         schema::configure(&conn, &options)?;
         let version = schema::migrate(&mut conn)?;
         let mut contacts = None;
-        if (1..schema::STAGE_SUMMARY_VERSION).contains(&version) {
+        if (1..schema::CALL_INTENTS_VERSION).contains(&version) {
             let built = contacts.insert(writer::Contacts::load(&conn)?);
             writer::backfill(&mut conn, version, &mut built.first_calls)?;
         }

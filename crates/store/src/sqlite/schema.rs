@@ -251,6 +251,8 @@ CREATE TABLE IF NOT EXISTS job_files (
     PRIMARY KEY (tenant_id, job_id, seq)
 ) WITHOUT ROWID;
 "#,
+    // Call cells by campaign and intent (cuboid 9): computed by `writer::backfill`.
+    "",
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -260,6 +262,9 @@ pub const OTHER_FACTS_VERSION: usize = 3;
 pub const MEETING_DAYS_VERSION: usize = 4;
 /// The version that first keeps stage cells without the agent (cuboid 8).
 pub const STAGE_SUMMARY_VERSION: usize = 5;
+/// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`): the
+/// empty migration that marks it is the 11th.
+pub const CALL_INTENTS_VERSION: usize = 11;
 
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {

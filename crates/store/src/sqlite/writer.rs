@@ -7,15 +7,19 @@
 
 use super::first_calls::FirstCalls;
 use super::records::{MeetingContacts, SqliteRecords};
-use super::schema::{MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
+use super::schema::{CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
 use super::Shared;
+use crate::contribution::{self, Counted};
 use crate::group::{self, IngestRequest, Outcome};
 use crate::overlay::{DeltaMap, Overlay};
 use crate::rows::{
-    conversation_from_row, csat_from_row, stage_from_row, CONVERSATION_COLUMNS, CSAT_COLUMNS, STAGE_COLUMNS,
+    call_with_analysis, conversation_from_row, csat_from_row, select_calls_with_analysis, stage_from_row,
+    CONVERSATION_COLUMNS, CSAT_COLUMNS, STAGE_COLUMNS,
 };
 use crate::{Result, StoreError, TenantInfo};
-use dialboard_engine::cells::{for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats};
+use dialboard_engine::cells::{
+    for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats, CALL_INTENTS,
+};
 use dialboard_engine::event::Conversation;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -228,7 +232,8 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
 /// Computes, as one pending delta row (folded by the next checkpoint), the rollups a database
 /// written by schema `version` lacks: before `OTHER_FACTS_VERSION`, those of conversations,
 /// CSAT scores and stages; before `MEETING_DAYS_VERSION`, the time from each meeting's first
-/// call; before `STAGE_SUMMARY_VERSION`, the stage cells without the agent.
+/// call; before `STAGE_SUMMARY_VERSION`, the stage cells without the agent; before
+/// `CALL_INTENTS_VERSION`, the call cells by campaign and intent.
 pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCalls) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut deltas = DeltaMap::default();
@@ -261,6 +266,41 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
                     add(cell, stats, 1)
                 });
             }
+        }
+        if version < CALL_INTENTS_VERSION {
+            let mut calls = tx.prepare(&select_calls_with_analysis("calls c", "WHERE c.tenant_id = ?1"))?;
+            let mut rows = calls.query([id])?;
+            while let Some(row) = rows.next()? {
+                let (call, analysis) = call_with_analysis(row)?;
+                for_each_call_cell(&tenant.clock, &call, analysis.as_ref(), |cell, stats| {
+                    if cell.cuboid == CALL_INTENTS {
+                        add(cell, stats, 1);
+                    }
+                });
+            }
+            // Contributions not yet folded are turned into deltas of every cuboid at start-up
+            // (`load_pending`), though the calls above already count them: take their intent
+            // cells back here.
+            let mut pending = tx.prepare("SELECT data FROM pending_contributions")?;
+            let mut rows = pending.query([])?;
+            while let Some(row) = rows.next()? {
+                let data: Vec<u8> = row.get(0)?;
+                let corrupt = || StoreError::Database("corrupt row in pending_contributions".into());
+                for (tenant_id, contributions) in contribution::decode(&data).ok_or_else(corrupt)? {
+                    for c in contributions.iter().filter(|_| tenant_id == id) {
+                        if let Counted::Call { call, analysis } = &c.counted {
+                            for_each_call_cell(&tenant.clock, call, analysis.as_ref(), |cell, stats| {
+                                if cell.cuboid == CALL_INTENTS {
+                                    add(cell, stats, -c.sign);
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if version >= STAGE_SUMMARY_VERSION {
+            continue;
         }
         // The first event of each (contact, stage).
         let mut firsts = tx.prepare(&format!(
