@@ -290,6 +290,7 @@ pub fn known_fields(type_name: &str) -> &'static [&'static str] {
             "prospect",
             "recording_url",
             "notes",
+            "crm_synced",
             "updated_at",
         ],
         "call_analysis" => &[
@@ -603,6 +604,8 @@ fn parse_call(f: &mut Fields, id: &str, taxonomy: &CompiledTaxonomy) -> CallReco
         abandoned: f.flag("abandoned"),
     };
     f.one_of("amd", &["human", "machine", "unknown"]);
+    // Kept in the raw event for the call export's `crm_synced` column (SPEC §7).
+    f.flag("crm_synced");
     for field in ["recording_url", "notes"] {
         if f.present(field).is_some_and(|v| !v.is_string()) {
             f.error(field, "must be a string");
@@ -782,6 +785,23 @@ mod tests {
         assert_eq!(raw.get("junk"), None);
         assert_eq!(raw["prospect"], json!({"name": "Ana"}));
         assert_eq!(raw["call_id"], "c");
+    }
+
+    #[test]
+    fn a_calls_crm_synced_flag_is_kept_for_exports_and_must_be_a_boolean() {
+        let call = |synced: Value| {
+            parse(
+                json!({"id": "e1", "type": "call", "call_id": "c", "agent_id": "a", "disposition": "Busy",
+                "started_at": "2026-03-01T10:00:00Z", "crm_synced": synced}),
+            )
+        };
+        let raw: Value = serde_json::from_str(&call(json!(true)).unwrap().raw).unwrap();
+        assert_eq!(raw["crm_synced"], true);
+        let e = call(json!("yes")).unwrap_err();
+        assert_eq!(
+            (e.1[0].field.as_str(), e.1[0].message.as_str()),
+            ("crm_synced", "must be true or false")
+        );
     }
 
     #[test]
