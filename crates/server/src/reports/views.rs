@@ -76,7 +76,7 @@ pub fn check(name: &str, params: &Map<String, Value>, problems: &mut Problems) {
         return;
     };
     if let Some(id) = spec.path_param {
-        if !params.get(id).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        if params.get(id).and_then(Value::as_str).is_none_or(str::is_empty) {
             problems.add(format!("params.{id}"), format!("is required by the '{name}' view"));
         }
     }
