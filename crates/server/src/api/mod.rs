@@ -379,7 +379,7 @@ fn saved_routes(api: Routes) -> Routes {
         .add(
             "/reports/preview",
             post(reports::preview),
-            vec![op("post", "read", "an unsaved report's answer, with the caller's reach (the builder's preview)").body()],
+            vec![op("post", "read", "an unsaved report's answer, with the caller's reach (the builder's preview); with format=csv|xlsx|pdf, as a file").params(&["format"]).body()],
         )
         .add(
             "/reports/{id}/result",

@@ -49,19 +49,32 @@ pub async fn result(
     let Some(format) = params.get("format") else {
         return Ok(Json(json!({"report": item_json(&principal, &item), "result": result})).into_response());
     };
+    exported(&state, &principal, &def, &result, format, Some(&id)).await
+}
+
+/// The answer as a file in `format`, audited (who, which report, how many rows).
+async fn exported(
+    state: &AppState,
+    principal: &Principal,
+    def: &ReportDef,
+    result: &Value,
+    format: &str,
+    report: Option<&str>,
+) -> Result<Response, ApiError> {
     let format = parse_format(format)?;
     let tenant = state.store.tenant(principal.tenant_id).await?;
     // A query's answer is bounded by the query budget (100,000 groups, the synchronous
     // export limit), so a report's result is always rendered at once; its raw calls, which
     // are not bounded, go through `/reports/{id}/calls?format=` and become a job when large.
-    let (bytes, rows) = render(&tenant, &def, &result, format).await?;
+    let (bytes, rows) = render(&tenant, def, result, format).await?;
+    let source = if report.is_some() { "report" } else { "report_preview" };
     audit(
         &state.store,
         principal.tenant_id,
         &principal.actor_name(),
         "export",
-        Some(&id),
-        json!({"source": "report", "format": format, "rows": rows, "version": item.version}),
+        report,
+        json!({"source": source, "format": format, "rows": rows, "question": def.to_json()}),
     )
     .await?;
     Ok(file_response(
@@ -115,14 +128,16 @@ pub async fn calls(
     calls_page(&state, &principal, body, params.get("cursor").cloned(), limit).await
 }
 
-/// `POST /reports/preview`: an unsaved report's answer (the builder's live preview), checked
-/// as a save would be; the name may be left out.
+/// `POST /reports/preview[?format=]`: an unsaved report's answer (the builder's live preview,
+/// a page's export buttons), checked as a save would be; the name may be left out.
 pub async fn preview(
     State(state): State<Arc<AppState>>,
     principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
+    unknown_params(&params, &["format"])?;
     let mut body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     if let Some(obj) = body.as_object_mut() {
@@ -132,5 +147,8 @@ pub async fn preview(
         .await
         .map_err(|fields| ApiError::invalid("invalid_report", fields))?;
     let result = answer(&state, &principal, &def.question).await?;
-    Ok(Json(json!({ "result": result })))
+    match params.get("format") {
+        Some(format) => exported(&state, &principal, &def, &result, format, None).await,
+        None => Ok(Json(json!({ "result": result })).into_response()),
+    }
 }
