@@ -8,6 +8,7 @@ import { failure, h, loading } from "./dom";
 import { FILTER_KEYS, PRESETS, readFilters, withFilters, type Filters } from "./filters";
 import { disconnect, onStatus, scopeOf, subscribe, type Scope } from "./live";
 import { PAGES } from "./pages";
+import { exportButtons } from "./saved";
 
 const root = document.getElementById("app")!;
 let app: App | null = null;
@@ -84,6 +85,7 @@ async function route() {
     live: (refresh) => leave.push(watch(scopeOf(filters), refresh)),
     onLeave: (f) => leave.push(f),
   };
+  if (page.exportable) content.before(h("div", { class: "page-exports", "data-testid": "page-exports" }, "Export this page:", exportButtons(page.exportable(ctx), page.path.slice(1) || "overview")));
   page.render(ctx);
 }
 
