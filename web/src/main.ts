@@ -34,7 +34,8 @@ window.addEventListener("unauthorized", signIn);
 // Links inside the app change the view without a reload.
 document.addEventListener("click", (e) => {
   const a = (e.target as Element).closest("a");
-  if (!a || a.target || e.ctrlKey || e.metaKey || e.shiftKey || a.origin !== location.origin) return;
+  // A download (an export's file) is the browser's, not a view.
+  if (!a || a.target || a.hasAttribute("download") || e.ctrlKey || e.metaKey || e.shiftKey || a.origin !== location.origin) return;
   if (a.pathname.startsWith("/api/")) return;
   e.preventDefault();
   navigate(a.pathname + a.search);
