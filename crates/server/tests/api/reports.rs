@@ -671,6 +671,22 @@ async fn a_view_report_is_the_views_answer_for_each_viewer() {
         .collect();
     let calls = header.iter().position(|h| h == "calls").expect("a calls column");
     assert!(matches!(sheet.get((1, calls)), Some(Data::Float(_))));
+
+    // The same question unsaved (a page's export buttons): the same answer and the same file,
+    // audited as a preview; a bad one names its field.
+    let rep = &w.users["a1@acme.test"];
+    let (_, saved) = send(app, rep, Method::GET, &format!("/api/v1/reports/{id}/result"), None).await;
+    let (status, preview) = send(app, rep, Method::POST, "/api/v1/reports/preview", Some(&body)).await;
+    assert_eq!((status, &preview["result"]), (200, &saved["result"]));
+    let (_, from_saved) = fetch(app, rep, Method::GET, &format!("/api/v1/reports/{id}/result?format=csv"), None).await;
+    let (status, from_preview) = fetch(app, rep, Method::POST, "/api/v1/reports/preview?format=csv", Some(&body)).await;
+    assert_eq!(status, 200);
+    assert_eq!(parse_csv(&from_preview), parse_csv(&from_saved));
+    let (_, audit) = send(app, &w.admin, Method::GET, "/api/v1/audit?limit=5", None).await;
+    assert_eq!(audit["entries"][0]["detail"]["source"], "report_preview", "{audit}");
+    let bad = json!({"view": "leaderboard", "params": {"period": 7}});
+    let (status, answer) = send(app, rep, Method::POST, "/api/v1/reports/preview?format=pdf", Some(&bad)).await;
+    assert_eq!((status, error_fields(&answer)), (400, vec!["params.period"]));
 }
 
 #[tokio::test]
