@@ -2,28 +2,12 @@
 //! two nodes get distinct versions), tenants and kinds apart, history gone with the item, and
 //! everything kept across a reopen.
 
-use dialboard_store::pg::cluster::Cluster;
-use dialboard_store::pg::PgStore;
+mod common;
+
+use common::{each_store, runtime, Open};
 use dialboard_store::saved::{SavedChange, SavedKind};
-use dialboard_store::sqlite::{Options, SqliteStore};
-use dialboard_store::{Store, TenantSettings};
+use dialboard_store::TenantSettings;
 use serde_json::json;
-use std::sync::{Arc, OnceLock};
-
-type Open<'a> = &'a dyn Fn() -> Arc<dyn Store>;
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| Cluster::start(false).expect("a throwaway PostgreSQL cluster starts"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 const T0: i64 = 1_800_000_000;
 
@@ -130,11 +114,5 @@ fn versions_tenants_and_reopening(open: Open) {
 
 #[test]
 fn saved_items_keep_versions_on_both_stores() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    versions_tenants_and_reopening(&|| -> Arc<dyn Store> {
-        Arc::new(SqliteStore::open(&path, Options::not_durable()).unwrap())
-    });
-    let url = cluster().create_database().unwrap();
-    versions_tenants_and_reopening(&|| -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) });
+    each_store(versions_tenants_and_reopening);
 }

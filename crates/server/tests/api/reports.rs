@@ -3,7 +3,7 @@
 //! answer, the drill-down and the exports (read back with the csv crate, calamine and poppler),
 //! and nothing of it visible to another tenant.
 
-use crate::helpers::{add_key, error_fields, TestApp};
+use crate::helpers::{add_key, error_fields, poppler, TestApp};
 use calamine::{Data, Reader, Xlsx};
 use dialboard_store::{DirectoryKind, Scope};
 use reqwest::Method;
@@ -317,30 +317,16 @@ async fn a_shared_report_answers_with_each_viewers_own_reach() {
     let (status, seen) = send(app, rep, Method::GET, &format!("/api/v1/reports/{id}"), None).await;
     assert_eq!((status, seen["can_edit"].as_bool()), (200, Some(false)));
     let edit = report("Mine now", by_agent(), json!({"kind": "private"}));
-    assert_eq!(
-        send(app, rep, Method::PUT, &format!("/api/v1/reports/{id}"), Some(&edit))
-            .await
-            .0,
-        403
-    );
-    assert_eq!(
-        send(app, rep, Method::DELETE, &format!("/api/v1/reports/{id}"), None)
-            .await
-            .0,
-        403
-    );
-    assert_eq!(
-        send(
-            app,
-            rep,
-            Method::POST,
-            &format!("/api/v1/reports/{id}/versions/1/restore"),
-            None
-        )
-        .await
-        .0,
-        403
-    );
+    let changes = |id: &str| {
+        [
+            (Method::PUT, format!("/api/v1/reports/{id}"), Some(edit.clone())),
+            (Method::DELETE, format!("/api/v1/reports/{id}"), None),
+            (Method::POST, format!("/api/v1/reports/{id}/versions/1/restore"), None),
+        ]
+    };
+    for (method, path, body) in changes(id) {
+        assert_eq!(send(app, rep, method, &path, body.as_ref()).await.0, 403, "{path}");
+    }
 
     // Each viewer's answer is what /query gives that viewer: the manager's team only; the
     // rep's colleagues without their private measures.
@@ -419,18 +405,9 @@ async fn a_shared_report_answers_with_each_viewers_own_reach() {
     ] {
         assert_eq!(send(app, other, Method::GET, &path, None).await.0, 404, "{path}");
     }
-    assert_eq!(
-        send(app, other, Method::PUT, &format!("/api/v1/reports/{id}"), Some(&edit))
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        send(app, other, Method::DELETE, &format!("/api/v1/reports/{id}"), None)
-            .await
-            .0,
-        404
-    );
+    for (method, path, body) in changes(id) {
+        assert_eq!(send(app, other, method, &path, body.as_ref()).await.0, 404, "{path}");
+    }
 }
 
 /// CSV rows equal `/query`'s rows: texts as texts, numbers as the same numbers, nulls empty.
@@ -606,15 +583,6 @@ async fn report_exports_read_back_equal_the_answer() {
     assert_eq!((status, error_fields(&answer)), (400, vec!["format"]));
 }
 
-fn poppler(tool: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} (Debian's poppler-utils): {e}"));
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn a_view_report_is_the_views_answer_for_each_viewer() {
     let w = world().await;
@@ -678,8 +646,22 @@ async fn a_view_report_is_the_views_answer_for_each_viewer() {
     let (_, saved) = send(app, rep, Method::GET, &format!("/api/v1/reports/{id}/result"), None).await;
     let (status, preview) = send(app, rep, Method::POST, "/api/v1/reports/preview", Some(&body)).await;
     assert_eq!((status, &preview["result"]), (200, &saved["result"]));
-    let (_, from_saved) = fetch(app, rep, Method::GET, &format!("/api/v1/reports/{id}/result?format=csv"), None).await;
-    let (status, from_preview) = fetch(app, rep, Method::POST, "/api/v1/reports/preview?format=csv", Some(&body)).await;
+    let (_, from_saved) = fetch(
+        app,
+        rep,
+        Method::GET,
+        &format!("/api/v1/reports/{id}/result?format=csv"),
+        None,
+    )
+    .await;
+    let (status, from_preview) = fetch(
+        app,
+        rep,
+        Method::POST,
+        "/api/v1/reports/preview?format=csv",
+        Some(&body),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(parse_csv(&from_preview), parse_csv(&from_saved));
     let (_, audit) = send(app, &w.admin, Method::GET, "/api/v1/audit?limit=5", None).await;
