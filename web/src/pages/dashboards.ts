@@ -4,10 +4,11 @@
 
 import { GridStack, type GridStackNode } from "gridstack";
 import "gridstack/dist/gridstack.min.css";
-import { get, latest, post, put } from "../api";
+import { get, latest, post, put, type Params } from "../api";
 import type { Page, PageContext } from "../app";
 import { drawAnswer } from "../answer";
 import { failure, fmt, h, loading, panel } from "../dom";
+import { DIMENSIONS, rangeParams } from "../filters";
 import { exportButtons, loadCatalogue, viewAnswer, type Catalogue, type Dashboard, type Report, type Widget } from "../saved";
 
 function render(ctx: PageContext) {
@@ -41,6 +42,9 @@ async function dashboards(ctx: PageContext, cat: Catalogue) {
     ctx.root.replaceChildren(panel("Dashboards", [picker, h("p", { class: "muted" }, "No dashboard yet: name one and create it.")]));
     return;
   }
+  // The filter bar's choices apply to every widget that takes them; without them each widget
+  // keeps its own question's range and filters.
+  const filters = dashboardFilters(ctx);
   let board = await get<Dashboard>(`/dashboards/${encodeURIComponent(id)}`);
   const status = h("span", { class: "builder-status", "data-testid": "dashboard-status" }, `version ${board.version}`);
   const gridEl = h("div", { class: "grid-stack", "data-testid": "dashboard-grid" });
@@ -69,6 +73,7 @@ async function dashboards(ctx: PageContext, cat: Catalogue) {
       [
         picker,
         board.can_edit ? h("div", { class: "row" }, source, h("button", { type: "button", "data-testid": "widget-add", onclick: add }, "Add widget")) : null,
+        filters.preset || filters.start ? null : h("p", { class: "muted" }, "Each widget shows its own range until you choose one above; the team and campaign chosen narrow every widget that takes them."),
         gridEl,
       ],
       status,
@@ -82,11 +87,14 @@ async function dashboards(ctx: PageContext, cat: Catalogue) {
     if (!body) return;
     try {
       if (w.report) {
-        const r = await get<{ report: Report; result: unknown }>(`/reports/${encodeURIComponent(w.report)}/result`);
+        const saved = reports.find((r) => r.id === w.report);
+        const applies = !saved?.view || cat.views.find((v) => v.name === saved.view)?.shared;
+        const r = await get<{ report: Report; result: unknown }>(`/reports/${encodeURIComponent(w.report)}/result`, applies ? filters : {});
         drawAnswer(body, r.result, r.report.visualization, cat.measures, true);
       } else if (w.view) {
         const info = cat.views.find((v) => v.name === w.view);
-        drawAnswer(body, await viewAnswer(w.view, w.params, info), "table", cat.measures, true);
+        const params = info?.shared ? { ...w.params, ...(filters as Record<string, string>) } : w.params;
+        drawAnswer(body, await viewAnswer(w.view, params, info), "table", cat.measures, true);
       }
     } catch (e) {
       body.replaceChildren(failure(e));
@@ -150,10 +158,21 @@ async function dashboards(ctx: PageContext, cat: Catalogue) {
   ctx.live(refresh);
 }
 
+/** The filters the URL sets explicitly (the bar's default range is not one). */
+function dashboardFilters(ctx: PageContext): Params {
+  const q = ctx.params;
+  const p: Params = q.get("preset") || q.get("start") || q.get("end") ? rangeParams(ctx.filters) : {};
+  for (const k of ["timezone", ...DIMENSIONS]) {
+    const v = q.get(k);
+    if (v) p[k] = v;
+  }
+  return p;
+}
+
 export const dashboardsPage: Page = {
   path: "/dashboards",
   title: "Dashboards",
-  controls: [],
+  controls: ["range", "timezone", "team", "campaign"],
   defaultPreset: "today",
   render,
 };

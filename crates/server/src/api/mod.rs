@@ -384,12 +384,12 @@ fn saved_routes(api: Routes) -> Routes {
         .add(
             "/reports/{id}/result",
             get(reports::result),
-            vec![op("get", "read", "a report's answer with the caller's own reach; with format=csv|xlsx|pdf, as a file").params(&["format"])],
+            vec![op("get", "read", "a report's answer with the caller's own reach, a range, zone or dimension filters given applied to its question; with format=csv|xlsx|pdf, as a file").params(&[SHARED, "format"])],
         )
         .add(
             "/reports/{id}/calls",
             get(reports::calls),
-            vec![op("get", "read", "the raw calls behind a report, with the caller's own reach (as /calls)").params(&["cursor", "limit", "format"])],
+            vec![op("get", "read", "the raw calls behind a report, with the caller's own reach and the filters given (as /calls)").params(&[SHARED, "cursor", "limit", "format"])],
         );
     [
         (

@@ -10,11 +10,12 @@ use super::query::{calls_page, page_limit};
 use super::saved::{item_json, visible};
 use super::AppState;
 use crate::access::audit;
-use crate::reports::run::{answer, drilldown_body, render};
+use crate::reports::run::{answer, drilldown_body, render, with_filters, FILTER_PARAMS};
 use crate::reports::{report_def, Question, ReportDef};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use dialboard_engine::query::Dimension;
 use dialboard_engine::FieldError;
 use dialboard_store::saved::SavedKind;
 use dialboard_store::Scope;
@@ -35,16 +36,29 @@ fn unknown_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<
     }
 }
 
-/// `GET /reports/{id}/result`: `{"report", "result"}`, or the answer as a file with `format`.
+/// A saved report's own parameters, and the filters a dashboard may apply to it.
+fn unknown_report_params(params: &HashMap<String, String>, own: &[&str]) -> Result<(), ApiError> {
+    let allowed: Vec<&str> = own
+        .iter()
+        .copied()
+        .chain(FILTER_PARAMS)
+        .chain(Dimension::names())
+        .collect();
+    unknown_params(params, &allowed)
+}
+
+/// `GET /reports/{id}/result`: `{"report", "result"}`, or the answer as a file with `format`;
+/// with filters (a dashboard's range, zone, dimensions) applied to its question.
 pub async fn result(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    unknown_params(&params, &["format"])?;
+    unknown_report_params(&params, &["format"])?;
     let item = visible(&state, &principal, SavedKind::Report, &id).await?;
-    let def = ReportDef::stored(&item.body);
+    let mut def = ReportDef::stored(&item.body);
+    def.question = with_filters(&def.question, &params)?;
     let result = answer(&state, &principal, &def.question).await?;
     let Some(format) = params.get("format") else {
         return Ok(Json(json!({"report": item_json(&principal, &item), "result": result})).into_response());
@@ -112,9 +126,10 @@ pub async fn calls(
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    unknown_params(&params, &["format", "cursor", "limit"])?;
+    unknown_report_params(&params, &["format", "cursor", "limit"])?;
     let item = visible(&state, &principal, SavedKind::Report, &id).await?;
-    let def = ReportDef::stored(&item.body);
+    let mut def = ReportDef::stored(&item.body);
+    def.question = with_filters(&def.question, &params)?;
     let view_answer = match def.question {
         Question::View { .. } => Some(answer(&state, &principal, &def.question).await?),
         Question::Query(_) => None,

@@ -12,9 +12,12 @@ use crate::api::error::ApiError;
 use crate::api::query::{params_body, run_query};
 use crate::api::AppState;
 use crate::exports::Format;
+use dialboard_engine::query::Dimension;
+use dialboard_engine::FieldError;
 use dialboard_export::{CsvWriter, PdfHeader, Table, XlsxWriter};
 use dialboard_store::TenantInfo;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The answer to `question` as `principal` sees it.
@@ -22,6 +25,73 @@ pub async fn answer(state: &Arc<AppState>, principal: &Principal, question: &Que
     match question {
         Question::Query(query) => run_query(state, principal, query.clone()).await,
         Question::View { view, params } => super::views::run_view(state.clone(), principal.clone(), view, params).await,
+    }
+}
+
+/// Parameters that narrow or move a saved question when it is opened (a dashboard's filters):
+/// the range, the zone, and dimension filters, as the views' query strings take them.
+pub const FILTER_PARAMS: [&str; 4] = ["preset", "start", "end", "timezone"];
+
+fn is_filter_param(name: &str) -> bool {
+    FILTER_PARAMS.contains(&name) || Dimension::parse(name).is_some()
+}
+
+/// The question with `filters` applied: a given range (`preset`, or `start` and `end`)
+/// replaces the question's, a zone its zone, a dimension's values its filter on that
+/// dimension. The viewer's reach still narrows the result. A view that takes no shared
+/// filters (a scorecard, trends, coaching) refuses them, naming the parameter.
+pub fn with_filters(question: &Question, filters: &HashMap<String, String>) -> Result<Question, ApiError> {
+    let filters: Vec<(&String, &String)> = filters.iter().filter(|(k, _)| is_filter_param(k)).collect();
+    if filters.is_empty() {
+        return Ok(question.clone());
+    }
+    let moves_range = filters
+        .iter()
+        .any(|(k, _)| ["preset", "start", "end"].contains(&k.as_str()));
+    match question {
+        Question::Query(query) => {
+            let mut query = query.clone();
+            if moves_range {
+                query["range"] = json!({});
+            }
+            for (k, v) in filters {
+                match k.as_str() {
+                    "preset" | "start" | "end" => query["range"][k] = json!(v),
+                    "timezone" => query["timezone"] = json!(v),
+                    dim => {
+                        if !query["filters"].is_object() {
+                            query["filters"] = json!({});
+                        }
+                        query["filters"][dim] = json!(v.split(',').collect::<Vec<_>>());
+                    }
+                }
+            }
+            Ok(Question::Query(query))
+        }
+        Question::View { view, params } => {
+            let spec = spec_of(view).ok_or_else(|| ApiError::not_found(format!("no view '{view}'")))?;
+            if !spec.shared {
+                let (name, _) = filters[0];
+                let message = format!("the '{view}' view takes no shared filters");
+                return Err(ApiError::invalid(
+                    "invalid_request",
+                    vec![FieldError::new(name.as_str(), message)],
+                ));
+            }
+            let mut params = params.clone();
+            if moves_range {
+                for key in ["preset", "start", "end"] {
+                    params.remove(key);
+                }
+            }
+            for (k, v) in filters {
+                params.insert(k.clone(), json!(v));
+            }
+            Ok(Question::View {
+                view: view.clone(),
+                params,
+            })
+        }
     }
 }
 

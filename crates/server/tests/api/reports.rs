@@ -797,3 +797,75 @@ async fn the_catalogue_is_the_engines() {
         assert!(doc["paths"].get(&path).is_some(), "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_dashboards_filters_narrow_a_report_where_they_apply() {
+    let w = world().await;
+    let app = &w.app;
+    let (_, created) = send(
+        app,
+        &w.admin,
+        Method::POST,
+        "/api/v1/reports",
+        Some(&report("Reps", by_agent(), json!({"kind": "tenant"}))),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    // One day and one team: what /query gives for the question so narrowed, for each viewer.
+    let mut narrowed = by_agent();
+    narrowed["range"] = json!({"start": "2026-03-11", "end": "2026-03-12"});
+    narrowed["filters"] = json!({"team": ["t1"]});
+    let path = format!("/api/v1/reports/{id}/result?start=2026-03-11&end=2026-03-12&team=t1");
+    for viewer in [&w.admin, &w.users["a1@acme.test"]] {
+        let (status, result) = send(app, viewer, Method::GET, &path, None).await;
+        let (_, direct) = send(app, viewer, Method::POST, "/api/v1/query", Some(&narrowed)).await;
+        assert_eq!((status, &result["result"]), (200, &direct), "{result}");
+    }
+    let (_, page) = send(
+        app,
+        &w.admin,
+        Method::GET,
+        &format!("/api/v1/reports/{id}/calls?start=2026-03-11&end=2026-03-12&team=t1&limit=1000"),
+        None,
+    )
+    .await;
+    let calls = page["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 8, "{page}");
+    assert!(calls
+        .iter()
+        .all(|c| c["team_id"] == "t1" && c["started_at"].as_str().unwrap().starts_with("2026-03-11")));
+    // The stored question is unchanged; a filter a view does not take, or an unknown one, is named.
+    assert_eq!(
+        send(app, &w.admin, Method::GET, &format!("/api/v1/reports/{id}"), None)
+            .await
+            .1["query"],
+        by_agent()
+    );
+    let (_, trends) = send(
+        app,
+        &w.admin,
+        Method::POST,
+        "/api/v1/reports",
+        Some(&json!({"name": "T", "view": "trends", "params": {"agent_id": "a1"}})),
+    )
+    .await;
+    let trends = trends["id"].as_str().unwrap();
+    let (status, answer) = send(
+        app,
+        &w.admin,
+        Method::GET,
+        &format!("/api/v1/reports/{trends}/result?team=t1"),
+        None,
+    )
+    .await;
+    assert_eq!((status, error_fields(&answer)), (400, vec!["team"]));
+    let (status, answer) = send(
+        app,
+        &w.admin,
+        Method::GET,
+        &format!("/api/v1/reports/{id}/result?colour=red"),
+        None,
+    )
+    .await;
+    assert_eq!((status, error_fields(&answer)), (400, vec!["colour"]));
+}
