@@ -50,7 +50,12 @@ struct World {
 /// Tenant acme: a1 and a2 in team t1, a3 in t2, calls over two days; users of every role;
 /// tenant globex with its own admin.
 async fn world() -> World {
-    let app = TestApp::spawn("UTC").await;
+    world_exporting_at_once(dialboard::exports::SYNC_LIMIT).await
+}
+
+/// The world, on a server whose exports of more than `limit` rows are jobs.
+async fn world_exporting_at_once(limit: i64) -> World {
+    let app = TestApp::spawn_with_export_limit("UTC", limit).await;
     for (team, name) in [("t1", "Team One"), ("t2", "Team Two")] {
         app.store
             .put_directory(app.tenant_id, DirectoryKind::Team, team, json!({"name": name}))
@@ -868,4 +873,60 @@ async fn a_dashboards_filters_narrow_a_report_where_they_apply() {
     )
     .await;
     assert_eq!((status, error_fields(&answer)), (400, vec!["colour"]));
+}
+
+#[tokio::test]
+async fn a_large_drill_down_export_is_a_job_with_the_viewers_reach() {
+    // Past 5 rows (100,000 in production) an export is a job.
+    let w = world_exporting_at_once(5).await;
+    let app = &w.app;
+    let (_, created) = send(
+        app,
+        &w.admin,
+        Method::POST,
+        "/api/v1/reports",
+        Some(&report("Reps", by_agent(), json!({"kind": "tenant"}))),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let rep = &w.users["a1@acme.test"];
+    let (status, queued) = send(
+        app,
+        rep,
+        Method::GET,
+        &format!("/api/v1/reports/{id}/calls?format=csv"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(
+        queued["query"]["filters"]["agent"],
+        json!(["a1"]),
+        "the job keeps the rep's reach"
+    );
+    let location = format!("/api/v1/exports/{}", queued["id"].as_str().unwrap());
+    let worker = dialboard::jobs::Worker::for_server(app.store.clone());
+    assert!(matches!(
+        worker.run_once(None).await.unwrap(),
+        dialboard::jobs::Outcome::Succeeded { .. }
+    ));
+    assert_eq!(
+        worker.run_once(None).await.unwrap(),
+        dialboard::jobs::Outcome::Idle,
+        "no work left queued"
+    );
+    let (_, done) = send(app, rep, Method::GET, &location, None).await;
+    assert_eq!(
+        (done["status"].as_str(), done["rows"].as_i64()),
+        (Some("succeeded"), Some(8)),
+        "{done}"
+    );
+    let (status, csv) = fetch(app, rep, Method::GET, done["file_url"].as_str().unwrap(), None).await;
+    assert_eq!(status, 200);
+    let (header, rows) = parse_csv(&csv);
+    let agent = header.iter().position(|h| h == "agent_name").unwrap();
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r[agent] == "a1"), "{rows:?}");
+    // Another tenant sees neither the job nor its file.
+    assert_eq!(send(app, &w.other, Method::GET, &location, None).await.0, 404);
 }
