@@ -158,10 +158,12 @@ async fn sharing(store: &Arc<dyn Store>, tenant_id: i64, body: &Value, problems:
     let sharing: Sharing = match serde_json::from_value(value.clone()) {
         Ok(s) => s,
         Err(_) => {
-            let field = if value["kind"].is_string() && value.get("users").is_none() && value.get("team").is_none() {
-                "sharing.kind"
-            } else {
-                "sharing"
+            // The part at fault: a known kind names what it lacks, else the kind.
+            let field = match value["kind"].as_str() {
+                Some("users") => "sharing.users",
+                Some("team") => "sharing.team",
+                Some("private" | "tenant") | None if value.is_object() => "sharing",
+                _ => "sharing.kind",
             };
             problems.add(
                 field,

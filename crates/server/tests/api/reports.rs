@@ -228,6 +228,11 @@ async fn invalid_reports_name_the_field() {
         ),
         (with(&|r| r["visualization"] = json!("pie3d")), "visualization"),
         (with(&|r| r["sharing"] = json!({"kind": "everyone"})), "sharing.kind"),
+        (with(&|r| r["sharing"] = json!({"kind": "users"})), "sharing.users"),
+        (
+            with(&|r| r["sharing"] = json!({"kind": "team", "team": 7})),
+            "sharing.team",
+        ),
         (
             with(&|r| r["sharing"] = json!({"kind": "users", "users": ["nobody@acme.test"]})),
             "sharing.users[0]",
