@@ -12,6 +12,8 @@
 
 pub mod cluster;
 mod schema;
+/// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
+pub use schema::CALL_INTENTS_VERSION;
 mod working;
 mod writer;
 

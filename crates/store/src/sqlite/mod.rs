@@ -5,6 +5,8 @@ mod first_calls;
 mod records;
 mod rows;
 mod schema;
+/// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
+pub use schema::CALL_INTENTS_VERSION;
 pub mod wal;
 mod writer;
 
