@@ -298,20 +298,19 @@ fn ids(page: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The admin's report of calls per rep, shared with the tenant; its id.
+async fn shared_by_agent(w: &World) -> String {
+    let body = report("Reps", by_agent(), json!({"kind": "tenant"}));
+    let (status, created) = send(&w.app, &w.admin, Method::POST, "/api/v1/reports", Some(&body)).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn a_shared_report_answers_with_each_viewers_own_reach() {
     let w = world().await;
     let app = &w.app;
-    let (status, created) = send(
-        app,
-        &w.admin,
-        Method::POST,
-        "/api/v1/reports",
-        Some(&report("Reps", by_agent(), json!({"kind": "tenant"}))),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap();
+    let id = &shared_by_agent(&w).await;
     let rep = &w.users["a1@acme.test"];
     let manager = &w.users["manager@acme.test"];
 
@@ -812,15 +811,7 @@ async fn the_catalogue_is_the_engines() {
 async fn a_dashboards_filters_narrow_a_report_where_they_apply() {
     let w = world().await;
     let app = &w.app;
-    let (_, created) = send(
-        app,
-        &w.admin,
-        Method::POST,
-        "/api/v1/reports",
-        Some(&report("Reps", by_agent(), json!({"kind": "tenant"}))),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap();
+    let id = &shared_by_agent(&w).await;
     // One day and one team: what /query gives for the question so narrowed, for each viewer.
     let mut narrowed = by_agent();
     narrowed["range"] = json!({"start": "2026-03-11", "end": "2026-03-12"});
@@ -885,15 +876,7 @@ async fn a_large_drill_down_export_is_a_job_with_the_viewers_reach() {
     // Past 5 rows (100,000 in production) an export is a job.
     let w = world_exporting_at_once(5).await;
     let app = &w.app;
-    let (_, created) = send(
-        app,
-        &w.admin,
-        Method::POST,
-        "/api/v1/reports",
-        Some(&report("Reps", by_agent(), json!({"kind": "tenant"}))),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap();
+    let id = &shared_by_agent(&w).await;
     let rep = &w.users["a1@acme.test"];
     let (status, queued) = send(
         app,
