@@ -84,7 +84,7 @@ async function settled(page) {
   assert.deepEqual(failures, [], `error states on ${page.url()}`);
 }
 
-const PAGES = ["overview", "team", "agent", "pipeline", "best-time", "tickets", "coaching", "activity", "calls"];
+const PAGES = ["overview", "team", "agent", "pipeline", "best-time", "tickets", "coaching", "activity", "calls", "builder"];
 
 for (const [role, email, hidden] of [
   ["admin", "admin@demo.test", []],
