@@ -86,6 +86,10 @@ async function send<T>(method: string, path: string, params?: Params, body?: unk
 
 export const get = <T>(path: string, params?: Params) => send<T>("GET", path, params);
 export const post = <T>(path: string, body: unknown) => send<T>("POST", path, undefined, body);
+export const put = <T>(path: string, body: unknown) => send<T>("PUT", path, undefined, body);
+export const del = <T>(path: string) => send<T>("DELETE", path);
+/** The API's URL of `path` with `params` (for downloads, which are not JSON). */
+export const apiUrl = url;
 
 /** `GET /auth/me` when no one is signed in (no session cookie, no key). */
 export interface SignedOut {

@@ -4,6 +4,7 @@
 import { get, post, type Me, type Named, type Settings } from "./api";
 import { h } from "./dom";
 import { DIMENSIONS, type Dimension, type Filters } from "./filters";
+import type { Exportable } from "./saved";
 
 export interface App {
   me: Me;
@@ -75,6 +76,8 @@ export interface Page {
   requires?: Dimension[];
   /** Roles that see the page (all when absent). */
   roles?: string[];
+  /** What the page's CSV, XLSX and PDF buttons export: its main view, with its filters. */
+  exportable?: (ctx: PageContext) => Exportable;
   render: (ctx: PageContext) => void;
 }
 

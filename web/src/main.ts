@@ -8,6 +8,7 @@ import { failure, h, loading } from "./dom";
 import { FILTER_KEYS, PRESETS, readFilters, withFilters, type Filters } from "./filters";
 import { disconnect, onStatus, scopeOf, subscribe, type Scope } from "./live";
 import { PAGES } from "./pages";
+import { exportButtons } from "./saved";
 
 const root = document.getElementById("app")!;
 let app: App | null = null;
@@ -33,7 +34,8 @@ window.addEventListener("unauthorized", signIn);
 // Links inside the app change the view without a reload.
 document.addEventListener("click", (e) => {
   const a = (e.target as Element).closest("a");
-  if (!a || a.target || e.ctrlKey || e.metaKey || e.shiftKey || a.origin !== location.origin) return;
+  // A download (an export's file) is the browser's, not a view.
+  if (!a || a.target || a.hasAttribute("download") || e.ctrlKey || e.metaKey || e.shiftKey || a.origin !== location.origin) return;
   if (a.pathname.startsWith("/api/")) return;
   e.preventDefault();
   navigate(a.pathname + a.search);
@@ -84,6 +86,7 @@ async function route() {
     live: (refresh) => leave.push(watch(scopeOf(filters), refresh)),
     onLeave: (f) => leave.push(f),
   };
+  if (page.exportable) content.before(h("div", { class: "page-exports", "data-testid": "page-exports" }, "Export this page:", exportButtons(page.exportable(ctx), page.path.slice(1) || "overview")));
   page.render(ctx);
 }
 

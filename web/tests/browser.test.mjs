@@ -84,7 +84,7 @@ async function settled(page) {
   assert.deepEqual(failures, [], `error states on ${page.url()}`);
 }
 
-const PAGES = ["overview", "team", "agent", "pipeline", "best-time", "tickets", "coaching", "activity", "calls"];
+const PAGES = ["overview", "team", "agent", "pipeline", "best-time", "tickets", "coaching", "activity", "calls", "builder"];
 
 for (const [role, email, hidden] of [
   ["admin", "admin@demo.test", []],
@@ -367,5 +367,129 @@ test("signing in with a wrong password says so; signing out returns to the login
   await page.waitForSelector("nav.sidebar");
   await page.getByTestId("logout").click();
   await page.waitForURL(/\/login/);
+  await context.close();
+});
+
+/** Clicks an export button and waits for its file; returns the file's name and bytes. */
+async function downloaded(page, scope, format) {
+  const failed = scope.locator(".export-error").first();
+  const [file] = await Promise.all([
+    page.waitForEvent("download", { timeout: 30_000 }).catch(async (e) => assert.fail(`no ${format} download: ${(await failed.textContent()) || e.message}`)),
+    scope.getByTestId(`export-${format}`).first().click(),
+  ]);
+  const path = await file.path();
+  const { readFileSync } = await import("node:fs");
+  return { name: file.suggestedFilename(), bytes: readFileSync(path) };
+}
+
+/** Checks a download is the format it says: a CSV with `column`, an XLSX (a zip), a PDF. */
+function assertFile({ name, bytes }, format, column) {
+  assert.ok(name.endsWith(`.${format}`), name);
+  if (format === "csv") assert.ok(bytes.toString("utf8").split("\n")[0].split(",").includes(column), bytes.toString("utf8").slice(0, 200));
+  if (format === "xlsx") assert.equal(bytes.subarray(0, 2).toString(), "PK");
+  if (format === "pdf") assert.equal(bytes.subarray(0, 5).toString(), "%PDF-");
+}
+
+test("reports: build, save, reopen, edit, restore, put on a dashboard, move, resize, reload, export", async () => {
+  const { page, errors, context } = await signIn("admin@demo.test");
+  const status = page.getByTestId("builder-status");
+  const answerRows = page.getByTestId("builder-preview").locator("[data-testid=answer-table] tbody tr");
+  // Build: measures and a dimension from the server's catalogue; the answer follows.
+  await page.goto(`${base}/builder`);
+  await page.getByTestId("builder-name").fill("Calls by team");
+  await page.getByTestId("measure-connect_rate").check();
+  await page.getByTestId("dimension-team").check();
+  await page.getByTestId("builder-preset").selectOption("last_30_days");
+  await page.getByTestId("builder-visualization").selectOption("bar");
+  await page.getByTestId("builder-preview").locator("[data-testid=answer-chart] canvas").waitFor();
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=builder-preview] th").length === 3);
+  assert.ok((await answerRows.count()) > 0, "a row per team");
+  await page.getByTestId("builder-save").click();
+  await page.waitForFunction(() => document.querySelector("[data-testid=builder-status]")?.textContent?.includes("version 1"));
+  const id = new URL(page.url()).searchParams.get("id");
+  assert.ok(id, "the saved report's id is in the URL");
+
+  // Reopen it from the list, as a fresh visit would.
+  await page.goto(`${base}/builder`);
+  await page.getByTestId("builder-open").selectOption(id);
+  await page.waitForURL((u) => u.searchParams.get("id") === id);
+  await page.waitForFunction(() => document.querySelector("[data-testid=builder-name]")?.value === "Calls by team");
+  assert.equal(await page.getByTestId("dimension-team").isChecked(), true);
+
+  // Edit: version 2 asks by day instead.
+  await page.getByTestId("builder-name").fill("Calls by team, daily");
+  await page.getByTestId("builder-granularity").selectOption("day");
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=builder-preview] th").length === 4);
+  await page.getByTestId("builder-save").click();
+  await status.filter({ hasText: "version 2" }).waitFor();
+  await page.getByTestId("version-2").waitFor();
+
+  // Restore version 1: its question comes back as version 3.
+  await page.getByTestId("restore-1").click();
+  await status.filter({ hasText: "version 3" }).waitFor();
+  assert.equal(await page.getByTestId("builder-name").inputValue(), "Calls by team");
+  assert.equal(await page.getByTestId("builder-granularity").inputValue(), "");
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=builder-preview] th").length === 3);
+
+  await page.screenshot({ path: join(artifacts, "builder.png"), fullPage: true });
+  // Its files, from the builder.
+  for (const format of ["csv", "xlsx", "pdf"]) assertFile(await downloaded(page, page.locator(".builder"), format), format, "team");
+
+  // A dashboard of one's own with the report on it.
+  await page.getByTestId("nav-dashboards").click();
+  await page.getByTestId("dashboard-new-name").fill("My week");
+  await page.getByTestId("dashboard-create").click();
+  await page.waitForURL(/\/dashboards\?id=/);
+  await page.getByTestId("widget-source").selectOption(`report:${id}`);
+  await page.getByTestId("widget-add").click();
+  const widget = page.getByTestId("widget-w1");
+  await widget.locator("[data-testid=answer-chart] canvas").waitFor();
+  await page.getByTestId("dashboard-status").filter({ hasText: "version 2" }).waitFor();
+
+  // Move it right by dragging its header, then resize it from its corner.
+  const grid = await page.getByTestId("dashboard-grid").boundingBox();
+  const column = grid.width / 12;
+  let box = await widget.boundingBox();
+  await page.mouse.move(box.x + 40, box.y + 14);
+  await page.mouse.down();
+  await page.mouse.move(box.x + 40 + column * 2, box.y + 14, { steps: 12 });
+  await page.mouse.move(box.x + 40 + column * 3, box.y + 16, { steps: 12 });
+  await page.mouse.up();
+  await page.waitForFunction(() => document.querySelector("[data-testid=widget-w1]")?.getAttribute("gs-x") === "3");
+  await page.getByTestId("dashboard-status").filter({ hasText: "version 3" }).waitFor();
+  box = await widget.boundingBox();
+  await widget.hover();
+  const corner = widget.locator(".ui-resizable-se");
+  const handle = await corner.boundingBox();
+  await page.mouse.move(handle.x + handle.width / 2, handle.y + handle.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(handle.x + column, handle.y + 40, { steps: 10 });
+  await page.mouse.move(handle.x + column * 2, handle.y + 80, { steps: 10 });
+  await page.mouse.up();
+  await page.waitForFunction(() => document.querySelector("[data-testid=widget-w1]")?.getAttribute("gs-w") === "8");
+  await page.getByTestId("dashboard-status").filter({ hasText: "version 4" }).waitFor();
+  const placed = await widget.evaluate((el) => ["gs-x", "gs-y", "gs-w", "gs-h"].map((a) => el.getAttribute(a)));
+
+  // Reloaded, it is where it was left, and its files download from the widget.
+  await page.reload();
+  await widget.locator("[data-testid=answer-chart] canvas").waitFor();
+  assert.deepEqual(await widget.evaluate((el) => ["gs-x", "gs-y", "gs-w", "gs-h"].map((a) => el.getAttribute(a))), placed);
+  assertFile(await downloaded(page, widget, "csv"), "csv", "team");
+  await page.screenshot({ path: join(artifacts, "dashboard.png"), fullPage: true });
+
+  // Every page has export buttons, and Explore opens a chart's question in the builder.
+  await page.goto(`${base}/?preset=last_7_days`);
+  await settled(page);
+  for (const format of ["csv", "xlsx", "pdf"]) assertFile(await downloaded(page, page.getByTestId("page-exports"), format), format, "name");
+  await page.getByTestId("explore").first().click();
+  await page.waitForURL(/\/builder\?q=/);
+  await page.waitForFunction(() => document.querySelector("[data-testid=builder-preview] [data-testid=answer-chart] canvas"));
+  assert.equal(await page.getByTestId("measure-total_calls").isChecked(), true);
+  assert.equal(await page.getByTestId("builder-granularity").inputValue(), "day");
+  // The raw calls of the Calls page, every matching row.
+  await page.goto(`${base}/calls?preset=last_7_days`);
+  await settled(page);
+  assertFile(await downloaded(page, page.getByTestId("page-exports"), "csv"), "csv", "call_id");
+  assert.deepEqual(errors, []);
   await context.close();
 });

@@ -290,6 +290,8 @@ pub fn known_fields(type_name: &str) -> &'static [&'static str] {
             "prospect",
             "recording_url",
             "notes",
+            // Not an event field of SPEC §3, but a column of the call export (§7): kept when a
+            // source sends it.
             "crm_synced",
             "updated_at",
         ],

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod overlay;
 pub mod pg;
 mod rows;
+pub mod saved;
 mod sql;
 pub mod sqlite;
 
@@ -24,6 +25,7 @@ use dialboard_engine::query::{AgentTeams, Context, QueryResult};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_engine::FieldError;
 use jobs::{Claim, Job, JobUpdate, NewJob};
+use saved::{SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -527,6 +529,21 @@ pub trait Store: Send + Sync + 'static {
     /// The JSON body of stored events by id, each given with its record's key (a call id):
     /// the fields records do not keep, such as a call's prospect and notes, for exports.
     async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>>;
+
+    // Saved reports and dashboards with their versions (see `saved`); `now` is epoch seconds.
+    /// Creates, updates (a new version) or deletes an item, in one transaction.
+    async fn change_saved(
+        &self,
+        tenant_id: i64,
+        kind: SavedKind,
+        change: SavedChange,
+        now: i64,
+    ) -> Result<SavedOutcome>;
+    async fn saved_item(&self, tenant_id: i64, kind: SavedKind, id: &str) -> Result<Option<SavedItem>>;
+    /// Every item of a kind in the tenant, most recently changed first.
+    async fn saved_items(&self, tenant_id: i64, kind: SavedKind) -> Result<Vec<SavedItem>>;
+    /// An item's versions, newest first.
+    async fn saved_versions(&self, tenant_id: i64, kind: SavedKind, id: &str) -> Result<Vec<SavedVersion>>;
 }
 
 fn nanos_to_rfc3339(ns: i64, clock: &Clock) -> Value {

@@ -2,29 +2,14 @@
 //! stores on one database, as two nodes), retried with backoff, claimed again when its lease
 //! expires, and kept across a reopen.
 
+mod common;
+
+use common::{each_store as each_case, runtime, Open};
 use dialboard_store::jobs::{Claim, JobState, JobUpdate, NewJob};
-use dialboard_store::pg::cluster::Cluster;
-use dialboard_store::pg::PgStore;
-use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{Store, TenantSettings};
 use serde_json::json;
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
-
-type Open<'a> = &'a dyn Fn() -> Arc<dyn Store>;
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| Cluster::start(false).expect("a throwaway PostgreSQL cluster starts"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use std::sync::Arc;
 
 fn export_job(n: i64, max_attempts: i64) -> NewJob {
     NewJob {
@@ -240,14 +225,6 @@ fn survives_reopening(open: Open) {
         .unwrap();
     assert!(rt.block_on(store.job_file_chunk(tenant.id, &id, 1)).unwrap().is_none());
     rt.block_on(store.shutdown());
-}
-
-fn each_case(case: fn(Open)) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    case(&|| -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::not_durable()).unwrap()) });
-    let url = cluster().create_database().unwrap();
-    case(&|| -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) });
 }
 
 #[test]

@@ -180,11 +180,11 @@ fn calls_of_older_sqlite_databases_gain_their_intent_cells() {
     let path = dir.path().join("intents.db");
     let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::default()).unwrap()) };
     calls_gain_their_intent_cells(open, || {
+        // The version before the intent cells, whatever migrations came after them.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         conn.execute_batch(&format!(
             "DELETE FROM cells WHERE cuboid = 9; DELETE FROM pending_deltas; PRAGMA user_version = {};",
-            version - 1
+            dialboard_store::sqlite::CALL_INTENTS_VERSION - 1
         ))
         .unwrap();
     });
@@ -198,10 +198,11 @@ fn calls_of_older_postgresql_databases_gain_their_intent_cells() {
     calls_gain_their_intent_cells(open, || {
         let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         client
-            .batch_execute(
+            .batch_execute(&format!(
                 "DELETE FROM cells WHERE cuboid = 9; DELETE FROM cell_deltas WHERE cuboid = 9;
-                 UPDATE schema_version SET version = version - 1;",
-            )
+                 UPDATE schema_version SET version = {};",
+                dialboard_store::pg::CALL_INTENTS_VERSION - 1
+            ))
             .unwrap();
     });
 }

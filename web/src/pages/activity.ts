@@ -1,4 +1,4 @@
-import { get } from "../api";
+import { apiUrl, get } from "../api";
 import { nameOf, type App, type Page, type PageContext } from "../app";
 import { empty, failure, fmt, h, loading, panel } from "../dom";
 import { scopeOf, subscribe, type ActivityItem } from "../live";
@@ -106,4 +106,6 @@ export const activity: Page = {
   controls: ["team", "agent"],
   defaultPreset: "today",
   render,
+  // The calls behind the feed: today's, of the chosen team or agent.
+  exportable: ({ filters: f }) => ({ url: (format) => apiUrl("/calls", { preset: "today", timezone: f.timezone, team: f.team, agent: f.agent, format }) }),
 };

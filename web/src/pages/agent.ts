@@ -3,6 +3,7 @@ import { choice, drillUrl, nameOf, type Page, type PageContext } from "../app";
 import { chart, timeOption } from "../charts";
 import { change, empty, fill, fmt, h, isNum, panel } from "../dom";
 import { coachingList, type Opportunity } from "./coaching";
+import { exploreLink, pageExport, viewQuestion } from "../saved";
 
 interface Scorecard {
   agent_name: string;
@@ -69,13 +70,20 @@ function render(ctx: PageContext) {
   }
   const [period, periodSelect] = choice(ctx, "period", PERIODS, "weekly");
   const card = h("div", { "data-testid": "scorecard" });
+  const trends = viewQuestion("trends", { agent_id: agent }, "line", "Trends");
   const ratio = h("div", { class: "chart" });
   const sentiment = h("div", { class: "chart" });
   const score = h("div", { class: "chart" });
   const alerts = h("div", {});
   ctx.root.replaceChildren(
-    panel(nameOf(app.agents, agent), card, periodSelect, "wide"),
-    h("div", { class: "grid three" }, panel("Talk ratio (daily)", ratio), panel("Sentiment (weekly)", sentiment), panel("Call score (rolling 7 days)", score)),
+    panel(nameOf(app.agents, agent), card, [periodSelect, exploreLink(viewQuestion("agent-scorecard", { agent_id: agent, period }, "table", "Scorecard"))], "wide"),
+    h(
+      "div",
+      { class: "grid three" },
+      panel("Talk ratio (daily)", ratio, exploreLink(trends)),
+      panel("Sentiment (weekly)", sentiment, exploreLink(trends)),
+      panel("Call score (rolling 7 days)", score, exploreLink(trends)),
+    ),
     panel("Coaching alerts", alerts, null, "wide"),
   );
 
@@ -144,4 +152,5 @@ export const agent: Page = {
   requires: ["agent"],
   defaultPreset: "this_week",
   render,
+  exportable: (ctx) => pageExport(viewQuestion("agent-scorecard", { agent_id: ctx.filters.agent, period: ctx.params.get("period") ?? "weekly" }, "table", "Scorecard")),
 };

@@ -3,6 +3,7 @@ import { choice, drillUrl, type Page, type PageContext } from "../app";
 import { chart, heatmapOption, WEEKDAYS } from "../charts";
 import { fill, fmt, h, isNum, panel } from "../dom";
 import { sharedParams } from "../filters";
+import { exploreLink, pageExport, queryOf, viewQuestion } from "../saved";
 
 interface Cell {
   day_of_week: number;
@@ -25,7 +26,7 @@ function render(ctx: PageContext) {
   );
   const heat = h("div", { class: "chart tall", "data-testid": "chart-heatmap" });
   const best = h("div", {});
-  ctx.root.replaceChildren(panel("Day of week × hour of day", heat, pick, "wide"), panel("Best hours to call", best, h("span", { class: "muted" }, "highest connect rate, at least 20 calls"), "wide"));
+  ctx.root.replaceChildren(panel("Day of week × hour of day", heat, [pick, exploreLink({ name: "Best time to call", visualization: "heatmap", query: queryOf(f, { measures: [metric === "calls" ? "total_calls" : "connect_rate"], dimensions: ["day_of_week", "hour_of_day"] }) })], "wide"), panel("Best hours to call", best, h("span", { class: "muted" }, "highest connect rate, at least 20 calls"), "wide"));
   fill(best, async () => {
     const r = await get<{ cells: Cell[] }>("/analytics/call-time-heatmap", { ...sharedParams(f), metric });
     chart(heat, heatmapOption(r.cells, metric === "connect_rate"), (p) => {
@@ -50,4 +51,5 @@ export const bestTime: Page = {
   controls: ["range", "timezone", "team", "agent", "campaign", "disposition", "lead_source"],
   defaultPreset: "last_30_days",
   render,
+  exportable: (ctx) => pageExport(viewQuestion("call-time-heatmap", { ...sharedParams(ctx.filters), metric: ctx.params.get("metric") ?? "connect_rate" }, "heatmap", "Best time to call")),
 };

@@ -1,4 +1,4 @@
-import { get, latest, type Params } from "../api";
+import { apiUrl, get, latest, type Params } from "../api";
 import { nameOf, type Page, type PageContext } from "../app";
 import { empty, failure, fill, fmt, h, isNum, loading, panel, table } from "../dom";
 import { DIMENSIONS, includesToday, rangeParams } from "../filters";
@@ -29,10 +29,16 @@ interface CallDetail extends Call {
 /** Drill-down parameters beyond the filter bar's that a chart may add. */
 const EXTRA = ["disposition_category", "hour_of_day", "day_of_week", "direction", "list", "channel", "score_range"];
 
+/** The drill-down's parameters: the filters and what a chart added. */
+function callsQuery(ctx: PageContext): Params {
+  const query: Params = { ...rangeParams(ctx.filters), timezone: ctx.filters.timezone };
+  for (const d of [...DIMENSIONS, ...EXTRA]) query[d] = ctx.params.get(d) ?? undefined;
+  return query;
+}
+
 function render(ctx: PageContext) {
   const { filters: f, app } = ctx;
-  const query: Params = { ...rangeParams(f), timezone: f.timezone };
-  for (const d of [...DIMENSIONS, ...EXTRA]) query[d] = ctx.params.get(d) ?? undefined;
+  const query = callsQuery(ctx);
   const chips = EXTRA.filter((d) => ctx.params.get(d)).map((d) =>
     h("a", { class: "chip", href: location.pathname + "?" + without(ctx.params, d), title: "remove this filter" }, `${fmt.label(d)}: ${ctx.params.get(d)} ✕`),
   );
@@ -183,4 +189,6 @@ export const calls: Page = {
   controls: ["range", "timezone", "team", "agent", "campaign", "disposition", "lead_source"],
   defaultPreset: "last_7_days",
   render,
+  // Every matching call (a job past 100,000, its progress shown), not a page of them.
+  exportable: (ctx) => ({ url: (format) => apiUrl("/calls", { ...callsQuery(ctx), format }) }),
 };

@@ -1,6 +1,7 @@
 import { get, latest } from "../api";
 import { drillUrl, nameOf, type App, type Page, type PageContext } from "../app";
 import { empty, fill, fmt, h, isNum, panel, table } from "../dom";
+import { exploreLink, pageExport, viewQuestion } from "../saved";
 
 export interface Opportunity {
   agent_id: string;
@@ -66,7 +67,8 @@ function render(ctx: PageContext) {
   const team = f.team;
   const alerts = h("div", {});
   const compliance = h("div", {});
-  ctx.root.replaceChildren(h("div", { class: "grid two" }, panel(`Coaching opportunities · ${nameOf(app.teams, team)}`, alerts), panel("Activity compliance today", compliance)));
+  ctx.root.replaceChildren(h("div", { class: "grid two" }, panel(`Coaching opportunities · ${nameOf(app.teams, team)}`, alerts, exploreLink(viewQuestion("coaching-opportunities", { team_id: team ?? "" }, "table", "Coaching"))),
+      panel("Activity compliance today", compliance, exploreLink(viewQuestion("compliance", { timezone: f.timezone, team }, "table", "Compliance"))),));
   const load = latest(() => {
     fill(alerts, async () => {
       if (!team) return empty("No team is visible to you.");
@@ -105,4 +107,5 @@ export const coaching: Page = {
   defaultPreset: "today",
   roles: ["admin", "manager", "viewer"],
   render,
+  exportable: (ctx) => pageExport(viewQuestion("coaching-opportunities", { team_id: ctx.filters.team }, "table", "Coaching")),
 };

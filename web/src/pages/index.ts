@@ -2,12 +2,14 @@ import type { Page } from "../app";
 import { activity } from "./activity";
 import { agent } from "./agent";
 import { bestTime } from "./besttime";
+import { builderPage } from "./builder";
 import { calls } from "./calls";
 import { coaching } from "./coaching";
+import { dashboardsPage } from "./dashboards";
 import { overview } from "./overview";
 import { pipeline } from "./pipeline";
 import { team } from "./team";
 import { tickets } from "./tickets";
 
 /** In the navigation's order; the first a role may see is its home. */
-export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, tickets, coaching, activity, calls];
+export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, tickets, coaching, activity, calls, dashboardsPage, builderPage];

@@ -3,6 +3,7 @@ import { drillUrl, type Page, type PageContext } from "../app";
 import { chart, donutOption, sparklineOption, timeOption } from "../charts";
 import { change, failure, fill, fmt, h, isNum, panel } from "../dom";
 import { includesToday, sharedParams } from "../filters";
+import { exploreLink, pageExport, queryOf, viewQuestion } from "../saved";
 
 interface Kpi {
   metric: string;
@@ -42,6 +43,7 @@ function render(ctx: PageContext) {
   const params = sharedParams(f);
   const meetings = { disposition: ctx.app.settings.taxonomy.meeting.join(",") };
   const compare = f.compare ? "previous_period" : "none";
+  const cmp = f.compare ? { compare: "previous_period" } : {};
   const kpis = h("div", { class: "kpis", "data-testid": "kpis" });
   const volume = h("div", { class: "chart", "data-testid": "chart-volume" });
   const rate = h("div", { class: "chart", "data-testid": "chart-connect-rate" });
@@ -53,9 +55,9 @@ function render(ctx: PageContext) {
     h(
       "div",
       { class: "grid two" },
-      panel("Call volume", volume),
-      panel("Connect rate", rate),
-      panel("Dispositions", donut, donutTitle),
+      panel("Call volume", volume, exploreLink({ name: "Call volume", visualization: "area", query: queryOf(f, { measures: ["total_calls", "connected_calls"], granularity: "day", ...cmp }) })),
+      panel("Connect rate", rate, exploreLink({ name: "Connect rate", visualization: "line", query: queryOf(f, { measures: ["connect_rate"], granularity: "day", ...cmp }) })),
+      panel("Dispositions", donut, [donutTitle, exploreLink({ name: "Dispositions", visualization: "donut", query: queryOf(f, { measures: ["total_calls"], dimensions: ["disposition_category"] }) })]),
     ),
   );
 
@@ -160,4 +162,5 @@ export const overview: Page = {
   controls: ["range", "timezone", "team", "agent", "campaign", "disposition", "lead_source", "compare"],
   defaultPreset: "today",
   render,
+  exportable: ({ filters: f }) => pageExport(viewQuestion("call-metrics", { ...sharedParams(f), compare: f.compare ? "previous_period" : "none" }, "line", "Overview")),
 };

@@ -3,6 +3,7 @@ import { choice, drillUrl, nameOf, type Page, type PageContext } from "../app";
 import { barOption, chart, funnelOption } from "../charts";
 import { fill, fmt, h, panel, table } from "../dom";
 import { includesToday, sharedParams } from "../filters";
+import { exploreLink, pageExport, viewQuestion } from "../saved";
 
 interface Group {
   group: string | null;
@@ -45,8 +46,13 @@ function render(ctx: PageContext) {
   const groups = h("div", {});
   const campaigns = h("div", {});
   ctx.root.replaceChildren(
-    h("div", { class: "grid two" }, panel("Contacts through the stages", funnel), panel("Closed-won revenue", revenue)),
-    panel("Funnel", groups, grouping, "wide"),
+    h(
+      "div",
+      { class: "grid two" },
+      panel("Contacts through the stages", funnel, exploreLink(viewQuestion("conversion-funnel", params, "funnel", "Conversion funnel"))),
+      panel("Closed-won revenue", revenue, exploreLink(viewQuestion("pipeline-funnel", { ...params, group_by: groupBy }, "bar", "Closed-won revenue"))),
+    ),
+    panel("Funnel", groups, [grouping, exploreLink(viewQuestion("pipeline-funnel", { ...params, group_by: groupBy }, "table", "Pipeline funnel"))], "wide"),
     panel("Campaigns: cost and return", campaigns, null, "wide"),
   );
   const name = (g: string | null) =>
@@ -116,4 +122,5 @@ export const pipeline: Page = {
   controls: ["range", "timezone", "team", "agent", "campaign", "lead_source"],
   defaultPreset: "last_30_days",
   render,
+  exportable: (ctx) => pageExport(viewQuestion("pipeline-funnel", { ...sharedParams(ctx.filters), group_by: ctx.params.get("group_by") ?? "campaign" }, "table", "Pipeline")),
 };

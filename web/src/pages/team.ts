@@ -2,6 +2,7 @@ import { get, latest } from "../api";
 import { choice, drillUrl, type Page, type PageContext } from "../app";
 import { chart, sparklineOption } from "../charts";
 import { empty, fill, fmt, h, isNum, panel, table } from "../dom";
+import { exploreLink, pageExport, viewQuestion } from "../saved";
 
 interface Entry {
   rank: number;
@@ -49,7 +50,7 @@ function render(ctx: PageContext) {
   const stats = h("div", { class: "kpis" });
   const board = h("div", {});
   const onCall = h("div", {});
-  ctx.root.replaceChildren(stats, h("div", { class: "grid side" }, panel("Leaderboard", board, sort, "wide"), panel("On a call now", onCall)));
+  ctx.root.replaceChildren(stats, h("div", { class: "grid side" }, panel("Leaderboard", board, [sort, exploreLink(viewQuestion("team-leaderboard", { team_id: team, timezone: f.timezone, sort_by: sortBy }, "table", "Leaderboard"))], "wide"), panel("On a call now", onCall)));
   const t = app.settings.coaching;
   const load = latest(async () => {
     const r = await get<Leaderboard>(`/analytics/team-leaderboard/${encodeURIComponent(team)}`, { timezone: f.timezone, sort_by: sortBy });
@@ -128,4 +129,5 @@ export const team: Page = {
   requires: ["team"],
   defaultPreset: "today",
   render,
+  exportable: (ctx) => pageExport(viewQuestion("team-leaderboard", { team_id: ctx.filters.team, timezone: ctx.filters.timezone, sort_by: ctx.params.get("sort_by") ?? "calls" }, "table", "Leaderboard")),
 };

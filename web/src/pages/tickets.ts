@@ -3,6 +3,7 @@ import { type Page, type PageContext } from "../app";
 import { barOption, chart, donutOption } from "../charts";
 import { fill, fmt, h, isNum, panel, table } from "../dom";
 import { includesToday, sharedParams } from "../filters";
+import { exploreLink, pageExport, viewQuestion } from "../saved";
 
 interface Channel {
   channel: string;
@@ -27,8 +28,14 @@ function render(ctx: PageContext) {
   const channels = h("div", {});
   ctx.root.replaceChildren(
     kpis,
-    h("div", { class: "grid three" }, panel("First response by channel (minutes)", response), panel("CSAT by channel", csat), panel("Intents (calls and conversations)", intents)),
-    panel("Channels", channels, null, "wide"),
+    h(
+      "div",
+      { class: "grid three" },
+      panel("First response by channel (minutes)", response, exploreLink(viewQuestion("channels", params, "bar", "Channels"))),
+      panel("CSAT by channel", csat, exploreLink(viewQuestion("channels", params, "bar", "Channels"))),
+      panel("Intents (calls and conversations)", intents, exploreLink(viewQuestion("intents", params, "bar", "Intents"))),
+    ),
+    panel("Channels", channels, exploreLink(viewQuestion("channels", params, "table", "Channels")), "wide"),
   );
   const load = latest(() => {
     fill(channels, async () => {
@@ -87,4 +94,5 @@ export const tickets: Page = {
   controls: ["range", "timezone", "team", "agent"],
   defaultPreset: "last_7_days",
   render,
+  exportable: (ctx) => pageExport(viewQuestion("channels", sharedParams(ctx.filters), "table", "Channels")),
 };

@@ -38,7 +38,7 @@ fn failure(f: ExportFailure) -> ApiError {
     }
 }
 
-fn parse_format(value: &str) -> Result<Format, ApiError> {
+pub fn parse_format(value: &str) -> Result<Format, ApiError> {
     Format::parse(value).ok_or_else(|| invalid("format", "must be one of csv, xlsx, pdf"))
 }
 
@@ -51,10 +51,22 @@ pub async fn calls(
     principal.require(Scope::Read)?;
     let format = parse_format(&params.remove("format").unwrap_or_default())?;
     let (body, _) = params_body(&params, &[], "last_7_days")?;
-    let mut query = Value::Object(body);
+    drilldown(state, principal, Value::Object(body), format, "calls").await
+}
+
+/// Exports the raw calls behind a query-shaped body (filters, range, timezone) with the
+/// caller's reach: `/calls?format=` and a saved report's drill-down. `source` names the file
+/// and the audit entry.
+pub async fn drilldown(
+    state: Arc<AppState>,
+    principal: Principal,
+    mut query: Value,
+    format: Format,
+    source: &str,
+) -> Result<Response, ApiError> {
     principal.restrict(&mut query, true)?;
     let request = ExportRequest {
-        source: "calls".into(),
+        source: source.into(),
         format,
         query,
         owner: principal.actor_name(),
@@ -78,7 +90,7 @@ pub async fn calls(
         &request.owner,
         "export",
         None,
-        json!({"source": "calls", "format": format, "rows": count, "query": request.query}),
+        json!({"source": request.source, "format": format, "rows": count, "query": request.query}),
     )
     .await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
@@ -98,7 +110,7 @@ pub async fn calls(
     Ok(file_response(format, "calls", axum::body::Body::from_stream(stream)))
 }
 
-fn file_response(format: Format, name: &str, body: axum::body::Body) -> Response {
+pub fn file_response(format: Format, name: &str, body: axum::body::Body) -> Response {
     let disposition = format!("attachment; filename=\"{name}.{}\"", format.extension());
     (
         [

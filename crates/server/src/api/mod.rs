@@ -4,6 +4,7 @@ pub mod admin;
 pub mod admission;
 pub mod analytics;
 pub mod auth;
+pub mod catalogue;
 pub mod directory;
 pub mod error;
 pub mod events;
@@ -14,12 +15,15 @@ pub mod openapi;
 pub mod ops;
 pub mod privacy;
 pub mod query;
+pub mod reports;
+pub mod saved;
 pub mod session;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Router};
 use dialboard_store::access::RateLimits;
+use dialboard_store::saved::SavedKind;
 use dialboard_store::DirectoryKind;
 use dialboard_store::Store;
 use openapi::{op, Routes};
@@ -236,7 +240,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             ],
         )
     });
-    let api = analytics_routes(api)
+    let api = saved_routes(analytics_routes(api))
         .finish()
         .fallback(|| async { error::ApiError::not_found("no such endpoint") });
     Router::new()
@@ -362,4 +366,90 @@ fn analytics_routes(api: Routes) -> Routes {
         get(analytics::compliance),
         view("each rep's day against activity targets", &[SHARED, "date"]),
     )
+}
+
+/// Saved reports and dashboards: one set of handlers, the kind carried by the route.
+fn saved_routes(api: Routes) -> Routes {
+    let api = api
+        .add(
+            "/catalogue",
+            get(catalogue::catalogue),
+            vec![op("get", "read", "what questions are made of: measures, dimensions, granularities, presets, comparisons, visualizations, views")],
+        )
+        .add(
+            "/reports/preview",
+            post(reports::preview),
+            vec![op("post", "read", "an unsaved report's answer, with the caller's reach (the builder's preview); with format=csv|xlsx|pdf, as a file").params(&["format"]).body()],
+        )
+        .add(
+            "/reports/{id}/result",
+            get(reports::result),
+            vec![op("get", "read", "a report's answer with the caller's own reach, a range, zone or dimension filters given applied to its question; with format=csv|xlsx|pdf, as a file").params(&[SHARED, "format"])],
+        )
+        .add(
+            "/reports/{id}/calls",
+            get(reports::calls),
+            vec![op("get", "read", "the raw calls behind a report, with the caller's own reach and the filters given (as /calls)").params(&[SHARED, "cursor", "limit", "format"])],
+        );
+    [
+        (
+            "/reports",
+            "/reports/{id}",
+            "/reports/{id}/versions",
+            "/reports/{id}/versions/{n}/restore",
+            SavedKind::Report,
+        ),
+        (
+            "/dashboards",
+            "/dashboards/{id}",
+            "/dashboards/{id}/versions",
+            "/dashboards/{id}/versions/{n}/restore",
+            SavedKind::Dashboard,
+        ),
+    ]
+    .into_iter()
+    .fold(api, |api, (collection, item, versions, restore, kind)| {
+        api.add(
+            collection,
+            get(saved::list).post(saved::create).layer(Extension(kind)),
+            vec![
+                op(
+                    "get",
+                    "read",
+                    "the items the caller may see: their own, those shared with them, all for an admin",
+                ),
+                op("post", "read", "save a new item (version 1); 201 with its id").body(),
+            ],
+        )
+        .add(
+            item,
+            get(saved::get)
+                .put(saved::replace)
+                .delete(saved::remove)
+                .layer(Extension(kind)),
+            vec![
+                op("get", "read", "one item"),
+                op("put", "read", "replace an item (its owner or an admin): a new version").body(),
+                op(
+                    "delete",
+                    "read",
+                    "delete an item and its history (its owner or an admin)",
+                ),
+            ],
+        )
+        .add(
+            versions,
+            get(saved::versions).layer(Extension(kind)),
+            vec![op("get", "read", "every version of an item, newest first")],
+        )
+        .add(
+            restore,
+            post(saved::restore).layer(Extension(kind)),
+            vec![op(
+                "post",
+                "read",
+                "make version n the item's next version (its owner or an admin)",
+            )],
+        )
+    })
 }

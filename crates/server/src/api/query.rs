@@ -20,11 +20,17 @@ pub async fn query(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
-    let mut body: Value =
+    let body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    Ok(Json(run_query(&state, &principal, body).await?))
+}
+
+/// Runs a general query as `principal`: narrowed to their reach, admitted among their running
+/// queries, redacted for their privacy. `/query` and saved reports answer through it.
+pub async fn run_query(state: &AppState, principal: &Principal, mut body: Value) -> Result<Value, ApiError> {
     principal.restrict(&mut body, false)?;
     let asked = body.clone();
-    let _running = state.admission.admit(&principal).await?;
+    let _running = state.admission.admit(principal).await?;
     let started = Instant::now();
     let result = state.store.query(principal.tenant_id, body, state.now()).await?;
     state.metrics.query_latency.observe(started.elapsed());
@@ -33,7 +39,7 @@ pub async fn query(
         .to_json();
     let tenant = state.store.tenant(principal.tenant_id).await?;
     principal.redact(&mut json, tenant.settings.leaderboard_privacy, &asked);
-    Ok(Json(json))
+    Ok(json)
 }
 
 /// An endpoint's own query-string parameters, by name.
@@ -84,7 +90,12 @@ pub fn params_body(
 /// A drill-down's parameters: the shared ones plus `cursor` and `limit` (1–1000, default 100).
 fn drilldown_body(params: &HashMap<String, String>) -> Result<(Value, Option<String>, usize), ApiError> {
     let (body, rest) = params_body(params, &["cursor", "limit"], "last_7_days")?;
-    let limit = match rest.get("limit").map(|v| v.parse::<usize>()) {
+    Ok((Value::Object(body), rest.get("cursor").cloned(), page_limit(&rest)?))
+}
+
+/// A drill-down's `limit` parameter: 1–1000, default 100.
+pub fn page_limit(params: &HashMap<String, String>) -> Result<usize, ApiError> {
+    let limit = match params.get("limit").map(|v| v.parse::<usize>()) {
         None => 100,
         Some(Ok(n @ 1..=1000)) => n,
         Some(_) => {
@@ -94,7 +105,7 @@ fn drilldown_body(params: &HashMap<String, String>) -> Result<(Value, Option<Str
             ))
         }
     };
-    Ok((Value::Object(body), rest.get("cursor").cloned(), limit))
+    Ok(limit)
 }
 
 pub async fn calls(
@@ -106,9 +117,21 @@ pub async fn calls(
         return super::exports::calls(state, principal, params).await;
     }
     principal.require(Scope::Read)?;
-    let (mut body, cursor, limit) = drilldown_body(&params)?;
+    let (body, cursor, limit) = drilldown_body(&params)?;
+    calls_page(&state, &principal, body, cursor, limit).await
+}
+
+/// A page of the raw calls a query-shaped body selects, narrowed to the caller's reach
+/// (`/calls` and a saved report's drill-down).
+pub async fn calls_page(
+    state: &AppState,
+    principal: &Principal,
+    mut body: Value,
+    cursor: Option<String>,
+    limit: usize,
+) -> Result<Response, ApiError> {
     principal.restrict(&mut body, true)?;
-    let _running = state.admission.admit(&principal).await?;
+    let _running = state.admission.admit(principal).await?;
     let page = state
         .store
         .calls(

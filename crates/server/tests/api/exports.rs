@@ -2,7 +2,7 @@
 //! poppler's pdftotext/pdfinfo. Their numbers equal `/calls`' JSON; a rep exports only their
 //! own calls; large exports are jobs that another tenant cannot see.
 
-use crate::helpers::{add_key, TestApp};
+use crate::helpers::{add_key, poppler, TestApp};
 use calamine::{Data, Reader, Xlsx};
 use dialboard::jobs::{Outcome, Worker};
 use dialboard_store::{DirectoryKind, Scope};
@@ -242,15 +242,6 @@ async fn call_exports_read_back_equal_the_calls_json() {
         assert_eq!(e["detail"]["rows"], 30);
         assert!(e["actor"].as_str().unwrap().starts_with("key:"));
     }
-}
-
-fn poppler(tool: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} (Debian's poppler-utils): {e}"));
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test]

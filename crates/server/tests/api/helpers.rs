@@ -157,3 +157,13 @@ pub fn error_fields(body: &Value) -> Vec<&str> {
         .filter_map(|f| f["field"].as_str())
         .collect()
 }
+
+/// The text a poppler tool (`pdftotext`, `pdfinfo`, `pdffonts`; Debian's poppler-utils) prints.
+pub fn poppler(tool: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (Debian's poppler-utils): {e}"));
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -12,6 +12,8 @@
 
 pub mod cluster;
 mod schema;
+/// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
+pub use schema::CALL_INTENTS_VERSION;
 mod working;
 mod writer;
 
@@ -23,6 +25,7 @@ use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
     catalog, drill,
     jobs::{self, Claim, Job, JobUpdate, NewJob},
+    saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion},
     ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
     StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
@@ -1020,6 +1023,36 @@ impl Store for PgStore {
     async fn job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64) -> Result<Option<Vec<u8>>> {
         let id = id.to_string();
         self.sql(move |db| jobs::file_chunk(db, tenant_id, &id, seq)).await
+    }
+
+    async fn change_saved(
+        &self,
+        tenant_id: i64,
+        kind: SavedKind,
+        change: SavedChange,
+        now: i64,
+    ) -> Result<SavedOutcome> {
+        self.with(move |conn, _| {
+            let mut tx = conn.client.transaction()?;
+            let outcome = saved::apply(&mut Pg(&mut tx), tenant_id, kind, &change, now)?;
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn saved_item(&self, tenant_id: i64, kind: SavedKind, id: &str) -> Result<Option<SavedItem>> {
+        let id = id.to_string();
+        self.sql(move |db| saved::get(db, tenant_id, kind, &id)).await
+    }
+
+    async fn saved_items(&self, tenant_id: i64, kind: SavedKind) -> Result<Vec<SavedItem>> {
+        self.sql(move |db| saved::list(db, tenant_id, kind)).await
+    }
+
+    async fn saved_versions(&self, tenant_id: i64, kind: SavedKind, id: &str) -> Result<Vec<SavedVersion>> {
+        let id = id.to_string();
+        self.sql(move |db| saved::versions(db, tenant_id, kind, &id)).await
     }
 
     async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {

@@ -270,6 +270,31 @@ CREATE TABLE IF NOT EXISTS job_files (
 "#,
     // Call cells by campaign and intent (cuboid 9): computed by `backfill_call_intents`.
     "",
+    r#"
+-- Saved reports and dashboards (store::saved): the current version of each, and every version
+-- (an edit adds one; a restore adds a copy of an older one). `body` is the item's JSON.
+CREATE TABLE IF NOT EXISTS saved_items (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, kind, id)
+);
+CREATE TABLE IF NOT EXISTS saved_item_versions (
+    tenant_id BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, kind, id, version)
+);
+"#,
 ];
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).

@@ -5,6 +5,8 @@ mod first_calls;
 mod records;
 mod rows;
 mod schema;
+/// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
+pub use schema::CALL_INTENTS_VERSION;
 pub mod wal;
 mod writer;
 
@@ -16,6 +18,7 @@ use crate::group::WriterQueue;
 use crate::jobs::{self, Claim, Job, JobUpdate, NewJob};
 use crate::overlay::{DeltaMap, Overlay};
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
+use crate::saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
 use crate::{
     ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
     StoreMetrics, TenantCache, TenantInfo, TenantSettings,
@@ -778,6 +781,37 @@ impl Store for SqliteStore {
     async fn job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64) -> Result<Option<Vec<u8>>> {
         let id = id.to_string();
         self.read(move |conn, _| jobs::file_chunk(conn, tenant_id, &id, seq))
+            .await
+    }
+
+    async fn change_saved(
+        &self,
+        tenant_id: i64,
+        kind: SavedKind,
+        change: SavedChange,
+        now: i64,
+    ) -> Result<SavedOutcome> {
+        self.write(move |conn| {
+            let mut tx = conn.transaction()?;
+            let outcome = saved::apply(&mut tx, tenant_id, kind, &change, now)?;
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn saved_item(&self, tenant_id: i64, kind: SavedKind, id: &str) -> Result<Option<SavedItem>> {
+        let id = id.to_string();
+        self.read(move |conn, _| saved::get(conn, tenant_id, kind, &id)).await
+    }
+
+    async fn saved_items(&self, tenant_id: i64, kind: SavedKind) -> Result<Vec<SavedItem>> {
+        self.read(move |conn, _| saved::list(conn, tenant_id, kind)).await
+    }
+
+    async fn saved_versions(&self, tenant_id: i64, kind: SavedKind, id: &str) -> Result<Vec<SavedVersion>> {
+        let id = id.to_string();
+        self.read(move |conn, _| saved::versions(conn, tenant_id, kind, &id))
             .await
     }
 

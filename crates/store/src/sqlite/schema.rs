@@ -253,6 +253,31 @@ CREATE TABLE IF NOT EXISTS job_files (
 "#,
     // Call cells by campaign and intent (cuboid 9): computed by `writer::backfill`.
     "",
+    r#"
+-- Saved reports and dashboards (store::saved): the current version of each, and every version
+-- (an edit adds one; a restore adds a copy of an older one). `body` is the item's JSON.
+CREATE TABLE IF NOT EXISTS saved_items (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, kind, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS saved_item_versions (
+    tenant_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, kind, id, version)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
