@@ -20,6 +20,7 @@ pub mod histogram;
 pub mod measures;
 pub mod oracle;
 pub mod query;
+pub mod staffing;
 pub mod taxonomy;
 
 /// A problem with one field of a request or an event; `field` is a JSON path such as
