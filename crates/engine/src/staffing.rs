@@ -376,4 +376,25 @@ mod tests {
         assert!(ab > 5.0 / 30.0 && ab < 1.0, "{o:?}");
         assert!(o.occupancy <= 1.0 && o.occupancy > 0.95, "{o:?}");
     }
+
+    #[test]
+    fn erlang_a_matches_a_simulation_by_ciw() {
+        // Reference: ciw 3.2.7 (Palmer, Knight, Harper & Tuson, "Ciw: an open-source discrete
+        // event simulation library", J. Simulation 2019), M/M/N+M, six runs of 400,000 s each
+        // after a 20,000 s warm-up (crates/engine/tests/reference/erlang_a_ciw.py). Each
+        // figure: (mean over runs, its standard error); ours must fall within 4 of them.
+        let cases = [
+            // calls/h, AHT, agents, patience, target: abandon, service level, mean wait
+            ((200.0, 180.0, 12, 120.0, 20.0), (0.06034, 0.00205), (0.83243, 0.00592), (7.0465, 0.2603)),
+            ((600.0, 180.0, 25, 120.0, 20.0), (0.18867, 0.00088), (0.43840, 0.00357), (22.6697, 0.1393)),
+            ((360.0, 300.0, 28, 180.0, 30.0), (0.12109, 0.00121), (0.62764, 0.00389), (21.9220, 0.1794)),
+        ];
+        for ((calls, aht, agents, patience, t), ab, sl, wait) in cases {
+            let o = erlang_a_outcome(agents, Load { calls_per_hour: calls, aht_seconds: aht }, t, patience);
+            let within = |ours: f64, (mean, se): (f64, f64)| (ours - mean).abs() <= 4.0 * se;
+            assert!(within(o.abandon_probability.unwrap(), ab), "abandon {o:?} vs {ab:?}");
+            assert!(within(o.service_level, sl), "service level {o:?} vs {sl:?}");
+            assert!(within(o.asa_seconds, wait), "wait {o:?} vs {wait:?}");
+        }
+    }
 }
