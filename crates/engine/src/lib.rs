@@ -15,6 +15,7 @@ pub mod activity;
 pub mod cells;
 pub mod clock;
 pub mod event;
+pub mod fairness;
 pub mod forecast;
 pub mod fxhash;
 pub mod histogram;

@@ -121,6 +121,20 @@ pub fn validate_entry(kind: DirectoryKind, body: &Value) -> Result<Value, Vec<Fi
     }
 }
 
+/// The tenant's holiday calendar: local dates (`YYYY-MM-DD`), at most 2,000, kept sorted and
+/// without repeats; the forecast treats them as holidays.
+fn holidays(days: &[String]) -> Result<Vec<String>, String> {
+    if days.len() > 2_000 {
+        return Err("must list at most 2000 dates".into());
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for d in days {
+        let date = dialboard_engine::clock::parse_date(d).map_err(|m| format!("{d:?}: {m}"))?;
+        out.insert(date.to_string());
+    }
+    Ok(out.into_iter().collect())
+}
+
 /// Applies a partial settings change (only the fields given change); every problem names its
 /// field.
 pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<TenantSettings, Vec<FieldError>> {
@@ -188,9 +202,17 @@ pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<Tenant
                     s.leaderboard_privacy = p;
                 }
             }
+            "holidays" => {
+                if let Some(days) = field::<Vec<String>>(obj, key, &mut errors) {
+                    match holidays(&days) {
+                        Ok(days) => s.holidays = days,
+                        Err(e) => errors.push(FieldError::new(key, e)),
+                    }
+                }
+            }
             other => errors.push(FieldError::new(
                 other,
-                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy",
+                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy, holidays",
             )),
         }
     }

@@ -86,6 +86,9 @@ pub struct TenantSettings {
     /// Agents see other reps in leaderboards only anonymized.
     #[serde(default)]
     pub leaderboard_privacy: bool,
+    /// Local dates (`YYYY-MM-DD`) the tenant's calendar marks as holidays, sorted.
+    #[serde(default)]
+    pub holidays: Vec<String>,
     /// The zone the tenant's hour and day cells are kept in: its first timezone. Changing
     /// `timezone` later changes how numbers are shown, not how cells were built (queries in
     /// another zone regroup 15-minute cells, exactly).
@@ -103,6 +106,7 @@ impl Default for TenantSettings {
             coaching: CoachingThresholds::default(),
             retention_days: None,
             leaderboard_privacy: false,
+            holidays: Vec::new(),
             rollup_timezone: None,
         }
     }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod admission;
 pub mod analytics;
+pub mod staffing;
 pub mod auth;
 pub mod directory;
 pub mod error;
@@ -236,7 +237,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             ],
         )
     });
-    let api = analytics_routes(api)
+    let api = staffing::routes(analytics_routes(api))
         .finish()
         .fallback(|| async { error::ApiError::not_found("no such endpoint") });
     Router::new()

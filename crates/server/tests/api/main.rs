@@ -14,5 +14,6 @@ mod live;
 mod nodes;
 mod process;
 mod query;
+mod staffing;
 mod team_facts;
 mod web;

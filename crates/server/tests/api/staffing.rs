@@ -1,0 +1,172 @@
+//! Workforce planning through HTTP (SPEC §14): the forecast and its backtest on the demo's
+//! data, the day's staffing against agents online, the Erlang calculator's published values,
+//! holidays from the tenant's calendar, and bad parameters named.
+
+use crate::helpers::{error_fields, TestApp};
+use dialboard::demo;
+use dialboard_engine::event::parse_event;
+use serde_json::{json, Value};
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+/// 2026-03-13T21:00:00Z: Friday 17:00 in New York.
+const NOW: i64 = 1_773_435_600;
+const SEED: u64 = 11;
+
+/// The demo call center's last `days` days before NOW.
+async fn seeded(days: u32) -> TestApp {
+    let app = TestApp::spawn_at(demo::TIMEZONE, Arc::new(AtomicI64::new(NOW))).await;
+    let tenant = app.store.tenant(app.tenant_id).await.unwrap();
+    let events = demo::history(SEED, days, &tenant.clock, NOW);
+    let parsed: Vec<_> = events
+        .iter()
+        .map(|e| parse_event(e, &tenant.taxonomy).unwrap())
+        .collect();
+    for chunk in parsed.chunks(10_000) {
+        app.store.ingest(app.tenant_id, chunk.to_vec()).await.unwrap();
+    }
+    demo::add_directory(&app.store, app.tenant_id, SEED).await.unwrap();
+    app
+}
+
+impl TestApp {
+    async fn ok(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+}
+
+#[tokio::test]
+async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it() {
+    let app = seeded(42).await;
+    let f = app.ok("/api/v1/analytics/forecast?days=14").await;
+    let days = f["days"].as_array().unwrap();
+    assert_eq!(days.len(), 14);
+    assert_eq!(days[0]["date"], "2026-03-13");
+    assert_eq!(days[0]["intervals"].as_array().unwrap().len(), 96);
+    assert_eq!(days[0]["intervals"][36]["start"], "2026-03-13T09:00:00-04:00");
+    for i in days.iter().flat_map(|d| d["intervals"].as_array().unwrap()) {
+        let (low, calls, high) = (i["low"].as_f64().unwrap(), i["calls"].as_f64().unwrap(), i["high"].as_f64().unwrap());
+        assert!(0.0 <= low && low <= calls && calls <= high, "{i}");
+    }
+    let b = &f["backtest"];
+    eprintln!("demo backtest: {b}");
+    assert_eq!(b["weeks"], 4, "{b}");
+    let (wape, naive) = (b["wape"].as_f64().unwrap(), b["baseline_wape"].as_f64().unwrap());
+    assert!(wape < naive, "the forecast ({wape}) must beat seasonal naive ({naive})");
+    assert!(b["mase"].as_f64().unwrap() < b["baseline_mase"].as_f64().unwrap());
+    assert_eq!(b["beats_baseline"], true);
+
+    // Today's staffing: the same forecast, re-forecast after 17:00, agents online until now.
+    let s = app
+        .ok("/api/v1/analytics/staffing?service_level=80&target_seconds=20&max_occupancy=85&shrinkage=30")
+        .await;
+    let rows = s["intervals"].as_array().unwrap();
+    assert_eq!(rows.len(), 96);
+    assert_eq!(s["model"], "erlang_c");
+    let today = &days[0]["intervals"];
+    let (mut online_seen, mut busy) = (0, None);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["forecast_calls"], today[i]["calls"], "the staffing view plans on the forecast view's numbers");
+        let begun = i <= 68; // 17:00 is slot 68
+        assert_eq!(r["actual_calls"].is_number(), begun, "{r}");
+        assert_eq!(r["agents_online"].is_number(), begun, "{r}");
+        assert_eq!(r["reforecast_calls"].is_number(), !begun, "{r}");
+        online_seen += usize::from(r["agents_online"].as_f64().unwrap_or(0.0) > 0.0);
+        if r["agents"].as_u64().unwrap() > 0 && busy.is_none() {
+            busy = Some(r.clone());
+        }
+    }
+    assert!(online_seen > 20, "agents were online through the day");
+    // An interval's requirement is the calculator's for its forecast load.
+    let busy = busy.expect("an interval needing agents");
+    let calls = busy["reforecast_calls"].as_f64().or(busy["forecast_calls"].as_f64()).unwrap();
+    let aht = busy["aht_seconds"].as_f64().unwrap();
+    let calc = app
+        .ok(&format!(
+            "/api/v1/analytics/erlang?calls_per_hour={}&aht_seconds={aht}&service_level=80&target_seconds=20&max_occupancy=85&shrinkage=30",
+            calls * 4.0
+        ))
+        .await;
+    for field in ["agents", "scheduled_agents", "service_level", "occupancy"] {
+        assert_eq!(busy[field], calc[field], "{field}: {busy} vs {calc}");
+    }
+    // Agents online at 10:00–10:15: active hours and idle minutes of that quarter, from /query.
+    let (_, q) = app
+        .post(
+            "/api/v1/query",
+            &app.key,
+            &json!({"measures": ["active_hours", "idle_minutes"],
+                    "range": {"start": "2026-03-13T10:00:00-04:00", "end": "2026-03-13T10:15:00-04:00"}}),
+        )
+        .await;
+    let expected = (q["totals"]["active_hours"].as_f64().unwrap_or(0.0) * 60.0
+        + q["totals"]["idle_minutes"].as_f64().unwrap_or(0.0))
+        / 15.0;
+    let got = rows[40]["agents_online"].as_f64().unwrap();
+    assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
+    assert!(got > 0.0);
+    // Erlang A with the callers' patience.
+    let a = app.ok("/api/v1/analytics/staffing?patience_seconds=90").await;
+    assert_eq!(a["model"], "erlang_a");
+    assert!(a["intervals"][40]["abandon_rate"].is_number());
+}
+
+#[tokio::test]
+async fn the_erlang_calculator_gives_the_published_values() {
+    let app = TestApp::spawn("UTC").await;
+    let c = app
+        .ok("/api/v1/analytics/erlang?calls_per_hour=1000&aht_seconds=120&service_level=80&target_seconds=20&max_occupancy=85&shrinkage=30")
+        .await;
+    assert_eq!((c["agents"].as_u64(), c["scheduled_agents"].as_u64()), (Some(40), Some(58)), "{c}");
+    let c = app
+        .ok("/api/v1/analytics/erlang?calls_per_hour=200&aht_seconds=180&target_seconds=20&agents=14")
+        .await;
+    assert!((c["probability_wait"].as_f64().unwrap() - 0.1741).abs() < 5e-5, "{c}");
+    assert!((c["service_level"].as_f64().unwrap() - 88.8).abs() < 0.05, "{c}");
+    assert!((c["asa_seconds"].as_f64().unwrap() - 7.84).abs() < 0.005, "{c}");
+    assert_eq!(c["model"], "erlang_c");
+    let a = app
+        .ok("/api/v1/analytics/erlang?calls_per_hour=600&aht_seconds=180&target_seconds=20&agents=25&patience_seconds=120")
+        .await;
+    assert_eq!(a["model"], "erlang_a");
+    assert!((a["abandon_rate"].as_f64().unwrap() - 18.9).abs() < 0.1, "{a}");
+    for (query, field) in [
+        ("calls_per_hour=100&aht_seconds=120&service_level=120", "service_level"),
+        ("aht_seconds=120", "calls_per_hour"),
+        ("calls_per_hour=100&aht_seconds=-3", "aht_seconds"),
+        ("calls_per_hour=100&aht_seconds=120&shrinkage=100", "shrinkage"),
+        ("calls_per_hour=100&aht_seconds=120&max_occupancy=0", "max_occupancy"),
+        ("calls_per_hour=100&aht_seconds=120&agents=many", "agents"),
+        ("calls_per_hour=100&aht_seconds=120&sla=80", "sla"),
+    ] {
+        let (status, body) = app.get(&format!("/api/v1/analytics/erlang?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(error_fields(&body), vec![field], "{query}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn holidays_in_the_tenant_calendar_are_forecast_as_such() {
+    let app = seeded(21).await;
+    let (status, body) = app
+        .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&json!({"holidays": ["2026-03-17", "2026-02-30"]})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_fields(&body), vec!["holidays"]);
+    let (status, body) = app
+        .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&json!({"holidays": ["2026-03-17"]})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let f = app.ok("/api/v1/analytics/forecast?days=7").await;
+    let day = |date: &str| f["days"].as_array().unwrap().iter().find(|d| d["date"] == date).unwrap().clone();
+    let (holiday, monday) = (day("2026-03-17"), day("2026-03-16"));
+    assert_eq!(holiday["holiday"], true);
+    assert_eq!(holiday["calls"], 0.0, "no past holiday says otherwise: closed");
+    assert!(monday["calls"].as_f64().unwrap() > 100.0, "{}", monday["calls"]);
+    let (status, body) = app.get("/api/v1/analytics/forecast?days=15").await;
+    assert_eq!((status, error_fields(&body)), (400, vec!["days"]));
+    let (status, body) = app.get("/api/v1/analytics/staffing?date=2026-04-30").await;
+    assert_eq!((status, error_fields(&body)), (400, vec!["date"]));
+}
