@@ -210,9 +210,14 @@ pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<Tenant
                     }
                 }
             }
+            "fair_ranking" => {
+                if let Some(f) = field::<dialboard_store::FairRanking>(obj, key, &mut errors) {
+                    s.fair_ranking = f;
+                }
+            }
             other => errors.push(FieldError::new(
                 other,
-                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy, holidays",
+                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy, holidays, fair_ranking",
             )),
         }
     }

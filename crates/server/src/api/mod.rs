@@ -3,12 +3,12 @@
 pub mod admin;
 pub mod admission;
 pub mod analytics;
-pub mod staffing;
 pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod events;
 pub mod exports;
+pub mod fair_board;
 pub mod guard;
 pub mod live;
 pub mod openapi;
@@ -16,6 +16,7 @@ pub mod ops;
 pub mod privacy;
 pub mod query;
 pub mod session;
+pub mod staffing;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
