@@ -45,8 +45,11 @@ pub struct Prior {
 /// almost to the mean, but not by more than this many pseudo-trials.
 const MAX_STRENGTH: f64 = 1e6;
 
-/// Fits the board's beta prior by the method of moments: the spread of reps' rates beyond
-/// what binomial noise explains is the prior's variance, `p̄(1−p̄)/(κ+1)`.
+/// Fits the board's beta prior by the method of moments, weighting each rep by its trials (so
+/// a rep with 3 calls cannot inflate the spread): the spread of rates beyond what binomial
+/// noise explains, `τ² = (Σ nᵢ (rᵢ − p̄)² − (k − 1) p̄(1−p̄)) / (N − Σ nᵢ² / N)` (the
+/// DerSimonian–Laird estimator, Controlled Clinical Trials 1986), is the prior's variance
+/// `p̄(1−p̄) / (κ + 1)`. No spread beyond noise: every rate shrinks (almost) to the mean.
 pub fn prior(board: &[Counts]) -> Option<Prior> {
     let with: Vec<&Counts> = board.iter().filter(|c| c.trials > 0.0).collect();
     let trials: f64 = with.iter().map(|c| c.trials).sum();
@@ -58,12 +61,11 @@ pub fn prior(board: &[Counts]) -> Option<Prior> {
     if k < 2.0 || mean <= 0.0 || mean >= 1.0 {
         return Some(Prior { mean, strength: if k < 2.0 { 0.0 } else { MAX_STRENGTH } });
     }
-    let rates: Vec<f64> = with.iter().map(|c| c.successes / c.trials).collect();
-    let avg = rates.iter().sum::<f64>() / k;
-    let observed = rates.iter().map(|r| (r - avg).powi(2)).sum::<f64>() / (k - 1.0);
-    let noise = mean * (1.0 - mean) * with.iter().map(|c| 1.0 / c.trials).sum::<f64>() / k;
-    let between = observed - noise;
-    let strength = if between <= 0.0 {
+    let spread: f64 = with.iter().map(|c| c.trials * (c.successes / c.trials - mean).powi(2)).sum();
+    let noise = (k - 1.0) * mean * (1.0 - mean);
+    let scale = trials - with.iter().map(|c| c.trials * c.trials).sum::<f64>() / trials;
+    let between = (spread - noise) / scale;
+    let strength = if between <= 0.0 || scale <= 0.0 {
         MAX_STRENGTH
     } else {
         (mean * (1.0 - mean) / between - 1.0).clamp(0.0, MAX_STRENGTH)
@@ -160,7 +162,7 @@ mod tests {
     #[test]
     fn a_low_volume_rep_is_not_ranked_on_the_rate() {
         // 2 of 3 tops the raw rates; with a minimum volume of 20 it is listed without a rank.
-        let board = [c(2.0, 3.0), c(60.0, 200.0), c(40.0, 180.0), c(30.0, 190.0)];
+        let board = [c(2.0, 3.0), c(60.0, 200.0), c(56.0, 190.0), c(52.0, 195.0)];
         let placed = rank(&board, Ranking { min_volume: 20.0, by_shrunk: false });
         assert_eq!(placed[0].rank, None);
         assert_eq!(placed[0].rate, Some(2.0 / 3.0));

@@ -18,6 +18,7 @@ pub mod event;
 pub mod fairness;
 pub mod forecast;
 pub mod fxhash;
+pub mod gamification;
 pub mod histogram;
 pub mod measures;
 pub mod oracle;
