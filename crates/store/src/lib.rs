@@ -165,7 +165,7 @@ impl Default for ActivityTargets {
 /// Fair ranking on rates: the fewest calls before a rep is ranked on a rate, and whether to
 /// rank by the empirical-Bayes shrunk rate rather than the raw one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FairRanking {
     pub min_calls: u32,
     pub by_shrunk: bool,

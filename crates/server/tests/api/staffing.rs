@@ -93,17 +93,22 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
         assert_eq!(busy[field], calc[field], "{field}: {busy} vs {calc}");
     }
     // Agents online at 10:00–10:15: active hours and idle minutes of that quarter, from /query.
-    let (_, q) = app
+    let (status, q) = app
         .post(
             "/api/v1/query",
             &app.key,
-            &json!({"measures": ["active_hours", "idle_minutes"],
-                    "range": {"start": "2026-03-13T10:00:00-04:00", "end": "2026-03-13T10:15:00-04:00"}}),
+            &json!({"measures": ["active_hours", "idle_minutes"], "granularity": "15m",
+                    "range": {"start": "2026-03-13", "end": "2026-03-14"}}),
         )
         .await;
-    let expected = (q["totals"]["active_hours"].as_f64().unwrap_or(0.0) * 60.0
-        + q["totals"]["idle_minutes"].as_f64().unwrap_or(0.0))
-        / 15.0;
+    assert_eq!(status, 200, "{q}");
+    let row = q["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[0] == "2026-03-13T10:00:00-04:00")
+        .unwrap_or_else(|| panic!("no 10:00 row in {q}"));
+    let expected = (row[1].as_f64().unwrap_or(0.0) * 60.0 + row[2].as_f64().unwrap_or(0.0)) / 15.0;
     let got = rows[40]["agents_online"].as_f64().unwrap();
     assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
     assert!(got > 0.0);
@@ -169,4 +174,56 @@ async fn holidays_in_the_tenant_calendar_are_forecast_as_such() {
     assert_eq!((status, error_fields(&body)), (400, vec!["days"]));
     let (status, body) = app.get("/api/v1/analytics/staffing?date=2026-04-30").await;
     assert_eq!((status, error_fields(&body)), (400, vec!["date"]));
+}
+
+/// `n` calls of `agent` on 2026-03-12, the first `connected` of them Connected.
+fn calls(agent: &str, n: usize, connected: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({"id": format!("{agent}-{i}"), "type": "call", "call_id": format!("{agent}-{i}"), "agent_id": agent,
+                   "team_id": "t1", "disposition": if i < connected { "Connected" } else { "No Answer" },
+                   "started_at": format!("2026-03-12T{:02}:{:02}:00Z", 9 + i / 60, i % 60)})
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn leaderboards_rank_rates_fairly_a_low_volume_rep_is_not_ranked_and_close_ranks_are_uncertain() {
+    let app = TestApp::spawn("UTC").await;
+    // 2 of 3 connected tops the raw connect rates; 50% vs 48% of 100 cannot be told apart;
+    // 25% of 100 is clearly last.
+    let mut events = calls("lucky", 3, 2);
+    events.extend(calls("steady", 100, 50));
+    events.extend(calls("close", 100, 48));
+    events.extend(calls("slow", 100, 25));
+    app.events(Value::Array(events)).await;
+    let board = app.ok("/api/v1/analytics/team-leaderboard/t1?date=2026-03-12").await;
+    let fair = |agent: &str| {
+        board["entries"].as_array().unwrap().iter().find(|e| e["agent_id"] == agent).unwrap()["fair"]["connect_rate"].clone()
+    };
+    assert_eq!(fair("lucky")["rank"], Value::Null, "3 calls are below the minimum of 20");
+    assert!((fair("lucky")["rate"].as_f64().unwrap() - 200.0 / 3.0).abs() < 1e-9);
+    assert_eq!((fair("steady")["rank"].as_u64(), fair("close")["rank"].as_u64(), fair("slow")["rank"].as_u64()), (Some(1), Some(2), Some(3)));
+    assert_eq!((fair("steady")["uncertain"].as_bool(), fair("close")["uncertain"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(fair("slow")["uncertain"], false);
+    let (low, high) = (fair("steady")["low"].as_f64().unwrap(), fair("steady")["high"].as_f64().unwrap());
+    assert!(low < 50.0 && 50.0 < high && high - low < 25.0, "the Wilson interval of 50/100: {low}–{high}");
+    // The minimum is the tenant's: at 2 calls the lucky rep is ranked — first on the raw rate,
+    // not on the shrunk one.
+    let settings = json!({"fair_ranking": {"min_calls": 2, "by_shrunk": false}});
+    let (status, body) = app.send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&settings)).await;
+    assert_eq!(status, 200, "{body}");
+    let board = app.ok("/api/v1/analytics/team-leaderboard/t1?date=2026-03-12").await;
+    let rank = |b: &Value, agent: &str| {
+        b["entries"].as_array().unwrap().iter().find(|e| e["agent_id"] == agent).unwrap()["fair"]["connect_rate"]["rank"].as_u64()
+    };
+    assert_eq!(rank(&board, "lucky"), Some(1));
+    let settings = json!({"fair_ranking": {"min_calls": 2, "by_shrunk": true}});
+    app.send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&settings)).await;
+    let board = app.ok("/api/v1/analytics/team-leaderboard/t1?date=2026-03-12").await;
+    assert_ne!(rank(&board, "lucky"), Some(1), "shrunk toward the team's rate, 2 of 3 no longer leads");
+    let (status, body) = app
+        .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&json!({"fair_ranking": {"min_calls": -1}})))
+        .await;
+    assert_eq!((status, error_fields(&body)), (400, vec!["fair_ranking"]));
 }
