@@ -145,6 +145,24 @@ test("the Staffing page: forecast with its band and actual calls, agents require
   await context.close();
 });
 
+test("a rep's page shows their streak at the daily goal and their badges, counted in words that agree", async () => {
+  const { page, errors, context } = await signIn("agent@demo.test");
+  await page.getByTestId("nav-agent").click();
+  await settled(page);
+  const badges = page.getByTestId("badges");
+  await badges.waitFor();
+  // Three weeks of a demo rep's calls book meetings: the first one earned a badge.
+  await page.locator("[data-badge=first_meeting]").waitFor();
+  const streak = await page.getByTestId("goal-streak").textContent();
+  assert.match(streak, /^(1 day|\d+ days) in a row at the daily goal|^no current streak/);
+  // The team board's meeting streak counts calls, never "1 days".
+  await page.getByTestId("nav-team").click();
+  await settled(page);
+  assert.doesNotMatch(await page.locator("main").textContent(), /\b1 days\b|\b1 calls\b/);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("a first visit, signed out, goes to the login without a console error", async () => {
   const { page, errors, context } = await open();
   await page.goto(`${base}/team?preset=today`);

@@ -37,9 +37,9 @@ pub enum Rule {
     GoalStreak { days: u32 },
 }
 
-/// A tenant's badge: its id (stable, the award's key), name and rule.
+/// A tenant's badge: its id (stable, the award's key), name and rule. (Unknown fields are
+/// refused by the flattened [`Rule`]: serde cannot deny them on both.)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Badge {
     pub id: String,
     pub name: String,
@@ -349,6 +349,14 @@ mod tests {
             prop_assert_eq!(&ledger.held, &expected);
             prop_assert_eq!(&announced, &expected);
         }
+    }
+
+    #[test]
+    fn badge_rules_read_from_json_and_refuse_unknown_fields() {
+        let b: Badge = serde_json::from_value(serde_json::json!({"id": "w", "name": "W", "kind": "meetings_in_week", "meetings": 2})).unwrap();
+        assert_eq!(b.rule, Rule::MeetingsInWeek { meetings: 2 });
+        let typo = serde_json::json!({"id": "w", "name": "W", "kind": "meetings_in_week", "meeting": 2});
+        assert!(serde_json::from_value::<Badge>(typo).is_err());
     }
 
     #[test]

@@ -135,6 +135,24 @@ fn holidays(days: &[String]) -> Result<Vec<String>, String> {
     Ok(out.into_iter().collect())
 }
 
+/// What is wrong with a tenant's badge rules, if anything: at most 100, ids unique and
+/// non-empty (an award is keyed by its badge's id), names non-empty.
+fn badge_problem(badges: &[dialboard_engine::gamification::Badge]) -> Option<String> {
+    if badges.len() > 100 {
+        return Some("must list at most 100 badges".into());
+    }
+    let mut ids = HashSet::new();
+    for b in badges {
+        if b.id.trim().is_empty() || b.name.trim().is_empty() {
+            return Some("every badge needs a non-empty id and name".into());
+        }
+        if !ids.insert(b.id.as_str()) {
+            return Some(format!("badge id {:?} is listed twice", b.id));
+        }
+    }
+    None
+}
+
 /// Applies a partial settings change (only the fields given change); every problem names its
 /// field.
 pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<TenantSettings, Vec<FieldError>> {
@@ -215,9 +233,17 @@ pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<Tenant
                     s.fair_ranking = f;
                 }
             }
+            "badges" => {
+                if let Some(badges) = field::<Option<Vec<dialboard_engine::gamification::Badge>>>(obj, key, &mut errors) {
+                    match badges.as_deref().map(badge_problem) {
+                        Some(Some(problem)) => errors.push(FieldError::new(key, problem)),
+                        _ => s.badges = badges,
+                    }
+                }
+            }
             other => errors.push(FieldError::new(
                 other,
-                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy, holidays, fair_ranking",
+                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy, holidays, fair_ranking, badges",
             )),
         }
     }

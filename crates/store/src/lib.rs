@@ -92,6 +92,9 @@ pub struct TenantSettings {
     /// How leaderboards rank reps on rates (SPEC §14).
     #[serde(default)]
     pub fair_ranking: FairRanking,
+    /// The tenant's badge rules; `None` gives the defaults (`gamification::default_badges`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub badges: Option<Vec<dialboard_engine::gamification::Badge>>,
     /// The zone the tenant's hour and day cells are kept in: its first timezone. Changing
     /// `timezone` later changes how numbers are shown, not how cells were built (queries in
     /// another zone regroup 15-minute cells, exactly).
@@ -111,6 +114,7 @@ impl Default for TenantSettings {
             leaderboard_privacy: false,
             holidays: Vec::new(),
             fair_ranking: FairRanking::default(),
+            badges: None,
             rollup_timezone: None,
         }
     }

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod admission;
 pub mod analytics;
 pub mod auth;
+pub mod badges;
 pub mod directory;
 pub mod error;
 pub mod events;
@@ -238,7 +239,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             ],
         )
     });
-    let api = staffing::routes(analytics_routes(api))
+    let api = staffing::routes(badges::routes(analytics_routes(api)))
         .finish()
         .fallback(|| async { error::ApiError::not_found("no such endpoint") });
     Router::new()

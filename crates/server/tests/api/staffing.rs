@@ -2,7 +2,8 @@
 //! data, the day's staffing against agents online, the Erlang calculator's published values,
 //! holidays from the tenant's calendar, and bad parameters named.
 
-use crate::helpers::{error_fields, TestApp};
+use crate::helpers::{add_key, error_fields, TestApp};
+use dialboard_store::Scope;
 use dialboard::demo;
 use dialboard_engine::event::parse_event;
 use serde_json::{json, Value};
@@ -226,4 +227,60 @@ async fn leaderboards_rank_rates_fairly_a_low_volume_rep_is_not_ranked_and_close
         .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&json!({"fair_ranking": {"min_calls": -1}})))
         .await;
     assert_eq!((status, error_fields(&body)), (400, vec!["fair_ranking"]));
+}
+
+fn versioned(call_id: &str, disposition: &str, day: &str, version: u32) -> Value {
+    json!({"id": format!("{call_id}-v{version}"), "type": "call", "call_id": call_id, "agent_id": "r1", "team_id": "t1",
+           "disposition": disposition, "started_at": format!("{day}T10:00:00Z"),
+           "updated_at": format!("2026-03-13T0{version}:00:00Z")})
+}
+
+#[tokio::test]
+async fn badges_follow_corrections_each_held_once_and_streaks_skip_days_off() {
+    let app = TestApp::spawn_at("UTC", Arc::new(AtomicI64::new(NOW))).await;
+    let badges = |b: &Value| -> Vec<(String, String)> {
+        b["badges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x["badge"].as_str().unwrap().to_string(), x["period"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let first = ("first_meeting".to_string(), String::new());
+    app.events(json!([versioned("c1", "Meeting Booked", "2026-03-09", 1)])).await;
+    let b = app.ok("/api/v1/analytics/badges/r1").await;
+    assert_eq!(badges(&b), vec![first.clone()]);
+    // A correction takes the meeting away: the badge goes; a later one gives it back, once.
+    app.events(json!([versioned("c1", "No Answer", "2026-03-09", 2)])).await;
+    assert_eq!(badges(&app.ok("/api/v1/analytics/badges/r1").await), vec![]);
+    app.events(json!([versioned("c1", "Meeting Booked", "2026-03-09", 3), versioned("c1", "Meeting Booked", "2026-03-09", 3)])).await;
+    assert_eq!(badges(&app.ok("/api/v1/analytics/badges/r1").await), vec![first.clone()]);
+    // An older version arriving late changes nothing.
+    app.events(json!([versioned("c1", "No Answer", "2026-03-09", 0)])).await;
+    assert_eq!(badges(&app.ok("/api/v1/analytics/badges/r1").await), vec![first.clone()]);
+
+    // The tenant's own rules.
+    let rules = json!({"badges": [{"id": "two_a_week", "name": "Two in a week", "kind": "meetings_in_week", "meetings": 2},
+                                  {"id": "streak3", "name": "Three days at goal", "kind": "goal_streak", "days": 3}]});
+    let (status, body) = app.send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&rules)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app
+        .send(reqwest::Method::PUT, "/api/v1/agents/r1", &app.key, Some(&json!({"name": "Rae", "team_id": "t1", "daily_goal": 1})))
+        .await;
+    assert_eq!(status, 200);
+    app.events(json!([versioned("c2", "Meeting Booked", "2026-03-10", 1), versioned("c3", "No Answer", "2026-03-12", 1)])).await;
+    let b = app.ok("/api/v1/analytics/badges/r1").await;
+    // 9th, 10th and 12th at goal (the 11th without calls is a day off; today has none yet).
+    assert_eq!(b["goal_streak_days"], 3, "{b}");
+    assert_eq!(
+        badges(&b),
+        vec![("streak3".to_string(), "2026-03-12".to_string()), ("two_a_week".to_string(), "2026-03-09".to_string())]
+    );
+    let dup = json!({"badges": [{"id": "x", "name": "X", "kind": "first_meeting"}, {"id": "x", "name": "Y", "kind": "first_meeting"}]});
+    let (status, body) = app.send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&dup)).await;
+    assert_eq!((status, error_fields(&body)), (400, vec!["badges"]));
+    // Another rep's key reads its own badges only.
+    let other = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("r2")).await;
+    let (status, _) = app.send(reqwest::Method::GET, "/api/v1/analytics/badges/r1", &other, None).await;
+    assert_eq!(status, 403);
 }
