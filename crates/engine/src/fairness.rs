@@ -59,9 +59,15 @@ pub fn prior(board: &[Counts]) -> Option<Prior> {
     let mean = with.iter().map(|c| c.successes).sum::<f64>() / trials;
     let k = with.len() as f64;
     if k < 2.0 || mean <= 0.0 || mean >= 1.0 {
-        return Some(Prior { mean, strength: if k < 2.0 { 0.0 } else { MAX_STRENGTH } });
+        return Some(Prior {
+            mean,
+            strength: if k < 2.0 { 0.0 } else { MAX_STRENGTH },
+        });
     }
-    let spread: f64 = with.iter().map(|c| c.trials * (c.successes / c.trials - mean).powi(2)).sum();
+    let spread: f64 = with
+        .iter()
+        .map(|c| c.trials * (c.successes / c.trials - mean).powi(2))
+        .sum();
     let noise = (k - 1.0) * mean * (1.0 - mean);
     let scale = trials - with.iter().map(|c| c.trials * c.trials).sum::<f64>() / trials;
     let between = (spread - noise) / scale;
@@ -121,7 +127,11 @@ pub fn rank(board: &[Counts], how: Ranking) -> Vec<Placed> {
     let mut ranked: Vec<usize> = (0..board.len())
         .filter(|&i| board[i].trials >= how.min_volume.max(1.0) && key(&placed[i]).is_some())
         .collect();
-    ranked.sort_by(|&a, &b| key(&placed[b]).unwrap_or(0.0).total_cmp(&key(&placed[a]).unwrap_or(0.0)));
+    ranked.sort_by(|&a, &b| {
+        key(&placed[b])
+            .unwrap_or(0.0)
+            .total_cmp(&key(&placed[a]).unwrap_or(0.0))
+    });
     for (position, &i) in ranked.iter().enumerate() {
         placed[i].rank = Some(position + 1);
     }
@@ -163,30 +173,63 @@ mod tests {
     fn a_low_volume_rep_is_not_ranked_on_the_rate() {
         // 2 of 3 tops the raw rates; with a minimum volume of 20 it is listed without a rank.
         let board = [c(2.0, 3.0), c(60.0, 200.0), c(56.0, 190.0), c(52.0, 195.0)];
-        let placed = rank(&board, Ranking { min_volume: 20.0, by_shrunk: false });
+        let placed = rank(
+            &board,
+            Ranking {
+                min_volume: 20.0,
+                by_shrunk: false,
+            },
+        );
         assert_eq!(placed[0].rank, None);
         assert_eq!(placed[0].rate, Some(2.0 / 3.0));
-        assert_eq!(placed.iter().map(|p| p.rank).collect::<Vec<_>>(), [None, Some(1), Some(2), Some(3)]);
+        assert_eq!(
+            placed.iter().map(|p| p.rank).collect::<Vec<_>>(),
+            [None, Some(1), Some(2), Some(3)]
+        );
         // Without a minimum but ranked by the shrunk estimate it no longer tops the board.
-        let shrunk = rank(&board, Ranking { min_volume: 1.0, by_shrunk: true });
+        let shrunk = rank(
+            &board,
+            Ranking {
+                min_volume: 1.0,
+                by_shrunk: true,
+            },
+        );
         assert_ne!(shrunk[0].rank, Some(1), "{shrunk:?}");
     }
 
     #[test]
     fn overlapping_intervals_mark_ranks_uncertain() {
         let board = [c(100.0, 200.0), c(96.0, 200.0), c(20.0, 200.0)];
-        let placed = rank(&board, Ranking { min_volume: 10.0, by_shrunk: false });
-        assert!(placed[0].uncertain && placed[1].uncertain, "50% vs 48% of 200 cannot be told apart");
+        let placed = rank(
+            &board,
+            Ranking {
+                min_volume: 10.0,
+                by_shrunk: false,
+            },
+        );
+        assert!(
+            placed[0].uncertain && placed[1].uncertain,
+            "50% vs 48% of 200 cannot be told apart"
+        );
         assert!(!placed[2].uncertain, "10% is clearly last");
     }
 
     #[test]
     fn shrinkage_pulls_small_samples_more() {
-        let board = [c(2.0, 3.0), c(60.0, 200.0), c(50.0, 200.0), c(70.0, 200.0), c(55.0, 200.0)];
+        let board = [
+            c(2.0, 3.0),
+            c(60.0, 200.0),
+            c(50.0, 200.0),
+            c(70.0, 200.0),
+            c(55.0, 200.0),
+        ];
         let p = prior(&board).unwrap();
         let small = shrunk(board[0], p);
         let big = shrunk(board[3], p);
-        assert!((small - p.mean).abs() < (2.0 / 3.0 - p.mean).abs() * 0.5, "{small} {p:?}");
+        assert!(
+            (small - p.mean).abs() < (2.0 / 3.0 - p.mean).abs() * 0.5,
+            "{small} {p:?}"
+        );
         assert!((big - 0.35).abs() < (0.35 - p.mean).abs(), "{big}");
     }
 }

@@ -114,7 +114,11 @@ fn run_daily(history: &[Day], alpha: f64, gamma: f64) -> DailyFit {
     let mut season = [1.0; 7];
     if level > 0.0 {
         for (w, s) in season.iter_mut().enumerate() {
-            let on: Vec<f64> = init.iter().filter(|d| weekday(d.date) == w).map(|d| d.total()).collect();
+            let on: Vec<f64> = init
+                .iter()
+                .filter(|d| weekday(d.date) == w)
+                .map(|d| d.total())
+                .collect();
             if !on.is_empty() {
                 *s = on.iter().sum::<f64>() / on.len() as f64 / level;
             }
@@ -224,7 +228,13 @@ impl Model {
         let aht: [Vec<Option<f64>>; 7] = std::array::from_fn(|w| {
             let (handle, calls) = sums(Some(w));
             (0..SLOTS)
-                .map(|s| if calls[s] >= 1.0 { Some(handle[s] / calls[s]) } else { per_slot[s] })
+                .map(|s| {
+                    if calls[s] >= 1.0 {
+                        Some(handle[s] / calls[s])
+                    } else {
+                        per_slot[s]
+                    }
+                })
                 .collect()
         });
         // Dispersion of the interval counts around (actual day total × profile), last 4 weeks.
@@ -239,7 +249,11 @@ impl Model {
                 }
             }
         }
-        let dispersion = if expected > 0.0 { (excess / expected).max(1.0) } else { 1.0 };
+        let dispersion = if expected > 0.0 {
+            (excess / expected).max(1.0)
+        } else {
+            1.0
+        };
         Model {
             last_date,
             alpha: best_alpha,
@@ -299,7 +313,8 @@ pub fn reforecast(day: &DayForecast, actual: &[f64], elapsed: usize) -> DayForec
         i.low *= ratio;
         i.high *= ratio;
     }
-    out.calls = actual.iter().take(elapsed).sum::<f64>() + out.intervals[elapsed..].iter().map(|i| i.calls).sum::<f64>();
+    out.calls =
+        actual.iter().take(elapsed).sum::<f64>() + out.intervals[elapsed..].iter().map(|i| i.calls).sum::<f64>();
     out
 }
 
@@ -417,7 +432,8 @@ mod tests {
                 for s in 0..SLOTS {
                     let hour = s as f64 / 4.0;
                     let shape = if (8.0..20.0).contains(&hour) {
-                        1.0 + 0.8 * (-(hour - 10.5f64).powi(2) / 2.0).exp() + 0.5 * (-(hour - 15.0f64).powi(2) / 3.0).exp()
+                        1.0 + 0.8 * (-(hour - 10.5f64).powi(2) / 2.0).exp()
+                            + 0.5 * (-(hour - 15.0f64).powi(2) / 3.0).exp()
                     } else {
                         0.0
                     };
@@ -437,7 +453,10 @@ mod tests {
         assert_eq!(b.weeks, 4);
         let (wape, naive) = (b.wape.unwrap(), b.baseline_wape.unwrap());
         assert!(wape < naive * 0.85, "wape {wape} vs seasonal naive {naive}");
-        assert!(b.mase.unwrap() < 1.0 && b.baseline_mase.unwrap() > b.mase.unwrap(), "{b:?}");
+        assert!(
+            b.mase.unwrap() < 1.0 && b.baseline_mase.unwrap() > b.mase.unwrap(),
+            "{b:?}"
+        );
         let coverage = b.interval_coverage.unwrap();
         assert!((0.7..=0.92).contains(&coverage), "80% band covered {coverage}");
     }
@@ -449,11 +468,20 @@ mod tests {
         let monday = model.day(Date::new(2026, 3, 16).unwrap(), false);
         let saturday = model.day(Date::new(2026, 3, 21).unwrap(), false);
         let sunday = model.day(Date::new(2026, 3, 22).unwrap(), false);
-        assert!((saturday.calls / monday.calls - 0.35).abs() < 0.05, "{} {}", saturday.calls, monday.calls);
+        assert!(
+            (saturday.calls / monday.calls - 0.35).abs() < 0.05,
+            "{} {}",
+            saturday.calls,
+            monday.calls
+        );
         assert_eq!(sunday.calls, 0.0);
         // Closed at night, busiest around 10:30, AHT as generated.
         assert_eq!(monday.intervals[8].calls, 0.0);
-        let peak = monday.intervals.iter().max_by(|a, b| a.calls.total_cmp(&b.calls)).unwrap();
+        let peak = monday
+            .intervals
+            .iter()
+            .max_by(|a, b| a.calls.total_cmp(&b.calls))
+            .unwrap();
         assert!((40..=44).contains(&peak.slot), "peak at slot {}", peak.slot);
         let aht = monday.intervals[60].aht_seconds.unwrap();
         assert!((aht - 240.0).abs() < 1e-6, "{aht}");
@@ -482,7 +510,10 @@ mod tests {
         assert_eq!(model.day(tuesday, true).calls, 0.0);
         let open = model.day(tuesday, false).calls;
         let monday = model.day(Date::new(2026, 2, 16).unwrap(), false).calls;
-        assert!(open / monday > 0.85, "a holiday Tuesday dragged Tuesdays down: {open} vs {monday}");
+        assert!(
+            open / monday > 0.85,
+            "a holiday Tuesday dragged Tuesdays down: {open} vs {monday}"
+        );
     }
 
     #[test]

@@ -49,11 +49,23 @@ pub struct Badge {
 
 /// The badges a tenant has until it configures its own.
 pub fn default_badges() -> Vec<Badge> {
-    let badge = |id: &str, name: &str, rule| Badge { id: id.into(), name: name.into(), rule };
+    let badge = |id: &str, name: &str, rule| Badge {
+        id: id.into(),
+        name: name.into(),
+        rule,
+    };
     vec![
         badge("first_meeting", "First meeting", Rule::FirstMeeting),
-        badge("five_meetings_week", "5 meetings in a week", Rule::MeetingsInWeek { meetings: 5 }),
-        badge("best_connect_rate_month", "Best connect rate of the month", Rule::BestConnectRateOfMonth { min_calls: 100 }),
+        badge(
+            "five_meetings_week",
+            "5 meetings in a week",
+            Rule::MeetingsInWeek { meetings: 5 },
+        ),
+        badge(
+            "best_connect_rate_month",
+            "Best connect rate of the month",
+            Rule::BestConnectRateOfMonth { min_calls: 100 },
+        ),
         badge("goal_streak_5", "5 days in a row at goal", Rule::GoalStreak { days: 5 }),
     ]
 }
@@ -149,7 +161,9 @@ pub fn awards(facts: &[DayFacts], badges: &[Badge], goals: &BTreeMap<String, u32
                 }
                 for (m, reps) in months {
                     // Compared as fractions without rounding: a/b > c/d ⇔ a·d > c·b.
-                    let best = reps.iter().max_by(|x, y| (u64::from(x.2) * u64::from(y.1)).cmp(&(u64::from(y.2) * u64::from(x.1))));
+                    let best = reps
+                        .iter()
+                        .max_by(|x, y| (u64::from(x.2) * u64::from(y.1)).cmp(&(u64::from(y.2) * u64::from(x.1))));
                     if let Some(&(_, bc, bn)) = best {
                         for &(agent, c, n) in &reps {
                             if u64::from(n) * u64::from(bc) == u64::from(bn) * u64::from(c) {
@@ -224,7 +238,9 @@ mod tests {
     fn final_calls(events: &[Version]) -> Vec<Version> {
         let mut latest: HashMap<u8, Version> = HashMap::new();
         for &e in events {
-            let keep = latest.get(&e.0).is_none_or(|l| (e.1, e.4, e.2, e.3) > (l.1, l.4, l.2, l.3));
+            let keep = latest
+                .get(&e.0)
+                .is_none_or(|l| (e.1, e.4, e.2, e.3) > (l.1, l.4, l.2, l.3));
             if keep {
                 latest.insert(e.0, e);
             }
@@ -247,10 +263,26 @@ mod tests {
 
     fn badges() -> Vec<Badge> {
         vec![
-            Badge { id: "first".into(), name: "First".into(), rule: Rule::FirstMeeting },
-            Badge { id: "week3".into(), name: "3 a week".into(), rule: Rule::MeetingsInWeek { meetings: 3 } },
-            Badge { id: "best".into(), name: "Best".into(), rule: Rule::BestConnectRateOfMonth { min_calls: 3 } },
-            Badge { id: "streak2".into(), name: "Streak".into(), rule: Rule::GoalStreak { days: 2 } },
+            Badge {
+                id: "first".into(),
+                name: "First".into(),
+                rule: Rule::FirstMeeting,
+            },
+            Badge {
+                id: "week3".into(),
+                name: "3 a week".into(),
+                rule: Rule::MeetingsInWeek { meetings: 3 },
+            },
+            Badge {
+                id: "best".into(),
+                name: "Best".into(),
+                rule: Rule::BestConnectRateOfMonth { min_calls: 3 },
+            },
+            Badge {
+                id: "streak2".into(),
+                name: "Streak".into(),
+                rule: Rule::GoalStreak { days: 2 },
+            },
         ]
     }
 
@@ -260,7 +292,11 @@ mod tests {
         let mut out = BTreeSet::new();
         let agents: BTreeSet<u8> = calls.iter().map(|c| c.2).collect();
         let put = |out: &mut BTreeSet<Award>, b: &str, a: u8, p: String| {
-            out.insert(Award { badge: b.into(), agent: format!("a{a}"), period: p })
+            out.insert(Award {
+                badge: b.into(),
+                agent: format!("a{a}"),
+                period: p,
+            })
         };
         for &a in &agents {
             let mine: Vec<&Version> = calls.iter().filter(|c| c.2 == a).collect();
@@ -270,7 +306,10 @@ mod tests {
             for d in 0..=120u8 {
                 let day = date(d);
                 if day.weekday() == jiff::civil::Weekday::Monday {
-                    let n = mine.iter().filter(|c| c.3 >= d && c.3 < d.saturating_add(7) && c.4 == 2).count();
+                    let n = mine
+                        .iter()
+                        .filter(|c| c.3 >= d && c.3 < d.saturating_add(7) && c.4 == 2)
+                        .count();
                     if n >= 3 {
                         put(&mut out, "week3", a, day.to_string());
                     }
@@ -299,7 +338,10 @@ mod tests {
                 continue;
             }
             let rate = |a: u8| {
-                let mine: Vec<&Version> = calls.iter().filter(|c| c.2 == a && (date(c.3).year(), date(c.3).month()) == (y, m)).collect();
+                let mine: Vec<&Version> = calls
+                    .iter()
+                    .filter(|c| c.2 == a && (date(c.3).year(), date(c.3).month()) == (y, m))
+                    .collect();
                 let connected = mine.iter().filter(|c| CONNECTED.contains(&c.4)).count();
                 (mine.len() >= 3).then(|| connected as f64 / mine.len() as f64)
             };
@@ -353,7 +395,10 @@ mod tests {
 
     #[test]
     fn badge_rules_read_from_json_and_refuse_unknown_fields() {
-        let b: Badge = serde_json::from_value(serde_json::json!({"id": "w", "name": "W", "kind": "meetings_in_week", "meetings": 2})).unwrap();
+        let b: Badge = serde_json::from_value(
+            serde_json::json!({"id": "w", "name": "W", "kind": "meetings_in_week", "meetings": 2}),
+        )
+        .unwrap();
         assert_eq!(b.rule, Rule::MeetingsInWeek { meetings: 2 });
         let typo = serde_json::json!({"id": "w", "name": "W", "kind": "meetings_in_week", "meeting": 2});
         assert!(serde_json::from_value::<Badge>(typo).is_err());

@@ -155,7 +155,11 @@ pub fn erlang_a_outcome(agents: u32, load: Load, target_seconds: f64, patience_s
     let at_n = scale(0.0);
     let head = (inv_b - 1.0) * at_n;
     let tail: f64 = log_tail.iter().map(|&l| scale(l)).sum();
-    let queue: f64 = log_tail.iter().enumerate().map(|(i, &l)| (i + 1) as f64 * scale(l)).sum();
+    let queue: f64 = log_tail
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i + 1) as f64 * scale(l))
+        .sum();
     let total = head + at_n + tail;
     if total.is_infinite() {
         // Far more agents than traffic: nobody waits.
@@ -311,7 +315,10 @@ mod tests {
     fn erlang_c_matches_the_published_example() {
         // 10 Erlangs on 14 agents (200 calls/h at 180 s): P(wait) 0.1741, 88.8% in 20 s,
         // ASA 7.84 s — the values of every Erlang C table.
-        let load = Load { calls_per_hour: 200.0, aht_seconds: 180.0 };
+        let load = Load {
+            calls_per_hour: 200.0,
+            aht_seconds: 180.0,
+        };
         let o = erlang_c_outcome(14, load, 20.0);
         assert!(close(o.probability_wait, 0.1741, 0.00005), "{o:?}");
         assert!(close(o.service_level, 0.888, 0.0005), "{o:?}");
@@ -323,11 +330,26 @@ mod tests {
     fn the_occupancy_cap_and_shrinkage_set_the_headcount() {
         // 1,000 calls/h at 120 s = 33.3 Erlangs: 80/20 alone needs fewer, the 85% cap 40, and
         // 30% shrinkage 58 scheduled.
-        let load = Load { calls_per_hour: 1000.0, aht_seconds: 120.0 };
-        let s = staff(load, &Target { shrinkage: 0.3, ..Target::default() });
+        let load = Load {
+            calls_per_hour: 1000.0,
+            aht_seconds: 120.0,
+        };
+        let s = staff(
+            load,
+            &Target {
+                shrinkage: 0.3,
+                ..Target::default()
+            },
+        );
         assert_eq!((s.agents, s.scheduled_agents), (40, 58));
         assert!(s.outcome.service_level >= 0.8 && s.outcome.occupancy <= 0.85);
-        let uncapped = staff(load, &Target { max_occupancy: 1.0, ..Target::default() });
+        let uncapped = staff(
+            load,
+            &Target {
+                max_occupancy: 1.0,
+                ..Target::default()
+            },
+        );
         assert!(uncapped.agents < 40);
         let below = erlang_c_outcome(uncapped.agents - 1, load, 20.0);
         assert!(below.service_level < 0.8, "the fewest agents: {below:?}");
@@ -336,14 +358,26 @@ mod tests {
     #[test]
     fn hundreds_of_agents_stay_finite() {
         for (calls, agents) in [(20_000.0, 700u32), (60_000.0, 2_100), (100.0, 3_000)] {
-            let load = Load { calls_per_hour: calls, aht_seconds: 120.0 };
+            let load = Load {
+                calls_per_hour: calls,
+                aht_seconds: 120.0,
+            };
             let o = erlang_c_outcome(agents, load, 20.0);
-            assert!(o.probability_wait.is_finite() && (0.0..=1.0).contains(&o.probability_wait), "{o:?}");
+            assert!(
+                o.probability_wait.is_finite() && (0.0..=1.0).contains(&o.probability_wait),
+                "{o:?}"
+            );
             assert!((0.0..=1.0).contains(&o.service_level), "{o:?}");
             let a = erlang_a_outcome(agents, load, 20.0, 60.0);
             assert!((0.0..=1.0).contains(&a.service_level), "{a:?}");
         }
-        let s = staff(Load { calls_per_hour: 20_000.0, aht_seconds: 120.0 }, &Target::default());
+        let s = staff(
+            Load {
+                calls_per_hour: 20_000.0,
+                aht_seconds: 120.0,
+            },
+            &Target::default(),
+        );
         // 666.7 Erlangs: the 85% cap dominates.
         assert_eq!(s.agents, 785);
     }
@@ -358,7 +392,10 @@ mod tests {
 
     #[test]
     fn erlang_a_tends_to_erlang_c_as_patience_grows() {
-        let load = Load { calls_per_hour: 200.0, aht_seconds: 180.0 };
+        let load = Load {
+            calls_per_hour: 200.0,
+            aht_seconds: 180.0,
+        };
         let c = erlang_c_outcome(14, load, 20.0);
         let a = erlang_a_outcome(14, load, 20.0, 1e9);
         assert!(close(a.probability_wait, c.probability_wait, 1e-5), "{a:?} {c:?}");
@@ -369,7 +406,10 @@ mod tests {
     #[test]
     fn erlang_a_is_stable_when_overloaded() {
         // More traffic than agents: Erlang C has no steady state, Erlang A does.
-        let load = Load { calls_per_hour: 600.0, aht_seconds: 180.0 };
+        let load = Load {
+            calls_per_hour: 600.0,
+            aht_seconds: 180.0,
+        };
         let o = erlang_a_outcome(25, load, 20.0, 120.0);
         let ab = o.abandon_probability.unwrap();
         // At least the excess traffic abandons: (30 − 25) / 30.
@@ -385,12 +425,35 @@ mod tests {
         // figure: (mean over runs, its standard error); ours must fall within 4 of them.
         let cases = [
             // calls/h, AHT, agents, patience, target: abandon, service level, mean wait
-            ((200.0, 180.0, 12, 120.0, 20.0), (0.06034, 0.00205), (0.83243, 0.00592), (7.0465, 0.2603)),
-            ((600.0, 180.0, 25, 120.0, 20.0), (0.18867, 0.00088), (0.43840, 0.00357), (22.6697, 0.1393)),
-            ((360.0, 300.0, 28, 180.0, 30.0), (0.12109, 0.00121), (0.62764, 0.00389), (21.9220, 0.1794)),
+            (
+                (200.0, 180.0, 12, 120.0, 20.0),
+                (0.06034, 0.00205),
+                (0.83243, 0.00592),
+                (7.0465, 0.2603),
+            ),
+            (
+                (600.0, 180.0, 25, 120.0, 20.0),
+                (0.18867, 0.00088),
+                (0.43840, 0.00357),
+                (22.6697, 0.1393),
+            ),
+            (
+                (360.0, 300.0, 28, 180.0, 30.0),
+                (0.12109, 0.00121),
+                (0.62764, 0.00389),
+                (21.9220, 0.1794),
+            ),
         ];
         for ((calls, aht, agents, patience, t), ab, sl, wait) in cases {
-            let o = erlang_a_outcome(agents, Load { calls_per_hour: calls, aht_seconds: aht }, t, patience);
+            let o = erlang_a_outcome(
+                agents,
+                Load {
+                    calls_per_hour: calls,
+                    aht_seconds: aht,
+                },
+                t,
+                patience,
+            );
             let within = |ours: f64, (mean, se): (f64, f64)| (ours - mean).abs() <= 4.0 * se;
             assert!(within(o.abandon_probability.unwrap(), ab), "abandon {o:?} vs {ab:?}");
             assert!(within(o.service_level, sl), "service level {o:?} vs {sl:?}");

@@ -28,7 +28,11 @@ pub fn routes(api: Routes) -> Routes {
     api.add(
         "/analytics/badges/{agent_id}",
         get(badges_view),
-        vec![op("get", "read", "a rep's streak at the daily goal and the badges the tenant's rules award them")],
+        vec![op(
+            "get",
+            "read",
+            "a rep's streak at the daily goal and the badges the tenant's rules award them",
+        )],
     )
 }
 
@@ -77,27 +81,63 @@ async fn badges_view(
         }
     };
     let (daily, monthly) = tokio::try_join!(
-        run(json!({"measures": MEASURES, "dimensions": [], "granularity": "day", "range": range,
-                   "filters": {"agent": [agent]}})),
+        run(
+            json!({"measures": MEASURES, "dimensions": [], "granularity": "day", "range": range,
+                   "filters": {"agent": [agent]}})
+        ),
         run(json!({"measures": MEASURES, "dimensions": ["agent"], "granularity": "month", "range": range})),
     )?;
-    let date = |v: &Value| v.as_str().and_then(|t| t.get(..10)).and_then(|d| d.parse::<Date>().ok());
+    let date = |v: &Value| {
+        v.as_str()
+            .and_then(|t| t.get(..10))
+            .and_then(|d| d.parse::<Date>().ok())
+    };
     let mut facts = Vec::new();
     let mut calls_per_day = BTreeMap::new();
-    for row in daily["rows"].as_array().into_iter().flatten().filter_map(Value::as_array) {
-        let Some(day) = row.first().and_then(date) else { continue };
+    for row in daily["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+    {
+        let Some(day) = row.first().and_then(date) else {
+            continue;
+        };
         calls_per_day.insert(day, num(row, 1));
-        facts.push(DayFacts { agent: agent.clone(), date: day, calls: num(row, 1), connected: num(row, 2), meetings: num(row, 3) });
+        facts.push(DayFacts {
+            agent: agent.clone(),
+            date: day,
+            calls: num(row, 1),
+            connected: num(row, 2),
+            meetings: num(row, 3),
+        });
     }
     // Other reps' months count for "best of the month" only, dated on the month's first day.
-    for row in monthly["rows"].as_array().into_iter().flatten().filter_map(Value::as_array) {
-        let (Some(other), Some(day)) = (row.first().and_then(Value::as_str), row.get(1).and_then(date)) else { continue };
+    for row in monthly["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+    {
+        let (Some(other), Some(day)) = (row.first().and_then(Value::as_str), row.get(1).and_then(date)) else {
+            continue;
+        };
         if other != agent {
-            facts.push(DayFacts { agent: other.to_string(), date: day, calls: num(row, 2), connected: num(row, 3), meetings: num(row, 4) });
+            facts.push(DayFacts {
+                agent: other.to_string(),
+                date: day,
+                calls: num(row, 2),
+                connected: num(row, 3),
+                meetings: num(row, 4),
+            });
         }
     }
     let goal = directory.daily_goal(&agent, &tenant.settings.targets).max(0.0) as u32;
-    let badges = tenant.settings.badges.clone().unwrap_or_else(gamification::default_badges);
+    let badges = tenant
+        .settings
+        .badges
+        .clone()
+        .unwrap_or_else(gamification::default_badges);
     let goals = BTreeMap::from([(agent.clone(), goal)]);
     let names: BTreeMap<&str, &str> = badges.iter().map(|b| (b.id.as_str(), b.name.as_str())).collect();
     let earned: Vec<Value> = gamification::awards(&facts, &badges, &goals, today)

@@ -26,10 +26,19 @@ pub fn placements(rows: &[Map<String, Value>], how: &FairRanking) -> HashMap<Str
     for (rate, successes, trials) in RATES {
         let board: Vec<Counts> = rows
             .iter()
-            .map(|r| Counts { successes: count(r, successes), trials: count(r, trials) })
+            .map(|r| Counts {
+                successes: count(r, successes),
+                trials: count(r, trials),
+            })
             .collect();
         // A meeting rate's volume is connects, a connect rate's calls: both need min_calls.
-        let placed = fairness::rank(&board, Ranking { min_volume: f64::from(how.min_calls), by_shrunk: how.by_shrunk });
+        let placed = fairness::rank(
+            &board,
+            Ranking {
+                min_volume: f64::from(how.min_calls),
+                by_shrunk: how.by_shrunk,
+            },
+        );
         let percent = |x: Option<f64>| x.map(|x| x * 100.0);
         for (row, p) in rows.iter().zip(placed) {
             let Some(agent) = row.get("agent").and_then(Value::as_str).filter(|a| *a != "anonymous") else {

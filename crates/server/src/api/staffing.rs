@@ -8,8 +8,8 @@
 use super::admission::Permit;
 use super::auth::Principal;
 use super::error::ApiError;
-use super::query::params_body;
 use super::openapi::{op, Routes};
+use super::query::params_body;
 use super::AppState;
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -79,7 +79,12 @@ pub struct Planner {
 }
 
 impl Planner {
-    async fn new(state: Arc<AppState>, principal: Principal, params: &HashMap<String, String>, own: &[&str]) -> Result<Planner, ApiError> {
+    async fn new(
+        state: Arc<AppState>,
+        principal: Principal,
+        params: &HashMap<String, String>,
+        own: &[&str],
+    ) -> Result<Planner, ApiError> {
         principal.require(Scope::Read)?;
         for name in params.keys() {
             if !matches!(name.as_str(), "team" | "campaign" | "timezone") && !own.contains(&name.as_str()) {
@@ -89,7 +94,10 @@ impl Planner {
         let (base, own) = params_body(params, own, "today")?;
         let _running = state.admission.admit(&principal).await?;
         let tenant = state.store.tenant(principal.tenant_id).await?;
-        let timezone = base.get("timezone").cloned().unwrap_or_else(|| json!(tenant.settings.timezone));
+        let timezone = base
+            .get("timezone")
+            .cloned()
+            .unwrap_or_else(|| json!(tenant.settings.timezone));
         let zone = match timezone.as_str() {
             Some(tz) => Clock::new(tz).map_err(|m| invalid("timezone", m))?,
             None => tenant.zone.clone(),
@@ -121,7 +129,8 @@ impl Planner {
         let asked = body.clone();
         let result = self.state.store.query(self.tenant.id, body, self.now).await?;
         let mut json = result.map_err(|f| ApiError::invalid("invalid_request", f))?.to_json();
-        self.principal.redact(&mut json, self.tenant.settings.leaderboard_privacy, &asked);
+        self.principal
+            .redact(&mut json, self.tenant.settings.leaderboard_privacy, &asked);
         Ok(json)
     }
 
@@ -146,22 +155,34 @@ impl Planner {
         let result = self.run(measures, granularity, start, end).await?;
         let days = (end - start).get_days().max(0) as usize;
         let mut out = vec![vec![vec![0.0; SLOTS]; measures.len()]; days];
-        let columns: Vec<&str> = result["columns"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let columns: Vec<&str> = result["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let index = |name: &str| columns.iter().position(|c| *c == name);
         let time = index("time");
-        for row in result["rows"].as_array().into_iter().flatten().filter_map(Value::as_array) {
+        for row in result["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_array)
+        {
             let Some((date, slot)) = time.and_then(|t| row[t].as_str()).and_then(local_slot) else {
                 continue;
             };
-            let Ok(day) = usize::try_from((date - start).get_days()) else { continue };
+            let Ok(day) = usize::try_from((date - start).get_days()) else {
+                continue;
+            };
             if day >= days {
                 continue;
             }
             for (m, name) in measures.iter().enumerate() {
                 let value = index(name).and_then(|i| row[i].as_f64()).unwrap_or(0.0);
                 if granularity == "hour" {
-                    for q in slot..(slot + 4).min(SLOTS) {
-                        out[day][m][q] += value / 4.0;
+                    for quarter in out[day][m].iter_mut().skip(slot).take(4) {
+                        *quarter += value / 4.0;
                     }
                 } else {
                     out[day][m][slot] += value;
@@ -195,7 +216,10 @@ impl Planner {
 
     /// The 15-minute buckets of a local date: each one's start and slot of the day.
     fn buckets(&self, date: Date) -> Vec<(i64, usize)> {
-        let (mut t, end) = (self.zone.date_start(date), self.zone.date_start(date.tomorrow().unwrap_or(date)));
+        let (mut t, end) = (
+            self.zone.date_start(date),
+            self.zone.date_start(date.tomorrow().unwrap_or(date)),
+        );
         let mut out = Vec::new();
         while t < end {
             let z = self.zone.zoned(t);
@@ -229,14 +253,25 @@ fn whole(p: &Planner, name: &str, range: std::ops::RangeInclusive<i64>, default:
     match p.own_param(name) {
         None => Ok(default),
         Some(v) => v.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-            invalid(name, format!("must be a whole number from {} to {}, not {v:?}", range.start(), range.end()))
+            invalid(
+                name,
+                format!(
+                    "must be a whole number from {} to {}, not {v:?}",
+                    range.start(),
+                    range.end()
+                ),
+            )
         }),
     }
 }
 
 /// `GET /analytics/forecast?days=7`: today and the next days per 15 minutes, learned from the
 /// last eight weeks up to yesterday, with the last four weeks' backtest.
-async fn forecast_view(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Result<Json<Value>, ApiError> {
+async fn forecast_view(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
     let planner = Planner::new(state, principal, &p, &["days"]).await?;
     let days = whole(&planner, "days", 1..=MAX_DAYS, 7)?;
     Ok(Json(forecast_of(&planner, days).await?))
@@ -275,15 +310,23 @@ pub async fn forecast_of(p: &Planner, days: i64) -> Result<Value, ApiError> {
 
 /// A percent parameter (`80` for 80%) within `(low, high)` (bounds included where said), as a
 /// fraction.
-fn percent(p: &HashMap<String, String>, name: &str, default: f64, low: f64, high: f64, high_included: bool) -> Result<f64, ApiError> {
+fn percent(
+    p: &HashMap<String, String>,
+    name: &str,
+    default: f64,
+    low: f64,
+    high: f64,
+    high_included: bool,
+) -> Result<f64, ApiError> {
     let Some(v) = p.get(name) else { return Ok(default) };
     let ok = |x: &f64| x.is_finite() && *x >= low && (*x < high || (high_included && *x == high));
     let bound = if high_included { "≤" } else { "<" };
-    v.parse::<f64>()
-        .ok()
-        .filter(ok)
-        .map(|x| x / 100.0)
-        .ok_or_else(|| invalid(name, format!("must be a percent from {low} to {bound} {high}, not {v:?}")))
+    v.parse::<f64>().ok().filter(ok).map(|x| x / 100.0).ok_or_else(|| {
+        invalid(
+            name,
+            format!("must be a percent from {low} to {bound} {high}, not {v:?}"),
+        )
+    })
 }
 
 /// A positive number of seconds.
@@ -293,7 +336,12 @@ fn seconds(p: &HashMap<String, String>, name: &str) -> Result<Option<f64>, ApiEr
             v.parse::<f64>()
                 .ok()
                 .filter(|x| x.is_finite() && *x > 0.0 && *x <= 86_400.0)
-                .ok_or_else(|| invalid(name, format!("must be a number of seconds above 0 and at most 86400, not {v:?}")))
+                .ok_or_else(|| {
+                    invalid(
+                        name,
+                        format!("must be a number of seconds above 0 and at most 86400, not {v:?}"),
+                    )
+                })
         })
         .transpose()
 }
@@ -356,7 +404,10 @@ async fn erlang_view(principal: Principal, Query(p): Params) -> Result<Json<Valu
         "agents",
     ];
     if let Some(unknown) = p.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(invalid(unknown, format!("unknown parameter; known: {}", KNOWN.join(", "))));
+        return Err(invalid(
+            unknown,
+            format!("unknown parameter; known: {}", KNOWN.join(", ")),
+        ));
     }
     let calls_per_hour = match p.get("calls_per_hour").map(|v| v.parse::<f64>()) {
         Some(Ok(x)) if x.is_finite() && (0.0..=1_000_000.0).contains(&x) => x,
@@ -365,9 +416,15 @@ async fn erlang_view(principal: Principal, Query(p): Params) -> Result<Json<Valu
     };
     let aht_seconds = seconds(&p, "aht_seconds")?.ok_or_else(|| invalid("aht_seconds", "is required"))?;
     let target = target(&p)?;
-    let load = Load { calls_per_hour, aht_seconds };
+    let load = Load {
+        calls_per_hour,
+        aht_seconds,
+    };
     if load.traffic() > 50_000.0 {
-        return Err(invalid("calls_per_hour", "more than 50,000 Erlangs of traffic is out of this calculator's range"));
+        return Err(invalid(
+            "calls_per_hour",
+            "more than 50,000 Erlangs of traffic is out of this calculator's range",
+        ));
     }
     let result = match p.get("agents") {
         Some(v) => {
@@ -390,8 +447,19 @@ async fn erlang_view(principal: Principal, Query(p): Params) -> Result<Json<Valu
 }
 
 /// `GET /analytics/staffing?date=&service_level=&target_seconds=&max_occupancy=&shrinkage=&patience_seconds=`.
-async fn staffing_view(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Result<Json<Value>, ApiError> {
-    const OWN: [&str; 6] = ["date", "service_level", "target_seconds", "max_occupancy", "shrinkage", "patience_seconds"];
+async fn staffing_view(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
+    const OWN: [&str; 6] = [
+        "date",
+        "service_level",
+        "target_seconds",
+        "max_occupancy",
+        "shrinkage",
+        "patience_seconds",
+    ];
     let target = target(&p)?;
     let planner = Planner::new(state, principal, &p, &OWN).await?;
     let date = match planner.own_param("date") {
@@ -399,7 +467,10 @@ async fn staffing_view(State(state): State<Arc<AppState>>, principal: Principal,
         Some(d) => dialboard_engine::clock::parse_date(d).map_err(|m| invalid("date", m))?,
     };
     if i64::from((date - planner.today()).get_days()) >= MAX_DAYS {
-        return Err(invalid("date", format!("must be at most {} days after today", MAX_DAYS - 1)));
+        return Err(invalid(
+            "date",
+            format!("must be at most {} days after today", MAX_DAYS - 1),
+        ));
     }
     Ok(Json(staffing_of(&planner, date, &target).await?))
 }
@@ -412,7 +483,9 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target) -> Result<Val
     let learned_until = date.min(today);
     let history = p.history(learned_until, HISTORY_WEEKS).await?;
     let planned = Model::fit(&history).day(date, p.is_holiday(date));
-    let next = date.tomorrow().map_err(|_| invalid("date", dialboard_engine::clock::out_of_range_message()))?;
+    let next = date
+        .tomorrow()
+        .map_err(|_| invalid("date", dialboard_engine::clock::out_of_range_message()))?;
     let (actual, online) = if date <= today {
         let calls = p.per_slot(&["total_calls", "total_handle_time"], date, next).await?;
         // Agent status carries no campaign: online agents are unknown for one campaign.
@@ -427,8 +500,14 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target) -> Result<Val
     };
     let buckets = p.buckets(date);
     // Today: the slots already begun count as seen; the rest are re-forecast from them.
-    let elapsed = (date == today)
-        .then(|| buckets.iter().filter(|(t, _)| *t <= p.now).map(|(_, s)| s + 1).max().unwrap_or(0));
+    let elapsed = (date == today).then(|| {
+        buckets
+            .iter()
+            .filter(|(t, _)| *t <= p.now)
+            .map(|(_, s)| s + 1)
+            .max()
+            .unwrap_or(0)
+    });
     let current: DayForecast = match (&actual, elapsed) {
         (Some(a), Some(elapsed)) => forecast::reforecast(&planned, &a[0], elapsed),
         _ => planned.clone(),
@@ -439,8 +518,21 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target) -> Result<Val
         .map(|&(t, slot)| {
             let f = current.intervals[slot];
             let aht = f.aht_seconds.unwrap_or(0.0);
-            let load = Load { calls_per_hour: f.calls * 4.0, aht_seconds: aht.max(1.0) };
-            let need = staffing::staff(if aht > 0.0 { load } else { Load { calls_per_hour: 0.0, ..load } }, target);
+            let load = Load {
+                calls_per_hour: f.calls * 4.0,
+                aht_seconds: aht.max(1.0),
+            };
+            let need = staffing::staff(
+                if aht > 0.0 {
+                    load
+                } else {
+                    Load {
+                        calls_per_hour: 0.0,
+                        ..load
+                    }
+                },
+                target,
+            );
             peak = (peak.0.max(need.agents), peak.1.max(need.scheduled_agents));
             let begun = t <= p.now;
             let actual_calls = actual.as_ref().filter(|_| begun).map(|a| a[0][slot]);
@@ -449,7 +541,10 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target) -> Result<Val
                 .filter(|a| begun && a[0][slot] > 0.0)
                 .map(|a| a[1][slot] / a[0][slot]);
             // Average agents online over the quarter: active (dialing, on call, wrap-up) plus idle.
-            let agents_online = online.as_ref().filter(|_| begun).map(|o| (o[0][slot] * 60.0 + o[1][slot]) / 15.0);
+            let agents_online = online
+                .as_ref()
+                .filter(|_| begun)
+                .map(|o| (o[0][slot] * 60.0 + o[1][slot]) / 15.0);
             let mut row = outcome_json(&need, load.traffic());
             let extra = json!({"start": p.zone.format(t), "forecast_calls": planned.intervals[slot].calls,
                 "forecast_low": planned.intervals[slot].low, "forecast_high": planned.intervals[slot].high,
@@ -466,7 +561,10 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target) -> Result<Val
     let mut totals = Map::new();
     totals.insert("forecast_calls".into(), json!(planned.calls));
     totals.insert("reforecast_calls".into(), json!(elapsed.map(|_| current.calls)));
-    totals.insert("actual_calls".into(), json!(actual.as_ref().map(|a| a[0].iter().sum::<f64>())));
+    totals.insert(
+        "actual_calls".into(),
+        json!(actual.as_ref().map(|a| a[0].iter().sum::<f64>())),
+    );
     totals.insert("peak_agents".into(), json!(peak.0));
     totals.insert("peak_scheduled_agents".into(), json!(peak.1));
     Ok(json!({

@@ -3,9 +3,9 @@
 //! holidays from the tenant's calendar, and bad parameters named.
 
 use crate::helpers::{add_key, error_fields, TestApp};
-use dialboard_store::Scope;
 use dialboard::demo;
 use dialboard_engine::event::parse_event;
+use dialboard_store::Scope;
 use serde_json::{json, Value};
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
@@ -48,7 +48,11 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
     assert_eq!(days[0]["intervals"].as_array().unwrap().len(), 96);
     assert_eq!(days[0]["intervals"][36]["start"], "2026-03-13T09:00:00-04:00");
     for i in days.iter().flat_map(|d| d["intervals"].as_array().unwrap()) {
-        let (low, calls, high) = (i["low"].as_f64().unwrap(), i["calls"].as_f64().unwrap(), i["high"].as_f64().unwrap());
+        let (low, calls, high) = (
+            i["low"].as_f64().unwrap(),
+            i["calls"].as_f64().unwrap(),
+            i["high"].as_f64().unwrap(),
+        );
         assert!(0.0 <= low && low <= calls && calls <= high, "{i}");
     }
     let b = &f["backtest"];
@@ -69,7 +73,10 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
     let today = &days[0]["intervals"];
     let (mut online_seen, mut busy) = (0, None);
     for (i, r) in rows.iter().enumerate() {
-        assert_eq!(r["forecast_calls"], today[i]["calls"], "the staffing view plans on the forecast view's numbers");
+        assert_eq!(
+            r["forecast_calls"], today[i]["calls"],
+            "the staffing view plans on the forecast view's numbers"
+        );
         let begun = i <= 68; // 17:00 is slot 68
         assert_eq!(r["actual_calls"].is_number(), begun, "{r}");
         assert_eq!(r["agents_online"].is_number(), begun, "{r}");
@@ -82,7 +89,10 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
     assert!(online_seen > 20, "agents were online through the day");
     // An interval's requirement is the calculator's for its forecast load.
     let busy = busy.expect("an interval needing agents");
-    let calls = busy["reforecast_calls"].as_f64().or(busy["forecast_calls"].as_f64()).unwrap();
+    let calls = busy["reforecast_calls"]
+        .as_f64()
+        .or(busy["forecast_calls"].as_f64())
+        .unwrap();
     let aht = busy["aht_seconds"].as_f64().unwrap();
     let calc = app
         .ok(&format!(
@@ -125,7 +135,11 @@ async fn the_erlang_calculator_gives_the_published_values() {
     let c = app
         .ok("/api/v1/analytics/erlang?calls_per_hour=1000&aht_seconds=120&service_level=80&target_seconds=20&max_occupancy=85&shrinkage=30")
         .await;
-    assert_eq!((c["agents"].as_u64(), c["scheduled_agents"].as_u64()), (Some(40), Some(58)), "{c}");
+    assert_eq!(
+        (c["agents"].as_u64(), c["scheduled_agents"].as_u64()),
+        (Some(40), Some(58)),
+        "{c}"
+    );
     let c = app
         .ok("/api/v1/analytics/erlang?calls_per_hour=200&aht_seconds=180&target_seconds=20&agents=14")
         .await;
@@ -157,16 +171,34 @@ async fn the_erlang_calculator_gives_the_published_values() {
 async fn holidays_in_the_tenant_calendar_are_forecast_as_such() {
     let app = seeded(21).await;
     let (status, body) = app
-        .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&json!({"holidays": ["2026-03-17", "2026-02-30"]})))
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/settings",
+            &app.key,
+            Some(&json!({"holidays": ["2026-03-17", "2026-02-30"]})),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(error_fields(&body), vec!["holidays"]);
     let (status, body) = app
-        .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&json!({"holidays": ["2026-03-17"]})))
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/settings",
+            &app.key,
+            Some(&json!({"holidays": ["2026-03-17"]})),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let f = app.ok("/api/v1/analytics/forecast?days=7").await;
-    let day = |date: &str| f["days"].as_array().unwrap().iter().find(|d| d["date"] == date).unwrap().clone();
+    let day = |date: &str| {
+        f["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["date"] == date)
+            .unwrap()
+            .clone()
+    };
     let (holiday, monday) = (day("2026-03-17"), day("2026-03-16"));
     assert_eq!(holiday["holiday"], true);
     assert_eq!(holiday["calls"], 0.0, "no past holiday says otherwise: closed");
@@ -200,31 +232,78 @@ async fn leaderboards_rank_rates_fairly_a_low_volume_rep_is_not_ranked_and_close
     app.events(Value::Array(events)).await;
     let board = app.ok("/api/v1/analytics/team-leaderboard/t1?date=2026-03-12").await;
     let fair = |agent: &str| {
-        board["entries"].as_array().unwrap().iter().find(|e| e["agent_id"] == agent).unwrap()["fair"]["connect_rate"].clone()
+        board["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["agent_id"] == agent)
+            .unwrap()["fair"]["connect_rate"]
+            .clone()
     };
-    assert_eq!(fair("lucky")["rank"], Value::Null, "3 calls are below the minimum of 20");
+    assert_eq!(
+        fair("lucky")["rank"],
+        Value::Null,
+        "3 calls are below the minimum of 20"
+    );
     assert!((fair("lucky")["rate"].as_f64().unwrap() - 200.0 / 3.0).abs() < 1e-9);
-    assert_eq!((fair("steady")["rank"].as_u64(), fair("close")["rank"].as_u64(), fair("slow")["rank"].as_u64()), (Some(1), Some(2), Some(3)));
-    assert_eq!((fair("steady")["uncertain"].as_bool(), fair("close")["uncertain"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(
+        (
+            fair("steady")["rank"].as_u64(),
+            fair("close")["rank"].as_u64(),
+            fair("slow")["rank"].as_u64()
+        ),
+        (Some(1), Some(2), Some(3))
+    );
+    assert_eq!(
+        (
+            fair("steady")["uncertain"].as_bool(),
+            fair("close")["uncertain"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
     assert_eq!(fair("slow")["uncertain"], false);
-    let (low, high) = (fair("steady")["low"].as_f64().unwrap(), fair("steady")["high"].as_f64().unwrap());
-    assert!(low < 50.0 && 50.0 < high && high - low < 25.0, "the Wilson interval of 50/100: {low}–{high}");
+    let (low, high) = (
+        fair("steady")["low"].as_f64().unwrap(),
+        fair("steady")["high"].as_f64().unwrap(),
+    );
+    assert!(
+        low < 50.0 && 50.0 < high && high - low < 25.0,
+        "the Wilson interval of 50/100: {low}–{high}"
+    );
     // The minimum is the tenant's: at 2 calls the lucky rep is ranked — first on the raw rate,
     // not on the shrunk one.
     let settings = json!({"fair_ranking": {"min_calls": 2, "by_shrunk": false}});
-    let (status, body) = app.send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&settings)).await;
+    let (status, body) = app
+        .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&settings))
+        .await;
     assert_eq!(status, 200, "{body}");
     let board = app.ok("/api/v1/analytics/team-leaderboard/t1?date=2026-03-12").await;
     let rank = |b: &Value, agent: &str| {
-        b["entries"].as_array().unwrap().iter().find(|e| e["agent_id"] == agent).unwrap()["fair"]["connect_rate"]["rank"].as_u64()
+        b["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["agent_id"] == agent)
+            .unwrap()["fair"]["connect_rate"]["rank"]
+            .as_u64()
     };
     assert_eq!(rank(&board, "lucky"), Some(1));
     let settings = json!({"fair_ranking": {"min_calls": 2, "by_shrunk": true}});
-    app.send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&settings)).await;
+    app.send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&settings))
+        .await;
     let board = app.ok("/api/v1/analytics/team-leaderboard/t1?date=2026-03-12").await;
-    assert_ne!(rank(&board, "lucky"), Some(1), "shrunk toward the team's rate, 2 of 3 no longer leads");
+    assert_ne!(
+        rank(&board, "lucky"),
+        Some(1),
+        "shrunk toward the team's rate, 2 of 3 no longer leads"
+    );
     let (status, body) = app
-        .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&json!({"fair_ranking": {"min_calls": -1}})))
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/settings",
+            &app.key,
+            Some(&json!({"fair_ranking": {"min_calls": -1}})),
+        )
         .await;
     assert_eq!((status, error_fields(&body)), (400, vec!["fair_ranking"]));
 }
@@ -243,44 +322,78 @@ async fn badges_follow_corrections_each_held_once_and_streaks_skip_days_off() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|x| (x["badge"].as_str().unwrap().to_string(), x["period"].as_str().unwrap().to_string()))
+            .map(|x| {
+                (
+                    x["badge"].as_str().unwrap().to_string(),
+                    x["period"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     };
     let first = ("first_meeting".to_string(), String::new());
-    app.events(json!([versioned("c1", "Meeting Booked", "2026-03-09", 1)])).await;
+    app.events(json!([versioned("c1", "Meeting Booked", "2026-03-09", 1)]))
+        .await;
     let b = app.ok("/api/v1/analytics/badges/r1").await;
     assert_eq!(badges(&b), vec![first.clone()]);
     // A correction takes the meeting away: the badge goes; a later one gives it back, once.
     app.events(json!([versioned("c1", "No Answer", "2026-03-09", 2)])).await;
     assert_eq!(badges(&app.ok("/api/v1/analytics/badges/r1").await), vec![]);
-    app.events(json!([versioned("c1", "Meeting Booked", "2026-03-09", 3), versioned("c1", "Meeting Booked", "2026-03-09", 3)])).await;
-    assert_eq!(badges(&app.ok("/api/v1/analytics/badges/r1").await), vec![first.clone()]);
+    app.events(json!([
+        versioned("c1", "Meeting Booked", "2026-03-09", 3),
+        versioned("c1", "Meeting Booked", "2026-03-09", 3)
+    ]))
+    .await;
+    assert_eq!(
+        badges(&app.ok("/api/v1/analytics/badges/r1").await),
+        vec![first.clone()]
+    );
     // An older version arriving late changes nothing.
     app.events(json!([versioned("c1", "No Answer", "2026-03-09", 0)])).await;
-    assert_eq!(badges(&app.ok("/api/v1/analytics/badges/r1").await), vec![first.clone()]);
+    assert_eq!(
+        badges(&app.ok("/api/v1/analytics/badges/r1").await),
+        vec![first.clone()]
+    );
 
     // The tenant's own rules.
     let rules = json!({"badges": [{"id": "two_a_week", "name": "Two in a week", "kind": "meetings_in_week", "meetings": 2},
                                   {"id": "streak3", "name": "Three days at goal", "kind": "goal_streak", "days": 3}]});
-    let (status, body) = app.send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&rules)).await;
+    let (status, body) = app
+        .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&rules))
+        .await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = app
-        .send(reqwest::Method::PUT, "/api/v1/agents/r1", &app.key, Some(&json!({"name": "Rae", "team_id": "t1", "daily_goal": 1})))
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/agents/r1",
+            &app.key,
+            Some(&json!({"name": "Rae", "team_id": "t1", "daily_goal": 1})),
+        )
         .await;
     assert_eq!(status, 200);
-    app.events(json!([versioned("c2", "Meeting Booked", "2026-03-10", 1), versioned("c3", "No Answer", "2026-03-12", 1)])).await;
+    app.events(json!([
+        versioned("c2", "Meeting Booked", "2026-03-10", 1),
+        versioned("c3", "No Answer", "2026-03-12", 1)
+    ]))
+    .await;
     let b = app.ok("/api/v1/analytics/badges/r1").await;
     // 9th, 10th and 12th at goal (the 11th without calls is a day off; today has none yet).
     assert_eq!(b["goal_streak_days"], 3, "{b}");
     assert_eq!(
         badges(&b),
-        vec![("streak3".to_string(), "2026-03-12".to_string()), ("two_a_week".to_string(), "2026-03-09".to_string())]
+        vec![
+            ("streak3".to_string(), "2026-03-12".to_string()),
+            ("two_a_week".to_string(), "2026-03-09".to_string())
+        ]
     );
     let dup = json!({"badges": [{"id": "x", "name": "X", "kind": "first_meeting"}, {"id": "x", "name": "Y", "kind": "first_meeting"}]});
-    let (status, body) = app.send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&dup)).await;
+    let (status, body) = app
+        .send(reqwest::Method::PUT, "/api/v1/settings", &app.key, Some(&dup))
+        .await;
     assert_eq!((status, error_fields(&body)), (400, vec!["badges"]));
     // Another rep's key reads its own badges only.
     let other = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("r2")).await;
-    let (status, _) = app.send(reqwest::Method::GET, "/api/v1/analytics/badges/r1", &other, None).await;
+    let (status, _) = app
+        .send(reqwest::Method::GET, "/api/v1/analytics/badges/r1", &other, None)
+        .await;
     assert_eq!(status, 403);
 }
