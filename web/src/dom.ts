@@ -52,6 +52,11 @@ export const fmt = {
   label: (id: string) => id.replace(/[_-]+/g, " ").replace(/^\w/, (c) => c.toUpperCase()),
 };
 
+/** "1 call", "3 calls": a count with its noun, singular only for one. */
+export function plural(n: number, noun: string): string {
+  return `${int.format(n)} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 /** "+12.5%" in green or red (or the reverse when lower is better); nothing when unknown. */
 export function change(percent: unknown, lowerIsBetter = false): HTMLElement | null {
   if (!isNum(percent)) return null;

@@ -84,12 +84,12 @@ async function settled(page) {
   assert.deepEqual(failures, [], `error states on ${page.url()}`);
 }
 
-const PAGES = ["overview", "team", "agent", "pipeline", "best-time", "tickets", "coaching", "activity", "calls", "builder"];
+const PAGES = ["overview", "team", "agent", "pipeline", "best-time", "staffing", "tickets", "coaching", "activity", "calls", "builder"];
 
 for (const [role, email, hidden] of [
   ["admin", "admin@demo.test", []],
   ["manager", "manager@demo.test", []],
-  ["agent", "agent@demo.test", ["coaching"]],
+  ["agent", "agent@demo.test", ["coaching", "staffing"]],
 ]) {
   describe(`as ${role}`, () => {
     test("every page loads, renders its charts and tables, and logs no errors", async () => {
@@ -115,6 +115,53 @@ for (const [role, email, hidden] of [
     });
   });
 }
+
+test("the Staffing page: forecast with its band and actual calls, agents required vs online, the target's inputs, the backtest", async () => {
+  const { page, errors, context } = await signIn("manager@demo.test");
+  await page.getByTestId("nav-staffing").click();
+  await page.waitForURL((u) => u.pathname === "/staffing");
+  await settled(page);
+  for (const id of ["chart-staffing-forecast", "chart-staffing-agents", "chart-forecast"]) {
+    await page.getByTestId(id).locator("canvas").first().waitFor();
+  }
+  // 21 days of history allow a week of backtest; its figures sit beside seasonal naive's.
+  const backtest = await page.getByTestId("backtest").textContent();
+  assert.match(backtest, /Forecast WAPE\d/);
+  assert.match(backtest, /Seasonal naive WAPE\d/);
+  const rows = page.getByTestId("staffing-intervals").locator("tbody tr");
+  assert.ok((await rows.count()) > 10, "intervals with a forecast are listed");
+  const scheduled = async () => (await page.getByTestId("kpi-Peak scheduled").textContent()).trim();
+  const before = await scheduled();
+  // More shrinkage means more agents to schedule; the choice lives in the URL.
+  await page.getByTestId("input-shrinkage").fill("50");
+  await page.getByTestId("apply-target").click();
+  await page.waitForURL(/shrinkage=50/);
+  await settled(page);
+  assert.ok(Number((await scheduled()).replace(/,/g, "")) > Number(before.replace(/,/g, "")), `scheduled ${before} → ${await scheduled()}`);
+  const csv = page.getByTestId("export-staffing");
+  assert.match(await csv.getAttribute("download"), /^staffing-\d{4}-\d\d-\d\d\.csv$/);
+  await page.screenshot({ path: join(artifacts, "manager-staffing-target.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("a rep's page shows their streak at the daily goal and their badges, counted in words that agree", async () => {
+  const { page, errors, context } = await signIn("agent@demo.test");
+  await page.getByTestId("nav-agent").click();
+  await settled(page);
+  const badges = page.getByTestId("badges");
+  await badges.waitFor();
+  // Three weeks of a demo rep's calls book meetings: the first one earned a badge.
+  await page.locator("[data-badge=first_meeting]").waitFor();
+  const streak = await page.getByTestId("goal-streak").textContent();
+  assert.match(streak, /^(1 day|\d+ days) in a row at the daily goal|^no current streak/);
+  // The team board's meeting streak counts calls, never "1 days".
+  await page.getByTestId("nav-team").click();
+  await settled(page);
+  assert.doesNotMatch(await page.locator("main").textContent(), /\b1 days\b|\b1 calls\b/);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
 
 test("a first visit, signed out, goes to the login without a console error", async () => {
   const { page, errors, context } = await open();

@@ -15,11 +15,15 @@ pub mod activity;
 pub mod cells;
 pub mod clock;
 pub mod event;
+pub mod fairness;
+pub mod forecast;
 pub mod fxhash;
+pub mod gamification;
 pub mod histogram;
 pub mod measures;
 pub mod oracle;
 pub mod query;
+pub mod staffing;
 pub mod taxonomy;
 
 /// A problem with one field of a request or an event; `field` is a JSON path such as

@@ -278,6 +278,13 @@ pub static MEASURES: &[MeasureDef] = &[
         |a| Num::Int(a.all[TALK_SUM])
     ),
     measure!(
+        "total_handle_time",
+        [Calls],
+        Seconds,
+        "sum(talk_seconds) + sum(wrap_seconds) over all calls: the workload staffing plans for",
+        |a| Num::Int(a.all[TALK_SUM] + a.all[WRAP_SUM])
+    ),
+    measure!(
         "calls_per_hour",
         [Calls, Activity],
         PerHour,

@@ -161,6 +161,12 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
             percentile(&mut v, if name == "median_talk_time" { 0.5 } else { 0.9 })
         }
         "total_talk_time" => Num::Int(calls.iter().filter_map(|(c, _)| c.talk_seconds).sum()),
+        "total_handle_time" => Num::Int(
+            calls
+                .iter()
+                .map(|(c, _)| c.talk_seconds.unwrap_or(0) + c.wrap_seconds.unwrap_or(0))
+                .sum(),
+        ),
         "calls_per_hour" => {
             if g.active_ns == 0 {
                 Num::Null

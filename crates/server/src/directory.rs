@@ -121,6 +121,38 @@ pub fn validate_entry(kind: DirectoryKind, body: &Value) -> Result<Value, Vec<Fi
     }
 }
 
+/// The tenant's holiday calendar: local dates (`YYYY-MM-DD`), at most 2,000, kept sorted and
+/// without repeats; the forecast treats them as holidays.
+fn holidays(days: &[String]) -> Result<Vec<String>, String> {
+    if days.len() > 2_000 {
+        return Err("must list at most 2000 dates".into());
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for d in days {
+        let date = dialboard_engine::clock::parse_date(d).map_err(|m| format!("{d:?}: {m}"))?;
+        out.insert(date.to_string());
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// What is wrong with a tenant's badge rules, if anything: at most 100, ids unique and
+/// non-empty (an award is keyed by its badge's id), names non-empty.
+fn badge_problem(badges: &[dialboard_engine::gamification::Badge]) -> Option<String> {
+    if badges.len() > 100 {
+        return Some("must list at most 100 badges".into());
+    }
+    let mut ids = HashSet::new();
+    for b in badges {
+        if b.id.trim().is_empty() || b.name.trim().is_empty() {
+            return Some("every badge needs a non-empty id and name".into());
+        }
+        if !ids.insert(b.id.as_str()) {
+            return Some(format!("badge id {:?} is listed twice", b.id));
+        }
+    }
+    None
+}
+
 /// Applies a partial settings change (only the fields given change); every problem names its
 /// field.
 pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<TenantSettings, Vec<FieldError>> {
@@ -188,9 +220,30 @@ pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<Tenant
                     s.leaderboard_privacy = p;
                 }
             }
+            "holidays" => {
+                if let Some(days) = field::<Vec<String>>(obj, key, &mut errors) {
+                    match holidays(&days) {
+                        Ok(days) => s.holidays = days,
+                        Err(e) => errors.push(FieldError::new(key, e)),
+                    }
+                }
+            }
+            "fair_ranking" => {
+                if let Some(f) = field::<dialboard_store::FairRanking>(obj, key, &mut errors) {
+                    s.fair_ranking = f;
+                }
+            }
+            "badges" => {
+                if let Some(badges) = field::<Option<Vec<dialboard_engine::gamification::Badge>>>(obj, key, &mut errors) {
+                    match badges.as_deref().map(badge_problem) {
+                        Some(Some(problem)) => errors.push(FieldError::new(key, problem)),
+                        _ => s.badges = badges,
+                    }
+                }
+            }
             other => errors.push(FieldError::new(
                 other,
-                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy",
+                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy, holidays, fair_ranking, badges",
             )),
         }
     }

@@ -88,6 +88,15 @@ pub struct TenantSettings {
     /// Agents see other reps in leaderboards only anonymized.
     #[serde(default)]
     pub leaderboard_privacy: bool,
+    /// Local dates (`YYYY-MM-DD`) the tenant's calendar marks as holidays, sorted.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// How leaderboards rank reps on rates (SPEC §14).
+    #[serde(default)]
+    pub fair_ranking: FairRanking,
+    /// The tenant's badge rules; `None` gives the defaults (`gamification::default_badges`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub badges: Option<Vec<dialboard_engine::gamification::Badge>>,
     /// The zone the tenant's hour and day cells are kept in: its first timezone. Changing
     /// `timezone` later changes how numbers are shown, not how cells were built (queries in
     /// another zone regroup 15-minute cells, exactly).
@@ -105,6 +114,9 @@ impl Default for TenantSettings {
             coaching: CoachingThresholds::default(),
             retention_days: None,
             leaderboard_privacy: false,
+            holidays: Vec::new(),
+            fair_ranking: FairRanking::default(),
+            badges: None,
             rollup_timezone: None,
         }
     }
@@ -156,6 +168,24 @@ impl Default for ActivityTargets {
 }
 
 /// The thresholds of the seed's coaching rules.
+/// Fair ranking on rates: the fewest calls before a rep is ranked on a rate, and whether to
+/// rank by the empirical-Bayes shrunk rate rather than the raw one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FairRanking {
+    pub min_calls: u32,
+    pub by_shrunk: bool,
+}
+
+impl Default for FairRanking {
+    fn default() -> Self {
+        FairRanking {
+            min_calls: 20,
+            by_shrunk: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoachingThresholds {

@@ -1,7 +1,7 @@
 import { get, latest } from "../api";
 import { choice, drillUrl, nameOf, type Page, type PageContext } from "../app";
 import { chart, timeOption } from "../charts";
-import { change, empty, fill, fmt, h, isNum, panel } from "../dom";
+import { change, empty, fill, fmt, h, isNum, panel, plural } from "../dom";
 import { coachingList, type Opportunity } from "./coaching";
 import { exploreLink, pageExport, viewQuestion } from "../saved";
 
@@ -15,6 +15,26 @@ interface Scorecard {
   percentile: number | null;
   change_percent: Record<string, number | null>;
   [metric: string]: unknown;
+}
+
+interface Badges {
+  daily_goal: number;
+  goal_streak_days: number;
+  badges: { badge: string; name: string | null; period: string }[];
+}
+
+/** The rep's badges, newest period first, and their streak at the daily goal. */
+function badgeList(b: Badges): HTMLElement {
+  const streak = b.goal_streak_days > 0 ? `${plural(b.goal_streak_days, "day")} in a row at the daily goal of ${fmt.int(b.daily_goal)} calls` : `no current streak at the daily goal of ${fmt.int(b.daily_goal)} calls`;
+  const sorted = [...b.badges].sort((x, y) => y.period.localeCompare(x.period));
+  return h(
+    "div",
+    { "data-testid": "badges" },
+    h("p", { class: "muted", "data-testid": "goal-streak" }, streak),
+    sorted.length === 0
+      ? empty("No badge yet.")
+      : h("ul", { class: "badges" }, sorted.map((x) => h("li", { class: "badge", "data-badge": x.badge }, h("strong", {}, x.name ?? x.badge), x.period ? ` · ${x.period}` : ""))),
+  );
 }
 
 interface Trends {
@@ -75,6 +95,7 @@ function render(ctx: PageContext) {
   const sentiment = h("div", { class: "chart" });
   const score = h("div", { class: "chart" });
   const alerts = h("div", {});
+  const badges = h("div", {});
   ctx.root.replaceChildren(
     panel(nameOf(app.agents, agent), card, [periodSelect, exploreLink(viewQuestion("agent-scorecard", { agent_id: agent, period }, "table", "Scorecard"))], "wide"),
     h(
@@ -85,6 +106,7 @@ function render(ctx: PageContext) {
       panel("Call score (rolling 7 days)", score, exploreLink(trends)),
     ),
     panel("Coaching alerts", alerts, null, "wide"),
+    panel("Streak and badges", badges, null, "wide"),
   );
 
   const load = latest(() => {
@@ -134,6 +156,7 @@ function render(ctx: PageContext) {
         );
       })
       .catch((e) => fill(ratio, () => Promise.reject(e)));
+    fill(badges, async () => badgeList(await get<Badges>(`/analytics/badges/${encodeURIComponent(agent)}`)));
     const team = app.agents.find((a) => a.id === agent)?.team_id;
     fill(alerts, async () => {
       if (!team) return empty("This rep has no team, so no coaching rules apply.");

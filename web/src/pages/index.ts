@@ -8,8 +8,9 @@ import { coaching } from "./coaching";
 import { dashboardsPage } from "./dashboards";
 import { overview } from "./overview";
 import { pipeline } from "./pipeline";
+import { staffing } from "./staffing";
 import { team } from "./team";
 import { tickets } from "./tickets";
 
 /** In the navigation's order; the first a role may see is its home. */
-export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, tickets, coaching, activity, calls, dashboardsPage, builderPage];
+export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, staffing, tickets, coaching, activity, calls, dashboardsPage, builderPage];

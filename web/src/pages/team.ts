@@ -1,7 +1,7 @@
 import { get, latest } from "../api";
 import { choice, drillUrl, type Page, type PageContext } from "../app";
 import { chart, sparklineOption } from "../charts";
-import { empty, fill, fmt, h, isNum, panel, table } from "../dom";
+import { empty, fill, fmt, h, isNum, panel, plural, table } from "../dom";
 import { exploreLink, pageExport, viewQuestion } from "../saved";
 
 interface Entry {
@@ -20,6 +20,18 @@ interface Entry {
   daily_goal: number | null;
   daily_goal_progress: number | null;
   sparkline: number[];
+  /** Fair ranking on the connect rate: a rank only past the minimum volume, its Wilson interval. */
+  fair?: { min_calls: number; connect_rate: { rank: number | null; low: number | null; high: number | null; shrunk: number | null; uncertain: boolean } } | null;
+}
+
+/** The connect rate's fair rank: "3", "≈3" when the data cannot tell it from a neighbour, or
+ * "—" below the minimum volume; the title gives the 95% interval. */
+function fairRank(e: Entry): HTMLElement {
+  const r = e.fair?.connect_rate;
+  if (!r) return h("span", {}, "—");
+  const interval = isNum(r.low) && isNum(r.high) ? `95% interval ${fmt.pct(r.low)}–${fmt.pct(r.high)}` : "no calls";
+  if (r.rank === null) return h("span", { class: "muted", title: `fewer than ${e.fair!.min_calls} calls: not ranked on rate; ${interval}`, "data-testid": "fair-unranked" }, "—");
+  return h("span", { title: `${r.uncertain ? "uncertain: overlaps a neighbour; " : ""}${interval}`, "data-testid": r.uncertain ? "fair-uncertain" : "fair-rank" }, `${r.uncertain ? "≈" : ""}${r.rank}`);
 }
 
 interface Leaderboard {
@@ -83,10 +95,11 @@ function render(ctx: PageContext) {
           { label: "Calls", value: (e) => h("a", { href: drillUrl(f, { agent: e.agent_id, preset: "today" }) }, fmt.int(e.calls)), numeric: true },
           { label: "Connects", value: (e) => fmt.int(e.connects), numeric: true },
           { label: "Rate", value: (e) => fmt.pct(e.connect_rate), numeric: true, cls: (e) => good(isNum(e.connect_rate) ? e.connect_rate >= t.low_connect_rate : null) },
+          { label: "Rate rank", value: fairRank, numeric: true },
           { label: "Meetings", value: (e) => fmt.int(e.meetings), numeric: true },
           { label: "Talk min", value: (e) => fmt.num(e.talk_time_minutes), numeric: true },
           { label: "Score", value: (e) => fmt.num(e.avg_call_score), numeric: true, cls: (e) => good(isNum(e.avg_call_score) ? e.avg_call_score >= t.low_call_score : null) },
-          { label: "Streak", value: (e) => (e.meeting_streak ? `${e.meeting_streak} days` : "—"), numeric: true },
+          { label: "Meeting streak", value: (e) => (e.meeting_streak ? plural(e.meeting_streak, "call") + " in a row" : "—"), numeric: true },
           {
             label: "Daily goal",
             value: (e) => {

@@ -595,6 +595,7 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
         .map(|(_, r)| r["agent"].as_str().unwrap_or("").to_string())
         .collect();
     let streaks = meeting_streaks(view, &agents).await?;
+    let fair = super::fair_board::placements(&rows, &view.tenant.settings.fair_ranking);
     let mut entries = Vec::new();
     for ((i, r), streak) in shown.into_iter().zip(streaks) {
         let agent = r["agent"].as_str().unwrap_or("").to_string();
@@ -624,6 +625,7 @@ async fn leaderboard(view: &View, team: Option<&str>, sort_by: &str) -> Result<V
             "daily_goal": goal,
             "daily_goal_progress": percent(calls_today, goal),
             "sparkline": sparkline,
+            "fair": fair.get(&agent),
         }));
     }
     let t = &board["totals"];

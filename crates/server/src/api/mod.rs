@@ -4,11 +4,13 @@ pub mod admin;
 pub mod admission;
 pub mod analytics;
 pub mod auth;
+pub mod badges;
 pub mod catalogue;
 pub mod directory;
 pub mod error;
 pub mod events;
 pub mod exports;
+pub mod fair_board;
 pub mod guard;
 pub mod live;
 pub mod openapi;
@@ -18,6 +20,7 @@ pub mod query;
 pub mod reports;
 pub mod saved;
 pub mod session;
+pub mod staffing;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -240,7 +243,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             ],
         )
     });
-    let api = saved_routes(analytics_routes(api))
+    let api = saved_routes(staffing::routes(badges::routes(analytics_routes(api))))
         .finish()
         .fallback(|| async { error::ApiError::not_found("no such endpoint") });
     Router::new()

@@ -200,10 +200,14 @@ async fn openapi_describes_every_endpoint() {
         "/api/v1/analytics/compliance",
         "/api/v1/analytics/coaching-opportunities/{team_id}",
         "/api/v1/exports/{id}/file",
+        "/api/v1/analytics/forecast",
+        "/api/v1/analytics/staffing",
+        "/api/v1/analytics/erlang",
+        "/api/v1/analytics/badges/{agent_id}",
     ] {
         assert!(paths.contains_key(path), "{path}");
     }
-    assert_eq!(paths.len(), 55, "every route is documented once");
+    assert_eq!(paths.len(), 59, "every route is documented once");
     let measures = &doc["components"]["schemas"]["Query"]["properties"]["measures"]["items"]["enum"];
     assert!(measures.as_array().unwrap().contains(&json!("csat_avg")));
     // Every documented GET without path parameters answers (not 404) with the admin key.

@@ -15,5 +15,6 @@ mod nodes;
 mod process;
 mod query;
 mod reports;
+mod staffing;
 mod team_facts;
 mod web;

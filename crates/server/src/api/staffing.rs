@@ -1,0 +1,581 @@
+//! Workforce planning (SPEC §14): the forecast with its backtest, the day's staffing against
+//! the agents online, and the Erlang calculator. The maths is the engine's
+//! (`engine::forecast`, `engine::staffing`); this module reads the history from the rollups
+//! with the general query — 15-minute cells of calls and handle time, and of agent status —
+//! exactly as `/query` would for the caller, and never scans raw calls. Each view is a function
+//! of a [`Planner`] and its parameters, without HTTP, so it can move into the views library.
+
+use super::admission::Permit;
+use super::auth::Principal;
+use super::error::ApiError;
+use super::openapi::{op, Routes};
+use super::query::params_body;
+use super::AppState;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::Json;
+use dialboard_engine::clock::{Clock, Granularity};
+use dialboard_engine::forecast::{self, Day, DayForecast, Model, SLOTS};
+use dialboard_engine::staffing::{self, Load, Target};
+use dialboard_engine::FieldError;
+use dialboard_store::{Scope, TenantInfo};
+use jiff::civil::Date;
+use jiff::ToSpan;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Params = Query<HashMap<String, String>>;
+
+/// Weeks of history a forecast learns from, and weeks its backtest replays.
+const HISTORY_WEEKS: i64 = 8;
+const BACKTEST_WEEKS: usize = 4;
+/// The farthest day a forecast reaches.
+const MAX_DAYS: i64 = 14;
+
+pub fn routes(api: Routes) -> Routes {
+    let view = |summary, params| vec![op("get", "read", summary).params(params)];
+    api.add(
+        "/analytics/forecast",
+        get(forecast_view),
+        view(
+            "call volume and handle time per 15 minutes for the next days, with an 80% band, and the backtest against seasonal naive",
+            &["days", "team", "campaign", "timezone"],
+        ),
+    )
+    .add(
+        "/analytics/staffing",
+        get(staffing_view),
+        view(
+            "one day per 15 minutes: forecast (re-forecast today), actual calls, Erlang C/A agents needed and scheduled, agents online",
+            &["date", "team", "campaign", "timezone", "service_level", "target_seconds", "max_occupancy", "shrinkage", "patience_seconds"],
+        ),
+    )
+    .add(
+        "/analytics/erlang",
+        get(erlang_view),
+        view(
+            "Erlang C (or A with patience_seconds) for one load: agents, scheduled agents, P(wait), service level, ASA, occupancy",
+            &["calls_per_hour", "aht_seconds", "target_seconds", "service_level", "max_occupancy", "shrinkage", "patience_seconds", "agents"],
+        ),
+    )
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::invalid("invalid_request", vec![FieldError::new(field, message)])
+}
+
+/// A planning request: the caller, its tenant, the zone of its dates, its filters.
+pub struct Planner {
+    state: Arc<AppState>,
+    principal: Principal,
+    tenant: Arc<TenantInfo>,
+    zone: Clock,
+    timezone: Value,
+    filters: Value,
+    now: i64,
+    own: HashMap<String, String>,
+    _running: Permit,
+}
+
+impl Planner {
+    async fn new(
+        state: Arc<AppState>,
+        principal: Principal,
+        params: &HashMap<String, String>,
+        own: &[&str],
+    ) -> Result<Planner, ApiError> {
+        principal.require(Scope::Read)?;
+        for name in params.keys() {
+            if !matches!(name.as_str(), "team" | "campaign" | "timezone") && !own.contains(&name.as_str()) {
+                return Err(invalid(name, "unknown parameter"));
+            }
+        }
+        let (base, own) = params_body(params, own, "today")?;
+        let _running = state.admission.admit(&principal).await?;
+        let tenant = state.store.tenant(principal.tenant_id).await?;
+        let timezone = base
+            .get("timezone")
+            .cloned()
+            .unwrap_or_else(|| json!(tenant.settings.timezone));
+        let zone = match timezone.as_str() {
+            Some(tz) => Clock::new(tz).map_err(|m| invalid("timezone", m))?,
+            None => tenant.zone.clone(),
+        };
+        let now = state.now();
+        Ok(Planner {
+            state,
+            principal,
+            tenant,
+            zone,
+            timezone,
+            filters: base.get("filters").cloned().unwrap_or_else(|| json!({})),
+            now,
+            own,
+            _running,
+        })
+    }
+
+    fn today(&self) -> Date {
+        self.zone.date_of(self.now)
+    }
+
+    /// Runs one query as `/query` would for this caller.
+    async fn run(&self, measures: &[&str], granularity: &str, start: Date, end: Date) -> Result<Value, ApiError> {
+        let mut body = json!({"measures": measures, "dimensions": [], "granularity": granularity,
+            "filters": self.filters, "timezone": self.timezone,
+            "range": {"start": start.to_string(), "end": end.to_string()}});
+        self.principal.restrict(&mut body, false)?;
+        let asked = body.clone();
+        let result = self.state.store.query(self.tenant.id, body, self.now).await?;
+        let mut json = result.map_err(|f| ApiError::invalid("invalid_request", f))?.to_json();
+        self.principal
+            .redact(&mut json, self.tenant.settings.leaderboard_privacy, &asked);
+        Ok(json)
+    }
+
+    /// Calls carry campaigns in hour cells only: a campaign's history is read by the hour and
+    /// each hour spread evenly over its quarters, so it still comes from rollups.
+    fn granularity(&self) -> &'static str {
+        if self.filters.get("campaign").is_some() {
+            "hour"
+        } else {
+            "15m"
+        }
+    }
+
+    fn is_holiday(&self, date: Date) -> bool {
+        self.tenant.settings.holidays.binary_search(&date.to_string()).is_ok()
+    }
+
+    /// Per local day of `[start, end)` and 15-minute slot, the sum of `measures`' values
+    /// (missing rows are zero), read from the rollups.
+    async fn per_slot(&self, measures: &[&str], start: Date, end: Date) -> Result<Vec<Vec<Vec<f64>>>, ApiError> {
+        let granularity = self.granularity();
+        let result = self.run(measures, granularity, start, end).await?;
+        let days = (end - start).get_days().max(0) as usize;
+        let mut out = vec![vec![vec![0.0; SLOTS]; measures.len()]; days];
+        let columns: Vec<&str> = result["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let index = |name: &str| columns.iter().position(|c| *c == name);
+        let time = index("time");
+        for row in result["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_array)
+        {
+            let Some((date, slot)) = time.and_then(|t| row[t].as_str()).and_then(local_slot) else {
+                continue;
+            };
+            let Ok(day) = usize::try_from((date - start).get_days()) else {
+                continue;
+            };
+            if day >= days {
+                continue;
+            }
+            for (m, name) in measures.iter().enumerate() {
+                let value = index(name).and_then(|i| row[i].as_f64()).unwrap_or(0.0);
+                if granularity == "hour" {
+                    for quarter in out[day][m].iter_mut().skip(slot).take(4) {
+                        *quarter += value / 4.0;
+                    }
+                } else {
+                    out[day][m][slot] += value;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The local days `[end − weeks, end)` with their calls and handle time per slot, from the
+    /// first day with a call (a tenant's empty weeks before its first call would read as closed).
+    async fn history(&self, end: Date, weeks: i64) -> Result<Vec<Day>, ApiError> {
+        let start = end
+            .checked_sub((7 * weeks).days())
+            .map_err(|_| invalid("date", dialboard_engine::clock::out_of_range_message()))?;
+        let slots = self.per_slot(&["total_calls", "total_handle_time"], start, end).await?;
+        let mut days: Vec<Day> = forecast::dates(start, slots.len())
+            .into_iter()
+            .zip(slots)
+            .map(|(date, mut values)| Day {
+                date,
+                holiday: self.is_holiday(date),
+                handle_seconds: values.pop().unwrap_or_default(),
+                calls: values.pop().unwrap_or_default(),
+            })
+            .collect();
+        let first_call = days.iter().position(|d| d.calls.iter().any(|c| *c > 0.0));
+        days.drain(..first_call.unwrap_or(days.len().saturating_sub(1)));
+        Ok(days)
+    }
+
+    /// The 15-minute buckets of a local date: each one's start and slot of the day.
+    fn buckets(&self, date: Date) -> Vec<(i64, usize)> {
+        let (mut t, end) = (
+            self.zone.date_start(date),
+            self.zone.date_start(date.tomorrow().unwrap_or(date)),
+        );
+        let mut out = Vec::new();
+        while t < end {
+            let z = self.zone.zoned(t);
+            out.push((t, z.hour() as usize * 4 + z.minute() as usize / 15));
+            t = self.zone.next_bucket_start(Granularity::Quarter, t);
+        }
+        out
+    }
+
+    fn own_param(&self, name: &str) -> Option<&str> {
+        self.own.get(name).map(String::as_str)
+    }
+}
+
+/// `2026-03-01T09:15:00-05:00` → (2026-03-01, slot 37): a bucket's local date and quarter.
+fn local_slot(time: &str) -> Option<(Date, usize)> {
+    let date: Date = time.get(..10)?.parse().ok()?;
+    let hour: usize = time.get(11..13)?.parse().ok()?;
+    let minute: usize = time.get(14..16)?.parse().ok()?;
+    Some((date, (hour * 4 + minute / 15).min(SLOTS - 1)))
+}
+
+fn backtest_json(b: &forecast::Backtest) -> Value {
+    json!({"weeks": b.weeks, "wape": b.wape, "mase": b.mase, "baseline": "seasonal_naive_same_interval_last_week",
+        "baseline_wape": b.baseline_wape, "baseline_mase": b.baseline_mase, "interval_coverage": b.interval_coverage,
+        "beats_baseline": b.wape.zip(b.baseline_wape).map(|(w, n)| w < n)})
+}
+
+/// A whole-number parameter within `range`, or `default`.
+fn whole(p: &Planner, name: &str, range: std::ops::RangeInclusive<i64>, default: i64) -> Result<i64, ApiError> {
+    match p.own_param(name) {
+        None => Ok(default),
+        Some(v) => v.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            invalid(
+                name,
+                format!(
+                    "must be a whole number from {} to {}, not {v:?}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        }),
+    }
+}
+
+/// `GET /analytics/forecast?days=7`: today and the next days per 15 minutes, learned from the
+/// last eight weeks up to yesterday, with the last four weeks' backtest.
+async fn forecast_view(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
+    let planner = Planner::new(state, principal, &p, &["days"]).await?;
+    let days = whole(&planner, "days", 1..=MAX_DAYS, 7)?;
+    Ok(Json(forecast_of(&planner, days).await?))
+}
+
+/// The forecast view's answer, without HTTP.
+pub async fn forecast_of(p: &Planner, days: i64) -> Result<Value, ApiError> {
+    let today = p.today();
+    let history = p.history(today, HISTORY_WEEKS).await?;
+    let model = Model::fit(&history);
+    let backtest = forecast::backtest(&history, BACKTEST_WEEKS);
+    let out: Vec<Value> = forecast::dates(today, days as usize)
+        .into_iter()
+        .map(|date| {
+            let day = model.day(date, p.is_holiday(date));
+            let intervals: Vec<Value> = p
+                .buckets(date)
+                .into_iter()
+                .map(|(t, slot)| {
+                    let i = day.intervals[slot];
+                    json!({"start": p.zone.format(t), "calls": i.calls, "low": i.low, "high": i.high, "aht_seconds": i.aht_seconds})
+                })
+                .collect();
+            json!({"date": date.to_string(), "holiday": day.holiday, "calls": day.calls, "intervals": intervals})
+        })
+        .collect();
+    Ok(json!({
+        "timezone": p.timezone,
+        "history": {"start": history.first().map(|d| d.date.to_string()), "end": today.to_string()},
+        "granularity": p.granularity(),
+        "interval_level": forecast::INTERVAL_LEVEL,
+        "days": out,
+        "backtest": backtest_json(&backtest),
+    }))
+}
+
+/// A percent parameter (`80` for 80%) within `(low, high)` (bounds included where said), as a
+/// fraction.
+fn percent(
+    p: &HashMap<String, String>,
+    name: &str,
+    default: f64,
+    low: f64,
+    high: f64,
+    high_included: bool,
+) -> Result<f64, ApiError> {
+    let Some(v) = p.get(name) else { return Ok(default) };
+    let ok = |x: &f64| x.is_finite() && *x >= low && (*x < high || (high_included && *x == high));
+    let bound = if high_included { "≤" } else { "<" };
+    v.parse::<f64>().ok().filter(ok).map(|x| x / 100.0).ok_or_else(|| {
+        invalid(
+            name,
+            format!("must be a percent from {low} to {bound} {high}, not {v:?}"),
+        )
+    })
+}
+
+/// A positive number of seconds.
+fn seconds(p: &HashMap<String, String>, name: &str) -> Result<Option<f64>, ApiError> {
+    p.get(name)
+        .map(|v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x > 0.0 && *x <= 86_400.0)
+                .ok_or_else(|| {
+                    invalid(
+                        name,
+                        format!("must be a number of seconds above 0 and at most 86400, not {v:?}"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// The service target of a request: `service_level` (percent answered within `target_seconds`,
+/// 80 and 20 by default), `max_occupancy` (percent, 85), `shrinkage` (percent, 30) and, for
+/// Erlang A, `patience_seconds`.
+fn target(p: &HashMap<String, String>) -> Result<Target, ApiError> {
+    let d = Target::default();
+    let service_level = percent(p, "service_level", d.service_level, 0.0, 100.0, false)?;
+    if service_level <= 0.0 {
+        return Err(invalid("service_level", "must be above 0"));
+    }
+    let max_occupancy = percent(p, "max_occupancy", d.max_occupancy, 1.0, 100.0, true)?;
+    Ok(Target {
+        service_level,
+        target_seconds: seconds(p, "target_seconds")?.unwrap_or(d.target_seconds),
+        max_occupancy,
+        shrinkage: percent(p, "shrinkage", d.shrinkage, 0.0, 100.0, false)?,
+        patience_seconds: seconds(p, "patience_seconds")?,
+    })
+}
+
+fn outcome_json(s: &staffing::Staffing, traffic: f64) -> Value {
+    let o = &s.outcome;
+    json!({"agents": s.agents, "scheduled_agents": s.scheduled_agents, "traffic_erlangs": traffic,
+        "probability_wait": o.probability_wait, "service_level": o.service_level * 100.0,
+        "asa_seconds": finite(o.asa_seconds), "occupancy": o.occupancy * 100.0,
+        "abandon_rate": o.abandon_probability.map(|a| a * 100.0)})
+}
+
+fn finite(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+fn model_name(t: &Target) -> &'static str {
+    if t.patience_seconds.is_some() {
+        "erlang_a"
+    } else {
+        "erlang_c"
+    }
+}
+
+/// `GET /analytics/erlang?calls_per_hour=&aht_seconds=…`: the calculator. With `agents`, the
+/// outcome of that many agents instead of the fewest that meet the target.
+async fn erlang_view(principal: Principal, Query(p): Params) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    const KNOWN: [&str; 8] = [
+        "calls_per_hour",
+        "aht_seconds",
+        "target_seconds",
+        "service_level",
+        "max_occupancy",
+        "shrinkage",
+        "patience_seconds",
+        "agents",
+    ];
+    if let Some(unknown) = p.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(invalid(
+            unknown,
+            format!("unknown parameter; known: {}", KNOWN.join(", ")),
+        ));
+    }
+    let calls_per_hour = match p.get("calls_per_hour").map(|v| v.parse::<f64>()) {
+        Some(Ok(x)) if x.is_finite() && (0.0..=1_000_000.0).contains(&x) => x,
+        Some(_) => return Err(invalid("calls_per_hour", "must be a number from 0 to 1000000")),
+        None => return Err(invalid("calls_per_hour", "is required")),
+    };
+    let aht_seconds = seconds(&p, "aht_seconds")?.ok_or_else(|| invalid("aht_seconds", "is required"))?;
+    let target = target(&p)?;
+    let load = Load {
+        calls_per_hour,
+        aht_seconds,
+    };
+    if load.traffic() > 50_000.0 {
+        return Err(invalid(
+            "calls_per_hour",
+            "more than 50,000 Erlangs of traffic is out of this calculator's range",
+        ));
+    }
+    let result = match p.get("agents") {
+        Some(v) => {
+            let agents: u32 = v
+                .parse()
+                .ok()
+                .filter(|n| *n <= 100_000)
+                .ok_or_else(|| invalid("agents", "must be a whole number from 0 to 100000"))?;
+            staffing::Staffing {
+                agents,
+                scheduled_agents: staffing::scheduled(agents, target.shrinkage),
+                outcome: staffing::outcome(agents, load, &target),
+            }
+        }
+        None => staffing::staff(load, &target),
+    };
+    let mut out = outcome_json(&result, load.traffic());
+    out["model"] = json!(model_name(&target));
+    Ok(Json(out))
+}
+
+/// `GET /analytics/staffing?date=&service_level=&target_seconds=&max_occupancy=&shrinkage=&patience_seconds=`.
+async fn staffing_view(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
+    const OWN: [&str; 6] = [
+        "date",
+        "service_level",
+        "target_seconds",
+        "max_occupancy",
+        "shrinkage",
+        "patience_seconds",
+    ];
+    let target = target(&p)?;
+    let planner = Planner::new(state, principal, &p, &OWN).await?;
+    let date = match planner.own_param("date") {
+        None => planner.today(),
+        Some(d) => dialboard_engine::clock::parse_date(d).map_err(|m| invalid("date", m))?,
+    };
+    if i64::from((date - planner.today()).get_days()) >= MAX_DAYS {
+        return Err(invalid(
+            "date",
+            format!("must be at most {} days after today", MAX_DAYS - 1),
+        ));
+    }
+    Ok(Json(staffing_of(&planner, date, &target).await?))
+}
+
+/// The staffing view's answer, without HTTP: `date`'s forecast (learned up to the day before
+/// it, or yesterday for a later day; re-forecast from today's calls so far), its actual calls
+/// and agents online, and per interval the agents the target needs.
+pub async fn staffing_of(p: &Planner, date: Date, target: &Target) -> Result<Value, ApiError> {
+    let today = p.today();
+    let learned_until = date.min(today);
+    let history = p.history(learned_until, HISTORY_WEEKS).await?;
+    let planned = Model::fit(&history).day(date, p.is_holiday(date));
+    let next = date
+        .tomorrow()
+        .map_err(|_| invalid("date", dialboard_engine::clock::out_of_range_message()))?;
+    let (actual, online) = if date <= today {
+        let calls = p.per_slot(&["total_calls", "total_handle_time"], date, next).await?;
+        // Agent status carries no campaign: online agents are unknown for one campaign.
+        let online = if p.filters.get("campaign").is_some() {
+            None
+        } else {
+            Some(p.per_slot(&["active_hours", "idle_minutes"], date, next).await?)
+        };
+        (calls.into_iter().next(), online.and_then(|o| o.into_iter().next()))
+    } else {
+        (None, None)
+    };
+    let buckets = p.buckets(date);
+    // Today: the slots already begun count as seen; the rest are re-forecast from them.
+    let elapsed = (date == today).then(|| {
+        buckets
+            .iter()
+            .filter(|(t, _)| *t <= p.now)
+            .map(|(_, s)| s + 1)
+            .max()
+            .unwrap_or(0)
+    });
+    let current: DayForecast = match (&actual, elapsed) {
+        (Some(a), Some(elapsed)) => forecast::reforecast(&planned, &a[0], elapsed),
+        _ => planned.clone(),
+    };
+    let mut peak = (0u32, 0u32);
+    let intervals: Vec<Value> = buckets
+        .iter()
+        .map(|&(t, slot)| {
+            let f = current.intervals[slot];
+            let aht = f.aht_seconds.unwrap_or(0.0);
+            let load = Load {
+                calls_per_hour: f.calls * 4.0,
+                aht_seconds: aht.max(1.0),
+            };
+            let need = staffing::staff(
+                if aht > 0.0 {
+                    load
+                } else {
+                    Load {
+                        calls_per_hour: 0.0,
+                        ..load
+                    }
+                },
+                target,
+            );
+            peak = (peak.0.max(need.agents), peak.1.max(need.scheduled_agents));
+            let begun = t <= p.now;
+            let actual_calls = actual.as_ref().filter(|_| begun).map(|a| a[0][slot]);
+            let actual_aht = actual
+                .as_ref()
+                .filter(|a| begun && a[0][slot] > 0.0)
+                .map(|a| a[1][slot] / a[0][slot]);
+            // Average agents online over the quarter: active (dialing, on call, wrap-up) plus idle.
+            let agents_online = online
+                .as_ref()
+                .filter(|_| begun)
+                .map(|o| (o[0][slot] * 60.0 + o[1][slot]) / 15.0);
+            let mut row = outcome_json(&need, load.traffic());
+            let extra = json!({"start": p.zone.format(t), "forecast_calls": planned.intervals[slot].calls,
+                "forecast_low": planned.intervals[slot].low, "forecast_high": planned.intervals[slot].high,
+                "reforecast_calls": elapsed.map(|e| if slot < e { Value::Null } else { json!(f.calls) }),
+                "aht_seconds": f.aht_seconds, "actual_calls": actual_calls, "actual_aht_seconds": actual_aht,
+                "agents_online": agents_online,
+                "staffing_gap": agents_online.map(|o| o - f64::from(need.agents))});
+            if let (Value::Object(row), Value::Object(extra)) = (&mut row, extra) {
+                row.extend(extra);
+            }
+            row
+        })
+        .collect();
+    let mut totals = Map::new();
+    totals.insert("forecast_calls".into(), json!(planned.calls));
+    totals.insert("reforecast_calls".into(), json!(elapsed.map(|_| current.calls)));
+    totals.insert(
+        "actual_calls".into(),
+        json!(actual.as_ref().map(|a| a[0].iter().sum::<f64>())),
+    );
+    totals.insert("peak_agents".into(), json!(peak.0));
+    totals.insert("peak_scheduled_agents".into(), json!(peak.1));
+    Ok(json!({
+        "date": date.to_string(),
+        "timezone": p.timezone,
+        "holiday": planned.holiday,
+        "model": model_name(target),
+        "target": {"service_level": target.service_level * 100.0, "target_seconds": target.target_seconds,
+            "max_occupancy": target.max_occupancy * 100.0, "shrinkage": target.shrinkage * 100.0,
+            "patience_seconds": target.patience_seconds},
+        "intervals": intervals,
+        "totals": totals,
+    }))
+}
