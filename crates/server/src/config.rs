@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub metrics_token: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub max_connections: Option<usize>,
+    pub sql_listen: Option<String>,
 }
 
 impl FileConfig {
@@ -49,6 +50,7 @@ impl Settings {
                 metrics_token: file.metrics_token,
                 trusted_proxies: file.trusted_proxies.unwrap_or_default(),
                 max_connections: file.max_connections,
+                sql_listen: file.sql_listen,
             },
         }
     }
@@ -63,6 +65,8 @@ pub struct ServeKeys {
     pub metrics_token: Option<String>,
     pub trusted_proxies: Vec<String>,
     pub max_connections: Option<usize>,
+    /// Where the PostgreSQL-protocol endpoint listens (SPEC §13), if anywhere.
+    pub sql_listen: Option<String>,
 }
 
 impl ServeKeys {
@@ -77,6 +81,7 @@ impl ServeKeys {
                 self.trusted_proxies
             },
             max_connections: self.max_connections.or(file.max_connections),
+            sql_listen: self.sql_listen.or(file.sql_listen),
         }
     }
 

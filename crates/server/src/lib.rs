@@ -12,6 +12,7 @@ pub mod import;
 pub mod jobs;
 pub mod live;
 pub mod serve;
+pub mod sql;
 pub mod web;
 
 use dialboard_store::pg::PgStore;

@@ -20,11 +20,17 @@ pub async fn query(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
-    let mut body: Value =
+    let body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    Ok(Json(answer(&state, &principal, body).await?))
+}
+
+/// Answers a query body as `/query` does, for whoever asks (the HTTP handler, the SQL
+/// endpoint): narrowed to the principal's reach, admitted, timed, and redacted.
+pub async fn answer(state: &AppState, principal: &Principal, mut body: Value) -> Result<Value, ApiError> {
     principal.restrict(&mut body, false)?;
     let asked = body.clone();
-    let _running = state.admission.admit(&principal).await?;
+    let _running = state.admission.admit(principal).await?;
     let started = Instant::now();
     let result = state.store.query(principal.tenant_id, body, state.now()).await?;
     state.metrics.query_latency.observe(started.elapsed());
@@ -33,7 +39,7 @@ pub async fn query(
         .to_json();
     let tenant = state.store.tenant(principal.tenant_id).await?;
     principal.redact(&mut json, tenant.settings.leaderboard_privacy, &asked);
-    Ok(Json(json))
+    Ok(json)
 }
 
 /// An endpoint's own query-string parameters, by name.

@@ -14,5 +14,6 @@ mod live;
 mod nodes;
 mod process;
 mod query;
+mod sql;
 mod team_facts;
 mod web;
