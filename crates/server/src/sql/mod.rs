@@ -24,7 +24,7 @@ use crate::api::AppState;
 use bytes::BytesMut;
 use pgwire::api::ConnectionManager;
 use pgwire::error::ErrorInfo;
-use pgwire::messages::{Message, PgWireBackendMessage};
+use pgwire::messages::PgWireBackendMessage;
 use session::Executor;
 use std::fmt::Write;
 use std::future::Future;

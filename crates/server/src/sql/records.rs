@@ -11,7 +11,7 @@ use crate::api::auth::Principal;
 use crate::api::AppState;
 use dialboard_store::CallsRequest;
 use serde_json::{json, Map, Value};
-use sqlparser::ast::{BinaryOperator, Expr, Query, Select, SelectItem};
+use sqlparser::ast::{BinaryOperator, Expr, InTarget, Query, Select, SelectItem};
 use std::cmp::Ordering;
 
 /// Rows a drill-down answers at most (in pages of the API's largest page).
@@ -141,10 +141,11 @@ fn call_filters(selection: Option<&Expr>) -> Result<Value, SqlError> {
                 (Some(c), Some(v)) => (c, op.clone(), vec![v]),
                 _ => return Err(SqlError::unsupported(help)),
             },
-            Expr::InList {
+            Expr::In {
                 expr,
-                list,
+                target: InTarget::List(list),
                 negated: false,
+                ..
             } => match (ast::column_name(expr), list.iter().map(ast::literal).collect::<Option<Vec<_>>>()) {
                 (Some(c), Some(v)) => (c, BinaryOperator::Eq, v),
                 _ => return Err(SqlError::unsupported(help)),
@@ -198,10 +199,11 @@ pub async fn directory(
                 op: BinaryOperator::Eq,
                 right,
             } => (ast::column_name(left), ast::literal(right).map(|v| vec![v])),
-            Expr::InList {
+            Expr::In {
                 expr,
-                list,
+                target: InTarget::List(list),
                 negated: false,
+                ..
             } => (ast::column_name(expr), list.iter().map(ast::literal).collect()),
             _ => (None, None),
         };

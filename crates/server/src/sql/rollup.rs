@@ -11,7 +11,7 @@ use super::values::{Cell, Column, ResultSet, Timestamp};
 use dialboard_engine::query::Dimension;
 use pgwire::api::Type;
 use serde_json::{json, Map, Value};
-use sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, Query, Select};
+use sqlparser::ast::{BinaryOperator, Expr, InTarget, GroupByExpr, Query, Select};
 
 /// What one output column of the SELECT is.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,10 +317,11 @@ fn where_clause(table: &VirtualTable, selection: Option<&Expr>) -> Result<(Map<S
                     _ => return Err(refuse(table, help)),
                 }
             }
-            Expr::InList {
+            Expr::In {
                 expr,
-                list,
+                target: InTarget::List(list),
                 negated: false,
+                ..
             } => match ast::column_name(expr).map(|c| column_output(table, &c)).transpose()? {
                 Some(Output::Dimension(d)) => {
                     let values: Option<Vec<Literal>> = list.iter().map(ast::literal).collect();

@@ -106,9 +106,9 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
 }
 
 /// The number of `$n` parameters a statement takes.
-pub fn parameter_count(statements: &mut [Statement]) -> usize {
+pub fn parameter_count(statement: &mut Statement) -> usize {
     let mut n = 0;
-    let _ = visit_expressions_mut(statements, |e| {
+    let _ = visit_expressions_mut(statement, |e| {
         if let Expr::Value(ValueWithSpan {
             value: Value::Placeholder(p),
             ..
@@ -161,7 +161,7 @@ impl Executor {
         let mut out = Vec::new();
         for mut statement in parse(sql)? {
             if describe {
-                let n = parameter_count(std::slice::from_mut(&mut statement));
+                let n = parameter_count(&mut statement);
                 bind(&mut statement, &vec![Param::Null; n])?;
             } else {
                 bind(&mut statement, params)?;

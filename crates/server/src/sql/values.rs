@@ -38,8 +38,12 @@ impl Timestamp {
         let offset = s
             .rfind(['+', '-'])
             .filter(|&i| i > 10)
-            .and_then(|i| s[i..].parse::<jiff::tz::Offset>().ok())
-            .map_or(0, |o| o.seconds());
+            .and_then(|i| {
+                let sign = if s[i..].starts_with('-') { -1 } else { 1 };
+                let (h, m) = s[i + 1..].split_once(':').unwrap_or((&s[i + 1..], "0"));
+                Some(sign * (h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60))
+            })
+            .unwrap_or(0);
         Some(Timestamp {
             micros: zoned.as_microsecond(),
             offset_seconds: offset,

@@ -154,8 +154,8 @@ impl Debug for Executor {
 
 #[async_trait]
 impl AuthSource<Arc<Session>> for KeyAuth {
-    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
-        Err(PgWireError::UnsupportedCertificate("passwords are API keys".into()))
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        Err(PgWireError::InvalidPassword(login.user().unwrap_or_default().to_string()))
     }
 
     async fn verify_password(&self, login: &LoginInfo, password: &[u8]) -> PgWireResult<Option<Arc<Session>>> {
@@ -389,7 +389,7 @@ impl ExtendedQueryHandler for Handlers {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session(client)?;
-        let count = parameter_count(&mut parse(&stmt.statement)?);
+        let count = parse(&stmt.statement)?.iter_mut().map(parameter_count).max().unwrap_or(0);
         let types = (0..count)
             .map(|i| stmt.parameter_types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN).unwrap_or(Type::TEXT))
             .collect();
