@@ -380,3 +380,130 @@ fn fill(db: &Connection) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(sql: &str) -> ResultSet {
+        let catalog = Catalog::new().unwrap();
+        let mut statement = super::super::session::parse(sql).unwrap().pop().unwrap();
+        let rewritten = super::super::rewrite::for_sqlite(&mut statement).unwrap();
+        let session = SessionInfo {
+            user: "acme".into(),
+            database: "acme".into(),
+            ..Default::default()
+        };
+        catalog.query(&rewritten, &session).unwrap_or_else(|e| panic!("{rewritten}: {e}"))
+    }
+
+    fn texts(rows: &ResultSet, column: usize) -> Vec<String> {
+        rows.rows.iter().map(|r| r[column].to_text().unwrap_or_default()).collect()
+    }
+
+    #[test]
+    fn psql_lists_the_tables() {
+        let rows = run(
+            r#"SELECT n.nspname as "Schema", c.relname as "Name",
+                CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' END as "Type",
+                pg_catalog.pg_get_userbyid(c.relowner) as "Owner"
+              FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
+              WHERE c.relkind IN ('r','p','') AND n.nspname <> 'pg_catalog' AND n.nspname !~ '^pg_toast'
+                AND n.nspname <> 'information_schema' AND pg_catalog.pg_table_is_visible(c.oid)
+              ORDER BY 1,2"#,
+        );
+        assert_eq!(
+            texts(&rows, 1),
+            ["agents", "call_metrics", "calls", "campaigns", "pipeline_metrics", "teams", "ticket_metrics"]
+        );
+        assert_eq!(rows.columns[1].pg_type, Type::NAME);
+    }
+
+    #[test]
+    fn psql_describes_a_table() {
+        let found = run(
+            "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname OPERATOR(pg_catalog.~) '^(call_metrics)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 2, 3",
+        );
+        let oid = texts(&found, 0).pop().unwrap();
+        let columns = run(&format!(
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+               (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d
+                WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef), a.attnotnull,
+               (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t
+                WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation,
+               a.attidentity, a.attgenerated
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = '{oid}' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        ));
+        let described: Vec<String> = columns
+            .rows
+            .iter()
+            .map(|r| format!("{} {}", r[0].to_text().unwrap(), r[1].to_text().unwrap()))
+            .collect();
+        assert_eq!(described[0], "time timestamp with time zone");
+        assert!(described.contains(&"total_calls bigint".to_string()), "{described:?}");
+        // The footers psql asks for: none of them may fail.
+        run(&format!(
+            "SELECT c.relchecks, c.relkind, c.relhasindex, false AS relhasoids, pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', '),
+               CASE WHEN c.reloftype = 0 THEN '' ELSE c.reloftype::pg_catalog.regtype::pg_catalog.text END, am.amname
+             FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)
+             LEFT JOIN pg_catalog.pg_am am ON (c.relam = am.oid) WHERE c.oid = '{oid}'"
+        ));
+        run(&format!(
+            "SELECT pubname, NULL, NULL FROM pg_catalog.pg_publication p JOIN pg_catalog.pg_publication_namespace pn ON p.oid = pn.pnpubid
+               JOIN pg_catalog.pg_class pc ON pc.relnamespace = pn.pnnspid WHERE pc.oid ='{oid}' and pg_catalog.pg_relation_is_publishable('{oid}')
+             UNION
+             SELECT pubname, pg_get_expr(pr.prqual, c.oid), (CASE WHEN pr.prattrs IS NOT NULL THEN
+               (SELECT string_agg(attname, ', ') FROM pg_catalog.generate_series(0, pg_catalog.array_upper(pr.prattrs::pg_catalog.int2[], 1)) s,
+                  pg_catalog.pg_attribute WHERE attrelid = pr.prrelid AND attnum = prattrs[s]) ELSE NULL END)
+             FROM pg_catalog.pg_publication p JOIN pg_catalog.pg_publication_rel pr ON p.oid = pr.prpubid
+               JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid WHERE pr.prrelid = '{oid}'
+             ORDER BY 1"
+        ));
+        run(&format!(
+            "SELECT oid, stxrelid::pg_catalog.regclass, stxnamespace::pg_catalog.regnamespace::pg_catalog.text AS nsp, stxname,
+               'd' = any(stxkind) AS ndist_enabled FROM pg_catalog.pg_statistic_ext WHERE stxrelid = '{oid}' ORDER BY nsp, stxname"
+        ));
+    }
+
+    #[test]
+    fn jdbc_lists_tables_and_columns() {
+        let tables = run(
+            "SELECT NULL AS TABLE_CAT, n.nspname AS TABLE_SCHEM, c.relname AS TABLE_NAME, \
+             CASE n.nspname ~ '^pg_' OR n.nspname = 'information_schema' WHEN true THEN 'SYSTEM TABLE' WHEN false THEN \
+             CASE c.relkind WHEN 'r' THEN 'TABLE' ELSE NULL END ELSE NULL END AS TABLE_TYPE, d.description AS REMARKS \
+             FROM pg_catalog.pg_namespace n, pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_description d \
+             ON (c.oid = d.objoid AND d.objsubid = 0 and d.classoid = 'pg_class'::regclass) \
+             WHERE c.relnamespace = n.oid AND n.nspname LIKE 'public' AND c.relname LIKE '%' \
+             AND (false OR ( c.relkind IN ('r','p') AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' ) ) \
+             ORDER BY TABLE_TYPE,TABLE_SCHEM,TABLE_NAME",
+        );
+        assert_eq!(texts(&tables, 2)[1], "call_metrics");
+        assert!(texts(&tables, 4)[1].contains("rollup"));
+        let columns = run(
+            "SELECT * FROM (SELECT n.nspname,c.relname,a.attname,a.atttypid,a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) AS attnotnull, \
+             row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum) AS attnum, nullif(a.attidentity, '') as attidentity, \
+             pg_catalog.pg_get_expr(def.adbin, def.adrelid) AS adsrc, dsc.description, t.typbasetype, t.typtype \
+             FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_class c ON (c.relnamespace = n.oid) \
+             JOIN pg_catalog.pg_attribute a ON (a.attrelid=c.oid) JOIN pg_catalog.pg_type t ON (a.atttypid = t.oid) \
+             LEFT JOIN pg_catalog.pg_attrdef def ON (a.attrelid=def.adrelid AND a.attnum = def.adnum) \
+             LEFT JOIN pg_catalog.pg_description dsc ON (c.oid=dsc.objoid AND a.attnum = dsc.objsubid) \
+             WHERE c.relkind in ('r','p','v','f','m') and a.attnum > 0 AND NOT a.attisdropped \
+             AND n.nspname LIKE 'public' AND c.relname LIKE 'call\\_metrics' ) c WHERE true AND attname LIKE '%' \
+             ORDER BY nspname,c.relname,attnum",
+        );
+        assert_eq!(texts(&columns, 2)[0], "time");
+        assert_eq!(texts(&columns, 3)[0], "1184");
+    }
+
+    #[test]
+    fn connect_time_functions_answer() {
+        let rows = run("SELECT pg_catalog.version(), current_schema(), current_user, current_database(), 'int8'::regtype::oid, 'b' = ANY(ARRAY['a', 'b'])");
+        assert!(texts(&rows, 0)[0].starts_with("PostgreSQL 15.6"));
+        assert_eq!(&texts(&rows, 1)[0], "public");
+        assert_eq!(&texts(&rows, 2)[0], "acme");
+        assert_eq!(&texts(&rows, 3)[0], "acme");
+        assert_eq!(&texts(&rows, 4)[0], "20");
+    }
+}

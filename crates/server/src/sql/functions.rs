@@ -68,6 +68,7 @@ pub fn register(db: &Connection) -> rusqlite::Result<()> {
         "pg_table_size",
         "pg_indexes_size",
         "pg_relation_is_updatable",
+        "pg_relation_is_publishable",
         "pg_column_is_updatable",
     ] {
         constant(db, zero, Value::Integer(0))?;
@@ -87,6 +88,8 @@ pub fn register(db: &Connection) -> rusqlite::Result<()> {
         "pg_get_ruledef",
         "shobj_description",
         "pg_get_partition_constraintdef",
+        "array_upper",
+        "array_lower",
     ] {
         constant(db, none, Value::Null)?;
     }
@@ -104,6 +107,8 @@ pub fn register(db: &Connection) -> rusqlite::Result<()> {
             _ => None,
         })
     })?;
+    db.create_scalar_function("to_regclass", 1, FLAGS, |ctx| Ok(text(ctx, 0).and_then(|n| relation_oid(&n))))?;
+    db.create_scalar_function("to_regtype", 1, FLAGS, |ctx| Ok(text(ctx, 0).and_then(|n| type_oid(&n))))?;
     db.create_scalar_function("regclass", 1, FLAGS, |ctx| {
         Ok(match ctx.get_raw(0) {
             ValueRef::Integer(v) => Some(v),

@@ -6,22 +6,62 @@
 use super::ast::{self, object_parts, Literal};
 use super::error::{state, SqlError};
 use sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, CastKind, DataType, Expr, FunctionArgumentList, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, Statement, Value, ValueWithSpan,
+    BinaryOperator, CastKind, DataType, Expr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
+    ObjectNamePart, Statement, TableAlias, TableFactor, Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use std::ops::ControlFlow;
 
 pub fn for_sqlite(statement: &mut Statement) -> Result<String, SqlError> {
-    let flow = visit_expressions_mut(statement, |expr| match rewrite(expr) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(e) => ControlFlow::Break(e),
-    });
-    if let ControlFlow::Break(e) = flow {
+    if let ControlFlow::Break(e) = statement.visit(&mut ForSqlite) {
         return Err(e);
     }
     Ok(statement.to_string())
+}
+
+struct ForSqlite;
+
+impl VisitorMut for ForSqlite {
+    type Break = SqlError;
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<SqlError> {
+        match rewrite(expr) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+
+    /// Set-returning functions in FROM (`generate_series`, `unnest` over catalog arrays, which
+    /// the virtual tables leave empty) become an empty relation of the same name.
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<SqlError> {
+        let name = match factor {
+            TableFactor::Table { name, alias, args: Some(_), .. } => alias
+                .as_ref()
+                .map(|a| a.name.value.clone())
+                .unwrap_or_else(|| object_parts(name).pop().unwrap_or_default()),
+            TableFactor::UNNEST { alias, .. } => alias.as_ref().map_or("unnest".into(), |a| a.name.value.clone()),
+            _ => return ControlFlow::Continue(()),
+        };
+        let subquery = match Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&format!("SELECT NULL AS \"{name}\" WHERE 0 = 1"))
+            .and_then(|mut p| p.parse_query())
+        {
+            Ok(q) => q,
+            Err(e) => return ControlFlow::Break(SqlError::new(state::INTERNAL, e.to_string())),
+        };
+        *factor = TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(TableAlias {
+                explicit: true,
+                name: Ident::with_quote('"', name),
+                columns: vec![],
+            }),
+            sample: None,
+        };
+        ControlFlow::Continue(())
+    }
 }
 
 fn parse(sql: &str) -> Result<Expr, SqlError> {
@@ -71,6 +111,8 @@ fn rewrite(expr: &mut Expr) -> Result<(), SqlError> {
             }
         }
         Expr::Collate { expr: inner, .. } => (**inner).clone(),
+        // Array elements (`prattrs[s]`): the catalog's arrays are empty.
+        Expr::CompoundFieldAccess { .. } => Expr::Value(ValueWithSpan::from(Value::Null)),
         Expr::TypedString(t) => match ast::literal(&Expr::Value(t.value.clone())) {
             Some(Literal::Text(s)) => string(&s),
             _ => return Ok(()),
@@ -103,14 +145,21 @@ fn rewrite(expr: &mut Expr) -> Result<(), SqlError> {
                 test
             }
         }
+        // PostgreSQL's LIKE escapes with a backslash unless told otherwise; SQLite's does not.
+        Expr::Like { escape_char, .. } if escape_char.is_none() => {
+            *escape_char = Some(Box::new(string("\\")));
+            return Ok(());
+        }
         Expr::ILike {
             negated,
             expr: inner,
             pattern,
+            escape_char,
             ..
         } => parse(&format!(
-            "lower({inner}) {}LIKE lower({pattern})",
-            if *negated { "NOT " } else { "" }
+            "lower({inner}) {}LIKE lower({pattern}) ESCAPE {}",
+            if *negated { "NOT " } else { "" },
+            escape_char.as_ref().map_or("'\\'".to_string(), |e| e.to_string())
         ))?,
         Expr::AnyOp {
             left,

@@ -451,3 +451,56 @@ pub fn to_cell(v: &Value, ty: &Type) -> Cell {
         other => Cell::Text(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::session::parse;
+    use crate::sql::tables::find;
+    use sqlparser::ast::{SetExpr, Statement};
+
+    fn translate(sql: &str) -> Result<Value, SqlError> {
+        let Statement::Query(q) = parse(sql).unwrap().pop().unwrap() else {
+            panic!("a query")
+        };
+        let SetExpr::Select(select) = q.body.as_ref() else {
+            panic!("a select")
+        };
+        plan(find("call_metrics").unwrap(), &q, select, None).map(|p| p.body)
+    }
+
+    #[test]
+    fn selects_become_query_bodies() {
+        assert_eq!(
+            translate(
+                "SELECT date_trunc('week', time) AS w, team, sum(total_calls), connect_rate FROM call_metrics \
+                 WHERE team IN ('t1', 't2') AND disposition_category = 'connected' AND time >= '2026-03-01' \
+                 AND time < '2026-03-15T00:00:00Z' GROUP BY 1, team ORDER BY connect_rate DESC LIMIT 5 OFFSET 5"
+            )
+            .unwrap(),
+            json!({"measures": ["total_calls", "connect_rate"], "dimensions": ["team"], "granularity": "week",
+                "filters": {"team": ["t1", "t2"], "disposition_category": ["connected"]},
+                "range": {"start": "2026-03-01", "end": "2026-03-15T00:00:00Z"},
+                "order_by": [["connect_rate", "desc"]], "limit": 10})
+        );
+        assert_eq!(
+            translate("SELECT DISTINCT agent FROM call_metrics").unwrap()["measures"],
+            json!(["total_calls"])
+        );
+    }
+
+    #[test]
+    fn what_rollups_cannot_answer_is_refused() {
+        for (sql, says) in [
+            ("SELECT agent, total_calls FROM call_metrics GROUP BY team", "GROUP BY"),
+            ("SELECT sum(connect_rate) FROM call_metrics", "not additive"),
+            ("SELECT date_trunc('minute', time), total_calls FROM call_metrics GROUP BY 1", "granularity"),
+            ("SELECT total_calls FROM call_metrics WHERE time >= '2026-03-01'", "both ends"),
+            ("SELECT total_calls FROM call_metrics WHERE agent LIKE 'a%'", "WHERE supports"),
+            ("SELECT total_calls FROM call_metrics HAVING total_calls > 1", "HAVING"),
+        ] {
+            let e = translate(sql).unwrap_err();
+            assert!(e.message.contains(says), "{sql}: {}", e.message);
+        }
+    }
+}
