@@ -57,6 +57,7 @@ impl VisitorMut for ForSqlite {
                 explicit: true,
                 name: Ident::with_quote('"', name),
                 columns: vec![],
+                at: None,
             }),
             sample: None,
         };
