@@ -64,7 +64,9 @@ impl From<ApiError> for SqlError {
 
 impl From<SqlError> for PgWireError {
     fn from(e: SqlError) -> PgWireError {
-        PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), e.code.into(), e.message)))
+        // A message is a C string on the wire: a NUL (from a client's bytes) would cut it short.
+        let message = e.message.replace('\0', "\\0");
+        PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), e.code.into(), message)))
     }
 }
 

@@ -180,7 +180,11 @@ impl Executor {
             }
             Statement::ShowVariable { variable } => {
                 let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
-                let name = if name == "time zone" { "timezone".to_string() } else { name };
+                let name = match name.as_str() {
+                    "time zone" => "timezone".to_string(),
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    _ => name,
+                };
                 let value = session.setting(&name).ok_or_else(|| {
                     SqlError::new("42704", format!("unrecognized configuration parameter \"{name}\""))
                 })?;
@@ -191,7 +195,11 @@ impl Executor {
             }
             Statement::StartTransaction { .. } => Ok(Outcome::Begin),
             Statement::Commit { .. } => Ok(Outcome::End("COMMIT")),
+            Statement::Rollback { savepoint: Some(_), .. } => Ok(Outcome::Command("ROLLBACK".into())),
             Statement::Rollback { .. } => Ok(Outcome::End("ROLLBACK")),
+            // Transactions are read-only snapshots of nothing to undo: savepoints are accepted.
+            Statement::Savepoint { .. } => Ok(Outcome::Command("SAVEPOINT".into())),
+            Statement::ReleaseSavepoint { .. } => Ok(Outcome::Command("RELEASE".into())),
             Statement::Discard { .. } => Ok(Outcome::Command("DISCARD ALL".into())),
             Statement::Deallocate { .. } => Ok(Outcome::Command("DEALLOCATE".into())),
             Statement::Close { .. } => Ok(Outcome::Command("CLOSE CURSOR".into())),

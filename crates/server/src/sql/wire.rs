@@ -330,6 +330,11 @@ fn parameters(portal: &Portal<String>) -> Vec<Param> {
                         .map_or(Param::Null, |b| Param::Number(f32::from_be_bytes(b).to_string())),
                     Type::FLOAT8 => <[u8; 8]>::try_from(&bytes[..])
                         .map_or(Param::Null, |b| Param::Number(f64::from_be_bytes(b).to_string())),
+                    Type::DATE => int(bytes).map_or(Param::Null, |days| Param::Text(binary_date(days))),
+                    Type::TIMESTAMPTZ | Type::TIMESTAMP => {
+                        int(bytes).map_or(Param::Null, |micros| Param::Text(binary_timestamp(micros)))
+                    }
+                    // Text-like types are their UTF-8 bytes in binary too.
                     _ => Param::Text(String::from_utf8_lossy(bytes).into_owned()),
                 };
             }
@@ -345,6 +350,19 @@ fn parameters(portal: &Portal<String>) -> Vec<Param> {
             }
         })
         .collect()
+}
+
+/// PostgreSQL's binary date: days since 2000-01-01.
+fn binary_date(days: i64) -> String {
+    jiff::civil::date(2000, 1, 1)
+        .checked_add(jiff::Span::new().days(days))
+        .map_or_else(|_| String::new(), |d| d.to_string())
+}
+
+/// PostgreSQL's binary timestamp: microseconds since 2000-01-01 00:00 UTC.
+fn binary_timestamp(micros: i64) -> String {
+    jiff::Timestamp::from_microsecond(micros.saturating_add(946_684_800_000_000))
+        .map_or_else(|_| String::new(), |t| t.to_string())
 }
 
 fn portal_key(portal: &Portal<String>) -> String {
