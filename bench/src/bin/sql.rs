@@ -49,7 +49,12 @@ async fn main() -> anyhow::Result<()> {
     server.ready(&client).await?;
     let took = ingest(&server, &client, batches(0, flags.calls, flags.calls, 7), 4).await?;
     settle()?;
-    println!("# {} calls ingested in {:.1} s; {} runs of each question\n", flags.calls, took.as_secs_f64(), flags.repeat);
+    println!(
+        "# {} calls ingested in {:.1} s; {} runs of each question\n",
+        flags.calls,
+        took.as_secs_f64(),
+        flags.repeat
+    );
     // The bench's calls run through 90 days from T0 (2026-06-01 in New York): ask for June.
     let (start, end) = ("2026-06-01".to_string(), "2026-07-01".to_string());
     let key = server.key.clone();

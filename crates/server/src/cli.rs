@@ -233,9 +233,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let sql_listen = keys.sql_listen.clone();
             let (security, limits) = keys.resolve()?;
             let store = crate::open_store(&settings.database)?;
-            serve_with(store, &settings.listen, security, limits, sql_listen.as_deref(), |url| {
-                println!("dialboard is serving on {url}\n{url}")
-            })
+            serve_with(
+                store,
+                &settings.listen,
+                security,
+                limits,
+                sql_listen.as_deref(),
+                |url| println!("dialboard is serving on {url}\n{url}"),
+            )
             .await
         }
         Command::Demo {
@@ -472,7 +477,12 @@ pub async fn serve_with(
         let address = sql.local_addr()?;
         tracing::info!(%address, "serving the PostgreSQL protocol (SPEC §13)");
         println!("SQL endpoint for BI tools: postgres://{address}");
-        let sql = crate::sql::serve(state.clone(), sql, crate::sql::SqlLimits::default(), std::future::pending());
+        let sql = crate::sql::serve(
+            state.clone(),
+            sql,
+            crate::sql::SqlLimits::default(),
+            std::future::pending(),
+        );
         tokio::spawn(async move {
             if let Err(e) = sql.await {
                 tracing::error!(error = %e, "sql endpoint");

@@ -2,8 +2,8 @@
 
 use super::error::{state, SqlError};
 use sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause, ObjectName, OrderBySort,
-    ObjectNamePart, OrderByKind, Query, SelectItem, UnaryOperator, Value,
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause, ObjectName,
+    ObjectNamePart, OrderByKind, OrderBySort, Query, SelectItem, UnaryOperator, Value,
 };
 
 /// A constant of the query (after parameters are bound).
@@ -145,16 +145,29 @@ pub fn limit_offset(q: &Query) -> Result<(Option<usize>, usize), SqlError> {
             .parse::<usize>()
             .map_err(|_| SqlError::new(state::INVALID_PARAMETER, format!("{what} must be a whole number ≥ 0"))),
         Some(Literal::Null) => Ok(usize::MAX),
-        _ => Err(SqlError::new(state::INVALID_PARAMETER, format!("{what} must be a whole number ≥ 0"))),
+        _ => Err(SqlError::new(
+            state::INVALID_PARAMETER,
+            format!("{what} must be a whole number ≥ 0"),
+        )),
     };
     match &q.limit_clause {
         None => Ok((None, 0)),
         Some(LimitClause::LimitOffset { limit, offset, .. }) => {
-            let limit = limit.as_ref().map(|l| number(l, "LIMIT")).transpose()?.filter(|&l| l != usize::MAX);
-            let offset = offset.as_ref().map(|o| number(&o.value, "OFFSET")).transpose()?.unwrap_or(0);
+            let limit = limit
+                .as_ref()
+                .map(|l| number(l, "LIMIT"))
+                .transpose()?
+                .filter(|&l| l != usize::MAX);
+            let offset = offset
+                .as_ref()
+                .map(|o| number(&o.value, "OFFSET"))
+                .transpose()?
+                .unwrap_or(0);
             Ok((limit, offset))
         }
-        Some(LimitClause::OffsetCommaLimit { offset, limit }) => Ok((Some(number(limit, "LIMIT")?), number(offset, "OFFSET")?)),
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+            Ok((Some(number(limit, "LIMIT")?), number(offset, "OFFSET")?))
+        }
     }
 }
 

@@ -186,7 +186,11 @@ impl Catalog {
         let db = self.db.lock().expect("catalog lock");
         super::functions::register_session(&db, session).map_err(internal)?;
         let mut stmt = db.prepare(sql).map_err(|e| catalog_error(&e))?;
-        let declared: Vec<Option<Type>> = stmt.columns().iter().map(|c| c.decl_type().and_then(declared_type)).collect();
+        let declared: Vec<Option<Type>> = stmt
+            .columns()
+            .iter()
+            .map(|c| c.decl_type().and_then(declared_type))
+            .collect();
         let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
         let width = names.len();
         let mut rows = Vec::new();
@@ -208,7 +212,9 @@ impl Catalog {
             .into_iter()
             .enumerate()
             .map(|(i, name)| {
-                let ty = declared[i].clone().unwrap_or_else(|| inferred_type(rows.iter().map(|r: &Vec<Cell>| &r[i])));
+                let ty = declared[i]
+                    .clone()
+                    .unwrap_or_else(|| inferred_type(rows.iter().map(|r: &Vec<Cell>| &r[i])));
                 Column::new(name, ty)
             })
             .collect();
@@ -374,7 +380,17 @@ fn fill(db: &Connection) -> rusqlite::Result<()> {
                    is_self_referencing, is_identity, is_generated, is_updatable)
                  VALUES ('dialboard', 'public', ?1, ?2, ?3, 'YES', ?4, ?5, ?6, ?7, ?8, 'dialboard', 'pg_catalog', ?9,
                    ?3, 'NO', 'NO', 'NEVER', 'NO')",
-                rusqlite::params![table.name, column.name, num, formatted, precision, radix, scale, datetime, type_name],
+                rusqlite::params![
+                    table.name,
+                    column.name,
+                    num,
+                    formatted,
+                    precision,
+                    radix,
+                    scale,
+                    datetime,
+                    type_name
+                ],
             )?;
         }
     }
@@ -394,28 +410,39 @@ mod tests {
             database: "acme".into(),
             ..Default::default()
         };
-        catalog.query(&rewritten, &session).unwrap_or_else(|e| panic!("{rewritten}: {e}"))
+        catalog
+            .query(&rewritten, &session)
+            .unwrap_or_else(|e| panic!("{rewritten}: {e}"))
     }
 
     fn texts(rows: &ResultSet, column: usize) -> Vec<String> {
-        rows.rows.iter().map(|r| r[column].to_text().unwrap_or_default()).collect()
+        rows.rows
+            .iter()
+            .map(|r| r[column].to_text().unwrap_or_default())
+            .collect()
     }
 
     #[test]
     fn psql_lists_the_tables() {
-        let rows = run(
-            r#"SELECT n.nspname as "Schema", c.relname as "Name",
+        let rows = run(r#"SELECT n.nspname as "Schema", c.relname as "Name",
                 CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' END as "Type",
                 pg_catalog.pg_get_userbyid(c.relowner) as "Owner"
               FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
               WHERE c.relkind IN ('r','p','') AND n.nspname <> 'pg_catalog' AND n.nspname !~ '^pg_toast'
                 AND n.nspname <> 'information_schema' AND pg_catalog.pg_table_is_visible(c.oid)
-              ORDER BY 1,2"#,
-        );
+              ORDER BY 1,2"#);
         assert_eq!(
             texts(&rows, 1),
-            ["agents", "call_metrics", "calls", "campaigns", "pipeline_metrics", "teams", "ticket_metrics"]
+            [
+                "agents",
+                "call_metrics",
+                "calls",
+                "campaigns",
+                "pipeline_metrics",
+                "teams",
+                "ticket_metrics"
+            ]
         );
         assert_eq!(rows.columns[1].pg_type, Type::NAME);
     }

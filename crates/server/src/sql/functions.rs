@@ -32,7 +32,9 @@ fn int(ctx: &Context, i: usize) -> Option<i64> {
 const FLAGS: FunctionFlags = FunctionFlags::SQLITE_UTF8;
 
 fn constant(db: &Connection, name: &str, value: Value) -> rusqlite::Result<()> {
-    db.create_scalar_function(name, -1, FLAGS | FunctionFlags::SQLITE_DETERMINISTIC, move |_| Ok(value.clone()))
+    db.create_scalar_function(name, -1, FLAGS | FunctionFlags::SQLITE_DETERMINISTIC, move |_| {
+        Ok(value.clone())
+    })
 }
 
 /// Functions that do not depend on the session.
@@ -107,17 +109,22 @@ pub fn register(db: &Connection) -> rusqlite::Result<()> {
             _ => None,
         })
     })?;
-    db.create_scalar_function("to_regclass", 1, FLAGS, |ctx| Ok(text(ctx, 0).and_then(|n| relation_oid(&n))))?;
-    db.create_scalar_function("to_regtype", 1, FLAGS, |ctx| Ok(text(ctx, 0).and_then(|n| type_oid(&n))))?;
+    db.create_scalar_function("to_regclass", 1, FLAGS, |ctx| {
+        Ok(text(ctx, 0).and_then(|n| relation_oid(&n)))
+    })?;
+    db.create_scalar_function(
+        "to_regtype",
+        1,
+        FLAGS,
+        |ctx| Ok(text(ctx, 0).and_then(|n| type_oid(&n))),
+    )?;
     db.create_scalar_function("regclass", 1, FLAGS, |ctx| {
         Ok(match ctx.get_raw(0) {
             ValueRef::Integer(v) => Some(v),
             _ => text(ctx, 0).and_then(|n| relation_oid(&n)),
         })
     })?;
-    db.create_scalar_function("regclass_name", 1, FLAGS, |ctx| {
-        Ok(int(ctx, 0).and_then(relation_name))
-    })?;
+    db.create_scalar_function("regclass_name", 1, FLAGS, |ctx| Ok(int(ctx, 0).and_then(relation_name)))?;
     db.create_scalar_function("regtype", 1, FLAGS, |ctx| {
         Ok(match ctx.get_raw(0) {
             ValueRef::Integer(v) => Some(v),
@@ -145,7 +152,9 @@ pub fn register(db: &Connection) -> rusqlite::Result<()> {
     })?;
     db.create_scalar_function("quote_ident", 1, FLAGS, |ctx| {
         Ok(text(ctx, 0).map(|s| {
-            if s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 s
             } else {
                 format!("\"{}\"", s.replace('"', "\"\""))
@@ -208,7 +217,12 @@ fn regex_match(value: &str, pattern: &str, insensitive: bool) -> bool {
         }
         cache
             .entry((pattern.to_string(), insensitive))
-            .or_insert_with(|| regex::RegexBuilder::new(pattern).case_insensitive(insensitive).build().ok())
+            .or_insert_with(|| {
+                regex::RegexBuilder::new(pattern)
+                    .case_insensitive(insensitive)
+                    .build()
+                    .ok()
+            })
             .as_ref()
             .is_some_and(|r| r.is_match(value))
     })

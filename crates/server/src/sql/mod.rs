@@ -71,16 +71,60 @@ pub struct SqlMetrics {
 impl SqlMetrics {
     pub fn render(&self, out: &mut String) {
         for (name, kind, help, v) in [
-            ("dialboard_sql_connections_total", "counter", "SQL connections accepted.", &self.connections),
-            ("dialboard_sql_connections_open", "gauge", "SQL connections open.", &self.open),
-            ("dialboard_sql_connections_refused_total", "counter", "SQL connections refused past the limit.", &self.refused),
-            ("dialboard_sql_idle_closed_total", "counter", "SQL connections closed for idleness.", &self.idle_closed),
-            ("dialboard_sql_logins_total", "counter", "SQL logins with a valid key.", &self.logins),
-            ("dialboard_sql_login_failures_total", "counter", "SQL logins refused.", &self.login_failures),
-            ("dialboard_sql_queries_total", "counter", "SQL statements run.", &self.queries),
-            ("dialboard_sql_query_errors_total", "counter", "SQL statements that failed.", &self.query_errors),
+            (
+                "dialboard_sql_connections_total",
+                "counter",
+                "SQL connections accepted.",
+                &self.connections,
+            ),
+            (
+                "dialboard_sql_connections_open",
+                "gauge",
+                "SQL connections open.",
+                &self.open,
+            ),
+            (
+                "dialboard_sql_connections_refused_total",
+                "counter",
+                "SQL connections refused past the limit.",
+                &self.refused,
+            ),
+            (
+                "dialboard_sql_idle_closed_total",
+                "counter",
+                "SQL connections closed for idleness.",
+                &self.idle_closed,
+            ),
+            (
+                "dialboard_sql_logins_total",
+                "counter",
+                "SQL logins with a valid key.",
+                &self.logins,
+            ),
+            (
+                "dialboard_sql_login_failures_total",
+                "counter",
+                "SQL logins refused.",
+                &self.login_failures,
+            ),
+            (
+                "dialboard_sql_queries_total",
+                "counter",
+                "SQL statements run.",
+                &self.queries,
+            ),
+            (
+                "dialboard_sql_query_errors_total",
+                "counter",
+                "SQL statements that failed.",
+                &self.query_errors,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Relaxed)
+            );
         }
     }
 }
@@ -94,11 +138,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let catalog = Arc::new(catalog::Catalog::new()?);
     let metrics = state.metrics.sql.clone();
-    let executor = Arc::new(Executor {
-        state,
-        catalog,
-        limits,
-    });
+    let executor = Arc::new(Executor { state, catalog, limits });
     let manager = Arc::new(ConnectionManager::new());
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
@@ -126,7 +166,12 @@ pub async fn serve(
         metrics.open.fetch_add(1, Relaxed);
         let activity = Arc::new(wire::Activity::new());
         activity.touch();
-        let connection = Arc::new(wire::Connection::new(executor.clone(), metrics.clone(), manager.clone(), activity.clone()));
+        let connection = Arc::new(wire::Connection::new(
+            executor.clone(),
+            metrics.clone(),
+            manager.clone(),
+            activity.clone(),
+        ));
         let metrics = metrics.clone();
         let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {

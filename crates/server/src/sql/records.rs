@@ -34,11 +34,16 @@ pub fn columns(table: &VirtualTable, select: &Select) -> Result<Vec<(String, usi
             ))
         })?;
         let i = table.columns.iter().position(|c| c.name == column).ok_or_else(|| {
-            SqlError::new(state::UNDEFINED_COLUMN, format!("column \"{column}\" does not exist in {}", table.name))
+            SqlError::new(
+                state::UNDEFINED_COLUMN,
+                format!("column \"{column}\" does not exist in {}", table.name),
+            )
         })?;
         out.push((name, i));
     }
-    if !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty()) || select.having.is_some() {
+    if !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+        || select.having.is_some()
+    {
         return Err(SqlError::unsupported(format!(
             "{} lists records: GROUP BY is answered by the rollup tables",
             table.name
@@ -75,7 +80,9 @@ pub async fn calls(
     let (limit, offset) = ast::limit_offset(query)?;
     for (expr, desc) in ast::order_by(query)? {
         if ast::column_name(expr).as_deref() != Some("started_at") || !desc {
-            return Err(SqlError::unsupported("calls are listed newest first: ORDER BY started_at DESC, or no ORDER BY"));
+            return Err(SqlError::unsupported(
+                "calls are listed newest first: ORDER BY started_at DESC, or no ORDER BY",
+            ));
         }
     }
     let wanted = limit.unwrap_or(MAX_CALL_ROWS).saturating_add(offset);
@@ -114,10 +121,18 @@ pub async fn calls(
             None => break,
         }
     }
-    Ok(to_rows(table, &selected, records.iter().skip(offset).take(wanted - offset)))
+    Ok(to_rows(
+        table,
+        &selected,
+        records.iter().skip(offset).take(wanted - offset),
+    ))
 }
 
-fn to_rows<'a>(table: &VirtualTable, selected: &[(String, usize)], records: impl Iterator<Item = &'a Value>) -> ResultSet {
+fn to_rows<'a>(
+    table: &VirtualTable,
+    selected: &[(String, usize)],
+    records: impl Iterator<Item = &'a Value>,
+) -> ResultSet {
     let columns = result_columns(table, selected);
     let rows = records
         .map(|r| {
@@ -146,7 +161,10 @@ fn call_filters(selection: Option<&Expr>) -> Result<Value, SqlError> {
                 target: InTarget::List(list),
                 negated: false,
                 ..
-            } => match (ast::column_name(expr), list.iter().map(ast::literal).collect::<Option<Vec<_>>>()) {
+            } => match (
+                ast::column_name(expr),
+                list.iter().map(ast::literal).collect::<Option<Vec<_>>>(),
+            ) {
                 (Some(c), Some(v)) => (c, BinaryOperator::Eq, v),
                 _ => return Err(SqlError::unsupported(help)),
             },
@@ -214,7 +232,10 @@ pub async fn directory(
             )));
         };
         let i = table.columns.iter().position(|c| c.name == column).ok_or_else(|| {
-            SqlError::new(state::UNDEFINED_COLUMN, format!("column \"{column}\" does not exist in {}", table.name))
+            SqlError::new(
+                state::UNDEFINED_COLUMN,
+                format!("column \"{column}\" does not exist in {}", table.name),
+            )
         })?;
         let values: Vec<String> = values.iter().filter_map(Literal::as_filter_value).collect();
         entries.retain(|e| {
@@ -226,7 +247,11 @@ pub async fn directory(
     let mut order = Vec::new();
     for (expr, desc) in ast::order_by(query)? {
         let i = match ast::literal(expr) {
-            Some(Literal::Number(n)) => n.parse::<usize>().ok().and_then(|p| selected.get(p.wrapping_sub(1))).map(|s| s.1),
+            Some(Literal::Number(n)) => n
+                .parse::<usize>()
+                .ok()
+                .and_then(|p| selected.get(p.wrapping_sub(1)))
+                .map(|s| s.1),
             _ => ast::column_name(expr).and_then(|c| table.columns.iter().position(|x| x.name == c)),
         }
         .ok_or_else(|| SqlError::unsupported(format!("ORDER BY on {} takes its columns", table.name)))?;

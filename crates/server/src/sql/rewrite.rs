@@ -36,7 +36,12 @@ impl VisitorMut for ForSqlite {
     /// the virtual tables leave empty) become an empty relation of the same name.
     fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<SqlError> {
         let name = match factor {
-            TableFactor::Table { name, alias, args: Some(_), .. } => alias
+            TableFactor::Table {
+                name,
+                alias,
+                args: Some(_),
+                ..
+            } => alias
                 .as_ref()
                 .map(|a| a.name.value.clone())
                 .unwrap_or_else(|| object_parts(name).pop().unwrap_or_default()),
@@ -92,7 +97,9 @@ fn call(name: &str, args: &[&Expr]) -> Result<Expr, SqlError> {
 
 fn rewrite(expr: &mut Expr) -> Result<(), SqlError> {
     let replacement = match expr {
-        Expr::Cast { expr: inner, data_type, .. } => {
+        Expr::Cast {
+            expr: inner, data_type, ..
+        } => {
             let name = data_type.to_string().to_lowercase();
             let name = name.trim_start_matches("pg_catalog.").trim_matches('"');
             let literal = matches!(ast::literal(inner), Some(Literal::Text(_)));
@@ -138,7 +145,10 @@ fn rewrite(expr: &mut Expr) -> Result<(), SqlError> {
                 },
                 _ => return Ok(()),
             };
-            let flag = Expr::Value(ValueWithSpan::from(Value::Number((insensitive as u8).to_string(), false)));
+            let flag = Expr::Value(ValueWithSpan::from(Value::Number(
+                (insensitive as u8).to_string(),
+                false,
+            )));
             let test = call("pg_regex", &[left, right, &flag])?;
             if negated {
                 parse(&format!("NOT {test}"))?

@@ -11,7 +11,7 @@ use super::values::{Cell, Column, ResultSet, Timestamp};
 use dialboard_engine::query::Dimension;
 use pgwire::api::Type;
 use serde_json::{json, Map, Value};
-use sqlparser::ast::{BinaryOperator, Expr, InTarget, GroupByExpr, Query, Select};
+use sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, InTarget, Query, Select};
 
 /// What one output column of the SELECT is.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,16 +57,27 @@ fn refuse(table: &VirtualTable, what: impl std::fmt::Display) -> SqlError {
 }
 
 /// Translates a SELECT on a rollup table; `timezone` is the session's, when it set one.
-pub fn plan(table: &VirtualTable, query: &Query, select: &Select, timezone: Option<&str>) -> Result<RollupPlan, SqlError> {
+pub fn plan(
+    table: &VirtualTable,
+    query: &Query,
+    select: &Select,
+    timezone: Option<&str>,
+) -> Result<RollupPlan, SqlError> {
     if select.having.is_some() {
-        return Err(refuse(table, "HAVING is not supported; filter with WHERE on dimensions, or order by a measure and LIMIT"));
+        return Err(refuse(
+            table,
+            "HAVING is not supported; filter with WHERE on dimensions, or order by a measure and LIMIT",
+        ));
     }
     let (limit, offset) = ast::limit_offset(query)?;
     let mut outputs = Vec::new();
     let mut columns = Vec::new();
     let mut aliases = Vec::new();
     for item in &select.projection {
-        if matches!(item, sqlparser::ast::SelectItem::Wildcard(_) | sqlparser::ast::SelectItem::QualifiedWildcard(..)) {
+        if matches!(
+            item,
+            sqlparser::ast::SelectItem::Wildcard(_) | sqlparser::ast::SelectItem::QualifiedWildcard(..)
+        ) {
             if limit == Some(0) {
                 // Clients learn a table's columns with `SELECT * … LIMIT 0`.
                 for c in &table.columns {
@@ -92,7 +103,11 @@ pub fn plan(table: &VirtualTable, query: &Query, select: &Select, timezone: Opti
             .iter()
             .map(|e| group_item(table, e, &aliases, &outputs))
             .collect::<Result<_, _>>()?,
-        _ => outputs.iter().filter(|o| !matches!(o, Output::Measure(_))).cloned().collect(),
+        _ => outputs
+            .iter()
+            .filter(|o| !matches!(o, Output::Measure(_)))
+            .cloned()
+            .collect(),
     };
     for o in &outputs {
         if !matches!(o, Output::Measure(_)) && !grouped.contains(o) {
@@ -196,9 +211,7 @@ fn column_output(table: &VirtualTable, name: &str) -> Result<Output, SqlError> {
 fn output_type(table: &VirtualTable, o: &Output) -> Type {
     match o {
         Output::Time(_) => Type::TIMESTAMPTZ,
-        o => table
-            .column(o.engine_name())
-            .map_or(Type::TEXT, |c| c.pg_type.clone()),
+        o => table.column(o.engine_name()).map_or(Type::TEXT, |c| c.pg_type.clone()),
     }
 }
 
@@ -269,10 +282,12 @@ fn output(table: &VirtualTable, expr: &Expr) -> Result<Output, SqlError> {
 fn group_item(table: &VirtualTable, e: &Expr, aliases: &[String], outputs: &[Output]) -> Result<Output, SqlError> {
     if let Some(Literal::Number(n)) = ast::literal(e) {
         let i: usize = n.parse().unwrap_or(0);
-        return outputs
-            .get(i.wrapping_sub(1))
-            .cloned()
-            .ok_or_else(|| SqlError::new(state::INVALID_PARAMETER, format!("position {n} is not in the select list")));
+        return outputs.get(i.wrapping_sub(1)).cloned().ok_or_else(|| {
+            SqlError::new(
+                state::INVALID_PARAMETER,
+                format!("position {n} is not in the select list"),
+            )
+        });
     }
     if let Some(name) = ast::column_name(e) {
         if let Some(i) = aliases.iter().position(|a| *a == name) {
@@ -341,7 +356,10 @@ fn where_clause(table: &VirtualTable, selection: Option<&Expr>) -> Result<(Map<S
     if !range.contains_key("start") && !range.contains_key("end") {
         range.insert("preset".into(), json!("all_time"));
     } else if !range.contains_key("start") || !range.contains_key("end") {
-        return Err(refuse(table, "give both ends of the time range: time >= start AND time < end"));
+        return Err(refuse(
+            table,
+            "give both ends of the time range: time >= start AND time < end",
+        ));
     }
     Ok((filters, Value::Object(range)))
 }
@@ -357,7 +375,11 @@ fn flip(op: &BinaryOperator) -> BinaryOperator {
 }
 
 /// Adds values to a dimension's filter; two conditions on one dimension keep what both allow.
-fn add_filter(filters: &mut Map<String, Value>, d: Dimension, values: impl IntoIterator<Item = Literal>) -> Result<(), SqlError> {
+fn add_filter(
+    filters: &mut Map<String, Value>,
+    d: Dimension,
+    values: impl IntoIterator<Item = Literal>,
+) -> Result<(), SqlError> {
     let values: Vec<String> = values.into_iter().filter_map(|v| v.as_filter_value()).collect();
     let entry = filters.entry(d.name()).or_insert_with(|| json!(values.clone()));
     let kept: Vec<Value> = entry
@@ -375,7 +397,12 @@ fn add_filter(filters: &mut Map<String, Value>, d: Dimension, values: impl IntoI
 pub fn time_value(v: &Literal) -> Result<String, SqlError> {
     let text = match v {
         Literal::Text(s) => s.trim(),
-        _ => return Err(SqlError::new(state::INVALID_DATETIME, "a time bound must be a date or a timestamp")),
+        _ => {
+            return Err(SqlError::new(
+                state::INVALID_DATETIME,
+                "a time bound must be a date or a timestamp",
+            ))
+        }
     };
     if text.parse::<jiff::civil::Date>().is_ok() && text.len() == 10 {
         return Ok(text.to_string());
@@ -447,7 +474,9 @@ pub fn to_cell(v: &Value, ty: &Type) -> Cell {
         Value::String(s) if *ty == Type::INT8 => s.parse().map_or(Cell::Text(s.clone()), Cell::Int),
         Value::String(s) => Cell::Text(s.clone()),
         Value::Number(n) if *ty == Type::FLOAT8 => n.as_f64().map_or(Cell::Null, Cell::Float),
-        Value::Number(n) => n.as_i64().map_or_else(|| n.as_f64().map_or(Cell::Null, Cell::Float), Cell::Int),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| n.as_f64().map_or(Cell::Null, Cell::Float), Cell::Int),
         other => Cell::Text(other.to_string()),
     }
 }
@@ -494,9 +523,18 @@ mod tests {
         for (sql, says) in [
             ("SELECT agent, total_calls FROM call_metrics GROUP BY team", "GROUP BY"),
             ("SELECT sum(connect_rate) FROM call_metrics", "not additive"),
-            ("SELECT date_trunc('minute', time), total_calls FROM call_metrics GROUP BY 1", "granularity"),
-            ("SELECT total_calls FROM call_metrics WHERE time >= '2026-03-01'", "both ends"),
-            ("SELECT total_calls FROM call_metrics WHERE agent LIKE 'a%'", "WHERE supports"),
+            (
+                "SELECT date_trunc('minute', time), total_calls FROM call_metrics GROUP BY 1",
+                "granularity",
+            ),
+            (
+                "SELECT total_calls FROM call_metrics WHERE time >= '2026-03-01'",
+                "both ends",
+            ),
+            (
+                "SELECT total_calls FROM call_metrics WHERE agent LIKE 'a%'",
+                "WHERE supports",
+            ),
             ("SELECT total_calls FROM call_metrics HAVING total_calls > 1", "HAVING"),
         ] {
             let e = translate(sql).unwrap_err();

@@ -12,7 +12,9 @@ use crate::api::auth::Principal;
 use crate::api::AppState;
 use dialboard_store::access::RateLimits;
 use pgwire::api::Type;
-use sqlparser::ast::{visit_expressions_mut, visit_relations, Expr, Set, SetExpr, Statement, TableFactor, Value, ValueWithSpan};
+use sqlparser::ast::{
+    visit_expressions_mut, visit_relations, Expr, Set, SetExpr, Statement, TableFactor, Value, ValueWithSpan,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use std::collections::HashMap;
@@ -130,7 +132,10 @@ fn bind(statement: &mut Statement, params: &[Param]) -> Result<(), SqlError> {
         {
             let i: usize = p.trim_start_matches('$').parse().unwrap_or(0);
             let Some(param) = params.get(i.wrapping_sub(1)) else {
-                return ControlFlow::Break(SqlError::new(state::INVALID_PARAMETER, format!("no value bound for {p}")));
+                return ControlFlow::Break(SqlError::new(
+                    state::INVALID_PARAMETER,
+                    format!("no value bound for {p}"),
+                ));
             };
             let value = match param {
                 Param::Null => Value::Null,
@@ -157,7 +162,13 @@ const WRITES: &[&str] = &[
 impl Executor {
     /// Runs a statement text with its parameters; `describe` only wants the result's columns
     /// (parameters may be unbound, nothing is read from the store).
-    pub async fn execute(&self, session: &Session, sql: &str, params: &[Param], describe: bool) -> Result<Vec<Outcome>, SqlError> {
+    pub async fn execute(
+        &self,
+        session: &Session,
+        sql: &str,
+        params: &[Param],
+        describe: bool,
+    ) -> Result<Vec<Outcome>, SqlError> {
         let mut out = Vec::new();
         for mut statement in parse(sql)? {
             if describe {
@@ -179,7 +190,11 @@ impl Executor {
                 Ok(Outcome::Command("SET".into()))
             }
             Statement::ShowVariable { variable } => {
-                let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 let name = match name.as_str() {
                     "time zone" => "timezone".to_string(),
                     "transaction isolation level" => "transaction_isolation".to_string(),
@@ -209,7 +224,9 @@ impl Executor {
                 if WRITES.contains(&keyword.as_str()) {
                     Err(SqlError::read_only())
                 } else {
-                    Err(SqlError::unsupported(format!("{keyword} is not supported by dialboard's SQL endpoint")))
+                    Err(SqlError::unsupported(format!(
+                        "{keyword} is not supported by dialboard's SQL endpoint"
+                    )))
                 }
             }
         }
@@ -226,7 +243,11 @@ impl Executor {
             ),
             Set::SetTimeZone { value, .. } => (
                 "timezone".into(),
-                Some(super::ast::literal(value).and_then(|l| l.as_filter_value()).unwrap_or_else(|| value.to_string())),
+                Some(
+                    super::ast::literal(value)
+                        .and_then(|l| l.as_filter_value())
+                        .unwrap_or_else(|| value.to_string()),
+                ),
             ),
             _ => return Ok(()),
         };
@@ -237,7 +258,10 @@ impl Executor {
                 None
             } else {
                 jiff::tz::TimeZone::get(&value).map_err(|_| {
-                    SqlError::new(state::INVALID_PARAMETER, format!("invalid value for parameter \"TimeZone\": \"{value}\""))
+                    SqlError::new(
+                        state::INVALID_PARAMETER,
+                        format!("invalid value for parameter \"TimeZone\": \"{value}\""),
+                    )
                 })?;
                 Some(value.clone())
             };
@@ -252,7 +276,12 @@ impl Executor {
         Ok(())
     }
 
-    async fn select(&self, session: &Session, mut query: sqlparser::ast::Query, describe: bool) -> Result<Outcome, SqlError> {
+    async fn select(
+        &self,
+        session: &Session,
+        mut query: sqlparser::ast::Query,
+        describe: bool,
+    ) -> Result<Outcome, SqlError> {
         if !query.locks.is_empty() {
             return Err(SqlError::read_only());
         }
@@ -264,12 +293,17 @@ impl Executor {
                 if let TableFactor::Table { name, .. } = &from.relation {
                     let parts = super::ast::object_parts(name);
                     let schema_ok = parts.len() == 1 || parts.first().is_some_and(|s| s == "public");
-                    if let Some(table) = find(parts.last().map(String::as_str).unwrap_or_default()).filter(|_| schema_ok) {
+                    if let Some(table) =
+                        find(parts.last().map(String::as_str).unwrap_or_default()).filter(|_| schema_ok)
+                    {
                         if !from.joins.is_empty() || query.with.is_some() {
                             return Err(joins_refused());
                         }
                         let select = (**select).clone();
-                        return self.table(session, table, &query, &select, describe).await.map(Outcome::Rows);
+                        return self
+                            .table(session, table, &query, &select, describe)
+                            .await
+                            .map(Outcome::Rows);
                     }
                 }
             }
@@ -320,18 +354,38 @@ impl Executor {
                     });
                 }
                 self.charge(session)?;
-                let answer = self.bounded(crate::api::query::answer(&self.state, &session.principal, plan.body.clone())).await??;
+                let answer = self
+                    .bounded(crate::api::query::answer(
+                        &self.state,
+                        &session.principal,
+                        plan.body.clone(),
+                    ))
+                    .await??;
                 Ok(rollup::rows(&plan, &answer))
             }
             _ if describe => records::empty(table, &select),
             TableKind::Calls => {
                 self.charge(session)?;
-                self.bounded(records::calls(&self.state, &session.principal, table, query, &select, timezone.as_deref()))
-                    .await?
+                self.bounded(records::calls(
+                    &self.state,
+                    &session.principal,
+                    table,
+                    query,
+                    &select,
+                    timezone.as_deref(),
+                ))
+                .await?
             }
             TableKind::Directory(_) => {
                 self.charge(session)?;
-                self.bounded(records::directory(&self.state, &session.principal, table, query, &select)).await?
+                self.bounded(records::directory(
+                    &self.state,
+                    &session.principal,
+                    table,
+                    query,
+                    &select,
+                ))
+                .await?
             }
         }
     }

@@ -69,7 +69,15 @@ pub fn tables() -> &'static [VirtualTable] {
                 &[Fact::Stages],
             ),
             calls(),
-            directory("agents", DirectoryKind::Agent, &[("name", Type::TEXT), ("team_id", Type::TEXT), ("avatar_url", Type::TEXT)]),
+            directory(
+                "agents",
+                DirectoryKind::Agent,
+                &[
+                    ("name", Type::TEXT),
+                    ("team_id", Type::TEXT),
+                    ("avatar_url", Type::TEXT),
+                ],
+            ),
             directory("teams", DirectoryKind::Team, &[("name", Type::TEXT)]),
             directory(
                 "campaigns",

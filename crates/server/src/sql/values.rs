@@ -210,11 +210,17 @@ fn encode(encoder: &mut DataRowEncoder, cell: &Cell, field: &FieldInfo) -> PgWir
     let text = || cell.to_text().unwrap_or_default();
     match ty {
         Type::BOOL => encoder.encode_field_with_type_and_format(&cell.as_bool(), &ty, format, &options),
-        Type::INT2 => encoder.encode_field_with_type_and_format(&cell.as_i64().map(|v| v as i16), &ty, format, &options),
-        Type::INT4 => encoder.encode_field_with_type_and_format(&cell.as_i64().map(|v| v as i32), &ty, format, &options),
+        Type::INT2 => {
+            encoder.encode_field_with_type_and_format(&cell.as_i64().map(|v| v as i16), &ty, format, &options)
+        }
+        Type::INT4 => {
+            encoder.encode_field_with_type_and_format(&cell.as_i64().map(|v| v as i32), &ty, format, &options)
+        }
         Type::INT8 => encoder.encode_field_with_type_and_format(&cell.as_i64(), &ty, format, &options),
         Type::OID => encoder.encode_field_with_type_and_format(&cell.as_i64().map(|v| v as u32), &ty, format, &options),
-        Type::FLOAT4 => encoder.encode_field_with_type_and_format(&cell.as_f64().map(|v| v as f32), &ty, format, &options),
+        Type::FLOAT4 => {
+            encoder.encode_field_with_type_and_format(&cell.as_f64().map(|v| v as f32), &ty, format, &options)
+        }
         Type::FLOAT8 => encoder.encode_field_with_type_and_format(&cell.as_f64(), &ty, format, &options),
         Type::CHAR if format == FieldFormat::Binary => {
             let byte = text().bytes().next().map(|b| b as i8);

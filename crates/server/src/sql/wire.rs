@@ -23,7 +23,9 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type, METADATA_DATABASE, METADATA_USER};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type, METADATA_DATABASE, METADATA_USER,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use std::collections::HashMap;
@@ -59,7 +61,9 @@ impl Activity {
     }
 
     pub fn idle(&self) -> std::time::Duration {
-        self.started.elapsed().saturating_sub(std::time::Duration::from_millis(self.last_ms.load(Relaxed)))
+        self.started
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(self.last_ms.load(Relaxed)))
     }
 }
 
@@ -82,7 +86,12 @@ pub struct Handlers {
 }
 
 impl Connection {
-    pub fn new(executor: Arc<Executor>, metrics: Arc<SqlMetrics>, manager: Arc<ConnectionManager>, activity: Arc<Activity>) -> Connection {
+    pub fn new(
+        executor: Arc<Executor>,
+        metrics: Arc<SqlMetrics>,
+        manager: Arc<ConnectionManager>,
+        activity: Arc<Activity>,
+    ) -> Connection {
         let handlers = Arc::new(Handlers {
             executor: executor.clone(),
             metrics: metrics.clone(),
@@ -155,7 +164,9 @@ impl Debug for Executor {
 #[async_trait]
 impl AuthSource<Arc<Session>> for KeyAuth {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        Err(PgWireError::InvalidPassword(login.user().unwrap_or_default().to_string()))
+        Err(PgWireError::InvalidPassword(
+            login.user().unwrap_or_default().to_string(),
+        ))
     }
 
     async fn verify_password(&self, login: &LoginInfo, password: &[u8]) -> PgWireResult<Option<Arc<Session>>> {
@@ -164,11 +175,17 @@ impl AuthSource<Arc<Session>> for KeyAuth {
         let refused = || PgWireError::InvalidPassword(user.clone());
         let address = format!("sql:{}", login.host());
         if state.limiter.take(address.as_bytes(), "login", LOGIN_RATE).is_err() {
-            return Err(SqlError::new(state::RATE_LIMITED, "too many failed logins from this address; wait and retry").into());
+            return Err(SqlError::new(
+                state::RATE_LIMITED,
+                "too many failed logins from this address; wait and retry",
+            )
+            .into());
         }
         let secret = String::from_utf8_lossy(password).to_string();
         let tenant = state.store.tenant_by_name(&user).await.map_err(|_| refused())?;
-        let key = crate::api::auth::key_principal(state, &secret).await.map_err(|_| refused())?;
+        let key = crate::api::auth::key_principal(state, &secret)
+            .await
+            .map_err(|_| refused())?;
         let (Some(tenant), Some((principal, limits))) = (tenant, key) else {
             return Err(refused());
         };
@@ -177,7 +194,13 @@ impl AuthSource<Arc<Session>> for KeyAuth {
         }
         state.limiter.give_back(address.as_bytes(), "login", LOGIN_RATE);
         let database = login.database().unwrap_or(&user).to_string();
-        Ok(Some(Arc::new(Session::new(principal, limits, &user, &database, &tenant.settings.timezone))))
+        Ok(Some(Arc::new(Session::new(
+            principal,
+            limits,
+            &user,
+            &database,
+            &tenant.settings.timezone,
+        ))))
     }
 }
 
@@ -204,7 +227,10 @@ impl StartupHandler for Handlers {
             }
             PgWireFrontendMessage::PasswordMessageFamily(message) => {
                 match self.driver.advance_authentication(client, message).await {
-                    Ok(AuthOutcome::Authenticated { identity, final_message }) => {
+                    Ok(AuthOutcome::Authenticated {
+                        identity,
+                        final_message,
+                    }) => {
                         let session = identity.ok_or_else(|| PgWireError::InvalidPassword(String::new()))?;
                         client.session_extensions().insert(session);
                         self.driver.complete_authentication(client, final_message).await?;
@@ -293,7 +319,11 @@ impl QueryParser for SqlText {
         Ok(vec![])
     }
 
-    fn get_result_schema(&self, _stmt: &String, _format: Option<&Format>) -> PgWireResult<Vec<pgwire::api::results::FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        _stmt: &String,
+        _format: Option<&Format>,
+    ) -> PgWireResult<Vec<pgwire::api::results::FieldInfo>> {
         Ok(vec![])
     }
 }
@@ -366,7 +396,10 @@ fn binary_timestamp(micros: i64) -> String {
 }
 
 fn portal_key(portal: &Portal<String>) -> String {
-    format!("{}\u{0}{}\u{0}{:?}", portal.name, portal.statement.statement, portal.parameters)
+    format!(
+        "{}\u{0}{}\u{0}{:?}",
+        portal.name, portal.statement.statement, portal.parameters
+    )
 }
 
 #[async_trait]
@@ -387,7 +420,12 @@ impl ExtendedQueryHandler for Handlers {
     {
         let session = session(client)?;
         let key = portal_key(portal);
-        let described = session.described.lock().expect("session").take().filter(|(k, _)| *k == key);
+        let described = session
+            .described
+            .lock()
+            .expect("session")
+            .take()
+            .filter(|(k, _)| *k == key);
         let outcome = match described {
             Some((_, outcome)) => outcome,
             None => self
@@ -399,7 +437,11 @@ impl ExtendedQueryHandler for Handlers {
         response(outcome, &portal.result_column_format)
     }
 
-    async fn do_describe_statement<C>(&self, client: &mut C, stmt: &StoredStatement<String>) -> PgWireResult<DescribeStatementResponse>
+    async fn do_describe_statement<C>(
+        &self,
+        client: &mut C,
+        stmt: &StoredStatement<String>,
+    ) -> PgWireResult<DescribeStatementResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = String>,
@@ -407,9 +449,20 @@ impl ExtendedQueryHandler for Handlers {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session(client)?;
-        let count = parse(&stmt.statement)?.iter_mut().map(parameter_count).max().unwrap_or(0);
+        let count = parse(&stmt.statement)?
+            .iter_mut()
+            .map(parameter_count)
+            .max()
+            .unwrap_or(0);
         let types = (0..count)
-            .map(|i| stmt.parameter_types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN).unwrap_or(Type::TEXT))
+            .map(|i| {
+                stmt.parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|t| *t != Type::UNKNOWN)
+                    .unwrap_or(Type::TEXT)
+            })
             .collect();
         let fields = match self.run(&session, &stmt.statement, &[], true).await?.pop() {
             Some(Outcome::Rows(rows)) => rows.fields(&Format::UnifiedText),
@@ -418,7 +471,11 @@ impl ExtendedQueryHandler for Handlers {
         Ok(DescribeStatementResponse::new(types, fields))
     }
 
-    async fn do_describe_portal<C>(&self, client: &mut C, portal: &Portal<String>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<String>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = String>,

@@ -29,7 +29,12 @@ async fn seeded() -> TestApp {
         ("teams", "t1", json!({"name": "North"})),
     ] {
         let (status, body) = app
-            .send(reqwest::Method::PUT, &format!("/api/v1/{kind}/{id}"), &app.key, Some(&body))
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/{kind}/{id}"),
+                &app.key,
+                Some(&body),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
     }
@@ -54,7 +59,9 @@ fn psql_binary() -> String {
 async fn psql(app: &TestApp, key: &str, command: &str) -> String {
     let (host, port) = host_port(app);
     let out = tokio::process::Command::new(psql_binary())
-        .args(["-X", "-A", "-t", "-F", "|", "-h", &host, "-p", &port, "-U", "acme", "-d", "acme", "-c", command])
+        .args([
+            "-X", "-A", "-t", "-F", "|", "-h", &host, "-p", &port, "-U", "acme", "-d", "acme", "-c", command,
+        ])
         .env("PGPASSWORD", key)
         .env("PGCONNECT_TIMEOUT", "10")
         .output()
@@ -101,8 +108,19 @@ fn as_psql(rows: &Value) -> String {
 async fn psql_lists_describes_and_groups_with_the_numbers_of_query() {
     let app = seeded().await;
     let tables = psql(&app, &app.key, "\\dt").await;
-    for t in ["call_metrics", "ticket_metrics", "pipeline_metrics", "calls", "agents", "teams", "campaigns"] {
-        assert!(tables.contains(&format!("public|{t}|table|")), "\\dt lists {t}:\n{tables}");
+    for t in [
+        "call_metrics",
+        "ticket_metrics",
+        "pipeline_metrics",
+        "calls",
+        "agents",
+        "teams",
+        "campaigns",
+    ] {
+        assert!(
+            tables.contains(&format!("public|{t}|table|")),
+            "\\dt lists {t}:\n{tables}"
+        );
     }
     let described = psql(&app, &app.key, "\\d call_metrics").await;
     for line in [
@@ -115,7 +133,10 @@ async fn psql_lists_describes_and_groups_with_the_numbers_of_query() {
     ] {
         assert!(described.contains(line), "\\d call_metrics has {line}:\n{described}");
     }
-    assert!(!described.contains("revenue|"), "revenue is a pipeline measure:\n{described}");
+    assert!(
+        !described.contains("revenue|"),
+        "revenue is a pipeline measure:\n{described}"
+    );
 
     let sql = format!(
         "SELECT agent, total_calls, connect_rate, median_talk_time FROM call_metrics WHERE {MARCH} GROUP BY agent ORDER BY agent"
@@ -131,10 +152,23 @@ async fn psql_lists_describes_and_groups_with_the_numbers_of_query() {
     assert!(expected["rows"].as_array().unwrap().len() == 2);
 
     // Totals without GROUP BY, an additive measure under SUM, filters and a day granularity.
-    let totals = psql(&app, &app.key, &format!("SELECT sum(total_calls), meetings_booked FROM call_metrics WHERE {MARCH}")).await;
+    let totals = psql(
+        &app,
+        &app.key,
+        &format!("SELECT sum(total_calls), meetings_booked FROM call_metrics WHERE {MARCH}"),
+    )
+    .await;
     let t = &expected["totals"];
-    let meetings = query(&app, &app.key, json!({"measures": ["meetings_booked"], "range": march()})).await;
-    assert_eq!(totals, format!("{}|{}\n", t["total_calls"], meetings["totals"]["meetings_booked"]));
+    let meetings = query(
+        &app,
+        &app.key,
+        json!({"measures": ["meetings_booked"], "range": march()}),
+    )
+    .await;
+    assert_eq!(
+        totals,
+        format!("{}|{}\n", t["total_calls"], meetings["totals"]["meetings_booked"])
+    );
     let days = psql(
         &app,
         &app.key,
@@ -149,11 +183,19 @@ async fn psql_lists_describes_and_groups_with_the_numbers_of_query() {
     )
     .await;
     let first = &by_day["rows"][0];
-    assert!(days.starts_with(&format!("2026-03-01 00:00:00-05|{}\n", first[1])), "{days} vs {first}");
+    assert!(
+        days.starts_with(&format!("2026-03-01 00:00:00-05|{}\n", first[1])),
+        "{days} vs {first}"
+    );
     assert_eq!(days.lines().count(), 2);
 
     // Drill-down and directory.
-    let calls = psql(&app, &app.key, "SELECT call_id, agent_id, talk_seconds FROM calls WHERE agent_id = 'a2' LIMIT 3").await;
+    let calls = psql(
+        &app,
+        &app.key,
+        "SELECT call_id, agent_id, talk_seconds FROM calls WHERE agent_id = 'a2' LIMIT 3",
+    )
+    .await;
     assert_eq!(calls.lines().count(), 3, "{calls}");
     assert!(calls.lines().all(|l| l.contains("|a2|")), "{calls}");
     let agents = psql(&app, &app.key, "SELECT id, name FROM agents ORDER BY name DESC").await;
@@ -214,7 +256,11 @@ async fn tenants_and_reach_hold_over_sql() {
     let app = seeded().await;
     let (_, globex_key) = app.other_tenant("globex", false).await;
     let (status, _) = app
-        .post("/api/v1/events", &globex_key, &json!([call("g1", "gc1", "Connected", "2026-03-03T10:00:00Z")]))
+        .post(
+            "/api/v1/events",
+            &globex_key,
+            &json!([call("g1", "gc1", "Connected", "2026-03-03T10:00:00Z")]),
+        )
         .await;
     assert_eq!(status, 200);
     let agent_key = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("a1")).await;
@@ -276,11 +322,22 @@ async fn tenants_and_reach_hold_over_sql() {
         .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
         .collect();
     assert_eq!(agent_rows, expected);
-    assert!(!agent_calls.is_empty() && agent_calls.iter().all(|a| a == "a1"), "{agent_calls:?}");
+    assert!(
+        !agent_calls.is_empty() && agent_calls.iter().all(|a| a == "a1"),
+        "{agent_calls:?}"
+    );
     assert_eq!(forbidden, "42501");
     assert_eq!(globex_total, 1, "globex sees its one call, none of acme's");
 
-    let metrics = app.client.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let value = |name: &str| -> u64 {
         metrics
             .lines()
@@ -360,15 +417,34 @@ async fn psycopg_and_the_sqlalchemy_inspector_read_the_same_numbers() {
         .map(|r| json!([r[0].as_str().unwrap(), r[1]]))
         .collect();
     assert_eq!(seen["days"], json!(days));
-    let tables: Vec<&str> = seen["tables"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let tables: Vec<&str> = seen["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(
         tables,
-        ["agents", "call_metrics", "calls", "campaigns", "pipeline_metrics", "teams", "ticket_metrics"]
+        [
+            "agents",
+            "call_metrics",
+            "calls",
+            "campaigns",
+            "pipeline_metrics",
+            "teams",
+            "ticket_metrics"
+        ]
     );
     let columns = seen["columns"].as_array().unwrap();
-    assert!(columns.contains(&json!(["time", "TIMESTAMP"])) || columns.iter().any(|c| c[0] == "time"), "{columns:?}");
+    assert!(
+        columns.contains(&json!(["time", "TIMESTAMP"])) || columns.iter().any(|c| c[0] == "time"),
+        "{columns:?}"
+    );
     assert!(columns.contains(&json!(["total_calls", "BIGINT"])), "{columns:?}");
-    assert!(columns.contains(&json!(["connect_rate", "DOUBLE PRECISION"])), "{columns:?}");
+    assert!(
+        columns.contains(&json!(["connect_rate", "DOUBLE PRECISION"])),
+        "{columns:?}"
+    );
     let by_agent = query(
         &app,
         &app.key,
@@ -395,12 +471,21 @@ async fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_query() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     for t in ["call_metrics", "calls", "agents", "pipeline_metrics"] {
         assert!(lines.contains(&format!("table {t}").as_str()), "{stdout}");
     }
-    for c in ["column time timestamptz", "column agent text", "column total_calls int8", "column connect_rate float8"] {
+    for c in [
+        "column time timestamptz",
+        "column agent text",
+        "column total_calls int8",
+        "column connect_rate float8",
+    ] {
         assert!(lines.contains(&c), "{c} in:\n{stdout}");
     }
     let expected = query(
