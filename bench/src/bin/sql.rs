@@ -106,5 +106,7 @@ async fn main() -> anyhow::Result<()> {
             percentile(http, 0.99)
         );
     }
+    // The blocking client closes its connection on a thread of its own (not in the runtime).
+    tokio::task::spawn_blocking(move || drop(pg)).await?;
     Ok(())
 }

@@ -197,7 +197,10 @@ fn rewrite(expr: &mut Expr) -> Result<(), SqlError> {
                 "array_agg" => "json_group_array",
                 "json_build_object" | "jsonb_build_object" => "json_object",
                 "string_agg" => "group_concat",
-                "array" => return Ok(*expr = Expr::Value(ValueWithSpan::from(Value::Null))),
+                "array" => {
+                    *expr = Expr::Value(ValueWithSpan::from(Value::Null));
+                    return Ok(());
+                }
                 n => n,
             };
             f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(renamed))]);

@@ -267,10 +267,10 @@ impl Executor {
             };
             *session.timezone.lock().expect("session") = zone;
         }
-        if name == "transaction_read_only" || name == "default_transaction_read_only" {
-            if !matches!(value.to_lowercase().as_str(), "on" | "true" | "1") {
-                return Err(SqlError::read_only());
-            }
+        if (name == "transaction_read_only" || name == "default_transaction_read_only")
+            && !matches!(value.to_lowercase().as_str(), "on" | "true" | "1")
+        {
+            return Err(SqlError::read_only());
         }
         session.info.lock().expect("session").settings.insert(name, value);
         Ok(())

@@ -47,6 +47,12 @@ pub struct Activity {
     pub authenticated: AtomicBool,
 }
 
+impl Default for Activity {
+    fn default() -> Self {
+        Activity::new()
+    }
+}
+
 impl Activity {
     pub fn new() -> Activity {
         Activity {
