@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn serve_options_come_from_flags_then_the_file_and_are_checked() {
         let file: FileConfig = toml::from_str(
-            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100",
+            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"",
         )
         .unwrap();
         let keys = Settings::resolve(None, None, file).serve;
@@ -150,7 +150,9 @@ mod tests {
             max_connections: Some(50),
             ..ServeKeys::default()
         };
-        let (security, limits) = flags.or(keys).resolve().unwrap();
+        let keys = flags.or(keys);
+        assert_eq!(keys.sql_listen.as_deref(), Some("127.0.0.1:5433"));
+        let (security, limits) = keys.resolve().unwrap();
         assert_eq!(security.public_origin.as_deref(), Some("https://board.example.com"));
         assert!(security.secure_cookies());
         assert_eq!(
