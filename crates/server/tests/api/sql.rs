@@ -499,3 +499,50 @@ async fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_query() {
         [&format!("row a1 {}", expected["rows"][0][1]).as_str()]
     );
 }
+
+/// `dialboard serve --sql-listen` (the real binary) answers psql with the key `tenant create`
+/// printed.
+#[tokio::test]
+async fn the_binary_serves_sql_with_sql_listen() {
+    use super::process::{free_port, last_line, wait_ready};
+    const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("d.db").display());
+    let created = std::process::Command::new(BIN)
+        .args(["tenant", "create", "acme", "--database", &db])
+        .output()
+        .unwrap();
+    let key = last_line(&created);
+    let (http, sql) = (free_port(), free_port());
+    let mut server = std::process::Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{http}"), "--database", &db])
+        .args(["--sql-listen", &format!("127.0.0.1:{sql}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(&format!("http://127.0.0.1:{http}")).await;
+    let out = tokio::process::Command::new(psql_binary())
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &sql.to_string(),
+            "-U",
+            "acme",
+            "-d",
+            "acme",
+        ])
+        .args(["-c", "SELECT total_calls FROM call_metrics"])
+        .env("PGPASSWORD", &key)
+        .output()
+        .await
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+}
