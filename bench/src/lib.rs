@@ -130,6 +130,11 @@ pub fn start_server(dir: &std::path::Path) -> anyhow::Result<Server> {
 /// `dialboard serve` on the database `url` names (made if new), with a tenant `bench` in New
 /// York and its admin key.
 pub fn start_server_on(url_db: &str) -> anyhow::Result<Server> {
+    start_server_with(url_db, &[])
+}
+
+/// [`start_server_on`] with more `serve` flags (`--sql-listen ADDR`).
+pub fn start_server_with(url_db: &str, serve_flags: &[&str]) -> anyhow::Result<Server> {
     let bin = std::env::current_exe()?
         .parent()
         .context("target dir")?
@@ -159,6 +164,7 @@ pub fn start_server_on(url_db: &str) -> anyhow::Result<Server> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(&bin)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database", url_db])
+        .args(serve_flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

@@ -77,6 +77,10 @@ enum Command {
         /// Open connections at most (default 10,000, or less under the file-descriptor limit).
         #[arg(long, env = "DIALBOARD_MAX_CONNECTIONS")]
         max_connections: Option<usize>,
+        /// Also serve the PostgreSQL protocol for BI tools on this address (user: the tenant's
+        /// name, password: an API key with the read scope; docs/SQL.md).
+        #[arg(long, env = "DIALBOARD_SQL_LISTEN")]
+        sql_listen: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -214,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             metrics_token,
             trusted_proxy,
             max_connections,
+            sql_listen,
             common,
         } => {
             let settings = common.settings(listen)?;
@@ -222,12 +227,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics_token,
                 trusted_proxies: trusted_proxy,
                 max_connections,
+                sql_listen,
             };
-            let (security, limits) = flags.or(settings.serve).resolve()?;
+            let keys = flags.or(settings.serve);
+            let sql_listen = keys.sql_listen.clone();
+            let (security, limits) = keys.resolve()?;
             let store = crate::open_store(&settings.database)?;
-            serve_with(store, &settings.listen, security, limits, |url| {
-                println!("dialboard is serving on {url}\n{url}")
-            })
+            serve_with(
+                store,
+                &settings.listen,
+                security,
+                limits,
+                sql_listen.as_deref(),
+                |url| println!("dialboard is serving on {url}\n{url}"),
+            )
             .await
         }
         Command::Demo {
@@ -428,7 +441,7 @@ pub async fn create_admin_key(store: &Arc<dyn Store>, tenant_id: i64) -> anyhow:
 
 /// Serves with the default deployment (the demo): see [`serve_with`].
 pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&str)) -> anyhow::Result<()> {
-    serve_with(store, listen, Security::default(), Limits::default(), announce).await
+    serve_with(store, listen, Security::default(), Limits::default(), None, announce).await
 }
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests (and their commits) finish
@@ -438,6 +451,7 @@ pub async fn serve_with(
     listen: &str,
     security: Security,
     limits: Limits,
+    sql_listen: Option<&str>,
     announce: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
     let listener = crate::serve::bind(listen)
@@ -445,13 +459,37 @@ pub async fn serve_with(
         .map_err(|e| anyhow::anyhow!("--listen {listen}: {e}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     tracing::info!(%url, max_connections = limits.max_connections, "listening");
-    announce(&url);
+    let sql_listener = match sql_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("--sql-listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let state = AppState::configured(
         store.clone(),
         crate::live::QUEUE_CAPACITY,
         security,
         crate::api::wall_clock(),
     );
+    if let Some(sql) = sql_listener {
+        let address = sql.local_addr()?;
+        tracing::info!(%address, "serving the PostgreSQL protocol (SPEC §13)");
+        println!("SQL endpoint for BI tools: postgres://{address}");
+        let sql = crate::sql::serve(
+            state.clone(),
+            sql,
+            crate::sql::SqlLimits::default(),
+            std::future::pending(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = sql.await {
+                tracing::error!(error = %e, "sql endpoint");
+            }
+        });
+    }
+    announce(&url);
     let (stop_jobs, stop) = tokio::sync::watch::channel(false);
     let jobs = Arc::new(crate::jobs::Worker::for_server(store.clone())).spawn(stop);
     crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;

@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub metrics_token: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub max_connections: Option<usize>,
+    pub sql_listen: Option<String>,
 }
 
 impl FileConfig {
@@ -49,6 +50,7 @@ impl Settings {
                 metrics_token: file.metrics_token,
                 trusted_proxies: file.trusted_proxies.unwrap_or_default(),
                 max_connections: file.max_connections,
+                sql_listen: file.sql_listen,
             },
         }
     }
@@ -63,6 +65,8 @@ pub struct ServeKeys {
     pub metrics_token: Option<String>,
     pub trusted_proxies: Vec<String>,
     pub max_connections: Option<usize>,
+    /// Where the PostgreSQL-protocol endpoint listens (SPEC §13), if anywhere.
+    pub sql_listen: Option<String>,
 }
 
 impl ServeKeys {
@@ -77,6 +81,7 @@ impl ServeKeys {
                 self.trusted_proxies
             },
             max_connections: self.max_connections.or(file.max_connections),
+            sql_listen: self.sql_listen.or(file.sql_listen),
         }
     }
 
@@ -137,7 +142,7 @@ mod tests {
     #[test]
     fn serve_options_come_from_flags_then_the_file_and_are_checked() {
         let file: FileConfig = toml::from_str(
-            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100",
+            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"",
         )
         .unwrap();
         let keys = Settings::resolve(None, None, file).serve;
@@ -145,7 +150,9 @@ mod tests {
             max_connections: Some(50),
             ..ServeKeys::default()
         };
-        let (security, limits) = flags.or(keys).resolve().unwrap();
+        let keys = flags.or(keys);
+        assert_eq!(keys.sql_listen.as_deref(), Some("127.0.0.1:5433"));
+        let (security, limits) = keys.resolve().unwrap();
         assert_eq!(security.public_origin.as_deref(), Some("https://board.example.com"));
         assert!(security.secure_cookies());
         assert_eq!(

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod live;
 pub mod reports;
 pub mod serve;
+pub mod sql;
 pub mod web;
 
 use dialboard_store::pg::PgStore;

@@ -391,6 +391,17 @@ async fn authenticate(parts: &Parts, state: &AppState, token_param: bool) -> Res
     ))
 }
 
+/// The principal of an API key given as a secret (the SQL endpoint's password), with its rate
+/// limits; `None` for an unknown or revoked key.
+pub async fn key_principal(state: &AppState, secret: &str) -> Result<Option<(Principal, RateLimits)>, ApiError> {
+    let hash = hash_secret(secret.trim());
+    let key = state.keys.lookup(state, hash).await?;
+    Ok(key.map(|key| {
+        let limits = key.rate_limits.unwrap_or(state.rate_limits);
+        (Principal::from_key(key, &hash), limits)
+    }))
+}
+
 async fn authenticate_and_charge(parts: &Parts, state: &AppState, token_param: bool) -> Result<Principal, ApiError> {
     let (principal, limits) = authenticate(parts, state, token_param).await?;
     let (kind, rate) = if parts.uri.path().ends_with("/events") {

@@ -70,10 +70,18 @@ pub async fn list(
     Extension(kind): Extension<DirectoryKind>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
+    let entries = entries(&state, &principal, kind).await?;
+    let collection = format!("{}s", kind.as_str());
+    Ok(Json(json!({ collection: entries })))
+}
+
+/// The directory entries of a kind that `principal` sees, each with its `id` (also the SQL
+/// endpoint's `agents`, `teams` and `campaigns`).
+pub async fn entries(state: &AppState, principal: &Principal, kind: DirectoryKind) -> Result<Vec<Value>, ApiError> {
     let tenant = state.store.tenant(principal.tenant_id).await?;
     let privacy = tenant.settings.leaderboard_privacy;
     let private_to = principal.only_named(privacy).filter(|_| kind == DirectoryKind::Agent);
-    let entries: Vec<Value> = state
+    Ok(state
         .store
         .directory(tenant.id, kind)
         .await?
@@ -83,9 +91,7 @@ pub async fn list(
             body["id"] = json!(id);
             body
         })
-        .collect();
-    let collection = format!("{}s", kind.as_str());
-    Ok(Json(json!({ collection: entries })))
+        .collect())
 }
 
 /// `PUT /agents|teams|campaigns/{id}` creates or replaces the entry.

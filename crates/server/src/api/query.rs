@@ -26,7 +26,7 @@ pub async fn query(
 }
 
 /// Runs a general query as `principal`: narrowed to their reach, admitted among their running
-/// queries, redacted for their privacy. `/query` and saved reports answer through it.
+/// queries, redacted for their privacy. `/query`, saved reports and the SQL endpoint answer through it.
 pub async fn run_query(state: &AppState, principal: &Principal, mut body: Value) -> Result<Value, ApiError> {
     principal.restrict(&mut body, false)?;
     let asked = body.clone();

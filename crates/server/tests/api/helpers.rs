@@ -13,6 +13,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub tenant_id: i64,
+    /// The PostgreSQL-protocol endpoint (SPEC §13) of the same server: `host:port`.
+    pub sql_addr: String,
     _dir: tempfile::TempDir,
 }
 
@@ -69,6 +71,10 @@ impl TestApp {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let mut state = AppState::with_live_queue(store.clone(), queue);
         configure(Arc::get_mut(&mut state).expect("the state is not shared yet"));
+        let sql_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sql_addr = sql_listener.local_addr().unwrap().to_string();
+        let sql = dialboard::sql::serve(state.clone(), sql_listener, sql_limits(), std::future::pending());
+        tokio::spawn(async move { sql.await.unwrap() });
         let serving = dialboard::serve::run(listener, app(state), limits, std::future::pending());
         tokio::spawn(async move { serving.await.unwrap() });
         TestApp {
@@ -77,6 +83,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             store,
             tenant_id: tenant.id,
+            sql_addr,
             _dir: dir,
         }
     }
@@ -134,6 +141,14 @@ impl TestApp {
             .await;
         assert_eq!(status, 200, "{body}");
         body["totals"].clone()
+    }
+}
+
+/// The SQL endpoint's limits in tests: the defaults, with a short idle timeout to test it.
+pub fn sql_limits() -> dialboard::sql::SqlLimits {
+    dialboard::sql::SqlLimits {
+        idle_timeout: std::time::Duration::from_secs(3),
+        ..Default::default()
     }
 }
 

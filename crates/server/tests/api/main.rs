@@ -16,5 +16,6 @@ mod process;
 mod query;
 mod reports;
 mod staffing;
+mod sql;
 mod team_facts;
 mod web;

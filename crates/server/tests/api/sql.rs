@@ -1,0 +1,548 @@
+//! The PostgreSQL-protocol endpoint (SPEC §13) with real clients — psql, psycopg,
+//! SQLAlchemy, the JDBC driver and rust-postgres — against a server the test starts: the same
+//! numbers as `/query`, tenants and reach kept apart, nothing written.
+
+use super::helpers::*;
+use dialboard_store::Scope;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+const MARCH: &str = "time >= '2026-03-01' AND time < '2026-04-01'";
+
+/// Forty calls over March for agents a1 (team t1) and a2 (team t2), and names in the directory.
+async fn seeded() -> TestApp {
+    let app = TestApp::spawn("America/New_York").await;
+    let dispositions = ["Connected", "Meeting Booked", "No Answer", "Voicemail", "Interested"];
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            let (agent, team) = if i % 3 == 0 { ("a2", "t2") } else { ("a1", "t1") };
+            json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"), "agent_id": agent,
+                "team_id": team, "disposition": dispositions[i % dispositions.len()],
+                "started_at": format!("2026-03-{:02}T{:02}:15:00Z", 1 + i % 20, 8 + i % 9),
+                "talk_seconds": 30 + i * 7})
+        })
+        .collect();
+    app.events(json!(events)).await;
+    for (kind, id, body) in [
+        ("agents", "a1", json!({"name": "Ada", "team_id": "t1"})),
+        ("agents", "a2", json!({"name": "Bo", "team_id": "t2"})),
+        ("teams", "t1", json!({"name": "North"})),
+    ] {
+        let (status, body) = app
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/{kind}/{id}"),
+                &app.key,
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app
+}
+
+fn host_port(app: &TestApp) -> (String, String) {
+    let (h, p) = app.sql_addr.rsplit_once(':').unwrap();
+    (h.to_string(), p.to_string())
+}
+
+fn psql_binary() -> String {
+    let debian = "/usr/lib/postgresql/15/bin/psql";
+    if std::path::Path::new(debian).exists() {
+        debian.into()
+    } else {
+        "psql".into()
+    }
+}
+
+/// Runs psql with unaligned, tuples-only output (`|` between fields).
+async fn psql(app: &TestApp, key: &str, command: &str) -> String {
+    let (host, port) = host_port(app);
+    let out = tokio::process::Command::new(psql_binary())
+        .args([
+            "-X", "-A", "-t", "-F", "|", "-h", &host, "-p", &port, "-U", "acme", "-d", "acme", "-c", command,
+        ])
+        .env("PGPASSWORD", key)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .await
+        .expect("psql runs (postgresql-client is installed by .ci/run)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "psql {command}: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `/query`'s answer with the admin key.
+async fn query(app: &TestApp, key: &str, body: Value) -> Value {
+    let (status, answer) = app.post("/api/v1/query", key, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+fn march() -> Value {
+    json!({"start": "2026-03-01", "end": "2026-04-01"})
+}
+
+/// `/query`'s rows as psql prints them: fields joined by `|`, numbers as PostgreSQL shows them.
+fn as_psql(rows: &Value) -> String {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    n => n.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+                + "\n"
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn psql_lists_describes_and_groups_with_the_numbers_of_query() {
+    let app = seeded().await;
+    let tables = psql(&app, &app.key, "\\dt").await;
+    for t in [
+        "call_metrics",
+        "ticket_metrics",
+        "pipeline_metrics",
+        "calls",
+        "agents",
+        "teams",
+        "campaigns",
+    ] {
+        assert!(
+            tables.contains(&format!("public|{t}|table|")),
+            "\\dt lists {t}:\n{tables}"
+        );
+    }
+    let described = psql(&app, &app.key, "\\d call_metrics").await;
+    for line in [
+        "time|timestamp with time zone",
+        "agent|text",
+        "hour_of_day|bigint",
+        "total_calls|bigint",
+        "connect_rate|double precision",
+        "median_talk_time|double precision",
+    ] {
+        assert!(described.contains(line), "\\d call_metrics has {line}:\n{described}");
+    }
+    assert!(
+        !described.contains("revenue|"),
+        "revenue is a pipeline measure:\n{described}"
+    );
+
+    let sql = format!(
+        "SELECT agent, total_calls, connect_rate, median_talk_time FROM call_metrics WHERE {MARCH} GROUP BY agent ORDER BY agent"
+    );
+    let expected = query(
+        &app,
+        &app.key,
+        json!({"measures": ["total_calls", "connect_rate", "median_talk_time"], "dimensions": ["agent"], "range": march(),
+            "order_by": [["agent", "asc"]]}),
+    )
+    .await;
+    assert_eq!(psql(&app, &app.key, &sql).await, as_psql(&expected["rows"]));
+    assert!(expected["rows"].as_array().unwrap().len() == 2);
+
+    // Totals without GROUP BY, an additive measure under SUM, filters and a day granularity.
+    let totals = psql(
+        &app,
+        &app.key,
+        &format!("SELECT sum(total_calls), meetings_booked FROM call_metrics WHERE {MARCH}"),
+    )
+    .await;
+    let t = &expected["totals"];
+    let meetings = query(
+        &app,
+        &app.key,
+        json!({"measures": ["meetings_booked"], "range": march()}),
+    )
+    .await;
+    assert_eq!(
+        totals,
+        format!("{}|{}\n", t["total_calls"], meetings["totals"]["meetings_booked"])
+    );
+    let days = psql(
+        &app,
+        &app.key,
+        &format!("SELECT date_trunc('day', time) AS day, total_calls FROM call_metrics WHERE {MARCH} AND team IN ('t1') GROUP BY 1 ORDER BY 1 LIMIT 2"),
+    )
+    .await;
+    let by_day = query(
+        &app,
+        &app.key,
+        json!({"measures": ["total_calls"], "granularity": "day", "filters": {"team": ["t1"]}, "range": march(),
+            "order_by": [["time", "asc"]], "limit": 2}),
+    )
+    .await;
+    let first = &by_day["rows"][0];
+    assert!(
+        days.starts_with(&format!("2026-03-01 00:00:00-05|{}\n", first[1])),
+        "{days} vs {first}"
+    );
+    assert_eq!(days.lines().count(), 2);
+
+    // Drill-down and directory.
+    let calls = psql(
+        &app,
+        &app.key,
+        "SELECT call_id, agent_id, talk_seconds FROM calls WHERE agent_id = 'a2' LIMIT 3",
+    )
+    .await;
+    assert_eq!(calls.lines().count(), 3, "{calls}");
+    assert!(calls.lines().all(|l| l.contains("|a2|")), "{calls}");
+    let agents = psql(&app, &app.key, "SELECT id, name FROM agents ORDER BY name DESC").await;
+    assert_eq!(agents, "a2|Bo\na1|Ada\n");
+}
+
+#[tokio::test]
+async fn what_rollups_cannot_answer_is_refused_with_a_reason() {
+    let app = seeded().await;
+    let (host, port) = host_port(&app);
+    let key = app.key.clone();
+    let errors = tokio::task::spawn_blocking(move || {
+        let mut client = connect(&host, &port, "acme", &key).unwrap();
+        [
+            "SELECT avg(connect_rate) FROM call_metrics",
+            "SELECT count(*) FROM call_metrics",
+            "SELECT agent, total_calls FROM call_metrics WHERE time > '2026-03-01' GROUP BY agent",
+            "SELECT c.agent FROM call_metrics c JOIN agents a ON a.id = c.agent",
+            "SELECT * FROM call_metrics",
+            "SELECT nope FROM call_metrics",
+            "INSERT INTO agents (id, name) VALUES ('x', 'y')",
+            "CREATE TABLE t (a int)",
+            "DELETE FROM calls",
+            "SET transaction_read_only = off",
+        ]
+        .map(|sql| {
+            let e = client.simple_query(sql).expect_err(sql);
+            let db = e.as_db_error().expect("a server error");
+            (db.code().code().to_string(), db.message().to_string())
+        })
+    })
+    .await
+    .unwrap();
+    let codes: Vec<&str> = errors.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        codes,
+        ["0A000", "0A000", "0A000", "0A000", "0A000", "42703", "25006", "25006", "25006", "25006"],
+        "{errors:?}"
+    );
+    assert!(errors[0].1.contains("select the measure itself"), "{}", errors[0].1);
+    assert!(errors[2].1.contains("time >= start AND time < end"), "{}", errors[2].1);
+    assert!(errors[6].1.contains("read-only"), "{}", errors[6].1);
+}
+
+fn connect(host: &str, port: &str, user: &str, password: &str) -> Result<postgres::Client, postgres::Error> {
+    postgres::Config::new()
+        .host(host)
+        .port(port.parse().unwrap())
+        .user(user)
+        .password(password)
+        .dbname(user)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .connect(postgres::NoTls)
+}
+
+#[tokio::test]
+async fn tenants_and_reach_hold_over_sql() {
+    let app = seeded().await;
+    let (_, globex_key) = app.other_tenant("globex", false).await;
+    let (status, _) = app
+        .post(
+            "/api/v1/events",
+            &globex_key,
+            &json!([call("g1", "gc1", "Connected", "2026-03-03T10:00:00Z")]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let agent_key = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("a1")).await;
+    let ingest_only = add_key(&app.store, app.tenant_id, vec![Scope::Ingest], None).await;
+    let (host, port) = host_port(&app);
+    let admin = app.key.clone();
+    let (refusals, agent_rows, agent_calls, forbidden, globex_total) = {
+        let (agent_key, globex_key) = (agent_key.clone(), globex_key.clone());
+        tokio::task::spawn_blocking(move || {
+            let refused = |user: &str, password: &str| {
+                let e = connect(&host, &port, user, password).err().expect("refused");
+                e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| e.to_string())
+            };
+            let refusals = vec![
+                refused("acme", &globex_key),
+                refused("globex", &admin),
+                refused("acme", "not-a-key"),
+                refused("acme", &ingest_only),
+            ];
+            let mut agent = connect(&host, &port, "acme", &agent_key).unwrap();
+            let rows: Vec<(String, i64)> = agent
+                .query("SELECT team, total_calls FROM call_metrics WHERE time >= $1 AND time < $2 GROUP BY team ORDER BY team", &[&"2026-03-01", &"2026-04-01"])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let calls: Vec<String> = agent
+                .query("SELECT agent_id FROM calls", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let forbidden = agent
+                .query("SELECT total_calls FROM call_metrics WHERE agent = 'a2'", &[])
+                .unwrap_err()
+                .as_db_error()
+                .unwrap()
+                .code()
+                .code()
+                .to_string();
+            let mut globex = connect(&host, &port, "globex", &globex_key).unwrap();
+            let total: i64 = globex.query_one("SELECT total_calls FROM call_metrics", &[]).unwrap().get(0);
+            (refusals, rows, calls, forbidden, total)
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(refusals, ["28P01"; 4]);
+    let expected = query(
+        &app,
+        &agent_key,
+        json!({"measures": ["total_calls"], "dimensions": ["team"], "range": march(), "order_by": [["team", "asc"]]}),
+    )
+    .await;
+    let expected: Vec<(String, i64)> = expected["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(agent_rows, expected);
+    assert!(
+        !agent_calls.is_empty() && agent_calls.iter().all(|a| a == "a1"),
+        "{agent_calls:?}"
+    );
+    assert_eq!(forbidden, "42501");
+    assert_eq!(globex_total, 1, "globex sees its one call, none of acme's");
+
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert!(value("dialboard_sql_queries_total") >= 4);
+    assert!(value("dialboard_sql_login_failures_total") >= 4);
+    assert!(value("dialboard_sql_logins_total") >= 2);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed() {
+    let app = seeded().await;
+    let (host, port) = host_port(&app);
+    let key = app.key.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut client = connect(&host, &port, "acme", &key).unwrap();
+        client.simple_query("SELECT 1").unwrap();
+        std::thread::sleep(sql_limits().idle_timeout + std::time::Duration::from_secs(1));
+        client.simple_query("SELECT 1").map(|_| ())
+    })
+    .await
+    .unwrap();
+    assert!(outcome.is_err(), "the idle connection was closed");
+}
+
+fn client_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sql")
+}
+
+/// The Python that has psycopg and SQLAlchemy: `DIALBOARD_SQL_PYTHON`, or the venv that
+/// `.ci/run` prepares at the repository's root.
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("DIALBOARD_SQL_PYTHON") {
+        return p.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-sql/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run `python3 -m venv .venv-sql && .venv-sql/bin/pip install 'psycopg[binary]' sqlalchemy` (as .ci/run does)",
+        venv.display()
+    );
+    venv
+}
+
+#[tokio::test]
+async fn psycopg_and_the_sqlalchemy_inspector_read_the_same_numbers() {
+    let app = seeded().await;
+    let (host, port) = host_port(&app);
+    let out = tokio::process::Command::new(python())
+        .arg(client_dir().join("clients.py"))
+        .args([&host, &port, "acme", &app.key])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_team = query(
+        &app,
+        &app.key,
+        json!({"measures": ["total_calls", "connect_rate"], "dimensions": ["team"], "filters": {"team": ["t1"]}, "range": march()}),
+    )
+    .await;
+    assert_eq!(seen["psycopg"], by_team["rows"]);
+    let by_day = query(
+        &app,
+        &app.key,
+        json!({"measures": ["total_calls"], "granularity": "day", "range": march(), "order_by": [["time", "asc"]], "limit": 3}),
+    )
+    .await;
+    let days: Vec<Value> = by_day["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!([r[0].as_str().unwrap(), r[1]]))
+        .collect();
+    assert_eq!(seen["days"], json!(days));
+    let tables: Vec<&str> = seen["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "agents",
+            "call_metrics",
+            "calls",
+            "campaigns",
+            "pipeline_metrics",
+            "teams",
+            "ticket_metrics"
+        ]
+    );
+    let columns = seen["columns"].as_array().unwrap();
+    assert!(
+        columns.contains(&json!(["time", "TIMESTAMP"])) || columns.iter().any(|c| c[0] == "time"),
+        "{columns:?}"
+    );
+    assert!(columns.contains(&json!(["total_calls", "BIGINT"])), "{columns:?}");
+    assert!(
+        columns.contains(&json!(["connect_rate", "DOUBLE PRECISION"])),
+        "{columns:?}"
+    );
+    let by_agent = query(
+        &app,
+        &app.key,
+        json!({"measures": ["total_calls"], "dimensions": ["agent"], "range": {"preset": "all_time"}, "order_by": [["agent", "asc"]]}),
+    )
+    .await;
+    assert_eq!(seen["sqlalchemy"], by_agent["rows"]);
+}
+
+#[tokio::test]
+async fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_query() {
+    let jar = "/usr/share/java/postgresql.jar";
+    assert!(
+        std::path::Path::new(jar).exists(),
+        "{jar} is missing: apt-get install libpostgresql-jdbc-java (as .ci/run does)"
+    );
+    let app = seeded().await;
+    let (host, port) = host_port(&app);
+    let out = tokio::process::Command::new("java")
+        .args(["-cp", jar])
+        .arg(client_dir().join("Check.java"))
+        .args([&host, &port, "acme", &app.key])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    for t in ["call_metrics", "calls", "agents", "pipeline_metrics"] {
+        assert!(lines.contains(&format!("table {t}").as_str()), "{stdout}");
+    }
+    for c in [
+        "column time timestamptz",
+        "column agent text",
+        "column total_calls int8",
+        "column connect_rate float8",
+    ] {
+        assert!(lines.contains(&c), "{c} in:\n{stdout}");
+    }
+    let expected = query(
+        &app,
+        &app.key,
+        json!({"measures": ["total_calls"], "dimensions": ["agent"], "filters": {"agent": ["a1"]}, "range": march()}),
+    )
+    .await;
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("row ")).collect::<Vec<_>>(),
+        [&format!("row a1 {}", expected["rows"][0][1]).as_str()]
+    );
+}
+
+/// `dialboard serve --sql-listen` (the real binary) answers psql with the key `tenant create`
+/// printed.
+#[tokio::test]
+async fn the_binary_serves_sql_with_sql_listen() {
+    use super::process::{free_port, last_line, wait_ready};
+    const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("d.db").display());
+    let created = std::process::Command::new(BIN)
+        .args(["tenant", "create", "acme", "--database", &db])
+        .output()
+        .unwrap();
+    let key = last_line(&created);
+    let (http, sql) = (free_port(), free_port());
+    let mut server = std::process::Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{http}"), "--database", &db])
+        .args(["--sql-listen", &format!("127.0.0.1:{sql}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(&format!("http://127.0.0.1:{http}")).await;
+    let out = tokio::process::Command::new(psql_binary())
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &sql.to_string(),
+            "-U",
+            "acme",
+            "-d",
+            "acme",
+        ])
+        .args(["-c", "SELECT total_calls FROM call_metrics"])
+        .env("PGPASSWORD", &key)
+        .output()
+        .await
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+}
