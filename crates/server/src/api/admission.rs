@@ -6,7 +6,7 @@
 //! waiting queue would only hold the flood's connections and memory longer.
 
 use super::auth::{too_many_requests, Principal};
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,7 +74,7 @@ impl Admission {
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 let mut e = too_many_requests(1);
-                e.code = "too_many_queries";
+                e.code = Code::TooManyQueries;
                 e.message = format!(
                     "too many queries running at once (at most {} per credential and {} per tenant); retry after 1 s",
                     self.limits.per_credential, self.limits.per_tenant

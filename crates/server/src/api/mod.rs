@@ -12,7 +12,6 @@ pub mod guard;
 pub mod live;
 pub mod openapi;
 pub mod ops;
-pub mod privacy;
 pub mod query;
 pub mod session;
 
