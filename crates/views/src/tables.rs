@@ -464,28 +464,33 @@ impl ViewAnswer {
                 )
             }
             ViewAnswer::PipelineFunnel(v) => {
-                let table = funnel_table(&format!("Funnel by {}", v.group_by), &v.groups, &v.overall, |_| vec![]);
+                let tables = funnel_tables(
+                    &format!("Funnel by {}", v.group_by),
+                    &v.groups,
+                    &v.overall,
+                    &[],
+                    |_| vec![],
+                );
                 let chart = bar(
                     "Funnel",
                     v.overall.stages.keys().cloned().collect(),
                     vec![("overall", v.overall.stages.values().map(|n| *n as f64).collect())],
                 );
-                ("Pipeline funnel".into(), None, vec![chart], vec![table])
+                ("Pipeline funnel".into(), None, vec![chart], tables)
             }
             ViewAnswer::LeadSources(v) => {
                 let funnels: Vec<FunnelMetrics> = v.lead_sources.iter().map(|s| s.funnel.clone()).collect();
-                let extra: Vec<(i64, Option<f64>)> = v
-                    .lead_sources
-                    .iter()
-                    .map(|s| (s.total_leads, s.conversion_rate))
-                    .collect();
-                let mut table = funnel_table("Lead sources", &funnels, &v.overall, |i| match i {
-                    Some(i) => vec![int(extra[i].0), f(extra[i].1)],
-                    None => vec![Cell::Empty, Cell::Empty],
-                });
-                table.columns.push(Column::new("total_leads", Integer));
-                table.columns.push(Column::new("conversion_rate", Percent));
-                ("Lead sources".into(), None, vec![], vec![table])
+                let tables = funnel_tables(
+                    "Lead sources",
+                    &funnels,
+                    &v.overall,
+                    &[("total_leads", Integer), ("conversion_rate", Percent)],
+                    |i| match i {
+                        Some(i) => vec![int(v.lead_sources[i].total_leads), f(v.lead_sources[i].conversion_rate)],
+                        None => vec![Cell::Empty, Cell::Empty],
+                    },
+                );
+                ("Lead sources".into(), None, vec![], tables)
             }
             ViewAnswer::ConversionFunnel(v) => {
                 let mut t = Builder::new(
@@ -628,6 +633,14 @@ impl ViewAnswer {
                         ("target_value", Number),
                         ("previous_value", Number),
                         ("trend", Text),
+                    ],
+                );
+                // The long texts apart, so the numbers stay readable on a page.
+                let mut actions = Builder::new(
+                    "Actions",
+                    &[
+                        ("agent_id", Text),
+                        ("issue", Text),
                         ("suggested_action", Text),
                         ("related_calls", Text),
                     ],
@@ -643,11 +656,20 @@ impl ViewAnswer {
                         Cell::Number(o.target_value),
                         f(o.previous_value),
                         text(&o.trend),
+                    ]);
+                    actions.row(vec![
+                        text(&o.agent_id),
+                        text(&o.issue),
                         text(&o.suggested_action),
                         text(&o.related_calls.join(" ")),
                     ]);
                 }
-                (format!("Coaching — {}", v.team_name), None, vec![], vec![t.done()])
+                (
+                    format!("Coaching — {}", v.team_name),
+                    None,
+                    vec![],
+                    vec![t.done(), actions.done()],
+                )
             }
             ViewAnswer::Compliance(v) => {
                 let mut t = Builder::new(
@@ -655,94 +677,137 @@ impl ViewAnswer {
                     &[
                         ("agent_id", Text),
                         ("agent_name", Text),
-                        ("date", Text),
                         ("calls", Integer),
                         ("connects", Integer),
                         ("talk_minutes", Number),
                         ("idle_minutes", Number),
                         ("dialing_hours", Number),
-                        ("calls_compliance", Percent),
-                        ("connects_compliance", Percent),
-                        ("talk_time_compliance", Percent),
-                        ("idle_compliance", Percent),
-                        ("dialing_time_compliance", Percent),
                         ("overall_compliance", Percent),
                         ("is_compliant", Boolean),
+                    ],
+                );
+                let mut parts = Builder::new(
+                    "Compliance by target",
+                    &[
+                        ("agent_id", Text),
+                        ("calls", Percent),
+                        ("connects", Percent),
+                        ("talk_time", Percent),
+                        ("idle", Percent),
+                        ("dialing_time", Percent),
                     ],
                 );
                 for a in &v.agents {
                     t.row(vec![
                         text(&a.agent_id),
                         text(&a.agent_name),
-                        text(&a.date),
                         int(a.actuals.calls),
                         int(a.actuals.connects),
                         Cell::Number(a.actuals.talk_minutes),
                         f(a.actuals.idle_minutes),
                         f(a.actuals.dialing_hours),
-                        Cell::Number(a.compliance.calls),
-                        Cell::Number(a.compliance.connects),
-                        Cell::Number(a.compliance.talk_time),
-                        f(a.compliance.idle),
-                        f(a.compliance.dialing_time),
                         Cell::Number(a.overall_compliance),
                         Cell::Bool(a.is_compliant),
                     ]);
+                    let c = &a.compliance;
+                    parts.row(vec![
+                        text(&a.agent_id),
+                        Cell::Number(c.calls),
+                        Cell::Number(c.connects),
+                        Cell::Number(c.talk_time),
+                        f(c.idle),
+                        f(c.dialing_time),
+                    ]);
                 }
-                (format!("Compliance — {}", v.date), None, vec![], vec![t.done()])
+                (
+                    format!("Compliance — {}", v.date),
+                    None,
+                    vec![],
+                    vec![t.done(), parts.done()],
+                )
             }
         }
     }
 }
 
-/// Funnel metrics per group, then the overall row (`total`); `extra` adds cells to each row
-/// (by group index; `None` for the overall row).
-fn funnel_table(
+/// Funnel metrics per group, then the overall row (`total`): contacts by stage (with `extra`
+/// cells for each row: by group index, `None` for the overall row), conversion rates and
+/// revenue, as three tables (one would be too wide to read on a page).
+fn funnel_tables(
     title: &str,
     groups: &[FunnelMetrics],
     overall: &FunnelMetrics,
+    extra_columns: &[(&str, ColumnKind)],
     extra: impl Fn(Option<usize>) -> Vec<Cell>,
-) -> Table {
+) -> Vec<Table> {
     let stages: Vec<String> = overall.stages.keys().cloned().collect();
     let rates: Vec<String> = overall.conversion_rates.keys().cloned().collect();
-    let mut columns = vec![Column::new("group", Text)];
-    columns.extend(stages.iter().map(|s| Column::new(s.clone(), Integer)));
-    columns.extend(rates.iter().map(|r| Column::new(r.clone(), Percent)));
-    for (name, kind) in [
+    let all: Vec<(Cell, &FunnelMetrics, Option<usize>)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (opt_text(g.group.as_deref()), g, Some(i)))
+        .chain(std::iter::once((text("total"), overall, None)))
+        .collect();
+    let group = Column::new("group", Text);
+    let table =
+        |title: String, mut columns: Vec<Column>, cells: &dyn Fn(&FunnelMetrics, Option<usize>) -> Vec<Cell>| {
+            columns.insert(0, group.clone());
+            Table {
+                title,
+                columns,
+                rows: all
+                    .iter()
+                    .map(|(name, g, i)| {
+                        let mut row = vec![name.clone()];
+                        row.extend(cells(g, *i));
+                        row
+                    })
+                    .collect(),
+            }
+        };
+    let mut counts: Vec<Column> = stages.iter().map(|s| Column::new(s.clone(), Integer)).collect();
+    counts.extend(extra_columns.iter().map(|(n, k)| Column::new(*n, *k)));
+    let revenue = [
         ("avg_days_first_call_to_meeting", Number),
         ("total_closed_won", Number),
         ("deals_won", Integer),
         ("avg_deal_size", Number),
         ("revenue_per_call", Number),
         ("revenue_per_connect", Number),
-    ] {
-        columns.push(Column::new(name, kind));
-    }
-    let row = |g: &FunnelMetrics, name: Cell, i: Option<usize>| {
-        let mut cells = vec![name];
-        cells.extend(stages.iter().map(|s| g.stages.get(s).map_or(Cell::Empty, |n| int(*n))));
-        cells.extend(rates.iter().map(|r| f(g.conversion_rates.get(r).copied().flatten())));
-        let r = &g.revenue;
-        cells.extend([
-            m(&g.avg_days_first_call_to_meeting),
-            m(&r.total_closed_won),
-            m(&r.deals_won),
-            m(&r.avg_deal_size),
-            m(&r.revenue_per_call),
-            m(&r.revenue_per_connect),
-        ]);
-        cells.extend(extra(i));
-        cells
-    };
-    let mut rows: Vec<Vec<Cell>> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| row(g, opt_text(g.group.as_deref()), Some(i)))
-        .collect();
-    rows.push(row(overall, text("total"), None));
-    Table {
-        title: title.into(),
-        columns,
-        rows,
-    }
+    ];
+    vec![
+        table(title.into(), counts, &|g, i| {
+            let mut cells: Vec<Cell> = stages
+                .iter()
+                .map(|s| g.stages.get(s).map_or(Cell::Empty, |n| int(*n)))
+                .collect();
+            cells.extend(extra(i));
+            cells
+        }),
+        table(
+            "Conversion rates".into(),
+            rates.iter().map(|r| Column::new(r.clone(), Percent)).collect(),
+            &|g, _| {
+                rates
+                    .iter()
+                    .map(|r| f(g.conversion_rates.get(r).copied().flatten()))
+                    .collect()
+            },
+        ),
+        table(
+            "Revenue".into(),
+            revenue.iter().map(|(n, k)| Column::new(*n, *k)).collect(),
+            &|g, _| {
+                let r = &g.revenue;
+                vec![
+                    m(&g.avg_days_first_call_to_meeting),
+                    m(&r.total_closed_won),
+                    m(&r.deals_won),
+                    m(&r.avg_deal_size),
+                    m(&r.revenue_per_call),
+                    m(&r.revenue_per_connect),
+                ]
+            },
+        ),
+    ]
 }

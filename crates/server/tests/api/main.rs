@@ -15,4 +15,5 @@ mod nodes;
 mod process;
 mod query;
 mod team_facts;
+mod view_exports;
 mod web;
