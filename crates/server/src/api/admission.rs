@@ -150,7 +150,7 @@ mod tests {
         let first = a.admit(&k1).await.unwrap();
         let _second = a.admit(&k1).await.unwrap();
         let e = a.admit(&k1).await.err().unwrap();
-        assert_eq!((e.status.as_u16(), e.retry_after), (429, Some(1)));
+        assert_eq!((e.status().as_u16(), e.retry_after), (429, Some(1)));
         let _third = a.admit(&caller(1, "k2")).await.unwrap();
         assert!(a.admit(&caller(1, "k3")).await.is_err(), "the tenant's cap");
         assert!(a.admit(&caller(2, "k1")).await.is_ok(), "another tenant has its own");

@@ -369,6 +369,7 @@ impl FromRequestParts<Arc<AppState>> for LivePrincipal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn buckets_allow_bursts_then_refill_at_the_rate() {

@@ -192,3 +192,36 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_code_is_listed_once_with_an_error_status() {
+        let names: HashSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), Code::ALL.len(), "a code's name is used once");
+        for code in Code::ALL {
+            let status = code.status();
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code:?}: {status}"
+            );
+        }
+        // The failures every endpoint shares answer alike wherever they happen.
+        assert_eq!(ApiError::invalid_field("date", "x").code, Code::InvalidRequest);
+        let view: ApiError = ViewError::invalid("date", "x").into();
+        assert_eq!(
+            (view.code, view.status()),
+            (Code::InvalidRequest, StatusCode::BAD_REQUEST)
+        );
+        let forbidden: ApiError = ViewError::Forbidden("filters.team".into()).into();
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+        let bug: ApiError = ViewError::Internal("measures: unknown".into()).into();
+        assert_eq!(
+            (bug.status(), bug.message.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        );
+    }
+}

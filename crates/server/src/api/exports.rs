@@ -13,7 +13,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dialboard_engine::FieldError;
 use dialboard_store::jobs::{Job, JobState, NewJob};
 use dialboard_store::Scope;
 use dialboard_views::{Cx, ViewAnswer, ViewRequest};
@@ -26,7 +25,7 @@ use std::sync::Arc;
 const MAX_ATTEMPTS: i64 = 3;
 
 fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::invalid(Code::InvalidRequest, vec![FieldError::new(field, message)])
+    ApiError::invalid_field(field, message)
 }
 
 fn failure(f: ExportFailure) -> ApiError {
