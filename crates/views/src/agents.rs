@@ -39,7 +39,7 @@ pub(crate) fn rank_order(a: &Map<String, Value>, b: &Map<String, Value>) -> std:
         .unwrap_or(std::cmp::Ordering::Equal)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScorecardParams {
     pub agent_id: String,
     #[serde(flatten)]
@@ -53,7 +53,7 @@ pub struct ScorecardParams {
 }
 
 /// `GET /analytics/agent-scorecard/{agent_id}`: the seed's RepScorecard.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RepScorecard {
     pub agent_id: String,
     pub agent_name: String,
@@ -190,7 +190,7 @@ pub async fn scorecard(cx: &Cx, p: &ScorecardParams) -> Result<RepScorecard, Vie
     })
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrendsParams {
     pub agent_id: String,
     #[serde(flatten)]
@@ -201,7 +201,7 @@ pub struct TrendsParams {
 }
 
 /// A day of talk ratio.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TalkRatioPoint {
     pub time: String,
     pub avg_talk_ratio: Metric,
@@ -209,7 +209,7 @@ pub struct TalkRatioPoint {
 }
 
 /// A week of sentiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SentimentPoint {
     pub time: String,
     pub avg_sentiment: Metric,
@@ -218,7 +218,7 @@ pub struct SentimentPoint {
 }
 
 /// A day's call score and its rolling 7-day average (the 7 days ending that day).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScorePoint {
     pub date: String,
     pub avg_call_score: Option<f64>,
@@ -227,7 +227,7 @@ pub struct ScorePoint {
 }
 
 /// `GET /analytics/trends/{agent_id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrendsView {
     pub agent_id: String,
     pub range: Range,

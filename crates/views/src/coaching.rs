@@ -102,7 +102,7 @@ fn trend(now: Option<f64>, before: Option<f64>, higher_is_better: bool) -> &'sta
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoachingParams {
     pub team_id: String,
     #[serde(flatten)]
@@ -113,7 +113,7 @@ pub struct CoachingParams {
 }
 
 /// One rule triggered for one rep (the seed's CoachingOpportunity).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoachingOpportunity {
     pub agent_id: String,
     pub agent_name: String,
@@ -132,10 +132,11 @@ pub struct CoachingOpportunity {
 }
 
 /// `GET /analytics/coaching-opportunities/{team_id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoachingView {
     pub team_id: String,
     pub team_name: String,
+    #[schema(value_type = Object)]
     pub thresholds: CoachingThresholds,
     /// Most severe first.
     pub opportunities: Vec<CoachingOpportunity>,

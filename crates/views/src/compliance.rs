@@ -7,7 +7,7 @@ use dialboard_store::ActivityTargets;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ComplianceParams {
     #[serde(flatten)]
     pub shared: Shared,
@@ -16,7 +16,7 @@ pub struct ComplianceParams {
     pub date: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actuals {
     pub calls: i64,
     pub connects: i64,
@@ -26,7 +26,7 @@ pub struct Actuals {
 }
 
 /// Each target's compliance in percent (100 = met).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ComplianceParts {
     pub calls: f64,
     pub connects: f64,
@@ -36,11 +36,12 @@ pub struct ComplianceParts {
 }
 
 /// One rep's day (the seed's ActivityCompliance).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentCompliance {
     pub agent_id: String,
     pub agent_name: String,
     pub date: String,
+    #[schema(value_type = Object)]
     pub targets: ActivityTargets,
     pub actuals: Actuals,
     pub compliance: ComplianceParts,
@@ -50,7 +51,7 @@ pub struct AgentCompliance {
 }
 
 /// `GET /analytics/compliance`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ComplianceView {
     pub date: String,
     pub agents: Vec<AgentCompliance>,

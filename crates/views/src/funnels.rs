@@ -51,7 +51,7 @@ const CALLS_AND_REVENUE: [&str; 9] = [
     "avg_days_to_meeting",
 ];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunnelRevenue {
     pub total_closed_won: Metric,
     pub deals_won: Metric,
@@ -61,7 +61,7 @@ pub struct FunnelRevenue {
 }
 
 /// The seed's FunnelMetrics for one group (or overall, `group` null).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunnelMetrics {
     pub group: Option<String>,
     /// Calls, connects, then contacts reaching each stage (and `closed_lost`).
@@ -128,7 +128,7 @@ async fn funnel(view: &View<'_>, group: &str) -> Result<(Vec<FunnelMetrics>, Fun
     Ok((entries, shape(None, &overall, &revenue["totals"])))
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PipelineParams {
     #[serde(flatten)]
     pub shared: Shared,
@@ -138,7 +138,7 @@ pub struct PipelineParams {
 }
 
 /// `GET /analytics/pipeline-funnel`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PipelineFunnelView {
     pub group_by: String,
     pub range: RangeAsked,
@@ -161,7 +161,7 @@ pub async fn pipeline_funnel(cx: &Cx, p: &PipelineParams) -> Result<PipelineFunn
     })
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeadSourcesParams {
     #[serde(flatten)]
     pub shared: Shared,
@@ -169,7 +169,7 @@ pub struct LeadSourcesParams {
 
 /// One lead source: its funnel, leads (contacts reaching the first stage) and the share of
 /// them won.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeadSource {
     #[serde(flatten)]
     pub funnel: FunnelMetrics,
@@ -178,7 +178,7 @@ pub struct LeadSource {
 }
 
 /// `GET /analytics/lead-sources`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeadSourcesView {
     pub range: RangeAsked,
     pub lead_stage: String,
@@ -195,12 +195,7 @@ pub async fn lead_sources(cx: &Cx, p: &LeadSourcesParams) -> Result<LeadSourcesV
         .into_iter()
         .map(|funnel| {
             let leads = funnel.stages.get(&first).copied().unwrap_or(0);
-            let won = funnel
-                .revenue
-                .deals_won
-                .as_ref()
-                .and_then(|n| n.as_f64())
-                .unwrap_or(0.0);
+            let won = funnel.revenue.deals_won.as_f64().unwrap_or(0.0);
             LeadSource {
                 total_leads: leads,
                 conversion_rate: percent(won, leads as f64),
@@ -208,14 +203,7 @@ pub async fn lead_sources(cx: &Cx, p: &LeadSourcesParams) -> Result<LeadSourcesV
             }
         })
         .collect();
-    let revenue = |s: &LeadSource| {
-        s.funnel
-            .revenue
-            .total_closed_won
-            .as_ref()
-            .and_then(|n| n.as_f64())
-            .unwrap_or(0.0)
-    };
+    let revenue = |s: &LeadSource| s.funnel.revenue.total_closed_won.as_f64().unwrap_or(0.0);
     sources.sort_by(|a, b| revenue(b).total_cmp(&revenue(a)));
     Ok(LeadSourcesView {
         range: range_asked(view.base.get("range")),
@@ -225,7 +213,7 @@ pub async fn lead_sources(cx: &Cx, p: &LeadSourcesParams) -> Result<LeadSourcesV
     })
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversionParams {
     #[serde(flatten)]
     pub shared: Shared,
@@ -234,7 +222,7 @@ pub struct ConversionParams {
     pub period: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversionStage {
     pub stage: String,
     pub contacts: i64,
@@ -243,7 +231,7 @@ pub struct ConversionStage {
 }
 
 /// `GET /analytics/conversion-funnel`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversionFunnelView {
     pub range: RangeAsked,
     pub stages: Vec<ConversionStage>,
@@ -283,7 +271,7 @@ pub async fn conversion_funnel(cx: &Cx, p: &ConversionParams) -> Result<Conversi
     })
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeadVolumeParams {
     #[serde(flatten)]
     pub shared: Shared,
@@ -292,7 +280,7 @@ pub struct LeadVolumeParams {
     pub period: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeadVolumePoint {
     pub time: String,
     pub new_leads: i64,
@@ -300,7 +288,7 @@ pub struct LeadVolumePoint {
 }
 
 /// `GET /analytics/lead-volume`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeadVolumeView {
     pub period: String,
     pub granularity: String,

@@ -1,7 +1,7 @@
 //! The overview's views: today's KPIs, volume over time, dispositions and the call-time heatmap.
 
 use crate::params::Shared;
-use crate::types::{compared_range, float, measures, metric, range_of, ComparedRange, Measures, Metric, Period, Range};
+use crate::types::{compared_range, measures, metric, range_of, ComparedRange, Measures, Metric, Period, Range};
 use crate::view::{choice, compare, from_record, num, percent, records, View};
 use crate::{Cx, ViewError};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ pub(crate) fn period(view: &View, result: &Value) -> Period {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricsParams {
     #[serde(flatten)]
     pub shared: Shared,
@@ -27,7 +27,7 @@ pub struct MetricsParams {
 }
 
 /// One KPI with its value in the compared period and the change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Kpi {
     pub metric: String,
     pub value: Metric,
@@ -36,7 +36,7 @@ pub struct Kpi {
 }
 
 /// `GET /analytics/metrics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricsView {
     pub range: Range,
     pub comparison: Option<ComparedRange>,
@@ -91,12 +91,14 @@ pub async fn metrics(cx: &Cx, p: &MetricsParams) -> Result<MetricsView, ViewErro
     let compared = agents.get("comparison").is_some();
     out.push(Kpi {
         metric: "active_agents".into(),
-        value: Some(now_active.into()),
-        previous: compared.then(|| before_active.into()),
-        change_percent: compared
-            .then(|| change(now_active as f64, before_active as f64))
-            .flatten()
-            .and_then(float),
+        value: Metric(Some(now_active.into())),
+        previous: Metric(compared.then(|| before_active.into())),
+        change_percent: Metric(
+            compared
+                .then(|| change(now_active as f64, before_active as f64))
+                .flatten()
+                .and_then(serde_json::Number::from_f64),
+        ),
     });
     Ok(MetricsView {
         range: range_of(&kpis["range"]),
@@ -110,7 +112,7 @@ fn change(now: f64, before: f64) -> Option<f64> {
     (before != 0.0).then(|| (now - before) / before.abs() * 100.0)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallMetricsParams {
     #[serde(flatten)]
     pub shared: Shared,
@@ -122,7 +124,7 @@ pub struct CallMetricsParams {
 }
 
 /// One time bucket of call volume.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallPoint {
     /// The bucket's local start (RFC 3339 with its offset).
     pub time: String,
@@ -132,7 +134,7 @@ pub struct CallPoint {
     pub connect_rate: Metric,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallMetricsComparison {
     pub range: Range,
     pub series: Vec<CallPoint>,
@@ -141,7 +143,7 @@ pub struct CallMetricsComparison {
 }
 
 /// `GET /analytics/call-metrics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallMetricsView {
     pub granularity: String,
     pub period: Period,
@@ -156,7 +158,9 @@ pub async fn call_metrics(cx: &Cx, p: &CallMetricsParams) -> Result<CallMetricsV
     if p.compare.is_some() {
         view.source("compare", "compare");
     }
-    view.source("granularity", "granularity");
+    if p.granularity.is_some() {
+        view.source("granularity", "granularity");
+    }
     let one_day = matches!(view.base["range"]["preset"].as_str(), Some("today" | "yesterday"));
     let granularity = match &p.granularity {
         Some(g) => g.clone(),
@@ -185,20 +189,20 @@ pub async fn call_metrics(cx: &Cx, p: &CallMetricsParams) -> Result<CallMetricsV
     })
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DispositionsParams {
     #[serde(flatten)]
     pub shared: Shared,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DispositionShare {
     pub disposition: Option<String>,
     pub total_calls: i64,
     pub percent: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DispositionCategory {
     pub category: String,
     pub total_calls: i64,
@@ -207,7 +211,7 @@ pub struct DispositionCategory {
 }
 
 /// `GET /analytics/dispositions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DispositionsView {
     pub period: Period,
     pub total_calls: i64,
@@ -251,7 +255,7 @@ pub async fn dispositions(cx: &Cx, p: &DispositionsParams) -> Result<Disposition
     })
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeatmapParams {
     #[serde(flatten)]
     pub shared: Shared,
@@ -260,7 +264,7 @@ pub struct HeatmapParams {
     pub metric: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeatmapCell {
     /// 1–7, Monday = 1.
     pub day_of_week: usize,
@@ -271,7 +275,7 @@ pub struct HeatmapCell {
 }
 
 /// `GET /analytics/call-time-heatmap`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeatmapView {
     /// The measure in `matrix` and `value`.
     pub metric: String,
@@ -296,7 +300,7 @@ pub async fn heatmap(cx: &Cx, p: &HeatmapParams) -> Result<HeatmapView, ViewErro
             json!({}),
         ))
         .await?;
-    let mut matrix: Vec<Vec<Metric>> = vec![vec![None; 24]; 7];
+    let mut matrix: Vec<Vec<Metric>> = vec![vec![Metric::default(); 24]; 7];
     let cells = records(&result)
         .into_iter()
         .map(|r| {

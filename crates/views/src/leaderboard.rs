@@ -22,7 +22,7 @@ const BOARD: [&str; 6] = [
 
 const SORTS: [&str; 4] = ["calls", "connects", "meetings", "score"];
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TeamLeaderboardParams {
     pub team_id: String,
     #[serde(flatten)]
@@ -38,7 +38,7 @@ pub struct TeamLeaderboardParams {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantLeaderboardParams {
     #[serde(flatten)]
     pub shared: Shared,
@@ -52,7 +52,7 @@ pub struct TenantLeaderboardParams {
 }
 
 /// One ranked rep (the seed's LeaderboardEntry).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaderboardEntry {
     pub rank: usize,
     pub agent_id: String,
@@ -76,7 +76,7 @@ pub struct LeaderboardEntry {
 }
 
 /// `GET /analytics/team-leaderboard/{team_id}` and `GET /analytics/leaderboard`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaderboardView {
     pub team_id: Option<String>,
     pub team_name: Option<String>,

@@ -9,13 +9,13 @@ use crate::{Cx, ViewError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntentsParams {
     #[serde(flatten)]
     pub shared: Shared,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntentEntry {
     pub intent: String,
     pub calls: Metric,
@@ -25,7 +25,7 @@ pub struct IntentEntry {
 }
 
 /// `GET /analytics/intents`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntentsView {
     pub range: RangeAsked,
     pub total: i64,
@@ -75,14 +75,14 @@ const CHANNEL_MEASURES: [&str; 8] = [
 
 const CHANNELS: [&str; 5] = ["voice", "email", "whatsapp", "chat", "sms"];
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelsParams {
     #[serde(flatten)]
     pub shared: Shared,
 }
 
 /// One channel's volume, response, resolution and CSAT; voice also counts its calls.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelEntry {
     pub channel: String,
     pub ticket_volume: Metric,
@@ -102,7 +102,7 @@ pub struct ChannelEntry {
 }
 
 /// `GET /analytics/channels`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelsView {
     pub range: RangeAsked,
     pub channels: Vec<ChannelEntry>,
@@ -144,7 +144,7 @@ pub async fn channels(cx: &Cx, p: &ChannelsParams) -> Result<ChannelsView, ViewE
     })
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignParams {
     pub campaign_id: String,
     #[serde(flatten)]
@@ -153,20 +153,20 @@ pub struct CampaignParams {
     pub compare: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JourneyStage {
     pub stage: String,
     pub contacts: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignIntent {
     pub intent: String,
     pub total_calls: Metric,
 }
 
 /// `GET /analytics/campaigns/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignView {
     pub campaign_id: String,
     pub name: String,

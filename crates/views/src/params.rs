@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// The shared parameters of a view (and of a drill-down): what the query string calls
 /// `preset`, `start`, `end`, `timezone` and `<dimension>=a,b`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Shared {
     /// A range preset (`today`, `last_7_days`, …); the view's own default without a range.
     #[serde(default, skip_serializing_if = "Option::is_none")]

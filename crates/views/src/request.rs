@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which view, with its parameters: `{"view": "team-leaderboard", "params": {...}}`. The
 /// names are the views' paths under `/api/v1/analytics/`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "view", content = "params", rename_all = "kebab-case")]
 pub enum ViewRequest {
     Metrics(MetricsParams),

@@ -85,7 +85,7 @@ fn opt_text(s: Option<&str>) -> Cell {
 
 /// A measure's value: integers stay integers.
 fn m(v: &Metric) -> Cell {
-    match v {
+    match &v.0 {
         None => Cell::Empty,
         Some(n) => match n.as_i64() {
             Some(i) => Cell::Int(i),
@@ -109,7 +109,7 @@ fn instant(s: &str) -> Cell {
 }
 
 fn number(v: &Metric) -> f64 {
-    v.as_ref().and_then(|n| n.as_f64()).unwrap_or(0.0)
+    v.as_f64().unwrap_or(0.0)
 }
 
 /// The column kind of a measure, from its unit in the catalogue.
@@ -133,7 +133,7 @@ fn measures_table(title: &str, now: &Measures, before: Option<&Measures>, change
             ("change_percent", Percent),
         ],
     );
-    for (name, value) in now {
+    for (name, value) in now.iter() {
         let get = |ms: Option<&Measures>| ms.and_then(|ms| ms.get(name)).map_or(Cell::Empty, m);
         t.row(vec![text(name), m(value), get(before), get(change)]);
     }

@@ -6,21 +6,46 @@ use std::collections::BTreeMap;
 
 /// A measure's value as `/query` gives it: an integer for counts, a float otherwise, `null`
 /// when it cannot be computed (a zero denominator, a measure hidden from the caller).
-pub type Metric = Option<Number>;
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Option<f64>)]
+pub struct Metric(pub Option<Number>);
+
+impl Metric {
+    pub fn as_f64(&self) -> Option<f64> {
+        self.0.as_ref().and_then(Number::as_f64)
+    }
+}
 
 /// Values by measure name (a query's totals, a comparison's change in percent).
-pub type Measures = BTreeMap<String, Metric>;
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct Measures(pub BTreeMap<String, Metric>);
+
+impl std::ops::Deref for Measures {
+    type Target = BTreeMap<String, Metric>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl FromIterator<(String, Metric)> for Measures {
+    fn from_iter<I: IntoIterator<Item = (String, Metric)>>(iter: I) -> Measures {
+        Measures(iter.into_iter().collect())
+    }
+}
 
 /// A range as resolved: local starts as RFC 3339 with their offsets (or local dates where the
 /// view speaks in dates).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Range {
     pub start: String,
     pub end: String,
 }
 
 /// A range as asked: a preset, or start and end.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RangeAsked {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
@@ -31,7 +56,7 @@ pub struct RangeAsked {
 }
 
 /// The resolved range of a view's main query, its zone and totals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Period {
     pub range: Range,
     pub timezone: String,
@@ -39,11 +64,12 @@ pub struct Period {
 }
 
 /// A compared query's comparison, as `/query` answers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueryComparison {
     pub range: Range,
     pub columns: Vec<String>,
     /// Key columns then measures, in `columns`' order.
+    #[schema(value_type = Vec<Vec<Value>>)]
     pub rows: Vec<Vec<Value>>,
     pub totals: Measures,
     pub truncated: bool,
@@ -51,20 +77,16 @@ pub struct QueryComparison {
 }
 
 /// Only the range of a comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ComparedRange {
     pub range: Range,
 }
 
 pub(crate) fn metric(v: Option<&Value>) -> Metric {
     match v {
-        Some(Value::Number(n)) => Some(n.clone()),
-        _ => None,
+        Some(Value::Number(n)) => Metric(Some(n.clone())),
+        _ => Metric(None),
     }
-}
-
-pub(crate) fn float(x: f64) -> Metric {
-    Number::from_f64(x)
 }
 
 pub(crate) fn measures(v: &Value) -> Measures {

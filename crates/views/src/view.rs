@@ -41,8 +41,10 @@ impl<'a> View<'a> {
             ("range.end", "end"),
             ("range.preset", "preset"),
             ("range", whole_range),
-            // A compared period out of the calendar comes from the range compared.
+            // A compared period out of the calendar comes from the range compared, and too
+            // many buckets of the view's own granularity from a range too long for it.
             ("compare", whole_range),
+            ("granularity", whole_range),
         ]
         .into_iter()
         .map(|(f, p)| (f.to_string(), p.to_string()))
