@@ -1757,9 +1757,9 @@ export interface components {
       /** Format: int64 */
       connects: number;
       /** Format: double */
-      dialing_hours?: number | null;
+      dialing_hours: number | null;
       /** Format: double */
-      idle_minutes?: number | null;
+      idle_minutes: number | null;
       /** Format: double */
       talk_minutes: number;
     };
@@ -1786,7 +1786,7 @@ export interface components {
     };
     /** @description `GET /analytics/call-metrics`. */
     CallMetricsView: {
-      comparison?: null | components["schemas"]["CallMetricsComparison"];
+      comparison: null | components["schemas"]["CallMetricsComparison"];
       granularity: string;
       period: components["schemas"]["Period"];
       series: components["schemas"]["CallPoint"][];
@@ -1807,16 +1807,16 @@ export interface components {
     /** @description `GET /analytics/campaigns/{id}`. */
     CampaignView: {
       campaign_id: string;
-      comparison?: null | components["schemas"]["QueryComparison"];
+      comparison: null | components["schemas"]["QueryComparison"];
       /**
        * Format: double
        * @description The directory's cost of the whole campaign.
        */
-      cost?: number | null;
+      cost: number | null;
       /** Format: double */
-      cost_per_lead?: number | null;
+      cost_per_lead: number | null;
       /** @description Why `cost_per_lead` is null. */
-      cost_per_lead_unavailable?: string | null;
+      cost_per_lead_unavailable: string | null;
       intents: components["schemas"]["CampaignIntent"][];
       journey: components["schemas"]["JourneyStage"][];
       /** Format: int64 */
@@ -1825,9 +1825,9 @@ export interface components {
       name: string;
       range: components["schemas"]["Range"];
       /** Format: double */
-      roi_percent?: number | null;
+      roi_percent: number | null;
       /** @description Why `roi_percent` is null. */
-      roi_unavailable?: string | null;
+      roi_unavailable: string | null;
     };
     /** @description One channel's volume, response, resolution and CSAT; voice also counts its calls. */
     ChannelEntry: {
@@ -1858,7 +1858,7 @@ export interface components {
       issue: string;
       metric: string;
       /** Format: double */
-      previous_value?: number | null;
+      previous_value: number | null;
       /** @description Up to five of the rep's latest calls of the last 7 days behind the rule. */
       related_calls: string[];
       /** @description `high`, `medium` or `low`. */
@@ -1888,9 +1888,9 @@ export interface components {
       /** Format: double */
       connects: number;
       /** Format: double */
-      dialing_time?: number | null;
+      dialing_time: number | null;
       /** Format: double */
-      idle?: number | null;
+      idle: number | null;
       /** Format: double */
       talk_time: number;
     };
@@ -1908,23 +1908,23 @@ export interface components {
       /** Format: int64 */
       contacts: number;
       /** Format: double */
-      conversion_from_first?: number | null;
+      conversion_from_first: number | null;
       /** Format: double */
-      conversion_from_previous?: number | null;
+      conversion_from_previous: number | null;
       stage: string;
     };
     DispositionCategory: {
       category: string;
       dispositions: components["schemas"]["DispositionShare"][];
       /** Format: double */
-      percent?: number | null;
+      percent: number | null;
       /** Format: int64 */
       total_calls: number;
     };
     DispositionShare: {
-      disposition?: string | null;
+      disposition: string | null;
       /** Format: double */
-      percent?: number | null;
+      percent: number | null;
       /** Format: int64 */
       total_calls: number;
     };
@@ -1942,7 +1942,7 @@ export interface components {
       conversion_rates: {
         [key: string]: number | null;
       };
-      group?: string | null;
+      group: string | null;
       revenue: components["schemas"]["FunnelRevenue"];
       /** @description Calls, connects, then contacts reaching each stage (and `closed_lost`). */
       stages: {
@@ -1979,7 +1979,7 @@ export interface components {
       conversations: components["schemas"]["Metric"];
       intent: string;
       /** Format: double */
-      percent?: number | null;
+      percent: number | null;
       /** Format: int64 */
       total: number;
     };
@@ -2008,7 +2008,7 @@ export interface components {
      */
     LeadSource: components["schemas"]["FunnelMetrics"] & ({
       /** Format: double */
-      conversion_rate?: number | null;
+      conversion_rate: number | null;
       /** Format: int64 */
       total_leads: number;
     });
@@ -2038,7 +2038,7 @@ export interface components {
     LeaderboardEntry: {
       agent_id: string;
       agent_name: string;
-      avatar_url?: string | null;
+      avatar_url: string | null;
       avg_call_score: components["schemas"]["Metric"];
       /** Format: int64 */
       calls: number;
@@ -2051,7 +2051,7 @@ export interface components {
       /** Format: double */
       daily_goal: number;
       /** Format: double */
-      daily_goal_progress?: number | null;
+      daily_goal_progress: number | null;
       is_online: boolean;
       /**
        * Format: int64
@@ -2074,9 +2074,9 @@ export interface components {
       sparkline_hours: string[];
       team_avg_score: components["schemas"]["Metric"];
       team_connect_rate: components["schemas"]["Metric"];
-      team_id?: string | null;
+      team_id: string | null;
       team_meetings: components["schemas"]["Metric"];
-      team_name?: string | null;
+      team_name: string | null;
       team_total_calls: components["schemas"]["Metric"];
       /** @description Rows ranked, of which `entries` are the top `limit` and the caller's own. */
       total_entries: number;
@@ -2094,7 +2094,7 @@ export interface components {
     Metric: number | null;
     /** @description `GET /analytics/metrics`. */
     MetricsView: {
-      comparison?: null | components["schemas"]["ComparedRange"];
+      comparison: null | components["schemas"]["ComparedRange"];
       kpis: components["schemas"]["Kpi"][];
       range: components["schemas"]["Range"];
       timezone: string;
@@ -2163,38 +2163,38 @@ export interface components {
        * Format: double
        * @description The call score's change in points since the previous period.
        */
-      call_score_trend?: number | null;
+      call_score_trend: number | null;
       callback_conversion_rate: components["schemas"]["Metric"];
       calls_per_hour: components["schemas"]["Metric"];
-      change_percent?: null | components["schemas"]["Measures"];
-      comparison?: null | components["schemas"]["ComparedRange"];
+      change_percent: null | components["schemas"]["Measures"];
+      comparison: null | components["schemas"]["ComparedRange"];
       connect_rate: components["schemas"]["Metric"];
       connected_calls: components["schemas"]["Metric"];
       filler_word_rate: components["schemas"]["Metric"];
       meeting_booked_rate: components["schemas"]["Metric"];
       meetings_booked: components["schemas"]["Metric"];
       /** Format: double */
-      percentile?: number | null;
+      percentile: number | null;
       period: string;
       period_end: string;
       period_start: string;
       positive_disposition_rate: components["schemas"]["Metric"];
-      previous?: null | components["schemas"]["Measures"];
+      previous: null | components["schemas"]["Measures"];
       range: components["schemas"]["Range"];
-      team_id?: string | null;
-      team_rank?: number | null;
-      team_size?: number | null;
+      team_id: string | null;
+      team_rank: number | null;
+      team_size: number | null;
       total_calls: components["schemas"]["Metric"];
       /** Format: double */
-      total_talk_time_minutes?: number | null;
+      total_talk_time_minutes: number | null;
     };
     /** @description A day's call score and its rolling 7-day average (the 7 days ending that day). */
     ScorePoint: {
       /** Format: double */
-      avg_call_score?: number | null;
+      avg_call_score: number | null;
       date: string;
       /** Format: double */
-      rolling_7day_avg?: number | null;
+      rolling_7day_avg: number | null;
       /** Format: int64 */
       scored_calls: number;
     };

@@ -61,16 +61,19 @@ pub struct RepScorecard {
     pub period_start: String,
     pub period_end: String,
     pub range: Range,
+    #[schema(required = true)]
     pub comparison: Option<ComparedRange>,
     pub total_calls: Metric,
     pub connected_calls: Metric,
     pub connect_rate: Metric,
     pub calls_per_hour: Metric,
+    #[schema(required = true)]
     pub total_talk_time_minutes: Option<f64>,
     pub avg_talk_time_seconds: Metric,
     pub meetings_booked: Metric,
     pub avg_call_score: Metric,
     /// The call score's change in points since the previous period.
+    #[schema(required = true)]
     pub call_score_trend: Option<f64>,
     pub avg_sentiment_score: Metric,
     pub filler_word_rate: Metric,
@@ -78,12 +81,18 @@ pub struct RepScorecard {
     pub meeting_booked_rate: Metric,
     pub positive_disposition_rate: Metric,
     pub callback_conversion_rate: Metric,
+    #[schema(required = true)]
     pub team_id: Option<String>,
+    #[schema(required = true)]
     pub team_rank: Option<usize>,
+    #[schema(required = true)]
     pub team_size: Option<usize>,
+    #[schema(required = true)]
     pub percentile: Option<f64>,
     /// The previous period's numbers, by measure.
+    #[schema(required = true)]
     pub previous: Option<Measures>,
+    #[schema(required = true)]
     pub change_percent: Option<Measures>,
 }
 
@@ -221,8 +230,10 @@ pub struct SentimentPoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScorePoint {
     pub date: String,
+    #[schema(required = true)]
     pub avg_call_score: Option<f64>,
     pub scored_calls: i64,
+    #[schema(required = true)]
     pub rolling_7day_avg: Option<f64>,
 }
 

@@ -123,6 +123,7 @@ pub struct CoachingOpportunity {
     pub metric: String,
     pub current_value: f64,
     pub target_value: f64,
+    #[schema(required = true)]
     pub previous_value: Option<f64>,
     /// `improving`, `declining` or `flat`.
     pub trend: String,

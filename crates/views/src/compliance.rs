@@ -21,7 +21,9 @@ pub struct Actuals {
     pub calls: i64,
     pub connects: i64,
     pub talk_minutes: f64,
+    #[schema(required = true)]
     pub idle_minutes: Option<f64>,
+    #[schema(required = true)]
     pub dialing_hours: Option<f64>,
 }
 
@@ -31,7 +33,9 @@ pub struct ComplianceParts {
     pub calls: f64,
     pub connects: f64,
     pub talk_time: f64,
+    #[schema(required = true)]
     pub idle: Option<f64>,
+    #[schema(required = true)]
     pub dialing_time: Option<f64>,
 }
 

@@ -63,6 +63,7 @@ pub struct FunnelRevenue {
 /// The seed's FunnelMetrics for one group (or overall, `group` null).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunnelMetrics {
+    #[schema(required = true)]
     pub group: Option<String>,
     /// Calls, connects, then contacts reaching each stage (and `closed_lost`).
     pub stages: BTreeMap<String, i64>,
@@ -174,6 +175,7 @@ pub struct LeadSource {
     #[serde(flatten)]
     pub funnel: FunnelMetrics,
     pub total_leads: i64,
+    #[schema(required = true)]
     pub conversion_rate: Option<f64>,
 }
 
@@ -226,7 +228,9 @@ pub struct ConversionParams {
 pub struct ConversionStage {
     pub stage: String,
     pub contacts: i64,
+    #[schema(required = true)]
     pub conversion_from_previous: Option<f64>,
+    #[schema(required = true)]
     pub conversion_from_first: Option<f64>,
 }
 

@@ -39,6 +39,7 @@ pub struct Kpi {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricsView {
     pub range: Range,
+    #[schema(required = true)]
     pub comparison: Option<ComparedRange>,
     pub timezone: String,
     pub kpis: Vec<Kpi>,
@@ -148,6 +149,7 @@ pub struct CallMetricsView {
     pub granularity: String,
     pub period: Period,
     pub series: Vec<CallPoint>,
+    #[schema(required = true)]
     pub comparison: Option<CallMetricsComparison>,
 }
 
@@ -197,8 +199,10 @@ pub struct DispositionsParams {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DispositionShare {
+    #[schema(required = true)]
     pub disposition: Option<String>,
     pub total_calls: i64,
+    #[schema(required = true)]
     pub percent: Option<f64>,
 }
 
@@ -206,6 +210,7 @@ pub struct DispositionShare {
 pub struct DispositionCategory {
     pub category: String,
     pub total_calls: i64,
+    #[schema(required = true)]
     pub percent: Option<f64>,
     pub dispositions: Vec<DispositionShare>,
 }

@@ -57,6 +57,7 @@ pub struct LeaderboardEntry {
     pub rank: usize,
     pub agent_id: String,
     pub agent_name: String,
+    #[schema(required = true)]
     pub avatar_url: Option<String>,
     pub is_online: bool,
     pub current_status: String,
@@ -70,6 +71,7 @@ pub struct LeaderboardEntry {
     pub meeting_streak: i64,
     pub calls_today: i64,
     pub daily_goal: f64,
+    #[schema(required = true)]
     pub daily_goal_progress: Option<f64>,
     /// Calls per hour of the day (`sparkline_hours`).
     pub sparkline: Vec<f64>,
@@ -78,7 +80,9 @@ pub struct LeaderboardEntry {
 /// `GET /analytics/team-leaderboard/{team_id}` and `GET /analytics/leaderboard`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaderboardView {
+    #[schema(required = true)]
     pub team_id: Option<String>,
+    #[schema(required = true)]
     pub team_name: Option<String>,
     pub updated_at: String,
     pub sorted_by: String,

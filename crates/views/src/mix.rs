@@ -21,6 +21,7 @@ pub struct IntentEntry {
     pub calls: Metric,
     pub conversations: Metric,
     pub total: i64,
+    #[schema(required = true)]
     pub percent: Option<f64>,
 }
 
@@ -172,17 +173,23 @@ pub struct CampaignView {
     pub name: String,
     pub range: Range,
     pub metrics: Measures,
+    #[schema(required = true)]
     pub comparison: Option<QueryComparison>,
     pub journey: Vec<JourneyStage>,
     pub intents: Vec<CampaignIntent>,
     /// The directory's cost of the whole campaign.
+    #[schema(required = true)]
     pub cost: Option<f64>,
     pub leads: i64,
+    #[schema(required = true)]
     pub cost_per_lead: Option<f64>,
     /// Why `cost_per_lead` is null.
+    #[schema(required = true)]
     pub cost_per_lead_unavailable: Option<String>,
+    #[schema(required = true)]
     pub roi_percent: Option<f64>,
     /// Why `roi_percent` is null.
+    #[schema(required = true)]
     pub roi_unavailable: Option<String>,
 }
 

@@ -2,34 +2,10 @@ import { get, latest } from "../api";
 import { choice, drillUrl, type Page, type PageContext } from "../app";
 import { chart, sparklineOption } from "../charts";
 import { empty, fill, fmt, h, isNum, panel, table } from "../dom";
+import type { Schemas } from "../api";
 
-interface Entry {
-  rank: number;
-  agent_id: string;
-  agent_name: string;
-  current_status: string | null;
-  is_online: boolean;
-  calls: number;
-  connects: number;
-  connect_rate: number | null;
-  meetings: number;
-  talk_time_minutes: number;
-  avg_call_score: number | null;
-  meeting_streak: number;
-  daily_goal: number | null;
-  daily_goal_progress: number | null;
-  sparkline: number[];
-}
 
-interface Leaderboard {
-  team_name: string;
-  team_total_calls: number;
-  team_connect_rate: number | null;
-  team_meetings: number;
-  team_avg_score: number | null;
-  updated_at: string;
-  entries: Entry[];
-}
+type Leaderboard = Schemas["LeaderboardView"];
 
 const SORTS = [
   ["calls", "Calls"],
