@@ -120,3 +120,33 @@ pub async fn run(cx: &Cx, request: &ViewRequest) -> Result<ViewAnswer, ViewError
         ViewRequest::Compliance(p) => ViewAnswer::Compliance(compliance(cx, p).await?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_request_is_plain_data_named_like_its_path() {
+        let stored = json!({"view": "team-leaderboard", "params": {
+            "team_id": "t1", "preset": "last_7_days", "filters": {"campaign": ["spring"]}, "sort_by": "meetings", "limit": 10}});
+        let request: ViewRequest = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(request.name(), "team-leaderboard");
+        let ViewRequest::TeamLeaderboard(p) = &request else {
+            panic!("{request:?}")
+        };
+        assert_eq!(
+            (p.team_id.as_str(), p.limit, p.sort_by.as_deref()),
+            ("t1", Some(10), Some("meetings"))
+        );
+        assert_eq!(request.shared().filters["campaign"], vec!["spring".to_string()]);
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            stored,
+            "what is stored reads back the same"
+        );
+        let bare: ViewRequest = serde_json::from_value(json!({"view": "metrics", "params": {}})).unwrap();
+        assert_eq!(bare, ViewRequest::Metrics(MetricsParams::default()));
+        assert!(serde_json::from_value::<ViewRequest>(json!({"view": "nope", "params": {}})).is_err());
+    }
+}
