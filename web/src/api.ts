@@ -12,6 +12,9 @@ export class ApiError extends Error {
 
 export type Params = Record<string, string | undefined>;
 
+/** The API's answers, generated from its OpenAPI document (`npm run gen-types`). */
+export type Schemas = import("./api-types").components["schemas"];
+
 function url(path: string, params?: Params): string {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params ?? {})) if (v !== undefined && v !== "") q.set(k, v);

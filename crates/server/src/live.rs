@@ -7,7 +7,7 @@
 //! is dropped with a close reason, so a stalled client slows neither ingest nor anyone else.
 
 use crate::api::auth::{forbidden, Principal};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, Code};
 use axum::extract::ws::Utf8Bytes;
 use dialboard_engine::activity::Activity;
 use dialboard_engine::event::ParsedEvent;
@@ -460,7 +460,7 @@ impl Connection {
     /// Checks a requested scope against the credential; the tenant scope's id may be omitted.
     pub async fn resolve(&self, kind: &str, id: Option<&str>) -> Result<LiveScope, ApiError> {
         let invalid =
-            |field: &str, message: String| ApiError::invalid("invalid_scope", vec![FieldError::new(field, message)]);
+            |field: &str, message: String| ApiError::invalid(Code::InvalidScope, vec![FieldError::new(field, message)]);
         let Some(kind) = ScopeKind::parse(kind) else {
             return Err(invalid(
                 "scope",

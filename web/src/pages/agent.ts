@@ -4,18 +4,9 @@ import { chart, timeOption } from "../charts";
 import { change, empty, fill, fmt, h, isNum, panel, plural } from "../dom";
 import { coachingList, type Opportunity } from "./coaching";
 import { exploreLink, pageExport, viewQuestion } from "../saved";
+import type { Schemas } from "../api";
 
-interface Scorecard {
-  agent_name: string;
-  team_id: string | null;
-  period_start: string;
-  period_end: string;
-  team_rank: number | null;
-  team_size: number | null;
-  percentile: number | null;
-  change_percent: Record<string, number | null>;
-  [metric: string]: unknown;
-}
+type Scorecard = Schemas["RepScorecard"];
 
 interface Badges {
   daily_goal: number;
@@ -37,11 +28,7 @@ function badgeList(b: Badges): HTMLElement {
   );
 }
 
-interface Trends {
-  talk_ratio: { time: string; avg_talk_ratio: number | null }[];
-  sentiment: { time: string; avg_sentiment: number | null; avg_prospect_sentiment: number | null }[];
-  score: { date: string; avg_call_score: number | null; rolling_7day_avg: number | null }[];
-}
+type Trends = Schemas["TrendsView"];
 
 /** The scorecard's groups: field, label, format, its key in `change_percent`, lower is better. */
 const GROUPS: [string, [string, string, (v: unknown) => string, string, boolean?][]][] = [
@@ -124,7 +111,7 @@ function render(ctx: PageContext) {
               { class: "group" },
               h("h3", {}, title),
               items.map(([field, label, format, key, lower]) =>
-                h("div", { class: "metric" }, h("span", {}, label), h("strong", { "data-metric": field }, format(s[field])), change(s.change_percent[key], lower)),
+                h("div", { class: "metric" }, h("span", {}, label), h("strong", { "data-metric": field }, format((s as unknown as Record<string, unknown>)[field])), change(s.change_percent![key], lower)),
               ),
             ),
           ),

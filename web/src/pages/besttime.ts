@@ -4,14 +4,9 @@ import { chart, heatmapOption, WEEKDAYS } from "../charts";
 import { fill, fmt, h, isNum, panel } from "../dom";
 import { sharedParams } from "../filters";
 import { exploreLink, pageExport, queryOf, viewQuestion } from "../saved";
+import type { Schemas } from "../api";
 
-interface Cell {
-  day_of_week: number;
-  hour_of_day: number;
-  total_calls: number;
-  connect_rate: number | null;
-  value: number | null;
-}
+type Cell = Schemas["HeatmapCell"];
 
 function render(ctx: PageContext) {
   const { filters: f } = ctx;
@@ -34,7 +29,7 @@ function render(ctx: PageContext) {
       ctx.navigate(drillUrl(f, { hour_of_day: String(hour), day_of_week: String(day + 1) }));
     });
     const top = r.cells
-      .filter((c) => c.total_calls >= 20 && isNum(c.connect_rate))
+      .filter((c) => c.total_calls! >= 20 && isNum(c.connect_rate))
       .sort((a, b) => (b.connect_rate ?? 0) - (a.connect_rate ?? 0))
       .slice(0, 5);
     return h(

@@ -2,29 +2,13 @@ import { get, latest } from "../api";
 import { drillUrl, nameOf, type App, type Page, type PageContext } from "../app";
 import { empty, fill, fmt, h, isNum, panel, table } from "../dom";
 import { exploreLink, pageExport, viewQuestion } from "../saved";
+import type { Schemas } from "../api";
 
-export interface Opportunity {
-  agent_id: string;
-  agent_name: string;
-  issue: string;
-  metric: string;
-  severity: "high" | "medium" | "low";
-  trend: string;
-  current_value: number | null;
-  previous_value: number | null;
-  target_value: number | null;
-  suggested_action: string;
-  related_calls: string[];
-}
+export type Opportunity = Schemas["CoachingOpportunity"];
 
-interface Compliance {
-  agent_id: string;
-  agent_name: string;
-  is_compliant: boolean;
-  overall_compliance: number;
-  actuals: Record<string, number>;
-  targets: Record<string, number>;
-}
+type Compliance = Schemas["AgentCompliance"];
+/** Actuals and targets by name, as the table's columns read them. */
+type Numbers = Record<string, number>;
 
 const TREND = { improving: "↗ improving", declining: "↘ declining", flat: "→ flat" } as Record<string, string>;
 
@@ -78,7 +62,15 @@ function render(ctx: PageContext) {
     fill(compliance, async () => {
       const r = await get<{ agents: Compliance[] }>("/analytics/compliance", { timezone: f.timezone, team });
       const cell = (key: string, target: string, format: (v: unknown) => string, max = false) => (c: Compliance) =>
-        h("span", { class: (max ? c.actuals[key] <= c.targets[target] : c.actuals[key] >= c.targets[target]) ? "good" : "bad" }, format(c.actuals[key]));
+        h(
+          "span",
+          {
+            class: (max ? (c.actuals as Numbers)[key] <= (c.targets as Numbers)[target] : (c.actuals as Numbers)[key] >= (c.targets as Numbers)[target])
+              ? "good"
+              : "bad",
+          },
+          format((c.actuals as Numbers)[key]),
+        );
       return table(
         r.agents,
         [

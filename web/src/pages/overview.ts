@@ -4,13 +4,9 @@ import { chart, donutOption, sparklineOption, timeOption } from "../charts";
 import { change, failure, fill, fmt, h, isNum, panel } from "../dom";
 import { includesToday, sharedParams } from "../filters";
 import { exploreLink, pageExport, queryOf, viewQuestion } from "../saved";
+import type { Schemas } from "../api";
 
-interface Kpi {
-  metric: string;
-  value: number | null;
-  previous: number | null;
-  change_percent: number | null;
-}
+type Kpi = Schemas["Kpi"];
 
 /** How each KPI reads: label, format, whether lower is better, and the calls behind it. */
 const KPIS: Record<string, { label: string; format: (v: unknown) => string; lower?: boolean; drill?: Record<string, string> | "meetings" }> = {
@@ -27,16 +23,9 @@ const KPIS: Record<string, { label: string; format: (v: unknown) => string; lowe
   deals_won: { label: "Deals won", format: fmt.int },
 };
 
-interface CallMetrics {
-  granularity: string;
-  series: Record<string, number | null | string>[];
-  comparison?: { series: Record<string, number | null | string>[] };
-}
+type CallMetrics = Schemas["CallMetricsView"];
 
-interface Dispositions {
-  total_calls: number;
-  categories: { category: string; total_calls: number; dispositions: { disposition: string; total_calls: number }[] }[];
-}
+type Dispositions = Schemas["DispositionsView"];
 
 function render(ctx: PageContext) {
   const { filters: f } = ctx;
@@ -74,7 +63,7 @@ function render(ctx: PageContext) {
             h("div", { class: "kpi-value", "data-metric": k.metric }, d.format(k.value)),
             f.compare ? h("div", { class: "kpi-trend" }, change(k.change_percent, d.lower), isNum(k.previous) ? h("span", { class: "prev" }, `prev ${d.format(k.previous)}`) : null) : null,
           ];
-          const trend = s?.series.map((p) => p[k.metric]);
+          const trend = s?.series.map((p) => (p as unknown as Record<string, unknown>)[k.metric]);
           if (trend?.length && trend.every(isNum)) {
             const el = h("div", { class: "kpi-spark" });
             sparks.push([el, trend as number[]]);
@@ -134,7 +123,7 @@ function render(ctx: PageContext) {
       cat ? h("button", { class: "link", "data-testid": "donut-back", onclick: () => ((category = null), loadDonut()) }, "← all categories") : "click a slice to drill down",
     );
     const items = cat
-      ? cat.dispositions.map((d) => ({ name: d.disposition, value: d.total_calls }))
+      ? cat.dispositions.map((d) => ({ name: d.disposition as string, value: d.total_calls }))
       : r.categories.map((c) => ({ name: fmt.label(c.category), value: c.total_calls, id: c.category }));
     chart(donut, donutOption(items, cat ? fmt.label(cat.category) : `${fmt.int(r.total_calls)} calls`), (p) => {
       if (cat) ctx.navigate(drillUrl(f, { disposition: p.name }));

@@ -4,27 +4,11 @@ import { barOption, chart, funnelOption } from "../charts";
 import { fill, fmt, h, panel, table } from "../dom";
 import { includesToday, sharedParams } from "../filters";
 import { exploreLink, pageExport, viewQuestion } from "../saved";
+import type { Schemas } from "../api";
 
-interface Group {
-  group: string | null;
-  stages: Record<string, number>;
-  conversion_rates: Record<string, number | null>;
-  revenue: { total_closed_won: number; deals_won: number; avg_deal_size: number | null; revenue_per_call: number | null };
-  avg_days_first_call_to_meeting: number | null;
-}
+type Group = Schemas["FunnelMetrics"];
 
-interface Campaign {
-  campaign_id: string;
-  name: string;
-  cost: number | null;
-  cost_per_lead: number | null;
-  /** Why `cost_per_lead` is null, when it is. */
-  cost_per_lead_unavailable: string | null;
-  leads: number;
-  roi_percent: number | null;
-  roi_unavailable: string | null;
-  metrics: Record<string, number | null>;
-}
+type Campaign = Schemas["CampaignView"];
 
 /** A number, or "—" that says (on hover and to screen readers) why it cannot be computed. */
 function orWhyNot(text: string, reason: string | null): string | HTMLElement {

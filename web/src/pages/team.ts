@@ -2,47 +2,28 @@ import { get, latest } from "../api";
 import { choice, drillUrl, type Page, type PageContext } from "../app";
 import { chart, sparklineOption } from "../charts";
 import { empty, fill, fmt, h, isNum, panel, plural, table } from "../dom";
+import type { Schemas } from "../api";
 import { exploreLink, pageExport, viewQuestion } from "../saved";
 
-interface Entry {
-  rank: number;
-  agent_id: string;
-  agent_name: string;
-  current_status: string | null;
-  is_online: boolean;
-  calls: number;
-  connects: number;
-  connect_rate: number | null;
-  meetings: number;
-  talk_time_minutes: number;
-  avg_call_score: number | null;
-  meeting_streak: number;
-  daily_goal: number | null;
-  daily_goal_progress: number | null;
-  sparkline: number[];
-  /** Fair ranking on the connect rate: a rank only past the minimum volume, its Wilson interval. */
-  fair?: { min_calls: number; connect_rate: { rank: number | null; low: number | null; high: number | null; shrunk: number | null; uncertain: boolean } } | null;
+type Entry = Leaderboard["entries"][number];
+/** An entry's `fair` placement (an object in the schema): the connect rate's part of it. */
+interface Fair {
+  min_calls: number;
+  connect_rate: { rank: number | null; low: number | null; high: number | null; shrunk: number | null; uncertain: boolean };
 }
 
 /** The connect rate's fair rank: "3", "≈3" when the data cannot tell it from a neighbour, or
  * "—" below the minimum volume; the title gives the 95% interval. */
 function fairRank(e: Entry): HTMLElement {
-  const r = e.fair?.connect_rate;
+  const fair = e.fair as Fair | null | undefined;
+  const r = fair?.connect_rate;
   if (!r) return h("span", {}, "—");
   const interval = isNum(r.low) && isNum(r.high) ? `95% interval ${fmt.pct(r.low)}–${fmt.pct(r.high)}` : "no calls";
-  if (r.rank === null) return h("span", { class: "muted", title: `fewer than ${e.fair!.min_calls} calls: not ranked on rate; ${interval}`, "data-testid": "fair-unranked" }, "—");
+  if (r.rank === null) return h("span", { class: "muted", title: `fewer than ${fair!.min_calls} calls: not ranked on rate; ${interval}`, "data-testid": "fair-unranked" }, "—");
   return h("span", { title: `${r.uncertain ? "uncertain: overlaps a neighbour; " : ""}${interval}`, "data-testid": r.uncertain ? "fair-uncertain" : "fair-rank" }, `${r.uncertain ? "≈" : ""}${r.rank}`);
 }
 
-interface Leaderboard {
-  team_name: string;
-  team_total_calls: number;
-  team_connect_rate: number | null;
-  team_meetings: number;
-  team_avg_score: number | null;
-  updated_at: string;
-  entries: Entry[];
-}
+type Leaderboard = Schemas["LeaderboardView"];
 
 const SORTS = [
   ["calls", "Calls"],

@@ -4,19 +4,9 @@ import { barOption, chart, donutOption } from "../charts";
 import { fill, fmt, h, isNum, panel, table } from "../dom";
 import { includesToday, sharedParams } from "../filters";
 import { exploreLink, pageExport, viewQuestion } from "../saved";
+import type { Schemas } from "../api";
 
-interface Channel {
-  channel: string;
-  ticket_volume: number | null;
-  calls?: number;
-  avg_first_response_time: number | null;
-  median_first_response_time: number | null;
-  avg_resolution_time: number | null;
-  resolution_rate: number | null;
-  csat_avg: number | null;
-  csat_count: number | null;
-  csat_positive_rate: number | null;
-}
+type Channel = Schemas["ChannelEntry"];
 
 function render(ctx: PageContext) {
   const { filters: f } = ctx;

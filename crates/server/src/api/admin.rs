@@ -2,7 +2,7 @@
 //! log `/api/v1/audit`. Every change is audited; secrets are shown once, at creation.
 
 use super::auth::Principal;
-use super::error::{parse_json, ApiError, Body};
+use super::error::{parse_json, ApiError, Body, Code};
 use super::AppState;
 use crate::access::{audit, create_key, create_user, set_user_password, NewUser};
 use axum::extract::{Path, Query, State};
@@ -30,7 +30,7 @@ pub async fn add_user(
     let new: NewUser = parse_json(&body)?;
     match create_user(&state.store, principal.tenant_id, new, &principal.actor_name()).await? {
         Ok(user) => Ok((StatusCode::CREATED, Json(json!(user)))),
-        Err(fields) => Err(ApiError::invalid("invalid_user", fields)),
+        Err(fields) => Err(ApiError::invalid(Code::InvalidUser, fields)),
     }
 }
 
@@ -86,7 +86,7 @@ pub async fn reset_password(
         (&actor, "password_reset"),
     )
     .await?
-    .map_err(|fields| ApiError::invalid("invalid_password", fields))?;
+    .map_err(|fields| ApiError::invalid(Code::InvalidPassword, fields))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,7 +138,7 @@ pub async fn add_key(
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::invalid("invalid_key", errors));
+        return Err(ApiError::invalid(Code::InvalidKey, errors));
     }
     let key = ApiKey {
         tenant_id: principal.tenant_id,
@@ -187,7 +187,7 @@ pub async fn audit_log(
             .map(|v| {
                 v.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
                     ApiError::invalid(
-                        "invalid_request",
+                        Code::InvalidRequest,
                         vec![FieldError::new(
                             name,
                             format!("must be a whole number from {} to {}", range.start(), range.end()),

@@ -6,7 +6,7 @@
 //! waiting queue would only hold the flood's connections and memory longer.
 
 use super::auth::{too_many_requests, Principal};
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,7 +74,7 @@ impl Admission {
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 let mut e = too_many_requests(1);
-                e.code = "too_many_queries";
+                e.code = Code::TooManyQueries;
                 e.message = format!(
                     "too many queries running at once (at most {} per credential and {} per tenant); retry after 1 s",
                     self.limits.per_credential, self.limits.per_tenant
@@ -150,7 +150,7 @@ mod tests {
         let first = a.admit(&k1).await.unwrap();
         let _second = a.admit(&k1).await.unwrap();
         let e = a.admit(&k1).await.err().unwrap();
-        assert_eq!((e.status.as_u16(), e.retry_after), (429, Some(1)));
+        assert_eq!((e.status().as_u16(), e.retry_after), (429, Some(1)));
         let _third = a.admit(&caller(1, "k2")).await.unwrap();
         assert!(a.admit(&caller(1, "k3")).await.is_err(), "the tenant's cap");
         assert!(a.admit(&caller(2, "k1")).await.is_ok(), "another tenant has its own");

@@ -3,34 +3,25 @@
 //! reads, and its rate limits are charged here, once, before any handler runs. The tenant
 //! never comes from the request.
 
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use super::guard::check_json_body;
 use super::AppState;
 use crate::access::hash_secret;
 use crate::live::{LiveScope, ScopeKind};
 use axum::extract::FromRequestParts;
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
 use dialboard_store::access::{key_id, Rate, RateLimits, Role, User};
 use dialboard_store::{ApiKey, Scope};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 pub use super::guard::SESSION_COOKIE;
 
-/// Whose records a credential reads.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reach {
-    /// Every record of the tenant (admins, viewers, unbound keys).
-    All,
-    /// The records of these teams (managers, team-bound keys).
-    Teams(Vec<String>),
-    /// Its own agent's records, plus aggregates over teams and the tenant (agents,
-    /// agent-bound keys); `teams` are the agent's own, for live team scopes.
-    Agent { id: String, teams: Vec<String> },
-}
+/// Whose records a credential reads: the views' type, so they narrow reads without HTTP.
+pub use dialboard_views::Reach;
 
 #[derive(Debug, Clone)]
 pub enum Actor {
@@ -49,7 +40,7 @@ pub struct Principal {
 }
 
 pub fn forbidden(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    ApiError::new(Code::Forbidden, message)
 }
 
 impl Principal {
@@ -114,16 +105,12 @@ impl Principal {
 
     /// Whether this credential sees every agent's and team's records.
     pub fn sees_everyone(&self) -> bool {
-        self.reach == Reach::All
+        self.reach.sees_everyone()
     }
 
     /// Whether a record of `agent` in `team` is visible to this credential.
     pub fn sees_record(&self, agent: Option<&str>, team: Option<&str>) -> bool {
-        match &self.reach {
-            Reach::All => true,
-            Reach::Teams(teams) => team.is_some_and(|t| teams.iter().any(|x| x == t)),
-            Reach::Agent { id, .. } => agent == Some(id.as_str()),
-        }
+        self.reach.sees_record(agent, team)
     }
 
     /// Which live scopes this credential may watch: whatever it reads. Agents also watch the
@@ -141,66 +128,21 @@ impl Principal {
         }
     }
 
-    /// Narrows a query-shaped body to what this credential may read, the one place every
-    /// read passes through. A manager reads their teams only. An agent reads their own records
-    /// (`records`: raw calls) and filters by no other agent; aggregates stay open to them,
-    /// including a breakdown by agent (a leaderboard, see [`Principal::redact`]). Asking for
-    /// more is a 403 naming the filter.
+    /// Narrows a query-shaped body to what this credential may read ([`Reach::restrict`]);
+    /// asking for more is a 403 naming the filter.
     pub fn restrict(&self, body: &mut Value, records: bool) -> Result<(), ApiError> {
-        let (dimension, allowed) = match &self.reach {
-            Reach::All => return Ok(()),
-            Reach::Teams(teams) => ("team", teams.clone()),
-            Reach::Agent { id, teams } => {
-                if !records {
-                    super::privacy::check_private_order(body, teams)?;
-                }
-                if !records && body["filters"].get("agent").is_none() {
-                    return Ok(());
-                }
-                ("agent", vec![id.clone()])
-            }
-        };
-        let Some(obj) = body.as_object_mut() else {
-            return Ok(()); // the query's own validation reports it
-        };
-        let filters = obj.entry("filters").or_insert_with(|| json!({}));
-        let Some(filters) = filters.as_object_mut() else {
-            return Ok(());
-        };
-        match filters.get(dimension).and_then(Value::as_array) {
-            Some(asked) => {
-                if let Some(other) = asked
-                    .iter()
-                    .find(|v| !v.as_str().is_some_and(|v| allowed.iter().any(|a| a == v)))
-                {
-                    return Err(forbidden(format!(
-                        "filters.{dimension}: {other} is not visible to this credential"
-                    )));
-                }
-            }
-            None => {
-                filters.insert(dimension.into(), json!(allowed));
-            }
-        }
-        Ok(())
+        self.reach.restrict(body, records).map_err(forbidden)
     }
 
-    /// Under leaderboard privacy an agent sees other reps only as `anonymous`: then this is the
-    /// one agent whose name it sees (its own); `None` when it sees every name it may read.
-    /// Whether this credential sees a rep's individual coaching and compliance rows: a rep
-    /// sees only their own (rankings, unlike these, are shared with the team).
-    pub fn sees_individual(&self, agent: &str) -> bool {
-        match &self.reach {
-            Reach::Agent { id, .. } => id == agent,
-            _ => true,
-        }
+    /// Hides what a rep may not see of colleagues in a `/query`-shaped result
+    /// ([`Reach::redact`]).
+    pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool, query: &Value) {
+        self.reach.redact(result, leaderboard_privacy, query)
     }
 
+    /// See [`Reach::only_named`].
     pub fn only_named(&self, leaderboard_privacy: bool) -> Option<&str> {
-        match &self.reach {
-            Reach::Agent { id, .. } if leaderboard_privacy => Some(id),
-            _ => None,
-        }
+        self.reach.only_named(leaderboard_privacy)
     }
 }
 
@@ -319,8 +261,7 @@ impl RateLimiter {
 
 pub fn too_many_requests(retry_after: u64) -> ApiError {
     let mut e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        Code::RateLimited,
         format!("too many requests; retry after {retry_after} s"),
     );
     e.retry_after = Some(retry_after);
@@ -328,7 +269,7 @@ pub fn too_many_requests(retry_after: u64) -> ApiError {
 }
 
 fn unauthorized(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    ApiError::new(Code::Unauthorized, message)
 }
 
 /// The value of the session cookie named `name`, if the request carries one.
@@ -439,6 +380,7 @@ impl FromRequestParts<Arc<AppState>> for LivePrincipal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn buckets_allow_bursts_then_refill_at_the_rate() {
@@ -516,7 +458,7 @@ mod tests {
         let mut other = json!({"filters": {"agent": ["a1", "a2"]}});
         let e = p.restrict(&mut other, false).unwrap_err();
         assert_eq!(
-            (e.status.as_u16(), e.message.as_str()),
+            (e.status().as_u16(), e.message.as_str()),
             (403, "filters.agent: \"a2\" is not visible to this credential")
         );
     }
@@ -531,7 +473,7 @@ mod tests {
         p.restrict(&mut q, false).unwrap();
         assert_eq!(q["filters"]["team"], json!(["t1", "t2"]));
         let mut q = json!({"filters": {"team": ["t3"]}});
-        assert_eq!(p.restrict(&mut q, false).unwrap_err().status, 403);
+        assert_eq!(p.restrict(&mut q, false).unwrap_err().status(), 403);
         assert!(p.sees_record(Some("x"), Some("t2")) && !p.sees_record(Some("x"), None));
     }
 }

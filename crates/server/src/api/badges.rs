@@ -5,7 +5,7 @@
 //! badge is held once per rule, rep and period.
 
 use super::auth::{forbidden, Principal, Reach};
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use super::openapi::{op, Routes};
 use super::AppState;
 use crate::directory::Directory;
@@ -55,7 +55,7 @@ async fn badges_view(
             .get(&agent)
             .and_then(|a| a.team_id.as_ref())
             .is_some_and(|t| teams.contains(t)),
-        Reach::Agent { .. } => principal.sees_individual(&agent),
+        Reach::Agent { .. } => principal.reach.sees_individual(&agent),
     };
     if !visible {
         return Err(forbidden(format!("agent {agent} is not visible to this credential")));
@@ -76,7 +76,7 @@ async fn badges_view(
                 .store
                 .query(tenant, body, now)
                 .await?
-                .map_err(|f| ApiError::invalid("invalid_request", f))
+                .map_err(|f| ApiError::invalid(Code::InvalidRequest, f))
                 .map(|r| r.to_json())
         }
     };

@@ -3,7 +3,7 @@
 //! audited.
 
 use super::auth::Principal;
-use super::error::{ApiError, Body};
+use super::error::{ApiError, Body, Code};
 use super::AppState;
 use crate::access::audit;
 use crate::directory::{apply_settings, settings_json, validate_entry};
@@ -34,7 +34,8 @@ pub async fn put_settings(
     principal.require(Scope::Admin)?;
     let change = json_body(&body)?;
     let tenant = state.store.tenant(principal.tenant_id).await?;
-    let settings = apply_settings(&tenant.settings, &change).map_err(|e| ApiError::invalid("invalid_settings", e))?;
+    let settings =
+        apply_settings(&tenant.settings, &change).map_err(|e| ApiError::invalid(Code::InvalidSettings, e))?;
     let updated = state.store.update_settings(tenant.id, settings).await?;
     let fields: Vec<&String> = change.as_object().map(|o| o.keys().collect()).unwrap_or_default();
     audit(
@@ -52,7 +53,7 @@ pub async fn put_settings(
 fn check_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > 256 || id.chars().any(dialboard_engine::is_forbidden_char) {
         return Err(ApiError::invalid(
-            "invalid_id",
+            Code::InvalidId,
             vec![FieldError::new(
                 "id",
                 "must be 1 to 256 characters without control or bidirectional formatting characters",
@@ -104,7 +105,7 @@ pub async fn put(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
     check_id(&id)?;
-    let body = validate_entry(kind, &json_body(&body)?).map_err(|e| ApiError::invalid("invalid_entry", e))?;
+    let body = validate_entry(kind, &json_body(&body)?).map_err(|e| ApiError::invalid(Code::InvalidEntry, e))?;
     state
         .store
         .put_directory(principal.tenant_id, kind, &id, body.clone())

@@ -2,11 +2,11 @@
 
 use super::auth::Principal;
 use super::auth::Reach;
-use super::error::{ApiError, Body};
+use super::error::{ApiError, Body, Code};
 use super::AppState;
 use crate::directory::Directory;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::Json;
 use dialboard_engine::event::{parse_event_text, Event, Owner, ParsedEvent, Rejection};
 use dialboard_engine::FieldError;
@@ -55,8 +55,7 @@ pub async fn ingest(
     let items = split_body(&headers, &body)?;
     if items.len() > MAX_EVENTS {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_events",
+            Code::TooManyEvents,
             format!(
                 "a request carries at most {MAX_EVENTS} events; this one has {}",
                 items.len()

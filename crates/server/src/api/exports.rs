@@ -5,7 +5,7 @@
 //! `crate::exports`; the job runs on the job mechanism (`crate::jobs`).
 
 use super::auth::Principal;
-use super::error::{parse_json, ApiError, Body};
+use super::error::{parse_json, ApiError, Body, Code};
 use super::query::params_body;
 use super::AppState;
 use crate::exports::{export_calls, CallRows, ExportFailure, ExportRequest, Format, Sink, JOB_KIND};
@@ -13,9 +13,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dialboard_engine::FieldError;
 use dialboard_store::jobs::{Job, JobState, NewJob};
 use dialboard_store::Scope;
+use dialboard_views::{Cx, ViewAnswer, ViewRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -25,15 +25,15 @@ use std::sync::Arc;
 const MAX_ATTEMPTS: i64 = 3;
 
 fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::invalid("invalid_request", vec![FieldError::new(field, message)])
+    ApiError::invalid_field(field, message)
 }
 
 fn failure(f: ExportFailure) -> ApiError {
     match f {
-        ExportFailure::Invalid(fields) => ApiError::invalid("invalid_request", fields),
+        ExportFailure::Invalid(fields) => ApiError::invalid(Code::InvalidRequest, fields),
         ExportFailure::Failed(m) => {
             tracing::error!(error = %m, "export failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the export failed")
+            ApiError::new(Code::Internal, "the export failed")
         }
     }
 }
@@ -108,6 +108,37 @@ pub async fn drilldown(
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     Ok(file_response(format, "calls", axum::body::Body::from_stream(stream)))
+}
+
+/// A view's answer as a file: its tables (one sheet each in XLSX, one after another in the
+/// PDF; CSV, one table by nature, holds the first), rendered at once (a view's tables are
+/// bounded), audited like every export.
+pub async fn view(
+    state: &AppState,
+    principal: &Principal,
+    cx: &Cx,
+    request: &ViewRequest,
+    answer: &ViewAnswer,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let file = answer.file(request, &cx.tenant);
+    let rows: usize = file.tables.iter().map(|t| t.rows.len()).sum();
+    crate::access::audit(
+        &state.store,
+        principal.tenant_id,
+        &principal.actor_name(),
+        "export",
+        None,
+        json!({"source": format!("view:{}", request.name()), "format": format, "rows": rows, "request": request}),
+    )
+    .await?;
+    let bytes = match format {
+        Format::Csv => file.csv(),
+        Format::Xlsx => file.xlsx(),
+        Format::Pdf => file.pdf(),
+    }
+    .map_err(|e| failure(ExportFailure::Failed(e.to_string())))?;
+    Ok(file_response(format, request.name(), axum::body::Body::from(bytes)))
 }
 
 pub fn file_response(format: Format, name: &str, body: axum::body::Body) -> Response {
@@ -286,8 +317,7 @@ pub async fn file(
     let job = visible_job(&state, &principal, &id).await?;
     if job.state != JobState::Succeeded {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_ready",
+            Code::NotReady,
             format!(
                 "export '{id}' is {}; its file is there once it has succeeded",
                 job.state.as_str()
@@ -295,16 +325,12 @@ pub async fn file(
         ));
     }
     if expired(&job, state.now()) {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "expired",
-            format!("export '{id}' has expired"),
-        ));
+        return Err(ApiError::new(Code::Expired, format!("export '{id}' has expired")));
     }
     let format = job.payload["format"]
         .as_str()
         .and_then(Format::parse)
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the export's format"))?;
+        .ok_or_else(|| ApiError::new(Code::Internal, "the export's format"))?;
     let (store, tenant_id) = (state.store.clone(), principal.tenant_id);
     let stream = futures_util::stream::unfold(0i64, move |seq| {
         let (store, id) = (store.clone(), id.clone());

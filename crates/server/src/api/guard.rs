@@ -4,11 +4,11 @@
 //! reads riding on the cookie).
 
 use super::auth::forbidden;
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use super::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, Method};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -148,8 +148,7 @@ pub fn check_json_body(parts: &Parts) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             format!("Content-Type: a body must be application/json, not '{content_type}'"),
         ))
     }
@@ -203,8 +202,7 @@ impl FromRequestParts<Arc<AppState>> for MetricsAccess {
                     Ok(MetricsAccess)
                 } else {
                     Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
+                        Code::Unauthorized,
                         "/metrics needs Authorization: Bearer <the --metrics-token>",
                     ))
                 }

@@ -88,7 +88,7 @@ async fn command(conn: &Connection, text: &str) {
     };
     let scope = match conn.resolve(&cmd.scope, cmd.scope_id.as_deref()).await {
         Ok(s) => s,
-        Err(e) => return conn.reply(error(e.code, e.message)),
+        Err(e) => return conn.reply(error(e.code.as_str(), e.message)),
     };
     match cmd.kind.as_str() {
         "subscribe" => conn.subscribe(scope).await,

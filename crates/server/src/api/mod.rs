@@ -10,12 +10,10 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod exports;
-pub mod fair_board;
 pub mod guard;
 pub mod live;
 pub mod openapi;
 pub mod ops;
-pub mod privacy;
 pub mod query;
 pub mod reports;
 pub mod saved;
@@ -255,12 +253,21 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// A view's route: its JSON answer's schema is derived from its type `T`, and it answers
+/// files too (`format=csv|xlsx|pdf`).
+fn view<T: utoipa::ToSchema>(summary: &'static str, params: &'static [&'static str]) -> Vec<openapi::Op> {
+    vec![op("get", "read", summary)
+        .params(params)
+        .files()
+        .answers(openapi::answer::<T>())]
+}
+
 fn analytics_routes(api: Routes) -> Routes {
-    let view = |summary, params| vec![op("get", "read", summary).params(params)];
+    use dialboard_views as v;
     api.add(
         "/analytics/metrics",
         get(analytics::metrics),
-        view(
+        view::<v::MetricsView>(
             "today's KPIs with change against the previous period",
             &[SHARED, "compare"],
         ),
@@ -268,7 +275,7 @@ fn analytics_routes(api: Routes) -> Routes {
     .add(
         "/analytics/call-metrics",
         get(analytics::call_metrics),
-        view(
+        view::<v::CallMetricsView>(
             "call volume, connects, meetings and connect rate over time, with comparison",
             &[SHARED, "compare", "granularity"],
         ),
@@ -276,12 +283,12 @@ fn analytics_routes(api: Routes) -> Routes {
     .add(
         "/analytics/dispositions",
         get(analytics::dispositions),
-        view("calls by disposition category and disposition", &[SHARED]),
+        view::<v::DispositionsView>("calls by disposition category and disposition", &[SHARED]),
     )
     .add(
         "/analytics/agent-scorecard/{agent_id}",
         get(analytics::scorecard),
-        view(
+        view::<v::RepScorecard>(
             "a rep's scorecard for a day, week or month (period=daily|weekly|monthly)",
             &["period", "date"],
         ),
@@ -289,12 +296,12 @@ fn analytics_routes(api: Routes) -> Routes {
     .add(
         "/analytics/team-leaderboard/{team_id}",
         get(analytics::team_leaderboard),
-        view("a team's leaderboard for a day", &[SHARED, "date", "sort_by"]),
+        view::<v::LeaderboardView>("a team's leaderboard for a day", &[SHARED, "date", "sort_by"]),
     )
     .add(
         "/analytics/leaderboard",
         get(analytics::tenant_leaderboard),
-        view(
+        view::<v::LeaderboardView>(
             "the tenant's leaderboard (period=today|week|month|all_time)",
             &[SHARED, "period", "sort_by"],
         ),
@@ -302,12 +309,12 @@ fn analytics_routes(api: Routes) -> Routes {
     .add(
         "/analytics/call-time-heatmap",
         get(analytics::heatmap),
-        view("day of week × hour of day", &[SHARED, "metric"]),
+        view::<v::HeatmapView>("day of week × hour of day", &[SHARED, "metric"]),
     )
     .add(
         "/analytics/trends/{agent_id}",
         get(analytics::trends),
-        view(
+        view::<v::TrendsView>(
             "daily talk ratio, weekly sentiment, rolling 7-day call score",
             &["days"],
         ),
@@ -315,7 +322,7 @@ fn analytics_routes(api: Routes) -> Routes {
     .add(
         "/analytics/pipeline-funnel",
         get(analytics::pipeline_funnel),
-        view(
+        view::<v::PipelineFunnelView>(
             "calls to closed-won by campaign, lead source or agent",
             &[SHARED, "group_by"],
         ),
@@ -323,12 +330,12 @@ fn analytics_routes(api: Routes) -> Routes {
     .add(
         "/analytics/lead-sources",
         get(analytics::lead_sources),
-        view("the lead source report", &[SHARED]),
+        view::<v::LeadSourcesView>("the lead source report", &[SHARED]),
     )
     .add(
         "/analytics/conversion-funnel",
         get(analytics::conversion_funnel),
-        view(
+        view::<v::ConversionFunnelView>(
             "contacts through the tenant's stages (period=today|week|month|quarter)",
             &[SHARED, "period"],
         ),
@@ -336,7 +343,7 @@ fn analytics_routes(api: Routes) -> Routes {
     .add(
         "/analytics/lead-volume",
         get(analytics::lead_volume),
-        view(
+        view::<v::LeadVolumeView>(
             "new leads and conversions over time (period=24h|7d|30d)",
             &[SHARED, "period"],
         ),
@@ -344,17 +351,17 @@ fn analytics_routes(api: Routes) -> Routes {
     .add(
         "/analytics/intents",
         get(analytics::intents),
-        view("calls and conversations by intent", &[SHARED]),
+        view::<v::IntentsView>("calls and conversations by intent", &[SHARED]),
     )
     .add(
         "/analytics/channels",
         get(analytics::channels),
-        view("volume, response, resolution and CSAT per channel", &[SHARED]),
+        view::<v::ChannelsView>("volume, response, resolution and CSAT per channel", &[SHARED]),
     )
     .add(
         "/analytics/campaigns/{id}",
         get(analytics::campaign),
-        view(
+        view::<v::CampaignView>(
             "one campaign: outcomes, journey, intents, cost per lead, ROI",
             &[SHARED, "compare"],
         ),
@@ -362,12 +369,12 @@ fn analytics_routes(api: Routes) -> Routes {
     .add(
         "/analytics/coaching-opportunities/{team_id}",
         get(analytics::coaching),
-        view("the coaching rules over a team's reps", &["date"]),
+        view::<v::CoachingView>("the coaching rules over a team's reps", &["date"]),
     )
     .add(
         "/analytics/compliance",
         get(analytics::compliance),
-        view("each rep's day against activity targets", &[SHARED, "date"]),
+        view::<v::ComplianceView>("each rep's day against activity targets", &[SHARED, "date"]),
     )
 }
 

@@ -10,6 +10,9 @@ use dialboard_engine::measures::MEASURES;
 use dialboard_engine::query::{Dimension, PRESETS};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 /// One documented operation of a path.
 pub struct Op {
@@ -21,6 +24,28 @@ pub struct Op {
     pub scope: &'static str,
     /// Whether it takes a JSON body.
     pub body: bool,
+    /// The schema of its JSON answer, derived from the answer's type.
+    pub answer: Option<Answer>,
+    /// Whether it also answers files (`format=csv|xlsx|pdf`).
+    pub files: bool,
+}
+
+/// A typed answer's schema: its name, and how to collect it with the schemas it refers to.
+#[derive(Clone, Copy)]
+pub struct Answer {
+    name: fn() -> std::borrow::Cow<'static, str>,
+    collect: fn(&mut Vec<(String, RefOr<Schema>)>),
+}
+
+/// The schema of answers of type `T`.
+pub fn answer<T: ToSchema>() -> Answer {
+    Answer {
+        name: T::name,
+        collect: |out| {
+            out.push((T::name().into_owned(), T::schema()));
+            T::schemas(out);
+        },
+    }
 }
 
 pub const fn op(method: &'static str, scope: &'static str, summary: &'static str) -> Op {
@@ -30,6 +55,8 @@ pub const fn op(method: &'static str, scope: &'static str, summary: &'static str
         params: &[],
         scope,
         body: false,
+        answer: None,
+        files: false,
     }
 }
 
@@ -41,6 +68,17 @@ impl Op {
 
     pub const fn body(mut self) -> Op {
         self.body = true;
+        self
+    }
+
+    pub fn answers(mut self, answer: Answer) -> Op {
+        self.answer = Some(answer);
+        self
+    }
+
+    /// It also answers `format=csv|xlsx|pdf` with a file.
+    pub const fn files(mut self) -> Op {
+        self.files = true;
         self
     }
 }
@@ -115,14 +153,23 @@ fn own_parameter(name: &str) -> Value {
         "days" => "how many days, up to today (default 30)",
         "cursor" => "the next_cursor of the previous page",
         "limit" => "rows per page",
+        "format" => "csv, xlsx or pdf: the answer as a file instead of JSON",
         "scope" | "scope_id" => "the live scope: tenant, team, agent or campaign, and its id",
         _ => "",
     };
     parameter(name, "query", description)
 }
 
+/// The file types of answers with `format=`.
+const FILES: [&str; 3] = [
+    "text/csv",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/pdf",
+];
+
 fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
     let mut out = Map::new();
+    let mut schemas = Vec::new();
     for (path, ops) in paths {
         let path_params: Vec<Value> = path
             .split('/')
@@ -139,12 +186,27 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
                     params.push(own_parameter(p));
                 }
             }
+            let mut content = Map::new();
+            let schema = match &op.answer {
+                Some(answer) => {
+                    (answer.collect)(&mut schemas);
+                    json!({"schema": {"$ref": format!("#/components/schemas/{}", (answer.name)())}})
+                }
+                None => json!({}),
+            };
+            content.insert("application/json".into(), schema);
+            if op.files {
+                params.push(own_parameter("format"));
+                for file in FILES {
+                    content.insert(file.into(), json!({}));
+                }
+            }
             let mut operation = json!({
                 "summary": op.summary,
                 "parameters": params,
                 "x-scope": op.scope,
                 "responses": {
-                    "200": {"description": "success", "content": {"application/json": {}}},
+                    "200": {"description": "success", "content": content},
                     "400": {"$ref": "#/components/responses/Error"},
                     "401": {"$ref": "#/components/responses/Error"},
                     "403": {"$ref": "#/components/responses/Error"},
@@ -168,7 +230,11 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
         out.insert(format!("/api/v1{path}"), Value::Object(item));
     }
     let measures: Vec<&str> = MEASURES.iter().map(|m| m.name).collect();
-    json!({
+    let mut components = Map::new();
+    for (name, schema) in schemas {
+        components.insert(name, serde_json::to_value(schema).expect("a schema serializes"));
+    }
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "dialboard", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Exact real-time analytics for contact centers and sales dialers."},
@@ -195,5 +261,8 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
                 },
             }},
         },
-    })
+    });
+    let schemas = doc["components"]["schemas"].as_object_mut().expect("schemas");
+    schemas.extend(components);
+    doc
 }

@@ -1,14 +1,14 @@
 //! `POST /api/v1/query` and the raw drill-down `GET /api/v1/calls`, `GET /api/v1/calls/{id}`.
 
 use super::auth::Principal;
-use super::error::{ApiError, Body};
+use super::error::{ApiError, Body, Code};
 use super::AppState;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dialboard_engine::query::Dimension;
 use dialboard_engine::FieldError;
 use dialboard_store::{CallsRequest, Scope};
+use dialboard_views::Shared;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub async fn run_query(state: &AppState, principal: &Principal, mut body: Value)
     let result = state.store.query(principal.tenant_id, body, state.now()).await?;
     state.metrics.query_latency.observe(started.elapsed());
     let mut json = result
-        .map_err(|fields| ApiError::invalid("invalid_query", fields))?
+        .map_err(|fields| ApiError::invalid(Code::InvalidRequest, fields))?
         .to_json();
     let tenant = state.store.tenant(principal.tenant_id).await?;
     principal.redact(&mut json, tenant.settings.leaderboard_privacy, &asked);
@@ -45,46 +45,18 @@ pub async fn run_query(state: &AppState, principal: &Principal, mut body: Value)
 /// An endpoint's own query-string parameters, by name.
 pub type OwnParams = HashMap<String, String>;
 
-/// The query-string form shared by drill-downs and analytics views: `preset` or `start`/`end`
-/// (default `default_preset`), `timezone`, `compare` where `compare` is allowed, and any
-/// dimension as a comma-separated filter (`agent=a1,a2`). Returns the query-shaped body and the
-/// endpoint's own parameters (`own`); anything else is an error naming the parameter.
+/// The query-string form shared by drill-downs and analytics views
+/// ([`dialboard_views::Shared`]): `preset` or `start`/`end` (default `default_preset`),
+/// `timezone`, and any dimension as a comma-separated filter (`agent=a1,a2`). Returns the
+/// query-shaped body and the endpoint's own parameters (`own`); anything else is an error
+/// naming the parameter.
 pub fn params_body(
     params: &HashMap<String, String>,
     own: &[&str],
     default_preset: &str,
 ) -> Result<(Map<String, Value>, OwnParams), ApiError> {
-    let mut errors = Vec::new();
-    let mut filters = Map::new();
-    let mut range = Map::new();
-    let mut body = Map::new();
-    let mut rest = HashMap::new();
-    for (name, value) in params {
-        match name.as_str() {
-            "preset" | "start" | "end" => {
-                range.insert(name.clone(), json!(value));
-            }
-            "timezone" => {
-                body.insert("timezone".into(), json!(value));
-            }
-            n if own.contains(&n) => {
-                rest.insert(name.clone(), value.clone());
-            }
-            dim if Dimension::parse(dim).is_some() => {
-                filters.insert(name.clone(), json!(value.split(',').collect::<Vec<_>>()));
-            }
-            other => errors.push(FieldError::new(other, "unknown parameter")),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid("invalid_request", errors));
-    }
-    if range.is_empty() {
-        range.insert("preset".into(), json!(default_preset));
-    }
-    body.insert("range".into(), Value::Object(range));
-    body.insert("filters".into(), Value::Object(filters));
-    Ok((body, rest))
+    let (shared, rest) = Shared::from_query(params, own).map_err(|e| ApiError::invalid(Code::InvalidRequest, e))?;
+    Ok((shared.body(default_preset), rest.0))
 }
 
 /// A drill-down's parameters: the shared ones plus `cursor` and `limit` (1–1000, default 100).
@@ -100,7 +72,7 @@ pub fn page_limit(params: &HashMap<String, String>) -> Result<usize, ApiError> {
         Some(Ok(n @ 1..=1000)) => n,
         Some(_) => {
             return Err(ApiError::invalid(
-                "invalid_request",
+                Code::InvalidRequest,
                 vec![FieldError::new("limit", "must be a whole number from 1 to 1000")],
             ))
         }
@@ -146,7 +118,7 @@ pub async fn calls_page(
         .await?;
     match page {
         Ok(p) => Ok(Json(json!(p)).into_response()),
-        Err(fields) => Err(ApiError::invalid("invalid_request", fields)),
+        Err(fields) => Err(ApiError::invalid(Code::InvalidRequest, fields)),
     }
 }
 

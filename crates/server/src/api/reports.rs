@@ -4,7 +4,7 @@
 //! never an answer. The work is `crate::reports`.
 
 use super::auth::Principal;
-use super::error::{ApiError, Body};
+use super::error::{ApiError, Body, Code};
 use super::exports::{drilldown, file_response, parse_format};
 use super::query::{calls_page, page_limit};
 use super::saved::{item_json, visible};
@@ -32,7 +32,7 @@ fn unknown_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<
     if unknown.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid("invalid_request", unknown))
+        Err(ApiError::invalid(Code::InvalidRequest, unknown))
     }
 }
 
@@ -160,7 +160,7 @@ pub async fn preview(
     }
     let def = report_def(&state.store, principal.tenant_id, state.now(), &body)
         .await
-        .map_err(|fields| ApiError::invalid("invalid_report", fields))?;
+        .map_err(|fields| ApiError::invalid(Code::InvalidReport, fields))?;
     let result = answer(&state, &principal, &def.question).await?;
     match params.get("format") {
         Some(format) => exported(&state, &principal, &def, &result, format, None).await,

@@ -6,7 +6,7 @@
 //! is audited.
 
 use super::auth::Principal;
-use super::error::{ApiError, Body};
+use super::error::{ApiError, Body, Code};
 use super::AppState;
 use crate::access::audit;
 use crate::reports::{dashboard_def, may_change, may_see, report_def};
@@ -22,10 +22,10 @@ fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))
 }
 
-fn error_code(kind: SavedKind) -> &'static str {
+fn error_code(kind: SavedKind) -> Code {
     match kind {
-        SavedKind::Report => "invalid_report",
-        SavedKind::Dashboard => "invalid_dashboard",
+        SavedKind::Report => Code::InvalidReport,
+        SavedKind::Dashboard => Code::InvalidDashboard,
     }
 }
 

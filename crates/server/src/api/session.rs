@@ -3,7 +3,7 @@
 //! store; it expires after [`SESSION_HOURS`] and is revoked at logout.
 
 use super::auth::{session_cookie, too_many_requests, Actor, Principal, Reach};
-use super::error::{parse_json, ApiError, Body};
+use super::error::{parse_json, ApiError, Body, Code};
 use super::guard::{ClientIp, SameOriginJson, Security};
 use super::AppState;
 use crate::access::{audit, generate_secret, hash_secret, valid_email, verify_password, MAX_PASSWORD_BYTES};
@@ -82,8 +82,7 @@ fn dummy_hash() -> &'static str {
 
 fn invalid_login() -> ApiError {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_login",
+        Code::InvalidLogin,
         "invalid e-mail or password (an e-mail used in several workspaces also needs the tenant)",
     )
 }
@@ -110,7 +109,7 @@ fn validate(login: &Login) -> Result<String, ApiError> {
     if errors.is_empty() {
         Ok(email)
     } else {
-        Err(ApiError::invalid("invalid_login_request", errors))
+        Err(ApiError::invalid(Code::InvalidLoginRequest, errors))
     }
 }
 
@@ -245,7 +244,7 @@ pub async fn change_password(
     let change: PasswordChange = parse_json(&body)?;
     if change.current_password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::invalid(
-            "invalid_password",
+            Code::InvalidPassword,
             vec![FieldError::new("current_password", "is not the current password")],
         ));
     }
@@ -267,7 +266,7 @@ pub async fn change_password(
         .unwrap_or(false);
     if !verified {
         return Err(ApiError::invalid(
-            "invalid_password",
+            Code::InvalidPassword,
             vec![FieldError::new("current_password", "is not the current password")],
         ));
     }
@@ -281,7 +280,7 @@ pub async fn change_password(
         (&actor, "password_changed"),
     )
     .await?
-    .map_err(|fields| ApiError::invalid("invalid_password", fields))?;
+    .map_err(|fields| ApiError::invalid(Code::InvalidPassword, fields))?;
     state
         .limiter
         .give_back(&attempt, "password_change", PASSWORD_CHANGE_PER_USER);

@@ -7,7 +7,7 @@
 
 use super::admission::Permit;
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use super::openapi::{op, Routes};
 use super::query::params_body;
 use super::AppState;
@@ -62,7 +62,7 @@ pub fn routes(api: Routes) -> Routes {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::invalid("invalid_request", vec![FieldError::new(field, message)])
+    ApiError::invalid(Code::InvalidRequest, vec![FieldError::new(field, message)])
 }
 
 /// A planning request: the caller, its tenant, the zone of its dates, its filters.
@@ -128,7 +128,9 @@ impl Planner {
         self.principal.restrict(&mut body, false)?;
         let asked = body.clone();
         let result = self.state.store.query(self.tenant.id, body, self.now).await?;
-        let mut json = result.map_err(|f| ApiError::invalid("invalid_request", f))?.to_json();
+        let mut json = result
+            .map_err(|f| ApiError::invalid(Code::InvalidRequest, f))?
+            .to_json();
         self.principal
             .redact(&mut json, self.tenant.settings.leaderboard_privacy, &asked);
         Ok(json)

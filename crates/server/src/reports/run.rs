@@ -8,7 +8,7 @@ use super::tables::{query_chart, query_tables, view_tables};
 use super::views::{query_params, spec_of};
 use super::{Question, ReportDef};
 use crate::api::auth::Principal;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, Code};
 use crate::api::query::{params_body, run_query};
 use crate::api::AppState;
 use crate::exports::Format;
@@ -74,7 +74,7 @@ pub fn with_filters(question: &Question, filters: &HashMap<String, String>) -> R
                 let (name, _) = filters[0];
                 let message = format!("the '{view}' view takes no shared filters");
                 return Err(ApiError::invalid(
-                    "invalid_request",
+                    Code::InvalidRequest,
                     vec![FieldError::new(name.as_str(), message)],
                 ));
             }
@@ -210,14 +210,10 @@ pub async fn render(
         }
     })
     .await
-    .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?
     .map_err(|e| {
         tracing::error!(error = %e, "rendering a report failed");
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "rendering the report failed",
-        )
+        ApiError::new(Code::Internal, "rendering the report failed")
     })?;
     Ok((bytes, rows))
 }

@@ -7,7 +7,7 @@
 use super::Problems;
 use crate::api::analytics;
 use crate::api::auth::Principal;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, Code};
 use crate::api::AppState;
 use axum::extract::{Path, Query, State};
 use dialboard_engine::query::Dimension;
@@ -145,5 +145,9 @@ pub async fn run_view(
         "compliance" => analytics::compliance(s, p, query).await,
         other => return Err(ApiError::not_found(format!("no view '{other}'"))),
     };
-    answer.map(|axum::Json(v)| v)
+    // The handler's own answer, read back: the same parameter checks and numbers as the page.
+    let body = axum::body::to_bytes(answer?.into_body(), usize::MAX)
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::new(Code::Internal, e.to_string()))
 }

@@ -51,7 +51,7 @@ impl SqlError {
 
 impl From<ApiError> for SqlError {
     fn from(e: ApiError) -> SqlError {
-        let code = match e.status {
+        let code = match e.status() {
             StatusCode::FORBIDDEN => state::PRIVILEGE,
             StatusCode::UNAUTHORIZED => state::INVALID_PASSWORD,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => state::RATE_LIMITED,

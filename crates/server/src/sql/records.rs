@@ -114,7 +114,12 @@ pub async fn calls(
             )
             .await
             .map_err(|e| SqlError::from(crate::api::error::ApiError::from(e)))?
-            .map_err(|fields| SqlError::from(crate::api::error::ApiError::invalid("invalid_query", fields)))?;
+            .map_err(|fields| {
+                SqlError::from(crate::api::error::ApiError::invalid(
+                    crate::api::error::Code::InvalidRequest,
+                    fields,
+                ))
+            })?;
         records.extend(page.calls);
         match page.next_cursor {
             Some(c) => cursor = Some(c),

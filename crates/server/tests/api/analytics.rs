@@ -1,6 +1,7 @@
 //! The analytics views on a fixed seeded dataset (the demo's generator, a fixed week): every
 //! number checked against `/api/v1/query` for the same scope and range, and each view's JSON
-//! against a snapshot (`UPDATE_SNAPSHOTS=1` rewrites them).
+//! against an insta snapshot (`cargo insta review`, or `INSTA_UPDATE=always`, to accept a change
+//! after reading its diff).
 
 use crate::helpers::TestApp;
 use dialboard::demo;
@@ -18,7 +19,7 @@ fn team_size(team: &str) -> usize {
     demo::reps(SEED).iter().filter(|r| r.team == team).count()
 }
 
-async fn seeded() -> TestApp {
+pub(crate) async fn seeded() -> TestApp {
     let app = TestApp::spawn(demo::TIMEZONE).await;
     let tenant = app.store.tenant(app.tenant_id).await.unwrap();
     let events = demo::history(SEED, 7, &tenant.clock, NOW);
@@ -430,27 +431,13 @@ fn stable(mut v: Value) -> Value {
 #[tokio::test]
 async fn views_match_their_snapshots() {
     let app = seeded().await;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/snapshots");
-    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
-    let mut mismatched = Vec::new();
     for (name, path) in SNAPSHOTS {
         let got = stable(app.view(path).await);
-        let file = dir.join(format!("{name}.json"));
-        let pretty = serde_json::to_string_pretty(&got).unwrap() + "\n";
-        if update {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&file, pretty).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("missing snapshot {file:?}"));
-        if expected != pretty {
-            mismatched.push(name);
-        }
+        let pretty = serde_json::to_string_pretty(&got).unwrap();
+        insta::with_settings!({snapshot_path => "snapshots", prepend_module_to_snapshot => false, omit_expression => true}, {
+            insta::assert_snapshot!(name, pretty);
+        });
     }
-    assert!(
-        mismatched.is_empty(),
-        "views differ from their snapshots (UPDATE_SNAPSHOTS=1 to accept): {mismatched:?}"
-    );
 }
 
 #[tokio::test]

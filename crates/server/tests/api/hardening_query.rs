@@ -581,12 +581,56 @@ async fn extreme_dates_are_400s_naming_the_field() {
         let (code, answer) = app.get(&format!("{path}?date=2200-06-30")).await;
         assert_eq!(code, 200, "{path}: {answer}");
     }
+    // A view names the parameters the client sent (`start`, `end`), not its query's fields.
     let (code, answer) = app
         .get("/api/v1/analytics/leaderboard?start=-009999-01-01&end=9999-12-31")
         .await;
+    assert_eq!((code, error_fields(&answer)), (400, vec!["start", "end"]), "{answer}");
+}
+
+/// A view builds queries from its parameters; when the engine refuses one, the 400 names the
+/// parameter the client sent (a `date`, a path's id, `granularity`), never a field of the
+/// view's own query (`range.end`, `compare`), and has the code `/query` has for the same
+/// failure.
+#[tokio::test]
+async fn a_views_refused_query_names_the_clients_parameter() {
+    let app = TestApp::spawn("America/New_York").await;
+    put_agent(&app, "a1", "t1").await;
+    app.events(json!([call("e1", "c1", "Connected", "2026-03-02T10:00:00Z")]))
+        .await;
+    for (path, field) in [
+        // The day after 2200-12-31 (the rules' range end, the board's hourly range) leaves
+        // the calendar the engine accepts.
+        ("coaching-opportunities/t1?date=2200-12-31", "date"),
+        ("team-leaderboard/t1?date=2200-12-31", "date"),
+        // The period compared with 1970-01-01 starts in 1969.
+        ("agent-scorecard/a1?date=1970-01-01", "date"),
+        ("compliance?date=1970-01-01&timezone=Mars/Base", "timezone"),
+        ("call-metrics?granularity=fortnight", "granularity"),
+        // Days of 1970–2200 are more buckets than a query may have: the range is too long.
+        ("lead-volume?start=1970-01-01&end=2200-12-31", "start"),
+        ("metrics?preset=someday", "preset"),
+        ("metrics?start=2026-03-02&end=2026-03-01", "end"),
+        ("intents?end=2026-03-01", "start"),
+        ("dispositions?start=2026-03-02&end=9999-01-01", "end"),
+    ] {
+        let (code, answer) = app.get(&format!("/api/v1/analytics/{path}")).await;
+        assert_eq!(
+            (code, error_fields(&answer), answer["error"]["code"].as_str()),
+            (400, vec![field], Some("invalid_request")),
+            "{path}: {answer}"
+        );
+    }
+    let (code, answer) = app
+        .post(
+            "/api/v1/query",
+            &app.key,
+            &json!({"measures": ["total_calls"], "granularity": "fortnight", "range": {"preset": "today"}}),
+        )
+        .await;
     assert_eq!(
-        (code, error_fields(&answer)),
-        (400, vec!["range.start", "range.end"]),
+        (code, error_fields(&answer), answer["error"]["code"].as_str()),
+        (400, vec!["granularity"], Some("invalid_request")),
         "{answer}"
     );
 }

@@ -1,4 +1,5 @@
-//! What a rep (a credential of agent reach) sees of colleagues. The leaderboard's own
+//! Whose records a caller reads ([`Reach`]), and what a rep (a caller of agent reach) sees of
+//! colleagues. The leaderboard's own
 //! measures — volume, connects, rate, meetings, talk time, call score and hours logged in (the
 //! board ranks by them, SPEC §14 rates per hour logged in) — are shared: a rep reads them of
 //! any colleague, by name. Every other measure (filler words, idle minutes, talk ratio,
@@ -21,10 +22,108 @@
 //! by what the caller sees (the query's `order_by`, then the visible columns), never by the
 //! hidden ids: no position links a row to a colleague.
 
-use super::auth::{forbidden, Principal, Reach};
-use super::error::ApiError;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cmp::Ordering;
+
+/// Whose records a caller reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reach {
+    /// Every record of the tenant (admins, viewers, unbound keys).
+    All,
+    /// The records of these teams (managers, team-bound keys).
+    Teams(Vec<String>),
+    /// Its own agent's records, plus aggregates over teams and the tenant (agents,
+    /// agent-bound keys); `teams` are the agent's own, for live team scopes.
+    Agent { id: String, teams: Vec<String> },
+}
+
+impl Reach {
+    /// Whether this caller sees every agent's and team's records.
+    pub fn sees_everyone(&self) -> bool {
+        *self == Reach::All
+    }
+
+    /// Whether a record of `agent` in `team` is visible to this caller.
+    pub fn sees_record(&self, agent: Option<&str>, team: Option<&str>) -> bool {
+        match self {
+            Reach::All => true,
+            Reach::Teams(teams) => team.is_some_and(|t| teams.iter().any(|x| x == t)),
+            Reach::Agent { id, .. } => agent == Some(id.as_str()),
+        }
+    }
+
+    /// Narrows a query-shaped body to what this caller may read, the one place every read
+    /// passes through. A manager reads their teams only. An agent reads their own records
+    /// (`records`: raw calls) and filters by no other agent; aggregates stay open to them,
+    /// including a breakdown by agent (a leaderboard, see [`Reach::redact`]). Asking for
+    /// more is refused with a message naming the filter (a 403).
+    pub fn restrict(&self, body: &mut Value, records: bool) -> Result<(), String> {
+        let (dimension, allowed) = match self {
+            Reach::All => return Ok(()),
+            Reach::Teams(teams) => ("team", teams.clone()),
+            Reach::Agent { id, teams } => {
+                if !records {
+                    check_private_order(body, teams)?;
+                }
+                if !records && body["filters"].get("agent").is_none() {
+                    return Ok(());
+                }
+                ("agent", vec![id.clone()])
+            }
+        };
+        let Some(obj) = body.as_object_mut() else {
+            return Ok(()); // the query's own validation reports it
+        };
+        let filters = obj.entry("filters").or_insert_with(|| json!({}));
+        let Some(filters) = filters.as_object_mut() else {
+            return Ok(());
+        };
+        match filters.get(dimension).and_then(Value::as_array) {
+            Some(asked) => {
+                if let Some(other) = asked
+                    .iter()
+                    .find(|v| !v.as_str().is_some_and(|v| allowed.iter().any(|a| a == v)))
+                {
+                    return Err(format!(
+                        "filters.{dimension}: {other} is not visible to this credential"
+                    ));
+                }
+            }
+            None => {
+                filters.insert(dimension.into(), json!(allowed));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this caller sees a rep's individual coaching and compliance rows: a rep
+    /// sees only their own (rankings, unlike these, are shared with the team).
+    pub fn sees_individual(&self, agent: &str) -> bool {
+        match self {
+            Reach::Agent { id, .. } => id == agent,
+            _ => true,
+        }
+    }
+
+    /// Under leaderboard privacy an agent sees other reps only as `anonymous`: then this is the
+    /// one agent whose name it sees (its own); `None` when it sees every name it may read.
+    pub fn only_named(&self, leaderboard_privacy: bool) -> Option<&str> {
+        match self {
+            Reach::Agent { id, .. } if leaderboard_privacy => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The caller's own agent, for a rep.
+    pub fn own_agent(&self) -> Option<&str> {
+        match self {
+            Reach::Agent { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
 
 /// The measures a rep sees of each colleague: those of the leaderboard views.
 pub const COLLEAGUE_MEASURES: [&str; 7] = [
@@ -42,7 +141,7 @@ pub const ANONYMOUS: &str = "anonymous";
 /// Breakdowns and filters by time only: they never select whose work is merged.
 const TIME_DIMENSIONS: [&str; 2] = ["hour_of_day", "day_of_week"];
 
-/// Whether `query` is filtered to agents ([restricted](Principal::restrict): the caller alone).
+/// Whether `query` is filtered to agents ([restricted](Reach::restrict): the caller alone).
 fn own_records(query: &Value) -> bool {
     query["filters"]["agent"]
         .as_array()
@@ -53,7 +152,7 @@ fn own_records(query: &Value) -> bool {
 /// rep ordering colleagues by one would learn their ranking. So a rep orders by a private
 /// measure only where it is open on every row: their own records, or a merge not broken down
 /// by agent. Else a 403 naming `order_by`.
-pub fn check_private_order(query: &Value, teams: &[String]) -> Result<(), ApiError> {
+pub fn check_private_order(query: &Value, teams: &[String]) -> Result<(), String> {
     let by_agent = query["dimensions"]
         .as_array()
         .is_some_and(|d| d.iter().any(|d| d == "agent"));
@@ -67,15 +166,15 @@ pub fn check_private_order(query: &Value, teams: &[String]) -> Result<(), ApiErr
         (asked && !COLLEAGUE_MEASURES.contains(&column)).then_some(column)
     });
     match private {
-        Some(column) => Err(forbidden(format!(
+        Some(column) => Err(format!(
             "order_by: {column} is private to each colleague; order by a leaderboard measure, \
              or ask for your own records (filters.agent)"
-        ))),
+        )),
         None => Ok(()),
     }
 }
 
-/// Whether `query` (already [restricted](Principal::restrict)) merges private measures only
+/// Whether `query` (already [restricted](Reach::restrict)) merges private measures only
 /// over the caller's own records, or over the tenant or one of `teams` with no breakdown
 /// that could isolate a colleague (see the module's rule).
 fn merges_without_isolating(query: &Value, teams: &[String]) -> bool {
@@ -97,11 +196,11 @@ fn merges_without_isolating(query: &Value, teams: &[String]) -> bool {
     dimensions_ok && filters_ok
 }
 
-impl Principal {
+impl Reach {
     /// Applies this module's rules to a `/query`-shaped result of `query` (the body as
-    /// [restricted](Principal::restrict) for this caller).
+    /// [restricted](Reach::restrict) for this caller).
     pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool, query: &Value) {
-        let Reach::Agent { id: own, teams } = &self.reach else {
+        let Reach::Agent { id: own, teams } = self else {
             return;
         };
         let columns: Vec<String> = result["columns"]
@@ -218,19 +317,11 @@ fn compare_visible(a: &Value, b: &Value, order: &[(usize, bool)], key_len: usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::auth::Actor;
-    use dialboard_store::Scope;
 
-    fn rep() -> Principal {
-        Principal {
-            tenant_id: 1,
-            scopes: vec![Scope::Read],
-            reach: Reach::Agent {
-                id: "a2".into(),
-                teams: vec![],
-            },
-            actor: Actor::Key { id: "k".into() },
-            session: None,
+    fn rep() -> Reach {
+        Reach::Agent {
+            id: "a2".into(),
+            teams: vec![],
         }
     }
 

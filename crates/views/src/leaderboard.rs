@@ -1,0 +1,296 @@
+//! Leaderboards of a team or of the tenant: the seed's LeaderboardEntry rows.
+
+use crate::agents::rank_order;
+use crate::kpis::period;
+use crate::params::Shared;
+use crate::types::{metric, Metric, Period};
+use crate::view::{add_missing_agents, choice, days, invalid, num, percent, range, records, shifted, View};
+use crate::{Cx, ViewError};
+use dialboard_engine::query::preset_range;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+const BOARD: [&str; 6] = [
+    "total_calls",
+    "connected_calls",
+    "connect_rate",
+    "meetings_booked",
+    "total_talk_time",
+    "avg_call_score",
+];
+
+const SORTS: [&str; 4] = ["calls", "connects", "meetings", "score"];
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TeamLeaderboardParams {
+    pub team_id: String,
+    #[serde(flatten)]
+    pub shared: Shared,
+    /// The day ranked (and of the sparklines); the shared range, else today, by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// `calls` (default), `connects`, `meetings` or `score`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_by: Option<String>,
+    /// How many of the top rows (1–10,000, default 100); a rep's own row is always there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantLeaderboardParams {
+    #[serde(flatten)]
+    pub shared: Shared,
+    /// `today` (default), `week`, `month` or `all_time`; overrides the shared range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+/// One ranked rep (the seed's LeaderboardEntry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LeaderboardEntry {
+    pub rank: usize,
+    pub agent_id: String,
+    pub agent_name: String,
+    #[schema(required = true)]
+    pub avatar_url: Option<String>,
+    pub is_online: bool,
+    pub current_status: String,
+    pub calls: i64,
+    pub connects: i64,
+    pub connect_rate: Metric,
+    pub meetings: i64,
+    pub talk_time_minutes: f64,
+    pub avg_call_score: Metric,
+    /// Consecutive meetings booked in the rep's latest calls (last 30 days).
+    pub meeting_streak: i64,
+    pub calls_today: i64,
+    pub daily_goal: f64,
+    #[schema(required = true)]
+    pub daily_goal_progress: Option<f64>,
+    /// Calls per hour of the day (`sparkline_hours`).
+    pub sparkline: Vec<f64>,
+    /// Fair ranking on the connect and meeting rates (SPEC §14), beside the board's own order:
+    /// per rate its rank past the minimum volume, Wilson interval, shrunk estimate and whether
+    /// the rank is uncertain; null for a row without a named agent.
+    #[schema(value_type = Option<Object>, required = true)]
+    pub fair: Option<Value>,
+}
+
+/// `GET /analytics/team-leaderboard/{team_id}` and `GET /analytics/leaderboard`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LeaderboardView {
+    #[schema(required = true)]
+    pub team_id: Option<String>,
+    #[schema(required = true)]
+    pub team_name: Option<String>,
+    pub updated_at: String,
+    pub sorted_by: String,
+    pub period: Period,
+    pub entries: Vec<LeaderboardEntry>,
+    /// Rows ranked, of which `entries` are the top `limit` and the caller's own.
+    pub total_entries: usize,
+    pub team_total_calls: Metric,
+    pub team_connect_rate: Metric,
+    pub team_meetings: Metric,
+    pub team_avg_score: Metric,
+    pub sparkline_hours: Vec<String>,
+}
+
+/// A team's leaderboard for a day (`date`) or the shared range.
+pub async fn team_leaderboard(cx: &Cx, p: &TeamLeaderboardParams) -> Result<LeaderboardView, ViewError> {
+    let mut view = View::new(cx, &p.shared, "today")?;
+    view.source("filters.team", "team_id");
+    let sort_by = choice("sort_by", p.sort_by.as_deref(), &SORTS)?;
+    if p.date.is_some() {
+        let date = view.date("date", p.date.as_deref())?;
+        view.set_range(range(date, shifted(date, days(1), "date")?), "date");
+    }
+    leaderboard(&view, Some(&p.team_id), sort_by, p.date.as_deref(), p.limit).await
+}
+
+/// The tenant's leaderboard for a period or the shared range.
+pub async fn tenant_leaderboard(cx: &Cx, p: &TenantLeaderboardParams) -> Result<LeaderboardView, ViewError> {
+    let mut view = View::new(cx, &p.shared, "today")?;
+    let sort_by = choice("sort_by", p.sort_by.as_deref(), &SORTS)?;
+    let preset = match choice("period", p.period.as_deref(), &["today", "week", "month", "all_time"])? {
+        "week" => "this_week",
+        "month" => "this_month",
+        p => p,
+    };
+    if p.period.is_some() {
+        view.set_range(json!({ "preset": preset }), "period");
+    }
+    leaderboard(&view, None, sort_by, None, p.limit).await
+}
+
+/// A leaderboard's `limit`: how many of its top rows it answers with (100 unless asked).
+fn board_limit(limit: Option<i64>) -> Result<usize, ViewError> {
+    const MOST: i64 = 10_000;
+    match limit {
+        None => Ok(100),
+        Some(n) if (1..=MOST).contains(&n) => Ok(n as usize),
+        Some(n) => Err(invalid(
+            "limit",
+            format!("must be a whole number from 1 to {MOST}, not {n}"),
+        )),
+    }
+}
+
+/// The leaderboard of one team or of the tenant, for the view's range.
+async fn leaderboard(
+    view: &View<'_>,
+    team: Option<&str>,
+    sort_by: &str,
+    date: Option<&str>,
+    limit: Option<i64>,
+) -> Result<LeaderboardView, ViewError> {
+    let cx = view.cx;
+    let filter = match team {
+        Some(t) => json!({"filters": {"team": [t]}}),
+        None => json!({}),
+    };
+    // The day's volume per hour (today, or the board's `date`), for sparklines and the goal.
+    let day = view.date("date", date)?;
+    let next_day = shifted(day, days(1), "date")?;
+    let limit = board_limit(limit)?;
+    let mut hourly_filter = filter.clone();
+    hourly_filter["range"] = range(day, next_day);
+    hourly_filter["granularity"] = json!("hour");
+    // Independent reads, side by side.
+    let (board, hourly, directory, statuses) = tokio::try_join!(
+        view.run(view.body(&BOARD, &["agent"], filter)),
+        view.run_from(
+            view.body(&["total_calls"], &["agent"], hourly_filter),
+            &[("range", "date")]
+        ),
+        view.directory(),
+        async { Ok::<_, ViewError>(cx.store.current_statuses(cx.tenant.id).await?) },
+    )?;
+    let statuses: HashMap<String, String> = statuses.into_iter().map(|(agent, status, _)| (agent, status)).collect();
+    let hours = {
+        let mut t = view.zone.date_start(day);
+        let end = view.zone.date_start(next_day);
+        let mut out = Vec::new();
+        while t < end {
+            out.push(view.zone.format(t));
+            t = view.zone.next_hour_start(t);
+        }
+        out
+    };
+    let mut sparks: HashMap<String, HashMap<String, f64>> = HashMap::new();
+    for r in records(&hourly) {
+        if let (Some(a), Some(t)) = (r["agent"].as_str(), r["time"].as_str()) {
+            sparks
+                .entry(a.to_string())
+                .or_default()
+                .insert(t.to_string(), num(r.get("total_calls")));
+        }
+    }
+    let mut rows = records(&board);
+    if let Some(t) = team {
+        add_missing_agents(&mut rows, view.named_members(&directory, t));
+    }
+    let key = match sort_by {
+        "connects" => "connected_calls",
+        "meetings" => "meetings_booked",
+        "score" => "avg_call_score",
+        _ => "total_calls",
+    };
+    rows.sort_by(|a, b| {
+        num(b.get(key))
+            .total_cmp(&num(a.get(key)))
+            .then_with(|| rank_order(a, b))
+    });
+    // The top `limit` rows and the caller's own, each with its rank among all of them: the
+    // streaks, sparklines and entries of the others are never built.
+    let total_entries = rows.len();
+    let own = cx.reach.own_agent();
+    let shown: Vec<(usize, &Map<String, Value>)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| *i < limit || (own.is_some() && r["agent"].as_str() == own))
+        .collect();
+    let agents: Vec<String> = shown
+        .iter()
+        .map(|(_, r)| r["agent"].as_str().unwrap_or("").to_string())
+        .collect();
+    let streaks = meeting_streaks(cx, &agents).await?;
+    let fair = crate::fair::placements(&rows, &cx.tenant.settings.fair_ranking);
+    let mut entries = Vec::new();
+    for ((i, r), streak) in shown.into_iter().zip(streaks) {
+        let agent = r["agent"].as_str().unwrap_or("").to_string();
+        let spark = sparks.get(&agent);
+        let sparkline: Vec<f64> = hours
+            .iter()
+            .map(|h| spark.and_then(|s| s.get(h)).copied().unwrap_or(0.0))
+            .collect();
+        let calls_today: f64 = sparkline.iter().sum();
+        let status = statuses.get(&agent).map_or("offline", String::as_str);
+        let goal = directory.daily_goal(&agent, &cx.tenant.settings.targets);
+        entries.push(LeaderboardEntry {
+            rank: i + 1,
+            agent_name: directory.agent_name(&agent).to_string(),
+            avatar_url: directory.agents.get(&agent).and_then(|a| a.avatar_url.clone()),
+            is_online: status != "offline",
+            current_status: status.to_string(),
+            calls: num(r.get("total_calls")) as i64,
+            connects: num(r.get("connected_calls")) as i64,
+            connect_rate: metric(r.get("connect_rate")),
+            meetings: num(r.get("meetings_booked")) as i64,
+            talk_time_minutes: num(r.get("total_talk_time")) / 60.0,
+            avg_call_score: metric(r.get("avg_call_score")),
+            meeting_streak: streak,
+            calls_today: calls_today as i64,
+            daily_goal: goal,
+            daily_goal_progress: percent(calls_today, goal),
+            sparkline,
+            fair: fair.get(&agent).cloned(),
+            agent_id: agent,
+        });
+    }
+    let t = &board["totals"];
+    Ok(LeaderboardView {
+        team_id: team.map(String::from),
+        team_name: team.map(|t| directory.team_name(t).to_string()),
+        updated_at: view.zone.format(cx.now),
+        sorted_by: sort_by.into(),
+        period: period(view, &board),
+        entries,
+        total_entries,
+        team_total_calls: metric(t.get("total_calls")),
+        team_connect_rate: metric(t.get("connect_rate")),
+        team_meetings: metric(t.get("meetings_booked")),
+        team_avg_score: metric(t.get("avg_call_score")),
+        sparkline_hours: hours,
+    })
+}
+
+/// Each agent's consecutive meetings booked in its latest calls (of the last 30 days, in the
+/// tenant's zone), read in one pass for all agents; 0 for rows without an agent to name.
+async fn meeting_streaks(cx: &Cx, agents: &[String]) -> Result<Vec<i64>, ViewError> {
+    let named = |a: &String| !a.is_empty() && a != crate::reach::ANONYMOUS;
+    let no_activity = Default::default();
+    let ctx = cx.tenant.context(cx.now, None, &no_activity);
+    let last_30_days = preset_range("last_30_days", &cx.tenant.zone, &ctx).expect("a preset");
+    let mut found = cx
+        .store
+        .disposition_streaks(
+            cx.tenant.id,
+            agents.iter().filter(|a| named(a)).cloned().collect(),
+            last_30_days.start * 1_000_000_000,
+            last_30_days.end * 1_000_000_000,
+            cx.tenant.settings.taxonomy.meeting.clone(),
+        )
+        .await?
+        .into_iter();
+    Ok(agents
+        .iter()
+        .map(|a| if named(a) { found.next().unwrap_or(0) } else { 0 })
+        .collect())
+}
