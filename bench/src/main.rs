@@ -154,12 +154,7 @@ fn report_slices(slices: &[(usize, f64)]) {
 /// The bytes of every file in `dir` (the database, its log and shared memory).
 fn files_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
+        .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
         .unwrap_or(0)
 }
 
@@ -257,13 +252,16 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, L
             ingest_time += took;
             sent += slice_calls;
             slices.push((sent, slice_calls as f64 / took.as_secs_f64()));
+            eprintln!(
+                "{sent} calls: {:.0} calls/s for the last 100k",
+                slice_calls as f64 / took.as_secs_f64()
+            );
             bodies = rest;
         }
         ingested = next;
         eprintln!(
-            "ingested {ingested} calls: {:.0} calls/s so far, {:.0} calls/s for the last 100k",
-            ingested as f64 / ingest_time.as_secs_f64(),
-            slices.last().map_or(0.0, |s| s.1)
+            "ingested {ingested} calls: {:.0} calls/s so far",
+            ingested as f64 / ingest_time.as_secs_f64()
         );
     }
     println!(

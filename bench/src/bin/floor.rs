@@ -195,7 +195,8 @@ fn ingest_appended(conn: &mut Connection, calls: &[Call], catch_up: &CatchUp) ->
         catch_up.between_transactions(conn);
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
-            let mut known = tx.prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND tenant_id = 1 AND event_id = ?2")?;
+            let mut known =
+                tx.prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND tenant_id = 1 AND event_id = ?2")?;
             let mut event = tx.prepare_cached(
                 "INSERT INTO events (tenant_id, event_id, type, record_key, received_at, body) VALUES (1, ?1, 'call', ?2, ?3, ?4)",
             )?;

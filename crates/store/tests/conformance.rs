@@ -613,7 +613,10 @@ fn with_random_ids(stream: &[Value], seed: u64) -> (Vec<Value>, BTreeMap<String,
 /// What a store answers about a stream: ingest summaries, every query of the conformance
 /// suite, all calls of all time, and each call's detail with its versions.
 fn answers(store: &dyn Store, stream: &[Value], batch: usize, back: &BTreeMap<String, String>) -> Vec<Value> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let tenant = rt
         .block_on(store.create_tenant("t", TenantSettings::new("America/New_York")))
         .unwrap();
@@ -633,7 +636,12 @@ fn answers(store: &dyn Store, stream: &[Value], batch: usize, back: &BTreeMap<St
         out.push(json!([summary.accepted, summary.duplicates]));
     }
     for query in queries() {
-        out.push(rt.block_on(store.query(tenant.id, query, T0)).unwrap().unwrap().to_json());
+        out.push(
+            rt.block_on(store.query(tenant.id, query, T0))
+                .unwrap()
+                .unwrap()
+                .to_json(),
+        );
     }
     let all_time = json!({"range": {"preset": "all_time"}});
     let mut calls: Vec<String> = drill_all(store, &rt, tenant.id, &all_time, T0 + 10 * 86_400)
@@ -641,7 +649,10 @@ fn answers(store: &dyn Store, stream: &[Value], batch: usize, back: &BTreeMap<St
         .into_iter()
         .collect();
     for call in &calls {
-        let mut detail = rt.block_on(store.call(tenant.id, call)).unwrap().expect("every listed call has a detail");
+        let mut detail = rt
+            .block_on(store.call(tenant.id, call))
+            .unwrap()
+            .expect("every listed call has a detail");
         let mut versions: Vec<Value> = detail["versions"].as_array().unwrap().clone();
         for v in &mut versions {
             v.as_object_mut().unwrap().remove("received_at");

@@ -224,7 +224,8 @@ fn ids_of_older_sqlite_databases_stay_known() {
         call("e1", "c1", "No Answer", "2026-03-02T10:01:00Z"),
         call("e2", "c2", "Connected", "2026-03-02T10:01:00Z"),
     ];
-    let query = json!({"measures": ["total_calls", "connected_calls"], "range": {"start": "2026-03-01", "end": "2026-03-08"}});
+    let query =
+        json!({"measures": ["total_calls", "connected_calls"], "range": {"start": "2026-03-01", "end": "2026-03-08"}});
     let store = SqliteStore::open(&path, Options::default()).unwrap();
     let tenant = rt
         .block_on(store.create_tenant("t", TenantSettings::new("UTC")))

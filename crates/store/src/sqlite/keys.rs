@@ -185,8 +185,10 @@ pub fn compact(conn: &mut Connection) -> rusqlite::Result<usize> {
                     while let Some(row) = rows.next()? {
                         keys.extend(decode(row.get_ref(0)?.as_blob()?));
                     }
-                    tx.prepare_cached("DELETE FROM key_chunks WHERE run = ?1")?.execute([run])?;
-                    tx.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?.execute([run])?;
+                    tx.prepare_cached("DELETE FROM key_chunks WHERE run = ?1")?
+                        .execute([run])?;
+                    tx.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?
+                        .execute([run])?;
                 }
                 rewritten += keys.len();
                 write_run(&tx, kind, level + 1, &mut keys)?;
@@ -199,9 +201,8 @@ pub fn compact(conn: &mut Connection) -> rusqlite::Result<usize> {
 }
 
 fn top_level(tx: &Transaction, kind: Kind) -> rusqlite::Result<i64> {
-    Ok(tx
-        .prepare_cached("SELECT coalesce(max(level), -1) FROM key_runs WHERE kind = ?1")?
-        .query_row([kind as i64], |r| r.get(0))?)
+    tx.prepare_cached("SELECT coalesce(max(level), -1) FROM key_runs WHERE kind = ?1")?
+        .query_row([kind as i64], |r| r.get(0))
 }
 
 /// Replaces every run by one per kind, built from the rows (a database written before the

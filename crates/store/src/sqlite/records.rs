@@ -83,7 +83,14 @@ impl Records for SqliteRecords<'_> {
                 "INSERT INTO events (tenant_id, event_id, type, record_key, received_at, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![tenant, e.id, e.event.type_name(), record_key, received_ns, e.raw])?;
+            .execute(params![
+                tenant,
+                e.id,
+                e.event.type_name(),
+                record_key,
+                received_ns,
+                e.raw
+            ])?;
         let seq = self.tx.last_insert_rowid();
         self.keys.add(Kind::Event, hash, seq);
         if let Some(record) = record_key {
