@@ -343,6 +343,52 @@ DROP TABLE IF EXISTS key_runs;
 "#,
         crate::key_tables!()
     ),
+    r#"
+-- Stage changes and CSAT scores appended too: their primary keys on the event id took each
+-- random id at a random place (the `events` runs already make ids unique). Re-runnable.
+DROP INDEX IF EXISTS lead_stages_by_time;
+DROP INDEX IF EXISTS lead_stages_by_contact;
+CREATE TABLE lead_stages_appended (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    campaign_id TEXT,
+    lead_source TEXT,
+    agent_id TEXT,
+    call_id TEXT,
+    amount_minor INTEGER,
+    currency TEXT
+);
+INSERT INTO lead_stages_appended (tenant_id, event_id, contact_id, stage, at_ns, campaign_id, lead_source, agent_id,
+    call_id, amount_minor, currency)
+    SELECT tenant_id, event_id, contact_id, stage, at_ns, campaign_id, lead_source, agent_id, call_id, amount_minor,
+    currency FROM lead_stages ORDER BY tenant_id, at_ns, event_id;
+DROP TABLE lead_stages;
+ALTER TABLE lead_stages_appended RENAME TO lead_stages;
+CREATE INDEX lead_stages_by_time ON lead_stages (tenant_id, at_ns);
+CREATE INDEX lead_stages_by_contact ON lead_stages (tenant_id, contact_id, stage, at_ns, event_id);
+DROP INDEX IF EXISTS csat_by_time;
+DROP INDEX IF EXISTS csat_by_conversation;
+CREATE TABLE csat_appended (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    at_ns INTEGER NOT NULL,
+    call_id TEXT,
+    conversation_id TEXT,
+    agent_id TEXT
+);
+INSERT INTO csat_appended (tenant_id, event_id, score, at_ns, call_id, conversation_id, agent_id)
+    SELECT tenant_id, event_id, score, at_ns, call_id, conversation_id, agent_id FROM csat ORDER BY tenant_id, at_ns, event_id;
+DROP TABLE csat;
+ALTER TABLE csat_appended RENAME TO csat;
+CREATE INDEX csat_by_time ON csat (tenant_id, at_ns);
+CREATE INDEX csat_by_conversation ON csat (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
