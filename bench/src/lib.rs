@@ -31,6 +31,9 @@ pub struct Flags {
     /// Call and event ids that count up (`c1`, `e1`, …) instead of random UUIDv4s
     #[arg(long)]
     pub counting_ids: bool,
+    /// Only ingest (rates, bytes per call, memory); no queries
+    #[arg(long)]
+    pub ingest_only: bool,
 }
 
 /// The benchmarks' settings, their own defaults applied.
@@ -44,6 +47,8 @@ pub struct Args {
     pub repeat: usize,
     /// What the generated calls look like.
     pub shape: Shape,
+    /// Only ingest; no queries.
+    pub ingest_only: bool,
 }
 
 impl Args {
@@ -63,6 +68,7 @@ impl Args {
                 teams: flags.teams,
                 uuid_ids: !flags.counting_ids,
             },
+            ingest_only: flags.ingest_only,
         })
     }
 }

@@ -130,6 +130,34 @@ fn measure_peer(db: &std::path::Path, sql: &str, repeat: usize) -> anyhow::Resul
     })
 }
 
+/// Calls per timed slice of ingest.
+const SLICE: usize = 100_000;
+
+/// The rate of the first and the last slices of 100,000 calls, and of the slice after each
+/// millionth call.
+fn report_slices(slices: &[(usize, f64)]) {
+    let (Some(first), Some(last)) = (slices.first(), slices.last()) else {
+        return;
+    };
+    let marks: Vec<String> = slices
+        .iter()
+        .filter(|(n, _)| n % 1_000_000 == 0 || n == &first.0 || n == &last.0)
+        .map(|(n, rate)| format!("{n}: {rate:.0}"))
+        .collect();
+    println!(
+        "\ncalls/s of the 100k calls ending at …: {}\nthe last 100k ÷ the first 100k: {:.2}",
+        marks.join(", "),
+        last.1 / first.1
+    );
+}
+
+/// The bytes of every file in `dir` (the database, its log and shared memory).
+fn files_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -210,14 +238,26 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, L
     server.ready(&client).await?;
     let mut ingested = 0;
     let mut ingest_time = Duration::ZERO;
+    // The rate of each slice of 100,000 calls: the cost of the newest calls at that history.
+    let mut slices: Vec<(usize, f64)> = Vec::new();
     // Generate a million calls at a time (not timed), then send them (timed).
     while ingested < calls {
         let next = (ingested + 1_000_000).min(calls);
-        let bodies: Vec<Vec<u8>> = shaped_batches(ingested, next, calls, ingested as u64, &args.shape)
-            .into_iter()
-            .rev()
-            .collect();
-        ingest_time += ingest(&server, &client, bodies, args.clients).await?;
+        let mut bodies = shaped_batches(ingested, next, calls, ingested as u64, &args.shape);
+        let mut sent = ingested;
+        while !bodies.is_empty() {
+            let rest = bodies.split_off(SLICE.div_ceil(BATCH).min(bodies.len()));
+            let slice_calls = (bodies.len() * BATCH).min(next - sent);
+            let took = ingest(&server, &client, bodies.into_iter().rev().collect(), args.clients).await?;
+            ingest_time += took;
+            sent += slice_calls;
+            slices.push((sent, slice_calls as f64 / took.as_secs_f64()));
+            eprintln!(
+                "{sent} calls: {:.0} calls/s for the last 100k",
+                slice_calls as f64 / took.as_secs_f64()
+            );
+            bodies = rest;
+        }
         ingested = next;
         eprintln!(
             "ingested {ingested} calls: {:.0} calls/s so far",
@@ -230,6 +270,22 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, L
         ingest_time.as_secs_f64(),
         ingested as f64 / ingest_time.as_secs_f64()
     );
+    report_slices(&slices);
+    // Let a checkpoint fold the overlay and the log be copied, then weigh the files.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let bytes = std::fs::metadata(&server.db).map_or(0, |m| m.len());
+    println!(
+        "\ndatabase file after ingest: {:.0} MB = **{:.0} bytes a call** (with its log: {:.0} MB); server resident memory {:.0} MB",
+        bytes as f64 / 1e6,
+        bytes as f64 / ingested as f64,
+        files_bytes(&dir) as f64 / 1e6,
+        rss_mb(server.child.id())
+    );
+    if args.ingest_only {
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(Vec::new());
+    }
     settle()?;
     let latencies = report_queries(&server, &client, args.repeat, ingested).await?;
     drop(server);

@@ -9,6 +9,7 @@
 //! everything else.
 
 use dialboard_bench::{shaped_batches, Shape, BATCH};
+use dialboard_store::sqlite::keys::{self, Keys, Kind};
 use dialboard_store::sqlite::wal::{CatchUp, WalCheckpointer};
 use dialboard_store::sqlite::{configure, Options};
 use rusqlite::{params, Connection};
@@ -39,9 +40,21 @@ struct Layout {
     contact_index: bool,
     /// The drill-down's indexes of calls by agent, campaign, team and disposition.
     drill_indexes: bool,
+    /// Events and calls appended in arrival order, found by hashed keys in sorted runs
+    /// (`dialboard_store::sqlite::keys`), as `dialboard serve` stores them since issue 24.
+    appended: bool,
 }
 
-const LAYOUTS: [Layout; 6] = [
+const LAYOUTS: [Layout; 7] = [
+    Layout {
+        name: "as stored since issue 24: events and calls appended, hashed keys in sorted runs, the drill-down's four indexes",
+        event_bodies: true,
+        event_keys_only: false,
+        record_index: false,
+        contact_index: false,
+        drill_indexes: true,
+        appended: true,
+    },
     Layout {
         name: "as stored before session 8: raw events by id + record index, calls + start and contact indexes",
         event_bodies: true,
@@ -49,6 +62,7 @@ const LAYOUTS: [Layout; 6] = [
         record_index: true,
         contact_index: true,
         drill_indexes: false,
+        appended: false,
     },
     Layout {
         name: "as stored now: without the contact index, with the drill-down's four indexes",
@@ -57,6 +71,7 @@ const LAYOUTS: [Layout; 6] = [
         record_index: true,
         contact_index: false,
         drill_indexes: true,
+        appended: false,
     },
     Layout {
         name: "without the contact index (as stored before the drill-down's indexes)",
@@ -65,6 +80,7 @@ const LAYOUTS: [Layout; 6] = [
         record_index: true,
         contact_index: false,
         drill_indexes: false,
+        appended: false,
     },
     Layout {
         name: "without the contact and record indexes",
@@ -73,6 +89,7 @@ const LAYOUTS: [Layout; 6] = [
         record_index: false,
         contact_index: false,
         drill_indexes: false,
+        appended: false,
     },
     Layout {
         name: "event ids only, the bodies as one row per transaction; calls + start index",
@@ -81,6 +98,7 @@ const LAYOUTS: [Layout; 6] = [
         record_index: false,
         contact_index: false,
         drill_indexes: false,
+        appended: false,
     },
     Layout {
         name: "the call record alone (calls + start index)",
@@ -89,6 +107,7 @@ const LAYOUTS: [Layout; 6] = [
         record_index: false,
         contact_index: false,
         drill_indexes: false,
+        appended: false,
     },
 ];
 
@@ -122,6 +141,22 @@ fn instant_ns(rfc3339: &str) -> i64 {
 fn open(path: &std::path::Path, layout: &Layout) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     configure(&conn, &Options::default())?;
+    if layout.appended {
+        conn.execute_batch(concat!(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, event_id TEXT NOT NULL,
+                 type TEXT NOT NULL, record_key TEXT, received_at INTEGER NOT NULL, body TEXT NOT NULL);
+             CREATE TABLE calls (seq INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, call_id TEXT NOT NULL,
+                 event_id TEXT NOT NULL, version_ns INTEGER NOT NULL, started_ns INTEGER NOT NULL, agent_id TEXT NOT NULL,
+                 team_id TEXT, campaign_id TEXT, contact_id TEXT, disposition TEXT NOT NULL, talk_seconds INTEGER);
+             CREATE INDEX calls_by_start ON calls (tenant_id, started_ns, call_id);
+             CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns, call_id);
+             CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns, call_id);
+             CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns, call_id);
+             CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns, call_id);",
+            dialboard_store::key_tables!()
+        ))?;
+        return Ok(conn);
+    }
     conn.execute_batch(
         "CREATE TABLE events (tenant_id INTEGER NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
              record_key TEXT, received_at INTEGER NOT NULL, body TEXT, PRIMARY KEY (tenant_id, event_id)) WITHOUT ROWID;
@@ -153,7 +188,70 @@ fn open(path: &std::path::Path, layout: &Layout) -> rusqlite::Result<Connection>
     Ok(conn)
 }
 
+/// The appended layout: the writer's own key lookups (`Keys`) before each insert.
+fn ingest_appended(conn: &mut Connection, calls: &[Call], catch_up: &CatchUp) -> rusqlite::Result<()> {
+    let mut keys = Keys::load(conn)?;
+    for (n, chunk) in calls.chunks(CALLS_PER_TRANSACTION).enumerate() {
+        catch_up.between_transactions(conn);
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut known =
+                tx.prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND tenant_id = 1 AND event_id = ?2")?;
+            let mut event = tx.prepare_cached(
+                "INSERT INTO events (tenant_id, event_id, type, record_key, received_at, body) VALUES (1, ?1, 'call', ?2, ?3, ?4)",
+            )?;
+            let mut lookup =
+                tx.prepare_cached("SELECT version_ns FROM calls WHERE seq = ?1 AND tenant_id = 1 AND call_id = ?2")?;
+            let mut call = tx.prepare_cached(
+                "INSERT INTO calls (tenant_id, call_id, event_id, version_ns, started_ns, agent_id, team_id, \
+                 campaign_id, contact_id, disposition, talk_seconds) VALUES (1, ?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for c in chunk {
+                let hash = keys::hash(1, &c.event_id);
+                let mut duplicate = false;
+                for seq in keys.candidates(&tx, Kind::Event, hash)? {
+                    duplicate |= known.exists(params![seq, c.event_id])?;
+                }
+                if duplicate {
+                    continue;
+                }
+                event.execute(params![c.event_id, c.call_id, n as i64, c.body])?;
+                keys.add(Kind::Event, hash, tx.last_insert_rowid());
+                keys.add(Kind::Record, keys::hash(1, &c.call_id), tx.last_insert_rowid());
+                let call_hash = keys::hash(1, &c.call_id);
+                let mut current: Option<i64> = None;
+                for seq in keys.candidates(&tx, Kind::Call, call_hash)? {
+                    current = current.or(lookup.query_row(params![seq, c.call_id], |r| r.get(0)).ok());
+                }
+                if current.is_some() {
+                    continue;
+                }
+                call.execute(params![
+                    c.call_id,
+                    c.event_id,
+                    c.started_ns,
+                    c.agent_id,
+                    c.team_id,
+                    c.campaign_id,
+                    c.contact_id,
+                    c.disposition,
+                    c.talk_seconds
+                ])?;
+                keys.add(Kind::Call, call_hash, tx.last_insert_rowid());
+            }
+        }
+        keys.write(&tx)?;
+        tx.commit()?;
+        keys.committed(conn)?;
+        keys::compact(conn)?;
+    }
+    Ok(())
+}
+
 fn ingest(conn: &mut Connection, layout: &Layout, calls: &[Call], catch_up: &CatchUp) -> rusqlite::Result<()> {
+    if layout.appended {
+        return ingest_appended(conn, calls, catch_up);
+    }
     for (n, chunk) in calls.chunks(CALLS_PER_TRANSACTION).enumerate() {
         catch_up.between_transactions(conn);
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -214,6 +312,9 @@ struct Flags {
     /// Random UUIDv4 ids instead of ids that count up
     #[arg(long)]
     uuid_ids: bool,
+    /// Only these layouts (numbers from 1, in the order of the table; default: all)
+    #[arg(long, value_delimiter = ',')]
+    layouts: Vec<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -231,7 +332,10 @@ fn main() -> anyhow::Result<()> {
         if shape.uuid_ids { "UUIDv4" } else { "counting" }
     );
     println!("| layout | calls/s | file + log, MB |\n|---|---|---|");
-    for layout in &LAYOUTS {
+    for (number, layout) in LAYOUTS.iter().enumerate() {
+        if !flags.layouts.is_empty() && !flags.layouts.contains(&(number + 1)) {
+            continue;
+        }
         let dir = std::env::temp_dir().join(format!("dialboard-floor-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("floor.db");

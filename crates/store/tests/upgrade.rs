@@ -206,3 +206,86 @@ fn calls_of_older_postgresql_databases_gain_their_intent_cells() {
             .unwrap();
     });
 }
+
+/// A database of version 11 kept events and calls in B-trees keyed by their ids. Opened by this
+/// version, they are appended tables found through hashed keys (`sqlite::keys`): every event
+/// already stored is still a duplicate when sent again, a correction still finds the call it
+/// replaces, and a call's detail still lists its versions.
+#[test]
+fn ids_of_older_sqlite_databases_stay_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v11.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let parse = |events: &[serde_json::Value]| -> Vec<ParsedEvent> {
+        events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect()
+    };
+    let call = |id: &str, call: &str, disposition: &str, updated: &str| {
+        json!({"id": id, "type": "call", "call_id": call, "agent_id": "a1", "disposition": disposition,
+               "started_at": "2026-03-02T10:00:00Z", "updated_at": updated})
+    };
+    let first = [
+        call("e1", "c1", "No Answer", "2026-03-02T10:01:00Z"),
+        call("e2", "c2", "Connected", "2026-03-02T10:01:00Z"),
+    ];
+    let query =
+        json!({"measures": ["total_calls", "connected_calls"], "range": {"start": "2026-03-01", "end": "2026-03-08"}});
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    rt.block_on(store.ingest(tenant.id, parse(&first))).unwrap();
+    rt.block_on(store.checkpoint()).unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+    // Version 11's layout: events and calls keyed by their ids, no key runs.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE old_events (tenant_id INTEGER NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
+             record_key TEXT, received_at INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant_id, event_id)) WITHOUT ROWID;
+         INSERT INTO old_events SELECT tenant_id, event_id, type, record_key, received_at, body FROM events;
+         DROP TABLE events; ALTER TABLE old_events RENAME TO events;
+         CREATE INDEX events_by_record ON events (tenant_id, record_key) WHERE record_key IS NOT NULL;
+         CREATE TABLE old_calls AS SELECT * FROM calls; DROP TABLE calls;
+         CREATE TABLE calls (tenant_id INTEGER NOT NULL, call_id TEXT NOT NULL, event_id TEXT NOT NULL,
+             version_ns INTEGER NOT NULL, started_ns INTEGER NOT NULL, agent_id TEXT NOT NULL, team_id TEXT,
+             campaign_id TEXT, list_id TEXT, contact_id TEXT, lead_source TEXT, direction TEXT,
+             disposition TEXT NOT NULL, ended_ns INTEGER, talk_seconds INTEGER, wait_seconds INTEGER,
+             wrap_seconds INTEGER, flags INTEGER NOT NULL, PRIMARY KEY (tenant_id, call_id)) WITHOUT ROWID;
+         INSERT INTO calls SELECT tenant_id, call_id, event_id, version_ns, started_ns, agent_id, team_id, campaign_id,
+             list_id, contact_id, lead_source, direction, disposition, ended_ns, talk_seconds, wait_seconds,
+             wrap_seconds, flags FROM old_calls;
+         DROP TABLE old_calls;
+         CREATE INDEX calls_by_start ON calls (tenant_id, started_ns, call_id);
+         CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns);
+         DROP TABLE key_chunks; DROP TABLE key_runs;
+         PRAGMA user_version = 11;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let totals = |store: &SqliteStore| {
+        rt.block_on(store.query(tenant.id, query.clone(), 0))
+            .unwrap()
+            .unwrap()
+            .to_json()["totals"]
+            .clone()
+    };
+    assert_eq!(totals(&store), json!({"total_calls": 2, "connected_calls": 1}));
+    // The old events again (one with other content): duplicates; c1 corrected: replaced.
+    let mut again = first.to_vec();
+    again[0]["disposition"] = json!("Connected");
+    again.push(call("e3", "c1", "Connected", "2026-03-02T10:05:00Z"));
+    let summary = rt.block_on(store.ingest(tenant.id, parse(&again))).unwrap();
+    assert_eq!((summary.accepted, summary.duplicates), (1, 2));
+    assert_eq!(totals(&store), json!({"total_calls": 2, "connected_calls": 2}));
+    let detail = rt.block_on(store.call(tenant.id, "c1")).unwrap().unwrap();
+    let versions: Vec<&str> = detail["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["e1", "e3"]);
+    rt.block_on(store.shutdown());
+}

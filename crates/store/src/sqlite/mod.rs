@@ -2,6 +2,7 @@
 //! small pool of reader connections.
 
 mod first_calls;
+pub mod keys;
 mod records;
 mod rows;
 mod schema;
@@ -182,6 +183,11 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn, &options)?;
         let version = schema::migrate(&mut conn)?;
+        if (1..schema::KEYED_VERSION).contains(&version) {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            keys::rebuild(&tx)?;
+            tx.commit()?;
+        }
         let mut contacts = None;
         if (1..schema::CALL_INTENTS_VERSION).contains(&version) {
             let built = contacts.insert(writer::Contacts::load(&conn)?);
@@ -663,30 +669,40 @@ impl Store for SqliteStore {
         let tenant = self.tenant(tenant_id).await?;
         let call_id = call_id.to_string();
         self.read(move |conn, _| {
-            let current = conn
-                .prepare_cached(&select_calls_with_analysis(
-                    "calls c",
-                    "WHERE c.tenant_id = ?1 AND c.call_id = ?2",
-                ))?
-                .query_row(params![tenant.id, call_id], |r| call_with_analysis(r))
-                .optional()?;
+            let mut current = None;
+            let mut at = conn.prepare_cached(&select_calls_with_analysis(
+                "calls c",
+                "WHERE c.seq = ?3 AND c.tenant_id = ?1 AND c.call_id = ?2",
+            ))?;
+            for seq in keys::find(conn, keys::Kind::Call, keys::hash(tenant.id, &call_id))? {
+                current = at
+                    .query_row(params![tenant.id, call_id, seq], |r| call_with_analysis(r))
+                    .optional()?;
+                if current.is_some() {
+                    break;
+                }
+            }
             let Some((call, analysis)) = current else {
                 return Ok(None);
             };
-            let versions = conn
-                .prepare_cached(
-                    "SELECT event_id, type, received_at, body FROM events WHERE tenant_id = ?1 AND record_key = ?2 \
-                     ORDER BY received_at, event_id",
-                )?
-                .query_map(params![tenant.id, call_id], |r| {
-                    Ok(drill::Version {
-                        event_id: r.get(0)?,
-                        kind: r.get(1)?,
-                        received_ns: r.get(2)?,
-                        body: r.get(3)?,
+            let mut version = conn.prepare_cached(
+                "SELECT event_id, type, received_at, body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND record_key = ?2",
+            )?;
+            let mut versions = Vec::new();
+            for seq in keys::find(conn, keys::Kind::Record, keys::hash(tenant.id, &call_id))? {
+                let found = version
+                    .query_row(params![tenant.id, call_id, seq], |r| {
+                        Ok(drill::Version {
+                            event_id: r.get(0)?,
+                            kind: r.get(1)?,
+                            received_ns: r.get(2)?,
+                            body: r.get(3)?,
+                        })
                     })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                    .optional()?;
+                versions.extend(found);
+            }
+            versions.sort_by(|a, b| (a.received_ns, &a.event_id).cmp(&(b.received_ns, &b.event_id)));
             Ok(Some(drill::detail(&tenant, &call, analysis.as_ref(), versions)))
         })
         .await
@@ -815,16 +831,20 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {
+    async fn event_bodies(&self, tenant_id: i64, ids: Vec<(String, String)>) -> Result<HashMap<String, String>> {
         self.read(move |conn, _| {
-            let mut stmt = conn.prepare_cached("SELECT body FROM events WHERE tenant_id = ?1 AND event_id = ?2")?;
-            let mut out = HashMap::with_capacity(keys.len());
-            for (_, event_id) in keys {
-                if let Some(body) = stmt
-                    .query_row(params![tenant_id, event_id], |r| r.get::<_, String>(0))
-                    .optional()?
-                {
-                    out.insert(event_id, body);
+            let mut stmt =
+                conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
+            let mut out = HashMap::with_capacity(ids.len());
+            for (_, event_id) in ids {
+                for seq in keys::find(conn, keys::Kind::Event, keys::hash(tenant_id, &event_id))? {
+                    if let Some(body) = stmt
+                        .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
+                        .optional()?
+                    {
+                        out.insert(event_id, body);
+                        break;
+                    }
                 }
             }
             Ok(out)

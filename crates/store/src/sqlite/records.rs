@@ -2,8 +2,9 @@
 //! so a query per event costs microseconds).
 
 use super::first_calls::FirstCalls;
+use super::keys::{self, Keys, Kind};
 use super::rows::{
-    upsert_analysis, upsert_call, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL, SELECT_CONVERSATION,
+    put_call, upsert_analysis, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT, SELECT_CONVERSATION,
     SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
 use crate::apply::{Neighbour, Records};
@@ -44,37 +45,81 @@ pub struct SqliteRecords<'a> {
     pub tx: &'a Transaction<'a>,
     pub meetings: &'a mut MeetingContacts,
     pub first_calls: &'a mut FirstCalls,
+    pub keys: &'a mut Keys,
+    /// The rows of the calls this transaction read, where their next version goes.
+    pub call_rows: HashMap<(i64, String), i64>,
+}
+
+impl SqliteRecords<'_> {
+    /// The row of the tenant's call `call_id`, and the call.
+    fn find_call(&self, tenant: i64, call_id: &str) -> Result<Option<(i64, CallRecord)>> {
+        let mut stmt = self.tx.prepare_cached(SELECT_CALL_AT)?;
+        for seq in self.keys.candidates(self.tx, Kind::Call, keys::hash(tenant, call_id))? {
+            if let Some(call) = stmt
+                .query_row(params![seq, tenant, call_id], |r| call_from_row(r, 0))
+                .optional()?
+            {
+                return Ok(Some((seq, call)));
+            }
+        }
+        Ok(None)
+    }
 }
 
 impl Records for SqliteRecords<'_> {
     fn log_event(&mut self, tenant: i64, e: &ParsedEvent, received_ns: i64) -> Result<bool> {
-        let inserted = self
+        let hash = keys::hash(tenant, &e.id);
+        let mut known = self
             .tx
+            .prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND tenant_id = ?2 AND event_id = ?3")?;
+        for seq in self.keys.candidates(self.tx, Kind::Event, hash)? {
+            if known.exists(params![seq, tenant, e.id])? {
+                return Ok(false);
+            }
+        }
+        let record_key = e.event.record_key();
+        self.tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO events (tenant_id, event_id, type, record_key, received_at, body) \
+                "INSERT INTO events (tenant_id, event_id, type, record_key, received_at, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 tenant,
                 e.id,
                 e.event.type_name(),
-                e.event.record_key(),
+                record_key,
                 received_ns,
                 e.raw
             ])?;
-        Ok(inserted > 0)
+        let seq = self.tx.last_insert_rowid();
+        self.keys.add(Kind::Event, hash, seq);
+        if let Some(record) = record_key {
+            self.keys.add(Kind::Record, keys::hash(tenant, record), seq);
+        }
+        Ok(true)
     }
 
     fn call(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallRecord>> {
-        Ok(self
-            .tx
-            .prepare_cached(SELECT_CALL)?
-            .query_row(params![tenant, call_id], |r| call_from_row(r, 0))
-            .optional()?)
+        let Some((seq, call)) = self.find_call(tenant, call_id)? else {
+            return Ok(None);
+        };
+        self.call_rows.insert((tenant, call_id.to_string()), seq);
+        Ok(Some(call))
     }
 
     fn put_call(&mut self, tenant: i64, call: &CallRecord, previous: Option<&CallRecord>) -> Result<()> {
-        upsert_call(self.tx, tenant, call)?;
+        let at = match previous {
+            None => None,
+            Some(_) => match self.call_rows.get(&(tenant, call.call_id.clone())) {
+                Some(&seq) => Some(seq),
+                None => self.find_call(tenant, &call.call_id)?.map(|(seq, _)| seq),
+            },
+        };
+        let seq = put_call(self.tx, tenant, call, at)?;
+        if at.is_none() {
+            self.keys.add(Kind::Call, keys::hash(tenant, &call.call_id), seq);
+            self.call_rows.insert((tenant, call.call_id.clone()), seq);
+        }
         self.first_calls.replace(tenant, call, previous);
         Ok(())
     }

@@ -5,20 +5,27 @@ use crate::{analysis_columns, call_columns, conversation_columns, csat_columns, 
 use dialboard_engine::event::{CallAnalysis, CallRecord};
 use rusqlite::{params, Transaction};
 
-pub const SELECT_CALL: &str = concat!(
+/// The call at row `seq`, if it is the tenant's call of that id (the keys are hashes).
+pub const SELECT_CALL_AT: &str = concat!(
     "SELECT ",
     call_columns!(),
-    " FROM calls WHERE tenant_id = ?1 AND call_id = ?2"
+    " FROM calls WHERE seq = ?1 AND tenant_id = ?2 AND call_id = ?3"
 );
 pub const SELECT_ANALYSIS: &str = concat!(
     "SELECT ",
     analysis_columns!(),
     " FROM call_analysis WHERE tenant_id = ?1 AND call_id = ?2"
 );
-const UPSERT_CALL: &str = concat!(
-    "INSERT OR REPLACE INTO calls (tenant_id, ",
+const INSERT_CALL: &str = concat!(
+    "INSERT INTO calls (tenant_id, ",
     call_columns!(),
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+);
+/// A new version in place of the old, at its row: the call's key still points there.
+const REPLACE_CALL: &str = concat!(
+    "UPDATE calls SET (tenant_id, ",
+    call_columns!(),
+    ") = (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) WHERE seq = ?19"
 );
 const UPSERT_ANALYSIS: &str = concat!(
     "INSERT OR REPLACE INTO call_analysis (tenant_id, ",
@@ -57,8 +64,9 @@ pub const INSERT_STAGE: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 );
 
-pub fn upsert_call(tx: &Transaction, tenant: i64, c: &CallRecord) -> rusqlite::Result<()> {
-    tx.prepare_cached(UPSERT_CALL)?.execute(params![
+/// Stores a call: a new row (returns its `seq`), or over the row `at` of its previous version.
+pub fn put_call(tx: &Transaction, tenant: i64, c: &CallRecord, at: Option<i64>) -> rusqlite::Result<i64> {
+    let values = params![
         tenant,
         c.call_id,
         c.event_id,
@@ -76,9 +84,20 @@ pub fn upsert_call(tx: &Transaction, tenant: i64, c: &CallRecord) -> rusqlite::R
         c.talk_seconds,
         c.wait_seconds,
         c.wrap_seconds,
-        call_flags(c)
-    ])?;
-    Ok(())
+        call_flags(c),
+    ];
+    match at {
+        Some(seq) => {
+            let mut with_seq: Vec<&dyn rusqlite::ToSql> = values.to_vec();
+            with_seq.push(&seq);
+            tx.prepare_cached(REPLACE_CALL)?.execute(with_seq.as_slice())?;
+            Ok(seq)
+        }
+        None => {
+            tx.prepare_cached(INSERT_CALL)?.execute(values)?;
+            Ok(tx.last_insert_rowid())
+        }
+    }
 }
 
 pub fn upsert_analysis(tx: &Transaction, tenant: i64, a: &CallAnalysis) -> rusqlite::Result<()> {

@@ -5,6 +5,30 @@
 use super::Options;
 use rusqlite::Connection;
 
+/// The tables of the runs (in the SQLite schema's migrations, and in benchmarks).
+#[macro_export]
+macro_rules! key_tables {
+    () => {
+        "
+-- Sorted runs of hashed keys (sqlite/keys.rs): (hash, seq) pairs, 16 bytes each, in chunks led
+-- by their first hash (its top bit flipped, so that signed order is the hash's order).
+CREATE TABLE key_runs (
+    run INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    keys INTEGER NOT NULL
+);
+CREATE INDEX key_runs_by_level ON key_runs (kind, level);
+CREATE TABLE key_chunks (
+    run INTEGER NOT NULL,
+    first_hash INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run, first_hash)
+) WITHOUT ROWID;
+"
+    };
+}
+
 /// Each entry migrates from version `i` to `i + 1` (`PRAGMA user_version`).
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -278,6 +302,118 @@ CREATE TABLE IF NOT EXISTS saved_item_versions (
     PRIMARY KEY (tenant_id, kind, id, version)
 ) WITHOUT ROWID;
 "#,
+    concat!(
+        r#"
+-- Events and calls are appended in arrival order (`seq`), no longer kept in B-trees keyed by
+-- their ids: random ids (UUIDs) made every new id a random insert there, and ingest slowed as
+-- history grew. Their ids are hashed keys in sorted runs (see sqlite/keys.rs), computed by
+-- `keys::rebuild` for the rows already stored. Re-runnable: columns are copied by name.
+DROP INDEX IF EXISTS events_by_record;
+CREATE TABLE events_appended (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    record_key TEXT,
+    received_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+INSERT INTO events_appended (tenant_id, event_id, type, record_key, received_at, body)
+    SELECT tenant_id, event_id, type, record_key, received_at, body FROM events ORDER BY received_at, event_id;
+DROP TABLE events;
+ALTER TABLE events_appended RENAME TO events;
+DROP INDEX IF EXISTS calls_by_start;
+DROP INDEX IF EXISTS calls_by_agent;
+DROP INDEX IF EXISTS calls_by_campaign;
+DROP INDEX IF EXISTS calls_by_team;
+DROP INDEX IF EXISTS calls_by_disposition;
+CREATE TABLE calls_appended (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    call_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    version_ns INTEGER NOT NULL,
+    started_ns INTEGER NOT NULL,
+    agent_id TEXT NOT NULL,
+    team_id TEXT,
+    campaign_id TEXT,
+    list_id TEXT,
+    contact_id TEXT,
+    lead_source TEXT,
+    direction TEXT,
+    disposition TEXT NOT NULL,
+    ended_ns INTEGER,
+    talk_seconds INTEGER,
+    wait_seconds INTEGER,
+    wrap_seconds INTEGER,
+    flags INTEGER NOT NULL
+);
+INSERT INTO calls_appended (tenant_id, call_id, event_id, version_ns, started_ns, agent_id, team_id, campaign_id,
+    list_id, contact_id, lead_source, direction, disposition, ended_ns, talk_seconds, wait_seconds, wrap_seconds, flags)
+    SELECT tenant_id, call_id, event_id, version_ns, started_ns, agent_id, team_id, campaign_id, list_id, contact_id,
+    lead_source, direction, disposition, ended_ns, talk_seconds, wait_seconds, wrap_seconds, flags
+    FROM calls ORDER BY tenant_id, started_ns, call_id;
+DROP TABLE calls;
+ALTER TABLE calls_appended RENAME TO calls;
+-- Calls in time order (queries of raw calls, drill-downs without a filter) and by a value of
+-- each drill-down filter, newest first, call_id breaking ties: appended to at the batch's
+-- values when calls come in time order.
+CREATE INDEX calls_by_start ON calls (tenant_id, started_ns, call_id);
+CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns, call_id);
+CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns, call_id);
+CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns, call_id);
+CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns, call_id);
+DROP TABLE IF EXISTS key_chunks;
+DROP TABLE IF EXISTS key_runs;
+"#,
+        crate::key_tables!()
+    ),
+    r#"
+-- Stage changes and CSAT scores appended too: their primary keys on the event id took each
+-- random id at a random place (the `events` runs already make ids unique). Re-runnable.
+DROP INDEX IF EXISTS lead_stages_by_time;
+DROP INDEX IF EXISTS lead_stages_by_contact;
+CREATE TABLE lead_stages_appended (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    campaign_id TEXT,
+    lead_source TEXT,
+    agent_id TEXT,
+    call_id TEXT,
+    amount_minor INTEGER,
+    currency TEXT
+);
+INSERT INTO lead_stages_appended (tenant_id, event_id, contact_id, stage, at_ns, campaign_id, lead_source, agent_id,
+    call_id, amount_minor, currency)
+    SELECT tenant_id, event_id, contact_id, stage, at_ns, campaign_id, lead_source, agent_id, call_id, amount_minor,
+    currency FROM lead_stages ORDER BY tenant_id, at_ns, event_id;
+DROP TABLE lead_stages;
+ALTER TABLE lead_stages_appended RENAME TO lead_stages;
+CREATE INDEX lead_stages_by_time ON lead_stages (tenant_id, at_ns);
+CREATE INDEX lead_stages_by_contact ON lead_stages (tenant_id, contact_id, stage, at_ns, event_id);
+DROP INDEX IF EXISTS csat_by_time;
+DROP INDEX IF EXISTS csat_by_conversation;
+CREATE TABLE csat_appended (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    at_ns INTEGER NOT NULL,
+    call_id TEXT,
+    conversation_id TEXT,
+    agent_id TEXT
+);
+INSERT INTO csat_appended (tenant_id, event_id, score, at_ns, call_id, conversation_id, agent_id)
+    SELECT tenant_id, event_id, score, at_ns, call_id, conversation_id, agent_id FROM csat ORDER BY tenant_id, at_ns, event_id;
+DROP TABLE csat;
+ALTER TABLE csat_appended RENAME TO csat;
+CREATE INDEX csat_by_time ON csat (tenant_id, at_ns);
+CREATE INDEX csat_by_conversation ON csat (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -290,6 +426,10 @@ pub const STAGE_SUMMARY_VERSION: usize = 5;
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`): the
 /// empty migration that marks it is the 11th.
 pub const CALL_INTENTS_VERSION: usize = 11;
+
+/// The version that first appends events and calls and finds them by hashed keys in sorted
+/// runs (`keys`): the runs of older rows are built at open (`keys::rebuild`).
+pub const KEYED_VERSION: usize = 13;
 
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {

@@ -6,6 +6,7 @@
 //! folds the overlay into the cells table.
 
 use super::first_calls::FirstCalls;
+use super::keys::{self, Keys};
 use super::records::{MeetingContacts, SqliteRecords};
 use super::schema::{CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
 use super::Shared;
@@ -41,19 +42,29 @@ pub enum WriteCommand {
 const CHECKPOINT_CELLS: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
-/// What the writer keeps in memory about contacts (see each type). Built by scanning the records,
-/// at the first ingest after the store opens: admin commands and the CLI never wait for it.
+/// What the writer keeps in memory about contacts and ids (see each type). Built by scanning
+/// the records and the key runs, at the first ingest after the store opens: admin commands and
+/// the CLI never wait for it.
 pub struct Contacts {
     pub meetings: MeetingContacts,
     pub first_calls: FirstCalls,
+    pub keys: Keys,
 }
 
 impl Contacts {
     pub fn load(conn: &Connection) -> rusqlite::Result<Contacts> {
-        Ok(Contacts {
+        let started = Instant::now();
+        let contacts = Contacts {
             meetings: MeetingContacts::load(conn)?,
             first_calls: FirstCalls::load(conn)?,
-        })
+            keys: Keys::load(conn)?,
+        };
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            key_filter_bytes = contacts.keys.bytes(),
+            "writer state loaded"
+        );
+        Ok(contacts)
     }
 }
 
@@ -160,6 +171,9 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 let (group, other) = group::gather(first, &rx, as_ingest);
                 carried = other;
                 commit_group(&mut conn, &mut contacts, &merger, group);
+                if let Err(e) = keys::compact(&mut conn) {
+                    tracing::error!(error = %e, "merging key runs failed; they stay as they are");
+                }
             }
             WriteCommand::Admin(job) => job(&mut conn),
             WriteCommand::Checkpoint(reply) => {
@@ -206,6 +220,8 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
             tx: &tx,
             meetings: &mut contacts.meetings,
             first_calls: &mut contacts.first_calls,
+            keys: &mut contacts.keys,
+            call_rows: Default::default(),
         };
         let outcome = group::apply_group(records, &group, group::now_ns())?;
         let contributions = group::encode_contributions(&group, &outcome);
@@ -213,13 +229,26 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
             tx.prepare_cached("INSERT INTO pending_contributions (data) VALUES (?1)")?
                 .execute([contributions])?;
         }
+        contacts.keys.write(&tx)?;
         tx.commit()?;
         Ok(outcome)
     })();
-    if let Some(first_calls) = contacts.as_mut().map(|c| &mut c.first_calls) {
-        match outcome {
-            Ok(_) => first_calls.committed(),
-            Err(_) => first_calls.rolled_back(),
+    if let Some(c) = contacts.as_mut() {
+        let committed = match outcome {
+            Ok(_) => {
+                c.first_calls.committed();
+                c.keys.committed(conn)
+            }
+            Err(_) => {
+                c.first_calls.rolled_back();
+                c.keys.rolled_back();
+                Ok(())
+            }
+        };
+        if let Err(e) = committed {
+            // The filters could not grow: forget the writer's state, rebuilt at the next ingest.
+            tracing::error!(error = %e, "reloading the key filters failed");
+            *contacts = None;
         }
     }
     merger.send(Job::Committed {

@@ -1,0 +1,463 @@
+//! Where a record is, by its id, without a B-tree keyed by the id.
+//!
+//! Ids come random (UUIDs, Twilio SIDs): an index keyed by them takes each new id at a random
+//! place, so every call dirtied a page of each such index, and once those indexes outgrew the
+//! cache every call also read pages back. Ingest then slowed as history grew (14.7k calls/s at
+//! the storage floor with UUIDs against 73.8k with counting ids). Here, as log-structured stores
+//! do, the rows themselves are appended (`events` and `calls` are tables in arrival order) and
+//! their ids are kept as **fixed-width hashed keys in sorted runs**:
+//!
+//! - a key is a 64-bit hash of (tenant, id) with the row's `seq`: 16 bytes whatever the id;
+//! - each ingest transaction writes its keys, sorted, as a new run of level 0 (`key_runs`,
+//!   chunks of at most [`CHUNK`] keys in `key_chunks`): appended, in the same transaction as the
+//!   rows, so they are as durable as the rows;
+//! - between transactions, [`compact`] merges [`FANOUT`] runs of a level into one of the next:
+//!   sequential work, each key rewritten once per level (~5 levels at 10M keys);
+//! - the writer keeps a compact in-memory [`Filter`] of every key in front of the runs: an id
+//!   never seen (nearly every new event and call) is answered from memory; only a possible
+//!   match (a duplicate, a correction, or ~0.1–0.5% of new ids) probes the runs, one indexed
+//!   read per run, and every candidate is checked against the row's own id, so a hash collision
+//!   never merges two ids.
+//!
+//! Idempotency and corrections therefore hold for every id ever stored, as before.
+
+use dialboard_engine::fxhash::Fx;
+use rusqlite::{params, Connection, Transaction};
+use std::collections::HashMap;
+
+/// What a run indexes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Kind {
+    /// An event's id → its row of `events` (idempotency).
+    Event = 0,
+    /// A record's key (call or conversation id) → the rows of `events` of its versions.
+    Record = 1,
+    /// A call's id → its row of `calls`.
+    Call = 2,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Event, Kind::Record, Kind::Call];
+}
+
+/// Runs of a level merged into one of the next once there are this many.
+pub const FANOUT: usize = 8;
+/// Keys per chunk (4 KB): a probe reads one chunk of each run.
+pub const CHUNK: usize = 256;
+const KEY_BYTES: usize = 16;
+/// About the keys of one ingest transaction (4 clients' batches of 1,000): the size of a run of
+/// level 0, from which a rebuild places a run of `n` keys at the level its size calls for.
+const LEVEL0_KEYS: usize = 4_096;
+
+/// The hash of an id of a tenant (MurmurHash64A, seeded by the tenant): stored on disk, so it
+/// must never change.
+pub fn hash(tenant: i64, id: &str) -> u64 {
+    const M: u64 = 0xc6a4_a793_5bd1_e995;
+    const R: u32 = 47;
+    let bytes = id.as_bytes();
+    let mut h = (tenant as u64 ^ 0x9e37_79b9_7f4a_7c15) ^ (bytes.len() as u64).wrapping_mul(M);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut k = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h ^= k;
+        h = h.wrapping_mul(M);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        h ^= u64::from_le_bytes(tail);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> R;
+    h = h.wrapping_mul(M);
+    h ^= h >> R;
+    h
+}
+
+/// Hashes compare unsigned; SQLite's integers are signed: flipping the top bit keeps the order.
+fn ordered(hash: u64) -> i64 {
+    (hash ^ (1 << 63)) as i64
+}
+
+fn encode(keys: &[(u64, i64)]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(keys.len() * KEY_BYTES);
+    for (hash, seq) in keys {
+        data.extend_from_slice(&hash.to_be_bytes());
+        data.extend_from_slice(&seq.to_be_bytes());
+    }
+    data
+}
+
+fn decode(data: &[u8]) -> impl Iterator<Item = (u64, i64)> + '_ {
+    data.chunks_exact(KEY_BYTES).map(|k| {
+        (
+            u64::from_be_bytes(k[..8].try_into().expect("8 bytes")),
+            i64::from_be_bytes(k[8..].try_into().expect("8 bytes")),
+        )
+    })
+}
+
+/// Writes `keys` as a new run of `level`: sorted, in chunks that never split one hash (so a
+/// probe finds every row of a hash in one chunk).
+pub fn write_run(tx: &Transaction, kind: Kind, level: i64, keys: &mut [(u64, i64)]) -> rusqlite::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    tx.prepare_cached("INSERT INTO key_runs (kind, level, keys) VALUES (?1, ?2, ?3)")?
+        .execute(params![kind as i64, level, keys.len() as i64])?;
+    let run = tx.last_insert_rowid();
+    let mut insert = tx.prepare_cached("INSERT INTO key_chunks (run, first_hash, data) VALUES (?1, ?2, ?3)")?;
+    let mut start = 0;
+    while start < keys.len() {
+        let mut end = (start + CHUNK).min(keys.len());
+        while end < keys.len() && keys[end].0 == keys[end - 1].0 {
+            end += 1;
+        }
+        insert.execute(params![run, ordered(keys[start].0), encode(&keys[start..end])])?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// The rows every run of `kind` lists for `hash` (candidates: the caller checks their ids).
+pub fn find(conn: &Connection, kind: Kind, hash: u64) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT (SELECT data FROM key_chunks c WHERE c.run = r.run AND c.first_hash <= ?2 \
+         ORDER BY c.first_hash DESC LIMIT 1) FROM key_runs r WHERE r.kind = ?1",
+    )?;
+    let mut rows = stmt.query(params![kind as i64, ordered(hash)])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let Some(data) = row.get_ref(0)?.as_blob_or_null()? else {
+            continue;
+        };
+        let count = data.len() / KEY_BYTES;
+        let hash_at = |i: usize| u64::from_be_bytes(data[i * KEY_BYTES..i * KEY_BYTES + 8].try_into().expect("8"));
+        // The first key not below `hash`, then every key equal to it.
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if hash_at(mid) < hash {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        found.extend(
+            decode(&data[lo * KEY_BYTES..])
+                .take_while(|(h, _)| *h == hash)
+                .map(|(_, seq)| seq),
+        );
+    }
+    Ok(found)
+}
+
+/// Merges runs wherever a level holds [`FANOUT`] of them, level after level; returns how many
+/// keys were rewritten.
+pub fn compact(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let mut rewritten = 0;
+    let full: Vec<(i64, i64)> = conn
+        .prepare_cached("SELECT kind, level FROM key_runs GROUP BY kind, level HAVING count(*) >= ?1")?
+        .query_map([FANOUT as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if full.is_empty() {
+        return Ok(0);
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for kind in Kind::ALL {
+        let mut level = 0;
+        // A merge may fill the level above it: go up while there are levels.
+        while level <= top_level(&tx, kind)? {
+            let runs: Vec<i64> = tx
+                .prepare_cached("SELECT run FROM key_runs WHERE kind = ?1 AND level = ?2")?
+                .query_map(params![kind as i64, level], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if runs.len() >= FANOUT {
+                let mut keys = Vec::new();
+                for run in &runs {
+                    let mut chunks = tx.prepare_cached("SELECT data FROM key_chunks WHERE run = ?1")?;
+                    let mut rows = chunks.query([run])?;
+                    while let Some(row) = rows.next()? {
+                        keys.extend(decode(row.get_ref(0)?.as_blob()?));
+                    }
+                    tx.prepare_cached("DELETE FROM key_chunks WHERE run = ?1")?
+                        .execute([run])?;
+                    tx.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?
+                        .execute([run])?;
+                }
+                rewritten += keys.len();
+                write_run(&tx, kind, level + 1, &mut keys)?;
+            }
+            level += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(rewritten)
+}
+
+fn top_level(tx: &Transaction, kind: Kind) -> rusqlite::Result<i64> {
+    tx.prepare_cached("SELECT coalesce(max(level), -1) FROM key_runs WHERE kind = ?1")?
+        .query_row([kind as i64], |r| r.get(0))
+}
+
+/// Replaces every run by one per kind, built from the rows (a database written before the
+/// runs existed). Keys go straight to the level their number calls for.
+pub fn rebuild(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch("DELETE FROM key_chunks; DELETE FROM key_runs;")?;
+    let sources = [
+        (Kind::Event, "SELECT seq, tenant_id, event_id FROM events"),
+        (
+            Kind::Record,
+            "SELECT seq, tenant_id, record_key FROM events WHERE record_key IS NOT NULL",
+        ),
+        (Kind::Call, "SELECT seq, tenant_id, call_id FROM calls"),
+    ];
+    for (kind, sql) in sources {
+        let mut keys = Vec::new();
+        let mut stmt = tx.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            keys.push((hash(row.get(1)?, row.get_ref(2)?.as_str()?), row.get(0)?));
+        }
+        let mut level = 0;
+        let mut size = LEVEL0_KEYS;
+        while keys.len() > size {
+            size *= FANOUT;
+            level += 1;
+        }
+        write_run(tx, kind, level, &mut keys)?;
+    }
+    Ok(())
+}
+
+/// A split-block Bloom filter: each key sets one bit in each of the 8 words of one 64-byte
+/// block, so a lookup touches one cache line. At 12 bits a key when full it answers "maybe"
+/// for ~0.5% of absent keys, far fewer while it has room.
+pub struct Filter {
+    blocks: Vec<[u64; 8]>,
+    keys: usize,
+    capacity: usize,
+}
+
+const BITS_PER_KEY: usize = 12;
+
+impl Filter {
+    pub fn with_capacity(capacity: usize) -> Filter {
+        let capacity = capacity.max(1 << 16);
+        Filter {
+            blocks: vec![[0; 8]; (capacity * BITS_PER_KEY).div_ceil(512)],
+            keys: 0,
+            capacity,
+        }
+    }
+
+    fn block_and_bits(&self, hash: u64) -> (usize, u64) {
+        let block = ((hash >> 32) * self.blocks.len() as u64) >> 32;
+        (block as usize, hash.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    pub fn insert(&mut self, hash: u64) {
+        let (block, bits) = self.block_and_bits(hash);
+        for (i, word) in self.blocks[block].iter_mut().enumerate() {
+            *word |= 1 << ((bits >> (i * 6)) & 63);
+        }
+        self.keys += 1;
+    }
+
+    pub fn maybe(&self, hash: u64) -> bool {
+        let (block, bits) = self.block_and_bits(hash);
+        self.blocks[block]
+            .iter()
+            .enumerate()
+            .all(|(i, word)| word & (1 << ((bits >> (i * 6)) & 63)) != 0)
+    }
+
+    pub fn full(&self) -> bool {
+        self.keys > self.capacity
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.blocks.len() * 64
+    }
+}
+
+/// The writer's view of the keys: a filter per kind it looks up, and the keys of the open
+/// transaction (which no run holds yet).
+pub struct Keys {
+    filters: HashMap<Kind, Filter, Fx>,
+    open: HashMap<(Kind, u64), Vec<i64>, Fx>,
+    added: Vec<(Kind, u64, i64)>,
+}
+
+/// The kinds the writer looks up (records' versions are only read by queries).
+const LOOKED_UP: [Kind; 2] = [Kind::Event, Kind::Call];
+
+impl Keys {
+    /// Fills the filters from every run: one sequential read of 16 bytes a key.
+    pub fn load(conn: &Connection) -> rusqlite::Result<Keys> {
+        let mut filters = HashMap::default();
+        for kind in LOOKED_UP {
+            let stored: i64 = conn
+                .prepare_cached("SELECT coalesce(sum(keys), 0) FROM key_runs WHERE kind = ?1")?
+                .query_row([kind as i64], |r| r.get(0))?;
+            let mut filter = Filter::with_capacity(2 * stored as usize);
+            let mut stmt = conn.prepare_cached(
+                "SELECT data FROM key_chunks WHERE run IN (SELECT run FROM key_runs WHERE kind = ?1)",
+            )?;
+            let mut rows = stmt.query([kind as i64])?;
+            while let Some(row) = rows.next()? {
+                for (hash, _) in decode(row.get_ref(0)?.as_blob()?) {
+                    filter.insert(hash);
+                }
+            }
+            filters.insert(kind, filter);
+        }
+        Ok(Keys {
+            filters,
+            open: HashMap::default(),
+            added: Vec::new(),
+        })
+    }
+
+    /// The rows that may hold the id hashed to `hash`: the open transaction's, then the runs'
+    /// if the filter cannot rule them out.
+    pub fn candidates(&self, conn: &Connection, kind: Kind, hash: u64) -> rusqlite::Result<Vec<i64>> {
+        let mut found = self.open.get(&(kind, hash)).cloned().unwrap_or_default();
+        if self.filters.get(&kind).is_none_or(|f| f.maybe(hash)) {
+            found.extend(find(conn, kind, hash)?);
+        }
+        Ok(found)
+    }
+
+    /// A row the open transaction added under `hash`.
+    pub fn add(&mut self, kind: Kind, hash: u64, seq: i64) {
+        if LOOKED_UP.contains(&kind) {
+            self.open.entry((kind, hash)).or_default().push(seq);
+        }
+        self.added.push((kind, hash, seq));
+    }
+
+    /// Writes the open transaction's keys as runs of level 0, in that transaction.
+    pub fn write(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
+        for kind in Kind::ALL {
+            let mut keys: Vec<(u64, i64)> = self
+                .added
+                .iter()
+                .filter(|(k, _, _)| *k == kind)
+                .map(|(_, hash, seq)| (*hash, *seq))
+                .collect();
+            write_run(tx, kind, 0, &mut keys)?;
+        }
+        Ok(())
+    }
+
+    /// The open transaction committed: its keys join the filters (which grow, rebuilt from
+    /// the runs, once past their capacity).
+    pub fn committed(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut grow = false;
+        for (kind, hash, _) in self.added.drain(..) {
+            if let Some(filter) = self.filters.get_mut(&kind) {
+                filter.insert(hash);
+                grow |= filter.full();
+            }
+        }
+        self.open.clear();
+        if grow {
+            *self = Keys::load(conn)?;
+        }
+        Ok(())
+    }
+
+    /// The open transaction rolled back: its keys are forgotten.
+    pub fn rolled_back(&mut self) {
+        self.added.clear();
+        self.open.clear();
+    }
+
+    /// Memory the filters take.
+    pub fn bytes(&self) -> usize {
+        self.filters.values().map(Filter::bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_stable_and_tenant_specific() {
+        // Stored on disk: a change of this function would lose every key written before.
+        assert_eq!(hash(1, "e1"), hash(1, "e1"));
+        assert_ne!(hash(1, "e1"), hash(2, "e1"));
+        assert_ne!(hash(1, "e1"), hash(1, "e2"));
+        assert_eq!(hash(7, "2f1c9a3e-8b7d-4c1e-9f00-1a2b3c4d5e6f"), 0xf398_10f7_817a_8588);
+    }
+
+    #[test]
+    fn a_filter_never_forgets_and_rarely_lies() {
+        let mut filter = Filter::with_capacity(100_000);
+        for i in 0..100_000 {
+            filter.insert(hash(1, &format!("k{i}")));
+        }
+        assert!((0..100_000).all(|i| filter.maybe(hash(1, &format!("k{i}")))));
+        let false_positives = (0..100_000).filter(|i| filter.maybe(hash(1, &format!("x{i}")))).count();
+        assert!(false_positives < 1_000, "{false_positives} of 100,000");
+    }
+
+    fn store() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::key_tables!()).unwrap();
+        conn
+    }
+
+    /// Every key stays findable through writes of runs and their merges, whatever its hash,
+    /// equal hashes included.
+    #[test]
+    fn keys_are_found_through_merges() {
+        let mut conn = store();
+        let mut seq = 0;
+        let mut all = Vec::new();
+        for run in 0..(FANOUT * FANOUT + 3) {
+            let tx = conn.transaction().unwrap();
+            let mut keys: Vec<(u64, i64)> = (0..300)
+                .map(|i| {
+                    seq += 1;
+                    // Some hashes at the extremes, and one hash shared by a key of every run.
+                    let h = match i {
+                        0 => 7,
+                        1 => u64::MAX,
+                        2 => 0,
+                        _ => hash(run as i64, &format!("{i}")),
+                    };
+                    (h, seq)
+                })
+                .collect();
+            all.extend(keys.iter().copied());
+            write_run(&tx, Kind::Call, 0, &mut keys).unwrap();
+            tx.commit().unwrap();
+            compact(&mut conn).unwrap();
+        }
+        let levels: Vec<i64> = conn
+            .prepare("SELECT level FROM key_runs ORDER BY level")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(levels.len() < 2 * FANOUT, "{levels:?}");
+        for (h, seq) in &all {
+            assert!(find(&conn, Kind::Call, *h).unwrap().contains(seq), "{h} {seq}");
+        }
+        let mut shared = find(&conn, Kind::Call, 7).unwrap();
+        shared.sort();
+        let mut expected: Vec<i64> = all.iter().filter(|(h, _)| *h == 7).map(|k| k.1).collect();
+        expected.sort();
+        assert_eq!(shared, expected);
+        assert!(find(&conn, Kind::Event, 7).unwrap().is_empty());
+    }
+}
