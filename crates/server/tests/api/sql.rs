@@ -370,18 +370,40 @@ fn client_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sql")
 }
 
-/// The Python that has psycopg and SQLAlchemy: `DIALBOARD_SQL_PYTHON`, or the venv that
-/// `.ci/run` prepares at the repository's root.
+/// The Python that has psycopg and SQLAlchemy: `DIALBOARD_SQL_PYTHON`, or a venv at the
+/// repository's root (`.venv-sql`) that the test makes from PyPI when it is missing, as the
+/// browser tests install their npm packages.
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("DIALBOARD_SQL_PYTHON") {
         return p.into();
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-sql/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run `python3 -m venv .venv-sql && .venv-sql/bin/pip install 'psycopg[binary]' sqlalchemy` (as .ci/run does)",
-        venv.display()
-    );
+    static MADE: std::sync::Once = std::sync::Once::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join(".venv-sql/bin/python");
+    MADE.call_once(|| {
+        let ready = || {
+            std::process::Command::new(&venv)
+                .args(["-c", "import psycopg, sqlalchemy"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if ready() {
+            return;
+        }
+        let run = |program: &std::path::Path, args: &[&str]| {
+            let status = std::process::Command::new(program)
+                .args(args)
+                .current_dir(&root)
+                .status();
+            assert!(
+                status.as_ref().is_ok_and(|s| s.success()),
+                "{} {args:?} failed ({status:?}): python3-venv and PyPI are needed",
+                program.display()
+            );
+        };
+        run("python3".as_ref(), &["-m", "venv", ".venv-sql"]);
+        run(&venv, &["-m", "pip", "install", "-q", "psycopg[binary]", "sqlalchemy"]);
+    });
     venv
 }
 
