@@ -17,6 +17,8 @@ pub struct ServerMetrics {
     pub events_duplicate: AtomicU64,
     pub events_rejected: AtomicU64,
     pub query_latency: LatencyHistogram,
+    /// The `[[sources]]` consumers' counters and lag.
+    pub sources: crate::sources::Registry,
 }
 
 pub async fn healthz() -> &'static str {
@@ -74,5 +76,6 @@ pub async fn metrics(State(state): State<Arc<AppState>>, _: MetricsAccess) -> im
         state.hub.subscribers(),
         state.hub.dropped()
     );
+    m.sources.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -2,6 +2,7 @@
 //! binary for crash durability.
 
 mod access;
+mod backup;
 mod analytics;
 mod comparisons;
 mod directory;
@@ -9,8 +10,10 @@ mod exports;
 mod hardening_auth;
 mod hardening_query;
 mod helpers;
+mod imports;
 mod ingest;
 mod live;
+mod nats;
 mod nodes;
 mod process;
 mod query;

@@ -5,7 +5,7 @@ use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
 
 pub(crate) fn last_line(output: &std::process::Output) -> String {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -151,7 +151,7 @@ fn cli_creates_keys_and_imports_ndjson() {
     );
     assert_eq!(
         last_line(&out),
-        format!("imported {}: 2 accepted, 1 duplicates, 2 rejected", file.display())
+        format!("imported {}: 5 lines: 2 accepted, 1 duplicates, 2 rejected", file.display())
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -5,6 +5,7 @@ mod first_calls;
 mod records;
 mod rows;
 mod schema;
+pub mod backup;
 pub mod wal;
 mod writer;
 
