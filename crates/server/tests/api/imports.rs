@@ -320,7 +320,7 @@ async fn freeswitch_files_with_the_example_template_or_another_import_like_event
     assert_eq!(done["summary"]["accepted"], 1, "{done}");
     let (_, rows) = app
         .post("/api/v1/query", &app.key, &json!({"measures": ["total_talk_time"], "dimensions": ["agent"],
-            "filters": {"agent": "jane"}, "range": {"start": "2026-03-03", "end": "2026-03-04"}, "timezone": "UTC"}))
+            "filters": {"agent": ["jane"]}, "range": {"start": "2026-03-03", "end": "2026-03-04"}, "timezone": "UTC"}))
         .await;
     assert_eq!(rows["totals"]["total_talk_time"], 120, "{rows}");
 
