@@ -75,12 +75,29 @@ impl CdrFile {
 
     fn time(second: u64) -> String {
         let t = jiff::Timestamp::from_second(1_735_689_600 + second as i64).expect("in range");
-        t.to_zoned(jiff::tz::TimeZone::UTC).strftime("%Y-%m-%d %H:%M:%S").to_string()
+        t.to_zoned(jiff::tz::TimeZone::UTC)
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string()
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn row(&mut self, context: &str, src: &str, dst: &str, clid: &str, channel: &str, dstchannel: &str, app: &str,
-        start: u64, answer: Option<u64>, end: u64, disposition: &str, uniqueid: &str, linkedid: &str, seq: u64) {
+    fn row(
+        &mut self,
+        context: &str,
+        src: &str,
+        dst: &str,
+        clid: &str,
+        channel: &str,
+        dstchannel: &str,
+        app: &str,
+        start: u64,
+        answer: Option<u64>,
+        end: u64,
+        disposition: &str,
+        uniqueid: &str,
+        linkedid: &str,
+        seq: u64,
+    ) {
         self.line += 1;
         self.rows += 1;
         let out = &mut self.pending;
@@ -121,9 +138,54 @@ impl CdrFile {
                 // A queue call: the IVR, an agent who did not answer, one who did.
                 let clid = format!("\"Smith, John \"\"J\"\" {n}\" <{phone}>");
                 let other = format!("SIP/agent{:03}-{:08x}", (n + 1) % AGENTS, n);
-                self.row("from-pstn", &phone, "600", &clid, "SIP/trunk-1", "", "Answer", start, Some(start + 1), start + 5, "ANSWERED", &id, &id, 1);
-                self.row("ext-queues", &phone, "600", &clid, "SIP/trunk-1", &other, "Queue", start + 5, None, start + 20, "NO ANSWER", &format!("{id}1"), &id, 2);
-                self.row("ext-queues", &phone, "600", &clid, "SIP/trunk-1", &agent, "Queue", start + 5, Some(start + 25), start + 25 + talk, "ANSWERED", &format!("{id}2"), &id, 3);
+                self.row(
+                    "from-pstn",
+                    &phone,
+                    "600",
+                    &clid,
+                    "SIP/trunk-1",
+                    "",
+                    "Answer",
+                    start,
+                    Some(start + 1),
+                    start + 5,
+                    "ANSWERED",
+                    &id,
+                    &id,
+                    1,
+                );
+                self.row(
+                    "ext-queues",
+                    &phone,
+                    "600",
+                    &clid,
+                    "SIP/trunk-1",
+                    &other,
+                    "Queue",
+                    start + 5,
+                    None,
+                    start + 20,
+                    "NO ANSWER",
+                    &format!("{id}1"),
+                    &id,
+                    2,
+                );
+                self.row(
+                    "ext-queues",
+                    &phone,
+                    "600",
+                    &clid,
+                    "SIP/trunk-1",
+                    &agent,
+                    "Queue",
+                    start + 5,
+                    Some(start + 25),
+                    start + 25 + talk,
+                    "ANSWERED",
+                    &format!("{id}2"),
+                    &id,
+                    3,
+                );
             }
             1 | 2 => {
                 let answered = n % 3 != 0;
@@ -131,7 +193,22 @@ impl CdrFile {
                     true => (Some(start + 8), start + 8 + talk, "ANSWERED"),
                     false => (None, start + 25, if n % 2 == 0 { "NO ANSWER" } else { "BUSY" }),
                 };
-                self.row("from-internal", "100", &phone, "\"Agent\" <100>", &agent, "SIP/trunk-2", "Dial", start, answer, end, disposition, &id, &id, 1);
+                self.row(
+                    "from-internal",
+                    "100",
+                    &phone,
+                    "\"Agent\" <100>",
+                    &agent,
+                    "SIP/trunk-2",
+                    "Dial",
+                    start,
+                    answer,
+                    end,
+                    disposition,
+                    &id,
+                    &id,
+                    1,
+                );
             }
             _ => {
                 let answered = n % 4 != 0;
@@ -139,7 +216,22 @@ impl CdrFile {
                     true => (Some(start + 3), start + 3 + talk, "ANSWERED"),
                     false => (None, start + 30, "NO ANSWER"),
                 };
-                self.row("from-pstn", &phone, "200", &format!("<{phone}>"), "SIP/trunk-3", &agent, "Dial", start, answer, end, disposition, &id, &id, 1);
+                self.row(
+                    "from-pstn",
+                    &phone,
+                    "200",
+                    &format!("<{phone}>"),
+                    "SIP/trunk-3",
+                    &agent,
+                    "Dial",
+                    start,
+                    answer,
+                    end,
+                    disposition,
+                    &id,
+                    &id,
+                    1,
+                );
             }
         }
     }

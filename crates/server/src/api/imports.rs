@@ -172,7 +172,10 @@ pub async fn rejects(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_ready",
-            format!("import '{id}' is {}; its rejects are there once it has succeeded", job.state.as_str()),
+            format!(
+                "import '{id}' is {}; its rejects are there once it has succeeded",
+                job.state.as_str()
+            ),
         ));
     }
     Ok((

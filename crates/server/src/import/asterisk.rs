@@ -252,14 +252,11 @@ impl Converter for Asterisk {
 /// is the contact.
 fn merge(mapping: &Mapping, key: &str, mut legs: Vec<Leg>) -> Result<CallDraft, String> {
     legs.sort_by_key(|l| l.start);
-    let direction = legs
-        .iter()
-        .find_map(|l| mapping.direction(&l.context))
-        .ok_or_else(|| {
-            let mut contexts: Vec<&str> = legs.iter().map(|l| l.context.as_str()).collect();
-            contexts.dedup();
-            mapping.unknown_context(&contexts.join("', '"))
-        })?;
+    let direction = legs.iter().find_map(|l| mapping.direction(&l.context)).ok_or_else(|| {
+        let mut contexts: Vec<&str> = legs.iter().map(|l| l.context.as_str()).collect();
+        contexts.dedup();
+        mapping.unknown_context(&contexts.join("', '"))
+    })?;
     fn agent_side(direction: Direction, l: &Leg) -> Option<&str> {
         match direction {
             Direction::Inbound => channel_peer(&l.dstchannel),
@@ -321,7 +318,13 @@ mod tests {
     use serde_json::json;
 
     fn convert(lines: &[&str]) -> Vec<Output> {
-        let mut a = Asterisk::new(Mapping::new(TimeZone::get("Europe/Berlin").unwrap(), &[], &[], &[], &[]));
+        let mut a = Asterisk::new(Mapping::new(
+            TimeZone::get("Europe/Berlin").unwrap(),
+            &[],
+            &[],
+            &[],
+            &[],
+        ));
         let (mut out, mut fields) = (Vec::new(), Vec::new());
         for (i, line) in lines.iter().enumerate() {
             split(line, &mut fields).unwrap();
@@ -358,9 +361,17 @@ mod tests {
             r#""","100","5550002","from-internal","#,
             r#""","100","5550003","from-internal","""Agent"" <100>","PJSIP/agent07-00000003","","Dial","","2024-02-30 10:00:00","","",0,0,"FAILED","DOCUMENTATION","1709542800.3""#,
         ]);
-        assert!(matches!(&out[0], Output::Rejected { line: 2, reason } if reason.contains("5 columns")), "{out:?}");
-        assert!(matches!(&out[1], Output::Rejected { line: 3, reason } if reason.starts_with("start:")), "{out:?}");
-        let Output::Call { value, .. } = &out[2] else { panic!("{out:?}") };
+        assert!(
+            matches!(&out[0], Output::Rejected { line: 2, reason } if reason.contains("5 columns")),
+            "{out:?}"
+        );
+        assert!(
+            matches!(&out[1], Output::Rejected { line: 3, reason } if reason.starts_with("start:")),
+            "{out:?}"
+        );
+        let Output::Call { value, .. } = &out[2] else {
+            panic!("{out:?}")
+        };
         assert_eq!(
             (&value["agent_id"], &value["disposition"], &value["contact_id"]),
             (&json!("agent07"), &json!("Busy"), &json!("5550001"))

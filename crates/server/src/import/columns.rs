@@ -200,7 +200,9 @@ mod tests {
             split(line, &mut fields).unwrap();
             c.row(i as u64 + 1, &fields, &mut out);
         }
-        let Output::Call { value, line: 2 } = &out[0] else { panic!("{out:?}") };
+        let Output::Call { value, line: 2 } = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(
             value,
             &json!({"id": "csv:C-1", "type": "call", "call_id": "C-1", "started_at": "2024-03-04T14:00:00Z",

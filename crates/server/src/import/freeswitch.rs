@@ -149,7 +149,9 @@ mod tests {
         split(r#""Jane Roe","+15550100","1002","public","2024-03-04 09:00:00","2024-03-04 09:00:07","2024-03-04 09:04:07","247","240","NORMAL_CLEARING","a1b2c3d4-0000-4000-8000-000000000001","","","PCMU","PCMU""#, &mut fields).unwrap();
         let mut out = Vec::new();
         fs.row(1, &fields, &mut out);
-        let Output::Call { value, .. } = &out[0] else { panic!("{out:?}") };
+        let Output::Call { value, .. } = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(
             value,
             &json!({"id": "freeswitch:a1b2c3d4-0000-4000-8000-000000000001", "type": "call",

@@ -83,7 +83,11 @@ impl Mapping {
             .iter()
             .map(|(s, d)| (s.to_string(), d.to_string()))
             .collect();
-        table.extend(dispositions.iter().map(|(s, d)| (s.trim().to_uppercase(), d.trim().to_string())));
+        table.extend(
+            dispositions
+                .iter()
+                .map(|(s, d)| (s.trim().to_uppercase(), d.trim().to_string())),
+        );
         let or_default = |given: &[String], default: &[&str]| -> Vec<String> {
             match given.is_empty() {
                 true => default.iter().map(|c| c.to_string()).collect(),
@@ -93,7 +97,10 @@ impl Mapping {
         Mapping {
             zone,
             dispositions: table,
-            agents: agents.iter().map(|(s, a)| (s.trim().to_string(), a.trim().to_string())).collect(),
+            agents: agents
+                .iter()
+                .map(|(s, a)| (s.trim().to_string(), a.trim().to_string()))
+                .collect(),
             inbound: or_default(inbound, INBOUND_CONTEXTS),
             outbound: or_default(outbound, OUTBOUND_CONTEXTS),
         }
@@ -103,7 +110,10 @@ impl Mapping {
     /// event's validation names it with the taxonomy's dispositions.
     pub fn disposition(&self, source: &str) -> String {
         let key = source.trim().to_uppercase();
-        self.dispositions.get(&key).cloned().unwrap_or_else(|| source.trim().to_string())
+        self.dispositions
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| source.trim().to_string())
     }
 
     pub fn agent(&self, source: &str) -> String {

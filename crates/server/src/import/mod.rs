@@ -37,8 +37,14 @@ pub const SHOWN_REJECTIONS: usize = 20;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// A `call` event, from the row at `line` (the first row of a call of several).
-    Call { line: u64, value: Value },
-    Rejected { line: u64, reason: String },
+    Call {
+        line: u64,
+        value: Value,
+    },
+    Rejected {
+        line: u64,
+        reason: String,
+    },
     /// The file cannot be imported at all (a CSV header without a named column).
     Fatal(String),
 }
@@ -110,7 +116,10 @@ impl ImportSpec {
     /// Errors name the option.
     pub fn converter(&self, tenant_zone: &str) -> Result<Option<Box<dyn Converter>>, FieldError> {
         if !FORMATS.contains(&self.format.as_str()) {
-            return Err(FieldError::new("format", format!("must be one of {}", FORMATS.join(", "))));
+            return Err(FieldError::new(
+                "format",
+                format!("must be one of {}", FORMATS.join(", ")),
+            ));
         }
         if self.utc && self.timezone.is_some() {
             return Err(FieldError::new("utc", "give --timezone or --utc, not both"));
@@ -143,7 +152,8 @@ impl ImportSpec {
             )),
             _ => {
                 let columns = pairs("columns", &self.columns)?;
-                columns::check(&columns).map_err(|e| FieldError::new("columns", e.trim_start_matches("--columns: ")))?;
+                columns::check(&columns)
+                    .map_err(|e| FieldError::new("columns", e.trim_start_matches("--columns: ")))?;
                 Some(Box::new(columns::Columns::new(mapping, columns)))
             }
         })

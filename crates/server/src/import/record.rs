@@ -87,7 +87,9 @@ pub fn any_time(text: &str, zone: &TimeZone) -> Result<Timestamp, String> {
         return Ok(t);
     }
     local_time(text, zone).map_err(|_| {
-        format!("'{text}' is not a date-time (RFC 3339, YYYY-MM-DD HH:MM:SS in the import's timezone, or epoch seconds)")
+        format!(
+            "'{text}' is not a date-time (RFC 3339, YYYY-MM-DD HH:MM:SS in the import's timezone, or epoch seconds)"
+        )
     })
 }
 
@@ -165,7 +167,10 @@ mod tests {
 
     #[test]
     fn clids_and_channels() {
-        assert_eq!(caller_id(r#""John Smith" <5551234>"#), (Some("John Smith"), Some("5551234")));
+        assert_eq!(
+            caller_id(r#""John Smith" <5551234>"#),
+            (Some("John Smith"), Some("5551234"))
+        );
         assert_eq!(caller_id("<5551234>"), (None, Some("5551234")));
         assert_eq!(caller_id(r#""5551234" <5551234>"#), (None, Some("5551234")));
         assert_eq!(caller_id("5551234"), (None, Some("5551234")));
@@ -188,9 +193,14 @@ mod tests {
             "2024-03-31T01:30:00Z"
         );
         assert!(local_time("2024-13-04 09:00:00", &berlin).is_err());
-        assert_eq!(any_time("1709539200", &berlin).unwrap().to_string(), "2024-03-04T08:00:00Z");
         assert_eq!(
-            any_time("2024-03-04T09:00:00+01:00", &TimeZone::UTC).unwrap().to_string(),
+            any_time("1709539200", &berlin).unwrap().to_string(),
+            "2024-03-04T08:00:00Z"
+        );
+        assert_eq!(
+            any_time("2024-03-04T09:00:00+01:00", &TimeZone::UTC)
+                .unwrap()
+                .to_string(),
             "2024-03-04T08:00:00Z"
         );
         assert_eq!(seconds("0:03:05"), Ok(185));

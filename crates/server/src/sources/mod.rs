@@ -68,11 +68,15 @@ impl SourceConfig {
     }
 
     pub fn durable(&self) -> String {
-        self.durable.clone().unwrap_or_else(|| format!("dialboard-{}", self.tenant))
+        self.durable
+            .clone()
+            .unwrap_or_else(|| format!("dialboard-{}", self.tenant))
     }
 
     pub fn dead_letter(&self) -> String {
-        self.dead_letter.clone().unwrap_or_else(|| format!("{}.dead", self.subject))
+        self.dead_letter
+            .clone()
+            .unwrap_or_else(|| format!("{}.dead", self.subject))
     }
 
     /// The name `/metrics` labels it with.
@@ -121,13 +125,48 @@ impl Registry {
             return;
         }
         let series: [(&str, &str, &str, fn(&SourceStats) -> &AtomicU64); 7] = [
-            ("dialboard_source_lag_messages", "gauge", "Messages in the stream the consumer has not been delivered yet.", |s| &s.lag),
-            ("dialboard_source_ack_pending_messages", "gauge", "Messages delivered and not yet acknowledged.", |s| &s.ack_pending),
-            ("dialboard_source_connected", "gauge", "1 while the consumer is connected.", |s| &s.connected),
-            ("dialboard_source_messages_total", "counter", "Messages consumed and acknowledged.", |s| &s.messages),
-            ("dialboard_source_events_accepted_total", "counter", "Events from the source stored.", |s| &s.events_accepted),
-            ("dialboard_source_events_duplicate_total", "counter", "Events from the source already known (redeliveries).", |s| &s.events_duplicate),
-            ("dialboard_source_dead_letters_total", "counter", "Messages sent to the dead-letter subject.", |s| &s.dead_letters),
+            (
+                "dialboard_source_lag_messages",
+                "gauge",
+                "Messages in the stream the consumer has not been delivered yet.",
+                |s| &s.lag,
+            ),
+            (
+                "dialboard_source_ack_pending_messages",
+                "gauge",
+                "Messages delivered and not yet acknowledged.",
+                |s| &s.ack_pending,
+            ),
+            (
+                "dialboard_source_connected",
+                "gauge",
+                "1 while the consumer is connected.",
+                |s| &s.connected,
+            ),
+            (
+                "dialboard_source_messages_total",
+                "counter",
+                "Messages consumed and acknowledged.",
+                |s| &s.messages,
+            ),
+            (
+                "dialboard_source_events_accepted_total",
+                "counter",
+                "Events from the source stored.",
+                |s| &s.events_accepted,
+            ),
+            (
+                "dialboard_source_events_duplicate_total",
+                "counter",
+                "Events from the source already known (redeliveries).",
+                |s| &s.events_duplicate,
+            ),
+            (
+                "dialboard_source_dead_letters_total",
+                "counter",
+                "Messages sent to the dead-letter subject.",
+                |s| &s.dead_letters,
+            ),
         ];
         for (name, kind, help, value) in series {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -195,7 +234,12 @@ mod tests {
     fn payloads_are_an_event_an_array_or_ndjson() {
         assert_eq!(split_payload(br#" {"id": "a"} "#).unwrap(), vec![r#"{"id": "a"}"#]);
         assert_eq!(split_payload(br#"[{"id": "a"}, {"id": "b"}]"#).unwrap().len(), 2);
-        assert_eq!(split_payload(b"{\"id\": \"a\"}\n{\"id\": \"b\"}\nnot json").unwrap().len(), 3);
+        assert_eq!(
+            split_payload(b"{\"id\": \"a\"}\n{\"id\": \"b\"}\nnot json")
+                .unwrap()
+                .len(),
+            3
+        );
         assert!(split_payload(b"garbage").is_err());
         assert!(split_payload(b"").is_err());
         assert!(split_payload(b"[1,").is_err());

@@ -182,7 +182,10 @@ async fn dead_letter(
     headers.insert("Dialboard-Reason", first.as_str());
     let subject = config.dead_letter();
     let payload: axum::body::Bytes = body.to_string().into();
-    match js.publish_with_headers(subject.clone(), headers.clone(), payload.clone()).await {
+    match js
+        .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+        .await
+    {
         Ok(ack) => match ack.await {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() != jetstream::context::PublishErrorKind::StreamNotFound => {
@@ -198,7 +201,10 @@ async fn dead_letter(
         .publish_with_headers(subject.clone(), headers, payload)
         .await
         .map_err(|e| format!("dead-lettering to {subject}: {e}"))?;
-    client.flush().await.map_err(|e| format!("dead-lettering to {subject}: {e}"))
+    client
+        .flush()
+        .await
+        .map_err(|e| format!("dead-lettering to {subject}: {e}"))
 }
 
 /// The first refusal, on one line (a header value).

@@ -19,8 +19,10 @@ async fn per_agent(db: &str, key: &str) -> (BTreeMap<String, u64>, Value) {
     let body: Value = reqwest::Client::new()
         .post(format!("{url}/api/v1/query"))
         .bearer_auth(key)
-        .json(&json!({"measures": ["total_calls", "connected_calls", "total_talk_time", "median_talk_time"],
-            "dimensions": ["agent"], "range": {"preset": "all_time"}, "timezone": "UTC"}))
+        .json(
+            &json!({"measures": ["total_calls", "connected_calls", "total_talk_time", "median_talk_time"],
+            "dimensions": ["agent"], "range": {"preset": "all_time"}, "timezone": "UTC"}),
+        )
         .send()
         .await
         .unwrap()
@@ -123,7 +125,10 @@ async fn a_backup_taken_during_ingest_restores_what_was_acknowledged_before_it_b
         let restored = restored_counts.get(&agent(batch)).copied().unwrap_or(0);
         assert_eq!(original_counts[&agent(batch)], BATCH as u64);
         if s.acked < began {
-            assert_eq!(restored, BATCH as u64, "batch {batch} was acknowledged before the backup began");
+            assert_eq!(
+                restored, BATCH as u64,
+                "batch {batch} was acknowledged before the backup began"
+            );
         } else if s.sent > ended {
             assert_eq!(restored, 0, "batch {batch} was sent after the backup ended");
         } else {
@@ -146,9 +151,11 @@ async fn a_backup_taken_during_ingest_restores_what_was_acknowledged_before_it_b
             let body: Value = reqwest::Client::new()
                 .post(format!("{url}/api/v1/query"))
                 .bearer_auth(&key)
-                .json(&json!({"measures": ["total_calls", "connected_calls", "total_talk_time", "median_talk_time",
+                .json(
+                    &json!({"measures": ["total_calls", "connected_calls", "total_talk_time", "median_talk_time",
                     "p90_talk_time"], "dimensions": ["agent", "disposition"], "filters": {"agent": agents},
-                    "range": {"preset": "all_time"}, "timezone": "UTC"}))
+                    "range": {"preset": "all_time"}, "timezone": "UTC"}),
+                )
                 .send()
                 .await
                 .unwrap()
@@ -161,6 +168,9 @@ async fn a_backup_taken_during_ingest_restores_what_was_acknowledged_before_it_b
         }
     };
     let restored_answer = measures(restored).await;
-    assert!(restored_answer["rows"].as_array().is_some_and(|r| !r.is_empty()), "{restored_answer}");
+    assert!(
+        restored_answer["rows"].as_array().is_some_and(|r| !r.is_empty()),
+        "{restored_answer}"
+    );
     assert_eq!(restored_answer, measures(db).await);
 }

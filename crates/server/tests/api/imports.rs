@@ -43,7 +43,11 @@ async fn import(app: &TestApp, params: &str, file: &str) -> Value {
     let worker = Worker::for_server(app.store.clone());
     let outcome = worker.run_once(None).await.unwrap();
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
-    assert_eq!(worker.run_once(None).await.unwrap(), Outcome::Idle, "no work left queued");
+    assert_eq!(
+        worker.run_once(None).await.unwrap(),
+        Outcome::Idle,
+        "no work left queued"
+    );
     let (status, done) = app
         .get(&format!("/api/v1/imports/{}", created["id"].as_str().unwrap()))
         .await;
@@ -158,18 +162,66 @@ fn asterisk_file(columns: usize) -> String {
         sequence: 1,
     };
     let mut lines = vec![
-        cdr("100", "5550001", "from-internal", "\"Agent One\" <100>", "SIP/agent01-00000001", "SIP/trunk-00000002",
-            "2026-03-02 09:00:00", "2026-03-02 09:00:10", "2026-03-02 09:02:10", 120, "ANSWERED", "1772438400.1")
+        cdr(
+            "100",
+            "5550001",
+            "from-internal",
+            "\"Agent One\" <100>",
+            "SIP/agent01-00000001",
+            "SIP/trunk-00000002",
+            "2026-03-02 09:00:00",
+            "2026-03-02 09:00:10",
+            "2026-03-02 09:02:10",
+            120,
+            "ANSWERED",
+            "1772438400.1",
+        )
         .line(columns),
-        cdr("101", "5550002", "from-internal", "\"Agent Two\" <101>", "PJSIP/agent02-00000003", "PJSIP/trunk-00000004",
-            "2026-03-02 09:05:00", "", "2026-03-02 09:05:08", 0, "BUSY", "1772438700.3")
+        cdr(
+            "101",
+            "5550002",
+            "from-internal",
+            "\"Agent Two\" <101>",
+            "PJSIP/agent02-00000003",
+            "PJSIP/trunk-00000004",
+            "2026-03-02 09:05:00",
+            "",
+            "2026-03-02 09:05:08",
+            0,
+            "BUSY",
+            "1772438700.3",
+        )
         .line(columns),
         r#""","102","5550009","from-internal","""Agent"#.to_string(),
-        cdr("5550003", "200", "from-pstn", "\"Smith, John\" <5550003>", "SIP/trunk-00000005", "SIP/agent01-00000006",
-            "2026-03-02 10:00:00", "2026-03-02 10:00:05", "2026-03-02 10:03:05", 180, "ANSWERED", "1772442000.5")
+        cdr(
+            "5550003",
+            "200",
+            "from-pstn",
+            "\"Smith, John\" <5550003>",
+            "SIP/trunk-00000005",
+            "SIP/agent01-00000006",
+            "2026-03-02 10:00:00",
+            "2026-03-02 10:00:05",
+            "2026-03-02 10:03:05",
+            180,
+            "ANSWERED",
+            "1772442000.5",
+        )
         .line(columns),
-        cdr("5550004", "200", "from-pstn", "<5550004>", "SIP/trunk-00000007", "SIP/agent02-00000008",
-            "2026-03-02 11:00:00", "", "2026-03-02 11:00:30", 0, "NO ANSWER", "1772445600.7")
+        cdr(
+            "5550004",
+            "200",
+            "from-pstn",
+            "<5550004>",
+            "SIP/trunk-00000007",
+            "SIP/agent02-00000008",
+            "2026-03-02 11:00:00",
+            "",
+            "2026-03-02 11:00:30",
+            0,
+            "NO ANSWER",
+            "1772445600.7",
+        )
         .line(columns),
     ];
     if columns > 16 {
@@ -193,12 +245,51 @@ fn asterisk_file(columns: usize) -> String {
             linkedid: "1772452800.16",
             sequence,
         };
-        lines.push(leg("from-pstn", "", "Answer", "2026-03-02 13:00:00", "2026-03-02 13:00:01",
-            "2026-03-02 13:00:05", 4, "ANSWERED", "1772452800.16", 16).line(columns));
-        lines.push(leg("ext-queues", "SIP/agent01-00000011", "Queue", "2026-03-02 13:00:05", "",
-            "2026-03-02 13:00:20", 0, "NO ANSWER", "1772452805.17", 17).line(columns));
-        lines.push(leg("ext-queues", "SIP/agent02-00000012", "Queue", "2026-03-02 13:00:05", "2026-03-02 13:00:25",
-            "2026-03-02 13:02:00", 95, "ANSWERED", "1772452805.18", 18).line(columns));
+        lines.push(
+            leg(
+                "from-pstn",
+                "",
+                "Answer",
+                "2026-03-02 13:00:00",
+                "2026-03-02 13:00:01",
+                "2026-03-02 13:00:05",
+                4,
+                "ANSWERED",
+                "1772452800.16",
+                16,
+            )
+            .line(columns),
+        );
+        lines.push(
+            leg(
+                "ext-queues",
+                "SIP/agent01-00000011",
+                "Queue",
+                "2026-03-02 13:00:05",
+                "",
+                "2026-03-02 13:00:20",
+                0,
+                "NO ANSWER",
+                "1772452805.17",
+                17,
+            )
+            .line(columns),
+        );
+        lines.push(
+            leg(
+                "ext-queues",
+                "SIP/agent02-00000012",
+                "Queue",
+                "2026-03-02 13:00:05",
+                "2026-03-02 13:00:25",
+                "2026-03-02 13:02:00",
+                95,
+                "ANSWERED",
+                "1772452805.18",
+                18,
+            )
+            .line(columns),
+        );
     }
     lines.join("\n") + "\n"
 }
@@ -222,11 +313,13 @@ fn asterisk_events(columns: usize) -> Value {
             "contact_id": "5550004", "abandoned": true}),
     ];
     if columns > 16 {
-        events.push(json!({"id": "e5", "type": "call", "call_id": "c5", "agent_id": "agent02",
+        events.push(
+            json!({"id": "e5", "type": "call", "call_id": "c5", "agent_id": "agent02",
             "disposition": "Connected", "direction": "inbound", "started_at": "2026-03-02T12:00:00Z",
             "answered_at": "2026-03-02T12:00:01Z", "agent_connected_at": "2026-03-02T12:00:25Z",
             "ended_at": "2026-03-02T12:02:00Z", "talk_seconds": 95, "contact_id": "5551234",
-            "prospect": {"phone": "5551234", "name": "John Smith"}}));
+            "prospect": {"phone": "5551234", "name": "John Smith"}}),
+        );
     }
     Value::Array(events)
 }
@@ -288,7 +381,10 @@ async fn freeswitch_files_with_the_example_template_or_another_import_like_event
     let s = &done["summary"];
     assert_eq!((&s["accepted"], &s["rejected"]), (&json!(4), &json!(1)), "{done}");
     assert!(
-        s["first_rejections"][0].as_str().unwrap().starts_with("line 5: field 3: a quoted field is not closed"),
+        s["first_rejections"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("line 5: field 3: a quoted field is not closed"),
         "{done}"
     );
     let events = json!([
@@ -319,13 +415,22 @@ async fn freeswitch_files_with_the_example_template_or_another_import_like_event
     let done = import(&app, &params, &custom).await;
     assert_eq!(done["summary"]["accepted"], 1, "{done}");
     let (_, rows) = app
-        .post("/api/v1/query", &app.key, &json!({"measures": ["total_talk_time"], "dimensions": ["agent"],
-            "filters": {"agent": ["jane"]}, "range": {"start": "2026-03-03", "end": "2026-03-04"}, "timezone": "UTC"}))
+        .post(
+            "/api/v1/query",
+            &app.key,
+            &json!({"measures": ["total_talk_time"], "dimensions": ["agent"],
+            "filters": {"agent": ["jane"]}, "range": {"start": "2026-03-03", "end": "2026-03-04"}, "timezone": "UTC"}),
+        )
         .await;
     assert_eq!(rows["totals"]["total_talk_time"], 120, "{rows}");
 
     // A template without the variables a call needs is a 400 naming it, before any upload.
-    let (status, body) = upload(&app, &format!("format=freeswitch-cdr&template={}", percent(r#""${uuid}""#)), "x").await;
+    let (status, body) = upload(
+        &app,
+        &format!("format=freeswitch-cdr&template={}", percent(r#""${uuid}""#)),
+        "x",
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(super::helpers::error_fields(&body), ["template"]);
     let (status, body) = upload(&app, "format=asterisk-cdr&timezone=Mars/Olympus", "x").await;
@@ -388,7 +493,8 @@ async fn the_cli_imports_a_dialer_csv_with_rejects_and_a_summary() {
             file.display()
         )
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 4: talk_seconds (column 'Talk'): '-5' is not a number of seconds"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("line 4: talk_seconds (column 'Talk'): '-5' is not a number of seconds"));
     assert_eq!(
         std::fs::read_to_string(&rejects).unwrap(),
         "line,reason,text\n4,\"talk_seconds (column 'Talk'): '-5' is not a number of seconds\",\"D-3,bob,2026-03-02 09:20:00,NOANS,-5,+33100000003,\"\n"

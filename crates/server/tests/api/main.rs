@@ -2,8 +2,8 @@
 //! binary for crash durability.
 
 mod access;
-mod backup;
 mod analytics;
+mod backup;
 mod comparisons;
 mod directory;
 mod exports;

@@ -72,7 +72,12 @@ fn spawn_configured(db: &str, port: u16, config: &std::path::Path) -> Child {
 
 /// `/metrics`' value of a source series.
 async fn metric(url: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .find(|l| l.starts_with(&format!("{name}{{")))
         .and_then(|l| l.rsplit(' ').next())
@@ -217,8 +222,11 @@ async fn invalid_messages_go_to_the_dead_letter_subject_with_the_reasons() {
     let payloads: Vec<Vec<u8>> = vec![
         serde_json::to_vec(&event(1, 0)).unwrap(),
         b"this is not json".to_vec(),
-        serde_json::to_vec(&json!([event(2, 0), {"id": "bad-1", "type": "call", "call_id": "x", "agent_id": "a1",
-            "disposition": "Maybe", "started_at": "2026-03-02T10:00:00Z"}])).unwrap(),
+        serde_json::to_vec(
+            &json!([event(2, 0), {"id": "bad-1", "type": "call", "call_id": "x", "agent_id": "a1",
+            "disposition": "Maybe", "started_at": "2026-03-02T10:00:00Z"}]),
+        )
+        .unwrap(),
         format!("{}\n{}", event(3, 0), event(3, 1)).into_bytes(),
     ];
     for p in payloads {
@@ -251,8 +259,16 @@ async fn invalid_messages_go_to_the_dead_letter_subject_with_the_reasons() {
     let mut letters = Vec::new();
     while let Some(m) = batch.next().await {
         let m = m.unwrap();
-        let reason = m.headers.as_ref().and_then(|h| h.get("Dialboard-Reason")).map(|v| v.to_string());
-        letters.push((m.subject.to_string(), reason, serde_json::from_slice::<Value>(&m.payload).unwrap()));
+        let reason = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Dialboard-Reason"))
+            .map(|v| v.to_string());
+        letters.push((
+            m.subject.to_string(),
+            reason,
+            serde_json::from_slice::<Value>(&m.payload).unwrap(),
+        ));
     }
     assert_eq!(letters.len(), 2, "{letters:?}");
     let (subject, reason, body) = &letters[0];
@@ -260,7 +276,10 @@ async fn invalid_messages_go_to_the_dead_letter_subject_with_the_reasons() {
     assert_eq!(body["payload"], "this is not json");
     assert_eq!(body["subject"], "events.acme");
     assert_eq!(body["stream_sequence"], 2);
-    assert!(reason.as_deref().unwrap().starts_with("the message is not JSON"), "{reason:?}");
+    assert!(
+        reason.as_deref().unwrap().starts_with("the message is not JSON"),
+        "{reason:?}"
+    );
     let (_, reason, body) = &letters[1];
     assert_eq!(body["rejected"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body["rejected"][0]["index"], 1);

@@ -151,7 +151,10 @@ fn cli_creates_keys_and_imports_ndjson() {
     );
     assert_eq!(
         last_line(&out),
-        format!("imported {}: 5 lines: 2 accepted, 1 duplicates, 2 rejected", file.display())
+        format!(
+            "imported {}: 5 lines: 2 accepted, 1 duplicates, 2 rejected",
+            file.display()
+        )
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,11 +1,11 @@
 //! The embedded store: one SQLite file in WAL mode, one writer thread (group commit) and a
 //! small pool of reader connections.
 
+pub mod backup;
 mod first_calls;
 mod records;
 mod rows;
 mod schema;
-pub mod backup;
 pub mod wal;
 mod writer;
 
