@@ -9,6 +9,7 @@
 
 use clap::Parser;
 use dialboard::import::{import, ImportSpec};
+use dialboard_bench::status_mb;
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{Store, TenantSettings};
 use std::io::Read;
@@ -24,17 +25,6 @@ struct Args {
     /// Write the file here and stop (to import it with `dialboard import`).
     #[arg(long)]
     write: Option<std::path::PathBuf>,
-}
-
-/// A line of /proc/self/status, in MB.
-fn status_mb(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// An Asterisk CDR file, made as it is read: calls one every 3 seconds from 2025-01-01.

@@ -9,7 +9,7 @@
 //! imported without it), which bounds memory whatever the file's size.
 
 use super::mapping::{content_id, CallDraft, Direction, Mapping};
-use super::record::{caller_id, channel_peer, local_time};
+use super::record::{caller_id, cdr_seconds, channel_peer, local_time};
 use super::{Converter, Output};
 use jiff::Timestamp;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -111,14 +111,7 @@ impl Asterisk {
             "" => Ok(None),
             _ => time(i).map(Some),
         };
-        let billsec = match f[BILLSEC].trim() {
-            "" => 0,
-            s => s
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| format!("billsec: '{s}' is not a number of seconds"))?,
-        };
+        let billsec = cdr_seconds("billsec", &f[BILLSEC])?;
         Ok(Leg {
             src: f[SRC].clone(),
             dst: f[DST].clone(),

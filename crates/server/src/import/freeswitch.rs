@@ -3,7 +3,7 @@
 //! the one `--template` names as it appears in `cdr_csv.conf.xml`. No IO.
 
 use super::mapping::{CallDraft, Direction, Mapping};
-use super::record::{local_time, split};
+use super::record::{cdr_seconds, local_time, split};
 use super::{Converter, Output};
 use std::collections::HashMap;
 
@@ -69,14 +69,7 @@ impl FreeSwitch {
         }
         let started = time("start_stamp")?.ok_or("start_stamp: empty")?;
         let answered = time("answer_stamp")?;
-        let billsec = match get("billsec") {
-            "" => 0,
-            s => s
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| format!("billsec: '{s}' is not a number of seconds"))?,
-        };
+        let billsec = cdr_seconds("billsec", get("billsec"))?;
         let context = get("context");
         let direction = self
             .mapping

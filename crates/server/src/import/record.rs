@@ -117,6 +117,18 @@ pub fn seconds(text: &str) -> Result<i64, String> {
     }
 }
 
+/// A CDR's seconds column (`billsec`): a whole number ≥ 0; empty is 0.
+pub fn cdr_seconds(column: &str, text: &str) -> Result<i64, String> {
+    match text.trim() {
+        "" => Ok(0),
+        s => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| format!("{column}: '{s}' is not a number of seconds")),
+    }
+}
+
 /// Asterisk's `clid`: `"Name" <number>`, `Name <number>`, `<number>` or just a number.
 pub fn caller_id(clid: &str) -> (Option<&str>, Option<&str>) {
     let clid = clid.trim();

@@ -2,7 +2,7 @@
 //! database that answers exactly like the original for every batch acknowledged before the
 //! backup began.
 
-use super::process::{cli, free_port, last_line, spawn_server, wait_ready};
+use super::process::{cli, free_port, last_line, post_json, spawn_server, wait_ready};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,34 +10,28 @@ use std::time::Instant;
 
 const BATCH: usize = 500;
 
-/// Calls per agent, and the whole answer, from a server on `db`.
-async fn per_agent(db: &str, key: &str) -> (BTreeMap<String, u64>, Value) {
+/// A server on `db`'s answer to a query.
+async fn answer(db: &str, key: &str, query: Value) -> Value {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut server = spawn_server(db, port);
     wait_ready(&url).await;
-    let body: Value = reqwest::Client::new()
-        .post(format!("{url}/api/v1/query"))
-        .bearer_auth(key)
-        .json(
-            &json!({"measures": ["total_calls", "connected_calls", "total_talk_time", "median_talk_time"],
-            "dimensions": ["agent"], "range": {"preset": "all_time"}, "timezone": "UTC"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = post_json(&url, "/api/v1/query", key, &query).await;
     server.kill().unwrap();
     server.wait().unwrap();
-    let counts = body["rows"]
+    body
+}
+
+/// Calls per agent.
+async fn per_agent(db: &str, key: &str) -> BTreeMap<String, u64> {
+    let query = json!({"measures": ["total_calls"], "dimensions": ["agent"], "range": {"preset": "all_time"}});
+    let body = answer(db, key, query).await;
+    body["rows"]
         .as_array()
         .unwrap_or_else(|| panic!("{body}"))
         .iter()
         .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_u64().unwrap()))
-        .collect();
-    (counts, body)
+        .collect()
 }
 
 #[tokio::test]
@@ -115,8 +109,8 @@ async fn a_backup_taken_during_ingest_restores_what_was_acknowledged_before_it_b
     // Restore: the copy in place of a database, opened by a server.
     let restored = format!("sqlite://{}", dir.path().join("restored.db").display());
     std::fs::copy(&copy, dir.path().join("restored.db")).unwrap();
-    let (restored_counts, _) = per_agent(&restored, &key).await;
-    let (original_counts, _) = per_agent(&db, &key).await;
+    let restored_counts = per_agent(&restored, &key).await;
+    let original_counts = per_agent(&db, &key).await;
     let log = log.lock().unwrap().clone();
     let agent = |batch: usize| format!("b{batch:04}");
     let before: Vec<usize> = (0..log.len()).filter(|&b| log[b].acked < began).collect();
@@ -140,37 +134,14 @@ async fn a_backup_taken_during_ingest_restores_what_was_acknowledged_before_it_b
         before.iter().map(|&b| (agent(b), counts[&agent(b)])).collect()
     };
     assert_eq!(only(&restored_counts), only(&original_counts));
-    let measures = |db: String| {
-        let key = key.clone();
-        let agents: Vec<String> = before.iter().map(|&b| agent(b)).collect();
-        async move {
-            let port = free_port();
-            let url = format!("http://127.0.0.1:{port}");
-            let mut server = spawn_server(&db, port);
-            wait_ready(&url).await;
-            let body: Value = reqwest::Client::new()
-                .post(format!("{url}/api/v1/query"))
-                .bearer_auth(&key)
-                .json(
-                    &json!({"measures": ["total_calls", "connected_calls", "total_talk_time", "median_talk_time",
-                    "p90_talk_time"], "dimensions": ["agent", "disposition"], "filters": {"agent": agents},
-                    "range": {"preset": "all_time"}, "timezone": "UTC"}),
-                )
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            server.kill().unwrap();
-            server.wait().unwrap();
-            json!({"totals": body["totals"], "rows": body["rows"]})
-        }
-    };
-    let restored_answer = measures(restored).await;
+    let agents: Vec<String> = before.iter().map(|&b| agent(b)).collect();
+    let measures = json!({"measures": ["total_calls", "connected_calls", "total_talk_time", "median_talk_time",
+        "p90_talk_time"], "dimensions": ["agent", "disposition"], "filters": {"agent": agents},
+        "range": {"preset": "all_time"}, "timezone": "UTC"});
+    let restored_answer = answer(&restored, &key, measures.clone()).await;
     assert!(
         restored_answer["rows"].as_array().is_some_and(|r| !r.is_empty()),
         "{restored_answer}"
     );
-    assert_eq!(restored_answer, measures(db).await);
+    assert_eq!(restored_answer, answer(&db, &key, measures).await);
 }

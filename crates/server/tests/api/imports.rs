@@ -3,9 +3,8 @@
 //! upload that becomes a job) and by `dialboard import`; their numbers equal `/query` over the
 //! same calls sent as events, and importing again changes nothing.
 
-use super::helpers::TestApp;
-use super::process::{cli, free_port, last_line, spawn_server, wait_ready};
-use dialboard::jobs::{Outcome, Worker};
+use super::helpers::{run_the_queued_job, TestApp};
+use super::process::{cli, free_port, last_line, post_json, spawn_server, wait_ready};
 use serde_json::{json, Value};
 
 /// A query over everything the files hold, by agent, disposition and direction.
@@ -40,14 +39,7 @@ async fn import(app: &TestApp, params: &str, file: &str) -> Value {
     let (status, created) = upload(app, params, file).await;
     assert_eq!(status, 202, "{created}");
     assert_eq!(created["status"], "queued");
-    let worker = Worker::for_server(app.store.clone());
-    let outcome = worker.run_once(None).await.unwrap();
-    assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
-    assert_eq!(
-        worker.run_once(None).await.unwrap(),
-        Outcome::Idle,
-        "no work left queued"
-    );
+    run_the_queued_job(&app.store).await;
     let (status, done) = app
         .get(&format!("/api/v1/imports/{}", created["id"].as_str().unwrap()))
         .await;
@@ -512,35 +504,16 @@ async fn the_cli_imports_a_dialer_csv_with_rejects_and_a_summary() {
     let url = format!("http://127.0.0.1:{port}");
     let mut server = spawn_server(&db, port);
     wait_ready(&url).await;
-    let client = reqwest::Client::new();
     let events = json!([
         {"id": "x1", "type": "call", "call_id": "x1", "agent_id": "ana", "disposition": "Interested", "started_at": "2026-03-02T08:00:00Z", "talk_seconds": 120, "contact_id": "+33100000001"},
         {"id": "x2", "type": "call", "call_id": "x2", "agent_id": "ana", "disposition": "No Answer", "started_at": "2026-03-02T08:10:00Z", "talk_seconds": 0, "contact_id": "+33100000002"},
         {"id": "x4", "type": "call", "call_id": "x4", "agent_id": "bob", "disposition": "Interested", "started_at": "2026-03-02T08:30:00Z", "talk_seconds": 45, "contact_id": "+33100000004"},
     ]);
-    let sent: Value = client
-        .post(format!("{url}/api/v1/events"))
-        .bearer_auth(&other_key)
-        .json(&events)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent = post_json(&url, "/api/v1/events", &other_key, &events).await;
     assert_eq!(sent["accepted"], 3, "{sent}");
     let mut answers = Vec::new();
     for k in [&key, &other_key] {
-        let body: Value = client
-            .post(format!("{url}/api/v1/query"))
-            .bearer_auth(k)
-            .json(&breakdown())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = post_json(&url, "/api/v1/query", k, &breakdown()).await;
         answers.push(json!({"totals": body["totals"], "rows": body["rows"]}));
     }
     assert_eq!(answers[0], answers[1]);

@@ -3,7 +3,7 @@
 //! every event counts once through a `kill -9` in the middle of consuming, the lag shows in
 //! `/metrics`, and invalid messages land in the dead-letter subject with their reasons.
 
-use super::process::{cli, free_port, last_line, wait_ready, BIN};
+use super::process::{cli, free_port, last_line, post_json, wait_ready, BIN};
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -86,16 +86,9 @@ async fn metric(url: &str, name: &str) -> u64 {
 }
 
 async fn total_calls(url: &str, key: &str) -> Value {
-    let body: Value = reqwest::Client::new()
-        .post(format!("{url}/api/v1/query"))
-        .bearer_auth(key)
-        .json(&json!({"measures": ["total_calls", "connected_calls", "total_talk_time"], "range": {"preset": "all_time"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query =
+        json!({"measures": ["total_calls", "connected_calls", "total_talk_time"], "range": {"preset": "all_time"}});
+    let body = post_json(url, "/api/v1/query", key, &query).await;
     body["totals"].clone()
 }
 

@@ -45,6 +45,20 @@ pub(crate) async fn wait_ready(url: &str) {
     panic!("server at {url} did not become ready");
 }
 
+/// POSTs `body` with `key` to a running binary's `path`; the JSON answer.
+pub(crate) async fn post_json(url: &str, path: &str, key: &str, body: &serde_json::Value) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub(crate) fn spawn_server(db: &str, port: u16) -> std::process::Child {
     Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
