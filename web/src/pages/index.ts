@@ -4,10 +4,11 @@ import { agent } from "./agent";
 import { bestTime } from "./besttime";
 import { calls } from "./calls";
 import { coaching } from "./coaching";
+import { imports } from "./imports";
 import { overview } from "./overview";
 import { pipeline } from "./pipeline";
 import { team } from "./team";
 import { tickets } from "./tickets";
 
 /** In the navigation's order; the first a role may see is its home. */
-export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, tickets, coaching, activity, calls];
+export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, tickets, coaching, activity, calls, imports];
