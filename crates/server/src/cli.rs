@@ -29,7 +29,7 @@ struct Common {
     #[arg(long, env = "DIALBOARD_DATABASE", global = true)]
     database: Option<String>,
     /// TOML configuration file (keys: listen, database, public_url, metrics_token,
-    /// trusted_proxies, max_connections).
+    /// trusted_proxies, max_connections, and [[sources]] tables: brokers to consume).
     #[arg(long, env = "DIALBOARD_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
