@@ -91,7 +91,7 @@ impl CdrFile {
         self.line += 1;
         self.rows += 1;
         let out = &mut self.pending;
-        if self.line % 100_000 == 0 {
+        if self.line.is_multiple_of(100_000) {
             // A record cut short by a crash.
             out.extend_from_slice(b"\"\",\"100\",\"555\",\"from-internal\",\"\"\"Cut\n");
             self.line += 1;
@@ -178,10 +178,10 @@ impl CdrFile {
                 );
             }
             1 | 2 => {
-                let answered = n % 3 != 0;
+                let answered = !n.is_multiple_of(3);
                 let (answer, end, disposition) = match answered {
                     true => (Some(start + 8), start + 8 + talk, "ANSWERED"),
-                    false => (None, start + 25, if n % 2 == 0 { "NO ANSWER" } else { "BUSY" }),
+                    false => (None, start + 25, if n.is_multiple_of(2) { "NO ANSWER" } else { "BUSY" }),
                 };
                 self.row(
                     "from-internal",
@@ -201,7 +201,7 @@ impl CdrFile {
                 );
             }
             _ => {
-                let answered = n % 4 != 0;
+                let answered = !n.is_multiple_of(4);
                 let (answer, end, disposition) = match answered {
                     true => (Some(start + 3), start + 3 + talk, "ANSWERED"),
                     false => (None, start + 30, "NO ANSWER"),

@@ -25,11 +25,7 @@ fn known(field: &str) -> bool {
     if let Some(p) = field.strip_prefix("prospect.") {
         return PROSPECT.contains(&p);
     }
-    field == "id"
-        || (field != "prospect"
-            && dialboard_engine::event::known_fields("call")
-                .iter()
-                .any(|f| *f == field))
+    field == "id" || (field != "prospect" && dialboard_engine::event::known_fields("call").contains(&field))
 }
 
 /// Checks `--columns` pairs (field, column header).

@@ -101,6 +101,9 @@ pub struct SourceStats {
     pub connected: AtomicU64,
 }
 
+/// A `/metrics` series of each source: name, type, help, and where its value is.
+type Series = (&'static str, &'static str, &'static str, fn(&SourceStats) -> &AtomicU64);
+
 /// Every source of this server (empty for tests and servers without `[[sources]]`).
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -124,7 +127,7 @@ impl Registry {
         if sources.is_empty() {
             return;
         }
-        let series: [(&str, &str, &str, fn(&SourceStats) -> &AtomicU64); 7] = [
+        let series: [Series; 7] = [
             (
                 "dialboard_source_lag_messages",
                 "gauge",

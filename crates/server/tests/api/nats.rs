@@ -34,14 +34,19 @@ async fn start_nats() -> Nats {
         .stderr(Stdio::null())
         .spawn()
         .expect("nats-server is installed (apt-get install nats-server)");
-    let url = format!("nats://127.0.0.1:{port}");
+    // Owned at once, so the server is stopped (and waited for) however the test ends.
+    let nats = Nats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        _dir: dir,
+    };
     for _ in 0..200 {
-        if async_nats::connect(&url).await.is_ok() {
-            return Nats { child, url, _dir: dir };
+        if async_nats::connect(&nats.url).await.is_ok() {
+            return nats;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("nats-server did not start on {url}");
+    panic!("nats-server did not start on {}", nats.url);
 }
 
 /// The streams: the tenants' events and the dead letters.
@@ -94,7 +99,7 @@ async fn total_calls(url: &str, key: &str) -> Value {
 
 fn event(m: usize, i: usize) -> Value {
     json!({"id": format!("e{m}-{i}"), "type": "call", "call_id": format!("c{m}-{i}"), "agent_id": format!("a{}", m % 7),
-        "disposition": if i % 4 == 0 { "Connected" } else { "No Answer" }, "started_at": "2026-03-02T10:00:00Z",
+        "disposition": if i.is_multiple_of(4) { "Connected" } else { "No Answer" }, "started_at": "2026-03-02T10:00:00Z",
         "talk_seconds": (m + i) % 200})
 }
 
@@ -201,7 +206,7 @@ async fn each_event_counts_once_through_a_kill_nine_mid_consume_and_the_lag_show
     assert_eq!(
         totals,
         json!({"total_calls": messages * per_message,
-            "connected_calls": messages * (0..per_message).filter(|i| i % 4 == 0).count(),
+            "connected_calls": messages * (0..per_message).filter(|i| i.is_multiple_of(4)).count(),
             "total_talk_time": expected_talk})
     );
     server.kill().unwrap();
