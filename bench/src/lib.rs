@@ -431,3 +431,14 @@ pub async fn measure_dialboard(
         p99: percentile(samples, 0.99),
     })
 }
+
+/// A line of /proc/self/status (`VmRSS:`, `VmHWM:`), in MB.
+pub fn status_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}

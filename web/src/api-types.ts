@@ -1711,6 +1711,104 @@ export interface paths {
       };
     };
   };
+  "/api/v1/imports": {
+    /** the caller's import jobs (an admin's: the tenant's) */
+    get: {
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** upload a file to import as a job: the body is the file; format, timezone, utc, columns, template, map_disposition, map_agent, inbound_context, outbound_context and name as `dialboard import` takes them */
+    post: {
+      parameters: {
+        query?: {
+          /** @description csv, xlsx or pdf: the answer as a file instead of JSON */
+          format?: string;
+          timezone?: string;
+          utc?: string;
+          columns?: string;
+          template?: string;
+          map_disposition?: string;
+          map_agent?: string;
+          inbound_context?: string;
+          outbound_context?: string;
+          name?: string;
+        };
+      };
+      requestBody: {
+        content: {
+          "application/json": Record<string, never>;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/imports/{id}": {
+    /** an import job: status, progress in bytes, its summary when done */
+    get: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/imports/{id}/rejects": {
+    /** an import's rejected rows as CSV: line, reason, text */
+    get: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
   "/api/v1/keys": {
     /** list API keys */
     get: {

@@ -66,8 +66,9 @@ async function send<T>(method: string, path: string, params?: Params, body?: unk
     res = await fetch(url(path, params), {
       method,
       credentials: "same-origin",
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      // A file goes as it is (an upload); anything else as JSON.
+      headers: body === undefined ? {} : { "content-type": body instanceof Blob ? "application/octet-stream" : "application/json" },
+      body: body === undefined ? undefined : body instanceof Blob ? body : JSON.stringify(body),
       signal,
     });
     text = await res.text();
@@ -93,6 +94,8 @@ export const put = <T>(path: string, body: unknown) => send<T>("PUT", path, unde
 export const del = <T>(path: string) => send<T>("DELETE", path);
 /** The API's URL of `path` with `params` (for downloads, which are not JSON). */
 export const apiUrl = url;
+/** A file as the body of a POST, with the options as query parameters. */
+export const upload = <T>(path: string, file: Blob, params: Params) => send<T>("POST", path, params, file);
 
 /** `GET /auth/me` when no one is signed in (no session cookie, no key). */
 export interface SignedOut {

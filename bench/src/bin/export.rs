@@ -9,7 +9,7 @@
 
 use clap::Parser;
 use dialboard::exports::{export_calls, CallRows, Format, Sink};
-use dialboard_bench::{batches, DAYS, T0};
+use dialboard_bench::{batches, status_mb, DAYS, T0};
 use dialboard_engine::event::parse_event;
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_export::{Cell, Chart, ChartKind, Series, Table};
@@ -31,17 +31,6 @@ struct Args {
     /// Rows of the PDF's table.
     #[arg(long, default_value_t = 1_000)]
     pdf_rows: usize,
-}
-
-/// A line of /proc/self/status, in MB.
-fn status_mb(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Starts a new peak (VmHWM) from the current resident size (Linux ≥ 4.0).

@@ -29,7 +29,7 @@ struct Common {
     #[arg(long, env = "DIALBOARD_DATABASE", global = true)]
     database: Option<String>,
     /// TOML configuration file (keys: listen, database, public_url, metrics_token,
-    /// trusted_proxies, max_connections).
+    /// trusted_proxies, max_connections, and [[sources]] tables: brokers to consume).
     #[arg(long, env = "DIALBOARD_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
@@ -89,6 +89,14 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Copy a consistent SQLite database while the server runs (PostgreSQL: pg_dump).
+    Backup {
+        /// The new file to write the copy to.
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
@@ -104,16 +112,66 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Import events from a file.
+    /// Import events (NDJSON) or call records (CDR files, CSV exports) from a file.
     Import {
         #[arg(long)]
         tenant: String,
-        #[arg(long, value_parser = ["ndjson", "csv", "asterisk-cdr"])]
-        format: String,
+        #[command(flatten)]
+        spec: ImportArgs,
         file: PathBuf,
+        /// Write each rejected row (line number, reason, text) to this CSV file.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// `dialboard import`'s options (SPEC §11); the upload's query parameters have the same names.
+#[derive(Args)]
+struct ImportArgs {
+    #[arg(long, value_parser = crate::import::FORMATS)]
+    format: String,
+    /// The IANA zone of the file's local times (default: the tenant's).
+    #[arg(long, conflicts_with = "utc")]
+    timezone: Option<String>,
+    /// The file's times are UTC.
+    #[arg(long)]
+    utc: bool,
+    /// --format csv: FIELD=Column,... (started_at=Start,agent_id=Agent,disposition=Result,...).
+    #[arg(long)]
+    columns: Option<String>,
+    /// --format freeswitch-cdr: the mod_cdr_csv template (default: the `example` template).
+    #[arg(long)]
+    template: Option<String>,
+    /// SOURCE=Disposition,... over the default table (ANSWERED=Connected, NO ANSWER=No Answer, ...).
+    #[arg(long)]
+    map_disposition: Option<String>,
+    /// PEER=agent_id,...: the agent a channel's peer or extension is.
+    #[arg(long)]
+    map_agent: Option<String>,
+    /// Dialplan contexts of inbound calls (default from-pstn, from-trunk, public).
+    #[arg(long)]
+    inbound_context: Option<String>,
+    /// Dialplan contexts of outbound calls (default from-internal, default).
+    #[arg(long)]
+    outbound_context: Option<String>,
+}
+
+impl ImportArgs {
+    fn spec(self) -> crate::import::ImportSpec {
+        crate::import::ImportSpec {
+            format: self.format,
+            timezone: self.timezone,
+            utc: self.utc,
+            columns: self.columns,
+            template: self.template,
+            map_disposition: self.map_disposition,
+            map_agent: self.map_agent,
+            inbound_context: self.inbound_context,
+            outbound_context: self.outbound_context,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -239,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 security,
                 limits,
                 sql_listen.as_deref(),
+                &settings.sources,
                 |url| println!("dialboard is serving on {url}\n{url}"),
             )
             .await
@@ -258,6 +317,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = crate::open_store(&settings.database)?;
             store.shutdown().await;
             println!("database {} is up to date", crate::redacted(&settings.database));
+            Ok(())
+        }
+        Command::Backup { to, common } => {
+            let database = common.settings(None)?.database;
+            crate::backup(&database, &to)?;
+            println!("backed up {} to\n{}", crate::redacted(&database), to.display());
             Ok(())
         }
         Command::Tenant {
@@ -343,12 +408,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import {
             tenant,
-            format,
+            spec,
             file,
+            rejects,
             common,
         } => {
             let store = crate::open_store(&common.settings(None)?.database)?;
-            let outcome = crate::import::run(&store, &tenant, &format, &file).await;
+            let outcome = crate::import::run(&store, &tenant, &spec.spec(), &file, rejects.as_deref()).await;
             store.shutdown().await;
             outcome
         }
@@ -441,7 +507,16 @@ pub async fn create_admin_key(store: &Arc<dyn Store>, tenant_id: i64) -> anyhow:
 
 /// Serves with the default deployment (the demo): see [`serve_with`].
 pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&str)) -> anyhow::Result<()> {
-    serve_with(store, listen, Security::default(), Limits::default(), None, announce).await
+    serve_with(
+        store,
+        listen,
+        Security::default(),
+        Limits::default(),
+        None,
+        &[],
+        announce,
+    )
+    .await
 }
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests (and their commits) finish
@@ -452,6 +527,7 @@ pub async fn serve_with(
     security: Security,
     limits: Limits,
     sql_listen: Option<&str>,
+    sources: &[crate::sources::SourceConfig],
     announce: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
     let listener = crate::serve::bind(listen)
@@ -491,11 +567,17 @@ pub async fn serve_with(
     }
     announce(&url);
     let (stop_jobs, stop) = tokio::sync::watch::channel(false);
+    let consumers = crate::sources::spawn_all(store.clone(), sources, &state.metrics.sources, stop.clone());
     let jobs = Arc::new(crate::jobs::Worker::for_server(store.clone())).spawn(stop);
     crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;
     // A job cut short here is claimed again once its lease expires (on this node or another).
     let _ = stop_jobs.send(true);
     jobs.abort();
+    // A consumer stops between batches; one cut short leaves its batch unacknowledged, and
+    // JetStream delivers it again.
+    for consumer in consumers {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), consumer).await;
+    }
     tracing::info!("shutting down: finishing commits");
     store.shutdown().await;
     Ok(())

@@ -20,6 +20,8 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<String>>,
     pub max_connections: Option<usize>,
     pub sql_listen: Option<String>,
+    /// Brokers to consume events from (SPEC §11).
+    pub sources: Option<Vec<crate::sources::SourceConfig>>,
 }
 
 impl FileConfig {
@@ -28,7 +30,14 @@ impl FileConfig {
             return Ok(FileConfig::default());
         };
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
+        let config: FileConfig =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
+        for source in config.sources.iter().flatten() {
+            source
+                .check()
+                .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
+        }
+        Ok(config)
     }
 }
 
@@ -38,6 +47,8 @@ pub struct Settings {
     pub database: String,
     /// The `serve` options as the file gives them (flags override them in [`ServeKeys::or`]).
     pub serve: ServeKeys,
+    /// `[[sources]]`: brokers `serve` consumes.
+    pub sources: Vec<crate::sources::SourceConfig>,
 }
 
 impl Settings {
@@ -52,6 +63,7 @@ impl Settings {
                 max_connections: file.max_connections,
                 sql_listen: file.sql_listen,
             },
+            sources: file.sources.unwrap_or_default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod live;
 pub mod reports;
 pub mod serve;
+pub mod sources;
 pub mod sql;
 pub mod web;
 
@@ -34,6 +35,20 @@ pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let store = SqliteStore::open(path, Options::default())
         .map_err(|e| anyhow::anyhow!("cannot open database '{path}': {e}"))?;
     Ok(Arc::new(store))
+}
+
+/// `dialboard backup`: SQLite's online backup of the database a `--database` URL names, while
+/// a server may be writing to it. PostgreSQL has its own tools (docs/OPERATIONS.md).
+pub fn backup(url: &str, to: &std::path::Path) -> anyhow::Result<()> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!(
+            "--database: a PostgreSQL database is backed up with pg_dump (or a replica), not dialboard backup; see docs/OPERATIONS.md"
+        );
+    }
+    let path = path_from_url(url);
+    dialboard_store::sqlite::backup::backup(std::path::Path::new(path), to)
+        .map_err(|e| anyhow::anyhow!("backup of {path} to {}: {e}", to.display()))?;
+    Ok(())
 }
 
 /// A database URL without its password, for messages and logs.

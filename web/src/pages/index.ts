@@ -6,6 +6,7 @@ import { builderPage } from "./builder";
 import { calls } from "./calls";
 import { coaching } from "./coaching";
 import { dashboardsPage } from "./dashboards";
+import { imports } from "./imports";
 import { overview } from "./overview";
 import { pipeline } from "./pipeline";
 import { staffing } from "./staffing";
@@ -13,4 +14,4 @@ import { team } from "./team";
 import { tickets } from "./tickets";
 
 /** In the navigation's order; the first a role may see is its home. */
-export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, staffing, tickets, coaching, activity, calls, dashboardsPage, builderPage];
+export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, staffing, tickets, coaching, activity, calls, imports, dashboardsPage, builderPage];

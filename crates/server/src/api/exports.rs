@@ -246,11 +246,11 @@ async fn visible_job(state: &AppState, principal: &Principal, id: &str) -> Resul
         .ok_or_else(|| ApiError::not_found(format!("no export '{id}'")))
 }
 
-fn may_see(principal: &Principal, job: &Job) -> bool {
+pub(super) fn may_see(principal: &Principal, job: &Job) -> bool {
     principal.scopes.contains(&Scope::Admin) || job.payload["owner"].as_str() == Some(principal.actor_name().as_str())
 }
 
-fn rfc3339_ms(ms: i64) -> Value {
+pub(super) fn rfc3339_ms(ms: i64) -> Value {
     jiff::Timestamp::from_millisecond(ms).map_or(Value::Null, |t| json!(t.to_string()))
 }
 
@@ -331,20 +331,9 @@ pub async fn file(
         .as_str()
         .and_then(Format::parse)
         .ok_or_else(|| ApiError::new(Code::Internal, "the export's format"))?;
-    let (store, tenant_id) = (state.store.clone(), principal.tenant_id);
-    let stream = futures_util::stream::unfold(0i64, move |seq| {
-        let (store, id) = (store.clone(), id.clone());
-        async move {
-            match store.job_file_chunk(tenant_id, &id, seq).await {
-                Ok(Some(chunk)) => Some((Ok::<_, std::io::Error>(chunk), seq + 1)),
-                Ok(None) => None,
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), i64::MAX)),
-            }
-        }
-    });
     Ok(file_response(
         format,
         &format!("calls-{}", job.id),
-        axum::body::Body::from_stream(stream),
+        super::imports::stored_file(state.store.clone(), principal.tenant_id, id),
     ))
 }

@@ -127,8 +127,10 @@ fn cross_origin(why: &str) -> ApiError {
     ))
 }
 
-/// A body sent with the session cookie must be JSON (or NDJSON): the types an HTML form can
-/// send without asking (`text/plain`, form encodings) would let another page write.
+/// A body sent with the session cookie must be JSON (or NDJSON), or a file upload
+/// (`application/octet-stream`, `POST /imports`): the types an HTML form can send without
+/// asking (`text/plain`, form encodings) would let another page write, and these need a CORS
+/// preflight this server never grants.
 pub fn check_json_body(parts: &Parts) -> Result<(), ApiError> {
     let has_body = parts
         .headers
@@ -144,7 +146,8 @@ pub fn check_json_body(parts: &Parts) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") || essence.eq_ignore_ascii_case("application/x-ndjson") {
+    let allowed = ["application/json", "application/x-ndjson", "application/octet-stream"];
+    if allowed.iter().any(|a| essence.eq_ignore_ascii_case(a)) {
         Ok(())
     } else {
         Err(ApiError::new(

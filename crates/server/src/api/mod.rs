@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod exports;
 pub mod guard;
+pub mod imports;
 pub mod live;
 pub mod openapi;
 pub mod ops;
@@ -116,6 +117,24 @@ pub fn app(state: Arc<AppState>) -> Router {
                 op("get", "read", "the caller's export jobs (an admin's: the tenant's)"),
                 op("post", "read", "queue an export job: {source, format, query}").body(),
             ],
+        )
+        .add(
+            "/imports",
+            get(imports::list).post(imports::create),
+            vec![
+                op("get", "ingest", "the caller's import jobs (an admin's: the tenant's)"),
+                op("post", "ingest", "upload a file to import as a job: the body is the file; format, timezone, utc, columns, template, map_disposition, map_agent, inbound_context, outbound_context and name as `dialboard import` takes them").params(&["format", "timezone", "utc", "columns", "template", "map_disposition", "map_agent", "inbound_context", "outbound_context", "name"]).body(),
+            ],
+        )
+        .add(
+            "/imports/{id}",
+            get(imports::get),
+            vec![op("get", "ingest", "an import job: status, progress in bytes, its summary when done")],
+        )
+        .add(
+            "/imports/{id}/rejects",
+            get(imports::rejects),
+            vec![op("get", "ingest", "an import's rejected rows as CSV: line, reason, text")],
         )
         .add(
             "/exports/{id}",

@@ -19,6 +19,8 @@ pub struct ServerMetrics {
     pub query_latency: LatencyHistogram,
     /// The SQL endpoint's counters (`serve --sql-listen`).
     pub sql: Arc<crate::sql::SqlMetrics>,
+    /// The `[[sources]]` consumers' counters and lag.
+    pub sources: crate::sources::Registry,
 }
 
 pub async fn healthz() -> &'static str {
@@ -77,5 +79,6 @@ pub async fn metrics(State(state): State<Arc<AppState>>, _: MetricsAccess) -> im
         state.hub.dropped()
     );
     m.sql.render(&mut out);
+    m.sources.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

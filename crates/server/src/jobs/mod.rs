@@ -96,7 +96,9 @@ impl Worker {
 
     /// The worker a server runs: every kind this build handles.
     pub fn for_server(store: Arc<dyn Store>) -> Worker {
-        Worker::new(store).handle(crate::exports::JOB_KIND, crate::exports::job_handler())
+        Worker::new(store)
+            .handle(crate::exports::JOB_KIND, crate::exports::job_handler())
+            .handle(crate::import::job::JOB_KIND, crate::import::job::job_handler())
     }
 
     pub fn handle(mut self, kind: &str, handler: Handler) -> Worker {

@@ -162,6 +162,27 @@ async fn emails_are_per_tenant_neither_leaked_nor_squatted() {
     assert_eq!(login_from(&app, &app.client, body).await.0, 401);
 }
 
+/// The web app's upload (`POST /imports`, the file as `application/octet-stream`) works with
+/// the session cookie from the server's own pages; a `text/plain` body is still refused.
+#[tokio::test]
+async fn the_session_uploads_an_import_as_an_octet_stream() {
+    let app = TestApp::spawn("UTC").await;
+    let cookie = admin_session(&app).await;
+    let send = |content_type: &'static str| {
+        let r = app
+            .client
+            .post(format!("{}/api/v1/imports?format=ndjson&name=e.ndjson", app.url))
+            .header("cookie", &cookie)
+            .header("origin", app.url.clone())
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", content_type)
+            .body("{\"id\": \"e1\"}\n");
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(send("application/octet-stream").await, 202);
+    assert_eq!(send("text/plain").await, 415);
+}
+
 /// An admin's session on `app`.
 async fn admin_session(app: &TestApp) -> String {
     assert_eq!(add_user(app, &app.key, "root@acme.test", "admin").await.0, 201);

@@ -163,6 +163,22 @@ pub fn call(id: &str, call_id: &str, disposition: &str, started: &str) -> Value 
         "started_at": started})
 }
 
+/// Runs the one queued job with the worker's single step (as a server's loop does) and checks
+/// that it succeeded and that no work is left queued.
+pub async fn run_the_queued_job(store: &Arc<dyn Store>) {
+    let worker = dialboard::jobs::Worker::for_server(store.clone());
+    let outcome = worker.run_once(None).await.unwrap();
+    assert!(
+        matches!(outcome, dialboard::jobs::Outcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        worker.run_once(None).await.unwrap(),
+        dialboard::jobs::Outcome::Idle,
+        "no work left queued"
+    );
+}
+
 /// The fields a 4xx error names, in order.
 pub fn error_fields(body: &Value) -> Vec<&str> {
     body["error"]["fields"]

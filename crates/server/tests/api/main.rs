@@ -3,14 +3,17 @@
 
 mod access;
 mod analytics;
+mod backup;
 mod comparisons;
 mod directory;
 mod exports;
 mod hardening_auth;
 mod hardening_query;
 mod helpers;
+mod imports;
 mod ingest;
 mod live;
+mod nats;
 mod nodes;
 mod process;
 mod query;

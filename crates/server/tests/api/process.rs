@@ -5,7 +5,7 @@ use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
 
 pub(crate) fn last_line(output: &std::process::Output) -> String {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -43,6 +43,20 @@ pub(crate) async fn wait_ready(url: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("server at {url} did not become ready");
+}
+
+/// POSTs `body` with `key` to a running binary's `path`; the JSON answer.
+pub(crate) async fn post_json(url: &str, path: &str, key: &str, body: &serde_json::Value) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 pub(crate) fn spawn_server(db: &str, port: u16) -> std::process::Child {
@@ -151,7 +165,10 @@ fn cli_creates_keys_and_imports_ndjson() {
     );
     assert_eq!(
         last_line(&out),
-        format!("imported {}: 2 accepted, 1 duplicates, 2 rejected", file.display())
+        format!(
+            "imported {}: 5 lines: 2 accepted, 1 duplicates, 2 rejected",
+            file.display()
+        )
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode, one writer thread (group commit) and a
 //! small pool of reader connections.
 
+pub mod backup;
 mod first_calls;
 pub mod keys;
 mod records;
