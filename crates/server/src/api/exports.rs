@@ -60,27 +60,11 @@ pub async fn calls(
 pub async fn drilldown(
     state: Arc<AppState>,
     principal: Principal,
-    mut query: Value,
+    query: Value,
     format: Format,
     source: &str,
 ) -> Result<Response, ApiError> {
-    principal.restrict(&mut query, true)?;
-    let request = ExportRequest {
-        source: source.into(),
-        format,
-        query,
-        owner: principal.actor_name(),
-        now: state.now(),
-    };
-    let rows = CallRows::new(
-        state.store.clone(),
-        principal.tenant_id,
-        request.query.clone(),
-        request.now,
-    )
-    .await
-    .map_err(failure)?;
-    let count = rows.count().await.map_err(failure)?;
+    let (request, rows, count) = counted(&state, &principal, query, format, source.into()).await?;
     if count > state.export_sync_limit {
         return queue(&state, &principal, request, count).await;
     }
@@ -208,7 +192,7 @@ pub async fn create(
         return Err(invalid("source", "must be 'calls' (views and reports come later)"));
     }
     let format = parse_format(&create.format)?;
-    let mut query = create
+    let query = create
         .query
         .unwrap_or_else(|| json!({"range": {"preset": "last_7_days"}}));
     if !query.is_object() {
@@ -217,15 +201,27 @@ pub async fn create(
             "must be an object: filters, range and timezone as /query takes them",
         ));
     }
+    // Counted now, so a bad query is a 400 rather than a failed job.
+    let (request, _, count) = counted(&state, &principal, query, format, create.source).await?;
+    queue(&state, &principal, request, count).await
+}
+
+/// A raw-call export narrowed to the caller's reach, its rows and how many match.
+async fn counted(
+    state: &AppState,
+    principal: &Principal,
+    mut query: Value,
+    format: Format,
+    source: String,
+) -> Result<(ExportRequest, CallRows, i64), ApiError> {
     principal.restrict(&mut query, true)?;
     let request = ExportRequest {
-        source: create.source,
+        source,
         format,
         query,
         owner: principal.actor_name(),
         now: state.now(),
     };
-    // Checked now, so a bad query is a 400 rather than a failed job.
     let rows = CallRows::new(
         state.store.clone(),
         principal.tenant_id,
@@ -235,7 +231,7 @@ pub async fn create(
     .await
     .map_err(failure)?;
     let count = rows.count().await.map_err(failure)?;
-    queue(&state, &principal, request, count).await
+    Ok((request, rows, count))
 }
 
 /// The job, if this caller may see it: their own, or any of the tenant's for an admin.
