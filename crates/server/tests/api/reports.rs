@@ -661,10 +661,7 @@ async fn a_view_report_is_the_views_answer_for_each_viewer() {
     assert_eq!(report_sheets, view_sheets);
     let (name, rows) = &report_sheets[0];
     assert_eq!(name, "Leaderboard");
-    let calls = rows[0]
-        .iter()
-        .position(|h| h.to_string() == "calls")
-        .expect("a calls column");
+    let calls = rows[0].iter().position(|h| *h == "calls").expect("a calls column");
     assert!(matches!(rows[1][calls], Data::Float(_)));
     let (text, _) = report_pdf(app, &w.admin, id).await;
     assert!(text.contains("Team one"), "the report's name heads its PDF: {text}");
