@@ -1635,7 +1635,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ExportJobs"];
           };
         };
         400: components["responses"]["Error"];
@@ -1678,7 +1678,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ExportJob"];
           };
         };
         400: components["responses"]["Error"];
@@ -2627,6 +2627,42 @@ export interface components {
       /** Format: int64 */
       total_calls: number;
     };
+    /**
+     * @description What `GET /exports/{id}` shows.
+     * An export job as the API shows it (`GET /exports[/{id}]`, and the `202` of an export too
+     * large to answer at once).
+     */
+    ExportJob: {
+      /** Format: int64 */
+      attempts: number;
+      /** Format: int64 */
+      bytes: number | null;
+      created_at: string | null;
+      error: string | null;
+      expires_at: string | null;
+      /** @description Where to download the file, while it is there. */
+      file_url: string | null;
+      /** @description `csv`, `xlsx` or `pdf`. */
+      format: string | null;
+      id: string;
+      progress: components["schemas"]["JobProgress"];
+      /** @description The drill-down body (filters, range, zone) the rows match. */
+      query: Record<string, never>;
+      /**
+       * Format: int64
+       * @description Rows and bytes written, once it has succeeded.
+       */
+      rows: number | null;
+      /** @description What was exported: `calls`, `report_calls`, … */
+      source: string | null;
+      /** @description `queued`, `running`, `succeeded` or `failed`. */
+      status: string;
+      updated_at: string | null;
+    };
+    /** @description `GET /exports`. */
+    ExportJobs: {
+      exports: components["schemas"]["ExportJob"][];
+    };
     /** @description The seed's FunnelMetrics for one group (or overall, `group` null). */
     FunnelMetrics: {
       avg_days_first_call_to_meeting: components["schemas"]["Metric"];
@@ -2681,6 +2717,13 @@ export interface components {
       range: components["schemas"]["RangeAsked"];
       /** Format: int64 */
       total: number;
+    };
+    /** @description A job's progress: rows done of the total expected. */
+    JobProgress: {
+      /** Format: int64 */
+      done: number;
+      /** Format: int64 */
+      total: number | null;
     };
     JourneyStage: {
       /** Format: int64 */

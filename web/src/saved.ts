@@ -2,7 +2,7 @@
 // export job's progress when the server answers 202). The server decides every number: a
 // report stores a question, and its answer is always the signed-in user's own.
 
-import { ApiError, apiUrl, get, post, type Params } from "./api";
+import { ApiError, apiUrl, get, post, type Params, type Schemas } from "./api";
 import { h } from "./dom";
 import { DIMENSIONS, rangeParams, type Filters } from "./filters";
 
@@ -124,13 +124,8 @@ export function viewAnswer(view: string, params: Record<string, string> = {}, in
 
 export type Format = "csv" | "xlsx" | "pdf";
 
-interface ExportJob {
-  id: string;
-  status: "queued" | "running" | "succeeded" | "failed";
-  progress: { done: number; total: number | null };
-  file_url: string | null;
-  error: string | null;
-}
+/** An export job, as the OpenAPI document describes it. */
+type ExportJob = Schemas["ExportJob"];
 
 /** The progress line of the export running now (one at a time is plenty for a person). */
 const progress = h("div", { class: "export-progress", role: "status", "data-testid": "export-progress", hidden: true });

@@ -524,10 +524,20 @@ test("reports: build, save, reopen, edit, restore, put on a dashboard, move, res
   assertFile(await downloaded(page, widget, "csv"), "csv", "team");
   await page.screenshot({ path: join(artifacts, "dashboard.png"), fullPage: true });
 
+  // Its versions: restoring version 3 (moved, not yet resized) brings that grid back as the
+  // next version.
+  await page.getByTestId("dashboard-version-4").waitFor();
+  await page.getByTestId("dashboard-restore-3").click();
+  await page.getByTestId("dashboard-version-5").waitFor();
+  await page.waitForFunction(() => document.querySelector("[data-testid=widget-w1]")?.getAttribute("gs-w") === "6");
+  assert.equal(await widget.getAttribute("gs-x"), "3");
+  await widget.locator("[data-testid=answer-chart] canvas").waitFor();
+
   // Every page has export buttons, and Explore opens a chart's question in the builder.
   await page.goto(`${base}/?preset=last_7_days`);
   await settled(page);
-  for (const format of ["csv", "xlsx", "pdf"]) assertFile(await downloaded(page, page.getByTestId("page-exports"), format), format, "name");
+  // The page's main view as its own export has it (call volume over time).
+  for (const format of ["csv", "xlsx", "pdf"]) assertFile(await downloaded(page, page.getByTestId("page-exports"), format), format, "total_calls");
   await page.getByTestId("explore").first().click();
   await page.waitForURL(/\/builder\?q=/);
   await page.waitForFunction(() => document.querySelector("[data-testid=builder-preview] [data-testid=answer-chart] canvas"));

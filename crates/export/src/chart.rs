@@ -10,6 +10,9 @@ use std::sync::Once;
 pub enum ChartKind {
     Line,
     Bar,
+    /// A grid: the categories across, one row per series (its name on the left), each cell
+    /// shaded by its value against the largest.
+    Heatmap,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +62,12 @@ pub fn chart_svg(chart: &Chart, width: u32, height: u32) -> Result<String> {
             .flat_map(|s| s.values.iter().copied())
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max);
+        if chart.kind == ChartKind::Heatmap {
+            heatmap(&root, chart, top)?;
+            root.present().map_err(chart_error)?;
+            drop(root);
+            return Ok(svg);
+        }
         let top = if top > 0.0 { top * 1.1 } else { 1.0 };
         let mut plot = ChartBuilder::on(&root)
             .caption(&chart.title, ("sans-serif", 16))
@@ -91,7 +100,7 @@ pub fn chart_svg(chart: &Chart, width: u32, height: u32) -> Result<String> {
                 ChartKind::Line => plot
                     .draw_series(LineSeries::new(points, color.stroke_width(2)))
                     .map_err(chart_error)?,
-                ChartKind::Bar => {
+                ChartKind::Bar | ChartKind::Heatmap => {
                     // Side by side within each category's slot.
                     let width = 0.8 / count;
                     plot.draw_series(points.map(|(x, v)| {
@@ -116,4 +125,102 @@ pub fn chart_svg(chart: &Chart, width: u32, height: u32) -> Result<String> {
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
+}
+
+/// A heatmap's grid: a cell per (series, category), from white (nothing) to the first colour
+/// (the largest value, `top`).
+fn heatmap(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, chart: &Chart, top: f64) -> Result<()> {
+    let columns = chart.categories.len().max(1);
+    let rows = chart.series.len().max(1);
+    let mut plot = ChartBuilder::on(root)
+        .caption(&chart.title, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(28)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..columns as f64, 0f64..rows as f64)
+        .map_err(chart_error)?;
+    let label = |names: Vec<String>| {
+        move |x: &f64| {
+            let i = x.floor();
+            if (x - i - 0.5).abs() < 1e-9 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        }
+    };
+    // Rows top to bottom in the series' order.
+    let row_names: Vec<String> = chart.series.iter().rev().map(|s| s.name.clone()).collect();
+    let x_label = label(chart.categories.clone());
+    let y_label = label(row_names);
+    plot.configure_mesh()
+        .disable_mesh()
+        .x_labels(columns * 2 + 1)
+        .y_labels(rows * 2 + 1)
+        .x_label_formatter(&x_label)
+        .y_label_formatter(&y_label)
+        .label_style(("sans-serif", 10))
+        .draw()
+        .map_err(chart_error)?;
+    let full = COLORS[0];
+    let shade = |v: f64| {
+        let t = if top > 0.0 && v.is_finite() {
+            (v / top).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let mix = |c: u8| (255.0 - (255.0 - c as f64) * t).round() as u8;
+        RGBColor(mix(full.0), mix(full.1), mix(full.2))
+    };
+    for (r, series) in chart.series.iter().enumerate() {
+        let y = (rows - 1 - r) as f64;
+        plot.draw_series(
+            series
+                .values
+                .iter()
+                .enumerate()
+                .map(|(c, v)| Rectangle::new([(c as f64, y), (c as f64 + 1.0, y + 1.0)], shade(*v).filled())),
+        )
+        .map_err(chart_error)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heatmap_is_a_grid_shaded_by_value() {
+        let chart = Chart {
+            title: "calls by day and hour".into(),
+            kind: ChartKind::Heatmap,
+            categories: (0..24).map(|h| h.to_string()).collect(),
+            series: ["Mon", "Tue"]
+                .iter()
+                .enumerate()
+                .map(|(d, name)| Series {
+                    name: name.to_string(),
+                    values: (0..24).map(|h| (d * 24 + h) as f64).collect(),
+                })
+                .collect(),
+        };
+        let svg = chart_svg(&chart, 500, 240).unwrap();
+        let tree = usvg::Tree::from_str(&svg, &usvg::Options::default()).unwrap();
+        fn paths(group: &usvg::Group) -> usize {
+            group
+                .children()
+                .iter()
+                .map(|n| match n {
+                    usvg::Node::Path(_) => 1,
+                    usvg::Node::Group(g) => paths(g),
+                    _ => 0,
+                })
+                .sum()
+        }
+        assert!(paths(tree.root()) >= 48, "a cell per day and hour");
+        // The largest value is the full colour, the smallest white.
+        assert!(svg.contains("#2563EB") || svg.contains("#2563eb"), "{svg}");
+        assert!(svg.contains("Mon") && svg.contains("Tue"), "the days name the rows");
+    }
 }

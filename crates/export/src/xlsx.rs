@@ -16,6 +16,8 @@ pub struct XlsxWriter {
     /// The sheet being written: its index, columns, and next row.
     sheet: Option<(usize, Vec<ColumnKind>, u32)>,
     sheets: usize,
+    /// The sheets' names so far, in lower case.
+    names: Vec<String>,
     formats: Formats,
 }
 
@@ -43,6 +45,7 @@ impl XlsxWriter {
             zone,
             sheet: None,
             sheets: 0,
+            names: Vec::new(),
             formats: Formats {
                 header: Format::new().set_bold(),
                 percent: Format::new().set_num_format("0.00%"),
@@ -54,23 +57,15 @@ impl XlsxWriter {
         })
     }
 
-    /// Starts a sheet named after `title` (Excel allows 31 characters, without `[]:*?/\`),
-    /// with its header row.
+    /// Starts a sheet named after `title` ([`XlsxWriter::unique_name`]), with its header row.
     pub fn start_sheet(&mut self, title: &str, columns: &[Column]) -> Result<()> {
         self.finish_sheet()?;
-        let name: String = title
-            .chars()
-            .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
-            .take(31)
-            .collect();
         let index = self.sheets;
         self.sheets += 1;
+        let name = self.unique_name(title, index);
+        self.names.push(name.to_lowercase());
         let sheet = self.book.add_worksheet_with_constant_memory();
-        sheet.set_name(if name.trim().is_empty() {
-            format!("Sheet{}", index + 1)
-        } else {
-            name
-        })?;
+        sheet.set_name(name)?;
         for (i, column) in columns.iter().enumerate() {
             let col = i as u16;
             sheet.write_string_with_format(0, col, &column.name, &self.formats.header)?;
@@ -84,6 +79,33 @@ impl XlsxWriter {
         sheet.set_freeze_panes(1, 0)?;
         self.sheet = Some((index, columns.iter().map(|c| c.kind).collect(), 1));
         Ok(())
+    }
+
+    /// A sheet name from `title` that Excel takes: at most 31 characters, none of `[]:*?/\`,
+    /// and not one already in the book (names are compared without case), else numbered.
+    fn unique_name(&self, title: &str, index: usize) -> String {
+        let clean: String = title
+            .chars()
+            .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
+            .collect();
+        let clean = clean.trim();
+        let base = if clean.is_empty() {
+            format!("Sheet{}", index + 1)
+        } else {
+            clean.chars().take(31).collect()
+        };
+        let taken = |name: &str| self.names.contains(&name.to_lowercase());
+        if !taken(&base) {
+            return base;
+        }
+        (2..)
+            .map(|n| {
+                let suffix = format!(" {n}");
+                let head: String = base.chars().take(31 - suffix.len()).collect();
+                format!("{}{suffix}", head.trim_end())
+            })
+            .find(|name| !taken(name))
+            .expect("some number is free")
     }
 
     pub fn write_row(&mut self, row: &[Cell]) -> Result<()> {
@@ -158,5 +180,42 @@ impl XlsxWriter {
     pub fn to_bytes(mut self) -> Result<Vec<u8>> {
         self.finish_sheet()?;
         Ok(self.book.save_to_buffer()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sheet_names_are_what_excel_takes_and_unique() {
+        let mut book = XlsxWriter::new(TimeZone::UTC, None).unwrap();
+        let columns = [Column::new("a", ColumnKind::Text)];
+        for title in [
+            "Totals",
+            "totals",
+            "Totals",
+            "a/b: [c]",
+            "",
+            &"x".repeat(40),
+            &"x".repeat(40),
+        ] {
+            book.start_sheet(title, &columns).unwrap();
+        }
+        let long = "x".repeat(31);
+        let numbered = format!("{} 2", "x".repeat(29));
+        assert_eq!(
+            book.names,
+            [
+                "totals",
+                "totals 2",
+                "totals 3",
+                "a_b_ _c_",
+                "sheet5",
+                long.as_str(),
+                numbered.as_str()
+            ]
+        );
+        assert!(book.to_bytes().is_ok(), "Excel's rules hold, so the book saves");
     }
 }

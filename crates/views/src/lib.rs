@@ -49,7 +49,7 @@ pub use mix::{
 };
 pub use params::Shared;
 pub use reach::Reach;
-pub use request::{run, ViewAnswer, ViewRequest};
+pub use request::{run, spec_of, ViewAnswer, ViewRequest, ViewSpec, VIEWS};
 pub use tables::ViewFile;
 pub use types::{Measures, Metric, Period, QueryComparison, Range, RangeAsked};
 

@@ -8,7 +8,8 @@ use dialboard_engine::measures::{measure, Unit};
 use dialboard_export::{Cell, Chart, ChartKind, Column, ColumnKind, CsvWriter, PdfHeader, Series, Table, XlsxWriter};
 use dialboard_store::TenantInfo;
 
-/// What an export of a view holds: a title, the header of its PDF, charts and tables.
+/// What an export of a view (or of a saved report) holds: the header of its PDF, charts and
+/// tables; each format renders the same parts.
 pub struct ViewFile {
     pub header: PdfHeader,
     pub charts: Vec<Chart>,
@@ -18,7 +19,9 @@ pub struct ViewFile {
 impl ViewFile {
     /// RFC 4180 CSV of the first (the view's main) table: one table is all CSV can hold.
     pub fn csv(&self) -> dialboard_export::Result<Vec<u8>> {
-        let table = &self.tables[0];
+        let Some(table) = self.tables.first() else {
+            return Ok(Vec::new());
+        };
         let mut out = CsvWriter::new(Vec::new(), &table.columns, self.header.zone.clone())?;
         for row in &table.rows {
             out.write_row(row)?;
@@ -201,7 +204,20 @@ impl ViewAnswer {
                 for k in &v.kpis {
                     t.row(vec![text(&k.metric), m(&k.value), m(&k.previous), m(&k.change_percent)]);
                 }
-                ("Today's KPIs".into(), Some(v.range.clone()), vec![], vec![t.done()])
+                let chart = bar(
+                    "This period and the previous",
+                    v.kpis.iter().map(|k| k.metric.clone()).collect(),
+                    vec![
+                        ("this period", v.kpis.iter().map(|k| number(&k.value)).collect()),
+                        ("previous", v.kpis.iter().map(|k| number(&k.previous)).collect()),
+                    ],
+                );
+                (
+                    "Today's KPIs".into(),
+                    Some(v.range.clone()),
+                    vec![chart],
+                    vec![t.done()],
+                )
             }
             ViewAnswer::CallMetrics(v) => {
                 let series = |title: &str, points: &[CallPoint]| {
@@ -302,7 +318,7 @@ impl ViewAnswer {
                 (
                     "Call-time heatmap".into(),
                     Some(v.period.range.clone()),
-                    vec![],
+                    vec![heatmap_chart(&v.metric, &v.cells)],
                     vec![t.done()],
                 )
             }
@@ -340,10 +356,21 @@ impl ViewAnswer {
                         v.change_percent.as_ref(),
                     ));
                 }
+                let rates = [
+                    ("connect", &v.connect_rate),
+                    ("meeting booked", &v.meeting_booked_rate),
+                    ("positive disposition", &v.positive_disposition_rate),
+                    ("callback conversion", &v.callback_conversion_rate),
+                ];
+                let chart = bar(
+                    "Rates (%)",
+                    rates.iter().map(|(n, _)| n.to_string()).collect(),
+                    vec![("rate", rates.iter().map(|(_, r)| number(r)).collect())],
+                );
                 (
                     format!("Scorecard — {}", v.agent_name),
                     Some(v.range.clone()),
-                    vec![],
+                    vec![chart],
                     tables,
                 )
             }
@@ -472,7 +499,7 @@ impl ViewAnswer {
                     |_| vec![],
                 );
                 let chart = bar(
-                    "Funnel",
+                    "Overall funnel",
                     v.overall.stages.keys().cloned().collect(),
                     vec![("overall", v.overall.stages.values().map(|n| *n as f64).collect())],
                 );
@@ -490,7 +517,15 @@ impl ViewAnswer {
                         None => vec![Cell::Empty, Cell::Empty],
                     },
                 );
-                ("Lead sources".into(), None, vec![], tables)
+                let chart = bar(
+                    "Leads by source",
+                    v.lead_sources
+                        .iter()
+                        .map(|s| s.funnel.group.clone().unwrap_or_default())
+                        .collect(),
+                    vec![("leads", v.lead_sources.iter().map(|s| s.total_leads as f64).collect())],
+                );
+                ("Lead sources".into(), None, vec![chart], tables)
             }
             ViewAnswer::ConversionFunnel(v) => {
                 let mut t = Builder::new(
@@ -555,7 +590,18 @@ impl ViewAnswer {
                         f(i.percent),
                     ]);
                 }
-                ("Intents".into(), None, vec![], vec![t.done()])
+                let chart = bar(
+                    "Contacts by intent",
+                    v.intents.iter().map(|i| i.intent.clone()).collect(),
+                    vec![
+                        ("calls", v.intents.iter().map(|i| number(&i.calls)).collect()),
+                        (
+                            "conversations",
+                            v.intents.iter().map(|i| number(&i.conversations)).collect(),
+                        ),
+                    ],
+                );
+                ("Intents".into(), None, vec![chart], vec![t.done()])
             }
             ViewAnswer::Channels(v) => {
                 let names = [
@@ -587,7 +633,21 @@ impl ViewAnswer {
                         c.connected_calls.as_ref().map_or(Cell::Empty, m),
                     ]);
                 }
-                ("Channels".into(), None, vec![], vec![t.done()])
+                let chart = bar(
+                    "Volume by channel",
+                    v.channels.iter().map(|c| c.channel.clone()).collect(),
+                    vec![
+                        ("tickets", v.channels.iter().map(|c| number(&c.ticket_volume)).collect()),
+                        (
+                            "calls",
+                            v.channels
+                                .iter()
+                                .map(|c| c.calls.as_ref().map_or(0.0, number))
+                                .collect(),
+                        ),
+                    ],
+                );
+                ("Channels".into(), None, vec![chart], vec![t.done()])
             }
             ViewAnswer::Campaigns(v) => {
                 let comparison = v.comparison.as_ref();
@@ -613,10 +673,15 @@ impl ViewAnswer {
                 for i in &v.intents {
                     intents.row(vec![text(&i.intent), m(&i.total_calls)]);
                 }
+                let chart = bar(
+                    "Contacts along the journey",
+                    v.journey.iter().map(|s| s.stage.clone()).collect(),
+                    vec![("contacts", v.journey.iter().map(|s| s.contacts as f64).collect())],
+                );
                 (
                     format!("Campaign — {}", v.name),
                     Some(v.range.clone()),
-                    vec![],
+                    vec![chart],
                     vec![metrics, journey.done(), intents.done()],
                 )
             }
@@ -667,7 +732,7 @@ impl ViewAnswer {
                 (
                     format!("Coaching — {}", v.team_name),
                     None,
-                    vec![],
+                    vec![opportunities_chart(&v.opportunities)],
                     vec![t.done(), actions.done()],
                 )
             }
@@ -719,15 +784,74 @@ impl ViewAnswer {
                         f(c.dialing_time),
                     ]);
                 }
+                let chart = bar(
+                    "Overall compliance (%)",
+                    v.agents.iter().map(|a| a.agent_name.clone()).collect(),
+                    vec![("compliance", v.agents.iter().map(|a| a.overall_compliance).collect())],
+                );
                 (
                     format!("Compliance — {}", v.date),
                     None,
-                    vec![],
+                    vec![chart],
                     vec![t.done(), parts.done()],
                 )
             }
         }
     }
+}
+
+/// The heatmap's grid: hours across, a row per day of the week (Monday first).
+fn heatmap_chart(metric: &str, cells: &[HeatmapCell]) -> Chart {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let mut grid = [[0.0f64; 24]; 7];
+    for c in cells {
+        if let (Some(day), true) = (c.day_of_week.checked_sub(1).filter(|d| *d < 7), c.hour_of_day < 24) {
+            grid[day][c.hour_of_day] = number(&c.value);
+        }
+    }
+    Chart {
+        title: format!("{} by day and hour", metric.replace('_', " ")),
+        kind: ChartKind::Heatmap,
+        categories: (0..24).map(|h| h.to_string()).collect(),
+        series: DAYS
+            .iter()
+            .zip(grid)
+            .map(|(day, hours)| Series {
+                name: day.to_string(),
+                values: hours.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// How many opportunities each agent has, by severity (agents in the answer's order).
+fn opportunities_chart(opportunities: &[CoachingOpportunity]) -> Chart {
+    let mut agents: Vec<&str> = Vec::new();
+    for o in opportunities {
+        if !agents.contains(&o.agent_name.as_str()) {
+            agents.push(&o.agent_name);
+        }
+    }
+    let count = |severity: &str| -> Vec<f64> {
+        agents
+            .iter()
+            .map(|a| {
+                opportunities
+                    .iter()
+                    .filter(|o| o.agent_name == *a && o.severity == severity)
+                    .count() as f64
+            })
+            .collect()
+    };
+    bar(
+        "Opportunities by agent",
+        agents.iter().map(|a| a.to_string()).collect(),
+        vec![
+            ("high", count("high")),
+            ("medium", count("medium")),
+            ("low", count("low")),
+        ],
+    )
 }
 
 /// Funnel metrics per group, then the overall row (`total`): contacts by stage (with `extra`

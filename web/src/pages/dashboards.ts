@@ -9,7 +9,7 @@ import type { Page, PageContext } from "../app";
 import { drawAnswer } from "../answer";
 import { failure, fmt, h, loading, panel } from "../dom";
 import { DIMENSIONS, rangeParams } from "../filters";
-import { exportButtons, loadCatalogue, viewAnswer, type Catalogue, type Dashboard, type Report, type Widget } from "../saved";
+import { exportButtons, loadCatalogue, viewAnswer, type Catalogue, type Dashboard, type Report, type Version, type Widget } from "../saved";
 
 function render(ctx: PageContext) {
   ctx.root.replaceChildren(loading());
@@ -48,6 +48,39 @@ async function dashboards(ctx: PageContext, cat: Catalogue) {
   let board = await get<Dashboard>(`/dashboards/${encodeURIComponent(id)}`);
   const status = h("span", { class: "builder-status", "data-testid": "dashboard-status" }, `version ${board.version}`);
   const gridEl = h("div", { class: "grid-stack", "data-testid": "dashboard-grid" });
+  // Every save is a version kept by the server; an editor restores one as the next version.
+  const versions = h("div", { class: "versions", "data-testid": "dashboard-versions" });
+  const refreshVersions = async () => {
+    const { versions: list } = await get<{ versions: Version<Dashboard>[] }>(`/dashboards/${encodeURIComponent(board.id)}/versions`);
+    versions.replaceChildren(
+      h(
+        "ol",
+        { class: "version-list" },
+        list.map((v) =>
+          h(
+            "li",
+            { "data-testid": `dashboard-version-${v.version}` },
+            h("strong", {}, `v${v.version}`),
+            ` ${v.dashboard?.widgets?.length ?? 0} widgets · ${v.author} · ${v.created_at.slice(0, 16).replace("T", " ")}`,
+            board.can_edit && v.version !== board.version
+              ? h("button", { type: "button", class: "small", "data-testid": `dashboard-restore-${v.version}`, onclick: () => restore(v.version) }, "Restore")
+              : null,
+          ),
+        ),
+      ),
+    );
+  };
+  const restore = async (n: number) => {
+    status.textContent = "Restoring…";
+    try {
+      await saving;
+      await post<Dashboard>(`/dashboards/${encodeURIComponent(board.id)}/versions/${n}/restore`, {});
+      // Drawn again from the server: the grid, its widgets and the versions.
+      ctx.navigate(location.pathname + location.search);
+    } catch (e) {
+      status.replaceChildren(failure(e));
+    }
+  };
   const source = h(
     "select",
     { "data-testid": "widget-source" },
@@ -78,7 +111,9 @@ async function dashboards(ctx: PageContext, cat: Catalogue) {
       ],
       status,
     ),
+    panel("Versions", versions),
   );
+  void refreshVersions().catch((e) => versions.replaceChildren(failure(e)));
 
   // Each widget's answer, refreshed together (a live update, a reload).
   const bodies = new Map<string, HTMLElement>();
@@ -143,6 +178,7 @@ async function dashboards(ctx: PageContext, cat: Catalogue) {
         const def = { name: board.name, description: board.description, sharing: board.sharing, widgets: board.widgets };
         board = await put<Dashboard>(`/dashboards/${board.id}`, def);
         status.textContent = `Saved · version ${board.version}`;
+        await refreshVersions();
       } catch (e) {
         status.replaceChildren(failure(e));
       }

@@ -10,9 +10,7 @@ use super::AppState;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dialboard_engine::FieldError;
 use dialboard_store::Scope;
-use dialboard_views::params::Own;
 use dialboard_views::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,22 +32,22 @@ pub async fn context(state: &AppState, principal: &Principal) -> Result<(Cx, Per
     Ok((cx, running))
 }
 
-/// Reads the query string (`own`: the view's own parameters) into a request with `request`,
-/// runs it for the caller and answers it as JSON or as the asked `format`.
+/// Reads the query string into the request for the view `name` (`id`: the agent, team or
+/// campaign its path names), runs it for the caller and answers it as JSON or as the asked
+/// `format`.
 async fn answer(
     state: Arc<AppState>,
     principal: Principal,
+    name: &str,
+    id: Option<&str>,
     mut params: HashMap<String, String>,
-    own: &[&str],
-    request: impl FnOnce(Shared, &mut Own) -> Result<ViewRequest, FieldError>,
 ) -> Answer {
     principal.require(Scope::Read)?;
     let format = params
         .remove("format")
         .map(|f| super::exports::parse_format(&f))
         .transpose()?;
-    let (shared, mut own) = Shared::from_query(&params, own).map_err(|f| ApiError::invalid(Code::InvalidRequest, f))?;
-    let request = request(shared, &mut own).map_err(|f| ApiError::invalid(Code::InvalidRequest, vec![f]))?;
+    let request = ViewRequest::from_query(name, id, &params).map_err(|f| ApiError::invalid(Code::InvalidRequest, f))?;
     let (cx, _running) = context(&state, &principal).await?;
     let answer = run(&cx, &request).await?;
     match format {
@@ -64,44 +62,22 @@ async fn answer(
 
 /// `GET /analytics/metrics`: today's KPIs with their change against the previous period.
 pub async fn metrics(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &["compare"], |shared, own| {
-        Ok(ViewRequest::Metrics(MetricsParams {
-            shared,
-            compare: own.text("compare"),
-        }))
-    })
-    .await
+    answer(state, principal, "metrics", None, p).await
 }
 
 /// `GET /analytics/call-metrics`: volume, connects, meetings and connect rate over time.
 pub async fn call_metrics(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &["compare", "granularity"], |shared, own| {
-        Ok(ViewRequest::CallMetrics(CallMetricsParams {
-            shared,
-            compare: own.text("compare"),
-            granularity: own.text("granularity"),
-        }))
-    })
-    .await
+    answer(state, principal, "call-metrics", None, p).await
 }
 
 /// `GET /analytics/dispositions`: calls by category and disposition, with shares.
 pub async fn dispositions(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &[], |shared, _| {
-        Ok(ViewRequest::Dispositions(DispositionsParams { shared }))
-    })
-    .await
+    answer(state, principal, "dispositions", None, p).await
 }
 
 /// `GET /analytics/call-time-heatmap?metric=connect_rate|calls`: day of week × hour of day.
 pub async fn heatmap(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &["metric"], |shared, own| {
-        Ok(ViewRequest::CallTimeHeatmap(HeatmapParams {
-            shared,
-            metric: own.text("metric"),
-        }))
-    })
-    .await
+    answer(state, principal, "call-time-heatmap", None, p).await
 }
 
 /// `GET /analytics/agent-scorecard/{agent_id}?period=daily|weekly|monthly&date=`: the seed's
@@ -112,15 +88,7 @@ pub async fn scorecard(
     Path(agent_id): Path<String>,
     Query(p): Params,
 ) -> Answer {
-    answer(state, principal, p, &["period", "date"], |shared, own| {
-        Ok(ViewRequest::AgentScorecard(ScorecardParams {
-            agent_id,
-            shared,
-            period: own.text("period"),
-            date: own.text("date"),
-        }))
-    })
-    .await
+    answer(state, principal, "agent-scorecard", Some(&agent_id), p).await
 }
 
 /// `GET /analytics/team-leaderboard/{team_id}?date=&sort_by=calls|connects|meetings|score`.
@@ -130,29 +98,12 @@ pub async fn team_leaderboard(
     Path(team_id): Path<String>,
     Query(p): Params,
 ) -> Answer {
-    answer(state, principal, p, &["date", "sort_by", "limit"], |shared, own| {
-        Ok(ViewRequest::TeamLeaderboard(TeamLeaderboardParams {
-            team_id,
-            shared,
-            date: own.text("date"),
-            sort_by: own.text("sort_by"),
-            limit: own.whole("limit")?,
-        }))
-    })
-    .await
+    answer(state, principal, "team-leaderboard", Some(&team_id), p).await
 }
 
 /// `GET /analytics/leaderboard?period=today|week|month|all_time&sort_by=`.
 pub async fn tenant_leaderboard(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &["period", "sort_by", "limit"], |shared, own| {
-        Ok(ViewRequest::Leaderboard(TenantLeaderboardParams {
-            shared,
-            period: own.text("period"),
-            sort_by: own.text("sort_by"),
-            limit: own.whole("limit")?,
-        }))
-    })
-    .await
+    answer(state, principal, "leaderboard", None, p).await
 }
 
 /// `GET /analytics/trends/{agent_id}?days=30`.
@@ -162,71 +113,37 @@ pub async fn trends(
     Path(agent_id): Path<String>,
     Query(p): Params,
 ) -> Answer {
-    answer(state, principal, p, &["days"], |shared, own| {
-        Ok(ViewRequest::Trends(TrendsParams {
-            agent_id,
-            shared,
-            days: own.whole("days")?,
-        }))
-    })
-    .await
+    answer(state, principal, "trends", Some(&agent_id), p).await
 }
 
 /// `GET /analytics/pipeline-funnel?group_by=campaign|lead_source|agent`.
 pub async fn pipeline_funnel(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &["group_by"], |shared, own| {
-        Ok(ViewRequest::PipelineFunnel(PipelineParams {
-            shared,
-            group_by: own.text("group_by"),
-        }))
-    })
-    .await
+    answer(state, principal, "pipeline-funnel", None, p).await
 }
 
 /// `GET /analytics/lead-sources`: the funnel by lead source, best revenue first.
 pub async fn lead_sources(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &[], |shared, _| {
-        Ok(ViewRequest::LeadSources(LeadSourcesParams { shared }))
-    })
-    .await
+    answer(state, principal, "lead-sources", None, p).await
 }
 
 /// `GET /analytics/conversion-funnel?period=today|week|month|quarter`.
 pub async fn conversion_funnel(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &["period"], |shared, own| {
-        Ok(ViewRequest::ConversionFunnel(ConversionParams {
-            shared,
-            period: own.text("period"),
-        }))
-    })
-    .await
+    answer(state, principal, "conversion-funnel", None, p).await
 }
 
 /// `GET /analytics/lead-volume?period=24h|7d|30d`.
 pub async fn lead_volume(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &["period"], |shared, own| {
-        Ok(ViewRequest::LeadVolume(LeadVolumeParams {
-            shared,
-            period: own.text("period"),
-        }))
-    })
-    .await
+    answer(state, principal, "lead-volume", None, p).await
 }
 
 /// `GET /analytics/intents`: calls and conversations by intent.
 pub async fn intents(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &[], |shared, _| {
-        Ok(ViewRequest::Intents(IntentsParams { shared }))
-    })
-    .await
+    answer(state, principal, "intents", None, p).await
 }
 
 /// `GET /analytics/channels`: volume, response, resolution and CSAT per channel.
 pub async fn channels(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &[], |shared, _| {
-        Ok(ViewRequest::Channels(ChannelsParams { shared }))
-    })
-    .await
+    answer(state, principal, "channels", None, p).await
 }
 
 /// `GET /analytics/campaigns/{id}`: one campaign's outcomes, journey, intents and returns.
@@ -236,14 +153,7 @@ pub async fn campaign(
     Path(campaign_id): Path<String>,
     Query(p): Params,
 ) -> Answer {
-    answer(state, principal, p, &["compare"], |shared, own| {
-        Ok(ViewRequest::Campaigns(CampaignParams {
-            campaign_id,
-            shared,
-            compare: own.text("compare"),
-        }))
-    })
-    .await
+    answer(state, principal, "campaigns", Some(&campaign_id), p).await
 }
 
 /// `GET /analytics/coaching-opportunities/{team_id}?date=`: the seed's eight rules.
@@ -253,23 +163,10 @@ pub async fn coaching(
     Path(team_id): Path<String>,
     Query(p): Params,
 ) -> Answer {
-    answer(state, principal, p, &["date"], |shared, own| {
-        Ok(ViewRequest::CoachingOpportunities(CoachingParams {
-            team_id,
-            shared,
-            date: own.text("date"),
-        }))
-    })
-    .await
+    answer(state, principal, "coaching-opportunities", Some(&team_id), p).await
 }
 
 /// `GET /analytics/compliance?date=`: each agent's day against its activity targets.
 pub async fn compliance(State(state): State<Arc<AppState>>, principal: Principal, Query(p): Params) -> Answer {
-    answer(state, principal, p, &["date"], |shared, own| {
-        Ok(ViewRequest::Compliance(ComplianceParams {
-            shared,
-            date: own.text("date"),
-        }))
-    })
-    .await
+    answer(state, principal, "compliance", None, p).await
 }

@@ -16,7 +16,7 @@ use axum::Json;
 use dialboard_store::jobs::{Job, JobState, NewJob};
 use dialboard_store::Scope;
 use dialboard_views::{Cx, ViewAnswer, ViewRequest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -256,50 +256,107 @@ fn expired(job: &Job, now: i64) -> bool {
 }
 
 /// What `GET /exports/{id}` shows.
-fn job_json(job: &Job, now: i64) -> Value {
+/// An export job as the API shows it (`GET /exports[/{id}]`, and the `202` of an export too
+/// large to answer at once).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportJob {
+    pub id: String,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// What was exported: `calls`, `report_calls`, …
+    #[schema(required = true)]
+    pub source: Option<String>,
+    /// `csv`, `xlsx` or `pdf`.
+    #[schema(required = true)]
+    pub format: Option<String>,
+    /// The drill-down body (filters, range, zone) the rows match.
+    #[schema(value_type = Object)]
+    pub query: Value,
+    pub progress: JobProgress,
+    pub attempts: i64,
+    #[schema(required = true)]
+    pub created_at: Option<String>,
+    #[schema(required = true)]
+    pub updated_at: Option<String>,
+    /// Rows and bytes written, once it has succeeded.
+    #[schema(required = true)]
+    pub rows: Option<i64>,
+    #[schema(required = true)]
+    pub bytes: Option<i64>,
+    #[schema(required = true)]
+    pub expires_at: Option<String>,
+    /// Where to download the file, while it is there.
+    #[schema(required = true)]
+    pub file_url: Option<String>,
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
+/// A job's progress: rows done of the total expected.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobProgress {
+    pub done: i64,
+    #[schema(required = true)]
+    pub total: Option<i64>,
+}
+
+/// `GET /exports`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportJobs {
+    pub exports: Vec<ExportJob>,
+}
+
+fn job_json(job: &Job, now: i64) -> ExportJob {
     let result = job.result.clone().unwrap_or(Value::Null);
     let file_url =
         (job.state == JobState::Succeeded && !expired(job, now)).then(|| format!("/api/v1/exports/{}/file", job.id));
-    json!({
-        "id": job.id,
-        "status": job.state,
-        "source": job.payload["source"],
-        "format": job.payload["format"],
-        "query": job.payload["query"],
-        "progress": {"done": job.progress_done, "total": job.progress_total},
-        "attempts": job.attempts,
-        "created_at": rfc3339_ms(job.created_at),
-        "updated_at": rfc3339_ms(job.updated_at),
-        "rows": result["rows"],
-        "bytes": result["bytes"],
-        "expires_at": result["expires_at"].as_i64().and_then(|s| jiff::Timestamp::from_second(s).ok()).map(|t| t.to_string()),
-        "file_url": file_url,
-        "error": job.error,
-    })
+    let text = |v: &Value| v.as_str().map(String::from);
+    let instant = |ms: i64| text(&rfc3339_ms(ms));
+    ExportJob {
+        id: job.id.clone(),
+        status: job.state.as_str().to_string(),
+        source: text(&job.payload["source"]),
+        format: text(&job.payload["format"]),
+        query: job.payload["query"].clone(),
+        progress: JobProgress {
+            done: job.progress_done,
+            total: job.progress_total,
+        },
+        attempts: job.attempts,
+        created_at: instant(job.created_at),
+        updated_at: instant(job.updated_at),
+        rows: result["rows"].as_i64(),
+        bytes: result["bytes"].as_i64(),
+        expires_at: result["expires_at"]
+            .as_i64()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+            .map(|t| t.to_string()),
+        file_url,
+        error: job.error.clone(),
+    }
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<ExportJobs>, ApiError> {
     principal.require(Scope::Read)?;
     let jobs = state.store.jobs(principal.tenant_id, JOB_KIND, 200).await?;
-    let exports: Vec<Value> = jobs
+    let exports = jobs
         .iter()
         .filter(|j| may_see(&principal, j))
         .map(|j| job_json(j, state.now()))
         .collect();
-    Ok(Json(json!({ "exports": exports })))
+    Ok(Json(ExportJobs { exports }))
 }
 
 pub async fn get(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ExportJob>, ApiError> {
     Ok(Json(job_json(
         &visible_job(&state, &principal, &id).await?,
         state.now(),
     )))
 }
-
 /// `GET /exports/{id}/file`: the file, read from the store chunk by chunk as it is sent.
 pub async fn file(
     State(state): State<Arc<AppState>>,

@@ -114,7 +114,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/exports",
             get(exports::list).post(exports::create),
             vec![
-                op("get", "read", "the caller's export jobs (an admin's: the tenant's)"),
+                op("get", "read", "the caller's export jobs (an admin's: the tenant's)")
+                    .answers(openapi::answer::<exports::ExportJobs>()),
                 op("post", "read", "queue an export job: {source, format, query}").body(),
             ],
         )
@@ -139,7 +140,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/exports/{id}",
             get(exports::get),
-            vec![op("get", "read", "an export job: status, progress, the file's URL when done")],
+            vec![op("get", "read", "an export job: status, progress, the file's URL when done")
+                .answers(openapi::answer::<exports::ExportJob>())],
         )
         .add(
             "/exports/{id}/file",

@@ -1,11 +1,12 @@
 //! Answering a report's question as its viewer: a query through the same path as `/query`
-//! (the viewer's reach and privacy), a view through [`super::views::run_view`]; the raw calls
-//! behind it (its drill-down) as a `/calls` body; and the answer rendered as CSV, XLSX or PDF.
+//! (the viewer's reach and privacy), a view through [`super::views::run_view`] (the views
+//! library, typed); the raw calls behind it (its drill-down) as a `/calls` body; and the
+//! answer rendered as CSV, XLSX or PDF — a view's exactly as its own export renders it.
 //! A report stores its question, never an answer, so whoever opens it sees only what their
 //! own role allows.
 
-use super::tables::{query_chart, query_tables, view_tables};
-use super::views::{query_params, spec_of};
+use super::tables::{query_chart, query_tables};
+use super::views::{query_params, spec_of, view_request};
 use super::{Question, ReportDef};
 use crate::api::auth::Principal;
 use crate::api::error::{ApiError, Code};
@@ -14,17 +15,22 @@ use crate::api::AppState;
 use crate::exports::Format;
 use dialboard_engine::query::Dimension;
 use dialboard_engine::FieldError;
-use dialboard_export::{CsvWriter, PdfHeader, Table, XlsxWriter};
+use dialboard_export::PdfHeader;
 use dialboard_store::TenantInfo;
+use dialboard_views::{ViewAnswer, ViewFile};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The answer to `question` as `principal` sees it.
+/// The answer to `question` as `principal` sees it, as the API answers it (a view's typed
+/// answer as its endpoint's JSON).
 pub async fn answer(state: &Arc<AppState>, principal: &Principal, question: &Question) -> Result<Value, ApiError> {
     match question {
         Question::Query(query) => run_query(state, principal, query.clone()).await,
-        Question::View { view, params } => super::views::run_view(state.clone(), principal.clone(), view, params).await,
+        Question::View { view, params } => {
+            let (_, answer) = super::views::run_view(state, principal, view, params).await?;
+            serde_json::to_value(&answer).map_err(|e| ApiError::new(Code::Internal, e.to_string()))
+        }
     }
 }
 
@@ -140,74 +146,36 @@ fn stated_range(answer: &Value) -> Option<Value> {
         .map(|r| json!({"start": r["start"], "end": r["end"]}))
 }
 
-/// The tables of an answer (a query's rows and totals; a view's lists and numbers).
-pub fn tables(def: &ReportDef, result: &Value) -> Vec<Table> {
-    match def.question {
-        Question::Query(_) => query_tables(&def.name, result),
-        Question::View { .. } => view_tables(&def.name, result),
-    }
-}
-
-/// The answer as a file; returns the bytes and the rows of its main table.
+/// The answer (as [`answer`] gives it) as a file in `format`; returns the bytes and the rows
+/// of its main table. A view's answer is rendered by the views library as the view's own
+/// export is (its charts and tables), under the report's name; a query's as its rows, totals
+/// and the chart of its visualization.
 pub async fn render(
     tenant: &TenantInfo,
     def: &ReportDef,
     result: &Value,
     format: Format,
 ) -> Result<(Vec<u8>, usize), ApiError> {
-    let tables = tables(def, result);
-    let rows = tables.first().map_or(0, |t| t.rows.len());
-    let zone_name = def
-        .question_timezone()
-        .or_else(|| result["timezone"].as_str().map(String::from))
-        .unwrap_or_else(|| tenant.settings.timezone.clone());
-    let zone = jiff::tz::TimeZone::get(&zone_name).unwrap_or(jiff::tz::TimeZone::UTC);
-    let range = match (result["range"]["start"].as_str(), result["range"]["end"].as_str()) {
-        (Some(start), Some(end)) => format!("{start} – {end}"),
-        _ => match &def.question {
-            Question::View { params, .. } => params
-                .get("preset")
-                .or(params.get("date"))
-                .and_then(Value::as_str)
-                .unwrap_or("the view's default range")
-                .replace('_', " "),
-            Question::Query(_) => String::new(),
+    let file = match &def.question {
+        Question::View { view, params } => {
+            let request = view_request(view, params)?;
+            let answer = ViewAnswer::from_json(&request, result.clone())
+                .map_err(|e| ApiError::new(Code::Internal, format!("the '{view}' view's answer: {e}")))?;
+            let mut file = answer.file(&request, tenant);
+            file.header.title = def.name.clone();
+            file
+        }
+        Question::Query(_) => ViewFile {
+            header: query_header(tenant, def, result),
+            charts: query_chart(&def.name, &def.visualization, result).into_iter().collect(),
+            tables: query_tables(&def.name, result),
         },
     };
-    let header = PdfHeader {
-        title: def.name.clone(),
-        tenant: tenant.name.clone(),
-        range,
-        zone: zone.clone(),
-    };
-    let chart = match def.question {
-        Question::Query(_) => query_chart(&def.name, &def.visualization, result),
-        Question::View { .. } => None,
-    };
-    let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, dialboard_export::ExportError> {
-        match format {
-            Format::Csv => {
-                let Some(main) = tables.first() else {
-                    return Ok(Vec::new());
-                };
-                let mut csv = CsvWriter::new(Vec::new(), &main.columns, zone)?;
-                for row in &main.rows {
-                    csv.write_row(row)?;
-                }
-                csv.into_inner()
-            }
-            Format::Xlsx => {
-                let mut book = XlsxWriter::new(zone, None)?;
-                for (i, table) in tables.iter().enumerate() {
-                    book.start_sheet(&sheet_name(&table.title, i), &table.columns)?;
-                    for row in &table.rows {
-                        book.write_row(row)?;
-                    }
-                }
-                book.to_bytes()
-            }
-            Format::Pdf => dialboard_export::pdf(&header, chart.as_slice(), &tables),
-        }
+    let rows = file.tables.first().map_or(0, |t| t.rows.len());
+    let bytes = tokio::task::spawn_blocking(move || match format {
+        Format::Csv => file.csv(),
+        Format::Xlsx => file.xlsx(),
+        Format::Pdf => file.pdf(),
     })
     .await
     .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?
@@ -218,27 +186,23 @@ pub async fn render(
     Ok((bytes, rows))
 }
 
-/// A sheet's name: at most 31 characters, none of `[]:*?/\`, unique by its position.
-fn sheet_name(title: &str, index: usize) -> String {
-    let clean: String = title.chars().filter(|c| !"[]:*?/\\".contains(*c)).take(27).collect();
-    let clean = if clean.trim().is_empty() {
-        "Sheet".to_string()
-    } else {
-        clean
+/// A query report's PDF header: its name, the tenant, the range the answer states and its zone.
+fn query_header(tenant: &TenantInfo, def: &ReportDef, result: &Value) -> PdfHeader {
+    let question_zone = match &def.question {
+        Question::Query(q) => q["timezone"].as_str().map(String::from),
+        Question::View { .. } => None,
     };
-    if index == 0 {
-        clean
-    } else {
-        format!("{} {}", clean.chars().take(24).collect::<String>(), index + 1)
-    }
-}
-
-impl ReportDef {
-    /// The zone the question names, if any.
-    fn question_timezone(&self) -> Option<String> {
-        match &self.question {
-            Question::Query(q) => q["timezone"].as_str().map(String::from),
-            Question::View { params, .. } => params.get("timezone").and_then(Value::as_str).map(String::from),
-        }
+    let zone_name = question_zone
+        .or_else(|| result["timezone"].as_str().map(String::from))
+        .unwrap_or_else(|| tenant.settings.timezone.clone());
+    let range = match (result["range"]["start"].as_str(), result["range"]["end"].as_str()) {
+        (Some(start), Some(end)) => format!("{start} – {end}"),
+        _ => String::new(),
+    };
+    PdfHeader {
+        title: def.name.clone(),
+        tenant: tenant.name.clone(),
+        range,
+        zone: jiff::tz::TimeZone::get(&zone_name).unwrap_or(jiff::tz::TimeZone::UTC),
     }
 }

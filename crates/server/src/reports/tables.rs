@@ -1,11 +1,11 @@
-//! A report's answer as export tables and a chart: a query's rows with cells typed by the
+//! A query report's answer as export tables and a chart: its rows with cells typed by the
 //! measure catalogue (counts as integers, rates as percents, seconds as durations, `time` as
-//! date-times), its totals and comparison; a view's answer by its shape (every list of records
-//! a table, its single numbers a summary).
+//! date-times), its totals and comparison. (A view's answer is typed; the views library makes
+//! its tables and charts.)
 
 use dialboard_engine::measures::{measure, Unit};
 use dialboard_export::{Cell, Chart, ChartKind, Column, ColumnKind, Series, Table};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// How a measure's values are written.
 pub fn measure_kind(name: &str) -> ColumnKind {
@@ -134,100 +134,4 @@ pub fn query_chart(title: &str, visualization: &str, result: &Value) -> Option<C
         categories,
         series,
     })
-}
-
-fn value_kind(values: &[&Value]) -> ColumnKind {
-    let present: Vec<&&Value> = values.iter().filter(|v| !v.is_null()).collect();
-    if present.is_empty() {
-        ColumnKind::Text
-    } else if present.iter().all(|v| v.is_i64()) {
-        ColumnKind::Integer
-    } else if present.iter().all(|v| v.is_number()) {
-        ColumnKind::Number
-    } else if present.iter().all(|v| v.is_boolean()) {
-        ColumnKind::Boolean
-    } else {
-        ColumnKind::Text
-    }
-}
-
-/// A list of records as a table: the union of their scalar fields, in first-seen order.
-fn records_table(title: &str, records: &[Map<String, Value>]) -> Table {
-    let mut names: Vec<&String> = Vec::new();
-    for r in records {
-        for (k, v) in r {
-            if !v.is_object() && !v.is_array() && !names.contains(&k) {
-                names.push(k);
-            }
-        }
-    }
-    let columns: Vec<Column> = names
-        .iter()
-        .map(|n| {
-            let values: Vec<&Value> = records.iter().map(|r| r.get(*n).unwrap_or(&Value::Null)).collect();
-            Column::new(n.as_str(), value_kind(&values))
-        })
-        .collect();
-    let rows = records
-        .iter()
-        .map(|r| {
-            columns
-                .iter()
-                .map(|c| cell(r.get(&c.name).unwrap_or(&Value::Null), c.kind))
-                .collect()
-        })
-        .collect();
-    Table {
-        title: title.to_string(),
-        columns,
-        rows,
-    }
-}
-
-/// A view's answer as tables: one per list of records (found at any depth, named by its
-/// path), and a summary of its single numbers and texts (name, value).
-pub fn view_tables(title: &str, result: &Value) -> Vec<Table> {
-    let mut summary = Vec::new();
-    let mut tables = Vec::new();
-    walk("", result, &mut summary, &mut tables);
-    if !summary.is_empty() {
-        // Texts stay texts in the number column: each cell is written by what it holds.
-        let kind = ColumnKind::Number;
-        let rows = summary
-            .iter()
-            .map(|(k, v)| vec![Cell::Text(k.clone()), cell(v, kind)])
-            .collect();
-        tables.insert(
-            0,
-            Table {
-                title: title.to_string(),
-                columns: vec![Column::new("name", ColumnKind::Text), Column::new("value", kind)],
-                rows,
-            },
-        );
-    }
-    tables
-}
-
-fn walk(path: &str, value: &Value, summary: &mut Vec<(String, Value)>, tables: &mut Vec<Table>) {
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                walk(&join(k), v, summary, tables);
-            }
-        }
-        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
-            let records: Vec<Map<String, Value>> = items.iter().filter_map(|v| v.as_object().cloned()).collect();
-            tables.push(records_table(path, &records));
-        }
-        Value::Array(_) => {}
-        scalar => summary.push((path.to_string(), scalar.clone())),
-    }
 }

@@ -3,7 +3,7 @@
 //! answer, the drill-down and the exports (read back with the csv crate, calamine and poppler),
 //! and nothing of it visible to another tenant.
 
-use crate::helpers::{add_key, error_fields, poppler, TestApp};
+use crate::helpers::{add_key, answered, error_fields, poppler, TestApp};
 use calamine::{Data, Reader, Xlsx};
 use dialboard_store::{DirectoryKind, Scope};
 use reqwest::Method;
@@ -279,6 +279,21 @@ async fn invalid_reports_name_the_field() {
     assert_eq!(send(app, admin, Method::GET, &path, None).await.1["version"], 1);
 }
 
+/// A report's PDF as poppler reads it: its text and its document info.
+async fn report_pdf(app: &TestApp, cred: &Cred, id: &str) -> (String, String) {
+    let path = format!("/api/v1/reports/{id}/result?format=pdf");
+    let (status, pdf) = fetch(app, cred, Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.pdf");
+    std::fs::write(&file, &pdf).unwrap();
+    let file = file.to_str().unwrap();
+    (
+        poppler("pdftotext", &["-layout", file, "-"]),
+        poppler("pdfinfo", &[file]),
+    )
+}
+
 fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
     let mut reader = csv::Reader::from_reader(bytes);
     let header = reader.headers().unwrap().iter().map(String::from).collect();
@@ -547,26 +562,13 @@ async fn report_exports_read_back_equal_the_answer() {
     let total_calls = direct["totals"]["total_calls"].as_f64().unwrap();
     assert_eq!(totals.get((1, 1)), Some(&Data::Float(total_calls)));
 
-    let (status, pdf) = fetch(
-        app,
-        admin,
-        Method::GET,
-        &format!("/api/v1/reports/{id}/result?format=pdf"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("r.pdf");
-    std::fs::write(&path, &pdf).unwrap();
-    let path = path.to_str().unwrap();
-    let text = poppler("pdftotext", &["-layout", path, "-"]);
+    let (text, info) = report_pdf(app, admin, id).await;
     assert!(
         text.contains("Daily calls") && text.contains("Tenant: acme") && text.contains("Page 1 of"),
         "{text}"
     );
     assert!(text.contains(&format!("{}", direct["totals"]["total_calls"])), "{text}");
-    assert!(poppler("pdfinfo", &[path]).contains("Pages:"));
+    assert!(info.contains("Pages:"));
 
     // Each export is audited with its row count.
     let (_, audit) = send(app, admin, Method::GET, "/api/v1/audit?limit=10", None).await;
@@ -612,7 +614,7 @@ async fn a_view_report_is_the_views_answer_for_each_viewer() {
             None,
         )
         .await;
-        assert_eq!(result["result"], page);
+        assert_eq!(answered(&result["result"]), answered(&page));
     }
     // Its drill-down is the team's calls of that day, as the rep may see them.
     let (_, page) = send(
@@ -626,7 +628,8 @@ async fn a_view_report_is_the_views_answer_for_each_viewer() {
     assert_eq!(ids(&page), BTreeSet::from(["a1".to_string()]));
     let (_, page) = send(app, &w.admin, Method::GET, &format!("/api/v1/reports/{id}/calls"), None).await;
     assert_eq!(ids(&page), BTreeSet::from(["a1".to_string(), "a2".to_string()]));
-    // Its XLSX has a sheet per list of records, numbers as numbers.
+    // Its files are the view's own export (the same tables, charts and typed cells), under
+    // the report's name.
     let (status, xlsx) = fetch(
         app,
         &w.admin,
@@ -636,25 +639,42 @@ async fn a_view_report_is_the_views_answer_for_each_viewer() {
     )
     .await;
     assert_eq!(status, 200);
-    let mut book: Xlsx<_> = Xlsx::new(Cursor::new(xlsx)).unwrap();
-    let entries = book
-        .sheet_names()
-        .into_iter()
-        .find(|n| n.contains("entries"))
-        .expect("a sheet of the leaderboard's entries");
-    let sheet = book.worksheet_range(&entries).unwrap();
-    let header: Vec<String> = (0..sheet.width())
-        .map(|c| sheet.get((0, c)).unwrap().to_string())
-        .collect();
-    let calls = header.iter().position(|h| h == "calls").expect("a calls column");
-    assert!(matches!(sheet.get((1, calls)), Some(Data::Float(_))));
+    let (_, view_xlsx) = fetch(
+        app,
+        &w.admin,
+        Method::GET,
+        "/api/v1/analytics/team-leaderboard/t1?date=2026-03-10&sort_by=calls&format=xlsx",
+        None,
+    )
+    .await;
+    let sheets = |bytes: Vec<u8>| {
+        let mut book: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).unwrap();
+        book.sheet_names()
+            .into_iter()
+            .map(|name| {
+                let range = book.worksheet_range(&name).unwrap();
+                (name, range.rows().map(|r| r.to_vec()).collect::<Vec<_>>())
+            })
+            .collect::<Vec<_>>()
+    };
+    let (report_sheets, view_sheets) = (sheets(xlsx), sheets(view_xlsx));
+    assert_eq!(report_sheets, view_sheets);
+    let (name, rows) = &report_sheets[0];
+    assert_eq!(name, "Leaderboard");
+    let calls = rows[0].iter().position(|h| *h == "calls").expect("a calls column");
+    assert!(matches!(rows[1][calls], Data::Float(_)));
+    let (text, _) = report_pdf(app, &w.admin, id).await;
+    assert!(text.contains("Team one"), "the report's name heads its PDF: {text}");
 
     // The same question unsaved (a page's export buttons): the same answer and the same file,
     // audited as a preview; a bad one names its field.
     let rep = &w.users["a1@acme.test"];
     let (_, saved) = send(app, rep, Method::GET, &format!("/api/v1/reports/{id}/result"), None).await;
     let (status, preview) = send(app, rep, Method::POST, "/api/v1/reports/preview", Some(&body)).await;
-    assert_eq!((status, &preview["result"]), (200, &saved["result"]));
+    assert_eq!(
+        (status, answered(&preview["result"])),
+        (200, answered(&saved["result"]))
+    );
     let (_, from_saved) = fetch(
         app,
         rep,

@@ -3,7 +3,7 @@
 //! JSON numbers, cell by cell; XLSX numbers are numeric cells and times date-times.
 
 use crate::analytics::seeded;
-use crate::helpers::TestApp;
+use crate::helpers::{answered, TestApp};
 use calamine::{Data, Reader, Xlsx};
 use serde_json::Value;
 use std::io::Cursor;
@@ -12,6 +12,8 @@ use std::io::Cursor;
 /// checked: (the file's column, where the number is in each element, its kind).
 struct Case {
     path: &'static str,
+    /// The title of the chart its PDF draws (as vector graphics, its text embedded).
+    chart: &'static str,
     rows: fn(&Value) -> Vec<Value>,
     columns: &'static [(&'static str, &'static str, Kind)],
 }
@@ -35,6 +37,7 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             path: "metrics?start=2026-03-07&end=2026-03-14",
+            chart: "This period and the previous",
             rows: |v| at("/kpis")(v),
             columns: &[
                 ("metric", "/metric", Text),
@@ -45,6 +48,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "call-metrics?start=2026-03-07&end=2026-03-14",
+            chart: "Calls over time",
             rows: |v| at("/series")(v),
             columns: &[
                 ("time", "/time", Time),
@@ -56,6 +60,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "dispositions?start=2026-03-07&end=2026-03-14",
+            chart: "Calls by category",
             rows: |v| {
                 at("/categories")(v)
                     .iter()
@@ -76,6 +81,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "call-time-heatmap?start=2026-03-07&end=2026-03-14&metric=calls",
+            chart: "calls by day and hour",
             rows: |v| at("/cells")(v),
             columns: &[
                 ("day_of_week", "/day_of_week", Number),
@@ -86,6 +92,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "agent-scorecard/maria.santos?period=weekly&date=2026-03-11",
+            chart: "Rates (%)",
             rows: |v| {
                 [
                     "total_calls",
@@ -115,6 +122,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "team-leaderboard/enterprise?date=2026-03-12&sort_by=meetings",
+            chart: "Calls and meetings",
             rows: |v| at("/entries")(v),
             columns: &[
                 ("rank", "/rank", Number),
@@ -129,6 +137,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "leaderboard?start=2026-03-07&end=2026-03-14&limit=5",
+            chart: "Calls and meetings",
             rows: |v| at("/entries")(v),
             columns: &[
                 ("agent_id", "/agent_id", Text),
@@ -138,6 +147,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "trends/maria.santos?days=14",
+            chart: "Call score, rolling 7 days",
             rows: |v| at("/score")(v),
             columns: &[
                 ("date", "/date", Text),
@@ -148,6 +158,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "pipeline-funnel?group_by=lead_source&start=2026-03-07&end=2026-03-14",
+            chart: "Overall funnel",
             rows: |v| {
                 let mut rows = at("/groups")(v);
                 rows.push(v["overall"].clone());
@@ -161,6 +172,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "lead-sources?start=2026-03-07&end=2026-03-14",
+            chart: "Leads by source",
             rows: |v| {
                 let mut rows = at("/lead_sources")(v);
                 let mut overall = v["overall"].clone();
@@ -176,6 +188,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "conversion-funnel?start=2026-03-07&end=2026-03-14",
+            chart: "Contacts by stage",
             rows: |v| at("/stages")(v),
             columns: &[
                 ("stage", "/stage", Text),
@@ -185,6 +198,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "lead-volume?start=2026-03-07&end=2026-03-14",
+            chart: "New leads and conversions",
             rows: |v| at("/series")(v),
             columns: &[
                 ("time", "/time", Time),
@@ -194,6 +208,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "intents?start=2026-03-07&end=2026-03-14",
+            chart: "Contacts by intent",
             rows: |v| at("/intents")(v),
             columns: &[
                 ("intent", "/intent", Text),
@@ -204,6 +219,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "channels?start=2026-03-07&end=2026-03-14",
+            chart: "Volume by channel",
             rows: |v| at("/channels")(v),
             columns: &[
                 ("channel", "/channel", Text),
@@ -214,6 +230,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "campaigns/inbound-demo-requests?start=2026-03-07&end=2026-03-14",
+            chart: "Contacts along the journey",
             rows: |v| {
                 v["metrics"]
                     .as_object()
@@ -230,6 +247,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "coaching-opportunities/smb?date=2026-03-13",
+            chart: "Opportunities by agent",
             rows: |v| at("/opportunities")(v),
             columns: &[
                 ("agent_id", "/agent_id", Text),
@@ -240,6 +258,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             path: "compliance?date=2026-03-12",
+            chart: "Overall compliance (%)",
             rows: |v| at("/agents")(v),
             columns: &[
                 ("agent_id", "/agent_id", Text),
@@ -369,6 +388,12 @@ async fn every_view_exports_its_json_numbers_as_csv_xlsx_and_pdf() {
             text.contains("Tenant: acme") && text.contains("Page 1 of"),
             "{path}: {text}"
         );
+        let first_page = text.split('\u{c}').next().unwrap_or_default();
+        assert!(
+            first_page.contains(case.chart),
+            "{path}: the chart '{}' on the first page: {first_page}",
+            case.chart
+        );
         let first_text = case.columns.iter().find(|c| c.2 == Kind::Text);
         if let Some((_, pointer, _)) = first_text {
             for row in &expected {
@@ -424,4 +449,76 @@ async fn a_reps_view_export_shows_what_their_json_shows() {
     // Bad formats name the parameter.
     let (status, body) = app.get("/api/v1/analytics/intents?format=docx").await;
     assert_eq!((status, crate::helpers::error_fields(&body)), (400, vec!["format"]));
+}
+
+/// A view's URL path (`name[/id]?k=v&…`) as a report's question: the view and its params, the
+/// path's id under the name the view gives it.
+fn question(path: &str) -> Value {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let (view, id) = route.split_once('/').map_or((route, None), |(v, id)| (v, Some(id)));
+    let mut params = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap();
+        params.insert(k.into(), Value::from(v));
+    }
+    if let Some(id) = id {
+        let name = match view {
+            "agent-scorecard" | "trends" => "agent_id",
+            "campaigns" => "id",
+            _ => "team_id",
+        };
+        params.insert(name.into(), Value::from(id));
+    }
+    serde_json::json!({"name": "Every view", "view": view, "params": params})
+}
+
+/// Every sheet of a workbook with its cells.
+fn sheets(xlsx: Vec<u8>) -> Vec<(String, Vec<Vec<Data>>)> {
+    let mut book: Xlsx<_> = Xlsx::new(Cursor::new(xlsx)).unwrap();
+    book.sheet_names()
+        .into_iter()
+        .map(|name| {
+            let range = book.worksheet_range(&name).unwrap();
+            (name, range.rows().map(|r| r.to_vec()).collect())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_report_of_every_view_is_the_views_answer_and_its_files() {
+    let app = seeded().await;
+    for case in cases() {
+        let path = case.path;
+        let body = question(path);
+        let (_, json) = app.get(&format!("/api/v1/analytics/{path}")).await;
+        let (status, preview) = app.post("/api/v1/reports/preview", &app.key, &body).await;
+        assert_eq!(status, 200, "{path}: {preview}");
+        assert_eq!(
+            answered(&preview["result"]),
+            answered(&json),
+            "{path}: the report's answer is the view's (but for when it was answered)"
+        );
+        for format in ["csv", "xlsx"] {
+            let (_, from_view) = file(&app, path, format).await;
+            let r = app
+                .client
+                .post(format!("{}/api/v1/reports/preview?format={format}", app.url))
+                .bearer_auth(&app.key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{path} as {format}");
+            let from_report = r.bytes().await.unwrap().to_vec();
+            if format == "csv" {
+                assert_eq!(from_report, from_view, "{path}: the report's CSV is the view's");
+            } else {
+                assert_eq!(
+                    sheets(from_report),
+                    sheets(from_view),
+                    "{path}: the report's XLSX is the view's"
+                );
+            }
+        }
+    }
 }
