@@ -168,7 +168,10 @@ impl AlertDef {
             }
         }
         match (self.condition.is_change(), self.compare_to) {
-            (true, None) => bad("compare_to", "is required for rises_by and falls_by: previous_window or week_before"),
+            (true, None) => bad(
+                "compare_to",
+                "is required for rises_by and falls_by: previous_window or week_before",
+            ),
             (false, Some(_)) => bad("compare_to", "is only for rises_by and falls_by"),
             _ => {}
         }
@@ -287,7 +290,11 @@ impl AlertDef {
             _ => (signal > self.threshold, signal <= self.recovery()),
         };
         if state.firing {
-            return if recovered { Decision::Recover(signal) } else { Decision::Stay };
+            return if recovered {
+                Decision::Recover(signal)
+            } else {
+                Decision::Stay
+            };
         }
         let rearmed = state
             .last_fired_at
@@ -365,7 +372,9 @@ fn plausible_email(e: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && e.len() <= 254
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>')
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>')
 }
 
 /// Names the field a serde error is about: `unknown field `x``, `missing field `x``, or the
@@ -382,7 +391,11 @@ fn serde_field_error(body: &Value, e: &serde_json::Error) -> FieldError {
     if text.starts_with("unknown variant") {
         let field = body
             .as_object()
-            .and_then(|o| o.iter().find(|(_, v)| v.as_str() == Some(quoted)).map(|(k, _)| k.clone()))
+            .and_then(|o| {
+                o.iter()
+                    .find(|(_, v)| v.as_str() == Some(quoted))
+                    .map(|(k, _)| k.clone())
+            })
             .unwrap_or_default();
         let allowed = match field.as_str() {
             "scope" => ScopeKind::NAMES.join(", "),
@@ -440,7 +453,10 @@ mod tests {
         assert_eq!(d.decide(&s, &reading(5.0, 50.0), 29 * 60_000), Decision::Stay);
         assert_eq!(d.decide(&s, &reading(5.0, 50.0), 30 * 60_000), Decision::Fire(5.0));
         // Low volume decides nothing.
-        assert_eq!(d.decide(&SubjectState::default(), &reading(0.0, 9.0), 0), Decision::Stay);
+        assert_eq!(
+            d.decide(&SubjectState::default(), &reading(0.0, 9.0), 0),
+            Decision::Stay
+        );
     }
 
     #[test]
@@ -466,7 +482,11 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let fields = |body: Value| -> Vec<String> {
-            AlertDef::parse(&body).unwrap_err().into_iter().map(|e| e.field).collect()
+            AlertDef::parse(&body)
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
         };
         let ok = json!({"name": "n", "measure": "connect_rate", "scope": "team", "scope_id": "t1",
             "window_minutes": 60, "condition": "above", "threshold": 5});
@@ -498,7 +518,11 @@ mod tests {
         let end = cur["range"]["end"].as_str().unwrap();
         let end_s = end.parse::<jiff::Timestamp>().unwrap().as_second();
         assert!(end_s > now && end_s - now <= 900 && end_s % 900 == 0, "{start} {end}");
-        let base_end = base.unwrap()["range"]["end"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+        let base_end = base.unwrap()["range"]["end"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap();
         assert_eq!(base_end.as_second(), end_s - 7 * 86_400);
     }
 

@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<String>>,
     pub max_connections: Option<usize>,
     pub sql_listen: Option<String>,
+    pub webhook_allow_private: Option<bool>,
     /// Brokers to consume events from (SPEC §11).
     pub sources: Option<Vec<crate::sources::SourceConfig>>,
 }
@@ -62,6 +63,7 @@ impl Settings {
                 trusted_proxies: file.trusted_proxies.unwrap_or_default(),
                 max_connections: file.max_connections,
                 sql_listen: file.sql_listen,
+                webhook_allow_private: file.webhook_allow_private.unwrap_or(false),
             },
             sources: file.sources.unwrap_or_default(),
         }
@@ -79,6 +81,8 @@ pub struct ServeKeys {
     pub max_connections: Option<usize>,
     /// Where the PostgreSQL-protocol endpoint listens (SPEC §13), if anywhere.
     pub sql_listen: Option<String>,
+    /// Webhooks may target private and loopback addresses.
+    pub webhook_allow_private: bool,
 }
 
 impl ServeKeys {
@@ -94,6 +98,7 @@ impl ServeKeys {
             },
             max_connections: self.max_connections.or(file.max_connections),
             sql_listen: self.sql_listen.or(file.sql_listen),
+            webhook_allow_private: self.webhook_allow_private || file.webhook_allow_private,
         }
     }
 
@@ -126,6 +131,7 @@ impl ServeKeys {
             public_origin,
             trusted_proxies,
             metrics_token: self.metrics_token.map(|t| t.trim().to_string()),
+            webhook_allow_private: self.webhook_allow_private,
         };
         Ok((security, limits))
     }

@@ -298,6 +298,14 @@ pub fn alerts(db: &mut dyn Sql, tenant_id: i64) -> Result<Vec<Alert>> {
     .collect()
 }
 
+/// Every tenant that has alerts (the timer evaluates them as their windows slide).
+pub fn tenants_with_alerts(db: &mut dyn Sql) -> Result<Vec<i64>> {
+    db.query("SELECT DISTINCT tenant_id FROM alerts", &[])?
+        .iter()
+        .map(|r| r.int(0))
+        .collect()
+}
+
 /// Deletes an alert with its state and history; `false` if there was none.
 pub fn delete_alert(db: &mut dyn Sql, tenant_id: i64, id: &str) -> Result<bool> {
     for table in ["alert_states", "alert_events"] {

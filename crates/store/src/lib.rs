@@ -3,13 +3,13 @@
 //! reads. [`sqlite::SqliteStore`] is the embedded default.
 
 pub mod access;
+pub mod alerting;
 mod apply;
 mod block;
 mod catalog;
 pub mod contribution;
 mod drill;
 mod group;
-pub mod alerting;
 pub mod jobs;
 pub mod overlay;
 pub mod pg;
