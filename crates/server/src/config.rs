@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn serve_options_come_from_flags_then_the_file_and_are_checked() {
         let file: FileConfig = toml::from_str(
-            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"",
+            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"\nwebhook_allow_private = true",
         )
         .unwrap();
         let keys = Settings::resolve(None, None, file).serve;
@@ -178,6 +178,7 @@ mod tests {
             vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
         );
         assert_eq!(limits.max_connections, 50);
+        assert!(security.webhook_allow_private, "the file's webhook_allow_private");
         let bad = ServeKeys {
             trusted_proxies: vec!["proxy.local".into()],
             ..ServeKeys::default()
