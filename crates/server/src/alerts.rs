@@ -191,24 +191,16 @@ async fn evaluate(state: &AppState, tenant_id: i64, alert: &Alert) -> Result<usi
             "campaign_id": campaign,
             "window": window,
         });
-        let (alert_id, subject_key, revision, firing, stored) = (
-            alert.id.clone(),
-            subject.clone(),
-            known.revision,
-            kind == "fired",
-            event.clone(),
-        );
+        let change = alerting::StateChange {
+            subject: subject.clone(),
+            expected_revision: known.revision,
+            firing: kind == "fired",
+            event: event.clone(),
+            at: now_ms,
+        };
+        let alert_id = alert.id.clone();
         let won = alerting::run(&*state.store, move |db| {
-            alerting::transition(
-                db,
-                tenant_id,
-                &alert_id,
-                &subject_key,
-                revision,
-                firing,
-                &stored,
-                now_ms,
-            )
+            alerting::transition(db, tenant_id, &alert_id, &change)
         })
         .await
         .map_err(|e| e.to_string())?;

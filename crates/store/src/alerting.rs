@@ -350,19 +350,31 @@ pub fn alert_states(db: &mut dyn Sql, tenant_id: i64, alert_id: &str) -> Result<
     .collect()
 }
 
-/// Moves a subject from the state at `expected_revision` to `firing`, and records `event`
-/// (its JSON) — only if nobody changed the state since it was read. `false` if somebody did
-/// (another node recorded this change first), in which case nothing is written.
-pub fn transition(
-    db: &mut dyn Sql,
-    tenant_id: i64,
-    alert_id: &str,
-    subject: &str,
-    expected_revision: i64,
-    firing: bool,
-    event: &Value,
-    now: i64,
-) -> Result<bool> {
+/// A subject's move to firing or quiet, as an evaluation decided it from the state it read.
+#[derive(Debug, Clone)]
+pub struct StateChange {
+    pub subject: String,
+    /// The revision the evaluation read (0: no state yet).
+    pub expected_revision: i64,
+    pub firing: bool,
+    /// What is kept in the alert's history.
+    pub event: Value,
+    pub at: i64,
+}
+
+/// Applies `change` and records its event — only if nobody changed the subject's state since
+/// it was read. `false` if somebody did (another node recorded this change first), in which
+/// case nothing is written.
+pub fn transition(db: &mut dyn Sql, tenant_id: i64, alert_id: &str, change: &StateChange) -> Result<bool> {
+    let StateChange {
+        subject,
+        expected_revision,
+        firing,
+        event,
+        at: now,
+    } = change;
+    let (expected_revision, firing, now) = (*expected_revision, *firing, *now);
+    let subject = subject.as_str();
     let fired_at: Option<i64> = firing.then_some(now);
     let params: Vec<Val> = vec![
         tenant_id.into(),
