@@ -215,6 +215,28 @@ async fn alerts_follow_roles_and_name_bad_fields() {
     assert_eq!(ids, [mine["id"].as_str().unwrap()]);
     let team_path = format!("/api/v1/alerts/{}", team_alert["id"].as_str().unwrap());
     assert_eq!(app.send(reqwest::Method::GET, &team_path, &rep, None).await.0, 404);
+    // A team-bound key (a manager's reach) watches its team and its agents, not the tenant.
+    let team_key = dialboard::cli::create_key(&app.store, app.tenant_id, vec![Scope::Read], None, Some("t1".into()))
+        .await
+        .unwrap();
+    let mut for_team = own.clone();
+    for_team["scope"] = json!("each_agent_of_team");
+    for_team["scope_id"] = json!("t1");
+    assert_eq!(app.post("/api/v1/alerts", &team_key, &for_team).await.0, 201);
+    for_team["scope_id"] = json!("t2");
+    assert_eq!(app.post("/api/v1/alerts", &team_key, &for_team).await.0, 403);
+    let tenant_wide = json!({"name": "All", "measure": "connect_rate", "scope": "tenant",
+        "window_minutes": 60, "condition": "below", "threshold": 10});
+    assert_eq!(app.post("/api/v1/alerts", &team_key, &tenant_wide).await.0, 403);
+    // Another tenant sees none of it.
+    let (_, globex) = app.other_tenant("globex", false).await;
+    let (_, theirs) = app.send(reqwest::Method::GET, "/api/v1/alerts", &globex, None).await;
+    assert_eq!(theirs["alerts"], json!([]));
+    assert_eq!(app.send(reqwest::Method::GET, &team_path, &globex, None).await.0, 404);
+    assert_eq!(
+        app.send(reqwest::Method::DELETE, &team_path, &globex, None).await.0,
+        404
+    );
     // Bad fields are named.
     let (status, body) = app
         .post(

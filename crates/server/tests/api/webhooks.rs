@@ -304,6 +304,12 @@ async fn internal_addresses_are_refused_at_creation_and_after_resolution() {
     let log = deliveries(&app, &hook).await;
     assert!(log[0]["error"].as_str().unwrap().contains("resolves to"), "{log:?}");
     assert!(receiver.seen.lock().unwrap().is_empty());
+    // Another tenant's admin sees neither the endpoint nor its log.
+    let (_, globex) = app.other_tenant("globex", false).await;
+    let path = format!("/api/v1/webhooks/{hook}/deliveries");
+    assert_eq!(app.send(reqwest::Method::GET, &path, &globex, None).await.0, 404);
+    let (_, listed) = app.send(reqwest::Method::GET, "/api/v1/webhooks", &globex, None).await;
+    assert_eq!(listed["webhooks"], json!([]));
     // Webhooks are for admins only.
     let reader = add_key(&app.store, app.tenant_id, vec![Scope::Read], None).await;
     assert_eq!(
