@@ -71,6 +71,158 @@ export interface paths {
       };
     };
   };
+  "/api/v1/alerts": {
+    /** the alerts the caller may see (a manager: their teams'; a rep: their own), with their states */
+    get: {
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** create an alert: measure, scope, window, condition, thresholds, minimum volume, re-arm interval, e-mails, webhooks; 201 */
+    post: {
+      requestBody: {
+        content: {
+          "application/json": Record<string, never>;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/alerts/templates": {
+    /** the seed's coaching rules as alerts over each agent of a team */
+    get: {
+      parameters: {
+        query?: {
+          team?: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/alerts/{id}": {
+    /** one alert with its states */
+    get: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** replace an alert's definition (its owner or an admin); its state starts over */
+    put: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      requestBody: {
+        content: {
+          "application/json": Record<string, never>;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** delete an alert and its history (its owner or an admin) */
+    delete: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/alerts/{id}/events": {
+    /** every firing and recovery, newest first: value, threshold, volume, subject */
+    get: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
   "/api/v1/analytics/agent-scorecard/{agent_id}": {
     /** a rep's scorecard for a day, week or month (period=daily|weekly|monthly) */
     get: {
@@ -2421,6 +2573,159 @@ export interface paths {
       requestBody: {
         content: {
           "application/json": Record<string, never>;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/webhooks": {
+    /** the tenant's webhook endpoints */
+    get: {
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** register an endpoint ({url, description, failure_limit}); 201 with its signing secret, shown once */
+    post: {
+      requestBody: {
+        content: {
+          "application/json": Record<string, never>;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/webhooks/{id}": {
+    /** one endpoint */
+    get: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** replace an endpoint's settings; "enabled": true re-enables one that failures disabled */
+    put: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      requestBody: {
+        content: {
+          "application/json": Record<string, never>;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** delete an endpoint and its delivery log */
+    delete: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/webhooks/{id}/deliveries": {
+    /** every delivery attempt, newest first: outcome, status code, latency, error */
+    get: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/webhooks/{id}/ping": {
+    /** queue a test delivery (event `ping`); 202 */
+    post: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
         };
       };
       responses: {

@@ -12,6 +12,7 @@
 //! - [`oracle`]: a brute-force computation over raw records, the reference tests compare with.
 
 pub mod activity;
+pub mod alerting;
 pub mod cells;
 pub mod clock;
 pub mod event;

@@ -81,6 +81,9 @@ enum Command {
         /// name, password: an API key with the read scope; docs/SQL.md).
         #[arg(long, env = "DIALBOARD_SQL_LISTEN")]
         sql_listen: Option<String>,
+        /// Let webhooks target private, loopback and link-local addresses (refused otherwise).
+        #[arg(long, env = "DIALBOARD_WEBHOOK_ALLOW_PRIVATE")]
+        webhook_allow_private: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -277,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             trusted_proxy,
             max_connections,
             sql_listen,
+            webhook_allow_private,
             common,
         } => {
             let settings = common.settings(listen)?;
@@ -286,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 trusted_proxies: trusted_proxy,
                 max_connections,
                 sql_listen,
+                webhook_allow_private,
             };
             let keys = flags.or(settings.serve);
             let sql_listen = keys.sql_listen.clone();
@@ -568,7 +573,12 @@ pub async fn serve_with(
     announce(&url);
     let (stop_jobs, stop) = tokio::sync::watch::channel(false);
     let consumers = crate::sources::spawn_all(store.clone(), sources, &state.metrics.sources, stop.clone());
-    let jobs = Arc::new(crate::jobs::Worker::for_server(store.clone())).spawn(stop);
+    let policy = crate::webhooks::AddressPolicy {
+        allow_private: state.security.webhook_allow_private,
+    };
+    let worker = crate::jobs::Worker::for_server(store.clone())
+        .handle(crate::webhooks::JOB_KIND, crate::webhooks::job_handler(policy));
+    let jobs = Arc::new(worker).spawn(stop);
     crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;
     // A job cut short here is claimed again once its lease expires (on this node or another).
     let _ = stop_jobs.send(true);

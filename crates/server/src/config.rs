@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<String>>,
     pub max_connections: Option<usize>,
     pub sql_listen: Option<String>,
+    pub webhook_allow_private: Option<bool>,
     /// Brokers to consume events from (SPEC §11).
     pub sources: Option<Vec<crate::sources::SourceConfig>>,
 }
@@ -62,6 +63,7 @@ impl Settings {
                 trusted_proxies: file.trusted_proxies.unwrap_or_default(),
                 max_connections: file.max_connections,
                 sql_listen: file.sql_listen,
+                webhook_allow_private: file.webhook_allow_private.unwrap_or(false),
             },
             sources: file.sources.unwrap_or_default(),
         }
@@ -79,6 +81,8 @@ pub struct ServeKeys {
     pub max_connections: Option<usize>,
     /// Where the PostgreSQL-protocol endpoint listens (SPEC §13), if anywhere.
     pub sql_listen: Option<String>,
+    /// Webhooks may target private and loopback addresses.
+    pub webhook_allow_private: bool,
 }
 
 impl ServeKeys {
@@ -94,6 +98,7 @@ impl ServeKeys {
             },
             max_connections: self.max_connections.or(file.max_connections),
             sql_listen: self.sql_listen.or(file.sql_listen),
+            webhook_allow_private: self.webhook_allow_private || file.webhook_allow_private,
         }
     }
 
@@ -126,6 +131,7 @@ impl ServeKeys {
             public_origin,
             trusted_proxies,
             metrics_token: self.metrics_token.map(|t| t.trim().to_string()),
+            webhook_allow_private: self.webhook_allow_private,
         };
         Ok((security, limits))
     }
@@ -154,7 +160,7 @@ mod tests {
     #[test]
     fn serve_options_come_from_flags_then_the_file_and_are_checked() {
         let file: FileConfig = toml::from_str(
-            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"",
+            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"\nwebhook_allow_private = true",
         )
         .unwrap();
         let keys = Settings::resolve(None, None, file).serve;
@@ -172,6 +178,7 @@ mod tests {
             vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
         );
         assert_eq!(limits.max_connections, 50);
+        assert!(security.webhook_allow_private, "the file's webhook_allow_private");
         let bad = ServeKeys {
             trusted_proxies: vec!["proxy.local".into()],
             ..ServeKeys::default()

@@ -2,6 +2,7 @@
 //! decided in `dialboard-engine`; storage lives in `dialboard-store`.
 
 pub mod access;
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod serve;
 pub mod sources;
 pub mod sql;
 pub mod web;
+pub mod webhooks;
 
 use dialboard_store::pg::PgStore;
 use dialboard_store::sqlite::{path_from_url, Options, SqliteStore};

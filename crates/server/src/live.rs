@@ -371,6 +371,49 @@ impl Hub {
         }
     }
 
+    /// Sends an alert's firing or recovery (`message`, of type `alert`) to the subscribers
+    /// watching a scope it concerns — the tenant, or the subject's agent, team or campaign —
+    /// once each. An alert about an agent reaches only those who see that agent's records.
+    pub fn send_alert(
+        &self,
+        tenant_id: i64,
+        agent: Option<&str>,
+        team: Option<&str>,
+        campaign: Option<&str>,
+        message: &Value,
+    ) {
+        let mut state = self.lock();
+        let mut reached: HashSet<u64> = HashSet::new();
+        let scopes: Vec<LiveScope> = state
+            .watchers
+            .keys()
+            .filter(|(t, _)| *t == tenant_id)
+            .map(|(_, s)| s.clone())
+            .collect();
+        for scope in scopes {
+            let concerned = match scope.kind {
+                ScopeKind::Tenant => true,
+                ScopeKind::Team => team == Some(scope.id.as_str()),
+                ScopeKind::Agent => agent == Some(scope.id.as_str()),
+                ScopeKind::Campaign => campaign == Some(scope.id.as_str()),
+            };
+            if !concerned {
+                continue;
+            }
+            let msg = Utf8Bytes::from(scope.message("alert", message.clone()).to_string());
+            let ids: Vec<u64> = state.watchers[&(tenant_id, scope.clone())].iter().copied().collect();
+            for id in ids {
+                let allowed = state
+                    .subscribers
+                    .get(&id)
+                    .is_some_and(|s| agent.is_none() || s.principal.sees_record(agent, team));
+                if allowed && reached.insert(id) {
+                    state.send(id, &msg);
+                }
+            }
+        }
+    }
+
     /// Today's metrics (in the tenant's zone) of scopes of one kind, by one grouped query.
     async fn metrics(
         &self,

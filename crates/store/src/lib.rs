@@ -3,6 +3,7 @@
 //! reads. [`sqlite::SqliteStore`] is the embedded default.
 
 pub mod access;
+pub mod alerting;
 mod apply;
 mod block;
 mod catalog;
@@ -574,7 +575,14 @@ pub trait Store: Send + Sync + 'static {
     async fn saved_items(&self, tenant_id: i64, kind: SavedKind) -> Result<Vec<SavedItem>>;
     /// An item's versions, newest first.
     async fn saved_versions(&self, tenant_id: i64, kind: SavedKind, id: &str) -> Result<Vec<SavedVersion>>;
+
+    /// Runs `work` in one transaction (on SQLite's writer): the small tables written in SQL
+    /// both databases speak, such as `alerting`'s (call it through `alerting::run`).
+    async fn transact(&self, work: SqlWork) -> Result<()>;
 }
+
+/// Work for [`Store::transact`].
+pub type SqlWork = Box<dyn FnOnce(&mut dyn sql::Sql) -> Result<()> + Send>;
 
 fn nanos_to_rfc3339(ns: i64, clock: &Clock) -> Value {
     json!(clock.format(ns.div_euclid(1_000_000_000)))

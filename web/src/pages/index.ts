@@ -1,6 +1,7 @@
 import type { Page } from "../app";
 import { activity } from "./activity";
 import { agent } from "./agent";
+import { alerts, webhooks } from "./alerts";
 import { bestTime } from "./besttime";
 import { builderPage } from "./builder";
 import { calls } from "./calls";
@@ -14,4 +15,4 @@ import { team } from "./team";
 import { tickets } from "./tickets";
 
 /** In the navigation's order; the first a role may see is its home. */
-export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, staffing, tickets, coaching, activity, calls, imports, dashboardsPage, builderPage];
+export const PAGES: Page[] = [overview, team, agent, pipeline, bestTime, staffing, tickets, coaching, activity, calls, imports, alerts, webhooks, dashboardsPage, builderPage];

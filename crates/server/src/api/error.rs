@@ -54,6 +54,8 @@ error_codes! {
     InvalidPassword => BAD_REQUEST, "invalid_password";
     InvalidLoginRequest => BAD_REQUEST, "invalid_login_request";
     InvalidScope => BAD_REQUEST, "invalid_scope";
+    InvalidWebhook => BAD_REQUEST, "invalid_webhook";
+    InvalidAlert => BAD_REQUEST, "invalid_alert";
     Unauthorized => UNAUTHORIZED, "unauthorized";
     InvalidLogin => UNAUTHORIZED, "invalid_login";
     Forbidden => FORBIDDEN, "forbidden";

@@ -26,6 +26,9 @@ pub struct Security {
     pub trusted_proxies: Vec<IpAddr>,
     /// The bearer token `/metrics` asks for; without one only loopback clients read it.
     pub metrics_token: Option<String>,
+    /// Whether webhooks may target private, loopback and link-local addresses
+    /// (`--webhook-allow-private`); refused by default.
+    pub webhook_allow_private: bool,
 }
 
 impl Security {

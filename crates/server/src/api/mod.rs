@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod alerts;
 pub mod analytics;
 pub mod auth;
 pub mod badges;
@@ -20,6 +21,7 @@ pub mod reports;
 pub mod saved;
 pub mod session;
 pub mod staffing;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -262,9 +264,13 @@ pub fn app(state: Arc<AppState>) -> Router {
             ],
         )
     });
-    let api = saved_routes(staffing::routes(badges::routes(analytics_routes(api))))
-        .finish()
-        .fallback(|| async { error::ApiError::not_found("no such endpoint") });
+    let api = alert_routes(webhook_routes(saved_routes(staffing::routes(badges::routes(
+        analytics_routes(api),
+    )))))
+    .finish()
+    .fallback(|| async { error::ApiError::not_found("no such endpoint") });
+    // Alerts are evaluated as this server's committed events change the numbers.
+    crate::alerts::spawn(state.clone());
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))
@@ -483,4 +489,80 @@ fn saved_routes(api: Routes) -> Routes {
             )],
         )
     })
+}
+
+/// Webhook endpoints and their deliveries (admins).
+fn webhook_routes(api: Routes) -> Routes {
+    api.add(
+        "/webhooks",
+        get(webhooks::list).post(webhooks::create),
+        vec![
+            op("get", "admin", "the tenant's webhook endpoints"),
+            op(
+                "post",
+                "admin",
+                "register an endpoint ({url, description, failure_limit}); 201 with its signing secret, shown once",
+            )
+            .body(),
+        ],
+    )
+    .add(
+        "/webhooks/{id}",
+        get(webhooks::get).put(webhooks::replace).delete(webhooks::remove),
+        vec![
+            op("get", "admin", "one endpoint"),
+            op(
+                "put",
+                "admin",
+                "replace an endpoint's settings; \"enabled\": true re-enables one that failures disabled",
+            )
+            .body(),
+            op("delete", "admin", "delete an endpoint and its delivery log"),
+        ],
+    )
+    .add(
+        "/webhooks/{id}/deliveries",
+        get(webhooks::deliveries),
+        vec![op(
+            "get",
+            "admin",
+            "every delivery attempt, newest first: outcome, status code, latency, error",
+        )],
+    )
+    .add(
+        "/webhooks/{id}/ping",
+        post(webhooks::ping),
+        vec![op("post", "admin", "queue a test delivery (event `ping`); 202")],
+    )
+}
+
+/// Alerts, their firings and the coaching templates.
+fn alert_routes(api: Routes) -> Routes {
+    api.add(
+        "/alerts",
+        get(alerts::list).post(alerts::create),
+        vec![
+            op("get", "read", "the alerts the caller may see (a manager: their teams'; a rep: their own), with their states"),
+            op("post", "read", "create an alert: measure, scope, window, condition, thresholds, minimum volume, re-arm interval, e-mails, webhooks; 201").body(),
+        ],
+    )
+    .add(
+        "/alerts/templates",
+        get(alerts::templates),
+        vec![op("get", "read", "the seed's coaching rules as alerts over each agent of a team").params(&["team"])],
+    )
+    .add(
+        "/alerts/{id}",
+        get(alerts::get).put(alerts::replace).delete(alerts::remove),
+        vec![
+            op("get", "read", "one alert with its states"),
+            op("put", "read", "replace an alert's definition (its owner or an admin); its state starts over").body(),
+            op("delete", "read", "delete an alert and its history (its owner or an admin)"),
+        ],
+    )
+    .add(
+        "/alerts/{id}/events",
+        get(alerts::events),
+        vec![op("get", "read", "every firing and recovery, newest first: value, threshold, volume, subject")],
+    )
 }

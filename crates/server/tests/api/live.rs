@@ -24,14 +24,14 @@ fn live_request(app: &TestApp, key: Option<&str>) -> Request {
     req
 }
 
-async fn connect(app: &TestApp, key: &str) -> Ws {
+pub async fn connect(app: &TestApp, key: &str) -> Ws {
     tokio_tungstenite::connect_async(live_request(app, Some(key)))
         .await
         .unwrap()
         .0
 }
 
-async fn send(ws: &mut Ws, message: Value) {
+pub async fn send(ws: &mut Ws, message: Value) {
     ws.send(Message::Text(message.to_string().into())).await.unwrap();
 }
 
@@ -49,7 +49,7 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 /// Reads until a message matches; returns it and every message before it.
-async fn wait_for(ws: &mut Ws, matches: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+pub async fn wait_for(ws: &mut Ws, matches: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
     let mut before = Vec::new();
     loop {
         let m = next_json(ws).await;

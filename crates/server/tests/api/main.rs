@@ -2,6 +2,7 @@
 //! binary for crash durability.
 
 mod access;
+mod alerts;
 mod analytics;
 mod backup;
 mod comparisons;
@@ -23,3 +24,4 @@ mod staffing;
 mod team_facts;
 mod view_exports;
 mod web;
+mod webhooks;

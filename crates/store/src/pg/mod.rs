@@ -1055,6 +1055,16 @@ impl Store for PgStore {
         self.sql(move |db| saved::versions(db, tenant_id, kind, &id)).await
     }
 
+    async fn transact(&self, work: crate::SqlWork) -> Result<()> {
+        self.with(move |conn, _| {
+            let mut tx = conn.client.transaction()?;
+            work(&mut Pg(&mut tx))?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {
         self.with(move |conn, _| {
             // Events are found through their record's key (the index PostgreSQL has on them).

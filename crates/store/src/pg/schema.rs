@@ -295,6 +295,68 @@ CREATE TABLE IF NOT EXISTS saved_item_versions (
     PRIMARY KEY (tenant_id, kind, id, version)
 );
 "#,
+    r#"
+-- Webhook endpoints, their delivery log, alerts, each alert's state per subject and its
+-- firings and recoveries (store::alerting). Times are epoch milliseconds; `body` is JSON.
+CREATE TABLE IF NOT EXISTS webhooks (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    body TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    enabled BIGINT NOT NULL,
+    consecutive_failures BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+-- One row per attempt: a delivery retried three times has three rows.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    tenant_id BIGINT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    status_code BIGINT,
+    latency_ms BIGINT,
+    error TEXT,
+    PRIMARY KEY (tenant_id, webhook_id, id, attempt)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_time ON webhook_deliveries (tenant_id, webhook_id, at);
+CREATE TABLE IF NOT EXISTS alerts (
+    tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+    id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+-- `subject` is the agent an "each agent of a team" alert watches, '' for the scope itself.
+-- `revision` makes every change a compare-and-set: of two nodes that see the same crossing,
+-- one records it.
+CREATE TABLE IF NOT EXISTS alert_states (
+    tenant_id BIGINT NOT NULL,
+    alert_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    firing BIGINT NOT NULL,
+    last_fired_at BIGINT,
+    changed_at BIGINT NOT NULL,
+    revision BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, alert_id, subject)
+);
+CREATE TABLE IF NOT EXISTS alert_events (
+    tenant_id BIGINT NOT NULL,
+    alert_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, alert_id, id)
+);
+CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (tenant_id, alert_id, at);
+"#,
 ];
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).

@@ -832,6 +832,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn transact(&self, work: crate::SqlWork) -> Result<()> {
+        self.write(move |conn| {
+            let mut tx = conn.transaction()?;
+            work(&mut tx)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn event_bodies(&self, tenant_id: i64, ids: Vec<(String, String)>) -> Result<HashMap<String, String>> {
         self.read(move |conn, _| {
             let mut stmt =

@@ -414,6 +414,68 @@ ALTER TABLE csat_appended RENAME TO csat;
 CREATE INDEX csat_by_time ON csat (tenant_id, at_ns);
 CREATE INDEX csat_by_conversation ON csat (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;
 "#,
+    r#"
+-- Webhook endpoints, their delivery log, alerts, each alert's state per subject and its
+-- firings and recoveries (store::alerting). Times are epoch milliseconds; `body` is JSON.
+CREATE TABLE IF NOT EXISTS webhooks (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    body TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    consecutive_failures INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+-- One row per attempt: a delivery retried three times has three rows.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    tenant_id INTEGER NOT NULL,
+    webhook_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    status_code INTEGER,
+    latency_ms INTEGER,
+    error TEXT,
+    PRIMARY KEY (tenant_id, webhook_id, id, attempt)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_time ON webhook_deliveries (tenant_id, webhook_id, at);
+CREATE TABLE IF NOT EXISTS alerts (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+-- `subject` is the agent an "each agent of a team" alert watches, '' for the scope itself.
+-- `revision` makes every change a compare-and-set: of two nodes that see the same crossing,
+-- one records it.
+CREATE TABLE IF NOT EXISTS alert_states (
+    tenant_id INTEGER NOT NULL,
+    alert_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    firing INTEGER NOT NULL,
+    last_fired_at INTEGER,
+    changed_at INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, alert_id, subject)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alert_events (
+    tenant_id INTEGER NOT NULL,
+    alert_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, alert_id, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (tenant_id, alert_id, at);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
