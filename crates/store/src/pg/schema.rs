@@ -295,6 +295,8 @@ CREATE TABLE IF NOT EXISTS saved_item_versions (
     PRIMARY KEY (tenant_id, kind, id, version)
 );
 "#,
+    // The SCRAM-SHA-256 verifier of each key created since (the SQL endpoint's SCRAM login).
+    "ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS scram TEXT;",
 ];
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).
