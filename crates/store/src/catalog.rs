@@ -172,6 +172,26 @@ pub fn key(db: &mut impl Sql, hash: &[u8; 32]) -> Result<Option<ApiKey>> {
     .transpose()
 }
 
+/// Sets a key's SCRAM-SHA-256 verifier (`SCRAM-SHA-256$iterations:salt:StoredKey:ServerKey`).
+pub fn set_key_scram(db: &mut impl Sql, hash: &[u8; 32], verifier: &str) -> Result<()> {
+    db.execute(
+        "UPDATE api_keys SET scram = $2 WHERE key_hash = $1",
+        &[hash.as_slice().into(), verifier.into()],
+    )?;
+    Ok(())
+}
+
+/// A tenant's live keys, each key's hash with its SCRAM verifier if it has one.
+pub fn key_verifiers(db: &mut impl Sql, tenant_id: i64) -> Result<Vec<([u8; 32], Option<String>)>> {
+    db.query(
+        "SELECT key_hash, scram FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
+        &[tenant_id.into()],
+    )?
+    .iter()
+    .map(|r| Ok((r.bytes(0)?.as_slice().try_into().expect("32-byte hash"), r.opt_text(1)?)))
+    .collect()
+}
+
 pub fn keys(db: &mut impl Sql, tenant_id: i64) -> Result<Vec<KeyInfo>> {
     db.query(
         "SELECT key_hash, name, scopes, agent_id, team_id, rate_limits, created_at, revoked_at FROM api_keys \

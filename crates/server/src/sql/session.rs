@@ -101,6 +101,8 @@ pub struct Executor {
     pub state: Arc<AppState>,
     pub catalog: Arc<Catalog>,
     pub limits: SqlLimits,
+    /// Keys may be sent in clear text without TLS ([`super::SqlConfig::allow_cleartext`]).
+    pub allow_cleartext: bool,
 }
 
 pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {

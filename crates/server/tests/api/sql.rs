@@ -476,28 +476,32 @@ async fn psycopg_and_the_sqlalchemy_inspector_read_the_same_numbers() {
     assert_eq!(seen["sqlalchemy"], by_agent["rows"]);
 }
 
-#[tokio::test]
-async fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_query() {
+/// Runs Check.java with the JDBC driver; `params` are appended to the connection URL.
+async fn jdbc(host: &str, port: &str, key: &str, params: &[&str]) -> String {
     let jar = "/usr/share/java/postgresql.jar";
     assert!(
         std::path::Path::new(jar).exists(),
         "{jar} is missing: apt-get install libpostgresql-jdbc-java (as .ci/run does)"
     );
-    let app = seeded().await;
-    let (host, port) = host_port(&app);
     let out = tokio::process::Command::new("java")
         .args(["-cp", jar])
         .arg(client_dir().join("Check.java"))
-        .args([&host, &port, "acme", &app.key])
+        .args([host, port, "acme", key])
+        .args(params)
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// Check.java printed the tables and call_metrics' columns with their types.
+fn assert_jdbc_catalog(stdout: &str) {
     let lines: Vec<&str> = stdout.lines().collect();
     for t in ["call_metrics", "calls", "agents", "pipeline_metrics"] {
         assert!(lines.contains(&format!("table {t}").as_str()), "{stdout}");
@@ -510,16 +514,174 @@ async fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_query() {
     ] {
         assert!(lines.contains(&c), "{c} in:\n{stdout}");
     }
+}
+
+#[tokio::test]
+async fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_query() {
+    let app = seeded().await;
+    let (host, port) = host_port(&app);
+    let stdout = jdbc(&host, &port, &app.key, &[]).await;
     let expected = query(
         &app,
         &app.key,
         json!({"measures": ["total_calls"], "dimensions": ["agent"], "filters": {"agent": ["a1"]}, "range": march()}),
     )
     .await;
+    assert_jdbc_catalog(&stdout);
     assert_eq!(
-        lines.iter().filter(|l| l.starts_with("row ")).collect::<Vec<_>>(),
-        [&format!("row a1 {}", expected["rows"][0][1]).as_str()]
+        stdout.lines().filter(|l| l.starts_with("row ")).collect::<Vec<_>>(),
+        [format!("row a1 {}", expected["rows"][0][1])]
     );
+}
+
+/// A key made the way keys were before SCRAM verifiers: in the store, without one.
+async fn key_without_verifier(store: &std::sync::Arc<dyn dialboard_store::Store>, tenant_id: i64) -> String {
+    let secret = dialboard::access::generate_secret("dbk");
+    let key = dialboard_store::ApiKey {
+        tenant_id,
+        scopes: vec![Scope::Read],
+        agent_id: None,
+        team_id: None,
+        name: Some("from before SCRAM".into()),
+        rate_limits: None,
+    };
+    store
+        .create_key(dialboard::access::hash_secret(&secret), key)
+        .await
+        .unwrap();
+    secret
+}
+
+#[tokio::test]
+async fn a_key_without_a_verifier_is_not_sent_in_clear_text_without_tls() {
+    let app = seeded().await;
+    let legacy = app
+        .store
+        .create_tenant("legacy", dialboard_store::TenantSettings::new("UTC"))
+        .await
+        .unwrap();
+    let old_key = key_without_verifier(&app.store, legacy.id).await;
+    let (host, port) = host_port(&app);
+    let error = tokio::task::spawn_blocking(move || connect(&host, &port, "legacy", &old_key).err().unwrap())
+        .await
+        .unwrap();
+    let db = error.as_db_error().expect("a PostgreSQL error");
+    assert_eq!(db.code().code(), "28000");
+    assert!(db.message().contains("sslmode=require"), "{}", db.message());
+}
+
+/// Makes a self-signed certificate for localhost; returns the certificate and key files.
+fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "2", "-subj", "/CN=localhost"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    (cert, key)
+}
+
+/// The real binary with `--sql-tls-cert`: psql with sslmode=require, psycopg proving the
+/// method (SCRAM with and without TLS; a key without a verifier in clear text only over TLS,
+/// after which it uses SCRAM too) and the JDBC driver over TLS with SCRAM.
+#[tokio::test]
+async fn tls_and_scram_with_psql_psycopg_and_jdbc() {
+    use super::process::{free_port, last_line, wait_ready};
+    const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_file) = self_signed(dir.path());
+    let path = dir.path().join("d.db");
+    let db = format!("sqlite://{}", path.display());
+    let created = std::process::Command::new(BIN)
+        .args(["tenant", "create", "acme", "--database", &db])
+        .output()
+        .unwrap();
+    let new_key = last_line(&created);
+    let old_key = {
+        let store: std::sync::Arc<dyn dialboard_store::Store> = std::sync::Arc::new(
+            dialboard_store::sqlite::SqliteStore::open(&path, dialboard_store::sqlite::Options::default()).unwrap(),
+        );
+        let tenant = store.tenant_by_name("acme").await.unwrap().unwrap();
+        key_without_verifier(&store, tenant.id).await
+    };
+    let (http, sql) = (free_port(), free_port());
+    let mut server = std::process::Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{http}"), "--database", &db])
+        .args(["--sql-listen", &format!("127.0.0.1:{sql}")])
+        .arg("--sql-tls-cert")
+        .arg(&cert)
+        .arg("--sql-tls-key")
+        .arg(&key_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(&format!("http://127.0.0.1:{http}")).await;
+    let port = sql.to_string();
+    let psql = tokio::process::Command::new(psql_binary())
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "acme",
+            "-d",
+            "acme",
+        ])
+        .args(["-c", "SELECT total_calls FROM call_metrics"])
+        .env("PGPASSWORD", &new_key)
+        .env("PGSSLMODE", "require")
+        .output()
+        .await
+        .unwrap();
+    let logins = tokio::process::Command::new(python())
+        .arg(client_dir().join("tls.py"))
+        .args(["127.0.0.1", &port, "acme", &new_key, &old_key])
+        .output()
+        .await
+        .unwrap();
+    let java = jdbc(
+        "127.0.0.1",
+        &port,
+        &new_key,
+        &["ssl=true&sslmode=require&sslfactory=org.postgresql.ssl.NonValidatingFactory"],
+    )
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(psql.status.success(), "{}", String::from_utf8_lossy(&psql.stderr));
+    assert_eq!(String::from_utf8_lossy(&psql.stdout), "0\n");
+    assert!(logins.status.success(), "{}", String::from_utf8_lossy(&logins.stderr));
+    let seen: Value = serde_json::from_slice(&logins.stdout).unwrap();
+    assert_eq!(seen["new_tls_scram"], json!({"total": 0, "tls": true}), "{seen}");
+    assert_eq!(seen["new_plain_scram"], json!({"total": 0, "tls": false}), "{seen}");
+    let before = seen["old_plain_before"]["error"].as_str().unwrap_or_default();
+    assert!(
+        before.to_lowercase().contains("password authentication failed"),
+        "{seen}"
+    );
+    assert_eq!(seen["old_tls_cleartext"], json!({"total": 0, "tls": true}), "{seen}");
+    assert_eq!(seen["old_plain_after"], json!({"total": 0, "tls": false}), "{seen}");
+    assert_eq!(seen["pinned"], true, "psycopg's libpq proves the method (16+)");
+    assert_jdbc_catalog(&java);
 }
 
 /// `dialboard serve --sql-listen` (the real binary) answers psql with the key `tenant create`
