@@ -730,3 +730,104 @@ async fn the_binary_serves_sql_with_sql_listen() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
 }
+
+/// A query that never ends on its own: it runs on the shared catalog.
+const RUNAWAY: &str = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r";
+
+/// Another SQL endpoint over the app's store, with these limits.
+async fn sql_server(app: &TestApp, limits: dialboard::sql::SqlLimits) -> (String, String) {
+    let state = dialboard::api::AppState::with_live_queue(app.store.clone(), dialboard::live::QUEUE_CAPACITY);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let config = dialboard::sql::SqlConfig {
+        limits,
+        ..Default::default()
+    };
+    let serving = dialboard::sql::serve(state, listener, config, std::future::pending());
+    tokio::spawn(async move { serving.await.unwrap() });
+    ("127.0.0.1".into(), port)
+}
+
+/// Whether another client's catalog query answers within 10 s.
+fn catalog_answers(host: &str, port: &str, key: &str) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (host, port, key) = (host.to_string(), port.to_string(), key.to_string());
+    std::thread::spawn(move || {
+        let mut client = connect(&host, &port, "acme", &key).unwrap();
+        let _ = tx.send(client.simple_query("SELECT count(*) FROM pg_catalog.pg_class").is_ok());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap_or(false)
+}
+
+#[tokio::test]
+async fn the_statement_timeout_stops_a_runaway_query_and_frees_the_catalog() {
+    let app = seeded().await;
+    let limits = dialboard::sql::SqlLimits {
+        statement_timeout: std::time::Duration::from_secs(1),
+        ..sql_limits()
+    };
+    let (host, port) = sql_server(&app, limits).await;
+    let key = app.key.clone();
+    let (code, elapsed, next) = tokio::task::spawn_blocking(move || {
+        let mut client = connect(&host, &port, "acme", &key).unwrap();
+        let started = std::time::Instant::now();
+        let error = client.simple_query(RUNAWAY).unwrap_err();
+        let code = error.as_db_error().map(|d| d.code().code().to_string());
+        (code, started.elapsed(), catalog_answers(&host, &port, &key))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.as_deref(), Some("57014"));
+    assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+    assert!(next, "the runaway query was stopped, not left holding the catalog");
+}
+
+#[tokio::test]
+async fn psycopgs_cancel_stops_a_running_query() {
+    let app = seeded().await;
+    let (host, port) = host_port(&app);
+    let out = tokio::process::Command::new(python())
+        .arg(client_dir().join("cancel.py"))
+        .args([&host, &port, "acme", &app.key])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["cancel"], "57014", "{seen}");
+    assert!(seen["cancel_seconds"].as_f64().unwrap() < 10.0, "{seen}");
+    assert!(seen["next_seconds"].as_f64().is_some_and(|s| s < 5.0), "{seen}");
+}
+
+#[tokio::test]
+async fn a_connection_past_the_cap_is_refused_with_53300() {
+    let app = seeded().await;
+    let limits = dialboard::sql::SqlLimits {
+        max_connections: 2,
+        ..sql_limits()
+    };
+    let (host, port) = sql_server(&app, limits).await;
+    let key = app.key.clone();
+    let (refused, again) = tokio::task::spawn_blocking(move || {
+        let first = connect(&host, &port, "acme", &key).unwrap();
+        let _second = connect(&host, &port, "acme", &key).unwrap();
+        let error = connect(&host, &port, "acme", &key).err().expect("the third is refused");
+        let refused = error
+            .as_db_error()
+            .map(|d| (d.code().code().to_string(), d.message().to_string()));
+        drop(first);
+        // Once a connection closes, its place is free again.
+        let again = (0..50).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            connect(&host, &port, "acme", &key).is_ok()
+        });
+        (refused, again)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        refused,
+        Some(("53300".into(), "sorry, too many clients already".into()))
+    );
+    assert!(again);
+}
