@@ -164,7 +164,7 @@ fn malformed(what: &str) -> PgWireError {
 }
 
 /// The value of `name=` among a message's comma-separated attributes.
-fn attribute<'a>(message: &'a str, name: char) -> Option<&'a str> {
+fn attribute(message: &str, name: char) -> Option<&str> {
     message.split(',').find_map(|a| {
         let mut chars = a.chars();
         (chars.next() == Some(name) && chars.next() == Some('=')).then(|| &a[2..])
