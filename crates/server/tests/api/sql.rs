@@ -736,13 +736,17 @@ const RUNAWAY: &str = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 F
 
 /// Another SQL endpoint over the app's store, with these limits.
 async fn sql_server(app: &TestApp, limits: dialboard::sql::SqlLimits) -> (String, String) {
-    let state = dialboard::api::AppState::with_live_queue(app.store.clone(), dialboard::live::QUEUE_CAPACITY);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
     let config = dialboard::sql::SqlConfig {
         limits,
         ..Default::default()
     };
+    sql_server_with(app, config).await
+}
+
+async fn sql_server_with(app: &TestApp, config: dialboard::sql::SqlConfig) -> (String, String) {
+    let state = dialboard::api::AppState::with_live_queue(app.store.clone(), dialboard::live::QUEUE_CAPACITY);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
     let serving = dialboard::sql::serve(state, listener, config, std::future::pending());
     tokio::spawn(async move { serving.await.unwrap() });
     ("127.0.0.1".into(), port)
@@ -830,4 +834,39 @@ async fn a_connection_past_the_cap_is_refused_with_53300() {
         Some(("53300".into(), "sorry, too many clients already".into()))
     );
     assert!(again);
+}
+
+/// `--sql-allow-cleartext`: a key without a verifier logs in without TLS, and gets one.
+#[tokio::test]
+async fn allow_cleartext_lets_an_old_key_in_without_tls_and_gives_it_a_verifier() {
+    let app = seeded().await;
+    let legacy = app
+        .store
+        .create_tenant("legacy", dialboard_store::TenantSettings::new("UTC"))
+        .await
+        .unwrap();
+    let old_key = key_without_verifier(&app.store, legacy.id).await;
+    let config = dialboard::sql::SqlConfig {
+        limits: sql_limits(),
+        allow_cleartext: true,
+        ..Default::default()
+    };
+    let (host, port) = sql_server_with(&app, config).await;
+    let key = old_key.clone();
+    let total: i64 = tokio::task::spawn_blocking(move || {
+        let mut client = connect(&host, &port, "legacy", &key).unwrap();
+        client
+            .query_one("SELECT total_calls FROM call_metrics", &[])
+            .unwrap()
+            .get(0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(total, 0);
+    let verifiers = app.store.key_verifiers(legacy.id).await.unwrap();
+    assert_eq!(verifiers.len(), 1);
+    assert_eq!(
+        verifiers[0].1.as_deref(),
+        Some(dialboard::sql::scram::verifier(&old_key, legacy.id).as_str())
+    );
 }
