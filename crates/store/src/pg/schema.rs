@@ -296,7 +296,7 @@ CREATE TABLE IF NOT EXISTS saved_item_versions (
 );
 "#,
     // The SCRAM-SHA-256 verifier of each key created since (the SQL endpoint's SCRAM login).
-    "ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS scram TEXT;",
+    "CREATE TABLE IF NOT EXISTS api_key_scram (key_hash BYTEA PRIMARY KEY, verifier TEXT NOT NULL);",
 ];
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).

@@ -414,8 +414,9 @@ ALTER TABLE csat_appended RENAME TO csat;
 CREATE INDEX csat_by_time ON csat (tenant_id, at_ns);
 CREATE INDEX csat_by_conversation ON csat (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;
 "#,
-    // The SCRAM-SHA-256 verifier of each key created since (the SQL endpoint's SCRAM login).
-    "ALTER TABLE api_keys ADD COLUMN scram TEXT;",
+    // The SCRAM-SHA-256 verifier of each key created since (the SQL endpoint's SCRAM login);
+    // a table of its own, so the migration can run again (SQLite has no ADD COLUMN IF NOT EXISTS).
+    "CREATE TABLE IF NOT EXISTS api_key_scram (key_hash BLOB PRIMARY KEY, verifier TEXT NOT NULL);",
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
