@@ -175,7 +175,8 @@ pub fn key(db: &mut impl Sql, hash: &[u8; 32]) -> Result<Option<ApiKey>> {
 /// Sets a key's SCRAM-SHA-256 verifier (`SCRAM-SHA-256$iterations:salt:StoredKey:ServerKey`).
 pub fn set_key_scram(db: &mut impl Sql, hash: &[u8; 32], verifier: &str) -> Result<()> {
     db.execute(
-        "UPDATE api_keys SET scram = $2 WHERE key_hash = $1",
+        "INSERT INTO api_key_scram (key_hash, verifier) VALUES ($1, $2) \
+         ON CONFLICT (key_hash) DO UPDATE SET verifier = excluded.verifier",
         &[hash.as_slice().into(), verifier.into()],
     )?;
     Ok(())
@@ -184,7 +185,8 @@ pub fn set_key_scram(db: &mut impl Sql, hash: &[u8; 32], verifier: &str) -> Resu
 /// A tenant's live keys, each key's hash with its SCRAM verifier if it has one.
 pub fn key_verifiers(db: &mut impl Sql, tenant_id: i64) -> Result<Vec<([u8; 32], Option<String>)>> {
     db.query(
-        "SELECT key_hash, scram FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
+        "SELECT k.key_hash, s.verifier FROM api_keys k LEFT JOIN api_key_scram s ON s.key_hash = k.key_hash \
+         WHERE k.tenant_id = $1 AND k.revoked_at IS NULL",
         &[tenant_id.into()],
     )?
     .iter()
