@@ -64,6 +64,10 @@ pub async fn create_key(store: &Arc<dyn Store>, key: ApiKey, actor: &str) -> Res
     let detail = json!({"scopes": key.scopes, "agent_id": key.agent_id, "team_id": key.team_id, "name": key.name});
     let tenant_id = key.tenant_id;
     store.create_key(hash, key).await?;
+    // What the SQL endpoint's SCRAM login checks a proof against (the secret is not kept).
+    store
+        .set_key_scram(hash, crate::sql::scram::verifier(&secret, tenant_id))
+        .await?;
     let id = key_id(&hash);
     audit(store, tenant_id, actor, "key_created", Some(&id), detail).await?;
     Ok((secret, id))

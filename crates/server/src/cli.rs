@@ -84,6 +84,15 @@ enum Command {
         /// Let webhooks target private, loopback and link-local addresses (refused otherwise).
         #[arg(long, env = "DIALBOARD_WEBHOOK_ALLOW_PRIVATE")]
         webhook_allow_private: bool,
+        /// TLS certificate chain (PEM) of the SQL endpoint, for clients' sslmode=require.
+        #[arg(long, env = "DIALBOARD_SQL_TLS_CERT", requires = "sql_tls_key")]
+        sql_tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --sql-tls-cert.
+        #[arg(long, env = "DIALBOARD_SQL_TLS_KEY", requires = "sql_tls_cert")]
+        sql_tls_key: Option<PathBuf>,
+        /// Accept a key sent in clear text on an unencrypted SQL connection (else: SCRAM or TLS).
+        #[arg(long, env = "DIALBOARD_SQL_ALLOW_CLEARTEXT")]
+        sql_allow_cleartext: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -281,6 +290,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_connections,
             sql_listen,
             webhook_allow_private,
+            sql_tls_cert,
+            sql_tls_key,
+            sql_allow_cleartext,
             common,
         } => {
             let settings = common.settings(listen)?;
@@ -291,9 +303,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_connections,
                 sql_listen,
                 webhook_allow_private,
+                sql_tls_cert,
+                sql_tls_key,
+                sql_allow_cleartext: sql_allow_cleartext.then_some(true),
             };
             let keys = flags.or(settings.serve);
-            let sql_listen = keys.sql_listen.clone();
+            let sql_listen = match keys.sql_listen.clone() {
+                Some(address) => Some((address, keys.sql()?)),
+                None => None,
+            };
             let (security, limits) = keys.resolve()?;
             let store = crate::open_store(&settings.database)?;
             serve_with(
@@ -301,7 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &settings.listen,
                 security,
                 limits,
-                sql_listen.as_deref(),
+                sql_listen,
                 &settings.sources,
                 |url| println!("dialboard is serving on {url}\n{url}"),
             )
@@ -531,7 +549,7 @@ pub async fn serve_with(
     listen: &str,
     security: Security,
     limits: Limits,
-    sql_listen: Option<&str>,
+    sql_listen: Option<(String, crate::sql::SqlConfig)>,
     sources: &[crate::sources::SourceConfig],
     announce: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
@@ -541,11 +559,12 @@ pub async fn serve_with(
     let url = format!("http://{}", listener.local_addr()?);
     tracing::info!(%url, max_connections = limits.max_connections, "listening");
     let sql_listener = match sql_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
+        Some((addr, config)) => Some((
+            tokio::net::TcpListener::bind(&addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("--sql-listen {addr}: {e}"))?,
-        ),
+            config,
+        )),
         None => None,
     };
     let state = AppState::configured(
@@ -554,16 +573,11 @@ pub async fn serve_with(
         security,
         crate::api::wall_clock(),
     );
-    if let Some(sql) = sql_listener {
+    if let Some((sql, config)) = sql_listener {
         let address = sql.local_addr()?;
         tracing::info!(%address, "serving the PostgreSQL protocol (SPEC §13)");
         println!("SQL endpoint for BI tools: postgres://{address}");
-        let sql = crate::sql::serve(
-            state.clone(),
-            sql,
-            crate::sql::SqlLimits::default(),
-            std::future::pending(),
-        );
+        let sql = crate::sql::serve(state.clone(), sql, config, std::future::pending());
         tokio::spawn(async move {
             if let Err(e) = sql.await {
                 tracing::error!(error = %e, "sql endpoint");

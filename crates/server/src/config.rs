@@ -21,6 +21,9 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub sql_listen: Option<String>,
     pub webhook_allow_private: Option<bool>,
+    pub sql_tls_cert: Option<std::path::PathBuf>,
+    pub sql_tls_key: Option<std::path::PathBuf>,
+    pub sql_allow_cleartext: Option<bool>,
     /// Brokers to consume events from (SPEC §11).
     pub sources: Option<Vec<crate::sources::SourceConfig>>,
 }
@@ -64,6 +67,9 @@ impl Settings {
                 max_connections: file.max_connections,
                 sql_listen: file.sql_listen,
                 webhook_allow_private: file.webhook_allow_private.unwrap_or(false),
+                sql_tls_cert: file.sql_tls_cert,
+                sql_tls_key: file.sql_tls_key,
+                sql_allow_cleartext: file.sql_allow_cleartext,
             },
             sources: file.sources.unwrap_or_default(),
         }
@@ -83,6 +89,11 @@ pub struct ServeKeys {
     pub sql_listen: Option<String>,
     /// Webhooks may target private and loopback addresses.
     pub webhook_allow_private: bool,
+    /// The SQL endpoint's TLS certificate chain and private key (PEM).
+    pub sql_tls_cert: Option<std::path::PathBuf>,
+    pub sql_tls_key: Option<std::path::PathBuf>,
+    /// Lets SQL clients send a key in clear text without TLS.
+    pub sql_allow_cleartext: Option<bool>,
 }
 
 impl ServeKeys {
@@ -99,7 +110,25 @@ impl ServeKeys {
             max_connections: self.max_connections.or(file.max_connections),
             sql_listen: self.sql_listen.or(file.sql_listen),
             webhook_allow_private: self.webhook_allow_private || file.webhook_allow_private,
+            sql_tls_cert: self.sql_tls_cert.or(file.sql_tls_cert),
+            sql_tls_key: self.sql_tls_key.or(file.sql_tls_key),
+            sql_allow_cleartext: self.sql_allow_cleartext.or(file.sql_allow_cleartext),
         }
+    }
+
+    /// The SQL endpoint's configuration: TLS loaded from the certificate and key files.
+    pub fn sql(&self) -> anyhow::Result<crate::sql::SqlConfig> {
+        let tls = match (&self.sql_tls_cert, &self.sql_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::sql::tls_acceptor(cert, key)?),
+            (None, None) => None,
+            (Some(_), None) => anyhow::bail!("--sql-tls-key: required with --sql-tls-cert"),
+            (None, Some(_)) => anyhow::bail!("--sql-tls-cert: required with --sql-tls-key"),
+        };
+        Ok(crate::sql::SqlConfig {
+            tls,
+            allow_cleartext: self.sql_allow_cleartext.unwrap_or(false),
+            ..Default::default()
+        })
     }
 
     /// Checks the values; errors name the flag.
@@ -184,5 +213,21 @@ mod tests {
             ..ServeKeys::default()
         };
         assert!(bad.resolve().unwrap_err().to_string().starts_with("--trusted-proxy"));
+    }
+
+    #[test]
+    fn the_sql_tls_files_come_in_pairs_and_are_read() {
+        let file: FileConfig =
+            toml::from_str("sql_tls_cert = \"/nonexistent/c.pem\"\nsql_allow_cleartext = true").unwrap();
+        let keys = Settings::resolve(None, None, file).serve;
+        assert_eq!(keys.sql_allow_cleartext, Some(true));
+        let error = keys.sql().err().unwrap().to_string();
+        assert!(error.starts_with("--sql-tls-key: required"), "{error}");
+        let keys = ServeKeys {
+            sql_tls_key: Some("/nonexistent/k.pem".into()),
+            ..keys
+        };
+        let error = keys.sql().err().unwrap().to_string();
+        assert!(error.starts_with("--sql-tls-cert /nonexistent/c.pem"), "{error}");
     }
 }

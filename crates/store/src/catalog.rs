@@ -172,6 +172,28 @@ pub fn key(db: &mut impl Sql, hash: &[u8; 32]) -> Result<Option<ApiKey>> {
     .transpose()
 }
 
+/// Sets a key's SCRAM-SHA-256 verifier (`SCRAM-SHA-256$iterations:salt:StoredKey:ServerKey`).
+pub fn set_key_scram(db: &mut impl Sql, hash: &[u8; 32], verifier: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO api_key_scram (key_hash, verifier) VALUES ($1, $2) \
+         ON CONFLICT (key_hash) DO UPDATE SET verifier = excluded.verifier",
+        &[hash.as_slice().into(), verifier.into()],
+    )?;
+    Ok(())
+}
+
+/// A tenant's live keys, each key's hash with its SCRAM verifier if it has one.
+pub fn key_verifiers(db: &mut impl Sql, tenant_id: i64) -> Result<Vec<([u8; 32], Option<String>)>> {
+    db.query(
+        "SELECT k.key_hash, s.verifier FROM api_keys k LEFT JOIN api_key_scram s ON s.key_hash = k.key_hash \
+         WHERE k.tenant_id = $1 AND k.revoked_at IS NULL",
+        &[tenant_id.into()],
+    )?
+    .iter()
+    .map(|r| Ok((r.bytes(0)?.as_slice().try_into().expect("32-byte hash"), r.opt_text(1)?)))
+    .collect()
+}
+
 pub fn keys(db: &mut impl Sql, tenant_id: i64) -> Result<Vec<KeyInfo>> {
     db.query(
         "SELECT key_hash, name, scopes, agent_id, team_id, rate_limits, created_at, revoked_at FROM api_keys \

@@ -460,6 +460,10 @@ pub trait Store: Send + Sync + 'static {
     /// A key that is not revoked.
     async fn key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>>;
     async fn keys(&self, tenant_id: i64) -> Result<Vec<KeyInfo>>;
+    /// Stores a key's SCRAM-SHA-256 verifier (the SQL endpoint's SCRAM login).
+    async fn set_key_scram(&self, key_hash: [u8; 32], verifier: String) -> Result<()>;
+    /// A tenant's live keys, each key's hash with its SCRAM verifier if it has one.
+    async fn key_verifiers(&self, tenant_id: i64) -> Result<Vec<([u8; 32], Option<String>)>>;
     /// Revokes a key by its public id; `false` if the tenant has no such live key.
     async fn revoke_key(&self, tenant_id: i64, key_id: &str) -> Result<bool>;
 

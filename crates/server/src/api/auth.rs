@@ -335,7 +335,15 @@ async fn authenticate(parts: &Parts, state: &AppState, token_param: bool) -> Res
 /// The principal of an API key given as a secret (the SQL endpoint's password), with its rate
 /// limits; `None` for an unknown or revoked key.
 pub async fn key_principal(state: &AppState, secret: &str) -> Result<Option<(Principal, RateLimits)>, ApiError> {
-    let hash = hash_secret(secret.trim());
+    key_principal_by_hash(state, hash_secret(secret.trim())).await
+}
+
+/// The principal of the API key with this hash (the SQL endpoint's SCRAM login finds the
+/// key by its verifier, never seeing the secret).
+pub async fn key_principal_by_hash(
+    state: &AppState,
+    hash: [u8; 32],
+) -> Result<Option<(Principal, RateLimits)>, ApiError> {
     let key = state.keys.lookup(state, hash).await?;
     Ok(key.map(|key| {
         let limits = key.rate_limits.unwrap_or(state.rate_limits);

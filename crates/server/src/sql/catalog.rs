@@ -32,6 +32,12 @@ pub struct SessionInfo {
 
 pub struct Catalog {
     db: Mutex<Connection>,
+    /// Stops the statement running on `db` (a cancel request or the statement timeout).
+    interrupt: rusqlite::InterruptHandle,
+    /// Which query runs on `db` (0: none) and the queries given up before they started, so a
+    /// cancel stops its own query, never another session's.
+    running: Mutex<(u64, std::collections::HashSet<u64>)>,
+    tickets: std::sync::atomic::AtomicU64,
 }
 
 /// `(oid, name, format_type, length, by value, category)` of every type a column has.
@@ -178,13 +184,47 @@ impl Catalog {
         db.execute_batch(SCHEMA)?;
         fill(&db)?;
         super::functions::register(&db)?;
-        Ok(Catalog { db: Mutex::new(db) })
+        Ok(Catalog {
+            interrupt: db.get_interrupt_handle(),
+            db: Mutex::new(db),
+            running: Mutex::new((0, Default::default())),
+            tickets: Default::default(),
+        })
     }
 
-    /// Runs a catalog query (already rewritten for SQLite) for a session.
-    pub fn query(&self, sql: &str, session: &SessionInfo) -> Result<ResultSet, SqlError> {
+    /// A number that names one query for [`Catalog::query`] and [`Catalog::stop`].
+    pub fn ticket(&self) -> u64 {
+        self.tickets.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    /// Stops the query `ticket` whether it runs or still waits for the catalog.
+    pub fn stop(&self, ticket: u64) {
+        let mut running = self.running.lock().expect("catalog state");
+        if running.0 == ticket {
+            self.interrupt.interrupt();
+        } else {
+            running.1.insert(ticket);
+        }
+    }
+
+    /// Runs a catalog query (already rewritten for SQLite) for a session; [`Catalog::stop`]
+    /// with the same ticket ends it (the catalog is shared: a runaway query would hold it).
+    pub fn query(&self, sql: &str, session: &SessionInfo, ticket: u64) -> Result<ResultSet, SqlError> {
         let db = self.db.lock().expect("catalog lock");
-        super::functions::register_session(&db, session).map_err(internal)?;
+        {
+            let mut running = self.running.lock().expect("catalog state");
+            if running.1.remove(&ticket) {
+                return Err(SqlError::new(state::QUERY_CANCELED, "canceling statement"));
+            }
+            running.0 = ticket;
+        }
+        let answer = Self::run(&db, sql, session);
+        self.running.lock().expect("catalog state").0 = 0;
+        answer
+    }
+
+    fn run(db: &Connection, sql: &str, session: &SessionInfo) -> Result<ResultSet, SqlError> {
+        super::functions::register_session(db, session).map_err(internal)?;
         let mut stmt = db.prepare(sql).map_err(|e| catalog_error(&e))?;
         let declared: Vec<Option<Type>> = stmt
             .columns()
@@ -411,7 +451,7 @@ mod tests {
             ..Default::default()
         };
         catalog
-            .query(&rewritten, &session)
+            .query(&rewritten, &session, catalog.ticket())
             .unwrap_or_else(|e| panic!("{rewritten}: {e}"))
     }
 

@@ -24,7 +24,9 @@ pub mod state {
     pub const READ_ONLY: &str = "25006";
     pub const PRIVILEGE: &str = "42501";
     pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INVALID_AUTHORIZATION: &str = "28000";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const QUERY_CANCELED: &str = "57014";
     pub const RATE_LIMITED: &str = "53400";
     pub const INTERNAL: &str = "XX000";
 }

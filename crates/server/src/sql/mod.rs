@@ -15,6 +15,7 @@ pub mod functions;
 pub mod records;
 pub mod rewrite;
 pub mod rollup;
+pub mod scram;
 pub mod session;
 pub mod tables;
 pub mod values;
@@ -53,6 +54,44 @@ impl Default for SqlLimits {
             statement_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// The endpoint's configuration: its limits and how keys are proven.
+#[derive(Clone, Default)]
+pub struct SqlConfig {
+    pub limits: SqlLimits,
+    /// TLS with the configured certificate (`--sql-tls-cert`/`--sql-tls-key`), for clients'
+    /// `sslmode=require`; without it clients connect unencrypted.
+    pub tls: Option<pgwire::tokio::TlsAcceptor>,
+    /// Lets a key be sent in clear text on an unencrypted connection
+    /// (`--sql-allow-cleartext`); otherwise only SCRAM is accepted without TLS.
+    pub allow_cleartext: bool,
+}
+
+/// A TLS acceptor from PEM files: the certificate chain and its private key.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<pgwire::tokio::TlsAcceptor> {
+    use pgwire::tokio::tokio_rustls::rustls;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("--sql-tls-cert {}: {e}", cert.display()))?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "--sql-tls-cert {}: no certificate in the file",
+        cert.display()
+    );
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("--sql-tls-key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| anyhow::anyhow!("--sql-tls-key {}: {e}", key.display()))?;
+    // PostgreSQL 17's direct TLS (sslnegotiation=direct) requires this ALPN name.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The endpoint's counters in `/metrics`.
@@ -133,12 +172,18 @@ impl SqlMetrics {
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
-    limits: SqlLimits,
+    config: SqlConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let catalog = Arc::new(catalog::Catalog::new()?);
     let metrics = state.metrics.sql.clone();
-    let executor = Arc::new(Executor { state, catalog, limits });
+    let limits = config.limits;
+    let executor = Arc::new(Executor {
+        state,
+        catalog,
+        limits,
+        allow_cleartext: config.allow_cleartext,
+    });
     let manager = Arc::new(ConnectionManager::new());
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
@@ -174,8 +219,9 @@ pub async fn serve(
         ));
         let metrics = metrics.clone();
         let idle_timeout = limits.idle_timeout;
+        let tls = config.tls.clone();
         tokio::spawn(async move {
-            let serving = pgwire::tokio::process_socket(socket, None, connection);
+            let serving = pgwire::tokio::process_socket(socket, tls, connection);
             tokio::pin!(serving);
             // A client that goes quiet (or never finishes logging in) does not hold a
             // connection forever; neither does one that stops reading its results.

@@ -101,6 +101,8 @@ pub struct Executor {
     pub state: Arc<AppState>,
     pub catalog: Arc<Catalog>,
     pub limits: SqlLimits,
+    /// Keys may be sent in clear text without TLS ([`super::SqlConfig::allow_cleartext`]).
+    pub allow_cleartext: bool,
 }
 
 pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
@@ -325,9 +327,19 @@ impl Executor {
         ))))?;
         let catalog = self.catalog.clone();
         let info = session.info.lock().expect("session").clone();
-        let rows = tokio::task::spawn_blocking(move || catalog.query(&sql, &info))
-            .await
+        let ticket = catalog.ticket();
+        // Dropped before the query is done (a cancel request drops this future, so does the
+        // timeout), the guard stops it: the blocking thread would otherwise run on.
+        let mut guard = StopOnDrop {
+            catalog: catalog.clone(),
+            ticket,
+        };
+        let work = tokio::task::spawn_blocking(move || catalog.query(&sql, &info, ticket));
+        let rows = self
+            .bounded(work)
+            .await?
             .map_err(|_| SqlError::new(state::INTERNAL, "internal error"))??;
+        guard.ticket = 0;
         Ok(Outcome::Rows(rows))
     }
 
@@ -401,7 +413,21 @@ impl Executor {
     async fn bounded<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, SqlError> {
         tokio::time::timeout(self.limits.statement_timeout, work)
             .await
-            .map_err(|_| SqlError::new("57014", "canceling statement due to statement timeout"))
+            .map_err(|_| SqlError::new(state::QUERY_CANCELED, "canceling statement due to statement timeout"))
+    }
+}
+
+/// Stops a catalog query when dropped, unless it finished (ticket 0).
+struct StopOnDrop {
+    catalog: Arc<Catalog>,
+    ticket: u64,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if self.ticket != 0 {
+            self.catalog.stop(self.ticket);
+        }
     }
 }
 

@@ -5,14 +5,17 @@
 use super::error::{state, SqlError};
 use super::session::{parameter_count, parse, Executor, Outcome, Param, Session};
 use super::values::ResultSet;
-use super::SqlMetrics;
+use super::{scram, SqlMetrics};
+use crate::access::hash_secret;
+use crate::api::auth::{key_principal, key_principal_by_hash, Principal};
 use async_trait::async_trait;
 use dialboard_store::access::Rate;
+use dialboard_store::access::RateLimits;
 use dialboard_store::Scope;
 use futures_util::Sink;
 use pgwire::api::auth::cleartext::CleartextPasswordAuth;
 use pgwire::api::auth::driver::AuthOutcome;
-use pgwire::api::auth::mechanism::AuthMechanismFactory;
+use pgwire::api::auth::mechanism::{AuthMechanism, AuthMechanismFactory};
 use pgwire::api::auth::{
     protocol_negotiation, save_startup_parameters_to_metadata, AuthDriver, AuthSource, DefaultServerParameterProvider,
     LoginInfo, Password, ServerParameterProvider, StartupHandler,
@@ -155,7 +158,9 @@ impl ServerParameterProvider for Parameters {
     }
 }
 
-/// The password is an API key of the tenant named by the user name, with the `read` scope.
+/// The password is an API key of the tenant named by the user name, with the `read` scope:
+/// proven with SCRAM-SHA-256 against the keys' verifiers, or sent in clear text (over TLS,
+/// or where the operator allows it) and checked like a bearer key.
 #[derive(Debug)]
 struct KeyAuth {
     executor: Arc<Executor>,
@@ -164,6 +169,126 @@ struct KeyAuth {
 impl Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Executor")
+    }
+}
+
+/// How a connection proves its key.
+enum Method {
+    Scram {
+        salt: Vec<u8>,
+        verifiers: Vec<([u8; 32], scram::Verifier)>,
+    },
+    Cleartext,
+    Refused(SqlError),
+}
+
+/// SCRAM when every live key of the tenant has a verifier; else the password in clear text
+/// if the channel is encrypted or the operator allows it (the key then gets its verifier);
+/// else SCRAM for the keys that have one, or a refusal that says what to do. An unknown
+/// tenant gets a SCRAM exchange that cannot succeed, as PostgreSQL answers an unknown role.
+fn method(user: &str, tenant_id: Option<i64>, keys: Vec<([u8; 32], Option<String>)>, cleartext_ok: bool) -> Method {
+    let Some(tenant_id) = tenant_id else {
+        return Method::Scram {
+            salt: scram::unknown_salt(user),
+            verifiers: vec![],
+        };
+    };
+    let all = keys.len();
+    let verifiers: Vec<_> = keys
+        .into_iter()
+        .filter_map(|(hash, v)| Some((hash, scram::Verifier::parse(v.as_deref()?)?)))
+        .collect();
+    let scram = |verifiers| Method::Scram {
+        salt: scram::tenant_salt(tenant_id),
+        verifiers,
+    };
+    if verifiers.len() == all {
+        scram(verifiers)
+    } else if cleartext_ok {
+        Method::Cleartext
+    } else if !verifiers.is_empty() {
+        scram(verifiers)
+    } else {
+        Method::Refused(SqlError::new(
+            state::INVALID_AUTHORIZATION,
+            format!(
+                "the keys of tenant '{user}' predate SCRAM verifiers and a key is not sent in clear text \
+                 without TLS: connect with sslmode=require (the server needs --sql-tls-cert) or create a new key"
+            ),
+        ))
+    }
+}
+
+impl KeyAuth {
+    /// The address failed logins are counted under.
+    fn address(login: &LoginInfo) -> String {
+        format!("sql:{}", login.host())
+    }
+
+    /// Takes one failed-login token of the client's address (given back on success).
+    fn throttle(&self, login: &LoginInfo) -> PgWireResult<()> {
+        let address = Self::address(login);
+        if self
+            .executor
+            .state
+            .limiter
+            .take(address.as_bytes(), "login", LOGIN_RATE)
+            .is_err()
+        {
+            return Err(SqlError::new(
+                state::RATE_LIMITED,
+                "too many failed logins from this address; wait and retry",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    fn succeeded(&self, login: &LoginInfo) {
+        let address = Self::address(login);
+        self.executor
+            .state
+            .limiter
+            .give_back(address.as_bytes(), "login", LOGIN_RATE);
+    }
+
+    async fn method(&self, login: &LoginInfo<'_>, secure: bool) -> PgWireResult<Method> {
+        let store = &self.executor.state.store;
+        let user = login.user().unwrap_or_default();
+        let internal = |_| PgWireError::from(SqlError::new(state::INTERNAL, "the key store is unavailable"));
+        let tenant = store.tenant_by_name(user).await.map_err(internal)?;
+        let keys = match &tenant {
+            Some(t) => store.key_verifiers(t.id).await.map_err(internal)?,
+            None => vec![],
+        };
+        let cleartext_ok = secure || self.executor.allow_cleartext;
+        Ok(method(user, tenant.map(|t| t.id), keys, cleartext_ok))
+    }
+
+    /// The session of a key of the tenant named by the user, if the key may read.
+    async fn session(
+        &self,
+        login: &LoginInfo<'_>,
+        found: Option<(Principal, RateLimits)>,
+    ) -> PgWireResult<Arc<Session>> {
+        let state = &self.executor.state;
+        let user = login.user().unwrap_or_default().to_string();
+        let refused = || PgWireError::InvalidPassword(user.clone());
+        let tenant = state.store.tenant_by_name(&user).await.map_err(|_| refused())?;
+        let (Some(tenant), Some((principal, limits))) = (tenant, found) else {
+            return Err(refused());
+        };
+        if principal.tenant_id != tenant.id || principal.require(Scope::Read).is_err() {
+            return Err(refused());
+        }
+        let database = login.database().unwrap_or(&user).to_string();
+        Ok(Arc::new(Session::new(
+            principal,
+            limits,
+            &user,
+            &database,
+            &tenant.settings.timezone,
+        )))
     }
 }
 
@@ -177,36 +302,35 @@ impl AuthSource<Arc<Session>> for KeyAuth {
 
     async fn verify_password(&self, login: &LoginInfo, password: &[u8]) -> PgWireResult<Option<Arc<Session>>> {
         let state = &self.executor.state;
-        let user = login.user().unwrap_or_default().to_string();
-        let refused = || PgWireError::InvalidPassword(user.clone());
-        let address = format!("sql:{}", login.host());
-        if state.limiter.take(address.as_bytes(), "login", LOGIN_RATE).is_err() {
-            return Err(SqlError::new(
-                state::RATE_LIMITED,
-                "too many failed logins from this address; wait and retry",
-            )
-            .into());
+        let secret = String::from_utf8_lossy(password).trim().to_string();
+        let found = key_principal(state, &secret).await.ok().flatten();
+        let session = self.session(login, found).await?;
+        // A key made before verifiers were stored gets one now, so it can use SCRAM next time.
+        let (tenant_id, hash) = (session.principal.tenant_id, hash_secret(&secret));
+        if let Ok(keys) = state.store.key_verifiers(tenant_id).await {
+            if keys.iter().any(|(h, v)| *h == hash && v.is_none()) {
+                let verifier = scram::verifier(&secret, tenant_id);
+                if let Err(e) = state.store.set_key_scram(hash, verifier).await {
+                    tracing::warn!(error = %e, "storing a key's SCRAM verifier");
+                }
+            }
         }
-        let secret = String::from_utf8_lossy(password).to_string();
-        let tenant = state.store.tenant_by_name(&user).await.map_err(|_| refused())?;
-        let key = crate::api::auth::key_principal(state, &secret)
+        Ok(Some(session))
+    }
+}
+
+#[async_trait]
+impl scram::KeyLogin<Arc<Session>> for KeyAuth {
+    async fn login(&self, login: &LoginInfo, key_hash: [u8; 32]) -> PgWireResult<Arc<Session>> {
+        let found = key_principal_by_hash(&self.executor.state, key_hash)
             .await
-            .map_err(|_| refused())?;
-        let (Some(tenant), Some((principal, limits))) = (tenant, key) else {
-            return Err(refused());
-        };
-        if principal.tenant_id != tenant.id || principal.require(Scope::Read).is_err() {
-            return Err(refused());
-        }
-        state.limiter.give_back(address.as_bytes(), "login", LOGIN_RATE);
-        let database = login.database().unwrap_or(&user).to_string();
-        Ok(Some(Arc::new(Session::new(
-            principal,
-            limits,
-            &user,
-            &database,
-            &tenant.settings.timezone,
-        ))))
+            .ok()
+            .flatten();
+        self.session(login, found).await
+    }
+
+    fn refused(&self, login: &LoginInfo) -> PgWireError {
+        PgWireError::InvalidPassword(login.user().unwrap_or_default().to_string())
     }
 }
 
@@ -227,7 +351,21 @@ impl StartupHandler for Handlers {
                     let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
                     client.metadata_mut().insert(METADATA_DATABASE.into(), user);
                 }
-                let mechanism = CleartextPasswordAuth::new(self.auth.clone()).create();
+                self.auth.throttle(&LoginInfo::from_client_info(client))?;
+                let method = self
+                    .auth
+                    .method(&LoginInfo::from_client_info(client), client.is_secure())
+                    .await?;
+                let mechanism: Box<dyn AuthMechanism<Arc<Session>>> = match method {
+                    Method::Scram { salt, verifiers } => {
+                        Box::new(scram::Exchange::new(self.auth.clone(), salt, verifiers))
+                    }
+                    Method::Cleartext => CleartextPasswordAuth::new(self.auth.clone()).create(),
+                    Method::Refused(e) => {
+                        self.metrics.login_failures.fetch_add(1, Relaxed);
+                        return Err(e.into());
+                    }
+                };
                 self.driver.begin_authentication(client, mechanism).await?;
                 Ok(())
             }
@@ -241,6 +379,7 @@ impl StartupHandler for Handlers {
                         client.session_extensions().insert(session);
                         self.driver.complete_authentication(client, final_message).await?;
                         self.activity.authenticated.store(true, Relaxed);
+                        self.auth.succeeded(&LoginInfo::from_client_info(client));
                         self.metrics.logins.fetch_add(1, Relaxed);
                         Ok(())
                     }

@@ -73,7 +73,11 @@ impl TestApp {
         configure(Arc::get_mut(&mut state).expect("the state is not shared yet"));
         let sql_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sql_addr = sql_listener.local_addr().unwrap().to_string();
-        let sql = dialboard::sql::serve(state.clone(), sql_listener, sql_limits(), std::future::pending());
+        let sql_config = dialboard::sql::SqlConfig {
+            limits: sql_limits(),
+            ..Default::default()
+        };
+        let sql = dialboard::sql::serve(state.clone(), sql_listener, sql_config, std::future::pending());
         tokio::spawn(async move { sql.await.unwrap() });
         let serving = dialboard::serve::run(listener, app(state), limits, std::future::pending());
         tokio::spawn(async move { serving.await.unwrap() });

@@ -476,28 +476,32 @@ async fn psycopg_and_the_sqlalchemy_inspector_read_the_same_numbers() {
     assert_eq!(seen["sqlalchemy"], by_agent["rows"]);
 }
 
-#[tokio::test]
-async fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_query() {
+/// Runs Check.java with the JDBC driver; `params` are appended to the connection URL.
+async fn jdbc(host: &str, port: &str, key: &str, params: &[&str]) -> String {
     let jar = "/usr/share/java/postgresql.jar";
     assert!(
         std::path::Path::new(jar).exists(),
         "{jar} is missing: apt-get install libpostgresql-jdbc-java (as .ci/run does)"
     );
-    let app = seeded().await;
-    let (host, port) = host_port(&app);
     let out = tokio::process::Command::new("java")
         .args(["-cp", jar])
         .arg(client_dir().join("Check.java"))
-        .args([&host, &port, "acme", &app.key])
+        .args([host, port, "acme", key])
+        .args(params)
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// Check.java printed the tables and call_metrics' columns with their types.
+fn assert_jdbc_catalog(stdout: &str) {
     let lines: Vec<&str> = stdout.lines().collect();
     for t in ["call_metrics", "calls", "agents", "pipeline_metrics"] {
         assert!(lines.contains(&format!("table {t}").as_str()), "{stdout}");
@@ -510,16 +514,174 @@ async fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_query() {
     ] {
         assert!(lines.contains(&c), "{c} in:\n{stdout}");
     }
+}
+
+#[tokio::test]
+async fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_query() {
+    let app = seeded().await;
+    let (host, port) = host_port(&app);
+    let stdout = jdbc(&host, &port, &app.key, &[]).await;
     let expected = query(
         &app,
         &app.key,
         json!({"measures": ["total_calls"], "dimensions": ["agent"], "filters": {"agent": ["a1"]}, "range": march()}),
     )
     .await;
+    assert_jdbc_catalog(&stdout);
     assert_eq!(
-        lines.iter().filter(|l| l.starts_with("row ")).collect::<Vec<_>>(),
-        [&format!("row a1 {}", expected["rows"][0][1]).as_str()]
+        stdout.lines().filter(|l| l.starts_with("row ")).collect::<Vec<_>>(),
+        [format!("row a1 {}", expected["rows"][0][1])]
     );
+}
+
+/// A key made the way keys were before SCRAM verifiers: in the store, without one.
+async fn key_without_verifier(store: &std::sync::Arc<dyn dialboard_store::Store>, tenant_id: i64) -> String {
+    let secret = dialboard::access::generate_secret("dbk");
+    let key = dialboard_store::ApiKey {
+        tenant_id,
+        scopes: vec![Scope::Read],
+        agent_id: None,
+        team_id: None,
+        name: Some("from before SCRAM".into()),
+        rate_limits: None,
+    };
+    store
+        .create_key(dialboard::access::hash_secret(&secret), key)
+        .await
+        .unwrap();
+    secret
+}
+
+#[tokio::test]
+async fn a_key_without_a_verifier_is_not_sent_in_clear_text_without_tls() {
+    let app = seeded().await;
+    let legacy = app
+        .store
+        .create_tenant("legacy", dialboard_store::TenantSettings::new("UTC"))
+        .await
+        .unwrap();
+    let old_key = key_without_verifier(&app.store, legacy.id).await;
+    let (host, port) = host_port(&app);
+    let error = tokio::task::spawn_blocking(move || connect(&host, &port, "legacy", &old_key).err().unwrap())
+        .await
+        .unwrap();
+    let db = error.as_db_error().expect("a PostgreSQL error");
+    assert_eq!(db.code().code(), "28000");
+    assert!(db.message().contains("sslmode=require"), "{}", db.message());
+}
+
+/// Makes a self-signed certificate for localhost; returns the certificate and key files.
+fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "2", "-subj", "/CN=localhost"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    (cert, key)
+}
+
+/// The real binary with `--sql-tls-cert`: psql with sslmode=require, psycopg proving the
+/// method (SCRAM with and without TLS; a key without a verifier in clear text only over TLS,
+/// after which it uses SCRAM too) and the JDBC driver over TLS with SCRAM.
+#[tokio::test]
+async fn tls_and_scram_with_psql_psycopg_and_jdbc() {
+    use super::process::{free_port, last_line, wait_ready};
+    const BIN: &str = env!("CARGO_BIN_EXE_dialboard");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_file) = self_signed(dir.path());
+    let path = dir.path().join("d.db");
+    let db = format!("sqlite://{}", path.display());
+    let created = std::process::Command::new(BIN)
+        .args(["tenant", "create", "acme", "--database", &db])
+        .output()
+        .unwrap();
+    let new_key = last_line(&created);
+    let old_key = {
+        let store: std::sync::Arc<dyn dialboard_store::Store> = std::sync::Arc::new(
+            dialboard_store::sqlite::SqliteStore::open(&path, dialboard_store::sqlite::Options::default()).unwrap(),
+        );
+        let tenant = store.tenant_by_name("acme").await.unwrap().unwrap();
+        key_without_verifier(&store, tenant.id).await
+    };
+    let (http, sql) = (free_port(), free_port());
+    let mut server = std::process::Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{http}"), "--database", &db])
+        .args(["--sql-listen", &format!("127.0.0.1:{sql}")])
+        .arg("--sql-tls-cert")
+        .arg(&cert)
+        .arg("--sql-tls-key")
+        .arg(&key_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(&format!("http://127.0.0.1:{http}")).await;
+    let port = sql.to_string();
+    let psql = tokio::process::Command::new(psql_binary())
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "acme",
+            "-d",
+            "acme",
+        ])
+        .args(["-c", "SELECT total_calls FROM call_metrics"])
+        .env("PGPASSWORD", &new_key)
+        .env("PGSSLMODE", "require")
+        .output()
+        .await
+        .unwrap();
+    let logins = tokio::process::Command::new(python())
+        .arg(client_dir().join("tls.py"))
+        .args(["127.0.0.1", &port, "acme", &new_key, &old_key])
+        .output()
+        .await
+        .unwrap();
+    let java = jdbc(
+        "127.0.0.1",
+        &port,
+        &new_key,
+        &["ssl=true&sslmode=require&sslfactory=org.postgresql.ssl.NonValidatingFactory"],
+    )
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(psql.status.success(), "{}", String::from_utf8_lossy(&psql.stderr));
+    assert_eq!(String::from_utf8_lossy(&psql.stdout), "0\n");
+    assert!(logins.status.success(), "{}", String::from_utf8_lossy(&logins.stderr));
+    let seen: Value = serde_json::from_slice(&logins.stdout).unwrap();
+    assert_eq!(seen["new_tls_scram"], json!({"total": 0, "tls": true}), "{seen}");
+    assert_eq!(seen["new_plain_scram"], json!({"total": 0, "tls": false}), "{seen}");
+    let before = seen["old_plain_before"]["error"].as_str().unwrap_or_default();
+    assert!(
+        before.to_lowercase().contains("password authentication failed"),
+        "{seen}"
+    );
+    assert_eq!(seen["old_tls_cleartext"], json!({"total": 0, "tls": true}), "{seen}");
+    assert_eq!(seen["old_plain_after"], json!({"total": 0, "tls": false}), "{seen}");
+    assert_eq!(seen["pinned"], true, "psycopg's libpq proves the method (16+)");
+    assert_jdbc_catalog(&java);
 }
 
 /// `dialboard serve --sql-listen` (the real binary) answers psql with the key `tenant create`
@@ -567,4 +729,144 @@ async fn the_binary_serves_sql_with_sql_listen() {
     let _ = server.wait();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+}
+
+/// A query that never ends on its own: it runs on the shared catalog.
+const RUNAWAY: &str = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r";
+
+/// Another SQL endpoint over the app's store, with these limits.
+async fn sql_server(app: &TestApp, limits: dialboard::sql::SqlLimits) -> (String, String) {
+    let config = dialboard::sql::SqlConfig {
+        limits,
+        ..Default::default()
+    };
+    sql_server_with(app, config).await
+}
+
+async fn sql_server_with(app: &TestApp, config: dialboard::sql::SqlConfig) -> (String, String) {
+    let state = dialboard::api::AppState::with_live_queue(app.store.clone(), dialboard::live::QUEUE_CAPACITY);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let serving = dialboard::sql::serve(state, listener, config, std::future::pending());
+    tokio::spawn(async move { serving.await.unwrap() });
+    ("127.0.0.1".into(), port)
+}
+
+/// Whether another client's catalog query answers within 10 s.
+fn catalog_answers(host: &str, port: &str, key: &str) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (host, port, key) = (host.to_string(), port.to_string(), key.to_string());
+    std::thread::spawn(move || {
+        let mut client = connect(&host, &port, "acme", &key).unwrap();
+        let _ = tx.send(client.simple_query("SELECT count(*) FROM pg_catalog.pg_class").is_ok());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap_or(false)
+}
+
+#[tokio::test]
+async fn the_statement_timeout_stops_a_runaway_query_and_frees_the_catalog() {
+    let app = seeded().await;
+    let limits = dialboard::sql::SqlLimits {
+        statement_timeout: std::time::Duration::from_secs(1),
+        ..sql_limits()
+    };
+    let (host, port) = sql_server(&app, limits).await;
+    let key = app.key.clone();
+    let (code, elapsed, next) = tokio::task::spawn_blocking(move || {
+        let mut client = connect(&host, &port, "acme", &key).unwrap();
+        let started = std::time::Instant::now();
+        let error = client.simple_query(RUNAWAY).unwrap_err();
+        let code = error.as_db_error().map(|d| d.code().code().to_string());
+        (code, started.elapsed(), catalog_answers(&host, &port, &key))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.as_deref(), Some("57014"));
+    assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+    assert!(next, "the runaway query was stopped, not left holding the catalog");
+}
+
+#[tokio::test]
+async fn psycopgs_cancel_stops_a_running_query() {
+    let app = seeded().await;
+    let (host, port) = host_port(&app);
+    let out = tokio::process::Command::new(python())
+        .arg(client_dir().join("cancel.py"))
+        .args([&host, &port, "acme", &app.key])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["cancel"], "57014", "{seen}");
+    assert!(seen["cancel_seconds"].as_f64().unwrap() < 10.0, "{seen}");
+    assert!(seen["next_seconds"].as_f64().is_some_and(|s| s < 5.0), "{seen}");
+}
+
+#[tokio::test]
+async fn a_connection_past_the_cap_is_refused_with_53300() {
+    let app = seeded().await;
+    let limits = dialboard::sql::SqlLimits {
+        max_connections: 2,
+        ..sql_limits()
+    };
+    let (host, port) = sql_server(&app, limits).await;
+    let key = app.key.clone();
+    let (refused, again) = tokio::task::spawn_blocking(move || {
+        let first = connect(&host, &port, "acme", &key).unwrap();
+        let _second = connect(&host, &port, "acme", &key).unwrap();
+        let error = connect(&host, &port, "acme", &key).err().expect("the third is refused");
+        let refused = error
+            .as_db_error()
+            .map(|d| (d.code().code().to_string(), d.message().to_string()));
+        drop(first);
+        // Once a connection closes, its place is free again.
+        let again = (0..50).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            connect(&host, &port, "acme", &key).is_ok()
+        });
+        (refused, again)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        refused,
+        Some(("53300".into(), "sorry, too many clients already".into()))
+    );
+    assert!(again);
+}
+
+/// `--sql-allow-cleartext`: a key without a verifier logs in without TLS, and gets one.
+#[tokio::test]
+async fn allow_cleartext_lets_an_old_key_in_without_tls_and_gives_it_a_verifier() {
+    let app = seeded().await;
+    let legacy = app
+        .store
+        .create_tenant("legacy", dialboard_store::TenantSettings::new("UTC"))
+        .await
+        .unwrap();
+    let old_key = key_without_verifier(&app.store, legacy.id).await;
+    let config = dialboard::sql::SqlConfig {
+        limits: sql_limits(),
+        allow_cleartext: true,
+        ..Default::default()
+    };
+    let (host, port) = sql_server_with(&app, config).await;
+    let key = old_key.clone();
+    let total: i64 = tokio::task::spawn_blocking(move || {
+        let mut client = connect(&host, &port, "legacy", &key).unwrap();
+        client
+            .query_one("SELECT total_calls FROM call_metrics", &[])
+            .unwrap()
+            .get(0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(total, 0);
+    let verifiers = app.store.key_verifiers(legacy.id).await.unwrap();
+    assert_eq!(verifiers.len(), 1);
+    assert_eq!(
+        verifiers[0].1.as_deref(),
+        Some(dialboard::sql::scram::verifier(&old_key, legacy.id).as_str())
+    );
 }

@@ -4,7 +4,8 @@ import java.sql.*;
 
 public class Check {
     public static void main(String[] args) throws Exception {
-        String url = "jdbc:postgresql://" + args[0] + ":" + args[1] + "/" + args[2];
+        // A fifth argument is appended to the URL (e.g. ssl=true&sslfactory=...).
+        String url = "jdbc:postgresql://" + args[0] + ":" + args[1] + "/" + args[2] + (args.length > 4 ? "?" + args[4] : "");
         try (Connection conn = DriverManager.getConnection(url, args[2], args[3])) {
             DatabaseMetaData meta = conn.getMetaData();
             try (ResultSet rs = meta.getTables(null, "public", "%", new String[] {"TABLE"})) {

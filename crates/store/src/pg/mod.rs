@@ -629,6 +629,15 @@ impl Store for PgStore {
         self.sql(move |db| catalog::keys(db, tenant_id)).await
     }
 
+    async fn set_key_scram(&self, key_hash: [u8; 32], verifier: String) -> Result<()> {
+        self.sql(move |db| catalog::set_key_scram(db, &key_hash, &verifier))
+            .await
+    }
+
+    async fn key_verifiers(&self, tenant_id: i64) -> Result<Vec<([u8; 32], Option<String>)>> {
+        self.sql(move |db| catalog::key_verifiers(db, tenant_id)).await
+    }
+
     async fn revoke_key(&self, tenant_id: i64, key_id: &str) -> Result<bool> {
         let key_id = key_id.to_string();
         self.sql(move |db| catalog::revoke_key(db, tenant_id, &key_id, now_seconds()))

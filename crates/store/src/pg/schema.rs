@@ -357,6 +357,8 @@ CREATE TABLE IF NOT EXISTS alert_events (
 );
 CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (tenant_id, alert_id, at);
 "#,
+    // The SCRAM-SHA-256 verifier of each key created since (the SQL endpoint's SCRAM login).
+    "CREATE TABLE IF NOT EXISTS api_key_scram (key_hash BYTEA PRIMARY KEY, verifier TEXT NOT NULL);",
 ];
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).

@@ -489,6 +489,15 @@ impl Store for SqliteStore {
         self.read(move |conn, _| catalog::keys(conn, tenant_id)).await
     }
 
+    async fn set_key_scram(&self, key_hash: [u8; 32], verifier: String) -> Result<()> {
+        self.write(move |conn| catalog::set_key_scram(conn, &key_hash, &verifier))
+            .await
+    }
+
+    async fn key_verifiers(&self, tenant_id: i64) -> Result<Vec<([u8; 32], Option<String>)>> {
+        self.read(move |conn, _| catalog::key_verifiers(conn, tenant_id)).await
+    }
+
     async fn revoke_key(&self, tenant_id: i64, key_id: &str) -> Result<bool> {
         let key_id = key_id.to_string();
         self.write(move |conn| catalog::revoke_key(conn, tenant_id, &key_id, now_seconds()))

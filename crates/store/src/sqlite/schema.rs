@@ -476,6 +476,9 @@ CREATE TABLE IF NOT EXISTS alert_events (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (tenant_id, alert_id, at);
 "#,
+    // The SCRAM-SHA-256 verifier of each key created since (the SQL endpoint's SCRAM login);
+    // a table of its own, so the migration can run again (SQLite has no ADD COLUMN IF NOT EXISTS).
+    "CREATE TABLE IF NOT EXISTS api_key_scram (key_hash BLOB PRIMARY KEY, verifier TEXT NOT NULL);",
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
