@@ -17,8 +17,8 @@ pub struct Records<'a> {
     pub conversations: &'a [Conversation],
     pub csats: &'a [CsatScore],
     pub stages: &'a [StageChange],
-    /// The directory's team of each agent, which activity, CSAT, stages and tickets without a
-    /// team count for.
+    /// The directory's team of each agent, which activity, CSAT, stages, and calls and tickets
+    /// without a team count for.
     pub agent_teams: &'a AgentTeams,
 }
 
@@ -298,7 +298,11 @@ pub fn evaluate(
     if has_all(CALL_DIMS) {
         for c in records.calls {
             let a = records.analyses.get(&c.call_id);
-            if let Some(key) = locate(second(c.started_ns), &|d| dim_value(d, c, a, tax)) {
+            let value = |d: &str| match (d, c.team_id.as_deref()) {
+                ("team", None | Some("")) => records.team_of(Some(&c.agent_id)),
+                _ => dim_value(d, c, a, tax),
+            };
+            if let Some(key) = locate(second(c.started_ns), &value) {
                 groups.entry(key).or_default().calls.push((c, a));
                 total.calls.push((c, a));
             }
