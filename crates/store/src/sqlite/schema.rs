@@ -414,6 +414,9 @@ ALTER TABLE csat_appended RENAME TO csat;
 CREATE INDEX csat_by_time ON csat (tenant_id, at_ns);
 CREATE INDEX csat_by_conversation ON csat (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;
 "#,
+    // Calls by team and campaign are kept in cuboid 10 (`cells::TEAM_CAMPAIGNS`), computed by
+    // `writer::backfill`: cuboid 2 counted calls without a team under none.
+    "DELETE FROM cells WHERE cuboid = 2;",
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -426,6 +429,9 @@ pub const STAGE_SUMMARY_VERSION: usize = 5;
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`): the
 /// empty migration that marks it is the 11th.
 pub const CALL_INTENTS_VERSION: usize = 11;
+
+/// The version that first keeps calls by team and campaign in `cells::TEAM_CAMPAIGNS`.
+pub const TEAM_CAMPAIGNS_VERSION: usize = 14;
 
 /// The version that first appends events and calls and finds them by hashed keys in sorted
 /// runs (`keys`): the runs of older rows are built at open (`keys::rebuild`).
