@@ -1,6 +1,6 @@
 //! Leaderboards of a team or of the tenant: the seed's LeaderboardEntry rows.
 
-use crate::agents::rank_order;
+use crate::agents::RANKING;
 use crate::kpis::period;
 use crate::params::Shared;
 use crate::types::{metric, Metric, Period};
@@ -202,11 +202,29 @@ async fn leaderboard(
         "score" => "avg_call_score",
         _ => "total_calls",
     };
-    rows.sort_by(|a, b| {
-        num(b.get(key))
-            .total_cmp(&num(a.get(key)))
-            .then_with(|| rank_order(a, b))
+    // Each row's sort values read once (not two map lookups per comparison).
+    let order: Vec<[f64; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                num(r.get(key)),
+                num(r.get(RANKING[0])),
+                num(r.get(RANKING[1])),
+                num(r.get(RANKING[2])),
+            ]
+        })
+        .collect();
+    let mut by_rank: Vec<usize> = (0..rows.len()).collect();
+    by_rank.sort_by(|&a, &b| {
+        order[b]
+            .iter()
+            .zip(&order[a])
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
     });
+    let mut slots: Vec<Option<Map<String, Value>>> = rows.into_iter().map(Some).collect();
+    let rows: Vec<Map<String, Value>> = by_rank.into_iter().filter_map(|i| slots[i].take()).collect();
     // The top `limit` rows and the caller's own, each with its rank among all of them: the
     // streaks, sparklines and entries of the others are never built.
     let total_entries = rows.len();
@@ -221,9 +239,10 @@ async fn leaderboard(
         .map(|(_, r)| r["agent"].as_str().unwrap_or("").to_string())
         .collect();
     let streaks = meeting_streaks(cx, &agents).await?;
-    let fair = crate::fair::placements(&rows, &cx.tenant.settings.fair_ranking);
+    let shown_rows: Vec<usize> = shown.iter().map(|(i, _)| *i).collect();
+    let fair = crate::fair::placements(&rows, &cx.tenant.settings.fair_ranking, &shown_rows);
     let mut entries = Vec::new();
-    for ((i, r), streak) in shown.into_iter().zip(streaks) {
+    for (((i, r), streak), fair) in shown.into_iter().zip(streaks).zip(fair) {
         let agent = r["agent"].as_str().unwrap_or("").to_string();
         let spark = sparks.get(&agent);
         let sparkline: Vec<f64> = hours
@@ -250,7 +269,7 @@ async fn leaderboard(
             daily_goal: goal,
             daily_goal_progress: percent(calls_today, goal),
             sparkline,
-            fair: fair.get(&agent).cloned(),
+            fair,
             agent_id: agent,
         });
     }
