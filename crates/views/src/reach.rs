@@ -25,6 +25,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 /// Whose records a caller reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,6 +201,19 @@ impl Reach {
     /// Applies this module's rules to a `/query`-shaped result of `query` (the body as
     /// [restricted](Reach::restrict) for this caller).
     pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool, query: &Value) {
+        self.redact_opted_out(result, leaderboard_privacy, &HashSet::new(), query)
+    }
+
+    /// [`Reach::redact`], where the reps of `opted_out` (SPEC §14: out of public leaderboards)
+    /// are `anonymous` to colleagues as every rep is under leaderboard privacy; a rep still
+    /// sees their own row, and managers and admins see every name.
+    pub fn redact_opted_out(
+        &self,
+        result: &mut Value,
+        leaderboard_privacy: bool,
+        opted_out: &HashSet<String>,
+        query: &Value,
+    ) {
         let Reach::Agent { id: own, teams } = self else {
             return;
         };
@@ -242,8 +256,11 @@ impl Reach {
                 for &i in &hidden {
                     row[i] = Value::Null;
                 }
-                if let (true, Some(agent)) = (leaderboard_privacy, agent) {
-                    row[agent] = json!(ANONYMOUS);
+                if let Some(agent) = agent {
+                    let out = row[agent].as_str().is_some_and(|a| opted_out.contains(a));
+                    if leaderboard_privacy || out {
+                        row[agent] = json!(ANONYMOUS);
+                    }
                 }
             }
             // As the engine does, rows with nothing to show are left out.
@@ -251,7 +268,7 @@ impl Reach {
                 row.as_array()
                     .is_some_and(|r| r[key_len..].iter().any(|v| v.as_f64().is_some_and(|x| x != 0.0)))
             });
-            if leaderboard_privacy && agent.is_some() {
+            if (leaderboard_privacy || !opted_out.is_empty()) && agent.is_some() {
                 rows.sort_by(|a, b| compare_visible(a, b, &order, key_len));
             }
         };
