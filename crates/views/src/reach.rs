@@ -127,7 +127,7 @@ impl Reach {
 }
 
 /// The measures a rep sees of each colleague: those of the leaderboard views.
-pub const COLLEAGUE_MEASURES: [&str; 7] = [
+pub const COLLEAGUE_MEASURES: [&str; 11] = [
     "total_calls",
     "connected_calls",
     "connect_rate",
@@ -135,6 +135,10 @@ pub const COLLEAGUE_MEASURES: [&str; 7] = [
     "total_talk_time",
     "avg_call_score",
     "active_hours",
+    "logged_in_hours",
+    "calls_per_logged_in_hour",
+    "connects_per_logged_in_hour",
+    "meetings_per_logged_in_hour",
 ];
 
 pub const ANONYMOUS: &str = "anonymous";
