@@ -426,7 +426,7 @@ async fn leaderboards_give_rates_per_hour_logged_in() {
     // statuses other than offline.
     let busy_calls = events.iter().filter(|e| e["agent_id"] == "busy" && e["type"] == "call");
     let connects = busy_calls.clone().filter(|e| e["disposition"] == "Connected").count() as f64;
-    let hours = (1.5 + 0.5) as f64;
+    let hours = 1.5 + 0.5;
     let busy = entry("busy");
     assert_eq!(busy["logged_in_hours"], json!(hours), "{busy}");
     assert_eq!(
