@@ -88,14 +88,13 @@ impl Fact {
     }
 
     /// Whether a record's team is its agent's in the directory where the record names none:
-    /// always for facts whose events carry no team, and for tickets that give none (their
-    /// cells keep the agent beside the team, so the lookup is exact in every cuboid).
+    /// always for facts whose events carry no team, and for calls and tickets that give none
+    /// (their cells keep the agent beside the team, or in its place — see [`AGENT_IN_TEAM`] —
+    /// so the lookup is exact in every cuboid).
     pub fn team_from_directory(self, stored_team: &str) -> bool {
         match self {
             Fact::Activity | Fact::Csat | Fact::Stages => true,
-            Fact::Tickets => stored_team.is_empty(),
-            // Calls without a team keep none: their campaign cuboid has no agent to look up.
-            Fact::Calls => false,
+            Fact::Calls | Fact::Tickets => stored_team.is_empty(),
         }
     }
 
@@ -143,7 +142,7 @@ use Grain::*;
 pub static CUBOIDS: [Cuboid; 10] = [
     Cuboid { id: 0, fact: Fact::Calls, dims: &[Disposition], grains: &[Quarter, Hour, Day] },
     Cuboid { id: 1, fact: Fact::Calls, dims: &[Agent, Team, Disposition], grains: &[Quarter, Hour, Day] },
-    Cuboid { id: 2, fact: Fact::Calls, dims: &[Team, Campaign, Disposition], grains: &[Hour, Day] },
+    Cuboid { id: TEAM_CAMPAIGNS, fact: Fact::Calls, dims: &[Team, Campaign, Disposition], grains: &[Hour, Day] },
     Cuboid { id: 3, fact: Fact::Calls, dims: &[Campaign, LeadSource, Direction, Disposition], grains: &[Hour, Day] },
     // Intents, tenant-wide and per campaign (the intent is the call's analysis's, so an
     // analysis moves the call between intents as it moves its score).
@@ -159,6 +158,23 @@ pub static CUBOIDS: [Cuboid; 10] = [
 /// The cuboid of calls by campaign and intent: newer than the stores' first schemas, which
 /// compute its cells for the calls they already hold when they upgrade.
 pub const CALL_INTENTS: u8 = 9;
+
+/// The cuboid of calls by team and campaign. It replaces cuboid 2, whose calls without a team
+/// counted under no team: this one keys them by their agent ([`AGENT_IN_TEAM`]), so they count
+/// under the agent's team in the directory, as every other fact does. The stores compute its
+/// cells for the calls they already hold when they upgrade.
+pub const TEAM_CAMPAIGNS: u8 = 10;
+
+/// Marks, in a cell key's team part, that the record named no team and what follows is its
+/// agent: a cuboid keyed by team but not by agent keeps the agent that way, so a query takes
+/// the team from the directory (`Fact::team_from_directory`) and the record moves when its
+/// agent moves. Ids with control characters are rejected at ingest, so it cannot clash.
+pub const AGENT_IN_TEAM: char = '\u{1e}';
+
+/// The agent a cell key's team part stands for, when the record named no team.
+pub fn agent_in_team(team_part: &str) -> Option<&str> {
+    team_part.strip_prefix(AGENT_IN_TEAM)
+}
 
 pub fn cuboid(id: u8) -> Option<&'static Cuboid> {
     CUBOIDS.iter().find(|c| c.id == id)
@@ -560,11 +576,20 @@ pub fn stage_stats(s: &StageChange, first_call_ns: Option<i64>) -> Stats {
 /// Writes the key of a record in `cuboid`, from the values of all its dimensions.
 fn project_key_into(key: &mut String, cuboid: &Cuboid, values: &DimValues) {
     key.clear();
+    // A record without a team, in a cuboid without agents, keeps its agent in the team's place.
+    let agent = values[Dim::Agent as usize];
+    let agent_for_team =
+        values[Dim::Team as usize].is_empty() && !agent.is_empty() && !cuboid.dims.contains(&Dim::Agent);
     for (i, dim) in cuboid.dims.iter().enumerate() {
         if i > 0 {
             key.push(KEY_SEPARATOR);
         }
-        key.push_str(values[*dim as usize]);
+        if *dim == Dim::Team && agent_for_team {
+            key.push(AGENT_IN_TEAM);
+            key.push_str(agent);
+        } else {
+            key.push_str(values[*dim as usize]);
+        }
     }
 }
 

@@ -143,6 +143,11 @@ impl Accum {
         self.by_category[Category::Connected.index()]
     }
 
+    /// Hours in any status but offline.
+    fn logged_in_hours(&self) -> f64 {
+        (self.all[ACTIVE_NS] + self.all[IDLE_NS]) as f64 / NS_PER_HOUR
+    }
+
     /// Closed-won revenue in currency units.
     fn revenue(&self) -> f64 {
         self.all[WON_AMOUNT_SUM] as f64 / 100.0
@@ -227,6 +232,16 @@ macro_rules! measure {
     };
     (@reads) => { false };
     (@reads histogram) => { true };
+}
+
+/// `count` per hour logged in; null without time logged in.
+fn per_logged_in_hour(a: &Accum, count: i64) -> Num {
+    let hours = a.logged_in_hours();
+    if hours == 0.0 {
+        Num::Null
+    } else {
+        Num::Float(count as f64 / hours)
+    }
 }
 
 pub static MEASURES: &[MeasureDef] = &[
@@ -410,6 +425,34 @@ pub static MEASURES: &[MeasureDef] = &[
         Hours,
         "hours in status dialing, on_call or wrap_up",
         |a| Num::Float(a.all[ACTIVE_NS] as f64 / NS_PER_HOUR)
+    ),
+    measure!(
+        "logged_in_hours",
+        [Activity],
+        Hours,
+        "hours logged in: in status dialing, on_call, wrap_up or idle (not offline)",
+        |a| Num::Float(a.logged_in_hours())
+    ),
+    measure!(
+        "calls_per_logged_in_hour",
+        [Calls, Activity],
+        PerHour,
+        "total_calls / logged_in_hours (SPEC §14: rates per hour logged in, not per day)",
+        |a| per_logged_in_hour(a, a.all[CALLS])
+    ),
+    measure!(
+        "connects_per_logged_in_hour",
+        [Calls, Activity],
+        PerHour,
+        "connected_calls / logged_in_hours",
+        |a| per_logged_in_hour(a, a.connected_calls())
+    ),
+    measure!(
+        "meetings_per_logged_in_hour",
+        [Calls, Activity],
+        PerHour,
+        "meetings_booked / logged_in_hours",
+        |a| per_logged_in_hour(a, a.meetings)
     ),
     measure!("idle_minutes", [Activity], Minutes, "minutes in status idle", |a| {
         Num::Float(a.all[IDLE_NS] as f64 / 60_000_000_000.0)

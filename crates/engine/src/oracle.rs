@@ -17,8 +17,8 @@ pub struct Records<'a> {
     pub conversations: &'a [Conversation],
     pub csats: &'a [CsatScore],
     pub stages: &'a [StageChange],
-    /// The directory's team of each agent, which activity, CSAT, stages and tickets without a
-    /// team count for.
+    /// The directory's team of each agent, which activity, CSAT, stages, and calls and tickets
+    /// without a team count for.
     pub agent_teams: &'a AgentTeams,
 }
 
@@ -143,6 +143,7 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
     let analysed: Vec<&CallAnalysis> = calls.iter().filter_map(|(_, a)| *a).collect();
     let field = |f: fn(&CallAnalysis) -> Option<i64>| analysed.iter().filter_map(|a| f(a)).collect::<Vec<_>>();
     let hours = g.active_ns as f64 / 3.6e12;
+    let logged_in = (g.active_ns + g.idle_ns) as f64 / 3.6e12;
     match name {
         "total_calls" => Num::Int(calls.len() as i64),
         "connected_calls" => Num::Int(connected.len() as i64),
@@ -197,6 +198,19 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
         "avg_talk_ratio" => avg_micros(&field(|a| a.talk_ratio_micros)),
         "filler_word_rate" => avg_micros(&field(|a| a.filler_micros)),
         "active_hours" => Num::Float(hours),
+        "logged_in_hours" => Num::Float(logged_in),
+        "calls_per_logged_in_hour" | "connects_per_logged_in_hour" | "meetings_per_logged_in_hour" => {
+            let count = match name {
+                "calls_per_logged_in_hour" => calls.len(),
+                "connects_per_logged_in_hour" => connected.len(),
+                _ => count(&|c| tax.class(&c.disposition).meeting),
+            };
+            if g.active_ns + g.idle_ns == 0 {
+                Num::Null
+            } else {
+                Num::Float(count as f64 / logged_in)
+            }
+        }
         "idle_minutes" => Num::Float(g.idle_ns as f64 / 6e10),
         "revenue_per_connect" => match other_metric("revenue", g) {
             Num::Float(revenue) => ratio(revenue, connected.len()),
@@ -298,7 +312,11 @@ pub fn evaluate(
     if has_all(CALL_DIMS) {
         for c in records.calls {
             let a = records.analyses.get(&c.call_id);
-            if let Some(key) = locate(second(c.started_ns), &|d| dim_value(d, c, a, tax)) {
+            let value = |d: &str| match (d, c.team_id.as_deref()) {
+                ("team", None | Some("")) => records.team_of(Some(&c.agent_id)),
+                _ => dim_value(d, c, a, tax),
+            };
+            if let Some(key) = locate(second(c.started_ns), &value) {
                 groups.entry(key).or_default().calls.push((c, a));
                 total.calls.push((c, a));
             }
@@ -424,8 +442,11 @@ pub fn evaluate(
             .iter()
             .map(|m| {
                 let readable = match m.name {
-                    "calls_per_hour" => has_all(CALL_DIMS) && has_all(STATUS_DIMS),
-                    "active_hours" | "idle_minutes" => has_all(STATUS_DIMS),
+                    "calls_per_hour"
+                    | "calls_per_logged_in_hour"
+                    | "connects_per_logged_in_hour"
+                    | "meetings_per_logged_in_hour" => has_all(CALL_DIMS) && has_all(STATUS_DIMS),
+                    "active_hours" | "idle_minutes" | "logged_in_hours" => has_all(STATUS_DIMS),
                     "revenue_per_call" | "revenue_per_connect" => has_all(CALL_DIMS) && has_all(STAGE_DIMS),
                     n if n.starts_with("csat") => has_all(CSAT_DIMS),
                     n if TICKET_MEASURES.contains(&n) => has_all(TICKET_DIMS),

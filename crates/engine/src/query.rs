@@ -4,8 +4,8 @@
 //! dimension the query groups or filters by; what no cuboid covers is read from raw records.
 
 use crate::cells::{
-    call_dim_values, call_stats, counter::COUNT, cuboid, CellData, Cuboid, Dim, DimValues, Fact, CUBOIDS, DIMS,
-    KEY_SEPARATOR,
+    agent_in_team, call_dim_values, call_stats, counter::COUNT, cuboid, CellData, Cuboid, Dim, DimValues, Fact,
+    CUBOIDS, DIMS, KEY_SEPARATOR,
 };
 use crate::clock::{out_of_range_message, Clock, Grain, Granularity, OutOfRange, FIRST_YEAR, LAST_YEAR, QUARTER_HOUR};
 use crate::event::{CallAnalysis, CallRecord};
@@ -1030,6 +1030,14 @@ impl Aggregator<'_> {
     }
 }
 
+/// Gives a record the team of its agent in the directory where it takes its team from there.
+pub fn directory_team<'a>(values: &mut DimValues<'a>, fact: Fact, agent_teams: &'a AgentTeams) {
+    if fact.team_from_directory(values[Dim::Team as usize]) {
+        let team = agent_teams.get(values[Dim::Agent as usize]);
+        values[Dim::Team as usize] = team.map_or("", String::as_str);
+    }
+}
+
 fn run_range(
     q: &Query,
     range: TimeRange,
@@ -1071,9 +1079,12 @@ fn run_range(
                     for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
                         values[*dim as usize] = part;
                     }
-                    if derives_team && c.fact.team_from_directory(values[Dim::Team as usize]) {
-                        let team = ctx.agent_teams.get(values[Dim::Agent as usize]);
-                        values[Dim::Team as usize] = team.map_or("", String::as_str);
+                    if let Some(agent) = agent_in_team(values[Dim::Team as usize]) {
+                        values[Dim::Agent as usize] = agent;
+                        values[Dim::Team as usize] = "";
+                    }
+                    if derives_team {
+                        directory_team(&mut values, c.fact, ctx.agent_teams);
                     }
                     // Filters are decided on the key, before paying for decoding; talk times
                     // are read only from connected calls' cells (see `Accum::add_calls`).
@@ -1099,7 +1110,10 @@ fn run_range(
                         return;
                     }
                     let t = call.started_second();
-                    let values = call_dim_values(call, analysis);
+                    let mut values = call_dim_values(call, analysis);
+                    if derives_team {
+                        directory_team(&mut values, Fact::Calls, ctx.agent_teams);
+                    }
                     if let Some(seg) = agg.locate(t, &values).filter(|_| (from..to).contains(&t)) {
                         let stats = call_stats(call, analysis);
                         let durations = Some(HistogramRef::Decoded(&stats.durations));

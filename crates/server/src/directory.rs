@@ -52,7 +52,7 @@ pub fn validate_entry(kind: DirectoryKind, body: &Value) -> Result<Value, Vec<Fi
         return Err(vec![FieldError::new("", "must be a JSON object")]);
     };
     let known: &[&str] = match kind {
-        DirectoryKind::Agent => &["name", "team_id", "avatar_url", "daily_goal"],
+        DirectoryKind::Agent => &["name", "team_id", "avatar_url", "daily_goal", "leaderboard_opt_out"],
         DirectoryKind::Team => &["name", "targets"],
         DirectoryKind::Campaign => &["name", "cost", "currency"],
     };
@@ -76,6 +76,7 @@ pub fn validate_entry(kind: DirectoryKind, body: &Value) -> Result<Value, Vec<Fi
         }
     }
     field::<Option<u32>>(obj, "daily_goal", &mut errors);
+    field::<Option<bool>>(obj, "leaderboard_opt_out", &mut errors);
     if let Some(Some(t)) = field::<Option<ActivityTargets>>(obj, "targets", &mut errors) {
         check_targets(&t, "targets", &mut errors);
     }

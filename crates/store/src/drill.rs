@@ -3,30 +3,33 @@
 //! ends after `limit` matches with a cursor to the next.
 
 use crate::{call_json, CallsPage, CallsRequest, Result, TenantInfo};
-use dialboard_engine::cells::{call_dim_values, Dim};
+use dialboard_engine::cells::{call_dim_values, Dim, Fact};
 use dialboard_engine::event::{CallAnalysis, CallRecord};
-use dialboard_engine::query::{self, passes_filters, AgentTeams, Dimension, Query};
+use dialboard_engine::query::{self, directory_team, passes_filters, AgentTeams, Dimension, Query};
 use dialboard_engine::FieldError;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// A parsed drill-down: the query (filters, range, zone) and the row to continue after
 /// (start ns and call id; the first page starts after `(i64::MAX, "")`).
 pub struct Drill {
     pub query: Query,
     pub after: (i64, String),
+    /// The directory's team of each agent: a call without a team is its agent's.
+    pub agent_teams: Arc<AgentTeams>,
 }
 
-/// `earliest_call_ns` is the start of the tenant's earliest call: where `all_time` begins.
+/// `earliest_call_ns` is the start of the tenant's earliest call: where `all_time` begins;
+/// `agent_teams` the directory's team of each agent.
 pub fn parse(
     tenant: &TenantInfo,
     request: &CallsRequest,
     now: i64,
     earliest_call_ns: Option<i64>,
+    agent_teams: Arc<AgentTeams>,
 ) -> Result<Drill, Vec<FieldError>> {
-    // A drill-down lists calls, which carry their team: no activity to attribute.
-    let no_activity = AgentTeams::new();
     let earliest = earliest_call_ns.map(|ns| ns.div_euclid(1_000_000_000));
-    let ctx = tenant.context(now, earliest, &no_activity);
+    let ctx = tenant.context(now, earliest, &agent_teams);
     let query = query::parse_drilldown(&request.query, &ctx)?;
     let after = match &request.cursor {
         None => (i64::MAX, String::new()),
@@ -34,7 +37,11 @@ pub fn parse(
             decode_cursor(c).ok_or_else(|| vec![FieldError::new("cursor", "is not a cursor this API returned")])?
         }
     };
-    Ok(Drill { query, after })
+    Ok(Drill {
+        query,
+        after,
+        agent_teams,
+    })
 }
 
 /// A filter a store applies in SQL: the rows of `calls` whose `column` is one of `values` (or
@@ -101,9 +108,14 @@ impl Drill {
                 Dimension::HourOfDay | Dimension::DayOfWeek => continue,
             };
             values.sort();
+            // A call without a team is its agent's team's in the directory: where the directory
+            // puts an agent in one of the teams, calls without a team are read too (and checked
+            // on the rows read); otherwise none can match and the team's index still drives.
+            let team_from_directory =
+                column == "team_id" && self.agent_teams.values().any(|team| values.contains(team));
             out.push(Pushed {
                 column,
-                or_null: values.iter().any(String::is_empty),
+                or_null: team_from_directory || values.iter().any(String::is_empty),
                 values,
             });
         }
@@ -133,6 +145,7 @@ pub fn per_agent(drill: &Drill, agents: &[String]) -> Vec<Option<Drill>> {
             let mut one = Drill {
                 query: drill.query.clone(),
                 after: drill.after.clone(),
+                agent_teams: drill.agent_teams.clone(),
             };
             match own {
                 Some(i) if !one.query.filters[i].values.contains(agent) => return None,
@@ -174,7 +187,8 @@ pub fn page(
     for row in rows {
         let (call, analysis) = row?;
         let t = call.started_second();
-        let values = call_dim_values(&call, analysis.as_ref());
+        let mut values = call_dim_values(&call, analysis.as_ref());
+        directory_team(&mut values, Fact::Calls, &drill.agent_teams);
         if !passes_filters(
             &q.filters,
             &values,

@@ -592,6 +592,16 @@ fn nanos_to_rfc3339(ns: i64, clock: &Clock) -> Value {
     json!(clock.format(ns.div_euclid(1_000_000_000)))
 }
 
+/// The cuboids a database written by schema `version` lacks, of `since`: pairs of the version
+/// that first keeps a cuboid and the cuboid. An upgrade computes their cells from the records.
+pub(crate) fn cuboids_newer_than(version: usize, since: &[(usize, u8)]) -> Vec<u8> {
+    since
+        .iter()
+        .filter(|(v, _)| version < *v)
+        .map(|(_, cuboid)| *cuboid)
+        .collect()
+}
+
 /// The API's JSON form of a call record (times in `clock`'s zone).
 pub fn call_json(c: &CallRecord, a: Option<&CallAnalysis>, clock: &Clock, taxonomy: &CompiledTaxonomy) -> Value {
     let micros = |v: Option<i64>| v.map(|v| v as f64 / MICROS);

@@ -5,13 +5,13 @@
 //! force over the final records gives — on SQLite and on PostgreSQL (a throwaway cluster the
 //! test starts with the local `initdb`), which must therefore agree with each other too.
 
-use dialboard_engine::cells::call_dim_values;
+use dialboard_engine::cells::{call_dim_values, Fact};
 use dialboard_engine::event::{
     parse_event, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
 };
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
-use dialboard_engine::query::{parse_query, passes_filters, AgentTeams, Context, KeyValue};
+use dialboard_engine::query::{directory_team, parse_query, passes_filters, AgentTeams, Context, KeyValue};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
@@ -45,13 +45,17 @@ fn ts(seconds: i64) -> String {
 /// One generated event, as JSON.
 fn event_strategy() -> impl Strategy<Value = Value> {
     prop_oneof![
-        6 => (0usize..25, 0i64..3 * 86_400, 0usize..DISPOSITIONS.len(), 0usize..3, prop::option::of(0i64..600), 0i64..5_000, any::<bool>(), 0usize..2)
+        6 => (0usize..25, 0i64..3 * 86_400, 0usize..DISPOSITIONS.len(), 0usize..3, prop::option::of(0i64..600), 0i64..5_000, any::<bool>(), 0usize..3)
             .prop_map(|(call, start, disp, agent, talk, updated, derive, team)| {
                 let mut e = json!({"type": "call", "call_id": format!("c{call}"), "agent_id": format!("a{agent}"),
-                    "team_id": format!("t{team}"), "campaign_id": format!("k{}", call % 3), "lead_source": "web",
+                    "campaign_id": format!("k{}", call % 3), "lead_source": "web",
                     "contact_id": format!("p{}", (call + agent) % 6),
                     "disposition": DISPOSITIONS[disp], "started_at": ts(T0 + start),
                     "updated_at": ts(T0 + 3 * 86_400 + updated), "is_callback": call % 4 == 0, "abandoned": call % 5 == 0});
+                // Calls without a team count for their agent's team in the directory.
+                if team < 2 {
+                    e["team_id"] = json!(format!("t{team}"));
+                }
                 match (talk, derive) {
                     (Some(t), false) => e["talk_seconds"] = json!(t),
                     (Some(t), true) => {
@@ -338,7 +342,8 @@ fn drill_expected<'a>(f: &'a Final, query: &Value, ctx: &Context) -> Vec<&'a Cal
         .iter()
         .filter(|c| {
             let t = c.started_second();
-            let values = call_dim_values(c, f.analyses.get(&c.call_id));
+            let mut values = call_dim_values(c, f.analyses.get(&c.call_id));
+            directory_team(&mut values, Fact::Calls, ctx.agent_teams);
             (q.range.start..q.range.end).contains(&t)
                 && passes_filters(
                     &q.filters,
@@ -515,8 +520,8 @@ fn equals_brute_force(
     let recovered = open();
     check(&*recovered, &rt, tenant.id, zone, &parsed, &teams)?;
     drop(recovered);
-    // a2 joins t1 and a0 leaves the directory: activity, CSAT, stages and tickets without a
-    // team follow at once.
+    // a2 joins t1 and a0 leaves the directory: activity, CSAT, stages, and calls and tickets
+    // without a team follow at once.
     put_agent("a2", Some("t1"));
     rt.block_on(store.delete_directory(tenant.id, DirectoryKind::Agent, "a0"))
         .unwrap();

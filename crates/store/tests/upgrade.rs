@@ -5,7 +5,7 @@ use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
-use dialboard_store::{Store, TenantSettings};
+use dialboard_store::{DirectoryKind, Store, TenantSettings};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -120,7 +120,7 @@ fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
 /// is opened: the intents, tenant-wide and per campaign, are what they were, an analysis that
 /// moved a call to another intent included. `downgrade` leaves what the previous version would
 /// have: the calls and analyses, no intent cells.
-fn calls_gain_their_intent_cells(open: impl Fn() -> Arc<dyn Store>, downgrade: impl FnOnce()) {
+fn calls_gain_their_intent_cells(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &mut dyn FnMut()) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
     let events: Vec<ParsedEvent> = [
@@ -174,37 +174,126 @@ fn calls_gain_their_intent_cells(open: impl Fn() -> Arc<dyn Store>, downgrade: i
     rt.block_on(store.shutdown());
 }
 
-#[test]
-fn calls_of_older_sqlite_databases_gain_their_intent_cells() {
+/// A check with `open` and `downgrade` on SQLite: `downgrade` leaves the database as schema
+/// `version` would have, with no cells of `cuboid` (whatever migrations came after).
+type UpgradeCheck = fn(&dyn Fn() -> Arc<dyn Store>, &mut dyn FnMut());
+
+fn on_older_sqlite(cuboid: u8, version: usize, check: UpgradeCheck) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("intents.db");
+    let path = dir.path().join("older.db");
     let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::default()).unwrap()) };
-    calls_gain_their_intent_cells(open, || {
-        // The version before the intent cells, whatever migrations came after them.
+    check(&open, &mut || {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(&format!(
-            "DELETE FROM cells WHERE cuboid = 9; DELETE FROM pending_deltas; PRAGMA user_version = {};",
-            dialboard_store::sqlite::CALL_INTENTS_VERSION - 1
+            "DELETE FROM cells WHERE cuboid = {cuboid}; DELETE FROM pending_deltas; PRAGMA user_version = {version};"
         ))
         .unwrap();
     });
 }
 
-#[test]
-fn calls_of_older_postgresql_databases_gain_their_intent_cells() {
+/// The same on PostgreSQL.
+fn on_older_postgresql(cuboid: u8, version: usize, check: UpgradeCheck) {
     let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
     let url = cluster.create_database().unwrap();
     let open = || -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) };
-    calls_gain_their_intent_cells(open, || {
+    check(&open, &mut || {
         let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         client
             .batch_execute(&format!(
-                "DELETE FROM cells WHERE cuboid = 9; DELETE FROM cell_deltas WHERE cuboid = 9;
-                 UPDATE schema_version SET version = {};",
-                dialboard_store::pg::CALL_INTENTS_VERSION - 1
+                "DELETE FROM cells WHERE cuboid = {cuboid}; DELETE FROM cell_deltas WHERE cuboid = {cuboid};
+                 UPDATE schema_version SET version = {version};"
             ))
             .unwrap();
     });
+}
+
+#[test]
+fn calls_of_older_sqlite_databases_gain_their_intent_cells() {
+    on_older_sqlite(
+        9,
+        dialboard_store::sqlite::CALL_INTENTS_VERSION - 1,
+        calls_gain_their_intent_cells,
+    );
+}
+
+#[test]
+fn calls_of_older_postgresql_databases_gain_their_intent_cells() {
+    on_older_postgresql(
+        9,
+        dialboard_store::pg::CALL_INTENTS_VERSION - 1,
+        calls_gain_their_intent_cells,
+    );
+}
+
+/// A database written before calls by team and campaign lived in `cells::TEAM_CAMPAIGNS` gets
+/// those cells computed when it is opened: a call without a team counts under its agent's team
+/// in the directory, by campaign, and follows the agent when the directory moves it.
+/// `downgrade` leaves what the previous version would have: no cells of that cuboid.
+fn calls_gain_their_team_campaign_cells(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &mut dyn FnMut()) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let events: Vec<ParsedEvent> = [
+        json!({"id": "1", "type": "call", "call_id": "c1", "agent_id": "a1", "campaign_id": "k1",
+               "disposition": "Connected", "started_at": "2026-03-02T10:00:00Z"}),
+        json!({"id": "2", "type": "call", "call_id": "c2", "agent_id": "a1", "campaign_id": "k1", "team_id": "t2",
+               "disposition": "No Answer", "started_at": "2026-03-03T10:00:00Z"}),
+        json!({"id": "3", "type": "call", "call_id": "c3", "agent_id": "a2", "campaign_id": "k2",
+               "disposition": "Connected", "started_at": "2026-03-04T10:00:00Z"}),
+    ]
+    .iter()
+    .map(|e| parse_event(e, &taxonomy).unwrap())
+    .collect();
+    let query = json!({"measures": ["total_calls"], "dimensions": ["team", "campaign"],
+                       "range": {"start": "2026-03-01", "end": "2026-03-08"}});
+    let store = open();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    let put_agent = |store: &dyn Store, id: &str, team: &str| {
+        rt.block_on(store.put_directory(
+            tenant.id,
+            DirectoryKind::Agent,
+            id,
+            json!({"name": id, "team_id": team}),
+        ))
+        .unwrap()
+    };
+    put_agent(&*store, "a1", "t1");
+    rt.block_on(store.ingest(tenant.id, events)).unwrap();
+    let rows = |store: &dyn Store| {
+        rt.block_on(store.query(tenant.id, query.clone(), 0))
+            .unwrap()
+            .unwrap()
+            .to_json()["rows"]
+            .clone()
+    };
+    // c1 has no team: a1's in the directory; a2 is in none.
+    let expected = json!([[null, "k2", 1], ["t1", "k1", 1], ["t2", "k1", 1]]);
+    assert_eq!(rows(&*store), expected);
+    rt.block_on(store.checkpoint()).unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+    downgrade();
+    let store = open();
+    assert_eq!(rows(&*store), expected);
+    put_agent(&*store, "a2", "t2");
+    assert_eq!(
+        rows(&*store),
+        json!([["t1", "k1", 1], ["t2", "k1", 1], ["t2", "k2", 1]])
+    );
+    rt.block_on(store.shutdown());
+}
+
+#[test]
+fn calls_of_older_sqlite_databases_gain_their_team_campaign_cells() {
+    let version = dialboard_store::sqlite::TEAM_CAMPAIGNS_VERSION - 1;
+    on_older_sqlite(10, version, calls_gain_their_team_campaign_cells);
+}
+
+#[test]
+fn calls_of_older_postgresql_databases_gain_their_team_campaign_cells() {
+    let version = dialboard_store::pg::TEAM_CAMPAIGNS_VERSION - 1;
+    on_older_postgresql(10, version, calls_gain_their_team_campaign_cells);
 }
 
 /// A database of version 11 kept events and calls in B-trees keyed by their ids. Opened by this

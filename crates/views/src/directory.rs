@@ -1,10 +1,11 @@
 //! The tenant's directory (agents, teams, campaigns) as the views read it: names, membership,
 //! goals, targets and costs. What a client may write into it is validated by the server.
 
+use crate::reach::Reach;
 use dialboard_store::{ActivityTargets, DirectoryKind, Store, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +18,9 @@ pub struct Agent {
     /// Calls per day; the tenant's `targets.min_calls` when absent.
     #[serde(default)]
     pub daily_goal: Option<u32>,
+    /// Out of public leaderboards (SPEC §14): colleagues see this rep as `anonymous`.
+    #[serde(default)]
+    pub leaderboard_opt_out: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +64,20 @@ async fn entries<T: DeserializeOwned>(
         }
     }
     Ok(out)
+}
+
+/// The reps whose names `reach` may not see on leaderboards because they opted out: none for
+/// managers and admins, and never the caller itself.
+pub async fn opted_out(store: &dyn Store, tenant: i64, reach: &Reach) -> Result<HashSet<String>, StoreError> {
+    let Some(own) = reach.own_agent() else {
+        return Ok(HashSet::new());
+    };
+    let agents: BTreeMap<String, Agent> = entries(store, tenant, DirectoryKind::Agent).await?;
+    Ok(agents
+        .into_iter()
+        .filter(|(id, a)| a.leaderboard_opt_out == Some(true) && id != own)
+        .map(|(id, _)| id)
+        .collect())
 }
 
 impl Directory {

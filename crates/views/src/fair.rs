@@ -7,7 +7,6 @@
 use dialboard_engine::fairness::{self, Counts, Ranking};
 use dialboard_store::FairRanking;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 
 /// The rates ranked, each as (name, successes column, trials column).
 const RATES: [(&str, &str, &str); 2] = [
@@ -19,10 +18,21 @@ fn count(row: &Map<String, Value>, column: &str) -> f64 {
     row.get(column).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
-/// Each named rep's fair placement on every rate of [`RATES`], keyed by agent id. Rates and
-/// bounds are percents. Anonymous rows (leaderboard privacy) are ranked but not named.
-pub fn placements(rows: &[Map<String, Value>], how: &FairRanking) -> HashMap<String, Value> {
-    let mut out: HashMap<String, Map<String, Value>> = HashMap::new();
+/// The fair placement on every rate of [`RATES`] of each row of `shown` (indices into `rows`,
+/// the rows a leaderboard answers with), in that order: ranks are among all `rows`, but only
+/// the shown rows' objects are built. Rates and bounds are percents. Anonymous rows
+/// (leaderboard privacy) are ranked but not named: `None`.
+pub fn placements(rows: &[Map<String, Value>], how: &FairRanking, shown: &[usize]) -> Vec<Option<Value>> {
+    let mut out: Vec<Option<Map<String, Value>>> = shown
+        .iter()
+        .map(|&i| {
+            let named = rows[i]
+                .get("agent")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a != "anonymous");
+            named.then(Map::new)
+        })
+        .collect();
     for (rate, successes, trials) in RATES {
         let board: Vec<Counts> = rows
             .iter()
@@ -40,11 +50,11 @@ pub fn placements(rows: &[Map<String, Value>], how: &FairRanking) -> HashMap<Str
             },
         );
         let percent = |x: Option<f64>| x.map(|x| x * 100.0);
-        for (row, p) in rows.iter().zip(placed) {
-            let Some(agent) = row.get("agent").and_then(Value::as_str).filter(|a| *a != "anonymous") else {
+        for (&i, rates) in shown.iter().zip(&mut out) {
+            let (Some(rates), p) = (rates, &placed[i]) else {
                 continue;
             };
-            out.entry(agent.to_string()).or_default().insert(
+            rates.insert(
                 rate.to_string(),
                 json!({"rank": p.rank, "rate": percent(p.rate), "low": percent(p.low), "high": percent(p.high),
                        "shrunk": percent(p.shrunk), "uncertain": p.uncertain}),
@@ -52,10 +62,12 @@ pub fn placements(rows: &[Map<String, Value>], how: &FairRanking) -> HashMap<Str
         }
     }
     out.into_iter()
-        .map(|(agent, mut rates)| {
-            rates.insert("min_calls".into(), json!(how.min_calls));
-            rates.insert("ranked_by".into(), json!(if how.by_shrunk { "shrunk" } else { "rate" }));
-            (agent, Value::Object(rates))
+        .map(|rates| {
+            rates.map(|mut rates| {
+                rates.insert("min_calls".into(), json!(how.min_calls));
+                rates.insert("ranked_by".into(), json!(if how.by_shrunk { "shrunk" } else { "rate" }));
+                Value::Object(rates)
+            })
         })
         .collect()
 }

@@ -1,10 +1,10 @@
 //! Leaderboards of a team or of the tenant: the seed's LeaderboardEntry rows.
 
-use crate::agents::rank_order;
+use crate::agents::RANKING;
 use crate::kpis::period;
 use crate::params::Shared;
 use crate::types::{metric, Metric, Period};
-use crate::view::{add_missing_agents, choice, days, invalid, num, percent, range, records, shifted, View};
+use crate::view::{add_missing_agents, by_key, choice, days, invalid, num, percent, range, records, shifted, View};
 use crate::{Cx, ViewError};
 use dialboard_engine::query::preset_range;
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,12 @@ pub struct LeaderboardEntry {
     pub daily_goal_progress: Option<f64>,
     /// Calls per hour of the day (`sparkline_hours`).
     pub sparkline: Vec<f64>,
+    /// Hours logged in over the board's range, and the rates per hour logged in beside the
+    /// totals (SPEC §14); null without time logged in or for a row without a named agent.
+    pub logged_in_hours: Metric,
+    pub calls_per_logged_in_hour: Metric,
+    pub connects_per_logged_in_hour: Metric,
+    pub meetings_per_logged_in_hour: Metric,
     /// Fair ranking on the connect and meeting rates (SPEC §14), beside the board's own order:
     /// per rate its rank past the minimum volume, Wilson interval, shrunk estimate and whether
     /// the rank is uncertain; null for a row without a named agent.
@@ -202,11 +208,29 @@ async fn leaderboard(
         "score" => "avg_call_score",
         _ => "total_calls",
     };
-    rows.sort_by(|a, b| {
-        num(b.get(key))
-            .total_cmp(&num(a.get(key)))
-            .then_with(|| rank_order(a, b))
+    // Each row's sort values read once (not two map lookups per comparison).
+    let order: Vec<[f64; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                num(r.get(key)),
+                num(r.get(RANKING[0])),
+                num(r.get(RANKING[1])),
+                num(r.get(RANKING[2])),
+            ]
+        })
+        .collect();
+    let mut by_rank: Vec<usize> = (0..rows.len()).collect();
+    by_rank.sort_by(|&a, &b| {
+        order[b]
+            .iter()
+            .zip(&order[a])
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
     });
+    let mut slots: Vec<Option<Map<String, Value>>> = rows.into_iter().map(Some).collect();
+    let rows: Vec<Map<String, Value>> = by_rank.into_iter().filter_map(|i| slots[i].take()).collect();
     // The top `limit` rows and the caller's own, each with its rank among all of them: the
     // streaks, sparklines and entries of the others are never built.
     let total_entries = rows.len();
@@ -220,10 +244,11 @@ async fn leaderboard(
         .iter()
         .map(|(_, r)| r["agent"].as_str().unwrap_or("").to_string())
         .collect();
-    let streaks = meeting_streaks(cx, &agents).await?;
-    let fair = crate::fair::placements(&rows, &cx.tenant.settings.fair_ranking);
+    let (streaks, per_hour) = tokio::try_join!(meeting_streaks(cx, &agents), per_logged_in_hour(view, &agents))?;
+    let shown_rows: Vec<usize> = shown.iter().map(|(i, _)| *i).collect();
+    let fair = crate::fair::placements(&rows, &cx.tenant.settings.fair_ranking, &shown_rows);
     let mut entries = Vec::new();
-    for ((i, r), streak) in shown.into_iter().zip(streaks) {
+    for (((i, r), streak), fair) in shown.into_iter().zip(streaks).zip(fair) {
         let agent = r["agent"].as_str().unwrap_or("").to_string();
         let spark = sparks.get(&agent);
         let sparkline: Vec<f64> = hours
@@ -250,7 +275,15 @@ async fn leaderboard(
             daily_goal: goal,
             daily_goal_progress: percent(calls_today, goal),
             sparkline,
-            fair: fair.get(&agent).cloned(),
+            logged_in_hours: metric(per_hour.get(&agent).and_then(|r| r.get("logged_in_hours"))),
+            calls_per_logged_in_hour: metric(per_hour.get(&agent).and_then(|r| r.get("calls_per_logged_in_hour"))),
+            connects_per_logged_in_hour: metric(
+                per_hour.get(&agent).and_then(|r| r.get("connects_per_logged_in_hour")),
+            ),
+            meetings_per_logged_in_hour: metric(
+                per_hour.get(&agent).and_then(|r| r.get("meetings_per_logged_in_hour")),
+            ),
+            fair,
             agent_id: agent,
         });
     }
@@ -269,6 +302,46 @@ async fn leaderboard(
         team_avg_score: metric(t.get("avg_call_score")),
         sparkline_hours: hours,
     })
+}
+
+/// The measures per hour logged in, read for the rows answered only (activity cells of every
+/// agent of the board would double its reads).
+const PER_HOUR: [&str; 4] = [
+    "logged_in_hours",
+    "calls_per_logged_in_hour",
+    "connects_per_logged_in_hour",
+    "meetings_per_logged_in_hour",
+];
+
+/// The [`PER_HOUR`] measures of each named agent of `agents` over the board's range, by agent
+/// id. They are leaderboard measures every caller may read of the rows it was shown
+/// (`reach::COLLEAGUE_MEASURES`): the rows were chosen under the caller's reach, so the query
+/// is filtered to them rather than narrowed again (a rep may not filter by colleagues).
+async fn per_logged_in_hour(
+    view: &View<'_>,
+    agents: &[String],
+) -> Result<HashMap<String, Map<String, Value>>, ViewError> {
+    let named: Vec<&String> = agents
+        .iter()
+        .filter(|a| !a.is_empty() && *a != crate::reach::ANONYMOUS)
+        .collect();
+    if named.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut body = view.body(&PER_HOUR, &["agent"], json!({ "filters": {"agent": named} }));
+    // Time logged in is the rep's, not a team's (status events name none): on a team's board
+    // too, each rep's calls and hours over the range.
+    if let Some(filters) = body["filters"].as_object_mut() {
+        filters.remove("team");
+    }
+    let cx = view.cx;
+    let result = cx
+        .store
+        .query(cx.tenant.id, body, cx.now)
+        .await?
+        .map_err(|f| view.refused(f, &[]))?
+        .to_json();
+    Ok(by_key(&result, "agent").into_iter().collect())
 }
 
 /// Each agent's consecutive meetings booked in its latest calls (of the last 30 days, in the

@@ -25,6 +25,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 /// Whose records a caller reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,7 +127,7 @@ impl Reach {
 }
 
 /// The measures a rep sees of each colleague: those of the leaderboard views.
-pub const COLLEAGUE_MEASURES: [&str; 7] = [
+pub const COLLEAGUE_MEASURES: [&str; 11] = [
     "total_calls",
     "connected_calls",
     "connect_rate",
@@ -134,6 +135,10 @@ pub const COLLEAGUE_MEASURES: [&str; 7] = [
     "total_talk_time",
     "avg_call_score",
     "active_hours",
+    "logged_in_hours",
+    "calls_per_logged_in_hour",
+    "connects_per_logged_in_hour",
+    "meetings_per_logged_in_hour",
 ];
 
 pub const ANONYMOUS: &str = "anonymous";
@@ -200,6 +205,19 @@ impl Reach {
     /// Applies this module's rules to a `/query`-shaped result of `query` (the body as
     /// [restricted](Reach::restrict) for this caller).
     pub fn redact(&self, result: &mut Value, leaderboard_privacy: bool, query: &Value) {
+        self.redact_opted_out(result, leaderboard_privacy, &HashSet::new(), query)
+    }
+
+    /// [`Reach::redact`], where the reps of `opted_out` (SPEC §14: out of public leaderboards)
+    /// are `anonymous` to colleagues as every rep is under leaderboard privacy; a rep still
+    /// sees their own row, and managers and admins see every name.
+    pub fn redact_opted_out(
+        &self,
+        result: &mut Value,
+        leaderboard_privacy: bool,
+        opted_out: &HashSet<String>,
+        query: &Value,
+    ) {
         let Reach::Agent { id: own, teams } = self else {
             return;
         };
@@ -242,8 +260,11 @@ impl Reach {
                 for &i in &hidden {
                     row[i] = Value::Null;
                 }
-                if let (true, Some(agent)) = (leaderboard_privacy, agent) {
-                    row[agent] = json!(ANONYMOUS);
+                if let Some(agent) = agent {
+                    let out = row[agent].as_str().is_some_and(|a| opted_out.contains(a));
+                    if leaderboard_privacy || out {
+                        row[agent] = json!(ANONYMOUS);
+                    }
                 }
             }
             // As the engine does, rows with nothing to show are left out.
@@ -251,7 +272,7 @@ impl Reach {
                 row.as_array()
                     .is_some_and(|r| r[key_len..].iter().any(|v| v.as_f64().is_some_and(|x| x != 0.0)))
             });
-            if leaderboard_privacy && agent.is_some() {
+            if (leaderboard_privacy || !opted_out.is_empty()) && agent.is_some() {
                 rows.sort_by(|a, b| compare_visible(a, b, &order, key_len));
             }
         };

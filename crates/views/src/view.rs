@@ -140,8 +140,9 @@ impl<'a> View<'a> {
         let asked = body.clone();
         let result = cx.store.query(cx.tenant.id, body, cx.now).await?;
         let mut json = result.map_err(|f| self.refused(f, extra))?.to_json();
-        cx.reach
-            .redact(&mut json, cx.tenant.settings.leaderboard_privacy, &asked);
+        let opted_out = crate::directory::opted_out(cx.store.as_ref(), cx.tenant.id, &cx.reach).await?;
+        let privacy = cx.tenant.settings.leaderboard_privacy;
+        cx.reach.redact_opted_out(&mut json, privacy, &opted_out, &asked);
         Ok(json)
     }
 
@@ -155,7 +156,13 @@ impl<'a> View<'a> {
     pub fn named_members<'d>(&self, directory: &'d Directory, team: &str) -> Vec<&'d str> {
         match self.cx.reach.only_named(self.cx.tenant.settings.leaderboard_privacy) {
             Some(_) => vec![],
-            None => directory.members(team),
+            // Nor those who opted out of public leaderboards, to a colleague.
+            None => {
+                let own = self.cx.reach.own_agent();
+                let out =
+                    |a: &str| own.is_some_and(|own| own != a) && directory.agents[a].leaderboard_opt_out == Some(true);
+                directory.members(team).into_iter().filter(|a| !out(a)).collect()
+            }
         }
     }
 

@@ -76,18 +76,26 @@ pub async fn list(
     Ok(Json(json!({ collection: entries })))
 }
 
+fn opts_out(agent: &Value) -> bool {
+    agent["leaderboard_opt_out"].as_bool() == Some(true)
+}
+
 /// The directory entries of a kind that `principal` sees, each with its `id` (also the SQL
 /// endpoint's `agents`, `teams` and `campaigns`).
 pub async fn entries(state: &AppState, principal: &Principal, kind: DirectoryKind) -> Result<Vec<Value>, ApiError> {
     let tenant = state.store.tenant(principal.tenant_id).await?;
     let privacy = tenant.settings.leaderboard_privacy;
     let private_to = principal.only_named(privacy).filter(|_| kind == DirectoryKind::Agent);
+    // A rep does not see colleagues who opted out of public leaderboards either.
+    let opted_out = |id: &str, body: &Value| {
+        kind == DirectoryKind::Agent && principal.only_named(true).is_some_and(|own| own != id) && opts_out(body)
+    };
     Ok(state
         .store
         .directory(tenant.id, kind)
         .await?
         .into_iter()
-        .filter(|(id, _)| private_to.is_none_or(|own| own == id))
+        .filter(|(id, body)| private_to.is_none_or(|own| own == id) && !opted_out(id, body))
         .map(|(id, mut body)| {
             body["id"] = json!(id);
             body

@@ -38,7 +38,9 @@ pub async fn run_query(state: &AppState, principal: &Principal, mut body: Value)
         .map_err(|fields| ApiError::invalid(Code::InvalidRequest, fields))?
         .to_json();
     let tenant = state.store.tenant(principal.tenant_id).await?;
-    principal.redact(&mut json, tenant.settings.leaderboard_privacy, &asked);
+    let opted_out = dialboard_views::directory::opted_out(state.store.as_ref(), tenant.id, &principal.reach).await?;
+    let privacy = tenant.settings.leaderboard_privacy;
+    principal.reach.redact_opted_out(&mut json, privacy, &opted_out, &asked);
     Ok(json)
 }
 

@@ -701,6 +701,63 @@ async fn leaderboard_privacy_hides_other_reps_from_agents_only() {
     assert_eq!(names, ["a1", "a2"].into());
 }
 
+/// A rep who opts out of public leaderboards (a directory setting, SPEC §14) is `anonymous` to
+/// colleagues — in `/query`, in the leaderboards and in the agent directory — still sees their
+/// own name, and managers and admins still see them.
+#[tokio::test]
+async fn a_rep_who_opts_out_is_anonymous_to_colleagues_only() {
+    let app = TestApp::spawn("UTC").await;
+    for (agent, opt_out) in [("a1", false), ("a2", true), ("a3", false)] {
+        let body = json!({"name": agent, "team_id": "t1", "leaderboard_opt_out": opt_out});
+        let (status, answer) = app
+            .send(Method::PUT, &format!("/api/v1/agents/{agent}"), &app.key, Some(&body))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let bad = json!({"name": "a4", "leaderboard_opt_out": "yes"});
+    let (status, answer) = app.send(Method::PUT, "/api/v1/agents/a4", &app.key, Some(&bad)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("leaderboard_opt_out"), "{answer}");
+    app.events(json!([
+        call("c1", "a1", "t1"),
+        call("c2", "a2", "t1"),
+        call("c3", "a2", "t1"),
+        call("c4", "a3", "t1"),
+    ]))
+    .await;
+    let board = json!({"measures": ["total_calls"], "dimensions": ["agent"], "range": {"start": "2026-03-01", "end": "2026-04-01"},
+        "order_by": [["total_calls", "desc"]]});
+    let a1 = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("a1")).await;
+    let (status, body) = app.post("/api/v1/query", &a1, &board).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([["anonymous", 2], ["a1", 1], ["a3", 1]]));
+    let path = "/api/v1/analytics/team-leaderboard/t1?start=2026-03-01&end=2026-04-01";
+    let (status, view) = app.send(Method::GET, path, &a1, None).await;
+    assert_eq!(status, 200, "{view}");
+    let names: Vec<&str> = view["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["agent_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["anonymous", "a1", "a3"], "{view}");
+    let (_, agents) = app.send(Method::GET, "/api/v1/agents", &a1, None).await;
+    assert!(!agents.to_string().contains("\"a2\""), "{agents}");
+    // The rep who opted out sees their own name; a manager and an admin see everyone's.
+    let a2 = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("a2")).await;
+    let (_, body) = app.post("/api/v1/query", &a2, &board).await;
+    assert_eq!(body["rows"], json!([["a2", 2], ["a1", 1], ["a3", 1]]));
+    let manager = dialboard::cli::create_key(&app.store, app.tenant_id, vec![Scope::Read], None, Some("t1".into()))
+        .await
+        .unwrap();
+    for key in [&manager, &app.key] {
+        let (_, body) = app.post("/api/v1/query", key, &board).await;
+        assert_eq!(body["rows"], json!([["a2", 2], ["a1", 1], ["a3", 1]]));
+        let (_, view) = app.send(Method::GET, path, key, None).await;
+        assert_eq!(view["entries"][0]["agent_id"], "a2", "{view}");
+    }
+}
+
 /// The tenant leaderboard answers its top `limit` rows, states how many there are, and always
 /// includes the caller's own row with its rank among all of them.
 #[tokio::test]

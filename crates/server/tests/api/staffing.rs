@@ -397,3 +397,49 @@ async fn badges_follow_corrections_each_held_once_and_streaks_skip_days_off() {
         .await;
     assert_eq!(status, 403);
 }
+
+/// The leaderboard gives each rep's hours logged in (any status but offline) and the rates per
+/// hour logged in beside the day's totals, as a brute-force count of the same events gives them.
+#[tokio::test]
+async fn leaderboards_give_rates_per_hour_logged_in() {
+    let app = TestApp::spawn("UTC").await;
+    let status = |id: &str, agent: &str, status: &str, at: &str| json!({"id": id, "type": "agent_status", "agent_id": agent, "status": status, "at": at});
+    let mut events = calls("busy", 6, 3);
+    events.extend(calls("quiet", 2, 1));
+    // busy: dialing 09:00–10:30, idle 10:30–11:00, offline after: 2 hours logged in.
+    events.push(status("s1", "busy", "dialing", "2026-03-12T09:00:00Z"));
+    events.push(status("s2", "busy", "idle", "2026-03-12T10:30:00Z"));
+    events.push(status("s3", "busy", "offline", "2026-03-12T11:00:00Z"));
+    // quiet never logs in: no rate per hour.
+    app.events(Value::Array(events.clone())).await;
+    let board = app.ok("/api/v1/analytics/team-leaderboard/t1?date=2026-03-12").await;
+    let entry = |agent: &str| {
+        board["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["agent_id"] == agent)
+            .unwrap()
+            .clone()
+    };
+    // Brute force over the events sent: busy's calls and connects, and the hours between its
+    // statuses other than offline.
+    let busy_calls = events.iter().filter(|e| e["agent_id"] == "busy" && e["type"] == "call");
+    let connects = busy_calls.clone().filter(|e| e["disposition"] == "Connected").count() as f64;
+    let hours = 1.5 + 0.5;
+    let busy = entry("busy");
+    assert_eq!(busy["logged_in_hours"], json!(hours), "{busy}");
+    assert_eq!(
+        busy["calls_per_logged_in_hour"],
+        json!(busy_calls.count() as f64 / hours),
+        "{busy}"
+    );
+    assert_eq!(busy["connects_per_logged_in_hour"], json!(connects / hours), "{busy}");
+    assert_eq!(busy["meetings_per_logged_in_hour"], json!(0.0), "{busy}");
+    let quiet = entry("quiet");
+    assert_eq!(
+        (&quiet["calls"], &quiet["calls_per_logged_in_hour"]),
+        (&json!(2), &Value::Null),
+        "{quiet}"
+    );
+}

@@ -166,3 +166,73 @@ async fn campaign_returns_say_why_they_are_unknown() {
     assert_eq!(v["roi_percent"], Value::Null, "{v}");
     assert!(v["roi_unavailable"].as_str().unwrap().contains("whole campaign"), "{v}");
 }
+
+async fn send_as(app: &TestApp, cookie: &str, method: Method, path: &str, body: Option<&Value>) -> Value {
+    let mut request = app
+        .client
+        .request(method, format!("{}/api/v1/{path}", app.url))
+        .header("cookie", cookie)
+        .header("origin", &app.url); // as the server's own pages send
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+fn call(id: &str, agent: &str, team: Option<&str>, campaign: &str) -> Value {
+    let mut call = json!({"id": id, "type": "call", "call_id": id, "agent_id": agent, "campaign_id": campaign,
+        "disposition": "Connected", "started_at": "2026-03-10T10:00:00Z", "talk_seconds": 60});
+    if let Some(team) = team {
+        call["team_id"] = json!(team);
+    }
+    call
+}
+
+/// A call event without `team_id` is its agent's team's in the directory, like every other
+/// fact: a manager of t1 sees it by campaign (rollups by team and campaign), in the KPIs and in
+/// the drill-down, and it moves with its agent.
+#[tokio::test]
+async fn a_managers_calls_without_a_team_follow_the_directory() {
+    let app = TestApp::spawn("Europe/Berlin").await;
+    put_agent(&app, "a1", "t1").await;
+    put_agent(&app, "a2", "t2").await;
+    app.events(json!([
+        call("c1", "a1", None, "k1"),
+        call("c2", "a1", Some("t1"), "k2"),
+        call("c3", "a2", None, "k1"),
+        call("c4", "a2", Some("t1"), "k1"),
+    ]))
+    .await;
+    let manager = session(&app, "manager@acme.test", "manager", &["t1"]).await;
+    let by_campaign = json!({"measures": ["total_calls"], "dimensions": ["campaign"],
+        "range": {"start": "2026-03-01", "end": "2026-04-01"}});
+    let answer = send_as(&app, &manager, Method::POST, "query", Some(&by_campaign)).await;
+    assert_eq!(answer["rows"], json!([["k1", 2], ["k2", 1]]), "{answer}");
+    let metrics = send_as(&app, &manager, Method::GET, &format!("analytics/metrics?{RANGE}"), None).await;
+    let calls = &metrics["kpis"][0];
+    assert_eq!(
+        (&calls["metric"], &calls["value"]),
+        (&json!("total_calls"), &json!(3)),
+        "{metrics}"
+    );
+    let drill = send_as(&app, &manager, Method::GET, &format!("calls?{RANGE}"), None).await;
+    let ids: Vec<&str> = drill["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{drill}");
+    assert!(ids.contains(&"c1") && !ids.contains(&"c3"), "{drill}");
+
+    // a2 joins t1: their call without a team follows them.
+    put_agent(&app, "a2", "t1").await;
+    let answer = send_as(&app, &manager, Method::POST, "query", Some(&by_campaign)).await;
+    assert_eq!(answer["rows"], json!([["k1", 3], ["k2", 1]]), "{answer}");
+    let drill = send_as(&app, &manager, Method::GET, &format!("calls?{RANGE}"), None).await;
+    assert_eq!(drill["calls"].as_array().unwrap().len(), 4, "{drill}");
+}

@@ -13,7 +13,7 @@
 pub mod cluster;
 mod schema;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
-pub use schema::CALL_INTENTS_VERSION;
+pub use schema::{CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
 mod working;
 mod writer;
 
@@ -835,8 +835,9 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<Result<CallsPage, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
-        self.with(move |conn, _| {
-            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
+        self.with(move |conn, shared| {
+            let teams = shared.agent_teams(&mut conn.client, tenant.id)?;
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
@@ -857,8 +858,9 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<Result<Vec<CallsPage>, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
-        self.with(move |conn, _| {
-            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
+        self.with(move |conn, shared| {
+            let teams = shared.agent_teams(&mut conn.client, tenant.id)?;
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };

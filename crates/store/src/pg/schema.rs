@@ -14,7 +14,7 @@ use super::working::write_deltas;
 use crate::overlay::DeltaMap;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{Result, StoreError, TenantInfo};
-use dialboard_engine::cells::{for_each_call_cell, CALL_INTENTS};
+use dialboard_engine::cells::{for_each_call_cell, CALL_INTENTS, TEAM_CAMPAIGNS};
 use postgres::Client;
 use std::collections::HashSet;
 
@@ -359,10 +359,15 @@ CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (tenant_id, aler
 "#,
     // The SCRAM-SHA-256 verifier of each key created since (the SQL endpoint's SCRAM login).
     "CREATE TABLE IF NOT EXISTS api_key_scram (key_hash BYTEA PRIMARY KEY, verifier TEXT NOT NULL);",
+    // Calls by team and campaign are kept in cuboid 10 (`cells::TEAM_CAMPAIGNS`), computed by
+    // `backfill_call_cuboids`: cuboid 2 counted calls without a team under none.
+    "DELETE FROM cells WHERE cuboid = 2; DELETE FROM cell_deltas WHERE cuboid = 2;",
 ];
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).
 pub const CALL_INTENTS_VERSION: usize = 6;
+/// The version that first keeps calls by team and campaign in `cells::TEAM_CAMPAIGNS`.
+pub const TEAM_CAMPAIGNS_VERSION: usize = 10;
 
 /// The advisory locks the nodes coordinate with, each held until its transaction ends.
 #[derive(Debug, Clone, Copy)]
@@ -420,8 +425,12 @@ pub fn migrate(client: &mut Client) -> Result<usize> {
     for sql in MIGRATIONS.iter().skip(version) {
         tx.batch_execute(sql)?;
     }
-    if (1..CALL_INTENTS_VERSION).contains(&version) {
-        backfill_call_intents(&mut tx)?;
+    if (1..TEAM_CAMPAIGNS_VERSION).contains(&version) {
+        let since = [
+            (CALL_INTENTS_VERSION, CALL_INTENTS),
+            (TEAM_CAMPAIGNS_VERSION, TEAM_CAMPAIGNS),
+        ];
+        backfill_call_cuboids(&mut tx, &crate::cuboids_newer_than(version, &since))?;
     }
     tx.execute("DELETE FROM schema_version", &[])?;
     tx.execute("INSERT INTO schema_version VALUES ($1)", &[&(MIGRATIONS.len() as i32)])?;
@@ -429,10 +438,10 @@ pub fn migrate(client: &mut Client) -> Result<usize> {
     Ok(version)
 }
 
-/// Adds, as deltas the compaction folds, every current call's cells by campaign and intent
-/// (which a database of an older version lacks), in the migration's transaction: nodes of this
-/// version that start together compute them once.
-fn backfill_call_intents(tx: &mut postgres::Transaction) -> Result<()> {
+/// Adds, as deltas the compaction folds, every current call's cells of `cuboids` (which a
+/// database of an older version lacks), in the migration's transaction: nodes of this version
+/// that start together compute them once.
+fn backfill_call_cuboids(tx: &mut postgres::Transaction, cuboids: &[u8]) -> Result<()> {
     let tenants = tx.query("SELECT id, name, settings FROM tenants", &[])?;
     let calls = tx.prepare(&select_calls_with_analysis("calls c", "WHERE c.tenant_id = $1"))?;
     for tenant in tenants {
@@ -449,7 +458,7 @@ fn backfill_call_intents(tx: &mut postgres::Transaction) -> Result<()> {
             for row in &rows {
                 let (call, analysis) = call_with_analysis(row)?;
                 for_each_call_cell(&tenant.clock, &call, analysis.as_ref(), |cell, stats| {
-                    if cell.cuboid == CALL_INTENTS {
+                    if cuboids.contains(&cell.cuboid) {
                         deltas.add(id, cell, stats, 1);
                     }
                 });

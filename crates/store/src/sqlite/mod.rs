@@ -8,7 +8,7 @@ mod records;
 mod rows;
 mod schema;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
-pub use schema::CALL_INTENTS_VERSION;
+pub use schema::{CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
 pub mod wal;
 mod writer;
 
@@ -190,7 +190,7 @@ impl SqliteStore {
             tx.commit()?;
         }
         let mut contacts = None;
-        if (1..schema::CALL_INTENTS_VERSION).contains(&version) {
+        if (1..schema::TEAM_CAMPAIGNS_VERSION).contains(&version) {
             let built = contacts.insert(writer::Contacts::load(&conn)?);
             writer::backfill(&mut conn, version, &mut built.first_calls)?;
         }
@@ -612,8 +612,9 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Result<CallsPage, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
-        self.read(move |conn, _| {
-            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
+        self.read(move |conn, shared| {
+            let teams = shared.agent_teams(tenant.id);
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
@@ -630,8 +631,9 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Result<Vec<CallsPage>, Vec<FieldError>>> {
         let tenant = self.tenant(tenant_id).await?;
-        self.read(move |conn, _| {
-            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?) {
+        self.read(move |conn, shared| {
+            let teams = shared.agent_teams(tenant.id);
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
@@ -890,7 +892,7 @@ mod tests {
             cursor: None,
             limit: 100,
         };
-        let drill = drill::parse(&tenant, &request, 1_780_000_000, None).unwrap();
+        let drill = drill::parse(&tenant, &request, 1_780_000_000, None, Default::default()).unwrap();
         let (sql, values) = drill_statement(&tenant, &drill);
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt

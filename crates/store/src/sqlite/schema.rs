@@ -479,6 +479,9 @@ CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (tenant_id, aler
     // The SCRAM-SHA-256 verifier of each key created since (the SQL endpoint's SCRAM login);
     // a table of its own, so the migration can run again (SQLite has no ADD COLUMN IF NOT EXISTS).
     "CREATE TABLE IF NOT EXISTS api_key_scram (key_hash BLOB PRIMARY KEY, verifier TEXT NOT NULL);",
+    // Calls by team and campaign are kept in cuboid 10 (`cells::TEAM_CAMPAIGNS`), computed by
+    // `writer::backfill`: cuboid 2 counted calls without a team under none.
+    "DELETE FROM cells WHERE cuboid = 2;",
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -491,6 +494,9 @@ pub const STAGE_SUMMARY_VERSION: usize = 5;
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`): the
 /// empty migration that marks it is the 11th.
 pub const CALL_INTENTS_VERSION: usize = 11;
+
+/// The version that first keeps calls by team and campaign in `cells::TEAM_CAMPAIGNS`.
+pub const TEAM_CAMPAIGNS_VERSION: usize = 16;
 
 /// The version that first appends events and calls and finds them by hashed keys in sorted
 /// runs (`keys`): the runs of older rows are built at open (`keys::rebuild`).

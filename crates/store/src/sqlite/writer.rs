@@ -8,7 +8,9 @@
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys};
 use super::records::{MeetingContacts, SqliteRecords};
-use super::schema::{CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION};
+use super::schema::{
+    CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
+};
 use super::Shared;
 use crate::contribution::{self, Counted};
 use crate::group::{self, IngestRequest, Outcome};
@@ -20,6 +22,7 @@ use crate::rows::{
 use crate::{Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{
     for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats, CALL_INTENTS,
+    TEAM_CAMPAIGNS,
 };
 use dialboard_engine::event::Conversation;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -262,7 +265,8 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
 /// written by schema `version` lacks: before `OTHER_FACTS_VERSION`, those of conversations,
 /// CSAT scores and stages; before `MEETING_DAYS_VERSION`, the time from each meeting's first
 /// call; before `STAGE_SUMMARY_VERSION`, the stage cells without the agent; before
-/// `CALL_INTENTS_VERSION`, the call cells by campaign and intent.
+/// `CALL_INTENTS_VERSION`, the call cells by campaign and intent; before
+/// `TEAM_CAMPAIGNS_VERSION`, the call cells by team and campaign.
 pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCalls) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut deltas = DeltaMap::default();
@@ -271,6 +275,14 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let without_other_facts = version < OTHER_FACTS_VERSION;
+    // The call cuboids the database lacks.
+    let new_call_cuboids = crate::cuboids_newer_than(
+        version,
+        &[
+            (CALL_INTENTS_VERSION, CALL_INTENTS),
+            (TEAM_CAMPAIGNS_VERSION, TEAM_CAMPAIGNS),
+        ],
+    );
     for (id, name, settings) in tenants {
         let settings = serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
         let tenant = TenantInfo::new(id, name, settings)?;
@@ -296,20 +308,20 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
                 });
             }
         }
-        if version < CALL_INTENTS_VERSION {
+        if !new_call_cuboids.is_empty() {
             let mut calls = tx.prepare(&select_calls_with_analysis("calls c", "WHERE c.tenant_id = ?1"))?;
             let mut rows = calls.query([id])?;
             while let Some(row) = rows.next()? {
                 let (call, analysis) = call_with_analysis(row)?;
                 for_each_call_cell(&tenant.clock, &call, analysis.as_ref(), |cell, stats| {
-                    if cell.cuboid == CALL_INTENTS {
+                    if new_call_cuboids.contains(&cell.cuboid) {
                         add(cell, stats, 1);
                     }
                 });
             }
             // Contributions not yet folded are turned into deltas of every cuboid at start-up
-            // (`load_pending`), though the calls above already count them: take their intent
-            // cells back here.
+            // (`load_pending`), though the calls above already count them: take their cells of
+            // the new cuboids back here.
             let mut pending = tx.prepare("SELECT data FROM pending_contributions")?;
             let mut rows = pending.query([])?;
             while let Some(row) = rows.next()? {
@@ -319,7 +331,7 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
                     for c in contributions.iter().filter(|_| tenant_id == id) {
                         if let Counted::Call { call, analysis } = &c.counted {
                             for_each_call_cell(&tenant.clock, call, analysis.as_ref(), |cell, stats| {
-                                if cell.cuboid == CALL_INTENTS {
+                                if new_call_cuboids.contains(&cell.cuboid) {
                                     add(cell, stats, -c.sign);
                                 }
                             });
