@@ -57,6 +57,11 @@ pub fn apply_batch(
                 continue;
             }
         }
+        if let Some(refusal) = crate::retention::refusal(tenant, e) {
+            summary.refused.push((index, refusal));
+            stored.push(false);
+            continue;
+        }
         let new = records.log_event(tenant.id, e, received_ns)?;
         stored.push(new);
         if !new {
