@@ -174,6 +174,9 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The kind of tables whose rows only locate others' (not counted).
+const AUXILIARY: &str = "";
+
 /// One kind's rows: the table and the condition (`$1` the tenant, `$2` the cutoff).
 struct Target {
     kind: &'static str,
@@ -202,7 +205,8 @@ fn targets(dialect: Dialect, cutoffs: &Cutoffs) -> Vec<(Target, i64)> {
     );
     add("raw_records", "calls", "started_ns < $2".into(), cutoffs.raw_ns);
     if matches!(dialect, Dialect::Postgres) {
-        add("raw_records", "call_keys", "started_ns < $2".into(), cutoffs.raw_ns);
+        // Where each call is: not a row of its own in the counts.
+        add(AUXILIARY, "call_keys", "started_ns < $2".into(), cutoffs.raw_ns);
     }
     add(
         "raw_records",
@@ -258,7 +262,9 @@ pub fn purge(db: &mut impl Sql, dialect: Dialect, tenant_id: i64, cutoffs: &Cuto
             let sql = format!("DELETE FROM {} WHERE tenant_id = $1 AND {}", t.table, t.condition);
             db.execute(&sql, &params)? as i64
         };
-        *counts.get_mut(t.kind).expect("a known kind") += n;
+        if let Some(count) = counts.get_mut(t.kind) {
+            *count += n;
+        }
     }
     Ok(counts)
 }
