@@ -174,9 +174,6 @@ pub enum Dialect {
     Postgres,
 }
 
-/// The kind of tables whose rows only locate others' (not counted).
-const AUXILIARY: &str = "";
-
 /// One kind's rows: the table and the condition (`$1` the tenant, `$2` the cutoff).
 struct Target {
     kind: &'static str,
@@ -204,10 +201,6 @@ fn targets(dialect: Dialect, cutoffs: &Cutoffs) -> Vec<(Target, i64)> {
         cutoffs.raw_ns,
     );
     add("raw_records", "calls", "started_ns < $2".into(), cutoffs.raw_ns);
-    if matches!(dialect, Dialect::Postgres) {
-        // Where each call is: not a row of its own in the counts.
-        add(AUXILIARY, "call_keys", "started_ns < $2".into(), cutoffs.raw_ns);
-    }
     add(
         "raw_records",
         "agent_status",
@@ -219,6 +212,8 @@ fn targets(dialect: Dialect, cutoffs: &Cutoffs) -> Vec<(Target, i64)> {
     );
     add("raw_records", "conversations", "opened_ns < $2".into(), cutoffs.raw_ns);
     add("raw_records", "csat", "at_ns < $2".into(), cutoffs.raw_ns);
+    // PostgreSQL's `call_keys` of purged calls stay, as SQLite's hashed keys do: an id whose
+    // key is found but whose row is gone was purged (`purged_call_refusal`).
     for (kind, grain, cutoff) in [
         ("quarter_cells", Grain::Quarter, cutoffs.quarter),
         ("hour_cells", Grain::Hour, cutoffs.hour),
@@ -300,6 +295,15 @@ pub fn refusal(tenant: &TenantInfo, e: &ParsedEvent) -> Option<FieldError> {
             tenant.clock.format(horizon.div_euclid(NANOS))
         ),
     ))
+}
+
+/// Why an event naming a purged call (a correction dated after the horizon, an analysis) is
+/// refused.
+pub fn purged_call_refusal() -> FieldError {
+    FieldError::new(
+        "call_id",
+        "names a call purged by this tenant's retention policy; a purged record cannot be corrected",
+    )
 }
 
 /// Whether a drill-down from `start_ns` reaches into purged rows: the horizon, if so.

@@ -103,11 +103,15 @@ fn purge_keeps_answers(open: Open) {
     let late = json!({"id": "late-s", "type": "agent_status", "agent_id": "a0", "status": "on_call", "at": "2026-01-10T09:30:00Z"});
     let again = json!({"id": "again-stage", "type": "lead_stage", "contact_id": "lead-1", "stage": "connected",
         "campaign_id": "k", "agent_id": "a0", "at": "2026-05-31T14:00:00Z"});
+    // A correction moving a purged call past the horizon, and an analysis of it, name the call.
+    let moved = call("old-1-moved", "old1", "a1", "Meeting Booked", "2026-05-31T10:00:00Z");
+    let analysis = json!({"id": "old-1-analysis", "type": "call_analysis", "call_id": "old1", "score": 80,
+        "updated_at": "2026-05-31T10:00:00Z"});
     let summary = rt
-        .block_on(b.ingest(tenant.id, events(vec![history()[0].clone(), correction, late, again])))
+        .block_on(b.ingest(tenant.id, events(vec![history()[0].clone(), correction, late, moved, analysis, again])))
         .unwrap();
     let fields: Vec<&str> = summary.refused.iter().map(|(_, e)| e.field.as_str()).collect();
-    assert_eq!(fields, ["started_at", "started_at", "at"], "{summary:?}");
+    assert_eq!(fields, ["started_at", "started_at", "at", "call_id", "call_id"], "{summary:?}");
     assert_eq!(summary.accepted, 1);
     let after = daily(&*a, tenant.id, &rt);
     assert_eq!(after["totals"]["total_calls"], before["totals"]["total_calls"]);
