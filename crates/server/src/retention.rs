@@ -22,7 +22,12 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// What a purge at `now_ms` would delete, per kind, and from when on — without deleting.
 pub async fn dry_run(store: &Arc<dyn Store>, tenant: &TenantInfo, now_ms: i64) -> Result<Value, StoreError> {
-    let cutoffs = Cutoffs::at(&tenant.settings.retention, &tenant.settings.purged, &tenant.clock, now_ms);
+    let cutoffs = Cutoffs::at(
+        &tenant.settings.retention,
+        &tenant.settings.purged,
+        &tenant.clock,
+        now_ms,
+    );
     let counts = store.purge(tenant.id, cutoffs.clone(), true).await?;
     Ok(json!({
         "policy": tenant.settings.retention,
@@ -43,7 +48,8 @@ pub async fn run(store: &Arc<dyn Store>, tenant_id: i64, actor: &str, now_ms: i6
         state.noticed_policy = Some(policy.clone());
         state.noticed_at_ms = Some(now_ms);
         store.set_purge_state(tenant_id, state.clone()).await?;
-        let notice = json!({"policy": policy, "first_purge_after": ms_rfc3339(due_ms), "would_delete": preview["deletes"]});
+        let notice =
+            json!({"policy": policy, "first_purge_after": ms_rfc3339(due_ms), "would_delete": preview["deletes"]});
         audit(store, tenant_id, actor, "retention_notice", None, notice.clone()).await?;
         notify_admins_of_new_policy(store, &tenant, &notice).await;
     }
@@ -88,7 +94,12 @@ pub async fn queue_daily(store: &Arc<dyn Store>, now_ms: i64) -> Result<usize, S
             payload: json!({"actor": ACTOR}),
             max_attempts: 5,
         };
-        queued += usize::from(store.enqueue_job_once(tenant, &format!("retention-{day}"), job, now_ms).await?.is_some());
+        queued += usize::from(
+            store
+                .enqueue_job_once(tenant, &format!("retention-{day}"), job, now_ms)
+                .await?
+                .is_some(),
+        );
     }
     Ok(queued)
 }

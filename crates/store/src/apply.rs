@@ -60,7 +60,9 @@ pub fn apply_batch(
                 continue;
             }
         }
-        if let Some(refusal) = crate::retention::refusal(tenant, e).map_or_else(|| purged_record(records, tenant, e), |r| Ok(Some(r)))? {
+        if let Some(refusal) =
+            crate::retention::refusal(tenant, e).map_or_else(|| purged_record(records, tenant, e), |r| Ok(Some(r)))?
+        {
             summary.refused.push((index, refusal));
             stored.push(false);
             continue;
@@ -122,7 +124,7 @@ fn purged_record(records: &mut impl Records, tenant: &TenantInfo, e: &ParsedEven
     };
     Ok(records
         .purged_call(tenant.id, call_id)?
-        .then(|| crate::retention::purged_call_refusal()))
+        .then(crate::retention::purged_call_refusal))
 }
 
 /// `new` is counted instead of `old` (if anything was counted before).

@@ -64,7 +64,10 @@ pub fn tenant_by_id(db: &mut impl Sql, id: i64) -> Result<Option<TenantRow>> {
 }
 
 pub fn tenant_ids(db: &mut impl Sql) -> Result<Vec<i64>> {
-    db.query("SELECT id FROM tenants ORDER BY id", &[])?.iter().map(|r| r.int(0)).collect()
+    db.query("SELECT id FROM tenants ORDER BY id", &[])?
+        .iter()
+        .map(|r| r.int(0))
+        .collect()
 }
 
 pub fn update_settings(db: &mut impl Sql, tenant_id: i64, settings: &TenantSettings) -> Result<()> {

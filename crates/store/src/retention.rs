@@ -79,8 +79,18 @@ impl RetentionPolicy {
         }
         let forever = |d: Option<u32>| d.unwrap_or(u32::MAX);
         let outlives = [
-            ("hour_cells_days", self.hour_cells_days, "quarter_cells_days", self.quarter_cells_days),
-            ("day_cells_days", self.day_cells_days, "hour_cells_days", self.hour_cells_days),
+            (
+                "hour_cells_days",
+                self.hour_cells_days,
+                "quarter_cells_days",
+                self.quarter_cells_days,
+            ),
+            (
+                "day_cells_days",
+                self.day_cells_days,
+                "hour_cells_days",
+                self.hour_cells_days,
+            ),
             ("day_cells_days", self.day_cells_days, "raw_days", self.raw_days),
         ];
         for (coarse, c, fine, f) in outlives {
@@ -159,7 +169,9 @@ impl Cutoffs {
                 state.pipeline_before_ns,
             ),
             audit_s: policy.audit_days.map(|d| now - i64::from(d) * DAY_SECONDS),
-            export_ms: policy.export_files_days.map(|d| now_ms - i64::from(d) * DAY_SECONDS * 1000),
+            export_ms: policy
+                .export_files_days
+                .map(|d| now_ms - i64::from(d) * DAY_SECONDS * 1000),
         }
     }
 }
@@ -251,7 +263,10 @@ pub fn purge(db: &mut impl Sql, dialect: Dialect, tenant_id: i64, cutoffs: &Cuto
     for (t, cutoff) in targets(dialect, cutoffs) {
         let params: [Val; 2] = [tenant_id.into(), cutoff.into()];
         let n = if dry_run {
-            let sql = format!("SELECT count(*) FROM {} WHERE tenant_id = $1 AND {}", t.table, t.condition);
+            let sql = format!(
+                "SELECT count(*) FROM {} WHERE tenant_id = $1 AND {}",
+                t.table, t.condition
+            );
             db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
         } else {
             let sql = format!("DELETE FROM {} WHERE tenant_id = $1 AND {}", t.table, t.condition);

@@ -32,16 +32,29 @@ fn history() -> Vec<Value> {
     for (day, prefix) in [("2026-01-10", "old"), ("2026-01-11", "old2"), ("2026-05-30", "new")] {
         for i in 0..4 {
             let disposition = ["Meeting Booked", "No Answer", "Busy", "Not Interested"][i];
-            v.push(call(&format!("{prefix}-{i}"), &format!("{prefix}{i}"), &format!("a{}", i % 2), disposition, &format!("{day}T1{i}:00:00Z")));
+            v.push(call(
+                &format!("{prefix}-{i}"),
+                &format!("{prefix}{i}"),
+                &format!("a{}", i % 2),
+                disposition,
+                &format!("{day}T1{i}:00:00Z"),
+            ));
         }
-        for (n, (status, hour)) in [("dialing", 9), ("on_call", 10), ("wrap_up", 11), ("idle", 12)].iter().enumerate() {
-            v.push(json!({"id": format!("{prefix}-s{n}"), "type": "agent_status", "agent_id": "a0", "status": status,
-                "at": format!("{day}T{hour:02}:00:00Z")}));
+        for (n, (status, hour)) in [("dialing", 9), ("on_call", 10), ("wrap_up", 11), ("idle", 12)]
+            .iter()
+            .enumerate()
+        {
+            v.push(
+                json!({"id": format!("{prefix}-s{n}"), "type": "agent_status", "agent_id": "a0", "status": status,
+                "at": format!("{day}T{hour:02}:00:00Z")}),
+            );
         }
         v.push(json!({"id": format!("{prefix}-csat"), "type": "csat", "score": 5, "agent_id": "a0", "at": format!("{day}T13:00:00Z")}));
         // The same contact reaches the same stage on each day: only the first arrival counts.
-        v.push(json!({"id": format!("{prefix}-stage"), "type": "lead_stage", "contact_id": "lead-1", "stage": "connected",
-            "campaign_id": "k", "agent_id": "a0", "at": format!("{day}T14:00:00Z")}));
+        v.push(
+            json!({"id": format!("{prefix}-stage"), "type": "lead_stage", "contact_id": "lead-1", "stage": "connected",
+            "campaign_id": "k", "agent_id": "a0", "at": format!("{day}T14:00:00Z")}),
+        );
     }
     v
 }
@@ -83,10 +96,18 @@ fn purge_keeps_answers(open: Open) {
     assert!(counted["hour_cells"] > 0 && counted["quarter_cells"] > 0, "{counted:?}");
     let deleted = rt.block_on(a.purge(tenant.id, cutoffs.clone(), false)).unwrap();
     assert_eq!(deleted, counted, "the dry run counts what the purge deletes");
-    assert!(rt.block_on(a.purge(tenant.id, cutoffs, true)).unwrap().values().all(|n| *n == 0));
+    assert!(rt
+        .block_on(a.purge(tenant.id, cutoffs, true))
+        .unwrap()
+        .values()
+        .all(|n| *n == 0));
 
     for store in [&a, &b] {
-        assert_eq!(daily(&**store, tenant.id, &rt), before, "daily answers from the cells that remain");
+        assert_eq!(
+            daily(&**store, tenant.id, &rt),
+            before,
+            "daily answers from the cells that remain"
+        );
         let request = CallsRequest {
             query: json!({"range": {"start": "2026-01-01", "end": "2026-02-01"}}),
             cursor: None,
@@ -108,14 +129,24 @@ fn purge_keeps_answers(open: Open) {
     let analysis = json!({"id": "old-1-analysis", "type": "call_analysis", "call_id": "old1", "score": 80,
         "updated_at": "2026-05-31T10:00:00Z"});
     let summary = rt
-        .block_on(b.ingest(tenant.id, events(vec![history()[0].clone(), correction, late, moved, analysis, again])))
+        .block_on(b.ingest(
+            tenant.id,
+            events(vec![history()[0].clone(), correction, late, moved, analysis, again]),
+        ))
         .unwrap();
     let fields: Vec<&str> = summary.refused.iter().map(|(_, e)| e.field.as_str()).collect();
-    assert_eq!(fields, ["started_at", "started_at", "at", "call_id", "call_id"], "{summary:?}");
+    assert_eq!(
+        fields,
+        ["started_at", "started_at", "at", "call_id", "call_id"],
+        "{summary:?}"
+    );
     assert_eq!(summary.accepted, 1);
     let after = daily(&*a, tenant.id, &rt);
     assert_eq!(after["totals"]["total_calls"], before["totals"]["total_calls"]);
-    assert_eq!(after["totals"]["contacts_reached"], before["totals"]["contacts_reached"], "a first arrival stays first");
+    assert_eq!(
+        after["totals"]["contacts_reached"], before["totals"]["contacts_reached"],
+        "a first arrival stays first"
+    );
     rt.block_on(a.shutdown());
     rt.block_on(b.shutdown());
 }
@@ -123,7 +154,9 @@ fn purge_keeps_answers(open: Open) {
 fn erasure_keeps_numbers(open: Open) {
     let rt = runtime();
     let store = open();
-    let tenant = rt.block_on(store.create_tenant("e", TenantSettings::new("UTC"))).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("e", TenantSettings::new("UTC")))
+        .unwrap();
     let mut first = call("v1", "c1", "a0", "No Answer", "2026-05-30T10:00:00Z");
     first["contact_id"] = json!("ct-9");
     first["recording_url"] = json!("https://rec.example/zq.wav");
@@ -131,7 +164,8 @@ fn erasure_keeps_numbers(open: Open) {
     second["id"] = json!("v2");
     second["disposition"] = json!("Meeting Booked");
     let other = call("v3", "c2", "a1", "Busy", "2026-05-30T11:00:00Z");
-    rt.block_on(store.ingest(tenant.id, events(vec![first, second, other]))).unwrap();
+    rt.block_on(store.ingest(tenant.id, events(vec![first, second, other])))
+        .unwrap();
     let before = daily(&*store, tenant.id, &rt);
     assert_eq!(rt.block_on(store.erase_contact(tenant.id, "ct-9")).unwrap(), 2);
     assert_eq!(daily(&*store, tenant.id, &rt), before);

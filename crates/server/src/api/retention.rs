@@ -55,6 +55,16 @@ pub async fn erase_contact(
     principal.require(Scope::Admin)?;
     let erased = state.store.erase_contact(principal.tenant_id, &id).await?;
     let detail = json!({"events_erased": erased, "fields": dialboard_store::retention::PERSONAL_FIELDS});
-    audit(&state.store, principal.tenant_id, &principal.actor_name(), "contact_erased", Some(&id), detail.clone()).await?;
-    Ok(Json(json!({"contact_id": id, "events_erased": erased, "fields": detail["fields"]})))
+    audit(
+        &state.store,
+        principal.tenant_id,
+        &principal.actor_name(),
+        "contact_erased",
+        Some(&id),
+        detail.clone(),
+    )
+    .await?;
+    Ok(Json(
+        json!({"contact_id": id, "events_erased": erased, "fields": detail["fields"]}),
+    ))
 }

@@ -23,8 +23,9 @@ use crate::access::{AuditEntry, KeyInfo, User};
 use crate::group::WriterQueue;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
-    catalog, drill, retention,
+    catalog, drill,
     jobs::{self, Claim, Job, JobUpdate, NewJob},
+    retention,
     saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion},
     ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
     StoreMetrics, TenantCache, TenantInfo, TenantSettings,
@@ -978,7 +979,8 @@ impl Store for PgStore {
 
     async fn enqueue_job_once(&self, tenant_id: i64, id: &str, job: NewJob, now: i64) -> Result<Option<Job>> {
         let id = id.to_string();
-        self.sql(move |db| jobs::enqueue_once(db, tenant_id, &id, &job, now)).await
+        self.sql(move |db| jobs::enqueue_once(db, tenant_id, &id, &job, now))
+            .await
     }
 
     async fn tenant_ids(&self) -> Result<Vec<i64>> {
@@ -1087,8 +1089,13 @@ impl Store for PgStore {
                 // No ingest of the tenant, nor a compaction folding its deltas, meanwhile.
                 Lock::Ingest(tenant_id).take(&mut tx)?;
                 Lock::Compact.take(&mut tx)?;
-                let counts =
-                    retention::purge(&mut Pg(&mut tx), retention::Dialect::Postgres, tenant_id, &cutoffs, dry_run)?;
+                let counts = retention::purge(
+                    &mut Pg(&mut tx),
+                    retention::Dialect::Postgres,
+                    tenant_id,
+                    &cutoffs,
+                    dry_run,
+                )?;
                 if !dry_run {
                     catalog::update_settings(&mut Pg(&mut tx), tenant_id, &settings)?;
                     shared.notify(&mut tx, &Notice::Settings { tenant: tenant_id })?;

@@ -14,12 +14,12 @@ mod writer;
 
 use crate::access::{AuditEntry, KeyInfo, User};
 use crate::catalog;
-use crate::retention;
 use crate::contribution;
 use crate::drill;
 use crate::group::WriterQueue;
 use crate::jobs::{self, Claim, Job, JobUpdate, NewJob};
 use crate::overlay::{DeltaMap, Overlay};
+use crate::retention;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
 use crate::{
