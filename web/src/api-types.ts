@@ -1603,6 +1603,29 @@ export interface paths {
       };
     };
   };
+  "/api/v1/contacts/{id}": {
+    /** erase a contact's personal data from every stored event; metrics stay */
+    delete: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
   "/api/v1/dashboards": {
     /** the items the caller may see: their own, those shared with them, all for an admin */
     get: {
@@ -2384,6 +2407,57 @@ export interface paths {
           n: string;
         };
       };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/retention/dry-run": {
+    /** what a purge now would delete, by kind, and before when */
+    get: {
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/retention/purge": {
+    /** queue a purge by the tenant's retention policy now (a job) */
+    post: {
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/retention/purges": {
+    /** the tenant's purge jobs, newest first */
+    get: {
       responses: {
         /** @description success */
         200: {

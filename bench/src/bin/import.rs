@@ -8,7 +8,7 @@
 //! file is generated as it is read (`--write FILE` writes it instead, for `dialboard import`).
 
 use clap::Parser;
-use dialboard::import::{import, ImportSpec};
+use dialboard::import::{convert_only, import, ImportSpec};
 use dialboard_bench::status_mb;
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{Store, TenantSettings};
@@ -25,6 +25,9 @@ struct Args {
     /// Write the file here and stop (to import it with `dialboard import`).
     #[arg(long)]
     write: Option<std::path::PathBuf>,
+    /// Read and convert only, storing nothing: the importer's own rate and memory.
+    #[arg(long)]
+    convert_only: bool,
 }
 
 /// An Asterisk CDR file, made as it is read: calls one every 3 seconds from 2025-01-01.
@@ -265,6 +268,20 @@ async fn main() -> anyhow::Result<()> {
     };
     let rss_before = status_mb("VmRSS:");
     let started = Instant::now();
+    if args.convert_only {
+        let summary = convert_only(&tenant, &spec, Box::new(CdrFile::new(args.bytes)))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "converted {:.2} GB in {seconds:.1} s, storing nothing: {summary}\n{:.0} rows/s; resident memory {rss_before:.0} MB before, peak {:.0} MB",
+            args.bytes as f64 / 1e9,
+            summary.lines as f64 / seconds,
+            status_mb("VmHWM:")
+        );
+        store.shutdown().await;
+        return Ok(());
+    }
     let mut marks: Vec<(u64, f64)> = Vec::new();
     let mut next_mark = 0u64;
     let summary = import(

@@ -592,11 +592,13 @@ pub async fn serve_with(
     };
     let worker = crate::jobs::Worker::for_server(store.clone())
         .handle(crate::webhooks::JOB_KIND, crate::webhooks::job_handler(policy));
-    let jobs = Arc::new(worker).spawn(stop);
+    let jobs = Arc::new(worker).spawn(stop.clone());
+    let purges = crate::retention::spawn(store.clone(), stop);
     crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;
     // A job cut short here is claimed again once its lease expires (on this node or another).
     let _ = stop_jobs.send(true);
     jobs.abort();
+    purges.abort();
     // A consumer stops between batches; one cut short leaves its batch unacknowledged, and
     // JetStream delivers it again.
     for consumer in consumers {

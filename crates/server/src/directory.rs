@@ -176,12 +176,10 @@ pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<Tenant
                     s.coaching = c;
                 }
             }
-            "retention_days" => {
-                if let Some(days) = field::<Option<u32>>(obj, key, &mut errors) {
-                    if days == Some(0) {
-                        errors.push(FieldError::new(key, "must be at least 1 day, or null to keep everything"));
-                    }
-                    s.retention_days = days;
+            "retention" => {
+                if let Some(policy) = field::<dialboard_store::retention::RetentionPolicy>(obj, key, &mut errors) {
+                    errors.extend(policy.problems());
+                    s.retention = policy;
                 }
             }
             "leaderboard_privacy" => {
@@ -212,7 +210,7 @@ pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<Tenant
             }
             other => errors.push(FieldError::new(
                 other,
-                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention_days, leaderboard_privacy, holidays, fair_ranking, badges",
+                "unknown field; known: timezone, taxonomy, stages, targets, coaching, retention, leaderboard_privacy, holidays, fair_ranking, badges",
             )),
         }
     }
@@ -228,6 +226,7 @@ pub fn settings_json(s: &TenantSettings) -> Value {
     let mut v = serde_json::to_value(s).expect("settings serialize");
     if let Some(obj) = v.as_object_mut() {
         obj.remove("rollup_timezone");
+        obj.remove("purged");
     }
     v
 }

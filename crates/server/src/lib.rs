@@ -13,6 +13,7 @@ pub mod import;
 pub mod jobs;
 pub mod live;
 pub mod reports;
+pub mod retention;
 pub mod serve;
 pub mod sources;
 pub mod sql;

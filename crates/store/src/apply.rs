@@ -21,6 +21,9 @@ pub trait Records {
     /// Logs an event as received; `false` if its id was logged before (a duplicate).
     fn log_event(&mut self, tenant: i64, event: &ParsedEvent, received_ns: i64) -> Result<bool>;
     fn call(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallRecord>>;
+    /// Whether the call was stored once and its row purged by retention (its id is still
+    /// known, its record gone): a correction or an analysis of it cannot be applied.
+    fn purged_call(&mut self, tenant: i64, call_id: &str) -> Result<bool>;
     /// Makes `call` the current version; `previous` is the one it replaces.
     fn put_call(&mut self, tenant: i64, call: &CallRecord, previous: Option<&CallRecord>) -> Result<()>;
     fn analysis(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>>;
@@ -56,6 +59,13 @@ pub fn apply_batch(
                 stored.push(false);
                 continue;
             }
+        }
+        if let Some(refusal) =
+            crate::retention::refusal(tenant, e).map_or_else(|| purged_record(records, tenant, e), |r| Ok(Some(r)))?
+        {
+            summary.refused.push((index, refusal));
+            stored.push(false);
+            continue;
         }
         let new = records.log_event(tenant.id, e, received_ns)?;
         stored.push(new);
@@ -103,6 +113,18 @@ fn foreign_record(
         _ => "call_id",
     };
     Ok(foreign.then(|| owner.refusal(field)))
+}
+
+/// A correction (moved past the horizon) or an analysis of a call whose row was purged.
+fn purged_record(records: &mut impl Records, tenant: &TenantInfo, e: &ParsedEvent) -> Result<Option<FieldError>> {
+    let call_id = match &e.event {
+        Event::Call(c) => &c.call_id,
+        Event::Analysis(a) => &a.call_id,
+        _ => return Ok(None),
+    };
+    Ok(records
+        .purged_call(tenant.id, call_id)?
+        .then(crate::retention::purged_call_refusal))
 }
 
 /// `new` is counted instead of `old` (if anything was counted before).

@@ -63,6 +63,13 @@ pub fn tenant_by_id(db: &mut impl Sql, id: i64) -> Result<Option<TenantRow>> {
         .transpose()
 }
 
+pub fn tenant_ids(db: &mut impl Sql) -> Result<Vec<i64>> {
+    db.query("SELECT id FROM tenants ORDER BY id", &[])?
+        .iter()
+        .map(|r| r.int(0))
+        .collect()
+}
+
 pub fn update_settings(db: &mut impl Sql, tenant_id: i64, settings: &TenantSettings) -> Result<()> {
     let json = serde_json::to_string(settings).expect("settings serialize");
     db.execute(

@@ -210,7 +210,14 @@ pub fn page(
         .iter()
         .map(|(c, a)| call_json(c, a.as_ref(), &q.clock, &tenant.taxonomy))
         .collect();
-    Ok(CallsPage { calls, next_cursor })
+    // Rows before the retention horizon are gone: the answer says so, not just "none".
+    let purged_before = crate::retention::purged_before(tenant, q.range.start * 1_000_000_000)
+        .map(|ns| q.clock.format(ns.div_euclid(1_000_000_000)));
+    Ok(CallsPage {
+        calls,
+        next_cursor,
+        purged_before,
+    })
 }
 
 /// A version of a call as received: event id, type, arrival (ns) and body.

@@ -142,23 +142,38 @@ pub fn new_id() -> String {
 }
 
 pub fn enqueue(db: &mut impl Sql, tenant_id: i64, job: &NewJob, now: i64) -> Result<Job> {
+    let id = new_id();
+    insert(db, tenant_id, &id, job, now, "")?;
+    get(db, tenant_id, &id)?.ok_or_else(|| StoreError::Database("a queued job vanished".into()))
+}
+
+/// Queues a job under a chosen id unless the tenant already has one with that id (`None`):
+/// periodic work that nodes queue independently (a day's retention purge) is queued once.
+pub fn enqueue_once(db: &mut impl Sql, tenant_id: i64, id: &str, job: &NewJob, now: i64) -> Result<Option<Job>> {
+    if insert(db, tenant_id, id, job, now, " ON CONFLICT (tenant_id, id) DO NOTHING")? == 0 {
+        return Ok(None);
+    }
+    get(db, tenant_id, id)
+}
+
+fn insert(db: &mut impl Sql, tenant_id: i64, id: &str, job: &NewJob, now: i64, on_conflict: &str) -> Result<u64> {
     if job.max_attempts < 1 {
         return Err(StoreError::Invalid("max_attempts must be at least 1".into()));
     }
-    let id = new_id();
     db.execute(
-        "INSERT INTO jobs (tenant_id, id, kind, payload, state, attempts, max_attempts, run_after, progress_done, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $6, $6)",
+        &format!(
+            "INSERT INTO jobs (tenant_id, id, kind, payload, state, attempts, max_attempts, run_after, progress_done, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $6, $6){on_conflict}"
+        ),
         &[
             tenant_id.into(),
-            id.as_str().into(),
+            id.into(),
             job.kind.as_str().into(),
             job.payload.to_string().into(),
             job.max_attempts.into(),
             now.into(),
         ],
-    )?;
-    get(db, tenant_id, &id)?.ok_or_else(|| StoreError::Database("a queued job vanished".into()))
+    )
 }
 
 /// Claims the oldest due job. Run it in a transaction; `skip_locked` on PostgreSQL, where

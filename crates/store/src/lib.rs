@@ -13,6 +13,7 @@ mod group;
 pub mod jobs;
 pub mod overlay;
 pub mod pg;
+pub mod retention;
 mod rows;
 pub mod saved;
 mod sql;
@@ -83,9 +84,12 @@ pub struct TenantSettings {
     pub targets: ActivityTargets,
     #[serde(default)]
     pub coaching: CoachingThresholds,
-    /// Days raw records are kept; `None` keeps them forever.
+    /// How long each kind of data is kept (`retention`).
     #[serde(default)]
-    pub retention_days: Option<u32>,
+    pub retention: retention::RetentionPolicy,
+    /// What purges removed so far: kept by the store, not settable.
+    #[serde(default, skip_serializing_if = "retention::PurgeState::is_empty")]
+    pub purged: retention::PurgeState,
     /// Agents see other reps in leaderboards only anonymized.
     #[serde(default)]
     pub leaderboard_privacy: bool,
@@ -113,7 +117,8 @@ impl Default for TenantSettings {
             stages: default_stages(),
             targets: ActivityTargets::default(),
             coaching: CoachingThresholds::default(),
-            retention_days: None,
+            retention: retention::RetentionPolicy::default(),
+            purged: retention::PurgeState::default(),
             leaderboard_privacy: false,
             holidays: Vec::new(),
             fair_ranking: FairRanking::default(),
@@ -273,7 +278,8 @@ impl TenantInfo {
     }
 
     /// The tenant with new settings. The zone its hour and day cells were built in stays: a
-    /// timezone change regroups 15-minute cells at query time instead.
+    /// timezone change regroups 15-minute cells at query time instead. What purges removed
+    /// stays too (only a purge changes it, through `with_purged`).
     pub fn with_settings(&self, mut settings: TenantSettings) -> Result<TenantInfo> {
         let rollup = self
             .settings
@@ -281,6 +287,14 @@ impl TenantInfo {
             .as_ref()
             .unwrap_or(&self.settings.timezone);
         settings.rollup_timezone = Some(rollup.clone()).filter(|tz| *tz != settings.timezone);
+        settings.purged = self.settings.purged.clone();
+        TenantInfo::new(self.id, self.name.clone(), settings)
+    }
+
+    /// The tenant after a purge.
+    pub fn with_purged(&self, purged: retention::PurgeState) -> Result<TenantInfo> {
+        let mut settings = self.settings.clone();
+        settings.purged = purged;
         TenantInfo::new(self.id, self.name.clone(), settings)
     }
 
@@ -408,6 +422,10 @@ pub struct IngestSummary {
 pub struct CallsPage {
     pub calls: Vec<Value>,
     pub next_cursor: Option<String>,
+    /// Set when the range reaches before the retention horizon: the calls before this instant
+    /// were purged (their numbers remain in the rollups).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged_before: Option<String>,
 }
 
 /// A drill-down request: the query model's filters, range and zone, plus paging.
@@ -553,6 +571,10 @@ pub trait Store: Send + Sync + 'static {
     /// Leases the oldest due job (of any tenant) to `claim.worker`: each job to one claimer,
     /// across nodes; a job whose lease expired is claimed again.
     async fn claim_job(&self, claim: Claim, now: i64) -> Result<Option<Job>>;
+    /// Queues `job` as `id` unless the tenant has a job of that id (`None`): once across nodes.
+    async fn enqueue_job_once(&self, tenant_id: i64, id: &str, job: NewJob, now: i64) -> Result<Option<Job>>;
+    /// Every tenant's id (for work done per tenant, such as retention).
+    async fn tenant_ids(&self) -> Result<Vec<i64>>;
     /// `false` if `worker` no longer holds the job (nothing changed).
     async fn update_job(&self, tenant_id: i64, id: &str, worker: &str, update: JobUpdate, now: i64) -> Result<bool>;
     async fn job(&self, tenant_id: i64, id: &str) -> Result<Option<Job>>;
@@ -564,6 +586,15 @@ pub trait Store: Send + Sync + 'static {
     /// The JSON body of stored events by id, each given with its record's key (a call id):
     /// the fields records do not keep, such as a call's prospect and notes, for exports.
     async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>>;
+
+    // Retention and erasure (see `retention`).
+    /// Counts (`dry_run`) or deletes, in one transaction, what `cutoffs` purge from the tenant,
+    /// per kind; a purge also records its horizons in the tenant's `purged` state.
+    async fn purge(&self, tenant_id: i64, cutoffs: retention::Cutoffs, dry_run: bool) -> Result<retention::Counts>;
+    /// Replaces the tenant's purge state (a policy's notice).
+    async fn set_purge_state(&self, tenant_id: i64, state: retention::PurgeState) -> Result<Arc<TenantInfo>>;
+    /// Removes a contact's personal data from every stored event; returns how many changed.
+    async fn erase_contact(&self, tenant_id: i64, contact_id: &str) -> Result<i64>;
 
     // Saved reports and dashboards with their versions (see `saved`); `now` is epoch seconds.
     /// Creates, updates (a new version) or deletes an item, in one transaction.

@@ -81,10 +81,8 @@ pub async fn ingest(
             Err((id, errors)) => rejected.push(json!({"index": index, "id": id, "errors": errors})),
         }
     }
-    let ids: Vec<String> = match binding {
-        Some(_) => valid.iter().map(|e| e.id.clone()).collect(),
-        None => Vec::new(),
-    };
+    // The store may refuse events of any key (a bound key's foreign record, a purged record).
+    let ids: Vec<String> = valid.iter().map(|e| e.id.clone()).collect();
     let summary = state.store.ingest(tenant.id, valid).await?;
     for (i, error) in &summary.refused {
         rejected.push(json!({"index": indexes[*i], "id": ids[*i], "errors": [error]}));

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod ops;
 pub mod query;
 pub mod reports;
+pub mod retention;
 pub mod saved;
 pub mod session;
 pub mod staffing;
@@ -241,6 +242,26 @@ pub fn app(state: Arc<AppState>) -> Router {
                 op("get", "read", "tenant settings"),
                 op("put", "admin", "change settings (only the fields given)").body(),
             ],
+        )
+        .add(
+            "/retention/dry-run",
+            get(retention::dry_run),
+            vec![op("get", "admin", "what a purge now would delete, by kind, and before when")],
+        )
+        .add(
+            "/retention/purge",
+            post(retention::purge),
+            vec![op("post", "admin", "queue a purge by the tenant's retention policy now (a job)")],
+        )
+        .add(
+            "/retention/purges",
+            get(retention::purges),
+            vec![op("get", "admin", "the tenant's purge jobs, newest first")],
+        )
+        .add(
+            "/contacts/{id}",
+            delete(retention::erase_contact),
+            vec![op("delete", "admin", "erase a contact's personal data from every stored event; metrics stay")],
         );
     // Each collection's routes carry its kind, so one set of handlers serves all three.
     let api = [

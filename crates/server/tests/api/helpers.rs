@@ -92,6 +92,11 @@ impl TestApp {
         }
     }
 
+    /// The SQLite database file the server writes.
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("test.db")
+    }
+
     /// Another tenant on the same server, with an admin key (ingest, read, admin).
     pub async fn other_tenant(&self, name: &str, leaderboard_privacy: bool) -> (i64, String) {
         let settings = TenantSettings {

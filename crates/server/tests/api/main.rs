@@ -19,6 +19,7 @@ mod nodes;
 mod process;
 mod query;
 mod reports;
+mod retention;
 mod sql;
 mod staffing;
 mod team_facts;

@@ -25,6 +25,7 @@ use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{
     catalog, drill,
     jobs::{self, Claim, Job, JobUpdate, NewJob},
+    retention,
     saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion},
     ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
     StoreMetrics, TenantCache, TenantInfo, TenantSettings,
@@ -987,6 +988,16 @@ impl Store for PgStore {
         self.sql(move |db| jobs::enqueue(db, tenant_id, &job, now)).await
     }
 
+    async fn enqueue_job_once(&self, tenant_id: i64, id: &str, job: NewJob, now: i64) -> Result<Option<Job>> {
+        let id = id.to_string();
+        self.sql(move |db| jobs::enqueue_once(db, tenant_id, &id, &job, now))
+            .await
+    }
+
+    async fn tenant_ids(&self) -> Result<Vec<i64>> {
+        self.sql(|db| catalog::tenant_ids(db)).await
+    }
+
     async fn claim_job(&self, claim: Claim, now: i64) -> Result<Option<Job>> {
         self.with(move |conn, _| {
             let mut tx = conn.client.transaction()?;
@@ -1085,6 +1096,61 @@ impl Store for PgStore {
                 &[&tenant_id, &records, &ids],
             )?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+        .await
+    }
+
+    async fn purge(&self, tenant_id: i64, cutoffs: retention::Cutoffs, dry_run: bool) -> Result<retention::Counts> {
+        let tenant = self.tenant(tenant_id).await?;
+        let after = tenant.with_purged(retention::purged(&tenant.settings.purged, &cutoffs))?;
+        let settings = after.settings.clone();
+        let counts = self
+            .with(move |conn, shared| {
+                let mut tx = conn.client.transaction()?;
+                // No ingest of the tenant, nor a compaction folding its deltas, meanwhile.
+                Lock::Ingest(tenant_id).take(&mut tx)?;
+                Lock::Compact.take(&mut tx)?;
+                let counts = retention::purge(
+                    &mut Pg(&mut tx),
+                    retention::Dialect::Postgres,
+                    tenant_id,
+                    &cutoffs,
+                    dry_run,
+                )?;
+                if !dry_run {
+                    catalog::update_settings(&mut Pg(&mut tx), tenant_id, &settings)?;
+                    shared.notify(&mut tx, &Notice::Settings { tenant: tenant_id })?;
+                }
+                tx.commit()?;
+                Ok(counts)
+            })
+            .await?;
+        if !dry_run {
+            self.shared.tenants.insert(after);
+        }
+        Ok(counts)
+    }
+
+    async fn set_purge_state(&self, tenant_id: i64, state: retention::PurgeState) -> Result<Arc<TenantInfo>> {
+        let info = self.tenant(tenant_id).await?.with_purged(state)?;
+        let settings = info.settings.clone();
+        self.with(move |conn, shared| {
+            let mut tx = conn.client.transaction()?;
+            catalog::update_settings(&mut Pg(&mut tx), tenant_id, &settings)?;
+            shared.notify(&mut tx, &Notice::Settings { tenant: tenant_id })?;
+            Ok(tx.commit()?)
+        })
+        .await?;
+        Ok(self.shared.tenants.insert(info))
+    }
+
+    async fn erase_contact(&self, tenant_id: i64, contact_id: &str) -> Result<i64> {
+        let contact_id = contact_id.to_string();
+        self.with(move |conn, _| {
+            let mut tx = conn.client.transaction()?;
+            let n = retention::erase_contact(&mut Pg(&mut tx), retention::Dialect::Postgres, tenant_id, &contact_id)?;
+            tx.commit()?;
+            Ok(n)
         })
         .await
     }

@@ -442,6 +442,11 @@ impl Records for WorkingSet {
         Ok(self.set(tenant)?.calls.get(call_id)?.clone())
     }
 
+    fn purged_call(&mut self, tenant: i64, call_id: &str) -> Result<bool> {
+        let set = self.set(tenant)?;
+        Ok(set.stored_calls.contains_key(call_id) && set.calls.get(call_id)?.is_none())
+    }
+
     fn put_call(&mut self, tenant: i64, call: &CallRecord, _previous: Option<&CallRecord>) -> Result<()> {
         let set = self.set(tenant)?;
         let old = set.calls.put(&call.call_id, call)?;

@@ -19,6 +19,7 @@ use crate::drill;
 use crate::group::WriterQueue;
 use crate::jobs::{self, Claim, Job, JobUpdate, NewJob};
 use crate::overlay::{DeltaMap, Overlay};
+use crate::retention;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
 use crate::{
@@ -759,6 +760,16 @@ impl Store for SqliteStore {
         self.write(move |conn| jobs::enqueue(conn, tenant_id, &job, now)).await
     }
 
+    async fn enqueue_job_once(&self, tenant_id: i64, id: &str, job: NewJob, now: i64) -> Result<Option<Job>> {
+        let id = id.to_string();
+        self.write(move |conn| jobs::enqueue_once(conn, tenant_id, &id, &job, now))
+            .await
+    }
+
+    async fn tenant_ids(&self) -> Result<Vec<i64>> {
+        self.read(|conn, _| catalog::tenant_ids(conn)).await
+    }
+
     async fn claim_job(&self, claim: Claim, now: i64) -> Result<Option<Job>> {
         // IMMEDIATE: the write lock is taken before the due job is chosen, so another process
         // on the same file waits instead of choosing the same job.
@@ -870,6 +881,58 @@ impl Store for SqliteStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn purge(&self, tenant_id: i64, cutoffs: retention::Cutoffs, dry_run: bool) -> Result<retention::Counts> {
+        // Cells still in the overlay are folded first, so none comes back after the purge.
+        self.checkpoint().await?;
+        let tenant = self.tenant(tenant_id).await?;
+        let after = tenant.with_purged(retention::purged(&tenant.settings.purged, &cutoffs))?;
+        let settings = after.settings.clone();
+        let counts = self
+            .write(move |conn| {
+                let mut tx = conn.transaction()?;
+                let counts = retention::purge(&mut tx, retention::Dialect::Sqlite, tenant_id, &cutoffs, dry_run)?;
+                if !dry_run {
+                    catalog::update_settings(&mut tx, tenant_id, &settings)?;
+                }
+                tx.commit()?;
+                Ok(counts)
+            })
+            .await?;
+        if !dry_run {
+            self.shared.tenants.insert(after);
+        }
+        Ok(counts)
+    }
+
+    async fn set_purge_state(&self, tenant_id: i64, state: retention::PurgeState) -> Result<Arc<TenantInfo>> {
+        let info = self.tenant(tenant_id).await?.with_purged(state)?;
+        let settings = info.settings.clone();
+        self.write(move |conn| catalog::update_settings(conn, tenant_id, &settings))
+            .await?;
+        Ok(self.shared.tenants.insert(info))
+    }
+
+    async fn erase_contact(&self, tenant_id: i64, contact_id: &str) -> Result<i64> {
+        let contact_id = contact_id.to_string();
+        self.write(move |conn| {
+            // The old bodies must not stay in freed space, nor in the log's older frames.
+            conn.pragma_update(None, "secure_delete", "ON")?;
+            let erased = (|| {
+                let mut tx = conn.transaction()?;
+                let n = retention::erase_contact(&mut tx, retention::Dialect::Sqlite, tenant_id, &contact_id)?;
+                tx.commit()?;
+                Ok::<_, StoreError>(n)
+            })();
+            conn.pragma_update(None, "secure_delete", "OFF")?;
+            let erased = erased?;
+            if erased > 0 {
+                wal::truncate(conn)?;
+            }
+            Ok(erased)
         })
         .await
     }

@@ -99,6 +99,18 @@ impl Records for SqliteRecords<'_> {
         Ok(true)
     }
 
+    fn purged_call(&mut self, tenant: i64, call_id: &str) -> Result<bool> {
+        // The keys of purged rows stay in the runs: a key (of this id, but for a 64-bit hash
+        // collision) whose row is gone was purged. A live call's own row answers first.
+        let candidates = self.keys.candidates(self.tx, Kind::Call, keys::hash(tenant, call_id))?;
+        let mut exists = self.tx.prepare_cached("SELECT 1 FROM calls WHERE seq = ?1")?;
+        let mut gone = false;
+        for seq in candidates {
+            gone |= !exists.exists([seq])?;
+        }
+        Ok(gone && self.find_call(tenant, call_id)?.is_none())
+    }
+
     fn call(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallRecord>> {
         let Some((seq, call)) = self.find_call(tenant, call_id)? else {
             return Ok(None);

@@ -1,0 +1,190 @@
+//! Retention and erasure on both stores (the PostgreSQL one as two nodes): a purge deletes
+//! what its dry run counted, leaves daily answers (calls, activity, CSAT, funnels) unchanged,
+//! keeps what later events need (each agent's last status, each contact's first arrival at a
+//! stage), refuses records dated before its horizon on every node, and an erasure removes a
+//! contact's personal data from every version while the numbers stay.
+
+mod common;
+
+use common::{each_store, runtime, Open};
+use dialboard_engine::event::{parse_event, ParsedEvent};
+use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+use dialboard_store::retention::{Cutoffs, RetentionPolicy};
+use dialboard_store::{CallsRequest, Store, TenantSettings};
+use serde_json::{json, Value};
+
+/// 2026-06-01T00:00:00Z.
+const NOW: i64 = 1_780_272_000;
+
+fn events(values: Vec<Value>) -> Vec<ParsedEvent> {
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    values.iter().map(|v| parse_event(v, &taxonomy).unwrap()).collect()
+}
+
+fn call(id: &str, call_id: &str, agent: &str, disposition: &str, at: &str) -> Value {
+    json!({"id": id, "type": "call", "call_id": call_id, "agent_id": agent, "team_id": "t1", "disposition": disposition,
+        "started_at": at, "talk_seconds": 60, "contact_id": format!("p-{call_id}"),
+        "prospect": {"name": format!("Person {call_id}"), "phone": "+15550123"}, "notes": format!("note {call_id}")})
+}
+
+fn history() -> Vec<Value> {
+    let mut v = Vec::new();
+    for (day, prefix) in [("2026-01-10", "old"), ("2026-01-11", "old2"), ("2026-05-30", "new")] {
+        for i in 0..4 {
+            let disposition = ["Meeting Booked", "No Answer", "Busy", "Not Interested"][i];
+            v.push(call(
+                &format!("{prefix}-{i}"),
+                &format!("{prefix}{i}"),
+                &format!("a{}", i % 2),
+                disposition,
+                &format!("{day}T1{i}:00:00Z"),
+            ));
+        }
+        for (n, (status, hour)) in [("dialing", 9), ("on_call", 10), ("wrap_up", 11), ("idle", 12)]
+            .iter()
+            .enumerate()
+        {
+            v.push(
+                json!({"id": format!("{prefix}-s{n}"), "type": "agent_status", "agent_id": "a0", "status": status,
+                "at": format!("{day}T{hour:02}:00:00Z")}),
+            );
+        }
+        v.push(json!({"id": format!("{prefix}-csat"), "type": "csat", "score": 5, "agent_id": "a0", "at": format!("{day}T13:00:00Z")}));
+        // The same contact reaches the same stage on each day: only the first arrival counts.
+        v.push(
+            json!({"id": format!("{prefix}-stage"), "type": "lead_stage", "contact_id": "lead-1", "stage": "connected",
+            "campaign_id": "k", "agent_id": "a0", "at": format!("{day}T14:00:00Z")}),
+        );
+    }
+    v
+}
+
+fn daily(store: &dyn Store, tenant: i64, rt: &tokio::runtime::Runtime) -> Value {
+    let body = json!({"measures": ["total_calls", "connected_calls", "avg_talk_time", "meetings_booked", "active_hours",
+        "csat_positive_rate", "contacts_reached"], "granularity": "day",
+        "range": {"start": "2026-01-01", "end": "2026-06-01"}});
+    rt.block_on(store.query(tenant, body, NOW)).unwrap().unwrap().to_json()
+}
+
+fn policy() -> RetentionPolicy {
+    RetentionPolicy {
+        raw_days: Some(90),
+        pipeline_days: Some(90),
+        notice_hours: 0,
+        ..RetentionPolicy::default()
+    }
+}
+
+fn purge_keeps_answers(open: Open) {
+    let rt = runtime();
+    let (a, b) = (open(), open());
+    let settings = TenantSettings {
+        retention: policy(),
+        ..TenantSettings::new("UTC")
+    };
+    let tenant = rt.block_on(a.create_tenant("t", settings)).unwrap();
+    let summary = rt.block_on(a.ingest(tenant.id, events(history()))).unwrap();
+    assert_eq!(summary.accepted, history().len());
+    let before = daily(&*a, tenant.id, &rt);
+
+    let cutoffs = Cutoffs::at(&policy(), &tenant.settings.purged, &tenant.clock, NOW * 1000);
+    let counted = rt.block_on(a.purge(tenant.id, cutoffs.clone(), true)).unwrap();
+    // 8 calls; statuses but each agent's last; CSAT; repeated stage arrivals (not the first).
+    assert_eq!(counted["raw_records"], 8 + 7 + 2, "{counted:?}");
+    assert_eq!(counted["pipeline"], 1, "{counted:?}");
+    assert_eq!(counted["day_cells"], 0, "{counted:?}");
+    assert!(counted["hour_cells"] > 0 && counted["quarter_cells"] > 0, "{counted:?}");
+    let deleted = rt.block_on(a.purge(tenant.id, cutoffs.clone(), false)).unwrap();
+    assert_eq!(deleted, counted, "the dry run counts what the purge deletes");
+    assert!(rt
+        .block_on(a.purge(tenant.id, cutoffs, true))
+        .unwrap()
+        .values()
+        .all(|n| *n == 0));
+
+    for store in [&a, &b] {
+        assert_eq!(
+            daily(&**store, tenant.id, &rt),
+            before,
+            "daily answers from the cells that remain"
+        );
+        let request = CallsRequest {
+            query: json!({"range": {"start": "2026-01-01", "end": "2026-02-01"}}),
+            cursor: None,
+            limit: 50,
+        };
+        let page = rt.block_on(store.calls(tenant.id, request, NOW)).unwrap().unwrap();
+        assert!(page.calls.is_empty());
+        assert_eq!(page.purged_before.as_deref(), Some("2026-03-03T00:00:00+00:00"));
+    }
+    // On every node: a purged call re-sent or corrected, a late status, is refused by field;
+    // a status and a stage arrival after the horizon count as usual.
+    let mut correction = call("old-0-fix", "old0", "a0", "Busy", "2026-01-10T10:00:00Z");
+    correction["talk_seconds"] = json!(5);
+    let late = json!({"id": "late-s", "type": "agent_status", "agent_id": "a0", "status": "on_call", "at": "2026-01-10T09:30:00Z"});
+    let again = json!({"id": "again-stage", "type": "lead_stage", "contact_id": "lead-1", "stage": "connected",
+        "campaign_id": "k", "agent_id": "a0", "at": "2026-05-31T14:00:00Z"});
+    // A correction moving a purged call past the horizon, and an analysis of it, name the call.
+    let moved = call("old-1-moved", "old1", "a1", "Meeting Booked", "2026-05-31T10:00:00Z");
+    let analysis = json!({"id": "old-1-analysis", "type": "call_analysis", "call_id": "old1", "score": 80,
+        "updated_at": "2026-05-31T10:00:00Z"});
+    let summary = rt
+        .block_on(b.ingest(
+            tenant.id,
+            events(vec![history()[0].clone(), correction, late, moved, analysis, again]),
+        ))
+        .unwrap();
+    let fields: Vec<&str> = summary.refused.iter().map(|(_, e)| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["started_at", "started_at", "at", "call_id", "call_id"],
+        "{summary:?}"
+    );
+    assert_eq!(summary.accepted, 1);
+    let after = daily(&*a, tenant.id, &rt);
+    assert_eq!(after["totals"]["total_calls"], before["totals"]["total_calls"]);
+    assert_eq!(
+        after["totals"]["contacts_reached"], before["totals"]["contacts_reached"],
+        "a first arrival stays first"
+    );
+    rt.block_on(a.shutdown());
+    rt.block_on(b.shutdown());
+}
+
+fn erasure_keeps_numbers(open: Open) {
+    let rt = runtime();
+    let store = open();
+    let tenant = rt
+        .block_on(store.create_tenant("e", TenantSettings::new("UTC")))
+        .unwrap();
+    let mut first = call("v1", "c1", "a0", "No Answer", "2026-05-30T10:00:00Z");
+    first["contact_id"] = json!("ct-9");
+    first["recording_url"] = json!("https://rec.example/zq.wav");
+    let mut second = first.clone();
+    second["id"] = json!("v2");
+    second["disposition"] = json!("Meeting Booked");
+    let other = call("v3", "c2", "a1", "Busy", "2026-05-30T11:00:00Z");
+    rt.block_on(store.ingest(tenant.id, events(vec![first, second, other])))
+        .unwrap();
+    let before = daily(&*store, tenant.id, &rt);
+    assert_eq!(rt.block_on(store.erase_contact(tenant.id, "ct-9")).unwrap(), 2);
+    assert_eq!(daily(&*store, tenant.id, &rt), before);
+    let detail = rt.block_on(store.call(tenant.id, "c1")).unwrap().unwrap().to_string();
+    for gone in ["Person c1", "+15550123", "note c1", "zq.wav"] {
+        assert!(!detail.contains(gone), "{gone} in {detail}");
+    }
+    assert!(detail.contains("ct-9"), "ids stay: {detail}");
+    let other = rt.block_on(store.call(tenant.id, "c2")).unwrap().unwrap().to_string();
+    assert!(other.contains("Person c2"), "{other}");
+    rt.block_on(store.shutdown());
+}
+
+#[test]
+fn a_purge_keeps_daily_answers_on_every_node() {
+    each_store(purge_keeps_answers);
+}
+
+#[test]
+fn erasure_keeps_every_number() {
+    each_store(erasure_keeps_numbers);
+}
