@@ -29,7 +29,7 @@ struct Common {
     #[arg(long, env = "DIALBOARD_DATABASE", global = true)]
     database: Option<String>,
     /// TOML configuration file (keys: listen, database, public_url, metrics_token,
-    /// trusted_proxies, max_connections, and [[sources]] tables: brokers to consume).
+    /// trusted_proxies, max_connections, sql_listen, smtp_url, smtp_from, and [[sources]] tables: brokers to consume).
     #[arg(long, env = "DIALBOARD_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
@@ -81,6 +81,13 @@ enum Command {
         /// name, password: an API key with the read scope; docs/SQL.md).
         #[arg(long, env = "DIALBOARD_SQL_LISTEN")]
         sql_listen: Option<String>,
+        /// The SMTP server for scheduled reports and alerts: smtp://[user:password@]host:port
+        /// (STARTTLS when offered; ?tls=starttls requires it, ?tls=none never) or smtps://… (TLS).
+        #[arg(long, env = "DIALBOARD_SMTP_URL")]
+        smtp_url: Option<String>,
+        /// The sender of that e-mail, e.g. "Dialboard <board@example.com>".
+        #[arg(long, env = "DIALBOARD_SMTP_FROM")]
+        smtp_from: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -277,6 +284,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             trusted_proxy,
             max_connections,
             sql_listen,
+            smtp_url,
+            smtp_from,
             common,
         } => {
             let settings = common.settings(listen)?;
@@ -286,9 +295,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 trusted_proxies: trusted_proxy,
                 max_connections,
                 sql_listen,
+                smtp_url,
+                smtp_from,
             };
             let keys = flags.or(settings.serve);
             let sql_listen = keys.sql_listen.clone();
+            let mailer = keys.mailer()?;
             let (security, limits) = keys.resolve()?;
             let store = crate::open_store(&settings.database)?;
             serve_with(
@@ -297,6 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 security,
                 limits,
                 sql_listen.as_deref(),
+                mailer,
                 &settings.sources,
                 |url| println!("dialboard is serving on {url}\n{url}"),
             )
@@ -513,6 +526,7 @@ pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&s
         Security::default(),
         Limits::default(),
         None,
+        None,
         &[],
         announce,
     )
@@ -527,6 +541,7 @@ pub async fn serve_with(
     security: Security,
     limits: Limits,
     sql_listen: Option<&str>,
+    mailer: Option<crate::mail::Mailer>,
     sources: &[crate::sources::SourceConfig],
     announce: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
@@ -543,12 +558,13 @@ pub async fn serve_with(
         ),
         None => None,
     };
-    let state = AppState::configured(
+    let mut state = AppState::configured(
         store.clone(),
         crate::live::QUEUE_CAPACITY,
         security,
         crate::api::wall_clock(),
     );
+    Arc::get_mut(&mut state).expect("the state is not shared yet").mailer = mailer;
     if let Some(sql) = sql_listener {
         let address = sql.local_addr()?;
         tracing::info!(%address, "serving the PostgreSQL protocol (SPEC §13)");

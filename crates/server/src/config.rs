@@ -20,6 +20,8 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<String>>,
     pub max_connections: Option<usize>,
     pub sql_listen: Option<String>,
+    pub smtp_url: Option<String>,
+    pub smtp_from: Option<String>,
     /// Brokers to consume events from (SPEC §11).
     pub sources: Option<Vec<crate::sources::SourceConfig>>,
 }
@@ -62,6 +64,8 @@ impl Settings {
                 trusted_proxies: file.trusted_proxies.unwrap_or_default(),
                 max_connections: file.max_connections,
                 sql_listen: file.sql_listen,
+                smtp_url: file.smtp_url,
+                smtp_from: file.smtp_from,
             },
             sources: file.sources.unwrap_or_default(),
         }
@@ -79,6 +83,10 @@ pub struct ServeKeys {
     pub max_connections: Option<usize>,
     /// Where the PostgreSQL-protocol endpoint listens (SPEC §13), if anywhere.
     pub sql_listen: Option<String>,
+    /// The SMTP server e-mail goes through (`smtp://…`, `smtps://…`; see `mail.rs`).
+    pub smtp_url: Option<String>,
+    /// The sender of that e-mail.
+    pub smtp_from: Option<String>,
 }
 
 impl ServeKeys {
@@ -94,6 +102,18 @@ impl ServeKeys {
             },
             max_connections: self.max_connections.or(file.max_connections),
             sql_listen: self.sql_listen.or(file.sql_listen),
+            smtp_url: self.smtp_url.or(file.smtp_url),
+            smtp_from: self.smtp_from.or(file.smtp_from),
+        }
+    }
+
+    /// The mailer `--smtp-url` and `--smtp-from` configure, if any (both or neither).
+    pub fn mailer(&self) -> anyhow::Result<Option<crate::mail::Mailer>> {
+        match (&self.smtp_url, &self.smtp_from) {
+            (None, None) => Ok(None),
+            (Some(_), None) => anyhow::bail!("--smtp-from: required with --smtp-url (the sender's address)"),
+            (None, Some(_)) => anyhow::bail!("--smtp-url: required with --smtp-from"),
+            (Some(url), Some(from)) => Ok(Some(crate::mail::Mailer::new(url, from)?)),
         }
     }
 
@@ -154,7 +174,7 @@ mod tests {
     #[test]
     fn serve_options_come_from_flags_then_the_file_and_are_checked() {
         let file: FileConfig = toml::from_str(
-            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"",
+            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"\nsmtp_url = \"smtp://mail.example.com\"\nsmtp_from = \"board@example.com\"",
         )
         .unwrap();
         let keys = Settings::resolve(None, None, file).serve;
@@ -164,6 +184,17 @@ mod tests {
         };
         let keys = flags.or(keys);
         assert_eq!(keys.sql_listen.as_deref(), Some("127.0.0.1:5433"));
+        let flags = ServeKeys {
+            smtp_from: Some("ops@example.com".into()),
+            ..ServeKeys::default()
+        };
+        let mailer = flags.or(keys.clone()).mailer().unwrap().unwrap();
+        assert_eq!(mailer.from_address(), "ops@example.com");
+        let no_sender = ServeKeys {
+            smtp_url: Some("smtp://x".into()),
+            ..ServeKeys::default()
+        };
+        assert!(no_sender.mailer().unwrap_err().to_string().starts_with("--smtp-from"));
         let (security, limits) = keys.resolve().unwrap();
         assert_eq!(security.public_origin.as_deref(), Some("https://board.example.com"));
         assert!(security.secure_cookies());

@@ -11,6 +11,7 @@ pub mod exports;
 pub mod import;
 pub mod jobs;
 pub mod live;
+pub mod mail;
 pub mod reports;
 pub mod serve;
 pub mod sources;

@@ -47,6 +47,8 @@ pub struct AppState {
     pub admission: Arc<admission::Admission>,
     /// Exports of more rows than this are jobs (`202 Accepted`); tests lower it.
     pub export_sync_limit: i64,
+    /// The SMTP server schedules and alerts send through (`--smtp-url`), if configured.
+    pub mailer: Option<crate::mail::Mailer>,
 }
 
 /// The current instant in epoch seconds: the wall clock, or a test's.
@@ -82,6 +84,7 @@ impl AppState {
             security,
             admission: admission::Admission::new(admission::AdmissionLimits::default()),
             export_sync_limit: crate::exports::SYNC_LIMIT,
+            mailer: None,
         })
     }
 
