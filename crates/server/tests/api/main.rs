@@ -18,6 +18,7 @@ mod nodes;
 mod process;
 mod query;
 mod reports;
+mod smtp;
 mod sql;
 mod staffing;
 mod team_facts;
