@@ -295,6 +295,18 @@ CREATE TABLE IF NOT EXISTS saved_item_versions (
     PRIMARY KEY (tenant_id, kind, id, version)
 );
 "#,
+    r#"
+-- Schedule runs (store::schedules): one row per occurrence of a schedule, keyed by the time it
+-- was due, so two nodes that both see it due create it once; its job carries the work.
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    tenant_id BIGINT NOT NULL,
+    schedule_id TEXT NOT NULL,
+    scheduled_for BIGINT NOT NULL,
+    late BIGINT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, schedule_id, scheduled_for)
+);
+"#,
 ];
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).

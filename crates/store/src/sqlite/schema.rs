@@ -414,6 +414,18 @@ ALTER TABLE csat_appended RENAME TO csat;
 CREATE INDEX csat_by_time ON csat (tenant_id, at_ns);
 CREATE INDEX csat_by_conversation ON csat (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;
 "#,
+    r#"
+-- Schedule runs (store::schedules): one row per occurrence of a schedule, keyed by the time it
+-- was due, so two nodes that both see it due create it once; its job carries the work.
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    tenant_id INTEGER NOT NULL,
+    schedule_id TEXT NOT NULL,
+    scheduled_for INTEGER NOT NULL,
+    late INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, schedule_id, scheduled_for)
+);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
