@@ -584,11 +584,15 @@ pub async fn serve_with(
     announce(&url);
     let (stop_jobs, stop) = tokio::sync::watch::channel(false);
     let consumers = crate::sources::spawn_all(store.clone(), sources, &state.metrics.sources, stop.clone());
-    let jobs = Arc::new(crate::jobs::Worker::for_server(store.clone())).spawn(stop);
+    let worker = crate::jobs::Worker::for_server(store.clone())
+        .handle(crate::schedules::JOB_KIND, crate::schedules::job_handler(state.clone()));
+    let scheduler = crate::schedules::spawn_ticker(store.clone(), crate::schedules::TICK, stop.clone());
+    let jobs = Arc::new(worker).spawn(stop);
     crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;
     // A job cut short here is claimed again once its lease expires (on this node or another).
     let _ = stop_jobs.send(true);
     jobs.abort();
+    scheduler.abort();
     // A consumer stops between batches; one cut short leaves its batch unacknowledged, and
     // JetStream delivers it again.
     for consumer in consumers {

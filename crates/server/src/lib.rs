@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod live;
 pub mod mail;
 pub mod reports;
+pub mod schedules;
 pub mod serve;
 pub mod sources;
 pub mod sql;

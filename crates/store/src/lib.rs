@@ -14,6 +14,7 @@ pub mod overlay;
 pub mod pg;
 mod rows;
 pub mod saved;
+pub mod schedules;
 mod sql;
 pub mod sqlite;
 
@@ -574,6 +575,28 @@ pub trait Store: Send + Sync + 'static {
     async fn saved_items(&self, tenant_id: i64, kind: SavedKind) -> Result<Vec<SavedItem>>;
     /// An item's versions, newest first.
     async fn saved_versions(&self, tenant_id: i64, kind: SavedKind, id: &str) -> Result<Vec<SavedVersion>>;
+    /// Every tenant's saved items of a kind, with their tenant.
+    async fn all_saved_items(&self, kind: SavedKind) -> Result<Vec<(i64, SavedItem)>>;
+
+    // Schedule runs (see `schedules`); `now_ms` is epoch milliseconds.
+    /// The run of an occurrence with its job, once: `None` if it exists already.
+    async fn create_schedule_run(
+        &self,
+        tenant_id: i64,
+        schedule_id: &str,
+        scheduled_for: i64,
+        late: bool,
+        job: NewJob,
+        now_ms: i64,
+    ) -> Result<Option<Job>>;
+    async fn latest_schedule_run(&self, tenant_id: i64, schedule_id: &str) -> Result<Option<i64>>;
+    /// A schedule's runs, newest first.
+    async fn schedule_runs(
+        &self,
+        tenant_id: i64,
+        schedule_id: &str,
+        limit: usize,
+    ) -> Result<Vec<schedules::ScheduleRun>>;
 }
 
 fn nanos_to_rfc3339(ns: i64, clock: &Clock) -> Value {

@@ -18,6 +18,7 @@ pub mod ops;
 pub mod query;
 pub mod reports;
 pub mod saved;
+pub mod schedules;
 pub mod session;
 pub mod staffing;
 
@@ -422,6 +423,16 @@ fn saved_routes(api: Routes) -> Routes {
             "/reports/{id}/calls",
             get(reports::calls),
             vec![op("get", "read", "the raw calls behind a report, with the caller's own reach and the filters given (as /calls)").params(&[SHARED, "cursor", "limit", "format"])],
+        )
+        .add(
+            "/schedules/{id}/run",
+            post(schedules::run_now),
+            vec![op("post", "read", "run a schedule now (its owner or an admin); 202 with the run")],
+        )
+        .add(
+            "/schedules/{id}/runs",
+            get(schedules::runs),
+            vec![op("get", "read", "a schedule's runs, newest first: scheduled for, started, finished, status, attempts, recipients, size, error")],
         );
     [
         (
@@ -437,6 +448,13 @@ fn saved_routes(api: Routes) -> Routes {
             "/dashboards/{id}/versions",
             "/dashboards/{id}/versions/{n}/restore",
             SavedKind::Dashboard,
+        ),
+        (
+            "/schedules",
+            "/schedules/{id}",
+            "/schedules/{id}/versions",
+            "/schedules/{id}/versions/{n}/restore",
+            SavedKind::Schedule,
         ),
     ]
     .into_iter()

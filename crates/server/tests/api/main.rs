@@ -18,6 +18,7 @@ mod nodes;
 mod process;
 mod query;
 mod reports;
+mod schedules;
 mod smtp;
 mod sql;
 mod staffing;

@@ -5,7 +5,7 @@
 
 use dialboard::mail::{Attachment, InlineImage, Mailer, OutgoingEmail};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,10 +105,6 @@ impl SmtpSink {
     /// `--smtp-url` for this server (plain SMTP: it offers no STARTTLS).
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}?tls=none", self.port)
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// Every message received so far, in arrival order.
