@@ -535,6 +535,8 @@ pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&s
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests (and their commits) finish
 /// and folds pending deltas before returning.
+// The deployment's parts, each from its own flags; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_with(
     store: Arc<dyn Store>,
     listen: &str,
