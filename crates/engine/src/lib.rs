@@ -24,6 +24,7 @@ pub mod histogram;
 pub mod measures;
 pub mod oracle;
 pub mod query;
+pub mod schedule;
 pub mod staffing;
 pub mod taxonomy;
 

@@ -29,7 +29,7 @@ struct Common {
     #[arg(long, env = "DIALBOARD_DATABASE", global = true)]
     database: Option<String>,
     /// TOML configuration file (keys: listen, database, public_url, metrics_token,
-    /// trusted_proxies, max_connections, and [[sources]] tables: brokers to consume).
+    /// trusted_proxies, max_connections, sql_listen, smtp_url, smtp_from, and [[sources]] tables: brokers to consume).
     #[arg(long, env = "DIALBOARD_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
@@ -93,6 +93,13 @@ enum Command {
         /// Accept a key sent in clear text on an unencrypted SQL connection (else: SCRAM or TLS).
         #[arg(long, env = "DIALBOARD_SQL_ALLOW_CLEARTEXT")]
         sql_allow_cleartext: bool,
+        /// The SMTP server for scheduled reports and alerts: smtp://[user:password@]host:port
+        /// (STARTTLS when offered; ?tls=starttls requires it, ?tls=none never) or smtps://… (TLS).
+        #[arg(long, env = "DIALBOARD_SMTP_URL")]
+        smtp_url: Option<String>,
+        /// The sender of that e-mail, e.g. "Dialboard <board@example.com>".
+        #[arg(long, env = "DIALBOARD_SMTP_FROM")]
+        smtp_from: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -293,6 +300,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sql_tls_cert,
             sql_tls_key,
             sql_allow_cleartext,
+            smtp_url,
+            smtp_from,
             common,
         } => {
             let settings = common.settings(listen)?;
@@ -306,12 +315,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sql_tls_cert,
                 sql_tls_key,
                 sql_allow_cleartext: sql_allow_cleartext.then_some(true),
+                smtp_url,
+                smtp_from,
             };
             let keys = flags.or(settings.serve);
             let sql_listen = match keys.sql_listen.clone() {
                 Some(address) => Some((address, keys.sql()?)),
                 None => None,
             };
+            let mailer = keys.mailer()?;
             let (security, limits) = keys.resolve()?;
             let store = crate::open_store(&settings.database)?;
             serve_with(
@@ -320,6 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 security,
                 limits,
                 sql_listen,
+                mailer,
                 &settings.sources,
                 |url| println!("dialboard is serving on {url}\n{url}"),
             )
@@ -536,6 +549,7 @@ pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&s
         Security::default(),
         Limits::default(),
         None,
+        None,
         &[],
         announce,
     )
@@ -544,12 +558,15 @@ pub async fn serve(store: Arc<dyn Store>, listen: &str, announce: impl FnOnce(&s
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests (and their commits) finish
 /// and folds pending deltas before returning.
+// The deployment's parts, each from its own flags; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_with(
     store: Arc<dyn Store>,
     listen: &str,
     security: Security,
     limits: Limits,
     sql_listen: Option<(String, crate::sql::SqlConfig)>,
+    mailer: Option<crate::mail::Mailer>,
     sources: &[crate::sources::SourceConfig],
     announce: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
@@ -567,12 +584,13 @@ pub async fn serve_with(
         )),
         None => None,
     };
-    let state = AppState::configured(
+    let mut state = AppState::configured(
         store.clone(),
         crate::live::QUEUE_CAPACITY,
         security,
         crate::api::wall_clock(),
     );
+    Arc::get_mut(&mut state).expect("the state is not shared yet").mailer = mailer;
     if let Some((sql, config)) = sql_listener {
         let address = sql.local_addr()?;
         tracing::info!(%address, "serving the PostgreSQL protocol (SPEC §13)");
@@ -591,14 +609,17 @@ pub async fn serve_with(
         allow_private: state.security.webhook_allow_private,
     };
     let worker = crate::jobs::Worker::for_server(store.clone())
-        .handle(crate::webhooks::JOB_KIND, crate::webhooks::job_handler(policy));
-    let jobs = Arc::new(worker).spawn(stop.clone());
-    let purges = crate::retention::spawn(store.clone(), stop);
+        .handle(crate::webhooks::JOB_KIND, crate::webhooks::job_handler(policy))
+        .handle(crate::schedules::JOB_KIND, crate::schedules::job_handler(state.clone()));
+    let scheduler = crate::schedules::spawn_ticker(store.clone(), crate::schedules::TICK, stop.clone());
+    let purges = crate::retention::spawn(store.clone(), stop.clone());
+    let jobs = Arc::new(worker).spawn(stop);
     crate::serve::run(listener, app(state), limits, shutdown_signal()).await?;
     // A job cut short here is claimed again once its lease expires (on this node or another).
     let _ = stop_jobs.send(true);
     jobs.abort();
     purges.abort();
+    scheduler.abort();
     // A consumer stops between batches; one cut short leaves its batch unacknowledged, and
     // JetStream delivers it again.
     for consumer in consumers {

@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub sql_tls_cert: Option<std::path::PathBuf>,
     pub sql_tls_key: Option<std::path::PathBuf>,
     pub sql_allow_cleartext: Option<bool>,
+    pub smtp_url: Option<String>,
+    pub smtp_from: Option<String>,
     /// Brokers to consume events from (SPEC §11).
     pub sources: Option<Vec<crate::sources::SourceConfig>>,
 }
@@ -70,6 +72,8 @@ impl Settings {
                 sql_tls_cert: file.sql_tls_cert,
                 sql_tls_key: file.sql_tls_key,
                 sql_allow_cleartext: file.sql_allow_cleartext,
+                smtp_url: file.smtp_url,
+                smtp_from: file.smtp_from,
             },
             sources: file.sources.unwrap_or_default(),
         }
@@ -94,6 +98,10 @@ pub struct ServeKeys {
     pub sql_tls_key: Option<std::path::PathBuf>,
     /// Lets SQL clients send a key in clear text without TLS.
     pub sql_allow_cleartext: Option<bool>,
+    /// The SMTP server e-mail goes through (`smtp://…`, `smtps://…`; see `mail.rs`).
+    pub smtp_url: Option<String>,
+    /// The sender of that e-mail.
+    pub smtp_from: Option<String>,
 }
 
 impl ServeKeys {
@@ -113,6 +121,18 @@ impl ServeKeys {
             sql_tls_cert: self.sql_tls_cert.or(file.sql_tls_cert),
             sql_tls_key: self.sql_tls_key.or(file.sql_tls_key),
             sql_allow_cleartext: self.sql_allow_cleartext.or(file.sql_allow_cleartext),
+            smtp_url: self.smtp_url.or(file.smtp_url),
+            smtp_from: self.smtp_from.or(file.smtp_from),
+        }
+    }
+
+    /// The mailer `--smtp-url` and `--smtp-from` configure, if any (both or neither).
+    pub fn mailer(&self) -> anyhow::Result<Option<crate::mail::Mailer>> {
+        match (&self.smtp_url, &self.smtp_from) {
+            (None, None) => Ok(None),
+            (Some(_), None) => anyhow::bail!("--smtp-from: required with --smtp-url (the sender's address)"),
+            (None, Some(_)) => anyhow::bail!("--smtp-url: required with --smtp-from"),
+            (Some(url), Some(from)) => Ok(Some(crate::mail::Mailer::new(url, from)?)),
         }
     }
 
@@ -189,7 +209,7 @@ mod tests {
     #[test]
     fn serve_options_come_from_flags_then_the_file_and_are_checked() {
         let file: FileConfig = toml::from_str(
-            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"\nwebhook_allow_private = true",
+            "public_url = \"https://board.example.com/\"\ntrusted_proxies = [\"10.0.0.1\"]\nmax_connections = 100\nsql_listen = \"127.0.0.1:5433\"\nwebhook_allow_private = true\nsmtp_url = \"smtp://mail.example.com\"\nsmtp_from = \"board@example.com\"",
         )
         .unwrap();
         let keys = Settings::resolve(None, None, file).serve;
@@ -199,6 +219,17 @@ mod tests {
         };
         let keys = flags.or(keys);
         assert_eq!(keys.sql_listen.as_deref(), Some("127.0.0.1:5433"));
+        let flags = ServeKeys {
+            smtp_from: Some("ops@example.com".into()),
+            ..ServeKeys::default()
+        };
+        let mailer = flags.or(keys.clone()).mailer().unwrap().unwrap();
+        assert_eq!(mailer.from_address(), "ops@example.com");
+        let no_sender = ServeKeys {
+            smtp_url: Some("smtp://x".into()),
+            ..ServeKeys::default()
+        };
+        assert!(no_sender.mailer().unwrap_err().to_string().starts_with("--smtp-from"));
         let (security, limits) = keys.resolve().unwrap();
         assert_eq!(security.public_origin.as_deref(), Some("https://board.example.com"));
         assert!(security.secure_cookies());

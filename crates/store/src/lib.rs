@@ -16,6 +16,7 @@ pub mod pg;
 pub mod retention;
 mod rows;
 pub mod saved;
+pub mod schedules;
 mod sql;
 pub mod sqlite;
 
@@ -614,6 +615,28 @@ pub trait Store: Send + Sync + 'static {
     /// Runs `work` in one transaction (on SQLite's writer): the small tables written in SQL
     /// both databases speak, such as `alerting`'s (call it through `alerting::run`).
     async fn transact(&self, work: SqlWork) -> Result<()>;
+    /// Every tenant's saved items of a kind, with their tenant.
+    async fn all_saved_items(&self, kind: SavedKind) -> Result<Vec<(i64, SavedItem)>>;
+
+    // Schedule runs (see `schedules`); `now_ms` is epoch milliseconds.
+    /// The run of an occurrence with its job, once: `None` if it exists already.
+    async fn create_schedule_run(
+        &self,
+        tenant_id: i64,
+        schedule_id: &str,
+        scheduled_for: i64,
+        late: bool,
+        job: NewJob,
+        now_ms: i64,
+    ) -> Result<Option<Job>>;
+    async fn latest_schedule_run(&self, tenant_id: i64, schedule_id: &str) -> Result<Option<i64>>;
+    /// A schedule's runs, newest first.
+    async fn schedule_runs(
+        &self,
+        tenant_id: i64,
+        schedule_id: &str,
+        limit: usize,
+    ) -> Result<Vec<schedules::ScheduleRun>>;
 }
 
 /// Work for [`Store::transact`].

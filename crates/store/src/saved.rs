@@ -16,6 +16,8 @@ use serde_json::Value;
 pub enum SavedKind {
     Report,
     Dashboard,
+    /// A scheduled delivery of a report or view (SPEC §7); its runs are `schedules`.
+    Schedule,
 }
 
 impl SavedKind {
@@ -23,6 +25,7 @@ impl SavedKind {
         match self {
             SavedKind::Report => "report",
             SavedKind::Dashboard => "dashboard",
+            SavedKind::Schedule => "schedule",
         }
     }
 }
@@ -136,6 +139,17 @@ pub fn list(db: &mut impl Sql, tenant_id: i64, kind: SavedKind) -> Result<Vec<Sa
     )?
     .iter()
     .map(item_from_row)
+    .collect()
+}
+
+/// Every tenant's items of a kind, with their tenant (what a server's scheduler walks).
+pub fn list_all(db: &mut impl Sql, kind: SavedKind) -> Result<Vec<(i64, SavedItem)>> {
+    db.query(
+        &format!("SELECT {ITEM_COLUMNS}, tenant_id FROM saved_items WHERE kind = $1 ORDER BY tenant_id, id"),
+        &[kind.as_str().into()],
+    )?
+    .iter()
+    .map(|r| Ok((r.int(6)?, item_from_row(r)?)))
     .collect()
 }
 

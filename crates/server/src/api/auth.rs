@@ -62,7 +62,7 @@ impl Principal {
         }
     }
 
-    fn from_user(user: User, session: [u8; 32]) -> Principal {
+    pub fn from_user(user: User, session: [u8; 32]) -> Principal {
         let (scopes, reach) = match user.role {
             Role::Admin => (vec![Scope::Ingest, Scope::Read, Scope::Admin], Reach::All),
             Role::Viewer => (vec![Scope::Read], Reach::All),

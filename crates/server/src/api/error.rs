@@ -47,6 +47,7 @@ error_codes! {
     InvalidSettings => BAD_REQUEST, "invalid_settings";
     InvalidReport => BAD_REQUEST, "invalid_report";
     InvalidDashboard => BAD_REQUEST, "invalid_dashboard";
+    InvalidSchedule => BAD_REQUEST, "invalid_schedule";
     InvalidEntry => BAD_REQUEST, "invalid_entry";
     InvalidId => BAD_REQUEST, "invalid_id";
     InvalidUser => BAD_REQUEST, "invalid_user";

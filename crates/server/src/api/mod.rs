@@ -20,6 +20,7 @@ pub mod query;
 pub mod reports;
 pub mod retention;
 pub mod saved;
+pub mod schedules;
 pub mod session;
 pub mod staffing;
 pub mod webhooks;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub admission: Arc<admission::Admission>,
     /// Exports of more rows than this are jobs (`202 Accepted`); tests lower it.
     pub export_sync_limit: i64,
+    /// The SMTP server schedules and alerts send through (`--smtp-url`), if configured.
+    pub mailer: Option<crate::mail::Mailer>,
 }
 
 /// The current instant in epoch seconds: the wall clock, or a test's.
@@ -85,6 +88,7 @@ impl AppState {
             security,
             admission: admission::Admission::new(admission::AdmissionLimits::default()),
             export_sync_limit: crate::exports::SYNC_LIMIT,
+            mailer: None,
         })
     }
 
@@ -448,6 +452,16 @@ fn saved_routes(api: Routes) -> Routes {
             "/reports/{id}/calls",
             get(reports::calls),
             vec![op("get", "read", "the raw calls behind a report, with the caller's own reach and the filters given (as /calls)").params(&[SHARED, "cursor", "limit", "format"])],
+        )
+        .add(
+            "/schedules/{id}/run",
+            post(schedules::run_now),
+            vec![op("post", "read", "run a schedule now (its owner or an admin); 202 with the run")],
+        )
+        .add(
+            "/schedules/{id}/runs",
+            get(schedules::runs),
+            vec![op("get", "read", "a schedule's runs, newest first: scheduled for, started, finished, status, attempts, recipients, size, error")],
         );
     [
         (
@@ -463,6 +477,13 @@ fn saved_routes(api: Routes) -> Routes {
             "/dashboards/{id}/versions",
             "/dashboards/{id}/versions/{n}/restore",
             SavedKind::Dashboard,
+        ),
+        (
+            "/schedules",
+            "/schedules/{id}",
+            "/schedules/{id}/versions",
+            "/schedules/{id}/versions/{n}/restore",
+            SavedKind::Schedule,
         ),
     ]
     .into_iter()

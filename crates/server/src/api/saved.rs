@@ -26,6 +26,7 @@ fn error_code(kind: SavedKind) -> Code {
     match kind {
         SavedKind::Report => Code::InvalidReport,
         SavedKind::Dashboard => Code::InvalidDashboard,
+        SavedKind::Schedule => Code::InvalidSchedule,
     }
 }
 
@@ -36,6 +37,7 @@ async fn validated(state: &AppState, principal: &Principal, kind: SavedKind, bod
             .await
             .map(|d| d.to_json()),
         SavedKind::Dashboard => dashboard_def(&state.store, principal, body).await.map(|d| d.to_json()),
+        SavedKind::Schedule => crate::schedules::schedule_def(state, principal, body).await,
     };
     checked.map_err(|fields| ApiError::invalid(error_code(kind), fields))
 }

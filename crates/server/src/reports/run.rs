@@ -146,17 +146,9 @@ fn stated_range(answer: &Value) -> Option<Value> {
         .map(|r| json!({"start": r["start"], "end": r["end"]}))
 }
 
-/// The answer (as [`answer`] gives it) as a file in `format`; returns the bytes and the rows
-/// of its main table. A view's answer is rendered by the views library as the view's own
-/// export is (its charts and tables), under the report's name; a query's as its rows, totals
-/// and the chart of its visualization.
-pub async fn render(
-    tenant: &TenantInfo,
-    def: &ReportDef,
-    result: &Value,
-    format: Format,
-) -> Result<(Vec<u8>, usize), ApiError> {
-    let file = match &def.question {
+/// The answer as typed tables and charts, before it becomes a file (see [`render`]).
+pub fn file(tenant: &TenantInfo, def: &ReportDef, result: &Value) -> Result<ViewFile, ApiError> {
+    Ok(match &def.question {
         Question::View { view, params } => {
             let request = view_request(view, params)?;
             let answer = ViewAnswer::from_json(&request, result.clone())
@@ -170,7 +162,20 @@ pub async fn render(
             charts: query_chart(&def.name, &def.visualization, result).into_iter().collect(),
             tables: query_tables(&def.name, result),
         },
-    };
+    })
+}
+
+/// The answer (as [`answer`] gives it) as a file in `format`; returns the bytes and the rows
+/// of its main table. A view's answer is rendered by the views library as the view's own
+/// export is (its charts and tables), under the report's name; a query's as its rows, totals
+/// and the chart of its visualization.
+pub async fn render(
+    tenant: &TenantInfo,
+    def: &ReportDef,
+    result: &Value,
+    format: Format,
+) -> Result<(Vec<u8>, usize), ApiError> {
+    let file = file(tenant, def, result)?;
     let rows = file.tables.first().map_or(0, |t| t.rows.len());
     let bytes = tokio::task::spawn_blocking(move || match format {
         Format::Csv => file.csv(),

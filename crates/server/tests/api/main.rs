@@ -20,6 +20,8 @@ mod process;
 mod query;
 mod reports;
 mod retention;
+mod schedules;
+mod smtp;
 mod sql;
 mod staffing;
 mod team_facts;

@@ -1087,6 +1087,54 @@ impl Store for PgStore {
         .await
     }
 
+    async fn all_saved_items(&self, kind: SavedKind) -> Result<Vec<(i64, SavedItem)>> {
+        self.sql(move |db| saved::list_all(db, kind)).await
+    }
+
+    async fn create_schedule_run(
+        &self,
+        tenant_id: i64,
+        schedule_id: &str,
+        scheduled_for: i64,
+        late: bool,
+        job: NewJob,
+        now_ms: i64,
+    ) -> Result<Option<Job>> {
+        let schedule_id = schedule_id.to_string();
+        self.with(move |conn, _| {
+            let mut tx = conn.client.transaction()?;
+            let job = crate::schedules::create_run(
+                &mut Pg(&mut tx),
+                tenant_id,
+                &schedule_id,
+                scheduled_for,
+                late,
+                &job,
+                now_ms,
+            )?;
+            tx.commit()?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn latest_schedule_run(&self, tenant_id: i64, schedule_id: &str) -> Result<Option<i64>> {
+        let schedule_id = schedule_id.to_string();
+        self.sql(move |db| crate::schedules::latest_run(db, tenant_id, &schedule_id))
+            .await
+    }
+
+    async fn schedule_runs(
+        &self,
+        tenant_id: i64,
+        schedule_id: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::schedules::ScheduleRun>> {
+        let schedule_id = schedule_id.to_string();
+        self.sql(move |db| crate::schedules::runs(db, tenant_id, &schedule_id, limit))
+            .await
+    }
+
     async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {
         self.with(move |conn, _| {
             // Events are found through their record's key (the index PostgreSQL has on them).

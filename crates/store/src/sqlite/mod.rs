@@ -864,6 +864,47 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn all_saved_items(&self, kind: SavedKind) -> Result<Vec<(i64, SavedItem)>> {
+        self.read(move |conn, _| saved::list_all(conn, kind)).await
+    }
+
+    async fn create_schedule_run(
+        &self,
+        tenant_id: i64,
+        schedule_id: &str,
+        scheduled_for: i64,
+        late: bool,
+        job: NewJob,
+        now_ms: i64,
+    ) -> Result<Option<Job>> {
+        let schedule_id = schedule_id.to_string();
+        self.write(move |conn| {
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let job =
+                crate::schedules::create_run(&mut tx, tenant_id, &schedule_id, scheduled_for, late, &job, now_ms)?;
+            tx.commit()?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn latest_schedule_run(&self, tenant_id: i64, schedule_id: &str) -> Result<Option<i64>> {
+        let schedule_id = schedule_id.to_string();
+        self.read(move |conn, _| crate::schedules::latest_run(conn, tenant_id, &schedule_id))
+            .await
+    }
+
+    async fn schedule_runs(
+        &self,
+        tenant_id: i64,
+        schedule_id: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::schedules::ScheduleRun>> {
+        let schedule_id = schedule_id.to_string();
+        self.read(move |conn, _| crate::schedules::runs(conn, tenant_id, &schedule_id, limit))
+            .await
+    }
+
     async fn event_bodies(&self, tenant_id: i64, ids: Vec<(String, String)>) -> Result<HashMap<String, String>> {
         self.read(move |conn, _| {
             let mut stmt =

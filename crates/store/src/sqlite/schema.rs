@@ -482,6 +482,18 @@ CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (tenant_id, aler
     // Calls by team and campaign are kept in cuboid 10 (`cells::TEAM_CAMPAIGNS`), computed by
     // `writer::backfill`: cuboid 2 counted calls without a team under none.
     "DELETE FROM cells WHERE cuboid = 2;",
+    r#"
+-- Schedule runs (store::schedules): one row per occurrence of a schedule, keyed by the time it
+-- was due, so two nodes that both see it due create it once; its job carries the work.
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    tenant_id INTEGER NOT NULL,
+    schedule_id TEXT NOT NULL,
+    scheduled_for INTEGER NOT NULL,
+    late INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, schedule_id, scheduled_for)
+);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
