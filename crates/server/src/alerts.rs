@@ -294,14 +294,26 @@ pub fn email(def: &AlertDef, event: &Value) -> AlertEmail {
     AlertEmail { subject, text }
 }
 
-/// THE place alert e-mails leave the server. The SMTP mailer (crate::mail, `--smtp-url`) is
-/// being written beside this; until it is wired here, the message is logged, not sent.
-async fn send_alert_email(_state: &AppState, recipients: &[String], message: &AlertEmail) {
-    tracing::info!(
-        recipients = recipients.join(", "),
-        subject = %message.subject,
-        "alert e-mail not sent: this build has no mailer wired in"
-    );
+/// Where alert e-mails leave the server: through the `--smtp-url` mailer, one message to all
+/// recipients. A server without a mailer, or a failed send, is logged; the firing itself is
+/// already recorded and shown, and the live message and webhooks do not depend on it.
+async fn send_alert_email(state: &AppState, recipients: &[String], message: &AlertEmail) {
+    let Some(mailer) = &state.mailer else {
+        tracing::warn!(
+            recipients = recipients.join(", "),
+            "alert e-mail not sent: no --smtp-url configured"
+        );
+        return;
+    };
+    let email = crate::mail::OutgoingEmail {
+        to: recipients.to_vec(),
+        subject: message.subject.clone(),
+        text: message.text.clone(),
+        ..Default::default()
+    };
+    if let Err(e) = mailer.send(&email).await {
+        tracing::warn!(recipients = recipients.join(", "), error = %e, "alert e-mail not sent");
+    }
 }
 
 /// The seed's eight coaching rules as alerts over each agent of `team` (null: the caller

@@ -610,7 +610,11 @@ pub async fn serve_with(
     };
     let worker = crate::jobs::Worker::for_server(store.clone())
         .handle(crate::webhooks::JOB_KIND, crate::webhooks::job_handler(policy))
-        .handle(crate::schedules::JOB_KIND, crate::schedules::job_handler(state.clone()));
+        .handle(crate::schedules::JOB_KIND, crate::schedules::job_handler(state.clone()))
+        .handle(
+            crate::retention::JOB_KIND,
+            crate::retention::job_handler(state.mailer.clone()),
+        );
     let scheduler = crate::schedules::spawn_ticker(store.clone(), crate::schedules::TICK, stop.clone());
     let purges = crate::retention::spawn(store.clone(), stop.clone());
     let jobs = Arc::new(worker).spawn(stop);

@@ -8,6 +8,8 @@
 
 use crate::access::audit;
 use crate::jobs::{Handler, JobContext};
+use crate::mail::{Mailer, OutgoingEmail};
+use dialboard_store::access::Role;
 use dialboard_store::jobs::NewJob;
 use dialboard_store::retention::{Counts, Cutoffs, PurgeState};
 use dialboard_store::{Store, StoreError, TenantInfo};
@@ -38,7 +40,13 @@ pub async fn dry_run(store: &Arc<dyn Store>, tenant: &TenantInfo, now_ms: i64) -
 }
 
 /// One purge of the tenant at `now_ms`, announcing a new policy first; audited.
-pub async fn run(store: &Arc<dyn Store>, tenant_id: i64, actor: &str, now_ms: i64) -> Result<Value, StoreError> {
+pub async fn run(
+    store: &Arc<dyn Store>,
+    mailer: Option<&Mailer>,
+    tenant_id: i64,
+    actor: &str,
+    now_ms: i64,
+) -> Result<Value, StoreError> {
     let tenant = store.tenant(tenant_id).await?;
     let policy = tenant.settings.retention.clone();
     let mut state = tenant.settings.purged.clone();
@@ -51,7 +59,7 @@ pub async fn run(store: &Arc<dyn Store>, tenant_id: i64, actor: &str, now_ms: i6
         let notice =
             json!({"policy": policy, "first_purge_after": ms_rfc3339(due_ms), "would_delete": preview["deletes"]});
         audit(store, tenant_id, actor, "retention_notice", None, notice.clone()).await?;
-        notify_admins_of_new_policy(store, &tenant, &notice).await;
+        notify_admins_of_new_policy(store, mailer, &tenant, &notice).await;
     }
     let due_ms = state.noticed_at_ms.unwrap_or(now_ms) + i64::from(policy.notice_hours) * HOUR_MS;
     if now_ms < due_ms {
@@ -65,21 +73,75 @@ pub async fn run(store: &Arc<dyn Store>, tenant_id: i64, actor: &str, now_ms: i6
     Ok(json!({"status": "purged", "deleted": detail["deleted"], "before": detail["before"]}))
 }
 
-/// THE call site for the tenant's admins' e-mail before the first purge of a new policy: the
-/// notice is already in the audit log (`retention_notice`); the SMTP mailer (`mail.rs`, built
-/// in parallel) is wired here at merge. Until then the notice is only logged.
-pub async fn notify_admins_of_new_policy(_store: &Arc<dyn Store>, tenant: &TenantInfo, notice: &Value) {
-    tracing::info!(tenant = %tenant.name, %notice, "retention policy notice (e-mail to the admins pending the mailer)");
+/// Tells the tenant's admins by e-mail, before the first purge of a new policy, what it will
+/// delete and when (the same notice is in the audit log as `retention_notice`). Without a
+/// mailer, or when the send fails, the audit entry is the notice and the failure is logged:
+/// the purge still waits its `notice_hours`.
+pub async fn notify_admins_of_new_policy(
+    store: &Arc<dyn Store>,
+    mailer: Option<&Mailer>,
+    tenant: &TenantInfo,
+    notice: &Value,
+) {
+    let Some(mailer) = mailer else {
+        tracing::warn!(tenant = %tenant.name, "retention notice not e-mailed: no --smtp-url configured");
+        return;
+    };
+    let admins: Vec<String> = match store.users(tenant.id).await {
+        Ok(users) => users
+            .into_iter()
+            .filter(|u| u.role == Role::Admin)
+            .map(|u| u.email)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant.name, error = %e, "retention notice: could not list the admins");
+            return;
+        }
+    };
+    if admins.is_empty() {
+        return;
+    }
+    let email = OutgoingEmail {
+        to: admins,
+        subject: format!("Data retention: the first purge for {} is due", tenant.name),
+        text: notice_text(notice),
+        ..Default::default()
+    };
+    if let Err(e) = mailer.send(&email).await {
+        tracing::warn!(tenant = %tenant.name, error = %e, "retention notice not e-mailed");
+    }
+}
+
+/// The notice for people: the policy, when the first purge may run and what it would delete.
+fn notice_text(notice: &Value) -> String {
+    let mut text = format!(
+        "A data retention policy takes effect. The first purge runs after {}.\n\nIt would delete:\n",
+        notice["first_purge_after"].as_str().unwrap_or("its notice period")
+    );
+    if let Some(kinds) = notice["would_delete"].as_object() {
+        for (kind, count) in kinds {
+            text.push_str(&format!("  {kind}: {count}\n"));
+        }
+    }
+    text.push_str(&format!("\nThe policy (days kept per kind): {}\n", notice["policy"]));
+    text
 }
 
 /// The job: one purge of its tenant.
-pub fn job_handler() -> Handler {
-    Arc::new(|cx: JobContext| {
+pub fn job_handler(mailer: Option<Mailer>) -> Handler {
+    Arc::new(move |cx: JobContext| {
+        let mailer = mailer.clone();
         Box::pin(async move {
             let actor = cx.job.payload["actor"].as_str().unwrap_or(ACTOR).to_string();
-            run(&cx.store, cx.job.tenant_id, &actor, crate::jobs::now_ms())
-                .await
-                .map_err(|e| e.to_string())
+            run(
+                &cx.store,
+                mailer.as_ref(),
+                cx.job.tenant_id,
+                &actor,
+                crate::jobs::now_ms(),
+            )
+            .await
+            .map_err(|e| e.to_string())
         })
     })
 }

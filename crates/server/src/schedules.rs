@@ -383,12 +383,25 @@ async fn run(state: &Arc<AppState>, ctx: &JobContext) -> Result<Value, String> {
             .await
             .map_err(|e| format!("sending to {}: {e}", copy.to))?;
     }
-    Ok(json!({
+    let outcome = json!({
         "recipients": copies.iter().map(|c| c.to.as_str()).collect::<Vec<_>>(),
         "size": size,
         "started": started.to_string(),
         "finished": jiff::Timestamp::now().to_string(),
-    }))
+    });
+    // The schedule's webhook hears of the delivery once the mail has left; a failure to queue
+    // it must not fail the run (a retry would send the mail again), so it is logged.
+    if let Some(webhook) = body["webhook_id"].as_str() {
+        let mut data = outcome.clone();
+        data["schedule_id"] = json!(schedule_id);
+        data["name"] = json!(def.name);
+        data["scheduled_for"] = ctx.job.payload["scheduled_for"].clone();
+        data["link"] = json!(link);
+        if let Err(e) = crate::webhooks::enqueue(&state.store, tenant_id, webhook, "schedule.delivered", data).await {
+            tracing::warn!(%webhook, error = %e, "could not queue a schedule's webhook delivery");
+        }
+    }
+    Ok(outcome)
 }
 
 /// One recipient's e-mail: the file attached (PDF, XLSX, CSV), or for `html` the numbers in

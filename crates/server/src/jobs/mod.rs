@@ -99,7 +99,7 @@ impl Worker {
         Worker::new(store)
             .handle(crate::exports::JOB_KIND, crate::exports::job_handler())
             .handle(crate::import::job::JOB_KIND, crate::import::job::job_handler())
-            .handle(crate::retention::JOB_KIND, crate::retention::job_handler())
+            .handle(crate::retention::JOB_KIND, crate::retention::job_handler(None))
     }
 
     pub fn handle(mut self, kind: &str, handler: Handler) -> Worker {

@@ -270,3 +270,31 @@ async fn the_coaching_rules_are_templates_that_make_valid_alerts() {
         assert_eq!(created["scope"], "each_agent_of_team");
     }
 }
+
+#[tokio::test]
+async fn a_firing_is_mailed_to_the_alerts_recipients() {
+    let sink = crate::smtp::SmtpSink::start().await;
+    let mailer = dialboard::mail::Mailer::new(&sink.url(), "Dialboard <board@acme.test>").unwrap();
+    let app = TestApp::spawn_with("UTC", dialboard::live::QUEUE_CAPACITY, |state| {
+        state.now = Arc::new(|| NOW);
+        state.mailer = Some(mailer);
+    })
+    .await;
+    let id = create_alert(
+        &app,
+        json!({"name": "No connects", "measure": "connected_calls", "scope": "team", "scope_id": "t1",
+            "window_minutes": 60, "condition": "below", "threshold": 1, "min_volume": 3,
+            "emails": ["lead@acme.test", "coach@acme.test"]}),
+    )
+    .await;
+    app.events(calls("m", 3, "a1", "Busy", "2026-03-02T11:50:00Z")).await;
+    settle(&app, &id, 1).await;
+    let mail = sink.wait_for(1).await;
+    assert_eq!(mail.len(), 1, "one message to every recipient of one firing");
+    let mut to = mail[0].recipients();
+    to.sort();
+    assert_eq!(to, ["coach@acme.test", "lead@acme.test"]);
+    assert!(mail[0].subject().contains("No connects"), "{}", mail[0].subject());
+    let text = mail[0].body("text/plain").unwrap();
+    assert!(text.contains("fired") && text.contains("connected_calls"), "{text}");
+}
