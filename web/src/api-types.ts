@@ -2472,6 +2472,207 @@ export interface paths {
       };
     };
   };
+  "/api/v1/schedules": {
+    /** the items the caller may see: their own, those shared with them, all for an admin */
+    get: {
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** save a new item (version 1); 201 with its id */
+    post: {
+      requestBody: {
+        content: {
+          "application/json": Record<string, never>;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/schedules/{id}": {
+    /** one item */
+    get: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** replace an item (its owner or an admin): a new version */
+    put: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      requestBody: {
+        content: {
+          "application/json": Record<string, never>;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+    /** delete an item and its history (its owner or an admin) */
+    delete: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/schedules/{id}/run": {
+    /** run a schedule now (its owner or an admin); 202 with the run */
+    post: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/schedules/{id}/runs": {
+    /** a schedule's runs, newest first: scheduled for, started, finished, status, attempts, recipients, size, error */
+    get: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/schedules/{id}/versions": {
+    /** every version of an item, newest first */
+    get: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
+  "/api/v1/schedules/{id}/versions/{n}/restore": {
+    /** make version n the item's next version (its owner or an admin) */
+    post: {
+      parameters: {
+        path: {
+          /** @description id */
+          id: string;
+          /** @description n */
+          n: string;
+        };
+      };
+      responses: {
+        /** @description success */
+        200: {
+          content: {
+            "application/json": unknown;
+          };
+        };
+        400: components["responses"]["Error"];
+        401: components["responses"]["Error"];
+        403: components["responses"]["Error"];
+        429: components["responses"]["Error"];
+      };
+    };
+  };
   "/api/v1/settings": {
     /** tenant settings */
     get: {
@@ -3156,11 +3357,13 @@ export interface components {
       avg_call_score: components["schemas"]["Metric"];
       /** Format: int64 */
       calls: number;
+      calls_per_logged_in_hour: components["schemas"]["Metric"];
       /** Format: int64 */
       calls_today: number;
       connect_rate: components["schemas"]["Metric"];
       /** Format: int64 */
       connects: number;
+      connects_per_logged_in_hour: components["schemas"]["Metric"];
       current_status: string;
       /** Format: double */
       daily_goal: number;
@@ -3174,12 +3377,18 @@ export interface components {
       fair: Record<string, never> | null;
       is_online: boolean;
       /**
+       * @description Hours logged in over the board's range, and the rates per hour logged in beside the
+       * totals (SPEC §14); null without time logged in or for a row without a named agent.
+       */
+      logged_in_hours: components["schemas"]["Metric"];
+      /**
        * Format: int64
        * @description Consecutive meetings booked in the rep's latest calls (last 30 days).
        */
       meeting_streak: number;
       /** Format: int64 */
       meetings: number;
+      meetings_per_logged_in_hour: components["schemas"]["Metric"];
       rank: number;
       /** @description Calls per hour of the day (`sparkline_hours`). */
       sparkline: number[];
@@ -3242,7 +3451,7 @@ export interface components {
       /** @enum {unknown} */
       granularity?: "15m" | "hour" | "day" | "week" | "month" | "quarter";
       limit?: number;
-      measures: ("total_calls" | "connected_calls" | "connect_rate" | "avg_talk_time" | "median_talk_time" | "p90_talk_time" | "total_talk_time" | "total_handle_time" | "calls_per_hour" | "meetings_booked" | "meeting_booked_rate" | "positive_disposition_rate" | "voicemails" | "no_contacts" | "invalid_numbers" | "system_errors" | "voicemail_drop_rate" | "callback_conversion" | "abandon_rate" | "avg_wait_time" | "avg_wrapup_time" | "analysed_calls" | "scored_calls" | "avg_call_score" | "avg_sentiment" | "avg_prospect_sentiment" | "avg_talk_ratio" | "filler_word_rate" | "active_hours" | "idle_minutes" | "ticket_volume" | "avg_first_response_time" | "median_first_response_time" | "avg_resolution_time" | "resolution_rate" | "csat_avg" | "csat_count" | "csat_positive_rate" | "contacts_reached" | "deals_won" | "revenue" | "avg_deal_size" | "avg_days_to_meeting" | "revenue_per_call" | "revenue_per_connect")[];
+      measures: ("total_calls" | "connected_calls" | "connect_rate" | "avg_talk_time" | "median_talk_time" | "p90_talk_time" | "total_talk_time" | "total_handle_time" | "calls_per_hour" | "meetings_booked" | "meeting_booked_rate" | "positive_disposition_rate" | "voicemails" | "no_contacts" | "invalid_numbers" | "system_errors" | "voicemail_drop_rate" | "callback_conversion" | "abandon_rate" | "avg_wait_time" | "avg_wrapup_time" | "analysed_calls" | "scored_calls" | "avg_call_score" | "avg_sentiment" | "avg_prospect_sentiment" | "avg_talk_ratio" | "filler_word_rate" | "active_hours" | "logged_in_hours" | "calls_per_logged_in_hour" | "connects_per_logged_in_hour" | "meetings_per_logged_in_hour" | "idle_minutes" | "ticket_volume" | "avg_first_response_time" | "median_first_response_time" | "avg_resolution_time" | "resolution_rate" | "csat_avg" | "csat_count" | "csat_positive_rate" | "contacts_reached" | "deals_won" | "revenue" | "avg_deal_size" | "avg_days_to_meeting" | "revenue_per_call" | "revenue_per_connect")[];
       order_by?: unknown[];
       range: Record<string, never>;
       timezone?: string;
