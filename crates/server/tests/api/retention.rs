@@ -296,3 +296,45 @@ async fn erasing_a_contact_keeps_every_metric_and_leaves_no_trace() {
     let erasure = entries.iter().find(|e| e["action"] == "contact_erased");
     assert_eq!(erasure.map(|e| &e["target"]), Some(&json!("ct-9")), "{audit}");
 }
+
+#[tokio::test]
+async fn a_new_policys_notice_is_mailed_to_the_tenants_admins() {
+    let sink = crate::smtp::SmtpSink::start().await;
+    let mailer = dialboard::mail::Mailer::new(&sink.url(), "Dialboard <board@acme.test>").unwrap();
+    let app = TestApp::spawn("UTC").await;
+    app.events(history()).await;
+    for (email, role, teams) in [
+        ("owner@acme.test", "admin", json!([])),
+        ("lead@acme.test", "manager", json!(["t1"])),
+    ] {
+        let body = json!({"email": email, "password": "Quartz-lantern-93-orbit", "role": role, "teams": teams});
+        let (status, user) = app.post("/api/v1/users", &app.key, &body).await;
+        assert_eq!(status, 201, "{user}");
+    }
+    let first = dialboard::retention::run(
+        &app.store,
+        Some(&mailer),
+        app.tenant_id,
+        "test",
+        dialboard::jobs::now_ms(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first["status"], json!("waiting_for_notice"), "{first}");
+    let mail = sink.wait_for(1).await;
+    assert_eq!(mail[0].recipients(), ["owner@acme.test"], "admins only");
+    let text = mail[0].body("text/plain").unwrap();
+    assert!(text.contains("raw_records: 12"), "what the first purge deletes: {text}");
+    // The same policy is announced once.
+    dialboard::retention::run(
+        &app.store,
+        Some(&mailer),
+        app.tenant_id,
+        "test",
+        dialboard::jobs::now_ms(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(sink.received().len(), 1);
+}

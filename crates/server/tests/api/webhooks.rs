@@ -319,3 +319,51 @@ async fn internal_addresses_are_refused_at_creation_and_after_resolution() {
         403
     );
 }
+
+#[tokio::test]
+async fn a_schedules_webhook_hears_of_each_delivery() {
+    let receiver = Arc::new(Receiver::default());
+    let url = start_receiver(receiver.clone()).await;
+    let sink = crate::smtp::SmtpSink::start().await;
+    let app = permissive_app().await;
+    let calls: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"), "agent_id": "a1",
+                   "disposition": "Connected", "started_at": format!("2026-03-10T1{i}:00:00Z")})
+        })
+        .collect();
+    app.events(Value::Array(calls)).await;
+    let (hook, secret) = create_webhook(&app, json!({"url": url})).await;
+    *receiver.secret.lock().unwrap() = secret;
+    let report = json!({"name": "Calls", "description": "", "visualization": "table", "sharing": {"kind": "tenant"},
+        "query": {"measures": ["total_calls"], "range": {"start": "2026-03-01", "end": "2026-04-01"}}});
+    let (status, report) = app.post("/api/v1/reports", &app.key, &report).await;
+    assert_eq!(status, 201, "{report}");
+    let schedule = json!({"name": "Daily calls", "report_id": report["id"], "format": "csv", "webhook_id": hook,
+        "recipients": ["boss@elsewhere.test"], "recurrence": {"frequency": "daily", "time": "08:00", "timezone": "UTC"}});
+    let (status, schedule) = app.post("/api/v1/schedules", &app.key, &schedule).await;
+    assert_eq!(status, 201, "{schedule}");
+    let id = schedule["id"].as_str().unwrap();
+    let (status, _) = app
+        .post(&format!("/api/v1/schedules/{id}/run"), &app.key, &json!({}))
+        .await;
+    assert_eq!(status, 202);
+
+    let mut state = dialboard::api::AppState::with_live_queue(app.store.clone(), 16);
+    Arc::get_mut(&mut state).unwrap().mailer =
+        Some(dialboard::mail::Mailer::new(&sink.url(), "Dialboard <board@acme.test>").unwrap());
+    let worker = worker(&app, true).handle(dialboard::schedules::JOB_KIND, dialboard::schedules::job_handler(state));
+    for _ in 0..2 {
+        let outcome = worker.run_once(None).await.unwrap();
+        assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+    }
+    assert_eq!(sink.wait_for(1).await.len(), 1);
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (verdict, body) = &seen[0];
+    assert!(verdict.is_ok(), "{verdict:?}");
+    assert_eq!(body["event"], "schedule.delivered", "{body}");
+    assert_eq!(body["data"]["schedule_id"], json!(id));
+    assert_eq!(body["data"]["recipients"], json!(["boss@elsewhere.test"]));
+    assert!(body["data"]["size"].as_u64().unwrap() > 0, "{body}");
+}
