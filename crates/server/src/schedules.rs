@@ -93,13 +93,20 @@ pub async fn schedule_def(state: &AppState, principal: &Principal, body: &Value)
     if !matches!(body.get("paused"), None | Some(Value::Bool(_))) {
         errors.push(FieldError::new("paused", "true or false"));
     }
-    // Webhooks are another module's; a schedule stores the id of one to notify.
-    if !matches!(body.get("webhook_id"), None | Some(Value::Null))
-        && !body["webhook_id"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty() && s.len() <= 64)
-    {
-        errors.push(FieldError::new("webhook_id", "a webhook's id (a string) or null"));
+    // The webhook told of each delivery, if any: one of this tenant's.
+    match &body["webhook_id"] {
+        Value::Null => {}
+        Value::String(id) => {
+            let (tenant_id, id) = (principal.tenant_id, id.clone());
+            let hook = dialboard_store::alerting::run(&*state.store, move |db| {
+                dialboard_store::alerting::webhook(db, tenant_id, &id)
+            })
+            .await;
+            if !matches!(hook, Ok(Some(_))) {
+                errors.push(FieldError::new("webhook_id", "is not a webhook of this tenant"));
+            }
+        }
+        _ => errors.push(FieldError::new("webhook_id", "a webhook's id (a string) or null")),
     }
     let recipients = check_recipients(principal, &body["recipients"], &mut errors);
     if !errors.is_empty() {

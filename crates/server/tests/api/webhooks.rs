@@ -341,6 +341,10 @@ async fn a_schedules_webhook_hears_of_each_delivery() {
     assert_eq!(status, 201, "{report}");
     let schedule = json!({"name": "Daily calls", "report_id": report["id"], "format": "csv", "webhook_id": hook,
         "recipients": ["boss@elsewhere.test"], "recurrence": {"frequency": "daily", "time": "08:00", "timezone": "UTC"}});
+    let mut unknown = schedule.clone();
+    unknown["webhook_id"] = json!("no-such-hook");
+    let (status, refused) = app.post("/api/v1/schedules", &app.key, &unknown).await;
+    assert_eq!((status, error_fields(&refused)), (400, vec!["webhook_id"]), "{refused}");
     let (status, schedule) = app.post("/api/v1/schedules", &app.key, &schedule).await;
     assert_eq!(status, 201, "{schedule}");
     let id = schedule["id"].as_str().unwrap();
