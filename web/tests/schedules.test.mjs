@@ -168,6 +168,8 @@ test("a schedule created in the UI runs now, its history shows the run, and the 
   assert.equal(cell("Recipients"), "lead@example.com");
   assert.match(cell("Size"), /^[\d,]+ B$/);
   assert.equal(cell("Error"), "");
+  mkdirSync(join(here, "..", "test-artifacts"), { recursive: true });
+  await page.screenshot({ path: join(here, "..", "test-artifacts", "admin-schedules-run.png"), fullPage: true });
 
   // The e-mail reached the SMTP server, with the leaderboard attached as CSV: a row per rep
   // the view itself answers (the server's own notices, e.g. retention's, go to the admins).

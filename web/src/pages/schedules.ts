@@ -1,8 +1,9 @@
 // Schedules (SPEC §7): e-mail a saved report or a built-in view on a recurrence (daily,
 // weekdays, weekly on chosen days, monthly on a day or the last day, or cron) at a local time
-// in a zone, to addresses or each member of a team, as PDF, XLSX, CSV or an HTML e-mail. The
-// list shows each schedule's state; "Run now", pause and resume act on it; a schedule's runs
-// (status, when, attempts, recipients, size, error) are its history.
+// in a zone, to addresses or each member of a team, as PDF, XLSX, CSV or an HTML e-mail, with
+// an optional webhook told of each delivery. The list shows each schedule's state; "Run now",
+// pause and resume act on it; a schedule's runs (status, when, attempts, recipients, size,
+// error) are its history.
 
 import { del, get, post, put } from "../api";
 import type { Page, PageContext } from "../app";
@@ -186,6 +187,14 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
     { "data-testid": "schedule-format" },
     FORMATS.map(([v, l]) => h("option", { value: v }, l)),
   );
+  // A webhook that hears of each delivery; only admins manage (and list) webhooks.
+  const webhook = h("select", { "data-testid": "schedule-webhook" }, h("option", { value: "" }, "—"));
+  const webhookPart = label("Webhook", webhook);
+  webhookPart.hidden = ctx.app.role !== "admin";
+  if (ctx.app.role === "admin")
+    get<{ webhooks: { id: string; url: string }[] }>("/webhooks")
+      .then((r) => webhook.append(...r.webhooks.map((w) => h("option", { value: w.id }, w.url))))
+      .catch((e) => (message.textContent = errorText(e)));
 
   const recurrence = (): Recurrence => {
     const r: Recurrence = { frequency: frequency.value, timezone: timezone.value.trim() };
@@ -211,6 +220,7 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
           .filter(Boolean);
         if (team.value) recipients.push({ team: team.value });
         const body: ScheduleDef = { name: name.value.trim(), recurrence: recurrence(), recipients, format: format.value };
+        if (webhook.value) body.webhook_id = webhook.value;
         if (source.value === "report") body.report_id = report.value;
         else {
           body.view = view.value;
@@ -247,6 +257,7 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
     label("To", addresses),
     label("and each member of team", team),
     label("Format", format),
+    webhookPart,
     save,
     message,
   );
