@@ -143,6 +143,13 @@ test("a schedule created in the UI runs now, its history shows the run, and the 
   assert.match(listed, /weekly on fri at 07:30 Europe\/London/);
   assert.match(listed, /lead@example\.com/);
   assert.match(listed, /active/);
+  // The next run is the server's: a Friday, 07:30 in London.
+  const { schedules } = await page.evaluate(async () => (await fetch("/api/v1/schedules")).json());
+  const nextRun = schedules.find((s) => s.name === "UI leaderboard").next_run;
+  const london = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/London", weekday: "short", hour: "2-digit", minute: "2-digit" });
+  assert.equal(london.format(new Date(nextRun)), "Fri 07:30", nextRun);
+  const shown = await row.getByTestId("schedule-next-run").textContent();
+  assert.equal(shown, await page.evaluate((iso) => new Date(iso).toLocaleString(), nextRun));
 
   // A bad time zone is refused, and the form says which field.
   await page.getByTestId("schedule-name").fill("Bad zone");

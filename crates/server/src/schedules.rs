@@ -197,6 +197,18 @@ pub async fn queue_run(
         .await
 }
 
+/// When a schedule runs next after `now` (epoch seconds), as RFC 3339; null while paused.
+pub fn next_run(body: &Value, now: i64) -> Value {
+    if body["paused"].as_bool().unwrap_or(false) {
+        return Value::Null;
+    }
+    let next = Recurrence::parse(&body["recurrence"], "")
+        .ok()
+        .zip(jiff::Timestamp::from_second(now).ok())
+        .and_then(|(recurrence, now)| recurrence.next_after(now));
+    next.map_or(Value::Null, |t| json!(t.to_string()))
+}
+
 /// One pass of the scheduler at `now` (epoch seconds): for every schedule that is not paused,
 /// the latest occurrence since its last run (or its creation) becomes a run. Occurrences
 /// missed while no server ran collapse into one run, marked late. Every node may tick; the

@@ -39,6 +39,8 @@ interface Schedule extends ScheduleDef {
   id: string;
   owner: string;
   can_edit: boolean;
+  /** When it runs next (RFC 3339); null while paused. */
+  next_run: string | null;
 }
 
 interface Run {
@@ -322,6 +324,7 @@ function renderSchedules(ctx: PageContext) {
           { label: "To", value: (s) => describeRecipients(ctx, s.recipients) },
           { label: "Format", value: (s) => s.format.toUpperCase() },
           { label: "State", value: (s) => h("span", { class: s.paused ? "down" : "up" }, s.paused ? "paused" : "active") },
+          { label: "Next run", value: (s) => h("span", { "data-testid": "schedule-next-run" }, s.next_run ? new Date(s.next_run).toLocaleString() : "—") },
           {
             label: "",
             value: (s) =>

@@ -59,6 +59,15 @@ pub fn item_json(principal: &Principal, item: &SavedItem) -> Value {
     out
 }
 
+/// An item as its kind shows it: a schedule also says when it runs next.
+fn shown(state: &AppState, principal: &Principal, kind: SavedKind, item: &SavedItem) -> Value {
+    let mut out = item_json(principal, item);
+    if kind == SavedKind::Schedule {
+        out["next_run"] = crate::schedules::next_run(&item.body, state.now());
+    }
+    out
+}
+
 fn not_found(kind: SavedKind, id: &str) -> ApiError {
     ApiError::not_found(format!("no {} '{id}'", kind.as_str()))
 }
@@ -127,7 +136,7 @@ pub async fn create(
         .item
         .ok_or_else(|| ApiError::not_found("the new item vanished"))?;
     audited(&state, &principal, kind, "created", &item).await?;
-    Ok((StatusCode::CREATED, Json(item_json(&principal, &item))))
+    Ok((StatusCode::CREATED, Json(shown(&state, &principal, kind, &item))))
 }
 
 pub async fn list(
@@ -140,7 +149,7 @@ pub async fn list(
     let shown: Vec<Value> = items
         .iter()
         .filter(|i| may_see(&principal, i))
-        .map(|i| item_json(&principal, i))
+        .map(|i| shown(&state, &principal, kind, i))
         .collect();
     let plural = format!("{}s", kind.as_str());
     Ok(Json(json!({ plural: shown })))
@@ -153,7 +162,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let item = visible(&state, &principal, kind, &id).await?;
-    Ok(Json(item_json(&principal, &item)))
+    Ok(Json(shown(&state, &principal, kind, &item)))
 }
 
 /// Saves `body` as the item's next version.
@@ -176,7 +185,7 @@ async fn save_version(
         .await?;
     let item = outcome.item.ok_or_else(|| not_found(kind, id))?;
     audited(state, principal, kind, action, &item).await?;
-    Ok(Json(item_json(principal, &item)))
+    Ok(Json(shown(state, principal, kind, &item)))
 }
 
 pub async fn replace(

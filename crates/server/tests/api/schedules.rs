@@ -313,3 +313,30 @@ async fn errors_name_the_field_and_a_rep_schedules_only_for_themselves() {
         .await;
     assert_eq!(status, 404, "another tenant does not see it");
 }
+
+#[tokio::test]
+async fn a_schedule_says_when_it_runs_next_and_a_paused_one_does_not() {
+    // Monday 2026-03-02 12:00 UTC: Monday's 08:00 in London has passed, the next is a week on.
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(1_772_452_800));
+    let app = TestApp::spawn_at("UTC", now.clone()).await;
+    let report_id = report(&app, by_agent()).await;
+    let id = create(&app, &schedule(&report_id, json!(["boss@elsewhere.test"]), "csv")).await;
+    let (_, listed) = app.get("/api/v1/schedules").await;
+    assert_eq!(listed["schedules"][0]["next_run"], "2026-03-09T08:00:00Z", "{listed}");
+    // After the clocks go forward (29 March), 08:00 in London is 07:00 UTC.
+    now.store(1_774_785_600, std::sync::atomic::Ordering::Relaxed); // 2026-03-29T12:00:00Z
+    let (_, one) = app.get(&format!("/api/v1/schedules/{id}")).await;
+    assert_eq!(one["next_run"], "2026-03-30T07:00:00Z", "{one}");
+    let mut paused = schedule(&report_id, json!(["boss@elsewhere.test"]), "csv");
+    paused["paused"] = json!(true);
+    let (status, saved) = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/schedules/{id}"),
+            &app.key,
+            Some(&paused),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["next_run"], Value::Null, "{saved}");
+}
