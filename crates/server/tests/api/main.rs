@@ -20,6 +20,7 @@ mod process;
 mod query;
 mod reports;
 mod retention;
+mod schedule_nodes;
 mod schedules;
 mod smtp;
 mod sql;

@@ -9,17 +9,22 @@ use crate::smtp::SmtpSink;
 use dialboard::api::AppState;
 use dialboard::jobs::{Outcome, Worker};
 use dialboard::mail::Mailer;
-use dialboard_store::DirectoryKind;
+use dialboard_store::{DirectoryKind, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// A worker that runs schedule runs through `sink`, over the app's store.
 fn worker(app: &TestApp, sink: &SmtpSink) -> Worker {
-    let mut state = AppState::with_live_queue(app.store.clone(), 16);
+    worker_on(&app.store, sink)
+}
+
+/// A worker that runs schedule runs through `sink`, over `store` (a node of its own).
+pub(crate) fn worker_on(store: &Arc<dyn Store>, sink: &SmtpSink) -> Worker {
+    let mut state = AppState::with_live_queue(store.clone(), 16);
     let s = Arc::get_mut(&mut state).unwrap();
     s.mailer = Some(Mailer::new(&sink.url(), "Dialboard <board@acme.test>").unwrap());
     s.security.public_origin = Some("https://board.acme.test".into());
-    Worker::new(app.store.clone()).handle(dialboard::schedules::JOB_KIND, dialboard::schedules::job_handler(state))
+    Worker::new(store.clone()).handle(dialboard::schedules::JOB_KIND, dialboard::schedules::job_handler(state))
 }
 
 /// acme: a1, a2 in t1 and a3 in t2 with calls in March 2026; a manager of t1 and rep a1.

@@ -71,15 +71,21 @@ impl Received {
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
-        Self::launch(None)
+        Self::launch(None, None)
+    }
+
+    /// A server that holds each message `hold` after its data arrived before accepting it
+    /// (a client killed meanwhile never gets its 250 and the message is not kept).
+    pub async fn start_holding(hold: Duration) -> SmtpSink {
+        Self::launch(None, Some(hold))
     }
 
     /// A server that requires AUTH with these credentials.
     pub async fn start_with_login(user: &str, password: &str) -> SmtpSink {
-        Self::launch(Some((user, password)))
+        Self::launch(Some((user, password)), None)
     }
 
-    fn launch(login: Option<(&str, &str)>) -> SmtpSink {
+    fn launch(login: Option<(&str, &str)>, hold: Option<Duration>) -> SmtpSink {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -92,6 +98,9 @@ impl SmtpSink {
             .arg(port.to_string())
             .arg(dir.path())
             .stdout(Stdio::piped());
+        if let Some(hold) = hold {
+            command.env("SINK_HOLD_SECONDS", hold.as_secs_f64().to_string());
+        }
         if let Some((user, password)) = login {
             command.args([user, password]);
         }
@@ -105,6 +114,14 @@ impl SmtpSink {
     /// `--smtp-url` for this server (plain SMTP: it offers no STARTTLS).
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    /// How many messages' data arrived so far, accepted or still held (a holding server).
+    pub fn held(&self) -> usize {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|e| e == "held"))
+            .count()
     }
 
     /// Every message received so far, in arrival order.

@@ -2,7 +2,10 @@
 receives to OUT_DIR as NNNN.eml (the raw message), NNNN.partK (each leaf MIME part, decoded)
 and, last, NNNN.json (envelope, headers, parts, the authenticated login), so a test that sees the
 JSON sees the whole message. With USER and PASSWORD it requires AUTH (over plain TCP: the test
-checks credentials reach the server, not TLS).
+checks credentials reach the server, not TLS). With SINK_HOLD_SECONDS=N in the environment it
+holds each message N seconds after the client's final "." before accepting it, first writing
+NNNN.held so a test knows a message is in flight; a client that disconnects meanwhile never gets
+its 250, and (aiosmtpd cancels the handler) the message is not kept, as RFC 5321 asks.
 
 usage: sink.py PORT OUT_DIR [USER PASSWORD]
 """
@@ -24,6 +27,10 @@ class Writer:
     async def handle_DATA(self, server, session, envelope):
         self.count += 1
         base = os.path.join(self.out_dir, f"{self.count:04d}")
+        hold = float(os.environ.get("SINK_HOLD_SECONDS", "0"))
+        if hold > 0:
+            open(base + ".held", "w").close()
+            await asyncio.sleep(hold)
         with open(base + ".eml", "wb") as f:
             f.write(envelope.original_content or envelope.content)
         message = email.message_from_bytes(envelope.content, policy=policy.default)
