@@ -4,15 +4,8 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const binary = process.env.DIALBOARD_BIN ?? join(here, "..", "..", "target", "debug", "dialboard");
+import { rmSync } from "node:fs";
+import { launchBrowser, startDemo } from "./support.mjs";
 
 let server;
 let base;
@@ -20,20 +13,8 @@ let browser;
 let dir;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "dialboard-alerts-"));
-  server = spawn(binary, ["demo", "--database", `sqlite://${join(dir, "demo.db")}`, "--listen", "127.0.0.1:0", "--days", "3"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  base = await new Promise((resolve, reject) => {
-    let out = "";
-    server.stdout.on("data", (chunk) => {
-      out += chunk;
-      const url = out.match(/^(http:\/\/\S+)$/m);
-      if (url) resolve(url[1]);
-    });
-    server.on("exit", (code) => reject(new Error(`dialboard demo exited (${code}): ${out}`)));
-  });
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu"] });
+  ({ server, base, dir } = await startDemo(3, "dialboard-alerts-"));
+  browser = await launchBrowser();
 });
 
 after(async () => {

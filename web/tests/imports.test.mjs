@@ -6,41 +6,17 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const binary = process.env.DIALBOARD_BIN ?? join(here, "..", "..", "target", "debug", "dialboard");
-const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+import { rmSync } from "node:fs";
+import { launchBrowser, startDemo } from "./support.mjs";
 
 let server;
 let base;
 let browser;
 let dir;
 
-function startDemo() {
-  dir = mkdtempSync(join(tmpdir(), "dialboard-imports-"));
-  server = spawn(binary, ["demo", "--database", `sqlite://${join(dir, "demo.db")}`, "--listen", "127.0.0.1:0", "--days", "2"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    let out = "";
-    server.stdout.on("data", (chunk) => {
-      out += chunk;
-      const url = out.match(/^(http:\/\/\S+)$/m);
-      if (url) resolve(url[1]);
-    });
-    server.on("exit", (code) => reject(new Error(`dialboard demo exited (${code}): ${out}`)));
-  });
-}
-
 before(async () => {
-  base = await startDemo();
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: FLAGS });
+  ({ server, base, dir } = await startDemo(2, "dialboard-imports-"));
+  browser = await launchBrowser();
 });
 
 after(async () => {

@@ -9,16 +9,10 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, "..", "..");
-const binary = process.env.DIALBOARD_BIN ?? join(root, "target", "debug", "dialboard");
+import { join } from "node:path";
+import { launchBrowser, root, startDemo, startDialboard, waitForLine } from "./support.mjs";
 
 let sink;
 let server;
@@ -52,47 +46,27 @@ const freePort = () =>
     });
   });
 
-/** Resolves with the first stdout line matching `pattern` (its first group). */
-function waitForLine(child, pattern, what) {
-  return new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout.on("data", (chunk) => {
-      out += chunk;
-      const m = out.match(pattern);
-      if (m) resolve(m[1]);
-    });
-    child.on("exit", (code) => reject(new Error(`${what} exited (${code}): ${out}`)));
-  });
-}
-
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "dialboard-schedules-"));
+  const smtpPort = await freePort();
+  // The demo's call center and logins, written once; then served with a mailer.
+  let demo;
+  let database;
+  ({ server: demo, dir, database } = await startDemo(3, "dialboard-schedules-"));
+  const demoExit = new Promise((resolve) => demo.on("exit", resolve));
+  demo.kill("SIGTERM");
+  await demoExit;
+
   mailDir = join(dir, "mail");
   mkdirSync(mailDir);
-  const database = `sqlite://${join(dir, "demo.db")}`;
-
-  const smtpPort = await freePort();
   sink = spawn(mailPython(), [join(root, "crates", "server", "tests", "smtp", "sink.py"), String(smtpPort), mailDir], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   await waitForLine(sink, /^(ready)$/m, "the SMTP sink");
 
-  // The demo's call center and logins, written once; then served with a mailer.
-  const demo = spawn(binary, ["demo", "--database", database, "--listen", "127.0.0.1:0", "--days", "3"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await waitForLine(demo, /^(http:\/\/\S+)$/m, "dialboard demo");
-  const demoExit = new Promise((resolve) => demo.on("exit", resolve));
-  demo.kill("SIGTERM");
-  await demoExit;
-
-  server = spawn(
-    binary,
+  ({ server, base } = await startDialboard(
     ["serve", "--database", database, "--listen", "127.0.0.1:0", "--smtp-url", `smtp://127.0.0.1:${smtpPort}?tls=none`, "--smtp-from", "Dialboard <board@demo.test>"],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  base = await waitForLine(server, /^(http:\/\/\S+)$/m, "dialboard serve");
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu"] });
+  ));
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -175,8 +149,8 @@ test("a schedule created in the UI runs now, its history shows the run, and the 
   assert.equal(cell("Recipients"), "lead@example.com");
   assert.match(cell("Size"), /^[\d,]+ B$/);
   assert.equal(cell("Error"), "");
-  mkdirSync(join(here, "..", "test-artifacts"), { recursive: true });
-  await page.screenshot({ path: join(here, "..", "test-artifacts", "admin-schedules-run.png"), fullPage: true });
+  mkdirSync(join(root, "web", "test-artifacts"), { recursive: true });
+  await page.screenshot({ path: join(root, "web", "test-artifacts", "admin-schedules-run.png"), fullPage: true });
 
   // The e-mail reached the SMTP server, with the leaderboard attached as CSV: a row per rep
   // the view itself answers (the server's own notices, e.g. retention's, go to the admins).
