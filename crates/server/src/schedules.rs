@@ -97,12 +97,10 @@ pub async fn schedule_def(state: &AppState, principal: &Principal, body: &Value)
     match &body["webhook_id"] {
         Value::Null => {}
         Value::String(id) => {
-            let (tenant_id, id) = (principal.tenant_id, id.clone());
-            let hook = dialboard_store::alerting::run(&*state.store, move |db| {
-                dialboard_store::alerting::webhook(db, tenant_id, &id)
-            })
-            .await;
-            if !matches!(hook, Ok(Some(_))) {
+            if !matches!(
+                crate::webhooks::exists(&state.store, principal.tenant_id, id).await,
+                Ok(true)
+            ) {
                 errors.push(FieldError::new("webhook_id", "is not a webhook of this tenant"));
             }
         }

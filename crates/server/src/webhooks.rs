@@ -289,6 +289,15 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(config.clone())
 }
 
+/// Whether `id` names one of the tenant's webhook endpoints (what alerts and schedules may
+/// name to be told through).
+pub async fn exists(store: &Arc<dyn Store>, tenant_id: i64, id: &str) -> Result<bool, StoreError> {
+    let id = id.to_string();
+    Ok(alerting::run(&**store, move |db| alerting::webhook(db, tenant_id, &id))
+        .await?
+        .is_some())
+}
+
 /// Queues one delivery of `payload` (`{"event": …, "data": …}`) to an endpoint.
 pub async fn enqueue(
     store: &Arc<dyn Store>,

@@ -41,15 +41,15 @@ async fn checked(state: &AppState, principal: &Principal, body: &[u8]) -> Result
             "scope: this credential may not watch that scope (a manager: their teams and their agents; a rep: themselves)",
         ));
     }
-    let tenant_id = principal.tenant_id;
-    let hooks = alerting::run(&*state.store, move |db| alerting::webhooks(db, tenant_id)).await?;
-    let unknown: Vec<FieldError> = def
-        .webhook_ids
-        .iter()
-        .enumerate()
-        .filter(|(_, id)| !hooks.iter().any(|h| &h.id == *id))
-        .map(|(i, _)| FieldError::new(format!("webhook_ids[{i}]"), "is not a webhook of this tenant"))
-        .collect();
+    let mut unknown = Vec::new();
+    for (i, id) in def.webhook_ids.iter().enumerate() {
+        if !crate::webhooks::exists(&state.store, principal.tenant_id, id).await? {
+            unknown.push(FieldError::new(
+                format!("webhook_ids[{i}]"),
+                "is not a webhook of this tenant",
+            ));
+        }
+    }
     if !unknown.is_empty() {
         return Err(ApiError::invalid(Code::InvalidAlert, unknown));
     }
