@@ -9,6 +9,7 @@
 
 use crate::api::auth::{Actor, Principal, Reach};
 use crate::api::AppState;
+use crate::mail::{Mailer, OutgoingEmail};
 use dialboard_engine::alerting::{AlertDef, Decision, ScopeKind, SubjectState};
 use dialboard_engine::FieldError;
 use dialboard_store::access::Role;
@@ -240,19 +241,12 @@ async fn notify(state: &AppState, tenant_id: i64, def: &AlertDef, event: &Value)
         }
     }
     if !def.emails.is_empty() {
-        send_alert_email(state, &def.emails, &email(def, event)).await;
+        Mailer::notify(state.mailer.as_ref(), &email(def, event), "alert").await;
     }
 }
 
-/// An alert's e-mail: its subject line and plain text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlertEmail {
-    pub subject: String,
-    pub text: String,
-}
-
 /// What the recipients of an alert read when it fires or recovers.
-pub fn email(def: &AlertDef, event: &Value) -> AlertEmail {
+pub fn email(def: &AlertDef, event: &Value) -> OutgoingEmail {
     let fired = event["kind"] == "fired";
     let who = match (
         event["agent_id"].as_str(),
@@ -291,28 +285,11 @@ pub fn email(def: &AlertDef, event: &Value) -> AlertEmail {
         end = event["window"]["end"].as_str().unwrap_or_default(),
         at = event["at"].as_str().unwrap_or_default(),
     );
-    AlertEmail { subject, text }
-}
-
-/// Where alert e-mails leave the server: through the `--smtp-url` mailer, one message to all
-/// recipients. A server without a mailer, or a failed send, is logged; the firing itself is
-/// already recorded and shown, and the live message and webhooks do not depend on it.
-async fn send_alert_email(state: &AppState, recipients: &[String], message: &AlertEmail) {
-    let Some(mailer) = &state.mailer else {
-        tracing::warn!(
-            recipients = recipients.join(", "),
-            "alert e-mail not sent: no --smtp-url configured"
-        );
-        return;
-    };
-    let email = crate::mail::OutgoingEmail {
-        to: recipients.to_vec(),
-        subject: message.subject.clone(),
-        text: message.text.clone(),
+    OutgoingEmail {
+        to: def.emails.clone(),
+        subject,
+        text,
         ..Default::default()
-    };
-    if let Err(e) = mailer.send(&email).await {
-        tracing::warn!(recipients = recipients.join(", "), error = %e, "alert e-mail not sent");
     }
 }
 

@@ -133,6 +133,19 @@ impl Mailer {
         self.from.email.as_ref()
     }
 
+    /// Sends a notice nobody waits on (an alert, a retention notice): what it is about is
+    /// already recorded elsewhere, so a failure is logged as `what`, not returned.
+    pub async fn notify(mailer: Option<&Mailer>, email: &OutgoingEmail, what: &str) {
+        let to = email.to.join(", ");
+        let Some(mailer) = mailer else {
+            tracing::warn!(%to, "{what} not e-mailed: no --smtp-url configured");
+            return;
+        };
+        if let Err(e) = mailer.send(email).await {
+            tracing::warn!(%to, error = %e, "{what} not e-mailed");
+        }
+    }
+
     /// Sends one message; `Ok` with its size in bytes once the server accepted it.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<usize, MailError> {
         let message = self.build(email)?;

@@ -83,10 +83,6 @@ pub async fn notify_admins_of_new_policy(
     tenant: &TenantInfo,
     notice: &Value,
 ) {
-    let Some(mailer) = mailer else {
-        tracing::warn!(tenant = %tenant.name, "retention notice not e-mailed: no --smtp-url configured");
-        return;
-    };
     let admins: Vec<String> = match store.users(tenant.id).await {
         Ok(users) => users
             .into_iter()
@@ -107,9 +103,7 @@ pub async fn notify_admins_of_new_policy(
         text: notice_text(notice),
         ..Default::default()
     };
-    if let Err(e) = mailer.send(&email).await {
-        tracing::warn!(tenant = %tenant.name, error = %e, "retention notice not e-mailed");
-    }
+    Mailer::notify(mailer, &email, "retention notice").await;
 }
 
 /// The notice for people: the policy, when the first purge may run and what it would delete.
