@@ -34,6 +34,10 @@ pub struct Flags {
     /// Only ingest (rates, bytes per call, memory); no queries
     #[arg(long)]
     pub ingest_only: bool,
+    /// Ingest into a durable throwaway PostgreSQL cluster instead of a SQLite file (with
+    /// --ingest-only; `dialboard-bench` only)
+    #[arg(long)]
+    pub postgres: bool,
 }
 
 /// The benchmarks' settings, their own defaults applied.
@@ -49,6 +53,8 @@ pub struct Args {
     pub shape: Shape,
     /// Only ingest; no queries.
     pub ingest_only: bool,
+    /// Ingest into PostgreSQL instead of SQLite.
+    pub postgres: bool,
 }
 
 impl Args {
@@ -69,6 +75,7 @@ impl Args {
                 uuid_ids: !flags.counting_ids,
             },
             ingest_only: flags.ingest_only,
+            postgres: flags.postgres,
         })
     }
 }

@@ -1,5 +1,5 @@
 //! `cargo run --release -p dialboard-bench -- [--calls N] [--clients N] [--repeat N] [--agents N]
-//! [--teams N] [--counting-ids]` (`--help` explains them)
+//! [--teams N] [--counting-ids] [--ingest-only [--postgres]]` (`--help` explains them)
 //!
 //! Starts the release `dialboard serve` on a fresh SQLite file, ingests generated calls over
 //! HTTP in batches of 1,000 (each batch durable before its 200), and at 100k calls and at the
@@ -7,9 +7,10 @@
 //! plain GROUP BY over the raw `calls` rows of the same file (the peer of SPEC §10).
 
 use dialboard_bench::{
-    dashboard_queries, ingest, measure_dialboard, percentile, settle, shaped_batches, start_server, Args, Latency,
-    Server, BATCH, T0,
+    dashboard_queries, ingest, measure_dialboard, percentile, settle, shaped_batches, start_server, start_server_on,
+    Args, Latency, Server, BATCH, T0,
 };
+use dialboard_store::pg::cluster::Cluster;
 use std::time::{Duration, Instant};
 
 /// The same questions as plain GROUP BYs over the raw rows (a fixed −4 h offset: the peer does
@@ -158,6 +159,12 @@ fn files_bytes(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The size of the PostgreSQL database `url` names (tables, indexes, TOAST; not the WAL).
+fn pg_database_bytes(url: &str) -> anyhow::Result<i64> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    Ok(client.query_one("SELECT pg_database_size(current_database())", &[])?.get(0))
+}
+
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -233,7 +240,18 @@ async fn report_queries(
 async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, Latency)>> {
     let dir = std::env::temp_dir().join(format!("dialboard-bench-{}-{calls}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut server = start_server(&dir)?;
+    // PostgreSQL: a durable throwaway cluster, stopped when `cluster` is dropped.
+    let (cluster, pg_url) = if args.postgres {
+        let cluster = tokio::task::spawn_blocking(|| Cluster::start(true)).await??;
+        let url = cluster.create_database()?;
+        (Some(cluster), Some(url))
+    } else {
+        (None, None)
+    };
+    let mut server = match &pg_url {
+        Some(url) => start_server_on(url)?,
+        None => start_server(&dir)?,
+    };
     let client = reqwest::Client::new();
     server.ready(&client).await?;
     let mut ingested = 0;
@@ -273,16 +291,27 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, L
     report_slices(&slices);
     // Let a checkpoint fold the overlay and the log be copied, then weigh the files.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let bytes = std::fs::metadata(&server.db).map_or(0, |m| m.len());
-    println!(
-        "\ndatabase file after ingest: {:.0} MB = **{:.0} bytes a call** (with its log: {:.0} MB); server resident memory {:.0} MB",
-        bytes as f64 / 1e6,
-        bytes as f64 / ingested as f64,
-        files_bytes(&dir) as f64 / 1e6,
-        rss_mb(server.child.id())
-    );
+    if let Some(url) = pg_url {
+        let bytes = tokio::task::spawn_blocking(move || pg_database_bytes(&url)).await??;
+        println!(
+            "\nPostgreSQL database after ingest: {:.0} MB = **{:.0} bytes a call**; server resident memory {:.0} MB",
+            bytes as f64 / 1e6,
+            bytes as f64 / ingested as f64,
+            rss_mb(server.child.id())
+        );
+    } else {
+        let bytes = std::fs::metadata(&server.db).map_or(0, |m| m.len());
+        println!(
+            "\ndatabase file after ingest: {:.0} MB = **{:.0} bytes a call** (with its log: {:.0} MB); server resident memory {:.0} MB",
+            bytes as f64 / 1e6,
+            bytes as f64 / ingested as f64,
+            files_bytes(&dir) as f64 / 1e6,
+            rss_mb(server.child.id())
+        );
+    }
     if args.ingest_only {
         drop(server);
+        drop(cluster);
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(Vec::new());
     }
@@ -301,8 +330,12 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, L
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse(10_000_000, 200)?;
+    if args.postgres && !args.ingest_only {
+        anyhow::bail!("--postgres measures ingest only: add --ingest-only");
+    }
     println!(
-        "# dialboard benchmark (SQLite store), datasets of 100000 and {} calls over 90 days, {} agents in {} teams, {} ids\n",
+        "# dialboard benchmark ({} store), datasets of 100000 and {} calls over 90 days, {} agents in {} teams, {} ids\n",
+        if args.postgres { "PostgreSQL" } else { "SQLite" },
         args.calls,
         args.shape.agents,
         args.shape.teams,
