@@ -5,7 +5,8 @@
 //! Raw records with a time of their own are partitioned by month of that time (the event log by
 //! arrival, calls by start, statuses, stages and CSAT scores by their instant); partitions are
 //! made on demand ([`Partitions`]). Idempotency needs a key across all months, so ids live in
-//! `event_ids`, and a call's current start (its partition) in `call_keys`.
+//! `event_ids`, and a call's current start (its partition) in `call_keys`; both are indexed by
+//! a 64-bit hash of the id ([`same_id`]).
 //!
 //! Text compares byte by byte (`COLLATE "C"`), as on SQLite, so ties between equal instants
 //! (ordered by event id) and paging by call id come out the same on both stores.
@@ -374,12 +375,44 @@ CREATE TABLE IF NOT EXISTS schedule_runs (
     PRIMARY KEY (tenant_id, schedule_id, scheduled_for)
 );
 "#,
+    r#"
+-- Ids as fixed-width hashed keys (issue 24). Sources send random ids (UUIDs, Twilio SIDs), and
+-- a B-tree on their text takes each new id on a random leaf of an index of ~60 bytes an entry.
+-- The indexes of ids are now on a 64-bit hash of the text (PostgreSQL's own `hashtextextended`,
+-- the function its hash partitioning relies on, so it is stable across versions): ~28 bytes an
+-- entry, integer compares. The text stays in the row, and every lookup compares it too, so a
+-- collision of hashes costs one more row read, never a wrong answer. Uniqueness of an event id
+-- is kept by the tenant's ingest lock (every insert into these tables happens under it).
+-- Re-runnable (the upgrade tests run migrations again).
+ALTER TABLE event_ids ADD COLUMN IF NOT EXISTS id_hash BIGINT GENERATED ALWAYS AS (hashtextextended(event_id, 0)) STORED;
+ALTER TABLE event_ids DROP CONSTRAINT IF EXISTS event_ids_pkey;
+CREATE INDEX IF NOT EXISTS event_ids_by_hash ON event_ids (tenant_id, id_hash);
+ALTER TABLE call_keys
+    ADD COLUMN IF NOT EXISTS call_hash BIGINT GENERATED ALWAYS AS (hashtextextended(call_id, 0)) STORED,
+    ADD COLUMN IF NOT EXISTS contact_hash BIGINT GENERATED ALWAYS AS (hashtextextended(contact_id, 0)) STORED;
+ALTER TABLE call_keys DROP CONSTRAINT IF EXISTS call_keys_pkey;
+DROP INDEX IF EXISTS call_keys_by_contact;
+CREATE INDEX IF NOT EXISTS call_keys_by_hash ON call_keys (tenant_id, call_hash);
+CREATE INDEX call_keys_by_contact ON call_keys (tenant_id, contact_hash) WHERE contact_id IS NOT NULL;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS record_hash BIGINT GENERATED ALWAYS AS (hashtextextended(record_key, 0)) STORED;
+DROP INDEX IF EXISTS events_by_record;
+CREATE INDEX events_by_record ON events (tenant_id, record_hash) WHERE record_key IS NOT NULL;
+"#,
 ];
+
+/// The condition that finds the rows whose id `column` equals `value` (an SQL expression)
+/// through the index on its hash `hash_column` (see the migration of hashed keys); the text is
+/// compared too, so hashes that collide never match.
+pub fn same_id(hash_column: &str, column: &str, value: &str) -> String {
+    format!("{hash_column} = hashtextextended(({value}) COLLATE \"C\", 0) AND {column} = {value}")
+}
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).
 pub const CALL_INTENTS_VERSION: usize = 6;
 /// The version that first keeps calls by team and campaign in `cells::TEAM_CAMPAIGNS`.
 pub const TEAM_CAMPAIGNS_VERSION: usize = 10;
+/// The version that first indexes ids by their hash ([`same_id`]).
+pub const HASHED_KEYS_VERSION: usize = 12;
 
 /// The advisory locks the nodes coordinate with, each held until its transaction ends.
 #[derive(Debug, Clone, Copy)]
