@@ -697,3 +697,21 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// The same on PostgreSQL, whose ids are found through indexes on their hashes.
+    #[test]
+    fn random_and_counting_ids_give_the_same_answers_on_postgresql(stream in stream_strategy(), batch in 1usize..20, seed in any::<u64>()) {
+        let stream = with_distinct_versions(&stream);
+        let (random, back) = with_random_ids(&stream, seed);
+        let open = || PgStore::open(&cluster().create_database().unwrap()).unwrap();
+        let counted = answers(&open(), &stream, batch, &BTreeMap::new());
+        let randomized = answers(&open(), &random, batch, &back);
+        prop_assert_eq!(counted.len(), randomized.len());
+        for (a, b) in counted.iter().zip(&randomized) {
+            prop_assert_eq!(a, b);
+        }
+    }
+}

@@ -296,14 +296,13 @@ fn calls_of_older_postgresql_databases_gain_their_team_campaign_cells() {
     on_older_postgresql(10, version, calls_gain_their_team_campaign_cells);
 }
 
-/// A database of version 11 kept events and calls in B-trees keyed by their ids. Opened by this
-/// version, they are appended tables found through hashed keys (`sqlite::keys`): every event
-/// already stored is still a duplicate when sent again, a correction still finds the call it
-/// replaces, and a call's detail still lists its versions.
-#[test]
-fn ids_of_older_sqlite_databases_stay_known() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v11.db");
+/// Before issue 24 ids were kept as their text: on SQLite `events` and `calls` were keyed by
+/// them, on PostgreSQL `event_ids`, `call_keys` and the events' record index were B-trees on the
+/// text. In this version they are found through hashed keys (SQLite's key runs,
+/// `sqlite::keys`; PostgreSQL's indexes on a hash of the id): every event already stored is
+/// still a duplicate when sent again, a correction still finds the call it replaces, and a
+/// call's detail still lists its versions. `downgrade` leaves the old layout.
+fn ids_stay_known(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &mut dyn FnMut()) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
     let parse = |events: &[serde_json::Value]| -> Vec<ParsedEvent> {
@@ -319,7 +318,7 @@ fn ids_of_older_sqlite_databases_stay_known() {
     ];
     let query =
         json!({"measures": ["total_calls", "connected_calls"], "range": {"start": "2026-03-01", "end": "2026-03-08"}});
-    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let store = open();
     let tenant = rt
         .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
         .unwrap();
@@ -327,10 +326,73 @@ fn ids_of_older_sqlite_databases_stay_known() {
     rt.block_on(store.checkpoint()).unwrap();
     rt.block_on(store.shutdown());
     drop(store);
-    // Version 11's layout: events and calls keyed by their ids, no key runs.
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE old_events (tenant_id INTEGER NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
+    downgrade();
+    let store = open();
+    let totals = |store: &dyn Store| {
+        rt.block_on(store.query(tenant.id, query.clone(), 0))
+            .unwrap()
+            .unwrap()
+            .to_json()["totals"]
+            .clone()
+    };
+    assert_eq!(totals(&*store), json!({"total_calls": 2, "connected_calls": 1}));
+    // The old events again (one with other content): duplicates; c1 corrected: replaced.
+    let mut again = first.to_vec();
+    again[0]["disposition"] = json!("Connected");
+    again.push(call("e3", "c1", "Connected", "2026-03-02T10:05:00Z"));
+    let summary = rt.block_on(store.ingest(tenant.id, parse(&again))).unwrap();
+    assert_eq!((summary.accepted, summary.duplicates), (1, 2));
+    assert_eq!(totals(&*store), json!({"total_calls": 2, "connected_calls": 2}));
+    let detail = rt.block_on(store.call(tenant.id, "c1")).unwrap().unwrap();
+    let versions: Vec<&str> = detail["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["e1", "e3"]);
+    rt.block_on(store.shutdown());
+}
+
+#[test]
+fn ids_of_older_sqlite_databases_stay_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v11.db");
+    let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::default()).unwrap()) };
+    ids_stay_known(&open, &mut || {
+        // Version 11's layout: events and calls keyed by their ids, no key runs.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SQLITE_V11_IDS).unwrap();
+    });
+}
+
+#[test]
+fn ids_of_older_postgresql_databases_stay_known() {
+    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+    let url = cluster.create_database().unwrap();
+    let open = || -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) };
+    ids_stay_known(&open, &mut || {
+        // The layout before hashed keys: B-trees on the ids' text.
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "DROP INDEX events_by_record; ALTER TABLE events DROP COLUMN record_hash;
+                 CREATE INDEX events_by_record ON events (tenant_id, record_key) WHERE record_key IS NOT NULL;
+                 DROP INDEX event_ids_by_hash; ALTER TABLE event_ids DROP COLUMN id_hash;
+                 ALTER TABLE event_ids ADD PRIMARY KEY (tenant_id, event_id);
+                 DROP INDEX call_keys_by_hash; DROP INDEX call_keys_by_contact;
+                 ALTER TABLE call_keys DROP COLUMN call_hash, DROP COLUMN contact_hash;
+                 ALTER TABLE call_keys ADD PRIMARY KEY (tenant_id, call_id);
+                 CREATE INDEX call_keys_by_contact ON call_keys (tenant_id, contact_id, started_ns) WHERE contact_id IS NOT NULL;
+                 UPDATE schema_version SET version = {};",
+                dialboard_store::pg::HASHED_KEYS_VERSION - 1
+            ))
+            .unwrap();
+    });
+}
+
+/// SQLite's version 11: events and calls keyed by their ids, no key runs.
+const SQLITE_V11_IDS: &str = "CREATE TABLE old_events (tenant_id INTEGER NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
              record_key TEXT, received_at INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant_id, event_id)) WITHOUT ROWID;
          INSERT INTO old_events SELECT tenant_id, event_id, type, record_key, received_at, body FROM events;
          DROP TABLE events; ALTER TABLE old_events RENAME TO events;
@@ -348,33 +410,4 @@ fn ids_of_older_sqlite_databases_stay_known() {
          CREATE INDEX calls_by_start ON calls (tenant_id, started_ns, call_id);
          CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns);
          DROP TABLE key_chunks; DROP TABLE key_runs;
-         PRAGMA user_version = 11;",
-    )
-    .unwrap();
-    drop(conn);
-    let store = SqliteStore::open(&path, Options::default()).unwrap();
-    let totals = |store: &SqliteStore| {
-        rt.block_on(store.query(tenant.id, query.clone(), 0))
-            .unwrap()
-            .unwrap()
-            .to_json()["totals"]
-            .clone()
-    };
-    assert_eq!(totals(&store), json!({"total_calls": 2, "connected_calls": 1}));
-    // The old events again (one with other content): duplicates; c1 corrected: replaced.
-    let mut again = first.to_vec();
-    again[0]["disposition"] = json!("Connected");
-    again.push(call("e3", "c1", "Connected", "2026-03-02T10:05:00Z"));
-    let summary = rt.block_on(store.ingest(tenant.id, parse(&again))).unwrap();
-    assert_eq!((summary.accepted, summary.duplicates), (1, 2));
-    assert_eq!(totals(&store), json!({"total_calls": 2, "connected_calls": 2}));
-    let detail = rt.block_on(store.call(tenant.id, "c1")).unwrap().unwrap();
-    let versions: Vec<&str> = detail["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["event_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(versions, ["e1", "e3"]);
-    rt.block_on(store.shutdown());
-}
+         PRAGMA user_version = 11;";

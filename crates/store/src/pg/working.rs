@@ -13,6 +13,7 @@
 //! but an index scan. Planned as joins, a table whose statistics lagged behind its growth was
 //! read whole against the keys (0.1–0.3 s a batch at a few million calls).
 
+use super::schema::same_id;
 use crate::apply::{Neighbour, Records};
 use crate::overlay::DeltaMap;
 use crate::rows::{
@@ -36,7 +37,10 @@ pub(super) fn call_keys_by_id() -> String {
     probe(
         "unnest($2::text[]) AS wanted(v)",
         "call_id, started_ns",
-        "call_keys WHERE tenant_id = $1 AND call_id = wanted.v",
+        &format!(
+            "call_keys WHERE tenant_id = $1 AND {}",
+            same_id("call_hash", "call_id", "wanted.v")
+        ),
     )
 }
 
@@ -209,7 +213,10 @@ impl TenantSet {
                 &probe(
                     "unnest($2::text[]) AS wanted(v)",
                     "event_id",
-                    "event_ids WHERE tenant_id = $1 AND event_id = wanted.v",
+                    &format!(
+                        "event_ids WHERE tenant_id = $1 AND {}",
+                        same_id("id_hash", "event_id", "wanted.v")
+                    ),
                 ),
                 &[&tenant, &ids],
             )?
@@ -365,7 +372,10 @@ impl TenantSet {
         let sql = probe(
             "unnest($2::text[]) AS wanted(v)",
             "contact_id, call_id, started_ns",
-            "call_keys WHERE tenant_id = $1 AND contact_id = wanted.v AND contact_id IS NOT NULL",
+            &format!(
+                "call_keys WHERE tenant_id = $1 AND {} AND contact_id IS NOT NULL",
+                same_id("contact_hash", "contact_id", "wanted.v")
+            ),
         );
         let rows = tx.query(&sql, &[&tenant, &with_meeting])?;
         for row in rows {
@@ -622,10 +632,9 @@ impl WorkingSet {
             // another agent's record): they were never stored, so a later event may use them.
             if !set.new_ids.is_empty() {
                 let refused: Vec<&str> = set.new_ids.iter().map(String::as_str).collect();
-                tx.execute(
-                    "DELETE FROM event_ids WHERE tenant_id = $1 AND event_id = ANY($2)",
-                    &[tenant, &refused],
-                )?;
+                let by_id = "unnest($2::text[]) AS wanted(v)";
+                let condition = same_id("id_hash", "event_id", "wanted.v");
+                delete_found(tx, "event_ids", by_id, &condition, &[tenant, &refused])?;
             }
         }
         let sets = || self.tenants.iter();
@@ -817,7 +826,8 @@ impl TenantSet {
         }
         let by_id = "unnest($2::text[]) AS wanted(v)";
         if !ids.is_empty() {
-            delete_found(tx, "call_keys", by_id, "call_id = wanted.v", &[&tenant, &ids])?;
+            let condition = same_id("call_hash", "call_id", "wanted.v");
+            delete_found(tx, "call_keys", by_id, &condition, &[&tenant, &ids])?;
         }
         let analyses = self.analyses.changed_ids();
         if !analyses.is_empty() {
