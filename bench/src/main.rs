@@ -162,7 +162,9 @@ fn files_bytes(dir: &std::path::Path) -> u64 {
 /// The size of the PostgreSQL database `url` names (tables, indexes, TOAST; not the WAL).
 fn pg_database_bytes(url: &str) -> anyhow::Result<i64> {
     let mut client = postgres::Client::connect(url, postgres::NoTls)?;
-    Ok(client.query_one("SELECT pg_database_size(current_database())", &[])?.get(0))
+    Ok(client
+        .query_one("SELECT pg_database_size(current_database())", &[])?
+        .get(0))
 }
 
 fn rss_mb(pid: u32) -> f64 {
