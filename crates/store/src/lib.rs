@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod alerting;
+pub mod badges;
 mod apply;
 mod block;
 mod catalog;
