@@ -259,13 +259,7 @@ fn profiles(history: &[Day], pooling: Pooling) -> [Vec<f64>; 7] {
 
 /// A 1-2-1 moving average over the slots that keeps closed slots closed and the total at 1.
 fn smoothed(p: &[f64]) -> Vec<f64> {
-    let at = |i: isize| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| p.get(i))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let at = |i: isize| usize::try_from(i).ok().and_then(|i| p.get(i)).copied().unwrap_or(0.0);
     let mut out: Vec<f64> = (0..p.len() as isize)
         .map(|i| {
             if p[i as usize] == 0.0 {

@@ -416,11 +416,11 @@ mod tests {
         (0..calls)
             .map(|_| {
                 t += exp(3600.0 / calls_per_hour);
-                let (next, at) = free
-                    .iter()
-                    .copied()
-                    .enumerate()
-                    .fold((0, f64::INFINITY), |b, (i, f)| if f < b.1 { (i, f) } else { b });
+                let (next, at) =
+                    free.iter()
+                        .copied()
+                        .enumerate()
+                        .fold((0, f64::INFINITY), |b, (i, f)| if f < b.1 { (i, f) } else { b });
                 let wait = (at - t).max(0.0);
                 let limit = exp(patience);
                 if wait > limit {

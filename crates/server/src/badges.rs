@@ -102,7 +102,10 @@ pub async fn load(state: &AppState, tenant: &TenantInfo, daily: Option<&[String]
                 rows(state, tenant.id, by_day, now).await
             }
         })?;
-        let tagged = months.iter().map(|r| (true, r)).chain(by_day.iter().map(|r| (false, r)));
+        let tagged = months
+            .iter()
+            .map(|r| (true, r))
+            .chain(by_day.iter().map(|r| (false, r)));
         for (monthly, row) in tagged {
             let (Some(agent), Some(day)) = (row.first().and_then(Value::as_str), row.get(1).and_then(date)) else {
                 continue;

@@ -62,15 +62,15 @@ pub fn held(db: &mut dyn Sql, tenant_id: i64, agent: Option<&str>) -> Result<Vec
         None => db.query(&format!("{columns} {order}"), &[tenant_id.into()])?,
     };
     rows.iter()
-    .map(|r| {
-        Ok(HeldAward {
-            award: Award {
-                badge: r.text(0)?,
-                agent: r.text(1)?,
-                period: r.text(2)?,
-            },
-            awarded_at: r.int(3)?,
+        .map(|r| {
+            Ok(HeldAward {
+                award: Award {
+                    badge: r.text(0)?,
+                    agent: r.text(1)?,
+                    period: r.text(2)?,
+                },
+                awarded_at: r.int(3)?,
+            })
         })
-    })
-    .collect()
+        .collect()
 }

@@ -4,8 +4,8 @@
 
 pub mod access;
 pub mod alerting;
-pub mod badges;
 mod apply;
+pub mod badges;
 mod block;
 mod catalog;
 pub mod contribution;

@@ -42,7 +42,11 @@ fn each_award_and_revocation_is_recorded_once_across_nodes(open: Open) {
         };
         let (x, y) = (record(a.clone()), record(b.clone()));
         let won = [rt.block_on(x).unwrap(), rt.block_on(y).unwrap()];
-        assert_eq!(won.iter().filter(|w| **w).count(), 1, "step {step}: one node records it: {won:?}");
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "step {step}: one node records it: {won:?}"
+        );
     }
     let other = Award {
         badge: "five_meetings_week".into(),
@@ -50,7 +54,9 @@ fn each_award_and_revocation_is_recorded_once_across_nodes(open: Open) {
         period: "2026-03-02".into(),
     };
     let o = other.clone();
-    assert!(rt.block_on(run(&*b, move |db| badges::award(db, tenant, &o, T0))).unwrap());
+    assert!(rt
+        .block_on(run(&*b, move |db| badges::award(db, tenant, &o, T0)))
+        .unwrap());
     let all = rt.block_on(run(&*a, move |db| badges::held(db, tenant, None))).unwrap();
     let keys: Vec<&Award> = all.iter().map(|h| &h.award).collect();
     assert_eq!(keys, [&first, &other]);

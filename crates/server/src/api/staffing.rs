@@ -121,7 +121,13 @@ impl Planner {
     }
 
     /// Runs one query as `/query` would for this caller.
-    async fn run(&self, measures: &[&str], granularity: Option<&str>, start: Date, end: Date) -> Result<Value, ApiError> {
+    async fn run(
+        &self,
+        measures: &[&str],
+        granularity: Option<&str>,
+        start: Date,
+        end: Date,
+    ) -> Result<Value, ApiError> {
         let mut body = json!({"measures": measures, "dimensions": [],
             "filters": self.filters, "timezone": self.timezone,
             "range": {"start": start.to_string(), "end": end.to_string()}});
@@ -231,9 +237,11 @@ impl Planner {
             .clone();
         let abandons = totals["abandoned_calls"].as_f64().unwrap_or(0.0).max(0.0) as u64;
         let waited = totals["total_wait_time"].as_f64().unwrap_or(0.0);
-        Ok(json!({"seconds": staffing::estimated_patience(waited, abandons), "source": "data",
+        Ok(
+            json!({"seconds": staffing::estimated_patience(waited, abandons), "source": "data",
             "abandoned_calls": abandons, "total_wait_seconds": waited,
-            "from": start.to_string(), "until": end.to_string()}))
+            "from": start.to_string(), "until": end.to_string()}),
+        )
     }
 
     /// The 15-minute buckets of a local date: each one's start and slot of the day.
@@ -535,7 +543,10 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target, patience: Pat
             };
             (target, estimate)
         }
-        Patience::Given => (*target, json!({"seconds": target.patience_seconds, "source": "parameter"})),
+        Patience::Given => (
+            *target,
+            json!({"seconds": target.patience_seconds, "source": "parameter"}),
+        ),
         Patience::None => (*target, json!({"seconds": null, "source": "none"})),
     };
     let target = &target;

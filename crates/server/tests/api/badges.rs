@@ -35,7 +35,11 @@ async fn stored(app: &TestApp) -> Vec<(String, String, String)> {
 async fn a_badge_is_recorded_and_announced_once_revoked_by_a_correction_and_awarded_again() {
     let app = TestApp::spawn_at("UTC", Arc::new(AtomicI64::new(NOW))).await;
     let mut rep = connect(&app, &app.key).await;
-    send(&mut rep, json!({"type": "subscribe", "scope": "agent", "scope_id": "r1"})).await;
+    send(
+        &mut rep,
+        json!({"type": "subscribe", "scope": "agent", "scope_id": "r1"}),
+    )
+    .await;
     wait_for(&mut rep, |m| m["type"] == "subscribed").await;
     let mut tenant = connect(&app, &app.key).await;
     send(&mut tenant, json!({"type": "subscribe", "scope": "tenant"})).await;
@@ -44,11 +48,19 @@ async fn a_badge_is_recorded_and_announced_once_revoked_by_a_correction_and_awar
     app.events(json!([call("c1", "r1", "Meeting Booked", 1)])).await;
     let (awarded, _) = wait_for(&mut rep, |m| m["type"] == "badge").await;
     assert_eq!(
-        (&awarded["change"], &awarded["badge"], &awarded["agent_id"], &awarded["period"]),
+        (
+            &awarded["change"],
+            &awarded["badge"],
+            &awarded["agent_id"],
+            &awarded["period"]
+        ),
         (&json!("awarded"), &json!("first_meeting"), &json!("r1"), &json!(""))
     );
     assert_eq!(awarded["name"], "First meeting");
-    assert_eq!((&awarded["scope"], &awarded["scope_id"]), (&json!("agent"), &json!("r1")));
+    assert_eq!(
+        (&awarded["scope"], &awarded["scope_id"]),
+        (&json!("agent"), &json!("r1"))
+    );
     let (on_tenant, _) = wait_for(&mut tenant, |m| m["type"] == "badge").await;
     assert_eq!(on_tenant["badge"], "first_meeting");
     let first = ("first_meeting".to_string(), "r1".to_string(), String::new());
@@ -59,17 +71,26 @@ async fn a_badge_is_recorded_and_announced_once_revoked_by_a_correction_and_awar
 
     // More events that change nothing about it (another rep's call, the same call again)
     // announce nothing more for r1.
-    app.events(json!([call("c2", "r2", "No Answer", 1), call("c1", "r1", "Meeting Booked", 1)]))
-        .await;
+    app.events(json!([
+        call("c2", "r2", "No Answer", 1),
+        call("c1", "r1", "Meeting Booked", 1)
+    ]))
+    .await;
     // A correction takes the meeting away, a later one gives it back: revoked, then awarded.
     app.events(json!([call("c1", "r1", "No Answer", 2)])).await;
     let (revoked, between) = wait_for(&mut rep, |m| m["type"] == "badge").await;
-    assert_eq!((&revoked["change"], &revoked["badge"]), (&json!("revoked"), &json!("first_meeting")));
+    assert_eq!(
+        (&revoked["change"], &revoked["badge"]),
+        (&json!("revoked"), &json!("first_meeting"))
+    );
     assert!(between.iter().all(|m| m["type"] != "badge"), "{between:?}");
     assert_eq!(stored(&app).await, []);
     app.events(json!([call("c1", "r1", "Meeting Booked", 3)])).await;
     let (again, _) = wait_for(&mut rep, |m| m["type"] == "badge").await;
-    assert_eq!((&again["change"], &again["badge"]), (&json!("awarded"), &json!("first_meeting")));
+    assert_eq!(
+        (&again["change"], &again["badge"]),
+        (&json!("awarded"), &json!("first_meeting"))
+    );
     assert_eq!(stored(&app).await, [first]);
 
     // A later reconciliation of the same facts (another node's, or a sweep) records nothing,
@@ -95,11 +116,18 @@ async fn a_rep_out_of_public_leaderboards_is_announced_on_their_own_scope_only()
     send(&mut tenant, json!({"type": "subscribe", "scope": "tenant"})).await;
     wait_for(&mut tenant, |m| m["type"] == "subscribed").await;
     let mut rep = connect(&app, &app.key).await;
-    send(&mut rep, json!({"type": "subscribe", "scope": "agent", "scope_id": "r9"})).await;
+    send(
+        &mut rep,
+        json!({"type": "subscribe", "scope": "agent", "scope_id": "r9"}),
+    )
+    .await;
     wait_for(&mut rep, |m| m["type"] == "subscribed").await;
     app.events(json!([call("c9", "r9", "Meeting Booked", 1)])).await;
     let (own, _) = wait_for(&mut rep, |m| m["type"] == "badge").await;
-    assert_eq!((&own["agent_name"], &own["change"]), (&json!("Private Rep"), &json!("awarded")));
+    assert_eq!(
+        (&own["agent_name"], &own["change"]),
+        (&json!("Private Rep"), &json!("awarded"))
+    );
     let public = tokio::time::timeout(Duration::from_secs(2), wait_for(&mut tenant, |m| m["type"] == "badge")).await;
     assert!(public.is_err(), "announced publicly: {public:?}");
 }

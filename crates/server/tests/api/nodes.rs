@@ -174,7 +174,10 @@ async fn two_nodes_share_one_postgres_database() {
     assert_eq!(on_a["total_calls"], 20, "{on_a}");
 }
 
-async fn subscribe_tenant(node: &Node, key: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn subscribe_tenant(
+    node: &Node,
+    key: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let mut request = format!("{}/api/v1/live", node.url.replacen("http", "ws", 1))
         .into_client_request()
         .unwrap();
@@ -225,8 +228,15 @@ async fn two_nodes_record_and_announce_each_badge_change_once() {
             "updated_at": jiff::Timestamp::from_second(now.as_second() + version).unwrap().to_string()}])
     };
     // Both nodes reconcile each commit (B hears of A's by NOTIFY); one records each change.
-    for (node, disposition, version, change) in [(&a, "Meeting Booked", 1, "awarded"), (&b, "No Answer", 2, "revoked")] {
-        post(&client, &format!("{}/api/v1/events", node.url), &key, &call(disposition, version)).await;
+    for (node, disposition, version, change) in [(&a, "Meeting Booked", 1, "awarded"), (&b, "No Answer", 2, "revoked")]
+    {
+        post(
+            &client,
+            &format!("{}/api/v1/events", node.url),
+            &key,
+            &call(disposition, version),
+        )
+        .await;
         let (x, y) = tokio::join!(
             badges_within(&mut on_a, Duration::from_secs(4)),
             badges_within(&mut on_b, Duration::from_secs(4))

@@ -73,7 +73,11 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
     assert_eq!(s["model"], "erlang_a");
     assert_eq!(s["patience"]["source"], "data");
     let patience = s["patience"]["seconds"].as_f64().unwrap();
-    assert!(s["patience"]["abandoned_calls"].as_u64().unwrap() > 0, "{}", s["patience"]);
+    assert!(
+        s["patience"]["abandoned_calls"].as_u64().unwrap() > 0,
+        "{}",
+        s["patience"]
+    );
     assert_eq!(s["target"]["patience_seconds"], patience);
     let today = &days[0]["intervals"];
     let (mut online_seen, mut busy) = (0, None);
@@ -134,7 +138,10 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
     assert_eq!(a["patience"], json!({"seconds": 90.0, "source": "parameter"}));
     assert!(a["intervals"][40]["abandon_rate"].is_number());
     let c = app.ok("/api/v1/analytics/staffing?patience_seconds=none").await;
-    assert_eq!((&c["model"], &c["patience"]["source"]), (&json!("erlang_c"), &json!("none")));
+    assert_eq!(
+        (&c["model"], &c["patience"]["source"]),
+        (&json!("erlang_c"), &json!("none"))
+    );
     assert!(c["intervals"][40]["abandon_rate"].is_null());
 }
 
@@ -176,7 +183,10 @@ async fn erlang_a_plans_with_the_patience_estimated_from_the_calls() {
     let estimate = p["seconds"].as_f64().unwrap();
     // 20,000 callers of whom ~5,700 abandon (60 / (60 + 150)): a standard error of ~1.3%.
     // (Waits are stored in whole seconds, cut down: the estimate is about 1% low.)
-    assert!((estimate / 150.0 - 1.0).abs() < 0.06, "estimated {estimate} s for a true 150 s: {p}");
+    assert!(
+        (estimate / 150.0 - 1.0).abs() < 0.06,
+        "estimated {estimate} s for a true 150 s: {p}"
+    );
     assert!(p["abandoned_calls"].as_u64().unwrap() > 5_000, "{p}");
     assert_eq!(s["target"]["patience_seconds"], estimate);
 }
