@@ -382,14 +382,14 @@ impl Hub {
         campaign: Option<&str>,
         message: &Value,
     ) {
-        self.send_about("alert", tenant_id, agent, team, campaign, false, message);
+        self.send_about("alert", tenant_id, (agent, team, campaign), false, message);
     }
 
     /// A badge awarded to or revoked from `agent` (SPEC §14), as the `badge` message, to the
     /// subscribers of the tenant, the rep's team and the rep who may see the rep.
     /// A rep who opted out of public leaderboards is announced on their own scope only.
     pub fn send_badge(&self, tenant_id: i64, agent: &str, team: Option<&str>, public: bool, message: &Value) {
-        self.send_about("badge", tenant_id, Some(agent), team, None, !public, message);
+        self.send_about("badge", tenant_id, (Some(agent), team, None), !public, message);
     }
 
     /// Sends a `kind` message once to each subscriber of a scope the subject belongs to.
@@ -397,9 +397,7 @@ impl Hub {
         &self,
         kind: &str,
         tenant_id: i64,
-        agent: Option<&str>,
-        team: Option<&str>,
-        campaign: Option<&str>,
+        (agent, team, campaign): (Option<&str>, Option<&str>, Option<&str>),
         agent_scope_only: bool,
         message: &Value,
     ) {

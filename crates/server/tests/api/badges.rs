@@ -64,8 +64,11 @@ async fn a_badge_is_recorded_and_announced_once_revoked_by_a_correction_and_awar
     let (on_tenant, _) = wait_for(&mut tenant, |m| m["type"] == "badge").await;
     assert_eq!(on_tenant["badge"], "first_meeting");
     let first = ("first_meeting".to_string(), "r1".to_string(), String::new());
-    assert_eq!(stored(&app).await, [first.clone()]);
-    let page = app.ok("/api/v1/analytics/badges/r1").await;
+    assert_eq!(stored(&app).await, std::slice::from_ref(&first));
+    let (status, page) = app
+        .send(reqwest::Method::GET, "/api/v1/analytics/badges/r1", &app.key, None)
+        .await;
+    assert_eq!(status, 200, "{page}");
     assert_eq!(page["badges"][0]["badge"], "first_meeting");
     assert_eq!(page["badges"][0]["awarded_at"], "2026-03-13T21:00:00+00:00");
 
@@ -111,7 +114,7 @@ async fn a_rep_out_of_public_leaderboards_is_announced_on_their_own_scope_only()
             Some(&json!({"name": "Private Rep", "team_id": "t1", "leaderboard_opt_out": true})),
         )
         .await;
-    assert!(status.is_success(), "{status}: {body}");
+    assert_eq!(status, 200, "{body}");
     let mut tenant = connect(&app, &app.key).await;
     send(&mut tenant, json!({"type": "subscribe", "scope": "tenant"})).await;
     wait_for(&mut tenant, |m| m["type"] == "subscribed").await;
