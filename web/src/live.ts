@@ -21,6 +21,18 @@ export interface ActivityItem {
   detail: Record<string, unknown>;
 }
 
+/** A badge awarded to or revoked from a rep (each recorded once; SPEC §14). */
+export interface BadgeMessage extends Scope {
+  type: "badge";
+  change: "awarded" | "revoked";
+  badge: string;
+  name: string;
+  agent_id: string;
+  agent_name: string;
+  period: string;
+  at: string;
+}
+
 interface ActivityMessage extends Scope {
   type: "activity";
   items: ActivityItem[];
@@ -30,6 +42,7 @@ type Listener = {
   scope: Scope;
   onUpdate?: (m: MetricUpdate) => void;
   onActivity?: (items: ActivityItem[]) => void;
+  onBadge?: (m: BadgeMessage) => void;
 };
 
 /** The narrowest live scope covering the filters. */
@@ -82,6 +95,7 @@ function connect() {
     for (const l of listeners) {
       if (m.type === "metric_update" && sameScope(l.scope, m as MetricUpdate)) l.onUpdate?.(m as MetricUpdate);
       if (m.type === "activity" && sameScope(l.scope, m as ActivityMessage)) l.onActivity?.((m as ActivityMessage).items);
+      if (m.type === "badge" && sameScope(l.scope, m as BadgeMessage)) l.onBadge?.(m as BadgeMessage);
     }
   };
   ws.onclose = () => {

@@ -130,6 +130,9 @@ test("the Staffing page: forecast with its band and actual calls, agents require
   assert.match(backtest, /Seasonal naive WAPE\d/);
   const rows = page.getByTestId("staffing-intervals").locator("tbody tr");
   assert.ok((await rows.count()) > 10, "intervals with a forecast are listed");
+  // Erlang A with the callers' patience estimated from the demo's abandons and waits.
+  assert.equal((await page.getByTestId("kpi-Model").textContent()).trim(), "Erlang A");
+  assert.match(await page.getByTestId("kpi-Patience").textContent(), /from [\d,]+ abandons/);
   const scheduled = async () => (await page.getByTestId("kpi-Peak scheduled").textContent()).trim();
   const before = await scheduled();
   // More shrinkage means more agents to schedule; the choice lives in the URL.

@@ -181,6 +181,101 @@ fn profile<'a>(days: impl Iterator<Item = (f64, &'a Day)>) -> Option<Vec<f64>> {
     (den > 0.0).then(|| num.into_iter().map(|n| n / den).collect())
 }
 
+/// How the intraday profiles share information: each weekday's profile is shrunk toward the
+/// profile of all days by `prior_days` days' worth of weight (empirical Bayes: a weekday seen
+/// on few days borrows the common shape), and optionally smoothed over neighbouring slots.
+/// Both are chosen on the history's last week, held out (`validated`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pooling {
+    prior_days: f64,
+    smooth: bool,
+}
+
+const NO_POOLING: Pooling = Pooling {
+    prior_days: 0.0,
+    smooth: false,
+};
+
+impl Pooling {
+    /// The pooling whose profiles, learned without the last week, best split that week's
+    /// actual day totals into intervals (absolute error); none when the history is too short
+    /// to hold a week out.
+    fn validated(history: &[Day]) -> Pooling {
+        if history.len() < 14 {
+            return NO_POOLING;
+        }
+        let (train, test) = history.split_at(history.len() - 7);
+        let mut best = (f64::INFINITY, NO_POOLING);
+        for prior_days in [0.0, 0.5, 1.0, 2.0, 4.0, 8.0] {
+            for smooth in [false, true] {
+                let pooling = Pooling { prior_days, smooth };
+                let profiles = profiles(train, pooling);
+                let error: f64 = test
+                    .iter()
+                    .filter(|d| !d.holiday)
+                    .map(|d| {
+                        let total = d.total();
+                        let p = &profiles[weekday(d.date)];
+                        d.calls.iter().zip(p).map(|(c, p)| (c - total * p).abs()).sum::<f64>()
+                    })
+                    .sum();
+                if error < best.0 - 1e-9 {
+                    best = (error, pooling);
+                }
+            }
+        }
+        best.1
+    }
+}
+
+/// The weekday profiles of `history` under `pooling` (days weighted by age, holidays left out).
+fn profiles(history: &[Day], pooling: Pooling) -> [Vec<f64>; 7] {
+    let n = history.len();
+    let weighted = |w: Option<usize>| {
+        history
+            .iter()
+            .enumerate()
+            .filter(move |(_, d)| !d.holiday && w.is_none_or(|w| weekday(d.date) == w))
+            .map(move |(i, d)| (age_weight(n - 1 - i), d))
+    };
+    let all_days = profile(weighted(None)).unwrap_or_else(|| vec![0.0; SLOTS]);
+    std::array::from_fn(|w| {
+        let seen: f64 = weighted(Some(w)).filter(|(_, d)| d.total() > 0.0).map(|(x, _)| x).sum();
+        let own = profile(weighted(Some(w)));
+        let mut p: Vec<f64> = match own {
+            Some(own) => own
+                .iter()
+                .zip(&all_days)
+                .map(|(o, a)| (seen * o + pooling.prior_days * a) / (seen + pooling.prior_days))
+                .collect(),
+            None => all_days.clone(),
+        };
+        if pooling.smooth {
+            p = smoothed(&p);
+        }
+        p
+    })
+}
+
+/// A 1-2-1 moving average over the slots that keeps closed slots closed and the total at 1.
+fn smoothed(p: &[f64]) -> Vec<f64> {
+    let at = |i: isize| usize::try_from(i).ok().and_then(|i| p.get(i)).copied().unwrap_or(0.0);
+    let mut out: Vec<f64> = (0..p.len() as isize)
+        .map(|i| {
+            if p[i as usize] == 0.0 {
+                0.0
+            } else {
+                (at(i - 1) + 2.0 * at(i) + at(i + 1)) / 4.0
+            }
+        })
+        .collect();
+    let (before, after) = (p.iter().sum::<f64>(), out.iter().sum::<f64>());
+    if after > 0.0 {
+        out.iter_mut().for_each(|x| *x *= before / after);
+    }
+    out
+}
+
 impl Model {
     /// Learns from `history`: consecutive local days, oldest first (at least one).
     pub fn fit(history: &[Day]) -> Model {
@@ -204,9 +299,8 @@ impl Model {
                 .filter(move |(_, d)| !d.holiday && w.is_none_or(|w| weekday(d.date) == w))
                 .map(move |(i, d)| (age_weight(n - 1 - i), d))
         };
-        let all_days = profile(weighted(None)).unwrap_or_else(|| vec![0.0; SLOTS]);
-        let profiles: [Vec<f64>; 7] =
-            std::array::from_fn(|w| profile(weighted(Some(w))).unwrap_or_else(|| all_days.clone()));
+        let pooling = Pooling::validated(history);
+        let profiles = profiles(history, pooling);
         // Handle time per weekday and slot, then per slot, then overall.
         let sums = |w: Option<usize>| {
             let mut handle = vec![0.0; SLOTS];
@@ -450,6 +544,7 @@ mod tests {
     fn the_forecast_beats_seasonal_naive_on_known_seasonality() {
         let history = generated(8, 42, &[]);
         let b = backtest(&history, 4);
+        eprintln!("generated backtest: {b:?}");
         assert_eq!(b.weeks, 4);
         let (wape, naive) = (b.wape.unwrap(), b.baseline_wape.unwrap());
         assert!(wape < naive * 0.85, "wape {wape} vs seasonal naive {naive}");

@@ -371,6 +371,16 @@ pub static MEASURES: &[MeasureDef] = &[
         "average wait_seconds over connected calls that have one",
         |a| ratio(a.connected[WAIT_SUM], a.connected[WAIT_N])
     ),
+    measure!("abandoned_calls", [Calls], Count, "calls with abandoned", |a| {
+        Num::Int(a.all[ABANDONED])
+    }),
+    measure!(
+        "total_wait_time",
+        [Calls],
+        Seconds,
+        "sum(wait_seconds) over all calls, answered or abandoned (the queue time behind Erlang A's patience)",
+        |a| Num::Int(a.all[WAIT_SUM])
+    ),
     measure!(
         "avg_wrapup_time",
         [Calls],

@@ -189,6 +189,8 @@ fn metric(name: &str, g: &Group, tax: &CompiledTaxonomy) -> Num {
         ),
         "abandon_rate" => pct(count(&|c| c.abandoned), connected.len()),
         "avg_wait_time" => avg(&connected.iter().filter_map(|(c, _)| c.wait_seconds).collect::<Vec<_>>()),
+        "abandoned_calls" => Num::Int(count(&|c| c.abandoned) as i64),
+        "total_wait_time" => Num::Int(calls.iter().filter_map(|(c, _)| c.wait_seconds).sum()),
         "avg_wrapup_time" => avg(&calls.iter().filter_map(|(c, _)| c.wrap_seconds).collect::<Vec<_>>()),
         "analysed_calls" => Num::Int(analysed.len() as i64),
         "scored_calls" => Num::Int(field(|a| a.score_micros).len() as i64),

@@ -232,6 +232,18 @@ fn answered_within(ahead: &mut Vec<f64>, served: f64, theta: f64, t: f64) -> f64
     answered
 }
 
+/// The callers' mean patience, estimated from what happened to them: with exponential
+/// patience of rate `θ`, the maximum-likelihood estimate from censored waits is
+/// `θ̂ = abandons / total time waited by all callers` — abandoned callers count their wait
+/// until they hung up, served ones their wait until answered (which only says their patience
+/// was longer). Mean patience is `1 / θ̂`. (Mandelbaum & Zeltyn, "The impact of customers'
+/// patience on delay and abandonment", Operations Research Letters / OR Spectrum 2004:
+/// `θ ≈ P(abandon) / E[wait]`, the same ratio.) `None` without an abandon: no sign of
+/// impatience, Erlang C applies.
+pub fn estimated_patience(total_wait_seconds: f64, abandons: u64) -> Option<f64> {
+    (abandons > 0 && total_wait_seconds > 0.0).then(|| total_wait_seconds / abandons as f64)
+}
+
 /// A service target: `service_level` (0–1) of calls answered within `target_seconds`, at
 /// most `max_occupancy` (0–1], with `shrinkage` [0, 1) of scheduled time lost to breaks,
 /// training and absence; `patience_seconds` selects Erlang A.
@@ -388,6 +400,50 @@ mod tests {
         let term = |k: u32| a.powi(k as i32) / (1..=k).map(f64::from).product::<f64>();
         let closed = term(n) / (0..=n).map(term).sum::<f64>();
         assert!(close(erlang_b(n, a), closed, 1e-15));
+    }
+
+    /// Callers of an M/M/N+M queue (FCFS): each one's wait (until answered or until they
+    /// hung up) and whether they abandoned, from a seeded simulation.
+    fn simulated_queue(calls: usize, calls_per_hour: f64, aht: f64, agents: usize, patience: f64) -> Vec<(f64, bool)> {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut exp = |mean: f64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            -mean * (1.0 - (seed >> 11) as f64 / (1u64 << 53) as f64).ln()
+        };
+        let (mut t, mut free) = (0.0, vec![0.0f64; agents]);
+        (0..calls)
+            .map(|_| {
+                t += exp(3600.0 / calls_per_hour);
+                let (next, at) =
+                    free.iter()
+                        .copied()
+                        .enumerate()
+                        .fold((0, f64::INFINITY), |b, (i, f)| if f < b.1 { (i, f) } else { b });
+                let wait = (at - t).max(0.0);
+                let limit = exp(patience);
+                if wait > limit {
+                    (limit, true)
+                } else {
+                    free[next] = t + wait + exp(aht);
+                    (wait, false)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn patience_estimated_from_waits_and_abandons_recovers_the_true_mean() {
+        for (patience, agents) in [(60.0, 9), (180.0, 10), (600.0, 10)] {
+            let callers = simulated_queue(200_000, 200.0, 180.0, agents, patience);
+            let waited: f64 = callers.iter().map(|c| c.0).sum();
+            let abandons = callers.iter().filter(|c| c.1).count() as u64;
+            let estimate = estimated_patience(waited, abandons).unwrap();
+            assert!(abandons > 1_000, "{abandons} abandons");
+            assert!((estimate / patience - 1.0).abs() < 0.05, "{estimate} vs {patience}");
+        }
+        assert_eq!(estimated_patience(1000.0, 0), None);
     }
 
     #[test]

@@ -104,11 +104,13 @@ async fn run(state: Arc<AppState>, mut changes: tokio::sync::broadcast::Receiver
                 Err(e) => tracing::warn!(error = %e, "could not list the tenants with alerts"),
             }
         }
-        for tenant_id in dirty {
+        for &tenant_id in &dirty {
             if let Err(e) = evaluate_tenant(&state, tenant_id).await {
                 tracing::warn!(tenant_id, error = %e, "alert evaluation failed");
             }
         }
+        // The same changes decide badges (SPEC §14).
+        crate::badges::reconcile(&state, dirty).await;
     }
 }
 

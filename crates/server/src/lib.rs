@@ -4,6 +4,7 @@
 pub mod access;
 pub mod alerts;
 pub mod api;
+pub mod badges;
 pub mod cli;
 pub mod config;
 pub mod demo;

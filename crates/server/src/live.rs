@@ -382,6 +382,25 @@ impl Hub {
         campaign: Option<&str>,
         message: &Value,
     ) {
+        self.send_about("alert", tenant_id, (agent, team, campaign), false, message);
+    }
+
+    /// A badge awarded to or revoked from `agent` (SPEC §14), as the `badge` message, to the
+    /// subscribers of the tenant, the rep's team and the rep who may see the rep.
+    /// A rep who opted out of public leaderboards is announced on their own scope only.
+    pub fn send_badge(&self, tenant_id: i64, agent: &str, team: Option<&str>, public: bool, message: &Value) {
+        self.send_about("badge", tenant_id, (Some(agent), team, None), !public, message);
+    }
+
+    /// Sends a `kind` message once to each subscriber of a scope the subject belongs to.
+    fn send_about(
+        &self,
+        kind: &str,
+        tenant_id: i64,
+        (agent, team, campaign): (Option<&str>, Option<&str>, Option<&str>),
+        agent_scope_only: bool,
+        message: &Value,
+    ) {
         let mut state = self.lock();
         let mut reached: HashSet<u64> = HashSet::new();
         let scopes: Vec<LiveScope> = state
@@ -392,6 +411,7 @@ impl Hub {
             .collect();
         for scope in scopes {
             let concerned = match scope.kind {
+                _ if agent_scope_only && scope.kind != ScopeKind::Agent => false,
                 ScopeKind::Tenant => true,
                 ScopeKind::Team => team == Some(scope.id.as_str()),
                 ScopeKind::Agent => agent == Some(scope.id.as_str()),
@@ -400,7 +420,7 @@ impl Hub {
             if !concerned {
                 continue;
             }
-            let msg = Utf8Bytes::from(scope.message("alert", message.clone()).to_string());
+            let msg = Utf8Bytes::from(scope.message(kind, message.clone()).to_string());
             let ids: Vec<u64> = state.watchers[&(tenant_id, scope.clone())].iter().copied().collect();
             for id in ids {
                 let allowed = state

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod alerting;
 mod apply;
+pub mod badges;
 mod block;
 mod catalog;
 pub mod contribution;

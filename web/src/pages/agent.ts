@@ -5,13 +5,20 @@ import { change, empty, fill, fmt, h, isNum, panel, plural } from "../dom";
 import { coachingList, type Opportunity } from "./coaching";
 import { exploreLink, pageExport, viewQuestion } from "../saved";
 import type { Schemas } from "../api";
+import { subscribe, type BadgeMessage } from "../live";
 
 type Scorecard = Schemas["RepScorecard"];
 
 interface Badges {
   daily_goal: number;
   goal_streak_days: number;
-  badges: { badge: string; name: string | null; period: string }[];
+  badges: { badge: string; name: string | null; period: string; awarded_at: string | null }[];
+}
+
+/** A badge announced on the live feed while the page is open. */
+function announcement(m: BadgeMessage): HTMLElement {
+  const what = m.change === "awarded" ? "New badge" : "Badge revoked";
+  return h("li", { class: `badge-news ${m.change}`, "data-badge": m.badge, "data-change": m.change }, h("strong", {}, `${what}: ${m.name}`), m.period ? ` · ${m.period}` : "", h("span", { class: "muted" }, ` · ${m.at}`));
 }
 
 /** The rep's badges, newest period first, and their streak at the daily goal. */
@@ -83,6 +90,7 @@ function render(ctx: PageContext) {
   const score = h("div", { class: "chart" });
   const alerts = h("div", {});
   const badges = h("div", {});
+  const news = h("ul", { class: "badges", "data-testid": "badge-announcements", "aria-live": "polite" });
   ctx.root.replaceChildren(
     panel(nameOf(app.agents, agent), card, [periodSelect, exploreLink(viewQuestion("agent-scorecard", { agent_id: agent, period }, "table", "Scorecard"))], "wide"),
     h(
@@ -93,7 +101,7 @@ function render(ctx: PageContext) {
       panel("Call score (rolling 7 days)", score, exploreLink(trends)),
     ),
     panel("Coaching alerts", alerts, null, "wide"),
-    panel("Streak and badges", badges, null, "wide"),
+    panel("Streak and badges", h("div", {}, news, badges), null, "wide"),
   );
 
   const load = latest(() => {
@@ -153,6 +161,17 @@ function render(ctx: PageContext) {
   });
   load();
   ctx.live(load);
+  // Badges are announced on the rep's scope as the on-change reconciliation records them.
+  ctx.onLeave(
+    subscribe({
+      scope: { scope: "agent", scope_id: agent },
+      onBadge: (m) => {
+        if (m.agent_id !== agent) return;
+        news.prepend(announcement(m));
+        fill(badges, async () => badgeList(await get<Badges>(`/analytics/badges/${encodeURIComponent(agent)}`)));
+      },
+    }),
+  );
 }
 
 export const agent: Page = {

@@ -26,9 +26,17 @@ interface Slot {
   abandon_rate: number | null;
 }
 
+/** The callers' mean patience behind Erlang A: estimated from the calls (abandons and total wait) unless given. */
+interface Patience {
+  seconds: number | null;
+  source: "data" | "parameter" | "none";
+  abandoned_calls?: number;
+}
+
 interface StaffingView {
   date: string;
   model: string;
+  patience: Patience;
   holiday: boolean;
   intervals: Slot[];
   totals: { forecast_calls: number; reforecast_calls: number | null; actual_calls: number | null; peak_agents: number; peak_scheduled_agents: number };
@@ -56,7 +64,7 @@ const TARGET_INPUTS: [string, string, string][] = [
   ["target_seconds", "answered within (s)", "20"],
   ["max_occupancy", "Max occupancy %", "85"],
   ["shrinkage", "Shrinkage %", "30"],
-  ["patience_seconds", "Patience (s, Erlang A)", ""],
+  ["patience_seconds", "Patience (s, Erlang A; empty: from the data)", ""],
 ];
 
 function targetForm(ctx: PageContext): HTMLElement {
@@ -65,7 +73,7 @@ function targetForm(ctx: PageContext): HTMLElement {
       "label",
       { class: "field" },
       label,
-      h("input", { type: "number", name, min: "0", step: "any", value: ctx.params.get(name) ?? fallback, placeholder: fallback || "none", "data-testid": `input-${name}` }),
+      h("input", { type: "number", name, min: "0", step: "any", value: ctx.params.get(name) ?? fallback, placeholder: fallback || "from data", "data-testid": `input-${name}` }),
     ),
   );
   const apply = (e: Event) => {
@@ -201,6 +209,12 @@ function csvLink(v: StaffingView): HTMLElement {
   return h("a", { href, download: `staffing-${v.date}.csv`, class: "button", "data-testid": "export-staffing" }, "Export CSV");
 }
 
+function patienceText(p: Patience): string {
+  if (p.source === "parameter") return `${fmt.duration(p.seconds)} (given)`;
+  if (p.source === "none" || !isNum(p.seconds)) return p.source === "data" ? "no abandons seen" : "—";
+  return `${fmt.duration(p.seconds)} (from ${fmt.int(p.abandoned_calls)} abandons)`;
+}
+
 function render(ctx: PageContext) {
   const { filters: f, params } = ctx;
   const [days, pickDays] = choice(
@@ -239,6 +253,7 @@ function render(ctx: PageContext) {
       fill(summary, async () =>
         [
           ["Model", v.model === "erlang_a" ? "Erlang A" : "Erlang C"],
+          ["Patience", patienceText(v.patience)],
           ["Forecast calls today", fmt.int(v.totals.forecast_calls)],
           ["Re-forecast", fmt.int(v.totals.reforecast_calls)],
           ["Actual so far", fmt.int(v.totals.actual_calls)],

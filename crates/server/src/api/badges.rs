@@ -1,28 +1,24 @@
-//! A rep's streak at the daily goal and badges (SPEC §14), from the rollups: the rep's calls,
-//! connects and meetings per local day, and every rep's per month (for "best connect rate of
-//! the month"). Badges are the tenant's rules (`settings.badges`, else the defaults) applied by
-//! `engine::gamification` to the final records, so a correction changes them at once and a
-//! badge is held once per rule, rep and period.
+//! A rep's streak at the daily goal and badges (SPEC §14), from the rollups (`crate::badges`
+//! loads the facts): the tenant's rules (`settings.badges`, else the defaults) applied by
+//! `engine::gamification` to the final records, so a correction changes them at once, with
+//! when each was recorded and announced (`awarded_at`, once the on-change reconciliation ran).
 
 use super::auth::{forbidden, Principal, Reach};
-use super::error::{ApiError, Code};
+use super::error::ApiError;
 use super::openapi::{op, Routes};
 use super::AppState;
 use crate::directory::Directory;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Json;
-use dialboard_engine::gamification::{self, DayFacts};
+use dialboard_engine::gamification::{self, Award, Verdict};
+use dialboard_store::alerting::run;
+use dialboard_store::badges::held;
 use dialboard_store::Scope;
 use jiff::civil::Date;
-use jiff::ToSpan;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-/// How far back badges look: a year and a bit, so every month of the last year is closed.
-const DAYS_BACK: i64 = 400;
-const MEASURES: [&str; 3] = ["total_calls", "connected_calls", "meetings_booked"];
 
 pub fn routes(api: Routes) -> Routes {
     api.add(
@@ -34,10 +30,6 @@ pub fn routes(api: Routes) -> Routes {
             "a rep's streak at the daily goal and the badges the tenant's rules award them",
         )],
     )
-}
-
-fn num(row: &[Value], i: usize) -> u32 {
-    row.get(i).and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u32
 }
 
 async fn badges_view(
@@ -61,95 +53,44 @@ async fn badges_view(
         return Err(forbidden(format!("agent {agent} is not visible to this credential")));
     }
     let _running = state.admission.admit(&principal).await?;
-    let now = state.now();
-    let today = tenant.zone.date_of(now);
-    let start = today.checked_sub(DAYS_BACK.days()).unwrap_or(today);
-    let end = today.tomorrow().unwrap_or(today);
-    let range = json!({"start": start.to_string(), "end": end.to_string()});
-    // Badges are facts about the whole tenant (the best rate of a month is among every rep),
-    // whoever asks; only this rep's are answered, after the access check above.
-    let run = |body: Value| {
-        let state = state.clone();
-        let tenant = tenant.id;
-        async move {
-            state
-                .store
-                .query(tenant, body, now)
-                .await?
-                .map_err(|f| ApiError::invalid(Code::InvalidRequest, f))
-                .map(|r| r.to_json())
-        }
-    };
-    let (daily, monthly) = tokio::try_join!(
-        run(
-            json!({"measures": MEASURES, "dimensions": [], "granularity": "day", "range": range,
-                   "filters": {"agent": [agent]}})
-        ),
-        run(json!({"measures": MEASURES, "dimensions": ["agent"], "granularity": "month", "range": range})),
-    )?;
-    let date = |v: &Value| {
-        v.as_str()
-            .and_then(|t| t.get(..10))
-            .and_then(|d| d.parse::<Date>().ok())
-    };
-    let mut facts = Vec::new();
-    let mut calls_per_day = BTreeMap::new();
-    for row in daily["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_array)
-    {
-        let Some(day) = row.first().and_then(date) else {
-            continue;
-        };
-        calls_per_day.insert(day, num(row, 1));
-        facts.push(DayFacts {
-            agent: agent.clone(),
-            date: day,
-            calls: num(row, 1),
-            connected: num(row, 2),
-            meetings: num(row, 3),
-        });
-    }
-    // Other reps' months count for "best of the month" only, dated on the month's first day.
-    for row in monthly["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_array)
-    {
-        let (Some(other), Some(day)) = (row.first().and_then(Value::as_str), row.get(1).and_then(date)) else {
-            continue;
-        };
-        if other != agent {
-            facts.push(DayFacts {
-                agent: other.to_string(),
-                date: day,
-                calls: num(row, 2),
-                connected: num(row, 3),
-                meetings: num(row, 4),
-            });
-        }
-    }
+    let facts = crate::badges::load(&state, &tenant, Some(std::slice::from_ref(&agent))).await?;
+    let (badges, goals) = crate::badges::rules(&tenant, &directory, &facts);
     let goal = directory.daily_goal(&agent, &tenant.settings.targets).max(0.0) as u32;
-    let badges = tenant
-        .settings
-        .badges
-        .clone()
-        .unwrap_or_else(gamification::default_badges);
-    let goals = BTreeMap::from([(agent.clone(), goal)]);
-    let names: BTreeMap<&str, &str> = badges.iter().map(|b| (b.id.as_str(), b.name.as_str())).collect();
-    let earned: Vec<Value> = gamification::awards(&facts, &badges, &goals, today)
+    let calls_per_day: BTreeMap<Date, u32> = facts
+        .days
+        .iter()
+        .filter(|f| f.agent == agent && f.date >= facts.daily_from)
+        .map(|f| (f.date, f.calls))
+        .collect();
+    let verdict = Verdict::new(&facts.days, &badges, &goals, facts.today, facts.daily_from);
+    let (who, tenant_id) = (agent.clone(), tenant.id);
+    let stored: BTreeMap<Award, i64> = run(&*state.store, move |db| held(db, tenant_id, Some(&who)))
+        .await?
         .into_iter()
+        .map(|h| (h.award, h.awarded_at))
+        .collect();
+    // What the facts earn now, and what is held that they cannot decide (earned long ago);
+    // `awarded_at` once the award is recorded and announced.
+    let mine: BTreeSet<&Award> = verdict
+        .earned
+        .iter()
         .filter(|a| a.agent == agent)
-        .map(|a| json!({"badge": a.badge, "name": names.get(a.badge.as_str()), "period": a.period}))
+        .chain(stored.keys().filter(|a| !verdict.decides(a)))
+        .collect();
+    let names: BTreeMap<&str, &str> = badges.iter().map(|b| (b.id.as_str(), b.name.as_str())).collect();
+    let earned: Vec<Value> = mine
+        .into_iter()
+        .map(|a| {
+            let at = stored.get(a).and_then(|ms| jiff::Timestamp::from_millisecond(*ms).ok());
+            json!({"badge": a.badge, "name": names.get(a.badge.as_str()), "period": a.period,
+                   "awarded_at": at.map(|t| tenant.zone.format(t.as_second()))})
+        })
         .collect();
     Ok(Json(json!({
         "agent_id": agent,
         "agent_name": directory.agent_name(&agent),
         "daily_goal": goal,
-        "goal_streak_days": gamification::goal_streak(&calls_per_day, goal, today),
+        "goal_streak_days": gamification::goal_streak(&calls_per_day, goal, facts.today),
         "badges": earned,
         "rules": badges,
     })))

@@ -121,10 +121,19 @@ impl Planner {
     }
 
     /// Runs one query as `/query` would for this caller.
-    async fn run(&self, measures: &[&str], granularity: &str, start: Date, end: Date) -> Result<Value, ApiError> {
-        let mut body = json!({"measures": measures, "dimensions": [], "granularity": granularity,
+    async fn run(
+        &self,
+        measures: &[&str],
+        granularity: Option<&str>,
+        start: Date,
+        end: Date,
+    ) -> Result<Value, ApiError> {
+        let mut body = json!({"measures": measures, "dimensions": [],
             "filters": self.filters, "timezone": self.timezone,
             "range": {"start": start.to_string(), "end": end.to_string()}});
+        if let Some(granularity) = granularity {
+            body["granularity"] = json!(granularity);
+        }
         self.principal.restrict(&mut body, false)?;
         let asked = body.clone();
         let result = self.state.store.query(self.tenant.id, body, self.now).await?;
@@ -154,7 +163,7 @@ impl Planner {
     /// (missing rows are zero), read from the rollups.
     async fn per_slot(&self, measures: &[&str], start: Date, end: Date) -> Result<Vec<Vec<Vec<f64>>>, ApiError> {
         let granularity = self.granularity();
-        let result = self.run(measures, granularity, start, end).await?;
+        let result = self.run(measures, Some(granularity), start, end).await?;
         let days = (end - start).get_days().max(0) as usize;
         let mut out = vec![vec![vec![0.0; SLOTS]; measures.len()]; days];
         let columns: Vec<&str> = result["columns"]
@@ -214,6 +223,25 @@ impl Planner {
         let first_call = days.iter().position(|d| d.calls.iter().any(|c| *c > 0.0));
         days.drain(..first_call.unwrap_or(days.len().saturating_sub(1)));
         Ok(days)
+    }
+
+    /// The callers' mean patience over the local days `[end − weeks, end)`, from the rollups'
+    /// abandoned calls and total wait (`staffing::estimated_patience`).
+    async fn patience(&self, end: Date, weeks: i64) -> Result<Value, ApiError> {
+        let start = end
+            .checked_sub((7 * weeks).days())
+            .map_err(|_| invalid("date", dialboard_engine::clock::out_of_range_message()))?;
+        let totals = self
+            .run(&["abandoned_calls", "total_wait_time"], None, start, end)
+            .await?["totals"]
+            .clone();
+        let abandons = totals["abandoned_calls"].as_f64().unwrap_or(0.0).max(0.0) as u64;
+        let waited = totals["total_wait_time"].as_f64().unwrap_or(0.0);
+        Ok(
+            json!({"seconds": staffing::estimated_patience(waited, abandons), "source": "data",
+            "abandoned_calls": abandons, "total_wait_seconds": waited,
+            "from": start.to_string(), "until": end.to_string()}),
+        )
     }
 
     /// The 15-minute buckets of a local date: each one's start and slot of the day.
@@ -462,7 +490,18 @@ async fn staffing_view(
         "shrinkage",
         "patience_seconds",
     ];
-    let target = target(&p)?;
+    // `patience_seconds`: a number, `data` (the default: estimated from the calls) or `none`
+    // (Erlang C: callers never abandon).
+    let mut numbers = p.clone();
+    let patience = match numbers.get("patience_seconds").map(String::as_str) {
+        None | Some("data") => Patience::FromData,
+        Some("none") => Patience::None,
+        Some(_) => Patience::Given,
+    };
+    if patience != Patience::Given {
+        numbers.remove("patience_seconds");
+    }
+    let target = target(&numbers)?;
     let planner = Planner::new(state, principal, &p, &OWN).await?;
     let date = match planner.own_param("date") {
         None => planner.today(),
@@ -474,16 +513,43 @@ async fn staffing_view(
             format!("must be at most {} days after today", MAX_DAYS - 1),
         ));
     }
-    Ok(Json(staffing_of(&planner, date, &target).await?))
+    Ok(Json(staffing_of(&planner, date, &target, patience).await?))
+}
+
+/// Where the staffing view's patience comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// `patience_seconds` was a number.
+    Given,
+    /// Estimated from the calls before the day; Erlang C if none abandoned.
+    FromData,
+    /// Erlang C.
+    None,
 }
 
 /// The staffing view's answer, without HTTP: `date`'s forecast (learned up to the day before
 /// it, or yesterday for a later day; re-forecast from today's calls so far), its actual calls
 /// and agents online, and per interval the agents the target needs.
-pub async fn staffing_of(p: &Planner, date: Date, target: &Target) -> Result<Value, ApiError> {
+pub async fn staffing_of(p: &Planner, date: Date, target: &Target, patience: Patience) -> Result<Value, ApiError> {
     let today = p.today();
     let learned_until = date.min(today);
     let history = p.history(learned_until, HISTORY_WEEKS).await?;
+    let (target, patience) = match patience {
+        Patience::FromData => {
+            let estimate = p.patience(learned_until, HISTORY_WEEKS).await?;
+            let target = Target {
+                patience_seconds: estimate["seconds"].as_f64(),
+                ..*target
+            };
+            (target, estimate)
+        }
+        Patience::Given => (
+            *target,
+            json!({"seconds": target.patience_seconds, "source": "parameter"}),
+        ),
+        Patience::None => (*target, json!({"seconds": null, "source": "none"})),
+    };
+    let target = &target;
     let planned = Model::fit(&history).day(date, p.is_holiday(date));
     let next = date
         .tomorrow()
@@ -574,6 +640,7 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target) -> Result<Val
         "timezone": p.timezone,
         "holiday": planned.holiday,
         "model": model_name(target),
+        "patience": patience,
         "target": {"service_level": target.service_level * 100.0, "target_seconds": target.target_seconds,
             "max_occupancy": target.max_occupancy * 100.0, "shrinkage": target.shrinkage * 100.0,
             "patience_seconds": target.patience_seconds},

@@ -5,6 +5,7 @@ mod access;
 mod alerts;
 mod analytics;
 mod backup;
+mod badges;
 mod comparisons;
 mod directory;
 mod exports;

@@ -173,3 +173,84 @@ async fn two_nodes_share_one_postgres_database() {
     assert_eq!(on_a, on_b);
     assert_eq!(on_a["total_calls"], 20, "{on_a}");
 }
+
+async fn subscribe_tenant(
+    node: &Node,
+    key: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut request = format!("{}/api/v1/live", node.url.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "scope": "tenant"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    ws
+}
+
+/// The `badge` messages a socket receives within `wait`.
+async fn badges_within(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    wait: Duration,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Text(text) = msg {
+            let m: Value = serde_json::from_str(&text).unwrap();
+            if m["type"] == "badge" {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn two_nodes_record_and_announce_each_badge_change_once() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(false).unwrap())
+        .await
+        .unwrap();
+    let db = cluster.create_database().unwrap();
+    let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "UTC"]));
+    let (a, b) = tokio::join!(start_node(&db), start_node(&db));
+    let client = reqwest::Client::new();
+    let (mut on_a, mut on_b) = (subscribe_tenant(&a, &key).await, subscribe_tenant(&b, &key).await);
+    let now = jiff::Timestamp::now();
+    let call = |disposition: &str, version: i64| {
+        json!([{"id": format!("m-v{version}"), "type": "call", "call_id": "m", "agent_id": "a1", "team_id": "t1",
+            "disposition": disposition, "started_at": now.to_string(),
+            "updated_at": jiff::Timestamp::from_second(now.as_second() + version).unwrap().to_string()}])
+    };
+    // Both nodes reconcile each commit (B hears of A's by NOTIFY); one records each change.
+    for (node, disposition, version, change) in [(&a, "Meeting Booked", 1, "awarded"), (&b, "No Answer", 2, "revoked")]
+    {
+        post(
+            &client,
+            &format!("{}/api/v1/events", node.url),
+            &key,
+            &call(disposition, version),
+        )
+        .await;
+        let (x, y) = tokio::join!(
+            badges_within(&mut on_a, Duration::from_secs(4)),
+            badges_within(&mut on_b, Duration::from_secs(4))
+        );
+        let first: Vec<&Value> = x.iter().chain(&y).filter(|m| m["badge"] == "first_meeting").collect();
+        assert_eq!(first.len(), 1, "announced once across the nodes: {x:?} {y:?}");
+        assert_eq!(first[0]["change"], change);
+    }
+    let db2 = db.clone();
+    let held: i64 = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&db2, postgres::NoTls).unwrap();
+        c.query_one("SELECT count(*) FROM badge_awards", &[]).unwrap().get(0)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(held, 0, "revoked");
+}

@@ -69,7 +69,16 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
         .await;
     let rows = s["intervals"].as_array().unwrap();
     assert_eq!(rows.len(), 96);
-    assert_eq!(s["model"], "erlang_c");
+    // The demo's inbound callers abandon: Erlang A, with their patience from the rollups.
+    assert_eq!(s["model"], "erlang_a");
+    assert_eq!(s["patience"]["source"], "data");
+    let patience = s["patience"]["seconds"].as_f64().unwrap();
+    assert!(
+        s["patience"]["abandoned_calls"].as_u64().unwrap() > 0,
+        "{}",
+        s["patience"]
+    );
+    assert_eq!(s["target"]["patience_seconds"], patience);
     let today = &days[0]["intervals"];
     let (mut online_seen, mut busy) = (0, None);
     for (i, r) in rows.iter().enumerate() {
@@ -96,7 +105,7 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
     let aht = busy["aht_seconds"].as_f64().unwrap();
     let calc = app
         .ok(&format!(
-            "/api/v1/analytics/erlang?calls_per_hour={}&aht_seconds={aht}&service_level=80&target_seconds=20&max_occupancy=85&shrinkage=30",
+            "/api/v1/analytics/erlang?calls_per_hour={}&aht_seconds={aht}&service_level=80&target_seconds=20&max_occupancy=85&shrinkage=30&patience_seconds={patience}",
             calls * 4.0
         ))
         .await;
@@ -123,10 +132,63 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
     let got = rows[40]["agents_online"].as_f64().unwrap();
     assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
     assert!(got > 0.0);
-    // Erlang A with the callers' patience.
+    // Erlang A with a given patience; Erlang C on request.
     let a = app.ok("/api/v1/analytics/staffing?patience_seconds=90").await;
     assert_eq!(a["model"], "erlang_a");
+    assert_eq!(a["patience"], json!({"seconds": 90.0, "source": "parameter"}));
     assert!(a["intervals"][40]["abandon_rate"].is_number());
+    let c = app.ok("/api/v1/analytics/staffing?patience_seconds=none").await;
+    assert_eq!(
+        (&c["model"], &c["patience"]["source"]),
+        (&json!("erlang_c"), &json!("none"))
+    );
+    assert!(c["intervals"][40]["abandon_rate"].is_null());
+}
+
+/// Inbound callers whose patience is exponential with a known mean: each would be answered
+/// after an offered wait (exponential, mean 60 s) and hangs up first if their patience runs
+/// out; a call's wait is the shorter of the two (censored, as a queue records it). Spread over
+/// the three weeks before NOW.
+fn queue_calls(calls: usize, patience: f64) -> Vec<Value> {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut exp = |mean: f64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        -mean * (1.0 - (seed >> 11) as f64 / (1u64 << 53) as f64).ln()
+    };
+    let start = NOW - 21 * 86_400;
+    (0..calls)
+        .map(|i| {
+            let (offered, limit) = (exp(60.0), exp(patience));
+            let abandoned = limit < offered;
+            let started = jiff::Timestamp::from_second(start + (i * 21 * 86_400 / calls) as i64).unwrap();
+            json!({"type": "call", "call_id": format!("q{i}"), "agent_id": "a1", "direction": "inbound",
+                "disposition": if abandoned { "No Answer" } else { "Connected" }, "started_at": started.to_string(),
+                "abandoned": abandoned, "wait_seconds": offered.min(limit)})
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn erlang_a_plans_with_the_patience_estimated_from_the_calls() {
+    let app = TestApp::spawn_at("UTC", Arc::new(AtomicI64::new(NOW))).await;
+    let calls = queue_calls(20_000, 150.0);
+    for batch in calls.chunks(2_000) {
+        app.events(json!(batch)).await;
+    }
+    let s = app.ok("/api/v1/analytics/staffing").await;
+    assert_eq!(s["model"], "erlang_a", "{}", s["patience"]);
+    let p = &s["patience"];
+    let estimate = p["seconds"].as_f64().unwrap();
+    // 20,000 callers of whom ~5,700 abandon (60 / (60 + 150)): a standard error of ~1.3%.
+    // (Waits are stored in whole seconds, cut down: the estimate is about 1% low.)
+    assert!(
+        (estimate / 150.0 - 1.0).abs() < 0.06,
+        "estimated {estimate} s for a true 150 s: {p}"
+    );
+    assert!(p["abandoned_calls"].as_u64().unwrap() > 5_000, "{p}");
+    assert_eq!(s["target"]["patience_seconds"], estimate);
 }
 
 #[tokio::test]

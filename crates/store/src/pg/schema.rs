@@ -398,6 +398,19 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS record_hash BIGINT GENERATED ALWAYS 
 DROP INDEX IF EXISTS events_by_record;
 CREATE INDEX events_by_record ON events (tenant_id, record_hash) WHERE record_key IS NOT NULL;
 "#,
+    r#"
+-- Badges held (store::badges): one row per badge, rep and period ('' for once-ever badges).
+-- Awarding inserts the row and revoking deletes it, each only if it was not already so: the
+-- node whose statement changed the row announces it, so an award is announced once.
+CREATE TABLE IF NOT EXISTS badge_awards (
+    tenant_id BIGINT NOT NULL,
+    badge TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    awarded_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, badge, agent_id, period)
+);
+"#,
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)

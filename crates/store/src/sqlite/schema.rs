@@ -494,6 +494,19 @@ CREATE TABLE IF NOT EXISTS schedule_runs (
     PRIMARY KEY (tenant_id, schedule_id, scheduled_for)
 );
 "#,
+    r#"
+-- Badges held (store::badges): one row per badge, rep and period ('' for once-ever badges).
+-- Awarding inserts the row and revoking deletes it, each only if it was not already so: the
+-- node whose statement changed the row announces it, so an award is announced once.
+CREATE TABLE IF NOT EXISTS badge_awards (
+    tenant_id INTEGER NOT NULL,
+    badge TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    awarded_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, badge, agent_id, period)
+);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each

@@ -1,0 +1,76 @@
+//! The badges a tenant's reps hold (SPEC §14): the stored side of
+//! `dialboard_engine::gamification`'s awards, run through [`crate::alerting::run`].
+//!
+//! Awarding inserts a row only if it is absent, revoking deletes it only if present, and each
+//! says whether its statement changed the row: when several nodes reconcile the same facts at
+//! once, exactly one of them records (and announces) each award and each revocation.
+//!
+//! Times are epoch milliseconds passed in by the caller.
+
+use crate::sql::Sql;
+use crate::Result;
+use dialboard_engine::gamification::Award;
+use serde::Serialize;
+
+/// An award as stored, with when it was (last) awarded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldAward {
+    #[serde(flatten)]
+    pub award: Award,
+    pub awarded_at: i64,
+}
+
+/// Records `award` unless it is already held; `true` if this call recorded it.
+pub fn award(db: &mut dyn Sql, tenant_id: i64, award: &Award, at: i64) -> Result<bool> {
+    let n = db.execute(
+        "INSERT INTO badge_awards (tenant_id, badge, agent_id, period, awarded_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT DO NOTHING",
+        &[
+            tenant_id.into(),
+            award.badge.as_str().into(),
+            award.agent.as_str().into(),
+            award.period.as_str().into(),
+            at.into(),
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+/// Takes `award` away if it is held; `true` if this call took it.
+pub fn revoke(db: &mut dyn Sql, tenant_id: i64, award: &Award) -> Result<bool> {
+    let n = db.execute(
+        "DELETE FROM badge_awards WHERE tenant_id = $1 AND badge = $2 AND agent_id = $3 AND period = $4",
+        &[
+            tenant_id.into(),
+            award.badge.as_str().into(),
+            award.agent.as_str().into(),
+            award.period.as_str().into(),
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+/// The awards held in a tenant (one rep's if `agent` is given), by badge, rep and period.
+pub fn held(db: &mut dyn Sql, tenant_id: i64, agent: Option<&str>) -> Result<Vec<HeldAward>> {
+    let columns = "SELECT badge, agent_id, period, awarded_at FROM badge_awards WHERE tenant_id = $1";
+    let order = "ORDER BY badge, agent_id, period";
+    let rows = match agent {
+        Some(agent) => db.query(
+            &format!("{columns} AND agent_id = $2 {order}"),
+            &[tenant_id.into(), agent.into()],
+        )?,
+        None => db.query(&format!("{columns} {order}"), &[tenant_id.into()])?,
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(HeldAward {
+                award: Award {
+                    badge: r.text(0)?,
+                    agent: r.text(1)?,
+                    period: r.text(2)?,
+                },
+                awarded_at: r.int(3)?,
+            })
+        })
+        .collect()
+}
