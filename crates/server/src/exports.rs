@@ -6,8 +6,8 @@
 //! ones as jobs of kind [`JOB_KIND`] on the job mechanism.
 
 use crate::jobs::{Handler, JobContext};
-use dialboard_export::{Cell, Column, ColumnKind, CsvWriter, PdfHeader, Table, XlsxWriter};
 use dialboard_engine::event::MICROS;
+use dialboard_export::{Cell, Column, ColumnKind, CsvWriter, PdfHeader, Table, XlsxWriter};
 use dialboard_store::{CallsRequest, DirectoryKind, ExportCall, Store, TenantInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

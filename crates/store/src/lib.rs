@@ -507,8 +507,7 @@ impl<T> Default for Lenient<T> {
 
 impl<'de, T: LenientValue<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(LenientVisitor(std::marker::PhantomData))
-            .map(Lenient)
+        d.deserialize_any(LenientVisitor(std::marker::PhantomData)).map(Lenient)
     }
 }
 

@@ -27,8 +27,8 @@ use crate::{
     jobs::{self, Claim, Job, JobUpdate, NewJob},
     retention,
     saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion},
-    ApiKey, CallsPage, CallsRequest, Change, ExportPage, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
-    StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, IngestSummary, Result, Store,
+    StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};

@@ -190,7 +190,10 @@ pub fn find_many(conn: &Connection, kind: Kind, hashes: &[u64]) -> rusqlite::Res
                 };
             }
             let from = chunk.partition_point(|(h, _)| *h < hash);
-            let seqs = chunk[from..].iter().take_while(|(h, _)| *h == hash).map(|(_, seq)| *seq);
+            let seqs = chunk[from..]
+                .iter()
+                .take_while(|(h, _)| *h == hash)
+                .map(|(_, seq)| *seq);
             let mut seqs = seqs.peekable();
             if seqs.peek().is_some() {
                 found.entry(hash).or_default().extend(seqs);

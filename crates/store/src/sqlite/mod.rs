@@ -23,8 +23,8 @@ use crate::retention;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
 use crate::{
-    ApiKey, CallsPage, CallsRequest, Change, ExportPage, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
-    StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, IngestSummary, Result, Store,
+    StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
@@ -394,7 +394,8 @@ fn event_bodies(
     let ids: Vec<(u64, String)> = event_ids.map(|id| (keys::hash(tenant_id, &id), id)).collect();
     let hashes: Vec<u64> = ids.iter().map(|(h, _)| *h).collect();
     let candidates = keys::find_many(conn, keys::Kind::Event, &hashes)?;
-    let mut stmt = conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
     let mut out = HashMap::with_capacity(ids.len());
     for (hash, event_id) in ids {
         for &seq in candidates.get(&hash).map_or(&[][..], Vec::as_slice) {
