@@ -19,7 +19,7 @@ use dialboard_store::jobs::{Job, JobState, NewJob};
 use dialboard_store::Scope;
 use futures_util::StreamExt;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
