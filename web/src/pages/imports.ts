@@ -1,11 +1,21 @@
 // Imports (SPEC §11): upload a CDR file or a dialer's CSV export; it becomes a job on the
 // server, whose progress (bytes read) and summary this page shows until it is done.
 
-import { get, upload, type Schemas } from "../api";
+import { get, upload } from "../api";
 import type { Page, PageContext } from "../app";
 import { fill, fmt, h, panel, table } from "../dom";
 
-type ImportJob = Schemas["ImportJob"];
+interface ImportJob {
+  id: string;
+  status: "queued" | "running" | "succeeded" | "failed";
+  name: string | null;
+  format: string;
+  progress: { done: number; total: number };
+  created_at: string;
+  summary: { lines: number; accepted: number; duplicates: number; rejected: number } | null;
+  rejects_url: string | null;
+  error: string | null;
+}
 
 const FORMATS = [
   ["asterisk-cdr", "Asterisk CDR (Master.csv)"],
@@ -15,8 +25,7 @@ const FORMATS = [
 ];
 
 function progress(job: ImportJob): HTMLElement {
-  const total = job.progress.total ?? 0;
-  const share = total > 0 ? Math.min(1, job.progress.done / total) : 0;
+  const share = job.progress.total > 0 ? Math.min(1, job.progress.done / job.progress.total) : 0;
   const bar = h("progress", { max: 1, value: job.status === "succeeded" ? 1 : share, "data-testid": "import-progress" });
   return h("span", {}, bar, ` ${Math.round((job.status === "succeeded" ? 1 : share) * 100)}%`);
 }
@@ -47,7 +56,7 @@ function render(ctx: PageContext) {
 
   const refresh = () =>
     fill(jobs, async () => {
-      const r = await get<Schemas["ImportJobs"]>("/imports");
+      const r = await get<{ imports: ImportJob[] }>("/imports");
       window.clearTimeout(timer);
       if (r.imports.some((j) => j.status === "queued" || j.status === "running")) timer = window.setTimeout(refresh, 1000);
       return table(
