@@ -1,12 +1,14 @@
-//! Raw-call exports (seed 000's columns), without HTTP: the rows come from the drill-down
-//! (`Store::calls`, page by page, with a query body already narrowed to the caller's reach),
+//! Raw-call exports (seed 000's columns), without HTTP: the rows come from the drill-down's
+//! calls as typed records (`Store::export_calls`, page by page, with a query body already
+//! narrowed to the caller's reach, the filters applied in SQL),
 //! are rendered by `dialboard-export`, and go to a [`Sink`]: an HTTP body as they are made, or
 //! an export job's file in the store. The API answers small exports at once and queues large
 //! ones as jobs of kind [`JOB_KIND`] on the job mechanism.
 
 use crate::jobs::{Handler, JobContext};
+use dialboard_engine::event::MICROS;
 use dialboard_export::{Cell, Column, ColumnKind, CsvWriter, PdfHeader, Table, XlsxWriter};
-use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantInfo};
+use dialboard_store::{CallsRequest, DirectoryKind, ExportCall, Store, TenantInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -17,8 +19,8 @@ pub const JOB_KIND: &str = "export";
 pub const SYNC_LIMIT: i64 = 100_000;
 /// How long a finished export's file can be downloaded.
 pub const KEEP_FILE_SECONDS: i64 = 7 * 24 * 3600;
-/// Calls read per page of the drill-down.
-const PAGE: usize = 2_000;
+/// Calls read per page (a page is held in memory twice at most: read, and rendered).
+const PAGE: usize = 10_000;
 /// Bytes per chunk of a job's file in the store.
 const CHUNK: usize = 1 << 20;
 
@@ -175,66 +177,49 @@ impl CallRows {
         };
         let page = self
             .store
-            .calls(self.tenant.id, request, self.now)
+            .export_calls(self.tenant.id, request, self.now)
             .await?
             .map_err(ExportFailure::Invalid)?;
         self.cursor = page.next_cursor;
         self.done = self.cursor.is_none();
-        let keys = page
-            .calls
-            .iter()
-            .filter_map(|c| Some((c["call_id"].as_str()?.to_string(), c["event_id"].as_str()?.to_string())))
-            .collect();
-        let bodies = self.store.event_bodies(self.tenant.id, keys).await?;
-        let rows = page
-            .calls
-            .iter()
-            .map(|call| {
-                let body = call["event_id"]
-                    .as_str()
-                    .and_then(|id| bodies.get(id))
-                    .and_then(|b| serde_json::from_str::<Value>(b).ok())
-                    .unwrap_or(Value::Null);
-                self.row(call, &body)
-            })
-            .collect();
-        Ok(Some(rows))
+        Ok(Some(page.rows.into_iter().map(|row| self.row(row)).collect()))
     }
 
-    fn row(&self, call: &Value, event: &Value) -> Vec<Cell> {
-        let text = |v: &Value| v.as_str().map_or(Cell::Empty, |s| Cell::Text(s.to_string()));
-        let named = |id: &Value, names: &HashMap<String, String>| match id.as_str() {
-            Some(id) => Cell::Text(names.get(id).cloned().unwrap_or_else(|| id.to_string())),
+    fn row(&self, row: ExportCall) -> Vec<Cell> {
+        let ExportCall {
+            call,
+            analysis,
+            details,
+        } = row;
+        let text = |v: Option<String>| v.map_or(Cell::Empty, Cell::Text);
+        let named = |id: Option<String>, names: &HashMap<String, String>| match id {
+            Some(id) => Cell::Text(names.get(&id).cloned().unwrap_or(id)),
             None => Cell::Empty,
         };
-        let int = |v: &Value| v.as_i64().map_or(Cell::Empty, Cell::Int);
-        let number = |v: &Value| v.as_f64().map_or(Cell::Empty, Cell::Number);
-        let started = call["started_at"]
-            .as_str()
-            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-            .map_or(Cell::Empty, |t| Cell::Instant(t.as_second()));
-        let disposition = call["disposition"].as_str().unwrap_or_default();
-        let meeting = self.tenant.taxonomy.class(disposition).meeting;
+        let int = |v: Option<i64>| v.map_or(Cell::Empty, Cell::Int);
+        let micros = |v: Option<i64>| v.map_or(Cell::Empty, |v| Cell::Number(v as f64 / MICROS));
+        let started = Cell::Instant(call.started_ns.div_euclid(1_000_000_000));
+        let meeting = self.tenant.taxonomy.class(&call.disposition).meeting;
         vec![
-            text(&call["call_id"]),
+            Cell::Text(call.call_id),
             started.clone(),
             started,
-            named(&call["agent_id"], &self.agent_names),
-            text(&event["prospect"]["name"]),
-            text(&event["prospect"]["phone"]),
-            text(&event["prospect"]["company"]),
-            named(&call["campaign_id"], &self.campaign_names),
-            Cell::Text(disposition.to_string()),
-            int(&call["talk_seconds"]),
-            int(&call["wait_seconds"]),
-            int(&call["wrap_seconds"]),
-            number(&call["analysis"]["score"]),
-            number(&call["analysis"]["sentiment"]),
-            text(&event["recording_url"]),
-            text(&event["notes"]),
+            named(Some(call.agent_id), &self.agent_names),
+            text(details.prospect.name),
+            text(details.prospect.phone),
+            text(details.prospect.company),
+            named(call.campaign_id, &self.campaign_names),
+            Cell::Text(call.disposition),
+            int(call.talk_seconds),
+            int(call.wait_seconds),
+            int(call.wrap_seconds),
+            micros(analysis.as_ref().and_then(|a| a.score_micros)),
+            micros(analysis.as_ref().and_then(|a| a.sentiment_micros)),
+            text(details.recording_url),
+            text(details.notes),
             Cell::Bool(meeting),
             // Not part of the event schema (SPEC §3): kept when a source sends it.
-            event["crm_synced"].as_bool().map_or(Cell::Empty, Cell::Bool),
+            details.crm_synced.map_or(Cell::Empty, Cell::Bool),
         ]
     }
 

@@ -2,7 +2,7 @@
 //! parsed with the query model's filters, rows come newest first from the store, and a page
 //! ends after `limit` matches with a cursor to the next.
 
-use crate::{call_json, CallsPage, CallsRequest, Result, TenantInfo};
+use crate::{call_json, CallsPage, CallsRequest, EventDetails, ExportCall, ExportPage, Result, TenantInfo};
 use dialboard_engine::cells::{call_dim_values, Dim, Fact};
 use dialboard_engine::event::{CallAnalysis, CallRecord};
 use dialboard_engine::query::{self, directory_team, passes_filters, AgentTeams, Dimension, Query};
@@ -182,6 +182,31 @@ pub fn page(
     rows: impl Iterator<Item = Result<(CallRecord, Option<CallAnalysis>)>>,
 ) -> Result<CallsPage> {
     let q = &drill.query;
+    let (calls, next_cursor) = matching(tenant, drill, limit, rows)?;
+    let calls = calls
+        .iter()
+        .map(|(c, a)| call_json(c, a.as_ref(), &q.clock, &tenant.taxonomy))
+        .collect();
+    // Rows before the retention horizon are gone: the answer says so, not just "none".
+    let purged_before = crate::retention::purged_before(tenant, q.range.start * 1_000_000_000)
+        .map(|ns| q.clock.format(ns.div_euclid(1_000_000_000)));
+    Ok(CallsPage {
+        calls,
+        next_cursor,
+        purged_before,
+    })
+}
+
+/// The calls of one page, as records: the first `limit` of `rows` that pass the filters, and
+/// the cursor to the next page if another match follows.
+#[allow(clippy::type_complexity)]
+pub fn matching(
+    tenant: &TenantInfo,
+    drill: &Drill,
+    limit: usize,
+    rows: impl Iterator<Item = Result<(CallRecord, Option<CallAnalysis>)>>,
+) -> Result<(Vec<(CallRecord, Option<CallAnalysis>)>, Option<String>)> {
+    let q = &drill.query;
     let mut calls: Vec<(CallRecord, Option<CallAnalysis>)> = Vec::new();
     let mut next_cursor = None;
     for row in rows {
@@ -206,18 +231,31 @@ pub fn page(
         }
         calls.push((call, analysis));
     }
-    let calls = calls
-        .iter()
-        .map(|(c, a)| call_json(c, a.as_ref(), &q.clock, &tenant.taxonomy))
+    Ok((calls, next_cursor))
+}
+
+/// One page of an export: the calls of [`matching`] with the fields of their current event
+/// that records do not keep, read from `bodies` (event id → JSON body).
+pub fn export_page(
+    calls: Vec<(CallRecord, Option<CallAnalysis>)>,
+    next_cursor: Option<String>,
+    bodies: &std::collections::HashMap<String, String>,
+) -> ExportPage {
+    let rows = calls
+        .into_iter()
+        .map(|(call, analysis)| {
+            let details = bodies
+                .get(&call.event_id)
+                .map(|b| EventDetails::from_body(b))
+                .unwrap_or_default();
+            ExportCall {
+                call,
+                analysis,
+                details,
+            }
+        })
         .collect();
-    // Rows before the retention horizon are gone: the answer says so, not just "none".
-    let purged_before = crate::retention::purged_before(tenant, q.range.start * 1_000_000_000)
-        .map(|ns| q.clock.format(ns.div_euclid(1_000_000_000)));
-    Ok(CallsPage {
-        calls,
-        next_cursor,
-        purged_before,
-    })
+    ExportPage { rows, next_cursor }
 }
 
 /// A version of a call as received: event id, type, arrival (ns) and body.

@@ -430,6 +430,176 @@ pub struct CallsPage {
     pub purged_before: Option<String>,
 }
 
+/// One page of a raw-call export, newest first: typed records (no JSON per call) with the
+/// fields of each call's current event that records do not keep.
+#[derive(Debug, Clone, Default)]
+pub struct ExportPage {
+    pub rows: Vec<ExportCall>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportCall {
+    pub call: CallRecord,
+    pub analysis: Option<CallAnalysis>,
+    pub details: EventDetails,
+}
+
+/// What an export shows of a call event's body beyond the record (SPEC §3's `prospect`,
+/// `recording_url`, `notes`; `crm_synced` when a source sends it).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct EventDetails {
+    #[serde(default)]
+    pub prospect: Prospect,
+    pub recording_url: Option<String>,
+    pub notes: Option<String>,
+    pub crm_synced: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Prospect {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+}
+
+impl EventDetails {
+    /// The fields of a stored body, decoded straight into the struct (the rest of the body is
+    /// skipped, not built into a `Value`). A field of another type than the schema's reads as
+    /// absent, as the export showed it before.
+    pub fn from_body(body: &str) -> EventDetails {
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default)]
+            prospect: Lenient<BodyProspect>,
+            #[serde(default)]
+            recording_url: Lenient<String>,
+            #[serde(default)]
+            notes: Lenient<String>,
+            #[serde(default)]
+            crm_synced: Lenient<bool>,
+        }
+        let Ok(body) = serde_json::from_str::<Body>(body) else {
+            return EventDetails::default();
+        };
+        let prospect = body.prospect.0.map_or_else(Prospect::default, |p| Prospect {
+            name: p.name.0,
+            phone: p.phone.0,
+            company: p.company.0,
+        });
+        EventDetails {
+            prospect,
+            recording_url: body.recording_url.0,
+            notes: body.notes.0,
+            crm_synced: body.crm_synced.0,
+        }
+    }
+}
+
+/// A value of type `T`, or `None` when the JSON holds anything else (null, another type): a
+/// body's fields outside the event schema are read as the export shows them, never failing it.
+struct Lenient<T>(Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+impl<'de, T: LenientValue<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor(std::marker::PhantomData)).map(Lenient)
+    }
+}
+
+struct LenientVisitor<T>(std::marker::PhantomData<T>);
+
+/// How a lenient value is read from each JSON kind (everything else is skipped as `None`).
+trait LenientValue<'de>: Sized {
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+    fn from_bool(_: bool) -> Option<Self> {
+        None
+    }
+    fn from_map<A: serde::de::MapAccess<'de>>(map: A) -> std::result::Result<Option<Self>, A::Error> {
+        skip_map(map).map(|()| None)
+    }
+}
+
+fn skip_map<'de, A: serde::de::MapAccess<'de>>(mut map: A) -> std::result::Result<(), A::Error> {
+    while map
+        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+        .is_some()
+    {}
+    Ok(())
+}
+
+impl LenientValue<'_> for String {
+    fn from_str(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+}
+
+impl LenientValue<'_> for bool {
+    fn from_bool(b: bool) -> Option<bool> {
+        Some(b)
+    }
+}
+
+impl<'de> LenientValue<'de> for BodyProspect {
+    fn from_map<A: serde::de::MapAccess<'de>>(map: A) -> std::result::Result<Option<Self>, A::Error> {
+        BodyProspect::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+}
+
+/// A call event's `prospect`, each field lenient.
+#[derive(Deserialize)]
+struct BodyProspect {
+    #[serde(default)]
+    name: Lenient<String>,
+    #[serde(default)]
+    phone: Lenient<String>,
+    #[serde(default)]
+    company: Lenient<String>,
+}
+
+impl<'de, T: LenientValue<'de>> serde::de::Visitor<'de> for LenientVisitor<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(T::from_str(v))
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Self::Value, E> {
+        Ok(T::from_bool(v))
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> std::result::Result<Self::Value, A::Error> {
+        T::from_map(map)
+    }
+}
+
 /// A drill-down request: the query model's filters, range and zone, plus paging.
 #[derive(Debug, Clone)]
 pub struct CallsRequest {
@@ -585,6 +755,14 @@ pub trait Store: Send + Sync + 'static {
     /// Writes chunk `seq` of a job's file; chunk 0 first drops what an earlier attempt wrote.
     async fn put_job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64, data: Vec<u8>) -> Result<()>;
     async fn job_file_chunk(&self, tenant_id: i64, id: &str, seq: i64) -> Result<Option<Vec<u8>>>;
+    /// One page of a raw-call export (the drill-down's calls, filters and order, as records
+    /// with [`EventDetails`]): `request.limit` calls and the cursor to the next page.
+    async fn export_calls(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<ExportPage, Vec<FieldError>>>;
     /// The JSON body of stored events by id, each given with its record's key (a call id):
     /// the fields records do not keep, such as a call's prospect and notes, for exports.
     async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>>;
@@ -744,5 +922,36 @@ impl StoreMetrics {
         self.commit_latency.observe(elapsed);
         self.batches_per_commit
             .fetch_add(batches as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod event_details_tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_exported_fields_and_skips_the_rest() {
+        let body = r#"{"type":"call","call_id":"c1","analysis":{"score":7.5,"topics":["a",{"b":1}]},
+            "prospect":{"name":"Doe, \"JD\"","phone":"+15550001","company":null,"extra":[1,2]},
+            "recording_url":"https://r.example/1.mp3","notes":"follow up","crm_synced":true}"#;
+        let d = EventDetails::from_body(body);
+        assert_eq!(d.prospect.name.as_deref(), Some("Doe, \"JD\""));
+        assert_eq!(d.prospect.phone.as_deref(), Some("+15550001"));
+        assert_eq!(d.prospect.company, None);
+        assert_eq!(d.recording_url.as_deref(), Some("https://r.example/1.mp3"));
+        assert_eq!(d.notes.as_deref(), Some("follow up"));
+        assert_eq!(d.crm_synced, Some(true));
+    }
+
+    #[test]
+    fn a_field_of_another_type_reads_as_absent_not_as_a_failure() {
+        let body = r#"{"prospect":"Jane","recording_url":12,"notes":{"text":"x"},"crm_synced":"yes"}"#;
+        assert_eq!(EventDetails::from_body(body), EventDetails::default());
+        let body = r#"{"prospect":{"name":["x"],"phone":"+1"},"crm_synced":false}"#;
+        let d = EventDetails::from_body(body);
+        assert_eq!(d.prospect.name, None);
+        assert_eq!(d.prospect.phone.as_deref(), Some("+1"));
+        assert_eq!(d.crm_synced, Some(false));
+        assert_eq!(EventDetails::from_body("not json"), EventDetails::default());
     }
 }

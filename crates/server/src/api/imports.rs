@@ -18,7 +18,8 @@ use dialboard_engine::FieldError;
 use dialboard_store::jobs::{Job, JobState, NewJob};
 use dialboard_store::Scope;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -119,23 +120,75 @@ pub async fn create(
         .into_response())
 }
 
-/// What `GET /imports/{id}` shows: progress in bytes of the upload, and the summary once done.
-fn job_json(job: &Job) -> Value {
+/// An import job as the API shows it (`GET /imports[/{id}]`, and the `202` of an upload):
+/// progress in bytes of the upload, and the summary once done.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportJob {
+    pub id: String,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// The name given to the upload.
+    #[schema(required = true)]
+    pub name: Option<String>,
+    /// The file's format (`asterisk`, `csv`, …).
+    #[schema(required = true)]
+    pub format: Option<String>,
+    /// Bytes of the upload read of its size.
+    pub progress: super::exports::JobProgress,
+    pub attempts: i64,
+    #[schema(required = true)]
+    pub created_at: Option<String>,
+    #[schema(required = true)]
+    pub updated_at: Option<String>,
+    /// What the import did, once it has succeeded.
+    #[schema(required = true)]
+    pub summary: Option<ImportSummary>,
+    /// Where the rejected rows are, when some were.
+    #[schema(required = true)]
+    pub rejects_url: Option<String>,
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
+/// A finished import's summary: what `dialboard import` prints, and the size of its rejects.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ImportSummary {
+    #[serde(flatten)]
+    pub summary: crate::import::Summary,
+    /// Bytes of the rejected rows' CSV.
+    #[serde(default)]
+    pub rejects_bytes: u64,
+}
+
+/// `GET /imports`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportJobs {
+    pub imports: Vec<ImportJob>,
+}
+
+fn job_json(job: &Job) -> ImportJob {
     let result = job.result.clone().unwrap_or(Value::Null);
     let rejects = result["rejected"].as_u64().is_some_and(|n| n > 0);
-    json!({
-        "id": job.id,
-        "status": job.state,
-        "name": job.payload["name"],
-        "format": job.payload["spec"]["format"],
-        "progress": {"done": job.progress_done, "total": job.payload["bytes"]},
-        "attempts": job.attempts,
-        "created_at": rfc3339_ms(job.created_at),
-        "updated_at": rfc3339_ms(job.updated_at),
-        "summary": (job.state == JobState::Succeeded).then_some(&result),
-        "rejects_url": rejects.then(|| format!("/api/v1/imports/{}/rejects", job.id)),
-        "error": job.error,
-    })
+    let text = |v: &Value| v.as_str().map(String::from);
+    let instant = |ms: i64| text(&rfc3339_ms(ms));
+    ImportJob {
+        id: job.id.clone(),
+        status: job.state.as_str().to_string(),
+        name: text(&job.payload["name"]),
+        format: text(&job.payload["spec"]["format"]),
+        progress: super::exports::JobProgress {
+            done: job.progress_done,
+            total: job.payload["bytes"].as_i64(),
+        },
+        attempts: job.attempts,
+        created_at: instant(job.created_at),
+        updated_at: instant(job.updated_at),
+        summary: (job.state == JobState::Succeeded)
+            .then(|| serde_json::from_value(result).ok())
+            .flatten(),
+        rejects_url: rejects.then(|| format!("/api/v1/imports/{}/rejects", job.id)),
+        error: job.error.clone(),
+    }
 }
 
 async fn visible_job(state: &AppState, principal: &Principal, id: &str) -> Result<Job, ApiError> {
@@ -145,18 +198,18 @@ async fn visible_job(state: &AppState, principal: &Principal, id: &str) -> Resul
         .ok_or_else(|| ApiError::not_found(format!("no import '{id}'")))
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<ImportJobs>, ApiError> {
     principal.require(Scope::Ingest)?;
     let jobs = state.store.jobs(principal.tenant_id, JOB_KIND, 200).await?;
-    let imports: Vec<Value> = jobs.iter().filter(|j| may_see(&principal, j)).map(job_json).collect();
-    Ok(Json(json!({ "imports": imports })))
+    let imports = jobs.iter().filter(|j| may_see(&principal, j)).map(job_json).collect();
+    Ok(Json(ImportJobs { imports }))
 }
 
 pub async fn get(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ImportJob>, ApiError> {
     Ok(Json(job_json(&visible_job(&state, &principal, &id).await?)))
 }
 

@@ -130,14 +130,14 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/imports",
             get(imports::list).post(imports::create),
             vec![
-                op("get", "ingest", "the caller's import jobs (an admin's: the tenant's)"),
+                op("get", "ingest", "the caller's import jobs (an admin's: the tenant's)").answers(openapi::answer::<imports::ImportJobs>()),
                 op("post", "ingest", "upload a file to import as a job: the body is the file; format, timezone, utc, columns, template, map_disposition, map_agent, inbound_context, outbound_context and name as `dialboard import` takes them").params(&["format", "timezone", "utc", "columns", "template", "map_disposition", "map_agent", "inbound_context", "outbound_context", "name"]).body(),
             ],
         )
         .add(
             "/imports/{id}",
             get(imports::get),
-            vec![op("get", "ingest", "an import job: status, progress in bytes, its summary when done")],
+            vec![op("get", "ingest", "an import job: status, progress in bytes, its summary when done").answers(openapi::answer::<imports::ImportJob>())],
         )
         .add(
             "/imports/{id}/rejects",
@@ -207,8 +207,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/users",
             get(admin::list_users).post(admin::add_user),
             vec![
-                op("get", "admin", "list users"),
-                op("post", "admin", "add a user").body(),
+                op("get", "admin", "list users").answers(openapi::answer::<admin::UsersAnswer>()),
+                op("post", "admin", "add a user").body().answers(openapi::answer::<admin::UserAnswer>()),
             ],
         )
         .add(
@@ -225,8 +225,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/keys",
             get(admin::list_keys).post(admin::add_key),
             vec![
-                op("get", "admin", "list API keys"),
-                op("post", "admin", "create an API key (shown once)").body(),
+                op("get", "admin", "list API keys").answers(openapi::answer::<admin::KeysAnswer>()),
+                op("post", "admin", "create an API key (shown once)").body().answers(openapi::answer::<admin::NewKeyAnswer>()),
             ],
         )
         .add(
@@ -237,7 +237,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/audit",
             get(admin::audit_log),
-            vec![op("get", "admin", "the audit log, newest first").params(&["before", "limit"])],
+            vec![op("get", "admin", "the audit log, newest first").params(&["before", "limit"]).answers(openapi::answer::<admin::AuditPage>())],
         )
         .add(
             "/settings",

@@ -161,7 +161,8 @@ impl ImportSpec {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default)]
 pub struct Summary {
     /// Lines read (the header and blank lines included).
     pub lines: u64,

@@ -28,8 +28,8 @@ use crate::{
     jobs::{self, Claim, Job, JobUpdate, NewJob},
     retention,
     saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion},
-    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
-    StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, IngestSummary, Result, Store,
+    StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
@@ -534,6 +534,26 @@ const STREAKS: &str = "SELECT (SELECT count(*) FROM calls c WHERE c.tenant_id = 
      LEFT JOIN LATERAL (SELECT x.started_ns, x.call_id FROM calls x WHERE x.tenant_id = $1 AND x.agent_id = a.agent_id \
      AND x.started_ns >= $2 AND x.started_ns < $3 AND x.disposition <> ALL($5::text[]) \
      ORDER BY x.started_ns DESC, x.call_id DESC LIMIT 1) b ON true ORDER BY a.ord";
+
+/// The stored JSON body of events (event id → body), each given with its record's key (a call
+/// id): found through the index PostgreSQL has on record keys.
+fn event_bodies(
+    client: &mut impl postgres::GenericClient,
+    tenant_id: i64,
+    keys: Vec<(String, String)>,
+) -> Result<HashMap<String, String>> {
+    // Events are found through their record's key (the index PostgreSQL has on them).
+    let (records, ids): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+    let rows = client.query(
+        &format!(
+            "SELECT DISTINCT event_id, body FROM unnest($2::text[]) AS wanted(v), LATERAL (SELECT event_id, body \
+             FROM events WHERE tenant_id = $1 AND {} AND event_id = ANY($3) OFFSET 0) AS found",
+            same_id("record_hash", "record_key", "wanted.v")
+        ),
+        &[&tenant_id, &records, &ids],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
 
 /// The start (ns) of the tenant's earliest call: where a drill-down's `all_time` begins.
 fn earliest_call(conn: &mut Conn, tenant_id: i64) -> Result<Option<i64>> {
@@ -1143,18 +1163,50 @@ impl Store for PgStore {
     }
 
     async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {
-        self.with(move |conn, _| {
-            // Events are found through their record's key (the index PostgreSQL has on them).
-            let (records, ids): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
-            let rows = conn.client.query(
-                &format!(
-                    "SELECT DISTINCT event_id, body FROM unnest($2::text[]) AS wanted(v), LATERAL (SELECT event_id, body \
-                     FROM events WHERE tenant_id = $1 AND {} AND event_id = ANY($3) OFFSET 0) AS found",
-                    same_id("record_hash", "record_key", "wanted.v")
-                ),
-                &[&tenant_id, &records, &ids],
-            )?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        self.with(move |conn, _| event_bodies(&mut conn.client, tenant_id, keys))
+            .await
+    }
+
+    async fn export_calls(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<ExportPage, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.with(move |conn, shared| {
+            let teams = shared.agent_teams(&mut conn.client, tenant.id)?;
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
+                Ok(d) => d,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            let statement = conn.prepare(&drill_sql(&drill.pushed(&tenant)))?;
+            // One snapshot for the calls and their events.
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let (calls, next_cursor) = {
+                let range = drill.query.range;
+                let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
+                let pushed = drill.pushed(&tenant);
+                let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    vec![&tenant.id, &start, &end, &drill.after.0, &drill.after.1];
+                params.extend(pushed.iter().map(|p| &p.values as &(dyn postgres::types::ToSql + Sync)));
+                let portal = tx.bind(&statement, &params)?;
+                let chunk = (request.limit as i32 + 1).max(100);
+                let rows = portal_rows(&mut tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
+                drill::matching(&tenant, &drill, request.limit, rows)?
+            };
+            let keys = calls
+                .iter()
+                .map(|(c, _)| (c.call_id.clone(), c.event_id.clone()))
+                .collect();
+            let bodies = event_bodies(&mut tx, tenant.id, keys)?;
+            tx.commit()?;
+            Ok(Ok(drill::export_page(calls, next_cursor, &bodies)))
         })
         .await
     }

@@ -22,7 +22,7 @@
 //! Idempotency and corrections therefore hold for every id ever stored, as before.
 
 use dialboard_engine::fxhash::Fx;
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
 
 /// What a run indexes.
@@ -153,6 +153,52 @@ pub fn find(conn: &Connection, kind: Kind, hash: u64) -> rusqlite::Result<Vec<i6
                 .take_while(|(h, _)| *h == hash)
                 .map(|(_, seq)| seq),
         );
+    }
+    Ok(found)
+}
+
+/// [`find`] for many hashes at once (an export's page): the hashes are probed in order, so a
+/// chunk that holds several of them is read once per run, not once per hash. Returns the rows
+/// each hash lists (candidates, as [`find`]'s).
+pub fn find_many(conn: &Connection, kind: Kind, hashes: &[u64]) -> rusqlite::Result<HashMap<u64, Vec<i64>>> {
+    let mut sorted = hashes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let runs: Vec<i64> = conn
+        .prepare_cached("SELECT run FROM key_runs WHERE kind = ?1")?
+        .query_map([kind as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut chunk_of = conn.prepare_cached(
+        "SELECT data FROM key_chunks WHERE run = ?1 AND first_hash <= ?2 ORDER BY first_hash DESC LIMIT 1",
+    )?;
+    let mut found: HashMap<u64, Vec<i64>> = HashMap::new();
+    for run in runs {
+        // The chunk read last: it answers every later hash up to its last key (a chunk never
+        // splits a hash, so the next chunk starts above it).
+        let mut chunk: Vec<(u64, i64)> = Vec::new();
+        for &hash in &sorted {
+            let covered = matches!((chunk.first(), chunk.last()), (Some(f), Some(l)) if f.0 <= hash && hash <= l.0);
+            if !covered {
+                chunk = match chunk_of
+                    .query_row(params![run, ordered(hash)], |r| {
+                        Ok(decode(r.get_ref(0)?.as_blob()?).collect())
+                    })
+                    .optional()?
+                {
+                    Some(keys) => keys,
+                    None => continue,
+                };
+            }
+            let from = chunk.partition_point(|(h, _)| *h < hash);
+            let seqs = chunk[from..]
+                .iter()
+                .take_while(|(h, _)| *h == hash)
+                .map(|(_, seq)| *seq);
+            let mut seqs = seqs.peekable();
+            if seqs.peek().is_some() {
+                found.entry(hash).or_default().extend(seqs);
+            }
+        }
     }
     Ok(found)
 }

@@ -23,8 +23,8 @@ use crate::retention;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
 use crate::{
-    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, IngestSummary, Result, Store, StoreError,
-    StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, IngestSummary, Result, Store,
+    StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
@@ -382,6 +382,33 @@ fn drill_page(conn: &Connection, tenant: &TenantInfo, drill: &drill::Drill, limi
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| call_with_analysis(r))?;
     drill::page(tenant, drill, limit, rows.map(|r| Ok(r?)))
+}
+
+/// The stored JSON body of each of `event_ids` (event id → body), found through the event
+/// keys' runs (probed for all of them at once, in hash order).
+fn event_bodies(
+    conn: &Connection,
+    tenant_id: i64,
+    event_ids: impl Iterator<Item = String>,
+) -> Result<HashMap<String, String>> {
+    let ids: Vec<(u64, String)> = event_ids.map(|id| (keys::hash(tenant_id, &id), id)).collect();
+    let hashes: Vec<u64> = ids.iter().map(|(h, _)| *h).collect();
+    let candidates = keys::find_many(conn, keys::Kind::Event, &hashes)?;
+    let mut stmt =
+        conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
+    let mut out = HashMap::with_capacity(ids.len());
+    for (hash, event_id) in ids {
+        for &seq in candidates.get(&hash).map_or(&[][..], Vec::as_slice) {
+            if let Some(body) = stmt
+                .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                out.insert(event_id, body);
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// After an agent entry changed (on the writer thread), the tenant's map is read again.
@@ -906,22 +933,33 @@ impl Store for SqliteStore {
     }
 
     async fn event_bodies(&self, tenant_id: i64, ids: Vec<(String, String)>) -> Result<HashMap<String, String>> {
-        self.read(move |conn, _| {
-            let mut stmt =
-                conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
-            let mut out = HashMap::with_capacity(ids.len());
-            for (_, event_id) in ids {
-                for seq in keys::find(conn, keys::Kind::Event, keys::hash(tenant_id, &event_id))? {
-                    if let Some(body) = stmt
-                        .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
-                        .optional()?
-                    {
-                        out.insert(event_id, body);
-                        break;
-                    }
-                }
-            }
-            Ok(out)
+        self.read(move |conn, _| event_bodies(conn, tenant_id, ids.into_iter().map(|(_, id)| id)))
+            .await
+    }
+
+    async fn export_calls(
+        &self,
+        tenant_id: i64,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<ExportPage, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.read(move |conn, shared| {
+            let teams = shared.agent_teams(tenant.id);
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
+                Ok(d) => d,
+                Err(errors) => return Ok(Err(errors)),
+            };
+            // One snapshot for the calls and their events.
+            let tx = conn.unchecked_transaction()?;
+            let (sql, values) = drill_statement(&tenant, &drill);
+            let (calls, next_cursor) = {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| call_with_analysis(r))?;
+                drill::matching(&tenant, &drill, request.limit, rows.map(|r| Ok(r?)))?
+            };
+            let bodies = event_bodies(&tx, tenant.id, calls.iter().map(|(c, _)| c.event_id.clone()))?;
+            Ok(Ok(drill::export_page(calls, next_cursor, &bodies)))
         })
         .await
     }
