@@ -851,6 +851,25 @@ impl Store for PgStore {
         .await
     }
 
+    async fn records(
+        &self,
+        tenant_id: i64,
+        kind: crate::listing::RecordKind,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<crate::listing::RecordsPage, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.with(move |conn, shared| {
+            let teams = shared.agent_teams(&mut conn.client, tenant.id)?;
+            // One snapshot for every chunk of the page.
+            let mut tx = conn.client.build_transaction().read_only(true).isolation_level(postgres::IsolationLevel::RepeatableRead).start()?;
+            let page = crate::listing::page(&mut Pg(&mut tx), &tenant, kind, &request, now, teams)?;
+            tx.commit()?;
+            Ok(page)
+        })
+        .await
+    }
+
     async fn calls_per_agent(
         &self,
         tenant_id: i64,

@@ -624,6 +624,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn records(
+        &self,
+        tenant_id: i64,
+        kind: crate::listing::RecordKind,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<crate::listing::RecordsPage, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.read(move |conn, shared| {
+            let teams = shared.agent_teams(tenant.id);
+            // One snapshot for every chunk of the page.
+            let mut tx = conn.unchecked_transaction()?;
+            crate::listing::page(&mut tx, &tenant, kind, &request, now, teams)
+        })
+        .await
+    }
+
     async fn calls_per_agent(
         &self,
         tenant_id: i64,
