@@ -374,6 +374,9 @@ CREATE TABLE IF NOT EXISTS schedule_runs (
     PRIMARY KEY (tenant_id, schedule_id, scheduled_for)
 );
 "#,
+    // Conversations newest first by opening, as SQLite's `conversations_by_time`: the
+    // conversations drill-down (store::listing) reads along it a chunk at a time.
+    "CREATE INDEX IF NOT EXISTS conversations_by_time ON conversations (tenant_id, opened_ns, conversation_id);",
 ];
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).
