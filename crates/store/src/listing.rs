@@ -266,10 +266,13 @@ fn statement(table: &Table, drill: &Drill) -> (String, Vec<Val>) {
         if f.values.iter().any(String::is_empty) {
             continue;
         }
+        let mut wanted: Vec<&String> = f.values.iter().collect();
+        // In order: one statement text for the same filter, whatever the set's order.
+        wanted.sort();
         let first = 7 + values.len();
-        let list: Vec<String> = (first..first + f.values.len()).map(|n| format!("${n}")).collect();
+        let list: Vec<String> = (first..first + wanted.len()).map(|n| format!("${n}")).collect();
         sql += &format!(" AND {column} IN ({})", list.join(", "));
-        values.extend(f.values.iter().map(|v| Val::from(v.as_str())));
+        values.extend(wanted.into_iter().map(|v| Val::from(v.as_str())));
     }
     sql += &format!(" ORDER BY {time} DESC, {id} DESC LIMIT $6");
     (sql, values)

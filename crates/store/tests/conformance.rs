@@ -11,7 +11,9 @@ use dialboard_engine::event::{
 };
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
-use dialboard_engine::query::{directory_team, parse_query, passes_filters, AgentTeams, Context, KeyValue};
+use dialboard_engine::query::{
+    directory_team, parse_drilldown, parse_query, passes_filters, AgentTeams, Context, KeyValue,
+};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
@@ -497,7 +499,7 @@ fn records_expected<'a>(
     query: &Value,
     ctx: &'a Context,
 ) -> Vec<String> {
-    let q = parse_query(query, ctx).unwrap();
+    let q = parse_drilldown(query, ctx).unwrap();
     let mut expected: Vec<(i64, &str)> = records
         .filter_map(|(ns, id, mut values)| {
             let t = ns.div_euclid(1_000_000_000);
