@@ -57,7 +57,11 @@ impl RecordKind {
                 time: "opened_ns",
                 id: "conversation_id",
                 // A ticket without a team is its agent's: team filters are checked on the rows.
-                stored: &[(Dim::Agent, "agent_id"), (Dim::Channel, "channel"), (Dim::Intent, "intent")],
+                stored: &[
+                    (Dim::Agent, "agent_id"),
+                    (Dim::Channel, "channel"),
+                    (Dim::Intent, "intent"),
+                ],
             },
             RecordKind::LeadStages => Table {
                 name: "lead_stages",

@@ -15,9 +15,9 @@ use dialboard_engine::query::{
     directory_team, parse_drilldown, parse_query, passes_filters, AgentTeams, Context, KeyValue,
 };
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+use dialboard_store::listing::RecordKind;
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
-use dialboard_store::listing::RecordKind;
 use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantSettings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -543,7 +543,11 @@ fn check_listings(
             (json!({"range": range, "filters": filter}), T0),
             (json!({"range": {"preset": "all_time"}, "filters": filter}), far),
         ] {
-            let earliest = f.conversations.iter().map(|c| c.opened_ns.div_euclid(1_000_000_000)).min();
+            let earliest = f
+                .conversations
+                .iter()
+                .map(|c| c.opened_ns.div_euclid(1_000_000_000))
+                .min();
             let ctx = Context { now, earliest, ..*ctx };
             let rows = f
                 .conversations

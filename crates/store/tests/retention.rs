@@ -231,9 +231,11 @@ fn a_purge_shrinks_the_sqlite_file_while_queries_answer() {
     };
     let tenant = rt.block_on(store.create_tenant("t", settings)).unwrap();
     for (i, day) in (0..24).map(|i| (i, format!("2026-01-{:02}", 2 + i))) {
-        rt.block_on(store.ingest(tenant.id, bulk(i * 1000, 1000, &day))).unwrap();
+        rt.block_on(store.ingest(tenant.id, bulk(i * 1000, 1000, &day)))
+            .unwrap();
     }
-    rt.block_on(store.ingest(tenant.id, bulk(100_000, 500, "2026-05-30"))).unwrap();
+    rt.block_on(store.ingest(tenant.id, bulk(100_000, 500, "2026-05-30")))
+        .unwrap();
     rt.block_on(store.checkpoint()).unwrap();
     let before = daily(&*store, tenant.id, &rt);
     // The checkpointer copies the log into the file within a quarter second.
@@ -268,7 +270,11 @@ fn a_purge_shrinks_the_sqlite_file_while_queries_answer() {
     stop.store(true, Ordering::Relaxed);
     let answered = rt.block_on(asking).unwrap();
     assert!(answered > 0, "queries answered during the purge");
-    assert!(shrunk.is_some(), "the file shrank from {full} bytes: now {}", file_size(&path));
+    assert!(
+        shrunk.is_some(),
+        "the file shrank from {full} bytes: now {}",
+        file_size(&path)
+    );
     assert_eq!(daily(&*store, tenant.id, &rt), before, "numbers unchanged");
     rt.block_on(store.shutdown());
 }
@@ -286,7 +292,8 @@ fn an_older_sqlite_file_is_converted_to_incremental_vacuum_at_open() {
     };
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE older (x)").unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE older (x)")
+            .unwrap();
     }
     assert_eq!(mode(&path), 0, "made without auto_vacuum");
     let rt = runtime();
@@ -313,12 +320,22 @@ fn an_erasure_on_postgresql_leaves_no_dead_row_versions() {
         .unwrap();
     let mut first = call("v1", "c1", "a0", "No Answer", "2026-05-30T10:00:00Z");
     first["contact_id"] = json!("ct-9");
-    let others = (0..50).map(|i| call(&format!("o{i}"), &format!("oc{i}"), "a1", "Busy", "2026-05-30T11:00:00Z"));
+    let others = (0..50).map(|i| {
+        call(
+            &format!("o{i}"),
+            &format!("oc{i}"),
+            "a1",
+            "Busy",
+            "2026-05-30T11:00:00Z",
+        )
+    });
     rt.block_on(store.ingest(tenant.id, events(std::iter::once(first).chain(others).collect())))
         .unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     // Dead versions as the table's pages hold them (not the statistics, which lag).
-    client.batch_execute("CREATE EXTENSION IF NOT EXISTS pgstattuple").unwrap();
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        .unwrap();
     let dead = |client: &mut postgres::Client| -> i64 {
         let partitions: Vec<String> = client
             .query(

@@ -912,10 +912,17 @@ async fn conversations_and_lead_stages_are_drill_downs_for_psql_and_jdbc() {
     app.events(drill_events()).await;
     let tables = psql(&app, &app.key, "\\dt").await;
     for t in ["conversations", "lead_stages"] {
-        assert!(tables.contains(&format!("public|{t}|table|")), "\\dt lists {t}:\n{tables}");
+        assert!(
+            tables.contains(&format!("public|{t}|table|")),
+            "\\dt lists {t}:\n{tables}"
+        );
     }
     let described = psql(&app, &app.key, "\\d conversations").await;
-    for line in ["conversation_id|text", "opened_at|timestamp with time zone", "resolved_at|timestamp with time zone"] {
+    for line in [
+        "conversation_id|text",
+        "opened_at|timestamp with time zone",
+        "resolved_at|timestamp with time zone",
+    ] {
         assert!(described.contains(line), "\\d conversations has {line}:\n{described}");
     }
     let described = psql(&app, &app.key, "\\d lead_stages").await;
@@ -938,7 +945,12 @@ async fn conversations_and_lead_stages_are_drill_downs_for_psql_and_jdbc() {
          v1|email|2026-03-02 09:30:00-05|a1|t1|resolved|billing|2026-03-02 11:00:00-05\n"
     );
     // The team filters as /query's does: a ticket without a team is its agent's.
-    let team = psql(&app, &app.key, "SELECT conversation_id FROM conversations WHERE team_id = 't1'").await;
+    let team = psql(
+        &app,
+        &app.key,
+        "SELECT conversation_id FROM conversations WHERE team_id = 't1'",
+    )
+    .await;
     assert_eq!(team, "v3\nv1\n");
     let filtered = psql(
         &app,
@@ -1052,7 +1064,10 @@ async fn conversations_and_lead_stages_keep_tenants_and_reach() {
     assert_eq!(seen["admin"], json!([["v3", "v2", "v1"], ["s4", "s2", "s3", "s1"]]));
     assert_eq!(seen["agent"], json!([["v3", "v1"], ["s2", "s1"]]));
     assert_eq!(seen["globex"], json!([["gv1"], ["g2"]]));
-    assert_eq!(seen["codes"], json!(["42501", "42501", "0A000", "22023", "0A000", "0A000"]));
+    assert_eq!(
+        seen["codes"],
+        json!(["42501", "42501", "0A000", "22023", "0A000", "0A000"])
+    );
     let columns = seen["columns"].as_array().unwrap();
     assert_eq!(columns[3], json!(["at", "timestamp with time zone"]), "{columns:?}");
     assert_eq!(columns[8], json!(["amount", "double precision"]), "{columns:?}");

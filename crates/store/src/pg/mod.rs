@@ -862,7 +862,12 @@ impl Store for PgStore {
         self.with(move |conn, shared| {
             let teams = shared.agent_teams(&mut conn.client, tenant.id)?;
             // One snapshot for every chunk of the page.
-            let mut tx = conn.client.build_transaction().read_only(true).isolation_level(postgres::IsolationLevel::RepeatableRead).start()?;
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .start()?;
             let page = crate::listing::page(&mut Pg(&mut tx), &tenant, kind, &request, now, teams)?;
             tx.commit()?;
             Ok(page)

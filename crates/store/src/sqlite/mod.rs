@@ -994,23 +994,24 @@ impl Store for SqliteStore {
 
     async fn erase_contact(&self, tenant_id: i64, contact_id: &str) -> Result<i64> {
         let contact_id = contact_id.to_string();
-        let erased = self.write(move |conn| {
-            // The old bodies must not stay in freed space, nor in the log's older frames.
-            conn.pragma_update(None, "secure_delete", "ON")?;
-            let erased = (|| {
-                let mut tx = conn.transaction()?;
-                let n = retention::erase_contact(&mut tx, retention::Dialect::Sqlite, tenant_id, &contact_id)?;
-                tx.commit()?;
-                Ok::<_, StoreError>(n)
-            })();
-            conn.pragma_update(None, "secure_delete", "OFF")?;
-            let erased = erased?;
-            if erased > 0 {
-                wal::truncate(conn)?;
-            }
-            Ok(erased)
-        })
-        .await?;
+        let erased = self
+            .write(move |conn| {
+                // The old bodies must not stay in freed space, nor in the log's older frames.
+                conn.pragma_update(None, "secure_delete", "ON")?;
+                let erased = (|| {
+                    let mut tx = conn.transaction()?;
+                    let n = retention::erase_contact(&mut tx, retention::Dialect::Sqlite, tenant_id, &contact_id)?;
+                    tx.commit()?;
+                    Ok::<_, StoreError>(n)
+                })();
+                conn.pragma_update(None, "secure_delete", "OFF")?;
+                let erased = erased?;
+                if erased > 0 {
+                    wal::truncate(conn)?;
+                }
+                Ok(erased)
+            })
+            .await?;
         if erased > 0 {
             self.reclaim_space().await?;
         }
