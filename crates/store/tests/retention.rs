@@ -189,9 +189,8 @@ fn erasure_keeps_every_number() {
     each_store(erasure_keeps_numbers);
 }
 
-/// Calls of January with bulky notes (purged by the policy) and a few of May 30 (kept).
+/// `n` calls of `day` with bulky notes that do not compress (pseudo-random hex).
 fn bulk(from: usize, n: usize, day: &str) -> Vec<ParsedEvent> {
-    let notes = "x".repeat(600);
     events(
         (from..from + n)
             .map(|i| {
@@ -202,7 +201,16 @@ fn bulk(from: usize, n: usize, day: &str) -> Vec<ParsedEvent> {
                     "No Answer",
                     &format!("{day}T{:02}:{:02}:{:02}Z", 8 + i % 10, i % 60, (i / 60) % 60),
                 );
-                c["notes"] = json!(format!("{notes} {i}"));
+                let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let notes: String = (0..1200)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        char::from_digit((x % 16) as u32, 16).unwrap()
+                    })
+                    .collect();
+                c["notes"] = json!(notes);
                 c
             })
             .collect(),
@@ -241,7 +249,7 @@ fn a_purge_shrinks_the_sqlite_file_while_queries_answer() {
     // The checkpointer copies the log into the file within a quarter second.
     std::thread::sleep(std::time::Duration::from_secs(1));
     let full = file_size(&path);
-    assert!(full > 20_000_000, "the file holds the calls: {full} bytes");
+    assert!(full > 15_000_000, "the file holds the calls: {full} bytes");
 
     let stop = Arc::new(AtomicBool::new(false));
     let asking = {
@@ -337,25 +345,14 @@ fn an_erasure_on_postgresql_leaves_no_dead_row_versions() {
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
         .unwrap();
     let dead = |client: &mut postgres::Client| -> i64 {
-        let partitions: Vec<String> = client
-            .query(
-                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-                 WHERE i.inhparent = 'events'::regclass",
+        client
+            .query_one(
+                "SELECT coalesce(sum((pgstattuple(i.inhrelid::regclass)).dead_tuple_count), 0)::bigint \
+                 FROM pg_inherits i WHERE i.inhparent = 'events'::regclass",
                 &[],
             )
             .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        partitions
-            .iter()
-            .map(|p| {
-                client
-                    .query_one(&format!("SELECT dead_tuple_count FROM pgstattuple('{p}')"), &[])
-                    .unwrap()
-                    .get::<_, i64>(0)
-            })
-            .sum()
+            .get(0)
     };
     assert_eq!(dead(&mut client), 0);
     assert_eq!(rt.block_on(store.erase_contact(tenant.id, "ct-9")).unwrap(), 1);

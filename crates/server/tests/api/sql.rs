@@ -902,7 +902,7 @@ fn drill_events() -> Value {
         {"id": "s3", "type": "lead_stage", "contact_id": "p2", "stage": "proposal_sent", "at": "2026-03-04T13:00:00Z",
             "campaign_id": "k2", "lead_source": "ads", "agent_id": "a2", "amount": 99.99, "currency": "USD"},
         {"id": "s4", "type": "lead_stage", "contact_id": "p3", "stage": "closed_won", "at": "2026-03-06T12:00:00Z",
-            "campaign_id": "k2", "lead_source": "ads", "agent_id": "a2", "amount": 500, "currency": "EUR"},
+            "campaign_id": "k2", "lead_source": "ads", "agent_id": "a2", "amount": 500.25, "currency": "EUR"},
     ])
 }
 
@@ -969,7 +969,7 @@ async fn conversations_and_lead_stages_are_drill_downs_for_psql_and_jdbc() {
     .await;
     assert_eq!(
         stages,
-        "s4|p3|closed_won|2026-03-06 07:00:00-05|k2|a2|500|EUR\n\
+        "s4|p3|closed_won|2026-03-06 07:00:00-05|k2|a2|500.25|EUR\n\
          s2|p1|closed_won|2026-03-05 13:00:00-05|k1|a1|1234.5|USD\n\
          s3|p2|proposal_sent|2026-03-04 08:00:00-05|k2|a2|99.99|USD\n"
     );
@@ -997,7 +997,7 @@ async fn conversations_and_lead_stages_are_drill_downs_for_psql_and_jdbc() {
         [
             "conversation v3 whatsapp 2026-03-04T10:00:00Z",
             "conversation v1 email 2026-03-02T14:30:00Z",
-            "stage s4 p3 500.0 2026-03-06T12:00:00Z",
+            "stage s4 p3 500.25 2026-03-06T12:00:00Z",
         ]
     );
 }
