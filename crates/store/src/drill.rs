@@ -303,7 +303,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Paging cursor: the last row's start and call id, opaque to clients.
-fn encode_cursor(started_ns: i64, call_id: &str) -> String {
+pub(crate) fn encode_cursor(started_ns: i64, call_id: &str) -> String {
     hex(format!("{started_ns}:{call_id}").as_bytes())
 }
 

@@ -12,6 +12,7 @@ pub mod contribution;
 mod drill;
 mod group;
 pub mod jobs;
+pub mod listing;
 pub mod overlay;
 pub mod pg;
 pub mod retention;
@@ -728,6 +729,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<i64>>;
     /// One call with its analysis and every version received.
     async fn call(&self, tenant_id: i64, call_id: &str) -> Result<Option<Value>>;
+    /// A page of the conversations' or stage changes' drill-down (`listing`): the records of
+    /// the request's range that pass its filters, newest first, from its cursor.
+    async fn records(
+        &self,
+        tenant_id: i64,
+        kind: listing::RecordKind,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<listing::RecordsPage, Vec<FieldError>>>;
     /// Folds pending deltas into the cells now (each store also does it on its own); returns
     /// how many cells (SQLite) or delta rows (PostgreSQL) were folded.
     async fn checkpoint(&self) -> Result<usize>;

@@ -5,14 +5,17 @@
 //! force over the final records gives — on SQLite and on PostgreSQL (a throwaway cluster the
 //! test starts with the local `initdb`), which must therefore agree with each other too.
 
-use dialboard_engine::cells::{call_dim_values, Fact};
+use dialboard_engine::cells::{call_dim_values, stage_dim_values, ticket_dim_values, DimValues, Fact};
 use dialboard_engine::event::{
     parse_event, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
 };
 use dialboard_engine::measures::{Num, MEASURES};
 use dialboard_engine::oracle::{self, Records};
-use dialboard_engine::query::{directory_team, parse_query, passes_filters, AgentTeams, Context, KeyValue};
+use dialboard_engine::query::{
+    directory_team, parse_drilldown, parse_query, passes_filters, AgentTeams, Context, KeyValue,
+};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+use dialboard_store::listing::RecordKind;
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantSettings};
@@ -306,7 +309,8 @@ fn check(
             }
         }
     }
-    check_drill(store, rt, tenant, &f, &ctx)
+    check_drill(store, rt, tenant, &f, &ctx)?;
+    check_listings(store, rt, tenant, &f, &ctx)
 }
 
 /// Every page of a drill-down (a few calls a page), in order.
@@ -454,6 +458,128 @@ fn check_drill(
         mine.sort_by(|a, b| (b.started_ns, &b.call_id).cmp(&(a.started_ns, &a.call_id)));
         let expected = mine.iter().take_while(|c| run.contains(&c.disposition)).count() as i64;
         prop_assert_eq!(streak, expected, "streak of {}", agent);
+    }
+    Ok(())
+}
+
+/// Every page of the conversations' or stage changes' drill-down (a few a page): the ids.
+fn records_all(
+    store: &dyn Store,
+    rt: &tokio::runtime::Runtime,
+    tenant: i64,
+    kind: RecordKind,
+    query: &Value,
+    now: i64,
+) -> Vec<String> {
+    let id = match kind {
+        RecordKind::Conversations => "conversation_id",
+        RecordKind::LeadStages => "event_id",
+    };
+    let (mut got, mut cursor) = (Vec::new(), None);
+    loop {
+        let request = CallsRequest {
+            query: query.clone(),
+            cursor: cursor.take(),
+            limit: 3,
+        };
+        let page = rt.block_on(store.records(tenant, kind, request, now)).unwrap().unwrap();
+        got.extend(page.records.iter().map(|r| r[id].as_str().unwrap().to_string()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return got,
+        }
+    }
+}
+
+/// The ids of `records` (time ns, id, dimension values) in the range of `query` that pass its
+/// filters, newest first, by brute force.
+fn records_expected<'a>(
+    records: impl Iterator<Item = (i64, &'a str, DimValues<'a>)>,
+    fact: Fact,
+    query: &Value,
+    ctx: &'a Context,
+) -> Vec<String> {
+    let q = parse_drilldown(query, ctx).unwrap();
+    let mut expected: Vec<(i64, &str)> = records
+        .filter_map(|(ns, id, mut values)| {
+            let t = ns.div_euclid(1_000_000_000);
+            directory_team(&mut values, fact, ctx.agent_teams);
+            let shown = (q.range.start..q.range.end).contains(&t)
+                && passes_filters(
+                    &q.filters,
+                    &values,
+                    q.clock.hour_of_day(t),
+                    q.clock.day_of_week(t),
+                    ctx.taxonomy,
+                );
+            shown.then_some((ns, id))
+        })
+        .collect();
+    expected.sort_by(|a, b| b.cmp(a));
+    expected.into_iter().map(|(_, id)| id.to_string()).collect()
+}
+
+/// The drill-downs of conversations (their final versions) and stage changes (each one):
+/// paging with filters on stored columns, on the directory's team and on the hour gives the
+/// records of the range that pass them, newest first, each once; `all_time` covers them all.
+fn check_listings(
+    store: &dyn Store,
+    rt: &tokio::runtime::Runtime,
+    tenant: i64,
+    f: &Final,
+    ctx: &Context,
+) -> Result<(), TestCaseError> {
+    let range = json!({"start": "2026-03-07", "end": "2026-03-10"});
+    let far = T0 + 10 * 86_400;
+    let conversation_filters = [
+        json!({}),
+        json!({"agent": ["a0"]}),
+        json!({"channel": ["chat", "email"], "intent": ["demo"]}),
+        json!({"team": ["t1"]}),
+        json!({"agent": ["a1", "a2"], "hour_of_day": ["1", "2", "3", "4", "5", "6", "7", "8"]}),
+    ];
+    for filter in &conversation_filters {
+        for (query, now) in [
+            (json!({"range": range, "filters": filter}), T0),
+            (json!({"range": {"preset": "all_time"}, "filters": filter}), far),
+        ] {
+            let earliest = f
+                .conversations
+                .iter()
+                .map(|c| c.opened_ns.div_euclid(1_000_000_000))
+                .min();
+            let ctx = Context { now, earliest, ..*ctx };
+            let rows = f
+                .conversations
+                .iter()
+                .map(|c| (c.opened_ns, c.conversation_id.as_str(), ticket_dim_values(c)));
+            let expected = records_expected(rows, Fact::Tickets, &query, &ctx);
+            let got = records_all(store, rt, tenant, RecordKind::Conversations, &query, now);
+            prop_assert_eq!(got, expected, "conversations by {}", query);
+        }
+    }
+    let stage_filters = [
+        json!({}),
+        json!({"agent": ["a1"]}),
+        json!({"stage": ["closed_won", "proposal_sent"], "campaign": ["k0", "k2"]}),
+        json!({"team": ["t0", "t1"]}),
+        json!({"lead_source": [""]}),
+    ];
+    for filter in &stage_filters {
+        for (query, now) in [
+            (json!({"range": range, "filters": filter}), T0),
+            (json!({"range": {"preset": "all_time"}, "filters": filter}), far),
+        ] {
+            let earliest = f.stages.iter().map(|s| s.at_ns.div_euclid(1_000_000_000)).min();
+            let ctx = Context { now, earliest, ..*ctx };
+            let rows = f
+                .stages
+                .iter()
+                .map(|s| (s.at_ns, s.event_id.as_str(), stage_dim_values(s)));
+            let expected = records_expected(rows, Fact::Stages, &query, &ctx);
+            let got = records_all(store, rt, tenant, RecordKind::LeadStages, &query, now);
+            prop_assert_eq!(got, expected, "lead stages by {}", query);
+        }
     }
     Ok(())
 }

@@ -188,3 +188,183 @@ fn a_purge_keeps_daily_answers_on_every_node() {
 fn erasure_keeps_every_number() {
     each_store(erasure_keeps_numbers);
 }
+
+/// `n` calls of `day` with bulky notes that do not compress (pseudo-random hex).
+fn bulk(from: usize, n: usize, day: &str) -> Vec<ParsedEvent> {
+    events(
+        (from..from + n)
+            .map(|i| {
+                let mut c = call(
+                    &format!("b{i}"),
+                    &format!("bc{i}"),
+                    &format!("a{}", i % 7),
+                    "No Answer",
+                    &format!("{day}T{:02}:{:02}:{:02}Z", 8 + i % 10, i % 60, (i / 60) % 60),
+                );
+                let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let notes: String = (0..1200)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        char::from_digit((x % 16) as u32, 16).unwrap()
+                    })
+                    .collect();
+                c["notes"] = json!(notes);
+                c
+            })
+            .collect(),
+    )
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// On SQLite, a purge of most of the data gives the space back to the file system while the
+/// store keeps serving: the file shrinks to a fraction without a restart, and queries asked
+/// all along the purge answer, the same numbers after as before.
+#[test]
+fn a_purge_shrinks_the_sqlite_file_while_queries_answer() {
+    use dialboard_store::sqlite::{Options, SqliteStore};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("space.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, Options::not_durable()).unwrap());
+    let settings = TenantSettings {
+        retention: policy(),
+        ..TenantSettings::new("UTC")
+    };
+    let tenant = rt.block_on(store.create_tenant("t", settings)).unwrap();
+    for (i, day) in (0..24).map(|i| (i, format!("2026-01-{:02}", 2 + i))) {
+        rt.block_on(store.ingest(tenant.id, bulk(i * 1000, 1000, &day)))
+            .unwrap();
+    }
+    rt.block_on(store.ingest(tenant.id, bulk(100_000, 500, "2026-05-30")))
+        .unwrap();
+    rt.block_on(store.checkpoint()).unwrap();
+    let before = daily(&*store, tenant.id, &rt);
+    // The checkpointer copies the log into the file within a quarter second.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let full = file_size(&path);
+    assert!(full > 15_000_000, "the file holds the calls: {full} bytes");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let asking = {
+        let (store, stop, tenant) = (store.clone(), stop.clone(), tenant.id);
+        rt.spawn(async move {
+            let mut answered = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let body = json!({"measures": ["total_calls"], "range": {"start": "2026-01-01", "end": "2026-06-01"}});
+                store.query(tenant, body, NOW).await.unwrap().unwrap();
+                answered += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            answered
+        })
+    };
+    // Every raw event and record goes (events by their arrival, which is now); cells stay.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let cutoffs = Cutoffs {
+        raw_ns: Some(now_ns + 1_000_000_000),
+        ..Cutoffs::default()
+    };
+    let deleted = rt.block_on(store.purge(tenant.id, cutoffs, false)).unwrap();
+    assert_eq!(deleted["raw_events"], 24_500, "{deleted:?}");
+    assert_eq!(deleted["raw_records"], 24_500, "{deleted:?}");
+    // The checkpointer's next complete pass cuts the file to what the vacuum left.
+    let shrunk = (0..200)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            file_size(&path)
+        })
+        .find(|size| *size < full / 3);
+    stop.store(true, Ordering::Relaxed);
+    let answered = rt.block_on(asking).unwrap();
+    assert!(answered > 0, "queries answered during the purge");
+    assert!(
+        shrunk.is_some(),
+        "the file shrank from {full} bytes: now {}",
+        file_size(&path)
+    );
+    assert_eq!(daily(&*store, tenant.id, &rt), before, "numbers unchanged");
+    rt.block_on(store.shutdown());
+}
+
+/// A database made before incremental vacuum (`auto_vacuum=NONE`) is rewritten once when it
+/// is opened, and its purges then give space back too.
+#[test]
+fn an_older_sqlite_file_is_converted_to_incremental_vacuum_at_open() {
+    use dialboard_store::sqlite::{Options, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let mode = |path: &std::path::Path| -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap()
+    };
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE older (x)")
+            .unwrap();
+    }
+    assert_eq!(mode(&path), 0, "made without auto_vacuum");
+    let rt = runtime();
+    let store = SqliteStore::open(&path, Options::not_durable()).unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+    assert_eq!(mode(&path), 2, "INCREMENTAL after the first open");
+    let fresh = dir.path().join("new.db");
+    let store = SqliteStore::open(&fresh, Options::not_durable()).unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+    assert_eq!(mode(&fresh), 2, "a new database is INCREMENTAL from its first table");
+}
+
+/// On PostgreSQL an erasure's UPDATE leaves the old row versions, personal data included, in
+/// the table until a vacuum: the erasure vacuums what it touched, so no dead version is left.
+#[test]
+fn an_erasure_on_postgresql_leaves_no_dead_row_versions() {
+    let rt = runtime();
+    let url = common::cluster().create_database().unwrap();
+    let store = dialboard_store::pg::PgStore::open(&url).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("e", TenantSettings::new("UTC")))
+        .unwrap();
+    let mut first = call("v1", "c1", "a0", "No Answer", "2026-05-30T10:00:00Z");
+    first["contact_id"] = json!("ct-9");
+    let others = (0..50).map(|i| {
+        call(
+            &format!("o{i}"),
+            &format!("oc{i}"),
+            "a1",
+            "Busy",
+            "2026-05-30T11:00:00Z",
+        )
+    });
+    rt.block_on(store.ingest(tenant.id, events(std::iter::once(first).chain(others).collect())))
+        .unwrap();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    // Dead versions as the table's pages hold them (not the statistics, which lag).
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        .unwrap();
+    let dead = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one(
+                "SELECT coalesce(sum((pgstattuple(i.inhrelid::regclass)).dead_tuple_count), 0)::bigint \
+                 FROM pg_inherits i WHERE i.inhparent = 'events'::regclass",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(dead(&mut client), 0);
+    assert_eq!(rt.block_on(store.erase_contact(tenant.id, "ct-9")).unwrap(), 1);
+    assert_eq!(dead(&mut client), 0, "the erased version was vacuumed away");
+    rt.block_on(store.shutdown());
+}

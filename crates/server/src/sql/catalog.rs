@@ -367,7 +367,7 @@ fn fill(db: &Connection) -> rusqlite::Result<()> {
         let oid = FIRST_TABLE_OID + i as i64;
         let kind = match table.kind {
             TableKind::Rollup => "rollup",
-            TableKind::Calls => "drill-down",
+            TableKind::Calls | TableKind::Records(_) => "drill-down",
             TableKind::Directory(_) => "directory",
         };
         db.execute(

@@ -1,11 +1,12 @@
-//! SELECTs over record tables: `calls`, the drill-down (`/calls`: the same filters, range and
-//! pages, under the key's reach), and the directory (`agents`, `teams`, `campaigns`), small
-//! lists filtered, sorted and paged here.
+//! SELECTs over record tables: the drill-downs `calls` (`/calls`: the same filters, range and
+//! pages, under the key's reach), `conversations` and `lead_stages` (the same, through the
+//! store's listing), and the directory (`agents`, `teams`, `campaigns`), small lists filtered,
+//! sorted and paged here.
 
 use super::ast::{self, Literal};
 use super::error::{state, SqlError};
 use super::rollup::{time_value, to_cell};
-use super::tables::{call_filter_dimension, Role, TableKind, VirtualTable};
+use super::tables::{drill_filters, DrillFilters, Role, TableKind, VirtualTable};
 use super::values::{Cell, Column, ResultSet};
 use crate::api::auth::Principal;
 use crate::api::AppState;
@@ -14,7 +15,8 @@ use serde_json::{json, Map, Value};
 use sqlparser::ast::{BinaryOperator, Expr, InTarget, Query, Select, SelectItem};
 use std::cmp::Ordering;
 
-/// Rows a drill-down answers at most (in pages of the API's largest page).
+/// Rows a drill-down answers at most (in pages of the API's largest page), in every drill-down
+/// table.
 pub const MAX_CALL_ROWS: usize = 10_000;
 const PAGE: usize = 1000;
 
@@ -66,9 +68,10 @@ fn field<'a>(record: &'a Value, table: &VirtualTable, i: usize) -> &'a Value {
     }
 }
 
-/// The calls drill-down: filters on its dimension columns, `started_at >= … AND started_at < …`,
-/// newest first, up to `LIMIT` (at most [`MAX_CALL_ROWS`]).
-pub async fn calls(
+/// A drill-down table (`calls`, `conversations`, `lead_stages`): filters on its dimension
+/// columns, `time >= … AND time < …` on its time column, newest first, up to `LIMIT` (at most
+/// [`MAX_CALL_ROWS`]), under the key's reach as `/calls` is.
+pub async fn drill_down(
     state: &AppState,
     principal: &Principal,
     table: &VirtualTable,
@@ -76,23 +79,28 @@ pub async fn calls(
     select: &Select,
     timezone: Option<&str>,
 ) -> Result<ResultSet, SqlError> {
+    let spec = drill_filters(table.kind).expect("a drill-down table");
     let selected = columns(table, select)?;
     let (limit, offset) = ast::limit_offset(query)?;
     for (expr, desc) in ast::order_by(query)? {
-        if ast::column_name(expr).as_deref() != Some("started_at") || !desc {
-            return Err(SqlError::unsupported(
-                "calls are listed newest first: ORDER BY started_at DESC, or no ORDER BY",
-            ));
+        if ast::column_name(expr).as_deref() != Some(spec.time) || !desc {
+            return Err(SqlError::unsupported(format!(
+                "{} are listed newest first: ORDER BY {} DESC, or no ORDER BY",
+                table.name, spec.time
+            )));
         }
     }
     let wanted = limit.unwrap_or(MAX_CALL_ROWS).saturating_add(offset);
     if wanted > MAX_CALL_ROWS {
         return Err(SqlError::new(
             state::INVALID_PARAMETER,
-            format!("calls: LIMIT + OFFSET may be at most {MAX_CALL_ROWS} rows; narrow the range or filters"),
+            format!(
+                "{}: LIMIT + OFFSET may be at most {MAX_CALL_ROWS} rows; narrow the range or filters",
+                table.name
+            ),
         ));
     }
-    let mut body = call_filters(select.selection.as_ref())?;
+    let mut body = drill_body(table.name, &spec, select.selection.as_ref())?;
     if let Some(tz) = timezone {
         body["timezone"] = json!(tz);
     }
@@ -101,27 +109,32 @@ pub async fn calls(
     let mut records = Vec::new();
     let mut cursor = None;
     while records.len() < wanted {
-        let page = state
-            .store
-            .calls(
-                principal.tenant_id,
-                CallsRequest {
-                    query: body.clone(),
-                    cursor: cursor.take(),
-                    limit: PAGE.min(wanted - records.len()).max(1),
-                },
-                state.now(),
-            )
-            .await
-            .map_err(|e| SqlError::from(crate::api::error::ApiError::from(e)))?
-            .map_err(|fields| {
-                SqlError::from(crate::api::error::ApiError::invalid(
-                    crate::api::error::Code::InvalidRequest,
-                    fields,
-                ))
-            })?;
-        records.extend(page.calls);
-        match page.next_cursor {
+        let request = CallsRequest {
+            query: body.clone(),
+            cursor: cursor.take(),
+            limit: PAGE.min(wanted - records.len()).max(1),
+        };
+        let (page, next) = match table.kind {
+            TableKind::Records(kind) => state
+                .store
+                .records(principal.tenant_id, kind, request, state.now())
+                .await
+                .map(|r| r.map(|p| (p.records, p.next_cursor))),
+            _ => state
+                .store
+                .calls(principal.tenant_id, request, state.now())
+                .await
+                .map(|r| r.map(|p| (p.calls, p.next_cursor))),
+        }
+        .map_err(|e| SqlError::from(crate::api::error::ApiError::from(e)))?
+        .map_err(|fields| {
+            SqlError::from(crate::api::error::ApiError::invalid(
+                crate::api::error::Code::InvalidRequest,
+                fields,
+            ))
+        })?;
+        records.extend(page);
+        match next {
             Some(c) => cursor = Some(c),
             None => break,
         }
@@ -151,8 +164,15 @@ fn to_rows<'a>(
     ResultSet { columns, rows }
 }
 
-fn call_filters(selection: Option<&Expr>) -> Result<Value, SqlError> {
-    let help = "WHERE on calls supports agent_id, team_id, campaign_id, list_id, lead_source, direction, disposition or disposition_category = value or IN (values), and started_at >= start AND started_at < end";
+/// The `/calls`-shaped body of a drill-down's WHERE.
+fn drill_body(table: &str, spec: &DrillFilters, selection: Option<&Expr>) -> Result<Value, SqlError> {
+    let columns: Vec<&str> = spec.dimensions.iter().map(|(c, _)| *c).collect();
+    let time = spec.time;
+    let help = format!(
+        "WHERE on {table} supports {} = value or IN (values), and {time} >= start AND {time} < end",
+        columns.join(", ")
+    );
+    let help = help.as_str();
     let mut filters = Map::new();
     let mut range = Map::new();
     for term in selection.map(ast::conjuncts).unwrap_or_default() {
@@ -176,14 +196,14 @@ fn call_filters(selection: Option<&Expr>) -> Result<Value, SqlError> {
             _ => return Err(SqlError::unsupported(help)),
         };
         match (column.as_str(), op) {
-            ("started_at", BinaryOperator::GtEq) => {
+            (c, BinaryOperator::GtEq) if c == time => {
                 range.insert("start".into(), json!(time_value(&values[0])?));
             }
-            ("started_at", BinaryOperator::Lt) => {
+            (c, BinaryOperator::Lt) if c == time => {
                 range.insert("end".into(), json!(time_value(&values[0])?));
             }
             (c, BinaryOperator::Eq) => {
-                let d = call_filter_dimension(c).ok_or_else(|| SqlError::unsupported(help))?;
+                let d = spec.dimension(c).ok_or_else(|| SqlError::unsupported(help))?;
                 let values: Vec<String> = values.iter().filter_map(Literal::as_filter_value).collect();
                 filters.insert(d.name().into(), json!(values));
             }
@@ -193,9 +213,9 @@ fn call_filters(selection: Option<&Expr>) -> Result<Value, SqlError> {
     if range.is_empty() {
         range.insert("preset".into(), json!("all_time"));
     } else if range.len() == 1 {
-        return Err(SqlError::unsupported(
-            "give both ends of the range: started_at >= start AND started_at < end",
-        ));
+        return Err(SqlError::unsupported(format!(
+            "give both ends of the range: {time} >= start AND {time} < end"
+        )));
     }
     Ok(json!({"filters": filters, "range": range}))
 }

@@ -376,9 +376,9 @@ impl Executor {
                 Ok(rollup::rows(&plan, &answer))
             }
             _ if describe => records::empty(table, &select),
-            TableKind::Calls => {
+            TableKind::Calls | TableKind::Records(_) => {
                 self.charge(session)?;
-                self.bounded(records::calls(
+                self.bounded(records::drill_down(
                     &self.state,
                     &session.principal,
                     table,

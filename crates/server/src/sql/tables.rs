@@ -5,6 +5,7 @@
 use dialboard_engine::cells::{Dim, Fact};
 use dialboard_engine::measures::{MeasureDef, Unit, MEASURES};
 use dialboard_engine::query::Dimension;
+use dialboard_store::listing::RecordKind;
 use dialboard_store::DirectoryKind;
 use pgwire::api::Type;
 use std::sync::LazyLock;
@@ -32,6 +33,8 @@ pub struct TableColumn {
 pub enum TableKind {
     Rollup,
     Calls,
+    /// Conversations or stage changes, drill-downs like `calls`.
+    Records(RecordKind),
     Directory(DirectoryKind),
 }
 
@@ -69,6 +72,18 @@ pub fn tables() -> &'static [VirtualTable] {
                 &[Fact::Stages],
             ),
             calls(),
+            drill_down(
+                "conversations",
+                TableKind::Records(RecordKind::Conversations),
+                "tickets and chats (current versions), newest first by opened_at",
+                CONVERSATION_FIELDS,
+            ),
+            drill_down(
+                "lead_stages",
+                TableKind::Records(RecordKind::LeadStages),
+                "pipeline stage changes, newest first by at",
+                STAGE_FIELDS,
+            ),
             directory(
                 "agents",
                 DirectoryKind::Agent,
@@ -191,31 +206,114 @@ pub const CALL_FIELDS: &[(&str, Type, &str)] = &[
     ("intent", Type::TEXT, "analysis.intent"),
 ];
 
-/// The call column a drill-down filter dimension is: `agent_id` filters by `agent`.
-pub fn call_filter_dimension(column: &str) -> Option<Dimension> {
-    let name = match column {
-        "agent_id" => "agent",
-        "team_id" => "team",
-        "campaign_id" => "campaign",
-        "list_id" => "list",
-        "lead_source" | "direction" | "disposition" | "disposition_category" => column,
-        _ => return None,
-    };
-    Dimension::parse(name)
+/// A conversation's columns, as [`CALL_FIELDS`].
+pub const CONVERSATION_FIELDS: &[(&str, Type, &str)] = &[
+    ("conversation_id", Type::TEXT, "conversation_id"),
+    ("event_id", Type::TEXT, "event_id"),
+    ("channel", Type::TEXT, "channel"),
+    ("opened_at", Type::TIMESTAMPTZ, "opened_at"),
+    ("agent_id", Type::TEXT, "agent_id"),
+    ("team_id", Type::TEXT, "team_id"),
+    ("first_response_at", Type::TIMESTAMPTZ, "first_response_at"),
+    ("resolved_at", Type::TIMESTAMPTZ, "resolved_at"),
+    ("status", Type::TEXT, "status"),
+    ("intent", Type::TEXT, "intent"),
+];
+
+/// A stage change's columns, as [`CALL_FIELDS`].
+pub const STAGE_FIELDS: &[(&str, Type, &str)] = &[
+    ("event_id", Type::TEXT, "event_id"),
+    ("contact_id", Type::TEXT, "contact_id"),
+    ("stage", Type::TEXT, "stage"),
+    ("at", Type::TIMESTAMPTZ, "at"),
+    ("campaign_id", Type::TEXT, "campaign_id"),
+    ("lead_source", Type::TEXT, "lead_source"),
+    ("agent_id", Type::TEXT, "agent_id"),
+    ("call_id", Type::TEXT, "call_id"),
+    ("amount", Type::FLOAT8, "amount"),
+    ("currency", Type::TEXT, "currency"),
+];
+
+/// How SQL filters a drill-down table: its time column (`WHERE time >= … AND time < …`,
+/// `ORDER BY time DESC`) and which of its columns filter by which dimension of the query model
+/// (`agent_id` by `agent`).
+pub struct DrillFilters {
+    pub time: &'static str,
+    pub dimensions: &'static [(&'static str, &'static str)],
+}
+
+pub fn drill_filters(kind: TableKind) -> Option<DrillFilters> {
+    Some(match kind {
+        TableKind::Calls => DrillFilters {
+            time: "started_at",
+            dimensions: &[
+                ("agent_id", "agent"),
+                ("team_id", "team"),
+                ("campaign_id", "campaign"),
+                ("list_id", "list"),
+                ("lead_source", "lead_source"),
+                ("direction", "direction"),
+                ("disposition", "disposition"),
+                ("disposition_category", "disposition_category"),
+            ],
+        },
+        TableKind::Records(RecordKind::Conversations) => DrillFilters {
+            time: "opened_at",
+            dimensions: &[
+                ("agent_id", "agent"),
+                ("team_id", "team"),
+                ("channel", "channel"),
+                ("intent", "intent"),
+            ],
+        },
+        TableKind::Records(RecordKind::LeadStages) => DrillFilters {
+            time: "at",
+            dimensions: &[
+                ("agent_id", "agent"),
+                ("campaign_id", "campaign"),
+                ("lead_source", "lead_source"),
+                ("stage", "stage"),
+            ],
+        },
+        TableKind::Rollup | TableKind::Directory(_) => return None,
+    })
+}
+
+impl DrillFilters {
+    /// The dimension a column filters by.
+    pub fn dimension(&self, column: &str) -> Option<Dimension> {
+        let (_, name) = self.dimensions.iter().find(|(c, _)| *c == column)?;
+        Dimension::parse(name)
+    }
 }
 
 fn calls() -> VirtualTable {
+    drill_down(
+        "calls",
+        TableKind::Calls,
+        "raw call records, newest first (the drill-down of /calls)",
+        CALL_FIELDS,
+    )
+}
+
+fn drill_down(
+    name: &'static str,
+    kind: TableKind,
+    description: &'static str,
+    fields: &[(&str, Type, &'static str)],
+) -> VirtualTable {
+    let noun = name.trim_end_matches('s').replace('_', " ");
     VirtualTable {
-        name: "calls",
-        kind: TableKind::Calls,
-        description: "raw call records, newest first (the drill-down of /calls)",
-        columns: CALL_FIELDS
+        name,
+        kind,
+        description,
+        columns: fields
             .iter()
-            .map(|(name, ty, path)| TableColumn {
-                name: (*name).into(),
+            .map(|(column, ty, path)| TableColumn {
+                name: (*column).into(),
                 pg_type: ty.clone(),
                 role: Role::Field(path),
-                description: format!("the call's {name}"),
+                description: format!("the {noun}'s {column}"),
             })
             .collect(),
     }

@@ -452,6 +452,8 @@ async fn psycopg_and_the_sqlalchemy_inspector_read_the_same_numbers() {
             "call_metrics",
             "calls",
             "campaigns",
+            "conversations",
+            "lead_stages",
             "pipeline_metrics",
             "teams",
             "ticket_metrics"
@@ -478,6 +480,15 @@ async fn psycopg_and_the_sqlalchemy_inspector_read_the_same_numbers() {
 
 /// Runs Check.java with the JDBC driver; `params` are appended to the connection URL.
 async fn jdbc(host: &str, port: &str, key: &str, params: &[&str]) -> String {
+    jdbc_run("Check.java", host, port, key, params).await
+}
+
+/// Runs another program of tests/sql with the JDBC driver.
+async fn jdbc_program(program: &str, host: &str, port: &str, key: &str) -> String {
+    jdbc_run(program, host, port, key, &[]).await
+}
+
+async fn jdbc_run(program: &str, host: &str, port: &str, key: &str, params: &[&str]) -> String {
     let jar = "/usr/share/java/postgresql.jar";
     assert!(
         std::path::Path::new(jar).exists(),
@@ -485,7 +496,7 @@ async fn jdbc(host: &str, port: &str, key: &str, params: &[&str]) -> String {
     );
     let out = tokio::process::Command::new("java")
         .args(["-cp", jar])
-        .arg(client_dir().join("Check.java"))
+        .arg(client_dir().join(program))
         .args([host, port, "acme", key])
         .args(params)
         .output()
@@ -869,4 +880,195 @@ async fn allow_cleartext_lets_an_old_key_in_without_tls_and_gives_it_a_verifier(
         verifiers[0].1.as_deref(),
         Some(dialboard::sql::scram::verifier(&old_key, legacy.id).as_str())
     );
+}
+
+/// Conversations (v1 replaced by a later version) and stage changes in early March for a1
+/// (team t1) and a2 (team t2); v3 has no team (its agent's, t1, in the directory).
+fn drill_events() -> Value {
+    json!([
+        {"id": "ev1", "type": "conversation", "conversation_id": "v1", "channel": "chat", "opened_at": "2026-03-02T14:30:00Z",
+            "agent_id": "a1", "team_id": "t1", "intent": "billing", "status": "open", "updated_at": "2026-03-02T14:31:00Z"},
+        {"id": "ev1b", "type": "conversation", "conversation_id": "v1", "channel": "email", "opened_at": "2026-03-02T14:30:00Z",
+            "agent_id": "a1", "team_id": "t1", "intent": "billing", "status": "resolved",
+            "first_response_at": "2026-03-02T15:00:00Z", "resolved_at": "2026-03-02T16:00:00Z", "updated_at": "2026-03-02T16:00:00Z"},
+        {"id": "ev2", "type": "conversation", "conversation_id": "v2", "channel": "chat", "opened_at": "2026-03-03T16:00:00Z",
+            "agent_id": "a2", "team_id": "t2", "intent": "demo", "status": "open"},
+        {"id": "ev3", "type": "conversation", "conversation_id": "v3", "channel": "whatsapp", "opened_at": "2026-03-04T10:00:00Z",
+            "agent_id": "a1", "intent": "demo", "status": "open"},
+        {"id": "s1", "type": "lead_stage", "contact_id": "p1", "stage": "meeting_booked", "at": "2026-03-02T15:00:00Z",
+            "campaign_id": "k1", "lead_source": "web", "agent_id": "a1"},
+        {"id": "s2", "type": "lead_stage", "contact_id": "p1", "stage": "closed_won", "at": "2026-03-05T18:00:00Z",
+            "campaign_id": "k1", "lead_source": "web", "agent_id": "a1", "amount": 1234.5, "currency": "USD"},
+        {"id": "s3", "type": "lead_stage", "contact_id": "p2", "stage": "proposal_sent", "at": "2026-03-04T13:00:00Z",
+            "campaign_id": "k2", "lead_source": "ads", "agent_id": "a2", "amount": 99.99, "currency": "USD"},
+        {"id": "s4", "type": "lead_stage", "contact_id": "p3", "stage": "closed_won", "at": "2026-03-06T12:00:00Z",
+            "campaign_id": "k2", "lead_source": "ads", "agent_id": "a2", "amount": 500.25, "currency": "EUR"},
+    ])
+}
+
+#[tokio::test]
+async fn conversations_and_lead_stages_are_drill_downs_for_psql_and_jdbc() {
+    let app = seeded().await;
+    app.events(drill_events()).await;
+    let tables = psql(&app, &app.key, "\\dt").await;
+    for t in ["conversations", "lead_stages"] {
+        assert!(
+            tables.contains(&format!("public|{t}|table|")),
+            "\\dt lists {t}:\n{tables}"
+        );
+    }
+    let described = psql(&app, &app.key, "\\d conversations").await;
+    for line in [
+        "conversation_id|text",
+        "opened_at|timestamp with time zone",
+        "resolved_at|timestamp with time zone",
+    ] {
+        assert!(described.contains(line), "\\d conversations has {line}:\n{described}");
+    }
+    let described = psql(&app, &app.key, "\\d lead_stages").await;
+    for line in ["stage|text", "at|timestamp with time zone", "amount|double precision"] {
+        assert!(described.contains(line), "\\d lead_stages has {line}:\n{described}");
+    }
+
+    // Every conversation of March, newest first, in its latest version; times in New York.
+    let all = psql(
+        &app,
+        &app.key,
+        "SELECT conversation_id, channel, opened_at, agent_id, team_id, status, intent, resolved_at FROM conversations \
+         WHERE opened_at >= '2026-03-01' AND opened_at < '2026-04-01'",
+    )
+    .await;
+    assert_eq!(
+        all,
+        "v3|whatsapp|2026-03-04 05:00:00-05|a1||open|demo|\n\
+         v2|chat|2026-03-03 11:00:00-05|a2|t2|open|demo|\n\
+         v1|email|2026-03-02 09:30:00-05|a1|t1|resolved|billing|2026-03-02 11:00:00-05\n"
+    );
+    // The team filters as /query's does: a ticket without a team is its agent's.
+    let team = psql(
+        &app,
+        &app.key,
+        "SELECT conversation_id FROM conversations WHERE team_id = 't1'",
+    )
+    .await;
+    assert_eq!(team, "v3\nv1\n");
+    let filtered = psql(
+        &app,
+        &app.key,
+        "SELECT conversation_id FROM conversations WHERE channel IN ('chat', 'email') AND intent = 'demo'",
+    )
+    .await;
+    assert_eq!(filtered, "v2\n");
+
+    let stages = psql(
+        &app,
+        &app.key,
+        "SELECT event_id, contact_id, stage, at, campaign_id, agent_id, amount, currency FROM lead_stages \
+         WHERE stage IN ('closed_won', 'proposal_sent') AND at >= '2026-03-01' AND at < '2026-04-01' ORDER BY at DESC",
+    )
+    .await;
+    assert_eq!(
+        stages,
+        "s4|p3|closed_won|2026-03-06 07:00:00-05|k2|a2|500.25|EUR\n\
+         s2|p1|closed_won|2026-03-05 13:00:00-05|k1|a1|1234.5|USD\n\
+         s3|p2|proposal_sent|2026-03-04 08:00:00-05|k2|a2|99.99|USD\n"
+    );
+    let paged = psql(&app, &app.key, "SELECT event_id FROM lead_stages LIMIT 2 OFFSET 1").await;
+    assert_eq!(paged, "s2\ns3\n");
+
+    let (host, port) = host_port(&app);
+    let stdout = jdbc_program("Drills.java", &host, &port, &app.key).await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    for c in [
+        "column conversations conversation_id text",
+        "column conversations opened_at timestamptz",
+        "column lead_stages at timestamptz",
+        "column lead_stages amount float8",
+    ] {
+        assert!(lines.contains(&c), "{c} in:\n{stdout}");
+    }
+    let rows: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("conversation ") || l.starts_with("stage "))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "conversation v3 whatsapp 2026-03-04T10:00:00Z",
+            "conversation v1 email 2026-03-02T14:30:00Z",
+            "stage s4 p3 500.25 2026-03-06T12:00:00Z",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn conversations_and_lead_stages_keep_tenants_and_reach() {
+    let app = seeded().await;
+    app.events(drill_events()).await;
+    let (_, globex_key) = app.other_tenant("globex", false).await;
+    let (status, body) = app
+        .post(
+            "/api/v1/events",
+            &globex_key,
+            &json!([
+                {"id": "g1", "type": "conversation", "conversation_id": "gv1", "channel": "sms",
+                    "opened_at": "2026-03-03T10:00:00Z", "agent_id": "a1"},
+                {"id": "g2", "type": "lead_stage", "contact_id": "gp1", "stage": "closed_won",
+                    "at": "2026-03-03T10:00:00Z", "agent_id": "a1"},
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let agent_key = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("a1")).await;
+    let (host, port) = host_port(&app);
+    let admin = app.key.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        let ids = |client: &mut postgres::Client, sql: &str| -> Vec<String> {
+            client.query(sql, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+        };
+        let code = |client: &mut postgres::Client, sql: &str| -> String {
+            let e = client.query(sql, &[]).expect_err(sql);
+            e.as_db_error().expect("a server error").code().code().to_string()
+        };
+        let mut admin = connect(&host, &port, "acme", &admin).unwrap();
+        let mut agent = connect(&host, &port, "acme", &agent_key).unwrap();
+        let mut globex = connect(&host, &port, "globex", &globex_key).unwrap();
+        let columns: Vec<(String, String)> = admin
+            .query(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'lead_stages' \
+                 ORDER BY ordinal_position",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        json!({
+            "admin": [ids(&mut admin, "SELECT conversation_id FROM conversations"), ids(&mut admin, "SELECT event_id FROM lead_stages")],
+            "agent": [ids(&mut agent, "SELECT conversation_id FROM conversations"), ids(&mut agent, "SELECT event_id FROM lead_stages")],
+            "globex": [ids(&mut globex, "SELECT conversation_id FROM conversations"), ids(&mut globex, "SELECT event_id FROM lead_stages")],
+            "codes": [
+                code(&mut agent, "SELECT event_id FROM lead_stages WHERE agent_id = 'a2'"),
+                code(&mut agent, "SELECT conversation_id FROM conversations WHERE agent_id IN ('a1', 'a2')"),
+                code(&mut admin, "SELECT conversation_id FROM conversations ORDER BY opened_at"),
+                code(&mut admin, "SELECT conversation_id FROM conversations LIMIT 10001"),
+                code(&mut admin, "SELECT channel, count(*) FROM conversations GROUP BY channel"),
+                code(&mut admin, "SELECT event_id FROM lead_stages WHERE amount = 5"),
+            ],
+            "columns": columns,
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen["admin"], json!([["v3", "v2", "v1"], ["s4", "s2", "s3", "s1"]]));
+    assert_eq!(seen["agent"], json!([["v3", "v1"], ["s2", "s1"]]));
+    assert_eq!(seen["globex"], json!([["gv1"], ["g2"]]));
+    assert_eq!(
+        seen["codes"],
+        json!(["42501", "42501", "0A000", "22023", "0A000", "0A000"])
+    );
+    let columns = seen["columns"].as_array().unwrap();
+    assert_eq!(columns[3], json!(["at", "timestamp with time zone"]), "{columns:?}");
+    assert_eq!(columns[8], json!(["amount", "double precision"]), "{columns:?}");
 }

@@ -872,6 +872,30 @@ impl Store for PgStore {
         .await
     }
 
+    async fn records(
+        &self,
+        tenant_id: i64,
+        kind: crate::listing::RecordKind,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<crate::listing::RecordsPage, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.with(move |conn, shared| {
+            let teams = shared.agent_teams(&mut conn.client, tenant.id)?;
+            // One snapshot for every chunk of the page.
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .start()?;
+            let page = crate::listing::page(&mut Pg(&mut tx), &tenant, kind, &request, now, teams)?;
+            tx.commit()?;
+            Ok(page)
+        })
+        .await
+    }
+
     async fn calls_per_agent(
         &self,
         tenant_id: i64,
@@ -1261,6 +1285,13 @@ impl Store for PgStore {
             let mut tx = conn.client.transaction()?;
             let n = retention::erase_contact(&mut Pg(&mut tx), retention::Dialect::Postgres, tenant_id, &contact_id)?;
             tx.commit()?;
+            if n > 0 {
+                // The UPDATE left the old row versions, personal data included, in the table's
+                // pages (and TOAST) until a vacuum: remove them now rather than whenever
+                // autovacuum comes by. VACUUM cannot run inside a transaction. (The WAL and
+                // backups still hold them: docs/OPERATIONS.md.)
+                conn.client.batch_execute("VACUUM events")?;
+            }
             Ok(n)
         })
         .await

@@ -411,6 +411,9 @@ CREATE TABLE IF NOT EXISTS badge_awards (
     PRIMARY KEY (tenant_id, badge, agent_id, period)
 );
 "#,
+    // Conversations newest first by opening, as SQLite's `conversations_by_time`: the
+    // conversations drill-down (store::listing) reads along it a chunk at a time.
+    "CREATE INDEX IF NOT EXISTS conversations_by_time ON conversations (tenant_id, opened_ns, conversation_id);",
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)

@@ -7,6 +7,7 @@ pub mod keys;
 mod records;
 mod rows;
 mod schema;
+pub mod space;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
 pub use schema::{CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
 pub mod wal;
@@ -183,6 +184,8 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
         let mut conn = Connection::open(&path)?;
+        // Before the schema's first table, or before anything else opens an older file.
+        space::use_incremental_vacuum(&conn)?;
         schema::configure(&conn, &options)?;
         let version = schema::migrate(&mut conn)?;
         if (1..schema::KEYED_VERSION).contains(&version) {
@@ -216,6 +219,20 @@ impl SqliteStore {
             wal: Mutex::new(Some(wal)),
             readers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Gives the pages a purge or an erasure freed back to the file system (`space`): bounded
+    /// steps on the writer, in order with ingest, until none is left or a step frees nothing.
+    async fn reclaim_space(&self) -> Result<()> {
+        let mut free = self.write(|conn| space::free_pages(conn)).await?;
+        while free > 0 {
+            let left = self.write(|conn| space::vacuum_step(conn)).await?;
+            if left >= free {
+                break;
+            }
+            free = left;
+        }
+        Ok(())
     }
 
     fn stop_wal_checkpointer(&self) -> Option<std::thread::JoinHandle<()>> {
@@ -651,6 +668,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn records(
+        &self,
+        tenant_id: i64,
+        kind: crate::listing::RecordKind,
+        request: CallsRequest,
+        now: i64,
+    ) -> Result<Result<crate::listing::RecordsPage, Vec<FieldError>>> {
+        let tenant = self.tenant(tenant_id).await?;
+        self.read(move |conn, shared| {
+            let teams = shared.agent_teams(tenant.id);
+            // One snapshot for every chunk of the page.
+            let mut tx = conn.unchecked_transaction()?;
+            crate::listing::page(&mut tx, &tenant, kind, &request, now, teams)
+        })
+        .await
+    }
+
     async fn calls_per_agent(
         &self,
         tenant_id: i64,
@@ -983,6 +1017,7 @@ impl Store for SqliteStore {
             .await?;
         if !dry_run {
             self.shared.tenants.insert(after);
+            self.reclaim_space().await?;
         }
         Ok(counts)
     }
@@ -997,23 +1032,28 @@ impl Store for SqliteStore {
 
     async fn erase_contact(&self, tenant_id: i64, contact_id: &str) -> Result<i64> {
         let contact_id = contact_id.to_string();
-        self.write(move |conn| {
-            // The old bodies must not stay in freed space, nor in the log's older frames.
-            conn.pragma_update(None, "secure_delete", "ON")?;
-            let erased = (|| {
-                let mut tx = conn.transaction()?;
-                let n = retention::erase_contact(&mut tx, retention::Dialect::Sqlite, tenant_id, &contact_id)?;
-                tx.commit()?;
-                Ok::<_, StoreError>(n)
-            })();
-            conn.pragma_update(None, "secure_delete", "OFF")?;
-            let erased = erased?;
-            if erased > 0 {
-                wal::truncate(conn)?;
-            }
-            Ok(erased)
-        })
-        .await
+        let erased = self
+            .write(move |conn| {
+                // The old bodies must not stay in freed space, nor in the log's older frames.
+                conn.pragma_update(None, "secure_delete", "ON")?;
+                let erased = (|| {
+                    let mut tx = conn.transaction()?;
+                    let n = retention::erase_contact(&mut tx, retention::Dialect::Sqlite, tenant_id, &contact_id)?;
+                    tx.commit()?;
+                    Ok::<_, StoreError>(n)
+                })();
+                conn.pragma_update(None, "secure_delete", "OFF")?;
+                let erased = erased?;
+                if erased > 0 {
+                    wal::truncate(conn)?;
+                }
+                Ok(erased)
+            })
+            .await?;
+        if erased > 0 {
+            self.reclaim_space().await?;
+        }
+        Ok(erased)
     }
 }
 
