@@ -237,7 +237,10 @@ mod tests {
             .iter()
             .filter(|p| (p.red(), p.green(), p.blue()) == (bar.0, bar.1, bar.2))
             .count();
-        assert!(bar_pixels > 1000, "the bars are drawn: {bar_pixels} pixels of their colour");
+        assert!(
+            bar_pixels > 1000,
+            "the bars are drawn: {bar_pixels} pixels of their colour"
+        );
     }
 
     #[test]

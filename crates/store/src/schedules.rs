@@ -206,4 +206,3 @@ pub fn due(db: &mut dyn Sql, now: i64, limit: usize) -> Result<Vec<DueSchedule>>
     })
     .collect()
 }
-

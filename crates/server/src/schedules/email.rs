@@ -57,10 +57,12 @@ pub(super) async fn compose(
         }
         html.push_str("</table>");
         if let Some(chart) = email_chart(&view_file) {
-            let png = tokio::task::spawn_blocking(move || dialboard_export::chart_png(&chart, CHART_WIDTH, CHART_HEIGHT, 2.0))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("rendering the chart for {to}: {e}"))?;
+            let png = tokio::task::spawn_blocking(move || {
+                dialboard_export::chart_png(&chart, CHART_WIDTH, CHART_HEIGHT, 2.0)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("rendering the chart for {to}: {e}"))?;
             html.push_str(&format!(
                 "<p><img src=\"cid:{CHART_CID}\" width=\"{CHART_WIDTH}\" height=\"{CHART_HEIGHT}\" alt=\"{}\"></p>",
                 escape(&def.name)

@@ -15,8 +15,8 @@ use crate::reports::ReportDef;
 use dialboard_engine::schedule::Recurrence;
 use dialboard_engine::FieldError;
 use dialboard_store::access::Role;
-use dialboard_store::jobs::NewJob;
 use dialboard_store::alerting;
+use dialboard_store::jobs::NewJob;
 use dialboard_store::saved::{SavedItem, SavedKind};
 use dialboard_store::schedules::Delivery;
 use dialboard_store::{Scope, Store, StoreError};
@@ -271,10 +271,7 @@ pub async fn plan_all(store: &Arc<dyn Store>) -> Result<(), StoreError> {
 /// Occurrences missed while no server ran collapse into one run, marked late. Every node may
 /// tick; the run's key makes each occurrence run once. Returns how many runs it queued.
 pub async fn tick(store: &Arc<dyn Store>, now: i64) -> Result<usize, StoreError> {
-    let due = alerting::run(store.as_ref(), move |db| {
-        dialboard_store::schedules::due(db, now, 1000)
-    })
-    .await?;
+    let due = alerting::run(store.as_ref(), move |db| dialboard_store::schedules::due(db, now, 1000)).await?;
     let mut queued = 0;
     for due in due {
         let (tenant_id, id) = (due.tenant_id, due.schedule_id.as_str());
@@ -315,9 +312,11 @@ async fn queue_due(store: &Arc<dyn Store>, tenant_id: i64, item: &SavedItem, now
         return Ok(false);
     };
     let late = due.len() > 1 || now - latest.as_second() > LATE_AFTER_SECONDS;
-    Ok(queue_run(store, tenant_id, &item.id, latest.as_second(), late, now * 1000)
-        .await?
-        .is_some())
+    Ok(
+        queue_run(store, tenant_id, &item.id, latest.as_second(), late, now * 1000)
+            .await?
+            .is_some(),
+    )
 }
 
 /// Ticks every `every` until `stop` (in `serve`; each node runs one).

@@ -216,7 +216,11 @@ async fn an_html_schedule_shows_the_reports_chart_inline_as_a_png() {
     let mut reader = decoder.read_info().expect("a PNG");
     let mut pixels = vec![0; reader.output_buffer_size()];
     let frame = reader.next_frame(&mut pixels).expect("its pixels decode");
-    assert_eq!((frame.width, frame.height), (1280, 560), "640 × 280 at twice the density");
+    assert_eq!(
+        (frame.width, frame.height),
+        (1280, 560),
+        "640 × 280 at twice the density"
+    );
     // The bars (the chart's first colour, #2563EB) are drawn: the report's three reps.
     let channels = frame.color_type.samples();
     let bar = pixels[..frame.buffer_size()]
@@ -307,7 +311,9 @@ async fn the_ticker_reads_stored_next_runs_which_start_up_fills_in_and_edits_mov
     let id = create(&app, &body).await;
     let now = jiff::Timestamp::now().as_second();
     let later = now + 21 * 86_400;
-    dialboard::schedules::forget(&app.store, app.tenant_id, &id).await.unwrap();
+    dialboard::schedules::forget(&app.store, app.tenant_id, &id)
+        .await
+        .unwrap();
     assert_eq!(
         dialboard::schedules::tick(&app.store, later).await.unwrap(),
         0,
@@ -324,7 +330,12 @@ async fn the_ticker_reads_stored_next_runs_which_start_up_fills_in_and_edits_mov
     let mut daily = body.clone();
     daily["recurrence"] = json!({"frequency": "daily", "time": "08:00", "timezone": "Europe/London"});
     let (status, saved) = app
-        .send(reqwest::Method::PUT, &format!("/api/v1/schedules/{id}"), &app.key, Some(&daily))
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/schedules/{id}"),
+            &app.key,
+            Some(&daily),
+        )
         .await;
     assert_eq!(status, 200, "{saved}");
     let stored = dialboard_store::alerting::run(app.store.as_ref(), |db| {
@@ -334,7 +345,10 @@ async fn the_ticker_reads_stored_next_runs_which_start_up_fills_in_and_edits_mov
     .unwrap();
     assert_eq!(stored.len(), 1, "{stored:?}");
     let after = stored[0].next_run - last.as_second();
-    assert!((82_800..=90_000).contains(&after), "a day after the last run: {after} s");
+    assert!(
+        (82_800..=90_000).contains(&after),
+        "a day after the last run: {after} s"
+    );
 }
 
 #[tokio::test]
