@@ -1,6 +1,6 @@
 // Browser tests: the real `dialboard demo` binary and Debian's Chromium, driven by
-// playwright-core. Every page as every demo role, the filters in the URL, a drill-down, a live
-// update, and no console errors anywhere. Screenshots go to web/test-artifacts/.
+// playwright-core. Every page as every demo role (Schedules and Alerts too, each role seeing
+// what it may), the filters in the URL, a drill-down, a live update, and no console errors anywhere. Screenshots go to web/test-artifacts/.
 //
 // DIALBOARD_BIN: the binary (the Rust test that runs this passes its debug build).
 // CHROMIUM: the browser (default /usr/bin/chromium).
@@ -84,7 +84,28 @@ async function settled(page) {
   assert.deepEqual(failures, [], `error states on ${page.url()}`);
 }
 
-const PAGES = ["overview", "team", "agent", "pipeline", "best-time", "staffing", "tickets", "coaching", "activity", "calls", "builder"];
+const PAGES = ["overview", "team", "agent", "pipeline", "best-time", "staffing", "tickets", "coaching", "activity", "calls", "builder", "schedules", "alerts"];
+/** What a page with no data yet shows: its form (a role's own schedules and alerts). */
+const FORMS = "[data-testid=schedule-save], [data-testid=alert-save]";
+
+/**
+ * Schedules and Alerts as `role` may use them: both list exactly what the API lets the role see
+ * and offer the form to make one; only an admin picks a webhook (they manage them); a rep's
+ * alert scope is themselves.
+ */
+async function checkRolePage(page, role, name) {
+  if (name === "schedules") {
+    const { schedules } = await page.evaluate(async () => (await fetch("/api/v1/schedules")).json());
+    assert.equal(await page.getByTestId("schedules").locator("tbody tr").count(), schedules.length, `${role}'s schedules`);
+    assert.equal(await page.getByTestId("schedule-webhook").isVisible(), role === "admin", `${role} picks a webhook`);
+    assert.ok(await page.getByTestId("schedule-save").isVisible());
+  }
+  if (name === "alerts") {
+    const { alerts } = await page.evaluate(async () => (await fetch("/api/v1/alerts")).json());
+    assert.equal(await page.getByTestId("alerts").locator("tbody tr").count(), alerts.length, `${role}'s alerts`);
+    assert.ok(await page.getByTestId("alert-save").isVisible());
+  }
+}
 
 for (const [role, email, hidden] of [
   ["admin", "admin@demo.test", []],
@@ -103,7 +124,8 @@ for (const [role, email, hidden] of [
         await link.click();
         await page.waitForURL((u) => u.pathname === (name === "overview" ? "/" : `/${name}`));
         await settled(page);
-        const shown = await page.locator(".chart canvas, table, [data-testid=feed] li, [data-testid=coaching]").count();
+        await checkRolePage(page, role, name);
+        const shown = await page.locator(`.chart canvas, table, [data-testid=feed] li, [data-testid=coaching], ${FORMS}`).count();
         // Coaching is about today: in the first minutes after the demo's midnight (New York)
         // no rep has a call yet, and both its panels rightly say so.
         const emptyToday = name === "coaching" && (await page.locator(".state.empty").count()) === 2;

@@ -167,6 +167,35 @@ test("a schedule created in the UI runs now, its history shows the run, and the 
   assert.ok(view.entries.length > 0, "the enterprise team has reps this week");
   assert.equal(lines.length, view.entries.length + 1, `a header and a row per rep: ${lines.join("\n")}`);
   for (const rep of view.entries) assert.ok(lines.some((l) => l.includes(rep.agent_name)), `${rep.agent_name} is in the CSV`);
+
+  // Edited in the same form, filled with the schedule: Tuesdays at 09:15, a second address.
+  // A bad zone is refused by field first; the saved edit moves the next run.
+  await row.getByTestId("schedule-edit").click();
+  assert.equal(await page.getByTestId("schedule-name").inputValue(), "UI leaderboard");
+  assert.equal(await page.getByTestId("schedule-frequency").inputValue(), "weekly");
+  assert.ok(await page.getByTestId("schedule-day-fri").isChecked(), "the saved day is ticked");
+  assert.equal(await page.getByTestId("schedule-time").inputValue(), "07:30");
+  assert.equal(await page.getByTestId("schedule-addresses").inputValue(), "lead@example.com");
+  await page.getByTestId("schedule-param-team_id").waitFor();
+  assert.equal(await page.getByTestId("schedule-param-team_id").inputValue(), "enterprise");
+  await page.getByTestId("schedule-day-fri").uncheck();
+  await page.getByTestId("schedule-day-tue").check();
+  await page.getByTestId("schedule-time").fill("09:15");
+  await page.getByTestId("schedule-addresses").fill("lead@example.com, coach@example.com");
+  await page.getByTestId("schedule-timezone").fill("Mars/Olympus");
+  await page.getByTestId("schedule-save").click();
+  await page.getByTestId("schedule-message").getByText(/recurrence\.timezone/).waitFor();
+  await page.getByTestId("schedule-timezone").fill("Europe/London");
+  await page.getByTestId("schedule-save").click();
+  await row.getByText(/weekly on tue at 09:15 Europe\/London/).waitFor();
+  assert.match(await row.textContent(), /lead@example\.com, coach@example\.com/);
+  const edited = (await page.evaluate(async () => (await fetch("/api/v1/schedules")).json())).schedules.filter((s) => s.name === "UI leaderboard");
+  assert.equal(edited.length, 1, "edited in place, not made again");
+  assert.equal(edited[0].version, 4, "created, paused, resumed, edited");
+  assert.equal(london.format(new Date(edited[0].next_run)), "Tue 09:15", edited[0].next_run);
+  assert.equal(await row.getByTestId("schedule-next-run").textContent(), await page.evaluate((iso) => new Date(iso).toLocaleString(), edited[0].next_run));
+  await page.getByTestId("schedule-name").and(page.locator("[placeholder='Monday scorecard']")).waitFor();
+  assert.equal(await page.getByTestId("schedule-name").inputValue(), "", "the form is back to a new schedule");
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -1,10 +1,12 @@
 //! Charts as SVG, drawn by plotters (its SVG backend, measuring text with the bundled font):
-//! the PDF embeds them as vector graphics, and e-mails can rasterize the same SVG later.
+//! the PDF embeds them as vector graphics, and e-mails show the same SVG rasterized to PNG by
+//! resvg (already built for the PDF's SVG support, so it adds nothing to the build).
 
-use crate::{ExportError, Result, FONT_REGULAR};
+use crate::{ExportError, Result, FONT_BOLD, FONT_REGULAR};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
-use std::sync::Once;
+use resvg::tiny_skia::{Pixmap, Transform};
+use std::sync::{Arc, Once};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChartKind {
@@ -127,6 +129,31 @@ pub fn chart_svg(chart: &Chart, width: u32, height: u32) -> Result<String> {
     Ok(svg)
 }
 
+/// The chart as a PNG: the SVG of `width` × `height` points rasterized at `scale` pixels per
+/// point (2 for sharp text on high-density screens), on white.
+pub fn chart_png(chart: &Chart, width: u32, height: u32, scale: f32) -> Result<Vec<u8>> {
+    let svg = chart_svg(chart, width, height)?;
+    let tree = usvg::Tree::from_str(&svg, &svg_options()).map_err(chart_error)?;
+    let size = |points: u32| (points as f32 * scale).round() as u32;
+    let mut pixmap = Pixmap::new(size(width), size(height))
+        .ok_or_else(|| chart_error(format!("a chart of {width} × {height} at {scale}× has no pixels")))?;
+    resvg::render(&tree, Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(chart_error)
+}
+
+/// How the charts' SVG is read: its text in the bundled font, whatever the system has.
+pub(crate) fn svg_options() -> usvg::Options<'static> {
+    let mut db = usvg::fontdb::Database::new();
+    db.load_font_data(FONT_REGULAR.to_vec());
+    db.load_font_data(FONT_BOLD.to_vec());
+    db.set_sans_serif_family("DejaVu Sans");
+    usvg::Options {
+        font_family: "DejaVu Sans".into(),
+        fontdb: Arc::new(db),
+        ..usvg::Options::default()
+    }
+}
+
 /// A heatmap's grid: a cell per (series, category), from white (nothing) to the first colour
 /// (the largest value, `top`).
 fn heatmap(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, chart: &Chart, top: f64) -> Result<()> {
@@ -189,6 +216,32 @@ fn heatmap(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, chart: &C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chart_rasterizes_to_a_png_of_its_size_times_the_scale_with_its_bars_drawn() {
+        let chart = Chart {
+            title: "calls per rep".into(),
+            kind: ChartKind::Bar,
+            categories: vec!["a1".into(), "a2".into()],
+            series: vec![Series {
+                name: "total_calls".into(),
+                values: vec![6.0, 3.0],
+            }],
+        };
+        let png = chart_png(&chart, 300, 150, 2.0).unwrap();
+        let image = Pixmap::decode_png(&png).unwrap();
+        assert_eq!((image.width(), image.height()), (600, 300));
+        let bar = COLORS[0];
+        let bar_pixels = image
+            .pixels()
+            .iter()
+            .filter(|p| (p.red(), p.green(), p.blue()) == (bar.0, bar.1, bar.2))
+            .count();
+        assert!(
+            bar_pixels > 1000,
+            "the bars are drawn: {bar_pixels} pixels of their colour"
+        );
+    }
 
     #[test]
     fn a_heatmap_is_a_grid_shaded_by_value() {

@@ -9,7 +9,7 @@ mod pdf;
 mod time;
 mod xlsx;
 
-pub use chart::{chart_svg, Chart, ChartKind, Series};
+pub use chart::{chart_png, chart_svg, Chart, ChartKind, Series};
 pub use csv_out::CsvWriter;
 pub use pdf::{pdf, PdfHeader};
 pub use xlsx::XlsxWriter;

@@ -2,7 +2,7 @@
 //! (plotters' SVG drawn by krilla-svg), tables paginated with their header row repeated on each
 //! page, the bundled font embedded (subset), and "page n of N" at the foot.
 
-use crate::chart::{chart_svg, Chart};
+use crate::chart::{chart_svg, svg_options, Chart};
 use crate::time::local;
 use crate::{Cell, ColumnKind, ExportError, Result, Table, FONT_BOLD, FONT_REGULAR};
 use ab_glyph::{Font as _, FontRef, ScaleFont as _};
@@ -16,7 +16,6 @@ use krilla::surface::Surface;
 use krilla::text::{Font, TextDirection};
 use krilla::Document;
 use krilla_svg::{SurfaceExt, SvgSettings};
-use std::sync::Arc;
 
 /// What the header of every page says.
 #[derive(Debug, Clone)]
@@ -295,18 +294,6 @@ fn fill_rect(s: &mut Surface, x: f32, y: f32, w: f32, h: f32, (r, g, b): (u8, u8
 }
 
 /// usvg's options with only the bundled fonts: charts look the same on every machine.
-fn svg_options() -> usvg::Options<'static> {
-    let mut db = usvg::fontdb::Database::new();
-    db.load_font_data(FONT_REGULAR.to_vec());
-    db.load_font_data(FONT_BOLD.to_vec());
-    db.set_sans_serif_family("DejaVu Sans");
-    usvg::Options {
-        font_family: "DejaVu Sans".into(),
-        fontdb: Arc::new(db),
-        ..usvg::Options::default()
-    }
-}
-
 fn pdf_error(e: impl std::fmt::Display) -> ExportError {
     ExportError::Pdf(e.to_string())
 }

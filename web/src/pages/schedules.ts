@@ -97,9 +97,13 @@ function describeRecipients(ctx: PageContext, recipients: Recipient[]): string {
     .join(", ");
 }
 
-function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
+/**
+ * The form that makes a schedule, or with `editing` changes one (the server replaces its whole
+ * body and recomputes when it runs next); `onSaved` after either, `onCancel` leaves an edit.
+ */
+function scheduleForm(ctx: PageContext, onSaved: () => void, editing?: Schedule, onCancel?: () => void): HTMLElement {
   const message = h("div", { class: "muted", role: "status", "data-testid": "schedule-message" });
-  const name = h("input", { "data-testid": "schedule-name", placeholder: "Monday scorecard", size: 30 });
+  const name = h("input", { "data-testid": "schedule-name", placeholder: "Monday scorecard", size: 30, value: editing?.name ?? "" });
 
   // What it sends: a saved report, or a built-in view with its parameters.
   const source = h(
@@ -128,7 +132,8 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
   get<{ reports: Report[] }>("/reports")
     .then((r) => {
       report.append(...r.reports.map((x) => h("option", { value: x.id }, x.name)));
-      if (r.reports.length === 0) source.value = "view";
+      if (r.reports.length === 0 || editing?.view) source.value = "view";
+      if (editing?.report_id) report.value = editing.report_id;
       showSource();
     })
     .catch((e) => (message.textContent = errorText(e)));
@@ -136,7 +141,9 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
     .then((cat) => {
       views = cat.views;
       view.append(...views.map((v) => h("option", { value: v.name }, fmt.label(v.name))));
+      if (editing?.view) view.value = editing.view;
       showParams();
+      for (const [k, v] of Object.entries(editing?.params ?? {})) if (params[k]) params[k].value = String(v);
     })
     .catch((e) => (message.textContent = errorText(e)));
   const reportPart = label("Report", report);
@@ -167,6 +174,16 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
   const time = h("input", { type: "time", "data-testid": "schedule-time", value: "08:00" });
   const timePart = label("Time", time);
   const timezone = h("input", { "data-testid": "schedule-timezone", value: ctx.app.settings.timezone, size: 18 });
+  // An edited schedule's recurrence fills the fields.
+  const editedRecurrence = editing?.recurrence;
+  if (editedRecurrence) {
+    frequency.value = editedRecurrence.frequency;
+    for (const box of days) box.checked = (editedRecurrence.days ?? []).includes(box.value);
+    if (editedRecurrence.day_of_month !== undefined) dayOfMonth.value = String(editedRecurrence.day_of_month);
+    if (editedRecurrence.cron) cron.value = editedRecurrence.cron;
+    if (editedRecurrence.time) time.value = editedRecurrence.time;
+    timezone.value = editedRecurrence.timezone;
+  }
   const showFrequency = () => {
     daysPart.hidden = frequency.value !== "weekly";
     dayPart.hidden = frequency.value !== "monthly";
@@ -189,13 +206,24 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
     { "data-testid": "schedule-format" },
     FORMATS.map(([v, l]) => h("option", { value: v }, l)),
   );
+  // An edited schedule's recipients: its addresses, its first team in the select, and any
+  // further teams kept as they are (the form names one).
+  const editedTeams = (editing?.recipients ?? []).filter((r): r is { team: string } => typeof r !== "string");
+  if (editing) {
+    addresses.value = editing.recipients.filter((r): r is string => typeof r === "string").join(", ");
+    team.value = editedTeams[0]?.team ?? "";
+    format.value = editing.format;
+  }
   // A webhook that hears of each delivery; only admins manage (and list) webhooks.
   const webhook = h("select", { "data-testid": "schedule-webhook" }, h("option", { value: "" }, "—"));
   const webhookPart = label("Webhook", webhook);
   webhookPart.hidden = ctx.app.role !== "admin";
   if (ctx.app.role === "admin")
     get<{ webhooks: { id: string; url: string }[] }>("/webhooks")
-      .then((r) => webhook.append(...r.webhooks.map((w) => h("option", { value: w.id }, w.url))))
+      .then((r) => {
+        webhook.append(...r.webhooks.map((w) => h("option", { value: w.id }, w.url)));
+        if (editing?.webhook_id) webhook.value = editing.webhook_id;
+      })
       .catch((e) => (message.textContent = errorText(e)));
 
   const recurrence = (): Recurrence => {
@@ -221,8 +249,12 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
           .map((a) => a.trim())
           .filter(Boolean);
         if (team.value) recipients.push({ team: team.value });
+        recipients.push(...editedTeams.slice(1));
         const body: ScheduleDef = { name: name.value.trim(), recurrence: recurrence(), recipients, format: format.value };
         if (webhook.value) body.webhook_id = webhook.value;
+        else if (editing?.webhook_id && ctx.app.role !== "admin") body.webhook_id = editing.webhook_id;
+        if (editing?.description) body.description = editing.description;
+        if (editing?.paused) body.paused = true;
         if (source.value === "report") body.report_id = report.value;
         else {
           body.view = view.value;
@@ -233,7 +265,8 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
           );
         }
         try {
-          await post("/schedules", body);
+          if (editing) await put(`/schedules/${editing.id}`, body);
+          else await post("/schedules", body);
           message.textContent = `Schedule "${body.name}" saved.`;
           onSaved();
         } catch (e) {
@@ -241,8 +274,9 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
         }
       },
     },
-    "Save schedule",
+    editing ? "Save changes" : "Save schedule",
   );
+  const cancel = onCancel ? h("button", { type: "button", "data-testid": "schedule-cancel", onclick: onCancel }, "Cancel") : null;
   return h(
     "div",
     { class: "import-form" },
@@ -261,6 +295,7 @@ function scheduleForm(ctx: PageContext, onSaved: () => void): HTMLElement {
     label("Format", format),
     webhookPart,
     save,
+    cancel,
     message,
   );
 }
@@ -299,6 +334,17 @@ function history(ctx: PageContext, schedule: Schedule): HTMLElement {
 function renderSchedules(ctx: PageContext) {
   const list = h("div", {});
   const detail = h("div", {});
+  const formSlot = h("div", {});
+  // The form at the top: a new schedule, or the one being edited until it is saved or left.
+  const showNewForm = () => formSlot.replaceChildren(panel("New schedule", scheduleForm(ctx, refresh), null, "wide"));
+  const showEditForm = (s: Schedule) => {
+    const saved = () => {
+      showNewForm();
+      refresh();
+    };
+    formSlot.replaceChildren(panel(`Edit schedule: ${s.name}`, scheduleForm(ctx, saved, s, showNewForm), null, "wide"));
+    formSlot.scrollIntoView?.({ block: "start" });
+  };
   const message = h("div", { class: "muted", role: "status", "data-testid": "schedules-message" });
   const act = (what: () => Promise<unknown>) => async (ev: Event) => {
     ev.stopPropagation();
@@ -349,6 +395,18 @@ function renderSchedules(ctx: PageContext) {
                       "button",
                       {
                         type: "button",
+                        "data-testid": "schedule-edit",
+                        onclick: (ev: Event) => {
+                          ev.stopPropagation();
+                          showEditForm(s);
+                        },
+                      },
+                      "Edit",
+                    ),
+                    h(
+                      "button",
+                      {
+                        type: "button",
                         "data-testid": "schedule-pause",
                         onclick: act(async () => {
                           await put(`/schedules/${s.id}`, { ...definition(s), paused: !s.paused });
@@ -377,8 +435,9 @@ function renderSchedules(ctx: PageContext) {
         "schedules",
       );
     });
+  showNewForm();
   ctx.root.replaceChildren(
-    panel("New schedule", scheduleForm(ctx, refresh), null, "wide"),
+    formSlot,
     panel("Schedules", h("div", {}, list, message), h("span", { class: "muted" }, "click a schedule for its runs"), "wide"),
     detail,
   );

@@ -59,6 +59,14 @@ pub fn item_json(principal: &Principal, item: &SavedItem) -> Value {
     out
 }
 
+/// After an item was saved: a schedule's next run is stored for the ticker.
+async fn saved(state: &AppState, kind: SavedKind, tenant_id: i64, item: &SavedItem) -> Result<(), ApiError> {
+    if kind == SavedKind::Schedule {
+        crate::schedules::plan(&state.store, tenant_id, item).await?;
+    }
+    Ok(())
+}
+
 /// An item as its kind shows it: a schedule also says when it runs next.
 fn shown(state: &AppState, principal: &Principal, kind: SavedKind, item: &SavedItem) -> Value {
     let mut out = item_json(principal, item);
@@ -135,6 +143,7 @@ pub async fn create(
     let item = outcome
         .item
         .ok_or_else(|| ApiError::not_found("the new item vanished"))?;
+    saved(&state, kind, principal.tenant_id, &item).await?;
     audited(&state, &principal, kind, "created", &item).await?;
     Ok((StatusCode::CREATED, Json(shown(&state, &principal, kind, &item))))
 }
@@ -184,6 +193,7 @@ async fn save_version(
         .change_saved(principal.tenant_id, kind, change, state.now())
         .await?;
     let item = outcome.item.ok_or_else(|| not_found(kind, id))?;
+    saved(state, kind, principal.tenant_id, &item).await?;
     audited(state, principal, kind, action, &item).await?;
     Ok(Json(shown(state, principal, kind, &item)))
 }
@@ -212,6 +222,9 @@ pub async fn remove(
         .store
         .change_saved(principal.tenant_id, kind, change, state.now())
         .await?;
+    if kind == SavedKind::Schedule {
+        crate::schedules::forget(&state.store, principal.tenant_id, &id).await?;
+    }
     audited(&state, &principal, kind, "deleted", &item).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -174,6 +174,16 @@ async fn run_now_mails_each_recipient_their_own_numbers_which_equal_query() {
     assert!(run["size"].as_u64().unwrap() > 0 && run["started"].is_string() && run["finished"].is_string());
 }
 
+/// The e-mail of an HTML schedule of `report_id` to one address, run now.
+async fn html_mail(app: &TestApp, sink: &SmtpSink, report_id: &str) -> crate::smtp::Received {
+    let id = create(app, &schedule(report_id, json!(["boss@elsewhere.test"]), "html")).await;
+    app.post(&format!("/api/v1/schedules/{id}/run"), &app.key, &json!({}))
+        .await;
+    let outcome = worker(app, sink).run_once(None).await.unwrap();
+    assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+    sink.wait_for(1).await.remove(0)
+}
+
 #[tokio::test]
 async fn an_html_schedule_has_the_numbers_in_the_message_beside_plain_text() {
     let app = world().await;
@@ -182,23 +192,43 @@ async fn an_html_schedule_has_the_numbers_in_the_message_beside_plain_text() {
     query["dimensions"] = json!([]);
     query["order_by"] = json!([]);
     let report_id = report(&app, query).await;
-    let (status, created) = app
-        .post(
-            "/api/v1/schedules",
-            &app.key,
-            &schedule(&report_id, json!(["boss@elsewhere.test"]), "html"),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap();
-    app.post(&format!("/api/v1/schedules/{id}/run"), &app.key, &json!({}))
-        .await;
-    let outcome = worker(&app, &sink).run_once(None).await.unwrap();
-    assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
-    let mail = &sink.wait_for(1).await[0];
+    let mail = &html_mail(&app, &sink, &report_id).await;
     let html = mail.body("text/html").unwrap();
     assert!(html.contains("total calls</th><td>18</td>"), "{html}");
     assert!(mail.body("text/plain").unwrap().contains("total calls: 18"));
+}
+
+#[tokio::test]
+async fn an_html_schedule_shows_the_reports_chart_inline_as_a_png() {
+    let app = world().await;
+    let sink = SmtpSink::start().await;
+    let report_id = report(&app, by_agent()).await;
+    let mail = &html_mail(&app, &sink, &report_id).await;
+    let html = mail.body("text/html").unwrap();
+    let cid = html
+        .split("src=\"cid:")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("the HTML shows no inline image: {html}"));
+    let (kind, bytes) = mail.inline(cid).expect("the image the HTML names is in the message");
+    assert_eq!(kind, "image/png");
+    let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut pixels).expect("its pixels decode");
+    assert_eq!(
+        (frame.width, frame.height),
+        (1280, 560),
+        "640 × 280 at twice the density"
+    );
+    // The bars (the chart's first colour, #2563EB) are drawn: the report's three reps.
+    let channels = frame.color_type.samples();
+    let bar = pixels[..frame.buffer_size()]
+        .chunks(channels)
+        .filter(|p| p[..3] == [37, 99, 235])
+        .count();
+    assert!(bar > 5_000, "{bar} pixels of bars");
+    assert_eq!(mail.content_types().iter().filter(|t| *t == "image/png").count(), 1);
 }
 
 #[tokio::test]
@@ -267,6 +297,57 @@ async fn due_occurrences_become_runs_once_and_missed_ones_run_once_late() {
             .await
             .unwrap(),
         0
+    );
+}
+
+/// The ticker reads only schedules whose stored next run has come: one with no stored next run
+/// (saved before they were stored) is not even read until the start-up pass stores it, after
+/// which its missed occurrences run once, late; an edit stores the next run again.
+#[tokio::test]
+async fn the_ticker_reads_stored_next_runs_which_start_up_fills_in_and_edits_move() {
+    let app = world().await;
+    let report_id = report(&app, by_agent()).await;
+    let body = schedule(&report_id, json!(["boss@elsewhere.test"]), "pdf");
+    let id = create(&app, &body).await;
+    let now = jiff::Timestamp::now().as_second();
+    let later = now + 21 * 86_400;
+    dialboard::schedules::forget(&app.store, app.tenant_id, &id)
+        .await
+        .unwrap();
+    assert_eq!(
+        dialboard::schedules::tick(&app.store, later).await.unwrap(),
+        0,
+        "not read without a stored next run"
+    );
+    dialboard::schedules::plan_all(&app.store).await.unwrap();
+    assert_eq!(dialboard::schedules::tick(&app.store, later).await.unwrap(), 1);
+    let (_, runs) = app.get(&format!("/api/v1/schedules/{id}/runs")).await;
+    assert_eq!(runs["runs"][0]["late"], true, "{runs}");
+    // Moved past `later`: nothing due until the next Monday after it.
+    assert_eq!(dialboard::schedules::tick(&app.store, later + 60).await.unwrap(), 0);
+    // Edited to run daily: stored as due the day after the last run (what it is counted from).
+    let last: jiff::Timestamp = runs["runs"][0]["scheduled_for"].as_str().unwrap().parse().unwrap();
+    let mut daily = body.clone();
+    daily["recurrence"] = json!({"frequency": "daily", "time": "08:00", "timezone": "Europe/London"});
+    let (status, saved) = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/schedules/{id}"),
+            &app.key,
+            Some(&daily),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    let stored = dialboard_store::alerting::run(app.store.as_ref(), |db| {
+        dialboard_store::schedules::due(db, i64::MAX / 2, 10)
+    })
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let after = stored[0].next_run - last.as_second();
+    assert!(
+        (82_800..=90_000).contains(&after),
+        "a day after the last run: {after} s"
     );
 }
 

@@ -414,6 +414,31 @@ CREATE TABLE IF NOT EXISTS badge_awards (
     // Conversations newest first by opening, as SQLite's `conversations_by_time`: the
     // conversations drill-down (store::listing) reads along it a chunk at a time.
     "CREATE INDEX IF NOT EXISTS conversations_by_time ON conversations (tenant_id, opened_ns, conversation_id);",
+    r#"
+-- Each recipient's copy of a schedule run that the SMTP server accepted (store::schedules):
+-- written before the next copy is sent, so a retry or another node's takeover of the run
+-- sends only the copies not yet delivered.
+CREATE TABLE IF NOT EXISTS schedule_deliveries (
+    tenant_id BIGINT NOT NULL,
+    schedule_id TEXT NOT NULL,
+    scheduled_for BIGINT NOT NULL,
+    recipient TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    delivered_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, schedule_id, scheduled_for, recipient)
+);
+"#,
+    r#"
+-- When each schedule is next due (store::schedules), NULL while paused: the ticker reads only
+-- the due ones through the index instead of every schedule of every tenant.
+CREATE TABLE IF NOT EXISTS schedule_next_runs (
+    tenant_id BIGINT NOT NULL,
+    schedule_id TEXT NOT NULL,
+    next_run BIGINT,
+    PRIMARY KEY (tenant_id, schedule_id)
+);
+CREATE INDEX IF NOT EXISTS schedule_next_runs_due ON schedule_next_runs (next_run) WHERE next_run IS NOT NULL;
+"#,
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)

@@ -507,6 +507,31 @@ CREATE TABLE IF NOT EXISTS badge_awards (
     PRIMARY KEY (tenant_id, badge, agent_id, period)
 );
 "#,
+    r#"
+-- Each recipient's copy of a schedule run that the SMTP server accepted (store::schedules):
+-- written before the next copy is sent, so a retry or another node's takeover of the run
+-- sends only the copies not yet delivered.
+CREATE TABLE IF NOT EXISTS schedule_deliveries (
+    tenant_id INTEGER NOT NULL,
+    schedule_id TEXT NOT NULL,
+    scheduled_for INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    delivered_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, schedule_id, scheduled_for, recipient)
+);
+"#,
+    r#"
+-- When each schedule is next due (store::schedules), NULL while paused: the ticker reads only
+-- the due ones through the index instead of every schedule of every tenant.
+CREATE TABLE IF NOT EXISTS schedule_next_runs (
+    tenant_id INTEGER NOT NULL,
+    schedule_id TEXT NOT NULL,
+    next_run INTEGER,
+    PRIMARY KEY (tenant_id, schedule_id)
+);
+CREATE INDEX IF NOT EXISTS schedule_next_runs_due ON schedule_next_runs (next_run) WHERE next_run IS NOT NULL;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each

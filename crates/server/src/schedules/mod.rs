@@ -8,21 +8,24 @@
 
 use crate::api::auth::{Actor, Principal};
 use crate::api::AppState;
-use crate::exports::Format;
 use crate::jobs::{Handler, JobContext};
-use crate::mail::{Attachment, OutgoingEmail};
-use crate::reports::run::{answer, file, render};
+use crate::mail::OutgoingEmail;
+use crate::reports::run::answer;
 use crate::reports::ReportDef;
 use dialboard_engine::schedule::Recurrence;
 use dialboard_engine::FieldError;
 use dialboard_store::access::Role;
+use dialboard_store::alerting;
 use dialboard_store::jobs::NewJob;
-use dialboard_store::saved::SavedKind;
-use dialboard_store::{Scope, Store};
+use dialboard_store::saved::{SavedItem, SavedKind};
+use dialboard_store::schedules::Delivery;
+use dialboard_store::{Scope, Store, StoreError};
 use dialboard_views::reach::Reach;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod email;
 
 pub const JOB_KIND: &str = "schedule_run";
 /// Attempts of a run before it is failed for good (backoff 2 s, 4 s, 8 s …).
@@ -197,55 +200,123 @@ pub async fn queue_run(
 
 /// When a schedule runs next after `now` (epoch seconds), as RFC 3339; null while paused.
 pub fn next_run(body: &Value, now: i64) -> Value {
-    if body["paused"].as_bool().unwrap_or(false) {
-        return Value::Null;
-    }
-    let next = Recurrence::parse(&body["recurrence"], "")
-        .ok()
+    let next = active_recurrence(body)
         .zip(jiff::Timestamp::from_second(now).ok())
         .and_then(|(recurrence, now)| recurrence.next_after(now));
     next.map_or(Value::Null, |t| json!(t.to_string()))
 }
 
-/// One pass of the scheduler at `now` (epoch seconds): for every schedule that is not paused,
-/// the latest occurrence since its last run (or its creation) becomes a run. Occurrences
-/// missed while no server ran collapse into one run, marked late. Every node may tick; the
-/// run's key makes each occurrence run once. Returns how many runs it queued.
-pub async fn tick(store: &Arc<dyn Store>, now: i64) -> Result<usize, dialboard_store::StoreError> {
-    let mut queued = 0;
+/// A schedule's recurrence, `None` while paused.
+fn active_recurrence(body: &Value) -> Option<Recurrence> {
+    if body["paused"].as_bool().unwrap_or(false) {
+        return None;
+    }
+    Recurrence::parse(&body["recurrence"], "").ok()
+}
+
+/// What a schedule's occurrences are counted from: its last run, or its last edit (an edit
+/// does not run past times).
+async fn counted_from(store: &Arc<dyn Store>, tenant_id: i64, item: &SavedItem) -> Result<jiff::Timestamp, StoreError> {
+    let since = store
+        .latest_schedule_run(tenant_id, &item.id)
+        .await?
+        .unwrap_or(0)
+        .max(item.updated_at);
+    Ok(jiff::Timestamp::from_second(since).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// When a schedule is next due (epoch seconds): the first occurrence after what it is counted
+/// from, or `None` while paused.
+async fn first_due(store: &Arc<dyn Store>, tenant_id: i64, item: &SavedItem) -> Result<Option<i64>, StoreError> {
+    let Some(recurrence) = active_recurrence(&item.body) else {
+        return Ok(None);
+    };
+    let since = counted_from(store, tenant_id, item).await?;
+    Ok(recurrence.next_after(since).map(|t| t.as_second()))
+}
+
+/// Stores when a schedule just created, changed, paused or resumed is next due (what the
+/// ticker selects by).
+pub async fn plan(store: &Arc<dyn Store>, tenant_id: i64, item: &SavedItem) -> Result<(), StoreError> {
+    let next = first_due(store, tenant_id, item).await?;
+    let id = item.id.clone();
+    alerting::run(store.as_ref(), move |db| {
+        dialboard_store::schedules::set_next_run(db, tenant_id, &id, next)
+    })
+    .await
+}
+
+/// Forgets a deleted schedule's next run.
+pub async fn forget(store: &Arc<dyn Store>, tenant_id: i64, id: &str) -> Result<(), StoreError> {
+    let id = id.to_string();
+    alerting::run(store.as_ref(), move |db| {
+        dialboard_store::schedules::delete_next_run(db, tenant_id, &id)
+    })
+    .await
+}
+
+/// Stores every schedule's next run (at start-up): schedules saved before next runs were
+/// stored, or whose next run a crash kept from being stored, are due again; a time missed
+/// while no server ran is then in the past, and the first tick runs it, late.
+pub async fn plan_all(store: &Arc<dyn Store>) -> Result<(), StoreError> {
     for (tenant_id, item) in store.all_saved_items(SavedKind::Schedule).await? {
-        if item.body["paused"].as_bool().unwrap_or(false) {
-            continue;
-        }
-        let Ok(recurrence) = Recurrence::parse(&item.body["recurrence"], "") else {
-            continue;
+        plan(store, tenant_id, &item).await?;
+    }
+    Ok(())
+}
+
+/// One pass of the scheduler at `now` (epoch seconds) over the schedules whose stored next run
+/// has come (read through its index, not every schedule): the latest occurrence since the
+/// schedule's last run (or its last edit) becomes a run, and the next run moves past `now`.
+/// Occurrences missed while no server ran collapse into one run, marked late. Every node may
+/// tick; the run's key makes each occurrence run once. Returns how many runs it queued.
+pub async fn tick(store: &Arc<dyn Store>, now: i64) -> Result<usize, StoreError> {
+    let due = alerting::run(store.as_ref(), move |db| dialboard_store::schedules::due(db, now, 1000)).await?;
+    let mut queued = 0;
+    for due in due {
+        let (tenant_id, id) = (due.tenant_id, due.schedule_id.as_str());
+        let next = match store.saved_item(tenant_id, SavedKind::Schedule, id).await? {
+            None => {
+                forget(store, tenant_id, id).await?;
+                continue;
+            }
+            Some(item) => {
+                if queue_due(store, tenant_id, &item, now).await? {
+                    queued += 1;
+                }
+                active_recurrence(&item.body)
+                    .zip(jiff::Timestamp::from_second(now).ok())
+                    .and_then(|(r, now)| r.next_after(now))
+                    .map(|t| t.as_second())
+            }
         };
-        // Counted from the last run, or from the last edit (an edit does not run past times).
-        let since = store
-            .latest_schedule_run(tenant_id, &item.id)
-            .await?
-            .unwrap_or(0)
-            .max(item.updated_at);
-        let Ok(since) = jiff::Timestamp::from_second(since) else {
-            continue;
-        };
-        let Ok(until) = jiff::Timestamp::from_second(now) else {
-            continue;
-        };
-        // The latest due occurrence; those before it were missed and are not run separately.
-        let due = recurrence.runs_between(since, until, 10_000);
-        let Some(latest) = due.last() else {
-            continue;
-        };
-        let late = due.len() > 1 || now - latest.as_second() > LATE_AFTER_SECONDS;
-        if queue_run(store, tenant_id, &item.id, latest.as_second(), late, now * 1000)
-            .await?
-            .is_some()
-        {
-            queued += 1;
-        }
+        let (id, seen) = (id.to_string(), due.next_run);
+        alerting::run(store.as_ref(), move |db| {
+            dialboard_store::schedules::advance_next_run(db, tenant_id, &id, seen, next)
+        })
+        .await?;
     }
     Ok(queued)
+}
+
+/// Queues the latest occurrence of `item` due by `now` since its last run or edit, if any;
+/// `true` if this call made the run.
+async fn queue_due(store: &Arc<dyn Store>, tenant_id: i64, item: &SavedItem, now: i64) -> Result<bool, StoreError> {
+    let (Some(recurrence), Ok(until)) = (active_recurrence(&item.body), jiff::Timestamp::from_second(now)) else {
+        return Ok(false);
+    };
+    let since = counted_from(store, tenant_id, item).await?;
+    // The latest due occurrence; those before it were missed and are not run separately.
+    let due = recurrence.runs_between(since, until, 10_000);
+    let Some(latest) = due.last() else {
+        return Ok(false);
+    };
+    let late = due.len() > 1 || now - latest.as_second() > LATE_AFTER_SECONDS;
+    Ok(
+        queue_run(store, tenant_id, &item.id, latest.as_second(), late, now * 1000)
+            .await?
+            .is_some(),
+    )
 }
 
 /// Ticks every `every` until `stop` (in `serve`; each node runs one).
@@ -255,6 +326,9 @@ pub fn spawn_ticker(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        if let Err(e) = plan_all(&store).await {
+            tracing::warn!(error = %e, "the scheduler could not store the schedules' next runs");
+        }
         while !*stop.borrow() {
             if let Err(e) = tick(&store, jiff::Timestamp::now().as_second()).await {
                 tracing::warn!(error = %e, "the scheduler could not reach the store");
@@ -382,32 +456,41 @@ async fn run(state: &Arc<AppState>, ctx: &JobContext) -> Result<Value, String> {
             Some(id) => format!("{origin}/reports/{id}"),
             None => format!("{origin}/schedules/{schedule_id}"),
         });
+    // Copies an earlier attempt delivered (before a crash, or a failure further down the list)
+    // are not sent again.
+    let scheduled_for = ctx.job.payload["scheduled_for"].as_i64().unwrap_or(0);
+    let delivered = {
+        let id = schedule_id.clone();
+        alerting::run(state.store.as_ref(), move |db| {
+            dialboard_store::schedules::deliveries(db, tenant_id, &id, scheduled_for)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    };
+    let was_delivered = |to: &str| delivered.iter().any(|d| d.recipient.eq_ignore_ascii_case(to));
     let mut copies = Vec::new();
     for (to, principal) in recipients(&state.store, tenant_id, body).await? {
+        if was_delivered(&to) {
+            continue;
+        }
         let result = answer(state, &principal, &def.question)
             .await
             .map_err(|e| format!("rendering for {to}: {}", e.message))?;
-        let email = compose(&tenant, &def, &result, format, link.as_deref(), &to).await?;
+        let email = email::compose(&tenant, &def, &result, format, link.as_deref(), &to).await?;
         copies.push(Copy { to, email });
     }
-    if copies.is_empty() {
+    if copies.is_empty() && delivered.is_empty() {
         return Err("the schedule has no recipients (a team without members?)".into());
     }
-    let mut size = 0;
-    for copy in &copies {
-        size += mailer
-            .send(&copy.email)
-            .await
-            .map_err(|e| format!("sending to {}: {e}", copy.to))?;
-    }
+    let (sent_to, size) = deliver(state, ctx, &mailer, scheduled_for, delivered, copies).await?;
     let outcome = json!({
-        "recipients": copies.iter().map(|c| c.to.as_str()).collect::<Vec<_>>(),
+        "recipients": sent_to,
         "size": size,
         "started": started.to_string(),
         "finished": jiff::Timestamp::now().to_string(),
     });
     // The schedule's webhook hears of the delivery once the mail has left; a failure to queue
-    // it must not fail the run (a retry would send the mail again), so it is logged.
+    // it must not fail a run whose mail was delivered, so it is logged.
     if let Some(webhook) = body["webhook_id"].as_str() {
         let mut data = outcome.clone();
         data["schedule_id"] = json!(schedule_id);
@@ -421,105 +504,43 @@ async fn run(state: &Arc<AppState>, ctx: &JobContext) -> Result<Value, String> {
     Ok(outcome)
 }
 
-/// One recipient's e-mail: the file attached (PDF, XLSX, CSV), or for `html` the numbers in
-/// the message itself; always a plain-text part and the link to the report.
-async fn compose(
-    tenant: &dialboard_store::TenantInfo,
-    def: &ReportDef,
-    result: &Value,
-    format: &str,
-    link: Option<&str>,
-    to: &str,
-) -> Result<OutgoingEmail, String> {
-    let tables = file(tenant, def, result)
-        .map_err(|e| format!("rendering for {to}: {}", e.message))?
-        .tables;
-    let rows = tables.first().map_or(0, |t| t.rows.len());
-    if rows == 0 {
-        return Err(format!("the report came out empty for {to}; no e-mail is sent"));
-    }
-    let headline = headline_lines(result);
-    let mut text = format!("{}\n\n", def.name);
-    for (label, value) in &headline {
-        text.push_str(&format!("{label}: {value}\n"));
-    }
-    if let Some(link) = link {
-        text.push_str(&format!("\nOpen it in dialboard: {link}\n"));
-    }
-    let mut email = OutgoingEmail {
-        to: vec![to.to_string()],
-        subject: def.name.clone(),
-        text,
-        ..OutgoingEmail::default()
-    };
-    if format == "html" {
-        let mut html = format!("<h2>{}</h2><table>", escape(&def.name));
-        for (label, value) in &headline {
-            html.push_str(&format!(
-                "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
-                escape(label),
-                escape(value)
-            ));
-        }
-        html.push_str("</table>");
-        if let Some(link) = link {
-            html.push_str(&format!("<p><a href=\"{0}\">{0}</a></p>", escape(link)));
-        }
-        email.html = Some(html);
-        return Ok(email);
-    }
-    let format = Format::parse(format).ok_or("unknown format")?;
-    let (bytes, _) = render(tenant, def, result, format)
+/// Sends `copies` one by one after those `delivered` before, checkpointing each accepted copy
+/// before the next leaves (a retry of the run, or another node taking it over, skips it);
+/// returns every recipient delivered, sorted, and the bytes sent in all.
+async fn deliver(
+    state: &Arc<AppState>,
+    ctx: &JobContext,
+    mailer: &crate::mail::Mailer,
+    scheduled_for: i64,
+    delivered: Vec<Delivery>,
+    copies: Vec<Copy>,
+) -> Result<(Vec<String>, i64), String> {
+    let tenant_id = ctx.job.tenant_id;
+    let schedule_id = ctx.job.payload["schedule_id"].as_str().unwrap_or("").to_string();
+    let mut size: i64 = delivered.iter().map(|d| d.size).sum();
+    let mut sent_to: Vec<String> = delivered.iter().map(|d| d.recipient.clone()).collect();
+    let total = (delivered.len() + copies.len()) as i64;
+    for copy in copies {
+        // Renews the lease, and stops here if another node took the run over meanwhile.
+        ctx.progress(sent_to.len() as i64, Some(total)).await?;
+        let bytes = mailer
+            .send(&copy.email)
+            .await
+            .map_err(|e| format!("sending to {}: {e}", copy.to))? as i64;
+        let delivery = Delivery {
+            recipient: copy.to.clone(),
+            size: bytes,
+            delivered_at: crate::jobs::now_ms(),
+        };
+        let id = schedule_id.clone();
+        alerting::run(state.store.as_ref(), move |db| {
+            dialboard_store::schedules::record_delivery(db, tenant_id, &id, scheduled_for, &delivery)
+        })
         .await
-        .map_err(|e| format!("rendering for {to}: {}", e.message))?;
-    if bytes.is_empty() {
-        return Err(format!("the report came out empty for {to}; no e-mail is sent"));
+        .map_err(|e| format!("recording the delivery to {}: {e}", copy.to))?;
+        size += bytes;
+        sent_to.push(copy.to);
     }
-    email.attachments.push(Attachment {
-        filename: format!("{}.{}", file_stem(&def.name), format.extension()),
-        content_type: format.content_type().to_string(),
-        data: bytes,
-    });
-    Ok(email)
-}
-
-/// The headline numbers: a query's totals, or a view's top-level numbers.
-fn headline_lines(result: &Value) -> Vec<(String, String)> {
-    let source = result
-        .get("totals")
-        .and_then(Value::as_object)
-        .or_else(|| result.as_object());
-    let mut out = Vec::new();
-    for (k, v) in source.into_iter().flatten() {
-        if let Some(n) = v.as_f64() {
-            let shown = if n.fract() == 0.0 {
-                format!("{n:.0}")
-            } else {
-                format!("{n:.2}")
-            };
-            out.push((k.replace('_', " "), shown));
-        }
-    }
-    out.truncate(12);
-    out
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn file_stem(name: &str) -> String {
-    let stem: String = name
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' })
-        .take(60)
-        .collect();
-    if stem.is_empty() {
-        "report".into()
-    } else {
-        stem
-    }
+    sent_to.sort();
+    Ok((sent_to, size))
 }
