@@ -109,8 +109,6 @@ async fn run(state: Arc<AppState>, mut changes: tokio::sync::broadcast::Receiver
                 tracing::warn!(tenant_id, error = %e, "alert evaluation failed");
             }
         }
-        // The same changes decide badges (SPEC §14).
-        crate::badges::reconcile(&state, dirty).await;
     }
 }
 

@@ -22,6 +22,9 @@ use jiff::civil::Date;
 use jiff::ToSpan;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 /// Months read day by day (besides the current one): enough for weekly badges and goal streaks
 /// to be decided over the last quarter.
@@ -203,11 +206,51 @@ fn announce(state: &AppState, tenant: &TenantInfo, directory: &Directory, badges
     state.hub.send_badge(tenant.id, &award.agent, team, public, &message);
 }
 
-/// Reconciles the badges of tenants whose numbers changed, logging what fails.
-pub async fn reconcile(state: &AppState, tenants: impl IntoIterator<Item = i64>) {
-    for tenant_id in tenants {
-        if let Err(e) = reconcile_tenant(state, tenant_id).await {
-            tracing::warn!(tenant_id, error = %e.message, "badges not reconciled");
+/// How long the changes of a burst are gathered before a pass: a pass reads every rep's facts
+/// of the tenant (two queries per 25 reps), so under steady ingest it runs once per interval,
+/// not once per commit, and a badge is announced within about this long of its facts.
+const INTERVAL: Duration = Duration::from_secs(2);
+
+/// Starts reconciling badges for this server after every burst of committed events. Its own
+/// task, so that a large tenant's pass does not hold up the alerts' evaluation.
+pub fn spawn(state: Arc<AppState>) {
+    let changes = state.store.changes();
+    tokio::spawn(watch(state, changes));
+}
+
+async fn watch(state: Arc<AppState>, mut changes: broadcast::Receiver<Arc<dialboard_store::Change>>) {
+    loop {
+        let mut dirty = BTreeSet::new();
+        // Missed changes (the feed ran ahead) could be any tenant's: all are reconciled.
+        let mut everyone = false;
+        match changes.recv().await {
+            Ok(change) => {
+                dirty.insert(change.tenant_id);
+            }
+            Err(RecvError::Lagged(_)) => everyone = true,
+            Err(RecvError::Closed) => return,
+        }
+        tokio::time::sleep(INTERVAL).await;
+        loop {
+            match changes.try_recv() {
+                Ok(change) => {
+                    dirty.insert(change.tenant_id);
+                }
+                Err(TryRecvError::Lagged(_)) => everyone = true,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => return,
+            }
+        }
+        if everyone {
+            match state.store.tenant_ids().await {
+                Ok(all) => dirty.extend(all),
+                Err(e) => tracing::warn!(error = %e, "could not list the tenants for badges"),
+            }
+        }
+        for tenant_id in dirty {
+            if let Err(e) = reconcile_tenant(&state, tenant_id).await {
+                tracing::warn!(tenant_id, error = %e.message, "badges not reconciled");
+            }
         }
     }
 }

@@ -296,6 +296,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     .fallback(|| async { error::ApiError::not_found("no such endpoint") });
     // Alerts are evaluated as this server's committed events change the numbers.
     crate::alerts::spawn(state.clone());
+    crate::badges::spawn(state.clone());
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))
