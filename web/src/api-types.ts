@@ -1346,7 +1346,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["AuditPage"];
           };
         };
         400: components["responses"]["Error"];
@@ -1893,7 +1893,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ImportJobs"];
           };
         };
         400: components["responses"]["Error"];
@@ -1951,7 +1951,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ImportJob"];
           };
         };
         400: components["responses"]["Error"];
@@ -1991,7 +1991,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["KeysAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2011,7 +2011,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["NewKeyAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2783,7 +2783,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["UsersAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2803,7 +2803,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["UserAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -3050,6 +3050,27 @@ export interface components {
       overall_compliance: number;
       targets: Record<string, never>;
     };
+    /** @description `GET /audit`: newest first; `next_before` pages further back. */
+    AuditPage: {
+      entries: components["schemas"]["AuditRecord"][];
+      /** Format: int64 */
+      next_before: number | null;
+    };
+    /** @description One audit record: who did what to what, when. */
+    AuditRecord: {
+      action: string;
+      actor: string;
+      /** @description RFC 3339, in the tenant's zone. */
+      at: string;
+      /** @description What changed (never a secret). */
+      detail: Record<string, never>;
+      /**
+       * Format: int64
+       * @description Its place in the log: `before` of the next page.
+       */
+      seq: number;
+      target: string | null;
+    };
     CallMetricsComparison: {
       change_percent: components["schemas"]["Measures"];
       range: components["schemas"]["Range"];
@@ -3282,6 +3303,41 @@ export interface components {
       metric: string;
       period: components["schemas"]["Period"];
     };
+    /**
+     * @description An import job as the API shows it (`GET /imports[/{id}]`, and the `202` of an upload):
+     * progress in bytes of the upload, and the summary once done.
+     */
+    ImportJob: {
+      /** Format: int64 */
+      attempts: number;
+      created_at: string | null;
+      error: string | null;
+      /** @description The file's format (`asterisk`, `csv`, …). */
+      format: string | null;
+      id: string;
+      /** @description The name given to the upload. */
+      name: string | null;
+      /** @description Bytes of the upload read of its size. */
+      progress: components["schemas"]["JobProgress"];
+      /** @description Where the rejected rows are, when some were. */
+      rejects_url: string | null;
+      /** @description `queued`, `running`, `succeeded` or `failed`. */
+      status: string;
+      summary: null | components["schemas"]["ImportSummary"];
+      updated_at: string | null;
+    };
+    /** @description `GET /imports`. */
+    ImportJobs: {
+      imports: components["schemas"]["ImportJob"][];
+    };
+    /** @description A finished import's summary: what `dialboard import` prints, and the size of its rejects. */
+    ImportSummary: components["schemas"]["Summary"] & {
+      /**
+       * Format: int64
+       * @description Bytes of the rejected rows' CSV.
+       */
+      rejects_bytes?: number;
+    };
     IntentEntry: {
       calls: components["schemas"]["Metric"];
       conversations: components["schemas"]["Metric"];
@@ -3309,6 +3365,28 @@ export interface components {
       /** Format: int64 */
       contacts: number;
       stage: string;
+    };
+    /** @description An API key's metadata, as listed (the secret is shown once, at creation). */
+    KeyAnswer: {
+      agent_id: string | null;
+      /**
+       * Format: int64
+       * @description Epoch seconds.
+       */
+      created_at: number;
+      /** @description A public handle: the first 16 hex digits of the key's hash. */
+      id: string;
+      name: string | null;
+      rate_limits: null | components["schemas"]["RateLimitsAnswer"];
+      /** Format: int64 */
+      revoked_at: number | null;
+      /** @description Each of `ingest`, `read`, `admin`. */
+      scopes: string[];
+      team_id: string | null;
+    };
+    /** @description `GET /keys`. */
+    KeysAnswer: {
+      keys: components["schemas"]["KeyAnswer"][];
     };
     /** @description One KPI with its value in the compared period and the change. */
     Kpi: {
@@ -3428,6 +3506,11 @@ export interface components {
       range: components["schemas"]["Range"];
       timezone: string;
     };
+    /** @description `POST /keys`: the new key's id and its secret, shown this once. */
+    NewKeyAnswer: {
+      id: string;
+      key: string;
+    };
     /** @description The resolved range of a view's main query, its zone and totals. */
     Period: {
       range: components["schemas"]["Range"];
@@ -3451,7 +3534,7 @@ export interface components {
       /** @enum {unknown} */
       granularity?: "15m" | "hour" | "day" | "week" | "month" | "quarter";
       limit?: number;
-      measures: ("total_calls" | "connected_calls" | "connect_rate" | "avg_talk_time" | "median_talk_time" | "p90_talk_time" | "total_talk_time" | "total_handle_time" | "calls_per_hour" | "meetings_booked" | "meeting_booked_rate" | "positive_disposition_rate" | "voicemails" | "no_contacts" | "invalid_numbers" | "system_errors" | "voicemail_drop_rate" | "callback_conversion" | "abandon_rate" | "avg_wait_time" | "avg_wrapup_time" | "analysed_calls" | "scored_calls" | "avg_call_score" | "avg_sentiment" | "avg_prospect_sentiment" | "avg_talk_ratio" | "filler_word_rate" | "active_hours" | "logged_in_hours" | "calls_per_logged_in_hour" | "connects_per_logged_in_hour" | "meetings_per_logged_in_hour" | "idle_minutes" | "ticket_volume" | "avg_first_response_time" | "median_first_response_time" | "avg_resolution_time" | "resolution_rate" | "csat_avg" | "csat_count" | "csat_positive_rate" | "contacts_reached" | "deals_won" | "revenue" | "avg_deal_size" | "avg_days_to_meeting" | "revenue_per_call" | "revenue_per_connect")[];
+      measures: ("total_calls" | "connected_calls" | "connect_rate" | "avg_talk_time" | "median_talk_time" | "p90_talk_time" | "total_talk_time" | "total_handle_time" | "calls_per_hour" | "meetings_booked" | "meeting_booked_rate" | "positive_disposition_rate" | "voicemails" | "no_contacts" | "invalid_numbers" | "system_errors" | "voicemail_drop_rate" | "callback_conversion" | "abandon_rate" | "avg_wait_time" | "abandoned_calls" | "total_wait_time" | "avg_wrapup_time" | "analysed_calls" | "scored_calls" | "avg_call_score" | "avg_sentiment" | "avg_prospect_sentiment" | "avg_talk_ratio" | "filler_word_rate" | "active_hours" | "logged_in_hours" | "calls_per_logged_in_hour" | "connects_per_logged_in_hour" | "meetings_per_logged_in_hour" | "idle_minutes" | "ticket_volume" | "avg_first_response_time" | "median_first_response_time" | "avg_resolution_time" | "resolution_rate" | "csat_avg" | "csat_count" | "csat_positive_rate" | "contacts_reached" | "deals_won" | "revenue" | "avg_deal_size" | "avg_days_to_meeting" | "revenue_per_call" | "revenue_per_connect")[];
       order_by?: unknown[];
       range: Record<string, never>;
       timezone?: string;
@@ -3479,6 +3562,17 @@ export interface components {
       end?: string | null;
       preset?: string | null;
       start?: string | null;
+    };
+    RateAnswer: {
+      /** Format: double */
+      burst: number;
+      /** Format: double */
+      per_second: number;
+    };
+    /** @description Requests per second and burst, for ingest and for everything else. */
+    RateLimitsAnswer: {
+      ingest: components["schemas"]["RateAnswer"];
+      other: components["schemas"]["RateAnswer"];
     };
     /** @description `GET /analytics/agent-scorecard/{agent_id}`: the seed's RepScorecard. */
     RepScorecard: {
@@ -3534,6 +3628,41 @@ export interface components {
       avg_sentiment: components["schemas"]["Metric"];
       time: string;
     };
+    /** @description What an import did. */
+    Summary: {
+      /**
+       * Format: int64
+       * @default 0
+       */
+      accepted?: number;
+      /**
+       * Format: int64
+       * @default 0
+       */
+      duplicates?: number;
+      /**
+       * Format: int64
+       * @description Valid events made of them (calls, for CDRs): accepted or duplicates.
+       * @default 0
+       */
+      events?: number;
+      /**
+       * @description The first rejections, `line N: reason`.
+       * @default []
+       */
+      first_rejections?: string[];
+      /**
+       * Format: int64
+       * @description Lines read (the header and blank lines included).
+       * @default 0
+       */
+      lines?: number;
+      /**
+       * Format: int64
+       * @default 0
+       */
+      rejected?: number;
+    };
     /** @description A day of talk ratio. */
     TalkRatioPoint: {
       analysed_calls: components["schemas"]["Metric"];
@@ -3547,6 +3676,26 @@ export interface components {
       score: components["schemas"]["ScorePoint"][];
       sentiment: components["schemas"]["SentimentPoint"][];
       talk_ratio: components["schemas"]["TalkRatioPoint"][];
+    };
+    /** @description A user as the API shows it (never with the password hash). */
+    UserAnswer: {
+      /** @description The agent whose data an `agent` user sees as their own. */
+      agent_id: string | null;
+      /**
+       * Format: int64
+       * @description Epoch seconds.
+       */
+      created_at: number;
+      email: string;
+      id: string;
+      /** @description `admin`, `manager`, `agent` or `viewer`. */
+      role: string;
+      /** @description A manager's teams; an agent's own team(s). */
+      teams: string[];
+    };
+    /** @description `GET /users`. */
+    UsersAnswer: {
+      users: components["schemas"]["UserAnswer"][];
     };
   };
   responses: {
