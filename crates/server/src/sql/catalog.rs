@@ -479,6 +479,8 @@ mod tests {
                 "call_metrics",
                 "calls",
                 "campaigns",
+                "conversations",
+                "lead_stages",
                 "pipeline_metrics",
                 "teams",
                 "ticket_metrics"

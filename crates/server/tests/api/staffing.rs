@@ -163,9 +163,9 @@ fn queue_calls(calls: usize, patience: f64) -> Vec<Value> {
             let (offered, limit) = (exp(60.0), exp(patience));
             let abandoned = limit < offered;
             let started = jiff::Timestamp::from_second(start + (i * 21 * 86_400 / calls) as i64).unwrap();
-            json!({"type": "call", "call_id": format!("q{i}"), "agent_id": "a1", "direction": "inbound",
+            json!({"type": "call", "id": format!("e-q{i}"), "call_id": format!("q{i}"), "agent_id": "a1", "direction": "inbound",
                 "disposition": if abandoned { "No Answer" } else { "Connected" }, "started_at": started.to_string(),
-                "abandoned": abandoned, "wait_seconds": offered.min(limit)})
+                "abandoned": abandoned, "wait_seconds": offered.min(limit).floor() as i64})
         })
         .collect()
 }
@@ -175,7 +175,8 @@ async fn erlang_a_plans_with_the_patience_estimated_from_the_calls() {
     let app = TestApp::spawn_at("UTC", Arc::new(AtomicI64::new(NOW))).await;
     let calls = queue_calls(20_000, 150.0);
     for batch in calls.chunks(2_000) {
-        app.events(json!(batch)).await;
+        let answer = app.events(json!(batch)).await;
+        assert_eq!(answer["accepted"], batch.len(), "{answer}");
     }
     let s = app.ok("/api/v1/analytics/staffing").await;
     assert_eq!(s["model"], "erlang_a", "{}", s["patience"]);
