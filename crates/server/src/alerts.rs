@@ -75,6 +75,24 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(run(state, changes));
 }
 
+/// Adds to `dirty` the tenants of the changes already waiting in the feed. Whether some changes
+/// were missed (the feed ran ahead of its reader: they could be any tenant's), or `None` once
+/// the feed is closed. Shared by the alerts' and the badges' loops.
+pub(crate) fn gather(
+    changes: &mut tokio::sync::broadcast::Receiver<Arc<dialboard_store::Change>>,
+    dirty: &mut impl Extend<i64>,
+) -> Option<bool> {
+    let mut missed = false;
+    loop {
+        match changes.try_recv() {
+            Ok(change) => dirty.extend([change.tenant_id]),
+            Err(TryRecvError::Lagged(_)) => missed = true,
+            Err(TryRecvError::Empty) => return Some(missed),
+            Err(TryRecvError::Closed) => return None,
+        }
+    }
+}
+
 async fn run(state: Arc<AppState>, mut changes: tokio::sync::broadcast::Receiver<Arc<dialboard_store::Change>>) {
     loop {
         let mut dirty: HashSet<i64> = HashSet::new();
@@ -88,15 +106,9 @@ async fn run(state: Arc<AppState>, mut changes: tokio::sync::broadcast::Receiver
             _ = tokio::time::sleep(SWEEP) => sweep = true,
         }
         tokio::time::sleep(COALESCE).await;
-        loop {
-            match changes.try_recv() {
-                Ok(change) => {
-                    dirty.insert(change.tenant_id);
-                }
-                Err(TryRecvError::Lagged(_)) => sweep = true,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => return,
-            }
+        match gather(&mut changes, &mut dirty) {
+            Some(missed) => sweep |= missed,
+            None => return,
         }
         if sweep {
             match alerting::run(&*state.store, alerting::tenants_with_alerts).await {

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::broadcast::{self, error::RecvError};
 
 /// Months read day by day (besides the current one): enough for weekly badges and goal streaks
 /// to be decided over the last quarter.
@@ -231,15 +231,9 @@ async fn watch(state: Arc<AppState>, mut changes: broadcast::Receiver<Arc<dialbo
             Err(RecvError::Closed) => return,
         }
         tokio::time::sleep(INTERVAL).await;
-        loop {
-            match changes.try_recv() {
-                Ok(change) => {
-                    dirty.insert(change.tenant_id);
-                }
-                Err(TryRecvError::Lagged(_)) => everyone = true,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => return,
-            }
+        match crate::alerts::gather(&mut changes, &mut dirty) {
+            Some(missed) => everyone |= missed,
+            None => return,
         }
         if everyone {
             match state.store.tenant_ids().await {
