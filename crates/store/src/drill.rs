@@ -175,14 +175,8 @@ pub fn leading_run(dispositions: impl Iterator<Item = Result<String>>, run: &[St
 
 /// One page from `rows` (newest first, starting after the cursor): the first `limit` that pass
 /// the filters, and a cursor if another one follows.
-pub fn page(
-    tenant: &TenantInfo,
-    drill: &Drill,
-    limit: usize,
-    rows: impl Iterator<Item = Result<(CallRecord, Option<CallAnalysis>)>>,
-) -> Result<CallsPage> {
+pub fn page(tenant: &TenantInfo, drill: &Drill, (calls, next_cursor): Matched) -> CallsPage {
     let q = &drill.query;
-    let (calls, next_cursor) = matching(tenant, drill, limit, rows)?;
     let calls = calls
         .iter()
         .map(|(c, a)| call_json(c, a.as_ref(), &q.clock, &tenant.taxonomy))
@@ -190,12 +184,15 @@ pub fn page(
     // Rows before the retention horizon are gone: the answer says so, not just "none".
     let purged_before = crate::retention::purged_before(tenant, q.range.start * 1_000_000_000)
         .map(|ns| q.clock.format(ns.div_euclid(1_000_000_000)));
-    Ok(CallsPage {
+    CallsPage {
         calls,
         next_cursor,
         purged_before,
-    })
+    }
 }
+
+/// The calls of one page as records (with their analyses), and the cursor of the next page.
+pub type Matched = (Vec<(CallRecord, Option<CallAnalysis>)>, Option<String>);
 
 /// The calls of one page, as records: the first `limit` of `rows` that pass the filters, and
 /// the cursor to the next page if another match follows.
@@ -205,7 +202,7 @@ pub fn matching(
     drill: &Drill,
     limit: usize,
     rows: impl Iterator<Item = Result<(CallRecord, Option<CallAnalysis>)>>,
-) -> Result<(Vec<(CallRecord, Option<CallAnalysis>)>, Option<String>)> {
+) -> Result<Matched> {
     let q = &drill.query;
     let mut calls: Vec<(CallRecord, Option<CallAnalysis>)> = Vec::new();
     let mut next_cursor = None;

@@ -580,13 +580,14 @@ fn drill_sql(pushed: &[drill::Pushed]) -> String {
 }
 
 /// One page of a drill-down, newest first, by `statement` (its [`drill_sql`]).
-fn drill_page(
+/// The calls of one page of a drill-down, newest first, as records.
+fn drill_matching(
     tx: &mut postgres::Transaction,
     statement: &Statement,
     tenant: &TenantInfo,
     drill: &drill::Drill,
     limit: usize,
-) -> Result<CallsPage> {
+) -> Result<drill::Matched> {
     let range = drill.query.range;
     let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
     let pushed = drill.pushed(tenant);
@@ -597,7 +598,22 @@ fn drill_page(
     // Rows come in chunks until the page is full.
     let chunk = (limit as i32 + 1).max(100);
     let rows = portal_rows(tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
-    drill::page(tenant, drill, limit, rows)
+    drill::matching(tenant, drill, limit, rows)
+}
+
+/// One page of a drill-down, newest first.
+fn drill_page(
+    tx: &mut postgres::Transaction,
+    statement: &Statement,
+    tenant: &TenantInfo,
+    drill: &drill::Drill,
+    limit: usize,
+) -> Result<CallsPage> {
+    Ok(drill::page(
+        tenant,
+        drill,
+        drill_matching(tx, statement, tenant, drill, limit)?,
+    ))
 }
 
 const CELLS_IN_RANGE: &str = "SELECT bucket, block FROM cells WHERE tenant_id = $1 AND cuboid = $2 AND grain = $3 \
@@ -1212,18 +1228,7 @@ impl Store for PgStore {
                 .isolation_level(postgres::IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            let (calls, next_cursor) = {
-                let range = drill.query.range;
-                let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
-                let pushed = drill.pushed(&tenant);
-                let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    vec![&tenant.id, &start, &end, &drill.after.0, &drill.after.1];
-                params.extend(pushed.iter().map(|p| &p.values as &(dyn postgres::types::ToSql + Sync)));
-                let portal = tx.bind(&statement, &params)?;
-                let chunk = (request.limit as i32 + 1).max(100);
-                let rows = portal_rows(&mut tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
-                drill::matching(&tenant, &drill, request.limit, rows)?
-            };
+            let (calls, next_cursor) = drill_matching(&mut tx, &statement, &tenant, &drill, request.limit)?;
             let keys = calls
                 .iter()
                 .map(|(c, _)| (c.call_id.clone(), c.event_id.clone()))

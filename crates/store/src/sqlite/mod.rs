@@ -393,12 +393,22 @@ fn drill_statement(tenant: &TenantInfo, drill: &drill::Drill) -> (String, Vec<ru
     )
 }
 
-/// One page of a drill-down, newest first.
-fn drill_page(conn: &Connection, tenant: &TenantInfo, drill: &drill::Drill, limit: usize) -> Result<CallsPage> {
+/// The calls of one page of a drill-down, newest first, as records.
+fn drill_matching(
+    conn: &Connection,
+    tenant: &TenantInfo,
+    drill: &drill::Drill,
+    limit: usize,
+) -> Result<drill::Matched> {
     let (sql, values) = drill_statement(tenant, drill);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| call_with_analysis(r))?;
-    drill::page(tenant, drill, limit, rows.map(|r| Ok(r?)))
+    drill::matching(tenant, drill, limit, rows.map(|r| Ok(r?)))
+}
+
+/// One page of a drill-down, newest first.
+fn drill_page(conn: &Connection, tenant: &TenantInfo, drill: &drill::Drill, limit: usize) -> Result<CallsPage> {
+    Ok(drill::page(tenant, drill, drill_matching(conn, tenant, drill, limit)?))
 }
 
 /// The stored JSON body of each of `event_ids` (event id → body), found through the event
@@ -986,12 +996,7 @@ impl Store for SqliteStore {
             };
             // One snapshot for the calls and their events.
             let tx = conn.unchecked_transaction()?;
-            let (sql, values) = drill_statement(&tenant, &drill);
-            let (calls, next_cursor) = {
-                let mut stmt = tx.prepare_cached(&sql)?;
-                let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| call_with_analysis(r))?;
-                drill::matching(&tenant, &drill, request.limit, rows.map(|r| Ok(r?)))?
-            };
+            let (calls, next_cursor) = drill_matching(&tx, &tenant, &drill, request.limit)?;
             let bodies = event_bodies(&tx, tenant.id, calls.iter().map(|(c, _)| c.event_id.clone()))?;
             Ok(Ok(drill::export_page(calls, next_cursor, &bodies)))
         })
