@@ -5,7 +5,8 @@
 //! The decision is `dialboard_engine::alerting` (no IO); the numbers come from
 //! `api::query::run_query` with the reach of the alert's owner at creation, as `/query` would
 //! answer them. A state change is a compare-and-set in the store (`alerting::transition`): when
-//! several nodes evaluate the same crossing, one records it and only that one notifies.
+//! several nodes evaluate the same crossing, one records it and only that one notifies; its
+//! live `alert` message goes through the store's announcements to every node's subscribers.
 
 use crate::api::auth::{Actor, Principal, Reach};
 use crate::api::AppState;
@@ -14,7 +15,7 @@ use dialboard_engine::alerting::{AlertDef, Decision, ScopeKind, SubjectState};
 use dialboard_engine::FieldError;
 use dialboard_store::access::Role;
 use dialboard_store::alerting::{self, Alert};
-use dialboard_store::{CoachingThresholds, Scope, StoreError};
+use dialboard_store::{Announcement, CoachingThresholds, Scope, StoreError};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -240,12 +241,19 @@ fn subject_of(def: &AlertDef, subject: &str) -> (Option<String>, Option<String>,
 /// Tells everyone the alert names: live dashboards, its webhooks, its e-mail recipients.
 async fn notify(state: &AppState, tenant_id: i64, def: &AlertDef, event: &Value) {
     let text = |k: &str| event[k].as_str().map(str::to_string);
-    let (agent, team, campaign) = (text("agent_id"), text("team_id"), text("campaign_id"));
-    let mut live = event.clone();
-    live["type"] = json!("alert");
-    state
-        .hub
-        .send_alert(tenant_id, agent.as_deref(), team.as_deref(), campaign.as_deref(), &live);
+    let live = Announcement {
+        tenant_id,
+        kind: "alert".into(),
+        agent: text("agent_id"),
+        team: text("team_id"),
+        campaign: text("campaign_id"),
+        agent_scope_only: false,
+        body: event.clone(),
+    };
+    // Every node's subscribers, whichever node recorded the change.
+    if let Err(e) = state.store.announce(live).await {
+        tracing::warn!(tenant_id, error = %e, "could not announce an alert to live dashboards");
+    }
     let kind = format!("alert.{}", event["kind"].as_str().unwrap_or_default());
     for webhook in &def.webhook_ids {
         if let Err(e) = crate::webhooks::enqueue(&state.store, tenant_id, webhook, &kind, event.clone()).await {

@@ -4,8 +4,8 @@
 //! (the alerts' coalesced on-change evaluation calls [`reconcile_tenant`]).
 //!
 //! Each award and revocation is an insert or delete that reports whether it changed the row:
-//! when several nodes reconcile the same commit, exactly one records each change and only that
-//! one sends the live `badge` message. A correction that takes a badge away revokes it; one that
+//! when several nodes reconcile the same facts, exactly one records each change and only that
+//! one announces the live `badge` message, which every node's hub forwards to its subscribers. A correction that takes a badge away revokes it; one that
 //! gives it back awards it again.
 //!
 //! The facts come from the rollups, never a scan of calls: each rep's day counts for the last
@@ -17,7 +17,7 @@ use crate::directory::Directory;
 use dialboard_engine::gamification::{self, Award, Badge, Change, DayFacts, Verdict};
 use dialboard_store::alerting::run;
 use dialboard_store::badges as held;
-use dialboard_store::TenantInfo;
+use dialboard_store::{Announcement, TenantInfo};
 use jiff::civil::Date;
 use jiff::ToSpan;
 use serde_json::{json, Value};
@@ -178,14 +178,26 @@ pub async fn reconcile_tenant(state: &AppState, tenant_id: i64) -> Result<usize,
         .await?;
         if won {
             recorded += 1;
-            announce(state, &tenant, &directory, &badges, &change);
+            // Every node's subscribers hear it, whichever node recorded it.
+            let message = announcement(state, &tenant, &directory, &badges, &change);
+            if let Err(e) = state.store.announce(message).await {
+                tracing::warn!(tenant_id, error = %e, "could not announce a badge to live dashboards");
+            }
         }
     }
     Ok(recorded)
 }
 
-/// The live `badge` message of a change this node recorded.
-fn announce(state: &AppState, tenant: &TenantInfo, directory: &Directory, badges: &[Badge], change: &Change) {
+/// The live `badge` message of a change this node recorded: to the subscribers of the tenant,
+/// the rep's team and the rep who may see the rep; a rep who opted out of public leaderboards
+/// is announced on their own scope only.
+fn announcement(
+    state: &AppState,
+    tenant: &TenantInfo,
+    directory: &Directory,
+    badges: &[Badge],
+    change: &Change,
+) -> Announcement {
     let (kind, award) = match change {
         Change::Awarded(a) => ("awarded", a),
         Change::Revoked(a) => ("revoked", a),
@@ -201,9 +213,16 @@ fn announce(state: &AppState, tenant: &TenantInfo, directory: &Directory, badges
         "period": award.period,
         "at": tenant.zone.format(state.now()),
     });
-    let team = rep.and_then(|r| r.team_id.as_deref());
     let public = rep.is_none_or(|r| r.leaderboard_opt_out != Some(true));
-    state.hub.send_badge(tenant.id, &award.agent, team, public, &message);
+    Announcement {
+        tenant_id: tenant.id,
+        kind: "badge".into(),
+        agent: Some(award.agent.clone()),
+        team: rep.and_then(|r| r.team_id.clone()),
+        campaign: None,
+        agent_scope_only: !public,
+        body: message,
+    }
 }
 
 /// How long the changes of a burst are gathered before a pass: a pass reads every rep's facts

@@ -3,7 +3,7 @@
 //! its newly stored events published — only after that commit.
 
 use crate::apply::{apply_batch, Records};
-use crate::contribution::{self, Contribution};
+use crate::contribution::{self, Contribution, Counted};
 use crate::overlay::DeltaMap;
 use crate::{Change, ChangeFeed, IngestSummary, Result, StoreError, StoreMetrics, TenantInfo};
 use dialboard_engine::event::ParsedEvent;
@@ -105,6 +105,18 @@ pub fn encode_contributions(group: &[IngestRequest], outcome: &Outcome) -> Vec<u
     )
 }
 
+/// The agents of the calls counted or taken back, sorted and once each.
+fn call_agents(contributions: &[Contribution]) -> Vec<String> {
+    let agents: std::collections::BTreeSet<&str> = contributions
+        .iter()
+        .filter_map(|c| match &c.counted {
+            Counted::Call { call, .. } => Some(call.agent_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    agents.into_iter().map(str::to_string).collect()
+}
+
 /// Answers every request of a group once its transaction ended, and publishes what it stored.
 pub fn answer(
     group: Vec<IngestRequest>,
@@ -116,7 +128,15 @@ pub fn answer(
     match outcome {
         Ok(summaries) => {
             metrics.record_commit(started.elapsed(), group.len());
-            for (request, Applied { summary, stored, .. }) in group.into_iter().zip(summaries) {
+            for (
+                request,
+                Applied {
+                    summary,
+                    stored,
+                    contributions,
+                },
+            ) in group.into_iter().zip(summaries)
+            {
                 let accepted = summary.accepted;
                 let _ = request.reply.send(Ok(summary));
                 if accepted > 0 {
@@ -128,6 +148,8 @@ pub fn answer(
                     changes.publish(Change {
                         tenant_id: request.tenant.id,
                         events: events.collect(),
+                        agents: call_agents(&contributions),
+                        local: true,
                     });
                 }
             }
