@@ -76,17 +76,17 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(run(state, changes));
 }
 
-/// Adds to `dirty` the tenants of the changes already waiting in the feed. Whether some changes
-/// were missed (the feed ran ahead of its reader: they could be any tenant's), or `None` once
-/// the feed is closed. Shared by the alerts' and the badges' loops.
+/// Hands `each` the changes already waiting in the feed. Whether some changes were missed (the
+/// feed ran ahead of its reader: they could be any tenant's), or `None` once the feed is
+/// closed. Shared by the alerts' and the badges' loops.
 pub(crate) fn gather(
     changes: &mut tokio::sync::broadcast::Receiver<Arc<dialboard_store::Change>>,
-    dirty: &mut impl Extend<i64>,
+    mut each: impl FnMut(Arc<dialboard_store::Change>),
 ) -> Option<bool> {
     let mut missed = false;
     loop {
         match changes.try_recv() {
-            Ok(change) => dirty.extend([change.tenant_id]),
+            Ok(change) => each(change),
             Err(TryRecvError::Lagged(_)) => missed = true,
             Err(TryRecvError::Empty) => return Some(missed),
             Err(TryRecvError::Closed) => return None,
@@ -107,7 +107,9 @@ async fn run(state: Arc<AppState>, mut changes: tokio::sync::broadcast::Receiver
             _ = tokio::time::sleep(SWEEP) => sweep = true,
         }
         tokio::time::sleep(COALESCE).await;
-        match gather(&mut changes, &mut dirty) {
+        match gather(&mut changes, |c| {
+            dirty.insert(c.tenant_id);
+        }) {
             Some(missed) => sweep |= missed,
             None => return,
         }

@@ -5,7 +5,7 @@
 use crate::apply::{apply_batch, Records};
 use crate::contribution::{self, Contribution, Counted};
 use crate::overlay::DeltaMap;
-use crate::{Change, ChangeFeed, IngestSummary, Result, StoreError, StoreMetrics, TenantInfo};
+use crate::{Change, ChangeFeed, IngestSummary, Result, StoreError, StoreMetrics, TenantInfo, TouchedCall};
 use dialboard_engine::event::ParsedEvent;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -105,16 +105,19 @@ pub fn encode_contributions(group: &[IngestRequest], outcome: &Outcome) -> Vec<u
     )
 }
 
-/// The agents of the calls counted or taken back, sorted and once each.
-fn call_agents(contributions: &[Contribution]) -> Vec<String> {
-    let agents: std::collections::BTreeSet<&str> = contributions
+/// The calls counted or taken back (their agents and starts), sorted and once each.
+fn touched_calls(contributions: &[Contribution]) -> Vec<TouchedCall> {
+    let touched: std::collections::BTreeSet<TouchedCall> = contributions
         .iter()
         .filter_map(|c| match &c.counted {
-            Counted::Call { call, .. } => Some(call.agent_id.as_str()),
+            Counted::Call { call, .. } => Some(TouchedCall {
+                agent: call.agent_id.clone(),
+                started_ns: call.started_ns,
+            }),
             _ => None,
         })
         .collect();
-    agents.into_iter().map(str::to_string).collect()
+    touched.into_iter().collect()
 }
 
 /// Answers every request of a group once its transaction ended, and publishes what it stored.
@@ -148,7 +151,7 @@ pub fn answer(
                     changes.publish(Change {
                         tenant_id: request.tenant.id,
                         events: events.collect(),
-                        agents: call_agents(&contributions),
+                        calls: touched_calls(&contributions),
                         local: true,
                     });
                 }

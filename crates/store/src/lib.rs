@@ -617,13 +617,20 @@ pub struct Change {
     /// The events the commit newly stored (not duplicates). Live subscribers derive their
     /// feed from them, off the writer thread and only for watched tenants.
     pub events: Vec<ParsedEvent>,
-    /// The reps whose call facts the commit changed, sorted: the agent of every call version it
-    /// counted and of every version it took back (a correction that moves a call to another
-    /// rep changes both reps' facts). Complete on the node that committed (`local`); a change
-    /// followed from another node (PostgreSQL) lists the new versions' agents only.
-    pub agents: Vec<String>,
+    /// The calls whose facts the commit changed, sorted, once each: every call version it
+    /// counted and every version it took back (a correction that moves a call to another rep or
+    /// day changes both). Complete on the node that committed (`local`); a change followed from
+    /// another node (PostgreSQL) has the new versions only.
+    pub calls: Vec<TouchedCall>,
     /// Whether this node committed it (work done once per commit, such as badges, runs there).
     pub local: bool,
+}
+
+/// A call version a commit counted or took back: whose facts, on which instant, it changed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TouchedCall {
+    pub agent: String,
+    pub started_ns: i64,
 }
 
 /// A message for the live subscribers of every node (SPEC §6, §7, §14): an alert's firing or

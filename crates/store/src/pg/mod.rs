@@ -29,7 +29,7 @@ use crate::{
     retention,
     saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion},
     Announcement, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, Feed, IngestSummary,
-    Result, Store, StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    Result, Store, StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings, TouchedCall,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
@@ -254,17 +254,20 @@ impl Shared {
                     .iter()
                     .filter_map(|r| parse_event_text(r.get(0), &info.taxonomy).ok())
                     .collect();
-                let agents: std::collections::BTreeSet<String> = events
+                let calls: std::collections::BTreeSet<TouchedCall> = events
                     .iter()
                     .filter_map(|e| match &e.event {
-                        dialboard_engine::event::Event::Call(c) => Some(c.agent_id.clone()),
+                        dialboard_engine::event::Event::Call(c) => Some(TouchedCall {
+                            agent: c.agent_id.clone(),
+                            started_ns: c.started_ns,
+                        }),
                         _ => None,
                     })
                     .collect();
                 self.changes.publish(Change {
                     tenant_id: tenant,
                     events,
-                    agents: agents.into_iter().collect(),
+                    calls: calls.into_iter().collect(),
                     local: false,
                 });
             }
