@@ -454,7 +454,33 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(watch(state, changes));
 }
 
+/// Records, without announcing them, the awards of every tenant whose history predates badges
+/// (an upgraded database): what reps earned before is not news. Returns each such tenant's pass.
+/// Several nodes may do it at once: each award is still recorded once.
+pub async fn baseline(state: &AppState) -> Result<Vec<(i64, Pass)>, ApiError> {
+    let mut done = Vec::new();
+    for tenant_id in run(&*state.store, held::baselines).await? {
+        let pass = reconcile(state, tenant_id, &Reps::All, Announce::Silently).await?;
+        run(&*state.store, move |db| held::baseline_done(db, tenant_id)).await?;
+        done.push((tenant_id, pass));
+    }
+    Ok(done)
+}
+
 async fn watch(state: Arc<AppState>, mut changes: broadcast::Receiver<Arc<dialboard_store::Change>>) {
+    // Before any change is reconciled (they wait in the feed), so no history is announced.
+    match baseline(&state).await {
+        Ok(done) => {
+            for (tenant_id, pass) in done {
+                tracing::info!(
+                    tenant_id,
+                    awards = pass.recorded,
+                    "badges earned before the upgrade recorded silently"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e.message, "badges earned before the upgrade not recorded"),
+    }
     let mut reconciler = Reconciler::default();
     loop {
         let mut seen = Vec::new();

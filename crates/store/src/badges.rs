@@ -106,3 +106,18 @@ fn awards(rows: &[Row]) -> Result<Vec<HeldAward>> {
         })
         .collect()
 }
+
+/// The tenants whose history predates badges (marked by the migration that brought
+/// `badge_baselines`): their first reconciliation records awards without announcing them.
+pub fn baselines(db: &mut dyn Sql) -> Result<Vec<i64>> {
+    db.query("SELECT tenant_id FROM badge_baselines ORDER BY tenant_id", &[])?
+        .iter()
+        .map(|r| r.int(0))
+        .collect()
+}
+
+/// The tenant's history is reconciled: what it earns from now on is news.
+pub fn baseline_done(db: &mut dyn Sql, tenant_id: i64) -> Result<()> {
+    db.execute("DELETE FROM badge_baselines WHERE tenant_id = $1", &[tenant_id.into()])?;
+    Ok(())
+}

@@ -303,3 +303,67 @@ async fn an_alert_fired_on_one_node_reaches_the_subscribers_of_both_once() {
         "recorded once: {events}"
     );
 }
+
+fn sql(db: &str, statements: &str) {
+    let (db, statements) = (db.to_string(), statements.to_string());
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+        client.batch_execute(&statements).unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+fn held_awards(db: &str) -> Vec<(String, String)> {
+    let db = db.to_string();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+        client
+            .query("SELECT badge, agent_id FROM badge_awards ORDER BY agent_id, badge", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_upgraded_database_records_its_history_badges_silently_and_announces_what_comes_after() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(false).unwrap())
+        .await
+        .unwrap();
+    let db = cluster.create_database().unwrap();
+    let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "UTC"]));
+    let client = reqwest::Client::new();
+    let meeting = |rep: &str| {
+        json!([{"id": format!("{rep}-m"), "type": "call", "call_id": format!("{rep}-m"), "agent_id": rep, "team_id": "t1",
+            "disposition": "Meeting Booked", "started_at": jiff::Timestamp::now().to_string()}])
+    };
+    {
+        let old = start_node(&db).await;
+        post(&client, &format!("{}/api/v1/events", old.url), &key, &meeting("r1")).await;
+    }
+    // As a database from before badges: r1's meeting is history, no award is held, and the
+    // migration that marks such tenants has not run.
+    sql(
+        &db,
+        &format!(
+            "DELETE FROM badge_awards; DROP TABLE badge_baselines; UPDATE schema_version SET version = {};",
+            dialboard_store::pg::BADGE_BASELINES_VERSION - 1
+        ),
+    );
+    let node = start_node(&db).await;
+    let mut live = subscribe_tenant(&node, &key).await;
+    post(&client, &format!("{}/api/v1/events", node.url), &key, &meeting("r2")).await;
+    let heard = messages_within(&mut live, "badge", Duration::from_secs(4)).await;
+    let news: Vec<(&Value, &Value)> = heard.iter().map(|m| (&m["badge"], &m["agent_id"])).collect();
+    assert_eq!(news, [(&json!("first_meeting"), &json!("r2"))], "{heard:?}");
+    let first = |rep: &str| ("first_meeting".to_string(), rep.to_string());
+    assert_eq!(
+        held_awards(&db),
+        [first("r1"), first("r2")],
+        "the history's award is recorded"
+    );
+}

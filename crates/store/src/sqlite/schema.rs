@@ -531,7 +531,8 @@ CREATE TABLE IF NOT EXISTS schedule_next_runs (
     PRIMARY KEY (tenant_id, schedule_id)
 );
 CREATE INDEX IF NOT EXISTS schedule_next_runs_due ON schedule_next_runs (next_run) WHERE next_run IS NOT NULL;
-"#,    r#"
+"#,
+    r#"
 -- Tenants whose history predates badges (store::badges::baselines): their first reconciliation
 -- records what that history earned without announcing it. Marked once, on upgrade: every
 -- tenant that holds no award yet; a tenant created later is never marked.
