@@ -56,17 +56,18 @@ async fn totals(client: &reqwest::Client, node: &Node, key: &str) -> Value {
     post(client, &format!("{}/api/v1/query", node.url), key, &q).await["totals"].clone()
 }
 
-fn pending_deltas(db: &str) -> i64 {
+/// Runs `job` on a connection of its own (off the test's runtime: the client runs its own).
+fn on_db<T: Send + 'static>(db: &str, job: impl FnOnce(&mut postgres::Client) -> T + Send + 'static) -> T {
     let db = db.to_string();
-    std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
-        client
-            .query_one("SELECT count(*) FROM cell_deltas", &[])
-            .unwrap()
-            .get(0)
+    std::thread::spawn(move || job(&mut postgres::Client::connect(&db, postgres::NoTls).unwrap()))
+        .join()
+        .unwrap()
+}
+
+fn pending_deltas(db: &str) -> i64 {
+    on_db(db, |c| {
+        c.query_one("SELECT count(*) FROM cell_deltas", &[]).unwrap().get(0)
     })
-    .join()
-    .unwrap()
 }
 
 #[tokio::test]
@@ -245,14 +246,7 @@ async fn two_nodes_record_and_announce_each_badge_change_once() {
             assert_eq!(first[0]["change"], change);
         }
     }
-    let db2 = db.clone();
-    let held: i64 = std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&db2, postgres::NoTls).unwrap();
-        c.query_one("SELECT count(*) FROM badge_awards", &[]).unwrap().get(0)
-    })
-    .join()
-    .unwrap();
-    assert_eq!(held, 0, "revoked");
+    assert!(held_awards(&db).is_empty(), "revoked");
 }
 
 #[tokio::test]
@@ -305,28 +299,17 @@ async fn an_alert_fired_on_one_node_reaches_the_subscribers_of_both_once() {
 }
 
 fn sql(db: &str, statements: &str) {
-    let (db, statements) = (db.to_string(), statements.to_string());
-    std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
-        client.batch_execute(&statements).unwrap();
-    })
-    .join()
-    .unwrap();
+    let statements = statements.to_string();
+    on_db(db, move |c| c.batch_execute(&statements).unwrap());
 }
 
 fn held_awards(db: &str) -> Vec<(String, String)> {
-    let db = db.to_string();
-    std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
-        client
+    on_db(db, |c| {
+        let rows = c
             .query("SELECT badge, agent_id FROM badge_awards ORDER BY agent_id, badge", &[])
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect()
+            .unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
     })
-    .join()
-    .unwrap()
 }
 
 #[tokio::test]
