@@ -37,7 +37,8 @@ pub fn definition(alert: &Alert) -> Result<AlertDef, Vec<FieldError>> {
     AlertDef::parse(&alert.body["definition"])
 }
 
-fn reach(alert: &Alert) -> Reach {
+/// The reach an alert is evaluated with.
+pub fn reach(alert: &Alert) -> Reach {
     serde_json::from_value(alert.body["reach"].clone()).unwrap_or(Reach::Agent {
         id: String::new(),
         teams: Vec::new(),
