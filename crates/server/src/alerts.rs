@@ -5,7 +5,8 @@
 //! The decision is `dialboard_engine::alerting` (no IO); the numbers come from
 //! `api::query::run_query` with the reach of the alert's owner at creation, as `/query` would
 //! answer them. A state change is a compare-and-set in the store (`alerting::transition`): when
-//! several nodes evaluate the same crossing, one records it and only that one notifies.
+//! several nodes evaluate the same crossing, one records it and only that one notifies; its
+//! live `alert` message goes through the store's announcements to every node's subscribers.
 
 use crate::api::auth::{Actor, Principal, Reach};
 use crate::api::AppState;
@@ -14,7 +15,7 @@ use dialboard_engine::alerting::{AlertDef, Decision, ScopeKind, SubjectState};
 use dialboard_engine::FieldError;
 use dialboard_store::access::Role;
 use dialboard_store::alerting::{self, Alert};
-use dialboard_store::{CoachingThresholds, Scope, StoreError};
+use dialboard_store::{Announcement, CoachingThresholds, Scope, StoreError};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -36,7 +37,8 @@ pub fn definition(alert: &Alert) -> Result<AlertDef, Vec<FieldError>> {
     AlertDef::parse(&alert.body["definition"])
 }
 
-fn reach(alert: &Alert) -> Reach {
+/// The reach an alert is evaluated with.
+pub fn reach(alert: &Alert) -> Reach {
     serde_json::from_value(alert.body["reach"].clone()).unwrap_or(Reach::Agent {
         id: String::new(),
         teams: Vec::new(),
@@ -75,17 +77,17 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(run(state, changes));
 }
 
-/// Adds to `dirty` the tenants of the changes already waiting in the feed. Whether some changes
-/// were missed (the feed ran ahead of its reader: they could be any tenant's), or `None` once
-/// the feed is closed. Shared by the alerts' and the badges' loops.
+/// Hands `each` the changes already waiting in the feed. Whether some changes were missed (the
+/// feed ran ahead of its reader: they could be any tenant's), or `None` once the feed is
+/// closed. Shared by the alerts' and the badges' loops.
 pub(crate) fn gather(
     changes: &mut tokio::sync::broadcast::Receiver<Arc<dialboard_store::Change>>,
-    dirty: &mut impl Extend<i64>,
+    mut each: impl FnMut(Arc<dialboard_store::Change>),
 ) -> Option<bool> {
     let mut missed = false;
     loop {
         match changes.try_recv() {
-            Ok(change) => dirty.extend([change.tenant_id]),
+            Ok(change) => each(change),
             Err(TryRecvError::Lagged(_)) => missed = true,
             Err(TryRecvError::Empty) => return Some(missed),
             Err(TryRecvError::Closed) => return None,
@@ -106,7 +108,9 @@ async fn run(state: Arc<AppState>, mut changes: tokio::sync::broadcast::Receiver
             _ = tokio::time::sleep(SWEEP) => sweep = true,
         }
         tokio::time::sleep(COALESCE).await;
-        match gather(&mut changes, &mut dirty) {
+        match gather(&mut changes, |c| {
+            dirty.insert(c.tenant_id);
+        }) {
             Some(missed) => sweep |= missed,
             None => return,
         }
@@ -240,12 +244,19 @@ fn subject_of(def: &AlertDef, subject: &str) -> (Option<String>, Option<String>,
 /// Tells everyone the alert names: live dashboards, its webhooks, its e-mail recipients.
 async fn notify(state: &AppState, tenant_id: i64, def: &AlertDef, event: &Value) {
     let text = |k: &str| event[k].as_str().map(str::to_string);
-    let (agent, team, campaign) = (text("agent_id"), text("team_id"), text("campaign_id"));
-    let mut live = event.clone();
-    live["type"] = json!("alert");
-    state
-        .hub
-        .send_alert(tenant_id, agent.as_deref(), team.as_deref(), campaign.as_deref(), &live);
+    let live = Announcement {
+        tenant_id,
+        kind: "alert".into(),
+        agent: text("agent_id"),
+        team: text("team_id"),
+        campaign: text("campaign_id"),
+        agent_scope_only: false,
+        body: event.clone(),
+    };
+    // Every node's subscribers, whichever node recorded the change.
+    if let Err(e) = state.store.announce(live).await {
+        tracing::warn!(tenant_id, error = %e, "could not announce an alert to live dashboards");
+    }
     let kind = format!("alert.{}", event["kind"].as_str().unwrap_or_default());
     for webhook in &def.webhook_ids {
         if let Err(e) = crate::webhooks::enqueue(&state.store, tenant_id, webhook, &kind, event.clone()).await {

@@ -3,6 +3,9 @@
 //! and sends a `metric_update` only where the numbers moved. Changes that arrive while a round
 //! is computed are handled together in the next round, so a burst costs one update per scope.
 //!
+//! Alerts and badges are announced through the store ([`Store::announce`]), which tells every
+//! node (PostgreSQL `NOTIFY`); each hub forwards what it hears to its own subscribers.
+//!
 //! Every subscriber has a bounded queue. Delivery never waits: a subscriber whose queue is full
 //! is dropped with a close reason, so a stalled client slows neither ingest nor anyone else.
 
@@ -14,7 +17,7 @@ use dialboard_engine::event::ParsedEvent;
 use dialboard_engine::measures::{measure, Accum};
 use dialboard_engine::query::KeyValue;
 use dialboard_engine::FieldError;
-use dialboard_store::{Change, Store, StoreError, TenantInfo};
+use dialboard_store::{Announcement, Change, Store, StoreError, TenantInfo};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -187,6 +190,7 @@ impl Hub {
             queue,
         });
         tokio::spawn(Arc::clone(&hub).run(store.changes()));
+        tokio::spawn(Arc::clone(&hub).forward(store.announcements()));
         hub
     }
 
@@ -371,47 +375,35 @@ impl Hub {
         }
     }
 
-    /// Sends an alert's firing or recovery (`message`, of type `alert`) to the subscribers
-    /// watching a scope it concerns — the tenant, or the subject's agent, team or campaign —
-    /// once each. An alert about an agent reaches only those who see that agent's records.
-    pub fn send_alert(
-        &self,
-        tenant_id: i64,
-        agent: Option<&str>,
-        team: Option<&str>,
-        campaign: Option<&str>,
-        message: &Value,
-    ) {
-        self.send_about("alert", tenant_id, (agent, team, campaign), false, message);
+    /// Forwards every announcement (this node's and the other nodes', [`Store::announcements`])
+    /// to this node's subscribers.
+    async fn forward(self: Arc<Self>, mut announcements: tokio::sync::broadcast::Receiver<Arc<Announcement>>) {
+        loop {
+            match announcements.recv().await {
+                Ok(a) => self.send_about(&a),
+                Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "live hub missed announcements"),
+                Err(RecvError::Closed) => return,
+            }
+        }
     }
 
-    /// A badge awarded to or revoked from `agent` (SPEC §14), as the `badge` message, to the
-    /// subscribers of the tenant, the rep's team and the rep who may see the rep.
-    /// A rep who opted out of public leaderboards is announced on their own scope only.
-    pub fn send_badge(&self, tenant_id: i64, agent: &str, team: Option<&str>, public: bool, message: &Value) {
-        self.send_about("badge", tenant_id, (Some(agent), team, None), !public, message);
-    }
-
-    /// Sends a `kind` message once to each subscriber of a scope the subject belongs to.
-    fn send_about(
-        &self,
-        kind: &str,
-        tenant_id: i64,
-        (agent, team, campaign): (Option<&str>, Option<&str>, Option<&str>),
-        agent_scope_only: bool,
-        message: &Value,
-    ) {
+    /// Sends an announcement (an alert's firing or recovery, a badge awarded or revoked) once
+    /// to each subscriber watching a scope it concerns — the tenant, or the subject's agent,
+    /// team or campaign — who may see the subject's records. One that concerns its agent's
+    /// scope only (a rep out of public leaderboards) reaches that scope alone.
+    fn send_about(&self, a: &Announcement) {
+        let (agent, team, campaign) = (a.agent.as_deref(), a.team.as_deref(), a.campaign.as_deref());
         let mut state = self.lock();
         let mut reached: HashSet<u64> = HashSet::new();
         let scopes: Vec<LiveScope> = state
             .watchers
             .keys()
-            .filter(|(t, _)| *t == tenant_id)
+            .filter(|(t, _)| *t == a.tenant_id)
             .map(|(_, s)| s.clone())
             .collect();
         for scope in scopes {
             let concerned = match scope.kind {
-                _ if agent_scope_only && scope.kind != ScopeKind::Agent => false,
+                _ if a.agent_scope_only && scope.kind != ScopeKind::Agent => false,
                 ScopeKind::Tenant => true,
                 ScopeKind::Team => team == Some(scope.id.as_str()),
                 ScopeKind::Agent => agent == Some(scope.id.as_str()),
@@ -420,8 +412,8 @@ impl Hub {
             if !concerned {
                 continue;
             }
-            let msg = Utf8Bytes::from(scope.message(kind, message.clone()).to_string());
-            let ids: Vec<u64> = state.watchers[&(tenant_id, scope.clone())].iter().copied().collect();
+            let msg = Utf8Bytes::from(scope.message(&a.kind, a.body.clone()).to_string());
+            let ids: Vec<u64> = state.watchers[&(a.tenant_id, scope.clone())].iter().copied().collect();
             for id in ids {
                 let allowed = state
                     .subscribers

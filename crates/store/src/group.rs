@@ -3,9 +3,9 @@
 //! its newly stored events published — only after that commit.
 
 use crate::apply::{apply_batch, Records};
-use crate::contribution::{self, Contribution};
+use crate::contribution::{self, Contribution, Counted};
 use crate::overlay::DeltaMap;
-use crate::{Change, ChangeFeed, IngestSummary, Result, StoreError, StoreMetrics, TenantInfo};
+use crate::{Change, ChangeFeed, IngestSummary, Result, StoreError, StoreMetrics, TenantInfo, TouchedCall};
 use dialboard_engine::event::ParsedEvent;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -105,6 +105,21 @@ pub fn encode_contributions(group: &[IngestRequest], outcome: &Outcome) -> Vec<u
     )
 }
 
+/// The calls counted or taken back (their agents and starts), sorted and once each.
+fn touched_calls(contributions: &[Contribution]) -> Vec<TouchedCall> {
+    let touched: std::collections::BTreeSet<TouchedCall> = contributions
+        .iter()
+        .filter_map(|c| match &c.counted {
+            Counted::Call { call, .. } => Some(TouchedCall {
+                agent: call.agent_id.clone(),
+                started_ns: call.started_ns,
+            }),
+            _ => None,
+        })
+        .collect();
+    touched.into_iter().collect()
+}
+
 /// Answers every request of a group once its transaction ended, and publishes what it stored.
 pub fn answer(
     group: Vec<IngestRequest>,
@@ -116,7 +131,15 @@ pub fn answer(
     match outcome {
         Ok(summaries) => {
             metrics.record_commit(started.elapsed(), group.len());
-            for (request, Applied { summary, stored, .. }) in group.into_iter().zip(summaries) {
+            for (
+                request,
+                Applied {
+                    summary,
+                    stored,
+                    contributions,
+                },
+            ) in group.into_iter().zip(summaries)
+            {
                 let accepted = summary.accepted;
                 let _ = request.reply.send(Ok(summary));
                 if accepted > 0 {
@@ -128,6 +151,8 @@ pub fn answer(
                     changes.publish(Change {
                         tenant_id: request.tenant.id,
                         events: events.collect(),
+                        calls: touched_calls(&contributions),
+                        local: true,
                     });
                 }
             }

@@ -617,27 +617,65 @@ pub struct Change {
     /// The events the commit newly stored (not duplicates). Live subscribers derive their
     /// feed from them, off the writer thread and only for watched tenants.
     pub events: Vec<ParsedEvent>,
+    /// The calls whose facts the commit changed, sorted, once each: every call version it
+    /// counted and every version it took back (a correction that moves a call to another rep or
+    /// day changes both). Complete on the node that committed (`local`); a change followed from
+    /// another node (PostgreSQL) has the new versions only.
+    pub calls: Vec<TouchedCall>,
+    /// Whether this node committed it (work done once per commit, such as badges, runs there).
+    pub local: bool,
 }
 
-/// A store's stream of [`Change`]s. Publishing never blocks the writer: a receiver that falls
-/// more than [`ChangeFeed::CAPACITY`] changes behind is told it lagged.
-pub struct ChangeFeed(tokio::sync::broadcast::Sender<Arc<Change>>);
+/// A call version a commit counted or took back: whose facts, on which instant, it changed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TouchedCall {
+    pub agent: String,
+    pub started_ns: i64,
+}
 
-impl Default for ChangeFeed {
+/// A message for the live subscribers of every node (SPEC §6, §7, §14): an alert's firing or
+/// recovery, a badge awarded or revoked. The node that recorded what it says announces it
+/// once ([`Store::announce`]); every node's live hub hears it once ([`Store::announcements`])
+/// and forwards it to its own subscribers of the scopes it concerns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// Carried beside the body in a notice, not inside it.
+    #[serde(skip)]
+    pub tenant_id: i64,
+    /// The message's `type` (`alert`, `badge`).
+    pub kind: String,
+    /// Whom it is about: it reaches the tenant's scope and the subject's agent, team and
+    /// campaign scopes, and only subscribers who may see the agent's records.
+    pub agent: Option<String>,
+    pub team: Option<String>,
+    pub campaign: Option<String>,
+    /// Only the agent's own scope (a rep out of public leaderboards).
+    pub agent_scope_only: bool,
+    /// The message's fields besides `type`, `scope` and `scope_id`.
+    pub body: Value,
+}
+
+/// A store's stream of `T`s ([`Change`]s, [`Announcement`]s). Publishing never blocks the
+/// writer: a receiver that falls more than [`Feed::CAPACITY`] items behind is told it lagged.
+pub struct Feed<T>(tokio::sync::broadcast::Sender<Arc<T>>);
+
+pub type ChangeFeed = Feed<Change>;
+
+impl<T> Default for Feed<T> {
     fn default() -> Self {
-        ChangeFeed(tokio::sync::broadcast::channel(Self::CAPACITY).0)
+        Feed(tokio::sync::broadcast::channel(Self::CAPACITY).0)
     }
 }
 
-impl ChangeFeed {
+impl<T> Feed<T> {
     pub const CAPACITY: usize = 4096;
 
-    pub fn publish(&self, change: Change) {
+    pub fn publish(&self, item: T) {
         // An error only means nobody listens.
-        let _ = self.0.send(Arc::new(change));
+        let _ = self.0.send(Arc::new(item));
     }
 
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<T>> {
         self.0.subscribe()
     }
 }
@@ -745,6 +783,11 @@ pub trait Store: Send + Sync + 'static {
     fn metrics(&self) -> &StoreMetrics;
     /// Every committed change from now on (on PostgreSQL: from every node).
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>>;
+    /// Tells every node's live subscribers (on PostgreSQL by `NOTIFY`; on SQLite, one node,
+    /// in process): each node's [`Store::announcements`] yields it once.
+    async fn announce(&self, announcement: Announcement) -> Result<()>;
+    /// Every announcement from now on, this node's and (on PostgreSQL) the other nodes'.
+    fn announcements(&self) -> tokio::sync::broadcast::Receiver<Arc<Announcement>>;
     /// Finishes in-flight commits and folds pending deltas into cells.
     async fn shutdown(&self);
 

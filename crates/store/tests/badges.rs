@@ -64,7 +64,22 @@ fn each_award_and_revocation_is_recorded_once_across_nodes(open: Open) {
         .block_on(run(&*a, move |db| badges::held(db, tenant, Some("a1"))))
         .unwrap();
     assert_eq!(mine.len(), 1);
-    assert_eq!((mine[0].award.clone(), mine[0].awarded_at), (first, T0 + 2));
+    assert_eq!((mine[0].award.clone(), mine[0].awarded_at), (first.clone(), T0 + 2));
+    // By rep or by period; empty lists match nothing.
+    let by = |agents: &[&str], periods: &[&str]| {
+        let (agents, periods): (Vec<String>, Vec<String>) = (
+            agents.iter().map(|s| s.to_string()).collect(),
+            periods.iter().map(|s| s.to_string()).collect(),
+        );
+        let found = rt
+            .block_on(run(&*b, move |db| badges::held_by(db, tenant, &agents, &periods)))
+            .unwrap();
+        found.into_iter().map(|h| h.award).collect::<Vec<_>>()
+    };
+    assert_eq!(by(&["a2"], &[]), std::slice::from_ref(&other));
+    assert_eq!(by(&[], &["2026-03-02"]), std::slice::from_ref(&other));
+    assert_eq!(by(&["a1", "nobody"], &["2026-03-02"]), [first, other]);
+    assert!(by(&[], &[]).is_empty());
 }
 
 #[test]

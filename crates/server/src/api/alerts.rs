@@ -158,7 +158,12 @@ pub async fn replace(
         ));
     }
     let def = checked(&state, &principal, &body).await?;
-    let stored = stored_body(&def, &principal.reach);
+    // An alert reads with its owner's reach: an admin's edit does not widen it.
+    let reach = match alert.owner == principal.actor_name() {
+        true => principal.reach.clone(),
+        false => crate::alerts::reach(&alert),
+    };
+    let stored = stored_body(&def, &reach);
     let (tenant_id, alert_id, body) = (principal.tenant_id, id.clone(), stored.clone());
     let now = crate::jobs::now_ms();
     alerting::run(&*state.store, move |db| {

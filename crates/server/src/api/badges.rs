@@ -53,7 +53,7 @@ async fn badges_view(
         return Err(forbidden(format!("agent {agent} is not visible to this credential")));
     }
     let _running = state.admission.admit(&principal).await?;
-    let facts = crate::badges::load(&state, &tenant, Some(std::slice::from_ref(&agent))).await?;
+    let facts = crate::badges::load(&state, &tenant, None, Some(std::slice::from_ref(&agent))).await?;
     let (badges, goals) = crate::badges::rules(&tenant, &directory, &facts);
     let goal = directory.daily_goal(&agent, &tenant.settings.targets).max(0.0) as u32;
     let calls_per_day: BTreeMap<Date, u32> = facts

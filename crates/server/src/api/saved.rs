@@ -174,6 +174,27 @@ pub async fn get(
     Ok(Json(shown(&state, &principal, kind, &item)))
 }
 
+/// What is stored for `input` as the next version of `item`, checked as `principal` writes it.
+/// A schedule runs as its owner (`run_as`, which `schedule_def` sets to whoever saves it, and
+/// which is no part of what a caller writes — a restored version carries its own): when someone
+/// else changes it (an admin may), it keeps running as its owner, with their reach.
+async fn revised(
+    state: &AppState,
+    principal: &Principal,
+    kind: SavedKind,
+    item: &SavedItem,
+    mut input: Value,
+) -> Result<Value, ApiError> {
+    if let (SavedKind::Schedule, Some(fields)) = (kind, input.as_object_mut()) {
+        fields.remove("run_as");
+    }
+    let mut body = validated(state, principal, kind, &input).await?;
+    if kind == SavedKind::Schedule && item.owner != principal.actor_name() {
+        body["run_as"] = item.body["run_as"].clone();
+    }
+    Ok(body)
+}
+
 /// Saves `body` as the item's next version.
 async fn save_version(
     state: &AppState,
@@ -205,8 +226,8 @@ pub async fn replace(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
-    changeable(&state, &principal, kind, &id).await?;
-    let body = validated(&state, &principal, kind, &json_body(&body)?).await?;
+    let item = changeable(&state, &principal, kind, &id).await?;
+    let body = revised(&state, &principal, kind, &item, json_body(&body)?).await?;
     save_version(&state, &principal, kind, &id, body, "updated").await
 }
 
@@ -255,13 +276,13 @@ pub async fn restore(
     principal: Principal,
     Path((id, n)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    changeable(&state, &principal, kind, &id).await?;
+    let item = changeable(&state, &principal, kind, &id).await?;
     let wanted: Option<i64> = n.parse().ok();
     let versions = state.store.saved_versions(principal.tenant_id, kind, &id).await?;
     let old = versions
         .into_iter()
         .find(|v| Some(v.version) == wanted)
         .ok_or_else(|| ApiError::not_found(format!("{} '{id}' has no version '{n}'", kind.as_str())))?;
-    let body = validated(&state, &principal, kind, &old.body).await?;
+    let body = revised(&state, &principal, kind, &item, old.body).await?;
     save_version(&state, &principal, kind, &id, body, "restored").await
 }

@@ -204,7 +204,9 @@ impl Planner {
     }
 
     /// The local days `[end − weeks, end)` with their calls and handle time per slot, from the
-    /// first day with a call (a tenant's empty weeks before its first call would read as closed).
+    /// first whole day with calls: a tenant's empty weeks before its first call would read as
+    /// closed, and the day of its first call, which data rarely covers from midnight, as a slump
+    /// (it skews the daily model's start: on the demo, WAPE 0.170 with it, 0.144 without).
     async fn history(&self, end: Date, weeks: i64) -> Result<Vec<Day>, ApiError> {
         let start = end
             .checked_sub((7 * weeks).days())
@@ -220,8 +222,14 @@ impl Planner {
                 calls: values.pop().unwrap_or_default(),
             })
             .collect();
-        let first_call = days.iter().position(|d| d.calls.iter().any(|c| *c > 0.0));
-        days.drain(..first_call.unwrap_or(days.len().saturating_sub(1)));
+        let first_whole_day = match days.iter().position(|d| d.calls.iter().any(|c| *c > 0.0)) {
+            // Data from the window's first day on: that day is as whole as any.
+            Some(0) => 0,
+            Some(first) if first + 1 < days.len() => first + 1,
+            Some(only) => only,
+            None => days.len().saturating_sub(1),
+        };
+        days.drain(..first_whole_day);
         Ok(days)
     }
 

@@ -298,3 +298,36 @@ async fn a_firing_is_mailed_to_the_alerts_recipients() {
     let text = mail[0].body("text/plain").unwrap();
     assert!(text.contains("fired") && text.contains("connected_calls"), "{text}");
 }
+
+#[tokio::test]
+async fn an_admins_edit_leaves_the_alert_reading_with_its_owners_reach() {
+    let app = app_at_noon().await;
+    let rep = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("a1")).await;
+    let mut own = json!({"name": "Mine", "measure": "connect_rate", "scope": "agent", "scope_id": "a1",
+        "window_minutes": 60, "condition": "below", "threshold": 10});
+    let (status, mine) = app.post("/api/v1/alerts", &rep, &own).await;
+    assert_eq!(status, 201, "{mine}");
+    let id = mine["id"].as_str().unwrap().to_string();
+    let reach = || async {
+        let tenant = app.tenant_id;
+        let alerts =
+            dialboard_store::alerting::run(&*app.store, move |db| dialboard_store::alerting::alerts(db, tenant))
+                .await
+                .unwrap();
+        alerts.into_iter().find(|a| a.id == id).unwrap().body["reach"].clone()
+    };
+    let before = reach().await;
+    assert_eq!(before["agent"]["id"], "a1", "{before}");
+    own["threshold"] = json!(20);
+    let (status, edited) = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/alerts/{id}"),
+            &app.key,
+            Some(&own),
+        )
+        .await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(edited["threshold"], 20.0);
+    assert_eq!(reach().await, before, "still the rep's reach");
+}

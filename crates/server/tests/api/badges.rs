@@ -5,6 +5,8 @@
 
 use crate::helpers::TestApp;
 use crate::live::{connect, send, wait_for};
+use dialboard::api::AppState;
+use dialboard::badges::{reconcile, Announce, Reconciler, Reps};
 use dialboard_store::alerting::run;
 use dialboard_store::badges::held;
 use serde_json::{json, Value};
@@ -133,4 +135,94 @@ async fn a_rep_out_of_public_leaderboards_is_announced_on_their_own_scope_only()
     );
     let public = tokio::time::timeout(Duration::from_secs(2), wait_for(&mut tenant, |m| m["type"] == "badge")).await;
     assert!(public.is_err(), "announced publicly: {public:?}");
+}
+
+/// Notes every change the feed has for the tenant within a moment into `reconciler`.
+async fn note_changes(
+    app: &TestApp,
+    feed: &mut tokio::sync::broadcast::Receiver<Arc<dialboard_store::Change>>,
+    reconciler: &mut Reconciler,
+) {
+    let tenant = app.store.tenant(app.tenant_id).await.unwrap();
+    while let Ok(Ok(change)) = tokio::time::timeout(Duration::from_millis(300), feed.recv()).await {
+        reconciler.note(&change, |t| tenant.zone.date_of(t));
+    }
+}
+
+/// `n` calls of `agent` on 2026-02-10, the first `connected` of them connected, as `version`.
+fn february(agent: &str, n: usize, connected: usize, version: u32) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({"id": format!("{agent}-feb{i}-v{version}"), "type": "call", "call_id": format!("{agent}-feb{i}"),
+                "agent_id": agent, "team_id": "t1", "disposition": if i < connected { "Connected" } else { "No Answer" },
+                "started_at": "2026-02-10T10:00:00Z", "updated_at": format!("2026-03-13T0{version}:00:00Z")})
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pass_reads_only_the_reps_whose_calls_changed_and_decides_as_a_full_one() {
+    let app = TestApp::spawn_at("UTC", Arc::new(AtomicI64::new(NOW))).await;
+    let mut state = AppState::with_live_queue(app.store.clone(), dialboard::live::QUEUE_CAPACITY);
+    Arc::get_mut(&mut state).unwrap().now = Arc::new(|| NOW);
+    let mut feed = app.store.changes();
+    let mut reconciler = Reconciler::default();
+
+    // r1 60% and r2 50% connected in February (100 calls each: ranked), r3 a meeting in March.
+    let mut first = february("r1", 100, 60, 1);
+    first.extend(february("r2", 100, 50, 1));
+    first.push(call("c1", "r3", "Meeting Booked", 1));
+    app.events(json!(first)).await;
+    note_changes(&app, &mut feed, &mut reconciler).await;
+    let passes = reconciler.run(&state).await;
+    assert_eq!(passes.len(), 1);
+    let pass = passes[0].1;
+    assert!(pass.full, "a tenant new to the reconciler is read whole: {pass:?}");
+    assert_eq!(pass.evaluated, 3);
+    let best = |agent: &str| {
+        (
+            "best_connect_rate_month".to_string(),
+            agent.to_string(),
+            "2026-02".to_string(),
+        )
+    };
+    let held = stored(&app).await;
+    assert!(held.contains(&best("r1")) && !held.contains(&best("r2")), "{held:?}");
+
+    // One rep's call today: only that rep is read.
+    app.events(json!([call("c2", "r3", "No Answer", 1)])).await;
+    note_changes(&app, &mut feed, &mut reconciler).await;
+    let pass = reconciler.run(&state).await[0].1;
+    assert_eq!((pass.full, pass.evaluated), (false, 1), "{pass:?}");
+
+    // A correction of r2's February calls (now 70%) reads r2 alone, and February's comparison
+    // from every rep's month totals: r1 loses the month's best to r2.
+    app.events(json!(february("r2", 100, 70, 2))).await;
+    note_changes(&app, &mut feed, &mut reconciler).await;
+    let pass = reconciler.run(&state).await[0].1;
+    assert_eq!((pass.full, pass.evaluated), (false, 1), "{pass:?}");
+    let held = stored(&app).await;
+    assert!(held.contains(&best("r2")) && !held.contains(&best("r1")), "{held:?}");
+
+    // A correction that moves r3's meeting to r4 reads both reps.
+    app.events(
+        json!([{"id": "c1-v2", "type": "call", "call_id": "c1", "agent_id": "r4", "team_id": "t1",
+        "disposition": "Meeting Booked", "started_at": "2026-03-09T10:00:00Z", "updated_at": "2026-03-13T02:00:00Z"}]),
+    )
+    .await;
+    note_changes(&app, &mut feed, &mut reconciler).await;
+    let pass = reconciler.run(&state).await[0].1;
+    assert_eq!((pass.full, pass.evaluated), (false, 2), "{pass:?}");
+    let held = stored(&app).await;
+    let first_meeting = |agent: &str| ("first_meeting".to_string(), agent.to_string(), String::new());
+    assert!(
+        held.contains(&first_meeting("r4")) && !held.contains(&first_meeting("r3")),
+        "{held:?}"
+    );
+
+    // The partial passes left the awards where a pass over everyone puts them.
+    let whole = reconcile(&state, app.tenant_id, &Reps::All, Announce::Each)
+        .await
+        .unwrap();
+    assert_eq!((whole.full, whole.recorded), (true, 0), "{whole:?}");
 }

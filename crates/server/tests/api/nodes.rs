@@ -1,7 +1,8 @@
 //! Two `dialboard serve` nodes (the real binary) on one PostgreSQL database, a throwaway
 //! cluster: either node ingests and answers with the same numbers; a live update caused on one
 //! reaches a subscriber on the other; a settings change on one is seen by the other; the
-//! compaction job is gated by one advisory lock across nodes.
+//! compaction job is gated by one advisory lock across nodes; an alert or a badge recorded by
+//! one node reaches the live subscribers of both, once each.
 
 use crate::process::{cli, free_port, last_line, spawn_server, wait_ready};
 use dialboard_store::pg::{cluster::Cluster, Lock};
@@ -55,17 +56,18 @@ async fn totals(client: &reqwest::Client, node: &Node, key: &str) -> Value {
     post(client, &format!("{}/api/v1/query", node.url), key, &q).await["totals"].clone()
 }
 
-fn pending_deltas(db: &str) -> i64 {
+/// Runs `job` on a connection of its own (off the test's runtime: the client runs its own).
+fn on_db<T: Send + 'static>(db: &str, job: impl FnOnce(&mut postgres::Client) -> T + Send + 'static) -> T {
     let db = db.to_string();
-    std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
-        client
-            .query_one("SELECT count(*) FROM cell_deltas", &[])
-            .unwrap()
-            .get(0)
+    std::thread::spawn(move || job(&mut postgres::Client::connect(&db, postgres::NoTls).unwrap()))
+        .join()
+        .unwrap()
+}
+
+fn pending_deltas(db: &str) -> i64 {
+    on_db(db, |c| {
+        c.query_one("SELECT count(*) FROM cell_deltas", &[]).unwrap().get(0)
     })
-    .join()
-    .unwrap()
 }
 
 #[tokio::test]
@@ -174,10 +176,7 @@ async fn two_nodes_share_one_postgres_database() {
     assert_eq!(on_a["total_calls"], 20, "{on_a}");
 }
 
-async fn subscribe_tenant(
-    node: &Node,
-    key: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn subscribe_tenant(node: &Node, key: &str) -> Socket {
     let mut request = format!("{}/api/v1/live", node.url.replacen("http", "ws", 1))
         .into_client_request()
         .unwrap();
@@ -193,17 +192,16 @@ async fn subscribe_tenant(
     ws
 }
 
-/// The `badge` messages a socket receives within `wait`.
-async fn badges_within(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    wait: Duration,
-) -> Vec<Value> {
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The messages of type `kind` a socket receives within `wait`.
+async fn messages_within(ws: &mut Socket, kind: &str, wait: Duration) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut out = Vec::new();
     while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
         if let Message::Text(text) = msg {
             let m: Value = serde_json::from_str(&text).unwrap();
-            if m["type"] == "badge" {
+            if m["type"] == kind {
                 out.push(m);
             }
         }
@@ -227,7 +225,8 @@ async fn two_nodes_record_and_announce_each_badge_change_once() {
             "disposition": disposition, "started_at": now.to_string(),
             "updated_at": jiff::Timestamp::from_second(now.as_second() + version).unwrap().to_string()}])
     };
-    // Both nodes reconcile each commit (B hears of A's by NOTIFY); one records each change.
+    // Each change is recorded once (by the node that committed the events) and announced to
+    // every subscriber once, whichever node it is connected to.
     for (node, disposition, version, change) in [(&a, "Meeting Booked", 1, "awarded"), (&b, "No Answer", 2, "revoked")]
     {
         post(
@@ -238,19 +237,116 @@ async fn two_nodes_record_and_announce_each_badge_change_once() {
         )
         .await;
         let (x, y) = tokio::join!(
-            badges_within(&mut on_a, Duration::from_secs(4)),
-            badges_within(&mut on_b, Duration::from_secs(4))
+            messages_within(&mut on_a, "badge", Duration::from_secs(4)),
+            messages_within(&mut on_b, "badge", Duration::from_secs(4))
         );
-        let first: Vec<&Value> = x.iter().chain(&y).filter(|m| m["badge"] == "first_meeting").collect();
-        assert_eq!(first.len(), 1, "announced once across the nodes: {x:?} {y:?}");
-        assert_eq!(first[0]["change"], change);
+        for (on, got) in [("a", &x), ("b", &y)] {
+            let first: Vec<&Value> = got.iter().filter(|m| m["badge"] == "first_meeting").collect();
+            assert_eq!(first.len(), 1, "the subscriber on {on} hears it once: {x:?} {y:?}");
+            assert_eq!(first[0]["change"], change);
+        }
     }
-    let db2 = db.clone();
-    let held: i64 = std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&db2, postgres::NoTls).unwrap();
-        c.query_one("SELECT count(*) FROM badge_awards", &[]).unwrap().get(0)
+    assert!(held_awards(&db).is_empty(), "revoked");
+}
+
+#[tokio::test]
+async fn an_alert_fired_on_one_node_reaches_the_subscribers_of_both_once() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(false).unwrap())
+        .await
+        .unwrap();
+    let db = cluster.create_database().unwrap();
+    let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "UTC"]));
+    let (a, b) = tokio::join!(start_node(&db), start_node(&db));
+    let client = reqwest::Client::new();
+    let alert = json!({"name": "Busy hour", "measure": "total_calls", "scope": "team", "scope_id": "t1",
+        "window_minutes": 60, "condition": "above", "threshold": 3, "min_volume": 1});
+    let created = post(&client, &format!("{}/api/v1/alerts", a.url), &key, &alert).await;
+    let (mut on_a, mut on_b) = (subscribe_tenant(&a, &key).await, subscribe_tenant(&b, &key).await);
+    // Both nodes evaluate the commit (B hears of it by NOTIFY); one records the firing.
+    post(&client, &format!("{}/api/v1/events", a.url), &key, &calls_now("al", 5)).await;
+    let (x, y) = tokio::join!(
+        messages_within(&mut on_a, "alert", Duration::from_secs(4)),
+        messages_within(&mut on_b, "alert", Duration::from_secs(4))
+    );
+    for (on, got) in [("a", &x), ("b", &y)] {
+        assert_eq!(
+            got.len(),
+            1,
+            "the subscriber on {on} hears the firing once: {x:?} {y:?}"
+        );
+        assert_eq!(got[0]["alert_id"], created["id"]);
+        assert_eq!(got[0]["kind"], "fired");
+        assert_eq!(got[0]["team_id"], "t1");
+    }
+    let events = client
+        .get(format!(
+            "{}/api/v1/alerts/{}/events",
+            b.url,
+            created["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        events["events"].as_array().map(Vec::len),
+        Some(1),
+        "recorded once: {events}"
+    );
+}
+
+fn sql(db: &str, statements: &str) {
+    let statements = statements.to_string();
+    on_db(db, move |c| c.batch_execute(&statements).unwrap());
+}
+
+fn held_awards(db: &str) -> Vec<(String, String)> {
+    on_db(db, |c| {
+        let rows = c
+            .query("SELECT badge, agent_id FROM badge_awards ORDER BY agent_id, badge", &[])
+            .unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
     })
-    .join()
-    .unwrap();
-    assert_eq!(held, 0, "revoked");
+}
+
+#[tokio::test]
+async fn an_upgraded_database_records_its_history_badges_silently_and_announces_what_comes_after() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(false).unwrap())
+        .await
+        .unwrap();
+    let db = cluster.create_database().unwrap();
+    let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "UTC"]));
+    let client = reqwest::Client::new();
+    let meeting = |rep: &str| {
+        json!([{"id": format!("{rep}-m"), "type": "call", "call_id": format!("{rep}-m"), "agent_id": rep, "team_id": "t1",
+            "disposition": "Meeting Booked", "started_at": jiff::Timestamp::now().to_string()}])
+    };
+    {
+        let old = start_node(&db).await;
+        post(&client, &format!("{}/api/v1/events", old.url), &key, &meeting("r1")).await;
+    }
+    // As a database from before badges: r1's meeting is history, no award is held, and the
+    // migration that marks such tenants has not run.
+    sql(
+        &db,
+        &format!(
+            "DELETE FROM badge_awards; DROP TABLE badge_baselines; UPDATE schema_version SET version = {};",
+            dialboard_store::pg::BADGE_BASELINES_VERSION - 1
+        ),
+    );
+    let node = start_node(&db).await;
+    let mut live = subscribe_tenant(&node, &key).await;
+    post(&client, &format!("{}/api/v1/events", node.url), &key, &meeting("r2")).await;
+    let heard = messages_within(&mut live, "badge", Duration::from_secs(4)).await;
+    let news: Vec<(&Value, &Value)> = heard.iter().map(|m| (&m["badge"], &m["agent_id"])).collect();
+    assert_eq!(news, [(&json!("first_meeting"), &json!("r2"))], "{heard:?}");
+    let first = |rep: &str| ("first_meeting".to_string(), rep.to_string());
+    assert_eq!(
+        held_awards(&db),
+        [first("r1"), first("r2")],
+        "the history's award is recorded"
+    );
 }

@@ -426,3 +426,50 @@ async fn a_schedule_says_when_it_runs_next_and_a_paused_one_does_not() {
     assert_eq!(status, 200, "{saved}");
     assert_eq!(saved["next_run"], Value::Null, "{saved}");
 }
+
+#[tokio::test]
+async fn an_admins_edit_leaves_the_schedule_running_as_its_owner() {
+    let app = world().await;
+    let sink = SmtpSink::start().await;
+    let report_id = report(&app, by_agent()).await;
+    // A manager of t1 (a key bound to the team) schedules the report to an outside address.
+    let manager = dialboard::cli::create_key(
+        &app.store,
+        app.tenant_id,
+        vec![dialboard_store::Scope::Read],
+        None,
+        Some("t1".into()),
+    )
+    .await
+    .unwrap();
+    let body = schedule(&report_id, json!(["boss@elsewhere.test"]), "csv");
+    let (status, created) = app.post("/api/v1/schedules", &manager, &body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    // An admin renames it, then restores the first version: it is still the manager's.
+    let mut renamed = body.clone();
+    renamed["name"] = json!("Renamed by the admin");
+    let path = format!("/api/v1/schedules/{id}");
+    let (status, edited) = app.send(reqwest::Method::PUT, &path, &app.key, Some(&renamed)).await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(
+        (&edited["owner"], &edited["run_as"]),
+        (&created["owner"], &created["run_as"])
+    );
+    let (status, restored) = app
+        .post(&format!("{path}/versions/1/restore"), &app.key, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(restored["run_as"], created["run_as"]);
+
+    let (status, run) = app.post(&format!("{path}/run"), &app.key, &json!({})).await;
+    assert_eq!(status, 202, "{run}");
+    let outcome = worker(&app, &sink).run_once(None).await.unwrap();
+    assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+    let mails = sink.wait_for(1).await;
+    let rows = csv_rows(&mails[0].attachment("Calls_per_rep.csv").unwrap().1);
+    let (_, as_manager) = app.post("/api/v1/query", &manager, &by_agent()).await;
+    let agents: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(agents, ["a1", "a2"], "the manager's reach, t1's reps: {rows:?}");
+    assert_eq!(rows.len(), as_manager["rows"].as_array().unwrap().len());
+}

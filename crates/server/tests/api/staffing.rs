@@ -60,6 +60,12 @@ async fn the_forecast_beats_seasonal_naive_on_the_demo_and_staffing_follows_it()
     assert_eq!(b["weeks"], 4, "{b}");
     let (wape, naive) = (b["wape"].as_f64().unwrap(), b["baseline_wape"].as_f64().unwrap());
     assert!(wape < naive, "the forecast ({wape}) must beat seasonal naive ({naive})");
+    // By a clear margin (0.144 against 0.180): the day of the first call, partial, is not
+    // learned from (with it, 0.170).
+    assert!(
+        wape < 0.9 * naive,
+        "the forecast ({wape}) against seasonal naive ({naive})"
+    );
     assert!(b["mase"].as_f64().unwrap() < b["baseline_mase"].as_f64().unwrap());
     assert_eq!(b["beats_baseline"], true);
 

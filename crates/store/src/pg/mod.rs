@@ -13,7 +13,7 @@
 pub mod cluster;
 mod schema;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
-pub use schema::{CALL_INTENTS_VERSION, HASHED_KEYS_VERSION, TEAM_CAMPAIGNS_VERSION};
+pub use schema::{BADGE_BASELINES_VERSION, CALL_INTENTS_VERSION, HASHED_KEYS_VERSION, TEAM_CAMPAIGNS_VERSION};
 mod working;
 mod writer;
 
@@ -28,8 +28,8 @@ use crate::{
     jobs::{self, Claim, Job, JobUpdate, NewJob},
     retention,
     saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion},
-    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, IngestSummary, Result, Store,
-    StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    Announcement, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, Feed, IngestSummary,
+    Result, Store, StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings, TouchedCall,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
@@ -51,6 +51,9 @@ pub struct Pg<'a, C>(pub &'a mut C);
 
 /// The channel every node listens on.
 const CHANNEL: &str = "dialboard";
+/// PostgreSQL refuses a notice's payload of this many bytes or more. (Announcements are far
+/// smaller: names are bounded, 200 characters for an alert's.)
+const NOTIFY_LIMIT: usize = 8000;
 /// How often each node tries to compact.
 const COMPACT_EVERY: Duration = Duration::from_millis(500);
 
@@ -148,6 +151,8 @@ enum Notice {
     Settings { tenant: i64 },
     /// A tenant's agents changed (their teams).
     Agents { tenant: i64 },
+    /// A message for every node's live subscribers (JSON, without the tenant).
+    Announce { tenant: i64, message: String },
 }
 
 impl Notice {
@@ -156,12 +161,14 @@ impl Notice {
             Notice::Stored { tenant, received_ns } => format!("{node} stored {tenant} {received_ns}"),
             Notice::Settings { tenant } => format!("{node} settings {tenant}"),
             Notice::Agents { tenant } => format!("{node} agents {tenant}"),
+            Notice::Announce { tenant, message } => format!("{node} announce {tenant} {message}"),
         }
     }
 
     /// The sending node and the notice.
     fn decode(payload: &str) -> Option<(&str, Notice)> {
-        let mut parts = payload.split(' ');
+        // The fourth part is the rest: an announcement's JSON has spaces.
+        let mut parts = payload.splitn(4, ' ');
         let node = parts.next()?;
         let kind = parts.next()?;
         let tenant = parts.next()?.parse().ok()?;
@@ -172,6 +179,10 @@ impl Notice {
             },
             "settings" => Notice::Settings { tenant },
             "agents" => Notice::Agents { tenant },
+            "announce" => Notice::Announce {
+                tenant,
+                message: parts.next()?.to_string(),
+            },
             _ => return None,
         };
         Some((node, notice))
@@ -186,6 +197,7 @@ pub struct Shared {
     agent_teams: RwLock<HashMap<i64, Arc<AgentTeams>>>,
     metrics: StoreMetrics,
     changes: ChangeFeed,
+    announcements: Feed<Announcement>,
 }
 
 impl Shared {
@@ -242,11 +254,30 @@ impl Shared {
                     .iter()
                     .filter_map(|r| parse_event_text(r.get(0), &info.taxonomy).ok())
                     .collect();
+                let calls: std::collections::BTreeSet<TouchedCall> = events
+                    .iter()
+                    .filter_map(|e| match &e.event {
+                        dialboard_engine::event::Event::Call(c) => Some(TouchedCall {
+                            agent: c.agent_id.clone(),
+                            started_ns: c.started_ns,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
                 self.changes.publish(Change {
                     tenant_id: tenant,
                     events,
+                    calls: calls.into_iter().collect(),
+                    local: false,
                 });
             }
+            Notice::Announce { tenant, message } => match serde_json::from_str::<Announcement>(&message) {
+                Ok(announcement) => self.announcements.publish(Announcement {
+                    tenant_id: tenant,
+                    ..announcement
+                }),
+                Err(e) => tracing::warn!(error = %e, "unreadable announcement"),
+            },
         }
         Ok(())
     }
@@ -308,6 +339,7 @@ impl PgStore {
             agent_teams: RwLock::default(),
             metrics: StoreMetrics::default(),
             changes: ChangeFeed::default(),
+            announcements: Feed::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
@@ -1037,6 +1069,27 @@ impl Store for PgStore {
         self.shared.changes.subscribe()
     }
 
+    async fn announce(&self, announcement: Announcement) -> Result<()> {
+        let notice = Notice::Announce {
+            tenant: announcement.tenant_id,
+            message: serde_json::to_string(&announcement).map_err(|e| StoreError::Database(e.to_string()))?,
+        };
+        // This node hears its own announcements here: the listener skips its own notices.
+        self.shared.announcements.publish(announcement);
+        let size = notice.encode(&self.shared.node).len();
+        if size >= NOTIFY_LIMIT {
+            return Err(StoreError::Invalid(format!(
+                "an announcement of {size} bytes does not fit a notice ({NOTIFY_LIMIT} bytes)"
+            )));
+        }
+        self.with(move |conn, shared| shared.notify(&mut conn.client, &notice))
+            .await
+    }
+
+    fn announcements(&self) -> tokio::sync::broadcast::Receiver<Arc<Announcement>> {
+        self.shared.announcements.subscribe()
+    }
+
     async fn shutdown(&self) {
         let writer = self.writer.shut_down(Command::Shutdown).await;
         self.stop.store(true, Ordering::Relaxed);
@@ -1383,6 +1436,10 @@ mod tests {
             },
             Notice::Settings { tenant: 4 },
             Notice::Agents { tenant: 5 },
+            Notice::Announce {
+                tenant: 6,
+                message: r#"{"kind": "alert", "body": {"alert_name": "a b"}}"#.into(),
+            },
         ] {
             let text = notice.encode("ab12");
             assert_eq!(Notice::decode(&text), Some(("ab12", notice)));

@@ -439,6 +439,15 @@ CREATE TABLE IF NOT EXISTS schedule_next_runs (
 );
 CREATE INDEX IF NOT EXISTS schedule_next_runs_due ON schedule_next_runs (next_run) WHERE next_run IS NOT NULL;
 "#,
+    r#"
+-- Tenants whose history predates badges (store::badges::baselines): their first reconciliation
+-- records what that history earned without announcing it. Marked once, on upgrade: every
+-- tenant that holds no award yet; a tenant created later is never marked.
+CREATE TABLE IF NOT EXISTS badge_baselines (tenant_id BIGINT PRIMARY KEY);
+INSERT INTO badge_baselines (tenant_id)
+    SELECT id FROM tenants WHERE id NOT IN (SELECT tenant_id FROM badge_awards)
+    ON CONFLICT DO NOTHING;
+"#,
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)
@@ -454,6 +463,8 @@ pub const CALL_INTENTS_VERSION: usize = 6;
 pub const TEAM_CAMPAIGNS_VERSION: usize = 10;
 /// The version that first indexes ids by their hash ([`same_id`]).
 pub const HASHED_KEYS_VERSION: usize = 12;
+/// The version that first marks the tenants whose badge history is recorded silently.
+pub const BADGE_BASELINES_VERSION: usize = 17;
 
 /// The advisory locks the nodes coordinate with, each held until its transaction ends.
 #[derive(Debug, Clone, Copy)]
@@ -607,5 +618,14 @@ impl Partitions {
         }
         self.0.insert(name);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod versions {
+    #[test]
+    fn the_badge_baselines_version_is_the_migration_that_brings_them() {
+        assert!(super::MIGRATIONS[super::BADGE_BASELINES_VERSION - 1]
+            .contains("CREATE TABLE IF NOT EXISTS badge_baselines"));
     }
 }

@@ -24,8 +24,8 @@ use crate::retention;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
 use crate::{
-    ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, IngestSummary, Result, Store,
-    StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    Announcement, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, Feed, IngestSummary,
+    Result, Store, StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
@@ -55,6 +55,8 @@ pub struct Shared {
     agent_teams: RwLock<HashMap<i64, Arc<AgentTeams>>>,
     pub metrics: StoreMetrics,
     pub changes: ChangeFeed,
+    /// One node: an announcement goes to this process's hub only.
+    announcements: Feed<Announcement>,
     /// Set by the WAL checkpointer when the writer should copy the rest of a long log.
     wal_catch_up: CatchUp,
 }
@@ -814,6 +816,15 @@ impl Store for SqliteStore {
 
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
         self.shared.changes.subscribe()
+    }
+
+    async fn announce(&self, announcement: Announcement) -> Result<()> {
+        self.shared.announcements.publish(announcement);
+        Ok(())
+    }
+
+    fn announcements(&self) -> tokio::sync::broadcast::Receiver<Arc<Announcement>> {
+        self.shared.announcements.subscribe()
     }
 
     async fn shutdown(&self) {

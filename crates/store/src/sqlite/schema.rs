@@ -532,6 +532,15 @@ CREATE TABLE IF NOT EXISTS schedule_next_runs (
 );
 CREATE INDEX IF NOT EXISTS schedule_next_runs_due ON schedule_next_runs (next_run) WHERE next_run IS NOT NULL;
 "#,
+    r#"
+-- Tenants whose history predates badges (store::badges::baselines): their first reconciliation
+-- records what that history earned without announcing it. Marked once, on upgrade: every
+-- tenant that holds no award yet; a tenant created later is never marked.
+CREATE TABLE IF NOT EXISTS badge_baselines (tenant_id INTEGER PRIMARY KEY);
+INSERT INTO badge_baselines (tenant_id)
+    SELECT id FROM tenants WHERE id NOT IN (SELECT tenant_id FROM badge_awards)
+    ON CONFLICT DO NOTHING;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
