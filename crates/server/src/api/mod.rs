@@ -208,31 +208,31 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(admin::list_users).post(admin::add_user),
             vec![
                 op("get", "admin", "list users").answers(openapi::answer::<admin::UsersAnswer>()),
-                op("post", "admin", "add a user").body().answers(openapi::answer::<admin::UserAnswer>()),
+                op("post", "admin", "add a user").body().status(201).answers(openapi::answer::<admin::UserAnswer>()),
             ],
         )
         .add(
             "/users/{id}",
             delete(admin::delete_user),
-            vec![op("delete", "admin", "delete a user and end their sessions")],
+            vec![op("delete", "admin", "delete a user and end their sessions").no_content()],
         )
         .add(
             "/users/{id}/password",
             put(admin::reset_password),
-            vec![op("put", "admin", "set a user's password ({\"password\"}); their sessions end").body()],
+            vec![op("put", "admin", "set a user's password ({\"password\"}); their sessions end").body().no_content()],
         )
         .add(
             "/keys",
             get(admin::list_keys).post(admin::add_key),
             vec![
                 op("get", "admin", "list API keys").answers(openapi::answer::<admin::KeysAnswer>()),
-                op("post", "admin", "create an API key (shown once)").body().answers(openapi::answer::<admin::NewKeyAnswer>()),
+                op("post", "admin", "create an API key (shown once)").body().status(201).answers(openapi::answer::<admin::NewKeyAnswer>()),
             ],
         )
         .add(
             "/keys/{id}",
             delete(admin::revoke_key),
-            vec![op("delete", "admin", "revoke an API key")],
+            vec![op("delete", "admin", "revoke an API key").no_content()],
         )
         .add(
             "/audit",
@@ -243,49 +243,74 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/settings",
             get(directory::get_settings).put(directory::put_settings),
             vec![
-                op("get", "read", "tenant settings"),
-                op("put", "admin", "change settings (only the fields given)").body(),
+                op("get", "read", "tenant settings").answers(openapi::answer::<directory::SettingsAnswer>()),
+                op("put", "admin", "change settings (only the fields given)")
+                    .body()
+                    .answers(openapi::answer::<directory::SettingsAnswer>()),
             ],
         )
         .add(
             "/retention/dry-run",
             get(retention::dry_run),
-            vec![op("get", "admin", "what a purge now would delete, by kind, and before when")],
+            vec![op("get", "admin", "what a purge now would delete, by kind, and before when")
+                .answers(openapi::answer::<crate::retention::DryRun>())],
         )
         .add(
             "/retention/purge",
             post(retention::purge),
-            vec![op("post", "admin", "queue a purge by the tenant's retention policy now (a job)")],
+            vec![op("post", "admin", "queue a purge by the tenant's retention policy now (a job)")
+                .status(202)
+                .answers(openapi::answer::<retention::JobAnswer>())],
         )
         .add(
             "/retention/purges",
             get(retention::purges),
-            vec![op("get", "admin", "the tenant's purge jobs, newest first")],
+            vec![op("get", "admin", "the tenant's purge jobs, newest first").answers(openapi::answer::<retention::PurgesAnswer>())],
         )
         .add(
             "/contacts/{id}",
             delete(retention::erase_contact),
-            vec![op("delete", "admin", "erase a contact's personal data from every stored event; metrics stay")],
+            vec![op("delete", "admin", "erase a contact's personal data from every stored event; metrics stay")
+                .answers(openapi::answer::<retention::ErasedAnswer>())],
         );
     // Each collection's routes carry its kind, so one set of handlers serves all three.
+    use openapi::answer;
     let api = [
-        ("/agents", "/agents/{id}", DirectoryKind::Agent),
-        ("/teams", "/teams/{id}", DirectoryKind::Team),
-        ("/campaigns", "/campaigns/{id}", DirectoryKind::Campaign),
+        (
+            "/agents",
+            "/agents/{id}",
+            DirectoryKind::Agent,
+            answer::<directory::AgentsAnswer>(),
+            answer::<directory::AgentEntry>(),
+        ),
+        (
+            "/teams",
+            "/teams/{id}",
+            DirectoryKind::Team,
+            answer::<directory::TeamsAnswer>(),
+            answer::<directory::TeamEntry>(),
+        ),
+        (
+            "/campaigns",
+            "/campaigns/{id}",
+            DirectoryKind::Campaign,
+            answer::<directory::CampaignsAnswer>(),
+            answer::<directory::CampaignEntry>(),
+        ),
     ]
     .into_iter()
-    .fold(api, |api, (collection, entry, kind)| {
+    .fold(api, |api, (collection, entry, kind, list, one)| {
         api.add(
             collection,
             get(directory::list).layer(Extension(kind)),
-            vec![op("get", "read", "list the directory's entries")],
+            vec![op("get", "read", "list the directory's entries").answers(list)],
         )
         .add(
             entry,
             put(directory::put).delete(directory::remove).layer(Extension(kind)),
             vec![
-                op("put", "admin", "create or replace an entry").body(),
-                op("delete", "admin", "delete an entry"),
+                op("put", "admin", "create or replace an entry").body().answers(one),
+                op("delete", "admin", "delete an entry").no_content(),
             ],
         )
     });

@@ -28,6 +28,11 @@ pub struct Op {
     pub answer: Option<Answer>,
     /// Whether it also answers files (`format=csv|xlsx|pdf`).
     pub files: bool,
+    /// The success status: 200, 201 (created), 202 (accepted: a job) or 204 (no content).
+    pub status: u16,
+    /// What it answers instead of JSON (a file, an event stream), and the schema of its
+    /// messages if it has one; `None` with status 101 is a protocol upgrade.
+    pub other: Option<(&'static str, Option<Answer>)>,
 }
 
 /// A typed answer's schema: its name, and how to collect it with the schemas it refers to.
@@ -57,6 +62,8 @@ pub const fn op(method: &'static str, scope: &'static str, summary: &'static str
         body: false,
         answer: None,
         files: false,
+        status: 200,
+        other: None,
     }
 }
 
@@ -79,6 +86,36 @@ impl Op {
     /// It also answers `format=csv|xlsx|pdf` with a file.
     pub const fn files(mut self) -> Op {
         self.files = true;
+        self
+    }
+
+    /// It succeeds with `status` (201 created, 202 accepted) rather than 200.
+    pub const fn status(mut self, status: u16) -> Op {
+        self.status = status;
+        self
+    }
+
+    /// It succeeds with 204 and no body.
+    pub const fn no_content(self) -> Op {
+        self.status(204)
+    }
+
+    /// It answers `media_type` (a file, a stream) instead of JSON.
+    pub const fn media(mut self, media_type: &'static str) -> Op {
+        self.other = Some((media_type, None));
+        self
+    }
+
+    /// It answers a stream of `media_type` whose messages are each an `answer`.
+    pub fn stream(mut self, media_type: &'static str, messages: Answer) -> Op {
+        self.other = Some((media_type, Some(messages)));
+        self
+    }
+
+    /// It switches protocols (101: a WebSocket) and exchanges messages of `messages`.
+    pub fn upgrade(mut self, messages: Answer) -> Op {
+        self.status = 101;
+        self.answer = Some(messages);
         self
     }
 }
@@ -187,26 +224,41 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
                 }
             }
             let mut content = Map::new();
-            let schema = match &op.answer {
-                Some(answer) => {
-                    (answer.collect)(&mut schemas);
-                    json!({"schema": {"$ref": format!("#/components/schemas/{}", (answer.name)())}})
-                }
-                None => json!({}),
+            let mut schema_of = |answer: &Answer| {
+                (answer.collect)(&mut schemas);
+                json!({"schema": {"$ref": format!("#/components/schemas/{}", (answer.name)())}})
             };
-            content.insert("application/json".into(), schema);
+            match (&op.other, &op.answer) {
+                (Some((media_type, messages)), _) => {
+                    content.insert(
+                        (*media_type).into(),
+                        messages.as_ref().map_or(json!({}), &mut schema_of),
+                    );
+                }
+                (None, Some(answer)) => {
+                    content.insert("application/json".into(), schema_of(answer));
+                }
+                (None, None) => {}
+            }
             if op.files {
                 params.push(own_parameter("format"));
                 for file in FILES {
                     content.insert(file.into(), json!({}));
                 }
             }
+            let success = match op.status {
+                // A WebSocket: the schema is that of its messages, both ways.
+                101 => json!({"description": "switching to the WebSocket protocol; messages as the schema says",
+                              "x-messages": content.remove("application/json").map(|c| c["schema"].clone())}),
+                204 => json!({"description": "done; no content"}),
+                _ => json!({"description": "success", "content": content}),
+            };
             let mut operation = json!({
                 "summary": op.summary,
                 "parameters": params,
                 "x-scope": op.scope,
                 "responses": {
-                    "200": {"description": "success", "content": content},
+                    op.status.to_string(): success,
                     "400": {"$ref": "#/components/responses/Error"},
                     "401": {"$ref": "#/components/responses/Error"},
                     "403": {"$ref": "#/components/responses/Error"},
