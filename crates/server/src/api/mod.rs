@@ -482,81 +482,125 @@ fn saved_routes(api: Routes) -> Routes {
         .add(
             "/schedules/{id}/run",
             post(schedules::run_now),
-            vec![op("post", "read", "run a schedule now (its owner or an admin); 202 with the run")],
+            vec![op("post", "read", "run a schedule now (its owner or an admin); 202 with the run")
+                .status(202)
+                .answers(openapi::answer::<schedules::RunAnswer>())],
         )
         .add(
             "/schedules/{id}/runs",
             get(schedules::runs),
-            vec![op("get", "read", "a schedule's runs, newest first: scheduled for, started, finished, status, attempts, recipients, size, error")],
+            vec![op("get", "read", "a schedule's runs, newest first: scheduled for, started, finished, status, attempts, recipients, size, error")
+                .answers(openapi::answer::<schedules::RunsAnswer>())],
         );
+    /// A kind of saved item's routes, with the types of its answers.
+    struct Kind {
+        paths: [&'static str; 4],
+        kind: SavedKind,
+        answers: [openapi::Answer; 3],
+    }
+    fn kind<Item: utoipa::ToSchema, List: utoipa::ToSchema, Versions: utoipa::ToSchema>(
+        paths: [&'static str; 4],
+        kind: SavedKind,
+    ) -> Kind {
+        use openapi::answer;
+        Kind {
+            paths,
+            kind,
+            answers: [answer::<Item>(), answer::<List>(), answer::<Versions>()],
+        }
+    }
+    use saved::{Dashboard, DashboardVersions, Dashboards, Report, ReportVersions, Reports};
+    use saved::{Schedule, ScheduleVersions, Schedules};
     [
-        (
-            "/reports",
-            "/reports/{id}",
-            "/reports/{id}/versions",
-            "/reports/{id}/versions/{n}/restore",
+        kind::<Report, Reports, ReportVersions>(
+            [
+                "/reports",
+                "/reports/{id}",
+                "/reports/{id}/versions",
+                "/reports/{id}/versions/{n}/restore",
+            ],
             SavedKind::Report,
         ),
-        (
-            "/dashboards",
-            "/dashboards/{id}",
-            "/dashboards/{id}/versions",
-            "/dashboards/{id}/versions/{n}/restore",
+        kind::<Dashboard, Dashboards, DashboardVersions>(
+            [
+                "/dashboards",
+                "/dashboards/{id}",
+                "/dashboards/{id}/versions",
+                "/dashboards/{id}/versions/{n}/restore",
+            ],
             SavedKind::Dashboard,
         ),
-        (
-            "/schedules",
-            "/schedules/{id}",
-            "/schedules/{id}/versions",
-            "/schedules/{id}/versions/{n}/restore",
+        kind::<Schedule, Schedules, ScheduleVersions>(
+            [
+                "/schedules",
+                "/schedules/{id}",
+                "/schedules/{id}/versions",
+                "/schedules/{id}/versions/{n}/restore",
+            ],
             SavedKind::Schedule,
         ),
     ]
     .into_iter()
-    .fold(api, |api, (collection, item, versions, restore, kind)| {
-        api.add(
-            collection,
-            get(saved::list).post(saved::create).layer(Extension(kind)),
-            vec![
-                op(
-                    "get",
+    .fold(
+        api,
+        |api,
+         Kind {
+             paths: [collection, item, versions, restore],
+             kind,
+             answers: [one, list, history],
+         }| {
+            api.add(
+                collection,
+                get(saved::list).post(saved::create).layer(Extension(kind)),
+                vec![
+                    op(
+                        "get",
+                        "read",
+                        "the items the caller may see: their own, those shared with them, all for an admin",
+                    )
+                    .answers(list),
+                    op("post", "read", "save a new item (version 1); 201 with it")
+                        .body()
+                        .status(201)
+                        .answers(one),
+                ],
+            )
+            .add(
+                item,
+                get(saved::get)
+                    .put(saved::replace)
+                    .delete(saved::remove)
+                    .layer(Extension(kind)),
+                vec![
+                    op("get", "read", "one item").answers(one),
+                    op("put", "read", "replace an item (its owner or an admin): a new version")
+                        .body()
+                        .answers(one),
+                    op(
+                        "delete",
+                        "read",
+                        "delete an item and its history (its owner or an admin)",
+                    )
+                    .no_content(),
+                ],
+            )
+            .add(
+                versions,
+                get(saved::versions).layer(Extension(kind)),
+                vec![op("get", "read", "every version of an item, newest first").answers(history)],
+            )
+            .add(
+                restore,
+                post(saved::restore).layer(Extension(kind)),
+                vec![op(
+                    "post",
                     "read",
-                    "the items the caller may see: their own, those shared with them, all for an admin",
-                ),
-                op("post", "read", "save a new item (version 1); 201 with its id").body(),
-            ],
-        )
-        .add(
-            item,
-            get(saved::get)
-                .put(saved::replace)
-                .delete(saved::remove)
-                .layer(Extension(kind)),
-            vec![
-                op("get", "read", "one item"),
-                op("put", "read", "replace an item (its owner or an admin): a new version").body(),
-                op(
-                    "delete",
-                    "read",
-                    "delete an item and its history (its owner or an admin)",
-                ),
-            ],
-        )
-        .add(
-            versions,
-            get(saved::versions).layer(Extension(kind)),
-            vec![op("get", "read", "every version of an item, newest first")],
-        )
-        .add(
-            restore,
-            post(saved::restore).layer(Extension(kind)),
-            vec![op(
-                "post",
-                "read",
-                "make version n the item's next version (its owner or an admin)",
-            )],
-        )
-    })
+                    "make version n the item's next version (its owner or an admin)",
+                )
+                .answers(one)],
+            )
+        },
+    )
 }
 
 /// Webhook endpoints and their deliveries (admins).

@@ -53,6 +53,12 @@ pub fn answer<T: ToSchema>() -> Answer {
     }
 }
 
+/// The general query's schema (`Query`, written out in the document's components), for a
+/// field of a typed answer that holds one.
+pub fn query_schema() -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name("Query")
+}
+
 pub const fn op(method: &'static str, scope: &'static str, summary: &'static str) -> Op {
     Op {
         method,
