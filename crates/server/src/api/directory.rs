@@ -31,8 +31,7 @@ pub struct SettingsAnswer {
     /// Rate thresholds of the coaching rules, by name.
     #[schema(value_type = BTreeMap<String, f64>)]
     pub coaching: dialboard_store::CoachingThresholds,
-    /// `min_calls` and `by_shrunk`: how leaderboards rank reps on rates.
-    #[schema(value_type = BTreeMap<String, Object>)]
+    #[schema(value_type = FairRankingAnswer)]
     pub fair_ranking: dialboard_store::FairRanking,
     /// Local dates (`YYYY-MM-DD`), sorted.
     pub holidays: Vec<String>,
@@ -49,6 +48,16 @@ pub struct SettingsAnswer {
     pub taxonomy: dialboard_engine::taxonomy::Taxonomy,
     /// IANA zone.
     pub timezone: String,
+}
+
+/// How leaderboards rank reps on rates (SPEC §14).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FairRankingAnswer {
+    /// Reps with fewer calls are ranked as uncertain.
+    pub min_calls: u32,
+    /// Rank by the shrunk (empirical-Bayes) rate rather than the raw one.
+    pub by_shrunk: bool,
 }
 
 /// The disposition taxonomy (what `taxonomy` is in settings).

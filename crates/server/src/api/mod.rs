@@ -105,17 +105,24 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/events",
             post(events::ingest).layer(DefaultBodyLimit::max(events::MAX_BODY_BYTES)),
-            vec![op("post", "ingest", "ingest events: a JSON array or NDJSON (SPEC §3)").body()],
+            vec![op("post", "ingest", "ingest events: a JSON array or NDJSON (SPEC §3)")
+                .body()
+                .answers(openapi::answer::<events::IngestAnswer>())],
         )
         .add(
             "/query",
             post(query::query),
-            vec![op("post", "read", "the general query (SPEC §5)").body()],
+            vec![op("post", "read", "the general query (SPEC §5)")
+                .body()
+                .answers(openapi::answer::<query::QueryAnswer>())],
         )
         .add(
             "/calls",
             get(query::calls),
-            vec![op("get", "read", "raw calls behind any view, newest first; with format=csv|xlsx|pdf every matching row (202 and an export job past 100,000)").params(&[SHARED, "cursor", "limit", "format"])],
+            vec![op("get", "read", "raw calls behind any view, newest first; with format=csv|xlsx|pdf every matching row (202 and an export job past 100,000)").params(&[SHARED, "cursor", "limit"])
+                .files()
+                .answers(openapi::answer::<query::CallsPage>())
+                .or_job(openapi::answer::<exports::ExportJob>())],
         )
         .add(
             "/exports",
@@ -123,7 +130,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             vec![
                 op("get", "read", "the caller's export jobs (an admin's: the tenant's)")
                     .answers(openapi::answer::<exports::ExportJobs>()),
-                op("post", "read", "queue an export job: {source, format, query}").body(),
+                op("post", "read", "queue an export job: {source, format, query}")
+                    .body()
+                    .status(202)
+                    .answers(openapi::answer::<exports::ExportJob>()),
             ],
         )
         .add(
@@ -131,7 +141,9 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(imports::list).post(imports::create),
             vec![
                 op("get", "ingest", "the caller's import jobs (an admin's: the tenant's)").answers(openapi::answer::<imports::ImportJobs>()),
-                op("post", "ingest", "upload a file to import as a job: the body is the file; format, timezone, utc, columns, template, map_disposition, map_agent, inbound_context, outbound_context and name as `dialboard import` takes them").params(&["format", "timezone", "utc", "columns", "template", "map_disposition", "map_agent", "inbound_context", "outbound_context", "name"]).body(),
+                op("post", "ingest", "upload a file to import as a job: the body is the file; format, timezone, utc, columns, template, map_disposition, map_agent, inbound_context, outbound_context and name as `dialboard import` takes them").params(&["format", "timezone", "utc", "columns", "template", "map_disposition", "map_agent", "inbound_context", "outbound_context", "name"]).body()
+                    .status(202)
+                    .answers(openapi::answer::<imports::ImportJob>()),
             ],
         )
         .add(
@@ -142,7 +154,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/imports/{id}/rejects",
             get(imports::rejects),
-            vec![op("get", "ingest", "an import's rejected rows as CSV: line, reason, text")],
+            vec![op("get", "ingest", "an import's rejected rows as CSV: line, reason, text").media("text/csv")],
         )
         .add(
             "/exports/{id}",
@@ -153,12 +165,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/exports/{id}/file",
             get(exports::file),
-            vec![op("get", "read", "a finished export's file, until it expires")],
+            vec![op("get", "read", "a finished export's file, until it expires").file()],
         )
         .add(
             "/calls/{call_id}",
             get(query::call),
-            vec![op("get", "read", "one call with its analysis and versions")],
+            vec![op("get", "read", "one call with its analysis and versions").answers(openapi::answer::<query::CallDetail>())],
         )
         .add(
             "/live",
@@ -167,22 +179,27 @@ pub fn app(state: Arc<AppState>) -> Router {
                 "get",
                 "read",
                 "WebSocket of live metric updates and activity (SPEC §6)",
-            )],
+            )
+            .upgrade(openapi::answer::<live::LiveMessage>())],
         )
         .add(
             "/live/sse",
             get(live::sse),
-            vec![op("get", "read", "the live stream as Server-Sent Events").params(&["scope", "scope_id"])],
+            vec![op("get", "read", "the live stream as Server-Sent Events: each event's data is a message")
+                .params(&["scope", "scope_id"])
+                .stream("text/event-stream", openapi::answer::<live::LiveMessage>())],
         )
         .add(
             "/auth/login",
             post(session::login).layer(DefaultBodyLimit::max(session::MAX_LOGIN_BODY_BYTES)),
-            vec![op("post", "public", "log in: sets the session cookie").body()],
+            vec![op("post", "public", "log in: sets the session cookie")
+                .body()
+                .answers(openapi::answer::<session::LoginAnswer>())],
         )
         .add(
             "/auth/logout",
             post(session::logout),
-            vec![op("post", "read", "end the session")],
+            vec![op("post", "read", "end the session").no_content()],
         )
         .add(
             "/auth/password",
@@ -192,7 +209,8 @@ pub fn app(state: Arc<AppState>) -> Router {
                 "read",
                 "the signed-in user changes their own password ({\"current_password\", \"new_password\"}); their other sessions end",
             )
-            .body()],
+            .body()
+            .no_content()],
         )
         .add(
             "/auth/me",
@@ -201,7 +219,8 @@ pub fn app(state: Arc<AppState>) -> Router {
                 "get",
                 "read",
                 "the caller's identity, role and reach; without a credential, 200 with {\"user\": null} (signed out); 401 for an unknown key or an ended session",
-            )],
+            )
+            .answers(openapi::answer::<session::MeAnswer>())],
         )
         .add(
             "/users",
@@ -462,22 +481,32 @@ fn saved_routes(api: Routes) -> Routes {
         .add(
             "/catalogue",
             get(catalogue::catalogue),
-            vec![op("get", "read", "what questions are made of: measures, dimensions, granularities, presets, comparisons, visualizations, views")],
+            vec![op("get", "read", "what questions are made of: measures, dimensions, granularities, presets, comparisons, visualizations, views")
+                .answers(openapi::answer::<catalogue::Catalogue>())],
         )
         .add(
             "/reports/preview",
             post(reports::preview),
-            vec![op("post", "read", "an unsaved report's answer, with the caller's reach (the builder's preview); with format=csv|xlsx|pdf, as a file").params(&["format"]).body()],
+            vec![op("post", "read", "an unsaved report's answer, with the caller's reach (the builder's preview); with format=csv|xlsx|pdf, as a file")
+                .body()
+                .files()
+                .answers(openapi::answer::<reports::PreviewAnswer>())],
         )
         .add(
             "/reports/{id}/result",
             get(reports::result),
-            vec![op("get", "read", "a report's answer with the caller's own reach, a range, zone or dimension filters given applied to its question; with format=csv|xlsx|pdf, as a file").params(&[SHARED, "format"])],
+            vec![op("get", "read", "a report's answer with the caller's own reach, a range, zone or dimension filters given applied to its question; with format=csv|xlsx|pdf, as a file").params(&[SHARED])
+                .files()
+                .answers(openapi::answer::<reports::ReportResultAnswer>())],
         )
         .add(
             "/reports/{id}/calls",
             get(reports::calls),
-            vec![op("get", "read", "the raw calls behind a report, with the caller's own reach and the filters given (as /calls)").params(&[SHARED, "cursor", "limit", "format"])],
+            vec![op("get", "read", "the raw calls behind a report, with the caller's own reach and the filters given (as /calls)")
+                .params(&[SHARED, "cursor", "limit"])
+                .files()
+                .answers(openapi::answer::<query::CallsPage>())
+                .or_job(openapi::answer::<exports::ExportJob>())],
         )
         .add(
             "/schedules/{id}/run",
@@ -605,31 +634,35 @@ fn saved_routes(api: Routes) -> Routes {
 
 /// Webhook endpoints and their deliveries (admins).
 fn webhook_routes(api: Routes) -> Routes {
+    use openapi::answer;
     api.add(
         "/webhooks",
         get(webhooks::list).post(webhooks::create),
         vec![
-            op("get", "admin", "the tenant's webhook endpoints"),
+            op("get", "admin", "the tenant's webhook endpoints").answers(answer::<webhooks::WebhooksAnswer>()),
             op(
                 "post",
                 "admin",
                 "register an endpoint ({url, description, failure_limit}); 201 with its signing secret, shown once",
             )
-            .body(),
+            .body()
+            .status(201)
+            .answers(answer::<webhooks::WebhookAnswer>()),
         ],
     )
     .add(
         "/webhooks/{id}",
         get(webhooks::get).put(webhooks::replace).delete(webhooks::remove),
         vec![
-            op("get", "admin", "one endpoint"),
+            op("get", "admin", "one endpoint").answers(answer::<webhooks::WebhookAnswer>()),
             op(
                 "put",
                 "admin",
                 "replace an endpoint's settings; \"enabled\": true re-enables one that failures disabled",
             )
-            .body(),
-            op("delete", "admin", "delete an endpoint and its delivery log"),
+            .body()
+            .answers(answer::<webhooks::WebhookAnswer>()),
+            op("delete", "admin", "delete an endpoint and its delivery log").no_content(),
         ],
     )
     .add(
@@ -639,42 +672,55 @@ fn webhook_routes(api: Routes) -> Routes {
             "get",
             "admin",
             "every delivery attempt, newest first: outcome, status code, latency, error",
-        )],
+        )
+        .answers(answer::<webhooks::DeliveriesAnswer>())],
     )
     .add(
         "/webhooks/{id}/ping",
         post(webhooks::ping),
-        vec![op("post", "admin", "queue a test delivery (event `ping`); 202")],
+        vec![op("post", "admin", "queue a test delivery (event `ping`); 202")
+            .status(202)
+            .answers(answer::<webhooks::PingAnswer>())],
     )
 }
 
 /// Alerts, their firings and the coaching templates.
 fn alert_routes(api: Routes) -> Routes {
+    use openapi::answer;
     api.add(
         "/alerts",
         get(alerts::list).post(alerts::create),
         vec![
-            op("get", "read", "the alerts the caller may see (a manager: their teams'; a rep: their own), with their states"),
-            op("post", "read", "create an alert: measure, scope, window, condition, thresholds, minimum volume, re-arm interval, e-mails, webhooks; 201").body(),
+            op("get", "read", "the alerts the caller may see (a manager: their teams'; a rep: their own), with their states")
+                .answers(answer::<alerts::AlertsAnswer>()),
+            op("post", "read", "create an alert: measure, scope, window, condition, thresholds, minimum volume, re-arm interval, e-mails, webhooks; 201")
+                .body()
+                .status(201)
+                .answers(answer::<alerts::AlertAnswer>()),
         ],
     )
     .add(
         "/alerts/templates",
         get(alerts::templates),
-        vec![op("get", "read", "the seed's coaching rules as alerts over each agent of a team").params(&["team"])],
+        vec![op("get", "read", "the seed's coaching rules as alerts over each agent of a team")
+            .params(&["team"])
+            .answers(answer::<alerts::AlertTemplatesAnswer>())],
     )
     .add(
         "/alerts/{id}",
         get(alerts::get).put(alerts::replace).delete(alerts::remove),
         vec![
-            op("get", "read", "one alert with its states"),
-            op("put", "read", "replace an alert's definition (its owner or an admin); its state starts over").body(),
-            op("delete", "read", "delete an alert and its history (its owner or an admin)"),
+            op("get", "read", "one alert with its states").answers(answer::<alerts::AlertAnswer>()),
+            op("put", "read", "replace an alert's definition (its owner or an admin); its state starts over")
+                .body()
+                .answers(answer::<alerts::AlertAnswer>()),
+            op("delete", "read", "delete an alert and its history (its owner or an admin)").no_content(),
         ],
     )
     .add(
         "/alerts/{id}/events",
         get(alerts::events),
-        vec![op("get", "read", "every firing and recovery, newest first: value, threshold, volume, subject")],
+        vec![op("get", "read", "every firing and recovery, newest first: value, threshold, volume, subject")
+            .answers(answer::<alerts::AlertEventsAnswer>())],
     )
 }

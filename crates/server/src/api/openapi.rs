@@ -33,6 +33,8 @@ pub struct Op {
     /// What it answers instead of JSON (a file, an event stream), and the schema of its
     /// messages if it has one; `None` with status 101 is a protocol upgrade.
     pub other: Option<(&'static str, Option<Answer>)>,
+    /// A large request is queued as a job instead: `202` with this answer.
+    pub job: Option<Answer>,
 }
 
 /// A typed answer's schema: its name, and how to collect it with the schemas it refers to.
@@ -70,6 +72,7 @@ pub const fn op(method: &'static str, scope: &'static str, summary: &'static str
         files: false,
         status: 200,
         other: None,
+        job: None,
     }
 }
 
@@ -104,6 +107,17 @@ impl Op {
     /// It succeeds with 204 and no body.
     pub const fn no_content(self) -> Op {
         self.status(204)
+    }
+
+    /// It answers a file: CSV, XLSX or PDF (as its `format` was).
+    pub const fn file(self) -> Op {
+        self.media(ANY_FILE)
+    }
+
+    /// Past a size it queues a job instead and answers `202` with `job`.
+    pub fn or_job(mut self, job: Answer) -> Op {
+        self.job = Some(job);
+        self
     }
 
     /// It answers `media_type` (a file, a stream) instead of JSON.
@@ -203,6 +217,9 @@ fn own_parameter(name: &str) -> Value {
     parameter(name, "query", description)
 }
 
+/// Stands for any of [`FILES`] in [`Op::file`].
+const ANY_FILE: &str = "file";
+
 /// The file types of answers with `format=`.
 const FILES: [&str; 3] = [
     "text/csv",
@@ -235,6 +252,11 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
                 json!({"schema": {"$ref": format!("#/components/schemas/{}", (answer.name)())}})
             };
             match (&op.other, &op.answer) {
+                (Some((ANY_FILE, _)), _) => {
+                    for file in FILES {
+                        content.insert(file.into(), json!({}));
+                    }
+                }
                 (Some((media_type, messages)), _) => {
                     content.insert(
                         (*media_type).into(),
@@ -259,6 +281,10 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
                 204 => json!({"description": "done; no content"}),
                 _ => json!({"description": "success", "content": content}),
             };
+            let job = op.job.as_ref().map(|job| {
+                json!({"description": "queued as a job; `Location` is its URL",
+                       "content": {"application/json": schema_of(job)}})
+            });
             let mut operation = json!({
                 "summary": op.summary,
                 "parameters": params,
@@ -271,6 +297,9 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
                     "429": {"$ref": "#/components/responses/Error"},
                 },
             });
+            if let Some(job) = job {
+                operation["responses"]["202"] = job;
+            }
             if op.scope != "public" {
                 operation["security"] = json!([{"bearer": []}, {"session": []}]);
             }

@@ -107,6 +107,10 @@ pub struct ScheduleDef {
     pub paused: Option<bool>,
     /// A webhook told of each delivery.
     pub webhook_id: Option<String>,
+    /// Whose reach the copies are rendered with: the saver's (`{"user": e-mail}`), or a
+    /// key's (`{"reach": …}`); set by the server.
+    #[schema(value_type = Object, required = false)]
+    pub run_as: Value,
 }
 
 /// The answers of one kind of saved item: the item (its definition's fields and
