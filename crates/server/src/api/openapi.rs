@@ -217,6 +217,11 @@ fn own_parameter(name: &str) -> Value {
     parameter(name, "query", description)
 }
 
+/// A file's content: bytes.
+fn binary() -> Value {
+    json!({"schema": {"type": "string", "format": "binary"}})
+}
+
 /// Stands for any of [`FILES`] in [`Op::file`].
 const ANY_FILE: &str = "file";
 
@@ -254,13 +259,13 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
             match (&op.other, &op.answer) {
                 (Some((ANY_FILE, _)), _) => {
                     for file in FILES {
-                        content.insert(file.into(), json!({}));
+                        content.insert(file.into(), binary());
                     }
                 }
                 (Some((media_type, messages)), _) => {
                     content.insert(
                         (*media_type).into(),
-                        messages.as_ref().map_or(json!({}), &mut schema_of),
+                        messages.as_ref().map_or_else(binary, &mut schema_of),
                     );
                 }
                 (None, Some(answer)) => {
@@ -271,7 +276,7 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
             if op.files {
                 params.push(own_parameter("format"));
                 for file in FILES {
-                    content.insert(file.into(), json!({}));
+                    content.insert(file.into(), binary());
                 }
             }
             let success = match op.status {
