@@ -130,7 +130,7 @@ pub struct AlertEvent {
     #[schema(required = true)]
     pub campaign_id: Option<String>,
     /// The window read: `start` and `end`, RFC 3339.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
     pub window: Value,
 }
 

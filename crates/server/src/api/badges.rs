@@ -42,7 +42,7 @@ pub struct BadgesView {
     pub goal_streak_days: u32,
     pub badges: Vec<EarnedBadge>,
     /// The tenant's badge rules.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<std::collections::BTreeMap<String, serde_json::Value>>)]
     pub rules: Vec<serde_json::Value>,
 }
 

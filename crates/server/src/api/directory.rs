@@ -26,7 +26,7 @@ use std::sync::Arc;
 pub struct SettingsAnswer {
     /// The tenant's badge rules; absent for the defaults.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<std::collections::BTreeMap<String, serde_json::Value>>>)]
     pub badges: Option<Vec<dialboard_engine::gamification::Badge>>,
     /// Rate thresholds of the coaching rules, by name.
     #[schema(value_type = BTreeMap<String, f64>)]

@@ -33,7 +33,7 @@ pub struct ActivityItem {
     pub team_id: Option<String>,
     pub campaign_id: Option<String>,
     /// The event's own fields.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
     pub detail: serde_json::Value,
 }
 

@@ -91,7 +91,7 @@ pub struct CallVersion {
     /// Whether it is the call's (or its analysis') current version.
     pub current: bool,
     /// The event as it was sent.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
     pub event: Value,
 }
 

@@ -36,13 +36,13 @@ pub struct JobAnswer {
     pub lease_until: Option<i64>,
     pub max_attempts: i64,
     /// What the job was queued with.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
     pub payload: Value,
     pub progress_done: i64,
     #[schema(required = true)]
     pub progress_total: Option<i64>,
     /// What it did, when it succeeded.
-    #[schema(value_type = Option<Object>, required = true)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, serde_json::Value>>, required = true)]
     pub result: Option<Value>,
     /// Epoch ms before which a queued job is not claimed (the backoff after a failure).
     pub run_after: i64,

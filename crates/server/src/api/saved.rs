@@ -76,10 +76,18 @@ pub struct Recurrence {
     /// `weekly`: each of sun, mon, tue, wed, thu, fri, sat.
     pub days: Option<Vec<String>>,
     /// `monthly`: 1 to 31, or `"last"`.
-    #[schema(value_type = Option<Object>)]
-    pub day_of_month: Option<Value>,
+    pub day_of_month: Option<DayOfMonth>,
     /// `cron`: a cron expression.
     pub cron: Option<String>,
+}
+
+/// A monthly recurrence's day: 1 to 31, or `"last"`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum DayOfMonth {
+    Day(u8),
+    /// `"last"`.
+    Last(String),
 }
 
 /// Who receives a schedule's copy: an e-mail address, or each member of a team.
@@ -109,7 +117,7 @@ pub struct ScheduleDef {
     pub webhook_id: Option<String>,
     /// Whose reach the copies are rendered with: the saver's (`{"user": e-mail}`), or a
     /// key's (`{"reach": …}`); set by the server.
-    #[schema(value_type = Object, required = false)]
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>, required = false)]
     pub run_as: Value,
 }
 
