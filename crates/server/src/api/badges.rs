@@ -25,10 +25,12 @@ use std::sync::Arc;
 #[allow(dead_code)]
 pub struct EarnedBadge {
     pub badge: String,
+    #[schema(required = true)]
     pub name: Option<String>,
     /// The period it is for (a date, a week, a month).
     pub period: String,
     /// RFC 3339, once recorded and announced.
+    #[schema(required = true)]
     pub awarded_at: Option<String>,
 }
 
@@ -37,6 +39,7 @@ pub struct EarnedBadge {
 #[allow(dead_code)]
 pub struct BadgesView {
     pub agent_id: String,
+    #[schema(required = true)]
     pub agent_name: Option<String>,
     pub daily_goal: u32,
     pub goal_streak_days: u32,

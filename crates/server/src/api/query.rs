@@ -40,11 +40,17 @@ pub struct QueryAnswer {
 #[allow(dead_code)]
 pub struct CallAnalysis {
     pub event_id: String,
+    #[schema(required = true)]
     pub score: Option<f64>,
+    #[schema(required = true)]
     pub sentiment: Option<f64>,
+    #[schema(required = true)]
     pub prospect_sentiment: Option<f64>,
+    #[schema(required = true)]
     pub agent_talk_ratio: Option<f64>,
+    #[schema(required = true)]
     pub filler_words_per_100: Option<f64>,
+    #[schema(required = true)]
     pub intent: Option<String>,
 }
 
@@ -56,25 +62,37 @@ pub struct Call {
     /// The event that made this version of the call.
     pub event_id: String,
     pub agent_id: String,
+    #[schema(required = true)]
     pub team_id: Option<String>,
+    #[schema(required = true)]
     pub campaign_id: Option<String>,
+    #[schema(required = true)]
     pub list_id: Option<String>,
+    #[schema(required = true)]
     pub contact_id: Option<String>,
+    #[schema(required = true)]
     pub lead_source: Option<String>,
     /// `inbound` or `outbound`.
+    #[schema(required = true)]
     pub direction: Option<String>,
     pub disposition: String,
     /// The disposition's category in the tenant's taxonomy.
+    #[schema(required = true)]
     pub disposition_category: Option<String>,
     /// RFC 3339.
     pub started_at: String,
+    #[schema(required = true)]
     pub ended_at: Option<String>,
+    #[schema(required = true)]
     pub talk_seconds: Option<i64>,
+    #[schema(required = true)]
     pub wait_seconds: Option<i64>,
+    #[schema(required = true)]
     pub wrap_seconds: Option<i64>,
     pub voicemail_dropped: bool,
     pub is_callback: bool,
     pub abandoned: bool,
+    #[schema(required = true)]
     pub analysis: Option<CallAnalysis>,
 }
 
@@ -110,6 +128,7 @@ pub struct CallDetail {
 pub struct CallsPage {
     pub calls: Vec<Call>,
     /// The `cursor` of the next page; `null` on the last.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
     /// Set when the range reaches before the retention horizon: calls before this instant
     /// were purged (their numbers remain in the rollups).

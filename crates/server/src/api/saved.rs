@@ -26,10 +26,12 @@ pub struct SavedMeta {
     /// Whether the caller may change it (its owner or an admin).
     pub can_edit: bool,
     /// RFC 3339.
+    #[schema(required = true)]
     pub created_at: Option<String>,
     pub id: String,
     /// Who created it, as the server names callers.
     pub owner: String,
+    #[schema(required = true)]
     pub updated_at: Option<String>,
     /// 1 for a new item, one more for each edit.
     pub version: i64,
@@ -148,6 +150,7 @@ macro_rules! saved_answers {
         #[allow(dead_code)]
         pub struct $version {
             pub author: String,
+            #[schema(required = true)]
             pub created_at: Option<String>,
             pub $one: $def,
             pub version: i64,

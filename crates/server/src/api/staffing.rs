@@ -50,6 +50,7 @@ pub mod answers {
         /// The 80% band.
         pub low: f64,
         pub high: f64,
+        #[schema(required = true)]
         pub aht_seconds: Option<f64>,
     }
 
@@ -66,19 +67,26 @@ pub mod answers {
     #[derive(Serialize, ToSchema)]
     pub struct Backtest {
         pub weeks: i64,
+        #[schema(required = true)]
         pub wape: Option<f64>,
+        #[schema(required = true)]
         pub mase: Option<f64>,
         pub baseline: String,
+        #[schema(required = true)]
         pub baseline_wape: Option<f64>,
+        #[schema(required = true)]
         pub baseline_mase: Option<f64>,
         /// The share of actual intervals inside the band.
+        #[schema(required = true)]
         pub interval_coverage: Option<f64>,
+        #[schema(required = true)]
         pub beats_baseline: Option<bool>,
     }
 
     /// The local dates the model learned from.
     #[derive(Serialize, ToSchema)]
     pub struct History {
+        #[schema(required = true)]
         pub start: Option<String>,
         pub end: String,
     }
@@ -105,10 +113,12 @@ pub mod answers {
         pub probability_wait: f64,
         /// Percent.
         pub service_level: f64,
+        #[schema(required = true)]
         pub asa_seconds: Option<f64>,
         /// Percent.
         pub occupancy: f64,
         /// Percent (Erlang A only).
+        #[schema(required = true)]
         pub abandon_rate: Option<f64>,
     }
 
@@ -132,12 +142,18 @@ pub mod answers {
         pub forecast_low: f64,
         pub forecast_high: f64,
         /// Today's re-forecast from the calls so far (intervals still to come).
+        #[schema(required = true)]
         pub reforecast_calls: Option<f64>,
+        #[schema(required = true)]
         pub aht_seconds: Option<f64>,
+        #[schema(required = true)]
         pub actual_calls: Option<f64>,
+        #[schema(required = true)]
         pub actual_aht_seconds: Option<f64>,
         /// Average agents online over the quarter.
+        #[schema(required = true)]
         pub agents_online: Option<f64>,
+        #[schema(required = true)]
         pub staffing_gap: Option<f64>,
     }
 
@@ -145,6 +161,7 @@ pub mod answers {
     /// `none` (Erlang C).
     #[derive(Serialize, ToSchema)]
     pub struct Patience {
+        #[schema(required = true)]
         pub seconds: Option<f64>,
         /// `data`, `parameter` or `none`.
         pub source: String,
@@ -166,13 +183,16 @@ pub mod answers {
         pub target_seconds: f64,
         pub max_occupancy: f64,
         pub shrinkage: f64,
+        #[schema(required = true)]
         pub patience_seconds: Option<f64>,
     }
 
     #[derive(Serialize, ToSchema)]
     pub struct StaffingTotals {
         pub forecast_calls: f64,
+        #[schema(required = true)]
         pub reforecast_calls: Option<f64>,
+        #[schema(required = true)]
         pub actual_calls: Option<f64>,
         pub peak_agents: u32,
         pub peak_scheduled_agents: u32,
