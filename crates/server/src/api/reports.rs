@@ -53,8 +53,8 @@ fn unknown_report_params(params: &HashMap<String, String>, own: &[&str]) -> Resu
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum ReportResult {
-    Query(super::query::QueryAnswer),
-    View(dialboard_views::ViewAnswer),
+    Query(Box<super::query::QueryAnswer>),
+    View(Box<dialboard_views::ViewAnswer>),
 }
 
 /// `GET /reports/{id}/result`: the report and its answer with the caller's reach.
