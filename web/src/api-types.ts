@@ -4,6 +4,11 @@
  */
 
 
+/** OneOf type helpers */
+type Without<T, U> = { [P in Exclude<keyof T, keyof U>]?: never };
+type XOR<T, U> = (T | U) extends object ? (Without<T, U> & U) | (Without<U, T> & T) : T | U;
+type OneOf<T extends any[]> = T extends [infer Only] ? Only : T extends [infer A, infer B, ...infer Rest] ? OneOf<[XOR<A, B>, ...Rest]> : never;
+
 export interface paths {
   "/api/v1/agents": {
     /** list the directory's entries */
@@ -12,7 +17,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["AgentsAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -40,7 +45,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["AgentEntry"];
           };
         };
         400: components["responses"]["Error"];
@@ -58,11 +63,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -78,7 +81,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["AlertsAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -96,9 +99,9 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        201: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["AlertAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -120,7 +123,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["AlertTemplatesAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -143,7 +146,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["AlertAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -169,7 +172,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["AlertAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -187,11 +190,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -213,7 +214,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["AlertEventsAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -245,9 +246,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["RepScorecard"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -270,7 +271,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["BadgesView"];
           };
         };
         400: components["responses"]["Error"];
@@ -334,9 +335,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["CallMetricsView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -398,9 +399,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["HeatmapView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -466,9 +467,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["CampaignView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -528,9 +529,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["ChannelsView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -560,9 +561,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["CoachingView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -624,9 +625,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["ComplianceView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -688,9 +689,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["ConversionFunnelView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -750,9 +751,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["DispositionsView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -781,7 +782,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ErlangAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -807,7 +808,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ForecastView"];
           };
         };
         400: components["responses"]["Error"];
@@ -867,9 +868,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["IntentsView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -929,9 +930,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["LeadSourcesView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -993,9 +994,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["LeadVolumeView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -1059,9 +1060,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["LeaderboardView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -1123,9 +1124,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["MetricsView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -1187,9 +1188,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["PipelineFunnelView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -1220,7 +1221,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["StaffingView"];
           };
         };
         400: components["responses"]["Error"];
@@ -1288,9 +1289,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["LeaderboardView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -1320,9 +1321,9 @@ export interface paths {
         200: {
           content: {
             "application/json": components["schemas"]["TrendsView"];
-            "application/pdf": unknown;
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
-            "text/csv": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -1368,7 +1369,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["LoginAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -1382,11 +1383,9 @@ export interface paths {
     /** end the session */
     post: {
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -1402,7 +1401,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["MeAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -1421,11 +1420,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -1487,7 +1484,16 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["CallsPage"];
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
+          };
+        };
+        /** @description queued as a job; `Location` is its URL */
+        202: {
+          content: {
+            "application/json": components["schemas"]["ExportJob"];
           };
         };
         400: components["responses"]["Error"];
@@ -1510,7 +1516,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["CallDetail"];
           };
         };
         400: components["responses"]["Error"];
@@ -1527,7 +1533,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["CampaignsAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -1555,7 +1561,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["CampaignEntry"];
           };
         };
         400: components["responses"]["Error"];
@@ -1573,11 +1579,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -1593,7 +1597,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Catalogue"];
           };
         };
         400: components["responses"]["Error"];
@@ -1616,7 +1620,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ErasedAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -1633,7 +1637,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Dashboards"];
           };
         };
         400: components["responses"]["Error"];
@@ -1642,7 +1646,7 @@ export interface paths {
         429: components["responses"]["Error"];
       };
     };
-    /** save a new item (version 1); 201 with its id */
+    /** save a new item (version 1); 201 with it */
     post: {
       requestBody: {
         content: {
@@ -1651,9 +1655,9 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        201: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Dashboard"];
           };
         };
         400: components["responses"]["Error"];
@@ -1676,7 +1680,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Dashboard"];
           };
         };
         400: components["responses"]["Error"];
@@ -1702,7 +1706,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Dashboard"];
           };
         };
         400: components["responses"]["Error"];
@@ -1720,11 +1724,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -1746,7 +1748,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["DashboardVersions"];
           };
         };
         400: components["responses"]["Error"];
@@ -1771,7 +1773,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Dashboard"];
           };
         };
         400: components["responses"]["Error"];
@@ -1793,7 +1795,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["IngestAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -1828,9 +1830,9 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        202: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ExportJob"];
           };
         };
         400: components["responses"]["Error"];
@@ -1876,7 +1878,9 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -1926,9 +1930,9 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        202: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ImportJob"];
           };
         };
         400: components["responses"]["Error"];
@@ -1974,7 +1978,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -2009,7 +2013,7 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        201: {
           content: {
             "application/json": components["schemas"]["NewKeyAnswer"];
           };
@@ -2031,11 +2035,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -2048,11 +2050,9 @@ export interface paths {
     /** WebSocket of live metric updates and activity (SPEC §6) */
     get: {
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description switching to the WebSocket protocol; messages as the schema says */
+        101: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -2062,7 +2062,7 @@ export interface paths {
     };
   };
   "/api/v1/live/sse": {
-    /** the live stream as Server-Sent Events */
+    /** the live stream as Server-Sent Events: each event's data is a message */
     get: {
       parameters: {
         query?: {
@@ -2076,7 +2076,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "text/event-stream": components["schemas"]["LiveMessage"];
           };
         };
         400: components["responses"]["Error"];
@@ -2098,7 +2098,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["QueryAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2115,7 +2115,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Reports"];
           };
         };
         400: components["responses"]["Error"];
@@ -2124,7 +2124,7 @@ export interface paths {
         429: components["responses"]["Error"];
       };
     };
-    /** save a new item (version 1); 201 with its id */
+    /** save a new item (version 1); 201 with it */
     post: {
       requestBody: {
         content: {
@@ -2133,9 +2133,9 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        201: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Report"];
           };
         };
         400: components["responses"]["Error"];
@@ -2163,7 +2163,10 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["PreviewAnswer"];
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -2186,7 +2189,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Report"];
           };
         };
         400: components["responses"]["Error"];
@@ -2212,7 +2215,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Report"];
           };
         };
         400: components["responses"]["Error"];
@@ -2230,11 +2233,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -2300,7 +2301,16 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["CallsPage"];
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
+          };
+        };
+        /** @description queued as a job; `Location` is its URL */
+        202: {
+          content: {
+            "application/json": components["schemas"]["ExportJob"];
           };
         };
         400: components["responses"]["Error"];
@@ -2363,7 +2373,10 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ReportResultAnswer"];
+            "application/pdf": string;
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+            "text/csv": string;
           };
         };
         400: components["responses"]["Error"];
@@ -2386,7 +2399,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ReportVersions"];
           };
         };
         400: components["responses"]["Error"];
@@ -2411,7 +2424,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Report"];
           };
         };
         400: components["responses"]["Error"];
@@ -2428,7 +2441,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["DryRun"];
           };
         };
         400: components["responses"]["Error"];
@@ -2443,9 +2456,9 @@ export interface paths {
     post: {
       responses: {
         /** @description success */
-        200: {
+        202: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["JobAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2462,7 +2475,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["PurgesAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2479,7 +2492,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Schedules"];
           };
         };
         400: components["responses"]["Error"];
@@ -2488,7 +2501,7 @@ export interface paths {
         429: components["responses"]["Error"];
       };
     };
-    /** save a new item (version 1); 201 with its id */
+    /** save a new item (version 1); 201 with it */
     post: {
       requestBody: {
         content: {
@@ -2497,9 +2510,9 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        201: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Schedule"];
           };
         };
         400: components["responses"]["Error"];
@@ -2522,7 +2535,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Schedule"];
           };
         };
         400: components["responses"]["Error"];
@@ -2548,7 +2561,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Schedule"];
           };
         };
         400: components["responses"]["Error"];
@@ -2566,11 +2579,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -2590,9 +2601,9 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        202: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["RunAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2615,7 +2626,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["RunsAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2638,7 +2649,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["ScheduleVersions"];
           };
         };
         400: components["responses"]["Error"];
@@ -2663,7 +2674,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["Schedule"];
           };
         };
         400: components["responses"]["Error"];
@@ -2680,7 +2691,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["SettingsAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2700,7 +2711,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["SettingsAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2717,7 +2728,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["TeamsAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2745,7 +2756,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["TeamEntry"];
           };
         };
         400: components["responses"]["Error"];
@@ -2763,11 +2774,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -2801,7 +2810,7 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        201: {
           content: {
             "application/json": components["schemas"]["UserAnswer"];
           };
@@ -2823,11 +2832,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -2851,11 +2858,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -2871,7 +2876,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["WebhooksAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2889,9 +2894,9 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        201: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["WebhookAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2914,7 +2919,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["WebhookAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2940,7 +2945,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["WebhookAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -2958,11 +2963,9 @@ export interface paths {
         };
       };
       responses: {
-        /** @description success */
-        200: {
-          content: {
-            "application/json": unknown;
-          };
+        /** @description done; no content */
+        204: {
+          content: never;
         };
         400: components["responses"]["Error"];
         401: components["responses"]["Error"];
@@ -2984,7 +2987,7 @@ export interface paths {
         /** @description success */
         200: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["DeliveriesAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -3005,9 +3008,9 @@ export interface paths {
       };
       responses: {
         /** @description success */
-        200: {
+        202: {
           content: {
-            "application/json": unknown;
+            "application/json": components["schemas"]["PingAnswer"];
           };
         };
         400: components["responses"]["Error"];
@@ -3023,6 +3026,19 @@ export type webhooks = Record<string, never>;
 
 export interface components {
   schemas: {
+    /** @description A live feed item: a status change, a pipeline step, a call … (`kind`), when, whose. */
+    ActivityItem: {
+      agent_id?: string | null;
+      /** @description RFC 3339. */
+      at: string;
+      campaign_id?: string | null;
+      /** @description The event's own fields. */
+      detail: {
+        [key: string]: unknown;
+      };
+      kind: string;
+      team_id?: string | null;
+    };
     Actuals: {
       /** Format: int64 */
       calls: number;
@@ -3050,6 +3066,137 @@ export interface components {
       overall_compliance: number;
       targets: Record<string, never>;
     };
+    /** @description An agent of the directory, as `validate_entry` accepts it. */
+    AgentEntry: {
+      avatar_url?: string | null;
+      /**
+       * Format: int32
+       * @description Meetings a day the rep aims at.
+       */
+      daily_goal?: number | null;
+      id: string;
+      /** @description Out of public leaderboards: colleagues do not see them. */
+      leaderboard_opt_out?: boolean | null;
+      name: string;
+      team_id?: string | null;
+    };
+    /** @description `GET /agents`. Each entry is its stored body (as validated) with its `id`. */
+    AgentsAnswer: {
+      agents: components["schemas"]["AgentEntry"][];
+    };
+    /**
+     * @description An alert as the API shows it: its definition's fields, and its owner, states, and
+     * whether the caller may change it.
+     */
+    AlertAnswer: components["schemas"]["AlertDefinition"] & ({
+      can_edit: boolean;
+      created_at: string | null;
+      /** @description Whether any subject is firing. */
+      firing: boolean;
+      id: string;
+      owner: string;
+      states: components["schemas"]["SubjectState"][];
+      updated_at: string | null;
+    });
+    /**
+     * @description An alert's definition (`dialboard_engine::alerting::AlertDef`, as the API takes and shows
+     * it); fields with a default may be left out of a request.
+     */
+    AlertDefinition: {
+      /** @description `percent` (default) or `points`. */
+      change_unit?: string;
+      /** @description For `rises_by` / `falls_by`: `previous_window` or `week_before`. */
+      compare_to?: string | null;
+      /** @description `above`, `below`, `rises_by` or `falls_by`. */
+      condition: string;
+      emails?: string[];
+      enabled?: boolean;
+      /** @description One of `/catalogue`'s measures. */
+      measure: string;
+      /**
+       * Format: double
+       * @description Below this volume in the window (of `volume_measure`), nothing is decided.
+       */
+      min_volume?: number;
+      name: string;
+      /**
+       * Format: int64
+       * @description After firing, it does not fire again for this long.
+       */
+      rearm_minutes?: number;
+      /**
+       * Format: double
+       * @description Where it recovers (default: the threshold).
+       */
+      recovery_threshold?: number | null;
+      /** @description `tenant`, `team`, `agent`, `campaign` or `each_agent_of_team`. */
+      scope: string;
+      /** @description The team, agent or campaign (none for the tenant). */
+      scope_id?: string | null;
+      /** Format: double */
+      threshold: number;
+      volume_measure?: string;
+      /** @description The webhook endpoints notified. */
+      webhook_ids?: string[];
+      /**
+       * Format: int64
+       * @description The window: the last `window_minutes`, ending now.
+       */
+      window_minutes: number;
+    };
+    /** @description A firing or recovery, as the evaluator recorded it. */
+    AlertEvent: {
+      agent_id: string | null;
+      alert_id: string;
+      alert_name: string;
+      /** @description RFC 3339. */
+      at: string;
+      /**
+       * Format: double
+       * @description The comparison window's value, for `rises_by` / `falls_by`.
+       */
+      base_value: number | null;
+      campaign_id: string | null;
+      /**
+       * Format: double
+       * @description What was compared with the threshold (the value, or its change).
+       */
+      compared: number | null;
+      condition: string;
+      /** @description `fired` or `recovered`. */
+      kind: string;
+      measure: string;
+      team_id: string | null;
+      /** Format: double */
+      threshold: number;
+      /** Format: double */
+      value: number | null;
+      /** Format: double */
+      volume: number;
+      /** @description The window read: `start` and `end`, RFC 3339. */
+      window: {
+        [key: string]: unknown;
+      };
+    };
+    /** @description `GET /alerts/{id}/events`: newest first. */
+    AlertEventsAnswer: {
+      events: components["schemas"]["AlertEvent"][];
+    };
+    /** @description A coaching rule as an alert to create. */
+    AlertTemplate: {
+      alert: components["schemas"]["AlertDefinition"];
+      key: string;
+      name: string;
+      suggested_action: string;
+    };
+    /** @description `GET /alerts/templates`. */
+    AlertTemplatesAnswer: {
+      templates: components["schemas"]["AlertTemplate"][];
+    };
+    /** @description `GET /alerts`. */
+    AlertsAnswer: {
+      alerts: components["schemas"]["AlertAnswer"][];
+    };
     /** @description `GET /audit`: newest first; `next_before` pages further back. */
     AuditPage: {
       entries: components["schemas"]["AuditRecord"][];
@@ -3070,6 +3217,92 @@ export interface components {
        */
       seq: number;
       target: string | null;
+    };
+    BTreeMap: {
+      [key: string]: number;
+    };
+    /** @description The last weeks' backtest against seasonal naive (same interval last week). */
+    Backtest: {
+      baseline: string;
+      /** Format: double */
+      baseline_mase: number | null;
+      /** Format: double */
+      baseline_wape: number | null;
+      beats_baseline: boolean | null;
+      /**
+       * Format: double
+       * @description The share of actual intervals inside the band.
+       */
+      interval_coverage: number | null;
+      /** Format: double */
+      mase: number | null;
+      /** Format: double */
+      wape: number | null;
+      /** Format: int64 */
+      weeks: number;
+    };
+    /** @description `GET /analytics/badges/{agent_id}` (the handler writes it as JSON). */
+    BadgesView: {
+      agent_id: string;
+      agent_name: string | null;
+      badges: components["schemas"]["EarnedBadge"][];
+      /** Format: int32 */
+      daily_goal: number;
+      /** Format: int32 */
+      goal_streak_days: number;
+      /** @description The tenant's badge rules. */
+      rules: {
+          [key: string]: unknown;
+        }[];
+    };
+    /** @description A raw call record (`dialboard_store::call_json`), times in the tenant's zone. */
+    Call: {
+      abandoned: boolean;
+      agent_id: string;
+      analysis: null | components["schemas"]["CallAnalysis"];
+      call_id: string;
+      campaign_id: string | null;
+      contact_id: string | null;
+      /** @description `inbound` or `outbound`. */
+      direction: string | null;
+      disposition: string;
+      /** @description The disposition's category in the tenant's taxonomy. */
+      disposition_category: string | null;
+      ended_at: string | null;
+      /** @description The event that made this version of the call. */
+      event_id: string;
+      is_callback: boolean;
+      lead_source: string | null;
+      list_id: string | null;
+      /** @description RFC 3339. */
+      started_at: string;
+      /** Format: int64 */
+      talk_seconds: number | null;
+      team_id: string | null;
+      voicemail_dropped: boolean;
+      /** Format: int64 */
+      wait_seconds: number | null;
+      /** Format: int64 */
+      wrap_seconds: number | null;
+    };
+    /** @description A call's conversation analysis, when one arrived. */
+    CallAnalysis: {
+      /** Format: double */
+      agent_talk_ratio: number | null;
+      event_id: string;
+      /** Format: double */
+      filler_words_per_100: number | null;
+      intent: string | null;
+      /** Format: double */
+      prospect_sentiment: number | null;
+      /** Format: double */
+      score: number | null;
+      /** Format: double */
+      sentiment: number | null;
+    };
+    /** @description `GET /calls/{call_id}`: the call with every version of it. */
+    CallDetail: components["schemas"]["Call"] & {
+      versions: components["schemas"]["CallVersion"][];
     };
     CallMetricsComparison: {
       change_percent: components["schemas"]["Measures"];
@@ -3092,6 +3325,57 @@ export interface components {
       /** @description The bucket's local start (RFC 3339 with its offset). */
       time: string;
       total_calls: components["schemas"]["Metric"];
+    };
+    /** @description One stored event of a call (its versions and analyses), oldest first. */
+    CallVersion: {
+      /** @description Whether it is the call's (or its analysis') current version. */
+      current: boolean;
+      /** @description The event as it was sent. */
+      event: {
+        [key: string]: unknown;
+      };
+      event_id: string;
+      /** @description RFC 3339. */
+      received_at: string;
+      /** @description The event's type. */
+      type: string;
+    };
+    /**
+     * @description `GET /auth/me` for a caller with a credential. Fields in name order, as the JSON object it
+     * was before it was typed.
+     */
+    Caller: {
+      /** @description `user` or `key`. */
+      kind: string;
+      reach: components["schemas"]["ReachAnswer"];
+      /** @description Each of `ingest`, `read`, `admin`. */
+      scopes: string[];
+      tenant: string;
+      /** @description The tenant's IANA zone. */
+      timezone: string;
+      user: components["schemas"]["Identity"];
+    };
+    /** @description A page of raw calls (`GET /calls`), newest first. */
+    CallsPage: {
+      calls: components["schemas"]["Call"][];
+      /** @description The `cursor` of the next page; `null` on the last. */
+      next_cursor: string | null;
+      /**
+       * @description Set when the range reaches before the retention horizon: calls before this instant
+       * were purged (their numbers remain in the rollups).
+       */
+      purged_before?: string | null;
+    };
+    /** @description A campaign of the directory, as `validate_entry` accepts it. */
+    CampaignEntry: {
+      /**
+       * Format: double
+       * @description What the campaign cost (for cost per lead and ROI).
+       */
+      cost?: number | null;
+      currency?: string | null;
+      id: string;
+      name: string;
     };
     CampaignIntent: {
       intent: string;
@@ -3121,6 +3405,20 @@ export interface components {
       roi_percent: number | null;
       /** @description Why `roi_percent` is null. */
       roi_unavailable: string | null;
+    };
+    /** @description `GET /campaigns`. */
+    CampaignsAnswer: {
+      campaigns: components["schemas"]["CampaignEntry"][];
+    };
+    /** @description `GET /catalogue`. Fields in name order, as the JSON object it was before it was typed. */
+    Catalogue: {
+      comparisons: string[];
+      dimensions: string[];
+      granularities: string[];
+      measures: components["schemas"]["MeasureInfo"][];
+      presets: string[];
+      views: components["schemas"]["ViewSpec"][];
+      visualizations: string[];
     };
     /** @description One channel's volume, response, resolution and CSAT; voice also counts its calls. */
     ChannelEntry: {
@@ -3206,6 +3504,56 @@ export interface components {
       conversion_from_previous: number | null;
       stage: string;
     };
+    Dashboard: components["schemas"]["DashboardDef"] & components["schemas"]["SavedMeta"];
+    /** @description A dashboard as saved: a grid of widgets. */
+    DashboardDef: {
+      description: string;
+      name: string;
+      sharing: components["schemas"]["Sharing"];
+      widgets: components["schemas"]["Widget"][];
+    };
+    /** @description One saved version, as it was. */
+    DashboardVersion: {
+      author: string;
+      created_at: string | null;
+      dashboard: components["schemas"]["DashboardDef"];
+      /** Format: int64 */
+      version: number;
+    };
+    /** @description Every version, newest first. */
+    DashboardVersions: {
+      versions: components["schemas"]["DashboardVersion"][];
+    };
+    Dashboards: {
+      dashboards: components["schemas"]["Dashboard"][];
+    };
+    /** @description A monthly recurrence's day: 1 to 31, or `"last"`. */
+    DayOfMonth: number | string;
+    /** @description `GET /webhooks/{id}/deliveries`: newest first. */
+    DeliveriesAnswer: {
+      deliveries: components["schemas"]["DeliveryAnswer"][];
+    };
+    /** @description One delivery attempt. */
+    DeliveryAnswer: {
+      /** @description RFC 3339. */
+      at: string | null;
+      /**
+       * Format: int64
+       * @description 1 for the first try of a delivery.
+       */
+      attempt: number;
+      error: string | null;
+      /** @description What was sent: `alert.fired`, `alert.recovered`, `ping` … */
+      event: string;
+      /** @description The delivery (the same across its retries). */
+      id: string;
+      /** Format: int64 */
+      latency_ms: number | null;
+      /** @description `delivered`, `failed`, or `skipped` (the endpoint was disabled or gone). */
+      outcome: string;
+      /** Format: int64 */
+      status_code: number | null;
+    };
     DispositionCategory: {
       category: string;
       dispositions: components["schemas"]["DispositionShare"][];
@@ -3227,6 +3575,51 @@ export interface components {
       period: components["schemas"]["Period"];
       /** Format: int64 */
       total_calls: number;
+    };
+    /**
+     * @description What a purge would delete (`GET /retention/dry-run`). Fields in name order, as the JSON
+     * object it was before it was typed.
+     */
+    DryRun: {
+      /**
+       * @description Per kind (`raw`, `quarter_cells`, …, `export_files`), the instant (RFC 3339) before
+       * which it would be deleted; `null` for what is kept forever.
+       */
+      before: {
+        [key: string]: string | null;
+      };
+      /** @description Rows (or files) it would delete, per table. */
+      deletes: components["schemas"]["BTreeMap"];
+      /** @description The tenant's retention policy (days, or hours for `notice_hours`). */
+      policy: {
+        [key: string]: number | null;
+      };
+      /** @description What earlier purges already removed: `raw` and `pipeline` before these instants. */
+      purged_before: {
+        [key: string]: string | null;
+      };
+    };
+    /** @description A badge a rep holds or earns now. */
+    EarnedBadge: {
+      /** @description RFC 3339, once recorded and announced. */
+      awarded_at: string | null;
+      badge: string;
+      name: string | null;
+      /** @description The period it is for (a date, a week, a month). */
+      period: string;
+    };
+    /** @description `DELETE /contacts/{id}`: how many stored events had the contact's personal fields erased. */
+    ErasedAnswer: {
+      contact_id: string;
+      /** Format: int64 */
+      events_erased: number;
+      /** @description The personal fields erased from each event. */
+      fields: string[];
+    };
+    /** @description `GET /analytics/erlang`. */
+    ErlangAnswer: components["schemas"]["Outcome"] & {
+      /** @description `erlang_c` or `erlang_a`. */
+      model: string;
     };
     /**
      * @description What `GET /exports/{id}` shows.
@@ -3263,6 +3656,59 @@ export interface components {
     /** @description `GET /exports`. */
     ExportJobs: {
       exports: components["schemas"]["ExportJob"][];
+    };
+    /** @description How leaderboards rank reps on rates (SPEC §14). */
+    FairRankingAnswer: {
+      /** @description Rank by the shrunk (empirical-Bayes) rate rather than the raw one. */
+      by_shrunk: boolean;
+      /**
+       * Format: int32
+       * @description Reps with fewer calls are ranked as uncertain.
+       */
+      min_calls: number;
+    };
+    /** @description A problem with one field of a request (a `FieldError` as the API shows it). */
+    FieldProblem: {
+      /** @description The field's path (`talk_seconds`, `range.start`, `sharing.users[1]`). */
+      field: string;
+      message: string;
+    };
+    ForecastDay: {
+      /** Format: double */
+      calls: number;
+      /** @description A local date. */
+      date: string;
+      holiday: boolean;
+      intervals: components["schemas"]["ForecastInterval"][];
+    };
+    /** @description One 15-minute interval's forecast. */
+    ForecastInterval: {
+      /** Format: double */
+      aht_seconds: number | null;
+      /** Format: double */
+      calls: number;
+      /** Format: double */
+      high: number;
+      /**
+       * Format: double
+       * @description The 80% band.
+       */
+      low: number;
+      /** @description RFC 3339. */
+      start: string;
+    };
+    /** @description `GET /analytics/forecast`. */
+    ForecastView: {
+      backtest: components["schemas"]["Backtest"];
+      days: components["schemas"]["ForecastDay"][];
+      granularity: string;
+      history: components["schemas"]["History"];
+      /**
+       * Format: double
+       * @description The band's level (0.8).
+       */
+      interval_level: number;
+      timezone: string;
     };
     /** @description The seed's FunnelMetrics for one group (or overall, `group` null). */
     FunnelMetrics: {
@@ -3303,6 +3749,15 @@ export interface components {
       metric: string;
       period: components["schemas"]["Period"];
     };
+    /** @description The local dates the model learned from. */
+    History: {
+      end: string;
+      start: string | null;
+    };
+    /** @description Who a caller is: a signed-in user, or an API key. */
+    Identity: OneOf<[components["schemas"]["UserAnswer"], {
+      key_id: string;
+    }]>;
     /**
      * @description An import job as the API shows it (`GET /imports[/{id}]`, and the `202` of an upload):
      * progress in bytes of the upload, and the summary once done.
@@ -3338,6 +3793,15 @@ export interface components {
        */
       rejects_bytes?: number;
     };
+    /**
+     * @description `POST /events`: how many events were stored, how many were already stored (by id), and
+     * the others with their problems, in request order.
+     */
+    IngestAnswer: {
+      accepted: number;
+      duplicates: number;
+      rejected: components["schemas"]["RejectedEvent"][];
+    };
     IntentEntry: {
       calls: components["schemas"]["Metric"];
       conversations: components["schemas"]["Metric"];
@@ -3353,6 +3817,49 @@ export interface components {
       range: components["schemas"]["RangeAsked"];
       /** Format: int64 */
       total: number;
+    };
+    /**
+     * @description A job as the store keeps it (a purge's): its state, attempts, progress and result.
+     * Fields in name order, as the JSON object it was before it was typed.
+     */
+    JobAnswer: {
+      /** Format: int64 */
+      attempts: number;
+      /** @description The worker holding the lease, while running. */
+      claimed_by: string | null;
+      /**
+       * Format: int64
+       * @description Epoch ms.
+       */
+      created_at: number;
+      error: string | null;
+      id: string;
+      kind: string;
+      /** Format: int64 */
+      lease_until: number | null;
+      /** Format: int64 */
+      max_attempts: number;
+      /** @description What the job was queued with. */
+      payload: {
+        [key: string]: unknown;
+      };
+      /** Format: int64 */
+      progress_done: number;
+      /** Format: int64 */
+      progress_total: number | null;
+      /** @description What it did, when it succeeded. */
+      result: {
+        [key: string]: unknown;
+      } | null;
+      /**
+       * Format: int64
+       * @description Epoch ms before which a queued job is not claimed (the backoff after a failure).
+       */
+      run_after: number;
+      /** @description `queued`, `running`, `succeeded` or `failed`. */
+      state: string;
+      /** Format: int64 */
+      updated_at: number;
     };
     /** @description A job's progress: rows done of the total expected. */
     JobProgress: {
@@ -3489,6 +3996,96 @@ export interface components {
       total_entries: number;
       updated_at: string;
     };
+    /**
+     * @description A message of the live stream (SPEC §6), by `type`. Messages about a scope name it
+     * (`scope`: tenant, team, agent or campaign, and `scope_id`). The client sends
+     * `{"type": "subscribe" | "unsubscribe", "scope", "scope_id"}` over the WebSocket.
+     */
+    LiveMessage: ({
+      metrics: components["schemas"]["Measures"];
+      scope: string;
+      scope_id?: string | null;
+      /** @description RFC 3339. */
+      timestamp: string;
+      /** @enum {string} */
+      type: "metric_update";
+    }) | ({
+      items: components["schemas"]["ActivityItem"][];
+      omitted: number;
+      scope: string;
+      scope_id?: string | null;
+      /** @enum {string} */
+      type: "activity";
+    }) | ({
+      agent_id: string;
+      agent_name: string;
+      at: string;
+      badge: string;
+      /** @description `awarded` or `revoked`. */
+      change: string;
+      name: string;
+      period: string;
+      scope: string;
+      scope_id?: string | null;
+      /** @enum {string} */
+      type: "badge";
+    }) | ({
+      alert_id: string;
+      alert_name: string;
+      at: string;
+      /** @description `fired` or `recovered`. */
+      kind: string;
+      measure: string;
+      scope: string;
+      scope_id?: string | null;
+      /** Format: double */
+      threshold: number;
+      /** @enum {string} */
+      type: "alert";
+      /** Format: double */
+      value: number | null;
+    }) | ({
+      scope: string;
+      scope_id?: string | null;
+      /** @enum {string} */
+      type: "subscribed";
+    }) | ({
+      scope: string;
+      scope_id?: string | null;
+      /** @enum {string} */
+      type: "unsubscribed";
+      was_subscribed: boolean;
+    }) | {
+      code: string;
+      message: string;
+      /** @enum {string} */
+      type: "error";
+    } | {
+      reason: string;
+      /** @enum {string} */
+      type: "close";
+    };
+    /** @description `POST /auth/login`: who signed in, and when the session ends (the cookie carries it). */
+    LoginAnswer: {
+      /** @description RFC 3339, in the tenant's zone. */
+      expires_at: string;
+      /** @description The tenant's name. */
+      tenant: string;
+      user: components["schemas"]["UserAnswer"];
+    };
+    /** @description `GET /auth/me`: the caller, or that no one is signed in. */
+    MeAnswer: components["schemas"]["Caller"] | components["schemas"]["SignedOut"];
+    /** @description A measure as the builder offers it. */
+    MeasureInfo: {
+      /** @description What it counts, in words. */
+      description: string;
+      name: string;
+      /**
+       * @description `count`, `percent`, `seconds`, `hours`, `minutes`, `score`, `currency`, `ratio`,
+       * `per_hour` or `days`.
+       */
+      unit: string;
+    };
     /** @description Values by measure name (a query's totals, a comparison's change in percent). */
     Measures: {
       [key: string]: components["schemas"]["Metric"];
@@ -3511,11 +4108,63 @@ export interface components {
       id: string;
       key: string;
     };
+    /** @description Erlang C (or A) for one load. */
+    Outcome: {
+      /**
+       * Format: double
+       * @description Percent (Erlang A only).
+       */
+      abandon_rate: number | null;
+      /** Format: int32 */
+      agents: number;
+      /** Format: double */
+      asa_seconds: number | null;
+      /**
+       * Format: double
+       * @description Percent.
+       */
+      occupancy: number;
+      /** Format: double */
+      probability_wait: number;
+      /**
+       * Format: int32
+       * @description Agents needed once shrinkage is counted.
+       */
+      scheduled_agents: number;
+      /**
+       * Format: double
+       * @description Percent.
+       */
+      service_level: number;
+      /** Format: double */
+      traffic_erlangs: number;
+    };
+    /**
+     * @description The callers' mean patience behind Erlang A: from the calls (`data`), a parameter, or
+     * `none` (Erlang C).
+     */
+    Patience: {
+      /** Format: int64 */
+      abandoned_calls?: number | null;
+      /** @description The local days estimated from: `[from, until)`. */
+      from?: string | null;
+      /** Format: double */
+      seconds: number | null;
+      /** @description `data`, `parameter` or `none`. */
+      source: string;
+      /** Format: double */
+      total_wait_seconds?: number | null;
+      until?: string | null;
+    };
     /** @description The resolved range of a view's main query, its zone and totals. */
     Period: {
       range: components["schemas"]["Range"];
       timezone: string;
       totals: components["schemas"]["Measures"];
+    };
+    /** @description `POST /webhooks/{id}/ping`: the queued delivery. */
+    PingAnswer: {
+      delivery_id: string;
     };
     /** @description `GET /analytics/pipeline-funnel`. */
     PipelineFunnelView: {
@@ -3525,7 +4174,16 @@ export interface components {
       range: components["schemas"]["RangeAsked"];
       steps: string[];
     };
+    /** @description `POST /reports/preview`: an unsaved report's answer. */
+    PreviewAnswer: {
+      result: components["schemas"]["ReportResult"];
+    };
+    /** @description `GET /retention/purges`: newest first. */
+    PurgesAnswer: {
+      purges: components["schemas"]["JobAnswer"][];
+    };
     Query: {
+      /** @description previous_period, same_period_last_year, or a range to compare with */
       compare?: unknown;
       dimensions?: ("agent" | "team" | "campaign" | "list" | "lead_source" | "direction" | "disposition" | "disposition_category" | "hour_of_day" | "day_of_week" | "score_range" | "channel" | "stage" | "intent")[];
       filters?: {
@@ -3535,9 +4193,30 @@ export interface components {
       granularity?: "15m" | "hour" | "day" | "week" | "month" | "quarter";
       limit?: number;
       measures: ("total_calls" | "connected_calls" | "connect_rate" | "avg_talk_time" | "median_talk_time" | "p90_talk_time" | "total_talk_time" | "total_handle_time" | "calls_per_hour" | "meetings_booked" | "meeting_booked_rate" | "positive_disposition_rate" | "voicemails" | "no_contacts" | "invalid_numbers" | "system_errors" | "voicemail_drop_rate" | "callback_conversion" | "abandon_rate" | "avg_wait_time" | "abandoned_calls" | "total_wait_time" | "avg_wrapup_time" | "analysed_calls" | "scored_calls" | "avg_call_score" | "avg_sentiment" | "avg_prospect_sentiment" | "avg_talk_ratio" | "filler_word_rate" | "active_hours" | "logged_in_hours" | "calls_per_logged_in_hour" | "connects_per_logged_in_hour" | "meetings_per_logged_in_hour" | "idle_minutes" | "ticket_volume" | "avg_first_response_time" | "median_first_response_time" | "avg_resolution_time" | "resolution_rate" | "csat_avg" | "csat_count" | "csat_positive_rate" | "contacts_reached" | "deals_won" | "revenue" | "avg_deal_size" | "avg_days_to_meeting" | "revenue_per_call" | "revenue_per_connect")[];
-      order_by?: unknown[];
-      range: Record<string, never>;
+      /** @description [column, asc|desc] pairs */
+      order_by?: string[][];
+      /** @description a preset, or start and end (local dates or RFC 3339) */
+      range: {
+        end?: string;
+        /** @enum {unknown} */
+        preset?: "today" | "yesterday" | "last_7_days" | "last_30_days" | "this_week" | "this_month" | "this_quarter" | "all_time";
+        start?: string;
+      };
       timezone?: string;
+    };
+    /** @description The general query's answer (SPEC §5; `QueryResult::to_json` in the engine writes it). */
+    QueryAnswer: {
+      /** @description Dimension columns then measures. */
+      columns: string[];
+      comparison?: null | components["schemas"]["QueryComparison"];
+      limit: number;
+      /** @description The resolved range, RFC 3339 in the query's zone. */
+      range: components["schemas"]["Range"];
+      /** @description Key values then measure values, in `columns`' order. */
+      rows: unknown[][];
+      totals: components["schemas"]["Measures"];
+      /** @description Rows past `limit` were left out. */
+      truncated: boolean;
     };
     /** @description A compared query's comparison, as `/query` answers it. */
     QueryComparison: {
@@ -3573,6 +4252,42 @@ export interface components {
     RateLimitsAnswer: {
       ingest: components["schemas"]["RateAnswer"];
       other: components["schemas"]["RateAnswer"];
+    };
+    /**
+     * @description Whose data a caller sees: all (`all`), some teams' (`teams`), or one agent's
+     * (`agent_id`, with the agent's teams).
+     */
+    ReachAnswer: {
+      agent_id?: string | null;
+      all?: boolean | null;
+      teams?: string[] | null;
+    };
+    /** @description Who receives a schedule's copy: an e-mail address, or each member of a team. */
+    Recipient: OneOf<[string, {
+      team: string;
+    }]>;
+    /** @description A schedule's recurrence, at a local time in a zone. */
+    Recurrence: {
+      /** @description `cron`: a cron expression. */
+      cron?: string | null;
+      day_of_month?: null | components["schemas"]["DayOfMonth"];
+      /** @description `weekly`: each of sun, mon, tue, wed, thu, fri, sat. */
+      days?: string[] | null;
+      /** @description `daily`, `weekdays`, `weekly` (on `days`), `monthly` (on `day_of_month`) or `cron`. */
+      frequency: string;
+      /** @description Local time of day, `HH:MM`. */
+      time?: string | null;
+      /** @description IANA zone. */
+      timezone: string;
+    };
+    /** @description An event the request carried that was not stored, with why. */
+    RejectedEvent: {
+      /** @description Each problem, naming its field. */
+      errors: components["schemas"]["FieldProblem"][];
+      /** @description The event's `id`, when it had one. */
+      id?: string | null;
+      /** @description Its place in the request, from 0. */
+      index: number;
     };
     /** @description `GET /analytics/agent-scorecard/{agent_id}`: the seed's RepScorecard. */
     RepScorecard: {
@@ -3611,6 +4326,146 @@ export interface components {
       /** Format: double */
       total_talk_time_minutes: number | null;
     };
+    Report: components["schemas"]["ReportDef"] & components["schemas"]["SavedMeta"];
+    /**
+     * @description A report's definition: a general query (SPEC §5) or a built-in view with its parameters,
+     * and how it is drawn and shared (what `reports::report_def` accepts and stores).
+     */
+    ReportDef: {
+      description: string;
+      name: string;
+      params?: {
+        [key: string]: string;
+      } | null;
+      query?: components["schemas"]["Query"];
+      sharing: components["schemas"]["Sharing"];
+      /** @description The question as a built-in view (`/catalogue`'s views), with its parameters. */
+      view?: string | null;
+      /** @description One of `/catalogue`'s visualizations. */
+      visualization: string;
+    };
+    /**
+     * @description A report's answer: its query's (as `/query` answers) or its view's (as the view's
+     * endpoint answers).
+     */
+    ReportResult: components["schemas"]["QueryAnswer"] | components["schemas"]["ViewAnswer"];
+    /** @description `GET /reports/{id}/result`: the report and its answer with the caller's reach. */
+    ReportResultAnswer: {
+      report: components["schemas"]["Report"];
+      result: components["schemas"]["ReportResult"];
+    };
+    /** @description One saved version, as it was. */
+    ReportVersion: {
+      author: string;
+      created_at: string | null;
+      report: components["schemas"]["ReportDef"];
+      /** Format: int64 */
+      version: number;
+    };
+    /** @description Every version, newest first. */
+    ReportVersions: {
+      versions: components["schemas"]["ReportVersion"][];
+    };
+    Reports: {
+      reports: components["schemas"]["Report"][];
+    };
+    /**
+     * @description A schedule's run as the API shows it. Fields in name order, as the JSON object it was
+     * before it was typed.
+     */
+    RunAnswer: {
+      /**
+       * Format: int64
+       * @description Failed attempts so far, and the running one.
+       */
+      attempts: number;
+      error: string | null;
+      /** @description RFC 3339 instants. */
+      finished: string | null;
+      /** @description The run's job. */
+      id: string;
+      /** @description Due while no server was running; run once at start-up. */
+      late: boolean;
+      /** @description When a failed run is tried again. */
+      next_attempt: string | null;
+      /** @description Who received a copy. */
+      recipients: string[];
+      scheduled_for: string | null;
+      /**
+       * Format: int64
+       * @description Bytes of the file sent.
+       */
+      size: number | null;
+      started: string | null;
+      /** @description `pending`, `running`, `succeeded` or `failed`. */
+      status: string;
+    };
+    /** @description `GET /schedules/{id}/runs`. */
+    RunsAnswer: {
+      runs: components["schemas"]["RunAnswer"][];
+    };
+    /** @description What every saved item shows besides its definition. */
+    SavedMeta: {
+      /** @description Whether the caller may change it (its owner or an admin). */
+      can_edit: boolean;
+      /** @description RFC 3339. */
+      created_at: string | null;
+      id: string;
+      /** @description Who created it, as the server names callers. */
+      owner: string;
+      updated_at: string | null;
+      /**
+       * Format: int64
+       * @description 1 for a new item, one more for each edit.
+       */
+      version: number;
+    };
+    Schedule: components["schemas"]["ScheduleDef"] & components["schemas"]["SavedMeta"] & ({
+      next_run: string | null;
+    });
+    /**
+     * @description A schedule's definition (what `schedules::schedule_def` accepts and stores): a saved
+     * report or a view, when it runs, to whom, as what.
+     */
+    ScheduleDef: {
+      description?: string | null;
+      /** @description `pdf`, `xlsx`, `csv` or `html`. */
+      format: string;
+      name: string;
+      params?: {
+        [key: string]: string;
+      } | null;
+      paused?: boolean | null;
+      recipients: components["schemas"]["Recipient"][];
+      recurrence: components["schemas"]["Recurrence"];
+      /** @description The saved report it sends; or `view` with `params`. */
+      report_id?: string | null;
+      /**
+       * @description Whose reach the copies are rendered with: the saver's (`{"user": e-mail}`), or a
+       * key's (`{"reach": …}`); set by the server.
+       */
+      run_as?: {
+        [key: string]: unknown;
+      };
+      view?: string | null;
+      /** @description A webhook told of each delivery. */
+      webhook_id?: string | null;
+    };
+    /** @description One saved version, as it was. */
+    ScheduleVersion: {
+      author: string;
+      created_at: string | null;
+      schedule: components["schemas"]["ScheduleDef"];
+      /** Format: int64 */
+      version: number;
+    };
+    /** @description Every version, newest first. */
+    ScheduleVersions: {
+      versions: components["schemas"]["ScheduleVersion"][];
+    };
+    Schedules: {
+      schedules: components["schemas"]["Schedule"][];
+    };
     /** @description A day's call score and its rolling 7-day average (the 7 days ending that day). */
     ScorePoint: {
       /** Format: double */
@@ -3627,6 +4482,121 @@ export interface components {
       avg_prospect_sentiment: components["schemas"]["Metric"];
       avg_sentiment: components["schemas"]["Metric"];
       time: string;
+    };
+    /**
+     * @description The tenant's settings as the API shows them (`GET`/`PUT /settings`); the zone cells are
+     * kept in and what purges removed are the store's own. Fields in name order, as the JSON
+     * object the API answered before it was typed.
+     */
+    SettingsAnswer: {
+      /** @description The tenant's badge rules; absent for the defaults. */
+      badges?: {
+          [key: string]: unknown;
+        }[] | null;
+      /** @description Rate thresholds of the coaching rules, by name. */
+      coaching: {
+        [key: string]: number;
+      };
+      fair_ranking: components["schemas"]["FairRankingAnswer"];
+      /** @description Local dates (`YYYY-MM-DD`), sorted. */
+      holidays: string[];
+      leaderboard_privacy: boolean;
+      /** @description Days (or hours) each kind of data is kept; `null` keeps it forever. */
+      retention: {
+        [key: string]: number | null;
+      };
+      /** @description The pipeline stages, in funnel order. */
+      stages: string[];
+      /** @description Daily activity targets, by name. */
+      targets: {
+        [key: string]: number;
+      };
+      taxonomy: components["schemas"]["TaxonomyAnswer"];
+      /** @description IANA zone. */
+      timezone: string;
+    };
+    /** @description Who besides the owner (and the tenant's admins) sees an item. */
+    Sharing: OneOf<[{
+      /** @enum {string} */
+      kind: "private";
+    }, {
+      /** @enum {string} */
+      kind: "users";
+      users: string[];
+    }, {
+      /** @enum {string} */
+      kind: "team";
+      team: string;
+    }, {
+      /** @enum {string} */
+      kind: "tenant";
+    }]>;
+    /** @description `GET /auth/me` without a credential: `{"user": null}`. */
+    SignedOut: {
+      user: Record<string, never> | null;
+    };
+    /** @description One 15-minute interval of the staffing day. */
+    StaffingInterval: components["schemas"]["Outcome"] & ({
+      /** Format: double */
+      actual_aht_seconds: number | null;
+      /** Format: double */
+      actual_calls: number | null;
+      /**
+       * Format: double
+       * @description Average agents online over the quarter.
+       */
+      agents_online: number | null;
+      /** Format: double */
+      aht_seconds: number | null;
+      /** Format: double */
+      forecast_calls: number;
+      /** Format: double */
+      forecast_high: number;
+      /** Format: double */
+      forecast_low: number;
+      /**
+       * Format: double
+       * @description Today's re-forecast from the calls so far (intervals still to come).
+       */
+      reforecast_calls: number | null;
+      /** Format: double */
+      staffing_gap: number | null;
+      /** @description RFC 3339. */
+      start: string;
+    });
+    StaffingTotals: {
+      /** Format: double */
+      actual_calls: number | null;
+      /** Format: double */
+      forecast_calls: number;
+      /** Format: int32 */
+      peak_agents: number;
+      /** Format: int32 */
+      peak_scheduled_agents: number;
+      /** Format: double */
+      reforecast_calls: number | null;
+    };
+    /** @description `GET /analytics/staffing`. */
+    StaffingView: {
+      /** @description A local date. */
+      date: string;
+      holiday: boolean;
+      intervals: components["schemas"]["StaffingInterval"][];
+      /** @description `erlang_c` or `erlang_a`. */
+      model: string;
+      patience: components["schemas"]["Patience"];
+      target: components["schemas"]["Target"];
+      timezone: string;
+      totals: components["schemas"]["StaffingTotals"];
+    };
+    /** @description One subject's state (the scope itself, or one agent of a team). */
+    SubjectState: {
+      firing: boolean;
+      /** @description RFC 3339. */
+      last_fired_at: string | null;
+      /** @description When it last changed. */
+      since: string | null;
+      subject: string;
     };
     /** @description What an import did. */
     Summary: {
@@ -3669,6 +4639,43 @@ export interface components {
       avg_talk_ratio: components["schemas"]["Metric"];
       time: string;
     };
+    /** @description The service target, in percent where a share. */
+    Target: {
+      /** Format: double */
+      max_occupancy: number;
+      /** Format: double */
+      patience_seconds: number | null;
+      /** Format: double */
+      service_level: number;
+      /** Format: double */
+      shrinkage: number;
+      /** Format: double */
+      target_seconds: number;
+    };
+    /** @description The disposition taxonomy (what `taxonomy` is in settings). */
+    TaxonomyAnswer: {
+      /** @description `[category, [disposition, …]]`, in display order. */
+      categories: [string, string[]][];
+      /** @description Dispositions that count as meetings booked. */
+      meeting: string[];
+      /** @description Dispositions that count toward the positive disposition rate. */
+      positive: string[];
+      /** @description Dispositions that count as voicemails. */
+      voicemail: string[];
+    };
+    /** @description A team of the directory, as `validate_entry` accepts it. */
+    TeamEntry: {
+      id: string;
+      name: string;
+      /** @description The team's own daily activity targets (else the tenant's), by name. */
+      targets?: {
+        [key: string]: number;
+      } | null;
+    };
+    /** @description `GET /teams`. */
+    TeamsAnswer: {
+      teams: components["schemas"]["TeamEntry"][];
+    };
     /** @description `GET /analytics/trends/{agent_id}`. */
     TrendsView: {
       agent_id: string;
@@ -3696,6 +4703,75 @@ export interface components {
     /** @description `GET /users`. */
     UsersAnswer: {
       users: components["schemas"]["UserAnswer"][];
+    };
+    /** @description A view's answer. */
+    ViewAnswer: components["schemas"]["MetricsView"] | components["schemas"]["CallMetricsView"] | components["schemas"]["DispositionsView"] | components["schemas"]["RepScorecard"] | components["schemas"]["LeaderboardView"] | components["schemas"]["HeatmapView"] | components["schemas"]["TrendsView"] | components["schemas"]["PipelineFunnelView"] | components["schemas"]["LeadSourcesView"] | components["schemas"]["ConversionFunnelView"] | components["schemas"]["LeadVolumeView"] | components["schemas"]["IntentsView"] | components["schemas"]["ChannelsView"] | components["schemas"]["CampaignView"] | components["schemas"]["CoachingView"] | components["schemas"]["ComplianceView"];
+    /**
+     * @description A view as the outside names it: its name (its path under `/analytics/`), the id its path
+     * takes if any, and its own parameters besides the shared ones (range, timezone and
+     * dimension filters).
+     */
+    ViewSpec: {
+      name: string;
+      params: string[];
+      path_param: string | null;
+      /**
+       * @description Whether a saved question may move its range and filters (a scorecard, trends and
+       * coaching decide their own range from their own parameters).
+       */
+      shared: boolean;
+    };
+    /** @description A webhook endpoint as the API shows it: its settings and state. */
+    WebhookAnswer: components["schemas"]["WebhookSettings"] & ({
+      /** Format: int64 */
+      consecutive_failures: number;
+      /** @description RFC 3339. */
+      created_at: string | null;
+      /** @description Failures disable it; `"enabled": true` in a PUT re-enables it. */
+      enabled: boolean;
+      id: string;
+      owner: string;
+      /** @description The signing secret: shown once, in the answer that created the endpoint. */
+      secret?: string | null;
+      updated_at: string | null;
+    });
+    /** @description A webhook endpoint's settings, as stored. */
+    WebhookSettings: {
+      description?: string | null;
+      /**
+       * Format: int64
+       * @description Consecutive failures that disable the endpoint (1 to 100).
+       */
+      failure_limit: number;
+      /** @description Where deliveries are POSTed (https; http only to allowed addresses). */
+      url: string;
+    };
+    /** @description `GET /webhooks`. */
+    WebhooksAnswer: {
+      webhooks: components["schemas"]["WebhookAnswer"][];
+    };
+    /**
+     * @description One tile of a dashboard's grid (12 columns wide): a saved report or a built-in view, at
+     * `x`, `y` (in grid cells) spanning `w` × `h`.
+     */
+    Widget: {
+      /** Format: int64 */
+      h: number;
+      /** @description The widget's id within the dashboard (the grid library's handle). */
+      id: string;
+      /** @description The view's parameters. */
+      params?: {
+        [key: string]: string;
+      };
+      report?: string | null;
+      title?: string;
+      view?: string | null;
+      /** Format: int64 */
+      w: number;
+      /** Format: int64 */
+      x: number;
+      /** Format: int64 */
+      y: number;
     };
   };
   responses: {

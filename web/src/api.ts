@@ -98,29 +98,15 @@ export const apiUrl = url;
 export const upload = <T>(path: string, file: Blob, params: Params) => send<T>("POST", path, params, file);
 
 /** `GET /auth/me` when no one is signed in (no session cookie, no key). */
-export interface SignedOut {
-  user: null;
-}
+export type SignedOut = Schemas["SignedOut"];
 
-export interface Me {
-  kind: "user" | "key";
-  tenant: string;
-  timezone: string;
-  scopes: string[];
-  reach: { all?: boolean; teams?: string[]; agent_id?: string };
-  user: { email?: string; role?: string; agent_id?: string | null; teams?: string[] };
-}
+/** `GET /auth/me` for a signed-in user or a key. */
+export type Me = Schemas["Caller"];
 
-export interface Named {
-  id: string;
-  name: string;
-  team_id?: string;
-}
+/** A directory entry: an agent, a team or a campaign. */
+export type Agent = Schemas["AgentEntry"];
+export type Team = Schemas["TeamEntry"];
+export type Campaign = Schemas["CampaignEntry"];
+export type Named = Agent | Team | Campaign;
 
-export interface Settings {
-  timezone: string;
-  coaching: Record<string, number>;
-  targets: Record<string, number>;
-  stages: string[];
-  taxonomy: { categories: [string, string[]][]; meeting: string[] };
-}
+export type Settings = Schemas["SettingsAnswer"];

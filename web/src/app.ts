@@ -1,7 +1,7 @@
 // What every page needs: who is signed in, the tenant's settings and directory, the filters,
 // and a way to navigate.
 
-import { get, post, type Me, type Named, type Settings } from "./api";
+import { get, post, type Agent, type Campaign, type Me, type Named, type Schemas, type Settings, type Team } from "./api";
 import { h } from "./dom";
 import { DIMENSIONS, type Dimension, type Filters } from "./filters";
 import type { Exportable } from "./saved";
@@ -9,9 +9,9 @@ import type { Exportable } from "./saved";
 export interface App {
   me: Me;
   settings: Settings;
-  teams: Named[];
-  agents: Named[];
-  campaigns: Named[];
+  teams: Team[];
+  agents: Agent[];
+  campaigns: Campaign[];
   leadSources: string[];
   /** The signed-in user's role (`admin` for an API key). */
   role: string;
@@ -22,16 +22,16 @@ export interface App {
 export async function loadApp(me: Me): Promise<App> {
   const [settings, teams, agents, campaigns, leadSources] = await Promise.all([
     get<Settings>("/settings"),
-    get<{ teams: Named[] }>("/teams"),
-    get<{ agents: Named[] }>("/agents"),
-    get<{ campaigns: Named[] }>("/campaigns"),
+    get<Schemas["TeamsAnswer"]>("/teams"),
+    get<Schemas["AgentsAnswer"]>("/agents"),
+    get<Schemas["CampaignsAnswer"]>("/campaigns"),
     // Lead sources have no directory: the ones calls carry fill the filter.
-    post<{ rows: [string | null, number][] }>("/query", {
+    post<Schemas["QueryAnswer"]>("/query", {
       measures: ["total_calls"],
       dimensions: ["lead_source"],
       range: { preset: "all_time" },
       order_by: [["total_calls", "desc"]],
-    }).then((r) => r.rows.map((row) => row[0]).filter((s): s is string => !!s)),
+    }).then((r) => r.rows.map((row) => row[0]).filter((s): s is string => typeof s === "string" && s !== "")),
   ]);
   const reachTeams = me.reach.all ? null : new Set(me.reach.teams ?? []);
   return {
@@ -40,12 +40,12 @@ export async function loadApp(me: Me): Promise<App> {
     teams: teams.teams.filter((t) => !reachTeams || reachTeams.has(t.id)),
     agents: agents.agents.filter((a) => {
       if (me.reach.agent_id) return a.id === me.reach.agent_id;
-      return !reachTeams || (a.team_id !== undefined && reachTeams.has(a.team_id));
+      return !reachTeams || (typeof a.team_id === "string" && reachTeams.has(a.team_id));
     }),
     campaigns: campaigns.campaigns,
     leadSources,
     role: me.user.role ?? "admin",
-    ownAgent: me.reach.agent_id,
+    ownAgent: me.reach.agent_id ?? undefined,
   };
 }
 

@@ -2,41 +2,18 @@
 // scopes and hear metric updates and feed items; the connection comes back after a drop and
 // re-subscribes.
 
+import type { Schemas } from "./api";
 import type { Filters } from "./filters";
 
 export type Scope = { scope: "tenant" | "team" | "agent" | "campaign"; scope_id?: string };
 
-export interface MetricUpdate extends Scope {
-  type: "metric_update";
-  metrics: Record<string, number | null>;
-  timestamp: string;
-}
-
-export interface ActivityItem {
-  kind: string;
-  at: string;
-  agent_id: string | null;
-  team_id: string | null;
-  campaign_id: string | null;
-  detail: Record<string, unknown>;
-}
-
+/** A message of the live stream, by `type` (the server's `LiveMessage`). */
+export type LiveMessage = Schemas["LiveMessage"];
+type Message<T extends LiveMessage["type"]> = Extract<LiveMessage, { type: T }>;
+export type MetricUpdate = Message<"metric_update">;
+export type ActivityItem = Schemas["ActivityItem"];
 /** A badge awarded to or revoked from a rep (each recorded once; SPEC §14). */
-export interface BadgeMessage extends Scope {
-  type: "badge";
-  change: "awarded" | "revoked";
-  badge: string;
-  name: string;
-  agent_id: string;
-  agent_name: string;
-  period: string;
-  at: string;
-}
-
-interface ActivityMessage extends Scope {
-  type: "activity";
-  items: ActivityItem[];
-}
+export type BadgeMessage = Message<"badge">;
 
 type Listener = {
   scope: Scope;
@@ -72,7 +49,7 @@ export function onStatus(l: (s: typeof status) => void): () => void {
 }
 
 const key = (s: Scope) => `${s.scope}:${s.scope_id ?? ""}`;
-const sameScope = (a: Scope, m: Scope) => a.scope === m.scope && (a.scope === "tenant" || a.scope_id === m.scope_id);
+const sameScope = (a: Scope, m: { scope: string; scope_id?: string | null }) => a.scope === m.scope && (a.scope === "tenant" || a.scope_id === m.scope_id);
 
 function send(type: "subscribe" | "unsubscribe", s: Scope) {
   if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type, ...s }));
@@ -91,11 +68,11 @@ function connect() {
     for (const l of listeners) if (!seen.has(key(l.scope))) (seen.add(key(l.scope)), send("subscribe", l.scope));
   };
   ws.onmessage = (e) => {
-    const m = JSON.parse(e.data as string) as MetricUpdate | ActivityMessage | { type: string };
+    const m = JSON.parse(e.data as string) as LiveMessage;
     for (const l of listeners) {
-      if (m.type === "metric_update" && sameScope(l.scope, m as MetricUpdate)) l.onUpdate?.(m as MetricUpdate);
-      if (m.type === "activity" && sameScope(l.scope, m as ActivityMessage)) l.onActivity?.((m as ActivityMessage).items);
-      if (m.type === "badge" && sameScope(l.scope, m as BadgeMessage)) l.onBadge?.(m as BadgeMessage);
+      if (m.type === "metric_update" && sameScope(l.scope, m)) l.onUpdate?.(m);
+      if (m.type === "activity" && sameScope(l.scope, m)) l.onActivity?.(m.items);
+      if (m.type === "badge" && sameScope(l.scope, m)) l.onBadge?.(m);
     }
   };
   ws.onclose = () => {

@@ -6,108 +6,37 @@ import { ApiError, apiUrl, get, post, type Params, type Schemas } from "./api";
 import { h } from "./dom";
 import { DIMENSIONS, rangeParams, type Filters } from "./filters";
 
-export interface MeasureInfo {
-  name: string;
-  unit: string;
-  description: string;
-}
-
-export interface ViewInfo {
-  name: string;
-  path_param: string | null;
-  params: string[];
-  shared: boolean;
-}
-
-export interface Catalogue {
-  measures: MeasureInfo[];
-  dimensions: string[];
-  granularities: string[];
-  presets: string[];
-  comparisons: string[];
-  visualizations: string[];
-  views: ViewInfo[];
-}
+export type MeasureInfo = Schemas["MeasureInfo"];
+export type ViewInfo = Schemas["ViewSpec"];
+export type Catalogue = Schemas["Catalogue"];
 
 let catalogue: Promise<Catalogue> | null = null;
 /** The server's catalogue, read once per page load. */
 export const loadCatalogue = () => (catalogue ??= get<Catalogue>("/catalogue").catch((e) => ((catalogue = null), Promise.reject(e))));
 
-export type Sharing = { kind: "private" } | { kind: "tenant" } | { kind: "team"; team: string } | { kind: "users"; users: string[] };
-
-export interface Query {
+export type Sharing = Schemas["Sharing"];
+/**
+ * The general query (SPEC §5) as pages and the builder write it: the server's `Query`, with
+ * measure, dimension, granularity and preset names as plain strings (they come from
+ * `/catalogue` at run time; the server checks them).
+ */
+export type Query = Omit<Schemas["Query"], "measures" | "dimensions" | "granularity" | "range" | "compare"> & {
   measures: string[];
   dimensions?: string[];
   granularity?: string;
-  filters?: Record<string, string[]>;
   range: { preset?: string; start?: string; end?: string };
-  timezone?: string;
   compare?: string;
-  order_by?: [string, string][];
-  limit?: number;
-}
-
-/** A report's definition: a query, or a view with its parameters. */
-export interface ReportDef {
-  name: string;
-  description?: string;
-  query?: Query;
-  view?: string;
-  params?: Record<string, string>;
-  visualization: string;
-  sharing: Sharing;
-}
-
-export interface Report extends ReportDef {
-  id: string;
-  owner: string;
-  version: number;
-  created_at: string;
-  updated_at: string;
-  can_edit: boolean;
-}
-
-export interface Version<T> {
-  version: number;
-  author: string;
-  created_at: string;
-  report?: T;
-  dashboard?: T;
-}
-
-export interface Widget {
-  id: string;
-  report?: string;
-  view?: string;
-  params?: Record<string, string>;
-  title?: string;
-  x: number;
-  y: number;
-  w: number;
-  h: number;
-}
-
-export interface DashboardDef {
-  name: string;
-  description?: string;
-  widgets: Widget[];
-  sharing: Sharing;
-}
-
-export interface Dashboard extends DashboardDef {
-  id: string;
-  owner: string;
-  version: number;
-  can_edit: boolean;
-}
-
+};
+/** A report's definition: a query, or a view with its parameters (`description` may be left out). */
+export type ReportDef = Omit<Schemas["ReportDef"], "query" | "description"> & { query?: Query; description?: string };
+export type Report = ReportDef & Schemas["SavedMeta"];
+export type ReportVersion = Omit<Schemas["ReportVersion"], "report"> & { report: ReportDef };
+export type Widget = Schemas["Widget"];
+export type DashboardDef = Schemas["DashboardDef"];
+export type Dashboard = Schemas["Dashboard"];
+export type DashboardVersion = Schemas["DashboardVersion"];
 /** `/query`'s answer. */
-export interface QueryResult {
-  columns: string[];
-  rows: unknown[][];
-  totals: Record<string, number | null>;
-  comparison?: { totals: Record<string, number | null>; change_percent: Record<string, number | null> };
-}
+export type QueryResult = Schemas["QueryAnswer"];
 
 /** A view's answer at `/analytics/{name}[/{id}]`, as its page would read it. */
 export function viewAnswer(view: string, params: Record<string, string> = {}, info?: ViewInfo): Promise<unknown> {
@@ -244,4 +173,4 @@ export function queryOf(f: Filters, q: Partial<Query>): Query {
 /** The unsaved report a page's view or query is, for its export buttons. */
 export const pageExport = (def: Partial<ReportDef>): Exportable => ({ def: () => ({ visualization: "table", sharing: { kind: "private" }, name: "export", ...def }) });
 
-export const postPreview = (def: ReportDef) => post<{ result: unknown }>("/reports/preview", def);
+export const postPreview = (def: ReportDef) => post<Schemas["PreviewAnswer"]>("/reports/preview", def);

@@ -220,13 +220,3 @@ pub fn apply_settings(current: &TenantSettings, change: &Value) -> Result<Tenant
         Err(errors)
     }
 }
-
-/// The settings as the API shows them (the zone cells are kept in is internal).
-pub fn settings_json(s: &TenantSettings) -> Value {
-    let mut v = serde_json::to_value(s).expect("settings serialize");
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("rollup_timezone");
-        obj.remove("purged");
-    }
-    v
-}

@@ -22,8 +22,26 @@ pub const JOB_KIND: &str = "retention";
 const ACTOR: &str = "retention";
 const HOUR_MS: i64 = 3_600_000;
 
+/// What a purge would delete (`GET /retention/dry-run`). Fields in name order, as the JSON
+/// object it was before it was typed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DryRun {
+    /// Per kind (`raw`, `quarter_cells`, …, `export_files`), the instant (RFC 3339) before
+    /// which it would be deleted; `null` for what is kept forever.
+    #[schema(value_type = std::collections::BTreeMap<String, Option<String>>)]
+    pub before: Value,
+    /// Rows (or files) it would delete, per table.
+    pub deletes: Counts,
+    /// The tenant's retention policy (days, or hours for `notice_hours`).
+    #[schema(value_type = std::collections::BTreeMap<String, Option<u32>>)]
+    pub policy: dialboard_store::retention::RetentionPolicy,
+    /// What earlier purges already removed: `raw` and `pipeline` before these instants.
+    #[schema(value_type = std::collections::BTreeMap<String, Option<String>>)]
+    pub purged_before: Value,
+}
+
 /// What a purge at `now_ms` would delete, per kind, and from when on — without deleting.
-pub async fn dry_run(store: &Arc<dyn Store>, tenant: &TenantInfo, now_ms: i64) -> Result<Value, StoreError> {
+pub async fn dry_run(store: &Arc<dyn Store>, tenant: &TenantInfo, now_ms: i64) -> Result<DryRun, StoreError> {
     let cutoffs = Cutoffs::at(
         &tenant.settings.retention,
         &tenant.settings.purged,
@@ -31,12 +49,12 @@ pub async fn dry_run(store: &Arc<dyn Store>, tenant: &TenantInfo, now_ms: i64) -
         now_ms,
     );
     let counts = store.purge(tenant.id, cutoffs.clone(), true).await?;
-    Ok(json!({
-        "policy": tenant.settings.retention,
-        "deletes": counts,
-        "before": cutoffs_json(tenant, &cutoffs),
-        "purged_before": horizons_json(tenant, &tenant.settings.purged),
-    }))
+    Ok(DryRun {
+        before: cutoffs_json(tenant, &cutoffs),
+        deletes: counts,
+        policy: tenant.settings.retention.clone(),
+        purged_before: horizons_json(tenant, &tenant.settings.purged),
+    })
 }
 
 /// One purge of the tenant at `now_ms`, announcing a new policy first; audited.
@@ -57,7 +75,7 @@ pub async fn run(
         state.noticed_at_ms = Some(now_ms);
         store.set_purge_state(tenant_id, state.clone()).await?;
         let notice =
-            json!({"policy": policy, "first_purge_after": ms_rfc3339(due_ms), "would_delete": preview["deletes"]});
+            json!({"policy": policy, "first_purge_after": ms_rfc3339(due_ms), "would_delete": preview.deletes});
         audit(store, tenant_id, actor, "retention_notice", None, notice.clone()).await?;
         notify_admins_of_new_policy(store, mailer, &tenant, &notice).await;
     }

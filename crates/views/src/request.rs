@@ -9,10 +9,12 @@ use std::collections::HashMap;
 /// A view as the outside names it: its name (its path under `/analytics/`), the id its path
 /// takes if any, and its own parameters besides the shared ones (range, timezone and
 /// dimension filters).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct ViewSpec {
     pub name: &'static str,
+    #[schema(required = true)]
     pub path_param: Option<&'static str>,
+    #[schema(value_type = Vec<String>)]
     pub params: &'static [&'static str],
     /// Whether a saved question may move its range and filters (a scorecard, trends and
     /// coaching decide their own range from their own parameters).
@@ -83,7 +85,7 @@ pub enum ViewRequest {
 }
 
 /// A view's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ViewAnswer {
     Metrics(MetricsView),

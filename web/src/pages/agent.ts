@@ -9,11 +9,7 @@ import { subscribe, type BadgeMessage } from "../live";
 
 type Scorecard = Schemas["RepScorecard"];
 
-interface Badges {
-  daily_goal: number;
-  goal_streak_days: number;
-  badges: { badge: string; name: string | null; period: string; awarded_at: string | null }[];
-}
+type Badges = Schemas["BadgesView"];
 
 /** A badge announced on the live feed while the page is open. */
 function announcement(m: BadgeMessage): HTMLElement {

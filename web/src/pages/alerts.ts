@@ -2,71 +2,16 @@
 // state, and read an alert's firings and recoveries. Webhooks (admins): register an endpoint
 // (its secret shown once), read its deliveries, re-enable one that failures disabled.
 
-import { del, get, post, put } from "../api";
+import { del, get, post, put, type Schemas } from "../api";
 import type { Page, PageContext } from "../app";
 import { fill, fmt, h, panel, table } from "../dom";
 
-interface AlertDef {
-  name: string;
-  measure: string;
-  scope: string;
-  scope_id?: string | null;
-  window_minutes: number;
-  condition: string;
-  threshold: number;
-  recovery_threshold?: number | null;
-  compare_to?: string | null;
-  min_volume?: number;
-  rearm_minutes?: number;
-  emails?: string[];
-  webhook_ids?: string[];
-}
-
-interface Alert extends AlertDef {
-  id: string;
-  owner: string;
-  firing: boolean;
-  can_edit: boolean;
-}
-
-interface AlertEvent {
-  kind: "fired" | "recovered";
-  at: string;
-  value: number | null;
-  compared: number | null;
-  threshold: number;
-  volume: number;
-  agent_id: string | null;
-  team_id: string | null;
-}
-
-interface Template {
-  key: string;
-  name: string;
-  suggested_action: string;
-  alert: AlertDef;
-}
-
-interface Webhook {
-  id: string;
-  url: string;
-  description?: string;
-  enabled: boolean;
-  consecutive_failures: number;
-  failure_limit: number;
-  secret?: string;
-}
-
-interface Delivery {
-  id: string;
-  attempt: number;
-  event: string;
-  at: string;
-  outcome: string;
-  status_code: number | null;
-  latency_ms: number | null;
-  error: string | null;
-}
+type AlertDef = Schemas["AlertDefinition"];
+type Alert = Schemas["AlertAnswer"];
+type AlertEvent = Schemas["AlertEvent"];
+type Template = Schemas["AlertTemplate"];
+type Webhook = Schemas["WebhookAnswer"];
+type Delivery = Schemas["DeliveryAnswer"];
 
 const num = (v: number | null | undefined) => (v === null || v === undefined ? "—" : fmt.num(v));
 const label = (text: string, input: HTMLElement) => h("label", {}, text, " ", input);
@@ -265,7 +210,7 @@ function renderWebhooks(ctx: PageContext) {
       return table(
         r.deliveries,
         [
-          { label: "When", value: (d) => new Date(d.at).toLocaleString() },
+          { label: "When", value: (d) => (d.at ? new Date(d.at).toLocaleString() : "—") },
           { label: "Event", value: (d) => d.event },
           { label: "Attempt", value: (d) => d.attempt, numeric: true },
           { label: "Outcome", value: (d) => h("span", { class: d.outcome === "delivered" ? "up" : "down" }, d.outcome) },

@@ -8,7 +8,7 @@ import type { Page, PageContext } from "../app";
 import { drawAnswer } from "../answer";
 import { disposeCharts } from "../charts";
 import { failure, fmt, h, loading, panel } from "../dom";
-import { exportButtons, loadCatalogue, postPreview, type Catalogue, type Query, type Report, type ReportDef, type Sharing, type Version } from "../saved";
+import { exportButtons, loadCatalogue, postPreview, type Catalogue, type Query, type Report, type ReportDef, type ReportVersion, type Sharing } from "../saved";
 
 const FILTERABLE_ROWS = 4;
 
@@ -71,7 +71,7 @@ async function builder(ctx: PageContext, cat: Catalogue) {
   };
   const refreshVersions = async () => {
     if (!report) return versions.replaceChildren(h("p", { class: "muted" }, "Save the report to keep its versions."));
-    const list = await get<{ versions: Version<ReportDef>[] }>(`/reports/${report.id}/versions`);
+    const list = await get<{ versions: ReportVersion[] }>(`/reports/${report.id}/versions`);
     versions.replaceChildren(
       h(
         "ol",
@@ -81,7 +81,7 @@ async function builder(ctx: PageContext, cat: Catalogue) {
             "li",
             { "data-testid": `version-${v.version}` },
             h("strong", {}, `v${v.version}`),
-            ` ${v.report?.name ?? ""} · ${v.author} · ${v.created_at.slice(0, 16).replace("T", " ")}`,
+            ` ${v.report?.name ?? ""} · ${v.author} · ${(v.created_at ?? "").slice(0, 16).replace("T", " ")}`,
             report!.can_edit && v.version !== report!.version ? h("button", { type: "button", class: "small", "data-testid": `restore-${v.version}`, onclick: () => restore(v.version) }, "Restore") : null,
           ),
         ),
@@ -193,7 +193,7 @@ async function builder(ctx: PageContext, cat: Catalogue) {
     const viewControls =
       isView && view
         ? [
-            field("View", select("builder-view", def.view, cat.views.map((v): [string, string] => [v.name, fmt.label(v.name)]), (v) => set((d) => ((d.view = v), (d.params = {})), true))),
+            field("View", select("builder-view", def.view ?? undefined, cat.views.map((v): [string, string] => [v.name, fmt.label(v.name)]), (v) => set((d) => ((d.view = v), (d.params = {})), true))),
             h(
               "div",
               { class: "row" },

@@ -1,30 +1,11 @@
-import { apiUrl, get, latest, type Params } from "../api";
+import { apiUrl, get, latest, type Params, type Schemas } from "../api";
 import { nameOf, type Page, type PageContext } from "../app";
 import { empty, failure, fill, fmt, h, isNum, loading, panel, table } from "../dom";
 import { DIMENSIONS, includesToday, rangeParams } from "../filters";
 import { onStatus } from "../live";
 
-interface Call {
-  call_id: string;
-  agent_id: string;
-  team_id: string | null;
-  campaign_id: string | null;
-  lead_source: string | null;
-  direction: string;
-  disposition: string;
-  disposition_category: string | null;
-  started_at: string;
-  talk_seconds: number | null;
-  analysis: Record<string, unknown> | null;
-}
-
-interface CallDetail extends Call {
-  contact_id: string | null;
-  ended_at: string | null;
-  wait_seconds: number | null;
-  wrap_seconds: number | null;
-  versions: { event_id: string; type: string; received_at: string; current: boolean; event: Record<string, unknown> }[];
-}
+type Call = Schemas["Call"];
+type CallDetail = Schemas["CallDetail"];
 
 /** Drill-down parameters beyond the filter bar's that a chart may add. */
 const EXTRA = ["disposition_category", "hour_of_day", "day_of_week", "direction", "list", "channel", "score_range"];
@@ -141,7 +122,7 @@ function showDetail(target: HTMLElement, id: string, ctx: PageContext) {
   target.replaceChildren(panel(`Call ${id}`, body, close, "wide"));
   fill(body, async () => {
     const c = await get<CallDetail>(`/calls/${encodeURIComponent(id)}`);
-    const a = c.analysis ?? {};
+    const a = c.analysis;
     const fact = (label: string, value: unknown) => h("div", { class: "fact" }, h("span", {}, label), h("strong", {}, String(value ?? "—")));
     return [
       h(
@@ -160,7 +141,7 @@ function showDetail(target: HTMLElement, id: string, ctx: PageContext) {
         fact("Talk", fmt.duration(c.talk_seconds)),
         fact("Wrap-up", fmt.duration(c.wrap_seconds)),
       ),
-      c.analysis
+      a
         ? h(
             "div",
             { class: "facts" },

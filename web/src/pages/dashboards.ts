@@ -4,12 +4,12 @@
 
 import { GridStack, type GridStackNode } from "gridstack";
 import "gridstack/dist/gridstack.min.css";
-import { get, latest, post, put, type Params } from "../api";
+import { get, latest, post, put, type Params, type Schemas } from "../api";
 import type { Page, PageContext } from "../app";
 import { drawAnswer } from "../answer";
 import { failure, fmt, h, loading, panel } from "../dom";
 import { DIMENSIONS, rangeParams } from "../filters";
-import { exportButtons, loadCatalogue, viewAnswer, type Catalogue, type Dashboard, type Report, type Version, type Widget } from "../saved";
+import { exportButtons, loadCatalogue, viewAnswer, type Catalogue, type Dashboard, type Report, type Widget } from "../saved";
 
 function render(ctx: PageContext) {
   ctx.root.replaceChildren(loading());
@@ -19,7 +19,7 @@ function render(ctx: PageContext) {
 }
 
 async function dashboards(ctx: PageContext, cat: Catalogue) {
-  const [{ dashboards: list }, { reports }] = await Promise.all([get<{ dashboards: Dashboard[] }>("/dashboards"), get<{ reports: Report[] }>("/reports")]);
+  const [{ dashboards: list }, { reports }] = await Promise.all([get<Schemas["Dashboards"]>("/dashboards"), get<{ reports: Report[] }>("/reports")]);
   const id = ctx.params.get("id") ?? list[0]?.id;
   const open = (d: string) => ctx.navigate(`/dashboards?id=${encodeURIComponent(d)}`);
   const name = h("input", { "data-testid": "dashboard-new-name", placeholder: "New dashboard's name" });
@@ -51,7 +51,7 @@ async function dashboards(ctx: PageContext, cat: Catalogue) {
   // Every save is a version kept by the server; an editor restores one as the next version.
   const versions = h("div", { class: "versions", "data-testid": "dashboard-versions" });
   const refreshVersions = async () => {
-    const { versions: list } = await get<{ versions: Version<Dashboard>[] }>(`/dashboards/${encodeURIComponent(board.id)}/versions`);
+    const { versions: list } = await get<Schemas["DashboardVersions"]>(`/dashboards/${encodeURIComponent(board.id)}/versions`);
     versions.replaceChildren(
       h(
         "ol",
@@ -61,7 +61,7 @@ async function dashboards(ctx: PageContext, cat: Catalogue) {
             "li",
             { "data-testid": `dashboard-version-${v.version}` },
             h("strong", {}, `v${v.version}`),
-            ` ${v.dashboard?.widgets?.length ?? 0} widgets · ${v.author} · ${v.created_at.slice(0, 16).replace("T", " ")}`,
+            ` ${v.dashboard?.widgets?.length ?? 0} widgets · ${v.author} · ${(v.created_at ?? "").slice(0, 16).replace("T", " ")}`,
             board.can_edit && v.version !== board.version
               ? h("button", { type: "button", class: "small", "data-testid": `dashboard-restore-${v.version}`, onclick: () => restore(v.version) }, "Restore")
               : null,

@@ -1,21 +1,11 @@
 // Imports (SPEC §11): upload a CDR file or a dialer's CSV export; it becomes a job on the
 // server, whose progress (bytes read) and summary this page shows until it is done.
 
-import { get, upload } from "../api";
+import { get, upload, type Schemas } from "../api";
 import type { Page, PageContext } from "../app";
 import { fill, fmt, h, panel, table } from "../dom";
 
-interface ImportJob {
-  id: string;
-  status: "queued" | "running" | "succeeded" | "failed";
-  name: string | null;
-  format: string;
-  progress: { done: number; total: number };
-  created_at: string;
-  summary: { lines: number; accepted: number; duplicates: number; rejected: number } | null;
-  rejects_url: string | null;
-  error: string | null;
-}
+type ImportJob = Schemas["ImportJob"];
 
 const FORMATS = [
   ["asterisk-cdr", "Asterisk CDR (Master.csv)"],
@@ -25,7 +15,8 @@ const FORMATS = [
 ];
 
 function progress(job: ImportJob): HTMLElement {
-  const share = job.progress.total > 0 ? Math.min(1, job.progress.done / job.progress.total) : 0;
+  const total = job.progress.total ?? 0;
+  const share = total > 0 ? Math.min(1, job.progress.done / total) : 0;
   const bar = h("progress", { max: 1, value: job.status === "succeeded" ? 1 : share, "data-testid": "import-progress" });
   return h("span", {}, bar, ` ${Math.round((job.status === "succeeded" ? 1 : share) * 100)}%`);
 }
@@ -63,8 +54,8 @@ function render(ctx: PageContext) {
         r.imports,
         [
           { label: "File", value: (j) => j.name ?? j.id },
-          { label: "Format", value: (j) => j.format },
-          { label: "Started", value: (j) => new Date(j.created_at).toLocaleString() },
+          { label: "Format", value: (j) => j.format ?? "—" },
+          { label: "Started", value: (j) => (j.created_at ? new Date(j.created_at).toLocaleString() : "—") },
           { label: "Progress", value: progress },
           { label: "Outcome", value: outcome },
         ],

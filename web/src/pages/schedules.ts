@@ -5,57 +5,17 @@
 // pause and resume act on it; a schedule's runs (status, when, attempts, recipients, size,
 // error) are its history.
 
-import { del, get, post, put } from "../api";
+import { del, get, post, put, type Schemas } from "../api";
 import type { Page, PageContext } from "../app";
 import { fill, fmt, h, panel, table } from "../dom";
 import { loadCatalogue, type Report, type ViewInfo } from "../saved";
 
-type Recipient = string | { team: string };
-
-interface Recurrence {
-  frequency: string;
-  time?: string;
-  timezone: string;
-  days?: string[];
-  day_of_month?: number | "last";
-  cron?: string;
-}
-
+type Recipient = Schemas["Recipient"];
+type Recurrence = Schemas["Recurrence"];
 /** What the server stores and accepts (its PUT replaces the whole body). */
-interface ScheduleDef {
-  name: string;
-  description?: string;
-  report_id?: string;
-  view?: string;
-  params?: Record<string, string>;
-  recurrence: Recurrence;
-  recipients: Recipient[];
-  format: string;
-  paused?: boolean;
-  webhook_id?: string | null;
-}
-
-interface Schedule extends ScheduleDef {
-  id: string;
-  owner: string;
-  can_edit: boolean;
-  /** When it runs next (RFC 3339); null while paused. */
-  next_run: string | null;
-}
-
-interface Run {
-  id: string;
-  scheduled_for: string;
-  late: boolean;
-  status: "pending" | "running" | "succeeded" | "failed";
-  attempts: number;
-  started: string | null;
-  finished: string | null;
-  recipients: string[];
-  size: number | null;
-  error: string | null;
-  next_attempt: string | null;
-}
+type ScheduleDef = Schemas["ScheduleDef"];
+type Schedule = Schemas["Schedule"];
+type Run = Schemas["RunAnswer"];
 
 const DEF_FIELDS: (keyof ScheduleDef)[] = ["name", "description", "report_id", "view", "params", "recurrence", "recipients", "format", "paused", "webhook_id"];
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];

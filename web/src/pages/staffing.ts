@@ -3,60 +3,17 @@
 // forecast's backtest against seasonal naive. Every number is the server's
 // (/analytics/forecast, /analytics/staffing); the page only draws them.
 
-import { get, latest } from "../api";
+import { get, latest, type Schemas } from "../api";
 import { choice, type Page, type PageContext } from "../app";
 import { chart } from "../charts";
 import { fill, fmt, h, isNum, panel, table } from "../dom";
 import type { Filters } from "../filters";
 
-interface Slot {
-  start: string;
-  forecast_calls: number;
-  forecast_low: number;
-  forecast_high: number;
-  reforecast_calls: number | null;
-  actual_calls: number | null;
-  aht_seconds: number | null;
-  agents: number;
-  scheduled_agents: number;
-  agents_online: number | null;
-  service_level: number;
-  asa_seconds: number | null;
-  occupancy: number;
-  abandon_rate: number | null;
-}
-
-/** The callers' mean patience behind Erlang A: estimated from the calls (abandons and total wait) unless given. */
-interface Patience {
-  seconds: number | null;
-  source: "data" | "parameter" | "none";
-  abandoned_calls?: number;
-}
-
-interface StaffingView {
-  date: string;
-  model: string;
-  patience: Patience;
-  holiday: boolean;
-  intervals: Slot[];
-  totals: { forecast_calls: number; reforecast_calls: number | null; actual_calls: number | null; peak_agents: number; peak_scheduled_agents: number };
-}
-
-interface Backtest {
-  weeks: number;
-  wape: number | null;
-  mase: number | null;
-  baseline_wape: number | null;
-  baseline_mase: number | null;
-  interval_coverage: number | null;
-  beats_baseline: boolean | null;
-}
-
-interface ForecastView {
-  interval_level: number;
-  days: { date: string; holiday: boolean; calls: number; intervals: { start: string; calls: number; low: number; high: number }[] }[];
-  backtest: Backtest;
-}
+type Slot = Schemas["StaffingInterval"];
+type StaffingView = Schemas["StaffingView"];
+type ForecastView = Schemas["ForecastView"];
+type Backtest = Schemas["Backtest"];
+type Patience = Schemas["Patience"];
 
 /** The service target's inputs, kept in the URL like every choice. */
 const TARGET_INPUTS: [string, string, string][] = [

@@ -14,9 +14,149 @@ use dialboard_engine::alerting::AlertDef;
 use dialboard_engine::FieldError;
 use dialboard_store::alerting::{self, Alert};
 use dialboard_store::Scope;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// An alert's definition (`dialboard_engine::alerting::AlertDef`, as the API takes and shows
+/// it); fields with a default may be left out of a request.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AlertDefinition {
+    pub name: String,
+    /// One of `/catalogue`'s measures.
+    pub measure: String,
+    /// `tenant`, `team`, `agent`, `campaign` or `each_agent_of_team`.
+    pub scope: String,
+    /// The team, agent or campaign (none for the tenant).
+    #[schema(required = false)]
+    pub scope_id: Option<String>,
+    /// The window: the last `window_minutes`, ending now.
+    pub window_minutes: i64,
+    /// `above`, `below`, `rises_by` or `falls_by`.
+    pub condition: String,
+    pub threshold: f64,
+    /// Where it recovers (default: the threshold).
+    #[schema(required = false)]
+    pub recovery_threshold: Option<f64>,
+    /// For `rises_by` / `falls_by`: `previous_window` or `week_before`.
+    #[schema(required = false)]
+    pub compare_to: Option<String>,
+    /// `percent` (default) or `points`.
+    #[schema(required = false)]
+    pub change_unit: String,
+    /// Below this volume in the window (of `volume_measure`), nothing is decided.
+    #[schema(required = false)]
+    pub min_volume: f64,
+    #[schema(required = false)]
+    pub volume_measure: String,
+    /// After firing, it does not fire again for this long.
+    #[schema(required = false)]
+    pub rearm_minutes: i64,
+    #[schema(required = false)]
+    pub emails: Vec<String>,
+    /// The webhook endpoints notified.
+    #[schema(required = false)]
+    pub webhook_ids: Vec<String>,
+    #[schema(required = false)]
+    pub enabled: bool,
+}
+
+/// One subject's state (the scope itself, or one agent of a team).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SubjectState {
+    pub firing: bool,
+    /// RFC 3339.
+    #[schema(required = true)]
+    pub last_fired_at: Option<String>,
+    /// When it last changed.
+    #[schema(required = true)]
+    pub since: Option<String>,
+    pub subject: String,
+}
+
+/// An alert as the API shows it: its definition's fields, and its owner, states, and
+/// whether the caller may change it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertAnswer {
+    #[serde(flatten)]
+    #[schema(value_type = AlertDefinition)]
+    pub definition: Value,
+    pub can_edit: bool,
+    #[schema(required = true)]
+    pub created_at: Option<String>,
+    /// Whether any subject is firing.
+    pub firing: bool,
+    pub id: String,
+    pub owner: String,
+    pub states: Vec<SubjectState>,
+    #[schema(required = true)]
+    pub updated_at: Option<String>,
+}
+
+/// `GET /alerts`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertsAnswer {
+    pub alerts: Vec<AlertAnswer>,
+}
+
+/// A firing or recovery, as the evaluator recorded it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AlertEvent {
+    pub alert_id: String,
+    pub alert_name: String,
+    /// `fired` or `recovered`.
+    pub kind: String,
+    /// RFC 3339.
+    pub at: String,
+    pub measure: String,
+    pub condition: String,
+    #[schema(required = true)]
+    pub value: Option<f64>,
+    /// What was compared with the threshold (the value, or its change).
+    #[schema(required = true)]
+    pub compared: Option<f64>,
+    pub threshold: f64,
+    pub volume: f64,
+    /// The comparison window's value, for `rises_by` / `falls_by`.
+    #[schema(required = true)]
+    pub base_value: Option<f64>,
+    #[schema(required = true)]
+    pub agent_id: Option<String>,
+    #[schema(required = true)]
+    pub team_id: Option<String>,
+    #[schema(required = true)]
+    pub campaign_id: Option<String>,
+    /// The window read: `start` and `end`, RFC 3339.
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
+    pub window: Value,
+}
+
+/// `GET /alerts/{id}/events`: newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertEventsAnswer {
+    #[schema(value_type = Vec<AlertEvent>)]
+    pub events: Vec<Value>,
+}
+
+/// A coaching rule as an alert to create.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AlertTemplate {
+    pub key: String,
+    pub name: String,
+    pub suggested_action: String,
+    pub alert: AlertDefinition,
+}
+
+/// `GET /alerts/templates`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertTemplatesAnswer {
+    #[schema(value_type = Vec<AlertTemplate>)]
+    pub templates: Vec<Value>,
+}
 
 fn millis(ms: i64) -> Value {
     jiff::Timestamp::from_millisecond(ms).map_or(Value::Null, |t| json!(t.to_string()))
@@ -57,22 +197,26 @@ async fn checked(state: &AppState, principal: &Principal, body: &[u8]) -> Result
 }
 
 /// An alert as the API shows it: its definition, id, owner, and its subjects' states.
-fn alert_json(principal: &Principal, alert: &Alert, states: &[alerting::AlertState]) -> Value {
-    let mut out = alert.body["definition"].clone();
-    out["id"] = json!(alert.id);
-    out["owner"] = json!(alert.owner);
-    out["created_at"] = millis(alert.created_at);
-    out["updated_at"] = millis(alert.updated_at);
-    out["can_edit"] = json!(may_change(principal, alert));
-    out["firing"] = json!(states.iter().any(|s| s.firing));
-    out["states"] = json!(states
-        .iter()
-        .map(
-            |s| json!({"subject": s.subject, "firing": s.firing, "since": millis(s.changed_at),
-            "last_fired_at": s.last_fired_at.map(millis)})
-        )
-        .collect::<Vec<_>>());
-    out
+fn alert_json(principal: &Principal, alert: &Alert, states: &[alerting::AlertState]) -> AlertAnswer {
+    let millis = |ms: i64| millis(ms).as_str().map(str::to_string);
+    AlertAnswer {
+        definition: alert.body["definition"].clone(),
+        can_edit: may_change(principal, alert),
+        created_at: millis(alert.created_at),
+        firing: states.iter().any(|s| s.firing),
+        id: alert.id.clone(),
+        owner: alert.owner.clone(),
+        states: states
+            .iter()
+            .map(|s| SubjectState {
+                firing: s.firing,
+                last_fired_at: s.last_fired_at.and_then(millis),
+                since: millis(s.changed_at),
+                subject: s.subject.clone(),
+            })
+            .collect(),
+        updated_at: millis(alert.updated_at),
+    }
 }
 
 /// The alert, if the caller may see it (an alert about a scope they may not watch is absent).
@@ -95,7 +239,7 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Body(body): Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<AlertAnswer>), ApiError> {
     let def = checked(&state, &principal, &body).await?;
     let now = crate::jobs::now_ms();
     let alert = Alert {
@@ -119,7 +263,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(alert_json(&principal, &alert, &[]))))
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<AlertsAnswer>, ApiError> {
     principal.require(Scope::Read)?;
     let tenant_id = principal.tenant_id;
     let all = alerting::run(&*state.store, move |db| alerting::alerts(db, tenant_id)).await?;
@@ -131,14 +275,14 @@ pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> R
             out.push(alert_json(&principal, &alert, &states));
         }
     }
-    Ok(Json(json!({"alerts": out})))
+    Ok(Json(AlertsAnswer { alerts: out }))
 }
 
 pub async fn get(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertAnswer>, ApiError> {
     let alert = visible(&state, &principal, &id).await?;
     let states = states(&state, principal.tenant_id, &id).await?;
     Ok(Json(alert_json(&principal, &alert, &states)))
@@ -150,7 +294,7 @@ pub async fn replace(
     principal: Principal,
     Path(id): Path<String>,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertAnswer>, ApiError> {
     let alert = visible(&state, &principal, &id).await?;
     if !may_change(&principal, &alert) {
         return Err(super::auth::forbidden(
@@ -220,14 +364,14 @@ pub async fn events(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertEventsAnswer>, ApiError> {
     let alert = visible(&state, &principal, &id).await?;
     let (tenant_id, alert_id) = (principal.tenant_id, alert.id.clone());
     let events = alerting::run(&*state.store, move |db| {
         alerting::alert_events(db, tenant_id, &alert_id, 1000)
     })
     .await?;
-    Ok(Json(json!({"events": events})))
+    Ok(Json(AlertEventsAnswer { events }))
 }
 
 /// The coaching rules as alert templates over each agent of `team` (when given).
@@ -235,11 +379,11 @@ pub async fn templates(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertTemplatesAnswer>, ApiError> {
     principal.require(Scope::Read)?;
     let tenant = state.store.tenant(principal.tenant_id).await?;
     let team = params.get("team").map(String::as_str);
-    Ok(Json(
-        json!({"templates": crate::alerts::templates(&tenant.settings.coaching, team)}),
-    ))
+    Ok(Json(AlertTemplatesAnswer {
+        templates: crate::alerts::templates(&tenant.settings.coaching, team),
+    }))
 }

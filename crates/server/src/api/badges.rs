@@ -20,6 +20,35 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// A badge a rep holds or earns now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct EarnedBadge {
+    pub badge: String,
+    #[schema(required = true)]
+    pub name: Option<String>,
+    /// The period it is for (a date, a week, a month).
+    pub period: String,
+    /// RFC 3339, once recorded and announced.
+    #[schema(required = true)]
+    pub awarded_at: Option<String>,
+}
+
+/// `GET /analytics/badges/{agent_id}` (the handler writes it as JSON).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BadgesView {
+    pub agent_id: String,
+    #[schema(required = true)]
+    pub agent_name: Option<String>,
+    pub daily_goal: u32,
+    pub goal_streak_days: u32,
+    pub badges: Vec<EarnedBadge>,
+    /// The tenant's badge rules.
+    #[schema(value_type = Vec<std::collections::BTreeMap<String, serde_json::Value>>)]
+    pub rules: Vec<serde_json::Value>,
+}
+
 pub fn routes(api: Routes) -> Routes {
     api.add(
         "/analytics/badges/{agent_id}",
@@ -28,7 +57,8 @@ pub fn routes(api: Routes) -> Routes {
             "get",
             "read",
             "a rep's streak at the daily goal and the badges the tenant's rules award them",
-        )],
+        )
+        .answers(super::openapi::answer::<BadgesView>())],
     )
 }
 

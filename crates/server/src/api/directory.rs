@@ -6,31 +6,109 @@ use super::auth::Principal;
 use super::error::{ApiError, Body, Code};
 use super::AppState;
 use crate::access::audit;
-use crate::directory::{apply_settings, settings_json, validate_entry};
+use crate::directory::{apply_settings, validate_entry};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use dialboard_engine::FieldError;
-use dialboard_store::{DirectoryKind, Scope};
+use dialboard_store::{DirectoryKind, Scope, TenantSettings};
+use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// The tenant's settings as the API shows them (`GET`/`PUT /settings`); the zone cells are
+/// kept in and what purges removed are the store's own. Fields in name order, as the JSON
+/// object the API answered before it was typed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SettingsAnswer {
+    /// The tenant's badge rules; absent for the defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<std::collections::BTreeMap<String, serde_json::Value>>>)]
+    pub badges: Option<Vec<dialboard_engine::gamification::Badge>>,
+    /// Rate thresholds of the coaching rules, by name.
+    #[schema(value_type = BTreeMap<String, f64>)]
+    pub coaching: dialboard_store::CoachingThresholds,
+    #[schema(value_type = FairRankingAnswer)]
+    pub fair_ranking: dialboard_store::FairRanking,
+    /// Local dates (`YYYY-MM-DD`), sorted.
+    pub holidays: Vec<String>,
+    pub leaderboard_privacy: bool,
+    /// Days (or hours) each kind of data is kept; `null` keeps it forever.
+    #[schema(value_type = BTreeMap<String, Option<u32>>)]
+    pub retention: dialboard_store::retention::RetentionPolicy,
+    /// The pipeline stages, in funnel order.
+    pub stages: Vec<String>,
+    /// Daily activity targets, by name.
+    #[schema(value_type = BTreeMap<String, f64>)]
+    pub targets: dialboard_store::ActivityTargets,
+    #[schema(value_type = TaxonomyAnswer)]
+    pub taxonomy: dialboard_engine::taxonomy::Taxonomy,
+    /// IANA zone.
+    pub timezone: String,
+}
+
+/// How leaderboards rank reps on rates (SPEC §14).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FairRankingAnswer {
+    /// Reps with fewer calls are ranked as uncertain.
+    pub min_calls: u32,
+    /// Rank by the shrunk (empirical-Bayes) rate rather than the raw one.
+    pub by_shrunk: bool,
+}
+
+/// The disposition taxonomy (what `taxonomy` is in settings).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaxonomyAnswer {
+    /// `[category, [disposition, …]]`, in display order.
+    #[schema(value_type = Vec<(String, Vec<String>)>)]
+    pub categories: Vec<(String, Vec<String>)>,
+    /// Dispositions that count as meetings booked.
+    pub meeting: Vec<String>,
+    /// Dispositions that count toward the positive disposition rate.
+    pub positive: Vec<String>,
+    /// Dispositions that count as voicemails.
+    pub voicemail: Vec<String>,
+}
+
+impl From<TenantSettings> for SettingsAnswer {
+    fn from(s: TenantSettings) -> SettingsAnswer {
+        SettingsAnswer {
+            badges: s.badges,
+            coaching: s.coaching,
+            fair_ranking: s.fair_ranking,
+            holidays: s.holidays,
+            leaderboard_privacy: s.leaderboard_privacy,
+            retention: s.retention,
+            stages: s.stages,
+            targets: s.targets,
+            taxonomy: s.taxonomy,
+            timezone: s.timezone,
+        }
+    }
+}
 
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))
 }
 
-pub async fn get_settings(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn get_settings(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+) -> Result<Json<SettingsAnswer>, ApiError> {
     principal.require(Scope::Read)?;
     let tenant = state.store.tenant(principal.tenant_id).await?;
-    Ok(Json(settings_json(&tenant.settings)))
+    Ok(Json(tenant.settings.clone().into()))
 }
 
 pub async fn put_settings(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsAnswer>, ApiError> {
     principal.require(Scope::Admin)?;
     let change = json_body(&body)?;
     let tenant = state.store.tenant(principal.tenant_id).await?;
@@ -47,7 +125,7 @@ pub async fn put_settings(
         json!({"fields": fields}),
     )
     .await?;
-    Ok(Json(settings_json(&updated.settings)))
+    Ok(Json(updated.settings.clone().into()))
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -63,17 +141,73 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An agent of the directory, as `validate_entry` accepts it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentEntry {
+    pub id: String,
+    pub name: String,
+    pub team_id: Option<String>,
+    pub avatar_url: Option<String>,
+    /// Meetings a day the rep aims at.
+    pub daily_goal: Option<u32>,
+    /// Out of public leaderboards: colleagues do not see them.
+    pub leaderboard_opt_out: Option<bool>,
+}
+
+/// A team of the directory, as `validate_entry` accepts it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TeamEntry {
+    pub id: String,
+    pub name: String,
+    /// The team's own daily activity targets (else the tenant's), by name.
+    pub targets: Option<BTreeMap<String, f64>>,
+}
+
+/// A campaign of the directory, as `validate_entry` accepts it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignEntry {
+    pub id: String,
+    pub name: String,
+    /// What the campaign cost (for cost per lead and ROI).
+    pub cost: Option<f64>,
+    pub currency: Option<String>,
+}
+
+/// `GET /agents`. Each entry is its stored body (as validated) with its `id`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentsAnswer {
+    #[schema(value_type = Vec<AgentEntry>)]
+    pub agents: Vec<Value>,
+}
+
+/// `GET /teams`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TeamsAnswer {
+    #[schema(value_type = Vec<TeamEntry>)]
+    pub teams: Vec<Value>,
+}
+
+/// `GET /campaigns`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignsAnswer {
+    #[schema(value_type = Vec<CampaignEntry>)]
+    pub campaigns: Vec<Value>,
+}
+
 /// `GET /agents|teams|campaigns`. Under leaderboard privacy an agent sees only its own entry
 /// among agents.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Extension(kind): Extension<DirectoryKind>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
     let entries = entries(&state, &principal, kind).await?;
-    let collection = format!("{}s", kind.as_str());
-    Ok(Json(json!({ collection: entries })))
+    Ok(match kind {
+        DirectoryKind::Agent => Json(AgentsAnswer { agents: entries }).into_response(),
+        DirectoryKind::Team => Json(TeamsAnswer { teams: entries }).into_response(),
+        DirectoryKind::Campaign => Json(CampaignsAnswer { campaigns: entries }).into_response(),
+    })
 }
 
 fn opts_out(agent: &Value) -> bool {

@@ -230,3 +230,12 @@ mod tests {
         );
     }
 }
+
+/// A problem with one field of a request (a `FieldError` as the API shows it).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FieldProblem {
+    /// The field's path (`talk_seconds`, `range.start`, `sharing.users[1]`).
+    pub field: String,
+    pub message: String,
+}

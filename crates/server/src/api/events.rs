@@ -12,8 +12,8 @@ use dialboard_engine::event::{parse_event_text, Event, Owner, ParsedEvent, Rejec
 use dialboard_engine::FieldError;
 use dialboard_store::Scope;
 use serde::de::IgnoredAny;
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -45,12 +45,33 @@ fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Vec<&'a str>, A
     }
 }
 
+/// An event the request carried that was not stored, with why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RejectedEvent {
+    /// Each problem, naming its field.
+    #[schema(value_type = Vec<super::error::FieldProblem>)]
+    pub errors: Vec<FieldError>,
+    /// The event's `id`, when it had one.
+    pub id: Option<String>,
+    /// Its place in the request, from 0.
+    pub index: usize,
+}
+
+/// `POST /events`: how many events were stored, how many were already stored (by id), and
+/// the others with their problems, in request order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IngestAnswer {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<RejectedEvent>,
+}
+
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IngestAnswer>, ApiError> {
     principal.require(Scope::Ingest)?;
     let items = split_body(&headers, &body)?;
     if items.len() > MAX_EVENTS {
@@ -78,23 +99,29 @@ pub async fn ingest(
                 valid.push(event);
                 indexes.push(index);
             }
-            Err((id, errors)) => rejected.push(json!({"index": index, "id": id, "errors": errors})),
+            Err((id, errors)) => rejected.push(RejectedEvent { errors, id, index }),
         }
     }
     // The store may refuse events of any key (a bound key's foreign record, a purged record).
     let ids: Vec<String> = valid.iter().map(|e| e.id.clone()).collect();
     let summary = state.store.ingest(tenant.id, valid).await?;
     for (i, error) in &summary.refused {
-        rejected.push(json!({"index": indexes[*i], "id": ids[*i], "errors": [error]}));
+        rejected.push(RejectedEvent {
+            errors: vec![error.clone()],
+            id: Some(ids[*i].clone()),
+            index: indexes[*i],
+        });
     }
-    rejected.sort_by_key(|r| r["index"].as_u64());
+    rejected.sort_by_key(|r| r.index);
     let m = &state.metrics;
     m.events_accepted.fetch_add(summary.accepted as u64, Relaxed);
     m.events_duplicate.fetch_add(summary.duplicates as u64, Relaxed);
     m.events_rejected.fetch_add(rejected.len() as u64, Relaxed);
-    Ok(Json(
-        json!({"accepted": summary.accepted, "duplicates": summary.duplicates, "rejected": rejected}),
-    ))
+    Ok(Json(IngestAnswer {
+        accepted: summary.accepted,
+        duplicates: summary.duplicates,
+        rejected,
+    }))
 }
 
 /// What a key bound to an agent or a team may send: events of its agent (a team-bound key:

@@ -12,6 +12,7 @@ use axum::response::Response;
 use dialboard_store::Scope;
 use futures_util::{SinkExt, Stream};
 use serde::Deserialize;
+use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,6 +21,83 @@ use std::time::Duration;
 
 /// WebSocket close code "policy violation", sent with the reason when a client is dropped.
 const CLOSE_TOO_SLOW: u16 = 1008;
+
+/// A live feed item: a status change, a pipeline step, a call … (`kind`), when, whose.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ActivityItem {
+    pub kind: String,
+    /// RFC 3339.
+    pub at: String,
+    pub agent_id: Option<String>,
+    pub team_id: Option<String>,
+    pub campaign_id: Option<String>,
+    /// The event's own fields.
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
+    pub detail: serde_json::Value,
+}
+
+/// A message of the live stream (SPEC §6), by `type`. Messages about a scope name it
+/// (`scope`: tenant, team, agent or campaign, and `scope_id`). The client sends
+/// `{"type": "subscribe" | "unsubscribe", "scope", "scope_id"}` over the WebSocket.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum LiveMessage {
+    /// Today's numbers of a scope moved.
+    MetricUpdate {
+        scope: String,
+        scope_id: Option<String>,
+        metrics: dialboard_views::Measures,
+        /// RFC 3339.
+        timestamp: String,
+    },
+    /// New feed items, newest first; `omitted` more were left out.
+    Activity {
+        scope: String,
+        scope_id: Option<String>,
+        items: Vec<ActivityItem>,
+        omitted: usize,
+    },
+    /// A badge awarded to or revoked from a rep.
+    Badge {
+        scope: String,
+        scope_id: Option<String>,
+        /// `awarded` or `revoked`.
+        change: String,
+        badge: String,
+        name: String,
+        agent_id: String,
+        agent_name: String,
+        period: String,
+        at: String,
+    },
+    /// An alert fired or recovered (the event `/alerts/{id}/events` lists).
+    Alert {
+        scope: String,
+        scope_id: Option<String>,
+        alert_id: String,
+        alert_name: String,
+        /// `fired` or `recovered`.
+        kind: String,
+        at: String,
+        measure: String,
+        #[schema(required = true)]
+        value: Option<f64>,
+        threshold: f64,
+    },
+    /// A subscription is in place.
+    Subscribed { scope: String, scope_id: Option<String> },
+    Unsubscribed {
+        scope: String,
+        scope_id: Option<String>,
+        was_subscribed: bool,
+    },
+    /// A client message was refused.
+    Error { code: String, message: String },
+    /// The server ends the stream (a full queue, shutting down).
+    Close { reason: String },
+}
 
 pub async fn websocket(
     State(state): State<Arc<AppState>>,

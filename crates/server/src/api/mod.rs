@@ -105,17 +105,24 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/events",
             post(events::ingest).layer(DefaultBodyLimit::max(events::MAX_BODY_BYTES)),
-            vec![op("post", "ingest", "ingest events: a JSON array or NDJSON (SPEC §3)").body()],
+            vec![op("post", "ingest", "ingest events: a JSON array or NDJSON (SPEC §3)")
+                .body()
+                .answers(openapi::answer::<events::IngestAnswer>())],
         )
         .add(
             "/query",
             post(query::query),
-            vec![op("post", "read", "the general query (SPEC §5)").body()],
+            vec![op("post", "read", "the general query (SPEC §5)")
+                .body()
+                .answers(openapi::answer::<query::QueryAnswer>())],
         )
         .add(
             "/calls",
             get(query::calls),
-            vec![op("get", "read", "raw calls behind any view, newest first; with format=csv|xlsx|pdf every matching row (202 and an export job past 100,000)").params(&[SHARED, "cursor", "limit", "format"])],
+            vec![op("get", "read", "raw calls behind any view, newest first; with format=csv|xlsx|pdf every matching row (202 and an export job past 100,000)").params(&[SHARED, "cursor", "limit"])
+                .files()
+                .answers(openapi::answer::<query::CallsPage>())
+                .or_job(openapi::answer::<exports::ExportJob>())],
         )
         .add(
             "/exports",
@@ -123,7 +130,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             vec![
                 op("get", "read", "the caller's export jobs (an admin's: the tenant's)")
                     .answers(openapi::answer::<exports::ExportJobs>()),
-                op("post", "read", "queue an export job: {source, format, query}").body(),
+                op("post", "read", "queue an export job: {source, format, query}")
+                    .body()
+                    .status(202)
+                    .answers(openapi::answer::<exports::ExportJob>()),
             ],
         )
         .add(
@@ -131,7 +141,9 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(imports::list).post(imports::create),
             vec![
                 op("get", "ingest", "the caller's import jobs (an admin's: the tenant's)").answers(openapi::answer::<imports::ImportJobs>()),
-                op("post", "ingest", "upload a file to import as a job: the body is the file; format, timezone, utc, columns, template, map_disposition, map_agent, inbound_context, outbound_context and name as `dialboard import` takes them").params(&["format", "timezone", "utc", "columns", "template", "map_disposition", "map_agent", "inbound_context", "outbound_context", "name"]).body(),
+                op("post", "ingest", "upload a file to import as a job: the body is the file; format, timezone, utc, columns, template, map_disposition, map_agent, inbound_context, outbound_context and name as `dialboard import` takes them").params(&["format", "timezone", "utc", "columns", "template", "map_disposition", "map_agent", "inbound_context", "outbound_context", "name"]).body()
+                    .status(202)
+                    .answers(openapi::answer::<imports::ImportJob>()),
             ],
         )
         .add(
@@ -142,7 +154,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/imports/{id}/rejects",
             get(imports::rejects),
-            vec![op("get", "ingest", "an import's rejected rows as CSV: line, reason, text")],
+            vec![op("get", "ingest", "an import's rejected rows as CSV: line, reason, text").media("text/csv")],
         )
         .add(
             "/exports/{id}",
@@ -153,12 +165,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .add(
             "/exports/{id}/file",
             get(exports::file),
-            vec![op("get", "read", "a finished export's file, until it expires")],
+            vec![op("get", "read", "a finished export's file, until it expires").file()],
         )
         .add(
             "/calls/{call_id}",
             get(query::call),
-            vec![op("get", "read", "one call with its analysis and versions")],
+            vec![op("get", "read", "one call with its analysis and versions").answers(openapi::answer::<query::CallDetail>())],
         )
         .add(
             "/live",
@@ -167,22 +179,27 @@ pub fn app(state: Arc<AppState>) -> Router {
                 "get",
                 "read",
                 "WebSocket of live metric updates and activity (SPEC §6)",
-            )],
+            )
+            .upgrade(openapi::answer::<live::LiveMessage>())],
         )
         .add(
             "/live/sse",
             get(live::sse),
-            vec![op("get", "read", "the live stream as Server-Sent Events").params(&["scope", "scope_id"])],
+            vec![op("get", "read", "the live stream as Server-Sent Events: each event's data is a message")
+                .params(&["scope", "scope_id"])
+                .stream("text/event-stream", openapi::answer::<live::LiveMessage>())],
         )
         .add(
             "/auth/login",
             post(session::login).layer(DefaultBodyLimit::max(session::MAX_LOGIN_BODY_BYTES)),
-            vec![op("post", "public", "log in: sets the session cookie").body()],
+            vec![op("post", "public", "log in: sets the session cookie")
+                .body()
+                .answers(openapi::answer::<session::LoginAnswer>())],
         )
         .add(
             "/auth/logout",
             post(session::logout),
-            vec![op("post", "read", "end the session")],
+            vec![op("post", "read", "end the session").no_content()],
         )
         .add(
             "/auth/password",
@@ -192,7 +209,8 @@ pub fn app(state: Arc<AppState>) -> Router {
                 "read",
                 "the signed-in user changes their own password ({\"current_password\", \"new_password\"}); their other sessions end",
             )
-            .body()],
+            .body()
+            .no_content()],
         )
         .add(
             "/auth/me",
@@ -201,38 +219,39 @@ pub fn app(state: Arc<AppState>) -> Router {
                 "get",
                 "read",
                 "the caller's identity, role and reach; without a credential, 200 with {\"user\": null} (signed out); 401 for an unknown key or an ended session",
-            )],
+            )
+            .answers(openapi::answer::<session::MeAnswer>())],
         )
         .add(
             "/users",
             get(admin::list_users).post(admin::add_user),
             vec![
                 op("get", "admin", "list users").answers(openapi::answer::<admin::UsersAnswer>()),
-                op("post", "admin", "add a user").body().answers(openapi::answer::<admin::UserAnswer>()),
+                op("post", "admin", "add a user").body().status(201).answers(openapi::answer::<admin::UserAnswer>()),
             ],
         )
         .add(
             "/users/{id}",
             delete(admin::delete_user),
-            vec![op("delete", "admin", "delete a user and end their sessions")],
+            vec![op("delete", "admin", "delete a user and end their sessions").no_content()],
         )
         .add(
             "/users/{id}/password",
             put(admin::reset_password),
-            vec![op("put", "admin", "set a user's password ({\"password\"}); their sessions end").body()],
+            vec![op("put", "admin", "set a user's password ({\"password\"}); their sessions end").body().no_content()],
         )
         .add(
             "/keys",
             get(admin::list_keys).post(admin::add_key),
             vec![
                 op("get", "admin", "list API keys").answers(openapi::answer::<admin::KeysAnswer>()),
-                op("post", "admin", "create an API key (shown once)").body().answers(openapi::answer::<admin::NewKeyAnswer>()),
+                op("post", "admin", "create an API key (shown once)").body().status(201).answers(openapi::answer::<admin::NewKeyAnswer>()),
             ],
         )
         .add(
             "/keys/{id}",
             delete(admin::revoke_key),
-            vec![op("delete", "admin", "revoke an API key")],
+            vec![op("delete", "admin", "revoke an API key").no_content()],
         )
         .add(
             "/audit",
@@ -243,49 +262,74 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/settings",
             get(directory::get_settings).put(directory::put_settings),
             vec![
-                op("get", "read", "tenant settings"),
-                op("put", "admin", "change settings (only the fields given)").body(),
+                op("get", "read", "tenant settings").answers(openapi::answer::<directory::SettingsAnswer>()),
+                op("put", "admin", "change settings (only the fields given)")
+                    .body()
+                    .answers(openapi::answer::<directory::SettingsAnswer>()),
             ],
         )
         .add(
             "/retention/dry-run",
             get(retention::dry_run),
-            vec![op("get", "admin", "what a purge now would delete, by kind, and before when")],
+            vec![op("get", "admin", "what a purge now would delete, by kind, and before when")
+                .answers(openapi::answer::<crate::retention::DryRun>())],
         )
         .add(
             "/retention/purge",
             post(retention::purge),
-            vec![op("post", "admin", "queue a purge by the tenant's retention policy now (a job)")],
+            vec![op("post", "admin", "queue a purge by the tenant's retention policy now (a job)")
+                .status(202)
+                .answers(openapi::answer::<retention::JobAnswer>())],
         )
         .add(
             "/retention/purges",
             get(retention::purges),
-            vec![op("get", "admin", "the tenant's purge jobs, newest first")],
+            vec![op("get", "admin", "the tenant's purge jobs, newest first").answers(openapi::answer::<retention::PurgesAnswer>())],
         )
         .add(
             "/contacts/{id}",
             delete(retention::erase_contact),
-            vec![op("delete", "admin", "erase a contact's personal data from every stored event; metrics stay")],
+            vec![op("delete", "admin", "erase a contact's personal data from every stored event; metrics stay")
+                .answers(openapi::answer::<retention::ErasedAnswer>())],
         );
     // Each collection's routes carry its kind, so one set of handlers serves all three.
+    use openapi::answer;
     let api = [
-        ("/agents", "/agents/{id}", DirectoryKind::Agent),
-        ("/teams", "/teams/{id}", DirectoryKind::Team),
-        ("/campaigns", "/campaigns/{id}", DirectoryKind::Campaign),
+        (
+            "/agents",
+            "/agents/{id}",
+            DirectoryKind::Agent,
+            answer::<directory::AgentsAnswer>(),
+            answer::<directory::AgentEntry>(),
+        ),
+        (
+            "/teams",
+            "/teams/{id}",
+            DirectoryKind::Team,
+            answer::<directory::TeamsAnswer>(),
+            answer::<directory::TeamEntry>(),
+        ),
+        (
+            "/campaigns",
+            "/campaigns/{id}",
+            DirectoryKind::Campaign,
+            answer::<directory::CampaignsAnswer>(),
+            answer::<directory::CampaignEntry>(),
+        ),
     ]
     .into_iter()
-    .fold(api, |api, (collection, entry, kind)| {
+    .fold(api, |api, (collection, entry, kind, list, one)| {
         api.add(
             collection,
             get(directory::list).layer(Extension(kind)),
-            vec![op("get", "read", "list the directory's entries")],
+            vec![op("get", "read", "list the directory's entries").answers(list)],
         )
         .add(
             entry,
             put(directory::put).delete(directory::remove).layer(Extension(kind)),
             vec![
-                op("put", "admin", "create or replace an entry").body(),
-                op("delete", "admin", "delete an entry"),
+                op("put", "admin", "create or replace an entry").body().answers(one),
+                op("delete", "admin", "delete an entry").no_content(),
             ],
         )
     });
@@ -437,130 +481,188 @@ fn saved_routes(api: Routes) -> Routes {
         .add(
             "/catalogue",
             get(catalogue::catalogue),
-            vec![op("get", "read", "what questions are made of: measures, dimensions, granularities, presets, comparisons, visualizations, views")],
+            vec![op("get", "read", "what questions are made of: measures, dimensions, granularities, presets, comparisons, visualizations, views")
+                .answers(openapi::answer::<catalogue::Catalogue>())],
         )
         .add(
             "/reports/preview",
             post(reports::preview),
-            vec![op("post", "read", "an unsaved report's answer, with the caller's reach (the builder's preview); with format=csv|xlsx|pdf, as a file").params(&["format"]).body()],
+            vec![op("post", "read", "an unsaved report's answer, with the caller's reach (the builder's preview); with format=csv|xlsx|pdf, as a file")
+                .body()
+                .files()
+                .answers(openapi::answer::<reports::PreviewAnswer>())],
         )
         .add(
             "/reports/{id}/result",
             get(reports::result),
-            vec![op("get", "read", "a report's answer with the caller's own reach, a range, zone or dimension filters given applied to its question; with format=csv|xlsx|pdf, as a file").params(&[SHARED, "format"])],
+            vec![op("get", "read", "a report's answer with the caller's own reach, a range, zone or dimension filters given applied to its question; with format=csv|xlsx|pdf, as a file").params(&[SHARED])
+                .files()
+                .answers(openapi::answer::<reports::ReportResultAnswer>())],
         )
         .add(
             "/reports/{id}/calls",
             get(reports::calls),
-            vec![op("get", "read", "the raw calls behind a report, with the caller's own reach and the filters given (as /calls)").params(&[SHARED, "cursor", "limit", "format"])],
+            vec![op("get", "read", "the raw calls behind a report, with the caller's own reach and the filters given (as /calls)")
+                .params(&[SHARED, "cursor", "limit"])
+                .files()
+                .answers(openapi::answer::<query::CallsPage>())
+                .or_job(openapi::answer::<exports::ExportJob>())],
         )
         .add(
             "/schedules/{id}/run",
             post(schedules::run_now),
-            vec![op("post", "read", "run a schedule now (its owner or an admin); 202 with the run")],
+            vec![op("post", "read", "run a schedule now (its owner or an admin); 202 with the run")
+                .status(202)
+                .answers(openapi::answer::<schedules::RunAnswer>())],
         )
         .add(
             "/schedules/{id}/runs",
             get(schedules::runs),
-            vec![op("get", "read", "a schedule's runs, newest first: scheduled for, started, finished, status, attempts, recipients, size, error")],
+            vec![op("get", "read", "a schedule's runs, newest first: scheduled for, started, finished, status, attempts, recipients, size, error")
+                .answers(openapi::answer::<schedules::RunsAnswer>())],
         );
+    /// A kind of saved item's routes, with the types of its answers.
+    struct Kind {
+        paths: [&'static str; 4],
+        kind: SavedKind,
+        answers: [openapi::Answer; 3],
+    }
+    fn kind<Item: utoipa::ToSchema, List: utoipa::ToSchema, Versions: utoipa::ToSchema>(
+        paths: [&'static str; 4],
+        kind: SavedKind,
+    ) -> Kind {
+        use openapi::answer;
+        Kind {
+            paths,
+            kind,
+            answers: [answer::<Item>(), answer::<List>(), answer::<Versions>()],
+        }
+    }
+    use saved::{Dashboard, DashboardVersions, Dashboards, Report, ReportVersions, Reports};
+    use saved::{Schedule, ScheduleVersions, Schedules};
     [
-        (
-            "/reports",
-            "/reports/{id}",
-            "/reports/{id}/versions",
-            "/reports/{id}/versions/{n}/restore",
+        kind::<Report, Reports, ReportVersions>(
+            [
+                "/reports",
+                "/reports/{id}",
+                "/reports/{id}/versions",
+                "/reports/{id}/versions/{n}/restore",
+            ],
             SavedKind::Report,
         ),
-        (
-            "/dashboards",
-            "/dashboards/{id}",
-            "/dashboards/{id}/versions",
-            "/dashboards/{id}/versions/{n}/restore",
+        kind::<Dashboard, Dashboards, DashboardVersions>(
+            [
+                "/dashboards",
+                "/dashboards/{id}",
+                "/dashboards/{id}/versions",
+                "/dashboards/{id}/versions/{n}/restore",
+            ],
             SavedKind::Dashboard,
         ),
-        (
-            "/schedules",
-            "/schedules/{id}",
-            "/schedules/{id}/versions",
-            "/schedules/{id}/versions/{n}/restore",
+        kind::<Schedule, Schedules, ScheduleVersions>(
+            [
+                "/schedules",
+                "/schedules/{id}",
+                "/schedules/{id}/versions",
+                "/schedules/{id}/versions/{n}/restore",
+            ],
             SavedKind::Schedule,
         ),
     ]
     .into_iter()
-    .fold(api, |api, (collection, item, versions, restore, kind)| {
-        api.add(
-            collection,
-            get(saved::list).post(saved::create).layer(Extension(kind)),
-            vec![
-                op(
-                    "get",
+    .fold(
+        api,
+        |api,
+         Kind {
+             paths: [collection, item, versions, restore],
+             kind,
+             answers: [one, list, history],
+         }| {
+            api.add(
+                collection,
+                get(saved::list).post(saved::create).layer(Extension(kind)),
+                vec![
+                    op(
+                        "get",
+                        "read",
+                        "the items the caller may see: their own, those shared with them, all for an admin",
+                    )
+                    .answers(list),
+                    op("post", "read", "save a new item (version 1); 201 with it")
+                        .body()
+                        .status(201)
+                        .answers(one),
+                ],
+            )
+            .add(
+                item,
+                get(saved::get)
+                    .put(saved::replace)
+                    .delete(saved::remove)
+                    .layer(Extension(kind)),
+                vec![
+                    op("get", "read", "one item").answers(one),
+                    op("put", "read", "replace an item (its owner or an admin): a new version")
+                        .body()
+                        .answers(one),
+                    op(
+                        "delete",
+                        "read",
+                        "delete an item and its history (its owner or an admin)",
+                    )
+                    .no_content(),
+                ],
+            )
+            .add(
+                versions,
+                get(saved::versions).layer(Extension(kind)),
+                vec![op("get", "read", "every version of an item, newest first").answers(history)],
+            )
+            .add(
+                restore,
+                post(saved::restore).layer(Extension(kind)),
+                vec![op(
+                    "post",
                     "read",
-                    "the items the caller may see: their own, those shared with them, all for an admin",
-                ),
-                op("post", "read", "save a new item (version 1); 201 with its id").body(),
-            ],
-        )
-        .add(
-            item,
-            get(saved::get)
-                .put(saved::replace)
-                .delete(saved::remove)
-                .layer(Extension(kind)),
-            vec![
-                op("get", "read", "one item"),
-                op("put", "read", "replace an item (its owner or an admin): a new version").body(),
-                op(
-                    "delete",
-                    "read",
-                    "delete an item and its history (its owner or an admin)",
-                ),
-            ],
-        )
-        .add(
-            versions,
-            get(saved::versions).layer(Extension(kind)),
-            vec![op("get", "read", "every version of an item, newest first")],
-        )
-        .add(
-            restore,
-            post(saved::restore).layer(Extension(kind)),
-            vec![op(
-                "post",
-                "read",
-                "make version n the item's next version (its owner or an admin)",
-            )],
-        )
-    })
+                    "make version n the item's next version (its owner or an admin)",
+                )
+                .answers(one)],
+            )
+        },
+    )
 }
 
 /// Webhook endpoints and their deliveries (admins).
 fn webhook_routes(api: Routes) -> Routes {
+    use openapi::answer;
     api.add(
         "/webhooks",
         get(webhooks::list).post(webhooks::create),
         vec![
-            op("get", "admin", "the tenant's webhook endpoints"),
+            op("get", "admin", "the tenant's webhook endpoints").answers(answer::<webhooks::WebhooksAnswer>()),
             op(
                 "post",
                 "admin",
                 "register an endpoint ({url, description, failure_limit}); 201 with its signing secret, shown once",
             )
-            .body(),
+            .body()
+            .status(201)
+            .answers(answer::<webhooks::WebhookAnswer>()),
         ],
     )
     .add(
         "/webhooks/{id}",
         get(webhooks::get).put(webhooks::replace).delete(webhooks::remove),
         vec![
-            op("get", "admin", "one endpoint"),
+            op("get", "admin", "one endpoint").answers(answer::<webhooks::WebhookAnswer>()),
             op(
                 "put",
                 "admin",
                 "replace an endpoint's settings; \"enabled\": true re-enables one that failures disabled",
             )
-            .body(),
-            op("delete", "admin", "delete an endpoint and its delivery log"),
+            .body()
+            .answers(answer::<webhooks::WebhookAnswer>()),
+            op("delete", "admin", "delete an endpoint and its delivery log").no_content(),
         ],
     )
     .add(
@@ -570,42 +672,55 @@ fn webhook_routes(api: Routes) -> Routes {
             "get",
             "admin",
             "every delivery attempt, newest first: outcome, status code, latency, error",
-        )],
+        )
+        .answers(answer::<webhooks::DeliveriesAnswer>())],
     )
     .add(
         "/webhooks/{id}/ping",
         post(webhooks::ping),
-        vec![op("post", "admin", "queue a test delivery (event `ping`); 202")],
+        vec![op("post", "admin", "queue a test delivery (event `ping`); 202")
+            .status(202)
+            .answers(answer::<webhooks::PingAnswer>())],
     )
 }
 
 /// Alerts, their firings and the coaching templates.
 fn alert_routes(api: Routes) -> Routes {
+    use openapi::answer;
     api.add(
         "/alerts",
         get(alerts::list).post(alerts::create),
         vec![
-            op("get", "read", "the alerts the caller may see (a manager: their teams'; a rep: their own), with their states"),
-            op("post", "read", "create an alert: measure, scope, window, condition, thresholds, minimum volume, re-arm interval, e-mails, webhooks; 201").body(),
+            op("get", "read", "the alerts the caller may see (a manager: their teams'; a rep: their own), with their states")
+                .answers(answer::<alerts::AlertsAnswer>()),
+            op("post", "read", "create an alert: measure, scope, window, condition, thresholds, minimum volume, re-arm interval, e-mails, webhooks; 201")
+                .body()
+                .status(201)
+                .answers(answer::<alerts::AlertAnswer>()),
         ],
     )
     .add(
         "/alerts/templates",
         get(alerts::templates),
-        vec![op("get", "read", "the seed's coaching rules as alerts over each agent of a team").params(&["team"])],
+        vec![op("get", "read", "the seed's coaching rules as alerts over each agent of a team")
+            .params(&["team"])
+            .answers(answer::<alerts::AlertTemplatesAnswer>())],
     )
     .add(
         "/alerts/{id}",
         get(alerts::get).put(alerts::replace).delete(alerts::remove),
         vec![
-            op("get", "read", "one alert with its states"),
-            op("put", "read", "replace an alert's definition (its owner or an admin); its state starts over").body(),
-            op("delete", "read", "delete an alert and its history (its owner or an admin)"),
+            op("get", "read", "one alert with its states").answers(answer::<alerts::AlertAnswer>()),
+            op("put", "read", "replace an alert's definition (its owner or an admin); its state starts over")
+                .body()
+                .answers(answer::<alerts::AlertAnswer>()),
+            op("delete", "read", "delete an alert and its history (its owner or an admin)").no_content(),
         ],
     )
     .add(
         "/alerts/{id}/events",
         get(alerts::events),
-        vec![op("get", "read", "every firing and recovery, newest first: value, threshold, volume, subject")],
+        vec![op("get", "read", "every firing and recovery, newest first: value, threshold, volume, subject")
+            .answers(answer::<alerts::AlertEventsAnswer>())],
     )
 }

@@ -28,6 +28,13 @@ pub struct Op {
     pub answer: Option<Answer>,
     /// Whether it also answers files (`format=csv|xlsx|pdf`).
     pub files: bool,
+    /// The success status: 200, 201 (created), 202 (accepted: a job) or 204 (no content).
+    pub status: u16,
+    /// What it answers instead of JSON (a file, an event stream), and the schema of its
+    /// messages if it has one; `None` with status 101 is a protocol upgrade.
+    pub other: Option<(&'static str, Option<Answer>)>,
+    /// A large request is queued as a job instead: `202` with this answer.
+    pub job: Option<Answer>,
 }
 
 /// A typed answer's schema: its name, and how to collect it with the schemas it refers to.
@@ -48,6 +55,12 @@ pub fn answer<T: ToSchema>() -> Answer {
     }
 }
 
+/// The general query's schema (`Query`, written out in the document's components), for a
+/// field of a typed answer that holds one.
+pub fn query_schema() -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name("Query")
+}
+
 pub const fn op(method: &'static str, scope: &'static str, summary: &'static str) -> Op {
     Op {
         method,
@@ -57,6 +70,9 @@ pub const fn op(method: &'static str, scope: &'static str, summary: &'static str
         body: false,
         answer: None,
         files: false,
+        status: 200,
+        other: None,
+        job: None,
     }
 }
 
@@ -79,6 +95,47 @@ impl Op {
     /// It also answers `format=csv|xlsx|pdf` with a file.
     pub const fn files(mut self) -> Op {
         self.files = true;
+        self
+    }
+
+    /// It succeeds with `status` (201 created, 202 accepted) rather than 200.
+    pub const fn status(mut self, status: u16) -> Op {
+        self.status = status;
+        self
+    }
+
+    /// It succeeds with 204 and no body.
+    pub const fn no_content(self) -> Op {
+        self.status(204)
+    }
+
+    /// It answers a file: CSV, XLSX or PDF (as its `format` was).
+    pub const fn file(self) -> Op {
+        self.media(ANY_FILE)
+    }
+
+    /// Past a size it queues a job instead and answers `202` with `job`.
+    pub fn or_job(mut self, job: Answer) -> Op {
+        self.job = Some(job);
+        self
+    }
+
+    /// It answers `media_type` (a file, a stream) instead of JSON.
+    pub const fn media(mut self, media_type: &'static str) -> Op {
+        self.other = Some((media_type, None));
+        self
+    }
+
+    /// It answers a stream of `media_type` whose messages are each an `answer`.
+    pub fn stream(mut self, media_type: &'static str, messages: Answer) -> Op {
+        self.other = Some((media_type, Some(messages)));
+        self
+    }
+
+    /// It switches protocols (101: a WebSocket) and exchanges messages of `messages`.
+    pub fn upgrade(mut self, messages: Answer) -> Op {
+        self.status = 101;
+        self.answer = Some(messages);
         self
     }
 }
@@ -160,6 +217,14 @@ fn own_parameter(name: &str) -> Value {
     parameter(name, "query", description)
 }
 
+/// A file's content: bytes.
+fn binary() -> Value {
+    json!({"schema": {"type": "string", "format": "binary"}})
+}
+
+/// Stands for any of [`FILES`] in [`Op::file`].
+const ANY_FILE: &str = "file";
+
 /// The file types of answers with `format=`.
 const FILES: [&str; 3] = [
     "text/csv",
@@ -187,32 +252,59 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
                 }
             }
             let mut content = Map::new();
-            let schema = match &op.answer {
-                Some(answer) => {
-                    (answer.collect)(&mut schemas);
-                    json!({"schema": {"$ref": format!("#/components/schemas/{}", (answer.name)())}})
-                }
-                None => json!({}),
+            let mut schema_of = |answer: &Answer| {
+                (answer.collect)(&mut schemas);
+                json!({"schema": {"$ref": format!("#/components/schemas/{}", (answer.name)())}})
             };
-            content.insert("application/json".into(), schema);
+            match (&op.other, &op.answer) {
+                (Some((ANY_FILE, _)), _) => {
+                    for file in FILES {
+                        content.insert(file.into(), binary());
+                    }
+                }
+                (Some((media_type, messages)), _) => {
+                    content.insert(
+                        (*media_type).into(),
+                        messages.as_ref().map_or_else(binary, &mut schema_of),
+                    );
+                }
+                (None, Some(answer)) => {
+                    content.insert("application/json".into(), schema_of(answer));
+                }
+                (None, None) => {}
+            }
             if op.files {
                 params.push(own_parameter("format"));
                 for file in FILES {
-                    content.insert(file.into(), json!({}));
+                    content.insert(file.into(), binary());
                 }
             }
+            let success = match op.status {
+                // A WebSocket: the schema is that of its messages, both ways.
+                101 => json!({"description": "switching to the WebSocket protocol; messages as the schema says",
+                              "x-messages": content.remove("application/json").map(|c| c["schema"].clone())}),
+                204 => json!({"description": "done; no content"}),
+                _ => json!({"description": "success", "content": content}),
+            };
+            let job = op.job.as_ref().map(|job| {
+                json!({"description": "queued as a job; `Location` is its URL",
+                       "content": {"application/json": schema_of(job)}})
+            });
             let mut operation = json!({
                 "summary": op.summary,
                 "parameters": params,
                 "x-scope": op.scope,
                 "responses": {
-                    "200": {"description": "success", "content": content},
+                    op.status.to_string(): success,
                     "400": {"$ref": "#/components/responses/Error"},
                     "401": {"$ref": "#/components/responses/Error"},
                     "403": {"$ref": "#/components/responses/Error"},
                     "429": {"$ref": "#/components/responses/Error"},
                 },
             });
+            if let Some(job) = job {
+                operation["responses"]["202"] = job;
+            }
             if op.scope != "public" {
                 operation["security"] = json!([{"bearer": []}, {"session": []}]);
             }
@@ -253,10 +345,12 @@ fn document(paths: &[(&'static str, Vec<Op>)]) -> Value {
                     "dimensions": {"type": "array", "items": {"enum": Dimension::names()}},
                     "granularity": {"enum": ["15m", "hour", "day", "week", "month", "quarter"]},
                     "filters": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
-                    "range": {"type": "object"},
+                    "range": {"type": "object", "description": "a preset, or start and end (local dates or RFC 3339)",
+                              "properties": {"preset": {"enum": PRESETS}, "start": {"type": "string"}, "end": {"type": "string"}}},
                     "timezone": {"type": "string"},
-                    "compare": {},
-                    "order_by": {"type": "array"},
+                    "compare": {"description": "previous_period, same_period_last_year, or a range to compare with"},
+                    "order_by": {"type": "array", "description": "[column, asc|desc] pairs",
+                                 "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}},
                     "limit": {"type": "integer", "minimum": 1},
                 },
             }},

@@ -8,11 +8,133 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dialboard_engine::FieldError;
 use dialboard_store::{CallsRequest, Scope};
-use dialboard_views::Shared;
+use dialboard_views::{Measures, QueryComparison, Range, Shared};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The general query's answer (SPEC §5; `QueryResult::to_json` in the engine writes it).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct QueryAnswer {
+    /// The resolved range, RFC 3339 in the query's zone.
+    pub range: Range,
+    /// Dimension columns then measures.
+    pub columns: Vec<String>,
+    /// Key values then measure values, in `columns`' order.
+    #[schema(value_type = Vec<Vec<Value>>)]
+    pub rows: Vec<Vec<Value>>,
+    pub totals: Measures,
+    /// Rows past `limit` were left out.
+    pub truncated: bool,
+    pub limit: usize,
+    /// With `compare`: the compared period's answer and each total's change in percent.
+    #[schema(required = false)]
+    pub comparison: Option<QueryComparison>,
+}
+
+/// A call's conversation analysis, when one arrived.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CallAnalysis {
+    pub event_id: String,
+    #[schema(required = true)]
+    pub score: Option<f64>,
+    #[schema(required = true)]
+    pub sentiment: Option<f64>,
+    #[schema(required = true)]
+    pub prospect_sentiment: Option<f64>,
+    #[schema(required = true)]
+    pub agent_talk_ratio: Option<f64>,
+    #[schema(required = true)]
+    pub filler_words_per_100: Option<f64>,
+    #[schema(required = true)]
+    pub intent: Option<String>,
+}
+
+/// A raw call record (`dialboard_store::call_json`), times in the tenant's zone.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Call {
+    pub call_id: String,
+    /// The event that made this version of the call.
+    pub event_id: String,
+    pub agent_id: String,
+    #[schema(required = true)]
+    pub team_id: Option<String>,
+    #[schema(required = true)]
+    pub campaign_id: Option<String>,
+    #[schema(required = true)]
+    pub list_id: Option<String>,
+    #[schema(required = true)]
+    pub contact_id: Option<String>,
+    #[schema(required = true)]
+    pub lead_source: Option<String>,
+    /// `inbound` or `outbound`.
+    #[schema(required = true)]
+    pub direction: Option<String>,
+    pub disposition: String,
+    /// The disposition's category in the tenant's taxonomy.
+    #[schema(required = true)]
+    pub disposition_category: Option<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    #[schema(required = true)]
+    pub ended_at: Option<String>,
+    #[schema(required = true)]
+    pub talk_seconds: Option<i64>,
+    #[schema(required = true)]
+    pub wait_seconds: Option<i64>,
+    #[schema(required = true)]
+    pub wrap_seconds: Option<i64>,
+    pub voicemail_dropped: bool,
+    pub is_callback: bool,
+    pub abandoned: bool,
+    #[schema(required = true)]
+    pub analysis: Option<CallAnalysis>,
+}
+
+/// One stored event of a call (its versions and analyses), oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CallVersion {
+    pub event_id: String,
+    /// The event's type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339.
+    pub received_at: String,
+    /// Whether it is the call's (or its analysis') current version.
+    pub current: bool,
+    /// The event as it was sent.
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
+    pub event: Value,
+}
+
+/// `GET /calls/{call_id}`: the call with every version of it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CallDetail {
+    #[serde(flatten)]
+    pub call: Call,
+    pub versions: Vec<CallVersion>,
+}
+
+/// A page of raw calls (`GET /calls`), newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CallsPage {
+    pub calls: Vec<Call>,
+    /// The `cursor` of the next page; `null` on the last.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+    /// Set when the range reaches before the retention horizon: calls before this instant
+    /// were purged (their numbers remain in the rollups).
+    #[schema(required = false)]
+    pub purged_before: Option<String>,
+}
 
 pub async fn query(
     State(state): State<Arc<AppState>>,

@@ -47,6 +47,32 @@ fn unknown_report_params(params: &HashMap<String, String>, own: &[&str]) -> Resu
     unknown_params(params, &allowed)
 }
 
+/// A report's answer: its query's (as `/query` answers) or its view's (as the view's
+/// endpoint answers).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ReportResult {
+    Query(Box<super::query::QueryAnswer>),
+    View(Box<dialboard_views::ViewAnswer>),
+}
+
+/// `GET /reports/{id}/result`: the report and its answer with the caller's reach.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReportResultAnswer {
+    #[schema(value_type = super::saved::Report)]
+    pub report: Value,
+    #[schema(value_type = ReportResult)]
+    pub result: Value,
+}
+
+/// `POST /reports/preview`: an unsaved report's answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PreviewAnswer {
+    #[schema(value_type = ReportResult)]
+    pub result: Value,
+}
+
 /// `GET /reports/{id}/result`: `{"report", "result"}`, or the answer as a file with `format`;
 /// with filters (a dashboard's range, zone, dimensions) applied to its question.
 pub async fn result(
@@ -61,7 +87,8 @@ pub async fn result(
     def.question = with_filters(&def.question, &params)?;
     let result = answer(&state, &principal, &def.question).await?;
     let Some(format) = params.get("format") else {
-        return Ok(Json(json!({"report": item_json(&principal, &item), "result": result})).into_response());
+        let report = item_json(&principal, &item);
+        return Ok(Json(ReportResultAnswer { report, result }).into_response());
     };
     exported(&state, &principal, &def, &result, format, Some(&id)).await
 }
@@ -164,6 +191,6 @@ pub async fn preview(
     let result = answer(&state, &principal, &def.question).await?;
     match params.get("format") {
         Some(format) => exported(&state, &principal, &def, &result, format, None).await,
-        None => Ok(Json(json!({ "result": result })).into_response()),
+        None => Ok(Json(PreviewAnswer { result }).into_response()),
     }
 }

@@ -12,12 +12,87 @@ use crate::retention::{dry_run as preview, JOB_KIND};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use dialboard_store::jobs::NewJob;
+use dialboard_store::jobs::{Job, JobState, NewJob};
 use dialboard_store::Scope;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub async fn dry_run(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+/// A job as the store keeps it (a purge's): its state, attempts, progress and result.
+/// Fields in name order, as the JSON object it was before it was typed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobAnswer {
+    pub attempts: i64,
+    /// The worker holding the lease, while running.
+    #[schema(required = true)]
+    pub claimed_by: Option<String>,
+    /// Epoch ms.
+    pub created_at: i64,
+    #[schema(required = true)]
+    pub error: Option<String>,
+    pub id: String,
+    pub kind: String,
+    #[schema(required = true)]
+    pub lease_until: Option<i64>,
+    pub max_attempts: i64,
+    /// What the job was queued with.
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
+    pub payload: Value,
+    pub progress_done: i64,
+    #[schema(required = true)]
+    pub progress_total: Option<i64>,
+    /// What it did, when it succeeded.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, serde_json::Value>>, required = true)]
+    pub result: Option<Value>,
+    /// Epoch ms before which a queued job is not claimed (the backoff after a failure).
+    pub run_after: i64,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    #[schema(value_type = String)]
+    pub state: JobState,
+    pub updated_at: i64,
+}
+
+impl From<Job> for JobAnswer {
+    fn from(j: Job) -> JobAnswer {
+        JobAnswer {
+            id: j.id,
+            kind: j.kind,
+            payload: j.payload,
+            state: j.state,
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            run_after: j.run_after,
+            progress_done: j.progress_done,
+            progress_total: j.progress_total,
+            result: j.result,
+            error: j.error,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            claimed_by: j.claimed_by,
+            lease_until: j.lease_until,
+        }
+    }
+}
+
+/// `GET /retention/purges`: newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PurgesAnswer {
+    pub purges: Vec<JobAnswer>,
+}
+
+/// `DELETE /contacts/{id}`: how many stored events had the contact's personal fields erased.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErasedAnswer {
+    pub contact_id: String,
+    pub events_erased: i64,
+    /// The personal fields erased from each event.
+    pub fields: Vec<&'static str>,
+}
+
+pub async fn dry_run(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+) -> Result<Json<crate::retention::DryRun>, ApiError> {
     principal.require(Scope::Admin)?;
     let tenant = state.store.tenant(principal.tenant_id).await?;
     let now_ms = state.now() * 1000;
@@ -27,7 +102,7 @@ pub async fn dry_run(State(state): State<Arc<AppState>>, principal: Principal) -
 pub async fn purge(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobAnswer>), ApiError> {
     principal.require(Scope::Admin)?;
     let job = NewJob {
         kind: JOB_KIND.into(),
@@ -38,23 +113,26 @@ pub async fn purge(
         .store
         .enqueue_job(principal.tenant_id, job, crate::jobs::now_ms())
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!(job))))
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
 }
 
-pub async fn purges(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn purges(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<PurgesAnswer>, ApiError> {
     principal.require(Scope::Admin)?;
     let jobs = state.store.jobs(principal.tenant_id, JOB_KIND, 50).await?;
-    Ok(Json(json!({ "purges": jobs })))
+    Ok(Json(PurgesAnswer {
+        purges: jobs.into_iter().map(JobAnswer::from).collect(),
+    }))
 }
 
 pub async fn erase_contact(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ErasedAnswer>, ApiError> {
     principal.require(Scope::Admin)?;
     let erased = state.store.erase_contact(principal.tenant_id, &id).await?;
-    let detail = json!({"events_erased": erased, "fields": dialboard_store::retention::PERSONAL_FIELDS});
+    let fields = dialboard_store::retention::PERSONAL_FIELDS;
+    let detail = json!({"events_erased": erased, "fields": fields});
     audit(
         &state.store,
         principal.tenant_id,
@@ -64,7 +142,9 @@ pub async fn erase_contact(
         detail.clone(),
     )
     .await?;
-    Ok(Json(
-        json!({"contact_id": id, "events_erased": erased, "fields": detail["fields"]}),
-    ))
+    Ok(Json(ErasedAnswer {
+        contact_id: id,
+        events_erased: erased,
+        fields: fields.to_vec(),
+    }))
 }

@@ -15,8 +15,185 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use dialboard_store::saved::{SavedChange, SavedItem, SavedKind};
 use dialboard_store::Scope;
+use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// What every saved item shows besides its definition.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SavedMeta {
+    /// Whether the caller may change it (its owner or an admin).
+    pub can_edit: bool,
+    /// RFC 3339.
+    #[schema(required = true)]
+    pub created_at: Option<String>,
+    pub id: String,
+    /// Who created it, as the server names callers.
+    pub owner: String,
+    #[schema(required = true)]
+    pub updated_at: Option<String>,
+    /// 1 for a new item, one more for each edit.
+    pub version: i64,
+}
+
+/// An item as the API shows it: its stored definition's fields and [`SavedMeta`]'s.
+#[derive(Debug, Serialize)]
+pub struct Shown {
+    #[serde(flatten)]
+    body: Value,
+    #[serde(flatten)]
+    meta: SavedMeta,
+    /// A schedule's next run (RFC 3339; `null` while paused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_run: Option<Value>,
+}
+
+/// A report's definition: a general query (SPEC §5) or a built-in view with its parameters,
+/// and how it is drawn and shared (what `reports::report_def` accepts and stores).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReportDef {
+    pub name: String,
+    pub description: String,
+    /// The question as a general query; absent for a view's.
+    #[schema(schema_with = super::openapi::query_schema, required = false)]
+    pub query: Option<Value>,
+    /// The question as a built-in view (`/catalogue`'s views), with its parameters.
+    pub view: Option<String>,
+    pub params: Option<BTreeMap<String, String>>,
+    /// One of `/catalogue`'s visualizations.
+    pub visualization: String,
+    pub sharing: crate::reports::Sharing,
+}
+
+/// A schedule's recurrence, at a local time in a zone.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Recurrence {
+    /// `daily`, `weekdays`, `weekly` (on `days`), `monthly` (on `day_of_month`) or `cron`.
+    pub frequency: String,
+    /// Local time of day, `HH:MM`.
+    pub time: Option<String>,
+    /// IANA zone.
+    pub timezone: String,
+    /// `weekly`: each of sun, mon, tue, wed, thu, fri, sat.
+    pub days: Option<Vec<String>>,
+    /// `monthly`: 1 to 31, or `"last"`.
+    pub day_of_month: Option<DayOfMonth>,
+    /// `cron`: a cron expression.
+    pub cron: Option<String>,
+}
+
+/// A monthly recurrence's day: 1 to 31, or `"last"`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum DayOfMonth {
+    Day(u8),
+    /// `"last"`.
+    Last(String),
+}
+
+/// Who receives a schedule's copy: an e-mail address, or each member of a team.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Recipient {
+    Email(String),
+    Team { team: String },
+}
+
+/// A schedule's definition (what `schedules::schedule_def` accepts and stores): a saved
+/// report or a view, when it runs, to whom, as what.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScheduleDef {
+    pub name: String,
+    pub description: Option<String>,
+    /// The saved report it sends; or `view` with `params`.
+    pub report_id: Option<String>,
+    pub view: Option<String>,
+    pub params: Option<BTreeMap<String, String>>,
+    pub recurrence: Recurrence,
+    pub recipients: Vec<Recipient>,
+    /// `pdf`, `xlsx`, `csv` or `html`.
+    pub format: String,
+    pub paused: Option<bool>,
+    /// A webhook told of each delivery.
+    pub webhook_id: Option<String>,
+    /// Whose reach the copies are rendered with: the saver's (`{"user": e-mail}`), or a
+    /// key's (`{"reach": …}`); set by the server.
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>, required = false)]
+    pub run_as: Value,
+}
+
+/// The answers of one kind of saved item: the item (its definition's fields and
+/// [`SavedMeta`]'s), the list, and the versions. The handlers serve every kind (the route
+/// carries it), so these types describe, kind by kind, what [`Shown`] and [`VersionShown`]
+/// serialize.
+macro_rules! saved_answers {
+    ($item:ident, $def:ty, $list:ident, $plural:ident, $version:ident, $one:ident, $versions:ident $(, $extra:ident: $extra_ty:ty)?) => {
+        #[derive(Debug, Serialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub struct $item {
+            #[serde(flatten)]
+            pub def: $def,
+            #[serde(flatten)]
+            pub meta: SavedMeta,
+            $(#[schema(required = true)] pub $extra: $extra_ty,)?
+        }
+
+        #[derive(Debug, Serialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub struct $list {
+            pub $plural: Vec<$item>,
+        }
+
+        /// One saved version, as it was.
+        #[derive(Debug, Serialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub struct $version {
+            pub author: String,
+            #[schema(required = true)]
+            pub created_at: Option<String>,
+            pub $one: $def,
+            pub version: i64,
+        }
+
+        /// Every version, newest first.
+        #[derive(Debug, Serialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub struct $versions {
+            pub versions: Vec<$version>,
+        }
+    };
+}
+
+saved_answers!(
+    Report,
+    ReportDef,
+    Reports,
+    reports,
+    ReportVersion,
+    report,
+    ReportVersions
+);
+saved_answers!(
+    Dashboard,
+    crate::reports::DashboardDef,
+    Dashboards,
+    dashboards,
+    DashboardVersion,
+    dashboard,
+    DashboardVersions
+);
+saved_answers!(Schedule, ScheduleDef, Schedules, schedules, ScheduleVersion, schedule, ScheduleVersions, next_run: Option<String>);
+
+/// One version as the API shows it, its definition under the kind's name (`report`, …).
+#[derive(Debug, Serialize)]
+pub struct VersionShown {
+    author: String,
+    created_at: Value,
+    #[serde(flatten)]
+    def: BTreeMap<&'static str, Value>,
+    version: i64,
+}
 
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))
@@ -46,17 +223,26 @@ fn seconds(s: i64) -> Value {
     jiff::Timestamp::from_second(s).map_or(Value::Null, |t| json!(t.to_string()))
 }
 
+fn shown_item(principal: &Principal, item: &SavedItem, next_run: Option<Value>) -> Shown {
+    let rfc3339 = |s: i64| seconds(s).as_str().map(str::to_string);
+    Shown {
+        body: item.body.clone(),
+        meta: SavedMeta {
+            can_edit: may_change(principal, item),
+            created_at: rfc3339(item.created_at),
+            id: item.id.clone(),
+            owner: item.owner.clone(),
+            updated_at: rfc3339(item.updated_at),
+            version: item.version,
+        },
+        next_run,
+    }
+}
+
 /// An item as the API shows it: its body's fields, and who owns it, its version, whether the
 /// caller may change it.
 pub fn item_json(principal: &Principal, item: &SavedItem) -> Value {
-    let mut out = item.body.clone();
-    out["id"] = json!(item.id);
-    out["owner"] = json!(item.owner);
-    out["version"] = json!(item.version);
-    out["created_at"] = seconds(item.created_at);
-    out["updated_at"] = seconds(item.updated_at);
-    out["can_edit"] = json!(may_change(principal, item));
-    out
+    serde_json::to_value(shown_item(principal, item, None)).expect("an item serializes")
 }
 
 /// After an item was saved: a schedule's next run is stored for the ticker.
@@ -68,12 +254,9 @@ async fn saved(state: &AppState, kind: SavedKind, tenant_id: i64, item: &SavedIt
 }
 
 /// An item as its kind shows it: a schedule also says when it runs next.
-fn shown(state: &AppState, principal: &Principal, kind: SavedKind, item: &SavedItem) -> Value {
-    let mut out = item_json(principal, item);
-    if kind == SavedKind::Schedule {
-        out["next_run"] = crate::schedules::next_run(&item.body, state.now());
-    }
-    out
+fn shown(state: &AppState, principal: &Principal, kind: SavedKind, item: &SavedItem) -> Shown {
+    let next_run = (kind == SavedKind::Schedule).then(|| crate::schedules::next_run(&item.body, state.now()));
+    shown_item(principal, item, next_run)
 }
 
 fn not_found(kind: SavedKind, id: &str) -> ApiError {
@@ -129,7 +312,7 @@ pub async fn create(
     Extension(kind): Extension<SavedKind>,
     principal: Principal,
     Body(body): Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Shown>), ApiError> {
     principal.require(Scope::Read)?;
     let body = validated(&state, &principal, kind, &json_body(&body)?).await?;
     let change = SavedChange::Create {
@@ -152,16 +335,16 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<SavedKind>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BTreeMap<String, Vec<Shown>>>, ApiError> {
     principal.require(Scope::Read)?;
     let items = state.store.saved_items(principal.tenant_id, kind).await?;
-    let shown: Vec<Value> = items
+    let shown: Vec<Shown> = items
         .iter()
         .filter(|i| may_see(&principal, i))
         .map(|i| shown(&state, &principal, kind, i))
         .collect();
     let plural = format!("{}s", kind.as_str());
-    Ok(Json(json!({ plural: shown })))
+    Ok(Json(BTreeMap::from([(plural, shown)])))
 }
 
 pub async fn get(
@@ -169,7 +352,7 @@ pub async fn get(
     Extension(kind): Extension<SavedKind>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Shown>, ApiError> {
     let item = visible(&state, &principal, kind, &id).await?;
     Ok(Json(shown(&state, &principal, kind, &item)))
 }
@@ -203,7 +386,7 @@ async fn save_version(
     id: &str,
     body: Value,
     action: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Shown>, ApiError> {
     let change = SavedChange::Update {
         id: id.to_string(),
         author: principal.actor_name(),
@@ -225,7 +408,7 @@ pub async fn replace(
     principal: Principal,
     Path(id): Path<String>,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Shown>, ApiError> {
     let item = changeable(&state, &principal, kind, &id).await?;
     let body = revised(&state, &principal, kind, &item, json_body(&body)?).await?;
     save_version(&state, &principal, kind, &id, body, "updated").await
@@ -255,17 +438,19 @@ pub async fn versions(
     Extension(kind): Extension<SavedKind>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BTreeMap<&'static str, Vec<VersionShown>>>, ApiError> {
     visible(&state, &principal, kind, &id).await?;
     let versions = state.store.saved_versions(principal.tenant_id, kind, &id).await?;
-    let shown: Vec<Value> = versions
+    let shown: Vec<VersionShown> = versions
         .into_iter()
-        .map(|v| {
-            json!({"version": v.version, "author": v.author, "created_at": seconds(v.created_at),
-                   kind.as_str(): v.body})
+        .map(|v| VersionShown {
+            author: v.author,
+            created_at: seconds(v.created_at),
+            def: BTreeMap::from([(kind.as_str(), v.body)]),
+            version: v.version,
         })
         .collect();
-    Ok(Json(json!({ "versions": shown })))
+    Ok(Json(BTreeMap::from([("versions", shown)])))
 }
 
 /// `POST …/versions/{n}/restore`: version `n` becomes the next version (checked again, since
@@ -275,7 +460,7 @@ pub async fn restore(
     Extension(kind): Extension<SavedKind>,
     principal: Principal,
     Path((id, n)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Shown>, ApiError> {
     let item = changeable(&state, &principal, kind, &id).await?;
     let wanted: Option<i64> = n.parse().ok();
     let versions = state.store.saved_versions(principal.tenant_id, kind, &id).await?;

@@ -2,6 +2,7 @@
 //! The session token lives only in an HttpOnly, SameSite=Strict cookie and as a hash in the
 //! store; it expires after [`SESSION_HOURS`] and is revoked at logout.
 
+use super::admin::UserAnswer;
 use super::auth::{session_cookie, too_many_requests, Actor, Principal, Reach};
 use super::error::{parse_json, ApiError, Body, Code};
 use super::guard::{ClientIp, SameOriginJson, Security};
@@ -14,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dialboard_engine::FieldError;
 use dialboard_store::access::{Rate, User};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -132,6 +133,67 @@ async fn find_user(state: &AppState, tenant: Option<&str>, email: &str) -> Resul
     })
 }
 
+/// `POST /auth/login`: who signed in, and when the session ends (the cookie carries it).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoginAnswer {
+    /// RFC 3339, in the tenant's zone.
+    pub expires_at: String,
+    /// The tenant's name.
+    pub tenant: String,
+    pub user: UserAnswer,
+}
+
+/// Whose data a caller sees: all (`all`), some teams' (`teams`), or one agent's
+/// (`agent_id`, with the agent's teams).
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct ReachAnswer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teams: Option<Vec<String>>,
+}
+
+/// Who a caller is: a signed-in user, or an API key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Identity {
+    User(UserAnswer),
+    Key { key_id: String },
+}
+
+/// `GET /auth/me` for a caller with a credential. Fields in name order, as the JSON object it
+/// was before it was typed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Caller {
+    /// `user` or `key`.
+    pub kind: &'static str,
+    pub reach: ReachAnswer,
+    /// Each of `ingest`, `read`, `admin`.
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<dialboard_store::Scope>,
+    pub tenant: String,
+    /// The tenant's IANA zone.
+    pub timezone: String,
+    pub user: Identity,
+}
+
+/// `GET /auth/me` without a credential: `{"user": null}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignedOut {
+    #[schema(value_type = Option<Object>, required = true)]
+    pub user: (),
+}
+
+/// `GET /auth/me`: the caller, or that no one is signed in.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum MeAnswer {
+    Caller(Box<Caller>),
+    SignedOut(SignedOut),
+}
+
 pub async fn login(
     State(state): State<Arc<AppState>>,
     ClientIp(ip): ClientIp,
@@ -203,11 +265,11 @@ pub async fn login(
     )
     .await?;
     let tenant = state.store.tenant(user.tenant_id).await?;
-    let body = json!({
-        "user": user,
-        "tenant": tenant.name,
-        "expires_at": tenant.zone.format(expires_at),
-    });
+    let body = LoginAnswer {
+        expires_at: tenant.zone.format(expires_at),
+        tenant: tenant.name.clone(),
+        user: user.into(),
+    };
     let mut headers = HeaderMap::new();
     headers.insert(
         header::SET_COOKIE,
@@ -312,29 +374,39 @@ pub async fn me(
     State(state): State<Arc<AppState>>,
     parts: Parts,
     principal: Result<Principal, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MeAnswer>, ApiError> {
     if parts.headers.get(header::AUTHORIZATION).is_none()
         && session_cookie(&parts, state.security.session_cookie_name()).is_none()
     {
-        return Ok(Json(json!({"user": null})));
+        return Ok(Json(MeAnswer::SignedOut(SignedOut { user: () })));
     }
     let principal = principal?;
     let tenant = state.store.tenant(principal.tenant_id).await?;
     let (kind, user) = match &principal.actor {
-        Actor::Key { id } => ("key", json!({"key_id": id})),
-        Actor::User(u) => ("user", json!(u)),
+        Actor::Key { id } => ("key", Identity::Key { key_id: id.clone() }),
+        Actor::User(u) => ("user", Identity::User(u.clone().into())),
     };
     let reach = match &principal.reach {
-        Reach::All => json!({"all": true}),
-        Reach::Teams(teams) => json!({"teams": teams}),
-        Reach::Agent { id, teams } => json!({"agent_id": id, "teams": teams}),
+        Reach::All => ReachAnswer {
+            all: Some(true),
+            ..ReachAnswer::default()
+        },
+        Reach::Teams(teams) => ReachAnswer {
+            teams: Some(teams.clone()),
+            ..ReachAnswer::default()
+        },
+        Reach::Agent { id, teams } => ReachAnswer {
+            agent_id: Some(id.clone()),
+            teams: Some(teams.clone()),
+            ..ReachAnswer::default()
+        },
     };
-    Ok(Json(json!({
-        "kind": kind,
-        "user": user,
-        "tenant": tenant.name,
-        "timezone": tenant.settings.timezone,
-        "scopes": principal.scopes,
-        "reach": reach,
-    })))
+    Ok(Json(MeAnswer::Caller(Box::new(Caller {
+        kind,
+        reach,
+        scopes: principal.scopes.clone(),
+        tenant: tenant.name.clone(),
+        timezone: tenant.settings.timezone.clone(),
+        user,
+    }))))
 }

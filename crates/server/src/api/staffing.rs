@@ -33,14 +33,197 @@ const BACKTEST_WEEKS: usize = 4;
 /// The farthest day a forecast reaches.
 const MAX_DAYS: i64 = 14;
 
+/// The planning views' answers (`forecast_of`, `staffing_of`, the Erlang calculator) as
+/// types for the OpenAPI document; the handlers write them as JSON, and
+/// `tests/api/directory.rs` checks their answers against these schemas.
+pub mod answers {
+    #![allow(dead_code)]
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// One 15-minute interval's forecast.
+    #[derive(Serialize, ToSchema)]
+    pub struct ForecastInterval {
+        /// RFC 3339.
+        pub start: String,
+        pub calls: f64,
+        /// The 80% band.
+        pub low: f64,
+        pub high: f64,
+        #[schema(required = true)]
+        pub aht_seconds: Option<f64>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ForecastDay {
+        /// A local date.
+        pub date: String,
+        pub holiday: bool,
+        pub calls: f64,
+        pub intervals: Vec<ForecastInterval>,
+    }
+
+    /// The last weeks' backtest against seasonal naive (same interval last week).
+    #[derive(Serialize, ToSchema)]
+    pub struct Backtest {
+        pub weeks: i64,
+        #[schema(required = true)]
+        pub wape: Option<f64>,
+        #[schema(required = true)]
+        pub mase: Option<f64>,
+        pub baseline: String,
+        #[schema(required = true)]
+        pub baseline_wape: Option<f64>,
+        #[schema(required = true)]
+        pub baseline_mase: Option<f64>,
+        /// The share of actual intervals inside the band.
+        #[schema(required = true)]
+        pub interval_coverage: Option<f64>,
+        #[schema(required = true)]
+        pub beats_baseline: Option<bool>,
+    }
+
+    /// The local dates the model learned from.
+    #[derive(Serialize, ToSchema)]
+    pub struct History {
+        #[schema(required = true)]
+        pub start: Option<String>,
+        pub end: String,
+    }
+
+    /// `GET /analytics/forecast`.
+    #[derive(Serialize, ToSchema)]
+    pub struct ForecastView {
+        pub timezone: String,
+        pub history: History,
+        pub granularity: String,
+        /// The band's level (0.8).
+        pub interval_level: f64,
+        pub days: Vec<ForecastDay>,
+        pub backtest: Backtest,
+    }
+
+    /// Erlang C (or A) for one load.
+    #[derive(Serialize, ToSchema)]
+    pub struct Outcome {
+        pub agents: u32,
+        /// Agents needed once shrinkage is counted.
+        pub scheduled_agents: u32,
+        pub traffic_erlangs: f64,
+        pub probability_wait: f64,
+        /// Percent.
+        pub service_level: f64,
+        #[schema(required = true)]
+        pub asa_seconds: Option<f64>,
+        /// Percent.
+        pub occupancy: f64,
+        /// Percent (Erlang A only).
+        #[schema(required = true)]
+        pub abandon_rate: Option<f64>,
+    }
+
+    /// `GET /analytics/erlang`.
+    #[derive(Serialize, ToSchema)]
+    pub struct ErlangAnswer {
+        #[serde(flatten)]
+        pub outcome: Outcome,
+        /// `erlang_c` or `erlang_a`.
+        pub model: String,
+    }
+
+    /// One 15-minute interval of the staffing day.
+    #[derive(Serialize, ToSchema)]
+    pub struct StaffingInterval {
+        #[serde(flatten)]
+        pub outcome: Outcome,
+        /// RFC 3339.
+        pub start: String,
+        pub forecast_calls: f64,
+        pub forecast_low: f64,
+        pub forecast_high: f64,
+        /// Today's re-forecast from the calls so far (intervals still to come).
+        #[schema(required = true)]
+        pub reforecast_calls: Option<f64>,
+        #[schema(required = true)]
+        pub aht_seconds: Option<f64>,
+        #[schema(required = true)]
+        pub actual_calls: Option<f64>,
+        #[schema(required = true)]
+        pub actual_aht_seconds: Option<f64>,
+        /// Average agents online over the quarter.
+        #[schema(required = true)]
+        pub agents_online: Option<f64>,
+        #[schema(required = true)]
+        pub staffing_gap: Option<f64>,
+    }
+
+    /// The callers' mean patience behind Erlang A: from the calls (`data`), a parameter, or
+    /// `none` (Erlang C).
+    #[derive(Serialize, ToSchema)]
+    pub struct Patience {
+        #[schema(required = true)]
+        pub seconds: Option<f64>,
+        /// `data`, `parameter` or `none`.
+        pub source: String,
+        #[schema(required = false)]
+        pub abandoned_calls: Option<u64>,
+        #[schema(required = false)]
+        pub total_wait_seconds: Option<f64>,
+        /// The local days estimated from: `[from, until)`.
+        #[schema(required = false)]
+        pub from: Option<String>,
+        #[schema(required = false)]
+        pub until: Option<String>,
+    }
+
+    /// The service target, in percent where a share.
+    #[derive(Serialize, ToSchema)]
+    pub struct Target {
+        pub service_level: f64,
+        pub target_seconds: f64,
+        pub max_occupancy: f64,
+        pub shrinkage: f64,
+        #[schema(required = true)]
+        pub patience_seconds: Option<f64>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct StaffingTotals {
+        pub forecast_calls: f64,
+        #[schema(required = true)]
+        pub reforecast_calls: Option<f64>,
+        #[schema(required = true)]
+        pub actual_calls: Option<f64>,
+        pub peak_agents: u32,
+        pub peak_scheduled_agents: u32,
+    }
+
+    /// `GET /analytics/staffing`.
+    #[derive(Serialize, ToSchema)]
+    pub struct StaffingView {
+        /// A local date.
+        pub date: String,
+        pub timezone: String,
+        pub holiday: bool,
+        /// `erlang_c` or `erlang_a`.
+        pub model: String,
+        pub patience: Patience,
+        pub target: Target,
+        pub intervals: Vec<StaffingInterval>,
+        pub totals: StaffingTotals,
+    }
+}
+
 pub fn routes(api: Routes) -> Routes {
-    let view = |summary, params| vec![op("get", "read", summary).params(params)];
+    use super::openapi::{answer, Answer};
+    let view = |summary, params, answer: Answer| vec![op("get", "read", summary).params(params).answers(answer)];
     api.add(
         "/analytics/forecast",
         get(forecast_view),
         view(
             "call volume and handle time per 15 minutes for the next days, with an 80% band, and the backtest against seasonal naive",
             &["days", "team", "campaign", "timezone"],
+            answer::<answers::ForecastView>(),
         ),
     )
     .add(
@@ -49,6 +232,7 @@ pub fn routes(api: Routes) -> Routes {
         view(
             "one day per 15 minutes: forecast (re-forecast today), actual calls, Erlang C/A agents needed and scheduled, agents online",
             &["date", "team", "campaign", "timezone", "service_level", "target_seconds", "max_occupancy", "shrinkage", "patience_seconds"],
+            answer::<answers::StaffingView>(),
         ),
     )
     .add(
@@ -57,6 +241,7 @@ pub fn routes(api: Routes) -> Routes {
         view(
             "Erlang C (or A with patience_seconds) for one load: agents, scheduled agents, P(wait), service level, ASA, occupancy",
             &["calls_per_hour", "aht_seconds", "target_seconds", "service_level", "max_occupancy", "shrinkage", "patience_seconds", "agents"],
+            answer::<answers::ErlangAnswer>(),
         ),
     )
 }

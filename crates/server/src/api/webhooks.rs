@@ -13,6 +13,7 @@ use axum::Json;
 use dialboard_engine::FieldError;
 use dialboard_store::alerting::{self, Webhook};
 use dialboard_store::Scope;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -75,15 +76,91 @@ fn millis(ms: i64) -> Value {
     jiff::Timestamp::from_millisecond(ms).map_or(Value::Null, |t| json!(t.to_string()))
 }
 
-fn webhook_json(hook: &Webhook) -> Value {
-    let mut out = hook.body.clone();
-    out["id"] = json!(hook.id);
-    out["owner"] = json!(hook.owner);
-    out["enabled"] = json!(hook.enabled);
-    out["consecutive_failures"] = json!(hook.consecutive_failures);
-    out["created_at"] = millis(hook.created_at);
-    out["updated_at"] = millis(hook.updated_at);
-    out
+/// A webhook endpoint's settings, as stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookSettings {
+    /// Where deliveries are POSTed (https; http only to allowed addresses).
+    pub url: String,
+    #[schema(required = false)]
+    pub description: Option<String>,
+    /// Consecutive failures that disable the endpoint (1 to 100).
+    pub failure_limit: i64,
+}
+
+/// A webhook endpoint as the API shows it: its settings and state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookAnswer {
+    #[serde(flatten)]
+    #[schema(value_type = WebhookSettings)]
+    pub settings: Value,
+    pub consecutive_failures: i64,
+    /// RFC 3339.
+    #[schema(required = true)]
+    pub created_at: Option<String>,
+    /// Failures disable it; `"enabled": true` in a PUT re-enables it.
+    pub enabled: bool,
+    pub id: String,
+    pub owner: String,
+    /// The signing secret: shown once, in the answer that created the endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[schema(required = true)]
+    pub updated_at: Option<String>,
+}
+
+/// `GET /webhooks`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhooksAnswer {
+    pub webhooks: Vec<WebhookAnswer>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryAnswer {
+    /// RFC 3339.
+    #[schema(required = true)]
+    pub at: Option<String>,
+    /// 1 for the first try of a delivery.
+    pub attempt: i64,
+    #[schema(required = true)]
+    pub error: Option<String>,
+    /// What was sent: `alert.fired`, `alert.recovered`, `ping` …
+    pub event: String,
+    /// The delivery (the same across its retries).
+    pub id: String,
+    #[schema(required = true)]
+    pub latency_ms: Option<i64>,
+    /// `delivered`, `failed`, or `skipped` (the endpoint was disabled or gone).
+    pub outcome: String,
+    #[schema(required = true)]
+    pub status_code: Option<i64>,
+}
+
+/// `GET /webhooks/{id}/deliveries`: newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveriesAnswer {
+    pub deliveries: Vec<DeliveryAnswer>,
+}
+
+/// `POST /webhooks/{id}/ping`: the queued delivery.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PingAnswer {
+    pub delivery_id: String,
+}
+
+fn webhook_json(hook: &Webhook) -> WebhookAnswer {
+    let millis = |ms: i64| millis(ms).as_str().map(str::to_string);
+    WebhookAnswer {
+        settings: hook.body.clone(),
+        consecutive_failures: hook.consecutive_failures,
+        created_at: millis(hook.created_at),
+        enabled: hook.enabled,
+        id: hook.id.clone(),
+        owner: hook.owner.clone(),
+        secret: None,
+        updated_at: millis(hook.updated_at),
+    }
 }
 
 async fn existing(state: &AppState, tenant_id: i64, id: &str) -> Result<Webhook, ApiError> {
@@ -97,7 +174,7 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Body(body): Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<WebhookAnswer>), ApiError> {
     principal.require(Scope::Admin)?;
     let (body, enabled) = checked(&body, policy(&state))?;
     let now = crate::jobs::now_ms();
@@ -125,25 +202,27 @@ pub async fn create(
         json!({"url": hook.body["url"]}),
     )
     .await?;
-    let mut out = webhook_json(&hook);
-    out["secret"] = json!(hook.secret);
+    let out = WebhookAnswer {
+        secret: Some(hook.secret.clone()),
+        ..webhook_json(&hook)
+    };
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<WebhooksAnswer>, ApiError> {
     principal.require(Scope::Admin)?;
     let tenant_id = principal.tenant_id;
     let hooks = alerting::run(&*state.store, move |db| alerting::webhooks(db, tenant_id)).await?;
-    Ok(Json(
-        json!({"webhooks": hooks.iter().map(webhook_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(WebhooksAnswer {
+        webhooks: hooks.iter().map(webhook_json).collect(),
+    }))
 }
 
 pub async fn get(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookAnswer>, ApiError> {
     principal.require(Scope::Admin)?;
     Ok(Json(webhook_json(&existing(&state, principal.tenant_id, &id).await?)))
 }
@@ -155,7 +234,7 @@ pub async fn replace(
     principal: Principal,
     Path(id): Path<String>,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookAnswer>, ApiError> {
     principal.require(Scope::Admin)?;
     existing(&state, principal.tenant_id, &id).await?;
     let (body, enabled) = checked(&body, policy(&state))?;
@@ -208,7 +287,7 @@ pub async fn deliveries(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveriesAnswer>, ApiError> {
     principal.require(Scope::Admin)?;
     existing(&state, principal.tenant_id, &id).await?;
     let (tenant_id, hook_id) = (principal.tenant_id, id.clone());
@@ -216,15 +295,20 @@ pub async fn deliveries(
         alerting::deliveries(db, tenant_id, &hook_id, 500)
     })
     .await?;
-    let rows: Vec<Value> = attempts
-        .iter()
-        .map(|a| {
-            let mut row = json!(a);
-            row["at"] = millis(a.at);
-            row
+    let deliveries = attempts
+        .into_iter()
+        .map(|a| DeliveryAnswer {
+            at: millis(a.at).as_str().map(str::to_string),
+            attempt: a.attempt,
+            error: a.error,
+            event: a.event,
+            id: a.id,
+            latency_ms: a.latency_ms,
+            outcome: a.outcome,
+            status_code: a.status_code,
         })
         .collect();
-    Ok(Json(json!({"deliveries": rows})))
+    Ok(Json(DeliveriesAnswer { deliveries }))
 }
 
 /// Queues a `ping` delivery, to try an endpoint.
@@ -232,7 +316,7 @@ pub async fn ping(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<PingAnswer>), ApiError> {
     principal.require(Scope::Admin)?;
     existing(&state, principal.tenant_id, &id).await?;
     let delivery = crate::webhooks::enqueue(
@@ -243,5 +327,5 @@ pub async fn ping(
         json!({"webhook_id": id}),
     )
     .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"delivery_id": delivery}))))
+    Ok((StatusCode::ACCEPTED, Json(PingAnswer { delivery_id: delivery })))
 }

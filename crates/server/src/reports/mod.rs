@@ -36,7 +36,7 @@ const MAX_DESCRIPTION: usize = 2_000;
 const MAX_SHARED_USERS: usize = 200;
 
 /// Who besides the owner (and the tenant's admins) sees an item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Sharing {
     Private,
@@ -69,7 +69,7 @@ pub struct ReportDef {
 }
 
 /// A dashboard as saved: a grid of widgets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DashboardDef {
     pub name: String,
     pub description: String,
@@ -79,7 +79,7 @@ pub struct DashboardDef {
 
 /// One tile of a dashboard's grid (12 columns wide): a saved report or a built-in view, at
 /// `x`, `y` (in grid cells) spanning `w` × `h`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Widget {
     /// The widget's id within the dashboard (the grid library's handle).
     pub id: String,
@@ -87,7 +87,9 @@ pub struct Widget {
     pub report: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub view: Option<String>,
+    /// The view's parameters.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub params: Map<String, Value>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub title: String,

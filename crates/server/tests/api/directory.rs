@@ -273,6 +273,46 @@ async fn openapi_describes_every_endpoint() {
     }
 }
 
+/// Every success answer is described: a JSON answer by a schema derived from its type (never
+/// `{}`), a file or stream by its media type, a 204 by nothing at all.
+#[tokio::test]
+async fn openapi_gives_every_json_answer_a_schema() {
+    let app = TestApp::spawn("UTC").await;
+    let (_, doc) = app.get("/api/v1/openapi.json").await;
+    let mut untyped = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let successes: Vec<_> = responses.iter().filter(|(code, _)| code.starts_with('2')).collect();
+            if let Some(upgrade) = responses.get("101") {
+                // A WebSocket: its messages' schema.
+                assert!(upgrade["x-messages"]["$ref"].is_string(), "{method} {path}: {upgrade}");
+                continue;
+            }
+            assert!(!successes.is_empty(), "{method} {path}: no success status");
+            for (code, answer) in successes {
+                let content = answer["content"].as_object();
+                if code == "204" {
+                    assert!(content.is_none(), "{method} {path}: a 204 has no content");
+                    continue;
+                }
+                let content = content.filter(|c| !c.is_empty());
+                let Some(content) = content else {
+                    untyped.push(format!("{method} {path} {code}: no content"));
+                    continue;
+                };
+                for (media, body) in content {
+                    let typed = body["schema"].as_object().is_some_and(|s| !s.is_empty());
+                    if (media == "application/json" || media == "text/event-stream") && !typed {
+                        untyped.push(format!("{method} {path} {code} {media}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "answers without a schema:\n{}", untyped.join("\n"));
+}
+
 /// The web app's types (web/src/api-types.ts, made by `npm run gen-types` in web/) are
 /// generated from web/openapi.json, which must be the document the server serves; .ci/run
 /// regenerates the types and fails if they differ from the committed ones.

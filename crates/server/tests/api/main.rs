@@ -4,6 +4,7 @@
 mod access;
 mod alerts;
 mod analytics;
+mod answers;
 mod backup;
 mod badges;
 mod comparisons;
