@@ -194,15 +194,18 @@ async fn subscribe_tenant(node: &Node, key: &str) -> Socket {
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The messages of type `kind` a socket receives within `wait`.
-async fn messages_within(ws: &mut Socket, kind: &str, wait: Duration) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + wait;
+/// The messages of type `kind` a socket receives.
+async fn messages_of(ws: &mut Socket, kind: &str) -> Vec<Value> {
+    // Up to 30 s for the first: the badge and alert loops run every few seconds, later on a
+    // loaded machine. Then until 3 s pass without another, so a duplicate would be heard.
+    let mut deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut out = Vec::new();
     while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
         if let Message::Text(text) = msg {
             let m: Value = serde_json::from_str(&text).unwrap();
             if m["type"] == kind {
                 out.push(m);
+                deadline = tokio::time::Instant::now() + Duration::from_secs(3);
             }
         }
     }
@@ -237,8 +240,8 @@ async fn two_nodes_record_and_announce_each_badge_change_once() {
         )
         .await;
         let (x, y) = tokio::join!(
-            messages_within(&mut on_a, "badge", Duration::from_secs(4)),
-            messages_within(&mut on_b, "badge", Duration::from_secs(4))
+            messages_of(&mut on_a, "badge"),
+            messages_of(&mut on_b, "badge")
         );
         for (on, got) in [("a", &x), ("b", &y)] {
             let first: Vec<&Value> = got.iter().filter(|m| m["badge"] == "first_meeting").collect();
@@ -265,8 +268,8 @@ async fn an_alert_fired_on_one_node_reaches_the_subscribers_of_both_once() {
     // Both nodes evaluate the commit (B hears of it by NOTIFY); one records the firing.
     post(&client, &format!("{}/api/v1/events", a.url), &key, &calls_now("al", 5)).await;
     let (x, y) = tokio::join!(
-        messages_within(&mut on_a, "alert", Duration::from_secs(4)),
-        messages_within(&mut on_b, "alert", Duration::from_secs(4))
+        messages_of(&mut on_a, "alert"),
+        messages_of(&mut on_b, "alert")
     );
     for (on, got) in [("a", &x), ("b", &y)] {
         assert_eq!(
@@ -340,7 +343,7 @@ async fn an_upgraded_database_records_its_history_badges_silently_and_announces_
     let node = start_node(&db).await;
     let mut live = subscribe_tenant(&node, &key).await;
     post(&client, &format!("{}/api/v1/events", node.url), &key, &meeting("r2")).await;
-    let heard = messages_within(&mut live, "badge", Duration::from_secs(4)).await;
+    let heard = messages_of(&mut live, "badge").await;
     let news: Vec<(&Value, &Value)> = heard.iter().map(|m| (&m["badge"], &m["agent_id"])).collect();
     assert_eq!(news, [(&json!("first_meeting"), &json!("r2"))], "{heard:?}");
     let first = |rep: &str| ("first_meeting".to_string(), rep.to_string());
