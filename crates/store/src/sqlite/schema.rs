@@ -549,6 +549,17 @@ CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns);
 CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns);
 CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns);
 "#,
+    r#"
+-- Raw event bodies compressed in blocks (sqlite/bodies.rs): one row per tenant and ingest
+-- transaction, keyed by the `seq` of its first event, so appended; the events it holds keep an
+-- empty `body`. A rowid table: a block is ~100 KB, too large a row for a WITHOUT ROWID one.
+CREATE TABLE IF NOT EXISTS event_blocks (
+    first_seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
