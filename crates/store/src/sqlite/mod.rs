@@ -2,6 +2,7 @@
 //! small pool of reader connections.
 
 pub mod backup;
+mod bodies;
 mod first_calls;
 pub mod keys;
 mod records;
@@ -423,14 +424,15 @@ fn event_bodies(
     let candidates = keys::find_many(conn, keys::Kind::Event, &hashes)?;
     let mut stmt =
         conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
+    let mut reader = bodies::BodyReader::default();
     let mut out = HashMap::with_capacity(ids.len());
     for (hash, event_id) in ids {
         for &seq in candidates.get(&hash).map_or(&[][..], Vec::as_slice) {
-            if let Some(body) = stmt
+            if let Some(stored) = stmt
                 .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
                 .optional()?
             {
-                out.insert(event_id, body);
+                out.insert(event_id, reader.body(conn, tenant_id, seq, stored)?);
                 break;
             }
         }
@@ -773,6 +775,7 @@ impl Store for SqliteStore {
                 "SELECT event_id, type, received_at, body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND record_key = ?2",
             )?;
             let mut versions = Vec::new();
+            let mut reader = bodies::BodyReader::default();
             for seq in keys::find(conn, keys::Kind::Record, keys::hash(tenant.id, &call_id))? {
                 let found = version
                     .query_row(params![tenant.id, call_id, seq], |r| {
@@ -784,7 +787,10 @@ impl Store for SqliteStore {
                         })
                     })
                     .optional()?;
-                versions.extend(found);
+                if let Some(mut found) = found {
+                    found.body = reader.body(conn, tenant.id, seq, found.body)?;
+                    versions.push(found);
+                }
             }
             versions.sort_by(|a, b| (a.received_ns, &a.event_id).cmp(&(b.received_ns, &b.event_id)));
             Ok(Some(drill::detail(&tenant, &call, analysis.as_ref(), versions)))
@@ -1043,7 +1049,8 @@ impl Store for SqliteStore {
                 conn.pragma_update(None, "secure_delete", "ON")?;
                 let erased = (|| {
                     let mut tx = conn.transaction()?;
-                    let n = retention::erase_contact(&mut tx, retention::Dialect::Sqlite, tenant_id, &contact_id)?;
+                    let n = retention::erase_contact(&mut tx, retention::Dialect::Sqlite, tenant_id, &contact_id)?
+                        + bodies::rewrite(&tx, tenant_id, |body| retention::erased_body(body, &contact_id))?;
                     tx.commit()?;
                     Ok::<_, StoreError>(n)
                 })();
