@@ -125,19 +125,25 @@ impl BodyReader {
 }
 
 /// Rewrites each of the tenant's blocks in which `rewrite` changes a body; returns how many
-/// bodies changed.
+/// bodies changed. One block in memory at a time (a tenant's blocks are ~140 bytes a call).
 pub fn rewrite(
     conn: &Connection,
     tenant: i64,
     mut rewrite: impl FnMut(&str) -> Option<String>,
 ) -> rusqlite::Result<i64> {
-    let blocks: Vec<(i64, Vec<u8>)> = conn
-        .prepare("SELECT first_seq, data FROM event_blocks WHERE tenant_id = ?1")?
-        .query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut next = conn.prepare(
+        "SELECT first_seq, data FROM event_blocks WHERE first_seq > ?2 AND tenant_id = ?1 ORDER BY first_seq LIMIT 1",
+    )?;
     let mut update = conn.prepare("UPDATE event_blocks SET data = ?3 WHERE tenant_id = ?1 AND first_seq = ?2")?;
     let mut changed = 0;
-    for (first, data) in blocks {
+    let mut after = i64::MIN;
+    while let Some((first, data)) = next
+        .query_row(params![tenant, after], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .optional()?
+    {
+        after = first;
         let block = Block::decompress(&data).ok_or_else(corrupt)?;
         let mut rewritten = Block::default();
         let mut changed_here = 0;
