@@ -683,6 +683,74 @@ proptest! {
     }
 }
 
+/// Calls that start at the same instant are listed by id, newest instant first, across pages,
+/// through the time index and through a filter's index (whose entries hold no call id on
+/// SQLite: the tie is sorted when read); each call's detail gives back every version's body as
+/// sent (on SQLite, from the transaction's compressed block of bodies).
+fn ties_and_bodies(open: Open) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let store = open();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    let call = |n: usize, call: &str, agent: &str, start: i64| {
+        json!({"id": format!("e{n}"), "type": "call", "call_id": call, "agent_id": agent,
+               "disposition": "Connected", "started_at": ts(T0 + start), "updated_at": ts(T0 + 600),
+               "prospect": {"name": format!("Prospect {call}")}})
+    };
+    let ids = ["c7", "c2", "c9", "c4", "c1", "c5"];
+    let mut events: Vec<Value> = ids.iter().enumerate().map(|(n, c)| call(n, c, "a1", 60)).collect();
+    events.push(call(6, "c3", "a1", 120));
+    events.push(call(7, "c8", "a2", 60));
+    let parsed: Vec<ParsedEvent> = events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect();
+    rt.block_on(store.ingest(tenant.id, parsed.clone())).unwrap();
+    let range = json!({"start": "2026-03-07", "end": "2026-03-08"});
+    let all = drill_all(&*store, &rt, tenant.id, &json!({"range": range}), T0).unwrap();
+    assert_eq!(all, ["c3", "c9", "c8", "c7", "c5", "c4", "c2", "c1"]);
+    let query = json!({"range": range, "filters": {"agent": ["a1"]}});
+    let by_agent = drill_all(&*store, &rt, tenant.id, &query, T0).unwrap();
+    assert_eq!(by_agent, ["c3", "c9", "c7", "c5", "c4", "c2", "c1"]);
+    for (event, sent) in parsed.iter().zip(&events) {
+        let Event::Call(c) = &event.event else { unreachable!() };
+        let detail = rt.block_on(store.call(tenant.id, &c.call_id)).unwrap().unwrap();
+        assert_eq!(detail["versions"][0]["event"], *sent, "{}", c.call_id);
+    }
+    rt.block_on(store.shutdown());
+}
+
+/// On SQLite the bodies are in one compressed block (the batch was one transaction), not in
+/// the events' rows, and the indexes of calls hold no call id.
+#[test]
+fn sqlite_lists_ties_by_id_and_keeps_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    ties_and_bodies(&|| -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::not_durable()).unwrap()) });
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let in_rows: i64 = conn
+        .query_row("SELECT sum(length(body)) FROM events", [], |r| r.get(0))
+        .unwrap();
+    let blocks: i64 = conn
+        .query_row("SELECT count(*) FROM event_blocks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((in_rows, blocks), (0, 1));
+    // Nor is the call id in the entries of the calls' indexes (36 bytes a UUID in each).
+    let with_id: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_index_list('calls') l, pragma_index_info(l.name) i WHERE i.name = 'call_id'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(with_id, 0);
+}
+
+#[test]
+fn postgres_lists_ties_by_id_and_keeps_bodies() {
+    let url = cluster().create_database().unwrap();
+    ties_and_bodies(&|| -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) });
+}
+
 /// The stream with distinct versions: `updated_at` moved by the event's position in
 /// milliseconds, so no two versions of a record tie (a tie is broken by the greater event id,
 /// which other ids would order otherwise).

@@ -391,8 +391,11 @@ fn ids_of_older_postgresql_databases_stay_known() {
     });
 }
 
-/// SQLite's version 11: events and calls keyed by their ids, no key runs.
-const SQLITE_V11_IDS: &str = "CREATE TABLE old_events (tenant_id INTEGER NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
+/// SQLite's version 11: events and calls keyed by their ids, no key runs, each body in its
+/// event's row (here a stand-in for the one now in a compressed block).
+const SQLITE_V11_IDS: &str = "UPDATE events SET body = json_object('id', event_id, 'type', type) WHERE body = '';
+         DROP TABLE event_blocks;
+         CREATE TABLE old_events (tenant_id INTEGER NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
              record_key TEXT, received_at INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant_id, event_id)) WITHOUT ROWID;
          INSERT INTO old_events SELECT tenant_id, event_id, type, record_key, received_at, body FROM events;
          DROP TABLE events; ALTER TABLE old_events RENAME TO events;

@@ -2,6 +2,7 @@
 //! small pool of reader connections.
 
 pub mod backup;
+mod bodies;
 mod first_calls;
 pub mod keys;
 mod records;
@@ -425,14 +426,15 @@ fn event_bodies(
     let candidates = keys::find_many(conn, keys::Kind::Event, &hashes)?;
     let mut stmt =
         conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
+    let mut reader = bodies::BodyReader::default();
     let mut out = HashMap::with_capacity(ids.len());
     for (hash, event_id) in ids {
         for &seq in candidates.get(&hash).map_or(&[][..], Vec::as_slice) {
-            if let Some(body) = stmt
+            if let Some(stored) = stmt
                 .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
                 .optional()?
             {
-                out.insert(event_id, body);
+                out.insert(event_id, reader.body(conn, tenant_id, seq, stored)?);
                 break;
             }
         }
@@ -775,6 +777,7 @@ impl Store for SqliteStore {
                 "SELECT event_id, type, received_at, body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND record_key = ?2",
             )?;
             let mut versions = Vec::new();
+            let mut reader = bodies::BodyReader::default();
             for seq in keys::find(conn, keys::Kind::Record, keys::hash(tenant.id, &call_id))? {
                 let found = version
                     .query_row(params![tenant.id, call_id, seq], |r| {
@@ -786,7 +789,10 @@ impl Store for SqliteStore {
                         })
                     })
                     .optional()?;
-                versions.extend(found);
+                if let Some(mut found) = found {
+                    found.body = reader.body(conn, tenant.id, seq, found.body)?;
+                    versions.push(found);
+                }
             }
             versions.sort_by(|a, b| (a.received_ns, &a.event_id).cmp(&(b.received_ns, &b.event_id)));
             Ok(Some(drill::detail(&tenant, &call, analysis.as_ref(), versions)))
@@ -1054,7 +1060,8 @@ impl Store for SqliteStore {
                 conn.pragma_update(None, "secure_delete", "ON")?;
                 let erased = (|| {
                     let mut tx = conn.transaction()?;
-                    let n = retention::erase_contact(&mut tx, retention::Dialect::Sqlite, tenant_id, &contact_id)?;
+                    let n = retention::erase_contact(&mut tx, retention::Dialect::Sqlite, tenant_id, &contact_id)?
+                        + bodies::rewrite(&tx, tenant_id, |body| retention::erased_body(body, &contact_id))?;
                     tx.commit()?;
                     Ok::<_, StoreError>(n)
                 })();
@@ -1100,8 +1107,9 @@ mod tests {
     }
 
     /// A drill-down reads its calls newest first through the index of its most selective
-    /// one-valued filter (never all the range's calls, never a sort); filters of several values
-    /// are checked on the rows the time index lists.
+    /// one-valued filter (never all the range's calls, never a sort of them: only calls that
+    /// start at the same instant are sorted by id, the indexes no longer holding it); filters
+    /// of several values are checked on the rows the time index lists.
     #[test]
     fn drill_downs_read_through_the_index_of_their_filter() {
         for (filters, index) in [
@@ -1117,7 +1125,13 @@ mod tests {
         ] {
             let plan = plan(filters.clone());
             assert!(plan.contains(&format!("USING INDEX {index}")), "{filters}: {plan}");
-            assert!(!plan.contains("TEMP B-TREE"), "{filters}: {plan}");
+            let sorts: Vec<&str> = plan.lines().filter(|l| l.contains("TEMP B-TREE")).collect();
+            assert!(
+                sorts
+                    .iter()
+                    .all(|l| l.contains("LAST TERM OF ORDER BY") || l.contains("RIGHT PART OF ORDER BY")),
+                "{filters}: {plan}"
+            );
         }
     }
 }

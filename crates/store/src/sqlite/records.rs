@@ -1,6 +1,7 @@
 //! [`Records`] on SQLite: every read is a query in the writer's open transaction (in-process,
 //! so a query per event costs microseconds).
 
+use super::bodies::PendingBodies;
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys, Kind};
 use super::rows::{
@@ -46,6 +47,8 @@ pub struct SqliteRecords<'a> {
     pub meetings: &'a mut MeetingContacts,
     pub first_calls: &'a mut FirstCalls,
     pub keys: &'a mut Keys,
+    /// The new events' bodies, written as one compressed block per tenant before the commit.
+    pub bodies: PendingBodies,
     /// The rows of the calls this transaction read, where their next version goes.
     pub call_rows: HashMap<(i64, String), i64>,
 }
@@ -83,15 +86,9 @@ impl Records for SqliteRecords<'_> {
                 "INSERT INTO events (tenant_id, event_id, type, record_key, received_at, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![
-                tenant,
-                e.id,
-                e.event.type_name(),
-                record_key,
-                received_ns,
-                e.raw
-            ])?;
+            .execute(params![tenant, e.id, e.event.type_name(), record_key, received_ns, ""])?;
         let seq = self.tx.last_insert_rowid();
+        self.bodies.add(tenant, seq, &e.raw);
         self.keys.add(Kind::Event, hash, seq);
         if let Some(record) = record_key {
             self.keys.add(Kind::Record, keys::hash(tenant, record), seq);

@@ -541,6 +541,34 @@ INSERT INTO badge_baselines (tenant_id)
     SELECT id FROM tenants WHERE id NOT IN (SELECT tenant_id FROM badge_awards)
     ON CONFLICT DO NOTHING;
 "#,
+    r#"
+-- The five time-ordered indexes of calls without the call id: each entry was the id's text (36
+-- bytes for a UUID) longer, which made them twice the size, split twice as often under
+-- ingest and put ~180 bytes a call on disk. The order among calls that start at the same
+-- nanosecond (by call id) is sorted per tie on read (SQLite's "right part of ORDER BY"): the
+-- entry's rowid (`seq`) is the row, and a page of a drill-down still stops after its limit.
+DROP INDEX IF EXISTS calls_by_start;
+DROP INDEX IF EXISTS calls_by_agent;
+DROP INDEX IF EXISTS calls_by_campaign;
+DROP INDEX IF EXISTS calls_by_team;
+DROP INDEX IF EXISTS calls_by_disposition;
+CREATE INDEX calls_by_start ON calls (tenant_id, started_ns);
+CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns);
+CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns);
+CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns);
+CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns);
+"#,
+    r#"
+-- Raw event bodies compressed in blocks (sqlite/bodies.rs): one row per tenant and ingest
+-- transaction, keyed by the `seq` of its first event, so appended; the events it holds keep an
+-- empty `body`. A rowid table: a block is ~100 KB, too large a row for a WITHOUT ROWID one.
+CREATE TABLE IF NOT EXISTS event_blocks (
+    first_seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each

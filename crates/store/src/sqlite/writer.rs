@@ -224,9 +224,12 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
             meetings: &mut contacts.meetings,
             first_calls: &mut contacts.first_calls,
             keys: &mut contacts.keys,
+            bodies: Default::default(),
             call_rows: Default::default(),
         };
-        let outcome = group::apply_group(records, &group, group::now_ns())?;
+        let received_ns = group::now_ns();
+        let outcome = group::apply_group(records, &group, received_ns)?;
+        records.bodies.write(&tx, received_ns)?;
         let contributions = group::encode_contributions(&group, &outcome);
         if !contributions.is_empty() {
             tx.prepare_cached("INSERT INTO pending_contributions (data) VALUES (?1)")?
