@@ -8,6 +8,7 @@ mod apply;
 pub mod badges;
 mod block;
 mod catalog;
+mod coarse;
 pub mod contribution;
 mod drill;
 mod group;

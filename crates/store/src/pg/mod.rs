@@ -13,7 +13,7 @@
 pub mod cluster;
 mod schema;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
-pub use schema::{CALL_INTENTS_VERSION, HASHED_KEYS_VERSION, TEAM_CAMPAIGNS_VERSION};
+pub use schema::{AGENT_WEEKS_VERSION, CALL_INTENTS_VERSION, HASHED_KEYS_VERSION, TEAM_CAMPAIGNS_VERSION};
 mod working;
 mod writer;
 

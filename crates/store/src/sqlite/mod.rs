@@ -9,7 +9,7 @@ mod rows;
 mod schema;
 pub mod space;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
-pub use schema::{CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
+pub use schema::{AGENT_WEEKS_VERSION, CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
 pub mod wal;
 mod writer;
 
@@ -197,6 +197,9 @@ impl SqliteStore {
         if (1..schema::TEAM_CAMPAIGNS_VERSION).contains(&version) {
             let built = contacts.insert(writer::Contacts::load(&conn)?);
             writer::backfill(&mut conn, version, &mut built.first_calls)?;
+        }
+        if (1..schema::AGENT_WEEKS_VERSION).contains(&version) {
+            writer::backfill_coarse(&mut conn)?;
         }
         let shared = Arc::new(Shared::default());
         *shared.agent_teams.write().expect("agent teams lock") = catalog::agent_teams(&mut conn, None)?

@@ -545,6 +545,8 @@ pub const STAGE_SUMMARY_VERSION: usize = 5;
 /// empty migration that marks it is the 11th.
 pub const CALL_INTENTS_VERSION: usize = 11;
 
+/// The version that first keeps week and month cells of calls per agent (`cells::AGENT_WEEKS`).
+pub const AGENT_WEEKS_VERSION: usize = 21;
 /// The version that first keeps calls by team and campaign in `cells::TEAM_CAMPAIGNS`.
 pub const TEAM_CAMPAIGNS_VERSION: usize = 16;
 
