@@ -440,6 +440,9 @@ CREATE TABLE IF NOT EXISTS schedule_next_runs (
 );
 CREATE INDEX IF NOT EXISTS schedule_next_runs_due ON schedule_next_runs (next_run) WHERE next_run IS NOT NULL;
 "#,
+    // Week and month cells of calls per agent (`cells::AGENT_WEEKS`): summed from its day
+    // cells by `backfill_coarse`.
+    "",
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)
