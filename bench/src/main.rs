@@ -346,7 +346,7 @@ async fn main() -> anyhow::Result<()> {
             "# dialboard benchmark (SQLite store): the queries on {}\n",
             db.display()
         );
-        let server = start_server_on_kept(db)?;
+        let mut server = start_server_on_kept(db)?;
         let client = reqwest::Client::new();
         server.ready(&client).await?;
         settle()?;
