@@ -575,6 +575,14 @@ fn backfill_coarse(tx: &mut postgres::Transaction) -> Result<()> {
     )?;
     let insert =
         tx.prepare("INSERT INTO cell_deltas (tenant_id, cuboid, grain, bucket, block) VALUES ($1, $2, $3, $4, $5)")?;
+    // Whatever coarse cells are there (none, from an older version; but a database written by
+    // this version and marked older must not end up with them twice) give way to the sums.
+    for table in ["cells", "cell_deltas"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE cuboid = $1 AND grain IN ($2, $3)"),
+            &[&(AGENT_WEEKS as i16), &(Grain::Week as i16), &(Grain::Month as i16)],
+        )?;
+    }
     for tenant in tenants {
         let (id, name, settings): (i64, String, String) = (tenant.get(0), tenant.get(1), tenant.get(2));
         let settings = serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;

@@ -275,6 +275,12 @@ pub fn backfill_coarse(conn: &mut Connection) -> Result<()> {
         let mut days = tx.prepare(
             "SELECT bucket, block FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 ORDER BY bucket",
         )?;
+        // Whatever coarse cells are there (none, from an older version; but a file written by
+        // this version and marked older must not end up with them twice) give way to the sums.
+        tx.execute(
+            "DELETE FROM cells WHERE cuboid = ?1 AND grain IN (?2, ?3)",
+            params![AGENT_WEEKS, Grain::Week as i64, Grain::Month as i64],
+        )?;
         let mut insert =
             tx.prepare("INSERT INTO cells (tenant_id, cuboid, grain, bucket, block) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         for (id, name, settings) in tenants {
