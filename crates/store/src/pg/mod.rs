@@ -1235,7 +1235,7 @@ impl Store for PgStore {
                 .collect();
             let bodies = event_bodies(&mut tx, tenant.id, keys)?;
             tx.commit()?;
-            Ok(Ok(drill::export_page(calls, next_cursor, &bodies)))
+            Ok(Ok(drill::export_page(calls, next_cursor, bodies)))
         })
         .await
     }

@@ -424,18 +424,28 @@ fn event_bodies(
     let ids: Vec<(u64, String)> = event_ids.map(|id| (keys::hash(tenant_id, &id), id)).collect();
     let hashes: Vec<u64> = ids.iter().map(|(h, _)| *h).collect();
     let candidates = keys::find_many(conn, keys::Kind::Event, &hashes)?;
+    // Read in the order of the rows (`seq`), not of the page: rows of one table page, or of
+    // neighbouring ones, are then read one after another while that page is at hand.
+    let mut wanted: Vec<(i64, &str)> = ids
+        .iter()
+        .flat_map(|(hash, id)| {
+            let seqs = candidates.get(hash).map_or(&[][..], Vec::as_slice);
+            seqs.iter().map(move |&seq| (seq, id.as_str()))
+        })
+        .collect();
+    wanted.sort_unstable();
     let mut stmt =
         conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
     let mut out = HashMap::with_capacity(ids.len());
-    for (hash, event_id) in ids {
-        for &seq in candidates.get(&hash).map_or(&[][..], Vec::as_slice) {
-            if let Some(body) = stmt
-                .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
-                .optional()?
-            {
-                out.insert(event_id, body);
-                break;
-            }
+    for (seq, event_id) in wanted {
+        if out.contains_key(event_id) {
+            continue;
+        }
+        if let Some(body) = stmt
+            .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            out.insert(event_id.to_string(), body);
         }
     }
     Ok(out)
@@ -1001,7 +1011,7 @@ impl Store for SqliteStore {
             let tx = conn.unchecked_transaction()?;
             let (calls, next_cursor) = drill_matching(&tx, &tenant, &drill, request.limit)?;
             let bodies = event_bodies(&tx, tenant.id, calls.iter().map(|(c, _)| c.event_id.clone()))?;
-            Ok(Ok(drill::export_page(calls, next_cursor, &bodies)))
+            Ok(Ok(drill::export_page(calls, next_cursor, bodies)))
         })
         .await
     }
