@@ -127,6 +127,8 @@ pub struct CallRows {
     now: i64,
     cursor: Option<String>,
     done: bool,
+    /// Calls read per page ([`PAGE`]; tests read small pages to cross their edges).
+    page: usize,
     names: Arc<RowMaker>,
 }
 
@@ -156,6 +158,7 @@ impl CallRows {
             now,
             cursor: None,
             done: false,
+            page: PAGE,
             names: Arc::new(RowMaker {
                 tenant,
                 agent_names,
@@ -191,7 +194,7 @@ impl CallRows {
         let request = CallsRequest {
             query: self.query.clone(),
             cursor: self.cursor.take(),
-            limit: PAGE,
+            limit: self.page,
         };
         let page = self
             .store
@@ -527,4 +530,68 @@ async fn run_job(cx: JobContext) -> Result<Value, String> {
         "file_name": format!("calls-{}.{}", cx.job.id, request.format.extension()),
         "expires_at": finished + KEEP_FILE_SECONDS,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialboard_engine::event::parse_event;
+    use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+    use dialboard_store::sqlite::{Options, SqliteStore};
+    use dialboard_store::TenantSettings;
+
+    /// Pages read ahead of the one being written still give every call once, newest first,
+    /// each with its event's fields, across many page edges (pages of 7 calls of 50).
+    #[tokio::test]
+    async fn a_csv_read_ahead_in_small_pages_holds_every_call_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("t.db"), Options::default()).unwrap());
+        let tenant = store.create_tenant("t", TenantSettings::new("UTC")).await.unwrap();
+        let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+        let events = (0..50)
+            .map(|i| {
+                let e = json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i:02}"),
+                    "agent_id": "a1", "disposition": "Connected", "talk_seconds": i,
+                    "started_at": format!("2026-03-02T{:02}:{:02}:00Z", i / 60, i % 60),
+                    "notes": format!("note {i}")});
+                parse_event(&e, &taxonomy).unwrap()
+            })
+            .collect();
+        store.ingest(tenant.id, events).await.unwrap();
+        let query = json!({"range": {"start": "2026-03-02", "end": "2026-03-03"}});
+        let mut rows = CallRows::new(store.clone(), tenant.id, query, 1_772_500_000)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        rows.page = 7;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+        let reader = tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                bytes.extend(chunk.unwrap());
+            }
+            bytes
+        });
+        let mut sink = Sink::Body(tx);
+        let summary = export_calls(rows, Format::Csv, &mut sink, |_| async { Ok(()) })
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        drop(sink);
+        let bytes = reader.await.unwrap();
+        let mut csv = csv::Reader::from_reader(bytes.as_slice());
+        let read: Vec<(String, String)> = csv
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[0].to_string(), r[15].to_string())
+            })
+            .collect();
+        let expected: Vec<(String, String)> = (0..50)
+            .rev()
+            .map(|i| (format!("c{i:02}"), format!("note {i}")))
+            .collect();
+        assert_eq!(summary.rows, 50);
+        assert_eq!(read, expected);
+    }
 }
