@@ -441,8 +441,8 @@ CREATE TABLE IF NOT EXISTS schedule_next_runs (
 CREATE INDEX IF NOT EXISTS schedule_next_runs_due ON schedule_next_runs (next_run) WHERE next_run IS NOT NULL;
 "#,
     // Week and month cells of calls per agent (`cells::AGENT_WEEKS`): summed from its day
-    // cells by `backfill_coarse`.
-    "",
+    // cells by `backfill_coarse`. Only a comment, which `AGENT_WEEKS_VERSION`'s test finds.
+    "-- AGENT_WEEKS: the agent cuboid's week and month cells",
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)
@@ -674,5 +674,17 @@ impl Partitions {
         }
         self.0.insert(name);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod agent_weeks_tests {
+    use super::*;
+
+    /// The version the week and month cells are backfilled below is their migration's: one
+    /// too low skipped the backfill for databases of the version just before.
+    #[test]
+    fn agent_weeks_version_is_the_version_its_migration_makes() {
+        assert!(MIGRATIONS[AGENT_WEEKS_VERSION - 1].contains("AGENT_WEEKS"));
     }
 }
