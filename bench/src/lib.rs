@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The flags of the benchmarks that ingest generated calls over HTTP.
-#[derive(Debug, Clone, Copy, clap::Parser)]
+#[derive(Debug, Clone, clap::Parser)]
 #[command(about, long_about = None)]
 pub struct Flags {
     /// Calls in the (largest) dataset [default: the benchmark's own]
@@ -38,10 +38,14 @@ pub struct Flags {
     /// --ingest-only; `dialboard-bench` only)
     #[arg(long)]
     pub postgres: bool,
+    /// Only the queries, on a database an earlier run kept (`DIALBOARD_BENCH_KEEP=1`): no
+    /// ingest, no 100k dataset; the server the bench starts upgrades it if it is older
+    #[arg(long, value_name = "SQLITE_FILE", conflicts_with = "ingest_only")]
+    pub queries_on: Option<std::path::PathBuf>,
 }
 
 /// The benchmarks' settings, their own defaults applied.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Args {
     /// Calls in the (largest) dataset.
     pub calls: usize,
@@ -55,6 +59,8 @@ pub struct Args {
     pub ingest_only: bool,
     /// Ingest into PostgreSQL instead of SQLite.
     pub postgres: bool,
+    /// Only the queries, on this kept database.
+    pub queries_on: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -76,6 +82,7 @@ impl Args {
             },
             ingest_only: flags.ingest_only,
             postgres: flags.postgres,
+            queries_on: flags.queries_on,
         })
     }
 }
@@ -148,6 +155,39 @@ pub fn start_server_on(url_db: &str) -> anyhow::Result<Server> {
 
 /// [`start_server_on`] with more `serve` flags (`--sql-listen ADDR`).
 pub fn start_server_with(url_db: &str, serve_flags: &[&str]) -> anyhow::Result<Server> {
+    let key = dialboard_command(&[
+        "tenant",
+        "create",
+        "bench",
+        "--timezone",
+        "America/New_York",
+        "--database",
+        url_db,
+    ])?;
+    serve(url_db, key, serve_flags)
+}
+
+/// `dialboard serve` on the SQLite file `db` a bench run kept (`DIALBOARD_BENCH_KEEP=1`), with a
+/// new admin key of its tenant `bench`.
+pub fn start_server_on_kept(db: &std::path::Path) -> anyhow::Result<Server> {
+    let url_db = format!("sqlite://{}", db.display());
+    let key = dialboard_command(&[
+        "key",
+        "create",
+        "--tenant",
+        "bench",
+        "--scopes",
+        "read,admin",
+        "--database",
+        &url_db,
+    ])?;
+    let mut server = serve(&url_db, key, &[])?;
+    server.db = db.to_path_buf();
+    Ok(server)
+}
+
+/// The release `dialboard` next to this binary.
+fn dialboard_bin() -> anyhow::Result<std::path::PathBuf> {
     let bin = std::env::current_exe()?
         .parent()
         .context("target dir")?
@@ -155,27 +195,30 @@ pub fn start_server_with(url_db: &str, serve_flags: &[&str]) -> anyhow::Result<S
     if !bin.exists() {
         bail!("build the server first: cargo build --release --bin dialboard");
     }
-    let out = Command::new(&bin)
-        .args([
-            "tenant",
-            "create",
-            "bench",
-            "--timezone",
-            "America/New_York",
-            "--database",
-            url_db,
-        ])
-        .output()?;
+    Ok(bin)
+}
+
+/// Runs a `dialboard` command that prints a key alone on its last line, and returns the key.
+fn dialboard_command(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(dialboard_bin()?).args(args).output()?;
     if !out.status.success() {
-        bail!("tenant create failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "dialboard {} failed: {}",
+            args[..2].join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let key = String::from_utf8(out.stdout)?
+    Ok(String::from_utf8(out.stdout)?
         .lines()
         .last()
         .context("a key")?
-        .to_string();
+        .to_string())
+}
+
+/// `dialboard serve` on `url_db` on a free port, answering to `key`.
+fn serve(url_db: &str, key: String, serve_flags: &[&str]) -> anyhow::Result<Server> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(&bin)
+    let child = Command::new(dialboard_bin()?)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database", url_db])
         .args(serve_flags)
         .stdout(Stdio::null())

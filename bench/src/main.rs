@@ -8,7 +8,7 @@
 
 use dialboard_bench::{
     dashboard_queries, ingest, measure_dialboard, percentile, settle, shaped_batches, start_server, start_server_on,
-    Args, Latency, Server, BATCH, T0,
+    start_server_on_kept, Args, Latency, Server, BATCH, T0,
 };
 use dialboard_store::pg::cluster::Cluster;
 use std::time::{Duration, Instant};
@@ -165,6 +165,12 @@ fn pg_database_bytes(url: &str) -> anyhow::Result<i64> {
     Ok(client
         .query_one("SELECT pg_database_size(current_database())", &[])?
         .get(0))
+}
+
+/// The calls stored in a kept database.
+fn count_calls(db: &std::path::Path) -> anyhow::Result<usize> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(conn.query_row("SELECT count(*) FROM calls", [], |r| r.get::<_, i64>(0))? as usize)
 }
 
 fn rss_mb(pid: u32) -> f64 {
@@ -334,6 +340,18 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse(10_000_000, 200)?;
     if args.postgres && !args.ingest_only {
         anyhow::bail!("--postgres measures ingest only: add --ingest-only");
+    }
+    if let Some(db) = &args.queries_on {
+        println!(
+            "# dialboard benchmark (SQLite store): the queries on {}\n",
+            db.display()
+        );
+        let mut server = start_server_on_kept(db)?;
+        let client = reqwest::Client::new();
+        server.ready(&client).await?;
+        settle()?;
+        report_queries(&server, &client, args.repeat, count_calls(db)?).await?;
+        return Ok(());
     }
     println!(
         "# dialboard benchmark ({} store), datasets of 100000 and {} calls over 90 days, {} agents in {} teams, {} ids\n",

@@ -314,7 +314,8 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("  {:.0} calls/s", postgres.ingest_per_s);
     eprintln!("the seeds' design on PostgreSQL…");
     let seed_url = cluster.create_database()?;
-    let seed = tokio::task::spawn_blocking(move || seed_design(&seed_url, &args)).await??;
+    let seed_args = args.clone();
+    let seed = tokio::task::spawn_blocking(move || seed_design(&seed_url, &seed_args)).await??;
     println!(
         "# {} calls over 90 days, one run, 2-core machine (PostgreSQL 15, durable: fsync on)\n",
         args.calls

@@ -141,7 +141,10 @@ use Grain::*;
 #[rustfmt::skip]
 pub static CUBOIDS: [Cuboid; 10] = [
     Cuboid { id: 0, fact: Fact::Calls, dims: &[Disposition], grains: &[Quarter, Hour, Day] },
-    Cuboid { id: 1, fact: Fact::Calls, dims: &[Agent, Team, Disposition], grains: &[Quarter, Hour, Day] },
+    // Per agent also by week and month: a board of every agent over weeks reads one cell per
+    // agent and disposition a week instead of one a day (`query::plan`). Kept since
+    // `AGENT_WEEKS_SINCE`.
+    Cuboid { id: 1, fact: Fact::Calls, dims: &[Agent, Team, Disposition], grains: &[Quarter, Hour, Day, Week, Month] },
     Cuboid { id: TEAM_CAMPAIGNS, fact: Fact::Calls, dims: &[Team, Campaign, Disposition], grains: &[Hour, Day] },
     Cuboid { id: 3, fact: Fact::Calls, dims: &[Campaign, LeadSource, Direction, Disposition], grains: &[Hour, Day] },
     // Intents, tenant-wide and per campaign (the intent is the call's analysis's, so an
@@ -164,6 +167,14 @@ pub const CALL_INTENTS: u8 = 9;
 /// under the agent's team in the directory, as every other fact does. The stores compute its
 /// cells for the calls they already hold when they upgrade.
 pub const TEAM_CAMPAIGNS: u8 = 10;
+
+/// The cuboid whose week and month cells are newer than the stores' first schemas, which
+/// sum them from its day cells when they upgrade.
+pub const AGENT_WEEKS: u8 = 1;
+
+/// The grains coarser than a day: a cuboid has them only where ranges of many days read many
+/// cells a day, and a query reads them only from the smallest cuboid that covers it.
+pub const COARSE_GRAINS: [Grain; 2] = [Grain::Week, Grain::Month];
 
 /// Marks, in a cell key's team part, that the record named no team and what follows is its
 /// agent: a cuboid keyed by team but not by agent keeps the agent that way, so a query takes
@@ -602,16 +613,18 @@ fn for_each_cell(
     stats: &Stats,
     mut emit: impl FnMut(CellRef, &Stats),
 ) {
-    let buckets = Grain::ALL.map(|g| clock.cell_start(g, t));
+    // Each grain's bucket, worked out once and only for the grains a cuboid of the fact has.
+    let mut buckets = [None; Grain::ALL.len()];
     let mut key = String::with_capacity(64);
     for cuboid in CUBOIDS.iter().filter(|c| c.fact == fact) {
         project_key_into(&mut key, cuboid, values);
         for &grain in cuboid.grains {
+            let bucket = *buckets[grain as usize].get_or_insert_with(|| clock.cell_start(grain, t));
             emit(
                 CellRef {
                     cuboid: cuboid.id,
                     grain,
-                    bucket: buckets[grain as usize],
+                    bucket,
                     key: &key,
                 },
                 stats,

@@ -17,10 +17,14 @@ pub enum Grain {
     Hour = 1,
     /// A local day of the tenant's zone (23 or 25 hours on DST days).
     Day = 2,
+    /// A local week of the tenant's zone, from Monday (as `Granularity::Week`).
+    Week = 3,
+    /// A local calendar month of the tenant's zone.
+    Month = 4,
 }
 
 impl Grain {
-    pub const ALL: [Grain; 3] = [Grain::Quarter, Grain::Hour, Grain::Day];
+    pub const ALL: [Grain; 5] = [Grain::Quarter, Grain::Hour, Grain::Day, Grain::Week, Grain::Month];
 
     pub fn from_i64(v: i64) -> Option<Grain> {
         Grain::ALL.into_iter().find(|g| *g as i64 == v)
@@ -32,6 +36,8 @@ impl Grain {
             Grain::Quarter => Granularity::Quarter,
             Grain::Hour => Granularity::Hour,
             Grain::Day => Granularity::Day,
+            Grain::Week => Granularity::Week,
+            Grain::Month => Granularity::Month,
         }
     }
 }

@@ -785,7 +785,8 @@ fn facts(q: &Query) -> Vec<Fact> {
     out
 }
 
-/// Plans the reads for `range`: per segment, day cells where a tenant day fits, then hour
+/// Plans the reads for `range`: per segment, month or week cells where one fits (from the
+/// smallest covering cuboid, if it has them), else day cells where a tenant day fits, then hour
 /// cells, then 15-minute cells, from the first covering cuboid with that grain; raw records
 /// where no cuboid covers the query.
 pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>, Vec<Fetch>) {
@@ -820,20 +821,29 @@ pub fn plan(q: &Query, range: TimeRange, tenant_clock: &Clock) -> (Vec<Segment>,
         let stored: Vec<Dim> = dims.iter().map(|&d| fact.stored(d)).collect();
         let covering: Vec<&Cuboid> = CUBOIDS.iter().filter(|c| c.fact == fact && c.covers(&stored)).collect();
         let with = |g: Grain| covering.iter().find(|c| c.has(g)).map(|c| c.id);
-        let (day, hour, quarter) = (with(Grain::Day), with(Grain::Hour), with(Grain::Quarter));
+        // Weeks and months only from the smallest covering cuboid: a month of a bigger one
+        // (a cell per agent) costs more than the days of a smaller one (a cell per disposition).
+        let coarse = |g: Grain| covering.first().filter(|c| c.has(g)).map(|c| c.id);
+        // Coarsest first, greedily: the days before a week or month starts, then whole weeks
+        // and months, then the days, hours and quarters of the range's ragged end.
+        let grains = [
+            (coarse(Grain::Month), Grain::Month),
+            (coarse(Grain::Week), Grain::Week),
+            (with(Grain::Day), Grain::Day),
+            (with(Grain::Hour), Grain::Hour),
+            (with(Grain::Quarter), Grain::Quarter),
+        ];
         for s in &segs {
             let mut t = s.start;
             while t < s.end {
-                let cell = [(day, Grain::Day), (hour, Grain::Hour), (quarter, Grain::Quarter)]
-                    .into_iter()
-                    .find_map(|(cuboid, grain)| {
-                        let cuboid = cuboid?;
-                        if tenant_clock.cell_start(grain, t) != t {
-                            return None;
-                        }
-                        let end = tenant_clock.cell_end(grain, t);
-                        (end <= s.end).then_some((cuboid, grain, end))
-                    });
+                let cell = grains.into_iter().find_map(|(cuboid, grain)| {
+                    let cuboid = cuboid?;
+                    if tenant_clock.cell_start(grain, t) != t {
+                        return None;
+                    }
+                    let end = tenant_clock.cell_end(grain, t);
+                    (end <= s.end).then_some((cuboid, grain, end))
+                });
                 match cell {
                     Some((cuboid, grain, end)) => {
                         push(Fetch::Cells {
@@ -1603,6 +1613,74 @@ mod tests {
                 "{body}: {fetches:?}"
             );
         }
+    }
+
+    /// A board of every agent over 30 days reads whole weeks and months of the agent cuboid and
+    /// day cells only at the ragged ends; a query a smaller cuboid covers keeps its day cells.
+    #[test]
+    fn agent_ranges_read_weeks_and_months_with_days_at_the_edges() {
+        let clock = Clock::new("America/New_York").unwrap();
+        let plan_of = |mut body: Value| {
+            body["timezone"] = json!("America/New_York");
+            let q = parse(body).unwrap();
+            plan(&q, q.range, &clock).1
+        };
+        let cells = |fetches: &[Fetch]| -> Vec<(u8, Grain, String, String)> {
+            fetches
+                .iter()
+                .map(|f| match *f {
+                    Fetch::Cells {
+                        cuboid,
+                        grain,
+                        from,
+                        to,
+                    } => (
+                        cuboid,
+                        grain,
+                        clock.date_of(from).to_string(),
+                        clock.date_of(to).to_string(),
+                    ),
+                    Fetch::RawCalls { .. } => panic!("raw calls: {fetches:?}"),
+                })
+                .collect()
+        };
+        // Friday 2026-07-31 to Sunday 2026-08-30: the days to Monday (one read), four weeks.
+        let board = plan_of(json!({"measures": ["total_calls"], "dimensions": ["agent"],
+            "range": {"start": "2026-07-31", "end": "2026-08-31"}}));
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let expected: Vec<(u8, Grain, String, String)> = [
+            (Grain::Day, s("2026-07-31", "2026-08-03")),
+            (Grain::Week, s("2026-08-03", "2026-08-31")),
+        ]
+        .into_iter()
+        .map(|(g, (a, b))| (1, g, a, b))
+        .collect();
+        assert_eq!(cells(&board), expected);
+        // A whole month, then a week and the days after it (summer time ends on 2026-11-01).
+        let months = plan_of(json!({"measures": ["total_calls"], "dimensions": ["team"],
+            "range": {"start": "2026-10-01", "end": "2026-11-12"}}));
+        assert_eq!(
+            cells(&months),
+            vec![
+                (1, Grain::Month, "2026-10-01".into(), "2026-11-01".into()),
+                (1, Grain::Day, "2026-11-01".into(), "2026-11-02".into()),
+                (1, Grain::Week, "2026-11-02".into(), "2026-11-09".into()),
+                (1, Grain::Day, "2026-11-09".into(), "2026-11-12".into()),
+            ]
+        );
+        // Tenant-wide totals read the small cuboid's days, not a cell per agent of a month.
+        let totals =
+            plan_of(json!({"measures": ["total_calls"], "range": {"start": "2026-10-01", "end": "2026-11-01"}}));
+        assert!(
+            cells(&totals).iter().all(|(c, g, ..)| *c == 0 && *g == Grain::Day),
+            "{totals:?}"
+        );
+        // Days as the rows: no week fits a day's row.
+        let daily = plan_of(
+            json!({"measures": ["total_calls"], "dimensions": ["agent"], "granularity": "day",
+            "range": {"start": "2026-10-01", "end": "2026-11-01"}}),
+        );
+        assert!(cells(&daily).iter().all(|(_, g, ..)| *g == Grain::Day), "{daily:?}");
     }
 
     #[test]

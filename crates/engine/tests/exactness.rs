@@ -255,7 +255,12 @@ fn query_strategy() -> impl Strategy<Value = serde_json::Value> {
     ]);
     (dims, gran, filters, 0..WINDOW / 900, 1..WINDOW / 900, pick(&ZONES), any::<bool>()).prop_map(
         |(dims, gran, filters, a, len, tz, days)| {
-            let range = if days {
+            let range = if days && a % 3 == 0 {
+                // Weeks (from Monday) and months, whole or with ragged days around them.
+                let start = ["2026-02-23", "2026-03-01", "2026-03-02", "2026-03-05"][(a / 3 % 4) as usize];
+                let end = ["2026-03-16", "2026-04-01", "2026-04-06", "2026-03-11"][(len % 4) as usize];
+                json!({"start": start, "end": end})
+            } else if days {
                 let start = jiff::civil::date(2026, 3, 6).checked_add(jiff::Span::new().days(a % 4)).unwrap();
                 json!({"start": start.to_string(), "end": start.checked_add(jiff::Span::new().days(1 + len % 3)).unwrap().to_string()})
             } else {

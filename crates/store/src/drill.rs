@@ -2,7 +2,7 @@
 //! parsed with the query model's filters, rows come newest first from the store, and a page
 //! ends after `limit` matches with a cursor to the next.
 
-use crate::{call_json, CallsPage, CallsRequest, EventDetails, ExportCall, ExportPage, Result, TenantInfo};
+use crate::{call_json, CallsPage, CallsRequest, ExportCall, ExportPage, Result, TenantInfo};
 use dialboard_engine::cells::{call_dim_values, Dim, Fact};
 use dialboard_engine::event::{CallAnalysis, CallRecord};
 use dialboard_engine::query::{self, directory_team, passes_filters, AgentTeams, Dimension, Query};
@@ -231,25 +231,19 @@ pub fn matching(
     Ok((calls, next_cursor))
 }
 
-/// One page of an export: the calls of [`matching`] with the fields of their current event
-/// that records do not keep, read from `bodies` (event id → JSON body).
+/// One page of an export: the calls of [`matching`] with the body of their current event (the
+/// fields records do not keep), taken from `bodies` (event id → JSON body).
 pub fn export_page(
     calls: Vec<(CallRecord, Option<CallAnalysis>)>,
     next_cursor: Option<String>,
-    bodies: &std::collections::HashMap<String, String>,
+    mut bodies: std::collections::HashMap<String, String>,
 ) -> ExportPage {
     let rows = calls
         .into_iter()
-        .map(|(call, analysis)| {
-            let details = bodies
-                .get(&call.event_id)
-                .map(|b| EventDetails::from_body(b))
-                .unwrap_or_default();
-            ExportCall {
-                call,
-                analysis,
-                details,
-            }
+        .map(|(call, analysis)| ExportCall {
+            body: bodies.remove(&call.event_id),
+            call,
+            analysis,
         })
         .collect();
     ExportPage { rows, next_cursor }

@@ -8,6 +8,7 @@ mod apply;
 pub mod badges;
 mod block;
 mod catalog;
+mod coarse;
 pub mod contribution;
 mod drill;
 mod group;
@@ -443,7 +444,10 @@ pub struct ExportPage {
 pub struct ExportCall {
     pub call: CallRecord,
     pub analysis: Option<CallAnalysis>,
-    pub details: EventDetails,
+    /// The JSON body of the call's current event, if found: the exporter reads its
+    /// [`EventDetails`] (`EventDetails::from_body`) off the store's reading thread, so decoding
+    /// one page overlaps reading the next.
+    pub body: Option<String>,
 }
 
 /// What an export shows of a call event's body beyond the record (SPEC §3's `prospect`,

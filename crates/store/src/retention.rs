@@ -236,12 +236,20 @@ fn targets(dialect: Dialect, cutoffs: &Cutoffs) -> Vec<(Target, i64)> {
     add("raw_records", "csat", "at_ns < $2".into(), cutoffs.raw_ns);
     // PostgreSQL's `call_keys` of purged calls stay, as SQLite's hashed keys do: an id whose
     // key is found but whose row is gone was purged (`purged_call_refusal`).
-    for (kind, grain, cutoff) in [
-        ("quarter_cells", Grain::Quarter, cutoffs.quarter),
-        ("hour_cells", Grain::Hour, cutoffs.hour),
-        ("day_cells", Grain::Day, cutoffs.day),
+    // Weeks and months go with the day cells, once the cutoff has passed their whole span (at
+    // most a week or 31 days and a DST hour): until then they still hold days that are kept.
+    const HOUR: i64 = 3600;
+    for (kind, grain, cutoff, longest) in [
+        ("quarter_cells", Grain::Quarter, cutoffs.quarter, 0),
+        ("hour_cells", Grain::Hour, cutoffs.hour, 0),
+        ("day_cells", Grain::Day, cutoffs.day, 0),
+        ("day_cells", Grain::Week, cutoffs.day, 7 * DAY_SECONDS + HOUR),
+        ("day_cells", Grain::Month, cutoffs.day, 31 * DAY_SECONDS + HOUR),
     ] {
-        let condition = format!("grain = {} AND bucket < $2", grain as i64);
+        let condition = match longest {
+            0 => format!("grain = {} AND bucket < $2", grain as i64),
+            span => format!("grain = {} AND bucket <= $2 - {span}", grain as i64),
+        };
         add(kind, "cells", condition.clone(), cutoff);
         if matches!(dialect, Dialect::Postgres) {
             add(kind, "cell_deltas", condition, cutoff);

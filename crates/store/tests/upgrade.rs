@@ -414,3 +414,95 @@ const SQLITE_V11_IDS: &str = "UPDATE events SET body = json_object('id', event_i
          CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns);
          DROP TABLE key_chunks; DROP TABLE key_runs;
          PRAGMA user_version = 11;";
+
+/// A database written before the agent cuboid kept weeks and months (`cells::AGENT_WEEKS`)
+/// gets them summed from its day cells when it is opened: boards of every agent over whole
+/// weeks and a whole month (which read those cells) answer as before, across a DST change.
+/// `downgrade` leaves what the previous version would have: no week or month cells.
+fn agents_gain_their_week_and_month_cells(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &mut dyn FnMut()) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let events: Vec<ParsedEvent> = (0..40)
+        .map(|i| {
+            let disposition = ["Connected", "No Answer", "Meeting Booked"][i % 3];
+            let started = format!(
+                "2026-{}T{:02}:30:00Z",
+                ["02-25", "03-01", "03-07", "03-08", "03-09", "03-31"][i % 6],
+                3 + i % 20
+            );
+            json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"), "agent_id": format!("a{}", i % 4),
+                   "disposition": disposition, "started_at": started, "talk_seconds": 30 + i})
+        })
+        .map(|e| parse_event(&e, &taxonomy).unwrap())
+        .collect();
+    let queries = [
+        json!({"measures": ["total_calls", "connected_calls", "meetings_booked", "total_talk_time"],
+               "dimensions": ["agent"], "range": {"start": "2026-02-23", "end": "2026-04-06"}}),
+        json!({"measures": ["total_calls", "connected_calls", "meetings_booked", "total_talk_time"],
+               "dimensions": ["agent"], "range": {"start": "2026-03-01", "end": "2026-04-01"}}),
+    ];
+    let store = open();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("America/New_York")))
+        .unwrap();
+    rt.block_on(store.ingest(tenant.id, events)).unwrap();
+    let answers = |store: &dyn Store| -> Vec<serde_json::Value> {
+        queries
+            .iter()
+            .map(|q| {
+                rt.block_on(store.query(tenant.id, q.clone(), 0))
+                    .unwrap()
+                    .unwrap()
+                    .to_json()["rows"]
+                    .clone()
+            })
+            .collect()
+    };
+    let before = answers(&*store);
+    assert_eq!(before[0].as_array().unwrap().len(), 4, "{before:?}");
+    assert_eq!(
+        (&before[0][0][0], &before[0][0][1]),
+        (&json!("a0"), &json!(10)),
+        "{before:?}"
+    );
+    rt.block_on(store.checkpoint()).unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+    downgrade();
+    let store = open();
+    assert_eq!(answers(&*store), before);
+    rt.block_on(store.shutdown());
+}
+
+#[test]
+fn agents_of_older_sqlite_databases_gain_their_week_and_month_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("older.db");
+    let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::default()).unwrap()) };
+    agents_gain_their_week_and_month_cells(&open, &mut || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "DELETE FROM cells WHERE cuboid = 1 AND grain IN (3, 4); PRAGMA user_version = {};",
+            dialboard_store::sqlite::AGENT_WEEKS_VERSION - 1
+        ))
+        .unwrap();
+    });
+}
+
+#[test]
+fn agents_of_older_postgresql_databases_gain_their_week_and_month_cells() {
+    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+    let url = cluster.create_database().unwrap();
+    let open = || -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) };
+    agents_gain_their_week_and_month_cells(&open, &mut || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "DELETE FROM cells WHERE cuboid = 1 AND grain IN (3, 4);
+                 DELETE FROM cell_deltas WHERE cuboid = 1 AND grain IN (3, 4);
+                 UPDATE schema_version SET version = {};",
+                dialboard_store::pg::AGENT_WEEKS_VERSION - 1
+            ))
+            .unwrap();
+    });
+}

@@ -13,7 +13,9 @@
 pub mod cluster;
 mod schema;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
-pub use schema::{BADGE_BASELINES_VERSION, CALL_INTENTS_VERSION, HASHED_KEYS_VERSION, TEAM_CAMPAIGNS_VERSION};
+pub use schema::{
+    AGENT_WEEKS_VERSION, BADGE_BASELINES_VERSION, CALL_INTENTS_VERSION, HASHED_KEYS_VERSION, TEAM_CAMPAIGNS_VERSION,
+};
 mod working;
 mod writer;
 
@@ -1288,7 +1290,7 @@ impl Store for PgStore {
                 .collect();
             let bodies = event_bodies(&mut tx, tenant.id, keys)?;
             tx.commit()?;
-            Ok(Ok(drill::export_page(calls, next_cursor, &bodies)))
+            Ok(Ok(drill::export_page(calls, next_cursor, bodies)))
         })
         .await
     }

@@ -15,7 +15,8 @@ use super::working::write_deltas;
 use crate::overlay::DeltaMap;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{Result, StoreError, TenantInfo};
-use dialboard_engine::cells::{for_each_call_cell, CALL_INTENTS, TEAM_CAMPAIGNS};
+use dialboard_engine::cells::{for_each_call_cell, AGENT_WEEKS, CALL_INTENTS, TEAM_CAMPAIGNS};
+use dialboard_engine::clock::Grain;
 use postgres::Client;
 use std::collections::HashSet;
 
@@ -448,6 +449,9 @@ INSERT INTO badge_baselines (tenant_id)
     SELECT id FROM tenants WHERE id NOT IN (SELECT tenant_id FROM badge_awards)
     ON CONFLICT DO NOTHING;
 "#,
+    // Week and month cells of calls per agent (`cells::AGENT_WEEKS`): summed from its day
+    // cells by `backfill_coarse`. Only a comment, which `AGENT_WEEKS_VERSION`'s test finds.
+    "-- AGENT_WEEKS: the agent cuboid's week and month cells",
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)
@@ -459,6 +463,8 @@ pub fn same_id(hash_column: &str, column: &str, value: &str) -> String {
 
 /// The version that first keeps call cells by campaign and intent (`cells::CALL_INTENTS`).
 pub const CALL_INTENTS_VERSION: usize = 6;
+/// The version that first keeps week and month cells of calls per agent (`cells::AGENT_WEEKS`).
+pub const AGENT_WEEKS_VERSION: usize = 18;
 /// The version that first keeps calls by team and campaign in `cells::TEAM_CAMPAIGNS`.
 pub const TEAM_CAMPAIGNS_VERSION: usize = 10;
 /// The version that first indexes ids by their hash ([`same_id`]).
@@ -529,6 +535,9 @@ pub fn migrate(client: &mut Client) -> Result<usize> {
         ];
         backfill_call_cuboids(&mut tx, &crate::cuboids_newer_than(version, &since))?;
     }
+    if (1..AGENT_WEEKS_VERSION).contains(&version) {
+        backfill_coarse(&mut tx)?;
+    }
     tx.execute("DELETE FROM schema_version", &[])?;
     tx.execute("INSERT INTO schema_version VALUES ($1)", &[&(MIGRATIONS.len() as i32)])?;
     tx.commit()?;
@@ -562,6 +571,64 @@ fn backfill_call_cuboids(tx: &mut postgres::Transaction, cuboids: &[u8]) -> Resu
             }
         }
         write_deltas(tx, &deltas)?;
+    }
+    Ok(())
+}
+
+/// Adds, as deltas the compaction folds, the week and month cells of `cells::AGENT_WEEKS`
+/// that a database of an older version lacks, summed from its day cells and their deltas not
+/// yet folded (`coarse`), in the migration's transaction.
+fn backfill_coarse(tx: &mut postgres::Transaction) -> Result<()> {
+    let tenants = tx.query("SELECT id, name, settings FROM tenants", &[])?;
+    let days = tx.prepare(
+        "SELECT bucket, block FROM cells WHERE tenant_id = $1 AND cuboid = $2 AND grain = $3 UNION ALL \
+         SELECT bucket, block FROM cell_deltas WHERE tenant_id = $1 AND cuboid = $2 AND grain = $3 ORDER BY bucket",
+    )?;
+    let insert =
+        tx.prepare("INSERT INTO cell_deltas (tenant_id, cuboid, grain, bucket, block) VALUES ($1, $2, $3, $4, $5)")?;
+    // Whatever coarse cells are there (none, from an older version; but a database written by
+    // this version and marked older must not end up with them twice) give way to the sums.
+    for table in ["cells", "cell_deltas"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE cuboid = $1 AND grain IN ($2, $3)"),
+            &[&(AGENT_WEEKS as i16), &(Grain::Week as i16), &(Grain::Month as i16)],
+        )?;
+    }
+    for tenant in tenants {
+        let (id, name, settings): (i64, String, String) = (tenant.get(0), tenant.get(1), tenant.get(2));
+        let settings = serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
+        let tenant = TenantInfo::new(id, name, settings)?;
+        let mut blocks = Vec::new();
+        let mut sums = crate::coarse::CoarseSums::new(&tenant.clock);
+        let portal = tx.bind(&days, &[&id, &(AGENT_WEEKS as i16), &(Grain::Day as i16)])?;
+        loop {
+            let rows = tx.query_portal(&portal, 1_000)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                sums.add_day(row.get(0), row.get(1), &mut blocks)?;
+            }
+            insert_blocks(tx, &insert, id, &mut blocks)?;
+        }
+        sums.finish(&mut blocks);
+        insert_blocks(tx, &insert, id, &mut blocks)?;
+    }
+    Ok(())
+}
+
+/// Writes finished week and month blocks of `cells::AGENT_WEEKS` as deltas.
+fn insert_blocks(
+    tx: &mut postgres::Transaction,
+    insert: &postgres::Statement,
+    tenant: i64,
+    blocks: &mut Vec<crate::coarse::CoarseBlock>,
+) -> Result<()> {
+    for (grain, bucket, block) in blocks.drain(..) {
+        tx.execute(
+            insert,
+            &[&tenant, &(AGENT_WEEKS as i16), &(grain as i16), &bucket, &block],
+        )?;
     }
     Ok(())
 }
@@ -627,5 +694,12 @@ mod versions {
     fn the_badge_baselines_version_is_the_migration_that_brings_them() {
         assert!(super::MIGRATIONS[super::BADGE_BASELINES_VERSION - 1]
             .contains("CREATE TABLE IF NOT EXISTS badge_baselines"));
+    }
+
+    /// The version the week and month cells are backfilled below is their migration's: one
+    /// too low skipped the backfill for databases of the version just before.
+    #[test]
+    fn agent_weeks_version_is_the_version_its_migration_makes() {
+        assert!(super::MIGRATIONS[super::AGENT_WEEKS_VERSION - 1].contains("AGENT_WEEKS"));
     }
 }

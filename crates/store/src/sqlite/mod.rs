@@ -10,7 +10,7 @@ mod rows;
 mod schema;
 pub mod space;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
-pub use schema::{CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
+pub use schema::{AGENT_WEEKS_VERSION, CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
 pub mod wal;
 mod writer;
 
@@ -200,6 +200,9 @@ impl SqliteStore {
         if (1..schema::TEAM_CAMPAIGNS_VERSION).contains(&version) {
             let built = contacts.insert(writer::Contacts::load(&conn)?);
             writer::backfill(&mut conn, version, &mut built.first_calls)?;
+        }
+        if (1..schema::AGENT_WEEKS_VERSION).contains(&version) {
+            writer::backfill_coarse(&mut conn)?;
         }
         let shared = Arc::new(Shared::default());
         *shared.agent_teams.write().expect("agent teams lock") = catalog::agent_teams(&mut conn, None)?
@@ -424,19 +427,29 @@ fn event_bodies(
     let ids: Vec<(u64, String)> = event_ids.map(|id| (keys::hash(tenant_id, &id), id)).collect();
     let hashes: Vec<u64> = ids.iter().map(|(h, _)| *h).collect();
     let candidates = keys::find_many(conn, keys::Kind::Event, &hashes)?;
+    // Read in the order of the rows (`seq`), not of the page: rows of one table page, or of
+    // neighbouring ones, are then read one after another while that page is at hand.
+    let mut wanted: Vec<(i64, &str)> = ids
+        .iter()
+        .flat_map(|(hash, id)| {
+            let seqs = candidates.get(hash).map_or(&[][..], Vec::as_slice);
+            seqs.iter().map(move |&seq| (seq, id.as_str()))
+        })
+        .collect();
+    wanted.sort_unstable();
     let mut stmt =
         conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
     let mut reader = bodies::BodyReader::default();
     let mut out = HashMap::with_capacity(ids.len());
-    for (hash, event_id) in ids {
-        for &seq in candidates.get(&hash).map_or(&[][..], Vec::as_slice) {
-            if let Some(stored) = stmt
-                .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
-                .optional()?
-            {
-                out.insert(event_id, reader.body(conn, tenant_id, seq, stored)?);
-                break;
-            }
+    for (seq, event_id) in wanted {
+        if out.contains_key(event_id) {
+            continue;
+        }
+        if let Some(body) = stmt
+            .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            out.insert(event_id.to_string(), reader.body(conn, tenant_id, seq, body)?);
         }
     }
     Ok(out)
@@ -1015,7 +1028,7 @@ impl Store for SqliteStore {
             let tx = conn.unchecked_transaction()?;
             let (calls, next_cursor) = drill_matching(&tx, &tenant, &drill, request.limit)?;
             let bodies = event_bodies(&tx, tenant.id, calls.iter().map(|(c, _)| c.event_id.clone()))?;
-            Ok(Ok(drill::export_page(calls, next_cursor, &bodies)))
+            Ok(Ok(drill::export_page(calls, next_cursor, bodies)))
         })
         .await
     }

@@ -569,6 +569,9 @@ CREATE TABLE IF NOT EXISTS event_blocks (
     data BLOB NOT NULL
 );
 "#,
+    // Week and month cells of calls per agent (`cells::AGENT_WEEKS`): summed from its day
+    // cells by `writer::backfill_coarse`. Only a comment, which `AGENT_WEEKS_VERSION`'s test finds.
+    "-- AGENT_WEEKS: the agent cuboid's week and month cells",
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -582,6 +585,8 @@ pub const STAGE_SUMMARY_VERSION: usize = 5;
 /// empty migration that marks it is the 11th.
 pub const CALL_INTENTS_VERSION: usize = 11;
 
+/// The version that first keeps week and month cells of calls per agent (`cells::AGENT_WEEKS`).
+pub const AGENT_WEEKS_VERSION: usize = 24;
 /// The version that first keeps calls by team and campaign in `cells::TEAM_CAMPAIGNS`.
 pub const TEAM_CAMPAIGNS_VERSION: usize = 16;
 
@@ -616,4 +621,16 @@ pub fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod agent_weeks_tests {
+    use super::*;
+
+    /// The version the week and month cells are backfilled below is their migration's: one
+    /// too low skipped the backfill for databases of the version just before.
+    #[test]
+    fn agent_weeks_version_is_the_version_its_migration_makes() {
+        assert!(MIGRATIONS[AGENT_WEEKS_VERSION - 1].contains("AGENT_WEEKS"));
+    }
 }

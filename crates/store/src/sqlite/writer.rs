@@ -21,9 +21,10 @@ use crate::rows::{
 };
 use crate::{Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{
-    for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats, CALL_INTENTS,
-    TEAM_CAMPAIGNS,
+    for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats, AGENT_WEEKS,
+    CALL_INTENTS, TEAM_CAMPAIGNS,
 };
+use dialboard_engine::clock::Grain;
 use dialboard_engine::event::Conversation;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -262,6 +263,47 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
         outcome,
         started,
     });
+}
+
+/// Writes the week and month cells of `cells::AGENT_WEEKS` that a database written before
+/// `AGENT_WEEKS_VERSION` lacks, summed from its day cells (`coarse`). Contributions not yet
+/// folded are in neither: at start-up they become deltas of every grain (`load_pending`).
+pub fn backfill_coarse(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tenants: Vec<(i64, String, String)> = tx
+        .prepare("SELECT id, name, settings FROM tenants")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    {
+        let mut days = tx.prepare(
+            "SELECT bucket, block FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 ORDER BY bucket",
+        )?;
+        // Whatever coarse cells are there (none, from an older version; but a file written by
+        // this version and marked older must not end up with them twice) give way to the sums.
+        tx.execute(
+            "DELETE FROM cells WHERE cuboid = ?1 AND grain IN (?2, ?3)",
+            params![AGENT_WEEKS, Grain::Week as i64, Grain::Month as i64],
+        )?;
+        let mut insert =
+            tx.prepare("INSERT INTO cells (tenant_id, cuboid, grain, bucket, block) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for (id, name, settings) in tenants {
+            let settings = serde_json::from_str(&settings).map_err(|e| StoreError::Database(e.to_string()))?;
+            let tenant = TenantInfo::new(id, name, settings)?;
+            let mut sums = crate::coarse::CoarseSums::new(&tenant.clock);
+            let mut done = Vec::new();
+            let mut rows = days.query(params![id, AGENT_WEEKS, Grain::Day as i64])?;
+            while let Some(row) = rows.next()? {
+                let block: Vec<u8> = row.get(1)?;
+                sums.add_day(row.get(0)?, &block, &mut done)?;
+            }
+            sums.finish(&mut done);
+            for (grain, bucket, block) in done {
+                insert.execute(params![id, AGENT_WEEKS, grain as i64, bucket, block])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Computes, as one pending delta row (folded by the next checkpoint), the rollups a database
