@@ -239,10 +239,7 @@ async fn two_nodes_record_and_announce_each_badge_change_once() {
             &call(disposition, version),
         )
         .await;
-        let (x, y) = tokio::join!(
-            messages_of(&mut on_a, "badge"),
-            messages_of(&mut on_b, "badge")
-        );
+        let (x, y) = tokio::join!(messages_of(&mut on_a, "badge"), messages_of(&mut on_b, "badge"));
         for (on, got) in [("a", &x), ("b", &y)] {
             let first: Vec<&Value> = got.iter().filter(|m| m["badge"] == "first_meeting").collect();
             assert_eq!(first.len(), 1, "the subscriber on {on} hears it once: {x:?} {y:?}");
@@ -267,10 +264,7 @@ async fn an_alert_fired_on_one_node_reaches_the_subscribers_of_both_once() {
     let (mut on_a, mut on_b) = (subscribe_tenant(&a, &key).await, subscribe_tenant(&b, &key).await);
     // Both nodes evaluate the commit (B hears of it by NOTIFY); one records the firing.
     post(&client, &format!("{}/api/v1/events", a.url), &key, &calls_now("al", 5)).await;
-    let (x, y) = tokio::join!(
-        messages_of(&mut on_a, "alert"),
-        messages_of(&mut on_b, "alert")
-    );
+    let (x, y) = tokio::join!(messages_of(&mut on_a, "alert"), messages_of(&mut on_b, "alert"));
     for (on, got) in [("a", &x), ("b", &y)] {
         assert_eq!(
             got.len(),
