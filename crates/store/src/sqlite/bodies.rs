@@ -37,60 +37,70 @@ impl PendingBodies {
     }
 }
 
-/// Bodies in `seq` order: each as its `seq` (8 bytes), its length (4 bytes) and its text.
+/// Bodies in `seq` order: each as its `seq` (8 bytes), its length (4 bytes) and its text;
+/// beside them, where each starts, so that finding one is a binary search (a page of an export
+/// reads every body of a block, and a scan per body made that quadratic).
 #[derive(Default)]
-pub struct Block(Vec<u8>);
+pub struct Block {
+    data: Vec<u8>,
+    /// Each body's `seq` and the offset of its entry in `data`, in `seq` order.
+    starts: Vec<(i64, usize)>,
+}
 
 impl Block {
     pub fn push(&mut self, seq: i64, body: &str) {
-        self.0.extend_from_slice(&seq.to_le_bytes());
-        self.0.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        self.0.extend_from_slice(body.as_bytes());
+        self.starts.push((seq, self.data.len()));
+        self.data.extend_from_slice(&seq.to_le_bytes());
+        self.data.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        self.data.extend_from_slice(body.as_bytes());
     }
 
     fn first_seq(&self) -> Option<i64> {
-        self.entries().next().map(|(seq, _)| seq)
+        self.starts.first().map(|&(seq, _)| seq)
+    }
+
+    fn contains(&self, seq: i64) -> bool {
+        self.starts.binary_search_by_key(&seq, |&(s, _)| s).is_ok()
     }
 
     pub fn compress(&self) -> Vec<u8> {
-        lz4_flex::block::compress_prepend_size(&self.0)
+        lz4_flex::block::compress_prepend_size(&self.data)
     }
 
     /// `None` if `data` is not a block.
     pub fn decompress(data: &[u8]) -> Option<Block> {
-        let block = Block(lz4_flex::block::decompress_size_prepended(data).ok()?);
+        let data = lz4_flex::block::decompress_size_prepended(data).ok()?;
+        let mut starts = Vec::new();
         let mut at = 0;
-        while at < block.0.len() {
-            let len = u32::from_le_bytes(block.0.get(at + 8..at + 12)?.try_into().ok()?) as usize;
-            std::str::from_utf8(block.0.get(at + 12..at + 12 + len)?).ok()?;
+        while at < data.len() {
+            let seq = i64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?);
+            let len = u32::from_le_bytes(data.get(at + 8..at + 12)?.try_into().ok()?) as usize;
+            std::str::from_utf8(data.get(at + 12..at + 12 + len)?).ok()?;
+            starts.push((seq, at));
             at += 12 + len;
         }
-        Some(block)
+        // Written in `seq` order; sorted anyway, as the search relies on it.
+        if !starts.is_sorted_by_key(|&(seq, _)| seq) {
+            starts.sort_unstable_by_key(|&(seq, _)| seq);
+        }
+        Some(Block { data, starts })
     }
 
-    /// Every (seq, body), in order. Only for blocks built by `push` or checked by `decompress`.
+    /// The body of the entry at `at` (an offset of `starts`).
+    fn body_at(&self, at: usize) -> &str {
+        let len = u32::from_le_bytes(self.data[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+        std::str::from_utf8(&self.data[at + 12..at + 12 + len]).expect("checked when decompressed")
+    }
+
+    /// Every (seq, body), in order.
     pub fn entries(&self) -> impl Iterator<Item = (i64, &str)> {
-        let mut at = 0;
-        std::iter::from_fn(move || {
-            let data = &self.0;
-            if at >= data.len() {
-                return None;
-            }
-            let seq = i64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"));
-            let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
-            let body = std::str::from_utf8(&data[at + 12..at + 12 + len]).expect("checked when decompressed");
-            at += 12 + len;
-            Some((seq, body))
-        })
+        self.starts.iter().map(|&(seq, at)| (seq, self.body_at(at)))
     }
 
     pub fn get(&self, seq: i64) -> Option<&str> {
-        self.entries().find(|(s, _)| *s == seq).map(|(_, body)| body)
+        let i = self.starts.binary_search_by_key(&seq, |&(s, _)| s).ok()?;
+        Some(self.body_at(self.starts[i].1))
     }
-}
-
-fn corrupt() -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, "event_blocks.data".into(), rusqlite::types::Type::Blob)
 }
 
 /// Reads the bodies of events from their rows or their blocks, decompressing each block once.
@@ -104,24 +114,37 @@ impl BodyReader {
         if !stored.is_empty() {
             return Ok(stored);
         }
-        let found: Option<(i64, Vec<u8>)> = conn
+        // A reader serves one page or one call: the blocks it holds are few, and reads in
+        // `seq` order find most bodies in a block already at hand.
+        if let Some(block) = self
+            .0
+            .iter()
+            .find(|((t, _), block)| *t == tenant && block.contains(seq))
+        {
+            return Ok(block.1.get(seq).expect("contains it").to_string());
+        }
+        let first: i64 = conn
             .prepare_cached(
                 // Back from the event: its block is its transaction's, past at most the blocks of
                 // the other tenants of that transaction.
-                "SELECT first_seq, data FROM event_blocks WHERE first_seq <= ?2 AND tenant_id = ?1 \
+                "SELECT first_seq FROM event_blocks WHERE first_seq <= ?2 AND tenant_id = ?1 \
                  ORDER BY first_seq DESC LIMIT 1",
             )?
-            .query_row(params![tenant, seq], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((first, data)) = found else {
-            return Err(corrupt());
-        };
-        let block = match self.0.entry((tenant, first)) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(Block::decompress(&data).ok_or_else(corrupt)?),
-        };
-        block.get(seq).map(str::to_string).ok_or_else(corrupt)
+            .query_row(params![tenant, seq], |r| r.get(0))
+            .optional()?
+            .ok_or_else(corrupt)?;
+        let data: Vec<u8> = conn
+            .prepare_cached("SELECT data FROM event_blocks WHERE first_seq = ?1")?
+            .query_row(params![first], |r| r.get(0))?;
+        let block = Block::decompress(&data).ok_or_else(corrupt)?;
+        let body = block.get(seq).map(str::to_string).ok_or_else(corrupt)?;
+        self.0.insert((tenant, first), block);
+        Ok(body)
     }
+}
+
+fn corrupt() -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, "event_blocks.data".into(), rusqlite::types::Type::Blob)
 }
 
 /// Rewrites each of the tenant's blocks in which `rewrite` changes a body; returns how many
