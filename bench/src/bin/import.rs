@@ -282,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
         store.shutdown().await;
         return Ok(());
     }
-    let mut marks: Vec<(u64, f64)> = Vec::new();
+    let mut marks: Vec<(u64, f64, f64)> = Vec::new();
     let mut next_mark = 0u64;
     let summary = import(
         store.clone(),
@@ -292,7 +292,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Box::new(std::io::sink())),
         |s, bytes| {
             if bytes >= next_mark {
-                marks.push((bytes, status_mb("VmRSS:")));
+                marks.push((bytes, status_mb("VmRSS:"), status_mb("RssAnon:")));
                 eprint!(
                     "\r{:.2} GB read, {} lines, {:.0} lines/s, RSS {:.0} MB   ",
                     bytes as f64 / 1e9,
@@ -320,11 +320,11 @@ async fn main() -> anyhow::Result<()> {
         args.bytes as f64 / 1e6 / seconds
     );
     println!(
-        "resident memory: {rss_before:.0} MB before, peak {:.0} MB; by GB read: {}",
+        "resident memory: {rss_before:.0} MB before, peak {:.0} MB; by GB read, resident (anonymous): {}",
         status_mb("VmHWM:"),
         marks
             .iter()
-            .map(|(b, mb)| format!("{:.1} GB {mb:.0} MB", *b as f64 / 1e9))
+            .map(|(b, mb, anon)| format!("{:.1} GB {mb:.0} ({anon:.0}) MB", *b as f64 / 1e9))
             .collect::<Vec<_>>()
             .join(", ")
     );
