@@ -120,6 +120,25 @@ fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
 /// is opened: the intents, tenant-wide and per campaign, are what they were, an analysis that
 /// moved a call to another intent included. `downgrade` leaves what the previous version would
 /// have: the calls and analyses, no intent cells.
+/// Each query's rows as `store` answers them for the tenant.
+fn rows_of(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn Store,
+    tenant_id: i64,
+    queries: &[serde_json::Value],
+) -> Vec<serde_json::Value> {
+    queries
+        .iter()
+        .map(|q| {
+            rt.block_on(store.query(tenant_id, q.clone(), 0))
+                .unwrap()
+                .unwrap()
+                .to_json()["rows"]
+                .clone()
+        })
+        .collect()
+}
+
 fn calls_gain_their_intent_cells(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &mut dyn FnMut()) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
@@ -150,18 +169,7 @@ fn calls_gain_their_intent_cells(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &
         .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
         .unwrap();
     rt.block_on(store.ingest(tenant.id, events)).unwrap();
-    let answers = |store: &dyn Store| -> Vec<serde_json::Value> {
-        queries
-            .iter()
-            .map(|q| {
-                rt.block_on(store.query(tenant.id, q.clone(), 0))
-                    .unwrap()
-                    .unwrap()
-                    .to_json()["rows"]
-                    .clone()
-            })
-            .collect()
-    };
+    let answers = |store: &dyn Store| rows_of(&rt, store, tenant.id, &queries);
     let before = answers(&*store);
     assert_eq!(before[0].as_array().unwrap().len(), 3, "{before:?}");
     assert_eq!(before[1].as_array().unwrap().len(), 2, "{before:?}");
@@ -446,18 +454,7 @@ fn agents_gain_their_week_and_month_cells(open: &dyn Fn() -> Arc<dyn Store>, dow
         .block_on(store.create_tenant("t", TenantSettings::new("America/New_York")))
         .unwrap();
     rt.block_on(store.ingest(tenant.id, events)).unwrap();
-    let answers = |store: &dyn Store| -> Vec<serde_json::Value> {
-        queries
-            .iter()
-            .map(|q| {
-                rt.block_on(store.query(tenant.id, q.clone(), 0))
-                    .unwrap()
-                    .unwrap()
-                    .to_json()["rows"]
-                    .clone()
-            })
-            .collect()
-    };
+    let answers = |store: &dyn Store| rows_of(&rt, store, tenant.id, &queries);
     let before = answers(&*store);
     assert_eq!(before[0].as_array().unwrap().len(), 4, "{before:?}");
     assert_eq!(
