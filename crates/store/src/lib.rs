@@ -623,8 +623,9 @@ pub struct Change {
     pub events: Vec<ParsedEvent>,
     /// The calls whose facts the commit changed, sorted, once each: every call version it
     /// counted and every version it took back (a correction that moves a call to another rep or
-    /// day changes both). Complete on the node that committed (`local`); a change followed from
-    /// another node (PostgreSQL) has the new versions only.
+    /// day changes both). Only on the node that committed (`local`): a change followed from
+    /// another node (PostgreSQL) leaves it empty, as the work it feeds runs where the commit was
+    /// made.
     pub calls: Vec<TouchedCall>,
     /// Whether this node committed it (work done once per commit, such as badges, runs there).
     pub local: bool,

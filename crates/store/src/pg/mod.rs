@@ -31,7 +31,7 @@ use crate::{
     retention,
     saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion},
     Announcement, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, Feed, IngestSummary,
-    Result, Store, StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings, TouchedCall,
+    Result, Store, StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
@@ -256,20 +256,11 @@ impl Shared {
                     .iter()
                     .filter_map(|r| parse_event_text(r.get(0), &info.taxonomy).ok())
                     .collect();
-                let calls: std::collections::BTreeSet<TouchedCall> = events
-                    .iter()
-                    .filter_map(|e| match &e.event {
-                        dialboard_engine::event::Event::Call(c) => Some(TouchedCall {
-                            agent: c.agent_id.clone(),
-                            started_ns: c.started_ns,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
                 self.changes.publish(Change {
                     tenant_id: tenant,
                     events,
-                    calls: calls.into_iter().collect(),
+                    // Read only where the commit was made (badges): not derived here.
+                    calls: Vec::new(),
                     local: false,
                 });
             }
