@@ -33,9 +33,9 @@ const BACKTEST_WEEKS: usize = 4;
 /// The farthest day a forecast reaches.
 const MAX_DAYS: i64 = 14;
 
-/// The planning views' answers (`forecast_of`, `staffing_of`, the Erlang calculator) as
-/// types for the OpenAPI document; the handlers write them as JSON, and
-/// `tests/api/directory.rs` checks their answers against these schemas.
+/// The planning views' answers as types for the OpenAPI document. `forecast_of` builds its
+/// answer from them; `staffing_of` and the Erlang calculator still write theirs as JSON, which
+/// `tests/api/answers.rs` checks against these schemas.
 pub mod answers {
     #![allow(dead_code)]
     use serde::Serialize;
@@ -465,12 +465,6 @@ fn local_slot(time: &str) -> Option<(Date, usize)> {
     Some((date, (hour * 4 + minute / 15).min(SLOTS - 1)))
 }
 
-fn backtest_json(b: &forecast::Backtest) -> Value {
-    json!({"weeks": b.weeks, "wape": b.wape, "mase": b.mase, "baseline": "seasonal_naive_same_interval_last_week",
-        "baseline_wape": b.baseline_wape, "baseline_mase": b.baseline_mase, "interval_coverage": b.interval_coverage,
-        "beats_baseline": b.wape.zip(b.baseline_wape).map(|(w, n)| w < n)})
-}
-
 /// A whole-number parameter within `range`, or `default`.
 fn whole(p: &Planner, name: &str, range: std::ops::RangeInclusive<i64>, default: i64) -> Result<i64, ApiError> {
     match p.own_param(name) {
@@ -494,41 +488,65 @@ async fn forecast_view(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Query(p): Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<answers::ForecastView>, ApiError> {
     let planner = Planner::new(state, principal, &p, &["days"]).await?;
     let days = whole(&planner, "days", 1..=MAX_DAYS, 7)?;
     Ok(Json(forecast_of(&planner, days).await?))
 }
 
 /// The forecast view's answer, without HTTP.
-pub async fn forecast_of(p: &Planner, days: i64) -> Result<Value, ApiError> {
+pub async fn forecast_of(p: &Planner, days: i64) -> Result<answers::ForecastView, ApiError> {
     let today = p.today();
     let history = p.history(today, HISTORY_WEEKS).await?;
     let model = Model::fit(&history);
-    let backtest = forecast::backtest(&history, BACKTEST_WEEKS);
-    let out: Vec<Value> = forecast::dates(today, days as usize)
+    let b = forecast::backtest(&history, BACKTEST_WEEKS);
+    let days = forecast::dates(today, days as usize)
         .into_iter()
         .map(|date| {
             let day = model.day(date, p.is_holiday(date));
-            let intervals: Vec<Value> = p
+            let intervals = p
                 .buckets(date)
                 .into_iter()
                 .map(|(t, slot)| {
                     let i = day.intervals[slot];
-                    json!({"start": p.zone.format(t), "calls": i.calls, "low": i.low, "high": i.high, "aht_seconds": i.aht_seconds})
+                    answers::ForecastInterval {
+                        start: p.zone.format(t),
+                        calls: i.calls,
+                        low: i.low,
+                        high: i.high,
+                        aht_seconds: i.aht_seconds,
+                    }
                 })
                 .collect();
-            json!({"date": date.to_string(), "holiday": day.holiday, "calls": day.calls, "intervals": intervals})
+            answers::ForecastDay {
+                date: date.to_string(),
+                holiday: day.holiday,
+                calls: day.calls,
+                intervals,
+            }
         })
         .collect();
-    Ok(json!({
-        "timezone": p.timezone,
-        "history": {"start": history.first().map(|d| d.date.to_string()), "end": today.to_string()},
-        "granularity": p.granularity(),
-        "interval_level": forecast::INTERVAL_LEVEL,
-        "days": out,
-        "backtest": backtest_json(&backtest),
-    }))
+    Ok(answers::ForecastView {
+        // A query parameter or the tenant's setting: always text.
+        timezone: p.timezone.as_str().unwrap_or_default().to_string(),
+        history: answers::History {
+            start: history.first().map(|d| d.date.to_string()),
+            end: today.to_string(),
+        },
+        granularity: p.granularity().to_string(),
+        interval_level: forecast::INTERVAL_LEVEL,
+        days,
+        backtest: answers::Backtest {
+            weeks: b.weeks as i64,
+            wape: b.wape,
+            mase: b.mase,
+            baseline: "seasonal_naive_same_interval_last_week".into(),
+            baseline_wape: b.baseline_wape,
+            baseline_mase: b.baseline_mase,
+            interval_coverage: b.interval_coverage,
+            beats_baseline: b.wape.zip(b.baseline_wape).map(|(w, n)| w < n),
+        },
+    })
 }
 
 /// A percent parameter (`80` for 80%) within `(low, high)` (bounds included where said), as a
