@@ -70,13 +70,20 @@ fn pending_deltas(db: &str) -> i64 {
     })
 }
 
-#[tokio::test]
-async fn two_nodes_share_one_postgres_database() {
+/// A throwaway cluster (kept alive by the caller), a database on it, and the key of its tenant
+/// `acme` in UTC.
+async fn cluster_with_tenant() -> (Cluster, String, String) {
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(false).unwrap())
         .await
         .unwrap();
     let db = cluster.create_database().unwrap();
     let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "UTC"]));
+    (cluster, db, key)
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_postgres_database() {
+    let (_cluster, db, key) = cluster_with_tenant().await;
     // Both nodes start together (they take turns to migrate).
     let (a, b) = tokio::join!(start_node(&db), start_node(&db));
     let client = reqwest::Client::new();
@@ -214,11 +221,7 @@ async fn messages_of(ws: &mut Socket, kind: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn two_nodes_record_and_announce_each_badge_change_once() {
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(false).unwrap())
-        .await
-        .unwrap();
-    let db = cluster.create_database().unwrap();
-    let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "UTC"]));
+    let (_cluster, db, key) = cluster_with_tenant().await;
     let (a, b) = tokio::join!(start_node(&db), start_node(&db));
     let client = reqwest::Client::new();
     let (mut on_a, mut on_b) = (subscribe_tenant(&a, &key).await, subscribe_tenant(&b, &key).await);
@@ -251,11 +254,7 @@ async fn two_nodes_record_and_announce_each_badge_change_once() {
 
 #[tokio::test]
 async fn an_alert_fired_on_one_node_reaches_the_subscribers_of_both_once() {
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(false).unwrap())
-        .await
-        .unwrap();
-    let db = cluster.create_database().unwrap();
-    let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "UTC"]));
+    let (_cluster, db, key) = cluster_with_tenant().await;
     let (a, b) = tokio::join!(start_node(&db), start_node(&db));
     let client = reqwest::Client::new();
     let alert = json!({"name": "Busy hour", "measure": "total_calls", "scope": "team", "scope_id": "t1",
@@ -311,11 +310,7 @@ fn held_awards(db: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn an_upgraded_database_records_its_history_badges_silently_and_announces_what_comes_after() {
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(false).unwrap())
-        .await
-        .unwrap();
-    let db = cluster.create_database().unwrap();
-    let key = last_line(&cli(&db, &["tenant", "create", "acme", "--timezone", "UTC"]));
+    let (_cluster, db, key) = cluster_with_tenant().await;
     let client = reqwest::Client::new();
     let meeting = |rep: &str| {
         json!([{"id": format!("{rep}-m"), "type": "call", "call_id": format!("{rep}-m"), "agent_id": rep, "team_id": "t1",
