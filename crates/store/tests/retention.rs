@@ -368,3 +368,44 @@ fn an_erasure_on_postgresql_leaves_no_dead_row_versions() {
     assert_eq!(dead(&mut client), 0, "the erased version was vacuumed away");
     rt.block_on(store.shutdown());
 }
+
+/// A dry run only counts: on PostgreSQL it takes neither the tenant's ingest lock nor the
+/// compaction's, so it answers while a compaction holds its lock, and ingest meanwhile goes on.
+/// (Once it waited for the compaction while holding the ingest lock: a node's first daily
+/// retention job then stalled every ingest of the tenant behind a long compaction.)
+#[test]
+fn a_dry_run_on_postgresql_waits_for_no_compaction_and_stalls_no_ingest() {
+    use dialboard_store::pg::Lock;
+    let rt = runtime();
+    let url = common::cluster().create_database().unwrap();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(dialboard_store::pg::PgStore::open(&url).unwrap());
+    let tenant = rt
+        .block_on(store.create_tenant("d", TenantSettings::new("UTC")))
+        .unwrap();
+    rt.block_on(store.ingest(tenant.id, events(history()))).unwrap();
+    // A compaction elsewhere holds its lock for the whole test.
+    let mut holder = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let (space, key) = Lock::Compact.key();
+    holder
+        .execute("SELECT pg_advisory_lock($1, $2)", &[&space, &key])
+        .unwrap();
+    let cutoffs = Cutoffs::at(&policy(), &tenant.settings.purged, &tenant.clock, NOW * 1000);
+    let (counts, ingested) = rt.block_on(async {
+        let dry = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            store.purge(tenant.id, cutoffs, true),
+        );
+        let late = events(vec![call("late", "late1", "a0", "Busy", "2026-05-31T10:00:00Z")]);
+        let ingest = tokio::time::timeout(std::time::Duration::from_secs(20), store.ingest(tenant.id, late));
+        tokio::join!(dry, ingest)
+    });
+    let counts = counts
+        .expect("the dry run answers while the compaction lock is held")
+        .unwrap();
+    assert!(
+        counts.values().any(|n| *n > 0),
+        "it counted what a purge would delete: {counts:?}"
+    );
+    ingested.expect("ingest goes on meanwhile").unwrap();
+    rt.block_on(store.shutdown());
+}

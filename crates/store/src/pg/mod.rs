@@ -1292,10 +1292,19 @@ impl Store for PgStore {
         let settings = after.settings.clone();
         let counts = self
             .with(move |conn, shared| {
-                let mut tx = conn.client.transaction()?;
-                // No ingest of the tenant, nor a compaction folding its deltas, meanwhile.
-                Lock::Ingest(tenant_id).take(&mut tx)?;
-                Lock::Compact.take(&mut tx)?;
+                // No ingest of the tenant, nor a compaction folding its deltas, meanwhile. A dry
+                // run only counts, in one snapshot (a compaction commits wholly before or after
+                // it): it holds neither lock, so it never stalls ingest behind a compaction.
+                let isolation = if dry_run {
+                    postgres::IsolationLevel::RepeatableRead
+                } else {
+                    postgres::IsolationLevel::ReadCommitted
+                };
+                let mut tx = conn.client.build_transaction().isolation_level(isolation).start()?;
+                if !dry_run {
+                    Lock::Ingest(tenant_id).take(&mut tx)?;
+                    Lock::Compact.take(&mut tx)?;
+                }
                 let counts = retention::purge(
                     &mut Pg(&mut tx),
                     retention::Dialect::Postgres,
