@@ -9,8 +9,9 @@
 //!
 //! - each ingest transaction writes its calls' entries as one **run** (`value_runs`): per
 //!   (tenant, field, value), the `(started_ns, seq)` of its calls, newest first, in chunks of at
-//!   most [`CHUNK`] entries (`value_chunks`, keyed by the run first: appended, a few pages a
-//!   commit), in the same transaction as the calls, so they are as durable as the calls;
+//!   most [`CHUNK`] entries (`value_chunks`, a page each when full, found by the run first:
+//!   appended, a few pages a commit), in the same transaction as the calls, so they are as
+//!   durable as the calls;
 //! - between transactions, [`compact`] merges [`FANOUT`] runs of a level into one of the next,
 //!   up to [`TOP_LEVEL`]: runs there (~8³ transactions of calls) are never merged again, so a
 //!   merge holds at most one level's entries of one value in memory, and each entry is
@@ -68,9 +69,9 @@ pub const FANOUT: usize = 8;
 /// Runs of this level are not merged further.
 pub const TOP_LEVEL: i64 = 3;
 /// Entries per chunk at most (but a chunk never splits one instant): a reader reads a chunk of
-/// each run it needs at a time. 56 entries (896 bytes) keep a chunk inside its B-tree page
-/// (SQLite spills a row of over ~1,000 bytes of a 4 KB page to overflow pages).
-pub const CHUNK: usize = 56;
+/// each run it needs at a time. 248 entries (3,968 bytes) keep a chunk in one 4 KB page (SQLite
+/// spills a table row of over 4,061 bytes to overflow pages).
+pub const CHUNK: usize = 248;
 const ENTRY_BYTES: usize = 16;
 /// Calls per run when the runs are built from the rows (an upgrade): bounded memory.
 const REBUILD_CALLS: usize = 1 << 20;
