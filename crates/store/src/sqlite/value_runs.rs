@@ -50,7 +50,7 @@ impl Field {
     }
 
     /// The call's value of this field, if it has one to list.
-    fn of<'c>(self, call: &'c CallRecord) -> Option<&'c str> {
+    fn of(self, call: &CallRecord) -> Option<&str> {
         let value = match self {
             Field::Agent => Some(call.agent_id.as_str()),
             Field::Team => call.team_id.as_deref(),
@@ -539,7 +539,7 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert!(levels.iter().any(|l| *l == TOP_LEVEL), "{levels:?}");
+        assert!(levels.contains(&TOP_LEVEL), "{levels:?}");
         assert!(levels.len() < 3 * FANOUT, "{levels:?}");
         newest_first(&mut all);
         assert_eq!(read(&conn, "a", i64::MIN, i64::MAX), all);
