@@ -369,6 +369,10 @@ impl<'c> NewestFirst<'c> {
 
     /// Reads the next chunk of `cursor` while it has no entry left and the run has more.
     fn fill(&self, cursor: &mut RunCursor) -> rusqlite::Result<()> {
+        // Called for every cursor at every entry: the statement is looked up only when needed.
+        if !cursor.entries.is_empty() || cursor.below.is_none() {
+            return Ok(());
+        }
         let mut chunk = self.conn.prepare_cached(
             "SELECT oldest_ns, data FROM value_chunks WHERE run = ?1 AND tenant_id = ?2 AND field = ?3 \
              AND value = ?4 AND oldest_ns < ?5 ORDER BY oldest_ns DESC LIMIT 1",
