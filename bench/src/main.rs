@@ -299,6 +299,7 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, L
     report_slices(&slices);
     // Let a checkpoint fold the overlay and the log be copied, then weigh the files.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let on_postgres = pg_url.is_some();
     if let Some(url) = pg_url {
         let bytes = tokio::task::spawn_blocking(move || pg_database_bytes(&url)).await??;
         println!(
@@ -317,17 +318,23 @@ async fn run_dataset(calls: usize, args: &Args) -> anyhow::Result<Vec<(String, L
             rss_mb(server.child.id())
         );
     }
+    let keep = std::env::var_os("DIALBOARD_BENCH_KEEP").is_some();
     if args.ingest_only {
         drop(server);
         drop(cluster);
-        let _ = std::fs::remove_dir_all(&dir);
+        // DIALBOARD_BENCH_KEEP=1 keeps the database, for `--queries-on` afterwards.
+        if keep && !on_postgres {
+            eprintln!("kept {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         return Ok(Vec::new());
     }
     settle()?;
     let latencies = report_queries(&server, &client, args.repeat, ingested).await?;
     drop(server);
     // DIALBOARD_BENCH_KEEP=1 keeps the database, to look into it afterwards.
-    if std::env::var_os("DIALBOARD_BENCH_KEEP").is_some() {
+    if keep {
         eprintln!("kept {}", dir.display());
     } else {
         let _ = std::fs::remove_dir_all(&dir);

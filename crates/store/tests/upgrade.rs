@@ -503,3 +503,81 @@ fn agents_of_older_postgresql_databases_gain_their_week_and_month_cells() {
             .unwrap();
     });
 }
+
+/// A SQLite database written when four B-tree indexes listed calls by agent, team, campaign
+/// and disposition gets its runs (`value_runs`) built from the calls when it is opened: the
+/// drill-downs by each of them page through the same calls, newest first, as before; and calls
+/// ingested after the upgrade join them.
+#[test]
+fn drill_downs_of_older_sqlite_databases_read_the_same_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let call = |i: usize| {
+        let disposition = ["Connected", "No Answer"][i % 2];
+        let e = json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"),
+            "agent_id": format!("a{}", i % 3), "team_id": format!("t{}", i % 2), "campaign_id": format!("k{}", i % 4),
+            "disposition": disposition,
+            "started_at": format!("2026-03-0{}T{:02}:{:02}:00Z", 1 + i % 5, i % 24, i % 7)});
+        parse_event(&e, &taxonomy).unwrap()
+    };
+    let filters = [
+        json!({"agent": ["a1"]}),
+        json!({"team": ["t0"]}),
+        json!({"campaign": ["k3"]}),
+        json!({"disposition": ["No Answer"]}),
+    ];
+    let pages = |store: &dyn Store, tenant: i64| -> Vec<Vec<String>> {
+        filters
+            .iter()
+            .map(|filter| {
+                let mut ids = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let request = dialboard_store::CallsRequest {
+                        query: json!({"range": {"start": "2026-03-01", "end": "2026-03-08"}, "filters": filter}),
+                        cursor: cursor.take(),
+                        limit: 3,
+                    };
+                    let page = rt.block_on(store.calls(tenant, request, 0)).unwrap().unwrap();
+                    ids.extend(page.calls.iter().map(|c| c["call_id"].as_str().unwrap().to_string()));
+                    match page.next_cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break ids,
+                    }
+                }
+            })
+            .collect()
+    };
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    rt.block_on(store.ingest(tenant.id, (0..60).map(call).collect()))
+        .unwrap();
+    let before = pages(&store, tenant.id);
+    assert_eq!(before[0].len(), 20, "{before:?}");
+    rt.block_on(store.shutdown());
+    drop(store);
+
+    // What the previous version left behind: the indexes, no runs.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE value_chunks; DROP TABLE value_runs;
+         CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns);
+         CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns);
+         CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns);
+         CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns);
+         PRAGMA user_version = 25;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    assert_eq!(pages(&store, tenant.id), before);
+    rt.block_on(store.ingest(tenant.id, (60..66).map(call).collect()))
+        .unwrap();
+    let after = pages(&store, tenant.id);
+    assert_eq!(after[0].len(), 22, "{after:?}");
+    rt.block_on(store.shutdown());
+}

@@ -9,6 +9,7 @@ mod records;
 mod rows;
 mod schema;
 pub mod space;
+mod value_runs;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
 pub use schema::{AGENT_WEEKS_VERSION, CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
 pub mod wal;
@@ -196,6 +197,11 @@ impl SqliteStore {
             keys::rebuild(&tx)?;
             tx.commit()?;
         }
+        if (1..schema::VALUE_RUNS_VERSION).contains(&version) {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            value_runs::rebuild(&tx)?;
+            tx.commit()?;
+        }
         let mut contacts = None;
         if (1..schema::TEAM_CAMPAIGNS_VERSION).contains(&version) {
             let built = contacts.insert(writer::Contacts::load(&conn)?);
@@ -350,28 +356,28 @@ fn earliest_call(conn: &Connection, tenant_id: i64) -> Result<Option<i64>> {
         .query_row([tenant_id], |r| r.get(0))?)
 }
 
-/// The statement of a drill-down page and its parameters. Its filters are conditions of the
-/// SQL ([`drill::Drill::pushed`]); the one with a single value on an indexed column drives the
-/// read through its index (which lists the rows newest first), named, as SQLite would rather
-/// walk the time index that already has the order; otherwise the time index does, and the
-/// others are checked on its rows: SQLite never reads all of a value's rows to sort them.
-fn drill_statement(tenant: &TenantInfo, drill: &drill::Drill) -> (String, Vec<rusqlite::types::Value>) {
+/// The conditions of a drill-down page on `calls c` and their parameters (from `?1`). Its
+/// filters are conditions of the SQL ([`drill::Drill::pushed`]); `driving`, the one with a
+/// single value on a listed column, if any, reads its calls through the runs
+/// ([`value_runs`]), the others are checked on the rows.
+fn drill_conditions(
+    tenant: &TenantInfo,
+    drill: &drill::Drill,
+    pushed: &[drill::Pushed],
+    driving: Option<usize>,
+) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as Sql;
     let range = drill.query.range;
     let mut values = vec![
         Sql::Integer(tenant.id),
         Sql::Integer(range.start * 1_000_000_000),
-        // The cursor's start also bounds the index range: SQLite does not bound it by the row
-        // value, so each page would scan every row of the pages before it.
-        Sql::Integer((range.end * 1_000_000_000).min(drill.after.0.saturating_add(1))),
+        Sql::Integer(drill_below(drill)),
         Sql::Integer(drill.after.0),
         Sql::Text(drill.after.1.clone()),
     ];
     let mut sql = String::from(
-        "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3 AND (c.started_ns, c.call_id) < (?4, ?5)",
+        "c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3 AND (c.started_ns, c.call_id) < (?4, ?5)",
     );
-    let pushed = drill.pushed(tenant);
-    let driving = drill::Drill::driving(&pushed);
     for (i, p) in pushed.iter().enumerate() {
         let first = values.len() + 1;
         values.extend(p.values.iter().map(|v| Sql::Text(v.clone())));
@@ -387,16 +393,56 @@ fn drill_statement(tenant: &TenantInfo, drill: &drill::Drill) -> (String, Vec<ru
         };
         sql += &format!(" AND (c.{} IN ({}){null})", p.column, list.join(", "));
     }
-    sql += " ORDER BY c.started_ns DESC, c.call_id DESC";
-    // The indexes are `calls_by_` and the column's name without `_id` (schema.rs).
-    let index = match driving {
-        Some(i) => format!("calls_by_{}", pushed[i].column.trim_end_matches("_id")),
-        None => "calls_by_start".into(),
+    (sql, values)
+}
+
+/// Where a page's calls start before: the range's end, or just after the cursor's start (its
+/// own instant is bounded by the call id). The cursor also bounds the index range: SQLite does
+/// not bound it by the row value, so each page would scan every row of the pages before it.
+fn drill_below(drill: &drill::Drill) -> i64 {
+    (drill.query.range.end * 1_000_000_000).min(drill.after.0.saturating_add(1))
+}
+
+/// How a drill-down page reads its calls.
+enum DrillRead {
+    /// Through the time index (no filter the runs list): newest first, the filters checked on
+    /// its rows, so SQLite never reads all of a value's rows to sort them.
+    Time {
+        sql: String,
+        values: Vec<rusqlite::types::Value>,
+    },
+    /// Through the runs of the driving filter's value: each entry's row fetched by the
+    /// statement, given its `seq` and start as its two last parameters, and checked by the
+    /// page's conditions.
+    Runs {
+        field: value_runs::Field,
+        value: String,
+        sql: String,
+        values: Vec<rusqlite::types::Value>,
+    },
+}
+
+fn drill_read(tenant: &TenantInfo, drill: &drill::Drill) -> DrillRead {
+    let pushed = drill.pushed(tenant);
+    let driving =
+        drill::Drill::driving(&pushed).and_then(|i| Some((i, value_runs::Field::of_column(pushed[i].column)?)));
+    let Some((i, field)) = driving else {
+        let (conditions, values) = drill_conditions(tenant, drill, &pushed, None);
+        let sql = format!("WHERE {conditions} ORDER BY c.started_ns DESC, c.call_id DESC");
+        return DrillRead::Time {
+            sql: select_calls_with_analysis("calls c INDEXED BY calls_by_start", &sql),
+            values,
+        };
     };
-    (
-        select_calls_with_analysis(&format!("calls c INDEXED BY {index}"), &sql),
+    let (conditions, values) = drill_conditions(tenant, drill, &pushed, Some(i));
+    let at = values.len() + 1;
+    let sql = format!("WHERE c.seq = ?{at} AND c.started_ns = ?{} AND {conditions}", at + 1);
+    DrillRead::Runs {
+        field,
+        value: pushed[i].values[0].clone(),
+        sql: select_calls_with_analysis("calls c", &sql),
         values,
-    )
+    }
 }
 
 /// The calls of one page of a drill-down, newest first, as records.
@@ -406,10 +452,35 @@ fn drill_matching(
     drill: &drill::Drill,
     limit: usize,
 ) -> Result<drill::Matched> {
-    let (sql, values) = drill_statement(tenant, drill);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| call_with_analysis(r))?;
-    drill::matching(tenant, drill, limit, rows.map(|r| Ok(r?)))
+    match drill_read(tenant, drill) {
+        DrillRead::Time { sql, values } => {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| call_with_analysis(r))?;
+            drill::matching(tenant, drill, limit, rows.map(|r| Ok(r?)))
+        }
+        DrillRead::Runs {
+            field,
+            value,
+            sql,
+            mut values,
+        } => {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let from = drill.query.range.start * 1_000_000_000;
+            let entries = value_runs::NewestFirst::new(conn, tenant.id, field, &value, from, drill_below(drill))?;
+            let conditions = values.len();
+            let rows = entries.rows(
+                |seq, ns| {
+                    values.truncate(conditions);
+                    values.extend([seq.into(), ns.into()]);
+                    Ok(stmt
+                        .query_row(rusqlite::params_from_iter(values.iter()), |r| call_with_analysis(r))
+                        .optional()?)
+                },
+                |(call, _)| &call.call_id,
+            );
+            drill::matching(tenant, drill, limit, rows)
+        }
+    }
 }
 
 /// One page of a drill-down, newest first.
@@ -750,16 +821,27 @@ impl Store for SqliteStore {
     ) -> Result<Vec<i64>> {
         self.read(move |conn, _| {
             let tx = conn.unchecked_transaction()?;
-            // An index probe per agent, stepping through its calls only until the run ends.
+            // The agent's calls newest first through its runs, read only until the streak ends.
             let mut stmt = tx.prepare_cached(
-                "SELECT disposition FROM calls INDEXED BY calls_by_agent WHERE tenant_id = ?1 AND agent_id = ?2 AND started_ns >= ?3 \
-                 AND started_ns < ?4 ORDER BY started_ns DESC, call_id DESC",
+                "SELECT disposition, call_id FROM calls WHERE seq = ?1 AND started_ns = ?2 AND tenant_id = ?3 \
+                 AND agent_id = ?4",
             )?;
             agents
                 .iter()
                 .map(|agent| {
-                    let rows = stmt.query_map(params![tenant_id, agent, from_ns, to_ns], |r| r.get(0))?;
-                    drill::leading_run(rows.map(|r| Ok(r?)), &dispositions)
+                    let entries =
+                        value_runs::NewestFirst::new(&tx, tenant_id, value_runs::Field::Agent, agent, from_ns, to_ns)?;
+                    let rows = entries.rows(
+                        |seq, ns| {
+                            Ok(stmt
+                                .query_row(params![seq, ns, tenant_id, agent], |r| {
+                                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                                })
+                                .optional()?)
+                        },
+                        |(_, call_id)| call_id,
+                    );
+                    drill::leading_run(rows.map(|r| r.map(|(d, _)| d)), &dispositions)
                 })
                 .collect()
         })
@@ -1043,6 +1125,9 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let mut tx = conn.transaction()?;
                 let counts = retention::purge(&mut tx, retention::Dialect::Sqlite, tenant_id, &cutoffs, dry_run)?;
+                if let Some(cutoff) = cutoffs.raw_ns.filter(|_| !dry_run) {
+                    value_runs::purge(&tx, tenant_id, cutoff)?;
+                }
                 if !dry_run {
                     catalog::update_settings(&mut tx, tenant_id, &settings)?;
                 }
@@ -1095,13 +1180,13 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{drill, drill_statement, schema, TenantInfo};
+    use super::{drill, drill_read, schema, DrillRead, TenantInfo};
     use crate::{CallsRequest, TenantSettings};
     use rusqlite::Connection;
     use serde_json::json;
 
-    /// The plan of a drill-down page with `filters` over a month.
-    fn plan(filters: serde_json::Value) -> String {
+    /// How a drill-down page with `filters` over a month reads, and the plan of its statement.
+    fn plan(filters: serde_json::Value) -> (Option<String>, String) {
         let mut conn = Connection::open_in_memory().unwrap();
         schema::migrate(&mut conn).unwrap();
         let tenant = TenantInfo::new(1, "t".into(), TenantSettings::default()).unwrap();
@@ -1111,33 +1196,50 @@ mod tests {
             limit: 100,
         };
         let drill = drill::parse(&tenant, &request, 1_780_000_000, None, Default::default()).unwrap();
-        let (sql, values) = drill_statement(&tenant, &drill);
+        let (runs, sql, mut values) = match drill_read(&tenant, &drill) {
+            DrillRead::Time { sql, values } => (None, sql, values),
+            DrillRead::Runs {
+                field,
+                value,
+                sql,
+                values,
+            } => (Some(format!("{field:?} {value}")), sql, values),
+        };
+        if runs.is_some() {
+            values.extend([7.into(), 0.into()]);
+        }
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt
             .query_map(rusqlite::params_from_iter(values), |r| r.get::<_, String>(3))
             .unwrap();
-        rows.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("\n")
+        (runs, rows.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("\n"))
     }
 
-    /// A drill-down reads its calls newest first through the index of its most selective
-    /// one-valued filter (never all the range's calls, never a sort of them: only calls that
-    /// start at the same instant are sorted by id, the indexes no longer holding it); filters
-    /// of several values are checked on the rows the time index lists.
+    /// A drill-down reads its calls newest first through the runs of its most selective
+    /// one-valued filter (each row then fetched by its `seq`), or else through the time index
+    /// (never all the range's calls, never a sort of them: only calls that start at the same
+    /// instant are sorted by id); filters of several values are checked on the rows read.
     #[test]
-    fn drill_downs_read_through_the_index_of_their_filter() {
-        for (filters, index) in [
-            (json!({"agent": ["a1"]}), "calls_by_agent"),
-            (json!({"team": ["t1"], "disposition": ["Busy"]}), "calls_by_team"),
-            (json!({"campaign": ["k1"], "agent": ["a1", "a2"]}), "calls_by_campaign"),
-            (json!({"disposition": ["Busy"]}), "calls_by_disposition"),
-            (
-                json!({"disposition_category": ["invalid"], "hour_of_day": ["9"]}),
-                "calls_by_start",
-            ),
-            (json!({}), "calls_by_start"),
+    fn drill_downs_read_through_the_runs_of_their_filter() {
+        for (filters, runs) in [
+            (json!({"agent": ["a1"]}), Some("Agent a1")),
+            (json!({"team": ["t1"], "disposition": ["Busy"]}), Some("Team t1")),
+            (json!({"campaign": ["k1"], "agent": ["a1", "a2"]}), Some("Campaign k1")),
+            (json!({"disposition": ["Busy"]}), Some("Disposition Busy")),
+            (json!({"disposition_category": ["invalid"], "hour_of_day": ["9"]}), None),
+            (json!({}), None),
         ] {
-            let plan = plan(filters.clone());
-            assert!(plan.contains(&format!("USING INDEX {index}")), "{filters}: {plan}");
+            let (read, plan) = plan(filters.clone());
+            assert_eq!(read.as_deref(), runs, "{filters}");
+            if runs.is_some() {
+                assert!(
+                    plan.contains("SEARCH c USING INTEGER PRIMARY KEY (rowid=?)"),
+                    "{filters}: {plan}"
+                );
+                assert!(!plan.contains("TEMP B-TREE"), "{filters}: {plan}");
+                continue;
+            }
+            assert!(plan.contains("USING INDEX calls_by_start"), "{filters}: {plan}");
             let sorts: Vec<&str> = plan.lines().filter(|l| l.contains("TEMP B-TREE")).collect();
             assert!(
                 sorts

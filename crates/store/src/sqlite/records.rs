@@ -8,6 +8,7 @@ use super::rows::{
     put_call, upsert_analysis, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT, SELECT_CONVERSATION,
     SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
+use super::value_runs::PendingEntries;
 use crate::apply::{Neighbour, Records};
 use crate::rows::{analysis_from_row, call_from_row, conversation_from_row, csat_from_row, stage_from_row};
 use crate::Result;
@@ -51,6 +52,9 @@ pub struct SqliteRecords<'a> {
     pub bodies: PendingBodies,
     /// The rows of the calls this transaction read, where their next version goes.
     pub call_rows: HashMap<(i64, String), i64>,
+    /// The calls' entries by agent, team, campaign and disposition, written as one run before
+    /// the commit.
+    pub values: PendingEntries,
 }
 
 impl SqliteRecords<'_> {
@@ -125,6 +129,8 @@ impl Records for SqliteRecords<'_> {
             },
         };
         let seq = put_call(self.tx, tenant, call, at)?;
+        // A version that found no row is a new row: all its values are new.
+        self.values.add(tenant, call, seq, at.and(previous));
         if at.is_none() {
             self.keys.add(Kind::Call, keys::hash(tenant, &call.call_id), seq);
             self.call_rows.insert((tenant, call.call_id.clone()), seq);

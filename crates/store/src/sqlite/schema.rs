@@ -572,6 +572,37 @@ CREATE TABLE IF NOT EXISTS event_blocks (
     // Week and month cells of calls per agent (`cells::AGENT_WEEKS`): summed from its day
     // cells by `writer::backfill_coarse`. Only a comment, which `AGENT_WEEKS_VERSION`'s test finds.
     "-- AGENT_WEEKS: the agent cuboid's week and month cells",
+    r#"
+-- The calls of each agent, team, campaign and disposition in sorted runs (sqlite/value_runs.rs)
+-- instead of four B-tree indexes that took a random insert each per call: a run per ingest
+-- transaction, merged up to a top level; chunks of (started_ns, seq) entries, newest first,
+-- found by their run first (appended) and their oldest start. A rowid table: appended rows fill
+-- their pages (an index B-tree, as WITHOUT ROWID is, leaves appended pages about half full),
+-- and a ~4 KB chunk fits its page. Built from the calls at the first open
+-- (`value_runs::rebuild`, VALUE_RUNS_VERSION).
+DROP INDEX IF EXISTS calls_by_agent;
+DROP INDEX IF EXISTS calls_by_campaign;
+DROP INDEX IF EXISTS calls_by_team;
+DROP INDEX IF EXISTS calls_by_disposition;
+CREATE TABLE IF NOT EXISTS value_runs (
+    run INTEGER PRIMARY KEY,
+    level INTEGER NOT NULL,
+    entries INTEGER NOT NULL,
+    oldest_ns INTEGER NOT NULL,
+    newest_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS value_runs_by_level ON value_runs (level);
+CREATE TABLE IF NOT EXISTS value_chunks (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,
+    tenant_id INTEGER NOT NULL,
+    field INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    oldest_ns INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS value_chunks_by_value ON value_chunks (run, tenant_id, field, value, oldest_ns);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -593,6 +624,10 @@ pub const TEAM_CAMPAIGNS_VERSION: usize = 16;
 /// The version that first appends events and calls and finds them by hashed keys in sorted
 /// runs (`keys`): the runs of older rows are built at open (`keys::rebuild`).
 pub const KEYED_VERSION: usize = 13;
+
+/// The version that first lists calls by agent, team, campaign and disposition in sorted runs
+/// (`value_runs`) instead of indexes: the runs of older calls are built at open.
+pub const VALUE_RUNS_VERSION: usize = 26;
 
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {

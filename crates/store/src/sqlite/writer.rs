@@ -11,6 +11,7 @@ use super::records::{MeetingContacts, SqliteRecords};
 use super::schema::{
     CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
 };
+use super::value_runs;
 use super::Shared;
 use crate::contribution::{self, Counted};
 use crate::group::{self, IngestRequest, Outcome};
@@ -178,6 +179,9 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 if let Err(e) = keys::compact(&mut conn) {
                     tracing::error!(error = %e, "merging key runs failed; they stay as they are");
                 }
+                if let Err(e) = value_runs::compact(&mut conn) {
+                    tracing::error!(error = %e, "merging the runs of calls by value failed; they stay as they are");
+                }
             }
             WriteCommand::Admin(job) => job(&mut conn),
             WriteCommand::Checkpoint(reply) => {
@@ -227,10 +231,12 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
             keys: &mut contacts.keys,
             bodies: Default::default(),
             call_rows: Default::default(),
+            values: Default::default(),
         };
         let received_ns = group::now_ns();
         let outcome = group::apply_group(records, &group, received_ns)?;
         records.bodies.write(&tx, received_ns)?;
+        records.values.write(&tx, 0)?;
         let contributions = group::encode_contributions(&group, &outcome);
         if !contributions.is_empty() {
             tx.prepare_cached("INSERT INTO pending_contributions (data) VALUES (?1)")?

@@ -1,0 +1,579 @@
+//! The calls of each agent, team, campaign and disposition, newest first, without a B-tree
+//! index on those columns.
+//!
+//! A drill-down by one of them (`/calls?agent=…`) must read that value's calls newest first.
+//! Four indexes `(tenant, column, started_ns)` did that, but each call inserted one entry into
+//! each, at the place of its value: a B-tree descent per index and call, and a leaf per agent,
+//! team, campaign and disposition dirtied and copied to the log at every commit (43% of the
+//! writer's time with the call's own insert). Here, as log-structured stores do:
+//!
+//! - each ingest transaction writes its calls' entries as one **run** (`value_runs`): per
+//!   (tenant, field, value), the `(started_ns, seq)` of its calls, newest first, in chunks of at
+//!   most [`CHUNK`] entries (`value_chunks`, a page each when full, found by the run first:
+//!   appended, a few pages a commit), in the same transaction as the calls, so they are as
+//!   durable as the calls;
+//! - between transactions, [`compact`] merges [`FANOUT`] runs of a level into one of the next,
+//!   up to [`TOP_LEVEL`]: runs there (~8³ transactions of calls) are never merged again, so a
+//!   merge holds at most one level's entries of one value in memory, and each entry is
+//!   rewritten at most [`TOP_LEVEL`] times. Each run knows the span of its calls' starts, and a
+//!   reader skips the runs outside its range: when calls come roughly in time order the top
+//!   runs are partitions by time;
+//! - a reader ([`NewestFirst`]) merges the runs' chunks of its value newest first, reading one
+//!   chunk of a run at a time, and checks each entry against its row (`seq`): an entry whose row
+//!   has another value or start (a correction changed it: the new version has its own entry) or
+//!   no row (purged) is skipped, so a correction never needs the old entry found.
+//!
+//! A purge removes the entries before its cutoff with the calls ([`purge`]).
+
+use dialboard_engine::event::CallRecord;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::HashMap;
+
+/// A column of `calls` whose calls the runs list.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum Field {
+    Agent = 0,
+    Team = 1,
+    Campaign = 2,
+    Disposition = 3,
+}
+
+impl Field {
+    pub fn of_column(column: &str) -> Option<Field> {
+        Some(match column {
+            "agent_id" => Field::Agent,
+            "team_id" => Field::Team,
+            "campaign_id" => Field::Campaign,
+            "disposition" => Field::Disposition,
+            _ => return None,
+        })
+    }
+
+    /// The call's value of this field, if it has one to list.
+    fn of(self, call: &CallRecord) -> Option<&str> {
+        let value = match self {
+            Field::Agent => Some(call.agent_id.as_str()),
+            Field::Team => call.team_id.as_deref(),
+            Field::Campaign => call.campaign_id.as_deref(),
+            Field::Disposition => Some(call.disposition.as_str()),
+        };
+        // A drill-down never reads "" through the runs (it also matches NULL).
+        value.filter(|v| !v.is_empty())
+    }
+
+    const ALL: [Field; 4] = [Field::Agent, Field::Team, Field::Campaign, Field::Disposition];
+}
+
+/// Runs of a level merged into one of the next once there are this many.
+pub const FANOUT: usize = 8;
+/// Runs of this level are not merged further.
+pub const TOP_LEVEL: i64 = 3;
+/// Entries per chunk at most (but a chunk never splits one instant): a reader reads a chunk of
+/// each run it needs at a time. 248 entries (3,968 bytes) keep a chunk in one 4 KB page (SQLite
+/// spills a table row of over 4,061 bytes to overflow pages).
+pub const CHUNK: usize = 248;
+const ENTRY_BYTES: usize = 16;
+/// Calls per run when the runs are built from the rows (an upgrade): bounded memory.
+const REBUILD_CALLS: usize = 1 << 20;
+
+/// A call's start (ns) and row: entries are ordered newest first, `seq` descending on a tie.
+type Entry = (i64, i64);
+
+fn encode(entries: &[Entry]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(entries.len() * ENTRY_BYTES);
+    for (ns, seq) in entries {
+        data.extend_from_slice(&ns.to_be_bytes());
+        data.extend_from_slice(&seq.to_be_bytes());
+    }
+    data
+}
+
+fn decode(data: &[u8]) -> impl Iterator<Item = Entry> + '_ {
+    data.chunks_exact(ENTRY_BYTES).map(|e| {
+        (
+            i64::from_be_bytes(e[..8].try_into().expect("8 bytes")),
+            i64::from_be_bytes(e[8..].try_into().expect("8 bytes")),
+        )
+    })
+}
+
+fn newest_first(entries: &mut Vec<Entry>) {
+    entries.sort_unstable_by(|a, b| b.cmp(a));
+    entries.dedup();
+}
+
+/// The entries of one run, per (tenant, field) and value, until they are written.
+#[derive(Default)]
+pub struct PendingEntries(HashMap<(i64, Field), HashMap<String, Vec<Entry>>>);
+
+impl PendingEntries {
+    /// The call stored at row `seq` (over `previous`, if it is a new version): an entry for each
+    /// of its values, unless the previous version's entry (same value, same start) still holds.
+    pub fn add(&mut self, tenant: i64, call: &CallRecord, seq: i64, previous: Option<&CallRecord>) {
+        for field in Field::ALL {
+            let Some(value) = field.of(call) else {
+                continue;
+            };
+            let unchanged = previous.is_some_and(|p| p.started_ns == call.started_ns && field.of(p) == Some(value));
+            if unchanged {
+                continue;
+            }
+            let values = self.0.entry((tenant, field)).or_default();
+            let entry = (call.started_ns, seq);
+            match values.get_mut(value) {
+                Some(entries) => entries.push(entry),
+                None => {
+                    values.insert(value.to_string(), vec![entry]);
+                }
+            }
+        }
+    }
+
+    /// Writes the entries as a new run of `level` (in the transaction that stored the calls)
+    /// and empties itself.
+    pub fn write(&mut self, tx: &Connection, level: i64) -> rusqlite::Result<()> {
+        let mut groups: Vec<((i64, Field, String), Vec<Entry>)> = self
+            .0
+            .drain()
+            .flat_map(|((tenant, field), values)| {
+                values
+                    .into_iter()
+                    .map(move |(value, entries)| ((tenant, field, value), entries))
+            })
+            .collect();
+        if groups.is_empty() {
+            return Ok(());
+        }
+        // In key order: the run's chunks are then appended in the order of their B-tree.
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let all = groups.iter().flat_map(|(_, e)| e.iter());
+        let (oldest, newest, count) = all.fold((i64::MAX, i64::MIN, 0), |(o, n, c), (ns, _)| {
+            (o.min(*ns), n.max(*ns), c + 1)
+        });
+        let run = new_run(tx, level, count, oldest, newest)?;
+        for ((tenant, field, value), mut entries) in groups {
+            newest_first(&mut entries);
+            write_chunks(tx, run, tenant, field, &value, &entries)?;
+        }
+        Ok(())
+    }
+}
+
+fn new_run(tx: &Connection, level: i64, entries: i64, oldest: i64, newest: i64) -> rusqlite::Result<i64> {
+    tx.prepare_cached("INSERT INTO value_runs (level, entries, oldest_ns, newest_ns) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![level, entries, oldest, newest])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Writes one value's entries (newest first) in a run: chunks keyed by their oldest start,
+/// never splitting an instant (so the chunk after one holds only older calls).
+fn write_chunks(
+    tx: &Connection,
+    run: i64,
+    tenant: i64,
+    field: Field,
+    value: &str,
+    entries: &[Entry],
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO value_chunks (run, tenant_id, field, value, oldest_ns, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut start = 0;
+    while start < entries.len() {
+        let mut end = (start + CHUNK).min(entries.len());
+        while end < entries.len() && entries[end].0 == entries[end - 1].0 {
+            end += 1;
+        }
+        let oldest = entries[end - 1].0;
+        insert.execute(params![
+            run,
+            tenant,
+            field as i64,
+            value,
+            oldest,
+            encode(&entries[start..end])
+        ])?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Merges runs wherever a level below [`TOP_LEVEL`] holds [`FANOUT`] of them, level after
+/// level; returns how many entries were rewritten.
+pub fn compact(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let full: Vec<i64> = conn
+        .prepare_cached("SELECT level FROM value_runs WHERE level < ?1 GROUP BY level HAVING count(*) >= ?2")?
+        .query_map(params![TOP_LEVEL, FANOUT as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if full.is_empty() {
+        return Ok(0);
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut rewritten = 0;
+    // A merge may fill the level above it: go up.
+    for level in 0..TOP_LEVEL {
+        let runs: Vec<i64> = tx
+            .prepare_cached("SELECT run FROM value_runs WHERE level = ?1 ORDER BY run")?
+            .query_map([level], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if runs.len() >= FANOUT {
+            rewritten += merge(&tx, &runs, level + 1)?;
+        }
+    }
+    tx.commit()?;
+    Ok(rewritten)
+}
+
+/// Replaces `runs` by one run of `level`, one value at a time (the memory of one value's
+/// entries in those runs).
+fn merge(tx: &Transaction, runs: &[i64], level: i64) -> rusqlite::Result<usize> {
+    // Integers only: safe to list in the statement.
+    let list = runs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let (entries, oldest, newest): (i64, i64, i64) = tx.query_row(
+        &format!("SELECT sum(entries), min(oldest_ns), max(newest_ns) FROM value_runs WHERE run IN ({list})"),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let groups: Vec<(i64, i64, String)> = tx
+        .prepare(&format!(
+            "SELECT DISTINCT tenant_id, field, value FROM value_chunks WHERE run IN ({list}) \
+             ORDER BY tenant_id, field, value"
+        ))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let merged = new_run(tx, level, entries, oldest, newest)?;
+    let mut rewritten = 0;
+    for (tenant, field, value) in groups {
+        let mut all = Vec::new();
+        for run in runs {
+            let mut chunks = tx.prepare_cached(
+                "SELECT data FROM value_chunks WHERE run = ?1 AND tenant_id = ?2 AND field = ?3 AND value = ?4",
+            )?;
+            let mut rows = chunks.query(params![run, tenant, field, value])?;
+            while let Some(row) = rows.next()? {
+                all.extend(decode(row.get_ref(0)?.as_blob()?));
+            }
+        }
+        newest_first(&mut all);
+        rewritten += all.len();
+        let field = Field::ALL[field as usize];
+        write_chunks(tx, merged, tenant, field, &value, &all)?;
+    }
+    tx.execute_batch(&format!(
+        "DELETE FROM value_chunks WHERE run IN ({list}); DELETE FROM value_runs WHERE run IN ({list});"
+    ))?;
+    Ok(rewritten)
+}
+
+/// Drops the tenant's entries of calls that started before `cutoff_ns` (purged with them).
+pub fn purge(tx: &Connection, tenant: i64, cutoff_ns: i64) -> rusqlite::Result<()> {
+    let chunks: Vec<(i64, i64, String, i64, Vec<u8>)> = tx
+        .prepare("SELECT run, field, value, oldest_ns, data FROM value_chunks WHERE tenant_id = ?1 AND oldest_ns < ?2")?
+        .query_map(params![tenant, cutoff_ns], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut delete = tx.prepare(
+        "DELETE FROM value_chunks WHERE run = ?1 AND tenant_id = ?2 AND field = ?3 AND value = ?4 AND oldest_ns = ?5",
+    )?;
+    for (run, field, value, oldest, data) in chunks {
+        delete.execute(params![run, tenant, field, value, oldest])?;
+        let kept: Vec<Entry> = decode(&data).filter(|(ns, _)| *ns >= cutoff_ns).collect();
+        if !kept.is_empty() {
+            write_chunks(tx, run, tenant, Field::ALL[field as usize], &value, &kept)?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every run by runs of [`TOP_LEVEL`] built from the rows (a database whose calls were
+/// indexed by B-trees), [`REBUILD_CALLS`] calls at a time.
+pub fn rebuild(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch("DELETE FROM value_chunks; DELETE FROM value_runs;")?;
+    let mut stmt = tx.prepare(
+        "SELECT seq, tenant_id, started_ns, agent_id, team_id, campaign_id, disposition FROM calls ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut pending = PendingEntries::default();
+    let mut calls = 0;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let tenant: i64 = row.get(1)?;
+        let started_ns: i64 = row.get(2)?;
+        let values: [Option<String>; 4] = [row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?];
+        for (field, value) in Field::ALL.into_iter().zip(values) {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                let values = pending.0.entry((tenant, field)).or_default();
+                values.entry(value).or_default().push((started_ns, seq));
+            }
+        }
+        calls += 1;
+        if calls % REBUILD_CALLS == 0 {
+            pending.write(tx, TOP_LEVEL)?;
+        }
+    }
+    pending.write(tx, TOP_LEVEL)
+}
+
+/// One run's entries of a value, read a chunk at a time, newest first.
+struct RunCursor {
+    run: i64,
+    /// The chunk read last, oldest first (the next entry is the last).
+    entries: Vec<Entry>,
+    /// Entries of the next chunk are older than this; `None` once the run is read to `from`.
+    below: Option<i64>,
+}
+
+/// The entries of one value in `[from, below)`, newest first, over every run that may hold
+/// some; candidates, each to be checked against its row.
+pub struct NewestFirst<'c> {
+    conn: &'c Connection,
+    tenant: i64,
+    field: Field,
+    value: String,
+    from: i64,
+    runs: Vec<RunCursor>,
+    last: Option<Entry>,
+}
+
+impl<'c> NewestFirst<'c> {
+    pub fn new(
+        conn: &'c Connection,
+        tenant: i64,
+        field: Field,
+        value: &str,
+        from: i64,
+        below: i64,
+    ) -> rusqlite::Result<NewestFirst<'c>> {
+        let runs = conn
+            .prepare_cached("SELECT run FROM value_runs WHERE newest_ns >= ?1 AND oldest_ns < ?2")?
+            .query_map(params![from, below], |r| r.get(0))?
+            .map(|run| {
+                Ok(RunCursor {
+                    run: run?,
+                    entries: Vec::new(),
+                    below: Some(below),
+                })
+            })
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(NewestFirst {
+            conn,
+            tenant,
+            field,
+            value: value.to_string(),
+            from,
+            runs,
+            last: None,
+        })
+    }
+
+    /// Reads the next chunk of `cursor` while it has no entry left and the run has more.
+    fn fill(&self, cursor: &mut RunCursor) -> rusqlite::Result<()> {
+        // Called for every cursor at every entry: the statement is looked up only when needed.
+        if !cursor.entries.is_empty() || cursor.below.is_none() {
+            return Ok(());
+        }
+        let mut chunk = self.conn.prepare_cached(
+            "SELECT oldest_ns, data FROM value_chunks WHERE run = ?1 AND tenant_id = ?2 AND field = ?3 \
+             AND value = ?4 AND oldest_ns < ?5 ORDER BY oldest_ns DESC LIMIT 1",
+        )?;
+        while cursor.entries.is_empty() {
+            let Some(below) = cursor.below else {
+                return Ok(());
+            };
+            let found: Option<(i64, Vec<u8>)> = chunk
+                .query_row(
+                    params![cursor.run, self.tenant, self.field as i64, self.value, below],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((oldest, data)) = found else {
+                cursor.below = None;
+                return Ok(());
+            };
+            cursor.below = (oldest >= self.from).then_some(oldest);
+            cursor.entries = decode(&data)
+                .filter(|(ns, _)| *ns < below && *ns >= self.from)
+                .collect();
+            cursor.entries.reverse();
+        }
+        Ok(())
+    }
+
+    fn next_entry(&mut self) -> rusqlite::Result<Option<Entry>> {
+        loop {
+            let mut runs = std::mem::take(&mut self.runs);
+            let filled = runs.iter_mut().try_for_each(|cursor| self.fill(cursor));
+            self.runs = runs;
+            filled?;
+            let newest = self
+                .runs
+                .iter_mut()
+                .filter(|c| !c.entries.is_empty())
+                .max_by_key(|c| *c.entries.last().expect("not empty"));
+            let Some(cursor) = newest else {
+                return Ok(None);
+            };
+            let entry = cursor.entries.pop().expect("not empty");
+            // A call whose version was stored again with the same value is listed once.
+            if self.last != Some(entry) {
+                self.last = Some(entry);
+                return Ok(Some(entry));
+            }
+        }
+    }
+
+    /// The rows `fetch` finds for the entries (it is given each entry's row and start, and
+    /// answers `None` for a row that no longer has that value or start), newest first and, among
+    /// calls of one instant, by `call_id` descending (the drill-down's order).
+    pub fn rows<'r, T, F, I>(self, mut fetch: F, call_id: I) -> impl Iterator<Item = crate::Result<T>> + 'r
+    where
+        'c: 'r,
+        T: 'r,
+        F: FnMut(i64, i64) -> crate::Result<Option<T>> + 'r,
+        I: Fn(&T) -> &str + 'r,
+    {
+        let mut this = self;
+        let mut tie: Vec<T> = Vec::new();
+        let mut ahead: Option<Entry> = None;
+        std::iter::from_fn(move || loop {
+            if let Some(row) = tie.pop() {
+                return Some(Ok(row));
+            }
+            let first = match ahead.take().map(Ok).or_else(|| this.next_entry().transpose())? {
+                Ok(entry) => entry,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let mut entries = vec![first];
+            loop {
+                match this.next_entry() {
+                    Ok(Some(next)) if next.0 == first.0 => entries.push(next),
+                    Ok(next) => {
+                        ahead = next;
+                        break;
+                    }
+                    Err(e) => return Some(Err(e.into())),
+                }
+            }
+            for (ns, seq) in entries {
+                match fetch(seq, ns) {
+                    Ok(Some(row)) => tie.push(row),
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            // Popped from the end: ascending here is descending out.
+            tie.sort_by(|a, b| call_id(a).cmp(call_id(b)));
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn call(id: &str, agent: &str, started_ns: i64) -> CallRecord {
+        CallRecord {
+            call_id: id.into(),
+            agent_id: agent.into(),
+            started_ns,
+            disposition: "Sale".into(),
+            event_id: format!("e-{id}"),
+            version_ns: 0,
+            team_id: None,
+            campaign_id: None,
+            list_id: None,
+            contact_id: None,
+            lead_source: None,
+            direction: None,
+            ended_ns: None,
+            talk_seconds: None,
+            wait_seconds: None,
+            wrap_seconds: None,
+            voicemail_dropped: false,
+            is_callback: false,
+            abandoned: false,
+        }
+    }
+
+    fn read(conn: &Connection, agent: &str, from: i64, below: i64) -> Vec<Entry> {
+        let mut reader = NewestFirst::new(conn, 1, Field::Agent, agent, from, below).unwrap();
+        std::iter::from_fn(|| reader.next_entry().unwrap()).collect()
+    }
+
+    /// Every entry stays findable, newest first and once, through runs of one transaction,
+    /// their merges up to the top level, and instants shared by many calls (longer than a chunk).
+    #[test]
+    fn entries_are_read_newest_first_through_merges() {
+        let mut conn = store();
+        let mut seq = 0;
+        let mut all = Vec::new();
+        for txn in 0..(FANOUT * FANOUT * FANOUT + 5) as i64 {
+            let mut pending = PendingEntries::default();
+            for i in 0..7 {
+                seq += 1;
+                // 600 calls of one instant, spread over transactions; the rest in time order
+                // with some late ones.
+                let ns = match i {
+                    0 => 5_000,
+                    1 => txn * 10,
+                    _ => txn * 1_000 + i * 7 % 5,
+                };
+                let agent = if i == 6 { "b" } else { "a" };
+                pending.add(1, &call(&format!("c{seq}"), agent, ns), seq, None);
+                if agent == "a" {
+                    all.push((ns, seq));
+                }
+            }
+            let tx = conn.transaction().unwrap();
+            pending.write(&tx, 0).unwrap();
+            tx.commit().unwrap();
+            compact(&mut conn).unwrap();
+        }
+        let levels: Vec<i64> = conn
+            .prepare("SELECT level FROM value_runs")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(levels.contains(&TOP_LEVEL), "{levels:?}");
+        assert!(levels.len() < 3 * FANOUT, "{levels:?}");
+        newest_first(&mut all);
+        assert_eq!(read(&conn, "a", i64::MIN, i64::MAX), all);
+        let window: Vec<Entry> = all
+            .iter()
+            .copied()
+            .filter(|(ns, _)| (3_000..5_001).contains(ns))
+            .collect();
+        assert_eq!(read(&conn, "a", 3_000, 5_001), window);
+        assert!(read(&conn, "nobody", i64::MIN, i64::MAX).is_empty());
+        // A purge takes what started before its cutoff.
+        let tx = conn.transaction().unwrap();
+        purge(&tx, 1, 5_000).unwrap();
+        tx.commit().unwrap();
+        let kept: Vec<Entry> = all.iter().copied().filter(|(ns, _)| *ns >= 5_000).collect();
+        assert_eq!(read(&conn, "a", i64::MIN, i64::MAX), kept);
+    }
+
+    /// A correction adds an entry only for what it changed; the old entry stays, for the
+    /// reader's check against the row to skip.
+    #[test]
+    fn a_correction_lists_only_changed_values() {
+        let mut pending = PendingEntries::default();
+        let old = call("c1", "a", 10);
+        pending.add(1, &old, 1, None);
+        pending.add(1, &call("c1", "a", 10), 1, Some(&old));
+        pending.add(1, &call("c1", "b", 10), 1, Some(&old));
+        let agents = &pending.0[&(1, Field::Agent)];
+        assert_eq!(agents["a"], vec![(10, 1)]);
+        assert_eq!(agents["b"], vec![(10, 1)]);
+        assert_eq!(pending.0[&(1, Field::Disposition)]["Sale"], vec![(10, 1)]);
+    }
+}
