@@ -572,6 +572,13 @@ CREATE TABLE IF NOT EXISTS event_blocks (
     // Week and month cells of calls per agent (`cells::AGENT_WEEKS`): summed from its day
     // cells by `writer::backfill_coarse`. Only a comment, which `AGENT_WEEKS_VERSION`'s test finds.
     "-- AGENT_WEEKS: the agent cuboid's week and month cells",
+    r#"
+-- The row (`seq`) of the event of each call's current version, set by the writer with the call:
+-- an export reads its page's bodies by it, block by block (sqlite/bodies.rs), instead of
+-- probing every run of the event keys for each event id. NULL for calls written before it,
+-- whose event is found by its id.
+ALTER TABLE calls ADD COLUMN event_seq INTEGER;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
