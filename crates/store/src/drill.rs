@@ -175,11 +175,11 @@ pub fn leading_run(dispositions: impl Iterator<Item = Result<String>>, run: &[St
 
 /// One page from `rows` (newest first, starting after the cursor): the first `limit` that pass
 /// the filters, and a cursor if another one follows.
-pub fn page(tenant: &TenantInfo, drill: &Drill, (calls, next_cursor): Matched) -> CallsPage {
+pub fn page<R: CallRow>(tenant: &TenantInfo, drill: &Drill, (calls, next_cursor): Matched<R>) -> CallsPage {
     let q = &drill.query;
     let calls = calls
         .iter()
-        .map(|(c, a)| call_json(c, a.as_ref(), &q.clock, &tenant.taxonomy))
+        .map(|r| call_json(r.call(), r.analysis(), &q.clock, &tenant.taxonomy))
         .collect();
     // Rows before the retention horizon are gone: the answer says so, not just "none".
     let purged_before = crate::retention::purged_before(tenant, q.range.start * 1_000_000_000)
@@ -191,25 +191,51 @@ pub fn page(tenant: &TenantInfo, drill: &Drill, (calls, next_cursor): Matched) -
     }
 }
 
-/// The calls of one page as records (with their analyses), and the cursor of the next page.
-pub type Matched = (Vec<(CallRecord, Option<CallAnalysis>)>, Option<String>);
+/// The calls of one page as rows (records with their analyses), and the cursor of the next
+/// page.
+pub type Matched<R = (CallRecord, Option<CallAnalysis>)> = (Vec<R>, Option<String>);
 
-/// The calls of one page, as records: the first `limit` of `rows` that pass the filters, and
-/// the cursor to the next page if another match follows.
-#[allow(clippy::type_complexity)]
-pub fn matching(
+/// A row a drill-down reads: a call, its analysis, and whatever else the store reads with them
+/// (SQLite's exports: the row of the call's event, `(call, analysis, event_seq)`).
+pub trait CallRow {
+    fn call(&self) -> &CallRecord;
+    fn analysis(&self) -> Option<&CallAnalysis>;
+}
+
+impl CallRow for (CallRecord, Option<CallAnalysis>) {
+    fn call(&self) -> &CallRecord {
+        &self.0
+    }
+    fn analysis(&self) -> Option<&CallAnalysis> {
+        self.1.as_ref()
+    }
+}
+
+impl<T> CallRow for (CallRecord, Option<CallAnalysis>, T) {
+    fn call(&self) -> &CallRecord {
+        &self.0
+    }
+    fn analysis(&self) -> Option<&CallAnalysis> {
+        self.1.as_ref()
+    }
+}
+
+/// The calls of one page, as rows: the first `limit` of `rows` that pass the filters, and the
+/// cursor to the next page if another match follows.
+pub fn matching<R: CallRow>(
     tenant: &TenantInfo,
     drill: &Drill,
     limit: usize,
-    rows: impl Iterator<Item = Result<(CallRecord, Option<CallAnalysis>)>>,
-) -> Result<Matched> {
+    rows: impl Iterator<Item = Result<R>>,
+) -> Result<Matched<R>> {
     let q = &drill.query;
-    let mut calls: Vec<(CallRecord, Option<CallAnalysis>)> = Vec::new();
+    let mut calls: Vec<R> = Vec::new();
     let mut next_cursor = None;
     for row in rows {
-        let (call, analysis) = row?;
+        let row = row?;
+        let call = row.call();
         let t = call.started_second();
-        let mut values = call_dim_values(&call, analysis.as_ref());
+        let mut values = call_dim_values(call, row.analysis());
         directory_team(&mut values, Fact::Calls, &drill.agent_teams);
         if !passes_filters(
             &q.filters,
@@ -222,11 +248,11 @@ pub fn matching(
         }
         if calls.len() == limit {
             // Another match exists: the next page starts after the last one returned.
-            let (last, _) = calls.last().expect("limit ≥ 1");
+            let last = calls.last().expect("limit ≥ 1").call();
             next_cursor = Some(encode_cursor(last.started_ns, &last.call_id));
             break;
         }
-        calls.push((call, analysis));
+        calls.push(row);
     }
     Ok((calls, next_cursor))
 }

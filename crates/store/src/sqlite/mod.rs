@@ -22,11 +22,11 @@ use crate::group::WriterQueue;
 use crate::jobs::{self, Claim, Job, JobUpdate, NewJob};
 use crate::overlay::{DeltaMap, Overlay};
 use crate::retention;
-use crate::rows::{call_with_analysis, select_calls_with_analysis};
+use crate::rows::{call_with_analysis, select_calls_with_analysis, select_calls_with_analysis_and, AFTER_ANALYSIS};
 use crate::saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
 use crate::{
-    Announcement, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportPage, Feed, IngestSummary,
-    Result, Store, StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
+    Announcement, ApiKey, CallsPage, CallsRequest, Change, ChangeFeed, DirectoryKind, ExportCall, ExportPage, Feed,
+    IngestSummary, Result, Store, StoreError, StoreMetrics, TenantCache, TenantInfo, TenantSettings,
 };
 use async_trait::async_trait;
 use dialboard_engine::cells::{CellData, Cuboid};
@@ -394,10 +394,15 @@ fn drill_statement(tenant: &TenantInfo, drill: &drill::Drill) -> (String, Vec<ru
         None => "calls_by_start".into(),
     };
     (
-        select_calls_with_analysis(&format!("calls c INDEXED BY {index}"), &sql),
+        // With the row of the call's event: an export reads the bodies by it.
+        select_calls_with_analysis_and(", c.event_seq", &format!("calls c INDEXED BY {index}"), &sql),
         values,
     )
 }
+
+/// A call of a drill-down, its analysis, and the row of its current event (`calls.event_seq`,
+/// NULL if the call was written before that column).
+type DrillRow = (CallRecord, Option<CallAnalysis>, Option<i64>);
 
 /// The calls of one page of a drill-down, newest first, as records.
 fn drill_matching(
@@ -405,11 +410,37 @@ fn drill_matching(
     tenant: &TenantInfo,
     drill: &drill::Drill,
     limit: usize,
-) -> Result<drill::Matched> {
+) -> Result<drill::Matched<DrillRow>> {
     let (sql, values) = drill_statement(tenant, drill);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| call_with_analysis(r))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+        let (call, analysis) = call_with_analysis(r)?;
+        Ok((call, analysis, r.get(AFTER_ANALYSIS)?))
+    })?;
     drill::matching(tenant, drill, limit, rows.map(|r| Ok(r?)))
+}
+
+/// A page of an export: its calls with the bodies of their events, read by the rows the calls
+/// keep (each block of bodies read once, in `seq` order); the events of calls written before
+/// `calls.event_seq` existed are found by their ids.
+fn export_rows(conn: &Connection, tenant_id: i64, calls: Vec<DrillRow>) -> Result<Vec<ExportCall>> {
+    let mut bodies: Vec<Option<String>> = vec![None; calls.len()];
+    let at_seq = calls.iter().enumerate().filter_map(|(i, c)| c.2.map(|seq| (seq, i)));
+    for (i, body) in bodies::by_seq(conn, tenant_id, at_seq.collect())? {
+        bodies[i] = Some(body);
+    }
+    let unplaced: Vec<usize> = (0..calls.len()).filter(|&i| calls[i].2.is_none()).collect();
+    if !unplaced.is_empty() {
+        let mut found = event_bodies(conn, tenant_id, unplaced.iter().map(|&i| calls[i].0.event_id.clone()))?;
+        for i in unplaced {
+            bodies[i] = found.remove(&calls[i].0.event_id);
+        }
+    }
+    Ok(calls
+        .into_iter()
+        .zip(bodies)
+        .map(|((call, analysis, _), body)| ExportCall { call, analysis, body })
+        .collect())
 }
 
 /// One page of a drill-down, newest first.
@@ -1027,8 +1058,8 @@ impl Store for SqliteStore {
             // One snapshot for the calls and their events.
             let tx = conn.unchecked_transaction()?;
             let (calls, next_cursor) = drill_matching(&tx, &tenant, &drill, request.limit)?;
-            let bodies = event_bodies(&tx, tenant.id, calls.iter().map(|(c, _)| c.event_id.clone()))?;
-            Ok(Ok(drill::export_page(calls, next_cursor, bodies)))
+            let rows = export_rows(&tx, tenant.id, calls)?;
+            Ok(Ok(ExportPage { rows, next_cursor }))
         })
         .await
     }
