@@ -3241,7 +3241,7 @@ export interface components {
       /** Format: int64 */
       weeks: number;
     };
-    /** @description `GET /analytics/badges/{agent_id}` (the handler writes it as JSON). */
+    /** @description `GET /analytics/badges/{agent_id}`. */
     BadgesView: {
       agent_id: string;
       agent_name: string | null;

@@ -2,7 +2,7 @@
 //! the first row can leave before the last is read. Numbers are written in full precision,
 //! instants in the table's zone (RFC 3339 with the offset, or the local date or time).
 
-use crate::time::local;
+use crate::time::{local, Local};
 use crate::{Cell, Column, ColumnKind, Result};
 use jiff::tz::TimeZone;
 use std::io::Write;
@@ -11,8 +11,10 @@ pub struct CsvWriter<W: Write> {
     out: csv::Writer<W>,
     kinds: Vec<ColumnKind>,
     zone: TimeZone,
-    /// Reused for each row's fields.
-    fields: Vec<String>,
+    /// Reused for each field that is formatted (text is written as it is).
+    field: String,
+    /// The instant shown last, in the zone: a row shows its instant as a date and as a time.
+    last_instant: Option<(i64, Local)>,
 }
 
 impl<W: Write> CsvWriter<W> {
@@ -24,17 +26,58 @@ impl<W: Write> CsvWriter<W> {
             out,
             kinds: columns.iter().map(|c| c.kind).collect(),
             zone,
-            fields: vec![String::new(); columns.len()],
+            field: String::new(),
+            last_instant: None,
         })
     }
 
     pub fn write_row(&mut self, row: &[Cell]) -> Result<()> {
-        for ((field, cell), kind) in self.fields.iter_mut().zip(row).zip(&self.kinds) {
-            field.clear();
-            format_cell(field, cell, *kind, &self.zone);
+        for (i, cell) in row.iter().enumerate().take(self.kinds.len()) {
+            match cell {
+                Cell::Text(text) => self.out.write_field(text)?,
+                Cell::Empty => self.out.write_field("")?,
+                _ => {
+                    self.field.clear();
+                    self.format_cell(cell, self.kinds[i]);
+                    self.out.write_field(&self.field)?;
+                }
+            }
         }
-        self.out.write_record(&self.fields)?;
+        // Ends the record of the fields written.
+        self.out.write_record(None::<&[u8]>)?;
         Ok(())
+    }
+
+    /// A cell other than text as the field's text, in `self.field`.
+    fn format_cell(&mut self, cell: &Cell, kind: ColumnKind) {
+        use std::fmt::Write;
+        let out = &mut self.field;
+        match cell {
+            Cell::Empty => {}
+            Cell::Text(t) => out.push_str(t),
+            Cell::Int(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Cell::Number(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Cell::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+            Cell::Instant(s) => {
+                let t = match self.last_instant {
+                    Some((at, t)) if at == *s => t,
+                    _ => {
+                        let t = local(*s, &self.zone);
+                        self.last_instant = Some((*s, t));
+                        t
+                    }
+                };
+                match kind {
+                    ColumnKind::Date => t.push_date(out),
+                    ColumnKind::Time => t.push_time(out),
+                    _ => t.push_rfc3339(out),
+                }
+            }
+        }
     }
 
     /// Flushes what the CSV writer buffers to the underlying writer.
@@ -60,32 +103,12 @@ fn builder() -> csv::WriterBuilder {
 impl CsvWriter<Vec<u8>> {
     /// What was written since the last call, to send on while later rows are still read.
     pub fn take_bytes(&mut self) -> Result<Vec<u8>> {
-        let done = std::mem::replace(&mut self.out, builder().from_writer(Vec::with_capacity(1 << 16)));
+        // The next chunk is sized as this one (a page of rows each): grown by doubling from
+        // a small buffer, a 4 MB chunk was copied about twice over.
+        let next = Vec::with_capacity(self.out.get_ref().len().max(1 << 16));
+        let done = std::mem::replace(&mut self.out, builder().from_writer(next));
         done.into_inner()
             .map_err(|e| crate::ExportError::Io(std::io::Error::other(e.to_string())))
-    }
-}
-
-fn format_cell(out: &mut String, cell: &Cell, kind: ColumnKind, zone: &TimeZone) {
-    use std::fmt::Write;
-    match cell {
-        Cell::Empty => {}
-        Cell::Text(t) => out.push_str(t),
-        Cell::Int(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Cell::Number(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Cell::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
-        Cell::Instant(s) => {
-            let t = local(*s, zone);
-            out.push_str(&match kind {
-                ColumnKind::Date => t.date(),
-                ColumnKind::Time => t.time(),
-                _ => t.rfc3339(),
-            });
-        }
     }
 }
 

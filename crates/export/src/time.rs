@@ -5,6 +5,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 /// An instant's local wall clock in `zone`.
+#[derive(Clone, Copy)]
 pub struct Local {
     pub year: i64,
     pub month: u32,
@@ -51,26 +52,76 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Appends `n` with at least `width` digits, zero-padded (a million rows' dates and times
+/// without the formatting machinery or an allocation each).
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    at = at.min(digits.len() - width);
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+}
+
 impl Local {
     pub fn date(&self) -> String {
-        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+        let mut out = String::with_capacity(10);
+        self.push_date(&mut out);
+        out
     }
 
     pub fn time(&self) -> String {
-        format!("{:02}:{:02}:{:02}", self.hour, self.minute, self.second)
+        let mut out = String::with_capacity(8);
+        self.push_time(&mut out);
+        out
     }
 
-    /// RFC 3339 with the zone's offset, as the API writes times.
+    /// RFC 3339 with the zone's offset, as the API writes times ([`Local::push_rfc3339`]).
+    #[cfg(test)]
     pub fn rfc3339(&self) -> String {
-        let sign = if self.offset < 0 { '-' } else { '+' };
+        let mut out = String::with_capacity(25);
+        self.push_rfc3339(&mut out);
+        out
+    }
+
+    /// Appends `YYYY-MM-DD`.
+    pub fn push_date(&self, out: &mut String) {
+        if self.year < 0 {
+            out.push('-');
+        }
+        push_padded(out, self.year.unsigned_abs(), 4);
+        out.push('-');
+        push_padded(out, self.month.into(), 2);
+        out.push('-');
+        push_padded(out, self.day.into(), 2);
+    }
+
+    /// Appends `hh:mm:ss`.
+    pub fn push_time(&self, out: &mut String) {
+        push_padded(out, self.hour.into(), 2);
+        out.push(':');
+        push_padded(out, self.minute.into(), 2);
+        out.push(':');
+        push_padded(out, self.second.into(), 2);
+    }
+
+    /// Appends RFC 3339 with the zone's offset, as the API writes times.
+    pub fn push_rfc3339(&self, out: &mut String) {
+        self.push_date(out);
+        out.push('T');
+        self.push_time(out);
+        out.push(if self.offset < 0 { '-' } else { '+' });
         let off = self.offset.unsigned_abs();
-        format!(
-            "{}T{}{sign}{:02}:{:02}",
-            self.date(),
-            self.time(),
-            off / 3600,
-            off / 60 % 60
-        )
+        push_padded(out, (off / 3600).into(), 2);
+        out.push(':');
+        push_padded(out, (off / 60 % 60).into(), 2);
     }
 
     /// Excel's serial date-time (days since 1899-12-30, fraction of the day), of the local
@@ -94,6 +145,39 @@ mod tests {
                 z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
             );
         }
+    }
+
+    #[test]
+    fn dates_and_times_are_zero_padded_as_iso_8601() {
+        let t = Local {
+            year: 987,
+            month: 3,
+            day: 4,
+            hour: 5,
+            minute: 6,
+            second: 7,
+            offset: -(9 * 3600 + 30 * 60),
+            local_seconds: 0,
+        };
+        assert_eq!(t.rfc3339(), "0987-03-04T05:06:07-09:30");
+        let t = Local {
+            year: 12_026,
+            month: 12,
+            day: 31,
+            hour: 23,
+            minute: 59,
+            second: 58,
+            offset: 0,
+            local_seconds: 0,
+        };
+        assert_eq!(
+            (t.date(), t.time(), t.rfc3339()),
+            (
+                "12026-12-31".into(),
+                "23:59:58".into(),
+                "12026-12-31T23:59:58+00:00".into()
+            )
+        );
     }
 
     #[test]

@@ -19,9 +19,10 @@ pub const JOB_KIND: &str = "export";
 pub const SYNC_LIMIT: i64 = 100_000;
 /// How long a finished export's file can be downloaded.
 pub const KEEP_FILE_SECONDS: i64 = 7 * 24 * 3600;
-/// Calls read per page. Each page's events are found through every run of the event keys
-/// (`Store::export_calls`), so fewer, larger pages read those runs fewer times; a page is held
-/// in memory three times at most: being read, read ahead, and being rendered (~1 KB a row).
+/// Calls read per page. A page's bodies are read block by block (`Store::export_calls`; a block
+/// holds one ingest transaction's events, which a page shares with its neighbours), so fewer,
+/// larger pages read each block fewer times; a page is held in memory three times at most:
+/// being read, read ahead, and being rendered (~1 KB a row).
 const PAGE: usize = 20_000;
 /// Bytes per chunk of a job's file in the store.
 const CHUNK: usize = 1 << 20;

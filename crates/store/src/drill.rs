@@ -175,11 +175,11 @@ pub fn leading_run(dispositions: impl Iterator<Item = Result<String>>, run: &[St
 
 /// One page from `rows` (newest first, starting after the cursor): the first `limit` that pass
 /// the filters, and a cursor if another one follows.
-pub fn page(tenant: &TenantInfo, drill: &Drill, (calls, next_cursor): Matched) -> CallsPage {
+pub fn page<R: CallRow>(tenant: &TenantInfo, drill: &Drill, (calls, next_cursor): Matched<R>) -> CallsPage {
     let q = &drill.query;
     let calls = calls
         .iter()
-        .map(|(c, a)| call_json(c, a.as_ref(), &q.clock, &tenant.taxonomy))
+        .map(|r| call_json(r.call(), r.analysis(), &q.clock, &tenant.taxonomy))
         .collect();
     // Rows before the retention horizon are gone: the answer says so, not just "none".
     let purged_before = crate::retention::purged_before(tenant, q.range.start * 1_000_000_000)
@@ -191,25 +191,82 @@ pub fn page(tenant: &TenantInfo, drill: &Drill, (calls, next_cursor): Matched) -
     }
 }
 
-/// The calls of one page as records (with their analyses), and the cursor of the next page.
-pub type Matched = (Vec<(CallRecord, Option<CallAnalysis>)>, Option<String>);
+/// The calls of one page as rows (records with their analyses), and the cursor of the next
+/// page.
+pub type Matched<R = (CallRecord, Option<CallAnalysis>)> = (Vec<R>, Option<String>);
 
-/// The calls of one page, as records: the first `limit` of `rows` that pass the filters, and
-/// the cursor to the next page if another match follows.
-#[allow(clippy::type_complexity)]
-pub fn matching(
+/// A row a drill-down reads: a call, its analysis, and whatever else the store reads with them
+/// (SQLite: the call as an export's row, and the row of its event).
+pub trait CallRow {
+    fn call(&self) -> &CallRecord;
+    fn analysis(&self) -> Option<&CallAnalysis>;
+}
+
+impl CallRow for (CallRecord, Option<CallAnalysis>) {
+    fn call(&self) -> &CallRecord {
+        &self.0
+    }
+    fn analysis(&self) -> Option<&CallAnalysis> {
+        self.1.as_ref()
+    }
+}
+
+impl<T> CallRow for (ExportCall, T) {
+    fn call(&self) -> &CallRecord {
+        &self.0.call
+    }
+    fn analysis(&self) -> Option<&CallAnalysis> {
+        self.0.analysis.as_ref()
+    }
+}
+
+/// `rows`, newest first, in the drill-down's order: calls that start at the same instant by id,
+/// descending. For a statement ordered by the start alone (an index without the id lists them
+/// in any order): SQLite sorts such "right parts" of an order by passing every row through its
+/// sorter, a copy of all its columns each, where only the few ties need it.
+pub fn ties_by_id<R: CallRow>(rows: impl Iterator<Item = Result<R>>) -> impl Iterator<Item = Result<R>> {
+    let mut rows = rows.peekable();
+    // The rest of the current instant's calls, by id ascending (the next is the last).
+    let mut tied: Vec<R> = Vec::new();
+    std::iter::from_fn(move || {
+        if let Some(row) = tied.pop() {
+            return Some(Ok(row));
+        }
+        let first = match rows.next()? {
+            Ok(row) => row,
+            Err(e) => return Some(Err(e)),
+        };
+        let at = first.call().started_ns;
+        if !matches!(rows.peek(), Some(Ok(next)) if next.call().started_ns == at) {
+            return Some(Ok(first));
+        }
+        tied.push(first);
+        while let Some(next) = rows.next_if(|r| matches!(r, Ok(r) if r.call().started_ns == at)) {
+            tied.push(next.ok()?);
+        }
+        tied.sort_unstable_by(|a, b| a.call().call_id.cmp(&b.call().call_id));
+        tied.pop().map(Ok)
+    })
+}
+
+/// The calls of one page, as rows: the first `limit` of `rows` that pass the filters, and the
+/// cursor to the next page if another match follows.
+pub fn matching<R: CallRow>(
     tenant: &TenantInfo,
     drill: &Drill,
     limit: usize,
-    rows: impl Iterator<Item = Result<(CallRecord, Option<CallAnalysis>)>>,
-) -> Result<Matched> {
+    rows: impl Iterator<Item = Result<R>>,
+) -> Result<Matched<R>> {
     let q = &drill.query;
-    let mut calls: Vec<(CallRecord, Option<CallAnalysis>)> = Vec::new();
+    // Sized once: an export's page holds 20,000 calls of ~0.5 KB, grown by doubling it was
+    // copied over and over.
+    let mut calls: Vec<R> = Vec::with_capacity(limit.min(1 << 16));
     let mut next_cursor = None;
     for row in rows {
-        let (call, analysis) = row?;
+        let row = row?;
+        let call = row.call();
         let t = call.started_second();
-        let mut values = call_dim_values(&call, analysis.as_ref());
+        let mut values = call_dim_values(call, row.analysis());
         directory_team(&mut values, Fact::Calls, &drill.agent_teams);
         if !passes_filters(
             &q.filters,
@@ -222,11 +279,11 @@ pub fn matching(
         }
         if calls.len() == limit {
             // Another match exists: the next page starts after the last one returned.
-            let (last, _) = calls.last().expect("limit ≥ 1");
+            let last = calls.last().expect("limit ≥ 1").call();
             next_cursor = Some(encode_cursor(last.started_ns, &last.call_id));
             break;
         }
-        calls.push((call, analysis));
+        calls.push(row);
     }
     Ok((calls, next_cursor))
 }

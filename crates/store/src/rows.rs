@@ -112,10 +112,19 @@ pub fn prefixed(cols: &str, alias: &str) -> String {
         .join(", ")
 }
 
+/// Where the columns a statement selects after a joined row's analysis start.
+pub const AFTER_ANALYSIS: usize = ANALYSIS_AT + column_count(ANALYSIS_COLUMNS);
+
 /// Current calls (`c`, from `calls`) with their analysis (`a`, if any), filtered and ordered by `rest`.
 pub fn select_calls_with_analysis(calls: &str, rest: &str) -> String {
+    select_calls_with_analysis_and("", calls, rest)
+}
+
+/// [`select_calls_with_analysis`] with the columns `also` (", c.x, …") after the analysis's
+/// (from [`AFTER_ANALYSIS`]).
+pub fn select_calls_with_analysis_and(also: &str, calls: &str, rest: &str) -> String {
     format!(
-        "SELECT {}, {} FROM {calls} LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id {rest}",
+        "SELECT {}, {}{also} FROM {calls} LEFT JOIN call_analysis a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id {rest}",
         prefixed(CALL_COLUMNS, "c"),
         prefixed(ANALYSIS_COLUMNS, "a")
     )

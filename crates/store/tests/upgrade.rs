@@ -182,6 +182,10 @@ fn calls_gain_their_intent_cells(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &
     rt.block_on(store.shutdown());
 }
 
+/// The columns migrations after the calls' rebuild (the 13th) added, which a database of an
+/// older version lacks (adding a column cannot be run twice).
+const LATER_COLUMNS: &str = "ALTER TABLE calls DROP COLUMN event_seq;";
+
 /// A check with `open` and `downgrade` on SQLite: `downgrade` leaves the database as schema
 /// `version` would have, with no cells of `cuboid` (whatever migrations came after).
 type UpgradeCheck = fn(&dyn Fn() -> Arc<dyn Store>, &mut dyn FnMut());
@@ -193,7 +197,8 @@ fn on_older_sqlite(cuboid: u8, version: usize, check: UpgradeCheck) {
     check(&open, &mut || {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(&format!(
-            "DELETE FROM cells WHERE cuboid = {cuboid}; DELETE FROM pending_deltas; PRAGMA user_version = {version};"
+            "DELETE FROM cells WHERE cuboid = {cuboid}; DELETE FROM pending_deltas; {LATER_COLUMNS} \
+             PRAGMA user_version = {version};"
         ))
         .unwrap();
     });
@@ -479,7 +484,7 @@ fn agents_of_older_sqlite_databases_gain_their_week_and_month_cells() {
     agents_gain_their_week_and_month_cells(&open, &mut || {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(&format!(
-            "DELETE FROM cells WHERE cuboid = 1 AND grain IN (3, 4); PRAGMA user_version = {};",
+            "DELETE FROM cells WHERE cuboid = 1 AND grain IN (3, 4); {LATER_COLUMNS} PRAGMA user_version = {};",
             dialboard_store::sqlite::AGENT_WEEKS_VERSION - 1
         ))
         .unwrap();

@@ -11,18 +11,16 @@ use crate::directory::Directory;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Json;
-use dialboard_engine::gamification::{self, Award, Verdict};
+use dialboard_engine::gamification::{self, Award, Badge, Verdict};
 use dialboard_store::alerting::run;
 use dialboard_store::badges::held;
 use dialboard_store::Scope;
 use jiff::civil::Date;
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// A badge a rep holds or earns now.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 pub struct EarnedBadge {
     pub badge: String,
     #[schema(required = true)]
@@ -34,9 +32,8 @@ pub struct EarnedBadge {
     pub awarded_at: Option<String>,
 }
 
-/// `GET /analytics/badges/{agent_id}` (the handler writes it as JSON).
+/// `GET /analytics/badges/{agent_id}`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 pub struct BadgesView {
     pub agent_id: String,
     #[schema(required = true)]
@@ -46,7 +43,7 @@ pub struct BadgesView {
     pub badges: Vec<EarnedBadge>,
     /// The tenant's badge rules.
     #[schema(value_type = Vec<std::collections::BTreeMap<String, serde_json::Value>>)]
-    pub rules: Vec<serde_json::Value>,
+    pub rules: Vec<Badge>,
 }
 
 pub fn routes(api: Routes) -> Routes {
@@ -66,7 +63,7 @@ async fn badges_view(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(agent): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BadgesView>, ApiError> {
     principal.require(Scope::Read)?;
     let tenant = state.store.tenant(principal.tenant_id).await?;
     let directory = Directory::load(state.store.as_ref(), tenant.id).await?;
@@ -108,20 +105,24 @@ async fn badges_view(
         .chain(stored.keys().filter(|a| !verdict.decides(a)))
         .collect();
     let names: BTreeMap<&str, &str> = badges.iter().map(|b| (b.id.as_str(), b.name.as_str())).collect();
-    let earned: Vec<Value> = mine
+    let earned = mine
         .into_iter()
         .map(|a| {
             let at = stored.get(a).and_then(|ms| jiff::Timestamp::from_millisecond(*ms).ok());
-            json!({"badge": a.badge, "name": names.get(a.badge.as_str()), "period": a.period,
-                   "awarded_at": at.map(|t| tenant.zone.format(t.as_second()))})
+            EarnedBadge {
+                badge: a.badge.clone(),
+                name: names.get(a.badge.as_str()).map(|n| n.to_string()),
+                period: a.period.clone(),
+                awarded_at: at.map(|t| tenant.zone.format(t.as_second())),
+            }
         })
         .collect();
-    Ok(Json(json!({
-        "agent_id": agent,
-        "agent_name": directory.agent_name(&agent),
-        "daily_goal": goal,
-        "goal_streak_days": gamification::goal_streak(&calls_per_day, goal, facts.today),
-        "badges": earned,
-        "rules": badges,
-    })))
+    Ok(Json(BadgesView {
+        agent_name: Some(directory.agent_name(&agent).to_string()),
+        agent_id: agent,
+        daily_goal: goal,
+        goal_streak_days: gamification::goal_streak(&calls_per_day, goal, facts.today),
+        badges: earned,
+        rules: badges,
+    }))
 }

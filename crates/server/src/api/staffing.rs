@@ -21,7 +21,7 @@ use dialboard_engine::FieldError;
 use dialboard_store::{Scope, TenantInfo};
 use jiff::civil::Date;
 use jiff::ToSpan;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -33,11 +33,9 @@ const BACKTEST_WEEKS: usize = 4;
 /// The farthest day a forecast reaches.
 const MAX_DAYS: i64 = 14;
 
-/// The planning views' answers as types for the OpenAPI document. `forecast_of` builds its
-/// answer from them; `staffing_of` and the Erlang calculator still write theirs as JSON, which
-/// `tests/api/answers.rs` checks against these schemas.
+/// The planning views' answers, built as these types (which the OpenAPI document describes,
+/// and `tests/api/answers.rs` checks the answers against).
 pub mod answers {
-    #![allow(dead_code)]
     use serde::Serialize;
     use utoipa::ToSchema;
 
@@ -165,14 +163,19 @@ pub mod answers {
         pub seconds: Option<f64>,
         /// `data`, `parameter` or `none`.
         pub source: String,
+        // The fields of an estimate from the calls (`data`), absent otherwise.
         #[schema(required = false)]
+        #[serde(skip_serializing_if = "Option::is_none")]
         pub abandoned_calls: Option<u64>,
         #[schema(required = false)]
+        #[serde(skip_serializing_if = "Option::is_none")]
         pub total_wait_seconds: Option<f64>,
         /// The local days estimated from: `[from, until)`.
         #[schema(required = false)]
+        #[serde(skip_serializing_if = "Option::is_none")]
         pub from: Option<String>,
         #[schema(required = false)]
+        #[serde(skip_serializing_if = "Option::is_none")]
         pub until: Option<String>,
     }
 
@@ -420,7 +423,7 @@ impl Planner {
 
     /// The callers' mean patience over the local days `[end − weeks, end)`, from the rollups'
     /// abandoned calls and total wait (`staffing::estimated_patience`).
-    async fn patience(&self, end: Date, weeks: i64) -> Result<Value, ApiError> {
+    async fn patience(&self, end: Date, weeks: i64) -> Result<answers::Patience, ApiError> {
         let start = end
             .checked_sub((7 * weeks).days())
             .map_err(|_| invalid("date", dialboard_engine::clock::out_of_range_message()))?;
@@ -430,11 +433,14 @@ impl Planner {
             .clone();
         let abandons = totals["abandoned_calls"].as_f64().unwrap_or(0.0).max(0.0) as u64;
         let waited = totals["total_wait_time"].as_f64().unwrap_or(0.0);
-        Ok(
-            json!({"seconds": staffing::estimated_patience(waited, abandons), "source": "data",
-            "abandoned_calls": abandons, "total_wait_seconds": waited,
-            "from": start.to_string(), "until": end.to_string()}),
-        )
+        Ok(answers::Patience {
+            seconds: staffing::estimated_patience(waited, abandons),
+            source: "data".into(),
+            abandoned_calls: Some(abandons),
+            total_wait_seconds: Some(waited),
+            from: Some(start.to_string()),
+            until: Some(end.to_string()),
+        })
     }
 
     /// The 15-minute buckets of a local date: each one's start and slot of the day.
@@ -606,19 +612,18 @@ fn target(p: &HashMap<String, String>) -> Result<Target, ApiError> {
     })
 }
 
-fn outcome_json(s: &staffing::Staffing, traffic: f64) -> Value {
+fn outcome(s: &staffing::Staffing, traffic: f64) -> answers::Outcome {
     let o = &s.outcome;
-    json!({"agents": s.agents, "scheduled_agents": s.scheduled_agents, "traffic_erlangs": traffic,
-        "probability_wait": o.probability_wait, "service_level": o.service_level * 100.0,
-        "asa_seconds": finite(o.asa_seconds), "occupancy": o.occupancy * 100.0,
-        "abandon_rate": o.abandon_probability.map(|a| a * 100.0)})
-}
-
-fn finite(x: f64) -> Value {
-    if x.is_finite() {
-        json!(x)
-    } else {
-        Value::Null
+    answers::Outcome {
+        agents: s.agents,
+        scheduled_agents: s.scheduled_agents,
+        traffic_erlangs: traffic,
+        probability_wait: o.probability_wait,
+        service_level: o.service_level * 100.0,
+        // Infinite when no number of agents answers the calls.
+        asa_seconds: o.asa_seconds.is_finite().then_some(o.asa_seconds),
+        occupancy: o.occupancy * 100.0,
+        abandon_rate: o.abandon_probability.map(|a| a * 100.0),
     }
 }
 
@@ -632,7 +637,7 @@ fn model_name(t: &Target) -> &'static str {
 
 /// `GET /analytics/erlang?calls_per_hour=&aht_seconds=…`: the calculator. With `agents`, the
 /// outcome of that many agents instead of the fewest that meet the target.
-async fn erlang_view(principal: Principal, Query(p): Params) -> Result<Json<Value>, ApiError> {
+async fn erlang_view(principal: Principal, Query(p): Params) -> Result<Json<answers::ErlangAnswer>, ApiError> {
     principal.require(Scope::Read)?;
     const KNOWN: [&str; 8] = [
         "calls_per_hour",
@@ -682,9 +687,10 @@ async fn erlang_view(principal: Principal, Query(p): Params) -> Result<Json<Valu
         }
         None => staffing::staff(load, &target),
     };
-    let mut out = outcome_json(&result, load.traffic());
-    out["model"] = json!(model_name(&target));
-    Ok(Json(out))
+    Ok(Json(answers::ErlangAnswer {
+        outcome: outcome(&result, load.traffic()),
+        model: model_name(&target).into(),
+    }))
 }
 
 /// `GET /analytics/staffing?date=&service_level=&target_seconds=&max_occupancy=&shrinkage=&patience_seconds=`.
@@ -692,7 +698,7 @@ async fn staffing_view(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Query(p): Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<answers::StaffingView>, ApiError> {
     const OWN: [&str; 6] = [
         "date",
         "service_level",
@@ -741,7 +747,12 @@ pub enum Patience {
 /// The staffing view's answer, without HTTP: `date`'s forecast (learned up to the day before
 /// it, or yesterday for a later day; re-forecast from today's calls so far), its actual calls
 /// and agents online, and per interval the agents the target needs.
-pub async fn staffing_of(p: &Planner, date: Date, target: &Target, patience: Patience) -> Result<Value, ApiError> {
+pub async fn staffing_of(
+    p: &Planner,
+    date: Date,
+    target: &Target,
+    patience: Patience,
+) -> Result<answers::StaffingView, ApiError> {
     let today = p.today();
     let learned_until = date.min(today);
     let history = p.history(learned_until, HISTORY_WEEKS).await?;
@@ -749,16 +760,13 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target, patience: Pat
         Patience::FromData => {
             let estimate = p.patience(learned_until, HISTORY_WEEKS).await?;
             let target = Target {
-                patience_seconds: estimate["seconds"].as_f64(),
+                patience_seconds: estimate.seconds,
                 ..*target
             };
             (target, estimate)
         }
-        Patience::Given => (
-            *target,
-            json!({"seconds": target.patience_seconds, "source": "parameter"}),
-        ),
-        Patience::None => (*target, json!({"seconds": null, "source": "none"})),
+        Patience::Given => (*target, stated_patience(target.patience_seconds, "parameter")),
+        Patience::None => (*target, stated_patience(None, "none")),
     };
     let target = &target;
     let planned = Model::fit(&history).day(date, p.is_holiday(date));
@@ -792,7 +800,7 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target, patience: Pat
         _ => planned.clone(),
     };
     let mut peak = (0u32, 0u32);
-    let intervals: Vec<Value> = buckets
+    let intervals = buckets
         .iter()
         .map(|&(t, slot)| {
             let f = current.intervals[slot];
@@ -824,38 +832,55 @@ pub async fn staffing_of(p: &Planner, date: Date, target: &Target, patience: Pat
                 .as_ref()
                 .filter(|_| begun)
                 .map(|o| (o[0][slot] * 60.0 + o[1][slot]) / 15.0);
-            let mut row = outcome_json(&need, load.traffic());
-            let extra = json!({"start": p.zone.format(t), "forecast_calls": planned.intervals[slot].calls,
-                "forecast_low": planned.intervals[slot].low, "forecast_high": planned.intervals[slot].high,
-                "reforecast_calls": elapsed.map(|e| if slot < e { Value::Null } else { json!(f.calls) }),
-                "aht_seconds": f.aht_seconds, "actual_calls": actual_calls, "actual_aht_seconds": actual_aht,
-                "agents_online": agents_online,
-                "staffing_gap": agents_online.map(|o| o - f64::from(need.agents))});
-            if let (Value::Object(row), Value::Object(extra)) = (&mut row, extra) {
-                row.extend(extra);
+            answers::StaffingInterval {
+                outcome: outcome(&need, load.traffic()),
+                start: p.zone.format(t),
+                forecast_calls: planned.intervals[slot].calls,
+                forecast_low: planned.intervals[slot].low,
+                forecast_high: planned.intervals[slot].high,
+                // Only the slots still to come are re-forecast.
+                reforecast_calls: elapsed.filter(|&e| slot >= e).map(|_| f.calls),
+                aht_seconds: f.aht_seconds,
+                actual_calls,
+                actual_aht_seconds: actual_aht,
+                agents_online,
+                staffing_gap: agents_online.map(|o| o - f64::from(need.agents)),
             }
-            row
         })
         .collect();
-    let mut totals = Map::new();
-    totals.insert("forecast_calls".into(), json!(planned.calls));
-    totals.insert("reforecast_calls".into(), json!(elapsed.map(|_| current.calls)));
-    totals.insert(
-        "actual_calls".into(),
-        json!(actual.as_ref().map(|a| a[0].iter().sum::<f64>())),
-    );
-    totals.insert("peak_agents".into(), json!(peak.0));
-    totals.insert("peak_scheduled_agents".into(), json!(peak.1));
-    Ok(json!({
-        "date": date.to_string(),
-        "timezone": p.timezone,
-        "holiday": planned.holiday,
-        "model": model_name(target),
-        "patience": patience,
-        "target": {"service_level": target.service_level * 100.0, "target_seconds": target.target_seconds,
-            "max_occupancy": target.max_occupancy * 100.0, "shrinkage": target.shrinkage * 100.0,
-            "patience_seconds": target.patience_seconds},
-        "intervals": intervals,
-        "totals": totals,
-    }))
+    Ok(answers::StaffingView {
+        date: date.to_string(),
+        // A query parameter or the tenant's setting: always text.
+        timezone: p.timezone.as_str().unwrap_or_default().to_string(),
+        holiday: planned.holiday,
+        model: model_name(target).into(),
+        patience,
+        target: answers::Target {
+            service_level: target.service_level * 100.0,
+            target_seconds: target.target_seconds,
+            max_occupancy: target.max_occupancy * 100.0,
+            shrinkage: target.shrinkage * 100.0,
+            patience_seconds: target.patience_seconds,
+        },
+        intervals,
+        totals: answers::StaffingTotals {
+            forecast_calls: planned.calls,
+            reforecast_calls: elapsed.map(|_| current.calls),
+            actual_calls: actual.as_ref().map(|a| a[0].iter().sum::<f64>()),
+            peak_agents: peak.0,
+            peak_scheduled_agents: peak.1,
+        },
+    })
+}
+
+/// A patience given (or none), not estimated: its seconds and source only.
+fn stated_patience(seconds: Option<f64>, source: &str) -> answers::Patience {
+    answers::Patience {
+        seconds,
+        source: source.into(),
+        abandoned_calls: None,
+        total_wait_seconds: None,
+        from: None,
+        until: None,
+    }
 }

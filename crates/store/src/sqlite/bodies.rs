@@ -15,11 +15,29 @@ use std::collections::HashMap;
 
 /// The bodies of one transaction's new events, per tenant, until they are written.
 #[derive(Default)]
-pub struct PendingBodies(HashMap<i64, Block>);
+pub struct PendingBodies {
+    blocks: HashMap<i64, Block>,
+    /// The event added last: its tenant, id and `seq`.
+    last: Option<(i64, String, i64)>,
+}
 
 impl PendingBodies {
-    pub fn add(&mut self, tenant: i64, seq: i64, body: &str) {
-        self.0.entry(tenant).or_default().push(seq, body);
+    pub fn add(&mut self, tenant: i64, event_id: &str, seq: i64, body: &str) {
+        self.blocks.entry(tenant).or_default().push(seq, body);
+        let last = self.last.get_or_insert_with(|| (tenant, String::new(), seq));
+        last.0 = tenant;
+        last.1.clear();
+        last.1.push_str(event_id);
+        last.2 = seq;
+    }
+
+    /// The `seq` of the tenant's event `event_id` if it is the one added last: a record is
+    /// stored right after the event that changed it is logged, and keeps where its body is.
+    pub fn seq_of_last(&self, tenant: i64, event_id: &str) -> Option<i64> {
+        self.last
+            .as_ref()
+            .filter(|(t, id, _)| *t == tenant && id == event_id)
+            .map(|&(_, _, seq)| seq)
     }
 
     /// Writes one block per tenant (in the transaction that logged the events) and empties
@@ -28,7 +46,7 @@ impl PendingBodies {
         let mut insert = conn.prepare_cached(
             "INSERT INTO event_blocks (tenant_id, first_seq, received_at, data) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for (tenant, block) in self.0.drain() {
+        for (tenant, block) in self.blocks.drain() {
             if let Some(first) = block.first_seq() {
                 insert.execute(params![tenant, first, received_ns, block.compress()])?;
             }
@@ -57,6 +75,12 @@ impl Block {
 
     fn first_seq(&self) -> Option<i64> {
         self.starts.first().map(|&(seq, _)| seq)
+    }
+
+    /// Whether `seq` falls within the block's span: a tenant's blocks are the spans of their
+    /// transactions, which never overlap, so no other block of the tenant can hold it.
+    fn spans(&self, seq: i64) -> bool {
+        matches!((self.starts.first(), self.starts.last()), (Some(f), Some(l)) if f.0 <= seq && seq <= l.0)
     }
 
     fn contains(&self, seq: i64) -> bool {
@@ -141,6 +165,35 @@ impl BodyReader {
         self.0.insert((tenant, first), block);
         Ok(body)
     }
+}
+
+/// The bodies of the tenant's events at the rows `wanted` (each with the caller's tag), read in
+/// `seq` order: each block is read and decompressed once, one at a time. An event whose block
+/// is gone (purged with it) has no body.
+pub fn by_seq<T>(conn: &Connection, tenant: i64, mut wanted: Vec<(i64, T)>) -> rusqlite::Result<Vec<(T, String)>> {
+    wanted.sort_unstable_by_key(|&(seq, _)| seq);
+    let mut block_of = conn.prepare_cached(
+        "SELECT data FROM event_blocks WHERE first_seq <= ?2 AND tenant_id = ?1 ORDER BY first_seq DESC LIMIT 1",
+    )?;
+    let mut block: Option<Block> = None;
+    let mut out = Vec::with_capacity(wanted.len());
+    for (seq, tag) in wanted {
+        if !block.as_ref().is_some_and(|b| b.spans(seq)) {
+            block = match block_of
+                .query_row(params![tenant, seq], |r| {
+                    Ok(Block::decompress(r.get_ref(0)?.as_blob()?))
+                })
+                .optional()?
+            {
+                Some(decompressed) => Some(decompressed.ok_or_else(corrupt)?),
+                None => None,
+            };
+        }
+        if let Some(body) = block.as_ref().and_then(|b| b.get(seq)) {
+            out.push((tag, body.to_string()));
+        }
+    }
+    Ok(out)
 }
 
 fn corrupt() -> rusqlite::Error {

@@ -92,7 +92,7 @@ impl Records for SqliteRecords<'_> {
             )?
             .execute(params![tenant, e.id, e.event.type_name(), record_key, received_ns, ""])?;
         let seq = self.tx.last_insert_rowid();
-        self.bodies.add(tenant, seq, &e.raw);
+        self.bodies.add(tenant, &e.id, seq, &e.raw);
         self.keys.add(Kind::Event, hash, seq);
         if let Some(record) = record_key {
             self.keys.add(Kind::Record, keys::hash(tenant, record), seq);
@@ -128,7 +128,8 @@ impl Records for SqliteRecords<'_> {
                 None => self.find_call(tenant, &call.call_id)?.map(|(seq, _)| seq),
             },
         };
-        let seq = put_call(self.tx, tenant, call, at)?;
+        let event_seq = self.bodies.seq_of_last(tenant, &call.event_id);
+        let seq = put_call(self.tx, tenant, call, event_seq, at)?;
         // A version that found no row is a new row: all its values are new.
         self.values.add(tenant, call, seq, at.and(previous));
         if at.is_none() {

@@ -19,13 +19,13 @@ pub const SELECT_ANALYSIS: &str = concat!(
 const INSERT_CALL: &str = concat!(
     "INSERT INTO calls (tenant_id, ",
     call_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    ", event_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
 );
 /// A new version in place of the old, at its row: the call's key still points there.
 const REPLACE_CALL: &str = concat!(
     "UPDATE calls SET (tenant_id, ",
     call_columns!(),
-    ") = (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) WHERE seq = ?19"
+    ", event_seq) = (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) WHERE seq = ?20"
 );
 const UPSERT_ANALYSIS: &str = concat!(
     "INSERT OR REPLACE INTO call_analysis (tenant_id, ",
@@ -64,8 +64,15 @@ pub const INSERT_STAGE: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 );
 
-/// Stores a call: a new row (returns its `seq`), or over the row `at` of its previous version.
-pub fn put_call(tx: &Transaction, tenant: i64, c: &CallRecord, at: Option<i64>) -> rusqlite::Result<i64> {
+/// Stores a call: a new row (returns its `seq`), or over the row `at` of its previous version;
+/// `event_seq` is the row of its event (`calls.event_seq`), if known.
+pub fn put_call(
+    tx: &Transaction,
+    tenant: i64,
+    c: &CallRecord,
+    event_seq: Option<i64>,
+    at: Option<i64>,
+) -> rusqlite::Result<i64> {
     let values = params![
         tenant,
         c.call_id,
@@ -85,6 +92,7 @@ pub fn put_call(tx: &Transaction, tenant: i64, c: &CallRecord, at: Option<i64>) 
         c.wait_seconds,
         c.wrap_seconds,
         call_flags(c),
+        event_seq,
     ];
     match at {
         Some(seq) => {

@@ -603,6 +603,13 @@ CREATE TABLE IF NOT EXISTS value_chunks (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS value_chunks_by_value ON value_chunks (run, tenant_id, field, value, oldest_ns);
 "#,
+    r#"
+-- The row (`seq`) of the event of each call's current version, set by the writer with the call:
+-- an export reads its page's bodies by it, block by block (sqlite/bodies.rs), instead of
+-- probing every run of the event keys for each event id. NULL for calls written before it,
+-- whose event is found by its id.
+ALTER TABLE calls ADD COLUMN event_seq INTEGER;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
