@@ -568,14 +568,14 @@ fn drill_downs_of_older_sqlite_databases_read_the_same_calls() {
 
     // What the previous version left behind: the indexes, no runs.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "DROP TABLE value_chunks; DROP TABLE value_runs;
          CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns);
          CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns);
          CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns);
          CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns);
-         PRAGMA user_version = 25;",
-    )
+         {LATER_COLUMNS} PRAGMA user_version = 25;"
+    ))
     .unwrap();
     drop(conn);
     let store = SqliteStore::open(&path, Options::default()).unwrap();
