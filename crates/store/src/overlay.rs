@@ -19,10 +19,13 @@ pub type BlockId = (i64, u8, Grain, i64);
 /// server's memory at 100k calls from 605 to 243 MB: the tables' empty slots were full-size).
 type Cells = HashMap<String, Box<Stats>, Fx>;
 
-/// A block typically gains dozens to thousands of cells in one transaction; starting at a
-/// reasonable size avoids rehashing on the ingest path.
+/// A block starts empty and grows as its cells come. Calls in time order put dozens to
+/// thousands of cells in each of a few blocks, but a backfill in random time order puts one or
+/// two in each of tens of thousands (every quarter, hour and day of its range, per cuboid): blocks
+/// sized for 128 cells took ~8 KB each, 300–500 MB for one transaction's deltas and the overlay.
+/// Growing costs little, as the stats are boxed (a rehash moves 32-byte entries).
 fn new_block() -> Cells {
-    HashMap::with_capacity_and_hasher(128, Fx::default())
+    Cells::default()
 }
 
 /// Adds `sign × stats` to the cell `key` of `cells`; returns whether the cell became zero and
@@ -195,6 +198,30 @@ impl Overlay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backfill in random time order touches tens of thousands of blocks with a cell or two
+    /// each: a block takes room for the cells it holds, not for a hundred.
+    #[test]
+    fn a_block_takes_room_for_its_cells() {
+        let mut stats = Stats::default();
+        stats.c[0] = 1;
+        let mut d = DeltaMap::default();
+        for bucket in 0..1_000 {
+            let cell = CellRef {
+                cuboid: 1,
+                grain: Grain::Quarter,
+                bucket: bucket * 900,
+                key: "agent-001",
+            };
+            d.add(7, cell, &stats, 1);
+        }
+        let room: usize = d.0.values().map(HashMap::capacity).sum();
+        assert!(room <= 4 * 1_000, "room for {room} cells in 1,000 blocks of one cell");
+        let mut overlay = Overlay::default();
+        overlay.merge(d);
+        let room: usize = overlay.blocks.values().map(HashMap::capacity).sum();
+        assert!(room <= 4 * 1_000, "room for {room} cells in 1,000 blocks of one cell");
+    }
 
     #[test]
     fn deltas_round_trip_and_cancel() {
