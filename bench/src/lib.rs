@@ -34,6 +34,10 @@ pub struct Flags {
     /// Only ingest (rates, bytes per call, memory); no queries
     #[arg(long)]
     pub ingest_only: bool,
+    /// The calls' start times in the order they are sent: `time` (as a dialer sends them) or
+    /// `random` (a backfill of several files merged: each call anywhere in the 90 days)
+    #[arg(long, value_enum, default_value_t = Order::Time)]
+    pub order: Order,
     /// Ingest into a durable throwaway PostgreSQL cluster instead of a SQLite file (with
     /// --ingest-only; `dialboard-bench` only)
     #[arg(long)]
@@ -79,6 +83,7 @@ impl Args {
                 agents: flags.agents,
                 teams: flags.teams,
                 uuid_ids: !flags.counting_ids,
+                random_order: flags.order == Order::Random,
             },
             ingest_only: flags.ingest_only,
             postgres: flags.postgres,
@@ -94,6 +99,15 @@ pub struct Shape {
     pub teams: usize,
     /// Random UUIDv4 ids, as real sources send; otherwise ids that count up.
     pub uuid_ids: bool,
+    /// Start times in random order, not in time order.
+    pub random_order: bool,
+}
+
+/// The order the calls' start times are sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Order {
+    Time,
+    Random,
 }
 
 impl Default for Shape {
@@ -103,6 +117,7 @@ impl Default for Shape {
             agents: AGENTS,
             teams: TEAMS,
             uuid_ids: false,
+            random_order: false,
         }
     }
 }
@@ -326,8 +341,13 @@ pub fn shaped_batches(from: usize, to: usize, total: usize, seed: u64, shape: &S
         .map(|first| {
             let mut events: Vec<Value> = Vec::with_capacity(BATCH + BATCH / 16);
             for i in first..(first + BATCH).min(to) {
-                // Working hours 08:00–18:00 local of each day, spread evenly over the range.
-                let day = (i as f64 / total as f64 * span / 86_400.0) as i64;
+                // Working hours 08:00–18:00 local of each day, spread evenly over the range (or,
+                // in random order, of any day).
+                let day = if shape.random_order {
+                    rng.random_range(0..DAYS)
+                } else {
+                    (i as f64 / total as f64 * span / 86_400.0) as i64
+                };
                 let started = T0 + day * 86_400 + 8 * 3600 + rng.random_range(0..10 * 3600);
                 let mut r: f64 = rng.random();
                 let disposition = DISPOSITIONS
