@@ -85,7 +85,7 @@ pub struct LeaderboardEntry {
     /// per rate its rank past the minimum volume, Wilson interval, shrunk estimate and whether
     /// the rank is uncertain; null for a row without a named agent.
     #[schema(value_type = Option<Object>, required = true)]
-    pub fair: Option<Value>,
+    pub fair: Option<crate::fair::FairPlacements>,
 }
 
 /// `GET /analytics/team-leaderboard/{team_id}` and `GET /analytics/leaderboard`.
