@@ -948,7 +948,29 @@ struct Aggregator<'a> {
 
 /// What a cell key resolves to where neither a row nor a filter depends on the cell's time
 /// (see [`KeyMemo`]): the row it adds to and its disposition's class, or `None` if filtered out.
-type Resolved = Option<(usize, DispositionClass)>;
+type Resolved = Option<(u32, DispositionClass)>;
+
+/// The longest cell key [`KeyMemo`] keeps (longer ones are resolved at each cell).
+const MEMO_KEY: usize = 55;
+
+/// A cell key held in the memo's own slot: comparing it reads no other memory (a boxed key
+/// cost a cache miss per cell, most of a lookup's time on a board of every agent).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct InlineKey {
+    len: u8,
+    bytes: [u8; MEMO_KEY],
+}
+
+impl InlineKey {
+    fn new(key: &str) -> Option<InlineKey> {
+        let mut bytes = [0; MEMO_KEY];
+        bytes.get_mut(..key.len())?.copy_from_slice(key.as_bytes());
+        Some(InlineKey {
+            len: key.len() as u8,
+            bytes,
+        })
+    }
+}
 
 /// Each distinct key of one cuboid, resolved once: a board of every agent over weeks reads
 /// the same (agent, team, disposition) key in every bucket, and splitting it, finding its team,
@@ -957,7 +979,7 @@ type Resolved = Option<(usize, DispositionClass)>;
 /// hour of day or day of week), where a key gives the same answer in every bucket.
 struct KeyMemo {
     cuboid: u8,
-    resolved: HashMap<Box<str>, Resolved, Fx>,
+    resolved: HashMap<InlineKey, Resolved, Fx>,
 }
 
 impl KeyMemo {
@@ -966,7 +988,7 @@ impl KeyMemo {
     }
 
     /// The memo of `cuboid`'s keys (a key means different values in another cuboid).
-    fn of(&mut self, cuboid: u8) -> &mut HashMap<Box<str>, Resolved, Fx> {
+    fn of(&mut self, cuboid: u8) -> &mut HashMap<InlineKey, Resolved, Fx> {
         if self.cuboid != cuboid {
             self.cuboid = cuboid;
             self.resolved.clear();
@@ -1140,29 +1162,28 @@ fn run_range(
                         return;
                     }
                     // Filters are decided on the key, before paying for decoding.
-                    let resolved = match memo.as_mut() {
-                        Some(memo) => {
+                    let resolve = |agg: &mut Aggregator, seg: &Segment, values: &DimValues| {
+                        let class = ctx.taxonomy.class(values[Dim::Disposition as usize]);
+                        (agg.row(seg, values) as u32, class)
+                    };
+                    let inline = memo.as_ref().and_then(|_| InlineKey::new(key));
+                    let resolved = match (memo.as_mut(), inline) {
+                        (Some(memo), Some(inline)) => {
                             let Some(seg) = agg.segment(bucket).copied() else { return };
                             let known = memo.of(c.id);
-                            match known.get(key) {
+                            match known.get(&inline) {
                                 Some(&resolved) => resolved,
                                 None => {
                                     let values = key_values(c, key, derives_team, ctx.agent_teams);
-                                    let resolved = agg.passes(&values, &seg).then(|| {
-                                        let class = ctx.taxonomy.class(values[Dim::Disposition as usize]);
-                                        (agg.row(&seg, &values), class)
-                                    });
-                                    known.insert(key.into(), resolved);
+                                    let resolved = agg.passes(&values, &seg).then(|| resolve(&mut agg, &seg, &values));
+                                    known.insert(inline, resolved);
                                     resolved
                                 }
                             }
                         }
-                        None => {
+                        _ => {
                             let values = key_values(c, key, derives_team, ctx.agent_teams);
-                            agg.locate(bucket, &values).map(|seg| {
-                                let class = ctx.taxonomy.class(values[Dim::Disposition as usize]);
-                                (agg.row(&seg, &values), class)
-                            })
+                            agg.locate(bucket, &values).map(|seg| resolve(&mut agg, &seg, &values))
                         }
                     };
                     let Some((row, class)) = resolved else { return };
@@ -1170,7 +1191,7 @@ fn run_range(
                     let decode = histograms(c.fact)
                         && (c.fact != Fact::Calls || class.category == Some(Category::Connected));
                     let added = data.sums(decode, &mut counters).and_then(|(counters, durations)| {
-                        agg.rows[row].1.add_classified(c.fact, class, counters, durations)
+                        agg.rows[row as usize].1.add_classified(c.fact, class, counters, durations)
                     });
                     corrupt |= added.is_none();
                 })?;
