@@ -946,19 +946,26 @@ struct Aggregator<'a> {
     scratch: Vec<u8>,
 }
 
-/// What a cell key resolves to where neither a row nor a filter depends on the cell's time
-/// (see [`KeyMemo`]): the row it adds to and its disposition's class, or `None` if filtered out.
-type Resolved = Option<(u32, DispositionClass)>;
+/// What a cell key that passes the filters resolves to where neither a row nor a filter
+/// depends on the cell's time (see [`KeyMemo`]): the row it adds to and its disposition's class.
+type Resolved = (u32, DispositionClass);
 
 /// The longest cell key [`KeyMemo`] keeps (longer ones are resolved at each cell).
 const MEMO_KEY: usize = 55;
 
 /// A cell key held in the memo's own slot: comparing it reads no other memory (a boxed key
 /// cost a cache miss per cell, most of a lookup's time on a board of every agent).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct InlineKey {
     len: u8,
     bytes: [u8; MEMO_KEY],
+}
+
+impl std::hash::Hash for InlineKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The key's own bytes (its length is in them: the padding is zeros).
+        state.write(&self.bytes[..self.len as usize]);
+    }
 }
 
 impl InlineKey {
@@ -972,9 +979,11 @@ impl InlineKey {
     }
 }
 
-/// Each distinct key of one cuboid, resolved once: a board of every agent over weeks reads
-/// the same (agent, team, disposition) key in every bucket, and splitting it, finding its team,
-/// filtering, finding its row and classifying its disposition cost most of a cell's time.
+/// Each distinct key of one cuboid that passes the filters, resolved once: a board of every
+/// agent over weeks reads the same (agent, team, disposition) key in every bucket, and
+/// splitting it, finding its team, filtering, finding its row and classifying its disposition
+/// cost most of a cell's time. Keys filtered out are not kept: a query of one agent or team
+/// sees most keys of a bucket once or twice, and keeping them cost more than it saved.
 /// Only for queries whose rows and filters do not depend on the segment (no time buckets, no
 /// hour of day or day of week), where a key gives the same answer in every bucket.
 struct KeyMemo {
@@ -1172,11 +1181,13 @@ fn run_range(
                             let Some(seg) = agg.segment(bucket).copied() else { return };
                             let known = memo.of(c.id);
                             match known.get(&inline) {
-                                Some(&resolved) => resolved,
+                                Some(&resolved) => Some(resolved),
                                 None => {
                                     let values = key_values(c, key, derives_team, ctx.agent_teams);
                                     let resolved = agg.passes(&values, &seg).then(|| resolve(&mut agg, &seg, &values));
-                                    known.insert(inline, resolved);
+                                    if let Some(resolved) = resolved {
+                                        known.insert(inline, resolved);
+                                    }
                                     resolved
                                 }
                             }
