@@ -982,8 +982,7 @@ impl InlineKey {
 /// Each distinct key of one cuboid that passes the filters, resolved once: a board of every
 /// agent over weeks reads the same (agent, team, disposition) key in every bucket, and
 /// splitting it, finding its team, filtering, finding its row and classifying its disposition
-/// cost most of a cell's time. Keys filtered out are not kept: a query of one agent or team
-/// sees most keys of a bucket once or twice, and keeping them cost more than it saved.
+/// cost most of a cell's time. Keys filtered out are not kept (see `run_range`).
 /// Only for queries whose rows and filters do not depend on the segment (no time buckets, no
 /// hour of day or day of week), where a key gives the same answer in every bucket.
 struct KeyMemo {
@@ -1175,24 +1174,40 @@ fn run_range(
                         let class = ctx.taxonomy.class(values[Dim::Disposition as usize]);
                         (agg.row(seg, values) as u32, class)
                     };
-                    let inline = memo.as_ref().and_then(|_| InlineKey::new(key));
-                    let resolved = match (memo.as_mut(), inline) {
-                        (Some(memo), Some(inline)) => {
-                            let Some(seg) = agg.segment(bucket).copied() else { return };
+                    let resolved = match memo.as_mut() {
+                        // Without filters a known key needs nothing more than its memo.
+                        Some(memo) if q.filters.is_empty() => {
+                            let inline = InlineKey::new(key);
                             let known = memo.of(c.id);
-                            match known.get(&inline) {
-                                Some(&resolved) => Some(resolved),
+                            match inline.and_then(|k| known.get(&k).copied()) {
+                                Some(resolved) => agg.segment(bucket).map(|_| resolved),
                                 None => {
                                     let values = key_values(c, key, derives_team, ctx.agent_teams);
-                                    let resolved = agg.passes(&values, &seg).then(|| resolve(&mut agg, &seg, &values));
-                                    if let Some(resolved) = resolved {
-                                        known.insert(inline, resolved);
-                                    }
-                                    resolved
+                                    agg.locate(bucket, &values).map(|seg| {
+                                        let resolved = resolve(&mut agg, &seg, &values);
+                                        if let Some(k) = inline {
+                                            known.insert(k, resolved);
+                                        }
+                                        resolved
+                                    })
                                 }
                             }
                         }
-                        _ => {
+                        // With filters the key is checked first, as without a memo (most
+                        // keys of a query of one agent or team are filtered out, each seen
+                        // in a bucket or two); the memo finds the row of those that pass.
+                        Some(memo) => {
+                            let values = key_values(c, key, derives_team, ctx.agent_teams);
+                            let Some(seg) = agg.locate(bucket, &values) else { return };
+                            Some(match InlineKey::new(key) {
+                                Some(k) => *memo
+                                    .of(c.id)
+                                    .entry(k)
+                                    .or_insert_with(|| resolve(&mut agg, &seg, &values)),
+                                None => resolve(&mut agg, &seg, &values),
+                            })
+                        }
+                        None => {
                             let values = key_values(c, key, derives_team, ctx.agent_teams);
                             agg.locate(bucket, &values).map(|seg| resolve(&mut agg, &seg, &values))
                         }
