@@ -1214,10 +1214,12 @@ fn run_range(
                     };
                     let Some((row, class)) = resolved else { return };
                     // Talk times are read only from connected calls' cells (see `Accum::add_calls`).
-                    let decode = histograms(c.fact)
-                        && (c.fact != Fact::Calls || class.category == Some(Category::Connected));
+                    let decode =
+                        histograms(c.fact) && (c.fact != Fact::Calls || class.category == Some(Category::Connected));
                     let added = data.sums(decode, &mut counters).and_then(|(counters, durations)| {
-                        agg.rows[row as usize].1.add_classified(c.fact, class, counters, durations)
+                        agg.rows[row as usize]
+                            .1
+                            .add_classified(c.fact, class, counters, durations)
                     });
                     corrupt |= added.is_none();
                 })?;

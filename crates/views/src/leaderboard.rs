@@ -354,7 +354,7 @@ fn reads_as_per_hour(view: &View<'_>, board_body: &Value) -> bool {
 /// the two queries would have answered (a query leaves out rows whose every measure is zero
 /// or null: here each set of measures is judged alone). `None` if the answer was truncated
 /// (the extra rows of agents with time logged in but no calls may have pushed others out).
-fn split_per_hour(mut board: Value) -> Option<(Value, HashMap<String, Map<String, Value>>)> {
+fn split_per_hour(mut board: Value) -> Option<(Value, PerHour)> {
     if board["truncated"].as_bool() != Some(false) {
         return None;
     }
@@ -397,6 +397,9 @@ fn split_per_hour(mut board: Value) -> Option<(Value, HashMap<String, Map<String
     Some((board, per_hour))
 }
 
+/// Each named agent's [`PER_HOUR`] measures, by agent id.
+type PerHour = HashMap<String, Map<String, Value>>;
+
 /// The [`PER_HOUR`] measures of each named agent of `agents` over the board's range, by agent
 /// id. They are leaderboard measures every caller may read of the rows it was shown
 /// (`reach::COLLEAGUE_MEASURES`): the rows were chosen under the caller's reach, so the query
@@ -404,7 +407,7 @@ fn split_per_hour(mut board: Value) -> Option<(Value, HashMap<String, Map<String
 async fn per_logged_in_hour(
     view: &View<'_>,
     agents: &[String],
-) -> Result<HashMap<String, Map<String, Value>>, ViewError> {
+) -> Result<PerHour, ViewError> {
     let named: Vec<&String> = agents
         .iter()
         .filter(|a| !a.is_empty() && *a != crate::reach::ANONYMOUS)
