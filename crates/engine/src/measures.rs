@@ -5,7 +5,7 @@
 use crate::cells::{counter::*, Fact};
 use crate::event::MICROS;
 use crate::histogram::{HistogramRef, HistogramSum};
-use crate::taxonomy::{Category, CompiledTaxonomy};
+use crate::taxonomy::{Category, CompiledTaxonomy, DispositionClass};
 
 /// A metric value: counts are integers, everything else a float; `Null` for a zero
 /// denominator (never NaN).
@@ -81,9 +81,21 @@ impl Accum {
         counters: &[i64],
         durations: Option<HistogramRef>,
     ) -> Option<()> {
+        self.add_classified(fact, taxonomy.class(disposition), counters, durations)
+    }
+
+    /// [`Accum::add`] with the disposition already classified (by a caller that classifies
+    /// each distinct disposition once).
+    pub fn add_classified(
+        &mut self,
+        fact: Fact,
+        class: DispositionClass,
+        counters: &[i64],
+        durations: Option<HistogramRef>,
+    ) -> Option<()> {
         add_counters(&mut self.all, counters);
         let durations_sum = match fact {
-            Fact::Calls => self.add_calls(disposition, taxonomy, counters),
+            Fact::Calls => self.add_calls(class, counters),
             Fact::Tickets => Some(&mut self.first_response),
             Fact::Activity | Fact::Csat | Fact::Stages => None,
         };
@@ -94,13 +106,7 @@ impl Accum {
     }
 
     /// Counts a cell of calls; the sum its talk times go to if they are connected.
-    fn add_calls(
-        &mut self,
-        disposition: &str,
-        taxonomy: &CompiledTaxonomy,
-        counters: &[i64],
-    ) -> Option<&mut HistogramSum> {
-        let class = taxonomy.class(disposition);
+    fn add_calls(&mut self, class: DispositionClass, counters: &[i64]) -> Option<&mut HistogramSum> {
         let calls = counters.get(CALLS).copied().unwrap_or(0);
         self.meetings += calls * class.meeting as i64;
         self.positive += calls * class.positive as i64;

@@ -12,7 +12,7 @@ use crate::event::{CallAnalysis, CallRecord};
 use crate::fxhash::Fx;
 use crate::histogram::HistogramRef;
 use crate::measures::{measure, Accum, MeasureDef, Num, MEASURES};
-use crate::taxonomy::CompiledTaxonomy;
+use crate::taxonomy::{Category, CompiledTaxonomy, DispositionClass};
 use crate::FieldError;
 use jiff::civil::Date;
 use jiff::ToSpan;
@@ -946,6 +946,65 @@ struct Aggregator<'a> {
     scratch: Vec<u8>,
 }
 
+/// What a cell key that passes the filters resolves to where neither a row nor a filter
+/// depends on the cell's time (see [`KeyMemo`]): the row it adds to and its disposition's class.
+type Resolved = (u32, DispositionClass);
+
+/// The longest cell key [`KeyMemo`] keeps (longer ones are resolved at each cell).
+const MEMO_KEY: usize = 55;
+
+/// A cell key held in the memo's own slot: comparing it reads no other memory (a boxed key
+/// cost a cache miss per cell, most of a lookup's time on a board of every agent).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct InlineKey {
+    len: u8,
+    bytes: [u8; MEMO_KEY],
+}
+
+impl std::hash::Hash for InlineKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The key's own bytes (its length is in them: the padding is zeros).
+        state.write(&self.bytes[..self.len as usize]);
+    }
+}
+
+impl InlineKey {
+    fn new(key: &str) -> Option<InlineKey> {
+        let mut bytes = [0; MEMO_KEY];
+        bytes.get_mut(..key.len())?.copy_from_slice(key.as_bytes());
+        Some(InlineKey {
+            len: key.len() as u8,
+            bytes,
+        })
+    }
+}
+
+/// Each distinct key of one cuboid that passes the filters, resolved once: a board of every
+/// agent over weeks reads the same (agent, team, disposition) key in every bucket, and
+/// splitting it, finding its team, filtering, finding its row and classifying its disposition
+/// cost most of a cell's time. Keys filtered out are not kept (see `run_range`).
+/// Only for queries whose rows and filters do not depend on the segment (no time buckets, no
+/// hour of day or day of week), where a key gives the same answer in every bucket.
+struct KeyMemo {
+    cuboid: u8,
+    resolved: HashMap<InlineKey, Resolved, Fx>,
+}
+
+impl KeyMemo {
+    fn applies(q: &Query) -> bool {
+        q.granularity.is_none() && !uses(q, Dimension::HourOfDay) && !uses(q, Dimension::DayOfWeek)
+    }
+
+    /// The memo of `cuboid`'s keys (a key means different values in another cuboid).
+    fn of(&mut self, cuboid: u8) -> &mut HashMap<InlineKey, Resolved, Fx> {
+        if self.cuboid != cuboid {
+            self.cuboid = cuboid;
+            self.resolved.clear();
+        }
+        &mut self.resolved
+    }
+}
+
 impl Aggregator<'_> {
     fn segment(&self, t: i64) -> Option<&Segment> {
         let i = self.segs.partition_point(|s| s.start <= t).checked_sub(1)?;
@@ -1013,6 +1072,22 @@ impl Aggregator<'_> {
         }
     }
 
+    /// The position of the row a cell (or record) with these values in `seg` adds to, made if new.
+    fn row(&mut self, seg: &Segment, values: &DimValues) -> usize {
+        let mut bytes = std::mem::take(&mut self.scratch);
+        self.key_bytes(values, seg, &mut bytes);
+        let i = match self.index.get(bytes.as_slice()) {
+            Some(&i) => i,
+            None => {
+                self.rows.push((self.key(values, seg), Accum::default()));
+                self.index.insert(bytes.as_slice().into(), self.rows.len() - 1);
+                self.rows.len() - 1
+            }
+        };
+        self.scratch = bytes;
+        i
+    }
+
     /// Adds a cell (or record) to its row; `None` if its durations are corrupt.
     fn add(
         &mut self,
@@ -1022,22 +1097,27 @@ impl Aggregator<'_> {
         counters: &[i64],
         durations: Option<HistogramRef>,
     ) -> Option<()> {
-        let mut bytes = std::mem::take(&mut self.scratch);
-        self.key_bytes(values, &seg, &mut bytes);
-        let i = match self.index.get(bytes.as_slice()) {
-            Some(&i) => i,
-            None => {
-                self.rows.push((self.key(values, &seg), Accum::default()));
-                self.index.insert(bytes.as_slice().into(), self.rows.len() - 1);
-                self.rows.len() - 1
-            }
-        };
-        self.scratch = bytes;
-        let disposition = values[Dim::Disposition as usize];
-        self.rows[i]
-            .1
-            .add(fact, disposition, self.taxonomy, counters, durations)
+        let i = self.row(&seg, values);
+        let class = self.taxonomy.class(values[Dim::Disposition as usize]);
+        self.rows[i].1.add_classified(fact, class, counters, durations)
     }
+}
+
+/// A cell key's values for every [`Dim`], split from the key of cuboid `c`, with the team
+/// looked up in the directory where the record takes it from there (`derives_team`).
+fn key_values<'k>(c: &Cuboid, key: &'k str, derives_team: bool, agent_teams: &'k AgentTeams) -> DimValues<'k> {
+    let mut values = [""; DIMS];
+    for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
+        values[*dim as usize] = part;
+    }
+    if let Some(agent) = agent_in_team(values[Dim::Team as usize]) {
+        values[Dim::Agent as usize] = agent;
+        values[Dim::Team as usize] = "";
+    }
+    if derives_team {
+        directory_team(&mut values, c.fact, agent_teams);
+    }
+    values
 }
 
 /// Gives a record the team of its agent in the directory where it takes its team from there.
@@ -1071,6 +1151,10 @@ fn run_range(
     let derives_team = uses(q, Dimension::Key(Dim::Team));
     let mut corrupt = false;
     let mut counters = [0; COUNT];
+    let mut memo = KeyMemo::applies(q).then(|| KeyMemo {
+        cuboid: u8::MAX,
+        resolved: HashMap::default(),
+    });
     for fetch in &fetches {
         match *fetch {
             Fetch::Cells {
@@ -1085,29 +1169,58 @@ fn run_range(
                     if !spent.read(agg.rows.len()) {
                         return;
                     }
-                    let mut values = [""; DIMS];
-                    for (dim, part) in c.dims.iter().zip(key.split(KEY_SEPARATOR)) {
-                        values[*dim as usize] = part;
-                    }
-                    if let Some(agent) = agent_in_team(values[Dim::Team as usize]) {
-                        values[Dim::Agent as usize] = agent;
-                        values[Dim::Team as usize] = "";
-                    }
-                    if derives_team {
-                        directory_team(&mut values, c.fact, ctx.agent_teams);
-                    }
-                    // Filters are decided on the key, before paying for decoding; talk times
-                    // are read only from connected calls' cells (see `Accum::add_calls`).
-                    let Some(seg) = agg.locate(bucket, &values) else { return };
-                    let decode = match c.fact {
-                        Fact::Calls => {
-                            histograms(Fact::Calls) && ctx.taxonomy.is_connected(values[Dim::Disposition as usize])
-                        }
-                        fact => histograms(fact),
+                    // Filters are decided on the key, before paying for decoding.
+                    let resolve = |agg: &mut Aggregator, seg: &Segment, values: &DimValues| {
+                        let class = ctx.taxonomy.class(values[Dim::Disposition as usize]);
+                        (agg.row(seg, values) as u32, class)
                     };
-                    let added = data
-                        .sums(decode, &mut counters)
-                        .and_then(|(counters, durations)| agg.add(seg, &values, c.fact, counters, durations));
+                    let resolved = match memo.as_mut() {
+                        // Without filters a known key needs nothing more than its memo.
+                        Some(memo) if q.filters.is_empty() => {
+                            let inline = InlineKey::new(key);
+                            let known = memo.of(c.id);
+                            match inline.and_then(|k| known.get(&k).copied()) {
+                                Some(resolved) => agg.segment(bucket).map(|_| resolved),
+                                None => {
+                                    let values = key_values(c, key, derives_team, ctx.agent_teams);
+                                    agg.locate(bucket, &values).map(|seg| {
+                                        let resolved = resolve(&mut agg, &seg, &values);
+                                        if let Some(k) = inline {
+                                            known.insert(k, resolved);
+                                        }
+                                        resolved
+                                    })
+                                }
+                            }
+                        }
+                        // With filters the key is checked first, as without a memo (most
+                        // keys of a query of one agent or team are filtered out, each seen
+                        // in a bucket or two); the memo finds the row of those that pass.
+                        Some(memo) => {
+                            let values = key_values(c, key, derives_team, ctx.agent_teams);
+                            let Some(seg) = agg.locate(bucket, &values) else { return };
+                            Some(match InlineKey::new(key) {
+                                Some(k) => *memo
+                                    .of(c.id)
+                                    .entry(k)
+                                    .or_insert_with(|| resolve(&mut agg, &seg, &values)),
+                                None => resolve(&mut agg, &seg, &values),
+                            })
+                        }
+                        None => {
+                            let values = key_values(c, key, derives_team, ctx.agent_teams);
+                            agg.locate(bucket, &values).map(|seg| resolve(&mut agg, &seg, &values))
+                        }
+                    };
+                    let Some((row, class)) = resolved else { return };
+                    // Talk times are read only from connected calls' cells (see `Accum::add_calls`).
+                    let decode =
+                        histograms(c.fact) && (c.fact != Fact::Calls || class.category == Some(Category::Connected));
+                    let added = data.sums(decode, &mut counters).and_then(|(counters, durations)| {
+                        agg.rows[row as usize]
+                            .1
+                            .add_classified(c.fact, class, counters, durations)
+                    });
                     corrupt |= added.is_none();
                 })?;
                 if corrupt {

@@ -85,7 +85,7 @@ pub struct LeaderboardEntry {
     /// per rate its rank past the minimum volume, Wilson interval, shrunk estimate and whether
     /// the rank is uncertain; null for a row without a named agent.
     #[schema(value_type = Option<Object>, required = true)]
-    pub fair: Option<Value>,
+    pub fair: Option<crate::fair::FairPlacements>,
 }
 
 /// `GET /analytics/team-leaderboard/{team_id}` and `GET /analytics/leaderboard`.
@@ -168,9 +168,18 @@ async fn leaderboard(
     let mut hourly_filter = filter.clone();
     hourly_filter["range"] = range(day, next_day);
     hourly_filter["granularity"] = json!("hour");
+    // The measures per hour logged in are read in the board's own pass where its query reads
+    // exactly what theirs would (see `reads_as_per_hour`): a second pass over every agent's
+    // cells was half of a full board's time.
+    let board_body = view.body(&BOARD, &["agent"], filter);
+    let beside = reads_as_per_hour(view, &board_body);
+    let mut asked = board_body.clone();
+    if beside {
+        asked["measures"] = json!(BOARD.iter().chain(&PER_HOUR).collect::<Vec<_>>());
+    }
     // Independent reads, side by side.
     let (board, hourly, directory, statuses) = tokio::try_join!(
-        view.run(view.body(&BOARD, &["agent"], filter)),
+        view.run(asked),
         view.run_from(
             view.body(&["total_calls"], &["agent"], hourly_filter),
             &[("range", "date")]
@@ -178,6 +187,14 @@ async fn leaderboard(
         view.directory(),
         async { Ok::<_, ViewError>(cx.store.current_statuses(cx.tenant.id).await?) },
     )?;
+    let (board, per_hour_of_board) = match beside {
+        true => match split_per_hour(board) {
+            Some((board, per_hour)) => (board, Some(per_hour)),
+            // More rows than a query answers: the board's own rows are read alone.
+            None => (view.run(board_body).await?, None),
+        },
+        false => (board, None),
+    };
     let statuses: HashMap<String, String> = statuses.into_iter().map(|(agent, status, _)| (agent, status)).collect();
     let hours = {
         let mut t = view.zone.date_start(day);
@@ -244,7 +261,10 @@ async fn leaderboard(
         .iter()
         .map(|(_, r)| r["agent"].as_str().unwrap_or("").to_string())
         .collect();
-    let (streaks, per_hour) = tokio::try_join!(meeting_streaks(cx, &agents), per_logged_in_hour(view, &agents))?;
+    let (streaks, per_hour) = match per_hour_of_board {
+        Some(per_hour) => (meeting_streaks(cx, &agents).await?, per_hour),
+        None => tokio::try_join!(meeting_streaks(cx, &agents), per_logged_in_hour(view, &agents))?,
+    };
     let shown_rows: Vec<usize> = shown.iter().map(|(i, _)| *i).collect();
     let fair = crate::fair::placements(&rows, &cx.tenant.settings.fair_ranking, &shown_rows);
     let mut entries = Vec::new();
@@ -313,6 +333,73 @@ const PER_HOUR: [&str; 4] = [
     "meetings_per_logged_in_hour",
 ];
 
+/// Whether the board's query, as it runs for this caller, reads each agent's calls exactly as
+/// [`per_logged_in_hour`] would: the same filters but for the agent's (each row is one agent,
+/// in both), so no team filter — neither the board's nor one the caller's reach adds.
+fn reads_as_per_hour(view: &View<'_>, board_body: &Value) -> bool {
+    let mut restricted = board_body.clone();
+    if view.cx.reach.restrict(&mut restricted, false).is_err() {
+        return false; // the board's own run reports it
+    }
+    let filters_but = |body: &Value, dims: &[&str]| -> Map<String, Value> {
+        let mut f = body["filters"].as_object().cloned().unwrap_or_default();
+        f.retain(|d, _| !dims.contains(&d.as_str()));
+        f
+    };
+    filters_but(&restricted, &["agent"]) == filters_but(board_body, &["agent", "team"])
+}
+
+/// Splits a board's answer read with the [`PER_HOUR`] measures beside its own into the
+/// answer of the board's measures alone and each named agent's [`PER_HOUR`] row, exactly as
+/// the two queries would have answered (a query leaves out rows whose every measure is zero
+/// or null: here each set of measures is judged alone). `None` if the answer was truncated
+/// (the extra rows of agents with time logged in but no calls may have pushed others out).
+fn split_per_hour(mut board: Value) -> Option<(Value, PerHour)> {
+    if board["truncated"].as_bool() != Some(false) {
+        return None;
+    }
+    let columns: Vec<String> = board["columns"]
+        .as_array()?
+        .iter()
+        .map(|c| c.as_str().unwrap_or_default().to_string())
+        .collect();
+    let agent = columns.iter().position(|c| c == "agent")?;
+    let extra: Vec<usize> = (0..columns.len())
+        .filter(|&i| PER_HOUR.contains(&columns[i].as_str()))
+        .collect();
+    let own: Vec<usize> = (0..columns.len())
+        .filter(|&i| BOARD.contains(&columns[i].as_str()))
+        .collect();
+    let shows = |row: &[Value], of: &[usize]| of.iter().any(|&i| row[i].as_f64().is_some_and(|x| x != 0.0));
+    let mut per_hour = HashMap::new();
+    let rows = board["rows"].as_array_mut()?;
+    rows.retain_mut(|row| {
+        let Some(row) = row.as_array_mut() else { return false };
+        let named = row[agent]
+            .as_str()
+            .filter(|a| !a.is_empty() && *a != crate::reach::ANONYMOUS);
+        if let Some(a) = named.filter(|_| shows(row, &extra)) {
+            let measures = extra.iter().map(|&i| (columns[i].clone(), row[i].clone())).collect();
+            per_hour.insert(a.to_string(), measures);
+        }
+        let keep = shows(row, &own);
+        for &i in extra.iter().rev() {
+            row.remove(i);
+        }
+        keep
+    });
+    if let Some(totals) = board["totals"].as_object_mut() {
+        totals.retain(|m, _| !PER_HOUR.contains(&m.as_str()));
+    }
+    if let Some(columns) = board["columns"].as_array_mut() {
+        columns.retain(|c| !c.as_str().is_some_and(|c| PER_HOUR.contains(&c)));
+    }
+    Some((board, per_hour))
+}
+
+/// Each named agent's [`PER_HOUR`] measures, by agent id.
+type PerHour = HashMap<String, Map<String, Value>>;
+
 /// The [`PER_HOUR`] measures of each named agent of `agents` over the board's range, by agent
 /// id. They are leaderboard measures every caller may read of the rows it was shown
 /// (`reach::COLLEAGUE_MEASURES`): the rows were chosen under the caller's reach, so the query
@@ -320,7 +407,7 @@ const PER_HOUR: [&str; 4] = [
 async fn per_logged_in_hour(
     view: &View<'_>,
     agents: &[String],
-) -> Result<HashMap<String, Map<String, Value>>, ViewError> {
+) -> Result<PerHour, ViewError> {
     let named: Vec<&String> = agents
         .iter()
         .filter(|a| !a.is_empty() && *a != crate::reach::ANONYMOUS)

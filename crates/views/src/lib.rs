@@ -20,7 +20,7 @@ mod view;
 mod agents;
 mod coaching;
 mod compliance;
-mod fair;
+pub mod fair;
 mod funnels;
 mod kpis;
 mod leaderboard;

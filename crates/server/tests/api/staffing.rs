@@ -511,4 +511,47 @@ async fn leaderboards_give_rates_per_hour_logged_in() {
         (&json!(2), &Value::Null),
         "{quiet}"
     );
+    // The tenant's board reads them in its own pass over the agents' cells (the team's board,
+    // above, in a second query): the same numbers, null beside no time logged in, and a rep
+    // with time logged in but no call is not a row of the board.
+    let mut idler = vec![
+        status("s4", "idler", "idle", "2026-03-12T12:00:00Z"),
+        status("s5", "idler", "offline", "2026-03-12T13:00:00Z"),
+    ];
+    idler.extend(calls("absent", 1, 0));
+    app.events(Value::Array(idler)).await;
+    let rep = add_key(&app.store, app.tenant_id, vec![Scope::Read], Some("busy")).await;
+    for key in [&app.key, &rep] {
+        let (status, tenant) = app
+            .send(
+                reqwest::Method::GET,
+                "/api/v1/analytics/leaderboard?start=2026-03-12&end=2026-03-13&limit=10",
+                key,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{tenant}");
+        let agents: Vec<&str> = tenant["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["agent_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(agents, vec!["busy", "quiet", "absent"], "{tenant}");
+        assert_eq!(tenant["total_entries"], 3);
+        assert_eq!(tenant["period"]["totals"].as_object().unwrap().len(), 6, "{tenant}");
+        let per_hour = |e: &Value| {
+            [
+                "logged_in_hours",
+                "calls_per_logged_in_hour",
+                "connects_per_logged_in_hour",
+                "meetings_per_logged_in_hour",
+            ]
+            .map(|m| e[m].clone())
+        };
+        assert_eq!(per_hour(&tenant["entries"][0]), per_hour(&busy), "{tenant}");
+        for e in &tenant["entries"].as_array().unwrap()[1..] {
+            assert_eq!(per_hour(e), [Value::Null, Value::Null, Value::Null, Value::Null], "{e}");
+        }
+    }
 }
