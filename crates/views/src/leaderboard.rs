@@ -404,10 +404,7 @@ type PerHour = HashMap<String, Map<String, Value>>;
 /// id. They are leaderboard measures every caller may read of the rows it was shown
 /// (`reach::COLLEAGUE_MEASURES`): the rows were chosen under the caller's reach, so the query
 /// is filtered to them rather than narrowed again (a rep may not filter by colleagues).
-async fn per_logged_in_hour(
-    view: &View<'_>,
-    agents: &[String],
-) -> Result<PerHour, ViewError> {
+async fn per_logged_in_hour(view: &View<'_>, agents: &[String]) -> Result<PerHour, ViewError> {
     let named: Vec<&String> = agents
         .iter()
         .filter(|a| !a.is_empty() && *a != crate::reach::ANONYMOUS)
