@@ -113,7 +113,22 @@ fn purge_keeps_answers(open: Open) {
             cursor: None,
             limit: 50,
         };
-        let page = rt.block_on(store.calls(tenant.id, request, NOW)).unwrap().unwrap();
+        // Another node hears of the purge by a notice (its ingest reads the horizon committed,
+        // `pg::writer::current_horizons`; its drill-downs follow within moments).
+        let mut page = rt
+            .block_on(store.calls(tenant.id, request.clone(), NOW))
+            .unwrap()
+            .unwrap();
+        for _ in 0..100 {
+            if page.purged_before.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            page = rt
+                .block_on(store.calls(tenant.id, request.clone(), NOW))
+                .unwrap()
+                .unwrap();
+        }
         assert!(page.calls.is_empty());
         assert_eq!(page.purged_before.as_deref(), Some("2026-03-03T00:00:00+00:00"));
     }
@@ -408,4 +423,34 @@ fn a_dry_run_on_postgresql_waits_for_no_compaction_and_stalls_no_ingest() {
     );
     ingested.expect("ingest goes on meanwhile").unwrap();
     rt.block_on(store.shutdown());
+}
+
+/// A node takes the purge horizon its ingest checks from the database, under the tenant's
+/// ingest lock, not from what it last heard: a record dated before a horizon that another node
+/// committed is refused even before this node hears of that purge.
+#[test]
+fn a_node_refuses_records_before_a_horizon_it_has_not_heard_of() {
+    let rt = runtime();
+    let url = common::cluster().create_database().unwrap();
+    let node = dialboard_store::pg::PgStore::open(&url).unwrap();
+    let tenant = rt
+        .block_on(node.create_tenant("h", TenantSettings::new("UTC")))
+        .unwrap();
+    rt.block_on(node.ingest(tenant.id, events(history()))).unwrap();
+    // Another node's purge, committed without a notice reaching this one.
+    let mut settings = tenant.settings.clone();
+    settings.purged.raw_before_ns = Some(1_772_496_000 * 1_000_000_000); // 2026-03-03
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .execute(
+            "UPDATE tenants SET settings = $1 WHERE id = $2",
+            &[&serde_json::to_string(&settings).unwrap(), &tenant.id],
+        )
+        .unwrap();
+    let old = call("pre-horizon", "pre1", "a0", "Busy", "2026-01-12T10:00:00Z");
+    let summary = rt.block_on(node.ingest(tenant.id, events(vec![old]))).unwrap();
+    let fields: Vec<&str> = summary.refused.iter().map(|(_, e)| e.field.as_str()).collect();
+    assert_eq!(fields, ["started_at"], "{summary:?}");
+    assert_eq!(summary.accepted, 0);
+    rt.block_on(node.shutdown());
 }

@@ -11,15 +11,17 @@
 
 use super::schema::{Lock, Partitions};
 use super::working::{copy, write_deltas, Batch, WorkingSet};
+use super::Pg;
 use super::Shared;
 use crate::group::{self, IngestRequest};
-use crate::Result;
+use crate::{catalog, Result, TenantInfo};
 use dialboard_engine::cells::Stats;
 use dialboard_engine::event::Event;
 use postgres::types::Type;
 use postgres::Client;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -83,11 +85,17 @@ fn ensure_partitions(
     Ok(())
 }
 
-fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Shared, group: Vec<IngestRequest>) {
+fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Shared, mut group: Vec<IngestRequest>) {
     let started = Instant::now();
     let received_ns = group::now_ns();
     let outcome = (|| {
         ensure_partitions(client, partitions, &group, received_ns)?;
+        let tenants: BTreeSet<i64> = group.iter().map(|r| r.tenant.id).collect();
+        let mut tx = client.transaction()?;
+        for tenant in &tenants {
+            Lock::Ingest(*tenant).take(&mut tx)?;
+        }
+        current_horizons(&mut tx, &mut group)?;
         let batches: Vec<Batch> = group
             .iter()
             .map(|r| Batch {
@@ -95,11 +103,6 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
                 events: &r.events,
             })
             .collect();
-        let tenants: BTreeSet<i64> = batches.iter().map(|b| b.tenant).collect();
-        let mut tx = client.transaction()?;
-        for tenant in &tenants {
-            Lock::Ingest(*tenant).take(&mut tx)?;
-        }
         let mut records = WorkingSet::load(&mut tx, &batches)?;
         let outcome = group::apply_group(&mut records, &group, received_ns)?;
         let stored: Vec<&[bool]> = outcome.iter().map(|a| a.stored.as_slice()).collect();
@@ -118,6 +121,31 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
         Ok(outcome)
     })();
     group::answer(group, outcome, started, &shared.metrics, &shared.changes);
+}
+
+/// Puts each request's tenant at the purge horizons committed now. A purge takes the tenant's
+/// ingest lock, so under it they are final; the tenant a request carries was read before, and
+/// on a node that has not yet heard of another node's purge (its notice is on its way) it would
+/// accept records dated before the horizon.
+fn current_horizons(tx: &mut postgres::Transaction, group: &mut [IngestRequest]) -> Result<()> {
+    let mut fresh: std::collections::HashMap<i64, Arc<TenantInfo>> = std::collections::HashMap::new();
+    for request in group.iter_mut() {
+        let tenant = match fresh.entry(request.tenant.id) {
+            std::collections::hash_map::Entry::Occupied(known) => known.get().clone(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let committed = catalog::tenant_by_id(&mut Pg(&mut *tx), request.tenant.id)?;
+                let tenant = match committed.map(|(_, _, settings)| settings.purged) {
+                    Some(purged) if purged != request.tenant.settings.purged => {
+                        Arc::new(request.tenant.with_purged(purged)?)
+                    }
+                    _ => request.tenant.clone(),
+                };
+                slot.insert(tenant).clone()
+            }
+        };
+        request.tenant = tenant;
+    }
+    Ok(())
 }
 
 /// ANALYZEs each table (or partition) that changed by more than half since its last ANALYZE,
