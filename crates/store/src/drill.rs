@@ -225,8 +225,18 @@ impl<T> CallRow for (ExportCall, T) {
 /// in any order): SQLite sorts such "right parts" of an order by passing every row through its
 /// sorter, a copy of all its columns each, where only the few ties need it.
 pub fn ties_by_id<R: CallRow>(rows: impl Iterator<Item = Result<R>>) -> impl Iterator<Item = Result<R>> {
+    ties_by(rows, |r| r.call().started_ns, |r| r.call().call_id.as_str())
+}
+
+/// `rows`, newest first by `instant`, with the rows of one instant by `id` descending (see
+/// [`ties_by_id`]; also for rows that are not whole calls, as a streak's).
+pub fn ties_by<R>(
+    rows: impl Iterator<Item = Result<R>>,
+    instant: impl Fn(&R) -> i64,
+    id: impl Fn(&R) -> &str,
+) -> impl Iterator<Item = Result<R>> {
     let mut rows = rows.peekable();
-    // The rest of the current instant's calls, by id ascending (the next is the last).
+    // The rest of the current instant's rows, by id ascending (the next is the last).
     let mut tied: Vec<R> = Vec::new();
     std::iter::from_fn(move || {
         if let Some(row) = tied.pop() {
@@ -236,15 +246,15 @@ pub fn ties_by_id<R: CallRow>(rows: impl Iterator<Item = Result<R>>) -> impl Ite
             Ok(row) => row,
             Err(e) => return Some(Err(e)),
         };
-        let at = first.call().started_ns;
-        if !matches!(rows.peek(), Some(Ok(next)) if next.call().started_ns == at) {
+        let at = instant(&first);
+        if !matches!(rows.peek(), Some(Ok(next)) if instant(next) == at) {
             return Some(Ok(first));
         }
         tied.push(first);
-        while let Some(next) = rows.next_if(|r| matches!(r, Ok(r) if r.call().started_ns == at)) {
+        while let Some(next) = rows.next_if(|r| matches!(r, Ok(r) if instant(r) == at)) {
             tied.push(next.ok()?);
         }
-        tied.sort_unstable_by(|a, b| a.call().call_id.cmp(&b.call().call_id));
+        tied.sort_unstable_by(|a, b| id(a).cmp(id(b)));
         tied.pop().map(Ok)
     })
 }

@@ -484,17 +484,14 @@ fn drill_matching(
             let from = drill.query.range.start * 1_000_000_000;
             let entries = value_runs::NewestFirst::new(conn, tenant.id, field, &value, from, drill_below(drill))?;
             let conditions = values.len();
-            let rows = entries.rows(
-                |seq, ns| {
-                    values.truncate(conditions);
-                    values.extend([seq.into(), ns.into()]);
-                    Ok(stmt
-                        .query_row(rusqlite::params_from_iter(values.iter()), drill_row)
-                        .optional()?)
-                },
-                |(row, _)| &row.call.call_id,
-            );
-            drill::matching(tenant, drill, limit, rows)
+            let rows = entries.rows(|seq, ns| {
+                values.truncate(conditions);
+                values.extend([seq.into(), ns.into()]);
+                Ok(stmt
+                    .query_row(rusqlite::params_from_iter(values.iter()), drill_row)
+                    .optional()?)
+            });
+            drill::matching(tenant, drill, limit, drill::ties_by_id(rows))
         }
     }
 }
@@ -867,17 +864,15 @@ impl Store for SqliteStore {
                 .map(|agent| {
                     let entries =
                         value_runs::NewestFirst::new(&tx, tenant_id, value_runs::Field::Agent, agent, from_ns, to_ns)?;
-                    let rows = entries.rows(
-                        |seq, ns| {
-                            Ok(stmt
-                                .query_row(params![seq, ns, tenant_id, agent], |r| {
-                                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                                })
-                                .optional()?)
-                        },
-                        |(_, call_id)| call_id,
-                    );
-                    drill::leading_run(rows.map(|r| r.map(|(d, _)| d)), &dispositions)
+                    let rows = entries.rows(|seq, ns| {
+                        Ok(stmt
+                            .query_row(params![seq, ns, tenant_id, agent], |r| {
+                                Ok((ns, r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                            })
+                            .optional()?)
+                    });
+                    let rows = drill::ties_by(rows, |r| r.0, |r| r.2.as_str());
+                    drill::leading_run(rows.map(|r| r.map(|(_, d, _)| d)), &dispositions)
                 })
                 .collect()
         })

@@ -424,46 +424,25 @@ impl<'c> NewestFirst<'c> {
     }
 
     /// The rows `fetch` finds for the entries (it is given each entry's row and start, and
-    /// answers `None` for a row that no longer has that value or start), newest first and, among
-    /// calls of one instant, by `call_id` descending (the drill-down's order).
-    pub fn rows<'r, T, F, I>(self, mut fetch: F, call_id: I) -> impl Iterator<Item = crate::Result<T>> + 'r
+    /// answers `None` for a row that no longer has that value or start), newest first; calls of
+    /// one instant come in any order (`drill::ties_by` puts them in the drill-down's).
+    pub fn rows<'r, T, F>(self, mut fetch: F) -> impl Iterator<Item = crate::Result<T>> + 'r
     where
         'c: 'r,
         T: 'r,
         F: FnMut(i64, i64) -> crate::Result<Option<T>> + 'r,
-        I: Fn(&T) -> &str + 'r,
     {
         let mut this = self;
-        let mut tie: Vec<T> = Vec::new();
-        let mut ahead: Option<Entry> = None;
         std::iter::from_fn(move || loop {
-            if let Some(row) = tie.pop() {
-                return Some(Ok(row));
-            }
-            let first = match ahead.take().map(Ok).or_else(|| this.next_entry().transpose())? {
+            let (ns, seq) = match this.next_entry().transpose()? {
                 Ok(entry) => entry,
                 Err(e) => return Some(Err(e.into())),
             };
-            let mut entries = vec![first];
-            loop {
-                match this.next_entry() {
-                    Ok(Some(next)) if next.0 == first.0 => entries.push(next),
-                    Ok(next) => {
-                        ahead = next;
-                        break;
-                    }
-                    Err(e) => return Some(Err(e.into())),
-                }
+            match fetch(seq, ns) {
+                Ok(Some(row)) => return Some(Ok(row)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
             }
-            for (ns, seq) in entries {
-                match fetch(seq, ns) {
-                    Ok(Some(row)) => tie.push(row),
-                    Ok(None) => {}
-                    Err(e) => return Some(Err(e)),
-                }
-            }
-            // Popped from the end: ascending here is descending out.
-            tie.sort_by(|a, b| call_id(a).cmp(call_id(b)));
         })
     }
 }
