@@ -10,8 +10,9 @@ use common::{each_store, runtime, Open};
 use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::retention::{Cutoffs, RetentionPolicy};
-use dialboard_store::{CallsRequest, Store, TenantSettings};
+use dialboard_store::{CallsRequest, Store, TenantInfo, TenantSettings};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// 2026-06-01T00:00:00Z.
 const NOW: i64 = 1_780_272_000;
@@ -340,16 +341,23 @@ fn an_older_sqlite_file_is_converted_to_incremental_vacuum_at_open() {
     assert_eq!(mode(&fresh), 2, "a new database is INCREMENTAL from its first table");
 }
 
+/// A store on a fresh PostgreSQL database (its URL for a client of the test's own) with a tenant
+/// named `name` in UTC.
+fn pg_tenant(rt: &tokio::runtime::Runtime, name: &str) -> (String, dialboard_store::pg::PgStore, Arc<TenantInfo>) {
+    let url = common::cluster().create_database().unwrap();
+    let store = dialboard_store::pg::PgStore::open(&url).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant(name, TenantSettings::new("UTC")))
+        .unwrap();
+    (url, store, tenant)
+}
+
 /// On PostgreSQL an erasure's UPDATE leaves the old row versions, personal data included, in
 /// the table until a vacuum: the erasure vacuums what it touched, so no dead version is left.
 #[test]
 fn an_erasure_on_postgresql_leaves_no_dead_row_versions() {
     let rt = runtime();
-    let url = common::cluster().create_database().unwrap();
-    let store = dialboard_store::pg::PgStore::open(&url).unwrap();
-    let tenant = rt
-        .block_on(store.create_tenant("e", TenantSettings::new("UTC")))
-        .unwrap();
+    let (url, store, tenant) = pg_tenant(&rt, "e");
     let mut first = call("v1", "c1", "a0", "No Answer", "2026-05-30T10:00:00Z");
     first["contact_id"] = json!("ct-9");
     let others = (0..50).map(|i| {
@@ -392,11 +400,7 @@ fn an_erasure_on_postgresql_leaves_no_dead_row_versions() {
 fn a_dry_run_on_postgresql_waits_for_no_compaction_and_stalls_no_ingest() {
     use dialboard_store::pg::Lock;
     let rt = runtime();
-    let url = common::cluster().create_database().unwrap();
-    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(dialboard_store::pg::PgStore::open(&url).unwrap());
-    let tenant = rt
-        .block_on(store.create_tenant("d", TenantSettings::new("UTC")))
-        .unwrap();
+    let (url, store, tenant) = pg_tenant(&rt, "d");
     rt.block_on(store.ingest(tenant.id, events(history()))).unwrap();
     // A compaction elsewhere holds its lock for the whole test.
     let mut holder = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -431,11 +435,7 @@ fn a_dry_run_on_postgresql_waits_for_no_compaction_and_stalls_no_ingest() {
 #[test]
 fn a_node_refuses_records_before_a_horizon_it_has_not_heard_of() {
     let rt = runtime();
-    let url = common::cluster().create_database().unwrap();
-    let node = dialboard_store::pg::PgStore::open(&url).unwrap();
-    let tenant = rt
-        .block_on(node.create_tenant("h", TenantSettings::new("UTC")))
-        .unwrap();
+    let (url, node, tenant) = pg_tenant(&rt, "h");
     rt.block_on(node.ingest(tenant.id, events(history()))).unwrap();
     // Another node's purge, committed without a notice reaching this one.
     let mut settings = tenant.settings.clone();
