@@ -83,10 +83,6 @@ impl Block {
         matches!((self.starts.first(), self.starts.last()), (Some(f), Some(l)) if f.0 <= seq && seq <= l.0)
     }
 
-    fn contains(&self, seq: i64) -> bool {
-        self.starts.binary_search_by_key(&seq, |&(s, _)| s).is_ok()
-    }
-
     pub fn compress(&self) -> Vec<u8> {
         lz4_flex::block::compress_prepend_size(&self.data)
     }
@@ -140,27 +136,11 @@ impl BodyReader {
         }
         // A reader serves one page or one call: the blocks it holds are few, and reads in
         // `seq` order find most bodies in a block already at hand.
-        if let Some(block) = self
-            .0
-            .iter()
-            .find(|((t, _), block)| *t == tenant && block.contains(seq))
-        {
-            return Ok(block.1.get(seq).expect("contains it").to_string());
+        let at_hand = self.0.iter().filter(|((t, _), _)| *t == tenant);
+        if let Some(body) = at_hand.filter_map(|(_, block)| block.get(seq)).next() {
+            return Ok(body.to_string());
         }
-        let first: i64 = conn
-            .prepare_cached(
-                // Back from the event: its block is its transaction's, past at most the blocks of
-                // the other tenants of that transaction.
-                "SELECT first_seq FROM event_blocks WHERE first_seq <= ?2 AND tenant_id = ?1 \
-                 ORDER BY first_seq DESC LIMIT 1",
-            )?
-            .query_row(params![tenant, seq], |r| r.get(0))
-            .optional()?
-            .ok_or_else(corrupt)?;
-        let data: Vec<u8> = conn
-            .prepare_cached("SELECT data FROM event_blocks WHERE first_seq = ?1")?
-            .query_row(params![first], |r| r.get(0))?;
-        let block = Block::decompress(&data).ok_or_else(corrupt)?;
+        let (first, block) = block_of(conn, tenant, seq)?.ok_or_else(corrupt)?;
         let body = block.get(seq).map(str::to_string).ok_or_else(corrupt)?;
         self.0.insert((tenant, first), block);
         Ok(body)
@@ -172,28 +152,33 @@ impl BodyReader {
 /// is gone (purged with it) has no body.
 pub fn by_seq<T>(conn: &Connection, tenant: i64, mut wanted: Vec<(i64, T)>) -> rusqlite::Result<Vec<(T, String)>> {
     wanted.sort_unstable_by_key(|&(seq, _)| seq);
-    let mut block_of = conn.prepare_cached(
-        "SELECT data FROM event_blocks WHERE first_seq <= ?2 AND tenant_id = ?1 ORDER BY first_seq DESC LIMIT 1",
-    )?;
     let mut block: Option<Block> = None;
     let mut out = Vec::with_capacity(wanted.len());
     for (seq, tag) in wanted {
         if !block.as_ref().is_some_and(|b| b.spans(seq)) {
-            block = match block_of
-                .query_row(params![tenant, seq], |r| {
-                    Ok(Block::decompress(r.get_ref(0)?.as_blob()?))
-                })
-                .optional()?
-            {
-                Some(decompressed) => Some(decompressed.ok_or_else(corrupt)?),
-                None => None,
-            };
+            block = block_of(conn, tenant, seq)?.map(|(_, block)| block);
         }
         if let Some(body) = block.as_ref().and_then(|b| b.get(seq)) {
             out.push((tag, body.to_string()));
         }
     }
     Ok(out)
+}
+
+/// The tenant's block that holds the event at row `seq` if any (its first `seq` and the block):
+/// back from the event, its block is its transaction's, past at most the blocks of the other
+/// tenants of that transaction.
+fn block_of(conn: &Connection, tenant: i64, seq: i64) -> rusqlite::Result<Option<(i64, Block)>> {
+    conn.prepare_cached(
+        "SELECT first_seq, data FROM event_blocks WHERE first_seq <= ?2 AND tenant_id = ?1 \
+         ORDER BY first_seq DESC LIMIT 1",
+    )?
+    .query_row(params![tenant, seq], |r| {
+        Ok((r.get(0)?, Block::decompress(r.get_ref(1)?.as_blob()?)))
+    })
+    .optional()?
+    .map(|(first, block)| Ok((first, block.ok_or_else(corrupt)?)))
+    .transpose()
 }
 
 fn corrupt() -> rusqlite::Error {
