@@ -23,7 +23,7 @@ use crate::rows::{
 use crate::{Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{
     for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats, AGENT_WEEKS,
-    CALL_INTENTS, TEAM_CAMPAIGNS,
+    CALL_INTENTS, MEETING_STAGE, TEAM_CAMPAIGNS,
 };
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::Conversation;
@@ -48,8 +48,8 @@ const CHECKPOINT_CELLS: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
 /// What the writer keeps in memory about contacts and ids (see each type). Built by scanning
-/// the records and the key runs, at the first ingest after the store opens: admin commands and
-/// the CLI never wait for it.
+/// the meetings and the key runs at the first ingest after the store opens (admin commands and
+/// the CLI never wait for it); first calls are read as meetings ask for them.
 pub struct Contacts {
     pub meetings: MeetingContacts,
     pub first_calls: FirstCalls,
@@ -61,7 +61,7 @@ impl Contacts {
         let started = Instant::now();
         let contacts = Contacts {
             meetings: MeetingContacts::load(conn)?,
-            first_calls: FirstCalls::load(conn)?,
+            first_calls: FirstCalls::default(),
             keys: Keys::load(conn)?,
         };
         tracing::info!(
@@ -318,7 +318,7 @@ pub fn backfill_coarse(conn: &mut Connection) -> Result<()> {
 /// call; before `STAGE_SUMMARY_VERSION`, the stage cells without the agent; before
 /// `CALL_INTENTS_VERSION`, the call cells by campaign and intent; before
 /// `TEAM_CAMPAIGNS_VERSION`, the call cells by team and campaign.
-pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCalls) -> Result<()> {
+pub fn backfill(conn: &mut Connection, version: usize, contacts: &mut Contacts) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut deltas = DeltaMap::default();
     let tenants: Vec<(i64, String, String)> = tx
@@ -405,7 +405,11 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
         let with_days = version >= MEETING_DAYS_VERSION;
         for stage in firsts.query_map([id], |r| stage_from_row(r))? {
             let stage = stage?;
-            let first_call = first_calls.get(&tx, id, &stage.contact_id)?;
+            // Only a meeting counts the days from the first call.
+            let first_call = match stage.stage.as_str() {
+                MEETING_STAGE => contacts.first_calls.get(&tx, &contacts.keys, id, &stage.contact_id)?,
+                _ => None,
+            };
             let clock = &tenant.clock;
             for_each_stage_cell(clock, &stage, first_call, |cell, stats| {
                 if !(kept(cell.cuboid) && with_days) {
