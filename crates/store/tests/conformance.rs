@@ -616,7 +616,7 @@ fn equals_brute_force(
         .map(|v| parse_event(v, &taxonomy).expect("generated events are valid"))
         .collect();
     // The directory puts a0 in t0 and a1 in t1; a2 has no team.
-    let put_agent = |id: &str, team: Option<&str>| {
+    let put_agent = |store: &dyn Store, id: &str, team: Option<&str>| {
         rt.block_on(store.put_directory(
             tenant.id,
             DirectoryKind::Agent,
@@ -625,9 +625,9 @@ fn equals_brute_force(
         ))
         .unwrap()
     };
-    put_agent("a0", Some("t0"));
-    put_agent("a1", Some("t1"));
-    put_agent("a2", None);
+    put_agent(&*store, "a0", Some("t0"));
+    put_agent(&*store, "a1", Some("t1"));
+    put_agent(&*store, "a2", None);
     let mut teams: AgentTeams = [("a0", "t0"), ("a1", "t1")]
         .into_iter()
         .map(|(a, t)| (a.into(), t.into()))
@@ -656,7 +656,7 @@ fn equals_brute_force(
     drop(recovered);
     // a2 joins t1 and a0 leaves the directory: activity, CSAT, stages, and calls and tickets
     // without a team follow at once.
-    put_agent("a2", Some("t1"));
+    put_agent(&*store, "a2", Some("t1"));
     rt.block_on(store.delete_directory(tenant.id, DirectoryKind::Agent, "a0"))
         .unwrap();
     teams.insert("a2".into(), "t1".into());

@@ -627,7 +627,10 @@ fn meetings_after_an_upgrade_find_their_first_call_among_older_calls() {
     let store = SqliteStore::open(&path, Options::default()).unwrap();
     let days = |store: &SqliteStore| {
         let query = json!({"measures": ["avg_days_to_meeting"], "range": {"start": "2026-03-01", "end": "2026-03-08"}});
-        rt.block_on(store.query(tenant.id, query, 0)).unwrap().unwrap().to_json()["totals"]["avg_days_to_meeting"]
+        rt.block_on(store.query(tenant.id, query, 0))
+            .unwrap()
+            .unwrap()
+            .to_json()["totals"]["avg_days_to_meeting"]
             .clone()
     };
     let meeting = json!({"id": "e3", "type": "lead_stage", "contact_id": "p1", "stage": "meeting_booked",

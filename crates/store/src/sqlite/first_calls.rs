@@ -133,7 +133,12 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Step {
         /// A version of call `call` (a newer one replaces it: another start, another contact).
-        Call { call: u8, contact: Option<u8>, start: i64, version: i64 },
+        Call {
+            call: u8,
+            contact: Option<u8>,
+            start: i64,
+            version: i64,
+        },
         /// A meeting of the contact: the writer asks for its first call.
         Meeting { contact: u8, at: i64 },
     }
@@ -164,7 +169,12 @@ mod tests {
     fn event(id: usize, step: &Step) -> ParsedEvent {
         let ts = |s: i64| jiff::Timestamp::from_second(T0 + s).unwrap().to_string();
         let value: Value = match step {
-            Step::Call { call, contact, start, version } => {
+            Step::Call {
+                call,
+                contact,
+                start,
+                version,
+            } => {
                 let mut e = json!({"id": format!("e{id}"), "type": "call", "call_id": format!("c{call}"),
                     "agent_id": "a1", "disposition": "Connected", "started_at": ts(*start),
                     "updated_at": ts(100 + version)});
