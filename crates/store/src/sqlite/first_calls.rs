@@ -114,7 +114,6 @@ fn read(conn: &Connection, keys: &Keys, tenant: i64, contact: &str) -> rusqlite:
 
 #[cfg(test)]
 mod tests {
-    use super::super::records::SqliteRecords;
     use super::super::writer::Contacts;
     use super::super::{keys, schema};
     use crate::apply::apply_batch;
@@ -214,15 +213,7 @@ mod tests {
             let tx = conn.transaction().unwrap();
             let mut out = Vec::new();
             {
-                let records = &mut SqliteRecords {
-                    tx: &tx,
-                    meetings: &mut contacts.meetings,
-                    first_calls: &mut contacts.first_calls,
-                    keys: &mut contacts.keys,
-                    bodies: Default::default(),
-                    call_rows: Default::default(),
-                    values: Default::default(),
-                };
+                let records = &mut contacts.records(&tx);
                 for step in steps {
                     id += 1;
                     apply_batch(records, &tenant, &[event(id, step)], 0, &mut out, &mut Vec::new()).unwrap();

@@ -71,6 +71,19 @@ impl Contacts {
         );
         Ok(contacts)
     }
+
+    /// The records as the transaction `tx` reads and changes them.
+    pub fn records<'a>(&'a mut self, tx: &'a rusqlite::Transaction<'a>) -> SqliteRecords<'a> {
+        SqliteRecords {
+            tx,
+            meetings: &mut self.meetings,
+            first_calls: &mut self.first_calls,
+            keys: &mut self.keys,
+            bodies: Default::default(),
+            call_rows: Default::default(),
+            values: Default::default(),
+        }
+    }
 }
 
 /// What the writer hands the merger.
@@ -224,15 +237,7 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
         }
         let contacts = contacts.as_mut().expect("loaded above");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let records = &mut SqliteRecords {
-            tx: &tx,
-            meetings: &mut contacts.meetings,
-            first_calls: &mut contacts.first_calls,
-            keys: &mut contacts.keys,
-            bodies: Default::default(),
-            call_rows: Default::default(),
-            values: Default::default(),
-        };
+        let records = &mut contacts.records(&tx);
         let received_ns = group::now_ns();
         let outcome = group::apply_group(records, &group, received_ns)?;
         records.bodies.write(&tx, received_ns)?;
