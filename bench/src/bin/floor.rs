@@ -47,7 +47,7 @@ struct Layout {
 
 const LAYOUTS: [Layout; 7] = [
     Layout {
-        name: "as stored since issue 24: events and calls appended, hashed keys in sorted runs, the drill-down's four indexes",
+        name: "as stored since issue 24: events and calls appended, hashed keys (also by contact) in sorted runs, the drill-down's four indexes",
         event_bodies: true,
         event_keys_only: false,
         record_index: false,
@@ -238,6 +238,7 @@ fn ingest_appended(conn: &mut Connection, calls: &[Call], catch_up: &CatchUp) ->
                     c.talk_seconds
                 ])?;
                 keys.add(Kind::Call, call_hash, tx.last_insert_rowid());
+                keys.add(Kind::Contact, keys::hash(1, &c.contact_id), tx.last_insert_rowid());
             }
         }
         keys.write(&tx)?;

@@ -586,3 +586,60 @@ fn drill_downs_of_older_sqlite_databases_read_the_same_calls() {
     assert_eq!(after[0].len(), 22, "{after:?}");
     rt.block_on(store.shutdown());
 }
+
+/// A SQLite database written while the writer held every contact's first call in memory has no
+/// calls listed by contact in its key runs: opening it lists the stored calls (migration 28), so
+/// a meeting booked after the upgrade counts the days from a call stored before it, and a
+/// correction that moves that call later is followed to the contact's next call.
+#[test]
+fn meetings_after_an_upgrade_find_their_first_call_among_older_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v27.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let parse = |events: &[serde_json::Value]| -> Vec<ParsedEvent> {
+        events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect()
+    };
+    let call = |id: &str, call: &str, started: &str, updated: &str| {
+        json!({"id": id, "type": "call", "call_id": call, "agent_id": "a1", "disposition": "Connected",
+               "contact_id": "p1", "started_at": started, "updated_at": updated})
+    };
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    let calls = [
+        call("e1", "c1", "2026-03-02T10:00:00Z", "2026-03-02T10:10:00Z"),
+        call("e2", "c2", "2026-03-03T10:00:00Z", "2026-03-03T10:10:00Z"),
+    ];
+    rt.block_on(store.ingest(tenant.id, parse(&calls))).unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+
+    // What version 27 left behind: no runs of calls by contact.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DELETE FROM key_chunks WHERE run IN (SELECT run FROM key_runs WHERE kind = 3);
+         DELETE FROM key_runs WHERE kind = 3; PRAGMA user_version = 27;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path, Options::default()).unwrap();
+    let days = |store: &SqliteStore| {
+        let query = json!({"measures": ["avg_days_to_meeting"], "range": {"start": "2026-03-01", "end": "2026-03-08"}});
+        rt.block_on(store.query(tenant.id, query, 0))
+            .unwrap()
+            .unwrap()
+            .to_json()["totals"]["avg_days_to_meeting"]
+            .clone()
+    };
+    let meeting = json!({"id": "e3", "type": "lead_stage", "contact_id": "p1", "stage": "meeting_booked",
+                         "at": "2026-03-04T22:00:00Z"});
+    rt.block_on(store.ingest(tenant.id, parse(&[meeting]))).unwrap();
+    assert_eq!(days(&store), json!(2.5));
+    // c1 moved after c2: the first call is now c2's.
+    let moved = call("e4", "c1", "2026-03-03T22:00:00Z", "2026-03-04T10:10:00Z");
+    rt.block_on(store.ingest(tenant.id, parse(&[moved]))).unwrap();
+    assert_eq!(days(&store), json!(1.5));
+    rt.block_on(store.shutdown());
+}

@@ -13,11 +13,14 @@
 //!   rows, so they are as durable as the rows;
 //! - between transactions, [`compact`] merges [`FANOUT`] runs of a level into one of the next:
 //!   sequential work, each key rewritten once per level (~5 levels at 10M keys);
-//! - the writer keeps a compact in-memory [`Filter`] of every key in front of the runs: an id
-//!   never seen (nearly every new event and call) is answered from memory; only a possible
-//!   match (a duplicate, a correction, or ~0.1–0.5% of new ids) probes the runs, one indexed
-//!   read per run, and every candidate is checked against the row's own id, so a hash collision
-//!   never merges two ids.
+//! - the writer keeps a compact in-memory [`Filter`] of every event and call id in front of
+//!   the runs: an id never seen (nearly every new event and call) is answered from memory; only
+//!   a possible match (a duplicate, a correction, or ~0.1–0.5% of new ids) probes the runs, one
+//!   indexed read per run, and every candidate is checked against the row's own id, so a hash
+//!   collision never merges two ids;
+//! - calls are also listed by their contact (`Kind::Contact`), for the rare question "which are
+//!   this contact's calls" (`first_calls`): without a filter, as only contacts that have calls
+//!   are asked about.
 //!
 //! Idempotency and corrections therefore hold for every id ever stored, as before.
 
@@ -34,10 +37,13 @@ pub enum Kind {
     Record = 1,
     /// A call's id → its row of `calls`.
     Call = 2,
+    /// A contact's id → the rows of `calls` that had it (a meeting's first call, `first_calls`):
+    /// probed only when a meeting needs a first call the writer does not hold, so no filter.
+    Contact = 3,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Event, Kind::Record, Kind::Call];
+    pub const ALL: [Kind; 4] = [Kind::Event, Kind::Record, Kind::Call, Kind::Contact];
 }
 
 /// Runs of a level merged into one of the next once there are this many.
@@ -251,10 +257,9 @@ fn top_level(tx: &Transaction, kind: Kind) -> rusqlite::Result<i64> {
         .query_row([kind as i64], |r| r.get(0))
 }
 
-/// Replaces every run by one per kind, built from the rows (a database written before the
-/// runs existed). Keys go straight to the level their number calls for.
-pub fn rebuild(tx: &Transaction) -> rusqlite::Result<()> {
-    tx.execute_batch("DELETE FROM key_chunks; DELETE FROM key_runs;")?;
+/// Replaces the runs of `kinds` by one per kind, built from the rows (a database written before
+/// those runs existed). Keys go straight to the level their number calls for.
+pub fn rebuild(tx: &Transaction, kinds: &[Kind]) -> rusqlite::Result<()> {
     let sources = [
         (Kind::Event, "SELECT seq, tenant_id, event_id FROM events"),
         (
@@ -262,8 +267,17 @@ pub fn rebuild(tx: &Transaction) -> rusqlite::Result<()> {
             "SELECT seq, tenant_id, record_key FROM events WHERE record_key IS NOT NULL",
         ),
         (Kind::Call, "SELECT seq, tenant_id, call_id FROM calls"),
+        (
+            Kind::Contact,
+            "SELECT seq, tenant_id, contact_id FROM calls WHERE contact_id IS NOT NULL",
+        ),
     ];
-    for (kind, sql) in sources {
+    for (kind, sql) in sources.into_iter().filter(|(k, _)| kinds.contains(k)) {
+        tx.execute(
+            "DELETE FROM key_chunks WHERE run IN (SELECT run FROM key_runs WHERE kind = ?1)",
+            [kind as i64],
+        )?;
+        tx.execute("DELETE FROM key_runs WHERE kind = ?1", [kind as i64])?;
         let mut keys = Vec::new();
         let mut stmt = tx.prepare(sql)?;
         let mut rows = stmt.query([])?;
@@ -332,22 +346,24 @@ impl Filter {
     }
 }
 
-/// The writer's view of the keys: a filter per kind it looks up, and the keys of the open
-/// transaction (which no run holds yet).
+/// The writer's view of the keys: a filter per kind it looks up for every event or call, and
+/// the keys of the open transaction (which no run holds yet).
 pub struct Keys {
     filters: HashMap<Kind, Filter, Fx>,
     open: HashMap<(Kind, u64), Vec<i64>, Fx>,
     added: Vec<(Kind, u64, i64)>,
 }
 
-/// The kinds the writer looks up (records' versions are only read by queries).
-const LOOKED_UP: [Kind; 2] = [Kind::Event, Kind::Call];
+/// The kinds the writer looks up for every event or call, behind a filter. Contacts are looked
+/// up only for meetings (nearly always present, so a filter would not spare a probe); records'
+/// versions only by queries.
+const FILTERED: [Kind; 2] = [Kind::Event, Kind::Call];
 
 impl Keys {
     /// Fills the filters from every run: one sequential read of 16 bytes a key.
     pub fn load(conn: &Connection) -> rusqlite::Result<Keys> {
         let mut filters = HashMap::default();
-        for kind in LOOKED_UP {
+        for kind in FILTERED {
             let stored: i64 = conn
                 .prepare_cached("SELECT coalesce(sum(keys), 0) FROM key_runs WHERE kind = ?1")?
                 .query_row([kind as i64], |r| r.get(0))?;
@@ -382,7 +398,7 @@ impl Keys {
 
     /// A row the open transaction added under `hash`.
     pub fn add(&mut self, kind: Kind, hash: u64, seq: i64) {
-        if LOOKED_UP.contains(&kind) {
+        if kind != Kind::Record {
             self.open.entry((kind, hash)).or_default().push(seq);
         }
         self.added.push((kind, hash, seq));

@@ -194,7 +194,7 @@ impl SqliteStore {
         let version = schema::migrate(&mut conn)?;
         if (1..schema::KEYED_VERSION).contains(&version) {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            keys::rebuild(&tx)?;
+            keys::rebuild(&tx, &keys::Kind::ALL)?;
             tx.commit()?;
         }
         if (1..schema::VALUE_RUNS_VERSION).contains(&version) {
@@ -205,7 +205,7 @@ impl SqliteStore {
         let mut contacts = None;
         if (1..schema::TEAM_CAMPAIGNS_VERSION).contains(&version) {
             let built = contacts.insert(writer::Contacts::load(&conn)?);
-            writer::backfill(&mut conn, version, &mut built.first_calls)?;
+            writer::backfill(&mut conn, version, built)?;
         }
         if (1..schema::AGENT_WEEKS_VERSION).contains(&version) {
             writer::backfill_coarse(&mut conn)?;

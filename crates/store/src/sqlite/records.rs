@@ -136,6 +136,12 @@ impl Records for SqliteRecords<'_> {
             self.keys.add(Kind::Call, keys::hash(tenant, &call.call_id), seq);
             self.call_rows.insert((tenant, call.call_id.clone()), seq);
         }
+        // The row is listed under each contact it has had (`first_calls` drops the stale ones).
+        if let Some(contact) = &call.contact_id {
+            if at.is_none() || previous.and_then(|p| p.contact_id.as_ref()) != Some(contact) {
+                self.keys.add(Kind::Contact, keys::hash(tenant, contact), seq);
+            }
+        }
         self.first_calls.replace(tenant, call, previous);
         Ok(())
     }
@@ -154,7 +160,7 @@ impl Records for SqliteRecords<'_> {
     }
 
     fn first_call(&mut self, tenant: i64, contact: &str) -> Result<Option<i64>> {
-        Ok(self.first_calls.get(self.tx, tenant, contact)?)
+        Ok(self.first_calls.get(self.tx, self.keys, tenant, contact)?)
     }
 
     fn first_arrival(&mut self, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>> {

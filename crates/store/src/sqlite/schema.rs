@@ -610,6 +610,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS value_chunks_by_value ON value_chunks (run, te
 -- whose event is found by its id.
 ALTER TABLE calls ADD COLUMN event_seq INTEGER;
 "#,
+    // CONTACT_KEYS: each call's row under its contact in the key runs (`keys::Kind::Contact`),
+    // for a meeting's first call (`first_calls`); `migrate` writes those of the stored calls.
+    "-- CONTACT_KEYS: the calls by contact in the key runs",
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -636,12 +639,20 @@ pub const KEYED_VERSION: usize = 13;
 /// (`value_runs`) instead of indexes: the runs of older calls are built at open.
 pub const VALUE_RUNS_VERSION: usize = 26;
 
+/// The version that first lists calls by contact in the key runs (`keys::Kind::Contact`), in
+/// place of a map of every contact's first call in memory.
+pub const CONTACT_KEYS_VERSION: usize = 28;
+
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == CONTACT_KEYS_VERSION {
+            // In the migration's transaction: a version without its runs is never committed.
+            super::keys::rebuild(&tx, &[super::keys::Kind::Contact])?;
+        }
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
     }
@@ -669,14 +680,15 @@ pub fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
 mod agent_weeks_tests {
     use super::*;
 
-    /// The version the week and month cells are backfilled below is their migration's: one
-    /// too low skipped the backfill for databases of the version just before.
+    /// The versions the week and month cells and the contacts' keys are built for are their
+    /// migrations': one too low skipped the backfill for databases of the version just before.
     #[test]
-    fn agent_weeks_version_is_the_version_its_migration_makes() {
+    fn marked_versions_are_the_versions_their_migrations_make() {
         assert!(
             MIGRATIONS[AGENT_WEEKS_VERSION - 1].contains("AGENT_WEEKS"),
             "{} migrations",
             MIGRATIONS.len()
         );
+        assert!(MIGRATIONS[CONTACT_KEYS_VERSION - 1].contains("CONTACT_KEYS"));
     }
 }

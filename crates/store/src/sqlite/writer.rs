@@ -23,7 +23,7 @@ use crate::rows::{
 use crate::{Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{
     for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats, AGENT_WEEKS,
-    CALL_INTENTS, TEAM_CAMPAIGNS,
+    CALL_INTENTS, MEETING_STAGE, TEAM_CAMPAIGNS,
 };
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::Conversation;
@@ -48,8 +48,8 @@ const CHECKPOINT_CELLS: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
 /// What the writer keeps in memory about contacts and ids (see each type). Built by scanning
-/// the records and the key runs, at the first ingest after the store opens: admin commands and
-/// the CLI never wait for it.
+/// the meetings and the key runs at the first ingest after the store opens (admin commands and
+/// the CLI never wait for it); first calls are read as meetings ask for them.
 pub struct Contacts {
     pub meetings: MeetingContacts,
     pub first_calls: FirstCalls,
@@ -61,7 +61,7 @@ impl Contacts {
         let started = Instant::now();
         let contacts = Contacts {
             meetings: MeetingContacts::load(conn)?,
-            first_calls: FirstCalls::load(conn)?,
+            first_calls: FirstCalls::default(),
             keys: Keys::load(conn)?,
         };
         tracing::info!(
@@ -70,6 +70,19 @@ impl Contacts {
             "writer state loaded"
         );
         Ok(contacts)
+    }
+
+    /// The records as the transaction `tx` reads and changes them.
+    pub fn records<'a>(&'a mut self, tx: &'a rusqlite::Transaction<'a>) -> SqliteRecords<'a> {
+        SqliteRecords {
+            tx,
+            meetings: &mut self.meetings,
+            first_calls: &mut self.first_calls,
+            keys: &mut self.keys,
+            bodies: Default::default(),
+            call_rows: Default::default(),
+            values: Default::default(),
+        }
     }
 }
 
@@ -224,15 +237,7 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
         }
         let contacts = contacts.as_mut().expect("loaded above");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let records = &mut SqliteRecords {
-            tx: &tx,
-            meetings: &mut contacts.meetings,
-            first_calls: &mut contacts.first_calls,
-            keys: &mut contacts.keys,
-            bodies: Default::default(),
-            call_rows: Default::default(),
-            values: Default::default(),
-        };
+        let records = &mut contacts.records(&tx);
         let received_ns = group::now_ns();
         let outcome = group::apply_group(records, &group, received_ns)?;
         records.bodies.write(&tx, received_ns)?;
@@ -318,7 +323,7 @@ pub fn backfill_coarse(conn: &mut Connection) -> Result<()> {
 /// call; before `STAGE_SUMMARY_VERSION`, the stage cells without the agent; before
 /// `CALL_INTENTS_VERSION`, the call cells by campaign and intent; before
 /// `TEAM_CAMPAIGNS_VERSION`, the call cells by team and campaign.
-pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCalls) -> Result<()> {
+pub fn backfill(conn: &mut Connection, version: usize, contacts: &mut Contacts) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut deltas = DeltaMap::default();
     let tenants: Vec<(i64, String, String)> = tx
@@ -405,7 +410,11 @@ pub fn backfill(conn: &mut Connection, version: usize, first_calls: &mut FirstCa
         let with_days = version >= MEETING_DAYS_VERSION;
         for stage in firsts.query_map([id], |r| stage_from_row(r))? {
             let stage = stage?;
-            let first_call = first_calls.get(&tx, id, &stage.contact_id)?;
+            // Only a meeting counts the days from the first call.
+            let first_call = match stage.stage.as_str() {
+                MEETING_STAGE => contacts.first_calls.get(&tx, &contacts.keys, id, &stage.contact_id)?,
+                _ => None,
+            };
             let clock = &tenant.clock;
             for_each_stage_cell(clock, &stage, first_call, |cell, stats| {
                 if !(kept(cell.cuboid) && with_days) {
