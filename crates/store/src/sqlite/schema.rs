@@ -610,6 +610,27 @@ CREATE UNIQUE INDEX IF NOT EXISTS value_chunks_by_value ON value_chunks (run, te
 -- whose event is found by its id.
 ALTER TABLE calls ADD COLUMN event_seq INTEGER;
 "#,
+    // Version 28 is another branch's migration (taken by it when both are merged).
+    "-- reserved",
+    r#"
+-- Rollup blocks in parts (sqlite/parts.rs): part 0 is a block's base, parts 1, 2, … the deltas
+-- later checkpoints wrote, merged size-tiered, so that a checkpoint costs what it folds and not
+-- what the blocks it touches hold (a backfill in random time order touches nearly all of them).
+-- Readers add a block's parts up. The rows of `cells` become the bases.
+CREATE TABLE cells_in_parts (
+    tenant_id INTEGER NOT NULL,
+    cuboid INTEGER NOT NULL,
+    grain INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    part INTEGER NOT NULL DEFAULT 0,
+    block BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, cuboid, grain, bucket, part)
+);
+INSERT INTO cells_in_parts (tenant_id, cuboid, grain, bucket, part, block)
+    SELECT tenant_id, cuboid, grain, bucket, 0, block FROM cells ORDER BY tenant_id, cuboid, grain, bucket;
+DROP TABLE cells;
+ALTER TABLE cells_in_parts RENAME TO cells;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
