@@ -4,8 +4,8 @@
 pub mod backup;
 mod bodies;
 mod first_calls;
-pub mod parts;
 pub mod keys;
+mod parts;
 mod records;
 mod rows;
 mod schema;

@@ -616,7 +616,8 @@ ALTER TABLE calls ADD COLUMN event_seq INTEGER;
 -- Rollup blocks in parts (sqlite/parts.rs): part 0 is a block's base, parts 1, 2, … the deltas
 -- later checkpoints wrote, merged size-tiered, so that a checkpoint costs what it folds and not
 -- what the blocks it touches hold (a backfill in random time order touches nearly all of them).
--- Readers add a block's parts up. The rows of `cells` become the bases.
+-- Readers add a block's parts up. The rows of `cells` become the bases (numbered in row order,
+-- so that a run of this migration over a table already in parts keeps every row).
 CREATE TABLE cells_in_parts (
     tenant_id INTEGER NOT NULL,
     cuboid INTEGER NOT NULL,
@@ -627,7 +628,9 @@ CREATE TABLE cells_in_parts (
     PRIMARY KEY (tenant_id, cuboid, grain, bucket, part)
 );
 INSERT INTO cells_in_parts (tenant_id, cuboid, grain, bucket, part, block)
-    SELECT tenant_id, cuboid, grain, bucket, 0, block FROM cells ORDER BY tenant_id, cuboid, grain, bucket;
+    SELECT tenant_id, cuboid, grain, bucket,
+        row_number() OVER (PARTITION BY tenant_id, cuboid, grain, bucket ORDER BY rowid) - 1, block
+    FROM cells ORDER BY tenant_id, cuboid, grain, bucket;
 DROP TABLE cells;
 ALTER TABLE cells_in_parts RENAME TO cells;
 "#,

@@ -7,11 +7,11 @@
 
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys};
+use super::parts;
 use super::records::{MeetingContacts, SqliteRecords};
 use super::schema::{
     CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
 };
-use super::parts;
 use super::value_runs;
 use super::Shared;
 use crate::contribution::{self, Counted};
@@ -487,7 +487,10 @@ mod tests {
         let (two, ten) = (Duration::from_secs(2), Duration::from_secs(10));
         assert!(checkpoint_due(10, 10, two), "in time order: every 2 s");
         assert!(!checkpoint_due(10, 10, Duration::from_secs(1)));
-        assert!(!checkpoint_due(20_000, 10_000, ten), "in random order: a cell or two a block");
+        assert!(
+            !checkpoint_due(20_000, 10_000, ten),
+            "in random order: a cell or two a block"
+        );
         assert!(checkpoint_due(CHECKPOINT_CELLS, 10_000, Duration::ZERO));
         assert!(checkpoint_due(20_000, 10_000, CHECKPOINT_WIDE_EVERY));
     }
