@@ -625,6 +625,25 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Checks `store`, closes it, and checks it again reopened.
+fn check_and_reopen(
+    open: Open,
+    store: Arc<dyn Store>,
+    rt: &tokio::runtime::Runtime,
+    tenant: i64,
+    zone: &str,
+    parsed: &[ParsedEvent],
+    teams: &AgentTeams,
+) -> Result<(), TestCaseError> {
+    check(&*store, rt, tenant, zone, parsed, teams)?;
+    rt.block_on(store.shutdown());
+    drop(store);
+    let reopened = open();
+    check(&*reopened, rt, tenant, zone, parsed, teams)?;
+    rt.block_on(reopened.shutdown());
+    Ok(())
+}
+
 fn equals_brute_force(
     open: Open,
     stream: &[Value],
@@ -664,13 +683,7 @@ fn equals_brute_force(
     teams.remove("a0");
     // The same answers after folding everything into cells, and after a reopen.
     rt.block_on(store.checkpoint()).unwrap();
-    check(&*store, &rt, tenant.id, zone, &parsed, &teams)?;
-    rt.block_on(store.shutdown());
-    drop(store);
-    let reopened = open();
-    check(&*reopened, &rt, tenant.id, zone, &parsed, &teams)?;
-    rt.block_on(reopened.shutdown());
-    Ok(())
+    check_and_reopen(open, store, &rt, tenant.id, zone, &parsed, &teams)
 }
 
 proptest! {
@@ -719,13 +732,7 @@ fn equals_brute_force_through_checkpoints(
             store = open();
         }
     }
-    check(&*store, &rt, tenant.id, zone, &parsed, &teams)?;
-    rt.block_on(store.shutdown());
-    drop(store);
-    let reopened = open();
-    check(&*reopened, &rt, tenant.id, zone, &parsed, &teams)?;
-    rt.block_on(reopened.shutdown());
-    Ok(())
+    check_and_reopen(open, store, &rt, tenant.id, zone, &parsed, &teams)
 }
 
 proptest! {
