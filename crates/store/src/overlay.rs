@@ -169,6 +169,11 @@ impl Overlay {
         self.blocks.is_empty()
     }
 
+    /// The number of blocks whose cells it holds.
+    pub fn blocks_len(&self) -> usize {
+        self.blocks.len()
+    }
+
     /// Each block with its cells sorted by key, for folding into stored blocks.
     pub fn blocks(&self) -> impl Iterator<Item = (BlockId, impl Iterator<Item = (&str, &Stats)>)> {
         self.blocks.iter().map(|(id, cells)| (*id, sorted(cells)))

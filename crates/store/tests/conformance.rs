@@ -593,6 +593,57 @@ fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| Cluster::start(false).expect("a throwaway PostgreSQL cluster starts"))
 }
 
+fn parsed(stream: &[Value]) -> Vec<ParsedEvent> {
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    stream
+        .iter()
+        .map(|v| parse_event(v, &taxonomy).expect("generated events are valid"))
+        .collect()
+}
+
+fn put_agent(store: &dyn Store, rt: &tokio::runtime::Runtime, tenant: i64, id: &str, team: Option<&str>) {
+    rt.block_on(store.put_directory(tenant, DirectoryKind::Agent, id, json!({"name": id, "team_id": team})))
+        .unwrap();
+}
+
+/// The directory puts a0 in t0 and a1 in t1; a2 has no team.
+fn directory(store: &dyn Store, rt: &tokio::runtime::Runtime, tenant: i64) -> AgentTeams {
+    put_agent(store, rt, tenant, "a0", Some("t0"));
+    put_agent(store, rt, tenant, "a1", Some("t1"));
+    put_agent(store, rt, tenant, "a2", None);
+    [("a0", "t0"), ("a1", "t1")]
+        .into_iter()
+        .map(|(a, t)| (a.into(), t.into()))
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Checks `store`, closes it, and checks it again reopened.
+fn check_and_reopen(
+    open: Open,
+    store: Arc<dyn Store>,
+    rt: &tokio::runtime::Runtime,
+    tenant: i64,
+    zone: &str,
+    parsed: &[ParsedEvent],
+    teams: &AgentTeams,
+) -> Result<(), TestCaseError> {
+    check(&*store, rt, tenant, zone, parsed, teams)?;
+    rt.block_on(store.shutdown());
+    drop(store);
+    let reopened = open();
+    check(&*reopened, rt, tenant, zone, parsed, teams)?;
+    rt.block_on(reopened.shutdown());
+    Ok(())
+}
+
 fn equals_brute_force(
     open: Open,
     stream: &[Value],
@@ -601,37 +652,13 @@ fn equals_brute_force(
     fold_midway: bool,
     reopen_midway: bool,
 ) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut store = open();
     let tenant = rt
         .block_on(store.create_tenant("t", TenantSettings::new(zone)))
         .unwrap();
-    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
-    let parsed: Vec<ParsedEvent> = stream
-        .iter()
-        .map(|v| parse_event(v, &taxonomy).expect("generated events are valid"))
-        .collect();
-    // The directory puts a0 in t0 and a1 in t1; a2 has no team.
-    let put_agent = |store: &dyn Store, id: &str, team: Option<&str>| {
-        rt.block_on(store.put_directory(
-            tenant.id,
-            DirectoryKind::Agent,
-            id,
-            json!({"name": id, "team_id": team}),
-        ))
-        .unwrap()
-    };
-    put_agent(&*store, "a0", Some("t0"));
-    put_agent(&*store, "a1", Some("t1"));
-    put_agent(&*store, "a2", None);
-    let mut teams: AgentTeams = [("a0", "t0"), ("a1", "t1")]
-        .into_iter()
-        .map(|(a, t)| (a.into(), t.into()))
-        .collect();
+    let parsed = parsed(stream);
+    let mut teams = directory(&*store, &rt, tenant.id);
     let mut accepted = 0;
     for (i, chunk) in parsed.chunks(batch).enumerate() {
         accepted += rt.block_on(store.ingest(tenant.id, chunk.to_vec())).unwrap().accepted;
@@ -656,20 +683,14 @@ fn equals_brute_force(
     drop(recovered);
     // a2 joins t1 and a0 leaves the directory: activity, CSAT, stages, and calls and tickets
     // without a team follow at once.
-    put_agent(&*store, "a2", Some("t1"));
+    put_agent(&*store, &rt, tenant.id, "a2", Some("t1"));
     rt.block_on(store.delete_directory(tenant.id, DirectoryKind::Agent, "a0"))
         .unwrap();
     teams.insert("a2".into(), "t1".into());
     teams.remove("a0");
     // The same answers after folding everything into cells, and after a reopen.
     rt.block_on(store.checkpoint()).unwrap();
-    check(&*store, &rt, tenant.id, zone, &parsed, &teams)?;
-    rt.block_on(store.shutdown());
-    drop(store);
-    let reopened = open();
-    check(&*reopened, &rt, tenant.id, zone, &parsed, &teams)?;
-    rt.block_on(reopened.shutdown());
-    Ok(())
+    check_and_reopen(open, store, &rt, tenant.id, zone, &parsed, &teams)
 }
 
 proptest! {
@@ -688,6 +709,48 @@ proptest! {
         let url = cluster().create_database().unwrap();
         let open = || -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) };
         equals_brute_force(&open, &stream, ZONES[zone_index], batch, fold_midway, reopen_midway)?;
+    }
+}
+
+/// The stream (in random time order, with corrections) checkpointed after every batch, so that
+/// blocks get many parts and their merges (SQLite's `parts`), and the store closed and reopened
+/// every `restart_every` batches: the answers are the brute force's, before and after a last
+/// checkpoint and reopen.
+fn equals_brute_force_through_checkpoints(
+    open: Open,
+    stream: &[Value],
+    zone: &str,
+    batch: usize,
+    restart_every: usize,
+) -> Result<(), TestCaseError> {
+    let rt = runtime();
+    let mut store = open();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new(zone)))
+        .unwrap();
+    let parsed = parsed(stream);
+    let teams = directory(&*store, &rt, tenant.id);
+    for (i, chunk) in parsed.chunks(batch).enumerate() {
+        rt.block_on(store.ingest(tenant.id, chunk.to_vec())).unwrap();
+        rt.block_on(store.checkpoint()).unwrap();
+        if i % restart_every == restart_every - 1 {
+            rt.block_on(store.shutdown());
+            drop(store);
+            store = open();
+        }
+    }
+    check_and_reopen(open, store, &rt, tenant.id, zone, &parsed, &teams)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sqlite_store_equals_brute_force_through_checkpoints(stream in stream_strategy(), zone_index in 0usize..ZONES.len(), batch in 1usize..4, restart_every in 1usize..12) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::not_durable()).unwrap()) };
+        equals_brute_force_through_checkpoints(&open, &stream, ZONES[zone_index], batch, restart_every)?;
     }
 }
 

@@ -5,6 +5,7 @@ pub mod backup;
 mod bodies;
 mod first_calls;
 pub mod keys;
+mod parts;
 mod records;
 mod rows;
 mod schema;
@@ -64,8 +65,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn overlay_len(&self) -> usize {
-        self.overlay.read().expect("overlay lock").len()
+    /// The cells the overlay holds, and in how many blocks.
+    fn overlay_size(&self) -> (usize, usize) {
+        let overlay = self.overlay.read().expect("overlay lock");
+        (overlay.len(), overlay.blocks_len())
     }
 
     fn merge_overlay(&self, deltas: DeltaMap) {

@@ -613,6 +613,28 @@ ALTER TABLE calls ADD COLUMN event_seq INTEGER;
     // CONTACT_KEYS: each call's row under its contact in the key runs (`keys::Kind::Contact`),
     // for a meeting's first call (`first_calls`); `migrate` writes those of the stored calls.
     "-- CONTACT_KEYS: the calls by contact in the key runs",
+    r#"
+-- Rollup blocks in parts (sqlite/parts.rs): part 0 is a block's base, parts 1, 2, … the deltas
+-- later checkpoints wrote, merged size-tiered, so that a checkpoint costs what it folds and not
+-- what the blocks it touches hold (a backfill in random time order touches nearly all of them).
+-- Readers add a block's parts up. The rows of `cells` become the bases (numbered in row order,
+-- so that a run of this migration over a table already in parts keeps every row).
+CREATE TABLE cells_in_parts (
+    tenant_id INTEGER NOT NULL,
+    cuboid INTEGER NOT NULL,
+    grain INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    part INTEGER NOT NULL DEFAULT 0,
+    block BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, cuboid, grain, bucket, part)
+);
+INSERT INTO cells_in_parts (tenant_id, cuboid, grain, bucket, part, block)
+    SELECT tenant_id, cuboid, grain, bucket,
+        row_number() OVER (PARTITION BY tenant_id, cuboid, grain, bucket ORDER BY rowid) - 1, block
+    FROM cells ORDER BY tenant_id, cuboid, grain, bucket;
+DROP TABLE cells;
+ALTER TABLE cells_in_parts RENAME TO cells;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each

@@ -7,6 +7,7 @@
 
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys};
+use super::parts;
 use super::records::{MeetingContacts, SqliteRecords};
 use super::schema::{
     CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
@@ -27,7 +28,7 @@ use dialboard_engine::cells::{
 };
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::Conversation;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -46,6 +47,23 @@ pub enum WriteCommand {
 /// Fold deltas into cells when the overlay holds this many cells, or after this long.
 const CHECKPOINT_CELLS: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// ... but an overlay spread over more blocks than this (a backfill in random time order puts a
+/// cell or two in each block of its range) waits for `CHECKPOINT_CELLS`, or at most
+/// `CHECKPOINT_WIDE_EVERY`: a checkpoint writes a row per block, so every 2 s it cost ~7 rows a
+/// call under load (the fewer calls per 2 s, the more a call), three times what it costs once
+/// the cells bound has gathered several calls per block.
+const CHECKPOINT_BLOCKS: usize = 4_096;
+const CHECKPOINT_WIDE_EVERY: Duration = Duration::from_secs(30);
+
+/// Whether an overlay of `cells` in `blocks` is to be folded, `since` the last checkpoint.
+fn checkpoint_due(cells: usize, blocks: usize, since: Duration) -> bool {
+    let every = if blocks > CHECKPOINT_BLOCKS {
+        CHECKPOINT_WIDE_EVERY
+    } else {
+        CHECKPOINT_EVERY
+    };
+    cells >= CHECKPOINT_CELLS || since >= every
+}
 
 /// What the writer keeps in memory about contacts and ids (see each type). Built by scanning
 /// the meetings and the key runs at the first ingest after the store opens (admin commands and
@@ -215,8 +233,8 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             }
         }
         shared.wal_catch_up.between_transactions(&conn);
-        let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
-        if shared.overlay_len() >= CHECKPOINT_CELLS || due {
+        let (cells, blocks) = shared.overlay_size();
+        if checkpoint_due(cells, blocks, last_checkpoint.elapsed()) {
             checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
         }
     }
@@ -447,42 +465,42 @@ fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &Merger, la
 }
 
 /// Folds the overlay into the cells table and drops the folded delta rows, in one
-/// transaction: each touched block is read, merged with its deltas and written back. Readers
-/// hold the overlay's read lock for their whole snapshot, so the commit and the clearing of the
-/// overlay happen together for them.
+/// transaction: each touched block gets its deltas as a new part, merged with its newest parts
+/// or into its base when they have grown (`parts`). Readers hold the overlay's read lock for
+/// their whole snapshot, so the commit and the clearing of the overlay happen together for them.
 fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &Merger) -> Result<usize> {
     if !merger.wait() {
         return Err(StoreError::Database("the merge thread stopped".into()));
     }
-    if shared.overlay_len() == 0 {
+    if shared.overlay_size().0 == 0 {
         return Ok(0);
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let overlay = shared.overlay_for_checkpoint();
     let folded = overlay.len();
-    {
-        let mut read = tx.prepare_cached(
-            "SELECT block FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4",
-        )?;
-        let mut write = tx.prepare_cached(
-            "INSERT OR REPLACE INTO cells (tenant_id, cuboid, grain, bucket, block) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        let mut delete =
-            tx.prepare_cached("DELETE FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4")?;
-        for ((tenant, cuboid, grain, bucket), deltas) in overlay.blocks() {
-            let pk = params![tenant, cuboid, grain as i64, bucket];
-            let stored: Option<Vec<u8>> = read.query_row(pk, |r| r.get(0)).optional()?;
-            let merged = crate::block::merge(stored.as_deref().unwrap_or_default(), deltas)
-                .ok_or_else(|| StoreError::Database("corrupt cell block".into()))?;
-            if merged.is_empty() {
-                delete.execute(pk)?;
-            } else {
-                write.execute(params![tenant, cuboid, grain as i64, bucket, merged])?;
-            }
-        }
+    for (id, deltas) in overlay.blocks() {
+        parts::fold(&tx, id, deltas)?;
     }
     tx.execute_batch("DELETE FROM pending_deltas; DELETE FROM pending_contributions;")?;
     drop(overlay);
     merger.send(Job::Free(shared.commit_checkpoint(tx)?));
     Ok(folded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wide_overlay_waits_for_its_cells() {
+        let (two, ten) = (Duration::from_secs(2), Duration::from_secs(10));
+        assert!(checkpoint_due(10, 10, two), "in time order: every 2 s");
+        assert!(!checkpoint_due(10, 10, Duration::from_secs(1)));
+        assert!(
+            !checkpoint_due(20_000, 10_000, ten),
+            "in random order: a cell or two a block"
+        );
+        assert!(checkpoint_due(CHECKPOINT_CELLS, 10_000, Duration::ZERO));
+        assert!(checkpoint_due(20_000, 10_000, CHECKPOINT_WIDE_EVERY));
+    }
 }
