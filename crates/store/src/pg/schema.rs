@@ -731,6 +731,11 @@ mod versions {
             .contains("CREATE TABLE IF NOT EXISTS badge_baselines"));
     }
 
+    #[test]
+    fn the_event_blocks_version_is_the_migration_that_brings_them() {
+        assert!(super::MIGRATIONS[super::EVENT_BLOCKS_VERSION - 1].contains("CREATE TABLE IF NOT EXISTS event_blocks"));
+    }
+
     /// The version the week and month cells are backfilled below is their migration's: one
     /// too low skipped the backfill for databases of the version just before.
     #[test]
