@@ -214,7 +214,8 @@ fn targets(dialect: Dialect, cutoffs: &Cutoffs) -> Vec<(Target, i64)> {
         let raw = "received_ns < $2".to_string();
         add_weighted("raw_events", "event_blocks", raw, Some("events"), cutoffs.raw_ns);
     }
-    let mut add = |kind, table, condition: String, cutoff: Option<i64>| add_weighted(kind, table, condition, None, cutoff);
+    let mut add =
+        |kind, table, condition: String, cutoff: Option<i64>| add_weighted(kind, table, condition, None, cutoff);
     let received = match dialect {
         Dialect::Sqlite => "received_at",
         Dialect::Postgres => "received_ns",
@@ -297,7 +298,9 @@ pub fn purge(db: &mut impl Sql, dialect: Dialect, tenant_id: i64, cutoffs: &Cuto
         let params: [Val; 2] = [tenant_id.into(), cutoff.into()];
         let found = format!("FROM {} WHERE tenant_id = $1 AND {}", t.table, t.condition);
         let n = match (dry_run, t.weight) {
-            (true, None) => db.query_opt(&format!("SELECT count(*) {found}"), &params)?.map_or(Ok(0), |r| r.int(0))?,
+            (true, None) => db
+                .query_opt(&format!("SELECT count(*) {found}"), &params)?
+                .map_or(Ok(0), |r| r.int(0))?,
             (false, None) => db.execute(&format!("DELETE {found}"), &params)? as i64,
             (true, Some(w)) => {
                 let sql = format!("SELECT coalesce(sum({w}), 0)::bigint {found}");
@@ -305,7 +308,9 @@ pub fn purge(db: &mut impl Sql, dialect: Dialect, tenant_id: i64, cutoffs: &Cuto
             }
             // PostgreSQL only: SQLite has no DELETE in a WITH.
             (false, Some(w)) => {
-                let sql = format!("WITH gone AS (DELETE {found} RETURNING {w}) SELECT coalesce(sum({w}), 0)::bigint FROM gone");
+                let sql = format!(
+                    "WITH gone AS (DELETE {found} RETURNING {w}) SELECT coalesce(sum({w}), 0)::bigint FROM gone"
+                );
                 db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
             }
         };

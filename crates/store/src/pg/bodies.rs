@@ -103,7 +103,12 @@ pub fn versions(db: &mut impl GenericClient, tenant: i64, key: &str) -> Result<V
         &[&tenant, &key],
     )?;
     let ids: HashSet<String> = logged.iter().map(|r| r.get(0)).collect();
-    let received: Vec<i64> = logged.iter().map(|r| r.get(1)).collect::<BTreeSet<_>>().into_iter().collect();
+    let received: Vec<i64> = logged
+        .iter()
+        .map(|r| r.get(1))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut versions = Vec::new();
     for (at, block) in blocks_at(db, tenant, &received)? {
         for e in block.entries().filter(|e| ids.contains(e.event_id)) {
@@ -124,7 +129,11 @@ pub fn versions(db: &mut impl GenericClient, tenant: i64, key: &str) -> Result<V
 
 /// The stored JSON body of events (event id → body), each given with its record's key (a call
 /// id, by which events stored before blocks are found).
-pub fn bodies_of(db: &mut impl GenericClient, tenant: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {
+pub fn bodies_of(
+    db: &mut impl GenericClient,
+    tenant: i64,
+    keys: Vec<(String, String)>,
+) -> Result<HashMap<String, String>> {
     let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
     let logged = db.query(
         &format!(
@@ -135,7 +144,12 @@ pub fn bodies_of(db: &mut impl GenericClient, tenant: i64, keys: Vec<(String, St
         &[&tenant, &ids],
     )?;
     let wanted: HashSet<&str> = ids.iter().copied().collect();
-    let received: Vec<i64> = logged.iter().map(|r| r.get(1)).collect::<BTreeSet<_>>().into_iter().collect();
+    let received: Vec<i64> = logged
+        .iter()
+        .map(|r| r.get(1))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut found = HashMap::new();
     for (_, block) in blocks_at(db, tenant, &received)? {
         for e in block.entries().filter(|e| wanted.contains(e.event_id)) {
@@ -206,9 +220,21 @@ mod tests {
     #[test]
     fn a_block_gives_back_its_events_in_order() {
         let events = [
-            Entry { event_id: "e1", kind: "call", body: r#"{"id":"e1","type":"call"}"# },
-            Entry { event_id: "é2", kind: "agent_status", body: "" },
-            Entry { event_id: "e3", kind: "call", body: "{}" },
+            Entry {
+                event_id: "e1",
+                kind: "call",
+                body: r#"{"id":"e1","type":"call"}"#,
+            },
+            Entry {
+                event_id: "é2",
+                kind: "agent_status",
+                body: "",
+            },
+            Entry {
+                event_id: "e3",
+                kind: "call",
+                body: "{}",
+            },
         ];
         let block = Block::decompress(&encode(events.iter().cloned())).unwrap();
         assert_eq!(block.entries().collect::<Vec<_>>(), events);

@@ -10,8 +10,8 @@
 //! cell blocks plus per-transaction delta rows that queries add in (in one snapshot) until the
 //! compaction folds them.
 
-pub mod cluster;
 mod bodies;
+pub mod cluster;
 mod schema;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
 pub use schema::{
@@ -1454,7 +1454,10 @@ mod tests {
             ]
         );
         let logged: Vec<(String, Option<i64>, Option<String>)> = client
-            .query("SELECT event_id, received_ns, record_key FROM event_ids ORDER BY event_id", &[])
+            .query(
+                "SELECT event_id, received_ns, record_key FROM event_ids ORDER BY event_id",
+                &[],
+            )
             .unwrap()
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))

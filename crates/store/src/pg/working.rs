@@ -613,11 +613,16 @@ impl WorkingSet {
     pub fn flush(&self, tx: &mut Transaction, batches: &[Batch], stored: &[&[bool]], received_ns: i64) -> Result<()> {
         let mut new_events: Vec<(i64, Vec<bodies::Entry>)> = Vec::new();
         for (b, stored) in batches.iter().zip(stored) {
-            let entries = b.events.iter().zip(stored.iter()).filter(|(_, new)| **new).map(|(e, _)| bodies::Entry {
-                event_id: &e.id,
-                kind: e.event.type_name(),
-                body: &e.raw,
-            });
+            let entries = b
+                .events
+                .iter()
+                .zip(stored.iter())
+                .filter(|(_, new)| **new)
+                .map(|(e, _)| bodies::Entry {
+                    event_id: &e.id,
+                    kind: e.event.type_name(),
+                    body: &e.raw,
+                });
             match new_events.iter_mut().find(|(tenant, _)| *tenant == b.tenant) {
                 Some((_, events)) => events.extend(entries),
                 None => new_events.push((b.tenant, entries.collect())),
