@@ -10,6 +10,7 @@
 //! the readers of versions and bodies read those too.
 
 use super::schema::same_id;
+use crate::drill::Version;
 use crate::retention::erased_body;
 use crate::{Result, StoreError};
 use postgres::GenericClient;
@@ -93,8 +94,8 @@ pub fn blocks_at(db: &mut impl GenericClient, tenant: i64, received: &[i64]) -> 
 }
 
 /// Every version of the tenant's record `key` (a call's or a conversation's events), oldest
-/// first: `(event id, type, arrival, body)`.
-pub fn versions(db: &mut impl GenericClient, tenant: i64, key: &str) -> Result<Vec<(String, String, i64, String)>> {
+/// first.
+pub fn versions(db: &mut impl GenericClient, tenant: i64, key: &str) -> Result<Vec<Version>> {
     let logged = db.query(
         &format!(
             "SELECT event_id, received_ns FROM event_ids WHERE tenant_id = $1 AND {} AND received_ns IS NOT NULL",
@@ -112,7 +113,12 @@ pub fn versions(db: &mut impl GenericClient, tenant: i64, key: &str) -> Result<V
     let mut versions = Vec::new();
     for (at, block) in blocks_at(db, tenant, &received)? {
         for e in block.entries().filter(|e| ids.contains(e.event_id)) {
-            versions.push((e.event_id.to_string(), e.kind.to_string(), at, e.body.to_string()));
+            versions.push(Version {
+                event_id: e.event_id.to_string(),
+                kind: e.kind.to_string(),
+                received_ns: at,
+                body: e.body.to_string(),
+            });
         }
     }
     let before_blocks = db.query(
@@ -122,8 +128,13 @@ pub fn versions(db: &mut impl GenericClient, tenant: i64, key: &str) -> Result<V
         ),
         &[&tenant, &key],
     )?;
-    versions.extend(before_blocks.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))));
-    versions.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
+    versions.extend(before_blocks.iter().map(|r| Version {
+        event_id: r.get(0),
+        kind: r.get(1),
+        received_ns: r.get(2),
+        body: r.get(3),
+    }));
+    versions.sort_by(|a, b| (a.received_ns, &a.event_id).cmp(&(b.received_ns, &b.event_id)));
     Ok(versions)
 }
 

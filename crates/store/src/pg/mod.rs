@@ -1001,15 +1001,7 @@ impl Store for PgStore {
                 return Ok(None);
             };
             let (call, analysis) = call_with_analysis(&row)?;
-            let versions = bodies::versions(&mut conn.client, tenant.id, &call_id)?
-                .into_iter()
-                .map(|(event_id, kind, received_ns, body)| drill::Version {
-                    event_id,
-                    kind,
-                    received_ns,
-                    body,
-                })
-                .collect();
+            let versions = bodies::versions(&mut conn.client, tenant.id, &call_id)?;
             Ok(Some(drill::detail(&tenant, &call, analysis.as_ref(), versions)))
         })
         .await
