@@ -93,6 +93,12 @@ pub fn blocks_at(db: &mut impl GenericClient, tenant: i64, received: &[i64]) -> 
     .collect()
 }
 
+/// The distinct arrivals (column 1) of `event_ids` rows: the blocks to read.
+fn arrivals(logged: &[postgres::Row]) -> Vec<i64> {
+    let distinct: BTreeSet<i64> = logged.iter().map(|r| r.get(1)).collect();
+    distinct.into_iter().collect()
+}
+
 /// Every version of the tenant's record `key` (a call's or a conversation's events), oldest
 /// first.
 pub fn versions(db: &mut impl GenericClient, tenant: i64, key: &str) -> Result<Vec<Version>> {
@@ -104,12 +110,7 @@ pub fn versions(db: &mut impl GenericClient, tenant: i64, key: &str) -> Result<V
         &[&tenant, &key],
     )?;
     let ids: HashSet<String> = logged.iter().map(|r| r.get(0)).collect();
-    let received: Vec<i64> = logged
-        .iter()
-        .map(|r| r.get(1))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let received = arrivals(&logged);
     let mut versions = Vec::new();
     for (at, block) in blocks_at(db, tenant, &received)? {
         for e in block.entries().filter(|e| ids.contains(e.event_id)) {
@@ -155,12 +156,7 @@ pub fn bodies_of(
         &[&tenant, &ids],
     )?;
     let wanted: HashSet<&str> = ids.iter().copied().collect();
-    let received: Vec<i64> = logged
-        .iter()
-        .map(|r| r.get(1))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let received = arrivals(&logged);
     let mut found = HashMap::new();
     for (_, block) in blocks_at(db, tenant, &received)? {
         for e in block.entries().filter(|e| wanted.contains(e.event_id)) {
