@@ -191,15 +191,31 @@ struct Target {
     kind: &'static str,
     table: &'static str,
     condition: String,
+    /// What a row counts for (a column), if not one.
+    weight: Option<&'static str>,
 }
 
 fn targets(dialect: Dialect, cutoffs: &Cutoffs) -> Vec<(Target, i64)> {
     let mut out = Vec::new();
-    let mut add = |kind, table, condition: String, cutoff: Option<i64>| {
+    let mut add_weighted = |kind, table, condition: String, weight, cutoff: Option<i64>| {
         if let Some(cutoff) = cutoff {
-            out.push((Target { kind, table, condition }, cutoff));
+            let target = Target {
+                kind,
+                table,
+                condition,
+                weight,
+            };
+            out.push((target, cutoff));
         }
     };
+    if matches!(dialect, Dialect::Postgres) {
+        // The blocks of events (pg/bodies.rs), each counting for the events it holds; `events`
+        // below holds those stored before blocks.
+        let raw = "received_ns < $2".to_string();
+        add_weighted("raw_events", "event_blocks", raw, Some("events"), cutoffs.raw_ns);
+    }
+    let mut add =
+        |kind, table, condition: String, cutoff: Option<i64>| add_weighted(kind, table, condition, None, cutoff);
     let received = match dialect {
         Dialect::Sqlite => "received_at",
         Dialect::Postgres => "received_ns",
@@ -280,15 +296,23 @@ pub fn purge(db: &mut impl Sql, dialect: Dialect, tenant_id: i64, cutoffs: &Cuto
     let mut counts: Counts = KINDS.iter().map(|k| (k.to_string(), 0)).collect();
     for (t, cutoff) in targets(dialect, cutoffs) {
         let params: [Val; 2] = [tenant_id.into(), cutoff.into()];
-        let n = if dry_run {
-            let sql = format!(
-                "SELECT count(*) FROM {} WHERE tenant_id = $1 AND {}",
-                t.table, t.condition
-            );
-            db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
-        } else {
-            let sql = format!("DELETE FROM {} WHERE tenant_id = $1 AND {}", t.table, t.condition);
-            db.execute(&sql, &params)? as i64
+        let found = format!("FROM {} WHERE tenant_id = $1 AND {}", t.table, t.condition);
+        let n = match (dry_run, t.weight) {
+            (true, None) => db
+                .query_opt(&format!("SELECT count(*) {found}"), &params)?
+                .map_or(Ok(0), |r| r.int(0))?,
+            (false, None) => db.execute(&format!("DELETE {found}"), &params)? as i64,
+            (true, Some(w)) => {
+                let sql = format!("SELECT coalesce(sum({w}), 0)::bigint {found}");
+                db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
+            }
+            // PostgreSQL only: SQLite has no DELETE in a WITH.
+            (false, Some(w)) => {
+                let sql = format!(
+                    "WITH gone AS (DELETE {found} RETURNING {w}) SELECT coalesce(sum({w}), 0)::bigint FROM gone"
+                );
+                db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
+            }
         };
         if let Some(count) = counts.get_mut(t.kind) {
             *count += n;

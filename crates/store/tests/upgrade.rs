@@ -5,7 +5,7 @@ use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
-use dialboard_store::{DirectoryKind, Store, TenantSettings};
+use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantSettings};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -642,4 +642,91 @@ fn meetings_after_an_upgrade_find_their_first_call_among_older_calls() {
     rt.block_on(store.ingest(tenant.id, parse(&[moved]))).unwrap();
     assert_eq!(days(&store), json!(1.5));
     rt.block_on(store.shutdown());
+}
+
+/// Before event blocks (PostgreSQL's version 19) each event was an `events` row with its body,
+/// and `event_ids` held only the id. Those rows stay where they are: a call's versions, an
+/// export's bodies, an erasure and a purge take them as well as the blocks written since.
+#[test]
+fn events_of_older_postgresql_databases_stay_readable() {
+    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+    let url = cluster.create_database().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    let parse = |events: &[serde_json::Value]| -> Vec<ParsedEvent> {
+        events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect()
+    };
+    let call = |id: &str, disposition: &str, updated: &str| {
+        json!({"id": id, "type": "call", "call_id": "c1", "agent_id": "a1", "disposition": disposition,
+               "contact_id": "ct-1", "notes": format!("notes of {id}"),
+               "started_at": "2026-03-02T10:00:00Z", "updated_at": updated})
+    };
+    let first = call("e1", "No Answer", "2026-03-02T10:01:00Z");
+    let store = PgStore::open(&url).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    rt.block_on(store.ingest(tenant.id, parse(std::slice::from_ref(&first))))
+        .unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+    // Version 18's layout: the event in an `events` row, its id alone in `event_ids`.
+    let body = parse(std::slice::from_ref(&first))[0].raw.clone();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE events_old PARTITION OF events DEFAULT;
+             INSERT INTO events (tenant_id, received_ns, event_id, type, record_key, body)
+                 SELECT tenant_id, received_ns, event_id, 'call', record_key, {body} FROM event_ids;
+             UPDATE event_ids SET received_ns = NULL, record_key = NULL;
+             DELETE FROM event_blocks;
+             UPDATE schema_version SET version = {};",
+            dialboard_store::pg::EVENT_BLOCKS_VERSION - 1,
+            body = postgres_text(&body),
+        ))
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let request = CallsRequest {
+        query: json!({"range": {"start": "2026-03-01", "end": "2026-03-08"}}),
+        cursor: None,
+        limit: 10,
+    };
+    let page = rt
+        .block_on(store.export_calls(tenant.id, request, 1_773_000_000))
+        .unwrap()
+        .unwrap();
+    let exported: serde_json::Value = serde_json::from_str(page.rows[0].body.as_ref().unwrap()).unwrap();
+    assert_eq!(exported["notes"], "notes of e1");
+    // A duplicate of the old event, and a correction (into a block).
+    let second = call("e2", "Connected", "2026-03-02T10:05:00Z");
+    let summary = rt.block_on(store.ingest(tenant.id, parse(&[first, second]))).unwrap();
+    assert_eq!((summary.accepted, summary.duplicates), (1, 1));
+    let detail = rt.block_on(store.call(tenant.id, "c1")).unwrap().unwrap();
+    let versions: Vec<(&str, &str)> = detail["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["event_id"].as_str().unwrap(), v["event"]["notes"].as_str().unwrap()))
+        .collect();
+    assert_eq!(versions, [("e1", "notes of e1"), ("e2", "notes of e2")]);
+    // Both events held the contact's notes: both lose them.
+    assert_eq!(rt.block_on(store.erase_contact(tenant.id, "ct-1")).unwrap(), 2);
+    let detail = rt.block_on(store.call(tenant.id, "c1")).unwrap().unwrap();
+    for v in detail["versions"].as_array().unwrap() {
+        assert!(v["event"].get("notes").is_none(), "{v}");
+    }
+    let cutoffs = dialboard_store::retention::Cutoffs {
+        raw_ns: Some(i64::MAX),
+        ..Default::default()
+    };
+    let counted = rt.block_on(store.purge(tenant.id, cutoffs.clone(), true)).unwrap();
+    let deleted = rt.block_on(store.purge(tenant.id, cutoffs, false)).unwrap();
+    assert_eq!(counted["raw_events"], 2, "{counted:?}");
+    assert_eq!(deleted, counted);
+    rt.block_on(store.shutdown());
+}
+
+/// `text` as an SQL string literal.
+fn postgres_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }

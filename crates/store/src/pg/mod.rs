@@ -10,11 +10,13 @@
 //! cell blocks plus per-transaction delta rows that queries add in (in one snapshot) until the
 //! compaction folds them.
 
+mod bodies;
 pub mod cluster;
 mod schema;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
 pub use schema::{
-    AGENT_WEEKS_VERSION, BADGE_BASELINES_VERSION, CALL_INTENTS_VERSION, HASHED_KEYS_VERSION, TEAM_CAMPAIGNS_VERSION,
+    AGENT_WEEKS_VERSION, BADGE_BASELINES_VERSION, CALL_INTENTS_VERSION, EVENT_BLOCKS_VERSION, HASHED_KEYS_VERSION,
+    TEAM_CAMPAIGNS_VERSION,
 };
 mod working;
 mod writer;
@@ -247,14 +249,12 @@ impl Shared {
             }
             Notice::Stored { tenant, received_ns } => {
                 let info = self.tenant(client, tenant)?;
-                let rows = client.query(
-                    "SELECT body FROM events WHERE tenant_id = $1 AND received_ns = $2 ORDER BY seq",
-                    &[&tenant, &received_ns],
-                )?;
+                let blocks = bodies::blocks_at(client, tenant, &[received_ns])?;
                 // Accepted once, so valid; a taxonomy changed since could reject one: skip it.
-                let events: Vec<ParsedEvent> = rows
+                let events: Vec<ParsedEvent> = blocks
                     .iter()
-                    .filter_map(|r| parse_event_text(r.get(0), &info.taxonomy).ok())
+                    .flat_map(|(_, block)| block.entries())
+                    .filter_map(|e| parse_event_text(e.body, &info.taxonomy).ok())
                     .collect();
                 self.changes.publish(Change {
                     tenant_id: tenant,
@@ -560,26 +560,6 @@ const STREAKS: &str = "SELECT (SELECT count(*) FROM calls c WHERE c.tenant_id = 
      AND x.started_ns >= $2 AND x.started_ns < $3 AND x.disposition <> ALL($5::text[]) \
      ORDER BY x.started_ns DESC, x.call_id DESC LIMIT 1) b ON true ORDER BY a.ord";
 
-/// The stored JSON body of events (event id → body), each given with its record's key (a call
-/// id): found through the index PostgreSQL has on record keys.
-fn event_bodies(
-    client: &mut impl postgres::GenericClient,
-    tenant_id: i64,
-    keys: Vec<(String, String)>,
-) -> Result<HashMap<String, String>> {
-    // Events are found through their record's key (the index PostgreSQL has on them).
-    let (records, ids): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
-    let rows = client.query(
-        &format!(
-            "SELECT DISTINCT event_id, body FROM unnest($2::text[]) AS wanted(v), LATERAL (SELECT event_id, body \
-             FROM events WHERE tenant_id = $1 AND {} AND event_id = ANY($3) OFFSET 0) AS found",
-            same_id("record_hash", "record_key", "wanted.v")
-        ),
-        &[&tenant_id, &records, &ids],
-    )?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
 /// The start (ns) of the tenant's earliest call: where a drill-down's `all_time` begins.
 fn earliest_call(conn: &mut Conn, tenant_id: i64) -> Result<Option<i64>> {
     let statement = conn.prepare("SELECT min(started_ns) FROM calls WHERE tenant_id = $1")?;
@@ -590,7 +570,10 @@ fn earliest_call(conn: &mut Conn, tenant_id: i64) -> Result<Option<i64>> {
 /// ([`drill::Drill::pushed`], in that order from `$6`); the planner picks the index.
 fn drill_sql(pushed: &[drill::Pushed]) -> String {
     let mut sql = String::from(
-        "WHERE c.tenant_id = $1 AND c.started_ns >= $2 AND c.started_ns < $3 AND (c.started_ns, c.call_id) < ($4, $5)",
+        // `started_ns <= $4` beside the cursor: the indexes by value end in the start, not the
+        // call id, and bound their scan by it.
+        "WHERE c.tenant_id = $1 AND c.started_ns >= $2 AND c.started_ns < $3 AND c.started_ns <= $4 \
+         AND (c.started_ns, c.call_id) < ($4, $5)",
     );
     for (i, p) in pushed.iter().enumerate() {
         let null = if p.or_null {
@@ -1018,24 +1001,7 @@ impl Store for PgStore {
                 return Ok(None);
             };
             let (call, analysis) = call_with_analysis(&row)?;
-            let versions = conn
-                .client
-                .query(
-                    &format!(
-                        "SELECT event_id, type, received_ns, body FROM events WHERE tenant_id = $1 AND {} \
-                         ORDER BY received_ns, event_id",
-                        same_id("record_hash", "record_key", "$2::text")
-                    ),
-                    &[&tenant.id, &call_id],
-                )?
-                .iter()
-                .map(|r| drill::Version {
-                    event_id: r.get(0),
-                    kind: r.get(1),
-                    received_ns: r.get(2),
-                    body: r.get(3),
-                })
-                .collect();
+            let versions = bodies::versions(&mut conn.client, tenant.id, &call_id)?;
             Ok(Some(drill::detail(&tenant, &call, analysis.as_ref(), versions)))
         })
         .await
@@ -1249,7 +1215,7 @@ impl Store for PgStore {
     }
 
     async fn event_bodies(&self, tenant_id: i64, keys: Vec<(String, String)>) -> Result<HashMap<String, String>> {
-        self.with(move |conn, _| event_bodies(&mut conn.client, tenant_id, keys))
+        self.with(move |conn, _| bodies::bodies_of(&mut conn.client, tenant_id, keys))
             .await
     }
 
@@ -1279,7 +1245,7 @@ impl Store for PgStore {
                 .iter()
                 .map(|(c, _)| (c.call_id.clone(), c.event_id.clone()))
                 .collect();
-            let bodies = event_bodies(&mut tx, tenant.id, keys)?;
+            let bodies = bodies::bodies_of(&mut tx, tenant.id, keys)?;
             tx.commit()?;
             Ok(Ok(drill::export_page(calls, next_cursor, bodies)))
         })
@@ -1343,14 +1309,16 @@ impl Store for PgStore {
         let contact_id = contact_id.to_string();
         self.with(move |conn, _| {
             let mut tx = conn.client.transaction()?;
-            let n = retention::erase_contact(&mut Pg(&mut tx), retention::Dialect::Postgres, tenant_id, &contact_id)?;
+            // Events stored before blocks in their rows, the others in their blocks.
+            let n = retention::erase_contact(&mut Pg(&mut tx), retention::Dialect::Postgres, tenant_id, &contact_id)?
+                + bodies::erase_contact(&mut tx, tenant_id, &contact_id)?;
             tx.commit()?;
             if n > 0 {
-                // The UPDATE left the old row versions, personal data included, in the table's
+                // The UPDATEs left the old row versions, personal data included, in the tables'
                 // pages (and TOAST) until a vacuum: remove them now rather than whenever
                 // autovacuum comes by. VACUUM cannot run inside a transaction. (The WAL and
                 // backups still hold them: docs/OPERATIONS.md.)
-                conn.client.batch_execute("VACUUM events")?;
+                conn.client.batch_execute("VACUUM events, event_blocks")?;
             }
             Ok(n)
         })
@@ -1427,6 +1395,72 @@ mod tests {
         }
         let found = client.query(&call_keys_by_id(), &[&1i64, &ids]).unwrap().len();
         assert_eq!(found, 1250, "c0 does not exist; c40 … c50000 do");
+    }
+
+    /// A commit's new events are one block per tenant and no `events` row: each logged id
+    /// says the block's arrival and its record; a copy of an id already in the batch is not
+    /// stored twice.
+    #[test]
+    fn a_commit_stores_its_new_events_as_one_block_per_tenant() {
+        use crate::{Store, TenantSettings};
+        use dialboard_engine::event::parse_event;
+        use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+        let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+        let url = cluster.create_database().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = PgStore::open(&url).unwrap();
+        let tenant = rt
+            .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+            .unwrap();
+        let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+        let events: Vec<_> = [
+            serde_json::json!({"id": "e1", "type": "call", "call_id": "c1", "agent_id": "a1",
+                "disposition": "Connected", "started_at": "2026-03-02T10:00:00Z"}),
+            serde_json::json!({"id": "e2", "type": "agent_status", "agent_id": "a1", "status": "idle",
+                "at": "2026-03-02T10:00:00Z"}),
+            serde_json::json!({"id": "e1", "type": "call", "call_id": "c1", "agent_id": "a1",
+                "disposition": "Busy", "started_at": "2026-03-02T10:00:00Z"}),
+        ]
+        .iter()
+        .map(|e| parse_event(e, &taxonomy).unwrap())
+        .collect();
+        let summary = rt.block_on(store.ingest(tenant.id, events.clone())).unwrap();
+        assert_eq!((summary.accepted, summary.duplicates), (2, 1));
+        rt.block_on(store.shutdown());
+        let mut client = Client::connect(&url, NoTls).unwrap();
+        let rows: i64 = client.query_one("SELECT count(*) FROM events", &[]).unwrap().get(0);
+        assert_eq!(rows, 0);
+        let blocks = client
+            .query("SELECT tenant_id, received_ns, events, block FROM event_blocks", &[])
+            .unwrap();
+        assert_eq!(blocks.len(), 1);
+        let (owner, received, count): (i64, i64, i32) = (blocks[0].get(0), blocks[0].get(1), blocks[0].get(2));
+        assert_eq!((owner, count), (tenant.id, 2));
+        let block = super::bodies::Block::decompress(blocks[0].get(3)).unwrap();
+        let stored: Vec<(&str, &str, &str)> = block.entries().map(|e| (e.event_id, e.kind, e.body)).collect();
+        assert_eq!(
+            stored,
+            [
+                ("e1", "call", events[0].raw.as_str()),
+                ("e2", "agent_status", events[1].raw.as_str())
+            ]
+        );
+        let logged: Vec<(String, Option<i64>, Option<String>)> = client
+            .query(
+                "SELECT event_id, received_ns, record_key FROM event_ids ORDER BY event_id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(
+            logged,
+            [
+                ("e1".to_string(), Some(received), Some("c1".to_string())),
+                ("e2".to_string(), Some(received), None)
+            ]
+        );
     }
 
     #[test]

@@ -452,6 +452,39 @@ INSERT INTO badge_baselines (tenant_id)
     // Week and month cells of calls per agent (`cells::AGENT_WEEKS`): summed from its day
     // cells by `backfill_coarse`. Only a comment, which `AGENT_WEEKS_VERSION`'s test finds.
     "-- AGENT_WEEKS: the agent cuboid's week and month cells",
+    r#"
+-- Raw events in blocks (issue 24; pg/bodies.rs). An `events` row per event (its body, a key
+-- by arrival, an index by record) was a heap tuple and two index entries beside the event's
+-- `event_ids` row. Now `event_ids` says where each event is (the arrival of its transaction)
+-- and whose version it is (its record, indexed by hash as the ids are), and the bodies of a
+-- tenant's new events of one ingest transaction are one LZ4 block, stored as it comes
+-- (`EXTERNAL`: PostgreSQL does not try to compress it again). `events` keeps the rows written
+-- before this version; nothing is added to it.
+ALTER TABLE event_ids
+    ADD COLUMN IF NOT EXISTS received_ns BIGINT,
+    ADD COLUMN IF NOT EXISTS record_key TEXT COLLATE "C",
+    ADD COLUMN IF NOT EXISTS record_hash BIGINT GENERATED ALWAYS AS (hashtextextended(record_key, 0)) STORED;
+CREATE INDEX IF NOT EXISTS event_ids_by_record ON event_ids (tenant_id, record_hash) WHERE record_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS event_blocks (
+    tenant_id BIGINT NOT NULL,
+    received_ns BIGINT NOT NULL,
+    events INT NOT NULL,
+    block BYTEA NOT NULL
+);
+ALTER TABLE event_blocks ALTER COLUMN block SET STORAGE EXTERNAL;
+CREATE INDEX IF NOT EXISTS event_blocks_by_arrival ON event_blocks (tenant_id, received_ns);
+-- The drill-down indexes without the call id (36 bytes of text a UUID, in each of four entries
+-- a call): calls of one value that start at the same nanosecond are put in id order when read,
+-- as on SQLite.
+DROP INDEX IF EXISTS calls_by_agent;
+DROP INDEX IF EXISTS calls_by_campaign;
+DROP INDEX IF EXISTS calls_by_team;
+DROP INDEX IF EXISTS calls_by_disposition;
+CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns);
+CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns);
+CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns);
+CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns);
+"#,
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)
@@ -469,6 +502,8 @@ pub const AGENT_WEEKS_VERSION: usize = 18;
 pub const TEAM_CAMPAIGNS_VERSION: usize = 10;
 /// The version that first indexes ids by their hash ([`same_id`]).
 pub const HASHED_KEYS_VERSION: usize = 12;
+/// The version that first keeps raw events in blocks (`event_blocks`, pg/bodies.rs).
+pub const EVENT_BLOCKS_VERSION: usize = 19;
 /// The version that first marks the tenants whose badge history is recorded silently.
 pub const BADGE_BASELINES_VERSION: usize = 17;
 
@@ -633,7 +668,7 @@ fn insert_blocks(
     Ok(())
 }
 
-/// The tables partitioned by month.
+/// The tables partitioned by month (`events` only holds rows written before event blocks).
 pub const PARTITIONED: [&str; 5] = ["events", "calls", "agent_status", "lead_stages", "csat"];
 
 /// The UTC month holding `ns`: its first and next month's first instant (ns) and its name.
@@ -694,6 +729,11 @@ mod versions {
     fn the_badge_baselines_version_is_the_migration_that_brings_them() {
         assert!(super::MIGRATIONS[super::BADGE_BASELINES_VERSION - 1]
             .contains("CREATE TABLE IF NOT EXISTS badge_baselines"));
+    }
+
+    #[test]
+    fn the_event_blocks_version_is_the_migration_that_brings_them() {
+        assert!(super::MIGRATIONS[super::EVENT_BLOCKS_VERSION - 1].contains("CREATE TABLE IF NOT EXISTS event_blocks"));
     }
 
     /// The version the week and month cells are backfilled below is their migration's: one

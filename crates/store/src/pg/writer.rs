@@ -60,15 +60,9 @@ pub fn run(mut client: Client, mut partitions: Partitions, rx: Receiver<Command>
 }
 
 /// The monthly partitions the group's rows go to.
-fn ensure_partitions(
-    client: &mut Client,
-    partitions: &mut Partitions,
-    group: &[IngestRequest],
-    received_ns: i64,
-) -> Result<()> {
+fn ensure_partitions(client: &mut Client, partitions: &mut Partitions, group: &[IngestRequest]) -> Result<()> {
     let mut needed: BTreeSet<(&str, i64)> = BTreeSet::new();
     let month = |ns: i64| super::schema::month_of(ns).0;
-    needed.insert(("events", month(received_ns)));
     for e in group.iter().flat_map(|r| &r.events) {
         let (table, at) = match &e.event {
             Event::Call(c) => ("calls", c.started_ns),
@@ -89,7 +83,7 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
     let started = Instant::now();
     let received_ns = group::now_ns();
     let outcome = (|| {
-        ensure_partitions(client, partitions, &group, received_ns)?;
+        ensure_partitions(client, partitions, &group)?;
         let tenants: BTreeSet<i64> = group.iter().map(|r| r.tenant.id).collect();
         let mut tx = client.transaction()?;
         for tenant in &tenants {
@@ -103,7 +97,7 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
                 events: &r.events,
             })
             .collect();
-        let mut records = WorkingSet::load(&mut tx, &batches)?;
+        let mut records = WorkingSet::load(&mut tx, &batches, received_ns)?;
         let outcome = group::apply_group(&mut records, &group, received_ns)?;
         let stored: Vec<&[bool]> = outcome.iter().map(|a| a.stored.as_slice()).collect();
         records.flush(&mut tx, &batches, &stored, received_ns)?;
