@@ -18,7 +18,7 @@ use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::listing::RecordKind;
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
-use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantSettings};
+use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantInfo, TenantSettings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -617,6 +617,27 @@ fn directory(store: &dyn Store, rt: &tokio::runtime::Runtime, tenant: i64) -> Ag
         .collect()
 }
 
+/// A store with tenant `t` in `zone` and the directory of [`directory`], and `stream` parsed.
+fn start(
+    open: Open,
+    stream: &[Value],
+    zone: &str,
+) -> (
+    tokio::runtime::Runtime,
+    Arc<dyn Store>,
+    Arc<TenantInfo>,
+    Vec<ParsedEvent>,
+    AgentTeams,
+) {
+    let rt = runtime();
+    let store = open();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new(zone)))
+        .unwrap();
+    let teams = directory(&*store, &rt, tenant.id);
+    (rt, store, tenant, parsed(stream), teams)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -652,13 +673,7 @@ fn equals_brute_force(
     fold_midway: bool,
     reopen_midway: bool,
 ) -> Result<(), TestCaseError> {
-    let rt = runtime();
-    let mut store = open();
-    let tenant = rt
-        .block_on(store.create_tenant("t", TenantSettings::new(zone)))
-        .unwrap();
-    let parsed = parsed(stream);
-    let mut teams = directory(&*store, &rt, tenant.id);
+    let (rt, mut store, tenant, parsed, mut teams) = start(open, stream, zone);
     let mut accepted = 0;
     for (i, chunk) in parsed.chunks(batch).enumerate() {
         accepted += rt.block_on(store.ingest(tenant.id, chunk.to_vec())).unwrap().accepted;
@@ -723,13 +738,7 @@ fn equals_brute_force_through_checkpoints(
     batch: usize,
     restart_every: usize,
 ) -> Result<(), TestCaseError> {
-    let rt = runtime();
-    let mut store = open();
-    let tenant = rt
-        .block_on(store.create_tenant("t", TenantSettings::new(zone)))
-        .unwrap();
-    let parsed = parsed(stream);
-    let teams = directory(&*store, &rt, tenant.id);
+    let (rt, mut store, tenant, parsed, teams) = start(open, stream, zone);
     for (i, chunk) in parsed.chunks(batch).enumerate() {
         rt.block_on(store.ingest(tenant.id, chunk.to_vec())).unwrap();
         rt.block_on(store.checkpoint()).unwrap();
