@@ -177,7 +177,10 @@ fn find_filtered(conn: &Connection, kind: Kind, hash: u64, filters: &RunFilters)
         "SELECT data FROM key_chunks WHERE run = ?1 AND first_hash <= ?2 ORDER BY first_hash DESC LIMIT 1",
     )?;
     let mut found = Vec::new();
-    for run in runs.into_iter().filter(|run| filters.get(run).is_none_or(|f| f.maybe(hash))) {
+    for run in runs
+        .into_iter()
+        .filter(|run| filters.get(run).is_none_or(|f| f.maybe(hash)))
+    {
         let mut rows = chunk.query(params![run, ordered(hash)])?;
         if let Some(row) = rows.next()? {
             found.extend(rows_in_chunk(row.get_ref(0)?.as_blob()?, hash));
@@ -528,7 +531,11 @@ impl Keys {
 
     /// Memory the filters take.
     pub fn bytes(&self) -> usize {
-        self.filters.values().chain(self.run_filters.values()).map(Filter::bytes).sum()
+        self.filters
+            .values()
+            .chain(self.run_filters.values())
+            .map(Filter::bytes)
+            .sum()
     }
 }
 
@@ -645,7 +652,10 @@ mod tests {
         let check = |keys: &Keys| {
             let tx = conn.unchecked_transaction().unwrap();
             for (h, seq) in &all {
-                assert!(keys.candidates(&tx, Kind::Contact, *h).unwrap().contains(seq), "{h} {seq}");
+                assert!(
+                    keys.candidates(&tx, Kind::Contact, *h).unwrap().contains(seq),
+                    "{h} {seq}"
+                );
             }
             let mut shared = keys.candidates(&tx, Kind::Contact, 1).unwrap();
             shared.sort();
@@ -654,14 +664,25 @@ mod tests {
         };
         check(&keys);
         let runs: usize = conn
-            .query_row("SELECT count(*) FROM key_runs WHERE kind = ?1", [Kind::Contact as i64], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM key_runs WHERE kind = ?1",
+                [Kind::Contact as i64],
+                |r| r.get(0),
+            )
             .unwrap();
-        assert_eq!(keys.run_filters.len(), runs, "a filter for every run, none for a run gone");
+        assert_eq!(
+            keys.run_filters.len(),
+            runs,
+            "a filter for every run, none for a run gone"
+        );
         let maybe = |keys: &Keys, h: u64| keys.run_filters.values().filter(|f| f.maybe(h)).count();
-        let absent = (0..1_000).map(|i| maybe(&keys, hash(2, &format!("x{i}")))).sum::<usize>();
-        assert!(absent < 1_000 * runs / 20, "{absent} runs read for 1,000 absent contacts of {runs} runs");
+        let absent = (0..1_000)
+            .map(|i| maybe(&keys, hash(2, &format!("x{i}"))))
+            .sum::<usize>();
+        assert!(
+            absent < 1_000 * runs / 20,
+            "{absent} runs read for 1,000 absent contacts of {runs} runs"
+        );
         let reloaded = Keys::load(&conn).unwrap();
         assert_eq!(reloaded.run_filters.len(), runs);
         check(&reloaded);

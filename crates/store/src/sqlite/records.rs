@@ -357,6 +357,9 @@ mod tests {
         assert!((0..1_000).all(|i| analysed.maybe(1, &format!("before-{i}"))));
         assert!((0..capacity + 10).all(|i| analysed.maybe(2, &format!("after-{i}"))));
         let absent = (0..10_000).filter(|i| analysed.maybe(1, &format!("never-{i}"))).count();
-        assert!(absent < 100, "{absent} of 10,000 calls without analysis would probe the table");
+        assert!(
+            absent < 100,
+            "{absent} of 10,000 calls without analysis would probe the table"
+        );
     }
 }
