@@ -526,6 +526,8 @@ impl Keys {
         }
         self.open.clear();
         if grow {
+            // The old filters go before the new ones are built: both at once are the peak.
+            self.filters.clear();
             *self = Keys::load(conn)?;
         }
         Ok(())
