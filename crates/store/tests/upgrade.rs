@@ -652,10 +652,6 @@ fn events_of_older_postgresql_databases_stay_readable() {
     let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
     let url = cluster.create_database().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
-    let parse = |events: &[serde_json::Value]| -> Vec<ParsedEvent> {
-        events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect()
-    };
     let call = |id: &str, disposition: &str, updated: &str| {
         json!({"id": id, "type": "call", "call_id": "c1", "agent_id": "a1", "disposition": disposition,
                "contact_id": "ct-1", "notes": format!("notes of {id}"),
@@ -726,7 +722,58 @@ fn events_of_older_postgresql_databases_stay_readable() {
     rt.block_on(store.shutdown());
 }
 
+/// Events as the server parses them, under the default taxonomy.
+fn parse(events: &[serde_json::Value]) -> Vec<ParsedEvent> {
+    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+    events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect()
+}
+
 /// `text` as an SQL string literal.
 fn postgres_text(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Before `staged_contacts` (PostgreSQL's version 20) the writer looked up every contact's
+/// stages; now only those of the contacts it lists. Opening an older database lists the
+/// contacts its stages name, so a call stored after the upgrade still finds the meeting its
+/// contact booked before it (the days to the meeting count from that call).
+#[test]
+fn stages_of_older_postgresql_databases_stay_found() {
+    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+    let url = cluster.create_database().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    let meeting = json!({"id": "e1", "type": "lead_stage", "contact_id": "p1", "stage": "meeting_booked",
+                         "at": "2026-03-04T22:00:00Z"});
+    rt.block_on(store.ingest(tenant.id, parse(&[meeting]))).unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "DROP TABLE staged_contacts; UPDATE schema_version SET version = {};",
+            dialboard_store::pg::STAGED_CONTACTS_VERSION - 1
+        ))
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let calls = [
+        json!({"id": "e2", "type": "call", "call_id": "c1", "agent_id": "a1", "disposition": "Connected",
+               "contact_id": "p1", "started_at": "2026-03-02T10:00:00Z"}),
+        json!({"id": "e3", "type": "call", "call_id": "c2", "agent_id": "a1", "disposition": "Connected",
+               "contact_id": "p2", "started_at": "2026-03-02T11:00:00Z"}),
+    ];
+    rt.block_on(store.ingest(tenant.id, parse(&calls))).unwrap();
+    let query = json!({"measures": ["avg_days_to_meeting"],
+                       "range": {"start": "2026-03-01", "end": "2026-03-08"}});
+    let totals = rt
+        .block_on(store.query(tenant.id, query, 0))
+        .unwrap()
+        .unwrap()
+        .to_json()["totals"]
+        .clone();
+    assert_eq!(totals, json!({"avg_days_to_meeting": 2.5}));
+    rt.block_on(store.shutdown());
 }

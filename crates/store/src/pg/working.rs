@@ -14,7 +14,7 @@
 //! read whole against the keys (0.1–0.3 s a batch at a few million calls).
 
 use super::bodies;
-use super::schema::same_id;
+use super::schema::{id_hash, same_id};
 use crate::apply::{Neighbour, Records};
 use crate::overlay::DeltaMap;
 use crate::rows::{
@@ -83,6 +83,8 @@ struct TenantSet {
     analyses: Current<CallAnalysis>,
     /// Loaded contacts → stage → the event of first arrival.
     firsts: HashMap<String, HashMap<String, StageChange>>,
+    /// Loaded contacts that `staged_contacts` lists (their stages were looked up).
+    staged: HashSet<String>,
     /// Contacts with a meeting → their calls' starts, by call.
     contact_calls: HashMap<String, HashMap<String, i64>>,
     new_stages: Vec<StageChange>,
@@ -350,17 +352,32 @@ impl TenantSet {
         meetings_in_batch: impl Iterator<Item = &'a str>,
     ) -> Result<()> {
         self.firsts = contacts.iter().map(|c| (c.to_string(), HashMap::new())).collect();
+        // Only the contacts with some stage have first arrivals to look up (each a probe of
+        // every month's partition of `lead_stages`).
         let sql = format!(
-            "SELECT {STAGE_COLUMNS} FROM unnest($2::text[]) AS wanted(v), LATERAL (SELECT DISTINCT ON (stage) \
-             {STAGE_COLUMNS} FROM lead_stages WHERE tenant_id = $1 AND contact_id = wanted.v \
-             ORDER BY stage, at_ns, event_id) AS found"
+            "SELECT wanted.v FROM unnest($2::text[]) AS wanted(v), LATERAL (SELECT FROM staged_contacts \
+             WHERE tenant_id = $1 AND contact_hash = {} OFFSET 0) AS found",
+            id_hash("wanted.v")
         );
-        for row in tx.query(&sql, &[&tenant, &contacts])? {
-            let stage = stage_from_row(&row)?;
-            self.firsts
-                .entry(stage.contact_id.clone())
-                .or_default()
-                .insert(stage.stage.clone(), stage);
+        self.staged = tx
+            .query(&sql, &[&tenant, &contacts])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let staged: Vec<&str> = self.staged.iter().map(String::as_str).collect();
+        if !staged.is_empty() {
+            let sql = format!(
+                "SELECT {STAGE_COLUMNS} FROM unnest($2::text[]) AS wanted(v), LATERAL (SELECT DISTINCT ON (stage) \
+                 {STAGE_COLUMNS} FROM lead_stages WHERE tenant_id = $1 AND contact_id = wanted.v \
+                 ORDER BY stage, at_ns, event_id) AS found"
+            );
+            for row in tx.query(&sql, &[&tenant, &staged])? {
+                let stage = stage_from_row(&row)?;
+                self.firsts
+                    .entry(stage.contact_id.clone())
+                    .or_default()
+                    .insert(stage.stage.clone(), stage);
+            }
         }
         let stored_meetings = self
             .firsts
@@ -794,6 +811,9 @@ impl WorkingSet {
                 Ok(())
             },
         )?;
+        for (tenant, set) in &self.tenants {
+            set.list_staged_contacts(tx, *tenant)?;
+        }
         let scores = || sets().flat_map(|(tenant, set)| set.new_csat.iter().map(move |s| (tenant, s)));
         let columns = format!("tenant_id, {CSAT_COLUMNS}");
         copy(tx, "csat", &columns, &CSAT_TYPES, scores().next().is_some(), |w| {
@@ -814,6 +834,26 @@ impl WorkingSet {
 }
 
 impl TenantSet {
+    /// Lists in `staged_contacts` the contacts of the new stages that it did not list yet.
+    fn list_staged_contacts(&self, tx: &mut Transaction, tenant: i64) -> Result<()> {
+        let unlisted = distinct(
+            self.new_stages
+                .iter()
+                .map(|s| s.contact_id.as_str())
+                .filter(|c| !self.staged.contains(*c)),
+        );
+        if !unlisted.is_empty() {
+            // Two contacts may share a hash: the second finds the row there.
+            let sql = format!(
+                "INSERT INTO staged_contacts (tenant_id, contact_hash) SELECT $1, {} \
+                 FROM unnest($2::text[]) AS wanted(v) ON CONFLICT DO NOTHING",
+                id_hash("wanted.v")
+            );
+            tx.execute(&sql, &[&tenant, &unlisted])?;
+        }
+        Ok(())
+    }
+
     /// Removes the stored rows of replaced calls, analyses and conversations (their new versions
     /// are then written for all tenants at once, by COPY).
     fn remove_replaced(&self, tx: &mut Transaction, tenant: i64) -> Result<()> {

@@ -26,7 +26,8 @@
 
 use dialboard_engine::fxhash::Fx;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 /// What a run indexes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -107,28 +108,137 @@ fn decode(data: &[u8]) -> impl Iterator<Item = (u64, i64)> + '_ {
     })
 }
 
-/// Writes `keys` as a new run of `level`: sorted, in chunks that never split one hash (so a
-/// probe finds every row of a hash in one chunk).
-/// Returns the run, if there were keys.
+/// Writes `keys` as a new run of `level`, sorted; returns the run, if there were keys.
 pub fn write_run(tx: &Transaction, kind: Kind, level: i64, keys: &mut [(u64, i64)]) -> rusqlite::Result<Option<i64>> {
     if keys.is_empty() {
         return Ok(None);
     }
     keys.sort_unstable();
-    tx.prepare_cached("INSERT INTO key_runs (kind, level, keys) VALUES (?1, ?2, ?3)")?
-        .execute(params![kind as i64, level, keys.len() as i64])?;
-    let run = tx.last_insert_rowid();
-    let mut insert = tx.prepare_cached("INSERT INTO key_chunks (run, first_hash, data) VALUES (?1, ?2, ?3)")?;
-    let mut start = 0;
-    while start < keys.len() {
-        let mut end = (start + CHUNK).min(keys.len());
-        while end < keys.len() && keys[end].0 == keys[end - 1].0 {
-            end += 1;
-        }
-        insert.execute(params![run, ordered(keys[start].0), encode(&keys[start..end])])?;
-        start = end;
+    let mut run = RunWriter::start(tx, kind, level, keys.len())?;
+    for key in keys.iter() {
+        run.push(tx, *key)?;
     }
-    Ok(Some(run))
+    let id = run.run;
+    run.finish(tx)?;
+    Ok(Some(id))
+}
+
+/// A run being written, its keys given in order: chunks of [`CHUNK`] keys that never split one
+/// hash (so a probe finds every row of a hash in one chunk).
+struct RunWriter {
+    run: i64,
+    chunk: Vec<(u64, i64)>,
+}
+
+impl RunWriter {
+    fn start(tx: &Transaction, kind: Kind, level: i64, keys: usize) -> rusqlite::Result<RunWriter> {
+        tx.prepare_cached("INSERT INTO key_runs (kind, level, keys) VALUES (?1, ?2, ?3)")?
+            .execute(params![kind as i64, level, keys as i64])?;
+        Ok(RunWriter {
+            run: tx.last_insert_rowid(),
+            chunk: Vec::with_capacity(CHUNK),
+        })
+    }
+
+    fn push(&mut self, tx: &Transaction, key: (u64, i64)) -> rusqlite::Result<()> {
+        if self.chunk.len() >= CHUNK && self.chunk.last().is_some_and(|last| last.0 != key.0) {
+            self.flush(tx)?;
+        }
+        self.chunk.push(key);
+        Ok(())
+    }
+
+    fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
+        tx.prepare_cached("INSERT INTO key_chunks (run, first_hash, data) VALUES (?1, ?2, ?3)")?
+            .execute(params![self.run, ordered(self.chunk[0].0), encode(&self.chunk)])?;
+        self.chunk.clear();
+        Ok(())
+    }
+
+    fn finish(mut self, tx: &Transaction) -> rusqlite::Result<()> {
+        if !self.chunk.is_empty() {
+            self.flush(tx)?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored run read in order, a chunk at a time.
+struct RunReader {
+    run: i64,
+    /// Where the next chunk's first hash starts (`None` once the last chunk was read).
+    next_first: Option<i64>,
+    keys: std::vec::IntoIter<(u64, i64)>,
+}
+
+impl RunReader {
+    fn new(run: i64) -> RunReader {
+        RunReader {
+            run,
+            next_first: Some(i64::MIN),
+            keys: Vec::new().into_iter(),
+        }
+    }
+
+    fn next(&mut self, tx: &Transaction) -> rusqlite::Result<Option<(u64, i64)>> {
+        loop {
+            if let Some(key) = self.keys.next() {
+                return Ok(Some(key));
+            }
+            let Some(from) = self.next_first else {
+                return Ok(None);
+            };
+            let chunk = tx
+                .prepare_cached(
+                    "SELECT first_hash, data FROM key_chunks WHERE run = ?1 AND first_hash >= ?2 \
+                     ORDER BY first_hash LIMIT 1",
+                )?
+                .query_row(params![self.run, from], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        decode(r.get_ref(1)?.as_blob()?).collect::<Vec<_>>(),
+                    ))
+                })
+                .optional()?;
+            match chunk {
+                Some((first, keys)) => {
+                    // Chunks never share a first hash: the next one starts above this one's.
+                    self.next_first = first.checked_add(1);
+                    self.keys = keys.into_iter();
+                }
+                None => self.next_first = None,
+            }
+        }
+    }
+}
+
+/// Merges `runs` (`(run, keys)`) into one run of `level`, a chunk of each at a time, and deletes
+/// them: memory stays a few chunks whatever the runs hold (a merge of the top level at 10M
+/// calls is 16M keys, 256 MB if held). Returns how many keys were rewritten.
+fn merge_runs(tx: &Transaction, kind: Kind, level: i64, runs: &[(i64, i64)]) -> rusqlite::Result<usize> {
+    let total = runs.iter().map(|(_, keys)| *keys as usize).sum();
+    let mut readers: Vec<RunReader> = runs.iter().map(|(run, _)| RunReader::new(*run)).collect();
+    let mut next = BinaryHeap::with_capacity(readers.len());
+    for (i, reader) in readers.iter_mut().enumerate() {
+        if let Some(key) = reader.next(tx)? {
+            next.push(Reverse((key, i)));
+        }
+    }
+    let mut merged = RunWriter::start(tx, kind, level, total)?;
+    while let Some(Reverse((key, i))) = next.pop() {
+        merged.push(tx, key)?;
+        if let Some(key) = readers[i].next(tx)? {
+            next.push(Reverse((key, i)));
+        }
+    }
+    merged.finish(tx)?;
+    for (run, _) in runs {
+        tx.prepare_cached("DELETE FROM key_chunks WHERE run = ?1")?
+            .execute([run])?;
+        tx.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?
+            .execute([run])?;
+    }
+    Ok(total)
 }
 
 /// The rows every run of `kind` lists for `hash` (candidates: the caller checks their ids).
@@ -248,37 +358,22 @@ pub fn compact(conn: &mut Connection, mut keys_view: Option<&mut Keys>) -> rusql
         return Ok(0);
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut merged_filters = Vec::new();
     for kind in Kind::ALL {
         let mut level = 0;
         // A merge may fill the level above it: go up while there are levels.
         while level <= top_level(&tx, kind)? {
-            let runs: Vec<i64> = tx
-                .prepare_cached("SELECT run FROM key_runs WHERE kind = ?1 AND level = ?2")?
-                .query_map(params![kind as i64, level], |r| r.get(0))?
+            let runs: Vec<(i64, i64)> = tx
+                .prepare_cached("SELECT run, keys FROM key_runs WHERE kind = ?1 AND level = ?2")?
+                .query_map(params![kind as i64, level], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             if runs.len() >= FANOUT {
-                let mut keys = Vec::new();
-                for run in &runs {
-                    let mut chunks = tx.prepare_cached("SELECT data FROM key_chunks WHERE run = ?1")?;
-                    let mut rows = chunks.query([run])?;
-                    while let Some(row) = rows.next()? {
-                        keys.extend(decode(row.get_ref(0)?.as_blob()?));
-                    }
-                    tx.prepare_cached("DELETE FROM key_chunks WHERE run = ?1")?
-                        .execute([run])?;
-                    tx.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?
-                        .execute([run])?;
-                }
-                rewritten += keys.len();
-                let merged = write_run(&tx, kind, level + 1, &mut keys)?;
+                rewritten += merge_runs(&tx, kind, level + 1, &runs)?;
                 if let Some(view) = keys_view.as_deref_mut().filter(|_| kind == RUN_FILTERED) {
-                    // A deleted run's number may be the new run's (SQLite reuses the greatest
-                    // rowid): its filter goes now, the new one only with the commit.
-                    for run in &runs {
+                    // A merged run's number may be the new run's (SQLite reuses the greatest
+                    // rowid): its filter goes now, the new run's comes after the commit.
+                    for (run, _) in &runs {
                         view.run_filters.remove(run);
                     }
-                    merged_filters.extend(merged.map(|run| (run, run_filter(keys.iter().map(|k| k.0)))));
                 }
             }
             level += 1;
@@ -286,7 +381,7 @@ pub fn compact(conn: &mut Connection, mut keys_view: Option<&mut Keys>) -> rusql
     }
     tx.commit()?;
     if let Some(view) = keys_view {
-        view.run_filters.extend(merged_filters);
+        view.filter_new_runs(conn)?;
     }
     Ok(rewritten)
 }
@@ -444,10 +539,24 @@ impl Keys {
             }
             filters.insert(kind, filter);
         }
-        let mut run_filters = RunFilters::default();
+        let mut keys = Keys {
+            filters,
+            run_filters: RunFilters::default(),
+            open_run: None,
+            open: HashMap::default(),
+            added: Vec::new(),
+        };
+        keys.filter_new_runs(conn)?;
+        Ok(keys)
+    }
+
+    /// Builds the filter of every run of contacts that has none (all of them at a load; a
+    /// merged run after its merge committed): one sequential read of its chunks.
+    fn filter_new_runs(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let runs: Vec<i64> = conn
             .prepare_cached("SELECT run FROM key_runs WHERE kind = ?1")?
             .query_map([RUN_FILTERED as i64], |r| r.get(0))?
+            .filter(|run| run.as_ref().map_or(true, |run| !self.run_filters.contains_key(run)))
             .collect::<rusqlite::Result<_>>()?;
         let mut chunks = conn.prepare_cached("SELECT data FROM key_chunks WHERE run = ?1")?;
         for run in runs {
@@ -456,15 +565,9 @@ impl Keys {
             while let Some(row) = rows.next()? {
                 hashes.extend(decode(row.get_ref(0)?.as_blob()?).map(|(hash, _)| hash));
             }
-            run_filters.insert(run, run_filter(hashes.into_iter()));
+            self.run_filters.insert(run, run_filter(hashes.into_iter()));
         }
-        Ok(Keys {
-            filters,
-            run_filters,
-            open_run: None,
-            open: HashMap::default(),
-            added: Vec::new(),
-        })
+        Ok(())
     }
 
     /// The rows that may hold the id hashed to `hash`: the open transaction's, then the runs'
@@ -517,6 +620,8 @@ impl Keys {
         self.open.clear();
         self.run_filters.extend(self.open_run.take());
         if grow {
+            // The old filters go before the new ones are built: both at once are the peak.
+            self.filters.clear();
             *self = Keys::load(conn)?;
         }
         Ok(())
@@ -686,5 +791,62 @@ mod tests {
         let reloaded = Keys::load(&conn).unwrap();
         assert_eq!(reloaded.run_filters.len(), runs);
         check(&reloaded);
+    }
+
+    /// A merge streams its runs chunk by chunk: the merged run holds every key of its inputs
+    /// once, sorted, in chunks of at least [`CHUNK`] keys (the last excepted) that never split
+    /// a hash — also when one hash has more rows than a chunk holds.
+    #[test]
+    fn a_merge_keeps_every_key_in_whole_sorted_chunks() {
+        let mut conn = store();
+        let mut all = Vec::new();
+        for run in 0..FANOUT {
+            let tx = conn.transaction().unwrap();
+            let mut keys: Vec<(u64, i64)> = (0..700)
+                .map(|i| {
+                    let seq = (run * 1_000 + i) as i64;
+                    // A hash that spans chunks, a few keys at the ends of the range.
+                    let h = match i % 7 {
+                        0 => 7,
+                        1 if i < 30 => 0,
+                        2 if i < 30 => u64::MAX,
+                        _ => hash(run as i64, &format!("{i}")),
+                    };
+                    (h, seq)
+                })
+                .collect();
+            all.extend(keys.iter().copied());
+            write_run(&tx, Kind::Event, 0, &mut keys).unwrap();
+            tx.commit().unwrap();
+        }
+        assert_eq!(compact(&mut conn, None).unwrap(), all.len());
+        let (level, stored): (i64, i64) = conn
+            .query_row("SELECT level, keys FROM key_runs", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((level, stored), (1, all.len() as i64));
+        let chunks: Vec<(i64, Vec<(u64, i64)>)> = conn
+            .prepare("SELECT first_hash, data FROM key_chunks ORDER BY first_hash")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, decode(r.get_ref(1)?.as_blob()?).collect())))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for (i, (first, keys)) in chunks.iter().enumerate() {
+            assert_eq!(*first, ordered(keys[0].0));
+            assert!(
+                i + 1 == chunks.len() || keys.len() >= CHUNK,
+                "chunk {i}: {} keys",
+                keys.len()
+            );
+            if let Some((_, next)) = chunks.get(i + 1) {
+                assert_ne!(keys.last().unwrap().0, next[0].0, "chunk {i} splits a hash");
+            }
+        }
+        let merged: Vec<(u64, i64)> = chunks.into_iter().flat_map(|(_, keys)| keys).collect();
+        all.sort_unstable();
+        assert_eq!(merged, all);
+        let mut sevens = find(&conn, Kind::Event, 7).unwrap();
+        sevens.sort_unstable();
+        assert_eq!(sevens.len(), FANOUT * 100);
     }
 }
