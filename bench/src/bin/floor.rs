@@ -244,7 +244,7 @@ fn ingest_appended(conn: &mut Connection, calls: &[Call], catch_up: &CatchUp) ->
         keys.write(&tx)?;
         tx.commit()?;
         keys.committed(conn)?;
-        keys::compact(conn)?;
+        keys::compact(conn, None)?;
     }
     Ok(())
 }

@@ -32,6 +32,11 @@ pub trait Records {
     fn first_call(&mut self, tenant: i64, contact: &str) -> Result<Option<i64>>;
     /// The event by which a contact first reached `stage` (earliest `(at, event id)`).
     fn first_arrival(&mut self, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>>;
+    /// Whether the contact may have reached the meeting stage: `false` only if it has not. A
+    /// store that can answer this without reading the meeting spares each call that lookup.
+    fn may_have_meeting(&mut self, tenant: i64, contact: &str) -> Result<bool> {
+        Ok(self.first_arrival(tenant, contact, MEETING_STAGE)?.is_some())
+    }
     fn put_stage(&mut self, tenant: i64, stage: &StageChange) -> Result<()>;
     fn conversation(&mut self, tenant: i64, id: &str) -> Result<Option<Conversation>>;
     fn put_conversation(&mut self, tenant: i64, conversation: &Conversation) -> Result<()>;
@@ -153,13 +158,24 @@ fn apply_call(
         .filter_map(|c| c.contact_id.as_deref())
         .collect();
     contacts.dedup();
-    let mut meetings = Vec::new();
+    // The first calls of those that may have a meeting; the meeting itself is read only if the
+    // first call moves (rare: a call earlier than the contact's first, or a correction of it).
+    let mut firsts = Vec::new();
     for contact in contacts {
-        if let Some(meeting) = records.first_arrival(tenant.id, contact, MEETING_STAGE)? {
-            meetings.push((meeting, records.first_call(tenant.id, contact)?));
+        if records.may_have_meeting(tenant.id, contact)? {
+            firsts.push((contact.to_string(), records.first_call(tenant.id, contact)?));
         }
     }
     records.put_call(tenant.id, call, current.as_ref())?;
+    let mut meetings = Vec::new();
+    for (contact, before) in firsts {
+        let after = records.first_call(tenant.id, &contact)?;
+        if after != before {
+            if let Some(meeting) = records.first_arrival(tenant.id, &contact, MEETING_STAGE)? {
+                meetings.push((meeting, before, after));
+            }
+        }
+    }
     let old = current.map(|call| Counted::Call {
         call,
         analysis: analysis.clone(),
@@ -170,19 +186,16 @@ fn apply_call(
     };
     replace(out, old, new);
     // A meeting counts the days since its contact's first call: when that moves, so does it.
-    for (meeting, before) in meetings {
-        let after = records.first_call(tenant.id, &meeting.contact_id)?;
-        if after != before {
-            let old = Counted::Stage {
-                stage: meeting.clone(),
-                first_call_ns: before,
-            };
-            let new = Counted::Stage {
-                stage: meeting,
-                first_call_ns: after,
-            };
-            replace(out, Some(old), new);
-        }
+    for (meeting, before, after) in meetings {
+        let old = Counted::Stage {
+            stage: meeting.clone(),
+            first_call_ns: before,
+        };
+        let new = Counted::Stage {
+            stage: meeting,
+            first_call_ns: after,
+        };
+        replace(out, Some(old), new);
     }
     Ok(())
 }

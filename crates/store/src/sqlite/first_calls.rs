@@ -237,7 +237,7 @@ mod tests {
                     contacts.first_calls.committed();
                     contacts.keys.committed(&conn).unwrap();
                     committed.extend(out);
-                    keys::compact(&mut conn).unwrap();
+                    keys::compact(&mut conn, Some(&mut contacts.keys)).unwrap();
                     if matches!(end, End::CommitAndReopen) {
                         contacts = Contacts::load(&conn).unwrap();
                     }

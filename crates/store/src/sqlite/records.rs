@@ -3,7 +3,7 @@
 
 use super::bodies::PendingBodies;
 use super::first_calls::FirstCalls;
-use super::keys::{self, Keys, Kind};
+use super::keys::{self, Filter, Keys, Kind};
 use super::rows::{
     put_call, upsert_analysis, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT, SELECT_CONVERSATION,
     SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
@@ -43,9 +43,48 @@ impl MeetingContacts {
     }
 }
 
+/// The calls that have an analysis, as a filter of their hashed ids kept by the writer. Every
+/// new call asks for its analysis (one may have come before the call) and nearly all have none:
+/// answering that from memory spares each call a B-tree probe of `call_analysis` by its id. The
+/// filter only ever errs towards "maybe": an analysis purged, erased or added by a transaction
+/// that rolled back costs that probe, nothing else.
+pub struct AnalysedCalls(Filter);
+
+impl AnalysedCalls {
+    pub fn load(conn: &Connection) -> rusqlite::Result<AnalysedCalls> {
+        let stored: i64 = conn.query_row("SELECT count(*) FROM call_analysis", [], |r| r.get(0))?;
+        let mut filter = Filter::with_capacity(2 * stored as usize);
+        let mut stmt = conn.prepare("SELECT tenant_id, call_id FROM call_analysis")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            filter.insert(keys::hash(row.get(0)?, row.get_ref(1)?.as_str()?));
+        }
+        Ok(AnalysedCalls(filter))
+    }
+
+    fn maybe(&self, tenant: i64, call_id: &str) -> bool {
+        self.0.maybe(keys::hash(tenant, call_id))
+    }
+
+    /// An analysis was stored (in `conn`'s open transaction): the filter grows, rebuilt from
+    /// the table, once past its capacity.
+    fn add(&mut self, conn: &Connection, tenant: i64, call_id: &str) -> rusqlite::Result<()> {
+        self.0.insert(keys::hash(tenant, call_id));
+        if self.0.full() {
+            *self = AnalysedCalls::load(conn)?;
+        }
+        Ok(())
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.0.bytes()
+    }
+}
+
 pub struct SqliteRecords<'a> {
     pub tx: &'a Transaction<'a>,
     pub meetings: &'a mut MeetingContacts,
+    pub analysed: &'a mut AnalysedCalls,
     pub first_calls: &'a mut FirstCalls,
     pub keys: &'a mut Keys,
     /// The new events' bodies, written as one compressed block per tenant before the commit.
@@ -60,8 +99,13 @@ pub struct SqliteRecords<'a> {
 impl SqliteRecords<'_> {
     /// The row of the tenant's call `call_id`, and the call.
     fn find_call(&self, tenant: i64, call_id: &str) -> Result<Option<(i64, CallRecord)>> {
+        let candidates = self.keys.candidates(self.tx, Kind::Call, keys::hash(tenant, call_id))?;
+        if candidates.is_empty() {
+            // A new call (nearly every one): no statement looked up (its SQL hashed) for nothing.
+            return Ok(None);
+        }
         let mut stmt = self.tx.prepare_cached(SELECT_CALL_AT)?;
-        for seq in self.keys.candidates(self.tx, Kind::Call, keys::hash(tenant, call_id))? {
+        for seq in candidates {
             if let Some(call) = stmt
                 .query_row(params![seq, tenant, call_id], |r| call_from_row(r, 0))
                 .optional()?
@@ -76,12 +120,15 @@ impl SqliteRecords<'_> {
 impl Records for SqliteRecords<'_> {
     fn log_event(&mut self, tenant: i64, e: &ParsedEvent, received_ns: i64) -> Result<bool> {
         let hash = keys::hash(tenant, &e.id);
-        let mut known = self
-            .tx
-            .prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND tenant_id = ?2 AND event_id = ?3")?;
-        for seq in self.keys.candidates(self.tx, Kind::Event, hash)? {
-            if known.exists(params![seq, tenant, e.id])? {
-                return Ok(false);
+        let candidates = self.keys.candidates(self.tx, Kind::Event, hash)?;
+        if !candidates.is_empty() {
+            let mut known = self
+                .tx
+                .prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND tenant_id = ?2 AND event_id = ?3")?;
+            for seq in candidates {
+                if known.exists(params![seq, tenant, e.id])? {
+                    return Ok(false);
+                }
             }
         }
         let record_key = e.event.record_key();
@@ -104,6 +151,9 @@ impl Records for SqliteRecords<'_> {
         // The keys of purged rows stay in the runs: a key (of this id, but for a 64-bit hash
         // collision) whose row is gone was purged. A live call's own row answers first.
         let candidates = self.keys.candidates(self.tx, Kind::Call, keys::hash(tenant, call_id))?;
+        if candidates.is_empty() {
+            return Ok(false);
+        }
         let mut exists = self.tx.prepare_cached("SELECT 1 FROM calls WHERE seq = ?1")?;
         let mut gone = false;
         for seq in candidates {
@@ -147,6 +197,9 @@ impl Records for SqliteRecords<'_> {
     }
 
     fn analysis(&mut self, tenant: i64, call_id: &str) -> Result<Option<CallAnalysis>> {
+        if !self.analysed.maybe(tenant, call_id) {
+            return Ok(None);
+        }
         Ok(self
             .tx
             .prepare_cached(SELECT_ANALYSIS)?
@@ -156,7 +209,8 @@ impl Records for SqliteRecords<'_> {
     }
 
     fn put_analysis(&mut self, tenant: i64, analysis: &CallAnalysis) -> Result<()> {
-        Ok(upsert_analysis(self.tx, tenant, analysis)?)
+        upsert_analysis(self.tx, tenant, analysis)?;
+        Ok(self.analysed.add(self.tx, tenant, &analysis.call_id)?)
     }
 
     fn first_call(&mut self, tenant: i64, contact: &str) -> Result<Option<i64>> {
@@ -172,6 +226,10 @@ impl Records for SqliteRecords<'_> {
             .prepare_cached(SELECT_FIRST_STAGE)?
             .query_row(params![tenant, contact, stage], |r| stage_from_row(r))
             .optional()?)
+    }
+
+    fn may_have_meeting(&mut self, tenant: i64, contact: &str) -> Result<bool> {
+        Ok(self.meetings.contains(tenant, contact))
     }
 
     fn put_stage(&mut self, tenant: i64, s: &StageChange) -> Result<()> {
@@ -264,5 +322,44 @@ impl Records for SqliteRecords<'_> {
              ORDER BY at_ns, event_id LIMIT 1",
         )?;
         Ok((previous, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The analyses stored before the writer starts, and those it stores past the filter's
+    /// capacity (a rebuild from the table), are all "maybe": a call never misses its analysis.
+    #[test]
+    fn analysed_calls_are_never_missed() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let insert = |conn: &Connection, tenant: i64, call: &str| {
+            conn.execute(
+                "INSERT INTO call_analysis (tenant_id, call_id, event_id, version_ns) VALUES (?1, ?2, ?3, 0)",
+                params![tenant, call, format!("e-{call}")],
+            )
+            .unwrap();
+        };
+        for i in 0..1_000 {
+            insert(&conn, 1, &format!("before-{i}"));
+        }
+        let mut analysed = AnalysedCalls::load(&conn).unwrap();
+        assert!((0..1_000).all(|i| analysed.maybe(1, &format!("before-{i}"))));
+        let capacity = 1 << 16;
+        for i in 0..capacity + 10 {
+            let call = format!("after-{i}");
+            insert(&conn, 2, &call);
+            analysed.add(&conn, 2, &call).unwrap();
+        }
+        assert!(analysed.bytes() > Filter::with_capacity(capacity).bytes(), "it grew");
+        assert!((0..1_000).all(|i| analysed.maybe(1, &format!("before-{i}"))));
+        assert!((0..capacity + 10).all(|i| analysed.maybe(2, &format!("after-{i}"))));
+        let absent = (0..10_000).filter(|i| analysed.maybe(1, &format!("never-{i}"))).count();
+        assert!(
+            absent < 100,
+            "{absent} of 10,000 calls without analysis would probe the table"
+        );
     }
 }

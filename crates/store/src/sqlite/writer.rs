@@ -8,7 +8,7 @@
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys};
 use super::parts;
-use super::records::{MeetingContacts, SqliteRecords};
+use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
 use super::schema::{
     CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
 };
@@ -70,6 +70,7 @@ fn checkpoint_due(cells: usize, blocks: usize, since: Duration) -> bool {
 /// the CLI never wait for it); first calls are read as meetings ask for them.
 pub struct Contacts {
     pub meetings: MeetingContacts,
+    pub analysed: AnalysedCalls,
     pub first_calls: FirstCalls,
     pub keys: Keys,
 }
@@ -79,12 +80,13 @@ impl Contacts {
         let started = Instant::now();
         let contacts = Contacts {
             meetings: MeetingContacts::load(conn)?,
+            analysed: AnalysedCalls::load(conn)?,
             first_calls: FirstCalls::default(),
             keys: Keys::load(conn)?,
         };
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            key_filter_bytes = contacts.keys.bytes(),
+            key_filter_bytes = contacts.keys.bytes() + contacts.analysed.bytes(),
             "writer state loaded"
         );
         Ok(contacts)
@@ -95,6 +97,7 @@ impl Contacts {
         SqliteRecords {
             tx,
             meetings: &mut self.meetings,
+            analysed: &mut self.analysed,
             first_calls: &mut self.first_calls,
             keys: &mut self.keys,
             bodies: Default::default(),
@@ -207,7 +210,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 let (group, other) = group::gather(first, &rx, as_ingest);
                 carried = other;
                 commit_group(&mut conn, &mut contacts, &merger, group);
-                if let Err(e) = keys::compact(&mut conn) {
+                if let Err(e) = keys::compact(&mut conn, contacts.as_mut().map(|c| &mut c.keys)) {
                     tracing::error!(error = %e, "merging key runs failed; they stay as they are");
                 }
                 if let Err(e) = value_runs::compact(&mut conn) {
