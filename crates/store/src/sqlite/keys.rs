@@ -553,19 +553,24 @@ impl Keys {
     /// Builds the filter of every run of contacts that has none (all of them at a load; a
     /// merged run after its merge committed): one sequential read of its chunks.
     fn filter_new_runs(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let runs: Vec<i64> = conn
-            .prepare_cached("SELECT run FROM key_runs WHERE kind = ?1")?
-            .query_map([RUN_FILTERED as i64], |r| r.get(0))?
-            .filter(|run| run.as_ref().map_or(true, |run| !self.run_filters.contains_key(run)))
+        let runs: Vec<(i64, i64)> = conn
+            .prepare_cached("SELECT run, keys FROM key_runs WHERE kind = ?1")?
+            .query_map([RUN_FILTERED as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .filter(|run| {
+                run.as_ref()
+                    .map_or(true, |(run, _)| !self.run_filters.contains_key(run))
+            })
             .collect::<rusqlite::Result<_>>()?;
         let mut chunks = conn.prepare_cached("SELECT data FROM key_chunks WHERE run = ?1")?;
-        for run in runs {
-            let mut hashes = Vec::new();
+        for (run, keys) in runs {
+            let mut filter = Filter::sized(keys as usize);
             let mut rows = chunks.query([run])?;
             while let Some(row) = rows.next()? {
-                hashes.extend(decode(row.get_ref(0)?.as_blob()?).map(|(hash, _)| hash));
+                for (hash, _) in decode(row.get_ref(0)?.as_blob()?) {
+                    filter.insert(hash);
+                }
             }
-            self.run_filters.insert(run, run_filter(hashes.into_iter()));
+            self.run_filters.insert(run, filter);
         }
         Ok(())
     }
