@@ -221,3 +221,168 @@ pub fn read(
 fn corrupt() -> StoreError {
     StoreError::Database("corrupt cell span".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialboard_engine::histogram::Histogram;
+
+    type Cells = BTreeMap<(u8, i64, String), Stats>;
+
+    fn stats(calls: i64, talk: i64) -> Stats {
+        let mut s = Stats::default();
+        s.c[0] = calls;
+        s.durations = Histogram::single(talk, calls);
+        s
+    }
+
+    fn store() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    /// What a reader sees of cuboid `cuboid`'s quarter cells in `[from, to)`: blocks and spans.
+    fn read_range(conn: &Connection, cuboid: u8, from: i64, to: i64) -> Cells {
+        let mut out = Cells::new();
+        let mut add = |bucket: i64, key: &str, bytes: &[u8]| {
+            let s = Stats::from_bytes(bytes).unwrap();
+            out.entry((cuboid, bucket, key.to_string())).or_default().merge(&s, 1);
+        };
+        let mut stmt = conn
+            .prepare("SELECT bucket, block FROM cells WHERE cuboid = ?1 AND bucket >= ?2 AND bucket < ?3")
+            .unwrap();
+        let mut rows = stmt.query(params![cuboid, from, to]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for entry in crate::block::entries(row.get_ref(1).unwrap().as_blob().unwrap()) {
+                let (key, bytes) = entry.unwrap();
+                add(row.get(0).unwrap(), key, bytes);
+            }
+        }
+        read(conn, (1, cuboid, Grain::Quarter), from, to, &mut add).unwrap();
+        out.retain(|_, s| !s.is_zero());
+        out
+    }
+
+    fn read_all(conn: &Connection) -> Cells {
+        let mut out = read_range(conn, 0, i64::MIN, i64::MAX);
+        out.extend(read_range(conn, 1, i64::MIN, i64::MAX));
+        out
+    }
+
+    fn checkpoint_of(conn: &mut Connection, deltas: &Cells) {
+        let tx = conn.transaction().unwrap();
+        let mut blocks: BTreeMap<BlockId, Vec<(&str, &Stats)>> = BTreeMap::new();
+        for ((cuboid, bucket, key), s) in deltas {
+            blocks.entry((1, *cuboid, Grain::Quarter, *bucket)).or_default().push((key, s));
+        }
+        checkpoint(&tx, blocks.into_iter().map(|(id, cells)| (id, cells.into_iter()))).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn rows(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Checkpoints of sparse cells over three days (cuboid 1: spans) and dense ones (cuboid 0:
+    /// straight into blocks), with retractions of cells stored earlier (corrections): after
+    /// each, blocks plus spans add up to every delta so far, in any range of buckets; no chunk
+    /// has more than `MAX_SPANS` spans; and once all are folded, the blocks alone do.
+    #[test]
+    fn blocks_and_spans_add_up_to_the_deltas() {
+        let mut conn = store();
+        let mut expected = Cells::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let day = 86_400;
+        for round in 0..300 {
+            let mut deltas = Cells::new();
+            let dense_bucket = random(3 * 96) as i64 * 900;
+            for agent in 0..DENSE_CELLS as u64 + random(8) {
+                let cell = (0, dense_bucket, format!("agent-{agent:03}"));
+                deltas.insert(cell, stats(1, 60 * random(4) as i64));
+            }
+            for _ in 0..random(40) {
+                let cell = (1, random(3 * 96) as i64 * 900, format!("agent-{:03}", random(40)));
+                let delta = match expected.get(&cell) {
+                    Some(had) if random(3) == 0 => stats(-had.c[0].min(1), 60),
+                    _ => stats(1, 60 * random(4) as i64),
+                };
+                deltas.entry(cell).or_default().merge(&delta, 1);
+            }
+            deltas.retain(|_, s| !s.is_zero());
+            for (cell, delta) in &deltas {
+                expected.entry(cell.clone()).or_default().merge(delta, 1);
+            }
+            expected.retain(|_, s| !s.is_zero());
+            checkpoint_of(&mut conn, &deltas);
+            assert_eq!(read_all(&conn), expected, "after checkpoint {round}");
+            let (from, to) = (random(3 * day) as i64, random(3 * day) as i64);
+            let in_range: Cells = expected
+                .iter()
+                .filter(|((c, b, _), _)| *c == 1 && (from..to).contains(b))
+                .map(|(k, s)| (k.clone(), s.clone()))
+                .collect();
+            assert_eq!(read_range(&conn, 1, from, to), in_range, "[{from}, {to})");
+            let most: i64 = conn
+                .query_row(
+                    "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM cell_spans GROUP BY cuboid, chunk)",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(most as usize <= MAX_SPANS, "{most} spans in a chunk");
+        }
+        assert!(rows(&conn, "cell_spans") > 0, "sparse cells wait in spans");
+        let spans_of_dense: i64 = conn
+            .query_row("SELECT count(*) FROM cell_spans WHERE cuboid = 0", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(spans_of_dense, 0, "dense blocks are folded straight");
+        let tx = conn.transaction().unwrap();
+        fold_all(&tx, None).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(rows(&conn, "cell_spans"), 0);
+        assert_eq!(read_all(&conn), expected, "all folded into blocks");
+    }
+
+    /// A sparse checkpoint (a cell in each of a day's quarters, the shape of a backfill in
+    /// random order) writes one row for the day, not 96; the checkpoint after `MAX_SPANS`
+    /// folds them into one row per block.
+    #[test]
+    fn a_sparse_checkpoint_writes_a_row_per_chunk() {
+        let mut conn = store();
+        for round in 0..=MAX_SPANS as i64 {
+            let deltas: Cells = (0..96)
+                .map(|q| ((1, q * 900, format!("agent-{round}")), stats(1, 60)))
+                .collect();
+            checkpoint_of(&mut conn, &deltas);
+            let (spans, blocks) = (rows(&conn, "cell_spans"), rows(&conn, "cells"));
+            if round < MAX_SPANS as i64 {
+                assert_eq!((spans, blocks), (round + 1, 0), "after checkpoint {round}");
+            } else {
+                assert_eq!((spans, blocks), (0, 96), "the spans folded");
+            }
+        }
+        let cells = read_all(&conn);
+        assert_eq!(cells.len(), 96 * (MAX_SPANS + 1));
+    }
+
+    #[test]
+    fn chunks_are_in_bucket_order() {
+        for grain in Grain::ALL {
+            let buckets = [-90 * 86_400, -1, 0, 1, 899, 900, 86_399, 86_400, 400 * 86_400];
+            for pair in buckets.windows(2) {
+                assert!(chunk(grain, pair[0]) <= chunk(grain, pair[1]));
+            }
+        }
+        assert_eq!(chunk(Grain::Quarter, 95 * 900), 0);
+        assert_eq!(chunk(Grain::Quarter, 96 * 900), 1);
+        assert_eq!(chunk(Grain::Quarter, -1), -1);
+    }
+}
