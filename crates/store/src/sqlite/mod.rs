@@ -328,9 +328,13 @@ impl CellSource for Source<'_> {
                 sink(bucket, key, CellData::Encoded(stats));
             }
         }
-        spans::read(self.conn, (self.tenant, c.id, grain), from, to, &mut |bucket, key, stats| {
-            sink(bucket, key, CellData::Encoded(stats))
-        })?;
+        spans::read(
+            self.conn,
+            (self.tenant, c.id, grain),
+            from,
+            to,
+            &mut |bucket, key, stats| sink(bucket, key, CellData::Encoded(stats)),
+        )?;
         for (bucket, key, stats) in self.overlay.range(self.tenant, c.id, grain, from, to) {
             sink(bucket, key, CellData::Decoded(stats));
         }

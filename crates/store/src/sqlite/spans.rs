@@ -76,14 +76,18 @@ where
 
 /// The number of spans of each chunk that has some, and the highest span number.
 fn stored_spans(tx: &Transaction) -> Result<HashMap<ChunkId, (usize, i64)>> {
-    let mut stmt =
-        tx.prepare_cached("SELECT tenant_id, cuboid, grain, chunk, count(*), max(span) FROM cell_spans GROUP BY 1, 2, 3, 4")?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT tenant_id, cuboid, grain, chunk, count(*), max(span) FROM cell_spans GROUP BY 1, 2, 3, 4",
+    )?;
     let mut rows = stmt.query([])?;
     let mut out = HashMap::new();
     while let Some(row) = rows.next()? {
         let grain = Grain::from_i64(row.get(2)?).ok_or_else(corrupt)?;
         let count: i64 = row.get(4)?;
-        out.insert((row.get(0)?, row.get(1)?, grain, row.get(3)?), (count as usize, row.get(5)?));
+        out.insert(
+            (row.get(0)?, row.get(1)?, grain, row.get(3)?),
+            (count as usize, row.get(5)?),
+        );
     }
     Ok(out)
 }
@@ -108,14 +112,25 @@ fn fold_chunk(
         let mut data = Vec::new();
         for (block, cells) in group {
             put_varint(&mut data, block.3);
-            put_bytes(&mut data, &crate::block::merge(&[], cells.iter().copied()).ok_or_else(corrupt)?);
+            put_bytes(
+                &mut data,
+                &crate::block::merge(&[], cells.iter().copied()).ok_or_else(corrupt)?,
+            );
         }
         let (tenant, cuboid, grain, chunk) = id;
         tx.prepare_cached(
             "INSERT INTO cell_spans (tenant_id, cuboid, grain, chunk, span, first_bucket, data) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
-        .execute(params![tenant, cuboid, grain as i64, chunk, last + 1, group[0].0 .3, data])?;
+        .execute(params![
+            tenant,
+            cuboid,
+            grain as i64,
+            chunk,
+            last + 1,
+            group[0].0 .3,
+            data
+        ])?;
         return Ok(());
     }
     into_blocks(tx, id, group)
@@ -126,7 +141,9 @@ fn into_blocks(tx: &Transaction, id: ChunkId, group: &[(BlockId, Vec<(&str, &Sta
     let (tenant, cuboid, grain, chunk) = id;
     let key = params![tenant, cuboid, grain as i64, chunk];
     let spans: Vec<Vec<u8>> = tx
-        .prepare_cached("SELECT data FROM cell_spans WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND chunk = ?4")?
+        .prepare_cached(
+            "SELECT data FROM cell_spans WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND chunk = ?4",
+        )?
         .query_map(key, |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut sums: BTreeMap<(i64, &str), Stats> = BTreeMap::new();
@@ -207,7 +224,13 @@ pub fn read(
     let mut stmt = conn.prepare_cached(
         "SELECT data FROM cell_spans WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND chunk >= ?4 AND chunk <= ?5",
     )?;
-    let mut rows = stmt.query(params![tenant, cuboid, grain as i64, chunk(grain, from), chunk(grain, to - 1)])?;
+    let mut rows = stmt.query(params![
+        tenant,
+        cuboid,
+        grain as i64,
+        chunk(grain, from),
+        chunk(grain, to - 1)
+    ])?;
     while let Some(row) = rows.next()? {
         let data = row.get_ref(0)?.as_blob().map_err(|_| corrupt())?;
         for entry in entries(data) {
@@ -276,7 +299,10 @@ mod tests {
         let tx = conn.transaction().unwrap();
         let mut blocks: BTreeMap<BlockId, Vec<(&str, &Stats)>> = BTreeMap::new();
         for ((cuboid, bucket, key), s) in deltas {
-            blocks.entry((1, *cuboid, Grain::Quarter, *bucket)).or_default().push((key, s));
+            blocks
+                .entry((1, *cuboid, Grain::Quarter, *bucket))
+                .or_default()
+                .push((key, s));
         }
         checkpoint(&tx, blocks.into_iter().map(|(id, cells)| (id, cells.into_iter()))).unwrap();
         tx.commit().unwrap();

@@ -7,11 +7,11 @@
 
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys};
-use super::spans;
 use super::records::{MeetingContacts, SqliteRecords};
 use super::schema::{
     CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
 };
+use super::spans;
 use super::value_runs;
 use super::Shared;
 use crate::contribution::{self, Counted};
