@@ -10,6 +10,7 @@ mod records;
 mod rows;
 mod schema;
 pub mod space;
+mod spans;
 mod value_runs;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
 pub use schema::{AGENT_WEEKS_VERSION, CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
@@ -327,6 +328,13 @@ impl CellSource for Source<'_> {
                 sink(bucket, key, CellData::Encoded(stats));
             }
         }
+        spans::read(
+            self.conn,
+            (self.tenant, c.id, grain),
+            from,
+            to,
+            &mut |bucket, key, stats| sink(bucket, key, CellData::Encoded(stats)),
+        )?;
         for (bucket, key, stats) in self.overlay.range(self.tenant, c.id, grain, from, to) {
             sink(bucket, key, CellData::Decoded(stats));
         }
@@ -770,7 +778,11 @@ impl Store for SqliteStore {
             let overlay = shared.overlay.read().expect("overlay lock");
             let tx = conn.unchecked_transaction()?;
             let stored: Option<i64> = tx
-                .prepare_cached("SELECT min(bucket) FROM cells WHERE tenant_id = ?1 AND cuboid = 0 AND grain = 0")?
+                .prepare_cached(
+                    "SELECT min(b) FROM (SELECT min(bucket) AS b FROM cells WHERE tenant_id = ?1 AND cuboid = 0 \
+                     AND grain = 0 UNION ALL SELECT min(first_bucket) FROM cell_spans WHERE tenant_id = ?1 \
+                     AND cuboid = 0 AND grain = 0)",
+                )?
                 .query_row([tenant.id], |r| r.get(0))?;
             let pending = overlay.min_bucket(tenant.id, 0, Grain::Quarter);
             let earliest = [stored, pending].into_iter().flatten().min();
@@ -1158,6 +1170,8 @@ impl Store for SqliteStore {
         let counts = self
             .write(move |conn| {
                 let mut tx = conn.transaction()?;
+                // Spans hold buckets of several blocks: in blocks, whole rows go.
+                spans::fold_all(&tx, Some(tenant_id))?;
                 let counts = retention::purge(&mut tx, retention::Dialect::Sqlite, tenant_id, &cutoffs, dry_run)?;
                 if let Some(cutoff) = cutoffs.raw_ns.filter(|_| !dry_run) {
                     value_runs::purge(&tx, tenant_id, cutoff)?;

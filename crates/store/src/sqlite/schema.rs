@@ -635,6 +635,21 @@ INSERT INTO cells_in_parts (tenant_id, cuboid, grain, bucket, part, block)
 DROP TABLE cells;
 ALTER TABLE cells_in_parts RENAME TO cells;
 "#,
+    r#"
+-- Checkpoint deltas of sparse blocks, one row per chunk of 96 buckets and checkpoint
+-- (sqlite/spans.rs), until a chunk's spans are folded into its blocks. `data`: (bucket, block)
+-- pairs in bucket order; `first_bucket` the first of them. Readers add them to the blocks.
+CREATE TABLE IF NOT EXISTS cell_spans (
+    tenant_id INTEGER NOT NULL,
+    cuboid INTEGER NOT NULL,
+    grain INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    span INTEGER NOT NULL,
+    first_bucket INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, cuboid, grain, chunk, span)
+);
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each

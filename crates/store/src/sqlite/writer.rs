@@ -7,11 +7,11 @@
 
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys};
-use super::parts;
 use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
 use super::schema::{
     CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
 };
+use super::spans;
 use super::value_runs;
 use super::Shared;
 use crate::contribution::{self, Counted};
@@ -230,6 +230,9 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                     commit_group(&mut conn, &mut contacts, &merger, queued);
                 }
                 checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
+                if let Err(e) = fold_spans(&mut conn) {
+                    tracing::error!(error = %e, "folding the spans into blocks failed; they stay as they are");
+                }
                 drop(merger);
                 let _ = done.send(());
                 return;
@@ -297,11 +300,21 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
     });
 }
 
+/// Folds every span into its blocks (`spans`): a file the store closed has none.
+fn fold_spans(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    spans::fold_all(&tx, None)?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// Writes the week and month cells of `cells::AGENT_WEEKS` that a database written before
 /// `AGENT_WEEKS_VERSION` lacks, summed from its day cells (`coarse`). Contributions not yet
 /// folded are in neither: at start-up they become deltas of every grain (`load_pending`).
 pub fn backfill_coarse(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // The day cells are read from the blocks.
+    spans::fold_all(&tx, None)?;
     let tenants: Vec<(i64, String, String)> = tx
         .prepare("SELECT id, name, settings FROM tenants")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -468,8 +481,9 @@ fn checkpoint_logged(conn: &mut Connection, shared: &Shared, merger: &Merger, la
 }
 
 /// Folds the overlay into the cells table and drops the folded delta rows, in one
-/// transaction: each touched block gets its deltas as a new part, merged with its newest parts
-/// or into its base when they have grown (`parts`). Readers hold the overlay's read lock for
+/// transaction: the deltas of a chunk of sparse blocks become a span (`spans`), until its
+/// spans are full; other blocks get theirs as a new part, merged with their newest parts or
+/// into their base when they have grown (`parts`). Readers hold the overlay's read lock for
 /// their whole snapshot, so the commit and the clearing of the overlay happen together for them.
 fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &Merger) -> Result<usize> {
     if !merger.wait() {
@@ -481,9 +495,7 @@ fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &Merger) -> Result
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let overlay = shared.overlay_for_checkpoint();
     let folded = overlay.len();
-    for (id, deltas) in overlay.blocks() {
-        parts::fold(&tx, id, deltas)?;
-    }
+    spans::checkpoint(&tx, overlay.blocks())?;
     tx.execute_batch("DELETE FROM pending_deltas; DELETE FROM pending_contributions;")?;
     drop(overlay);
     merger.send(Job::Free(shared.commit_checkpoint(tx)?));
