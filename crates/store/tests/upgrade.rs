@@ -14,8 +14,7 @@ fn rollups_of_older_databases_are_backfilled() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
-    let events: Vec<ParsedEvent> = [
+    let events = parse(&[
         json!({"id": "1", "type": "conversation", "conversation_id": "v1", "channel": "email",
                "opened_at": "2026-03-02T10:00:00Z", "first_response_at": "2026-03-02T10:05:00Z"}),
         json!({"id": "2", "type": "csat", "conversation_id": "v1", "score": 5, "at": "2026-03-02T11:00:00Z"}),
@@ -23,10 +22,7 @@ fn rollups_of_older_databases_are_backfilled() {
                "at": "2026-03-03T10:00:00Z"}),
         json!({"id": "4", "type": "lead_stage", "contact_id": "p1", "stage": "closed_won", "amount": 99,
                "at": "2026-03-04T10:00:00Z"}),
-    ]
-    .iter()
-    .map(|e| parse_event(e, &taxonomy).unwrap())
-    .collect();
+    ]);
     let query = json!({"measures": ["ticket_volume", "median_first_response_time", "csat_avg", "deals_won", "revenue"],
                        "range": {"start": "2026-03-01", "end": "2026-03-08"}});
     let store = SqliteStore::open(&path, Options::default()).unwrap();
@@ -68,16 +64,12 @@ fn meetings_of_older_databases_gain_their_days_from_the_first_call() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v3.db");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
-    let events: Vec<ParsedEvent> = [
+    let events = parse(&[
         json!({"id": "1", "type": "call", "call_id": "c1", "agent_id": "a1", "disposition": "Connected",
                "started_at": "2026-03-02T10:00:00Z"}),
         json!({"id": "2", "type": "lead_stage", "contact_id": "p1", "stage": "meeting_booked",
                "at": "2026-03-04T22:00:00Z"}),
-    ]
-    .iter()
-    .map(|e| parse_event(e, &taxonomy).unwrap())
-    .collect();
+    ]);
     let query = json!({"measures": ["contacts_reached", "avg_days_to_meeting"],
                        "range": {"start": "2026-03-01", "end": "2026-03-08"}});
     let store = SqliteStore::open(&path, Options::default()).unwrap();
@@ -141,8 +133,7 @@ fn rows_of(
 
 fn calls_gain_their_intent_cells(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &mut dyn FnMut()) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
-    let events: Vec<ParsedEvent> = [
+    let events = parse(&[
         json!({"id": "1", "type": "call_analysis", "call_id": "c1", "intent": "pricing", "score": 80,
                "updated_at": "2026-03-02T10:10:00Z"}),
         json!({"id": "2", "type": "call", "call_id": "c1", "agent_id": "a1", "campaign_id": "k1",
@@ -155,10 +146,7 @@ fn calls_gain_their_intent_cells(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &
                "updated_at": "2026-03-03T11:00:00Z"}),
         json!({"id": "6", "type": "call", "call_id": "c3", "agent_id": "a2", "campaign_id": "k1",
                "disposition": "Connected", "started_at": "2026-03-04T10:00:00Z"}),
-    ]
-    .iter()
-    .map(|e| parse_event(e, &taxonomy).unwrap())
-    .collect();
+    ]);
     let range = json!({"start": "2026-03-01", "end": "2026-03-08"});
     let queries = [
         json!({"measures": ["total_calls", "connected_calls"], "dimensions": ["intent"], "range": range}),
@@ -244,18 +232,14 @@ fn calls_of_older_postgresql_databases_gain_their_intent_cells() {
 /// `downgrade` leaves what the previous version would have: no cells of that cuboid.
 fn calls_gain_their_team_campaign_cells(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &mut dyn FnMut()) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
-    let events: Vec<ParsedEvent> = [
+    let events = parse(&[
         json!({"id": "1", "type": "call", "call_id": "c1", "agent_id": "a1", "campaign_id": "k1",
                "disposition": "Connected", "started_at": "2026-03-02T10:00:00Z"}),
         json!({"id": "2", "type": "call", "call_id": "c2", "agent_id": "a1", "campaign_id": "k1", "team_id": "t2",
                "disposition": "No Answer", "started_at": "2026-03-03T10:00:00Z"}),
         json!({"id": "3", "type": "call", "call_id": "c3", "agent_id": "a2", "campaign_id": "k2",
                "disposition": "Connected", "started_at": "2026-03-04T10:00:00Z"}),
-    ]
-    .iter()
-    .map(|e| parse_event(e, &taxonomy).unwrap())
-    .collect();
+    ]);
     let query = json!({"measures": ["total_calls"], "dimensions": ["team", "campaign"],
                        "range": {"start": "2026-03-01", "end": "2026-03-08"}});
     let store = open();
@@ -317,10 +301,6 @@ fn calls_of_older_postgresql_databases_gain_their_team_campaign_cells() {
 /// call's detail still lists its versions. `downgrade` leaves the old layout.
 fn ids_stay_known(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &mut dyn FnMut()) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
-    let parse = |events: &[serde_json::Value]| -> Vec<ParsedEvent> {
-        events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect()
-    };
     let call = |id: &str, call: &str, disposition: &str, updated: &str| {
         json!({"id": id, "type": "call", "call_id": call, "agent_id": "a1", "disposition": disposition,
                "started_at": "2026-03-02T10:00:00Z", "updated_at": updated})
@@ -596,10 +576,6 @@ fn meetings_after_an_upgrade_find_their_first_call_among_older_calls() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v27.db");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
-    let parse = |events: &[serde_json::Value]| -> Vec<ParsedEvent> {
-        events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect()
-    };
     let call = |id: &str, call: &str, started: &str, updated: &str| {
         json!({"id": id, "type": "call", "call_id": call, "agent_id": "a1", "disposition": "Connected",
                "contact_id": "p1", "started_at": started, "updated_at": updated})
