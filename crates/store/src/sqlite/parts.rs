@@ -141,7 +141,7 @@ fn corrupt() -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use dialboard_engine::clock::Grain;
     use dialboard_engine::histogram::Histogram;
@@ -169,7 +169,8 @@ mod tests {
         assert_eq!(plan(1 << 30, &many, 1), Plan::IntoBase, "{} parts", MAX_PARTS + 1);
     }
 
-    fn stats(calls: i64, talk: i64) -> Stats {
+    /// One call's worth of `calls` with talk time `talk` (the spans' tests use it too).
+    pub(in crate::sqlite) fn stats(calls: i64, talk: i64) -> Stats {
         let mut s = Stats::default();
         s.c[0] = calls;
         s.durations = Histogram::single(talk, calls);
@@ -193,7 +194,18 @@ mod tests {
         out
     }
 
-    fn store() -> Connection {
+    /// A repeatable xorshift generator: `random()(n)` is below `n`.
+    pub(in crate::sqlite) fn random() -> impl FnMut(u64) -> u64 {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
+
+    pub(in crate::sqlite) fn store() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
         conn
@@ -224,13 +236,7 @@ mod tests {
     fn the_parts_of_a_block_add_up_to_its_deltas() {
         let mut conn = store();
         let mut expected: BTreeMap<(i64, String), Stats> = BTreeMap::new();
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut random = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut random = random();
         for round in 0..400 {
             let mut deltas: BTreeMap<(i64, String), Stats> = BTreeMap::new();
             for _ in 0..random(30) {

@@ -249,23 +249,10 @@ fn corrupt() -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parts::tests::{random, stats, store};
     use super::*;
-    use dialboard_engine::histogram::Histogram;
 
     type Cells = BTreeMap<(u8, i64, String), Stats>;
-
-    fn stats(calls: i64, talk: i64) -> Stats {
-        let mut s = Stats::default();
-        s.c[0] = calls;
-        s.durations = Histogram::single(talk, calls);
-        s
-    }
-
-    fn store() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
-        conn
-    }
 
     /// What a reader sees of cuboid `cuboid`'s quarter cells in `[from, to)`: blocks and spans.
     fn read_range(conn: &Connection, cuboid: u8, from: i64, to: i64) -> Cells {
@@ -321,13 +308,7 @@ mod tests {
     fn blocks_and_spans_add_up_to_the_deltas() {
         let mut conn = store();
         let mut expected = Cells::new();
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut random = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut random = random();
         let day = 86_400;
         for round in 0..300 {
             let mut deltas = Cells::new();
