@@ -519,26 +519,32 @@ fn run_filter(hashes: impl ExactSizeIterator<Item = u64>) -> Filter {
 /// versions only by queries.
 const FILTERED: [Kind; 2] = [Kind::Event, Kind::Call];
 
+/// The filters of the kinds in [`FILTERED`], filled from every run: one sequential read of 16
+/// bytes a key.
+fn id_filters(conn: &Connection) -> rusqlite::Result<HashMap<Kind, Filter, Fx>> {
+    let mut filters = HashMap::default();
+    for kind in FILTERED {
+        let stored: i64 = conn
+            .prepare_cached("SELECT coalesce(sum(keys), 0) FROM key_runs WHERE kind = ?1")?
+            .query_row([kind as i64], |r| r.get(0))?;
+        let mut filter = Filter::with_capacity(2 * stored as usize);
+        let mut stmt =
+            conn.prepare_cached("SELECT data FROM key_chunks WHERE run IN (SELECT run FROM key_runs WHERE kind = ?1)")?;
+        let mut rows = stmt.query([kind as i64])?;
+        while let Some(row) = rows.next()? {
+            for (hash, _) in decode(row.get_ref(0)?.as_blob()?) {
+                filter.insert(hash);
+            }
+        }
+        filters.insert(kind, filter);
+    }
+    Ok(filters)
+}
+
 impl Keys {
     /// Fills the filters from every run: one sequential read of 16 bytes a key.
     pub fn load(conn: &Connection) -> rusqlite::Result<Keys> {
-        let mut filters = HashMap::default();
-        for kind in FILTERED {
-            let stored: i64 = conn
-                .prepare_cached("SELECT coalesce(sum(keys), 0) FROM key_runs WHERE kind = ?1")?
-                .query_row([kind as i64], |r| r.get(0))?;
-            let mut filter = Filter::with_capacity(2 * stored as usize);
-            let mut stmt = conn.prepare_cached(
-                "SELECT data FROM key_chunks WHERE run IN (SELECT run FROM key_runs WHERE kind = ?1)",
-            )?;
-            let mut rows = stmt.query([kind as i64])?;
-            while let Some(row) = rows.next()? {
-                for (hash, _) in decode(row.get_ref(0)?.as_blob()?) {
-                    filter.insert(hash);
-                }
-            }
-            filters.insert(kind, filter);
-        }
+        let filters = id_filters(conn)?;
         let mut keys = Keys {
             filters,
             run_filters: RunFilters::default(),
@@ -625,9 +631,10 @@ impl Keys {
         self.open.clear();
         self.run_filters.extend(self.open_run.take());
         if grow {
-            // The old filters go before the new ones are built: both at once are the peak.
+            // The old filters go before the new ones are built: both at once are the peak. The
+            // contact runs' filters are current and stay.
             self.filters.clear();
-            *self = Keys::load(conn)?;
+            self.filters = id_filters(conn)?;
         }
         Ok(())
     }
