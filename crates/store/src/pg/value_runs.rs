@@ -373,3 +373,139 @@ impl NewestFirst {
 
 /// Starts read in one statement at most.
 const MAX_BATCH: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::cluster::Cluster;
+    use postgres::{Client, NoTls};
+
+    fn call(id: &str, agent: &str, started_ns: i64) -> CallRecord {
+        CallRecord {
+            call_id: id.into(),
+            agent_id: agent.into(),
+            started_ns,
+            disposition: "Sale".into(),
+            event_id: format!("e-{id}"),
+            version_ns: 0,
+            team_id: None,
+            campaign_id: None,
+            list_id: None,
+            contact_id: None,
+            lead_source: None,
+            direction: None,
+            ended_ns: None,
+            talk_seconds: None,
+            wait_seconds: None,
+            wrap_seconds: None,
+            voicemail_dropped: false,
+            is_callback: false,
+            abandoned: false,
+        }
+    }
+
+    fn read(client: &mut Client, tenant: i64, agent: &str, from: i64, below: i64) -> Vec<i64> {
+        let mut tx = client.transaction().unwrap();
+        let mut reader = NewestFirst::new(&mut tx, tenant, 0, agent, from, below).unwrap();
+        std::iter::from_fn(|| reader.next(&mut tx).unwrap()).collect()
+    }
+
+    fn levels(client: &mut Client, tenant: i64) -> Vec<i16> {
+        let rows = client
+            .query("SELECT level FROM call_runs WHERE tenant_id = $1", &[&tenant])
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// Every start stays findable, newest first and once, through runs of one transaction,
+    /// their merges up to the top level (a tenant's runs merged apart from another's), runs of
+    /// more than a chunk, and a purge; the runs that miss a range are not read.
+    #[test]
+    fn starts_are_read_newest_first_through_merges_and_purges() {
+        let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+        let url = cluster.create_database().unwrap();
+        let mut client = Client::connect(&url, NoTls).unwrap();
+        crate::pg::schema::migrate(&mut client).unwrap();
+        let mut all = Vec::new();
+        let mut seq = 0;
+        for txn in 0..(FANOUT * FANOUT * FANOUT + 5) as i64 {
+            let mut tx = client.transaction().unwrap();
+            for tenant in [1, 2] {
+                let mut run = PendingRun::default();
+                // Calls in time order, some late, one instant shared by many transactions, and
+                // a transaction of more than a chunk.
+                let calls = if txn == 3 { 600 } else { 7 };
+                for i in 0..calls {
+                    seq += 1;
+                    let ns = match i {
+                        0 => 5_000,
+                        1 => txn * 10,
+                        _ => txn * 1_000 + i * 7 % 5 + i,
+                    };
+                    let agent = if i == 6 { "b" } else { "a" };
+                    run.add(&call(&format!("c{seq}"), agent, ns));
+                    if agent == "a" && tenant == 1 {
+                        all.push(ns);
+                    }
+                }
+                run.write(&mut tx, tenant, 0).unwrap();
+            }
+            compact(&mut tx).unwrap();
+            tx.commit().unwrap();
+        }
+        for tenant in [1, 2] {
+            let levels = levels(&mut client, tenant);
+            assert!(levels.contains(&TOP_LEVEL), "{levels:?}");
+            assert!(levels.len() < 3 * FANOUT, "{levels:?}");
+        }
+        newest_first(&mut all);
+        assert_eq!(read(&mut client, 1, "a", i64::MIN, i64::MAX), all);
+        assert_eq!(read(&mut client, 2, "a", i64::MIN, i64::MAX), all);
+        let window: Vec<i64> = all.iter().copied().filter(|ns| (3_000..5_001).contains(ns)).collect();
+        assert_eq!(read(&mut client, 1, "a", 3_000, 5_001), window);
+        assert!(read(&mut client, 1, "nobody", i64::MIN, i64::MAX).is_empty());
+        // A purge takes what started before its cutoff, of its tenant only.
+        let mut tx = client.transaction().unwrap();
+        purge(&mut tx, 1, 5_000).unwrap();
+        tx.commit().unwrap();
+        let kept: Vec<i64> = all.iter().copied().filter(|ns| *ns >= 5_000).collect();
+        assert_eq!(read(&mut client, 1, "a", i64::MIN, i64::MAX), kept);
+        assert_eq!(read(&mut client, 2, "a", i64::MIN, i64::MAX), all);
+    }
+
+    /// The runs an upgrade builds from the rows hold every value's distinct starts, newest
+    /// first, in chunks of at most CHUNK.
+    #[test]
+    fn the_rebuild_lists_every_value_of_the_rows() {
+        let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+        let url = cluster.create_database().unwrap();
+        let mut client = Client::connect(&url, NoTls).unwrap();
+        crate::pg::schema::migrate(&mut client).unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE calls_all PARTITION OF calls FOR VALUES FROM (MINVALUE) TO (MAXVALUE); \
+                 INSERT INTO calls (tenant_id, call_id, event_id, version_ns, started_ns, agent_id, team_id, \
+                 disposition, flags) SELECT 7, 'c' || g, 'e' || g, 0, g / 2, 'a' || g % 3, \
+                 CASE WHEN g % 5 = 0 THEN NULL ELSE '' END, 'Sale', 0 FROM generate_series(1, 1000) g",
+            )
+            .unwrap();
+        client.batch_execute(&rebuild_sql()).unwrap();
+        for agent in ["a0", "a1", "a2"] {
+            let n: i64 = agent[1..].parse().unwrap();
+            let mut expected: Vec<i64> = (1..=1000).filter(|g| g % 3 == n).map(|g| g / 2).collect();
+            newest_first(&mut expected);
+            assert_eq!(read(&mut client, 7, agent, i64::MIN, i64::MAX), expected);
+        }
+        let longest: i32 = client
+            .query_one("SELECT max(length(entries)) FROM call_run_chunks", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(longest as usize, CHUNK * 8);
+        // Teams here are NULL or "": none listed.
+        let teams: i64 = client
+            .query_one("SELECT count(*) FROM call_run_chunks WHERE field = 2", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(teams, 0);
+    }
+}
