@@ -17,7 +17,7 @@ mod value_runs;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
 pub use schema::{
     AGENT_WEEKS_VERSION, BADGE_BASELINES_VERSION, CALL_INTENTS_VERSION, EVENT_BLOCKS_VERSION, HASHED_KEYS_VERSION,
-    STAGED_CONTACTS_VERSION, TEAM_CAMPAIGNS_VERSION,
+    STAGED_CONTACTS_VERSION, TEAM_CAMPAIGNS_VERSION, VALUE_RUNS_VERSION,
 };
 mod working;
 mod writer;
