@@ -809,8 +809,14 @@ fn calls_of_older_postgresql_databases_stay_found_by_value() {
             cursor: None,
             limit: 10,
         };
-        let page = rt.block_on(store.calls(tenant.id, request, 1_780_000_000)).unwrap().unwrap();
-        page.calls.iter().map(|c| c["call_id"].as_str().unwrap().to_string()).collect()
+        let page = rt
+            .block_on(store.calls(tenant.id, request, 1_780_000_000))
+            .unwrap()
+            .unwrap();
+        page.calls
+            .iter()
+            .map(|c| c["call_id"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(drill(json!({"agent": ["a1"]})), ["c4", "c5", "c2"]);
     assert_eq!(drill(json!({"agent": ["a2"]})), ["c3", "c1"]);

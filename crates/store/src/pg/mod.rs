@@ -635,7 +635,10 @@ fn drill_matching(
             vec![&tenant.id, &from, &below, &drill.after.0, &drill.after.1];
         params.extend(values.iter().copied());
         params.push(&starts);
-        tx.query(statement, &params)?.iter().map(|r| Ok(call_with_analysis(r)?)).collect()
+        tx.query(statement, &params)?
+            .iter()
+            .map(|r| Ok(call_with_analysis(r)?))
+            .collect()
     });
     drill::matching(tenant, drill, limit, rows)
 }
@@ -969,11 +972,7 @@ impl Store for PgStore {
             // Prepared before the snapshot (the connection's cache makes them one statement).
             let statements = drills
                 .iter()
-                .map(|d| {
-                    d.as_ref()
-                        .map(|d| drill_statement(conn, &tenant, d))
-                        .transpose()
-                })
+                .map(|d| d.as_ref().map(|d| drill_statement(conn, &tenant, d)).transpose())
                 .collect::<Result<Vec<_>>>()?;
             // One snapshot for all of them.
             let mut tx = conn

@@ -155,7 +155,11 @@ fn merge(tx: &mut Transaction, tenant: i64, runs: &[i64], level: i16) -> Result<
     for row in &chunks {
         let data: &[u8] = row.get(2);
         rewritten += data.len() / 8;
-        merged.0.entry((row.get(0), row.get(1))).or_default().extend(decode(data));
+        merged
+            .0
+            .entry((row.get(0), row.get(1)))
+            .or_default()
+            .extend(decode(data));
     }
     merged.write(tx, tenant, level)?;
     delete_runs(tx, tenant, runs)?;

@@ -13,8 +13,8 @@
 //! but an index scan. Planned as joins, a table whose statistics lagged behind its growth was
 //! read whole against the keys (0.1–0.3 s a batch at a few million calls).
 
-use super::{bodies, value_runs};
 use super::schema::{id_hash, same_id};
+use super::{bodies, value_runs};
 use crate::apply::{Neighbour, Records};
 use crate::overlay::DeltaMap;
 use crate::rows::{
