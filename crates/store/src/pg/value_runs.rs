@@ -382,30 +382,16 @@ const MAX_BATCH: usize = 4096;
 mod tests {
     use super::*;
     use crate::pg::cluster::Cluster;
+    use crate::sqlite::value_runs::tests::call;
     use postgres::{Client, NoTls};
 
-    fn call(id: &str, agent: &str, started_ns: i64) -> CallRecord {
-        CallRecord {
-            call_id: id.into(),
-            agent_id: agent.into(),
-            started_ns,
-            disposition: "Sale".into(),
-            event_id: format!("e-{id}"),
-            version_ns: 0,
-            team_id: None,
-            campaign_id: None,
-            list_id: None,
-            contact_id: None,
-            lead_source: None,
-            direction: None,
-            ended_ns: None,
-            talk_seconds: None,
-            wait_seconds: None,
-            wrap_seconds: None,
-            voicemail_dropped: false,
-            is_callback: false,
-            abandoned: false,
-        }
+    /// A throwaway cluster (kept while the test runs) and a client of a migrated database.
+    fn database() -> (Cluster, Client) {
+        let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+        let url = cluster.create_database().unwrap();
+        let mut client = Client::connect(&url, NoTls).unwrap();
+        crate::pg::schema::migrate(&mut client).unwrap();
+        (cluster, client)
     }
 
     fn read(client: &mut Client, tenant: i64, agent: &str, from: i64, below: i64) -> Vec<i64> {
@@ -426,10 +412,7 @@ mod tests {
     /// more than a chunk, and a purge; the runs that miss a range are not read.
     #[test]
     fn starts_are_read_newest_first_through_merges_and_purges() {
-        let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
-        let url = cluster.create_database().unwrap();
-        let mut client = Client::connect(&url, NoTls).unwrap();
-        crate::pg::schema::migrate(&mut client).unwrap();
+        let (_cluster, mut client) = database();
         let mut all = Vec::new();
         let mut seq = 0;
         for txn in 0..(FANOUT * FANOUT * FANOUT + 5) as i64 {
@@ -481,10 +464,7 @@ mod tests {
     /// first, in chunks of at most CHUNK.
     #[test]
     fn the_rebuild_lists_every_value_of_the_rows() {
-        let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
-        let url = cluster.create_database().unwrap();
-        let mut client = Client::connect(&url, NoTls).unwrap();
-        crate::pg::schema::migrate(&mut client).unwrap();
+        let (_cluster, mut client) = database();
         client
             .batch_execute(
                 "CREATE TABLE calls_all PARTITION OF calls FOR VALUES FROM (MINVALUE) TO (MAXVALUE); \
