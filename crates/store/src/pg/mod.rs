@@ -922,7 +922,14 @@ impl Store for PgStore {
                 Err(errors) => return Ok(Err(errors)),
             };
             let statement = drill_statement(conn, &tenant, &drill)?;
-            let mut tx = conn.client.transaction()?;
+            // One snapshot for the page's statements: the runs read, then their chunks, then
+            // the calls, with no compaction's merge in between.
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
             let page = drill_page(&mut tx, &statement, &tenant, &drill, request.limit)?;
             tx.commit()?;
             Ok(Ok(page))

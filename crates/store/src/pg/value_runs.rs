@@ -40,8 +40,9 @@ pub const TOP_LEVEL: i16 = 3;
 /// TOAST threshold (~2 KB), in its heap page, uncompressed.
 pub const CHUNK: usize = 240;
 
-/// The columns the runs list (`drill::INDEXED`): a column's number is its position.
-pub use crate::drill::INDEXED as COLUMNS;
+/// The columns the runs list (those of `drill::INDEXED`): a column's number (`field`) is its
+/// position here. Stored in every chunk: never reorder, only append.
+const COLUMNS: [&str; 4] = ["agent_id", "campaign_id", "team_id", "disposition"];
 
 /// The call's value of `COLUMNS[field]`, if it has one to list: a drill-down never reads ""
 /// through the runs (it also matches NULL there).
@@ -240,6 +241,8 @@ struct RunCursor {
 
 /// The starts of one value's calls in `[from, below)`, newest first and once each, over every
 /// run that may hold some; candidates, whose calls are to be read with the value's condition.
+/// Read it in one snapshot (REPEATABLE READ): a merge committed between its statements would
+/// replace runs it has listed by one it has not.
 pub struct NewestFirst {
     tenant: i64,
     field: i16,
@@ -458,6 +461,14 @@ mod tests {
         let kept: Vec<i64> = all.iter().copied().filter(|ns| *ns >= 5_000).collect();
         assert_eq!(read(&mut client, 1, "a", i64::MIN, i64::MAX), kept);
         assert_eq!(read(&mut client, 2, "a", i64::MIN, i64::MAX), all);
+    }
+
+    /// Every column a drill-down may be driven by is listed in the runs.
+    #[test]
+    fn the_runs_list_every_driving_column() {
+        for column in crate::drill::INDEXED {
+            assert!(field_of(column).is_some(), "{column}");
+        }
     }
 
     /// The runs an upgrade builds from the rows hold every value's distinct starts, newest
