@@ -563,6 +563,15 @@ fn batch_bounds(starts: &[i64], from: i64, below: i64) -> (i64, i64) {
     (from.max(*starts.last().unwrap_or(&from)), below.min(newest))
 }
 
+/// A read-only transaction whose statements all see one snapshot (REPEATABLE READ).
+fn snapshot(client: &mut Client) -> Result<postgres::Transaction<'_>> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?)
+}
+
 /// The start (ns) of the tenant's earliest call: where a drill-down's `all_time` begins.
 fn earliest_call(conn: &mut Conn, tenant_id: i64) -> Result<Option<i64>> {
     let statement = conn.prepare("SELECT min(started_ns) FROM calls WHERE tenant_id = $1")?;
@@ -888,12 +897,7 @@ impl Store for PgStore {
                 ))?,
             );
             // One snapshot: a compaction commits either wholly before it or wholly after.
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             let earliest: Option<i64> = tx.query_one(&earliest_sql, &[&tenant.id])?.get(0);
             let mut source = Source {
                 tx: &mut tx,
@@ -924,12 +928,7 @@ impl Store for PgStore {
             let statement = drill_statement(conn, &tenant, &drill)?;
             // One snapshot for the page's statements: the runs read, then their chunks, then
             // the calls, with no compaction's merge in between.
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             let page = drill_page(&mut tx, &statement, &tenant, &drill, request.limit)?;
             tx.commit()?;
             Ok(Ok(page))
@@ -948,12 +947,7 @@ impl Store for PgStore {
         self.with(move |conn, shared| {
             let teams = shared.agent_teams(&mut conn.client, tenant.id)?;
             // One snapshot for every chunk of the page.
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .read_only(true)
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             let page = crate::listing::page(&mut Pg(&mut tx), &tenant, kind, &request, now, teams)?;
             tx.commit()?;
             Ok(page)
@@ -982,12 +976,7 @@ impl Store for PgStore {
                 .map(|d| d.as_ref().map(|d| drill_statement(conn, &tenant, d)).transpose())
                 .collect::<Result<Vec<_>>>()?;
             // One snapshot for all of them.
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             let mut pages = Vec::with_capacity(agents.len());
             for (one, statement) in drills.iter().zip(&statements) {
                 pages.push(match (one, statement) {
@@ -1012,12 +1001,7 @@ impl Store for PgStore {
         self.with(move |conn, _| {
             let statement = conn.prepare(STREAK_CALLS)?;
             let field = value_runs::field_of("agent_id").expect("agents are listed in runs");
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             // Each agent's calls newest first through its runs, read only until the streak ends.
             let streaks = agents
                 .iter()
@@ -1289,12 +1273,7 @@ impl Store for PgStore {
             };
             let statement = drill_statement(conn, &tenant, &drill)?;
             // One snapshot for the calls and their events.
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             let (calls, next_cursor) = drill_matching(&mut tx, &statement, &tenant, &drill, request.limit)?;
             let keys = calls
                 .iter()
