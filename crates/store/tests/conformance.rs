@@ -379,6 +379,7 @@ fn check_drill(
         json!({"agent": ["a1", "a2"], "disposition": ["No Answer", "DNC", "Connected"]}),
         json!({"team": ["t1"]}),
         json!({"campaign": ["k1", "k2"], "team": ["t0"]}),
+        json!({"campaign": ["k2"]}),
         json!({"disposition": ["Connected"]}),
         json!({"disposition_category": ["connected", "invalid"]}),
         json!({"agent": ["a2"], "disposition_category": ["no_contact"], "hour_of_day": ["1", "2", "3", "4", "5", "6"]}),

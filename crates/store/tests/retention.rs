@@ -132,6 +132,16 @@ fn purge_keeps_answers(open: Open) {
         }
         assert!(page.calls.is_empty());
         assert_eq!(page.purged_before.as_deref(), Some("2026-03-03T00:00:00+00:00"));
+        // Read by one agent (through the runs of calls by value, whose purged starts went
+        // with the calls): the agent's calls kept, newest first.
+        let by_agent = CallsRequest {
+            query: json!({"range": {"start": "2026-01-01", "end": "2026-06-01"}, "filters": {"agent": ["a0"]}}),
+            cursor: None,
+            limit: 50,
+        };
+        let page = rt.block_on(store.calls(tenant.id, by_agent, NOW)).unwrap().unwrap();
+        let ids: Vec<&str> = page.calls.iter().map(|c| c["call_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["new2", "new0"]);
     }
     // On every node: a purged call re-sent or corrected, a late status, is refused by field;
     // a status and a stage arrival after the horizon count as usual.

@@ -753,3 +753,86 @@ fn stages_of_older_postgresql_databases_stay_found() {
     assert_eq!(totals, json!({"avg_days_to_meeting": 2.5}));
     rt.block_on(store.shutdown());
 }
+
+/// Before sorted runs (PostgreSQL's version 21) calls by agent, campaign, team and disposition
+/// were found through B-tree indexes. Opening an older database lists its calls in runs and
+/// drops the indexes: drill-downs by one value and the streaks find the calls stored before the
+/// upgrade, beside a new call and a correction that moved an old call to another agent.
+#[test]
+fn calls_of_older_postgresql_databases_stay_found_by_value() {
+    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+    let url = cluster.create_database().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    let call = |id: &str, call: &str, agent: &str, disposition: &str, at: &str| {
+        json!({"id": id, "type": "call", "call_id": call, "agent_id": agent, "disposition": disposition,
+               "campaign_id": "k1", "started_at": at})
+    };
+    let old = [
+        call("e1", "c1", "a1", "Connected", "2026-03-02T10:00:00Z"),
+        call("e2", "c2", "a1", "No Answer", "2026-03-02T11:00:00Z"),
+        call("e3", "c3", "a2", "Connected", "2026-03-03T10:00:00Z"),
+        call("e4", "c4", "a1", "Connected", "2026-04-02T10:00:00Z"),
+    ];
+    rt.block_on(store.ingest(tenant.id, parse(&old))).unwrap();
+    rt.block_on(store.shutdown());
+    drop(store);
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "DROP TABLE call_run_chunks; DROP TABLE call_runs; DROP SEQUENCE call_run_seq; \
+             CREATE INDEX calls_by_agent ON calls (tenant_id, agent_id, started_ns); \
+             CREATE INDEX calls_by_campaign ON calls (tenant_id, campaign_id, started_ns); \
+             CREATE INDEX calls_by_team ON calls (tenant_id, team_id, started_ns); \
+             CREATE INDEX calls_by_disposition ON calls (tenant_id, disposition, started_ns); \
+             UPDATE schema_version SET version = {};",
+            dialboard_store::pg::VALUE_RUNS_VERSION - 1
+        ))
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let indexes: i64 = client
+        .query_one("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'calls_by_%'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 0, "the indexes by value are dropped");
+    let new = [
+        call("e5", "c5", "a1", "Connected", "2026-03-04T10:00:00Z"),
+        call("e6", "c1", "a2", "Connected", "2026-03-02T10:00:00Z"),
+    ];
+    rt.block_on(store.ingest(tenant.id, parse(&new))).unwrap();
+    let drill = |filters: serde_json::Value| -> Vec<String> {
+        let request = CallsRequest {
+            query: json!({"range": {"start": "2026-03-01", "end": "2026-05-01"}, "filters": filters}),
+            cursor: None,
+            limit: 10,
+        };
+        let page = rt
+            .block_on(store.calls(tenant.id, request, 1_780_000_000))
+            .unwrap()
+            .unwrap();
+        page.calls
+            .iter()
+            .map(|c| c["call_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(drill(json!({"agent": ["a1"]})), ["c4", "c5", "c2"]);
+    assert_eq!(drill(json!({"agent": ["a2"]})), ["c3", "c1"]);
+    assert_eq!(drill(json!({"disposition": ["Connected"]})), ["c4", "c5", "c3", "c1"]);
+    assert_eq!(drill(json!({"campaign": ["k1"]})), ["c4", "c5", "c3", "c2", "c1"]);
+    let day = 1_000_000_000 * 86_400;
+    let march = 1_772_323_200 * 1_000_000_000; // 2026-03-01
+    let streaks = rt
+        .block_on(store.disposition_streaks(
+            tenant.id,
+            vec!["a1".into(), "a2".into()],
+            march,
+            march + 31 * day,
+            vec!["Connected".into()],
+        ))
+        .unwrap();
+    assert_eq!(streaks, [1, 2]);
+    rt.block_on(store.shutdown());
+}

@@ -13,10 +13,11 @@
 mod bodies;
 pub mod cluster;
 mod schema;
+mod value_runs;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
 pub use schema::{
     AGENT_WEEKS_VERSION, BADGE_BASELINES_VERSION, CALL_INTENTS_VERSION, EVENT_BLOCKS_VERSION, HASHED_KEYS_VERSION,
-    STAGED_CONTACTS_VERSION, TEAM_CAMPAIGNS_VERSION,
+    STAGED_CONTACTS_VERSION, TEAM_CAMPAIGNS_VERSION, VALUE_RUNS_VERSION,
 };
 mod working;
 mod writer;
@@ -550,15 +551,26 @@ fn portal_rows<'t, 'c>(
     })
 }
 
-/// Per agent (in the order given), the calls of the range newer than its latest call outside
-/// the run's dispositions: one statement, two index probes per agent.
-const STREAKS: &str = "SELECT (SELECT count(*) FROM calls c WHERE c.tenant_id = $1 AND c.agent_id = a.agent_id \
-     AND c.started_ns >= $2 AND c.started_ns < $3 \
-     AND (b.started_ns IS NULL OR (c.started_ns, c.call_id) > (b.started_ns, b.call_id))) \
-     FROM unnest($4::text[]) WITH ORDINALITY AS a(agent_id, ord) \
-     LEFT JOIN LATERAL (SELECT x.started_ns, x.call_id FROM calls x WHERE x.tenant_id = $1 AND x.agent_id = a.agent_id \
-     AND x.started_ns >= $2 AND x.started_ns < $3 AND x.disposition <> ALL($5::text[]) \
-     ORDER BY x.started_ns DESC, x.call_id DESC LIMIT 1) b ON true ORDER BY a.ord";
+/// An agent's calls at some starts (`$3`) in a range, newest first: the rows of a streak.
+const STREAK_CALLS: &str = "SELECT disposition FROM calls WHERE tenant_id = $1 AND agent_id = $2 \
+     AND started_ns = ANY($3::int8[]) AND started_ns >= $4 AND started_ns < $5 \
+     ORDER BY started_ns DESC, call_id DESC";
+
+/// The bounds `[from, below)` of a range narrowed to a batch of starts, newest first: the
+/// partitions a statement reads.
+fn batch_bounds(starts: &[i64], from: i64, below: i64) -> (i64, i64) {
+    let newest = starts.first().map_or(i64::MIN, |ns| ns.saturating_add(1));
+    (from.max(*starts.last().unwrap_or(&from)), below.min(newest))
+}
+
+/// A read-only transaction whose statements all see one snapshot (REPEATABLE READ).
+fn snapshot(client: &mut Client) -> Result<postgres::Transaction<'_>> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?)
+}
 
 /// The start (ns) of the tenant's earliest call: where a drill-down's `all_time` begins.
 fn earliest_call(conn: &mut Conn, tenant_id: i64) -> Result<Option<i64>> {
@@ -567,11 +579,11 @@ fn earliest_call(conn: &mut Conn, tenant_id: i64) -> Result<Option<i64>> {
 }
 
 /// The statement of a drill-down page: its filters are conditions of the SQL
-/// ([`drill::Drill::pushed`], in that order from `$6`); the planner picks the index.
-fn drill_sql(pushed: &[drill::Pushed]) -> String {
+/// ([`drill::Drill::pushed`], in that order from `$6`); with `by_starts`, only the calls at the
+/// starts of the last parameter (read from the runs of its driving filter, pg/value_runs.rs).
+fn drill_sql(pushed: &[drill::Pushed], by_starts: bool) -> String {
     let mut sql = String::from(
-        // `started_ns <= $4` beside the cursor: the indexes by value end in the start, not the
-        // call id, and bound their scan by it.
+        // `started_ns <= $4` beside the cursor: the scan of the key is bounded by it.
         "WHERE c.tenant_id = $1 AND c.started_ns >= $2 AND c.started_ns < $3 AND c.started_ns <= $4 \
          AND (c.started_ns, c.call_id) < ($4, $5)",
     );
@@ -583,12 +595,22 @@ fn drill_sql(pushed: &[drill::Pushed]) -> String {
         };
         sql += &format!(" AND (c.{} = ANY(${}::text[]){null})", p.column, i + 6);
     }
+    if by_starts {
+        sql += &format!(" AND c.started_ns = ANY(${}::int8[])", pushed.len() + 6);
+    }
     sql += " ORDER BY c.started_ns DESC, c.call_id DESC";
     select_calls_with_analysis("calls c", &sql)
 }
 
-/// One page of a drill-down, newest first, by `statement` (its [`drill_sql`]).
-/// The calls of one page of a drill-down, newest first, as records.
+/// The statement [`drill_matching`] reads `drill` with, prepared before its snapshot.
+fn drill_statement(conn: &mut Conn, tenant: &TenantInfo, drill: &drill::Drill) -> Result<Statement> {
+    let pushed = drill.pushed(tenant);
+    conn.prepare(&drill_sql(&pushed, drill::Drill::driving(&pushed).is_some()))
+}
+
+/// The calls of one page of a drill-down, newest first, as records, by `statement` (its
+/// [`drill_statement`]): with a filter by one agent, campaign, team or disposition, the calls
+/// at the starts that value's runs list, a batch at a time; otherwise along the key of `calls`.
 fn drill_matching(
     tx: &mut postgres::Transaction,
     statement: &Statement,
@@ -599,13 +621,34 @@ fn drill_matching(
     let range = drill.query.range;
     let (start, end) = (range.start * 1_000_000_000, range.end * 1_000_000_000);
     let pushed = drill.pushed(tenant);
-    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-        vec![&tenant.id, &start, &end, &drill.after.0, &drill.after.1];
-    params.extend(pushed.iter().map(|p| &p.values as &(dyn postgres::types::ToSql + Sync)));
-    let portal = tx.bind(statement, &params)?;
-    // Rows come in chunks until the page is full.
-    let chunk = (limit as i32 + 1).max(100);
-    let rows = portal_rows(tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
+    let values = pushed.iter().map(|p| &p.values as &(dyn postgres::types::ToSql + Sync));
+    let Some(driving) = drill::Drill::driving(&pushed) else {
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            vec![&tenant.id, &start, &end, &drill.after.0, &drill.after.1];
+        params.extend(values);
+        let portal = tx.bind(statement, &params)?;
+        // Rows come in chunks until the page is full.
+        let chunk = (limit as i32 + 1).max(100);
+        let rows = portal_rows(tx, &portal, chunk).map(|row| Ok(call_with_analysis(&row?)?));
+        return drill::matching(tenant, drill, limit, rows);
+    };
+    let by = &pushed[driving];
+    let field = value_runs::field_of(by.column).expect("the driving columns are the runs'");
+    let below = end.min(drill.after.0.saturating_add(1));
+    let reader = value_runs::NewestFirst::new(tx, tenant.id, field, &by.values[0], start, below)?;
+    let values: Vec<_> = values.collect();
+    let rows = reader.rows(tx, limit + 1, |tx, starts| {
+        let (from, below) = batch_bounds(starts, start, below);
+        let starts = starts.to_vec();
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            vec![&tenant.id, &from, &below, &drill.after.0, &drill.after.1];
+        params.extend(values.iter().copied());
+        params.push(&starts);
+        tx.query(statement, &params)?
+            .iter()
+            .map(|r| Ok(call_with_analysis(r)?))
+            .collect()
+    });
     drill::matching(tenant, drill, limit, rows)
 }
 
@@ -854,12 +897,7 @@ impl Store for PgStore {
                 ))?,
             );
             // One snapshot: a compaction commits either wholly before it or wholly after.
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             let earliest: Option<i64> = tx.query_one(&earliest_sql, &[&tenant.id])?.get(0);
             let mut source = Source {
                 tx: &mut tx,
@@ -887,8 +925,10 @@ impl Store for PgStore {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            let statement = conn.prepare(&drill_sql(&drill.pushed(&tenant)))?;
-            let mut tx = conn.client.transaction()?;
+            let statement = drill_statement(conn, &tenant, &drill)?;
+            // One snapshot for the page's statements: the runs read, then their chunks, then
+            // the calls, with no compaction's merge in between.
+            let mut tx = snapshot(&mut conn.client)?;
             let page = drill_page(&mut tx, &statement, &tenant, &drill, request.limit)?;
             tx.commit()?;
             Ok(Ok(page))
@@ -907,12 +947,7 @@ impl Store for PgStore {
         self.with(move |conn, shared| {
             let teams = shared.agent_teams(&mut conn.client, tenant.id)?;
             // One snapshot for every chunk of the page.
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .read_only(true)
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             let page = crate::listing::page(&mut Pg(&mut tx), &tenant, kind, &request, now, teams)?;
             tx.commit()?;
             Ok(page)
@@ -938,19 +973,10 @@ impl Store for PgStore {
             // Prepared before the snapshot (the connection's cache makes them one statement).
             let statements = drills
                 .iter()
-                .map(|d| {
-                    d.as_ref()
-                        .map(|d| conn.prepare(&drill_sql(&d.pushed(&tenant))))
-                        .transpose()
-                })
+                .map(|d| d.as_ref().map(|d| drill_statement(conn, &tenant, d)).transpose())
                 .collect::<Result<Vec<_>>>()?;
             // One snapshot for all of them.
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             let mut pages = Vec::with_capacity(agents.len());
             for (one, statement) in drills.iter().zip(&statements) {
                 pages.push(match (one, statement) {
@@ -973,11 +999,24 @@ impl Store for PgStore {
         dispositions: Vec<String>,
     ) -> Result<Vec<i64>> {
         self.with(move |conn, _| {
-            let statement = conn.prepare(STREAKS)?;
-            let rows = conn
-                .client
-                .query(&statement, &[&tenant_id, &from_ns, &to_ns, &agents, &dispositions])?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+            let statement = conn.prepare(STREAK_CALLS)?;
+            let field = value_runs::field_of("agent_id").expect("agents are listed in runs");
+            let mut tx = snapshot(&mut conn.client)?;
+            // Each agent's calls newest first through its runs, read only until the streak ends.
+            let streaks = agents
+                .iter()
+                .map(|agent| {
+                    let reader = value_runs::NewestFirst::new(&mut tx, tenant_id, field, agent, from_ns, to_ns)?;
+                    let rows = reader.rows(&mut tx, 16, |tx, starts| {
+                        let (from, below) = batch_bounds(starts, from_ns, to_ns);
+                        let rows = tx.query(&statement, &[&tenant_id, agent, &starts.to_vec(), &from, &below])?;
+                        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+                    });
+                    drill::leading_run(rows, &dispositions)
+                })
+                .collect::<Result<Vec<i64>>>()?;
+            tx.commit()?;
+            Ok(streaks)
         })
         .await
     }
@@ -1232,14 +1271,9 @@ impl Store for PgStore {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            let statement = conn.prepare(&drill_sql(&drill.pushed(&tenant)))?;
+            let statement = drill_statement(conn, &tenant, &drill)?;
             // One snapshot for the calls and their events.
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = snapshot(&mut conn.client)?;
             let (calls, next_cursor) = drill_matching(&mut tx, &statement, &tenant, &drill, request.limit)?;
             let keys = calls
                 .iter()
@@ -1278,6 +1312,9 @@ impl Store for PgStore {
                     &cutoffs,
                     dry_run,
                 )?;
+                if let Some(cutoff) = cutoffs.raw_ns.filter(|_| !dry_run) {
+                    value_runs::purge(&mut tx, tenant_id, cutoff)?;
+                }
                 if !dry_run {
                     catalog::update_settings(&mut Pg(&mut tx), tenant_id, &settings)?;
                     shared.notify(&mut tx, &Notice::Settings { tenant: tenant_id })?;

@@ -504,6 +504,37 @@ INSERT INTO staged_contacts (tenant_id, contact_hash)
     SELECT DISTINCT tenant_id, hashtextextended(contact_id, 0) FROM lead_stages
     ON CONFLICT DO NOTHING;
 "#,
+    r#"
+-- Calls by agent, campaign, team and disposition in sorted runs (issue 24; pg/value_runs.rs)
+-- instead of four B-tree indexes on the partitions of `calls`, each a descent per call. A run
+-- per ingest transaction and tenant (`call_runs`: its level and the span of its calls' starts),
+-- per value the distinct starts of its calls newest first in chunks (`call_run_chunks`), keyed
+-- by run first: a transaction appends its chunks at the right edge of their one index. The
+-- compaction job merges runs level by level. The runs of the calls already stored are built
+-- below (value_runs::rebuild_sql, one top-level run per tenant), then the indexes go.
+CREATE SEQUENCE IF NOT EXISTS call_run_seq;
+CREATE TABLE IF NOT EXISTS call_runs (
+    tenant_id BIGINT NOT NULL,
+    run BIGINT NOT NULL,
+    level SMALLINT NOT NULL,
+    oldest_ns BIGINT NOT NULL,
+    newest_ns BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, run)
+);
+CREATE TABLE IF NOT EXISTS call_run_chunks (
+    tenant_id BIGINT NOT NULL,
+    run BIGINT NOT NULL,
+    field SMALLINT NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
+    oldest_ns BIGINT NOT NULL,
+    entries BYTEA NOT NULL,
+    PRIMARY KEY (tenant_id, run, field, value, oldest_ns)
+);
+-- Starts in chunks under the TOAST threshold: kept in the row, uncompressed.
+ALTER TABLE call_run_chunks ALTER COLUMN entries SET STORAGE MAIN;
+DELETE FROM call_run_chunks;
+DELETE FROM call_runs;
+"#,
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)
@@ -530,6 +561,8 @@ pub const HASHED_KEYS_VERSION: usize = 12;
 pub const EVENT_BLOCKS_VERSION: usize = 19;
 /// The version that first keeps the contacts with a stage in `staged_contacts`.
 pub const STAGED_CONTACTS_VERSION: usize = 20;
+/// The version that first lists calls by value in sorted runs (pg/value_runs.rs).
+pub const VALUE_RUNS_VERSION: usize = 21;
 /// The version that first marks the tenants whose badge history is recorded silently.
 pub const BADGE_BASELINES_VERSION: usize = 17;
 
@@ -586,8 +619,16 @@ pub fn migrate(client: &mut Client) -> Result<usize> {
         .query_opt("SELECT version FROM schema_version", &[])?
         .map(|r| r.get(0));
     let version = version.unwrap_or(0) as usize;
-    for sql in MIGRATIONS.iter().skip(version) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         tx.batch_execute(sql)?;
+        if i + 1 == VALUE_RUNS_VERSION {
+            // The runs of the calls stored so far, before their indexes go.
+            tx.batch_execute(&super::value_runs::rebuild_sql())?;
+            tx.batch_execute(
+                "DROP INDEX IF EXISTS calls_by_agent; DROP INDEX IF EXISTS calls_by_campaign; \
+                 DROP INDEX IF EXISTS calls_by_team; DROP INDEX IF EXISTS calls_by_disposition;",
+            )?;
+        }
     }
     if (1..TEAM_CAMPAIGNS_VERSION).contains(&version) {
         let since = [
@@ -761,6 +802,11 @@ mod versions {
     fn the_staged_contacts_version_is_the_migration_that_brings_them() {
         assert!(super::MIGRATIONS[super::STAGED_CONTACTS_VERSION - 1]
             .contains("CREATE TABLE IF NOT EXISTS staged_contacts"));
+    }
+
+    #[test]
+    fn the_value_runs_version_is_the_migration_that_brings_them() {
+        assert!(super::MIGRATIONS[super::VALUE_RUNS_VERSION - 1].contains("CREATE TABLE IF NOT EXISTS call_runs"));
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! but an index scan. Planned as joins, a table whose statistics lagged behind its growth was
 //! read whole against the keys (0.1–0.3 s a batch at a few million calls).
 
-use super::bodies;
 use super::schema::{id_hash, same_id};
+use super::{bodies, value_runs};
 use crate::apply::{Neighbour, Records};
 use crate::overlay::DeltaMap;
 use crate::rows::{
@@ -706,6 +706,12 @@ impl WorkingSet {
                 Ok(())
             },
         )?;
+        // The calls by value: a run per tenant (pg/value_runs.rs).
+        for (tenant, set) in &self.tenants {
+            let mut run = value_runs::PendingRun::default();
+            set.calls.changed().for_each(|c| run.add(c));
+            run.write(tx, *tenant, 0)?;
+        }
         let key_types = [T::INT8, T::TEXT, T::INT8, T::TEXT];
         copy(
             tx,

@@ -10,6 +10,7 @@
 //! transaction-level advisory lock, so one node at a time does it.
 
 use super::schema::{Lock, Partitions};
+use super::value_runs;
 use super::working::{copy, write_deltas, Batch, WorkingSet};
 use super::Pg;
 use super::Shared;
@@ -158,19 +159,23 @@ pub fn refresh_statistics(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
-/// Folds every committed delta row into its cell block. `None` when another node is
-/// compacting right now; otherwise the number of delta rows folded.
+/// Merges the runs of calls by value that are due and folds every committed delta row into its
+/// cell block. `None` when another node is compacting right now; otherwise the number of delta
+/// rows folded.
 pub fn compact(client: &mut Client) -> Result<Option<usize>> {
     let mut tx = client.transaction()?;
     if !Lock::Compact.try_take(&mut tx)? {
         return Ok(None);
     }
+    // The runs of calls by value, merged level by level (pg/value_runs.rs).
+    value_runs::compact(&mut tx)?;
     // Rows committed after this statement began stay for the next run.
     let rows = tx.query(
         "DELETE FROM cell_deltas RETURNING tenant_id, cuboid, grain, bucket, block",
         &[],
     )?;
     if rows.is_empty() {
+        tx.commit()?;
         return Ok(Some(0));
     }
     let corrupt = || crate::StoreError::Database("corrupt cell delta block".into());

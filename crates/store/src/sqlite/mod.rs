@@ -11,7 +11,7 @@ mod rows;
 mod schema;
 pub mod space;
 mod spans;
-mod value_runs;
+pub(crate) mod value_runs;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
 pub use schema::{AGENT_WEEKS_VERSION, CALL_INTENTS_VERSION, TEAM_CAMPAIGNS_VERSION};
 pub mod wal;

@@ -448,7 +448,7 @@ impl<'c> NewestFirst<'c> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn store() -> Connection {
@@ -457,7 +457,8 @@ mod tests {
         conn
     }
 
-    fn call(id: &str, agent: &str, started_ns: i64) -> CallRecord {
+    /// A call of `agent` at `started_ns` (also the PostgreSQL runs' tests').
+    pub(crate) fn call(id: &str, agent: &str, started_ns: i64) -> CallRecord {
         CallRecord {
             call_id: id.into(),
             agent_id: agent.into(),
