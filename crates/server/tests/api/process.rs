@@ -118,6 +118,24 @@ async fn kill_nine_right_after_a_200_loses_nothing() {
     server.wait().unwrap();
 }
 
+/// The server asks the kernel for no transparent huge pages (src/main.rs): with them, memory
+/// the allocator had given back became resident again and a long backfill outgrew SPEC §10's
+/// 500 MB. The flag is the process's own, whatever the system's setting.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_server_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("thp.db").display());
+    let port = free_port();
+    let mut server = spawn_server(&db, port);
+    wait_ready(&format!("http://127.0.0.1:{port}")).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let thp = status.lines().find(|l| l.starts_with("THP_enabled:"));
+    assert_eq!(thp.map(|l| l.split_whitespace().nth(1)), Some(Some("0")), "{status}");
+}
+
 #[test]
 fn cli_creates_keys_and_imports_ndjson() {
     let dir = tempfile::tempdir().unwrap();
