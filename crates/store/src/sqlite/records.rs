@@ -5,8 +5,8 @@ use super::bodies::PendingBodies;
 use super::first_calls::FirstCalls;
 use super::keys::{self, Filter, Keys, Kind};
 use super::rows::{
-    put_call, upsert_analysis, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT, SELECT_CONVERSATION,
-    SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
+    put_call, upsert_analysis, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
+    SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
 use super::value_runs::PendingEntries;
 use crate::apply::{Neighbour, Records};
@@ -16,7 +16,7 @@ use dialboard_engine::cells::MEETING_STAGE;
 use dialboard_engine::event::{
     AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, ParsedEvent, StageChange, StatusChange,
 };
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 use std::collections::{HashMap, HashSet};
 
 /// The contacts that reached the meeting stage, per tenant, kept by the writer across
@@ -94,7 +94,34 @@ pub struct SqliteRecords<'a> {
     /// The calls' entries by agent, team, campaign and disposition, written as one run before
     /// the commit.
     pub values: PendingEntries,
+    /// The inserts of every new event and call, prepared once per transaction.
+    pub statements: HotStatements<'a>,
 }
+
+/// The statements every new event and call runs, each looked up once per transaction and then
+/// held: a lookup in rusqlite's statement cache hashes the statement's SQL (~300 bytes for a
+/// call's insert) as it is taken and again as it is put back, 6.5% of the writer's time at 1M
+/// calls (`perf`, bench/README.md).
+#[derive(Default)]
+pub struct HotStatements<'a> {
+    insert_event: Option<CachedStatement<'a>>,
+    insert_call: Option<CachedStatement<'a>>,
+}
+
+/// The statement in `slot`, prepared (from the connection's cache) at its first use.
+fn held<'s, 'a>(
+    slot: &'s mut Option<CachedStatement<'a>>,
+    conn: &'a Connection,
+    sql: &str,
+) -> rusqlite::Result<&'s mut CachedStatement<'a>> {
+    if slot.is_none() {
+        *slot = Some(conn.prepare_cached(sql)?);
+    }
+    Ok(slot.as_mut().expect("prepared above"))
+}
+
+const INSERT_EVENT: &str =
+    "INSERT INTO events (tenant_id, event_id, type, record_key, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 impl SqliteRecords<'_> {
     /// The row of the tenant's call `call_id`, and the call.
@@ -132,13 +159,14 @@ impl Records for SqliteRecords<'_> {
             }
         }
         let record_key = e.event.record_key();
-        self.tx
-            .prepare_cached(
-                "INSERT INTO events (tenant_id, event_id, type, record_key, received_at, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![tenant, e.id, e.event.type_name(), record_key, received_ns, ""])?;
-        let seq = self.tx.last_insert_rowid();
+        let seq = held(&mut self.statements.insert_event, self.tx, INSERT_EVENT)?.insert(params![
+            tenant,
+            e.id,
+            e.event.type_name(),
+            record_key,
+            received_ns,
+            ""
+        ])?;
         self.bodies.add(tenant, &e.id, seq, &e.raw);
         self.keys.add(Kind::Event, hash, seq);
         if let Some(record) = record_key {
@@ -179,7 +207,8 @@ impl Records for SqliteRecords<'_> {
             },
         };
         let event_seq = self.bodies.seq_of_last(tenant, &call.event_id);
-        let seq = put_call(self.tx, tenant, call, event_seq, at)?;
+        let insert = held(&mut self.statements.insert_call, self.tx, INSERT_CALL)?;
+        let seq = put_call(self.tx, insert, tenant, call, event_seq, at)?;
         // A version that found no row is a new row: all its values are new.
         self.values.add(tenant, call, seq, at.and(previous));
         if at.is_none() {

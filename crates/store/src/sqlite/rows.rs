@@ -3,7 +3,7 @@
 use crate::rows::call_flags;
 use crate::{analysis_columns, call_columns, conversation_columns, csat_columns, stage_columns};
 use dialboard_engine::event::{CallAnalysis, CallRecord};
-use rusqlite::{params, Transaction};
+use rusqlite::{params, Statement, Transaction};
 
 /// The call at row `seq`, if it is the tenant's call of that id (the keys are hashes).
 pub const SELECT_CALL_AT: &str = concat!(
@@ -16,7 +16,7 @@ pub const SELECT_ANALYSIS: &str = concat!(
     analysis_columns!(),
     " FROM call_analysis WHERE tenant_id = ?1 AND call_id = ?2"
 );
-const INSERT_CALL: &str = concat!(
+pub const INSERT_CALL: &str = concat!(
     "INSERT INTO calls (tenant_id, ",
     call_columns!(),
     ", event_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
@@ -64,10 +64,12 @@ pub const INSERT_STAGE: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 );
 
-/// Stores a call: a new row (returns its `seq`), or over the row `at` of its previous version;
-/// `event_seq` is the row of its event (`calls.event_seq`), if known.
+/// Stores a call: a new row by `insert` ([`INSERT_CALL`]; returns its `seq`), or over the row
+/// `at` of its previous version; `event_seq` is the row of its event (`calls.event_seq`), if
+/// known.
 pub fn put_call(
     tx: &Transaction,
+    insert: &mut Statement,
     tenant: i64,
     c: &CallRecord,
     event_seq: Option<i64>,
@@ -101,10 +103,7 @@ pub fn put_call(
             tx.prepare_cached(REPLACE_CALL)?.execute(with_seq.as_slice())?;
             Ok(seq)
         }
-        None => {
-            tx.prepare_cached(INSERT_CALL)?.execute(values)?;
-            Ok(tx.last_insert_rowid())
-        }
+        None => insert.insert(values),
     }
 }
 
