@@ -696,6 +696,14 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
     Ok(version)
 }
 
+/// What SQLite may keep in memory in the whole process, its page caches above all (bytes). Each
+/// connection's cache is capped (64 MB for the writer, 32 MB for each of up to 8 pooled readers),
+/// but together they grew with history: at 4M calls of a backfill in random order SQLite held
+/// 175 MiB, most of the process's growth towards SPEC §10's 500 MB. Past this limit a cache
+/// reuses its least recently used pages instead of allocating more. The limit is the process's:
+/// set with the writer's settings, it holds for the readers too.
+pub const SQLITE_HEAP_LIMIT: i64 = 128 << 20;
+
 /// Connection settings: WAL so readers never block the writer; `synchronous=FULL` so a
 /// committed batch survives power loss, not only a crash of the process.
 pub fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
@@ -708,6 +716,7 @@ pub fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_size_limit", options.wal_restart_frames * 4096)?;
     // A limit, filled only as pages are read (64 MB).
     conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "soft_heap_limit", SQLITE_HEAP_LIMIT)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())
@@ -727,5 +736,22 @@ mod agent_weeks_tests {
             MIGRATIONS.len()
         );
         assert!(MIGRATIONS[CONTACT_KEYS_VERSION - 1].contains("CONTACT_KEYS"));
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    /// The heap limit is the process's: set by one connection's settings, another connection,
+    /// opened without them (as the readers are), sees it.
+    #[test]
+    fn the_writers_settings_bound_sqlites_memory_in_the_whole_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Connection::open(dir.path().join("a.db")).unwrap();
+        configure(&writer, &Options::default()).unwrap();
+        let reader = Connection::open_in_memory().unwrap();
+        let limit: i64 = reader.query_row("PRAGMA soft_heap_limit", [], |r| r.get(0)).unwrap();
+        assert_eq!(limit, SQLITE_HEAP_LIMIT);
     }
 }
