@@ -109,8 +109,7 @@ impl PendingRun {
                 &[&tenant, &level, &oldest, &newest],
             )?
             .get(0);
-        let types = [Type::INT8, Type::INT8, Type::INT2, Type::TEXT, Type::INT8, Type::BYTEA];
-        copy(tx, "call_run_chunks", CHUNK_COLUMNS, &types, true, |w| {
+        copy(tx, "call_run_chunks", CHUNK_COLUMNS, &CHUNK_TYPES, true, |w| {
             for ((field, value), mut entries) in values {
                 newest_first(&mut entries);
                 for chunk in entries.chunks(CHUNK) {
@@ -124,6 +123,8 @@ impl PendingRun {
 }
 
 const CHUNK_COLUMNS: &str = "tenant_id, run, field, value, oldest_ns, entries";
+/// The types of [`CHUNK_COLUMNS`], in their order (the COPYs that write chunks).
+const CHUNK_TYPES: [Type; 6] = [Type::INT8, Type::INT8, Type::INT2, Type::TEXT, Type::INT8, Type::BYTEA];
 
 /// Merges runs wherever a tenant's level below [`TOP_LEVEL`] holds [`FANOUT`] of them, level
 /// after level, in the transaction `tx` (the compaction's); returns how many entries were
@@ -188,17 +189,23 @@ pub fn purge(tx: &mut Transaction, tenant: i64, cutoff_ns: i64) -> Result<()> {
         &format!("DELETE FROM call_run_chunks WHERE {old} RETURNING run, field, value, entries"),
         &[&tenant, &cutoff_ns],
     )?;
-    let types = [Type::INT8, Type::INT8, Type::INT2, Type::TEXT, Type::INT8, Type::BYTEA];
-    copy(tx, "call_run_chunks", CHUNK_COLUMNS, &types, !chunks.is_empty(), |w| {
-        for row in &chunks {
-            let (run, field, value): (i64, i16, String) = (row.get(0), row.get(1), row.get(2));
-            let kept: Vec<i64> = decode(row.get(3)).filter(|ns| *ns >= cutoff_ns).collect();
-            if let Some(oldest) = kept.last() {
-                w.write(&[&tenant, &run, &field, &value, oldest, &encode(&kept)])?;
+    copy(
+        tx,
+        "call_run_chunks",
+        CHUNK_COLUMNS,
+        &CHUNK_TYPES,
+        !chunks.is_empty(),
+        |w| {
+            for row in &chunks {
+                let (run, field, value): (i64, i16, String) = (row.get(0), row.get(1), row.get(2));
+                let kept: Vec<i64> = decode(row.get(3)).filter(|ns| *ns >= cutoff_ns).collect();
+                if let Some(oldest) = kept.last() {
+                    w.write(&[&tenant, &run, &field, &value, oldest, &encode(&kept)])?;
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     tx.execute(
         "DELETE FROM call_runs r WHERE tenant_id = $1 AND newest_ns < $2 AND NOT EXISTS \
          (SELECT 1 FROM call_run_chunks c WHERE c.tenant_id = r.tenant_id AND c.run = r.run)",
