@@ -5,7 +5,7 @@ use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use dialboard_store::pg::{cluster::Cluster, PgStore};
 use dialboard_store::sqlite::{Options, SqliteStore};
-use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantSettings};
+use dialboard_store::{CallsRequest, DirectoryKind, Store, TenantInfo, TenantSettings};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -625,19 +625,13 @@ fn meetings_after_an_upgrade_find_their_first_call_among_older_calls() {
 /// export's bodies, an erasure and a purge take them as well as the blocks written since.
 #[test]
 fn events_of_older_postgresql_databases_stay_readable() {
-    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
-    let url = cluster.create_database().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_cluster, url, rt, store, tenant) = postgres_tenant();
     let call = |id: &str, disposition: &str, updated: &str| {
         json!({"id": id, "type": "call", "call_id": "c1", "agent_id": "a1", "disposition": disposition,
                "contact_id": "ct-1", "notes": format!("notes of {id}"),
                "started_at": "2026-03-02T10:00:00Z", "updated_at": updated})
     };
     let first = call("e1", "No Answer", "2026-03-02T10:01:00Z");
-    let store = PgStore::open(&url).unwrap();
-    let tenant = rt
-        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
-        .unwrap();
     rt.block_on(store.ingest(tenant.id, parse(std::slice::from_ref(&first))))
         .unwrap();
     rt.block_on(store.shutdown());
@@ -704,6 +698,19 @@ fn parse(events: &[serde_json::Value]) -> Vec<ParsedEvent> {
     events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect()
 }
 
+/// A store on a throwaway PostgreSQL cluster (kept running while the first value lives), its
+/// database's URL (to downgrade it), a runtime, and a tenant in UTC.
+fn postgres_tenant() -> (Cluster, String, tokio::runtime::Runtime, PgStore, Arc<TenantInfo>) {
+    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+    let url = cluster.create_database().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
+    (cluster, url, rt, store, tenant)
+}
+
 /// `text` as an SQL string literal.
 fn postgres_text(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -715,13 +722,7 @@ fn postgres_text(text: &str) -> String {
 /// contact booked before it (the days to the meeting count from that call).
 #[test]
 fn stages_of_older_postgresql_databases_stay_found() {
-    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
-    let url = cluster.create_database().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = PgStore::open(&url).unwrap();
-    let tenant = rt
-        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
-        .unwrap();
+    let (_cluster, url, rt, store, tenant) = postgres_tenant();
     let meeting = json!({"id": "e1", "type": "lead_stage", "contact_id": "p1", "stage": "meeting_booked",
                          "at": "2026-03-04T22:00:00Z"});
     rt.block_on(store.ingest(tenant.id, parse(&[meeting]))).unwrap();
@@ -760,13 +761,7 @@ fn stages_of_older_postgresql_databases_stay_found() {
 /// upgrade, beside a new call and a correction that moved an old call to another agent.
 #[test]
 fn calls_of_older_postgresql_databases_stay_found_by_value() {
-    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
-    let url = cluster.create_database().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = PgStore::open(&url).unwrap();
-    let tenant = rt
-        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
-        .unwrap();
+    let (_cluster, url, rt, store, tenant) = postgres_tenant();
     let call = |id: &str, call: &str, agent: &str, disposition: &str, at: &str| {
         json!({"id": id, "type": "call", "call_id": call, "agent_id": agent, "disposition": disposition,
                "campaign_id": "k1", "started_at": at})
