@@ -116,6 +116,11 @@ pub struct Stored {
 }
 
 impl Stored {
+    /// Whether the transaction stored no id of the tenant (only duplicates): nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.calls.is_empty()
+    }
+
     /// Writes the batch of hashes and moves the head on (under the tenant's ingest lock).
     pub fn write(&self, tx: &mut Transaction, now_ms: i64) -> Result<()> {
         let batch = self.head.batches + 1;
@@ -185,7 +190,9 @@ impl IdFilters {
         let calls: i64 = tx
             .query_one("SELECT count(*) FROM call_keys WHERE tenant_id = $1", &[&tenant])?
             .get(0);
-        let mut filter = Filter::with_capacity(2 * (head.ids + calls) as usize);
+        // Sized by the tenant, not SQLite's one filter for all (64k keys at least): many small
+        // tenants each have a small one.
+        let mut filter = Filter::sized(2 * (head.ids + calls).max(512) as usize);
         for (sql, key) in [
             ("SELECT id_hash FROM event_ids WHERE tenant_id = $1", event_key as fn(i64) -> u64),
             ("SELECT call_hash FROM call_keys WHERE tenant_id = $1", call_key),

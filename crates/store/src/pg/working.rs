@@ -709,8 +709,10 @@ impl WorkingSet {
         let mut hashes = Vec::new();
         for (tenant, set) in &self.tenants {
             let stored = set.stored_ids(*tenant)?;
-            stored.write(tx, received_ns / 1_000_000)?;
-            hashes.push(stored);
+            if !stored.is_empty() {
+                stored.write(tx, received_ns / 1_000_000)?;
+                hashes.push(stored);
+            }
         }
         Ok(hashes)
     }
