@@ -60,7 +60,10 @@ fn ids_are_stored_once_across_nodes_restarts_and_generations() {
     let url = cluster().create_database().unwrap();
     let a = PgStore::open(&url).unwrap();
     let b = PgStore::open(&url).unwrap();
-    let tenant = rt.block_on(a.create_tenant("n", TenantSettings::new("UTC"))).unwrap().id;
+    let tenant = rt
+        .block_on(a.create_tenant("n", TenantSettings::new("UTC")))
+        .unwrap()
+        .id;
     let mut client = Client::connect(&url, NoTls).unwrap();
 
     // Node b's filter is made (from nothing) before node a stores e2 …
@@ -76,12 +79,18 @@ fn ids_are_stored_once_across_nodes_restarts_and_generations() {
     assert_eq!(ingest(&rt, &a, tenant, vec![call("e3", "c3", "Busy")]), (1, 0));
     client.execute("DELETE FROM id_batches", &[]).unwrap();
     assert_eq!(ingest(&rt, &b, tenant, vec![call("e3", "c3", "Busy")]), (0, 1));
-    assert_eq!(ingest(&rt, &b, tenant, vec![call("e3b", "c3", "Meeting Booked")]), (1, 0));
+    assert_eq!(
+        ingest(&rt, &b, tenant, vec![call("e3b", "c3", "Meeting Booked")]),
+        (1, 0)
+    );
 
     // The next rows go to a later generation (as after 2^18 ids); the earlier ones are still
     // found, by a node whose filter is made after a restart.
     client
-        .execute("UPDATE id_heads SET ids = ids + 3 * (1 << 18) WHERE tenant_id = $1", &[&tenant])
+        .execute(
+            "UPDATE id_heads SET ids = ids + 3 * (1 << 18) WHERE tenant_id = $1",
+            &[&tenant],
+        )
         .unwrap();
     assert_eq!(ingest(&rt, &a, tenant, vec![call("e4", "c4", "Busy")]), (1, 0));
     rt.block_on(a.shutdown());
@@ -95,15 +104,25 @@ fn ids_are_stored_once_across_nodes_restarts_and_generations() {
     ];
     assert_eq!(ingest(&rt, &a, tenant, again), (0, 4));
     // A correction of a call of generation 0, after the generation moved on.
-    assert_eq!(ingest(&rt, &a, tenant, vec![call("e1b", "c1", "Not Interested")]), (1, 0));
+    assert_eq!(
+        ingest(&rt, &a, tenant, vec![call("e1b", "c1", "Not Interested")]),
+        (1, 0)
+    );
     assert_eq!(disposition(&rt, &b, tenant, "c1").as_deref(), Some("Not Interested"));
     let generations: Vec<i32> = client
-        .query("SELECT DISTINCT gen FROM call_keys WHERE tenant_id = $1 ORDER BY gen", &[&tenant])
+        .query(
+            "SELECT DISTINCT gen FROM call_keys WHERE tenant_id = $1 ORDER BY gen",
+            &[&tenant],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(generations, [0, 3], "c2 and c3 stay in generation 0; c4 and c1's new key in 3");
+    assert_eq!(
+        generations,
+        [0, 3],
+        "c2 and c3 stay in generation 0; c4 and c1's new key in 3"
+    );
     assert_eq!(calls_stored(&mut client, tenant), 4);
     rt.block_on(a.shutdown());
     rt.block_on(b.shutdown());
@@ -118,7 +137,10 @@ fn ids_whose_hashes_collide_are_both_stored() {
     let rt = runtime();
     let url = cluster().create_database().unwrap();
     let node = PgStore::open(&url).unwrap();
-    let tenant = rt.block_on(node.create_tenant("h", TenantSettings::new("UTC"))).unwrap().id;
+    let tenant = rt
+        .block_on(node.create_tenant("h", TenantSettings::new("UTC")))
+        .unwrap()
+        .id;
     assert_eq!(ingest(&rt, &node, tenant, vec![call("e-old", "c-old", "Busy")]), (1, 0));
     rt.block_on(node.shutdown());
     drop(node);
@@ -140,7 +162,10 @@ fn ids_whose_hashes_collide_are_both_stored() {
         .unwrap();
     // The node's filter, rebuilt from the stored hashes, holds the new ids' hashes.
     let node = PgStore::open(&url).unwrap();
-    assert_eq!(ingest(&rt, &node, tenant, vec![call("e-new", "c-new", "No Answer")]), (1, 0));
+    assert_eq!(
+        ingest(&rt, &node, tenant, vec![call("e-new", "c-new", "No Answer")]),
+        (1, 0)
+    );
     assert_eq!(calls_stored(&mut client, tenant), 2);
     // (c-old's key now carries c-new's hash, so only its row is read here.)
     let old: String = client

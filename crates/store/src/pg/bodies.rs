@@ -10,8 +10,8 @@
 //! the readers of versions and bodies read those too.
 
 use super::id_filter::generations;
-use super::working::{event_id_is, in_generations};
 use super::schema::same_id;
+use super::working::{event_id_is, in_generations};
 use crate::drill::Version;
 use crate::retention::erased_body;
 use crate::{Result, StoreError};

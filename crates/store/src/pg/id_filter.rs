@@ -170,11 +170,18 @@ impl IdFilters {
                 &[&tenant, &seen],
             )?;
             let contiguous = rows.len() as i64 == head.batches - seen
-                && rows.iter().enumerate().all(|(i, r)| r.get::<_, i64>(0) == seen + 1 + i as i64);
+                && rows
+                    .iter()
+                    .enumerate()
+                    .all(|(i, r)| r.get::<_, i64>(0) == seen + 1 + i as i64);
             if contiguous {
                 let known = self.tenants.get_mut(&tenant).expect("checked above");
                 for row in &rows {
-                    add(&mut known.filter, &row.get::<_, Vec<i64>>(1), &row.get::<_, Vec<i64>>(2));
+                    add(
+                        &mut known.filter,
+                        &row.get::<_, Vec<i64>>(1),
+                        &row.get::<_, Vec<i64>>(2),
+                    );
                 }
                 known.batches = head.batches;
             } else {
@@ -194,7 +201,10 @@ impl IdFilters {
         // tenants each have a small one.
         let mut filter = Filter::sized(2 * (head.ids + calls).max(512) as usize);
         for (sql, key) in [
-            ("SELECT id_hash FROM event_ids WHERE tenant_id = $1", event_key as fn(i64) -> u64),
+            (
+                "SELECT id_hash FROM event_ids WHERE tenant_id = $1",
+                event_key as fn(i64) -> u64,
+            ),
             ("SELECT call_hash FROM call_keys WHERE tenant_id = $1", call_key),
         ] {
             let statement = tx.prepare(sql)?;

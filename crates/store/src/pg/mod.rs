@@ -12,8 +12,8 @@
 
 mod bodies;
 pub mod cluster;
-mod schema;
 mod id_filter;
+mod schema;
 mod value_runs;
 /// The schema version that first keeps call cells by campaign and intent (upgrade tests go back before it).
 pub use schema::{

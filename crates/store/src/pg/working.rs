@@ -717,7 +717,13 @@ impl WorkingSet {
         Ok(hashes)
     }
 
-    fn write_records(&self, tx: &mut Transaction, batches: &[Batch], stored: &[&[bool]], received_ns: i64) -> Result<()> {
+    fn write_records(
+        &self,
+        tx: &mut Transaction,
+        batches: &[Batch],
+        stored: &[&[bool]],
+        received_ns: i64,
+    ) -> Result<()> {
         let mut new_events: Vec<(i64, Vec<bodies::Entry>)> = Vec::new();
         for (b, stored) in batches.iter().zip(stored) {
             let entries = b
@@ -935,12 +941,22 @@ impl WorkingSet {
 impl TenantSet {
     /// The hashes of the event ids logged and the call keys written by this transaction.
     fn stored_ids(&self, tenant: i64) -> Result<Stored> {
-        let call_hash = |id: &str| self.call_hashes.get(id).copied().ok_or_else(|| not_loaded("call id hash", id));
+        let call_hash = |id: &str| {
+            self.call_hashes
+                .get(id)
+                .copied()
+                .ok_or_else(|| not_loaded("call id hash", id))
+        };
         Ok(Stored {
             tenant,
             head: self.head,
             events: self.logged_hashes.clone(),
-            calls: self.calls.changed_ids().into_iter().map(call_hash).collect::<Result<_>>()?,
+            calls: self
+                .calls
+                .changed_ids()
+                .into_iter()
+                .map(call_hash)
+                .collect::<Result<_>>()?,
         })
     }
 
