@@ -568,6 +568,8 @@ CREATE TABLE IF NOT EXISTS id_batches (
     calls BIGINT[] NOT NULL,
     PRIMARY KEY (tenant_id, batch)
 );
+-- Random hashes do not compress: stored as they come.
+ALTER TABLE id_batches ALTER COLUMN events SET STORAGE EXTERNAL, ALTER COLUMN calls SET STORAGE EXTERNAL;
 "#,
 ];
 
