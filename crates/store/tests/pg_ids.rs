@@ -3,26 +3,17 @@
 //! the other's ids), restarts, generations and pruned batches; and two ids whose hashes are
 //! equal are both stored.
 
+// PostgreSQL-only: `each_store` and `Open` go unused here.
+#[allow(dead_code)]
+mod common;
+
+use common::{cluster, runtime};
 use dialboard_engine::event::{parse_event, ParsedEvent};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
-use dialboard_store::pg::{cluster::Cluster, PgStore};
+use dialboard_store::pg::PgStore;
 use dialboard_store::{Store, TenantSettings};
 use postgres::{Client, NoTls};
 use serde_json::{json, Value};
-use std::sync::OnceLock;
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| Cluster::start(false).expect("a throwaway PostgreSQL cluster starts"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn events(values: Vec<Value>) -> Vec<ParsedEvent> {
     let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
