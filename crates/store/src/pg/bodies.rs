@@ -9,7 +9,9 @@
 //! rewritten by an erasure. Events stored before blocks existed keep their `events` row, and
 //! the readers of versions and bodies read those too.
 
+use super::id_filter::generations;
 use super::schema::same_id;
+use super::working::{event_id_is, in_generations};
 use crate::drill::Version;
 use crate::retention::erased_body;
 use crate::{Result, StoreError};
@@ -104,7 +106,9 @@ fn arrivals(logged: &[postgres::Row]) -> Vec<i64> {
 pub fn versions(db: &mut impl GenericClient, tenant: i64, key: &str) -> Result<Vec<Version>> {
     let logged = db.query(
         &format!(
-            "SELECT event_id, received_ns FROM event_ids WHERE tenant_id = $1 AND {} AND received_ns IS NOT NULL",
+            "SELECT event_id, received_ns FROM {}, LATERAL (SELECT event_id, received_ns FROM event_ids \
+             WHERE tenant_id = $1 AND gen = generation.n AND {} AND received_ns IS NOT NULL OFFSET 0) AS found",
+            generations("$1"),
             same_id("record_hash", "record_key", "$2::text")
         ),
         &[&tenant, &key],
@@ -149,9 +153,10 @@ pub fn bodies_of(
     let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
     let logged = db.query(
         &format!(
-            "SELECT event_id, received_ns FROM unnest($2::text[]) AS wanted(v), LATERAL (SELECT event_id, received_ns \
+            "SELECT event_id, received_ns FROM {}, LATERAL (SELECT event_id, received_ns \
              FROM event_ids WHERE tenant_id = $1 AND {} AND received_ns IS NOT NULL OFFSET 0) AS found",
-            same_id("id_hash", "event_id", "wanted.v")
+            in_generations("unnest($2::text[]) AS wanted(v)"),
+            event_id_is("wanted.v")
         ),
         &[&tenant, &ids],
     )?;

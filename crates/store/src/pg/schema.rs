@@ -535,6 +535,42 @@ ALTER TABLE call_run_chunks ALTER COLUMN entries SET STORAGE MAIN;
 DELETE FROM call_run_chunks;
 DELETE FROM call_runs;
 "#,
+    r#"
+-- Ids in generations behind the writer's filter (issue 24; pg/id_filter.rs). The indexes of
+-- ids by hash are led by a generation (the tenant's count of ids logged before the row's
+-- transaction, in units of 2^18), so a new id lands in the last generation's leaves instead of
+-- anywhere in an index that grows with history; lookups descend once per generation, and the
+-- writer looks up only the ids its in-memory filter may hold. `id_heads` counts each tenant's
+-- ids and batches; `id_batches` holds each ingest transaction's hashes for the filters of the
+-- other nodes, for an hour. The rows stored so far are generation 0 (`call_keys_by_contact`
+-- is looked up by contact only: unchanged).
+ALTER TABLE event_ids ADD COLUMN IF NOT EXISTS gen INT NOT NULL DEFAULT 0;
+ALTER TABLE call_keys ADD COLUMN IF NOT EXISTS gen INT NOT NULL DEFAULT 0;
+DROP INDEX IF EXISTS event_ids_by_hash;
+CREATE INDEX event_ids_by_hash ON event_ids (tenant_id, gen, id_hash);
+DROP INDEX IF EXISTS event_ids_by_record;
+CREATE INDEX event_ids_by_record ON event_ids (tenant_id, gen, record_hash) WHERE record_key IS NOT NULL;
+DROP INDEX IF EXISTS call_keys_by_hash;
+CREATE INDEX call_keys_by_hash ON call_keys (tenant_id, gen, call_hash);
+CREATE TABLE IF NOT EXISTS id_heads (
+    tenant_id BIGINT PRIMARY KEY,
+    ids BIGINT NOT NULL,
+    batches BIGINT NOT NULL
+);
+INSERT INTO id_heads (tenant_id, ids, batches)
+    SELECT tenant_id, count(*), 0 FROM event_ids GROUP BY tenant_id
+    ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS id_batches (
+    tenant_id BIGINT NOT NULL,
+    batch BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    events BIGINT[] NOT NULL,
+    calls BIGINT[] NOT NULL,
+    PRIMARY KEY (tenant_id, batch)
+);
+-- Random hashes do not compress: stored as they come.
+ALTER TABLE id_batches ALTER COLUMN events SET STORAGE EXTERNAL, ALTER COLUMN calls SET STORAGE EXTERNAL;
+"#,
 ];
 
 /// The condition that finds the rows whose id `column` equals `value` (an SQL expression)
@@ -807,6 +843,11 @@ mod versions {
     #[test]
     fn the_value_runs_version_is_the_migration_that_brings_them() {
         assert!(super::MIGRATIONS[super::VALUE_RUNS_VERSION - 1].contains("CREATE TABLE IF NOT EXISTS call_runs"));
+    }
+
+    #[test]
+    fn the_id_generations_version_is_the_migration_that_brings_them() {
+        assert!(super::MIGRATIONS[22 - 1].contains("CREATE TABLE IF NOT EXISTS id_heads"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! but an index scan. Planned as joins, a table whose statistics lagged behind its growth was
 //! read whole against the keys (0.1–0.3 s a batch at a few million calls).
 
+use super::id_filter::{self, generations, IdFilters, Stored};
 use super::schema::{id_hash, same_id};
 use super::{bodies, value_runs};
 use crate::apply::{Neighbour, Records};
@@ -36,13 +37,28 @@ use std::collections::{HashMap, HashSet};
 /// `$2` the call ids.
 pub(super) fn call_keys_by_id() -> String {
     probe(
-        "unnest($2::text[]) AS wanted(v)",
+        &in_generations("unnest($2::text[]) AS wanted(v)"),
         "call_id, started_ns",
-        &format!(
-            "call_keys WHERE tenant_id = $1 AND {}",
-            same_id("call_hash", "call_id", "wanted.v")
-        ),
+        &format!("call_keys WHERE tenant_id = $1 AND {}", call_key_is("wanted.v")),
     )
+}
+
+/// `wanted` (keys as a FROM item) with each of the tenant's (`$1`) generations of ids
+/// (pg/id_filter.rs), for [`call_key_is`] and [`event_id_is`].
+pub(super) fn in_generations(wanted: &str) -> String {
+    format!("{wanted}, {}", generations("$1"))
+}
+
+/// The condition that finds the `call_keys` row of the call id `value` in the generation
+/// `generation.n` ([`in_generations`]).
+pub(super) fn call_key_is(value: &str) -> String {
+    format!("gen = generation.n AND {}", same_id("call_hash", "call_id", value))
+}
+
+/// The condition that finds the `event_ids` row of the event id `value` in the generation
+/// `generation.n` ([`in_generations`]).
+pub(super) fn event_id_is(value: &str) -> String {
+    format!("gen = generation.n AND {}", same_id("id_hash", "event_id", value))
 }
 
 /// `SELECT columns` of the rows that `from_where` (a table and conditions naming `wanted`'s
@@ -77,6 +93,12 @@ pub struct Batch<'a> {
 struct TenantSet {
     /// Ids new to the log; `log_event` takes each out once.
     new_ids: HashSet<String>,
+    /// The tenant's ids as committed, and the hashes of this batch's ids (pg/id_filter.rs).
+    head: id_filter::Head,
+    logged_hashes: Vec<i64>,
+    call_hashes: HashMap<String, i64>,
+    /// The batch's call ids that the filter may hold: the others are not stored.
+    maybe_stored_calls: HashSet<String>,
     calls: Current<CallRecord>,
     /// The start (partition) of each stored call's row, to remove it when replaced.
     stored_calls: HashMap<String, i64>,
@@ -183,15 +205,21 @@ fn distinct<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
 
 impl WorkingSet {
     /// Logs the batches' event ids (the new ones are what gets applied), as received at
-    /// `received_ns`, and loads what their events can read.
-    pub fn load(tx: &mut Transaction, batches: &[Batch], received_ns: i64) -> Result<WorkingSet> {
+    /// `received_ns`, and loads what their events can read; `filters` spare the lookups of
+    /// ids that were never stored.
+    pub fn load(
+        tx: &mut Transaction,
+        batches: &[Batch],
+        received_ns: i64,
+        filters: &mut IdFilters,
+    ) -> Result<WorkingSet> {
         let mut by_tenant: HashMap<i64, Vec<&ParsedEvent>> = HashMap::new();
         for b in batches {
             by_tenant.entry(b.tenant).or_default().extend(b.events);
         }
         let mut tenants = HashMap::new();
         for (tenant, events) in by_tenant {
-            tenants.insert(tenant, TenantSet::load(tx, tenant, &events, received_ns)?);
+            tenants.insert(tenant, TenantSet::load(tx, tenant, &events, received_ns, filters)?);
         }
         Ok(WorkingSet { tenants })
     }
@@ -204,7 +232,13 @@ impl WorkingSet {
 }
 
 impl TenantSet {
-    fn load(tx: &mut Transaction, tenant: i64, events: &[&ParsedEvent], received_ns: i64) -> Result<TenantSet> {
+    fn load(
+        tx: &mut Transaction,
+        tenant: i64,
+        events: &[&ParsedEvent],
+        received_ns: i64,
+        filters: &mut IdFilters,
+    ) -> Result<TenantSet> {
         let mut set = TenantSet::default();
         // The first copy of each id is the one that counts; of those, the ids not logged before.
         let ids = distinct(events.iter().map(|e| e.id.as_str()));
@@ -212,36 +246,64 @@ impl TenantSet {
         for e in events {
             record_keys.entry(e.id.as_str()).or_insert_with(|| e.event.record_key());
         }
-        // A probe and a COPY rather than INSERT … ON CONFLICT (7.3 against 8.2–9.2 ms of the
-        // backend per 1,000 calls): the tenant's ingest lock keeps other transactions from
-        // logging the same ids meanwhile.
-        let logged: HashSet<String> = tx
-            .query(
+        let call_ids = distinct(events.iter().filter_map(|e| match &e.event {
+            Event::Call(c) => Some(c.call_id.as_str()),
+            Event::Analysis(a) => Some(a.call_id.as_str()),
+            _ => None,
+        }));
+        let hashed = id_filter::hash_ids(tx, tenant, &ids, &call_ids)?;
+        let filter = filters.synced(tx, tenant, hashed.head)?;
+        // Only the ids the filter may hold are looked up (the rest were never stored): a probe
+        // and a COPY rather than INSERT … ON CONFLICT (7.3 against 8.2–9.2 ms of the backend
+        // per 1,000 calls), as the tenant's ingest lock keeps other transactions from logging
+        // the same ids meanwhile.
+        let maybe_logged: Vec<&str> = ids
+            .iter()
+            .zip(&hashed.events)
+            .filter(|(_, hash)| id_filter::may_hold_event(filter, **hash))
+            .map(|(id, _)| *id)
+            .collect();
+        set.maybe_stored_calls = call_ids
+            .iter()
+            .zip(&hashed.calls)
+            .filter(|(_, hash)| id_filter::may_hold_call(filter, **hash))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        let logged: HashSet<String> = if maybe_logged.is_empty() {
+            HashSet::new()
+        } else {
+            tx.query(
                 &probe(
-                    "unnest($2::text[]) AS wanted(v)",
+                    &in_generations("unnest($2::text[]) AS wanted(v)"),
                     "event_id",
-                    &format!(
-                        "event_ids WHERE tenant_id = $1 AND {}",
-                        same_id("id_hash", "event_id", "wanted.v")
-                    ),
+                    &format!("event_ids WHERE tenant_id = $1 AND {}", event_id_is("wanted.v")),
                 ),
-                &[&tenant, &ids],
+                &[&tenant, &maybe_logged],
             )?
             .iter()
             .map(|r| r.get(0))
-            .collect();
-        let new_ids: Vec<&str> = ids.into_iter().filter(|id| !logged.contains(*id)).collect();
+            .collect()
+        };
+        set.head = hashed.head;
+        set.call_hashes = call_ids.iter().map(|id| id.to_string()).zip(hashed.calls).collect();
+        let (new_ids, logged_hashes): (Vec<&str>, Vec<i64>) = ids
+            .into_iter()
+            .zip(hashed.events)
+            .filter(|(id, _)| !logged.contains(*id))
+            .unzip();
+        set.logged_hashes = logged_hashes;
         // Each logged as where its body will be (its transaction's block) and whose version
         // it is; an id that turns out refused is removed at the flush.
+        let generation = set.head.generation();
         copy(
             tx,
             "event_ids",
-            "tenant_id, event_id, received_ns, record_key",
-            &[T::INT8, T::TEXT, T::INT8, T::TEXT],
+            "tenant_id, event_id, received_ns, record_key, gen",
+            &[T::INT8, T::TEXT, T::INT8, T::TEXT, T::INT4],
             !new_ids.is_empty(),
             |w| {
                 for id in &new_ids {
-                    w.write(&[&tenant, id, &received_ns, &record_keys[id]])?;
+                    w.write(&[&tenant, id, &received_ns, &record_keys[id], &generation])?;
                 }
                 Ok(())
             },
@@ -311,10 +373,18 @@ impl TenantSet {
     fn load_calls(&mut self, tx: &mut Transaction, tenant: i64, ids: &[&str]) -> Result<()> {
         self.calls = Current::expect(ids.iter().copied());
         self.analyses = Current::expect(ids.iter().copied());
-        // Most calls of a batch are new: look their keys up first, and read rows only for
-        // those that exist (by partition key, so each probe touches one month).
-        for row in tx.query(&call_keys_by_id(), &[&tenant, &ids])? {
-            self.stored_calls.insert(row.get(0), row.get(1));
+        // Most calls of a batch are new: look up the keys of those the filter may hold, and
+        // read rows only for those that exist (by partition key, so each probe touches one
+        // month).
+        let maybe: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.maybe_stored_calls.contains(*id))
+            .collect();
+        if !maybe.is_empty() {
+            for row in tx.query(&call_keys_by_id(), &[&tenant, &maybe])? {
+                self.stored_calls.insert(row.get(0), row.get(1));
+            }
         }
         if !self.stored_calls.is_empty() {
             let (ids, starts): (Vec<&str>, Vec<i64>) =
@@ -625,9 +695,35 @@ const CSAT_TYPES: [Type; 7] = [T::INT8, T::TEXT, T::INT8, T::INT8, T::TEXT, T::T
 
 impl WorkingSet {
     /// Writes what the batches changed: the new events (one block per tenant), the new
-    /// versions of records (the replaced rows removed first) and the new statuses, stages and
-    /// scores.
-    pub fn flush(&self, tx: &mut Transaction, batches: &[Batch], stored: &[&[bool]], received_ns: i64) -> Result<()> {
+    /// versions of records (the replaced rows removed first), the new statuses, stages and
+    /// scores, and each tenant's batch of id hashes; returns those, for the writer's filters
+    /// once committed.
+    pub fn flush(
+        &self,
+        tx: &mut Transaction,
+        batches: &[Batch],
+        stored: &[&[bool]],
+        received_ns: i64,
+    ) -> Result<Vec<Stored>> {
+        self.write_records(tx, batches, stored, received_ns)?;
+        let mut hashes = Vec::new();
+        for (tenant, set) in &self.tenants {
+            let stored = set.stored_ids(*tenant)?;
+            if !stored.is_empty() {
+                stored.write(tx, received_ns / 1_000_000)?;
+                hashes.push(stored);
+            }
+        }
+        Ok(hashes)
+    }
+
+    fn write_records(
+        &self,
+        tx: &mut Transaction,
+        batches: &[Batch],
+        stored: &[&[bool]],
+        received_ns: i64,
+    ) -> Result<()> {
         let mut new_events: Vec<(i64, Vec<bodies::Entry>)> = Vec::new();
         for (b, stored) in batches.iter().zip(stored) {
             let entries = b
@@ -666,9 +762,9 @@ impl WorkingSet {
             // another agent's record): they were never stored, so a later event may use them.
             if !set.new_ids.is_empty() {
                 let refused: Vec<&str> = set.new_ids.iter().map(String::as_str).collect();
-                let by_id = "unnest($2::text[]) AS wanted(v)";
-                let condition = same_id("id_hash", "event_id", "wanted.v");
-                delete_found(tx, "event_ids", by_id, &condition, &[tenant, &refused])?;
+                let by_id = in_generations("unnest($2::text[]) AS wanted(v)");
+                let condition = event_id_is("wanted.v");
+                delete_found(tx, "event_ids", &by_id, &condition, &[tenant, &refused])?;
             }
         }
         let sets = || self.tenants.iter();
@@ -712,16 +808,19 @@ impl WorkingSet {
             set.calls.changed().for_each(|c| run.add(c));
             run.write(tx, *tenant, 0)?;
         }
-        let key_types = [T::INT8, T::TEXT, T::INT8, T::TEXT];
+        let key_types = [T::INT8, T::TEXT, T::INT8, T::TEXT, T::INT4];
         copy(
             tx,
             "call_keys",
-            "tenant_id, call_id, started_ns, contact_id",
+            "tenant_id, call_id, started_ns, contact_id, gen",
             &key_types,
             any_call,
             |w| {
-                for (tenant, c) in calls() {
-                    w.write(&[tenant, &c.call_id, &c.started_ns, &c.contact_id])?;
+                for (tenant, set) in sets() {
+                    let generation = set.head.generation();
+                    for c in set.calls.changed() {
+                        w.write(&[tenant, &c.call_id, &c.started_ns, &c.contact_id, &generation])?;
+                    }
                 }
                 Ok(())
             },
@@ -840,6 +939,27 @@ impl WorkingSet {
 }
 
 impl TenantSet {
+    /// The hashes of the event ids logged and the call keys written by this transaction.
+    fn stored_ids(&self, tenant: i64) -> Result<Stored> {
+        let call_hash = |id: &str| {
+            self.call_hashes
+                .get(id)
+                .copied()
+                .ok_or_else(|| not_loaded("call id hash", id))
+        };
+        Ok(Stored {
+            tenant,
+            head: self.head,
+            events: self.logged_hashes.clone(),
+            calls: self
+                .calls
+                .changed_ids()
+                .into_iter()
+                .map(call_hash)
+                .collect::<Result<_>>()?,
+        })
+    }
+
     /// Lists in `staged_contacts` the contacts of the new stages that it did not list yet.
     fn list_staged_contacts(&self, tx: &mut Transaction, tenant: i64) -> Result<()> {
         let unlisted = distinct(
@@ -889,8 +1009,9 @@ impl TenantSet {
         }
         let by_id = "unnest($2::text[]) AS wanted(v)";
         if !ids.is_empty() {
-            let condition = same_id("call_hash", "call_id", "wanted.v");
-            delete_found(tx, "call_keys", by_id, &condition, &[&tenant, &ids])?;
+            let condition = call_key_is("wanted.v");
+            let by_id = in_generations(by_id);
+            delete_found(tx, "call_keys", &by_id, &condition, &[&tenant, &ids])?;
         }
         let analyses = self.analyses.changed_ids();
         if !analyses.is_empty() {

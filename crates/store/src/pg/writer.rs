@@ -9,6 +9,7 @@
 //! Compaction: folds delta rows into cells. It runs on every node, but under a
 //! transaction-level advisory lock, so one node at a time does it.
 
+use super::id_filter::IdFilters;
 use super::schema::{Lock, Partitions};
 use super::value_runs;
 use super::working::{copy, write_deltas, Batch, WorkingSet};
@@ -39,11 +40,13 @@ fn as_ingest(command: Command) -> Result<IngestRequest, Command> {
 }
 
 pub fn run(mut client: Client, mut partitions: Partitions, rx: Receiver<Command>, shared: &Shared) {
+    // Filled per tenant at its first ingest (pg/id_filter.rs).
+    let mut filters = IdFilters::default();
     while let Ok(command) = rx.recv() {
         let shutdown = match command {
             Command::Ingest(first) => {
                 let (group, other) = group::gather(first, &rx, as_ingest);
-                commit_group(&mut client, &mut partitions, shared, group);
+                commit_group(&mut client, &mut partitions, &mut filters, shared, group);
                 other
             }
             shutdown => Some(shutdown),
@@ -52,7 +55,7 @@ pub fn run(mut client: Client, mut partitions: Partitions, rx: Receiver<Command>
             // Everything queued before the shutdown is committed first.
             let queued: Vec<IngestRequest> = rx.try_iter().filter_map(|c| as_ingest(c).ok()).collect();
             if !queued.is_empty() {
-                commit_group(&mut client, &mut partitions, shared, queued);
+                commit_group(&mut client, &mut partitions, &mut filters, shared, queued);
             }
             let _ = done.send(());
             return;
@@ -80,12 +83,18 @@ fn ensure_partitions(client: &mut Client, partitions: &mut Partitions, group: &[
     Ok(())
 }
 
-fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Shared, mut group: Vec<IngestRequest>) {
+fn commit_group(
+    client: &mut Client,
+    partitions: &mut Partitions,
+    filters: &mut IdFilters,
+    shared: &Shared,
+    mut group: Vec<IngestRequest>,
+) {
     let started = Instant::now();
     let received_ns = group::now_ns();
+    let tenants: BTreeSet<i64> = group.iter().map(|r| r.tenant.id).collect();
     let outcome = (|| {
         ensure_partitions(client, partitions, &group)?;
-        let tenants: BTreeSet<i64> = group.iter().map(|r| r.tenant.id).collect();
         let mut tx = client.transaction()?;
         for tenant in &tenants {
             Lock::Ingest(*tenant).take(&mut tx)?;
@@ -98,10 +107,10 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
                 events: &r.events,
             })
             .collect();
-        let mut records = WorkingSet::load(&mut tx, &batches, received_ns)?;
+        let mut records = WorkingSet::load(&mut tx, &batches, received_ns, filters)?;
         let outcome = group::apply_group(&mut records, &group, received_ns)?;
         let stored: Vec<&[bool]> = outcome.iter().map(|a| a.stored.as_slice()).collect();
-        records.flush(&mut tx, &batches, &stored, received_ns)?;
+        let ids = records.flush(&mut tx, &batches, &stored, received_ns)?;
         write_deltas(&mut tx, &group::deltas(&group, &outcome))?;
         let changed: BTreeSet<i64> = batches
             .iter()
@@ -113,8 +122,13 @@ fn commit_group(client: &mut Client, partitions: &mut Partitions, shared: &Share
             shared.notify(&mut tx, &super::Notice::Stored { tenant, received_ns })?;
         }
         tx.commit()?;
+        filters.committed(&ids);
         Ok(outcome)
     })();
+    if outcome.is_err() {
+        // Committed or not, the filters of these tenants are rebuilt from what the store holds.
+        filters.forget(tenants);
+    }
     group::answer(group, outcome, started, &shared.metrics, &shared.changes);
 }
 
@@ -169,6 +183,9 @@ pub fn compact(client: &mut Client) -> Result<Option<usize>> {
     }
     // The runs of calls by value, merged level by level (pg/value_runs.rs).
     value_runs::compact(&mut tx)?;
+    // The batches of id hashes that other nodes' filters had time to read (pg/id_filter.rs).
+    let kept_since = group::now_ns() / 1_000_000 - super::id_filter::BATCHES_KEPT_MS;
+    tx.execute("DELETE FROM id_batches WHERE at_ms < $1", &[&kept_since])?;
     // Rows committed after this statement began stay for the next run.
     let rows = tx.query(
         "DELETE FROM cell_deltas RETURNING tenant_id, cuboid, grain, bucket, block",

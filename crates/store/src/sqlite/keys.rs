@@ -446,7 +446,7 @@ impl Filter {
     }
 
     /// A filter for `capacity` keys, however few.
-    fn sized(capacity: usize) -> Filter {
+    pub fn sized(capacity: usize) -> Filter {
         let capacity = capacity.max(1);
         Filter {
             blocks: vec![[0; 8]; (capacity * BITS_PER_KEY).div_ceil(512)],
