@@ -136,6 +136,80 @@ async fn the_server_runs_without_transparent_huge_pages() {
     assert_eq!(thp.map(|l| l.split_whitespace().nth(1)), Some(Some("0")), "{status}");
 }
 
+/// SQLite's allocations share glibc's one main arena (src/main.rs): with an arena per thread
+/// that had allocated (the writer, every blocking thread that ran a reader), glibc kept ~2× SQLite's
+/// bounded memory resident at 10M calls. The arenas are counted from the process's mappings.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn sqlite_allocates_from_one_malloc_arena() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("arenas.db").display());
+    let key = last_line(&cli(&db, &["tenant", "create", "acme"]));
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&db, port);
+    wait_ready(&url).await;
+    let events: Vec<_> = (0..200)
+        .map(|i| {
+            json!({"id": format!("e{i}"), "type": "call", "call_id": format!("c{i}"), "agent_id": format!("a{}", i % 7),
+            "disposition": "Connected", "started_at": "2026-03-02T10:00:00Z", "talk_seconds": i})
+        })
+        .collect();
+    post_json(&url, "/api/v1/events", &key, &json!(events)).await;
+    // Readers on several blocking threads at once.
+    let queries: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, key) = (url.clone(), key.clone());
+            tokio::spawn(async move {
+                let body = json!({"measures": ["total_calls"], "range": {"preset": "all_time"}});
+                post_json(&url, "/api/v1/query", &key, &body).await
+            })
+        })
+        .collect();
+    for query in queries {
+        assert_eq!(query.await.unwrap()["totals"]["total_calls"], 200);
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", server.id())).unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(glibc_thread_arenas(&maps), 0, "{maps}");
+}
+
+/// glibc's arenas other than the main one: anonymous reservations of 64 MiB (`HEAP_MAX_SIZE`)
+/// aligned to 64 MiB, a read-write part followed by the unused rest.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn glibc_thread_arenas(maps: &str) -> usize {
+    const HEAP: u64 = 64 << 20;
+    let regions: Vec<(u64, u64, &str, bool)> = maps
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            let perms = fields.next()?;
+            let anonymous = fields.nth(3).is_none();
+            Some((
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+                perms,
+                anonymous,
+            ))
+        })
+        .collect();
+    let reserved_to = |i: usize, end: u64| {
+        regions
+            .get(i + 1)
+            .filter(|&&(start, _, perms, anonymous)| start == end && perms == "---p" && anonymous)
+            .map_or(end, |next| next.1)
+    };
+    regions
+        .iter()
+        .enumerate()
+        .filter(|&(i, &(start, end, perms, anonymous))| {
+            anonymous && perms == "rw-p" && start % HEAP == 0 && reserved_to(i, end) - start == HEAP
+        })
+        .count()
+}
+
 #[test]
 fn cli_creates_keys_and_imports_ndjson() {
     let dir = tempfile::tempdir().unwrap();
