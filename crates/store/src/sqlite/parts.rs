@@ -57,6 +57,11 @@ pub fn plan(base: usize, parts: &[usize], fresh: usize) -> Plan {
 /// Folds `deltas` (sorted by key, none zero) into the stored block `id`, in the checkpoint's
 /// transaction. Returns the bytes written.
 pub fn fold<'a>(tx: &Transaction, id: BlockId, deltas: impl Iterator<Item = (&'a str, &'a Stats)>) -> Result<usize> {
+    fold_block(tx, id, crate::block::merge(&[], deltas).ok_or_else(corrupt)?)
+}
+
+/// [`fold`] of deltas already encoded as a block (`fresh`: sorted by key, none zero).
+pub fn fold_block(tx: &Transaction, id: BlockId, fresh: Vec<u8>) -> Result<usize> {
     let (tenant, cuboid, grain, bucket) = id;
     let pk = params![tenant, cuboid, grain as i64, bucket];
     // (part, bytes) of what is stored, base first: the lengths only (SQLite reads a blob's
@@ -72,7 +77,6 @@ pub fn fold<'a>(tx: &Transaction, id: BlockId, deltas: impl Iterator<Item = (&'a
         Some((&(0, bytes), parts)) => (bytes, parts),
         _ => (0, &stored[..]),
     };
-    let fresh = crate::block::merge(&[], deltas).ok_or_else(corrupt)?;
     let sizes: Vec<usize> = parts.iter().map(|p| p.1).collect();
     let next = parts.last().map_or(1, |p| p.0 + 1);
     // The number of the row written: the stored rows from it on are merged into it.
