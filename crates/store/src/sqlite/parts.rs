@@ -95,13 +95,17 @@ pub fn fold_block(tx: &Transaction, id: BlockId, fresh: Vec<u8>) -> Result<usize
         )?
         .query_map(params![tenant, cuboid, grain as i64, bucket, number], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    // A base is copied without decoding; parts, smaller, are summed with the deltas.
-    let (base_block, summed) = match replaced.split_first() {
-        Some((b, rest)) if number == 0 && base > 0 => (b.as_slice(), rest),
-        _ => (&[][..], &replaced[..]),
-    };
-    let sums = sum(summed.iter().map(Vec::as_slice).chain([fresh.as_slice()]))?;
-    let block = crate::block::merge(base_block, sums.iter().map(|(k, s)| (*k, s))).ok_or_else(corrupt)?;
+    // The rows replaced and the deltas, cells still encoded: each is sorted by key, so a stable
+    // sort merges them, and only a key found in more than one is decoded and summed.
+    let mut cells: Vec<(&str, &[u8])> = replaced
+        .iter()
+        .map(Vec::as_slice)
+        .chain([fresh.as_slice()])
+        .flat_map(crate::block::entries)
+        .collect::<Option<_>>()
+        .ok_or_else(corrupt)?;
+    cells.sort_by(|a, b| a.0.cmp(b.0));
+    let block = crate::block::sum_sorted(&cells).ok_or_else(corrupt)?;
     tx.prepare_cached(
         "DELETE FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4 AND part >= ?5",
     )?
@@ -120,24 +124,6 @@ fn insert(tx: &Transaction, id: BlockId, number: i64, block: &[u8]) -> Result<()
         .execute(params![tenant, cuboid, grain as i64, bucket, number, block])?;
     }
     Ok(())
-}
-
-/// The cells of encoded blocks, summed by key (zeros left in: `block::merge` drops them).
-fn sum<'a>(blocks: impl Iterator<Item = &'a [u8]>) -> Result<BTreeMap<&'a str, Stats>> {
-    let mut sums: BTreeMap<&str, Stats> = BTreeMap::new();
-    for block in blocks {
-        for entry in crate::block::entries(block) {
-            let (key, bytes) = entry.ok_or_else(corrupt)?;
-            let stats = Stats::from_bytes(bytes).ok_or_else(corrupt)?;
-            match sums.get_mut(key) {
-                Some(sum) => sum.merge(&stats, 1),
-                None => {
-                    sums.insert(key, stats);
-                }
-            }
-        }
-    }
-    Ok(sums)
 }
 
 fn corrupt() -> StoreError {

@@ -175,39 +175,15 @@ fn into_blocks(tx: &Transaction, id: ChunkId, group: &[(BlockId, Vec<(&str, &Sta
     cells.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let mut rest = &cells[..];
     while let Some(&(bucket, _, _)) = rest.first() {
-        let in_bucket = rest.iter().take_while(|c| c.0 == bucket).count();
-        let block = sum_encoded(&rest[..in_bucket])?;
-        rest = &rest[in_bucket..];
+        let n = rest.iter().take_while(|c| c.0 == bucket).count();
+        let in_bucket: Vec<(&str, &[u8])> = rest[..n].iter().map(|c| (c.1, c.2)).collect();
+        let block = crate::block::sum_sorted(&in_bucket).ok_or_else(corrupt)?;
+        rest = &rest[n..];
         if !block.is_empty() {
             parts::fold_block(tx, (tenant, cuboid, grain, bucket), block)?;
         }
     }
     Ok(())
-}
-
-/// The block of one bucket's `cells` (sorted by key, a key possibly several times): a key's
-/// only cell copied as it is, several summed (and dropped if the sum is zero).
-fn sum_encoded(cells: &[(i64, &str, &[u8])]) -> Result<Vec<u8>> {
-    let mut block = Vec::new();
-    let mut rest = cells;
-    while let Some(&(_, key, bytes)) = rest.first() {
-        let same = rest.iter().take_while(|c| c.1 == key).count();
-        if same == 1 {
-            put_bytes(&mut block, key.as_bytes());
-            put_bytes(&mut block, bytes);
-        } else {
-            let mut sum = Stats::default();
-            for (_, _, bytes) in &rest[..same] {
-                sum.merge(&Stats::from_bytes(bytes).ok_or_else(corrupt)?, 1);
-            }
-            if !sum.is_zero() {
-                put_bytes(&mut block, key.as_bytes());
-                put_bytes(&mut block, &sum.to_bytes());
-            }
-        }
-        rest = &rest[same..];
-    }
-    Ok(block)
 }
 
 /// Folds every span (of `tenant`, or of all tenants) into its blocks.
