@@ -18,7 +18,6 @@ use crate::overlay::BlockId;
 use crate::{Result, StoreError};
 use dialboard_engine::cells::Stats;
 use rusqlite::{params, Transaction};
-use std::collections::BTreeMap;
 
 /// The most delta parts a block keeps beside its base: a bound on the rows a reader reads per
 /// bucket when the parts are tiny against the base (the size rules alone keep ~log2 of the
@@ -136,6 +135,7 @@ pub(super) mod tests {
     use dialboard_engine::clock::Grain;
     use dialboard_engine::histogram::Histogram;
     use rusqlite::Connection;
+    use std::collections::BTreeMap;
 
     #[test]
     fn a_new_part_absorbs_the_newest_parts_not_larger_than_itself() {
