@@ -345,29 +345,44 @@ pub fn find_many(conn: &Connection, kind: Kind, hashes: &[u64]) -> rusqlite::Res
     Ok(found)
 }
 
-/// Merges runs wherever a level holds [`FANOUT`] of them, level after level; returns how many
-/// keys were rewritten. `keys_view`, the writer's view if it has one, keeps a filter for each run of
-/// contacts: the merged runs' go, the new run's comes once it is committed.
+/// Merges runs wherever a level holds [`FANOUT`] of them, level after level, in a transaction
+/// of its own; returns how many keys were rewritten. `keys_view`, the writer's view if it has
+/// one, keeps a filter for each run of contacts: the merged runs' go, the new run's comes once
+/// it is committed. (The writer merges these runs and the value runs in one transaction:
+/// `writer::merge_runs`.)
 pub fn compact(conn: &mut Connection, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<usize> {
-    let mut rewritten = 0;
-    let full: Vec<(i64, i64)> = conn
-        .prepare_cached("SELECT kind, level FROM key_runs GROUP BY kind, level HAVING count(*) >= ?1")?
-        .query_map([FANOUT as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    if full.is_empty() {
+    if !merge_due(conn)? {
         return Ok(0);
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let rewritten = merge_full_levels(&tx, keys_view.as_deref_mut())?;
+    tx.commit()?;
+    if let Some(view) = keys_view {
+        view.filter_new_runs(conn)?;
+    }
+    Ok(rewritten)
+}
+
+/// Whether some level holds [`FANOUT`] runs of a kind (a merge to do).
+pub fn merge_due(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM key_runs GROUP BY kind, level HAVING count(*) >= ?1 LIMIT 1")?
+        .exists([FANOUT as i64])
+}
+
+/// [`compact`]'s merges in the caller's transaction: once it commits, the view's filters of
+/// the new runs are built by [`Keys::filter_new_runs`].
+pub fn merge_full_levels(tx: &Transaction, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<usize> {
+    let mut rewritten = 0;
     for kind in Kind::ALL {
         let mut level = 0;
         // A merge may fill the level above it: go up while there are levels.
-        while level <= top_level(&tx, kind)? {
+        while level <= top_level(tx, kind)? {
             let runs: Vec<(i64, i64)> = tx
                 .prepare_cached("SELECT run, keys FROM key_runs WHERE kind = ?1 AND level = ?2")?
                 .query_map(params![kind as i64, level], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             if runs.len() >= FANOUT {
-                rewritten += merge_runs(&tx, kind, level + 1, &runs)?;
+                rewritten += merge_runs(tx, kind, level + 1, &runs)?;
                 if let Some(view) = keys_view.as_deref_mut().filter(|_| kind == RUN_FILTERED) {
                     // A merged run's number may be the new run's (SQLite reuses the greatest
                     // rowid): its filter goes now, the new run's comes after the commit.
@@ -378,10 +393,6 @@ pub fn compact(conn: &mut Connection, mut keys_view: Option<&mut Keys>) -> rusql
             }
             level += 1;
         }
-    }
-    tx.commit()?;
-    if let Some(view) = keys_view {
-        view.filter_new_runs(conn)?;
     }
     Ok(rewritten)
 }
@@ -558,7 +569,7 @@ impl Keys {
 
     /// Builds the filter of every run of contacts that has none (all of them at a load; a
     /// merged run after its merge committed): one sequential read of its chunks.
-    fn filter_new_runs(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+    pub fn filter_new_runs(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let runs: Vec<(i64, i64)> = conn
             .prepare_cached("SELECT run, keys FROM key_runs WHERE kind = ?1")?
             .query_map([RUN_FILTERED as i64], |r| Ok((r.get(0)?, r.get(1)?)))?

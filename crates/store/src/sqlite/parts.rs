@@ -18,7 +18,6 @@ use crate::overlay::BlockId;
 use crate::{Result, StoreError};
 use dialboard_engine::cells::Stats;
 use rusqlite::{params, Transaction};
-use std::collections::BTreeMap;
 
 /// The most delta parts a block keeps beside its base: a bound on the rows a reader reads per
 /// bucket when the parts are tiny against the base (the size rules alone keep ~log2 of the
@@ -57,6 +56,11 @@ pub fn plan(base: usize, parts: &[usize], fresh: usize) -> Plan {
 /// Folds `deltas` (sorted by key, none zero) into the stored block `id`, in the checkpoint's
 /// transaction. Returns the bytes written.
 pub fn fold<'a>(tx: &Transaction, id: BlockId, deltas: impl Iterator<Item = (&'a str, &'a Stats)>) -> Result<usize> {
+    fold_block(tx, id, crate::block::merge(&[], deltas).ok_or_else(corrupt)?)
+}
+
+/// [`fold`] of deltas already encoded as a block (`fresh`: sorted by key, none zero).
+pub fn fold_block(tx: &Transaction, id: BlockId, fresh: Vec<u8>) -> Result<usize> {
     let (tenant, cuboid, grain, bucket) = id;
     let pk = params![tenant, cuboid, grain as i64, bucket];
     // (part, bytes) of what is stored, base first: the lengths only (SQLite reads a blob's
@@ -72,7 +76,6 @@ pub fn fold<'a>(tx: &Transaction, id: BlockId, deltas: impl Iterator<Item = (&'a
         Some((&(0, bytes), parts)) => (bytes, parts),
         _ => (0, &stored[..]),
     };
-    let fresh = crate::block::merge(&[], deltas).ok_or_else(corrupt)?;
     let sizes: Vec<usize> = parts.iter().map(|p| p.1).collect();
     let next = parts.last().map_or(1, |p| p.0 + 1);
     // The number of the row written: the stored rows from it on are merged into it.
@@ -91,13 +94,17 @@ pub fn fold<'a>(tx: &Transaction, id: BlockId, deltas: impl Iterator<Item = (&'a
         )?
         .query_map(params![tenant, cuboid, grain as i64, bucket, number], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    // A base is copied without decoding; parts, smaller, are summed with the deltas.
-    let (base_block, summed) = match replaced.split_first() {
-        Some((b, rest)) if number == 0 && base > 0 => (b.as_slice(), rest),
-        _ => (&[][..], &replaced[..]),
-    };
-    let sums = sum(summed.iter().map(Vec::as_slice).chain([fresh.as_slice()]))?;
-    let block = crate::block::merge(base_block, sums.iter().map(|(k, s)| (*k, s))).ok_or_else(corrupt)?;
+    // The rows replaced and the deltas, cells still encoded: each is sorted by key, so a stable
+    // sort merges them, and only a key found in more than one is decoded and summed.
+    let mut cells: Vec<(&str, &[u8])> = replaced
+        .iter()
+        .map(Vec::as_slice)
+        .chain([fresh.as_slice()])
+        .flat_map(crate::block::entries)
+        .collect::<Option<_>>()
+        .ok_or_else(corrupt)?;
+    cells.sort_by(|a, b| a.0.cmp(b.0));
+    let block = crate::block::sum_sorted(&cells).ok_or_else(corrupt)?;
     tx.prepare_cached(
         "DELETE FROM cells WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND bucket = ?4 AND part >= ?5",
     )?
@@ -118,24 +125,6 @@ fn insert(tx: &Transaction, id: BlockId, number: i64, block: &[u8]) -> Result<()
     Ok(())
 }
 
-/// The cells of encoded blocks, summed by key (zeros left in: `block::merge` drops them).
-fn sum<'a>(blocks: impl Iterator<Item = &'a [u8]>) -> Result<BTreeMap<&'a str, Stats>> {
-    let mut sums: BTreeMap<&str, Stats> = BTreeMap::new();
-    for block in blocks {
-        for entry in crate::block::entries(block) {
-            let (key, bytes) = entry.ok_or_else(corrupt)?;
-            let stats = Stats::from_bytes(bytes).ok_or_else(corrupt)?;
-            match sums.get_mut(key) {
-                Some(sum) => sum.merge(&stats, 1),
-                None => {
-                    sums.insert(key, stats);
-                }
-            }
-        }
-    }
-    Ok(sums)
-}
-
 fn corrupt() -> StoreError {
     StoreError::Database("corrupt cell block".into())
 }
@@ -146,6 +135,7 @@ pub(super) mod tests {
     use dialboard_engine::clock::Grain;
     use dialboard_engine::histogram::Histogram;
     use rusqlite::Connection;
+    use std::collections::BTreeMap;
 
     #[test]
     fn a_new_part_absorbs_the_newest_parts_not_larger_than_itself() {

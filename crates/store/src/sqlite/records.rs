@@ -212,8 +212,10 @@ impl Records for SqliteRecords<'_> {
         // A version that found no row is a new row: all its values are new.
         self.values.add(tenant, call, seq, at.and(previous));
         if at.is_none() {
+            // The open transaction's keys find this row for a later version in the same
+            // transaction (`find_call`): not recorded in `call_rows` too, which cloned and
+            // hashed the id of every new call.
             self.keys.add(Kind::Call, keys::hash(tenant, &call.call_id), seq);
-            self.call_rows.insert((tenant, call.call_id.clone()), seq);
         }
         // The row is listed under each contact it has had (`first_calls` drops the stale ones).
         if let Some(contact) = &call.contact_id {

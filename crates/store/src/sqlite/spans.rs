@@ -21,7 +21,7 @@ use crate::{Result, StoreError};
 use dialboard_engine::cells::{get_bytes, get_varint, put_bytes, put_varint, Stats};
 use dialboard_engine::clock::Grain;
 use rusqlite::{params, Connection, Transaction};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Buckets per chunk: a day of quarters, four days of hours, 96 days, weeks or months.
 const CHUNK_BUCKETS: i64 = 96;
@@ -137,6 +137,12 @@ fn fold_chunk(
 }
 
 /// Folds the chunk's spans and `group` (its deltas, if any) into its blocks and deletes the spans.
+///
+/// The cells stay encoded: sorted by (bucket, key), a cell found once (most of them: a
+/// backfill in random order gives a cell a call or two over the chunk's nine checkpoints) is
+/// copied into its block as it is, and only a cell found several times is decoded and summed.
+/// Decoding every cell into a map of sums and encoding it again was 27% of the writer's time
+/// in random order at 1M calls (`perf`, bench/README.md).
 fn into_blocks(tx: &Transaction, id: ChunkId, group: &[(BlockId, Vec<(&str, &Stats)>)]) -> Result<()> {
     let (tenant, cuboid, grain, chunk) = id;
     let key = params![tenant, cuboid, grain as i64, chunk];
@@ -146,31 +152,36 @@ fn into_blocks(tx: &Transaction, id: ChunkId, group: &[(BlockId, Vec<(&str, &Sta
         )?
         .query_map(key, |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut sums: BTreeMap<(i64, &str), Stats> = BTreeMap::new();
+    // The group's deltas, encoded as the spans' cells are.
+    let fresh: Vec<(i64, Vec<u8>)> = group
+        .iter()
+        .map(|(block, cells)| Some((block.3, crate::block::merge(&[], cells.iter().copied())?)))
+        .collect::<Option<_>>()
+        .ok_or_else(corrupt)?;
+    let mut cells: Vec<(i64, &str, &[u8])> = Vec::new();
     for data in &spans {
         for entry in entries(data) {
-            let (bucket, key, bytes) = entry.ok_or_else(corrupt)?;
-            sums.entry((bucket, key))
-                .or_default()
-                .merge(&Stats::from_bytes(bytes).ok_or_else(corrupt)?, 1);
+            cells.push(entry.ok_or_else(corrupt)?);
         }
     }
-    for (block, cells) in group {
-        for (key, stats) in cells {
-            sums.entry((block.3, key)).or_default().merge(stats, 1);
+    for (bucket, block) in &fresh {
+        for entry in crate::block::entries(block) {
+            let (key, bytes) = entry.ok_or_else(corrupt)?;
+            cells.push((*bucket, key, bytes));
         }
     }
     tx.prepare_cached("DELETE FROM cell_spans WHERE tenant_id = ?1 AND cuboid = ?2 AND grain = ?3 AND chunk = ?4")?
         .execute(key)?;
-    sums.retain(|_, stats| !stats.is_zero());
-    let mut cells = sums.iter().peekable();
-    while let Some(&(&(bucket, _), _)) = cells.peek() {
-        let mut in_bucket = Vec::new();
-        while let Some((&(b, key), stats)) = cells.next_if(|((b, _), _)| *b == bucket) {
-            debug_assert_eq!(b, bucket);
-            in_bucket.push((key, stats));
+    cells.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let mut rest = &cells[..];
+    while let Some(&(bucket, _, _)) = rest.first() {
+        let n = rest.iter().take_while(|c| c.0 == bucket).count();
+        let in_bucket: Vec<(&str, &[u8])> = rest[..n].iter().map(|c| (c.1, c.2)).collect();
+        let block = crate::block::sum_sorted(&in_bucket).ok_or_else(corrupt)?;
+        rest = &rest[n..];
+        if !block.is_empty() {
+            parts::fold_block(tx, (tenant, cuboid, grain, bucket), block)?;
         }
-        parts::fold(tx, (tenant, cuboid, grain, bucket), in_bucket.into_iter())?;
     }
     Ok(())
 }
@@ -251,6 +262,7 @@ fn corrupt() -> StoreError {
 mod tests {
     use super::super::parts::tests::{random, stats, store};
     use super::*;
+    use std::collections::BTreeMap;
 
     type Cells = BTreeMap<(u8, i64, String), Stats>;
 

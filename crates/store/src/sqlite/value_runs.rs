@@ -12,7 +12,7 @@
 //!   most [`CHUNK`] entries (`value_chunks`, a page each when full, found by the run first:
 //!   appended, a few pages a commit), in the same transaction as the calls, so they are as
 //!   durable as the calls;
-//! - between transactions, [`compact`] merges [`FANOUT`] runs of a level into one of the next,
+//! - between transactions, [`merge_full_levels`] merges [`FANOUT`] runs of a level into one of the next,
 //!   up to [`TOP_LEVEL`]: runs there (~8³ transactions of calls) are never merged again, so a
 //!   merge holds at most one level's entries of one value in memory, and each entry is
 //!   rewritten at most [`TOP_LEVEL`] times. Each run knows the span of its calls' starts, and a
@@ -98,7 +98,10 @@ fn decode(data: &[u8]) -> impl Iterator<Item = Entry> + '_ {
 }
 
 fn newest_first(entries: &mut Vec<Entry>) {
-    entries.sort_unstable_by(|a, b| b.cmp(a));
+    // Already sorted stretches (a merge's input: each chunk of each run is newest first): the
+    // stable sort finds them and merges them (n log of their number), where the unstable
+    // one sorted from scratch (n log n; 15% of a value-run merge, `perf` at 1M calls).
+    entries.sort_by(|a, b| b.cmp(a));
     entries.dedup();
 }
 
@@ -198,17 +201,16 @@ fn write_chunks(
     Ok(())
 }
 
+/// Whether a level below [`TOP_LEVEL`] holds [`FANOUT`] runs (a merge to do).
+pub fn merge_due(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM value_runs WHERE level < ?1 GROUP BY level HAVING count(*) >= ?2 LIMIT 1")?
+        .exists(params![TOP_LEVEL, FANOUT as i64])
+}
+
 /// Merges runs wherever a level below [`TOP_LEVEL`] holds [`FANOUT`] of them, level after
-/// level; returns how many entries were rewritten.
-pub fn compact(conn: &mut Connection) -> rusqlite::Result<usize> {
-    let full: Vec<i64> = conn
-        .prepare_cached("SELECT level FROM value_runs WHERE level < ?1 GROUP BY level HAVING count(*) >= ?2")?
-        .query_map(params![TOP_LEVEL, FANOUT as i64], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if full.is_empty() {
-        return Ok(0);
-    }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+/// level, in the caller's transaction (the writer's `merge_runs`, with the key runs'); returns
+/// how many entries were rewritten.
+pub fn merge_full_levels(tx: &Transaction) -> rusqlite::Result<usize> {
     let mut rewritten = 0;
     // A merge may fill the level above it: go up.
     for level in 0..TOP_LEVEL {
@@ -217,10 +219,9 @@ pub fn compact(conn: &mut Connection) -> rusqlite::Result<usize> {
             .query_map([level], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         if runs.len() >= FANOUT {
-            rewritten += merge(&tx, &runs, level + 1)?;
+            rewritten += merge(tx, &runs, level + 1)?;
         }
     }
-    tx.commit()?;
     Ok(rewritten)
 }
 
@@ -513,8 +514,8 @@ pub(crate) mod tests {
             }
             let tx = conn.transaction().unwrap();
             pending.write(&tx, 0).unwrap();
+            merge_full_levels(&tx).unwrap();
             tx.commit().unwrap();
-            compact(&mut conn).unwrap();
         }
         let levels: Vec<i64> = conn
             .prepare("SELECT level FROM value_runs")

@@ -217,11 +217,8 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 let (group, other) = group::gather(first, &rx, as_ingest);
                 carried = other;
                 commit_group(&mut conn, &mut contacts, &merger, group);
-                if let Err(e) = keys::compact(&mut conn, contacts.as_mut().map(|c| &mut c.keys)) {
-                    tracing::error!(error = %e, "merging key runs failed; they stay as they are");
-                }
-                if let Err(e) = value_runs::compact(&mut conn) {
-                    tracing::error!(error = %e, "merging the runs of calls by value failed; they stay as they are");
+                if let Err(e) = merge_runs(&mut conn, contacts.as_mut().map(|c| &mut c.keys)) {
+                    tracing::error!(error = %e, "merging key or value runs failed; they stay as they are");
                 }
             }
             WriteCommand::Admin(job) => job(&mut conn),
@@ -307,6 +304,28 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
         outcome,
         started,
     });
+}
+
+/// Merges the key runs and the value runs that are due, in one transaction: both gain a run
+/// per ingest transaction and fill a level together, and merging them in a transaction each
+/// cost a second commit (its log frames and its sync).
+fn merge_runs(conn: &mut Connection, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
+    let (keys_due, values_due) = (keys::merge_due(conn)?, value_runs::merge_due(conn)?);
+    if !keys_due && !values_due {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if keys_due {
+        keys::merge_full_levels(&tx, keys_view.as_deref_mut())?;
+    }
+    if values_due {
+        value_runs::merge_full_levels(&tx)?;
+    }
+    tx.commit()?;
+    match keys_view {
+        Some(view) if keys_due => view.filter_new_runs(conn),
+        _ => Ok(()),
+    }
 }
 
 /// Folds every span into its blocks (`spans`): a file the store closed has none.
