@@ -7,6 +7,7 @@ pub mod alerting;
 mod apply;
 pub mod badges;
 mod block;
+mod bloom;
 mod catalog;
 mod coarse;
 pub mod contribution;

@@ -24,7 +24,7 @@
 //! the filter from the ids stored. So the filter is exact-or-superset whenever it is consulted.
 
 use super::schema::id_hash;
-use crate::sqlite::keys::Filter;
+use crate::bloom::Filter;
 use crate::Result;
 use postgres::Transaction;
 use std::collections::HashMap;

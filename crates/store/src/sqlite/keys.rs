@@ -24,6 +24,7 @@
 //!
 //! Idempotency and corrections therefore hold for every id ever stored, as before.
 
+use crate::bloom::Filter;
 use dialboard_engine::fxhash::Fx;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::cmp::Reverse;
@@ -438,62 +439,6 @@ pub fn rebuild(tx: &Transaction, kinds: &[Kind]) -> rusqlite::Result<()> {
         write_run(tx, kind, level, &mut keys)?;
     }
     Ok(())
-}
-
-/// A split-block Bloom filter: each key sets one bit in each of the 8 words of one 64-byte
-/// block, so a lookup touches one cache line. At 12 bits a key when full it answers "maybe"
-/// for ~0.5% of absent keys, far fewer while it has room.
-pub struct Filter {
-    blocks: Vec<[u64; 8]>,
-    keys: usize,
-    capacity: usize,
-}
-
-const BITS_PER_KEY: usize = 12;
-
-impl Filter {
-    pub fn with_capacity(capacity: usize) -> Filter {
-        Filter::sized(capacity.max(1 << 16))
-    }
-
-    /// A filter for `capacity` keys, however few.
-    pub fn sized(capacity: usize) -> Filter {
-        let capacity = capacity.max(1);
-        Filter {
-            blocks: vec![[0; 8]; (capacity * BITS_PER_KEY).div_ceil(512)],
-            keys: 0,
-            capacity,
-        }
-    }
-
-    fn block_and_bits(&self, hash: u64) -> (usize, u64) {
-        let block = ((hash >> 32) * self.blocks.len() as u64) >> 32;
-        (block as usize, hash.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-    }
-
-    pub fn insert(&mut self, hash: u64) {
-        let (block, bits) = self.block_and_bits(hash);
-        for (i, word) in self.blocks[block].iter_mut().enumerate() {
-            *word |= 1 << ((bits >> (i * 6)) & 63);
-        }
-        self.keys += 1;
-    }
-
-    pub fn maybe(&self, hash: u64) -> bool {
-        let (block, bits) = self.block_and_bits(hash);
-        self.blocks[block]
-            .iter()
-            .enumerate()
-            .all(|(i, word)| word & (1 << ((bits >> (i * 6)) & 63)) != 0)
-    }
-
-    pub fn full(&self) -> bool {
-        self.keys > self.capacity
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.blocks.len() * 64
-    }
 }
 
 /// The writer's view of the keys: a filter per kind it looks up for every event or call, a

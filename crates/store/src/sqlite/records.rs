@@ -3,13 +3,14 @@
 
 use super::bodies::PendingBodies;
 use super::first_calls::FirstCalls;
-use super::keys::{self, Filter, Keys, Kind};
+use super::keys::{self, Keys, Kind};
 use super::rows::{
     put_call, upsert_analysis, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
     SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
 use super::value_runs::PendingEntries;
 use crate::apply::{Neighbour, Records};
+use crate::bloom::Filter;
 use crate::rows::{analysis_from_row, call_from_row, conversation_from_row, csat_from_row, stage_from_row};
 use crate::Result;
 use dialboard_engine::cells::MEETING_STAGE;
