@@ -11,7 +11,7 @@
 //! - each ingest transaction writes its keys, sorted, as a new run of level 0 (`key_runs`,
 //!   chunks of at most [`CHUNK`] keys in `key_chunks`): appended, in the same transaction as the
 //!   rows, so they are as durable as the rows;
-//! - between transactions, [`compact`] merges [`FANOUT`] runs of a level into one of the next:
+//! - between transactions, [`merge_full_levels`] merges [`FANOUT`] runs of a level into one of the next:
 //!   sequential work, each key rewritten once per level (~5 levels at 10M keys);
 //! - the writer keeps a compact in-memory [`Filter`] of every event and call id in front of
 //!   the runs: an id never seen (nearly every new event and call) is answered from memory; only
@@ -347,10 +347,10 @@ pub fn find_many(conn: &Connection, kind: Kind, hashes: &[u64]) -> rusqlite::Res
 }
 
 /// Merges runs wherever a level holds [`FANOUT`] of them, level after level, in a transaction
-/// of its own; returns how many keys were rewritten. `keys_view`, the writer's view if it has
-/// one, keeps a filter for each run of contacts: the merged runs' go, the new run's comes once
-/// it is committed. (The writer merges these runs and the value runs in one transaction:
-/// `writer::merge_runs`.)
+/// of its own; returns how many keys were rewritten. `keys_view` keeps a filter for each run of
+/// contacts: the merged runs' go, the new run's comes once it is committed. The tests' entry:
+/// the writer merges these runs and the value runs in one transaction (`writer::merge_runs`).
+#[cfg(test)]
 pub fn compact(conn: &mut Connection, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<usize> {
     if !merge_due(conn)? {
         return Ok(0);
@@ -370,8 +370,8 @@ pub fn merge_due(conn: &Connection) -> rusqlite::Result<bool> {
         .exists([FANOUT as i64])
 }
 
-/// [`compact`]'s merges in the caller's transaction: once it commits, the view's filters of
-/// the new runs are built by [`Keys::filter_new_runs`].
+/// The merges that are due, in the caller's transaction: once it commits, the view's filters
+/// of the new runs are built by [`Keys::filter_new_runs`].
 pub fn merge_full_levels(tx: &Transaction, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<usize> {
     let mut rewritten = 0;
     for kind in Kind::ALL {
