@@ -348,9 +348,9 @@ pub fn find_many(conn: &Connection, kind: Kind, hashes: &[u64]) -> rusqlite::Res
 
 /// Merges runs wherever a level holds [`FANOUT`] of them, level after level, in a transaction
 /// of its own; returns how many keys were rewritten. `keys_view` keeps a filter for each run of
-/// contacts: the merged runs' go, the new run's comes once it is committed. The tests' entry:
-/// the writer merges these runs and the value runs in one transaction (`writer::merge_runs`).
-#[cfg(test)]
+/// contacts: the merged runs' go, the new run's comes once it is committed. For the tests and
+/// `bench/src/bin/floor.rs`: the writer merges these runs and the value runs in one transaction
+/// (`writer::merge_runs`).
 pub fn compact(conn: &mut Connection, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<usize> {
     if !merge_due(conn)? {
         return Ok(0);
