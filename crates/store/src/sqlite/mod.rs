@@ -347,14 +347,22 @@ impl CellSource for Source<'_> {
         to: i64,
         sink: &mut dyn FnMut(&CallRecord, Option<&CallAnalysis>),
     ) -> Result<(), SourceError> {
+        // The range's calls through the runs of every call by start (the sink takes them in any
+        // order), each entry checked against its row.
         let mut stmt = self.conn.prepare_cached(&select_calls_with_analysis(
             "calls c",
-            "WHERE c.tenant_id = ?1 AND c.started_ns >= ?2 AND c.started_ns < ?3",
+            "WHERE c.seq = ?1 AND c.started_ns = ?2 AND c.tenant_id = ?3",
         ))?;
-        let mut rows = stmt.query(params![self.tenant, from * 1_000_000_000, to * 1_000_000_000])?;
-        while let Some(row) = rows.next()? {
-            let (call, analysis) = call_with_analysis(row)?;
-            sink(&call, analysis.as_ref());
+        let (from_ns, to_ns) = (from * 1_000_000_000, to * 1_000_000_000);
+        let mut entries =
+            value_runs::NewestFirst::new(self.conn, self.tenant, value_runs::Field::Start, "", from_ns, to_ns)?;
+        while let Some((ns, seq)) = entries.next_entry()? {
+            let row = stmt
+                .query_row(params![seq, ns, self.tenant], |r| call_with_analysis(r))
+                .optional()?;
+            if let Some((call, analysis)) = row {
+                sink(&call, analysis.as_ref());
+            }
         }
         Ok(())
     }
@@ -362,9 +370,15 @@ impl CellSource for Source<'_> {
 
 /// The start (ns) of the tenant's earliest call: where a drill-down's `all_time` begins.
 fn earliest_call(conn: &Connection, tenant_id: i64) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached("SELECT min(started_ns) FROM calls WHERE tenant_id = ?1")?
-        .query_row([tenant_id], |r| r.get(0))?)
+    let mut stored =
+        conn.prepare_cached("SELECT 1 FROM calls WHERE seq = ?1 AND started_ns = ?2 AND tenant_id = ?3")?;
+    Ok(value_runs::oldest(
+        conn,
+        tenant_id,
+        value_runs::Field::Start,
+        "",
+        |(ns, seq)| stored.exists(params![seq, ns, tenant_id]),
+    )?)
 }
 
 /// The conditions of a drill-down page on `calls c` and their parameters (from `?1`). Its
@@ -418,45 +432,31 @@ fn drill_below(drill: &drill::Drill) -> i64 {
 /// which an export reads the bodies.
 const DRILL_EXTRA: &str = ", c.event_seq";
 
-/// How a drill-down page reads its calls.
-enum DrillRead {
-    /// Through the time index (no filter the runs list): newest first, the filters checked on
-    /// its rows, so SQLite never reads all of a value's rows to sort them.
-    Time {
-        sql: String,
-        values: Vec<rusqlite::types::Value>,
-    },
-    /// Through the runs of the driving filter's value: each entry's row fetched by the
-    /// statement, given its `seq` and start as its two last parameters, and checked by the
-    /// page's conditions.
-    Runs {
-        field: value_runs::Field,
-        value: String,
-        sql: String,
-        values: Vec<rusqlite::types::Value>,
-    },
+/// How a drill-down page reads its calls: through the runs of the driving filter's value (or,
+/// without one, of every call: `Field::Start`), newest first, each entry's row fetched by the
+/// statement, given its `seq` and start as its two last parameters, and checked by the page's
+/// conditions. SQLite never reads all of a value's rows to sort them.
+struct DrillRead {
+    field: value_runs::Field,
+    value: String,
+    sql: String,
+    values: Vec<rusqlite::types::Value>,
 }
 
 fn drill_read(tenant: &TenantInfo, drill: &drill::Drill) -> DrillRead {
     let pushed = drill.pushed(tenant);
     let driving =
         drill::Drill::driving(&pushed).and_then(|i| Some((i, value_runs::Field::of_column(pushed[i].column)?)));
-    let Some((i, field)) = driving else {
-        let (conditions, values) = drill_conditions(tenant, drill, &pushed, None);
-        // The calls that start at the same instant are put in order by id as they are read
-        // (`drill::ties_by_id`): the index does not hold the id.
-        let sql = format!("WHERE {conditions} ORDER BY c.started_ns DESC");
-        return DrillRead::Time {
-            sql: select_calls_with_analysis_and(DRILL_EXTRA, "calls c INDEXED BY calls_by_start", &sql),
-            values,
-        };
-    };
-    let (conditions, values) = drill_conditions(tenant, drill, &pushed, Some(i));
+    let (conditions, values) = drill_conditions(tenant, drill, &pushed, driving.map(|(i, _)| i));
     let at = values.len() + 1;
     let sql = format!("WHERE c.seq = ?{at} AND c.started_ns = ?{} AND {conditions}", at + 1);
-    DrillRead::Runs {
+    let (field, value) = match driving {
+        Some((i, field)) => (field, pushed[i].values[0].clone()),
+        None => (value_runs::Field::Start, String::new()),
+    };
+    DrillRead {
         field,
-        value: pushed[i].values[0].clone(),
+        value,
         sql: select_calls_with_analysis_and(DRILL_EXTRA, "calls c", &sql),
         values,
     }
@@ -479,32 +479,24 @@ fn drill_matching(
         let body = None;
         Ok((ExportCall { call, analysis, body }, r.get(AFTER_ANALYSIS)?))
     };
-    match drill_read(tenant, drill) {
-        DrillRead::Time { sql, values } => {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(values), drill_row)?;
-            drill::matching(tenant, drill, limit, drill::ties_by_id(rows.map(|r| Ok(r?))))
-        }
-        DrillRead::Runs {
-            field,
-            value,
-            sql,
-            mut values,
-        } => {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let from = drill.query.range.start * 1_000_000_000;
-            let entries = value_runs::NewestFirst::new(conn, tenant.id, field, &value, from, drill_below(drill))?;
-            let conditions = values.len();
-            let rows = entries.rows(|seq, ns| {
-                values.truncate(conditions);
-                values.extend([seq.into(), ns.into()]);
-                Ok(stmt
-                    .query_row(rusqlite::params_from_iter(values.iter()), drill_row)
-                    .optional()?)
-            });
-            drill::matching(tenant, drill, limit, drill::ties_by_id(rows))
-        }
-    }
+    let DrillRead {
+        field,
+        value,
+        sql,
+        mut values,
+    } = drill_read(tenant, drill);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let from = drill.query.range.start * 1_000_000_000;
+    let entries = value_runs::NewestFirst::new(conn, tenant.id, field, &value, from, drill_below(drill))?;
+    let conditions = values.len();
+    let rows = entries.rows(|seq, ns| {
+        values.truncate(conditions);
+        values.extend([seq.into(), ns.into()]);
+        Ok(stmt
+            .query_row(rusqlite::params_from_iter(values.iter()), drill_row)
+            .optional()?)
+    });
+    drill::matching(tenant, drill, limit, drill::ties_by_id(rows))
 }
 
 /// A page of an export: its calls with the bodies of their events, read by the rows the calls
@@ -1234,7 +1226,7 @@ mod tests {
     use serde_json::json;
 
     /// How a drill-down page with `filters` over a month reads, and the plan of its statement.
-    fn plan(filters: serde_json::Value) -> (Option<String>, String) {
+    fn plan(filters: serde_json::Value) -> (String, String) {
         let mut conn = Connection::open_in_memory().unwrap();
         schema::migrate(&mut conn).unwrap();
         let tenant = TenantInfo::new(1, "t".into(), TenantSettings::default()).unwrap();
@@ -1244,50 +1236,48 @@ mod tests {
             limit: 100,
         };
         let drill = drill::parse(&tenant, &request, 1_780_000_000, None, Default::default()).unwrap();
-        let (runs, sql, mut values) = match drill_read(&tenant, &drill) {
-            DrillRead::Time { sql, values } => (None, sql, values),
-            DrillRead::Runs {
-                field,
-                value,
-                sql,
-                values,
-            } => (Some(format!("{field:?} {value}")), sql, values),
-        };
-        if runs.is_some() {
-            values.extend([7.into(), 0.into()]);
-        }
+        let DrillRead {
+            field,
+            value,
+            sql,
+            mut values,
+        } = drill_read(&tenant, &drill);
+        values.extend([7.into(), 0.into()]);
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt
             .query_map(rusqlite::params_from_iter(values), |r| r.get::<_, String>(3))
             .unwrap();
-        (runs, rows.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("\n"))
+        (
+            format!("{field:?} {value}"),
+            rows.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("\n"),
+        )
     }
 
     /// A drill-down reads its calls newest first through the runs of its most selective
-    /// one-valued filter (each row then fetched by its `seq`), or else through the time index
-    /// (never all the range's calls, never a sort by SQLite: calls that start at the same
-    /// instant are put in order by id as they are read); filters of several values are checked on the rows read.
+    /// one-valued filter, or else through the runs of every call by start (each row then fetched
+    /// by its `seq`; never all the range's calls, never a sort by SQLite: calls that start at
+    /// the same instant are put in order by id as they are read); filters of several values are
+    /// checked on the rows read.
     #[test]
     fn drill_downs_read_through_the_runs_of_their_filter() {
         for (filters, runs) in [
-            (json!({"agent": ["a1"]}), Some("Agent a1")),
-            (json!({"team": ["t1"], "disposition": ["Busy"]}), Some("Team t1")),
-            (json!({"campaign": ["k1"], "agent": ["a1", "a2"]}), Some("Campaign k1")),
-            (json!({"disposition": ["Busy"]}), Some("Disposition Busy")),
-            (json!({"disposition_category": ["invalid"], "hour_of_day": ["9"]}), None),
-            (json!({}), None),
+            (json!({"agent": ["a1"]}), "Agent a1"),
+            (json!({"team": ["t1"], "disposition": ["Busy"]}), "Team t1"),
+            (json!({"campaign": ["k1"], "agent": ["a1", "a2"]}), "Campaign k1"),
+            (json!({"disposition": ["Busy"]}), "Disposition Busy"),
+            (
+                json!({"disposition_category": ["invalid"], "hour_of_day": ["9"]}),
+                "Start ",
+            ),
+            (json!({}), "Start "),
         ] {
             let (read, plan) = plan(filters.clone());
-            assert_eq!(read.as_deref(), runs, "{filters}");
+            assert_eq!(read, runs, "{filters}");
             assert!(!plan.contains("TEMP B-TREE"), "{filters}: {plan}");
-            if runs.is_some() {
-                assert!(
-                    plan.contains("SEARCH c USING INTEGER PRIMARY KEY (rowid=?)"),
-                    "{filters}: {plan}"
-                );
-            } else {
-                assert!(plan.contains("USING INDEX calls_by_start"), "{filters}: {plan}");
-            }
+            assert!(
+                plan.contains("SEARCH c USING INTEGER PRIMARY KEY (rowid=?)"),
+                "{filters}: {plan}"
+            );
         }
     }
 }

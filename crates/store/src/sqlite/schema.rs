@@ -650,6 +650,12 @@ CREATE TABLE IF NOT EXISTS cell_spans (
     PRIMARY KEY (tenant_id, cuboid, grain, chunk, span)
 );
 "#,
+    r#"
+-- START_RUNS: calls by start in the value runs (`value_runs::Field::Start`; `migrate` writes
+-- the entries of the stored calls) instead of this index: in a backfill in random time order
+-- each call was a random insert into it, a leaf dirtied and copied to the log (~4 KB) a call.
+DROP INDEX IF EXISTS calls_by_start;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -680,6 +686,10 @@ pub const VALUE_RUNS_VERSION: usize = 26;
 /// place of a map of every contact's first call in memory.
 pub const CONTACT_KEYS_VERSION: usize = 28;
 
+/// The version that first lists calls by start in the value runs (`value_runs::Field::Start`)
+/// instead of the index `calls_by_start`.
+pub const START_RUNS_VERSION: usize = 31;
+
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -689,6 +699,9 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
         if i + 1 == CONTACT_KEYS_VERSION {
             // In the migration's transaction: a version without its runs is never committed.
             super::keys::rebuild(&tx, &[super::keys::Kind::Contact])?;
+        }
+        if i + 1 == START_RUNS_VERSION {
+            super::value_runs::build_start(&tx)?;
         }
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
@@ -738,6 +751,7 @@ mod agent_weeks_tests {
             MIGRATIONS.len()
         );
         assert!(MIGRATIONS[CONTACT_KEYS_VERSION - 1].contains("CONTACT_KEYS"));
+        assert!(MIGRATIONS[START_RUNS_VERSION - 1].contains("START_RUNS"));
     }
 }
 

@@ -1,11 +1,14 @@
-//! The calls of each agent, team, campaign and disposition, newest first, without a B-tree
-//! index on those columns.
+//! The calls of each agent, team, campaign and disposition, and all of a tenant's calls by
+//! their start, newest first, without a B-tree index on those columns.
 //!
 //! A drill-down by one of them (`/calls?agent=…`) must read that value's calls newest first.
 //! Four indexes `(tenant, column, started_ns)` did that, but each call inserted one entry into
 //! each, at the place of its value: a B-tree descent per index and call, and a leaf per agent,
 //! team, campaign and disposition dirtied and copied to the log at every commit (43% of the
-//! writer's time with the call's own insert). Here, as log-structured stores do:
+//! writer's time with the call's own insert). The index by start did the same to a backfill in
+//! random time order: each call a random leaf of an index of every call (at 1.5M calls its
+//! insert and the leaves it dirtied were ~10% of the writer and most of the log's bytes, ~4 KB a
+//! call). Here, as log-structured stores do:
 //!
 //! - each ingest transaction writes its calls' entries as one **run** (`value_runs`): per
 //!   (tenant, field, value), the `(started_ns, seq)` of its calls, newest first, in chunks of at
@@ -36,6 +39,9 @@ pub enum Field {
     Team = 1,
     Campaign = 2,
     Disposition = 3,
+    /// Every call, under the value `""`: the tenant's calls by start (a drill-down without a
+    /// listed filter, the raw calls of a range, the earliest call, the calls a purge deletes).
+    Start = 4,
 }
 
 impl Field {
@@ -52,6 +58,7 @@ impl Field {
     /// The call's value of this field, if it has one to list.
     fn of(self, call: &CallRecord) -> Option<&str> {
         let value = match self {
+            Field::Start => return Some(""),
             Field::Agent => Some(call.agent_id.as_str()),
             Field::Team => call.team_id.as_deref(),
             Field::Campaign => call.campaign_id.as_deref(),
@@ -61,7 +68,14 @@ impl Field {
         value.filter(|v| !v.is_empty())
     }
 
-    const ALL: [Field; 4] = [Field::Agent, Field::Team, Field::Campaign, Field::Disposition];
+    /// Indexed by the number each field is stored as.
+    const ALL: [Field; 5] = [
+        Field::Agent,
+        Field::Team,
+        Field::Campaign,
+        Field::Disposition,
+        Field::Start,
+    ];
 }
 
 /// Runs of a level merged into one of the next once there are this many.
@@ -168,8 +182,7 @@ fn new_run(tx: &Connection, level: i64, entries: i64, oldest: i64, newest: i64) 
     Ok(tx.last_insert_rowid())
 }
 
-/// Writes one value's entries (newest first) in a run: chunks keyed by their oldest start,
-/// never splitting an instant (so the chunk after one holds only older calls).
+/// Writes one value's entries (newest first) in a run.
 fn write_chunks(
     tx: &Connection,
     run: i64,
@@ -178,27 +191,64 @@ fn write_chunks(
     value: &str,
     entries: &[Entry],
 ) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO value_chunks (run, tenant_id, field, value, oldest_ns, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let mut start = 0;
-    while start < entries.len() {
-        let mut end = (start + CHUNK).min(entries.len());
-        while end < entries.len() && entries[end].0 == entries[end - 1].0 {
-            end += 1;
-        }
-        let oldest = entries[end - 1].0;
-        insert.execute(params![
+    let mut out = Chunks::new(run, tenant, field, value);
+    for &entry in entries {
+        out.push(tx, entry)?;
+    }
+    out.finish(tx)
+}
+
+/// One value's entries of a run, given newest first and written as chunks keyed by their
+/// oldest start, never splitting an instant (so the chunk after one holds only older calls).
+struct Chunks<'v> {
+    run: i64,
+    tenant: i64,
+    field: Field,
+    value: &'v str,
+    pending: Vec<Entry>,
+}
+
+impl<'v> Chunks<'v> {
+    fn new(run: i64, tenant: i64, field: Field, value: &'v str) -> Chunks<'v> {
+        Chunks {
             run,
             tenant,
-            field as i64,
+            field,
             value,
-            oldest,
-            encode(&entries[start..end])
-        ])?;
-        start = end;
+            pending: Vec::with_capacity(CHUNK),
+        }
     }
-    Ok(())
+
+    fn push(&mut self, tx: &Connection, entry: Entry) -> rusqlite::Result<()> {
+        if self.pending.len() >= CHUNK && self.pending.last().is_some_and(|last| last.0 != entry.0) {
+            self.write(tx)?;
+        }
+        self.pending.push(entry);
+        Ok(())
+    }
+
+    fn finish(mut self, tx: &Connection) -> rusqlite::Result<()> {
+        self.write(tx)
+    }
+
+    fn write(&mut self, tx: &Connection) -> rusqlite::Result<()> {
+        let Some(&(oldest, _)) = self.pending.last() else {
+            return Ok(());
+        };
+        tx.prepare_cached(
+            "INSERT INTO value_chunks (run, tenant_id, field, value, oldest_ns, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            self.run,
+            self.tenant,
+            self.field as i64,
+            self.value,
+            oldest,
+            encode(&self.pending)
+        ])?;
+        self.pending.clear();
+        Ok(())
+    }
 }
 
 /// Whether a level below [`TOP_LEVEL`] holds [`FANOUT`] runs (a merge to do).
@@ -225,8 +275,9 @@ pub fn merge_full_levels(tx: &Transaction) -> rusqlite::Result<usize> {
     Ok(rewritten)
 }
 
-/// Replaces `runs` by one run of `level`, one value at a time (the memory of one value's
-/// entries in those runs).
+/// Replaces `runs` by one run of `level`, one value at a time, read newest first a chunk of
+/// each run at a time ([`NewestFirst`]): a merge holds a few chunks, however many calls a value
+/// has (every call has an entry of [`Field::Start`]).
 fn merge(tx: &Transaction, runs: &[i64], level: i64) -> rusqlite::Result<usize> {
     // Integers only: safe to list in the statement.
     let list = runs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
@@ -245,20 +296,14 @@ fn merge(tx: &Transaction, runs: &[i64], level: i64) -> rusqlite::Result<usize> 
     let merged = new_run(tx, level, entries, oldest, newest)?;
     let mut rewritten = 0;
     for (tenant, field, value) in groups {
-        let mut all = Vec::new();
-        for run in runs {
-            let mut chunks = tx.prepare_cached(
-                "SELECT data FROM value_chunks WHERE run = ?1 AND tenant_id = ?2 AND field = ?3 AND value = ?4",
-            )?;
-            let mut rows = chunks.query(params![run, tenant, field, value])?;
-            while let Some(row) = rows.next()? {
-                all.extend(decode(row.get_ref(0)?.as_blob()?));
-            }
-        }
-        newest_first(&mut all);
-        rewritten += all.len();
         let field = Field::ALL[field as usize];
-        write_chunks(tx, merged, tenant, field, &value, &all)?;
+        let mut reader = NewestFirst::over_runs(tx, tenant, field, &value, runs);
+        let mut out = Chunks::new(merged, tenant, field, &value);
+        while let Some(entry) = reader.next_entry()? {
+            out.push(tx, entry)?;
+            rewritten += 1;
+        }
+        out.finish(tx)?;
     }
     tx.execute_batch(&format!(
         "DELETE FROM value_chunks WHERE run IN ({list}); DELETE FROM value_runs WHERE run IN ({list});"
@@ -288,9 +333,21 @@ pub fn purge(tx: &Connection, tenant: i64, cutoff_ns: i64) -> rusqlite::Result<(
 }
 
 /// Replaces every run by runs of [`TOP_LEVEL`] built from the rows (a database whose calls were
-/// indexed by B-trees), [`REBUILD_CALLS`] calls at a time.
+/// indexed by B-trees).
 pub fn rebuild(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch("DELETE FROM value_chunks; DELETE FROM value_runs;")?;
+    build(tx, &Field::ALL)
+}
+
+/// Lists the stored calls by start (a database whose calls had an index by start), in runs of
+/// [`TOP_LEVEL`].
+pub fn build_start(tx: &Transaction) -> rusqlite::Result<()> {
+    build(tx, &[Field::Start])
+}
+
+/// Writes the entries of `fields` of every stored call as runs of [`TOP_LEVEL`],
+/// [`REBUILD_CALLS`] calls at a time.
+fn build(tx: &Transaction, fields: &[Field]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare(
         "SELECT seq, tenant_id, started_ns, agent_id, team_id, campaign_id, disposition FROM calls ORDER BY seq",
     )?;
@@ -301,9 +358,13 @@ pub fn rebuild(tx: &Transaction) -> rusqlite::Result<()> {
         let seq: i64 = row.get(0)?;
         let tenant: i64 = row.get(1)?;
         let started_ns: i64 = row.get(2)?;
-        let values: [Option<String>; 4] = [row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?];
-        for (field, value) in Field::ALL.into_iter().zip(values) {
-            if let Some(value) = value.filter(|v| !v.is_empty()) {
+        for &field in fields {
+            let value: Option<String> = match field {
+                Field::Start => Some(String::new()),
+                // The columns after `started_ns`, in the order of the fields' numbers.
+                listed => row.get(3 + listed as usize)?,
+            };
+            if let Some(value) = value.filter(|v| !v.is_empty() || field == Field::Start) {
                 let values = pending.0.entry((tenant, field)).or_default();
                 values.entry(value).or_default().push((started_ns, seq));
             }
@@ -314,6 +375,53 @@ pub fn rebuild(tx: &Transaction) -> rusqlite::Result<()> {
         }
     }
     pending.write(tx, TOP_LEVEL)
+}
+
+/// The start of the oldest entry of a value that `valid` accepts (its row still holds it): the
+/// runs in the order of their oldest start, each read oldest chunk first, until no run left can
+/// hold an older one.
+pub fn oldest(
+    conn: &Connection,
+    tenant: i64,
+    field: Field,
+    value: &str,
+    mut valid: impl FnMut(Entry) -> rusqlite::Result<bool>,
+) -> rusqlite::Result<Option<i64>> {
+    let runs: Vec<(i64, i64)> = conn
+        .prepare_cached("SELECT run, oldest_ns FROM value_runs ORDER BY oldest_ns")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut next_chunk = conn.prepare_cached(
+        "SELECT oldest_ns, data FROM value_chunks WHERE run = ?1 AND tenant_id = ?2 AND field = ?3 \
+         AND value = ?4 AND oldest_ns > ?5 ORDER BY oldest_ns LIMIT 1",
+    )?;
+    let mut best: Option<i64> = None;
+    for (run, run_oldest) in runs {
+        if best.is_some_and(|b| run_oldest >= b) {
+            break;
+        }
+        let mut after = i64::MIN;
+        'chunks: while let Some((chunk_oldest, data)) = next_chunk
+            .query_row(params![run, tenant, field as i64, value, after], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()?
+        {
+            if best.is_some_and(|b| chunk_oldest >= b) {
+                break;
+            }
+            let entries: Vec<Entry> = decode(&data).collect();
+            // Newest first in the chunk: its oldest entries are its last.
+            for &entry in entries.iter().rev() {
+                if valid(entry)? {
+                    best = Some(best.map_or(entry.0, |b| b.min(entry.0)));
+                    break 'chunks;
+                }
+            }
+            after = chunk_oldest;
+        }
+    }
+    Ok(best)
 }
 
 /// One run's entries of a value, read a chunk at a time, newest first.
@@ -368,6 +476,24 @@ impl<'c> NewestFirst<'c> {
         })
     }
 
+    /// Every entry of a value in `runs` (a merge's).
+    fn over_runs(conn: &'c Connection, tenant: i64, field: Field, value: &str, runs: &[i64]) -> NewestFirst<'c> {
+        let cursor = |&run: &i64| RunCursor {
+            run,
+            entries: Vec::new(),
+            below: Some(i64::MAX),
+        };
+        NewestFirst {
+            conn,
+            tenant,
+            field,
+            value: value.to_string(),
+            from: i64::MIN,
+            runs: runs.iter().map(cursor).collect(),
+            last: None,
+        }
+    }
+
     /// Reads the next chunk of `cursor` while it has no entry left and the run has more.
     fn fill(&self, cursor: &mut RunCursor) -> rusqlite::Result<()> {
         // Called for every cursor at every entry: the statement is looked up only when needed.
@@ -401,7 +527,8 @@ impl<'c> NewestFirst<'c> {
         Ok(())
     }
 
-    fn next_entry(&mut self) -> rusqlite::Result<Option<Entry>> {
+    /// The next entry, newest first (an entry found in several runs once).
+    pub fn next_entry(&mut self) -> rusqlite::Result<Option<Entry>> {
         loop {
             let mut runs = std::mem::take(&mut self.runs);
             let filled = runs.iter_mut().try_for_each(|cursor| self.fill(cursor));
@@ -484,7 +611,11 @@ pub(crate) mod tests {
     }
 
     fn read(conn: &Connection, agent: &str, from: i64, below: i64) -> Vec<Entry> {
-        let mut reader = NewestFirst::new(conn, 1, Field::Agent, agent, from, below).unwrap();
+        read_field(conn, Field::Agent, agent, from, below)
+    }
+
+    fn read_field(conn: &Connection, field: Field, value: &str, from: i64, below: i64) -> Vec<Entry> {
+        let mut reader = NewestFirst::new(conn, 1, field, value, from, below).unwrap();
         std::iter::from_fn(|| reader.next_entry().unwrap()).collect()
     }
 
@@ -495,6 +626,7 @@ pub(crate) mod tests {
         let mut conn = store();
         let mut seq = 0;
         let mut all = Vec::new();
+        let mut every = Vec::new();
         for txn in 0..(FANOUT * FANOUT * FANOUT + 5) as i64 {
             let mut pending = PendingEntries::default();
             for i in 0..7 {
@@ -511,6 +643,7 @@ pub(crate) mod tests {
                 if agent == "a" {
                     all.push((ns, seq));
                 }
+                every.push((ns, seq));
             }
             let tx = conn.transaction().unwrap();
             pending.write(&tx, 0).unwrap();
@@ -535,12 +668,45 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(read(&conn, "a", 3_000, 5_001), window);
         assert!(read(&conn, "nobody", i64::MIN, i64::MAX).is_empty());
+        // Every call by start, whatever its values (the merges stream them a chunk at a time).
+        newest_first(&mut every);
+        assert_eq!(read_field(&conn, Field::Start, "", i64::MIN, i64::MAX), every);
         // A purge takes what started before its cutoff.
         let tx = conn.transaction().unwrap();
         purge(&tx, 1, 5_000).unwrap();
         tx.commit().unwrap();
         let kept: Vec<Entry> = all.iter().copied().filter(|(ns, _)| *ns >= 5_000).collect();
         assert_eq!(read(&conn, "a", i64::MIN, i64::MAX), kept);
+    }
+
+    /// The oldest entry a row still holds, across runs and chunks: entries a correction left
+    /// behind (older than every call stored) are skipped, and a tenant without calls has none.
+    #[test]
+    fn the_oldest_valid_entry_is_found_across_runs() {
+        let mut conn = store();
+        let mut stale = Vec::new();
+        for run in 0..3i64 {
+            let mut pending = PendingEntries::default();
+            for i in 0..600i64 {
+                let seq = run * 1_000 + i;
+                // Run 1 holds the oldest starts; a third of its entries, the oldest ones
+                // included, were left behind by corrections.
+                let ns = if run == 1 { i } else { 10_000 + run * 1_000 + i };
+                if run == 1 && (i < 300 || i % 3 == 0) {
+                    stale.push(seq);
+                }
+                pending.add(1, &call(&format!("c{seq}"), "a", ns), seq, None);
+            }
+            let tx = conn.transaction().unwrap();
+            pending.write(&tx, 0).unwrap();
+            tx.commit().unwrap();
+        }
+        let valid = |(_, seq): Entry| Ok(!stale.contains(&seq));
+        assert_eq!(oldest(&conn, 1, Field::Start, "", valid).unwrap(), Some(301));
+        assert_eq!(oldest(&conn, 1, Field::Start, "", |_| Ok(true)).unwrap(), Some(0));
+        assert_eq!(oldest(&conn, 2, Field::Start, "", |_| Ok(true)).unwrap(), None);
+        let none_valid = oldest(&conn, 1, Field::Agent, "a", |(ns, _)| Ok(ns > 20_000)).unwrap();
+        assert_eq!(none_valid, None);
     }
 
     /// A correction adds an entry only for what it changed; the old entry stays, for the
