@@ -258,10 +258,8 @@ impl Owner {
 pub fn parse_event_text(text: &str, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
     // The common case in one pass over the text; anything else (not JSON, not an object, keys
     // to drop) through a `Value`, which words the errors and rewrites the raw text.
-    let Ok(slots) = Slots::of_text(text) else {
-        return parse_event_value_text(text, taxonomy);
-    };
-    if slots.unknown_keys {
+    let mut slots = Slots::new();
+    if slots.read_text(text).is_err() || slots.unknown_keys {
         return parse_event_value_text(text, taxonomy);
     }
     let mut parsed = validate(&slots, taxonomy)?;
@@ -427,7 +425,7 @@ impl<'s, 'a> Fields<'s, 'a> {
                 self.error(field, format!("must be at most {MAX_TEXT} bytes"));
                 None
             }
-            Some(Slot::Str(s)) if s.chars().any(crate::is_forbidden_char) => {
+            Some(Slot::Str(s)) if crate::has_forbidden_char(s) => {
                 let message = crate::forbidden_char_message(s).expect("has one");
                 self.error(field, message);
                 None

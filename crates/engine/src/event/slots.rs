@@ -158,7 +158,7 @@ pub(crate) struct Slots<'a> {
 }
 
 impl<'a> Slots<'a> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Slots {
             values: [const { Slot::Absent }; Field::COUNT],
             present: 0,
@@ -198,13 +198,13 @@ impl<'a> Slots<'a> {
         Some(slots)
     }
 
-    /// The slots of an event given as JSON text, in one pass. An error for text that is not
-    /// JSON or not an object: the caller then takes the `Value` path, whose messages it keeps.
-    pub(crate) fn of_text(text: &'a str) -> serde_json::Result<Slots<'a>> {
+    /// Reads an event given as JSON text into these (empty) slots, in one pass; in place, as
+    /// they are a few kilobytes to copy. An error for text that is not JSON or not an object:
+    /// the caller then takes the `Value` path, whose messages it keeps.
+    pub(crate) fn read_text(&mut self, text: &'a str) -> serde_json::Result<()> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let slots = de.deserialize_map(ObjectVisitor)?;
-        de.end()?;
-        Ok(slots)
+        de.deserialize_map(ObjectVisitor(self))?;
+        de.end()
     }
 
     /// The set of fields `names` as [`Field::bit`]s (each name must be a [`Field`]).
@@ -216,17 +216,17 @@ impl<'a> Slots<'a> {
     }
 }
 
-struct ObjectVisitor;
+struct ObjectVisitor<'s, 'de>(&'s mut Slots<'de>);
 
-impl<'de> Visitor<'de> for ObjectVisitor {
-    type Value = Slots<'de>;
+impl<'de> Visitor<'de> for ObjectVisitor<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an event object")
     }
 
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Slots<'de>, M::Error> {
-        let mut slots = Slots::new();
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        let slots = self.0;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match key {
                 Some(field) => {
@@ -239,7 +239,7 @@ impl<'de> Visitor<'de> for ObjectVisitor {
                 }
             }
         }
-        Ok(slots)
+        Ok(())
     }
 }
 
