@@ -6,57 +6,18 @@
 
 mod legacy;
 
-use dialboard_engine::event::{parse_event, parse_event_text, ParsedEvent, Rejection, EVENT_TYPES};
+use dialboard_engine::event::{known_fields, parse_event, parse_event_text, ParsedEvent, Rejection, EVENT_TYPES};
 use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
 /// Every field of SPEC §3, so that each type is generated with its own fields and others'.
-const FIELDS: [&str; 43] = [
-    "call_id",
-    "agent_id",
-    "started_at",
-    "disposition",
-    "team_id",
-    "campaign_id",
-    "list_id",
-    "contact_id",
-    "direction",
-    "answered_at",
-    "agent_connected_at",
-    "ended_at",
-    "wrap_ended_at",
-    "talk_seconds",
-    "wait_seconds",
-    "wrap_seconds",
-    "voicemail_dropped",
-    "is_callback",
-    "abandoned",
-    "amd",
-    "lead_source",
-    "prospect",
-    "recording_url",
-    "notes",
-    "crm_synced",
-    "updated_at",
-    "score",
-    "sentiment",
-    "prospect_sentiment",
-    "agent_talk_ratio",
-    "filler_words_per_100",
-    "intent",
-    "status",
-    "at",
-    "stage",
-    "amount",
-    "currency",
-    "conversation_id",
-    "channel",
-    "opened_at",
-    "first_response_at",
-    "resolved_at",
-    "labels",
-];
+fn all_fields() -> Vec<&'static str> {
+    let mut fields: Vec<&str> = EVENT_TYPES.iter().flat_map(|t| known_fields(t)).copied().collect();
+    fields.sort_unstable();
+    fields.dedup();
+    fields
+}
 
 /// A JSON value as text: mostly the kinds a field expects, often not.
 fn value() -> impl Strategy<Value = String> {
@@ -133,8 +94,8 @@ fn value() -> impl Strategy<Value = String> {
 /// A key as text: a known field, sometimes spelled with an escape, or a key no type defines.
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
-        8 => prop::sample::select(FIELDS.to_vec()).prop_map(|k| format!("\"{k}\"")),
-        1 => prop::sample::select(FIELDS.to_vec()).prop_map(|k| format!("\"\\u{:04x}{}\"", k.as_bytes()[0], &k[1..])),
+        8 => prop::sample::select(all_fields()).prop_map(|k| format!("\"{k}\"")),
+        1 => prop::sample::select(all_fields()).prop_map(|k| format!("\"\\u{:04x}{}\"", k.as_bytes()[0], &k[1..])),
         1 => prop::sample::select(vec!["junk", "Call_id", "id ", "types", "extra"]).prop_map(|k| format!("\"{k}\"")),
     ]
 }
