@@ -515,7 +515,12 @@ impl<'s, 'a> Fields<'s, 'a> {
     }
 
     /// A duration given directly, or derived from two timestamps and truncated to seconds.
-    fn duration_or_derived(&mut self, field: Field, from: (Field, Option<i64>), to: (Field, Option<i64>)) -> Option<i64> {
+    fn duration_or_derived(
+        &mut self,
+        field: Field,
+        from: (Field, Option<i64>),
+        to: (Field, Option<i64>),
+    ) -> Option<i64> {
         if self.present(field).is_some() {
             return self.duration(field);
         }
@@ -563,7 +568,10 @@ fn validate(slots: &Slots, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, R
         Some("conversation") => Some(Event::Conversation(parse_conversation(&mut f, &id))),
         Some("csat") => Some(Event::Csat(parse_csat(&mut f, &id))),
         Some(_) => {
-            f.error(Field::Type, format!("unknown event type; known: {}", EVENT_TYPES.join(", ")));
+            f.error(
+                Field::Type,
+                format!("unknown event type; known: {}", EVENT_TYPES.join(", ")),
+            );
             None
         }
         None => None,
@@ -602,13 +610,21 @@ fn parse_call(f: &mut Fields, id: &str, taxonomy: &CompiledTaxonomy) -> CallReco
         },
         None => String::new(),
     };
-    let talk = f.duration_or_derived(Field::TalkSeconds, (Field::AgentConnectedAt, connected), (Field::EndedAt, ended));
+    let talk = f.duration_or_derived(
+        Field::TalkSeconds,
+        (Field::AgentConnectedAt, connected),
+        (Field::EndedAt, ended),
+    );
     let wait = f.duration_or_derived(
         Field::WaitSeconds,
         (Field::AnsweredAt, answered),
         (Field::AgentConnectedAt, connected),
     );
-    let wrap = f.duration_or_derived(Field::WrapSeconds, (Field::EndedAt, ended), (Field::WrapEndedAt, wrap_ended));
+    let wrap = f.duration_or_derived(
+        Field::WrapSeconds,
+        (Field::EndedAt, ended),
+        (Field::WrapEndedAt, wrap_ended),
+    );
     if let (Some(s), Some(e)) = (started, ended) {
         if e < s {
             f.error(Field::EndedAt, "must not be before started_at");
@@ -647,7 +663,9 @@ fn parse_call(f: &mut Fields, id: &str, taxonomy: &CompiledTaxonomy) -> CallReco
             f.error(field, "must be a string");
         }
     }
-    if f.present(Field::Prospect).is_some_and(|v| !v.as_value().is_some_and(Value::is_object)) {
+    if f.present(Field::Prospect)
+        .is_some_and(|v| !v.as_value().is_some_and(Value::is_object))
+    {
         f.error(Field::Prospect, "must be an object {name, phone, company, timezone}");
     }
     call
@@ -671,7 +689,10 @@ fn parse_status(f: &mut Fields, id: &str) -> StatusChange {
     let agent_id = f.required_text(Field::AgentId);
     let status = match f.text(Field::Status, true) {
         Some(s) => AgentStatus::parse(&s).unwrap_or_else(|| {
-            f.error(Field::Status, format!("must be one of: {}", AgentStatus::NAMES.join(", ")));
+            f.error(
+                Field::Status,
+                format!("must be one of: {}", AgentStatus::NAMES.join(", ")),
+            );
             AgentStatus::Offline
         }),
         None => AgentStatus::Offline,
@@ -713,7 +734,11 @@ fn parse_conversation(f: &mut Fields, id: &str) -> Conversation {
         }
     }
     if let Some(labels) = f.present(Field::Labels) {
-        if !labels.as_value().and_then(Value::as_array).is_some_and(|a| a.iter().all(Value::is_string)) {
+        if !labels
+            .as_value()
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().all(Value::is_string))
+        {
             f.error(Field::Labels, "must be an array of strings");
         }
     }

@@ -27,8 +27,26 @@ fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         // Texts: ids, labels, enum values, dispositions in any case.
         prop::sample::select(vec![
-            "a1", "c-1", "team-2", "outbound", "inbound", "human", "Busy", "meeting booked", "MEETING BOOKED",
-            "Maybe", "idle", "on_call", "fax", "email", "voice", "call", "csat", "lead_stage", "", " ",
+            "a1",
+            "c-1",
+            "team-2",
+            "outbound",
+            "inbound",
+            "human",
+            "Busy",
+            "meeting booked",
+            "MEETING BOOKED",
+            "Maybe",
+            "idle",
+            "on_call",
+            "fax",
+            "email",
+            "voice",
+            "call",
+            "csat",
+            "lead_stage",
+            "",
+            " ",
         ])
         .prop_map(quoted),
         // Timestamps, valid and not.
@@ -108,9 +126,18 @@ const VALID: [(&str, &str); 6] = [
         r#""call_id":"c1","agent_id":"a1","started_at":"2026-03-01T10:00:00Z","disposition":"Busy""#,
     ),
     ("call_analysis", r#""call_id":"c1","updated_at":"2026-03-01T10:05:00Z""#),
-    ("agent_status", r#""agent_id":"a1","status":"idle","at":"2026-03-01T10:00:00Z""#),
-    ("lead_stage", r#""contact_id":"k1","stage":"won","at":"2026-03-01T10:00:00Z""#),
-    ("conversation", r#""conversation_id":"v1","channel":"email","opened_at":"2026-03-01T10:00:00Z""#),
+    (
+        "agent_status",
+        r#""agent_id":"a1","status":"idle","at":"2026-03-01T10:00:00Z""#,
+    ),
+    (
+        "lead_stage",
+        r#""contact_id":"k1","stage":"won","at":"2026-03-01T10:00:00Z""#,
+    ),
+    (
+        "conversation",
+        r#""conversation_id":"v1","channel":"email","opened_at":"2026-03-01T10:00:00Z""#,
+    ),
     ("csat", r#""score":4,"at":"2026-03-01T10:00:00Z""#),
 ];
 
@@ -157,7 +184,15 @@ fn event() -> impl Strategy<Value = String> {
 fn not_an_event() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "", "[1]", "\"call\"", "null", "{", "{\"id\":\"e1\",}", "{\"id\":\"e1\"} x", "{\"id\":\"e\\ud800\"}", "{\"id\":1e999}",
+            "",
+            "[1]",
+            "\"call\"",
+            "null",
+            "{",
+            "{\"id\":\"e1\",}",
+            "{\"id\":\"e1\"} x",
+            "{\"id\":\"e\\ud800\"}",
+            "{\"id\":1e999}",
         ])
         .prop_map(str::to_string),
         event().prop_map(|e| format!("[{e}]")),
@@ -223,6 +258,9 @@ fn the_generated_events_cover_acceptance_and_rejection() {
             Err(_) => rejected += 1,
         }
     }
-    assert!(verbatim > 0 && rewritten > 0 && rejected > 0, "{verbatim} {rewritten} {rejected}");
+    assert!(
+        verbatim > 0 && rewritten > 0 && rejected > 0,
+        "{verbatim} {rewritten} {rejected}"
+    );
     assert_eq!(types.len(), EVENT_TYPES.len(), "{types:?}");
 }

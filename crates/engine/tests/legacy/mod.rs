@@ -162,8 +162,7 @@ impl<'a> Fields<'a> {
     }
 
     fn micros(&mut self, field: &str, min: f64, max: f64) -> Option<i64> {
-        self.number(field, min, max)
-            .map(|x| (x * MICROS).round() as i64)
+        self.number(field, min, max).map(|x| (x * MICROS).round() as i64)
     }
 
     /// A duration given directly, or derived from two timestamps and truncated to seconds.
@@ -410,4 +409,3 @@ fn parse_csat(f: &mut Fields, id: &str) -> CsatScore {
         agent_id: f.text("agent_id", false),
     }
 }
-
