@@ -4,7 +4,11 @@
 use crate::clock::{nanos_to_seconds, parse_rfc3339_nanos};
 use crate::taxonomy::CompiledTaxonomy;
 use crate::FieldError;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use slots::{Field, Slot, Slots, PROSPECT_FIELDS};
+use std::sync::OnceLock;
+
+mod slots;
 
 /// The longest id or label accepted; anything longer is almost certainly a client bug.
 const MAX_TEXT: usize = 256;
@@ -252,9 +256,25 @@ impl Owner {
 /// Validates one event given as JSON text, keeping the text as received — or, when it carries
 /// fields SPEC §3 does not define, without them (see [`known_fields`]).
 pub fn parse_event_text(text: &str, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
+    // The common case in one pass over the text; anything else (not JSON, not an object, keys
+    // to drop) through a `Value`, which words the errors and rewrites the raw text.
+    let mut slots = Slots::new();
+    if slots.read_text(text).is_err() || slots.unknown_keys {
+        return parse_event_value_text(text, taxonomy);
+    }
+    let mut parsed = validate(&slots, taxonomy)?;
+    if slots.carries_other_than(known_mask(parsed.event.type_name())) {
+        return parse_event_value_text(text, taxonomy);
+    }
+    parsed.raw = text.to_string();
+    Ok(parsed)
+}
+
+/// [`parse_event_text`] through a `serde_json::Value`.
+fn parse_event_value_text(text: &str, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
     let mut value: Value =
         serde_json::from_str(text).map_err(|e| (None, vec![FieldError::new("", format!("not valid JSON: {e}"))]))?;
-    let mut parsed = validate(&value, taxonomy)?;
+    let mut parsed = validate_value(&value, taxonomy)?;
     parsed.raw = match drop_unknown_fields(&mut value, parsed.event.type_name()) {
         true => value.to_string(),
         false => text.to_string(),
@@ -335,7 +355,12 @@ pub fn known_fields(type_name: &str) -> &'static [&'static str] {
     }
 }
 
-const PROSPECT_FIELDS: [&str; 4] = ["name", "phone", "company", "timezone"];
+/// [`known_fields`] of the type, with `id` and `type`, as a set of slots.
+fn known_mask(type_name: &str) -> u64 {
+    static MASKS: OnceLock<[u64; EVENT_TYPES.len()]> = OnceLock::new();
+    let masks = MASKS.get_or_init(|| EVENT_TYPES.map(|t| Slots::mask(known_fields(t)) | Slots::mask(&["id", "type"])));
+    EVENT_TYPES.iter().position(|t| *t == type_name).map_or(0, |i| masks[i])
+}
 
 /// Removes the fields an event's type does not define (and a prospect's unknown fields):
 /// the raw log keeps what dialboard understands, never an unbounded payload it does not.
@@ -366,21 +391,25 @@ pub const EVENT_TYPES: [&str; 6] = [
 ];
 
 /// Reads fields off one event object, collecting every problem instead of stopping at the first.
-struct Fields<'a> {
-    obj: &'a Map<String, Value>,
+struct Fields<'s, 'a> {
+    slots: &'s Slots<'a>,
     errors: Vec<FieldError>,
 }
 
-impl<'a> Fields<'a> {
-    fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, message));
+impl<'s, 'a> Fields<'s, 'a> {
+    fn error(&mut self, field: Field, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field.name(), message));
     }
 
-    fn present(&self, field: &str) -> Option<&'a Value> {
-        self.obj.get(field).filter(|v| !v.is_null())
+    /// The field's value unless it is absent or `null`.
+    fn present(&self, field: Field) -> Option<&'s Slot<'a>> {
+        match self.slots.get(field) {
+            Slot::Absent | Slot::Null => None,
+            slot => Some(slot),
+        }
     }
 
-    fn text(&mut self, field: &str, required: bool) -> Option<String> {
+    fn text(&mut self, field: Field, required: bool) -> Option<String> {
         match self.present(field) {
             None => {
                 if required {
@@ -388,22 +417,22 @@ impl<'a> Fields<'a> {
                 }
                 None
             }
-            Some(Value::String(s)) if s.is_empty() => {
+            Some(Slot::Str(s)) if s.is_empty() => {
                 self.error(field, "must not be empty");
                 None
             }
-            Some(Value::String(s)) if s.len() > MAX_TEXT => {
+            Some(Slot::Str(s)) if s.len() > MAX_TEXT => {
                 self.error(field, format!("must be at most {MAX_TEXT} bytes"));
                 None
             }
-            Some(Value::String(s)) if s.chars().any(crate::is_forbidden_char) => {
+            Some(Slot::Str(s)) if crate::has_forbidden_char(s) => {
                 let message = crate::forbidden_char_message(s).expect("has one");
                 self.error(field, message);
                 None
             }
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Slot::Str(s)) => Some(s.to_string()),
             // Integrations often send numeric ids; accept them as their decimal text.
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+            Some(Slot::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
             Some(_) => {
                 self.error(field, "must be a string");
                 None
@@ -411,11 +440,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn required_text(&mut self, field: &str) -> String {
+    fn required_text(&mut self, field: Field) -> String {
         self.text(field, true).unwrap_or_default()
     }
 
-    fn one_of(&mut self, field: &str, allowed: &[&str]) -> Option<String> {
+    fn one_of(&mut self, field: Field, allowed: &[&str]) -> Option<String> {
         let v = self.text(field, false)?;
         if allowed.contains(&v.as_str()) {
             Some(v)
@@ -425,7 +454,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn timestamp(&mut self, field: &str, required: bool) -> Option<i64> {
+    fn timestamp(&mut self, field: Field, required: bool) -> Option<i64> {
         match self.present(field) {
             None => {
                 if required {
@@ -433,7 +462,7 @@ impl<'a> Fields<'a> {
                 }
                 None
             }
-            Some(Value::String(s)) => match parse_rfc3339_nanos(s) {
+            Some(Slot::Str(s)) => match parse_rfc3339_nanos(s) {
                 Ok(ns) => Some(ns),
                 Err(message) => {
                     self.error(field, message);
@@ -447,7 +476,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn duration(&mut self, field: &str) -> Option<i64> {
+    fn duration(&mut self, field: Field) -> Option<i64> {
         let v = self.present(field)?;
         match v.as_i64() {
             Some(n) if n >= 0 => Some(n),
@@ -458,10 +487,10 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn flag(&mut self, field: &str) -> bool {
+    fn flag(&mut self, field: Field) -> bool {
         match self.present(field) {
             None => false,
-            Some(Value::Bool(b)) => *b,
+            Some(Slot::Bool(b)) => *b,
             Some(_) => {
                 self.error(field, "must be true or false");
                 false
@@ -469,7 +498,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn number(&mut self, field: &str, min: f64, max: f64) -> Option<f64> {
+    fn number(&mut self, field: Field, min: f64, max: f64) -> Option<f64> {
         let v = self.present(field)?;
         match v.as_f64() {
             Some(x) if x.is_finite() && x >= min && x <= max => Some(x),
@@ -480,13 +509,18 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn micros(&mut self, field: &str, min: f64, max: f64) -> Option<i64> {
+    fn micros(&mut self, field: Field, min: f64, max: f64) -> Option<i64> {
         self.number(field, min, max)
             .map(|x| (x * crate::event::MICROS).round() as i64)
     }
 
     /// A duration given directly, or derived from two timestamps and truncated to seconds.
-    fn duration_or_derived(&mut self, field: &str, from: (&str, Option<i64>), to: (&str, Option<i64>)) -> Option<i64> {
+    fn duration_or_derived(
+        &mut self,
+        field: Field,
+        from: (Field, Option<i64>),
+        to: (Field, Option<i64>),
+    ) -> Option<i64> {
         if self.present(field).is_some() {
             return self.duration(field);
         }
@@ -494,7 +528,7 @@ impl<'a> Fields<'a> {
             return None;
         };
         if b < a {
-            self.error(to.0, format!("must not be before {}", from.0));
+            self.error(to.0, format!("must not be before {}", from.0.name()));
             return None;
         }
         Some((b - a) / 1_000_000_000)
@@ -503,24 +537,29 @@ impl<'a> Fields<'a> {
 
 /// Validates one event. `taxonomy` decides which dispositions exist.
 pub fn parse_event(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
-    let mut parsed = validate(value, taxonomy)?;
+    let mut parsed = validate_value(value, taxonomy)?;
     let mut value = value.clone();
     drop_unknown_fields(&mut value, parsed.event.type_name());
     parsed.raw = value.to_string();
     Ok(parsed)
 }
 
-/// The validation itself; the caller fills in the raw text.
-fn validate(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
-    let Some(obj) = value.as_object() else {
+/// [`validate`] of an event given as a `Value`.
+fn validate_value(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
+    let Some(slots) = Slots::of_value(value) else {
         return Err((None, vec![FieldError::new("", "each event must be a JSON object")]));
     };
+    validate(&slots, taxonomy)
+}
+
+/// The validation itself; the caller fills in the raw text.
+fn validate(slots: &Slots, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, Rejection> {
     let mut f = Fields {
-        obj,
+        slots,
         errors: Vec::new(),
     };
-    let id = f.required_text("id");
-    let type_name = f.text("type", true);
+    let id = f.required_text(Field::Id);
+    let type_name = f.text(Field::Type, true);
     let event = match type_name.as_deref() {
         Some("call") => Some(Event::Call(parse_call(&mut f, &id, taxonomy))),
         Some("call_analysis") => Some(Event::Analysis(parse_analysis(&mut f, &id))),
@@ -529,7 +568,10 @@ fn validate(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, R
         Some("conversation") => Some(Event::Conversation(parse_conversation(&mut f, &id))),
         Some("csat") => Some(Event::Csat(parse_csat(&mut f, &id))),
         Some(_) => {
-            f.error("type", format!("unknown event type; known: {}", EVENT_TYPES.join(", ")));
+            f.error(
+                Field::Type,
+                format!("unknown event type; known: {}", EVENT_TYPES.join(", ")),
+            );
             None
         }
         None => None,
@@ -547,20 +589,20 @@ fn validate(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, R
 }
 
 fn parse_call(f: &mut Fields, id: &str, taxonomy: &CompiledTaxonomy) -> CallRecord {
-    let call_id = f.required_text("call_id");
-    let agent_id = f.required_text("agent_id");
-    let started = f.timestamp("started_at", true);
-    let answered = f.timestamp("answered_at", false);
-    let connected = f.timestamp("agent_connected_at", false);
-    let ended = f.timestamp("ended_at", false);
-    let wrap_ended = f.timestamp("wrap_ended_at", false);
-    let updated = f.timestamp("updated_at", false);
-    let disposition = match f.text("disposition", true) {
+    let call_id = f.required_text(Field::CallId);
+    let agent_id = f.required_text(Field::AgentId);
+    let started = f.timestamp(Field::StartedAt, true);
+    let answered = f.timestamp(Field::AnsweredAt, false);
+    let connected = f.timestamp(Field::AgentConnectedAt, false);
+    let ended = f.timestamp(Field::EndedAt, false);
+    let wrap_ended = f.timestamp(Field::WrapEndedAt, false);
+    let updated = f.timestamp(Field::UpdatedAt, false);
+    let disposition = match f.text(Field::Disposition, true) {
         Some(d) => match taxonomy.canonical(&d) {
             Some(c) => c.to_string(),
             None => {
                 f.error(
-                    "disposition",
+                    Field::Disposition,
                     format!("unknown disposition '{d}'; known: {}", taxonomy.known().join(", ")),
                 );
                 String::new()
@@ -568,16 +610,24 @@ fn parse_call(f: &mut Fields, id: &str, taxonomy: &CompiledTaxonomy) -> CallReco
         },
         None => String::new(),
     };
-    let talk = f.duration_or_derived("talk_seconds", ("agent_connected_at", connected), ("ended_at", ended));
-    let wait = f.duration_or_derived(
-        "wait_seconds",
-        ("answered_at", answered),
-        ("agent_connected_at", connected),
+    let talk = f.duration_or_derived(
+        Field::TalkSeconds,
+        (Field::AgentConnectedAt, connected),
+        (Field::EndedAt, ended),
     );
-    let wrap = f.duration_or_derived("wrap_seconds", ("ended_at", ended), ("wrap_ended_at", wrap_ended));
+    let wait = f.duration_or_derived(
+        Field::WaitSeconds,
+        (Field::AnsweredAt, answered),
+        (Field::AgentConnectedAt, connected),
+    );
+    let wrap = f.duration_or_derived(
+        Field::WrapSeconds,
+        (Field::EndedAt, ended),
+        (Field::WrapEndedAt, wrap_ended),
+    );
     if let (Some(s), Some(e)) = (started, ended) {
         if e < s {
-            f.error("ended_at", "must not be before started_at");
+            f.error(Field::EndedAt, "must not be before started_at");
         }
     }
     let latest = [started, answered, connected, ended, wrap_ended]
@@ -589,60 +639,65 @@ fn parse_call(f: &mut Fields, id: &str, taxonomy: &CompiledTaxonomy) -> CallReco
         event_id: id.to_string(),
         version_ns: updated.or(latest).unwrap_or_default(),
         agent_id,
-        team_id: f.text("team_id", false),
-        campaign_id: f.text("campaign_id", false),
-        list_id: f.text("list_id", false),
-        contact_id: f.text("contact_id", false),
-        lead_source: f.text("lead_source", false),
-        direction: f.one_of("direction", &["outbound", "inbound"]),
+        team_id: f.text(Field::TeamId, false),
+        campaign_id: f.text(Field::CampaignId, false),
+        list_id: f.text(Field::ListId, false),
+        contact_id: f.text(Field::ContactId, false),
+        lead_source: f.text(Field::LeadSource, false),
+        direction: f.one_of(Field::Direction, &["outbound", "inbound"]),
         disposition,
         started_ns: started.unwrap_or_default(),
         ended_ns: ended,
         talk_seconds: talk,
         wait_seconds: wait,
         wrap_seconds: wrap,
-        voicemail_dropped: f.flag("voicemail_dropped"),
-        is_callback: f.flag("is_callback"),
-        abandoned: f.flag("abandoned"),
+        voicemail_dropped: f.flag(Field::VoicemailDropped),
+        is_callback: f.flag(Field::IsCallback),
+        abandoned: f.flag(Field::Abandoned),
     };
-    f.one_of("amd", &["human", "machine", "unknown"]);
+    f.one_of(Field::Amd, &["human", "machine", "unknown"]);
     // Kept in the raw event for the call export's `crm_synced` column (SPEC §7).
-    f.flag("crm_synced");
-    for field in ["recording_url", "notes"] {
+    f.flag(Field::CrmSynced);
+    for field in [Field::RecordingUrl, Field::Notes] {
         if f.present(field).is_some_and(|v| !v.is_string()) {
             f.error(field, "must be a string");
         }
     }
-    if f.present("prospect").is_some_and(|v| !v.is_object()) {
-        f.error("prospect", "must be an object {name, phone, company, timezone}");
+    if f.present(Field::Prospect)
+        .is_some_and(|v| !v.as_value().is_some_and(Value::is_object))
+    {
+        f.error(Field::Prospect, "must be an object {name, phone, company, timezone}");
     }
     call
 }
 
 fn parse_analysis(f: &mut Fields, id: &str) -> CallAnalysis {
     CallAnalysis {
-        call_id: f.required_text("call_id"),
+        call_id: f.required_text(Field::CallId),
         event_id: id.to_string(),
-        version_ns: f.timestamp("updated_at", false).unwrap_or_default(),
-        score_micros: f.micros("score", 0.0, 100.0),
-        sentiment_micros: f.micros("sentiment", -1.0, 1.0),
-        prospect_sentiment_micros: f.micros("prospect_sentiment", -1.0, 1.0),
-        talk_ratio_micros: f.micros("agent_talk_ratio", 0.0, 1.0),
-        filler_micros: f.micros("filler_words_per_100", 0.0, 100.0),
-        intent: f.text("intent", false),
+        version_ns: f.timestamp(Field::UpdatedAt, false).unwrap_or_default(),
+        score_micros: f.micros(Field::Score, 0.0, 100.0),
+        sentiment_micros: f.micros(Field::Sentiment, -1.0, 1.0),
+        prospect_sentiment_micros: f.micros(Field::ProspectSentiment, -1.0, 1.0),
+        talk_ratio_micros: f.micros(Field::AgentTalkRatio, 0.0, 1.0),
+        filler_micros: f.micros(Field::FillerWordsPer100, 0.0, 100.0),
+        intent: f.text(Field::Intent, false),
     }
 }
 
 fn parse_status(f: &mut Fields, id: &str) -> StatusChange {
-    let agent_id = f.required_text("agent_id");
-    let status = match f.text("status", true) {
+    let agent_id = f.required_text(Field::AgentId);
+    let status = match f.text(Field::Status, true) {
         Some(s) => AgentStatus::parse(&s).unwrap_or_else(|| {
-            f.error("status", format!("must be one of: {}", AgentStatus::NAMES.join(", ")));
+            f.error(
+                Field::Status,
+                format!("must be one of: {}", AgentStatus::NAMES.join(", ")),
+            );
             AgentStatus::Offline
         }),
         None => AgentStatus::Offline,
     };
-    let at_ns = f.timestamp("at", true).unwrap_or_default();
+    let at_ns = f.timestamp(Field::At, true).unwrap_or_default();
     StatusChange {
         event_id: id.to_string(),
         agent_id,
@@ -654,68 +709,72 @@ fn parse_status(f: &mut Fields, id: &str) -> StatusChange {
 fn parse_stage(f: &mut Fields, id: &str) -> StageChange {
     StageChange {
         event_id: id.to_string(),
-        contact_id: f.required_text("contact_id"),
-        stage: f.required_text("stage"),
-        at_ns: f.timestamp("at", true).unwrap_or_default(),
-        campaign_id: f.text("campaign_id", false),
-        lead_source: f.text("lead_source", false),
-        agent_id: f.text("agent_id", false),
-        call_id: f.text("call_id", false),
-        amount_minor: f.number("amount", 0.0, 1e13).map(|x| (x * 100.0).round() as i64),
-        currency: f.text("currency", false),
+        contact_id: f.required_text(Field::ContactId),
+        stage: f.required_text(Field::Stage),
+        at_ns: f.timestamp(Field::At, true).unwrap_or_default(),
+        campaign_id: f.text(Field::CampaignId, false),
+        lead_source: f.text(Field::LeadSource, false),
+        agent_id: f.text(Field::AgentId, false),
+        call_id: f.text(Field::CallId, false),
+        amount_minor: f.number(Field::Amount, 0.0, 1e13).map(|x| (x * 100.0).round() as i64),
+        currency: f.text(Field::Currency, false),
     }
 }
 
 fn parse_conversation(f: &mut Fields, id: &str) -> Conversation {
-    let opened = f.timestamp("opened_at", true);
-    let first_response = f.timestamp("first_response_at", false);
-    let resolved = f.timestamp("resolved_at", false);
-    let updated = f.timestamp("updated_at", false);
-    for (field, t) in [("first_response_at", first_response), ("resolved_at", resolved)] {
+    let opened = f.timestamp(Field::OpenedAt, true);
+    let first_response = f.timestamp(Field::FirstResponseAt, false);
+    let resolved = f.timestamp(Field::ResolvedAt, false);
+    let updated = f.timestamp(Field::UpdatedAt, false);
+    for (field, t) in [(Field::FirstResponseAt, first_response), (Field::ResolvedAt, resolved)] {
         if let (Some(o), Some(t)) = (opened, t) {
             if t < o {
                 f.error(field, "must not be before opened_at");
             }
         }
     }
-    if let Some(labels) = f.present("labels") {
-        if !labels.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-            f.error("labels", "must be an array of strings");
+    if let Some(labels) = f.present(Field::Labels) {
+        if !labels
+            .as_value()
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().all(Value::is_string))
+        {
+            f.error(Field::Labels, "must be an array of strings");
         }
     }
     let latest = [opened, first_response, resolved].into_iter().flatten().max();
     Conversation {
-        conversation_id: f.required_text("conversation_id"),
+        conversation_id: f.required_text(Field::ConversationId),
         event_id: id.to_string(),
         version_ns: updated.or(latest).unwrap_or_default(),
         channel: f
-            .one_of("channel", &["email", "whatsapp", "chat", "sms", "voice"])
+            .one_of(Field::Channel, &["email", "whatsapp", "chat", "sms", "voice"])
             .unwrap_or_else(|| {
-                if f.present("channel").is_none() {
-                    f.error("channel", "is required");
+                if f.present(Field::Channel).is_none() {
+                    f.error(Field::Channel, "is required");
                 }
                 String::new()
             }),
         opened_ns: opened.unwrap_or_default(),
-        agent_id: f.text("agent_id", false),
-        team_id: f.text("team_id", false),
+        agent_id: f.text(Field::AgentId, false),
+        team_id: f.text(Field::TeamId, false),
         first_response_ns: first_response,
         resolved_ns: resolved,
-        status: f.text("status", false),
-        intent: f.text("intent", false),
+        status: f.text(Field::Status, false),
+        intent: f.text(Field::Intent, false),
     }
 }
 
 fn parse_csat(f: &mut Fields, id: &str) -> CsatScore {
-    let score = match f.present("score") {
+    let score = match f.present(Field::Score) {
         None => {
-            f.error("score", "is required");
+            f.error(Field::Score, "is required");
             0
         }
         Some(v) => match v.as_i64() {
             Some(s @ 1..=5) => s,
             _ => {
-                f.error("score", "must be a whole number from 1 to 5");
+                f.error(Field::Score, "must be a whole number from 1 to 5");
                 0
             }
         },
@@ -723,10 +782,10 @@ fn parse_csat(f: &mut Fields, id: &str) -> CsatScore {
     CsatScore {
         event_id: id.to_string(),
         score,
-        at_ns: f.timestamp("at", true).unwrap_or_default(),
-        call_id: f.text("call_id", false),
-        conversation_id: f.text("conversation_id", false),
-        agent_id: f.text("agent_id", false),
+        at_ns: f.timestamp(Field::At, true).unwrap_or_default(),
+        call_id: f.text(Field::CallId, false),
+        conversation_id: f.text(Field::ConversationId, false),
+        agent_id: f.text(Field::AgentId, false),
     }
 }
 

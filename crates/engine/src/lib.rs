@@ -59,6 +59,12 @@ pub fn is_forbidden_char(c: char) -> bool {
         || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Whether `s` holds a character of [`is_forbidden_char`]; printable ASCII (most ids) is
+/// checked a byte at a time, without decoding characters.
+pub fn has_forbidden_char(s: &str) -> bool {
+    !s.bytes().all(|b| (b' '..=b'~').contains(&b)) && s.chars().any(is_forbidden_char)
+}
+
 /// The message for a text holding a character of [`is_forbidden_char`], if it does.
 pub fn forbidden_char_message(s: &str) -> Option<String> {
     let c = s.chars().find(|c| is_forbidden_char(*c))?;

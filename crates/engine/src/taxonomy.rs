@@ -93,6 +93,9 @@ fn normalize(s: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct CompiledTaxonomy {
     by_normalized: HashMap<String, String>,
+    /// [`CompiledTaxonomy::canonical`] of each known spelling, worked out once: sources
+    /// mostly send the taxonomy's own spelling, which then needs no normalizing.
+    by_spelling: HashMap<String, String, Fx>,
     /// Looked up for every cell of calls a query reads.
     classes: HashMap<String, DispositionClass, Fx>,
     known: Vec<String>,
@@ -120,9 +123,14 @@ impl CompiledTaxonomy {
                 set(classes.entry(d.clone()).or_default());
             }
         }
-        let by_normalized = known.iter().map(|d| (normalize(d), d.clone())).collect();
+        let by_normalized: HashMap<String, String> = known.iter().map(|d| (normalize(d), d.clone())).collect();
+        let by_spelling = known
+            .iter()
+            .map(|d| (d.clone(), by_normalized[&normalize(d)].clone()))
+            .collect();
         CompiledTaxonomy {
             by_normalized,
+            by_spelling,
             classes,
             known,
         }
@@ -130,7 +138,10 @@ impl CompiledTaxonomy {
 
     /// The taxonomy's own spelling of a disposition, or `None` if it is not in the taxonomy.
     pub fn canonical(&self, input: &str) -> Option<&str> {
-        self.by_normalized.get(&normalize(input)).map(String::as_str)
+        self.by_spelling
+            .get(input)
+            .or_else(|| self.by_normalized.get(&normalize(input)))
+            .map(String::as_str)
     }
 
     pub fn class(&self, disposition: &str) -> DispositionClass {

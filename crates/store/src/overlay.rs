@@ -4,45 +4,74 @@
 //! which is exact because cells are sums.
 //!
 //! Both maps are keyed first by block — (tenant, cuboid, grain, bucket), a few integers — and
-//! then by the cell's key string, which is allocated only when a cell is first seen.
+//! then by the cell's key string, which is allocated only when a cell is first seen. A key's
+//! hash is computed once, when its delta is added, and kept beside it: growing a table and
+//! merging a transaction's deltas into the overlay never hash a string again (hashing keys was
+//! 16% of the merge thread when the maps rehashed them).
 
 use dialboard_engine::cells::{get_bytes, get_varint, put_bytes, put_varint, CellRef, Stats};
 use dialboard_engine::clock::Grain;
-use dialboard_engine::fxhash::Fx;
+use dialboard_engine::fxhash::{Fx, FxHasher};
+use hashbrown::HashTable;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hasher;
 
 /// A block of cells: tenant, cuboid, grain, bucket.
 pub type BlockId = (i64, u8, Grain, i64);
 
-/// The cells of one block, by key. `Stats` is 320 bytes: boxed, a table's inserts and rehashes
-/// move a pointer instead. That took ingest at 1M calls from 28k to 37k calls/s (and the
-/// server's memory at 100k calls from 605 to 243 MB: the tables' empty slots were full-size).
-type Cells = HashMap<String, Box<Stats>, Fx>;
+/// One cell of a block. `Stats` is 320 bytes: boxed, a table's inserts and rehashes move a
+/// pointer instead. That took ingest at 1M calls from 28k to 37k calls/s (and the server's
+/// memory at 100k calls from 605 to 243 MB: the tables' empty slots were full-size).
+#[derive(Debug)]
+struct Cell {
+    /// [`key_hash`] of `key`.
+    hash: u64,
+    key: String,
+    stats: Box<Stats>,
+}
 
+/// The cells of one block.
+///
 /// A block starts empty and grows as its cells come. Calls in time order put dozens to
 /// thousands of cells in each of a few blocks, but a backfill in random time order puts one or
 /// two in each of tens of thousands (every quarter, hour and day of its range, per cuboid): blocks
 /// sized for 128 cells took ~8 KB each, 300–500 MB for one transaction's deltas and the overlay.
-/// Growing costs little, as the stats are boxed (a rehash moves 32-byte entries).
-fn new_block() -> Cells {
-    Cells::default()
+/// Growing costs little, as the stats are boxed and the hashes kept.
+type Cells = HashTable<Cell>;
+
+fn key_hash(key: &str) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write(key.as_bytes());
+    hasher.finish()
 }
 
-/// Adds `sign × stats` to the cell `key` of `cells`; returns whether the cell became zero and
-/// was removed.
-fn add_to(cells: &mut Cells, key: &str, stats: &Stats, sign: i64) {
-    match cells.get_mut(key) {
-        Some(existing) => {
+/// Adds `sign × stats` to the cell of `key` (whose hash is `hash`) in `cells`; a cell that
+/// becomes zero is removed.
+fn add_to(cells: &mut Cells, hash: u64, key: &str, stats: &Stats, sign: i64) {
+    match cells.find_entry(hash, |c| c.key == key) {
+        Ok(mut entry) => {
+            let existing = &mut entry.get_mut().stats;
             existing.merge(stats, sign);
             if existing.is_zero() {
-                cells.remove(key);
+                entry.remove();
             }
         }
-        None => {
-            let mut fresh = Box::<Stats>::default();
-            fresh.merge(stats, sign);
-            if !fresh.is_zero() {
-                cells.insert(key.to_string(), fresh);
+        Err(absent) => {
+            let stats = match sign {
+                1 => Box::new(stats.clone()),
+                _ => {
+                    let mut fresh = Box::<Stats>::default();
+                    fresh.merge(stats, sign);
+                    fresh
+                }
+            };
+            if !stats.is_zero() {
+                let cell = Cell {
+                    hash,
+                    key: key.to_string(),
+                    stats,
+                };
+                absent.into_table().insert_unique(hash, cell, |c| c.hash);
             }
         }
     }
@@ -50,43 +79,53 @@ fn add_to(cells: &mut Cells, key: &str, stats: &Stats, sign: i64) {
 
 /// A block's cells in key order (the order blocks are stored in).
 fn sorted(cells: &Cells) -> impl Iterator<Item = (&str, &Stats)> {
-    let mut sorted: Vec<(&str, &Stats)> = cells.iter().map(|(k, s)| (k.as_str(), &**s)).collect();
+    let mut sorted: Vec<(&str, &Stats)> = cells.iter().map(|c| (c.key.as_str(), &*c.stats)).collect();
     sorted.sort_unstable_by_key(|e| e.0);
     sorted.into_iter()
 }
 
 /// Deltas of one transaction.
 #[derive(Debug, Default)]
-pub struct DeltaMap(HashMap<BlockId, Cells, Fx>);
+pub struct DeltaMap {
+    blocks: HashMap<BlockId, Cells, Fx>,
+    /// The last key added and its hash: a contribution adds the same key to each grain's block
+    /// in turn.
+    last_key: (String, u64),
+}
 
 impl DeltaMap {
     pub fn add(&mut self, tenant_id: i64, cell: CellRef, stats: &Stats, sign: i64) {
+        if self.last_key.0 != cell.key {
+            self.last_key.0.clear();
+            self.last_key.0.push_str(cell.key);
+            self.last_key.1 = key_hash(cell.key);
+        }
         let block = self
-            .0
+            .blocks
             .entry((tenant_id, cell.cuboid, cell.grain, cell.bucket))
-            .or_insert_with(new_block);
-        add_to(block, cell.key, stats, sign);
+            .or_default();
+        add_to(block, self.last_key.1, cell.key, stats, sign);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.values().all(HashMap::is_empty)
+        self.blocks.values().all(Cells::is_empty)
     }
 
     /// Each block with its cells sorted by key.
     pub fn blocks(&self) -> impl Iterator<Item = (BlockId, impl Iterator<Item = (&str, &Stats)>)> {
-        self.0.iter().map(|(id, cells)| (*id, sorted(cells)))
+        self.blocks.iter().map(|(id, cells)| (*id, sorted(cells)))
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for ((tenant, cuboid, grain, bucket), cells) in &self.0 {
-            for (key, stats) in cells {
+        for ((tenant, cuboid, grain, bucket), cells) in &self.blocks {
+            for cell in cells {
                 put_varint(&mut out, *tenant);
                 put_varint(&mut out, *cuboid as i64);
                 put_varint(&mut out, *grain as i64);
                 put_varint(&mut out, *bucket);
-                put_bytes(&mut out, key.as_bytes());
-                stats.encode(&mut out);
+                put_bytes(&mut out, cell.key.as_bytes());
+                cell.stats.encode(&mut out);
             }
         }
         out
@@ -127,8 +166,8 @@ impl Overlay {
     /// of the two is merged into the larger (key strings are moved, never copied).
     pub fn merge(&mut self, deltas: DeltaMap) {
         use std::collections::btree_map::Entry;
-        for (id, mut cells) in deltas.0 {
-            cells.retain(|_, stats| !stats.is_zero());
+        for (id, mut cells) in deltas.blocks {
+            cells.retain(|c| !c.stats.is_zero());
             let target = match self.blocks.entry(id) {
                 Entry::Vacant(slot) => {
                     if !cells.is_empty() {
@@ -141,16 +180,17 @@ impl Overlay {
             if cells.len() > target.len() {
                 std::mem::swap(target, &mut cells);
             }
-            for (key, stats) in cells {
-                match target.get_mut(&key) {
-                    Some(existing) => {
-                        existing.merge(&stats, 1);
+            for cell in cells {
+                match target.find_entry(cell.hash, |c| c.key == cell.key) {
+                    Ok(mut entry) => {
+                        let existing = &mut entry.get_mut().stats;
+                        existing.merge(&cell.stats, 1);
                         if existing.is_zero() {
-                            target.remove(&key);
+                            entry.remove();
                         }
                     }
-                    None => {
-                        target.insert(key, stats);
+                    Err(absent) => {
+                        absent.into_table().insert_unique(cell.hash, cell, |c| c.hash);
                     }
                 }
             }
@@ -162,7 +202,7 @@ impl Overlay {
 
     /// The number of cells held.
     pub fn len(&self) -> usize {
-        self.blocks.values().map(HashMap::len).sum()
+        self.blocks.values().map(Cells::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -190,7 +230,7 @@ impl Overlay {
     ) -> impl Iterator<Item = (i64, &str, &Stats)> {
         self.blocks
             .range((tenant, cuboid, grain, from)..(tenant, cuboid, grain, to))
-            .flat_map(|(id, cells)| cells.iter().map(move |(k, s)| (id.3, k.as_str(), &**s)))
+            .flat_map(|(id, cells)| cells.iter().map(move |c| (id.3, c.key.as_str(), &*c.stats)))
     }
 
     pub fn min_bucket(&self, tenant: i64, cuboid: u8, grain: Grain) -> Option<i64> {
@@ -220,11 +260,11 @@ mod tests {
             };
             d.add(7, cell, &stats, 1);
         }
-        let room: usize = d.0.values().map(HashMap::capacity).sum();
+        let room: usize = d.blocks.values().map(Cells::capacity).sum();
         assert!(room <= 4 * 1_000, "room for {room} cells in 1,000 blocks of one cell");
         let mut overlay = Overlay::default();
         overlay.merge(d);
-        let room: usize = overlay.blocks.values().map(HashMap::capacity).sum();
+        let room: usize = overlay.blocks.values().map(Cells::capacity).sum();
         assert!(room <= 4 * 1_000, "room for {room} cells in 1,000 blocks of one cell");
     }
 
