@@ -403,8 +403,8 @@ fn top_level(tx: &Transaction, kind: Kind) -> rusqlite::Result<i64> {
         .query_row([kind as i64], |r| r.get(0))
 }
 
-/// Replaces the runs of `kinds` by one per kind, built from the rows (a database written before
-/// those runs existed). Keys go straight to the level their number calls for.
+/// Replaces the runs of `kinds` by one per kind, built from the rows and the blocks of events
+/// (a database written before those runs existed). Keys go straight to the level their number calls for.
 pub fn rebuild(tx: &Transaction, kinds: &[Kind]) -> rusqlite::Result<()> {
     let sources = [
         (Kind::Event, "SELECT seq, tenant_id, event_id FROM events"),
@@ -429,6 +429,17 @@ pub fn rebuild(tx: &Transaction, kinds: &[Kind]) -> rusqlite::Result<()> {
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             keys.push((hash(row.get(1)?, row.get_ref(2)?.as_str()?), row.get(0)?));
+        }
+        // Events written since they have no row are in their blocks only.
+        if matches!(kind, Kind::Event | Kind::Record) {
+            super::bodies::for_each_rowless(tx, |tenant, e| {
+                let key = if kind == Kind::Event {
+                    Some(e.event_id)
+                } else {
+                    e.record_key
+                };
+                keys.extend(key.map(|key| (hash(tenant, key), e.seq)));
+            })?;
         }
         let mut level = 0;
         let mut size = LEVEL0_KEYS;

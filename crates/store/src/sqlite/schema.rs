@@ -650,6 +650,13 @@ CREATE TABLE IF NOT EXISTS cell_spans (
     PRIMARY KEY (tenant_id, cuboid, grain, chunk, span)
 );
 "#,
+    r#"
+-- Events without a row (sqlite/bodies.rs): from this version on, a block holds each of its
+-- events' seq, id, type, record key and body, and the event has no row in `events` (which keeps
+-- the rows written before). `events` counts a block's events (what a purge counts as raw
+-- events); 0 marks a block written before, which holds bodies only, its events having rows.
+ALTER TABLE event_blocks ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
