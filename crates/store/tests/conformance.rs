@@ -810,7 +810,9 @@ fn sqlite_lists_ties_by_id_and_keeps_bodies() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     let rows: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
     let blocks: (i64, i64) = conn
-        .query_row("SELECT count(*), sum(events) FROM event_blocks", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT count(*), sum(events) FROM event_blocks", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!((rows, blocks), (0, (1, 8)), "no event has a row: one block holds the 8");
     // Nor is the call id in the entries of the calls' indexes (36 bytes a UUID in each).

@@ -687,12 +687,26 @@ pub const VALUE_RUNS_VERSION: usize = 26;
 /// place of a map of every contact's first call in memory.
 pub const CONTACT_KEYS_VERSION: usize = 28;
 
+/// The version from which new events have no `events` row, their blocks holding them whole
+/// (`bodies`).
+pub const ROWLESS_EVENTS_VERSION: usize = 31;
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists([table, column])
+}
+
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        // Re-runnable, as the others: a file marked older that has the column already keeps
+        // it, and with it the format of its blocks.
+        let done = i + 1 == ROWLESS_EVENTS_VERSION && has_column(&tx, "event_blocks", "events")?;
+        if !done {
+            tx.execute_batch(sql)?;
+        }
         if i + 1 == CONTACT_KEYS_VERSION {
             // In the migration's transaction: a version without its runs is never committed.
             super::keys::rebuild(&tx, &[super::keys::Kind::Contact])?;
@@ -745,6 +759,7 @@ mod agent_weeks_tests {
             MIGRATIONS.len()
         );
         assert!(MIGRATIONS[CONTACT_KEYS_VERSION - 1].contains("CONTACT_KEYS"));
+        assert!(MIGRATIONS[ROWLESS_EVENTS_VERSION - 1].contains("event_blocks ADD COLUMN events"));
     }
 }
 
