@@ -105,7 +105,8 @@ pub struct SqliteRecords<'a> {
 
 /// The statement every new call runs, looked up once per transaction and then held: a lookup
 /// in rusqlite's statement cache hashes the statement's SQL (~300 bytes for a call's insert) as
-/// it is taken and again as it is put back, 6.5% of the writer's time at 1M calls (`perf`, bench/README.md).
+/// it is taken and again as it is put back, 6.5% of the writer's time at 1M calls (`perf`,
+/// bench/README.md).
 #[derive(Default)]
 pub struct HotStatements<'a> {
     insert_call: Option<CachedStatement<'a>>,

@@ -72,8 +72,9 @@ fn checkpoint_due(cells: usize, blocks: usize, since: Duration) -> bool {
 }
 
 /// What the writer keeps in memory about contacts and ids (see each type), and the numbering
-/// of events. Built by scanning the meetings and the key runs at the first ingest after the store opens (admin commands and
-/// the CLI never wait for it); first calls are read as meetings ask for them.
+/// of events. Built by scanning the meetings and the key runs at the first ingest after the
+/// store opens (admin commands and the CLI never wait for it); first calls are read as meetings
+/// ask for them.
 pub struct Contacts {
     pub meetings: MeetingContacts,
     pub analysed: AnalysedCalls,
