@@ -208,12 +208,14 @@ fn targets(dialect: Dialect, cutoffs: &Cutoffs) -> Vec<(Target, i64)> {
             out.push((target, cutoff));
         }
     };
-    if matches!(dialect, Dialect::Postgres) {
-        // The blocks of events (pg/bodies.rs), each counting for the events it holds; `events`
-        // below holds those stored before blocks.
-        let raw = "received_ns < $2".to_string();
-        add_weighted("raw_events", "event_blocks", raw, Some("events"), cutoffs.raw_ns);
-    }
+    // The blocks of events (pg/bodies.rs, sqlite/bodies.rs), each counting for the events it
+    // holds without a row; `events` below holds the rows (SQLite's blocks of bodies only count
+    // for none: their events have rows).
+    let raw = match dialect {
+        Dialect::Sqlite => "received_at < $2",
+        Dialect::Postgres => "received_ns < $2",
+    };
+    add_weighted("raw_events", "event_blocks", raw.into(), Some("events"), cutoffs.raw_ns);
     let mut add =
         |kind, table, condition: String, cutoff: Option<i64>| add_weighted(kind, table, condition, None, cutoff);
     let received = match dialect {
@@ -221,16 +223,6 @@ fn targets(dialect: Dialect, cutoffs: &Cutoffs) -> Vec<(Target, i64)> {
         Dialect::Postgres => "received_ns",
     };
     add("raw_events", "events", format!("{received} < $2"), cutoffs.raw_ns);
-    if matches!(dialect, Dialect::Sqlite) {
-        // The compressed bodies of those events (sqlite/bodies.rs), received with them; not
-        // counted, the events are.
-        add(
-            "event_bodies",
-            "event_blocks",
-            "received_at < $2".into(),
-            cutoffs.raw_ns,
-        );
-    }
     // Analyses first: they are found through their calls.
     add(
         "raw_records",
@@ -303,22 +295,37 @@ pub fn purge(db: &mut impl Sql, dialect: Dialect, tenant_id: i64, cutoffs: &Cuto
                 .map_or(Ok(0), |r| r.int(0))?,
             (false, None) => db.execute(&format!("DELETE {found}"), &params)? as i64,
             (true, Some(w)) => {
-                let sql = format!("SELECT coalesce(sum({w}), 0)::bigint {found}");
+                let sql = format!("SELECT {} {found}", sum(dialect, w));
                 db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
             }
-            // PostgreSQL only: SQLite has no DELETE in a WITH.
-            (false, Some(w)) => {
-                let sql = format!(
-                    "WITH gone AS (DELETE {found} RETURNING {w}) SELECT coalesce(sum({w}), 0)::bigint FROM gone"
-                );
-                db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
-            }
+            (false, Some(w)) => match dialect {
+                Dialect::Postgres => {
+                    let sum = sum(dialect, w);
+                    let sql = format!("WITH gone AS (DELETE {found} RETURNING {w}) SELECT {sum} FROM gone");
+                    db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
+                }
+                // SQLite has no DELETE in a WITH: counted, then deleted, in the transaction.
+                Dialect::Sqlite => {
+                    let sql = format!("SELECT {} {found}", sum(dialect, w));
+                    let n = db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?;
+                    db.execute(&format!("DELETE {found}"), &params)?;
+                    n
+                }
+            },
         };
         if let Some(count) = counts.get_mut(t.kind) {
             *count += n;
         }
     }
     Ok(counts)
+}
+
+/// The sum of the column `weight` of the rows found, 0 if none.
+fn sum(dialect: Dialect, weight: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("coalesce(sum({weight}), 0)"),
+        Dialect::Postgres => format!("coalesce(sum({weight}), 0)::bigint"),
+    }
 }
 
 /// The state after a purge at `cutoffs`.

@@ -384,9 +384,12 @@ fn ids_of_older_postgresql_databases_stay_known() {
     });
 }
 
-/// SQLite's version 11: events and calls keyed by their ids, no key runs, each body in its
-/// event's row (here a stand-in for the one now in a compressed block).
-const SQLITE_V11_IDS: &str = "UPDATE events SET body = json_object('id', event_id, 'type', type) WHERE body = '';
+/// SQLite's version 11: events and calls keyed by their ids, no key runs, each event a row with
+/// its body (here the rows of `ids_stay_known`'s two events, with a stand-in for their bodies,
+/// which this version keeps in a compressed block only).
+const SQLITE_V11_IDS: &str = "INSERT INTO events (tenant_id, event_id, type, record_key, received_at, body)
+             SELECT tenant_id, 'e' || n, 'call', 'c' || n, received_at, json_object('id', 'e' || n, 'type', 'call')
+             FROM event_blocks, (SELECT 1 AS n UNION ALL SELECT 2);
          DROP TABLE event_blocks;
          CREATE TABLE old_events (tenant_id INTEGER NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
              record_key TEXT, received_at INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant_id, event_id)) WITHOUT ROWID;
@@ -620,38 +623,29 @@ fn meetings_after_an_upgrade_find_their_first_call_among_older_calls() {
     rt.block_on(store.shutdown());
 }
 
-/// Before event blocks (PostgreSQL's version 19) each event was an `events` row with its body,
-/// and `event_ids` held only the id. Those rows stay where they are: a call's versions, an
-/// export's bodies, an erasure and a purge take them as well as the blocks written since.
-#[test]
-fn events_of_older_postgresql_databases_stay_readable() {
-    let (_cluster, url, rt, store, tenant) = postgres_tenant();
+/// Events stored in an older layout stay readable: a call's versions, an export's bodies (by
+/// the call's event and by id), duplicates (also after an erasure, which keeps ids), an erasure
+/// and a purge take them as well as the events stored since. `downgrade` is given the first
+/// event's body and the tenant, and leaves that event in the old layout.
+fn old_events_stay_readable(open: &dyn Fn() -> Arc<dyn Store>, downgrade: &mut dyn FnMut(&str, i64)) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
     let call = |id: &str, disposition: &str, updated: &str| {
         json!({"id": id, "type": "call", "call_id": "c1", "agent_id": "a1", "disposition": disposition,
                "contact_id": "ct-1", "notes": format!("notes of {id}"),
                "started_at": "2026-03-02T10:00:00Z", "updated_at": updated})
     };
     let first = call("e1", "No Answer", "2026-03-02T10:01:00Z");
+    let body = parse(std::slice::from_ref(&first))[0].raw.clone();
+    let store = open();
+    let tenant = rt
+        .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+        .unwrap();
     rt.block_on(store.ingest(tenant.id, parse(std::slice::from_ref(&first))))
         .unwrap();
     rt.block_on(store.shutdown());
     drop(store);
-    // Version 18's layout: the event in an `events` row, its id alone in `event_ids`.
-    let body = parse(std::slice::from_ref(&first))[0].raw.clone();
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE events_old PARTITION OF events DEFAULT;
-             INSERT INTO events (tenant_id, received_ns, event_id, type, record_key, body)
-                 SELECT tenant_id, received_ns, event_id, 'call', record_key, {body} FROM event_ids;
-             UPDATE event_ids SET received_ns = NULL, record_key = NULL;
-             DELETE FROM event_blocks;
-             UPDATE schema_version SET version = {};",
-            dialboard_store::pg::EVENT_BLOCKS_VERSION - 1,
-            body = postgres_text(&body),
-        ))
-        .unwrap();
-    let store = PgStore::open(&url).unwrap();
+    downgrade(&body, tenant.id);
+    let store = open();
     let request = CallsRequest {
         query: json!({"range": {"start": "2026-03-01", "end": "2026-03-08"}}),
         cursor: None,
@@ -663,33 +657,110 @@ fn events_of_older_postgresql_databases_stay_readable() {
         .unwrap();
     let exported: serde_json::Value = serde_json::from_str(page.rows[0].body.as_ref().unwrap()).unwrap();
     assert_eq!(exported["notes"], "notes of e1");
-    // A duplicate of the old event, and a correction (into a block).
+    let by_id = rt
+        .block_on(store.event_bodies(tenant.id, vec![("c1".into(), "e1".into())]))
+        .unwrap();
+    assert_eq!(by_id["e1"], body);
+    // A duplicate of the old event, and a correction (in this version's layout).
     let second = call("e2", "Connected", "2026-03-02T10:05:00Z");
-    let summary = rt.block_on(store.ingest(tenant.id, parse(&[first, second]))).unwrap();
+    let summary = rt
+        .block_on(store.ingest(tenant.id, parse(&[first.clone(), second.clone()])))
+        .unwrap();
     assert_eq!((summary.accepted, summary.duplicates), (1, 1));
-    let detail = rt.block_on(store.call(tenant.id, "c1")).unwrap().unwrap();
-    let versions: Vec<(&str, &str)> = detail["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["event_id"].as_str().unwrap(), v["event"]["notes"].as_str().unwrap()))
-        .collect();
-    assert_eq!(versions, [("e1", "notes of e1"), ("e2", "notes of e2")]);
-    // Both events held the contact's notes: both lose them.
+    let notes = |store: &dyn Store| -> Vec<(String, Option<String>)> {
+        let detail = rt.block_on(store.call(tenant.id, "c1")).unwrap().unwrap();
+        detail["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let notes = v["event"].get("notes").map(|n| n.as_str().unwrap().to_string());
+                (v["event_id"].as_str().unwrap().to_string(), notes)
+            })
+            .collect()
+    };
+    let with_notes = |id: &str| (id.to_string(), Some(format!("notes of {id}")));
+    assert_eq!(notes(&*store), [with_notes("e1"), with_notes("e2")]);
+    // Both events held the contact's notes: both lose them, and keep their ids.
     assert_eq!(rt.block_on(store.erase_contact(tenant.id, "ct-1")).unwrap(), 2);
-    let detail = rt.block_on(store.call(tenant.id, "c1")).unwrap().unwrap();
-    for v in detail["versions"].as_array().unwrap() {
-        assert!(v["event"].get("notes").is_none(), "{v}");
-    }
+    assert_eq!(notes(&*store), [("e1".into(), None), ("e2".into(), None)]);
+    let summary = rt.block_on(store.ingest(tenant.id, parse(&[first, second]))).unwrap();
+    assert_eq!(
+        (summary.accepted, summary.duplicates),
+        (0, 2),
+        "still known after the erasure"
+    );
     let cutoffs = dialboard_store::retention::Cutoffs {
         raw_ns: Some(i64::MAX),
         ..Default::default()
     };
     let counted = rt.block_on(store.purge(tenant.id, cutoffs.clone(), true)).unwrap();
     let deleted = rt.block_on(store.purge(tenant.id, cutoffs, false)).unwrap();
-    assert_eq!(counted["raw_events"], 2, "{counted:?}");
+    assert_eq!(counted["raw_events"], 2, "the old event and the new one: {counted:?}");
     assert_eq!(deleted, counted);
     rt.block_on(store.shutdown());
+}
+
+/// Before event blocks (PostgreSQL's version 19) each event was an `events` row with its body,
+/// and `event_ids` held only the id. Those rows stay where they are.
+#[test]
+fn events_of_older_postgresql_databases_stay_readable() {
+    let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster starts");
+    let url = cluster.create_database().unwrap();
+    let open = || -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) };
+    old_events_stay_readable(&open, &mut |body, _| {
+        // Version 18's layout: the event in an `events` row, its id alone in `event_ids`.
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE events_old PARTITION OF events DEFAULT;
+                 INSERT INTO events (tenant_id, received_ns, event_id, type, record_key, body)
+                     SELECT tenant_id, received_ns, event_id, 'call', record_key, {body} FROM event_ids;
+                 UPDATE event_ids SET received_ns = NULL, record_key = NULL;
+                 DELETE FROM event_blocks;
+                 UPDATE schema_version SET version = {};",
+                dialboard_store::pg::EVENT_BLOCKS_VERSION - 1,
+                body = postgres_text(body),
+            ))
+            .unwrap();
+    });
+}
+
+/// Before migration 32 (SQLite) each event had an `events` row (id, type, record key, the time
+/// received, an empty body) and its block held only its `seq` and body; since, a block holds
+/// the whole event and there is no row. Those rows stay; events are numbered on after them.
+#[test]
+fn events_of_older_sqlite_databases_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v30.db");
+    let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::default()).unwrap()) };
+    old_events_stay_readable(&open, &mut |body, tenant| {
+        // Version 30's layout: the event's row, and a block of its `seq` (8 bytes), its body's
+        // length (4 bytes) and its body, LZ4-compressed.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let (seq, received): (i64, i64) = conn
+            .query_row("SELECT first_seq, received_at FROM event_blocks", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let mut block = seq.to_le_bytes().to_vec();
+        block.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        block.extend_from_slice(body.as_bytes());
+        conn.execute_batch("DELETE FROM event_blocks; ALTER TABLE event_blocks DROP COLUMN events;")
+            .unwrap();
+        conn.execute(
+            "INSERT INTO event_blocks (first_seq, tenant_id, received_at, data) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![seq, tenant, received, lz4_flex::block::compress_prepend_size(&block)],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO events (seq, tenant_id, event_id, type, record_key, received_at, body) \
+             VALUES (?1, ?2, 'e1', 'call', 'c1', ?3, '')",
+            rusqlite::params![seq, tenant, received],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 30).unwrap();
+    });
 }
 
 /// Events as the server parses them, under the default taxonomy.

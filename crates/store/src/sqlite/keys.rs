@@ -4,19 +4,19 @@
 //! place, so every call dirtied a page of each such index, and once those indexes outgrew the
 //! cache every call also read pages back. Ingest then slowed as history grew (14.7k calls/s at
 //! the storage floor with UUIDs against 73.8k with counting ids). Here, as log-structured stores
-//! do, the rows themselves are appended (`events` and `calls` are tables in arrival order) and
-//! their ids are kept as **fixed-width hashed keys in sorted runs**:
+//! do, the records themselves are appended (`calls` is a table in arrival order, events are in
+//! their transaction's block, `bodies`) and their ids are kept as **fixed-width hashed keys in sorted runs**:
 //!
-//! - a key is a 64-bit hash of (tenant, id) with the row's `seq`: 16 bytes whatever the id;
+//! - a key is a 64-bit hash of (tenant, id) with the record's `seq`: 16 bytes whatever the id;
 //! - each ingest transaction writes its keys, sorted, as a new run of level 0 (`key_runs`,
 //!   chunks of at most [`CHUNK`] keys in `key_chunks`): appended, in the same transaction as the
-//!   rows, so they are as durable as the rows;
+//!   records, so they are as durable as the records;
 //! - between transactions, [`merge_full_levels`] merges [`FANOUT`] runs of a level into one of the next:
 //!   sequential work, each key rewritten once per level (~5 levels at 10M keys);
 //! - the writer keeps a compact in-memory [`Filter`] of every event and call id in front of
 //!   the runs: an id never seen (nearly every new event and call) is answered from memory; only
 //!   a possible match (a duplicate, a correction, or ~0.1–0.5% of new ids) probes the runs, one
-//!   indexed read per run, and every candidate is checked against the row's own id, so a hash
+//!   indexed read per run, and every candidate is checked against its stored id, so a hash
 //!   collision never merges two ids;
 //! - calls are also listed by their contact (`Kind::Contact`), for the rare question "which are
 //!   this contact's calls" (`first_calls`): without a filter, as only contacts that have calls
@@ -33,9 +33,10 @@ use std::collections::{BinaryHeap, HashMap};
 /// What a run indexes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Kind {
-    /// An event's id → its row of `events` (idempotency).
+    /// An event's id → its `seq`: its block (or, written before migration 32, its row of
+    /// `events`) (idempotency).
     Event = 0,
-    /// A record's key (call or conversation id) → the rows of `events` of its versions.
+    /// A record's key (call or conversation id) → the `seq`s of the events of its versions.
     Record = 1,
     /// A call's id → its row of `calls`.
     Call = 2,
@@ -403,8 +404,8 @@ fn top_level(tx: &Transaction, kind: Kind) -> rusqlite::Result<i64> {
         .query_row([kind as i64], |r| r.get(0))
 }
 
-/// Replaces the runs of `kinds` by one per kind, built from the rows (a database written before
-/// those runs existed). Keys go straight to the level their number calls for.
+/// Replaces the runs of `kinds` by one per kind, built from the rows and the blocks of events
+/// (a database written before those runs existed). Keys go straight to the level their number calls for.
 pub fn rebuild(tx: &Transaction, kinds: &[Kind]) -> rusqlite::Result<()> {
     let sources = [
         (Kind::Event, "SELECT seq, tenant_id, event_id FROM events"),
@@ -429,6 +430,17 @@ pub fn rebuild(tx: &Transaction, kinds: &[Kind]) -> rusqlite::Result<()> {
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             keys.push((hash(row.get(1)?, row.get_ref(2)?.as_str()?), row.get(0)?));
+        }
+        // Events written since they have no row are in their blocks only.
+        if matches!(kind, Kind::Event | Kind::Record) {
+            super::bodies::for_each_rowless(tx, |tenant, e| {
+                let key = if kind == Kind::Event {
+                    Some(e.event_id)
+                } else {
+                    e.record_key
+                };
+                keys.extend(key.map(|key| (hash(tenant, key), e.seq)));
+            })?;
         }
         let mut level = 0;
         let mut size = LEVEL0_KEYS;

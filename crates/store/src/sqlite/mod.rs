@@ -544,19 +544,15 @@ fn event_bodies(
         })
         .collect();
     wanted.sort_unstable();
-    let mut stmt =
-        conn.prepare_cached("SELECT body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND event_id = ?2")?;
-    let mut reader = bodies::BodyReader::default();
+    let mut reader = bodies::EventReader::default();
     let mut out = HashMap::with_capacity(ids.len());
     for (seq, event_id) in wanted {
         if out.contains_key(event_id) {
             continue;
         }
-        if let Some(body) = stmt
-            .query_row(params![tenant_id, event_id, seq], |r| r.get::<_, String>(0))
-            .optional()?
-        {
-            out.insert(event_id.to_string(), reader.body(conn, tenant_id, seq, body)?);
+        // The event at a candidate `seq` is this one unless the 64-bit hashes collided.
+        if let Some(event) = reader.event(conn, tenant_id, seq)?.filter(|e| e.event_id == event_id) {
+            out.insert(event_id.to_string(), event.body);
         }
     }
     Ok(out)
@@ -906,25 +902,17 @@ impl Store for SqliteStore {
             let Some((call, analysis)) = current else {
                 return Ok(None);
             };
-            let mut version = conn.prepare_cached(
-                "SELECT event_id, type, received_at, body FROM events WHERE seq = ?3 AND tenant_id = ?1 AND record_key = ?2",
-            )?;
             let mut versions = Vec::new();
-            let mut reader = bodies::BodyReader::default();
+            let mut reader = bodies::EventReader::default();
             for seq in keys::find(conn, keys::Kind::Record, keys::hash(tenant.id, &call_id))? {
-                let found = version
-                    .query_row(params![tenant.id, call_id, seq], |r| {
-                        Ok(drill::Version {
-                            event_id: r.get(0)?,
-                            kind: r.get(1)?,
-                            received_ns: r.get(2)?,
-                            body: r.get(3)?,
-                        })
-                    })
-                    .optional()?;
-                if let Some(mut found) = found {
-                    found.body = reader.body(conn, tenant.id, seq, found.body)?;
-                    versions.push(found);
+                let event = reader.event(conn, tenant.id, seq)?;
+                if let Some(e) = event.filter(|e| e.record_key.as_deref() == Some(call_id.as_str())) {
+                    versions.push(drill::Version {
+                        event_id: e.event_id,
+                        kind: e.kind,
+                        received_ns: e.received_ns,
+                        body: e.body,
+                    });
                 }
             }
             versions.sort_by(|a, b| (a.received_ns, &a.event_id).cmp(&(b.received_ns, &b.event_id)));

@@ -1,7 +1,7 @@
 //! [`Records`] on SQLite: every read is a query in the writer's open transaction (in-process,
 //! so a query per event costs microseconds).
 
-use super::bodies::PendingBodies;
+use super::bodies::{Entry, EventReader, PendingBodies};
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys, Kind};
 use super::rows::{
@@ -88,24 +88,27 @@ pub struct SqliteRecords<'a> {
     pub analysed: &'a mut AnalysedCalls,
     pub first_calls: &'a mut FirstCalls,
     pub keys: &'a mut Keys,
-    /// The new events' bodies, written as one compressed block per tenant before the commit.
+    /// The new events, written as one compressed block per tenant before the commit.
     pub bodies: PendingBodies,
+    /// The `seq` of the next new event (the writer's numbering, `bodies::next_seq`).
+    pub next_seq: &'a mut i64,
+    /// The stored events that duplicate checks read, each block decompressed once.
+    pub stored: EventReader,
     /// The rows of the calls this transaction read, where their next version goes.
     pub call_rows: HashMap<(i64, String), i64>,
     /// The calls' entries by agent, team, campaign and disposition, written as one run before
     /// the commit.
     pub values: PendingEntries,
-    /// The inserts of every new event and call, prepared once per transaction.
+    /// The insert of every new call, prepared once per transaction.
     pub statements: HotStatements<'a>,
 }
 
-/// The statements every new event and call runs, each looked up once per transaction and then
-/// held: a lookup in rusqlite's statement cache hashes the statement's SQL (~300 bytes for a
-/// call's insert) as it is taken and again as it is put back, 6.5% of the writer's time at 1M
-/// calls (`perf`, bench/README.md).
+/// The statement every new call runs, looked up once per transaction and then held: a lookup
+/// in rusqlite's statement cache hashes the statement's SQL (~300 bytes for a call's insert) as
+/// it is taken and again as it is put back, 6.5% of the writer's time at 1M calls (`perf`,
+/// bench/README.md).
 #[derive(Default)]
 pub struct HotStatements<'a> {
-    insert_event: Option<CachedStatement<'a>>,
     insert_call: Option<CachedStatement<'a>>,
 }
 
@@ -120,9 +123,6 @@ fn held<'s, 'a>(
     }
     Ok(slot.as_mut().expect("prepared above"))
 }
-
-const INSERT_EVENT: &str =
-    "INSERT INTO events (tenant_id, event_id, type, record_key, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 impl SqliteRecords<'_> {
     /// The row of the tenant's call `call_id`, and the call.
@@ -146,29 +146,34 @@ impl SqliteRecords<'_> {
 }
 
 impl Records for SqliteRecords<'_> {
-    fn log_event(&mut self, tenant: i64, e: &ParsedEvent, received_ns: i64) -> Result<bool> {
+    /// The event goes into its tenant's block of the transaction (no row): its block bears
+    /// `received_ns`, the transaction's, when written.
+    fn log_event(&mut self, tenant: i64, e: &ParsedEvent, _received_ns: i64) -> Result<bool> {
         let hash = keys::hash(tenant, &e.id);
-        let candidates = self.keys.candidates(self.tx, Kind::Event, hash)?;
-        if !candidates.is_empty() {
-            let mut known = self
-                .tx
-                .prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND tenant_id = ?2 AND event_id = ?3")?;
-            for seq in candidates {
-                if known.exists(params![seq, tenant, e.id])? {
-                    return Ok(false);
-                }
+        for seq in self.keys.candidates(self.tx, Kind::Event, hash)? {
+            // An event of this transaction, not yet in a block, or one stored before.
+            let known = match self.bodies.get(tenant, seq) {
+                Some(entry) => entry.event_id == e.id,
+                None => self
+                    .stored
+                    .event(self.tx, tenant, seq)?
+                    .is_some_and(|s| s.event_id == e.id),
+            };
+            if known {
+                return Ok(false);
             }
         }
+        let seq = *self.next_seq;
+        *self.next_seq += 1;
         let record_key = e.event.record_key();
-        let seq = held(&mut self.statements.insert_event, self.tx, INSERT_EVENT)?.insert(params![
-            tenant,
-            e.id,
-            e.event.type_name(),
+        let entry = Entry {
+            seq,
+            event_id: &e.id,
+            kind: e.event.type_name(),
             record_key,
-            received_ns,
-            ""
-        ])?;
-        self.bodies.add(tenant, &e.id, seq, &e.raw);
+            body: &e.raw,
+        };
+        self.bodies.add(tenant, &entry);
         self.keys.add(Kind::Event, hash, seq);
         if let Some(record) = record_key {
             self.keys.add(Kind::Record, keys::hash(tenant, record), seq);

@@ -656,6 +656,13 @@ CREATE TABLE IF NOT EXISTS cell_spans (
 -- each call was a random insert into it, a leaf dirtied and copied to the log (~4 KB) a call.
 DROP INDEX IF EXISTS calls_by_start;
 "#,
+    r#"
+-- Events without a row (sqlite/bodies.rs): from this version on, a block holds each of its
+-- events' seq, id, type, record key and body, and the event has no row in `events` (which keeps
+-- the rows written before). `events` counts a block's events (what a purge counts as raw
+-- events); 0 marks a block written before, which holds bodies only, its events having rows.
+ALTER TABLE event_blocks ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -690,12 +697,26 @@ pub const CONTACT_KEYS_VERSION: usize = 28;
 /// instead of the index `calls_by_start`.
 pub const START_RUNS_VERSION: usize = 31;
 
+/// The version from which new events have no `events` row, their blocks holding them whole
+/// (`bodies`).
+pub const ROWLESS_EVENTS_VERSION: usize = 32;
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists([table, column])
+}
+
 /// Migrates to the latest version; returns the version the database had.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        // Re-runnable, as the others: a file marked older that has the column already keeps
+        // it, and with it the format of its blocks.
+        let done = i + 1 == ROWLESS_EVENTS_VERSION && has_column(&tx, "event_blocks", "events")?;
+        if !done {
+            tx.execute_batch(sql)?;
+        }
         if i + 1 == CONTACT_KEYS_VERSION {
             // In the migration's transaction: a version without its runs is never committed.
             super::keys::rebuild(&tx, &[super::keys::Kind::Contact])?;
@@ -752,6 +773,7 @@ mod agent_weeks_tests {
         );
         assert!(MIGRATIONS[CONTACT_KEYS_VERSION - 1].contains("CONTACT_KEYS"));
         assert!(MIGRATIONS[START_RUNS_VERSION - 1].contains("START_RUNS"));
+        assert!(MIGRATIONS[ROWLESS_EVENTS_VERSION - 1].contains("event_blocks ADD COLUMN events"));
     }
 }
 

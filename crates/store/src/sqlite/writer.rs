@@ -5,6 +5,7 @@
 //! then answers the requests, while the writer goes on with the next transaction. A checkpoint
 //! folds the overlay into the cells table.
 
+use super::bodies;
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys};
 use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
@@ -70,14 +71,18 @@ fn checkpoint_due(cells: usize, blocks: usize, since: Duration) -> bool {
     cells >= CHECKPOINT_CELLS || since >= every
 }
 
-/// What the writer keeps in memory about contacts and ids (see each type). Built by scanning
-/// the meetings and the key runs at the first ingest after the store opens (admin commands and
-/// the CLI never wait for it); first calls are read as meetings ask for them.
+/// What the writer keeps in memory about contacts and ids (see each type), and the numbering
+/// of events. Built by scanning the meetings and the key runs at the first ingest after the
+/// store opens (admin commands and the CLI never wait for it); first calls are read as meetings
+/// ask for them.
 pub struct Contacts {
     pub meetings: MeetingContacts,
     pub analysed: AnalysedCalls,
     pub first_calls: FirstCalls,
     pub keys: Keys,
+    /// The `seq` of the next new event (`bodies::next_seq`): numbers of a transaction that
+    /// rolls back are not used again, a gap no reader minds.
+    pub next_seq: i64,
 }
 
 impl Contacts {
@@ -88,6 +93,7 @@ impl Contacts {
             analysed: AnalysedCalls::load(conn)?,
             first_calls: FirstCalls::default(),
             keys: Keys::load(conn)?,
+            next_seq: bodies::next_seq(conn)?,
         };
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -106,6 +112,8 @@ impl Contacts {
             first_calls: &mut self.first_calls,
             keys: &mut self.keys,
             bodies: Default::default(),
+            next_seq: &mut self.next_seq,
+            stored: Default::default(),
             call_rows: Default::default(),
             values: Default::default(),
             statements: Default::default(),
