@@ -289,29 +289,25 @@ pub fn purge(db: &mut impl Sql, dialect: Dialect, tenant_id: i64, cutoffs: &Cuto
     for (t, cutoff) in targets(dialect, cutoffs) {
         let params: [Val; 2] = [tenant_id.into(), cutoff.into()];
         let found = format!("FROM {} WHERE tenant_id = $1 AND {}", t.table, t.condition);
-        let n = match (dry_run, t.weight) {
-            (true, None) => db
+        let n = match (dry_run, t.weight, dialect) {
+            (true, None, _) => db
                 .query_opt(&format!("SELECT count(*) {found}"), &params)?
                 .map_or(Ok(0), |r| r.int(0))?,
-            (false, None) => db.execute(&format!("DELETE {found}"), &params)? as i64,
-            (true, Some(w)) => {
-                let sql = format!("SELECT {} {found}", sum(dialect, w));
+            (false, None, _) => db.execute(&format!("DELETE {found}"), &params)? as i64,
+            (false, Some(w), Dialect::Postgres) => {
+                let sum = sum(dialect, w);
+                let sql = format!("WITH gone AS (DELETE {found} RETURNING {w}) SELECT {sum} FROM gone");
                 db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
             }
-            (false, Some(w)) => match dialect {
-                Dialect::Postgres => {
-                    let sum = sum(dialect, w);
-                    let sql = format!("WITH gone AS (DELETE {found} RETURNING {w}) SELECT {sum} FROM gone");
-                    db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?
-                }
-                // SQLite has no DELETE in a WITH: counted, then deleted, in the transaction.
-                Dialect::Sqlite => {
-                    let sql = format!("SELECT {} {found}", sum(dialect, w));
-                    let n = db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?;
+            // Counted; on SQLite, which has no DELETE in a WITH, then deleted in the transaction.
+            (_, Some(w), _) => {
+                let sql = format!("SELECT {} {found}", sum(dialect, w));
+                let n = db.query_opt(&sql, &params)?.map_or(Ok(0), |r| r.int(0))?;
+                if !dry_run {
                     db.execute(&format!("DELETE {found}"), &params)?;
-                    n
                 }
-            },
+                n
+            }
         };
         if let Some(count) = counts.get_mut(t.kind) {
             *count += n;

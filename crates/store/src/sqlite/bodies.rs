@@ -58,18 +58,14 @@ impl Format {
 #[derive(Default)]
 pub struct PendingBodies {
     blocks: HashMap<i64, Block>,
-    /// The event added last: its tenant, id and `seq`.
-    last: Option<(i64, String, i64)>,
+    /// The event added last: its tenant and `seq` (its id is in its block).
+    last: Option<(i64, i64)>,
 }
 
 impl PendingBodies {
     pub fn add(&mut self, tenant: i64, entry: &Entry) {
         self.blocks.entry(tenant).or_default().push(entry);
-        let last = self.last.get_or_insert_with(|| (tenant, String::new(), entry.seq));
-        last.0 = tenant;
-        last.1.clear();
-        last.1.push_str(entry.event_id);
-        last.2 = entry.seq;
+        self.last = Some((tenant, entry.seq));
     }
 
     /// The tenant's event `seq` if this transaction logged it.
@@ -80,10 +76,8 @@ impl PendingBodies {
     /// The `seq` of the tenant's event `event_id` if it is the one added last: a record is
     /// stored right after the event that changed it is logged, and keeps where its body is.
     pub fn seq_of_last(&self, tenant: i64, event_id: &str) -> Option<i64> {
-        self.last
-            .as_ref()
-            .filter(|(t, id, _)| *t == tenant && id == event_id)
-            .map(|&(_, _, seq)| seq)
+        let (last_tenant, seq) = self.last?;
+        (last_tenant == tenant && self.get(tenant, seq)?.event_id == event_id).then_some(seq)
     }
 
     /// Writes one block per tenant (in the transaction that logged the events) and empties
