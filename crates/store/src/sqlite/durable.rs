@@ -2,19 +2,22 @@
 //!
 //! With `synchronous=FULL` each commit synced the log on the writer thread, and the writer,
 //! ingest's one serial thread, sat idle for it: ~¼ of its time at 1M calls, more later
-//! (bench/README.md, "The writer waits for the disk"). Now, when the store is durable, the
-//! writer commits with `synchronous=NORMAL` (its log frames written, not synced) and goes on with
-//! the next transaction, while this stage syncs the log and only then passes the committed
-//! transactions on to the merger, which answers their requests. One sync covers every
-//! transaction committed before it began: group commit at the disk as well as in the writer.
+//! (bench/README.md, "The writer no longer waits for the disk"). Now, when the store is
+//! durable, the writer commits with `synchronous=NORMAL` (its log frames written, not synced),
+//! counts the commit here and goes on with the next transaction; a thread of its own syncs the
+//! log, once for every transaction committed before the sync began (group commit at the disk
+//! as well as in the writer), and the merger, which meanwhile turned the transaction's
+//! contributions into cell deltas, waits for that sync before it makes them visible and answers
+//! the requests.
 //!
 //! Why that is as safe as `FULL`: SQLite's log is a sequence of frames with cumulative
 //! checksums, and recovery keeps the longest prefix of whole transactions that check, so after
 //! a power loss every transaction committed before a completed sync is there, and one that was
 //! not synced is either there whole or not at all; its requests were not answered, and a retry
 //! stores it once (idempotency on `id`). SQLite still syncs the log and the database around
-//! each copy of the log into the database (`synchronous=NORMAL` keeps those syncs). Readers may
-//! see a transaction up to one sync before it is durable; no request hears of it before.
+//! each copy of the log into the database (`synchronous=NORMAL` keeps those syncs). Readers of
+//! the tables may see a transaction up to one sync before it is durable; no request hears of it
+//! before, and the rollups show it only after.
 //!
 //! A failed sync leaves the log's pages in an unknown state (the kernel may have dropped them
 //! as written): the process stops, as PostgreSQL does, and the next start recovers what the
@@ -22,39 +25,85 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-/// Starts the stage: what is sent to the returned queue goes on to `next`, in order, once a
-/// call of `sync` that began after it arrived has returned, if `needs_sync` says so for any
-/// item of the batch received together (other items only keep their order).
-pub fn spawn<T: Send + 'static>(
-    next: Sender<T>,
-    needs_sync: fn(&T) -> bool,
-    mut sync: impl FnMut() -> io::Result<()> + Send + 'static,
-) -> (Sender<T>, JoinHandle<()>) {
-    let (queue, arrived) = mpsc::channel::<T>();
-    let thread = std::thread::Builder::new()
-        .name("dialboard-sync".into())
-        .spawn(move || {
-            while let Ok(first) = arrived.recv() {
-                let mut batch = vec![first];
-                batch.extend(arrived.try_iter());
-                if batch.iter().any(needs_sync) {
-                    if let Err(e) = sync() {
-                        tracing::error!(error = %e, "syncing the write-ahead log failed: stopping, the next start recovers it");
-                        std::process::abort();
+/// The writer's commits, numbered, and how many of them are on disk.
+#[derive(Default)]
+pub struct Durability {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    committed: u64,
+    synced: u64,
+    stopping: bool,
+}
+
+impl Durability {
+    /// A transaction committed: its number, to wait for with [`Durability::wait_synced`].
+    pub fn committed(&self) -> u64 {
+        let mut state = self.lock();
+        state.committed += 1;
+        self.changed.notify_all();
+        state.committed
+    }
+
+    /// Returns once commit `number` is on disk.
+    pub fn wait_synced(&self, number: u64) {
+        let mut state = self.lock();
+        while state.synced < number {
+            state = self.changed.wait(state).expect("durability lock");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("durability lock")
+    }
+}
+
+/// The thread that syncs: stop it with [`SyncThread::stop`] once nothing waits for it.
+pub struct SyncThread {
+    durability: Arc<Durability>,
+    thread: JoinHandle<()>,
+}
+
+impl SyncThread {
+    /// Starts syncing, with `sync`, whatever is committed and not yet synced.
+    pub fn spawn(durability: Arc<Durability>, mut sync: impl FnMut() -> io::Result<()> + Send + 'static) -> SyncThread {
+        let shared = durability.clone();
+        let thread = std::thread::Builder::new()
+            .name("dialboard-sync".into())
+            .spawn(move || loop {
+                let through = {
+                    let mut state = shared.lock();
+                    while state.synced == state.committed && !state.stopping {
+                        state = shared.changed.wait(state).expect("durability lock");
                     }
-                }
-                for item in batch {
-                    if next.send(item).is_err() {
+                    if state.synced == state.committed {
                         return;
                     }
+                    state.committed
+                };
+                if let Err(e) = sync() {
+                    tracing::error!(error = %e, "syncing the write-ahead log failed: stopping, the next start recovers it");
+                    std::process::abort();
                 }
-            }
-        })
-        .expect("the sync thread starts");
-    (queue, thread)
+                shared.lock().synced = through;
+                shared.changed.notify_all();
+            })
+            .expect("the sync thread starts");
+        SyncThread { durability, thread }
+    }
+
+    /// Syncs what is committed, then stops.
+    pub fn stop(self) {
+        self.durability.lock().stopping = true;
+        self.durability.changed.notify_all();
+        let _ = self.thread.join();
+    }
 }
 
 /// Syncs the write-ahead log of the database at `database` (its data and size). The file is
@@ -68,45 +117,53 @@ pub fn sync_log(database: PathBuf) -> impl FnMut() -> io::Result<()> + Send + 's
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
     use std::time::Duration;
 
     const A_WHILE: Duration = Duration::from_millis(100);
 
-    /// Each item waits for a sync that began after it arrived: one that came during a sync
-    /// waits for the next, and items that need none keep their place behind those that do.
+    /// A commit waits for a sync that began after it: one counted during a sync waits for the
+    /// next, and one sync covers every commit counted before it began.
     #[test]
-    fn items_go_on_only_after_a_sync_that_began_after_they_came() {
-        let (next, passed) = mpsc::channel();
+    fn a_commit_is_synced_by_a_sync_that_began_after_it() {
+        let durability = Arc::new(Durability::default());
         let (began, sync_began) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
-        let (queue, thread) = spawn(
-            next,
-            |item: &i32| *item > 0,
-            move || {
-                began.send(()).unwrap();
-                released.recv().unwrap();
-                Ok(())
-            },
-        );
-        queue.send(1).unwrap();
+        let syncer = SyncThread::spawn(durability.clone(), move || {
+            began.send(()).unwrap();
+            released.recv().unwrap();
+            Ok(())
+        });
+        let waiter = |number: u64| {
+            let (durability, (done, synced)) = (durability.clone(), mpsc::channel());
+            std::thread::spawn(move || {
+                durability.wait_synced(number);
+                done.send(number).unwrap();
+            });
+            synced
+        };
+        let first = durability.committed();
+        let first_synced = waiter(first);
         sync_began.recv().unwrap();
-        queue.send(2).unwrap();
-        queue.send(-3).unwrap();
-        assert!(passed.recv_timeout(A_WHILE).is_err(), "nothing goes on during the sync");
+        let (second, third) = (durability.committed(), durability.committed());
+        let (second_synced, third_synced) = (waiter(second), waiter(third));
+        assert!(first_synced.recv_timeout(A_WHILE).is_err(), "not before its sync ends");
         release.send(()).unwrap();
-        assert_eq!(passed.recv().unwrap(), 1);
+        assert_eq!(first_synced.recv().unwrap(), first);
         assert!(
-            passed.recv_timeout(A_WHILE).is_err(),
-            "2 came during the first sync, and -3 stays behind it"
+            second_synced.recv_timeout(A_WHILE).is_err(),
+            "counted during the first sync: waits for the next"
         );
         sync_began.recv().unwrap();
         release.send(()).unwrap();
-        assert_eq!(passed.recv().unwrap(), 2);
-        assert_eq!(passed.recv().unwrap(), -3);
-        queue.send(-4).unwrap();
-        assert_eq!(passed.recv_timeout(10 * A_WHILE), Ok(-4), "no sync when nothing needs one");
-        drop(queue);
-        thread.join().unwrap();
+        assert_eq!(second_synced.recv().unwrap(), second);
+        assert_eq!(third_synced.recv().unwrap(), third, "one sync for both");
+        assert!(sync_began.recv_timeout(A_WHILE).is_err(), "no sync when all is synced");
+        let fourth = durability.committed();
+        sync_began.recv().unwrap();
+        release.send(()).unwrap();
+        syncer.stop();
+        durability.wait_synced(fourth);
     }
 
     #[test]

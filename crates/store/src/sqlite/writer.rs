@@ -1,13 +1,13 @@
 //! The single writer: one thread owns the write connection. Concurrent ingest requests queue
 //! on a channel and are applied in one transaction (group commit). A transaction stores its
-//! rollup contributions as one row; after the commit, a durable store's log is synced on a
-//! thread of its own (`durable`: one fsync for every transaction committed before it), then a
-//! third thread (the merger) turns the contributions into cell deltas, merges those into the
-//! in-memory overlay and only then answers the requests, while the writer goes on with the next
-//! transactions. A checkpoint folds the overlay into the cells table.
+//! rollup contributions as one row; after the commit, a second thread (the merger) turns them
+//! into cell deltas, waits until the transaction is on disk (a durable store's log is synced
+//! on a thread of its own, `durable`: one fsync for every transaction committed before it),
+//! merges the deltas into the in-memory overlay and only then answers the requests, while the
+//! writer goes on with the next transactions. A checkpoint folds the overlay into the cells table.
 
 use super::bodies;
-use super::durable;
+use super::durable::{self, Durability, SyncThread};
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys};
 use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
@@ -130,6 +130,8 @@ enum Job {
         group: Vec<IngestRequest>,
         outcome: Result<Outcome>,
         started: Instant,
+        /// Its number among the writer's commits (`Durability`), on a durable store.
+        commit: u64,
     },
     /// Cells a checkpoint folded, to be freed.
     Free(Overlay),
@@ -137,24 +139,24 @@ enum Job {
     Barrier(mpsc::SyncSender<()>),
 }
 
-impl Job {
-    /// Only a committed transaction must be on disk before it goes on to the merger.
-    fn needs_sync(&self) -> bool {
-        matches!(self, Job::Committed { outcome: Ok(_), .. })
-    }
-}
-
-/// The thread that makes committed contributions visible and answers their requests, behind
-/// the stage that syncs the log of a durable store.
+/// The thread that makes committed contributions visible and answers their requests, once
+/// they are on disk.
 struct Merger {
     queue: Option<mpsc::Sender<Job>>,
-    threads: Vec<JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
+    /// On a durable store: the commits, and the thread that syncs them.
+    durability: Option<(Arc<Durability>, SyncThread)>,
 }
 
 impl Merger {
-    /// `sync_log`: how to make the committed transactions durable (`None`: they are already,
-    /// or need not be).
+    /// `sync_log`: how to make the writer's commits durable (`None`: they are already, or
+    /// need not be).
     fn spawn(shared: Arc<Shared>, sync_log: Option<impl FnMut() -> std::io::Result<()> + Send + 'static>) -> Merger {
+        let durability = sync_log.map(|sync| {
+            let durability = Arc::new(Durability::default());
+            (durability.clone(), SyncThread::spawn(durability, sync))
+        });
+        let commits = durability.as_ref().map(|(d, _)| d.clone());
         let (queue, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("dialboard-merge".into())
@@ -165,9 +167,15 @@ impl Merger {
                             group,
                             outcome,
                             started,
+                            commit,
                         } => {
                             if let Ok(outcome) = &outcome {
-                                shared.merge_overlay(group::deltas(&group, outcome));
+                                // The deltas are made while the log is synced.
+                                let deltas = group::deltas(&group, outcome);
+                                if let Some(commits) = &commits {
+                                    commits.wait_synced(commit);
+                                }
+                                shared.merge_overlay(deltas);
                             }
                             group::answer(group, outcome, started, &shared.metrics, &shared.changes);
                         }
@@ -179,19 +187,16 @@ impl Merger {
                 }
             })
             .expect("the merge thread starts");
-        let mut threads = vec![thread];
-        let queue = match sync_log {
-            Some(sync) => {
-                let (synced_queue, sync_thread) = durable::spawn(queue, Job::needs_sync, sync);
-                threads.push(sync_thread);
-                synced_queue
-            }
-            None => queue,
-        };
         Merger {
             queue: Some(queue),
-            threads,
+            thread: Some(thread),
+            durability,
         }
+    }
+
+    /// A transaction committed: its number, for the merger to wait for its sync.
+    fn committed(&self) -> u64 {
+        self.durability.as_ref().map_or(0, |(d, _)| d.committed())
     }
 
     fn send(&self, job: Job) {
@@ -214,11 +219,14 @@ impl Merger {
 }
 
 impl Drop for Merger {
-    /// Lets the sync stage and the merger finish what they were sent, then stops them.
+    /// Lets the merger finish what it was sent (its commits synced), then stops it.
     fn drop(&mut self) {
         self.queue.take();
-        for thread in self.threads.drain(..).rev() {
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some((_, syncer)) = self.durability.take() {
+            syncer.stop();
         }
     }
 }
@@ -357,10 +365,12 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
             *contacts = None;
         }
     }
+    let commit = if outcome.is_ok() { merger.committed() } else { 0 };
     merger.send(Job::Committed {
         group,
         outcome,
         started,
+        commit,
     });
 }
 
