@@ -1,11 +1,13 @@
 //! The single writer: one thread owns the write connection. Concurrent ingest requests queue
-//! on a channel and are applied in one transaction (group commit: one fsync for all). A
-//! transaction stores its rollup contributions as one row; after the commit, a second thread
-//! (the merger) turns them into cell deltas, merges those into the in-memory overlay and only
-//! then answers the requests, while the writer goes on with the next transaction. A checkpoint
-//! folds the overlay into the cells table.
+//! on a channel and are applied in one transaction (group commit). A transaction stores its
+//! rollup contributions as one row; after the commit, a second thread (the merger) turns them
+//! into cell deltas, waits until the transaction is on disk (a durable store's log is synced
+//! on a thread of its own, `durable`: one fsync for every transaction committed before it),
+//! merges the deltas into the in-memory overlay and only then answers the requests, while the
+//! writer goes on with the next transactions. A checkpoint folds the overlay into the cells table.
 
 use super::bodies;
+use super::durable::{self, Durability, SyncThread};
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys};
 use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
@@ -128,6 +130,8 @@ enum Job {
         group: Vec<IngestRequest>,
         outcome: Result<Outcome>,
         started: Instant,
+        /// Its number among the writer's commits (`Durability`), on a durable store.
+        commit: u64,
     },
     /// Cells a checkpoint folded, to be freed.
     Free(Overlay),
@@ -135,14 +139,24 @@ enum Job {
     Barrier(mpsc::SyncSender<()>),
 }
 
-/// The thread that makes committed contributions visible and answers their requests.
+/// The thread that makes committed contributions visible and answers their requests, once
+/// they are on disk.
 struct Merger {
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// On a durable store: the commits, and the thread that syncs them.
+    durability: Option<(Arc<Durability>, SyncThread)>,
 }
 
 impl Merger {
-    fn spawn(shared: Arc<Shared>) -> Merger {
+    /// `sync_log`: how to make the writer's commits durable (`None`: they are already, or
+    /// need not be).
+    fn spawn(shared: Arc<Shared>, sync_log: Option<impl FnMut() -> std::io::Result<()> + Send + 'static>) -> Merger {
+        let durability = sync_log.map(|sync| {
+            let durability = Arc::new(Durability::default());
+            (durability.clone(), SyncThread::spawn(durability, sync))
+        });
+        let commits = durability.as_ref().map(|(d, _)| d.clone());
         let (queue, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("dialboard-merge".into())
@@ -153,9 +167,15 @@ impl Merger {
                             group,
                             outcome,
                             started,
+                            commit,
                         } => {
                             if let Ok(outcome) = &outcome {
-                                shared.merge_overlay(group::deltas(&group, outcome));
+                                // The deltas are made while the log is synced.
+                                let deltas = group::deltas(&group, outcome);
+                                if let Some(commits) = &commits {
+                                    commits.wait_synced(commit);
+                                }
+                                shared.merge_overlay(deltas);
                             }
                             group::answer(group, outcome, started, &shared.metrics, &shared.changes);
                         }
@@ -170,7 +190,13 @@ impl Merger {
         Merger {
             queue: Some(queue),
             thread: Some(thread),
+            durability,
         }
+    }
+
+    /// A transaction committed: its number, for the merger to wait for its sync.
+    fn committed(&self) -> u64 {
+        self.durability.as_ref().map_or(0, |(d, _)| d.committed())
     }
 
     fn send(&self, job: Job) {
@@ -193,11 +219,14 @@ impl Merger {
 }
 
 impl Drop for Merger {
-    /// Lets the merger finish what it was sent, then stops it.
+    /// Lets the merger finish what it was sent (its commits synced), then stops it.
     fn drop(&mut self) {
         self.queue.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some((_, syncer)) = self.durability.take() {
+            syncer.stop();
         }
     }
 }
@@ -205,7 +234,9 @@ impl Drop for Merger {
 /// `contacts`: already built (by a backfill at open), or `None` until the first ingest.
 pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>, mut contacts: Option<Contacts>) {
     conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
-    let merger = Merger::spawn(shared.clone());
+    let sync_log = commits_synced_apart(&conn);
+    let synced_apart = sync_log.is_some();
+    let merger = Merger::spawn(shared.clone(), sync_log);
     let mut last_checkpoint = Instant::now();
     let mut carried: Option<WriteCommand> = None;
     loop {
@@ -229,7 +260,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                     tracing::error!(error = %e, "merging key or value runs failed; they stay as they are");
                 }
             }
-            WriteCommand::Admin(job) => job(&mut conn),
+            WriteCommand::Admin(job) => run_admin(&mut conn, synced_apart, job),
             WriteCommand::Checkpoint(reply) => {
                 last_checkpoint = Instant::now();
                 let _ = reply.send(checkpoint(&mut conn, &shared, &merger));
@@ -255,6 +286,33 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
         if checkpoint_due(cells, blocks, last_checkpoint.elapsed()) {
             checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
         }
+    }
+}
+
+/// On a durable store (`synchronous=FULL`), the writer's ingest transactions commit without
+/// waiting for the disk and the sync stage makes them durable before they are answered
+/// (`durable`): the returned sync. `None` on a store that is not durable.
+fn commits_synced_apart(conn: &Connection) -> Option<impl FnMut() -> std::io::Result<()> + Send + 'static> {
+    let durable = conn
+        .query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+        .is_ok_and(|level| level >= 2);
+    let database = conn.path().filter(|p| !p.is_empty())?.into();
+    if !durable || conn.pragma_update(None, "synchronous", "NORMAL").is_err() {
+        return None;
+    }
+    Some(durable::sync_log(database))
+}
+
+/// Runs an administrative job with the store's own durability: the job answers its caller
+/// itself, so when ingest commits are synced apart its commits wait for the disk again (a few
+/// a minute: not worth the stage).
+fn run_admin(conn: &mut Connection, synced_apart: bool, job: AdminJob) {
+    if synced_apart {
+        let _ = conn.pragma_update(None, "synchronous", "FULL");
+    }
+    job(conn);
+    if synced_apart {
+        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
     }
 }
 
@@ -307,10 +365,12 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
             *contacts = None;
         }
     }
+    let commit = if outcome.is_ok() { merger.committed() } else { 0 };
     merger.send(Job::Committed {
         group,
         outcome,
         started,
+        commit,
     });
 }
 
@@ -541,6 +601,45 @@ fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &Merger) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sqlite::{schema, Options};
+
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap()
+    }
+
+    /// A durable store's writer commits without syncing and leaves the sync to the stage; a
+    /// store that is not durable, or has no file, keeps its setting and has no stage.
+    #[test]
+    fn only_a_durable_stores_commits_are_synced_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = Connection::open(dir.path().join("durable.db")).unwrap();
+        schema::configure(&durable, &Options::default()).unwrap();
+        assert_eq!(synchronous(&durable), 2, "FULL");
+        assert!(commits_synced_apart(&durable).is_some());
+        assert_eq!(synchronous(&durable), 1, "NORMAL: the stage syncs");
+
+        let throwaway = Connection::open(dir.path().join("throwaway.db")).unwrap();
+        schema::configure(&throwaway, &Options::not_durable()).unwrap();
+        assert!(commits_synced_apart(&throwaway).is_none());
+        assert_eq!(synchronous(&throwaway), 1);
+
+        let memory = Connection::open_in_memory().unwrap();
+        memory.pragma_update(None, "synchronous", "FULL").unwrap();
+        assert!(commits_synced_apart(&memory).is_none());
+        assert_eq!(synchronous(&memory), 2);
+    }
+
+    /// An administrative job, answered by itself, commits with the store's own durability.
+    #[test]
+    fn admin_jobs_commit_synced() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        let (seen, level) = mpsc::channel();
+        let job: AdminJob = Box::new(move |c| seen.send(synchronous(c)).unwrap());
+        run_admin(&mut conn, true, job);
+        assert_eq!(level.recv().unwrap(), 2);
+        assert_eq!(synchronous(&conn), 1, "back to the writer's setting");
+    }
 
     #[test]
     fn a_wide_overlay_waits_for_its_cells() {
