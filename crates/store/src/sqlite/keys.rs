@@ -231,29 +231,47 @@ pub struct KeyMerge {
     kind: Kind,
     /// The merged run's level.
     level: i64,
-    /// `(run, keys)` of each run merged.
-    inputs: Vec<(i64, i64)>,
+    inputs: Vec<Input>,
 }
+
+/// A run to merge, as the merge was planned: its number, keys, and first hashes of its first
+/// and last chunks (a run deleted and its number taken by a new run differs from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Input {
+    run: i64,
+    keys: i64,
+    first: i64,
+    last: i64,
+}
+
+/// The first hashes of the first and the last chunk of each run, by the run's number.
+const RUN_ENDS: &str = "(SELECT first_hash FROM key_chunks c WHERE c.run = r.run ORDER BY first_hash LIMIT 1), \
+    (SELECT first_hash FROM key_chunks c WHERE c.run = r.run ORDER BY first_hash DESC LIMIT 1)";
 
 impl KeyMerge {
     /// The bytes of the merged run's chunks.
     pub fn bytes(&self) -> usize {
-        self.inputs.iter().map(|(_, keys)| *keys as usize).sum::<usize>() * KEY_BYTES
+        self.inputs.iter().map(|input| input.keys as usize).sum::<usize>() * KEY_BYTES
     }
 }
 
 /// The merges due: every kind and level that holds [`FANOUT`] runs, each with all its runs.
 pub fn due_merges(conn: &Connection) -> rusqlite::Result<Vec<KeyMerge>> {
     let mut merges: Vec<KeyMerge> = Vec::new();
-    let mut runs = conn.prepare_cached(
-        "SELECT kind, level, run, keys FROM key_runs WHERE (kind, level) IN \
-         (SELECT kind, level FROM key_runs GROUP BY kind, level HAVING count(*) >= ?1) ORDER BY kind, level, run",
-    )?;
+    let mut runs = conn.prepare_cached(&format!(
+        "SELECT kind, level, run, keys, {RUN_ENDS} FROM key_runs r WHERE (kind, level) IN \
+         (SELECT kind, level FROM key_runs GROUP BY kind, level HAVING count(*) >= ?1) ORDER BY kind, level, run"
+    ))?;
     let mut rows = runs.query([FANOUT as i64])?;
     while let Some(row) = rows.next()? {
         let kind = Kind::ALL[row.get::<_, i64>(0)? as usize];
         let level = row.get::<_, i64>(1)? + 1;
-        let input = (row.get(2)?, row.get(3)?);
+        let input = Input {
+            run: row.get(2)?,
+            keys: row.get(3)?,
+            first: row.get(4)?,
+            last: row.get(5)?,
+        };
         match merges.last_mut() {
             Some(m) if m.kind == kind && m.level == level => m.inputs.push(input),
             _ => merges.push(KeyMerge {
@@ -266,14 +284,14 @@ pub fn due_merges(conn: &Connection) -> rusqlite::Result<Vec<KeyMerge>> {
     Ok(merges)
 }
 
-/// Merges the keys of `runs` (`(run, keys)`) in order, a chunk of each at a time, into chunks
+/// Merges the keys of `runs` in order, a chunk of each at a time, into chunks
 /// handed to `emit`: memory stays a few chunks whatever the runs hold.
 fn merge_into(
     conn: &Connection,
-    runs: &[(i64, i64)],
+    runs: &[Input],
     emit: impl FnMut(i64, Vec<u8>) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
-    let mut readers: Vec<RunReader> = runs.iter().map(|(run, _)| RunReader::new(*run)).collect();
+    let mut readers: Vec<RunReader> = runs.iter().map(|input| RunReader::new(input.run)).collect();
     let mut next = BinaryHeap::with_capacity(readers.len());
     for (i, reader) in readers.iter_mut().enumerate() {
         if let Some(key) = reader.next(conn)? {
@@ -303,15 +321,15 @@ fn merge_in_place(tx: &Transaction, merge: &KeyMerge, keys_view: Option<&mut Key
 /// the greatest rowid): the view's filter of a merged run goes now, the new run's comes after
 /// the commit ([`Keys::filter_new_runs`]).
 fn delete_inputs(tx: &Transaction, merge: &KeyMerge, keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
-    for (run, _) in &merge.inputs {
+    for input in &merge.inputs {
         tx.prepare_cached("DELETE FROM key_chunks WHERE run = ?1")?
-            .execute([run])?;
+            .execute([input.run])?;
         tx.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?
-            .execute([run])?;
+            .execute([input.run])?;
     }
     if let Some(view) = keys_view.filter(|_| merge.kind == RUN_FILTERED) {
-        for (run, _) in &merge.inputs {
-            view.run_filters.remove(run);
+        for input in &merge.inputs {
+            view.run_filters.remove(&input.run);
         }
     }
     Ok(())
@@ -341,9 +359,12 @@ pub fn prepare(conn: &Connection, merge: KeyMerge) -> rusqlite::Result<MergedKey
 /// [`Keys::filter_new_runs`].
 pub fn install(tx: &Transaction, merged: MergedKeys, keys_view: Option<&mut Keys>) -> rusqlite::Result<bool> {
     let MergedKeys { merge, chunks } = merged;
-    let mut unchanged = tx.prepare_cached("SELECT 1 FROM key_runs WHERE run = ?1 AND kind = ?2 AND level = ?3 AND keys = ?4")?;
-    for (run, keys) in &merge.inputs {
-        if !unchanged.exists(params![run, merge.kind as i64, merge.level - 1, keys])? {
+    let mut unchanged = tx.prepare_cached(&format!(
+        "SELECT 1 FROM key_runs r WHERE run = ?1 AND kind = ?2 AND level = ?3 AND keys = ?4 AND ({RUN_ENDS}) = (?5, ?6)"
+    ))?;
+    for input in &merge.inputs {
+        let same = params![input.run, merge.kind as i64, merge.level - 1, input.keys, input.first, input.last];
+        if !unchanged.exists(same)? {
             return Ok(false);
         }
     }
@@ -876,6 +897,63 @@ mod tests {
         let reloaded = Keys::load(&conn).unwrap();
         assert_eq!(reloaded.run_filters.len(), runs);
         check(&reloaded);
+    }
+
+    /// A prepared merge whose input was replaced before its install (the run deleted, its
+    /// number taken by a new run of other keys) is discarded: no key is lost or stored twice;
+    /// planned again, the merge installs, and its keys are found once.
+    #[test]
+    fn a_merge_whose_input_changed_is_discarded() {
+        let mut conn = store();
+        let mut all = Vec::new();
+        let write = |conn: &mut Connection, run: usize, all: &mut Vec<(u64, i64)>| {
+            let tx = conn.transaction().unwrap();
+            let mut keys: Vec<(u64, i64)> = (0..300)
+                .map(|i| (hash(1, &format!("{run}-{i}")), (run * 1_000 + i) as i64))
+                .collect();
+            all.extend(keys.iter().copied());
+            write_run(&tx, Kind::Call, 0, &mut keys).unwrap();
+            tx.commit().unwrap();
+        };
+        for run in 0..FANOUT {
+            write(&mut conn, run, &mut all);
+        }
+        let due = due_merges(&conn).unwrap();
+        assert_eq!(due.len(), 1);
+        let prepared = prepare(&conn, due[0].clone()).unwrap();
+        let last = due[0].inputs.last().unwrap().run;
+        let gone: Vec<(u64, i64)> = all.drain(all.len() - 300..).collect();
+        conn.execute_batch(&format!(
+            "DELETE FROM key_chunks WHERE run = {last}; DELETE FROM key_runs WHERE run = {last};"
+        ))
+        .unwrap();
+        write(&mut conn, FANOUT, &mut all);
+        let reused: i64 = conn.query_row("SELECT max(run) FROM key_runs", [], |r| r.get(0)).unwrap();
+        assert_eq!(reused, last, "the new run takes the deleted run's number");
+        let tx = conn.transaction().unwrap();
+        assert!(!install(&tx, prepared, None).unwrap());
+        tx.commit().unwrap();
+        let found_once = |conn: &Connection, all: &[(u64, i64)]| {
+            for (h, seq) in all {
+                assert_eq!(find(conn, Kind::Call, *h).unwrap(), vec![*seq]);
+            }
+        };
+        found_once(&conn, &all);
+        assert!(gone.iter().all(|(h, _)| find(&conn, Kind::Call, *h).unwrap().is_empty()));
+        let again = due_merges(&conn).unwrap();
+        let prepared = prepare(&conn, again[0].clone()).unwrap();
+        let tx = conn.transaction().unwrap();
+        assert!(install(&tx, prepared, None).unwrap());
+        tx.commit().unwrap();
+        let levels: Vec<i64> = conn
+            .prepare("SELECT level FROM key_runs")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(levels, vec![1]);
+        found_once(&conn, &all);
     }
 
     /// A merge streams its runs chunk by chunk: the merged run holds every key of its inputs

@@ -836,6 +836,69 @@ pub(crate) mod tests {
         assert_eq!(read(&conn, "a", i64::MIN, i64::MAX), kept);
     }
 
+    /// Every stored entry of a value, as many times as the runs hold it (unlike a reader,
+    /// which lists an entry of several runs once), sorted.
+    pub(crate) fn stored_entries(conn: &Connection, tenant: i64, field: Field, value: &str) -> Vec<Entry> {
+        let mut entries: Vec<Entry> = conn
+            .prepare("SELECT data FROM value_chunks WHERE tenant_id = ?1 AND field = ?2 AND value = ?3")
+            .unwrap()
+            .query_map(params![tenant, field as i64, value], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .flat_map(|data| decode(&data.unwrap()).collect::<Vec<_>>())
+            .collect();
+        entries.sort_unstable();
+        entries
+    }
+
+    /// A merge prepared before a purge (which rewrote its inputs' chunks, and emptied one
+    /// input) is discarded at its install: what the purge took stays gone, every other entry
+    /// is stored once, and the merge planned again installs.
+    #[test]
+    fn a_merge_prepared_before_a_purge_is_discarded() {
+        let mut conn = store();
+        let mut all = Vec::new();
+        for txn in 0..FANOUT as i64 {
+            let mut pending = PendingEntries::default();
+            for i in 0..300 {
+                let (ns, seq) = (txn * 1_000 + i, txn * 1_000 + i);
+                pending.add(1, &call(&format!("c{seq}"), "a", ns), seq, None);
+                all.push((ns, seq));
+            }
+            let tx = conn.transaction().unwrap();
+            pending.write(&tx, 0).unwrap();
+            tx.commit().unwrap();
+        }
+        let due = due_merges(&conn).unwrap();
+        assert_eq!(due.len(), 1);
+        let prepared = prepare(&conn, due[0].clone()).unwrap();
+        // Run 0 loses every entry, run 1 half of them.
+        let cutoff = 1_150;
+        let tx = conn.transaction().unwrap();
+        purge(&tx, 1, cutoff).unwrap();
+        assert!(!install(&tx, prepared).unwrap(), "a merge of entries since purged");
+        tx.commit().unwrap();
+        let mut kept: Vec<Entry> = all.iter().copied().filter(|(ns, _)| *ns >= cutoff).collect();
+        kept.sort_unstable();
+        for field in [Field::Agent, Field::Start] {
+            let value = if field == Field::Start { "" } else { "a" };
+            assert_eq!(stored_entries(&conn, 1, field, value), kept);
+        }
+        let runs_at = |conn: &Connection, level: i64| -> i64 {
+            conn.query_row("SELECT count(*) FROM value_runs WHERE level = ?1", [level], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(runs_at(&conn, 0), FANOUT as i64);
+        let again = due_merges(&conn).unwrap();
+        let prepared = prepare(&conn, again[0].clone()).unwrap();
+        let tx = conn.transaction().unwrap();
+        assert!(install(&tx, prepared).unwrap());
+        tx.commit().unwrap();
+        assert_eq!((runs_at(&conn, 0), runs_at(&conn, 1)), (0, 1));
+        assert_eq!(stored_entries(&conn, 1, Field::Agent, "a"), kept);
+        newest_first(&mut kept);
+        assert_eq!(read(&conn, "a", i64::MIN, i64::MAX), kept);
+    }
+
     /// The oldest entry a row still holds, across runs and chunks: entries a correction left
     /// behind (older than every call stored) are skipped, and a tenant without calls has none.
     #[test]

@@ -610,6 +610,79 @@ fn checkpoint(conn: &mut Connection, shared: &Shared, merger: &Merger) -> Result
 mod tests {
     use super::*;
 
+    /// Runs merged by the compactor while new runs keep arriving: at every step, while a merge
+    /// is prepared (its inputs still in place) and after its install, every key and every value
+    /// entry written is stored exactly once, and the levels end merged.
+    #[test]
+    fn runs_merge_in_the_background_while_new_runs_arrive() {
+        use super::super::value_runs::tests::{call, stored_entries};
+        use super::super::value_runs::{Field, PendingEntries};
+        use keys::Kind;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("db")).unwrap();
+        conn.pragma_update(None, "journal_mode", "wal").unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let mut compactor = start_compactor(&conn);
+        assert!(compactor.is_some());
+        let mut view = Keys::load(&conn).unwrap();
+        let (mut written, mut entries) = (Vec::new(), Vec::new());
+        let check = |conn: &Connection, view: &Keys, written: &[(u64, i64)], entries: &[(i64, i64)]| {
+            for &(h, seq) in written {
+                assert_eq!(keys::find(conn, Kind::Event, h).unwrap(), vec![seq]);
+                assert_eq!(view.candidates(conn, Kind::Contact, h).unwrap(), vec![seq]);
+            }
+            assert_eq!(stored_entries(conn, 1, Field::Agent, "a"), entries);
+        };
+        let (mut prepared_while_writing, mut checked_in_flight) = (0, 0);
+        for txn in 0..(keys::FANOUT * keys::FANOUT + 3) as i64 {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+            let mut pending = PendingEntries::default();
+            for i in 0..40 {
+                let seq = txn * 100 + i;
+                let h = keys::hash(1, &format!("c{seq}"));
+                view.add(Kind::Event, h, seq);
+                view.add(Kind::Contact, h, seq);
+                written.push((h, seq));
+                pending.add(1, &call(&format!("c{seq}"), "a", seq), seq, None);
+                entries.push((seq, seq));
+            }
+            pending.write(&tx, 0).unwrap();
+            view.write(&tx).unwrap();
+            tx.commit().unwrap();
+            view.committed(&conn).unwrap();
+            if compactor.as_ref().is_some_and(Compactor::busy) {
+                prepared_while_writing += 1;
+            }
+            merge_runs(&mut conn, &mut compactor, Some(&mut view)).unwrap();
+            if compactor.as_ref().is_some_and(Compactor::busy) && txn % 4 == 0 {
+                checked_in_flight += 1;
+                check(&conn, &view, &written, &entries);
+            }
+        }
+        assert!(prepared_while_writing > 0 && checked_in_flight > 0);
+        // The merges left: each installed, the next planned, until none is due.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let due = |conn: &Connection| keys::merge_due(conn).unwrap() || value_runs::merge_due(conn).unwrap();
+        while compactor.as_ref().is_some_and(Compactor::busy) || due(&conn) {
+            assert!(Instant::now() < deadline, "the merges never end");
+            std::thread::sleep(Duration::from_millis(5));
+            merge_runs(&mut conn, &mut compactor, Some(&mut view)).unwrap();
+        }
+        check(&conn, &view, &written, &entries);
+        // 67 runs of each merged into fewer than FANOUT a level (how many a merge took depends
+        // on what arrived while one was prepared).
+        let (value_runs, event_runs): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM value_runs), (SELECT count(*) FROM key_runs WHERE kind = 0)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(value_runs < 2 * keys::FANOUT as i64 && event_runs < 2 * keys::FANOUT as i64);
+        let reloaded = Keys::load(&conn).unwrap();
+        check(&conn, &reloaded, &written, &entries);
+    }
+
     #[test]
     fn a_wide_overlay_waits_for_its_cells() {
         let (two, ten) = (Duration::from_secs(2), Duration::from_secs(10));
