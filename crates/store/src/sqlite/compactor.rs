@@ -61,12 +61,10 @@ pub struct Compactor {
 impl Compactor {
     /// Starts the thread on a read-only connection to the database at `path`.
     pub fn spawn(path: &str) -> std::io::Result<Compactor> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .and_then(|conn| conn.pragma_update(None, "busy_timeout", 10_000).map(|_| conn))
-        .map_err(std::io::Error::other)?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .and_then(|conn| conn.pragma_update(None, "busy_timeout", 10_000).map(|_| conn))
+                .map_err(std::io::Error::other)?;
         let (jobs, planned) = mpsc::channel::<Planned>();
         let (finished, done) = mpsc::channel();
         let thread = std::thread::Builder::new()

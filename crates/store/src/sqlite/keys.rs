@@ -363,7 +363,14 @@ pub fn install(tx: &Transaction, merged: MergedKeys, keys_view: Option<&mut Keys
         "SELECT 1 FROM key_runs r WHERE run = ?1 AND kind = ?2 AND level = ?3 AND keys = ?4 AND ({RUN_ENDS}) = (?5, ?6)"
     ))?;
     for input in &merge.inputs {
-        let same = params![input.run, merge.kind as i64, merge.level - 1, input.keys, input.first, input.last];
+        let same = params![
+            input.run,
+            merge.kind as i64,
+            merge.level - 1,
+            input.keys,
+            input.first,
+            input.last
+        ];
         if !unchanged.exists(same)? {
             return Ok(false);
         }
@@ -928,7 +935,9 @@ mod tests {
         ))
         .unwrap();
         write(&mut conn, FANOUT, &mut all);
-        let reused: i64 = conn.query_row("SELECT max(run) FROM key_runs", [], |r| r.get(0)).unwrap();
+        let reused: i64 = conn
+            .query_row("SELECT max(run) FROM key_runs", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(reused, last, "the new run takes the deleted run's number");
         let tx = conn.transaction().unwrap();
         assert!(!install(&tx, prepared, None).unwrap());
@@ -939,7 +948,9 @@ mod tests {
             }
         };
         found_once(&conn, &all);
-        assert!(gone.iter().all(|(h, _)| find(&conn, Kind::Call, *h).unwrap().is_empty()));
+        assert!(gone
+            .iter()
+            .all(|(h, _)| find(&conn, Kind::Call, *h).unwrap().is_empty()));
         let again = due_merges(&conn).unwrap();
         let prepared = prepare(&conn, again[0].clone()).unwrap();
         let tx = conn.transaction().unwrap();

@@ -884,8 +884,10 @@ pub(crate) mod tests {
             assert_eq!(stored_entries(&conn, 1, field, value), kept);
         }
         let runs_at = |conn: &Connection, level: i64| -> i64 {
-            conn.query_row("SELECT count(*) FROM value_runs WHERE level = ?1", [level], |r| r.get(0))
-                .unwrap()
+            conn.query_row("SELECT count(*) FROM value_runs WHERE level = ?1", [level], |r| {
+                r.get(0)
+            })
+            .unwrap()
         };
         assert_eq!(runs_at(&conn, 0), FANOUT as i64);
         let again = due_merges(&conn).unwrap();

@@ -6,8 +6,8 @@
 //! folds the overlay into the cells table.
 
 use super::bodies;
-use super::first_calls::FirstCalls;
 use super::compactor::{self, Compactor, Planned, Prepared};
+use super::first_calls::FirstCalls;
 use super::keys::{self, KeyMerge, Keys};
 use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
 use super::schema::{
@@ -333,7 +333,11 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
 /// done here, streaming. Key runs and value runs gain a run per ingest transaction and fill a
 /// level together: their merges share a transaction (each its own cost a second commit, its
 /// log frames and its sync). While a merge is prepared no other starts, so no two take a run.
-fn merge_runs(conn: &mut Connection, compactor: &mut Option<Compactor>, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
+fn merge_runs(
+    conn: &mut Connection,
+    compactor: &mut Option<Compactor>,
+    mut keys_view: Option<&mut Keys>,
+) -> rusqlite::Result<()> {
     if let Some(prepared) = compactor.as_mut().and_then(Compactor::finished) {
         install(conn, prepared?, keys_view.as_deref_mut())?;
     }
@@ -345,7 +349,11 @@ fn merge_runs(conn: &mut Connection, compactor: &mut Option<Compactor>, mut keys
         return Ok(());
     }
     let mut key_merges = if keys_due { keys::due_merges(conn)? } else { Vec::new() };
-    let mut value_merges = if values_due { value_runs::due_merges(conn)? } else { Vec::new() };
+    let mut value_merges = if values_due {
+        value_runs::due_merges(conn)?
+    } else {
+        Vec::new()
+    };
     // Prepared off the writer up to the memory bound in all; what is over it is done now.
     let mut background = Planned::default();
     if compactor.is_some() {
@@ -635,7 +643,9 @@ mod tests {
         };
         let (mut prepared_while_writing, mut checked_in_flight) = (0, 0);
         for txn in 0..(keys::FANOUT * keys::FANOUT + 3) as i64 {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
             let mut pending = PendingEntries::default();
             for i in 0..40 {
                 let seq = txn * 100 + i;
