@@ -366,7 +366,7 @@ fn merge_runs(
         keys::merge_now(&tx, &key_merges, keys_view.as_deref_mut())?;
         value_runs::merge_now(&tx, &value_merges)?;
         tx.commit()?;
-        if let Some(view) = keys_view.as_deref_mut().filter(|_| !key_merges.is_empty()) {
+        if let Some(view) = keys_view.filter(|_| !key_merges.is_empty()) {
             view.filter_new_runs(conn)?;
         }
     }
