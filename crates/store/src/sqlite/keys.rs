@@ -11,8 +11,10 @@
 //! - each ingest transaction writes its keys, sorted, as a new run of level 0 (`key_runs`,
 //!   chunks of at most [`CHUNK`] keys in `key_chunks`): appended, in the same transaction as the
 //!   records, so they are as durable as the records;
-//! - between transactions, [`merge_full_levels`] merges [`FANOUT`] runs of a level into one of the next:
-//!   sequential work, each key rewritten once per level (~5 levels at 10M keys);
+//! - [`FANOUT`] runs of a level are merged into one of the next: sequential work, each key
+//!   rewritten once per level (~5 levels at 10M keys). The compactor (`compactor`) reads and
+//!   merges them off the writer ([`prepare`]) and the writer stores the result between its
+//!   transactions ([`install`]); a merge too large to hold streams on the writer ([`merge_now`]);
 //! - the writer keeps a compact in-memory [`Filter`] of every event and call id in front of
 //!   the runs: an id never seen (nearly every new event and call) is answered from memory; only
 //!   a possible match (a duplicate, a correction, or ~0.1–0.5% of new ids) probes the runs, one

@@ -15,8 +15,9 @@
 //!   most [`CHUNK`] entries (`value_chunks`, a page each when full, found by the run first:
 //!   appended, a few pages a commit), in the same transaction as the calls, so they are as
 //!   durable as the calls;
-//! - between transactions, [`merge_full_levels`] merges [`FANOUT`] runs of a level into one of the next,
-//!   up to [`TOP_LEVEL`]: runs there (~8³ transactions of calls) are never merged again, so a
+//! - [`FANOUT`] runs of a level are merged into one of the next (off the writer by the
+//!   compactor, [`prepare`] and [`install`], when the result fits its memory bound; else on the
+//!   writer, streaming, [`merge_now`]), up to [`TOP_LEVEL`]: runs there (~8³ transactions of calls) are never merged again, so a
 //!   merge holds at most one level's entries of one value in memory, and each entry is
 //!   rewritten at most [`TOP_LEVEL`] times. Each run knows the span of its calls' starts, and a
 //!   reader skips the runs outside its range: when calls come roughly in time order the top
