@@ -16,9 +16,9 @@
 //! - a probe or a reader meanwhile reads the inputs, which exist until the install commits;
 //!   a crash leaves either the inputs or the merged run;
 //! - a result is held whole, so only merges of at most [`IN_MEMORY_BYTES`] are prepared here:
-//!   larger ones (key runs from level 3 up, the value runs' merge into their top level at a few
-//!   hundred thousand calls a run) stream on the writer as before, a few chunks in memory,
-//!   which keeps SPEC §10's memory bound.
+//!   larger ones (key runs into level 4 and up, the value runs' merge into their top level:
+//!   ~75 MB of entries at ~1M calls a run) stream on the writer as before, a few chunks in
+//!   memory, which keeps SPEC §10's memory bound.
 
 use super::keys::{self, KeyMerge, MergedKeys};
 use super::value_runs::{self, MergedValues, ValueMerge};
@@ -26,9 +26,10 @@ use rusqlite::{Connection, OpenFlags};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-/// The most a prepared merge may hold (its input runs' keys or entries, 16 bytes each): a merge
-/// of key runs into level 2 (~260k keys, 4 MB) and of value runs into level 2 fit; the resident
-/// memory at 10M calls leaves ~20 MB below SPEC §10's 500 MB.
+/// The most a prepared merge may hold (its input runs' keys or entries, 16 bytes each): merges
+/// of key runs into levels 1–3 (~16 MB into level 3 at ~1,000 calls a transaction) and of value
+/// runs into levels 1–2 fit; the resident memory at 10M calls leaves ~20 MB below SPEC §10's
+/// 500 MB.
 pub const IN_MEMORY_BYTES: usize = 16 << 20;
 
 /// Merges to prepare, with disjoint inputs.
