@@ -15,11 +15,11 @@
 //!   most [`CHUNK`] entries (`value_chunks`, a page each when full, found by the run first:
 //!   appended, a few pages a commit), in the same transaction as the calls, so they are as
 //!   durable as the calls;
-//! - [`FANOUT`] runs of a level are merged into one of the next (off the writer by the
-//!   compactor, [`prepare`] and [`install`], when the result fits its memory bound; else on the
-//!   writer, streaming, [`merge_now`]), up to [`TOP_LEVEL`]: runs there (~8³ transactions of calls) are never merged again, so a
-//!   merge holds at most one level's entries of one value in memory, and each entry is
-//!   rewritten at most [`TOP_LEVEL`] times. Each run knows the span of its calls' starts, and a
+//! - [`FANOUT`] runs of a level are merged into one of the next, up to [`TOP_LEVEL`]: off the
+//!   writer by the compactor ([`prepare`], then [`install`] on the writer) when the result fits
+//!   its memory bound, else on the writer, streaming ([`merge_now`]). Runs there (~8³
+//!   transactions of calls) are never merged again, so each entry is rewritten at most
+//!   [`TOP_LEVEL`] times. Each run knows the span of its calls' starts, and a
 //!   reader skips the runs outside its range: when calls come roughly in time order the top
 //!   runs are partitions by time;
 //! - a reader ([`NewestFirst`]) merges the runs' chunks of its value newest first, reading one
