@@ -11,8 +11,10 @@
 //! - each ingest transaction writes its keys, sorted, as a new run of level 0 (`key_runs`,
 //!   chunks of at most [`CHUNK`] keys in `key_chunks`): appended, in the same transaction as the
 //!   records, so they are as durable as the records;
-//! - between transactions, [`merge_full_levels`] merges [`FANOUT`] runs of a level into one of the next:
-//!   sequential work, each key rewritten once per level (~5 levels at 10M keys);
+//! - [`FANOUT`] runs of a level are merged into one of the next: sequential work, each key
+//!   rewritten once per level (~5 levels at 10M keys). The compactor (`compactor`) reads and
+//!   merges them off the writer ([`prepare`]) and the writer stores the result between its
+//!   transactions ([`install`]); a merge too large to hold streams on the writer ([`merge_now`]);
 //! - the writer keeps a compact in-memory [`Filter`] of every event and call id in front of
 //!   the runs: an id never seen (nearly every new event and call) is answered from memory; only
 //!   a possible match (a duplicate, a correction, or ~0.1–0.5% of new ids) probes the runs, one
@@ -116,52 +118,63 @@ pub fn write_run(tx: &Transaction, kind: Kind, level: i64, keys: &mut [(u64, i64
         return Ok(None);
     }
     keys.sort_unstable();
-    let mut run = RunWriter::start(tx, kind, level, keys.len())?;
+    let run = new_run(tx, kind, level, keys.len())?;
+    let mut chunks = Chunker::new(insert_chunk(tx, run));
     for key in keys.iter() {
-        run.push(tx, *key)?;
+        chunks.push(*key)?;
     }
-    let id = run.run;
-    run.finish(tx)?;
-    Ok(Some(id))
+    chunks.finish()?;
+    Ok(Some(run))
 }
 
-/// A run being written, its keys given in order: chunks of [`CHUNK`] keys that never split one
-/// hash (so a probe finds every row of a hash in one chunk).
-struct RunWriter {
-    run: i64,
+fn new_run(tx: &Connection, kind: Kind, level: i64, keys: usize) -> rusqlite::Result<i64> {
+    tx.prepare_cached("INSERT INTO key_runs (kind, level, keys) VALUES (?1, ?2, ?3)")?
+        .execute(params![kind as i64, level, keys as i64])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Stores a chunk (its first hash, its data) in `run`.
+fn insert_chunk(tx: &Connection, run: i64) -> impl FnMut(i64, Vec<u8>) -> rusqlite::Result<()> + '_ {
+    move |first, data| {
+        tx.prepare_cached("INSERT INTO key_chunks (run, first_hash, data) VALUES (?1, ?2, ?3)")?
+            .execute(params![run, first, data])?;
+        Ok(())
+    }
+}
+
+/// Keys given in order, cut into chunks of [`CHUNK`] keys that never split one hash (so a
+/// probe finds every row of a hash in one chunk), each handed to `emit` (first hash, data).
+struct Chunker<E> {
     chunk: Vec<(u64, i64)>,
+    emit: E,
 }
 
-impl RunWriter {
-    fn start(tx: &Transaction, kind: Kind, level: i64, keys: usize) -> rusqlite::Result<RunWriter> {
-        tx.prepare_cached("INSERT INTO key_runs (kind, level, keys) VALUES (?1, ?2, ?3)")?
-            .execute(params![kind as i64, level, keys as i64])?;
-        Ok(RunWriter {
-            run: tx.last_insert_rowid(),
+impl<E: FnMut(i64, Vec<u8>) -> rusqlite::Result<()>> Chunker<E> {
+    fn new(emit: E) -> Chunker<E> {
+        Chunker {
             chunk: Vec::with_capacity(CHUNK),
-        })
+            emit,
+        }
     }
 
-    fn push(&mut self, tx: &Transaction, key: (u64, i64)) -> rusqlite::Result<()> {
+    fn push(&mut self, key: (u64, i64)) -> rusqlite::Result<()> {
         if self.chunk.len() >= CHUNK && self.chunk.last().is_some_and(|last| last.0 != key.0) {
-            self.flush(tx)?;
+            self.flush()?;
         }
         self.chunk.push(key);
         Ok(())
     }
 
-    fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
-        tx.prepare_cached("INSERT INTO key_chunks (run, first_hash, data) VALUES (?1, ?2, ?3)")?
-            .execute(params![self.run, ordered(self.chunk[0].0), encode(&self.chunk)])?;
-        self.chunk.clear();
+    fn flush(&mut self) -> rusqlite::Result<()> {
+        if let Some(first) = self.chunk.first() {
+            (self.emit)(ordered(first.0), encode(&self.chunk))?;
+            self.chunk.clear();
+        }
         Ok(())
     }
 
-    fn finish(mut self, tx: &Transaction) -> rusqlite::Result<()> {
-        if !self.chunk.is_empty() {
-            self.flush(tx)?;
-        }
-        Ok(())
+    fn finish(mut self) -> rusqlite::Result<()> {
+        self.flush()
     }
 }
 
@@ -182,7 +195,7 @@ impl RunReader {
         }
     }
 
-    fn next(&mut self, tx: &Transaction) -> rusqlite::Result<Option<(u64, i64)>> {
+    fn next(&mut self, conn: &Connection) -> rusqlite::Result<Option<(u64, i64)>> {
         loop {
             if let Some(key) = self.keys.next() {
                 return Ok(Some(key));
@@ -190,7 +203,7 @@ impl RunReader {
             let Some(from) = self.next_first else {
                 return Ok(None);
             };
-            let chunk = tx
+            let chunk = conn
                 .prepare_cached(
                     "SELECT first_hash, data FROM key_chunks WHERE run = ?1 AND first_hash >= ?2 \
                      ORDER BY first_hash LIMIT 1",
@@ -214,33 +227,163 @@ impl RunReader {
     }
 }
 
-/// Merges `runs` (`(run, keys)`) into one run of `level`, a chunk of each at a time, and deletes
-/// them: memory stays a few chunks whatever the runs hold (a merge of the top level at 10M
-/// calls is 16M keys, 256 MB if held). Returns how many keys were rewritten.
-fn merge_runs(tx: &Transaction, kind: Kind, level: i64, runs: &[(i64, i64)]) -> rusqlite::Result<usize> {
-    let total = runs.iter().map(|(_, keys)| *keys as usize).sum();
-    let mut readers: Vec<RunReader> = runs.iter().map(|(run, _)| RunReader::new(*run)).collect();
+/// A merge of the runs of a kind and level into one run of the next level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMerge {
+    kind: Kind,
+    /// The merged run's level.
+    level: i64,
+    inputs: Vec<Input>,
+}
+
+/// A run to merge, as the merge was planned: its number, keys, and first hashes of its first
+/// and last chunks (a run deleted and its number taken by a new run differs from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Input {
+    run: i64,
+    keys: i64,
+    first: i64,
+    last: i64,
+}
+
+/// The first hashes of the first and the last chunk of each run, by the run's number.
+const RUN_ENDS: &str = "(SELECT first_hash FROM key_chunks c WHERE c.run = r.run ORDER BY first_hash LIMIT 1), \
+    (SELECT first_hash FROM key_chunks c WHERE c.run = r.run ORDER BY first_hash DESC LIMIT 1)";
+
+impl KeyMerge {
+    /// The bytes of the merged run's chunks.
+    pub fn bytes(&self) -> usize {
+        self.inputs.iter().map(|input| input.keys as usize).sum::<usize>() * KEY_BYTES
+    }
+}
+
+/// The merges due: every kind and level that holds [`FANOUT`] runs, each with all its runs.
+pub fn due_merges(conn: &Connection) -> rusqlite::Result<Vec<KeyMerge>> {
+    let mut merges: Vec<KeyMerge> = Vec::new();
+    let mut runs = conn.prepare_cached(&format!(
+        "SELECT kind, level, run, keys, {RUN_ENDS} FROM key_runs r WHERE (kind, level) IN \
+         (SELECT kind, level FROM key_runs GROUP BY kind, level HAVING count(*) >= ?1) ORDER BY kind, level, run"
+    ))?;
+    let mut rows = runs.query([FANOUT as i64])?;
+    while let Some(row) = rows.next()? {
+        let kind = Kind::ALL[row.get::<_, i64>(0)? as usize];
+        let level = row.get::<_, i64>(1)? + 1;
+        let input = Input {
+            run: row.get(2)?,
+            keys: row.get(3)?,
+            first: row.get(4)?,
+            last: row.get(5)?,
+        };
+        match merges.last_mut() {
+            Some(m) if m.kind == kind && m.level == level => m.inputs.push(input),
+            _ => merges.push(KeyMerge {
+                kind,
+                level,
+                inputs: vec![input],
+            }),
+        }
+    }
+    Ok(merges)
+}
+
+/// Merges the keys of `runs` in order, a chunk of each at a time, into chunks
+/// handed to `emit`: memory stays a few chunks whatever the runs hold.
+fn merge_into(
+    conn: &Connection,
+    runs: &[Input],
+    emit: impl FnMut(i64, Vec<u8>) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut readers: Vec<RunReader> = runs.iter().map(|input| RunReader::new(input.run)).collect();
     let mut next = BinaryHeap::with_capacity(readers.len());
     for (i, reader) in readers.iter_mut().enumerate() {
-        if let Some(key) = reader.next(tx)? {
+        if let Some(key) = reader.next(conn)? {
             next.push(Reverse((key, i)));
         }
     }
-    let mut merged = RunWriter::start(tx, kind, level, total)?;
+    let mut merged = Chunker::new(emit);
     while let Some(Reverse((key, i))) = next.pop() {
-        merged.push(tx, key)?;
-        if let Some(key) = readers[i].next(tx)? {
+        merged.push(key)?;
+        if let Some(key) = readers[i].next(conn)? {
             next.push(Reverse((key, i)));
         }
     }
-    merged.finish(tx)?;
-    for (run, _) in runs {
+    merged.finish()
+}
+
+/// Runs `merge` in the caller's transaction, streaming (a merge of the top level at 10M calls
+/// is 16M keys, 256 MB if held); returns how many keys were rewritten.
+fn merge_in_place(tx: &Transaction, merge: &KeyMerge, keys_view: Option<&mut Keys>) -> rusqlite::Result<usize> {
+    let run = new_run(tx, merge.kind, merge.level, merge.bytes() / KEY_BYTES)?;
+    merge_into(tx, &merge.inputs, insert_chunk(tx, run))?;
+    delete_inputs(tx, merge, keys_view)?;
+    Ok(merge.bytes() / KEY_BYTES)
+}
+
+/// Deletes the runs `merge` merged. A merged run's number may be the new run's (SQLite reuses
+/// the greatest rowid): the view's filter of a merged run goes now, the new run's comes after
+/// the commit ([`Keys::filter_new_runs`]).
+fn delete_inputs(tx: &Transaction, merge: &KeyMerge, keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
+    for input in &merge.inputs {
         tx.prepare_cached("DELETE FROM key_chunks WHERE run = ?1")?
-            .execute([run])?;
+            .execute([input.run])?;
         tx.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?
-            .execute([run])?;
+            .execute([input.run])?;
     }
-    Ok(total)
+    if let Some(view) = keys_view.filter(|_| merge.kind == RUN_FILTERED) {
+        for input in &merge.inputs {
+            view.run_filters.remove(&input.run);
+        }
+    }
+    Ok(())
+}
+
+/// A merge done away from the writer ([`prepare`]): the merged run's chunks, in memory, until
+/// the writer installs them ([`install`]).
+pub struct MergedKeys {
+    merge: KeyMerge,
+    chunks: Vec<(i64, Vec<u8>)>,
+}
+
+/// Reads and merges the runs of `merge` on `conn` (a connection of its own: runs are immutable
+/// once committed, and only the writer deletes them, at an install), holding the result.
+pub fn prepare(conn: &Connection, merge: KeyMerge) -> rusqlite::Result<MergedKeys> {
+    let mut chunks = Vec::with_capacity(merge.bytes() / (CHUNK * KEY_BYTES) + 1);
+    merge_into(conn, &merge.inputs, |first, data| {
+        chunks.push((first, data));
+        Ok(())
+    })?;
+    Ok(MergedKeys { merge, chunks })
+}
+
+/// Stores a prepared merge in the writer's transaction, in place of its inputs, unless an input
+/// is gone or changed (then nothing is written and `false` returned: its keys are where they
+/// were). Once the transaction commits, the view's filters of the new run come from
+/// [`Keys::filter_new_runs`].
+pub fn install(tx: &Transaction, merged: MergedKeys, keys_view: Option<&mut Keys>) -> rusqlite::Result<bool> {
+    let MergedKeys { merge, chunks } = merged;
+    let mut unchanged = tx.prepare_cached(&format!(
+        "SELECT 1 FROM key_runs r WHERE run = ?1 AND kind = ?2 AND level = ?3 AND keys = ?4 AND ({RUN_ENDS}) = (?5, ?6)"
+    ))?;
+    for input in &merge.inputs {
+        let same = params![
+            input.run,
+            merge.kind as i64,
+            merge.level - 1,
+            input.keys,
+            input.first,
+            input.last
+        ];
+        if !unchanged.exists(same)? {
+            return Ok(false);
+        }
+    }
+    let run = new_run(tx, merge.kind, merge.level, merge.bytes() / KEY_BYTES)?;
+    let mut insert = insert_chunk(tx, run);
+    for (first, data) in chunks {
+        insert(first, data)?;
+    }
+    delete_inputs(tx, &merge, keys_view)?;
+    Ok(true)
 }
 
 /// The rows every run of `kind` lists for `hash` (candidates: the caller checks their ids).
@@ -371,37 +514,29 @@ pub fn merge_due(conn: &Connection) -> rusqlite::Result<bool> {
         .exists([FANOUT as i64])
 }
 
-/// The merges that are due, in the caller's transaction: once it commits, the view's filters
-/// of the new runs are built by [`Keys::filter_new_runs`].
+/// The merges that are due, level after level (a merge may fill the level above it), in the
+/// caller's transaction: once it commits, the view's filters of the new runs are built by
+/// [`Keys::filter_new_runs`].
 pub fn merge_full_levels(tx: &Transaction, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<usize> {
     let mut rewritten = 0;
-    for kind in Kind::ALL {
-        let mut level = 0;
-        // A merge may fill the level above it: go up while there are levels.
-        while level <= top_level(tx, kind)? {
-            let runs: Vec<(i64, i64)> = tx
-                .prepare_cached("SELECT run, keys FROM key_runs WHERE kind = ?1 AND level = ?2")?
-                .query_map(params![kind as i64, level], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            if runs.len() >= FANOUT {
-                rewritten += merge_runs(tx, kind, level + 1, &runs)?;
-                if let Some(view) = keys_view.as_deref_mut().filter(|_| kind == RUN_FILTERED) {
-                    // A merged run's number may be the new run's (SQLite reuses the greatest
-                    // rowid): its filter goes now, the new run's comes after the commit.
-                    for (run, _) in &runs {
-                        view.run_filters.remove(run);
-                    }
-                }
-            }
-            level += 1;
+    loop {
+        let due = due_merges(tx)?;
+        if due.is_empty() {
+            return Ok(rewritten);
+        }
+        for merge in &due {
+            rewritten += merge_in_place(tx, merge, keys_view.as_deref_mut())?;
         }
     }
-    Ok(rewritten)
 }
 
-fn top_level(tx: &Transaction, kind: Kind) -> rusqlite::Result<i64> {
-    tx.prepare_cached("SELECT coalesce(max(level), -1) FROM key_runs WHERE kind = ?1")?
-        .query_row([kind as i64], |r| r.get(0))
+/// The merges `due` in the writer's transaction, streaming (those too large to be prepared in
+/// memory).
+pub fn merge_now(tx: &Transaction, due: &[KeyMerge], mut keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
+    for merge in due {
+        merge_in_place(tx, merge, keys_view.as_deref_mut())?;
+    }
+    Ok(())
 }
 
 /// Replaces the runs of `kinds` by one per kind, built from the rows and the blocks of events
@@ -771,6 +906,67 @@ mod tests {
         let reloaded = Keys::load(&conn).unwrap();
         assert_eq!(reloaded.run_filters.len(), runs);
         check(&reloaded);
+    }
+
+    /// A prepared merge whose input was replaced before its install (the run deleted, its
+    /// number taken by a new run of other keys) is discarded: no key is lost or stored twice;
+    /// planned again, the merge installs, and its keys are found once.
+    #[test]
+    fn a_merge_whose_input_changed_is_discarded() {
+        let mut conn = store();
+        let mut all = Vec::new();
+        let write = |conn: &mut Connection, run: usize, all: &mut Vec<(u64, i64)>| {
+            let tx = conn.transaction().unwrap();
+            let mut keys: Vec<(u64, i64)> = (0..300)
+                .map(|i| (hash(1, &format!("{run}-{i}")), (run * 1_000 + i) as i64))
+                .collect();
+            all.extend(keys.iter().copied());
+            write_run(&tx, Kind::Call, 0, &mut keys).unwrap();
+            tx.commit().unwrap();
+        };
+        for run in 0..FANOUT {
+            write(&mut conn, run, &mut all);
+        }
+        let due = due_merges(&conn).unwrap();
+        assert_eq!(due.len(), 1);
+        let prepared = prepare(&conn, due[0].clone()).unwrap();
+        let last = due[0].inputs.last().unwrap().run;
+        let gone: Vec<(u64, i64)> = all.drain(all.len() - 300..).collect();
+        conn.execute_batch(&format!(
+            "DELETE FROM key_chunks WHERE run = {last}; DELETE FROM key_runs WHERE run = {last};"
+        ))
+        .unwrap();
+        write(&mut conn, FANOUT, &mut all);
+        let reused: i64 = conn
+            .query_row("SELECT max(run) FROM key_runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(reused, last, "the new run takes the deleted run's number");
+        let tx = conn.transaction().unwrap();
+        assert!(!install(&tx, prepared, None).unwrap());
+        tx.commit().unwrap();
+        let found_once = |conn: &Connection, all: &[(u64, i64)]| {
+            for (h, seq) in all {
+                assert_eq!(find(conn, Kind::Call, *h).unwrap(), vec![*seq]);
+            }
+        };
+        found_once(&conn, &all);
+        assert!(gone
+            .iter()
+            .all(|(h, _)| find(&conn, Kind::Call, *h).unwrap().is_empty()));
+        let again = due_merges(&conn).unwrap();
+        let prepared = prepare(&conn, again[0].clone()).unwrap();
+        let tx = conn.transaction().unwrap();
+        assert!(install(&tx, prepared, None).unwrap());
+        tx.commit().unwrap();
+        let levels: Vec<i64> = conn
+            .prepare("SELECT level FROM key_runs")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(levels, vec![1]);
+        found_once(&conn, &all);
     }
 
     /// A merge streams its runs chunk by chunk: the merged run holds every key of its inputs

@@ -3,6 +3,7 @@
 
 pub mod backup;
 mod bodies;
+mod compactor;
 mod durable;
 mod first_calls;
 pub mod keys;

@@ -15,10 +15,11 @@
 //!   most [`CHUNK`] entries (`value_chunks`, a page each when full, found by the run first:
 //!   appended, a few pages a commit), in the same transaction as the calls, so they are as
 //!   durable as the calls;
-//! - between transactions, [`merge_full_levels`] merges [`FANOUT`] runs of a level into one of the next,
-//!   up to [`TOP_LEVEL`]: runs there (~8³ transactions of calls) are never merged again, so a
-//!   merge holds at most one level's entries of one value in memory, and each entry is
-//!   rewritten at most [`TOP_LEVEL`] times. Each run knows the span of its calls' starts, and a
+//! - [`FANOUT`] runs of a level are merged into one of the next, up to [`TOP_LEVEL`]: off the
+//!   writer by the compactor ([`prepare`], then [`install`] on the writer) when the result fits
+//!   its memory bound, else on the writer, streaming ([`merge_now`]). Runs there (~8³
+//!   transactions of calls) are never merged again, so each entry is rewritten at most
+//!   [`TOP_LEVEL`] times. Each run knows the span of its calls' starts, and a
 //!   reader skips the runs outside its range: when calls come roughly in time order the top
 //!   runs are partitions by time;
 //! - a reader ([`NewestFirst`]) merges the runs' chunks of its value newest first, reading one
@@ -31,6 +32,7 @@
 use dialboard_engine::event::CallRecord;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A column of `calls` whose calls the runs list.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -191,17 +193,49 @@ fn write_chunks(
     value: &str,
     entries: &[Entry],
 ) -> rusqlite::Result<()> {
-    let mut out = Chunks::new(run, tenant, field, value);
+    let mut out = Chunks::new(tenant, field, value);
+    let mut insert = Insert { tx, run };
     for &entry in entries {
-        out.push(tx, entry)?;
+        out.push(&mut insert, entry)?;
     }
-    out.finish(tx)
+    out.finish(&mut insert)
+}
+
+/// Where a run's chunks go: the run's table, or memory (a merge prepared off the writer).
+trait ChunkSink {
+    fn chunk(&mut self, tenant: i64, field: Field, value: &str, oldest_ns: i64, data: Vec<u8>) -> rusqlite::Result<()>;
+}
+
+/// Into `value_chunks`, in `run`.
+struct Insert<'t> {
+    tx: &'t Connection,
+    run: i64,
+}
+
+impl ChunkSink for Insert<'_> {
+    fn chunk(&mut self, tenant: i64, field: Field, value: &str, oldest_ns: i64, data: Vec<u8>) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO value_chunks (run, tenant_id, field, value, oldest_ns, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![self.run, tenant, field as i64, value, oldest_ns, data])?;
+        Ok(())
+    }
+}
+
+/// A chunk held in memory: tenant, field, value, oldest start, data.
+type HeldChunk = (i64, Field, String, i64, Vec<u8>);
+
+impl ChunkSink for Vec<HeldChunk> {
+    fn chunk(&mut self, tenant: i64, field: Field, value: &str, oldest_ns: i64, data: Vec<u8>) -> rusqlite::Result<()> {
+        self.push((tenant, field, value.to_string(), oldest_ns, data));
+        Ok(())
+    }
 }
 
 /// One value's entries of a run, given newest first and written as chunks keyed by their
 /// oldest start, never splitting an instant (so the chunk after one holds only older calls).
 struct Chunks<'v> {
-    run: i64,
     tenant: i64,
     field: Field,
     value: &'v str,
@@ -209,9 +243,8 @@ struct Chunks<'v> {
 }
 
 impl<'v> Chunks<'v> {
-    fn new(run: i64, tenant: i64, field: Field, value: &'v str) -> Chunks<'v> {
+    fn new(tenant: i64, field: Field, value: &'v str) -> Chunks<'v> {
         Chunks {
-            run,
             tenant,
             field,
             value,
@@ -219,33 +252,23 @@ impl<'v> Chunks<'v> {
         }
     }
 
-    fn push(&mut self, tx: &Connection, entry: Entry) -> rusqlite::Result<()> {
+    fn push(&mut self, out: &mut impl ChunkSink, entry: Entry) -> rusqlite::Result<()> {
         if self.pending.len() >= CHUNK && self.pending.last().is_some_and(|last| last.0 != entry.0) {
-            self.write(tx)?;
+            self.write(out)?;
         }
         self.pending.push(entry);
         Ok(())
     }
 
-    fn finish(mut self, tx: &Connection) -> rusqlite::Result<()> {
-        self.write(tx)
+    fn finish(mut self, out: &mut impl ChunkSink) -> rusqlite::Result<()> {
+        self.write(out)
     }
 
-    fn write(&mut self, tx: &Connection) -> rusqlite::Result<()> {
+    fn write(&mut self, out: &mut impl ChunkSink) -> rusqlite::Result<()> {
         let Some(&(oldest, _)) = self.pending.last() else {
             return Ok(());
         };
-        tx.prepare_cached(
-            "INSERT INTO value_chunks (run, tenant_id, field, value, oldest_ns, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            self.run,
-            self.tenant,
-            self.field as i64,
-            self.value,
-            oldest,
-            encode(&self.pending)
-        ])?;
+        out.chunk(self.tenant, self.field, self.value, oldest, encode(&self.pending))?;
         self.pending.clear();
         Ok(())
     }
@@ -257,62 +280,197 @@ pub fn merge_due(conn: &Connection) -> rusqlite::Result<bool> {
         .exists(params![TOP_LEVEL, FANOUT as i64])
 }
 
+/// A merge of the runs of a level into one run of the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueMerge {
+    /// The merged run's level.
+    level: i64,
+    inputs: Vec<i64>,
+    entries: i64,
+    /// [`purges`] when the merge was planned: a purge since rewrote chunks of the inputs.
+    purges: u64,
+}
+
+impl ValueMerge {
+    /// The bytes of the merged run's entries.
+    pub fn bytes(&self) -> usize {
+        self.entries as usize * ENTRY_BYTES
+    }
+}
+
+/// Purges run so far in this process: a merge prepared before one may hold entries it dropped.
+static PURGES: AtomicU64 = AtomicU64::new(0);
+
+fn purges() -> u64 {
+    PURGES.load(Ordering::SeqCst)
+}
+
+/// The merges due: every level below [`TOP_LEVEL`] that holds [`FANOUT`] runs, with all of them.
+pub fn due_merges(conn: &Connection) -> rusqlite::Result<Vec<ValueMerge>> {
+    let mut merges: Vec<ValueMerge> = Vec::new();
+    let mut runs = conn.prepare_cached(
+        "SELECT level, run, entries FROM value_runs WHERE level IN (SELECT level FROM value_runs \
+         WHERE level < ?1 GROUP BY level HAVING count(*) >= ?2) ORDER BY level, run",
+    )?;
+    let mut rows = runs.query(params![TOP_LEVEL, FANOUT as i64])?;
+    while let Some(row) = rows.next()? {
+        let level = row.get::<_, i64>(0)? + 1;
+        let (run, entries): (i64, i64) = (row.get(1)?, row.get(2)?);
+        match merges.last_mut() {
+            Some(m) if m.level == level => {
+                m.inputs.push(run);
+                m.entries += entries;
+            }
+            _ => merges.push(ValueMerge {
+                level,
+                inputs: vec![run],
+                entries,
+                purges: purges(),
+            }),
+        }
+    }
+    Ok(merges)
+}
+
 /// Merges runs wherever a level below [`TOP_LEVEL`] holds [`FANOUT`] of them, level after
-/// level, in the caller's transaction (the writer's `merge_runs`, with the key runs'); returns
-/// how many entries were rewritten.
+/// level, in the caller's transaction; returns how many entries were rewritten.
+#[cfg(test)]
 pub fn merge_full_levels(tx: &Transaction) -> rusqlite::Result<usize> {
     let mut rewritten = 0;
     // A merge may fill the level above it: go up.
     for level in 0..TOP_LEVEL {
-        let runs: Vec<i64> = tx
-            .prepare_cached("SELECT run FROM value_runs WHERE level = ?1 ORDER BY run")?
-            .query_map([level], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        if runs.len() >= FANOUT {
-            rewritten += merge(tx, &runs, level + 1)?;
+        if let Some(merge) = due_merges(tx)?.into_iter().find(|m| m.level == level + 1) {
+            rewritten += merge_in_place(tx, &merge)?;
         }
     }
     Ok(rewritten)
 }
 
-/// Replaces `runs` by one run of `level`, one value at a time, read newest first a chunk of
-/// each run at a time ([`NewestFirst`]): a merge holds a few chunks, however many calls a value
-/// has (every call has an entry of [`Field::Start`]).
-fn merge(tx: &Transaction, runs: &[i64], level: i64) -> rusqlite::Result<usize> {
-    // Integers only: safe to list in the statement.
-    let list = runs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-    let (entries, oldest, newest): (i64, i64, i64) = tx.query_row(
-        &format!("SELECT sum(entries), min(oldest_ns), max(newest_ns) FROM value_runs WHERE run IN ({list})"),
+/// The merges `due` in the writer's transaction, streaming (those too large to be prepared in
+/// memory).
+pub fn merge_now(tx: &Transaction, due: &[ValueMerge]) -> rusqlite::Result<()> {
+    for merge in due {
+        merge_in_place(tx, merge)?;
+    }
+    Ok(())
+}
+
+/// The span of starts of `runs`.
+fn span(conn: &Connection, runs: &[i64]) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        &format!(
+            "SELECT min(oldest_ns), max(newest_ns) FROM value_runs WHERE run IN ({})",
+            list(runs)
+        ),
         [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let groups: Vec<(i64, i64, String)> = tx
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// Runs as an SQL list (integers only: safe to put in a statement).
+fn list(runs: &[i64]) -> String {
+    runs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Replaces the inputs of `merge` by one run, in the caller's transaction, streaming.
+fn merge_in_place(tx: &Transaction, merge: &ValueMerge) -> rusqlite::Result<usize> {
+    let (oldest, newest) = span(tx, &merge.inputs)?;
+    let run = new_run(tx, merge.level, merge.entries, oldest, newest)?;
+    let rewritten = merge_into(tx, &merge.inputs, &mut Insert { tx, run })?;
+    delete_runs(tx, &merge.inputs)?;
+    Ok(rewritten)
+}
+
+fn delete_runs(tx: &Transaction, runs: &[i64]) -> rusqlite::Result<()> {
+    let list = list(runs);
+    tx.execute_batch(&format!(
+        "DELETE FROM value_chunks WHERE run IN ({list}); DELETE FROM value_runs WHERE run IN ({list});"
+    ))
+}
+
+/// Merges `runs` into `out`, one value at a time, read newest first a chunk of each run at a
+/// time ([`NewestFirst`]): a merge holds a few chunks, however many calls a value has (every
+/// call has an entry of [`Field::Start`]). Returns how many entries it wrote.
+fn merge_into(conn: &Connection, runs: &[i64], out: &mut impl ChunkSink) -> rusqlite::Result<usize> {
+    let groups: Vec<(i64, i64, String)> = conn
         .prepare(&format!(
-            "SELECT DISTINCT tenant_id, field, value FROM value_chunks WHERE run IN ({list}) \
-             ORDER BY tenant_id, field, value"
+            "SELECT DISTINCT tenant_id, field, value FROM value_chunks WHERE run IN ({}) \
+             ORDER BY tenant_id, field, value",
+            list(runs)
         ))?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let merged = new_run(tx, level, entries, oldest, newest)?;
     let mut rewritten = 0;
     for (tenant, field, value) in groups {
         let field = Field::ALL[field as usize];
-        let mut reader = NewestFirst::over_runs(tx, tenant, field, &value, runs);
-        let mut out = Chunks::new(merged, tenant, field, &value);
+        let mut reader = NewestFirst::over_runs(conn, tenant, field, &value, runs);
+        let mut chunks = Chunks::new(tenant, field, &value);
         while let Some(entry) = reader.next_entry()? {
-            out.push(tx, entry)?;
+            chunks.push(out, entry)?;
             rewritten += 1;
         }
-        out.finish(tx)?;
+        chunks.finish(out)?;
     }
-    tx.execute_batch(&format!(
-        "DELETE FROM value_chunks WHERE run IN ({list}); DELETE FROM value_runs WHERE run IN ({list});"
-    ))?;
     Ok(rewritten)
+}
+
+/// A merge done away from the writer ([`prepare`]): the merged run, in memory, until the
+/// writer installs it ([`install`]).
+pub struct MergedValues {
+    merge: ValueMerge,
+    oldest: i64,
+    newest: i64,
+    chunks: Vec<HeldChunk>,
+}
+
+/// Reads and merges the runs of `merge` on `conn` (a connection of its own: runs change only
+/// on the writer, at an install or a purge, which [`install`] detects), holding the result.
+pub fn prepare(conn: &Connection, merge: ValueMerge) -> rusqlite::Result<MergedValues> {
+    let (oldest, newest) = span(conn, &merge.inputs)?;
+    let mut chunks = Vec::with_capacity(merge.bytes() / (CHUNK * ENTRY_BYTES) + 1);
+    merge_into(conn, &merge.inputs, &mut chunks)?;
+    Ok(MergedValues {
+        merge,
+        oldest,
+        newest,
+        chunks,
+    })
+}
+
+/// Stores a prepared merge in the writer's transaction, in place of its inputs, unless an input
+/// is gone or a purge ran since it was planned (then nothing is written and `false` returned:
+/// the entries are where they were).
+pub fn install(tx: &Transaction, merged: MergedValues) -> rusqlite::Result<bool> {
+    let MergedValues {
+        merge,
+        oldest,
+        newest,
+        chunks,
+    } = merged;
+    let present: usize = tx.query_row(
+        &format!(
+            "SELECT count(*) FROM value_runs WHERE run IN ({}) AND level = ?1",
+            list(&merge.inputs)
+        ),
+        [merge.level - 1],
+        |r| r.get(0),
+    )?;
+    if merge.purges != purges() || present != merge.inputs.len() {
+        return Ok(false);
+    }
+    let run = new_run(tx, merge.level, merge.entries, oldest, newest)?;
+    let mut insert = Insert { tx, run };
+    for (tenant, field, value, oldest_ns, data) in chunks {
+        insert.chunk(tenant, field, &value, oldest_ns, data)?;
+    }
+    delete_runs(tx, &merge.inputs)?;
+    Ok(true)
 }
 
 /// Drops the tenant's entries of calls that started before `cutoff_ns` (purged with them).
 pub fn purge(tx: &Connection, tenant: i64, cutoff_ns: i64) -> rusqlite::Result<()> {
+    // Before it changes anything: a merge prepared from the chunks it rewrites is discarded.
+    PURGES.fetch_add(1, Ordering::SeqCst);
     let chunks: Vec<(i64, i64, String, i64, Vec<u8>)> = tx
         .prepare("SELECT run, field, value, oldest_ns, data FROM value_chunks WHERE tenant_id = ?1 AND oldest_ns < ?2")?
         .query_map(params![tenant, cutoff_ns], |r| {
@@ -676,6 +834,71 @@ pub(crate) mod tests {
         purge(&tx, 1, 5_000).unwrap();
         tx.commit().unwrap();
         let kept: Vec<Entry> = all.iter().copied().filter(|(ns, _)| *ns >= 5_000).collect();
+        assert_eq!(read(&conn, "a", i64::MIN, i64::MAX), kept);
+    }
+
+    /// Every stored entry of a value, as many times as the runs hold it (unlike a reader,
+    /// which lists an entry of several runs once), sorted.
+    pub(crate) fn stored_entries(conn: &Connection, tenant: i64, field: Field, value: &str) -> Vec<Entry> {
+        let mut entries: Vec<Entry> = conn
+            .prepare("SELECT data FROM value_chunks WHERE tenant_id = ?1 AND field = ?2 AND value = ?3")
+            .unwrap()
+            .query_map(params![tenant, field as i64, value], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .flat_map(|data| decode(&data.unwrap()).collect::<Vec<_>>())
+            .collect();
+        entries.sort_unstable();
+        entries
+    }
+
+    /// A merge prepared before a purge (which rewrote its inputs' chunks, and emptied one
+    /// input) is discarded at its install: what the purge took stays gone, every other entry
+    /// is stored once, and the merge planned again installs.
+    #[test]
+    fn a_merge_prepared_before_a_purge_is_discarded() {
+        let mut conn = store();
+        let mut all = Vec::new();
+        for txn in 0..FANOUT as i64 {
+            let mut pending = PendingEntries::default();
+            for i in 0..300 {
+                let (ns, seq) = (txn * 1_000 + i, txn * 1_000 + i);
+                pending.add(1, &call(&format!("c{seq}"), "a", ns), seq, None);
+                all.push((ns, seq));
+            }
+            let tx = conn.transaction().unwrap();
+            pending.write(&tx, 0).unwrap();
+            tx.commit().unwrap();
+        }
+        let due = due_merges(&conn).unwrap();
+        assert_eq!(due.len(), 1);
+        let prepared = prepare(&conn, due[0].clone()).unwrap();
+        // Run 0 loses every entry, run 1 half of them.
+        let cutoff = 1_150;
+        let tx = conn.transaction().unwrap();
+        purge(&tx, 1, cutoff).unwrap();
+        assert!(!install(&tx, prepared).unwrap(), "a merge of entries since purged");
+        tx.commit().unwrap();
+        let mut kept: Vec<Entry> = all.iter().copied().filter(|(ns, _)| *ns >= cutoff).collect();
+        kept.sort_unstable();
+        for field in [Field::Agent, Field::Start] {
+            let value = if field == Field::Start { "" } else { "a" };
+            assert_eq!(stored_entries(&conn, 1, field, value), kept);
+        }
+        let runs_at = |conn: &Connection, level: i64| -> i64 {
+            conn.query_row("SELECT count(*) FROM value_runs WHERE level = ?1", [level], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!(runs_at(&conn, 0), FANOUT as i64);
+        let again = due_merges(&conn).unwrap();
+        let prepared = prepare(&conn, again[0].clone()).unwrap();
+        let tx = conn.transaction().unwrap();
+        assert!(install(&tx, prepared).unwrap());
+        tx.commit().unwrap();
+        assert_eq!((runs_at(&conn, 0), runs_at(&conn, 1)), (0, 1));
+        assert_eq!(stored_entries(&conn, 1, Field::Agent, "a"), kept);
+        newest_first(&mut kept);
         assert_eq!(read(&conn, "a", i64::MIN, i64::MAX), kept);
     }
 

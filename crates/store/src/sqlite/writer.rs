@@ -8,14 +8,15 @@
 
 use super::bodies;
 use super::durable::{self, Durability, SyncThread};
+use super::compactor::{self, Compactor, Planned, Prepared};
 use super::first_calls::FirstCalls;
-use super::keys::{self, Keys};
+use super::keys::{self, KeyMerge, Keys};
 use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
 use super::schema::{
     CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
 };
 use super::spans;
-use super::value_runs;
+use super::value_runs::{self, ValueMerge};
 use super::Shared;
 use crate::contribution::{self, Counted};
 use crate::group::{self, IngestRequest, Outcome};
@@ -237,6 +238,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
     let sync_log = commits_synced_apart(&conn);
     let synced_apart = sync_log.is_some();
     let merger = Merger::spawn(shared.clone(), sync_log);
+    let mut compactor = start_compactor(&conn);
     let mut last_checkpoint = Instant::now();
     let mut carried: Option<WriteCommand> = None;
     loop {
@@ -245,6 +247,9 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
             None => match rx.recv_timeout(CHECKPOINT_EVERY) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = merge_runs(&mut conn, &mut compactor, contacts.as_mut().map(|c| &mut c.keys)) {
+                        tracing::error!(error = %e, "merging key or value runs failed; they stay as they are");
+                    }
                     checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
                     continue;
                 }
@@ -256,7 +261,7 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
                 let (group, other) = group::gather(first, &rx, as_ingest);
                 carried = other;
                 commit_group(&mut conn, &mut contacts, &merger, group);
-                if let Err(e) = merge_runs(&mut conn, contacts.as_mut().map(|c| &mut c.keys)) {
+                if let Err(e) = merge_runs(&mut conn, &mut compactor, contacts.as_mut().map(|c| &mut c.keys)) {
                     tracing::error!(error = %e, "merging key or value runs failed; they stay as they are");
                 }
             }
@@ -314,6 +319,15 @@ fn run_admin(conn: &mut Connection, synced_apart: bool, job: AdminJob) {
     if synced_apart {
         let _ = conn.pragma_update(None, "synchronous", "NORMAL");
     }
+}
+
+/// The compactor, on the writer's database file (none for a database in memory: its runs are
+/// merged on the writer).
+fn start_compactor(conn: &Connection) -> Option<Compactor> {
+    let path = conn.path().filter(|p| !p.is_empty())?;
+    Compactor::spawn(path)
+        .inspect_err(|e| tracing::error!(error = %e, "the compaction thread did not start; runs merge on the writer"))
+        .ok()
 }
 
 fn as_ingest(command: WriteCommand) -> Result<IngestRequest, WriteCommand> {
@@ -374,24 +388,86 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
     });
 }
 
-/// Merges the key runs and the value runs that are due, in one transaction: both gain a run
-/// per ingest transaction and fill a level together, and merging them in a transaction each
-/// cost a second commit (its log frames and its sync).
-fn merge_runs(conn: &mut Connection, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
+/// Installs the merges the compactor prepared, then plans those due: merges that fit in
+/// [`compactor::IN_MEMORY_BYTES`] are prepared by the compactor (`compactor`), larger ones are
+/// done here, streaming. Key runs and value runs gain a run per ingest transaction and fill a
+/// level together: their merges share a transaction (each its own cost a second commit, its
+/// log frames and its sync). While a merge is prepared no other starts, so no two take a run.
+fn merge_runs(
+    conn: &mut Connection,
+    compactor: &mut Option<Compactor>,
+    mut keys_view: Option<&mut Keys>,
+) -> rusqlite::Result<()> {
+    if let Some(prepared) = compactor.as_mut().and_then(Compactor::finished) {
+        install(conn, prepared?, keys_view.as_deref_mut())?;
+    }
+    if compactor.as_ref().is_some_and(Compactor::busy) {
+        return Ok(());
+    }
     let (keys_due, values_due) = (keys::merge_due(conn)?, value_runs::merge_due(conn)?);
     if !keys_due && !values_due {
         return Ok(());
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    if keys_due {
-        keys::merge_full_levels(&tx, keys_view.as_deref_mut())?;
+    let mut key_merges = if keys_due { keys::due_merges(conn)? } else { Vec::new() };
+    let mut value_merges = if values_due {
+        value_runs::due_merges(conn)?
+    } else {
+        Vec::new()
+    };
+    // Prepared off the writer up to the memory bound in all; what is over it is done now.
+    let mut background = Planned::default();
+    if compactor.is_some() {
+        let mut room = compactor::IN_MEMORY_BYTES;
+        key_merges = take_fitting(key_merges, KeyMerge::bytes, &mut room, &mut background.keys);
+        value_merges = take_fitting(value_merges, ValueMerge::bytes, &mut room, &mut background.values);
     }
-    if values_due {
-        value_runs::merge_full_levels(&tx)?;
+    if !key_merges.is_empty() || !value_merges.is_empty() {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        keys::merge_now(&tx, &key_merges, keys_view.as_deref_mut())?;
+        value_runs::merge_now(&tx, &value_merges)?;
+        tx.commit()?;
+        if let Some(view) = keys_view.filter(|_| !key_merges.is_empty()) {
+            view.filter_new_runs(conn)?;
+        }
+    }
+    if let Some(compactor) = compactor.as_mut().filter(|_| !background.is_empty()) {
+        compactor.start(background);
+    }
+    Ok(())
+}
+
+/// Moves the merges that fit in what is left of `room` to `prepared`; returns those larger than
+/// [`compactor::IN_MEMORY_BYTES`] (to be done now). Others wait for the next plan.
+fn take_fitting<M>(merges: Vec<M>, bytes: impl Fn(&M) -> usize, room: &mut usize, prepared: &mut Vec<M>) -> Vec<M> {
+    let mut too_large = Vec::new();
+    for merge in merges {
+        let size = bytes(&merge);
+        if size > compactor::IN_MEMORY_BYTES {
+            too_large.push(merge);
+        } else if size <= *room {
+            *room -= size;
+            prepared.push(merge);
+        }
+    }
+    too_large
+}
+
+/// Stores prepared merges in one transaction: each in place of its inputs, or discarded if an
+/// input changed since it was planned (a purge), in which case it is planned again.
+fn install(conn: &mut Connection, prepared: Prepared, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut keys_installed = false;
+    for merged in prepared.keys {
+        keys_installed |= keys::install(&tx, merged, keys_view.as_deref_mut())?;
+    }
+    for merged in prepared.values {
+        if !value_runs::install(&tx, merged)? {
+            tracing::debug!("a prepared merge of value runs was discarded: a purge changed its inputs");
+        }
     }
     tx.commit()?;
     match keys_view {
-        Some(view) if keys_due => view.filter_new_runs(conn),
+        Some(view) if keys_installed => view.filter_new_runs(conn),
         _ => Ok(()),
     }
 }
@@ -639,6 +715,81 @@ mod tests {
         run_admin(&mut conn, true, job);
         assert_eq!(level.recv().unwrap(), 2);
         assert_eq!(synchronous(&conn), 1, "back to the writer's setting");
+    }
+
+    /// Runs merged by the compactor while new runs keep arriving: at every step, while a merge
+    /// is prepared (its inputs still in place) and after its install, every key and every value
+    /// entry written is stored exactly once, and the levels end merged.
+    #[test]
+    fn runs_merge_in_the_background_while_new_runs_arrive() {
+        use super::super::value_runs::tests::{call, stored_entries};
+        use super::super::value_runs::{Field, PendingEntries};
+        use keys::Kind;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("db")).unwrap();
+        conn.pragma_update(None, "journal_mode", "wal").unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let mut compactor = start_compactor(&conn);
+        assert!(compactor.is_some());
+        let mut view = Keys::load(&conn).unwrap();
+        let (mut written, mut entries) = (Vec::new(), Vec::new());
+        let check = |conn: &Connection, view: &Keys, written: &[(u64, i64)], entries: &[(i64, i64)]| {
+            for &(h, seq) in written {
+                assert_eq!(keys::find(conn, Kind::Event, h).unwrap(), vec![seq]);
+                assert_eq!(view.candidates(conn, Kind::Contact, h).unwrap(), vec![seq]);
+            }
+            assert_eq!(stored_entries(conn, 1, Field::Agent, "a"), entries);
+        };
+        let (mut prepared_while_writing, mut checked_in_flight) = (0, 0);
+        for txn in 0..(keys::FANOUT * keys::FANOUT + 3) as i64 {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            let mut pending = PendingEntries::default();
+            for i in 0..40 {
+                let seq = txn * 100 + i;
+                let h = keys::hash(1, &format!("c{seq}"));
+                view.add(Kind::Event, h, seq);
+                view.add(Kind::Contact, h, seq);
+                written.push((h, seq));
+                pending.add(1, &call(&format!("c{seq}"), "a", seq), seq, None);
+                entries.push((seq, seq));
+            }
+            pending.write(&tx, 0).unwrap();
+            view.write(&tx).unwrap();
+            tx.commit().unwrap();
+            view.committed(&conn).unwrap();
+            if compactor.as_ref().is_some_and(Compactor::busy) {
+                prepared_while_writing += 1;
+            }
+            merge_runs(&mut conn, &mut compactor, Some(&mut view)).unwrap();
+            if compactor.as_ref().is_some_and(Compactor::busy) && txn % 4 == 0 {
+                checked_in_flight += 1;
+                check(&conn, &view, &written, &entries);
+            }
+        }
+        assert!(prepared_while_writing > 0 && checked_in_flight > 0);
+        // The merges left: each installed, the next planned, until none is due.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let due = |conn: &Connection| keys::merge_due(conn).unwrap() || value_runs::merge_due(conn).unwrap();
+        while compactor.as_ref().is_some_and(Compactor::busy) || due(&conn) {
+            assert!(Instant::now() < deadline, "the merges never end");
+            std::thread::sleep(Duration::from_millis(5));
+            merge_runs(&mut conn, &mut compactor, Some(&mut view)).unwrap();
+        }
+        check(&conn, &view, &written, &entries);
+        // 67 runs of each merged into fewer than FANOUT a level (how many a merge took depends
+        // on what arrived while one was prepared).
+        let (value_runs, event_runs): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM value_runs), (SELECT count(*) FROM key_runs WHERE kind = 0)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(value_runs < 2 * keys::FANOUT as i64 && event_runs < 2 * keys::FANOUT as i64);
+        let reloaded = Keys::load(&conn).unwrap();
+        check(&conn, &reloaded, &written, &entries);
     }
 
     #[test]
