@@ -95,7 +95,9 @@ impl PendingBodies {
             let data = block.compress_into(&mut compressed);
             let events = block.starts.len() as i64;
             Spare::keep(block);
-            insert.execute(params![tenant, first, received_ns, events, data]).map(drop)
+            insert
+                .execute(params![tenant, first, received_ns, events, data])
+                .map(drop)
         });
         Spare::keep_compressed(compressed);
         written
@@ -116,7 +118,8 @@ impl Drop for PendingBodies {
 /// and at most [`Spare::MAX_BYTES`] of them: a rare huge transaction does not stay in memory.
 #[derive(Default)]
 struct Spare {
-    blocks: Vec<(Vec<u8>, Vec<(i64, usize)>)>,
+    /// Emptied blocks, their buffers' capacity kept.
+    blocks: Vec<Block>,
     compressed: Vec<u8>,
 }
 
@@ -127,25 +130,18 @@ thread_local! {
 impl Spare {
     const MAX_BYTES: usize = 16 << 20;
 
-    /// An empty block to fill, in a kept buffer if there is one.
+    /// An empty block to fill, in kept buffers if there are some.
     fn block() -> Block {
-        let (data, starts) = SPARE.with_borrow_mut(|s| s.blocks.pop()).unwrap_or_default();
-        Block {
-            data,
-            starts,
-            ..Block::default()
-        }
+        SPARE.with_borrow_mut(|s| s.blocks.pop()).unwrap_or_default()
     }
 
     /// Keeps the buffers of a block that is done with, while the kept ones stay small enough.
-    fn keep(block: Block) {
-        let (mut data, mut starts) = (block.data, block.starts);
+    fn keep(mut block: Block) {
         SPARE.with_borrow_mut(|s| {
-            let held: usize = s.blocks.iter().map(|(d, st)| d.capacity() + st.capacity() * 16).sum();
-            if held + data.capacity() + starts.capacity() * 16 <= Self::MAX_BYTES {
-                data.clear();
-                starts.clear();
-                s.blocks.push((data, starts));
+            if s.blocks.iter().chain([&block]).map(Block::capacity).sum::<usize>() <= Self::MAX_BYTES {
+                block.data.clear();
+                block.starts.clear();
+                s.blocks.push(block);
             }
         });
     }
@@ -274,6 +270,11 @@ impl Block {
         for text in [entry.body, entry.event_id, entry.kind, entry.record_key.unwrap_or("")] {
             data.extend_from_slice(text.as_bytes());
         }
+    }
+
+    /// The bytes its buffers hold room for.
+    fn capacity(&self) -> usize {
+        self.data.capacity() + self.starts.capacity() * std::mem::size_of::<(i64, usize)>()
     }
 
     fn first_seq(&self) -> Option<i64> {
@@ -618,7 +619,9 @@ mod tests {
                 .unwrap();
             assert_eq!(stored, alone.compress(), "tenant {tenant}'s block");
         }
-        let blocks: i64 = conn.query_row("SELECT count(*) FROM event_blocks", [], |r| r.get(0)).unwrap();
+        let blocks: i64 = conn
+            .query_row("SELECT count(*) FROM event_blocks", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(blocks, 3, "the rolled-back block was never written");
     }
 
