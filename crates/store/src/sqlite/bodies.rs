@@ -128,7 +128,7 @@ thread_local! {
 }
 
 impl Spare {
-    const MAX_BYTES: usize = 16 << 20;
+    const MAX_BYTES: usize = 8 << 20;
 
     /// An empty block to fill, in kept buffers if there are some.
     fn block() -> Block {
