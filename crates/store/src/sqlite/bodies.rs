@@ -87,20 +87,16 @@ impl PendingBodies {
         let mut insert = conn.prepare_cached(
             "INSERT INTO event_blocks (tenant_id, first_seq, received_at, events, data) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        let mut compressed = Spare::compressed();
-        let written = self.blocks.drain().try_for_each(|(tenant, block)| {
+        self.blocks.drain().try_for_each(|(tenant, block)| {
             let Some(first) = block.first_seq() else {
                 return Ok(());
             };
-            let data = block.compress_into(&mut compressed);
-            let events = block.starts.len() as i64;
+            let (data, events) = (block.compress(), block.starts.len() as i64);
             Spare::keep(block);
             insert
                 .execute(params![tenant, first, received_ns, events, data])
                 .map(drop)
-        });
-        Spare::keep_compressed(compressed);
-        written
+        })
     }
 }
 
@@ -111,16 +107,16 @@ impl Drop for PendingBodies {
     }
 }
 
-/// The buffers of the blocks the writer wrote (and of their compressed form), kept for its next
-/// transactions with their capacity: filling a block from an empty buffer each transaction grew
-/// it by copies onto fresh pages, and compressing it took a fresh buffer too (together ~3% of the
-/// writer's time at 1M calls, bench/README.md). Held per thread (only the writer writes blocks),
-/// and at most [`Spare::MAX_BYTES`] of them: a rare huge transaction does not stay in memory.
+/// The buffers of the blocks the writer wrote, kept for its next transactions with their
+/// capacity: filling a block from an empty buffer each transaction grew it by copies onto fresh
+/// pages (~3% of the writer's time at 1M calls, bench/README.md). Held per thread (only the
+/// writer writes blocks), and at most [`Spare::MAX_BYTES`] of them: a rare huge transaction does
+/// not stay in memory. (The compressed block takes a fresh buffer: LZ4 into a kept one would
+/// need it zeroed to the most LZ4 can write, ~4× the pages it uses, raising the peak.)
 #[derive(Default)]
 struct Spare {
     /// Emptied blocks, their buffers' capacity kept.
     blocks: Vec<Block>,
-    compressed: Vec<u8>,
 }
 
 thread_local! {
@@ -144,16 +140,6 @@ impl Spare {
                 s.blocks.push(block);
             }
         });
-    }
-
-    fn compressed() -> Vec<u8> {
-        SPARE.with_borrow_mut(|s| std::mem::take(&mut s.compressed))
-    }
-
-    fn keep_compressed(buffer: Vec<u8>) {
-        if buffer.capacity() <= Self::MAX_BYTES {
-            SPARE.with_borrow_mut(|s| s.compressed = buffer);
-        }
     }
 }
 
@@ -289,18 +275,6 @@ impl Block {
 
     pub fn compress(&self) -> Vec<u8> {
         lz4_flex::block::compress_prepend_size(&self.data)
-    }
-
-    /// [`Block::compress`] into `buffer` (grown as needed, never shrunk): the same bytes,
-    /// returned as the start of `buffer`.
-    fn compress_into<'b>(&self, buffer: &'b mut Vec<u8>) -> &'b [u8] {
-        let most = 4 + lz4_flex::block::get_maximum_output_size(self.data.len());
-        if buffer.len() < most {
-            buffer.resize(most, 0);
-        }
-        buffer[..4].copy_from_slice(&(self.data.len() as u32).to_le_bytes());
-        let len = lz4_flex::block::compress_into(&self.data, &mut buffer[4..]).expect("room for the most it can take");
-        &buffer[..4 + len]
     }
 
     /// `None` if `data` is not a block of `format`.
