@@ -7,8 +7,8 @@
 //! writer goes on with the next transactions. A checkpoint folds the overlay into the cells table.
 
 use super::bodies;
-use super::durable::{self, Durability, SyncThread};
 use super::compactor::{self, Compactor, Planned, Prepared};
+use super::durable::{self, Durability, SyncThread};
 use super::first_calls::FirstCalls;
 use super::keys::{self, KeyMerge, Keys};
 use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
