@@ -71,8 +71,10 @@ pub struct SyncThread {
 }
 
 impl SyncThread {
-    /// Starts syncing, with `sync`, whatever is committed and not yet synced.
-    pub fn spawn(durability: Arc<Durability>, mut sync: impl FnMut() -> io::Result<()> + Send + 'static) -> SyncThread {
+    /// Starts syncing, with `sync`, whatever is counted committed in [`SyncThread::commits`]
+    /// and not yet synced.
+    pub fn spawn(mut sync: impl FnMut() -> io::Result<()> + Send + 'static) -> SyncThread {
+        let durability = Arc::new(Durability::default());
         let shared = durability.clone();
         let thread = std::thread::Builder::new()
             .name("dialboard-sync".into())
@@ -96,6 +98,11 @@ impl SyncThread {
             })
             .expect("the sync thread starts");
         SyncThread { durability, thread }
+    }
+
+    /// The commits this thread syncs.
+    pub fn commits(&self) -> &Arc<Durability> {
+        &self.durability
     }
 
     /// Syncs what is committed, then stops.
@@ -126,14 +133,14 @@ mod tests {
     /// next, and one sync covers every commit counted before it began.
     #[test]
     fn a_commit_is_synced_by_a_sync_that_began_after_it() {
-        let durability = Arc::new(Durability::default());
         let (began, sync_began) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
-        let syncer = SyncThread::spawn(durability.clone(), move || {
+        let syncer = SyncThread::spawn(move || {
             began.send(()).unwrap();
             released.recv().unwrap();
             Ok(())
         });
+        let durability = syncer.commits().clone();
         let waiter = |number: u64| {
             let (durability, (done, synced)) = (durability.clone(), mpsc::channel());
             std::thread::spawn(move || {

@@ -8,7 +8,7 @@
 
 use super::bodies;
 use super::compactor::{self, Compactor, Planned, Prepared};
-use super::durable::{self, Durability, SyncThread};
+use super::durable::{self, SyncThread};
 use super::first_calls::FirstCalls;
 use super::keys::{self, KeyMerge, Keys};
 use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
@@ -131,7 +131,7 @@ enum Job {
         group: Vec<IngestRequest>,
         outcome: Result<Outcome>,
         started: Instant,
-        /// Its number among the writer's commits (`Durability`), on a durable store.
+        /// Its number among the writer's commits (`durable::Durability`), on a durable store.
         commit: u64,
     },
     /// Cells a checkpoint folded, to be freed.
@@ -146,18 +146,15 @@ struct Merger {
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     /// On a durable store: the commits, and the thread that syncs them.
-    durability: Option<(Arc<Durability>, SyncThread)>,
+    syncer: Option<SyncThread>,
 }
 
 impl Merger {
     /// `sync_log`: how to make the writer's commits durable (`None`: they are already, or
     /// need not be).
     fn spawn(shared: Arc<Shared>, sync_log: Option<impl FnMut() -> std::io::Result<()> + Send + 'static>) -> Merger {
-        let durability = sync_log.map(|sync| {
-            let durability = Arc::new(Durability::default());
-            (durability.clone(), SyncThread::spawn(durability, sync))
-        });
-        let commits = durability.as_ref().map(|(d, _)| d.clone());
+        let syncer = sync_log.map(SyncThread::spawn);
+        let commits = syncer.as_ref().map(|s| s.commits().clone());
         let (queue, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("dialboard-merge".into())
@@ -191,13 +188,13 @@ impl Merger {
         Merger {
             queue: Some(queue),
             thread: Some(thread),
-            durability,
+            syncer,
         }
     }
 
     /// A transaction committed: its number, for the merger to wait for its sync.
     fn committed(&self) -> u64 {
-        self.durability.as_ref().map_or(0, |(d, _)| d.committed())
+        self.syncer.as_ref().map_or(0, |s| s.commits().committed())
     }
 
     fn send(&self, job: Job) {
@@ -226,7 +223,7 @@ impl Drop for Merger {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        if let Some((_, syncer)) = self.durability.take() {
+        if let Some(syncer) = self.syncer.take() {
             syncer.stop();
         }
     }
