@@ -301,10 +301,16 @@ fn merge_into(
         }
     }
     let mut merged = Chunker::new(emit);
-    while let Some(Reverse((key, i))) = next.pop() {
+    // The run of the smallest key gives its next key in place: one sift of the heap a key,
+    // where a pop and a push took two.
+    while let Some(mut smallest) = next.peek_mut() {
+        let Reverse((key, i)) = *smallest;
         merged.push(key)?;
-        if let Some(key) = readers[i].next(conn)? {
-            next.push(Reverse((key, i)));
+        match readers[i].next(conn)? {
+            Some(key) => *smallest = Reverse((key, i)),
+            None => {
+                std::collections::binary_heap::PeekMut::pop(smallest);
+            }
         }
     }
     merged.finish()
