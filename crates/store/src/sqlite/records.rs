@@ -5,7 +5,7 @@ use super::bodies::{Entry, EventReader, PendingBodies};
 use super::first_calls::FirstCalls;
 use super::keys::{self, Keys, Kind};
 use super::rows::{
-    put_call, upsert_analysis, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
+    put_call, put_stage, upsert_analysis, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
     SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
 use super::value_runs::PendingEntries;
@@ -17,6 +17,7 @@ use dialboard_engine::cells::MEETING_STAGE;
 use dialboard_engine::event::{
     AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, ParsedEvent, StageChange, StatusChange,
 };
+use dialboard_engine::fxhash::Fx;
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 use std::collections::{HashMap, HashSet};
 
@@ -25,8 +26,9 @@ use std::collections::{HashMap, HashSet};
 /// call it may move); most have none, and answering that from memory spares each call an index
 /// lookup (10% of the writer at 10M calls). A contact listed without a meeting costs only that
 /// lookup, so additions of a transaction that rolls back may stay.
+/// Hashed with Fx: asked for every call (SipHash was ~1.5% of the writer at 1M calls).
 #[derive(Default)]
-pub struct MeetingContacts(HashMap<i64, HashSet<String>>);
+pub struct MeetingContacts(HashMap<i64, HashSet<String, Fx>, Fx>);
 
 impl MeetingContacts {
     pub fn load(conn: &Connection) -> rusqlite::Result<MeetingContacts> {
@@ -101,6 +103,10 @@ pub struct SqliteRecords<'a> {
     pub values: PendingEntries,
     /// The insert of every new call, prepared once per transaction.
     pub statements: HotStatements<'a>,
+    /// The key (hashed) of a call that `purged_call` found no row listed under, until a call is
+    /// stored: the new call's own lookup (`call`, right after) is then answered without asking
+    /// the keys again.
+    pub absent_call: Option<u64>,
 }
 
 /// The statement every new call runs, looked up once per transaction and then held: a lookup
@@ -110,6 +116,7 @@ pub struct SqliteRecords<'a> {
 #[derive(Default)]
 pub struct HotStatements<'a> {
     insert_call: Option<CachedStatement<'a>>,
+    insert_stage: Option<CachedStatement<'a>>,
 }
 
 /// The statement in `slot`, prepared (from the connection's cache) at its first use.
@@ -127,7 +134,11 @@ fn held<'s, 'a>(
 impl SqliteRecords<'_> {
     /// The row of the tenant's call `call_id`, and the call.
     fn find_call(&self, tenant: i64, call_id: &str) -> Result<Option<(i64, CallRecord)>> {
-        let candidates = self.keys.candidates(self.tx, Kind::Call, keys::hash(tenant, call_id))?;
+        let hash = keys::hash(tenant, call_id);
+        if self.absent_call == Some(hash) {
+            return Ok(None);
+        }
+        let candidates = self.keys.candidates(self.tx, Kind::Call, hash)?;
         if candidates.is_empty() {
             // A new call (nearly every one): no statement looked up (its SQL hashed) for nothing.
             return Ok(None);
@@ -152,8 +163,8 @@ impl Records for SqliteRecords<'_> {
         let hash = keys::hash(tenant, &e.id);
         for seq in self.keys.candidates(self.tx, Kind::Event, hash)? {
             // An event of this transaction, not yet in a block, or one stored before.
-            let known = match self.bodies.get(tenant, seq) {
-                Some(entry) => entry.event_id == e.id,
+            let known = match self.bodies.event_id(tenant, seq) {
+                Some(event_id) => event_id == e.id,
                 None => self
                     .stored
                     .event(self.tx, tenant, seq)?
@@ -184,8 +195,10 @@ impl Records for SqliteRecords<'_> {
     fn purged_call(&mut self, tenant: i64, call_id: &str) -> Result<bool> {
         // The keys of purged rows stay in the runs: a key (of this id, but for a 64-bit hash
         // collision) whose row is gone was purged. A live call's own row answers first.
-        let candidates = self.keys.candidates(self.tx, Kind::Call, keys::hash(tenant, call_id))?;
+        let hash = keys::hash(tenant, call_id);
+        let candidates = self.keys.candidates(self.tx, Kind::Call, hash)?;
         if candidates.is_empty() {
+            self.absent_call = Some(hash);
             return Ok(false);
         }
         let mut exists = self.tx.prepare_cached("SELECT 1 FROM calls WHERE seq = ?1")?;
@@ -222,6 +235,7 @@ impl Records for SqliteRecords<'_> {
             // transaction (`find_call`): not recorded in `call_rows` too, which cloned and
             // hashed the id of every new call.
             self.keys.add(Kind::Call, keys::hash(tenant, &call.call_id), seq);
+            self.absent_call = None;
         }
         // The row is listed under each contact it has had (`first_calls` drops the stale ones).
         if let Some(contact) = &call.contact_id {
@@ -273,20 +287,8 @@ impl Records for SqliteRecords<'_> {
         if s.stage == MEETING_STAGE {
             self.meetings.0.entry(tenant).or_default().insert(s.contact_id.clone());
         }
-        self.tx.prepare_cached(INSERT_STAGE)?.execute(params![
-            tenant,
-            s.event_id,
-            s.contact_id,
-            s.stage,
-            s.at_ns,
-            s.campaign_id,
-            s.lead_source,
-            s.agent_id,
-            s.call_id,
-            s.amount_minor,
-            s.currency
-        ])?;
-        Ok(())
+        let insert = held(&mut self.statements.insert_stage, self.tx, INSERT_STAGE)?;
+        Ok(put_stage(insert, tenant, s)?)
     }
 
     fn conversation(&mut self, tenant: i64, id: &str) -> Result<Option<Conversation>> {

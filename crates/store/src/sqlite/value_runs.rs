@@ -30,6 +30,7 @@
 //! A purge removes the entries before its cutoff with the calls ([`purge`]).
 
 use dialboard_engine::event::CallRecord;
+use dialboard_engine::fxhash::Fx;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,9 +122,14 @@ fn newest_first(entries: &mut Vec<Entry>) {
     entries.dedup();
 }
 
-/// The entries of one run, per (tenant, field) and value, until they are written.
+/// The entries of one run, per (tenant, field) and value, until they are written. Every call
+/// adds four or five (its agent's, team's, campaign's, disposition's, start's): the maps hash
+/// with Fx (the values are the tenant's own, SipHash's flooding resistance buys nothing) and a
+/// value already pending is found by its `&str`, hashed once, with no `String` made for it.
 #[derive(Default)]
-pub struct PendingEntries(HashMap<(i64, Field), HashMap<String, Vec<Entry>>>);
+pub struct PendingEntries(HashMap<(i64, Field), ValueEntries, Fx>);
+
+type ValueEntries = hashbrown::HashMap<String, Vec<Entry>, Fx>;
 
 impl PendingEntries {
     /// The call stored at row `seq` (over `previous`, if it is a new version): an entry for each
@@ -138,13 +144,7 @@ impl PendingEntries {
                 continue;
             }
             let values = self.0.entry((tenant, field)).or_default();
-            let entry = (call.started_ns, seq);
-            match values.get_mut(value) {
-                Some(entries) => entries.push(entry),
-                None => {
-                    values.insert(value.to_string(), vec![entry]);
-                }
-            }
+            values.entry_ref(value).or_default().push((call.started_ns, seq));
         }
     }
 

@@ -120,6 +120,7 @@ impl Contacts {
             call_rows: Default::default(),
             values: Default::default(),
             statements: Default::default(),
+            absent_call: None,
         }
     }
 }
@@ -360,10 +361,7 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
     })();
     if let Some(c) = contacts.as_mut() {
         let committed = match outcome {
-            Ok(_) => {
-                c.first_calls.committed();
-                c.keys.committed(conn)
-            }
+            Ok(_) => c.keys.committed(conn),
             Err(_) => {
                 c.first_calls.rolled_back();
                 c.keys.rolled_back();
