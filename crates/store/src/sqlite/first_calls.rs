@@ -22,7 +22,7 @@
 //! to another contact — it forgets, and the runs answer when it is asked again (rare, as a
 //! dialer corrects a call's outcome, not its start or its contact).
 
-use super::keys::{self, Keys, Kind};
+use super::keys::{self, FilteredRuns, Keys, Kind};
 use dialboard_engine::event::CallRecord;
 use dialboard_engine::fxhash::Fx;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -38,11 +38,19 @@ pub struct FirstCalls {
 
 impl FirstCalls {
     /// The earliest start of the contact's current calls, as the open transaction sees them.
-    pub fn get(&mut self, conn: &Connection, keys: &Keys, tenant: i64, contact: &str) -> rusqlite::Result<Option<i64>> {
+    /// `runs`: the runs of contacts, listed once for the transaction.
+    pub fn get(
+        &mut self,
+        conn: &Connection,
+        keys: &Keys,
+        runs: &mut FilteredRuns,
+        tenant: i64,
+        contact: &str,
+    ) -> rusqlite::Result<Option<i64>> {
         if let Some(&first) = self.known.get(&tenant).and_then(|c| c.get(contact)) {
             return Ok(first);
         }
-        let first = read(conn, keys, tenant, contact)?;
+        let first = read(conn, keys, runs, tenant, contact)?;
         self.known.entry(tenant).or_default().insert(contact.to_string(), first);
         Ok(first)
     }
@@ -86,8 +94,14 @@ impl FirstCalls {
 }
 
 /// The earliest start of the contact's calls listed under its hash, among those still its own.
-fn read(conn: &Connection, keys: &Keys, tenant: i64, contact: &str) -> rusqlite::Result<Option<i64>> {
-    let mut rows = keys.candidates(conn, Kind::Contact, keys::hash(tenant, contact))?;
+fn read(
+    conn: &Connection,
+    keys: &Keys,
+    runs: &mut FilteredRuns,
+    tenant: i64,
+    contact: &str,
+) -> rusqlite::Result<Option<i64>> {
+    let mut rows = keys.candidates_in(conn, runs, Kind::Contact, keys::hash(tenant, contact))?;
     rows.sort_unstable();
     rows.dedup();
     let mut start =

@@ -3,7 +3,7 @@
 
 use super::bodies::{Entry, EventReader, PendingBodies};
 use super::first_calls::FirstCalls;
-use super::keys::{self, Keys, Kind};
+use super::keys::{self, FilteredRuns, Keys, Kind};
 use super::rows::{
     put_call, put_stage, upsert_analysis, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
     SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
@@ -107,6 +107,8 @@ pub struct SqliteRecords<'a> {
     /// stored: the new call's own lookup (`call`, right after) is then answered without asking
     /// the keys again.
     pub absent_call: Option<u64>,
+    /// The runs of contacts, which a meeting's first call probes.
+    pub contact_runs: FilteredRuns,
 }
 
 /// The statement every new call runs, looked up once per transaction and then held: a lookup
@@ -265,7 +267,9 @@ impl Records for SqliteRecords<'_> {
     }
 
     fn first_call(&mut self, tenant: i64, contact: &str) -> Result<Option<i64>> {
-        Ok(self.first_calls.get(self.tx, self.keys, tenant, contact)?)
+        Ok(self
+            .first_calls
+            .get(self.tx, self.keys, &mut self.contact_runs, tenant, contact)?)
     }
 
     fn first_arrival(&mut self, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>> {
