@@ -25,8 +25,8 @@ use std::collections::{HashMap, HashSet};
 /// transactions. Every call asks whether its contact has a meeting (whose days from the first
 /// call it may move); most have none, and answering that from memory spares each call an index
 /// lookup (10% of the writer at 10M calls). A contact listed without a meeting costs only that
-/// lookup, so additions of a transaction that rolls back may stay.
-/// Hashed with Fx: asked for every call (SipHash was ~1.5% of the writer at 1M calls).
+/// lookup, so additions of a transaction that rolls back may stay. Hashed with Fx: asked for
+/// every call (SipHash was ~1.5% of the writer at 1M calls).
 #[derive(Default)]
 pub struct MeetingContacts(HashMap<i64, HashSet<String, Fx>, Fx>);
 
@@ -111,7 +111,7 @@ pub struct SqliteRecords<'a> {
     pub contact_runs: FilteredRuns,
 }
 
-/// The statement every new call runs, looked up once per transaction and then held: a lookup
+/// The statements every new call or stage runs, looked up once per transaction and then held: a lookup
 /// in rusqlite's statement cache hashes the statement's SQL (~300 bytes for a call's insert) as
 /// it is taken and again as it is put back, 6.5% of the writer's time at 1M calls (`perf`,
 /// bench/README.md).
@@ -371,6 +371,39 @@ impl Records for SqliteRecords<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::Records;
+    use dialboard_engine::event::{parse_event, Event};
+    use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+
+    fn call(id: &str, call_id: &str, updated_s: i64) -> CallRecord {
+        let value = serde_json::json!({"id": id, "type": "call", "call_id": call_id, "agent_id": "a1",
+            "disposition": "Connected", "started_at": "2026-06-01T10:00:00Z",
+            "updated_at": jiff::Timestamp::from_second(1_780_300_000 + updated_s).unwrap().to_string()});
+        match parse_event(&value, &CompiledTaxonomy::new(&Taxonomy::default())).unwrap().event {
+            Event::Call(c) => c,
+            _ => unreachable!(),
+        }
+    }
+
+    /// A new call's key, found absent before it is stored, is found once it is: the note that
+    /// spares the second lookup goes as the call is stored (fails if it outlives the insert).
+    #[test]
+    fn a_call_found_absent_is_found_once_stored() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let mut contacts = super::super::writer::Contacts::load(&conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        let records = &mut contacts.records(&tx);
+        let first = call("e1", "c1", 0);
+        assert!(!records.purged_call(1, "c1").unwrap());
+        assert_eq!(records.call(1, "c1").unwrap(), None);
+        records.put_call(1, &first, None).unwrap();
+        assert_eq!(records.call(1, "c1").unwrap(), Some(first.clone()));
+        // Another call's note does not hide this one.
+        assert!(!records.purged_call(1, "c2").unwrap());
+        assert_eq!(records.call(1, "c1").unwrap(), Some(first));
+        assert_eq!(records.call(2, "c1").unwrap(), None, "another tenant's");
+    }
 
     /// The analyses stored before the writer starts, and those it stores past the filter's
     /// capacity (a rebuild from the table), are all "maybe": a call never misses its analysis.
