@@ -429,10 +429,7 @@ fn find_filtered(conn: &Connection, runs: &[i64], hash: u64, filters: &RunFilter
         "SELECT data FROM key_chunks WHERE run = ?1 AND first_hash <= ?2 ORDER BY first_hash DESC LIMIT 1",
     )?;
     let mut found = Vec::new();
-    for &run in runs
-        .iter()
-        .filter(|run| filters.get(run).is_none_or(|f| f.maybe(hash)))
-    {
+    for &run in runs.iter().filter(|run| filters.get(run).is_none_or(|f| f.maybe(hash))) {
         let mut rows = chunk.query(params![run, ordered(hash)])?;
         if let Some(row) = rows.next()? {
             found.extend(rows_in_chunk(row.get_ref(0)?.as_blob()?, hash));

@@ -379,7 +379,10 @@ mod tests {
         let value = serde_json::json!({"id": id, "type": "call", "call_id": call_id, "agent_id": "a1",
             "disposition": "Connected", "started_at": "2026-06-01T10:00:00Z",
             "updated_at": jiff::Timestamp::from_second(1_780_300_000 + updated_s).unwrap().to_string()});
-        match parse_event(&value, &CompiledTaxonomy::new(&Taxonomy::default())).unwrap().event {
+        match parse_event(&value, &CompiledTaxonomy::new(&Taxonomy::default()))
+            .unwrap()
+            .event
+        {
             Event::Call(c) => c,
             _ => unreachable!(),
         }

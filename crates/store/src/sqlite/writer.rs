@@ -614,7 +614,11 @@ pub fn backfill(conn: &mut Connection, version: usize, contacts: &mut Contacts) 
             let stage = stage?;
             // Only a meeting counts the days from the first call.
             let first_call = match stage.stage.as_str() {
-                MEETING_STAGE => contacts.first_calls.get(&tx, &contacts.keys, &mut Default::default(), id, &stage.contact_id)?,
+                MEETING_STAGE => {
+                    contacts
+                        .first_calls
+                        .get(&tx, &contacts.keys, &mut Default::default(), id, &stage.contact_id)?
+                }
                 _ => None,
             };
             let clock = &tenant.clock;
