@@ -24,16 +24,13 @@
 
 use super::keys::{self, FilteredRuns, Keys, Kind};
 use dialboard_engine::event::CallRecord;
-use dialboard_engine::fxhash::Fx;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 
-/// Every call of a contact with a meeting reads its first call twice and keeps it exact: the
-/// maps hash with Fx (the tenant's own ids; SipHash was ~1.5% of the writer at 1M calls).
 #[derive(Default)]
 pub struct FirstCalls {
     /// Per tenant: the contacts whose first call is known (`None`: no current call).
-    known: HashMap<i64, HashMap<String, Option<i64>, Fx>, Fx>,
+    known: HashMap<i64, HashMap<String, Option<i64>>>,
 }
 
 impl FirstCalls {

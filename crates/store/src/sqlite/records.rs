@@ -17,7 +17,6 @@ use dialboard_engine::cells::MEETING_STAGE;
 use dialboard_engine::event::{
     AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, ParsedEvent, StageChange, StatusChange,
 };
-use dialboard_engine::fxhash::Fx;
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 use std::collections::{HashMap, HashSet};
 
@@ -25,10 +24,11 @@ use std::collections::{HashMap, HashSet};
 /// transactions. Every call asks whether its contact has a meeting (whose days from the first
 /// call it may move); most have none, and answering that from memory spares each call an index
 /// lookup (10% of the writer at 10M calls). A contact listed without a meeting costs only that
-/// lookup, so additions of a transaction that rolls back may stay. Hashed with Fx: asked for
-/// every call (SipHash was ~1.5% of the writer at 1M calls).
+/// lookup, so additions of a transaction that rolls back may stay. (Hashed with SipHash: Fx
+/// on ids such as `contact-12345` left most buckets empty, its low bits barely mixed, and cost
+/// more than SipHash: bench/README.md.)
 #[derive(Default)]
-pub struct MeetingContacts(HashMap<i64, HashSet<String, Fx>, Fx>);
+pub struct MeetingContacts(HashMap<i64, HashSet<String>>);
 
 impl MeetingContacts {
     pub fn load(conn: &Connection) -> rusqlite::Result<MeetingContacts> {

@@ -30,9 +30,9 @@
 //! A purge removes the entries before its cutoff with the calls ([`purge`]).
 
 use dialboard_engine::event::CallRecord;
-use dialboard_engine::fxhash::Fx;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
+use std::hash::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A column of `calls` whose calls the runs list.
@@ -123,13 +123,13 @@ fn newest_first(entries: &mut Vec<Entry>) {
 }
 
 /// The entries of one run, per (tenant, field) and value, until they are written. Every call
-/// adds four or five (its agent's, team's, campaign's, disposition's, start's): the maps hash
-/// with Fx (the values are the tenant's own, SipHash's flooding resistance buys nothing) and a
-/// value already pending is found by its `&str`, hashed once, with no `String` made for it.
+/// adds four or five (its agent's, team's, campaign's, disposition's, start's): a value already
+/// pending is found by its `&str`, hashed once, with no `String` made for it. (Fx on values
+/// such as `agent-042` mixed their low bits too little and cost more than SipHash.)
 #[derive(Default)]
-pub struct PendingEntries(HashMap<(i64, Field), ValueEntries, Fx>);
+pub struct PendingEntries(HashMap<(i64, Field), ValueEntries>);
 
-type ValueEntries = hashbrown::HashMap<String, Vec<Entry>, Fx>;
+type ValueEntries = hashbrown::HashMap<String, Vec<Entry>, RandomState>;
 
 impl PendingEntries {
     /// The call stored at row `seq` (over `previous`, if it is a new version): an entry for each
