@@ -163,15 +163,15 @@ fn apply_call(
     let mut firsts = Vec::new();
     for contact in contacts {
         if records.may_have_meeting(tenant.id, contact)? {
-            firsts.push((contact.to_string(), records.first_call(tenant.id, contact)?));
+            firsts.push((contact, records.first_call(tenant.id, contact)?));
         }
     }
     records.put_call(tenant.id, call, current.as_ref())?;
     let mut meetings = Vec::new();
     for (contact, before) in firsts {
-        let after = records.first_call(tenant.id, &contact)?;
+        let after = records.first_call(tenant.id, contact)?;
         if after != before {
-            if let Some(meeting) = records.first_arrival(tenant.id, &contact, MEETING_STAGE)? {
+            if let Some(meeting) = records.first_arrival(tenant.id, contact, MEETING_STAGE)? {
                 meetings.push((meeting, before, after));
             }
         }

@@ -3,9 +3,9 @@
 
 use super::bodies::{Entry, EventReader, PendingBodies};
 use super::first_calls::FirstCalls;
-use super::keys::{self, Keys, Kind};
+use super::keys::{self, FilteredRuns, Keys, Kind};
 use super::rows::{
-    put_call, upsert_analysis, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
+    put_call, put_stage, upsert_analysis, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
     SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
 use super::value_runs::PendingEntries;
@@ -24,7 +24,9 @@ use std::collections::{HashMap, HashSet};
 /// transactions. Every call asks whether its contact has a meeting (whose days from the first
 /// call it may move); most have none, and answering that from memory spares each call an index
 /// lookup (10% of the writer at 10M calls). A contact listed without a meeting costs only that
-/// lookup, so additions of a transaction that rolls back may stay.
+/// lookup, so additions of a transaction that rolls back may stay. (Hashed with SipHash: Fx
+/// on ids such as `contact-12345` left most buckets empty, its low bits barely mixed, and cost
+/// more than SipHash: bench/README.md.)
 #[derive(Default)]
 pub struct MeetingContacts(HashMap<i64, HashSet<String>>);
 
@@ -101,15 +103,22 @@ pub struct SqliteRecords<'a> {
     pub values: PendingEntries,
     /// The insert of every new call, prepared once per transaction.
     pub statements: HotStatements<'a>,
+    /// The key (hashed) of a call that `purged_call` found no row listed under, until a call is
+    /// stored: the new call's own lookup (`call`, right after) is then answered without asking
+    /// the keys again.
+    pub absent_call: Option<u64>,
+    /// The runs of contacts, which a meeting's first call probes.
+    pub contact_runs: FilteredRuns,
 }
 
-/// The statement every new call runs, looked up once per transaction and then held: a lookup
+/// The statements every new call or stage runs, looked up once per transaction and then held: a lookup
 /// in rusqlite's statement cache hashes the statement's SQL (~300 bytes for a call's insert) as
 /// it is taken and again as it is put back, 6.5% of the writer's time at 1M calls (`perf`,
 /// bench/README.md).
 #[derive(Default)]
 pub struct HotStatements<'a> {
     insert_call: Option<CachedStatement<'a>>,
+    insert_stage: Option<CachedStatement<'a>>,
 }
 
 /// The statement in `slot`, prepared (from the connection's cache) at its first use.
@@ -127,7 +136,11 @@ fn held<'s, 'a>(
 impl SqliteRecords<'_> {
     /// The row of the tenant's call `call_id`, and the call.
     fn find_call(&self, tenant: i64, call_id: &str) -> Result<Option<(i64, CallRecord)>> {
-        let candidates = self.keys.candidates(self.tx, Kind::Call, keys::hash(tenant, call_id))?;
+        let hash = keys::hash(tenant, call_id);
+        if self.absent_call == Some(hash) {
+            return Ok(None);
+        }
+        let candidates = self.keys.candidates(self.tx, Kind::Call, hash)?;
         if candidates.is_empty() {
             // A new call (nearly every one): no statement looked up (its SQL hashed) for nothing.
             return Ok(None);
@@ -152,8 +165,8 @@ impl Records for SqliteRecords<'_> {
         let hash = keys::hash(tenant, &e.id);
         for seq in self.keys.candidates(self.tx, Kind::Event, hash)? {
             // An event of this transaction, not yet in a block, or one stored before.
-            let known = match self.bodies.get(tenant, seq) {
-                Some(entry) => entry.event_id == e.id,
+            let known = match self.bodies.event_id(tenant, seq) {
+                Some(event_id) => event_id == e.id,
                 None => self
                     .stored
                     .event(self.tx, tenant, seq)?
@@ -184,8 +197,10 @@ impl Records for SqliteRecords<'_> {
     fn purged_call(&mut self, tenant: i64, call_id: &str) -> Result<bool> {
         // The keys of purged rows stay in the runs: a key (of this id, but for a 64-bit hash
         // collision) whose row is gone was purged. A live call's own row answers first.
-        let candidates = self.keys.candidates(self.tx, Kind::Call, keys::hash(tenant, call_id))?;
+        let hash = keys::hash(tenant, call_id);
+        let candidates = self.keys.candidates(self.tx, Kind::Call, hash)?;
         if candidates.is_empty() {
+            self.absent_call = Some(hash);
             return Ok(false);
         }
         let mut exists = self.tx.prepare_cached("SELECT 1 FROM calls WHERE seq = ?1")?;
@@ -222,6 +237,7 @@ impl Records for SqliteRecords<'_> {
             // transaction (`find_call`): not recorded in `call_rows` too, which cloned and
             // hashed the id of every new call.
             self.keys.add(Kind::Call, keys::hash(tenant, &call.call_id), seq);
+            self.absent_call = None;
         }
         // The row is listed under each contact it has had (`first_calls` drops the stale ones).
         if let Some(contact) = &call.contact_id {
@@ -251,7 +267,9 @@ impl Records for SqliteRecords<'_> {
     }
 
     fn first_call(&mut self, tenant: i64, contact: &str) -> Result<Option<i64>> {
-        Ok(self.first_calls.get(self.tx, self.keys, tenant, contact)?)
+        Ok(self
+            .first_calls
+            .get(self.tx, self.keys, &mut self.contact_runs, tenant, contact)?)
     }
 
     fn first_arrival(&mut self, tenant: i64, contact: &str, stage: &str) -> Result<Option<StageChange>> {
@@ -273,20 +291,8 @@ impl Records for SqliteRecords<'_> {
         if s.stage == MEETING_STAGE {
             self.meetings.0.entry(tenant).or_default().insert(s.contact_id.clone());
         }
-        self.tx.prepare_cached(INSERT_STAGE)?.execute(params![
-            tenant,
-            s.event_id,
-            s.contact_id,
-            s.stage,
-            s.at_ns,
-            s.campaign_id,
-            s.lead_source,
-            s.agent_id,
-            s.call_id,
-            s.amount_minor,
-            s.currency
-        ])?;
-        Ok(())
+        let insert = held(&mut self.statements.insert_stage, self.tx, INSERT_STAGE)?;
+        Ok(put_stage(insert, tenant, s)?)
     }
 
     fn conversation(&mut self, tenant: i64, id: &str) -> Result<Option<Conversation>> {
@@ -365,6 +371,42 @@ impl Records for SqliteRecords<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::Records;
+    use dialboard_engine::event::{parse_event, Event};
+    use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+
+    fn call(id: &str, call_id: &str, updated_s: i64) -> CallRecord {
+        let value = serde_json::json!({"id": id, "type": "call", "call_id": call_id, "agent_id": "a1",
+            "disposition": "Connected", "started_at": "2026-06-01T10:00:00Z",
+            "updated_at": jiff::Timestamp::from_second(1_780_300_000 + updated_s).unwrap().to_string()});
+        match parse_event(&value, &CompiledTaxonomy::new(&Taxonomy::default()))
+            .unwrap()
+            .event
+        {
+            Event::Call(c) => c,
+            _ => unreachable!(),
+        }
+    }
+
+    /// A new call's key, found absent before it is stored, is found once it is: the note that
+    /// spares the second lookup goes as the call is stored (fails if it outlives the insert).
+    #[test]
+    fn a_call_found_absent_is_found_once_stored() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let mut contacts = super::super::writer::Contacts::load(&conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        let records = &mut contacts.records(&tx);
+        let first = call("e1", "c1", 0);
+        assert!(!records.purged_call(1, "c1").unwrap());
+        assert_eq!(records.call(1, "c1").unwrap(), None);
+        records.put_call(1, &first, None).unwrap();
+        assert_eq!(records.call(1, "c1").unwrap(), Some(first.clone()));
+        // Another call's note does not hide this one.
+        assert!(!records.purged_call(1, "c2").unwrap());
+        assert_eq!(records.call(1, "c1").unwrap(), Some(first));
+        assert_eq!(records.call(2, "c1").unwrap(), None, "another tenant's");
+    }
 
     /// The analyses stored before the writer starts, and those it stores past the filter's
     /// capacity (a rebuild from the table), are all "maybe": a call never misses its analysis.

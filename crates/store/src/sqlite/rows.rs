@@ -2,7 +2,7 @@
 
 use crate::rows::call_flags;
 use crate::{analysis_columns, call_columns, conversation_columns, csat_columns, stage_columns};
-use dialboard_engine::event::{CallAnalysis, CallRecord};
+use dialboard_engine::event::{CallAnalysis, CallRecord, StageChange};
 use rusqlite::{params, Statement, Transaction};
 
 /// The call at row `seq`, if it is the tenant's call of that id (the keys are hashes).
@@ -115,6 +115,22 @@ fn bind_call(stmt: &mut Statement, tenant: i64, c: &CallRecord, event_seq: Optio
     stmt.raw_bind_parameter(17, c.wrap_seconds)?;
     stmt.raw_bind_parameter(18, call_flags(c))?;
     stmt.raw_bind_parameter(19, event_seq)
+}
+
+/// Stores a lead stage by `insert` ([`INSERT_STAGE`]), each column bound by its own type.
+pub fn put_stage(insert: &mut Statement, tenant: i64, s: &StageChange) -> rusqlite::Result<()> {
+    insert.raw_bind_parameter(1, tenant)?;
+    insert.raw_bind_parameter(2, s.event_id.as_str())?;
+    insert.raw_bind_parameter(3, s.contact_id.as_str())?;
+    insert.raw_bind_parameter(4, s.stage.as_str())?;
+    insert.raw_bind_parameter(5, s.at_ns)?;
+    insert.raw_bind_parameter(6, s.campaign_id.as_deref())?;
+    insert.raw_bind_parameter(7, s.lead_source.as_deref())?;
+    insert.raw_bind_parameter(8, s.agent_id.as_deref())?;
+    insert.raw_bind_parameter(9, s.call_id.as_deref())?;
+    insert.raw_bind_parameter(10, s.amount_minor)?;
+    insert.raw_bind_parameter(11, s.currency.as_deref())?;
+    insert.raw_execute().map(drop)
 }
 
 pub fn upsert_analysis(tx: &Transaction, tenant: i64, a: &CallAnalysis) -> rusqlite::Result<()> {

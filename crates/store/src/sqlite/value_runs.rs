@@ -32,6 +32,7 @@
 use dialboard_engine::event::CallRecord;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
+use std::hash::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A column of `calls` whose calls the runs list.
@@ -121,9 +122,14 @@ fn newest_first(entries: &mut Vec<Entry>) {
     entries.dedup();
 }
 
-/// The entries of one run, per (tenant, field) and value, until they are written.
+/// The entries of one run, per (tenant, field) and value, until they are written. Every call
+/// adds four or five (its agent's, team's, campaign's, disposition's, start's): a value already
+/// pending is found by its `&str`, hashed once, with no `String` made for it. (Fx on values
+/// such as `agent-042` mixed their low bits too little and cost more than SipHash.)
 #[derive(Default)]
-pub struct PendingEntries(HashMap<(i64, Field), HashMap<String, Vec<Entry>>>);
+pub struct PendingEntries(HashMap<(i64, Field), ValueEntries>);
+
+type ValueEntries = hashbrown::HashMap<String, Vec<Entry>, RandomState>;
 
 impl PendingEntries {
     /// The call stored at row `seq` (over `previous`, if it is a new version): an entry for each
@@ -138,13 +144,7 @@ impl PendingEntries {
                 continue;
             }
             let values = self.0.entry((tenant, field)).or_default();
-            let entry = (call.started_ns, seq);
-            match values.get_mut(value) {
-                Some(entries) => entries.push(entry),
-                None => {
-                    values.insert(value.to_string(), vec![entry]);
-                }
-            }
+            values.entry_ref(value).or_default().push((call.started_ns, seq));
         }
     }
 

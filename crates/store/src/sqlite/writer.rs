@@ -120,6 +120,8 @@ impl Contacts {
             call_rows: Default::default(),
             values: Default::default(),
             statements: Default::default(),
+            absent_call: None,
+            contact_runs: Default::default(),
         }
     }
 }
@@ -360,10 +362,7 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
     })();
     if let Some(c) = contacts.as_mut() {
         let committed = match outcome {
-            Ok(_) => {
-                c.first_calls.committed();
-                c.keys.committed(conn)
-            }
+            Ok(_) => c.keys.committed(conn),
             Err(_) => {
                 c.first_calls.rolled_back();
                 c.keys.rolled_back();
@@ -615,7 +614,11 @@ pub fn backfill(conn: &mut Connection, version: usize, contacts: &mut Contacts) 
             let stage = stage?;
             // Only a meeting counts the days from the first call.
             let first_call = match stage.stage.as_str() {
-                MEETING_STAGE => contacts.first_calls.get(&tx, &contacts.keys, id, &stage.contact_id)?,
+                MEETING_STAGE => {
+                    contacts
+                        .first_calls
+                        .get(&tx, &contacts.keys, &mut Default::default(), id, &stage.contact_id)?
+                }
                 _ => None,
             };
             let clock = &tenant.clock;
