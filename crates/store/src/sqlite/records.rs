@@ -24,9 +24,9 @@ use std::collections::{HashMap, HashSet};
 /// transactions. Every call asks whether its contact has a meeting (whose days from the first
 /// call it may move); most have none, and answering that from memory spares each call an index
 /// lookup (10% of the writer at 10M calls). A contact listed without a meeting costs only that
-/// lookup, so additions of a transaction that rolls back may stay. (Hashed with SipHash: Fx
-/// on ids such as `contact-12345` left most buckets empty, its low bits barely mixed, and cost
-/// more than SipHash: bench/README.md.)
+/// lookup, so additions of a transaction that rolls back may stay. (Hashed with SipHash: Fx, as it
+/// was before its final rotation (`fxhash`), left most buckets empty for ids such as
+/// `contact-12345` and cost more: bench/README.md; not measured again since.)
 #[derive(Default)]
 pub struct MeetingContacts(HashMap<i64, HashSet<String>>);
 

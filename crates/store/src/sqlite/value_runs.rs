@@ -124,8 +124,9 @@ fn newest_first(entries: &mut Vec<Entry>) {
 
 /// The entries of one run, per (tenant, field) and value, until they are written. Every call
 /// adds four or five (its agent's, team's, campaign's, disposition's, start's): a value already
-/// pending is found by its `&str`, hashed once, with no `String` made for it. (Fx on values
-/// such as `agent-042` mixed their low bits too little and cost more than SipHash.)
+/// pending is found by its `&str`, hashed once, with no `String` made for it. (SipHash: Fx, as
+/// it was before its final rotation (`fxhash`), mixed the low bits of values such as `agent-042`
+/// too little and cost more; not measured again since.)
 #[derive(Default)]
 pub struct PendingEntries(HashMap<(i64, Field), ValueEntries>);
 
