@@ -411,7 +411,7 @@ fn merge_into(conn: &Connection, runs: &[i64], out: &mut impl ChunkSink) -> rusq
         scans.push(RunScan::start(statement.query([run])?)?);
     }
     let mut rewritten = 0;
-    while let Some(value) = scans.iter().filter_map(|s| s.value.clone()).max() {
+    while let Some(value) = scans.iter().filter_map(|s| s.value.as_ref()).max().cloned() {
         let (tenant, field, ref name) = value;
         let mut chunks = Chunks::new(tenant, Field::ALL[field as usize], name);
         let mut active: Vec<&mut RunScan> = scans.iter_mut().filter(|s| s.value.as_ref() == Some(&value)).collect();
