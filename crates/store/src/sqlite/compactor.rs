@@ -15,28 +15,33 @@
 //!   they were, and the merge is planned again);
 //! - a probe or a reader meanwhile reads the inputs, which exist until the install commits;
 //!   a crash leaves either the inputs or the merged run;
-//! - a result is held whole, so only merges of at most [`IN_MEMORY_BYTES`] are prepared here:
-//!   larger ones (key runs into level 4 and up, the value runs' merge into their top level:
-//!   ~75 MB of entries at ~1M calls a run) stream on the writer as before, a few chunks in
-//!   memory, which keeps SPEC §10's memory bound.
+//! - key merges are held whole, so only those of at most [`IN_MEMORY_BYTES`] are prepared
+//!   here: larger ones (key runs into level 4 and up) stream on the writer, a few chunks in
+//!   memory, which keeps SPEC §10's memory bound;
+//! - value merges of any size are handed over a slice at a time
+//!   ([`value_runs::StreamedMerge`]), the writer storing a slice between two ingest
+//!   transactions: the merges into their top level (~75 MB of entries at ~1M calls a run)
+//!   paused the writer for seconds every ~0.9M calls in time order when they streamed there.
 
 use super::keys::{self, KeyMerge, MergedKeys};
-use super::value_runs::{self, MergedValues, ValueMerge};
+use super::value_runs::{self, Slice, StreamedMerge};
 use rusqlite::{Connection, OpenFlags};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-/// The most a prepared merge may hold (its input runs' keys or entries, 16 bytes each): merges
-/// of key runs into levels 1–3 (~16 MB into level 3 at ~1,000 calls a transaction) and of value
-/// runs into levels 1–2 fit; the resident memory at 10M calls leaves ~20 MB below SPEC §10's
-/// 500 MB.
+/// The most a prepared key merge may hold (its input runs' keys, 16 bytes each): merges of key
+/// runs into levels 1–3 (~16 MB into level 3 at ~1,000 calls a transaction) fit; the resident
+/// memory at 10M calls leaves ~20 MB below SPEC §10's 500 MB.
 pub const IN_MEMORY_BYTES: usize = 16 << 20;
+
+/// Steps the compactor may run ahead of the writer: slices of value chunks held at once.
+const STEPS_AHEAD: usize = 2;
 
 /// Merges to prepare, with disjoint inputs.
 #[derive(Default)]
 pub struct Planned {
     pub keys: Vec<KeyMerge>,
-    pub values: Vec<ValueMerge>,
+    pub values: Vec<StreamedMerge>,
 }
 
 impl Planned {
@@ -45,18 +50,27 @@ impl Planned {
     }
 }
 
-/// Prepared merges, to be installed together.
-pub struct Prepared {
-    pub keys: Vec<MergedKeys>,
-    pub values: Vec<MergedValues>,
+/// What the compactor hands the writer, in order.
+pub enum Step {
+    /// The key merges, prepared whole, to install together.
+    Keys(Vec<MergedKeys>),
+    /// Chunks of a value run being built, to store.
+    Slice(Slice),
+    /// A value merge read to its end: its run is to take its inputs' place.
+    Merged(StreamedMerge),
+    /// The plan is done, or failed (then the runs it was building are the writer's to drop):
+    /// the compactor is free.
+    Done(rusqlite::Result<()>),
 }
 
 /// The thread that prepares merges, one [`Planned`] at a time.
 pub struct Compactor {
     jobs: Option<mpsc::Sender<Planned>>,
-    done: mpsc::Receiver<rusqlite::Result<Prepared>>,
+    steps: Option<mpsc::Receiver<Step>>,
     thread: Option<JoinHandle<()>>,
     busy: bool,
+    /// The plan's steps are dropped until its end ([`Compactor::abandon`]).
+    abandoned: bool,
 }
 
 impl Compactor {
@@ -67,25 +81,27 @@ impl Compactor {
                 .and_then(|conn| conn.pragma_update(None, "busy_timeout", 10_000).map(|_| conn))
                 .map_err(std::io::Error::other)?;
         let (jobs, planned) = mpsc::channel::<Planned>();
-        let (finished, done) = mpsc::channel();
+        let (step, steps) = mpsc::sync_channel(STEPS_AHEAD);
         let thread = std::thread::Builder::new()
             .name("dialboard-compact".into())
             .spawn(move || {
                 for job in planned {
-                    if finished.send(prepare(&conn, job)).is_err() {
+                    let outcome = prepare(&conn, job, &step);
+                    if step.send(Step::Done(outcome)).is_err() {
                         return;
                     }
                 }
             })?;
         Ok(Compactor {
             jobs: Some(jobs),
-            done,
+            steps: Some(steps),
             thread: Some(thread),
             busy: false,
+            abandoned: false,
         })
     }
 
-    /// Whether a merge is being prepared (or waits to be installed).
+    /// Whether a plan is being prepared (or its last steps wait to be taken).
     pub fn busy(&self) -> bool {
         self.busy
     }
@@ -98,35 +114,63 @@ impl Compactor {
         }
     }
 
-    /// The merges prepared, once they are.
-    pub fn finished(&mut self) -> Option<rusqlite::Result<Prepared>> {
-        let prepared = self.done.try_recv().ok()?;
-        self.busy = false;
-        Some(prepared)
+    /// The next step handed over, if one is ready.
+    pub fn next_step(&mut self) -> Option<Step> {
+        loop {
+            let step = self.steps.as_ref()?.try_recv().ok()?;
+            let done = matches!(step, Step::Done(_));
+            self.busy &= !done;
+            if !self.abandoned {
+                return Some(step);
+            }
+            if done {
+                self.abandoned = false;
+                return Some(Step::Done(Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some("a step of the plan could not be stored: the plan was abandoned".into()),
+                ))));
+            }
+        }
+    }
+
+    /// Drops the current plan's steps up to its end, which then reads as failed (a step could
+    /// not be stored, so the runs it builds would miss entries).
+    pub fn abandon(&mut self) {
+        self.abandoned = true;
     }
 }
 
 impl Drop for Compactor {
-    /// Lets the thread finish the merge it prepares (bounded by [`IN_MEMORY_BYTES`]), then stops it.
+    /// Stops the thread: it stops at its next step handed over (nobody takes it), leaving the
+    /// runs it was building for the next open to drop.
     fn drop(&mut self) {
         self.jobs.take();
+        self.steps.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn prepare(conn: &Connection, planned: Planned) -> rusqlite::Result<Prepared> {
-    Ok(Prepared {
-        keys: planned
+fn prepare(conn: &Connection, planned: Planned, step: &mpsc::SyncSender<Step>) -> rusqlite::Result<()> {
+    let hand_over = |s: Step| step.send(s).is_ok();
+    if !planned.keys.is_empty() {
+        let keys = planned
             .keys
             .into_iter()
             .map(|merge| keys::prepare(conn, merge))
-            .collect::<rusqlite::Result<_>>()?,
-        values: planned
-            .values
-            .into_iter()
-            .map(|merge| value_runs::prepare(conn, merge))
-            .collect::<rusqlite::Result<_>>()?,
-    })
+            .collect::<rusqlite::Result<_>>()?;
+        if !hand_over(Step::Keys(keys)) {
+            return Ok(());
+        }
+    }
+    for merge in planned.values {
+        value_runs::stream(conn, &merge, value_runs::SLICE_BYTES, |slice| {
+            hand_over(Step::Slice(slice))
+        })?;
+        if !hand_over(Step::Merged(merge)) {
+            return Ok(());
+        }
+    }
+    Ok(())
 }

@@ -208,6 +208,8 @@ impl SqliteStore {
             value_runs::rebuild(&tx)?;
             tx.commit()?;
         }
+        // Runs a merge was building when the process stopped.
+        value_runs::drop_unfinished(&conn)?;
         let mut contacts = None;
         if (1..schema::TEAM_CAMPAIGNS_VERSION).contains(&version) {
             let built = contacts.insert(writer::Contacts::load(&conn)?);

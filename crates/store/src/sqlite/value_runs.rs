@@ -16,8 +16,9 @@
 //!   appended, a few pages a commit), in the same transaction as the calls, so they are as
 //!   durable as the calls;
 //! - [`FANOUT`] runs of a level are merged into one of the next, up to [`TOP_LEVEL`]: off the
-//!   writer by the compactor ([`prepare`], then [`install`] on the writer) when the result fits
-//!   its memory bound, else on the writer, streaming ([`merge_now`]). Runs there (~8³
+//!   writer by the compactor, which hands the merged chunks over a slice at a time for the
+//!   writer to store between its transactions ([`StreamedMerge`]), or, on a database in memory
+//!   (no compactor), on the writer ([`merge_now`]). Runs there (~8³
 //!   transactions of calls) are never merged again, so each entry is rewritten at most
 //!   [`TOP_LEVEL`] times. Each run knows the span of its calls' starts, and a
 //!   reader skips the runs outside its range: when calls come roughly in time order the top
@@ -277,8 +278,10 @@ impl<'v> Chunks<'v> {
 
 /// Whether a level below [`TOP_LEVEL`] holds [`FANOUT`] runs (a merge to do).
 pub fn merge_due(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM value_runs WHERE level < ?1 GROUP BY level HAVING count(*) >= ?2 LIMIT 1")?
-        .exists(params![TOP_LEVEL, FANOUT as i64])
+    conn.prepare_cached(
+        "SELECT 1 FROM value_runs WHERE level BETWEEN 0 AND ?1 - 1 GROUP BY level HAVING count(*) >= ?2 LIMIT 1",
+    )?
+    .exists(params![TOP_LEVEL, FANOUT as i64])
 }
 
 /// A merge of the runs of a level into one run of the next.
@@ -290,13 +293,6 @@ pub struct ValueMerge {
     entries: i64,
     /// [`purges`] when the merge was planned: a purge since rewrote chunks of the inputs.
     purges: u64,
-}
-
-impl ValueMerge {
-    /// The bytes of the merged run's entries.
-    pub fn bytes(&self) -> usize {
-        self.entries as usize * ENTRY_BYTES
-    }
 }
 
 /// Purges run so far in this process: a merge prepared before one may hold entries it dropped.
@@ -311,7 +307,7 @@ pub fn due_merges(conn: &Connection) -> rusqlite::Result<Vec<ValueMerge>> {
     let mut merges: Vec<ValueMerge> = Vec::new();
     let mut runs = conn.prepare_cached(
         "SELECT level, run, entries FROM value_runs WHERE level IN (SELECT level FROM value_runs \
-         WHERE level < ?1 GROUP BY level HAVING count(*) >= ?2) ORDER BY level, run",
+         WHERE level BETWEEN 0 AND ?1 - 1 GROUP BY level HAVING count(*) >= ?2) ORDER BY level, run",
     )?;
     let mut rows = runs.query(params![TOP_LEVEL, FANOUT as i64])?;
     while let Some(row) = rows.next()? {
@@ -516,39 +512,126 @@ impl<'s> RunScan<'s> {
     }
 }
 
-/// A merge done away from the writer ([`prepare`]): the merged run, in memory, until the
-/// writer installs it ([`install`]).
-pub struct MergedValues {
+/// The level of a run a merge off the writer is building ([`begin`]): readers and merges see
+/// only levels from 0 up, so its chunks stay out of sight until [`finish`] gives it its level in
+/// place of its inputs. One a crash left is dropped at the next open ([`drop_unfinished`]).
+const BUILDING: i64 = -1;
+
+/// About the bytes of chunks the compactor hands the writer at a time: a merge of any size is
+/// stored a slice between two ingest transactions (~10 ms of the writer's time each), and
+/// memory holds a few slices, not the merge.
+pub const SLICE_BYTES: usize = 4 << 20;
+
+/// A merge prepared off the writer, in slices: the writer gives it a run to build ([`begin`]),
+/// the compactor reads and merges the inputs on a connection of its own ([`stream`]: runs change
+/// only on the writer, by an install or a purge, which [`finish`] detects), handing the chunks
+/// over a slice at a time; the writer stores each slice between its transactions
+/// ([`store_slice`]), then the run takes the inputs' place ([`finish`]).
+///
+/// Merges into the top level (~75 MB of entries at ~1M calls a run) streamed on the writer
+/// before, a pause of seconds every ~0.9M calls in time order; the writer now only stores their
+/// chunks, a slice at a time.
+#[derive(Debug)]
+pub struct StreamedMerge {
     merge: ValueMerge,
-    oldest: i64,
-    newest: i64,
+    run: i64,
+}
+
+/// Chunks of a run being built, in the merge's order (descending keys).
+pub struct Slice {
+    run: i64,
     chunks: Vec<HeldChunk>,
 }
 
-/// Reads and merges the runs of `merge` on `conn` (a connection of its own: runs change only
-/// on the writer, at an install or a purge, which [`install`] detects), holding the result.
-pub fn prepare(conn: &Connection, merge: ValueMerge) -> rusqlite::Result<MergedValues> {
-    let (oldest, newest) = span(conn, &merge.inputs)?;
-    let mut chunks = Vec::with_capacity(merge.bytes() / (CHUNK * ENTRY_BYTES) + 1);
-    merge_into(conn, &merge.inputs, &mut chunks)?;
-    Ok(MergedValues {
-        merge,
-        oldest,
-        newest,
-        chunks,
-    })
+impl Slice {
+    pub fn bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.4.len()).sum()
+    }
 }
 
-/// Stores a prepared merge in the writer's transaction, in place of its inputs, unless an input
-/// is gone or a purge ran since it was planned (then nothing is written and `false` returned:
-/// the entries are where they were).
-pub fn install(tx: &Transaction, merged: MergedValues) -> rusqlite::Result<bool> {
-    let MergedValues {
-        merge,
-        oldest,
-        newest,
-        chunks,
-    } = merged;
+/// Gives `merge` its run to build, in the writer's transaction.
+pub fn begin(tx: &Connection, merge: ValueMerge) -> rusqlite::Result<StreamedMerge> {
+    let (oldest, newest) = span(tx, &merge.inputs)?;
+    let run = new_run(tx, BUILDING, merge.entries, oldest, newest)?;
+    Ok(StreamedMerge { merge, run })
+}
+
+/// Reads and merges the inputs of `streamed` on `conn`, handing its chunks to `hand_over` in
+/// slices of about `slice_bytes` (`false` from it: nobody takes them any more, the merge stops).
+pub fn stream(
+    conn: &Connection,
+    streamed: &StreamedMerge,
+    slice_bytes: usize,
+    hand_over: impl FnMut(Slice) -> bool,
+) -> rusqlite::Result<()> {
+    let mut out = Slices {
+        run: streamed.run,
+        held: Vec::new(),
+        bytes: 0,
+        slice_bytes,
+        hand_over,
+    };
+    merge_into(conn, &streamed.merge.inputs, &mut out)?;
+    out.hand_over_held()
+}
+
+/// A [`ChunkSink`] handing chunks over a slice at a time.
+struct Slices<F> {
+    run: i64,
+    held: Vec<HeldChunk>,
+    bytes: usize,
+    slice_bytes: usize,
+    hand_over: F,
+}
+
+impl<F: FnMut(Slice) -> bool> Slices<F> {
+    fn hand_over_held(&mut self) -> rusqlite::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        let slice = Slice {
+            run: self.run,
+            chunks: std::mem::take(&mut self.held),
+        };
+        if (self.hand_over)(slice) {
+            Ok(())
+        } else {
+            Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+                Some("the writer no longer takes the merge's chunks".into()),
+            ))
+        }
+    }
+}
+
+impl<F: FnMut(Slice) -> bool> ChunkSink for Slices<F> {
+    fn chunk(&mut self, tenant: i64, field: Field, value: &str, oldest_ns: i64, data: Vec<u8>) -> rusqlite::Result<()> {
+        self.bytes += data.len();
+        self.held.push((tenant, field, value.to_string(), oldest_ns, data));
+        if self.bytes >= self.slice_bytes {
+            self.hand_over_held()?;
+        }
+        Ok(())
+    }
+}
+
+/// Stores a slice of a run being built, in the writer's transaction.
+pub fn store_slice(tx: &Connection, slice: Slice) -> rusqlite::Result<()> {
+    let mut insert = Insert { tx, run: slice.run };
+    // Merged in descending order of the chunks' key: a slice is inserted ascending, each chunk
+    // at the end of its run's part of the index, below the slice stored before it.
+    for (tenant, field, value, oldest_ns, data) in slice.chunks.into_iter().rev() {
+        insert.chunk(tenant, field, &value, oldest_ns, data)?;
+    }
+    Ok(())
+}
+
+/// Gives a built run its level in place of its inputs, in the writer's transaction, unless an
+/// input is gone or a purge ran since the merge was planned: then the run is dropped and
+/// `false` returned (the entries are where they were, and the merge is planned again).
+pub fn finish(tx: &Transaction, streamed: StreamedMerge) -> rusqlite::Result<bool> {
+    let StreamedMerge { merge, run } = streamed;
     let present: usize = tx.query_row(
         &format!(
             "SELECT count(*) FROM value_runs WHERE run IN ({}) AND level = ?1",
@@ -558,17 +641,22 @@ pub fn install(tx: &Transaction, merged: MergedValues) -> rusqlite::Result<bool>
         |r| r.get(0),
     )?;
     if merge.purges != purges() || present != merge.inputs.len() {
+        delete_runs(tx, &[run])?;
         return Ok(false);
     }
-    let run = new_run(tx, merge.level, merge.entries, oldest, newest)?;
-    let mut insert = Insert { tx, run };
-    // Merged in descending order of the chunks' key: inserted ascending, each at the end of
-    // the index.
-    for (tenant, field, value, oldest_ns, data) in chunks.into_iter().rev() {
-        insert.chunk(tenant, field, &value, oldest_ns, data)?;
-    }
+    tx.prepare_cached("UPDATE value_runs SET level = ?1 WHERE run = ?2")?
+        .execute(params![merge.level, run])?;
     delete_runs(tx, &merge.inputs)?;
     Ok(true)
+}
+
+/// Drops the runs being built (a crash or a failed merge left them; none is being built when
+/// this runs).
+pub fn drop_unfinished(tx: &Connection) -> rusqlite::Result<()> {
+    tx.execute_batch(&format!(
+        "DELETE FROM value_chunks WHERE run IN (SELECT run FROM value_runs WHERE level = {BUILDING}); \
+         DELETE FROM value_runs WHERE level = {BUILDING};"
+    ))
 }
 
 /// Drops the tenant's entries of calls that started before `cutoff_ns` (purged with them).
@@ -650,7 +738,7 @@ pub fn oldest(
     mut valid: impl FnMut(Entry) -> rusqlite::Result<bool>,
 ) -> rusqlite::Result<Option<i64>> {
     let runs: Vec<(i64, i64)> = conn
-        .prepare_cached("SELECT run, oldest_ns FROM value_runs ORDER BY oldest_ns")?
+        .prepare_cached("SELECT run, oldest_ns FROM value_runs WHERE level >= 0 ORDER BY oldest_ns")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut next_chunk = conn.prepare_cached(
@@ -717,7 +805,7 @@ impl<'c> NewestFirst<'c> {
         below: i64,
     ) -> rusqlite::Result<NewestFirst<'c>> {
         let runs = conn
-            .prepare_cached("SELECT run FROM value_runs WHERE newest_ns >= ?1 AND oldest_ns < ?2")?
+            .prepare_cached("SELECT run FROM value_runs WHERE level >= 0 AND newest_ns >= ?1 AND oldest_ns < ?2")?
             .query_map(params![from, below], |r| r.get(0))?
             .map(|run| {
                 Ok(RunCursor {
@@ -823,6 +911,28 @@ impl<'c> NewestFirst<'c> {
 pub(crate) mod tests {
     use super::*;
 
+    /// Streams `merge` as the compactor and the writer do: begun, its chunks handed over in
+    /// slices of about `slice_bytes`, each stored in a transaction of its own; returns the
+    /// merge to finish, the run still being built.
+    fn stream_slices(conn: &mut Connection, merge: ValueMerge, slice_bytes: usize) -> (StreamedMerge, usize) {
+        let tx = conn.transaction().unwrap();
+        let streamed = begin(&tx, merge).unwrap();
+        tx.commit().unwrap();
+        let mut slices = Vec::new();
+        stream(conn, &streamed, slice_bytes, |slice| {
+            slices.push(slice);
+            true
+        })
+        .unwrap();
+        let count = slices.len();
+        for slice in slices {
+            let tx = conn.transaction().unwrap();
+            store_slice(&tx, slice).unwrap();
+            tx.commit().unwrap();
+        }
+        (streamed, count)
+    }
+
     fn store() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
@@ -925,9 +1035,13 @@ pub(crate) mod tests {
 
     /// Every stored entry of a value, as many times as the runs hold it (unlike a reader,
     /// which lists an entry of several runs once), sorted.
+    /// The entries of a value in the runs readers see (a run being built is not one of them).
     pub(crate) fn stored_entries(conn: &Connection, tenant: i64, field: Field, value: &str) -> Vec<Entry> {
         let mut entries: Vec<Entry> = conn
-            .prepare("SELECT data FROM value_chunks WHERE tenant_id = ?1 AND field = ?2 AND value = ?3")
+            .prepare(
+                "SELECT data FROM value_chunks WHERE tenant_id = ?1 AND field = ?2 AND value = ?3 \
+                 AND run IN (SELECT run FROM value_runs WHERE level >= 0)",
+            )
             .unwrap()
             .query_map(params![tenant, field as i64, value], |r| r.get::<_, Vec<u8>>(0))
             .unwrap()
@@ -937,11 +1051,11 @@ pub(crate) mod tests {
         entries
     }
 
-    /// A merge prepared before a purge (which rewrote its inputs' chunks, and emptied one
-    /// input) is discarded at its install: what the purge took stays gone, every other entry
+    /// A merge streamed before a purge (which rewrote its inputs' chunks, and emptied one
+    /// input) is discarded as it finishes: what the purge took stays gone, every other entry
     /// is stored once, and the merge planned again installs.
     #[test]
-    fn a_merge_prepared_before_a_purge_is_discarded() {
+    fn a_merge_streamed_before_a_purge_is_discarded() {
         let mut conn = store();
         let mut all = Vec::new();
         for txn in 0..FANOUT as i64 {
@@ -957,12 +1071,12 @@ pub(crate) mod tests {
         }
         let due = due_merges(&conn).unwrap();
         assert_eq!(due.len(), 1);
-        let prepared = prepare(&conn, due[0].clone()).unwrap();
+        let (streamed, _) = stream_slices(&mut conn, due[0].clone(), SLICE_BYTES);
         // Run 0 loses every entry, run 1 half of them.
         let cutoff = 1_150;
         let tx = conn.transaction().unwrap();
         purge(&tx, 1, cutoff).unwrap();
-        assert!(!install(&tx, prepared).unwrap(), "a merge of entries since purged");
+        assert!(!finish(&tx, streamed).unwrap(), "a merge of entries since purged");
         tx.commit().unwrap();
         let mut kept: Vec<Entry> = all.iter().copied().filter(|(ns, _)| *ns >= cutoff).collect();
         kept.sort_unstable();
@@ -977,10 +1091,11 @@ pub(crate) mod tests {
             .unwrap()
         };
         assert_eq!(runs_at(&conn, 0), FANOUT as i64);
+        assert_eq!(runs_at(&conn, BUILDING), 0, "the discarded run is dropped");
         let again = due_merges(&conn).unwrap();
-        let prepared = prepare(&conn, again[0].clone()).unwrap();
+        let (streamed, _) = stream_slices(&mut conn, again[0].clone(), SLICE_BYTES);
         let tx = conn.transaction().unwrap();
-        assert!(install(&tx, prepared).unwrap());
+        assert!(finish(&tx, streamed).unwrap());
         tx.commit().unwrap();
         assert_eq!((runs_at(&conn, 0), runs_at(&conn, 1)), (0, 1));
         assert_eq!(stored_entries(&conn, 1, Field::Agent, "a"), kept);
@@ -988,13 +1103,77 @@ pub(crate) mod tests {
         assert_eq!(read(&conn, "a", i64::MIN, i64::MAX), kept);
     }
 
+    /// A run being built is out of sight: while its slices are stored, readers read every entry
+    /// once (from the inputs) and no merge takes it; a run a crash left half built is dropped at
+    /// the next open, the inputs answering as before; a finished one answers the same alone.
+    #[test]
+    fn a_run_being_built_is_seen_only_once_finished() {
+        for crash in [true, false] {
+            let mut conn = store();
+            let mut all = Vec::new();
+            for txn in 0..FANOUT as i64 {
+                let mut pending = PendingEntries::default();
+                for i in 0..300 {
+                    let (ns, seq) = (txn * 1_000 + i, txn * 1_000 + i);
+                    pending.add(1, &call(&format!("c{seq}"), "a", ns), seq, None);
+                    all.push((ns, seq));
+                }
+                let tx = conn.transaction().unwrap();
+                pending.write(&tx, 0).unwrap();
+                tx.commit().unwrap();
+            }
+            newest_first(&mut all);
+            let due = due_merges(&conn).unwrap();
+            let (streamed, _) = stream_slices(&mut conn, due[0].clone(), 4096);
+            let answers = |conn: &Connection| {
+                (
+                    read(conn, "a", i64::MIN, i64::MAX),
+                    read_field(conn, Field::Start, "", 0, 7_100),
+                    oldest(conn, 1, Field::Agent, "a", |_| Ok(true)).unwrap(),
+                )
+            };
+            let expected = (
+                all.clone(),
+                all.iter().copied().filter(|e| e.0 < 7_100).collect::<Vec<_>>(),
+                Some(0),
+            );
+            assert_eq!(answers(&conn), expected, "while it is built");
+            assert_eq!(due_merges(&conn).unwrap(), due, "no merge takes it");
+            if crash {
+                drop(streamed);
+                drop_unfinished(&conn).unwrap();
+                let levels: Vec<i64> = conn
+                    .prepare("SELECT level FROM value_runs")
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                assert_eq!(levels, vec![0; FANOUT]);
+                let orphans: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM value_chunks WHERE run NOT IN (SELECT run FROM value_runs)",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(orphans, 0);
+            } else {
+                let tx = conn.transaction().unwrap();
+                assert!(finish(&tx, streamed).unwrap());
+                tx.commit().unwrap();
+            }
+            assert_eq!(answers(&conn), expected, "crash: {crash}");
+        }
+    }
+
     /// Runs of several tenants, fields and values, of chunks full and small, with instants
-    /// longer than a chunk and an entry stored in two runs, merge into one run (prepared off
-    /// the writer and installed, or streamed in place) that holds every entry once: each
+    /// longer than a chunk and an entry stored in two runs, merge into one run (handed over in
+    /// slices, as off the writer, or in place on the writer) that holds every entry once: each
     /// value's chunks newest first, none splitting an instant, none over a chunk but for one.
     #[test]
     fn a_merge_keeps_every_entry_of_every_value_once() {
-        for prepared in [true, false] {
+        for streamed in [true, false] {
             let mut conn = store();
             let mut expected: HashMap<(i64, Field, String), Vec<Entry>> = HashMap::new();
             let mut seq = 0i64;
@@ -1034,13 +1213,18 @@ pub(crate) mod tests {
                 tx.commit().unwrap();
             }
             let due = due_merges(&conn).unwrap();
-            let tx = conn.transaction().unwrap();
-            if prepared {
-                assert!(install(&tx, prepare(&tx, due[0].clone()).unwrap()).unwrap());
+            if streamed {
+                // Slices of a few chunks: the run is stored in many.
+                let (streamed, slices) = stream_slices(&mut conn, due[0].clone(), 3 * 4096);
+                assert!(slices > 3, "{slices} slices");
+                let tx = conn.transaction().unwrap();
+                assert!(finish(&tx, streamed).unwrap());
+                tx.commit().unwrap();
             } else {
+                let tx = conn.transaction().unwrap();
                 merge_now(&tx, &due).unwrap();
+                tx.commit().unwrap();
             }
-            tx.commit().unwrap();
             let runs: Vec<(i64, i64)> = conn
                 .prepare("SELECT level, entries FROM value_runs")
                 .unwrap()
@@ -1073,7 +1257,7 @@ pub(crate) mod tests {
                     stored.extend(chunk);
                 }
                 newest_first(&mut entries);
-                assert_eq!(stored, entries, "{tenant} {field:?} {value} prepared: {prepared}");
+                assert_eq!(stored, entries, "{tenant} {field:?} {value} streamed: {streamed}");
             }
         }
     }

@@ -7,7 +7,7 @@
 //! writer goes on with the next transactions. A checkpoint folds the overlay into the cells table.
 
 use super::bodies;
-use super::compactor::{self, Compactor, Planned, Prepared};
+use super::compactor::{self, Compactor, Planned, Step};
 use super::durable::{self, SyncThread};
 use super::first_calls::FirstCalls;
 use super::keys::{self, KeyMerge, Keys};
@@ -16,7 +16,7 @@ use super::schema::{
     CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
 };
 use super::spans;
-use super::value_runs::{self, ValueMerge};
+use super::value_runs;
 use super::Shared;
 use crate::contribution::{self, Counted};
 use crate::group::{self, IngestRequest, Outcome};
@@ -386,18 +386,18 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
     });
 }
 
-/// Installs the merges the compactor prepared, then plans those due: merges that fit in
-/// [`compactor::IN_MEMORY_BYTES`] are prepared by the compactor (`compactor`), larger ones are
-/// done here, streaming. Key runs and value runs gain a run per ingest transaction and fill a
-/// level together: their merges share a transaction (each its own cost a second commit, its
-/// log frames and its sync). While a merge is prepared no other starts, so no two take a run.
+/// Stores what the compactor handed over, then plans the merges due: key merges that fit in
+/// [`compactor::IN_MEMORY_BYTES`] and every value merge are prepared by the compactor
+/// (`compactor`), larger key merges are done here, streaming. Key runs and value runs gain a
+/// run per ingest transaction and fill a level together: their merges are planned together.
+/// While a plan is prepared no other starts, so no two merges take a run.
 fn merge_runs(
     conn: &mut Connection,
     compactor: &mut Option<Compactor>,
     mut keys_view: Option<&mut Keys>,
 ) -> rusqlite::Result<()> {
-    if let Some(prepared) = compactor.as_mut().and_then(Compactor::finished) {
-        install(conn, prepared?, keys_view.as_deref_mut())?;
+    if let Some(compactor) = compactor.as_mut() {
+        store_steps(conn, compactor, keys_view.as_deref_mut())?;
     }
     if compactor.as_ref().is_some_and(Compactor::busy) {
         return Ok(());
@@ -412,21 +412,21 @@ fn merge_runs(
     } else {
         Vec::new()
     };
-    // Prepared off the writer up to the memory bound in all; what is over it is done now.
     let mut background = Planned::default();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     if compactor.is_some() {
+        // Key merges prepared off the writer up to the memory bound; what is over it is done now.
         let mut room = compactor::IN_MEMORY_BYTES;
         key_merges = take_fitting(key_merges, KeyMerge::bytes, &mut room, &mut background.keys);
-        value_merges = take_fitting(value_merges, ValueMerge::bytes, &mut room, &mut background.values);
-    }
-    if !key_merges.is_empty() || !value_merges.is_empty() {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        keys::merge_now(&tx, &key_merges, keys_view.as_deref_mut())?;
-        value_runs::merge_now(&tx, &value_merges)?;
-        tx.commit()?;
-        if let Some(view) = keys_view.filter(|_| !key_merges.is_empty()) {
-            view.filter_new_runs(conn)?;
+        for merge in value_merges.drain(..) {
+            background.values.push(value_runs::begin(&tx, merge)?);
         }
+    }
+    keys::merge_now(&tx, &key_merges, keys_view.as_deref_mut())?;
+    value_runs::merge_now(&tx, &value_merges)?;
+    tx.commit()?;
+    if let Some(view) = keys_view.filter(|_| !key_merges.is_empty()) {
+        view.filter_new_runs(conn)?;
     }
     if let Some(compactor) = compactor.as_mut().filter(|_| !background.is_empty()) {
         compactor.start(background);
@@ -450,24 +450,65 @@ fn take_fitting<M>(merges: Vec<M>, bytes: impl Fn(&M) -> usize, room: &mut usize
     too_large
 }
 
-/// Stores prepared merges in one transaction: each in place of its inputs, or discarded if an
-/// input changed since it was planned (a purge), in which case it is planned again.
-fn install(conn: &mut Connection, prepared: Prepared, mut keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
+/// Stores, in one transaction, the steps the compactor has handed over, up to about a slice of
+/// value chunks: a merge of any size is stored a slice between two ingest transactions. A key
+/// merge or a value run is discarded if an input changed since it was planned (a purge), and
+/// planned again.
+fn store_steps(conn: &mut Connection, compactor: &mut Compactor, keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
+    let Some(step) = compactor.next_step() else {
+        return Ok(());
+    };
+    store_from(conn, compactor, step, keys_view).inspect_err(|_| {
+        // The steps taken are lost with the transaction: the runs being built miss them.
+        compactor.abandon();
+    })
+}
+
+fn store_from(
+    conn: &mut Connection,
+    compactor: &mut Compactor,
+    mut step: Step,
+    mut keys_view: Option<&mut Keys>,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut keys_installed = false;
-    for merged in prepared.keys {
-        keys_installed |= keys::install(&tx, merged, keys_view.as_deref_mut())?;
-    }
-    for merged in prepared.values {
-        if !value_runs::install(&tx, merged)? {
-            tracing::debug!("a prepared merge of value runs was discarded: a purge changed its inputs");
+    let (mut keys_installed, mut stored, mut failed) = (false, 0, None);
+    loop {
+        match step {
+            Step::Keys(merged) => {
+                for merged in merged {
+                    keys_installed |= keys::install(&tx, merged, keys_view.as_deref_mut())?;
+                }
+            }
+            Step::Slice(slice) => {
+                stored += slice.bytes();
+                value_runs::store_slice(&tx, slice)?;
+            }
+            Step::Merged(streamed) => {
+                if !value_runs::finish(&tx, streamed)? {
+                    tracing::debug!("a merge of value runs was discarded: a purge changed its inputs");
+                }
+            }
+            Step::Done(outcome) => {
+                if let Err(e) = outcome {
+                    value_runs::drop_unfinished(&tx)?;
+                    failed = Some(e);
+                }
+                break;
+            }
+        }
+        // What is over the slice is stored after the next ingest transaction.
+        match compactor.next_step().filter(|_| stored < value_runs::SLICE_BYTES) {
+            Some(next) => step = next,
+            None => break,
         }
     }
     tx.commit()?;
-    match keys_view {
-        Some(view) if keys_installed => view.filter_new_runs(conn),
-        _ => Ok(()),
+    if keys_installed {
+        if let Some(view) = keys_view {
+            view.filter_new_runs(conn)?;
+        }
     }
+    failed.map_or(Ok(()), Err)
 }
 
 /// Folds every span into its blocks (`spans`): a file the store closed has none.
