@@ -4,6 +4,7 @@
 /// A split-block Bloom filter: each key sets one bit in each of the 8 words of one 64-byte
 /// block, so a lookup touches one cache line. At 12 bits a key when full it answers "maybe"
 /// for ~0.5% of absent keys, far fewer while it has room.
+#[derive(PartialEq)]
 pub struct Filter {
     blocks: Vec<[u64; 8]>,
     keys: usize,

@@ -4,63 +4,73 @@
 //! and encoding the result; only storing the result needs the write connection. The writer was
 //! the serial bottleneck of ingest and did all of it (at 3–5M calls the two merges were a fifth
 //! of its time, growing with history), while the server's other core was half idle. So the
-//! writer plans a merge (which runs), this thread reads and merges them on a read-only
-//! connection of its own into encoded chunks in memory, and the writer, between its
-//! transactions, installs the result in one transaction (`keys::install`,
-//! `value_runs::install`):
+//! writer plans the merges due and gives each a run to build, out of sight of readers
+//! (`keys::begin`, `value_runs::begin`); this thread reads and merges the inputs on a read-only
+//! connection of its own and hands the merged chunks over a slice (~4 MB) at a time; the
+//! writer stores a slice between two ingest transactions, and once a merge is read to its end
+//! gives its run its place instead of the inputs (`keys::finish`, `value_runs::finish`):
 //!
-//! - runs are immutable once committed and only the writer deletes them; while a merge is
-//!   prepared the writer starts no other, so its inputs change only by a purge of value
-//!   entries, which an install detects (its result is then discarded, the entries stay where
-//!   they were, and the merge is planned again);
-//! - a probe or a reader meanwhile reads the inputs, which exist until the install commits;
-//!   a crash leaves either the inputs or the merged run;
-//! - key merges are held whole, so only those of at most [`IN_MEMORY_BYTES`] are prepared
-//!   here: larger ones (key runs into level 4 and up) stream on the writer, a few chunks in
-//!   memory, which keeps SPEC §10's memory bound;
-//! - value merges of any size are handed over a slice at a time
-//!   ([`value_runs::StreamedMerge`]), the writer storing a slice between two ingest
-//!   transactions: the merges into their top level (~75 MB of entries at ~1M calls a run)
-//!   paused the writer for seconds every ~0.9M calls in time order when they streamed there.
+//! - runs are immutable once committed and only the writer deletes them; while a plan is
+//!   prepared the writer starts no other, so inputs change only by a purge of value entries,
+//!   which `finish` detects (the merged run is then dropped, the entries stay where they were,
+//!   and the merge is planned again);
+//! - a probe or a reader meanwhile reads the inputs, which exist until `finish` commits; a
+//!   crash leaves the inputs and a run half built, which the next open drops;
+//! - memory holds a few slices, not the merge (SPEC §10's memory bound), so merges of any size
+//!   are prepared here. Those too large to hold (key runs into level 4, ~6.5M keys a kind at
+//!   ~7M calls; value runs into their top level, ~75 MB of entries every ~0.9M calls) streamed
+//!   on the writer before, and ingest paused for seconds.
 
-use super::keys::{self, KeyMerge, MergedKeys};
-use super::value_runs::{self, Slice, StreamedMerge};
+use super::keys::{self, KeySlice, StreamedKeys};
+use super::value_runs::{self, StreamedValues, ValueSlice};
 use rusqlite::{Connection, OpenFlags};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-/// The most a prepared key merge may hold (its input runs' keys, 16 bytes each): merges of key
-/// runs into levels 1–3 (~16 MB into level 3 at ~1,000 calls a transaction) fit; the resident
-/// memory at 10M calls leaves ~20 MB below SPEC §10's 500 MB.
-pub const IN_MEMORY_BYTES: usize = 16 << 20;
+/// About the bytes of chunks handed over at a time: a slice takes the writer ~10 ms to store.
+pub const SLICE_BYTES: usize = 4 << 20;
 
-/// Steps the compactor may run ahead of the writer: slices of value chunks held at once.
+/// Steps the compactor may run ahead of the writer: slices held at once, beside the one being
+/// filled and the one being stored.
 const STEPS_AHEAD: usize = 2;
 
-/// Merges to prepare, with disjoint inputs.
+/// What a merge stops with when nobody takes its slices any more (the writer stopped).
+pub fn nobody_takes_slices() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+        Some("the writer no longer takes the merge's chunks".into()),
+    )
+}
+
+/// Merges to prepare, with disjoint inputs, each given its run to build by the writer.
 #[derive(Default)]
 pub struct Planned {
-    pub keys: Vec<KeyMerge>,
-    pub values: Vec<StreamedMerge>,
+    pub keys: Vec<StreamedKeys>,
+    pub values: Vec<StreamedValues>,
 }
 
-impl Planned {
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.values.is_empty()
-    }
-}
-
-/// What the compactor hands the writer, in order.
+/// What the compactor hands the writer, in order: a merge's slices, then the merge.
 pub enum Step {
-    /// The key merges, prepared whole, to install together.
-    Keys(Vec<MergedKeys>),
-    /// Chunks of a value run being built, to store.
-    Slice(Slice),
+    KeySlice(KeySlice),
+    /// A key merge read to its end: its run is to take its inputs' place.
+    KeysMerged(StreamedKeys),
+    ValueSlice(ValueSlice),
     /// A value merge read to its end: its run is to take its inputs' place.
-    Merged(StreamedMerge),
+    ValuesMerged(StreamedValues),
     /// The plan is done, or failed (then the runs it was building are the writer's to drop):
     /// the compactor is free.
     Done(rusqlite::Result<()>),
+}
+
+impl Step {
+    /// The chunks' bytes a step stores.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Step::KeySlice(slice) => slice.bytes(),
+            Step::ValueSlice(slice) => slice.bytes(),
+            _ => 0,
+        }
+    }
 }
 
 /// The thread that prepares merges, one [`Planned`] at a time.
@@ -154,21 +164,15 @@ impl Drop for Compactor {
 
 fn prepare(conn: &Connection, planned: Planned, step: &mpsc::SyncSender<Step>) -> rusqlite::Result<()> {
     let hand_over = |s: Step| step.send(s).is_ok();
-    if !planned.keys.is_empty() {
-        let keys = planned
-            .keys
-            .into_iter()
-            .map(|merge| keys::prepare(conn, merge))
-            .collect::<rusqlite::Result<_>>()?;
-        if !hand_over(Step::Keys(keys)) {
+    for mut merge in planned.keys {
+        keys::stream(conn, &mut merge, SLICE_BYTES, |slice| hand_over(Step::KeySlice(slice)))?;
+        if !hand_over(Step::KeysMerged(merge)) {
             return Ok(());
         }
     }
     for merge in planned.values {
-        value_runs::stream(conn, &merge, value_runs::SLICE_BYTES, |slice| {
-            hand_over(Step::Slice(slice))
-        })?;
-        if !hand_over(Step::Merged(merge)) {
+        value_runs::stream(conn, &merge, SLICE_BYTES, |slice| hand_over(Step::ValueSlice(slice)))?;
+        if !hand_over(Step::ValuesMerged(merge)) {
             return Ok(());
         }
     }

@@ -13,8 +13,9 @@
 //!   records, so they are as durable as the records;
 //! - [`FANOUT`] runs of a level are merged into one of the next: sequential work, each key
 //!   rewritten once per level (~5 levels at 10M keys). The compactor (`compactor`) reads and
-//!   merges them off the writer ([`prepare`]) and the writer stores the result between its
-//!   transactions ([`install`]); a merge too large to hold streams on the writer ([`merge_now`]);
+//!   merges them off the writer and hands the result over a slice at a time, for the writer to
+//!   store between its transactions ([`StreamedKeys`]); on a database in memory (no compactor)
+//!   the writer merges ([`merge_now`]);
 //! - the writer keeps a compact in-memory [`Filter`] of every event and call id in front of
 //!   the runs: an id never seen (nearly every new event and call) is answered from memory; only
 //!   a possible match (a duplicate, a correction, or ~0.1–0.5% of new ids) probes the runs, one
@@ -263,7 +264,8 @@ pub fn due_merges(conn: &Connection) -> rusqlite::Result<Vec<KeyMerge>> {
     let mut merges: Vec<KeyMerge> = Vec::new();
     let mut runs = conn.prepare_cached(&format!(
         "SELECT kind, level, run, keys, {RUN_ENDS} FROM key_runs r WHERE (kind, level) IN \
-         (SELECT kind, level FROM key_runs GROUP BY kind, level HAVING count(*) >= ?1) ORDER BY kind, level, run"
+         (SELECT kind, level FROM key_runs WHERE kind >= 0 GROUP BY kind, level HAVING count(*) >= ?1) \
+         ORDER BY kind, level, run"
     ))?;
     let mut rows = runs.query([FANOUT as i64])?;
     while let Some(row) = rows.next()? {
@@ -322,6 +324,7 @@ fn merge_into(
 fn merge_in_place(tx: &Transaction, merge: &KeyMerge, keys_view: Option<&mut Keys>) -> rusqlite::Result<usize> {
     let run = new_run(tx, merge.kind, merge.level, merge.bytes() / KEY_BYTES)?;
     merge_into(tx, &merge.inputs, insert_chunk(tx, run))?;
+    // The view builds the new run's filter after the commit (`Keys::filter_new_runs`).
     delete_inputs(tx, merge, keys_view)?;
     Ok(merge.bytes() / KEY_BYTES)
 }
@@ -329,45 +332,130 @@ fn merge_in_place(tx: &Transaction, merge: &KeyMerge, keys_view: Option<&mut Key
 /// Deletes the runs `merge` merged. A merged run's number may be the new run's (SQLite reuses
 /// the greatest rowid): the view's filter of a merged run goes now, the new run's comes after
 /// the commit ([`Keys::filter_new_runs`]).
-fn delete_inputs(tx: &Transaction, merge: &KeyMerge, keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
+/// Returns the view, for the caller to add the new run's filter.
+fn delete_inputs<'v>(
+    tx: &Transaction,
+    merge: &KeyMerge,
+    keys_view: Option<&'v mut Keys>,
+) -> rusqlite::Result<Option<&'v mut Keys>> {
     for input in &merge.inputs {
-        tx.prepare_cached("DELETE FROM key_chunks WHERE run = ?1")?
-            .execute([input.run])?;
-        tx.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?
-            .execute([input.run])?;
+        delete_run(tx, input.run)?;
     }
-    if let Some(view) = keys_view.filter(|_| merge.kind == RUN_FILTERED) {
+    let view = keys_view.filter(|_| merge.kind == RUN_FILTERED);
+    if let Some(view) = view {
         for input in &merge.inputs {
             view.run_filters.remove(&input.run);
         }
+        return Ok(Some(view));
+    }
+    Ok(None)
+}
+
+/// The kind a run is stored under while a merge off the writer builds it ([`begin`]): no
+/// kind's readers, probes or merges see it until [`finish`] gives it its own kind in place of
+/// its inputs. One a crash left is dropped at the next open ([`drop_unfinished`]).
+fn building(kind: Kind) -> i64 {
+    -1 - kind as i64
+}
+
+/// A merge prepared off the writer, in slices: the writer gives it a run to build ([`begin`]),
+/// the compactor reads and merges the inputs on a connection of its own ([`stream`]: runs are
+/// immutable once committed, and only the writer deletes them), handing the chunks over a
+/// slice at a time, the writer stores each slice between its transactions ([`store_slice`]),
+/// then the run takes the inputs' place ([`finish`]).
+///
+/// The merges into level 4 and up (~6.5M keys of each kind at ~7M calls, 100 MB each) were
+/// too large to hold and streamed on the writer: ingest paused for seconds (the 100k calls
+/// ending at 7M ran at 11k calls/s against ~40k).
+pub struct StreamedKeys {
+    merge: KeyMerge,
+    run: i64,
+    /// The merged run's filter, built as its keys pass by ([`RUN_FILTERED`] only): the writer
+    /// would otherwise read the whole run again for it.
+    filter: Option<Filter>,
+}
+
+/// Chunks (first hash, data) of a run being built, in order.
+pub struct KeySlice {
+    run: i64,
+    chunks: Vec<(i64, Vec<u8>)>,
+}
+
+impl KeySlice {
+    pub fn bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.1.len()).sum()
+    }
+}
+
+/// Gives `merge` its run to build, in the writer's transaction.
+pub fn begin(tx: &Connection, merge: KeyMerge) -> rusqlite::Result<StreamedKeys> {
+    tx.prepare_cached("INSERT INTO key_runs (kind, level, keys) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            building(merge.kind),
+            merge.level,
+            (merge.bytes() / KEY_BYTES) as i64
+        ])?;
+    Ok(StreamedKeys {
+        merge,
+        run: tx.last_insert_rowid(),
+        filter: None,
+    })
+}
+
+/// Reads and merges the inputs of `streamed` on `conn`, handing its chunks to `hand_over` in
+/// slices of about `slice_bytes` (`false` from it: nobody takes them any more, the merge stops).
+pub fn stream(
+    conn: &Connection,
+    streamed: &mut StreamedKeys,
+    slice_bytes: usize,
+    mut hand_over: impl FnMut(KeySlice) -> bool,
+) -> rusqlite::Result<()> {
+    let run = streamed.run;
+    let mut filter = (streamed.merge.kind == RUN_FILTERED).then(|| Filter::sized(streamed.merge.bytes() / KEY_BYTES));
+    let mut held: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut bytes = 0;
+    let mut give = |held: &mut Vec<(i64, Vec<u8>)>, bytes: &mut usize| {
+        *bytes = 0;
+        let chunks = std::mem::take(held);
+        if chunks.is_empty() || hand_over(KeySlice { run, chunks }) {
+            Ok(())
+        } else {
+            Err(super::compactor::nobody_takes_slices())
+        }
+    };
+    merge_into(conn, &streamed.merge.inputs, |first, data| {
+        if let Some(filter) = filter.as_mut() {
+            for (hash, _) in decode(&data) {
+                filter.insert(hash);
+            }
+        }
+        bytes += data.len();
+        held.push((first, data));
+        if bytes >= slice_bytes {
+            give(&mut held, &mut bytes)?;
+        }
+        Ok(())
+    })?;
+    give(&mut held, &mut bytes)?;
+    streamed.filter = filter;
+    Ok(())
+}
+
+/// Stores a slice of a run being built, in the writer's transaction.
+pub fn store_slice(tx: &Connection, slice: KeySlice) -> rusqlite::Result<()> {
+    let mut insert = insert_chunk(tx, slice.run);
+    for (first, data) in slice.chunks {
+        insert(first, data)?;
     }
     Ok(())
 }
 
-/// A merge done away from the writer ([`prepare`]): the merged run's chunks, in memory, until
-/// the writer installs them ([`install`]).
-pub struct MergedKeys {
-    merge: KeyMerge,
-    chunks: Vec<(i64, Vec<u8>)>,
-}
-
-/// Reads and merges the runs of `merge` on `conn` (a connection of its own: runs are immutable
-/// once committed, and only the writer deletes them, at an install), holding the result.
-pub fn prepare(conn: &Connection, merge: KeyMerge) -> rusqlite::Result<MergedKeys> {
-    let mut chunks = Vec::with_capacity(merge.bytes() / (CHUNK * KEY_BYTES) + 1);
-    merge_into(conn, &merge.inputs, |first, data| {
-        chunks.push((first, data));
-        Ok(())
-    })?;
-    Ok(MergedKeys { merge, chunks })
-}
-
-/// Stores a prepared merge in the writer's transaction, in place of its inputs, unless an input
-/// is gone or changed (then nothing is written and `false` returned: its keys are where they
-/// were). Once the transaction commits, the view's filters of the new run come from
-/// [`Keys::filter_new_runs`].
-pub fn install(tx: &Transaction, merged: MergedKeys, keys_view: Option<&mut Keys>) -> rusqlite::Result<bool> {
-    let MergedKeys { merge, chunks } = merged;
+/// Gives a built run its kind in place of its inputs, in the writer's transaction, unless an
+/// input is gone or changed: then the run is dropped and `false` returned (the keys are where
+/// they were, and the merge is planned again). The view's filter of the run, if the merge built
+/// one, is the view's from now on.
+pub fn finish(tx: &Transaction, streamed: StreamedKeys, keys_view: Option<&mut Keys>) -> rusqlite::Result<bool> {
+    let StreamedKeys { merge, run, filter } = streamed;
     let mut unchanged = tx.prepare_cached(&format!(
         "SELECT 1 FROM key_runs r WHERE run = ?1 AND kind = ?2 AND level = ?3 AND keys = ?4 AND ({RUN_ENDS}) = (?5, ?6)"
     ))?;
@@ -381,16 +469,34 @@ pub fn install(tx: &Transaction, merged: MergedKeys, keys_view: Option<&mut Keys
             input.last
         ];
         if !unchanged.exists(same)? {
+            delete_run(tx, run)?;
             return Ok(false);
         }
     }
-    let run = new_run(tx, merge.kind, merge.level, merge.bytes() / KEY_BYTES)?;
-    let mut insert = insert_chunk(tx, run);
-    for (first, data) in chunks {
-        insert(first, data)?;
+    tx.prepare_cached("UPDATE key_runs SET kind = ?1 WHERE run = ?2")?
+        .execute(params![merge.kind as i64, run])?;
+    let view = delete_inputs(tx, &merge, keys_view)?;
+    if let (Some(view), Some(filter)) = (view, filter) {
+        view.run_filters.insert(run, filter);
     }
-    delete_inputs(tx, &merge, keys_view)?;
     Ok(true)
+}
+
+fn delete_run(tx: &Connection, run: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM key_chunks WHERE run = ?1")?
+        .execute([run])?;
+    tx.prepare_cached("DELETE FROM key_runs WHERE run = ?1")?
+        .execute([run])?;
+    Ok(())
+}
+
+/// Drops the runs being built (a crash or a failed merge left them; none is being built when
+/// this runs).
+pub fn drop_unfinished(tx: &Connection) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "DELETE FROM key_chunks WHERE run IN (SELECT run FROM key_runs WHERE kind < 0); \
+         DELETE FROM key_runs WHERE kind < 0;",
+    )
 }
 
 /// The rows every run of `kind` lists for `hash` (candidates: the caller checks their ids).
@@ -510,7 +616,7 @@ pub fn compact(conn: &mut Connection, mut keys_view: Option<&mut Keys>) -> rusql
 
 /// Whether some level holds [`FANOUT`] runs of a kind (a merge to do).
 pub fn merge_due(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM key_runs GROUP BY kind, level HAVING count(*) >= ?1 LIMIT 1")?
+    conn.prepare_cached("SELECT 1 FROM key_runs WHERE kind >= 0 GROUP BY kind, level HAVING count(*) >= ?1 LIMIT 1")?
         .exists([FANOUT as i64])
 }
 
@@ -530,8 +636,8 @@ pub fn merge_full_levels(tx: &Transaction, mut keys_view: Option<&mut Keys>) -> 
     }
 }
 
-/// The merges `due` in the writer's transaction, streaming (those too large to be prepared in
-/// memory).
+/// The merges `due` in the writer's transaction, streaming (a database in memory, which has no
+/// compactor).
 pub fn merge_now(tx: &Transaction, due: &[KeyMerge], mut keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
     for merge in due {
         merge_in_place(tx, merge, keys_view.as_deref_mut())?;
@@ -849,6 +955,92 @@ mod tests {
         conn
     }
 
+    /// Streams `merge` as the compactor and the writer do: begun, its chunks handed over in
+    /// slices of about `slice_bytes`, each stored in a transaction of its own; returns the merge
+    /// to finish (its run still being built) and how many slices it took.
+    fn stream_slices(conn: &mut Connection, merge: KeyMerge, slice_bytes: usize) -> (StreamedKeys, usize) {
+        let tx = conn.transaction().unwrap();
+        let mut streamed = begin(&tx, merge).unwrap();
+        tx.commit().unwrap();
+        let mut slices = Vec::new();
+        stream(conn, &mut streamed, slice_bytes, |slice| {
+            slices.push(slice);
+            true
+        })
+        .unwrap();
+        let count = slices.len();
+        for slice in slices {
+            let tx = conn.transaction().unwrap();
+            store_slice(&tx, slice).unwrap();
+            tx.commit().unwrap();
+        }
+        (streamed, count)
+    }
+
+    /// A run being built is out of sight: while its slices are stored every key is found once
+    /// (from the inputs), by `find` and by the view; a run a crash left half built is dropped
+    /// at the next open; a finished one holds every key once, and the filter its merge built
+    /// is the one a reload builds from the stored run.
+    #[test]
+    fn a_run_being_built_is_seen_only_once_finished() {
+        for crash in [true, false] {
+            let mut conn = store();
+            let mut all = Vec::new();
+            for run in 0..FANOUT {
+                let tx = conn.transaction().unwrap();
+                let mut keys: Vec<(u64, i64)> = (0..700)
+                    .map(|i| (hash(1, &format!("{run}-{i}")), (run * 1_000 + i) as i64))
+                    .collect();
+                all.extend(keys.iter().copied());
+                write_run(&tx, Kind::Contact, 0, &mut keys).unwrap();
+                tx.commit().unwrap();
+            }
+            let mut view = Keys::load(&conn).unwrap();
+            let due = due_merges(&conn).unwrap();
+            let (streamed, slices) = stream_slices(&mut conn, due[0].clone(), 3 * CHUNK * KEY_BYTES);
+            assert!(slices > 3, "{slices} slices");
+            assert!(streamed.filter.is_some(), "a merge of contacts builds its run's filter");
+            let found_once = |conn: &Connection, view: &Keys| {
+                for &(h, seq) in &all {
+                    assert_eq!(find(conn, Kind::Contact, h).unwrap(), vec![seq]);
+                    assert_eq!(view.candidates(conn, Kind::Contact, h).unwrap(), vec![seq]);
+                }
+            };
+            found_once(&conn, &view);
+            assert_eq!(due_merges(&conn).unwrap(), due, "no merge takes it");
+            if crash {
+                drop(streamed);
+                drop_unfinished(&conn).unwrap();
+                let orphans: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM key_chunks WHERE run NOT IN (SELECT run FROM key_runs)",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(orphans, 0);
+                assert_eq!(due_merges(&conn).unwrap(), due);
+            } else {
+                let tx = conn.transaction().unwrap();
+                assert!(finish(&tx, streamed, Some(&mut view)).unwrap());
+                tx.commit().unwrap();
+                let levels: Vec<(i64, i64)> = conn
+                    .prepare("SELECT kind, level FROM key_runs")
+                    .unwrap()
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                assert_eq!(levels, vec![(Kind::Contact as i64, 1)]);
+                let reloaded = Keys::load(&conn).unwrap();
+                assert_eq!(view.run_filters.len(), 1);
+                let (run, filter) = view.run_filters.iter().next().unwrap();
+                assert!(*filter == reloaded.run_filters[run], "the filter a reload builds");
+            }
+            found_once(&conn, &view);
+        }
+    }
+
     /// Every key stays findable through writes of runs and their merges, whatever its hash,
     /// equal hashes included.
     #[test]
@@ -968,9 +1160,9 @@ mod tests {
         check(&reloaded);
     }
 
-    /// A prepared merge whose input was replaced before its install (the run deleted, its
-    /// number taken by a new run of other keys) is discarded: no key is lost or stored twice;
-    /// planned again, the merge installs, and its keys are found once.
+    /// A streamed merge whose input was replaced before it finished (the run deleted, a new run
+    /// of other keys written) is dropped: no key is lost or stored twice; planned again, the
+    /// merge finishes, and its keys are found once.
     #[test]
     fn a_merge_whose_input_changed_is_discarded() {
         let mut conn = store();
@@ -989,7 +1181,7 @@ mod tests {
         }
         let due = due_merges(&conn).unwrap();
         assert_eq!(due.len(), 1);
-        let prepared = prepare(&conn, due[0].clone()).unwrap();
+        let (streamed, _) = stream_slices(&mut conn, due[0].clone(), 1 << 20);
         let last = due[0].inputs.last().unwrap().run;
         let gone: Vec<(u64, i64)> = all.drain(all.len() - 300..).collect();
         conn.execute_batch(&format!(
@@ -997,12 +1189,8 @@ mod tests {
         ))
         .unwrap();
         write(&mut conn, FANOUT, &mut all);
-        let reused: i64 = conn
-            .query_row("SELECT max(run) FROM key_runs", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(reused, last, "the new run takes the deleted run's number");
         let tx = conn.transaction().unwrap();
-        assert!(!install(&tx, prepared, None).unwrap());
+        assert!(!finish(&tx, streamed, None).unwrap());
         tx.commit().unwrap();
         let found_once = |conn: &Connection, all: &[(u64, i64)]| {
             for (h, seq) in all {
@@ -1014,9 +1202,9 @@ mod tests {
             .iter()
             .all(|(h, _)| find(&conn, Kind::Call, *h).unwrap().is_empty()));
         let again = due_merges(&conn).unwrap();
-        let prepared = prepare(&conn, again[0].clone()).unwrap();
+        let (streamed, _) = stream_slices(&mut conn, again[0].clone(), 1 << 20);
         let tx = conn.transaction().unwrap();
-        assert!(install(&tx, prepared, None).unwrap());
+        assert!(finish(&tx, streamed, None).unwrap());
         tx.commit().unwrap();
         let levels: Vec<i64> = conn
             .prepare("SELECT level FROM key_runs")

@@ -209,6 +209,7 @@ impl SqliteStore {
             tx.commit()?;
         }
         // Runs a merge was building when the process stopped.
+        keys::drop_unfinished(&conn)?;
         value_runs::drop_unfinished(&conn)?;
         let mut contacts = None;
         if (1..schema::TEAM_CAMPAIGNS_VERSION).contains(&version) {

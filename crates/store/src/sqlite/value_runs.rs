@@ -17,7 +17,7 @@
 //!   durable as the calls;
 //! - [`FANOUT`] runs of a level are merged into one of the next, up to [`TOP_LEVEL`]: off the
 //!   writer by the compactor, which hands the merged chunks over a slice at a time for the
-//!   writer to store between its transactions ([`StreamedMerge`]), or, on a database in memory
+//!   writer to store between its transactions ([`StreamedValues`]), or, on a database in memory
 //!   (no compactor), on the writer ([`merge_now`]). Runs there (~8³
 //!   transactions of calls) are never merged again, so each entry is rewritten at most
 //!   [`TOP_LEVEL`] times. Each run knows the span of its calls' starts, and a
@@ -343,8 +343,8 @@ pub fn merge_full_levels(tx: &Transaction) -> rusqlite::Result<usize> {
     Ok(rewritten)
 }
 
-/// The merges `due` in the writer's transaction, streaming (those too large to be prepared in
-/// memory).
+/// The merges `due` in the writer's transaction, streaming (a database in memory, which has no
+/// compactor).
 pub fn merge_now(tx: &Transaction, due: &[ValueMerge]) -> rusqlite::Result<()> {
     for merge in due {
         merge_in_place(tx, merge)?;
@@ -517,11 +517,6 @@ impl<'s> RunScan<'s> {
 /// place of its inputs. One a crash left is dropped at the next open ([`drop_unfinished`]).
 const BUILDING: i64 = -1;
 
-/// About the bytes of chunks the compactor hands the writer at a time: a merge of any size is
-/// stored a slice between two ingest transactions (~10 ms of the writer's time each), and
-/// memory holds a few slices, not the merge.
-pub const SLICE_BYTES: usize = 4 << 20;
-
 /// A merge prepared off the writer, in slices: the writer gives it a run to build ([`begin`]),
 /// the compactor reads and merges the inputs on a connection of its own ([`stream`]: runs change
 /// only on the writer, by an install or a purge, which [`finish`] detects), handing the chunks
@@ -532,37 +527,37 @@ pub const SLICE_BYTES: usize = 4 << 20;
 /// before, a pause of seconds every ~0.9M calls in time order; the writer now only stores their
 /// chunks, a slice at a time.
 #[derive(Debug)]
-pub struct StreamedMerge {
+pub struct StreamedValues {
     merge: ValueMerge,
     run: i64,
 }
 
 /// Chunks of a run being built, in the merge's order (descending keys).
-pub struct Slice {
+pub struct ValueSlice {
     run: i64,
     chunks: Vec<HeldChunk>,
 }
 
-impl Slice {
+impl ValueSlice {
     pub fn bytes(&self) -> usize {
         self.chunks.iter().map(|c| c.4.len()).sum()
     }
 }
 
 /// Gives `merge` its run to build, in the writer's transaction.
-pub fn begin(tx: &Connection, merge: ValueMerge) -> rusqlite::Result<StreamedMerge> {
+pub fn begin(tx: &Connection, merge: ValueMerge) -> rusqlite::Result<StreamedValues> {
     let (oldest, newest) = span(tx, &merge.inputs)?;
     let run = new_run(tx, BUILDING, merge.entries, oldest, newest)?;
-    Ok(StreamedMerge { merge, run })
+    Ok(StreamedValues { merge, run })
 }
 
 /// Reads and merges the inputs of `streamed` on `conn`, handing its chunks to `hand_over` in
 /// slices of about `slice_bytes` (`false` from it: nobody takes them any more, the merge stops).
 pub fn stream(
     conn: &Connection,
-    streamed: &StreamedMerge,
+    streamed: &StreamedValues,
     slice_bytes: usize,
-    hand_over: impl FnMut(Slice) -> bool,
+    hand_over: impl FnMut(ValueSlice) -> bool,
 ) -> rusqlite::Result<()> {
     let mut out = Slices {
         run: streamed.run,
@@ -584,28 +579,25 @@ struct Slices<F> {
     hand_over: F,
 }
 
-impl<F: FnMut(Slice) -> bool> Slices<F> {
+impl<F: FnMut(ValueSlice) -> bool> Slices<F> {
     fn hand_over_held(&mut self) -> rusqlite::Result<()> {
         if self.held.is_empty() {
             return Ok(());
         }
         self.bytes = 0;
-        let slice = Slice {
+        let slice = ValueSlice {
             run: self.run,
             chunks: std::mem::take(&mut self.held),
         };
         if (self.hand_over)(slice) {
             Ok(())
         } else {
-            Err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
-                Some("the writer no longer takes the merge's chunks".into()),
-            ))
+            Err(super::compactor::nobody_takes_slices())
         }
     }
 }
 
-impl<F: FnMut(Slice) -> bool> ChunkSink for Slices<F> {
+impl<F: FnMut(ValueSlice) -> bool> ChunkSink for Slices<F> {
     fn chunk(&mut self, tenant: i64, field: Field, value: &str, oldest_ns: i64, data: Vec<u8>) -> rusqlite::Result<()> {
         self.bytes += data.len();
         self.held.push((tenant, field, value.to_string(), oldest_ns, data));
@@ -617,7 +609,7 @@ impl<F: FnMut(Slice) -> bool> ChunkSink for Slices<F> {
 }
 
 /// Stores a slice of a run being built, in the writer's transaction.
-pub fn store_slice(tx: &Connection, slice: Slice) -> rusqlite::Result<()> {
+pub fn store_slice(tx: &Connection, slice: ValueSlice) -> rusqlite::Result<()> {
     let mut insert = Insert { tx, run: slice.run };
     // Merged in descending order of the chunks' key: a slice is inserted ascending, each chunk
     // at the end of its run's part of the index, below the slice stored before it.
@@ -630,8 +622,8 @@ pub fn store_slice(tx: &Connection, slice: Slice) -> rusqlite::Result<()> {
 /// Gives a built run its level in place of its inputs, in the writer's transaction, unless an
 /// input is gone or a purge ran since the merge was planned: then the run is dropped and
 /// `false` returned (the entries are where they were, and the merge is planned again).
-pub fn finish(tx: &Transaction, streamed: StreamedMerge) -> rusqlite::Result<bool> {
-    let StreamedMerge { merge, run } = streamed;
+pub fn finish(tx: &Transaction, streamed: StreamedValues) -> rusqlite::Result<bool> {
+    let StreamedValues { merge, run } = streamed;
     let present: usize = tx.query_row(
         &format!(
             "SELECT count(*) FROM value_runs WHERE run IN ({}) AND level = ?1",
@@ -914,7 +906,7 @@ pub(crate) mod tests {
     /// Streams `merge` as the compactor and the writer do: begun, its chunks handed over in
     /// slices of about `slice_bytes`, each stored in a transaction of its own; returns the
     /// merge to finish, the run still being built.
-    fn stream_slices(conn: &mut Connection, merge: ValueMerge, slice_bytes: usize) -> (StreamedMerge, usize) {
+    fn stream_slices(conn: &mut Connection, merge: ValueMerge, slice_bytes: usize) -> (StreamedValues, usize) {
         let tx = conn.transaction().unwrap();
         let streamed = begin(&tx, merge).unwrap();
         tx.commit().unwrap();
@@ -1071,7 +1063,7 @@ pub(crate) mod tests {
         }
         let due = due_merges(&conn).unwrap();
         assert_eq!(due.len(), 1);
-        let (streamed, _) = stream_slices(&mut conn, due[0].clone(), SLICE_BYTES);
+        let (streamed, _) = stream_slices(&mut conn, due[0].clone(), 1 << 20);
         // Run 0 loses every entry, run 1 half of them.
         let cutoff = 1_150;
         let tx = conn.transaction().unwrap();
@@ -1093,7 +1085,7 @@ pub(crate) mod tests {
         assert_eq!(runs_at(&conn, 0), FANOUT as i64);
         assert_eq!(runs_at(&conn, BUILDING), 0, "the discarded run is dropped");
         let again = due_merges(&conn).unwrap();
-        let (streamed, _) = stream_slices(&mut conn, again[0].clone(), SLICE_BYTES);
+        let (streamed, _) = stream_slices(&mut conn, again[0].clone(), 1 << 20);
         let tx = conn.transaction().unwrap();
         assert!(finish(&tx, streamed).unwrap());
         tx.commit().unwrap();

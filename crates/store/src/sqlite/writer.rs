@@ -10,7 +10,7 @@ use super::bodies;
 use super::compactor::{self, Compactor, Planned, Step};
 use super::durable::{self, SyncThread};
 use super::first_calls::FirstCalls;
-use super::keys::{self, KeyMerge, Keys};
+use super::keys::{self, Keys};
 use super::records::{AnalysedCalls, MeetingContacts, SqliteRecords};
 use super::schema::{
     CALL_INTENTS_VERSION, MEETING_DAYS_VERSION, OTHER_FACTS_VERSION, STAGE_SUMMARY_VERSION, TEAM_CAMPAIGNS_VERSION,
@@ -386,11 +386,11 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
     });
 }
 
-/// Stores what the compactor handed over, then plans the merges due: key merges that fit in
-/// [`compactor::IN_MEMORY_BYTES`] and every value merge are prepared by the compactor
-/// (`compactor`), larger key merges are done here, streaming. Key runs and value runs gain a
-/// run per ingest transaction and fill a level together: their merges are planned together.
-/// While a plan is prepared no other starts, so no two merges take a run.
+/// Stores what the compactor handed over, then plans the merges due: with a compactor, every
+/// merge is prepared there and handed over in slices (`compactor`); without (a database in
+/// memory), merges are done here. Key runs and value runs gain a run per ingest transaction
+/// and fill a level together: their merges are planned together. While a plan is prepared no
+/// other starts, so no two merges take a run.
 fn merge_runs(
     conn: &mut Connection,
     compactor: &mut Option<Compactor>,
@@ -406,54 +406,40 @@ fn merge_runs(
     if !keys_due && !values_due {
         return Ok(());
     }
-    let mut key_merges = if keys_due { keys::due_merges(conn)? } else { Vec::new() };
-    let mut value_merges = if values_due {
+    let key_merges = if keys_due { keys::due_merges(conn)? } else { Vec::new() };
+    let value_merges = if values_due {
         value_runs::due_merges(conn)?
     } else {
         Vec::new()
     };
-    let mut background = Planned::default();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    if compactor.is_some() {
-        // Key merges prepared off the writer up to the memory bound; what is over it is done now.
-        let mut room = compactor::IN_MEMORY_BYTES;
-        key_merges = take_fitting(key_merges, KeyMerge::bytes, &mut room, &mut background.keys);
-        for merge in value_merges.drain(..) {
-            background.values.push(value_runs::begin(&tx, merge)?);
-        }
-    }
-    keys::merge_now(&tx, &key_merges, keys_view.as_deref_mut())?;
-    value_runs::merge_now(&tx, &value_merges)?;
+    let Some(compactor) = compactor.as_mut() else {
+        keys::merge_now(&tx, &key_merges, keys_view.as_deref_mut())?;
+        value_runs::merge_now(&tx, &value_merges)?;
+        tx.commit()?;
+        return match keys_view.filter(|_| !key_merges.is_empty()) {
+            Some(view) => view.filter_new_runs(conn),
+            None => Ok(()),
+        };
+    };
+    let planned = Planned {
+        keys: key_merges
+            .into_iter()
+            .map(|merge| keys::begin(&tx, merge))
+            .collect::<rusqlite::Result<_>>()?,
+        values: value_merges
+            .into_iter()
+            .map(|merge| value_runs::begin(&tx, merge))
+            .collect::<rusqlite::Result<_>>()?,
+    };
     tx.commit()?;
-    if let Some(view) = keys_view.filter(|_| !key_merges.is_empty()) {
-        view.filter_new_runs(conn)?;
-    }
-    if let Some(compactor) = compactor.as_mut().filter(|_| !background.is_empty()) {
-        compactor.start(background);
-    }
+    compactor.start(planned);
     Ok(())
 }
 
-/// Moves the merges that fit in what is left of `room` to `prepared`; returns those larger than
-/// [`compactor::IN_MEMORY_BYTES`] (to be done now). Others wait for the next plan.
-fn take_fitting<M>(merges: Vec<M>, bytes: impl Fn(&M) -> usize, room: &mut usize, prepared: &mut Vec<M>) -> Vec<M> {
-    let mut too_large = Vec::new();
-    for merge in merges {
-        let size = bytes(&merge);
-        if size > compactor::IN_MEMORY_BYTES {
-            too_large.push(merge);
-        } else if size <= *room {
-            *room -= size;
-            prepared.push(merge);
-        }
-    }
-    too_large
-}
-
 /// Stores, in one transaction, the steps the compactor has handed over, up to about a slice of
-/// value chunks: a merge of any size is stored a slice between two ingest transactions. A key
-/// merge or a value run is discarded if an input changed since it was planned (a purge), and
-/// planned again.
+/// chunks: a merge of any size is stored a slice between two ingest transactions. A merged run
+/// is dropped instead if an input changed since it was planned (a purge), and planned again.
 fn store_steps(conn: &mut Connection, compactor: &mut Compactor, keys_view: Option<&mut Keys>) -> rusqlite::Result<()> {
     let Some(step) = compactor.next_step() else {
         return Ok(());
@@ -471,25 +457,25 @@ fn store_from(
     mut keys_view: Option<&mut Keys>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let (mut keys_installed, mut stored, mut failed) = (false, 0, None);
+    let (mut stored, mut failed) = (0, None);
     loop {
+        stored += step.bytes();
         match step {
-            Step::Keys(merged) => {
-                for merged in merged {
-                    keys_installed |= keys::install(&tx, merged, keys_view.as_deref_mut())?;
+            Step::KeySlice(slice) => keys::store_slice(&tx, slice)?,
+            Step::KeysMerged(streamed) => {
+                if !keys::finish(&tx, streamed, keys_view.as_deref_mut())? {
+                    tracing::debug!("a merge of key runs was discarded: its inputs changed");
                 }
             }
-            Step::Slice(slice) => {
-                stored += slice.bytes();
-                value_runs::store_slice(&tx, slice)?;
-            }
-            Step::Merged(streamed) => {
+            Step::ValueSlice(slice) => value_runs::store_slice(&tx, slice)?,
+            Step::ValuesMerged(streamed) => {
                 if !value_runs::finish(&tx, streamed)? {
                     tracing::debug!("a merge of value runs was discarded: a purge changed its inputs");
                 }
             }
             Step::Done(outcome) => {
                 if let Err(e) = outcome {
+                    keys::drop_unfinished(&tx)?;
                     value_runs::drop_unfinished(&tx)?;
                     failed = Some(e);
                 }
@@ -497,17 +483,12 @@ fn store_from(
             }
         }
         // What is over the slice is stored after the next ingest transaction.
-        match compactor.next_step().filter(|_| stored < value_runs::SLICE_BYTES) {
+        match compactor.next_step().filter(|_| stored < compactor::SLICE_BYTES) {
             Some(next) => step = next,
             None => break,
         }
     }
     tx.commit()?;
-    if keys_installed {
-        if let Some(view) = keys_view {
-            view.filter_new_runs(conn)?;
-        }
-    }
     failed.map_or(Ok(()), Err)
 }
 
