@@ -60,6 +60,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// the cells bound has gathered several calls per block.
 const CHECKPOINT_BLOCKS: usize = 4_096;
 const CHECKPOINT_WIDE_EVERY: Duration = Duration::from_secs(30);
+/// While the compactor hands a merge over, how long the writer waits for a command before it
+/// stores the next slice: a merge is stored a slice between two ingest transactions, and as
+/// fast when no ingest comes (at one slice every `CHECKPOINT_EVERY` a 400 MB merge took minutes).
+const SLICE_WAIT: Duration = Duration::from_millis(5);
 
 /// Statements the writer's connection keeps prepared. Its ingest transactions, checkpoints and
 /// run merges use more than rusqlite's default of 16 between them (~50 call sites), which
@@ -245,13 +249,19 @@ pub fn run(mut conn: Connection, rx: Receiver<WriteCommand>, shared: Arc<Shared>
     loop {
         let command = match carried.take() {
             Some(c) => c,
-            None => match rx.recv_timeout(CHECKPOINT_EVERY) {
+            None => match rx.recv_timeout(if compactor.as_ref().is_some_and(Compactor::busy) {
+                SLICE_WAIT
+            } else {
+                CHECKPOINT_EVERY
+            }) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) => {
                     if let Err(e) = merge_runs(&mut conn, &mut compactor, contacts.as_mut().map(|c| &mut c.keys)) {
                         tracing::error!(error = %e, "merging key or value runs failed; they stay as they are");
                     }
-                    checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
+                    if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                        checkpoint_logged(&mut conn, &shared, &merger, &mut last_checkpoint);
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
