@@ -373,18 +373,12 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
         Ok(outcome)
     })();
     if let Some(c) = contacts.as_mut() {
-        let committed = match outcome {
-            Ok(_) => c.keys.committed(conn),
+        match outcome {
+            Ok(_) => c.keys.committed(),
             Err(_) => {
                 c.first_calls.rolled_back();
                 c.keys.rolled_back();
-                Ok(())
             }
-        };
-        if let Err(e) = committed {
-            // The filters could not grow: forget the writer's state, rebuilt at the next ingest.
-            tracing::error!(error = %e, "reloading the key filters failed");
-            *contacts = None;
         }
     }
     let commit = if outcome.is_ok() { merger.committed() } else { 0 };
@@ -412,8 +406,9 @@ fn merge_runs(
     if compactor.as_ref().is_some_and(Compactor::busy) {
         return Ok(());
     }
+    let grow = keys_view.as_deref().is_some_and(Keys::wants_growth);
     let (keys_due, values_due) = (keys::merge_due(conn)?, value_runs::merge_due(conn)?);
-    if !keys_due && !values_due {
+    if !keys_due && !values_due && !grow {
         return Ok(());
     }
     let key_merges = if keys_due { keys::due_merges(conn)? } else { Vec::new() };
@@ -427,23 +422,28 @@ fn merge_runs(
         keys::merge_now(&tx, &key_merges, keys_view.as_deref_mut())?;
         value_runs::merge_now(&tx, &value_merges)?;
         tx.commit()?;
-        return match keys_view.filter(|_| !key_merges.is_empty()) {
-            Some(view) => view.filter_new_runs(conn),
-            None => Ok(()),
+        let Some(view) = keys_view else {
+            return Ok(());
         };
+        for kind in view.filters_to_grow() {
+            view.grown(kind, keys::id_filter(conn, kind)?);
+        }
+        return view.filter_new_runs(conn);
     };
-    let planned = Planned {
-        keys: key_merges
-            .into_iter()
-            .map(|merge| keys::begin(&tx, merge))
-            .collect::<rusqlite::Result<_>>()?,
-        values: value_merges
-            .into_iter()
-            .map(|merge| value_runs::begin(&tx, merge))
-            .collect::<rusqlite::Result<_>>()?,
-    };
+    let keys = key_merges
+        .into_iter()
+        .map(|merge| keys::begin(&tx, merge))
+        .collect::<rusqlite::Result<_>>()?;
+    let values = value_merges
+        .into_iter()
+        .map(|merge| value_runs::begin(&tx, merge))
+        .collect::<rusqlite::Result<_>>()?;
     tx.commit()?;
-    compactor.start(planned);
+    compactor.start(Planned {
+        filters: keys_view.map(Keys::filters_to_grow).unwrap_or_default(),
+        keys,
+        values,
+    });
     Ok(())
 }
 
@@ -477,6 +477,11 @@ fn store_from(
                     tracing::debug!("a merge of key runs was discarded: its inputs changed");
                 }
             }
+            Step::Filter(kind, filter) => {
+                if let Some(view) = keys_view.as_deref_mut() {
+                    view.grown(kind, filter);
+                }
+            }
             Step::ValueSlice(slice) => value_runs::store_slice(&tx, slice)?,
             Step::ValuesMerged(streamed) => {
                 if !value_runs::finish(&tx, streamed)? {
@@ -487,6 +492,9 @@ fn store_from(
                 if let Err(e) = outcome {
                     keys::drop_unfinished(&tx)?;
                     value_runs::drop_unfinished(&tx)?;
+                    if let Some(view) = keys_view.as_deref_mut() {
+                        view.not_grown();
+                    }
                     failed = Some(e);
                 }
                 break;
@@ -792,7 +800,7 @@ mod tests {
             pending.write(&tx, 0).unwrap();
             view.write(&tx).unwrap();
             tx.commit().unwrap();
-            view.committed(&conn).unwrap();
+            view.committed();
             if compactor.as_ref().is_some_and(Compactor::busy) {
                 prepared_while_writing += 1;
             }
