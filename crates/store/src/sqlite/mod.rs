@@ -906,7 +906,15 @@ impl Store for SqliteStore {
             };
             let mut versions = Vec::new();
             let mut reader = bodies::EventReader::default();
-            for seq in keys::find(conn, keys::Kind::Record, keys::hash(tenant.id, &call_id))? {
+            // The call's events are its call keys since migration 34 (`keys::Kind::Call`),
+            // the record keys before; a call key written before leads to its row, whose `seq`
+            // may be another event's, which the record key check leaves out.
+            let hash = keys::hash(tenant.id, &call_id);
+            let mut seqs = keys::find(conn, keys::Kind::Record, hash)?;
+            seqs.extend(keys::find(conn, keys::Kind::Call, hash)?);
+            seqs.sort_unstable();
+            seqs.dedup();
+            for seq in seqs {
                 let event = reader.event(conn, tenant.id, seq)?;
                 if let Some(e) = event.filter(|e| e.record_key.as_deref() == Some(call_id.as_str())) {
                     versions.push(drill::Version {
