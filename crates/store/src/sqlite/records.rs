@@ -105,7 +105,7 @@ pub struct SqliteRecords<'a> {
     pub statements: HotStatements<'a>,
     /// The key (hashed) of a call that `purged_call` found no row listed under, until a call is
     /// stored: the new call's own lookup (`call`, right after) is then answered without asking
-    /// the keys again.
+    /// the keys again (its event, logged in between, added the only key since, with no row).
     pub absent_call: Option<u64>,
     /// The runs of contacts, which a meeting's first call probes.
     pub contact_runs: FilteredRuns,
