@@ -1337,8 +1337,10 @@ mod call_keys_tests {
         first.push(call("e10", "c3", "Connected", 3, 5));
         first.push(json!({"id": "e11", "type": "call_analysis", "call_id": "c5", "score": 80}));
         // A conversation whose id is a call's: its record key hashes as the call's key.
-        first.push(json!({"id": "e12", "type": "conversation", "conversation_id": "c7", "channel": "email",
-                          "opened_at": "2026-03-07T09:00:00Z", "agent_id": "a1"}));
+        first.push(
+            json!({"id": "e12", "type": "conversation", "conversation_id": "c7", "channel": "email",
+                          "opened_at": "2026-03-07T09:00:00Z", "agent_id": "a1"}),
+        );
         rt.block_on(store.ingest(tenant.id, parse(&first))).unwrap();
         rt.block_on(store.shutdown());
         drop(store);
@@ -1349,7 +1351,11 @@ mod call_keys_tests {
             let query = json!({"measures": ["total_calls", "connected_calls"],
                                "range": {"start": "2026-03-01", "end": "2026-03-31"}});
             out.push(
-                rt.block_on(store.query(tenant.id, query, 0)).unwrap().unwrap().to_json()["totals"].clone(),
+                rt.block_on(store.query(tenant.id, query, 0))
+                    .unwrap()
+                    .unwrap()
+                    .to_json()["totals"]
+                    .clone(),
             );
             for id in ["c1", "c3", "c5", "c7", "c20"] {
                 let detail = rt.block_on(store.call(tenant.id, id)).unwrap();

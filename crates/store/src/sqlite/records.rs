@@ -5,7 +5,7 @@ use super::bodies::{Entry, EventReader, PendingBodies};
 use super::first_calls::FirstCalls;
 use super::keys::{self, FilteredRuns, Keys, Kind};
 use super::rows::{
-    put_call, put_stage, Row, upsert_analysis, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
+    put_call, put_stage, upsert_analysis, Row, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
     SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
 use super::value_runs::PendingEntries;
@@ -190,7 +190,11 @@ impl Records for SqliteRecords<'_> {
         self.keys.add(Kind::Event, hash, seq);
         if let Some(record) = record_key {
             // A call's events are its call keys: the first numbers its row (`put_call`).
-            let kind = if matches!(e.event, Event::Call(_)) { Kind::Call } else { Kind::Record };
+            let kind = if matches!(e.event, Event::Call(_)) {
+                Kind::Call
+            } else {
+                Kind::Record
+            };
             self.keys.add(kind, keys::hash(tenant, record), seq);
         }
         Ok(true)
