@@ -1383,7 +1383,7 @@ mod call_keys_tests {
         ]);
         out.push(summary(rt.block_on(store.ingest(tenant.id, again)).unwrap()));
         observe(&mut out);
-        // The calls of the first two days purged: an analysis of one of them is refused.
+        // The calls started before 2026-03-07 purged: an analysis of one of them is refused.
         let cutoffs = retention::Cutoffs {
             raw_ns: Some(1_772_841_600_000_000_000), // 2026-03-07T00:00:00Z
             ..Default::default()
@@ -1411,7 +1411,7 @@ mod call_keys_tests {
             let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
             assert_eq!(count("SELECT sum(keys) FROM key_runs WHERE kind = 1"), 2);
             assert_eq!(count("SELECT sum(keys) FROM key_runs WHERE kind = 2"), 10);
-            // c3's row is its first event's (the fourth event), its event its second version's.
+            // c3's row is its first event's (the third), its event its second version's.
             assert_eq!(count("SELECT seq FROM calls WHERE call_id = 'c3'"), 3);
             assert_eq!(count("SELECT count(*) FROM calls WHERE seq = event_seq"), 8);
         });
