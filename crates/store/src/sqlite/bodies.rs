@@ -148,7 +148,13 @@ impl Spare {
 /// every other block (a transaction numbers after the one before): read back from the block that
 /// starts last while their `received_at` is that block's (the instant of its transaction).
 pub fn next_seq(conn: &Connection) -> rusqlite::Result<i64> {
-    let mut last: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+    // A new call's row takes its event's `seq` (`records::put_call`): above every row, also
+    // those numbered on their own before migration 34 and those whose events were purged.
+    let mut last: i64 = conn.query_row(
+        "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM calls), 0))",
+        [],
+        |r| r.get(0),
+    )?;
     let mut stmt = conn.prepare("SELECT received_at, events, data FROM event_blocks ORDER BY first_seq DESC")?;
     let mut rows = stmt.query([])?;
     let mut instant = None;

@@ -40,9 +40,13 @@ pub enum Kind {
     /// An event's id → its `seq`: its block (or, written before migration 32, its row of
     /// `events`) (idempotency).
     Event = 0,
-    /// A record's key (call or conversation id) → the `seq`s of the events of its versions.
+    /// A record's key → the `seq`s of the events of its versions: a conversation's, a call's
+    /// analyses, and (written before migration 34) a call's events.
     Record = 1,
-    /// A call's id → its row of `calls`.
+    /// A call's id → the `seq`s of its events (migration 34 on), the first of which numbers
+    /// its row of `calls`; written before, its row. One key a call event leads both to its
+    /// versions and to its row, where a call's event once took a record key and its row a call
+    /// key of its own (each rewritten at every level: ~1/5 of a call's key bytes and work).
     Call = 2,
     /// A contact's id → the rows of `calls` that had it (a meeting's first call, `first_calls`):
     /// probed only when a meeting needs a first call the writer does not hold, so no filter.

@@ -909,7 +909,15 @@ impl Store for SqliteStore {
             };
             let mut versions = Vec::new();
             let mut reader = bodies::EventReader::default();
-            for seq in keys::find(conn, keys::Kind::Record, keys::hash(tenant.id, &call_id))? {
+            // The call's events are its call keys since migration 34 (`keys::Kind::Call`),
+            // the record keys before; a call key written before leads to its row, whose `seq`
+            // may be another event's, which the record key check leaves out.
+            let hash = keys::hash(tenant.id, &call_id);
+            let mut seqs = keys::find(conn, keys::Kind::Record, hash)?;
+            seqs.extend(keys::find(conn, keys::Kind::Call, hash)?);
+            seqs.sort_unstable();
+            seqs.dedup();
+            for seq in seqs {
                 let event = reader.event(conn, tenant.id, seq)?;
                 if let Some(e) = event.filter(|e| e.record_key.as_deref() == Some(call_id.as_str())) {
                     versions.push(drill::Version {
@@ -1272,5 +1280,159 @@ mod tests {
                 "{filters}: {plan}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod call_keys_tests {
+    use super::{keys, value_runs, Options, SqliteStore};
+    use crate::{retention, IngestSummary, Store, TenantSettings};
+    use dialboard_engine::event::{parse_event, ParsedEvent};
+    use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
+    use rusqlite::Connection;
+    use serde_json::{json, Value};
+    use std::path::Path;
+
+    fn parse(events: &[Value]) -> Vec<ParsedEvent> {
+        let taxonomy = CompiledTaxonomy::new(&Taxonomy::default());
+        events.iter().map(|e| parse_event(e, &taxonomy).unwrap()).collect()
+    }
+
+    fn call(id: &str, call: &str, disposition: &str, day: u32, updated_minute: u32) -> Value {
+        json!({"id": id, "type": "call", "call_id": call, "agent_id": format!("a{}", day % 2),
+               "disposition": disposition, "contact_id": format!("p{}", day % 3),
+               "started_at": format!("2026-03-0{day}T10:00:00Z"),
+               "updated_at": format!("2026-03-0{day}T10:{updated_minute:02}:00Z")})
+    }
+
+    /// What a database written before migration 34 holds for the same events: each call's row
+    /// numbered on its own (here in reverse, so that a row's `seq` is another call's event's),
+    /// listed under a call key and its contact's key, and every event of a call under a record
+    /// key (`keys::rebuild` writes the keys of that layout from the rows and the blocks).
+    fn downgrade(path: &Path) {
+        let mut conn = Connection::open(path).unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(
+            "CREATE TEMP TABLE renumbered AS SELECT seq AS old, row_number() OVER (ORDER BY seq DESC) AS new FROM calls;
+             UPDATE calls SET seq = -seq;
+             UPDATE calls SET seq = (SELECT new FROM renumbered WHERE old = -calls.seq);
+             PRAGMA user_version = 33;",
+        )
+        .unwrap();
+        keys::rebuild(&tx, &[keys::Kind::Record, keys::Kind::Call, keys::Kind::Contact]).unwrap();
+        value_runs::rebuild(&tx).unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// The answers of a store along one scenario: before and after `reopen` (which may leave
+    /// the old layout), duplicates, corrections of calls stored before, new calls and their
+    /// corrections, a purge and an analysis of a purged call.
+    fn answers(path: &Path, reopen: &dyn Fn(&Path)) -> Vec<Value> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut out = Vec::new();
+        let store = SqliteStore::open(path, Options::default()).unwrap();
+        let tenant = rt
+            .block_on(store.create_tenant("t", TenantSettings::new("UTC")))
+            .unwrap();
+        let mut first: Vec<Value> = (1..=9)
+            .map(|i| call(&format!("e{i}"), &format!("c{i}"), "No Answer", i, 1))
+            .collect();
+        first.push(call("e10", "c3", "Connected", 3, 5));
+        first.push(json!({"id": "e11", "type": "call_analysis", "call_id": "c5", "score": 80}));
+        // A conversation whose id is a call's: its record key hashes as the call's key.
+        first.push(
+            json!({"id": "e12", "type": "conversation", "conversation_id": "c7", "channel": "email",
+                          "opened_at": "2026-03-07T09:00:00Z", "agent_id": "a1"}),
+        );
+        rt.block_on(store.ingest(tenant.id, parse(&first))).unwrap();
+        rt.block_on(store.shutdown());
+        drop(store);
+        reopen(path);
+        let store = SqliteStore::open(path, Options::default()).unwrap();
+        let summary = |s: IngestSummary| json!([s.accepted, s.duplicates, s.refused.len()]);
+        let observe = |out: &mut Vec<Value>| {
+            let query = json!({"measures": ["total_calls", "connected_calls"],
+                               "range": {"start": "2026-03-01", "end": "2026-03-31"}});
+            out.push(
+                rt.block_on(store.query(tenant.id, query, 0))
+                    .unwrap()
+                    .unwrap()
+                    .to_json()["totals"]
+                    .clone(),
+            );
+            for id in ["c1", "c3", "c5", "c7", "c20"] {
+                let detail = rt.block_on(store.call(tenant.id, id)).unwrap();
+                let versions = detail.as_ref().map(|d| {
+                    d["versions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v["event_id"].clone())
+                        .collect::<Vec<_>>()
+                });
+                let disposition = detail.as_ref().map(|d| d["disposition"].clone());
+                out.push(json!([id, disposition, versions]));
+            }
+        };
+        observe(&mut out);
+        let again = parse(&[
+            call("e1", "c1", "Connected", 1, 1),
+            call("e10", "c3", "Connected", 3, 5),
+            call("e21", "c1", "Connected", 1, 7),
+            call("e22", "c7", "Connected", 7, 7),
+            call("e23", "c20", "No Answer", 8, 1),
+            call("e24", "c20", "Connected", 8, 3),
+            call("e25", "c3", "No Answer", 3, 2),
+        ]);
+        out.push(summary(rt.block_on(store.ingest(tenant.id, again)).unwrap()));
+        observe(&mut out);
+        // The calls started before 2026-03-07 purged: an analysis of one of them is refused.
+        let cutoffs = retention::Cutoffs {
+            raw_ns: Some(1_772_841_600_000_000_000), // 2026-03-07T00:00:00Z
+            ..Default::default()
+        };
+        rt.block_on(store.purge(tenant.id, cutoffs, false)).unwrap();
+        let late = parse(&[
+            json!({"id": "e30", "type": "call_analysis", "call_id": "c1", "score": 10}),
+            json!({"id": "e31", "type": "call_analysis", "call_id": "c7", "score": 10}),
+        ]);
+        out.push(summary(rt.block_on(store.ingest(tenant.id, late)).unwrap()));
+        observe(&mut out);
+        rt.block_on(store.shutdown());
+        out
+    }
+
+    /// A call's row takes the `seq` of the event that created it and its events are listed
+    /// under its call key alone: the record keys hold only the analysis and the conversation
+    /// (fails before migration 34, where every call event had one too).
+    #[test]
+    fn a_calls_events_are_its_keys_and_its_first_event_numbers_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        answers(&path, &|path| {
+            let conn = Connection::open(path).unwrap();
+            let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+            assert_eq!(count("SELECT sum(keys) FROM key_runs WHERE kind = 1"), 2);
+            assert_eq!(count("SELECT sum(keys) FROM key_runs WHERE kind = 2"), 10);
+            // c3's row is its first event's (the third), its event its second version's.
+            assert_eq!(count("SELECT seq FROM calls WHERE call_id = 'c3'"), 3);
+            assert_eq!(count("SELECT count(*) FROM calls WHERE seq = event_seq"), 8);
+        });
+    }
+
+    /// A database of the layout before migration 34 opens and answers as one written since:
+    /// its calls are found by their rows' keys (corrections, duplicates, a call's versions, the
+    /// purge check), beside the calls stored after the upgrade.
+    #[test]
+    fn calls_stored_before_migration_34_answer_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = answers(&dir.path().join("old.db"), &downgrade);
+        let new = answers(&dir.path().join("new.db"), &|_| {});
+        assert_eq!(old, new);
+        // The scenario tells calls apart: corrections replaced, a purged call's analysis refused.
+        assert_eq!(new[6], json!([5, 2, 0]), "{new:?}");
+        assert_eq!(new[13], json!([1, 0, 1]), "{new:?}");
+        assert_eq!(new[9], json!(["c3", "Connected", ["e10", "e3", "e25"]]), "{new:?}");
+        assert_eq!(new[15], json!(["c1", null, null]), "purged: {new:?}");
     }
 }

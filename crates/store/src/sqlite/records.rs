@@ -5,7 +5,7 @@ use super::bodies::{Entry, EventReader, PendingBodies};
 use super::first_calls::FirstCalls;
 use super::keys::{self, FilteredRuns, Keys, Kind};
 use super::rows::{
-    put_call, put_stage, upsert_analysis, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
+    put_call, put_stage, upsert_analysis, Row, INSERT_CALL, INSERT_CSAT, INSERT_STAGE, SELECT_ANALYSIS, SELECT_CALL_AT,
     SELECT_CONVERSATION, SELECT_CSAT_OF_CONVERSATION, SELECT_FIRST_STAGE, UPSERT_CONVERSATION,
 };
 use super::value_runs::PendingEntries;
@@ -15,7 +15,7 @@ use crate::rows::{analysis_from_row, call_from_row, conversation_from_row, csat_
 use crate::Result;
 use dialboard_engine::cells::MEETING_STAGE;
 use dialboard_engine::event::{
-    AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, ParsedEvent, StageChange, StatusChange,
+    AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, Event, ParsedEvent, StageChange, StatusChange,
 };
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 use std::collections::{HashMap, HashSet};
@@ -105,7 +105,7 @@ pub struct SqliteRecords<'a> {
     pub statements: HotStatements<'a>,
     /// The key (hashed) of a call that `purged_call` found no row listed under, until a call is
     /// stored: the new call's own lookup (`call`, right after) is then answered without asking
-    /// the keys again.
+    /// the keys again (its event, logged in between, added the only key since, with no row).
     pub absent_call: Option<u64>,
     /// The runs of contacts, which a meeting's first call probes.
     pub contact_runs: FilteredRuns,
@@ -189,14 +189,21 @@ impl Records for SqliteRecords<'_> {
         self.bodies.add(tenant, &entry);
         self.keys.add(Kind::Event, hash, seq);
         if let Some(record) = record_key {
-            self.keys.add(Kind::Record, keys::hash(tenant, record), seq);
+            // A call's events are its call keys: the first numbers its row (`put_call`).
+            let kind = if matches!(e.event, Event::Call(_)) {
+                Kind::Call
+            } else {
+                Kind::Record
+            };
+            self.keys.add(kind, keys::hash(tenant, record), seq);
         }
         Ok(true)
     }
 
     fn purged_call(&mut self, tenant: i64, call_id: &str) -> Result<bool> {
         // The keys of purged rows stay in the runs: a key (of this id, but for a 64-bit hash
-        // collision) whose row is gone was purged. A live call's own row answers first.
+        // collision) whose row is gone was purged. A live call's own row answers first (its
+        // later versions' keys have no row of their own).
         let hash = keys::hash(tenant, call_id);
         let candidates = self.keys.candidates(self.tx, Kind::Call, hash)?;
         if candidates.is_empty() {
@@ -228,15 +235,24 @@ impl Records for SqliteRecords<'_> {
             },
         };
         let event_seq = self.bodies.seq_of_last(tenant, &call.event_id);
+        // A new row takes its event's `seq`, which `log_event` listed under the call's key:
+        // that key finds the row (`find_call`), no key of its own. A call not logged as an
+        // event of this transaction (none does so today) gets a number of its own and a key.
+        let row = match (at, event_seq) {
+            (Some(seq), _) => Row::At(seq),
+            (None, Some(seq)) => Row::New(seq),
+            (None, None) => {
+                let seq = *self.next_seq;
+                *self.next_seq += 1;
+                self.keys.add(Kind::Call, keys::hash(tenant, &call.call_id), seq);
+                Row::New(seq)
+            }
+        };
         let insert = held(&mut self.statements.insert_call, self.tx, INSERT_CALL)?;
-        let seq = put_call(self.tx, insert, tenant, call, event_seq, at)?;
+        let seq = put_call(self.tx, insert, tenant, call, event_seq, row)?;
         // A version that found no row is a new row: all its values are new.
         self.values.add(tenant, call, seq, at.and(previous));
         if at.is_none() {
-            // The open transaction's keys find this row for a later version in the same
-            // transaction (`find_call`): not recorded in `call_rows` too, which cloned and
-            // hashed the id of every new call.
-            self.keys.add(Kind::Call, keys::hash(tenant, &call.call_id), seq);
             self.absent_call = None;
         }
         // The row is listed under each contact it has had (`first_calls` drops the stale ones).

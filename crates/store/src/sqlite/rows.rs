@@ -16,12 +16,13 @@ pub const SELECT_ANALYSIS: &str = concat!(
     analysis_columns!(),
     " FROM call_analysis WHERE tenant_id = ?1 AND call_id = ?2"
 );
+/// A new call's row at its `seq` (`?20`, the `seq` of the event that created it).
 pub const INSERT_CALL: &str = concat!(
     "INSERT INTO calls (tenant_id, ",
     call_columns!(),
-    ", event_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+    ", event_seq, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
 );
-/// A new version in place of the old, at its row: the call's key still points there.
+/// A new version in place of the old, at its row (`?20`): the call's keys still lead there.
 const REPLACE_CALL: &str = concat!(
     "UPDATE calls SET (tenant_id, ",
     call_columns!(),
@@ -64,30 +65,32 @@ pub const INSERT_STAGE: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 );
 
-/// Stores a call: a new row by `insert` ([`INSERT_CALL`]; returns its `seq`), or over the row
-/// `at` of its previous version; `event_seq` is the row of its event (`calls.event_seq`), if
-/// known.
+/// Where a call's version goes: a new row numbered `seq`, or over the row at `seq` of its
+/// previous version.
+#[derive(Clone, Copy, Debug)]
+pub enum Row {
+    New(i64),
+    At(i64),
+}
+
+/// Stores a call by `insert` ([`INSERT_CALL`]) or over its previous version's row; returns its
+/// row's `seq`. `event_seq` is the row of its event (`calls.event_seq`), if known.
 pub fn put_call(
     tx: &Transaction,
     insert: &mut Statement,
     tenant: i64,
     c: &CallRecord,
     event_seq: Option<i64>,
-    at: Option<i64>,
+    row: Row,
 ) -> rusqlite::Result<i64> {
-    match at {
-        Some(seq) => {
-            let mut replace = tx.prepare_cached(REPLACE_CALL)?;
-            bind_call(&mut replace, tenant, c, event_seq)?;
-            replace.raw_bind_parameter(20, seq)?;
-            replace.raw_execute()?;
-            Ok(seq)
-        }
-        None => {
-            bind_call(insert, tenant, c, event_seq)?;
-            insert.raw_execute()?;
-            Ok(tx.last_insert_rowid())
-        }
+    let store = |stmt: &mut Statement, seq: i64| {
+        bind_call(stmt, tenant, c, event_seq)?;
+        stmt.raw_bind_parameter(20, seq)?;
+        stmt.raw_execute().map(|_| seq)
+    };
+    match row {
+        Row::At(seq) => store(&mut *tx.prepare_cached(REPLACE_CALL)?, seq),
+        Row::New(seq) => store(insert, seq),
     }
 }
 

@@ -681,6 +681,14 @@ DROP TABLE key_chunks;
 ALTER TABLE key_chunks_by_rowid RENAME TO key_chunks;
 CREATE UNIQUE INDEX key_chunks_by_run ON key_chunks (run, first_hash);
 "#,
+    // Nothing to convert: rows and keys written before keep their meaning, which the readers
+    // still take (sqlite/keys.rs, `Kind::Call`). The version marks files whose newer calls
+    // are found by their events' keys, which an older build would not list as versions.
+    r#"
+-- CALL_KEYS_BY_EVENT: a new call's row takes the `seq` of the event that created it, and each
+-- event of a call is listed under the call's key (`keys::Kind::Call`), which leads both to the
+-- row and to the versions, in place of a record key for each event and a call key for the row.
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
