@@ -19,6 +19,9 @@ pub struct Histogram {
 enum Repr {
     /// Sorted by value, no zero count.
     Pairs(Vec<(i64, i64)>),
+    /// One value and its non-zero count, without an allocation: a record's contribution, and
+    /// the cell it makes when first seen (most of a transaction's cells).
+    One((i64, i64)),
     /// Boxed: a `Stats` (in every cell) stays as small as with pairs alone.
     Counts(Box<Counts>),
 }
@@ -148,7 +151,11 @@ impl Histogram {
 
     pub fn single(value: i64, count: i64) -> Self {
         Histogram {
-            repr: Repr::Pairs(if count == 0 { vec![] } else { vec![(value, count)] }),
+            repr: if count == 0 {
+                Repr::default()
+            } else {
+                Repr::One((value, count))
+            },
         }
     }
 
@@ -156,6 +163,7 @@ impl Histogram {
     pub fn iter(&self) -> Iter<'_> {
         match &self.repr {
             Repr::Pairs(pairs) => Iter::Pairs(pairs.iter()),
+            Repr::One(pair) => Iter::Pairs(std::slice::from_ref(pair).iter()),
             Repr::Counts(c) => Iter::Counts(c.first, c.counts.iter().enumerate()),
         }
     }
@@ -164,6 +172,7 @@ impl Histogram {
     pub fn len(&self) -> usize {
         match &self.repr {
             Repr::Pairs(pairs) => pairs.len(),
+            Repr::One(_) => 1,
             Repr::Counts(c) => c.distinct,
         }
     }
@@ -182,6 +191,7 @@ impl Histogram {
     fn bounds(&self) -> Option<(i64, i64)> {
         match &self.repr {
             Repr::Pairs(pairs) => Some((pairs.first()?.0, pairs.last()?.0)),
+            Repr::One((value, _)) => Some((*value, *value)),
             Repr::Counts(c) => Some((c.first, c.last())),
         }
     }
@@ -212,7 +222,7 @@ impl Histogram {
         let Some((lo, hi)) = other.bounds() else {
             return;
         };
-        let pairs = match &mut self.repr {
+        let as_pairs = match &mut self.repr {
             Repr::Counts(counts) => {
                 if counts.reach(lo, hi, counts.distinct + other.len()) {
                     for (value, count) in other.iter() {
@@ -224,13 +234,16 @@ impl Histogram {
                     return;
                 }
                 // A value far outside the range: back to pairs.
-                self.repr = Repr::Pairs(counts.pairs());
-                let Repr::Pairs(pairs) = &mut self.repr else {
-                    unreachable!()
-                };
-                pairs
+                Some(counts.pairs())
             }
-            Repr::Pairs(pairs) => pairs,
+            Repr::One(pair) => Some(vec![*pair]),
+            Repr::Pairs(_) => None,
+        };
+        if let Some(pairs) = as_pairs {
+            self.repr = Repr::Pairs(pairs);
+        }
+        let Repr::Pairs(pairs) = &mut self.repr else {
+            unreachable!("made pairs above")
         };
         if pairs.is_empty() {
             *self = other.clone();
@@ -292,6 +305,7 @@ impl Histogram {
     fn negate(&mut self) {
         match &mut self.repr {
             Repr::Pairs(pairs) => pairs.iter_mut().for_each(|e| e.1 = -e.1),
+            Repr::One(pair) => pair.1 = -pair.1,
             Repr::Counts(c) => c.counts.iter_mut().for_each(|c| *c = -*c),
         }
     }
@@ -455,7 +469,11 @@ mod tests {
             let mut h = Histogram::default();
             let mut model: Vec<(i64, i64)> = Vec::new();
             for (i, (entries, sign)) in steps.into_iter().enumerate() {
-                h.merge(&Histogram::from_entries(entries.clone()), sign);
+                let other = match entries[..] {
+                    [(v, c)] => Histogram::single(v, c),
+                    _ => Histogram::from_entries(entries.clone()),
+                };
+                h.merge(&other, sign);
                 for (v, c) in entries {
                     match model.binary_search_by_key(&v, |e| e.0) {
                         Ok(i) => model[i].1 += c * sign,
