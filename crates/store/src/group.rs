@@ -87,12 +87,17 @@ pub fn apply_group(records: &mut impl Records, group: &[IngestRequest], received
 /// The cell deltas of a group's contributions.
 pub fn deltas(group: &[IngestRequest], outcome: &Outcome) -> DeltaMap {
     let mut deltas = DeltaMap::default();
+    add_deltas(&mut deltas, group, outcome);
+    deltas
+}
+
+/// Adds the cell deltas of a group's contributions to `deltas`.
+pub fn add_deltas(deltas: &mut DeltaMap, group: &[IngestRequest], outcome: &Outcome) {
     for (request, applied) in group.iter().zip(outcome) {
         for c in &applied.contributions {
-            c.add_to(&request.tenant, &mut deltas);
+            c.add_to(&request.tenant, deltas);
         }
     }
-    deltas
 }
 
 /// A group's contributions, encoded as one row.
