@@ -171,9 +171,9 @@ impl DeltaMap {
                 blocks[kind] += 1;
             }
         }
-        for kind in 0..BLOCK_KINDS {
-            if blocks[kind] > 0 {
-                self.room[kind] = (cells[kind] / blocks[kind]) as u32;
+        for ((room, cells), blocks) in self.room.iter_mut().zip(cells).zip(blocks) {
+            if let Some(mean) = cells.checked_div(blocks) {
+                *room = mean as u32;
             }
         }
         DeltaMap {
