@@ -255,7 +255,9 @@ impl Overlay {
     pub fn merge(&mut self, deltas: DeltaMap) {
         use std::collections::btree_map::Entry;
         for (id, mut cells) in deltas.blocks {
-            cells.retain(|c| !c.stats.is_zero());
+            // No pass to drop zero cells: `add_to` never keeps one (a pass read every cell's
+            // stats once more).
+            debug_assert!(cells.iter().all(|c| !c.stats.is_zero()));
             let target = match self.blocks.entry(id) {
                 Entry::Vacant(slot) => {
                     if !cells.is_empty() {
