@@ -87,12 +87,17 @@ pub fn apply_group(records: &mut impl Records, group: &[IngestRequest], received
 /// The cell deltas of a group's contributions.
 pub fn deltas(group: &[IngestRequest], outcome: &Outcome) -> DeltaMap {
     let mut deltas = DeltaMap::default();
+    add_deltas(&mut deltas, group, outcome);
+    deltas
+}
+
+/// Adds the cell deltas of a group's contributions to `deltas`.
+pub fn add_deltas(deltas: &mut DeltaMap, group: &[IngestRequest], outcome: &Outcome) {
     for (request, applied) in group.iter().zip(outcome) {
         for c in &applied.contributions {
-            c.add_to(&request.tenant, &mut deltas);
+            c.add_to(&request.tenant, deltas);
         }
     }
-    deltas
 }
 
 /// A group's contributions, encoded as one row.
@@ -107,7 +112,8 @@ pub fn encode_contributions(group: &[IngestRequest], outcome: &Outcome) -> Vec<u
 
 /// The calls counted or taken back (their agents and starts), sorted and once each.
 fn touched_calls(contributions: &[Contribution]) -> Vec<TouchedCall> {
-    let touched: std::collections::BTreeSet<TouchedCall> = contributions
+    // Sorted once rather than inserted into a tree call by call (a string comparison a level).
+    let mut touched: Vec<TouchedCall> = contributions
         .iter()
         .filter_map(|c| match &c.counted {
             Counted::Call { call, .. } => Some(TouchedCall {
@@ -117,7 +123,9 @@ fn touched_calls(contributions: &[Contribution]) -> Vec<TouchedCall> {
             _ => None,
         })
         .collect();
-    touched.into_iter().collect()
+    touched.sort_unstable();
+    touched.dedup();
+    touched
 }
 
 /// Answers every request of a group once its transaction ended, and publishes what it stored.

@@ -167,6 +167,8 @@ impl Merger {
         let thread = std::thread::Builder::new()
             .name("dialboard-merge".into())
             .spawn(move || {
+                // Kept from one transaction to the next for its blocks' size hints.
+                let mut gathering = DeltaMap::default();
                 for job in rx {
                     match job {
                         Job::Committed {
@@ -177,7 +179,8 @@ impl Merger {
                         } => {
                             if let Ok(outcome) = &outcome {
                                 // The deltas are made while the log is synced.
-                                let deltas = group::deltas(&group, outcome);
+                                group::add_deltas(&mut gathering, &group, outcome);
+                                let deltas = gathering.take();
                                 if let Some(commits) = &commits {
                                     commits.wait_synced(commit);
                                 }
