@@ -50,8 +50,10 @@ pub enum WriteCommand {
 
 /// Fold deltas into cells when the overlay holds this many cells, or after this long. A cell
 /// of the overlay takes ~0.5 KB: at 200,000 a backfill of 10M calls in random time order (the
-/// overlay at this bound between checkpoints) peaked at 518 MB, over SPEC §10's 500.
-const CHECKPOINT_CELLS: usize = 150_000;
+/// overlay at this bound between checkpoints) peaked at 518 MB, over SPEC §10's 500; at
+/// 150,000 an ingest of 10M calls in time order peaked at 496 MB once the id filters grew off
+/// the writer (the old one answers while the new one is built).
+const CHECKPOINT_CELLS: usize = 130_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// ... but an overlay spread over more blocks than this (a backfill in random time order puts a
 /// cell or two in each block of its range) waits for `CHECKPOINT_CELLS`, or at most
