@@ -88,11 +88,13 @@ pub struct Compactor {
     busy: bool,
     /// The plan's steps are dropped until its end ([`Compactor::abandon`]).
     abandoned: bool,
+    slice_bytes: usize,
 }
 
 impl Compactor {
-    /// Starts the thread on a read-only connection to the database at `path`.
-    pub fn spawn(path: &str) -> std::io::Result<Compactor> {
+    /// Starts the thread on a read-only connection to the database at `path`, handing merged
+    /// chunks over in slices of about `slice_bytes` ([`SLICE_BYTES`]; tests take fewer).
+    pub fn spawn(path: &str, slice_bytes: usize) -> std::io::Result<Compactor> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .and_then(|conn| conn.pragma_update(None, "busy_timeout", 10_000).map(|_| conn))
@@ -103,7 +105,7 @@ impl Compactor {
             .name("dialboard-compact".into())
             .spawn(move || {
                 for job in planned {
-                    let outcome = prepare(&conn, job, &step);
+                    let outcome = prepare(&conn, job, slice_bytes, &step);
                     if step.send(Step::Done(outcome)).is_err() {
                         return;
                     }
@@ -115,7 +117,13 @@ impl Compactor {
             thread: Some(thread),
             busy: false,
             abandoned: false,
+            slice_bytes,
         })
+    }
+
+    /// About the bytes of chunks a slice holds: the writer stores this much at a time.
+    pub fn slice_bytes(&self) -> usize {
+        self.slice_bytes
     }
 
     /// Whether a plan is being prepared (or its last steps wait to be taken).
@@ -169,7 +177,12 @@ impl Drop for Compactor {
     }
 }
 
-fn prepare(conn: &Connection, planned: Planned, step: &mpsc::SyncSender<Step>) -> rusqlite::Result<()> {
+fn prepare(
+    conn: &Connection,
+    planned: Planned,
+    slice_bytes: usize,
+    step: &mpsc::SyncSender<Step>,
+) -> rusqlite::Result<()> {
     let hand_over = |s: Step| step.send(s).is_ok();
     // First, as the full filters answer "maybe" more often while they wait (one at a time:
     // each is held beside the filter it replaces until the writer takes it).
@@ -179,13 +192,13 @@ fn prepare(conn: &Connection, planned: Planned, step: &mpsc::SyncSender<Step>) -
         }
     }
     for mut merge in planned.keys {
-        keys::stream(conn, &mut merge, SLICE_BYTES, |slice| hand_over(Step::KeySlice(slice)))?;
+        keys::stream(conn, &mut merge, slice_bytes, |slice| hand_over(Step::KeySlice(slice)))?;
         if !hand_over(Step::KeysMerged(merge)) {
             return Ok(());
         }
     }
     for merge in planned.values {
-        value_runs::stream(conn, &merge, SLICE_BYTES, |slice| hand_over(Step::ValueSlice(slice)))?;
+        value_runs::stream(conn, &merge, slice_bytes, |slice| hand_over(Step::ValueSlice(slice)))?;
         if !hand_over(Step::ValuesMerged(merge)) {
             return Ok(());
         }

@@ -341,7 +341,7 @@ fn run_admin(conn: &mut Connection, synced_apart: bool, job: AdminJob) {
 /// merged on the writer).
 fn start_compactor(conn: &Connection) -> Option<Compactor> {
     let path = conn.path().filter(|p| !p.is_empty())?;
-    Compactor::spawn(path)
+    Compactor::spawn(path, compactor::SLICE_BYTES)
         .inspect_err(|e| tracing::error!(error = %e, "the compaction thread did not start; runs merge on the writer"))
         .ok()
 }
@@ -505,8 +505,12 @@ fn store_from(
                 break;
             }
         }
-        // What is over the slice is stored after the next ingest transaction.
-        match compactor.next_step().filter(|_| stored < compactor::SLICE_BYTES) {
+        // What is over the slice is stored after the next ingest transaction (and taken only
+        // then: a step taken is stored, or the transaction fails and the plan is abandoned).
+        if stored >= compactor.slice_bytes() {
+            break;
+        }
+        match compactor.next_step() {
             Some(next) => step = next,
             None => break,
         }
@@ -766,7 +770,8 @@ mod tests {
 
     /// Runs merged by the compactor while new runs keep arriving: at every step, while a merge
     /// is prepared (its inputs still in place) and after its install, every key and every value
-    /// entry written is stored exactly once, and the levels end merged.
+    /// entry written is stored exactly once, and the levels end merged. Slices of a chunk each:
+    /// a merge is stored over many of the writer's turns, a slice at a time, none lost.
     #[test]
     fn runs_merge_in_the_background_while_new_runs_arrive() {
         use super::super::value_runs::tests::{call, stored_entries};
@@ -776,8 +781,7 @@ mod tests {
         let mut conn = Connection::open(dir.path().join("db")).unwrap();
         conn.pragma_update(None, "journal_mode", "wal").unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
-        let mut compactor = start_compactor(&conn);
-        assert!(compactor.is_some());
+        let mut compactor = Some(Compactor::spawn(dir.path().join("db").to_str().unwrap(), 1).unwrap());
         let mut view = Keys::load(&conn).unwrap();
         let (mut written, mut entries) = (Vec::new(), Vec::new());
         let check = |conn: &Connection, view: &Keys, written: &[(u64, i64)], entries: &[(i64, i64)]| {
