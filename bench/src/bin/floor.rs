@@ -243,11 +243,7 @@ fn ingest_appended(conn: &mut Connection, calls: &[Call], catch_up: &CatchUp) ->
         }
         keys.write(&tx)?;
         tx.commit()?;
-        keys.committed();
-        // The server's compactor builds a full filter's larger one; here the loop does.
-        for kind in keys.filters_to_grow() {
-            keys.grown(kind, keys::id_filter(conn, kind)?);
-        }
+        keys.committed(conn)?;
         keys::compact(conn, None)?;
     }
     Ok(())

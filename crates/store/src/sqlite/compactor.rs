@@ -21,9 +21,8 @@
 //!   ~7M calls; value runs into their top level, ~75 MB of entries every ~0.9M calls) streamed
 //!   on the writer before, and ingest paused for seconds.
 
-use super::keys::{self, KeySlice, Kind, StreamedKeys};
+use super::keys::{self, KeySlice, StreamedKeys};
 use super::value_runs::{self, StreamedValues, ValueSlice};
-use crate::bloom::Filter;
 use rusqlite::{Connection, OpenFlags};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -45,19 +44,15 @@ pub fn nobody_takes_slices() -> rusqlite::Error {
     )
 }
 
-/// What to prepare: merges with disjoint inputs, each given its run to build by the writer,
-/// and the id filters to build larger (`keys::Keys::filters_to_grow`).
+/// Merges to prepare, with disjoint inputs, each given its run to build by the writer.
 #[derive(Default)]
 pub struct Planned {
-    pub filters: Vec<Kind>,
     pub keys: Vec<StreamedKeys>,
     pub values: Vec<StreamedValues>,
 }
 
 /// What the compactor hands the writer, in order: a merge's slices, then the merge.
 pub enum Step {
-    /// A larger filter of a kind's ids, built from its runs.
-    Filter(Kind, Filter),
     KeySlice(KeySlice),
     /// A key merge read to its end: its run is to take its inputs' place.
     KeysMerged(StreamedKeys),
@@ -184,13 +179,6 @@ fn prepare(
     step: &mpsc::SyncSender<Step>,
 ) -> rusqlite::Result<()> {
     let hand_over = |s: Step| step.send(s).is_ok();
-    // First, as the full filters answer "maybe" more often while they wait (one at a time:
-    // each is held beside the filter it replaces until the writer takes it).
-    for kind in planned.filters {
-        if !hand_over(Step::Filter(kind, keys::id_filter(conn, kind)?)) {
-            return Ok(());
-        }
-    }
     for mut merge in planned.keys {
         keys::stream(conn, &mut merge, slice_bytes, |slice| hand_over(Step::KeySlice(slice)))?;
         if !hand_over(Step::KeysMerged(merge)) {

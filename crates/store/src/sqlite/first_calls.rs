@@ -237,7 +237,7 @@ mod tests {
                 End::Commit | End::CommitAndReopen => {
                     contacts.keys.write(&tx).unwrap();
                     tx.commit().unwrap();
-                    contacts.keys.committed();
+                    contacts.keys.committed(&conn).unwrap();
                     committed.extend(out);
                     keys::compact(&mut conn, Some(&mut contacts.keys)).unwrap();
                     if matches!(end, End::CommitAndReopen) {

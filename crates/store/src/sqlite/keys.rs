@@ -702,8 +702,6 @@ pub fn rebuild(tx: &Transaction, kinds: &[Kind]) -> rusqlite::Result<()> {
 /// filter per run of contacts, and the keys of the open transaction (which no run holds yet).
 pub struct Keys {
     filters: HashMap<Kind, Filter, Fx>,
-    /// The kinds whose filter is full, until a larger one replaces it ([`Keys::grown`]).
-    growing: HashMap<Kind, Growth, Fx>,
     run_filters: RunFilters,
     /// The filter of the open transaction's run of contacts, until it commits.
     open_run: Option<(i64, Filter)>,
@@ -778,38 +776,26 @@ fn run_filter(hashes: impl ExactSizeIterator<Item = u64>) -> Filter {
 /// versions only by queries.
 const FILTERED: [Kind; 2] = [Kind::Event, Kind::Call];
 
-/// The filters of the kinds in [`FILTERED`], filled from every run.
+/// The filters of the kinds in [`FILTERED`], filled from every run: one sequential read of 16
+/// bytes a key.
 fn id_filters(conn: &Connection) -> rusqlite::Result<HashMap<Kind, Filter, Fx>> {
-    FILTERED
-        .into_iter()
-        .map(|kind| Ok((kind, id_filter(conn, kind)?)))
-        .collect()
-}
-
-/// The filter of `kind`, filled from every run (one sequential read of 16 bytes a key), with
-/// room for as many keys again.
-pub fn id_filter(conn: &Connection, kind: Kind) -> rusqlite::Result<Filter> {
-    let stored: i64 = conn
-        .prepare_cached("SELECT coalesce(sum(keys), 0) FROM key_runs WHERE kind = ?1")?
-        .query_row([kind as i64], |r| r.get(0))?;
-    let mut filter = Filter::with_capacity(2 * stored as usize);
-    let mut stmt =
-        conn.prepare_cached("SELECT data FROM key_chunks WHERE run IN (SELECT run FROM key_runs WHERE kind = ?1)")?;
-    let mut rows = stmt.query([kind as i64])?;
-    while let Some(row) = rows.next()? {
-        for (hash, _) in decode(row.get_ref(0)?.as_blob()?) {
-            filter.insert(hash);
+    let mut filters = HashMap::default();
+    for kind in FILTERED {
+        let stored: i64 = conn
+            .prepare_cached("SELECT coalesce(sum(keys), 0) FROM key_runs WHERE kind = ?1")?
+            .query_row([kind as i64], |r| r.get(0))?;
+        let mut filter = Filter::with_capacity(2 * stored as usize);
+        let mut stmt =
+            conn.prepare_cached("SELECT data FROM key_chunks WHERE run IN (SELECT run FROM key_runs WHERE kind = ?1)")?;
+        let mut rows = stmt.query([kind as i64])?;
+        while let Some(row) = rows.next()? {
+            for (hash, _) in decode(row.get_ref(0)?.as_blob()?) {
+                filter.insert(hash);
+            }
         }
+        filters.insert(kind, filter);
     }
-    Ok(filter)
-}
-
-/// A filter past its capacity, waiting for a larger one built from the runs: whether it was
-/// asked for, and the keys added since (which the new one may lack).
-#[derive(Default)]
-struct Growth {
-    asked: bool,
-    since: Vec<u64>,
+    Ok(filters)
 }
 
 impl Keys {
@@ -818,7 +804,6 @@ impl Keys {
         let filters = id_filters(conn)?;
         let mut keys = Keys {
             filters,
-            growing: HashMap::default(),
             run_filters: RunFilters::default(),
             open_run: None,
             open: HashMap::default(),
@@ -906,57 +891,25 @@ impl Keys {
         Ok(())
     }
 
-    /// The open transaction committed: its keys join the filters. A filter past its capacity
-    /// keeps answering (a little more often "maybe") until a larger one, built from the runs
-    /// apart from ingest ([`Keys::filters_to_grow`]), replaces it: the writer read every key of
-    /// the kind itself before, a pause of seconds at ~4.6M and ~9.1M calls.
-    pub fn committed(&mut self) {
+    /// The open transaction committed: its keys join the filters (which grow, rebuilt from
+    /// the runs, once past their capacity).
+    pub fn committed(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut grow = false;
         for (kind, hash, _) in self.added.drain(..) {
             if let Some(filter) = self.filters.get_mut(&kind) {
                 filter.insert(hash);
-                if let Some(growth) = self.growing.get_mut(&kind) {
-                    growth.since.push(hash);
-                } else if filter.full() {
-                    self.growing.insert(kind, Growth::default());
-                }
+                grow |= filter.full();
             }
         }
         self.open.clear();
         self.run_filters.extend(self.open_run.take());
-    }
-
-    /// Whether a full filter waits for a larger one to be asked for.
-    pub fn wants_growth(&self) -> bool {
-        self.growing.values().any(|g| !g.asked)
-    }
-
-    /// The kinds whose filter is full and whose larger one is not yet being built: from now on
-    /// it is (then [`Keys::grown`], or [`Keys::not_grown`] if that failed).
-    pub fn filters_to_grow(&mut self) -> Vec<Kind> {
-        let mut kinds = Vec::new();
-        for (kind, growth) in self.growing.iter_mut().filter(|(_, g)| !g.asked) {
-            growth.asked = true;
-            kinds.push(*kind);
+        if grow {
+            // The old filters go before the new ones are built: both at once are the peak. The
+            // contact runs' filters are current and stay.
+            self.filters.clear();
+            self.filters = id_filters(conn)?;
         }
-        kinds
-    }
-
-    /// A larger filter of `kind`, built from the runs since it was asked for: it takes the
-    /// keys added since as well, and replaces the full one.
-    pub fn grown(&mut self, kind: Kind, mut filter: Filter) {
-        if let Some(growth) = self.growing.remove(&kind) {
-            for hash in growth.since {
-                filter.insert(hash);
-            }
-        }
-        self.filters.insert(kind, filter);
-    }
-
-    /// The larger filters asked for were not built: they are asked for again.
-    pub fn not_grown(&mut self) {
-        for growth in self.growing.values_mut() {
-            growth.asked = false;
-        }
+        Ok(())
     }
 
     /// The open transaction rolled back: its keys are forgotten.
@@ -1138,47 +1091,6 @@ mod tests {
         assert!(find(&conn, Kind::Event, 7).unwrap().is_empty());
     }
 
-    /// A filter past its capacity keeps answering until a larger one, built from the runs apart
-    /// from the writer, replaces it: the keys committed while it was being built are in it too,
-    /// so a stored id is never answered "absent" from memory.
-    #[test]
-    fn a_full_filter_is_replaced_by_one_built_apart_missing_no_key() {
-        let mut conn = store();
-        let mut keys = Keys::load(&conn).unwrap();
-        let (mut seq, mut all) = (0i64, Vec::new());
-        let mut commit = |conn: &mut Connection, keys: &mut Keys, all: &mut Vec<u64>| {
-            let tx = conn.transaction().unwrap();
-            for _ in 0..5_000 {
-                let h = hash(1, &format!("e{seq}"));
-                keys.add(Kind::Event, h, seq);
-                all.push(h);
-                seq += 1;
-            }
-            keys.write(&tx).unwrap();
-            tx.commit().unwrap();
-            keys.committed();
-        };
-        while !keys.wants_growth() {
-            commit(&mut conn, &mut keys, &mut all);
-        }
-        assert!(keys.filters[&Kind::Event].full());
-        assert_eq!(keys.filters_to_grow(), vec![Kind::Event]);
-        assert!(!keys.wants_growth(), "asked for once");
-        // As the compactor: read from the runs, while the writer goes on.
-        let built = id_filter(&conn, Kind::Event).unwrap();
-        for _ in 0..3 {
-            commit(&mut conn, &mut keys, &mut all);
-        }
-        keys.grown(Kind::Event, built);
-        let filter = &keys.filters[&Kind::Event];
-        assert!(!filter.full());
-        assert!(
-            all.iter().all(|h| filter.maybe(*h)),
-            "every key stored is in the new filter"
-        );
-        assert!(!keys.wants_growth());
-    }
-
     /// Contacts are looked up through a filter per run: through the writer's transactions,
     /// one rolled back, merges (whose new run may take a merged run's number) and a reload,
     /// every contact's rows are found, and a contact in one run is looked for in few others.
@@ -1209,7 +1121,7 @@ mod tests {
                 continue;
             }
             tx.commit().unwrap();
-            keys.committed();
+            keys.committed(&conn).unwrap();
             all.extend(added);
             compact(&mut conn, Some(&mut keys)).unwrap();
         }

@@ -50,9 +50,8 @@ pub enum WriteCommand {
 
 /// Fold deltas into cells when the overlay holds this many cells, or after this long. A cell
 /// of the overlay takes ~0.5 KB: at 200,000 a backfill of 10M calls in random time order (the
-/// overlay at this bound between checkpoints) peaked at 518 MB, over SPEC §10's 500; at
-/// 150,000 an ingest of 10M calls in time order peaked at 496 MB once the id filters grew off
-/// the writer (the old one answers while the new one is built).
+/// overlay at this bound between checkpoints) peaked at 518 MB, over SPEC §10's 500; 130,000
+/// leaves room for the slices of merges handed over off the writer (`compactor`).
 const CHECKPOINT_CELLS: usize = 130_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// ... but an overlay spread over more blocks than this (a backfill in random time order puts a
@@ -378,12 +377,18 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
         Ok(outcome)
     })();
     if let Some(c) = contacts.as_mut() {
-        match outcome {
-            Ok(_) => c.keys.committed(),
+        let committed = match outcome {
+            Ok(_) => c.keys.committed(conn),
             Err(_) => {
                 c.first_calls.rolled_back();
                 c.keys.rolled_back();
+                Ok(())
             }
+        };
+        if let Err(e) = committed {
+            // The filters could not grow: forget the writer's state, rebuilt at the next ingest.
+            tracing::error!(error = %e, "reloading the key filters failed");
+            *contacts = None;
         }
     }
     let commit = if outcome.is_ok() { merger.committed() } else { 0 };
@@ -411,9 +416,8 @@ fn merge_runs(
     if compactor.as_ref().is_some_and(Compactor::busy) {
         return Ok(());
     }
-    let grow = keys_view.as_deref().is_some_and(Keys::wants_growth);
     let (keys_due, values_due) = (keys::merge_due(conn)?, value_runs::merge_due(conn)?);
-    if !keys_due && !values_due && !grow {
+    if !keys_due && !values_due {
         return Ok(());
     }
     let key_merges = if keys_due { keys::due_merges(conn)? } else { Vec::new() };
@@ -427,28 +431,23 @@ fn merge_runs(
         keys::merge_now(&tx, &key_merges, keys_view.as_deref_mut())?;
         value_runs::merge_now(&tx, &value_merges)?;
         tx.commit()?;
-        let Some(view) = keys_view else {
-            return Ok(());
+        return match keys_view.filter(|_| !key_merges.is_empty()) {
+            Some(view) => view.filter_new_runs(conn),
+            None => Ok(()),
         };
-        for kind in view.filters_to_grow() {
-            view.grown(kind, keys::id_filter(conn, kind)?);
-        }
-        return view.filter_new_runs(conn);
     };
-    let keys = key_merges
-        .into_iter()
-        .map(|merge| keys::begin(&tx, merge))
-        .collect::<rusqlite::Result<_>>()?;
-    let values = value_merges
-        .into_iter()
-        .map(|merge| value_runs::begin(&tx, merge))
-        .collect::<rusqlite::Result<_>>()?;
+    let planned = Planned {
+        keys: key_merges
+            .into_iter()
+            .map(|merge| keys::begin(&tx, merge))
+            .collect::<rusqlite::Result<_>>()?,
+        values: value_merges
+            .into_iter()
+            .map(|merge| value_runs::begin(&tx, merge))
+            .collect::<rusqlite::Result<_>>()?,
+    };
     tx.commit()?;
-    compactor.start(Planned {
-        filters: keys_view.map(Keys::filters_to_grow).unwrap_or_default(),
-        keys,
-        values,
-    });
+    compactor.start(planned);
     Ok(())
 }
 
@@ -482,11 +481,6 @@ fn store_from(
                     tracing::debug!("a merge of key runs was discarded: its inputs changed");
                 }
             }
-            Step::Filter(kind, filter) => {
-                if let Some(view) = keys_view.as_deref_mut() {
-                    view.grown(kind, filter);
-                }
-            }
             Step::ValueSlice(slice) => value_runs::store_slice(&tx, slice)?,
             Step::ValuesMerged(streamed) => {
                 if !value_runs::finish(&tx, streamed)? {
@@ -497,9 +491,6 @@ fn store_from(
                 if let Err(e) = outcome {
                     keys::drop_unfinished(&tx)?;
                     value_runs::drop_unfinished(&tx)?;
-                    if let Some(view) = keys_view.as_deref_mut() {
-                        view.not_grown();
-                    }
                     failed = Some(e);
                 }
                 break;
@@ -809,7 +800,7 @@ mod tests {
             pending.write(&tx, 0).unwrap();
             view.write(&tx).unwrap();
             tx.commit().unwrap();
-            view.committed();
+            view.committed(&conn).unwrap();
             if compactor.as_ref().is_some_and(Compactor::busy) {
                 prepared_while_writing += 1;
             }
