@@ -27,10 +27,9 @@ use rusqlite::{Connection, OpenFlags};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-/// About the bytes of chunks handed over at a time: a slice takes the writer ~5 ms to store.
-/// Slices held at once (this one, the one being filled, the one being stored) are memory the
-/// 10M-call ingest adds at its peak: at 4 MB and two ahead it peaked at 496 MB, near SPEC §10's
-/// 500.
+/// About the bytes of chunks handed over at a time: a slice takes the writer a few ms to store.
+/// The slices held at once (the one in the channel, the one being filled, the one being stored)
+/// add to the resident peak of a 10M-call ingest, which is at SPEC §10's 500 MB bound.
 pub const SLICE_BYTES: usize = 2 << 20;
 
 /// Steps the compactor may run ahead of the writer.
