@@ -35,12 +35,50 @@ pub const SLICE_BYTES: usize = 2 << 20;
 /// Steps the compactor may run ahead of the writer.
 const STEPS_AHEAD: usize = 1;
 
-/// What a merge stops with when nobody takes its slices any more (the writer stopped).
-pub fn nobody_takes_slices() -> rusqlite::Error {
-    rusqlite::Error::SqliteFailure(
-        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
-        Some("the writer no longer takes the merge's chunks".into()),
-    )
+/// A merge's chunks, held until they make a slice of about `slice_bytes`, then handed over
+/// (`keys::stream`, `value_runs::stream`). `false` from `hand_over`: nobody takes them any more
+/// (the writer stopped), and the merge stops with an error.
+pub struct Slicer<T, F> {
+    held: Vec<T>,
+    bytes: usize,
+    slice_bytes: usize,
+    hand_over: F,
+}
+
+impl<T, F: FnMut(Vec<T>) -> bool> Slicer<T, F> {
+    pub fn new(slice_bytes: usize, hand_over: F) -> Slicer<T, F> {
+        Slicer {
+            held: Vec::new(),
+            bytes: 0,
+            slice_bytes,
+            hand_over,
+        }
+    }
+
+    /// Holds a chunk of `bytes`; hands the held ones over once they make a slice.
+    pub fn push(&mut self, chunk: T, bytes: usize) -> rusqlite::Result<()> {
+        self.bytes += bytes;
+        self.held.push(chunk);
+        if self.bytes >= self.slice_bytes {
+            self.finish()?;
+        }
+        Ok(())
+    }
+
+    /// Hands over what is held (at a slice's end, or the merge's).
+    pub fn finish(&mut self) -> rusqlite::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        if (self.hand_over)(std::mem::take(&mut self.held)) {
+            return Ok(());
+        }
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+            Some("the writer no longer takes the merge's chunks".into()),
+        ))
+    }
 }
 
 /// Merges to prepare, with disjoint inputs, each given its run to build by the writer.

@@ -27,6 +27,7 @@
 //!
 //! Idempotency and corrections therefore hold for every id ever stored, as before.
 
+use super::compactor::Slicer;
 use crate::bloom::Filter;
 use dialboard_engine::fxhash::Fx;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -416,31 +417,17 @@ pub fn stream(
 ) -> rusqlite::Result<()> {
     let run = streamed.run;
     let mut filter = (streamed.merge.kind == RUN_FILTERED).then(|| Filter::sized(streamed.merge.bytes() / KEY_BYTES));
-    let mut held: Vec<(i64, Vec<u8>)> = Vec::new();
-    let mut bytes = 0;
-    let mut give = |held: &mut Vec<(i64, Vec<u8>)>, bytes: &mut usize| {
-        *bytes = 0;
-        let chunks = std::mem::take(held);
-        if chunks.is_empty() || hand_over(KeySlice { run, chunks }) {
-            Ok(())
-        } else {
-            Err(super::compactor::nobody_takes_slices())
-        }
-    };
+    let mut slices = Slicer::new(slice_bytes, |chunks| hand_over(KeySlice { run, chunks }));
     merge_into(conn, &streamed.merge.inputs, |first, data| {
         if let Some(filter) = filter.as_mut() {
             for (hash, _) in decode(&data) {
                 filter.insert(hash);
             }
         }
-        bytes += data.len();
-        held.push((first, data));
-        if bytes >= slice_bytes {
-            give(&mut held, &mut bytes)?;
-        }
-        Ok(())
+        let bytes = data.len();
+        slices.push((first, data), bytes)
     })?;
-    give(&mut held, &mut bytes)?;
+    slices.finish()?;
     streamed.filter = filter;
     Ok(())
 }

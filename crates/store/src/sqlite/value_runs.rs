@@ -30,6 +30,7 @@
 //!
 //! A purge removes the entries before its cutoff with the calls ([`purge`]).
 
+use super::compactor::Slicer;
 use dialboard_engine::event::CallRecord;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
@@ -557,54 +558,18 @@ pub fn stream(
     conn: &Connection,
     streamed: &StreamedValues,
     slice_bytes: usize,
-    hand_over: impl FnMut(ValueSlice) -> bool,
+    mut hand_over: impl FnMut(ValueSlice) -> bool,
 ) -> rusqlite::Result<()> {
-    let mut out = Slices {
-        run: streamed.run,
-        held: Vec::new(),
-        bytes: 0,
-        slice_bytes,
-        hand_over,
-    };
+    let run = streamed.run;
+    let mut out = Slicer::new(slice_bytes, |chunks| hand_over(ValueSlice { run, chunks }));
     merge_into(conn, &streamed.merge.inputs, &mut out)?;
-    out.hand_over_held()
+    out.finish()
 }
 
-/// A [`ChunkSink`] handing chunks over a slice at a time.
-struct Slices<F> {
-    run: i64,
-    held: Vec<HeldChunk>,
-    bytes: usize,
-    slice_bytes: usize,
-    hand_over: F,
-}
-
-impl<F: FnMut(ValueSlice) -> bool> Slices<F> {
-    fn hand_over_held(&mut self) -> rusqlite::Result<()> {
-        if self.held.is_empty() {
-            return Ok(());
-        }
-        self.bytes = 0;
-        let slice = ValueSlice {
-            run: self.run,
-            chunks: std::mem::take(&mut self.held),
-        };
-        if (self.hand_over)(slice) {
-            Ok(())
-        } else {
-            Err(super::compactor::nobody_takes_slices())
-        }
-    }
-}
-
-impl<F: FnMut(ValueSlice) -> bool> ChunkSink for Slices<F> {
+impl<F: FnMut(Vec<HeldChunk>) -> bool> ChunkSink for Slicer<HeldChunk, F> {
     fn chunk(&mut self, tenant: i64, field: Field, value: &str, oldest_ns: i64, data: Vec<u8>) -> rusqlite::Result<()> {
-        self.bytes += data.len();
-        self.held.push((tenant, field, value.to_string(), oldest_ns, data));
-        if self.bytes >= self.slice_bytes {
-            self.hand_over_held()?;
-        }
-        Ok(())
+        let bytes = data.len();
+        self.push((tenant, field, value.to_string(), oldest_ns, data), bytes)
     }
 }
 
