@@ -151,17 +151,17 @@ fn apply_call(
         return Ok(());
     }
     let analysis = records.analysis(tenant.id, &call.call_id)?;
-    // The contacts whose first call this version may change: the old one's and the new one's.
-    let mut contacts: Vec<&str> = current
-        .iter()
-        .chain([call])
-        .filter_map(|c| c.contact_id.as_deref())
-        .collect();
-    contacts.dedup();
+    // The contacts whose first call this version may change: the old one's and the new one's
+    // (once each; without a `Vec`, an allocation a call).
+    let new_contact = call.contact_id.as_deref();
+    let old_contact = current
+        .as_ref()
+        .and_then(|c| c.contact_id.as_deref())
+        .filter(|old| Some(*old) != new_contact);
     // The first calls of those that may have a meeting; the meeting itself is read only if the
     // first call moves (rare: a call earlier than the contact's first, or a correction of it).
     let mut firsts = Vec::new();
-    for contact in contacts {
+    for contact in old_contact.into_iter().chain(new_contact) {
         if records.may_have_meeting(tenant.id, contact)? {
             firsts.push((contact, records.first_call(tenant.id, contact)?));
         }

@@ -20,15 +20,20 @@ use dialboard_engine::event::{
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 use std::collections::{HashMap, HashSet};
 
-/// The contacts that reached the meeting stage, per tenant, kept by the writer across
-/// transactions. Every call asks whether its contact has a meeting (whose days from the first
-/// call it may move); most have none, and answering that from memory spares each call an index
-/// lookup (10% of the writer at 10M calls). A contact listed without a meeting costs only that
-/// lookup, so additions of a transaction that rolls back may stay. (Hashed with SipHash: Fx, as it
-/// was before its final rotation (`fxhash`), left most buckets empty for ids such as
-/// `contact-12345` and cost more: bench/README.md; not measured again since.)
+/// The contacts that reached the meeting stage, kept by the writer across transactions. Every
+/// call asks whether its contact has a meeting (whose days from the first call it may move);
+/// most have none, and answering that from memory spares each call an index lookup (10% of the
+/// writer at 10M calls). A contact listed without a meeting costs only that lookup, so additions
+/// of a transaction that rolls back may stay, and a contact is held as its key's hash
+/// (`keys::hash`, the tenant's seed in it): two contacts of one hash (~1 in 2^64) would cost the
+/// other that lookup, nothing more. A map of tenants to sets of the contacts' text under
+/// SipHash (two lookups, the text hashed and compared, a `String` a contact) was ~2% of the
+/// writer's time at 4.5M calls (`may_have_meeting`, perf).
 #[derive(Default)]
-pub struct MeetingContacts(HashMap<i64, HashSet<String>>);
+pub struct MeetingContacts(HashSet<u64, Hashed>);
+
+/// Hashes that are already well mixed (`keys::hash`): Fx's one multiply places them.
+type Hashed = dialboard_engine::fxhash::Fx;
 
 impl MeetingContacts {
     pub fn load(conn: &Connection) -> rusqlite::Result<MeetingContacts> {
@@ -36,13 +41,17 @@ impl MeetingContacts {
         let mut stmt = conn.prepare("SELECT DISTINCT tenant_id, contact_id FROM lead_stages WHERE stage = ?1")?;
         let mut rows = stmt.query([MEETING_STAGE])?;
         while let Some(row) = rows.next()? {
-            all.0.entry(row.get(0)?).or_default().insert(row.get(1)?);
+            all.0.insert(keys::hash(row.get(0)?, row.get_ref(1)?.as_str()?));
         }
         Ok(all)
     }
 
     fn contains(&self, tenant: i64, contact: &str) -> bool {
-        self.0.get(&tenant).is_some_and(|c| c.contains(contact))
+        self.0.contains(&keys::hash(tenant, contact))
+    }
+
+    fn add(&mut self, tenant: i64, contact: &str) {
+        self.0.insert(keys::hash(tenant, contact));
     }
 }
 
@@ -305,7 +314,7 @@ impl Records for SqliteRecords<'_> {
 
     fn put_stage(&mut self, tenant: i64, s: &StageChange) -> Result<()> {
         if s.stage == MEETING_STAGE {
-            self.meetings.0.entry(tenant).or_default().insert(s.contact_id.clone());
+            self.meetings.add(tenant, &s.contact_id);
         }
         let insert = held(&mut self.statements.insert_stage, self.tx, INSERT_STAGE)?;
         Ok(put_stage(insert, tenant, s)?)
@@ -402,6 +411,42 @@ mod tests {
             Event::Call(c) => c,
             _ => unreachable!(),
         }
+    }
+
+    fn stage(id: &str, contact: &str, stage: &str) -> StageChange {
+        let value = serde_json::json!({"id": id, "type": "lead_stage", "contact_id": contact, "stage": stage,
+            "at": "2026-06-01T10:00:00Z"});
+        match parse_event(&value, &CompiledTaxonomy::new(&Taxonomy::default()))
+            .unwrap()
+            .event
+        {
+            Event::Stage(s) => s,
+            _ => unreachable!(),
+        }
+    }
+
+    /// A contact has a meeting once one is stored (at once) or once the writer's state is
+    /// loaded after it was: in its own tenant only, and only a meeting (not another stage).
+    #[test]
+    fn meeting_contacts_are_known_per_tenant() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let mut contacts = super::super::writer::Contacts::load(&conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        {
+            let records = &mut contacts.records(&tx);
+            assert!(!records.may_have_meeting(1, "p1").unwrap());
+            records.put_stage(1, &stage("m1", "p1", MEETING_STAGE)).unwrap();
+            records.put_stage(1, &stage("w2", "p2", "closed_won")).unwrap();
+            assert!(records.may_have_meeting(1, "p1").unwrap());
+            assert!(!records.may_have_meeting(1, "p2").unwrap(), "another stage");
+            assert!(!records.may_have_meeting(2, "p1").unwrap(), "another tenant's");
+        }
+        tx.commit().unwrap();
+        let loaded = MeetingContacts::load(&conn).unwrap();
+        assert!(loaded.contains(1, "p1"));
+        assert!(!loaded.contains(1, "p2"));
+        assert!(!loaded.contains(2, "p1"));
     }
 
     /// A new call's key, found absent before it is stored, is found once it is: the note that
