@@ -10,8 +10,8 @@
 //! merging a transaction's deltas into the overlay never hash a string again (hashing keys was
 //! 16% of the merge thread when the maps rehashed them).
 
-use dialboard_engine::cells::{get_bytes, get_varint, put_bytes, put_varint, CellRef, Stats};
-use dialboard_engine::clock::Grain;
+use dialboard_engine::cells::{self, coarse_bucket, get_bytes, get_varint, put_bytes, put_varint, summed_from_hours, CellRef, Stats};
+use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::fxhash::{Fx, FxHasher};
 use hashbrown::HashTable;
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +37,7 @@ const INLINE_KEY: usize = 46;
 
 /// A cell's key: in the cell when it is short, saving an allocation and a free per new cell of
 /// a transaction's deltas (a third of the merge thread's allocations), else on the heap.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Key {
     Inline { len: u8, bytes: [u8; INLINE_KEY] },
     Heap(Box<str>),
@@ -89,7 +89,20 @@ fn key_hash(key: &str) -> u64 {
 /// Adds `sign × stats` to the cell of `key` (whose hash is `hash`) in `cells`; a cell that
 /// becomes zero is removed.
 fn add_to(cells: &mut Cells, hash: u64, key: &str, stats: &Stats, sign: i64) {
-    match cells.find_entry(hash, |c| c.hash == hash && c.key.is(key)) {
+    add_keyed(cells, hash, |k| k.is(key), || Key::new(key), stats, sign)
+}
+
+/// [`add_to`] for a key that `is_key` recognizes and `new_key` makes.
+#[inline]
+fn add_keyed(
+    cells: &mut Cells,
+    hash: u64,
+    is_key: impl Fn(&Key) -> bool,
+    new_key: impl FnOnce() -> Key,
+    stats: &Stats,
+    sign: i64,
+) {
+    match cells.find_entry(hash, |c| c.hash == hash && is_key(&c.key)) {
         Ok(mut entry) => {
             let existing = &mut entry.get_mut().stats;
             existing.merge(stats, sign);
@@ -109,7 +122,7 @@ fn add_to(cells: &mut Cells, hash: u64, key: &str, stats: &Stats, sign: i64) {
             if !stats.is_zero() {
                 let cell = Cell {
                     hash,
-                    key: Key::new(key),
+                    key: new_key(),
                     stats,
                 };
                 absent.into_table().insert_unique(hash, cell, |c| c.hash);
@@ -197,6 +210,41 @@ impl DeltaMap {
 
     pub fn is_empty(&self) -> bool {
         self.blocks.values().all(Cells::is_empty)
+    }
+
+    /// Adds every hour cell to the cells of its cuboid's grains summed from hours (day, week,
+    /// month: [`summed_from_hours`]), in the zone `clocks` gives for its tenant. For deltas
+    /// whose records were added up to the hour only ([`Grains::UpToHour`]), and once: a cell
+    /// added at those grains before would be counted twice.
+    ///
+    /// [`Grains::UpToHour`]: dialboard_engine::cells::Grains::UpToHour
+    pub fn add_coarse_from_hours(&mut self, clocks: &[(i64, &Clock)]) {
+        let hours: Vec<BlockId> = self.blocks.keys().filter(|id| id.2 == Grain::Hour).copied().collect();
+        // Each hour's coarse buckets, worked out once for all its cuboids.
+        let mut buckets: HashMap<(i64, i64), [Option<i64>; Grain::ALL.len()], Fx> = HashMap::default();
+        for id in hours {
+            let (tenant, cuboid_id, _, hour) = id;
+            let Some(cuboid) = cells::cuboid(cuboid_id) else {
+                continue;
+            };
+            let clock = clocks
+                .iter()
+                .find(|(t, _)| *t == tenant)
+                .map(|(_, clock)| *clock)
+                .expect("the deltas' tenants have clocks");
+            let from = self.blocks.remove(&id).expect("listed above");
+            for &grain in cuboid.grains.iter().filter(|&&g| summed_from_hours(cuboid, g)) {
+                let bucket = *buckets.entry((tenant, hour)).or_default()[grain as usize]
+                    .get_or_insert_with(|| coarse_bucket(clock, grain, hour));
+                let target = (tenant, cuboid_id, grain, bucket);
+                let room = block_kind(&target).map_or(0, |kind| self.room[kind] as usize);
+                let into = self.blocks.entry(target).or_insert_with(|| Cells::with_capacity(room));
+                for cell in &from {
+                    add_keyed(into, cell.hash, |k| k.as_bytes() == cell.key.as_bytes(), || cell.key.clone(), &cell.stats, 1);
+                }
+            }
+            self.blocks.insert(id, from);
+        }
     }
 
     /// Each block with its cells sorted by key.

@@ -148,16 +148,16 @@ fn load_pending(conn: &mut Connection, shared: &Shared) -> Result<()> {
         shared.merge_overlay(DeltaMap::decode(&data).ok_or_else(corrupt("pending_deltas"))?);
     }
     for data in rows(conn, "pending_contributions")? {
-        let mut deltas = DeltaMap::default();
+        let mut tenants = Vec::new();
         for (tenant_id, contributions) in contribution::decode(&data).ok_or_else(corrupt("pending_contributions"))? {
             let tenant = match shared.tenant(conn, tenant_id) {
                 Err(StoreError::NotFound) => return Err(corrupt("pending_contributions")()),
                 tenant => tenant?,
             };
-            for c in &contributions {
-                c.add_to(&tenant, &mut deltas);
-            }
+            tenants.push((tenant, contributions));
         }
+        let mut deltas = DeltaMap::default();
+        contribution::add_deltas(&mut deltas, tenants.iter().map(|(t, c)| (&**t, &c[..])));
         shared.merge_overlay(deltas);
     }
     Ok(())
