@@ -25,7 +25,7 @@ use crate::contribution;
 use crate::drill;
 use crate::group::WriterQueue;
 use crate::jobs::{self, Claim, Job, JobUpdate, NewJob};
-use crate::overlay::{DeltaMap, Overlay};
+use crate::overlay::{DeltaMap, Overlay, Spare};
 use crate::retention;
 use crate::rows::{call_with_analysis, select_calls_with_analysis, select_calls_with_analysis_and, AFTER_ANALYSIS};
 use crate::saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
@@ -74,8 +74,9 @@ impl Shared {
         (overlay.len(), overlay.blocks_len())
     }
 
-    fn merge_overlay(&self, deltas: DeltaMap) {
-        self.overlay.write().expect("overlay lock").merge(deltas);
+    /// Returns the boxes of the cells merged away, for the next deltas.
+    fn merge_overlay(&self, deltas: DeltaMap) -> Spare {
+        self.overlay.write().expect("overlay lock").merge(deltas)
     }
 
     fn overlay_for_checkpoint(&self) -> RwLockReadGuard<'_, Overlay> {
