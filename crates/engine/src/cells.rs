@@ -713,7 +713,15 @@ pub fn for_each_ticket_cell(clock: &Clock, c: &Conversation, emit: impl FnMut(Ce
 /// [`for_each_ticket_cell`] over `grains`.
 pub fn ticket_cells(clock: &Clock, grains: Grains, c: &Conversation, emit: impl FnMut(CellRef, &Stats)) {
     let t = c.opened_ns.div_euclid(1_000_000_000);
-    for_each_cell(clock, grains, Fact::Tickets, t, &ticket_dim_values(c), &ticket_stats(c), emit);
+    for_each_cell(
+        clock,
+        grains,
+        Fact::Tickets,
+        t,
+        &ticket_dim_values(c),
+        &ticket_stats(c),
+        emit,
+    );
 }
 
 /// `conversation_channel`: the channel of the score's conversation, if that is known.
@@ -863,7 +871,9 @@ mod tests {
     fn every_hour_lies_in_one_day_week_and_month() {
         use jiff::Timestamp;
         let (from, to) = (0, 2_208_988_800); // 1970 to 2040
-        let steps = [-86_399, -3_601, -3_600, -1_801, -901, -1, 0, 1, 899, 1_799, 3_599, 43_200];
+        let steps = [
+            -86_399, -3_601, -3_600, -1_801, -901, -1, 0, 1, 899, 1_799, 3_599, 43_200,
+        ];
         let mut checked = 0;
         for name in jiff::tz::db().available() {
             let clock = Clock::new(name.as_str()).expect("a zone of the database");
@@ -900,8 +910,24 @@ mod tests {
         let cells = |grains| {
             let mut cells = Vec::new();
             let mut add = |id: CellRef, s: &Stats| cells.push((id.to_owned(), s.clone()));
-            for_each_cell(&clock, grains, Fact::Calls, 1_700_000_000, &[""; DIMS], &Stats::default(), &mut add);
-            activity_cells(&clock, grains, "a", AgentStatus::Dialing, 1_700_000_000 * ns, 1_700_200_000 * ns, &mut add);
+            for_each_cell(
+                &clock,
+                grains,
+                Fact::Calls,
+                1_700_000_000,
+                &[""; DIMS],
+                &Stats::default(),
+                &mut add,
+            );
+            activity_cells(
+                &clock,
+                grains,
+                "a",
+                AgentStatus::Dialing,
+                1_700_000_000 * ns,
+                1_700_200_000 * ns,
+                &mut add,
+            );
             cells
         };
         let all = cells(Grains::All);

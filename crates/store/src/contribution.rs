@@ -545,7 +545,11 @@ mod tests {
             TenantInfo::new(3, "ny".into(), crate::TenantSettings::new("America/New_York")).unwrap(),
             TenantInfo::new(4, "lh".into(), crate::TenantSettings::new("Australia/Lord_Howe")).unwrap(),
         ];
-        let mut batches = vec![(&tenants[0], Vec::new()), (&tenants[1], Vec::new()), (&tenants[0], Vec::new())];
+        let mut batches = vec![
+            (&tenants[0], Vec::new()),
+            (&tenants[1], Vec::new()),
+            (&tenants[0], Vec::new()),
+        ];
         for (i, (_, batch)) in batches.iter_mut().enumerate() {
             for n in 0..3_000 {
                 let at = from + (next(span as u64) as i64);

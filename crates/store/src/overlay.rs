@@ -10,7 +10,9 @@
 //! merging a transaction's deltas into the overlay never hash a string again (hashing keys was
 //! 16% of the merge thread when the maps rehashed them).
 
-use dialboard_engine::cells::{self, coarse_bucket, get_bytes, get_varint, put_bytes, put_varint, summed_from_hours, CellRef, Stats};
+use dialboard_engine::cells::{
+    self, coarse_bucket, get_bytes, get_varint, put_bytes, put_varint, summed_from_hours, CellRef, Stats,
+};
 use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::fxhash::{Fx, FxHasher};
 use hashbrown::HashTable;
@@ -300,7 +302,15 @@ impl DeltaMap {
                 let into = self.blocks.entry(target).or_insert_with(|| Cells::with_capacity(room));
                 for cell in &from {
                     let is_key = |k: &Key| k.as_bytes() == cell.key.as_bytes();
-                    add_keyed(into, &mut self.spare, cell.hash, is_key, || cell.key.clone(), &cell.stats, 1);
+                    add_keyed(
+                        into,
+                        &mut self.spare,
+                        cell.hash,
+                        is_key,
+                        || cell.key.clone(),
+                        &cell.stats,
+                        1,
+                    );
                 }
             }
             self.blocks.insert(id, from);
@@ -577,10 +587,16 @@ mod tests {
         };
         let (mut gathering, mut overlay) = (DeltaMap::default(), Overlay::default());
         for _ in 0..2 {
-            ["a", "b", "c"].iter().for_each(|k| gathering.add(7, hour(0, k), &stats, 1));
+            ["a", "b", "c"]
+                .iter()
+                .for_each(|k| gathering.add(7, hour(0, k), &stats, 1));
             gathering.reuse(overlay.merge(gathering.take()));
         }
-        assert_eq!(gathering.spare.len(), 3, "the second deltas' three cells were merged away");
+        assert_eq!(
+            gathering.spare.len(),
+            3,
+            "the second deltas' three cells were merged away"
+        );
         let mut one = Stats::default();
         one.c[1] = 2;
         one.durations = Histogram::single(7, 1);
