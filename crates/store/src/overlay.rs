@@ -590,7 +590,8 @@ mod tests {
             ["a", "b", "c"]
                 .iter()
                 .for_each(|k| gathering.add(7, hour(0, k), &stats, 1));
-            gathering.reuse(overlay.merge(gathering.take()));
+            let spare = overlay.merge(gathering.take());
+            gathering.reuse(spare);
         }
         assert_eq!(
             gathering.spare.len(),
@@ -603,7 +604,8 @@ mod tests {
         gathering.add(7, hour(3_600, "d"), &one, 1);
         gathering.add(7, hour(3_600, "e"), &one, -1);
         assert_eq!(gathering.spare.len(), 1, "two new cells took a box each");
-        gathering.reuse(overlay.merge(gathering.take()));
+        let spare = overlay.merge(gathering.take());
+        gathering.reuse(spare);
         let mut minus_one = Stats::default();
         minus_one.merge(&one, -1);
         let mut twice = Stats::default();
