@@ -64,9 +64,20 @@ impl Cluster {
             "--locale=C",
             "--no-sync",
         ]))?;
-        let fsync = if durable { "on" } else { "off" };
+        // Durable (benchmarks): fsync, and checkpoints spaced as a write-heavy production server
+        // has them (docs/SCALING.md): with the defaults (1 GB of log, 5 min) they come often
+        // under ingest, and after each the next write of every index page logs a full page
+        // image, as the ids' hashed indexes are written at random (PostgreSQL's CPU a call −12%
+        // at 3M calls, bench/README.md).
+        let settings = if durable {
+            "-c fsync=on -c max_wal_size=8GB -c checkpoint_timeout=15min"
+        } else {
+            "-c fsync=off"
+        };
+        // More settings from the environment (`-c name=value …`), for benchmarks of tunings.
+        let extra = std::env::var("DIALBOARD_PG_OPTIONS").unwrap_or_default();
         let postgres = format!(
-            "{} -D {} -k {} -c listen_addresses= -c fsync={fsync} -c max_connections=200 -c shared_buffers=256MB",
+            "{} -D {} -k {} -c listen_addresses= {settings} -c max_connections=200 -c shared_buffers=256MB {extra}",
             bin("postgres").display(),
             data.display(),
             dir.display()
