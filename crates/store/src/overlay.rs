@@ -134,6 +134,8 @@ fn add_keyed(
 /// transaction's deltas allocated. Allocating and freeing them was a large part of the merge
 /// thread (with the page faults of the allocator handing back, then touching again, the pages
 /// they were in).
+// The boxes themselves are what is kept: each goes to a new cell whole.
+#[allow(clippy::vec_box)]
 #[derive(Debug, Default)]
 pub struct Spare(Vec<Box<Stats>>);
 
