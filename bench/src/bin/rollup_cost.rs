@@ -39,6 +39,9 @@ fn main() {
     let tenant = TenantInfo::new(1, "bench".into(), TenantSettings::new("America/New_York")).unwrap();
     let (mut t_record, mut t_encode, mut t_add, mut t_merge, mut t_sort, mut t_free) = Default::default();
     let mut overlay = Overlay::default();
+    // As on the merge thread: kept between transactions for its blocks' size hints and the
+    // boxes the overlay's merge gives back.
+    let mut gathering = DeltaMap::default();
     let mut cells = 0;
     for chunk in calls.chunks(4 * BATCH) {
         let s = Instant::now();
@@ -56,14 +59,13 @@ fn main() {
         std::hint::black_box(contribution::encode([(tenant.id, &contributions[..])].into_iter()));
         t_encode += s.elapsed();
         let s = Instant::now();
-        let mut deltas = DeltaMap::default();
-        for c in &contributions {
-            c.add_to(&tenant, &mut deltas);
-        }
+        contribution::add_deltas(&mut gathering, [(&tenant, &contributions[..])]);
+        let deltas = gathering.take();
         t_add += s.elapsed();
         let s = Instant::now();
-        overlay.merge(deltas);
+        let spare = overlay.merge(deltas);
         t_merge += s.elapsed();
+        gathering.reuse(spare);
         if overlay.len() > 200_000 {
             let s = Instant::now();
             cells += overlay.len();

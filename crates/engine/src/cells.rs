@@ -223,6 +223,42 @@ impl CellRef<'_> {
     }
 }
 
+/// Which of its cuboids' grains a walk over a record's cells covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grains {
+    /// Every grain of every cuboid.
+    All,
+    /// A cuboid's grains up to the hour, and none summed from those ([`summed_from_hours`]): a
+    /// store adding a transaction's records sums each hour cell into its day, week and month
+    /// cells once ([`coarse_bucket`]) instead of adding every record to them (7 of a call's 14
+    /// cells; calls in time order put hundreds in each of a transaction's coarse cells).
+    UpToHour,
+}
+
+impl Grains {
+    fn covers(self, cuboid: &Cuboid, grain: Grain) -> bool {
+        match self {
+            Grains::All => true,
+            Grains::UpToHour => !summed_from_hours(cuboid, grain),
+        }
+    }
+}
+
+/// Whether `cuboid`'s cells of `grain` can be summed from its hour cells: a grain coarser than
+/// the hour, of a cuboid that has hours. Exact because each local hour lies inside one local
+/// day, week and month ([`coarse_bucket`]).
+pub fn summed_from_hours(cuboid: &Cuboid, grain: Grain) -> bool {
+    grain > Grain::Hour && cuboid.has(Grain::Hour)
+}
+
+/// The bucket of `grain` holding the hour cell that starts at `hour`: the bucket of every
+/// instant of that hour. An hour is the instants sharing a local date, hour and offset
+/// ([`Clock::hour_start`]), and days, weeks and months are made of local dates, so this is
+/// `clock.cell_start(grain, t)` for any `t` of the hour (tested over every zone's transitions).
+pub fn coarse_bucket(clock: &Clock, grain: Grain, hour: i64) -> i64 {
+    clock.cell_start(grain, hour)
+}
+
 /// Indices into [`Stats::c`]. Call counters first, then activity's.
 pub mod counter {
     pub const CALLS: usize = 0;
@@ -609,9 +645,11 @@ fn project_key_into(key: &mut String, cuboid: &Cuboid, values: &DimValues) {
     }
 }
 
-/// Calls `emit` for every cell of `fact`'s cuboids that a record at second `t` falls in.
+/// Calls `emit` for every cell of `fact`'s cuboids (of `grains`) that a record at second `t`
+/// falls in.
 fn for_each_cell(
     clock: &Clock,
+    grains: Grains,
     fact: Fact,
     t: i64,
     values: &DimValues,
@@ -623,7 +661,7 @@ fn for_each_cell(
     let mut key = String::with_capacity(64);
     for cuboid in CUBOIDS.iter().filter(|c| c.fact == fact) {
         project_key_into(&mut key, cuboid, values);
-        for &grain in cuboid.grains {
+        for &grain in cuboid.grains.iter().filter(|&&g| grains.covers(cuboid, g)) {
             let bucket = *buckets[grain as usize].get_or_insert_with(|| clock.cell_start(grain, t));
             emit(
                 CellRef {
@@ -645,9 +683,21 @@ pub fn for_each_call_cell(
     analysis: Option<&CallAnalysis>,
     emit: impl FnMut(CellRef, &Stats),
 ) {
+    call_cells(clock, Grains::All, call, analysis, emit)
+}
+
+/// [`for_each_call_cell`] over `grains`.
+pub fn call_cells(
+    clock: &Clock,
+    grains: Grains,
+    call: &CallRecord,
+    analysis: Option<&CallAnalysis>,
+    emit: impl FnMut(CellRef, &Stats),
+) {
     let values = call_dim_values(call, analysis);
     for_each_cell(
         clock,
+        grains,
         Fact::Calls,
         call.started_second(),
         &values,
@@ -657,8 +707,21 @@ pub fn for_each_call_cell(
 }
 
 pub fn for_each_ticket_cell(clock: &Clock, c: &Conversation, emit: impl FnMut(CellRef, &Stats)) {
+    ticket_cells(clock, Grains::All, c, emit)
+}
+
+/// [`for_each_ticket_cell`] over `grains`.
+pub fn ticket_cells(clock: &Clock, grains: Grains, c: &Conversation, emit: impl FnMut(CellRef, &Stats)) {
     let t = c.opened_ns.div_euclid(1_000_000_000);
-    for_each_cell(clock, Fact::Tickets, t, &ticket_dim_values(c), &ticket_stats(c), emit);
+    for_each_cell(
+        clock,
+        grains,
+        Fact::Tickets,
+        t,
+        &ticket_dim_values(c),
+        &ticket_stats(c),
+        emit,
+    );
 }
 
 /// `conversation_channel`: the channel of the score's conversation, if that is known.
@@ -668,11 +731,23 @@ pub fn for_each_csat_cell(
     conversation_channel: Option<&str>,
     emit: impl FnMut(CellRef, &Stats),
 ) {
+    csat_cells(clock, Grains::All, s, conversation_channel, emit)
+}
+
+/// [`for_each_csat_cell`] over `grains`.
+pub fn csat_cells(
+    clock: &Clock,
+    grains: Grains,
+    s: &CsatScore,
+    conversation_channel: Option<&str>,
+    emit: impl FnMut(CellRef, &Stats),
+) {
     let mut values = [""; DIMS];
     values[Dim::Agent as usize] = s.agent_id.as_deref().unwrap_or("");
     values[Dim::Channel as usize] = csat_channel(s, conversation_channel);
     for_each_cell(
         clock,
+        grains,
         Fact::Csat,
         s.at_ns.div_euclid(1_000_000_000),
         &values,
@@ -688,8 +763,20 @@ pub fn for_each_stage_cell(
     first_call_ns: Option<i64>,
     emit: impl FnMut(CellRef, &Stats),
 ) {
+    stage_cells(clock, Grains::All, s, first_call_ns, emit)
+}
+
+/// [`for_each_stage_cell`] over `grains`.
+pub fn stage_cells(
+    clock: &Clock,
+    grains: Grains,
+    s: &StageChange,
+    first_call_ns: Option<i64>,
+    emit: impl FnMut(CellRef, &Stats),
+) {
     for_each_cell(
         clock,
+        grains,
         Fact::Stages,
         s.at_ns.div_euclid(1_000_000_000),
         &stage_dim_values(s),
@@ -706,6 +793,19 @@ pub fn for_each_activity_cell(
     status: AgentStatus,
     from_ns: i64,
     to_ns: i64,
+    emit: impl FnMut(CellRef, &Stats),
+) {
+    activity_cells(clock, Grains::All, agent_id, status, from_ns, to_ns, emit)
+}
+
+/// [`for_each_activity_cell`] over `grains`.
+pub fn activity_cells(
+    clock: &Clock,
+    grains: Grains,
+    agent_id: &str,
+    status: AgentStatus,
+    from_ns: i64,
+    to_ns: i64,
     mut emit: impl FnMut(CellRef, &Stats),
 ) {
     let slot = match status {
@@ -718,7 +818,7 @@ pub fn for_each_activity_cell(
     }
     const NS: i64 = 1_000_000_000;
     for cuboid in CUBOIDS.iter().filter(|c| c.fact == Fact::Activity) {
-        for &grain in cuboid.grains {
+        for &grain in cuboid.grains.iter().filter(|&&g| grains.covers(cuboid, g)) {
             let mut t = from_ns;
             while t < to_ns {
                 let bucket = clock.cell_start(grain, t.div_euclid(NS));
@@ -761,6 +861,81 @@ mod tests {
         assert_eq!(score_range(19_999_999), "0-20");
         assert_eq!(score_range(20_000_000), "20-40");
         assert_eq!(score_range(100_000_000), "80-100");
+    }
+
+    /// Summing hour cells into coarser ones is exact only if every instant of an hour falls in
+    /// the day, week and month of the hour's start: checked around every transition of every
+    /// zone from 1970 (the first year events may carry) to 2040, where hours are odd (30- and
+    /// 45-minute offsets, a 30-minute DST shift, days starting at 01:00, offsets of seconds).
+    #[test]
+    fn every_hour_lies_in_one_day_week_and_month() {
+        use jiff::Timestamp;
+        let (from, to) = (0, 2_208_988_800); // 1970 to 2040
+        let steps = [
+            -86_399, -3_601, -3_600, -1_801, -901, -1, 0, 1, 899, 1_799, 3_599, 43_200,
+        ];
+        let mut checked = 0;
+        for name in jiff::tz::db().available() {
+            let clock = Clock::new(name.as_str()).expect("a zone of the database");
+            let tz = jiff::tz::TimeZone::get(name.as_str()).expect("a zone of the database");
+            let transitions = tz
+                .following(Timestamp::from_second(from).unwrap())
+                .map(|t| t.timestamp().as_second())
+                .take_while(|&t| t < to);
+            // And a few instants between transitions (zones without DST have none after 1970).
+            let between = (0..40).map(|i| from + i * 55_555_555 + i * i * 7_777);
+            for base in transitions.chain(between) {
+                for t in steps.iter().map(|s| base + s).filter(|t| (from..to).contains(t)) {
+                    let hour = clock.cell_start(Grain::Hour, t);
+                    for grain in COARSE_GRAINS.into_iter().chain([Grain::Day]) {
+                        assert_eq!(
+                            coarse_bucket(&clock, grain, hour),
+                            clock.cell_start(grain, t),
+                            "{} at {t}, {grain:?}",
+                            name.as_str()
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100_000, "only {checked} instants checked");
+    }
+
+    /// Up to the hour, a walk emits every cell of a full walk except those summed from hours.
+    #[test]
+    fn grains_up_to_the_hour_leave_only_the_summed_cells() {
+        let clock = Clock::new("America/New_York").unwrap();
+        let ns = 1_000_000_000;
+        let cells = |grains| {
+            let mut cells = Vec::new();
+            let mut add = |id: CellRef, s: &Stats| cells.push((id.to_owned(), s.clone()));
+            for_each_cell(
+                &clock,
+                grains,
+                Fact::Calls,
+                1_700_000_000,
+                &[""; DIMS],
+                &Stats::default(),
+                &mut add,
+            );
+            activity_cells(
+                &clock,
+                grains,
+                "a",
+                AgentStatus::Dialing,
+                1_700_000_000 * ns,
+                1_700_200_000 * ns,
+                &mut add,
+            );
+            cells
+        };
+        let all = cells(Grains::All);
+        let hours = cells(Grains::UpToHour);
+        let summed = |id: &CellId| summed_from_hours(cuboid(id.cuboid).unwrap(), id.grain);
+        assert!(all.iter().any(|(id, _)| summed(id)), "a full walk has day cells");
+        let expected: Vec<_> = all.iter().filter(|(id, _)| !summed(id)).cloned().collect();
+        assert_eq!(hours, expected);
     }
 
     #[test]

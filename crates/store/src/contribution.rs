@@ -8,9 +8,10 @@
 use crate::overlay::DeltaMap;
 use crate::TenantInfo;
 use dialboard_engine::cells::{
-    for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell,
-    get_bytes, get_varint, put_bytes, put_varint, CellRef, Stats,
+    activity_cells, call_cells, csat_cells, get_bytes, get_varint, put_bytes, put_varint, stage_cells, ticket_cells,
+    CellRef, Grains, Stats,
 };
+use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange};
 
 /// One record's contribution to the rollups, added (`sign` 1) or taken back (−1).
@@ -58,24 +59,44 @@ impl Contribution {
         Contribution { sign: -1, counted }
     }
 
-    /// Adds this contribution's cell deltas, in `tenant`'s rollup zone.
-    pub fn add_to(&self, tenant: &TenantInfo, deltas: &mut DeltaMap) {
+    /// Adds this contribution's cell deltas of `grains`, in `tenant`'s rollup zone.
+    fn add_to(&self, tenant: &TenantInfo, grains: Grains, deltas: &mut DeltaMap) {
         let clock = &tenant.clock;
         let (id, sign) = (tenant.id, self.sign);
         let add = |cell: CellRef, stats: &Stats| deltas.add(id, cell, stats, sign);
         match &self.counted {
-            Counted::Call { call, analysis } => for_each_call_cell(clock, call, analysis.as_ref(), add),
-            Counted::Ticket(conversation) => for_each_ticket_cell(clock, conversation, add),
-            Counted::Csat { score, channel } => for_each_csat_cell(clock, score, channel.as_deref(), add),
-            Counted::Stage { stage, first_call_ns } => for_each_stage_cell(clock, stage, *first_call_ns, add),
+            Counted::Call { call, analysis } => call_cells(clock, grains, call, analysis.as_ref(), add),
+            Counted::Ticket(conversation) => ticket_cells(clock, grains, conversation, add),
+            Counted::Csat { score, channel } => csat_cells(clock, grains, score, channel.as_deref(), add),
+            Counted::Stage { stage, first_call_ns } => stage_cells(clock, grains, stage, *first_call_ns, add),
             Counted::Activity {
                 agent_id,
                 status,
                 from_ns,
                 to_ns,
-            } => for_each_activity_cell(clock, agent_id, *status, *from_ns, *to_ns, add),
+            } => activity_cells(clock, grains, agent_id, *status, *from_ns, *to_ns, add),
         }
     }
+}
+
+/// Adds the cell deltas of tenants' contributions to `deltas`, which must hold none yet: each
+/// record's cells up to the hour, then every hour cell once into its day, week and month cells
+/// (`DeltaMap::add_coarse_from_hours`). A transaction of calls in time order spans an hour or
+/// two, so each of its coarse cells sums many calls: adding each call to them was half of its
+/// 14 cells, each a lookup in a table too large for the cache, and a day, a week and a month
+/// worked out in the tenant's zone.
+pub fn add_deltas<'a>(deltas: &mut DeltaMap, tenants: impl IntoIterator<Item = (&'a TenantInfo, &'a [Contribution])>) {
+    debug_assert!(deltas.is_empty(), "coarse cells are summed from every hour cell held");
+    let mut clocks: Vec<(i64, &Clock)> = Vec::new();
+    for (tenant, contributions) in tenants {
+        if !clocks.iter().any(|(id, _)| *id == tenant.id) {
+            clocks.push((tenant.id, &tenant.clock));
+        }
+        for c in contributions {
+            c.add_to(tenant, Grains::UpToHour, deltas);
+        }
+    }
+    deltas.add_coarse_from_hours(&clocks);
 }
 
 /// Encodes tenants' contributions (in order) as one row.
@@ -390,6 +411,7 @@ fn decode_analysis(input: &mut &[u8]) -> Option<CallAnalysis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dialboard_engine::clock::Grain;
 
     fn call() -> CallRecord {
         CallRecord {
@@ -492,5 +514,124 @@ mod tests {
         let mut bad_kind = row.clone();
         bad_kind[2] = 9;
         assert!(decode(&bad_kind).is_none(), "an unknown kind is refused");
+    }
+
+    /// Every cell of `deltas`, in order.
+    fn cells_of(deltas: &DeltaMap) -> Vec<(crate::overlay::BlockId, String, Stats)> {
+        let mut cells: Vec<_> = deltas
+            .blocks()
+            .flat_map(|(id, cells)| cells.map(move |(key, stats)| (id, key.to_string(), stats.clone())))
+            .collect();
+        cells.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        cells
+    }
+
+    /// Contributions of every kind, added and taken back, over days around DST changes in two
+    /// tenants' zones: the coarse cells summed from the hour cells equal those of adding every
+    /// record to them.
+    #[test]
+    fn coarse_cells_summed_from_hours_equal_each_record_added() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let ns = 1_000_000_000;
+        // 2026-03-07 to 2026-04-09: New York's and Lord Howe's DST changes, a month's end.
+        let (from, span) = (1_772_841_600 * ns, 33 * 86_400 * ns);
+        let tenants = [
+            TenantInfo::new(3, "ny".into(), crate::TenantSettings::new("America/New_York")).unwrap(),
+            TenantInfo::new(4, "lh".into(), crate::TenantSettings::new("Australia/Lord_Howe")).unwrap(),
+        ];
+        let mut batches = vec![
+            (&tenants[0], Vec::new()),
+            (&tenants[1], Vec::new()),
+            (&tenants[0], Vec::new()),
+        ];
+        for (i, (_, batch)) in batches.iter_mut().enumerate() {
+            for n in 0..3_000 {
+                let at = from + (next(span as u64) as i64);
+                let counted = match next(10) {
+                    0 => Counted::Activity {
+                        agent_id: format!("a{}", next(3)),
+                        status: AgentStatus::Dialing,
+                        from_ns: at,
+                        to_ns: at + next(3 * 86_400) as i64 * ns,
+                    },
+                    1 => Counted::Stage {
+                        stage: StageChange {
+                            event_id: format!("s{i}-{n}"),
+                            contact_id: "p1".into(),
+                            stage: ["meeting_booked", "closed_won"][next(2) as usize].into(),
+                            at_ns: at,
+                            campaign_id: Some(format!("k{}", next(2))),
+                            lead_source: None,
+                            agent_id: Some(format!("a{}", next(3))),
+                            call_id: None,
+                            amount_minor: Some(next(1_000) as i64),
+                            currency: None,
+                        },
+                        first_call_ns: Some(at - 3_600 * ns),
+                    },
+                    2 => Counted::Ticket(Conversation {
+                        conversation_id: format!("v{i}-{n}"),
+                        event_id: format!("t{i}-{n}"),
+                        version_ns: 1,
+                        channel: "chat".into(),
+                        opened_ns: at,
+                        agent_id: Some(format!("a{}", next(3))),
+                        team_id: None,
+                        first_response_ns: Some(at + next(600) as i64 * ns),
+                        resolved_ns: None,
+                        status: None,
+                        intent: None,
+                    }),
+                    3 => Counted::Csat {
+                        score: CsatScore {
+                            event_id: format!("q{i}-{n}"),
+                            score: next(5) as i64 + 1,
+                            at_ns: at,
+                            call_id: Some("c".into()),
+                            conversation_id: None,
+                            agent_id: Some(format!("a{}", next(3))),
+                        },
+                        channel: None,
+                    },
+                    _ => Counted::Call {
+                        call: CallRecord {
+                            agent_id: format!("a{}", next(5)),
+                            team_id: [None, Some("t1".to_string())][next(2) as usize].clone(),
+                            campaign_id: Some(format!("k{}", next(2))),
+                            disposition: ["Connected", "No Answer", "Busy"][next(3) as usize].into(),
+                            started_ns: at,
+                            talk_seconds: Some(next(300) as i64),
+                            ..call()
+                        },
+                        analysis: None,
+                    },
+                };
+                // Some taken back, as a correction does.
+                batch.push(match next(5) {
+                    0 => Contribution::take_back(counted),
+                    _ => Contribution::add(counted),
+                });
+            }
+        }
+        let mut summed = DeltaMap::default();
+        add_deltas(&mut summed, batches.iter().map(|(t, c)| (*t, &c[..])));
+        let mut each = DeltaMap::default();
+        for (tenant, batch) in &batches {
+            for c in batch {
+                c.add_to(tenant, Grains::All, &mut each);
+            }
+        }
+        let (summed, each) = (cells_of(&summed), cells_of(&each));
+        for grain in [Grain::Day, Grain::Week, Grain::Month] {
+            assert!(each.iter().any(|(id, _, _)| id.2 == grain), "cells of {grain:?}");
+        }
+        assert_eq!(summed.len(), each.len());
+        assert!(summed == each, "the cells differ");
     }
 }

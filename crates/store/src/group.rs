@@ -91,13 +91,13 @@ pub fn deltas(group: &[IngestRequest], outcome: &Outcome) -> DeltaMap {
     deltas
 }
 
-/// Adds the cell deltas of a group's contributions to `deltas`.
+/// Adds the cell deltas of a group's contributions to `deltas`, which holds none yet.
 pub fn add_deltas(deltas: &mut DeltaMap, group: &[IngestRequest], outcome: &Outcome) {
-    for (request, applied) in group.iter().zip(outcome) {
-        for c in &applied.contributions {
-            c.add_to(&request.tenant, deltas);
-        }
-    }
+    let tenants = group
+        .iter()
+        .zip(outcome)
+        .map(|(request, applied)| (&*request.tenant, &applied.contributions[..]));
+    contribution::add_deltas(deltas, tenants);
 }
 
 /// A group's contributions, encoded as one row.

@@ -10,8 +10,10 @@
 //! merging a transaction's deltas into the overlay never hash a string again (hashing keys was
 //! 16% of the merge thread when the maps rehashed them).
 
-use dialboard_engine::cells::{get_bytes, get_varint, put_bytes, put_varint, CellRef, Stats};
-use dialboard_engine::clock::Grain;
+use dialboard_engine::cells::{
+    self, coarse_bucket, get_bytes, get_varint, put_bytes, put_varint, summed_from_hours, CellRef, Stats,
+};
+use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::fxhash::{Fx, FxHasher};
 use hashbrown::HashTable;
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +39,7 @@ const INLINE_KEY: usize = 46;
 
 /// A cell's key: in the cell when it is short, saving an allocation and a free per new cell of
 /// a transaction's deltas (a third of the merge thread's allocations), else on the heap.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Key {
     Inline { len: u8, bytes: [u8; INLINE_KEY] },
     Heap(Box<str>),
@@ -87,33 +89,98 @@ fn key_hash(key: &str) -> u64 {
 }
 
 /// Adds `sign × stats` to the cell of `key` (whose hash is `hash`) in `cells`; a cell that
-/// becomes zero is removed.
-fn add_to(cells: &mut Cells, hash: u64, key: &str, stats: &Stats, sign: i64) {
-    match cells.find_entry(hash, |c| c.hash == hash && c.key.is(key)) {
+/// becomes zero is removed. A new cell's stats take a box from `spare` if it has one.
+fn add_to(cells: &mut Cells, spare: &mut Spare, hash: u64, key: &str, stats: &Stats, sign: i64) {
+    add_keyed(cells, spare, hash, |k| k.is(key), || Key::new(key), stats, sign)
+}
+
+/// [`add_to`] for a key that `is_key` recognizes and `new_key` makes.
+#[inline]
+fn add_keyed(
+    cells: &mut Cells,
+    spare: &mut Spare,
+    hash: u64,
+    is_key: impl Fn(&Key) -> bool,
+    new_key: impl FnOnce() -> Key,
+    stats: &Stats,
+    sign: i64,
+) {
+    match cells.find_entry(hash, |c| c.hash == hash && is_key(&c.key)) {
         Ok(mut entry) => {
             let existing = &mut entry.get_mut().stats;
             existing.merge(stats, sign);
             if existing.is_zero() {
-                entry.remove();
+                spare.keep(entry.remove().0.stats);
             }
         }
         Err(absent) => {
-            let stats = match sign {
-                1 => Box::new(stats.clone()),
-                _ => {
-                    let mut fresh = Box::<Stats>::default();
-                    fresh.merge(stats, sign);
-                    fresh
-                }
-            };
-            if !stats.is_zero() {
+            let fresh = spare.holding(stats, sign);
+            if fresh.is_zero() {
+                spare.keep(fresh);
+            } else {
                 let cell = Cell {
                     hash,
-                    key: Key::new(key),
-                    stats,
+                    key: new_key(),
+                    stats: fresh,
                 };
                 absent.into_table().insert_unique(hash, cell, |c| c.hash);
             }
+        }
+    }
+}
+
+/// Boxes of stats no cell holds any more, for new cells: a transaction's delta cells that the
+/// overlay's merge adds to its own are freed there, and as many new cells of the next
+/// transaction's deltas allocated. Allocating and freeing them was a large part of the merge
+/// thread (with the page faults of the allocator handing back, then touching again, the pages
+/// they were in).
+// The boxes themselves are what is kept: each goes to a new cell whole.
+#[allow(clippy::vec_box)]
+#[derive(Debug, Default)]
+pub struct Spare(Vec<Box<Stats>>);
+
+/// Most boxes kept spare (~5 MB): a transaction's worth of calls in time order frees a few
+/// thousand; a backfill in random order frees few until a checkpoint folds the overlay.
+const MOST_SPARE: usize = 16_384;
+
+impl Spare {
+    /// Keeps `stats`' box for a new cell, if not enough are kept already.
+    fn keep(&mut self, stats: Box<Stats>) {
+        if self.0.len() < MOST_SPARE {
+            self.0.push(stats);
+        }
+    }
+
+    /// A box holding `sign × stats`: a kept one, overwritten, else a new one.
+    fn holding(&mut self, stats: &Stats, sign: i64) -> Box<Stats> {
+        match (self.0.pop(), sign) {
+            (Some(mut kept), 1) => {
+                Stats::clone_from(&mut kept, stats);
+                kept
+            }
+            (None, 1) => Box::new(stats.clone()),
+            (kept, _) => {
+                let mut fresh = kept.unwrap_or_default();
+                *fresh = Stats::default();
+                fresh.merge(stats, sign);
+                fresh
+            }
+        }
+    }
+
+    /// The boxes kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Keeps `other`'s boxes too.
+    pub fn keep_all(&mut self, other: Spare) {
+        for stats in other.0 {
+            self.keep(stats);
         }
     }
 }
@@ -148,6 +215,8 @@ pub struct DeltaMap {
     /// cells rehashed six times (6% of the merge thread). The mean, not the largest: a backfill
     /// in random order puts one or two cells in each of tens of thousands of blocks.
     room: [u32; BLOCK_KINDS],
+    /// Boxes for new cells' stats, given back by the overlay ([`DeltaMap::reuse`]).
+    spare: Spare,
 }
 
 impl Default for DeltaMap {
@@ -156,6 +225,7 @@ impl Default for DeltaMap {
             blocks: HashMap::default(),
             last_key: Default::default(),
             room: [0; BLOCK_KINDS],
+            spare: Spare::default(),
         }
     }
 }
@@ -180,7 +250,13 @@ impl DeltaMap {
             blocks: std::mem::take(&mut self.blocks),
             last_key: std::mem::take(&mut self.last_key),
             room: self.room,
+            spare: Spare::default(),
         }
+    }
+
+    /// Makes new cells in the boxes `spare` holds before allocating any.
+    pub fn reuse(&mut self, spare: Spare) {
+        self.spare.keep_all(spare);
     }
 
     pub fn add(&mut self, tenant_id: i64, cell: CellRef, stats: &Stats, sign: i64) {
@@ -192,11 +268,55 @@ impl DeltaMap {
         let id = (tenant_id, cell.cuboid, cell.grain, cell.bucket);
         let room = block_kind(&id).map_or(0, |kind| self.room[kind] as usize);
         let block = self.blocks.entry(id).or_insert_with(|| Cells::with_capacity(room));
-        add_to(block, self.last_key.1, cell.key, stats, sign);
+        add_to(block, &mut self.spare, self.last_key.1, cell.key, stats, sign);
     }
 
     pub fn is_empty(&self) -> bool {
         self.blocks.values().all(Cells::is_empty)
+    }
+
+    /// Adds every hour cell to the cells of its cuboid's grains summed from hours (day, week,
+    /// month: [`summed_from_hours`]), in the zone `clocks` gives for its tenant. For deltas
+    /// whose records were added up to the hour only ([`Grains::UpToHour`]), and once: a cell
+    /// added at those grains before would be counted twice.
+    ///
+    /// [`Grains::UpToHour`]: dialboard_engine::cells::Grains::UpToHour
+    pub fn add_coarse_from_hours(&mut self, clocks: &[(i64, &Clock)]) {
+        let hours: Vec<BlockId> = self.blocks.keys().filter(|id| id.2 == Grain::Hour).copied().collect();
+        // Each hour's coarse buckets, worked out once for all its cuboids.
+        let mut buckets: HashMap<(i64, i64), [Option<i64>; Grain::ALL.len()], Fx> = HashMap::default();
+        for id in hours {
+            let (tenant, cuboid_id, _, hour) = id;
+            let Some(cuboid) = cells::cuboid(cuboid_id) else {
+                continue;
+            };
+            let clock = clocks
+                .iter()
+                .find(|(t, _)| *t == tenant)
+                .map(|(_, clock)| *clock)
+                .expect("the deltas' tenants have clocks");
+            let from = self.blocks.remove(&id).expect("listed above");
+            for &grain in cuboid.grains.iter().filter(|&&g| summed_from_hours(cuboid, g)) {
+                let bucket = *buckets.entry((tenant, hour)).or_default()[grain as usize]
+                    .get_or_insert_with(|| coarse_bucket(clock, grain, hour));
+                let target = (tenant, cuboid_id, grain, bucket);
+                let room = block_kind(&target).map_or(0, |kind| self.room[kind] as usize);
+                let into = self.blocks.entry(target).or_insert_with(|| Cells::with_capacity(room));
+                for cell in &from {
+                    let is_key = |k: &Key| k.as_bytes() == cell.key.as_bytes();
+                    add_keyed(
+                        into,
+                        &mut self.spare,
+                        cell.hash,
+                        is_key,
+                        || cell.key.clone(),
+                        &cell.stats,
+                        1,
+                    );
+                }
+            }
+            self.blocks.insert(id, from);
+        }
     }
 
     /// Each block with its cells sorted by key.
@@ -251,9 +371,11 @@ pub struct Overlay {
 
 impl Overlay {
     /// Moves the deltas in: a block new to the overlay is moved whole; otherwise the smaller
-    /// of the two is merged into the larger (key strings are moved, never copied).
-    pub fn merge(&mut self, deltas: DeltaMap) {
+    /// of the two is merged into the larger (key strings are moved, never copied). Returns the
+    /// boxes of the cells merged away, for the next deltas' new cells ([`DeltaMap::reuse`]).
+    pub fn merge(&mut self, deltas: DeltaMap) -> Spare {
         use std::collections::btree_map::Entry;
+        let mut spare = deltas.spare;
         for (id, mut cells) in deltas.blocks {
             // No pass to drop zero cells: `add_to` never keeps one (a pass read every cell's
             // stats once more).
@@ -278,8 +400,9 @@ impl Overlay {
                         let existing = &mut entry.get_mut().stats;
                         existing.merge(&cell.stats, 1);
                         if existing.is_zero() {
-                            entry.remove();
+                            spare.keep(entry.remove().0.stats);
                         }
+                        spare.keep(cell.stats);
                     }
                     Err(absent) => {
                         absent.into_table().insert_unique(cell.hash, cell, |c| c.hash);
@@ -290,6 +413,7 @@ impl Overlay {
                 self.blocks.remove(&id);
             }
         }
+        spare
     }
 
     /// The number of cells held.
@@ -447,6 +571,59 @@ mod tests {
         }
         overlay.merge(minus);
         assert!(overlay.is_empty());
+    }
+
+    /// Delta cells merged into the overlay's give their boxes back, and the next deltas' new
+    /// cells take them holding only what was added to them, not what the boxes held before.
+    #[test]
+    fn new_cells_reuse_the_boxes_merged_away() {
+        use dialboard_engine::histogram::Histogram;
+        let mut stats = Stats::default();
+        stats.c[0] = 5;
+        stats.durations = Histogram::single(30, 5);
+        let hour = |bucket, key| CellRef {
+            cuboid: 1,
+            grain: Grain::Hour,
+            bucket,
+            key,
+        };
+        let (mut gathering, mut overlay) = (DeltaMap::default(), Overlay::default());
+        for _ in 0..2 {
+            ["a", "b", "c"]
+                .iter()
+                .for_each(|k| gathering.add(7, hour(0, k), &stats, 1));
+            let spare = overlay.merge(gathering.take());
+            gathering.reuse(spare);
+        }
+        assert_eq!(
+            gathering.spare.len(),
+            3,
+            "the second deltas' three cells were merged away"
+        );
+        let mut one = Stats::default();
+        one.c[1] = 2;
+        one.durations = Histogram::single(7, 1);
+        gathering.add(7, hour(3_600, "d"), &one, 1);
+        gathering.add(7, hour(3_600, "e"), &one, -1);
+        assert_eq!(gathering.spare.len(), 1, "two new cells took a box each");
+        let spare = overlay.merge(gathering.take());
+        gathering.reuse(spare);
+        let mut minus_one = Stats::default();
+        minus_one.merge(&one, -1);
+        let mut twice = Stats::default();
+        twice.merge(&stats, 2);
+        let mut found: Vec<(i64, &str, &Stats)> = overlay.range(7, 1, Grain::Hour, 0, 7_200).collect();
+        found.sort_by_key(|e| (e.0, e.1));
+        assert_eq!(
+            found,
+            vec![
+                (0, "a", &twice),
+                (0, "b", &twice),
+                (0, "c", &twice),
+                (3_600, "d", &one),
+                (3_600, "e", &minus_one)
+            ]
+        );
     }
 
     #[test]

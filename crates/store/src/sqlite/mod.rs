@@ -25,7 +25,7 @@ use crate::contribution;
 use crate::drill;
 use crate::group::WriterQueue;
 use crate::jobs::{self, Claim, Job, JobUpdate, NewJob};
-use crate::overlay::{DeltaMap, Overlay};
+use crate::overlay::{DeltaMap, Overlay, Spare};
 use crate::retention;
 use crate::rows::{call_with_analysis, select_calls_with_analysis, select_calls_with_analysis_and, AFTER_ANALYSIS};
 use crate::saved::{self, SavedChange, SavedItem, SavedKind, SavedOutcome, SavedVersion};
@@ -74,8 +74,9 @@ impl Shared {
         (overlay.len(), overlay.blocks_len())
     }
 
-    fn merge_overlay(&self, deltas: DeltaMap) {
-        self.overlay.write().expect("overlay lock").merge(deltas);
+    /// Returns the boxes of the cells merged away, for the next deltas.
+    fn merge_overlay(&self, deltas: DeltaMap) -> Spare {
+        self.overlay.write().expect("overlay lock").merge(deltas)
     }
 
     fn overlay_for_checkpoint(&self) -> RwLockReadGuard<'_, Overlay> {
@@ -148,16 +149,16 @@ fn load_pending(conn: &mut Connection, shared: &Shared) -> Result<()> {
         shared.merge_overlay(DeltaMap::decode(&data).ok_or_else(corrupt("pending_deltas"))?);
     }
     for data in rows(conn, "pending_contributions")? {
-        let mut deltas = DeltaMap::default();
+        let mut tenants = Vec::new();
         for (tenant_id, contributions) in contribution::decode(&data).ok_or_else(corrupt("pending_contributions"))? {
             let tenant = match shared.tenant(conn, tenant_id) {
                 Err(StoreError::NotFound) => return Err(corrupt("pending_contributions")()),
                 tenant => tenant?,
             };
-            for c in &contributions {
-                c.add_to(&tenant, &mut deltas);
-            }
+            tenants.push((tenant, contributions));
         }
+        let mut deltas = DeltaMap::default();
+        contribution::add_deltas(&mut deltas, tenants.iter().map(|(t, c)| (&**t, &c[..])));
         shared.merge_overlay(deltas);
     }
     Ok(())

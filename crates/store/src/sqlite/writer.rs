@@ -168,7 +168,8 @@ impl Merger {
         let thread = std::thread::Builder::new()
             .name("dialboard-merge".into())
             .spawn(move || {
-                // Kept from one transaction to the next for its blocks' size hints.
+                // Kept from one transaction to the next for its blocks' size hints and the
+                // boxes the overlay's merge gives back.
                 let mut gathering = DeltaMap::default();
                 for job in rx {
                     match job {
@@ -185,7 +186,7 @@ impl Merger {
                                 if let Some(commits) = &commits {
                                     commits.wait_synced(commit);
                                 }
-                                shared.merge_overlay(deltas);
+                                gathering.reuse(shared.merge_overlay(deltas));
                             }
                             group::answer(group, outcome, started, &shared.metrics, &shared.changes);
                         }
