@@ -799,11 +799,15 @@ impl Store for SqliteStore {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, shared| {
             let teams = shared.agent_teams(tenant.id);
-            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
+            // One snapshot for the page: the runs are listed, then their chunks read, and a
+            // merge finished in between (the writer stores them while readers read) would
+            // otherwise take the inputs listed away, with their entries.
+            let tx = conn.unchecked_transaction()?;
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(&tx, tenant.id)?, teams) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            Ok(Ok(drill_page(conn, &tenant, &drill, request.limit)?))
+            Ok(Ok(drill_page(&tx, &tenant, &drill, request.limit)?))
         })
         .await
     }
@@ -835,12 +839,12 @@ impl Store for SqliteStore {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, shared| {
             let teams = shared.agent_teams(tenant.id);
-            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
+            // One snapshot for all of them (and the earliest call).
+            let tx = conn.unchecked_transaction()?;
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(&tx, tenant.id)?, teams) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            // One snapshot for all of them.
-            let tx = conn.unchecked_transaction()?;
             let pages = drill::per_agent(&drill, &agents)
                 .iter()
                 .map(|one| match one {
