@@ -1,5 +1,5 @@
 #!/bin/bash
-# hwm.sh DIR [bench args…]: runs BIN's bench (default /work/targets/main/release) from DIR and,
+# hwm.sh DIR [bench args…]: runs BIN's bench (default ./target/release of the directory it is started from) from DIR and,
 # every 1 s, appends to DIR/samples: time, 100k lines so far, load, server VmRSS kB, VmHWM kB,
 # bench ticks, server ticks, then comm=ticks summed per thread name.
 d=$1; shift; bin=${BIN:-$(pwd)/target/release}
