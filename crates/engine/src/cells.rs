@@ -676,18 +676,8 @@ fn for_each_cell(
     }
 }
 
-/// Calls `emit` for every cell a call contributes to, with its contribution.
+/// Calls `emit` for every cell of `grains` a call contributes to, with its contribution.
 pub fn for_each_call_cell(
-    clock: &Clock,
-    call: &CallRecord,
-    analysis: Option<&CallAnalysis>,
-    emit: impl FnMut(CellRef, &Stats),
-) {
-    call_cells(clock, Grains::All, call, analysis, emit)
-}
-
-/// [`for_each_call_cell`] over `grains`.
-pub fn call_cells(
     clock: &Clock,
     grains: Grains,
     call: &CallRecord,
@@ -706,12 +696,7 @@ pub fn call_cells(
     );
 }
 
-pub fn for_each_ticket_cell(clock: &Clock, c: &Conversation, emit: impl FnMut(CellRef, &Stats)) {
-    ticket_cells(clock, Grains::All, c, emit)
-}
-
-/// [`for_each_ticket_cell`] over `grains`.
-pub fn ticket_cells(clock: &Clock, grains: Grains, c: &Conversation, emit: impl FnMut(CellRef, &Stats)) {
+pub fn for_each_ticket_cell(clock: &Clock, grains: Grains, c: &Conversation, emit: impl FnMut(CellRef, &Stats)) {
     let t = c.opened_ns.div_euclid(1_000_000_000);
     for_each_cell(
         clock,
@@ -726,16 +711,6 @@ pub fn ticket_cells(clock: &Clock, grains: Grains, c: &Conversation, emit: impl 
 
 /// `conversation_channel`: the channel of the score's conversation, if that is known.
 pub fn for_each_csat_cell(
-    clock: &Clock,
-    s: &CsatScore,
-    conversation_channel: Option<&str>,
-    emit: impl FnMut(CellRef, &Stats),
-) {
-    csat_cells(clock, Grains::All, s, conversation_channel, emit)
-}
-
-/// [`for_each_csat_cell`] over `grains`.
-pub fn csat_cells(
     clock: &Clock,
     grains: Grains,
     s: &CsatScore,
@@ -759,16 +734,6 @@ pub fn csat_cells(
 /// For the first event by which a contact reached a stage only (see [`stage_stats`]).
 pub fn for_each_stage_cell(
     clock: &Clock,
-    s: &StageChange,
-    first_call_ns: Option<i64>,
-    emit: impl FnMut(CellRef, &Stats),
-) {
-    stage_cells(clock, Grains::All, s, first_call_ns, emit)
-}
-
-/// [`for_each_stage_cell`] over `grains`.
-pub fn stage_cells(
-    clock: &Clock,
     grains: Grains,
     s: &StageChange,
     first_call_ns: Option<i64>,
@@ -788,18 +753,6 @@ pub fn stage_cells(
 /// Calls `emit` for every piece of an agent's status interval `[from_ns, to_ns)` in every
 /// activity cell it overlaps. Statuses that are neither active nor idle contribute nothing.
 pub fn for_each_activity_cell(
-    clock: &Clock,
-    agent_id: &str,
-    status: AgentStatus,
-    from_ns: i64,
-    to_ns: i64,
-    emit: impl FnMut(CellRef, &Stats),
-) {
-    activity_cells(clock, Grains::All, agent_id, status, from_ns, to_ns, emit)
-}
-
-/// [`for_each_activity_cell`] over `grains`.
-pub fn activity_cells(
     clock: &Clock,
     grains: Grains,
     agent_id: &str,
@@ -919,7 +872,7 @@ mod tests {
                 &Stats::default(),
                 &mut add,
             );
-            activity_cells(
+            for_each_activity_cell(
                 &clock,
                 grains,
                 "a",
@@ -943,11 +896,19 @@ mod tests {
         let clock = Clock::utc();
         let ns = 1_000_000_000;
         let mut quarters = Vec::new();
-        for_each_activity_cell(&clock, "a", AgentStatus::Dialing, 800 * ns, 1900 * ns, |id, s| {
-            if id.grain == Grain::Quarter {
-                quarters.push((id.bucket, s.c[counter::ACTIVE_NS] / ns));
-            }
-        });
+        for_each_activity_cell(
+            &clock,
+            Grains::All,
+            "a",
+            AgentStatus::Dialing,
+            800 * ns,
+            1900 * ns,
+            |id, s| {
+                if id.grain == Grain::Quarter {
+                    quarters.push((id.bucket, s.c[counter::ACTIVE_NS] / ns));
+                }
+            },
+        );
         assert_eq!(quarters, vec![(0, 100), (900, 900), (1800, 100)]);
     }
 }

@@ -3,7 +3,7 @@
 
 use dialboard_engine::cells::{
     cuboid, for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell,
-    CellData, CellId, CellRef, Cuboid, Stats,
+    CellData, CellId, CellRef, Cuboid, Grains, Stats,
 };
 use dialboard_engine::clock::{Clock, Grain};
 use dialboard_engine::event::{
@@ -356,20 +356,20 @@ proptest! {
         let sign = std::cell::Cell::new(1);
         let mut add = |id: CellRef, s: &Stats| cells.entry(id.to_owned()).or_default().merge(s, sign.get());
         for c in &calls {
-            for_each_call_cell(&tenant_clock, c, analysis_of.get(&c.call_id), &mut add);
+            for_each_call_cell(&tenant_clock, Grains::All, c, analysis_of.get(&c.call_id), &mut add);
         }
         let mut sorted = statuses.clone();
         sorted.sort_by(|a, b| (a.agent_id.as_str(), a.at_ns, &a.event_id).cmp(&(b.agent_id.as_str(), b.at_ns, &b.event_id)));
         for w in sorted.windows(2).filter(|w| w[0].agent_id == w[1].agent_id) {
-            for_each_activity_cell(&tenant_clock, &w[0].agent_id, w[0].status, w[0].at_ns, w[1].at_ns, &mut add);
+            for_each_activity_cell(&tenant_clock, Grains::All, &w[0].agent_id, w[0].status, w[0].at_ns, w[1].at_ns, &mut add);
         }
         for (i, c) in conversations.iter_mut().enumerate() {
             c.conversation_id = format!("conv{i}");
-            for_each_ticket_cell(&tenant_clock, c, &mut add);
+            for_each_ticket_cell(&tenant_clock, Grains::All, c, &mut add);
         }
         for s in &csats {
             let channel = s.conversation_id.as_ref().and_then(|id| conversations.iter().find(|c| &c.conversation_id == id));
-            for_each_csat_cell(&tenant_clock, s, channel.map(|c| c.channel.as_str()), &mut add);
+            for_each_csat_cell(&tenant_clock, Grains::All, s, channel.map(|c| c.channel.as_str()), &mut add);
         }
         // Stage events in arrival order: a contact's first arrival at a stage counts; an earlier
         // one arriving later retracts it.
@@ -381,12 +381,12 @@ proptest! {
                 Some(first) if (first.at_ns, &first.event_id) <= (s.at_ns, &s.event_id) => continue,
                 Some(first) => {
                     sign.set(-1);
-                    for_each_stage_cell(&tenant_clock, first, first_call(&first.contact_id), &mut add);
+                    for_each_stage_cell(&tenant_clock, Grains::All, first, first_call(&first.contact_id), &mut add);
                     sign.set(1);
                 }
                 None => {}
             }
-            for_each_stage_cell(&tenant_clock, s, first_call(&s.contact_id), &mut add);
+            for_each_stage_cell(&tenant_clock, Grains::All, s, first_call(&s.contact_id), &mut add);
             firsts.insert(slot, s);
         }
         prop_assert!(cuboid(0).is_some());

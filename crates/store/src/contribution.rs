@@ -8,8 +8,8 @@
 use crate::overlay::DeltaMap;
 use crate::TenantInfo;
 use dialboard_engine::cells::{
-    activity_cells, call_cells, csat_cells, get_bytes, get_varint, put_bytes, put_varint, stage_cells, ticket_cells,
-    CellRef, Grains, Stats,
+    for_each_activity_cell, for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell,
+    get_bytes, get_varint, put_bytes, put_varint, CellRef, Grains, Stats,
 };
 use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange};
@@ -65,16 +65,16 @@ impl Contribution {
         let (id, sign) = (tenant.id, self.sign);
         let add = |cell: CellRef, stats: &Stats| deltas.add(id, cell, stats, sign);
         match &self.counted {
-            Counted::Call { call, analysis } => call_cells(clock, grains, call, analysis.as_ref(), add),
-            Counted::Ticket(conversation) => ticket_cells(clock, grains, conversation, add),
-            Counted::Csat { score, channel } => csat_cells(clock, grains, score, channel.as_deref(), add),
-            Counted::Stage { stage, first_call_ns } => stage_cells(clock, grains, stage, *first_call_ns, add),
+            Counted::Call { call, analysis } => for_each_call_cell(clock, grains, call, analysis.as_ref(), add),
+            Counted::Ticket(conversation) => for_each_ticket_cell(clock, grains, conversation, add),
+            Counted::Csat { score, channel } => for_each_csat_cell(clock, grains, score, channel.as_deref(), add),
+            Counted::Stage { stage, first_call_ns } => for_each_stage_cell(clock, grains, stage, *first_call_ns, add),
             Counted::Activity {
                 agent_id,
                 status,
                 from_ns,
                 to_ns,
-            } => activity_cells(clock, grains, agent_id, *status, *from_ns, *to_ns, add),
+            } => for_each_activity_cell(clock, grains, agent_id, *status, *from_ns, *to_ns, add),
         }
     }
 }

@@ -15,7 +15,7 @@ use super::working::write_deltas;
 use crate::overlay::DeltaMap;
 use crate::rows::{call_with_analysis, select_calls_with_analysis};
 use crate::{Result, StoreError, TenantInfo};
-use dialboard_engine::cells::{for_each_call_cell, AGENT_WEEKS, CALL_INTENTS, TEAM_CAMPAIGNS};
+use dialboard_engine::cells::{for_each_call_cell, Grains, AGENT_WEEKS, CALL_INTENTS, TEAM_CAMPAIGNS};
 use dialboard_engine::clock::Grain;
 use postgres::Client;
 use std::collections::HashSet;
@@ -701,7 +701,7 @@ fn backfill_call_cuboids(tx: &mut postgres::Transaction, cuboids: &[u8]) -> Resu
             }
             for row in &rows {
                 let (call, analysis) = call_with_analysis(row)?;
-                for_each_call_cell(&tenant.clock, &call, analysis.as_ref(), |cell, stats| {
+                for_each_call_cell(&tenant.clock, Grains::All, &call, analysis.as_ref(), |cell, stats| {
                     if cuboids.contains(&cell.cuboid) {
                         deltas.add(id, cell, stats, 1);
                     }

@@ -27,8 +27,8 @@ use crate::rows::{
 };
 use crate::{Result, StoreError, TenantInfo};
 use dialboard_engine::cells::{
-    for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Stats, AGENT_WEEKS,
-    CALL_INTENTS, MEETING_STAGE, TEAM_CAMPAIGNS,
+    for_each_call_cell, for_each_csat_cell, for_each_stage_cell, for_each_ticket_cell, CellRef, Grains, Stats,
+    AGENT_WEEKS, CALL_INTENTS, MEETING_STAGE, TEAM_CAMPAIGNS,
 };
 use dialboard_engine::clock::Grain;
 use dialboard_engine::event::Conversation;
@@ -596,7 +596,7 @@ pub fn backfill(conn: &mut Connection, version: usize, contacts: &mut Contacts) 
                 .query_map([id], |r| conversation_from_row(r))?
                 .collect::<rusqlite::Result<_>>()?;
             for c in &conversations {
-                for_each_ticket_cell(&tenant.clock, c, |cell, stats| add(cell, stats, 1));
+                for_each_ticket_cell(&tenant.clock, Grains::All, c, |cell, stats| add(cell, stats, 1));
             }
             let mut scores = tx.prepare(&format!(
                 "SELECT {CSAT_COLUMNS}, (SELECT channel FROM conversations v WHERE v.tenant_id = s.tenant_id \
@@ -604,7 +604,7 @@ pub fn backfill(conn: &mut Connection, version: usize, contacts: &mut Contacts) 
             ))?;
             for row in scores.query_map([id], |r| Ok((csat_from_row(r)?, r.get::<_, Option<String>>(6)?)))? {
                 let (score, channel) = row?;
-                for_each_csat_cell(&tenant.clock, &score, channel.as_deref(), |cell, stats| {
+                for_each_csat_cell(&tenant.clock, Grains::All, &score, channel.as_deref(), |cell, stats| {
                     add(cell, stats, 1)
                 });
             }
@@ -614,7 +614,7 @@ pub fn backfill(conn: &mut Connection, version: usize, contacts: &mut Contacts) 
             let mut rows = calls.query([id])?;
             while let Some(row) = rows.next()? {
                 let (call, analysis) = call_with_analysis(row)?;
-                for_each_call_cell(&tenant.clock, &call, analysis.as_ref(), |cell, stats| {
+                for_each_call_cell(&tenant.clock, Grains::All, &call, analysis.as_ref(), |cell, stats| {
                     if new_call_cuboids.contains(&cell.cuboid) {
                         add(cell, stats, 1);
                     }
@@ -631,7 +631,7 @@ pub fn backfill(conn: &mut Connection, version: usize, contacts: &mut Contacts) 
                 for (tenant_id, contributions) in contribution::decode(&data).ok_or_else(corrupt)? {
                     for c in contributions.iter().filter(|_| tenant_id == id) {
                         if let Counted::Call { call, analysis } = &c.counted {
-                            for_each_call_cell(&tenant.clock, call, analysis.as_ref(), |cell, stats| {
+                            for_each_call_cell(&tenant.clock, Grains::All, call, analysis.as_ref(), |cell, stats| {
                                 if new_call_cuboids.contains(&cell.cuboid) {
                                     add(cell, stats, -c.sign);
                                 }
@@ -665,13 +665,13 @@ pub fn backfill(conn: &mut Connection, version: usize, contacts: &mut Contacts) 
                 _ => None,
             };
             let clock = &tenant.clock;
-            for_each_stage_cell(clock, &stage, first_call, |cell, stats| {
+            for_each_stage_cell(clock, Grains::All, &stage, first_call, |cell, stats| {
                 if !(kept(cell.cuboid) && with_days) {
                     add(cell, stats, 1);
                 }
             });
             // Where the stage was counted without the days, only the days are new.
-            for_each_stage_cell(clock, &stage, None, |cell, stats| {
+            for_each_stage_cell(clock, Grains::All, &stage, None, |cell, stats| {
                 if kept(cell.cuboid) && !with_days {
                     add(cell, stats, -1);
                 }
