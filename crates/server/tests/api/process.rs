@@ -69,6 +69,29 @@ pub(crate) fn spawn_server(db: &str, port: u16) -> std::process::Child {
         .unwrap()
 }
 
+/// On the embedded store one process owns the file: the CLI refuses a database a server runs on
+/// (it would have run a second writer beside the server's, each blind to the other's ids and
+/// merges), saying why and what to do, and works again once the server is gone.
+#[tokio::test]
+async fn the_cli_refuses_a_database_a_server_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("owned.db").display());
+    last_line(&cli(&db, &["tenant", "create", "acme"]));
+    let port = free_port();
+    let mut server = spawn_server(&db, port);
+    wait_ready(&format!("http://127.0.0.1:{port}")).await;
+    let key = ["key", "create", "--tenant", "acme", "--scopes", "read"];
+    let refused = cli(&db, &key);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("owned.db is in use by another dialboard process"),
+        "{err}"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(last_line(&cli(&db, &key)).starts_with("dbk_"));
+}
+
 #[tokio::test]
 async fn kill_nine_right_after_a_200_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

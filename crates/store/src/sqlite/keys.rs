@@ -464,8 +464,15 @@ pub fn finish(tx: &Transaction, streamed: StreamedKeys, keys_view: Option<&mut K
             return Ok(false);
         }
     }
-    tx.prepare_cached("UPDATE key_runs SET kind = ?1 WHERE run = ?2")?
+    // The run must still be one being built: if it is gone (dropped as unfinished), deleting
+    // the inputs would lose their keys.
+    let promoted = tx
+        .prepare_cached("UPDATE key_runs SET kind = ?1 WHERE run = ?2 AND kind < 0")?
         .execute(params![merge.kind as i64, run])?;
+    if promoted != 1 {
+        delete_run(tx, run)?;
+        return Ok(false);
+    }
     let view = delete_inputs(tx, &merge, keys_view)?;
     if let (Some(view), Some(filter)) = (view, filter) {
         view.run_filters.insert(run, filter);
@@ -1000,8 +1007,11 @@ mod tests {
             found_once(&conn, &view);
             assert_eq!(due_merges(&conn).unwrap(), due, "no merge takes it");
             if crash {
-                drop(streamed);
                 drop_unfinished(&conn).unwrap();
+                // A merge whose run was dropped under it finishes as discarded: the inputs stay.
+                let tx = conn.transaction().unwrap();
+                assert!(!finish(&tx, streamed, Some(&mut view)).unwrap());
+                tx.commit().unwrap();
                 let orphans: i64 = conn
                     .query_row(
                         "SELECT count(*) FROM key_chunks WHERE run NOT IN (SELECT run FROM key_runs)",

@@ -174,8 +174,36 @@ pub struct SqliteStore {
 }
 
 impl Drop for SqliteStore {
+    /// Stops as a crash would, less abruptly: what is queued is committed, nothing more (no
+    /// last checkpoint: `shutdown` does that). Waits for the writer, so that the file is free
+    /// for the next store once this one is gone.
     fn drop(&mut self) {
         self.stop_wal_checkpointer();
+        self.writer.close();
+        if let Some(writer) = self.writer_thread.lock().expect("writer thread lock").take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Makes this store the database file's only one (an advisory lock on the file, held until the
+/// writer stops): a second store on a file, in this process or another, would run its own
+/// writer beside the first — its own filters of ids, merges of runs and cells in memory, each
+/// blind to the other's — and at open drop the runs the first one's merges are building, so
+/// that the first then deleted their inputs (entries lost). `None` for a database in memory.
+fn own(conn: &Connection) -> Result<Option<std::fs::File>> {
+    let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let file = std::fs::File::open(path).map_err(|e| StoreError::Database(format!("{path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Database(format!(
+            "{path} is in use by another dialboard process (a server?): one process at a time owns \
+             an embedded database; stop it first, or make the change through the server's API \
+             (keys, users, imports); `dialboard backup` copies the database while it runs"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Database(format!("locking {path}: {e}"))),
     }
 }
 
@@ -195,6 +223,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
         let mut conn = Connection::open(&path)?;
+        let owner = own(&conn)?;
         // Before the schema's first table, or before anything else opens an older file.
         space::use_incremental_vacuum(&conn)?;
         schema::configure(&conn, &options)?;
@@ -231,7 +260,11 @@ impl SqliteStore {
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("dialboard-writer".into())
-            .spawn(move || writer::run(conn, rx, writer_shared, contacts))
+            .spawn(move || {
+                // Released once the writer, its compactor and their connections are done.
+                let _owner = owner;
+                writer::run(conn, rx, writer_shared, contacts)
+            })
             .map_err(|e| StoreError::Database(e.to_string()))?;
         Ok(SqliteStore {
             path,
@@ -1226,10 +1259,29 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{drill, drill_read, schema, DrillRead, TenantInfo};
+    use super::{drill, drill_read, schema, DrillRead, Options, SqliteStore, TenantInfo};
     use crate::{CallsRequest, TenantSettings};
     use rusqlite::Connection;
     use serde_json::json;
+
+    /// One store a file: a second open, in this process or another, is refused naming the
+    /// file and what to do, and the file is free again once the first store is dropped.
+    #[test]
+    fn a_file_has_one_store_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let first = SqliteStore::open(&path, Options::not_durable()).unwrap();
+        let Err(refused) = SqliteStore::open(&path, Options::not_durable()) else {
+            panic!("a second store opened on the file");
+        };
+        let message = refused.to_string();
+        assert!(
+            message.contains("t.db is in use by another dialboard process") && message.contains("stop it first"),
+            "{message}"
+        );
+        drop(first);
+        SqliteStore::open(&path, Options::not_durable()).unwrap();
+    }
 
     /// How a drill-down page with `filters` over a month reads, and the plan of its statement.
     fn plan(filters: serde_json::Value) -> (String, String) {

@@ -601,8 +601,17 @@ pub fn finish(tx: &Transaction, streamed: StreamedValues) -> rusqlite::Result<bo
         delete_runs(tx, &[run])?;
         return Ok(false);
     }
-    tx.prepare_cached("UPDATE value_runs SET level = ?1 WHERE run = ?2")?
+    // The run must still be one being built: if it is gone (dropped as unfinished), deleting
+    // the inputs would lose their entries.
+    let promoted = tx
+        .prepare_cached(&format!(
+            "UPDATE value_runs SET level = ?1 WHERE run = ?2 AND level = {BUILDING}"
+        ))?
         .execute(params![merge.level, run])?;
+    if promoted != 1 {
+        delete_runs(tx, &[run])?;
+        return Ok(false);
+    }
     delete_runs(tx, &merge.inputs)?;
     Ok(true)
 }
@@ -1097,8 +1106,11 @@ pub(crate) mod tests {
             assert_eq!(answers(&conn), expected, "while it is built");
             assert_eq!(due_merges(&conn).unwrap(), due, "no merge takes it");
             if crash {
-                drop(streamed);
                 drop_unfinished(&conn).unwrap();
+                // A merge whose run was dropped under it finishes as discarded: the inputs stay.
+                let tx = conn.transaction().unwrap();
+                assert!(!finish(&tx, streamed).unwrap());
+                tx.commit().unwrap();
                 let levels: Vec<i64> = conn
                     .prepare("SELECT level FROM value_runs")
                     .unwrap()

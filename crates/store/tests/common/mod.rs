@@ -5,7 +5,7 @@ use dialboard_store::pg::cluster::Cluster;
 use dialboard_store::pg::PgStore;
 use dialboard_store::sqlite::{Options, SqliteStore};
 use dialboard_store::Store;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// Opens a store on the case's database (again: a second node, or after a reopen).
 pub type Open<'a> = &'a dyn Fn() -> Arc<dyn Store>;
@@ -23,11 +23,22 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Runs `case` on a fresh SQLite file, then on a fresh PostgreSQL database.
+/// Runs `case` on a fresh SQLite file, then on a fresh PostgreSQL database. A SQLite file has
+/// one store at a time (`SqliteStore::open` refuses a second): there, "a second node" is the
+/// store already open, and a store is opened again once every handle of the last one is gone.
 pub fn each_store(case: fn(Open)) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    case(&|| -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path, Options::not_durable()).unwrap()) });
+    let open: Mutex<Weak<SqliteStore>> = Mutex::new(Weak::new());
+    case(&|| -> Arc<dyn Store> {
+        let mut open = open.lock().unwrap();
+        if let Some(store) = open.upgrade() {
+            return store;
+        }
+        let store = Arc::new(SqliteStore::open(&path, Options::not_durable()).unwrap());
+        *open = Arc::downgrade(&store);
+        store
+    });
     let url = cluster().create_database().unwrap();
     case(&|| -> Arc<dyn Store> { Arc::new(PgStore::open(&url).unwrap()) });
 }
