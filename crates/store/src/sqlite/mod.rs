@@ -186,16 +186,25 @@ impl Drop for SqliteStore {
     }
 }
 
-/// Makes this store the database file's only one (an advisory lock on the file, held until the
-/// writer stops): a second store on a file, in this process or another, would run its own
-/// writer beside the first — its own filters of ids, merges of runs and cells in memory, each
-/// blind to the other's — and at open drop the runs the first one's merges are building, so
-/// that the first then deleted their inputs (entries lost). `None` for a database in memory.
+/// Makes this store the database file's only one (an exclusive lock, held until the writer
+/// stops): a second store on a file, in this process or another, would run its own writer
+/// beside the first — its own filters of ids, merges of runs and cells in memory, each blind to
+/// the other's — and at open drop the runs the first one's merges are building, so that the
+/// first then deleted their inputs (entries lost). The lock is on a file beside the database
+/// (`PATH-lock`, as SQLite's `-wal` and `-shm`): one on the database itself would clash with
+/// SQLite's own locks on NFS (where Linux emulates it with them) and on Windows (mandatory).
+/// `None` for a database in memory.
 fn own(conn: &Connection) -> Result<Option<std::fs::File>> {
     let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
-    let file = std::fs::File::open(path).map_err(|e| StoreError::Database(format!("{path}: {e}")))?;
+    let lock = format!("{path}-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| StoreError::Database(format!("{lock}: {e}")))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Database(format!(
@@ -203,7 +212,7 @@ fn own(conn: &Connection) -> Result<Option<std::fs::File>> {
              an embedded database; stop it first, or make the change through the server's API \
              (keys, users, imports); `dialboard backup` copies the database while it runs"
         ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Database(format!("locking {path}: {e}"))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Database(format!("locking {lock}: {e}"))),
     }
 }
 
