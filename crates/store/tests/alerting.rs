@@ -1,6 +1,7 @@
 //! Alerts and webhooks on both stores: an alert's state changes once when two stores (two
-//! nodes) record the same crossing at once, its history is kept, and a webhook's consecutive
-//! failures disable it and a success or a re-enable resets them.
+//! nodes; on SQLite, one store a file, two callers) record the same crossing at once, its
+//! history is kept, and a webhook's consecutive failures disable it and a success or a
+//! re-enable resets them.
 
 mod common;
 

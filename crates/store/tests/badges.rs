@@ -1,4 +1,5 @@
-//! Badges held on both stores: when two stores (two nodes) award or revoke the same badge at
+//! Badges held on both stores: when two stores (two nodes; on
+//! SQLite, one store a file, two callers) award or revoke the same badge at
 //! once, exactly one records it; a revoked badge can be awarded again.
 
 mod common;

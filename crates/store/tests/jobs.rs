@@ -1,6 +1,6 @@
 //! The job mechanism on both stores: each job claimed once across concurrent claimers (two
-//! stores on one database, as two nodes), retried with backoff, claimed again when its lease
-//! expires, and kept across a reopen.
+//! stores on one database, as two nodes; on SQLite, one store a file, two claimers of it),
+//! retried with backoff, claimed again when its lease expires, and kept across a reopen.
 
 mod common;
 

@@ -442,9 +442,9 @@ pub fn store_slice(tx: &Connection, slice: KeySlice) -> rusqlite::Result<()> {
 }
 
 /// Gives a built run its kind in place of its inputs, in the writer's transaction, unless an
-/// input is gone or changed: then the run is dropped and `false` returned (the keys are where
-/// they were, and the merge is planned again). The view's filter of the run, if the merge built
-/// one, is the view's from now on.
+/// input is gone or changed, or the run is no longer one being built: then the run is dropped
+/// and `false` returned (the keys are where they were, and the merge is planned again). The
+/// view's filter of the run, if the merge built one, is the view's from now on.
 pub fn finish(tx: &Transaction, streamed: StreamedKeys, keys_view: Option<&mut Keys>) -> rusqlite::Result<bool> {
     let StreamedKeys { merge, run, filter } = streamed;
     let mut unchanged = tx.prepare_cached(&format!(

@@ -585,8 +585,9 @@ pub fn store_slice(tx: &Connection, slice: ValueSlice) -> rusqlite::Result<()> {
 }
 
 /// Gives a built run its level in place of its inputs, in the writer's transaction, unless an
-/// input is gone or a purge ran since the merge was planned: then the run is dropped and
-/// `false` returned (the entries are where they were, and the merge is planned again).
+/// input is gone, a purge ran since the merge was planned, or the run is no longer one being
+/// built: then the run is dropped and `false` returned (the entries are where they were, and
+/// the merge is planned again).
 pub fn finish(tx: &Transaction, streamed: StreamedValues) -> rusqlite::Result<bool> {
     let StreamedValues { merge, run } = streamed;
     let present: usize = tx.query_row(
