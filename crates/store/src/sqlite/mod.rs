@@ -315,7 +315,11 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `job` on a pooled reader connection in the blocking pool.
+    /// Runs `job` on a pooled reader connection in the blocking pool, in one read transaction:
+    /// everything a job reads is one snapshot. A job that reads runs and then their chunks
+    /// would otherwise see a merge finished in between (the writer stores merges while readers
+    /// read) take the listed runs away, with their entries. The transaction is deferred, so the
+    /// snapshot starts at the job's first read: a job may take the overlay's lock before it.
     async fn read<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Connection, &Shared) -> Result<T> + Send + 'static,
@@ -336,13 +340,18 @@ impl SqliteStore {
         let shared = self.shared.clone();
         let (conn, out) = tokio::task::spawn_blocking(move || {
             let mut conn = conn;
-            let out = job(&mut conn, &shared);
-            (conn, out)
+            let out = conn
+                .execute_batch("BEGIN DEFERRED")
+                .map_err(StoreError::from)
+                .and_then(|()| job(&mut conn, &shared));
+            // Read only: ending it either way changes nothing.
+            let ended = conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok();
+            (ended.then_some(conn), out)
         })
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?;
         let mut pool = self.readers.lock().expect("reader pool");
-        if pool.len() < 8 {
+        if let Some(conn) = conn.filter(|_| pool.len() < 8) {
             pool.push(conn);
         }
         out
@@ -812,8 +821,7 @@ impl Store for SqliteStore {
             // The overlay's read lock spans the snapshot, so a checkpoint cannot fold the
             // overlay into the cells halfway through this query.
             let overlay = shared.overlay.read().expect("overlay lock");
-            let tx = conn.unchecked_transaction()?;
-            let stored: Option<i64> = tx
+            let stored: Option<i64> = conn
                 .prepare_cached(
                     "SELECT min(b) FROM (SELECT min(bucket) AS b FROM cells WHERE tenant_id = ?1 AND cuboid = 0 \
                      AND grain = 0 UNION ALL SELECT min(first_bucket) FROM cell_spans WHERE tenant_id = ?1 \
@@ -823,7 +831,7 @@ impl Store for SqliteStore {
             let pending = overlay.min_bucket(tenant.id, 0, Grain::Quarter);
             let earliest = [stored, pending].into_iter().flatten().min();
             let mut source = Source {
-                conn: &tx,
+                conn,
                 tenant: tenant.id,
                 overlay: &overlay,
             };
@@ -841,15 +849,11 @@ impl Store for SqliteStore {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, shared| {
             let teams = shared.agent_teams(tenant.id);
-            // One snapshot for the page: the runs are listed, then their chunks read, and a
-            // merge finished in between (the writer stores them while readers read) would
-            // otherwise take the inputs listed away, with their entries.
-            let tx = conn.unchecked_transaction()?;
-            let drill = match drill::parse(&tenant, &request, now, earliest_call(&tx, tenant.id)?, teams) {
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            Ok(Ok(drill_page(&tx, &tenant, &drill, request.limit)?))
+            Ok(Ok(drill_page(conn, &tenant, &drill, request.limit)?))
         })
         .await
     }
@@ -864,9 +868,7 @@ impl Store for SqliteStore {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, shared| {
             let teams = shared.agent_teams(tenant.id);
-            // One snapshot for every chunk of the page.
-            let mut tx = conn.unchecked_transaction()?;
-            crate::listing::page(&mut tx, &tenant, kind, &request, now, teams)
+            crate::listing::page(conn, &tenant, kind, &request, now, teams)
         })
         .await
     }
@@ -881,16 +883,14 @@ impl Store for SqliteStore {
         let tenant = self.tenant(tenant_id).await?;
         self.read(move |conn, shared| {
             let teams = shared.agent_teams(tenant.id);
-            // One snapshot for all of them (and the earliest call).
-            let tx = conn.unchecked_transaction()?;
-            let drill = match drill::parse(&tenant, &request, now, earliest_call(&tx, tenant.id)?, teams) {
+            let drill = match drill::parse(&tenant, &request, now, earliest_call(conn, tenant.id)?, teams) {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
             let pages = drill::per_agent(&drill, &agents)
                 .iter()
                 .map(|one| match one {
-                    Some(d) => drill_page(&tx, &tenant, d, request.limit),
+                    Some(d) => drill_page(conn, &tenant, d, request.limit),
                     None => Ok(CallsPage::default()),
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -908,9 +908,8 @@ impl Store for SqliteStore {
         dispositions: Vec<String>,
     ) -> Result<Vec<i64>> {
         self.read(move |conn, _| {
-            let tx = conn.unchecked_transaction()?;
             // The agent's calls newest first through its runs, read only until the streak ends.
-            let mut stmt = tx.prepare_cached(
+            let mut stmt = conn.prepare_cached(
                 "SELECT disposition, call_id FROM calls WHERE seq = ?1 AND started_ns = ?2 AND tenant_id = ?3 \
                  AND agent_id = ?4",
             )?;
@@ -918,7 +917,7 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|agent| {
                     let entries =
-                        value_runs::NewestFirst::new(&tx, tenant_id, value_runs::Field::Agent, agent, from_ns, to_ns)?;
+                        value_runs::NewestFirst::new(conn, tenant_id, value_runs::Field::Agent, agent, from_ns, to_ns)?;
                     let rows = entries.rows(|seq, ns| {
                         Ok(stmt
                             .query_row(params![seq, ns, tenant_id, agent], |r| {
@@ -1192,10 +1191,8 @@ impl Store for SqliteStore {
                 Ok(d) => d,
                 Err(errors) => return Ok(Err(errors)),
             };
-            // One snapshot for the calls and their events.
-            let tx = conn.unchecked_transaction()?;
-            let (calls, next_cursor) = drill_matching(&tx, &tenant, &drill, request.limit)?;
-            let rows = export_rows(&tx, tenant.id, calls)?;
+            let (calls, next_cursor) = drill_matching(conn, &tenant, &drill, request.limit)?;
+            let rows = export_rows(conn, tenant.id, calls)?;
             Ok(Ok(ExportPage { rows, next_cursor }))
         })
         .await
