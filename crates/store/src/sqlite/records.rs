@@ -400,38 +400,45 @@ mod tests {
     use dialboard_engine::event::{parse_event, Event};
     use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
 
-    fn call(id: &str, call_id: &str, updated_s: i64) -> CallRecord {
-        let value = serde_json::json!({"id": id, "type": "call", "call_id": call_id, "agent_id": "a1",
-            "disposition": "Connected", "started_at": "2026-06-01T10:00:00Z",
-            "updated_at": jiff::Timestamp::from_second(1_780_300_000 + updated_s).unwrap().to_string()});
-        match parse_event(&value, &CompiledTaxonomy::new(&Taxonomy::default()))
+    fn parsed(value: serde_json::Value) -> Event {
+        parse_event(&value, &CompiledTaxonomy::new(&Taxonomy::default()))
             .unwrap()
             .event
-        {
-            Event::Call(c) => c,
-            _ => unreachable!(),
-        }
+    }
+
+    fn call(id: &str, call_id: &str, updated_s: i64) -> CallRecord {
+        let Event::Call(call) = parsed(serde_json::json!({"id": id, "type": "call", "call_id": call_id,
+            "agent_id": "a1", "disposition": "Connected", "started_at": "2026-06-01T10:00:00Z",
+            "updated_at": jiff::Timestamp::from_second(1_780_300_000 + updated_s).unwrap().to_string()}))
+        else {
+            unreachable!()
+        };
+        call
     }
 
     fn stage(id: &str, contact: &str, stage: &str) -> StageChange {
-        let value = serde_json::json!({"id": id, "type": "lead_stage", "contact_id": contact, "stage": stage,
-            "at": "2026-06-01T10:00:00Z"});
-        match parse_event(&value, &CompiledTaxonomy::new(&Taxonomy::default()))
-            .unwrap()
-            .event
-        {
-            Event::Stage(s) => s,
-            _ => unreachable!(),
-        }
+        let Event::Stage(stage) = parsed(
+            serde_json::json!({"id": id, "type": "lead_stage", "contact_id": contact,
+            "stage": stage, "at": "2026-06-01T10:00:00Z"}),
+        ) else {
+            unreachable!()
+        };
+        stage
+    }
+
+    /// An empty database and the writer's state of it.
+    fn writer_state() -> (Connection, super::super::writer::Contacts) {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let contacts = super::super::writer::Contacts::load(&conn).unwrap();
+        (conn, contacts)
     }
 
     /// A contact has a meeting once one is stored (at once) or once the writer's state is
     /// loaded after it was: in its own tenant only, and only a meeting (not another stage).
     #[test]
     fn meeting_contacts_are_known_per_tenant() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
-        let mut contacts = super::super::writer::Contacts::load(&conn).unwrap();
+        let (mut conn, mut contacts) = writer_state();
         let tx = conn.transaction().unwrap();
         {
             let records = &mut contacts.records(&tx);
@@ -453,9 +460,7 @@ mod tests {
     /// spares the second lookup goes as the call is stored (fails if it outlives the insert).
     #[test]
     fn a_call_found_absent_is_found_once_stored() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
-        let mut contacts = super::super::writer::Contacts::load(&conn).unwrap();
+        let (mut conn, mut contacts) = writer_state();
         let tx = conn.transaction().unwrap();
         let records = &mut contacts.records(&tx);
         let first = call("e1", "c1", 0);
