@@ -25,7 +25,7 @@ fn no_transparent_huge_pages() {
 /// mimalloc's `mi_option_purge_delay` (its place in mimalloc.h's `mi_option_e`; the sys crate
 /// names no constant for it): how long freed memory stays resident before it goes back to the OS.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const PURGE_DELAY_MS: std::ffi::c_long = 100;
+const PURGE_DELAY_MS: std::ffi::c_long = 0;
 
 /// Two settings of the allocators that keep resident memory near the live heap (SPEC §10:
 /// ≤ 500 MB at 10M calls):
@@ -36,9 +36,13 @@ const PURGE_DELAY_MS: std::ffi::c_long = 100;
 ///   for SQLite's 127 MiB, and the peak was 635 MiB; with one arena glibc held 131 MiB and the
 ///   peak was 481 MiB (bench/README.md). SQLite's allocations are few and large next to Rust's
 ///   (page-cache pages), so the shared lock costs nothing measurable.
-/// - mimalloc's purge delay 100 ms instead of its default 1 s: what was freed in the last delay
-///   stays resident, and at 25,000 calls/s in time order that was ~100 MiB (a 10M ingest peaked
-///   at 493 MiB on an idle machine against 386 MiB at 10,000 calls/s).
+/// - mimalloc's purge delay 0 instead of its default 1 s: memory goes back to the OS as soon as
+///   it is free, not after the delay. What was freed in the last delay stayed resident, and the
+///   more so the faster the ingest: at 25,000 calls/s in time order a 1 s delay held ~100 MiB
+///   (a 10M ingest peaked at 493 MiB against 386 MiB at 10,000 calls/s), and at 100 ms the peak
+///   still grew with the rate (518–595 MB at 53–67k calls/s). With no delay, 10M calls in time
+///   order peaked at 434 MB against 493 MB at 100 ms (VmHWM), side by side, resident memory 40–58 MB
+///   lower at every percentile, for the same CPU a call (bench/README.md).
 #[allow(unsafe_code)]
 fn allocator_settings() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
