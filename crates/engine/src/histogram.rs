@@ -74,7 +74,8 @@ impl Histogram {
             return;
         }
         if self.entries.is_empty() {
-            self.entries = other.entries.iter().map(|&(v, c)| (v, c * sign)).collect();
+            // Into the buffer it has, if any (a box reused for a new cell keeps its histogram's).
+            self.entries.extend(other.entries.iter().map(|&(v, c)| (v, c * sign)));
             return;
         }
         // Adding one record's value (the common case on ingest): insert in place.
@@ -92,21 +93,48 @@ impl Histogram {
             }
             return;
         }
-        let mine = std::mem::take(&mut self.entries);
-        self.entries.reserve(mine.len() + other.entries.len());
-        let (mut i, mut j) = (0, 0);
-        while i < mine.len() || j < other.entries.len() {
-            let take_mine = j == other.entries.len() || (i < mine.len() && mine[i].0 <= other.entries[j].0);
-            if take_mine {
-                let (v, c) = mine[i];
-                i += 1;
-                self.push_sorted(v, c);
+        self.merge_in_place(&other.entries, sign);
+    }
+
+    /// The linear merge, in `entries`' own buffer: it grows by `other`'s length (amortized, as a
+    /// `Vec` grows), the two lists are merged from the back into it, and what the merge wrote is
+    /// moved down over the gap, without the counts that summed to zero. Merging into a new list
+    /// allocated and freed one each time, for every cell of the overlay a transaction touched
+    /// (the merge thread's garbage between two checkpoints).
+    fn merge_in_place(&mut self, other: &[(i64, i64)], sign: i64) {
+        let mine = self.entries.len();
+        let total = mine + other.len();
+        self.entries.resize(total, (0, 0));
+        let entries = &mut self.entries[..];
+        // Unread entries of mine are `entries[..i]`, of other `other[..j]`; the merge writes
+        // downwards from `k`. `k − i` is `j` plus the values found in both, so it never writes
+        // over an entry of mine not yet read.
+        let (mut i, mut j, mut k) = (mine, other.len(), total);
+        while j > 0 {
+            let (value, count) = other[j - 1];
+            k -= 1;
+            if i > 0 && entries[i - 1].0 > value {
+                entries[k] = entries[i - 1];
+                i -= 1;
+            } else if i > 0 && entries[i - 1].0 == value {
+                entries[k] = (value, entries[i - 1].1 + count * sign);
+                i -= 1;
+                j -= 1;
             } else {
-                let (v, c) = other.entries[j];
-                j += 1;
-                self.push_sorted(v, c * sign);
+                entries[k] = (value, count * sign);
+                j -= 1;
             }
         }
+        // `entries[..i]` is in place; the merged `entries[k..]` follows it.
+        let mut kept = i;
+        for read in k..total {
+            let entry = entries[read];
+            if entry.1 != 0 {
+                entries[kept] = entry;
+                kept += 1;
+            }
+        }
+        self.entries.truncate(kept);
     }
 
     pub fn total(&self) -> i64 {
@@ -200,6 +228,20 @@ mod tests {
             sorted.sort();
             let h = values.iter().fold(Histogram::default(), |mut h, &v| { h.merge(&Histogram::single(v, 1), 1); h });
             prop_assert_eq!(h.percentile_cont(p), Some(percentile_of_sorted(&sorted, p)));
+        }
+
+        /// The in-place merge against a map of counts (values shared or not, counts that cancel).
+        #[test]
+        fn merge_equals_adding_counts(a in prop::collection::vec((0i64..60, -3i64..4), 0..80), b in prop::collection::vec((0i64..60, -3i64..4), 0..80), sign in prop::sample::select(vec![1i64, -1])) {
+            let (ha, hb) = (Histogram::from_entries(a.clone()), Histogram::from_entries(b.clone()));
+            let mut model = std::collections::BTreeMap::new();
+            for (v, c) in a.iter().copied().chain(b.iter().map(|&(v, c)| (v, c * sign))) {
+                *model.entry(v).or_insert(0) += c;
+            }
+            model.retain(|_, c| *c != 0);
+            let mut merged = ha;
+            merged.merge(&hb, sign);
+            prop_assert_eq!(merged.entries(), &model.into_iter().collect::<Vec<_>>()[..]);
         }
 
         #[test]
