@@ -41,8 +41,8 @@ const PURGE_DELAY_MS: std::ffi::c_long = 0;
 ///   more so the faster the ingest: at 25,000 calls/s in time order a 1 s delay held ~100 MiB
 ///   (a 10M ingest peaked at 493 MiB against 386 MiB at 10,000 calls/s), and at 100 ms the peak
 ///   still grew with the rate (518–595 MB at 53–67k calls/s). With no delay, 10M calls in time
-///   order peaked at 434 MB against 493 MB at 100 ms (VmHWM), side by side, resident memory 40–58 MB
-///   lower at every percentile, for the same CPU a call (bench/README.md).
+///   order peaked at 434 MB against 493 MB at 100 ms (VmHWM), side by side, resident memory
+///   40–58 MB lower at every percentile, for the same CPU a call (bench/README.md).
 #[allow(unsafe_code)]
 fn allocator_settings() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
