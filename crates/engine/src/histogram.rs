@@ -70,14 +70,6 @@ impl Histogram {
 
     /// Adds `sign × other` (sign is 1 or −1) by a linear merge of the two sorted lists.
     pub fn merge(&mut self, other: &Histogram, sign: i64) {
-        if other.entries.is_empty() {
-            return;
-        }
-        if self.entries.is_empty() {
-            // Into the buffer it has, if any (a box reused for a new cell keeps its histogram's).
-            self.entries.extend(other.entries.iter().map(|&(v, c)| (v, c * sign)));
-            return;
-        }
         // Adding one record's value (the common case on ingest): insert in place.
         if other.entries.len() <= 2 {
             for &(value, count) in &other.entries {
