@@ -1,6 +1,6 @@
-//! Badges held on both stores: when two stores (two nodes; on
-//! SQLite, one store a file, two callers) award or revoke the same badge at
-//! once, exactly one records it; a revoked badge can be awarded again.
+//! Badges held on both stores: when two stores (two nodes; on SQLite, one store a file, two
+//! callers) award or revoke the same badge at once, exactly one records it; a revoked badge can
+//! be awarded again.
 
 mod common;
 

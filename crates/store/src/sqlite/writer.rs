@@ -49,13 +49,13 @@ pub enum WriteCommand {
 }
 
 /// Fold deltas into cells when the overlay holds this many cells, or after this long. A cell
-/// of the overlay takes ~0.5 KB, ~1 KB with what the deltas and the allocator hold around it,
-/// and the overlay's climb between two checkpoints is the top of resident memory, which grows
-/// with the ingest rate: at 200,000 a backfill of 10M calls in random time order peaked at
-/// 518 MB, over SPEC §10's 500; 10M calls in time order at 53–67k calls/s peaked at VmHWM
-/// 518,400–595,056 kB at 130,000 (SPEC's 500 MB are 488,281 kB), 520,292–553,912 kB at 100,000
-/// (two pairs: −26 and −41 MB, the writer's CPU a call within their noise), 460,064 kB at 60,000
-/// but with the writer +11% a call (bench/README.md).
+/// of the overlay takes ~0.5 KB, ~1 KB with what the merge thread frees meanwhile in the same
+/// pages, and the overlay's climb between two checkpoints is the top of resident memory: at
+/// 200,000 a backfill of 10M calls in random time order peaked at 518 MB, over SPEC §10's 500.
+/// With mimalloc's purge delay at 100 ms (since 0, `main.rs`), 10M calls in time order at
+/// 53–67k calls/s peaked at VmHWM 518,400–595,056 kB at 130,000 (SPEC's 500 MB are 488,281 kB),
+/// 520,292–553,912 kB at 100,000 (two pairs: −26 and −41 MB, the writer's CPU a call within
+/// their noise), 460,064 kB at 60,000 but with the writer +11% a call (bench/README.md).
 const CHECKPOINT_CELLS: usize = 100_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// ... but an overlay spread over more blocks than this (a backfill in random time order puts a
