@@ -242,7 +242,8 @@ impl SqliteStore {
             keys::rebuild(&tx, &keys::Kind::ALL)?;
             tx.commit()?;
         }
-        if (1..schema::VALUE_RUNS_VERSION).contains(&version) {
+        // Files from before the runs, or with chunks of the earlier format.
+        if (1..schema::COMPACT_VALUE_CHUNKS_VERSION).contains(&version) {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             value_runs::rebuild(&tx)?;
             tx.commit()?;
@@ -1348,8 +1349,8 @@ mod tests {
 
 #[cfg(test)]
 mod call_keys_tests {
-    use super::{keys, value_runs, Options, SqliteStore};
-    use crate::{retention, IngestSummary, Store, TenantSettings};
+    use super::{keys, schema, value_runs, Options, SqliteStore};
+    use crate::{retention, CallsRequest, IngestSummary, Store, TenantSettings};
     use dialboard_engine::event::{parse_event, ParsedEvent};
     use dialboard_engine::taxonomy::{CompiledTaxonomy, Taxonomy};
     use rusqlite::Connection;
@@ -1436,6 +1437,16 @@ mod call_keys_tests {
                 let disposition = detail.as_ref().map(|d| d["disposition"].clone());
                 out.push(json!([id, disposition, versions]));
             }
+            // Through the value runs: an agent's calls and the range's, newest first.
+            for filters in [json!({"agent": ["a1"]}), json!({})] {
+                let request = CallsRequest {
+                    query: json!({"range": {"start": "2026-03-01", "end": "2026-03-31"}, "filters": filters}),
+                    cursor: None,
+                    limit: 100,
+                };
+                let page = rt.block_on(store.calls(tenant.id, request, 0)).unwrap().unwrap();
+                out.push(page.calls.iter().map(|c| c["call_id"].clone()).collect());
+            }
         };
         observe(&mut out);
         let again = parse(&[
@@ -1463,6 +1474,46 @@ mod call_keys_tests {
         observe(&mut out);
         rt.block_on(store.shutdown());
         out
+    }
+
+    /// What a database written before migration 35 holds: value chunks of fixed-width entries
+    /// (two big-endian `i64`s each).
+    fn fixed_width_value_chunks(path: &Path) {
+        let mut conn = Connection::open(path).unwrap();
+        let tx = conn.transaction().unwrap();
+        let chunks: Vec<(i64, Vec<u8>)> = tx
+            .prepare("SELECT id, data FROM value_chunks")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(!chunks.is_empty());
+        for (id, data) in chunks {
+            let fixed: Vec<u8> = value_runs::decode(&data)
+                .flat_map(|(ns, seq)| [ns.to_be_bytes(), seq.to_be_bytes()].concat())
+                .collect();
+            tx.execute(
+                "UPDATE value_chunks SET data = ?1 WHERE id = ?2",
+                rusqlite::params![fixed, id],
+            )
+            .unwrap();
+        }
+        tx.pragma_update(None, "user_version", schema::COMPACT_VALUE_CHUNKS_VERSION - 1)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// A database whose value chunks hold fixed-width entries has its runs built again when
+    /// opened: drill-downs, the purge and the calls after the upgrade read the same calls as on
+    /// a database written since (fails if the chunks are read as they are).
+    #[test]
+    fn value_chunks_of_fixed_width_entries_are_rebuilt_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = answers(&dir.path().join("old.db"), &fixed_width_value_chunks);
+        let new = answers(&dir.path().join("new.db"), &|_| {});
+        assert_eq!(old, new);
+        assert_eq!(new[6], json!(["c9", "c7", "c5", "c3", "c1"]), "{new:?}");
     }
 
     /// A call's row takes the `seq` of the event that created it and its events are listed
@@ -1493,9 +1544,9 @@ mod call_keys_tests {
         let new = answers(&dir.path().join("new.db"), &|_| {});
         assert_eq!(old, new);
         // The scenario tells calls apart: corrections replaced, a purged call's analysis refused.
-        assert_eq!(new[6], json!([5, 2, 0]), "{new:?}");
-        assert_eq!(new[13], json!([1, 0, 1]), "{new:?}");
-        assert_eq!(new[9], json!(["c3", "Connected", ["e10", "e3", "e25"]]), "{new:?}");
-        assert_eq!(new[15], json!(["c1", null, null]), "purged: {new:?}");
+        assert_eq!(new[8], json!([5, 2, 0]), "{new:?}");
+        assert_eq!(new[17], json!([1, 0, 1]), "{new:?}");
+        assert_eq!(new[11], json!(["c3", "Connected", ["e10", "e3", "e25"]]), "{new:?}");
+        assert_eq!(new[19], json!(["c1", null, null]), "purged: {new:?}");
     }
 }

@@ -689,6 +689,12 @@ CREATE UNIQUE INDEX key_chunks_by_run ON key_chunks (run, first_hash);
 -- event of a call is listed under the call's key (`keys::Kind::Call`), which leads both to the
 -- row and to the versions, in place of a record key for each event and a call key for the row.
 "#,
+    // The runs are rebuilt from the calls at open (`SqliteStore::open`), as for a file from
+    // before the runs (the 26th migration).
+    r#"
+-- COMPACT_VALUE_CHUNKS: a value chunk's entries as varint distances from the one before
+-- (`value_runs::Encoded`, ~3–6 bytes an entry) instead of two fixed 8-byte integers.
+"#,
 ];
 
 /// The versions that first keep rollups of conversations, CSAT and stages, the time from each
@@ -711,9 +717,9 @@ pub const TEAM_CAMPAIGNS_VERSION: usize = 16;
 /// runs (`keys`): the runs of older rows are built at open (`keys::rebuild`).
 pub const KEYED_VERSION: usize = 13;
 
-/// The version that first lists calls by agent, team, campaign and disposition in sorted runs
-/// (`value_runs`) instead of indexes: the runs of older calls are built at open.
-pub const VALUE_RUNS_VERSION: usize = 26;
+/// The version whose value chunks hold their entries as varint distances
+/// (`value_runs::Encoded`): the runs of an older file are built again from its calls at open.
+pub const COMPACT_VALUE_CHUNKS_VERSION: usize = 35;
 
 /// The version that first lists calls by contact in the key runs (`keys::Kind::Contact`), in
 /// place of a map of every contact's first call in memory.
@@ -800,6 +806,7 @@ mod agent_weeks_tests {
         assert!(MIGRATIONS[CONTACT_KEYS_VERSION - 1].contains("CONTACT_KEYS"));
         assert!(MIGRATIONS[START_RUNS_VERSION - 1].contains("START_RUNS"));
         assert!(MIGRATIONS[ROWLESS_EVENTS_VERSION - 1].contains("event_blocks ADD COLUMN events"));
+        assert!(MIGRATIONS[COMPACT_VALUE_CHUNKS_VERSION - 1].contains("COMPACT_VALUE_CHUNKS"));
     }
 }
 

@@ -368,16 +368,26 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
         let mut records = contacts.records(&tx);
         let received_ns = group::now_ns();
         let outcome = group::apply_group(&mut records, &group, received_ns)?;
-        records.bodies.write(&tx, received_ns)?;
-        records.values.write(&tx, 0)?;
+        let blocks = records.bodies.take();
+        let mut values = std::mem::take(&mut records.values);
         // Its statements hold the transaction.
         drop(records);
-        let contributions = group::encode_contributions(&group, &outcome);
-        if !contributions.is_empty() {
-            tx.prepare_cached("INSERT INTO pending_contributions (data) VALUES (?1)")?
-                .execute([contributions])?;
-        }
-        contacts.keys.write(&tx)?;
+        // The events' blocks are compressed beside the rest of the transaction's writes.
+        std::thread::scope(|beside| {
+            let compressing = beside.spawn(|| bodies::compress(blocks));
+            values.write(&tx, 0)?;
+            let contributions = group::encode_contributions(&group, &outcome);
+            if !contributions.is_empty() {
+                tx.prepare_cached("INSERT INTO pending_contributions (data) VALUES (?1)")?
+                    .execute([contributions])?;
+            }
+            contacts.keys.write(&tx)?;
+            let compressed = compressing
+                .join()
+                .map_err(|_| StoreError::Database("compressing the events' blocks failed".into()))?;
+            bodies::write(&tx, received_ns, compressed)?;
+            Ok::<_, StoreError>(())
+        })?;
         tx.commit()?;
         Ok(outcome)
     })();
