@@ -374,7 +374,10 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
         drop(records);
         // The events' blocks are compressed beside the rest of the transaction's writes.
         std::thread::scope(|beside| {
-            let compressing = beside.spawn(|| bodies::compress(blocks));
+            let compressing = std::thread::Builder::new()
+                .name("dialboard-blocks".into())
+                .spawn_scoped(beside, || bodies::compress(blocks))
+                .map_err(|e| StoreError::Database(format!("no thread to compress the events' blocks: {e}")))?;
             values.write(&tx, 0)?;
             let contributions = group::encode_contributions(&group, &outcome);
             if !contributions.is_empty() {
