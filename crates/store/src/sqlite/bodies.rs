@@ -81,52 +81,23 @@ impl PendingBodies {
         (last_tenant == tenant && self.event_id(tenant, seq)? == event_id).then_some(seq)
     }
 
-    /// Takes the transaction's blocks, to be compressed ([`compress`]) and written
-    /// ([`write`]); empties itself.
-    pub fn take(&mut self) -> Vec<(i64, Block)> {
-        self.blocks.drain().collect()
-    }
-}
-
-/// A block ready to be written: its tenant, first `seq`, number of events and compressed data,
-/// and the block itself, whose buffers serve the writer's next transactions.
-pub struct Compressed {
-    tenant: i64,
-    first_seq: i64,
-    events: i64,
-    data: Vec<u8>,
-    block: Block,
-}
-
-/// Compresses blocks: on any thread (the writer compresses its transaction's blocks on another
-/// while it stores the rest of the transaction; LZ4 was ~5% of its time).
-pub fn compress(blocks: Vec<(i64, Block)>) -> Vec<Compressed> {
-    blocks
-        .into_iter()
-        .filter_map(|(tenant, block)| {
-            Some(Compressed {
-                tenant,
-                first_seq: block.first_seq()?,
-                events: block.starts.len() as i64,
-                data: block.compress(),
-                block,
-            })
+    /// Writes one block per tenant (in the transaction that logged the events) and empties
+    /// itself.
+    pub fn write(&mut self, conn: &Connection, received_ns: i64) -> rusqlite::Result<()> {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO event_blocks (tenant_id, first_seq, received_at, events, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        self.blocks.drain().try_for_each(|(tenant, block)| {
+            let Some(first) = block.first_seq() else {
+                return Ok(());
+            };
+            let (data, events) = (block.compress(), block.starts.len() as i64);
+            Spare::keep(block);
+            insert
+                .execute(params![tenant, first, received_ns, events, data])
+                .map(drop)
         })
-        .collect()
-}
-
-/// Writes one block per tenant, in the transaction that logged their events (on the writer's
-/// thread, which keeps the blocks' buffers).
-pub fn write(conn: &Connection, received_ns: i64, blocks: Vec<Compressed>) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO event_blocks (tenant_id, first_seq, received_at, events, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    blocks.into_iter().try_for_each(|b| {
-        Spare::keep(b.block);
-        insert
-            .execute(params![b.tenant, b.first_seq, received_ns, b.events, b.data])
-            .map(drop)
-    })
+    }
 }
 
 impl Drop for PendingBodies {
@@ -589,7 +560,7 @@ mod tests {
     fn write(conn: &Connection, received_ns: i64, events: &[(i64, Entry)]) {
         let mut pending = PendingBodies::default();
         events.iter().for_each(|(tenant, e)| pending.add(*tenant, e));
-        super::write(conn, received_ns, compress(pending.take())).unwrap();
+        pending.write(conn, received_ns).unwrap();
     }
 
     /// Numbering continues after the greatest `seq` of the rows and of the last transaction's

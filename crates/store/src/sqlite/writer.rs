@@ -368,29 +368,16 @@ fn commit_group(conn: &mut Connection, contacts: &mut Option<Contacts>, merger: 
         let mut records = contacts.records(&tx);
         let received_ns = group::now_ns();
         let outcome = group::apply_group(&mut records, &group, received_ns)?;
-        let blocks = records.bodies.take();
-        let mut values = std::mem::take(&mut records.values);
+        records.bodies.write(&tx, received_ns)?;
+        records.values.write(&tx, 0)?;
         // Its statements hold the transaction.
         drop(records);
-        // The events' blocks are compressed beside the rest of the transaction's writes.
-        std::thread::scope(|beside| {
-            let compressing = std::thread::Builder::new()
-                .name("dialboard-blocks".into())
-                .spawn_scoped(beside, || bodies::compress(blocks))
-                .map_err(|e| StoreError::Database(format!("no thread to compress the events' blocks: {e}")))?;
-            values.write(&tx, 0)?;
-            let contributions = group::encode_contributions(&group, &outcome);
-            if !contributions.is_empty() {
-                tx.prepare_cached("INSERT INTO pending_contributions (data) VALUES (?1)")?
-                    .execute([contributions])?;
-            }
-            contacts.keys.write(&tx)?;
-            let compressed = compressing
-                .join()
-                .map_err(|_| StoreError::Database("compressing the events' blocks failed".into()))?;
-            bodies::write(&tx, received_ns, compressed)?;
-            Ok::<_, StoreError>(())
-        })?;
+        let contributions = group::encode_contributions(&group, &outcome);
+        if !contributions.is_empty() {
+            tx.prepare_cached("INSERT INTO pending_contributions (data) VALUES (?1)")?
+                .execute([contributions])?;
+        }
+        contacts.keys.write(&tx)?;
         tx.commit()?;
         Ok(outcome)
     })();
