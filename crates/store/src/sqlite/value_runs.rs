@@ -1297,7 +1297,7 @@ pub(crate) mod tests {
                         .for_each(|&e| before_instant.push(e));
                     assert!(data.len() <= CHUNK_BYTES || before_instant.data.len() <= CHUNK_BYTES);
                     long_instant |= data.len() > CHUNK_BYTES;
-                    many_chunks |= stored.len() > 0;
+                    many_chunks |= !stored.is_empty();
                     assert!(
                         stored.last().is_none_or(|l: &Entry| l.0 > chunk[0].0),
                         "{field:?} {value}"
