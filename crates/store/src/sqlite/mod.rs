@@ -242,12 +242,6 @@ impl SqliteStore {
             keys::rebuild(&tx, &keys::Kind::ALL)?;
             tx.commit()?;
         }
-        // Files from before the runs, or with chunks of the earlier format.
-        if (1..schema::COMPACT_VALUE_CHUNKS_VERSION).contains(&version) {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            value_runs::rebuild(&tx)?;
-            tx.commit()?;
-        }
         // Runs a merge was building when the process stopped.
         keys::drop_unfinished(&conn)?;
         value_runs::drop_unfinished(&conn)?;

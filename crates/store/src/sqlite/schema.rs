@@ -689,8 +689,7 @@ CREATE UNIQUE INDEX key_chunks_by_run ON key_chunks (run, first_hash);
 -- event of a call is listed under the call's key (`keys::Kind::Call`), which leads both to the
 -- row and to the versions, in place of a record key for each event and a call key for the row.
 "#,
-    // The runs are rebuilt from the calls at open (`SqliteStore::open`), as for a file from
-    // before the runs (the 26th migration).
+    // `migrate` rebuilds the runs from the calls in the migration's transaction.
     r#"
 -- COMPACT_VALUE_CHUNKS: a value chunk's entries as varint distances from the one before
 -- (`value_runs::Encoded`, ~3–6 bytes an entry) instead of two fixed 8-byte integers.
@@ -718,7 +717,8 @@ pub const TEAM_CAMPAIGNS_VERSION: usize = 16;
 pub const KEYED_VERSION: usize = 13;
 
 /// The version whose value chunks hold their entries as varint distances
-/// (`value_runs::Encoded`): the runs of an older file are built again from its calls at open.
+/// (`value_runs::Encoded`): the runs of an older file are built again from its calls by its
+/// migration (which also builds them for a file from before the runs, the 26th).
 pub const COMPACT_VALUE_CHUNKS_VERSION: usize = 35;
 
 /// The version that first lists calls by contact in the key runs (`keys::Kind::Contact`), in
@@ -755,6 +755,11 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
         }
         if i + 1 == START_RUNS_VERSION {
             super::value_runs::build_start(&tx)?;
+        }
+        if i + 1 == COMPACT_VALUE_CHUNKS_VERSION {
+            // Every value run of the calls (a file from before the runs has none), in this
+            // format: a version whose runs are of the earlier one is never committed.
+            super::value_runs::rebuild(&tx)?;
         }
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;

@@ -688,8 +688,8 @@ pub fn purge(tx: &Connection, tenant: i64, cutoff_ns: i64) -> rusqlite::Result<(
     Ok(())
 }
 
-/// Replaces every run by runs of [`TOP_LEVEL`] built from the rows (a database whose calls were
-/// indexed by B-trees).
+/// Replaces every run by runs of [`TOP_LEVEL`] built from the rows (migration 35: a database
+/// whose calls were indexed by B-trees, or whose chunks hold fixed-width entries).
 pub fn rebuild(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch("DELETE FROM value_chunks; DELETE FROM value_runs;")?;
     build(tx, &Field::ALL)
