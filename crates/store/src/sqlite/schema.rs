@@ -651,7 +651,7 @@ CREATE TABLE IF NOT EXISTS cell_spans (
 );
 "#,
     r#"
--- START_RUNS: calls by start in the value runs (`value_runs::Field::Start`; `migrate` writes
+-- START_RUNS: calls by start in the value runs (`value_runs::Field::Start`; migration 35 writes
 -- the entries of the stored calls) instead of this index: in a backfill in random time order
 -- each call was a random insert into it, a leaf dirtied and copied to the log (~4 KB) a call.
 DROP INDEX IF EXISTS calls_by_start;
@@ -725,10 +725,6 @@ pub const COMPACT_VALUE_CHUNKS_VERSION: usize = 35;
 /// place of a map of every contact's first call in memory.
 pub const CONTACT_KEYS_VERSION: usize = 28;
 
-/// The version that first lists calls by start in the value runs (`value_runs::Field::Start`)
-/// instead of the index `calls_by_start`.
-pub const START_RUNS_VERSION: usize = 31;
-
 /// The version from which new events have no `events` row, their blocks holding them whole
 /// (`bodies`).
 pub const ROWLESS_EVENTS_VERSION: usize = 32;
@@ -752,9 +748,6 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
         if i + 1 == CONTACT_KEYS_VERSION {
             // In the migration's transaction: a version without its runs is never committed.
             super::keys::rebuild(&tx, &[super::keys::Kind::Contact])?;
-        }
-        if i + 1 == START_RUNS_VERSION {
-            super::value_runs::build_start(&tx)?;
         }
         if i + 1 == COMPACT_VALUE_CHUNKS_VERSION {
             // Every value run of the calls (a file from before the runs has none), in this
@@ -809,7 +802,6 @@ mod agent_weeks_tests {
             MIGRATIONS.len()
         );
         assert!(MIGRATIONS[CONTACT_KEYS_VERSION - 1].contains("CONTACT_KEYS"));
-        assert!(MIGRATIONS[START_RUNS_VERSION - 1].contains("START_RUNS"));
         assert!(MIGRATIONS[ROWLESS_EVENTS_VERSION - 1].contains("event_blocks ADD COLUMN events"));
         assert!(MIGRATIONS[COMPACT_VALUE_CHUNKS_VERSION - 1].contains("COMPACT_VALUE_CHUNKS"));
     }

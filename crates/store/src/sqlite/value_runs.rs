@@ -692,18 +692,12 @@ pub fn purge(tx: &Connection, tenant: i64, cutoff_ns: i64) -> rusqlite::Result<(
 /// whose calls were indexed by B-trees, or whose chunks hold fixed-width entries).
 pub fn rebuild(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch("DELETE FROM value_chunks; DELETE FROM value_runs;")?;
-    build(tx, &Field::ALL)
+    build(tx)
 }
 
-/// Lists the stored calls by start (a database whose calls had an index by start), in runs of
-/// [`TOP_LEVEL`].
-pub fn build_start(tx: &Transaction) -> rusqlite::Result<()> {
-    build(tx, &[Field::Start])
-}
-
-/// Writes the entries of `fields` of every stored call as runs of [`TOP_LEVEL`],
-/// [`REBUILD_CALLS`] calls at a time.
-fn build(tx: &Transaction, fields: &[Field]) -> rusqlite::Result<()> {
+/// Writes the entries of every stored call as runs of [`TOP_LEVEL`], [`REBUILD_CALLS`] calls
+/// at a time.
+fn build(tx: &Transaction) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare(
         "SELECT seq, tenant_id, started_ns, agent_id, team_id, campaign_id, disposition FROM calls ORDER BY seq",
     )?;
@@ -714,7 +708,7 @@ fn build(tx: &Transaction, fields: &[Field]) -> rusqlite::Result<()> {
         let seq: i64 = row.get(0)?;
         let tenant: i64 = row.get(1)?;
         let started_ns: i64 = row.get(2)?;
-        for &field in fields {
+        for field in Field::ALL {
             let value: Option<String> = match field {
                 Field::Start => Some(String::new()),
                 // The columns after `started_ns`, in the order of the fields' numbers.
