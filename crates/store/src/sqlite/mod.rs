@@ -1470,6 +1470,16 @@ mod call_keys_tests {
         out
     }
 
+    /// The scenario's answers on a store left as `older` leaves it, which must be those of a
+    /// store written since (returned).
+    fn answers_as_written_since(older: &dyn Fn(&Path)) -> Vec<Value> {
+        let dir = tempfile::tempdir().unwrap();
+        let old = answers(&dir.path().join("old.db"), older);
+        let new = answers(&dir.path().join("new.db"), &|_| {});
+        assert_eq!(old, new);
+        new
+    }
+
     /// What a database written before migration 35 holds: value chunks of fixed-width entries
     /// (two big-endian `i64`s each).
     fn fixed_width_value_chunks(path: &Path) {
@@ -1503,10 +1513,7 @@ mod call_keys_tests {
     /// a database written since (fails if the chunks are read as they are).
     #[test]
     fn value_chunks_of_fixed_width_entries_are_rebuilt_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = answers(&dir.path().join("old.db"), &fixed_width_value_chunks);
-        let new = answers(&dir.path().join("new.db"), &|_| {});
-        assert_eq!(old, new);
+        let new = answers_as_written_since(&fixed_width_value_chunks);
         assert_eq!(new[6], json!(["c9", "c7", "c5", "c3", "c1"]), "{new:?}");
     }
 
@@ -1533,10 +1540,7 @@ mod call_keys_tests {
     /// purge check), beside the calls stored after the upgrade.
     #[test]
     fn calls_stored_before_migration_34_answer_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = answers(&dir.path().join("old.db"), &downgrade);
-        let new = answers(&dir.path().join("new.db"), &|_| {});
-        assert_eq!(old, new);
+        let new = answers_as_written_since(&downgrade);
         // The scenario tells calls apart: corrections replaced, a purged call's analysis refused.
         assert_eq!(new[8], json!([5, 2, 0]), "{new:?}");
         assert_eq!(new[17], json!([1, 0, 1]), "{new:?}");
