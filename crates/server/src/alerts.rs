@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 
 /// Events arriving within this time of the first are evaluated together.
 const COALESCE: Duration = Duration::from_millis(200);
@@ -77,20 +77,30 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(run(state, changes));
 }
 
-/// Hands `each` the changes already waiting in the feed. Whether some changes were missed (the
-/// feed ran ahead of its reader: they could be any tenant's), or `None` once the feed is
-/// closed. Shared by the alerts' and the badges' loops.
-pub(crate) fn gather(
+/// Hands `each` every change the feed brings during `period`, as it comes, and drops it. Whether
+/// some changes were missed (the feed ran ahead of its reader: they could be any tenant's), or
+/// `None` once the feed is closed. Shared by the alerts' and the badges' loops.
+///
+/// The feed keeps an item until its last reader has it, and an item holds every event its commit
+/// stored: a loop that slept through its period and only then read what was waiting kept every
+/// event of the period alive. The badges' 2 s were the top of resident memory under ingest, ~1 KB
+/// a call of the last 2 s: at 84,000 calls/s RssAnon swung from ~190 to ~390 MB and back every
+/// 2 s (bench/README.md).
+pub(crate) async fn gather_for(
     changes: &mut tokio::sync::broadcast::Receiver<Arc<dialboard_store::Change>>,
-    mut each: impl FnMut(Arc<dialboard_store::Change>),
+    period: Duration,
+    mut each: impl FnMut(&dialboard_store::Change),
 ) -> Option<bool> {
+    let until = tokio::time::Instant::now() + period;
     let mut missed = false;
     loop {
-        match changes.try_recv() {
-            Ok(change) => each(change),
-            Err(TryRecvError::Lagged(_)) => missed = true,
-            Err(TryRecvError::Empty) => return Some(missed),
-            Err(TryRecvError::Closed) => return None,
+        tokio::select! {
+            received = changes.recv() => match received {
+                Ok(change) => each(&change),
+                Err(RecvError::Lagged(_)) => missed = true,
+                Err(RecvError::Closed) => return None,
+            },
+            _ = tokio::time::sleep_until(until) => return Some(missed),
         }
     }
 }
@@ -107,10 +117,11 @@ async fn run(state: Arc<AppState>, mut changes: tokio::sync::broadcast::Receiver
             },
             _ = tokio::time::sleep(SWEEP) => sweep = true,
         }
-        tokio::time::sleep(COALESCE).await;
-        match gather(&mut changes, |c| {
+        match gather_for(&mut changes, COALESCE, |c| {
             dirty.insert(c.tenant_id);
-        }) {
+        })
+        .await
+        {
             Some(missed) => sweep |= missed,
             None => return,
         }
@@ -442,6 +453,36 @@ pub fn templates(thresholds: &CoachingThresholds, team: Option<&str>) -> Vec<Val
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A change is freed as soon as it is read, not when the gathering period ends: the feed
+    /// holds what its slowest reader has not read, every event of it.
+    #[tokio::test]
+    async fn changes_gathered_over_a_period_are_freed_as_they_come() {
+        let (feed, mut changes) = tokio::sync::broadcast::channel(16);
+        let gathering = tokio::spawn(async move {
+            let mut tenants = Vec::new();
+            let missed = gather_for(&mut changes, Duration::from_secs(1), |c| tenants.push(c.tenant_id)).await;
+            (missed, tenants)
+        });
+        let mut sent = Vec::new();
+        for tenant_id in [7, 8] {
+            let change = Arc::new(dialboard_store::Change {
+                tenant_id,
+                events: Vec::new(),
+                calls: Vec::new(),
+                local: true,
+            });
+            sent.push(Arc::downgrade(&change));
+            feed.send(change).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!gathering.is_finished(), "the period is not over");
+        assert!(
+            sent.iter().all(|c| c.upgrade().is_none()),
+            "a change read is still held"
+        );
+        assert_eq!(gathering.await.unwrap(), (Some(false), vec![7, 8]));
+    }
 
     #[test]
     fn every_template_is_a_valid_alert() {

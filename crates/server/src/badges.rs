@@ -360,7 +360,9 @@ const INTERVAL: Duration = Duration::from_secs(2);
 /// decided among all reps), when its badge rules or goals changed, or after missed changes.
 #[derive(Default)]
 pub struct Reconciler {
-    pending: BTreeMap<i64, Reps>,
+    /// Per tenant, the reps whose calls changed and the starts (seconds) of those calls, as
+    /// heard: their months are the tenant's zone's, read when the pass runs.
+    pending: BTreeMap<i64, (BTreeSet<String>, BTreeSet<i64>)>,
     /// Missed changes (the feed ran ahead) could be any tenant's: every tenant, every rep.
     everyone: bool,
     /// Per tenant, what its awards were last decided under (month, rules, goals).
@@ -368,21 +370,20 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// Notes a committed change. Only this node's: the node that commits a change reconciles
-    /// it (it knows every call the change touched), and its announcements reach every node.
-    pub fn note(&mut self, change: &dialboard_store::Change, date_of: impl Fn(i64) -> Date) {
+    /// Notes a committed change, keeping only its reps and their calls' starts (not the change,
+    /// whose events the feed would hold as long: `alerts::gather_for`). Only this node's: the
+    /// node that commits a change reconciles it (it knows every call the change touched), and
+    /// its announcements reach every node.
+    pub fn note(&mut self, change: &dialboard_store::Change) {
         if !change.local || change.calls.is_empty() {
             return;
         }
-        let entry = self.pending.entry(change.tenant_id).or_insert_with(|| Reps::Changed {
-            agents: BTreeSet::new(),
-            months: BTreeSet::new(),
-        });
-        if let Reps::Changed { agents, months } = entry {
-            for call in &change.calls {
+        let (agents, starts) = self.pending.entry(change.tenant_id).or_default();
+        for call in &change.calls {
+            if !agents.contains(&call.agent) {
                 agents.insert(call.agent.clone());
-                months.insert(date_of(call.started_ns.div_euclid(1_000_000_000)).first_of_month());
             }
+            starts.insert(call.started_ns.div_euclid(1_000_000_000));
         }
     }
 
@@ -393,7 +394,22 @@ impl Reconciler {
 
     /// Runs the passes owed; returns each tenant's.
     pub async fn run(&mut self, state: &AppState) -> Vec<(i64, Pass)> {
-        let mut owed = std::mem::take(&mut self.pending);
+        let mut owed = BTreeMap::new();
+        for (tenant_id, (agents, starts)) in std::mem::take(&mut self.pending) {
+            match state.store.tenant(tenant_id).await {
+                Ok(tenant) => {
+                    let months = starts.into_iter().map(|s| tenant.zone.date_of(s).first_of_month());
+                    owed.insert(
+                        tenant_id,
+                        Reps::Changed {
+                            agents,
+                            months: months.collect(),
+                        },
+                    );
+                }
+                Err(e) => tracing::warn!(tenant_id, error = %e, "badges: unknown tenant"),
+            }
+        }
         if std::mem::take(&mut self.everyone) {
             match state.store.tenant_ids().await {
                 Ok(all) => owed.extend(all.into_iter().map(|t| (t, Reps::All))),
@@ -483,23 +499,15 @@ async fn watch(state: Arc<AppState>, mut changes: broadcast::Receiver<Arc<dialbo
     }
     let mut reconciler = Reconciler::default();
     loop {
-        let mut seen = Vec::new();
         match changes.recv().await {
-            Ok(change) => seen.push(change),
+            Ok(change) => reconciler.note(&change),
             Err(RecvError::Lagged(_)) => reconciler.missed(),
             Err(RecvError::Closed) => return,
         }
-        tokio::time::sleep(INTERVAL).await;
-        match crate::alerts::gather(&mut changes, |c| seen.push(c)) {
+        match crate::alerts::gather_for(&mut changes, INTERVAL, |c| reconciler.note(c)).await {
             Some(true) => reconciler.missed(),
             Some(false) => {}
             None => return,
-        }
-        for change in seen {
-            match state.store.tenant(change.tenant_id).await {
-                Ok(tenant) => reconciler.note(&change, |t| tenant.zone.date_of(t)),
-                Err(e) => tracing::warn!(tenant_id = change.tenant_id, error = %e, "badges: unknown tenant"),
-            }
         }
         reconciler.run(&state).await;
     }

@@ -139,13 +139,11 @@ async fn a_rep_out_of_public_leaderboards_is_announced_on_their_own_scope_only()
 
 /// Notes every change the feed has for the tenant within a moment into `reconciler`.
 async fn note_changes(
-    app: &TestApp,
     feed: &mut tokio::sync::broadcast::Receiver<Arc<dialboard_store::Change>>,
     reconciler: &mut Reconciler,
 ) {
-    let tenant = app.store.tenant(app.tenant_id).await.unwrap();
     while let Ok(Ok(change)) = tokio::time::timeout(Duration::from_millis(300), feed.recv()).await {
-        reconciler.note(&change, |t| tenant.zone.date_of(t));
+        reconciler.note(&change);
     }
 }
 
@@ -173,7 +171,7 @@ async fn a_pass_reads_only_the_reps_whose_calls_changed_and_decides_as_a_full_on
     first.extend(february("r2", 100, 50, 1));
     first.push(call("c1", "r3", "Meeting Booked", 1));
     app.events(json!(first)).await;
-    note_changes(&app, &mut feed, &mut reconciler).await;
+    note_changes(&mut feed, &mut reconciler).await;
     let passes = reconciler.run(&state).await;
     assert_eq!(passes.len(), 1);
     let pass = passes[0].1;
@@ -191,14 +189,14 @@ async fn a_pass_reads_only_the_reps_whose_calls_changed_and_decides_as_a_full_on
 
     // One rep's call today: only that rep is read.
     app.events(json!([call("c2", "r3", "No Answer", 1)])).await;
-    note_changes(&app, &mut feed, &mut reconciler).await;
+    note_changes(&mut feed, &mut reconciler).await;
     let pass = reconciler.run(&state).await[0].1;
     assert_eq!((pass.full, pass.evaluated), (false, 1), "{pass:?}");
 
     // A correction of r2's February calls (now 70%) reads r2 alone, and February's comparison
     // from every rep's month totals: r1 loses the month's best to r2.
     app.events(json!(february("r2", 100, 70, 2))).await;
-    note_changes(&app, &mut feed, &mut reconciler).await;
+    note_changes(&mut feed, &mut reconciler).await;
     let pass = reconciler.run(&state).await[0].1;
     assert_eq!((pass.full, pass.evaluated), (false, 1), "{pass:?}");
     let held = stored(&app).await;
@@ -210,7 +208,7 @@ async fn a_pass_reads_only_the_reps_whose_calls_changed_and_decides_as_a_full_on
         "disposition": "Meeting Booked", "started_at": "2026-03-09T10:00:00Z", "updated_at": "2026-03-13T02:00:00Z"}]),
     )
     .await;
-    note_changes(&app, &mut feed, &mut reconciler).await;
+    note_changes(&mut feed, &mut reconciler).await;
     let pass = reconciler.run(&state).await[0].1;
     assert_eq!((pass.full, pass.evaluated), (false, 2), "{pass:?}");
     let held = stored(&app).await;
