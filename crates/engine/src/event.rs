@@ -6,7 +6,7 @@ use crate::taxonomy::CompiledTaxonomy;
 use crate::FieldError;
 use serde_json::Value;
 use slots::{Field, Slot, Slots, PROSPECT_FIELDS};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 mod slots;
 
@@ -170,7 +170,9 @@ pub struct CsatScore {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Call(CallRecord),
+    /// Shared: the writer counts the call's version in the rollups (a contribution) while the
+    /// request still holds its event; a clone of its ten strings was 4% of the writer's time.
+    Call(Arc<CallRecord>),
     Analysis(CallAnalysis),
     Status(StatusChange),
     Stage(StageChange),
@@ -561,7 +563,7 @@ fn validate(slots: &Slots, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, R
     let id = f.required_text(Field::Id);
     let type_name = f.text(Field::Type, true);
     let event = match type_name.as_deref() {
-        Some("call") => Some(Event::Call(parse_call(&mut f, &id, taxonomy))),
+        Some("call") => Some(Event::Call(Arc::new(parse_call(&mut f, &id, taxonomy)))),
         Some("call_analysis") => Some(Event::Analysis(parse_analysis(&mut f, &id))),
         Some("agent_status") => Some(Event::Status(parse_status(&mut f, &id))),
         Some("lead_stage") => Some(Event::Stage(parse_stage(&mut f, &id))),

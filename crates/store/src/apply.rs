@@ -12,6 +12,7 @@ use dialboard_engine::event::{
     StatusChange,
 };
 use dialboard_engine::FieldError;
+use std::sync::Arc;
 
 /// A status's neighbour: when it began, and which it was.
 pub type Neighbour = Option<(i64, AgentStatus)>;
@@ -143,7 +144,7 @@ fn replace(out: &mut Vec<Contribution>, old: Option<Counted>, new: Counted) {
 fn apply_call(
     records: &mut impl Records,
     tenant: &TenantInfo,
-    call: &CallRecord,
+    call: &Arc<CallRecord>,
     out: &mut Vec<Contribution>,
 ) -> Result<()> {
     let current = records.call(tenant.id, &call.call_id)?;
@@ -177,11 +178,11 @@ fn apply_call(
         }
     }
     let old = current.map(|call| Counted::Call {
-        call,
+        call: Arc::new(call),
         analysis: analysis.clone(),
     });
     let new = Counted::Call {
-        call: call.clone(),
+        call: Arc::clone(call),
         analysis,
     };
     replace(out, old, new);
@@ -211,6 +212,7 @@ fn apply_analysis(
         return Ok(());
     }
     if let Some(call) = records.call(tenant.id, &analysis.call_id)? {
+        let call = Arc::new(call);
         let old = Counted::Call {
             call: call.clone(),
             analysis: current,

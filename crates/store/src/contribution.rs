@@ -13,6 +13,7 @@ use dialboard_engine::cells::{
 };
 use dialboard_engine::clock::Clock;
 use dialboard_engine::event::{AgentStatus, CallAnalysis, CallRecord, Conversation, CsatScore, StageChange};
+use std::sync::Arc;
 
 /// One record's contribution to the rollups, added (`sign` 1) or taken back (−1).
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +28,8 @@ pub struct Contribution {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Counted {
     Call {
-        call: CallRecord,
+        /// The event's own record (a new version) or the one read back (the version it replaces).
+        call: Arc<CallRecord>,
         analysis: Option<CallAnalysis>,
     },
     Ticket(Conversation),
@@ -272,7 +274,7 @@ impl Contribution {
         let sign = get_varint(input)?;
         let counted = match kind {
             CALL => Counted::Call {
-                call: decode_call(input)?,
+                call: Arc::new(decode_call(input)?),
                 analysis: match get_bool(input)? {
                     false => None,
                     true => Some(decode_analysis(input)?),
@@ -441,7 +443,7 @@ mod tests {
     fn contributions_round_trip_and_corruption_is_refused() {
         let all = [
             Contribution::take_back(Counted::Call {
-                call: call(),
+                call: Arc::new(call()),
                 analysis: Some(CallAnalysis {
                     call_id: "c1".into(),
                     event_id: "e2".into(),
@@ -455,7 +457,7 @@ mod tests {
                 }),
             }),
             Contribution::add(Counted::Call {
-                call: call(),
+                call: Arc::new(call()),
                 analysis: None,
             }),
             Contribution::add(Counted::Ticket(Conversation {
@@ -600,7 +602,7 @@ mod tests {
                         channel: None,
                     },
                     _ => Counted::Call {
-                        call: CallRecord {
+                        call: Arc::new(CallRecord {
                             agent_id: format!("a{}", next(5)),
                             team_id: [None, Some("t1".to_string())][next(2) as usize].clone(),
                             campaign_id: Some(format!("k{}", next(2))),
@@ -608,7 +610,7 @@ mod tests {
                             started_ns: at,
                             talk_seconds: Some(next(300) as i64),
                             ..call()
-                        },
+                        }),
                         analysis: None,
                     },
                 };

@@ -158,7 +158,7 @@ fn final_records(events: &[ParsedEvent]) -> Final {
         }
         match &e.event {
             Event::Call(c) if calls.get(&c.call_id).is_none_or(|old| old.version() < c.version()) => {
-                calls.insert(c.call_id.clone(), c.clone());
+                calls.insert(c.call_id.clone(), CallRecord::clone(c));
             }
             Event::Analysis(a)
                 if out

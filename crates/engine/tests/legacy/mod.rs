@@ -202,7 +202,7 @@ fn validate(value: &Value, taxonomy: &CompiledTaxonomy) -> Result<ParsedEvent, R
     let id = f.required_text("id");
     let type_name = f.text("type", true);
     let event = match type_name.as_deref() {
-        Some("call") => Some(Event::Call(parse_call(&mut f, &id, taxonomy))),
+        Some("call") => Some(Event::Call(std::sync::Arc::new(parse_call(&mut f, &id, taxonomy)))),
         Some("call_analysis") => Some(Event::Analysis(parse_analysis(&mut f, &id))),
         Some("agent_status") => Some(Event::Status(parse_status(&mut f, &id))),
         Some("lead_stage") => Some(Event::Stage(parse_stage(&mut f, &id))),

@@ -413,7 +413,7 @@ mod tests {
         else {
             unreachable!()
         };
-        call
+        std::sync::Arc::unwrap_or_clone(call)
     }
 
     fn stage(id: &str, contact: &str, stage: &str) -> StageChange {
