@@ -663,6 +663,11 @@ pub struct Announcement {
 
 /// A store's stream of `T`s ([`Change`]s, [`Announcement`]s). Publishing never blocks the
 /// writer: a receiver that falls more than [`Feed::CAPACITY`] items behind is told it lagged.
+/// An item stays in memory until its slowest receiver has read it, and a [`Change`] holds every
+/// event its commit stored: a receiver that batches its work must still read items as they
+/// come and keep only what it needs (the server's `alerts::gather_for`). Two loops that slept
+/// through their period first held every event of the last 2 s, the top of resident memory at
+/// high ingest rates (bench/README.md, 2026-12-06).
 pub struct Feed<T>(tokio::sync::broadcast::Sender<Arc<T>>);
 
 pub type ChangeFeed = Feed<Change>;
@@ -787,7 +792,8 @@ pub trait Store: Send + Sync + 'static {
     async fn checkpoint(&self) -> Result<usize>;
     async fn ready(&self) -> Result<()>;
     fn metrics(&self) -> &StoreMetrics;
-    /// Every committed change from now on (on PostgreSQL: from every node).
+    /// Every committed change from now on (on PostgreSQL: from every node). Read it as it
+    /// comes: an unread change keeps its events in memory ([`Feed`]).
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>>;
     /// Tells every node's live subscribers (on PostgreSQL by `NOTIFY`; on SQLite, one node,
     /// in process): each node's [`Store::announcements`] yields it once.
